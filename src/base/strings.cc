@@ -1,0 +1,94 @@
+#include "base/strings.h"
+
+#include <charconv>
+#include <limits>
+
+namespace ganglion {
+
+std::string toLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = asciiLower(c);
+  return out;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+bool headerListContains(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    std::string_view item = trim(list.substr(0, comma));
+    if (iequals(item, token)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+std::optional<uint64_t> parseUint(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  uint64_t value = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || ptr != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+std::optional<std::chrono::milliseconds> parseDuration(std::string_view text) {
+  text = trim(text);
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  auto number = parseUint(text.substr(0, digits));
+  if (!number) return std::nullopt;
+  std::string_view unit = text.substr(digits);
+  uint64_t factor = 0;
+  if (unit == "ms") factor = 1;
+  else if (unit == "s" || unit.empty()) factor = 1000;
+  else if (unit == "m") factor = 60'000;
+  else if (unit == "h") factor = 3'600'000;
+  else return std::nullopt;
+  if (*number > std::numeric_limits<int64_t>::max() / factor / 2) return std::nullopt;
+  return std::chrono::milliseconds(static_cast<int64_t>(*number * factor));
+}
+
+std::optional<uint64_t> parseByteSize(std::string_view text) {
+  text = trim(text);
+  if (text.empty()) return std::nullopt;
+  uint64_t factor = 1;
+  switch (asciiLower(text.back())) {
+    case 'k': factor = 1ull << 10; break;
+    case 'm': factor = 1ull << 20; break;
+    case 'g': factor = 1ull << 30; break;
+    default: break;
+  }
+  if (factor != 1) text.remove_suffix(1);
+  auto number = parseUint(text);
+  if (!number || *number > std::numeric_limits<uint64_t>::max() / factor) return std::nullopt;
+  return *number * factor;
+}
+
+void appendJsonEscaped(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 15];
+        } else {
+          out += ch;
+        }
+    }
+  }
+}
+
+}  // namespace ganglion

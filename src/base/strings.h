@@ -1,0 +1,42 @@
+// Small string helpers used across the code base; none allocates unless it returns a string.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace ganglion {
+
+inline char asciiLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+/// Case-insensitive ASCII comparison, as HTTP field names need.
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (asciiLower(a[i]) != asciiLower(b[i])) return false;
+  }
+  return true;
+}
+
+std::string toLower(std::string_view s);
+std::string_view trim(std::string_view s);
+
+/// True when the comma-separated list `list` holds `token` (case-insensitive), as in
+/// `Connection: keep-alive, Upgrade`.
+bool headerListContains(std::string_view list, std::string_view token);
+
+/// Parses a duration such as "250ms", "10s", "5m", "1h" or a bare number of seconds.
+std::optional<std::chrono::milliseconds> parseDuration(std::string_view text);
+
+/// Parses a byte size such as "1024", "64k", "10M", "1G" (powers of 1024).
+std::optional<uint64_t> parseByteSize(std::string_view text);
+
+/// Parses a decimal unsigned integer with no sign, spaces or overflow.
+std::optional<uint64_t> parseUint(std::string_view text);
+
+/// Escapes `s` for inclusion inside a JSON string literal (no surrounding quotes).
+void appendJsonEscaped(std::string& out, std::string_view s);
+
+}  // namespace ganglion

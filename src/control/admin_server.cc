@@ -1,0 +1,139 @@
+#include "control/admin_server.h"
+
+#include <openssl/crypto.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include "base/strings.h"
+#include "http/http1_parser.h"
+
+namespace ganglion::control {
+
+namespace asio = boost::asio;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+AdminServer::AdminServer(asio::io_context& io, AdminApi api)
+    : io_(io), api_(std::move(api)), acceptor_(io) {}
+
+std::string AdminServer::start(const HostPort& address, std::string token) {
+  token_ = std::move(token);
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(address.host == "localhost" ? "127.0.0.1" : address.host, ec);
+  if (ec) return fmt::format("admin address '{}' is not an IP address", address.host);
+  asio::ip::tcp::endpoint endpoint(addr, address.port);
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(64, ec);
+  if (ec) return fmt::format("admin listener {}: {}", address.text(), ec.message());
+  asio::co_spawn(io_, acceptLoop(), asio::detached);
+  return {};
+}
+
+void AdminServer::stop() {
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+}
+
+asio::awaitable<void> AdminServer::acceptLoop() {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor_.async_accept(kNoThrow);
+    if (ec) {
+      if (!acceptor_.is_open()) co_return;
+      continue;
+    }
+    asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
+  }
+}
+
+namespace {
+
+std::string jsonError(int code, std::string_view type, std::string_view message) {
+  std::string body = fmt::format(R"({{"error":{{"code":{},"type":")", code);
+  appendJsonEscaped(body, type);
+  body += R"(","message":")";
+  appendJsonEscaped(body, message);
+  body += "\"}}\n";
+  return body;
+}
+
+}  // namespace
+
+AdminServer::Reply AdminServer::dispatch(std::string_view method, std::string_view path,
+                                         std::string_view authorization) {
+  if (path == "/healthz") return {200, "text/plain", "ok\n"};
+  constexpr std::string_view kBearer = "Bearer ";
+  bool authorised = authorization.size() == kBearer.size() + token_.size() &&
+                    authorization.substr(0, kBearer.size()) == kBearer && !token_.empty() &&
+                    CRYPTO_memcmp(authorization.data() + kBearer.size(), token_.data(), token_.size()) == 0;
+  if (!authorised)
+    return {401, "application/json", jsonError(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")};
+  if (path == "/ready") {
+    bool ready = api_.ready();
+    return {ready ? 200 : 503, "application/json", ready ? "{\"ready\":true}\n" : "{\"ready\":false}\n"};
+  }
+  if (path == "/metrics") return {200, "text/plain; version=0.0.4", api_.metrics()};
+  if (path == "/config") return {200, "application/json", api_.config_json() + "\n"};
+  if (path == "/reload") {
+    if (method != "POST") return {405, "application/json", jsonError(405, "method_not_allowed", "use POST /reload")};
+    auto [ok, body] = api_.reload();
+    return {ok ? 200 : 400, "application/json", body};
+  }
+  return {404, "application/json", jsonError(404, "not_found", fmt::format("no admin endpoint {}", path))};
+}
+
+asio::awaitable<void> AdminServer::serve(asio::ip::tcp::socket socket) {
+  http::Http1Parser parser(http::Http1Parser::Kind::kRequest, {16 * 1024, 2048, 64});
+  Buffer in(buffers_);
+  asio::steady_timer timer(io_);
+  bool timed_out = false;
+  for (;;) {
+    parser.reset();
+    bool have_head = false, complete = false, failed = false;
+    timer.expires_after(std::chrono::seconds(30));
+    timer.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      timed_out = true;
+      boost::system::error_code ignored;
+      socket.cancel(ignored);
+    });
+    while (!complete && !failed) {
+      if (!in.empty()) {
+        auto step = parser.feed(in.readable());
+        in.consume(step.consumed);
+        if (step.event == http::ParseEvent::kError) failed = true;
+        if (step.event == http::ParseEvent::kHead) {
+          have_head = true;
+          if (!parser.request().hasBody()) complete = true;
+          if (parser.request().has_content_length && parser.request().content_length > 64 * 1024) failed = true;
+        }
+        if (step.event == http::ParseEvent::kComplete) complete = true;
+        continue;
+      }
+      auto [ec, n] = co_await socket.async_read_some(asio::buffer(in.writePtr(), in.writable()), kNoThrow);
+      if (ec || n == 0) co_return;
+      in.commit(n);
+    }
+    timer.cancel();
+    (void)have_head;
+    Reply reply = failed ? Reply{400, "application/json", jsonError(400, "bad_request", parser.errorReason().empty() ? "malformed request" : std::string(parser.errorReason()))}
+                         : dispatch(parser.request().method, parser.request().path(),
+                                    parser.request().headers.get("authorization"));
+    bool keep = !failed && parser.request().keep_alive;
+    std::string out = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
+                                  reply.status, reply.status == 200 ? "OK" : "Error", reply.content_type,
+                                  reply.body.size(), keep ? "" : "Connection: close\r\n");
+    out += reply.body;
+    auto [ec, n] = co_await asio::async_write(socket, asio::buffer(out), kNoThrow);
+    if (ec || !keep || timed_out) break;
+  }
+  boost::system::error_code ec;
+  socket.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+}
+
+}  // namespace ganglion::control

@@ -1,0 +1,121 @@
+// The configuration as written by the operator, after validation. Immutable once loaded;
+// compiled further into a Snapshot (control/snapshot.h) for the hot path.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ganglion::control {
+
+using Millis = std::chrono::milliseconds;
+
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+  std::string text() const;
+};
+
+struct ListenerConfig {
+  std::string name;
+  HostPort address;
+  uint64_t max_header_bytes = 32 * 1024;
+  uint64_t max_uri_bytes = 8 * 1024;
+  uint64_t max_headers = 100;
+  Millis header_timeout{10'000};
+  Millis body_timeout{30'000};
+  Millis idle_timeout{60'000};
+  int line = 0;
+};
+
+struct TargetConfig {
+  HostPort address;
+  uint32_t weight = 1;
+};
+
+struct UpstreamConfig {
+  std::string name;
+  std::vector<TargetConfig> targets;
+  Millis connect_timeout{2'000};
+  Millis idle_timeout{60'000};   ///< idle pooled connections are closed after this
+  uint32_t keepalive = 128;      ///< idle connections kept per worker per target
+  int line = 0;
+};
+
+struct HeaderOps {
+  std::vector<std::pair<std::string, std::string>> add;  ///< set (replace) these headers
+  std::vector<std::string> remove;
+  bool empty() const { return add.empty() && remove.empty(); }
+};
+
+struct RouteMatch {
+  std::optional<std::string> host;         ///< exact, or "*.suffix" wildcard
+  std::optional<std::string> path;         ///< exact; may hold {param} segments
+  std::optional<std::string> path_prefix;
+  std::vector<std::string> methods;        ///< upper case; empty matches any
+  std::vector<std::pair<std::string, std::string>> headers;  ///< lower-case name, exact value
+};
+
+struct RouteConfig {
+  std::string name;
+  RouteMatch match;
+  std::string upstream;
+  Millis timeout{0};                ///< whole exchange with the upstream; 0: no limit
+  Millis first_byte_timeout{60'000};  ///< until the upstream's response head
+  Millis idle_timeout{60'000};      ///< between two reads of the upstream's body
+  uint32_t retries = 1;             ///< extra attempts, only when safe
+  uint64_t max_body_bytes = 1ull << 30;
+  std::optional<std::string> rewrite_path_prefix;
+  HeaderOps request_headers;
+  HeaderOps response_headers;
+  int line = 0;
+};
+
+struct AdminConfig {
+  bool enabled = false;
+  HostPort address{"127.0.0.1", 9901};
+  std::string token;  ///< secret: never logged, redacted in /config
+};
+
+struct AccessLogConfig {
+  bool enabled = true;
+  std::string path = "stdout";  ///< "stdout", "stderr" or a file path
+};
+
+struct Config {
+  std::string source_path;
+  unsigned workers = 0;  ///< 0 in the file means one per core; resolved at load
+  std::vector<ListenerConfig> listeners;
+  std::vector<UpstreamConfig> upstreams;
+  std::vector<RouteConfig> routes;
+  AdminConfig admin;
+  AccessLogConfig access_log;
+};
+
+/// One problem found in a config file.
+struct ConfigError {
+  std::string file;
+  int line = 0;  ///< 1-based; 0 when the problem has no line (file unreadable)
+  std::string message;
+  std::string text() const;  ///< "file:line: message"
+};
+
+struct LoadResult {
+  std::optional<Config> config;     ///< set only when `errors` is empty
+  std::vector<ConfigError> errors;  ///< every problem found, in file order
+};
+
+/// Reads, expands ${VAR} in scalars, and validates a YAML config file. Called on the main
+/// thread at start and on reload; never on a worker.
+LoadResult loadConfigFile(const std::string& path);
+
+/// As loadConfigFile, from text already in memory (`path` only names it in errors).
+LoadResult loadConfigText(const std::string& text, const std::string& path);
+
+/// Renders the config as JSON with every secret replaced by "<redacted>".
+std::string configToRedactedJson(const Config& config);
+
+}  // namespace ganglion::control

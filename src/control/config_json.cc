@@ -1,0 +1,89 @@
+// The config rendered for GET /config: everything the operator wrote, secrets redacted.
+#include <boost/json.hpp>
+
+#include "control/config.h"
+
+namespace ganglion::control {
+
+namespace json = boost::json;
+
+namespace {
+
+json::value headerOps(const HeaderOps& ops) {
+  json::object add;
+  for (const auto& [k, v] : ops.add) add[k] = v;
+  json::array remove;
+  for (const auto& r : ops.remove) remove.emplace_back(r);
+  return json::object{{"add", std::move(add)}, {"remove", std::move(remove)}};
+}
+
+std::string millis(Millis d) { return std::to_string(d.count()) + "ms"; }
+
+}  // namespace
+
+std::string configToRedactedJson(const Config& c) {
+  json::object root;
+  root["source"] = c.source_path;
+  root["workers"] = c.workers;
+  json::array listeners;
+  for (const auto& l : c.listeners) {
+    listeners.push_back(json::object{{"name", l.name},
+                                     {"address", l.address.text()},
+                                     {"max_header_bytes", l.max_header_bytes},
+                                     {"max_uri_bytes", l.max_uri_bytes},
+                                     {"max_headers", l.max_headers},
+                                     {"header_timeout", millis(l.header_timeout)},
+                                     {"body_timeout", millis(l.body_timeout)},
+                                     {"idle_timeout", millis(l.idle_timeout)}});
+  }
+  root["listeners"] = std::move(listeners);
+  json::array upstreams;
+  for (const auto& u : c.upstreams) {
+    json::array targets;
+    for (const auto& t : u.targets)
+      targets.push_back(json::object{{"address", t.address.text()}, {"weight", t.weight}});
+    upstreams.push_back(json::object{{"name", u.name},
+                                     {"targets", std::move(targets)},
+                                     {"connect_timeout", millis(u.connect_timeout)},
+                                     {"idle_timeout", millis(u.idle_timeout)},
+                                     {"keepalive", u.keepalive}});
+  }
+  root["upstreams"] = std::move(upstreams);
+  json::array routes;
+  for (const auto& r : c.routes) {
+    json::object match;
+    if (r.match.host) match["host"] = *r.match.host;
+    if (r.match.path) match["path"] = *r.match.path;
+    if (r.match.path_prefix) match["path_prefix"] = *r.match.path_prefix;
+    if (!r.match.methods.empty()) {
+      json::array m;
+      for (const auto& x : r.match.methods) m.emplace_back(x);
+      match["methods"] = std::move(m);
+    }
+    if (!r.match.headers.empty()) {
+      json::object h;
+      for (const auto& [k, v] : r.match.headers) h[k] = v;
+      match["headers"] = std::move(h);
+    }
+    json::object route{{"name", r.name},
+                       {"match", std::move(match)},
+                       {"upstream", r.upstream},
+                       {"timeout", millis(r.timeout)},
+                       {"first_byte_timeout", millis(r.first_byte_timeout)},
+                       {"idle_timeout", millis(r.idle_timeout)},
+                       {"retries", r.retries},
+                       {"max_body_bytes", r.max_body_bytes},
+                       {"request_headers", headerOps(r.request_headers)},
+                       {"response_headers", headerOps(r.response_headers)}};
+    if (r.rewrite_path_prefix) route["rewrite"] = json::object{{"path_prefix", *r.rewrite_path_prefix}};
+    routes.push_back(std::move(route));
+  }
+  root["routes"] = std::move(routes);
+  if (c.admin.enabled) {
+    root["admin"] = json::object{{"address", c.admin.address.text()}, {"token", "<redacted>"}};
+  }
+  root["access_log"] = json::object{{"enabled", c.access_log.enabled}, {"path", c.access_log.path}};
+  return json::serialize(root);
+}
+
+}  // namespace ganglion::control

@@ -1,0 +1,513 @@
+// YAML → Config, collecting every error with its file and line rather than stopping at the
+// first, so `ganglion check` shows the operator the whole list at once.
+#include <yaml-cpp/yaml.h>
+
+#include <boost/asio/ip/address.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "base/strings.h"
+#include "control/config.h"
+
+namespace ganglion::control {
+
+std::string HostPort::text() const {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+std::string ConfigError::text() const {
+  if (line > 0) return file + ":" + std::to_string(line) + ": " + message;
+  return file + ": " + message;
+}
+
+namespace {
+
+bool isToken(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool isHeaderValue(std::string_view s) {
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
+  }
+  return true;
+}
+
+class Reader {
+ public:
+  explicit Reader(std::string file) : file_(std::move(file)) {}
+
+  std::vector<ConfigError> errors;
+
+  void fail(const YAML::Node& at, std::string message) {
+    errors.push_back({file_, lineOf(at), std::move(message)});
+  }
+  void failLine(int line, std::string message) {
+    errors.push_back({file_, line, std::move(message)});
+  }
+  static int lineOf(const YAML::Node& node) {
+    return node.IsDefined() && node.Mark().line >= 0 ? node.Mark().line + 1 : 0;
+  }
+
+  /// Rejects keys outside `allowed`, so a typo is an error and not a silently ignored field.
+  void checkKeys(const YAML::Node& map, std::initializer_list<std::string_view> allowed,
+                 std::string_view where) {
+    if (!map.IsMap()) return;
+    for (const auto& kv : map) {
+      auto key = kv.first.Scalar();
+      bool known = false;
+      for (auto a : allowed) known = known || a == key;
+      if (!known) fail(kv.first, fmt::format("unknown field '{}' in {}", key, where));
+    }
+  }
+
+  /// A scalar with ${VAR} and ${VAR:-default} expanded from the environment.
+  std::optional<std::string> str(const YAML::Node& node, std::string_view what) {
+    if (!node.IsScalar()) {
+      fail(node, fmt::format("{} must be a string", what));
+      return std::nullopt;
+    }
+    return expand(node, node.Scalar());
+  }
+
+  std::optional<std::string> expand(const YAML::Node& at, const std::string& raw) {
+    std::string out;
+    size_t i = 0;
+    while (i < raw.size()) {
+      if (raw[i] == '$' && i + 1 < raw.size() && raw[i + 1] == '{') {
+        size_t close = raw.find('}', i + 2);
+        if (close == std::string::npos) {
+          fail(at, "unterminated ${ in value");
+          return std::nullopt;
+        }
+        std::string inner = raw.substr(i + 2, close - i - 2);
+        std::optional<std::string> fallback;
+        if (auto dash = inner.find(":-"); dash != std::string::npos) {
+          fallback = inner.substr(dash + 2);
+          inner.resize(dash);
+        }
+        const char* value = std::getenv(inner.c_str());
+        if (value && *value) {
+          out += value;
+        } else if (fallback) {
+          out += *fallback;
+        } else {
+          fail(at, fmt::format("environment variable '{}' is not set", inner));
+          return std::nullopt;
+        }
+        i = close + 1;
+      } else {
+        out += raw[i++];
+      }
+    }
+    return out;
+  }
+
+  template <typename Int>
+  std::optional<Int> integer(const YAML::Node& node, std::string_view what, uint64_t min,
+                             uint64_t max) {
+    auto s = str(node, what);
+    if (!s) return std::nullopt;
+    auto v = parseUint(*s);
+    if (!v || *v < min || *v > max) {
+      fail(node, fmt::format("{} must be an integer from {} to {}, got '{}'", what, min, max, *s));
+      return std::nullopt;
+    }
+    return static_cast<Int>(*v);
+  }
+
+  std::optional<Millis> duration(const YAML::Node& node, std::string_view what) {
+    auto s = str(node, what);
+    if (!s) return std::nullopt;
+    auto d = parseDuration(*s);
+    if (!d) fail(node, fmt::format("{} must be a duration like 500ms, 10s or 2m, got '{}'", what, *s));
+    return d;
+  }
+
+  std::optional<uint64_t> bytes(const YAML::Node& node, std::string_view what) {
+    auto s = str(node, what);
+    if (!s) return std::nullopt;
+    auto b = parseByteSize(*s);
+    if (!b) fail(node, fmt::format("{} must be a size like 1024, 64k or 10M, got '{}'", what, *s));
+    return b;
+  }
+
+  std::optional<bool> boolean(const YAML::Node& node, std::string_view what) {
+    auto s = str(node, what);
+    if (!s) return std::nullopt;
+    if (*s == "true" || *s == "yes" || *s == "on") return true;
+    if (*s == "false" || *s == "no" || *s == "off") return false;
+    fail(node, fmt::format("{} must be true or false, got '{}'", what, *s));
+    return std::nullopt;
+  }
+
+  std::optional<HostPort> hostPort(const YAML::Node& node, std::string_view what) {
+    auto s = str(node, what);
+    if (!s) return std::nullopt;
+    HostPort hp;
+    std::string_view text = *s;
+    size_t colon;
+    if (!text.empty() && text.front() == '[') {
+      size_t close = text.find(']');
+      if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+        fail(node, fmt::format("{} must be host:port or [ipv6]:port, got '{}'", what, *s));
+        return std::nullopt;
+      }
+      hp.host = std::string(text.substr(1, close - 1));
+      colon = close + 1;
+    } else {
+      colon = text.rfind(':');
+      if (colon == std::string_view::npos || colon == 0) {
+        fail(node, fmt::format("{} must be host:port, got '{}'", what, *s));
+        return std::nullopt;
+      }
+      hp.host = std::string(text.substr(0, colon));
+    }
+    auto port = parseUint(text.substr(colon + 1));
+    if (!port || *port == 0 || *port > 65535) {
+      fail(node, fmt::format("{} has an invalid port in '{}'", what, *s));
+      return std::nullopt;
+    }
+    hp.port = static_cast<uint16_t>(*port);
+    return hp;
+  }
+
+  template <typename Fn>
+  void forEach(const YAML::Node& seq, std::string_view what, Fn&& fn) {
+    if (!seq.IsDefined() || seq.IsNull()) return;
+    if (!seq.IsSequence()) {
+      fail(seq, fmt::format("{} must be a list", what));
+      return;
+    }
+    for (const auto& item : seq) fn(item);
+  }
+
+  HeaderOps headerOps(const YAML::Node& node, std::string_view what) {
+    HeaderOps ops;
+    if (!node.IsMap()) {
+      fail(node, fmt::format("{} must be a map with 'add' and/or 'remove'", what));
+      return ops;
+    }
+    checkKeys(node, {"add", "remove"}, what);
+    if (auto add = node["add"]; add.IsDefined()) {
+      if (!add.IsMap()) {
+        fail(add, fmt::format("{}.add must be a map of header: value", what));
+      } else {
+        for (const auto& kv : add) {
+          auto name = kv.first.Scalar();
+          auto value = str(kv.second, "header value");
+          if (!isToken(name)) fail(kv.first, fmt::format("'{}' is not a valid header name", name));
+          else if (value && !isHeaderValue(*value))
+            fail(kv.second, fmt::format("header '{}' has a control character in its value", name));
+          else if (value) ops.add.emplace_back(toLower(name), *value);
+        }
+      }
+    }
+    forEach(node["remove"], std::string(what) + ".remove", [&](const YAML::Node& n) {
+      if (auto name = str(n, "header name")) {
+        if (!isToken(*name)) fail(n, fmt::format("'{}' is not a valid header name", *name));
+        else ops.remove.push_back(toLower(*name));
+      }
+    });
+    return ops;
+  }
+
+ private:
+  std::string file_;
+};
+
+void readListener(Reader& r, const YAML::Node& n, Config& cfg) {
+  ListenerConfig l;
+  l.line = Reader::lineOf(n);
+  if (!n.IsMap()) return r.fail(n, "a listener must be a map");
+  r.checkKeys(n, {"name", "address", "max_header_bytes", "max_uri_bytes", "max_headers",
+                  "header_timeout", "body_timeout", "idle_timeout"},
+              "listener");
+  if (auto v = n["name"]; v.IsDefined()) {
+    if (auto s = r.str(v, "listener name")) l.name = *s;
+  } else {
+    r.fail(n, "listener needs a 'name'");
+  }
+  if (auto v = n["address"]; v.IsDefined()) {
+    if (auto hp = r.hostPort(v, "listener address")) l.address = *hp;
+  } else {
+    r.fail(n, "listener needs an 'address' (host:port)");
+  }
+  if (auto v = n["max_header_bytes"]; v.IsDefined())
+    if (auto b = r.bytes(v, "max_header_bytes")) l.max_header_bytes = *b;
+  if (auto v = n["max_uri_bytes"]; v.IsDefined())
+    if (auto b = r.bytes(v, "max_uri_bytes")) l.max_uri_bytes = *b;
+  if (auto v = n["max_headers"]; v.IsDefined())
+    if (auto i = r.integer<uint64_t>(v, "max_headers", 1, 10'000)) l.max_headers = *i;
+  if (auto v = n["header_timeout"]; v.IsDefined())
+    if (auto d = r.duration(v, "header_timeout")) l.header_timeout = *d;
+  if (auto v = n["body_timeout"]; v.IsDefined())
+    if (auto d = r.duration(v, "body_timeout")) l.body_timeout = *d;
+  if (auto v = n["idle_timeout"]; v.IsDefined())
+    if (auto d = r.duration(v, "idle_timeout")) l.idle_timeout = *d;
+  if (l.max_header_bytes < 1024) r.fail(n["max_header_bytes"], "max_header_bytes must be at least 1024");
+  if (l.max_uri_bytes < 64) r.fail(n["max_uri_bytes"], "max_uri_bytes must be at least 64");
+  cfg.listeners.push_back(std::move(l));
+}
+
+void readTarget(Reader& r, const YAML::Node& n, UpstreamConfig& u) {
+  TargetConfig t;
+  if (n.IsScalar()) {
+    if (auto hp = r.hostPort(n, "target")) t.address = *hp;
+    else return;
+  } else if (n.IsMap()) {
+    r.checkKeys(n, {"address", "weight"}, "target");
+    if (auto v = n["address"]; v.IsDefined()) {
+      if (auto hp = r.hostPort(v, "target address")) t.address = *hp;
+      else return;
+    } else {
+      return r.fail(n, "target needs an 'address'");
+    }
+    if (auto v = n["weight"]; v.IsDefined()) {
+      if (auto w = r.integer<uint32_t>(v, "weight", 1, 10'000)) t.weight = *w;
+    }
+  } else {
+    return r.fail(n, "a target is \"host:port\" or { address, weight }");
+  }
+  u.targets.push_back(std::move(t));
+}
+
+void readUpstream(Reader& r, const YAML::Node& n, Config& cfg) {
+  UpstreamConfig u;
+  u.line = Reader::lineOf(n);
+  if (!n.IsMap()) return r.fail(n, "an upstream must be a map");
+  r.checkKeys(n, {"name", "targets", "connect_timeout", "idle_timeout", "keepalive"}, "upstream");
+  if (auto v = n["name"]; v.IsDefined()) {
+    if (auto s = r.str(v, "upstream name")) u.name = *s;
+  } else {
+    r.fail(n, "upstream needs a 'name'");
+  }
+  r.forEach(n["targets"], "targets", [&](const YAML::Node& t) { readTarget(r, t, u); });
+  if (!n["targets"].IsDefined() || (n["targets"].IsSequence() && n["targets"].size() == 0))
+    r.fail(n, fmt::format("upstream '{}' needs at least one target", u.name));
+  if (auto v = n["connect_timeout"]; v.IsDefined())
+    if (auto d = r.duration(v, "connect_timeout")) u.connect_timeout = *d;
+  if (auto v = n["idle_timeout"]; v.IsDefined())
+    if (auto d = r.duration(v, "idle_timeout")) u.idle_timeout = *d;
+  if (auto v = n["keepalive"]; v.IsDefined())
+    if (auto k = r.integer<uint32_t>(v, "keepalive", 0, 100'000)) u.keepalive = *k;
+  cfg.upstreams.push_back(std::move(u));
+}
+
+void readMatch(Reader& r, const YAML::Node& n, RouteMatch& m) {
+  if (!n.IsMap()) return r.fail(n, "route 'match' must be a map");
+  r.checkKeys(n, {"host", "path", "path_prefix", "methods", "headers"}, "match");
+  if (auto v = n["host"]; v.IsDefined()) {
+    if (auto s = r.str(v, "host")) {
+      std::string host = toLower(*s);
+      if (host.empty() || host.find('*', 1) != std::string::npos ||
+          (host[0] == '*' && (host.size() < 3 || host[1] != '.')))
+        r.fail(v, fmt::format("host '{}' must be a name or a '*.suffix' wildcard", *s));
+      else m.host = host;
+    }
+  }
+  if (auto v = n["path"]; v.IsDefined()) {
+    if (auto s = r.str(v, "path")) {
+      if (s->empty() || (*s)[0] != '/') r.fail(v, "path must start with '/'");
+      else m.path = *s;
+    }
+  }
+  if (auto v = n["path_prefix"]; v.IsDefined()) {
+    if (auto s = r.str(v, "path_prefix")) {
+      if (s->empty() || (*s)[0] != '/') r.fail(v, "path_prefix must start with '/'");
+      else m.path_prefix = *s;
+    }
+  }
+  if (m.path && m.path_prefix) r.fail(n, "match may have 'path' or 'path_prefix', not both");
+  r.forEach(n["methods"], "methods", [&](const YAML::Node& v) {
+    if (auto s = r.str(v, "method")) {
+      std::string upper(*s);
+      for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      if (!isToken(upper)) r.fail(v, fmt::format("'{}' is not a valid method", *s));
+      else m.methods.push_back(upper);
+    }
+  });
+  if (auto v = n["headers"]; v.IsDefined()) {
+    if (!v.IsMap()) {
+      r.fail(v, "match.headers must be a map of header: value");
+    } else {
+      for (const auto& kv : v) {
+        auto value = r.str(kv.second, "header value");
+        if (!isToken(kv.first.Scalar())) r.fail(kv.first, "invalid header name in match.headers");
+        else if (value) m.headers.emplace_back(toLower(kv.first.Scalar()), *value);
+      }
+    }
+  }
+}
+
+void readRoute(Reader& r, const YAML::Node& n, Config& cfg) {
+  RouteConfig rt;
+  rt.line = Reader::lineOf(n);
+  if (!n.IsMap()) return r.fail(n, "a route must be a map");
+  r.checkKeys(n, {"name", "match", "upstream", "timeout", "first_byte_timeout", "idle_timeout", "retries",
+                  "max_body_bytes", "rewrite", "request_headers", "response_headers"},
+              "route");
+  if (auto v = n["name"]; v.IsDefined()) {
+    if (auto s = r.str(v, "route name")) rt.name = *s;
+  } else {
+    r.fail(n, "route needs a 'name'");
+  }
+  if (auto v = n["match"]; v.IsDefined()) readMatch(r, v, rt.match);
+  else rt.match.path_prefix = "/";
+  if (auto v = n["upstream"]; v.IsDefined()) {
+    if (auto s = r.str(v, "upstream")) rt.upstream = *s;
+  } else {
+    r.fail(n, fmt::format("route '{}' needs an 'upstream'", rt.name));
+  }
+  if (auto v = n["timeout"]; v.IsDefined())
+    if (auto d = r.duration(v, "timeout")) rt.timeout = *d;
+  if (auto v = n["first_byte_timeout"]; v.IsDefined())
+    if (auto d = r.duration(v, "first_byte_timeout")) rt.first_byte_timeout = *d;
+  if (auto v = n["idle_timeout"]; v.IsDefined())
+    if (auto d = r.duration(v, "idle_timeout")) rt.idle_timeout = *d;
+  if (auto v = n["retries"]; v.IsDefined())
+    if (auto i = r.integer<uint32_t>(v, "retries", 0, 10)) rt.retries = *i;
+  if (auto v = n["max_body_bytes"]; v.IsDefined())
+    if (auto b = r.bytes(v, "max_body_bytes")) rt.max_body_bytes = *b;
+  if (auto v = n["rewrite"]; v.IsDefined()) {
+    if (!v.IsMap()) {
+      r.fail(v, "rewrite must be a map");
+    } else {
+      r.checkKeys(v, {"path_prefix"}, "rewrite");
+      if (auto p = v["path_prefix"]; p.IsDefined()) {
+        if (auto s = r.str(p, "rewrite.path_prefix")) {
+          if (s->empty() || (*s)[0] != '/') r.fail(p, "rewrite.path_prefix must start with '/'");
+          else rt.rewrite_path_prefix = *s;
+        }
+      }
+    }
+  }
+  if (auto v = n["request_headers"]; v.IsDefined()) rt.request_headers = r.headerOps(v, "request_headers");
+  if (auto v = n["response_headers"]; v.IsDefined()) rt.response_headers = r.headerOps(v, "response_headers");
+  cfg.routes.push_back(std::move(rt));
+}
+
+bool isLoopbackHost(const std::string& host) {
+  if (host == "localhost") return true;
+  boost::system::error_code ec;
+  auto addr = boost::asio::ip::make_address(host, ec);
+  return !ec && addr.is_loopback();
+}
+
+void readAdmin(Reader& r, const YAML::Node& n, Config& cfg) {
+  if (!n.IsMap()) return r.fail(n, "admin must be a map");
+  r.checkKeys(n, {"address", "token", "allow_remote"}, "admin");
+  cfg.admin.enabled = true;
+  bool allow_remote = false;
+  if (auto v = n["allow_remote"]; v.IsDefined())
+    if (auto b = r.boolean(v, "allow_remote")) allow_remote = *b;
+  if (auto v = n["address"]; v.IsDefined()) {
+    if (auto hp = r.hostPort(v, "admin address")) {
+      cfg.admin.address = *hp;
+      if (!allow_remote && !isLoopbackHost(hp->host))
+        r.fail(v, "admin address must be loopback unless 'allow_remote: true' is set");
+    }
+  }
+  if (auto v = n["token"]; v.IsDefined()) {
+    if (auto s = r.str(v, "admin token")) cfg.admin.token = *s;
+  }
+  if (cfg.admin.token.empty()) r.fail(n, "admin needs a non-empty 'token' (use ${GANGLION_ADMIN_TOKEN})");
+}
+
+void validateReferences(Reader& r, Config& cfg) {
+  std::set<std::string> names;
+  for (auto& l : cfg.listeners)
+    if (!l.name.empty() && !names.insert(l.name).second)
+      r.failLine(l.line, fmt::format("duplicate listener name '{}'", l.name));
+  std::set<std::string> addresses;
+  for (auto& l : cfg.listeners)
+    if (l.address.port && !addresses.insert(l.address.text()).second)
+      r.failLine(l.line, fmt::format("two listeners on {}", l.address.text()));
+  names.clear();
+  for (auto& u : cfg.upstreams)
+    if (!u.name.empty() && !names.insert(u.name).second)
+      r.failLine(u.line, fmt::format("duplicate upstream name '{}'", u.name));
+  std::set<std::string> route_names;
+  for (auto& rt : cfg.routes) {
+    if (!rt.name.empty() && !route_names.insert(rt.name).second)
+      r.failLine(rt.line, fmt::format("duplicate route name '{}'", rt.name));
+    if (!rt.upstream.empty() && !names.count(rt.upstream))
+      r.failLine(rt.line, fmt::format("route '{}' names unknown upstream '{}'", rt.name, rt.upstream));
+  }
+  if (cfg.listeners.empty()) r.failLine(0, "at least one listener is required");
+}
+
+}  // namespace
+
+LoadResult loadConfigText(const std::string& text, const std::string& path) {
+  LoadResult result;
+  Reader r(path);
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    result.errors.push_back({path, e.mark.line >= 0 ? e.mark.line + 1 : 0, "YAML syntax: " + e.msg});
+    return result;
+  }
+  Config cfg;
+  cfg.source_path = path;
+  if (!root.IsMap()) {
+    result.errors.push_back({path, 1, "the config must be a YAML map"});
+    return result;
+  }
+  try {
+    r.checkKeys(root, {"workers", "listeners", "upstreams", "routes", "admin", "access_log"},
+                "the top level");
+    if (auto v = root["workers"]; v.IsDefined())
+      if (auto w = r.integer<unsigned>(v, "workers", 0, 256)) cfg.workers = *w;
+    r.forEach(root["listeners"], "listeners", [&](const YAML::Node& n) { readListener(r, n, cfg); });
+    r.forEach(root["upstreams"], "upstreams", [&](const YAML::Node& n) { readUpstream(r, n, cfg); });
+    r.forEach(root["routes"], "routes", [&](const YAML::Node& n) { readRoute(r, n, cfg); });
+    if (auto v = root["admin"]; v.IsDefined()) readAdmin(r, v, cfg);
+    if (auto v = root["access_log"]; v.IsDefined()) {
+      if (!v.IsMap()) {
+        r.fail(v, "access_log must be a map");
+      } else {
+        r.checkKeys(v, {"enabled", "path"}, "access_log");
+        if (auto e = v["enabled"]; e.IsDefined())
+          if (auto b = r.boolean(e, "access_log.enabled")) cfg.access_log.enabled = *b;
+        if (auto p = v["path"]; p.IsDefined())
+          if (auto s = r.str(p, "access_log.path")) cfg.access_log.path = *s;
+      }
+    }
+    validateReferences(r, cfg);
+  } catch (const YAML::Exception& e) {
+    r.failLine(e.mark.line >= 0 ? e.mark.line + 1 : 0, e.msg);
+  }
+  if (cfg.workers == 0) cfg.workers = std::max(1u, std::thread::hardware_concurrency());
+  std::stable_sort(r.errors.begin(), r.errors.end(),
+                   [](const ConfigError& a, const ConfigError& b) { return a.line < b.line; });
+  result.errors = std::move(r.errors);
+  if (result.errors.empty()) result.config = std::move(cfg);
+  return result;
+}
+
+LoadResult loadConfigFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    LoadResult result;
+    result.errors.push_back({path, 0, "cannot open the file"});
+    return result;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return loadConfigText(ss.str(), path);
+}
+
+}  // namespace ganglion::control

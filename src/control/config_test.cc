@@ -1,0 +1,108 @@
+#include "control/config.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+namespace ganglion::control {
+namespace {
+
+TEST(Config, IssueExampleLoads) {
+  auto r = loadConfigText(R"(workers: 1
+listeners:
+  - name: public
+    address: 127.0.0.1:8080
+upstreams:
+  - name: backend
+    targets: [ "127.0.0.1:9000" ]
+routes:
+  - name: all
+    match: { path_prefix: / }
+    upstream: backend
+)",
+                          "ex.yaml");
+  ASSERT_TRUE(r.config) << (r.errors.empty() ? "" : r.errors[0].text());
+  EXPECT_EQ(r.config->workers, 1u);
+  EXPECT_EQ(r.config->listeners[0].address.port, 8080);
+  EXPECT_EQ(r.config->routes[0].upstream, "backend");
+}
+
+TEST(Config, EveryErrorHasFileAndLine) {
+  auto r = loadConfigText(R"(listeners:
+  - name: public
+    address: nonsense
+upstreams:
+  - name: backend
+    targets: [ "127.0.0.1:9000" ]
+routes:
+  - name: all
+    upstream: nowhere
+    timeout: soon
+)",
+                          "bad.yaml");
+  ASSERT_FALSE(r.config);
+  ASSERT_EQ(r.errors.size(), 3u);
+  EXPECT_EQ(r.errors[0].text(), "bad.yaml:3: listener address must be host:port, got 'nonsense'");
+  EXPECT_EQ(r.errors[1].line, 8);
+  EXPECT_NE(r.errors[1].message.find("unknown upstream 'nowhere'"), std::string::npos);
+  EXPECT_EQ(r.errors[2].line, 10);
+}
+
+TEST(Config, UnknownFieldIsAnError) {
+  auto r = loadConfigText("listeners: [ { name: a, address: '127.0.0.1:1', adress: x } ]\n", "t.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_NE(r.errors[0].message.find("unknown field 'adress'"), std::string::npos);
+}
+
+TEST(Config, YamlSyntaxErrorHasLine) {
+  auto r = loadConfigText("listeners:\n  - name: a\n    address: [ \n", "t.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_GT(r.errors[0].line, 0);
+  EXPECT_NE(r.errors[0].message.find("YAML"), std::string::npos);
+}
+
+TEST(Config, EnvironmentExpansion) {
+  setenv("GANGLION_TEST_TOKEN", "s3cret", 1);
+  unsetenv("GANGLION_TEST_UNSET");
+  auto r = loadConfigText(R"(listeners: [ { name: a, address: "127.0.0.1:1" } ]
+admin: { address: "127.0.0.1:2", token: "${GANGLION_TEST_TOKEN}" }
+)", "t.yaml");
+  ASSERT_TRUE(r.config);
+  EXPECT_EQ(r.config->admin.token, "s3cret");
+  EXPECT_EQ(configToRedactedJson(*r.config).find("s3cret"), std::string::npos);
+
+  auto bad = loadConfigText(R"(listeners: [ { name: a, address: "127.0.0.1:1" } ]
+admin: { token: "${GANGLION_TEST_UNSET}" }
+)", "t.yaml");
+  ASSERT_FALSE(bad.config);
+  EXPECT_NE(bad.errors[0].message.find("GANGLION_TEST_UNSET"), std::string::npos);
+  EXPECT_EQ(bad.errors[0].line, 2);
+
+  auto fallback = loadConfigText(R"(listeners: [ { name: a, address: "${GANGLION_TEST_UNSET:-127.0.0.1:7}" } ]
+)", "t.yaml");
+  ASSERT_TRUE(fallback.config);
+  EXPECT_EQ(fallback.config->listeners[0].address.port, 7);
+}
+
+TEST(Config, AdminMustBeLoopbackAndHaveToken) {
+  auto r = loadConfigText(R"(listeners: [ { name: a, address: "127.0.0.1:1" } ]
+admin: { address: "0.0.0.0:9901", token: "" }
+)", "t.yaml");
+  ASSERT_EQ(r.errors.size(), 2u);
+}
+
+TEST(Config, DurationsAndSizes) {
+  auto r = loadConfigText(R"(listeners: [ { name: a, address: "127.0.0.1:1", header_timeout: 250ms, max_header_bytes: 8k } ]
+upstreams: [ { name: u, targets: [ { address: "127.0.0.1:2", weight: 3 } ] } ]
+routes: [ { name: r, upstream: u, max_body_bytes: 1M, timeout: 2m } ]
+)", "t.yaml");
+  ASSERT_TRUE(r.config);
+  EXPECT_EQ(r.config->listeners[0].header_timeout.count(), 250);
+  EXPECT_EQ(r.config->listeners[0].max_header_bytes, 8192u);
+  EXPECT_EQ(r.config->upstreams[0].targets[0].weight, 3u);
+  EXPECT_EQ(r.config->routes[0].max_body_bytes, 1u << 20);
+  EXPECT_EQ(r.config->routes[0].timeout.count(), 120000);
+}
+
+}  // namespace
+}  // namespace ganglion::control

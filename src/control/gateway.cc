@@ -1,0 +1,346 @@
+#include "control/gateway.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+#include <csignal>
+#include <cstring>
+#include <cstdio>
+#include <ctime>
+#include <map>
+#include <set>
+
+#include "base/result.h"
+#include "http/server_connection.h"
+#include "loop/worker.h"
+#include "proxy/proxy_handler.h"
+#include "telemetry/access_log.h"
+#include "telemetry/metrics.h"
+
+namespace ganglion::control {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+constexpr auto kDrainTimeout = std::chrono::seconds(15);
+
+struct WorkerListener {
+  WorkerListener(asio::io_context& io, http::ListenerLimits l) : limits(l), acceptor(io) {}
+  http::ListenerLimits limits;
+  tcp::acceptor acceptor;
+};
+
+struct WorkerContext {
+  WorkerContext(unsigned index, telemetry::AccessLog* log) : worker(index), handler(worker, stats, log) {}
+  loop::Worker worker;
+  telemetry::WorkerStats stats;
+  proxy::ProxyHandler handler;
+  std::map<std::string, std::shared_ptr<WorkerListener>> listeners;
+  bool draining = false;
+};
+
+namespace {
+
+http::ListenerLimits limitsOf(const ListenerConfig& l) {
+  http::ListenerLimits limits;
+  limits.parse.max_head_bytes = l.max_header_bytes;
+  limits.parse.max_uri_bytes = l.max_uri_bytes;
+  limits.parse.max_headers = l.max_headers;
+  limits.header_timeout = l.header_timeout;
+  limits.body_timeout = l.body_timeout;
+  limits.idle_timeout = l.idle_timeout;
+  return limits;
+}
+
+/// A listening socket with SO_REUSEPORT, so each worker accepts on its own queue and a
+/// second process (binary upgrade) can bind the same address.
+ganglion::Result<int> openListenSocket(const HostPort& address) {
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(address.host == "localhost" ? "127.0.0.1" : address.host, ec);
+  if (ec) return ganglion::Error{fmt::format("listener address '{}' is not an IP address", address.host)};
+  tcp::endpoint endpoint(addr, address.port);
+  int fd = ::socket(endpoint.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ganglion::Error{fmt::format("socket(): {}", std::strerror(errno))};
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (::bind(fd, endpoint.data(), static_cast<socklen_t>(endpoint.size())) != 0 || ::listen(fd, 4096) != 0) {
+    int err = errno;
+    ::close(fd);
+    return ganglion::Error{fmt::format("cannot listen on {}: {}", address.text(), std::strerror(err))};
+  }
+  return fd;
+}
+
+asio::awaitable<void> serveConnection(WorkerContext& ctx, tcp::socket socket, http::ListenerLimits limits) {
+  try {
+    http::ServerConnection conn(ctx.worker, std::move(socket), limits, ctx.handler, ctx.stats, ctx.draining);
+    co_await conn.run();
+  } catch (const std::exception& e) {
+    // An invariant broke while serving one connection; drop it, keep the worker.
+    std::fprintf(stderr, "ganglion: worker %u: connection failed: %s\n", ctx.worker.index(), e.what());
+  }
+}
+
+asio::awaitable<void> acceptLoop(WorkerContext& ctx, std::shared_ptr<WorkerListener> listener) {
+  asio::steady_timer backoff(ctx.worker.io());
+  for (;;) {
+    auto [ec, socket] = co_await listener->acceptor.async_accept(kNoThrow);
+    if (ec) {
+      if (!listener->acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
+      // Out of descriptors: pause accepting briefly instead of spinning.
+      backoff.expires_after(std::chrono::milliseconds(50));
+      co_await backoff.async_wait(kNoThrow);
+      continue;
+    }
+    asio::co_spawn(ctx.worker.io(), serveConnection(ctx, std::move(socket), listener->limits), asio::detached);
+  }
+}
+
+void raiseFileLimit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+}  // namespace
+
+Gateway::Gateway(std::string config_path) : config_path_(std::move(config_path)), signals_(io_) {}
+
+Gateway::~Gateway() {
+  for (auto& w : workers_) w->worker.stopAndJoin();
+  if (access_log_) access_log_->stop();
+}
+
+void Gateway::log(std::string_view message) {
+  std::time_t now = std::time(nullptr);
+  char when[32];
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  std::fprintf(stderr, "%s ganglion: %.*s\n", when, static_cast<int>(message.size()), message.data());
+}
+
+std::string Gateway::installListeners(const Config& cfg) {
+  // Open every new socket first, so a bind failure changes nothing.
+  std::map<std::string, const ListenerConfig*> wanted;
+  for (const auto& l : cfg.listeners) wanted[l.address.text()] = &l;
+  std::map<std::string, std::vector<int>> opened;
+  for (const auto& [key, l] : wanted) {
+    if (bound_.count(key)) continue;
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      auto fd = openListenSocket(l->address);
+      if (!fd) {
+        for (auto& [k, fds] : opened)
+          for (int f : fds) ::close(f);
+        return fmt::format("{}:{}: {}", cfg.source_path, l->line, fd.error().message);
+      }
+      opened[key].push_back(*fd);
+    }
+  }
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    auto* ctx = workers_[i].get();
+    // Main thread owns `listeners` only before the workers start; afterwards each change is
+    // posted to the worker that owns the acceptor.
+    std::vector<std::pair<std::string, int>> adds;
+    for (auto& [key, fds] : opened) adds.emplace_back(key, fds[i]);
+    std::map<std::string, http::ListenerLimits> limits;
+    for (const auto& [key, l] : wanted) limits[key] = limitsOf(*l);
+    auto apply = [ctx, adds, limits] {
+      for (auto it = ctx->listeners.begin(); it != ctx->listeners.end();) {
+        if (!limits.count(it->first)) {
+          boost::system::error_code ec;
+          it->second->acceptor.close(ec);
+          it = ctx->listeners.erase(it);
+        } else {
+          it->second->limits = limits.at(it->first);
+          ++it;
+        }
+      }
+      for (const auto& [key, fd] : adds) {
+        auto l = std::make_shared<WorkerListener>(ctx->worker.io(), limits.at(key));
+        auto endpoint_protocol = tcp::v4();
+        sockaddr_storage ss{};
+        socklen_t len = sizeof ss;
+        if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0 && ss.ss_family == AF_INET6)
+          endpoint_protocol = tcp::v6();
+        l->acceptor.assign(endpoint_protocol, fd);
+        ctx->listeners[key] = l;
+        asio::co_spawn(ctx->worker.io(), acceptLoop(*ctx, l), asio::detached);
+      }
+    };
+    if (running_) ctx->worker.post(apply);
+    else apply();
+  }
+  bound_.clear();
+  for (const auto& [key, l] : wanted) bound_.insert(key);
+  return {};
+}
+
+std::pair<bool, std::string> Gateway::reload() {
+  auto fail = [&](const std::vector<std::string>& errors) {
+    ++reloads_failed_;
+    boost::json::array list;
+    for (auto& e : errors) {
+      log("reload rejected: " + e);
+      list.emplace_back(e);
+    }
+    boost::json::object body{{"error", boost::json::object{{"code", 400},
+                                                           {"type", "invalid_config"},
+                                                           {"message", errors.empty() ? "" : errors.front()},
+                                                           {"details", std::move(list)}}}};
+    return std::make_pair(false, boost::json::serialize(body) + "\n");
+  };
+  auto loaded = loadConfigFile(config_path_);
+  std::vector<std::string> errors;
+  for (auto& e : loaded.errors) errors.push_back(e.text());
+  if (!loaded.config) return fail(errors);
+  auto built = buildSnapshot(std::move(*loaded.config), version_ + 1);
+  for (auto& e : built.errors) errors.push_back(e.text());
+  if (!built.snapshot) return fail(errors);
+  if (auto err = installListeners(built.snapshot->config); !err.empty()) return fail({err});
+  if (built.snapshot->config.workers != snapshot_->config.workers)
+    log("note: a new 'workers' value takes effect at the next start");
+  snapshot_ = built.snapshot;
+  version_ = snapshot_->version;
+  for (auto& w : workers_) {
+    auto* ctx = w.get();
+    ctx->worker.post([ctx, snap = snapshot_] { ctx->handler.install(snap); });
+  }
+  if (admin_ && snapshot_->config.admin.enabled) admin_->setToken(snapshot_->config.admin.token);
+  if (access_log_) access_log_->setEnabled(snapshot_->config.access_log.enabled);
+  ++reloads_ok_;
+  log(fmt::format("config version {} loaded from {}", version_, config_path_));
+  return {true, fmt::format("{{\"version\":{}}}\n", version_)};
+}
+
+std::string Gateway::metricsText() {
+  std::vector<telemetry::WorkerStats*> stats;
+  for (auto& w : workers_) stats.push_back(&w->stats);
+  telemetry::ProcessInfo info{version_, reloads_ok_, reloads_failed_, start_time_};
+  std::string out = telemetry::renderPrometheus(stats, info);
+  if (access_log_) {
+    out += "# TYPE ganglion_access_log_dropped_total counter\n";
+    out += fmt::format("ganglion_access_log_dropped_total {}\n", access_log_->dropped());
+  }
+  return out;
+}
+
+bool Gateway::ready() const { return running_ && !draining_; }
+
+void Gateway::drainAndStop() {
+  if (draining_) return;
+  draining_ = true;
+  log("draining: no new connections; finishing requests in flight");
+  for (auto& w : workers_) {
+    auto* ctx = w.get();
+    ctx->worker.post([ctx] {
+      ctx->draining = true;
+      for (auto& [key, l] : ctx->listeners) {
+        boost::system::error_code ec;
+        l->acceptor.close(ec);
+      }
+      ctx->listeners.clear();
+      for (auto& d : ctx->worker.deadlines())
+        if (d.idle()) d.expireNow();
+    });
+  }
+  auto timer = std::make_shared<asio::steady_timer>(io_);
+  auto deadline = std::chrono::steady_clock::now() + kDrainTimeout;
+  auto poll = std::make_shared<std::function<void()>>();
+  *poll = [this, timer, deadline, poll] {
+    uint64_t active = 0;
+    for (auto& w : workers_) active += w->stats.connections_active.get();
+    if (active == 0 || std::chrono::steady_clock::now() >= deadline) {
+      if (active) log(fmt::format("drain timeout: closing {} connections", active));
+      if (admin_) admin_->stop();
+      signals_.cancel();
+      io_.stop();
+      *poll = nullptr;  // break the self-reference
+      return;
+    }
+    timer->expires_after(std::chrono::milliseconds(20));
+    timer->async_wait([poll](const boost::system::error_code& ec) {
+      if (!ec && *poll) (*poll)();
+    });
+  };
+  (*poll)();
+}
+
+int Gateway::run() {
+  std::signal(SIGPIPE, SIG_IGN);
+  raiseFileLimit();
+  start_time_ = static_cast<double>(std::time(nullptr));
+  auto loaded = loadConfigFile(config_path_);
+  if (!loaded.config) {
+    for (auto& e : loaded.errors) std::fprintf(stderr, "%s\n", e.text().c_str());
+    return 1;
+  }
+  auto built = buildSnapshot(std::move(*loaded.config), 1);
+  if (!built.snapshot) {
+    for (auto& e : built.errors) std::fprintf(stderr, "%s\n", e.text().c_str());
+    return 1;
+  }
+  snapshot_ = built.snapshot;
+  version_ = 1;
+  const Config& cfg = snapshot_->config;
+  access_log_ = std::make_unique<telemetry::AccessLog>(cfg.access_log.path, cfg.workers);
+  access_log_->setEnabled(cfg.access_log.enabled);
+  for (unsigned i = 0; i < cfg.workers; ++i)
+    workers_.push_back(std::make_unique<WorkerContext>(i, access_log_.get()));
+  for (auto& w : workers_) w->handler.install(snapshot_);
+  if (auto err = installListeners(cfg); !err.empty()) {
+    std::fprintf(stderr, "%s\n", err.c_str());
+    return 1;
+  }
+  if (cfg.admin.enabled) {
+    admin_ = std::make_unique<AdminServer>(
+        io_, AdminApi{
+                 .ready = [this] { return ready(); },
+                 .metrics = [this] { return metricsText(); },
+                 .config_json = [this] { return configToRedactedJson(snapshot_->config); },
+                 .reload = [this] { return reload(); },
+             });
+    if (auto err = admin_->start(cfg.admin.address, cfg.admin.token); !err.empty()) {
+      std::fprintf(stderr, "%s\n", err.c_str());
+      return 1;
+    }
+  }
+  signals_.add(SIGHUP);
+  signals_.add(SIGTERM);
+  signals_.add(SIGINT);
+  std::function<void()> wait_signal = [this, &wait_signal] {
+    signals_.async_wait([this, &wait_signal](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        reload();
+        wait_signal();
+      } else {
+        drainAndStop();
+      }
+    });
+  };
+  wait_signal();
+  for (auto& w : workers_) w->worker.start();
+  running_ = true;
+  std::string addresses;
+  for (auto& l : cfg.listeners) fmt::format_to(std::back_inserter(addresses), " {}", l.address.text());
+  log(fmt::format("version {} serving on{} with {} worker(s){}", GANGLION_VERSION, addresses, cfg.workers,
+                  cfg.admin.enabled ? fmt::format(", admin on {}", cfg.admin.address.text()) : std::string()));
+  io_.run();
+  for (auto& w : workers_) w->worker.stopAndJoin();
+  access_log_->stop();
+  log("stopped");
+  return 0;
+}
+
+}  // namespace ganglion::control

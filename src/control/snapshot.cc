@@ -1,0 +1,78 @@
+#include "control/snapshot.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+namespace ganglion::control {
+
+namespace {
+
+/// Nginx's smooth weighted round-robin, precomputed: weights {5,1,1} give a,a,b,a,c,a,a.
+std::vector<uint32_t> smoothSchedule(const std::vector<ResolvedTarget>& targets) {
+  uint64_t total = 0;
+  for (auto& t : targets) total += t.weight;
+  // Bounded so a schedule stays small; large weights are scaled down proportionally.
+  double scale = total > 4096 ? 4096.0 / static_cast<double>(total) : 1.0;
+  std::vector<int64_t> weights, current(targets.size(), 0);
+  int64_t sum = 0;
+  for (auto& t : targets) {
+    weights.push_back(std::max<int64_t>(1, static_cast<int64_t>(t.weight * scale)));
+    sum += weights.back();
+  }
+  std::vector<uint32_t> schedule;
+  for (int64_t n = 0; n < sum; ++n) {
+    size_t best = 0;
+    for (size_t i = 0; i < targets.size(); ++i) {
+      current[i] += weights[i];
+      if (current[i] > current[best]) best = i;
+    }
+    current[best] -= sum;
+    schedule.push_back(static_cast<uint32_t>(best));
+  }
+  return schedule;
+}
+
+}  // namespace
+
+BuildResult buildSnapshot(Config config, uint64_t version) {
+  BuildResult result;
+  auto snap = std::make_shared<Snapshot>();
+  snap->config = std::move(config);
+  snap->version = version;
+  const Config& cfg = snap->config;
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::resolver resolver(io);
+  for (const auto& u : cfg.upstreams) {
+    ResolvedUpstream ru;
+    ru.config = &u;
+    for (const auto& t : u.targets) {
+      ResolvedTarget rt;
+      rt.key = t.address.text();
+      rt.host_header = t.address.text();
+      rt.weight = t.weight;
+      boost::system::error_code ec;
+      auto addr = boost::asio::ip::make_address(t.address.host, ec);
+      if (!ec) {
+        rt.endpoints.emplace_back(addr, t.address.port);
+      } else {
+        auto results = resolver.resolve(t.address.host, std::to_string(t.address.port), ec);
+        if (ec || results.empty()) {
+          result.errors.push_back({cfg.source_path, u.line,
+                                   fmt::format("upstream '{}': cannot resolve '{}': {}", u.name,
+                                               t.address.host, ec ? ec.message() : "no address")});
+          continue;
+        }
+        for (const auto& r : results) rt.endpoints.push_back(r.endpoint());
+      }
+      ru.targets.push_back(std::move(rt));
+    }
+    ru.schedule = smoothSchedule(ru.targets);
+    snap->upstreams.push_back(std::move(ru));
+  }
+  snap->router.build(cfg.routes, cfg.upstreams);
+  if (result.errors.empty()) result.snapshot = std::move(snap);
+  return result;
+}
+
+}  // namespace ganglion::control

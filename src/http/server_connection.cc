@@ -1,0 +1,335 @@
+#include "http/server_connection.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <charconv>
+
+#include "telemetry/metrics.h"
+
+namespace ganglion::http {
+
+namespace asio = boost::asio;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+ServerConnection::ServerConnection(loop::Worker& worker, asio::ip::tcp::socket socket,
+                                   const ListenerLimits& limits, RequestHandler& handler,
+                                   telemetry::WorkerStats& stats, const bool& draining)
+    : worker_(worker),
+      socket_(std::move(socket)),
+      limits_(limits),
+      handler_(handler),
+      stats_(stats),
+      draining_(draining),
+      deadline_([this] {
+        timed_out_ = true;
+        boost::system::error_code ec;
+        socket_.cancel(ec);
+      }),
+      in_(worker.buffers()),
+      parser_(Http1Parser::Kind::kRequest, limits.parse) {
+  worker_.deadlines().push_back(deadline_);
+  boost::system::error_code ec;
+  auto endpoint = socket_.remote_endpoint(ec);
+  if (!ec) client_ip_ = endpoint.address().to_string();
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  stats_.connections_total.add();
+  stats_.connections_active.add();
+}
+
+ServerConnection::~ServerConnection() { stats_.connections_active.sub(); }
+
+void ServerConnection::abort() {
+  keep_alive_ = false;
+  boost::system::error_code ec;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+}
+
+void ServerConnection::countClientError(int status) {
+  size_t i = status == 400 ? 0 : status == 408 ? 1 : status == 413 ? 2 : status == 414 ? 3
+           : status == 431 ? 4 : 5;
+  stats_.client_errors_by_status[i].add();
+}
+
+Task<bool> ServerConnection::readMore(std::chrono::milliseconds timeout) {
+  if (in_.empty()) {
+    // Idle between reads: hold no buffer block while waiting (10k idle clients cost little).
+    in_.release();
+    deadline_.arm(timeout);
+    auto [ec] = co_await socket_.async_wait(asio::socket_base::wait_read, kNoThrow);
+    if (ec) co_return false;
+  }
+  if (in_.full()) co_return false;  // cannot happen for heads: the parser copies as it goes
+  deadline_.arm(timeout);
+  auto [ec, n] = co_await socket_.async_read_some(asio::buffer(in_.writePtr(), in_.writable()), kNoThrow);
+  if (ec || n == 0) co_return false;
+  in_.commit(n);
+  co_return true;
+}
+
+Task<ServerConnection::HeadResult> ServerConnection::readHead() {
+  bool first_byte = true;
+  for (;;) {
+    if (!in_.empty()) {
+      first_byte = false;
+      auto step = parser_.feed(in_.readable());
+      in_.consume(step.consumed);
+      if (step.event == ParseEvent::kHead) co_return HeadResult::kRequest;
+      if (step.event == ParseEvent::kError) {
+        co_await rejectRequest(parser_.errorStatus(), parser_.errorReason());
+        co_return HeadResult::kReplied;
+      }
+      continue;  // kNeedMore: the parser copied everything it consumed
+    }
+    bool waiting_for_new_request = !parser_.midMessage();
+    deadline_.setIdle(waiting_for_new_request);
+    if (waiting_for_new_request && draining_) co_return HeadResult::kClosed;
+    timed_out_ = false;
+    bool ok = co_await readMore(waiting_for_new_request && first_byte ? limits_.idle_timeout
+                                                                       : limits_.header_timeout);
+    deadline_.setIdle(false);
+    if (!ok) {
+      if (timed_out_ && parser_.midMessage()) {
+        stats_.request_timeouts.add();
+        co_await rejectRequest(408, "timed out reading the request head");
+        co_return HeadResult::kReplied;
+      }
+      co_return HeadResult::kClosed;
+    }
+    if (first_byte) {
+      request_start_ = std::chrono::steady_clock::now();
+      first_byte = false;
+    }
+  }
+}
+
+bool ServerConnection::validateHead() {
+  auto& req = parser_.request();
+  // HTTP/1.1 needs exactly one Host (RFC 9112 3.2); several Hosts smell of smuggling.
+  size_t hosts = 0;
+  for (const auto& h : req.headers)
+    if (iequals(h.name, "host")) ++hosts;
+  if (hosts > 1) {
+    local_reason_ = "more than one Host header";
+    return false;
+  }
+  if (req.version_major == 1 && req.version_minor == 1 && hosts == 0) {
+    local_reason_ = "HTTP/1.1 request without a Host header";
+    return false;
+  }
+  if (req.target.empty() || (req.target[0] != '/' && req.method != "OPTIONS" && req.method != "CONNECT")) {
+    // Absolute-form targets are for proxies; we are an origin to our clients.
+    if (req.target.rfind("http://", 0) != 0 && req.target.rfind("https://", 0) != 0) {
+      local_reason_ = "request target must be an absolute path";
+      return false;
+    }
+  }
+  if (req.method == "CONNECT") {
+    local_reason_ = "CONNECT is not supported";
+    return false;
+  }
+  return true;
+}
+
+Task<void> ServerConnection::run() {
+  while (true) {
+    parser_.reset();
+    request_complete_ = false;
+    continue_sent_ = false;
+    response_started_ = false;
+    response_chunked_ = response_no_body_ = response_until_close_ = false;
+    response_status_ = 0;
+    response_bytes_ = 0;
+    body_bytes_ = 0;
+    pending_consume_ = 0;
+    max_body_bytes_ = UINT64_MAX;
+    if (!in_.empty()) request_start_ = std::chrono::steady_clock::now();
+
+    HeadResult head = co_await readHead();
+    if (head != HeadResult::kRequest) break;
+    deadline_.disarm();
+    stats_.requests_total.add();
+    auto& req = parser_.request();
+    keep_alive_ = req.keep_alive;
+    if (!validateHead()) {
+      co_await rejectRequest(400, local_reason_);
+      break;
+    }
+    if (!req.hasBody()) request_complete_ = true;
+
+    co_await handler_.handle(*this);
+
+    if (!socket_.is_open()) break;
+    if (!request_complete_) keep_alive_ = false;  // unread body: the next request is unfindable
+    if (!keep_alive_ || draining_) break;
+    in_.consume(pending_consume_);
+    pending_consume_ = 0;
+    in_.releaseIfEmpty();
+  }
+  deadline_.disarm();
+  boost::system::error_code ec;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  socket_.close(ec);
+}
+
+Task<BodyRead> ServerConnection::readBody() {
+  in_.consume(pending_consume_);
+  pending_consume_ = 0;
+  if (request_complete_) co_return BodyRead{{}, true, 0};
+  auto& req = parser_.request();
+  if (!continue_sent_ && iequals(req.headers.get("expect"), "100-continue") && in_.empty()) {
+    continue_sent_ = true;
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(kContinue), kNoThrow);
+    if (ec) co_return BodyRead{{}, false, 400};
+  }
+  for (;;) {
+    if (!in_.empty()) {
+      auto step = parser_.feed(in_.readable());
+      if (step.event == ParseEvent::kError) {
+        countClientError(parser_.errorStatus());
+        keep_alive_ = false;
+        co_return BodyRead{{}, false, parser_.errorStatus()};
+      }
+      for (auto piece : parser_.body()) body_bytes_ += piece.size();
+      if (body_bytes_ > max_body_bytes_) {
+        countClientError(413);
+        keep_alive_ = false;
+        co_return BodyRead{{}, false, 413};
+      }
+      pending_consume_ = step.consumed;
+      if (step.event == ParseEvent::kComplete) {
+        request_complete_ = true;
+        co_return BodyRead{parser_.body(), true, 0};
+      }
+      if (!parser_.body().empty()) co_return BodyRead{parser_.body(), false, 0};
+      in_.consume(pending_consume_);
+      pending_consume_ = 0;
+      continue;
+    }
+    timed_out_ = false;
+    if (!co_await readMore(limits_.body_timeout)) {
+      keep_alive_ = false;
+      if (timed_out_) {
+        stats_.request_timeouts.add();
+        countClientError(408);
+        co_return BodyRead{{}, false, 408};
+      }
+      co_return BodyRead{{}, false, 400};
+    }
+    deadline_.disarm();
+  }
+}
+
+Task<bool> ServerConnection::writeResponse(const ResponseHead* head,
+                                           std::span<const std::string_view> body, bool last) {
+  iov_.clear();
+  out_.clear();
+  if (head) {
+    response_started_ = true;
+    response_status_ = head->status;
+    const auto& req = parser_.request();
+    response_no_body_ = req.method == "HEAD" || head->status == 204 || head->status == 304 ||
+                        head->status < 200;
+    bool http11 = !(req.version_major == 1 && req.version_minor == 0);
+    if (draining_) keep_alive_ = false;
+    if (!response_no_body_ && !head->has_content_length) {
+      if (http11) {
+        response_chunked_ = true;
+      } else {
+        response_until_close_ = true;
+        keep_alive_ = false;
+      }
+    }
+    out_ += http11 ? "HTTP/1.1 " : "HTTP/1.0 ";
+    char status[8];
+    auto r = std::to_chars(status, status + sizeof status, head->status);
+    out_.append(status, r.ptr);
+    out_ += ' ';
+    out_ += head->reason.empty() ? reasonPhrase(head->status) : std::string_view(head->reason);
+    out_ += "\r\n";
+    for (const auto& h : head->headers) {
+      out_ += h.name;
+      out_ += ": ";
+      out_ += h.value;
+      out_ += "\r\n";
+    }
+    if (head->has_content_length && head->status != 204 && head->status >= 200) {
+      char length[24];
+      auto r2 = std::to_chars(length, length + sizeof length, head->content_length);
+      out_ += "Content-Length: ";
+      out_.append(length, r2.ptr);
+      out_ += "\r\n";
+    } else if (response_chunked_) {
+      out_ += "Transfer-Encoding: chunked\r\n";
+    }
+    if (!keep_alive_) out_ += "Connection: close\r\n";
+    else if (!http11) out_ += "Connection: keep-alive\r\n";
+    out_ += "\r\n";
+    iov_.emplace_back(out_.data(), out_.size());
+  }
+  if (!response_no_body_) {
+    if (response_chunked_) {
+      chunk_lines_.resize(std::max(chunk_lines_.size(), body.size()));
+      size_t i = 0;
+      for (auto piece : body) {
+        if (piece.empty()) continue;
+        auto& line = chunk_lines_[i++];
+        auto r = std::to_chars(line.data(), line.data() + 16, piece.size(), 16);
+        *r.ptr++ = '\r';
+        *r.ptr++ = '\n';
+        iov_.emplace_back(line.data(), static_cast<size_t>(r.ptr - line.data()));
+        iov_.emplace_back(piece.data(), piece.size());
+        iov_.emplace_back("\r\n", 2);
+      }
+      if (last) iov_.emplace_back("0\r\n\r\n", 5);
+    } else {
+      for (auto piece : body)
+        if (!piece.empty()) iov_.emplace_back(piece.data(), piece.size());
+    }
+  }
+  if (iov_.empty()) co_return true;
+  auto [ec, n] = co_await asio::async_write(socket_, iov_, kNoThrow);
+  if (ec) {
+    abort();
+    co_return false;
+  }
+  response_bytes_ += n;
+  co_return true;
+}
+
+Task<void> ServerConnection::sendError(int status, std::string_view type, std::string_view message) {
+  stats_.local_replies.add();
+  std::string body = fmt::format(R"({{"error":{{"code":{},"type":")", status);
+  appendJsonEscaped(body, type);
+  body += R"(","message":")";
+  appendJsonEscaped(body, message);
+  body += "\"}}\n";
+  ResponseHead head;
+  head.status = status;
+  head.headers.add("Content-Type", "application/json");
+  head.has_content_length = true;
+  head.content_length = body.size();
+  if (!request_complete_) keep_alive_ = false;
+  std::string_view piece = body;
+  co_await writeResponse(&head, std::span(&piece, 1), true);
+}
+
+Task<void> ServerConnection::rejectRequest(int status, std::string_view reason) {
+  stats_.bad_requests.add();
+  countClientError(status);
+  keep_alive_ = false;
+  request_complete_ = false;
+  std::string message(reason);
+  std::string_view type = status == 408 ? "request_timeout"
+                          : status == 413 ? "body_too_large"
+                          : status == 414 ? "uri_too_long"
+                          : status == 431 ? "headers_too_large"
+                          : status == 505 ? "version_not_supported"
+                                          : "bad_request";
+  co_await sendError(status, type, message);
+}
+
+}  // namespace ganglion::http

@@ -1,0 +1,125 @@
+// One accepted HTTP/1.1 client connection: reads and validates requests (keep-alive and
+// pipelining), hands each to the RequestHandler, and writes responses with the framing the
+// client needs. Lives on the worker that accepted it, inside one coroutine.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "base/buffer.h"
+#include "http/headers.h"
+#include "http/http1_parser.h"
+#include "loop/deadline.h"
+#include "loop/worker.h"
+
+namespace ganglion::telemetry {
+struct WorkerStats;
+}
+
+namespace ganglion::http {
+
+template <typename T>
+using Task = boost::asio::awaitable<T>;
+
+struct ListenerLimits {
+  ParseLimits parse;
+  std::chrono::milliseconds header_timeout{10'000};
+  std::chrono::milliseconds body_timeout{30'000};
+  std::chrono::milliseconds idle_timeout{60'000};
+};
+
+class ServerConnection;
+
+/// The terminal seam of a connection: the proxy (and later the LLM router) implements it.
+class RequestHandler {
+ public:
+  virtual ~RequestHandler() = default;
+  /// Handles one request on the connection's worker thread. Must answer exactly once through
+  /// `conn` (writeResponse or sendError) unless the connection fails.
+  virtual Task<void> handle(ServerConnection& conn) = 0;
+};
+
+/// What a body read returned: data (valid until the next call) and whether the body ended.
+struct BodyRead {
+  std::span<const std::string_view> data;
+  bool done = false;
+  int error_status = 0;  ///< non-zero: the client sent a bad body, timed out or hung up
+};
+
+class ServerConnection {
+ public:
+  ServerConnection(loop::Worker& worker, boost::asio::ip::tcp::socket socket,
+                   const ListenerLimits& limits, RequestHandler& handler,
+                   telemetry::WorkerStats& stats, const bool& draining);
+  ~ServerConnection();
+
+  /// Serves requests until the client leaves, an error, or drain. Worker thread.
+  Task<void> run();
+
+  // --- for the RequestHandler, during handle() ---
+  RequestHead& request() { return parser_.request(); }
+  const std::string& clientIp() const { return client_ip_; }
+  std::chrono::steady_clock::time_point requestStart() const { return request_start_; }
+  void setMaxBodyBytes(uint64_t max) { max_body_bytes_ = max; }
+  bool requestBodyComplete() const { return request_complete_; }
+  /// Next piece of the request body (de-chunked). Sends "100 Continue" first if asked for.
+  Task<BodyRead> readBody();
+  /// Writes the response head (if `head`), body pieces and, with `last`, the end. The first
+  /// call decides the framing from `head`. Returns false when the client is gone.
+  Task<bool> writeResponse(const ResponseHead* head, std::span<const std::string_view> body,
+                           bool last);
+  /// A gateway-generated JSON error: {"error":{"code":..,"type":..,"message":..}}.
+  Task<void> sendError(int status, std::string_view type, std::string_view message);
+  /// Marks the connection to close once this response is done.
+  void closeAfterResponse() { keep_alive_ = false; }
+  bool responseStarted() const { return response_started_; }
+  int responseStatus() const { return response_status_; }
+  uint64_t responseBytes() const { return response_bytes_; }
+  /// Abandons the connection (e.g. upstream failed mid-response): closes the socket.
+  void abort();
+  boost::asio::ip::tcp::socket& socket() { return socket_; }
+
+ private:
+  enum class HeadResult { kRequest, kClosed, kReplied };
+  Task<HeadResult> readHead();
+  Task<bool> readMore(std::chrono::milliseconds timeout);
+  Task<void> rejectRequest(int status, std::string_view reason);
+  bool validateHead();
+  void countClientError(int status);
+
+  loop::Worker& worker_;
+  boost::asio::ip::tcp::socket socket_;
+  ListenerLimits limits_;
+  RequestHandler& handler_;
+  telemetry::WorkerStats& stats_;
+  const bool& draining_;
+  loop::Deadline deadline_;
+  Buffer in_;
+  Http1Parser parser_;
+  std::string client_ip_;
+  std::string out_;  ///< serialised response head, reused
+  std::vector<boost::asio::const_buffer> iov_;
+  std::vector<std::array<char, 24>> chunk_lines_;
+  std::string local_reason_;
+
+  std::chrono::steady_clock::time_point request_start_;
+  uint64_t max_body_bytes_ = 0;
+  uint64_t body_bytes_ = 0;
+  size_t pending_consume_ = 0;
+  bool request_complete_ = false;
+  bool keep_alive_ = true;
+  bool continue_sent_ = false;
+  bool response_started_ = false;
+  bool response_chunked_ = false;
+  bool response_no_body_ = false;
+  bool response_until_close_ = false;
+  int response_status_ = 0;
+  uint64_t response_bytes_ = 0;
+  bool timed_out_ = false;
+  bool idle_ = false;
+};
+
+}  // namespace ganglion::http

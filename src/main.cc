@@ -1,0 +1,39 @@
+// ganglion: the command line. The only file not linked into the tests.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "control/config.h"
+#include "control/gateway.h"
+#include "control/snapshot.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Ganglion: an API, LLM and edge AI gateway."};
+  app.set_version_flag("-V,--version", std::string("ganglion ") + GANGLION_VERSION);
+  app.require_subcommand(1);
+
+  std::string config_path;
+  auto* serve = app.add_subcommand("serve", "Run the gateway");
+  serve->add_option("-c,--config", config_path, "YAML config file")->required();
+  auto* check = app.add_subcommand("check", "Validate a config file and print every error");
+  check->add_option("-c,--config", config_path, "YAML config file")->required();
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (check->parsed()) {
+    auto loaded = ganglion::control::loadConfigFile(config_path);
+    std::vector<ganglion::control::ConfigError> errors = loaded.errors;
+    if (loaded.config) {
+      auto built = ganglion::control::buildSnapshot(std::move(*loaded.config), 1);
+      errors = built.errors;
+    }
+    for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.text().c_str());
+    if (!errors.empty()) {
+      std::fprintf(stderr, "%zu error(s) in %s\n", errors.size(), config_path.c_str());
+      return 1;
+    }
+    std::printf("%s: config ok\n", config_path.c_str());
+    return 0;
+  }
+  ganglion::control::Gateway gateway(config_path);
+  return gateway.run();
+}

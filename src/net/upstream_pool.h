@@ -1,0 +1,73 @@
+// Per-worker pools of idle keep-alive connections to upstream targets. A pool belongs to one
+// worker and is keyed by the target's "host:port", so it survives config reloads that keep
+// the target.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <chrono>
+#include <memory>
+#include <vector>
+
+#include "base/buffer.h"
+#include "http/http1_parser.h"
+#include "loop/deadline.h"
+
+namespace ganglion::net {
+
+/// One connection to an upstream target with its read buffer and response parser.
+/// Owned by a request while in use and by its pool while idle; worker thread only.
+class UpstreamConnection {
+ public:
+  UpstreamConnection(boost::asio::io_context& io, BufferPool& buffers, loop::DeadlineList& deadlines)
+      : socket(io), in(buffers), parser(http::Http1Parser::Kind::kResponse, {64 * 1024, 8 * 1024, 200}),
+        deadline([this] {
+          timed_out = true;
+          boost::system::error_code ec;
+          socket.cancel(ec);
+        }) {
+    deadlines.push_back(deadline);
+  }
+  boost::asio::ip::tcp::socket socket;
+  Buffer in;
+  http::Http1Parser parser;
+  loop::Deadline deadline;
+  bool timed_out = false;
+  bool reused = false;  ///< came from the pool: may have been closed by the peer meanwhile
+  std::chrono::steady_clock::time_point idle_since;
+};
+
+class ConnectionPool {
+ public:
+  explicit ConnectionPool(size_t max_idle) : max_idle_(max_idle) {}
+  /// Takes the most recently used idle connection, or nullptr.
+  std::unique_ptr<UpstreamConnection> take() {
+    if (idle_.empty()) return nullptr;
+    auto conn = std::move(idle_.back());
+    idle_.pop_back();
+    conn->reused = true;
+    return conn;
+  }
+  /// Returns a connection after a complete exchange; closes it if the pool is full.
+  void give(std::unique_ptr<UpstreamConnection> conn) {
+    if (idle_.size() >= max_idle_ || !conn->socket.is_open()) return;
+    conn->in.releaseIfEmpty();
+    conn->idle_since = std::chrono::steady_clock::now();
+    idle_.push_back(std::move(conn));
+  }
+  /// Closes connections idle longer than `max_idle_time`. Worker tick.
+  void expire(std::chrono::milliseconds max_idle_time) {
+    auto cutoff = std::chrono::steady_clock::now() - max_idle_time;
+    size_t keep = 0;
+    // idle_ is ordered oldest first, so the expired ones form a prefix.
+    while (keep < idle_.size() && idle_[keep]->idle_since < cutoff) ++keep;
+    idle_.erase(idle_.begin(), idle_.begin() + static_cast<long>(keep));
+  }
+  void setMaxIdle(size_t n) { max_idle_ = n; }
+  size_t idleCount() const { return idle_.size(); }
+
+ private:
+  std::vector<std::unique_ptr<UpstreamConnection>> idle_;
+  size_t max_idle_;
+};
+
+}  // namespace ganglion::net

@@ -1,0 +1,389 @@
+#include "proxy/proxy_handler.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <charconv>
+
+#include "proxy/request_head.h"
+#include "telemetry/access_log.h"
+
+namespace ganglion::proxy {
+
+namespace asio = boost::asio;
+using http::ParseEvent;
+using http::ServerConnection;
+using http::Task;
+using Clock = std::chrono::steady_clock;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+struct ProxyHandler::Exchange {
+  std::shared_ptr<WorkerView> view;
+  const CompiledRoute* route = nullptr;
+  UpstreamRuntime* upstream = nullptr;
+  std::string head;  ///< serialised upstream request head
+  std::string target;
+  int attempts = 0;
+  int upstream_status = 0;
+  std::string_view error_type;
+};
+
+ProxyHandler::ProxyHandler(loop::Worker& worker, telemetry::WorkerStats& stats,
+                           telemetry::AccessLog* log)
+    : worker_(worker), stats_(stats), log_(log) {
+  worker_.onTick([this] { expireIdle(); });
+}
+
+void ProxyHandler::install(std::shared_ptr<const control::Snapshot> snapshot) {
+  auto view = std::make_shared<WorkerView>();
+  std::map<std::string, std::shared_ptr<net::ConnectionPool>> pools;
+  for (const auto& up : snapshot->upstreams) {
+    UpstreamRuntime rt;
+    rt.def = &up;
+    rt.stats = stats_.upstream(up.config->name);
+    for (const auto& target : up.targets) {
+      auto& pool = pools[target.key];
+      if (!pool) {
+        auto old = pools_.find(target.key);
+        pool = old != pools_.end() ? old->second : std::make_shared<net::ConnectionPool>(up.config->keepalive);
+      }
+      pool->setMaxIdle(up.config->keepalive);
+      rt.pools.push_back(pool);
+    }
+    view->upstreams.push_back(std::move(rt));
+  }
+  view->route_stats.resize(snapshot->config.routes.size());
+  for (size_t i = 0; i < snapshot->config.routes.size(); ++i)
+    view->route_stats[i] = stats_.route(snapshot->config.routes[i].name);
+  view->snapshot = std::move(snapshot);
+  pools_ = std::move(pools);  // pools of removed targets close once no old view holds them
+  view_ = std::move(view);
+}
+
+void ProxyHandler::expireIdle() {
+  if (!view_) return;
+  for (auto& up : view_->upstreams)
+    for (auto& pool : up.pools) pool->expire(up.def->config->idle_timeout);
+}
+
+namespace {
+
+bool isIdempotent(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
+         method == "DELETE" || method == "TRACE";
+}
+
+/// Copies the upstream's response head into `out` for the client: hop-by-hop fields dropped,
+/// the route's response header operations applied.
+void prepareResponseHead(const http::ResponseHead& in, http::ResponseHead& out,
+                         const control::HeaderOps& ops) {
+  out.clear();
+  out.status = in.status;
+  out.reason = in.reason;
+  out.has_content_length = in.has_content_length;
+  out.content_length = in.content_length;
+  out.chunked = in.chunked;
+  std::string_view connection = in.headers.get("connection");
+  for (const auto& h : in.headers) {
+    if (http::isHopByHop(h.name) || iequals(h.name, "content-length")) continue;
+    if (!connection.empty() && headerListContains(connection, h.name)) continue;
+    out.headers.add(h.name, h.value);
+  }
+  for (const auto& name : ops.remove) out.headers.remove(name);
+  for (const auto& [name, value] : ops.add) out.headers.set(name, value);
+}
+
+}  // namespace
+
+Task<void> ProxyHandler::handle(ServerConnection& conn) {
+  Exchange ex;
+  ex.view = view_;
+  auto& req = conn.request();
+  ex.route = ex.view->snapshot->router.match(req);
+  if (!ex.route) {
+    co_await conn.sendError(404, "route_not_found",
+                            fmt::format("no route matches {} {}", req.method, req.path()));
+  } else {
+    const auto& rc = *ex.route->config;
+    ex.upstream = &ex.view->upstreams[ex.route->upstream_index];
+    conn.setMaxBodyBytes(rc.max_body_bytes);
+    if (req.has_content_length && req.content_length > rc.max_body_bytes) {
+      co_await conn.sendError(413, "body_too_large",
+                              fmt::format("request body of {} bytes exceeds the limit of {}",
+                                          req.content_length, rc.max_body_bytes));
+    } else {
+      buildUpstreamHead(ex.head, req, *ex.route, conn.clientIp(),
+                        ex.upstream->def->targets.front().host_header);
+      co_await forward(conn, ex);
+    }
+  }
+  auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - conn.requestStart());
+  if (ex.route) {
+    auto* rs = ex.view->route_stats[ex.route->index];
+    rs->by_class[telemetry::statusClass(conn.responseStatus())].add();
+    rs->latency.observe(static_cast<uint64_t>(elapsed.count()));
+  }
+  if (log_ && log_->enabled()) {
+    telemetry::AccessRecord rec{
+        .method = req.method,
+        .target = req.target,
+        .host = req.host(),
+        .client_ip = conn.clientIp(),
+        .status = conn.responseStatus(),
+        .bytes_sent = conn.responseBytes(),
+        .duration_us = static_cast<uint64_t>(elapsed.count()),
+        .route = ex.route ? std::string_view(ex.route->config->name) : std::string_view(),
+        .upstream = ex.upstream ? std::string_view(ex.upstream->def->config->name) : std::string_view(),
+        .upstream_addr = ex.target,
+        .upstream_status = ex.upstream_status,
+        .attempts = ex.attempts,
+        .error = ex.error_type,
+        .worker = worker_.index(),
+    };
+    log_->write(rec);
+  }
+}
+
+Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
+  const auto& rc = *ex.route->config;
+  auto& up = *ex.upstream;
+  auto& req = conn.request();
+  auto* ustats = up.stats;
+  const bool replayable = !req.hasBody();
+  const auto started = Clock::now();
+  const auto total_deadline = rc.timeout.count() > 0 ? started + rc.timeout : Clock::time_point::max();
+  auto remaining = [&](std::chrono::milliseconds limit) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(total_deadline - Clock::now());
+    if (total_deadline == Clock::time_point::max()) return limit;
+    return std::max(std::chrono::milliseconds(1), std::min(limit, left));
+  };
+  auto fail = [&](int status, std::string_view type, std::string message) -> Task<void> {
+    ex.error_type = type;
+    if (conn.responseStarted()) {
+      conn.abort();
+      co_return;
+    }
+    co_await conn.sendError(status, type, message);
+  };
+
+  std::unique_ptr<net::UpstreamConnection> uc;
+  const uint32_t max_attempts = 1 + (isIdempotent(req.method) || replayable ? rc.retries : 0);
+  const auto& schedule = up.def->schedule;
+  std::string last_error;
+  net::ConnectionPool* pool = nullptr;
+  for (;;) {
+    if (ex.attempts > 0) ustats->retries.add();
+    ++ex.attempts;
+    uint32_t target_index = schedule[up.next++ % schedule.size()];
+    const auto& target = up.def->targets[target_index];
+    pool = up.pools[target_index].get();
+    ex.target = target.key;
+
+    // 1. A connection: the most recently used idle one, or a new one.
+    uc = pool->take();
+    if (!uc) {
+      uc = std::make_unique<net::UpstreamConnection>(worker_.io(), worker_.buffers(), worker_.deadlines());
+      uc->deadline.arm(remaining(up.def->config->connect_timeout));
+      auto [ec, endpoint] = co_await asio::async_connect(uc->socket, target.endpoints, kNoThrow);
+      uc->deadline.disarm();
+      if (ec) {
+        ustats->connect_failures.add();
+        bool timed_out = uc->timed_out;
+        last_error = timed_out ? fmt::format("connecting to {} timed out", target.key)
+                               : fmt::format("cannot connect to {}: {}", target.key, ec.message());
+        if (static_cast<uint32_t>(ex.attempts) < max_attempts && Clock::now() < total_deadline) continue;
+        if (timed_out) ustats->timeouts.add();
+        co_return co_await fail(timed_out ? 504 : 502,
+                                timed_out ? "upstream_connect_timeout" : "upstream_connect_failed", last_error);
+      }
+      boost::system::error_code ignored;
+      uc->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+      ustats->connections_opened.add();
+    }
+    uc->timed_out = false;
+    uc->parser.reset();
+    if (req.method == "HEAD") uc->parser.expectNoBody();
+
+    // 2. The request head, then the body as it arrives from the client.
+    uc->deadline.arm(remaining(rc.idle_timeout));
+    bool sent = true;
+    {
+      std::array<asio::const_buffer, 1> head_buf{asio::buffer(ex.head)};
+      auto [ec, n] = co_await asio::async_write(uc->socket, head_buf, kNoThrow);
+      sent = !ec;
+    }
+    if (sent && req.hasBody()) {
+      std::string chunk_line;
+      for (;;) {
+        http::BodyRead body = co_await conn.readBody();
+        if (body.error_status) {
+          uc->socket.close();
+          ex.error_type = "client_body_error";
+          if (!conn.responseStarted() && conn.socket().is_open())
+            co_await conn.sendError(body.error_status,
+                                    body.error_status == 413 ? "body_too_large"
+                                    : body.error_status == 408 ? "request_timeout"
+                                                               : "bad_request",
+                                    body.error_status == 413 ? "request body exceeds the route's limit"
+                                    : body.error_status == 408 ? "timed out reading the request body"
+                                                               : "malformed request body");
+          co_return;
+        }
+        std::vector<asio::const_buffer> iov;
+        std::vector<std::string> lines;
+        lines.reserve(body.data.size());
+        for (auto piece : body.data) {
+          if (piece.empty()) continue;
+          if (req.chunked) {
+            lines.push_back(fmt::format("{:x}\r\n", piece.size()));
+            iov.emplace_back(asio::buffer(lines.back()));
+          }
+          iov.emplace_back(piece.data(), piece.size());
+          if (req.chunked) iov.emplace_back("\r\n", 2);
+        }
+        if (body.done && req.chunked) iov.emplace_back("0\r\n\r\n", 5);
+        if (!iov.empty()) {
+          uc->deadline.arm(remaining(rc.idle_timeout));
+          auto [ec, n] = co_await asio::async_write(uc->socket, iov, kNoThrow);
+          if (ec) {
+            sent = false;
+            break;
+          }
+        }
+        if (body.done) break;
+      }
+    }
+    if (!sent) {
+      // A pooled connection the peer had closed was never used: safe to try again.
+      bool retry = uc->reused && replayable;
+      uc.reset();
+      if (retry) continue;
+      last_error = fmt::format("connection to {} failed while sending the request", target.key);
+      co_return co_await fail(502, "upstream_send_failed", last_error);
+    }
+
+    // 3. The response head.
+    uc->deadline.arm(remaining(rc.first_byte_timeout));
+    bool received_any = false;
+    auto outcome = ParseEvent::kNeedMore;
+    for (;;) {
+      if (!uc->in.empty()) {
+        received_any = true;
+        auto step = uc->parser.feed(uc->in.readable());
+        uc->in.consume(step.consumed);
+        outcome = step.event;
+        if (outcome == ParseEvent::kHead) {
+          int status = uc->parser.response().status;
+          if (status >= 100 && status < 200 && status != 101) {
+            uc->parser.reset();  // interim response (100, 103): wait for the final one
+            if (req.method == "HEAD") uc->parser.expectNoBody();
+            continue;
+          }
+          break;
+        }
+        if (outcome == ParseEvent::kError) break;
+        continue;
+      }
+      if (uc->in.full()) {
+        outcome = ParseEvent::kError;
+        break;
+      }
+      auto [ec, n] = co_await uc->socket.async_read_some(asio::buffer(uc->in.writePtr(), uc->in.writable()), kNoThrow);
+      if (ec || n == 0) {
+        outcome = ParseEvent::kNeedMore;
+        break;
+      }
+      uc->in.commit(n);
+    }
+    uc->deadline.disarm();
+    if (outcome == ParseEvent::kHead) break;
+    if (uc->timed_out) {
+      ustats->timeouts.add();
+      co_return co_await fail(504, "upstream_timeout",
+                              fmt::format("{} sent no response in time", target.key));
+    }
+    if (outcome == ParseEvent::kError) {
+      ustats->protocol_errors.add();
+      co_return co_await fail(502, "upstream_protocol_error",
+                              fmt::format("invalid response from {}: {}", target.key,
+                                          uc->parser.errorReason()));
+    }
+    // Closed before any response byte: on a pooled connection that is the keep-alive race.
+    bool retry = uc->reused && !received_any && replayable;
+    uc.reset();
+    if (retry) continue;
+    ustats->protocol_errors.add();
+    co_return co_await fail(502, "upstream_closed",
+                            fmt::format("{} closed the connection without a response", target.key));
+  }
+
+  // 4. The response, streamed to the client as it arrives.
+  auto& resp = uc->parser.response();
+  ex.upstream_status = resp.status;
+  ustats->by_class[telemetry::statusClass(resp.status)].add();
+  ustats->latency.observe(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count()));
+  if (resp.status == 101) {
+    // Protocol upgrades (WebSocket) are not tunnelled yet: refuse cleanly rather than hang.
+    uc.reset();
+    co_return co_await fail(502, "upgrade_not_supported", "protocol upgrades are not supported yet");
+  }
+  http::ResponseHead out;
+  prepareResponseHead(resp, out, rc.response_headers);
+  const bool no_body = req.method == "HEAD" || resp.status == 204 || resp.status == 304 ||
+                       (resp.has_content_length && resp.content_length == 0);
+  const bool until_close = !no_body && !resp.has_content_length && !resp.chunked;
+  bool complete = no_body;
+  const http::ResponseHead* head_to_send = &out;
+  for (;;) {
+    std::span<const std::string_view> pieces;
+    size_t consumed = 0;
+    if (!complete && !uc->in.empty()) {
+      auto step = uc->parser.feed(uc->in.readable());
+      if (step.event == ParseEvent::kError) {
+        ustats->protocol_errors.add();
+        ex.error_type = "upstream_protocol_error";
+        conn.abort();
+        co_return;
+      }
+      pieces = uc->parser.body();
+      consumed = step.consumed;
+      complete = step.event == ParseEvent::kComplete;
+    }
+    if (head_to_send || !pieces.empty() || complete) {
+      bool ok = co_await conn.writeResponse(head_to_send, pieces, complete);
+      head_to_send = nullptr;
+      if (!ok) {
+        ex.error_type = "client_closed";
+        co_return;  // client gone: the upstream connection is dropped with `uc`
+      }
+    }
+    uc->in.consume(consumed);
+    if (complete) break;
+    if (!uc->in.empty()) continue;
+    uc->deadline.arm(remaining(rc.idle_timeout));
+    auto [ec, n] = co_await uc->socket.async_read_some(asio::buffer(uc->in.writePtr(), uc->in.writable()), kNoThrow);
+    uc->deadline.disarm();
+    if (ec || n == 0) {
+      if (until_close && !uc->timed_out && (ec == asio::error::eof || n == 0)) {
+        complete = true;
+        co_await conn.writeResponse(nullptr, {}, true);
+        uc.reset();
+        co_return;
+      }
+      if (uc->timed_out) ustats->timeouts.add();
+      else ustats->protocol_errors.add();
+      ex.error_type = uc->timed_out ? "upstream_timeout" : "upstream_closed";
+      conn.abort();  // the response is cut short: the client must see it as incomplete
+      co_return;
+    }
+    uc->in.commit(n);
+  }
+  if (resp.keep_alive && !until_close && uc->in.empty()) {
+    uc->reused = false;
+    pool->give(std::move(uc));
+  }
+}
+
+}  // namespace ganglion::proxy

@@ -1,0 +1,57 @@
+// The reverse proxy: the RequestHandler that matches a route and forwards the request to an
+// upstream target over a pooled keep-alive connection, streaming bodies both ways.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "control/snapshot.h"
+#include "http/server_connection.h"
+#include "net/upstream_pool.h"
+#include "telemetry/metrics.h"
+
+namespace ganglion::telemetry {
+class AccessLog;
+}
+
+namespace ganglion::proxy {
+
+struct UpstreamRuntime {
+  const control::ResolvedUpstream* def = nullptr;
+  std::vector<std::shared_ptr<net::ConnectionPool>> pools;  ///< one per target
+  uint32_t next = 0;                                        ///< position in def->schedule
+  telemetry::UpstreamStats* stats = nullptr;
+};
+
+/// What one worker runs on for one config version. Requests hold it (shared_ptr) until done,
+/// so a reload never pulls state from under an in-flight request. Worker thread only.
+struct WorkerView {
+  std::shared_ptr<const control::Snapshot> snapshot;
+  std::vector<UpstreamRuntime> upstreams;
+  std::vector<telemetry::RequestStats*> route_stats;  ///< by route config index
+};
+
+class ProxyHandler final : public http::RequestHandler {
+ public:
+  ProxyHandler(loop::Worker& worker, telemetry::WorkerStats& stats, telemetry::AccessLog* log);
+  /// Switches to a new snapshot; in-flight requests finish on the old one. Worker thread.
+  void install(std::shared_ptr<const control::Snapshot> snapshot);
+  const WorkerView* view() const { return view_.get(); }
+  /// Handles one request. Worker thread.
+  http::Task<void> handle(http::ServerConnection& conn) override;
+
+ private:
+  struct Exchange;
+  http::Task<void> forward(http::ServerConnection& conn, Exchange& ex);
+  void expireIdle();
+
+  loop::Worker& worker_;
+  telemetry::WorkerStats& stats_;
+  telemetry::AccessLog* log_;
+  std::shared_ptr<WorkerView> view_;
+  std::map<std::string, std::shared_ptr<net::ConnectionPool>> pools_;
+};
+
+}  // namespace ganglion::proxy

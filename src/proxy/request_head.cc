@@ -1,0 +1,85 @@
+#include "proxy/request_head.h"
+
+#include <charconv>
+
+namespace ganglion::proxy {
+
+std::string rewriteTarget(const http::RequestHead& req, const CompiledRoute& route) {
+  const auto& rewrite = route.config->rewrite_path_prefix;
+  std::string_view target = req.target;
+  if (!rewrite) return std::string(target);
+  std::string_view path = req.path();
+  std::string_view rest = path;
+  if (route.path_kind == CompiledRoute::PathKind::kPrefix) rest.remove_prefix(route.path.size());
+  else rest = {};
+  std::string out = *rewrite;
+  if (!rest.empty() && !out.empty() && out.back() == '/' && rest.front() == '/') out.pop_back();
+  out += rest;
+  if (out.empty()) out.push_back('/');
+  out += target.substr(path.size());  // the query, if any
+  return out;
+}
+
+void buildUpstreamHead(std::string& out, const http::RequestHead& req, const CompiledRoute& route,
+                       const std::string& client_ip, std::string_view default_host) {
+  const auto& ops = route.config->request_headers;
+  out.clear();
+  out += req.method;
+  out += ' ';
+  if (route.config->rewrite_path_prefix) out += rewriteTarget(req, route);
+  else out += req.target;
+  out += " HTTP/1.1\r\n";
+  std::string_view connection = req.headers.get("connection");
+  std::string_view forwarded_for;
+  bool has_host = false;
+  for (const auto& h : req.headers) {
+    if (http::isHopByHop(h.name) || iequals(h.name, "content-length") || iequals(h.name, "expect"))
+      continue;
+    if (!connection.empty() && headerListContains(connection, h.name)) continue;
+    if (iequals(h.name, "x-forwarded-for")) {
+      forwarded_for = h.value;
+      continue;
+    }
+    if (iequals(h.name, "x-forwarded-proto")) continue;
+    bool replaced = false;
+    for (const auto& name : ops.remove) replaced = replaced || iequals(name, h.name);
+    for (const auto& kv : ops.add) replaced = replaced || iequals(kv.first, h.name);
+    if (replaced) continue;
+    has_host = has_host || iequals(h.name, "host");
+    out += h.name;
+    out += ": ";
+    out += h.value;
+    out += "\r\n";
+  }
+  if (!has_host) {
+    // HTTP/1.0 clients may omit Host; HTTP/1.1 upstreams require one.
+    out += "Host: ";
+    out += default_host;
+    out += "\r\n";
+  }
+  for (const auto& [name, value] : ops.add) {
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
+  out += "X-Forwarded-For: ";
+  if (!forwarded_for.empty()) {
+    out += forwarded_for;
+    out += ", ";
+  }
+  out += client_ip;
+  out += "\r\nX-Forwarded-Proto: http\r\n";
+  if (req.chunked) {
+    out += "Transfer-Encoding: chunked\r\n";
+  } else if (req.has_content_length) {
+    char digits[24];
+    auto r = std::to_chars(digits, digits + sizeof digits, req.content_length);
+    out += "Content-Length: ";
+    out.append(digits, r.ptr);
+    out += "\r\n";
+  }
+  out += "\r\n";
+}
+
+}  // namespace ganglion::proxy

@@ -1,0 +1,19 @@
+// Serialises the request head sent upstream: hop-by-hop fields dropped, route header
+// operations and path rewrite applied, X-Forwarded-* added, body framing restated.
+#pragma once
+
+#include <string>
+
+#include "http/headers.h"
+#include "proxy/router.h"
+
+namespace ganglion::proxy {
+
+/// Fills `out` (reusing its capacity). Worker thread, once per request.
+void buildUpstreamHead(std::string& out, const http::RequestHead& req, const CompiledRoute& route,
+                       const std::string& client_ip, std::string_view default_host);
+
+/// The path sent upstream after the route's rewrite, with the query kept.
+std::string rewriteTarget(const http::RequestHead& req, const CompiledRoute& route);
+
+}  // namespace ganglion::proxy

@@ -1,0 +1,97 @@
+// Per-worker counters and histograms. Each has exactly one writer (its worker thread), so an
+// update is a relaxed load and store, not a locked read-modify-write; the admin thread reads
+// them at scrape time and sums across workers.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace ganglion::telemetry {
+
+class Counter {
+ public:
+  void add(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void sub(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+  uint64_t get() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+
+/// Latency histogram with fixed bucket bounds in microseconds.
+class Histogram {
+ public:
+  static constexpr std::array<uint64_t, 14> kBoundsUs = {
+      250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 10000000};
+  void observe(uint64_t us) {
+    size_t i = 0;
+    while (i < kBoundsUs.size() && us > kBoundsUs[i]) ++i;
+    buckets_[i].add();
+    sum_us_.add(us);
+  }
+  uint64_t bucket(size_t i) const { return buckets_[i].get(); }
+  uint64_t sumUs() const { return sum_us_.get(); }
+
+ private:
+  std::array<Counter, kBoundsUs.size() + 1> buckets_;
+  Counter sum_us_;
+};
+
+/// Status class index: 1xx → 0 ... 5xx → 4.
+inline size_t statusClass(int status) {
+  int c = status / 100 - 1;
+  return c < 0 ? 0 : c > 4 ? 4 : static_cast<size_t>(c);
+}
+
+struct RequestStats {
+  std::array<Counter, 5> by_class;
+  Histogram latency;
+};
+
+struct UpstreamStats {
+  std::array<Counter, 5> by_class;
+  Histogram latency;  ///< until the response head
+  Counter connect_failures;
+  Counter timeouts;
+  Counter protocol_errors;
+  Counter retries;
+  Counter connections_opened;
+};
+
+/// One per worker. Named stats objects are created on the worker (under `mutex`) and never
+/// destroyed, so their addresses stay valid across config reloads.
+struct WorkerStats {
+  Counter connections_total;
+  Counter connections_active;
+  Counter requests_total;
+  Counter bad_requests;        ///< 4xx the gateway answered for protocol violations
+  Counter request_timeouts;    ///< header/body timeouts
+  Counter local_replies;
+  std::array<Counter, 6> client_errors_by_status;  ///< 400,408,413,414,431,other
+
+  std::mutex mutex;  ///< guards the maps' structure, not the counters
+  std::map<std::string, std::unique_ptr<RequestStats>> routes;
+  std::map<std::string, std::unique_ptr<UpstreamStats>> upstreams;
+
+  RequestStats* route(const std::string& name);
+  UpstreamStats* upstream(const std::string& name);
+};
+
+/// Global (process) values rendered with the per-worker sums.
+struct ProcessInfo {
+  uint64_t config_version = 0;
+  uint64_t reloads_ok = 0;
+  uint64_t reloads_failed = 0;
+  double start_time_seconds = 0;
+};
+
+/// Renders Prometheus text exposition format. Admin thread.
+std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const ProcessInfo& info);
+
+}  // namespace ganglion::telemetry
