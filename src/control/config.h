@@ -72,6 +72,7 @@ struct RouteConfig {
   HeaderOps request_headers;
   HeaderOps response_headers;
   int line = 0;
+  int upstream_line = 0;  ///< where `upstream:` is written, for reference errors
 };
 
 struct AdminConfig {

@@ -11,6 +11,7 @@
 
 #include "base/strings.h"
 #include "control/config.h"
+#include "control/yaml_reader.h"
 
 namespace ganglion::control {
 
@@ -25,207 +26,6 @@ std::string ConfigError::text() const {
 }
 
 namespace {
-
-bool isToken(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-    if (!ok) return false;
-  }
-  return true;
-}
-
-bool isHeaderValue(std::string_view s) {
-  for (char c : s) {
-    auto u = static_cast<unsigned char>(c);
-    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
-  }
-  return true;
-}
-
-class Reader {
- public:
-  explicit Reader(std::string file) : file_(std::move(file)) {}
-
-  std::vector<ConfigError> errors;
-
-  void fail(const YAML::Node& at, std::string message) {
-    errors.push_back({file_, lineOf(at), std::move(message)});
-  }
-  void failLine(int line, std::string message) {
-    errors.push_back({file_, line, std::move(message)});
-  }
-  static int lineOf(const YAML::Node& node) {
-    return node.IsDefined() && node.Mark().line >= 0 ? node.Mark().line + 1 : 0;
-  }
-
-  /// Rejects keys outside `allowed`, so a typo is an error and not a silently ignored field.
-  void checkKeys(const YAML::Node& map, std::initializer_list<std::string_view> allowed,
-                 std::string_view where) {
-    if (!map.IsMap()) return;
-    for (const auto& kv : map) {
-      auto key = kv.first.Scalar();
-      bool known = false;
-      for (auto a : allowed) known = known || a == key;
-      if (!known) fail(kv.first, fmt::format("unknown field '{}' in {}", key, where));
-    }
-  }
-
-  /// A scalar with ${VAR} and ${VAR:-default} expanded from the environment.
-  std::optional<std::string> str(const YAML::Node& node, std::string_view what) {
-    if (!node.IsScalar()) {
-      fail(node, fmt::format("{} must be a string", what));
-      return std::nullopt;
-    }
-    return expand(node, node.Scalar());
-  }
-
-  std::optional<std::string> expand(const YAML::Node& at, const std::string& raw) {
-    std::string out;
-    size_t i = 0;
-    while (i < raw.size()) {
-      if (raw[i] == '$' && i + 1 < raw.size() && raw[i + 1] == '{') {
-        size_t close = raw.find('}', i + 2);
-        if (close == std::string::npos) {
-          fail(at, "unterminated ${ in value");
-          return std::nullopt;
-        }
-        std::string inner = raw.substr(i + 2, close - i - 2);
-        std::optional<std::string> fallback;
-        if (auto dash = inner.find(":-"); dash != std::string::npos) {
-          fallback = inner.substr(dash + 2);
-          inner.resize(dash);
-        }
-        const char* value = std::getenv(inner.c_str());
-        if (value && *value) {
-          out += value;
-        } else if (fallback) {
-          out += *fallback;
-        } else {
-          fail(at, fmt::format("environment variable '{}' is not set", inner));
-          return std::nullopt;
-        }
-        i = close + 1;
-      } else {
-        out += raw[i++];
-      }
-    }
-    return out;
-  }
-
-  template <typename Int>
-  std::optional<Int> integer(const YAML::Node& node, std::string_view what, uint64_t min,
-                             uint64_t max) {
-    auto s = str(node, what);
-    if (!s) return std::nullopt;
-    auto v = parseUint(*s);
-    if (!v || *v < min || *v > max) {
-      fail(node, fmt::format("{} must be an integer from {} to {}, got '{}'", what, min, max, *s));
-      return std::nullopt;
-    }
-    return static_cast<Int>(*v);
-  }
-
-  std::optional<Millis> duration(const YAML::Node& node, std::string_view what) {
-    auto s = str(node, what);
-    if (!s) return std::nullopt;
-    auto d = parseDuration(*s);
-    if (!d) fail(node, fmt::format("{} must be a duration like 500ms, 10s or 2m, got '{}'", what, *s));
-    return d;
-  }
-
-  std::optional<uint64_t> bytes(const YAML::Node& node, std::string_view what) {
-    auto s = str(node, what);
-    if (!s) return std::nullopt;
-    auto b = parseByteSize(*s);
-    if (!b) fail(node, fmt::format("{} must be a size like 1024, 64k or 10M, got '{}'", what, *s));
-    return b;
-  }
-
-  std::optional<bool> boolean(const YAML::Node& node, std::string_view what) {
-    auto s = str(node, what);
-    if (!s) return std::nullopt;
-    if (*s == "true" || *s == "yes" || *s == "on") return true;
-    if (*s == "false" || *s == "no" || *s == "off") return false;
-    fail(node, fmt::format("{} must be true or false, got '{}'", what, *s));
-    return std::nullopt;
-  }
-
-  std::optional<HostPort> hostPort(const YAML::Node& node, std::string_view what) {
-    auto s = str(node, what);
-    if (!s) return std::nullopt;
-    HostPort hp;
-    std::string_view text = *s;
-    size_t colon;
-    if (!text.empty() && text.front() == '[') {
-      size_t close = text.find(']');
-      if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-        fail(node, fmt::format("{} must be host:port or [ipv6]:port, got '{}'", what, *s));
-        return std::nullopt;
-      }
-      hp.host = std::string(text.substr(1, close - 1));
-      colon = close + 1;
-    } else {
-      colon = text.rfind(':');
-      if (colon == std::string_view::npos || colon == 0) {
-        fail(node, fmt::format("{} must be host:port, got '{}'", what, *s));
-        return std::nullopt;
-      }
-      hp.host = std::string(text.substr(0, colon));
-    }
-    auto port = parseUint(text.substr(colon + 1));
-    if (!port || *port == 0 || *port > 65535) {
-      fail(node, fmt::format("{} has an invalid port in '{}'", what, *s));
-      return std::nullopt;
-    }
-    hp.port = static_cast<uint16_t>(*port);
-    return hp;
-  }
-
-  template <typename Fn>
-  void forEach(const YAML::Node& seq, std::string_view what, Fn&& fn) {
-    if (!seq.IsDefined() || seq.IsNull()) return;
-    if (!seq.IsSequence()) {
-      fail(seq, fmt::format("{} must be a list", what));
-      return;
-    }
-    for (const auto& item : seq) fn(item);
-  }
-
-  HeaderOps headerOps(const YAML::Node& node, std::string_view what) {
-    HeaderOps ops;
-    if (!node.IsMap()) {
-      fail(node, fmt::format("{} must be a map with 'add' and/or 'remove'", what));
-      return ops;
-    }
-    checkKeys(node, {"add", "remove"}, what);
-    if (auto add = node["add"]; add.IsDefined()) {
-      if (!add.IsMap()) {
-        fail(add, fmt::format("{}.add must be a map of header: value", what));
-      } else {
-        for (const auto& kv : add) {
-          auto name = kv.first.Scalar();
-          auto value = str(kv.second, "header value");
-          if (!isToken(name)) fail(kv.first, fmt::format("'{}' is not a valid header name", name));
-          else if (value && !isHeaderValue(*value))
-            fail(kv.second, fmt::format("header '{}' has a control character in its value", name));
-          else if (value) ops.add.emplace_back(toLower(name), *value);
-        }
-      }
-    }
-    forEach(node["remove"], std::string(what) + ".remove", [&](const YAML::Node& n) {
-      if (auto name = str(n, "header name")) {
-        if (!isToken(*name)) fail(n, fmt::format("'{}' is not a valid header name", *name));
-        else ops.remove.push_back(toLower(*name));
-      }
-    });
-    return ops;
-  }
-
- private:
-  std::string file_;
-};
 
 void readListener(Reader& r, const YAML::Node& n, Config& cfg) {
   ListenerConfig l;
@@ -367,6 +167,7 @@ void readRoute(Reader& r, const YAML::Node& n, Config& cfg) {
   else rt.match.path_prefix = "/";
   if (auto v = n["upstream"]; v.IsDefined()) {
     if (auto s = r.str(v, "upstream")) rt.upstream = *s;
+    rt.upstream_line = Reader::lineOf(v);
   } else {
     r.fail(n, fmt::format("route '{}' needs an 'upstream'", rt.name));
   }
@@ -443,7 +244,7 @@ void validateReferences(Reader& r, Config& cfg) {
     if (!rt.name.empty() && !route_names.insert(rt.name).second)
       r.failLine(rt.line, fmt::format("duplicate route name '{}'", rt.name));
     if (!rt.upstream.empty() && !names.count(rt.upstream))
-      r.failLine(rt.line, fmt::format("route '{}' names unknown upstream '{}'", rt.name, rt.upstream));
+      r.failLine(rt.upstream_line, fmt::format("route '{}' names unknown upstream '{}'", rt.name, rt.upstream));
   }
   if (cfg.listeners.empty()) r.failLine(0, "at least one listener is required");
 }

@@ -43,7 +43,7 @@ routes:
   ASSERT_FALSE(r.config);
   ASSERT_EQ(r.errors.size(), 3u);
   EXPECT_EQ(r.errors[0].text(), "bad.yaml:3: listener address must be host:port, got 'nonsense'");
-  EXPECT_EQ(r.errors[1].line, 8);
+  EXPECT_EQ(r.errors[1].line, 9);
   EXPECT_NE(r.errors[1].message.find("unknown upstream 'nowhere'"), std::string::npos);
   EXPECT_EQ(r.errors[2].line, 10);
 }

@@ -53,16 +53,16 @@ void ServerConnection::countClientError(int status) {
   stats_.client_errors_by_status[i].add();
 }
 
-Task<bool> ServerConnection::readMore(std::chrono::milliseconds timeout) {
+Task<bool> ServerConnection::readMore(loop::Clock::time_point deadline) {
   if (in_.empty()) {
     // Idle between reads: hold no buffer block while waiting (10k idle clients cost little).
     in_.release();
-    deadline_.arm(timeout);
+    deadline_.armAt(deadline);
     auto [ec] = co_await socket_.async_wait(asio::socket_base::wait_read, kNoThrow);
     if (ec) co_return false;
   }
   if (in_.full()) co_return false;  // cannot happen for heads: the parser copies as it goes
-  deadline_.arm(timeout);
+  deadline_.armAt(deadline);
   auto [ec, n] = co_await socket_.async_read_some(asio::buffer(in_.writePtr(), in_.writable()), kNoThrow);
   if (ec || n == 0) co_return false;
   in_.commit(n);
@@ -87,8 +87,12 @@ Task<ServerConnection::HeadResult> ServerConnection::readHead() {
     deadline_.setIdle(waiting_for_new_request);
     if (waiting_for_new_request && draining_) co_return HeadResult::kClosed;
     timed_out_ = false;
-    bool ok = co_await readMore(waiting_for_new_request && first_byte ? limits_.idle_timeout
-                                                                       : limits_.header_timeout);
+    // The whole head must arrive within header_timeout of its first byte: a client that
+    // trickles a byte at a time (slowloris) is cut off all the same.
+    auto deadline = waiting_for_new_request && first_byte
+                        ? loop::Clock::now() + limits_.idle_timeout
+                        : request_start_ + limits_.header_timeout;
+    bool ok = co_await readMore(deadline);
     deadline_.setIdle(false);
     if (!ok) {
       if (timed_out_ && parser_.midMessage()) {
@@ -210,7 +214,7 @@ Task<BodyRead> ServerConnection::readBody() {
       continue;
     }
     timed_out_ = false;
-    if (!co_await readMore(limits_.body_timeout)) {
+    if (!co_await readMore(loop::Clock::now() + limits_.body_timeout)) {
       keep_alive_ = false;
       if (timed_out_) {
         stats_.request_timeouts.add();

@@ -85,7 +85,7 @@ class ServerConnection {
  private:
   enum class HeadResult { kRequest, kClosed, kReplied };
   Task<HeadResult> readHead();
-  Task<bool> readMore(std::chrono::milliseconds timeout);
+  Task<bool> readMore(loop::Clock::time_point deadline);
   Task<void> rejectRequest(int status, std::string_view reason);
   bool validateHead();
   void countClientError(int status);

@@ -20,6 +20,10 @@ class Deadline : public boost::intrusive::list_base_hook<
     expires_ = Clock::now() + after;
     fired_ = false;
   }
+  void armAt(Clock::time_point when) {
+    expires_ = when;
+    fired_ = false;
+  }
   void disarm() { expires_ = Clock::time_point::max(); }
   bool fired() const { return fired_; }
   bool armed() const { return expires_ != Clock::time_point::max(); }

@@ -1,0 +1,726 @@
+"""Shared helpers for the Ganglion integration tests (Python 3 standard library only).
+
+Nothing here knows about a particular test: it starts the gateway binary with a
+config, runs fake upstreams (a well-behaved HTTP/1.1 echo server and a raw
+socket server for hostile behaviour), and speaks raw HTTP/1.1 to the gateway.
+"""
+
+import hashlib
+import http.client
+import http.server
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+BIN = os.environ.get("GANGLION_BIN") or os.path.join(REPO, "build", "ganglion")
+
+LOCALHOST = "127.0.0.1"
+
+
+# --------------------------------------------------------------------------
+# small utilities
+# --------------------------------------------------------------------------
+
+def free_port():
+    """A loopback TCP port that was free a moment ago."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind((LOCALHOST, 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def render(template, **values):
+    """Replace @NAME@ placeholders (keeps YAML braces readable in tests)."""
+    out = template
+    for key, value in values.items():
+        out = out.replace("@%s@" % key.upper(), str(value))
+    leftover = re.search(r"@[A-Z_0-9]+@", out)
+    if leftover:
+        raise ValueError("unfilled placeholder %s in config" % leftover.group(0))
+    return out
+
+
+def line_of(text, needle, occurrence=1):
+    """1-based line number of the n-th line containing needle."""
+    seen = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        if needle in line:
+            seen += 1
+            if seen == occurrence:
+                return number
+    raise ValueError("%r not found in text" % needle)
+
+
+def wait_until(predicate, timeout=5.0, interval=0.01):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if predicate():
+                return True
+        except Exception:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def require_binary():
+    if not (os.path.isfile(BIN) and os.access(BIN, os.X_OK)):
+        raise RuntimeError(
+            "gateway binary not found at %s (build it, or set GANGLION_BIN)" % BIN)
+
+
+def run_cli(args, env=None, timeout=10):
+    """Run the binary with args; returns CompletedProcess with text output."""
+    require_binary()
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    return subprocess.run([BIN] + list(args), env=full_env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=timeout, text=True,
+                          errors="replace")
+
+
+# --------------------------------------------------------------------------
+# the gateway process
+# --------------------------------------------------------------------------
+
+_LISTENER_ADDR = re.compile(r"address:\s*[\"']?127\.0\.0\.1:(\d+)")
+
+
+class Gateway:
+    """Runs `ganglion serve --config FILE` for the duration of a with-block.
+
+    Readiness: GET /healthz on admin_port answers 200 when admin_port is given,
+    otherwise the first listener port (or `port`) accepts TCP connections.
+    """
+
+    def __init__(self, config_yaml_text, env=None, admin_port=None, port=None,
+                 start_timeout=5.0):
+        self.config_text = config_yaml_text
+        self.env = env or {}
+        self.admin_port = admin_port
+        self.port = port
+        if self.port is None:
+            section = config_yaml_text.split("listeners:", 1)
+            m = _LISTENER_ADDR.search(section[1] if len(section) > 1 else config_yaml_text)
+            self.port = int(m.group(1)) if m else None
+        self.start_timeout = start_timeout
+        self.proc = None
+        self.dir = None
+        self.config_path = None
+        self.log_path = None
+        self._log_file = None
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self):
+        require_binary()
+        self.dir = tempfile.mkdtemp(prefix="ganglion-it-")
+        self.config_path = os.path.join(self.dir, "ganglion.yaml")
+        self.log_path = os.path.join(self.dir, "gateway.log")
+        with open(self.config_path, "w") as f:
+            f.write(self.config_text)
+        full_env = dict(os.environ)
+        full_env.update(self.env)
+        self._log_file = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([BIN, "serve", "--config", self.config_path],
+                                     stdout=self._log_file, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=full_env)
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("gateway exited with %s during start-up; log:\n%s"
+                                   % (self.proc.returncode, self.log_text()))
+            if self._ready():
+                return self
+            if time.monotonic() >= deadline:
+                log = self.log_text()
+                self.stop()
+                raise RuntimeError("gateway not ready after %.1fs; log:\n%s"
+                                   % (self.start_timeout, log))
+            time.sleep(0.01)
+
+    def _ready(self):
+        if self.admin_port is not None:
+            try:
+                conn = http.client.HTTPConnection(LOCALHOST, self.admin_port, timeout=0.5)
+                conn.request("GET", "/healthz")
+                ok = conn.getresponse().status == 200
+                conn.close()
+                return ok
+            except OSError:
+                return False
+        if self.port is None:
+            raise RuntimeError("no listener port found in config; pass port=")
+        try:
+            socket.create_connection((LOCALHOST, self.port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self, timeout=5.0):
+        """SIGTERM, wait `timeout`, then SIGKILL. Returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._log_file:
+            self._log_file.close()
+            self._log_file = None
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        if self.dir and not os.environ.get("GANGLION_KEEP_TMP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return False
+
+    # -- helpers -----------------------------------------------------------
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    @property
+    def returncode(self):
+        return self.proc.poll() if self.proc else None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self):
+        if not self.log_path or not os.path.exists(self.log_path):
+            return ""
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def reload_file(self, new_text):
+        """Atomically replace the config file's contents."""
+        tmp = self.config_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(new_text)
+        os.replace(tmp, self.config_path)
+        self.config_text = new_text
+
+    def signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def request(self, method="GET", path="/", **kw):
+        return http_request(self.port, method, path, **kw)
+
+    def admin(self, method="GET", path="/healthz", token=None, **kw):
+        headers = dict(kw.pop("headers", None) or {})
+        if token is not None:
+            headers["Authorization"] = "Bearer " + token
+        return http_request(self.admin_port, method, path, headers=headers, **kw)
+
+
+# --------------------------------------------------------------------------
+# HTTP client helpers
+# --------------------------------------------------------------------------
+
+class Response:
+    def __init__(self, status, headers, body, reason=""):
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.reason = reason
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    @property
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+    def __repr__(self):
+        return "Response(%d, %r, %r)" % (self.status, self.headers, self.body[:300])
+
+
+def _lower_headers(pairs):
+    out = {}
+    for name, value in pairs:
+        name = name.lower()
+        out[name] = out[name] + ", " + value if name in out else value
+    return out
+
+
+def http_request(port, method="GET", path="/", body=None, headers=None, timeout=5.0,
+                 chunked=False):
+    """One request on a fresh connection via http.client; returns Response."""
+    conn = http.client.HTTPConnection(LOCALHOST, port, timeout=timeout)
+    try:
+        if chunked:
+            conn.request(method, path, body=body, headers=headers or {}, encode_chunked=True)
+        else:
+            conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return Response(resp.status, _lower_headers(resp.getheaders()), data, resp.reason)
+    finally:
+        conn.close()
+
+
+def keepalive_request(conn, method="GET", path="/", body=None, headers=None):
+    """A request on an existing http.client.HTTPConnection; returns Response."""
+    conn.request(method, path, body=body, headers=headers or {})
+    resp = conn.getresponse()
+    data = resp.read()
+    return Response(resp.status, _lower_headers(resp.getheaders()), data, resp.reason)
+
+
+def raw_exchange(port, data, read_timeout=2.0, expect=None, methods=None, shut_wr=False):
+    """Send raw bytes on a fresh socket; read until the peer closes, read_timeout
+    seconds pass (overall), or `expect` complete responses have arrived.
+    Returns (bytes_received, peer_closed)."""
+    s = socket.create_connection((LOCALHOST, port), timeout=read_timeout)
+    buf = b""
+    closed = False
+    try:
+        try:
+            if data:
+                s.sendall(data)
+            if shut_wr:
+                s.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        deadline = time.monotonic() + read_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            s.settimeout(remaining)
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            buf += chunk
+            if expect is not None:
+                try:
+                    if len(parse_responses(buf, methods=methods, eof=False)) >= expect:
+                        break
+                except ValueError:
+                    pass  # not HTTP; keep reading until close/timeout
+    finally:
+        s.close()
+    return buf, closed
+
+
+def raw_request(port, data, read_timeout=2.0, expect=None, methods=None):
+    """Send raw bytes; return all bytes received until close/timeout/`expect` responses."""
+    return raw_exchange(port, data, read_timeout, expect, methods)[0]
+
+
+def _parse_one(data, pos, method, eof):
+    end = data.find(b"\r\n\r\n", pos)
+    if end < 0:
+        return None
+    head = data[pos:end].decode("latin-1")
+    lines = head.split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+        raise ValueError("bad status line %r" % lines[0])
+    status = int(parts[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        name = name.strip().lower()
+        value = value.strip()
+        headers[name] = headers[name] + ", " + value if name in headers else value
+    start = end + 4
+    if (method or "").upper() == "HEAD" or 100 <= status < 200 or status in (204, 304):
+        return status, headers, b"", start
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body = b""
+        p = start
+        while True:
+            le = data.find(b"\r\n", p)
+            if le < 0:
+                return None
+            size = int(data[p:le].split(b";")[0].strip(), 16)
+            p = le + 2
+            if size == 0:
+                # trailers until an empty line
+                while True:
+                    le = data.find(b"\r\n", p)
+                    if le < 0:
+                        return None
+                    line = data[p:le]
+                    p = le + 2
+                    if not line:
+                        return status, headers, body, p
+            if len(data) < p + size + 2:
+                return None
+            body += data[p:p + size]
+            p += size + 2
+    if "content-length" in headers:
+        n = int(headers["content-length"].split(",")[0])
+        if len(data) - start < n:
+            return None
+        return status, headers, data[start:start + n], start + n
+    if not eof:
+        return None
+    return status, headers, data[start:], len(data)
+
+
+def parse_responses(data, methods=None, eof=True):
+    """Split a byte stream into complete HTTP/1.x responses.
+
+    Returns a list of (status, headers-dict-lower-case, body-bytes). Interim 1xx
+    responses (except 101) are skipped. `methods` gives the request method for
+    each response in order (HEAD responses have no body). With eof=True a
+    response without Content-Length/chunked framing takes the rest of the data.
+    Incomplete trailing data is ignored."""
+    out = []
+    pos = 0
+    index = 0
+    while pos < len(data):
+        method = methods[index] if methods and index < len(methods) else None
+        one = _parse_one(data, pos, method, eof)
+        if one is None:
+            break
+        status, headers, body, pos = one
+        if 100 <= status < 200 and status != 101:
+            continue
+        out.append((status, headers, body))
+        index += 1
+    return out
+
+
+def first_status(data):
+    """Status code of the first status line in data, or None."""
+    m = re.match(rb"HTTP/\d\.\d (\d{3})", data)
+    return int(m.group(1)) if m else None
+
+
+def error_json(body):
+    """Decode a gateway error body; returns the inner `error` object."""
+    doc = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
+    return doc["error"]
+
+
+# --------------------------------------------------------------------------
+# fake upstreams
+# --------------------------------------------------------------------------
+
+_KEYWORDS = ("status", "delay", "chunked", "sse", "big", "close", "close-silent")
+
+
+class _UpstreamHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "TestUpstream/1"
+    timeout = 30
+    disable_nagle_algorithm = True
+
+    def log_message(self, *args):
+        pass
+
+    def setup(self):
+        super().setup()
+        owner = self.server.owner
+        with owner.lock:
+            owner.connections += 1
+
+    def __getattr__(self, name):
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
+
+    # -- body reading ------------------------------------------------------
+    def _read_body(self):
+        te = (self.headers.get("Transfer-Encoding") or "").lower()
+        if "chunked" in te:
+            body = b""
+            while True:
+                line = self.rfile.readline(65537)
+                if not line:
+                    raise ConnectionError("eof in chunk size")
+                size = int(line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while True:
+                        trailer = self.rfile.readline(65537)
+                        if trailer in (b"\r\n", b"\n", b""):
+                            return body
+                data = self.rfile.read(size)
+                if len(data) != size:
+                    raise ConnectionError("eof in chunk data")
+                body += data
+                self.rfile.readline(65537)
+        length = self.headers.get("Content-Length")
+        if length:
+            n = int(length)
+            data = self.rfile.read(n)
+            if len(data) != n:
+                raise ConnectionError("eof in body")
+            return data
+        return b""
+
+    # -- responses ---------------------------------------------------------
+    def _send(self, status, body, content_type="application/json", extra=None):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("X-Upstream", self.server.owner.name)
+        for name, value in (extra or []):
+            self.send_header(name, value)
+        for spec in self.headers.get_all("X-Reply-Header") or []:
+            name, _, value = spec.partition("=")
+            self.send_header(name.strip(), value.strip())
+        if status not in (204, 304) and not (100 <= status < 200):
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD" and status not in (204, 304):
+            self.wfile.write(body)
+
+    def _chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _handle(self):
+        owner = self.server.owner
+        try:
+            body = self._read_body()
+        except (ConnectionError, ValueError):
+            self.close_connection = True
+            return
+        headers = {}
+        for name, value in self.headers.items():
+            name = name.lower()
+            headers[name] = headers[name] + ", " + value if name in headers else value
+        record = {
+            "method": self.command,
+            "path": self.path,
+            "version": self.request_version,
+            "headers": headers,
+            "body": body.decode("utf-8", "replace"),
+            "body_length": len(body),
+            "body_sha256": hashlib.sha256(body).hexdigest(),
+            "upstream": owner.name,
+        }
+        with owner.lock:
+            owner.requests.append(record)
+        route = self.path.split("?", 1)[0]
+        parts = route.strip("/").split("/")
+        # the keyword may follow a route prefix: /a/delay/500 behaves like /delay/500
+        for idx, seg in enumerate(parts):
+            if seg in _KEYWORDS:
+                parts = parts[idx:]
+                break
+        echo = json.dumps(record).encode()
+
+        if parts[0] == "status" and len(parts) > 1 and parts[1].isdigit():
+            status = int(parts[1])
+            self._send(status, json.dumps({"status": status}).encode())
+        elif parts[0] == "delay" and len(parts) > 1 and parts[1].isdigit():
+            time.sleep(int(parts[1]) / 1000.0)
+            self._send(200, echo)
+        elif parts[0] == "chunked" and len(parts) > 1 and parts[1].isdigit():
+            n = int(parts[1])
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            if self.command != "HEAD":
+                for i in range(n):
+                    self._chunk(b"chunk-%d\n" % i)
+                self.wfile.write(b"0\r\n\r\n")
+        elif parts[0] == "sse" and len(parts) > 1 and parts[1].isdigit():
+            n = int(parts[1])
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            times = []
+            for i in range(n):
+                self._chunk(b"data: %d\n\n" % i)
+                times.append(time.monotonic())
+                if i + 1 < n:
+                    time.sleep(0.05)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            with owner.lock:
+                owner.sse_send_times.append(times)
+        elif parts[0] == "big" and len(parts) > 1 and parts[1].isdigit():
+            n = int(parts[1])
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(n))
+            self.end_headers()
+            if self.command != "HEAD":
+                block = b"x" * 65536
+                left = n
+                while left > 0:
+                    piece = block[:min(left, len(block))]
+                    self.wfile.write(piece)
+                    left -= len(piece)
+        elif parts[0] == "close":
+            # announced close
+            self._send(200, echo, extra=[("Connection", "close")])
+            self.close_connection = True
+        elif parts[0] == "close-silent":
+            # closes after the response without saying so
+            self._send(200, echo)
+            self.wfile.flush()
+            self.close_connection = True
+        else:
+            self._send(200, echo)
+
+
+class _UpstreamServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+
+class Upstream:
+    """Threaded HTTP/1.1 echo server on a free loopback port.
+
+    Counts `connections` accepted and `requests` (list of echo records)."""
+
+    def __init__(self, name="upstream"):
+        self.name = name
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.requests = []
+        self.sse_send_times = []
+        self.server = None
+        self.thread = None
+        self.port = None
+
+    def __enter__(self):
+        self.server = _UpstreamServer((LOCALHOST, 0), _UpstreamHandler)
+        self.server.owner = self
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        return False
+
+    @property
+    def address(self):
+        return "%s:%d" % (LOCALHOST, self.port)
+
+    @property
+    def request_count(self):
+        with self.lock:
+            return len(self.requests)
+
+    def paths(self):
+        with self.lock:
+            return [r["path"] for r in self.requests]
+
+    def last(self):
+        with self.lock:
+            return self.requests[-1] if self.requests else None
+
+
+def read_request_head(sock, timeout=2.0):
+    """Read from sock until the end of a request head; returns bytes (maybe partial)."""
+    sock.settimeout(timeout)
+    buf = b""
+    try:
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    except OSError:
+        pass
+    return buf
+
+
+class RawServer:
+    """Accepts TCP connections and runs handler(sock, server) on each, in a thread.
+
+    server.stop_event is set on exit so handlers that hang can wait on it."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.received = []
+        self.stop_event = threading.Event()
+        self.sock = None
+        self.port = None
+        self._socks = []
+
+    def __enter__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((LOCALHOST, 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+        return self
+
+    def _accept_loop(self):
+        while not self.stop_event.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+                self._socks.append(conn)
+            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+
+    def _run(self, conn):
+        try:
+            self.handler(conn, self)
+        except Exception:
+            pass
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        with self.lock:
+            for s in self._socks:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+        return False
+
+    @property
+    def address(self):
+        return "%s:%d" % (LOCALHOST, self.port)

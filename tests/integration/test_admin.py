@@ -1,0 +1,285 @@
+"""Admin API, metrics, hot reload (HTTP and SIGHUP) and graceful shutdown."""
+
+import http.client
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (Gateway, Upstream, free_port, http_request, keepalive_request,  # noqa: E402
+                     line_of, render, wait_until)
+
+TOKEN = "s3cr3t-Adm1n-T0ken-value"
+
+BASE = """\
+workers: 1
+listeners:
+  - name: public
+    address: 127.0.0.1:@PORT@
+upstreams:
+  - name: backend
+    targets: [ "127.0.0.1:@UP@" ]
+routes:
+  - name: route-a
+    match: { path_prefix: /a }
+    upstream: backend
+    timeout: 5s
+@EXTRA@admin:
+  address: 127.0.0.1:@ADMIN@
+  token: ${GANGLION_ADMIN_TOKEN}
+"""
+
+ROUTE_B = """\
+  - name: route-b
+    match: { path_prefix: /b }
+    upstream: backend
+    timeout: 5s
+"""
+
+ROUTE_BROKEN = """\
+  - name: route-c
+    match: { path_prefix: /c }
+    upstream: no-such-upstream
+    timeout: 5s
+"""
+
+_METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)", re.M)
+
+
+def metric_values(text, name):
+    """[(labels-string, float)] for every sample of metric `name`."""
+    out = []
+    for m in _METRIC_LINE.finditer(text):
+        if m.group(1) == name:
+            out.append((m.group(2) or "", float(m.group(3))))
+    return out
+
+
+class AdminTest(unittest.TestCase):
+    def setUp(self):
+        self.up = Upstream("backend").__enter__()
+        self.addCleanup(self.up.__exit__, None, None, None)
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.gw = Gateway(self.config(), env={"GANGLION_ADMIN_TOKEN": TOKEN},
+                          admin_port=self.admin_port, port=self.port)
+        self.gw.start()
+        self.addCleanup(self.gw.__exit__, None, None, None)
+
+    def config(self, extra=""):
+        return render(BASE, port=self.port, up=self.up.port, admin=self.admin_port, extra=extra)
+
+    def get(self, path, **kw):
+        return http_request(self.port, "GET", path, **kw)
+
+    def admin(self, method, path, token=TOKEN):
+        return self.gw.admin(method, path, token=token)
+
+    def config_version(self):
+        r = self.admin("GET", "/metrics")
+        self.assertEqual(r.status, 200)
+        values = metric_values(r.text, "ganglion_config_version")
+        self.assertTrue(values, "ganglion_config_version missing:\n" + r.text)
+        return values[0][1]
+
+    def assertRouteState(self, a, b, c=404):
+        self.assertEqual(self.get("/a/x").status, a)
+        self.assertEqual(self.get("/b/x").status, b)
+        self.assertEqual(self.get("/c/x").status, c)
+
+    # -- auth -------------------------------------------------------------------
+    def test_healthz_needs_no_token(self):
+        r = self.admin("GET", "/healthz", token=None)
+        self.assertEqual(r.status, 200)
+
+    def test_protected_endpoints(self):
+        for path in ("/ready", "/metrics", "/config"):
+            with self.subTest(path=path):
+                self.assertEqual(self.admin("GET", path, token=None).status, 401)
+                self.assertEqual(self.admin("GET", path, token="wrong-token").status, 401)
+                self.assertEqual(self.admin("GET", path, token=TOKEN + "x").status, 401)
+                r = self.gw.admin("GET", path, headers={"Authorization": TOKEN})
+                self.assertEqual(r.status, 401, "token without Bearer scheme accepted")
+                self.assertEqual(self.admin("GET", path, token=TOKEN).status, 200)
+
+    def test_reload_needs_token(self):
+        self.assertEqual(self.admin("POST", "/reload", token=None).status, 401)
+        self.assertEqual(self.admin("POST", "/reload", token="nope").status, 401)
+
+    # -- metrics / config ---------------------------------------------------------
+    def test_metrics(self):
+        for i in range(5):
+            self.assertEqual(self.get("/a/%d" % i).status, 200)
+        self.assertEqual(self.get("/a/status/404").status, 404)
+        self.assertEqual(self.get("/unrouted").status, 404)
+        r = self.admin("GET", "/metrics")
+        self.assertEqual(r.status, 200)
+        self.assertTrue(r.headers.get("content-type", "").startswith("text/plain"), r.headers)
+        text = r.text
+        self.assertIn("ganglion_requests_total", text)
+        self.assertIn("ganglion_config_version", text)
+        samples = metric_values(text, "ganglion_requests_total")
+        ok = sum(v for labels, v in samples if 'code="2xx"' in labels)
+        bad = sum(v for labels, v in samples if 'code="4xx"' in labels)
+        self.assertGreaterEqual(ok, 5, text)
+        # the upstream's 404 is a 4xx on route-a (the unrouted 404 has no route label)
+        self.assertGreaterEqual(bad, 1, text)
+        self.assertGreaterEqual(self.config_version(), 1)
+
+    def test_config_is_json_and_redacted(self):
+        r = self.admin("GET", "/config")
+        self.assertEqual(r.status, 200)
+        doc = r.json()
+        self.assertIsInstance(doc, dict)
+        self.assertNotIn(TOKEN, r.text)
+        self.assertIn("route-a", r.text)
+
+    def test_ready(self):
+        r = self.admin("GET", "/ready")
+        self.assertEqual(r.status, 200)
+
+    # -- reload --------------------------------------------------------------------
+    def test_http_reload_adds_route(self):
+        self.assertRouteState(200, 404)
+        v1 = self.config_version()
+        self.gw.reload_file(self.config(ROUTE_B))
+        r = self.admin("POST", "/reload")
+        self.assertEqual(r.status, 200, r)
+        self.assertRouteState(200, 200)
+        self.assertGreater(self.config_version(), v1)
+        r = self.get("/b/x")
+        self.assertEqual(r.json()["path"], "/b/x")
+
+    def test_http_reload_broken_keeps_old_config(self):
+        self.gw.reload_file(self.config(ROUTE_B))
+        self.assertEqual(self.admin("POST", "/reload").status, 200)
+        v = self.config_version()
+        broken = self.config(ROUTE_B + ROUTE_BROKEN)
+        n = line_of(broken, "upstream: no-such-upstream")
+        self.gw.reload_file(broken)
+        r = self.admin("POST", "/reload")
+        self.assertEqual(r.status, 400, r)
+        self.assertIn("%s:%d:" % (self.gw.config_path, n), r.text)
+        self.assertRouteState(200, 200, 404)
+        self.assertEqual(self.config_version(), v)
+        self.assertTrue(self.gw.alive())
+
+    def test_http_reload_yaml_error_keeps_old_config(self):
+        self.gw.reload_file("listeners: [ unclosed\n")
+        r = self.admin("POST", "/reload")
+        self.assertEqual(r.status, 400, r)
+        self.assertIn(self.gw.config_path + ":", r.text)
+        self.assertRouteState(200, 404)
+
+    def test_sighup_reload(self):
+        v1 = self.config_version()
+        self.gw.reload_file(self.config(ROUTE_B))
+        self.gw.signal(signal.SIGHUP)
+        self.assertTrue(wait_until(lambda: self.get("/b/x").status == 200, timeout=3),
+                        "SIGHUP did not load the new route; log:\n" + self.gw.log_text())
+        self.assertRouteState(200, 200)
+        self.assertGreater(self.config_version(), v1)
+
+    def test_sighup_broken_keeps_old_config(self):
+        v = self.config_version()
+        broken = self.config(ROUTE_BROKEN)
+        n = line_of(broken, "upstream: no-such-upstream")
+        self.gw.reload_file(broken)
+        self.gw.signal(signal.SIGHUP)
+        needle = "%s:%d:" % (self.gw.config_path, n)
+        self.assertTrue(wait_until(lambda: needle in self.gw.log_text(), timeout=3),
+                        "reload error not logged as %s; log:\n%s" % (needle, self.gw.log_text()))
+        self.assertTrue(self.gw.alive())
+        self.assertRouteState(200, 404, 404)
+        self.assertEqual(self.config_version(), v)
+
+    def test_reload_under_load_no_failures(self):
+        stop = threading.Event()
+        failures = []
+        successes = [0]
+        lock = threading.Lock()
+
+        def client(idx):
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            i = 0
+            while not stop.is_set():
+                path = "/a/load/%d/%d" % (idx, i)
+                try:
+                    r = keepalive_request(conn, "GET", path)
+                    if r.status != 200 or r.json()["path"] != path:
+                        with lock:
+                            failures.append("%s -> %d %r" % (path, r.status, r.body[:200]))
+                    else:
+                        with lock:
+                            successes[0] += 1
+                except Exception as e:  # noqa: BLE001
+                    with lock:
+                        failures.append("%s -> %r" % (path, e))
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                i += 1
+            conn.close()
+
+        threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.1)
+            v0 = self.config_version()
+            for k in range(5):
+                self.gw.reload_file(self.config(ROUTE_B if k % 2 == 0 else ""))
+                r = self.admin("POST", "/reload")
+                self.assertEqual(r.status, 200, r)
+                time.sleep(0.1)
+            time.sleep(0.1)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(10)
+        self.assertEqual(failures, [])
+        self.assertGreater(successes[0], 20)
+        self.assertGreaterEqual(self.config_version(), v0 + 5)
+
+    # -- shutdown ------------------------------------------------------------------
+    def test_sigterm_graceful(self):
+        result = {}
+
+        def slow():
+            try:
+                result["resp"] = http_request(self.port, "GET", "/a/delay/500", timeout=5)
+            except Exception as e:  # noqa: BLE001
+                result["error"] = e
+
+        t = threading.Thread(target=slow, daemon=True)
+        t.start()
+        self.assertTrue(wait_until(lambda: any(p.startswith("/a/delay") for p in self.up.paths()),
+                                   timeout=2))
+        t0 = time.monotonic()
+        self.gw.signal(signal.SIGTERM)
+        try:
+            rc = self.gw.proc.wait(5)
+        except Exception:
+            self.fail("gateway did not exit within 5 s of SIGTERM")
+        elapsed = time.monotonic() - t0
+        t.join(5)
+        self.assertEqual(rc, 0, self.gw.log_text())
+        self.assertLess(elapsed, 5)
+        self.assertNotIn("error", result, result)
+        self.assertEqual(result["resp"].status, 200)
+        self.assertEqual(result["resp"].json()["path"], "/a/delay/500")
+
+    def test_sigterm_idle_exits_quickly(self):
+        self.assertEqual(self.get("/a/x").status, 200)
+        t0 = time.monotonic()
+        self.gw.signal(signal.SIGTERM)
+        rc = self.gw.proc.wait(5)
+        self.assertEqual(rc, 0)
+        self.assertLess(time.monotonic() - t0, 2.0)
+
+
+if __name__ == "__main__":
+    unittest.main()
