@@ -4,10 +4,18 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <unordered_map>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "base/hash.h"
+
+namespace ganglion::http {
+class Filter;
+}
 
 namespace ganglion::control {
 
@@ -71,8 +79,23 @@ struct RouteConfig {
   std::optional<std::string> rewrite_path_prefix;
   HeaderOps request_headers;
   HeaderOps response_headers;
+  /// Built filters in the order written; shared, immutable, used by every worker.
+  std::vector<std::shared_ptr<const http::Filter>> filters;
+  std::vector<std::string> filter_kinds;  ///< for /config
   int line = 0;
   int upstream_line = 0;  ///< where `upstream:` is written, for reference errors
+};
+
+/// A gateway API key. Only its SHA-256 is kept; the key itself is dropped after loading.
+struct KeyConfig {
+  std::string name;
+  Sha256 hash{};
+  int line = 0;
+};
+
+/// Key lookup by digest, built at load and shared by the auth filters of a snapshot.
+struct KeyTable {
+  std::unordered_map<Sha256, std::string, DigestHash> by_hash;  ///< digest → key name
 };
 
 struct AdminConfig {
@@ -92,6 +115,8 @@ struct Config {
   std::vector<ListenerConfig> listeners;
   std::vector<UpstreamConfig> upstreams;
   std::vector<RouteConfig> routes;
+  std::vector<KeyConfig> keys;
+  std::shared_ptr<const KeyTable> key_table;
   AdminConfig admin;
   AccessLogConfig access_log;
 };

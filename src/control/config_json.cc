@@ -11,7 +11,8 @@ namespace {
 
 json::value headerOps(const HeaderOps& ops) {
   json::object add;
-  for (const auto& [k, v] : ops.add) add[k] = v;
+  // Added header values often carry credentials (${UPSTREAM_TOKEN}): never shown.
+  for (const auto& [k, v] : ops.add) add[k] = "<redacted>";
   json::array remove;
   for (const auto& r : ops.remove) remove.emplace_back(r);
   return json::object{{"add", std::move(add)}, {"remove", std::move(remove)}};
@@ -75,10 +76,16 @@ std::string configToRedactedJson(const Config& c) {
                        {"max_body_bytes", r.max_body_bytes},
                        {"request_headers", headerOps(r.request_headers)},
                        {"response_headers", headerOps(r.response_headers)}};
+    json::array filters;
+    for (const auto& k : r.filter_kinds) filters.emplace_back(k);
+    route["filters"] = std::move(filters);
     if (r.rewrite_path_prefix) route["rewrite"] = json::object{{"path_prefix", *r.rewrite_path_prefix}};
     routes.push_back(std::move(route));
   }
   root["routes"] = std::move(routes);
+  json::array keys;
+  for (const auto& k : c.keys) keys.push_back(json::object{{"name", k.name}, {"key", "<redacted>"}});
+  root["keys"] = std::move(keys);
   if (c.admin.enabled) {
     root["admin"] = json::object{{"address", c.admin.address.text()}, {"token", "<redacted>"}};
   }

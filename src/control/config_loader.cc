@@ -12,6 +12,8 @@
 #include "base/strings.h"
 #include "control/config.h"
 #include "control/yaml_reader.h"
+#include "filters/registry.h"
+#include "http/filter.h"
 
 namespace ganglion::control {
 
@@ -151,12 +153,64 @@ void readMatch(Reader& r, const YAML::Node& n, RouteMatch& m) {
   }
 }
 
+void readFilters(Reader& r, const YAML::Node& list, const Config& cfg, RouteConfig& rt) {
+  r.forEach(list, "filters", [&](const YAML::Node& item) {
+    if (!item.IsMap() || item.size() != 1) {
+      r.fail(item, "each filter is a map with one key naming it, e.g. '- rate_limit: { requests: 10 }'");
+      return;
+    }
+    auto kv = *item.begin();
+    std::string kind = kv.first.Scalar();
+    if (auto filter = filters::buildFilter(kind, kv.second, r, cfg)) {
+      rt.filters.push_back(std::move(filter));
+      rt.filter_kinds.push_back(kind);
+    }
+  });
+}
+
+void readKeys(Reader& r, const YAML::Node& list, Config& cfg) {
+  auto table = std::make_shared<KeyTable>();
+  r.forEach(list, "keys", [&](const YAML::Node& n) {
+    if (!n.IsMap()) return r.fail(n, "a key is a map: { name, key } or { name, key_sha256 }");
+    r.checkKeys(n, {"name", "key", "key_sha256"}, "key");
+    KeyConfig k;
+    k.line = Reader::lineOf(n);
+    if (auto v = n["name"]; v.IsDefined()) {
+      if (auto s = r.str(v, "key name")) k.name = *s;
+    } else {
+      return r.fail(n, "key needs a 'name'");
+    }
+    if (auto v = n["key"]; v.IsDefined()) {
+      auto secret = r.str(v, "key");
+      if (!secret) return;
+      if (secret->size() < 8) return r.fail(v, "a key must be at least 8 characters");
+      k.hash = sha256(*secret);
+    } else if (auto h = n["key_sha256"]; h.IsDefined()) {
+      auto hex = r.str(h, "key_sha256");
+      if (!hex) return;
+      if (hex->size() != 64 || hex->find_first_not_of("0123456789abcdef") != std::string::npos)
+        return r.fail(h, "key_sha256 must be 64 lower-case hex digits");
+      for (size_t i = 0; i < 32; ++i)
+        k.hash[i] = static_cast<uint8_t>(std::stoi(hex->substr(i * 2, 2), nullptr, 16));
+    } else {
+      return r.fail(n, fmt::format("key '{}' needs 'key' or 'key_sha256'", k.name));
+    }
+    for (const auto& other : cfg.keys) {
+      if (other.name == k.name) return r.fail(n, fmt::format("duplicate key name '{}'", k.name));
+      if (other.hash == k.hash) return r.fail(n, fmt::format("key '{}' has the same secret as '{}'", k.name, other.name));
+    }
+    table->by_hash.emplace(k.hash, k.name);
+    cfg.keys.push_back(std::move(k));
+  });
+  cfg.key_table = std::move(table);
+}
+
 void readRoute(Reader& r, const YAML::Node& n, Config& cfg) {
   RouteConfig rt;
   rt.line = Reader::lineOf(n);
   if (!n.IsMap()) return r.fail(n, "a route must be a map");
   r.checkKeys(n, {"name", "match", "upstream", "timeout", "first_byte_timeout", "idle_timeout", "retries",
-                  "max_body_bytes", "rewrite", "request_headers", "response_headers"},
+                  "max_body_bytes", "rewrite", "request_headers", "response_headers", "filters"},
               "route");
   if (auto v = n["name"]; v.IsDefined()) {
     if (auto s = r.str(v, "route name")) rt.name = *s;
@@ -196,6 +250,7 @@ void readRoute(Reader& r, const YAML::Node& n, Config& cfg) {
   }
   if (auto v = n["request_headers"]; v.IsDefined()) rt.request_headers = r.headerOps(v, "request_headers");
   if (auto v = n["response_headers"]; v.IsDefined()) rt.response_headers = r.headerOps(v, "response_headers");
+  if (auto v = n["filters"]; v.IsDefined()) readFilters(r, v, cfg, rt);
   cfg.routes.push_back(std::move(rt));
 }
 
@@ -268,8 +323,9 @@ LoadResult loadConfigText(const std::string& text, const std::string& path) {
     return result;
   }
   try {
-    r.checkKeys(root, {"workers", "listeners", "upstreams", "routes", "admin", "access_log"},
+    r.checkKeys(root, {"workers", "listeners", "upstreams", "routes", "keys", "admin", "access_log"},
                 "the top level");
+    readKeys(r, root["keys"], cfg);  // before routes: key_auth filters refer to keys
     if (auto v = root["workers"]; v.IsDefined())
       if (auto w = r.integer<unsigned>(v, "workers", 0, 256)) cfg.workers = *w;
     r.forEach(root["listeners"], "listeners", [&](const YAML::Node& n) { readListener(r, n, cfg); });

@@ -162,6 +162,7 @@ Task<void> ServerConnection::run() {
       break;
     }
     if (!req.hasBody()) request_complete_ = true;
+    hook_ = nullptr;
 
     co_await handler_.handle(*this);
 
@@ -227,11 +228,12 @@ Task<BodyRead> ServerConnection::readBody() {
   }
 }
 
-Task<bool> ServerConnection::writeResponse(const ResponseHead* head,
-                                           std::span<const std::string_view> body, bool last) {
+Task<bool> ServerConnection::writeResponse(ResponseHead* head, std::span<const std::string_view> body,
+                                           bool last) {
   iov_.clear();
   out_.clear();
   if (head) {
+    if (hook_) hook_->onResponseHead(*head);
     response_started_ = true;
     response_status_ = head->status;
     const auto& req = parser_.request();
@@ -304,7 +306,8 @@ Task<bool> ServerConnection::writeResponse(const ResponseHead* head,
   co_return true;
 }
 
-Task<void> ServerConnection::sendError(int status, std::string_view type, std::string_view message) {
+Task<void> ServerConnection::sendError(int status, std::string_view type, std::string_view message,
+                                       const HeaderList* extra_headers) {
   stats_.local_replies.add();
   std::string body = fmt::format(R"({{"error":{{"code":{},"type":")", status);
   appendJsonEscaped(body, type);
@@ -314,6 +317,8 @@ Task<void> ServerConnection::sendError(int status, std::string_view type, std::s
   ResponseHead head;
   head.status = status;
   head.headers.add("Content-Type", "application/json");
+  if (extra_headers)
+    for (const auto& h : *extra_headers) head.headers.set(h.name, h.value);
   head.has_content_length = true;
   head.content_length = body.size();
   if (!request_complete_) keep_alive_ = false;

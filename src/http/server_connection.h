@@ -42,6 +42,16 @@ class RequestHandler {
   virtual Task<void> handle(ServerConnection& conn) = 0;
 };
 
+/// Sees every response head just before it is written (filters' response hooks).
+class ResponseHook {
+ public:
+  /// Worker thread; may edit the head's status line and headers, not its framing.
+  virtual void onResponseHead(ResponseHead& head) = 0;
+
+ protected:
+  ~ResponseHook() = default;
+};
+
 /// What a body read returned: data (valid until the next call) and whether the body ended.
 struct BodyRead {
   std::span<const std::string_view> data;
@@ -69,10 +79,12 @@ class ServerConnection {
   Task<BodyRead> readBody();
   /// Writes the response head (if `head`), body pieces and, with `last`, the end. The first
   /// call decides the framing from `head`. Returns false when the client is gone.
-  Task<bool> writeResponse(const ResponseHead* head, std::span<const std::string_view> body,
-                           bool last);
+  Task<bool> writeResponse(ResponseHead* head, std::span<const std::string_view> body, bool last);
   /// A gateway-generated JSON error: {"error":{"code":..,"type":..,"message":..}}.
-  Task<void> sendError(int status, std::string_view type, std::string_view message);
+  Task<void> sendError(int status, std::string_view type, std::string_view message,
+                       const HeaderList* extra_headers = nullptr);
+  /// Installs the hook for this request's response head (reset for every request).
+  void setResponseHook(ResponseHook* hook) { hook_ = hook; }
   /// Marks the connection to close once this response is done.
   void closeAfterResponse() { keep_alive_ = false; }
   bool responseStarted() const { return response_started_; }
@@ -104,6 +116,7 @@ class ServerConnection {
   std::vector<boost::asio::const_buffer> iov_;
   std::vector<std::array<char, 24>> chunk_lines_;
   std::string local_reason_;
+  ResponseHook* hook_ = nullptr;
 
   std::chrono::steady_clock::time_point request_start_;
   uint64_t max_body_bytes_ = 0;

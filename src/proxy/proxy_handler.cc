@@ -6,6 +6,7 @@
 #include <boost/asio/write.hpp>
 #include <charconv>
 
+#include "http/filter.h"
 #include "proxy/request_head.h"
 #include "telemetry/access_log.h"
 
@@ -31,7 +32,7 @@ struct ProxyHandler::Exchange {
 
 ProxyHandler::ProxyHandler(loop::Worker& worker, telemetry::WorkerStats& stats,
                            telemetry::AccessLog* log)
-    : worker_(worker), stats_(stats), log_(log) {
+    : worker_(worker), stats_(stats), log_(log), unmatched_stats_(stats.route("")) {
   worker_.onTick([this] { expireIdle(); });
 }
 
@@ -96,12 +97,59 @@ void prepareResponseHead(const http::ResponseHead& in, http::ResponseHead& out,
 
 }  // namespace
 
+namespace {
+
+/// Runs the response hooks of the filters that saw the request, last first, then adds the
+/// headers filters asked every response to carry.
+class FilterChainHook final : public http::ResponseHook {
+ public:
+  FilterChainHook(const std::vector<std::shared_ptr<const http::Filter>>& filters, http::FilterContext& ctx)
+      : filters_(filters), ctx_(ctx) {}
+  void onResponseHead(http::ResponseHead& head) override {
+    for (size_t i = ran; i-- > 0;) filters_[i]->onResponse(ctx_, head);
+    for (const auto& h : ctx_.response_add) head.headers.set(h.name, h.value);
+  }
+  size_t ran = 0;
+
+ private:
+  const std::vector<std::shared_ptr<const http::Filter>>& filters_;
+  http::FilterContext& ctx_;
+};
+
+}  // namespace
+
 Task<void> ProxyHandler::handle(ServerConnection& conn) {
   Exchange ex;
   ex.view = view_;
   auto& req = conn.request();
   ex.route = ex.view->snapshot->router.match(req);
-  if (!ex.route) {
+  http::FilterContext fctx{req, conn.clientIp(), {}, {}, {}};
+  std::optional<FilterChainHook> hook;
+  bool replied = false;
+  if (ex.route && !ex.route->config->filters.empty()) {
+    const auto& filters = ex.route->config->filters;
+    hook.emplace(filters, fctx);
+    conn.setResponseHook(&*hook);
+    for (const auto& filter : filters) {
+      ++hook->ran;
+      if (filter->onRequest(fctx) == http::FilterStatus::kReply) {
+        replied = true;
+        break;
+      }
+    }
+  }
+  if (replied) {
+    ex.error_type = fctx.reply.type;
+    if (fctx.reply.type.empty()) {
+      http::ResponseHead head;
+      head.status = fctx.reply.status;
+      head.headers = fctx.reply.headers;
+      head.has_content_length = true;
+      co_await conn.writeResponse(&head, {}, true);
+    } else {
+      co_await conn.sendError(fctx.reply.status, fctx.reply.type, fctx.reply.message, &fctx.reply.headers);
+    }
+  } else if (!ex.route) {
     co_await conn.sendError(404, "route_not_found",
                             fmt::format("no route matches {} {}", req.method, req.path()));
   } else {
@@ -119,11 +167,9 @@ Task<void> ProxyHandler::handle(ServerConnection& conn) {
     }
   }
   auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - conn.requestStart());
-  if (ex.route) {
-    auto* rs = ex.view->route_stats[ex.route->index];
-    rs->by_class[telemetry::statusClass(conn.responseStatus())].add();
-    rs->latency.observe(static_cast<uint64_t>(elapsed.count()));
-  }
+  auto* rs = ex.route ? ex.view->route_stats[ex.route->index] : unmatched_stats_;
+  if (conn.responseStatus() > 0) rs->by_class[telemetry::statusClass(conn.responseStatus())].add();
+  rs->latency.observe(static_cast<uint64_t>(elapsed.count()));
   if (log_ && log_->enabled()) {
     telemetry::AccessRecord rec{
         .method = req.method,
@@ -139,6 +185,7 @@ Task<void> ProxyHandler::handle(ServerConnection& conn) {
         .upstream_status = ex.upstream_status,
         .attempts = ex.attempts,
         .error = ex.error_type,
+        .principal = fctx.principal,
         .worker = worker_.index(),
     };
     log_->write(rec);
@@ -172,6 +219,8 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
   const auto& schedule = up.def->schedule;
   std::string last_error;
   net::ConnectionPool* pool = nullptr;
+  constexpr int kMaxStaleRetries = 4;
+  int stale_retries = 0;
   for (;;) {
     if (ex.attempts > 0) ustats->retries.add();
     ++ex.attempts;
@@ -255,8 +304,9 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
       }
     }
     if (!sent) {
-      // A pooled connection the peer had closed was never used: safe to try again.
-      bool retry = uc->reused && replayable;
+      // A pooled connection the peer had closed was never used: safe to try again, within
+      // a small bound so a pool full of dead connections cannot loop for long.
+      bool retry = uc->reused && replayable && ++stale_retries <= kMaxStaleRetries;
       uc.reset();
       if (retry) continue;
       last_error = fmt::format("connection to {} failed while sending the request", target.key);
@@ -310,7 +360,7 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
                                           uc->parser.errorReason()));
     }
     // Closed before any response byte: on a pooled connection that is the keep-alive race.
-    bool retry = uc->reused && !received_any && replayable;
+    bool retry = uc->reused && !received_any && replayable && ++stale_retries <= kMaxStaleRetries;
     uc.reset();
     if (retry) continue;
     ustats->protocol_errors.add();
@@ -335,7 +385,7 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
                        (resp.has_content_length && resp.content_length == 0);
   const bool until_close = !no_body && !resp.has_content_length && !resp.chunked;
   bool complete = no_body;
-  const http::ResponseHead* head_to_send = &out;
+  http::ResponseHead* head_to_send = &out;
   for (;;) {
     std::span<const std::string_view> pieces;
     size_t consumed = 0;

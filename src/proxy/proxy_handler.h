@@ -52,6 +52,7 @@ class ProxyHandler final : public http::RequestHandler {
   telemetry::AccessLog* log_;
   std::shared_ptr<WorkerView> view_;
   std::map<std::string, std::shared_ptr<net::ConnectionPool>> pools_;
+  telemetry::RequestStats* unmatched_stats_;
 };
 
 }  // namespace ganglion::proxy

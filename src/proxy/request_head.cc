@@ -51,16 +51,17 @@ void buildUpstreamHead(std::string& out, const http::RequestHead& req, const Com
     out += h.value;
     out += "\r\n";
   }
+  for (const auto& [name, value] : ops.add) {
+    has_host = has_host || iequals(name, "host");
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
   if (!has_host) {
     // HTTP/1.0 clients may omit Host; HTTP/1.1 upstreams require one.
     out += "Host: ";
     out += default_host;
-    out += "\r\n";
-  }
-  for (const auto& [name, value] : ops.add) {
-    out += name;
-    out += ": ";
-    out += value;
     out += "\r\n";
   }
   out += "X-Forwarded-For: ";

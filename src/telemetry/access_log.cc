@@ -64,6 +64,11 @@ void AccessLog::write(const AccessRecord& rec) {
   out += R"(","upstream_addr":")";
   appendJsonEscaped(out, rec.upstream_addr);
   out += fmt::format(R"(","upstream_status":{},"attempts":{})", rec.upstream_status, rec.attempts);
+  if (!rec.principal.empty()) {
+    out += R"(,"key":")";
+    appendJsonEscaped(out, rec.principal);
+    out += '"';
+  }
   if (!rec.error.empty()) {
     out += R"(,"error":")";
     appendJsonEscaped(out, rec.error);

@@ -29,6 +29,7 @@ struct AccessRecord {
   int upstream_status = 0;
   int attempts = 0;
   std::string_view error;
+  std::string_view principal;  ///< authenticated key name, if any
   unsigned worker = 0;
 };
 

@@ -114,7 +114,7 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
 
   histograms.clear();
   out += "# TYPE ganglion_upstream_requests_total counter\n";
-  std::string failures;
+  std::string failures, retries_text, opened_text;
   forEachNamed<UpstreamStats>(workers, &WorkerStats::upstreams, [&](const std::string& name, auto& list) {
     std::string labels = fmt::format("upstream=\"{}\"", labelEscape(name));
     for (size_t c = 0; c < 5; ++c) {
@@ -135,13 +135,15 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
       retries += s->retries.get();
       opened += s->connections_opened.get();
     }
-    failures += fmt::format("ganglion_upstream_retries_total{{{}}} {}\n", labels, retries);
-    failures += fmt::format("ganglion_upstream_connections_opened_total{{{}}} {}\n", labels, opened);
+    retries_text += fmt::format("ganglion_upstream_retries_total{{{}}} {}\n", labels, retries);
+    opened_text += fmt::format("ganglion_upstream_connections_opened_total{{{}}} {}\n", labels, opened);
     std::vector<const Histogram*> hs;
     for (auto* s : list) hs.push_back(&s->latency);
     renderHistogram(histograms, "ganglion_upstream_duration_seconds", labels, hs);
   });
   out += "# TYPE ganglion_upstream_failures_total counter\n" + failures;
+  out += "# TYPE ganglion_upstream_retries_total counter\n" + retries_text;
+  out += "# TYPE ganglion_upstream_connections_opened_total counter\n" + opened_text;
   out += "# TYPE ganglion_upstream_duration_seconds histogram\n" + histograms;
   return out;
 }

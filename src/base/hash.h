@@ -1,0 +1,26 @@
+// Hashing helpers over OpenSSL.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace ganglion {
+
+using Sha256 = std::array<uint8_t, 32>;
+
+Sha256 sha256(std::string_view data);
+std::string toHex(const Sha256& digest);
+
+/// Hash for unordered containers keyed by a digest (its first 8 bytes are already uniform).
+struct DigestHash {
+  size_t operator()(const Sha256& d) const {
+    size_t h;
+    static_assert(sizeof h <= sizeof d);
+    __builtin_memcpy(&h, d.data(), sizeof h);
+    return h;
+  }
+};
+
+}  // namespace ganglion

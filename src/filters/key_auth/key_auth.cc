@@ -1,0 +1,74 @@
+// key_auth: the client must present a gateway API key (Authorization: Bearer, or x-api-key).
+// Keys are compared by SHA-256 digest; the credential is stripped before forwarding so the
+// client's key never reaches the upstream.
+#include "filters/registry.h"
+
+namespace ganglion::filters {
+
+namespace {
+
+class KeyAuthFilter final : public http::Filter {
+ public:
+  KeyAuthFilter(std::shared_ptr<const control::KeyTable> keys, std::vector<std::string> allowed)
+      : keys_(std::move(keys)), allowed_(std::move(allowed)) {}
+
+  http::FilterStatus onRequest(http::FilterContext& ctx) const override {
+    std::string_view key = presentedKey(ctx.request);
+    if (key.empty()) {
+      return deny(ctx, 401, "missing_api_key",
+                  "an API key is required: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'");
+    }
+    auto it = keys_->by_hash.find(sha256(key));
+    if (it == keys_->by_hash.end()) return deny(ctx, 401, "invalid_api_key", "the API key is not valid");
+    if (!allowed_.empty() && std::find(allowed_.begin(), allowed_.end(), it->second) == allowed_.end())
+      return deny(ctx, 403, "key_not_allowed", "this API key may not use this route");
+    ctx.principal = it->second;
+    ctx.request.headers.remove("authorization");
+    ctx.request.headers.remove("x-api-key");
+    return http::FilterStatus::kContinue;
+  }
+  std::string_view kind() const override { return "key_auth"; }
+
+ private:
+  static std::string_view presentedKey(const http::RequestHead& req) {
+    std::string_view auth = req.headers.get("authorization");
+    if (auth.size() > 7 && iequals(auth.substr(0, 7), "bearer ")) return trim(auth.substr(7));
+    return trim(req.headers.get("x-api-key"));
+  }
+  static http::FilterStatus deny(http::FilterContext& ctx, int status, std::string_view type,
+                                 std::string_view message) {
+    ctx.reply.status = status;
+    ctx.reply.type = type;
+    ctx.reply.message = message;
+    if (status == 401) ctx.reply.headers.set("WWW-Authenticate", "Bearer");
+    return http::FilterStatus::kReply;
+  }
+
+  std::shared_ptr<const control::KeyTable> keys_;
+  std::vector<std::string> allowed_;
+};
+
+}  // namespace
+
+FilterPtr buildKeyAuth(const YAML::Node& node, control::Reader& r, const control::Config& config) {
+  std::vector<std::string> allowed;
+  if (node.IsMap()) {
+    r.checkKeys(node, {"keys"}, "key_auth");
+    r.forEach(node["keys"], "key_auth.keys", [&](const YAML::Node& n) {
+      auto name = r.str(n, "key name");
+      if (!name) return;
+      bool known = false;
+      for (const auto& k : config.keys) known = known || k.name == *name;
+      if (!known) r.fail(n, fmt::format("key_auth names unknown key '{}'", *name));
+      else allowed.push_back(*name);
+    });
+  } else if (!node.IsNull() && !(node.IsScalar() && node.Scalar().empty())) {
+    r.fail(node, "key_auth takes a map (or nothing)");
+    return nullptr;
+  }
+  if (config.keys.empty()) r.fail(node, "key_auth needs at least one entry under top-level 'keys'");
+  if (!config.key_table) return nullptr;
+  return std::make_shared<KeyAuthFilter>(config.key_table, std::move(allowed));
+}
+
+}  // namespace ganglion::filters

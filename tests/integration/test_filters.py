@@ -1,0 +1,212 @@
+"""Built-in filters: key_auth, rate_limit, cors, ip_filter, headers; ordering and config errors."""
+
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Gateway, Upstream, error_json, free_port, run_cli  # noqa: E402
+
+CONFIG = """workers: 2
+listeners:
+  - name: public
+    address: 127.0.0.1:{port}
+upstreams:
+  - name: backend
+    targets: [ "127.0.0.1:{up}" ]
+keys:
+  - name: alice
+    key: sk-alice-0001
+  - name: bob
+    key_sha256: {bob_hash}
+routes:
+  - name: auth
+    match: {{ path_prefix: /auth }}
+    upstream: backend
+    filters:
+      - key_auth: {{}}
+  - name: only-bob
+    match: {{ path_prefix: /bob }}
+    upstream: backend
+    filters:
+      - key_auth: {{ keys: [ bob ] }}
+  - name: limited
+    match: {{ path_prefix: /limited }}
+    upstream: backend
+    filters:
+      - rate_limit: {{ requests: 3, per: 1m }}
+  - name: per-key
+    match: {{ path_prefix: /perkey }}
+    upstream: backend
+    filters:
+      - key_auth: {{}}
+      - rate_limit: {{ requests: 2, per: 1m, by: key }}
+  - name: cors
+    match: {{ path_prefix: /cors }}
+    upstream: backend
+    filters:
+      - cors: {{ allow_origins: [ "https://app.example" ], allow_methods: [ GET, POST ], expose_headers: [ x-trace ], max_age: 10m, allow_credentials: true }}
+  - name: denied
+    match: {{ path_prefix: /denied }}
+    upstream: backend
+    filters:
+      - ip_filter: {{ deny: [ "127.0.0.0/8" ] }}
+  - name: allowed
+    match: {{ path_prefix: /allowed }}
+    upstream: backend
+    filters:
+      - ip_filter: {{ allow: [ "10.0.0.0/8", "127.0.0.1" ] }}
+  - name: hdr
+    match: {{ path_prefix: /hdr }}
+    upstream: backend
+    filters:
+      - headers: {{ request: {{ add: {{ x-from-filter: "yes" }}, remove: [ x-drop ] }}, response: {{ add: {{ x-served-by: ganglion }} }} }}
+"""
+
+BOB_KEY = "sk-bob-000000002"
+
+
+def sha256_hex(s):
+    import hashlib
+    return hashlib.sha256(s.encode()).hexdigest()
+
+
+class FiltersTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.up = Upstream().__enter__()
+        cls.port = free_port()
+        cls.gw = Gateway(CONFIG.format(port=cls.port, up=cls.up.port, bob_hash=sha256_hex(BOB_KEY)))
+        cls.gw.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.stop()
+        cls.up.__exit__(None, None, None)
+
+    def test_key_auth_missing_invalid_valid(self):
+        r = self.gw.request("GET", "/auth/x")
+        self.assertEqual(r.status, 401)
+        self.assertEqual(error_json(r.body)["type"], "missing_api_key")
+        self.assertEqual(r.headers.get("www-authenticate"), "Bearer")
+        r = self.gw.request("GET", "/auth/x", headers={"Authorization": "Bearer wrong-key-123"})
+        self.assertEqual(r.status, 401)
+        self.assertEqual(error_json(r.body)["type"], "invalid_api_key")
+        r = self.gw.request("GET", "/auth/x", headers={"Authorization": "Bearer sk-alice-0001"})
+        self.assertEqual(r.status, 200)
+        seen = r.json()["headers"]
+        self.assertNotIn("authorization", seen, "the client's key must not reach the upstream")
+        r = self.gw.request("GET", "/auth/x", headers={"x-api-key": BOB_KEY})
+        self.assertEqual(r.status, 200)
+        self.assertNotIn("x-api-key", r.json()["headers"])
+
+    def test_key_restricted_to_named_keys(self):
+        r = self.gw.request("GET", "/bob", headers={"Authorization": "Bearer sk-alice-0001"})
+        self.assertEqual(r.status, 403)
+        self.assertEqual(error_json(r.body)["type"], "key_not_allowed")
+        r = self.gw.request("GET", "/bob", headers={"Authorization": "bearer " + BOB_KEY})
+        self.assertEqual(r.status, 200)
+
+    def test_rate_limit_by_client_ip_across_workers(self):
+        statuses = [self.gw.request("GET", "/limited").status for _ in range(6)]
+        self.assertEqual(statuses[:3], [200, 200, 200])
+        self.assertEqual(statuses[3:], [429, 429, 429])
+        r = self.gw.request("GET", "/limited")
+        self.assertEqual(r.status, 429)
+        self.assertEqual(error_json(r.body)["type"], "rate_limited")
+        self.assertGreaterEqual(int(r.headers["retry-after"]), 1)
+        self.assertEqual(r.headers.get("x-ratelimit-limit"), "3")
+
+    def test_rate_limit_by_key(self):
+        a = {"Authorization": "Bearer sk-alice-0001"}
+        b = {"Authorization": "Bearer " + BOB_KEY}
+        self.assertEqual([self.gw.request("GET", "/perkey", headers=a).status for _ in range(3)], [200, 200, 429])
+        self.assertEqual(self.gw.request("GET", "/perkey", headers=b).status, 200)
+
+    def test_cors_preflight_and_actual(self):
+        r = self.gw.request("OPTIONS", "/cors/x", headers={
+            "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type"})
+        self.assertEqual(r.status, 204)
+        self.assertEqual(r.headers["access-control-allow-origin"], "https://app.example")
+        self.assertEqual(r.headers["access-control-allow-methods"], "GET, POST")
+        self.assertEqual(r.headers["access-control-allow-headers"], "content-type")
+        self.assertEqual(r.headers["access-control-max-age"], "600")
+        self.assertEqual(r.headers["access-control-allow-credentials"], "true")
+        before = self.up.request_count
+        r = self.gw.request("GET", "/cors/x", headers={"Origin": "https://app.example"})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.headers["access-control-allow-origin"], "https://app.example")
+        self.assertEqual(r.headers["access-control-expose-headers"], "x-trace")
+        self.assertIn("Origin", r.headers.get("vary", ""))
+        self.assertEqual(self.up.request_count, before + 1)
+        r = self.gw.request("OPTIONS", "/cors/x", headers={
+            "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+        self.assertEqual(r.status, 403)
+        self.assertEqual(error_json(r.body)["type"], "cors_origin_not_allowed")
+        r = self.gw.request("GET", "/cors/x", headers={"Origin": "https://evil.example"})
+        self.assertEqual(r.status, 200)
+        self.assertNotIn("access-control-allow-origin", r.headers)
+
+    def test_ip_filter(self):
+        r = self.gw.request("GET", "/denied")
+        self.assertEqual(r.status, 403)
+        self.assertEqual(error_json(r.body)["type"], "ip_not_allowed")
+        self.assertEqual(self.gw.request("GET", "/allowed").status, 200)
+
+    def test_headers_filter(self):
+        r = self.gw.request("GET", "/hdr", headers={"x-drop": "1", "x-keep": "2"})
+        self.assertEqual(r.status, 200)
+        seen = r.json()["headers"]
+        self.assertEqual(seen.get("x-from-filter"), "yes")
+        self.assertNotIn("x-drop", seen)
+        self.assertEqual(seen.get("x-keep"), "2")
+        self.assertEqual(r.headers.get("x-served-by"), "ganglion")
+
+
+class FilterConfigErrors(unittest.TestCase):
+    def check(self, text):
+        import tempfile
+        d = tempfile.mkdtemp()
+        path = os.path.join(d, "c.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        p = run_cli(["check", "--config", path])
+        return path, (p.returncode, p.stdout + p.stderr)
+
+    BASE = """listeners: [ { name: l, address: "127.0.0.1:1" } ]
+upstreams: [ { name: u, targets: [ "127.0.0.1:2" ] } ]
+keys: [ { name: k, key: "0123456789" } ]
+routes:
+  - name: r
+    upstream: u
+    filters:
+"""
+
+    def test_unknown_filter(self):
+        path, (code, out) = self.check(self.BASE + "      - teleport: {}\n")
+        self.assertNotEqual(code, 0)
+        self.assertIn("%s:8: unknown filter 'teleport'" % path, out)
+
+    def test_bad_rate_limit(self):
+        path, (code, out) = self.check(self.BASE + "      - rate_limit: { requests: 0, by: nobody }\n")
+        self.assertNotEqual(code, 0)
+        self.assertIn("requests must be an integer", out)
+        self.assertIn("by must be client_ip, key or header:<name>", out)
+
+    def test_key_auth_unknown_key_and_bad_cidr(self):
+        path, (code, out) = self.check(self.BASE + "      - key_auth: { keys: [ nobody ] }\n"
+                                       "      - ip_filter: { allow: [ 10.0.0.0/33 ] }\n")
+        self.assertNotEqual(code, 0)
+        self.assertIn("%s:8: key_auth names unknown key 'nobody'" % path, out)
+        self.assertIn("%s:9: '10.0.0.0/33' is not an IP address or CIDR range" % path, out)
+
+    def test_short_key_rejected_and_not_echoed(self):
+        text = self.BASE.replace('key: "0123456789"', 'key: "short"') + "      - key_auth: {}\n"
+        path, (code, out) = self.check(text)
+        self.assertNotEqual(code, 0)
+        self.assertIn("at least 8 characters", out)
+
+
+if __name__ == "__main__":
+    unittest.main()
