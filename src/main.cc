@@ -23,7 +23,8 @@ int main(int argc, char** argv) {
     auto loaded = ganglion::control::loadConfigFile(config_path);
     std::vector<ganglion::control::ConfigError> errors = loaded.errors;
     if (loaded.config) {
-      auto built = ganglion::control::buildSnapshot(std::move(*loaded.config), 1);
+      ganglion::control::HealthRegistry health;
+      auto built = ganglion::control::buildSnapshot(std::move(*loaded.config), 1, health);
       errors = built.errors;
     }
     for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.text().c_str());

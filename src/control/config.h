@@ -44,9 +44,37 @@ struct TargetConfig {
   uint32_t weight = 1;
 };
 
+/// Active HTTP health checking of every target of an upstream (main thread runs the probes).
+struct HealthCheckConfig {
+  std::string path = "/healthz";
+  std::string host;              ///< Host header; the target's address when empty
+  Millis interval{5'000};
+  Millis timeout{1'000};
+  uint32_t healthy_threshold = 2;    ///< consecutive passes to return to service
+  uint32_t unhealthy_threshold = 3;  ///< consecutive failures to leave it
+  int expect_min = 200;              ///< accepted status range, inclusive
+  int expect_max = 399;
+};
+
+/// Passive outlier ejection: targets failing in live traffic are rested for a while.
+struct OutlierConfig {
+  uint32_t consecutive_failures = 5;  ///< 5xx, connect failures or timeouts in a row; 0 = off
+  Millis base_ejection{30'000};       ///< doubled for each repeated ejection, up to 10x
+  uint32_t max_ejected_percent = 50;  ///< never eject more than this share of targets
+};
+
+enum class Balance { kRoundRobin, kLeastRequest, kHash, kEwma };
+
 struct UpstreamConfig {
   std::string name;
   std::vector<TargetConfig> targets;
+  Balance balance = Balance::kRoundRobin;
+  std::string hash_header;  ///< for kHash: lower-case header name; empty = client IP
+  std::optional<HealthCheckConfig> health_check;
+  OutlierConfig outlier;
+  uint32_t retry_budget_percent = 20;  ///< retries in flight ≤ this share of requests in flight
+  uint32_t retry_budget_min = 3;       ///< ... but at least this many
+  Millis dns_refresh{30'000};          ///< re-resolve host names this often
   Millis connect_timeout{2'000};
   Millis idle_timeout{60'000};   ///< idle pooled connections are closed after this
   uint32_t keepalive = 128;      ///< idle connections kept per worker per target

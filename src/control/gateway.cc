@@ -204,7 +204,7 @@ std::pair<bool, std::string> Gateway::reload() {
   std::vector<std::string> errors;
   for (auto& e : loaded.errors) errors.push_back(e.text());
   if (!loaded.config) return fail(errors);
-  auto built = buildSnapshot(std::move(*loaded.config), version_ + 1);
+  auto built = buildSnapshot(std::move(*loaded.config), version_ + 1, health_);
   for (auto& e : built.errors) errors.push_back(e.text());
   if (!built.snapshot) return fail(errors);
   if (auto err = installListeners(built.snapshot->config); !err.empty()) return fail({err});
@@ -212,6 +212,8 @@ std::pair<bool, std::string> Gateway::reload() {
     log("note: a new 'workers' value takes effect at the next start");
   snapshot_ = built.snapshot;
   version_ = snapshot_->version;
+  health_.retainOnly(snapshot_->upstreams);
+  checker_->apply(snapshot_);
   for (auto& w : workers_) {
     auto* ctx = w.get();
     ctx->worker.post([ctx, snap = snapshot_] { ctx->handler.install(snap); });
@@ -228,6 +230,19 @@ std::string Gateway::metricsText() {
   for (auto& w : workers_) stats.push_back(&w->stats);
   telemetry::ProcessInfo info{version_, reloads_ok_, reloads_failed_, start_time_};
   std::string out = telemetry::renderPrometheus(stats, info);
+  out += "# HELP ganglion_upstream_target_up 1 when the target takes traffic (health checks pass, not ejected).\n";
+  out += "# TYPE ganglion_upstream_target_up gauge\n";
+  std::string ejections = "# TYPE ganglion_upstream_target_ejections_total counter\n";
+  const int64_t now_ms = proxy::steadyMillis();
+  for (const auto& up : snapshot_->upstreams) {
+    for (const auto& t : up.targets) {
+      out += fmt::format("ganglion_upstream_target_up{{upstream=\"{}\",target=\"{}\"}} {}\n", up.config->name, t.key,
+                         t.health->available(now_ms) ? 1 : 0);
+      ejections += fmt::format("ganglion_upstream_target_ejections_total{{upstream=\"{}\",target=\"{}\"}} {}\n",
+                               up.config->name, t.key, t.health->ejections_total.load());
+    }
+  }
+  out += ejections;
   if (access_log_) {
     out += "# TYPE ganglion_access_log_dropped_total counter\n";
     out += fmt::format("ganglion_access_log_dropped_total {}\n", access_log_->dropped());
@@ -263,6 +278,7 @@ void Gateway::drainAndStop() {
     if (active == 0 || std::chrono::steady_clock::now() >= deadline) {
       if (active) log(fmt::format("drain timeout: closing {} connections", active));
       if (admin_) admin_->stop();
+      checker_->stop();
       signals_.cancel();
       io_.stop();
       *poll = nullptr;  // break the self-reference
@@ -285,13 +301,15 @@ int Gateway::run() {
     for (auto& e : loaded.errors) std::fprintf(stderr, "%s\n", e.text().c_str());
     return 1;
   }
-  auto built = buildSnapshot(std::move(*loaded.config), 1);
+  auto built = buildSnapshot(std::move(*loaded.config), 1, health_);
   if (!built.snapshot) {
     for (auto& e : built.errors) std::fprintf(stderr, "%s\n", e.text().c_str());
     return 1;
   }
   snapshot_ = built.snapshot;
   version_ = 1;
+  checker_ = std::make_unique<HealthChecker>(io_, [this](std::string_view m) { log(m); });
+  checker_->apply(snapshot_);
   const Config& cfg = snapshot_->config;
   access_log_ = std::make_unique<telemetry::AccessLog>(cfg.access_log.path, cfg.workers);
   access_log_->setEnabled(cfg.access_log.enabled);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "control/admin_server.h"
+#include "control/health_checker.h"
 #include "control/snapshot.h"
 
 namespace ganglion::telemetry {
@@ -41,6 +42,8 @@ class Gateway {
   std::unique_ptr<AdminServer> admin_;
   std::unique_ptr<telemetry::AccessLog> access_log_;
   std::vector<std::unique_ptr<WorkerContext>> workers_;
+  HealthRegistry health_;
+  std::unique_ptr<HealthChecker> checker_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::set<std::string> bound_;  ///< listener addresses the workers accept on
   uint64_t version_ = 0;

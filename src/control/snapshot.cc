@@ -33,9 +33,44 @@ std::vector<uint32_t> smoothSchedule(const std::vector<ResolvedTarget>& targets)
   return schedule;
 }
 
+/// Ketama-style ring: 100 points per unit of weight (capped), so removing one target moves
+/// only its share of keys.
+std::vector<std::pair<uint64_t, uint32_t>> hashRing(const std::vector<ResolvedTarget>& targets) {
+  std::vector<std::pair<uint64_t, uint32_t>> ring;
+  for (uint32_t i = 0; i < targets.size(); ++i) {
+    uint32_t points = std::min<uint32_t>(100 * targets[i].weight, 10'000);
+    for (uint32_t p = 0; p < points; ++p)
+      ring.emplace_back(hashKey(fmt::format("{}#{}", targets[i].key, p)), i);
+  }
+  std::sort(ring.begin(), ring.end());
+  return ring;
+}
+
 }  // namespace
 
-BuildResult buildSnapshot(Config config, uint64_t version) {
+uint64_t hashKey(std::string_view key) {
+  uint64_t h = 14695981039346656037ull;
+  for (char c : key) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ull;
+  }
+  // Final avalanche (splitmix64) so nearby keys spread over the ring.
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ull;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebull;
+  h ^= h >> 31;
+  return h;
+}
+
+void HealthRegistry::retainOnly(const std::vector<ResolvedUpstream>& upstreams) {
+  std::map<std::string, std::shared_ptr<proxy::TargetHealth>> kept;
+  for (const auto& u : upstreams)
+    for (const auto& t : u.targets) kept[u.config->name + "/" + t.key] = t.health;
+  entries_ = std::move(kept);
+}
+
+BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& health) {
   BuildResult result;
   auto snap = std::make_shared<Snapshot>();
   snap->config = std::move(config);
@@ -51,6 +86,7 @@ BuildResult buildSnapshot(Config config, uint64_t version) {
       rt.key = t.address.text();
       rt.host_header = t.address.text();
       rt.weight = t.weight;
+      rt.health = health.get(u.name, rt.key);
       boost::system::error_code ec;
       auto addr = boost::asio::ip::make_address(t.address.host, ec);
       if (!ec) {
@@ -68,6 +104,7 @@ BuildResult buildSnapshot(Config config, uint64_t version) {
       ru.targets.push_back(std::move(rt));
     }
     ru.schedule = smoothSchedule(ru.targets);
+    if (u.balance == Balance::kHash) ru.ring = hashRing(ru.targets);
     snap->upstreams.push_back(std::move(ru));
   }
   snap->router.build(cfg.routes, cfg.upstreams);

@@ -8,8 +8,12 @@
 #include <string>
 #include <vector>
 
+#include <map>
+#include <mutex>
+
 #include "control/config.h"
 #include "proxy/router.h"
+#include "proxy/target_health.h"
 
 namespace ganglion::control {
 
@@ -18,12 +22,29 @@ struct ResolvedTarget {
   std::string host_header;  ///< used when a request has no Host (HTTP/1.0)
   std::vector<boost::asio::ip::tcp::endpoint> endpoints;
   uint32_t weight = 1;
+  std::shared_ptr<proxy::TargetHealth> health;  ///< shared by workers and the health checker
 };
 
 struct ResolvedUpstream {
   const UpstreamConfig* config = nullptr;
   std::vector<ResolvedTarget> targets;
   std::vector<uint32_t> schedule;  ///< smooth weighted round-robin order of target indices
+  std::vector<std::pair<uint64_t, uint32_t>> ring;  ///< consistent-hash ring: point → target
+};
+
+/// Target health that outlives snapshots, keyed "upstream/target". Main thread.
+class HealthRegistry {
+ public:
+  std::shared_ptr<proxy::TargetHealth> get(const std::string& upstream, const std::string& target) {
+    auto& slot = entries_[upstream + "/" + target];
+    if (!slot) slot = std::make_shared<proxy::TargetHealth>();
+    return slot;
+  }
+  /// Forgets targets no longer configured (snapshots still holding them keep them alive).
+  void retainOnly(const std::vector<ResolvedUpstream>& upstreams);
+
+ private:
+  std::map<std::string, std::shared_ptr<proxy::TargetHealth>> entries_;
 };
 
 struct Snapshot {
@@ -38,7 +59,11 @@ struct BuildResult {
   std::vector<ConfigError> errors;
 };
 
-/// Compiles a validated config; resolves DNS names (blocking: main thread only).
-BuildResult buildSnapshot(Config config, uint64_t version);
+/// Compiles a validated config; resolves DNS names (blocking: main thread only). Target
+/// health comes from `health`, so it carries over from the previous snapshot.
+BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& health);
+
+/// FNV-1a, 64-bit: the hash of consistent hashing (stable across runs and builds).
+uint64_t hashKey(std::string_view key);
 
 }  // namespace ganglion::control

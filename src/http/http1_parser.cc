@@ -147,9 +147,13 @@ int Http1Parser::onHeadersComplete(llhttp_t* p) {
     r.content_length = has_length ? p->content_length : 0;
     r.keep_alive = keep_alive;
   }
-  // Returning 1 tells llhttp the message has no body (a response to HEAD); the message then
-  // completes at once and translate() reports the head first, the completion next.
-  return s.no_body_ ? 1 : HPE_PAUSED;
+  // Returning 1 tells llhttp the message has no body (a response to HEAD, or a 204/304 that
+  // still names a length, RFC 9112 6.3); the message then completes at once and translate()
+  // reports the head first, the completion next.
+  bool bodiless_status = s.kind_ == Kind::kResponse &&
+                         (p->status_code == 204 || p->status_code == 304 ||
+                          (p->status_code >= 100 && p->status_code < 200 && p->status_code != 101));
+  return s.no_body_ || bodiless_status ? 1 : HPE_PAUSED;
 }
 
 int Http1Parser::onBody(llhttp_t* p, const char* at, size_t len) {
@@ -199,11 +203,11 @@ Http1Parser::Step Http1Parser::translate(llhttp_errno_t err, const char* data, s
 
 Http1Parser::Step Http1Parser::feed(std::string_view data) {
   body_.clear();
+  if (error_status_ != 0) return {ParseEvent::kError, 0};
   if (complete_pending_) {
     complete_pending_ = false;
     return {ParseEvent::kComplete, 0};
   }
-  if (error_status_ != 0) return {ParseEvent::kError, 0};
   auto err = llhttp_execute(&parser_, data.data(), data.size());
   return translate(err, data.data(), data.size());
 }
@@ -211,6 +215,10 @@ Http1Parser::Step Http1Parser::feed(std::string_view data) {
 Http1Parser::Step Http1Parser::finish() {
   body_.clear();
   if (error_status_ != 0) return {ParseEvent::kError, 0};
+  if (complete_pending_) {
+    complete_pending_ = false;
+    return {ParseEvent::kComplete, 0};
+  }
   auto err = llhttp_finish(&parser_);
   if (err == HPE_OK && message_done_) {
     message_done_ = false;

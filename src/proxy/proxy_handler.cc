@@ -215,19 +215,68 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
   };
 
   std::unique_ptr<net::UpstreamConnection> uc;
-  const uint32_t max_attempts = 1 + (isIdempotent(req.method) || replayable ? rc.retries : 0);
-  const auto& schedule = up.def->schedule;
+  const uint32_t max_attempts = 1 + rc.retries;
+  const bool retry_5xx_safe = isIdempotent(req.method) && replayable;
   std::string last_error;
   net::ConnectionPool* pool = nullptr;
   constexpr int kMaxStaleRetries = 4;
   int stale_retries = 0;
+  uint64_t tried = 0;
+  uint32_t target_index = 0;
+  auto& bal = up.balancer;
+  ++bal.inflight;
+  bool counted_retry = false;
+  struct Leave {
+    BalancerState& b;
+    bool& retry;
+    ~Leave() {
+      --b.inflight;
+      if (retry) --b.retries_inflight;
+    }
+  } leave{bal, counted_retry};
+  // Envoy-style retry budget: retries in flight stay under a share of requests in flight, so
+  // a struggling upstream is not hit with a retry storm.
+  auto budgetAllows = [&] {
+    uint32_t cap = std::max<uint32_t>(up.def->config->retry_budget_min,
+                                      bal.inflight * up.def->config->retry_budget_percent / 100);
+    return counted_retry || bal.retries_inflight < cap;
+  };
+  auto canRetry = [&] {
+    return static_cast<uint32_t>(ex.attempts) < max_attempts && Clock::now() < total_deadline && budgetAllows();
+  };
+  auto markFailure = [&](uint32_t i) {
+    auto& health = *up.def->targets[i].health;
+    if (!health.recordFailure(up.def->config->outlier)) return;
+    const int64_t now_ms = steadyMillis();
+    size_t ejected = 0;
+    for (const auto& t : up.def->targets) ejected += t.health->ejected(now_ms) ? 1 : 0;
+    if ((ejected + 1) * 100 <= up.def->targets.size() * up.def->config->outlier.max_ejected_percent)
+      health.eject(up.def->config->outlier);
+  };
   for (;;) {
-    if (ex.attempts > 0) ustats->retries.add();
+    if (ex.attempts > 0) {
+      ustats->retries.add();
+      if (!counted_retry) {
+        counted_retry = true;
+        ++bal.retries_inflight;
+      }
+    }
     ++ex.attempts;
-    uint32_t target_index = schedule[up.next++ % schedule.size()];
+    target_index = pickTarget(*up.def, bal, req, conn.clientIp(), tried);
+    if (target_index == kNoTarget) {
+      co_return co_await fail(503, "no_healthy_upstream",
+                              fmt::format("no healthy target in upstream '{}'", up.def->config->name));
+    }
+    if (target_index < 64) tried |= 1ull << target_index;
     const auto& target = up.def->targets[target_index];
     pool = up.pools[target_index].get();
     ex.target = target.key;
+    auto& load = bal.loads[target_index];
+    ++load.inflight;
+    struct LoadGuard {
+      TargetLoad& l;
+      ~LoadGuard() { --l.inflight; }
+    } load_guard{load};
 
     // 1. A connection: the most recently used idle one, or a new one.
     uc = pool->take();
@@ -238,10 +287,11 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
       uc->deadline.disarm();
       if (ec) {
         ustats->connect_failures.add();
+        markFailure(target_index);
         bool timed_out = uc->timed_out;
         last_error = timed_out ? fmt::format("connecting to {} timed out", target.key)
                                : fmt::format("cannot connect to {}: {}", target.key, ec.message());
-        if (static_cast<uint32_t>(ex.attempts) < max_attempts && Clock::now() < total_deadline) continue;
+        if (canRetry()) continue;  // nothing was sent: safe for any method
         if (timed_out) ustats->timeouts.add();
         co_return co_await fail(timed_out ? 504 : 502,
                                 timed_out ? "upstream_connect_timeout" : "upstream_connect_failed", last_error);
@@ -347,14 +397,31 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
       uc->in.commit(n);
     }
     uc->deadline.disarm();
-    if (outcome == ParseEvent::kHead) break;
+    if (outcome == ParseEvent::kHead) {
+      const int status = uc->parser.response().status;
+      const auto now = Clock::now();
+      recordLatency(load, std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count(),
+                    static_cast<double>(std::chrono::duration_cast<std::chrono::microseconds>(now - started).count()));
+      if (status >= 500) markFailure(target_index);
+      else target.health->recordSuccess();
+      // An overloaded or broken target answered 502/503/504 to a request that is safe to
+      // repeat: try another target before the client sees the failure.
+      if ((status == 502 || status == 503 || status == 504) && retry_5xx_safe && canRetry()) {
+        ustats->by_class[4].add();
+        uc.reset();
+        continue;
+      }
+      break;
+    }
     if (uc->timed_out) {
       ustats->timeouts.add();
+      markFailure(target_index);
       co_return co_await fail(504, "upstream_timeout",
                               fmt::format("{} sent no response in time", target.key));
     }
     if (outcome == ParseEvent::kError) {
       ustats->protocol_errors.add();
+      markFailure(target_index);
       co_return co_await fail(502, "upstream_protocol_error",
                               fmt::format("invalid response from {}: {}", target.key,
                                           uc->parser.errorReason()));
@@ -364,6 +431,7 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     uc.reset();
     if (retry) continue;
     ustats->protocol_errors.add();
+    markFailure(target_index);
     co_return co_await fail(502, "upstream_closed",
                             fmt::format("{} closed the connection without a response", target.key));
   }

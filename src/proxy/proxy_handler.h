@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "control/snapshot.h"
+#include "proxy/balancer.h"
 #include "http/server_connection.h"
 #include "net/upstream_pool.h"
 #include "telemetry/metrics.h"
@@ -21,7 +22,7 @@ namespace ganglion::proxy {
 struct UpstreamRuntime {
   const control::ResolvedUpstream* def = nullptr;
   std::vector<std::shared_ptr<net::ConnectionPool>> pools;  ///< one per target
-  uint32_t next = 0;                                        ///< position in def->schedule
+  BalancerState balancer;
   telemetry::UpstreamStats* stats = nullptr;
 };
 
