@@ -136,7 +136,8 @@ int Http1Parser::onHeadersComplete(llhttp_t* p) {
     r.has_content_length = has_length;
     r.content_length = has_length ? p->content_length : 0;
     r.keep_alive = keep_alive;
-    r.upgrade = p->upgrade != 0;
+    // llhttp sets p->upgrade only after this callback returns; derive it from the flags.
+    r.upgrade = (p->flags & F_UPGRADE) && (p->flags & F_CONNECTION_UPGRADE);
   } else {
     auto& r = s.response_;
     r.status = p->status_code;

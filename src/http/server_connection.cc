@@ -47,6 +47,13 @@ void ServerConnection::abort() {
   socket_.close(ec);
 }
 
+std::string ServerConnection::takeBufferedForTunnel() {
+  keep_alive_ = false;
+  std::string out(in_.readable());
+  in_.consume(in_.size());
+  return out;
+}
+
 void ServerConnection::countClientError(int status) {
   size_t i = status == 400 ? 0 : status == 408 ? 1 : status == 413 ? 2 : status == 414 ? 3
            : status == 431 ? 4 : 5;
@@ -271,8 +278,13 @@ Task<bool> ServerConnection::writeResponse(ResponseHead* head, std::span<const s
     } else if (response_chunked_) {
       out_ += "Transfer-Encoding: chunked\r\n";
     }
-    if (!keep_alive_) out_ += "Connection: close\r\n";
-    else if (!http11) out_ += "Connection: keep-alive\r\n";
+    if (head->status == 101) {
+      keep_alive_ = false;  // the connection becomes a tunnel: the head carries Connection: Upgrade
+    } else if (!keep_alive_) {
+      out_ += "Connection: close\r\n";
+    } else if (!http11) {
+      out_ += "Connection: keep-alive\r\n";
+    }
     out_ += "\r\n";
     iov_.emplace_back(out_.data(), out_.size());
   }

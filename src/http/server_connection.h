@@ -92,6 +92,9 @@ class ServerConnection {
   uint64_t responseBytes() const { return response_bytes_; }
   /// Abandons the connection (e.g. upstream failed mid-response): closes the socket.
   void abort();
+  /// For a protocol upgrade: the bytes the client sent after the request head, handed over to
+  /// the tunnel (and consumed here). The connection serves no more HTTP requests afterwards.
+  std::string takeBufferedForTunnel();
   boost::asio::ip::tcp::socket& socket() { return socket_; }
 
  private:

@@ -2,6 +2,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <charconv>
@@ -443,9 +444,13 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
   ustats->latency.observe(static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count()));
   if (resp.status == 101) {
-    // Protocol upgrades (WebSocket) are not tunnelled yet: refuse cleanly rather than hang.
-    uc.reset();
-    co_return co_await fail(502, "upgrade_not_supported", "protocol upgrades are not supported yet");
+    if (!req.upgrade) {
+      uc.reset();
+      ustats->protocol_errors.add();
+      co_return co_await fail(502, "upstream_protocol_error",
+                              fmt::format("{} switched protocols without being asked", ex.target));
+    }
+    co_return co_await tunnel(conn, ex, std::move(uc));
   }
   http::ResponseHead out;
   prepareResponseHead(resp, out, rc.response_headers);
@@ -502,6 +507,60 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     uc->reused = false;
     pool->give(std::move(uc));
   }
+}
+
+namespace {
+
+/// Copies bytes one way until EOF or error, then half-closes the other side. Each chunk moves
+/// the tunnel's idle deadline.
+Task<void> pump(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to, loop::Deadline& idle,
+                std::chrono::milliseconds idle_timeout, uint64_t& bytes) {
+  std::array<char, 8192> buf;
+  for (;;) {
+    auto [ec, n] = co_await from.async_read_some(asio::buffer(buf), kNoThrow);
+    if (ec || n == 0) break;
+    idle.arm(idle_timeout);
+    auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), n), kNoThrow);
+    if (wec) break;
+    bytes += n;
+  }
+  boost::system::error_code ignored;
+  to.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+}
+
+}  // namespace
+
+Task<void> ProxyHandler::tunnel(ServerConnection& conn, Exchange& ex,
+                                std::unique_ptr<net::UpstreamConnection> uc) {
+  using namespace asio::experimental::awaitable_operators;
+  const auto& rc = *ex.route->config;
+  auto& resp = uc->parser.response();
+  http::ResponseHead out;
+  prepareResponseHead(resp, out, rc.response_headers);
+  out.has_content_length = false;
+  out.headers.set("Connection", "Upgrade");
+  if (auto proto = resp.headers.get("upgrade"); !proto.empty()) out.headers.set("Upgrade", proto);
+  ex.upstream_status = 101;
+  // Bytes that arrived with the 101 head belong to the new protocol.
+  if (!co_await conn.writeResponse(&out, {}, false)) co_return;
+  if (!uc->in.empty()) {
+    auto [ec, n] = co_await asio::async_write(conn.socket(), asio::buffer(uc->in.readable()), kNoThrow);
+    if (ec) co_return;
+    uc->in.consume(uc->in.size());
+  }
+  std::string early_up = conn.takeBufferedForTunnel();
+  if (!early_up.empty()) {
+    auto [ec, n] = co_await asio::async_write(uc->socket, asio::buffer(early_up), kNoThrow);
+    if (ec) co_return;
+  }
+  uint64_t up_bytes = 0, down_bytes = 0;
+  uc->deadline.arm(rc.idle_timeout);  // both directions quiet this long ends the tunnel
+  // When either side closes, the tunnel ends (the other direction is cancelled): WebSocket
+  // and similar protocols close both ways together.
+  co_await (pump(conn.socket(), uc->socket, uc->deadline, rc.idle_timeout, up_bytes) ||
+            pump(uc->socket, conn.socket(), uc->deadline, rc.idle_timeout, down_bytes));
+  uc->deadline.disarm();
+  conn.abort();
 }
 
 }  // namespace ganglion::proxy

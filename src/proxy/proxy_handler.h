@@ -46,6 +46,8 @@ class ProxyHandler final : public http::RequestHandler {
  private:
   struct Exchange;
   http::Task<void> forward(http::ServerConnection& conn, Exchange& ex);
+  /// After a 101: relays bytes both ways until either side closes or goes idle.
+  http::Task<void> tunnel(http::ServerConnection& conn, Exchange& ex, std::unique_ptr<net::UpstreamConnection> uc);
   void expireIdle();
 
   loop::Worker& worker_;

@@ -33,9 +33,11 @@ void buildUpstreamHead(std::string& out, const http::RequestHead& req, const Com
   std::string_view forwarded_for;
   bool has_host = false;
   for (const auto& h : req.headers) {
-    if (http::isHopByHop(h.name) || iequals(h.name, "content-length") || iequals(h.name, "expect"))
+    bool upgrade_header = req.upgrade && iequals(h.name, "upgrade");
+    if ((http::isHopByHop(h.name) && !upgrade_header) || iequals(h.name, "content-length") ||
+        iequals(h.name, "expect"))
       continue;
-    if (!connection.empty() && headerListContains(connection, h.name)) continue;
+    if (!upgrade_header && !connection.empty() && headerListContains(connection, h.name)) continue;
     if (iequals(h.name, "x-forwarded-for")) {
       forwarded_for = h.value;
       continue;
@@ -71,6 +73,7 @@ void buildUpstreamHead(std::string& out, const http::RequestHead& req, const Com
   }
   out += client_ip;
   out += "\r\nX-Forwarded-Proto: http\r\n";
+  if (req.upgrade) out += "Connection: Upgrade\r\n";
   if (req.chunked) {
     out += "Transfer-Encoding: chunked\r\n";
   } else if (req.has_content_length) {
