@@ -16,6 +16,10 @@
 namespace ganglion::http {
 class Filter;
 }
+namespace ganglion::net {
+class TlsServerContext;
+class TlsClientContext;
+}
 
 namespace ganglion::control {
 
@@ -36,6 +40,8 @@ struct ListenerConfig {
   Millis header_timeout{10'000};
   Millis body_timeout{30'000};
   Millis idle_timeout{60'000};
+  /// Set for HTTPS listeners: certificates (by SNI), client-certificate verification.
+  std::shared_ptr<net::TlsServerContext> tls;
   int line = 0;
 };
 
@@ -75,6 +81,7 @@ struct UpstreamConfig {
   uint32_t retry_budget_percent = 20;  ///< retries in flight ≤ this share of requests in flight
   uint32_t retry_budget_min = 3;       ///< ... but at least this many
   Millis dns_refresh{30'000};          ///< re-resolve host names this often
+  std::shared_ptr<net::TlsClientContext> tls;  ///< set for HTTPS upstreams
   Millis connect_timeout{2'000};
   Millis idle_timeout{60'000};   ///< idle pooled connections are closed after this
   uint32_t keepalive = 128;      ///< idle connections kept per worker per target

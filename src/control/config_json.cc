@@ -2,6 +2,7 @@
 #include <boost/json.hpp>
 
 #include "control/config.h"
+#include "net/tls.h"
 
 namespace ganglion::control {
 
@@ -36,6 +37,19 @@ std::string configToRedactedJson(const Config& c) {
                                      {"header_timeout", millis(l.header_timeout)},
                                      {"body_timeout", millis(l.body_timeout)},
                                      {"idle_timeout", millis(l.idle_timeout)}});
+    if (l.tls) {
+      json::array certs;
+      for (const auto& c : l.tls->settings().certificates) {
+        json::array names;
+        for (const auto& n : c.server_names) names.emplace_back(n);
+        certs.push_back(json::object{{"cert", c.cert}, {"key", c.key}, {"server_names", std::move(names)}});
+      }
+      listeners.back().as_object()["tls"] =
+          json::object{{"certificates", std::move(certs)},
+                       {"client_ca", l.tls->settings().client_ca},
+                       {"require_client_cert", l.tls->settings().require_client_cert},
+                       {"min_version", l.tls->settings().min_version}};
+    }
   }
   root["listeners"] = std::move(listeners);
   json::array upstreams;
@@ -48,6 +62,11 @@ std::string configToRedactedJson(const Config& c) {
                                      {"connect_timeout", millis(u.connect_timeout)},
                                      {"idle_timeout", millis(u.idle_timeout)},
                                      {"keepalive", u.keepalive}});
+    if (u.tls) {
+      const auto& t = u.tls->settings();
+      upstreams.back().as_object()["tls"] = json::object{
+          {"verify", t.verify}, {"ca", t.ca}, {"cert", t.cert}, {"server_name", t.server_name}};
+    }
   }
   root["upstreams"] = std::move(upstreams);
   json::array routes;

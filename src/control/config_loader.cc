@@ -14,6 +14,7 @@
 #include "control/yaml_reader.h"
 #include "filters/registry.h"
 #include "http/filter.h"
+#include "net/tls.h"
 
 namespace ganglion::control {
 
@@ -29,13 +30,77 @@ std::string ConfigError::text() const {
 
 namespace {
 
+std::shared_ptr<net::TlsServerContext> readListenerTls(Reader& r, const YAML::Node& n) {
+  if (!n.IsMap()) {
+    r.fail(n, "tls must be a map: { certificates: [ { cert, key, server_names } ], client_ca, ... }");
+    return nullptr;
+  }
+  r.checkKeys(n, {"certificates", "client_ca", "require_client_cert", "min_version"}, "tls");
+  net::TlsServerSettings settings;
+  size_t errors_before = r.errors.size();
+  r.forEach(n["certificates"], "certificates", [&](const YAML::Node& c) {
+    if (!c.IsMap()) return r.fail(c, "a certificate is a map: { cert, key, server_names }");
+    r.checkKeys(c, {"cert", "key", "server_names"}, "certificate");
+    net::CertificateFiles files;
+    if (auto v = c["cert"]; v.IsDefined()) files.cert = r.str(v, "cert").value_or("");
+    else r.fail(c, "certificate needs 'cert' (a PEM file)");
+    if (auto v = c["key"]; v.IsDefined()) files.key = r.str(v, "key").value_or("");
+    else r.fail(c, "certificate needs 'key' (a PEM file)");
+    r.forEach(c["server_names"], "server_names", [&](const YAML::Node& name) {
+      if (auto s = r.str(name, "server name")) files.server_names.push_back(toLower(*s));
+    });
+    settings.certificates.push_back(std::move(files));
+  });
+  if (settings.certificates.empty()) r.fail(n, "tls needs at least one entry in 'certificates'");
+  if (auto v = n["client_ca"]; v.IsDefined()) settings.client_ca = r.str(v, "client_ca").value_or("");
+  if (auto v = n["require_client_cert"]; v.IsDefined())
+    settings.require_client_cert = r.boolean(v, "require_client_cert").value_or(true);
+  if (auto v = n["min_version"]; v.IsDefined()) settings.min_version = r.str(v, "min_version").value_or("1.2");
+  if (r.errors.size() != errors_before) return nullptr;
+  auto ctx = net::TlsServerContext::create(settings);
+  if (!ctx) {
+    r.fail(n, ctx.error().message);
+    return nullptr;
+  }
+  return *ctx;
+}
+
+std::shared_ptr<net::TlsClientContext> readUpstreamTls(Reader& r, const YAML::Node& n) {
+  net::TlsClientSettings settings;
+  if (n.IsScalar()) {
+    auto on = r.boolean(n, "tls");
+    if (!on || !*on) return nullptr;
+  } else if (n.IsMap()) {
+    r.checkKeys(n, {"verify", "ca", "cert", "key", "server_name", "min_version"}, "upstream tls");
+    size_t errors_before = r.errors.size();
+    if (auto v = n["verify"]; v.IsDefined()) settings.verify = r.boolean(v, "verify").value_or(true);
+    if (auto v = n["ca"]; v.IsDefined()) settings.ca = r.str(v, "ca").value_or("");
+    if (auto v = n["cert"]; v.IsDefined()) settings.cert = r.str(v, "cert").value_or("");
+    if (auto v = n["key"]; v.IsDefined()) settings.key = r.str(v, "key").value_or("");
+    if (auto v = n["server_name"]; v.IsDefined()) settings.server_name = r.str(v, "server_name").value_or("");
+    if (auto v = n["min_version"]; v.IsDefined()) settings.min_version = r.str(v, "min_version").value_or("1.2");
+    if (settings.cert.empty() != settings.key.empty()) r.fail(n, "upstream tls needs both 'cert' and 'key', or neither");
+    if (r.errors.size() != errors_before) return nullptr;
+  } else {
+    r.fail(n, "upstream tls is true, or a map: { verify, ca, cert, key, server_name }");
+    return nullptr;
+  }
+  auto ctx = net::TlsClientContext::create(settings);
+  if (!ctx) {
+    r.fail(n, ctx.error().message);
+    return nullptr;
+  }
+  return *ctx;
+}
+
 void readListener(Reader& r, const YAML::Node& n, Config& cfg) {
   ListenerConfig l;
   l.line = Reader::lineOf(n);
   if (!n.IsMap()) return r.fail(n, "a listener must be a map");
   r.checkKeys(n, {"name", "address", "max_header_bytes", "max_uri_bytes", "max_headers",
-                  "header_timeout", "body_timeout", "idle_timeout"},
+                  "header_timeout", "body_timeout", "idle_timeout", "tls"},
               "listener");
+  if (auto v = n["tls"]; v.IsDefined()) l.tls = readListenerTls(r, v);
   if (auto v = n["name"]; v.IsDefined()) {
     if (auto s = r.str(v, "listener name")) l.name = *s;
   } else {
@@ -90,7 +155,7 @@ void readUpstream(Reader& r, const YAML::Node& n, Config& cfg) {
   u.line = Reader::lineOf(n);
   if (!n.IsMap()) return r.fail(n, "an upstream must be a map");
   r.checkKeys(n, {"name", "targets", "connect_timeout", "idle_timeout", "keepalive", "balance",
-                  "hash_on", "health_check", "outlier", "retry_budget", "dns_refresh"},
+                  "hash_on", "health_check", "outlier", "retry_budget", "dns_refresh", "tls"},
               "upstream");
   if (auto v = n["name"]; v.IsDefined()) {
     if (auto s = r.str(v, "upstream name")) u.name = *s;
@@ -187,6 +252,7 @@ void readUpstream(Reader& r, const YAML::Node& n, Config& cfg) {
         if (auto i = r.integer<uint32_t>(x, "retry_budget.min", 0, 10'000)) u.retry_budget_min = *i;
     }
   }
+  if (auto v = n["tls"]; v.IsDefined()) u.tls = readUpstreamTls(r, v);
   if (auto v = n["dns_refresh"]; v.IsDefined())
     if (auto d = r.duration(v, "dns_refresh")) u.dns_refresh = std::max(*d, Millis(1000));
   cfg.upstreams.push_back(std::move(u));

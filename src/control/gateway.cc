@@ -58,6 +58,7 @@ http::ListenerLimits limitsOf(const ListenerConfig& l) {
   limits.header_timeout = l.header_timeout;
   limits.body_timeout = l.body_timeout;
   limits.idle_timeout = l.idle_timeout;
+  limits.tls = l.tls;
   return limits;
 }
 

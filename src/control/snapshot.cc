@@ -85,6 +85,7 @@ BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& healt
       ResolvedTarget rt;
       rt.key = t.address.text();
       rt.host_header = t.address.text();
+      rt.host = t.address.host;
       rt.weight = t.weight;
       rt.health = health.get(u.name, rt.key);
       boost::system::error_code ec;

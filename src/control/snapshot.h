@@ -20,6 +20,7 @@ namespace ganglion::control {
 struct ResolvedTarget {
   std::string key;  ///< "host:port" as configured; names the per-worker connection pool
   std::string host_header;  ///< used when a request has no Host (HTTP/1.0)
+  std::string host;         ///< the configured host (name or address): TLS SNI and verification
   std::vector<boost::asio::ip::tcp::endpoint> endpoints;
   uint32_t weight = 1;
   std::shared_ptr<proxy::TargetHealth> health;  ///< shared by workers and the health checker

@@ -13,11 +13,11 @@ namespace ganglion::http {
 namespace asio = boost::asio;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
-ServerConnection::ServerConnection(loop::Worker& worker, asio::ip::tcp::socket socket,
+ServerConnection::ServerConnection(loop::Worker& worker, net::TcpSocket socket,
                                    const ListenerLimits& limits, RequestHandler& handler,
                                    telemetry::WorkerStats& stats, const bool& draining)
     : worker_(worker),
-      socket_(std::move(socket)),
+      stream_(std::move(socket)),
       limits_(limits),
       handler_(handler),
       stats_(stats),
@@ -25,15 +25,16 @@ ServerConnection::ServerConnection(loop::Worker& worker, asio::ip::tcp::socket s
       deadline_([this] {
         timed_out_ = true;
         boost::system::error_code ec;
-        socket_.cancel(ec);
+        stream_.socket().cancel(ec);
       }),
       in_(worker.buffers()),
       parser_(Http1Parser::Kind::kRequest, limits.parse) {
   worker_.deadlines().push_back(deadline_);
   boost::system::error_code ec;
-  auto endpoint = socket_.remote_endpoint(ec);
+  auto endpoint = stream_.socket().remote_endpoint(ec);
   if (!ec) client_ip_ = endpoint.address().to_string();
-  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  stream_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+  if (limits_.tls) stream_.startTls(limits_.tls->context());
   stats_.connections_total.add();
   stats_.connections_active.add();
 }
@@ -43,8 +44,8 @@ ServerConnection::~ServerConnection() { stats_.connections_active.sub(); }
 void ServerConnection::abort() {
   keep_alive_ = false;
   boost::system::error_code ec;
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-  socket_.close(ec);
+  stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  stream_.socket().close(ec);
 }
 
 std::string ServerConnection::takeBufferedForTunnel() {
@@ -61,16 +62,17 @@ void ServerConnection::countClientError(int status) {
 }
 
 Task<bool> ServerConnection::readMore(loop::Clock::time_point deadline) {
-  if (in_.empty()) {
+  if (in_.empty() && !stream_.isTls()) {
     // Idle between reads: hold no buffer block while waiting (10k idle clients cost little).
+    // Not for TLS, whose library may already hold decrypted bytes the socket will not signal.
     in_.release();
     deadline_.armAt(deadline);
-    auto [ec] = co_await socket_.async_wait(asio::socket_base::wait_read, kNoThrow);
+    auto [ec] = co_await stream_.socket().async_wait(asio::socket_base::wait_read, kNoThrow);
     if (ec) co_return false;
   }
   if (in_.full()) co_return false;  // cannot happen for heads: the parser copies as it goes
   deadline_.armAt(deadline);
-  auto [ec, n] = co_await socket_.async_read_some(asio::buffer(in_.writePtr(), in_.writable()), kNoThrow);
+  auto [ec, n] = co_await stream_.async_read_some(asio::buffer(in_.writePtr(), in_.writable()), kNoThrow);
   if (ec || n == 0) co_return false;
   in_.commit(n);
   co_return true;
@@ -144,7 +146,22 @@ bool ServerConnection::validateHead() {
   return true;
 }
 
+Task<bool> ServerConnection::handshake() {
+  deadline_.arm(limits_.header_timeout);
+  auto [ec] = co_await stream_.tls().async_handshake(asio::ssl::stream_base::server, kNoThrow);
+  deadline_.disarm();
+  if (ec) {
+    stats_.tls_handshake_failures.add();
+    co_return false;
+  }
+  co_return true;
+}
+
 Task<void> ServerConnection::run() {
+  if (stream_.isTls() && !co_await handshake()) {
+    abort();
+    co_return;
+  }
   while (true) {
     parser_.reset();
     request_complete_ = false;
@@ -173,7 +190,7 @@ Task<void> ServerConnection::run() {
 
     co_await handler_.handle(*this);
 
-    if (!socket_.is_open()) break;
+    if (!stream_.socket().is_open()) break;
     if (!request_complete_) keep_alive_ = false;  // unread body: the next request is unfindable
     if (!keep_alive_ || draining_) break;
     in_.consume(pending_consume_);
@@ -182,8 +199,8 @@ Task<void> ServerConnection::run() {
   }
   deadline_.disarm();
   boost::system::error_code ec;
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-  socket_.close(ec);
+  stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  stream_.socket().close(ec);
 }
 
 Task<BodyRead> ServerConnection::readBody() {
@@ -194,7 +211,7 @@ Task<BodyRead> ServerConnection::readBody() {
   if (!continue_sent_ && iequals(req.headers.get("expect"), "100-continue") && in_.empty()) {
     continue_sent_ = true;
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(kContinue), kNoThrow);
+    auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(kContinue), kNoThrow);
     if (ec) co_return BodyRead{{}, false, 400};
   }
   for (;;) {
@@ -309,7 +326,7 @@ Task<bool> ServerConnection::writeResponse(ResponseHead* head, std::span<const s
     }
   }
   if (iov_.empty()) co_return true;
-  auto [ec, n] = co_await asio::async_write(socket_, iov_, kNoThrow);
+  auto [ec, n] = co_await asio::async_write(stream_, iov_, kNoThrow);
   if (ec) {
     abort();
     co_return false;

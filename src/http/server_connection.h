@@ -14,6 +14,8 @@
 #include "http/http1_parser.h"
 #include "loop/deadline.h"
 #include "loop/worker.h"
+#include "net/stream.h"
+#include "net/tls.h"
 
 namespace ganglion::telemetry {
 struct WorkerStats;
@@ -29,6 +31,7 @@ struct ListenerLimits {
   std::chrono::milliseconds header_timeout{10'000};
   std::chrono::milliseconds body_timeout{30'000};
   std::chrono::milliseconds idle_timeout{60'000};
+  std::shared_ptr<net::TlsServerContext> tls;  ///< set: the connection starts with a TLS handshake
 };
 
 class ServerConnection;
@@ -61,7 +64,7 @@ struct BodyRead {
 
 class ServerConnection {
  public:
-  ServerConnection(loop::Worker& worker, boost::asio::ip::tcp::socket socket,
+  ServerConnection(loop::Worker& worker, net::TcpSocket socket,
                    const ListenerLimits& limits, RequestHandler& handler,
                    telemetry::WorkerStats& stats, const bool& draining);
   ~ServerConnection();
@@ -95,18 +98,20 @@ class ServerConnection {
   /// For a protocol upgrade: the bytes the client sent after the request head, handed over to
   /// the tunnel (and consumed here). The connection serves no more HTTP requests afterwards.
   std::string takeBufferedForTunnel();
-  boost::asio::ip::tcp::socket& socket() { return socket_; }
+  net::Stream& stream() { return stream_; }
+  bool isOpen() { return stream_.socket().is_open(); }
 
  private:
   enum class HeadResult { kRequest, kClosed, kReplied };
   Task<HeadResult> readHead();
+  Task<bool> handshake();
   Task<bool> readMore(loop::Clock::time_point deadline);
   Task<void> rejectRequest(int status, std::string_view reason);
   bool validateHead();
   void countClientError(int status);
 
   loop::Worker& worker_;
-  boost::asio::ip::tcp::socket socket_;
+  net::Stream stream_;
   ListenerLimits limits_;
   RequestHandler& handler_;
   telemetry::WorkerStats& stats_;

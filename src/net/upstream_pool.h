@@ -11,6 +11,7 @@
 #include "base/buffer.h"
 #include "http/http1_parser.h"
 #include "loop/deadline.h"
+#include "net/stream.h"
 
 namespace ganglion::net {
 
@@ -19,15 +20,15 @@ namespace ganglion::net {
 class UpstreamConnection {
  public:
   UpstreamConnection(boost::asio::io_context& io, BufferPool& buffers, loop::DeadlineList& deadlines)
-      : socket(io), in(buffers), parser(http::Http1Parser::Kind::kResponse, {64 * 1024, 8 * 1024, 200}),
+      : stream(io), in(buffers), parser(http::Http1Parser::Kind::kResponse, {64 * 1024, 8 * 1024, 200}),
         deadline([this] {
           timed_out = true;
           boost::system::error_code ec;
-          socket.cancel(ec);
+          stream.socket().cancel(ec);
         }) {
     deadlines.push_back(deadline);
   }
-  boost::asio::ip::tcp::socket socket;
+  Stream stream;
   Buffer in;
   http::Http1Parser parser;
   loop::Deadline deadline;
@@ -49,7 +50,7 @@ class ConnectionPool {
   }
   /// Returns a connection after a complete exchange; closes it if the pool is full.
   void give(std::unique_ptr<UpstreamConnection> conn) {
-    if (idle_.size() >= max_idle_ || !conn->socket.is_open()) return;
+    if (idle_.size() >= max_idle_ || !conn->stream.socket().is_open()) return;
     conn->in.releaseIfEmpty();
     conn->idle_since = std::chrono::steady_clock::now();
     idle_.push_back(std::move(conn));

@@ -3,7 +3,9 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <openssl/ssl.h>
 #include <boost/asio/write.hpp>
 #include <charconv>
 
@@ -45,9 +47,13 @@ void ProxyHandler::install(std::shared_ptr<const control::Snapshot> snapshot) {
     rt.def = &up;
     rt.stats = stats_.upstream(up.config->name);
     for (const auto& target : up.targets) {
-      auto& pool = pools[target.key];
+      // Connections are only interchangeable within one upstream and one TLS setting: the
+      // same address may be reached in clear by one upstream and verified TLS by another.
+      std::string key = fmt::format("{}/{}/{}", up.config->name, target.key,
+                                    static_cast<const void*>(up.config->tls.get()));
+      auto& pool = pools[key];
       if (!pool) {
-        auto old = pools_.find(target.key);
+        auto old = pools_.find(key);
         pool = old != pools_.end() ? old->second : std::make_shared<net::ConnectionPool>(up.config->keepalive);
       }
       pool->setMaxIdle(up.config->keepalive);
@@ -284,9 +290,9 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     if (!uc) {
       uc = std::make_unique<net::UpstreamConnection>(worker_.io(), worker_.buffers(), worker_.deadlines());
       uc->deadline.arm(remaining(up.def->config->connect_timeout));
-      auto [ec, endpoint] = co_await asio::async_connect(uc->socket, target.endpoints, kNoThrow);
-      uc->deadline.disarm();
+      auto [ec, endpoint] = co_await asio::async_connect(uc->stream.socket(), target.endpoints, kNoThrow);
       if (ec) {
+        uc->deadline.disarm();
         ustats->connect_failures.add();
         markFailure(target_index);
         bool timed_out = uc->timed_out;
@@ -298,7 +304,24 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
                                 timed_out ? "upstream_connect_timeout" : "upstream_connect_failed", last_error);
       }
       boost::system::error_code ignored;
-      uc->socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+      uc->stream.socket().set_option(asio::ip::tcp::no_delay(true), ignored);
+      if (up.def->config->tls) {
+        auto& tls = *up.def->config->tls;
+        const std::string& name = tls.settings().server_name.empty() ? target.host : tls.settings().server_name;
+        uc->stream.startTls(tls.context());
+        SSL_set_tlsext_host_name(uc->stream.tls().native_handle(), name.c_str());
+        if (tls.settings().verify) uc->stream.tls().set_verify_callback(asio::ssl::host_name_verification(name));
+        auto [hec] = co_await uc->stream.tls().async_handshake(asio::ssl::stream_base::client, kNoThrow);
+        uc->deadline.disarm();
+        if (hec) {
+          ustats->connect_failures.add();
+          markFailure(target_index);
+          last_error = uc->timed_out ? fmt::format("TLS handshake with {} timed out", target.key)
+                                     : fmt::format("TLS handshake with {} failed: {}", target.key, hec.message());
+          if (canRetry()) continue;
+          co_return co_await fail(502, "upstream_tls_failed", last_error);
+        }
+      }
       ustats->connections_opened.add();
     }
     uc->timed_out = false;
@@ -310,7 +333,7 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     bool sent = true;
     {
       std::array<asio::const_buffer, 1> head_buf{asio::buffer(ex.head)};
-      auto [ec, n] = co_await asio::async_write(uc->socket, head_buf, kNoThrow);
+      auto [ec, n] = co_await asio::async_write(uc->stream, head_buf, kNoThrow);
       sent = !ec;
     }
     if (sent && req.hasBody()) {
@@ -318,9 +341,9 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
       for (;;) {
         http::BodyRead body = co_await conn.readBody();
         if (body.error_status) {
-          uc->socket.close();
+          uc->stream.socket().close();
           ex.error_type = "client_body_error";
-          if (!conn.responseStarted() && conn.socket().is_open())
+          if (!conn.responseStarted() && conn.isOpen())
             co_await conn.sendError(body.error_status,
                                     body.error_status == 413 ? "body_too_large"
                                     : body.error_status == 408 ? "request_timeout"
@@ -345,7 +368,7 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
         if (body.done && req.chunked) iov.emplace_back("0\r\n\r\n", 5);
         if (!iov.empty()) {
           uc->deadline.arm(remaining(rc.idle_timeout));
-          auto [ec, n] = co_await asio::async_write(uc->socket, iov, kNoThrow);
+          auto [ec, n] = co_await asio::async_write(uc->stream, iov, kNoThrow);
           if (ec) {
             sent = false;
             break;
@@ -390,7 +413,7 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
         outcome = ParseEvent::kError;
         break;
       }
-      auto [ec, n] = co_await uc->socket.async_read_some(asio::buffer(uc->in.writePtr(), uc->in.writable()), kNoThrow);
+      auto [ec, n] = co_await uc->stream.async_read_some(asio::buffer(uc->in.writePtr(), uc->in.writable()), kNoThrow);
       if (ec || n == 0) {
         outcome = ParseEvent::kNeedMore;
         break;
@@ -486,7 +509,7 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     if (complete) break;
     if (!uc->in.empty()) continue;
     uc->deadline.arm(remaining(rc.idle_timeout));
-    auto [ec, n] = co_await uc->socket.async_read_some(asio::buffer(uc->in.writePtr(), uc->in.writable()), kNoThrow);
+    auto [ec, n] = co_await uc->stream.async_read_some(asio::buffer(uc->in.writePtr(), uc->in.writable()), kNoThrow);
     uc->deadline.disarm();
     if (ec || n == 0) {
       if (until_close && !uc->timed_out && (ec == asio::error::eof || n == 0)) {
@@ -513,7 +536,7 @@ namespace {
 
 /// Copies bytes one way until EOF or error, then half-closes the other side. Each chunk moves
 /// the tunnel's idle deadline.
-Task<void> pump(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to, loop::Deadline& idle,
+Task<void> pump(net::Stream& from, net::Stream& to, loop::Deadline& idle,
                 std::chrono::milliseconds idle_timeout, uint64_t& bytes) {
   std::array<char, 8192> buf;
   for (;;) {
@@ -525,7 +548,7 @@ Task<void> pump(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to, loop::De
     bytes += n;
   }
   boost::system::error_code ignored;
-  to.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  to.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
 }
 
 }  // namespace
@@ -544,21 +567,21 @@ Task<void> ProxyHandler::tunnel(ServerConnection& conn, Exchange& ex,
   // Bytes that arrived with the 101 head belong to the new protocol.
   if (!co_await conn.writeResponse(&out, {}, false)) co_return;
   if (!uc->in.empty()) {
-    auto [ec, n] = co_await asio::async_write(conn.socket(), asio::buffer(uc->in.readable()), kNoThrow);
+    auto [ec, n] = co_await asio::async_write(conn.stream(), asio::buffer(uc->in.readable()), kNoThrow);
     if (ec) co_return;
     uc->in.consume(uc->in.size());
   }
   std::string early_up = conn.takeBufferedForTunnel();
   if (!early_up.empty()) {
-    auto [ec, n] = co_await asio::async_write(uc->socket, asio::buffer(early_up), kNoThrow);
+    auto [ec, n] = co_await asio::async_write(uc->stream, asio::buffer(early_up), kNoThrow);
     if (ec) co_return;
   }
   uint64_t up_bytes = 0, down_bytes = 0;
   uc->deadline.arm(rc.idle_timeout);  // both directions quiet this long ends the tunnel
   // When either side closes, the tunnel ends (the other direction is cancelled): WebSocket
   // and similar protocols close both ways together.
-  co_await (pump(conn.socket(), uc->socket, uc->deadline, rc.idle_timeout, up_bytes) ||
-            pump(uc->socket, conn.socket(), uc->deadline, rc.idle_timeout, down_bytes));
+  co_await (pump(conn.stream(), uc->stream, uc->deadline, rc.idle_timeout, up_bytes) ||
+            pump(uc->stream, conn.stream(), uc->deadline, rc.idle_timeout, down_bytes));
   uc->deadline.disarm();
   conn.abort();
 }

@@ -87,6 +87,9 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
   out += fmt::format("ganglion_connections_active {}\n", sum([](WorkerStats& w) -> Counter& { return w.connections_active; }));
   out += "# TYPE ganglion_http_requests_total counter\n";
   out += fmt::format("ganglion_http_requests_total {}\n", sum([](WorkerStats& w) -> Counter& { return w.requests_total; }));
+  out += "# TYPE ganglion_tls_handshake_failures_total counter\n";
+  out += fmt::format("ganglion_tls_handshake_failures_total {}\n",
+                     sum([](WorkerStats& w) -> Counter& { return w.tls_handshake_failures; }));
   out += "# HELP ganglion_client_errors_total Requests refused for protocol violations or timeouts.\n";
   out += "# TYPE ganglion_client_errors_total counter\n";
   static constexpr const char* kErrNames[] = {"400", "408", "413", "414", "431", "other"};

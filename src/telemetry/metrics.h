@@ -73,6 +73,7 @@ struct WorkerStats {
   Counter bad_requests;        ///< 4xx the gateway answered for protocol violations
   Counter request_timeouts;    ///< header/body timeouts
   Counter local_replies;
+  Counter tls_handshake_failures;
   std::array<Counter, 6> client_errors_by_status;  ///< 400,408,413,414,431,other
 
   std::mutex mutex;  ///< guards the maps' structure, not the counters

@@ -604,8 +604,9 @@ class Upstream:
 
     Counts `connections` accepted and `requests` (list of echo records)."""
 
-    def __init__(self, name="upstream"):
+    def __init__(self, name="upstream", ssl_context=None):
         self.name = name
+        self.ssl_context = ssl_context  # set: serve HTTPS with this server context
         self.lock = threading.Lock()
         self.connections = 0
         self.requests = []
@@ -617,6 +618,8 @@ class Upstream:
     def __enter__(self):
         self.server = _UpstreamServer((LOCALHOST, 0), _UpstreamHandler)
         self.server.owner = self
+        if self.ssl_context is not None:
+            self.server.socket = self.ssl_context.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever,
                                        kwargs={"poll_interval": 0.05}, daemon=True)

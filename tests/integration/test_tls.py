@@ -1,0 +1,186 @@
+"""TLS: HTTPS listeners (SNI, client certificates, reload) and HTTPS upstreams (verification,
+SNI), with certificates made by the openssl command for each run."""
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Gateway, Upstream, error_json, free_port, run_cli, wait_until  # noqa: E402
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def make_pki(d):
+    """A CA, two server certificates (localhost, other.test) and a client certificate."""
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", "/CN=Ganglion Test CA", cwd=d)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "rogue-ca.key", "-out", "rogue-ca.pem",
+            "-days", "2", "-subj", "/CN=Rogue CA", cwd=d)
+    for name, san in (("localhost", "DNS:localhost,IP:127.0.0.1"), ("other", "DNS:other.test"),
+                      ("client", None)):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out", name + ".csr",
+                "-subj", "/CN=" + (name if name != "other" else "other.test"), cwd=d)
+        ext = os.path.join(d, name + ".ext")
+        with open(ext, "w") as f:
+            f.write("subjectAltName=%s\n" % san if san else "extendedKeyUsage=clientAuth\n")
+        openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", name + ".pem", "-days", "2", "-extfile", ext, cwd=d)
+
+
+def peer_cn(sock):
+    cert = sock.getpeercert()
+    return dict(x[0] for x in cert["subject"])["commonName"]
+
+
+class TlsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="ganglion-tls-")
+        make_pki(cls.dir)
+        p = lambda n: os.path.join(cls.dir, n)  # noqa: E731
+        cls.p = staticmethod(p)
+        cls.up = Upstream().__enter__()
+        # An HTTPS upstream: the harness's echo server behind TLS with the localhost cert.
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(p("localhost.pem"), p("localhost.key"))
+        cls.tls_up = Upstream("tls-upstream", ssl_context=ctx).__enter__()
+        cls.https_port = cls.tls_up.port
+
+        cls.port = free_port()
+        cls.mtls_port = free_port()
+        cls.admin_port = free_port()
+        cls.config = """workers: 1
+listeners:
+  - name: https
+    address: 127.0.0.1:{port}
+    tls:
+      certificates:
+        - {{ cert: {lc}, key: {lk}, server_names: [ localhost ] }}
+        - {{ cert: {oc}, key: {ok}, server_names: [ other.test ] }}
+  - name: mtls
+    address: 127.0.0.1:{mport}
+    tls:
+      certificates: [ {{ cert: {lc}, key: {lk} }} ]
+      client_ca: {ca}
+upstreams:
+  - name: plain
+    targets: [ "127.0.0.1:{up}" ]
+  - name: secure
+    targets: [ "127.0.0.1:{https}" ]
+    tls: {{ ca: {ca}, server_name: localhost }}
+  - name: distrusted
+    targets: [ "127.0.0.1:{https}" ]
+    tls: {{ ca: {rogue} }}
+routes:
+  - {{ name: secure, match: {{ path_prefix: /secure }}, upstream: secure }}
+  - {{ name: distrusted, match: {{ path_prefix: /distrusted }}, upstream: distrusted }}
+  - {{ name: plain, match: {{ path_prefix: / }}, upstream: plain }}
+admin:
+  address: 127.0.0.1:{admin}
+  token: tls-test-token
+""".format(port=cls.port, mport=cls.mtls_port, admin=cls.admin_port, up=cls.up.port, https=cls.https_port,
+           lc=p("localhost.pem"), lk=p("localhost.key"), oc=p("other.pem"), ok=p("other.key"),
+           ca=p("ca.pem"), rogue=p("rogue-ca.pem"))
+        cls.gw = Gateway(cls.config, admin_port=cls.admin_port)
+        cls.gw.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.stop()
+        cls.up.__exit__(None, None, None)
+        cls.tls_up.__exit__(None, None, None)
+
+    def client_ctx(self, with_client_cert=False):
+        ctx = ssl.create_default_context(cafile=self.p("ca.pem"))
+        if with_client_cert:
+            ctx.load_cert_chain(self.p("client.pem"), self.p("client.key"))
+        return ctx
+
+    def https_get(self, port, path="/", server_name="localhost", ctx=None):
+        ctx = ctx or self.client_ctx()
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s = ctx.wrap_socket(raw, server_hostname=server_name)
+        cn = peer_cn(s)
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path.encode(), server_name.encode()))
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        return int(data.split(b" ", 2)[1]), cn, data
+
+    def test_https_listener_and_sni(self):
+        status, cn, _ = self.https_get(self.port, server_name="localhost")
+        self.assertEqual((status, cn), (200, "localhost"))
+        status, cn, _ = self.https_get(self.port, server_name="other.test")
+        self.assertEqual((status, cn), (200, "other.test"))
+
+    def test_plain_http_to_tls_listener_is_refused(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=3)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            data = s.recv(100)
+        except ConnectionResetError:
+            data = b""
+        self.assertFalse(data.startswith(b"HTTP/1.1 200"))
+        s.close()
+        self.assertEqual(self.https_get(self.port)[0], 200)
+
+    def test_mtls_requires_client_certificate(self):
+        with self.assertRaises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
+            self.https_get(self.mtls_port)
+        status, _, _ = self.https_get(self.mtls_port, ctx=self.client_ctx(with_client_cert=True))
+        self.assertEqual(status, 200)
+
+    def test_https_upstream_verified(self):
+        status, _, data = self.https_get(self.port, "/secure/x")
+        self.assertEqual(status, 200, data[:300])
+        self.assertIn(b'"path": "/secure/x"', data.replace(b'":"', b'": "'))
+
+    def test_https_upstream_with_untrusted_certificate_fails(self):
+        status, _, data = self.https_get(self.port, "/distrusted")
+        self.assertEqual(status, 502)
+        body = data.split(b"\r\n\r\n", 1)[1]
+        self.assertEqual(error_json(body)["type"], "upstream_tls_failed")
+
+    def test_missing_certificate_file_is_a_config_error(self):
+        path = os.path.join(self.dir, "bad.yaml")
+        with open(path, "w") as f:
+            f.write("listeners:\n  - name: a\n    address: 127.0.0.1:1\n    tls:\n"
+                    "      certificates: [ { cert: /nonexistent.pem, key: /nonexistent.key } ]\n")
+        p = run_cli(["check", "--config", path])
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("%s:5: cannot load certificate '/nonexistent.pem'" % path, p.stderr)
+
+    def test_zz_certificate_reload_on_sighup(self):
+        # Swap the localhost certificate for the other.test one on disk, reload, and see new
+        # connections get it while the old config keeps serving until then.
+        cfg = self.config.replace("{ cert: %s, key: %s, server_names: [ localhost ] }" % (
+            self.p("localhost.pem"), self.p("localhost.key")),
+            "{ cert: %s, key: %s, server_names: [ localhost ] }" % (self.p("other.pem"), self.p("other.key")))
+        self.gw.reload_file(cfg)
+        self.gw.signal(signal.SIGHUP)
+        ctx = ssl.create_default_context(cafile=self.p("ca.pem"))
+        ctx.check_hostname = False
+
+        def swapped():
+            try:
+                return self.https_get(self.port, server_name="localhost", ctx=ctx)[1] == "other.test"
+            except OSError:
+                return False
+        self.assertTrue(wait_until(swapped, timeout=5))
+
+
+if __name__ == "__main__":
+    unittest.main()
