@@ -35,6 +35,6 @@ int main(int argc, char** argv) {
     std::printf("%s: config ok\n", config_path.c_str());
     return 0;
   }
-  ganglion::control::Gateway gateway(config_path);
+  ganglion::control::Gateway gateway(config_path, std::vector<std::string>(argv, argv + argc));
   return gateway.run();
 }

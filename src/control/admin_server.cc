@@ -1,6 +1,7 @@
 #include "control/admin_server.h"
 
 #include <openssl/crypto.h>
+#include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -20,12 +21,18 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 AdminServer::AdminServer(asio::io_context& io, AdminApi api)
     : io_(io), api_(std::move(api)), acceptor_(io) {}
 
-std::string AdminServer::start(const HostPort& address, std::string token) {
+std::string AdminServer::start(const HostPort& address, std::string token, int inherited_fd) {
   token_ = std::move(token);
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(address.host == "localhost" ? "127.0.0.1" : address.host, ec);
   if (ec) return fmt::format("admin address '{}' is not an IP address", address.host);
   asio::ip::tcp::endpoint endpoint(addr, address.port);
+  if (inherited_fd >= 0) {
+    acceptor_.assign(endpoint.protocol(), inherited_fd, ec);
+    if (ec) return fmt::format("admin listener {}: cannot adopt inherited socket: {}", address.text(), ec.message());
+    asio::co_spawn(io_, acceptLoop(), asio::detached);
+    return {};
+  }
   acceptor_.open(endpoint.protocol(), ec);
   if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor_.bind(endpoint, ec);
@@ -75,7 +82,8 @@ AdminServer::Reply AdminServer::dispatch(std::string_view method, std::string_vi
     return {401, "application/json", jsonError(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")};
   if (path == "/ready") {
     bool ready = api_.ready();
-    return {ready ? 200 : 503, "application/json", ready ? "{\"ready\":true}\n" : "{\"ready\":false}\n"};
+    return {ready ? 200 : 503, "application/json",
+            fmt::format("{{\"ready\":{},\"pid\":{}}}\n", ready ? "true" : "false", ::getpid())};
   }
   if (path == "/metrics") return {200, "text/plain; version=0.0.4", api_.metrics()};
   if (path == "/config") return {200, "application/json", api_.config_json() + "\n"};

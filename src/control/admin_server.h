@@ -27,7 +27,10 @@ class AdminServer {
  public:
   AdminServer(boost::asio::io_context& io, AdminApi api);
   /// Binds and starts accepting. Returns an error message or "". Main thread.
-  std::string start(const HostPort& address, std::string token);
+  /// `inherited_fd` ≥ 0: a listening socket handed down by a binary upgrade, adopted as is.
+  std::string start(const HostPort& address, std::string token, int inherited_fd = -1);
+  /// The listening socket, to hand down in a binary upgrade.
+  int nativeHandle() { return acceptor_.is_open() ? acceptor_.native_handle() : -1; }
   void setToken(std::string token) { token_ = std::move(token); }
   void stop();
 

@@ -19,7 +19,12 @@
 #include <map>
 #include <set>
 
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/read.hpp>
+#include <sys/wait.h>
+
 #include "base/result.h"
+#include "control/binary_upgrade.h"
 #include "http/server_connection.h"
 #include "loop/worker.h"
 #include "proxy/proxy_handler.h"
@@ -44,7 +49,8 @@ struct WorkerContext {
   loop::Worker worker;
   telemetry::WorkerStats stats;
   proxy::ProxyHandler handler;
-  std::map<std::string, std::shared_ptr<WorkerListener>> listeners;
+  /// Acceptors by listener address; usually one, more after adopting a parent's sockets.
+  std::map<std::string, std::vector<std::shared_ptr<WorkerListener>>> listeners;
   bool draining = false;
 };
 
@@ -117,7 +123,46 @@ void raiseFileLimit() {
 
 }  // namespace
 
-Gateway::Gateway(std::string config_path) : config_path_(std::move(config_path)), signals_(io_) {}
+Gateway::Gateway(std::string config_path, std::vector<std::string> argv)
+    : config_path_(std::move(config_path)), argv_(std::move(argv)), signals_(io_) {}
+
+void Gateway::upgradeBinary() {
+  if (upgrading_ || draining_) return;
+  SocketsByAddress sockets = listen_fds_;
+  if (admin_ && admin_->nativeHandle() >= 0)
+    sockets["admin|" + snapshot_->config.admin.address.text()] = {admin_->nativeHandle()};
+  auto successor = spawnSuccessor(argv_, sockets);
+  if (!successor) {
+    log("binary upgrade failed: " + successor.error().message);
+    return;
+  }
+  upgrading_ = true;
+  log(fmt::format("binary upgrade: started pid {} with our listening sockets", successor->pid));
+  struct Wait {
+    asio::posix::stream_descriptor pipe;
+    asio::steady_timer timer;
+    char buf[16];
+    Wait(asio::io_context& io, int fd) : pipe(io, fd), timer(io) {}
+  };
+  auto wait = std::make_shared<Wait>(io_, successor->ready_fd);
+  pid_t pid = successor->pid;
+  wait->timer.expires_after(std::chrono::seconds(30));
+  wait->timer.async_wait([wait](const boost::system::error_code& ec) {
+    if (!ec) wait->pipe.close();
+  });
+  wait->pipe.async_read_some(asio::buffer(wait->buf), [this, wait, pid](const boost::system::error_code& ec, size_t n) {
+    wait->timer.cancel();
+    if (!ec && n >= 5 && std::string_view(wait->buf, 5) == "ready") {
+      log(fmt::format("binary upgrade: pid {} is serving; this process drains", pid));
+      drainAndStop();
+      return;
+    }
+    upgrading_ = false;
+    int status = 0;
+    ::waitpid(pid, &status, WNOHANG);
+    log(fmt::format("binary upgrade: pid {} did not become ready; this process keeps serving", pid));
+  });
+}
 
 Gateway::~Gateway() {
   for (auto& w : workers_) w->worker.stopAndJoin();
@@ -132,38 +177,47 @@ void Gateway::log(std::string_view message) {
 }
 
 std::string Gateway::installListeners(const Config& cfg) {
-  // Open every new socket first, so a bind failure changes nothing.
+  // Open every new socket first, so a bind failure changes nothing. Sockets handed down by
+  // a parent (binary upgrade) are adopted instead of bound, so their queues carry over.
   std::map<std::string, const ListenerConfig*> wanted;
   for (const auto& l : cfg.listeners) wanted[l.address.text()] = &l;
   std::map<std::string, std::vector<int>> opened;
   for (const auto& [key, l] : wanted) {
     if (bound_.count(key)) continue;
-    for (size_t i = 0; i < workers_.size(); ++i) {
+    auto& fds = opened[key];
+    if (auto it = inherited_.find(key); it != inherited_.end()) {
+      fds = std::move(it->second);
+      inherited_.erase(it);
+    }
+    while (fds.size() < workers_.size()) {
       auto fd = openListenSocket(l->address);
       if (!fd) {
-        for (auto& [k, fds] : opened)
-          for (int f : fds) ::close(f);
+        for (auto& [k, list] : opened)
+          for (int f : list) ::close(f);
         return fmt::format("{}:{}: {}", cfg.source_path, l->line, fd.error().message);
       }
-      opened[key].push_back(*fd);
+      fds.push_back(*fd);
     }
   }
+  std::map<std::string, http::ListenerLimits> limits;
+  for (const auto& [key, l] : wanted) limits[key] = limitsOf(*l);
   for (size_t i = 0; i < workers_.size(); ++i) {
     auto* ctx = workers_[i].get();
     // Main thread owns `listeners` only before the workers start; afterwards each change is
     // posted to the worker that owns the acceptor.
     std::vector<std::pair<std::string, int>> adds;
-    for (auto& [key, fds] : opened) adds.emplace_back(key, fds[i]);
-    std::map<std::string, http::ListenerLimits> limits;
-    for (const auto& [key, l] : wanted) limits[key] = limitsOf(*l);
+    for (auto& [key, fds] : opened)
+      for (size_t j = i; j < fds.size(); j += workers_.size()) adds.emplace_back(key, fds[j]);
     auto apply = [ctx, adds, limits] {
       for (auto it = ctx->listeners.begin(); it != ctx->listeners.end();) {
         if (!limits.count(it->first)) {
-          boost::system::error_code ec;
-          it->second->acceptor.close(ec);
+          for (auto& l : it->second) {
+            boost::system::error_code ec;
+            l->acceptor.close(ec);
+          }
           it = ctx->listeners.erase(it);
         } else {
-          it->second->limits = limits.at(it->first);
+          for (auto& l : it->second) l->limits = limits.at(it->first);
           ++it;
         }
       }
@@ -175,13 +229,18 @@ std::string Gateway::installListeners(const Config& cfg) {
         if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0 && ss.ss_family == AF_INET6)
           endpoint_protocol = tcp::v6();
         l->acceptor.assign(endpoint_protocol, fd);
-        ctx->listeners[key] = l;
+        ctx->listeners[key].push_back(l);
         asio::co_spawn(ctx->worker.io(), acceptLoop(*ctx, l), asio::detached);
       }
     };
     if (running_) ctx->worker.post(apply);
     else apply();
   }
+  for (auto it = listen_fds_.begin(); it != listen_fds_.end();) {
+    if (!wanted.count(it->first)) it = listen_fds_.erase(it);  // closed by the workers
+    else ++it;
+  }
+  for (auto& [key, fds] : opened) listen_fds_[key] = fds;
   bound_.clear();
   for (const auto& [key, l] : wanted) bound_.insert(key);
   return {};
@@ -211,7 +270,16 @@ std::pair<bool, std::string> Gateway::reload() {
   if (auto err = installListeners(built.snapshot->config); !err.empty()) return fail({err});
   if (built.snapshot->config.workers != snapshot_->config.workers)
     log("note: a new 'workers' value takes effect at the next start");
-  snapshot_ = built.snapshot;
+  install(built.snapshot);
+  if (admin_ && snapshot_->config.admin.enabled) admin_->setToken(snapshot_->config.admin.token);
+  if (access_log_) access_log_->setEnabled(snapshot_->config.access_log.enabled);
+  ++reloads_ok_;
+  log(fmt::format("config version {} loaded from {}", version_, config_path_));
+  return {true, fmt::format("{{\"version\":{}}}\n", version_)};
+}
+
+void Gateway::install(std::shared_ptr<const Snapshot> snapshot) {
+  snapshot_ = std::move(snapshot);
   version_ = snapshot_->version;
   health_.retainOnly(snapshot_->upstreams);
   checker_->apply(snapshot_);
@@ -219,11 +287,74 @@ std::pair<bool, std::string> Gateway::reload() {
     auto* ctx = w.get();
     ctx->worker.post([ctx, snap = snapshot_] { ctx->handler.install(snap); });
   }
-  if (admin_ && snapshot_->config.admin.enabled) admin_->setToken(snapshot_->config.admin.token);
-  if (access_log_) access_log_->setEnabled(snapshot_->config.access_log.enabled);
-  ++reloads_ok_;
-  log(fmt::format("config version {} loaded from {}", version_, config_path_));
-  return {true, fmt::format("{{\"version\":{}}}\n", version_)};
+}
+
+void Gateway::scheduleDnsRefresh() {
+  if (!dns_timer_) dns_timer_ = std::make_unique<asio::steady_timer>(io_);
+  std::chrono::milliseconds every = std::chrono::hours(24);
+  boost::system::error_code ec;
+  for (const auto& u : snapshot_->config.upstreams)
+    for (const auto& t : u.targets)
+      if (asio::ip::make_address(t.address.host, ec), ec) every = std::min(every, u.dns_refresh);
+  dns_timer_->expires_after(every);
+  dns_timer_->async_wait([this](const boost::system::error_code& e) {
+    if (e || draining_) return;
+    refreshDns();
+    scheduleDnsRefresh();
+  });
+}
+
+void Gateway::refreshDns() {
+  if (dns_in_flight_) return;
+  // Resolve every name asynchronously (Asio's resolver thread), so the main thread and its
+  // admin API never wait on DNS; compare with what the workers use when all answers are in.
+  struct Pending {
+    ResolvedNames names;
+    size_t outstanding = 0;
+    bool failed = false;
+    std::shared_ptr<asio::ip::tcp::resolver> resolver;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->resolver = std::make_shared<asio::ip::tcp::resolver>(io_);
+  auto current = snapshot_;
+  std::set<std::string> seen;
+  for (const auto& u : current->config.upstreams) {
+    for (const auto& t : u.targets) {
+      boost::system::error_code ec;
+      asio::ip::make_address(t.address.host, ec);
+      if (!ec || !seen.insert(t.address.text()).second) continue;
+      ++pending->outstanding;
+      pending->resolver->async_resolve(
+          t.address.host, std::to_string(t.address.port),
+          [this, pending, current, key = t.address.text()](const boost::system::error_code& ec,
+                                                           asio::ip::tcp::resolver::results_type results) {
+            if (ec || results.empty()) {
+              log(fmt::format("dns refresh: cannot resolve {}: {}; keeping the old addresses", key,
+                              ec ? ec.message() : "no address"));
+              pending->failed = true;
+            } else {
+              for (const auto& r : results) pending->names[key].push_back(r.endpoint());
+            }
+            if (--pending->outstanding != 0) return;
+            dns_in_flight_ = false;
+            if (current != snapshot_ || draining_) return;  // a reload happened meanwhile
+            bool changed = false;
+            for (const auto& up : current->upstreams)
+              for (const auto& t : up.targets)
+                if (auto it = pending->names.find(t.key); it != pending->names.end() && it->second != t.endpoints)
+                  changed = true;
+            if (!changed) return;
+            // Names that failed keep their old addresses.
+            for (const auto& up : current->upstreams)
+              for (const auto& t : up.targets) pending->names.emplace(t.key, t.endpoints);
+            auto built = buildSnapshot(Config(current->config), version_ + 1, health_, pending->names);
+            if (!built.snapshot) return;
+            install(built.snapshot);
+            log(fmt::format("dns refresh: upstream addresses changed; config version {}", version_));
+          });
+    }
+  }
+  dns_in_flight_ = pending->outstanding > 0;
 }
 
 std::string Gateway::metricsText() {
@@ -261,9 +392,11 @@ void Gateway::drainAndStop() {
     auto* ctx = w.get();
     ctx->worker.post([ctx] {
       ctx->draining = true;
-      for (auto& [key, l] : ctx->listeners) {
-        boost::system::error_code ec;
-        l->acceptor.close(ec);
+      for (auto& [key, list] : ctx->listeners) {
+        for (auto& l : list) {
+          boost::system::error_code ec;
+          l->acceptor.close(ec);
+        }
       }
       ctx->listeners.clear();
       for (auto& d : ctx->worker.deadlines())
@@ -280,6 +413,7 @@ void Gateway::drainAndStop() {
       if (active) log(fmt::format("drain timeout: closing {} connections", active));
       if (admin_) admin_->stop();
       checker_->stop();
+      if (dns_timer_) dns_timer_->cancel();
       signals_.cancel();
       io_.stop();
       *poll = nullptr;  // break the self-reference
@@ -297,6 +431,7 @@ int Gateway::run() {
   std::signal(SIGPIPE, SIG_IGN);
   raiseFileLimit();
   start_time_ = static_cast<double>(std::time(nullptr));
+  inherited_ = takeInheritedSockets();
   auto loaded = loadConfigFile(config_path_);
   if (!loaded.config) {
     for (auto& e : loaded.errors) std::fprintf(stderr, "%s\n", e.text().c_str());
@@ -329,7 +464,12 @@ int Gateway::run() {
                  .config_json = [this] { return configToRedactedJson(snapshot_->config); },
                  .reload = [this] { return reload(); },
              });
-    if (auto err = admin_->start(cfg.admin.address, cfg.admin.token); !err.empty()) {
+    int admin_fd = -1;
+    if (auto it = inherited_.find("admin|" + cfg.admin.address.text()); it != inherited_.end() && !it->second.empty()) {
+      admin_fd = it->second.front();
+      inherited_.erase(it);
+    }
+    if (auto err = admin_->start(cfg.admin.address, cfg.admin.token, admin_fd); !err.empty()) {
       std::fprintf(stderr, "%s\n", err.c_str());
       return 1;
     }
@@ -337,11 +477,15 @@ int Gateway::run() {
   signals_.add(SIGHUP);
   signals_.add(SIGTERM);
   signals_.add(SIGINT);
+  signals_.add(SIGUSR2);
   std::function<void()> wait_signal = [this, &wait_signal] {
     signals_.async_wait([this, &wait_signal](const boost::system::error_code& ec, int sig) {
       if (ec) return;
       if (sig == SIGHUP) {
         reload();
+        wait_signal();
+      } else if (sig == SIGUSR2) {
+        upgradeBinary();
         wait_signal();
       } else {
         drainAndStop();
@@ -349,8 +493,13 @@ int Gateway::run() {
     });
   };
   wait_signal();
+  scheduleDnsRefresh();
   for (auto& w : workers_) w->worker.start();
   running_ = true;
+  for (auto& [key, fds] : inherited_)  // sockets for addresses no longer configured
+    for (int fd : fds) ::close(fd);
+  inherited_.clear();
+  signalReadyToParent();
   std::string addresses;
   for (auto& l : cfg.listeners) fmt::format_to(std::back_inserter(addresses), " {}", l.address.text());
   log(fmt::format("version {} serving on{} with {} worker(s){}", GANGLION_VERSION, addresses, cfg.workers,

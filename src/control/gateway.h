@@ -4,6 +4,8 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -23,20 +25,30 @@ struct WorkerContext;
 
 class Gateway {
  public:
-  explicit Gateway(std::string config_path);
+  /// `argv` is how this process was started; a binary upgrade runs it again.
+  Gateway(std::string config_path, std::vector<std::string> argv);
   ~Gateway();
   /// Loads the config, binds everything and runs until SIGTERM/SIGINT. Returns the exit code.
   int run();
 
  private:
   std::pair<bool, std::string> reload();
+  /// Hands a new snapshot to the health checker and every worker.
+  void install(std::shared_ptr<const Snapshot> snapshot);
+  /// Re-resolves upstream host names; a change installs a new snapshot version.
+  void scheduleDnsRefresh();
+  void refreshDns();
   std::string installListeners(const Config& cfg);
   void drainAndStop();
+  /// SIGUSR2: starts the successor with our sockets; drains once it is ready.
+  void upgradeBinary();
   std::string metricsText();
   bool ready() const;
   void log(std::string_view message);
 
   std::string config_path_;
+  std::vector<std::string> argv_;
+  bool upgrading_ = false;
   boost::asio::io_context io_{1};
   boost::asio::signal_set signals_;
   std::unique_ptr<AdminServer> admin_;
@@ -46,11 +58,15 @@ class Gateway {
   std::unique_ptr<HealthChecker> checker_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::set<std::string> bound_;  ///< listener addresses the workers accept on
+  std::map<std::string, std::vector<int>> listen_fds_;  ///< every listening socket, by address
+  std::map<std::string, std::vector<int>> inherited_;   ///< handed down by a parent, not yet adopted
   uint64_t version_ = 0;
   uint64_t reloads_ok_ = 0;
   uint64_t reloads_failed_ = 0;
   double start_time_ = 0;
   bool draining_ = false;
+  std::unique_ptr<boost::asio::steady_timer> dns_timer_;
+  bool dns_in_flight_ = false;
   bool running_ = false;
 };
 

@@ -70,7 +70,8 @@ void HealthRegistry::retainOnly(const std::vector<ResolvedUpstream>& upstreams) 
   entries_ = std::move(kept);
 }
 
-BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& health) {
+BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& health,
+                          const ResolvedNames& resolved) {
   BuildResult result;
   auto snap = std::make_shared<Snapshot>();
   snap->config = std::move(config);
@@ -92,6 +93,8 @@ BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& healt
       auto addr = boost::asio::ip::make_address(t.address.host, ec);
       if (!ec) {
         rt.endpoints.emplace_back(addr, t.address.port);
+      } else if (auto known = resolved.find(rt.key); known != resolved.end()) {
+        rt.endpoints = known->second;
       } else {
         auto results = resolver.resolve(t.address.host, std::to_string(t.address.port), ec);
         if (ec || results.empty()) {

@@ -62,7 +62,11 @@ struct BuildResult {
 
 /// Compiles a validated config; resolves DNS names (blocking: main thread only). Target
 /// health comes from `health`, so it carries over from the previous snapshot.
-BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& health);
+/// Names in `resolved` ("host:port" → addresses) are taken from it instead of resolving
+/// again (DNS refresh resolves asynchronously first).
+using ResolvedNames = std::map<std::string, std::vector<boost::asio::ip::tcp::endpoint>>;
+BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& health,
+                          const ResolvedNames& resolved = {});
 
 /// FNV-1a, 64-bit: the hash of consistent hashing (stable across runs and builds).
 uint64_t hashKey(std::string_view key);

@@ -10,7 +10,8 @@ namespace {
 control::Config parse(const std::string& yaml) {
   auto r = control::loadConfigText(yaml, "test.yaml");
   for (auto& e : r.errors) ADD_FAILURE() << e.text();
-  return r.config.value_or(control::Config{});
+  if (!r.config) return control::Config{};
+  return std::move(*r.config);
 }
 
 std::string routeFor(const Router& router, std::string method, std::string target, std::string host,

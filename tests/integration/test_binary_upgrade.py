@@ -1,0 +1,117 @@
+"""Binary upgrade: SIGUSR2 starts a successor on the same listening sockets; the old process
+drains and exits; no request fails meanwhile."""
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Gateway, Upstream, free_port, http_request, wait_until  # noqa: E402
+
+TOKEN = "upgrade-test-token"
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is not alive
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+class BinaryUpgradeTest(unittest.TestCase):
+    def test_usr2_hands_sockets_to_successor_without_failures(self):
+        with Upstream() as up:
+            port, admin = free_port(), free_port()
+            cfg = """workers: 2
+listeners:
+  - name: public
+    address: 127.0.0.1:%d
+upstreams:
+  - name: backend
+    targets: [ "127.0.0.1:%d" ]
+routes:
+  - name: all
+    match: { path_prefix: / }
+    upstream: backend
+admin:
+  address: 127.0.0.1:%d
+  token: %s
+""" % (port, up.port, admin, TOKEN)
+            gw = Gateway(cfg, admin_port=admin)
+            gw.start()
+            new_pid = None
+            try:
+                old_pid = json.loads(gw.admin("GET", "/ready", token=TOKEN).body)["pid"]
+                self.assertEqual(old_pid, gw.pid)
+                stop = threading.Event()
+                results = {"ok": 0, "failed": []}
+
+                def load():
+                    while not stop.is_set():
+                        try:
+                            r = http_request(port, "GET", "/during-upgrade", timeout=5)
+                            if r.status == 200:
+                                results["ok"] += 1
+                            else:
+                                results["failed"].append(r.status)
+                        except Exception as e:  # a refused or reset connection is a failure
+                            results["failed"].append(repr(e))
+
+                threads = [threading.Thread(target=load) for _ in range(3)]
+                for t in threads:
+                    t.start()
+                time.sleep(0.3)
+                os.kill(old_pid, signal.SIGUSR2)
+                self.assertTrue(wait_until(lambda: gw.proc.poll() is not None, timeout=15),
+                                "the old process did not exit after its successor was ready")
+                self.assertEqual(gw.proc.returncode, 0)
+                time.sleep(0.3)
+                stop.set()
+                for t in threads:
+                    t.join()
+                ready = json.loads(gw.admin("GET", "/ready", token=TOKEN).body)
+                new_pid = ready["pid"]
+                self.assertNotEqual(new_pid, old_pid)
+                self.assertTrue(ready["ready"])
+                self.assertEqual(results["failed"], [])
+                self.assertGreater(results["ok"], 20)
+                self.assertEqual(http_request(port, "GET", "/after").status, 200)
+                log = gw.log_text()
+                self.assertIn("binary upgrade: pid %d is serving" % new_pid, log)
+            finally:
+                if new_pid:
+                    os.kill(new_pid, signal.SIGTERM)
+                    wait_until(lambda: not pid_alive(new_pid), timeout=10)
+                gw.stop()
+
+    def test_failed_successor_keeps_old_process(self):
+        with Upstream() as up:
+            port, admin = free_port(), free_port()
+            cfg = """listeners: [ { name: p, address: "127.0.0.1:%d" } ]
+upstreams: [ { name: b, targets: [ "127.0.0.1:%d" ] } ]
+routes: [ { name: all, upstream: b } ]
+admin: { address: "127.0.0.1:%d", token: %s }
+""" % (port, up.port, admin, TOKEN)
+            gw = Gateway(cfg, admin_port=admin)
+            gw.start()
+            try:
+                gw.reload_file("this: is: not: valid: yaml: [")  # the successor reads this and fails
+                os.kill(gw.pid, signal.SIGUSR2)
+                self.assertTrue(wait_until(lambda: "did not become ready" in gw.log_text(), timeout=10))
+                self.assertIsNone(gw.proc.poll())
+                self.assertEqual(http_request(port, "GET", "/").status, 200)
+            finally:
+                gw.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
