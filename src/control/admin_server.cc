@@ -58,18 +58,7 @@ asio::awaitable<void> AdminServer::acceptLoop() {
   }
 }
 
-namespace {
-
-std::string jsonError(int code, std::string_view type, std::string_view message) {
-  std::string body = fmt::format(R"({{"error":{{"code":{},"type":")", code);
-  appendJsonEscaped(body, type);
-  body += R"(","message":")";
-  appendJsonEscaped(body, message);
-  body += "\"}}\n";
-  return body;
-}
-
-}  // namespace
+using http::jsonErrorBody;
 
 AdminServer::Reply AdminServer::dispatch(std::string_view method, std::string_view path,
                                          std::string_view authorization) {
@@ -79,7 +68,7 @@ AdminServer::Reply AdminServer::dispatch(std::string_view method, std::string_vi
                     authorization.substr(0, kBearer.size()) == kBearer && !token_.empty() &&
                     CRYPTO_memcmp(authorization.data() + kBearer.size(), token_.data(), token_.size()) == 0;
   if (!authorised)
-    return {401, "application/json", jsonError(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")};
+    return {401, "application/json", jsonErrorBody(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")};
   if (path == "/ready") {
     bool ready = api_.ready();
     return {ready ? 200 : 503, "application/json",
@@ -88,11 +77,11 @@ AdminServer::Reply AdminServer::dispatch(std::string_view method, std::string_vi
   if (path == "/metrics") return {200, "text/plain; version=0.0.4", api_.metrics()};
   if (path == "/config") return {200, "application/json", api_.config_json() + "\n"};
   if (path == "/reload") {
-    if (method != "POST") return {405, "application/json", jsonError(405, "method_not_allowed", "use POST /reload")};
+    if (method != "POST") return {405, "application/json", jsonErrorBody(405, "method_not_allowed", "use POST /reload")};
     auto [ok, body] = api_.reload();
     return {ok ? 200 : 400, "application/json", body};
   }
-  return {404, "application/json", jsonError(404, "not_found", fmt::format("no admin endpoint {}", path))};
+  return {404, "application/json", jsonErrorBody(404, "not_found", fmt::format("no admin endpoint {}", path))};
 }
 
 asio::awaitable<void> AdminServer::serve(asio::ip::tcp::socket socket) {
@@ -129,7 +118,7 @@ asio::awaitable<void> AdminServer::serve(asio::ip::tcp::socket socket) {
     }
     timer.cancel();
     (void)have_head;
-    Reply reply = failed ? Reply{400, "application/json", jsonError(400, "bad_request", parser.errorReason().empty() ? "malformed request" : std::string(parser.errorReason()))}
+    Reply reply = failed ? Reply{400, "application/json", jsonErrorBody(400, "bad_request", parser.errorReason().empty() ? "malformed request" : std::string(parser.errorReason()))}
                          : dispatch(parser.request().method, parser.request().path(),
                                     parser.request().headers.get("authorization"));
     bool keep = !failed && parser.request().keep_alive;

@@ -1,5 +1,6 @@
 // The config rendered for GET /config: everything the operator wrote, secrets redacted.
 #include <boost/json.hpp>
+#include <fmt/format.h>
 
 #include "control/config.h"
 #include "net/tls.h"
@@ -62,6 +63,24 @@ std::string configToRedactedJson(const Config& c) {
                                      {"connect_timeout", millis(u.connect_timeout)},
                                      {"idle_timeout", millis(u.idle_timeout)},
                                      {"keepalive", u.keepalive}});
+    auto& uo = upstreams.back().as_object();
+    static constexpr const char* kBalance[] = {"round_robin", "least_request", "hash", "ewma"};
+    uo["balance"] = kBalance[static_cast<int>(u.balance)];
+    if (u.balance == Balance::kHash) uo["hash_on"] = u.hash_header.empty() ? "client_ip" : "header:" + u.hash_header;
+    if (u.health_check) {
+      const auto& hc = *u.health_check;
+      uo["health_check"] = json::object{{"path", hc.path},
+                                        {"interval", millis(hc.interval)},
+                                        {"timeout", millis(hc.timeout)},
+                                        {"healthy_threshold", hc.healthy_threshold},
+                                        {"unhealthy_threshold", hc.unhealthy_threshold},
+                                        {"expect_status", fmt::format("{}-{}", hc.expect_min, hc.expect_max)}};
+    }
+    uo["outlier"] = json::object{{"consecutive_failures", u.outlier.consecutive_failures},
+                                 {"base_ejection", millis(u.outlier.base_ejection)},
+                                 {"max_ejected_percent", u.outlier.max_ejected_percent}};
+    uo["retry_budget"] = json::object{{"percent", u.retry_budget_percent}, {"min", u.retry_budget_min}};
+    uo["dns_refresh"] = millis(u.dns_refresh);
     if (u.tls) {
       const auto& t = u.tls->settings();
       upstreams.back().as_object()["tls"] = json::object{

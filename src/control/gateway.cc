@@ -399,8 +399,11 @@ void Gateway::drainAndStop() {
         }
       }
       ctx->listeners.clear();
-      for (auto& d : ctx->worker.deadlines())
-        if (d.idle()) d.expireNow();
+      auto grace = loop::Clock::now() + std::chrono::seconds(1);
+      for (auto& d : ctx->worker.deadlines()) {
+        if (d.idle() == loop::Deadline::Idle::kIdle) d.expireNow();
+        else if (d.idle() == loop::Deadline::Idle::kFresh) d.shortenTo(grace);
+      }
     });
   }
   auto timer = std::make_shared<asio::steady_timer>(io_);

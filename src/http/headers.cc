@@ -1,5 +1,7 @@
 #include "http/headers.h"
 
+#include <fmt/format.h>
+
 namespace ganglion::http {
 
 bool isHopByHop(std::string_view name) {
@@ -48,6 +50,15 @@ std::string_view reasonPhrase(int status) {
     case 505: return "HTTP Version Not Supported";
     default: return "Unknown";
   }
+}
+
+std::string jsonErrorBody(int code, std::string_view type, std::string_view message) {
+  std::string body = fmt::format(R"({{"error":{{"code":{},"type":")", code);
+  appendJsonEscaped(body, type);
+  body += R"(","message":")";
+  appendJsonEscaped(body, message);
+  body += "\"}}\n";
+  return body;
 }
 
 }  // namespace ganglion::http

@@ -118,4 +118,7 @@ bool isHopByHop(std::string_view name);
 /// The standard reason phrase for a status code ("Not Found"), or "Unknown".
 std::string_view reasonPhrase(int status);
 
+/// The gateway's error body: {"error":{"code":502,"type":"...","message":"..."}} and a newline.
+std::string jsonErrorBody(int code, std::string_view type, std::string_view message);
+
 }  // namespace ganglion::http

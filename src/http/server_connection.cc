@@ -12,6 +12,7 @@ namespace ganglion::http {
 
 namespace asio = boost::asio;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+constexpr auto kDrainGrace = std::chrono::seconds(1);
 
 ServerConnection::ServerConnection(loop::Worker& worker, net::TcpSocket socket,
                                    const ListenerLimits& limits, RequestHandler& handler,
@@ -93,16 +94,22 @@ Task<ServerConnection::HeadResult> ServerConnection::readHead() {
       continue;  // kNeedMore: the parser copied everything it consumed
     }
     bool waiting_for_new_request = !parser_.midMessage();
-    deadline_.setIdle(waiting_for_new_request);
-    if (waiting_for_new_request && draining_) co_return HeadResult::kClosed;
+    // A connection that has not sent its first request yet was accepted moments ago: during
+    // a drain it gets a short grace to send it rather than a reset (binary upgrade, SIGTERM).
+    const bool fresh = requests_served_ == 0;
+    deadline_.setIdle(!waiting_for_new_request ? loop::Deadline::Idle::kBusy
+                      : fresh                  ? loop::Deadline::Idle::kFresh
+                                               : loop::Deadline::Idle::kIdle);
+    if (waiting_for_new_request && draining_ && !fresh) co_return HeadResult::kClosed;
     timed_out_ = false;
     // The whole head must arrive within header_timeout of its first byte: a client that
     // trickles a byte at a time (slowloris) is cut off all the same.
     auto deadline = waiting_for_new_request && first_byte
                         ? loop::Clock::now() + limits_.idle_timeout
                         : request_start_ + limits_.header_timeout;
+    if (waiting_for_new_request && draining_) deadline = std::min(deadline, loop::Clock::now() + kDrainGrace);
     bool ok = co_await readMore(deadline);
-    deadline_.setIdle(false);
+    deadline_.setIdle(loop::Deadline::Idle::kBusy);
     if (!ok) {
       if (timed_out_ && parser_.midMessage()) {
         stats_.request_timeouts.add();
@@ -189,6 +196,7 @@ Task<void> ServerConnection::run() {
     hook_ = nullptr;
 
     co_await handler_.handle(*this);
+    ++requests_served_;
 
     if (!stream_.socket().is_open()) break;
     if (!request_complete_) keep_alive_ = false;  // unread body: the next request is unfindable
@@ -338,11 +346,7 @@ Task<bool> ServerConnection::writeResponse(ResponseHead* head, std::span<const s
 Task<void> ServerConnection::sendError(int status, std::string_view type, std::string_view message,
                                        const HeaderList* extra_headers) {
   stats_.local_replies.add();
-  std::string body = fmt::format(R"({{"error":{{"code":{},"type":")", status);
-  appendJsonEscaped(body, type);
-  body += R"(","message":")";
-  appendJsonEscaped(body, message);
-  body += "\"}}\n";
+  std::string body = jsonErrorBody(status, type, message);
   ResponseHead head;
   head.status = status;
   head.headers.add("Content-Type", "application/json");

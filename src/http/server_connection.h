@@ -140,6 +140,7 @@ class ServerConnection {
   int response_status_ = 0;
   uint64_t response_bytes_ = 0;
   bool timed_out_ = false;
+  uint64_t requests_served_ = 0;
   bool idle_ = false;
 };
 

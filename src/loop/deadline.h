@@ -27,12 +27,21 @@ class Deadline : public boost::intrusive::list_base_hook<
   void disarm() { expires_ = Clock::time_point::max(); }
   bool fired() const { return fired_; }
   bool armed() const { return expires_ != Clock::time_point::max(); }
-  /// The owner is between requests: a drain may close it at once.
-  void setIdle(bool idle) { idle_ = idle; }
-  bool idle() const { return idle_; }
+  /// What a drain may do with the owner while it waits for input.
+  enum class Idle {
+    kBusy,   ///< mid-request: let it finish
+    kIdle,   ///< between keep-alive requests: close at once
+    kFresh,  ///< accepted, first request not yet read: give it a moment to arrive
+  };
+  void setIdle(Idle idle) { idle_ = idle; }
+  Idle idle() const { return idle_; }
   /// Fires now if armed (used by drain for idle owners).
   void expireNow() {
     if (armed()) check(Clock::time_point::max());
+  }
+  /// Brings the deadline forward to `at` if it is later (used by drain for fresh owners).
+  void shortenTo(Clock::time_point at) {
+    if (armed() && expires_ > at) expires_ = at;
   }
   /// Called by the sweep; fires at most once per arm().
   void check(Clock::time_point now) {
@@ -47,7 +56,7 @@ class Deadline : public boost::intrusive::list_base_hook<
   std::function<void()> on_expire_;
   Clock::time_point expires_ = Clock::time_point::max();
   bool fired_ = false;
-  bool idle_ = false;
+  Idle idle_ = Idle::kBusy;
 };
 
 using DeadlineList =

@@ -148,6 +148,14 @@ class FiltersTest(unittest.TestCase):
         self.assertEqual(r.status, 200)
         self.assertNotIn("access-control-allow-origin", r.headers)
 
+    def test_cors_keeps_upstream_vary(self):
+        r = self.gw.request("GET", "/cors/x", headers={"Origin": "https://app.example",
+                                                       "X-Reply-Header": "Vary=Accept-Encoding"})
+        self.assertEqual(r.status, 200)
+        vary = [v.strip().lower() for v in r.headers.get("vary", "").split(",")]
+        self.assertIn("accept-encoding", vary)
+        self.assertIn("origin", vary)
+
     def test_ip_filter(self):
         r = self.gw.request("GET", "/denied")
         self.assertEqual(r.status, 403)

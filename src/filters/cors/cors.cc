@@ -37,7 +37,7 @@ class CorsFilter final : public http::Filter {
     std::string allow_origin = p_.any_origin && !p_.credentials ? "*" : std::string(origin);
     auto& out = preflight ? ctx.reply.headers : ctx.response_add;
     out.set("Access-Control-Allow-Origin", allow_origin);
-    if (allow_origin != "*") out.set("Vary", "Origin");
+    if (allow_origin != "*") out.set("Vary", "Origin");  // merged with the upstream's Vary below
     if (p_.credentials) out.set("Access-Control-Allow-Credentials", "true");
     if (!preflight) {
       if (!p_.expose.empty()) out.set("Access-Control-Expose-Headers", p_.expose);
@@ -50,6 +50,19 @@ class CorsFilter final : public http::Filter {
     if (!p_.max_age.empty()) out.set("Access-Control-Max-Age", p_.max_age);
     ctx.reply.status = 204;
     return http::FilterStatus::kReply;
+  }
+  /// Keeps the upstream's own Vary values: the response hook runs before response_add is
+  /// applied, so fold "Origin" into an existing Vary here and drop the plain set.
+  void onResponse(http::FilterContext& ctx, http::ResponseHead& head) const override {
+    std::string_view ours = ctx.response_add.get("vary");
+    std::string_view theirs = head.headers.get("vary");
+    if (ours.empty() || theirs.empty() || headerListContains(theirs, "origin")) {
+      if (!ours.empty() && headerListContains(theirs, "origin")) ctx.response_add.remove("vary");
+      return;
+    }
+    std::string merged = fmt::format("{}, Origin", theirs);
+    ctx.response_add.remove("vary");
+    head.headers.set("Vary", merged);
   }
   std::string_view kind() const override { return "cors"; }
 
