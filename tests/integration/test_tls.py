@@ -54,6 +54,12 @@ class TlsTest(unittest.TestCase):
         ctx.load_cert_chain(p("localhost.pem"), p("localhost.key"))
         cls.tls_up = Upstream("tls-upstream", ssl_context=ctx).__enter__()
         cls.https_port = cls.tls_up.port
+        # An HTTPS upstream that demands a client certificate from our CA (mTLS to upstream).
+        mctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        mctx.load_cert_chain(p("localhost.pem"), p("localhost.key"))
+        mctx.load_verify_locations(p("ca.pem"))
+        mctx.verify_mode = ssl.CERT_REQUIRED
+        cls.mtls_up = Upstream("mtls-upstream", ssl_context=mctx).__enter__()
 
         cls.port = free_port()
         cls.mtls_port = free_port()
@@ -80,7 +86,15 @@ upstreams:
   - name: distrusted
     targets: [ "127.0.0.1:{https}" ]
     tls: {{ ca: {rogue} }}
+  - name: with-client-cert
+    targets: [ "127.0.0.1:{mtls_up}" ]
+    tls: {{ ca: {ca}, server_name: localhost, cert: {cc}, key: {ck} }}
+  - name: without-client-cert
+    targets: [ "127.0.0.1:{mtls_up}" ]
+    tls: {{ ca: {ca}, server_name: localhost }}
 routes:
+  - {{ name: with-cert, match: {{ path_prefix: /with-cert }}, upstream: with-client-cert }}
+  - {{ name: without-cert, match: {{ path_prefix: /without-cert }}, upstream: without-client-cert }}
   - {{ name: secure, match: {{ path_prefix: /secure }}, upstream: secure }}
   - {{ name: distrusted, match: {{ path_prefix: /distrusted }}, upstream: distrusted }}
   - {{ name: plain, match: {{ path_prefix: / }}, upstream: plain }}
@@ -89,7 +103,8 @@ admin:
   token: tls-test-token
 """.format(port=cls.port, mport=cls.mtls_port, admin=cls.admin_port, up=cls.up.port, https=cls.https_port,
            lc=p("localhost.pem"), lk=p("localhost.key"), oc=p("other.pem"), ok=p("other.key"),
-           ca=p("ca.pem"), rogue=p("rogue-ca.pem"))
+           ca=p("ca.pem"), rogue=p("rogue-ca.pem"), mtls_up=cls.mtls_up.port,
+           cc=p("client.pem"), ck=p("client.key"))
         cls.gw = Gateway(cls.config, admin_port=cls.admin_port)
         cls.gw.start()
 
@@ -98,6 +113,7 @@ admin:
         cls.gw.stop()
         cls.up.__exit__(None, None, None)
         cls.tls_up.__exit__(None, None, None)
+        cls.mtls_up.__exit__(None, None, None)
 
     def client_ctx(self, with_client_cert=False):
         ctx = ssl.create_default_context(cafile=self.p("ca.pem"))
@@ -153,6 +169,12 @@ admin:
         self.assertEqual(status, 502)
         body = data.split(b"\r\n\r\n", 1)[1]
         self.assertEqual(error_json(body)["type"], "upstream_tls_failed")
+
+    def test_client_certificate_to_upstream(self):
+        status, _, data = self.https_get(self.port, "/with-cert/x")
+        self.assertEqual(status, 200, data[:300])
+        status, _, data = self.https_get(self.port, "/without-cert/x")
+        self.assertEqual(status, 502, data[:300])
 
     def test_missing_certificate_file_is_a_config_error(self):
         path = os.path.join(self.dir, "bad.yaml")
