@@ -5,6 +5,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <array>
 #include <span>
 #include <string>
 #include <string_view>
@@ -86,6 +87,10 @@ class ServerConnection {
   /// A gateway-generated JSON error: {"error":{"code":..,"type":..,"message":..}}.
   Task<void> sendError(int status, std::string_view type, std::string_view message,
                        const HeaderList* extra_headers = nullptr);
+  /// Scratch the handler reuses from request to request, keeping its capacity: the
+  /// upstream request head and the response head it relays.
+  std::string& scratchText() { return scratch_text_; }
+  ResponseHead& scratchResponseHead() { return scratch_head_; }
   /// Installs the hook for this request's response head (reset for every request).
   void setResponseHook(ResponseHook* hook) { hook_ = hook; }
   /// Marks the connection to close once this response is done.
@@ -118,9 +123,12 @@ class ServerConnection {
   const bool& draining_;
   loop::Deadline deadline_;
   Buffer in_;
+  std::array<char, 512> idle_buf_;  ///< first read of each request lands here (see readMore)
   Http1Parser parser_;
   std::string client_ip_;
   std::string out_;  ///< serialised response head, reused
+  std::string scratch_text_;
+  ResponseHead scratch_head_;
   std::vector<boost::asio::const_buffer> iov_;
   std::vector<std::array<char, 24>> chunk_lines_;
   std::string local_reason_;

@@ -41,7 +41,9 @@ class Worker {
   void scheduleSweep();
 
   unsigned index_;
-  boost::asio::io_context io_{1};
+  // Only this worker's thread touches its sockets and timers, so the reactor's per-socket
+  // locks are switched off; post() from other threads stays safe.
+  boost::asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
   boost::asio::steady_timer sweep_timer_;
   BufferPool buffers_;

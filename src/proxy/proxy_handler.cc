@@ -23,11 +23,12 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
 struct ProxyHandler::Exchange {
+  explicit Exchange(std::string& head_scratch) : head(head_scratch) {}
   std::shared_ptr<WorkerView> view;
   const CompiledRoute* route = nullptr;
   UpstreamRuntime* upstream = nullptr;
-  std::string head;  ///< serialised upstream request head
-  std::string target;
+  std::string& head;  ///< serialised upstream request head (the connection's scratch)
+  std::string_view target;  ///< the chosen target ("host:port"), owned by the snapshot
   int attempts = 0;
   int upstream_status = 0;
   std::string_view error_type;
@@ -126,7 +127,7 @@ class FilterChainHook final : public http::ResponseHook {
 }  // namespace
 
 Task<void> ProxyHandler::handle(ServerConnection& conn) {
-  Exchange ex;
+  Exchange ex(conn.scratchText());
   ex.view = view_;
   auto& req = conn.request();
   ex.route = ex.view->snapshot->router.match(req);
@@ -475,7 +476,7 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     }
     co_return co_await tunnel(conn, ex, std::move(uc));
   }
-  http::ResponseHead out;
+  http::ResponseHead& out = conn.scratchResponseHead();
   prepareResponseHead(resp, out, rc.response_headers);
   const bool no_body = req.method == "HEAD" || resp.status == 204 || resp.status == 304 ||
                        (resp.has_content_length && resp.content_length == 0);
