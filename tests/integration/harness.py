@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import unittest
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -727,3 +728,26 @@ class RawServer:
     @property
     def address(self):
         return "%s:%d" % (LOCALHOST, self.port)
+
+
+class SingleUpstreamCase(unittest.TestCase):
+    """A test class with one echo upstream named "backend" and one gateway, started once for
+    the class from CONFIG (a render() template with @PORT@ and @UP@)."""
+
+    CONFIG = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.up = Upstream("backend").__enter__()
+        cls.port = free_port()
+        cls.gw = Gateway(render(cls.CONFIG, port=cls.port, up=cls.up.port))
+        try:
+            cls.gw.start()
+        except Exception:
+            cls.up.__exit__(None, None, None)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.__exit__(None, None, None)
+        cls.up.__exit__(None, None, None)

@@ -12,7 +12,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Gateway, Upstream, free_port, http_request, parse_responses,  # noqa: E402
+from harness import (SingleUpstreamCase, Gateway, Upstream, free_port, http_request, parse_responses,  # noqa: E402
                      raw_exchange, render)
 
 CONFIG = """\
@@ -37,22 +37,8 @@ routes:
 """
 
 
-class HostileTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.up = Upstream("backend").__enter__()
-        cls.port = free_port()
-        cls.gw = Gateway(render(CONFIG, port=cls.port, up=cls.up.port))
-        try:
-            cls.gw.start()
-        except Exception:
-            cls.up.__exit__(None, None, None)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.gw.__exit__(None, None, None)
-        cls.up.__exit__(None, None, None)
+class HostileTest(SingleUpstreamCase):
+    CONFIG = CONFIG
 
     def tearDown(self):
         self.assertTrue(self.gw.alive(), "gateway died; log:\n" + self.gw.log_text()[-4000:])

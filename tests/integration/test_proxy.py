@@ -9,7 +9,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Gateway, Upstream, free_port, http_request, keepalive_request,  # noqa: E402
+from harness import (SingleUpstreamCase, Gateway, Upstream, free_port, http_request, keepalive_request,  # noqa: E402
                      parse_responses, raw_exchange, raw_request, render)
 
 CONFIG = """\
@@ -29,22 +29,8 @@ routes:
 """
 
 
-class ProxyTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.up = Upstream("backend").__enter__()
-        cls.port = free_port()
-        cls.gw = Gateway(render(CONFIG, port=cls.port, up=cls.up.port))
-        try:
-            cls.gw.start()
-        except Exception:
-            cls.up.__exit__(None, None, None)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.gw.__exit__(None, None, None)
-        cls.up.__exit__(None, None, None)
+class ProxyTest(SingleUpstreamCase):
+    CONFIG = CONFIG
 
     def get(self, path, **kw):
         return http_request(self.port, "GET", path, **kw)
