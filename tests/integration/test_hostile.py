@@ -12,8 +12,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (SingleUpstreamCase, Gateway, Upstream, free_port, http_request, parse_responses,  # noqa: E402
-                     raw_exchange, render)
+from harness import SingleUpstreamCase, http_request, parse_responses, raw_exchange  # noqa: E402
 
 CONFIG = """\
 workers: 1
