@@ -133,6 +133,41 @@ struct KeyTable {
   std::unordered_map<Sha256, std::string, DigestHash> by_hash;  ///< digest → key name
 };
 
+/// An LLM provider account: where to call it and with which credentials (issue 3).
+struct ProviderConfig {
+  std::string name;
+  std::string kind;      ///< openai, azure, anthropic, gemini, bedrock, or an OpenAI-compatible preset
+  std::string base_url;  ///< scheme://host[:port][/path], defaulted from the kind
+  bool https = true;
+  std::string host;
+  uint16_t port = 443;
+  std::string base_path;  ///< path prefix from base_url, without trailing '/'
+  std::string api_key;    ///< secret: never logged, redacted in /config
+  std::string api_version;  ///< azure
+  std::string region;       ///< bedrock
+  std::string access_key_id, secret_access_key, session_token;  ///< bedrock (secrets)
+  int line = 0;
+};
+
+/// One model reachable through a provider, as a model alias lists it.
+struct ModelTarget {
+  std::string provider;
+  std::string model;
+  uint32_t weight = 1;
+  int line = 0;
+};
+
+enum class ModelStrategy { kSingle, kFallback, kWeighted, kLatency, kCost, kLeastBusy };
+
+/// A model name clients ask for, mapped to provider models by a strategy.
+struct ModelConfig {
+  std::string name;
+  ModelStrategy strategy = ModelStrategy::kSingle;
+  std::vector<ModelTarget> targets;
+  uint64_t context_window = 0;  ///< tokens; 0 = unknown (from the catalog later)
+  int line = 0;
+};
+
 struct AdminConfig {
   bool enabled = false;
   HostPort address{"127.0.0.1", 9901};
@@ -152,6 +187,8 @@ struct Config {
   std::vector<RouteConfig> routes;
   std::vector<KeyConfig> keys;
   std::shared_ptr<const KeyTable> key_table;
+  std::vector<ProviderConfig> providers;
+  std::vector<ModelConfig> models;
   AdminConfig admin;
   AccessLogConfig access_log;
 };

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "control/config.h"
+#include "control/llm_config.h"
 #include "net/tls.h"
 
 namespace ganglion::control {
@@ -121,6 +122,28 @@ std::string configToRedactedJson(const Config& c) {
     routes.push_back(std::move(route));
   }
   root["routes"] = std::move(routes);
+  json::array providers;
+  for (const auto& p : c.providers) {
+    json::object o{{"name", p.name}, {"kind", p.kind}, {"base_url", p.base_url}};
+    if (!p.api_key.empty()) o["api_key"] = "<redacted>";
+    if (!p.api_version.empty()) o["api_version"] = p.api_version;
+    if (!p.region.empty()) o["region"] = p.region;
+    if (!p.access_key_id.empty()) o["access_key_id"] = "<redacted>";
+    if (!p.secret_access_key.empty()) o["secret_access_key"] = "<redacted>";
+    if (!p.session_token.empty()) o["session_token"] = "<redacted>";
+    providers.push_back(std::move(o));
+  }
+  root["providers"] = std::move(providers);
+  json::array models;
+  for (const auto& m : c.models) {
+    json::array targets;
+    for (const auto& t : m.targets)
+      targets.push_back(json::object{{"provider", t.provider}, {"model", t.model}, {"weight", t.weight}});
+    json::object o{{"name", m.name}, {"strategy", strategyName(m.strategy)}, {"targets", std::move(targets)}};
+    if (m.context_window) o["context_window"] = m.context_window;
+    models.push_back(std::move(o));
+  }
+  root["models"] = std::move(models);
   json::array keys;
   for (const auto& k : c.keys) keys.push_back(json::object{{"name", k.name}, {"key", "<redacted>"}});
   root["keys"] = std::move(keys);

@@ -12,6 +12,7 @@
 #include "base/strings.h"
 #include "control/config.h"
 #include "control/yaml_reader.h"
+#include "control/llm_config.h"
 #include "filters/registry.h"
 #include "http/filter.h"
 #include "net/tls.h"
@@ -474,8 +475,11 @@ LoadResult loadConfigText(const std::string& text, const std::string& path) {
     return result;
   }
   try {
-    r.checkKeys(root, {"workers", "listeners", "upstreams", "routes", "keys", "admin", "access_log"},
+    r.checkKeys(root, {"workers", "listeners", "upstreams", "routes", "keys", "providers", "models", "admin",
+                       "access_log"},
                 "the top level");
+    readProviders(r, root["providers"], cfg);
+    readModels(r, root["models"], cfg);
     readKeys(r, root["keys"], cfg);  // before routes: key_auth filters refer to keys
     if (auto v = root["workers"]; v.IsDefined())
       if (auto w = r.integer<unsigned>(v, "workers", 0, 256)) cfg.workers = *w;

@@ -1,0 +1,146 @@
+#include "control/llm_config.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+namespace ganglion::control {
+namespace {
+
+// The exact file from issue 3.
+constexpr const char* kIssueConfig = R"(listeners:
+  - name: public
+    address: 127.0.0.1:8080
+providers:
+  - name: openai-main
+    kind: openai
+    base_url: https://api.openai.com/v1
+    api_key: ${OPENAI_API_KEY}
+  - name: anthropic-main
+    kind: anthropic
+    base_url: https://api.anthropic.com
+    api_key: ${ANTHROPIC_API_KEY}
+  - name: gemini-main
+    kind: gemini
+    base_url: https://generativelanguage.googleapis.com
+    api_key: ${GEMINI_API_KEY}
+models:
+  - name: gpt-4o-mini
+    targets: [ { provider: openai-main, model: gpt-4o-mini } ]
+  - name: claude-haiku
+    targets: [ { provider: anthropic-main, model: claude-3-5-haiku-latest } ]
+  - name: gemini-flash
+    targets: [ { provider: gemini-main, model: gemini-2.0-flash } ]
+  - name: resilient
+    strategy: fallback
+    targets:
+      - { provider: openai-main, model: gpt-4o-mini }
+      - { provider: anthropic-main, model: claude-3-5-haiku-latest }
+keys:
+  - name: demo
+    key: sk-gw-demo
+)";
+
+class LlmConfig : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    setenv("OPENAI_API_KEY", "sk-openai-secret", 1);
+    setenv("ANTHROPIC_API_KEY", "sk-ant-secret", 1);
+    setenv("GEMINI_API_KEY", "gemini-secret", 1);
+  }
+};
+
+TEST_F(LlmConfig, IssueFileLoads) {
+  auto r = loadConfigText(kIssueConfig, "llm.yaml");
+  ASSERT_TRUE(r.config) << (r.errors.empty() ? "" : r.errors[0].text());
+  const auto& c = *r.config;
+  ASSERT_EQ(c.providers.size(), 3u);
+  EXPECT_EQ(c.providers[0].host, "api.openai.com");
+  EXPECT_EQ(c.providers[0].port, 443);
+  EXPECT_TRUE(c.providers[0].https);
+  EXPECT_EQ(c.providers[0].base_path, "/v1");
+  EXPECT_EQ(c.providers[1].base_path, "");
+  EXPECT_EQ(c.providers[0].api_key, "sk-openai-secret");
+  ASSERT_EQ(c.models.size(), 4u);
+  EXPECT_EQ(c.models[0].strategy, ModelStrategy::kSingle);
+  EXPECT_EQ(c.models[3].strategy, ModelStrategy::kFallback);
+  EXPECT_EQ(c.models[3].targets[1].model, "claude-3-5-haiku-latest");
+  ASSERT_EQ(c.keys.size(), 1u);
+  std::string json = configToRedactedJson(c);
+  EXPECT_EQ(json.find("sk-openai-secret"), std::string::npos);
+  EXPECT_EQ(json.find("sk-ant-secret"), std::string::npos);
+  EXPECT_EQ(json.find("sk-gw-demo"), std::string::npos);
+  EXPECT_NE(json.find("\"strategy\":\"fallback\""), std::string::npos);
+}
+
+TEST_F(LlmConfig, PresetsDefaultTheirBaseUrl) {
+  auto r = loadConfigText(R"(listeners: [ { name: l, address: "127.0.0.1:1" } ]
+providers:
+  - { name: local, kind: ollama }
+  - { name: groq, kind: groq, api_key: k }
+)", "t.yaml");
+  ASSERT_TRUE(r.config) << (r.errors.empty() ? "" : r.errors[0].text());
+  EXPECT_EQ(r.config->providers[0].base_url, "http://127.0.0.1:11434/v1");
+  EXPECT_FALSE(r.config->providers[0].https);
+  EXPECT_EQ(r.config->providers[0].port, 11434);
+  EXPECT_EQ(r.config->providers[1].host, "api.groq.com");
+}
+
+TEST_F(LlmConfig, BedrockUrlComesFromRegion) {
+  auto r = loadConfigText(R"(listeners: [ { name: l, address: "127.0.0.1:1" } ]
+providers:
+  - { name: aws, kind: bedrock, region: eu-west-1, access_key_id: AKIA, secret_access_key: s }
+  - { name: aws2, kind: bedrock }
+)", "t.yaml");
+  ASSERT_EQ(r.errors.size(), 2u);
+  EXPECT_NE(r.errors[0].message.find("needs a 'region'"), std::string::npos);
+  auto ok = loadConfigText(R"(listeners: [ { name: l, address: "127.0.0.1:1" } ]
+providers:
+  - { name: aws, kind: bedrock, region: eu-west-1, access_key_id: AKIA, secret_access_key: s }
+)", "t.yaml");
+  ASSERT_TRUE(ok.config) << ok.errors[0].text();
+  EXPECT_EQ(ok.config->providers[0].host, "bedrock-runtime.eu-west-1.amazonaws.com");
+  EXPECT_EQ(configToRedactedJson(*ok.config).find("AKIA"), std::string::npos);
+}
+
+TEST_F(LlmConfig, ErrorsNameTheLine) {
+  auto r = loadConfigText(R"(listeners: [ { name: l, address: "127.0.0.1:1" } ]
+providers:
+  - { name: a, kind: openaii, api_key: k }
+  - { name: b, kind: openai }
+  - { name: c, kind: openai, api_key: k, base_url: "ftp://x/v1" }
+  - { name: d, kind: azure, api_key: k, base_url: "https://x.openai.azure.com" }
+models:
+  - name: m
+    targets: [ { provider: nobody, model: x } ]
+  - name: two
+    strategy: single
+    targets: [ { provider: c, model: x }, { provider: c, model: y } ]
+)", "t.yaml");
+  ASSERT_FALSE(r.config);
+  std::vector<std::string> texts;
+  for (auto& e : r.errors) texts.push_back(e.text());
+  auto has = [&](const std::string& needle) {
+    for (auto& t : texts)
+      if (t.find(needle) != std::string::npos) return true;
+    return false;
+  };
+  EXPECT_TRUE(has("t.yaml:3: unknown provider kind 'openaii'"));
+  EXPECT_TRUE(has("t.yaml:4: provider 'b' needs an 'api_key'"));
+  EXPECT_TRUE(has("t.yaml:5: base_url 'ftp://x/v1' must use http or https"));
+  EXPECT_TRUE(has("t.yaml:6: azure provider 'd' needs an 'api_version'"));
+  EXPECT_TRUE(has("t.yaml:9: model 'm' names unknown provider 'nobody'"));
+  EXPECT_TRUE(has("t.yaml:11: model 'two' has 2 targets: 'single' takes exactly one"));
+}
+
+TEST_F(LlmConfig, UnsetProviderKeyIsAnError) {
+  unsetenv("GEMINI_API_KEY");
+  auto r = loadConfigText(kIssueConfig, "llm.yaml");
+  ASSERT_FALSE(r.config);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].line, 16);
+  EXPECT_NE(r.errors[0].message.find("GEMINI_API_KEY"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ganglion::control
