@@ -66,7 +66,7 @@ uint64_t hashKey(std::string_view key) {
 void HealthRegistry::retainOnly(const std::vector<ResolvedUpstream>& upstreams) {
   std::map<std::string, std::shared_ptr<proxy::TargetHealth>> kept;
   for (const auto& u : upstreams)
-    for (const auto& t : u.targets) kept[u.config->name + "/" + t.key] = t.health;
+    for (const auto& t : u.targets) kept[key(u.config->name, t.key)] = t.health;
   entries_ = std::move(kept);
 }
 

@@ -37,7 +37,7 @@ struct ResolvedUpstream {
 class HealthRegistry {
  public:
   std::shared_ptr<proxy::TargetHealth> get(const std::string& upstream, const std::string& target) {
-    auto& slot = entries_[upstream + "/" + target];
+    auto& slot = entries_[key(upstream, target)];
     if (!slot) slot = std::make_shared<proxy::TargetHealth>();
     return slot;
   }
@@ -45,6 +45,9 @@ class HealthRegistry {
   void retainOnly(const std::vector<ResolvedUpstream>& upstreams);
 
  private:
+  static std::string key(const std::string& upstream, const std::string& target) {
+    return upstream + "/" + target;
+  }
   std::map<std::string, std::shared_ptr<proxy::TargetHealth>> entries_;
 };
 

@@ -52,8 +52,6 @@ class Http1Parser {
   void expectNoBody() { no_body_ = true; }
   /// Readies the parser for the next message on the same connection (keeps capacity).
   void reset();
-  /// After a head: the message has no body (may still need feed() to emit kComplete).
-  bool messageNeedsEof() const { return llhttp_message_needs_eof(&parser_) != 0; }
 
   int errorStatus() const { return error_status_; }
   std::string_view errorReason() const { return error_reason_; }

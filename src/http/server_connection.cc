@@ -178,7 +178,7 @@ Task<void> ServerConnection::run() {
     request_complete_ = false;
     continue_sent_ = false;
     response_started_ = false;
-    response_chunked_ = response_no_body_ = response_until_close_ = false;
+    response_chunked_ = response_no_body_ = false;
     response_status_ = 0;
     response_bytes_ = 0;
     body_bytes_ = 0;
@@ -281,8 +281,7 @@ Task<bool> ServerConnection::writeResponse(ResponseHead* head, std::span<const s
       if (http11) {
         response_chunked_ = true;
       } else {
-        response_until_close_ = true;
-        keep_alive_ = false;
+        keep_alive_ = false;  // HTTP/1.0 client: the body ends when the connection closes
       }
     }
     out_ += http11 ? "HTTP/1.1 " : "HTTP/1.0 ";

@@ -144,12 +144,10 @@ class ServerConnection {
   bool response_started_ = false;
   bool response_chunked_ = false;
   bool response_no_body_ = false;
-  bool response_until_close_ = false;
   int response_status_ = 0;
   uint64_t response_bytes_ = 0;
   bool timed_out_ = false;
   uint64_t requests_served_ = 0;
-  bool idle_ = false;
 };
 
 }  // namespace ganglion::http

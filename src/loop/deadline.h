@@ -16,16 +16,9 @@ class Deadline : public boost::intrusive::list_base_hook<
                      boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
  public:
   explicit Deadline(std::function<void()> on_expire) : on_expire_(std::move(on_expire)) {}
-  void arm(std::chrono::milliseconds after) {
-    expires_ = Clock::now() + after;
-    fired_ = false;
-  }
-  void armAt(Clock::time_point when) {
-    expires_ = when;
-    fired_ = false;
-  }
+  void arm(std::chrono::milliseconds after) { expires_ = Clock::now() + after; }
+  void armAt(Clock::time_point when) { expires_ = when; }
   void disarm() { expires_ = Clock::time_point::max(); }
-  bool fired() const { return fired_; }
   bool armed() const { return expires_ != Clock::time_point::max(); }
   /// What a drain may do with the owner while it waits for input.
   enum class Idle {
@@ -47,7 +40,6 @@ class Deadline : public boost::intrusive::list_base_hook<
   void check(Clock::time_point now) {
     if (now >= expires_) {
       expires_ = Clock::time_point::max();
-      fired_ = true;
       on_expire_();
     }
   }
@@ -55,7 +47,6 @@ class Deadline : public boost::intrusive::list_base_hook<
  private:
   std::function<void()> on_expire_;
   Clock::time_point expires_ = Clock::time_point::max();
-  bool fired_ = false;
   Idle idle_ = Idle::kBusy;
 };
 

@@ -32,6 +32,9 @@ Result<int> minVersion(const std::string& v) {
   return Error{fmt::format("min_version must be \"1.2\" or \"1.3\", got '{}'", v)};
 }
 
+/// ALPN wire format: we speak HTTP/1.1 only (HTTP/2 would be added here).
+constexpr unsigned char kAlpnHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+
 bool nameMatches(const std::string& pattern, std::string_view host) {
   if (pattern.size() > 2 && pattern[0] == '*' && pattern[1] == '.') {
     std::string_view suffix(pattern.data() + 1, pattern.size() - 1);
@@ -79,13 +82,12 @@ Result<std::shared_ptr<TlsServerContext>> TlsServerContext::create(const TlsServ
       return Error{fmt::format("cannot load private key '{}': {}", files.key, lastTlsError())};
     if (SSL_CTX_check_private_key(native) != 1)
       return Error{fmt::format("private key '{}' does not match certificate '{}'", files.key, files.cert)};
-    static const unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
     SSL_CTX_set_alpn_select_cb(
         native,
         [](SSL*, const unsigned char** out_proto, unsigned char* out_len, const unsigned char* in,
            unsigned int in_len, void*) -> int {
           unsigned char* selected = nullptr;
-          if (SSL_select_next_proto(&selected, out_len, kAlpn, sizeof kAlpn, in, in_len) != OPENSSL_NPN_NEGOTIATED)
+          if (SSL_select_next_proto(&selected, out_len, kAlpnHttp11, sizeof kAlpnHttp11, in, in_len) != OPENSSL_NPN_NEGOTIATED)
             return SSL_TLSEXT_ERR_NOACK;
           *out_proto = selected;
           return SSL_TLSEXT_ERR_OK;
@@ -136,8 +138,7 @@ Result<std::shared_ptr<TlsClientContext>> TlsClientContext::create(const TlsClie
     if (SSL_CTX_use_PrivateKey_file(native, settings.key.c_str(), SSL_FILETYPE_PEM) != 1)
       return Error{fmt::format("cannot load client key '{}': {}", settings.key, lastTlsError())};
   }
-  static const unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
-  SSL_CTX_set_alpn_protos(native, kAlpn, sizeof kAlpn);
+  SSL_CTX_set_alpn_protos(native, kAlpnHttp11, sizeof kAlpnHttp11);
   SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_CLIENT);
   return out;
 }

@@ -7,6 +7,16 @@
 
 namespace ganglion::filters {
 
+namespace {
+
+/// The bits of byte `i` that a /`prefix` range fixes.
+uint8_t maskByte(unsigned prefix, unsigned i) {
+  unsigned keep = prefix > i * 8 ? std::min(8u, prefix - i * 8) : 0;
+  return static_cast<uint8_t>(keep == 0 ? 0 : 0xff << (8 - keep));
+}
+
+}  // namespace
+
 std::optional<Address16> parseAddress(std::string_view text) {
   boost::system::error_code ec;
   auto addr = boost::asio::ip::make_address(std::string(text), ec);
@@ -34,19 +44,13 @@ std::optional<Cidr> Cidr::parse(std::string_view text) {
     c.prefix = static_cast<unsigned>(*bits) + (v4 ? 96 : 0);
   }
   // Clear host bits so contains() compares prefixes only.
-  for (unsigned i = 0; i < 16; ++i) {
-    unsigned keep = c.prefix > i * 8 ? std::min(8u, c.prefix - i * 8) : 0;
-    c.base[i] &= static_cast<uint8_t>(keep == 0 ? 0 : 0xff << (8 - keep));
-  }
+  for (unsigned i = 0; i < 16; ++i) c.base[i] &= maskByte(c.prefix, i);
   return c;
 }
 
 bool Cidr::contains(const Address16& a) const {
-  for (unsigned i = 0; i < 16; ++i) {
-    unsigned keep = prefix > i * 8 ? std::min(8u, prefix - i * 8) : 0;
-    uint8_t mask = static_cast<uint8_t>(keep == 0 ? 0 : 0xff << (8 - keep));
-    if ((a[i] & mask) != base[i]) return false;
-  }
+  for (unsigned i = 0; i < 16; ++i)
+    if ((a[i] & maskByte(prefix, i)) != base[i]) return false;
   return true;
 }
 
