@@ -1,11 +1,8 @@
 #include "proxy/proxy_handler.h"
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/connect.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <openssl/ssl.h>
 #include <boost/asio/write.hpp>
 #include <charconv>
 
@@ -225,8 +222,6 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
   std::unique_ptr<net::UpstreamConnection> uc;
   const uint32_t max_attempts = 1 + rc.retries;
   const bool retry_5xx_safe = isIdempotent(req.method) && replayable;
-  std::string last_error;
-  net::ConnectionPool* pool = nullptr;
   constexpr int kMaxStaleRetries = 4;
   int stale_retries = 0;
   uint64_t tried = 0;
@@ -252,15 +247,6 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
   auto canRetry = [&] {
     return static_cast<uint32_t>(ex.attempts) < max_attempts && Clock::now() < total_deadline && budgetAllows();
   };
-  auto markFailure = [&](uint32_t i) {
-    auto& health = *up.def->targets[i].health;
-    if (!health.recordFailure(up.def->config->outlier)) return;
-    const int64_t now_ms = steadyMillis();
-    size_t ejected = 0;
-    for (const auto& t : up.def->targets) ejected += t.health->ejected(now_ms) ? 1 : 0;
-    if ((ejected + 1) * 100 <= up.def->targets.size() * up.def->config->outlier.max_ejected_percent)
-      health.eject(up.def->config->outlier);
-  };
   for (;;) {
     if (ex.attempts > 0) {
       ustats->retries.add();
@@ -277,7 +263,6 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     }
     if (target_index < 64) tried |= 1ull << target_index;
     const auto& target = up.def->targets[target_index];
-    pool = up.pools[target_index].get();
     ex.target = target.key;
     auto& load = bal.loads[target_index];
     ++load.inflight;
@@ -287,44 +272,12 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     } load_guard{load};
 
     // 1. A connection: the most recently used idle one, or a new one.
-    uc = pool->take();
-    if (!uc) {
-      uc = std::make_unique<net::UpstreamConnection>(worker_.io(), worker_.buffers(), worker_.deadlines());
-      uc->deadline.arm(remaining(up.def->config->connect_timeout));
-      auto [ec, endpoint] = co_await asio::async_connect(uc->stream.socket(), target.endpoints, kNoThrow);
-      if (ec) {
-        uc->deadline.disarm();
-        ustats->connect_failures.add();
-        markFailure(target_index);
-        bool timed_out = uc->timed_out;
-        last_error = timed_out ? fmt::format("connecting to {} timed out", target.key)
-                               : fmt::format("cannot connect to {}: {}", target.key, ec.message());
-        if (canRetry()) continue;  // nothing was sent: safe for any method
-        if (timed_out) ustats->timeouts.add();
-        co_return co_await fail(timed_out ? 504 : 502,
-                                timed_out ? "upstream_connect_timeout" : "upstream_connect_failed", last_error);
-      }
-      boost::system::error_code ignored;
-      uc->stream.socket().set_option(asio::ip::tcp::no_delay(true), ignored);
-      if (up.def->config->tls) {
-        auto& tls = *up.def->config->tls;
-        const std::string& name = tls.settings().server_name.empty() ? target.host : tls.settings().server_name;
-        uc->stream.startTls(tls.context());
-        SSL_set_tlsext_host_name(uc->stream.tls().native_handle(), name.c_str());
-        if (tls.settings().verify) uc->stream.tls().set_verify_callback(asio::ssl::host_name_verification(name));
-        auto [hec] = co_await uc->stream.tls().async_handshake(asio::ssl::stream_base::client, kNoThrow);
-        uc->deadline.disarm();
-        if (hec) {
-          ustats->connect_failures.add();
-          markFailure(target_index);
-          last_error = uc->timed_out ? fmt::format("TLS handshake with {} timed out", target.key)
-                                     : fmt::format("TLS handshake with {} failed: {}", target.key, hec.message());
-          if (canRetry()) continue;
-          co_return co_await fail(502, "upstream_tls_failed", last_error);
-        }
-      }
-      ustats->connections_opened.add();
+    auto acquired = co_await acquire(worker_, up, target_index, remaining(up.def->config->connect_timeout));
+    if (acquired.failure) {
+      if (canRetry()) continue;  // nothing was sent: safe for any method
+      co_return co_await fail(acquired.failure.status, acquired.failure.type, acquired.failure.message);
     }
+    uc = std::move(acquired.conn);
     uc->timed_out = false;
     uc->parser.reset();
     if (req.method == "HEAD") uc->parser.expectNoBody();
@@ -338,7 +291,6 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
       sent = !ec;
     }
     if (sent && req.hasBody()) {
-      std::string chunk_line;
       for (;;) {
         http::BodyRead body = co_await conn.readBody();
         if (body.error_status) {
@@ -384,51 +336,16 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
       bool retry = uc->reused && replayable && ++stale_retries <= kMaxStaleRetries;
       uc.reset();
       if (retry) continue;
-      last_error = fmt::format("connection to {} failed while sending the request", target.key);
-      co_return co_await fail(502, "upstream_send_failed", last_error);
+      co_return co_await fail(502, "upstream_send_failed",
+                              fmt::format("connection to {} failed while sending the request", target.key));
     }
 
     // 3. The response head.
-    uc->deadline.arm(remaining(rc.first_byte_timeout));
-    bool received_any = false;
-    auto outcome = ParseEvent::kNeedMore;
-    for (;;) {
-      if (!uc->in.empty()) {
-        received_any = true;
-        auto step = uc->parser.feed(uc->in.readable());
-        uc->in.consume(step.consumed);
-        outcome = step.event;
-        if (outcome == ParseEvent::kHead) {
-          int status = uc->parser.response().status;
-          if (status >= 100 && status < 200 && status != 101) {
-            uc->parser.reset();  // interim response (100, 103): wait for the final one
-            if (req.method == "HEAD") uc->parser.expectNoBody();
-            continue;
-          }
-          break;
-        }
-        if (outcome == ParseEvent::kError) break;
-        continue;
-      }
-      if (uc->in.full()) {
-        outcome = ParseEvent::kError;
-        break;
-      }
-      auto [ec, n] = co_await uc->stream.async_read_some(asio::buffer(uc->in.writePtr(), uc->in.writable()), kNoThrow);
-      if (ec || n == 0) {
-        outcome = ParseEvent::kNeedMore;
-        break;
-      }
-      uc->in.commit(n);
-    }
-    uc->deadline.disarm();
-    if (outcome == ParseEvent::kHead) {
+    auto head = co_await readResponseHead(*uc, remaining(rc.first_byte_timeout), req.method == "HEAD");
+    if (head.outcome == HeadOutcome::kHead) {
       const int status = uc->parser.response().status;
-      const auto now = Clock::now();
-      recordLatency(load, std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count(),
-                    static_cast<double>(std::chrono::duration_cast<std::chrono::microseconds>(now - started).count()));
-      if (status >= 500) markFailure(target_index);
-      else target.health->recordSuccess();
+      recordResponse(up, target_index, status,
+                     std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started));
       // An overloaded or broken target answered 502/503/504 to a request that is safe to
       // repeat: try another target before the client sees the failure.
       if ((status == 502 || status == 503 || status == 504) && retry_5xx_safe && canRetry()) {
@@ -438,25 +355,25 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
       }
       break;
     }
-    if (uc->timed_out) {
+    if (head.outcome == HeadOutcome::kTimeout) {
       ustats->timeouts.add();
-      markFailure(target_index);
+      markFailure(*up.def, target_index);
       co_return co_await fail(504, "upstream_timeout",
                               fmt::format("{} sent no response in time", target.key));
     }
-    if (outcome == ParseEvent::kError) {
+    if (head.outcome == HeadOutcome::kProtocolError) {
       ustats->protocol_errors.add();
-      markFailure(target_index);
+      markFailure(*up.def, target_index);
       co_return co_await fail(502, "upstream_protocol_error",
                               fmt::format("invalid response from {}: {}", target.key,
                                           uc->parser.errorReason()));
     }
     // Closed before any response byte: on a pooled connection that is the keep-alive race.
-    bool retry = uc->reused && !received_any && replayable && ++stale_retries <= kMaxStaleRetries;
+    bool retry = uc->reused && !head.received_any && replayable && ++stale_retries <= kMaxStaleRetries;
     uc.reset();
     if (retry) continue;
     ustats->protocol_errors.add();
-    markFailure(target_index);
+    markFailure(*up.def, target_index);
     co_return co_await fail(502, "upstream_closed",
                             fmt::format("{} closed the connection without a response", target.key));
   }
@@ -509,11 +426,10 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     uc->in.consume(consumed);
     if (complete) break;
     if (!uc->in.empty()) continue;
-    uc->deadline.arm(remaining(rc.idle_timeout));
-    auto [ec, n] = co_await uc->stream.async_read_some(asio::buffer(uc->in.writePtr(), uc->in.writable()), kNoThrow);
-    uc->deadline.disarm();
-    if (ec || n == 0) {
-      if (until_close && !uc->timed_out && (ec == asio::error::eof || n == 0)) {
+    uc->timed_out = false;
+    auto got = co_await readMore(*uc, remaining(rc.idle_timeout));
+    if (got != ReadStatus::kData) {
+      if (until_close && got == ReadStatus::kEof) {
         complete = true;
         co_await conn.writeResponse(nullptr, {}, true);
         uc.reset();
@@ -525,12 +441,8 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
       conn.abort();  // the response is cut short: the client must see it as incomplete
       co_return;
     }
-    uc->in.commit(n);
   }
-  if (resp.keep_alive && !until_close && uc->in.empty()) {
-    uc->reused = false;
-    pool->give(std::move(uc));
-  }
+  if (resp.keep_alive && !until_close && uc->in.empty()) release(up, target_index, std::move(uc));
 }
 
 namespace {

@@ -11,6 +11,7 @@
 #include "proxy/balancer.h"
 #include "http/server_connection.h"
 #include "net/upstream_pool.h"
+#include "proxy/upstream_client.h"
 #include "telemetry/metrics.h"
 
 namespace ganglion::telemetry {
@@ -18,13 +19,6 @@ class AccessLog;
 }
 
 namespace ganglion::proxy {
-
-struct UpstreamRuntime {
-  const control::ResolvedUpstream* def = nullptr;
-  std::vector<std::shared_ptr<net::ConnectionPool>> pools;  ///< one per target
-  BalancerState balancer;
-  telemetry::UpstreamStats* stats = nullptr;
-};
 
 /// What one worker runs on for one config version. Requests hold it (shared_ptr) until done,
 /// so a reload never pulls state from under an in-flight request. Worker thread only.

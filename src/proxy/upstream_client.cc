@@ -1,0 +1,138 @@
+#include "proxy/upstream_client.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <openssl/ssl.h>
+
+#include "net/tls.h"
+
+namespace ganglion::proxy {
+
+namespace asio = boost::asio;
+using http::ParseEvent;
+using http::Task;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+void markFailure(const control::ResolvedUpstream& up, uint32_t index) {
+  auto& health = *up.targets[index].health;
+  if (!health.recordFailure(up.config->outlier)) return;
+  const int64_t now_ms = steadyMillis();
+  size_t ejected = 0;
+  for (const auto& t : up.targets) ejected += t.health->ejected(now_ms) ? 1 : 0;
+  if ((ejected + 1) * 100 <= up.targets.size() * up.config->outlier.max_ejected_percent)
+    health.eject(up.config->outlier);
+}
+
+void recordResponse(UpstreamRuntime& up, uint32_t index, int status, std::chrono::microseconds elapsed) {
+  const auto now = std::chrono::steady_clock::now();
+  recordLatency(up.balancer.loads[index],
+                std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count(),
+                static_cast<double>(elapsed.count()));
+  if (status >= 500) markFailure(*up.def, index);
+  else up.def->targets[index].health->recordSuccess();
+}
+
+void release(UpstreamRuntime& up, uint32_t index, std::unique_ptr<net::UpstreamConnection> uc) {
+  uc->reused = false;
+  up.pools[index]->give(std::move(uc));
+}
+
+Task<Acquired> acquire(loop::Worker& worker, UpstreamRuntime& up, uint32_t index, Millis timeout) {
+  Acquired out;
+  out.conn = up.pools[index]->take();
+  if (out.conn) co_return out;
+  const auto& target = up.def->targets[index];
+  auto uc = std::make_unique<net::UpstreamConnection>(worker.io(), worker.buffers(), worker.deadlines());
+  auto fail = [&](int status, std::string_view type, std::string message) {
+    up.stats->connect_failures.add();
+    markFailure(*up.def, index);
+    out.failure = {status, type, std::move(message), true};
+    return std::move(out);
+  };
+  uc->deadline.arm(timeout);
+  auto [ec, endpoint] = co_await asio::async_connect(uc->stream.socket(), target.endpoints, kNoThrow);
+  if (ec) {
+    uc->deadline.disarm();
+    if (uc->timed_out) {
+      up.stats->timeouts.add();
+      co_return fail(504, "upstream_connect_timeout", fmt::format("connecting to {} timed out", target.key));
+    }
+    co_return fail(502, "upstream_connect_failed", fmt::format("cannot connect to {}: {}", target.key, ec.message()));
+  }
+  boost::system::error_code ignored;
+  uc->stream.socket().set_option(asio::ip::tcp::no_delay(true), ignored);
+  if (up.def->config->tls) {
+    auto& tls = *up.def->config->tls;
+    const std::string& name = tls.settings().server_name.empty() ? target.host : tls.settings().server_name;
+    uc->stream.startTls(tls.context());
+    SSL_set_tlsext_host_name(uc->stream.tls().native_handle(), name.c_str());
+    if (tls.settings().verify) uc->stream.tls().set_verify_callback(asio::ssl::host_name_verification(name));
+    auto [hec] = co_await uc->stream.tls().async_handshake(asio::ssl::stream_base::client, kNoThrow);
+    if (hec) {
+      uc->deadline.disarm();
+      co_return fail(502, "upstream_tls_failed",
+                     uc->timed_out ? fmt::format("TLS handshake with {} timed out", target.key)
+                                   : fmt::format("TLS handshake with {} failed: {}", target.key, hec.message()));
+    }
+  }
+  uc->deadline.disarm();
+  up.stats->connections_opened.add();
+  out.conn = std::move(uc);
+  co_return out;
+}
+
+Task<ReadStatus> readMore(net::UpstreamConnection& uc, Millis timeout) {
+  if (uc.in.full()) co_return ReadStatus::kFailed;
+  uc.deadline.arm(timeout);
+  auto [ec, n] = co_await uc.stream.async_read_some(asio::buffer(uc.in.writePtr(), uc.in.writable()), kNoThrow);
+  uc.deadline.disarm();
+  if (uc.timed_out) co_return ReadStatus::kFailed;
+  if (ec == asio::error::eof || (!ec && n == 0)) co_return ReadStatus::kEof;
+  if (ec) co_return ReadStatus::kFailed;
+  uc.in.commit(n);
+  co_return ReadStatus::kData;
+}
+
+Task<HeadRead> readResponseHead(net::UpstreamConnection& uc, Millis timeout, bool head_request) {
+  HeadRead out;
+  uc.timed_out = false;
+  uc.deadline.arm(timeout);
+  for (;;) {
+    if (!uc.in.empty()) {
+      out.received_any = true;
+      auto step = uc.parser.feed(uc.in.readable());
+      uc.in.consume(step.consumed);
+      if (step.event == ParseEvent::kHead) {
+        int status = uc.parser.response().status;
+        if (status >= 100 && status < 200 && status != 101) {
+          uc.parser.reset();  // interim response (100, 103): wait for the final one
+          if (head_request) uc.parser.expectNoBody();
+          continue;
+        }
+        out.outcome = HeadOutcome::kHead;
+        break;
+      }
+      if (step.event == ParseEvent::kError) {
+        out.outcome = HeadOutcome::kProtocolError;
+        break;
+      }
+      continue;
+    }
+    if (uc.in.full()) {
+      out.outcome = HeadOutcome::kProtocolError;
+      break;
+    }
+    auto [ec, n] = co_await uc.stream.async_read_some(asio::buffer(uc.in.writePtr(), uc.in.writable()), kNoThrow);
+    if (ec || n == 0) {
+      out.outcome = uc.timed_out ? HeadOutcome::kTimeout : HeadOutcome::kClosed;
+      break;
+    }
+    uc.in.commit(n);
+  }
+  uc.deadline.disarm();
+  co_return out;
+}
+
+}  // namespace ganglion::proxy

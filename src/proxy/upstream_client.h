@@ -1,0 +1,82 @@
+// Talking to one upstream target: taking a pooled keep-alive connection or opening one (TCP,
+// then TLS), reading the response head with a deadline, and the bookkeeping every attempt
+// needs (latency for the balancer, passive health). The reverse proxy relays through it and
+// the LLM router calls providers through it, so both share pools, health and ejection.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "control/snapshot.h"
+#include "http/server_connection.h"
+#include "loop/worker.h"
+#include "net/upstream_pool.h"
+#include "proxy/balancer.h"
+#include "telemetry/metrics.h"
+
+namespace ganglion::proxy {
+
+using Millis = std::chrono::milliseconds;
+
+/// A worker's live state for one upstream of one snapshot: pools, balancing, counters.
+/// Worker thread only.
+struct UpstreamRuntime {
+  const control::ResolvedUpstream* def = nullptr;
+  std::vector<std::shared_ptr<net::ConnectionPool>> pools;  ///< one per target
+  BalancerState balancer;
+  telemetry::UpstreamStats* stats = nullptr;
+};
+
+/// Why an attempt failed, as the client will be told (gateway error type and status).
+struct UpstreamFailure {
+  int status = 0;  ///< 0: no failure
+  std::string_view type;
+  std::string message;
+  bool retryable = false;  ///< nothing reached the target: any request may be sent again
+  explicit operator bool() const { return status != 0; }
+};
+
+/// Result of acquire(): a connection ready for a request, or why there is none.
+struct Acquired {
+  std::unique_ptr<net::UpstreamConnection> conn;
+  UpstreamFailure failure;
+};
+
+/// What reading a response head ended with.
+enum class HeadOutcome { kHead, kTimeout, kProtocolError, kClosed };
+
+struct HeadRead {
+  HeadOutcome outcome = HeadOutcome::kClosed;
+  bool received_any = false;  ///< kClosed before any byte on a reused connection: keep-alive race
+};
+
+/// Takes the most recently used idle connection to target `index`, or opens a new one within
+/// `timeout` (connect, then the TLS handshake with SNI and verification when the upstream
+/// uses TLS). Failures are counted and fed to passive health. Worker thread.
+http::Task<Acquired> acquire(loop::Worker& worker, UpstreamRuntime& up, uint32_t index, Millis timeout);
+
+/// Reads until a final response head (interim 1xx other than 101 are skipped) or `timeout`.
+/// `head_request`: the request was HEAD, so the response has no body. Worker thread.
+http::Task<HeadRead> readResponseHead(net::UpstreamConnection& uc, Millis timeout, bool head_request);
+
+enum class ReadStatus { kData, kEof, kFailed };
+
+/// Reads more bytes into `uc.in` within `timeout`: kData, kEof (clean close) or kFailed
+/// (error, full buffer or timeout; `uc.timed_out` tells). Worker thread.
+http::Task<ReadStatus> readMore(net::UpstreamConnection& uc, Millis timeout);
+
+/// A failed attempt on target `index` (5xx, timeout, connect error): counts toward outlier
+/// ejection, within the upstream's cap on ejected targets. Any worker.
+void markFailure(const control::ResolvedUpstream& up, uint32_t index);
+
+/// A response head arrived from target `index` after `elapsed`: feeds the balancer's latency
+/// average and passive health (5xx counts as a failure).
+void recordResponse(UpstreamRuntime& up, uint32_t index, int status, std::chrono::microseconds elapsed);
+
+/// Gives a connection back to target `index`'s pool when its exchange ended cleanly.
+void release(UpstreamRuntime& up, uint32_t index, std::unique_ptr<net::UpstreamConnection> uc);
+
+}  // namespace ganglion::proxy
