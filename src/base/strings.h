@@ -37,6 +37,9 @@ std::optional<uint64_t> parseByteSize(std::string_view text);
 std::optional<uint64_t> parseUint(std::string_view text);
 
 /// Escapes `s` for inclusion inside a JSON string literal (no surrounding quotes).
+/// Decodes %XX escapes (a malformed escape is kept as written).
+std::string decodePercent(std::string_view s);
+
 void appendJsonEscaped(std::string& out, std::string_view s);
 
 }  // namespace ganglion

@@ -102,10 +102,17 @@ struct RouteMatch {
   std::vector<std::pair<std::string, std::string>> headers;  ///< lower-case name, exact value
 };
 
+/// A route whose target is the LLM API (`llm: {}`) instead of an upstream.
+struct LlmRouteConfig {
+  bool require_key = true;  ///< `auth: none` turns gateway-key checks off (local use only)
+};
+
 struct RouteConfig {
   std::string name;
   RouteMatch match;
-  std::string upstream;
+  std::string upstream;              ///< empty when `llm` is set
+  std::optional<LlmRouteConfig> llm;  ///< set: the route serves the LLM API
+  bool implicit = false;  ///< added by the gateway (the LLM API on /v1/); ranked after every explicit route
   Millis timeout{0};                ///< whole exchange with the upstream; 0: no limit
   Millis first_byte_timeout{60'000};  ///< until the upstream's response head
   Millis idle_timeout{60'000};      ///< between two reads of the upstream's body
@@ -146,6 +153,9 @@ struct ProviderConfig {
   std::string api_version;  ///< azure
   std::string region;       ///< bedrock
   std::string access_key_id, secret_access_key, session_token;  ///< bedrock (secrets)
+  /// How the gateway reaches it: an upstream named "provider:<name>" with one target (TLS
+  /// verified against the system store for https), pooled and health-tracked like any other.
+  UpstreamConfig upstream;
   int line = 0;
 };
 

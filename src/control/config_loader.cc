@@ -361,7 +361,7 @@ void readRoute(Reader& r, const YAML::Node& n, Config& cfg) {
   RouteConfig rt;
   rt.line = Reader::lineOf(n);
   if (!n.IsMap()) return r.fail(n, "a route must be a map");
-  r.checkKeys(n, {"name", "match", "upstream", "timeout", "first_byte_timeout", "idle_timeout", "retries",
+  r.checkKeys(n, {"name", "match", "upstream", "llm", "timeout", "first_byte_timeout", "idle_timeout", "retries",
                   "max_body_bytes", "rewrite", "request_headers", "response_headers", "filters"},
               "route");
   if (auto v = n["name"]; v.IsDefined()) {
@@ -371,11 +371,24 @@ void readRoute(Reader& r, const YAML::Node& n, Config& cfg) {
   }
   if (auto v = n["match"]; v.IsDefined()) readMatch(r, v, rt.match);
   else rt.match.path_prefix = "/";
-  if (auto v = n["upstream"]; v.IsDefined()) {
+  if (auto v = n["llm"]; v.IsDefined()) {
+    rt.llm.emplace();
+    if (!v.IsMap() && !v.IsNull()) {
+      r.fail(v, "llm is a map: {} or { auth: none }");
+    } else if (v.IsMap()) {
+      r.checkKeys(v, {"auth"}, "llm");
+      if (auto a = v["auth"]; a.IsDefined()) {
+        auto mode = r.str(a, "llm.auth").value_or("");
+        if (mode == "none") rt.llm->require_key = false;
+        else if (mode != "key") r.fail(a, fmt::format("llm.auth must be 'key' or 'none', got '{}'", mode));
+      }
+    }
+    if (n["upstream"].IsDefined()) r.fail(n["upstream"], fmt::format("route '{}' has both 'llm' and 'upstream': pick one", rt.name));
+  } else if (auto v = n["upstream"]; v.IsDefined()) {
     if (auto s = r.str(v, "upstream")) rt.upstream = *s;
     rt.upstream_line = Reader::lineOf(v);
   } else {
-    r.fail(n, fmt::format("route '{}' needs an 'upstream'", rt.name));
+    r.fail(n, fmt::format("route '{}' needs an 'upstream' (or 'llm: {{}}' to serve the LLM API)", rt.name));
   }
   if (auto v = n["timeout"]; v.IsDefined())
     if (auto d = r.duration(v, "timeout")) rt.timeout = *d;
@@ -454,6 +467,30 @@ void validateReferences(Reader& r, Config& cfg) {
       r.failLine(rt.upstream_line, fmt::format("route '{}' names unknown upstream '{}'", rt.name, rt.upstream));
   }
   if (cfg.listeners.empty()) r.failLine(0, "at least one listener is required");
+  bool has_llm_route = false;
+  for (auto& rt : cfg.routes) has_llm_route = has_llm_route || rt.llm.has_value();
+  if (!cfg.providers.empty() && !has_llm_route) {
+    // The LLM API on every listener, ranked after every explicit route (docs/configuration.md).
+    RouteConfig api;
+    api.name = "llm-api";
+    api.match.path_prefix = "/v1/";
+    api.llm.emplace();
+    api.implicit = true;
+    api.line = cfg.providers.front().line;
+    api.retries = 0;
+    api.max_body_bytes = 32ull << 20;
+    api.first_byte_timeout = std::chrono::minutes(10);
+    api.idle_timeout = std::chrono::minutes(5);
+    cfg.routes.push_back(std::move(api));
+  }
+  for (auto& rt : cfg.routes)
+    if (rt.llm && rt.llm->require_key && cfg.keys.empty())
+      r.failLine(rt.line, fmt::format("route '{}' serves the LLM API, which needs gateway keys: add 'keys:' "
+                                      "(or 'llm: {{ auth: none }}' on an explicit route for local use)",
+                                      rt.name));
+  if (cfg.providers.empty())
+    for (auto& rt : cfg.routes)
+      if (rt.llm) r.failLine(rt.line, fmt::format("route '{}' serves the LLM API but no 'providers' are configured", rt.name));
 }
 
 }  // namespace

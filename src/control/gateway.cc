@@ -264,7 +264,12 @@ std::pair<bool, std::string> Gateway::reload() {
   std::vector<std::string> errors;
   for (auto& e : loaded.errors) errors.push_back(e.text());
   if (!loaded.config) return fail(errors);
-  auto built = buildSnapshot(std::move(*loaded.config), version_ + 1, health_);
+  // Provider names keep the addresses already found (they resolve lazily, see buildSnapshot).
+  ResolvedNames known;
+  for (size_t i : snapshot_->provider_upstreams)
+    for (const auto& t : snapshot_->upstreams[i].targets)
+      if (!t.endpoints.empty()) known.emplace(t.key, t.endpoints);
+  auto built = buildSnapshot(std::move(*loaded.config), version_ + 1, health_, known);
   for (auto& e : built.errors) errors.push_back(e.text());
   if (!built.snapshot) return fail(errors);
   if (auto err = installListeners(built.snapshot->config); !err.empty()) return fail({err});
@@ -274,6 +279,7 @@ std::pair<bool, std::string> Gateway::reload() {
   if (admin_ && snapshot_->config.admin.enabled) admin_->setToken(snapshot_->config.admin.token);
   if (access_log_) access_log_->setEnabled(snapshot_->config.access_log.enabled);
   ++reloads_ok_;
+  resolvePending();
   log(fmt::format("config version {} loaded from {}", version_, config_path_));
   return {true, fmt::format("{{\"version\":{}}}\n", version_)};
 }
@@ -293,15 +299,21 @@ void Gateway::scheduleDnsRefresh() {
   if (!dns_timer_) dns_timer_ = std::make_unique<asio::steady_timer>(io_);
   std::chrono::milliseconds every = std::chrono::hours(24);
   boost::system::error_code ec;
-  for (const auto& u : snapshot_->config.upstreams)
-    for (const auto& t : u.targets)
-      if (asio::ip::make_address(t.address.host, ec), ec) every = std::min(every, u.dns_refresh);
+  for (const auto& u : snapshot_->upstreams)
+    for (const auto& t : u.config->targets)
+      if (asio::ip::make_address(t.address.host, ec), ec) every = std::min(every, u.config->dns_refresh);
   dns_timer_->expires_after(every);
   dns_timer_->async_wait([this](const boost::system::error_code& e) {
     if (e || draining_) return;
     refreshDns();
     scheduleDnsRefresh();
   });
+}
+
+void Gateway::resolvePending() {
+  for (const auto& up : snapshot_->upstreams)
+    for (const auto& t : up.targets)
+      if (t.endpoints.empty()) return refreshDns();
 }
 
 void Gateway::refreshDns() {
@@ -318,8 +330,8 @@ void Gateway::refreshDns() {
   pending->resolver = std::make_shared<asio::ip::tcp::resolver>(io_);
   auto current = snapshot_;
   std::set<std::string> seen;
-  for (const auto& u : current->config.upstreams) {
-    for (const auto& t : u.targets) {
+  for (const auto& u : current->upstreams) {
+    for (const auto& t : u.config->targets) {
       boost::system::error_code ec;
       asio::ip::make_address(t.address.host, ec);
       if (!ec || !seen.insert(t.address.text()).second) continue;
@@ -346,7 +358,8 @@ void Gateway::refreshDns() {
             if (!changed) return;
             // Names that failed keep their old addresses.
             for (const auto& up : current->upstreams)
-              for (const auto& t : up.targets) pending->names.emplace(t.key, t.endpoints);
+              for (const auto& t : up.targets)
+                if (!t.endpoints.empty()) pending->names.emplace(t.key, t.endpoints);
             auto built = buildSnapshot(Config(current->config), version_ + 1, health_, pending->names);
             if (!built.snapshot) return;
             install(built.snapshot);
@@ -497,6 +510,7 @@ int Gateway::run() {
   };
   wait_signal();
   scheduleDnsRefresh();
+  resolvePending();
   for (auto& w : workers_) w->worker.start();
   running_ = true;
   for (auto& [key, fds] : inherited_)  // sockets for addresses no longer configured

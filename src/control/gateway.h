@@ -37,6 +37,8 @@ class Gateway {
   void install(std::shared_ptr<const Snapshot> snapshot);
   /// Re-resolves upstream host names; a change installs a new snapshot version.
   void scheduleDnsRefresh();
+  /// Starts an asynchronous DNS refresh when some target has no address yet (providers).
+  void resolvePending();
   void refreshDns();
   std::string installListeners(const Config& cfg);
   void drainAndStop();

@@ -3,6 +3,7 @@
 #include <boost/url/parse.hpp>
 
 #include "control/llm_config.h"
+#include "net/tls.h"
 
 namespace ganglion::control {
 
@@ -85,6 +86,7 @@ bool parseBaseUrl(ProviderConfig& p, std::string& error) {
 }  // namespace
 
 void readProviders(Reader& r, const YAML::Node& list, Config& cfg) {
+  std::shared_ptr<net::TlsClientContext> system_tls;  // one system-store context for all providers
   r.forEach(list, "providers", [&](const YAML::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a provider is a map: { name, kind, base_url, api_key }");
     r.checkKeys(n, {"name", "kind", "base_url", "api_key", "api_version", "region", "access_key_id",
@@ -130,6 +132,22 @@ void readProviders(Reader& r, const YAML::Node& list, Config& cfg) {
     }
     for (const auto& other : cfg.providers)
       if (other.name == p.name) return r.fail(n, fmt::format("duplicate provider name '{}'", p.name));
+    if (!p.host.empty()) {
+      auto& up = p.upstream;
+      up.name = "provider:" + p.name;
+      up.targets.push_back({{p.host, p.port}, 1});
+      up.connect_timeout = std::chrono::seconds(5);
+      up.keepalive = 64;
+      up.line = p.line;
+      if (p.https) {
+        if (!system_tls) {  // verified against the system store; SNI and name = the target's host
+          auto ctx = net::TlsClientContext::create({});
+          if (!ctx) return r.fail(n, ctx.error().message);
+          system_tls = *ctx;
+        }
+        up.tls = system_tls;
+      }
+    }
     cfg.providers.push_back(std::move(p));
   });
 }

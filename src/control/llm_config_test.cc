@@ -1,4 +1,5 @@
 #include "control/llm_config.h"
+#include "proxy/router.h"
 
 #include <gtest/gtest.h>
 
@@ -78,6 +79,7 @@ TEST_F(LlmConfig, PresetsDefaultTheirBaseUrl) {
 providers:
   - { name: local, kind: ollama }
   - { name: groq, kind: groq, api_key: k }
+keys: [ { name: k, key: sk-test-key } ]
 )", "t.yaml");
   ASSERT_TRUE(r.config) << (r.errors.empty() ? "" : r.errors[0].text());
   EXPECT_EQ(r.config->providers[0].base_url, "http://127.0.0.1:11434/v1");
@@ -91,12 +93,14 @@ TEST_F(LlmConfig, BedrockUrlComesFromRegion) {
 providers:
   - { name: aws, kind: bedrock, region: eu-west-1, access_key_id: AKIA, secret_access_key: s }
   - { name: aws2, kind: bedrock }
+keys: [ { name: k, key: sk-test-key } ]
 )", "t.yaml");
   ASSERT_EQ(r.errors.size(), 2u);
   EXPECT_NE(r.errors[0].message.find("needs a 'region'"), std::string::npos);
   auto ok = loadConfigText(R"(listeners: [ { name: l, address: "127.0.0.1:1" } ]
 providers:
   - { name: aws, kind: bedrock, region: eu-west-1, access_key_id: AKIA, secret_access_key: s }
+keys: [ { name: k, key: sk-test-key } ]
 )", "t.yaml");
   ASSERT_TRUE(ok.config) << ok.errors[0].text();
   EXPECT_EQ(ok.config->providers[0].host, "bedrock-runtime.eu-west-1.amazonaws.com");
@@ -140,6 +144,57 @@ TEST_F(LlmConfig, UnsetProviderKeyIsAnError) {
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_EQ(r.errors[0].line, 16);
   EXPECT_NE(r.errors[0].message.find("GEMINI_API_KEY"), std::string::npos);
+}
+
+TEST_F(LlmConfig, ImplicitApiRouteIsAddedAndRankedLast) {
+  auto r = loadConfigText(R"(listeners: [ { name: l, address: "127.0.0.1:1" } ]
+upstreams: [ { name: web, targets: [ "127.0.0.1:2" ] } ]
+routes: [ { name: all, match: { path_prefix: / }, upstream: web } ]
+providers: [ { name: o, kind: ollama } ]
+keys: [ { name: k, key: sk-test-key } ]
+)", "t.yaml");
+  ASSERT_TRUE(r.config) << r.errors[0].text();
+  ASSERT_EQ(r.config->routes.size(), 2u);
+  const auto& api = r.config->routes[1];
+  EXPECT_TRUE(api.implicit);
+  EXPECT_TRUE(api.llm);
+  EXPECT_EQ(api.match.path_prefix, "/v1/");
+  proxy::Router router;
+  router.build(r.config->routes, r.config->upstreams);
+  // An explicit catch-all wins over the implicit /v1/ route, longer prefix or not.
+  EXPECT_EQ(router.routes().front().config->name, "all");
+  EXPECT_EQ(router.routes().back().config->name, "llm-api");
+}
+
+TEST_F(LlmConfig, ExplicitLlmRoutes) {
+  auto ok = loadConfigText(R"(listeners: [ { name: l, address: "127.0.0.1:1" } ]
+routes: [ { name: ai, match: { path_prefix: /ai/ }, llm: { auth: none } } ]
+providers: [ { name: o, kind: ollama } ]
+)", "t.yaml");
+  ASSERT_TRUE(ok.config) << ok.errors[0].text();
+  ASSERT_EQ(ok.config->routes.size(), 1u);  // no implicit route beside an explicit one
+  EXPECT_FALSE(ok.config->routes[0].llm->require_key);
+
+  auto bad = loadConfigText(R"(listeners: [ { name: l, address: "127.0.0.1:1" } ]
+upstreams: [ { name: web, targets: [ "127.0.0.1:2" ] } ]
+routes:
+  - { name: both, upstream: web, llm: {} }
+  - { name: nokeys, llm: {} }
+  - { name: badauth, llm: { auth: maybe } }
+providers: [ { name: o, kind: ollama } ]
+)", "t.yaml");
+  ASSERT_FALSE(bad.config);
+  std::string all;
+  for (const auto& e : bad.errors) all += e.text() + "\n";
+  EXPECT_NE(all.find("t.yaml:4: route 'both' has both 'llm' and 'upstream'"), std::string::npos) << all;
+  EXPECT_NE(all.find("t.yaml:5: route 'nokeys' serves the LLM API, which needs gateway keys"), std::string::npos) << all;
+  EXPECT_NE(all.find("t.yaml:6: llm.auth must be 'key' or 'none'"), std::string::npos) << all;
+
+  auto none = loadConfigText(R"(listeners: [ { name: l, address: "127.0.0.1:1" } ]
+routes: [ { name: ai, llm: { auth: none } } ]
+)", "t.yaml");
+  ASSERT_FALSE(none.config);
+  EXPECT_NE(none.errors[0].message.find("no 'providers' are configured"), std::string::npos);
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "control/snapshot.h"
 
+#include "llm/catalog.h"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -79,7 +81,9 @@ BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& healt
   const Config& cfg = snap->config;
   boost::asio::io_context io;
   boost::asio::ip::tcp::resolver resolver(io);
-  for (const auto& u : cfg.upstreams) {
+  // `lazy`: a name that does not resolve now is resolved on first use and by the DNS refresh
+  // (LLM providers: a gateway must start without network, e.g. in a build sandbox).
+  auto resolve = [&](const UpstreamConfig& u, bool lazy) {
     ResolvedUpstream ru;
     ru.config = &u;
     for (const auto& t : u.targets) {
@@ -95,7 +99,7 @@ BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& healt
         rt.endpoints.emplace_back(addr, t.address.port);
       } else if (auto known = resolved.find(rt.key); known != resolved.end()) {
         rt.endpoints = known->second;
-      } else {
+      } else if (!lazy) {
         auto results = resolver.resolve(t.address.host, std::to_string(t.address.port), ec);
         if (ec || results.empty()) {
           result.errors.push_back({cfg.source_path, u.line,
@@ -110,7 +114,13 @@ BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& healt
     ru.schedule = smoothSchedule(ru.targets);
     if (u.balance == Balance::kHash) ru.ring = hashRing(ru.targets);
     snap->upstreams.push_back(std::move(ru));
+  };
+  for (const auto& u : cfg.upstreams) resolve(u, false);
+  for (const auto& p : cfg.providers) {
+    snap->provider_upstreams.push_back(snap->upstreams.size());
+    resolve(p.upstream, true);
   }
+  if (!cfg.providers.empty()) snap->llm = std::make_shared<llm::Catalog>(cfg, snap->provider_upstreams);
   snap->router.build(cfg.routes, cfg.upstreams);
   if (result.errors.empty()) result.snapshot = std::move(snap);
   return result;

@@ -15,13 +15,17 @@
 #include "proxy/router.h"
 #include "proxy/target_health.h"
 
+namespace ganglion::llm {
+class Catalog;
+}
+
 namespace ganglion::control {
 
 struct ResolvedTarget {
   std::string key;  ///< "host:port" as configured; names the per-worker connection pool
   std::string host_header;  ///< used when a request has no Host (HTTP/1.0)
   std::string host;         ///< the configured host (name or address): TLS SNI and verification
-  std::vector<boost::asio::ip::tcp::endpoint> endpoints;
+  std::vector<boost::asio::ip::tcp::endpoint> endpoints;  ///< empty: not resolved yet (providers)
   uint32_t weight = 1;
   std::shared_ptr<proxy::TargetHealth> health;  ///< shared by workers and the health checker
 };
@@ -55,7 +59,9 @@ struct Snapshot {
   Config config;
   uint64_t version = 0;
   proxy::Router router;
-  std::vector<ResolvedUpstream> upstreams;
+  std::vector<ResolvedUpstream> upstreams;  ///< config.upstreams, then one per provider
+  std::vector<size_t> provider_upstreams;   ///< by config.providers index: index into upstreams
+  std::shared_ptr<const llm::Catalog> llm;  ///< providers and models; null without providers
 };
 
 struct BuildResult {

@@ -33,7 +33,7 @@ struct ProxyHandler::Exchange {
 
 ProxyHandler::ProxyHandler(loop::Worker& worker, telemetry::WorkerStats& stats,
                            telemetry::AccessLog* log)
-    : worker_(worker), stats_(stats), log_(log), unmatched_stats_(stats.route("")) {
+    : worker_(worker), stats_(stats), log_(log), unmatched_stats_(stats.route("")), llm_(worker) {
   worker_.onTick([this] { expireIdle(); });
 }
 
@@ -44,6 +44,7 @@ void ProxyHandler::install(std::shared_ptr<const control::Snapshot> snapshot) {
     UpstreamRuntime rt;
     rt.def = &up;
     rt.stats = stats_.upstream(up.config->name);
+    rt.balancer.loads.resize(up.targets.size());
     for (const auto& target : up.targets) {
       // Connections are only interchangeable within one upstream and one TLS setting: the
       // same address may be reached in clear by one upstream and verified TLS by another.
@@ -130,6 +131,7 @@ Task<void> ProxyHandler::handle(ServerConnection& conn) {
   ex.route = ex.view->snapshot->router.match(req);
   http::FilterContext fctx{req, conn.clientIp(), {}, {}, {}};
   std::optional<FilterChainHook> hook;
+  llm::CallRecord llm_rec;
   bool replied = false;
   if (ex.route && !ex.route->config->filters.empty()) {
     const auto& filters = ex.route->config->filters;
@@ -157,6 +159,12 @@ Task<void> ProxyHandler::handle(ServerConnection& conn) {
   } else if (!ex.route) {
     co_await conn.sendError(404, "route_not_found",
                             fmt::format("no route matches {} {}", req.method, req.path()));
+  } else if (ex.route->config->llm) {
+    co_await llm_.handle(conn, *ex.view->snapshot, ex.view->upstreams, *ex.route->config, llm_rec);
+    ex.attempts = llm_rec.attempts;
+    ex.upstream_status = llm_rec.upstream_status;
+    ex.target = llm_rec.target;
+    ex.error_type = llm_rec.error;
   } else {
     const auto& rc = *ex.route->config;
     ex.upstream = &ex.view->upstreams[ex.route->upstream_index];
@@ -185,12 +193,12 @@ Task<void> ProxyHandler::handle(ServerConnection& conn) {
         .bytes_sent = conn.responseBytes(),
         .duration_us = static_cast<uint64_t>(elapsed.count()),
         .route = ex.route ? std::string_view(ex.route->config->name) : std::string_view(),
-        .upstream = ex.upstream ? std::string_view(ex.upstream->def->config->name) : std::string_view(),
+        .upstream = ex.upstream ? std::string_view(ex.upstream->def->config->name) : llm_rec.provider,
         .upstream_addr = ex.target,
         .upstream_status = ex.upstream_status,
         .attempts = ex.attempts,
         .error = ex.error_type,
-        .principal = fctx.principal,
+        .principal = llm_rec.key_name.empty() ? fctx.principal : llm_rec.key_name,
         .worker = worker_.index(),
     };
     log_->write(rec);

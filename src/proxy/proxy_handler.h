@@ -10,6 +10,7 @@
 #include "control/snapshot.h"
 #include "proxy/balancer.h"
 #include "http/server_connection.h"
+#include "llm/llm_handler.h"
 #include "net/upstream_pool.h"
 #include "proxy/upstream_client.h"
 #include "telemetry/metrics.h"
@@ -50,6 +51,7 @@ class ProxyHandler final : public http::RequestHandler {
   std::shared_ptr<WorkerView> view_;
   std::map<std::string, std::shared_ptr<net::ConnectionPool>> pools_;
   telemetry::RequestStats* unmatched_stats_;
+  llm::LlmHandler llm_;
 };
 
 }  // namespace ganglion::proxy

@@ -101,7 +101,7 @@ void Router::build(const std::vector<control::RouteConfig>& routes,
                     : r.path_kind == CompiledRoute::PathKind::kTemplate
                         ? -static_cast<long>(r.literal_segments)
                         : 0;
-    return std::make_tuple(static_cast<int>(r.host_kind), host_len, static_cast<int>(r.path_kind),
+    return std::make_tuple(r.config->implicit, static_cast<int>(r.host_kind), host_len, static_cast<int>(r.path_kind),
                            path_len, -static_cast<long>(conditions), r.index);
   };
   std::stable_sort(routes_.begin(), routes_.end(),

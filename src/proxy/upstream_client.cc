@@ -1,7 +1,9 @@
 #include "proxy/upstream_client.h"
 
+#include <fmt/format.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <openssl/ssl.h>
@@ -52,7 +54,21 @@ Task<Acquired> acquire(loop::Worker& worker, UpstreamRuntime& up, uint32_t index
     return std::move(out);
   };
   uc->deadline.arm(timeout);
-  auto [ec, endpoint] = co_await asio::async_connect(uc->stream.socket(), target.endpoints, kNoThrow);
+  std::vector<asio::ip::tcp::endpoint> looked_up;
+  if (target.endpoints.empty()) {
+    // A provider name the DNS refresh has not resolved yet: look it up for this call.
+    asio::ip::tcp::resolver resolver(worker.io());
+    auto port = std::to_string(up.def->config->targets[index].address.port);
+    auto [rec, results] = co_await resolver.async_resolve(target.host, port, kNoThrow);
+    if (rec || results.empty()) {
+      uc->deadline.disarm();
+      co_return fail(502, "upstream_unresolved",
+                     fmt::format("cannot resolve {}: {}", target.host, rec ? rec.message() : "no address"));
+    }
+    for (const auto& r : results) looked_up.push_back(r.endpoint());
+  }
+  auto [ec, endpoint] = co_await asio::async_connect(
+      uc->stream.socket(), target.endpoints.empty() ? looked_up : target.endpoints, kNoThrow);
   if (ec) {
     uc->deadline.disarm();
     if (uc->timed_out) {
@@ -133,6 +149,29 @@ Task<HeadRead> readResponseHead(net::UpstreamConnection& uc, Millis timeout, boo
   }
   uc.deadline.disarm();
   co_return out;
+}
+
+Task<BodyStatus> readBodySome(net::UpstreamConnection& uc, std::string& out, Millis timeout) {
+  const auto& resp = uc.parser.response();
+  const bool until_close = !resp.has_content_length && !resp.chunked;
+  if (resp.has_content_length && resp.content_length == 0) co_return BodyStatus::kComplete;
+  const size_t had = out.size();
+  for (bool read_once = false;;) {
+    if (!uc.in.empty()) {
+      auto step = uc.parser.feed(uc.in.readable());
+      if (step.event == ParseEvent::kError) co_return BodyStatus::kBroken;
+      for (auto piece : uc.parser.body()) out.append(piece);
+      uc.in.consume(step.consumed);
+      if (step.event == ParseEvent::kComplete) co_return BodyStatus::kComplete;
+      if (!uc.in.empty()) continue;
+    }
+    if (read_once || out.size() > had) co_return BodyStatus::kData;  // a failure can wait for the next call
+    uc.timed_out = false;
+    auto got = co_await readMore(uc, timeout);
+    if (got == ReadStatus::kEof && until_close) co_return BodyStatus::kComplete;
+    if (got != ReadStatus::kData) co_return uc.timed_out ? BodyStatus::kTimeout : BodyStatus::kBroken;
+    read_once = true;
+  }
 }
 
 }  // namespace ganglion::proxy

@@ -68,6 +68,13 @@ enum class ReadStatus { kData, kEof, kFailed };
 /// (error, full buffer or timeout; `uc.timed_out` tells). Worker thread.
 http::Task<ReadStatus> readMore(net::UpstreamConnection& uc, Millis timeout);
 
+enum class BodyStatus { kData, kComplete, kTimeout, kBroken };
+
+/// Appends the next bytes of the response body (de-chunked) to `out`, reading from the
+/// connection at most once; kComplete once the body ended (also for close-delimited bodies).
+/// For callers that hold the body in memory or re-frame it (the LLM router). Worker thread.
+http::Task<BodyStatus> readBodySome(net::UpstreamConnection& uc, std::string& out, Millis timeout);
+
 /// A failed attempt on target `index` (5xx, timeout, connect error): counts toward outlier
 /// ejection, within the upstream's cap on ejected targets. Any worker.
 void markFailure(const control::ResolvedUpstream& up, uint32_t index);

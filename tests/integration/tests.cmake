@@ -1,7 +1,7 @@
 # Integration tests: the real binary against real servers on loopback, Python 3 standard
 # library only. Each suite picks its own ports.
 find_package(Python3 COMPONENTS Interpreter REQUIRED)
-foreach(suite cli proxy routes errors hostile admin filters upstreams upgrade tls binary_upgrade)
+foreach(suite cli proxy routes errors hostile admin filters upstreams upgrade tls binary_upgrade llm)
   add_test(NAME integration_${suite}
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/integration/test_${suite}.py)
   set_tests_properties(integration_${suite} PROPERTIES
@@ -9,3 +9,7 @@ foreach(suite cli proxy routes errors hostile admin filters upstreams upgrade tl
            TIMEOUT 120
            LABELS integration)
 endforeach()
+# The fake LLM provider the llm suite runs against checks its own wire formats.
+add_test(NAME integration_fake_provider_selftest
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/integration/fake_provider_selftest.py)
+set_tests_properties(integration_fake_provider_selftest PROPERTIES TIMEOUT 120 LABELS integration)

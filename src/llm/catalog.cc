@@ -1,0 +1,35 @@
+#include "llm/catalog.h"
+
+#include <fmt/format.h>
+
+#include "llm/providers/openai.h"
+
+namespace ganglion::llm {
+
+std::unique_ptr<ProviderCodec> makeCodec(const control::ProviderConfig& provider) {
+  const auto& kind = provider.kind;
+  if (kind == "anthropic" || kind == "gemini" || kind == "bedrock") return nullptr;
+  return std::make_unique<OpenAiCodec>(provider);  // openai, azure and the OpenAI-compatible presets
+}
+
+Catalog::Catalog(const control::Config& config, const std::vector<size_t>& provider_upstreams) {
+  for (size_t i = 0; i < config.providers.size(); ++i) {
+    const auto& p = config.providers[i];
+    bool default_port = p.port == (p.https ? 443 : 80);
+    std::string host = p.host.find(':') != std::string::npos ? "[" + p.host + "]" : p.host;  // IPv6 literal
+    providers_.push_back({&p, makeCodec(p), provider_upstreams[i],
+                          default_port ? host : fmt::format("{}:{}", host, p.port)});
+  }
+  for (const auto& m : config.models) {
+    CatalogModel cm;
+    cm.config = &m;
+    for (const auto& t : m.targets) {
+      for (uint32_t p = 0; p < providers_.size(); ++p)
+        if (providers_[p].config->name == t.provider) cm.targets.push_back({p, t.model, t.weight});
+    }
+    by_name_.emplace(m.name, models_.size());
+    models_.push_back(std::move(cm));
+  }
+}
+
+}  // namespace ganglion::llm

@@ -1,0 +1,57 @@
+// The LLM half of a config snapshot: providers with their codecs and the upstream that reaches
+// each, and the model names clients may ask for. Built on the main thread with the snapshot,
+// then read by every worker.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "control/config.h"
+#include "llm/provider.h"
+
+namespace ganglion::llm {
+
+struct CatalogProvider {
+  const control::ProviderConfig* config = nullptr;
+  std::unique_ptr<ProviderCodec> codec;  ///< null while the kind has no codec in this build
+  size_t upstream = 0;                   ///< index into Snapshot::upstreams
+  std::string host_header;               ///< "host", or "host:port" off the scheme's default port
+};
+
+struct CatalogTarget {
+  uint32_t provider = 0;  ///< index into Catalog::providers
+  std::string model;      ///< the provider's model id
+  uint32_t weight = 1;
+};
+
+struct CatalogModel {
+  const control::ModelConfig* config = nullptr;
+  std::vector<CatalogTarget> targets;
+};
+
+class Catalog {
+ public:
+  /// `provider_upstreams[i]` is the upstream index of config.providers[i]. Main thread.
+  Catalog(const control::Config& config, const std::vector<size_t>& provider_upstreams);
+  /// The model a client named, or nullptr. Any thread.
+  const CatalogModel* find(std::string_view name) const {
+    auto it = by_name_.find(name);
+    return it == by_name_.end() ? nullptr : &models_[it->second];
+  }
+  const std::vector<CatalogModel>& models() const { return models_; }
+  const std::vector<CatalogProvider>& providers() const { return providers_; }
+
+ private:
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::vector<CatalogProvider> providers_;
+  std::vector<CatalogModel> models_;
+  std::unordered_map<std::string, size_t, Hash, std::equal_to<>> by_name_;
+};
+
+}  // namespace ganglion::llm

@@ -1,0 +1,353 @@
+#include "llm/chat_request.h"
+
+#include <fmt/format.h>
+#include <boost/json.hpp>
+#include <initializer_list>
+
+namespace ganglion::llm {
+
+namespace json = boost::json;
+
+namespace {
+
+std::string_view kindOf(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::null: return "null";
+    case json::kind::bool_: return "a boolean";
+    case json::kind::int64:
+    case json::kind::uint64: return "an integer";
+    case json::kind::double_: return "a decimal";
+    case json::kind::string: return "a string";
+    case json::kind::array: return "an array";
+    case json::kind::object: return "an object";
+  }
+  return "a value";
+}
+
+/// Collects the first problem found, in OpenAI's words.
+class Checker {
+ public:
+  explicit Checker(std::optional<ApiError>& err) : err_(err) {}
+  bool failed() const { return err_.has_value(); }
+
+  bool missing(const std::string& param) {
+    return fail(param, fmt::format("Missing required parameter: '{}'.", param), "missing_required_parameter");
+  }
+  bool wrongType(const std::string& param, std::string_view expected, const json::value& got) {
+    return fail(param, fmt::format("Invalid type for '{}': expected {}, but got {} instead.", param, expected, kindOf(got)),
+                "invalid_type");
+  }
+  bool badValue(const std::string& param, std::string_view value, std::string_view supported) {
+    return fail(param, fmt::format("Invalid value: '{}'. Supported values are: {}.", value, supported), "invalid_value");
+  }
+  bool fail(const std::string& param, std::string message, std::string_view code) {
+    if (!err_) err_ = ApiError{400, "invalid_request_error", std::move(message), param, std::string(code)};
+    return false;
+  }
+
+  /// A string field; absent is fine unless `required`.
+  const json::string* str(const json::object& o, std::string_view key, const std::string& param, bool required = false) {
+    auto it = o.find(key);
+    if (it == o.end()) {
+      if (required) missing(param);
+      return nullptr;
+    }
+    if (auto* s = it->value().if_string()) return s;
+    wrongType(param, "a string", it->value());
+    return nullptr;
+  }
+  std::optional<bool> boolean(const json::object& o, std::string_view key) {
+    auto it = o.find(key);
+    if (it == o.end() || it->value().is_null()) return std::nullopt;
+    if (auto* b = it->value().if_bool()) return *b;
+    wrongType(std::string(key), "a boolean", it->value());
+    return std::nullopt;
+  }
+  /// A number within [lo, hi]; `integer` also rejects decimals.
+  std::optional<double> number(const json::object& o, std::string_view key, const std::string& param, double lo,
+                               double hi, bool integer) {
+    auto it = o.find(key);
+    if (it == o.end() || it->value().is_null()) return std::nullopt;
+    const json::value& v = it->value();
+    double d;
+    if (v.is_int64()) d = static_cast<double>(v.get_int64());
+    else if (v.is_uint64()) d = static_cast<double>(v.get_uint64());
+    else if (v.is_double() && !integer) d = v.get_double();
+    else {
+      wrongType(param, integer ? "an integer" : "a number", v);
+      return std::nullopt;
+    }
+    if (d < lo) {
+      fail(param, fmt::format("Invalid '{}': {} below minimum value. Expected a value >= {}, but got {} instead.", param,
+                              integer ? "integer" : "decimal", lo, d),
+           integer ? "integer_below_min_value" : "decimal_below_min_value");
+      return std::nullopt;
+    }
+    if (d > hi) {
+      fail(param, fmt::format("Invalid '{}': {} above maximum value. Expected a value <= {}, but got {} instead.", param,
+                              integer ? "integer" : "decimal", hi, d),
+           integer ? "integer_above_max_value" : "decimal_above_max_value");
+      return std::nullopt;
+    }
+    return d;
+  }
+
+ private:
+  std::optional<ApiError>& err_;
+};
+
+bool oneOf(std::string_view v, std::initializer_list<std::string_view> allowed) {
+  for (auto a : allowed)
+    if (v == a) return true;
+  return false;
+}
+
+/// Checks one content part of a message; returns its text size for the estimate.
+size_t checkPart(Checker& c, const json::value& part, const std::string& param, std::string_view role) {
+  auto* o = part.if_object();
+  if (!o) return c.wrongType(param, "an object", part), 0;
+  auto* type = c.str(*o, "type", param + ".type", true);
+  if (!type) return 0;
+  if (*type == "text" || *type == "refusal") {
+    auto* text = c.str(*o, *type == "text" ? "text" : "refusal", param + "." + std::string(*type), true);
+    return text ? text->size() : 0;
+  }
+  if (role != "user") {
+    c.badValue(param + ".type", *type, "'text'" + std::string(role == "assistant" ? " and 'refusal'" : ""));
+    return 0;
+  }
+  if (*type == "image_url") {
+    auto it = o->find("image_url");
+    if (it == o->end()) return c.missing(param + ".image_url"), 0;
+    auto* img = it->value().if_object();
+    if (!img) return c.wrongType(param + ".image_url", "an object", it->value()), 0;
+    c.str(*img, "url", param + ".image_url.url", true);
+    if (auto* detail = c.str(*img, "detail", param + ".image_url.detail"))
+      if (!oneOf(*detail, {"auto", "low", "high"})) c.badValue(param + ".image_url.detail", *detail, "'auto', 'low', and 'high'");
+    return 85 * 4;  // an image costs at least the low-detail tile (85 tokens)
+  }
+  if (*type == "input_audio" || *type == "file") return 0;
+  c.badValue(param + ".type", *type, "'text', 'image_url', 'input_audio', and 'file'");
+  return 0;
+}
+
+void checkToolCalls(Checker& c, const json::value& v, const std::string& param) {
+  auto* calls = v.if_array();
+  if (!calls) return (void)c.wrongType(param, "an array", v);
+  for (size_t i = 0; i < calls->size() && !c.failed(); ++i) {
+    std::string p = fmt::format("{}[{}]", param, i);
+    auto* call = (*calls)[i].if_object();
+    if (!call) return (void)c.wrongType(p, "an object", (*calls)[i]);
+    c.str(*call, "id", p + ".id", true);
+    if (auto* type = c.str(*call, "type", p + ".type", true); type && *type != "function")
+      c.badValue(p + ".type", *type, "'function'");
+    auto fn = call->find("function");
+    if (fn == call->end()) return (void)c.missing(p + ".function");
+    auto* f = fn->value().if_object();
+    if (!f) return (void)c.wrongType(p + ".function", "an object", fn->value());
+    c.str(*f, "name", p + ".function.name", true);
+    c.str(*f, "arguments", p + ".function.arguments", true);
+  }
+}
+
+/// Checks the messages array; returns the bytes of text it carries.
+size_t checkMessages(Checker& c, const json::object& body) {
+  auto it = body.find("messages");
+  if (it == body.end()) return c.missing("messages"), 0;
+  auto* msgs = it->value().if_array();
+  if (!msgs) return c.wrongType("messages", "an array", it->value()), 0;
+  if (msgs->empty())
+    return c.fail("messages", "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+                  "empty_array"), 0;
+  size_t text = 0;
+  for (size_t i = 0; i < msgs->size() && !c.failed(); ++i) {
+    std::string p = fmt::format("messages[{}]", i);
+    auto* m = (*msgs)[i].if_object();
+    if (!m) return c.wrongType(p, "an object", (*msgs)[i]), 0;
+    auto* role = c.str(*m, "role", p + ".role", true);
+    if (!role) return 0;
+    if (!oneOf(*role, {"system", "developer", "user", "assistant", "tool", "function"}))
+      return c.badValue(p + ".role", *role, "'system', 'assistant', 'user', 'function', 'tool', and 'developer'"), 0;
+    text += 16;  // per-message framing tokens, roughly
+    auto content = m->find("content");
+    bool has_tool_calls = m->contains("tool_calls") && !m->at("tool_calls").is_null();
+    if (content == m->end() || content->value().is_null()) {
+      if (*role != "assistant" || (!has_tool_calls && !m->contains("function_call") && !m->contains("audio")))
+        return c.missing(p + ".content"), 0;
+    } else if (auto* s = content->value().if_string()) {
+      text += s->size();
+    } else if (auto* parts = content->value().if_array()) {
+      for (size_t j = 0; j < parts->size() && !c.failed(); ++j)
+        text += checkPart(c, (*parts)[j], fmt::format("{}.content[{}]", p, j), *role);
+    } else {
+      return c.wrongType(p + ".content", "one of a string or array of objects", content->value()), 0;
+    }
+    if (*role == "tool") c.str(*m, "tool_call_id", p + ".tool_call_id", true);
+    if (has_tool_calls) {
+      if (*role != "assistant") return c.fail(p + ".tool_calls", "Only assistant messages may carry 'tool_calls'.", "invalid_value"), 0;
+      checkToolCalls(c, m->at("tool_calls"), p + ".tool_calls");
+      text += json::serialize(m->at("tool_calls")).size();
+    }
+    c.str(*m, "name", p + ".name");
+  }
+  return text;
+}
+
+void checkTools(Checker& c, const json::object& body) {
+  if (auto it = body.find("tools"); it != body.end() && !it->value().is_null()) {
+    auto* tools = it->value().if_array();
+    if (!tools) return (void)c.wrongType("tools", "an array", it->value());
+    for (size_t i = 0; i < tools->size() && !c.failed(); ++i) {
+      std::string p = fmt::format("tools[{}]", i);
+      auto* t = (*tools)[i].if_object();
+      if (!t) return (void)c.wrongType(p, "an object", (*tools)[i]);
+      if (auto* type = c.str(*t, "type", p + ".type", true); type && *type != "function")
+        return (void)c.badValue(p + ".type", *type, "'function'");
+      auto fn = t->find("function");
+      if (fn == t->end()) return (void)c.missing(p + ".function");
+      auto* f = fn->value().if_object();
+      if (!f) return (void)c.wrongType(p + ".function", "an object", fn->value());
+      c.str(*f, "name", p + ".function.name", true);
+      if (auto params = f->find("parameters"); params != f->end() && !params->value().is_object())
+        return (void)c.wrongType(p + ".function.parameters", "an object", params->value());
+    }
+  }
+  if (auto it = body.find("tool_choice"); it != body.end() && !it->value().is_null()) {
+    if (auto* s = it->value().if_string()) {
+      if (!oneOf(*s, {"none", "auto", "required"})) c.badValue("tool_choice", *s, "'none', 'auto', and 'required'");
+    } else if (auto* o = it->value().if_object()) {
+      auto fn = o->find("function");
+      if (fn == o->end() || !fn->value().is_object()) return (void)c.missing("tool_choice.function");
+      c.str(fn->value().get_object(), "name", "tool_choice.function.name", true);
+    } else {
+      c.wrongType("tool_choice", "a string or an object", it->value());
+    }
+  }
+}
+
+void checkResponseFormat(Checker& c, const json::object& body) {
+  auto it = body.find("response_format");
+  if (it == body.end() || it->value().is_null()) return;
+  auto* o = it->value().if_object();
+  if (!o) return (void)c.wrongType("response_format", "an object", it->value());
+  auto* type = c.str(*o, "type", "response_format.type", true);
+  if (!type) return;
+  if (!oneOf(*type, {"text", "json_object", "json_schema"}))
+    return (void)c.badValue("response_format.type", *type, "'text', 'json_object', and 'json_schema'");
+  if (*type == "json_schema") {
+    auto js = o->find("json_schema");
+    if (js == o->end()) return (void)c.missing("response_format.json_schema");
+    auto* schema = js->value().if_object();
+    if (!schema) return (void)c.wrongType("response_format.json_schema", "an object", js->value());
+    c.str(*schema, "name", "response_format.json_schema.name", true);
+    if (auto s = schema->find("schema"); s != schema->end() && !s->value().is_object())
+      c.wrongType("response_format.json_schema.schema", "an object", s->value());
+  }
+}
+
+}  // namespace
+
+std::optional<ApiError> parseJsonObject(std::string_view text, json::object& out) {
+  boost::system::error_code ec;
+  json::parser parser;
+  size_t used = parser.write(text.data(), text.size(), ec);
+  if (ec)
+    return ApiError{400, "invalid_request_error",
+                    fmt::format("We could not parse the JSON body of your request: {} at byte {}.", ec.message(), used),
+                    "", "invalid_json"};
+  json::value v = parser.release();
+  if (!v.is_object())
+    return ApiError{400, "invalid_request_error",
+                    fmt::format("The request body must be a JSON object, not {}.", kindOf(v)), "", "invalid_json"};
+  out = std::move(v.get_object());
+  return std::nullopt;
+}
+
+std::optional<ApiError> parseChatRequest(std::string_view text, ChatRequest& out) {
+  out = ChatRequest{};
+  if (auto err = parseJsonObject(text, out.body)) return err;
+  std::optional<ApiError> err;
+  Checker c(err);
+  const auto& b = out.body;
+  if (auto* model = c.str(b, "model", "model", true)) out.model = *model;
+  if (c.failed()) return err;
+  size_t text_bytes = checkMessages(c, b);
+  if (c.failed()) return err;
+  out.stream = c.boolean(b, "stream").value_or(false);
+  if (auto it = b.find("stream_options"); it != b.end() && !it->value().is_null()) {
+    auto* so = it->value().if_object();
+    if (!so) return c.wrongType("stream_options", "an object", it->value()), err;
+    if (!out.stream)
+      return c.fail("stream_options", "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                    "invalid_value"), err;
+    if (auto u = c.boolean(*so, "include_usage")) out.include_usage = *u;
+  }
+  c.number(b, "temperature", "temperature", 0, 2, false);
+  c.number(b, "top_p", "top_p", 0, 1, false);
+  c.number(b, "presence_penalty", "presence_penalty", -2, 2, false);
+  c.number(b, "frequency_penalty", "frequency_penalty", -2, 2, false);
+  c.number(b, "n", "n", 1, 128, true);
+  c.number(b, "seed", "seed", -9.3e18, 9.3e18, true);
+  c.number(b, "top_logprobs", "top_logprobs", 0, 20, true);
+  c.boolean(b, "logprobs");
+  c.boolean(b, "parallel_tool_calls");
+  c.str(b, "user", "user");
+  for (std::string_view key : {"max_completion_tokens", "max_tokens"})
+    if (auto v = c.number(b, key, std::string(key), 1, 1e9, true); v && !out.max_output) out.max_output = static_cast<uint64_t>(*v);
+  if (auto it = b.find("stop"); it != b.end() && !it->value().is_null()) {
+    if (auto* arr = it->value().if_array()) {
+      if (arr->size() > 4) c.fail("stop", "Invalid 'stop': array too long. Expected an array with maximum length 4.", "array_above_max_length");
+      for (size_t i = 0; i < arr->size() && !c.failed(); ++i)
+        if (!(*arr)[i].is_string()) c.wrongType(fmt::format("stop[{}]", i), "a string", (*arr)[i]);
+    } else if (!it->value().is_string()) {
+      c.wrongType("stop", "a string or an array of strings", it->value());
+    }
+  }
+  if (auto it = b.find("logit_bias"); it != b.end() && !it->value().is_null() && !it->value().is_object())
+    c.wrongType("logit_bias", "an object", it->value());
+  checkTools(c, b);
+  checkResponseFormat(c, b);
+  if (c.failed()) return err;
+  size_t tools_bytes = 0;
+  if (auto it = b.find("tools"); it != b.end()) tools_bytes = json::serialize(it->value()).size();
+  out.prompt_estimate = estimateTokens(text_bytes + tools_bytes);
+  return std::nullopt;
+}
+
+std::optional<ApiError> parseEmbeddingsRequest(std::string_view text, EmbeddingsRequest& out) {
+  out = EmbeddingsRequest{};
+  if (auto err = parseJsonObject(text, out.body)) return err;
+  std::optional<ApiError> err;
+  Checker c(err);
+  if (auto* model = c.str(out.body, "model", "model", true)) out.model = *model;
+  if (c.failed()) return err;
+  auto it = out.body.find("input");
+  if (it == out.body.end()) return c.missing("input"), err;
+  const json::value& in = it->value();
+  if (auto* s = in.if_string()) {
+    out.prompt_estimate = estimateTokens(s->size());
+  } else if (auto* arr = in.if_array()) {
+    if (arr->empty())
+      return c.fail("input", "Invalid 'input': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+                    "empty_array"), err;
+    if (arr->size() > 2048)
+      return c.fail("input", "Invalid 'input': array too long. Expected an array with maximum length 2048.",
+                    "array_above_max_length"), err;
+    for (size_t i = 0; i < arr->size(); ++i) {
+      const auto& item = (*arr)[i];
+      if (auto* s = item.if_string()) out.prompt_estimate += estimateTokens(s->size());
+      else if (item.is_int64() || item.is_uint64()) out.prompt_estimate += 1;
+      else if (auto* toks = item.if_array()) out.prompt_estimate += toks->size();
+      else return c.wrongType(fmt::format("input[{}]", i), "a string, a token or an array of tokens", item), err;
+    }
+  } else {
+    return c.wrongType("input", "a string or an array", in), err;
+  }
+  if (auto* fmt_ = c.str(out.body, "encoding_format", "encoding_format"))
+    if (!oneOf(*fmt_, {"float", "base64"})) c.badValue("encoding_format", *fmt_, "'float' and 'base64'");
+  c.number(out.body, "dimensions", "dimensions", 1, 1e6, true);
+  c.str(out.body, "user", "user");
+  return err;
+}
+
+}  // namespace ganglion::llm

@@ -1,0 +1,98 @@
+#include "llm/chat_request.h"
+
+#include <gtest/gtest.h>
+
+namespace ganglion::llm {
+namespace {
+
+std::optional<ApiError> parse(const std::string& text) {
+  ChatRequest req;
+  return parseChatRequest(text, req);
+}
+
+TEST(ChatRequest, AcceptsTheFullSurface) {
+  ChatRequest req;
+  auto err = parseChatRequest(R"({
+    "model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": true},
+    "messages": [
+      {"role": "system", "content": "be brief"},
+      {"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                                   {"type": "image_url", "image_url": {"url": "https://x/y.png", "detail": "low"}}]},
+      {"role": "assistant", "content": null, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+      {"role": "tool", "tool_call_id": "call_1", "content": "42"}],
+    "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+    "tool_choice": {"type": "function", "function": {"name": "f"}},
+    "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {"type": "object"}}},
+    "temperature": 0.2, "top_p": 1, "n": 1, "max_completion_tokens": 100, "seed": 3, "stop": ["\n"],
+    "user": "u1", "parallel_tool_calls": true})", req);
+  ASSERT_FALSE(err) << err->message;
+  EXPECT_EQ(req.model, "gpt-4o-mini");
+  EXPECT_TRUE(req.stream);
+  EXPECT_TRUE(req.include_usage);
+  EXPECT_EQ(req.max_output, 100u);
+  EXPECT_GT(req.prompt_estimate, 85u);  // the image alone costs 85
+}
+
+TEST(ChatRequest, ErrorsNameTheField) {
+  struct Case {
+    const char* body;
+    const char* param;
+    const char* code;
+  } cases[] = {
+      {R"({"messages":[{"role":"user","content":"x"}]})", "model", "missing_required_parameter"},
+      {R"({"model":3,"messages":[]})", "model", "invalid_type"},
+      {R"({"model":"m","messages":{}})", "messages", "invalid_type"},
+      {R"({"model":"m","messages":[{"role":"user","content":[{"type":"image_url"}]}]})", "messages[0].content[0].image_url",
+       "missing_required_parameter"},
+      {R"({"model":"m","messages":[{"role":"assistant","content":[{"type":"image_url","image_url":{"url":"u"}}]}]})",
+       "messages[0].content[0].type", "invalid_value"},
+      {R"({"model":"m","messages":[{"role":"user"}]})", "messages[0].content", "missing_required_parameter"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x","tool_calls":[]}]})", "messages[0].tool_calls",
+       "invalid_value"},
+      {R"({"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"1","type":"function","function":{"name":"f"}}]}]})",
+       "messages[0].tool_calls[0].function.arguments", "missing_required_parameter"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"n":0})", "n", "integer_below_min_value"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":1.5})", "max_tokens", "invalid_type"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]})", "stop",
+       "array_above_max_length"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"tool_choice":"sometimes"})", "tool_choice",
+       "invalid_value"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema"}})",
+       "response_format.json_schema", "missing_required_parameter"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"})", "stream", "invalid_type"},
+  };
+  for (const auto& c : cases) {
+    auto err = parse(c.body);
+    ASSERT_TRUE(err) << c.body;
+    EXPECT_EQ(err->status, 400);
+    EXPECT_EQ(err->param, c.param) << c.body << ": " << err->message;
+    EXPECT_EQ(err->code, c.code) << c.body << ": " << err->message;
+  }
+}
+
+TEST(ChatRequest, BadJsonSaysWhere) {
+  for (const char* body : {"", "{", "[1]", "{\"model\": tru}", "nul", "{\"a\":1}{"}) {
+    auto err = parse(body);
+    ASSERT_TRUE(err) << body;
+    EXPECT_EQ(err->code, "invalid_json") << body;
+  }
+  std::string deep(5000, '[');
+  EXPECT_TRUE(parse(deep));
+}
+
+TEST(EmbeddingsRequest, InputShapes) {
+  EmbeddingsRequest req;
+  EXPECT_FALSE(parseEmbeddingsRequest(R"({"model":"e","input":"hello world"})", req));
+  EXPECT_FALSE(parseEmbeddingsRequest(R"({"model":"e","input":[[1,2,3],[4]]})", req));
+  EXPECT_EQ(req.prompt_estimate, 4u);
+  auto err = parseEmbeddingsRequest(R"({"model":"e","input":[]})", req);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->code, "empty_array");
+  err = parseEmbeddingsRequest(R"({"model":"e","input":[{"a":1}]})", req);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->param, "input[0]");
+}
+
+}  // namespace
+}  // namespace ganglion::llm

@@ -1,0 +1,57 @@
+// The LLM API on routes whose target is `llm:`: gateway-key auth, the OpenAI-compatible
+// endpoints (/v1/chat/completions, /v1/embeddings, /v1/models, /v1/responses), model lookup,
+// failover over a model's targets, usage read from every answer, errors in OpenAI's shape.
+// Concrete, one per worker; the proxy handler dispatches to it.
+#pragma once
+
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "control/snapshot.h"
+#include "http/server_connection.h"
+#include "llm/api_error.h"
+#include "llm/usage.h"
+#include "proxy/upstream_client.h"
+
+namespace ganglion::llm {
+
+class Catalog;
+
+/// What one LLM call did, for the access log and metrics.
+struct CallRecord {
+  std::string_view key_name;   ///< the gateway key's name (owned by the snapshot)
+  std::string_view provider;   ///< the provider that answered last
+  std::string model;           ///< the provider model that answered last
+  std::string_view target;     ///< provider "host:port"
+  int attempts = 0;
+  int upstream_status = 0;
+  std::string error;  ///< what went wrong (an error code), empty on success
+  Usage usage;
+};
+
+class LlmHandler {
+ public:
+  explicit LlmHandler(loop::Worker& worker) : worker_(worker) {}
+
+  /// Serves one request on an `llm:` route. `upstreams` are this worker's runtimes for
+  /// `snap` (providers included). Worker thread.
+  http::Task<void> handle(http::ServerConnection& conn, const control::Snapshot& snap,
+                          std::span<proxy::UpstreamRuntime> upstreams, const control::RouteConfig& route,
+                          CallRecord& rec);
+
+ private:
+  struct Call;
+  http::Task<void> chatCompletions(Call& call);
+  http::Task<void> embeddings(Call& call);
+  http::Task<void> listModels(Call& call);
+  http::Task<bool> readRequestBody(Call& call, std::string& body);
+  http::Task<void> sendError(Call& call, const ApiError& error);
+  http::Task<void> sendJson(Call& call, int status, std::string_view body);
+  void addCallHeaders(Call& call, http::ResponseHead& head);
+
+  loop::Worker& worker_;
+  uint64_t next_id_ = 0;
+};
+
+}  // namespace ganglion::llm

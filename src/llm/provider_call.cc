@@ -1,0 +1,75 @@
+#include "llm/provider_call.h"
+
+#include <fmt/format.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+namespace ganglion::llm {
+
+namespace asio = boost::asio;
+using proxy::HeadOutcome;
+
+http::Task<ProviderCall> callProvider(loop::Worker& worker, proxy::UpstreamRuntime& up, std::string_view host,
+                                      const ProviderRequest& req, proxy::Millis first_byte) {
+  ProviderCall call;
+  if (up.def->targets.empty()) {
+    call.failure = {502, "upstream_unresolved", "the provider's address is not known", true};
+    co_return call;
+  }
+  std::string head = fmt::format("{} {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+                                 req.method, req.path, host, req.body.size());
+  for (const auto& [name, value] : req.headers) fmt::format_to(std::back_inserter(head), "{}: {}\r\n", name, value);
+  head += "User-Agent: ganglion/" GANGLION_VERSION "\r\n\r\n";
+  const auto started = std::chrono::steady_clock::now();
+  for (int stale = 0;; ++stale) {
+    auto acquired = co_await proxy::acquire(worker, up, 0, up.def->config->connect_timeout);
+    if (acquired.failure) {
+      call.failure = std::move(acquired.failure);
+      co_return call;
+    }
+    auto uc = std::move(acquired.conn);
+    uc->parser.reset();
+    uc->timed_out = false;
+    uc->deadline.arm(first_byte);
+    std::array<asio::const_buffer, 2> bufs{asio::buffer(head), asio::buffer(req.body)};
+    auto [ec, n] = co_await asio::async_write(uc->stream, bufs, asio::as_tuple(asio::use_awaitable));
+    uc->deadline.disarm();
+    proxy::HeadRead got;
+    if (!ec) got = co_await proxy::readResponseHead(*uc, first_byte, req.method == "HEAD");
+    if (!ec && got.outcome == HeadOutcome::kHead) {
+      proxy::recordResponse(up, 0, uc->parser.response().status,
+                            std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started));
+      call.conn = std::move(uc);
+      co_return call;
+    }
+    // The keep-alive race: a pooled connection closed by the provider before it saw anything.
+    if (uc->reused && (ec || (got.outcome == HeadOutcome::kClosed && !got.received_any)) && stale < 3) continue;
+    const auto& key = up.def->targets[0].key;
+    proxy::markFailure(*up.def, 0);
+    if (ec) call.failure = {502, "upstream_send_failed", fmt::format("sending the request to {} failed", key), false};
+    else if (got.outcome == HeadOutcome::kTimeout) {
+      up.stats->timeouts.add();
+      call.failure = {504, "upstream_timeout", fmt::format("{} sent no response in time", key), false};
+    } else if (got.outcome == HeadOutcome::kProtocolError) {
+      up.stats->protocol_errors.add();
+      call.failure = {502, "upstream_protocol_error",
+                      fmt::format("invalid response from {}: {}", key, uc->parser.errorReason()), false};
+    } else {
+      up.stats->protocol_errors.add();
+      call.failure = {502, "upstream_closed", fmt::format("{} closed the connection without a response", key), false};
+    }
+    co_return call;
+  }
+}
+
+http::Task<bool> readWholeBody(net::UpstreamConnection& uc, std::string& out, size_t limit, proxy::Millis idle) {
+  for (;;) {
+    auto status = co_await proxy::readBodySome(uc, out, idle);
+    if (out.size() > limit) co_return false;
+    if (status == proxy::BodyStatus::kComplete) co_return true;
+    if (status != proxy::BodyStatus::kData) co_return false;
+  }
+}
+
+}  // namespace ganglion::llm

@@ -1,0 +1,32 @@
+// Token usage of one call, as the provider reported it (or as the gateway estimated it when
+// the provider could not: a client that hung up mid-stream).
+#pragma once
+
+#include <cstdint>
+
+#include <boost/json/fwd.hpp>
+
+namespace ganglion::llm {
+
+struct Usage {
+  uint64_t prompt = 0;       ///< input tokens, cached ones included
+  uint64_t completion = 0;   ///< output tokens, reasoning ones included
+  uint64_t cached = 0;       ///< prompt tokens read from the provider's prompt cache
+  uint64_t cache_write = 0;  ///< prompt tokens written to it (Anthropic)
+  uint64_t reasoning = 0;
+  bool reported = false;     ///< the provider sent usage
+  bool estimated = false;    ///< counted by the gateway instead
+
+  uint64_t total() const { return prompt + completion; }
+};
+
+/// Reads an OpenAI `usage` object (chat completions or embeddings); absent fields stay 0.
+Usage usageFromOpenAI(const boost::json::object& usage);
+
+/// Reads a Responses API `usage` object (input_tokens, output_tokens, ..._details).
+Usage usageFromResponses(const boost::json::object& usage);
+
+/// Writes `usage` as OpenAI's chat completions usage object.
+boost::json::object usageToOpenAI(const Usage& usage);
+
+}  // namespace ganglion::llm

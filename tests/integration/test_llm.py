@@ -1,0 +1,303 @@
+"""LLM gateway: the OpenAI-compatible API in front of a fake provider (real binary, loopback).
+
+Covers gateway keys, model lookup, chat completions (whole and streamed, usage hidden or
+shown), embeddings, model listing, OpenAI-style errors naming the field, provider errors kept
+with their status, failover across a model's targets, and the answer headers.
+"""
+
+import json
+import unittest
+
+from harness import Gateway, first_status, free_port, raw_exchange, render
+from fake_provider import FakeProvider
+
+CONFIG = """
+listeners:
+  - name: public
+    address: 127.0.0.1:@PORT@
+providers:
+  - name: main
+    kind: openai
+    base_url: http://@MAIN@/v1
+    api_key: sk-provider-main
+  - name: backup
+    kind: openai
+    base_url: http://@BACKUP@/v1
+    api_key: sk-provider-backup
+models:
+  - name: gpt-4o-mini
+    targets: [ { provider: main, model: gpt-4o-mini-2024-07-18 } ]
+  - name: resilient
+    strategy: fallback
+    targets:
+      - { provider: main, model: primary-model }
+      - { provider: backup, model: backup-model }
+  - name: embed
+    targets: [ { provider: main, model: text-embedding-3-small } ]
+keys:
+  - name: demo
+    key: sk-gw-demo
+"""
+
+AUTH = {"Authorization": "Bearer sk-gw-demo", "Content-Type": "application/json"}
+
+
+def chat(model="gpt-4o-mini", text="echo: hello there", **extra):
+    body = {"model": model, "messages": [{"role": "user", "content": text}]}
+    body.update(extra)
+    return json.dumps(body)
+
+
+def sse_events(body):
+    """The data payloads of an SSE body, in order."""
+    events = []
+    for block in body.decode().split("\n\n"):
+        for line in block.split("\n"):
+            if line.startswith("data: "):
+                events.append(line[6:])
+    return events
+
+
+class LlmGatewayTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.main = FakeProvider(name="main").__enter__()
+        cls.backup = FakeProvider(name="backup").__enter__()
+        cls.gw = Gateway(render(CONFIG, port=free_port(), main=cls.main.address,
+                                backup=cls.backup.address)).__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.__exit__(None, None, None)
+        cls.backup.__exit__(None, None, None)
+        cls.main.__exit__(None, None, None)
+
+    def setUp(self):
+        self.main.clear()
+        self.backup.clear()
+
+    def post(self, path, body, headers=AUTH):
+        return self.gw.request("POST", path, body=body, headers=headers)
+
+    def assertOpenAIError(self, resp, status, code=None, param=None):
+        self.assertEqual(resp.status, status, resp.body)
+        err = resp.json()["error"]
+        self.assertTrue(err["message"])
+        self.assertIn("type", err)
+        if code is not None:
+            self.assertEqual(err["code"], code)
+        if param is not None:
+            self.assertEqual(err["param"], param)
+        return err
+
+    # --- keys -----------------------------------------------------------------
+    def test_missing_key_is_401(self):
+        resp = self.post("/v1/chat/completions", chat(), headers={"Content-Type": "application/json"})
+        self.assertOpenAIError(resp, 401, code="missing_api_key")
+        self.assertEqual(self.main.requests, [])
+
+    def test_wrong_key_is_401_and_masked(self):
+        resp = self.post("/v1/chat/completions", chat(), headers={"Authorization": "Bearer sk-wrong-secret-key"})
+        err = self.assertOpenAIError(resp, 401, code="invalid_api_key")
+        self.assertNotIn("sk-wrong-secret-key", err["message"])
+
+    def test_x_api_key_header_works(self):
+        resp = self.post("/v1/chat/completions", chat(), headers={"x-api-key": "sk-gw-demo"})
+        self.assertEqual(resp.status, 200, resp.body)
+
+    def test_provider_key_replaces_client_key(self):
+        resp = self.post("/v1/chat/completions", chat())
+        self.assertEqual(resp.status, 200, resp.body)
+        sent = self.main.last()
+        self.assertEqual(sent["headers"]["authorization"], "Bearer sk-provider-main")
+        self.assertNotIn("sk-gw-demo", json.dumps(sent["headers"]))
+
+    # --- chat -----------------------------------------------------------------
+    def test_chat_completion(self):
+        resp = self.post("/v1/chat/completions", chat(text="echo: the quick fox"))
+        self.assertEqual(resp.status, 200, resp.body)
+        body = resp.json()
+        self.assertEqual(body["choices"][0]["message"]["content"], "the quick fox")
+        self.assertEqual(body["usage"]["completion_tokens"], 3)
+        self.assertEqual(resp.headers["x-ganglion-provider"], "main")
+        self.assertEqual(resp.headers["x-ganglion-model"], "gpt-4o-mini-2024-07-18")
+        self.assertEqual(resp.headers["x-ganglion-attempts"], "1")
+        self.assertTrue(resp.headers["x-request-id"])
+        sent = self.main.last()
+        self.assertEqual(sent["path"], "/v1/chat/completions")
+        self.assertEqual(sent["json"]["model"], "gpt-4o-mini-2024-07-18")
+
+    def test_unknown_fields_reach_openai_providers(self):
+        resp = self.post("/v1/chat/completions", chat(seed=7, logit_bias={"50256": -100}, store=False,
+                                                      metadata={"team": "a"}))
+        self.assertEqual(resp.status, 200, resp.body)
+        sent = self.main.last()["json"]
+        self.assertEqual(sent["seed"], 7)
+        self.assertEqual(sent["metadata"], {"team": "a"})
+        self.assertIs(sent["store"], False)
+
+    def test_client_request_id_is_kept(self):
+        headers = dict(AUTH, **{"x-request-id": "trace-123"})
+        resp = self.post("/v1/chat/completions", chat(), headers=headers)
+        self.assertEqual(resp.headers["x-request-id"], "trace-123")
+
+    def test_stream_hides_usage_the_client_did_not_ask_for(self):
+        resp = self.post("/v1/chat/completions", chat(text="echo: one two three", stream=True))
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertIn("text/event-stream", resp.headers["content-type"])
+        events = sse_events(resp.body)
+        self.assertEqual(events[-1], "[DONE]")
+        chunks = [json.loads(e) for e in events[:-1]]
+        self.assertTrue(all("usage" not in c for c in chunks), chunks)
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+        self.assertEqual(text, "one two three")
+        # ... but the gateway asked the provider for it, to account the call.
+        self.assertEqual(self.main.last()["json"]["stream_options"], {"include_usage": True})
+
+    def test_stream_with_usage(self):
+        resp = self.post("/v1/chat/completions",
+                         chat(text="echo: one two", stream=True, stream_options={"include_usage": True}))
+        chunks = [json.loads(e) for e in sse_events(resp.body)[:-1]]
+        self.assertEqual(chunks[-1]["choices"], [])
+        self.assertEqual(chunks[-1]["usage"]["completion_tokens"], 2)
+
+    def test_stream_split_events_are_reassembled(self):
+        self.main.script(split_events=True)
+        resp = self.post("/v1/chat/completions", chat(text="echo: a b c d", stream=True))
+        chunks = [json.loads(e) for e in sse_events(resp.body)[:-1]]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+        self.assertEqual(text, "a b c d")
+
+    def test_stream_cut_midway_ends_with_an_error_event(self):
+        self.main.script(cut_after=2)
+        resp = self.post("/v1/chat/completions", chat(text="echo: a b c d e f", stream=True))
+        self.assertEqual(resp.status, 200, resp.body)
+        events = sse_events(resp.body)
+        self.assertIn("error", json.loads(events[-2]))
+        self.assertEqual(events[-1], "[DONE]")
+
+    def test_tool_calls_stream_intact(self):
+        tools = [{"type": "function", "function": {"name": "get_weather",
+                                                   "parameters": {"type": "object"}}}]
+        resp = self.post("/v1/chat/completions", chat(text="weather in two cities", tools=tools, stream=True))
+        calls = {}
+        for e in sse_events(resp.body)[:-1]:
+            for choice in json.loads(e)["choices"]:
+                for tc in choice["delta"].get("tool_calls") or []:
+                    slot = calls.setdefault(tc["index"], {"name": "", "args": ""})
+                    slot["name"] += tc.get("function", {}).get("name") or ""
+                    slot["args"] += tc.get("function", {}).get("arguments") or ""
+        self.assertEqual(len(calls), 2)
+        self.assertEqual(json.loads(calls[0]["args"]), {"city": "Paris"})
+        self.assertEqual(json.loads(calls[1]["args"]), {"city": "Tokyo"})
+        self.assertEqual(calls[0]["name"], "get_weather")
+
+    # --- bad input -------------------------------------------------------------
+    def test_malformed_json_is_400(self):
+        resp = self.post("/v1/chat/completions", '{"model": "gpt-4o-mini", "messages": [')
+        self.assertOpenAIError(resp, 400, code="invalid_json")
+
+    def test_schema_errors_name_the_field(self):
+        cases = [
+            ('{"messages": []}', "model", "missing_required_parameter"),
+            ('{"model": "gpt-4o-mini"}', "messages", "missing_required_parameter"),
+            ('{"model": "gpt-4o-mini", "messages": []}', "messages", "empty_array"),
+            ('{"model": "gpt-4o-mini", "messages": [{"role": "robot", "content": "x"}]}', "messages[0].role",
+             "invalid_value"),
+            ('{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": 5}]}', "messages[0].content",
+             "invalid_type"),
+            ('{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "temperature": 3}',
+             "temperature", "decimal_above_max_value"),
+            ('{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "f"}]}',
+             "tools[0].type", "invalid_value"),
+            ('{"model": "gpt-4o-mini", "messages": [{"role": "tool", "content": "x"}]}',
+             "messages[0].tool_call_id", "missing_required_parameter"),
+            ('{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "stream_options": {}}',
+             "stream_options", "invalid_value"),
+        ]
+        for body, param, code in cases:
+            with self.subTest(param=param):
+                self.assertOpenAIError(self.post("/v1/chat/completions", body), 400, code=code, param=param)
+        self.assertEqual(self.main.requests, [])
+
+    def test_unknown_model_is_404(self):
+        resp = self.post("/v1/chat/completions", chat(model="no-such-model"))
+        self.assertOpenAIError(resp, 404, code="model_not_found", param="model")
+
+    def test_unknown_endpoint_and_method(self):
+        self.assertOpenAIError(self.post("/v1/nothing", "{}"), 404, code="unknown_url")
+        resp = self.gw.request("GET", "/v1/chat/completions", headers=AUTH)
+        self.assertOpenAIError(resp, 405)
+
+    def test_body_limit(self):
+        head = ("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-gw-demo\r\n"
+                "Content-Length: %d\r\n\r\n" % (33 << 20)).encode()
+        data, _ = raw_exchange(self.gw.port, head + b'{"model":', read_timeout=2.0, expect=1)
+        self.assertEqual(first_status(data), 413)
+        self.assertIn(b"request_too_large", data)
+
+    # --- provider errors and failover -------------------------------------------
+    def test_provider_error_keeps_status_and_message(self):
+        self.main.script(status=400, body={"error": {"message": "context too long", "type": "invalid_request_error",
+                                                     "param": "messages", "code": "context_length_exceeded"}})
+        resp = self.post("/v1/chat/completions", chat())
+        err = self.assertOpenAIError(resp, 400, code="context_length_exceeded")
+        self.assertEqual(err["message"], "context too long")
+
+    def test_provider_429_without_fallback_is_429(self):
+        self.main.script(status=429)
+        resp = self.post("/v1/chat/completions", chat())
+        self.assertOpenAIError(resp, 429)
+
+    def test_fallback_on_429_and_5xx(self):
+        for status in (429, 500, 503):
+            with self.subTest(status=status):
+                self.main.script(status=status)
+                resp = self.post("/v1/chat/completions", chat(model="resilient"))
+                self.assertEqual(resp.status, 200, resp.body)
+                self.assertEqual(resp.headers["x-ganglion-provider"], "backup")
+                self.assertEqual(resp.headers["x-ganglion-model"], "backup-model")
+                self.assertEqual(resp.headers["x-ganglion-attempts"], "2")
+                self.assertEqual(self.backup.last()["headers"]["authorization"], "Bearer sk-provider-backup")
+
+    def test_no_fallback_on_client_errors(self):
+        self.main.script(status=400)
+        resp = self.post("/v1/chat/completions", chat(model="resilient"))
+        self.assertEqual(resp.status, 400)
+        self.assertEqual(self.backup.requests, [])
+
+    def test_every_target_failing_is_never_200(self):
+        self.main.script(status=503)
+        self.backup.script(status=502)
+        resp = self.post("/v1/chat/completions", chat(model="resilient"))
+        self.assertOpenAIError(resp, 502)
+        self.assertEqual(resp.headers["x-ganglion-attempts"], "2")
+
+    def test_fallback_when_provider_drops_the_connection(self):
+        # Enough drops that the gateway's retries of pooled (possibly stale) connections run out.
+        self.main.script(close=True, times=5)
+        resp = self.post("/v1/chat/completions", chat(model="resilient"))
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertEqual(resp.headers["x-ganglion-provider"], "backup")
+
+    # --- other endpoints ---------------------------------------------------------
+    def test_models_list(self):
+        resp = self.gw.request("GET", "/v1/models", headers=AUTH)
+        self.assertEqual(resp.status, 200)
+        ids = [m["id"] for m in resp.json()["data"]]
+        self.assertEqual(ids, ["gpt-4o-mini", "resilient", "embed"])
+        one = self.gw.request("GET", "/v1/models/resilient", headers=AUTH)
+        self.assertEqual(one.json()["id"], "resilient")
+        self.assertOpenAIError(self.gw.request("GET", "/v1/models/nope", headers=AUTH), 404, code="model_not_found")
+
+    def test_embeddings(self):
+        resp = self.post("/v1/embeddings", json.dumps({"model": "embed", "input": ["a b", "c"]}))
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertEqual(len(resp.json()["data"]), 2)
+        self.assertEqual(self.main.last()["json"]["model"], "text-embedding-3-small")
+        bad = self.post("/v1/embeddings", json.dumps({"model": "embed", "input": 5}))
+        self.assertOpenAIError(bad, 400, code="invalid_type", param="input")
+
+
+if __name__ == "__main__":
+    unittest.main()
