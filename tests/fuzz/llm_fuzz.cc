@@ -1,4 +1,4 @@
-// libFuzzer target for the LLM ingress and the OpenAI stream decoder. Any bytes must:
+// libFuzzer target for the LLM ingress and the OpenAI and Anthropic codecs. Any bytes must:
 //  - parse as a chat request, or give a 400 naming a reason; a parsed request must encode
 //    into a provider request whose body is a JSON object with the provider's model;
 //  - decode as an OpenAI SSE stream to the same chunks, usage and end state whether fed whole
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "llm/chat_request.h"
+#include "llm/providers/anthropic.h"
 #include "llm/providers/openai.h"
 
 namespace {
@@ -33,7 +34,7 @@ struct Decoded {
   bool operator==(const Decoded&) const = default;
 };
 
-Decoded decode(const llm::OpenAiCodec& codec, std::string_view bytes, size_t split) {
+Decoded decode(const llm::ProviderCodec& codec, std::string_view bytes, size_t split) {
   Decoded d;
   auto dec = codec.chatStream();
   std::vector<boost::json::object> chunks;
@@ -80,5 +81,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Decoded whole = decode(codec, text, size);
   Decoded parts = decode(codec, text, split);
   if (!whole.failed && !parts.failed) CHECK(whole == parts);
+
+  // ... and as an Anthropic stream (chunks carry `created` from the clock: compare without it).
+  provider.kind = "anthropic";
+  llm::AnthropicCodec anthropic(provider);
+  if (!err) {
+    llm::ProviderRequest out;
+    anthropic.chatRequest(req, "claude", out);
+    boost::system::error_code ec;
+    auto body = boost::json::parse(out.body, ec);
+    CHECK(!ec && body.is_object() && body.as_object().at("messages").is_array());
+  }
+  Decoded a_whole = decode(anthropic, text, size);
+  Decoded a_parts = decode(anthropic, text, split);
+  if (!a_whole.failed && !a_parts.failed) {
+    CHECK(a_whole.chunks.size() == a_parts.chunks.size());
+    CHECK(a_whole.completion == a_parts.completion && a_whole.finished == a_parts.finished);
+  }
   return 0;
 }

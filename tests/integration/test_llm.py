@@ -24,7 +24,18 @@ providers:
     kind: openai
     base_url: http://@BACKUP@/v1
     api_key: sk-provider-backup
+  - name: claude
+    kind: anthropic
+    base_url: http://@MAIN@
+    api_key: sk-ant-provider
 models:
+  - name: claude-haiku
+    targets: [ { provider: claude, model: claude-3-5-haiku-latest } ]
+  - name: gpt-then-claude
+    strategy: fallback
+    targets:
+      - { provider: main, model: primary-model }
+      - { provider: claude, model: claude-3-5-haiku-latest }
   - name: gpt-4o-mini
     targets: [ { provider: main, model: gpt-4o-mini-2024-07-18 } ]
   - name: resilient
@@ -280,12 +291,65 @@ class LlmGatewayTest(unittest.TestCase):
         self.assertEqual(resp.status, 200, resp.body)
         self.assertEqual(resp.headers["x-ganglion-provider"], "backup")
 
+    # --- translated providers -----------------------------------------------------
+    def test_anthropic_whole_answer_in_openai_shape(self):
+        resp = self.post("/v1/chat/completions", chat(model="claude-haiku", text="echo: bonjour tout le monde"))
+        self.assertEqual(resp.status, 200, resp.body)
+        body = resp.json()
+        self.assertEqual(body["object"], "chat.completion")
+        self.assertEqual(body["choices"][0]["message"]["content"], "bonjour tout le monde")
+        self.assertEqual(body["choices"][0]["finish_reason"], "stop")
+        self.assertEqual(body["usage"]["completion_tokens"], 4)
+        sent = self.main.last()
+        self.assertEqual(sent["path"], "/v1/messages")
+        self.assertEqual(sent["headers"]["x-api-key"], "sk-ant-provider")
+        self.assertIn("anthropic-version", sent["headers"])
+        self.assertNotIn("authorization", sent["headers"])
+        self.assertEqual(sent["json"]["model"], "claude-3-5-haiku-latest")
+        self.assertGreater(sent["json"]["max_tokens"], 0)
+
+    def test_anthropic_stream_with_tools(self):
+        tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+        resp = self.post("/v1/chat/completions", chat(model="claude-haiku", text="weather please", tools=tools,
+                                                      stream=True, stream_options={"include_usage": True}))
+        self.assertEqual(resp.status, 200, resp.body)
+        events = sse_events(resp.body)
+        self.assertEqual(events[-1], "[DONE]")
+        chunks = [json.loads(e) for e in events[:-1]]
+        calls = {}
+        finish = None
+        for c in chunks:
+            for choice in c["choices"]:
+                finish = choice.get("finish_reason") or finish
+                for tc in choice["delta"].get("tool_calls") or []:
+                    slot = calls.setdefault(tc["index"], {"name": "", "args": ""})
+                    slot["name"] += tc.get("function", {}).get("name") or ""
+                    slot["args"] += tc.get("function", {}).get("arguments") or ""
+        self.assertEqual(finish, "tool_calls")
+        self.assertEqual(sorted(json.loads(v["args"])["city"] for v in calls.values()), ["Paris", "Tokyo"])
+        self.assertEqual(chunks[-1]["choices"], [])
+        self.assertGreater(chunks[-1]["usage"]["prompt_tokens"], 0)
+        self.assertTrue(self.main.last()["json"]["stream"])
+
+    def test_anthropic_error_keeps_status(self):
+        self.main.script(status=529)
+        resp = self.post("/v1/chat/completions", chat(model="claude-haiku"))
+        err = self.assertOpenAIError(resp, 529)
+        self.assertEqual(err["type"], "overloaded_error")
+
+    def test_fallback_across_dialects(self):
+        self.main.script(status=503)
+        resp = self.post("/v1/chat/completions", chat(model="gpt-then-claude", text="echo: via claude"))
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertEqual(resp.headers["x-ganglion-provider"], "claude")
+        self.assertEqual(resp.json()["choices"][0]["message"]["content"], "via claude")
+
     # --- other endpoints ---------------------------------------------------------
     def test_models_list(self):
         resp = self.gw.request("GET", "/v1/models", headers=AUTH)
         self.assertEqual(resp.status, 200)
         ids = [m["id"] for m in resp.json()["data"]]
-        self.assertEqual(ids, ["gpt-4o-mini", "resilient", "embed"])
+        self.assertEqual(ids, ["claude-haiku", "gpt-then-claude", "gpt-4o-mini", "resilient", "embed"])
         one = self.gw.request("GET", "/v1/models/resilient", headers=AUTH)
         self.assertEqual(one.json()["id"], "resilient")
         self.assertOpenAIError(self.gw.request("GET", "/v1/models/nope", headers=AUTH), 404, code="model_not_found")

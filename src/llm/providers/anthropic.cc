@@ -1,0 +1,364 @@
+#include "llm/providers/anthropic.h"
+
+#include <fmt/format.h>
+#include <boost/json.hpp>
+#include <map>
+
+#include "http/sse.h"
+#include "llm/openai_shapes.h"
+
+namespace ganglion::llm {
+
+namespace json = boost::json;
+
+namespace {
+
+const json::object* objectAt(const json::object& o, std::string_view key) {
+  auto it = o.find(key);
+  return it == o.end() ? nullptr : it->value().if_object();
+}
+
+std::string_view stringAt(const json::object& o, std::string_view key) {
+  auto it = o.find(key);
+  if (it == o.end() || !it->value().is_string()) return {};
+  return it->value().get_string();
+}
+
+uint64_t countAt(const json::object& o, std::string_view key) {
+  auto it = o.find(key);
+  if (it == o.end()) return 0;
+  if (auto* i = it->value().if_int64()) return *i > 0 ? static_cast<uint64_t>(*i) : 0;
+  if (auto* u = it->value().if_uint64()) return *u;
+  return 0;
+}
+
+/// The text of an OpenAI content value (string or text parts).
+std::string textOf(const json::value& content) {
+  if (auto* s = content.if_string()) return std::string(*s);
+  std::string out;
+  if (auto* parts = content.if_array())
+    for (const auto& p : *parts)
+      if (auto* po = p.if_object(); po && stringAt(*po, "type") == "text") {
+        if (!out.empty()) out += "\n";
+        out += stringAt(*po, "text");
+      }
+  return out;
+}
+
+/// An OpenAI image_url part as an Anthropic image block (data: URLs become base64 sources).
+json::object imageBlock(std::string_view url) {
+  constexpr std::string_view kData = "data:";
+  if (url.substr(0, kData.size()) == kData) {
+    size_t semi = url.find(';'), comma = url.find(',');
+    if (semi != std::string_view::npos && comma != std::string_view::npos && semi < comma &&
+        url.substr(semi, comma - semi) == ";base64") {
+      return json::object{{"type", "image"},
+                          {"source", json::object{{"type", "base64"},
+                                                  {"media_type", url.substr(kData.size(), semi - kData.size())},
+                                                  {"data", url.substr(comma + 1)}}}};
+    }
+  }
+  return json::object{{"type", "image"}, {"source", json::object{{"type", "url"}, {"url", url}}}};
+}
+
+/// OpenAI message content as Anthropic content blocks.
+json::array contentBlocks(const json::value& content) {
+  json::array blocks;
+  if (auto* s = content.if_string()) {
+    if (!s->empty()) blocks.push_back(json::object{{"type", "text"}, {"text", *s}});
+  } else if (auto* parts = content.if_array()) {
+    for (const auto& p : *parts) {
+      auto* po = p.if_object();
+      if (!po) continue;
+      auto type = stringAt(*po, "type");
+      if (type == "text") blocks.push_back(json::object{{"type", "text"}, {"text", stringAt(*po, "text")}});
+      else if (type == "image_url")
+        if (auto* img = objectAt(*po, "image_url")) blocks.push_back(imageBlock(stringAt(*img, "url")));
+    }
+  }
+  return blocks;
+}
+
+/// Appends blocks to the last message when it has the same role (Anthropic wants turns to
+/// alternate), else starts a new message.
+void appendTurn(json::array& messages, std::string_view role, json::array blocks) {
+  if (blocks.empty()) return;
+  if (!messages.empty()) {
+    auto& last = messages.back().as_object();
+    if (last["role"].as_string() == role) {
+      auto& content = last["content"].as_array();
+      for (auto& b : blocks) content.push_back(std::move(b));
+      return;
+    }
+  }
+  messages.push_back(json::object{{"role", role}, {"content", std::move(blocks)}});
+}
+
+json::value parseArguments(std::string_view arguments) {
+  boost::system::error_code ec;
+  json::value v = json::parse(arguments, ec);
+  if (ec || !v.is_object()) return json::object();  // the model's own malformed JSON: send an empty input
+  return v;
+}
+
+class AnthropicStream final : public ChatStreamDecoder {
+ public:
+  std::optional<ApiError> feed(std::string_view bytes, std::vector<json::object>& out, Usage& usage) override {
+    std::optional<ApiError> err;
+    bool ok = sse_.feed(bytes, [&](const http::SseEvent& e) {
+      if (err || finished_) return;
+      boost::system::error_code ec;
+      json::value v = json::parse(e.data, ec);
+      if (ec || !v.is_object()) {
+        err = ApiError{502, "api_error", "the provider sent a stream event that is not a JSON object", "",
+                       "bad_provider_response"};
+        return;
+      }
+      onEvent(v.get_object(), out, usage, err);
+    });
+    if (!ok && !err) err = ApiError{502, "api_error", "the provider sent a stream event over the size limit", "",
+                                    "bad_provider_response"};
+    return err;
+  }
+  bool finished() const override { return finished_; }
+
+ private:
+  void onEvent(const json::object& ev, std::vector<json::object>& out, Usage& usage, std::optional<ApiError>& err) {
+    auto type = stringAt(ev, "type");
+    if (type == "message_start") {
+      if (auto* msg = objectAt(ev, "message")) {
+        stamp_.id = fmt::format("chatcmpl-{}", stringAt(*msg, "id"));
+        stamp_.model = std::string(stringAt(*msg, "model"));
+        stamp_.created = nowSeconds();
+        if (auto* u = objectAt(*msg, "usage")) usage_ = usageFromAnthropic(*u);
+      }
+      out.push_back(chunk(stamp_, json::object{{"role", "assistant"}, {"content", ""}}));
+    } else if (type == "content_block_start") {
+      auto* block = objectAt(ev, "content_block");
+      if (block && stringAt(*block, "type") == "tool_use") {
+        int64_t index = ev.contains("index") && ev.at("index").is_int64() ? ev.at("index").as_int64() : -1;
+        tool_index_[index] = next_tool_;
+        json::object call = toolCall(stringAt(*block, "id"), stringAt(*block, "name"), "");
+        call["index"] = next_tool_++;
+        out.push_back(chunk(stamp_, json::object{{"tool_calls", json::array{std::move(call)}}}));
+      } else if (block && stringAt(*block, "type") == "text" && !stringAt(*block, "text").empty()) {
+        out.push_back(chunk(stamp_, json::object{{"content", stringAt(*block, "text")}}));
+      }
+    } else if (type == "content_block_delta") {
+      auto* delta = objectAt(ev, "delta");
+      if (!delta) return;
+      auto dtype = stringAt(*delta, "type");
+      if (dtype == "text_delta") {
+        out.push_back(chunk(stamp_, json::object{{"content", stringAt(*delta, "text")}}));
+      } else if (dtype == "input_json_delta") {
+        int64_t index = ev.contains("index") && ev.at("index").is_int64() ? ev.at("index").as_int64() : -1;
+        auto it = tool_index_.find(index);
+        if (it == tool_index_.end()) return;
+        json::object call{{"index", it->second},
+                          {"function", json::object{{"arguments", stringAt(*delta, "partial_json")}}}};
+        out.push_back(chunk(stamp_, json::object{{"tool_calls", json::array{std::move(call)}}}));
+      }
+      // thinking_delta / signature_delta: extended thinking has no OpenAI chunk field.
+    } else if (type == "message_delta") {
+      if (auto* u = objectAt(ev, "usage")) {
+        // Cumulative counts: the latest value wins; input counts appear here on some models.
+        usage_.completion = countAt(*u, "output_tokens");
+        if (u->contains("input_tokens")) {
+          Usage in = usageFromAnthropic(*u);
+          usage_.prompt = in.prompt;
+          usage_.cached = in.cached;
+          usage_.cache_write = in.cache_write;
+        }
+      }
+      if (auto* d = objectAt(ev, "delta"); d && !stringAt(*d, "stop_reason").empty())
+        out.push_back(chunk(stamp_, json::object(), finishFromAnthropic(stringAt(*d, "stop_reason"))));
+    } else if (type == "message_stop") {
+      usage_.reported = true;
+      usage = usage_;
+      out.push_back(usageChunk(stamp_, usage_));
+      finished_ = true;
+    } else if (type == "error") {
+      const json::object* e = objectAt(ev, "error");
+      std::string_view etype = e ? stringAt(*e, "type") : "api_error";
+      err = ApiError{etype == "overloaded_error" ? 529 : 502, std::string(etype),
+                     std::string(e ? stringAt(*e, "message") : "the provider reported an error"), "",
+                     std::string(etype)};
+    }
+    // ping and unknown event types are ignored, as Anthropic's versioning policy asks.
+  }
+
+  http::SseParser sse_;
+  ChunkStamp stamp_;
+  Usage usage_;
+  std::map<int64_t, int64_t> tool_index_;  ///< content block index → OpenAI tool call index
+  int64_t next_tool_ = 0;
+  bool finished_ = false;
+};
+
+}  // namespace
+
+std::string_view finishFromAnthropic(std::string_view stop_reason) {
+  if (stop_reason == "max_tokens" || stop_reason == "model_context_window_exceeded") return "length";
+  if (stop_reason == "tool_use") return "tool_calls";
+  if (stop_reason == "refusal") return "content_filter";
+  return "stop";  // end_turn, stop_sequence, pause_turn
+}
+
+Usage usageFromAnthropic(const json::object& u) {
+  Usage out;
+  out.reported = true;
+  out.cached = countAt(u, "cache_read_input_tokens");
+  out.cache_write = countAt(u, "cache_creation_input_tokens");
+  out.prompt = countAt(u, "input_tokens") + out.cached + out.cache_write;
+  out.completion = countAt(u, "output_tokens");
+  return out;
+}
+
+AnthropicCodec::AnthropicCodec(const control::ProviderConfig& p)
+    : base_path_(p.base_path), api_key_(p.api_key),
+      version_(p.api_version.empty() ? std::string(kVersion) : p.api_version) {}
+
+void AnthropicCodec::chatRequest(const ChatRequest& req, std::string_view model, ProviderRequest& out) const {
+  out.path = base_path_ + "/v1/messages";
+  out.headers.emplace_back("x-api-key", api_key_);
+  out.headers.emplace_back("anthropic-version", version_);
+  const json::object& in = req.body;
+  json::object body;
+  body["model"] = model;
+  json::array system, messages;
+  for (const auto& mv : in.at("messages").as_array()) {
+    const auto& m = mv.as_object();
+    auto role = stringAt(m, "role");
+    const json::value* content = m.if_contains("content");
+    if (role == "system" || role == "developer") {
+      std::string text = content ? textOf(*content) : "";
+      if (!text.empty()) system.push_back(json::object{{"type", "text"}, {"text", text}});
+    } else if (role == "user") {
+      if (content) appendTurn(messages, "user", contentBlocks(*content));
+    } else if (role == "assistant") {
+      json::array blocks = content ? contentBlocks(*content) : json::array();
+      if (auto* calls = m.if_contains("tool_calls"); calls && calls->is_array())
+        for (const auto& c : calls->as_array()) {
+          const auto& co = c.as_object();
+          const auto& fn = co.at("function").as_object();
+          blocks.push_back(json::object{{"type", "tool_use"},
+                                        {"id", stringAt(co, "id")},
+                                        {"name", stringAt(fn, "name")},
+                                        {"input", parseArguments(stringAt(fn, "arguments"))}});
+        }
+      appendTurn(messages, "assistant", std::move(blocks));
+    } else if (role == "tool" || role == "function") {
+      json::object result{{"type", "tool_result"},
+                          {"tool_use_id", role == "tool" ? stringAt(m, "tool_call_id") : stringAt(m, "name")},
+                          {"content", content ? textOf(*content) : ""}};
+      appendTurn(messages, "user", json::array{std::move(result)});
+    }
+  }
+  if (!system.empty()) {
+    if (system.size() == 1) body["system"] = system[0].as_object()["text"];
+    else body["system"] = std::move(system);
+  }
+  body["messages"] = std::move(messages);
+  body["max_tokens"] = req.max_output ? req.max_output : kDefaultMaxTokens;
+  if (auto* t = in.if_contains("temperature"); t && t->is_number())
+    body["temperature"] = std::min(1.0, t->to_number<double>());  // Anthropic's range is [0, 1]
+  if (auto* p = in.if_contains("top_p"); p && p->is_number()) body["top_p"] = *p;
+  if (auto* stop = in.if_contains("stop")) {
+    if (stop->is_string()) body["stop_sequences"] = json::array{*stop};
+    else if (stop->is_array()) body["stop_sequences"] = *stop;
+  }
+  if (auto* user = in.if_contains("user"); user && user->is_string())
+    body["metadata"] = json::object{{"user_id", *user}};
+  if (auto* tools = in.if_contains("tools"); tools && tools->is_array() && !tools->as_array().empty()) {
+    json::array out_tools;
+    for (const auto& t : tools->as_array()) {
+      const auto& fn = t.as_object().at("function").as_object();
+      json::object tool{{"name", stringAt(fn, "name")}};
+      if (auto d = stringAt(fn, "description"); !d.empty()) tool["description"] = d;
+      auto* params = fn.if_contains("parameters");
+      tool["input_schema"] = params && params->is_object() ? *params : json::value(json::object{{"type", "object"}});
+      out_tools.push_back(std::move(tool));
+    }
+    body["tools"] = std::move(out_tools);
+    json::object choice{{"type", "auto"}};
+    if (auto* tc = in.if_contains("tool_choice")) {
+      if (tc->is_string()) {
+        auto s = tc->get_string();
+        choice["type"] = s == "required" ? "any" : s == "none" ? "none" : "auto";
+      } else if (tc->is_object()) {
+        choice = json::object{{"type", "tool"}, {"name", stringAt(tc->as_object().at("function").as_object(), "name")}};
+      }
+    }
+    if (auto* ptc = in.if_contains("parallel_tool_calls"); ptc && ptc->is_bool() && !ptc->get_bool() &&
+                                                           choice["type"] != "none")
+      choice["disable_parallel_tool_use"] = true;
+    body["tool_choice"] = std::move(choice);
+  }
+  if (req.stream) body["stream"] = true;
+  out.body = json::serialize(body);
+}
+
+std::optional<ApiError> AnthropicCodec::chatResponse(std::string_view text, std::string& out, Usage& usage) const {
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec || !v.is_object())
+    return ApiError{502, "api_error", "the provider sent a message that is not a JSON object", "", "bad_provider_response"};
+  const auto& msg = v.get_object();
+  ChunkStamp stamp{fmt::format("chatcmpl-{}", stringAt(msg, "id")), std::string(stringAt(msg, "model")), nowSeconds()};
+  std::string content;
+  bool has_text = false;
+  json::array calls;
+  if (auto* blocks = msg.if_contains("content"); blocks && blocks->is_array()) {
+    for (const auto& b : blocks->as_array()) {
+      auto* bo = b.if_object();
+      if (!bo) continue;
+      auto type = stringAt(*bo, "type");
+      if (type == "text") {
+        content += stringAt(*bo, "text");
+        has_text = true;
+      } else if (type == "tool_use") {
+        auto* input = bo->if_contains("input");
+        calls.push_back(toolCall(stringAt(*bo, "id"), stringAt(*bo, "name"),
+                                 input ? json::serialize(*input) : std::string("{}")));
+      }
+    }
+  }
+  json::object message{{"role", "assistant"}};
+  message["content"] = has_text ? json::value(content) : json::value(nullptr);
+  if (!calls.empty()) message["tool_calls"] = std::move(calls);
+  message["refusal"] = nullptr;
+  if (auto* u = objectAt(msg, "usage")) usage = usageFromAnthropic(*u);
+  out = json::serialize(completion(stamp, std::move(message), finishFromAnthropic(stringAt(msg, "stop_reason")), usage));
+  return std::nullopt;
+}
+
+std::unique_ptr<ChatStreamDecoder> AnthropicCodec::chatStream() const { return std::make_unique<AnthropicStream>(); }
+
+std::optional<ApiError> AnthropicCodec::embeddingsRequest(const EmbeddingsRequest&, std::string_view,
+                                                          ProviderRequest&) const {
+  return ApiError{400, "invalid_request_error", "Anthropic has no embeddings API: route this model to another provider",
+                  "model", "embeddings_unsupported"};
+}
+
+std::optional<ApiError> AnthropicCodec::embeddingsResponse(std::string_view, std::string&, Usage&) const {
+  return ApiError{502, "api_error", "Anthropic has no embeddings API", "", "embeddings_unsupported"};
+}
+
+ApiError AnthropicCodec::error(int status, std::string_view body) const {
+  ApiError e;
+  e.status = status;
+  e.type = std::string(openaiTypeForStatus(status));
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (!ec && v.is_object())
+    if (auto* err = objectAt(v.get_object(), "error")) {
+      if (auto t = stringAt(*err, "type"); !t.empty()) e.type = e.code = std::string(t);
+      e.message = std::string(stringAt(*err, "message"));
+    }
+  if (e.message.empty())
+    e.message = body.empty() ? fmt::format("the provider answered HTTP {}", status)
+                             : fmt::format("the provider answered HTTP {}: {}", status, body.substr(0, 300));
+  return e;
+}
+
+}  // namespace ganglion::llm
