@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "llm/providers/anthropic.h"
+#include "llm/providers/gemini.h"
 #include "llm/providers/openai.h"
 
 namespace ganglion::llm {
@@ -10,7 +11,8 @@ namespace ganglion::llm {
 std::unique_ptr<ProviderCodec> makeCodec(const control::ProviderConfig& provider) {
   const auto& kind = provider.kind;
   if (kind == "anthropic") return std::make_unique<AnthropicCodec>(provider);
-  if (kind == "gemini" || kind == "bedrock") return nullptr;
+  if (kind == "gemini") return std::make_unique<GeminiCodec>(provider);
+  if (kind == "bedrock") return nullptr;
   return std::make_unique<OpenAiCodec>(provider);  // openai, azure and the OpenAI-compatible presets
 }
 

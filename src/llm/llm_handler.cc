@@ -467,6 +467,10 @@ Task<void> LlmHandler::embeddings(Call& call) {
   if (uc.parser.response().keep_alive)
     proxy::release(call.upstreams[tried.provider->upstream], 0, std::move(tried.call.conn));
   auto err = tried.provider->codec->embeddingsResponse(body, answer, call.rec.usage);
+  if (!call.rec.usage.reported) {  // some providers (Gemini) do not count embedding tokens
+    call.rec.usage.estimated = true;
+    call.rec.usage.prompt = req.prompt_estimate;
+  }
   if (err) co_return co_await sendError(call, std::move(*err));
   co_await sendJson(call, 200, answer);
 }

@@ -1,4 +1,4 @@
-// libFuzzer target for the LLM ingress and the OpenAI and Anthropic codecs. Any bytes must:
+// libFuzzer target for the LLM ingress and the OpenAI, Anthropic and Gemini codecs. Any bytes must:
 //  - parse as a chat request, or give a 400 naming a reason; a parsed request must encode
 //    into a provider request whose body is a JSON object with the provider's model;
 //  - decode as an OpenAI SSE stream to the same chunks, usage and end state whether fed whole
@@ -13,6 +13,7 @@
 
 #include "llm/chat_request.h"
 #include "llm/providers/anthropic.h"
+#include "llm/providers/gemini.h"
 #include "llm/providers/openai.h"
 
 namespace {
@@ -85,18 +86,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // ... and as an Anthropic stream (chunks carry `created` from the clock: compare without it).
   provider.kind = "anthropic";
   llm::AnthropicCodec anthropic(provider);
-  if (!err) {
-    llm::ProviderRequest out;
-    anthropic.chatRequest(req, "claude", out);
-    boost::system::error_code ec;
-    auto body = boost::json::parse(out.body, ec);
-    CHECK(!ec && body.is_object() && body.as_object().at("messages").is_array());
-  }
-  Decoded a_whole = decode(anthropic, text, size);
-  Decoded a_parts = decode(anthropic, text, split);
-  if (!a_whole.failed && !a_parts.failed) {
-    CHECK(a_whole.chunks.size() == a_parts.chunks.size());
-    CHECK(a_whole.completion == a_parts.completion && a_whole.finished == a_parts.finished);
+  provider.kind = "gemini";
+  llm::GeminiCodec gemini(provider);
+  for (const llm::ProviderCodec* translated : {static_cast<const llm::ProviderCodec*>(&anthropic),
+                                               static_cast<const llm::ProviderCodec*>(&gemini)}) {
+    if (!err) {
+      llm::ProviderRequest out;
+      translated->chatRequest(req, "model-x", out);
+      boost::system::error_code ec;
+      CHECK(boost::json::parse(out.body, ec).is_object() && !ec);
+    }
+    Decoded a_whole = decode(*translated, text, size);
+    Decoded a_parts = decode(*translated, text, split);
+    if (!a_whole.failed && !a_parts.failed) {
+      CHECK(a_whole.chunks.size() == a_parts.chunks.size());
+      CHECK(a_whole.completion == a_parts.completion && a_whole.finished == a_parts.finished);
+    }
+    std::string answer;
+    llm::Usage usage;
+    translated->chatResponse(text, answer, usage);  // any bytes: an error or a JSON completion
+    if (!answer.empty()) CHECK(boost::json::parse(answer).is_object());
   }
   return 0;
 }

@@ -8,7 +8,8 @@ accounting, retries and failure handling without a network:
              GET <prefix>/models                      (Authorization: Bearer ... required)
   Azure      the same under /openai/deployments/{dep}/...?api-version=...  (api-key header)
   Anthropic  POST /v1/messages                     (x-api-key + anthropic-version required)
-  Gemini     POST /v1beta/models/{model}:generateContent | :streamGenerateContent?alt=sse,
+  Gemini     POST /v1beta/models/{model}:generateContent | :streamGenerateContent?alt=sse
+             | :batchEmbedContents,
              GET /v1beta/models                    (x-goog-api-key header or ?key=)
 
     with FakeProvider() as p:
@@ -382,6 +383,14 @@ class _ProviderHandler(_UpstreamHandler):
             if m and self.command == "POST":
                 return self._gemini(doc, entry, m.group(1), m.group(2) == "streamGenerateContent",
                                     query.get("alt", [""])[0] == "sse")
+            if self.command == "POST" and route.endswith(":batchEmbedContents") and isinstance(doc, dict):
+                # One deterministic 8-float vector per request, as embeddings[i].values.
+                vectors = []
+                for i, r in enumerate(doc.get("requests") or []):
+                    text = "".join(p.get("text", "") for p in (r.get("content") or {}).get("parts") or [])
+                    seed = sum(text.encode()) + i
+                    vectors.append({"values": [round(((seed * (k + 3)) % 97) / 97.0, 6) for k in range(8)]})
+                return self._reply(200, "application/json; charset=UTF-8", _indented({"embeddings": vectors}), entry)
             if self.command == "GET" and route.rstrip("/").endswith("/models"):
                 models = [{"name": "models/" + m, "displayName": m,
                            "supportedGenerationMethods": ["generateContent", "countTokens"]}

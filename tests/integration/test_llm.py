@@ -28,7 +28,15 @@ providers:
     kind: anthropic
     base_url: http://@MAIN@
     api_key: sk-ant-provider
+  - name: google
+    kind: gemini
+    base_url: http://@MAIN@
+    api_key: gm-provider-key
 models:
+  - name: gemini-flash
+    targets: [ { provider: google, model: gemini-2.0-flash } ]
+  - name: gemini-embed
+    targets: [ { provider: google, model: text-embedding-004 } ]
   - name: claude-haiku
     targets: [ { provider: claude, model: claude-3-5-haiku-latest } ]
   - name: gpt-then-claude
@@ -344,12 +352,53 @@ class LlmGatewayTest(unittest.TestCase):
         self.assertEqual(resp.headers["x-ganglion-provider"], "claude")
         self.assertEqual(resp.json()["choices"][0]["message"]["content"], "via claude")
 
+    def test_gemini_whole_answer(self):
+        resp = self.post("/v1/chat/completions", chat(model="gemini-flash", text="echo: hola amigos"))
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertEqual(resp.json()["choices"][0]["message"]["content"], "hola amigos")
+        sent = self.main.last()
+        self.assertEqual(sent["path"], "/v1beta/models/gemini-2.0-flash:generateContent")
+        self.assertEqual(sent["headers"]["x-goog-api-key"], "gm-provider-key")
+        self.assertEqual(sent["json"]["contents"][0]["role"], "user")
+
+    def test_gemini_stream_split_crlf_events(self):
+        self.main.script(split_events=-1)  # cut between the \r and \n of the CRLF pair
+        resp = self.post("/v1/chat/completions", chat(model="gemini-flash", text="echo: one two three four",
+                                                      stream=True, stream_options={"include_usage": True}))
+        self.assertEqual(resp.status, 200, resp.body)
+        events = sse_events(resp.body)
+        self.assertEqual(events[-1], "[DONE]")
+        chunks = [json.loads(e) for e in events[:-1]]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+        self.assertEqual(text.split(), ["one", "two", "three", "four"])
+        self.assertEqual(chunks[-1]["usage"]["completion_tokens"], 4)
+        self.assertTrue(self.main.last()["path"].endswith(":streamGenerateContent?alt=sse"))
+
+    def test_gemini_tool_calls(self):
+        tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+        resp = self.post("/v1/chat/completions", chat(model="gemini-flash", text="weather?", tools=tools))
+        self.assertEqual(resp.status, 200, resp.body)
+        choice = resp.json()["choices"][0]
+        self.assertEqual(choice["finish_reason"], "tool_calls")
+        cities = sorted(json.loads(c["function"]["arguments"])["city"] for c in choice["message"]["tool_calls"])
+        self.assertEqual(cities, ["Paris", "Tokyo"])
+
+    def test_gemini_embeddings(self):
+        resp = self.post("/v1/embeddings", json.dumps({"model": "gemini-embed", "input": ["x", "y", "z"]}))
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertEqual([d["index"] for d in resp.json()["data"]], [0, 1, 2])
+
+    def test_gemini_error_keeps_status(self):
+        self.main.script(status=429)
+        err = self.assertOpenAIError(self.post("/v1/chat/completions", chat(model="gemini-flash")), 429)
+        self.assertEqual(err["code"], "RESOURCE_EXHAUSTED")
+
     # --- other endpoints ---------------------------------------------------------
     def test_models_list(self):
         resp = self.gw.request("GET", "/v1/models", headers=AUTH)
         self.assertEqual(resp.status, 200)
         ids = [m["id"] for m in resp.json()["data"]]
-        self.assertEqual(ids, ["claude-haiku", "gpt-then-claude", "gpt-4o-mini", "resilient", "embed"])
+        self.assertEqual(ids, ["gemini-flash", "gemini-embed", "claude-haiku", "gpt-then-claude", "gpt-4o-mini", "resilient", "embed"])
         one = self.gw.request("GET", "/v1/models/resilient", headers=AUTH)
         self.assertEqual(one.json()["id"], "resilient")
         self.assertOpenAIError(self.gw.request("GET", "/v1/models/nope", headers=AUTH), 404, code="model_not_found")
