@@ -111,4 +111,19 @@ std::string decodePercent(std::string_view s) {
   return out;
 }
 
+std::optional<uint64_t> parseMillionths(std::string_view text) {
+  size_t dot = text.find('.');
+  std::string_view whole = text.substr(0, dot), frac = dot == std::string_view::npos ? "" : text.substr(dot + 1);
+  if (whole.empty() || frac.size() > 6 || (dot != std::string_view::npos && frac.empty())) return std::nullopt;
+  auto w = parseUint(whole);
+  if (!w || *w > 18'000'000'000'000ull) return std::nullopt;
+  uint64_t f = 0;
+  for (size_t i = 0; i < 6; ++i) {
+    char c = i < frac.size() ? frac[i] : '0';
+    if (c < '0' || c > '9') return std::nullopt;
+    f = f * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return *w * 1'000'000 + f;
+}
+
 }  // namespace ganglion

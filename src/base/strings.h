@@ -37,6 +37,10 @@ std::optional<uint64_t> parseByteSize(std::string_view text);
 std::optional<uint64_t> parseUint(std::string_view text);
 
 /// Escapes `s` for inclusion inside a JSON string literal (no surrounding quotes).
+/// "12.5" → 12500000: a non-negative decimal with at most 6 fraction digits, in millionths.
+/// Exact (no floating point); nullopt on anything else or overflow.
+std::optional<uint64_t> parseMillionths(std::string_view text);
+
 /// Decodes %XX escapes (a malformed escape is kept as written).
 std::string decodePercent(std::string_view s);
 

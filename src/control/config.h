@@ -128,16 +128,31 @@ struct RouteConfig {
   int upstream_line = 0;  ///< where `upstream:` is written, for reference errors
 };
 
+/// Money is counted in integer picodollars (1e-12 USD): a price in USD per million tokens
+/// is exactly picodollars per token, so every cost is an exact integer product.
+using Picodollars = uint64_t;
+
+/// What one key may spend on the LLM API; 0 = no limit.
+struct KeyLimits {
+  uint32_t rpm = 0;            ///< requests per minute
+  uint64_t tpm = 0;            ///< tokens (prompt + completion) per minute
+  Picodollars budget = 0;      ///< spend per period
+  enum class Period { kDay, kMonth } period = Period::kMonth;  ///< UTC calendar day or month
+  bool any() const { return rpm || tpm || budget; }
+};
+
 /// A gateway API key. Only its SHA-256 is kept; the key itself is dropped after loading.
 struct KeyConfig {
   std::string name;
   Sha256 hash{};
+  KeyLimits limits;
   int line = 0;
 };
 
 /// Key lookup by digest, built at load and shared by the auth filters of a snapshot.
 struct KeyTable {
   std::unordered_map<Sha256, std::string, DigestHash> by_hash;  ///< digest → key name
+  std::unordered_map<std::string, KeyLimits> limits;            ///< key name → limits (keys with any)
 };
 
 /// An LLM provider account: where to call it and with which credentials (issue 3).
@@ -159,11 +174,20 @@ struct ProviderConfig {
   int line = 0;
 };
 
+/// Token prices in picodollars per token (= USD per million tokens × 1e6).
+struct Price {
+  Picodollars input = 0;
+  Picodollars output = 0;
+  Picodollars cached_input = 0;  ///< prompt tokens read from the provider's cache
+  Picodollars cache_write = 0;   ///< prompt tokens written to it (Anthropic); input price if unset
+};
+
 /// One model reachable through a provider, as a model alias lists it.
 struct ModelTarget {
   std::string provider;
   std::string model;
   uint32_t weight = 1;
+  std::optional<Price> price;  ///< from the config; else the built-in table (llm/prices.h)
   int line = 0;
 };
 

@@ -324,7 +324,7 @@ void readKeys(Reader& r, const YAML::Node& list, Config& cfg) {
   auto table = std::make_shared<KeyTable>();
   r.forEach(list, "keys", [&](const YAML::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a key is a map: { name, key } or { name, key_sha256 }");
-    r.checkKeys(n, {"name", "key", "key_sha256"}, "key");
+    r.checkKeys(n, {"name", "key", "key_sha256", "rpm", "tpm", "budget"}, "key");
     KeyConfig k;
     k.line = Reader::lineOf(n);
     if (auto v = n["name"]; v.IsDefined()) {
@@ -351,7 +351,28 @@ void readKeys(Reader& r, const YAML::Node& list, Config& cfg) {
       if (other.name == k.name) return r.fail(n, fmt::format("duplicate key name '{}'", k.name));
       if (other.hash == k.hash) return r.fail(n, fmt::format("key '{}' has the same secret as '{}'", k.name, other.name));
     }
+    if (auto v = n["rpm"]; v.IsDefined()) k.limits.rpm = r.integer<uint32_t>(v, "rpm", 1, 10'000'000).value_or(0);
+    if (auto v = n["tpm"]; v.IsDefined()) k.limits.tpm = r.integer<uint64_t>(v, "tpm", 1, 1'000'000'000'000).value_or(0);
+    if (auto v = n["budget"]; v.IsDefined()) {
+      if (!v.IsMap()) return r.fail(v, "budget is a map: { usd: 10, period: day | month }");
+      r.checkKeys(v, {"usd", "period"}, "budget");
+      if (auto usd = v["usd"]; usd.IsDefined()) {
+        auto text = r.str(usd, "budget.usd").value_or("");
+        auto micros = parseMillionths(text);
+        if (!micros || *micros == 0 || *micros > 1'000'000'000'000ull)
+          return r.fail(usd, fmt::format("budget.usd must be a positive amount up to 1000000 with at most 6 decimals, got '{}'", text));
+        k.limits.budget = *micros * 1'000'000;  // picodollars
+      } else {
+        return r.fail(v, "budget needs 'usd'");
+      }
+      if (auto per = v["period"]; per.IsDefined()) {
+        auto text = r.str(per, "budget.period").value_or("");
+        if (text == "day") k.limits.period = KeyLimits::Period::kDay;
+        else if (text != "month") return r.fail(per, fmt::format("budget.period must be 'day' or 'month', got '{}'", text));
+      }
+    }
     table->by_hash.emplace(k.hash, k.name);
+    if (k.limits.any()) table->limits.emplace(k.name, k.limits);
     cfg.keys.push_back(std::move(k));
   });
   cfg.key_table = std::move(table);

@@ -14,6 +14,7 @@
 #include "control/admin_server.h"
 #include "control/health_checker.h"
 #include "control/snapshot.h"
+#include "llm/ledger.h"
 
 namespace ganglion::telemetry {
 class AccessLog;
@@ -57,6 +58,7 @@ class Gateway {
   std::unique_ptr<telemetry::AccessLog> access_log_;
   std::vector<std::unique_ptr<WorkerContext>> workers_;
   HealthRegistry health_;
+  llm::KeyLedger ledger_;  ///< per-key rates and spend, shared by the workers, kept across reloads
   std::unique_ptr<HealthChecker> checker_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::set<std::string> bound_;  ///< listener addresses the workers accept on

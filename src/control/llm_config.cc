@@ -3,6 +3,7 @@
 #include <boost/url/parse.hpp>
 
 #include "control/llm_config.h"
+#include "base/strings.h"
 #include "net/tls.h"
 
 namespace ganglion::control {
@@ -81,6 +82,37 @@ bool parseBaseUrl(ProviderConfig& p, std::string& error) {
   p.base_path = std::string(url->encoded_path());
   while (!p.base_path.empty() && p.base_path.back() == '/') p.base_path.pop_back();
   return true;
+}
+
+/// `{ input, output, cached_input, cache_write }` in USD per million tokens.
+std::optional<Price> readPrice(Reader& r, const YAML::Node& n) {
+  if (!n.IsMap()) {
+    r.fail(n, "price is a map: { input, output, cached_input, cache_write } in USD per million tokens");
+    return std::nullopt;
+  }
+  r.checkKeys(n, {"input", "output", "cached_input", "cache_write"}, "price");
+  Price p;
+  bool has_cached = false, has_write = false;
+  auto field = [&](const char* key, Picodollars& out, bool* seen) {
+    auto v = n[key];
+    if (!v.IsDefined()) {
+      if (!seen) r.fail(n, fmt::format("price needs '{}'", key));
+      return;
+    }
+    auto text = r.str(v, key).value_or("");
+    auto millionths = parseMillionths(text);
+    if (!millionths || *millionths > 1'000'000'000'000ull)
+      return r.fail(v, fmt::format("{} must be a price in USD per million tokens (up to 6 decimals), got '{}'", key, text));
+    out = *millionths;  // millionths of a USD per million tokens = picodollars per token
+    if (seen) *seen = true;
+  };
+  field("input", p.input, nullptr);
+  field("output", p.output, nullptr);
+  field("cached_input", p.cached_input, &has_cached);
+  field("cache_write", p.cache_write, &has_write);
+  if (!has_cached) p.cached_input = p.input;
+  if (!has_write) p.cache_write = p.input;
+  return p;
 }
 
 }  // namespace
@@ -162,7 +194,7 @@ void readModels(Reader& r, const YAML::Node& list, Config& cfg) {
     else return r.fail(n, "model needs a 'name'");
     r.forEach(n["targets"], "targets", [&](const YAML::Node& t) {
       if (!t.IsMap()) return r.fail(t, "a model target is a map: { provider, model, weight }");
-      r.checkKeys(t, {"provider", "model", "weight"}, "model target");
+      r.checkKeys(t, {"provider", "model", "weight", "price"}, "model target");
       ModelTarget target;
       target.line = Reader::lineOf(t);
       if (auto v = t["provider"]; v.IsDefined()) {
@@ -177,6 +209,7 @@ void readModels(Reader& r, const YAML::Node& list, Config& cfg) {
       else r.fail(t, "model target needs a 'model' (the provider's model id)");
       if (auto v = t["weight"]; v.IsDefined())
         target.weight = r.integer<uint32_t>(v, "weight", 1, 10'000).value_or(1);
+      if (auto v = t["price"]; v.IsDefined()) target.price = readPrice(r, v);
       m.targets.push_back(std::move(target));
     });
     if (m.targets.empty()) r.fail(n, fmt::format("model '{}' needs at least one target", m.name));

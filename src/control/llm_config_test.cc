@@ -197,5 +197,44 @@ routes: [ { name: ai, llm: { auth: none } } ]
   EXPECT_NE(none.errors[0].message.find("no 'providers' are configured"), std::string::npos);
 }
 
+TEST_F(LlmConfig, PricesAndKeyLimits) {
+  auto ok = loadConfigText(R"(listeners: [ { name: l, address: "127.0.0.1:1" } ]
+providers: [ { name: o, kind: ollama } ]
+models:
+  - { name: m, targets: [ { provider: o, model: x, price: { input: 0.15, output: "0.6" } } ] }
+keys:
+  - { name: k, key: sk-test-key, rpm: 60, tpm: 100000, budget: { usd: 12.5, period: day } }
+)", "t.yaml");
+  ASSERT_TRUE(ok.config) << ok.errors[0].text();
+  const auto& price = *ok.config->models[0].targets[0].price;
+  EXPECT_EQ(price.input, 150'000u);
+  EXPECT_EQ(price.output, 600'000u);
+  EXPECT_EQ(price.cached_input, price.input);  // unset: the input price
+  const auto& limits = ok.config->key_table->limits.at("k");
+  EXPECT_EQ(limits.rpm, 60u);
+  EXPECT_EQ(limits.tpm, 100'000u);
+  EXPECT_EQ(limits.budget, 12'500'000'000'000u);
+  EXPECT_EQ(limits.period, KeyLimits::Period::kDay);
+
+  auto bad = loadConfigText(R"(listeners: [ { name: l, address: "127.0.0.1:1" } ]
+providers: [ { name: o, kind: ollama } ]
+models:
+  - { name: m, targets: [ { provider: o, model: x, price: { input: 0.1 } } ] }
+  - { name: n, targets: [ { provider: o, model: x, price: { input: -1, output: 1 } } ] }
+keys:
+  - { name: k, key: sk-test-key, budget: { usd: 0 } }
+  - { name: j, key: sk-test-key2, budget: { usd: 5, period: week } }
+  - { name: i, key: sk-test-key3, rpm: 0 }
+)", "t.yaml");
+  ASSERT_FALSE(bad.config);
+  std::string all;
+  for (const auto& e : bad.errors) all += e.text() + "\n";
+  EXPECT_NE(all.find("t.yaml:4: price needs 'output'"), std::string::npos) << all;
+  EXPECT_NE(all.find("t.yaml:5: input must be a price in USD per million tokens"), std::string::npos) << all;
+  EXPECT_NE(all.find("t.yaml:7: budget.usd must be a positive amount"), std::string::npos) << all;
+  EXPECT_NE(all.find("t.yaml:8: budget.period must be 'day' or 'month'"), std::string::npos) << all;
+  EXPECT_NE(all.find("t.yaml:9:"), std::string::npos) << all;
+}
+
 }  // namespace
 }  // namespace ganglion::control

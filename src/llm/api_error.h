@@ -3,6 +3,7 @@
 // {"type":"error","error":{"type","message"}}. Pure functions, any thread.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -15,6 +16,7 @@ struct ApiError {
   std::string message;
   std::string param;  ///< the offending request field ("messages[0].role"), or empty
   std::string code;   ///< machine-readable code ("invalid_api_key", "model_not_found"), or empty
+  int64_t retry_after_s = 0;  ///< > 0: sent as Retry-After
 };
 
 /// OpenAI's error object.

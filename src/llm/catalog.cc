@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "llm/prices.h"
 #include "llm/providers/anthropic.h"
 #include "llm/providers/gemini.h"
 #include "llm/providers/openai.h"
@@ -29,7 +30,8 @@ Catalog::Catalog(const control::Config& config, const std::vector<size_t>& provi
     cm.config = &m;
     for (const auto& t : m.targets) {
       for (uint32_t p = 0; p < providers_.size(); ++p)
-        if (providers_[p].config->name == t.provider) cm.targets.push_back({p, t.model, t.weight});
+        if (providers_[p].config->name == t.provider)
+          cm.targets.push_back({p, t.model, t.weight, t.price ? t.price : builtinPrice(providers_[p].config->kind, t.model)});
     }
     by_name_.emplace(m.name, models_.size());
     models_.push_back(std::move(cm));

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -25,6 +26,7 @@ struct CatalogTarget {
   uint32_t provider = 0;  ///< index into Catalog::providers
   std::string model;      ///< the provider's model id
   uint32_t weight = 1;
+  std::optional<control::Price> price;  ///< config override, else built-in; unknown: nullopt
 };
 
 struct CatalogModel {

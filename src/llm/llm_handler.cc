@@ -9,6 +9,7 @@
 #include "llm/api_error.h"
 #include "llm/catalog.h"
 #include "llm/chat_request.h"
+#include "llm/prices.h"
 #include "llm/provider_call.h"
 
 namespace ganglion::llm {
@@ -20,6 +21,9 @@ namespace {
 
 constexpr size_t kMaxAnswerBytes = 128u << 20;  // embeddings of 2048 inputs fit
 constexpr size_t kMaxErrorBytes = 1u << 20;
+/// Output tokens reserved for a call that sets no max_tokens (budgets and tpm reserve the most
+/// a call may cost; the difference is refunded when it ends).
+constexpr uint64_t kReservedOutput = 4096;
 
 bool endsWith(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
@@ -122,9 +126,49 @@ struct LlmHandler::Call {
   std::span<proxy::UpstreamRuntime> upstreams;
   const control::RouteConfig& route;
   CallRecord& rec;
+  KeyLedger& ledger;
   std::string request_id;
   std::string attempts_text;
+  std::string retry_after_text;
+  KeyLedger::Reservation reservation;
+  const CatalogTarget* served = nullptr;  ///< the target that answered
+
+  /// Prices the call and settles its reservation with what it used, whichever way it ended
+  /// (a call that failed before any answer used nothing).
+  ~Call() {
+    if (served && served->price && (rec.usage.reported || rec.usage.estimated)) rec.cost = costOf(*served->price, rec.usage);
+    ledger.settle(reservation, rec.usage.total(), rec.cost);
+  }
 };
+
+Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t prompt_tokens, uint64_t max_output) {
+  const auto& limits_by_key = call.snap.config.key_table->limits;
+  auto it = call.rec.key_name.empty() ? limits_by_key.end() : limits_by_key.find(std::string(call.rec.key_name));
+  if (it == limits_by_key.end()) co_return true;
+  const auto& limits = it->second;
+  // Fallback may land on any target: reserve the dearest.
+  Picodollars worst = 0;
+  for (const auto& t : model.targets) {
+    if (t.price) {
+      worst = std::max(worst, worstCaseCost(*t.price, prompt_tokens, max_output));
+    } else if (limits.budget) {
+      const ApiError err{400, "invalid_request_error",
+                         fmt::format("Model '{}' has no known price for '{}', so key '{}''s budget cannot be kept: "
+                                     "the operator must set a price for it.",
+                                     model.config->name, t.model, call.rec.key_name),
+                         "model", "price_unknown"};
+      co_await sendError(call, err);
+      co_return false;
+    }
+  }
+  auto refused = call.ledger.admit(it->first, limits, prompt_tokens + max_output, worst, call.reservation);
+  if (!refused) co_return true;
+  ApiError err{429, refused->code == "budget_exceeded" ? "insufficient_quota" : "rate_limit_error",
+               std::move(refused->message), "", refused->code};
+  err.retry_after_s = refused->retry_after_s;
+  co_await sendError(call, err);
+  co_return false;
+}
 
 void LlmHandler::addCallHeaders(Call& call, http::ResponseHead& head) {
   head.headers.set("x-request-id", call.request_id);
@@ -156,6 +200,10 @@ Task<void> LlmHandler::sendError(Call& call, const ApiError& error) {
   head.status = error.status;
   head.headers.add("Content-Type", "application/json");
   if (error.status == 401) head.headers.add("WWW-Authenticate", "Bearer");
+  if (error.retry_after_s > 0) {
+    call.retry_after_text = std::to_string(error.retry_after_s);
+    head.headers.add("Retry-After", call.retry_after_text);
+  }
   head.has_content_length = true;
   head.content_length = body.size();
   addCallHeaders(call, head);
@@ -199,7 +247,7 @@ Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Snaps
                               std::span<proxy::UpstreamRuntime> upstreams, const control::RouteConfig& route,
                               CallRecord& rec) {
   auto& req = conn.request();
-  Call call{conn, snap, *snap.llm, upstreams, route, rec, requestId(req, next_id_), {}};
+  Call call{conn, snap, *snap.llm, upstreams, route, rec, ledger_, requestId(req, next_id_), {}, {}, {}};
   if (route.llm->require_key) {
     std::string_view key = presentedKey(req);
     if (key.empty()) {
@@ -265,6 +313,7 @@ namespace {
 struct Attempted {
   ProviderCall call;              ///< conn set: a 2xx head arrived from `provider`
   const CatalogProvider* provider = nullptr;
+  const CatalogTarget* target = nullptr;
   std::optional<ApiError> error;  ///< set: every target failed; this is the last failure
 };
 
@@ -314,12 +363,16 @@ static Task<Attempted> tryTargets(loop::Worker& worker, const Catalog& catalog,
     if (status >= 200 && status < 300) {
       out.call = std::move(call);
       out.provider = &provider;
+      out.target = &target;
       out.error.reset();
+      rec.priced = target.price.has_value();
       co_return out;
     }
     std::string body;
+    auto retry_after = parseUint(trim(call.conn->parser.response().headers.get("retry-after")));
     bool whole = co_await readWholeBody(*call.conn, body, kMaxErrorBytes, route.idle_timeout);
     out.error = provider.codec->error(status, body);
+    if (retry_after && *retry_after > 0 && *retry_after < 86400 * 7) out.error->retry_after_s = static_cast<int64_t>(*retry_after);
     if (whole && call.conn->parser.response().keep_alive) proxy::release(up, 0, std::move(call.conn));
     if (!failoverStatus(status) || last) break;
   }
@@ -341,11 +394,13 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
         "model", "model_not_found"};
     co_return co_await sendError(call, err);
   }
+  if (!co_await admit(call, *model, req.prompt_estimate, req.max_output ? req.max_output : kReservedOutput)) co_return;
   auto tried = co_await tryTargets(worker_, call.catalog, call.upstreams, call.route, *model, call.rec,
                                    [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
                                      p.codec->chatRequest(req, t.model, out);
                                      return std::optional<ApiError>();
                                    });
+  call.served = tried.target;
   if (tried.error) co_return co_await sendError(call, *tried.error);
   auto& uc = *tried.call.conn;
   auto& up = call.upstreams[tried.provider->upstream];
@@ -450,10 +505,12 @@ Task<void> LlmHandler::embeddings(Call& call) {
         "model", "model_not_found"};
     co_return co_await sendError(call, err);
   }
+  if (!co_await admit(call, *model, req.prompt_estimate, 0)) co_return;
   auto tried = co_await tryTargets(worker_, call.catalog, call.upstreams, call.route, *model, call.rec,
                                    [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
                                      return p.codec->embeddingsRequest(req, t.model, out);
                                    });
+  call.served = tried.target;
   if (tried.error) co_return co_await sendError(call, *tried.error);
   auto& uc = *tried.call.conn;
   std::string body, answer;

@@ -11,6 +11,7 @@
 #include "control/snapshot.h"
 #include "http/server_connection.h"
 #include "llm/api_error.h"
+#include "llm/ledger.h"
 #include "llm/usage.h"
 #include "proxy/upstream_client.h"
 
@@ -28,11 +29,13 @@ struct CallRecord {
   int upstream_status = 0;
   std::string error;  ///< what went wrong (an error code), empty on success
   Usage usage;
+  control::Picodollars cost = 0;  ///< of the call, at the serving target's price
+  bool priced = false;            ///< the serving target has a known price
 };
 
 class LlmHandler {
  public:
-  explicit LlmHandler(loop::Worker& worker) : worker_(worker) {}
+  LlmHandler(loop::Worker& worker, KeyLedger& ledger) : worker_(worker), ledger_(ledger) {}
 
   /// Serves one request on an `llm:` route. `upstreams` are this worker's runtimes for
   /// `snap` (providers included). Worker thread.
@@ -50,7 +53,11 @@ class LlmHandler {
   http::Task<void> sendJson(Call& call, int status, std::string_view body);
   void addCallHeaders(Call& call, http::ResponseHead& head);
 
+  /// Reserves the call's worst case against the key's limits; false when refused (answered).
+  http::Task<bool> admit(Call& call, const struct CatalogModel& model, uint64_t prompt_tokens, uint64_t max_output);
+
   loop::Worker& worker_;
+  KeyLedger& ledger_;
   uint64_t next_id_ = 0;
 };
 

@@ -7,6 +7,7 @@
 #include <charconv>
 
 #include "http/filter.h"
+#include "llm/prices.h"
 #include "proxy/request_head.h"
 #include "telemetry/access_log.h"
 
@@ -31,9 +32,9 @@ struct ProxyHandler::Exchange {
   std::string_view error_type;
 };
 
-ProxyHandler::ProxyHandler(loop::Worker& worker, telemetry::WorkerStats& stats,
-                           telemetry::AccessLog* log)
-    : worker_(worker), stats_(stats), log_(log), unmatched_stats_(stats.route("")), llm_(worker) {
+ProxyHandler::ProxyHandler(loop::Worker& worker, telemetry::WorkerStats& stats, telemetry::AccessLog* log,
+                           llm::KeyLedger& ledger)
+    : worker_(worker), stats_(stats), log_(log), unmatched_stats_(stats.route("")), llm_(worker, ledger) {
   worker_.onTick([this] { expireIdle(); });
 }
 
@@ -184,6 +185,7 @@ Task<void> ProxyHandler::handle(ServerConnection& conn) {
   if (conn.responseStatus() > 0) rs->by_class[telemetry::statusClass(conn.responseStatus())].add();
   rs->latency.observe(static_cast<uint64_t>(elapsed.count()));
   if (log_ && log_->enabled()) {
+    std::string cost_text = llm_rec.priced && !llm_rec.model.empty() ? llm::formatUsd(llm_rec.cost) : std::string();
     telemetry::AccessRecord rec{
         .method = req.method,
         .target = req.target,
@@ -199,6 +201,12 @@ Task<void> ProxyHandler::handle(ServerConnection& conn) {
         .attempts = ex.attempts,
         .error = ex.error_type,
         .principal = llm_rec.key_name.empty() ? fctx.principal : llm_rec.key_name,
+        .model = llm_rec.model,
+        .prompt_tokens = llm_rec.usage.prompt,
+        .completion_tokens = llm_rec.usage.completion,
+        .cached_tokens = llm_rec.usage.cached,
+        .usage_estimated = llm_rec.usage.estimated,
+        .cost_usd = cost_text,
         .worker = worker_.index(),
     };
     log_->write(rec);

@@ -69,6 +69,14 @@ void AccessLog::write(const AccessRecord& rec) {
     appendJsonEscaped(out, rec.principal);
     out += '"';
   }
+  if (!rec.model.empty()) {
+    out += R"(,"model":")";
+    appendJsonEscaped(out, rec.model);
+    out += fmt::format(R"(","prompt_tokens":{},"completion_tokens":{},"cached_tokens":{})", rec.prompt_tokens,
+                       rec.completion_tokens, rec.cached_tokens);
+    if (rec.usage_estimated) out += R"(,"usage_estimated":true)";
+    if (!rec.cost_usd.empty()) out += fmt::format(R"(,"cost_usd":"{}")", rec.cost_usd);
+  }
   if (!rec.error.empty()) {
     out += R"(,"error":")";
     appendJsonEscaped(out, rec.error);

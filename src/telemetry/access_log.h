@@ -30,6 +30,12 @@ struct AccessRecord {
   int attempts = 0;
   std::string_view error;
   std::string_view principal;  ///< authenticated key name, if any
+  std::string_view model;      ///< LLM calls: the provider model that answered
+  uint64_t prompt_tokens = 0;
+  uint64_t completion_tokens = 0;
+  uint64_t cached_tokens = 0;
+  bool usage_estimated = false;  ///< counted by the gateway (the provider reported none)
+  std::string_view cost_usd;     ///< LLM calls at a known price: exact decimal USD
   unsigned worker = 0;
 };
 

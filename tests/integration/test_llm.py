@@ -6,9 +6,10 @@ with their status, failover across a model's targets, and the answer headers.
 """
 
 import json
+import threading
 import unittest
 
-from harness import Gateway, first_status, free_port, raw_exchange, render
+from harness import Gateway, first_status, free_port, raw_exchange, render, wait_until
 from fake_provider import FakeProvider
 
 CONFIG = """
@@ -410,6 +411,103 @@ class LlmGatewayTest(unittest.TestCase):
         self.assertEqual(self.main.last()["json"]["model"], "text-embedding-3-small")
         bad = self.post("/v1/embeddings", json.dumps({"model": "embed", "input": 5}))
         self.assertOpenAIError(bad, 400, code="invalid_type", param="input")
+
+
+LIMITS_CONFIG = """
+listeners:
+  - name: public
+    address: 127.0.0.1:@PORT@
+providers:
+  - name: main
+    kind: openai
+    base_url: http://@MAIN@/v1
+    api_key: sk-provider-main
+models:
+  - name: priced
+    targets: [ { provider: main, model: priced-model, price: { input: 1, output: 1 } } ]
+  - name: unpriced
+    targets: [ { provider: main, model: my-local-model } ]
+keys:
+  - name: budgeted
+    key: sk-gw-budgeted
+    budget: { usd: 0.005, period: day }
+  - name: slow
+    key: sk-gw-slow
+    rpm: 2
+  - name: free
+    key: sk-gw-free
+"""
+
+
+class LlmLimitsTest(unittest.TestCase):
+    """Budgets reserve before the call and settle after; rates refuse with Retry-After."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.main = FakeProvider(name="main").__enter__()
+        cls.gw = Gateway(render(LIMITS_CONFIG, port=free_port(), main=cls.main.address)).__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.__exit__(None, None, None)
+        cls.main.__exit__(None, None, None)
+
+    def call(self, key, model="priced", **extra):
+        return self.gw.request("POST", "/v1/chat/completions", body=chat(model=model, **extra),
+                               headers={"Authorization": "Bearer " + key}, timeout=10)
+
+    def test_concurrent_calls_never_overshoot_the_budget(self):
+        # Each call reserves (prompt estimate + 1000 max tokens) x $1/M, about $0.001: a $0.005
+        # budget has room for four at a time, however many race for it.
+        self.main.script(delay=0.5, times=20)
+        results = [None] * 20
+
+        def one(i):
+            results[i] = self.call("sk-gw-budgeted", text="echo: hi", max_tokens=1000)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        ok = [r for r in results if r.status == 200]
+        refused = [r for r in results if r.status == 429]
+        self.assertEqual(len(ok) + len(refused), 20, [r.status for r in results])
+        self.assertGreaterEqual(len(ok), 1)
+        self.assertLessEqual(len(ok), 4)
+        err = refused[0].json()["error"]
+        self.assertEqual(err["code"], "budget_exceeded")
+        self.assertEqual(err["type"], "insufficient_quota")
+        self.assertGreater(int(refused[0].headers["retry-after"]), 0)
+        self.main.clear()
+        # Settled at their real (tiny) cost, the finished calls leave the budget open again.
+        self.assertEqual(self.call("sk-gw-budgeted", text="echo: again", max_tokens=1000).status, 200)
+
+    def test_access_log_has_tokens_and_exact_cost(self):
+        self.assertEqual(self.call("sk-gw-free", text="echo: one two three").status, 200)
+        def logged():
+            return [json.loads(l) for l in self.gw.log_text().splitlines()
+                    if l.startswith("{") and '"key":"free"' in l]
+        self.assertTrue(wait_until(lambda: logged(), timeout=3))
+        rec = logged()[-1]
+        self.assertEqual(rec["model"], "priced-model")
+        self.assertEqual(rec["completion_tokens"], 3)
+        tokens = rec["prompt_tokens"] + rec["completion_tokens"]
+        self.assertEqual(rec["cost_usd"], "%d.%06d" % divmod(tokens, 10**6))  # $1 per million, exactly
+
+    def test_requests_per_minute(self):
+        statuses = [self.call("sk-gw-slow").status for _ in range(3)]
+        self.assertEqual(statuses[:2], [200, 200])
+        self.assertEqual(statuses[2], 429)
+        resp = self.call("sk-gw-slow")
+        self.assertEqual(resp.json()["error"]["code"], "rate_limit_exceeded")
+        self.assertIn(resp.headers["retry-after"], ("29", "30"))
+
+    def test_budget_needs_a_price(self):
+        resp = self.call("sk-gw-budgeted", model="unpriced")
+        self.assertEqual(resp.status, 400)
+        self.assertEqual(resp.json()["error"]["code"], "price_unknown")
+        self.assertEqual(self.call("sk-gw-free", model="unpriced").status, 200)  # no budget: fine
 
 
 if __name__ == "__main__":
