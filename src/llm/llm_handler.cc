@@ -6,11 +6,14 @@
 
 #include "base/hash.h"
 #include "base/strings.h"
+#include "llm/anthropic_ingress.h"
 #include "llm/api_error.h"
 #include "llm/catalog.h"
 #include "llm/chat_request.h"
 #include "llm/prices.h"
 #include "llm/provider_call.h"
+#include "llm/providers/anthropic.h"
+#include "http/sse.h"
 
 namespace ganglion::llm {
 
@@ -132,6 +135,7 @@ struct LlmHandler::Call {
   std::string retry_after_text;
   KeyLedger::Reservation reservation;
   const CatalogTarget* served = nullptr;  ///< the target that answered
+  bool anthropic_dialect = false;         ///< /v1/messages: errors in Anthropic's shape
 
   /// Prices the call and settles its reservation with what it used, whichever way it ended
   /// (a call that failed before any answer used nothing).
@@ -195,7 +199,7 @@ Task<void> LlmHandler::sendJson(Call& call, int status, std::string_view body) {
 
 Task<void> LlmHandler::sendError(Call& call, const ApiError& error) {
   if (call.rec.error.empty()) call.rec.error = error.code.empty() ? error.type : error.code;
-  std::string body = openaiErrorBody(error);
+  std::string body = call.anthropic_dialect ? anthropicErrorBody(error) : openaiErrorBody(error);
   http::ResponseHead head;
   head.status = error.status;
   head.headers.add("Content-Type", "application/json");
@@ -248,6 +252,7 @@ Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Snaps
                               CallRecord& rec) {
   auto& req = conn.request();
   Call call{conn, snap, *snap.llm, upstreams, route, rec, ledger_, requestId(req, next_id_), {}, {}, {}};
+  call.anthropic_dialect = endsWith(req.path(), "/messages");  // its errors, auth ones included
   if (route.llm->require_key) {
     std::string_view key = presentedKey(req);
     if (key.empty()) {
@@ -272,6 +277,8 @@ Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Snaps
   auto only = [&](std::string_view method) -> bool { return req.method == method; };
   if (endsWith(path, "/chat/completions")) {
     if (only("POST")) co_return co_await chatCompletions(call);
+  } else if (endsWith(path, "/messages")) {
+    if (only("POST")) co_return co_await messages(call);
   } else if (endsWith(path, "/embeddings")) {
     if (only("POST")) co_return co_await embeddings(call);
   } else if (endsWith(path, "/models") || path.find("/models/") != std::string_view::npos) {
@@ -279,7 +286,7 @@ Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Snaps
   } else {
     const ApiError err{404, "invalid_request_error",
         fmt::format("Invalid URL ({} {}): the gateway serves /v1/chat/completions, "
-                    "/v1/embeddings and /v1/models.",
+                    "/v1/messages, /v1/embeddings and /v1/models.",
                     req.method, path),
         "", "unknown_url"};
     co_return co_await sendError(call, err);
@@ -530,6 +537,137 @@ Task<void> LlmHandler::embeddings(Call& call) {
   }
   if (err) co_return co_await sendError(call, std::move(*err));
   co_await sendJson(call, 200, answer);
+}
+
+Task<void> LlmHandler::messages(Call& call) {
+  std::string text;
+  if (!co_await readRequestBody(call, text)) co_return;
+  MessagesRequest req;
+  auto bad = parseMessagesRequest(text, req);
+  if (bad) co_return co_await sendError(call, *bad);
+  const CatalogModel* model = call.catalog.find(req.model);
+  if (!model) {
+    const ApiError err{404, "not_found_error", fmt::format("model: {}", req.model), "model", "not_found_error"};
+    co_return co_await sendError(call, err);
+  }
+  if (!co_await admit(call, *model, req.chat.prompt_estimate, req.chat.max_output)) co_return;
+  const auto& client_head = call.conn.request().headers;
+  std::string version(client_head.get("anthropic-version"));
+  std::string beta(client_head.get("anthropic-beta"));
+  auto tried = co_await tryTargets(worker_, call.catalog, call.upstreams, call.route, *model, call.rec,
+                                   [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
+                                     if (p.config->kind != "anthropic") {
+                                       p.codec->chatRequest(req.chat, t.model, out);
+                                       return std::optional<ApiError>();
+                                     }
+                                     // Claude to Claude: the client's request as written.
+                                     out.path = p.config->base_path + "/v1/messages";
+                                     out.headers.emplace_back("x-api-key", p.config->api_key);
+                                     out.headers.emplace_back(
+                                         "anthropic-version",
+                                         !version.empty() ? version
+                                         : p.config->api_version.empty() ? std::string(AnthropicCodec::kVersion)
+                                                                         : p.config->api_version);
+                                     if (!beta.empty()) out.headers.emplace_back("anthropic-beta", beta);
+                                     boost::json::object body = req.body;
+                                     body["model"] = t.model;
+                                     out.body = boost::json::serialize(body);
+                                     return std::optional<ApiError>();
+                                   });
+  call.served = tried.target;
+  if (tried.error) co_return co_await sendError(call, *tried.error);
+  auto& uc = *tried.call.conn;
+  auto& up = call.upstreams[tried.provider->upstream];
+  const auto& codec = *tried.provider->codec;
+  const bool native = tried.provider->config->kind == "anthropic";
+  const bool event_stream =
+      uc.parser.response().headers.get("content-type").find("text/event-stream") != std::string_view::npos;
+
+  if (!req.stream || !event_stream) {
+    std::string body, completion, answer;
+    if (!co_await readWholeBody(uc, body, kMaxAnswerBytes, call.route.idle_timeout)) {
+      call.rec.error = "upstream_body_failed";
+      const ApiError err{502, "api_error", fmt::format("provider '{}' sent an incomplete answer", call.rec.provider),
+                         "", "api_error"};
+      co_return co_await sendError(call, err);
+    }
+    if (uc.parser.response().keep_alive) proxy::release(up, 0, std::move(tried.call.conn));
+    auto err = codec.chatResponse(body, completion, call.rec.usage);  // native too: reads its usage
+    if (!err && !native) err = messageFromCompletion(completion, answer);
+    if (err) co_return co_await sendError(call, *err);
+    co_return co_await sendJson(call, 200, native ? body : answer);
+  }
+
+  auto decoder = codec.chatStream();
+  http::SseParser relay;  // native streams are relayed event by event, as sent
+  MessagesStreamEncoder encoder;
+  http::ResponseHead head;
+  head.status = 200;
+  head.headers.add("Content-Type", "text/event-stream");
+  head.headers.add("Cache-Control", "no-cache");
+  addCallHeaders(call, head);
+  http::ResponseHead* pending_head = &head;
+  std::vector<boost::json::object> chunks;
+  std::string raw, out;
+  std::optional<ApiError> stream_error;
+  bool provider_done = false, client_gone = false;
+  auto status = proxy::BodyStatus::kData;
+  for (;;) {
+    raw.clear();
+    status = co_await proxy::readBodySome(uc, raw, call.route.idle_timeout);
+    chunks.clear();
+    out.clear();
+    if (!raw.empty()) {
+      stream_error = decoder->feed(raw, chunks, call.rec.usage);
+      if (native) {
+        relay.feed(raw, [&](const http::SseEvent& e) {
+          out += "event: ";
+          out += e.type;
+          out += "\ndata: ";
+          out += e.data;
+          out += "\n\n";
+        });
+      } else {
+        for (const auto& c : chunks) encoder.chunk(c, out);
+      }
+    }
+    provider_done = decoder->finished();
+    bool ended = provider_done || stream_error || status != proxy::BodyStatus::kData;
+    if (ended) {
+      if (!provider_done && !stream_error)
+        stream_error = ApiError{502, "api_error", fmt::format("provider '{}' ended the stream early", call.rec.provider),
+                                "", "stream_interrupted"};
+      if (stream_error && pending_head && out.empty()) co_return co_await sendError(call, *stream_error);
+      if (stream_error) {
+        call.rec.error = "stream_interrupted";
+        if (!native) MessagesStreamEncoder::error(*stream_error, out);
+        else if (out.find("event: error") == std::string::npos) MessagesStreamEncoder::error(*stream_error, out);
+      } else if (!native) {
+        encoder.finish(call.rec.usage, out);
+      }
+    }
+    if (pending_head || !out.empty()) {
+      std::array<std::string_view, 1> pieces{out};
+      bool ok = co_await call.conn.writeResponse(pending_head, out.empty() ? std::span<std::string_view>() : pieces, ended);
+      pending_head = nullptr;
+      if (!ok) {
+        call.rec.error = "client_closed";
+        client_gone = true;
+        break;
+      }
+    }
+    if (ended) break;
+  }
+  if (!call.rec.usage.reported) {
+    call.rec.usage.estimated = true;
+    call.rec.usage.prompt = req.chat.prompt_estimate;
+  }
+  for (int i = 0; provider_done && !client_gone && status == proxy::BodyStatus::kData && i < 4; ++i) {
+    raw.clear();
+    status = co_await proxy::readBodySome(uc, raw, call.route.idle_timeout);
+  }
+  if (provider_done && status == proxy::BodyStatus::kComplete && uc.parser.response().keep_alive)
+    proxy::release(up, 0, std::move(tried.call.conn));
 }
 
 }  // namespace ganglion::llm

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "llm/anthropic_ingress.h"
 #include "llm/chat_request.h"
 #include "llm/providers/anthropic.h"
 #include "llm/providers/gemini.h"
@@ -76,12 +77,31 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     CHECK(body.as_object().at("model") == "served-model");
   }
 
+  // ... and as an Anthropic Messages request; a parsed one was checked as a chat request too.
+  llm::MessagesRequest messages;
+  if (auto merr = llm::parseMessagesRequest(text, messages)) {
+    CHECK(merr->status == 400 && !merr->message.empty());
+  } else {
+    CHECK(!messages.model.empty());
+  }
+
   // The same bytes as a provider stream: a failure may come at a different chunk count when
   // split, but everything decoded before it must agree, and successes must agree entirely.
   size_t split = size ? data[0] % (size + 1) : 0;
   Decoded whole = decode(codec, text, size);
   Decoded parts = decode(codec, text, split);
   if (!whole.failed && !parts.failed) CHECK(whole == parts);
+  {  // OpenAI chunks re-encoded as Anthropic events: always well-formed events
+    auto dec = codec.chatStream();
+    std::vector<boost::json::object> chunks;
+    llm::Usage usage;
+    dec->feed(text, chunks, usage);
+    llm::MessagesStreamEncoder enc;
+    std::string events;
+    for (const auto& c : chunks) enc.chunk(c, events);
+    enc.finish(usage, events);
+    CHECK(events.size() >= 2 && events.substr(events.size() - 2) == "\n\n");
+  }
 
   // ... and as an Anthropic stream (chunks carry `created` from the clock: compare without it).
   provider.kind = "anthropic";
@@ -105,7 +125,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string answer;
     llm::Usage usage;
     translated->chatResponse(text, answer, usage);  // any bytes: an error or a JSON completion
-    if (!answer.empty()) CHECK(boost::json::parse(answer).is_object());
+    if (!answer.empty()) {
+      CHECK(boost::json::parse(answer).is_object());
+      std::string message;
+      CHECK(!llm::messageFromCompletion(answer, message));
+      CHECK(boost::json::parse(message).is_object());
+    }
   }
   return 0;
 }

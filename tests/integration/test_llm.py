@@ -394,6 +394,84 @@ class LlmGatewayTest(unittest.TestCase):
         err = self.assertOpenAIError(self.post("/v1/chat/completions", chat(model="gemini-flash")), 429)
         self.assertEqual(err["code"], "RESOURCE_EXHAUSTED")
 
+    # --- Anthropic-compatible ingress (/v1/messages) ---------------------------------
+    def messages(self, model, text="echo: hello claude", headers=None, **extra):
+        body = {"model": model, "max_tokens": 100, "messages": [{"role": "user", "content": text}]}
+        body.update(extra)
+        h = {"x-api-key": "sk-gw-demo", "anthropic-version": "2023-06-01", "content-type": "application/json"}
+        h.update(headers or {})
+        return self.post("/v1/messages", json.dumps(body), headers=h)
+
+    def test_messages_to_anthropic_pass_through(self):
+        resp = self.messages("claude-haiku", headers={"anthropic-beta": "tools-2024-05-16"})
+        self.assertEqual(resp.status, 200, resp.body)
+        body = resp.json()
+        self.assertEqual(body["type"], "message")
+        self.assertEqual(body["content"][0]["text"], "hello claude")
+        sent = self.main.last()
+        self.assertEqual(sent["path"], "/v1/messages")
+        self.assertEqual(sent["headers"]["x-api-key"], "sk-ant-provider")
+        self.assertEqual(sent["headers"]["anthropic-beta"], "tools-2024-05-16")
+        self.assertEqual(sent["json"]["model"], "claude-3-5-haiku-latest")
+        self.assertEqual(sent["json"]["max_tokens"], 100)
+
+    def test_messages_stream_to_anthropic_relayed(self):
+        resp = self.messages("claude-haiku", stream=True)
+        self.assertEqual(resp.status, 200, resp.body)
+        text = resp.body.decode()
+        kinds = [l[7:] for l in text.splitlines() if l.startswith("event: ")]
+        self.assertEqual(kinds[0], "message_start")
+        self.assertEqual(kinds[-1], "message_stop")
+
+    def test_messages_to_openai_translated(self):
+        resp = self.messages("gpt-4o-mini", text="echo: from openai", system="be brief")
+        self.assertEqual(resp.status, 200, resp.body)
+        body = resp.json()
+        self.assertEqual(body["type"], "message")
+        self.assertEqual(body["content"], [{"type": "text", "text": "from openai"}])
+        self.assertEqual(body["stop_reason"], "end_turn")
+        self.assertEqual(body["usage"]["output_tokens"], 2)
+        sent = self.main.last()["json"]
+        self.assertEqual(sent["messages"][0], {"role": "system", "content": "be brief"})
+        self.assertEqual(sent["max_tokens"], 100)
+
+    def test_messages_stream_translated_with_tools(self):
+        tools = [{"name": "get_weather", "input_schema": {"type": "object"}}]
+        resp = self.messages("gpt-4o-mini", text="weather?", tools=tools, stream=True)
+        self.assertEqual(resp.status, 200, resp.body)
+        events = []
+        for block in resp.body.decode().split("\n\n"):
+            lines = dict(l.split(": ", 1) for l in block.splitlines() if ": " in l)
+            if "event" in lines:
+                events.append((lines["event"], json.loads(lines["data"])))
+        kinds = [k for k, _ in events]
+        self.assertEqual(kinds[0], "message_start")
+        self.assertEqual(kinds[-2:], ["message_delta", "message_stop"])
+        args = {}
+        for kind, data in events:
+            if kind == "content_block_start" and data["content_block"]["type"] == "tool_use":
+                args[data["index"]] = ""
+            if kind == "content_block_delta" and data["delta"]["type"] == "input_json_delta":
+                args[data["index"]] += data["delta"]["partial_json"]
+        self.assertEqual(sorted(json.loads(a)["city"] for a in args.values()), ["Paris", "Tokyo"])
+        self.assertEqual(events[-2][1]["delta"]["stop_reason"], "tool_use")
+        self.assertGreater(events[-2][1]["usage"]["output_tokens"], 0)
+
+    def test_messages_errors_in_anthropic_shape(self):
+        resp = self.post("/v1/messages", json.dumps({"model": "claude-haiku", "messages": []}),
+                         headers={"x-api-key": "sk-gw-demo"})
+        self.assertEqual(resp.status, 400)
+        body = resp.json()
+        self.assertEqual(body["type"], "error")
+        self.assertEqual(body["error"]["type"], "invalid_request_error")
+        self.assertIn("max_tokens", body["error"]["message"])
+        missing = self.messages("no-such-model")
+        self.assertEqual(missing.status, 404)
+        self.assertEqual(missing.json()["error"]["type"], "not_found_error")
+        unauth = self.post("/v1/messages", "{}", headers={"x-api-key": "wrong-key-123"})
+        self.assertEqual(unauth.status, 401)
+        self.assertEqual(unauth.json()["error"]["type"], "authentication_error")
+
     # --- other endpoints ---------------------------------------------------------
     def test_models_list(self):
         resp = self.gw.request("GET", "/v1/models", headers=AUTH)
