@@ -13,6 +13,7 @@
 #include "llm/prices.h"
 #include "llm/provider_call.h"
 #include "llm/providers/anthropic.h"
+#include "llm/providers/openai.h"
 #include "http/sse.h"
 
 namespace ganglion::llm {
@@ -279,6 +280,8 @@ Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Snaps
     if (only("POST")) co_return co_await chatCompletions(call);
   } else if (endsWith(path, "/messages")) {
     if (only("POST")) co_return co_await messages(call);
+  } else if (endsWith(path, "/responses")) {
+    if (only("POST")) co_return co_await responses(call);
   } else if (endsWith(path, "/embeddings")) {
     if (only("POST")) co_return co_await embeddings(call);
   } else if (endsWith(path, "/models") || path.find("/models/") != std::string_view::npos) {
@@ -286,7 +289,7 @@ Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Snaps
   } else {
     const ApiError err{404, "invalid_request_error",
         fmt::format("Invalid URL ({} {}): the gateway serves /v1/chat/completions, "
-                    "/v1/messages, /v1/embeddings and /v1/models.",
+                    "/v1/messages, /v1/responses, /v1/embeddings and /v1/models.",
                     req.method, path),
         "", "unknown_url"};
     co_return co_await sendError(call, err);
@@ -667,6 +670,159 @@ Task<void> LlmHandler::messages(Call& call) {
     status = co_await proxy::readBodySome(uc, raw, call.route.idle_timeout);
   }
   if (provider_done && status == proxy::BodyStatus::kComplete && uc.parser.response().keep_alive)
+    proxy::release(up, 0, std::move(tried.call.conn));
+}
+
+namespace {
+
+/// Reads usage and the end of a Responses API event stream (response.completed and its
+/// siblings carry the whole response, usage included).
+struct ResponsesWatch {
+  bool done = false;
+  std::optional<ApiError> error;
+  void event(std::string_view type, std::string_view data, Usage& usage) {
+    if (type != "response.completed" && type != "response.incomplete" && type != "response.failed" && type != "error")
+      return;
+    boost::system::error_code ec;
+    json::value v = json::parse(data, ec);
+    if (ec || !v.is_object()) return;
+    if (type == "error") {
+      const auto& o = v.as_object();
+      auto msg = o.if_contains("message");
+      error = ApiError{502, "api_error", msg && msg->is_string() ? std::string(msg->get_string()) : "provider error", "",
+                       "stream_error"};
+      return;
+    }
+    done = true;
+    if (auto* r = v.as_object().if_contains("response"); r && r->is_object())
+      if (auto* u = r->as_object().if_contains("usage"); u && u->is_object()) usage = usageFromResponses(u->as_object());
+  }
+};
+
+}  // namespace
+
+Task<void> LlmHandler::responses(Call& call) {
+  std::string text;
+  if (!co_await readRequestBody(call, text)) co_return;
+  json::object body;
+  auto bad = parseJsonObject(text, body);
+  if (!bad && (!body.contains("model") || !body.at("model").is_string()))
+    bad = ApiError{400, "invalid_request_error", "Missing required parameter: 'model'.", "model",
+                   "missing_required_parameter"};
+  if (!bad && body.contains("stream") && !body.at("stream").is_bool())
+    bad = ApiError{400, "invalid_request_error", "Invalid type for 'stream': expected a boolean.", "stream", "invalid_type"};
+  if (bad) co_return co_await sendError(call, *bad);
+  const std::string model_name(body.at("model").get_string());
+  const bool stream = body.contains("stream") && body.at("stream").get_bool();
+  const CatalogModel* model = call.catalog.find(model_name);
+  if (!model) {
+    const ApiError err{404, "invalid_request_error",
+                       fmt::format("The model '{}' does not exist or you do not have access to it.", model_name), "model",
+                       "model_not_found"};
+    co_return co_await sendError(call, err);
+  }
+  uint64_t max_output = kReservedOutput;
+  if (auto* m = body.if_contains("max_output_tokens"); m && m->is_int64() && m->get_int64() > 0)
+    max_output = static_cast<uint64_t>(m->get_int64());
+  const uint64_t prompt_estimate = estimateTokens(text.size());
+  if (!co_await admit(call, *model, prompt_estimate, max_output)) co_return;
+  auto tried = co_await tryTargets(worker_, call.catalog, call.upstreams, call.route, *model, call.rec,
+                                   [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
+                                     auto* openai = dynamic_cast<const OpenAiCodec*>(p.codec.get());
+                                     if (!openai)
+                                       return std::optional<ApiError>(ApiError{
+                                           400, "invalid_request_error",
+                                           fmt::format("provider '{}' ({}) has no Responses API; use "
+                                                       "/v1/chat/completions for this model",
+                                                       p.config->name, p.config->kind),
+                                           "model", "unsupported_endpoint"});
+                                     openai->target("responses", t.model, out);
+                                     json::object sent = body;
+                                     sent["model"] = t.model;
+                                     out.body = json::serialize(sent);
+                                     return std::optional<ApiError>();
+                                   });
+  call.served = tried.target;
+  if (tried.error) co_return co_await sendError(call, *tried.error);
+  auto& uc = *tried.call.conn;
+  auto& up = call.upstreams[tried.provider->upstream];
+  const bool event_stream =
+      uc.parser.response().headers.get("content-type").find("text/event-stream") != std::string_view::npos;
+  if (!stream || !event_stream) {
+    std::string answer;
+    if (!co_await readWholeBody(uc, answer, kMaxAnswerBytes, call.route.idle_timeout)) {
+      call.rec.error = "upstream_body_failed";
+      const ApiError err{502, "api_error", fmt::format("provider '{}' sent an incomplete answer", call.rec.provider),
+                         "", "bad_provider_response"};
+      co_return co_await sendError(call, err);
+    }
+    if (uc.parser.response().keep_alive) proxy::release(up, 0, std::move(tried.call.conn));
+    boost::system::error_code ec;
+    json::value v = json::parse(answer, ec);
+    if (!ec && v.is_object())
+      if (auto* u = v.as_object().if_contains("usage"); u && u->is_object())
+        call.rec.usage = usageFromResponses(u->as_object());
+    co_return co_await sendJson(call, 200, answer);
+  }
+
+  http::SseParser relay;
+  ResponsesWatch watch;
+  http::ResponseHead head;
+  head.status = 200;
+  head.headers.add("Content-Type", "text/event-stream");
+  head.headers.add("Cache-Control", "no-cache");
+  addCallHeaders(call, head);
+  http::ResponseHead* pending_head = &head;
+  std::string raw, out;
+  bool client_gone = false;
+  auto status = proxy::BodyStatus::kData;
+  for (;;) {
+    raw.clear();
+    out.clear();
+    status = co_await proxy::readBodySome(uc, raw, call.route.idle_timeout);
+    relay.feed(raw, [&](const http::SseEvent& e) {
+      watch.event(e.type, e.data, call.rec.usage);
+      if (!e.type.empty()) {
+        out += "event: ";
+        out += e.type;
+        out += "\n";
+      }
+      out += "data: ";
+      out += e.data;
+      out += "\n\n";
+    });
+    bool ended = watch.done || watch.error || status != proxy::BodyStatus::kData;
+    if (ended && !watch.done && !watch.error) {
+      ApiError cut{502, "api_error", fmt::format("provider '{}' ended the stream early", call.rec.provider), "",
+                   "stream_interrupted"};
+      if (pending_head && out.empty()) co_return co_await sendError(call, cut);
+      call.rec.error = "stream_interrupted";
+      json::object ev{{"type", "error"}, {"code", cut.code}, {"message", cut.message}, {"param", nullptr}};
+      out += "event: error\ndata: ";
+      out += json::serialize(ev);
+      out += "\n\n";
+    }
+    if (pending_head || !out.empty()) {
+      std::array<std::string_view, 1> pieces{out};
+      bool ok = co_await call.conn.writeResponse(pending_head, out.empty() ? std::span<std::string_view>() : pieces, ended);
+      pending_head = nullptr;
+      if (!ok) {
+        call.rec.error = "client_closed";
+        client_gone = true;
+        break;
+      }
+    }
+    if (ended) break;
+  }
+  if (!call.rec.usage.reported) {
+    call.rec.usage.estimated = true;
+    call.rec.usage.prompt = prompt_estimate;
+  }
+  for (int i = 0; watch.done && !client_gone && status == proxy::BodyStatus::kData && i < 4; ++i) {
+    raw.clear();
+    status = co_await proxy::readBodySome(uc, raw, call.route.idle_timeout);
+  }
+  if (watch.done && status == proxy::BodyStatus::kComplete && uc.parser.response().keep_alive)
     proxy::release(up, 0, std::move(tried.call.conn));
 }
 

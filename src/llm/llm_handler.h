@@ -48,6 +48,7 @@ class LlmHandler {
   http::Task<void> chatCompletions(Call& call);
   http::Task<void> embeddings(Call& call);
   http::Task<void> messages(Call& call);
+  http::Task<void> responses(Call& call);
   http::Task<void> listModels(Call& call);
   http::Task<bool> readRequestBody(Call& call, std::string& body);
   http::Task<void> sendError(Call& call, const ApiError& error);

@@ -472,6 +472,31 @@ class LlmGatewayTest(unittest.TestCase):
         self.assertEqual(unauth.status, 401)
         self.assertEqual(unauth.json()["error"]["type"], "authentication_error")
 
+    # --- Responses API pass-through -------------------------------------------------
+    def test_responses_pass_through(self):
+        resp = self.post("/v1/responses", json.dumps({"model": "gpt-4o-mini", "input": "echo: via responses"}))
+        self.assertEqual(resp.status, 200, resp.body)
+        body = resp.json()
+        self.assertEqual(body["object"], "response")
+        self.assertGreater(body["usage"]["output_tokens"], 0)
+        sent = self.main.last()
+        self.assertEqual(sent["path"], "/v1/responses")
+        self.assertEqual(sent["json"]["model"], "gpt-4o-mini-2024-07-18")
+        self.assertEqual(sent["headers"]["authorization"], "Bearer sk-provider-main")
+
+    def test_responses_stream_relayed(self):
+        resp = self.post("/v1/responses", json.dumps({"model": "gpt-4o-mini", "input": "echo: a b c", "stream": True}))
+        self.assertEqual(resp.status, 200, resp.body)
+        kinds = [l[7:] for l in resp.body.decode().splitlines() if l.startswith("event: ")]
+        self.assertEqual(kinds[0], "response.created")
+        self.assertEqual(kinds[-1], "response.completed")
+        self.assertIn("response.output_text.delta", kinds)
+
+    def test_responses_need_an_openai_provider(self):
+        resp = self.post("/v1/responses", json.dumps({"model": "claude-haiku", "input": "hi"}))
+        self.assertOpenAIError(resp, 400, code="unsupported_endpoint")
+        self.assertOpenAIError(self.post("/v1/responses", json.dumps({"input": "hi"})), 400, param="model")
+
     # --- other endpoints ---------------------------------------------------------
     def test_models_list(self):
         resp = self.gw.request("GET", "/v1/models", headers=AUTH)
