@@ -188,6 +188,7 @@ struct ModelTarget {
   std::string model;
   uint32_t weight = 1;
   std::optional<Price> price;  ///< from the config; else the built-in table (llm/prices.h)
+  uint64_t context_window = 0; ///< tokens; 0: the model's, or unknown
   int line = 0;
 };
 
@@ -198,7 +199,12 @@ struct ModelConfig {
   std::string name;
   ModelStrategy strategy = ModelStrategy::kSingle;
   std::vector<ModelTarget> targets;
-  uint64_t context_window = 0;  ///< tokens; 0 = unknown (from the catalog later)
+  uint64_t context_window = 0;  ///< tokens; 0 = unknown. Targets too small for a prompt are skipped
+  uint32_t retries = 0;         ///< extra attempts on the same target after 429/5xx/connection failures
+  Millis retry_max_wait{10'000};  ///< a Retry-After longer than this moves on instead of waiting
+  uint32_t breaker_failures = 5;  ///< consecutive failures that open a target's circuit; 0 = off
+  Millis breaker_cooldown{30'000};  ///< how long an open circuit sends calls elsewhere
+  Millis first_token_timeout{0};    ///< streams: no first event this soon → next target; 0 = off
   int line = 0;
 };
 

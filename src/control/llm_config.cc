@@ -187,14 +187,16 @@ void readProviders(Reader& r, const YAML::Node& list, Config& cfg) {
 void readModels(Reader& r, const YAML::Node& list, Config& cfg) {
   r.forEach(list, "models", [&](const YAML::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a model is a map: { name, strategy, targets }");
-    r.checkKeys(n, {"name", "strategy", "targets", "context_window"}, "model");
+    r.checkKeys(n, {"name", "strategy", "targets", "context_window", "retries", "retry_max_wait", "circuit_breaker",
+                    "first_token_timeout"},
+                "model");
     ModelConfig m;
     m.line = Reader::lineOf(n);
     if (auto v = n["name"]; v.IsDefined()) m.name = r.str(v, "model name").value_or("");
     else return r.fail(n, "model needs a 'name'");
     r.forEach(n["targets"], "targets", [&](const YAML::Node& t) {
       if (!t.IsMap()) return r.fail(t, "a model target is a map: { provider, model, weight }");
-      r.checkKeys(t, {"provider", "model", "weight", "price"}, "model target");
+      r.checkKeys(t, {"provider", "model", "weight", "price", "context_window"}, "model target");
       ModelTarget target;
       target.line = Reader::lineOf(t);
       if (auto v = t["provider"]; v.IsDefined()) {
@@ -210,6 +212,8 @@ void readModels(Reader& r, const YAML::Node& list, Config& cfg) {
       if (auto v = t["weight"]; v.IsDefined())
         target.weight = r.integer<uint32_t>(v, "weight", 1, 10'000).value_or(1);
       if (auto v = t["price"]; v.IsDefined()) target.price = readPrice(r, v);
+      if (auto v = t["context_window"]; v.IsDefined())
+        target.context_window = r.integer<uint64_t>(v, "context_window", 1, 100'000'000).value_or(0);
       m.targets.push_back(std::move(target));
     });
     if (m.targets.empty()) r.fail(n, fmt::format("model '{}' needs at least one target", m.name));
@@ -228,6 +232,22 @@ void readModels(Reader& r, const YAML::Node& list, Config& cfg) {
     }
     if (auto v = n["context_window"]; v.IsDefined())
       m.context_window = r.integer<uint64_t>(v, "context_window", 1, 100'000'000).value_or(0);
+    if (auto v = n["retries"]; v.IsDefined()) m.retries = r.integer<uint32_t>(v, "retries", 0, 10).value_or(0);
+    if (auto v = n["retry_max_wait"]; v.IsDefined())
+      if (auto d = r.duration(v, "retry_max_wait")) m.retry_max_wait = *d;
+    if (auto v = n["first_token_timeout"]; v.IsDefined())
+      if (auto d = r.duration(v, "first_token_timeout")) m.first_token_timeout = *d;
+    if (auto v = n["circuit_breaker"]; v.IsDefined()) {
+      if (!v.IsMap()) {
+        r.fail(v, "circuit_breaker is a map: { failures: 5, cooldown: 30s }");
+      } else {
+        r.checkKeys(v, {"failures", "cooldown"}, "circuit_breaker");
+        if (auto f = v["failures"]; f.IsDefined())
+          m.breaker_failures = r.integer<uint32_t>(f, "circuit_breaker.failures", 0, 1000).value_or(5);
+        if (auto c = v["cooldown"]; c.IsDefined())
+          if (auto d = r.duration(c, "circuit_breaker.cooldown")) m.breaker_cooldown = *d;
+      }
+    }
     for (const auto& other : cfg.models)
       if (other.name == m.name) return r.fail(n, fmt::format("duplicate model name '{}'", m.name));
     cfg.models.push_back(std::move(m));

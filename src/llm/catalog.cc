@@ -31,7 +31,9 @@ Catalog::Catalog(const control::Config& config, const std::vector<size_t>& provi
     for (const auto& t : m.targets) {
       for (uint32_t p = 0; p < providers_.size(); ++p)
         if (providers_[p].config->name == t.provider)
-          cm.targets.push_back({p, t.model, t.weight, t.price ? t.price : builtinPrice(providers_[p].config->kind, t.model)});
+          cm.targets.push_back({p, t.model, t.weight,
+                                t.price ? t.price : builtinPrice(providers_[p].config->kind, t.model),
+                                t.context_window ? t.context_window : m.context_window});
     }
     by_name_.emplace(m.name, models_.size());
     models_.push_back(std::move(cm));

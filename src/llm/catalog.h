@@ -3,6 +3,7 @@
 // then read by every worker.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,11 +23,22 @@ struct CatalogProvider {
   std::string host_header;               ///< "host", or "host:port" off the scheme's default port
 };
 
+/// What every worker learns about one target while calling it: its circuit breaker, time to
+/// first token and calls in flight. Atomics, shared by the workers; lives with the snapshot.
+struct TargetState {
+  std::atomic<uint32_t> failures{0};       ///< consecutive
+  std::atomic<int64_t> open_until_ms{0};   ///< circuit open until (steady clock); 0: closed
+  std::atomic<int64_t> ttft_ewma_us{0};    ///< 0: no sample yet
+  std::atomic<int32_t> inflight{0};
+};
+
 struct CatalogTarget {
   uint32_t provider = 0;  ///< index into Catalog::providers
   std::string model;      ///< the provider's model id
   uint32_t weight = 1;
   std::optional<control::Price> price;  ///< config override, else built-in; unknown: nullopt
+  uint64_t context_window = 0;          ///< tokens; 0: unknown
+  std::shared_ptr<TargetState> state = std::make_shared<TargetState>();
 };
 
 struct CatalogModel {

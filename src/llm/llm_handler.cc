@@ -10,6 +10,7 @@
 #include "llm/api_error.h"
 #include "llm/catalog.h"
 #include "llm/chat_request.h"
+#include "llm/dispatch.h"
 #include "llm/prices.h"
 #include "llm/provider_call.h"
 #include "llm/providers/anthropic.h"
@@ -57,25 +58,6 @@ std::string maskKey(std::string_view key) {
   return fmt::format("{}***{}", key.substr(0, 5), key.substr(key.size() - 4));
 }
 
-/// Order in which a model's targets are tried: the strategy's pick first, then the others.
-std::vector<const CatalogTarget*> attemptOrder(const CatalogModel& model) {
-  std::vector<const CatalogTarget*> order;
-  for (const auto& t : model.targets) order.push_back(&t);
-  if (model.config->strategy == control::ModelStrategy::kWeighted && order.size() > 1) {
-    thread_local std::mt19937_64 rng{std::random_device{}()};
-    uint64_t total = 0;
-    for (auto* t : order) total += t->weight;
-    uint64_t pick = rng() % total;
-    size_t first = 0;
-    for (; first < order.size(); ++first) {
-      if (pick < order[first]->weight) break;
-      pick -= order[first]->weight;
-    }
-    std::rotate(order.begin(), order.begin() + static_cast<long>(first), order.begin() + static_cast<long>(first) + 1);
-  }
-  return order;
-}
-
 json::object modelJson(const CatalogModel& m) {
   return json::object{{"id", m.config->name}, {"object", "model"}, {"created", 0}, {"owned_by", "ganglion"}};
 }
@@ -117,9 +99,6 @@ void appendChunk(json::object& chunk, bool client_wants_usage, std::string& out,
   out += json::serialize(chunk);
   out += "\n\n";
 }
-
-/// Provider answers worth trying elsewhere: rate limits, overload, server errors, timeouts.
-bool failoverStatus(int status) { return status == 408 || status == 409 || status == 429 || status >= 500; }
 
 }  // namespace
 
@@ -253,7 +232,7 @@ Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Snaps
                               CallRecord& rec) {
   auto& req = conn.request();
   Call call{conn, snap, *snap.llm, upstreams, route, rec, ledger_, requestId(req, next_id_), {}, {}, {}};
-  call.anthropic_dialect = endsWith(req.path(), "/messages");  // its errors, auth ones included
+  call.anthropic_dialect = req.path().find("/messages") != std::string_view::npos;  // its errors, auth ones included
   if (route.llm->require_key) {
     std::string_view key = presentedKey(req);
     if (key.empty()) {
@@ -317,79 +296,6 @@ Task<void> LlmHandler::listModels(Call& call) {
   co_await sendJson(call, 200, body);
 }
 
-namespace {
-
-/// The outcome of trying a model's targets in order.
-struct Attempted {
-  ProviderCall call;              ///< conn set: a 2xx head arrived from `provider`
-  const CatalogProvider* provider = nullptr;
-  const CatalogTarget* target = nullptr;
-  std::optional<ApiError> error;  ///< set: every target failed; this is the last failure
-};
-
-}  // namespace
-
-/// Tries the targets of `model` in strategy order until one answers 2xx. `encode` builds the
-/// provider request (or refuses with an error for that target).
-template <typename Encode>
-static Task<Attempted> tryTargets(loop::Worker& worker, const Catalog& catalog,
-                                  std::span<proxy::UpstreamRuntime> upstreams, const control::RouteConfig& route,
-                                  const CatalogModel& model, CallRecord& rec, Encode&& encode) {
-  Attempted out;
-  auto order = attemptOrder(model);
-  for (size_t i = 0; i < order.size(); ++i) {
-    const CatalogTarget& target = *order[i];
-    const CatalogProvider& provider = catalog.providers()[target.provider];
-    const bool last = i + 1 == order.size();
-    ++rec.attempts;
-    rec.provider = provider.config->name;
-    rec.model = target.model;
-    auto& up = upstreams[provider.upstream];
-    rec.target = up.def->targets.empty() ? std::string_view() : std::string_view(up.def->targets[0].key);
-    if (!provider.codec) {
-      out.error = ApiError{501, "api_error",
-                           fmt::format("provider '{}' is of kind '{}', which this build cannot call yet",
-                                       provider.config->name, provider.config->kind),
-                           "", "provider_kind_unsupported"};
-      continue;
-    }
-    ProviderRequest preq;
-    auto refused = encode(provider, target, preq);
-    if (refused) {
-      out.error = std::move(refused);
-      continue;
-    }
-    auto call = co_await callProvider(worker, up, provider.host_header, preq, route.first_byte_timeout);
-    if (call.failure) {
-      rec.upstream_status = 0;
-      out.error = ApiError{call.failure.status, "api_error",
-                           fmt::format("provider '{}': {}", provider.config->name, call.failure.message), "",
-                           std::string(call.failure.type)};
-      continue;
-    }
-    const int status = call.status();
-    rec.upstream_status = status;
-    up.stats->by_class[telemetry::statusClass(status)].add();
-    if (status >= 200 && status < 300) {
-      out.call = std::move(call);
-      out.provider = &provider;
-      out.target = &target;
-      out.error.reset();
-      rec.priced = target.price.has_value();
-      co_return out;
-    }
-    std::string body;
-    auto retry_after = parseUint(trim(call.conn->parser.response().headers.get("retry-after")));
-    bool whole = co_await readWholeBody(*call.conn, body, kMaxErrorBytes, route.idle_timeout);
-    out.error = provider.codec->error(status, body);
-    if (retry_after && *retry_after > 0 && *retry_after < 86400 * 7) out.error->retry_after_s = static_cast<int64_t>(*retry_after);
-    if (whole && call.conn->parser.response().keep_alive) proxy::release(up, 0, std::move(call.conn));
-    if (!failoverStatus(status) || last) break;
-  }
-  if (!out.error) out.error = ApiError{503, "api_error", "the model has no target to call", "", "no_target"};
-  co_return out;
-}
-
 Task<void> LlmHandler::chatCompletions(Call& call) {
   std::string text;
   if (!co_await readRequestBody(call, text)) co_return;
@@ -405,11 +311,13 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
     co_return co_await sendError(call, err);
   }
   if (!co_await admit(call, *model, req.prompt_estimate, req.max_output ? req.max_output : kReservedOutput)) co_return;
-  auto tried = co_await tryTargets(worker_, call.catalog, call.upstreams, call.route, *model, call.rec,
-                                   [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
-                                     p.codec->chatRequest(req, t.model, out);
-                                     return std::optional<ApiError>();
-                                   });
+  const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
+    p.codec->chatRequest(req, t.model, out);
+    return std::optional<ApiError>();
+  };
+  const DispatchOptions options{req.stream, req.prompt_estimate};
+  auto tried = co_await dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode,
+                                 options);
   call.served = tried.target;
   if (tried.error) co_return co_await sendError(call, *tried.error);
   auto& uc = *tried.call.conn;
@@ -448,7 +356,13 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
   auto status = proxy::BodyStatus::kData;
   for (;;) {
     raw.clear();
-    status = co_await proxy::readBodySome(uc, raw, call.route.idle_timeout);
+    if (!tried.prefetched.empty() || tried.prefetch_status != proxy::BodyStatus::kData) {
+      raw.swap(tried.prefetched);  // read while waiting for the first token
+      status = tried.prefetch_status;
+      tried.prefetch_status = proxy::BodyStatus::kData;
+    } else {
+      status = co_await proxy::readBodySome(uc, raw, call.route.idle_timeout);
+    }
     chunks.clear();
     if (!raw.empty()) stream_error = decoder->feed(raw, chunks, call.rec.usage);
     out.clear();
@@ -516,10 +430,12 @@ Task<void> LlmHandler::embeddings(Call& call) {
     co_return co_await sendError(call, err);
   }
   if (!co_await admit(call, *model, req.prompt_estimate, 0)) co_return;
-  auto tried = co_await tryTargets(worker_, call.catalog, call.upstreams, call.route, *model, call.rec,
-                                   [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
-                                     return p.codec->embeddingsRequest(req, t.model, out);
-                                   });
+  const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
+    return p.codec->embeddingsRequest(req, t.model, out);
+  };
+  const DispatchOptions options{false, req.prompt_estimate};
+  auto tried = co_await dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode,
+                                 options);
   call.served = tried.target;
   if (tried.error) co_return co_await sendError(call, *tried.error);
   auto& uc = *tried.call.conn;
@@ -557,26 +473,28 @@ Task<void> LlmHandler::messages(Call& call) {
   const auto& client_head = call.conn.request().headers;
   std::string version(client_head.get("anthropic-version"));
   std::string beta(client_head.get("anthropic-beta"));
-  auto tried = co_await tryTargets(worker_, call.catalog, call.upstreams, call.route, *model, call.rec,
-                                   [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
-                                     if (p.config->kind != "anthropic") {
-                                       p.codec->chatRequest(req.chat, t.model, out);
-                                       return std::optional<ApiError>();
-                                     }
-                                     // Claude to Claude: the client's request as written.
-                                     out.path = p.config->base_path + "/v1/messages";
-                                     out.headers.emplace_back("x-api-key", p.config->api_key);
-                                     out.headers.emplace_back(
-                                         "anthropic-version",
-                                         !version.empty() ? version
-                                         : p.config->api_version.empty() ? std::string(AnthropicCodec::kVersion)
-                                                                         : p.config->api_version);
-                                     if (!beta.empty()) out.headers.emplace_back("anthropic-beta", beta);
-                                     boost::json::object body = req.body;
-                                     body["model"] = t.model;
-                                     out.body = boost::json::serialize(body);
-                                     return std::optional<ApiError>();
-                                   });
+  const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
+    if (p.config->kind != "anthropic") {
+      p.codec->chatRequest(req.chat, t.model, out);
+      return std::optional<ApiError>();
+    }
+    // Claude to Claude: the client's request as written.
+    out.path = p.config->base_path + "/v1/messages";
+    out.headers.emplace_back("x-api-key", p.config->api_key);
+    out.headers.emplace_back(
+        "anthropic-version",
+        !version.empty() ? version
+        : p.config->api_version.empty() ? std::string(AnthropicCodec::kVersion)
+                                        : p.config->api_version);
+    if (!beta.empty()) out.headers.emplace_back("anthropic-beta", beta);
+    boost::json::object body = req.body;
+    body["model"] = t.model;
+    out.body = boost::json::serialize(body);
+    return std::optional<ApiError>();
+  };
+  const DispatchOptions options{req.stream, req.chat.prompt_estimate};
+  auto tried = co_await dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode,
+                                 options);
   call.served = tried.target;
   if (tried.error) co_return co_await sendError(call, *tried.error);
   auto& uc = *tried.call.conn;
@@ -617,7 +535,13 @@ Task<void> LlmHandler::messages(Call& call) {
   auto status = proxy::BodyStatus::kData;
   for (;;) {
     raw.clear();
-    status = co_await proxy::readBodySome(uc, raw, call.route.idle_timeout);
+    if (!tried.prefetched.empty() || tried.prefetch_status != proxy::BodyStatus::kData) {
+      raw.swap(tried.prefetched);  // read while waiting for the first token
+      status = tried.prefetch_status;
+      tried.prefetch_status = proxy::BodyStatus::kData;
+    } else {
+      status = co_await proxy::readBodySome(uc, raw, call.route.idle_timeout);
+    }
     chunks.clear();
     out.clear();
     if (!raw.empty()) {
@@ -726,22 +650,24 @@ Task<void> LlmHandler::responses(Call& call) {
     max_output = static_cast<uint64_t>(m->get_int64());
   const uint64_t prompt_estimate = estimateTokens(text.size());
   if (!co_await admit(call, *model, prompt_estimate, max_output)) co_return;
-  auto tried = co_await tryTargets(worker_, call.catalog, call.upstreams, call.route, *model, call.rec,
-                                   [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
-                                     auto* openai = dynamic_cast<const OpenAiCodec*>(p.codec.get());
-                                     if (!openai)
-                                       return std::optional<ApiError>(ApiError{
-                                           400, "invalid_request_error",
-                                           fmt::format("provider '{}' ({}) has no Responses API; use "
-                                                       "/v1/chat/completions for this model",
-                                                       p.config->name, p.config->kind),
-                                           "model", "unsupported_endpoint"});
-                                     openai->target("responses", t.model, out);
-                                     json::object sent = body;
-                                     sent["model"] = t.model;
-                                     out.body = json::serialize(sent);
-                                     return std::optional<ApiError>();
-                                   });
+  const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
+    auto* openai = dynamic_cast<const OpenAiCodec*>(p.codec.get());
+    if (!openai)
+      return std::optional<ApiError>(ApiError{
+          400, "invalid_request_error",
+          fmt::format("provider '{}' ({}) has no Responses API; use "
+                      "/v1/chat/completions for this model",
+                      p.config->name, p.config->kind),
+          "model", "unsupported_endpoint"});
+    openai->target("responses", t.model, out);
+    json::object sent = body;
+    sent["model"] = t.model;
+    out.body = json::serialize(sent);
+    return std::optional<ApiError>();
+  };
+  const DispatchOptions options{stream, prompt_estimate};
+  auto tried = co_await dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode,
+                                 options);
   call.served = tried.target;
   if (tried.error) co_return co_await sendError(call, *tried.error);
   auto& uc = *tried.call.conn;
@@ -779,7 +705,13 @@ Task<void> LlmHandler::responses(Call& call) {
   for (;;) {
     raw.clear();
     out.clear();
-    status = co_await proxy::readBodySome(uc, raw, call.route.idle_timeout);
+    if (!tried.prefetched.empty() || tried.prefetch_status != proxy::BodyStatus::kData) {
+      raw.swap(tried.prefetched);  // read while waiting for the first token
+      status = tried.prefetch_status;
+      tried.prefetch_status = proxy::BodyStatus::kData;
+    } else {
+      status = co_await proxy::readBodySome(uc, raw, call.route.idle_timeout);
+    }
     relay.feed(raw, [&](const http::SseEvent& e) {
       watch.event(e.type, e.data, call.rec.usage);
       if (!e.type.empty()) {

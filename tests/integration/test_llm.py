@@ -7,6 +7,7 @@ with their status, failover across a model's targets, and the answer headers.
 
 import json
 import threading
+import time
 import unittest
 
 from harness import Gateway, first_status, free_port, raw_exchange, render, wait_until
@@ -49,9 +50,41 @@ models:
     targets: [ { provider: main, model: gpt-4o-mini-2024-07-18 } ]
   - name: resilient
     strategy: fallback
+    circuit_breaker: { failures: 0 }
     targets:
       - { provider: main, model: primary-model }
       - { provider: backup, model: backup-model }
+  - name: guarded
+    strategy: fallback
+    circuit_breaker: { failures: 2, cooldown: 30s }
+    targets:
+      - { provider: main, model: guarded-primary }
+      - { provider: backup, model: guarded-backup }
+  - name: patient
+    retries: 2
+    retry_max_wait: 2s
+    targets: [ { provider: main, model: patient-model } ]
+  - name: quick-first-token
+    strategy: fallback
+    first_token_timeout: 300ms
+    targets:
+      - { provider: main, model: slow-model }
+      - { provider: backup, model: fast-model }
+  - name: small-window
+    strategy: fallback
+    targets:
+      - { provider: main, model: tiny-model, context_window: 10 }
+      - { provider: backup, model: big-model, context_window: 100000 }
+  - name: by-cost
+    strategy: cost
+    targets:
+      - { provider: main, model: dear-model, price: { input: 10, output: 30 } }
+      - { provider: backup, model: cheap-model, price: { input: 0.1, output: 0.3 } }
+  - name: by-latency
+    strategy: latency
+    targets:
+      - { provider: main, model: slow-latency }
+      - { provider: backup, model: fast-latency }
   - name: embed
     targets: [ { provider: main, model: text-embedding-3-small } ]
 keys:
@@ -300,6 +333,59 @@ class LlmGatewayTest(unittest.TestCase):
         self.assertEqual(resp.status, 200, resp.body)
         self.assertEqual(resp.headers["x-ganglion-provider"], "backup")
 
+    # --- resilience and strategies --------------------------------------------------
+    def test_circuit_breaker_opens_after_consecutive_failures(self):
+        self.main.script(status=503, times=2)
+        for _ in range(2):
+            self.assertEqual(self.post("/v1/chat/completions", chat(model="guarded")).headers["x-ganglion-attempts"], "2")
+        # The circuit is open now: the backup is asked first, the primary not at all.
+        before = len(self.main.requests)
+        resp = self.post("/v1/chat/completions", chat(model="guarded"))
+        self.assertEqual(resp.headers["x-ganglion-provider"], "backup")
+        self.assertEqual(resp.headers["x-ganglion-attempts"], "1")
+        self.assertEqual(len(self.main.requests), before)
+
+    def test_retries_honour_retry_after(self):
+        self.main.script(status=429, headers={"Retry-After": "1"})
+        started = time.monotonic()
+        resp = self.post("/v1/chat/completions", chat(model="patient"))
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertGreaterEqual(time.monotonic() - started, 0.9)
+        self.assertEqual(resp.headers["x-ganglion-attempts"], "2")
+        # A Retry-After beyond retry_max_wait is not waited for: the 429 comes back with it.
+        self.main.script(status=429, headers={"Retry-After": "60"})
+        resp = self.post("/v1/chat/completions", chat(model="patient"))
+        self.assertEqual(resp.status, 429)
+        self.assertEqual(resp.headers["retry-after"], "60")
+
+    def test_first_token_deadline_fails_over(self):
+        self.main.script(first_token_delay=2.0)
+        started = time.monotonic()
+        resp = self.post("/v1/chat/completions", chat(model="quick-first-token", text="echo: fast one", stream=True))
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertLess(time.monotonic() - started, 1.5)
+        self.assertEqual(resp.headers["x-ganglion-provider"], "backup")
+        text = "".join(json.loads(e)["choices"][0]["delta"].get("content") or ""
+                       for e in sse_events(resp.body)[:-1] if json.loads(e)["choices"])
+        self.assertEqual(text, "fast one")
+
+    def test_context_window_skips_small_targets(self):
+        resp = self.post("/v1/chat/completions", chat(model="small-window", text="echo: " + "word " * 200))
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertEqual(resp.headers["x-ganglion-model"], "big-model")
+        self.assertEqual(resp.headers["x-ganglion-attempts"], "1")
+
+    def test_cost_strategy_prefers_the_cheaper_target(self):
+        resp = self.post("/v1/chat/completions", chat(model="by-cost"))
+        self.assertEqual(resp.headers["x-ganglion-model"], "cheap-model")
+
+    def test_latency_strategy_learns_the_faster_target(self):
+        self.main.script(delay=0.3, times=50)
+        seen = [self.post("/v1/chat/completions", chat(model="by-latency")).headers["x-ganglion-provider"]
+                for _ in range(6)]
+        # Both get measured once (no sample sorts first), then the fast one keeps winning.
+        self.assertEqual(seen[-3:], ["backup"] * 3)
+
     # --- translated providers -----------------------------------------------------
     def test_anthropic_whole_answer_in_openai_shape(self):
         resp = self.post("/v1/chat/completions", chat(model="claude-haiku", text="echo: bonjour tout le monde"))
@@ -502,7 +588,8 @@ class LlmGatewayTest(unittest.TestCase):
         resp = self.gw.request("GET", "/v1/models", headers=AUTH)
         self.assertEqual(resp.status, 200)
         ids = [m["id"] for m in resp.json()["data"]]
-        self.assertEqual(ids, ["gemini-flash", "gemini-embed", "claude-haiku", "gpt-then-claude", "gpt-4o-mini", "resilient", "embed"])
+        self.assertEqual(ids[:7], ["gemini-flash", "gemini-embed", "claude-haiku", "gpt-then-claude", "gpt-4o-mini",
+                                   "resilient", "guarded"])
         one = self.gw.request("GET", "/v1/models/resilient", headers=AUTH)
         self.assertEqual(one.json()["id"], "resilient")
         self.assertOpenAIError(self.gw.request("GET", "/v1/models/nope", headers=AUTH), 404, code="model_not_found")
