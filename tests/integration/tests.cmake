@@ -13,3 +13,10 @@ endforeach()
 add_test(NAME integration_fake_provider_selftest
          COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/integration/fake_provider_selftest.py)
 set_tests_properties(integration_fake_provider_selftest PROPERTIES TIMEOUT 120 LABELS integration)
+# End-to-end: the official openai and @anthropic-ai/sdk Node clients (pinned in tests/e2e/package.json,
+# installed by the runner with `npm ci` when missing) against the real binary and the fake provider.
+add_test(NAME e2e_sdk COMMAND bash ${CMAKE_SOURCE_DIR}/tests/e2e/run.sh)
+set_tests_properties(e2e_sdk PROPERTIES
+         ENVIRONMENT "GANGLION_BIN=$<TARGET_FILE:ganglion>;PYTHON=${Python3_EXECUTABLE}"
+         TIMEOUT 300
+         LABELS e2e)
