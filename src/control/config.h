@@ -146,6 +146,7 @@ struct KeyConfig {
   std::string name;
   Sha256 hash{};
   KeyLimits limits;
+  bool cache = false;  ///< its LLM answers are cached unless a request says otherwise
   int line = 0;
 };
 
@@ -153,6 +154,7 @@ struct KeyConfig {
 struct KeyTable {
   std::unordered_map<Sha256, std::string, DigestHash> by_hash;  ///< digest → key name
   std::unordered_map<std::string, KeyLimits> limits;            ///< key name → limits (keys with any)
+  std::unordered_map<std::string, bool> cache;                  ///< key name → cache on (keys with it)
 };
 
 /// An LLM provider account: where to call it and with which credentials (issue 3).
@@ -214,6 +216,13 @@ struct AdminConfig {
   std::string token;  ///< secret: never logged, redacted in /config
 };
 
+/// The LLM response cache (opt-in per key with `cache: true`, per request with the
+/// `x-ganglion-cache: on|off` header).
+struct LlmCacheConfig {
+  uint64_t max_bytes = 64ull << 20;  ///< least recently used entries go first past this
+  Millis ttl{600'000};
+};
+
 struct AccessLogConfig {
   bool enabled = true;
   std::string path = "stdout";  ///< "stdout", "stderr" or a file path
@@ -229,6 +238,7 @@ struct Config {
   std::shared_ptr<const KeyTable> key_table;
   std::vector<ProviderConfig> providers;
   std::vector<ModelConfig> models;
+  LlmCacheConfig llm_cache;
   AdminConfig admin;
   AccessLogConfig access_log;
 };

@@ -324,7 +324,7 @@ void readKeys(Reader& r, const YAML::Node& list, Config& cfg) {
   auto table = std::make_shared<KeyTable>();
   r.forEach(list, "keys", [&](const YAML::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a key is a map: { name, key } or { name, key_sha256 }");
-    r.checkKeys(n, {"name", "key", "key_sha256", "rpm", "tpm", "budget"}, "key");
+    r.checkKeys(n, {"name", "key", "key_sha256", "rpm", "tpm", "budget", "cache"}, "key");
     KeyConfig k;
     k.line = Reader::lineOf(n);
     if (auto v = n["name"]; v.IsDefined()) {
@@ -371,8 +371,10 @@ void readKeys(Reader& r, const YAML::Node& list, Config& cfg) {
         else if (text != "month") return r.fail(per, fmt::format("budget.period must be 'day' or 'month', got '{}'", text));
       }
     }
+    if (auto v = n["cache"]; v.IsDefined()) k.cache = r.boolean(v, "cache").value_or(false);
     table->by_hash.emplace(k.hash, k.name);
     if (k.limits.any()) table->limits.emplace(k.name, k.limits);
+    if (k.cache) table->cache.emplace(k.name, true);
     cfg.keys.push_back(std::move(k));
   });
   cfg.key_table = std::move(table);
@@ -534,7 +536,7 @@ LoadResult loadConfigText(const std::string& text, const std::string& path) {
   }
   try {
     r.checkKeys(root, {"workers", "listeners", "upstreams", "routes", "keys", "providers", "models", "admin",
-                       "access_log"},
+                       "access_log", "llm_cache"},
                 "the top level");
     readProviders(r, root["providers"], cfg);
     readModels(r, root["models"], cfg);
@@ -545,6 +547,17 @@ LoadResult loadConfigText(const std::string& text, const std::string& path) {
     r.forEach(root["upstreams"], "upstreams", [&](const YAML::Node& n) { readUpstream(r, n, cfg); });
     r.forEach(root["routes"], "routes", [&](const YAML::Node& n) { readRoute(r, n, cfg); });
     if (auto v = root["admin"]; v.IsDefined()) readAdmin(r, v, cfg);
+    if (auto v = root["llm_cache"]; v.IsDefined()) {
+      if (!v.IsMap()) {
+        r.fail(v, "llm_cache must be a map: { max_bytes: 64MiB, ttl: 10m }");
+      } else {
+        r.checkKeys(v, {"max_bytes", "ttl"}, "llm_cache");
+        if (auto b = v["max_bytes"]; b.IsDefined())
+          if (auto n = r.bytes(b, "llm_cache.max_bytes")) cfg.llm_cache.max_bytes = *n;
+        if (auto t = v["ttl"]; t.IsDefined())
+          if (auto d = r.duration(t, "llm_cache.ttl")) cfg.llm_cache.ttl = *d;
+      }
+    }
     if (auto v = root["access_log"]; v.IsDefined()) {
       if (!v.IsMap()) {
         r.fail(v, "access_log must be a map");

@@ -45,8 +45,8 @@ struct WorkerListener {
 };
 
 struct WorkerContext {
-  WorkerContext(unsigned index, telemetry::AccessLog* log, llm::KeyLedger& ledger)
-      : worker(index), handler(worker, stats, log, ledger) {}
+  WorkerContext(unsigned index, telemetry::AccessLog* log, llm::KeyLedger& ledger, llm::ResponseCache& cache)
+      : worker(index), handler(worker, stats, log, ledger, cache) {}
   loop::Worker worker;
   telemetry::WorkerStats stats;
   proxy::ProxyHandler handler;
@@ -467,7 +467,7 @@ int Gateway::run() {
   access_log_ = std::make_unique<telemetry::AccessLog>(cfg.access_log.path, cfg.workers);
   access_log_->setEnabled(cfg.access_log.enabled);
   for (unsigned i = 0; i < cfg.workers; ++i)
-    workers_.push_back(std::make_unique<WorkerContext>(i, access_log_.get(), ledger_));
+    workers_.push_back(std::make_unique<WorkerContext>(i, access_log_.get(), ledger_, llm_cache_));
   for (auto& w : workers_) w->handler.install(snapshot_);
   if (auto err = installListeners(cfg); !err.empty()) {
     std::fprintf(stderr, "%s\n", err.c_str());

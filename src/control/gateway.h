@@ -15,6 +15,7 @@
 #include "control/health_checker.h"
 #include "control/snapshot.h"
 #include "llm/ledger.h"
+#include "llm/response_cache.h"
 
 namespace ganglion::telemetry {
 class AccessLog;
@@ -59,6 +60,7 @@ class Gateway {
   std::vector<std::unique_ptr<WorkerContext>> workers_;
   HealthRegistry health_;
   llm::KeyLedger ledger_;  ///< per-key rates and spend, shared by the workers, kept across reloads
+  llm::ResponseCache llm_cache_;  ///< LLM answers, shared by the workers, kept across reloads
   std::unique_ptr<HealthChecker> checker_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::set<std::string> bound_;  ///< listener addresses the workers accept on

@@ -116,6 +116,10 @@ struct LlmHandler::Call {
   KeyLedger::Reservation reservation;
   const CatalogTarget* served = nullptr;  ///< the target that answered
   bool anthropic_dialect = false;         ///< /v1/messages: errors in Anthropic's shape
+  bool cache_lookup = false;              ///< the response cache was consulted
+  std::string_view cache_state;           ///< "hit" or "miss" (x-ganglion-cache), empty when not consulted
+  Sha256 cache_key{};
+  std::string cached_provider;            ///< a cache hit's provider
 
   /// Prices the call and settles its reservation with what it used, whichever way it ended
   /// (a call that failed before any answer used nothing).
@@ -156,10 +160,12 @@ Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t pro
 
 void LlmHandler::addCallHeaders(Call& call, http::ResponseHead& head) {
   head.headers.set("x-request-id", call.request_id);
-  if (!call.rec.provider.empty()) {
-    head.headers.set("x-ganglion-provider", call.rec.provider);
+  if (!call.rec.provider.empty() || !call.cached_provider.empty()) {
+    head.headers.set("x-ganglion-provider", call.rec.provider.empty() ? std::string_view(call.cached_provider)
+                                                                      : call.rec.provider);
     head.headers.set("x-ganglion-model", call.rec.model);
   }
+  if (!call.cache_state.empty()) head.headers.set("x-ganglion-cache", call.cache_state);
   if (call.rec.attempts > 0) {
     call.attempts_text = std::to_string(call.rec.attempts);
     head.headers.set("x-ganglion-attempts", call.attempts_text);
@@ -175,6 +181,47 @@ Task<void> LlmHandler::sendJson(Call& call, int status, std::string_view body) {
   addCallHeaders(call, head);
   std::array<std::string_view, 1> pieces{body};
   co_await call.conn.writeResponse(&head, pieces, true);
+}
+
+Task<bool> LlmHandler::answerFromCache(Call& call, std::string_view endpoint, const json::object& body) {
+  std::string_view asked = trim(call.conn.request().headers.get("x-ganglion-cache"));
+  bool wanted;
+  if (iequals(asked, "on") || iequals(asked, "true") || asked == "1") {
+    wanted = true;
+  } else if (iequals(asked, "off") || iequals(asked, "false") || asked == "0" || iequals(asked, "no-store")) {
+    wanted = false;
+  } else {
+    const auto& by_key = call.snap.config.key_table->cache;
+    wanted = !call.rec.key_name.empty() && by_key.count(std::string(call.rec.key_name));
+  }
+  if (!wanted) co_return false;
+  call.cache_lookup = true;
+  call.cache_key = cacheKey(call.rec.key_name, endpoint, body);
+  auto hit = cache_.get(call.cache_key);
+  if (!hit) {
+    call.cache_state = "miss";
+    co_return false;
+  }
+  call.cache_state = "hit";
+  call.rec.cache_hit = true;
+  call.cached_provider = std::move(hit->provider);
+  call.rec.model = std::move(hit->model);
+  http::ResponseHead head;
+  head.status = 200;
+  head.headers.add("Content-Type", hit->stream ? "text/event-stream" : "application/json");
+  head.has_content_length = true;
+  head.content_length = hit->payload.size();
+  addCallHeaders(call, head);
+  std::array<std::string_view, 1> pieces{hit->payload};
+  co_await call.conn.writeResponse(&head, pieces, true);
+  co_return true;
+}
+
+void LlmHandler::remember(Call& call, std::string payload, bool stream) {
+  if (!call.cache_lookup || call.cache_state != "miss") return;
+  const auto& cfg = call.snap.config.llm_cache;
+  cache_.put(call.cache_key, {std::move(payload), stream, std::string(call.rec.provider), call.rec.model}, cfg.ttl,
+             cfg.max_bytes);
 }
 
 Task<void> LlmHandler::sendError(Call& call, const ApiError& error) {
@@ -310,6 +357,7 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
         "model", "model_not_found"};
     co_return co_await sendError(call, err);
   }
+  if (co_await answerFromCache(call, "chat/completions", req.body)) co_return;
   if (!co_await admit(call, *model, req.prompt_estimate, req.max_output ? req.max_output : kReservedOutput)) co_return;
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     p.codec->chatRequest(req, t.model, out);
@@ -337,6 +385,7 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
     if (uc.parser.response().keep_alive) proxy::release(up, 0, std::move(tried.call.conn));
     auto err = codec.chatResponse(body, answer, call.rec.usage);
     if (err) co_return co_await sendError(call, std::move(*err));
+    remember(call, answer, false);
     co_return co_await sendJson(call, 200, answer);
   }
 
@@ -349,7 +398,8 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
   addCallHeaders(call, head);
   http::ResponseHead* pending_head = &head;
   std::vector<json::object> chunks;
-  std::string raw, out;
+  std::string raw, out, recorded;
+  bool recording = call.cache_state == "miss";
   size_t content_bytes = 0;
   std::optional<ApiError> stream_error;
   bool provider_done = false, client_gone = false;
@@ -389,6 +439,10 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
       }
       out += "data: [DONE]\n\n";
     }
+    if (recording) {  // the whole stream, for the response cache
+      recorded += out;
+      recording = recorded.size() <= call.snap.config.llm_cache.max_bytes;
+    }
     if (pending_head || !out.empty()) {
       std::array<std::string_view, 1> pieces{out};
       bool ok = co_await call.conn.writeResponse(pending_head, out.empty() ? std::span<std::string_view>() : pieces, ended);
@@ -406,6 +460,7 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
     call.rec.usage.prompt = req.prompt_estimate;
     call.rec.usage.completion = estimateTokens(content_bytes);
   }
+  if (recording && provider_done && !stream_error && !client_gone) remember(call, std::move(recorded), true);
   // After [DONE] only the body's terminator is left: read it, and the connection is reusable.
   for (int i = 0; provider_done && !client_gone && status == proxy::BodyStatus::kData && i < 4; ++i) {
     raw.clear();
@@ -429,6 +484,7 @@ Task<void> LlmHandler::embeddings(Call& call) {
         "model", "model_not_found"};
     co_return co_await sendError(call, err);
   }
+  if (co_await answerFromCache(call, "embeddings", req.body)) co_return;
   if (!co_await admit(call, *model, req.prompt_estimate, 0)) co_return;
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     return p.codec->embeddingsRequest(req, t.model, out);
@@ -455,6 +511,7 @@ Task<void> LlmHandler::embeddings(Call& call) {
     call.rec.usage.prompt = req.prompt_estimate;
   }
   if (err) co_return co_await sendError(call, std::move(*err));
+  remember(call, answer, false);
   co_await sendJson(call, 200, answer);
 }
 

@@ -12,6 +12,7 @@
 #include "http/server_connection.h"
 #include "llm/api_error.h"
 #include "llm/ledger.h"
+#include "llm/response_cache.h"
 #include "llm/usage.h"
 #include "proxy/upstream_client.h"
 
@@ -31,11 +32,13 @@ struct CallRecord {
   Usage usage;
   control::Picodollars cost = 0;  ///< of the call, at the serving target's price
   bool priced = false;            ///< the serving target has a known price
+  bool cache_hit = false;         ///< answered from the response cache (no provider call)
 };
 
 class LlmHandler {
  public:
-  LlmHandler(loop::Worker& worker, KeyLedger& ledger) : worker_(worker), ledger_(ledger) {}
+  LlmHandler(loop::Worker& worker, KeyLedger& ledger, ResponseCache& cache)
+      : worker_(worker), ledger_(ledger), cache_(cache) {}
 
   /// Serves one request on an `llm:` route. `upstreams` are this worker's runtimes for
   /// `snap` (providers included). Worker thread.
@@ -53,6 +56,11 @@ class LlmHandler {
   http::Task<bool> readRequestBody(Call& call, std::string& body);
   http::Task<void> sendError(Call& call, const ApiError& error);
   http::Task<void> sendJson(Call& call, int status, std::string_view body);
+  /// Looks the call up in the response cache when the key or the request opts in; true when
+  /// a cached answer was sent.
+  http::Task<bool> answerFromCache(Call& call, std::string_view endpoint, const boost::json::object& body);
+  /// Stores a complete answer for a call that looked the cache up and missed.
+  void remember(Call& call, std::string payload, bool stream);
   void addCallHeaders(Call& call, http::ResponseHead& head);
 
   /// Reserves the call's worst case against the key's limits; false when refused (answered).
@@ -60,6 +68,7 @@ class LlmHandler {
 
   loop::Worker& worker_;
   KeyLedger& ledger_;
+  ResponseCache& cache_;
   uint64_t next_id_ = 0;
 };
 

@@ -33,8 +33,8 @@ struct ProxyHandler::Exchange {
 };
 
 ProxyHandler::ProxyHandler(loop::Worker& worker, telemetry::WorkerStats& stats, telemetry::AccessLog* log,
-                           llm::KeyLedger& ledger)
-    : worker_(worker), stats_(stats), log_(log), unmatched_stats_(stats.route("")), llm_(worker, ledger) {
+                           llm::KeyLedger& ledger, llm::ResponseCache& cache)
+    : worker_(worker), stats_(stats), log_(log), unmatched_stats_(stats.route("")), llm_(worker, ledger, cache) {
   worker_.onTick([this] { expireIdle(); });
 }
 
@@ -206,6 +206,7 @@ Task<void> ProxyHandler::handle(ServerConnection& conn) {
         .completion_tokens = llm_rec.usage.completion,
         .cached_tokens = llm_rec.usage.cached,
         .usage_estimated = llm_rec.usage.estimated,
+        .cache_hit = llm_rec.cache_hit,
         .cost_usd = cost_text,
         .worker = worker_.index(),
     };

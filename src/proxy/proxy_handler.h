@@ -32,7 +32,7 @@ struct WorkerView {
 class ProxyHandler final : public http::RequestHandler {
  public:
   ProxyHandler(loop::Worker& worker, telemetry::WorkerStats& stats, telemetry::AccessLog* log,
-               llm::KeyLedger& ledger);
+               llm::KeyLedger& ledger, llm::ResponseCache& cache);
   /// Switches to a new snapshot; in-flight requests finish on the old one. Worker thread.
   void install(std::shared_ptr<const control::Snapshot> snapshot);
   const WorkerView* view() const { return view_.get(); }

@@ -75,6 +75,7 @@ void AccessLog::write(const AccessRecord& rec) {
     out += fmt::format(R"(","prompt_tokens":{},"completion_tokens":{},"cached_tokens":{})", rec.prompt_tokens,
                        rec.completion_tokens, rec.cached_tokens);
     if (rec.usage_estimated) out += R"(,"usage_estimated":true)";
+    if (rec.cache_hit) out += R"(,"cache":"hit")";
     if (!rec.cost_usd.empty()) out += fmt::format(R"(,"cost_usd":"{}")", rec.cost_usd);
   }
   if (!rec.error.empty()) {

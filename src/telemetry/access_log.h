@@ -35,6 +35,7 @@ struct AccessRecord {
   uint64_t completion_tokens = 0;
   uint64_t cached_tokens = 0;
   bool usage_estimated = false;  ///< counted by the gateway (the provider reported none)
+  bool cache_hit = false;        ///< answered from the LLM response cache
   std::string_view cost_usd;     ///< LLM calls at a known price: exact decimal USD
   unsigned worker = 0;
 };

@@ -90,6 +90,9 @@ models:
 keys:
   - name: demo
     key: sk-gw-demo
+  - name: cached
+    key: sk-gw-cached
+    cache: true
 """
 
 AUTH = {"Authorization": "Bearer sk-gw-demo", "Content-Type": "application/json"}
@@ -385,6 +388,42 @@ class LlmGatewayTest(unittest.TestCase):
                 for _ in range(6)]
         # Both get measured once (no sample sorts first), then the fast one keeps winning.
         self.assertEqual(seen[-3:], ["backup"] * 3)
+
+    # --- response cache ------------------------------------------------------------
+    def test_cache_per_key_hits_and_replays_streams(self):
+        headers = {"Authorization": "Bearer sk-gw-cached"}
+        body = chat(text="echo: cache me please", temperature=0)
+        first = self.post("/v1/chat/completions", body, headers=headers)
+        self.assertEqual(first.headers["x-ganglion-cache"], "miss")
+        # The same request with its fields in another order is the same request.
+        reordered = json.dumps(dict(reversed(list(json.loads(body).items()))))
+        second = self.post("/v1/chat/completions", reordered, headers=headers)
+        self.assertEqual(second.headers["x-ganglion-cache"], "hit")
+        self.assertEqual(second.body, first.body)
+        self.assertEqual(second.headers["x-ganglion-provider"], "main")
+        self.assertEqual(len(self.main.requests), 1)
+        streamed = chat(text="echo: stream me", stream=True)
+        a = self.post("/v1/chat/completions", streamed, headers=headers)
+        b = self.post("/v1/chat/completions", streamed, headers=headers)
+        self.assertEqual((a.headers["x-ganglion-cache"], b.headers["x-ganglion-cache"]), ("miss", "hit"))
+        self.assertEqual(b.headers["content-type"], "text/event-stream")
+        self.assertEqual(sse_events(b.body), sse_events(a.body))
+        self.assertEqual(len(self.main.requests), 2)
+        # A request may opt out; other keys never see this key's answers.
+        off = self.post("/v1/chat/completions", body, headers=dict(headers, **{"x-ganglion-cache": "off"}))
+        self.assertNotIn("x-ganglion-cache", off.headers)
+        other = self.post("/v1/chat/completions", body, headers=dict(AUTH, **{"x-ganglion-cache": "on"}))
+        self.assertEqual(other.headers["x-ganglion-cache"], "miss")
+        self.assertEqual(len(self.main.requests), 4)
+
+    def test_failed_answers_are_not_cached(self):
+        headers = {"Authorization": "Bearer sk-gw-cached"}
+        self.main.script(status=500)
+        body = chat(model="gpt-4o-mini", text="echo: fails first")
+        self.assertEqual(self.post("/v1/chat/completions", body, headers=headers).status, 500)
+        again = self.post("/v1/chat/completions", body, headers=headers)
+        self.assertEqual(again.status, 200)
+        self.assertEqual(again.headers["x-ganglion-cache"], "miss")
 
     # --- translated providers -----------------------------------------------------
     def test_anthropic_whole_answer_in_openai_shape(self):
