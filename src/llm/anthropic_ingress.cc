@@ -3,17 +3,13 @@
 #include <fmt/format.h>
 #include <boost/json.hpp>
 
+#include "llm/json_fields.h"
+
 namespace ganglion::llm {
 
 namespace json = boost::json;
 
 namespace {
-
-std::string_view stringAt(const json::object& o, std::string_view key) {
-  auto it = o.find(key);
-  if (it == o.end() || !it->value().is_string()) return {};
-  return it->value().get_string();
-}
 
 ApiError invalid(std::string param, std::string message) {
   return ApiError{400, "invalid_request_error", std::move(message), std::move(param), "invalid_request_error"};

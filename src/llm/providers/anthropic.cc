@@ -5,6 +5,7 @@
 #include <map>
 
 #include "http/sse.h"
+#include "llm/json_fields.h"
 #include "llm/openai_shapes.h"
 
 namespace ganglion::llm {
@@ -12,38 +13,6 @@ namespace ganglion::llm {
 namespace json = boost::json;
 
 namespace {
-
-const json::object* objectAt(const json::object& o, std::string_view key) {
-  auto it = o.find(key);
-  return it == o.end() ? nullptr : it->value().if_object();
-}
-
-std::string_view stringAt(const json::object& o, std::string_view key) {
-  auto it = o.find(key);
-  if (it == o.end() || !it->value().is_string()) return {};
-  return it->value().get_string();
-}
-
-uint64_t countAt(const json::object& o, std::string_view key) {
-  auto it = o.find(key);
-  if (it == o.end()) return 0;
-  if (auto* i = it->value().if_int64()) return *i > 0 ? static_cast<uint64_t>(*i) : 0;
-  if (auto* u = it->value().if_uint64()) return *u;
-  return 0;
-}
-
-/// The text of an OpenAI content value (string or text parts).
-std::string textOf(const json::value& content) {
-  if (auto* s = content.if_string()) return std::string(*s);
-  std::string out;
-  if (auto* parts = content.if_array())
-    for (const auto& p : *parts)
-      if (auto* po = p.if_object(); po && stringAt(*po, "type") == "text") {
-        if (!out.empty()) out += "\n";
-        out += stringAt(*po, "text");
-      }
-  return out;
-}
 
 /// An OpenAI image_url part as an Anthropic image block (data: URLs become base64 sources).
 json::object imageBlock(std::string_view url) {
@@ -231,7 +200,7 @@ void AnthropicCodec::chatRequest(const ChatRequest& req, std::string_view model,
     auto role = stringAt(m, "role");
     const json::value* content = m.if_contains("content");
     if (role == "system" || role == "developer") {
-      std::string text = content ? textOf(*content) : "";
+      std::string text = content ? contentText(*content) : "";
       if (!text.empty()) system.push_back(json::object{{"type", "text"}, {"text", text}});
     } else if (role == "user") {
       if (content) appendTurn(messages, "user", contentBlocks(*content));
@@ -250,7 +219,7 @@ void AnthropicCodec::chatRequest(const ChatRequest& req, std::string_view model,
     } else if (role == "tool" || role == "function") {
       json::object result{{"type", "tool_result"},
                           {"tool_use_id", role == "tool" ? stringAt(m, "tool_call_id") : stringAt(m, "name")},
-                          {"content", content ? textOf(*content) : ""}};
+                          {"content", content ? contentText(*content) : ""}};
       appendTurn(messages, "user", json::array{std::move(result)});
     }
   }

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "http/sse.h"
+#include "llm/json_fields.h"
 #include "llm/openai_shapes.h"
 
 namespace ganglion::llm {
@@ -12,37 +13,6 @@ namespace ganglion::llm {
 namespace json = boost::json;
 
 namespace {
-
-const json::object* objectAt(const json::object& o, std::string_view key) {
-  auto it = o.find(key);
-  return it == o.end() ? nullptr : it->value().if_object();
-}
-
-std::string_view stringAt(const json::object& o, std::string_view key) {
-  auto it = o.find(key);
-  if (it == o.end() || !it->value().is_string()) return {};
-  return it->value().get_string();
-}
-
-uint64_t countAt(const json::object& o, std::string_view key) {
-  auto it = o.find(key);
-  if (it == o.end()) return 0;
-  if (auto* i = it->value().if_int64()) return *i > 0 ? static_cast<uint64_t>(*i) : 0;
-  if (auto* u = it->value().if_uint64()) return *u;
-  return 0;
-}
-
-std::string textOf(const json::value& content) {
-  if (auto* s = content.if_string()) return std::string(*s);
-  std::string out;
-  if (auto* parts = content.if_array())
-    for (const auto& p : *parts)
-      if (auto* po = p.if_object(); po && stringAt(*po, "type") == "text") {
-        if (!out.empty()) out += "\n";
-        out += stringAt(*po, "text");
-      }
-  return out;
-}
 
 /// A MIME type guessed from a URL's extension (fileData needs one).
 std::string_view mimeFromUrl(std::string_view url) {
@@ -231,7 +201,7 @@ void GeminiCodec::chatRequest(const ChatRequest& req, std::string_view model, Pr
     auto role = stringAt(m, "role");
     const json::value* content = m.if_contains("content");
     if (role == "system" || role == "developer") {
-      std::string text = content ? textOf(*content) : "";
+      std::string text = content ? contentText(*content) : "";
       if (!text.empty()) system.push_back(json::object{{"text", text}});
     } else if (role == "user") {
       if (content) appendTurn(contents, "user", partsOf(*content));
@@ -250,7 +220,7 @@ void GeminiCodec::chatRequest(const ChatRequest& req, std::string_view model, Pr
     } else if (role == "tool" || role == "function") {
       std::string name(role == "function" ? stringAt(m, "name") : std::string_view());
       if (auto it = call_names.find(stringAt(m, "tool_call_id")); it != call_names.end()) name = it->second;
-      std::string text = content ? textOf(*content) : "";
+      std::string text = content ? contentText(*content) : "";
       // Gemini wants an object: a JSON object result goes as is, anything else wrapped.
       json::value response = parseObjectOr(text, json::object{{"content", text}});
       appendTurn(contents, "user",

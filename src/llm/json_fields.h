@@ -1,0 +1,47 @@
+// Tolerant field access on JSON objects from clients and providers: a missing field or one of
+// the wrong type reads as empty, so codecs handle odd answers without exceptions.
+#pragma once
+
+#include <boost/json.hpp>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace ganglion::llm {
+
+/// The object at `key`, or nullptr.
+inline const boost::json::object* objectAt(const boost::json::object& o, std::string_view key) {
+  auto it = o.find(key);
+  return it == o.end() ? nullptr : it->value().if_object();
+}
+
+/// The string at `key`, or "" (valid while `o` lives).
+inline std::string_view stringAt(const boost::json::object& o, std::string_view key) {
+  auto it = o.find(key);
+  if (it == o.end() || !it->value().is_string()) return {};
+  return it->value().get_string();
+}
+
+/// A non-negative count at `key`, or 0.
+inline uint64_t countAt(const boost::json::object& o, std::string_view key) {
+  auto it = o.find(key);
+  if (it == o.end()) return 0;
+  if (auto* i = it->value().if_int64()) return *i > 0 ? static_cast<uint64_t>(*i) : 0;
+  if (auto* u = it->value().if_uint64()) return *u;
+  return 0;
+}
+
+/// The text of an OpenAI message content (a string, or its text parts joined by newlines).
+inline std::string contentText(const boost::json::value& content) {
+  if (auto* s = content.if_string()) return std::string(*s);
+  std::string out;
+  if (auto* parts = content.if_array())
+    for (const auto& p : *parts)
+      if (auto* po = p.if_object(); po && stringAt(*po, "type") == "text") {
+        if (!out.empty()) out += "\n";
+        out += stringAt(*po, "text");
+      }
+  return out;
+}
+
+}  // namespace ganglion::llm
