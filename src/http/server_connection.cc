@@ -2,6 +2,8 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <sys/socket.h>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <charconv>
@@ -48,6 +50,23 @@ void ServerConnection::abort() {
   boost::system::error_code ec;
   stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   stream_.socket().close(ec);
+}
+
+Task<void> ServerConnection::closedByClient() {
+  namespace asio = boost::asio;
+  auto& socket = stream_.socket();
+  for (;;) {
+    auto [ec] = co_await socket.async_wait(asio::ip::tcp::socket::wait_read, asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return;  // the socket failed: as good as gone
+    char byte;
+    ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) co_return;  // orderly close
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) co_return;
+    if (n > 0) break;  // data: the client is still there (and may pipeline); stop looking
+  }
+  // Wait to be cancelled: a timer far in the future.
+  asio::steady_timer forever(socket.get_executor(), std::chrono::hours(24 * 365));
+  co_await forever.async_wait(asio::as_tuple(asio::use_awaitable));
 }
 
 std::string ServerConnection::takeBufferedForTunnel() {

@@ -103,6 +103,10 @@ class ServerConnection {
   /// For a protocol upgrade: the bytes the client sent after the request head, handed over to
   /// the tunnel (and consumed here). The connection serves no more HTTP requests afterwards.
   std::string takeBufferedForTunnel();
+  /// Completes when the client closes its side while the handler is still working on its
+  /// request (so the answer can never be read); never completes otherwise, until cancelled.
+  /// Bytes the client sends meanwhile (pipelined requests, TLS records) are left unread.
+  Task<void> closedByClient();
   net::Stream& stream() { return stream_; }
   bool isOpen() { return stream_.socket().is_open(); }
 

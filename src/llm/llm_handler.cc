@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <boost/json.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <random>
 
 #include "base/hash.h"
@@ -102,6 +103,16 @@ void appendChunk(json::object& chunk, bool client_wants_usage, std::string& out,
 
 }  // namespace
 
+/// Runs `work` unless the client hangs up first; then `work` is cancelled (its provider
+/// connection closes, which cancels the provider's generation) and the result is nullopt.
+template <typename T>
+Task<std::optional<T>> unlessClientLeaves(http::ServerConnection& conn, Task<T> work) {
+  using namespace boost::asio::experimental::awaitable_operators;
+  auto raced = co_await (std::move(work) || conn.closedByClient());
+  if (raced.index() == 0) co_return std::optional<T>(std::move(std::get<0>(raced)));
+  co_return std::nullopt;
+}
+
 struct LlmHandler::Call {
   http::ServerConnection& conn;
   const control::Snapshot& snap;
@@ -181,6 +192,17 @@ Task<void> LlmHandler::sendJson(Call& call, int status, std::string_view body) {
   addCallHeaders(call, head);
   std::array<std::string_view, 1> pieces{body};
   co_await call.conn.writeResponse(&head, pieces, true);
+}
+
+/// The client left before its answer: nothing is sent; what the call may have cost is recorded
+/// as an estimate (the prompt; the provider reported nothing).
+void LlmHandler::clientLeft(Call& call, uint64_t prompt_estimate) {
+  call.rec.error = "client_closed";
+  if (!call.rec.usage.reported) {
+    call.rec.usage.estimated = true;
+    call.rec.usage.prompt = prompt_estimate;
+  }
+  call.conn.abort();
 }
 
 Task<bool> LlmHandler::answerFromCache(Call& call, std::string_view endpoint, const json::object& body) {
@@ -364,8 +386,10 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
     return std::optional<ApiError>();
   };
   const DispatchOptions options{req.stream, req.prompt_estimate};
-  auto tried = co_await dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode,
-                                 options);
+  auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
+  auto raced = co_await unlessClientLeaves(call.conn, std::move(work));
+  if (!raced) co_return clientLeft(call, req.prompt_estimate);
+  auto tried = std::move(*raced);
   call.served = tried.target;
   if (tried.error) co_return co_await sendError(call, *tried.error);
   auto& uc = *tried.call.conn;
@@ -375,7 +399,10 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
 
   if (!req.stream || !event_stream) {
     std::string body, answer;
-    if (!co_await readWholeBody(uc, body, kMaxAnswerBytes, call.route.idle_timeout)) {
+    auto reading = readWholeBody(uc, body, kMaxAnswerBytes, call.route.idle_timeout);
+    auto whole = co_await unlessClientLeaves(call.conn, std::move(reading));
+    if (!whole) co_return clientLeft(call, req.prompt_estimate);
+    if (!*whole) {
       call.rec.error = "upstream_body_failed";
       const ApiError err{502, "api_error",
           fmt::format("provider '{}' sent an incomplete answer", call.rec.provider), "",
@@ -490,13 +517,18 @@ Task<void> LlmHandler::embeddings(Call& call) {
     return p.codec->embeddingsRequest(req, t.model, out);
   };
   const DispatchOptions options{false, req.prompt_estimate};
-  auto tried = co_await dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode,
-                                 options);
+  auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
+  auto raced = co_await unlessClientLeaves(call.conn, std::move(work));
+  if (!raced) co_return clientLeft(call, req.prompt_estimate);
+  auto tried = std::move(*raced);
   call.served = tried.target;
   if (tried.error) co_return co_await sendError(call, *tried.error);
   auto& uc = *tried.call.conn;
   std::string body, answer;
-  if (!co_await readWholeBody(uc, body, kMaxAnswerBytes, call.route.idle_timeout)) {
+  auto reading = readWholeBody(uc, body, kMaxAnswerBytes, call.route.idle_timeout);
+  auto whole = co_await unlessClientLeaves(call.conn, std::move(reading));
+  if (!whole) co_return clientLeft(call, req.prompt_estimate);
+  if (!*whole) {
     call.rec.error = "upstream_body_failed";
     const ApiError err{502, "api_error",
         fmt::format("provider '{}' sent an incomplete answer", call.rec.provider), "",
@@ -550,8 +582,10 @@ Task<void> LlmHandler::messages(Call& call) {
     return std::optional<ApiError>();
   };
   const DispatchOptions options{req.stream, req.chat.prompt_estimate};
-  auto tried = co_await dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode,
-                                 options);
+  auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
+  auto raced = co_await unlessClientLeaves(call.conn, std::move(work));
+  if (!raced) co_return clientLeft(call, req.chat.prompt_estimate);
+  auto tried = std::move(*raced);
   call.served = tried.target;
   if (tried.error) co_return co_await sendError(call, *tried.error);
   auto& uc = *tried.call.conn;
@@ -563,7 +597,10 @@ Task<void> LlmHandler::messages(Call& call) {
 
   if (!req.stream || !event_stream) {
     std::string body, completion, answer;
-    if (!co_await readWholeBody(uc, body, kMaxAnswerBytes, call.route.idle_timeout)) {
+    auto reading = readWholeBody(uc, body, kMaxAnswerBytes, call.route.idle_timeout);
+    auto whole = co_await unlessClientLeaves(call.conn, std::move(reading));
+    if (!whole) co_return clientLeft(call, req.chat.prompt_estimate);
+    if (!*whole) {
       call.rec.error = "upstream_body_failed";
       const ApiError err{502, "api_error", fmt::format("provider '{}' sent an incomplete answer", call.rec.provider),
                          "", "api_error"};
@@ -723,8 +760,10 @@ Task<void> LlmHandler::responses(Call& call) {
     return std::optional<ApiError>();
   };
   const DispatchOptions options{stream, prompt_estimate};
-  auto tried = co_await dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode,
-                                 options);
+  auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
+  auto raced = co_await unlessClientLeaves(call.conn, std::move(work));
+  if (!raced) co_return clientLeft(call, prompt_estimate);
+  auto tried = std::move(*raced);
   call.served = tried.target;
   if (tried.error) co_return co_await sendError(call, *tried.error);
   auto& uc = *tried.call.conn;
@@ -733,7 +772,10 @@ Task<void> LlmHandler::responses(Call& call) {
       uc.parser.response().headers.get("content-type").find("text/event-stream") != std::string_view::npos;
   if (!stream || !event_stream) {
     std::string answer;
-    if (!co_await readWholeBody(uc, answer, kMaxAnswerBytes, call.route.idle_timeout)) {
+    auto reading = readWholeBody(uc, answer, kMaxAnswerBytes, call.route.idle_timeout);
+    auto whole = co_await unlessClientLeaves(call.conn, std::move(reading));
+    if (!whole) co_return clientLeft(call, prompt_estimate);
+    if (!*whole) {
       call.rec.error = "upstream_body_failed";
       const ApiError err{502, "api_error", fmt::format("provider '{}' sent an incomplete answer", call.rec.provider),
                          "", "bad_provider_response"};

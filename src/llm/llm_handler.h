@@ -59,6 +59,7 @@ class LlmHandler {
   /// Looks the call up in the response cache when the key or the request opts in; true when
   /// a cached answer was sent.
   http::Task<bool> answerFromCache(Call& call, std::string_view endpoint, const boost::json::object& body);
+  void clientLeft(Call& call, uint64_t prompt_estimate);
   /// Stores a complete answer for a call that looked the cache up and missed.
   void remember(Call& call, std::string payload, bool stream);
   void addCallHeaders(Call& call, http::ResponseHead& head);

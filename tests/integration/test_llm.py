@@ -6,6 +6,7 @@ with their status, failover across a model's targets, and the answer headers.
 """
 
 import json
+import socket
 import threading
 import time
 import unittest
@@ -388,6 +389,27 @@ class LlmGatewayTest(unittest.TestCase):
                 for _ in range(6)]
         # Both get measured once (no sample sorts first), then the fast one keeps winning.
         self.assertEqual(seen[-3:], ["backup"] * 3)
+
+    def test_client_hang_up_cancels_a_whole_answer_call(self):
+        self.main.script(delay=3.0)
+        body = chat(text="echo: never read").encode()
+        sock = socket.create_connection(("127.0.0.1", self.gw.port))
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-gw-demo\r\n"
+                     b"Content-Type: application/json\r\nx-request-id: hangup-1\r\nContent-Length: %d\r\n\r\n"
+                     % len(body) + body)
+        self.main.wait_for_requests(1, timeout=5)
+        sock.close()
+
+        def logged():
+            for line in self.gw.log_text().splitlines():
+                if line.startswith("{") and '"client_closed"' in line and '"gpt-4o-mini-2024-07-18"' in line:
+                    return json.loads(line)
+            return None
+        self.assertTrue(wait_until(lambda: logged() is not None, timeout=2.5), "the call was not cancelled early")
+        rec = logged()
+        self.assertLess(rec["duration_us"], 2_500_000)
+        self.assertTrue(rec["usage_estimated"])
+        self.assertGreater(rec["prompt_tokens"], 0)
 
     # --- response cache ------------------------------------------------------------
     def test_cache_per_key_hits_and_replays_streams(self):
