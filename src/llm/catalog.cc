@@ -4,6 +4,7 @@
 
 #include "llm/prices.h"
 #include "llm/providers/anthropic.h"
+#include "llm/providers/bedrock.h"
 #include "llm/providers/gemini.h"
 #include "llm/providers/openai.h"
 
@@ -13,7 +14,7 @@ std::unique_ptr<ProviderCodec> makeCodec(const control::ProviderConfig& provider
   const auto& kind = provider.kind;
   if (kind == "anthropic") return std::make_unique<AnthropicCodec>(provider);
   if (kind == "gemini") return std::make_unique<GeminiCodec>(provider);
-  if (kind == "bedrock") return nullptr;
+  if (kind == "bedrock") return std::make_unique<BedrockCodec>(provider);
   return std::make_unique<OpenAiCodec>(provider);  // openai, azure and the OpenAI-compatible presets
 }
 

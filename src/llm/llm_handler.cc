@@ -54,6 +54,12 @@ std::string_view presentedKey(const http::RequestHead& req) {
   return trim(req.headers.get("x-api-key"));
 }
 
+/// A streamed answer: server-sent events, or AWS event-stream frames (Bedrock).
+bool isStreamType(std::string_view content_type) {
+  return content_type.find("text/event-stream") != std::string_view::npos ||
+         content_type.find("application/vnd.amazon.eventstream") != std::string_view::npos;
+}
+
 std::string maskKey(std::string_view key) {
   if (key.size() <= 8) return "***";
   return fmt::format("{}***{}", key.substr(0, 5), key.substr(key.size() - 4));
@@ -121,16 +127,16 @@ struct LlmHandler::Call {
   const control::RouteConfig& route;
   CallRecord& rec;
   KeyLedger& ledger;
-  std::string request_id;
-  std::string attempts_text;
-  std::string retry_after_text;
-  KeyLedger::Reservation reservation;
+  std::string request_id{};
+  std::string attempts_text{};
+  std::string retry_after_text{};
+  KeyLedger::Reservation reservation{};
   const CatalogTarget* served = nullptr;  ///< the target that answered
   bool anthropic_dialect = false;         ///< /v1/messages: errors in Anthropic's shape
   bool cache_lookup = false;              ///< the response cache was consulted
-  std::string_view cache_state;           ///< "hit" or "miss" (x-ganglion-cache), empty when not consulted
+  std::string_view cache_state{};           ///< "hit" or "miss" (x-ganglion-cache), empty when not consulted
   Sha256 cache_key{};
-  std::string cached_provider;            ///< a cache hit's provider
+  std::string cached_provider{};          ///< a cache hit's provider
 
   /// Prices the call and settles its reservation with what it used, whichever way it ended
   /// (a call that failed before any answer used nothing).
@@ -300,7 +306,7 @@ Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Snaps
                               std::span<proxy::UpstreamRuntime> upstreams, const control::RouteConfig& route,
                               CallRecord& rec) {
   auto& req = conn.request();
-  Call call{conn, snap, *snap.llm, upstreams, route, rec, ledger_, requestId(req, next_id_), {}, {}, {}};
+  Call call{conn, snap, *snap.llm, upstreams, route, rec, ledger_, requestId(req, next_id_)};
   call.anthropic_dialect = req.path().find("/messages") != std::string_view::npos;  // its errors, auth ones included
   if (route.llm->require_key) {
     std::string_view key = presentedKey(req);
@@ -395,7 +401,7 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
   auto& uc = *tried.call.conn;
   auto& up = call.upstreams[tried.provider->upstream];
   const auto& codec = *tried.provider->codec;
-  const bool event_stream = uc.parser.response().headers.get("content-type").find("text/event-stream") != std::string_view::npos;
+  const bool event_stream = isStreamType(uc.parser.response().headers.get("content-type"));
 
   if (!req.stream || !event_stream) {
     std::string body, answer;
@@ -593,7 +599,7 @@ Task<void> LlmHandler::messages(Call& call) {
   const auto& codec = *tried.provider->codec;
   const bool native = tried.provider->config->kind == "anthropic";
   const bool event_stream =
-      uc.parser.response().headers.get("content-type").find("text/event-stream") != std::string_view::npos;
+      isStreamType(uc.parser.response().headers.get("content-type"));
 
   if (!req.stream || !event_stream) {
     std::string body, completion, answer;
@@ -769,7 +775,7 @@ Task<void> LlmHandler::responses(Call& call) {
   auto& uc = *tried.call.conn;
   auto& up = call.upstreams[tried.provider->upstream];
   const bool event_stream =
-      uc.parser.response().headers.get("content-type").find("text/event-stream") != std::string_view::npos;
+      isStreamType(uc.parser.response().headers.get("content-type"));
   if (!stream || !event_stream) {
     std::string answer;
     auto reading = readWholeBody(uc, answer, kMaxAnswerBytes, call.route.idle_timeout);

@@ -1,4 +1,4 @@
-// libFuzzer target for the LLM ingress and the OpenAI, Anthropic and Gemini codecs. Any bytes must:
+// libFuzzer target for the LLM ingress and the OpenAI, Anthropic, Gemini and Bedrock codecs (AWS event-stream framing included). Any bytes must:
 //  - parse as a chat request, or give a 400 naming a reason; a parsed request must encode
 //    into a provider request whose body is a JSON object with the provider's model;
 //  - decode as an OpenAI SSE stream to the same chunks, usage and end state whether fed whole
@@ -14,6 +14,7 @@
 #include "llm/anthropic_ingress.h"
 #include "llm/chat_request.h"
 #include "llm/providers/anthropic.h"
+#include "llm/providers/bedrock.h"
 #include "llm/providers/gemini.h"
 #include "llm/providers/openai.h"
 
@@ -108,8 +109,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   llm::AnthropicCodec anthropic(provider);
   provider.kind = "gemini";
   llm::GeminiCodec gemini(provider);
+  provider.kind = "bedrock";
+  provider.host = "bedrock-runtime.us-east-1.amazonaws.com";
+  provider.region = "us-east-1";
+  provider.access_key_id = "AKID";
+  provider.secret_access_key = "secret";
+  llm::BedrockCodec bedrock(provider);
   for (const llm::ProviderCodec* translated : {static_cast<const llm::ProviderCodec*>(&anthropic),
-                                               static_cast<const llm::ProviderCodec*>(&gemini)}) {
+                                               static_cast<const llm::ProviderCodec*>(&gemini),
+                                               static_cast<const llm::ProviderCodec*>(&bedrock)}) {
     if (!err) {
       llm::ProviderRequest out;
       translated->chatRequest(req, "model-x", out);

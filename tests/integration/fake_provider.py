@@ -51,6 +51,7 @@ import socket
 import struct
 import threading
 import time
+import zlib
 from urllib.parse import parse_qs, urlsplit
 
 from harness import LOCALHOST, _UpstreamHandler, _UpstreamServer
@@ -150,6 +151,21 @@ def _usage_from_override(base, override):
 # the decision shared by all dialects
 # --------------------------------------------------------------------------
 
+def _aws_event(event_type, obj):
+    """One AWS event-stream message: prelude (lengths + CRC32), string headers, payload, CRC32."""
+    headers = b""
+    for name, value in ((":event-type", event_type), (":content-type", "application/json"),
+                        (":message-type", "event")):
+        n, v = name.encode(), value.encode()
+        headers += struct.pack(">B", len(n)) + n + struct.pack(">BH", 7, len(v)) + v
+    payload = json.dumps(dict(obj, p="abcdefgh"), separators=(",", ":"), sort_keys=True).encode()
+    total = 12 + len(headers) + len(payload) + 4
+    prelude = struct.pack(">II", total, len(headers))
+    prelude += struct.pack(">I", zlib.crc32(prelude) & 0xFFFFFFFF)
+    body = prelude + headers + payload
+    return body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+
+
 class _Turn:
     """What the fake answers: text or tool calls, plus usage numbers."""
 
@@ -216,6 +232,8 @@ def _error_body(dialect, status, message=None):
 
 def _dialect(path):
     route = path.split("?", 1)[0]
+    if _BEDROCK_ROUTE.search(route):
+        return "bedrock"
     if "/openai/deployments/" in route:
         return "azure"
     if route.endswith("/messages"):
@@ -225,6 +243,7 @@ def _dialect(path):
     return "openai"
 
 
+_BEDROCK_ROUTE = re.compile(r"/model/([^/]+)/(converse|converse-stream)$")
 _GEMINI_ROUTE = re.compile(r"/models/([^/:]+):(generateContent|streamGenerateContent)$")
 _AZURE_ROUTE = re.compile(r"/openai/deployments/([^/]+)/")
 
@@ -376,6 +395,9 @@ class _ProviderHandler(_UpstreamHandler):
                 data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "fake"}
                         for m in owner.models]
                 return self._reply(200, "application/json", _indented({"object": "list", "data": data}), entry)
+        elif dialect == "bedrock" and self.command == "POST":
+            m = _BEDROCK_ROUTE.search(route)
+            return self._bedrock(doc or {}, entry, m.group(2) == "converse-stream")
         elif dialect == "anthropic" and self.command == "POST":
             return self._anthropic(doc, entry)
         elif dialect == "gemini":
@@ -608,6 +630,57 @@ class _ProviderHandler(_UpstreamHandler):
             events.append(event("response.output_item.done", output_index=index, item=item))
         events.append(event("response.completed", response=response("completed", final, usage)))
         self._stream(events, entry)
+
+    # -- AWS Bedrock Converse ----------------------------------------------------------
+    def _bedrock(self, doc, entry, stream):
+        """Converse / ConverseStream. Checks that a SigV4 Authorization and X-Amz-Date came
+        (the signature itself is checked by the gateway's unit tests against AWS's vectors)."""
+        auth = self.headers.get("authorization") or ""
+        if not auth.startswith("AWS4-HMAC-SHA256 Credential=") or not self.headers.get("x-amz-date"):
+            body = json.dumps({"message": "Missing Authentication Token"}).encode()
+            return self._reply(403, "application/json", body, entry)
+        messages = []
+        for block in doc.get("system") or []:
+            messages.append(("system", block.get("text", ""), False))
+        for msg in doc.get("messages") or []:
+            blocks = msg.get("content") or []
+            text = " ".join(b.get("text", "") for b in blocks if isinstance(b, dict) and "text" in b)
+            tool_result = any(isinstance(b, dict) and "toolResult" in b for b in blocks)
+            messages.append((msg.get("role") or "", text, tool_result))
+        tools = (doc.get("toolConfig") or {}).get("tools") or []
+        tool_name = tools[0].get("toolSpec", {}).get("name") if tools else None
+        model = self.path.split("/model/", 1)[1].split("/", 1)[0]
+        turn = _decide(model, messages, tool_name, True, entry)
+        n = self.server.owner._next_id()
+        calls = [("tooluse_fake%d_%d" % (n, i), name, args) for i, (name, args) in enumerate(turn.tool_calls)]
+        stop = "tool_use" if calls else "end_turn"
+        u = turn.usage
+        usage = {"inputTokens": u["prompt"], "outputTokens": u["completion"],
+                 "totalTokens": u["prompt"] + u["completion"]}
+        if not stream:
+            content = [{"toolUse": {"toolUseId": tid, "name": name, "input": json.loads(args)}}
+                       for tid, name, args in calls] or [{"text": turn.text}]
+            obj = {"output": {"message": {"role": "assistant", "content": content}}, "stopReason": stop,
+                   "usage": usage, "metrics": {"latencyMs": 12}}
+            return self._reply(200, "application/json", _compact(obj), entry)
+        frames = [_aws_event("messageStart", {"role": "assistant"})]
+        if calls:
+            for i, (tid, name, args) in enumerate(calls):
+                frames.append(_aws_event("contentBlockStart", {"contentBlockIndex": i,
+                                                               "start": {"toolUse": {"toolUseId": tid, "name": name}}}))
+                for k in range(0, len(args), 7):
+                    frames.append(_aws_event("contentBlockDelta", {"contentBlockIndex": i,
+                                                                   "delta": {"toolUse": {"input": args[k:k + 7]}}}))
+                frames.append(_aws_event("contentBlockStop", {"contentBlockIndex": i}))
+        else:
+            words = turn.text.split(" ")
+            for i, word in enumerate(words):
+                piece = word if i == 0 else " " + word
+                frames.append(_aws_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}}))
+            frames.append(_aws_event("contentBlockStop", {"contentBlockIndex": 0}))
+        frames.append(_aws_event("messageStop", {"stopReason": stop}))
+        frames.append(_aws_event("metadata", {"usage": usage, "metrics": {"latencyMs": 12}}))
+        self._stream(frames, entry, content_type="application/vnd.amazon.eventstream")
 
     # -- Anthropic Messages ------------------------------------------------------------
     def _anthropic(self, doc, entry):

@@ -35,7 +35,15 @@ providers:
     kind: gemini
     base_url: http://@MAIN@
     api_key: gm-provider-key
+  - name: aws
+    kind: bedrock
+    base_url: http://@MAIN@
+    region: us-east-1
+    access_key_id: AKIDEXAMPLE
+    secret_access_key: wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY
 models:
+  - name: bedrock-haiku
+    targets: [ { provider: aws, model: "anthropic.claude-3-haiku-20240307-v1:0" } ]
   - name: gemini-flash
     targets: [ { provider: google, model: gemini-2.0-flash } ]
   - name: gemini-embed
@@ -500,6 +508,31 @@ class LlmGatewayTest(unittest.TestCase):
         self.assertEqual(resp.headers["x-ganglion-provider"], "claude")
         self.assertEqual(resp.json()["choices"][0]["message"]["content"], "via claude")
 
+    def test_bedrock_whole_answer_signed(self):
+        resp = self.post("/v1/chat/completions", chat(model="bedrock-haiku", text="echo: from bedrock"))
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertEqual(resp.json()["choices"][0]["message"]["content"], "from bedrock")
+        sent = self.main.last()
+        self.assertEqual(sent["path"], "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse")
+        self.assertIn("SignedHeaders=content-type;host;x-amz-date", sent["headers"]["authorization"])
+        self.assertEqual(sent["json"]["messages"][0]["content"][0]["text"], "echo: from bedrock")
+
+    def test_bedrock_event_stream(self):
+        self.main.script(split_events=True)
+        tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+        resp = self.post("/v1/chat/completions", chat(model="bedrock-haiku", text="weather?", tools=tools,
+                                                      stream=True, stream_options={"include_usage": True}))
+        self.assertEqual(resp.status, 200, resp.body)
+        chunks = [json.loads(e) for e in sse_events(resp.body)[:-1]]
+        args = {}
+        for c in chunks:
+            for choice in c["choices"]:
+                for tc in choice["delta"].get("tool_calls") or []:
+                    args[tc["index"]] = args.get(tc["index"], "") + (tc["function"].get("arguments") or "")
+        self.assertEqual(sorted(json.loads(a)["city"] for a in args.values()), ["Paris", "Tokyo"])
+        self.assertGreater(chunks[-1]["usage"]["completion_tokens"], 0)
+        self.assertTrue(self.main.last()["path"].endswith("/converse-stream"))
+
     def test_gemini_whole_answer(self):
         resp = self.post("/v1/chat/completions", chat(model="gemini-flash", text="echo: hola amigos"))
         self.assertEqual(resp.status, 200, resp.body)
@@ -649,8 +682,8 @@ class LlmGatewayTest(unittest.TestCase):
         resp = self.gw.request("GET", "/v1/models", headers=AUTH)
         self.assertEqual(resp.status, 200)
         ids = [m["id"] for m in resp.json()["data"]]
-        self.assertEqual(ids[:7], ["gemini-flash", "gemini-embed", "claude-haiku", "gpt-then-claude", "gpt-4o-mini",
-                                   "resilient", "guarded"])
+        self.assertEqual(ids[:7], ["bedrock-haiku", "gemini-flash", "gemini-embed", "claude-haiku", "gpt-then-claude", "gpt-4o-mini",
+                                   "resilient"])
         one = self.gw.request("GET", "/v1/models/resilient", headers=AUTH)
         self.assertEqual(one.json()["id"], "resilient")
         self.assertOpenAIError(self.gw.request("GET", "/v1/models/nope", headers=AUTH), 404, code="model_not_found")
