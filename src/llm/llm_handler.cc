@@ -308,7 +308,7 @@ Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Snaps
   auto& req = conn.request();
   Call call{conn, snap, *snap.llm, upstreams, route, rec, ledger_, requestId(req, next_id_)};
   call.anthropic_dialect = req.path().find("/messages") != std::string_view::npos;  // its errors, auth ones included
-  if (route.llm->require_key) {
+  if (route.llm->require_key && rec.key_name.empty()) {  // not already checked by a key_auth filter
     std::string_view key = presentedKey(req);
     if (key.empty()) {
       const ApiError err{401, "invalid_request_error",

@@ -41,7 +41,8 @@ class LlmHandler {
       : worker_(worker), ledger_(ledger), cache_(cache) {}
 
   /// Serves one request on an `llm:` route. `upstreams` are this worker's runtimes for
-  /// `snap` (providers included). Worker thread.
+  /// `snap` (providers included). `rec.key_name`, when set on entry, is the key a `key_auth`
+  /// filter on the route already authenticated. Worker thread.
   http::Task<void> handle(http::ServerConnection& conn, const control::Snapshot& snap,
                           std::span<proxy::UpstreamRuntime> upstreams, const control::RouteConfig& route,
                           CallRecord& rec);

@@ -161,6 +161,7 @@ Task<void> ProxyHandler::handle(ServerConnection& conn) {
     co_await conn.sendError(404, "route_not_found",
                             fmt::format("no route matches {} {}", req.method, req.path()));
   } else if (ex.route->config->llm) {
+    llm_rec.key_name = fctx.principal;  // a key_auth filter on the route may have authenticated already
     co_await llm_.handle(conn, *ex.view->snapshot, ex.view->upstreams, *ex.route->config, llm_rec);
     ex.attempts = llm_rec.attempts;
     ex.upstream_status = llm_rec.upstream_status;

@@ -701,6 +701,14 @@ LIMITS_CONFIG = """
 listeners:
   - name: public
     address: 127.0.0.1:@PORT@
+routes:
+  - name: filtered-llm
+    match: { path_prefix: /filtered/v1/ }
+    llm: {}
+    filters: [ { key_auth: {} } ]
+  - name: llm
+    match: { path_prefix: /v1/ }
+    llm: {}
 providers:
   - name: main
     kind: openai
@@ -717,6 +725,9 @@ keys:
     budget: { usd: 0.005, period: day }
   - name: slow
     key: sk-gw-slow
+    rpm: 2
+  - name: filtered
+    key: sk-gw-filtered
     rpm: 2
   - name: free
     key: sk-gw-free
@@ -786,6 +797,14 @@ class LlmLimitsTest(unittest.TestCase):
         resp = self.call("sk-gw-slow")
         self.assertEqual(resp.json()["error"]["code"], "rate_limit_exceeded")
         self.assertIn(resp.headers["retry-after"], ("29", "30"))
+
+    def test_key_auth_filter_on_an_llm_route(self):
+        # The filter authenticates (and strips the header); the LLM API takes its key, limits included.
+        statuses = [self.gw.request("POST", "/filtered/v1/chat/completions", body=chat(model="priced"),
+                                    headers={"Authorization": "Bearer sk-gw-filtered"}).status for _ in range(3)]
+        self.assertEqual(statuses, [200, 200, 429])
+        self.assertEqual(self.gw.request("POST", "/filtered/v1/chat/completions", body=chat(model="priced"),
+                                         headers={"Authorization": "Bearer nope-nope-nope"}).status, 401)
 
     def test_budget_needs_a_price(self):
         resp = self.call("sk-gw-budgeted", model="unpriced")
