@@ -127,6 +127,7 @@ struct LlmHandler::Call {
   const control::RouteConfig& route;
   CallRecord& rec;
   KeyLedger& ledger;
+  telemetry::WorkerStats& stats;
   std::string request_id{};
   std::string attempts_text{};
   std::string retry_after_text{};
@@ -143,6 +144,16 @@ struct LlmHandler::Call {
   ~Call() {
     if (served && served->price && (rec.usage.reported || rec.usage.estimated)) rec.cost = costOf(*served->price, rec.usage);
     ledger.settle(reservation, rec.usage.total(), rec.cost);
+    if (rec.model_alias.empty() || rec.model.empty()) return;
+    auto* s = stats.llmModel(rec.model_alias, rec.provider.empty() ? std::string_view(cached_provider) : rec.provider,
+                             rec.model);
+    (rec.error.empty() ? s->calls_ok : s->calls_failed).add();
+    s->prompt_tokens.add(rec.usage.prompt);
+    s->completion_tokens.add(rec.usage.completion);
+    s->cached_tokens.add(rec.usage.cached);
+    if (rec.usage.estimated) s->estimated_calls.add();
+    s->cost_picodollars.add(rec.cost);
+    if (rec.cache_hit) s->cache_hits.add();
   }
 };
 
@@ -306,7 +317,7 @@ Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Snaps
                               std::span<proxy::UpstreamRuntime> upstreams, const control::RouteConfig& route,
                               CallRecord& rec) {
   auto& req = conn.request();
-  Call call{conn, snap, *snap.llm, upstreams, route, rec, ledger_, requestId(req, next_id_)};
+  Call call{conn, snap, *snap.llm, upstreams, route, rec, ledger_, stats_, requestId(req, next_id_)};
   call.anthropic_dialect = req.path().find("/messages") != std::string_view::npos;  // its errors, auth ones included
   if (route.llm->require_key && rec.key_name.empty()) {  // not already checked by a key_auth filter
     std::string_view key = presentedKey(req);
@@ -378,6 +389,7 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
   auto bad = parseChatRequest(text, req);
   if (bad) co_return co_await sendError(call, std::move(*bad));
   const CatalogModel* model = call.catalog.find(req.model);
+  if (model) call.rec.model_alias = model->config->name;
   if (!model) {
     const ApiError err{404, "invalid_request_error",
         fmt::format("The model '{}' does not exist or you do not have access to it.",
@@ -510,6 +522,7 @@ Task<void> LlmHandler::embeddings(Call& call) {
   auto bad = parseEmbeddingsRequest(text, req);
   if (bad) co_return co_await sendError(call, std::move(*bad));
   const CatalogModel* model = call.catalog.find(req.model);
+  if (model) call.rec.model_alias = model->config->name;
   if (!model) {
     const ApiError err{404, "invalid_request_error",
         fmt::format("The model '{}' does not exist or you do not have access to it.",
@@ -560,6 +573,7 @@ Task<void> LlmHandler::messages(Call& call) {
   auto bad = parseMessagesRequest(text, req);
   if (bad) co_return co_await sendError(call, *bad);
   const CatalogModel* model = call.catalog.find(req.model);
+  if (model) call.rec.model_alias = model->config->name;
   if (!model) {
     const ApiError err{404, "not_found_error", fmt::format("model: {}", req.model), "model", "not_found_error"};
     co_return co_await sendError(call, err);
@@ -739,6 +753,7 @@ Task<void> LlmHandler::responses(Call& call) {
   const std::string model_name(body.at("model").get_string());
   const bool stream = body.contains("stream") && body.at("stream").get_bool();
   const CatalogModel* model = call.catalog.find(model_name);
+  if (model) call.rec.model_alias = model->config->name;
   if (!model) {
     const ApiError err{404, "invalid_request_error",
                        fmt::format("The model '{}' does not exist or you do not have access to it.", model_name), "model",

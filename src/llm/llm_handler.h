@@ -15,6 +15,7 @@
 #include "llm/response_cache.h"
 #include "llm/usage.h"
 #include "proxy/upstream_client.h"
+#include "telemetry/metrics.h"
 
 namespace ganglion::llm {
 
@@ -23,6 +24,7 @@ class Catalog;
 /// What one LLM call did, for the access log and metrics.
 struct CallRecord {
   std::string_view key_name;   ///< the gateway key's name (owned by the snapshot)
+  std::string_view model_alias;  ///< the model name the client asked for (owned by the snapshot)
   std::string_view provider;   ///< the provider that answered last
   std::string model;           ///< the provider model that answered last
   std::string_view target;     ///< provider "host:port"
@@ -37,8 +39,8 @@ struct CallRecord {
 
 class LlmHandler {
  public:
-  LlmHandler(loop::Worker& worker, KeyLedger& ledger, ResponseCache& cache)
-      : worker_(worker), ledger_(ledger), cache_(cache) {}
+  LlmHandler(loop::Worker& worker, telemetry::WorkerStats& stats, KeyLedger& ledger, ResponseCache& cache)
+      : worker_(worker), stats_(stats), ledger_(ledger), cache_(cache) {}
 
   /// Serves one request on an `llm:` route. `upstreams` are this worker's runtimes for
   /// `snap` (providers included). `rec.key_name`, when set on entry, is the key a `key_auth`
@@ -69,6 +71,7 @@ class LlmHandler {
   http::Task<bool> admit(Call& call, const struct CatalogModel& model, uint64_t prompt_tokens, uint64_t max_output);
 
   loop::Worker& worker_;
+  telemetry::WorkerStats& stats_;
   KeyLedger& ledger_;
   ResponseCache& cache_;
   uint64_t next_id_ = 0;

@@ -34,7 +34,7 @@ struct ProxyHandler::Exchange {
 
 ProxyHandler::ProxyHandler(loop::Worker& worker, telemetry::WorkerStats& stats, telemetry::AccessLog* log,
                            llm::KeyLedger& ledger, llm::ResponseCache& cache)
-    : worker_(worker), stats_(stats), log_(log), unmatched_stats_(stats.route("")), llm_(worker, ledger, cache) {
+    : worker_(worker), stats_(stats), log_(log), unmatched_stats_(stats.route("")), llm_(worker, stats, ledger, cache) {
   worker_.onTick([this] { expireIdle(); });
 }
 

@@ -66,6 +66,19 @@ struct UpstreamStats {
 
 /// One per worker. Named stats objects are created on the worker (under `mutex`) and never
 /// destroyed, so their addresses stay valid across config reloads.
+/// LLM calls of one model alias served by one provider model (labels: model, provider,
+/// provider_model; the map key joins them with '\x1f').
+struct LlmStats {
+  Counter calls_ok;
+  Counter calls_failed;
+  Counter prompt_tokens;
+  Counter completion_tokens;
+  Counter cached_tokens;
+  Counter estimated_calls;  ///< usage counted by the gateway, not reported by the provider
+  Counter cost_picodollars;
+  Counter cache_hits;
+};
+
 struct WorkerStats {
   Counter connections_total;
   Counter connections_active;
@@ -79,9 +92,11 @@ struct WorkerStats {
   std::mutex mutex;  ///< guards the maps' structure, not the counters
   std::map<std::string, std::unique_ptr<RequestStats>> routes;
   std::map<std::string, std::unique_ptr<UpstreamStats>> upstreams;
+  std::map<std::string, std::unique_ptr<LlmStats>> llm;
 
   RequestStats* route(const std::string& name);
   UpstreamStats* upstream(const std::string& name);
+  LlmStats* llmModel(std::string_view model, std::string_view provider, std::string_view provider_model);
 };
 
 /// Global (process) values rendered with the per-worker sums.

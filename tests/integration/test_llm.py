@@ -731,6 +731,9 @@ keys:
     rpm: 2
   - name: free
     key: sk-gw-free
+admin:
+  address: 127.0.0.1:@ADMIN@
+  token: admin-token-for-tests
 """
 
 
@@ -740,7 +743,9 @@ class LlmLimitsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.main = FakeProvider(name="main").__enter__()
-        cls.gw = Gateway(render(LIMITS_CONFIG, port=free_port(), main=cls.main.address)).__enter__()
+        admin = free_port()
+        cls.gw = Gateway(render(LIMITS_CONFIG, port=free_port(), main=cls.main.address, admin=admin),
+                         admin_port=admin).__enter__()
 
     @classmethod
     def tearDownClass(cls):
@@ -789,6 +794,23 @@ class LlmLimitsTest(unittest.TestCase):
         self.assertEqual(rec["completion_tokens"], 3)
         tokens = rec["prompt_tokens"] + rec["completion_tokens"]
         self.assertEqual(rec["cost_usd"], "%d.%06d" % divmod(tokens, 10**6))  # $1 per million, exactly
+
+    def test_metrics_count_tokens_and_cost(self):
+        for _ in range(2):
+            self.assertEqual(self.call("sk-gw-free", text="echo: four words right here").status, 200)
+        text = self.gw.admin("GET", "/metrics", token="admin-token-for-tests").text
+        labels = 'model="priced",provider="main",provider_model="priced-model"'
+        values = {}
+        for line in text.splitlines():
+            if line.startswith("ganglion_llm_") and labels in line:
+                name, value = line.rsplit(" ", 1)
+                values[name] = value
+        self.assertGreaterEqual(int(values["ganglion_llm_calls_total{%s,outcome=\"ok\"}" % labels]), 2)
+        completion = int(values["ganglion_llm_tokens_total{%s,kind=\"completion\"}" % labels])
+        prompt = int(values["ganglion_llm_tokens_total{%s,kind=\"prompt\"}" % labels])
+        self.assertGreaterEqual(completion, 8)
+        # $1 per million tokens: the exact cost is the token count in millionths of a dollar.
+        self.assertEqual(values["ganglion_llm_cost_usd_total{%s}" % labels], "%d.%012d" % divmod((prompt + completion) * 10**6, 10**12))
 
     def test_requests_per_minute(self):
         statuses = [self.call("sk-gw-slow").status for _ in range(3)]
