@@ -76,6 +76,7 @@ AdminServer::Reply AdminServer::dispatch(std::string_view method, std::string_vi
   }
   if (path == "/metrics") return {200, "text/plain; version=0.0.4", api_.metrics()};
   if (path == "/config") return {200, "application/json", api_.config_json() + "\n"};
+  if (path == "/llm/keys" && api_.llm_keys) return {200, "application/json", api_.llm_keys() + "\n"};
   if (path == "/reload") {
     if (method != "POST") return {405, "application/json", jsonErrorBody(405, "method_not_allowed", "use POST /reload")};
     auto [ok, body] = api_.reload();

@@ -21,6 +21,8 @@ struct AdminApi {
   std::function<std::string()> config_json;
   /// Reloads from the config file; returns {ok, JSON body}.
   std::function<std::pair<bool, std::string>()> reload;
+  /// JSON: every key with LLM limits, its limits and its spend in the current period.
+  std::function<std::string()> llm_keys;
 };
 
 class AdminServer {

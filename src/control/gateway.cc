@@ -1,5 +1,7 @@
 #include "control/gateway.h"
 
+#include "llm/prices.h"
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
@@ -371,6 +373,25 @@ void Gateway::refreshDns() {
   dns_in_flight_ = pending->outstanding > 0;
 }
 
+std::string Gateway::llmKeysJson() {
+  boost::json::array keys;
+  for (const auto& k : snapshot_->config.keys) {
+    if (!k.limits.any()) continue;
+    auto totals = ledger_.totals(k.name, k.limits.period);
+    boost::json::object o{{"name", k.name}};
+    o["rpm"] = k.limits.rpm ? boost::json::value(k.limits.rpm) : boost::json::value(nullptr);
+    o["tpm"] = k.limits.tpm ? boost::json::value(k.limits.tpm) : boost::json::value(nullptr);
+    if (k.limits.budget) {
+      o["budget_usd"] = llm::formatUsd(k.limits.budget);
+      o["period"] = k.limits.period == KeyLimits::Period::kDay ? "day" : "month";
+      o["spent_usd"] = llm::formatUsd(totals.spent);
+      o["reserved_usd"] = llm::formatUsd(totals.reserved);
+    }
+    keys.push_back(std::move(o));
+  }
+  return boost::json::serialize(boost::json::object{{"keys", std::move(keys)}});
+}
+
 std::string Gateway::metricsText() {
   std::vector<telemetry::WorkerStats*> stats;
   for (auto& w : workers_) stats.push_back(&w->stats);
@@ -480,6 +501,7 @@ int Gateway::run() {
                  .metrics = [this] { return metricsText(); },
                  .config_json = [this] { return configToRedactedJson(snapshot_->config); },
                  .reload = [this] { return reload(); },
+                 .llm_keys = [this] { return llmKeysJson(); },
              });
     int admin_fd = -1;
     if (auto it = inherited_.find("admin|" + cfg.admin.address.text()); it != inherited_.end() && !it->second.empty()) {

@@ -42,6 +42,7 @@ class Gateway {
   /// Starts an asynchronous DNS refresh when some target has no address yet (providers).
   void resolvePending();
   void refreshDns();
+  std::string llmKeysJson();
   std::string installListeners(const Config& cfg);
   void drainAndStop();
   /// SIGUSR2: starts the successor with our sockets; drains once it is ready.

@@ -108,10 +108,11 @@ void KeyLedger::settle(Reservation& r, uint64_t tokens, Picodollars cost) {
   }
 }
 
-KeyLedger::Totals KeyLedger::totals(const std::string& key) {
+KeyLedger::Totals KeyLedger::totals(const std::string& key, KeyLimits::Period period) {
   Entry& e = entry(key);
   std::lock_guard lock(e.mutex);
-  return {e.spent, e.reserved};
+  bool current = e.period == budgetPeriod(period, now_()).first;
+  return {current ? e.spent : 0, e.reserved};
 }
 
 }  // namespace ganglion::llm

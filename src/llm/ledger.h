@@ -53,7 +53,8 @@ class KeyLedger {
   struct Totals {
     Picodollars spent = 0, reserved = 0;
   };
-  Totals totals(const std::string& key);
+  /// `period`: the key's budget period, so a spend from an earlier period reads as 0.
+  Totals totals(const std::string& key, KeyLimits::Period period = KeyLimits::Period::kMonth);
 
   /// For tests: a clock other than the system's.
   using Clock = std::chrono::system_clock;

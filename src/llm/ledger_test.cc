@@ -86,6 +86,7 @@ TEST(KeyLedger, ConcurrentCallsNeverOvershootTheBudget) {
   for (auto& r : held) ledger.settle(r, 5, kDollar / 2);
   EXPECT_EQ(ledger.totals("k").spent, 5 * kDollar);
   EXPECT_EQ(ledger.totals("k").reserved, 0u);
+  EXPECT_EQ(ledger.totals("k", KeyLimits::Period::kDay).spent, 0u);  // the spend is this month's, not this day's
   int more = 0;
   KeyLedger::Reservation r;
   while (!ledger.admit("k", limits, 10, kDollar, r)) {

@@ -812,6 +812,17 @@ class LlmLimitsTest(unittest.TestCase):
         # $1 per million tokens: the exact cost is the token count in millionths of a dollar.
         self.assertEqual(values["ganglion_llm_cost_usd_total{%s}" % labels], "%d.%012d" % divmod((prompt + completion) * 10**6, 10**12))
 
+    def test_admin_shows_key_spend(self):
+        self.assertEqual(self.call("sk-gw-budgeted", text="echo: spend a little", max_tokens=10).status, 200)
+        body = self.gw.admin("GET", "/llm/keys", token="admin-token-for-tests").json()
+        keys = {k["name"]: k for k in body["keys"]}
+        self.assertEqual(keys["budgeted"]["budget_usd"], "0.005000")
+        self.assertEqual(keys["budgeted"]["period"], "day")
+        self.assertGreater(float(keys["budgeted"]["spent_usd"]), 0)
+        self.assertEqual(keys["budgeted"]["reserved_usd"], "0.000000")
+        self.assertEqual(keys["slow"]["rpm"], 2)
+        self.assertNotIn("free", keys)  # no limits: not listed
+
     def test_requests_per_minute(self):
         statuses = [self.call("sk-gw-slow").status for _ in range(3)]
         self.assertEqual(statuses[:2], [200, 200])
