@@ -345,6 +345,8 @@ Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Snaps
     if (only("POST")) co_return co_await chatCompletions(call);
   } else if (endsWith(path, "/messages")) {
     if (only("POST")) co_return co_await messages(call);
+  } else if (endsWith(path, "/messages/count_tokens")) {
+    if (only("POST")) co_return co_await countTokens(call);
   } else if (endsWith(path, "/responses")) {
     if (only("POST")) co_return co_await responses(call);
   } else if (endsWith(path, "/embeddings")) {
@@ -563,6 +565,63 @@ Task<void> LlmHandler::embeddings(Call& call) {
   }
   if (err) co_return co_await sendError(call, std::move(*err));
   remember(call, answer, false);
+  co_await sendJson(call, 200, answer);
+}
+
+Task<void> LlmHandler::countTokens(Call& call) {
+  std::string text;
+  if (!co_await readRequestBody(call, text)) co_return;
+  // The same body as /v1/messages, without max_tokens: give the parser one.
+  json::object body;
+  auto bad = parseJsonObject(text, body);
+  if (!bad && !body.contains("max_tokens")) body["max_tokens"] = 1;
+  MessagesRequest req;
+  if (!bad) bad = parseMessagesRequest(json::serialize(body), req);
+  if (bad) co_return co_await sendError(call, *bad);
+  const CatalogModel* model = call.catalog.find(req.model);
+  if (!model) {
+    const ApiError err{404, "not_found_error", fmt::format("model: {}", req.model), "model", "not_found_error"};
+    co_return co_await sendError(call, err);
+  }
+  const bool anthropic_first =
+      !model->targets.empty() && call.catalog.providers()[model->targets[0].provider].config->kind == "anthropic";
+  if (!anthropic_first) {
+    // No provider counts tokens the Anthropic way: the gateway's own estimate, as its limits use.
+    const std::string estimate = json::serialize(json::object{{"input_tokens", req.chat.prompt_estimate}});
+    co_return co_await sendJson(call, 200, estimate);
+  }
+  std::string version(call.conn.request().headers.get("anthropic-version"));
+  const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
+    if (p.config->kind != "anthropic")
+      return std::optional<ApiError>(ApiError{400, "invalid_request_error", "token counting needs an Anthropic target",
+                                              "model", "unsupported_endpoint"});
+    out.path = p.config->base_path + "/v1/messages/count_tokens";
+    out.headers.emplace_back("x-api-key", p.config->api_key);
+    out.headers.emplace_back("anthropic-version", !version.empty() ? version : std::string(AnthropicCodec::kVersion));
+    json::object sent = req.body;
+    sent.erase("max_tokens");
+    sent.erase("stream");
+    sent["model"] = t.model;
+    out.body = json::serialize(sent);
+    return std::optional<ApiError>();
+  };
+  const DispatchOptions options{false, req.chat.prompt_estimate};
+  auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
+  auto raced = co_await unlessClientLeaves(call.conn, std::move(work));
+  if (!raced) co_return clientLeft(call, 0);
+  auto tried = std::move(*raced);
+  if (tried.error) co_return co_await sendError(call, *tried.error);
+  std::string answer;
+  auto reading = readWholeBody(*tried.call.conn, answer, kMaxErrorBytes, call.route.idle_timeout);
+  auto whole = co_await unlessClientLeaves(call.conn, std::move(reading));
+  if (!whole) co_return clientLeft(call, 0);
+  if (!*whole) {
+    const ApiError err{502, "api_error", "the provider sent an incomplete answer", "", "api_error"};
+    co_return co_await sendError(call, err);
+  }
+  if (tried.call.conn->parser.response().keep_alive)
+    proxy::release(call.upstreams[tried.provider->upstream], 0, std::move(tried.call.conn));
+  call.rec.model.clear();  // counting is free: not an LLM call for metrics
   co_await sendJson(call, 200, answer);
 }
 

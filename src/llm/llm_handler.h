@@ -54,6 +54,7 @@ class LlmHandler {
   http::Task<void> chatCompletions(Call& call);
   http::Task<void> embeddings(Call& call);
   http::Task<void> messages(Call& call);
+  http::Task<void> countTokens(Call& call);
   http::Task<void> responses(Call& call);
   http::Task<void> listModels(Call& call);
   http::Task<bool> readRequestBody(Call& call, std::string& body);

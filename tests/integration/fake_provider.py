@@ -236,7 +236,7 @@ def _dialect(path):
         return "bedrock"
     if "/openai/deployments/" in route:
         return "azure"
-    if route.endswith("/messages"):
+    if route.endswith("/messages") or route.endswith("/messages/count_tokens"):
         return "anthropic"
     if ":generateContent" in route or ":streamGenerateContent" in route or route.startswith("/v1beta/"):
         return "gemini"
@@ -398,6 +398,9 @@ class _ProviderHandler(_UpstreamHandler):
         elif dialect == "bedrock" and self.command == "POST":
             m = _BEDROCK_ROUTE.search(route)
             return self._bedrock(doc or {}, entry, m.group(2) == "converse-stream")
+        elif dialect == "anthropic" and self.command == "POST" and route.endswith("/count_tokens"):
+            words = sum(len(_content_text(m.get("content")).split()) + 3 for m in (doc or {}).get("messages") or [])
+            return self._reply(200, "application/json", _compact({"input_tokens": words}), entry)
         elif dialect == "anthropic" and self.command == "POST":
             return self._anthropic(doc, entry)
         elif dialect == "gemini":

@@ -637,6 +637,18 @@ class LlmGatewayTest(unittest.TestCase):
         self.assertEqual(events[-2][1]["delta"]["stop_reason"], "tool_use")
         self.assertGreater(events[-2][1]["usage"]["output_tokens"], 0)
 
+    def test_messages_count_tokens(self):
+        body = {"model": "claude-haiku", "messages": [{"role": "user", "content": "one two three"}]}
+        resp = self.post("/v1/messages/count_tokens", json.dumps(body), headers={"x-api-key": "sk-gw-demo"})
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertEqual(resp.json(), {"input_tokens": 6})  # counted by the (fake) provider
+        self.assertEqual(self.main.last()["path"], "/v1/messages/count_tokens")
+        self.assertNotIn("max_tokens", self.main.last()["json"])
+        body["model"] = "gpt-4o-mini"  # no Anthropic target: the gateway's estimate
+        resp = self.post("/v1/messages/count_tokens", json.dumps(body), headers={"x-api-key": "sk-gw-demo"})
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertGreater(resp.json()["input_tokens"], 0)
+
     def test_messages_errors_in_anthropic_shape(self):
         resp = self.post("/v1/messages", json.dumps({"model": "claude-haiku", "messages": []}),
                          headers={"x-api-key": "sk-gw-demo"})
