@@ -44,4 +44,35 @@ inline std::string contentText(const boost::json::value& content) {
   return out;
 }
 
+/// Appends a turn's blocks to `messages`, merged into the last message when it has the same
+/// role (Anthropic, Gemini and Bedrock want roles to alternate). `field` names the block list
+/// ("content", or "parts" for Gemini).
+inline void appendTurn(boost::json::array& messages, std::string_view role, boost::json::array blocks,
+                       std::string_view field = "content") {
+  if (blocks.empty()) return;
+  if (!messages.empty()) {
+    auto& last = messages.back().as_object();
+    if (last["role"].as_string() == role) {
+      auto& existing = last[field].as_array();
+      for (auto& b : blocks) existing.push_back(std::move(b));
+      return;
+    }
+  }
+  boost::json::object turn{{"role", role}};
+  turn[field] = std::move(blocks);
+  messages.push_back(std::move(turn));
+}
+
+/// A base64 `data:` URL split into its media type and data; false for anything else.
+inline bool splitDataUrl(std::string_view url, std::string_view& media_type, std::string_view& data) {
+  constexpr std::string_view kData = "data:";
+  size_t semi = url.find(';'), comma = url.find(',');
+  if (url.substr(0, kData.size()) != kData || semi == std::string_view::npos || comma == std::string_view::npos ||
+      semi > comma || url.substr(semi, comma - semi) != ";base64")
+    return false;
+  media_type = url.substr(kData.size(), semi - kData.size());
+  data = url.substr(comma + 1);
+  return true;
+}
+
 }  // namespace ganglion::llm

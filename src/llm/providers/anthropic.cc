@@ -16,17 +16,10 @@ namespace {
 
 /// An OpenAI image_url part as an Anthropic image block (data: URLs become base64 sources).
 json::object imageBlock(std::string_view url) {
-  constexpr std::string_view kData = "data:";
-  if (url.substr(0, kData.size()) == kData) {
-    size_t semi = url.find(';'), comma = url.find(',');
-    if (semi != std::string_view::npos && comma != std::string_view::npos && semi < comma &&
-        url.substr(semi, comma - semi) == ";base64") {
-      return json::object{{"type", "image"},
-                          {"source", json::object{{"type", "base64"},
-                                                  {"media_type", url.substr(kData.size(), semi - kData.size())},
-                                                  {"data", url.substr(comma + 1)}}}};
-    }
-  }
+  std::string_view media_type, data;
+  if (splitDataUrl(url, media_type, data))
+    return json::object{{"type", "image"},
+                        {"source", json::object{{"type", "base64"}, {"media_type", media_type}, {"data", data}}}};
   return json::object{{"type", "image"}, {"source", json::object{{"type", "url"}, {"url", url}}}};
 }
 
@@ -46,21 +39,6 @@ json::array contentBlocks(const json::value& content) {
     }
   }
   return blocks;
-}
-
-/// Appends blocks to the last message when it has the same role (Anthropic wants turns to
-/// alternate), else starts a new message.
-void appendTurn(json::array& messages, std::string_view role, json::array blocks) {
-  if (blocks.empty()) return;
-  if (!messages.empty()) {
-    auto& last = messages.back().as_object();
-    if (last["role"].as_string() == role) {
-      auto& content = last["content"].as_array();
-      for (auto& b : blocks) content.push_back(std::move(b));
-      return;
-    }
-  }
-  messages.push_back(json::object{{"role", role}, {"content", std::move(blocks)}});
 }
 
 json::value parseArguments(std::string_view arguments) {

@@ -9,29 +9,14 @@ namespace ganglion::llm {
 namespace {
 
 namespace json = boost::json;
+using testing::Decoded;
+using testing::decodeSplit;
 
 AnthropicCodec codec() {
   control::ProviderConfig p;
   p.kind = "anthropic";
   p.api_key = "sk-ant-secret";
   return AnthropicCodec(p);
-}
-
-struct Decoded {
-  std::vector<json::object> chunks;
-  Usage usage;
-  bool finished = false;
-  std::optional<ApiError> error;
-};
-
-Decoded decodeSplit(std::string_view bytes, size_t split) {
-  Decoded d;
-  auto dec = codec().chatStream();
-  for (auto part : {bytes.substr(0, split), bytes.substr(split)})
-    if (!d.error) d.error = dec->feed(part, d.chunks, d.usage);
-  d.finished = dec->finished();
-  for (auto& c : d.chunks) c["created"] = 0;  // the only clock-dependent field
-  return d;
 }
 
 /// The text and tool calls a client reassembles from the chunks.
@@ -64,12 +49,12 @@ TEST(AnthropicCodec, StreamsDecodeTheSameAtEverySplit) {
   for (const char* file : {"anthropic/messages_stream_text.sse", "anthropic/messages_stream_tool_use.sse"}) {
     std::string bytes = testing::fixture(file);
     ASSERT_FALSE(bytes.empty()) << file;
-    Decoded whole = decodeSplit(bytes, bytes.size());
+    Decoded whole = decodeSplit(codec(), bytes, bytes.size());
     ASSERT_FALSE(whole.error) << file << ": " << whole.error->message;
     EXPECT_TRUE(whole.finished);
     EXPECT_TRUE(whole.usage.reported);
     for (size_t split = 0; split < bytes.size(); ++split) {
-      Decoded part = decodeSplit(bytes, split);
+      Decoded part = decodeSplit(codec(), bytes, split);
       ASSERT_EQ(part.chunks, whole.chunks) << file << " split at " << split;
       ASSERT_EQ(part.usage.completion, whole.usage.completion);
     }
@@ -77,7 +62,7 @@ TEST(AnthropicCodec, StreamsDecodeTheSameAtEverySplit) {
 }
 
 TEST(AnthropicCodec, ToolUseStreamBecomesOpenAiToolCalls) {
-  auto d = decodeSplit(testing::fixture("anthropic/messages_stream_tool_use.sse"), 100);
+  auto d = decodeSplit(codec(), testing::fixture("anthropic/messages_stream_tool_use.sse"), 100);
   auto a = assemble(d.chunks);
   EXPECT_FALSE(a.text.empty());
   ASSERT_EQ(a.tools.size(), 1u);
@@ -93,7 +78,7 @@ TEST(AnthropicCodec, ToolUseStreamBecomesOpenAiToolCalls) {
 
 TEST(AnthropicCodec, MidStreamErrorEndsTheStream) {
   std::string bytes = testing::fixture("anthropic/messages_stream_error.sse");
-  auto d = decodeSplit(bytes, bytes.size() / 2);
+  auto d = decodeSplit(codec(), bytes, bytes.size() / 2);
   ASSERT_TRUE(d.error);
   EXPECT_EQ(d.error->type, "overloaded_error");
   EXPECT_FALSE(d.finished);

@@ -88,29 +88,14 @@ json::array contentBlocks(const json::value& content) {
         blocks.push_back(json::object{{"text", stringAt(*po, "text")}});
       } else if (type == "image_url") {
         auto* img = objectAt(*po, "image_url");
-        std::string_view url = img ? stringAt(*img, "url") : "";
-        size_t slash = url.find('/'), semi = url.find(';'), comma = url.find(',');
+        std::string_view media_type, data;
         // Converse takes image bytes only: data: URLs (image/png → format "png").
-        if (url.substr(0, 11) == "data:image/" && semi != std::string_view::npos && comma != std::string_view::npos)
+        if (img && splitDataUrl(stringAt(*img, "url"), media_type, data) && media_type.substr(0, 6) == "image/")
           blocks.push_back(json::object{
-              {"image", json::object{{"format", url.substr(slash + 1, semi - slash - 1)},
-                                     {"source", json::object{{"bytes", url.substr(comma + 1)}}}}}});
+              {"image", json::object{{"format", media_type.substr(6)}, {"source", json::object{{"bytes", data}}}}}});
       }
     }
   return blocks;
-}
-
-void appendTurn(json::array& messages, std::string_view role, json::array blocks) {
-  if (blocks.empty()) return;
-  if (!messages.empty()) {
-    auto& last = messages.back().as_object();
-    if (last["role"].as_string() == role) {
-      auto& content = last["content"].as_array();
-      for (auto& b : blocks) content.push_back(std::move(b));
-      return;
-    }
-  }
-  messages.push_back(json::object{{"role", role}, {"content", std::move(blocks)}});
 }
 
 class BedrockStream final : public ChatStreamDecoder {

@@ -9,6 +9,8 @@ namespace ganglion::llm {
 namespace {
 
 namespace json = boost::json;
+using testing::Decoded;
+using testing::decodeSplit;
 
 control::ProviderConfig provider() {
   control::ProviderConfig p;
@@ -93,39 +95,19 @@ TEST(BedrockCodec, RequestIsTranslatedAndSigned) {
   EXPECT_TRUE(b["toolConfig"].as_object()["toolChoice"].as_object().contains("any"));
 }
 
-struct Decoded {
-  std::vector<json::object> chunks;
-  Usage usage;
-  bool finished = false;
-  std::optional<ApiError> error;
-};
-
-Decoded decodeSplit(std::string_view bytes, size_t split) {
-  Decoded d;
-  BedrockCodec codec(provider());
-  auto dec = codec.chatStream();
-  for (auto part : {bytes.substr(0, split), bytes.substr(split)})
-    if (!d.error) d.error = dec->feed(part, d.chunks, d.usage);
-  d.finished = dec->finished();
-  for (auto& c : d.chunks) {
-    c["created"] = 0;
-    c["id"] = "";
-  }
-  return d;
-}
-
 TEST(BedrockCodec, EventStreamsDecodeTheSameAtEverySplit) {
+  BedrockCodec codec_(provider());
   for (const char* file : {"bedrock/converse_stream.bin", "bedrock/converse_stream_tool_use.bin"}) {
     std::string bytes = testing::fixture(file);
     ASSERT_FALSE(bytes.empty()) << file;
-    Decoded whole = decodeSplit(bytes, bytes.size());
+    Decoded whole = decodeSplit(codec_, bytes, bytes.size());
     ASSERT_FALSE(whole.error) << file << ": " << whole.error->message;
     EXPECT_TRUE(whole.finished) << file;
     EXPECT_TRUE(whole.usage.reported);
     for (size_t split = 0; split < bytes.size(); ++split)
-      ASSERT_EQ(decodeSplit(bytes, split).chunks, whole.chunks) << file << " split at " << split;
+      ASSERT_EQ(decodeSplit(codec_, bytes, split).chunks, whole.chunks) << file << " split at " << split;
   }
-  auto tools = decodeSplit(testing::fixture("bedrock/converse_stream_tool_use.bin"), 50);
+  auto tools = decodeSplit(codec_, testing::fixture("bedrock/converse_stream_tool_use.bin"), 50);
   std::string args, finish;
   for (const auto& c : tools.chunks)
     for (const auto& choice : c.at("choices").as_array()) {
@@ -140,13 +122,14 @@ TEST(BedrockCodec, EventStreamsDecodeTheSameAtEverySplit) {
 }
 
 TEST(BedrockCodec, ExceptionFramesAndCorruptionAreErrors) {
-  auto d = decodeSplit(testing::fixture("bedrock/converse_stream_exception.bin"), 7);
+  BedrockCodec codec_(provider());
+  auto d = decodeSplit(codec_, testing::fixture("bedrock/converse_stream_exception.bin"), 7);
   ASSERT_TRUE(d.error);
   EXPECT_EQ(d.error->type, "throttlingException");
   EXPECT_EQ(d.error->status, 429);
   std::string bytes = testing::fixture("bedrock/converse_stream.bin");
   bytes[bytes.size() / 2] ^= 0x20;  // one flipped bit: a CRC no longer matches
-  auto bad = decodeSplit(bytes, bytes.size());
+  auto bad = decodeSplit(codec_, bytes, bytes.size());
   ASSERT_TRUE(bad.error);
   EXPECT_NE(bad.error->message.find("CRC"), std::string::npos);
 }

@@ -42,31 +42,15 @@ json::array partsOf(const json::value& content) {
       } else if (type == "image_url") {
         auto* img = objectAt(*po, "image_url");
         if (!img) continue;
-        std::string_view url = stringAt(*img, "url");
-        size_t semi = url.find(';'), comma = url.find(',');
-        if (url.substr(0, 5) == "data:" && semi != std::string_view::npos && comma != std::string_view::npos &&
-            semi < comma) {
-          parts.push_back(json::object{
-              {"inlineData", json::object{{"mimeType", url.substr(5, semi - 5)}, {"data", url.substr(comma + 1)}}}});
+        std::string_view url = stringAt(*img, "url"), media_type, data;
+        if (splitDataUrl(url, media_type, data)) {
+          parts.push_back(json::object{{"inlineData", json::object{{"mimeType", media_type}, {"data", data}}}});
         } else {
           parts.push_back(json::object{{"fileData", json::object{{"mimeType", mimeFromUrl(url)}, {"fileUri", url}}}});
         }
       }
     }
   return parts;
-}
-
-void appendTurn(json::array& contents, std::string_view role, json::array parts) {
-  if (parts.empty()) return;
-  if (!contents.empty()) {
-    auto& last = contents.back().as_object();
-    if (last["role"].as_string() == role) {
-      auto& existing = last["parts"].as_array();
-      for (auto& p : parts) existing.push_back(std::move(p));
-      return;
-    }
-  }
-  contents.push_back(json::object{{"role", role}, {"parts", std::move(parts)}});
 }
 
 json::value parseObjectOr(std::string_view text, json::value fallback) {
@@ -204,7 +188,7 @@ void GeminiCodec::chatRequest(const ChatRequest& req, std::string_view model, Pr
       std::string text = content ? contentText(*content) : "";
       if (!text.empty()) system.push_back(json::object{{"text", text}});
     } else if (role == "user") {
-      if (content) appendTurn(contents, "user", partsOf(*content));
+      if (content) appendTurn(contents, "user", partsOf(*content), "parts");
     } else if (role == "assistant") {
       json::array parts = content ? partsOf(*content) : json::array();
       if (auto* calls = m.if_contains("tool_calls"); calls && calls->is_array())
@@ -216,7 +200,7 @@ void GeminiCodec::chatRequest(const ChatRequest& req, std::string_view model, Pr
                                                                      {"args", parseObjectOr(stringAt(fn, "arguments"),
                                                                                             json::object())}}}});
         }
-      appendTurn(contents, "model", std::move(parts));
+      appendTurn(contents, "model", std::move(parts), "parts");
     } else if (role == "tool" || role == "function") {
       std::string name(role == "function" ? stringAt(m, "name") : std::string_view());
       if (auto it = call_names.find(stringAt(m, "tool_call_id")); it != call_names.end()) name = it->second;
@@ -224,7 +208,8 @@ void GeminiCodec::chatRequest(const ChatRequest& req, std::string_view model, Pr
       // Gemini wants an object: a JSON object result goes as is, anything else wrapped.
       json::value response = parseObjectOr(text, json::object{{"content", text}});
       appendTurn(contents, "user",
-                 json::array{json::object{{"functionResponse", json::object{{"name", name}, {"response", response}}}}});
+                 json::array{json::object{{"functionResponse", json::object{{"name", name}, {"response", response}}}}},
+                 "parts");
     }
   }
   if (!system.empty()) body["systemInstruction"] = json::object{{"parts", std::move(system)}};

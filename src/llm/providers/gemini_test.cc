@@ -9,6 +9,8 @@ namespace ganglion::llm {
 namespace {
 
 namespace json = boost::json;
+using testing::Decoded;
+using testing::decodeSplit;
 
 GeminiCodec codec() {
   control::ProviderConfig p;
@@ -17,27 +19,10 @@ GeminiCodec codec() {
   return GeminiCodec(p);
 }
 
-struct Decoded {
-  std::vector<json::object> chunks;
-  Usage usage;
-  bool finished = false;
-  std::optional<ApiError> error;
-};
-
-Decoded decodeSplit(std::string_view bytes, size_t split) {
-  Decoded d;
-  auto dec = codec().chatStream();
-  for (auto part : {bytes.substr(0, split), bytes.substr(split)})
-    if (!d.error) d.error = dec->feed(part, d.chunks, d.usage);
-  d.finished = dec->finished();
-  for (auto& c : d.chunks) c["created"] = 0;
-  return d;
-}
-
 TEST(GeminiCodec, CrlfStreamDecodesTheSameAtEverySplit) {
   std::string bytes = testing::fixture("gemini/stream_text.sse");
   ASSERT_NE(bytes.find("\r\n\r\n"), std::string::npos);
-  Decoded whole = decodeSplit(bytes, bytes.size());
+  Decoded whole = decodeSplit(codec(), bytes, bytes.size());
   ASSERT_FALSE(whole.error) << whole.error->message;
   EXPECT_TRUE(whole.finished);
   std::string text;
@@ -51,7 +36,7 @@ TEST(GeminiCodec, CrlfStreamDecodesTheSameAtEverySplit) {
   EXPECT_EQ(whole.usage.reasoning, 371u);
   EXPECT_EQ(whole.usage.completion, 16u + 371u);
   for (size_t split = 0; split < bytes.size(); ++split) {
-    Decoded part = decodeSplit(bytes, split);
+    Decoded part = decodeSplit(codec(), bytes, split);
     ASSERT_EQ(part.chunks, whole.chunks) << "split at " << split;
   }
 }
