@@ -222,6 +222,21 @@ void LlmHandler::clientLeft(Call& call, uint64_t prompt_estimate) {
   call.conn.abort();
 }
 
+Task<const CatalogModel*> LlmHandler::findModel(Call& call, std::string_view name) {
+  const CatalogModel* model = call.catalog.find(name);
+  if (model) {
+    call.rec.model_alias = model->config->name;
+    co_return model;
+  }
+  const ApiError err = call.anthropic_dialect
+                           ? ApiError{404, "not_found_error", fmt::format("model: {}", name), "model", "not_found_error"}
+                           : ApiError{404, "invalid_request_error",
+                                      fmt::format("The model '{}' does not exist or you do not have access to it.", name),
+                                      "model", "model_not_found"};
+  co_await sendError(call, err);
+  co_return nullptr;
+}
+
 Task<bool> LlmHandler::answerFromCache(Call& call, std::string_view endpoint, const json::object& body) {
   std::string_view asked = trim(call.conn.request().headers.get("x-ganglion-cache"));
   bool wanted;
@@ -390,15 +405,8 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
   ChatRequest req;
   auto bad = parseChatRequest(text, req);
   if (bad) co_return co_await sendError(call, std::move(*bad));
-  const CatalogModel* model = call.catalog.find(req.model);
-  if (model) call.rec.model_alias = model->config->name;
-  if (!model) {
-    const ApiError err{404, "invalid_request_error",
-        fmt::format("The model '{}' does not exist or you do not have access to it.",
-                    req.model),
-        "model", "model_not_found"};
-    co_return co_await sendError(call, err);
-  }
+  const CatalogModel* model = co_await findModel(call, req.model);
+  if (!model) co_return;
   if (co_await answerFromCache(call, "chat/completions", req.body)) co_return;
   if (!co_await admit(call, *model, req.prompt_estimate, req.max_output ? req.max_output : kReservedOutput)) co_return;
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
@@ -523,15 +531,8 @@ Task<void> LlmHandler::embeddings(Call& call) {
   EmbeddingsRequest req;
   auto bad = parseEmbeddingsRequest(text, req);
   if (bad) co_return co_await sendError(call, std::move(*bad));
-  const CatalogModel* model = call.catalog.find(req.model);
-  if (model) call.rec.model_alias = model->config->name;
-  if (!model) {
-    const ApiError err{404, "invalid_request_error",
-        fmt::format("The model '{}' does not exist or you do not have access to it.",
-                    req.model),
-        "model", "model_not_found"};
-    co_return co_await sendError(call, err);
-  }
+  const CatalogModel* model = co_await findModel(call, req.model);
+  if (!model) co_return;
   if (co_await answerFromCache(call, "embeddings", req.body)) co_return;
   if (!co_await admit(call, *model, req.prompt_estimate, 0)) co_return;
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
@@ -578,11 +579,8 @@ Task<void> LlmHandler::countTokens(Call& call) {
   MessagesRequest req;
   if (!bad) bad = parseMessagesRequest(json::serialize(body), req);
   if (bad) co_return co_await sendError(call, *bad);
-  const CatalogModel* model = call.catalog.find(req.model);
-  if (!model) {
-    const ApiError err{404, "not_found_error", fmt::format("model: {}", req.model), "model", "not_found_error"};
-    co_return co_await sendError(call, err);
-  }
+  const CatalogModel* model = co_await findModel(call, req.model);
+  if (!model) co_return;
   const bool anthropic_first =
       !model->targets.empty() && call.catalog.providers()[model->targets[0].provider].config->kind == "anthropic";
   if (!anthropic_first) {
@@ -631,12 +629,8 @@ Task<void> LlmHandler::messages(Call& call) {
   MessagesRequest req;
   auto bad = parseMessagesRequest(text, req);
   if (bad) co_return co_await sendError(call, *bad);
-  const CatalogModel* model = call.catalog.find(req.model);
-  if (model) call.rec.model_alias = model->config->name;
-  if (!model) {
-    const ApiError err{404, "not_found_error", fmt::format("model: {}", req.model), "model", "not_found_error"};
-    co_return co_await sendError(call, err);
-  }
+  const CatalogModel* model = co_await findModel(call, req.model);
+  if (!model) co_return;
   if (!co_await admit(call, *model, req.chat.prompt_estimate, req.chat.max_output)) co_return;
   const auto& client_head = call.conn.request().headers;
   std::string version(client_head.get("anthropic-version"));
@@ -811,14 +805,8 @@ Task<void> LlmHandler::responses(Call& call) {
   if (bad) co_return co_await sendError(call, *bad);
   const std::string model_name(body.at("model").get_string());
   const bool stream = body.contains("stream") && body.at("stream").get_bool();
-  const CatalogModel* model = call.catalog.find(model_name);
-  if (model) call.rec.model_alias = model->config->name;
-  if (!model) {
-    const ApiError err{404, "invalid_request_error",
-                       fmt::format("The model '{}' does not exist or you do not have access to it.", model_name), "model",
-                       "model_not_found"};
-    co_return co_await sendError(call, err);
-  }
+  const CatalogModel* model = co_await findModel(call, model_name);
+  if (!model) co_return;
   uint64_t max_output = kReservedOutput;
   if (auto* m = body.if_contains("max_output_tokens"); m && m->is_int64() && m->get_int64() > 0)
     max_output = static_cast<uint64_t>(m->get_int64());

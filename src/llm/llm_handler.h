@@ -64,6 +64,8 @@ class LlmHandler {
   /// a cached answer was sent.
   http::Task<bool> answerFromCache(Call& call, std::string_view endpoint, const boost::json::object& body);
   void clientLeft(Call& call, uint64_t prompt_estimate);
+  /// The model the client named, or nullptr after answering 404 in the call's dialect.
+  http::Task<const struct CatalogModel*> findModel(Call& call, std::string_view name);
   /// Stores a complete answer for a call that looked the cache up and missed.
   void remember(Call& call, std::string payload, bool stream);
   void addCallHeaders(Call& call, http::ResponseHead& head);
