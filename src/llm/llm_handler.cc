@@ -399,6 +399,52 @@ Task<void> LlmHandler::listModels(Call& call) {
   co_await sendJson(call, 200, body);
 }
 
+/// Reads the rest of a provider's whole answer into `body`, racing the client: false when the
+/// call is over (the client left, or the answer broke and the client got a 502). A complete
+/// answer gives its connection back to the pool.
+Task<bool> LlmHandler::readAnswer(Call& call, Attempted& tried, std::string& body, size_t limit,
+                                  uint64_t prompt_estimate) {
+  auto& uc = *tried.call.conn;
+  auto reading = readWholeBody(uc, body, limit, call.route.idle_timeout);
+  auto whole = co_await unlessClientLeaves(call.conn, std::move(reading));
+  if (!whole) {
+    clientLeft(call, prompt_estimate);
+    co_return false;
+  }
+  if (!*whole) {
+    call.rec.error = "upstream_body_failed";
+    const ApiError err{502, "api_error", fmt::format("provider '{}' sent an incomplete answer", call.rec.provider),
+                       "", "bad_provider_response"};
+    co_await sendError(call, err);
+    co_return false;
+  }
+  if (uc.parser.response().keep_alive) proxy::release(call.upstreams[tried.provider->upstream], 0, std::move(tried.call.conn));
+  co_return true;
+}
+
+/// The next bytes of a streamed answer: first those dispatch read while waiting for the first
+/// token, then from the connection.
+Task<proxy::BodyStatus> LlmHandler::nextStreamBytes(Attempted& tried, std::string& raw, proxy::Millis idle) {
+  if (!tried.prefetched.empty() || tried.prefetch_status != proxy::BodyStatus::kData) {
+    raw.swap(tried.prefetched);
+    co_return std::exchange(tried.prefetch_status, proxy::BodyStatus::kData);
+  }
+  co_return co_await proxy::readBodySome(*tried.call.conn, raw, idle);
+}
+
+/// After the provider's end-of-stream marker only the body's terminator is left: reads it (a
+/// few reads at most) and gives the connection back to the pool when the body ended cleanly.
+Task<void> LlmHandler::keepIfReusable(Call& call, Attempted& tried, proxy::BodyStatus status) {
+  auto& uc = *tried.call.conn;
+  std::string rest;
+  for (int i = 0; status == proxy::BodyStatus::kData && i < 4; ++i) {
+    rest.clear();
+    status = co_await proxy::readBodySome(uc, rest, call.route.idle_timeout);
+  }
+  if (status == proxy::BodyStatus::kComplete && uc.parser.response().keep_alive)
+    proxy::release(call.upstreams[tried.provider->upstream], 0, std::move(tried.call.conn));
+}
+
 Task<void> LlmHandler::chatCompletions(Call& call) {
   std::string text;
   if (!co_await readRequestBody(call, text)) co_return;
@@ -421,23 +467,12 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
   call.served = tried.target;
   if (tried.error) co_return co_await sendError(call, *tried.error);
   auto& uc = *tried.call.conn;
-  auto& up = call.upstreams[tried.provider->upstream];
   const auto& codec = *tried.provider->codec;
   const bool event_stream = isStreamType(uc.parser.response().headers.get("content-type"));
 
   if (!req.stream || !event_stream) {
     std::string body, answer;
-    auto reading = readWholeBody(uc, body, kMaxAnswerBytes, call.route.idle_timeout);
-    auto whole = co_await unlessClientLeaves(call.conn, std::move(reading));
-    if (!whole) co_return clientLeft(call, req.prompt_estimate);
-    if (!*whole) {
-      call.rec.error = "upstream_body_failed";
-      const ApiError err{502, "api_error",
-          fmt::format("provider '{}' sent an incomplete answer", call.rec.provider), "",
-          "bad_provider_response"};
-      co_return co_await sendError(call, err);
-    }
-    if (uc.parser.response().keep_alive) proxy::release(up, 0, std::move(tried.call.conn));
+    if (!co_await readAnswer(call, tried, body, kMaxAnswerBytes, req.prompt_estimate)) co_return;
     auto err = codec.chatResponse(body, answer, call.rec.usage);
     if (err) co_return co_await sendError(call, std::move(*err));
     remember(call, answer, false);
@@ -461,13 +496,7 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
   auto status = proxy::BodyStatus::kData;
   for (;;) {
     raw.clear();
-    if (!tried.prefetched.empty() || tried.prefetch_status != proxy::BodyStatus::kData) {
-      raw.swap(tried.prefetched);  // read while waiting for the first token
-      status = tried.prefetch_status;
-      tried.prefetch_status = proxy::BodyStatus::kData;
-    } else {
-      status = co_await proxy::readBodySome(uc, raw, call.route.idle_timeout);
-    }
+    status = co_await nextStreamBytes(tried, raw, call.route.idle_timeout);
     chunks.clear();
     if (!raw.empty()) stream_error = decoder->feed(raw, chunks, call.rec.usage);
     out.clear();
@@ -516,13 +545,7 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
     call.rec.usage.completion = estimateTokens(content_bytes);
   }
   if (recording && provider_done && !stream_error && !client_gone) remember(call, std::move(recorded), true);
-  // After [DONE] only the body's terminator is left: read it, and the connection is reusable.
-  for (int i = 0; provider_done && !client_gone && status == proxy::BodyStatus::kData && i < 4; ++i) {
-    raw.clear();
-    status = co_await proxy::readBodySome(uc, raw, call.route.idle_timeout);
-  }
-  if (provider_done && status == proxy::BodyStatus::kComplete && uc.parser.response().keep_alive)
-    proxy::release(up, 0, std::move(tried.call.conn));
+  if (provider_done && !client_gone) co_await keepIfReusable(call, tried, status);
 }
 
 Task<void> LlmHandler::embeddings(Call& call) {
@@ -545,20 +568,8 @@ Task<void> LlmHandler::embeddings(Call& call) {
   auto tried = std::move(*raced);
   call.served = tried.target;
   if (tried.error) co_return co_await sendError(call, *tried.error);
-  auto& uc = *tried.call.conn;
   std::string body, answer;
-  auto reading = readWholeBody(uc, body, kMaxAnswerBytes, call.route.idle_timeout);
-  auto whole = co_await unlessClientLeaves(call.conn, std::move(reading));
-  if (!whole) co_return clientLeft(call, req.prompt_estimate);
-  if (!*whole) {
-    call.rec.error = "upstream_body_failed";
-    const ApiError err{502, "api_error",
-        fmt::format("provider '{}' sent an incomplete answer", call.rec.provider), "",
-        "bad_provider_response"};
-    co_return co_await sendError(call, err);
-  }
-  if (uc.parser.response().keep_alive)
-    proxy::release(call.upstreams[tried.provider->upstream], 0, std::move(tried.call.conn));
+  if (!co_await readAnswer(call, tried, body, kMaxAnswerBytes, req.prompt_estimate)) co_return;
   auto err = tried.provider->codec->embeddingsResponse(body, answer, call.rec.usage);
   if (!call.rec.usage.reported) {  // some providers (Gemini) do not count embedding tokens
     call.rec.usage.estimated = true;
@@ -610,15 +621,7 @@ Task<void> LlmHandler::countTokens(Call& call) {
   auto tried = std::move(*raced);
   if (tried.error) co_return co_await sendError(call, *tried.error);
   std::string answer;
-  auto reading = readWholeBody(*tried.call.conn, answer, kMaxErrorBytes, call.route.idle_timeout);
-  auto whole = co_await unlessClientLeaves(call.conn, std::move(reading));
-  if (!whole) co_return clientLeft(call, 0);
-  if (!*whole) {
-    const ApiError err{502, "api_error", "the provider sent an incomplete answer", "", "api_error"};
-    co_return co_await sendError(call, err);
-  }
-  if (tried.call.conn->parser.response().keep_alive)
-    proxy::release(call.upstreams[tried.provider->upstream], 0, std::move(tried.call.conn));
+  if (!co_await readAnswer(call, tried, answer, kMaxErrorBytes, 0)) co_return;
   call.rec.model.clear();  // counting is free: not an LLM call for metrics
   co_await sendJson(call, 200, answer);
 }
@@ -662,7 +665,6 @@ Task<void> LlmHandler::messages(Call& call) {
   call.served = tried.target;
   if (tried.error) co_return co_await sendError(call, *tried.error);
   auto& uc = *tried.call.conn;
-  auto& up = call.upstreams[tried.provider->upstream];
   const auto& codec = *tried.provider->codec;
   const bool native = tried.provider->config->kind == "anthropic";
   const bool event_stream =
@@ -670,16 +672,7 @@ Task<void> LlmHandler::messages(Call& call) {
 
   if (!req.stream || !event_stream) {
     std::string body, completion, answer;
-    auto reading = readWholeBody(uc, body, kMaxAnswerBytes, call.route.idle_timeout);
-    auto whole = co_await unlessClientLeaves(call.conn, std::move(reading));
-    if (!whole) co_return clientLeft(call, req.chat.prompt_estimate);
-    if (!*whole) {
-      call.rec.error = "upstream_body_failed";
-      const ApiError err{502, "api_error", fmt::format("provider '{}' sent an incomplete answer", call.rec.provider),
-                         "", "api_error"};
-      co_return co_await sendError(call, err);
-    }
-    if (uc.parser.response().keep_alive) proxy::release(up, 0, std::move(tried.call.conn));
+    if (!co_await readAnswer(call, tried, body, kMaxAnswerBytes, req.chat.prompt_estimate)) co_return;
     auto err = codec.chatResponse(body, completion, call.rec.usage);  // native too: reads its usage
     if (!err && !native) err = messageFromCompletion(completion, answer);
     if (err) co_return co_await sendError(call, *err);
@@ -702,13 +695,7 @@ Task<void> LlmHandler::messages(Call& call) {
   auto status = proxy::BodyStatus::kData;
   for (;;) {
     raw.clear();
-    if (!tried.prefetched.empty() || tried.prefetch_status != proxy::BodyStatus::kData) {
-      raw.swap(tried.prefetched);  // read while waiting for the first token
-      status = tried.prefetch_status;
-      tried.prefetch_status = proxy::BodyStatus::kData;
-    } else {
-      status = co_await proxy::readBodySome(uc, raw, call.route.idle_timeout);
-    }
+    status = co_await nextStreamBytes(tried, raw, call.route.idle_timeout);
     chunks.clear();
     out.clear();
     if (!raw.empty()) {
@@ -756,12 +743,7 @@ Task<void> LlmHandler::messages(Call& call) {
     call.rec.usage.estimated = true;
     call.rec.usage.prompt = req.chat.prompt_estimate;
   }
-  for (int i = 0; provider_done && !client_gone && status == proxy::BodyStatus::kData && i < 4; ++i) {
-    raw.clear();
-    status = co_await proxy::readBodySome(uc, raw, call.route.idle_timeout);
-  }
-  if (provider_done && status == proxy::BodyStatus::kComplete && uc.parser.response().keep_alive)
-    proxy::release(up, 0, std::move(tried.call.conn));
+  if (provider_done && !client_gone) co_await keepIfReusable(call, tried, status);
 }
 
 namespace {
@@ -835,21 +817,11 @@ Task<void> LlmHandler::responses(Call& call) {
   call.served = tried.target;
   if (tried.error) co_return co_await sendError(call, *tried.error);
   auto& uc = *tried.call.conn;
-  auto& up = call.upstreams[tried.provider->upstream];
   const bool event_stream =
       isStreamType(uc.parser.response().headers.get("content-type"));
   if (!stream || !event_stream) {
     std::string answer;
-    auto reading = readWholeBody(uc, answer, kMaxAnswerBytes, call.route.idle_timeout);
-    auto whole = co_await unlessClientLeaves(call.conn, std::move(reading));
-    if (!whole) co_return clientLeft(call, prompt_estimate);
-    if (!*whole) {
-      call.rec.error = "upstream_body_failed";
-      const ApiError err{502, "api_error", fmt::format("provider '{}' sent an incomplete answer", call.rec.provider),
-                         "", "bad_provider_response"};
-      co_return co_await sendError(call, err);
-    }
-    if (uc.parser.response().keep_alive) proxy::release(up, 0, std::move(tried.call.conn));
+    if (!co_await readAnswer(call, tried, answer, kMaxAnswerBytes, prompt_estimate)) co_return;
     boost::system::error_code ec;
     json::value v = json::parse(answer, ec);
     if (!ec && v.is_object())
@@ -872,13 +844,7 @@ Task<void> LlmHandler::responses(Call& call) {
   for (;;) {
     raw.clear();
     out.clear();
-    if (!tried.prefetched.empty() || tried.prefetch_status != proxy::BodyStatus::kData) {
-      raw.swap(tried.prefetched);  // read while waiting for the first token
-      status = tried.prefetch_status;
-      tried.prefetch_status = proxy::BodyStatus::kData;
-    } else {
-      status = co_await proxy::readBodySome(uc, raw, call.route.idle_timeout);
-    }
+    status = co_await nextStreamBytes(tried, raw, call.route.idle_timeout);
     relay.feed(raw, [&](const http::SseEvent& e) {
       watch.event(e.type, e.data, call.rec.usage);
       if (!e.type.empty()) {
@@ -917,12 +883,7 @@ Task<void> LlmHandler::responses(Call& call) {
     call.rec.usage.estimated = true;
     call.rec.usage.prompt = prompt_estimate;
   }
-  for (int i = 0; watch.done && !client_gone && status == proxy::BodyStatus::kData && i < 4; ++i) {
-    raw.clear();
-    status = co_await proxy::readBodySome(uc, raw, call.route.idle_timeout);
-  }
-  if (watch.done && status == proxy::BodyStatus::kComplete && uc.parser.response().keep_alive)
-    proxy::release(up, 0, std::move(tried.call.conn));
+  if (watch.done && !client_gone) co_await keepIfReusable(call, tried, status);
 }
 
 }  // namespace ganglion::llm

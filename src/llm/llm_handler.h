@@ -64,6 +64,10 @@ class LlmHandler {
   /// a cached answer was sent.
   http::Task<bool> answerFromCache(Call& call, std::string_view endpoint, const boost::json::object& body);
   void clientLeft(Call& call, uint64_t prompt_estimate);
+  http::Task<bool> readAnswer(Call& call, struct Attempted& tried, std::string& body, size_t limit,
+                              uint64_t prompt_estimate);
+  http::Task<proxy::BodyStatus> nextStreamBytes(struct Attempted& tried, std::string& raw, proxy::Millis idle);
+  http::Task<void> keepIfReusable(Call& call, struct Attempted& tried, proxy::BodyStatus status);
   /// The model the client named, or nullptr after answering 404 in the call's dialect.
   http::Task<const struct CatalogModel*> findModel(Call& call, std::string_view name);
   /// Stores a complete answer for a call that looked the cache up and missed.
