@@ -1,5 +1,6 @@
 #include "llm/api_error.h"
 
+#include <fmt/format.h>
 #include <boost/json.hpp>
 
 namespace ganglion::llm {
@@ -28,6 +29,16 @@ std::string anthropicErrorBody(const ApiError& e) {
     default: break;
   }
   return json::serialize(json::object{{"type", "error"}, {"error", json::object{{"type", type}, {"message", e.message}}}});
+}
+
+ApiError badProviderAnswer(std::string_view what) {
+  return ApiError{502, "api_error", fmt::format("the provider sent {}", what), "", "bad_provider_response"};
+}
+
+std::string providerStatusMessage(int status, std::string_view body) {
+  std::string_view head = body.substr(0, 300);
+  return head.empty() ? fmt::format("the provider answered HTTP {}", status)
+                      : fmt::format("the provider answered HTTP {}: {}", status, head);
 }
 
 std::string_view openaiTypeForStatus(int status) {

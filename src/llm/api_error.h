@@ -25,6 +25,13 @@ std::string openaiErrorBody(const ApiError& e);
 /// Anthropic's error object; the type is mapped from the HTTP status as Anthropic does.
 std::string anthropicErrorBody(const ApiError& e);
 
+/// A provider answer the gateway cannot read: 502 "the provider sent <what>".
+ApiError badProviderAnswer(std::string_view what);
+
+/// The message for a provider error whose body said nothing usable:
+/// "the provider answered HTTP <status>", with the first 300 bytes of the body if any.
+std::string providerStatusMessage(int status, std::string_view body);
+
 /// The OpenAI error type that goes with an HTTP status from a provider or the gateway.
 std::string_view openaiTypeForStatus(int status);
 

@@ -4,6 +4,7 @@
 
 #include <boost/json.hpp>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -42,6 +43,32 @@ inline std::string contentText(const boost::json::value& content) {
         out += stringAt(*po, "text");
       }
   return out;
+}
+
+/// OpenAI message content as `{"text": ...}` blocks (Gemini parts, Converse blocks), image
+/// parts handed to `image(url)`, which returns the block for it or nothing (dropped).
+template <typename ImageBlock>
+boost::json::array textAndImageBlocks(const boost::json::value& content, ImageBlock&& image) {
+  boost::json::array blocks;
+  if (auto* s = content.if_string()) {
+    if (!s->empty()) blocks.push_back(boost::json::object{{"text", *s}});
+    return blocks;
+  }
+  if (auto* parts = content.if_array())
+    for (const auto& p : *parts) {
+      auto* po = p.if_object();
+      if (!po) continue;
+      auto type = stringAt(*po, "type");
+      if (type == "text") {
+        blocks.push_back(boost::json::object{{"text", stringAt(*po, "text")}});
+      } else if (type == "image_url") {
+        auto* img = objectAt(*po, "image_url");
+        if (!img) continue;
+        std::optional<boost::json::object> block = image(stringAt(*img, "url"));
+        if (block) blocks.push_back(std::move(*block));
+      }
+    }
+  return blocks;
 }
 
 /// Appends a turn's blocks to `messages`, merged into the last message when it has the same

@@ -57,14 +57,12 @@ class AnthropicStream final : public ChatStreamDecoder {
       boost::system::error_code ec;
       json::value v = json::parse(e.data, ec);
       if (ec || !v.is_object()) {
-        err = ApiError{502, "api_error", "the provider sent a stream event that is not a JSON object", "",
-                       "bad_provider_response"};
+        err = badProviderAnswer("a stream event that is not a JSON object");
         return;
       }
       onEvent(v.get_object(), out, usage, err);
     });
-    if (!ok && !err) err = ApiError{502, "api_error", "the provider sent a stream event over the size limit", "",
-                                    "bad_provider_response"};
+    if (!ok && !err) err = badProviderAnswer("a stream event over the size limit");
     return err;
   }
   bool finished() const override { return finished_; }
@@ -249,7 +247,7 @@ std::optional<ApiError> AnthropicCodec::chatResponse(std::string_view text, std:
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
   if (ec || !v.is_object())
-    return ApiError{502, "api_error", "the provider sent a message that is not a JSON object", "", "bad_provider_response"};
+    return badProviderAnswer("a message that is not a JSON object");
   const auto& msg = v.get_object();
   ChunkStamp stamp{fmt::format("chatcmpl-{}", stringAt(msg, "id")), std::string(stringAt(msg, "model")), nowSeconds()};
   std::string content;
@@ -302,9 +300,7 @@ ApiError AnthropicCodec::error(int status, std::string_view body) const {
       if (auto t = stringAt(*err, "type"); !t.empty()) e.type = e.code = std::string(t);
       e.message = std::string(stringAt(*err, "message"));
     }
-  if (e.message.empty())
-    e.message = body.empty() ? fmt::format("the provider answered HTTP {}", status)
-                             : fmt::format("the provider answered HTTP {}: {}", status, body.substr(0, 300));
+  if (e.message.empty()) e.message = providerStatusMessage(status, body);
   return e;
 }
 

@@ -74,28 +74,13 @@ Usage usageFromBedrock(const json::object& u) {
 
 /// OpenAI message content → Converse content blocks.
 json::array contentBlocks(const json::value& content) {
-  json::array blocks;
-  if (auto* s = content.if_string()) {
-    if (!s->empty()) blocks.push_back(json::object{{"text", *s}});
-    return blocks;
-  }
-  if (auto* parts = content.if_array())
-    for (const auto& p : *parts) {
-      auto* po = p.if_object();
-      if (!po) continue;
-      auto type = stringAt(*po, "type");
-      if (type == "text") {
-        blocks.push_back(json::object{{"text", stringAt(*po, "text")}});
-      } else if (type == "image_url") {
-        auto* img = objectAt(*po, "image_url");
-        std::string_view media_type, data;
-        // Converse takes image bytes only: data: URLs (image/png → format "png").
-        if (img && splitDataUrl(stringAt(*img, "url"), media_type, data) && media_type.substr(0, 6) == "image/")
-          blocks.push_back(json::object{
-              {"image", json::object{{"format", media_type.substr(6)}, {"source", json::object{{"bytes", data}}}}}});
-      }
-    }
-  return blocks;
+  return textAndImageBlocks(content, [](std::string_view url) -> std::optional<json::object> {
+    // Converse takes image bytes only: data: URLs (image/png → format "png").
+    std::string_view media_type, data;
+    if (!splitDataUrl(url, media_type, data) || media_type.substr(0, 6) != "image/") return std::nullopt;
+    return json::object{
+        {"image", json::object{{"format", media_type.substr(6)}, {"source", json::object{{"bytes", data}}}}}};
+  });
 }
 
 class BedrockStream final : public ChatStreamDecoder {
@@ -104,8 +89,7 @@ class BedrockStream final : public ChatStreamDecoder {
   std::optional<ApiError> feed(std::string_view bytes, std::vector<json::object>& out, Usage& usage) override {
     messages_.clear();
     if (!frames_.feed(bytes, messages_))
-      return ApiError{502, "api_error", "the provider sent a malformed event stream: " + frames_.error(), "",
-                      "bad_provider_response"};
+      return badProviderAnswer("a malformed event stream: " + frames_.error());
     for (const auto& m : messages_) {
       if (finished_) break;
       if (m.message_type != "event") {
@@ -117,8 +101,7 @@ class BedrockStream final : public ChatStreamDecoder {
       boost::system::error_code ec;
       json::value v = json::parse(m.payload, ec);
       if (ec || !v.is_object())
-        return ApiError{502, "api_error", "the provider sent an event that is not a JSON object", "",
-                        "bad_provider_response"};
+        return badProviderAnswer("an event that is not a JSON object");
       onEvent(m.event_type, v.as_object(), out, usage);
     }
     return std::nullopt;
@@ -375,7 +358,7 @@ std::optional<ApiError> BedrockCodec::chatResponse(std::string_view text, std::s
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
   if (ec || !v.is_object())
-    return ApiError{502, "api_error", "the provider sent an answer that is not a JSON object", "", "bad_provider_response"};
+    return badProviderAnswer("an answer that is not a JSON object");
   const auto& r = v.as_object();
   std::string content;
   bool has_text = false;
@@ -428,9 +411,7 @@ ApiError BedrockCodec::error(int status, std::string_view body) const {
     e.message = std::string(stringAt(v.as_object(), "message"));
     if (e.message.empty()) e.message = std::string(stringAt(v.as_object(), "Message"));
   }
-  if (e.message.empty())
-    e.message = body.empty() ? fmt::format("the provider answered HTTP {}", status)
-                             : fmt::format("the provider answered HTTP {}: {}", status, body.substr(0, 300));
+  if (e.message.empty()) e.message = providerStatusMessage(status, body);
   return e;
 }
 

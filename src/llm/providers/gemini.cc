@@ -27,30 +27,12 @@ std::string_view mimeFromUrl(std::string_view url) {
 }
 
 json::array partsOf(const json::value& content) {
-  json::array parts;
-  if (auto* s = content.if_string()) {
-    if (!s->empty()) parts.push_back(json::object{{"text", *s}});
-    return parts;
-  }
-  if (auto* arr = content.if_array())
-    for (const auto& p : *arr) {
-      auto* po = p.if_object();
-      if (!po) continue;
-      auto type = stringAt(*po, "type");
-      if (type == "text") {
-        parts.push_back(json::object{{"text", stringAt(*po, "text")}});
-      } else if (type == "image_url") {
-        auto* img = objectAt(*po, "image_url");
-        if (!img) continue;
-        std::string_view url = stringAt(*img, "url"), media_type, data;
-        if (splitDataUrl(url, media_type, data)) {
-          parts.push_back(json::object{{"inlineData", json::object{{"mimeType", media_type}, {"data", data}}}});
-        } else {
-          parts.push_back(json::object{{"fileData", json::object{{"mimeType", mimeFromUrl(url)}, {"fileUri", url}}}});
-        }
-      }
-    }
-  return parts;
+  return textAndImageBlocks(content, [](std::string_view url) -> std::optional<json::object> {
+    std::string_view media_type, data;
+    if (splitDataUrl(url, media_type, data))
+      return json::object{{"inlineData", json::object{{"mimeType", media_type}, {"data", data}}}};
+    return json::object{{"fileData", json::object{{"mimeType", mimeFromUrl(url)}, {"fileUri", url}}}};
+  });
 }
 
 json::value parseObjectOr(std::string_view text, json::value fallback) {
@@ -104,8 +86,7 @@ class GeminiStream final : public ChatStreamDecoder {
       boost::system::error_code ec;
       json::value v = json::parse(e.data, ec);
       if (ec || !v.is_object()) {
-        err = ApiError{502, "api_error", "the provider sent a stream event that is not a JSON object", "",
-                       "bad_provider_response"};
+        err = badProviderAnswer("a stream event that is not a JSON object");
         return;
       }
       const auto& ev = v.get_object();
@@ -136,8 +117,7 @@ class GeminiStream final : public ChatStreamDecoder {
         finished_ = true;
       }
     });
-    if (!ok && !err) err = ApiError{502, "api_error", "the provider sent a stream event over the size limit", "",
-                                    "bad_provider_response"};
+    if (!ok && !err) err = badProviderAnswer("a stream event over the size limit");
     return err;
   }
   bool finished() const override { return finished_; }
@@ -264,7 +244,7 @@ std::optional<ApiError> GeminiCodec::chatResponse(std::string_view text, std::st
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
   if (ec || !v.is_object())
-    return ApiError{502, "api_error", "the provider sent an answer that is not a JSON object", "", "bad_provider_response"};
+    return badProviderAnswer("an answer that is not a JSON object");
   const auto& r = v.get_object();
   int64_t next_call = 0;
   Candidate c = readCandidate(r, next_call);
@@ -318,8 +298,7 @@ std::optional<ApiError> GeminiCodec::embeddingsResponse(std::string_view text, s
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
   if (ec || !v.is_object() || !v.as_object().contains("embeddings") || !v.as_object().at("embeddings").is_array())
-    return ApiError{502, "api_error", "the provider sent an embeddings answer without 'embeddings'", "",
-                    "bad_provider_response"};
+    return badProviderAnswer("an embeddings answer without 'embeddings'");
   json::array data;
   int64_t index = 0;
   for (const auto& e : v.as_object().at("embeddings").as_array()) {
@@ -348,9 +327,7 @@ ApiError GeminiCodec::error(int status, std::string_view body) const {
     e.message = std::string(stringAt(*err, "message"));
     e.code = std::string(stringAt(*err, "status"));
   }
-  if (e.message.empty())
-    e.message = body.empty() ? fmt::format("the provider answered HTTP {}", status)
-                             : fmt::format("the provider answered HTTP {}: {}", status, body.substr(0, 300));
+  if (e.message.empty()) e.message = providerStatusMessage(status, body);
   return e;
 }
 

@@ -18,10 +18,6 @@ std::optional<json::object> parseObject(std::string_view text) {
   return std::move(v.get_object());
 }
 
-ApiError badAnswer(std::string_view what) {
-  return ApiError{502, "api_error", fmt::format("the provider sent {}", what), "", "bad_provider_response"};
-}
-
 class OpenAiStream final : public ChatStreamDecoder {
  public:
   std::optional<ApiError> feed(std::string_view bytes, std::vector<json::object>& out, Usage& usage) override {
@@ -34,7 +30,7 @@ class OpenAiStream final : public ChatStreamDecoder {
       }
       auto chunk = parseObject(e.data);
       if (!chunk) {
-        err = badAnswer("a stream event that is not a JSON object");
+        err = badProviderAnswer("a stream event that is not a JSON object");
         return;
       }
       if (auto it = chunk->find("error"); it != chunk->end()) {
@@ -45,7 +41,7 @@ class OpenAiStream final : public ChatStreamDecoder {
         usage = usageFromOpenAI(it->value().get_object());
       out.push_back(std::move(*chunk));
     });
-    if (!ok && !err) err = badAnswer("a stream event over the size limit");
+    if (!ok && !err) err = badProviderAnswer("a stream event over the size limit");
     return err;
   }
   bool finished() const override { return finished_; }
@@ -81,11 +77,7 @@ ApiError openaiStyleError(int status, std::string_view body) {
       e.message = std::string(it->value().get_string());
     }
   }
-  if (e.message.empty()) {
-    std::string_view head = body.substr(0, 300);
-    e.message = head.empty() ? fmt::format("the provider answered HTTP {}", status)
-                             : fmt::format("the provider answered HTTP {}: {}", status, head);
-  }
+  if (e.message.empty()) e.message = providerStatusMessage(status, body);
   return e;
 }
 
@@ -118,7 +110,7 @@ void OpenAiCodec::chatRequest(const ChatRequest& req, std::string_view model, Pr
 
 std::optional<ApiError> OpenAiCodec::chatResponse(std::string_view body, std::string& out, Usage& usage) const {
   auto o = parseObject(body);
-  if (!o) return badAnswer("a chat completion that is not a JSON object");
+  if (!o) return badProviderAnswer("a chat completion that is not a JSON object");
   if (auto it = o->find("usage"); it != o->end() && it->value().is_object())
     usage = usageFromOpenAI(it->value().get_object());
   out.assign(body);
