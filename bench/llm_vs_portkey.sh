@@ -18,6 +18,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$HERE/lib.sh"
 
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-10}
@@ -44,124 +46,14 @@ GATEWAY_KEY=sk-bench-key-123          # Ganglion's gateway key (ganglion-llm.yam
 PROVIDER_KEY=sk-bench-provider-key    # what a gateway sends upstream; nginx ignores it
 CANNED_CONTENT="Hello! How can I help you today?"
 
-die() { echo "error: $*" >&2; exit 1; }
-log() { echo "# $*"; }
-
-for n in RUNS DURATION CONNS WARMUP WORKERS TTFB_N TTFB_WARMUP READY_TIMEOUT; do
-  [[ ${!n} =~ ^[0-9]+$ ]] || die "$n must be a non-negative integer (got '${!n}')"
-done
+require_uints RUNS DURATION CONNS WARMUP WORKERS TTFB_N TTFB_WARMUP READY_TIMEOUT
 (( RUNS >= 1 && DURATION >= 1 && CONNS >= 1 && WORKERS >= 1 && TTFB_N >= 1 )) ||
   die "RUNS, DURATION, CONNS, WORKERS, TTFB_N must be >= 1"
-[[ -x $NGINX_BIN ]] || die "nginx not found at $NGINX_BIN (apt-get install nginx-light)"
-command -v "$WRK_BIN" >/dev/null || die "wrk not found (apt-get install wrk)"
-command -v python3 >/dev/null || die "python3 not found"
-command -v timeout >/dev/null || die "timeout (coreutils) not found"
+require_load_tools
 
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-NOFILE=$(ulimit -n)
-[[ $NOFILE == unlimited ]] && NOFILE=65536
-((NOFILE <= 65536)) || NOFILE=65536
-
-SERVER_PIN=()
-WRK_PIN=()
-if [[ $PIN == 1 ]]; then
-  if command -v taskset >/dev/null; then
-    SERVER_PIN=(taskset -c "$PIN_SERVER_CPUS")
-    WRK_PIN=(taskset -c "$PIN_WRK_CPUS")
-  else
-    log "PIN=1 but taskset is missing: running unpinned"
-  fi
-fi
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ganglion-llm-bench.XXXXXX")
-PIDS=()   # every long-running process this script started
-
-descendants() {  # pid and all its descendants, one per line
-  ps -e -o pid=,ppid= 2>/dev/null | awk -v root="$1" '
-    { parent[$1] = $2 }
-    END {
-      keep[root] = 1; changed = 1
-      while (changed) { changed = 0
-        for (c in parent) if (!(c in keep) && (parent[c] in keep)) { keep[c] = 1; changed = 1 } }
-      for (p in keep) print p
-    }'
-}
-
-stop_pid() {  # TERM, wait up to 5 s, then KILL the process and anything left under it
-  local pid=$1 i all
-  kill -0 "$pid" 2>/dev/null || return 0
-  all=$(descendants "$pid")
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  for p in $all; do kill -KILL "$p" 2>/dev/null || true; done
-  wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-  local rc=$? pid
-  trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-  if [[ $KEEP_TMP == 1 ]]; then
-    echo "# kept temp dir $TMP"
-  else
-    rm -rf "$TMP"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-USED_PORTS=" "
-free_port() {  # sets FREE_PORT: a loopback port nobody listens on now, not handed out before
-  local p i
-  for ((i = 0; i < 20; i++)); do
-    p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    if [[ $USED_PORTS != *" $p "* ]]; then
-      USED_PORTS+="$p "
-      FREE_PORT=$p
-      return 0
-    fi
-  done
-  die "could not find a free port"
-}
-
-render() {  # render TEMPLATE OUT DIR PORT UPSTREAM_PORT WORKERS
-  sed -e "s|@DIR@|$3|g" -e "s|@PORT@|$4|g" -e "s|@UPSTREAM_PORT@|$5|g" -e "s|@WORKERS@|$6|g" \
-    -e "s|@NOFILE@|$NOFILE|g" "$1" >"$2"
-}
-
-wait_port() {  # wait_port PORT PID TIMEOUT_S: 0 once PORT accepts, 1 if PID died or time ran out
-  local port=$1 pid=$2 deadline=$((SECONDS + $3))
-  while ((SECONDS <= deadline)); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.02
-  done
-  return 1
-}
-
-launch() {  # launch NAME PORT CMD... : start CMD in the background and wait for PORT
-  local name=$1 port=$2
-  shift 2
-  mkdir -p "$TMP/$name"
-  STARTED_LOG=$TMP/$name/stdout.log
-  "$@" >"$STARTED_LOG" 2>&1 </dev/null &
-  STARTED_PID=$!
-  PIDS+=("$STARTED_PID")
-  if ! wait_port "$port" "$STARTED_PID" "$READY_TIMEOUT"; then
-    echo "!! $name did not accept connections on 127.0.0.1:$port within ${READY_TIMEOUT}s" >&2
-    echo "!! command: $*" >&2
-    for f in "$STARTED_LOG" "$TMP/$name/error.log"; do
-      [[ -s $f ]] && { echo "!! --- $f (tail)" >&2; tail -n 20 "$f" >&2; }
-    done
-    stop_pid "$STARTED_PID"
-    return 1
-  fi
-}
+raise_nofile
+pin_setup
+bench_start ganglion-llm-bench
 
 # --- Portkey install -------------------------------------------------------------------
 
@@ -244,43 +136,11 @@ EOF
 
 # --- measuring -------------------------------------------------------------------------
 
-rss_kb() {  # VmRSS of PID plus all its descendants, in kB
-  local total=0 kb p
-  for p in $(descendants "$1"); do
-    kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || true)
-    total=$((total + ${kb:-0}))
-  done
-  echo "$total"
-}
-mb() { awk -v kb="$1" 'BEGIN { printf "%.1f", kb / 1024 }'; }
-
-wrk_pct_us() {  # wrk_pct_us FILE PCT: a --latency percentile line in microseconds
-  awk -v want="$2%" '
-    $1 == want {
-      v = $2; n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-      if (u == "us") f = 1; else if (u == "ms") f = 1000; else if (u == "s") f = 1000000
-      else if (u == "m") f = 60000000; else if (u == "h") f = 3600000000; else f = -1
-      if (f > 0) printf "%.0f", n * f
-      exit
-    }' "$1"
-}
-
 # run_wrk PORT CONNS SECONDS OUTFILE HEADER... -> W_RPS, W_P50_US, W_P99_US, W_BAD
 run_wrk() {
   local port=$1 conns=$2 secs=$3 out=$4
   shift 4
-  timeout -k 5 $((secs + 30)) "${WRK_PIN[@]}" "$WRK_BIN" -t1 -c"$conns" -d"${secs}s" --latency \
-    -s "$HERE/llm_post.lua" "http://127.0.0.1:$port/" -- "$@" >"$out" 2>&1 || true
-  W_RPS=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
-  W_P50_US=$(wrk_pct_us "$out" 50)
-  W_P99_US=$(wrk_pct_us "$out" 99)
-  W_BAD=$(awk '
-    /Non-2xx or 3xx responses:/ { bad += $NF }
-    /Socket errors:/ { for (i = 3; i <= NF; i++) { x = $i; gsub(/,/, "", x); if (x ~ /^[0-9]+$/) bad += x } }
-    END { print bad + 0 }' "$out")
-  [[ -n $W_RPS ]] || W_RPS=nan
-  [[ -n $W_P50_US ]] || W_P50_US=nan
-  [[ -n $W_P99_US ]] || W_P99_US=nan
+  wrk_run "$out" "$conns" "$secs" -s "$HERE/llm_post.lua" "http://127.0.0.1:$port/" -- "$@"
 }
 
 # run_ttfb PORT PATH MODEL OUTFILE HEADER... -> T_P50_US, T_P99_US, T_BAD
@@ -298,21 +158,14 @@ run_ttfb() {
   [[ -n $T_BAD ]] || T_BAD="?"
 }
 
-median() {  # median of the numeric arguments ("nan" ones ignored)
-  (($#)) || { echo nan; return 0; }
-  printf '%s\n' "$@" | awk '$1 != "nan" && $1 != ""' | sort -g | awk '
-    { a[NR] = $1 }
-    END { if (NR == 0) print "nan"; else if (NR % 2) printf "%.2f\n", a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
 minus() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan") print "n/a"; else printf "%+.0f", a - b }'; }
 num() { awk -v v="$1" 'BEGIN { if (v == "nan") print "n/a"; else printf "%.0f", v }'; }
 
 # --- run -------------------------------------------------------------------------------
 
 log "Ganglion vs Portkey LLM gateway benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-log "host: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null), kernel $(uname -r)"
-log "nginx: $("$NGINX_BIN" -v 2>&1 | sed 's/.*: //'), wrk: $("$WRK_BIN" -v 2>&1 | awk 'NR==1 { print $2 }')," \
+log_host
+log "$(tool_versions)," \
   "node: $("$NODE_BIN" --version 2>/dev/null || echo missing)"
 log "ganglion: $GANGLION_BIN"
 log "portkey: @portkey-ai/gateway ${PORTKEY_HAVE:-not installed} (@hono/node-server $HONO_NODE), $PORTKEY_DIR"
@@ -327,8 +180,8 @@ echo
 free_port; UP_PORT=$FREE_PORT
 mkdir -p "$TMP/upstream/tmp"
 render "$HERE/nginx-llm-upstream.conf.in" "$TMP/upstream/nginx.conf" "$TMP/upstream" "$UP_PORT" 0 1
-launch upstream "$UP_PORT" "${SERVER_PIN[@]}" "$NGINX_BIN" -p "$TMP/upstream/" -c "$TMP/upstream/nginx.conf" \
-  -e "$TMP/upstream/error.log" || die "upstream nginx failed to start"
+nginx_cmd "$TMP/upstream"
+launch upstream "$UP_PORT" "${NGINX_CMD[@]}" || die "upstream nginx failed to start"
 
 DIRECT_HDRS=("Authorization: Bearer $PROVIDER_KEY")
 GAN_HDRS=("Authorization: Bearer $GATEWAY_KEY")
@@ -352,8 +205,7 @@ if [[ ! -x $GANGLION_BIN ]]; then
 else
   mkdir -p "$TMP/ganglion"
   render "$GANGLION_TEMPLATE" "$TMP/ganglion/ganglion.yaml" "$TMP/ganglion" "$GAN_PORT" "$UP_PORT" "$WORKERS"
-  # shellcheck disable=SC2206  # the flag is deliberately split into words ("serve --config")
-  GANGLION_CMD=("${SERVER_PIN[@]}" "$GANGLION_BIN" $GANGLION_CONFIG_FLAG "$TMP/ganglion/ganglion.yaml")
+  ganglion_cmd "$TMP/ganglion/ganglion.yaml"
   if launch ganglion "$GAN_PORT" "${GANGLION_CMD[@]}"; then
     GAN_PID=$STARTED_PID
     if ! check_chat "$GAN_PORT" /v1/chat/completions gpt-4o-mini 0 "${GAN_HDRS[@]}" ||
@@ -493,7 +345,6 @@ GAN_RSS_LOAD=nan; PK_RSS_LOAD=nan
 # 5. summary
 # shellcheck disable=SC2086  # the lists are space-separated on purpose
 med() { local -n lists=$1; median ${lists[$2]:-}; }
-fmt_mb() { [[ $1 == nan ]] && echo "n/a" || echo "$(mb "$1") MB"; }
 
 echo
 echo "== medians over $RUNS round(s); ganglion WORKERS=$WORKERS, portkey one Node process"

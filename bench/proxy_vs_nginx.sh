@@ -17,6 +17,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$HERE/lib.sh"
 
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-10}
@@ -37,117 +39,23 @@ GANGLION_TEMPLATE=${GANGLION_TEMPLATE:-$HERE/ganglion.yaml.in}
 GANGLION_IMPL=${GANGLION_IMPL:-ganglion}
 KEEP_TMP=${KEEP_TMP:-0}
 
-die() { echo "error: $*" >&2; exit 1; }
-log() { echo "# $*"; }
-
-for n in RUNS DURATION CONNS WARMUP WORKERS STARTS IDLE_CONNS READY_TIMEOUT; do
-  [[ ${!n} =~ ^[0-9]+$ ]] || die "$n must be a non-negative integer (got '${!n}')"
-done
+require_uints RUNS DURATION CONNS WARMUP WORKERS STARTS IDLE_CONNS READY_TIMEOUT
 (( RUNS >= 1 && DURATION >= 1 && CONNS >= 1 && WORKERS >= 1 )) || die "RUNS, DURATION, CONNS, WORKERS must be >= 1"
-[[ -x $NGINX_BIN ]] || die "nginx not found at $NGINX_BIN (apt-get install nginx-light)"
-command -v "$WRK_BIN" >/dev/null || die "wrk not found (apt-get install wrk)"
-command -v python3 >/dev/null || die "python3 not found"
-command -v timeout >/dev/null || die "timeout (coreutils) not found"
+require_load_tools
 [[ $GANGLION_IMPL == ganglion || $GANGLION_IMPL == nginx ]] || die "GANGLION_IMPL must be ganglion or nginx"
 
 # 10,000 idle clients need 10,000+ descriptors in the client and in each gateway.
 # Without CAP_SYS_RESOURCE the hard limit caps this; the nginx configs get the same figure.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-NOFILE=$(ulimit -n)
-[[ $NOFILE == unlimited ]] && NOFILE=65536
-((NOFILE <= 65536)) || NOFILE=65536
+raise_nofile
 # nginx preallocates its connection table, so size it to the need, not to the limit.
 NGX_WORKER_CONNS=$((IDLE_CONNS + 1024))
 ((NGX_WORKER_CONNS <= NOFILE)) || NGX_WORKER_CONNS=$NOFILE
 
-SERVER_PIN=()
-WRK_PIN=()
-if [[ $PIN == 1 ]]; then
-  if command -v taskset >/dev/null; then
-    SERVER_PIN=(taskset -c "$PIN_SERVER_CPUS")
-    WRK_PIN=(taskset -c "$PIN_WRK_CPUS")
-  else
-    log "PIN=1 but taskset is missing: running unpinned"
-  fi
-fi
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ganglion-bench.XXXXXX")
-PIDS=()   # every long-running process this script started
-
-descendants() {  # pid and all its descendants, one per line
-  ps -e -o pid=,ppid= 2>/dev/null | awk -v root="$1" '
-    { parent[$1] = $2 }
-    END {
-      keep[root] = 1; changed = 1
-      while (changed) { changed = 0
-        for (c in parent) if (!(c in keep) && (parent[c] in keep)) { keep[c] = 1; changed = 1 } }
-      for (p in keep) print p
-    }'
-}
-
-stop_pid() {  # TERM, wait up to 5 s, then KILL the process and anything left under it
-  local pid=$1 i all
-  kill -0 "$pid" 2>/dev/null || return 0
-  all=$(descendants "$pid")
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  for p in $all; do kill -KILL "$p" 2>/dev/null || true; done
-  wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-  local rc=$? pid
-  trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-  if [[ $KEEP_TMP == 1 ]]; then
-    echo "# kept temp dir $TMP"
-  else
-    rm -rf "$TMP"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-USED_PORTS=" "
-free_port() {  # sets FREE_PORT: a loopback port nobody listens on now, not handed out before
-  local p i
-  for ((i = 0; i < 20; i++)); do
-    p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    if [[ $USED_PORTS != *" $p "* ]]; then
-      USED_PORTS+="$p "
-      FREE_PORT=$p
-      return 0
-    fi
-  done
-  die "could not find a free port"
-}
-
-render() {  # render TEMPLATE OUT DIR PORT UPSTREAM_PORT WORKERS
-  sed -e "s|@DIR@|$3|g" -e "s|@PORT@|$4|g" -e "s|@UPSTREAM_PORT@|$5|g" -e "s|@WORKERS@|$6|g" \
-    -e "s|@NOFILE@|$NOFILE|g" -e "s|@WORKER_CONNECTIONS@|$NGX_WORKER_CONNS|g" "$1" >"$2"
-}
-
-wait_port() {  # wait_port PORT PID TIMEOUT_S: 0 once PORT accepts, 1 if PID died or time ran out
-  local port=$1 pid=$2 deadline=$((SECONDS + $3))
-  while ((SECONDS <= deadline)); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.02
-  done
-  return 1
-}
+pin_setup
+bench_start ganglion-bench
 
 # --- starting servers ------------------------------------------------------------------
 # Each start_* sets STARTED_PID and STARTED_LOG, or returns 1 (after printing the log tail).
-
-nginx_cmd() {  # nginx_cmd DIR -> NGINX_CMD array
-  NGINX_CMD=("${SERVER_PIN[@]}" "$NGINX_BIN" -p "$1/" -c "$1/nginx.conf" -e "$1/error.log")
-}
 
 prepare_nginx() {  # prepare_nginx NAME TEMPLATE PORT UPSTREAM_PORT WORKERS -> PREP_DIR
   PREP_DIR=$TMP/$1
@@ -159,30 +67,7 @@ prepare_ganglion() {  # prepare_ganglion NAME PORT UPSTREAM_PORT -> PREP_DIR, GA
   PREP_DIR=$TMP/$1
   mkdir -p "$PREP_DIR"
   render "$GANGLION_TEMPLATE" "$PREP_DIR/ganglion.yaml" "$PREP_DIR" "$2" "$3" "$WORKERS"
-  if [[ -n $GANGLION_CONFIG_FLAG ]]; then
-    # shellcheck disable=SC2206  # the flag is deliberately split into words ("serve --config")
-    GANGLION_CMD=("${SERVER_PIN[@]}" "$GANGLION_BIN" $GANGLION_CONFIG_FLAG "$PREP_DIR/ganglion.yaml")
-  else
-    GANGLION_CMD=("${SERVER_PIN[@]}" "$GANGLION_BIN" "$PREP_DIR/ganglion.yaml")
-  fi
-}
-
-launch() {  # launch NAME PORT CMD... : start CMD in the background and wait for PORT
-  local name=$1 port=$2
-  shift 2
-  STARTED_LOG=$TMP/$name/stdout.log
-  "$@" >"$STARTED_LOG" 2>&1 </dev/null &
-  STARTED_PID=$!
-  PIDS+=("$STARTED_PID")
-  if ! wait_port "$port" "$STARTED_PID" "$READY_TIMEOUT"; then
-    echo "!! $name did not accept connections on 127.0.0.1:$port within ${READY_TIMEOUT}s" >&2
-    echo "!! command: $*" >&2
-    for f in "$STARTED_LOG" "$TMP/$name/error.log"; do
-      [[ -s $f ]] && { echo "!! --- $f (tail)" >&2; tail -n 20 "$f" >&2; }
-    done
-    stop_pid "$STARTED_PID"
-    return 1
-  fi
+  ganglion_cmd "$PREP_DIR/ganglion.yaml"
 }
 
 start_nginx() {  # start_nginx NAME TEMPLATE PORT UPSTREAM_PORT WORKERS
@@ -206,16 +91,6 @@ start_ganglion() {  # start_ganglion NAME PORT UPSTREAM_PORT
 
 # --- measuring -------------------------------------------------------------------------
 
-rss_kb() {  # VmRSS of PID plus all its descendants, in kB
-  local total=0 kb p
-  for p in $(descendants "$1"); do
-    kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || true)
-    total=$((total + ${kb:-0}))
-  done
-  echo "$total"
-}
-mb() { awk -v kb="$1" 'BEGIN { printf "%.1f", kb / 1024 }'; }
-
 check_reply() {  # check_reply PORT: 0 if GET / answers 200 "hello world\n"
   python3 - "$1" <<'EOF'
 import http.client, sys
@@ -235,34 +110,7 @@ EOF
 }
 
 # run_wrk PORT OUTFILE SECONDS -> W_RPS, W_P99_US, W_BAD (non-2xx + socket errors)
-run_wrk() {
-  local port=$1 out=$2 secs=$3
-  timeout -k 5 $((secs + 30)) "${WRK_PIN[@]}" "$WRK_BIN" -t1 -c"$CONNS" -d"${secs}s" --latency \
-    "http://127.0.0.1:$port/" >"$out" 2>&1 || true
-  W_RPS=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
-  W_P99_US=$(awk '
-    $1 == "99%" {
-      v = $2; n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-      if (u == "us") f = 1; else if (u == "ms") f = 1000; else if (u == "s") f = 1000000
-      else if (u == "m") f = 60000000; else if (u == "h") f = 3600000000; else f = -1
-      if (f > 0) printf "%.0f", n * f
-      exit
-    }' "$out")
-  W_BAD=$(awk '
-    /Non-2xx or 3xx responses:/ { bad += $NF }
-    /Socket errors:/ { for (i = 3; i <= NF; i++) { x = $i; gsub(/,/, "", x); if (x ~ /^[0-9]+$/) bad += x } }
-    END { print bad + 0 }' "$out")
-  [[ -n $W_RPS ]] || W_RPS=nan
-  [[ -n $W_P99_US ]] || W_P99_US=nan
-}
-
-median() {  # median of the numeric arguments ("nan" ones ignored)
-  (($#)) || { echo nan; return 0; }
-  printf '%s\n' "$@" | awk '$1 != "nan" && $1 != ""' | sort -g | awk '
-    { a[NR] = $1 }
-    END { if (NR == 0) print "nan"; else if (NR % 2) printf "%.2f\n", a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
+run_wrk() { wrk_run "$2" "$CONNS" "$3" "http://127.0.0.1:$1/"; }
 
 # idle_rss NAME PID PORT -> IC_LINE (one-line summary); prints progress
 idle_rss() {
@@ -307,8 +155,8 @@ GANGLION_LABEL=ganglion
 [[ $GANGLION_IMPL == nginx ]] && GANGLION_LABEL="ganglion(nginx stand-in)"
 
 log "Ganglion vs nginx reverse proxy benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-log "host: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null), kernel $(uname -r)"
-log "nginx: $("$NGINX_BIN" -v 2>&1 | sed 's/.*: //'), wrk: $("$WRK_BIN" -v 2>&1 | awk 'NR==1 { print $2 }')"
+log_host
+log "$(tool_versions)"
 if [[ $GANGLION_IMPL == nginx ]]; then
   log "ganglion: GANGLION_IMPL=nginx, a second nginx proxy stands in for ganglion"
 else
@@ -447,7 +295,6 @@ if ((${#G_RPS[@]})); then GM_RPS=$(median "${G_RPS[@]}"); GM_P99=$(median "${G_P
 NM_START=$(median "${NGX_START[@]}")
 GM_START=$(median "${GAN_START[@]}")
 fmt_ms() { [[ $1 == nan ]] && echo "n/a" || awk -v v="$1" 'BEGIN { printf "%.2f ms", v }'; }
-fmt_mb() { [[ $1 == nan ]] && echo "n/a" || echo "$(mb "$1") MB"; }
 
 echo
 echo "== medians over $RUNS round(s), wrk -t1 -c$CONNS -d${DURATION}s, WORKERS=$WORKERS"
