@@ -8,11 +8,11 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   # libraries (Debian 12 versions recorded in docs/dependencies.md)
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-  libssl-dev libyaml-cpp-dev libfmt-dev libspdlog-dev libcli11-dev
+  libssl-dev libyaml-cpp-dev libfmt-dev libspdlog-dev libcli11-dev libsqlite3-dev libhiredis-dev
   node-llhttp
   libgtest-dev libgmock-dev libbenchmark-dev
   # test and benchmark peers
-  nginx-light wrk curl openssl python3 procps
+  nginx-light wrk curl openssl python3 procps redis-server sqlite3
   clang-14 libclang-rt-14-dev
 )
 
@@ -35,7 +35,10 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi
-# nginx from Debian starts a system service on install; the tests and benchmarks run their own.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
-  systemctl stop nginx || true
-fi
+# nginx and redis-server from Debian start system services on install; the tests and
+# benchmarks run their own on free ports.
+for service in nginx redis-server; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
+    systemctl stop "$service" || true
+  fi
+done

@@ -223,6 +223,21 @@ struct LlmCacheConfig {
   Millis ttl{600'000};
 };
 
+/// Where LLM key spend and limits live beyond one process (`state:`). Read at start; a reload
+/// that changes it is refused (restart to apply).
+struct StateConfig {
+  std::string sqlite;  ///< embedded database file for key spend; empty: spend is kept in memory
+  /// Shared limits: every gateway on this Redis enforces one rpm/tpm/budget per key.
+  bool redis = false;
+  std::string redis_url;       ///< as written, password redacted in /config
+  std::string redis_host;
+  uint16_t redis_port = 6379;
+  std::string redis_password;  ///< secret: never logged, redacted in /config
+  unsigned redis_db = 0;
+  Millis redis_timeout{500};   ///< a limit check waiting longer fails (503 for budgeted keys)
+  bool operator==(const StateConfig&) const = default;
+};
+
 struct AccessLogConfig {
   bool enabled = true;
   std::string path = "stdout";  ///< "stdout", "stderr" or a file path
@@ -239,6 +254,7 @@ struct Config {
   std::vector<ProviderConfig> providers;
   std::vector<ModelConfig> models;
   LlmCacheConfig llm_cache;
+  StateConfig state;
   AdminConfig admin;
   AccessLogConfig access_log;
 };

@@ -150,6 +150,16 @@ std::string configToRedactedJson(const Config& c) {
   if (c.admin.enabled) {
     root["admin"] = json::object{{"address", c.admin.address.text()}, {"token", "<redacted>"}};
   }
+  if (!c.state.sqlite.empty() || c.state.redis) {
+    json::object st;
+    if (!c.state.sqlite.empty()) st["sqlite"] = c.state.sqlite;
+    if (c.state.redis) {
+      st["redis"] = fmt::format("redis://{}{}:{}/{}", c.state.redis_password.empty() ? "" : ":<redacted>@",
+                                c.state.redis_host, c.state.redis_port, c.state.redis_db);
+      st["redis_timeout_ms"] = c.state.redis_timeout.count();
+    }
+    root["state"] = std::move(st);
+  }
   root["access_log"] = json::object{{"enabled", c.access_log.enabled}, {"path", c.access_log.path}};
   return json::serialize(root);
 }

@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <boost/asio/ip/address.hpp>
+#include <boost/url/parse.hpp>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -10,6 +11,7 @@
 #include <thread>
 
 #include "base/strings.h"
+
 #include "control/config.h"
 #include "control/yaml_reader.h"
 #include "control/llm_config.h"
@@ -469,6 +471,58 @@ void readAdmin(Reader& r, const YAML::Node& n, Config& cfg) {
   if (cfg.admin.token.empty()) r.fail(n, "admin needs a non-empty 'token' (use ${GANGLION_ADMIN_TOKEN})");
 }
 
+/// redis://[:password@]host[:port][/db] (also redis://user:password@... where user is ignored
+/// unless it is an ACL user name other than "default").
+void readRedisUrl(Reader& r, const YAML::Node& n, StateConfig& st) {
+  auto s = r.str(n, "state.redis");
+  if (!s) return;
+  st.redis_url = *s;
+  auto url = boost::urls::parse_uri(*s);
+  if (!url) return r.fail(n, fmt::format("state.redis must be a URL like redis://127.0.0.1:6379/0, got '{}'", *s));
+  if (url->scheme() == "rediss")
+    return r.fail(n, "state.redis: rediss:// (TLS) is not supported yet; use redis:// on a private network");
+  if (url->scheme() != "redis")
+    return r.fail(n, fmt::format("state.redis must start with redis://, got '{}'", url->scheme()));
+  if (url->host().empty()) return r.fail(n, "state.redis has no host");
+  if (url->has_userinfo()) {
+    auto user = url->user();
+    if (!user.empty() && user != "default")
+      return r.fail(n, "state.redis: ACL user names are not supported; give only a password (redis://:secret@host)");
+    st.redis_password = url->password();
+  }
+  st.redis_host = url->host();
+  if (url->has_port()) {
+    auto port = parseUint(url->port());
+    if (!port || *port == 0 || *port > 65535) return r.fail(n, fmt::format("state.redis port '{}' is invalid", url->port()));
+    st.redis_port = static_cast<uint16_t>(*port);
+  }
+  std::string_view path = url->encoded_path();
+  if (!path.empty() && path != "/") {
+    auto db = parseUint(path.substr(1));
+    if (!db || *db > 1023) return r.fail(n, fmt::format("state.redis database '{}' must be a number", path.substr(1)));
+    st.redis_db = static_cast<unsigned>(*db);
+  }
+  st.redis = true;
+}
+
+void readState(Reader& r, const YAML::Node& n, Config& cfg) {
+  if (!n.IsMap()) return r.fail(n, "state must be a map: { sqlite: ganglion-state.db } or { redis: redis://host:6379/0 }");
+  r.checkKeys(n, {"sqlite", "redis", "redis_timeout"}, "state");
+  if (auto v = n["sqlite"]; v.IsDefined()) {
+    if (auto s = r.str(v, "state.sqlite")) {
+      if (s->empty()) r.fail(v, "state.sqlite must name a file");
+      cfg.state.sqlite = *s;
+    }
+  }
+  if (auto v = n["redis"]; v.IsDefined()) readRedisUrl(r, v, cfg.state);
+  if (auto v = n["redis_timeout"]; v.IsDefined()) {
+    if (auto d = r.duration(v, "state.redis_timeout")) {
+      if (d->count() < 1 || d->count() > 60'000) r.fail(v, "state.redis_timeout must be from 1ms to 60s");
+      cfg.state.redis_timeout = *d;
+    }
+  }
+}
+
 void validateReferences(Reader& r, Config& cfg) {
   std::set<std::string> names;
   for (auto& l : cfg.listeners)
@@ -536,7 +590,7 @@ LoadResult loadConfigText(const std::string& text, const std::string& path) {
   }
   try {
     r.checkKeys(root, {"workers", "listeners", "upstreams", "routes", "keys", "providers", "models", "admin",
-                       "access_log", "llm_cache"},
+                       "access_log", "llm_cache", "state"},
                 "the top level");
     readProviders(r, root["providers"], cfg);
     readModels(r, root["models"], cfg);
@@ -558,6 +612,7 @@ LoadResult loadConfigText(const std::string& text, const std::string& path) {
           if (auto d = r.duration(t, "llm_cache.ttl")) cfg.llm_cache.ttl = *d;
       }
     }
+    if (auto v = root["state"]; v.IsDefined()) readState(r, v, cfg);
     if (auto v = root["access_log"]; v.IsDefined()) {
       if (!v.IsMap()) {
         r.fail(v, "access_log must be a map");

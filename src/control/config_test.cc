@@ -104,5 +104,50 @@ routes: [ { name: r, upstream: u, max_body_bytes: 1M, timeout: 2m } ]
   EXPECT_EQ(r.config->routes[0].timeout.count(), 120000);
 }
 
+TEST(Config, StateSqliteAndRedis) {
+  auto r = loadConfigText(R"(listeners: [ { name: a, address: "127.0.0.1:1" } ]
+state:
+  sqlite: spend.db
+  redis: "redis://:s3cret@cache.internal:6380/2"
+  redis_timeout: 200ms
+)", "t.yaml");
+  ASSERT_TRUE(r.config) << r.errors[0].text();
+  const auto& st = r.config->state;
+  EXPECT_EQ(st.sqlite, "spend.db");
+  EXPECT_TRUE(st.redis);
+  EXPECT_EQ(st.redis_host, "cache.internal");
+  EXPECT_EQ(st.redis_port, 6380);
+  EXPECT_EQ(st.redis_password, "s3cret");
+  EXPECT_EQ(st.redis_db, 2u);
+  EXPECT_EQ(st.redis_timeout.count(), 200);
+  auto plain = loadConfigText("listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\nstate: { redis: redis://127.0.0.1 }\n", "t.yaml");
+  ASSERT_TRUE(plain.config);
+  EXPECT_EQ(plain.config->state.redis_port, 6379);
+  EXPECT_EQ(plain.config->state.redis_db, 0u);
+}
+
+TEST(Config, BadStateIsRejectedWithLineAndReason) {
+  struct Case {
+    const char* state;
+    const char* expect;
+  } cases[] = {
+      {"state: { redis: 'http://x:1' }", "must start with redis://"},
+      {"state: { redis: 'rediss://x:1' }", "TLS"},
+      {"state: { redis: 'redis://x:99999' }", "port"},
+      {"state: { redis: 'redis://x/abc' }", "database"},
+      {"state: { redis: 'redis://bob:pw@x' }", "ACL user"},
+      {"state: { sqlite: '' }", "must name a file"},
+      {"state: { redis_timeout: 0ms }", "from 1ms"},
+      {"state: { sqlit: a.db }", "unknown field 'sqlit'"},
+      {"state: [ a ]", "state must be a map"},
+  };
+  for (const auto& c : cases) {
+    auto r = loadConfigText(std::string("listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\n") + c.state + "\n", "t.yaml");
+    ASSERT_FALSE(r.config) << c.state;
+    EXPECT_EQ(r.errors[0].line, 2) << c.state;
+    EXPECT_NE(r.errors[0].message.find(c.expect), std::string::npos) << c.state << ": " << r.errors[0].message;
+  }
+}
+
 }  // namespace
 }  // namespace ganglion::control

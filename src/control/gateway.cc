@@ -1,6 +1,7 @@
 #include "control/gateway.h"
 
 #include "llm/prices.h"
+#include "llm/shared_limits.h"
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -15,6 +16,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <csignal>
+#include <filesystem>
 #include <cstring>
 #include <cstdio>
 #include <ctime>
@@ -267,6 +269,8 @@ std::pair<bool, std::string> Gateway::reload() {
   std::vector<std::string> errors;
   for (auto& e : loaded.errors) errors.push_back(e.text());
   if (!loaded.config) return fail(errors);
+  if (!(loaded.config->state == snapshot_->config.state))
+    return fail({config_path_ + ": 'state' cannot change while the gateway runs; restart it to apply"});
   // Provider names keep the addresses already found (they resolve lazily, see buildSnapshot).
   ResolvedNames known;
   for (size_t i : snapshot_->provider_upstreams)
@@ -279,6 +283,10 @@ std::pair<bool, std::string> Gateway::reload() {
   if (built.snapshot->config.workers != snapshot_->config.workers)
     log("note: a new 'workers' value takes effect at the next start");
   install(built.snapshot);
+  if (spend_store_) {  // keys added by this reload may have spend stored by an earlier run
+    if (auto ok = spend_store_->loadInto(ledger_, snapshot_->config.keys, std::chrono::system_clock::now()); !ok)
+      log("state.sqlite: " + ok.error().message);
+  }
   if (admin_ && snapshot_->config.admin.enabled) admin_->setToken(snapshot_->config.admin.token);
   if (access_log_) access_log_->setEnabled(snapshot_->config.access_log.enabled);
   ++reloads_ok_;
@@ -373,12 +381,59 @@ void Gateway::refreshDns() {
   dns_in_flight_ = pending->outstanding > 0;
 }
 
+std::string Gateway::openSpendStore(const Config& cfg) {
+  bool budgets = false;
+  for (const auto& k : cfg.keys) budgets = budgets || k.limits.budget;
+  if (cfg.state.sqlite.empty()) {
+    if (budgets && !cfg.state.redis)
+      log("note: key budgets are kept in memory and restart at zero with the process; "
+          "set state.sqlite (or state.redis) to keep them");
+    return {};
+  }
+  std::filesystem::path path(cfg.state.sqlite);
+  if (path.is_relative()) path = std::filesystem::path(config_path_).parent_path() / path;
+  auto opened = llm::SpendStore::open(path.string());
+  if (!opened) return "state.sqlite: " + opened.error().message;
+  spend_store_ = std::move(*opened);
+  ledger_.persist();
+  if (auto ok = spend_store_->loadInto(ledger_, cfg.keys, std::chrono::system_clock::now()); !ok)
+    return "state.sqlite: " + ok.error().message;
+  log(fmt::format("key spend kept in {}", path.string()));
+  return {};
+}
+
+void Gateway::scheduleSpendFlush() {
+  if (!spend_store_) return;
+  if (!spend_timer_) spend_timer_ = std::make_unique<asio::steady_timer>(io_);
+  spend_timer_->expires_after(std::chrono::seconds(1));
+  spend_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    flushSpend();
+    scheduleSpendFlush();
+  });
+}
+
+void Gateway::flushSpend() {
+  if (!spend_store_) return;
+  auto err = spend_store_->flush(ledger_);
+  if (err != spend_error_) {
+    log(err.empty() ? "state.sqlite: writing spend again" : "state.sqlite: cannot write spend (kept in memory, "
+                                                             "retrying every second): " + err);
+    spend_error_ = err;
+  }
+}
+
 std::string Gateway::llmKeysJson() {
   boost::json::array keys;
   for (const auto& k : snapshot_->config.keys) {
     if (!k.limits.any()) continue;
     auto totals = ledger_.totals(k.name, k.limits.period);
     boost::json::object o{{"name", k.name}};
+    if (snapshot_->config.state.redis && k.limits.budget) {  // one spend for every gateway on the Redis
+      auto shared = llm::SharedLimits::readTotals(snapshot_->config.state, k.name, k.limits.period);
+      if (shared) totals = *shared;
+      else o["error"] = shared.error().message;
+    }
     o["rpm"] = k.limits.rpm ? boost::json::value(k.limits.rpm) : boost::json::value(nullptr);
     o["tpm"] = k.limits.tpm ? boost::json::value(k.limits.tpm) : boost::json::value(nullptr);
     if (k.limits.budget) {
@@ -452,6 +507,7 @@ void Gateway::drainAndStop() {
       if (admin_) admin_->stop();
       checker_->stop();
       if (dns_timer_) dns_timer_->cancel();
+      if (spend_timer_) spend_timer_->cancel();
       signals_.cancel();
       io_.stop();
       *poll = nullptr;  // break the self-reference
@@ -485,6 +541,10 @@ int Gateway::run() {
   checker_ = std::make_unique<HealthChecker>(io_, [this](std::string_view m) { log(m); });
   checker_->apply(snapshot_);
   const Config& cfg = snapshot_->config;
+  if (auto err = openSpendStore(cfg); !err.empty()) {
+    std::fprintf(stderr, "%s: %s\n", config_path_.c_str(), err.c_str());
+    return 1;
+  }
   access_log_ = std::make_unique<telemetry::AccessLog>(cfg.access_log.path, cfg.workers);
   access_log_->setEnabled(cfg.access_log.enabled);
   for (unsigned i = 0; i < cfg.workers; ++i)
@@ -533,6 +593,7 @@ int Gateway::run() {
   };
   wait_signal();
   scheduleDnsRefresh();
+  scheduleSpendFlush();
   resolvePending();
   for (auto& w : workers_) w->worker.start();
   running_ = true;
@@ -546,6 +607,7 @@ int Gateway::run() {
                   cfg.admin.enabled ? fmt::format(", admin on {}", cfg.admin.address.text()) : std::string()));
   io_.run();
   for (auto& w : workers_) w->worker.stopAndJoin();
+  flushSpend();  // the workers are gone: every call has settled
   access_log_->stop();
   log("stopped");
   return 0;

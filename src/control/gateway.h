@@ -16,6 +16,7 @@
 #include "control/snapshot.h"
 #include "llm/ledger.h"
 #include "llm/response_cache.h"
+#include "llm/spend_store.h"
 
 namespace ganglion::telemetry {
 class AccessLog;
@@ -43,6 +44,11 @@ class Gateway {
   void resolvePending();
   void refreshDns();
   std::string llmKeysJson();
+  /// Opens the `state.sqlite` spend store and loads it into the ledger. Main thread, at start.
+  std::string openSpendStore(const Config& cfg);
+  /// Writes settled spend to the store every second.
+  void scheduleSpendFlush();
+  void flushSpend();
   std::string installListeners(const Config& cfg);
   void drainAndStop();
   /// SIGUSR2: starts the successor with our sockets; drains once it is ready.
@@ -62,6 +68,9 @@ class Gateway {
   HealthRegistry health_;
   llm::KeyLedger ledger_;  ///< per-key rates and spend, shared by the workers, kept across reloads
   llm::ResponseCache llm_cache_;  ///< LLM answers, shared by the workers, kept across reloads
+  std::unique_ptr<llm::SpendStore> spend_store_;  ///< state.sqlite; null: spend kept in memory only
+  std::unique_ptr<boost::asio::steady_timer> spend_timer_;
+  std::string spend_error_;  ///< the last flush failure logged, so a broken disk logs once
   std::unique_ptr<HealthChecker> checker_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::set<std::string> bound_;  ///< listener addresses the workers accept on

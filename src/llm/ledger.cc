@@ -22,11 +22,52 @@ std::pair<int64_t, int64_t> budgetPeriod(KeyLimits::Period period, std::chrono::
   return {month, duration_cast<seconds>(next.time_since_epoch()).count() - secs};
 }
 
+Refusal requestRateRefusal(std::string_view key, uint32_t rpm, int64_t wait_s) {
+  return {"rate_limit_exceeded", fmt::format("Rate limit reached for key '{}': {} requests per minute.", key, rpm),
+          wait_s};
+}
+
+Refusal tooManyTokensRefusal(std::string_view key, uint64_t tokens, uint64_t tpm) {
+  return {"rate_limit_exceeded",
+          fmt::format("Request too large for key '{}': it may use {} tokens, the limit is {} tokens per minute. "
+                      "Lower max_tokens or the prompt.",
+                      key, tokens, tpm),
+          0};
+}
+
+Refusal tokenRateRefusal(std::string_view key, uint64_t tpm, uint64_t tokens, int64_t wait_s) {
+  return {"rate_limit_exceeded",
+          fmt::format("Rate limit reached for key '{}': {} tokens per minute (this request may use {}).", key, tpm,
+                      tokens),
+          wait_s};
+}
+
+Refusal budgetRefusal(std::string_view key, const KeyLimits& limits, Picodollars spent, Picodollars reserved,
+                      int64_t left_s) {
+  return {"budget_exceeded",
+          fmt::format("Budget exhausted for key '{}': spent ${} of ${} this {}{}.", key, formatUsd(spent),
+                      formatUsd(limits.budget), limits.period == KeyLimits::Period::kDay ? "day" : "month",
+                      reserved ? fmt::format(", ${} reserved by calls in flight", formatUsd(reserved)) : ""),
+          left_s};
+}
+
 KeyLedger::Entry& KeyLedger::entry(const std::string& key) {
   std::lock_guard lock(map_mutex_);
   auto& slot = entries_[key];
   if (!slot) slot = std::make_unique<Entry>();
   return *slot;
+}
+
+void KeyLedger::rollTo(const std::string& key, Entry& e, KeyLimits::Period kind, int64_t period) {
+  if (e.period == period && e.kind == kind) return;
+  if (e.unflushed && persisting_) {
+    std::lock_guard lock(carried_mutex_);
+    carried_.push_back({key, e.kind, e.period, e.unflushed});
+  }
+  e.kind = kind;
+  e.period = period;
+  e.spent = 0;
+  e.unflushed = 0;
 }
 
 std::optional<Refusal> KeyLedger::admit(const std::string& key, const KeyLimits& limits, uint64_t tokens,
@@ -50,37 +91,21 @@ std::optional<Refusal> KeyLedger::admit(const std::string& key, const KeyLimits&
   }
   if (limits.rpm && e.requests < 1.0) {
     double wait = (1.0 - e.requests) * 60.0 / limits.rpm;
-    return Refusal{"rate_limit_exceeded",
-                   fmt::format("Rate limit reached for key '{}': {} requests per minute.", key, limits.rpm),
-                   static_cast<int64_t>(std::ceil(wait))};
+    return requestRateRefusal(key, limits.rpm, static_cast<int64_t>(std::ceil(wait)));
   }
   if (limits.tpm) {
     if (tokens > limits.tpm)
-      return Refusal{"rate_limit_exceeded",
-                     fmt::format("Request too large for key '{}': it may use {} tokens, the limit is {} tokens per "
-                                 "minute. Lower max_tokens or the prompt.",
-                                 key, tokens, limits.tpm),
-                     0};
+      return tooManyTokensRefusal(key, tokens, limits.tpm);
     if (e.tokens < static_cast<double>(tokens)) {
       double wait = (static_cast<double>(tokens) - e.tokens) * 60.0 / static_cast<double>(limits.tpm);
-      return Refusal{"rate_limit_exceeded",
-                     fmt::format("Rate limit reached for key '{}': {} tokens per minute (this request may use {}).", key,
-                                 limits.tpm, tokens),
-                     static_cast<int64_t>(std::ceil(wait))};
+      return tokenRateRefusal(key, limits.tpm, tokens, static_cast<int64_t>(std::ceil(wait)));
     }
   }
   if (limits.budget) {
     auto [period, left_s] = budgetPeriod(limits.period, now);
-    if (period != e.period) {
-      e.period = period;
-      e.spent = 0;
-    }
+    rollTo(key, e, limits.period, period);
     if (e.spent + e.reserved + cost > limits.budget) {
-      return Refusal{"budget_exceeded",
-                     fmt::format("Budget exhausted for key '{}': spent ${} of ${} this {}{}.", key, formatUsd(e.spent),
-                                 formatUsd(limits.budget), limits.period == KeyLimits::Period::kDay ? "day" : "month",
-                                 e.reserved ? fmt::format(", ${} reserved by calls in flight", formatUsd(e.reserved)) : ""),
-                     left_s};
+      return budgetRefusal(key, limits, e.spent, e.reserved, left_s);
     }
     e.reserved += cost;
   }
@@ -99,20 +124,47 @@ void KeyLedger::settle(Reservation& r, uint64_t tokens, Picodollars cost) {
   if (r.tokens) e.tokens += static_cast<double>(r.tokens) - static_cast<double>(tokens);
   if (r.budgeted) {
     e.reserved -= std::min(e.reserved, r.cost);
-    auto [period, left_s] = budgetPeriod(r.period, now_());
-    if (period != e.period) {  // the call ended in a new period: its cost belongs there
-      e.period = period;
-      e.spent = 0;
-    }
+    // A call that ends in a new period counts there.
+    rollTo(r.key, e, r.period, budgetPeriod(r.period, now_()).first);
     e.spent += cost;
+    e.unflushed += cost;
   }
 }
 
 KeyLedger::Totals KeyLedger::totals(const std::string& key, KeyLimits::Period period) {
   Entry& e = entry(key);
   std::lock_guard lock(e.mutex);
-  bool current = e.period == budgetPeriod(period, now_()).first;
+  bool current = e.kind == period && e.period == budgetPeriod(period, now_()).first;
   return {current ? e.spent : 0, e.reserved};
+}
+
+std::vector<KeyLedger::SpendDelta> KeyLedger::takeUnflushed() {
+  std::vector<SpendDelta> out;
+  {
+    std::lock_guard lock(carried_mutex_);
+    out.swap(carried_);
+  }
+  std::lock_guard map_lock(map_mutex_);
+  for (auto& [key, e] : entries_) {
+    std::lock_guard lock(e->mutex);
+    if (!e->unflushed) continue;
+    out.push_back({key, e->kind, e->period, e->unflushed});
+    e->unflushed = 0;
+  }
+  return out;
+}
+
+void KeyLedger::keepUnflushed(std::vector<SpendDelta> deltas) {
+  std::lock_guard lock(carried_mutex_);
+  for (auto& d : deltas) carried_.push_back(std::move(d));
+}
+
+void KeyLedger::restore(const std::string& key, KeyLimits::Period kind, int64_t period, Picodollars spent) {
+  Entry& e = entry(key);
+  std::lock_guard lock(e.mutex);
+  if (e.period == period && e.kind == kind) return;
+  rollTo(key, e, kind, period);
+  e.spent = spent;
 }
 
 }  // namespace ganglion::llm

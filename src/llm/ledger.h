@@ -5,6 +5,7 @@
 // (keyed by key name); limits come from each request's snapshot.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -14,6 +15,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "control/config.h"
 
@@ -29,6 +31,13 @@ struct Refusal {
   int64_t retry_after_s = 0;  ///< when the limit may let the call through; 0: not by waiting
 };
 
+/// The refusals, worded the same whether the ledger or Redis (llm/shared_limits.h) refused.
+Refusal requestRateRefusal(std::string_view key, uint32_t rpm, int64_t wait_s);
+Refusal tooManyTokensRefusal(std::string_view key, uint64_t tokens, uint64_t tpm);
+Refusal tokenRateRefusal(std::string_view key, uint64_t tpm, uint64_t tokens, int64_t wait_s);
+Refusal budgetRefusal(std::string_view key, const KeyLimits& limits, Picodollars spent, Picodollars reserved,
+                      int64_t left_s);
+
 class KeyLedger {
  public:
   /// What a call holds between admit() and settle().
@@ -39,6 +48,9 @@ class KeyLedger {
     KeyLimits::Period period = KeyLimits::Period::kMonth;
     bool budgeted = false;  ///< the key has a budget: settle() records the spend
     bool active = false;
+    bool shared = false;    ///< held in Redis (SharedLimits), not in this ledger
+    std::string member;     ///< shared: the reservation's name in Redis
+    uint64_t tpm = 0;       ///< shared: the key's token rate, to refill a bucket Redis let expire
   };
 
   /// Admits one call of `key` under `limits`, reserving `tokens` and `cost` against its token
@@ -56,6 +68,24 @@ class KeyLedger {
   /// `period`: the key's budget period, so a spend from an earlier period reads as 0.
   Totals totals(const std::string& key, KeyLimits::Period period = KeyLimits::Period::kMonth);
 
+  /// Spend to add to the persistent store: one row per key and period, of what was settled
+  /// since the last call. Additive, so two processes on one store (a binary upgrade) never
+  /// overwrite each other. Main thread (the store's flush timer).
+  struct SpendDelta {
+    std::string key;
+    KeyLimits::Period kind = KeyLimits::Period::kMonth;
+    int64_t period = 0;
+    Picodollars amount = 0;
+  };
+  std::vector<SpendDelta> takeUnflushed();
+  /// Keeps unflushed spend from here on (without a store it is not kept). Main thread, at start.
+  void persist() { persisting_ = true; }
+  /// Gives back deltas a failed flush could not store; the next takeUnflushed() returns them.
+  void keepUnflushed(std::vector<SpendDelta> deltas);
+  /// Sets `key`'s spend in `period` from the store, unless the ledger already counts that
+  /// period (so a reload cannot double it). Main thread, at start and reload.
+  void restore(const std::string& key, KeyLimits::Period kind, int64_t period, Picodollars spent);
+
   /// For tests: a clock other than the system's.
   using Clock = std::chrono::system_clock;
   void setClockForTesting(std::function<Clock::time_point()> now) { now_ = std::move(now); }
@@ -67,14 +97,21 @@ class KeyLedger {
     double tokens = 0;    ///< tpm bucket level (may go negative after an underestimate)
     Clock::time_point refilled{};
     bool fresh = true;
+    KeyLimits::Period kind = KeyLimits::Period::kMonth;
     int64_t period = -1;  ///< day or month number the spend belongs to
     Picodollars spent = 0;
+    Picodollars unflushed = 0;  ///< part of `spent` not yet handed to the store
     Picodollars reserved = 0;  ///< in flight, whatever the period
   };
   Entry& entry(const std::string& key);
+  /// Moves `e` (locked) to `kind`/`period` if it is elsewhere, keeping unflushed spend.
+  void rollTo(const std::string& key, Entry& e, KeyLimits::Period kind, int64_t period);
 
   std::mutex map_mutex_;
   std::unordered_map<std::string, std::unique_ptr<Entry>> entries_;
+  std::mutex carried_mutex_;
+  std::vector<SpendDelta> carried_;  ///< unflushed spend of periods entries have left
+  std::atomic<bool> persisting_{false};
   std::function<Clock::time_point()> now_ = [] { return Clock::now(); };
 };
 

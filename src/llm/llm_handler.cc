@@ -16,6 +16,7 @@
 #include "llm/provider_call.h"
 #include "llm/providers/anthropic.h"
 #include "llm/providers/openai.h"
+#include "llm/shared_limits.h"
 #include "http/sse.h"
 
 namespace ganglion::llm {
@@ -129,6 +130,7 @@ struct LlmHandler::Call {
   KeyLedger& ledger;
   telemetry::WorkerStats& stats;
   std::string request_id{};
+  SharedLimits* shared = nullptr;  ///< set when the reservation is held in Redis
   std::string attempts_text{};
   std::string retry_after_text{};
   KeyLedger::Reservation reservation{};
@@ -143,7 +145,8 @@ struct LlmHandler::Call {
   /// (a call that failed before any answer used nothing).
   ~Call() {
     if (served && served->price && (rec.usage.reported || rec.usage.estimated)) rec.cost = costOf(*served->price, rec.usage);
-    ledger.settle(reservation, rec.usage.total(), rec.cost);
+    if (reservation.shared) shared->settle(reservation, rec.usage.total(), rec.cost);
+    else ledger.settle(reservation, rec.usage.total(), rec.cost);
     if (rec.model_alias.empty() || rec.model.empty()) return;
     auto* s = stats.llmModel(rec.model_alias, rec.provider.empty() ? std::string_view(cached_provider) : rec.provider,
                              rec.model);
@@ -177,7 +180,31 @@ Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t pro
       co_return false;
     }
   }
-  auto refused = call.ledger.admit(it->first, limits, prompt_tokens + max_output, worst, call.reservation);
+  const uint64_t tokens = prompt_tokens + max_output;
+  std::optional<Refusal> refused;
+  if (call.snap.config.state.redis) {
+    if (!shared_) shared_ = std::make_unique<SharedLimits>(worker_.io(), call.snap.config.state, worker_.index());
+    call.shared = shared_.get();
+    auto verdict = co_await shared_->admit(it->first, limits, tokens, worst, call.reservation);
+    if (verdict.unavailable.empty()) {
+      refused = std::move(verdict.refusal);
+    } else if (limits.budget) {
+      // A budget that cannot be checked is not spent: fail closed (the reason is in the log).
+      ApiError err{503, "api_error",
+                   fmt::format("The gateway cannot check key '{}''s budget right now, so the call was not made. "
+                               "Try again shortly.",
+                               call.rec.key_name),
+                   "", "limits_unavailable"};
+      err.retry_after_s = 1;
+      co_await sendError(call, err);
+      co_return false;
+    } else {
+      // Rates only: keep serving, limited per instance until Redis is back.
+      refused = call.ledger.admit(it->first, limits, tokens, worst, call.reservation);
+    }
+  } else {
+    refused = call.ledger.admit(it->first, limits, tokens, worst, call.reservation);
+  }
   if (!refused) co_return true;
   ApiError err{429, refused->code == "budget_exceeded" ? "insufficient_quota" : "rate_limit_error",
                std::move(refused->message), "", refused->code};
@@ -327,6 +354,11 @@ Task<bool> LlmHandler::readRequestBody(Call& call, std::string& body) {
   }
   co_return true;
 }
+
+LlmHandler::LlmHandler(loop::Worker& worker, telemetry::WorkerStats& stats, KeyLedger& ledger, ResponseCache& cache)
+    : worker_(worker), stats_(stats), ledger_(ledger), cache_(cache) {}
+
+LlmHandler::~LlmHandler() = default;
 
 Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Snapshot& snap,
                               std::span<proxy::UpstreamRuntime> upstreams, const control::RouteConfig& route,

@@ -4,6 +4,7 @@
 // Concrete, one per worker; the proxy handler dispatches to it.
 #pragma once
 
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -20,6 +21,7 @@
 namespace ganglion::llm {
 
 class Catalog;
+class SharedLimits;
 
 /// What one LLM call did, for the access log and metrics.
 struct CallRecord {
@@ -39,8 +41,8 @@ struct CallRecord {
 
 class LlmHandler {
  public:
-  LlmHandler(loop::Worker& worker, telemetry::WorkerStats& stats, KeyLedger& ledger, ResponseCache& cache)
-      : worker_(worker), stats_(stats), ledger_(ledger), cache_(cache) {}
+  LlmHandler(loop::Worker& worker, telemetry::WorkerStats& stats, KeyLedger& ledger, ResponseCache& cache);
+  ~LlmHandler();
 
   /// Serves one request on an `llm:` route. `upstreams` are this worker's runtimes for
   /// `snap` (providers included). `rec.key_name`, when set on entry, is the key a `key_auth`
@@ -81,6 +83,7 @@ class LlmHandler {
   telemetry::WorkerStats& stats_;
   KeyLedger& ledger_;
   ResponseCache& cache_;
+  std::unique_ptr<SharedLimits> shared_;  ///< state.redis: this worker's connection, made on first use
   uint64_t next_id_ = 0;
 };
 

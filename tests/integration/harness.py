@@ -751,3 +751,83 @@ class SingleUpstreamCase(unittest.TestCase):
     def tearDownClass(cls):
         cls.gw.__exit__(None, None, None)
         cls.up.__exit__(None, None, None)
+
+
+# --------------------------------------------------------------------------
+# Redis: a real redis-server on a free loopback port, nothing persisted
+# --------------------------------------------------------------------------
+
+class RedisServer:
+    """Runs `redis-server` for a with-block; stop()/start() keep the port (outage tests)."""
+
+    def __init__(self, password=None):
+        self.port = free_port()
+        self.password = password
+        self.proc = None
+
+    def start(self):
+        exe = shutil.which("redis-server")
+        if not exe:
+            raise unittest.SkipTest("redis-server is not installed (scripts/install-deps.sh installs it)")
+        args = [exe, "--port", str(self.port), "--bind", LOCALHOST, "--save", "", "--appendonly", "no",
+                "--daemonize", "no", "--loglevel", "warning"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection((LOCALHOST, self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.01)
+        self.stop()
+        raise RuntimeError("redis-server did not start on port %d" % self.port)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+        self.proc = None
+
+    def url(self, password=None):
+        password = self.password if password is None else password
+        auth = ":%s@" % password if password else ""
+        return "redis://%s127.0.0.1:%d/3" % (auth, self.port)
+
+    def cli(self, *args):
+        """Runs one command through a raw RESP exchange; returns the decoded reply."""
+        parts = ([("AUTH", self.password)] if self.password else []) + [("SELECT", "3"), args]
+        payload = b"".join(b"*%d\r\n" % len(c) + b"".join(b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode())
+                                                           for a in c) for c in parts)
+        with socket.create_connection((LOCALHOST, self.port), timeout=2) as s:
+            s.sendall(payload)
+            f = s.makefile("rb")
+            replies = [_read_resp(f) for _ in parts]
+        return replies[-1]
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
+def _read_resp(f):
+    line = f.readline().rstrip(b"\r\n")
+    kind, rest = line[:1], line[1:]
+    if kind in (b"+", b"-"):
+        return rest.decode()
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)[:-2]
+        return data.decode()
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_read_resp(f) for _ in range(n)]
+    raise ValueError("not RESP: %r" % line)

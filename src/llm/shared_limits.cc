@@ -1,0 +1,288 @@
+#include "llm/shared_limits.h"
+
+#include <fmt/format.h>
+#include <hiredis/hiredis.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <sys/time.h>
+
+#include <cmath>
+
+namespace ganglion::llm {
+
+namespace {
+
+/// KEYS: the key's hash (req, tok, ts: token buckets; period, spent, reserved: budget, in
+/// picodollars) and its in-flight reservations (members "<id>:<cost>", scored by expiry).
+/// ARGV: rpm, tpm, tokens, budget, cost, period, seconds left in it, reservation id, hold.
+/// Amounts go to HINCRBY as the caller's decimal strings, so stored spend stays exact; the
+/// comparison with the budget is in Lua doubles (exact up to $9,007 of spend).
+constexpr const char* kAdmitScript = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rpm, tpm, tokens = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local budget, cost = tonumber(ARGV[4]), tonumber(ARGV[5])
+local f = redis.call('HMGET', KEYS[1], 'req', 'tok', 'ts', 'period', 'spent')
+local elapsed = 0
+if f[3] then elapsed = math.max(0, now - tonumber(f[3])) end
+local req = tonumber(f[1]) or rpm
+local tok = tonumber(f[2]) or tpm
+if rpm > 0 then
+  req = math.min(rpm, req + elapsed * rpm / 60)
+  if req < 1 then return {'rpm', tostring(math.ceil((1 - req) * 60 / rpm))} end
+end
+if tpm > 0 then
+  tok = math.min(tpm, tok + elapsed * tpm / 60)
+  if tokens > tpm then return {'tpm_large', '0'} end
+  if tok < tokens then return {'tpm', tostring(math.ceil((tokens - tok) * 60 / tpm))} end
+end
+local ttl = 120
+if budget > 0 then
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+  for _, m in ipairs(expired) do
+    redis.call('HINCRBY', KEYS[1], 'reserved', '-' .. string.match(m, '(%d+)$'))
+  end
+  if #expired > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now) end
+  local spent = f[5] or '0'
+  if f[4] ~= ARGV[6] then
+    spent = '0'
+    redis.call('HSET', KEYS[1], 'period', ARGV[6], 'spent', '0')
+  end
+  local reserved = redis.call('HGET', KEYS[1], 'reserved') or '0'
+  if tonumber(spent) + tonumber(reserved) + cost > budget then return {'budget', spent, reserved} end
+  redis.call('HINCRBY', KEYS[1], 'reserved', ARGV[5])
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[9]), ARGV[8] .. ':' .. ARGV[5])
+  ttl = tonumber(ARGV[7]) + 86400
+end
+if rpm > 0 then req = req - 1 end
+if tpm > 0 then tok = tok - tokens end
+redis.call('HSET', KEYS[1], 'req', tostring(req), 'tok', tostring(tok), 'ts', tostring(now))
+if redis.call('TTL', KEYS[1]) < ttl then
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+end
+return {'ok'}
+)lua";
+
+/// KEYS as above. ARGV: tpm, tokens to give back (reserved - used, may be negative), the
+/// reservation member ("" without a budget), actual cost, period, seconds left in it.
+constexpr const char* kSettleScript = R"lua(
+if tonumber(ARGV[1]) > 0 and ARGV[2] ~= '0' then
+  local tok = tonumber(redis.call('HGET', KEYS[1], 'tok') or ARGV[1])
+  redis.call('HSET', KEYS[1], 'tok', tostring(tok + tonumber(ARGV[2])))
+end
+if ARGV[3] ~= '' then
+  if redis.call('ZREM', KEYS[2], ARGV[3]) == 1 then
+    redis.call('HINCRBY', KEYS[1], 'reserved', '-' .. string.match(ARGV[3], '(%d+)$'))
+  end
+  if redis.call('HGET', KEYS[1], 'period') ~= ARGV[5] then
+    redis.call('HSET', KEYS[1], 'period', ARGV[5], 'spent', '0')
+  end
+  redis.call('HINCRBY', KEYS[1], 'spent', ARGV[4])
+  local ttl = tonumber(ARGV[6]) + 86400
+  if redis.call('TTL', KEYS[1]) < ttl then
+    redis.call('EXPIRE', KEYS[1], ttl)
+    redis.call('EXPIRE', KEYS[2], ttl)
+  end
+end
+return 1
+)lua";
+
+/// A reservation outlives its call by this much only if the gateway holding it died.
+constexpr int kHoldSeconds = 1800;
+
+std::string sha1Hex(std::string_view text) {
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  std::string hex;
+  for (unsigned char c : digest) hex += fmt::format("{:02x}", c);
+  return hex;
+}
+
+std::string randomInstanceId() {
+  unsigned char bytes[6];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) return fmt::format("{:x}", ::getpid());
+  std::string hex;
+  for (unsigned char c : bytes) hex += fmt::format("{:02x}", c);
+  return hex;
+}
+
+store::RedisEndpoint endpointOf(const control::StateConfig& s) {
+  return {s.redis_host, s.redis_port, s.redis_password, s.redis_db, s.redis_timeout};
+}
+
+int64_t parseInt(const std::string& s) {
+  int64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') break;
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
+}  // namespace
+
+std::string SharedLimits::hashKey(const std::string& key) { return "ganglion:llm:{" + key + "}"; }
+std::string SharedLimits::inflightKey(const std::string& key) { return "ganglion:llm:{" + key + "}:inflight"; }
+
+SharedLimits::SharedLimits(boost::asio::io_context& io, const control::StateConfig& state, unsigned worker_index)
+    : client_(io, endpointOf(state), {{"SCRIPT", "LOAD", kAdmitScript}}),
+      instance_(fmt::format("{}-w{}", randomInstanceId(), worker_index)),
+      admit_sha_(sha1Hex(kAdmitScript)) {}
+
+http::Task<Result<store::RedisReply>> SharedLimits::runScript(const std::string& sha, const std::string& body,
+                                                              std::vector<std::string> args) {
+  // EVALSHA first; a Redis that has not seen the script (restarted, flushed) gets it whole.
+  std::vector<std::string> evalsha{"EVALSHA", sha};
+  evalsha.insert(evalsha.end(), args.begin(), args.end());
+  auto reply = co_await client_.command(std::move(evalsha));
+  if (!reply || !reply->isError() || reply->str.rfind("NOSCRIPT", 0) != 0) co_return reply;
+  std::vector<std::string> eval{"EVAL", body};
+  eval.insert(eval.end(), args.begin(), args.end());
+  auto again = co_await client_.command(std::move(eval));
+  co_return again;
+}
+
+http::Task<SharedLimits::Verdict> SharedLimits::admit(const std::string& key, const KeyLimits& limits,
+                                                      uint64_t tokens, Picodollars cost,
+                                                      KeyLedger::Reservation& out) {
+  out = KeyLedger::Reservation{};
+  Verdict verdict;
+  if (!limits.any()) co_return verdict;
+  auto [period, left_s] = budgetPeriod(limits.period, std::chrono::system_clock::now());
+  const uint64_t held_tokens = limits.tpm ? tokens : 0;
+  const Picodollars held_cost = limits.budget ? cost : 0;
+  std::string member = limits.budget ? fmt::format("{}-{}", instance_, ++next_reservation_) : std::string();
+  std::vector<std::string> args{"2",
+                                hashKey(key),
+                                inflightKey(key),
+                                std::to_string(limits.rpm),
+                                std::to_string(limits.tpm),
+                                std::to_string(tokens),
+                                std::to_string(limits.budget),
+                                std::to_string(held_cost),
+                                std::to_string(period),
+                                std::to_string(left_s),
+                                member,
+                                std::to_string(kHoldSeconds)};
+  auto reply = co_await runScript(admit_sha_, kAdmitScript, std::move(args));
+  if (!reply) {
+    verdict.unavailable = reply.error().message;
+    co_return verdict;
+  }
+  const auto& r = *reply;
+  if (r.isError() || r.type != store::RedisReply::Type::kArray || r.elements.empty()) {
+    verdict.unavailable = r.isError() ? "Redis: " + r.str : "Redis answered the limit script oddly";
+    co_return verdict;
+  }
+  const std::string& outcome = r.elements[0].str;
+  auto arg = [&](size_t i) { return i < r.elements.size() ? parseInt(r.elements[i].str) : 0; };
+  if (outcome == "ok") {
+    out = KeyLedger::Reservation{key, held_tokens, held_cost, limits.period, limits.budget != 0};
+    out.active = true;
+    out.shared = true;
+    out.tpm = limits.tpm;
+    if (limits.budget) out.member = member + ":" + std::to_string(held_cost);
+  } else if (outcome == "rpm") {
+    verdict.refusal = requestRateRefusal(key, limits.rpm, arg(1));
+  } else if (outcome == "tpm_large") {
+    verdict.refusal = tooManyTokensRefusal(key, tokens, limits.tpm);
+  } else if (outcome == "tpm") {
+    verdict.refusal = tokenRateRefusal(key, limits.tpm, tokens, arg(1));
+  } else if (outcome == "budget") {
+    verdict.refusal = budgetRefusal(key, limits, static_cast<Picodollars>(arg(1)), static_cast<Picodollars>(arg(2)),
+                                    left_s);
+  } else {
+    verdict.unavailable = "Redis answered the limit script with '" + outcome + "'";
+  }
+  co_return verdict;
+}
+
+void SharedLimits::settle(KeyLedger::Reservation& r, uint64_t tokens, Picodollars cost) {
+  if (!r.active) return;
+  r.active = false;
+  auto [period, left_s] = budgetPeriod(r.period, std::chrono::system_clock::now());
+  const int64_t give_back = r.tokens ? static_cast<int64_t>(r.tokens) - static_cast<int64_t>(tokens) : 0;
+  // EVAL, not EVALSHA: a settle is sent without waiting, so a Redis that lost its scripts
+  // could not be answered with the script; Redis caches the compiled body by its hash.
+  std::vector<std::string> args{"EVAL",
+                                kSettleScript,
+                                "2",
+                                hashKey(r.key),
+                                inflightKey(r.key),
+                                std::to_string(r.tpm),
+                                std::to_string(give_back),
+                                r.budgeted ? r.member : std::string(),
+                                std::to_string(r.budgeted ? cost : 0),
+                                std::to_string(period),
+                                std::to_string(left_s)};
+  client_.send(args);
+}
+
+Result<KeyLedger::Totals> SharedLimits::readTotals(const control::StateConfig& state, const std::string& key,
+                                                   KeyLimits::Period period) {
+  const timeval tv{state.redis_timeout.count() / 1000, static_cast<int>(state.redis_timeout.count() % 1000) * 1000};
+  redisContext* c = redisConnectWithTimeout(state.redis_host.c_str(), state.redis_port, tv);
+  if (!c || c->err) {
+    std::string why = c ? c->errstr : "out of memory";
+    if (c) redisFree(c);
+    return Error{fmt::format("cannot connect to Redis at {}:{}: {}", state.redis_host, state.redis_port, why)};
+  }
+  redisSetTimeout(c, tv);
+  auto run = [&](std::vector<std::string> args) -> Result<store::RedisReply> {
+    std::vector<const char*> argv;
+    std::vector<size_t> lens;
+    for (const auto& a : args) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    auto* raw = static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data()));
+    if (!raw) return Error{fmt::format("Redis: {}", c->errstr)};
+    store::RedisReply out;
+    out.type = raw->type == REDIS_REPLY_ERROR ? store::RedisReply::Type::kError : store::RedisReply::Type::kArray;
+    if (raw->type == REDIS_REPLY_ERROR) out.str.assign(raw->str, raw->len);
+    if (raw->type == REDIS_REPLY_ARRAY)
+      for (size_t i = 0; i < raw->elements; ++i) {
+        store::RedisReply e;
+        if (raw->element[i]->type == REDIS_REPLY_STRING) {
+          e.type = store::RedisReply::Type::kString;
+          e.str.assign(raw->element[i]->str, raw->element[i]->len);
+        }
+        out.elements.push_back(std::move(e));
+      }
+    freeReplyObject(raw);
+    if (out.isError()) return Error{"Redis: " + out.str};
+    return out;
+  };
+  Result<KeyLedger::Totals> result = KeyLedger::Totals{};
+  do {
+    if (!state.redis_password.empty()) {
+      if (auto a = run({"AUTH", state.redis_password}); !a) {
+        result = a.error();
+        break;
+      }
+    }
+    if (state.redis_db) {
+      if (auto s = run({"SELECT", std::to_string(state.redis_db)}); !s) {
+        result = s.error();
+        break;
+      }
+    }
+    auto fields = run({"HMGET", hashKey(key), "period", "spent", "reserved"});
+    if (!fields) {
+      result = fields.error();
+      break;
+    }
+    const auto& e = fields->elements;
+    if (e.size() != 3) break;
+    const auto current = budgetPeriod(period, std::chrono::system_clock::now()).first;
+    KeyLedger::Totals totals;
+    if (e[0].str == std::to_string(current)) totals.spent = static_cast<Picodollars>(parseInt(e[1].str));
+    totals.reserved = static_cast<Picodollars>(parseInt(e[2].str));
+    result = totals;
+  } while (false);
+  redisFree(c);
+  return result;
+}
+
+}  // namespace ganglion::llm

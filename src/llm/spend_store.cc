@@ -1,0 +1,78 @@
+#include "llm/spend_store.h"
+
+#include <fmt/format.h>
+
+#include <limits>
+
+namespace ganglion::llm {
+
+namespace {
+
+std::string_view kindName(KeyLimits::Period kind) { return kind == KeyLimits::Period::kDay ? "day" : "month"; }
+
+constexpr auto kMaxStored = static_cast<Picodollars>(std::numeric_limits<int64_t>::max());
+
+}  // namespace
+
+Result<std::unique_ptr<SpendStore>> SpendStore::open(const std::string& path) {
+  auto db = store::Database::open(path);
+  if (!db) return db.error();
+  // One row per key and budget period; spend in picodollars (exact, like the ledger).
+  auto ok = (*db)->exec(
+      "CREATE TABLE IF NOT EXISTS key_spend ("
+      " key TEXT NOT NULL, kind TEXT NOT NULL, period INTEGER NOT NULL,"
+      " spent_pico INTEGER NOT NULL DEFAULT 0, updated_at INTEGER NOT NULL DEFAULT (unixepoch()),"
+      " PRIMARY KEY (key, kind, period)) WITHOUT ROWID");
+  if (!ok) return ok.error();
+  return std::unique_ptr<SpendStore>(new SpendStore(std::move(*db)));
+}
+
+Result<bool> SpendStore::loadInto(KeyLedger& ledger, const std::vector<control::KeyConfig>& keys,
+                                  std::chrono::system_clock::time_point now) {
+  auto stmt = db_->prepare("SELECT spent_pico FROM key_spend WHERE key = ?1 AND kind = ?2 AND period = ?3");
+  if (!stmt) return stmt.error();
+  for (const auto& k : keys) {
+    if (!k.limits.budget) continue;
+    const int64_t period = budgetPeriod(k.limits.period, now).first;
+    stmt->reset();
+    stmt->bind(1, k.name).bind(2, kindName(k.limits.period)).bind(3, period);
+    auto row = stmt->step();
+    if (!row) return row.error();
+    if (*row) ledger.restore(k.name, k.limits.period, period, static_cast<Picodollars>(std::max<int64_t>(0, stmt->integer(0))));
+  }
+  return true;
+}
+
+Result<bool> SpendStore::add(const std::vector<KeyLedger::SpendDelta>& deltas) {
+  if (deltas.empty()) return true;
+  auto begin = db_->exec("BEGIN IMMEDIATE");
+  if (!begin) return begin.error();
+  auto stmt = db_->prepare(
+      "INSERT INTO key_spend (key, kind, period, spent_pico) VALUES (?1, ?2, ?3, ?4) "
+      "ON CONFLICT (key, kind, period) DO UPDATE SET spent_pico = min(spent_pico + excluded.spent_pico, ?5), "
+      "updated_at = unixepoch()");
+  if (!stmt) {
+    (void)db_->exec("ROLLBACK");
+    return stmt.error();
+  }
+  for (const auto& d : deltas) {
+    stmt->reset();
+    stmt->bind(1, d.key).bind(2, kindName(d.kind)).bind(3, d.period);
+    stmt->bind(4, static_cast<int64_t>(std::min(d.amount, kMaxStored))).bind(5, static_cast<int64_t>(kMaxStored));
+    if (auto done = stmt->step(); !done) {
+      (void)db_->exec("ROLLBACK");
+      return done.error();
+    }
+  }
+  return db_->exec("COMMIT");
+}
+
+std::string SpendStore::flush(KeyLedger& ledger) {
+  auto deltas = ledger.takeUnflushed();
+  auto ok = add(deltas);
+  if (ok) return {};
+  ledger.keepUnflushed(std::move(deltas));
+  return ok.error().message;
+}
+
+}  // namespace ganglion::llm

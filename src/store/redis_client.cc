@@ -1,0 +1,247 @@
+#include "store/redis_client.h"
+
+#include <fmt/format.h>
+#include <hiredis/hiredis.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <cstdio>
+
+namespace ganglion::store {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+constexpr auto kRetryEvery = std::chrono::seconds(1);
+constexpr size_t kMaxPending = 100'000;  ///< beyond this, Redis is too slow: commands fail at once
+
+namespace {
+
+RedisReply copyReply(const redisReply* r) {
+  RedisReply out;
+  switch (r->type) {
+    case REDIS_REPLY_STRING:
+      out.type = RedisReply::Type::kString;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_STATUS:
+      out.type = RedisReply::Type::kStatus;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_ERROR:
+      out.type = RedisReply::Type::kError;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_INTEGER:
+      out.type = RedisReply::Type::kInteger;
+      out.integer = r->integer;
+      break;
+    case REDIS_REPLY_ARRAY:
+      out.type = RedisReply::Type::kArray;
+      out.elements.reserve(r->elements);
+      for (size_t i = 0; i < r->elements; ++i) out.elements.push_back(copyReply(r->element[i]));
+      break;
+    default:
+      out.type = RedisReply::Type::kNil;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string formatRedisCommand(const std::vector<std::string>& args) {
+  std::vector<const char*> argv;
+  std::vector<size_t> lens;
+  for (const auto& a : args) {
+    argv.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  char* cmd = nullptr;
+  int n = redisFormatCommandArgv(&cmd, static_cast<int>(args.size()), argv.data(), lens.data());
+  if (n < 0) return {};
+  std::string out(cmd, static_cast<size_t>(n));
+  redisFreeCommand(cmd);
+  return out;
+}
+
+RedisClient::RedisClient(asio::io_context& io, RedisEndpoint endpoint,
+                         std::vector<std::vector<std::string>> on_connect)
+    : io_(io),
+      endpoint_(std::move(endpoint)),
+      on_connect_(std::move(on_connect)),
+      socket_(io),
+      reader_(redisReaderCreate()) {}
+
+RedisClient::~RedisClient() {
+  ++generation_;
+  boost::system::error_code ec;
+  socket_.close(ec);
+  redisReaderFree(reader_);
+}
+
+void RedisClient::enqueue(const std::vector<std::string>& args, std::shared_ptr<Waiter> waiter) {
+  out_ += formatRedisCommand(args);
+  pending_.push_back(Pending{std::move(waiter), false});
+  if (state_ == State::kIdle) {
+    state_ = State::kConnecting;
+    asio::co_spawn(io_, connect(++generation_), asio::detached);
+  } else {
+    flush();
+  }
+}
+
+asio::awaitable<Result<RedisReply>> RedisClient::command(std::vector<std::string> args) {
+  if (state_ == State::kIdle && std::chrono::steady_clock::now() < retry_at_) {
+    const Error down{last_error_};
+    co_return down;
+  }
+  if (pending_.size() >= kMaxPending) {
+    const Error busy{"Redis is not keeping up (too many commands waiting)"};
+    co_return busy;
+  }
+  auto waiter = std::make_shared<Waiter>(io_);
+  enqueue(args, waiter);
+  waiter->timer.expires_after(endpoint_.timeout);
+  co_await waiter->timer.async_wait(kNoThrow);
+  if (!waiter->result) fail(fmt::format("no reply from Redis within {} ms", endpoint_.timeout.count()));
+  co_return std::move(*waiter->result);
+}
+
+void RedisClient::send(const std::vector<std::string>& args) {
+  if (state_ == State::kIdle && std::chrono::steady_clock::now() < retry_at_) return;
+  if (pending_.size() >= kMaxPending) return;
+  enqueue(args, nullptr);
+}
+
+asio::awaitable<void> RedisClient::connect(uint64_t generation) {
+  tcp::resolver resolver(io_);
+  auto [rec, endpoints] = co_await resolver.async_resolve(endpoint_.host, std::to_string(endpoint_.port), kNoThrow);
+  if (generation != generation_) co_return;
+  if (rec) {
+    fail(fmt::format("cannot resolve Redis host '{}': {}", endpoint_.host, rec.message()));
+    co_return;
+  }
+  auto [cec, peer] = co_await asio::async_connect(socket_, endpoints, kNoThrow);
+  if (generation != generation_) co_return;
+  if (cec) {
+    fail(fmt::format("cannot connect to Redis at {}:{}: {}", endpoint_.host, endpoint_.port, cec.message()));
+    co_return;
+  }
+  boost::system::error_code ignored;
+  socket_.set_option(tcp::no_delay(true), ignored);
+  // AUTH, SELECT and the on-connect commands go first, ahead of those queued meanwhile.
+  std::vector<std::vector<std::string>> hello;
+  if (!endpoint_.password.empty()) hello.push_back({"AUTH", endpoint_.password});
+  if (endpoint_.db != 0) hello.push_back({"SELECT", std::to_string(endpoint_.db)});
+  hello.insert(hello.end(), on_connect_.begin(), on_connect_.end());
+  std::string first;
+  for (const auto& cmd : hello) {
+    first += formatRedisCommand(cmd);
+    pending_.push_front(Pending{nullptr, true});  // all alike: their order does not matter
+  }
+  out_ = first + out_;
+  state_ = State::kReady;
+  if (!last_error_.empty()) std::fprintf(stderr, "ganglion: Redis at %s:%u reachable again\n", endpoint_.host.c_str(),
+                                         static_cast<unsigned>(endpoint_.port));
+  last_error_.clear();
+  flush();
+  asio::co_spawn(io_, readLoop(generation), asio::detached);
+}
+
+void RedisClient::flush() {
+  if (state_ != State::kReady || writing_ || out_.empty()) return;
+  writing_ = true;
+  asio::co_spawn(io_, writeLoop(generation_), asio::detached);
+}
+
+asio::awaitable<void> RedisClient::writeLoop(uint64_t generation) {
+  std::string chunk;
+  while (generation == generation_ && !out_.empty()) {
+    chunk.clear();
+    chunk.swap(out_);
+    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(chunk), kNoThrow);
+    if (generation != generation_) co_return;  // fail() already reset writing_
+    if (ec) {
+      fail("writing to Redis: " + ec.message());
+      co_return;
+    }
+  }
+  if (generation == generation_) writing_ = false;
+}
+
+asio::awaitable<void> RedisClient::readLoop(uint64_t generation) {
+  std::vector<char> buf(16 * 1024);
+  for (;;) {
+    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buf), kNoThrow);
+    if (generation != generation_) co_return;
+    if (ec) {
+      fail(ec == asio::error::eof ? "Redis closed the connection" : "reading from Redis: " + ec.message());
+      co_return;
+    }
+    if (redisReaderFeed(reader_, buf.data(), n) != REDIS_OK) {
+      fail("Redis sent something that is not RESP");
+      co_return;
+    }
+    for (;;) {
+      void* raw = nullptr;
+      if (redisReaderGetReply(reader_, &raw) != REDIS_OK) {
+        fail(fmt::format("Redis sent something that is not RESP: {}", reader_->errstr));
+        co_return;
+      }
+      if (!raw) break;
+      RedisReply reply = copyReply(static_cast<redisReply*>(raw));
+      freeReplyObject(raw);
+      if (pending_.empty()) {
+        fail("Redis sent a reply nobody asked for");
+        co_return;
+      }
+      Pending p = std::move(pending_.front());
+      pending_.pop_front();
+      deliver(p, std::move(reply));
+      if (generation != generation_) co_return;  // a handshake error dropped the connection
+    }
+  }
+}
+
+void RedisClient::deliver(Pending& p, RedisReply reply) {
+  if (p.handshake) {
+    if (reply.isError()) fail("Redis refused the connection's set-up (AUTH, SELECT or SCRIPT LOAD): " + reply.str);
+    return;
+  }
+  if (!p.waiter) {
+    if (reply.isError()) std::fprintf(stderr, "ganglion: Redis: %s\n", reply.str.c_str());
+    return;
+  }
+  p.waiter->result.emplace(std::move(reply));
+  p.waiter->timer.cancel();
+}
+
+void RedisClient::fail(const std::string& reason) {
+  ++generation_;
+  boost::system::error_code ignored;
+  socket_.close(ignored);
+  redisReaderFree(reader_);
+  reader_ = redisReaderCreate();
+  const bool was_up = last_error_.empty();
+  if (was_up)
+    std::fprintf(stderr, "ganglion: Redis at %s:%u unavailable: %s\n", endpoint_.host.c_str(),
+                 static_cast<unsigned>(endpoint_.port), reason.c_str());
+  last_error_ = reason;
+  state_ = State::kIdle;
+  writing_ = false;
+  out_.clear();
+  retry_at_ = std::chrono::steady_clock::now() + kRetryEvery;
+  auto pending = std::move(pending_);
+  pending_.clear();
+  for (auto& p : pending) {
+    if (!p.waiter || p.waiter->result) continue;
+    p.waiter->result.emplace(Error{reason});
+    p.waiter->timer.cancel();
+  }
+}
+
+}  // namespace ganglion::store
