@@ -478,7 +478,8 @@ void readRedisUrl(Reader& r, const YAML::Node& n, StateConfig& st) {
   if (!s) return;
   st.redis_url = *s;
   auto url = boost::urls::parse_uri(*s);
-  if (!url) return r.fail(n, fmt::format("state.redis must be a URL like redis://127.0.0.1:6379/0, got '{}'", *s));
+  // The value is not echoed: it may hold the password.
+  if (!url) return r.fail(n, "state.redis must be a URL like redis://127.0.0.1:6379/0 (or redis://:password@host:port/db)");
   if (url->scheme() == "rediss")
     return r.fail(n, "state.redis: rediss:// (TLS) is not supported yet; use redis:// on a private network");
   if (url->scheme() != "redis")
@@ -515,6 +516,8 @@ void readState(Reader& r, const YAML::Node& n, Config& cfg) {
     }
   }
   if (auto v = n["redis"]; v.IsDefined()) readRedisUrl(r, v, cfg.state);
+  if (!cfg.state.sqlite.empty() && n["redis"].IsDefined())
+    r.fail(n, "state: set sqlite or redis, not both (with redis, spend is kept in Redis)");
   if (auto v = n["redis_timeout"]; v.IsDefined()) {
     if (auto d = r.duration(v, "state.redis_timeout")) {
       if (d->count() < 1 || d->count() > 60'000) r.fail(v, "state.redis_timeout must be from 1ms to 60s");

@@ -107,19 +107,21 @@ routes: [ { name: r, upstream: u, max_body_bytes: 1M, timeout: 2m } ]
 TEST(Config, StateSqliteAndRedis) {
   auto r = loadConfigText(R"(listeners: [ { name: a, address: "127.0.0.1:1" } ]
 state:
-  sqlite: spend.db
   redis: "redis://:s3cret@cache.internal:6380/2"
   redis_timeout: 200ms
 )", "t.yaml");
   ASSERT_TRUE(r.config) << r.errors[0].text();
   const auto& st = r.config->state;
-  EXPECT_EQ(st.sqlite, "spend.db");
   EXPECT_TRUE(st.redis);
   EXPECT_EQ(st.redis_host, "cache.internal");
   EXPECT_EQ(st.redis_port, 6380);
   EXPECT_EQ(st.redis_password, "s3cret");
   EXPECT_EQ(st.redis_db, 2u);
   EXPECT_EQ(st.redis_timeout.count(), 200);
+  auto file = loadConfigText("listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\nstate: { sqlite: spend.db }\n", "t.yaml");
+  ASSERT_TRUE(file.config);
+  EXPECT_EQ(file.config->state.sqlite, "spend.db");
+  EXPECT_FALSE(file.config->state.redis);
   auto plain = loadConfigText("listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\nstate: { redis: redis://127.0.0.1 }\n", "t.yaml");
   ASSERT_TRUE(plain.config);
   EXPECT_EQ(plain.config->state.redis_port, 6379);
@@ -140,6 +142,8 @@ TEST(Config, BadStateIsRejectedWithLineAndReason) {
       {"state: { redis_timeout: 0ms }", "from 1ms"},
       {"state: { sqlit: a.db }", "unknown field 'sqlit'"},
       {"state: [ a ]", "state must be a map"},
+      {"state: { sqlite: a.db, redis: 'redis://x' }", "not both"},
+      {"state: { redis: 'redis://:pw@[bad' }", "must be a URL like"},
   };
   for (const auto& c : cases) {
     auto r = loadConfigText(std::string("listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\n") + c.state + "\n", "t.yaml");

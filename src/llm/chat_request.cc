@@ -350,4 +350,12 @@ std::optional<ApiError> parseEmbeddingsRequest(std::string_view text, Embeddings
   return err;
 }
 
+std::optional<ApiError> oneChoiceOnly(const ChatRequest& req, std::string_view provider) {
+  auto* n = req.body.if_contains("n");
+  if (!n || !n->is_int64() || n->as_int64() <= 1) return std::nullopt;
+  return ApiError{400, "invalid_request_error",
+                  fmt::format("'n' must be 1 for this model: {} returns one choice per call.", provider), "n",
+                  "unsupported_value"};
+}
+
 }  // namespace ganglion::llm

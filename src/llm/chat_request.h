@@ -21,6 +21,10 @@ struct ChatRequest {
   uint64_t prompt_estimate = 0; ///< tokens, estimated from the text and images (for limits)
 };
 
+/// An error when the client asked for more than one choice (`n` > 1) from a provider that
+/// returns one per call (`provider`: its kind, for the message); nullopt otherwise.
+std::optional<ApiError> oneChoiceOnly(const ChatRequest& req, std::string_view provider);
+
 /// Parses and checks `text`. On failure returns the 400 error naming the field (OpenAI's
 /// wording and codes: missing_required_parameter, invalid_type, invalid_value, ...).
 std::optional<ApiError> parseChatRequest(std::string_view text, ChatRequest& out);

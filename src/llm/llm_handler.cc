@@ -172,8 +172,8 @@ Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t pro
       worst = std::max(worst, worstCaseCost(*t.price, prompt_tokens, max_output));
     } else if (limits.budget) {
       const ApiError err{400, "invalid_request_error",
-                         fmt::format("Model '{}' has no known price for '{}', so key '{}''s budget cannot be kept: "
-                                     "the operator must set a price for it.",
+                         fmt::format("Model '{}' has no known price for '{}', so the budget of key '{}' cannot be "
+                                     "kept: the operator must set a price for it.",
                                      model.config->name, t.model, call.rec.key_name),
                          "model", "price_unknown"};
       co_await sendError(call, err);
@@ -191,8 +191,8 @@ Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t pro
     } else if (limits.budget) {
       // A budget that cannot be checked is not spent: fail closed (the reason is in the log).
       ApiError err{503, "api_error",
-                   fmt::format("The gateway cannot check key '{}''s budget right now, so the call was not made. "
-                               "Try again shortly.",
+                   fmt::format("The gateway cannot check the budget of key '{}' right now, so the call was not "
+                               "made. Try again shortly.",
                                call.rec.key_name),
                    "", "limits_unavailable"};
       err.retry_after_s = 1;
@@ -488,8 +488,7 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
   if (co_await answerFromCache(call, "chat/completions", req.body)) co_return;
   if (!co_await admit(call, *model, req.prompt_estimate, req.max_output ? req.max_output : kReservedOutput)) co_return;
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
-    p.codec->chatRequest(req, t.model, out);
-    return std::optional<ApiError>();
+    return p.codec->chatRequest(req, t.model, out);
   };
   const DispatchOptions options{req.stream, req.prompt_estimate};
   auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
@@ -671,10 +670,7 @@ Task<void> LlmHandler::messages(Call& call) {
   std::string version(client_head.get("anthropic-version"));
   std::string beta(client_head.get("anthropic-beta"));
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
-    if (p.config->kind != "anthropic") {
-      p.codec->chatRequest(req.chat, t.model, out);
-      return std::optional<ApiError>();
-    }
+    if (p.config->kind != "anthropic") return p.codec->chatRequest(req.chat, t.model, out);
     // Claude to Claude: the client's request as written.
     out.path = p.config->base_path + "/v1/messages";
     out.headers.emplace_back("x-api-key", p.config->api_key);

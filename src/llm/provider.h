@@ -46,9 +46,12 @@ class ProviderCodec {
  public:
   virtual ~ProviderCodec() = default;
 
-  /// The chat request for provider model `model`. `stream_usage`: ask the provider to report
-  /// usage in the stream even if the client did not (the gateway strips it again).
-  virtual void chatRequest(const ChatRequest& req, std::string_view model, ProviderRequest& out) const = 0;
+  /// The chat request for provider model `model` (streams ask the provider for usage even if
+  /// the client did not; the gateway strips it again). An error when this provider cannot
+  /// honour the request (n > 1 where it returns one choice, ...): the next target is tried,
+  /// and the client gets the error if none can. Worker thread.
+  virtual std::optional<ApiError> chatRequest(const ChatRequest& req, std::string_view model,
+                                              ProviderRequest& out) const = 0;
 
   /// A successful non-streamed answer: `body` becomes OpenAI's chat.completion JSON text in
   /// `out` (the same bytes for OpenAI-compatible providers) and its usage in `usage`.

@@ -71,7 +71,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     CHECK(!llm::openaiErrorBody(*err).empty());
   } else {
     llm::ProviderRequest out;
-    codec.chatRequest(req, "served-model", out);
+    CHECK(!codec.chatRequest(req, "served-model", out));  // OpenAI-compatible: sent as is
     boost::system::error_code ec;
     auto body = boost::json::parse(out.body, ec);
     CHECK(!ec && body.is_object());
@@ -120,9 +120,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                                static_cast<const llm::ProviderCodec*>(&bedrock)}) {
     if (!err) {
       llm::ProviderRequest out;
-      translated->chatRequest(req, "model-x", out);
-      boost::system::error_code ec;
-      CHECK(boost::json::parse(out.body, ec).is_object() && !ec);
+      // A provider may refuse what it cannot honour (n > 1, response_format with tools): a
+      // 400 naming the field; anything it accepts becomes a JSON body.
+      if (auto refused = translated->chatRequest(req, "model-x", out)) {
+        CHECK(refused->status == 400 && !refused->message.empty() && !refused->param.empty());
+      } else {
+        boost::system::error_code ec;
+        CHECK(boost::json::parse(out.body, ec).is_object() && !ec);
+      }
     }
     Decoded a_whole = decode(*translated, text, size);
     Decoded a_parts = decode(*translated, text, split);

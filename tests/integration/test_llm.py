@@ -508,6 +508,21 @@ class LlmGatewayTest(unittest.TestCase):
         self.assertEqual(resp.headers["x-ganglion-provider"], "claude")
         self.assertEqual(resp.json()["choices"][0]["message"]["content"], "via claude")
 
+    def test_n_above_one_skips_targets_that_return_one_choice(self):
+        # gpt-then-claude: the OpenAI target serves n=2; when it fails, Claude cannot, so the
+        # client hears why instead of getting one choice where it asked for two.
+        resp = self.post("/v1/chat/completions", chat(model="gpt-then-claude", n=2))
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertEqual(resp.headers["x-ganglion-provider"], "main")
+        self.main.script(status=503)
+        resp = self.post("/v1/chat/completions", chat(model="gpt-then-claude", n=2))
+        err = self.assertOpenAIError(resp, 400, code="unsupported_value", param="n")
+        self.assertIn("Anthropic returns one choice per call", err["message"])
+        self.main.clear()
+        resp = self.post("/v1/chat/completions", chat(model="claude-haiku", n=3))
+        self.assertOpenAIError(resp, 400, code="unsupported_value", param="n")
+        self.assertEqual(self.main.requests, [])  # refused before any provider call
+
     def test_bedrock_whole_answer_signed(self):
         resp = self.post("/v1/chat/completions", chat(model="bedrock-haiku", text="echo: from bedrock"))
         self.assertEqual(resp.status, 200, resp.body)
@@ -826,8 +841,13 @@ class LlmLimitsTest(unittest.TestCase):
 
     def test_admin_shows_key_spend(self):
         self.assertEqual(self.call("sk-gw-budgeted", text="echo: spend a little", max_tokens=10).status, 200)
-        body = self.gw.admin("GET", "/llm/keys", token="admin-token-for-tests").json()
-        keys = {k["name"]: k for k in body["keys"]}
+
+        def keys():
+            body = self.gw.admin("GET", "/llm/keys", token="admin-token-for-tests").json()
+            return {k["name"]: k for k in body["keys"]}
+        # The call settles just after its last byte is sent: give it a moment.
+        self.assertTrue(wait_until(lambda: keys()["budgeted"]["reserved_usd"] == "0.000000", timeout=3), keys())
+        keys = keys()
         self.assertEqual(keys["budgeted"]["budget_usd"], "0.005000")
         self.assertEqual(keys["budgeted"]["period"], "day")
         self.assertGreater(float(keys["budgeted"]["spent_usd"]), 0)

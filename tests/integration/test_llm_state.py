@@ -68,8 +68,13 @@ class StateCase(unittest.TestCase):
                           headers={"Authorization": "Bearer " + key}, timeout=10)
 
     def key_state(self, gw, name="team"):
-        keys = gw.admin("GET", "/llm/keys", token=ADMIN_TOKEN).json()["keys"]
-        return {k["name"]: k for k in keys}[name]
+        """The key's row once no call holds a reservation (a call settles just after its
+        last byte is sent)."""
+        def read():
+            keys = gw.admin("GET", "/llm/keys", token=ADMIN_TOKEN).json()["keys"]
+            return {k["name"]: k for k in keys}[name]
+        self.assertTrue(wait_until(lambda: read()["reserved_usd"] == "0.000000", timeout=3), read())
+        return read()
 
     def spend_until_refused(self, gw):
         for _ in range(30):

@@ -3,8 +3,10 @@
 #include <fmt/format.h>
 #include <boost/json.hpp>
 #include <map>
+#include <set>
 
 #include "http/sse.h"
+#include "llm/json_answer_tool.h"
 #include "llm/json_fields.h"
 #include "llm/openai_shapes.h"
 
@@ -80,8 +82,10 @@ class AnthropicStream final : public ChatStreamDecoder {
       out.push_back(chunk(stamp_, json::object{{"role", "assistant"}, {"content", ""}}));
     } else if (type == "content_block_start") {
       auto* block = objectAt(ev, "content_block");
-      if (block && stringAt(*block, "type") == "tool_use") {
-        int64_t index = ev.contains("index") && ev.at("index").is_int64() ? ev.at("index").as_int64() : -1;
+      int64_t index = ev.contains("index") && ev.at("index").is_int64() ? ev.at("index").as_int64() : -1;
+      if (block && stringAt(*block, "type") == "tool_use" && stringAt(*block, "name") == kJsonAnswerTool) {
+        json_blocks_.insert(index);  // response_format: its input streams as content
+      } else if (block && stringAt(*block, "type") == "tool_use") {
         tool_index_[index] = next_tool_;
         json::object call = toolCall(stringAt(*block, "id"), stringAt(*block, "name"), "");
         call["index"] = next_tool_++;
@@ -97,6 +101,11 @@ class AnthropicStream final : public ChatStreamDecoder {
         out.push_back(chunk(stamp_, json::object{{"content", stringAt(*delta, "text")}}));
       } else if (dtype == "input_json_delta") {
         int64_t index = ev.contains("index") && ev.at("index").is_int64() ? ev.at("index").as_int64() : -1;
+        if (json_blocks_.count(index)) {
+          if (auto part = stringAt(*delta, "partial_json"); !part.empty())
+            out.push_back(chunk(stamp_, json::object{{"content", part}}));
+          return;
+        }
         auto it = tool_index_.find(index);
         if (it == tool_index_.end()) return;
         json::object call{{"index", it->second},
@@ -115,8 +124,11 @@ class AnthropicStream final : public ChatStreamDecoder {
           usage_.cache_write = in.cache_write;
         }
       }
-      if (auto* d = objectAt(ev, "delta"); d && !stringAt(*d, "stop_reason").empty())
-        out.push_back(chunk(stamp_, json::object(), finishFromAnthropic(stringAt(*d, "stop_reason"))));
+      if (auto* d = objectAt(ev, "delta"); d && !stringAt(*d, "stop_reason").empty()) {
+        auto finish = finishFromAnthropic(stringAt(*d, "stop_reason"));
+        if (finish == "tool_calls" && next_tool_ == 0) finish = "stop";  // only the response_format tool
+        out.push_back(chunk(stamp_, json::object(), finish));
+      }
     } else if (type == "message_stop") {
       usage_.reported = true;
       usage = usage_;
@@ -136,6 +148,7 @@ class AnthropicStream final : public ChatStreamDecoder {
   ChunkStamp stamp_;
   Usage usage_;
   std::map<int64_t, int64_t> tool_index_;  ///< content block index → OpenAI tool call index
+  std::set<int64_t> json_blocks_;          ///< content blocks of the response_format tool
   int64_t next_tool_ = 0;
   bool finished_ = false;
 };
@@ -163,7 +176,9 @@ AnthropicCodec::AnthropicCodec(const control::ProviderConfig& p)
     : base_path_(p.base_path), api_key_(p.api_key),
       version_(p.api_version.empty() ? std::string(kVersion) : p.api_version) {}
 
-void AnthropicCodec::chatRequest(const ChatRequest& req, std::string_view model, ProviderRequest& out) const {
+std::optional<ApiError> AnthropicCodec::chatRequest(const ChatRequest& req, std::string_view model,
+                                                 ProviderRequest& out) const {
+  if (auto refused = oneChoiceOnly(req, "Anthropic")) return refused;
   out.path = base_path_ + "/v1/messages";
   out.headers.emplace_back("x-api-key", api_key_);
   out.headers.emplace_back("anthropic-version", version_);
@@ -239,8 +254,16 @@ void AnthropicCodec::chatRequest(const ChatRequest& req, std::string_view model,
       choice["disable_parallel_tool_use"] = true;
     body["tool_choice"] = std::move(choice);
   }
+  std::optional<JsonAnswerTool> json_tool;
+  if (auto refused = jsonAnswerTool(in, "Anthropic", json_tool)) return refused;
+  if (json_tool) {
+    body["tools"] = json::array{json::object{
+        {"name", kJsonAnswerTool}, {"description", json_tool->description}, {"input_schema", json_tool->schema}}};
+    body["tool_choice"] = json::object{{"type", "tool"}, {"name", kJsonAnswerTool}};
+  }
   if (req.stream) body["stream"] = true;
   out.body = json::serialize(body);
+  return std::nullopt;
 }
 
 std::optional<ApiError> AnthropicCodec::chatResponse(std::string_view text, std::string& out, Usage& usage) const {
@@ -261,6 +284,10 @@ std::optional<ApiError> AnthropicCodec::chatResponse(std::string_view text, std:
       if (type == "text") {
         content += stringAt(*bo, "text");
         has_text = true;
+      } else if (type == "tool_use" && stringAt(*bo, "name") == kJsonAnswerTool) {
+        auto* input = bo->if_contains("input");  // response_format: the answer itself
+        content += input ? json::serialize(*input) : std::string("{}");
+        has_text = true;
       } else if (type == "tool_use") {
         auto* input = bo->if_contains("input");
         calls.push_back(toolCall(stringAt(*bo, "id"), stringAt(*bo, "name"),
@@ -272,8 +299,11 @@ std::optional<ApiError> AnthropicCodec::chatResponse(std::string_view text, std:
   message["content"] = has_text ? json::value(content) : json::value(nullptr);
   if (!calls.empty()) message["tool_calls"] = std::move(calls);
   message["refusal"] = nullptr;
+  const bool called = message.contains("tool_calls");
   if (auto* u = objectAt(msg, "usage")) usage = usageFromAnthropic(*u);
-  out = json::serialize(completion(stamp, std::move(message), finishFromAnthropic(stringAt(msg, "stop_reason")), usage));
+  auto finish = finishFromAnthropic(stringAt(msg, "stop_reason"));
+  if (finish == "tool_calls" && !called) finish = "stop";  // only the response_format tool
+  out = json::serialize(completion(stamp, std::move(message), finish, usage));
   return std::nullopt;
 }
 

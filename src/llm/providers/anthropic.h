@@ -12,7 +12,8 @@ namespace ganglion::llm {
 class AnthropicCodec final : public ProviderCodec {
  public:
   explicit AnthropicCodec(const control::ProviderConfig& provider);
-  void chatRequest(const ChatRequest& req, std::string_view model, ProviderRequest& out) const override;
+  std::optional<ApiError> chatRequest(const ChatRequest& req, std::string_view model,
+                                      ProviderRequest& out) const override;
   std::optional<ApiError> chatResponse(std::string_view body, std::string& out, Usage& usage) const override;
   std::unique_ptr<ChatStreamDecoder> chatStream() const override;
   std::optional<ApiError> embeddingsRequest(const EmbeddingsRequest& req, std::string_view model,

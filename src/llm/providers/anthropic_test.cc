@@ -167,5 +167,85 @@ TEST(AnthropicCodec, ErrorsKeepTypeAndMessage) {
   EXPECT_EQ(overloaded.message, "Overloaded");
 }
 
+TEST(AnthropicCodec, ResponseFormatTravelsAsAForcedToolAndReturnsAsContent) {
+  ChatRequest req;
+  ASSERT_FALSE(parseChatRequest(R"({"model":"claude","messages":[{"role":"user","content":"weather?"}],
+    "response_format":{"type":"json_schema","json_schema":{"name":"w","description":"the weather",
+      "schema":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}})", req));
+  ProviderRequest out;
+  ASSERT_FALSE(codec().chatRequest(req, "claude-3-5-haiku-latest", out));
+  auto b = json::parse(out.body).as_object();
+  ASSERT_EQ(b["tools"].as_array().size(), 1u);
+  auto& tool = b["tools"].as_array()[0].as_object();
+  EXPECT_EQ(tool["name"], "ganglion_json_response");
+  EXPECT_EQ(tool["description"], "Give the answer: the weather");
+  EXPECT_EQ(tool["input_schema"].as_object()["required"], json::array{"city"});
+  EXPECT_EQ(b["tool_choice"], (json::object{{"type", "tool"}, {"name", "ganglion_json_response"}}));
+
+  std::string answer;
+  Usage usage;
+  ASSERT_FALSE(codec().chatResponse(R"({"id":"msg_1","type":"message","role":"assistant","model":"claude-3-5-haiku",
+    "content":[{"type":"tool_use","id":"toolu_1","name":"ganglion_json_response","input":{"city":"Paris"}}],
+    "stop_reason":"tool_use","usage":{"input_tokens":20,"output_tokens":9}})", answer, usage));
+  auto choice = json::parse(answer).as_object()["choices"].as_array()[0].as_object();
+  EXPECT_EQ(choice["message"].as_object()["content"], R"({"city":"Paris"})");
+  EXPECT_FALSE(choice["message"].as_object().contains("tool_calls"));
+  EXPECT_EQ(choice["finish_reason"], "stop");
+
+  const std::string stream =
+      "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_2\",\"model\":\"claude\","
+      "\"usage\":{\"input_tokens\":20,\"output_tokens\":1}}}\n\n"
+      "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":"
+      "{\"type\":\"tool_use\",\"id\":\"toolu_2\",\"name\":\"ganglion_json_response\",\"input\":{}}}\n\n"
+      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":"
+      "{\"type\":\"input_json_delta\",\"partial_json\":\"\"}}\n\n"
+      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":"
+      "{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"city\\\": \"}}\n\n"
+      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":"
+      "{\"type\":\"input_json_delta\",\"partial_json\":\"\\\"Paris\\\"}\"}}\n\n"
+      "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"
+      "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},"
+      "\"usage\":{\"output_tokens\":9}}\n\n"
+      "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+  Decoded whole = decodeSplit(codec(), stream, stream.size());
+  ASSERT_FALSE(whole.error) << whole.error->message;
+  Assembled a = assemble(whole.chunks);
+  EXPECT_EQ(a.text, R"({"city": "Paris"})");
+  EXPECT_TRUE(a.tools.empty());
+  EXPECT_EQ(a.finish, "stop");
+  for (size_t split = 0; split < stream.size(); ++split)
+    ASSERT_EQ(decodeSplit(codec(), stream, split).chunks, whole.chunks) << "split at " << split;
+}
+
+TEST(AnthropicCodec, RefusesWhatItCannotHonour) {
+  struct Case {
+    const char* body;
+    const char* param;
+  } cases[] = {
+      {R"({"model":"c","n":2,"messages":[{"role":"user","content":"hi"}]})", "n"},
+      {R"({"model":"c","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_object"},
+          "tools":[{"type":"function","function":{"name":"f"}}]})", "response_format"},
+      {R"({"model":"c","messages":[{"role":"user","content":"hi"}],
+          "response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{"type":"array"}}}})",
+       "response_format.json_schema.schema"},
+  };
+  for (const auto& c : cases) {
+    ChatRequest req;
+    ASSERT_FALSE(parseChatRequest(c.body, req)) << c.body;
+    ProviderRequest out;
+    auto refused = codec().chatRequest(req, "claude-3-5-haiku-latest", out);
+    ASSERT_TRUE(refused) << c.body;
+    EXPECT_EQ(refused->status, 400);
+    EXPECT_EQ(refused->param, c.param);
+  }
+  ChatRequest one;
+  ASSERT_FALSE(parseChatRequest(R"({"model":"c","n":1,"messages":[{"role":"user","content":"hi"}],
+    "response_format":{"type":"json_object"}})", one));
+  ProviderRequest out;
+  EXPECT_FALSE(codec().chatRequest(one, "claude-3-5-haiku-latest", out));
+  EXPECT_EQ(json::parse(out.body).as_object()["tools"].as_array()[0].as_object()["input_schema"],
+            (json::object{{"type", "object"}}));
+}
+
 }  // namespace
 }  // namespace ganglion::llm

@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "base/hash.h"
+#include "llm/json_answer_tool.h"
 #include "llm/json_fields.h"
 #include "llm/openai_shapes.h"
 
@@ -119,6 +121,10 @@ class BedrockStream final : public ChatStreamDecoder {
       auto* tool = start ? objectAt(*start, "toolUse") : nullptr;
       if (!tool) return;
       int64_t block = static_cast<int64_t>(countAt(ev, "contentBlockIndex"));
+      if (stringAt(*tool, "name") == kJsonAnswerTool) {  // response_format: its input streams as content
+        json_blocks_.insert(block);
+        return;
+      }
       tool_index_[block] = next_tool_;
       json::object call = toolCall(stringAt(*tool, "toolUseId"), stringAt(*tool, "name"), "");
       call["index"] = next_tool_++;
@@ -129,13 +135,20 @@ class BedrockStream final : public ChatStreamDecoder {
       if (auto* text = delta->if_contains("text"); text && text->is_string()) {
         out.push_back(chunk(stamp_, json::object{{"content", text->get_string()}}));
       } else if (auto* tool = objectAt(*delta, "toolUse")) {
-        auto it = tool_index_.find(static_cast<int64_t>(countAt(ev, "contentBlockIndex")));
+        const auto block = static_cast<int64_t>(countAt(ev, "contentBlockIndex"));
+        if (json_blocks_.count(block)) {
+          if (auto part = stringAt(*tool, "input"); !part.empty())
+            out.push_back(chunk(stamp_, json::object{{"content", part}}));
+          return;
+        }
+        auto it = tool_index_.find(block);
         if (it == tool_index_.end()) return;
         json::object call{{"index", it->second}, {"function", json::object{{"arguments", stringAt(*tool, "input")}}}};
         out.push_back(chunk(stamp_, json::object{{"tool_calls", json::array{std::move(call)}}}));
       }
     } else if (type == "messageStop") {
       stop_ = std::string(finishFromBedrock(stringAt(ev, "stopReason")));
+      if (stop_ == "tool_calls" && next_tool_ == 0) stop_ = "stop";  // only the response_format tool
       out.push_back(chunk(stamp_, json::object(), stop_));
     } else if (type == "metadata") {
       if (auto* u = objectAt(ev, "usage")) usage_ = usageFromBedrock(*u);
@@ -150,6 +163,7 @@ class BedrockStream final : public ChatStreamDecoder {
   ChunkStamp stamp_;
   Usage usage_;
   std::map<int64_t, int64_t> tool_index_;
+  std::set<int64_t> json_blocks_;  ///< content blocks of the response_format tool
   int64_t next_tool_ = 0;
   std::string stop_;
   bool finished_ = false;
@@ -258,7 +272,9 @@ BedrockCodec::BedrockCodec(const control::ProviderConfig& p)
     : host_(p.host), base_path_(p.base_path), region_(p.region), access_key_(p.access_key_id),
       secret_key_(p.secret_access_key), session_token_(p.session_token) {}
 
-void BedrockCodec::chatRequest(const ChatRequest& req, std::string_view model, ProviderRequest& out) const {
+std::optional<ApiError> BedrockCodec::chatRequest(const ChatRequest& req, std::string_view model,
+                                                 ProviderRequest& out) const {
+  if (auto refused = oneChoiceOnly(req, "Amazon Bedrock")) return refused;
   const json::object& in = req.body;
   json::object body;
   json::array system, messages;
@@ -326,6 +342,15 @@ void BedrockCodec::chatRequest(const ChatRequest& req, std::string_view model, P
     // not guaranteed, so they are left out instead.
     if (!(in.contains("tool_choice") && in.at("tool_choice") == "none")) body["toolConfig"] = std::move(tool_config);
   }
+  std::optional<JsonAnswerTool> json_tool;
+  if (auto refused = jsonAnswerTool(in, "Amazon Bedrock", json_tool)) return refused;
+  if (json_tool) {
+    json::object spec{{"name", kJsonAnswerTool},
+                      {"description", json_tool->description},
+                      {"inputSchema", json::object{{"json", json_tool->schema}}}};
+    body["toolConfig"] = json::object{{"tools", json::array{json::object{{"toolSpec", std::move(spec)}}}},
+                                      {"toolChoice", json::object{{"tool", json::object{{"name", kJsonAnswerTool}}}}}};
+  }
   out.body = json::serialize(body);
 
   // The request path carries the model id encoded once; SigV4 encodes each segment again.
@@ -352,6 +377,7 @@ void BedrockCodec::chatRequest(const ChatRequest& req, std::string_view model, P
   if (!session_token_.empty()) out.headers.emplace_back("X-Amz-Security-Token", session_token_);
   out.headers.emplace_back("Authorization", signed_request.authorization);
   if (req.stream) out.headers.emplace_back("Accept", "application/vnd.amazon.eventstream");
+  return std::nullopt;
 }
 
 std::optional<ApiError> BedrockCodec::chatResponse(std::string_view text, std::string& out, Usage& usage) const {
@@ -372,6 +398,10 @@ std::optional<ApiError> BedrockCodec::chatResponse(std::string_view text, std::s
           if (auto* t = bo->if_contains("text"); t && t->is_string()) {
             content += t->get_string();
             has_text = true;
+          } else if (auto* tool = objectAt(*bo, "toolUse"); tool && stringAt(*tool, "name") == kJsonAnswerTool) {
+            auto* input = tool->if_contains("input");  // response_format: the answer itself
+            content += input ? json::serialize(*input) : std::string("{}");
+            has_text = true;
           } else if (auto* tool = objectAt(*bo, "toolUse")) {
             auto* input = tool->if_contains("input");
             calls.push_back(toolCall(stringAt(*tool, "toolUseId"), stringAt(*tool, "name"),
@@ -384,7 +414,9 @@ std::optional<ApiError> BedrockCodec::chatResponse(std::string_view text, std::s
   message["content"] = has_text ? json::value(content) : json::value(nullptr);
   if (!calls.empty()) message["tool_calls"] = std::move(calls);
   message["refusal"] = nullptr;
-  out = json::serialize(completion(stamp, std::move(message), finishFromBedrock(stringAt(r, "stopReason")), usage));
+  auto finish = finishFromBedrock(stringAt(r, "stopReason"));
+  if (finish == "tool_calls" && !message.contains("tool_calls")) finish = "stop";  // only the response_format tool
+  out = json::serialize(completion(stamp, std::move(message), finish, usage));
   return std::nullopt;
 }
 

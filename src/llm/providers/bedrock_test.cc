@@ -73,8 +73,14 @@ TEST(BedrockCodec, RequestIsTranslatedAndSigned) {
     "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":"required"})",
                                 req));
   ProviderRequest out;
-  codec.chatRequest(req, "anthropic.claude-3-haiku-20240307-v1:0", out);
+  ASSERT_FALSE(codec.chatRequest(req, "anthropic.claude-3-haiku-20240307-v1:0", out));
   EXPECT_EQ(out.path, "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse");
+  ChatRequest two;
+  ASSERT_FALSE(parseChatRequest(R"({"model":"x","n":2,"messages":[{"role":"user","content":"hi"}]})", two));
+  ProviderRequest refused_out;
+  auto refused = codec.chatRequest(two, "anthropic.claude-3-haiku-20240307-v1:0", refused_out);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->param, "n");
   std::map<std::string, std::string> headers(out.headers.begin(), out.headers.end());
   EXPECT_EQ(headers["X-Amz-Date"], "20240615T093000Z");
   EXPECT_EQ(headers["Authorization"].rfind(
@@ -150,6 +156,49 @@ TEST(BedrockCodec, WholeAnswers) {
   EXPECT_FALSE(choice["message"].as_object()["tool_calls"].as_array().empty());
   auto e = codec.error(400, R"({"message":"Malformed input request"})");
   EXPECT_EQ(e.message, "Malformed input request");
+}
+
+TEST(BedrockCodec, ResponseFormatTravelsAsAForcedToolAndReturnsAsContent) {
+  BedrockCodec codec_(provider());
+  ChatRequest req;
+  ASSERT_FALSE(parseChatRequest(R"({"model":"x","messages":[{"role":"user","content":"city?"}],
+    "response_format":{"type":"json_schema","json_schema":{"name":"c","schema":{"type":"object",
+      "properties":{"city":{"type":"string"}}}}}})", req));
+  ProviderRequest out;
+  ASSERT_FALSE(codec_.chatRequest(req, "anthropic.claude-3-haiku-20240307-v1:0", out));
+  auto b = json::parse(out.body).as_object();
+  auto& config = b["toolConfig"].as_object();
+  EXPECT_EQ(config["toolChoice"].as_object()["tool"].as_object()["name"], "ganglion_json_response");
+  auto& spec = config["tools"].as_array()[0].as_object()["toolSpec"].as_object();
+  EXPECT_EQ(spec["inputSchema"].as_object()["json"].as_object()["properties"].as_object()["city"].as_object()["type"],
+            "string");
+
+  std::string answer;
+  Usage u;
+  ASSERT_FALSE(codec_.chatResponse(R"({"output":{"message":{"role":"assistant","content":[
+      {"toolUse":{"toolUseId":"t1","name":"ganglion_json_response","input":{"city":"Paris"}}}]}},
+    "stopReason":"tool_use","usage":{"inputTokens":30,"outputTokens":12,"totalTokens":42}})", answer, u));
+  auto choice = json::parse(answer).as_object()["choices"].as_array()[0].as_object();
+  EXPECT_EQ(choice["message"].as_object()["content"], R"({"city":"Paris"})");
+  EXPECT_FALSE(choice["message"].as_object().contains("tool_calls"));
+  EXPECT_EQ(choice["finish_reason"], "stop");
+
+  std::string bytes = testing::fixture("bedrock/converse_stream_json_answer.bin");
+  ASSERT_FALSE(bytes.empty());
+  Decoded whole = decodeSplit(codec_, bytes, bytes.size());
+  ASSERT_FALSE(whole.error) << whole.error->message;
+  std::string text, finish;
+  for (const auto& c : whole.chunks)
+    for (const auto& ch : c.at("choices").as_array()) {
+      const auto& delta = ch.at("delta").as_object();
+      EXPECT_FALSE(delta.contains("tool_calls"));
+      if (auto* t = delta.if_contains("content")) text += t->as_string();
+      if (ch.at("finish_reason").is_string()) finish = std::string(ch.at("finish_reason").as_string());
+    }
+  EXPECT_EQ(text, R"({"city": "Paris"})");
+  EXPECT_EQ(finish, "stop");
+  for (size_t split = 0; split < bytes.size(); ++split)
+    ASSERT_EQ(decodeSplit(codec_, bytes, split).chunks, whole.chunks) << "split at " << split;
 }
 
 }  // namespace

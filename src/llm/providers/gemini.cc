@@ -50,11 +50,15 @@ struct Candidate {
   std::string finish;
 };
 
-Candidate readCandidate(const json::object& response, int64_t& next_call) {
-  Candidate c;
+/// The first candidate of a GenerateContentResponse, or null.
+const json::object* firstCandidate(const json::object& response) {
   auto* cands = response.if_contains("candidates");
-  if (!cands || !cands->is_array() || cands->as_array().empty()) return c;
-  auto* cand = cands->as_array()[0].if_object();
+  if (!cands || !cands->is_array() || cands->as_array().empty()) return nullptr;
+  return cands->as_array()[0].if_object();
+}
+
+Candidate readCandidate(const json::object* cand, int64_t& next_call) {
+  Candidate c;
   if (!cand) return c;
   if (auto* content = objectAt(*cand, "content"))
     if (auto* parts = content->if_contains("parts"); parts && parts->is_array())
@@ -103,7 +107,7 @@ class GeminiStream final : public ChatStreamDecoder {
         started_ = true;
       }
       if (auto* u = objectAt(ev, "usageMetadata")) usage_ = usageFromGemini(*u);  // running totals
-      Candidate c = readCandidate(ev, next_call_);
+      Candidate c = readCandidate(firstCandidate(ev), next_call_);
       if (!c.text.empty()) out.push_back(chunk(stamp_, json::object{{"content", c.text}}));
       if (!c.calls.empty()) {
         called_ = true;
@@ -152,7 +156,10 @@ Usage usageFromGemini(const json::object& u) {
 
 GeminiCodec::GeminiCodec(const control::ProviderConfig& p) : base_path_(p.base_path), api_key_(p.api_key) {}
 
-void GeminiCodec::chatRequest(const ChatRequest& req, std::string_view model, ProviderRequest& out) const {
+std::optional<ApiError> GeminiCodec::chatRequest(const ChatRequest& req, std::string_view model,
+                                                 ProviderRequest& out) const {
+  if (req.stream)  // a stream carries one candidate's events
+    if (auto refused = oneChoiceOnly(req, "Gemini, when streaming,")) return refused;
   out.path = req.stream ? fmt::format("{}/v1beta/models/{}:streamGenerateContent?alt=sse", base_path_, model)
                         : fmt::format("{}/v1beta/models/{}:generateContent", base_path_, model);
   out.headers.emplace_back("x-goog-api-key", api_key_);
@@ -238,6 +245,7 @@ void GeminiCodec::chatRequest(const ChatRequest& req, std::string_view model, Pr
     }
   }
   out.body = json::serialize(body);
+  return std::nullopt;
 }
 
 std::optional<ApiError> GeminiCodec::chatResponse(std::string_view text, std::string& out, Usage& usage) const {
@@ -246,23 +254,44 @@ std::optional<ApiError> GeminiCodec::chatResponse(std::string_view text, std::st
   if (ec || !v.is_object())
     return badProviderAnswer("an answer that is not a JSON object");
   const auto& r = v.get_object();
-  int64_t next_call = 0;
-  Candidate c = readCandidate(r, next_call);
   if (auto* u = objectAt(r, "usageMetadata")) usage = usageFromGemini(*u);
   ChunkStamp stamp{fmt::format("chatcmpl-{}", stringAt(r, "responseId")), std::string(stringAt(r, "modelVersion")),
                    nowSeconds()};
-  json::object message{{"role", "assistant"}};
-  message["content"] = c.has_text ? json::value(c.text) : json::value(nullptr);
-  bool called = !c.calls.empty();
-  if (called) {
-    for (auto& call : c.calls) call.as_object().erase("index");
-    message["tool_calls"] = std::move(c.calls);
+  const bool blocked = [&] {  // the prompt itself was blocked: no candidates
+    auto* feedback = objectAt(r, "promptFeedback");
+    return feedback && !stringAt(*feedback, "blockReason").empty();
+  }();
+  // One choice per candidate (candidateCount = n); tool call ids count across them.
+  std::vector<const json::object*> candidates;
+  if (auto* cands = r.if_contains("candidates"); cands && cands->is_array())
+    for (const auto& cv : cands->as_array())
+      if (auto* co = cv.if_object()) candidates.push_back(co);
+  if (candidates.empty()) candidates.push_back(nullptr);
+  int64_t next_call = 0;
+  json::array choices;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    Candidate c = readCandidate(candidates[i], next_call);
+    json::object message{{"role", "assistant"}};
+    message["content"] = c.has_text ? json::value(c.text) : json::value(nullptr);
+    bool called = !c.calls.empty();
+    if (called) {
+      for (auto& call : c.calls) call.as_object().erase("index");
+      message["tool_calls"] = std::move(c.calls);
+    }
+    message["refusal"] = nullptr;
+    std::string_view finish = c.finish.empty() ? std::string_view("stop") : finishFromGemini(c.finish, called);
+    if (blocked) finish = "content_filter";
+    int64_t index = static_cast<int64_t>(i);
+    if (candidates[i])
+      if (auto* ix = candidates[i]->if_contains("index"); ix && ix->is_int64()) index = ix->as_int64();
+    choices.push_back(json::object{{"index", index},
+                                   {"message", std::move(message)},
+                                   {"logprobs", nullptr},
+                                   {"finish_reason", finish}});
   }
-  message["refusal"] = nullptr;
-  std::string_view finish = c.finish.empty() ? std::string_view("stop") : finishFromGemini(c.finish, called);
-  if (auto* feedback = objectAt(r, "promptFeedback"); feedback && !stringAt(*feedback, "blockReason").empty())
-    finish = "content_filter";  // the prompt itself was blocked: no candidates
-  out = json::serialize(completion(stamp, std::move(message), finish, usage));
+  json::object answer = completion(stamp, json::object{}, "", usage);
+  answer["choices"] = std::move(choices);
+  out = json::serialize(answer);
   return std::nullopt;
 }
 

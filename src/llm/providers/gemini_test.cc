@@ -131,5 +131,39 @@ TEST(GeminiCodec, Embeddings) {
   EXPECT_FALSE(u.reported);
 }
 
+TEST(GeminiCodec, SeveralCandidatesBecomeSeveralChoices) {
+  ChatRequest req;
+  ASSERT_FALSE(parseChatRequest(R"({"model":"g","n":2,"messages":[{"role":"user","content":"name a colour"}]})", req));
+  ProviderRequest out;
+  ASSERT_FALSE(codec().chatRequest(req, "gemini-2.0-flash", out));
+  EXPECT_EQ(json::parse(out.body).as_object()["generationConfig"].as_object()["candidateCount"], 2);
+  std::string answer;
+  Usage usage;
+  ASSERT_FALSE(codec().chatResponse(R"({"candidates":[
+      {"content":{"role":"model","parts":[{"text":"Red"}]},"finishReason":"STOP","index":0},
+      {"content":{"role":"model","parts":[{"functionCall":{"name":"pick","args":{"c":"blue"}}}]},
+       "finishReason":"STOP","index":1}],
+    "usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":6,"totalTokenCount":10},
+    "modelVersion":"gemini-2.0-flash","responseId":"r1"})", answer, usage));
+  auto choices = json::parse(answer).as_object()["choices"].as_array();
+  ASSERT_EQ(choices.size(), 2u);
+  EXPECT_EQ(choices[0].as_object()["index"], 0);
+  EXPECT_EQ(choices[0].as_object()["message"].as_object()["content"], "Red");
+  EXPECT_EQ(choices[0].as_object()["finish_reason"], "stop");
+  EXPECT_EQ(choices[1].as_object()["index"], 1);
+  EXPECT_EQ(choices[1].as_object()["finish_reason"], "tool_calls");
+  auto& call = choices[1].as_object()["message"].as_object()["tool_calls"].as_array()[0].as_object();
+  EXPECT_EQ(call["function"].as_object()["arguments"], R"({"c":"blue"})");
+  EXPECT_EQ(usage.completion, 6u);
+
+  ChatRequest streamed;
+  ASSERT_FALSE(parseChatRequest(R"({"model":"g","n":2,"stream":true,"messages":[{"role":"user","content":"x"}]})",
+                                streamed));
+  ProviderRequest s;
+  auto refused = codec().chatRequest(streamed, "gemini-2.0-flash", s);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->param, "n");
+}
+
 }  // namespace
 }  // namespace ganglion::llm

@@ -94,7 +94,8 @@ void OpenAiCodec::target(std::string_view endpoint, std::string_view model, Prov
   }
 }
 
-void OpenAiCodec::chatRequest(const ChatRequest& req, std::string_view model, ProviderRequest& out) const {
+std::optional<ApiError> OpenAiCodec::chatRequest(const ChatRequest& req, std::string_view model,
+                                                 ProviderRequest& out) const {
   target("chat/completions", model, out);
   json::object body = req.body;
   body["model"] = model;
@@ -106,6 +107,7 @@ void OpenAiCodec::chatRequest(const ChatRequest& req, std::string_view model, Pr
     opts.get_object()["include_usage"] = true;
   }
   out.body = json::serialize(body);
+  return std::nullopt;
 }
 
 std::optional<ApiError> OpenAiCodec::chatResponse(std::string_view body, std::string& out, Usage& usage) const {
