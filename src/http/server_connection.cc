@@ -3,6 +3,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <poll.h>
 #include <sys/socket.h>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -63,6 +64,19 @@ Task<void> ServerConnection::closedByClient() {
     if (n == 0) co_return;  // orderly close
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) co_return;
     if (n > 0) break;  // data: the client is still there (and may pipeline); stop looking
+  }
+  if (stream_.isTls()) {
+    // Over TLS a leaving client sends close_notify (encrypted bytes, indistinguishable from a
+    // pipelined request) and then its FIN: watch for the FIN, which the kernel reports as
+    // POLLRDHUP even with the bytes still unread.
+    asio::steady_timer tick(socket.get_executor());
+    for (;;) {
+      pollfd p{socket.native_handle(), POLLRDHUP, 0};
+      if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) co_return;
+      tick.expires_after(std::chrono::milliseconds(200));
+      auto [ec] = co_await tick.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (ec) co_return;  // cancelled: the race is over
+    }
   }
   // Wait to be cancelled: a timer far in the future.
   asio::steady_timer forever(socket.get_executor(), std::chrono::hours(24 * 365));

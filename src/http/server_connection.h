@@ -105,7 +105,8 @@ class ServerConnection {
   std::string takeBufferedForTunnel();
   /// Completes when the client closes its side while the handler is still working on its
   /// request (so the answer can never be read); never completes otherwise, until cancelled.
-  /// Bytes the client sends meanwhile (pipelined requests, TLS records) are left unread.
+  /// Bytes the client sends meanwhile (pipelined requests, TLS records) are left unread; over
+  /// TLS the client's FIN behind them is looked for every 200 ms. Worker thread.
   Task<void> closedByClient();
   net::Stream& stream() { return stream_; }
   bool isOpen() { return stream_.socket().is_open(); }

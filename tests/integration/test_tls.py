@@ -1,6 +1,7 @@
 """TLS: HTTPS listeners (SNI, client certificates, reload) and HTTPS upstreams (verification,
 SNI), with certificates made by the openssl command for each run."""
 
+import json
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Gateway, Upstream, error_json, free_port, run_cli, wait_until  # noqa: E402
+from fake_provider import FakeProvider  # noqa: E402
 
 
 def openssl(*args, cwd):
@@ -60,6 +62,7 @@ class TlsTest(unittest.TestCase):
         mctx.load_verify_locations(p("ca.pem"))
         mctx.verify_mode = ssl.CERT_REQUIRED
         cls.mtls_up = Upstream("mtls-upstream", ssl_context=mctx).__enter__()
+        cls.provider = FakeProvider(name="main").__enter__()
 
         cls.port = free_port()
         cls.mtls_port = free_port()
@@ -92,7 +95,14 @@ upstreams:
   - name: without-client-cert
     targets: [ "127.0.0.1:{mtls_up}" ]
     tls: {{ ca: {ca}, server_name: localhost }}
+providers:
+  - {{ name: main, kind: openai, base_url: "http://{provider}/v1", api_key: sk-provider }}
+models:
+  - {{ name: m, targets: [ {{ provider: main, model: m1 }} ] }}
+keys:
+  - {{ name: demo, key: sk-gw-demo }}
 routes:
+  - {{ name: llm, match: {{ path_prefix: /v1/ }}, llm: {{}} }}
   - {{ name: with-cert, match: {{ path_prefix: /with-cert }}, upstream: with-client-cert }}
   - {{ name: without-cert, match: {{ path_prefix: /without-cert }}, upstream: without-client-cert }}
   - {{ name: secure, match: {{ path_prefix: /secure }}, upstream: secure }}
@@ -104,7 +114,7 @@ admin:
 """.format(port=cls.port, mport=cls.mtls_port, admin=cls.admin_port, up=cls.up.port, https=cls.https_port,
            lc=p("localhost.pem"), lk=p("localhost.key"), oc=p("other.pem"), ok=p("other.key"),
            ca=p("ca.pem"), rogue=p("rogue-ca.pem"), mtls_up=cls.mtls_up.port,
-           cc=p("client.pem"), ck=p("client.key"))
+           cc=p("client.pem"), ck=p("client.key"), provider=cls.provider.address)
         cls.gw = Gateway(cls.config, admin_port=cls.admin_port)
         cls.gw.start()
 
@@ -114,6 +124,7 @@ admin:
         cls.up.__exit__(None, None, None)
         cls.tls_up.__exit__(None, None, None)
         cls.mtls_up.__exit__(None, None, None)
+        cls.provider.__exit__(None, None, None)
 
     def client_ctx(self, with_client_cert=False):
         ctx = ssl.create_default_context(cafile=self.p("ca.pem"))
@@ -135,6 +146,35 @@ admin:
             data += chunk
         s.close()
         return int(data.split(b" ", 2)[1]), cn, data
+
+    def test_llm_call_cancelled_when_a_tls_client_leaves(self):
+        # The client sends close_notify, then its FIN, while the provider is still thinking:
+        # the gateway must notice through the unread TLS record and cancel the provider call.
+        self.provider.script(delay=3.0)
+        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "echo: gone"}]}).encode()
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        s = self.client_ctx().wrap_socket(raw, server_hostname="localhost")
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer sk-gw-demo\r\n"
+                  b"Content-Type: application/json\r\nx-request-id: tls-hangup\r\nContent-Length: %d\r\n\r\n"
+                  % len(body) + body)
+        self.provider.wait_for_requests(1, timeout=5)
+        s.settimeout(0.3)
+        try:
+            s.unwrap()  # sends close_notify; the gateway never answers it
+        except (OSError, ssl.SSLError):
+            pass
+        s.close()  # the FIN (wrap_socket took over the descriptor)
+
+        def logged():
+            for line in self.gw.log_text().splitlines():
+                if line.startswith("{") and '"client_closed"' in line and '"m1"' in line:
+                    return json.loads(line)
+            return None
+        self.assertTrue(wait_until(lambda: logged() is not None, timeout=2.5), "the call was not cancelled early")
+        rec = logged()
+        self.assertEqual(rec["error"], "client_closed")
+        self.assertLess(rec["duration_us"], 2_500_000)
+        self.assertTrue(rec["usage_estimated"])
 
     def test_https_listener_and_sni(self):
         status, cn, _ = self.https_get(self.port, server_name="localhost")
