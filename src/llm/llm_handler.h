@@ -22,6 +22,7 @@ namespace ganglion::llm {
 
 class Catalog;
 class SharedLimits;
+class StreamRelay;
 
 /// What one LLM call did, for the access log and metrics.
 struct CallRecord {
@@ -70,6 +71,13 @@ class LlmHandler {
                               uint64_t prompt_estimate);
   http::Task<proxy::BodyStatus> nextStreamBytes(struct Attempted& tried, std::string& raw, proxy::Millis idle);
   http::Task<void> keepIfReusable(Call& call, struct Attempted& tried, proxy::BodyStatus status);
+  /// Relays a provider's stream to the client through `relay` (the endpoint's encoding), ends
+  /// it with an error event if it breaks (or answers a plain error if nothing was sent yet),
+  /// records usage (estimated if none came) and keeps a reusable provider connection. True when
+  /// the whole stream reached the client. `recorded`: collects the client's bytes for the
+  /// response cache (emptied if they outgrow it).
+  http::Task<bool> relayStream(Call& call, struct Attempted& tried, StreamRelay& relay, uint64_t prompt_estimate,
+                               std::string* recorded);
   /// The model the client named, or nullptr after answering 404 in the call's dialect.
   http::Task<const struct CatalogModel*> findModel(Call& call, std::string_view name);
   /// Stores a complete answer for a call that looked the cache up and missed.

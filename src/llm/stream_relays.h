@@ -1,0 +1,47 @@
+// What each streaming endpoint does with a provider's stream, for the one relay loop in
+// LlmHandler::relayStream: turn provider bytes into the client's bytes, say when the
+// provider's stream is complete, and write the stream's last bytes. One per streamed call,
+// on the worker thread that serves it.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "http/sse.h"
+#include "llm/anthropic_ingress.h"
+#include "llm/api_error.h"
+#include "llm/provider.h"
+#include "llm/usage.h"
+
+namespace ganglion::llm {
+
+class StreamRelay {
+ public:
+  virtual ~StreamRelay() = default;
+  /// Appends to `out` the client bytes `raw` makes, and folds reported usage into `usage`.
+  /// An error when the provider reported one mid-stream or sent something unreadable.
+  virtual std::optional<ApiError> feed(std::string_view raw, Usage& usage, std::string& out) = 0;
+  /// The provider's end-of-stream marker arrived.
+  virtual bool done() const = 0;
+  /// Appends the bytes that end the client's stream: after `error` when it failed (nullptr:
+  /// it ended well; `usage` is final).
+  virtual void end(const ApiError* error, const Usage& usage, std::string& out) = 0;
+  /// Completion tokens to assume when the provider reported no usage (the client left).
+  virtual uint64_t completionEstimate() const { return 0; }
+};
+
+/// /v1/chat/completions: decoded chunks re-encoded as OpenAI SSE, usage the client did not
+/// ask for removed; ends with an error event (if any) and [DONE].
+std::unique_ptr<StreamRelay> chatRelay(const ProviderCodec& codec, bool client_wants_usage);
+
+/// /v1/messages: relayed event by event from an Anthropic provider (`native`), else decoded
+/// chunks re-encoded as Anthropic events; ends with message_stop or an error event.
+std::unique_ptr<StreamRelay> messagesRelay(const ProviderCodec& codec, bool native);
+
+/// /v1/responses: events relayed as sent; usage and the end read from response.completed
+/// and its siblings.
+std::unique_ptr<StreamRelay> responsesRelay();
+
+}  // namespace ganglion::llm
