@@ -126,9 +126,10 @@ std::string SharedLimits::hashKey(const std::string& key) { return "ganglion:llm
 std::string SharedLimits::inflightKey(const std::string& key) { return "ganglion:llm:{" + key + "}:inflight"; }
 
 SharedLimits::SharedLimits(boost::asio::io_context& io, const control::StateConfig& state, unsigned worker_index)
-    : client_(io, endpointOf(state), {{"SCRIPT", "LOAD", kAdmitScript}}),
+    : client_(io, endpointOf(state), {{"SCRIPT", "LOAD", kAdmitScript}, {"SCRIPT", "LOAD", kSettleScript}}),
       instance_(fmt::format("{}-w{}", randomInstanceId(), worker_index)),
-      admit_sha_(sha1Hex(kAdmitScript)) {}
+      admit_sha_(sha1Hex(kAdmitScript)),
+      settle_sha_(sha1Hex(kSettleScript)) {}
 
 http::Task<Result<store::RedisReply>> SharedLimits::runScript(const std::string& sha, const std::string& body,
                                                               std::vector<std::string> args) {
@@ -203,10 +204,11 @@ void SharedLimits::settle(KeyLedger::Reservation& r, uint64_t tokens, Picodollar
   r.active = false;
   auto [period, left_s] = budgetPeriod(r.period, std::chrono::system_clock::now());
   const int64_t give_back = r.tokens ? static_cast<int64_t>(r.tokens) - static_cast<int64_t>(tokens) : 0;
-  // EVAL, not EVALSHA: a settle is sent without waiting, so a Redis that lost its scripts
-  // could not be answered with the script; Redis caches the compiled body by its hash.
-  std::vector<std::string> args{"EVAL",
-                                kSettleScript,
+  // EVALSHA: both scripts are loaded on every new connection (SCRIPT LOAD), and a Redis that
+  // restarts drops the connection, so the script is there. Only a SCRIPT FLUSH between the
+  // two would lose a settle (logged as NOSCRIPT; the reservation then expires).
+  std::vector<std::string> args{"EVALSHA",
+                                settle_sha_,
                                 "2",
                                 hashKey(r.key),
                                 inflightKey(r.key),

@@ -48,7 +48,7 @@ class SharedLimits {
   store::RedisClient client_;
   std::string instance_;  ///< names this process's reservations
   uint64_t next_reservation_ = 0;
-  std::string admit_sha_;
+  std::string admit_sha_, settle_sha_;
 };
 
 }  // namespace ganglion::llm
