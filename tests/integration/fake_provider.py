@@ -1,6 +1,6 @@
 """Fake LLM provider for the Ganglion integration tests (Python 3 standard library only).
 
-One threaded HTTP/1.1 keep-alive server on a loopback port that answers in three provider
+One threaded HTTP/1.1 keep-alive server on a loopback port that answers in five provider
 dialects, deterministically, so gateway tests can check translation, streaming, usage
 accounting, retries and failure handling without a network:
 
@@ -11,6 +11,8 @@ accounting, retries and failure handling without a network:
   Gemini     POST /v1beta/models/{model}:generateContent | :streamGenerateContent?alt=sse
              | :batchEmbedContents,
              GET /v1beta/models                    (x-goog-api-key header or ?key=)
+  Bedrock    POST /model/{id}/converse | /converse-stream (AWS event-stream) | /invoke (Titan and
+             Cohere embeddings)                    (SigV4 Authorization + X-Amz-Date required)
 
     with FakeProvider() as p:
         p.script(status=429, headers={"Retry-After": "1"})   # next request fails
@@ -46,6 +48,7 @@ import base64
 import hashlib
 import itertools
 import json
+import urllib.parse
 import re
 import socket
 import struct
@@ -243,7 +246,7 @@ def _dialect(path):
     return "openai"
 
 
-_BEDROCK_ROUTE = re.compile(r"/model/([^/]+)/(converse|converse-stream)$")
+_BEDROCK_ROUTE = re.compile(r"/model/([^/]+)/(converse|converse-stream|invoke)$")
 _GEMINI_ROUTE = re.compile(r"/models/([^/:]+):(generateContent|streamGenerateContent)$")
 _AZURE_ROUTE = re.compile(r"/openai/deployments/([^/]+)/")
 
@@ -397,6 +400,8 @@ class _ProviderHandler(_UpstreamHandler):
                 return self._reply(200, "application/json", _indented({"object": "list", "data": data}), entry)
         elif dialect == "bedrock" and self.command == "POST":
             m = _BEDROCK_ROUTE.search(route)
+            if m.group(2) == "invoke":
+                return self._bedrock_invoke(doc or {}, entry, urllib.parse.unquote(m.group(1)))
             return self._bedrock(doc or {}, entry, m.group(2) == "converse-stream")
         elif dialect == "anthropic" and self.command == "POST" and route.endswith("/count_tokens"):
             words = sum(len(_content_text(m.get("content")).split()) + 3 for m in (doc or {}).get("messages") or [])
@@ -684,6 +689,26 @@ class _ProviderHandler(_UpstreamHandler):
         frames.append(_aws_event("messageStop", {"stopReason": stop}))
         frames.append(_aws_event("metadata", {"usage": usage, "metrics": {"latencyMs": 12}}))
         self._stream(frames, entry, content_type="application/vnd.amazon.eventstream")
+
+    def _bedrock_invoke(self, doc, entry, model):
+        """InvokeModel for embedding models: Amazon Titan ({"inputText"} -> {"embedding",
+        "inputTextTokenCount"}) and Cohere ({"texts", "input_type"} -> {"embeddings"})."""
+        auth = self.headers.get("authorization") or ""
+        if not auth.startswith("AWS4-HMAC-SHA256 Credential=") or not self.headers.get("x-amz-date"):
+            return self._reply(403, "application/json", json.dumps({"message": "Missing Authentication Token"}).encode(),
+                               entry)
+
+        def vector(text):
+            return [round(b / 127.5 - 1.0, 6) for b in hashlib.sha256(text.encode("utf-8")).digest()[:8]]
+        if model.startswith("amazon.titan-embed") and isinstance(doc.get("inputText"), str):
+            obj = {"embedding": vector(doc["inputText"]), "inputTextTokenCount": _words(doc["inputText"])}
+        elif model.startswith("cohere.embed") and isinstance(doc.get("texts"), list) and doc.get("input_type"):
+            obj = {"id": "emb-%d" % self.server.owner._next_id(), "response_type": "embeddings_floats",
+                   "embeddings": [vector(t) for t in doc["texts"]], "texts": doc["texts"]}
+        else:
+            return self._reply(400, "application/json", json.dumps({"message": "Malformed input request"}).encode(),
+                               entry)
+        return self._reply(200, "application/json", _compact(obj), entry)
 
     # -- Anthropic Messages ------------------------------------------------------------
     def _anthropic(self, doc, entry):

@@ -44,6 +44,10 @@ providers:
 models:
   - name: bedrock-haiku
     targets: [ { provider: aws, model: "anthropic.claude-3-haiku-20240307-v1:0" } ]
+  - name: titan-embed
+    targets: [ { provider: aws, model: "amazon.titan-embed-text-v2:0" } ]
+  - name: cohere-embed
+    targets: [ { provider: aws, model: "cohere.embed-english-v3" } ]
   - name: gemini-flash
     targets: [ { provider: google, model: gemini-2.0-flash } ]
   - name: gemini-embed
@@ -532,6 +536,30 @@ class LlmGatewayTest(unittest.TestCase):
         self.assertIn("SignedHeaders=content-type;host;x-amz-date", sent["headers"]["authorization"])
         self.assertEqual(sent["json"]["messages"][0]["content"][0]["text"], "echo: from bedrock")
 
+    def test_bedrock_embeddings_titan_and_cohere(self):
+        resp = self.post("/v1/embeddings", json.dumps({"model": "titan-embed", "input": "one two three",
+                                                       "dimensions": 256}))
+        self.assertEqual(resp.status, 200, resp.body)
+        body = resp.json()
+        self.assertEqual(len(body["data"]), 1)
+        self.assertEqual(len(body["data"][0]["embedding"]), 8)
+        self.assertEqual(body["usage"]["prompt_tokens"], 3)  # Titan's inputTextTokenCount
+        sent = self.main.last()
+        self.assertEqual(sent["path"], "/model/amazon.titan-embed-text-v2%3A0/invoke")
+        self.assertEqual(sent["json"], {"inputText": "one two three", "dimensions": 256})
+        self.assertTrue(sent["headers"]["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"))
+        resp = self.post("/v1/embeddings", json.dumps({"model": "cohere-embed", "input": ["a", "b c"]}))
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertEqual([d["index"] for d in resp.json()["data"]], [0, 1])
+        self.assertEqual(self.main.last()["json"], {"texts": ["a", "b c"], "input_type": "search_document"})
+        # Titan takes one text a call: a batch is refused before any provider call.
+        self.main.clear()
+        resp = self.post("/v1/embeddings", json.dumps({"model": "titan-embed", "input": ["a", "b"]}))
+        self.assertOpenAIError(resp, 400, code="invalid_value", param="input")
+        self.assertEqual(self.main.requests, [])
+        resp = self.post("/v1/embeddings", json.dumps({"model": "bedrock-haiku", "input": "x"}))
+        self.assertOpenAIError(resp, 400, code="embeddings_unsupported", param="model")
+
     def test_bedrock_event_stream(self):
         self.main.script(split_events=True)
         tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
@@ -709,8 +737,8 @@ class LlmGatewayTest(unittest.TestCase):
         resp = self.gw.request("GET", "/v1/models", headers=AUTH)
         self.assertEqual(resp.status, 200)
         ids = [m["id"] for m in resp.json()["data"]]
-        self.assertEqual(ids[:7], ["bedrock-haiku", "gemini-flash", "gemini-embed", "claude-haiku", "gpt-then-claude", "gpt-4o-mini",
-                                   "resilient"])
+        self.assertEqual(ids[:9], ["bedrock-haiku", "titan-embed", "cohere-embed", "gemini-flash", "gemini-embed",
+                                   "claude-haiku", "gpt-then-claude", "gpt-4o-mini", "resilient"])
         one = self.gw.request("GET", "/v1/models/resilient", headers=AUTH)
         self.assertEqual(one.json()["id"], "resilient")
         self.assertOpenAIError(self.gw.request("GET", "/v1/models/nope", headers=AUTH), 404, code="model_not_found")

@@ -272,6 +272,32 @@ BedrockCodec::BedrockCodec(const control::ProviderConfig& p)
     : host_(p.host), base_path_(p.base_path), region_(p.region), access_key_(p.access_key_id),
       secret_key_(p.secret_access_key), session_token_(p.session_token) {}
 
+void BedrockCodec::sign(std::string_view model, std::string_view action, ProviderRequest& out) const {
+  // The request path carries the model id encoded once; SigV4 encodes each segment again.
+  std::string encoded_model = uriEncode(model, false);
+  out.path = fmt::format("{}/model/{}/{}", base_path_, encoded_model, action);
+  auto now = std::chrono::system_clock::to_time_t(now_());
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char amz_date[17];
+  std::strftime(amz_date, sizeof amz_date, "%Y%m%dT%H%M%SZ", &tm);
+  SigV4Input sig;
+  sig.method = "POST";
+  sig.canonical_uri = uriEncode(out.path, true);
+  sig.headers = {{"content-type", "application/json"}, {"host", host_}, {"x-amz-date", amz_date}};
+  if (!session_token_.empty()) sig.headers.emplace_back("x-amz-security-token", session_token_);
+  sig.payload = out.body;
+  sig.amz_date = amz_date;
+  sig.region = region_;
+  sig.service = "bedrock";
+  sig.access_key = access_key_;
+  sig.secret_key = secret_key_;
+  auto signed_request = signV4(sig);
+  out.headers.emplace_back("X-Amz-Date", amz_date);
+  if (!session_token_.empty()) out.headers.emplace_back("X-Amz-Security-Token", session_token_);
+  out.headers.emplace_back("Authorization", signed_request.authorization);
+}
+
 std::optional<ApiError> BedrockCodec::chatRequest(const ChatRequest& req, std::string_view model,
                                                  ProviderRequest& out) const {
   if (auto refused = oneChoiceOnly(req, "Amazon Bedrock")) return refused;
@@ -353,29 +379,7 @@ std::optional<ApiError> BedrockCodec::chatRequest(const ChatRequest& req, std::s
   }
   out.body = json::serialize(body);
 
-  // The request path carries the model id encoded once; SigV4 encodes each segment again.
-  std::string encoded_model = uriEncode(model, false);
-  out.path = fmt::format("{}/model/{}/{}", base_path_, encoded_model, req.stream ? "converse-stream" : "converse");
-  auto now = std::chrono::system_clock::to_time_t(now_());
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char amz_date[17];
-  std::strftime(amz_date, sizeof amz_date, "%Y%m%dT%H%M%SZ", &tm);
-  SigV4Input sig;
-  sig.method = "POST";
-  sig.canonical_uri = uriEncode(out.path, true);
-  sig.headers = {{"content-type", "application/json"}, {"host", host_}, {"x-amz-date", amz_date}};
-  if (!session_token_.empty()) sig.headers.emplace_back("x-amz-security-token", session_token_);
-  sig.payload = out.body;
-  sig.amz_date = amz_date;
-  sig.region = region_;
-  sig.service = "bedrock";
-  sig.access_key = access_key_;
-  sig.secret_key = secret_key_;
-  auto signed_request = signV4(sig);
-  out.headers.emplace_back("X-Amz-Date", amz_date);
-  if (!session_token_.empty()) out.headers.emplace_back("X-Amz-Security-Token", session_token_);
-  out.headers.emplace_back("Authorization", signed_request.authorization);
+  sign(model, req.stream ? "converse-stream" : "converse", out);
   if (req.stream) out.headers.emplace_back("Accept", "application/vnd.amazon.eventstream");
   return std::nullopt;
 }
@@ -422,15 +426,74 @@ std::optional<ApiError> BedrockCodec::chatResponse(std::string_view text, std::s
 
 std::unique_ptr<ChatStreamDecoder> BedrockCodec::chatStream() const { return std::make_unique<BedrockStream>(""); }
 
-std::optional<ApiError> BedrockCodec::embeddingsRequest(const EmbeddingsRequest&, std::string_view, ProviderRequest&) const {
-  return ApiError{400, "invalid_request_error",
-                  "Bedrock embeddings (InvokeModel with a model-specific body) are not translated: route this model "
-                  "to another provider",
-                  "model", "embeddings_unsupported"};
+std::optional<ApiError> BedrockCodec::embeddingsRequest(const EmbeddingsRequest& req, std::string_view model,
+                                                       ProviderRequest& out) const {
+  // InvokeModel bodies are the model family's own: Amazon Titan (one text a call) and Cohere
+  // (a batch of texts) are translated.
+  const json::value& input = req.body.at("input");
+  std::vector<std::string_view> texts;
+  if (input.is_string()) texts.push_back(input.get_string());
+  else
+    for (const auto& item : input.as_array()) {
+      if (!item.is_string())
+        return ApiError{400, "invalid_request_error", "Bedrock embeddings take text only: 'input' must be strings",
+                        "input", "invalid_value"};
+      texts.push_back(item.get_string());
+    }
+  json::object body;
+  if (model.rfind("amazon.titan-embed", 0) == 0) {
+    if (texts.size() != 1)
+      return ApiError{400, "invalid_request_error",
+                      fmt::format("Amazon Titan embeds one text per call, this request has {}: send one string "
+                                  "(or use a Cohere embedding model for batches)",
+                                  texts.size()),
+                      "input", "invalid_value"};
+    body["inputText"] = texts[0];
+    if (auto* dims = req.body.if_contains("dimensions"); dims && dims->is_int64()) body["dimensions"] = *dims;
+  } else if (model.rfind("cohere.embed", 0) == 0) {
+    json::array list;
+    for (auto t : texts) list.push_back(json::string(t));
+    body["texts"] = std::move(list);
+    body["input_type"] = "search_document";
+  } else {
+    return ApiError{400, "invalid_request_error",
+                    fmt::format("Bedrock embeddings are translated for Amazon Titan (amazon.titan-embed-*) and Cohere "
+                                "(cohere.embed-*) models, not '{}'",
+                                model),
+                    "model", "embeddings_unsupported"};
+  }
+  out.body = json::serialize(body);
+  sign(model, "invoke", out);
+  return std::nullopt;
 }
 
-std::optional<ApiError> BedrockCodec::embeddingsResponse(std::string_view, std::string&, Usage&) const {
-  return ApiError{502, "api_error", "Bedrock embeddings are not translated", "", "embeddings_unsupported"};
+std::optional<ApiError> BedrockCodec::embeddingsResponse(std::string_view text, std::string& out, Usage& usage) const {
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec || !v.is_object()) return badProviderAnswer("an embeddings answer that is not a JSON object");
+  const auto& r = v.as_object();
+  json::array data;
+  auto add = [&](const json::value& vector) {
+    data.push_back(json::object{{"object", "embedding"}, {"index", static_cast<int64_t>(data.size())}, {"embedding", vector}});
+  };
+  if (auto* one = r.if_contains("embedding"); one && one->is_array()) {  // Titan
+    add(*one);
+    if (r.contains("inputTextTokenCount")) {
+      usage.prompt = countAt(r, "inputTextTokenCount");
+      usage.reported = true;
+    }
+  } else if (auto* many = r.if_contains("embeddings")) {  // Cohere: a list, or {"float": [...]}
+    const json::value* list = many;
+    if (many->is_object()) list = many->as_object().if_contains("float");
+    if (!list || !list->is_array()) return badProviderAnswer("a Cohere embeddings answer without float vectors");
+    for (const auto& e : list->as_array()) add(e);
+  } else {
+    return badProviderAnswer("an embeddings answer without 'embedding' or 'embeddings'");
+  }
+  json::object answer{{"object", "list"}, {"data", std::move(data)}};
+  if (usage.reported) answer["usage"] = json::object{{"prompt_tokens", usage.prompt}, {"total_tokens", usage.prompt}};
+  out = json::serialize(answer);
+  return std::nullopt;
 }
 
 ApiError BedrockCodec::error(int status, std::string_view body) const {

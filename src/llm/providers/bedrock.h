@@ -1,7 +1,8 @@
 // AWS Bedrock's Converse API (POST /model/{id}/converse and /converse-stream), signed with
 // SigV4. OpenAI requests become Converse messages (system, text/image/toolUse/toolResult
 // blocks, inferenceConfig, toolConfig); answers, whole or as AWS event-stream frames (each
-// checked by its two CRC32s), come back as OpenAI completions and chunks.
+// checked by its two CRC32s), come back as OpenAI completions and chunks. Embeddings go to
+// InvokeModel (/model/{id}/invoke) for Amazon Titan and Cohere embedding models.
 #pragma once
 
 #include <chrono>
@@ -27,6 +28,9 @@ class BedrockCodec final : public ProviderCodec {
   void setClockForTesting(std::function<std::chrono::system_clock::time_point()> now) { now_ = std::move(now); }
 
  private:
+  /// Sets out.path to /model/{model}/{action} and signs out.body with SigV4.
+  void sign(std::string_view model, std::string_view action, ProviderRequest& out) const;
+
   std::string host_, base_path_, region_, access_key_, secret_key_, session_token_;
   std::function<std::chrono::system_clock::time_point()> now_ = [] { return std::chrono::system_clock::now(); };
 };

@@ -201,5 +201,46 @@ TEST(BedrockCodec, ResponseFormatTravelsAsAForcedToolAndReturnsAsContent) {
     ASSERT_EQ(decodeSplit(codec_, bytes, split).chunks, whole.chunks) << "split at " << split;
 }
 
+TEST(BedrockCodec, EmbeddingsForTitanAndCohere) {
+  BedrockCodec codec(provider());
+  EmbeddingsRequest one;
+  ASSERT_FALSE(parseEmbeddingsRequest(R"({"model":"e","input":"hello world","dimensions":512})", one));
+  ProviderRequest out;
+  ASSERT_FALSE(codec.embeddingsRequest(one, "amazon.titan-embed-text-v2:0", out));
+  EXPECT_EQ(out.path, "/model/amazon.titan-embed-text-v2%3A0/invoke");
+  EXPECT_EQ(json::parse(out.body), json::parse(R"({"inputText":"hello world","dimensions":512})"));
+  std::map<std::string, std::string> headers(out.headers.begin(), out.headers.end());
+  EXPECT_EQ(headers["Authorization"].rfind("AWS4-HMAC-SHA256 Credential=", 0), 0u);
+
+  std::string answer;
+  Usage u;
+  ASSERT_FALSE(codec.embeddingsResponse(R"({"embedding":[0.1,-0.2],"inputTextTokenCount":3})", answer, u));
+  auto titan = json::parse(answer).as_object();
+  EXPECT_EQ(titan["data"].as_array()[0].as_object()["embedding"], (json::array{0.1, -0.2}));
+  EXPECT_TRUE(u.reported);
+  EXPECT_EQ(u.prompt, 3u);
+
+  EmbeddingsRequest batch;
+  ASSERT_FALSE(parseEmbeddingsRequest(R"({"model":"e","input":["a","b"]})", batch));
+  ProviderRequest cohere_out;
+  ASSERT_FALSE(codec.embeddingsRequest(batch, "cohere.embed-english-v3", cohere_out));
+  EXPECT_EQ(json::parse(cohere_out.body), json::parse(R"({"texts":["a","b"],"input_type":"search_document"})"));
+  Usage none;
+  ASSERT_FALSE(codec.embeddingsResponse(R"({"id":"x","embeddings":{"float":[[1.0],[2.0]]},"response_type":"embeddings_by_type"})",
+                                        answer, none));
+  EXPECT_EQ(json::parse(answer).as_object()["data"].as_array()[1].as_object()["index"], 1);
+  EXPECT_FALSE(none.reported);  // Cohere reports no tokens: the router estimates them
+
+  ProviderRequest refused_out;
+  auto titan_batch = codec.embeddingsRequest(batch, "amazon.titan-embed-text-v2:0", refused_out);
+  ASSERT_TRUE(titan_batch);
+  EXPECT_EQ(titan_batch->param, "input");
+  auto other = codec.embeddingsRequest(one, "anthropic.claude-3-haiku-20240307-v1:0", refused_out);
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->code, "embeddings_unsupported");
+  EXPECT_TRUE(codec.embeddingsResponse("[1,2]", answer, u));
+  EXPECT_TRUE(codec.embeddingsResponse(R"({"embeddings":{"int8":[[1]]}})", answer, u));
+}
+
 }  // namespace
 }  // namespace ganglion::llm
