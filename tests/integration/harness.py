@@ -216,6 +216,11 @@ class Gateway:
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
+    def access_records(self, *needles):
+        """The access-log records (JSON lines of the log) whose text holds every needle."""
+        return [json.loads(line) for line in self.log_text().splitlines()
+                if line.startswith("{") and all(n in line for n in needles)]
+
     def reload_file(self, new_text):
         """Atomically replace the config file's contents."""
         tmp = self.config_path + ".tmp"

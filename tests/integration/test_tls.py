@@ -166,12 +166,9 @@ admin:
         s.close()  # the FIN (wrap_socket took over the descriptor)
 
         def logged():
-            for line in self.gw.log_text().splitlines():
-                if line.startswith("{") and '"client_closed"' in line and '"m1"' in line:
-                    return json.loads(line)
-            return None
-        self.assertTrue(wait_until(lambda: logged() is not None, timeout=2.5), "the call was not cancelled early")
-        rec = logged()
+            return self.gw.access_records('"client_closed"', '"m1"')
+        self.assertTrue(wait_until(logged, timeout=2.5), "the call was not cancelled early")
+        rec = logged()[0]
         self.assertEqual(rec["error"], "client_closed")
         self.assertLess(rec["duration_us"], 2_500_000)
         self.assertTrue(rec["usage_estimated"])
