@@ -11,11 +11,11 @@ Sha256 sha256(std::string_view data) {
   return out;
 }
 
-std::string toHex(const Sha256& digest) {
+std::string toHex(std::span<const uint8_t> bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
-  out.reserve(64);
-  for (uint8_t b : digest) {
+  out.reserve(bytes.size() * 2);
+  for (uint8_t b : bytes) {
     out += kHex[b >> 4];
     out += kHex[b & 15];
   }

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -11,7 +12,8 @@ namespace ganglion {
 using Sha256 = std::array<uint8_t, 32>;
 
 Sha256 sha256(std::string_view data);
-std::string toHex(const Sha256& digest);
+/// Lower-case hex of `bytes` (a digest, random bytes).
+std::string toHex(std::span<const uint8_t> bytes);
 
 /// Hash for unordered containers keyed by a digest (its first 8 bytes are already uniform).
 struct DigestHash {

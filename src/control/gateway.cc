@@ -424,15 +424,24 @@ void Gateway::flushSpend() {
 }
 
 std::string Gateway::llmKeysJson() {
+  const auto& cfg = snapshot_->config;
+  // With Redis, budgets are one spend for every gateway on it: read them all in one go.
+  std::vector<std::pair<std::string, KeyLimits::Period>> budgeted;
+  if (cfg.state.redis)
+    for (const auto& k : cfg.keys)
+      if (k.limits.budget) budgeted.emplace_back(k.name, k.limits.period);
+  std::vector<Result<llm::KeyLedger::Totals>> shared;
+  if (!budgeted.empty()) shared = llm::SharedLimits::readTotals(cfg.state, budgeted);
+  size_t next_shared = 0;
   boost::json::array keys;
-  for (const auto& k : snapshot_->config.keys) {
+  for (const auto& k : cfg.keys) {
     if (!k.limits.any()) continue;
     auto totals = ledger_.totals(k.name, k.limits.period);
     boost::json::object o{{"name", k.name}};
-    if (snapshot_->config.state.redis && k.limits.budget) {  // one spend for every gateway on the Redis
-      auto shared = llm::SharedLimits::readTotals(snapshot_->config.state, k.name, k.limits.period);
-      if (shared) totals = *shared;
-      else o["error"] = shared.error().message;
+    if (cfg.state.redis && k.limits.budget) {
+      const auto& read = shared[next_shared++];
+      if (read) totals = read.value();
+      else o["error"] = read.error().message;
     }
     o["rpm"] = k.limits.rpm ? boost::json::value(k.limits.rpm) : boost::json::value(nullptr);
     o["tpm"] = k.limits.tpm ? boost::json::value(k.limits.tpm) : boost::json::value(nullptr);

@@ -1,12 +1,14 @@
 #include "llm/shared_limits.h"
 
 #include <fmt/format.h>
-#include <hiredis/hiredis.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
-#include <sys/time.h>
 
-#include <cmath>
+#include <array>
+#include <unistd.h>
+
+#include "base/hash.h"
+#include "base/strings.h"
 
 namespace ganglion::llm {
 
@@ -92,33 +94,23 @@ return 1
 constexpr int kHoldSeconds = 1800;
 
 std::string sha1Hex(std::string_view text) {
-  unsigned char digest[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
-  std::string hex;
-  for (unsigned char c : digest) hex += fmt::format("{:02x}", c);
-  return hex;
+  std::array<uint8_t, SHA_DIGEST_LENGTH> digest;
+  SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest.data());
+  return toHex(digest);
 }
 
 std::string randomInstanceId() {
-  unsigned char bytes[6];
-  if (RAND_bytes(bytes, sizeof bytes) != 1) return fmt::format("{:x}", ::getpid());
-  std::string hex;
-  for (unsigned char c : bytes) hex += fmt::format("{:02x}", c);
-  return hex;
+  std::array<uint8_t, 6> bytes;
+  if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) return fmt::format("{:x}", ::getpid());
+  return toHex(bytes);
 }
 
 store::RedisEndpoint endpointOf(const control::StateConfig& s) {
   return {s.redis_host, s.redis_port, s.redis_password, s.redis_db, s.redis_timeout};
 }
 
-int64_t parseInt(const std::string& s) {
-  int64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') break;
-    v = v * 10 + (c - '0');
-  }
-  return v;
-}
+/// A Redis integer reply element ("" for nil): 0 when it is not a non-negative integer.
+uint64_t intOf(const store::RedisReply& r) { return parseUint(r.str).value_or(0); }
 
 }  // namespace
 
@@ -177,7 +169,7 @@ http::Task<SharedLimits::Verdict> SharedLimits::admit(const std::string& key, co
     co_return verdict;
   }
   const std::string& outcome = r.elements[0].str;
-  auto arg = [&](size_t i) { return i < r.elements.size() ? parseInt(r.elements[i].str) : 0; };
+  auto arg = [&](size_t i) { return i < r.elements.size() ? intOf(r.elements[i]) : 0; };
   if (outcome == "ok") {
     out = KeyLedger::Reservation{key, held_tokens, held_cost, limits.period, limits.budget != 0};
     out.active = true;
@@ -185,14 +177,13 @@ http::Task<SharedLimits::Verdict> SharedLimits::admit(const std::string& key, co
     out.tpm = limits.tpm;
     if (limits.budget) out.member = member + ":" + std::to_string(held_cost);
   } else if (outcome == "rpm") {
-    verdict.refusal = requestRateRefusal(key, limits.rpm, arg(1));
+    verdict.refusal = requestRateRefusal(key, limits.rpm, static_cast<int64_t>(arg(1)));
   } else if (outcome == "tpm_large") {
     verdict.refusal = tooManyTokensRefusal(key, tokens, limits.tpm);
   } else if (outcome == "tpm") {
-    verdict.refusal = tokenRateRefusal(key, limits.tpm, tokens, arg(1));
+    verdict.refusal = tokenRateRefusal(key, limits.tpm, tokens, static_cast<int64_t>(arg(1)));
   } else if (outcome == "budget") {
-    verdict.refusal = budgetRefusal(key, limits, static_cast<Picodollars>(arg(1)), static_cast<Picodollars>(arg(2)),
-                                    left_s);
+    verdict.refusal = budgetRefusal(key, limits, arg(1), arg(2), left_s);
   } else {
     verdict.unavailable = "Redis answered the limit script with '" + outcome + "'";
   }
@@ -221,70 +212,29 @@ void SharedLimits::settle(KeyLedger::Reservation& r, uint64_t tokens, Picodollar
   client_.send(args);
 }
 
-Result<KeyLedger::Totals> SharedLimits::readTotals(const control::StateConfig& state, const std::string& key,
-                                                   KeyLimits::Period period) {
-  const timeval tv{state.redis_timeout.count() / 1000, static_cast<int>(state.redis_timeout.count() % 1000) * 1000};
-  redisContext* c = redisConnectWithTimeout(state.redis_host.c_str(), state.redis_port, tv);
-  if (!c || c->err) {
-    std::string why = c ? c->errstr : "out of memory";
-    if (c) redisFree(c);
-    return Error{fmt::format("cannot connect to Redis at {}:{}: {}", state.redis_host, state.redis_port, why)};
-  }
-  redisSetTimeout(c, tv);
-  auto run = [&](std::vector<std::string> args) -> Result<store::RedisReply> {
-    std::vector<const char*> argv;
-    std::vector<size_t> lens;
-    for (const auto& a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
+std::vector<Result<KeyLedger::Totals>> SharedLimits::readTotals(
+    const control::StateConfig& state, const std::vector<std::pair<std::string, KeyLimits::Period>>& keys) {
+  std::vector<std::vector<std::string>> reads;
+  for (const auto& [key, period] : keys) reads.push_back({"HMGET", hashKey(key), "period", "spent", "reserved"});
+  auto replies = store::redisBlocking(endpointOf(state), reads);
+  if (!replies) return std::vector<Result<KeyLedger::Totals>>(keys.size(), replies.error());
+  const auto now = std::chrono::system_clock::now();
+  std::vector<Result<KeyLedger::Totals>> out;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const auto& reply = (*replies)[i];
+    if (reply.isError()) {
+      out.push_back(Error{"Redis: " + reply.str});
+      continue;
     }
-    auto* raw = static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lens.data()));
-    if (!raw) return Error{fmt::format("Redis: {}", c->errstr)};
-    store::RedisReply out;
-    out.type = raw->type == REDIS_REPLY_ERROR ? store::RedisReply::Type::kError : store::RedisReply::Type::kArray;
-    if (raw->type == REDIS_REPLY_ERROR) out.str.assign(raw->str, raw->len);
-    if (raw->type == REDIS_REPLY_ARRAY)
-      for (size_t i = 0; i < raw->elements; ++i) {
-        store::RedisReply e;
-        if (raw->element[i]->type == REDIS_REPLY_STRING) {
-          e.type = store::RedisReply::Type::kString;
-          e.str.assign(raw->element[i]->str, raw->element[i]->len);
-        }
-        out.elements.push_back(std::move(e));
-      }
-    freeReplyObject(raw);
-    if (out.isError()) return Error{"Redis: " + out.str};
-    return out;
-  };
-  Result<KeyLedger::Totals> result = KeyLedger::Totals{};
-  do {
-    if (!state.redis_password.empty()) {
-      if (auto a = run({"AUTH", state.redis_password}); !a) {
-        result = a.error();
-        break;
-      }
-    }
-    if (state.redis_db) {
-      if (auto s = run({"SELECT", std::to_string(state.redis_db)}); !s) {
-        result = s.error();
-        break;
-      }
-    }
-    auto fields = run({"HMGET", hashKey(key), "period", "spent", "reserved"});
-    if (!fields) {
-      result = fields.error();
-      break;
-    }
-    const auto& e = fields->elements;
-    if (e.size() != 3) break;
-    const auto current = budgetPeriod(period, std::chrono::system_clock::now()).first;
     KeyLedger::Totals totals;
-    if (e[0].str == std::to_string(current)) totals.spent = static_cast<Picodollars>(parseInt(e[1].str));
-    totals.reserved = static_cast<Picodollars>(parseInt(e[2].str));
-    result = totals;
-  } while (false);
-  redisFree(c);
-  return result;
+    const auto& e = reply.elements;
+    if (e.size() == 3) {
+      if (e[0].str == std::to_string(budgetPeriod(keys[i].second, now).first)) totals.spent = intOf(e[1]);
+      totals.reserved = intOf(e[2]);
+    }
+    out.push_back(totals);
+  }
+  return out;
 }
 
 }  // namespace ganglion::llm

@@ -32,10 +32,11 @@ class SharedLimits {
   /// expire). Worker thread.
   void settle(KeyLedger::Reservation& r, uint64_t tokens, Picodollars cost);
 
-  /// A key's spend and reservations now, for GET /llm/keys. Blocks up to the timeout: main
-  /// thread, admin requests only.
-  static Result<KeyLedger::Totals> readTotals(const control::StateConfig& state, const std::string& key,
-                                              KeyLimits::Period period);
+  /// Spend and reservations now of each of `keys` (name, budget period), in order, or why
+  /// that key could not be read, for GET /llm/keys: one blocking connection, every read
+  /// pipelined, each step bounded by the timeout. Main thread, admin requests only.
+  static std::vector<Result<KeyLedger::Totals>> readTotals(
+      const control::StateConfig& state, const std::vector<std::pair<std::string, KeyLimits::Period>>& keys);
 
   /// Redis key names for a gateway key (one hash slot in a cluster).
   static std::string hashKey(const std::string& key);

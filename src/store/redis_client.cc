@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <cstdio>
+#include <sys/time.h>
 
 namespace ganglion::store {
 
@@ -52,6 +53,51 @@ RedisReply copyReply(const redisReply* r) {
 }
 
 }  // namespace
+
+Result<std::vector<RedisReply>> redisBlocking(const RedisEndpoint& endpoint,
+                                              const std::vector<std::vector<std::string>>& commands) {
+  const auto ms = endpoint.timeout.count();
+  const timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+  redisContext* c = redisConnectWithTimeout(endpoint.host.c_str(), endpoint.port, tv);
+  if (!c || c->err) {
+    std::string why = c ? c->errstr : "out of memory";
+    if (c) redisFree(c);
+    return Error{fmt::format("cannot connect to Redis at {}:{}: {}", endpoint.host, endpoint.port, why)};
+  }
+  redisSetTimeout(c, tv);
+  std::vector<std::vector<std::string>> all;
+  if (!endpoint.password.empty()) all.push_back({"AUTH", endpoint.password});
+  if (endpoint.db != 0) all.push_back({"SELECT", std::to_string(endpoint.db)});
+  const size_t set_up = all.size();
+  all.insert(all.end(), commands.begin(), commands.end());
+  for (const auto& cmd : all) {  // pipelined: every command goes out before the first reply is read
+    std::vector<const char*> argv;
+    std::vector<size_t> lens;
+    for (const auto& a : cmd) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    redisAppendCommandArgv(c, static_cast<int>(cmd.size()), argv.data(), lens.data());
+  }
+  std::vector<RedisReply> replies;
+  for (size_t i = 0; i < all.size(); ++i) {
+    void* raw = nullptr;
+    if (redisGetReply(c, &raw) != REDIS_OK || !raw) {
+      std::string why = c->errstr;
+      redisFree(c);
+      return Error{fmt::format("Redis at {}:{}: {}", endpoint.host, endpoint.port, why)};
+    }
+    RedisReply reply = copyReply(static_cast<redisReply*>(raw));
+    freeReplyObject(raw);
+    if (i < set_up && reply.isError()) {
+      redisFree(c);
+      return Error{"Redis refused AUTH or SELECT: " + reply.str};
+    }
+    if (i >= set_up) replies.push_back(std::move(reply));
+  }
+  redisFree(c);
+  return replies;
+}
 
 std::string formatRedisCommand(const std::vector<std::string>& args) {
   std::vector<const char*> argv;

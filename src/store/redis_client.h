@@ -43,6 +43,14 @@ struct RedisReply {
 /// Formats one command in RESP (binary-safe arguments).
 std::string formatRedisCommand(const std::vector<std::string>& args);
 
+/// Runs `commands` pipelined on a new blocking connection (AUTH and SELECT first, as the
+/// endpoint asks) and returns their replies in order (an error reply is a reply). An Error
+/// when Redis cannot be reached, refuses AUTH or SELECT, or takes longer than the endpoint's
+/// timeout to connect or to reply. Blocks the calling thread: for the main thread's occasional reads (the admin
+/// API), never on a worker.
+Result<std::vector<RedisReply>> redisBlocking(const RedisEndpoint& endpoint,
+                                              const std::vector<std::vector<std::string>>& commands);
+
 class RedisClient {
  public:
   /// Connects lazily, on the first command. Worker thread (the one running `io`).

@@ -262,7 +262,6 @@ class RedisSharedLimitsTest(unittest.TestCase):
 
     def test_spend_outlives_a_gateway_restart(self):
         self.assertEqual(self.call(self.gws[0], "sk-gw-shared", max_tokens=5).status, 200)
-        stored = self.redis.cli("HGET", "ganglion:llm:{shared-budget}", "spent")
         self.assertTrue(wait_until(lambda: self.redis.cli("HGET", "ganglion:llm:{shared-budget}", "spent"), 2))
         admin = free_port()
         text = render(SHARED_CONFIG, port=free_port(), main=self.provider.address, admin=admin,
@@ -287,6 +286,10 @@ class RedisSharedLimitsTest(unittest.TestCase):
         self.assertEqual(self.call(self.gws[0], "sk-gw-paced", max_tokens=5).status, 200)
         self.assertEqual(self.call(self.gws[0], "sk-gw-free", max_tokens=5).status, 200)
         self.assertIn("Redis at 127.0.0.1:%d unavailable" % self.redis.port, self.gws[0].log_text())
+        # The admin view says why the shared spend is missing, key by key.
+        keys = {k["name"]: k for k in self.gws[0].admin("GET", "/llm/keys", token=ADMIN_TOKEN).json()["keys"]}
+        self.assertIn("cannot connect to Redis at 127.0.0.1:%d" % self.redis.port, keys["shared-budget"]["error"])
+        self.assertNotIn("error", keys["paced"])
         self.assertNotIn("redis-secret-for-tests", self.gws[0].log_text())
         self.redis.start()
         self.assertTrue(wait_until(lambda: self.call(self.gws[0], "sk-gw-shared", max_tokens=5).status == 200,
