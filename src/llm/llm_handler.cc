@@ -481,10 +481,7 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
 
   // Streamed: relay chunks as they decode; usage the client did not ask for is removed.
   auto relay = chatRelay(codec, req.include_usage);
-  std::string recorded;
-  const bool whole = co_await relayStream(call, tried, *relay, req.prompt_estimate,
-                                          call.cache_state == "miss" ? &recorded : nullptr);
-  if (whole && !recorded.empty()) remember(call, std::move(recorded), true);
+  co_await relayStream(call, tried, *relay, req.prompt_estimate, call.cache_state == "miss");
 }
 
 Task<void> LlmHandler::embeddings(Call& call) {
@@ -616,7 +613,7 @@ Task<void> LlmHandler::messages(Call& call) {
   }
 
   auto relay = messagesRelay(codec, native);
-  co_await relayStream(call, tried, *relay, req.chat.prompt_estimate, nullptr);
+  co_await relayStream(call, tried, *relay, req.chat.prompt_estimate, false);
 }
 
 Task<void> LlmHandler::responses(Call& call) {
@@ -676,18 +673,19 @@ Task<void> LlmHandler::responses(Call& call) {
   }
 
   auto relay = responsesRelay();
-  co_await relayStream(call, tried, *relay, prompt_estimate, nullptr);
+  co_await relayStream(call, tried, *relay, prompt_estimate, false);
 }
 
-Task<bool> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& relay, uint64_t prompt_estimate,
-                                   std::string* recorded) {
+Task<void> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& relay, uint64_t prompt_estimate,
+                                   bool cache) {
   http::ResponseHead head;
   head.status = 200;
   head.headers.add("Content-Type", "text/event-stream");
   head.headers.add("Cache-Control", "no-cache");
   addCallHeaders(call, head);
   http::ResponseHead* pending_head = &head;
-  std::string raw, out;
+  std::string raw, out, recorded;
+  bool recording = cache;
   std::optional<ApiError> stream_error;
   bool provider_done = false, client_gone = false;
   auto status = proxy::BodyStatus::kData;
@@ -709,17 +707,14 @@ Task<bool> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& re
       if (stream_error && pending_head) {
         // Nothing reached the client yet: a plain error with its status, never a 200 stream.
         co_await sendError(call, *stream_error);
-        co_return false;
+        co_return;
       }
       if (stream_error) call.rec.error = "stream_interrupted";
       relay.end(stream_error ? &*stream_error : nullptr, call.rec.usage, out);
     }
-    if (recorded) {  // the whole stream, for the response cache, while it fits
-      *recorded += out;
-      if (recorded->size() > call.snap.config.llm_cache.max_bytes) {
-        recorded->clear();
-        recorded = nullptr;
-      }
+    if (recording) {  // the whole stream, for the response cache, while it fits
+      recorded += out;
+      recording = recorded.size() <= call.snap.config.llm_cache.max_bytes;
     }
     if (pending_head || !out.empty()) {
       std::array<std::string_view, 1> pieces{out};
@@ -738,8 +733,9 @@ Task<bool> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& re
     call.rec.usage.prompt = prompt_estimate;
     call.rec.usage.completion = relay.completionEstimate();
   }
+  // Cached before the provider connection is put back, so the client's next request can hit.
+  if (recording && provider_done && !stream_error && !client_gone) remember(call, std::move(recorded), true);
   if (provider_done && !client_gone) co_await keepIfReusable(call, tried, status);
-  co_return provider_done && !stream_error && !client_gone;
 }
 
 }  // namespace ganglion::llm

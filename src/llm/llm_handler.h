@@ -73,11 +73,10 @@ class LlmHandler {
   http::Task<void> keepIfReusable(Call& call, struct Attempted& tried, proxy::BodyStatus status);
   /// Relays a provider's stream to the client through `relay` (the endpoint's encoding), ends
   /// it with an error event if it breaks (or answers a plain error if nothing was sent yet),
-  /// records usage (estimated if none came) and keeps a reusable provider connection. True when
-  /// the whole stream reached the client. `recorded`: collects the client's bytes for the
-  /// response cache (emptied if they outgrow it).
-  http::Task<bool> relayStream(Call& call, struct Attempted& tried, StreamRelay& relay, uint64_t prompt_estimate,
-                               std::string* recorded);
+  /// records usage (estimated if none came) and keeps a reusable provider connection.
+  /// `cache`: a stream that reaches the client whole (and fits) goes into the response cache.
+  http::Task<void> relayStream(Call& call, struct Attempted& tried, StreamRelay& relay, uint64_t prompt_estimate,
+                               bool cache);
   /// The model the client named, or nullptr after answering 404 in the call's dialect.
   http::Task<const struct CatalogModel*> findModel(Call& call, std::string_view name);
   /// Stores a complete answer for a call that looked the cache up and missed.
