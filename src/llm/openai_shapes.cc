@@ -2,6 +2,8 @@
 
 #include <ctime>
 
+#include "llm/json_answer_tool.h"
+
 namespace ganglion::llm {
 
 namespace json = boost::json;
@@ -23,11 +25,37 @@ json::object usageChunk(const ChunkStamp& stamp, const Usage& usage) {
                       {"model", stamp.model},  {"choices", json::array()},          {"usage", usageToOpenAI(usage)}};
 }
 
-json::object completion(const ChunkStamp& stamp, json::object message, std::string_view finish, const Usage& usage) {
-  json::object choice{{"index", 0}, {"message", std::move(message)}, {"logprobs", nullptr}};
+json::object completionChoice(int64_t index, json::object message, std::string_view finish) {
+  json::object choice{{"index", index}, {"message", std::move(message)}, {"logprobs", nullptr}};
   choice["finish_reason"] = finish.empty() ? json::value(nullptr) : json::value(finish);
-  return json::object{{"id", stamp.id},       {"object", "chat.completion"},         {"created", stamp.created},
-                      {"model", stamp.model}, {"choices", json::array{std::move(choice)}}, {"usage", usageToOpenAI(usage)}};
+  return choice;
+}
+
+json::object completion(const ChunkStamp& stamp, json::array choices, const Usage& usage) {
+  return json::object{{"id", stamp.id},       {"object", "chat.completion"}, {"created", stamp.created},
+                      {"model", stamp.model}, {"choices", std::move(choices)}, {"usage", usageToOpenAI(usage)}};
+}
+
+json::object completion(const ChunkStamp& stamp, json::object message, std::string_view finish, const Usage& usage) {
+  return completion(stamp, json::array{completionChoice(0, std::move(message), finish)}, usage);
+}
+
+void AssistantAnswer::addToolUse(std::string_view id, std::string_view name, const json::value* input) {
+  std::string arguments = input ? json::serialize(*input) : std::string("{}");
+  if (name == kJsonAnswerTool) addText(arguments);  // response_format: the answer itself
+  else tool_calls.push_back(toolCall(id, name, arguments));
+}
+
+json::object AssistantAnswer::message() {
+  json::object m{{"role", "assistant"}};
+  m["content"] = has_text ? json::value(text) : json::value(nullptr);
+  if (!tool_calls.empty()) m["tool_calls"] = std::move(tool_calls);
+  m["refusal"] = nullptr;
+  return m;
+}
+
+std::string_view finishAfterTools(std::string_view finish, bool called) {
+  return finish == "tool_calls" && !called ? std::string_view("stop") : finish;
 }
 
 json::object toolCall(std::string_view id, std::string_view name, std::string_view arguments) {

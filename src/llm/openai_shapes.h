@@ -4,6 +4,7 @@
 
 #include <boost/json.hpp>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "llm/usage.h"
@@ -24,9 +25,37 @@ boost::json::object chunk(const ChunkStamp& stamp, boost::json::object delta, st
 /// The final usage-only chunk: "choices": [] and the usage object.
 boost::json::object usageChunk(const ChunkStamp& stamp, const Usage& usage);
 
+/// One choice of a chat.completion: {"index","message","logprobs":null,"finish_reason"}.
+boost::json::object completionChoice(int64_t index, boost::json::object message, std::string_view finish);
+
+/// A whole chat.completion with these choices.
+boost::json::object completion(const ChunkStamp& stamp, boost::json::array choices, const Usage& usage);
+
 /// A whole chat.completion with one choice.
 boost::json::object completion(const ChunkStamp& stamp, boost::json::object message, std::string_view finish,
                                const Usage& usage);
+
+/// The assistant message of a translated whole answer, assembled block by block.
+struct AssistantAnswer {
+  std::string text;
+  bool has_text = false;
+  boost::json::array tool_calls;
+
+  void addText(std::string_view t) {
+    text += t;
+    has_text = true;
+  }
+  /// A tool use block: the response_format tool's input is the JSON answer and becomes text
+  /// (llm/json_answer_tool.h); any other tool becomes an OpenAI tool call.
+  void addToolUse(std::string_view id, std::string_view name, const boost::json::value* input);
+  /// {"role":"assistant","content": text or null, "tool_calls" when any, "refusal": null}.
+  /// Moves the tool calls out.
+  boost::json::object message();
+};
+
+/// `finish` as OpenAI says it once the response_format tool is hidden: "tool_calls" becomes
+/// "stop" when no real tool was `called`.
+std::string_view finishAfterTools(std::string_view finish, bool called);
 
 /// One OpenAI tool call: {"id","type":"function","function":{"name","arguments"}}.
 boost::json::object toolCall(std::string_view id, std::string_view name, std::string_view arguments);

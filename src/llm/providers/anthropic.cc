@@ -9,6 +9,7 @@
 #include "llm/json_answer_tool.h"
 #include "llm/json_fields.h"
 #include "llm/openai_shapes.h"
+#include "llm/providers/sse_json.h"
 
 namespace ganglion::llm {
 
@@ -53,19 +54,8 @@ json::value parseArguments(std::string_view arguments) {
 class AnthropicStream final : public ChatStreamDecoder {
  public:
   std::optional<ApiError> feed(std::string_view bytes, std::vector<json::object>& out, Usage& usage) override {
-    std::optional<ApiError> err;
-    bool ok = sse_.feed(bytes, [&](const http::SseEvent& e) {
-      if (err || finished_) return;
-      boost::system::error_code ec;
-      json::value v = json::parse(e.data, ec);
-      if (ec || !v.is_object()) {
-        err = badProviderAnswer("a stream event that is not a JSON object");
-        return;
-      }
-      onEvent(v.get_object(), out, usage, err);
-    });
-    if (!ok && !err) err = badProviderAnswer("a stream event over the size limit");
-    return err;
+    return feedJsonEvents(sse_, bytes, [&] { return finished_; },
+                          [&](const json::object& ev, std::optional<ApiError>& err) { onEvent(ev, out, usage, err); });
   }
   bool finished() const override { return finished_; }
 
@@ -125,9 +115,8 @@ class AnthropicStream final : public ChatStreamDecoder {
         }
       }
       if (auto* d = objectAt(ev, "delta"); d && !stringAt(*d, "stop_reason").empty()) {
-        auto finish = finishFromAnthropic(stringAt(*d, "stop_reason"));
-        if (finish == "tool_calls" && next_tool_ == 0) finish = "stop";  // only the response_format tool
-        out.push_back(chunk(stamp_, json::object(), finish));
+        out.push_back(chunk(stamp_, json::object(), finishAfterTools(finishFromAnthropic(stringAt(*d, "stop_reason")),
+                                                                     next_tool_ > 0)));
       }
     } else if (type == "message_stop") {
       usage_.reported = true;
@@ -273,36 +262,20 @@ std::optional<ApiError> AnthropicCodec::chatResponse(std::string_view text, std:
     return badProviderAnswer("a message that is not a JSON object");
   const auto& msg = v.get_object();
   ChunkStamp stamp{fmt::format("chatcmpl-{}", stringAt(msg, "id")), std::string(stringAt(msg, "model")), nowSeconds()};
-  std::string content;
-  bool has_text = false;
-  json::array calls;
+  AssistantAnswer answer;
   if (auto* blocks = msg.if_contains("content"); blocks && blocks->is_array()) {
     for (const auto& b : blocks->as_array()) {
       auto* bo = b.if_object();
       if (!bo) continue;
       auto type = stringAt(*bo, "type");
-      if (type == "text") {
-        content += stringAt(*bo, "text");
-        has_text = true;
-      } else if (type == "tool_use" && stringAt(*bo, "name") == kJsonAnswerTool) {
-        auto* input = bo->if_contains("input");  // response_format: the answer itself
-        content += input ? json::serialize(*input) : std::string("{}");
-        has_text = true;
-      } else if (type == "tool_use") {
-        auto* input = bo->if_contains("input");
-        calls.push_back(toolCall(stringAt(*bo, "id"), stringAt(*bo, "name"),
-                                 input ? json::serialize(*input) : std::string("{}")));
-      }
+      if (type == "text") answer.addText(stringAt(*bo, "text"));
+      else if (type == "tool_use") answer.addToolUse(stringAt(*bo, "id"), stringAt(*bo, "name"), bo->if_contains("input"));
     }
   }
-  json::object message{{"role", "assistant"}};
-  message["content"] = has_text ? json::value(content) : json::value(nullptr);
-  if (!calls.empty()) message["tool_calls"] = std::move(calls);
-  message["refusal"] = nullptr;
-  const bool called = message.contains("tool_calls");
+  const bool called = !answer.tool_calls.empty();
+  json::object message = answer.message();
   if (auto* u = objectAt(msg, "usage")) usage = usageFromAnthropic(*u);
-  auto finish = finishFromAnthropic(stringAt(msg, "stop_reason"));
-  if (finish == "tool_calls" && !called) finish = "stop";  // only the response_format tool
+  auto finish = finishAfterTools(finishFromAnthropic(stringAt(msg, "stop_reason")), called);
   out = json::serialize(completion(stamp, std::move(message), finish, usage));
   return std::nullopt;
 }

@@ -147,8 +147,7 @@ class BedrockStream final : public ChatStreamDecoder {
         out.push_back(chunk(stamp_, json::object{{"tool_calls", json::array{std::move(call)}}}));
       }
     } else if (type == "messageStop") {
-      stop_ = std::string(finishFromBedrock(stringAt(ev, "stopReason")));
-      if (stop_ == "tool_calls" && next_tool_ == 0) stop_ = "stop";  // only the response_format tool
+      stop_ = std::string(finishAfterTools(finishFromBedrock(stringAt(ev, "stopReason")), next_tool_ > 0));
       out.push_back(chunk(stamp_, json::object(), stop_));
     } else if (type == "metadata") {
       if (auto* u = objectAt(ev, "usage")) usage_ = usageFromBedrock(*u);
@@ -390,36 +389,23 @@ std::optional<ApiError> BedrockCodec::chatResponse(std::string_view text, std::s
   if (ec || !v.is_object())
     return badProviderAnswer("an answer that is not a JSON object");
   const auto& r = v.as_object();
-  std::string content;
-  bool has_text = false;
-  json::array calls;
+  AssistantAnswer answer;
   if (auto* output = objectAt(r, "output"))
     if (auto* msg = objectAt(*output, "message"))
       if (auto* blocks = msg->if_contains("content"); blocks && blocks->is_array())
         for (const auto& b : blocks->as_array()) {
           auto* bo = b.if_object();
           if (!bo) continue;
-          if (auto* t = bo->if_contains("text"); t && t->is_string()) {
-            content += t->get_string();
-            has_text = true;
-          } else if (auto* tool = objectAt(*bo, "toolUse"); tool && stringAt(*tool, "name") == kJsonAnswerTool) {
-            auto* input = tool->if_contains("input");  // response_format: the answer itself
-            content += input ? json::serialize(*input) : std::string("{}");
-            has_text = true;
-          } else if (auto* tool = objectAt(*bo, "toolUse")) {
-            auto* input = tool->if_contains("input");
-            calls.push_back(toolCall(stringAt(*tool, "toolUseId"), stringAt(*tool, "name"),
-                                     input ? json::serialize(*input) : std::string("{}")));
-          }
+          if (auto* t = bo->if_contains("text"); t && t->is_string())
+            answer.addText(t->get_string());
+          else if (auto* tool = objectAt(*bo, "toolUse"))
+            answer.addToolUse(stringAt(*tool, "toolUseId"), stringAt(*tool, "name"), tool->if_contains("input"));
         }
   if (auto* u = objectAt(r, "usage")) usage = usageFromBedrock(*u);
   ChunkStamp stamp{fmt::format("chatcmpl-bedrock-{}", nowSeconds()), "", nowSeconds()};
-  json::object message{{"role", "assistant"}};
-  message["content"] = has_text ? json::value(content) : json::value(nullptr);
-  if (!calls.empty()) message["tool_calls"] = std::move(calls);
-  message["refusal"] = nullptr;
-  auto finish = finishFromBedrock(stringAt(r, "stopReason"));
-  if (finish == "tool_calls" && !message.contains("tool_calls")) finish = "stop";  // only the response_format tool
+  const bool called = !answer.tool_calls.empty();
+  json::object message = answer.message();
+  auto finish = finishAfterTools(finishFromBedrock(stringAt(r, "stopReason")), called);
   out = json::serialize(completion(stamp, std::move(message), finish, usage));
   return std::nullopt;
 }

@@ -7,6 +7,7 @@
 #include "http/sse.h"
 #include "llm/json_fields.h"
 #include "llm/openai_shapes.h"
+#include "llm/providers/sse_json.h"
 
 namespace ganglion::llm {
 
@@ -44,9 +45,7 @@ json::value parseObjectOr(std::string_view text, json::value fallback) {
 
 /// What one GenerateContentResponse carries, in OpenAI terms.
 struct Candidate {
-  std::string text;
-  bool has_text = false;
-  json::array calls;  ///< OpenAI tool calls (ids made up: Gemini has none)
+  AssistantAnswer answer;  ///< its tool calls carry an "index" (for stream chunks); ids made up: Gemini has none
   std::string finish;
 };
 
@@ -67,14 +66,13 @@ Candidate readCandidate(const json::object* cand, int64_t& next_call) {
         if (!po) continue;
         if (auto* thought = po->if_contains("thought"); thought && thought->is_bool() && thought->get_bool()) continue;
         if (auto* t = po->if_contains("text"); t && t->is_string()) {
-          c.text += t->get_string();
-          c.has_text = true;
+          c.answer.addText(t->get_string());
         } else if (auto* fc = objectAt(*po, "functionCall")) {
           std::string id = stringAt(*fc, "id").empty() ? fmt::format("call_{}", next_call) : std::string(stringAt(*fc, "id"));
           auto* args = fc->if_contains("args");
           json::object call = toolCall(id, stringAt(*fc, "name"), args ? json::serialize(*args) : std::string("{}"));
           call["index"] = next_call++;
-          c.calls.push_back(std::move(call));
+          c.answer.tool_calls.push_back(std::move(call));
         }
       }
   c.finish = std::string(stringAt(*cand, "finishReason"));
@@ -84,16 +82,7 @@ Candidate readCandidate(const json::object* cand, int64_t& next_call) {
 class GeminiStream final : public ChatStreamDecoder {
  public:
   std::optional<ApiError> feed(std::string_view bytes, std::vector<json::object>& out, Usage& usage) override {
-    std::optional<ApiError> err;
-    bool ok = sse_.feed(bytes, [&](const http::SseEvent& e) {
-      if (err || finished_) return;
-      boost::system::error_code ec;
-      json::value v = json::parse(e.data, ec);
-      if (ec || !v.is_object()) {
-        err = badProviderAnswer("a stream event that is not a JSON object");
-        return;
-      }
-      const auto& ev = v.get_object();
+    return feedJsonEvents(sse_, bytes, [&] { return finished_; }, [&](const json::object& ev, std::optional<ApiError>& err) {
       if (auto* e = objectAt(ev, "error")) {
         err = ApiError{502, std::string(stringAt(*e, "status")), std::string(stringAt(*e, "message")), "",
                        std::string(stringAt(*e, "status"))};
@@ -108,10 +97,10 @@ class GeminiStream final : public ChatStreamDecoder {
       }
       if (auto* u = objectAt(ev, "usageMetadata")) usage_ = usageFromGemini(*u);  // running totals
       Candidate c = readCandidate(firstCandidate(ev), next_call_);
-      if (!c.text.empty()) out.push_back(chunk(stamp_, json::object{{"content", c.text}}));
-      if (!c.calls.empty()) {
+      if (!c.answer.text.empty()) out.push_back(chunk(stamp_, json::object{{"content", c.answer.text}}));
+      if (!c.answer.tool_calls.empty()) {
         called_ = true;
-        out.push_back(chunk(stamp_, json::object{{"tool_calls", std::move(c.calls)}}));
+        out.push_back(chunk(stamp_, json::object{{"tool_calls", std::move(c.answer.tool_calls)}}));
       }
       if (!c.finish.empty()) {
         out.push_back(chunk(stamp_, json::object(), finishFromGemini(c.finish, called_)));
@@ -121,8 +110,6 @@ class GeminiStream final : public ChatStreamDecoder {
         finished_ = true;
       }
     });
-    if (!ok && !err) err = badProviderAnswer("a stream event over the size limit");
-    return err;
   }
   bool finished() const override { return finished_; }
 
@@ -271,26 +258,16 @@ std::optional<ApiError> GeminiCodec::chatResponse(std::string_view text, std::st
   json::array choices;
   for (size_t i = 0; i < candidates.size(); ++i) {
     Candidate c = readCandidate(candidates[i], next_call);
-    json::object message{{"role", "assistant"}};
-    message["content"] = c.has_text ? json::value(c.text) : json::value(nullptr);
-    bool called = !c.calls.empty();
-    if (called) {
-      for (auto& call : c.calls) call.as_object().erase("index");
-      message["tool_calls"] = std::move(c.calls);
-    }
-    message["refusal"] = nullptr;
+    const bool called = !c.answer.tool_calls.empty();
+    for (auto& call : c.answer.tool_calls) call.as_object().erase("index");
     std::string_view finish = c.finish.empty() ? std::string_view("stop") : finishFromGemini(c.finish, called);
     if (blocked) finish = "content_filter";
     int64_t index = static_cast<int64_t>(i);
     if (candidates[i])
       if (auto* ix = candidates[i]->if_contains("index"); ix && ix->is_int64()) index = ix->as_int64();
-    choices.push_back(json::object{{"index", index},
-                                   {"message", std::move(message)},
-                                   {"logprobs", nullptr},
-                                   {"finish_reason", finish}});
+    choices.push_back(completionChoice(index, c.answer.message(), finish));
   }
-  json::object answer = completion(stamp, json::object{}, "", usage);
-  answer["choices"] = std::move(choices);
+  json::object answer = completion(stamp, std::move(choices), usage);
   out = json::serialize(answer);
   return std::nullopt;
 }
