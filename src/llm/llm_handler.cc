@@ -461,11 +461,9 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
   };
   const DispatchOptions options{req.stream, req.prompt_estimate};
   auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
-  auto raced = co_await unlessClientLeaves(call.conn, std::move(work));
-  if (!raced) co_return clientLeft(call, req.prompt_estimate);
-  auto tried = std::move(*raced);
-  call.served = tried.target;
-  if (tried.error) co_return co_await sendError(call, *tried.error);
+  auto answered = co_await awaitTargets(call, std::move(work), req.prompt_estimate);
+  if (!answered) co_return;
+  auto tried = std::move(*answered);
   auto& uc = *tried.call.conn;
   const auto& codec = *tried.provider->codec;
   const bool event_stream = isStreamType(uc.parser.response().headers.get("content-type"));
@@ -499,11 +497,9 @@ Task<void> LlmHandler::embeddings(Call& call) {
   };
   const DispatchOptions options{false, req.prompt_estimate};
   auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
-  auto raced = co_await unlessClientLeaves(call.conn, std::move(work));
-  if (!raced) co_return clientLeft(call, req.prompt_estimate);
-  auto tried = std::move(*raced);
-  call.served = tried.target;
-  if (tried.error) co_return co_await sendError(call, *tried.error);
+  auto answered = co_await awaitTargets(call, std::move(work), req.prompt_estimate);
+  if (!answered) co_return;
+  auto tried = std::move(*answered);
   std::string body, answer;
   if (!co_await readAnswer(call, tried, body, kMaxAnswerBytes, req.prompt_estimate)) co_return;
   auto err = tried.provider->codec->embeddingsResponse(body, answer, call.rec.usage);
@@ -552,10 +548,9 @@ Task<void> LlmHandler::countTokens(Call& call) {
   };
   const DispatchOptions options{false, req.chat.prompt_estimate};
   auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
-  auto raced = co_await unlessClientLeaves(call.conn, std::move(work));
-  if (!raced) co_return clientLeft(call, 0);
-  auto tried = std::move(*raced);
-  if (tried.error) co_return co_await sendError(call, *tried.error);
+  auto answered = co_await awaitTargets(call, std::move(work), 0);
+  if (!answered) co_return;
+  auto tried = std::move(*answered);
   std::string answer;
   if (!co_await readAnswer(call, tried, answer, kMaxErrorBytes, 0)) co_return;
   call.rec.model.clear();  // counting is free: not an LLM call for metrics
@@ -592,11 +587,9 @@ Task<void> LlmHandler::messages(Call& call) {
   };
   const DispatchOptions options{req.stream, req.chat.prompt_estimate};
   auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
-  auto raced = co_await unlessClientLeaves(call.conn, std::move(work));
-  if (!raced) co_return clientLeft(call, req.chat.prompt_estimate);
-  auto tried = std::move(*raced);
-  call.served = tried.target;
-  if (tried.error) co_return co_await sendError(call, *tried.error);
+  auto answered = co_await awaitTargets(call, std::move(work), req.chat.prompt_estimate);
+  if (!answered) co_return;
+  auto tried = std::move(*answered);
   auto& uc = *tried.call.conn;
   const auto& codec = *tried.provider->codec;
   const bool native = tried.provider->config->kind == "anthropic";
@@ -653,11 +646,9 @@ Task<void> LlmHandler::responses(Call& call) {
   };
   const DispatchOptions options{stream, prompt_estimate};
   auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
-  auto raced = co_await unlessClientLeaves(call.conn, std::move(work));
-  if (!raced) co_return clientLeft(call, prompt_estimate);
-  auto tried = std::move(*raced);
-  call.served = tried.target;
-  if (tried.error) co_return co_await sendError(call, *tried.error);
+  auto answered = co_await awaitTargets(call, std::move(work), prompt_estimate);
+  if (!answered) co_return;
+  auto tried = std::move(*answered);
   auto& uc = *tried.call.conn;
   const bool event_stream =
       isStreamType(uc.parser.response().headers.get("content-type"));
@@ -674,6 +665,20 @@ Task<void> LlmHandler::responses(Call& call) {
 
   auto relay = responsesRelay();
   co_await relayStream(call, tried, *relay, prompt_estimate, false);
+}
+
+Task<std::optional<Attempted>> LlmHandler::awaitTargets(Call& call, Task<Attempted> work, uint64_t prompt_estimate) {
+  auto raced = co_await unlessClientLeaves(call.conn, std::move(work));
+  if (!raced) {
+    clientLeft(call, prompt_estimate);
+    co_return std::nullopt;
+  }
+  call.served = raced->target;
+  if (raced->error) {
+    co_await sendError(call, *raced->error);
+    co_return std::nullopt;
+  }
+  co_return raced;
 }
 
 Task<void> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& relay, uint64_t prompt_estimate,

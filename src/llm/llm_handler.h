@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -71,6 +72,12 @@ class LlmHandler {
                               uint64_t prompt_estimate);
   http::Task<proxy::BodyStatus> nextStreamBytes(struct Attempted& tried, std::string& raw, proxy::Millis idle);
   http::Task<void> keepIfReusable(Call& call, struct Attempted& tried, proxy::BodyStatus status);
+  /// Waits for `work` (the dispatch over a model's targets) unless the client leaves first.
+  /// The attempt whose provider answered with a 2xx head, or nullopt when the call is over:
+  /// the client left (usage estimated from `prompt_estimate`), or every target failed and the
+  /// error was sent.
+  http::Task<std::optional<struct Attempted>> awaitTargets(Call& call, http::Task<struct Attempted> work,
+                                                           uint64_t prompt_estimate);
   /// Relays a provider's stream to the client through `relay` (the endpoint's encoding), ends
   /// it with an error event if it breaks (or answers a plain error if nothing was sent yet),
   /// records usage (estimated if none came) and keeps a reusable provider connection.
