@@ -57,7 +57,7 @@ import time
 import zlib
 from urllib.parse import parse_qs, urlsplit
 
-from harness import LOCALHOST, _UpstreamHandler, _UpstreamServer
+from harness import ThreadedServer, _UpstreamHandler
 
 __all__ = ["FakeProvider", "SCRIPT_KEYS"]
 
@@ -867,13 +867,15 @@ def _split_event(event, split):
 # the server object tests use
 # --------------------------------------------------------------------------
 
-class FakeProvider:
+class FakeProvider(ThreadedServer):
     """Threaded HTTP/1.1 fake LLM provider on a free loopback port (use as a with-block).
 
     split_events: write each SSE event as two chunks (True: mid-line; int N: after N bytes,
     negative from the end). event_delay: seconds between stream events. require_auth: check
     the dialect's credential headers. models: ids listed by GET .../models.
     """
+
+    handler = _ProviderHandler
 
     def __init__(self, name="fake-provider", split_events=False, event_delay=0.0,
                  require_auth=True, models=("gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5", "gemini-2.5-flash")):
@@ -895,28 +897,8 @@ class FakeProvider:
         self.port = None
 
     # -- lifecycle ---------------------------------------------------------------
-    def __enter__(self):
-        self.server = _UpstreamServer((LOCALHOST, 0), _ProviderHandler)
-        self.server.owner = self
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        self.server.shutdown()
-        self.server.server_close()
-        return False
-
-    @property
-    def address(self):
-        return "%s:%d" % (LOCALHOST, self.port)
-
-    @property
-    def url(self):
-        return "http://%s" % self.address
+    def stopping(self):
+        self.stop_event.set()  # wake handlers sleeping in scripted delays
 
     # -- scripting -----------------------------------------------------------------
     def script(self, times=1, **behaviour):

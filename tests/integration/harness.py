@@ -605,10 +605,49 @@ class _UpstreamServer(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
 
 
-class Upstream:
+class ThreadedServer:
+    """An HTTP server on a free loopback port, served from a daemon thread for a with-block.
+    Subclasses set `handler` (the request handler class, which reaches the instance as
+    `self.server.owner`) and may set `ssl_context` (serve HTTPS)."""
+
+    handler = None
+    ssl_context = None
+
+    def __enter__(self):
+        self.server = _UpstreamServer((LOCALHOST, 0), self.handler)
+        self.server.owner = self
+        if self.ssl_context is not None:
+            self.server.socket = self.ssl_context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping()
+        self.server.shutdown()
+        self.server.server_close()
+        return False
+
+    def stopping(self):
+        """Called before the server shuts down (wake handlers that wait)."""
+
+    @property
+    def address(self):
+        return "%s:%d" % (LOCALHOST, self.port)
+
+    @property
+    def url(self):
+        return "http://%s" % self.address
+
+
+class Upstream(ThreadedServer):
     """Threaded HTTP/1.1 echo server on a free loopback port.
 
     Counts `connections` accepted and `requests` (list of echo records)."""
+
+    handler = _UpstreamHandler
 
     def __init__(self, name="upstream", ssl_context=None):
         self.name = name
@@ -621,25 +660,6 @@ class Upstream:
         self.thread = None
         self.port = None
 
-    def __enter__(self):
-        self.server = _UpstreamServer((LOCALHOST, 0), _UpstreamHandler)
-        self.server.owner = self
-        if self.ssl_context is not None:
-            self.server.socket = self.ssl_context.wrap_socket(self.server.socket, server_side=True)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-        return False
-
-    @property
-    def address(self):
-        return "%s:%d" % (LOCALHOST, self.port)
 
     @property
     def request_count(self):
