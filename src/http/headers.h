@@ -18,10 +18,15 @@ struct Header {
 
 /// An ordered list of header fields. Names keep their case on the wire; lookups ignore it.
 /// Owned by one stream on one worker thread.
+///
+/// The backing vector keeps the strings of earlier messages for their capacity, so the
+/// fields at [size_, fields_.size()) are spare storage, never fields: every read goes through
+/// begin()/end() (the live range) and clear()/remove() blank what they retire, so a request
+/// can never see a field of the request before it on the same connection.
 class HeaderList {
  public:
   const Header* find(std::string_view name) const {
-    for (const auto& h : fields_)
+    for (const Header& h : *this)
       if (iequals(h.name, name)) return &h;
     return nullptr;
   }
@@ -48,18 +53,27 @@ class HeaderList {
       if (out != i) std::swap(fields_[out], fields_[i]);
       ++out;
     }
-    size_ = out;
+    retire(out);
   }
-  /// Appends to the last field's value (a field split across parser callbacks).
+  /// The last field (a field split across parser callbacks appends to it). Not empty().
   Header& back() { return fields_[size_ - 1]; }
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   /// Empties the list but keeps each field's string capacity for the next message.
-  void clear() { size_ = 0; }
+  void clear() { retire(0); }
   const Header* begin() const { return fields_.data(); }
   const Header* end() const { return fields_.data() + size_; }
 
  private:
+  /// Shrinks the live range to `n` fields and blanks the retired ones (capacity kept).
+  void retire(size_t n) {
+    for (size_t i = n; i < size_; ++i) {
+      fields_[i].name.clear();
+      fields_[i].value.clear();
+    }
+    size_ = n;
+  }
+
   std::vector<Header> fields_;
   size_t size_ = 0;
 };
