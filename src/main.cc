@@ -1,5 +1,7 @@
 // ganglion: the command line. The only file not linked into the tests.
 #include <CLI/CLI.hpp>
+#include <malloc.h>
+
 #include <cstdio>
 
 #include "control/config.h"
@@ -7,6 +9,10 @@
 #include "control/snapshot.h"
 
 int main(int argc, char** argv) {
+  // Blocks of 1 MiB and up (large request bodies, their parsed form) come from mmap and go
+  // back to the system when freed. glibc's default threshold rises after each such free, up
+  // to 32 MiB, so a burst of large requests would otherwise stay resident for good.
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   CLI::App app{"Ganglion: an API, LLM and edge AI gateway."};
   app.set_version_flag("-V,--version", std::string("ganglion ") + GANGLION_VERSION);
   app.require_subcommand(1);

@@ -126,4 +126,38 @@ std::optional<uint64_t> parseMillionths(std::string_view text) {
   return *w * 1'000'000 + f;
 }
 
+std::string redactUrl(std::string_view url) {
+  std::string out;
+  size_t authority = url.find("://");
+  authority = authority == std::string_view::npos ? 0 : authority + 3;
+  size_t path = url.find_first_of("/?#", authority);
+  if (path == std::string_view::npos) path = url.size();
+  size_t at = url.substr(0, path).rfind('@');
+  if (at != std::string_view::npos && at >= authority) {
+    out.append(url.substr(0, authority));
+    out += "<redacted>@";
+    out.append(url.substr(at + 1, path - at - 1));
+  } else {
+    out.append(url.substr(0, path));
+  }
+  size_t query = url.find('?', path);
+  out.append(url.substr(path, (query == std::string_view::npos ? url.size() : query) - path));
+  if (query == std::string_view::npos) return out;
+  size_t fragment = url.find('#', query);
+  std::string_view params = url.substr(query + 1, (fragment == std::string_view::npos ? url.size() : fragment) - query - 1);
+  out += '?';
+  for (size_t start = 0; start <= params.size();) {
+    size_t amp = params.find('&', start);
+    if (amp == std::string_view::npos) amp = params.size();
+    std::string_view param = params.substr(start, amp - start);
+    size_t eq = param.find('=');
+    if (start > 0) out += '&';
+    out.append(param.substr(0, eq));
+    if (eq != std::string_view::npos) out += "=<redacted>";
+    start = amp + 1;
+  }
+  if (fragment != std::string_view::npos) out += "#<redacted>";
+  return out;
+}
+
 }  // namespace ganglion

@@ -41,6 +41,10 @@ std::optional<uint64_t> parseUint(std::string_view text);
 /// Exact (no floating point); nullopt on anything else or overflow.
 std::optional<uint64_t> parseMillionths(std::string_view text);
 
+/// A URL safe to print in an error or a log: credentials ("user:pass@") and query values
+/// ("?key=...") replaced by "<redacted>"; works on malformed URLs too.
+std::string redactUrl(std::string_view url);
+
 /// Decodes %XX escapes (a malformed escape is kept as written).
 std::string decodePercent(std::string_view s);
 

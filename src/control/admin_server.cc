@@ -124,9 +124,9 @@ asio::awaitable<void> AdminServer::serve(asio::ip::tcp::socket socket) {
                                     parser.request().headers.get("authorization"));
     bool keep = !failed && parser.request().keep_alive;
     std::string out = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
-                                  reply.status, reply.status == 200 ? "OK" : "Error", reply.content_type,
+                                  reply.status, http::reasonPhrase(reply.status), reply.content_type,
                                   reply.body.size(), keep ? "" : "Connection: close\r\n");
-    out += reply.body;
+    if (failed || parser.request().method != "HEAD") out += reply.body;  // HEAD: the length, no body
     auto [ec, n] = co_await asio::async_write(socket, asio::buffer(out), kNoThrow);
     if (ec || !keep || timed_out) break;
   }

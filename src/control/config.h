@@ -40,6 +40,11 @@ struct ListenerConfig {
   Millis header_timeout{10'000};
   Millis body_timeout{30'000};
   Millis idle_timeout{60'000};
+  /// A request body must average at least this many bytes a second once `body_timeout` has
+  /// passed (0: no minimum), so a client trickling a byte now and then is cut off.
+  uint64_t body_min_rate = 1024;
+  /// Connections one client address may hold open on this listener (0: no cap).
+  uint32_t max_connections_per_ip = 4096;
   /// Set for HTTPS listeners: certificates (by SNI), client-certificate verification.
   std::shared_ptr<net::TlsServerContext> tls;
   int line = 0;
@@ -83,7 +88,10 @@ struct UpstreamConfig {
   Millis dns_refresh{30'000};          ///< re-resolve host names this often
   std::shared_ptr<net::TlsClientContext> tls;  ///< set for HTTPS upstreams
   Millis connect_timeout{2'000};
-  Millis idle_timeout{60'000};   ///< idle pooled connections are closed after this
+  /// Idle pooled connections are closed after this. Below the keep-alive timeout of common
+  /// servers (uvicorn, Node and Apache close after 5 s) so the gateway closes first and never
+  /// sends a request into a connection the server is closing.
+  Millis idle_timeout{4'000};
   uint32_t keepalive = 128;      ///< idle connections kept per worker per target
   int line = 0;
 };
@@ -214,6 +222,7 @@ struct AdminConfig {
   bool enabled = false;
   HostPort address{"127.0.0.1", 9901};
   std::string token;  ///< secret: never logged, redacted in /config
+  bool allow_remote = false;  ///< served beyond loopback (in clear: the start log warns)
 };
 
 /// The LLM response cache (opt-in per key with `cache: true`, per request with the

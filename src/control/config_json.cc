@@ -38,7 +38,9 @@ std::string configToRedactedJson(const Config& c) {
                                      {"max_headers", l.max_headers},
                                      {"header_timeout", millis(l.header_timeout)},
                                      {"body_timeout", millis(l.body_timeout)},
-                                     {"idle_timeout", millis(l.idle_timeout)}});
+                                     {"idle_timeout", millis(l.idle_timeout)},
+                                     {"body_min_rate", l.body_min_rate},
+                                     {"max_connections_per_ip", l.max_connections_per_ip}});
     if (l.tls) {
       json::array certs;
       for (const auto& c : l.tls->settings().certificates) {

@@ -101,7 +101,8 @@ void readListener(Reader& r, const YAML::Node& n, Config& cfg) {
   l.line = Reader::lineOf(n);
   if (!n.IsMap()) return r.fail(n, "a listener must be a map");
   r.checkKeys(n, {"name", "address", "max_header_bytes", "max_uri_bytes", "max_headers",
-                  "header_timeout", "body_timeout", "idle_timeout", "tls"},
+                  "header_timeout", "body_timeout", "idle_timeout", "body_min_rate", "max_connections_per_ip",
+                  "tls"},
               "listener");
   if (auto v = n["tls"]; v.IsDefined()) l.tls = readListenerTls(r, v);
   if (auto v = n["name"]; v.IsDefined()) {
@@ -126,6 +127,10 @@ void readListener(Reader& r, const YAML::Node& n, Config& cfg) {
     if (auto d = r.duration(v, "body_timeout")) l.body_timeout = *d;
   if (auto v = n["idle_timeout"]; v.IsDefined())
     if (auto d = r.duration(v, "idle_timeout")) l.idle_timeout = *d;
+  if (auto v = n["body_min_rate"]; v.IsDefined())
+    if (auto b = r.bytes(v, "body_min_rate")) l.body_min_rate = *b;
+  if (auto v = n["max_connections_per_ip"]; v.IsDefined())
+    if (auto i = r.integer<uint32_t>(v, "max_connections_per_ip", 0, 10'000'000)) l.max_connections_per_ip = *i;
   if (l.max_header_bytes < 1024) r.fail(n["max_header_bytes"], "max_header_bytes must be at least 1024");
   if (l.max_uri_bytes < 64) r.fail(n["max_uri_bytes"], "max_uri_bytes must be at least 64");
   cfg.listeners.push_back(std::move(l));
@@ -451,6 +456,23 @@ bool isLoopbackHost(const std::string& host) {
   return !ec && addr.is_loopback();
 }
 
+/// Why an admin token is too easy to guess, or nullopt: at least 16 characters, printable
+/// with no spaces, and at least 8 distinct ones ("x", blanks or "aaaa..." are refused).
+std::optional<std::string> weakTokenReason(std::string_view token) {
+  if (token.size() < 16) return fmt::format("it has {} characters, at least 16 are needed", token.size());
+  bool seen[256] = {};
+  size_t distinct = 0;
+  for (unsigned char c : token) {
+    if (c <= ' ' || c == 127) return std::string("it holds spaces or control characters");
+    if (!seen[c]) {
+      seen[c] = true;
+      ++distinct;
+    }
+  }
+  if (distinct < 8) return fmt::format("it uses only {} different characters, at least 8 are needed", distinct);
+  return std::nullopt;
+}
+
 void readAdmin(Reader& r, const YAML::Node& n, Config& cfg) {
   if (!n.IsMap()) return r.fail(n, "admin must be a map");
   r.checkKeys(n, {"address", "token", "allow_remote"}, "admin");
@@ -465,10 +487,14 @@ void readAdmin(Reader& r, const YAML::Node& n, Config& cfg) {
         r.fail(v, "admin address must be loopback unless 'allow_remote: true' is set");
     }
   }
+  cfg.admin.allow_remote = allow_remote;
   if (auto v = n["token"]; v.IsDefined()) {
     if (auto s = r.str(v, "admin token")) cfg.admin.token = *s;
   }
-  if (cfg.admin.token.empty()) r.fail(n, "admin needs a non-empty 'token' (use ${GANGLION_ADMIN_TOKEN})");
+  if (cfg.admin.token.empty()) return r.fail(n, "admin needs a non-empty 'token' (use ${GANGLION_ADMIN_TOKEN})");
+  if (auto why = weakTokenReason(cfg.admin.token))
+    r.fail(n["token"].IsDefined() ? n["token"] : n,
+           fmt::format("admin token is too weak: {} (generate one with: head -c 24 /dev/urandom | base64)", *why));
 }
 
 /// redis://[:password@]host[:port][/db] (also redis://user:password@... where user is ignored

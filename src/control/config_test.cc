@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <cstdlib>
 
 namespace ganglion::control {
@@ -62,13 +64,13 @@ TEST(Config, YamlSyntaxErrorHasLine) {
 }
 
 TEST(Config, EnvironmentExpansion) {
-  setenv("GANGLION_TEST_TOKEN", "s3cret", 1);
+  setenv("GANGLION_TEST_TOKEN", "s3cret-T0ken-for-tests", 1);
   unsetenv("GANGLION_TEST_UNSET");
   auto r = loadConfigText(R"(listeners: [ { name: a, address: "127.0.0.1:1" } ]
 admin: { address: "127.0.0.1:2", token: "${GANGLION_TEST_TOKEN}" }
 )", "t.yaml");
   ASSERT_TRUE(r.config);
-  EXPECT_EQ(r.config->admin.token, "s3cret");
+  EXPECT_EQ(r.config->admin.token, "s3cret-T0ken-for-tests");
   EXPECT_EQ(configToRedactedJson(*r.config).find("s3cret"), std::string::npos);
 
   auto bad = loadConfigText(R"(listeners: [ { name: a, address: "127.0.0.1:1" } ]
@@ -89,6 +91,24 @@ TEST(Config, AdminMustBeLoopbackAndHaveToken) {
 admin: { address: "0.0.0.0:9901", token: "" }
 )", "t.yaml");
   ASSERT_EQ(r.errors.size(), 2u);
+}
+
+TEST(Config, AdminTokenMustBeHardToGuess) {
+  for (const char* weak : {"x", "                    ", "aaaaaaaaaaaaaaaaaaaa", "short-token-1", "has a space in it ok"}) {
+    auto r = loadConfigText(fmt::format(R"(listeners: [ {{ name: a, address: "127.0.0.1:1" }} ]
+admin: {{ token: "{}" }}
+)", weak), "t.yaml");
+    ASSERT_FALSE(r.config) << weak;
+    EXPECT_EQ(r.errors[0].line, 2) << weak;
+    EXPECT_NE(r.errors[0].message.find("admin token is too weak"), std::string::npos) << r.errors[0].message;
+    if (weak[0] != ' ' && weak[1] != 0) {
+      EXPECT_EQ(r.errors[0].message.find(weak), std::string::npos) << "the token must not be echoed";
+    }
+  }
+  auto ok = loadConfigText(R"(listeners: [ { name: a, address: "127.0.0.1:1" } ]
+admin: { token: "Zq3-p9Lr_x7Wm2Kd" }
+)", "t.yaml");
+  EXPECT_TRUE(ok.config);
 }
 
 TEST(Config, DurationsAndSizes) {

@@ -61,6 +61,13 @@ struct WorkerContext {
 
 namespace {
 
+bool isLoopbackAddress(const std::string& host) {
+  if (host == "localhost") return true;
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(host, ec);
+  return !ec && addr.is_loopback();
+}
+
 http::ListenerLimits limitsOf(const ListenerConfig& l) {
   http::ListenerLimits limits;
   limits.parse.max_head_bytes = l.max_header_bytes;
@@ -69,6 +76,8 @@ http::ListenerLimits limitsOf(const ListenerConfig& l) {
   limits.header_timeout = l.header_timeout;
   limits.body_timeout = l.body_timeout;
   limits.idle_timeout = l.idle_timeout;
+  limits.body_min_rate = l.body_min_rate;
+  if (l.max_connections_per_ip) limits.per_ip = std::make_shared<net::IpConnectionLimit>(l.max_connections_per_ip);
   limits.tls = l.tls;
   return limits;
 }
@@ -93,7 +102,8 @@ ganglion::Result<int> openListenSocket(const HostPort& address) {
   return fd;
 }
 
-asio::awaitable<void> serveConnection(WorkerContext& ctx, tcp::socket socket, http::ListenerLimits limits) {
+asio::awaitable<void> serveConnection(WorkerContext& ctx, tcp::socket socket, http::ListenerLimits limits,
+                                      [[maybe_unused]] std::optional<net::IpConnectionLimit::Hold> hold) {
   try {
     http::ServerConnection conn(ctx.worker, std::move(socket), limits, ctx.handler, ctx.stats, ctx.draining);
     co_await conn.run();
@@ -114,7 +124,20 @@ asio::awaitable<void> acceptLoop(WorkerContext& ctx, std::shared_ptr<WorkerListe
       co_await backoff.async_wait(kNoThrow);
       continue;
     }
-    asio::co_spawn(ctx.worker.io(), serveConnection(ctx, std::move(socket), listener->limits), asio::detached);
+    std::optional<net::IpConnectionLimit::Hold> hold;
+    if (const auto& cap = listener->limits.per_ip) {
+      boost::system::error_code peer_ec;
+      auto peer = socket.remote_endpoint(peer_ec);
+      if (!peer_ec) hold = net::IpConnectionLimit::admit(cap, peer.address());
+      if (!hold) {
+        ctx.stats.connections_refused_per_ip.add();
+        boost::system::error_code close_ec;
+        socket.close(close_ec);
+        continue;
+      }
+    }
+    asio::co_spawn(ctx.worker.io(), serveConnection(ctx, std::move(socket), listener->limits, std::move(hold)),
+                   asio::detached);
   }
 }
 
@@ -581,6 +604,11 @@ int Gateway::run() {
       std::fprintf(stderr, "%s\n", err.c_str());
       return 1;
     }
+    if (cfg.admin.allow_remote && !isLoopbackAddress(cfg.admin.address.host))
+      log(fmt::format("WARNING: the admin API on {} is reachable beyond this host in clear text: its token and "
+                      "everything it shows cross the network unencrypted. Reach it through an SSH tunnel or a "
+                      "TLS-terminating proxy, or keep it on loopback.",
+                      cfg.admin.address.text()));
   }
   signals_.add(SIGHUP);
   signals_.add(SIGTERM);

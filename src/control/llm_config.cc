@@ -52,29 +52,29 @@ std::string kindList() {
 bool parseBaseUrl(ProviderConfig& p, std::string& error) {
   auto url = boost::urls::parse_uri(p.base_url);
   if (!url) {
-    error = fmt::format("base_url '{}' is not a URL", p.base_url);
+    error = fmt::format("base_url '{}' is not a URL", redactUrl(p.base_url));
     return false;
   }
   std::string scheme(url->scheme());
   if (scheme != "https" && scheme != "http") {
-    error = fmt::format("base_url '{}' must use http or https", p.base_url);
+    error = fmt::format("base_url '{}' must use http or https", redactUrl(p.base_url));
     return false;
   }
   if (url->has_query() || url->has_fragment() || url->has_userinfo()) {
-    error = fmt::format("base_url '{}' may not have a query, fragment or credentials", p.base_url);
+    error = fmt::format("base_url '{}' may not have a query, fragment or credentials", redactUrl(p.base_url));
     return false;
   }
   p.https = scheme == "https";
   p.host = std::string(url->host_address());
   if (p.host.empty()) {
-    error = fmt::format("base_url '{}' has no host", p.base_url);
+    error = fmt::format("base_url '{}' has no host", redactUrl(p.base_url));
     return false;
   }
   p.port = p.https ? 443 : 80;
   if (url->has_port()) {
     auto port = parseUint(url->port());
     if (!port || *port == 0 || *port > 65535) {
-      error = fmt::format("base_url '{}' has an invalid port", p.base_url);
+      error = fmt::format("base_url '{}' has an invalid port", redactUrl(p.base_url));
       return false;
     }
     p.port = static_cast<uint16_t>(*port);
@@ -122,7 +122,7 @@ void readProviders(Reader& r, const YAML::Node& list, Config& cfg) {
   r.forEach(list, "providers", [&](const YAML::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a provider is a map: { name, kind, base_url, api_key }");
     r.checkKeys(n, {"name", "kind", "base_url", "api_key", "api_version", "region", "access_key_id",
-                    "secret_access_key", "session_token"},
+                    "secret_access_key", "session_token", "idle_timeout"},
                 "provider");
     ProviderConfig p;
     p.line = Reader::lineOf(n);
@@ -157,6 +157,8 @@ void readProviders(Reader& r, const YAML::Node& list, Config& cfg) {
     if (auto v = n["secret_access_key"]; v.IsDefined())
       p.secret_access_key = r.str(v, "secret_access_key").value_or("");
     if (auto v = n["session_token"]; v.IsDefined()) p.session_token = r.str(v, "session_token").value_or("");
+    if (auto v = n["idle_timeout"]; v.IsDefined())
+      if (auto d = r.duration(v, "idle_timeout")) p.upstream.idle_timeout = *d;
     if (p.kind == "bedrock") {
       if (p.region.empty()) r.fail(n, fmt::format("bedrock provider '{}' needs a 'region'", p.name));
       if (p.access_key_id.empty() || p.secret_access_key.empty())
@@ -170,7 +172,7 @@ void readProviders(Reader& r, const YAML::Node& list, Config& cfg) {
       up.targets.push_back({{p.host, p.port}, 1});
       up.connect_timeout = std::chrono::seconds(5);
       up.keepalive = 64;
-      up.line = p.line;
+      up.line = p.line;  // idle_timeout was read above
       if (p.https) {
         if (!system_tls) {  // verified against the system store; SNI and name = the target's host
           auto ctx = net::TlsClientContext::create({});

@@ -238,3 +238,26 @@ keys:
 
 }  // namespace
 }  // namespace ganglion::control
+
+namespace ganglion::control {
+namespace {
+
+TEST(ProviderBaseUrl, ErrorsNeverPrintCredentials) {
+  for (const char* url : {"https://user:hunter2pass@api.example.com/v1", "https://api.example.com/v1?key=AIzaSECRET123",
+                          "ftp://user:hunter2pass@h/x?key=AIzaSECRET123", "https://u:hunter2pass@h:99999/v1"}) {
+    auto r = loadConfigText(fmt::format(R"(listeners: [ {{ name: a, address: "127.0.0.1:1" }} ]
+providers:
+  - {{ name: p, kind: openai, api_key: k, base_url: "{}" }}
+)", url), "t.yaml");
+    ASSERT_FALSE(r.config) << url;
+    for (const auto& e : r.errors) {
+      EXPECT_EQ(e.text().find("hunter2pass"), std::string::npos) << e.text();
+      EXPECT_EQ(e.text().find("AIzaSECRET123"), std::string::npos) << e.text();
+    }
+  }
+  EXPECT_EQ(redactUrl("https://u:p@h:1/x?a=1&b#f"), "https://<redacted>@h:1/x?a=<redacted>&b#<redacted>");
+  EXPECT_EQ(redactUrl("http://h/v1"), "http://h/v1");
+}
+
+}  // namespace
+}  // namespace ganglion::control

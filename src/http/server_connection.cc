@@ -222,6 +222,7 @@ Task<void> ServerConnection::run() {
     HeadResult head = co_await readHead();
     if (head != HeadResult::kRequest) break;
     deadline_.disarm();
+    body_start_ = loop::Clock::now();
     stats_.requests_total.add();
     auto& req = parser_.request();
     keep_alive_ = req.keep_alive;
@@ -284,7 +285,14 @@ Task<BodyRead> ServerConnection::readBody() {
       continue;
     }
     timed_out_ = false;
-    if (!co_await readMore(loop::Clock::now() + limits_.body_timeout)) {
+    // Each read within body_timeout, and on average at least body_min_rate bytes a second
+    // after the first body_timeout: a byte every few seconds cannot hold the connection.
+    auto deadline = loop::Clock::now() + limits_.body_timeout;
+    if (limits_.body_min_rate) {
+      auto earned = std::chrono::milliseconds(body_bytes_ * 1000 / limits_.body_min_rate);
+      deadline = std::min(deadline, body_start_ + limits_.body_timeout + earned);
+    }
+    if (!co_await readMore(deadline)) {
       keep_alive_ = false;
       if (timed_out_) {
         stats_.request_timeouts.add();

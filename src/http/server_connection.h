@@ -15,6 +15,7 @@
 #include "http/http1_parser.h"
 #include "loop/deadline.h"
 #include "loop/worker.h"
+#include "net/ip_connection_limit.h"
 #include "net/stream.h"
 #include "net/tls.h"
 
@@ -32,6 +33,8 @@ struct ListenerLimits {
   std::chrono::milliseconds header_timeout{10'000};
   std::chrono::milliseconds body_timeout{30'000};
   std::chrono::milliseconds idle_timeout{60'000};
+  uint64_t body_min_rate = 1024;  ///< bytes/s a body must average after body_timeout; 0: none
+  std::shared_ptr<net::IpConnectionLimit> per_ip;  ///< set: the per-address connection cap
   std::shared_ptr<net::TlsServerContext> tls;  ///< set: the connection starts with a TLS handshake
 };
 
@@ -140,6 +143,7 @@ class ServerConnection {
   ResponseHook* hook_ = nullptr;
 
   std::chrono::steady_clock::time_point request_start_;
+  loop::Clock::time_point body_start_;  ///< when the head ended: the body's rate is measured from here
   uint64_t max_body_bytes_ = 0;
   uint64_t body_bytes_ = 0;
   size_t pending_consume_ = 0;

@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 #include <boost/json.hpp>
 
+#include "base/strings.h"
+#include "http/headers.h"
+
 namespace ganglion::llm {
 
 namespace json = boost::json;
@@ -48,6 +51,92 @@ std::string_view openaiTypeForStatus(int status) {
   if (status == 429) return "rate_limit_error";  // "insufficient_quota" is OpenAI's for budgets
   if (status >= 500) return "api_error";
   return "invalid_request_error";
+}
+
+namespace {
+
+bool isWordChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+         c == '.' || c == '/' || c == '+' || c == '=' || c == ':' || c == '@' || c == '%' || c == '~';
+}
+
+bool looksLikeIpv4(std::string_view w) {
+  int dots = 0, digits = 0;
+  for (char c : w) {
+    if (c == '.') {
+      if (digits == 0) return false;
+      ++dots;
+      digits = 0;
+    } else if (c >= '0' && c <= '9') {
+      if (++digits > 3) return false;
+    } else if (c == ':' && dots == 3) {
+      break;  // a port follows
+    } else {
+      return false;
+    }
+  }
+  return dots == 3 && digits > 0;
+}
+
+bool looksSecret(std::string_view w) {
+  while (!w.empty() && (w.back() == '.' || w.back() == ':' || w.back() == ',')) w.remove_suffix(1);
+  for (std::string_view prefix : {"sk-", "sk_", "pk_", "rk_", "AKIA", "ASIA", "AIza", "ghp_", "gho_", "xox", "eyJ"})
+    if (w.size() >= prefix.size() + 8 && w.substr(0, prefix.size()) == prefix) return true;
+  if (w.find("://") != std::string_view::npos || looksLikeIpv4(w)) return true;
+  for (std::string_view key : {"key=", "token=", "secret=", "password=", "sig=", "signature="}) {
+    auto at = w.find(key);
+    if (at != std::string_view::npos && (at == 0 || !std::isalnum(static_cast<unsigned char>(w[at - 1])))) return true;
+  }
+  if (w.size() < 16) return false;
+  bool upper = false, lower = false, digit = false;
+  for (char c : w) {
+    upper |= c >= 'A' && c <= 'Z';
+    lower |= c >= 'a' && c <= 'z';
+    digit |= c >= '0' && c <= '9';
+  }
+  return upper && lower && digit;
+}
+
+}  // namespace
+
+std::string redactSecrets(std::string_view text) {
+  text = text.substr(0, 1000);
+  std::string out;
+  out.reserve(text.size());
+  bool after_bearer = false;
+  for (size_t i = 0; i < text.size();) {
+    if (!isWordChar(text[i])) {
+      out += text[i++];
+      continue;
+    }
+    size_t end = i;
+    while (end < text.size() && isWordChar(text[end])) ++end;
+    std::string_view word = text.substr(i, end - i);
+    if (after_bearer || looksSecret(word)) {
+      out += "[redacted]";
+    } else {
+      out += word;
+    }
+    after_bearer = iequals(word, "bearer") || iequals(word, "basic");
+    i = end;
+  }
+  return out;
+}
+
+ApiError clientSafeProviderError(std::string_view provider, ApiError e) {
+  const bool request_fault = e.status == 400 || e.status == 404 || e.status == 409 || e.status == 413 ||
+                             e.status == 415 || e.status == 422;
+  if (request_fault) {
+    e.message = redactSecrets(e.message);
+    return e;
+  }
+  e.param.clear();
+  std::string_view why = e.status == 401 || e.status == 403 ? ": it refused the gateway's credentials for it"
+                         : e.status == 429                  ? ": it is rate limiting the gateway"
+                                                            : "";
+  e.message = fmt::format("provider '{}' answered {} {}{}; the gateway's log has the details", provider, e.status,
+                          http::reasonPhrase(e.status), why);
+  return e;
 }
 
 }  // namespace ganglion::llm

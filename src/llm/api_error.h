@@ -32,6 +32,19 @@ ApiError badProviderAnswer(std::string_view what);
 /// "the provider answered HTTP <status>", with the first 300 bytes of the body if any.
 std::string providerStatusMessage(int status, std::string_view body);
 
+/// A provider's error as a client may see it. Errors that are the request's fault (400, 404,
+/// 409, 413, 415, 422) keep the provider's message, its secrets redacted (redactSecrets);
+/// others (401/403: the gateway's own credentials, 429, 5xx) get the gateway's words, since
+/// providers put account ids, key fragments and internal URLs there. Status, type and code
+/// are kept. The caller logs the original.
+ApiError clientSafeProviderError(std::string_view provider, ApiError from_provider);
+
+/// `text` with what looks like a secret or an internal address replaced by "[redacted]":
+/// URLs, IPv4 addresses, `key=`/`token=`/`secret=`/`password=` values, words after "Bearer",
+/// and key-like words (known key prefixes such as sk-, AKIA, AIza; or 16+ characters mixing
+/// upper case, lower case and digits). Cut to 1,000 bytes.
+std::string redactSecrets(std::string_view text);
+
 /// The OpenAI error type that goes with an HTTP status from a provider or the gateway.
 std::string_view openaiTypeForStatus(int status);
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <boost/json.hpp>
 #include <initializer_list>
+#include <memory>
 
 namespace ganglion::llm {
 
@@ -102,33 +103,53 @@ bool oneOf(std::string_view v, std::initializer_list<std::string_view> allowed) 
   return false;
 }
 
-/// Checks one content part of a message; returns its text size for the estimate.
-size_t checkPart(Checker& c, const json::value& part, const std::string& param, std::string_view role) {
+/// Tokens of a prompt, estimated (for usage the provider did not report) and bounded (for
+/// reservations).
+struct PromptSize {
+  size_t text_bytes = 0;  ///< text, framing and tool definitions
+  uint64_t estimate = 0;  ///< non-text parts (images) as estimated tokens
+  uint64_t bound = 0;     ///< non-text parts as the most they may cost
+
+  uint64_t estimateTokens() const { return llm::estimateTokens(text_bytes) + estimate; }
+  uint64_t boundTokens() const { return llm::boundTokens(text_bytes) + bound; }
+};
+
+/// Checks one content part of a message and adds its size to `size`.
+void checkPart(Checker& c, const json::value& part, const std::string& param, std::string_view role, PromptSize& size) {
   auto* o = part.if_object();
-  if (!o) return c.wrongType(param, "an object", part), 0;
+  if (!o) return (void)c.wrongType(param, "an object", part);
   auto* type = c.str(*o, "type", param + ".type", true);
-  if (!type) return 0;
+  if (!type) return;
   if (*type == "text" || *type == "refusal") {
     auto* text = c.str(*o, *type == "text" ? "text" : "refusal", param + "." + std::string(*type), true);
-    return text ? text->size() : 0;
+    if (text) size.text_bytes += text->size();
+    return;
   }
   if (role != "user") {
     c.badValue(param + ".type", *type, "'text'" + std::string(role == "assistant" ? " and 'refusal'" : ""));
-    return 0;
+    return;
   }
   if (*type == "image_url") {
     auto it = o->find("image_url");
-    if (it == o->end()) return c.missing(param + ".image_url"), 0;
+    if (it == o->end()) return (void)c.missing(param + ".image_url");
     auto* img = it->value().if_object();
-    if (!img) return c.wrongType(param + ".image_url", "an object", it->value()), 0;
+    if (!img) return (void)c.wrongType(param + ".image_url", "an object", it->value());
     c.str(*img, "url", param + ".image_url.url", true);
-    if (auto* detail = c.str(*img, "detail", param + ".image_url.detail"))
+    bool low = false;
+    if (auto* detail = c.str(*img, "detail", param + ".image_url.detail")) {
       if (!oneOf(*detail, {"auto", "low", "high"})) c.badValue(param + ".image_url.detail", *detail, "'auto', 'low', and 'high'");
-    return 85 * 4;  // an image costs at least the low-detail tile (85 tokens)
+      low = *detail == "low";
+    }
+    size.estimate += 85;  // an image costs at least the low-detail tile
+    size.bound += low ? kLowDetailImageTokenBound : kImageTokenBound;
+    return;
   }
-  if (*type == "input_audio" || *type == "file") return 0;
+  if (*type == "input_audio" || *type == "file") {
+    // Inline audio or a document: no more tokens than the bytes that carry it.
+    size.bound += boundTokens(json::serialize(part).size());
+    return;
+  }
   c.badValue(param + ".type", *type, "'text', 'image_url', 'input_audio', and 'file'");
-  return 0;
 }
 
 void checkToolCalls(Checker& c, const json::value& v, const std::string& param) {
@@ -150,47 +171,59 @@ void checkToolCalls(Checker& c, const json::value& v, const std::string& param) 
   }
 }
 
-/// Checks the messages array; returns the bytes of text it carries.
-size_t checkMessages(Checker& c, const json::object& body) {
+/// Checks the messages array and adds the size of what it carries to `size`.
+void checkMessages(Checker& c, const json::object& body, PromptSize& size) {
   auto it = body.find("messages");
-  if (it == body.end()) return c.missing("messages"), 0;
+  if (it == body.end()) return (void)c.missing("messages");
   auto* msgs = it->value().if_array();
-  if (!msgs) return c.wrongType("messages", "an array", it->value()), 0;
+  if (!msgs) return (void)c.wrongType("messages", "an array", it->value());
+  if (msgs->size() > kMaxMessages)
+    return (void)c.fail("messages",
+                        fmt::format("Invalid 'messages': array too long. Expected an array with maximum length {}, "
+                                    "but got an array with length {} instead.",
+                                    kMaxMessages, msgs->size()),
+                        "array_above_max_length");
   if (msgs->empty())
-    return c.fail("messages", "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
-                  "empty_array"), 0;
-  size_t text = 0;
+    return (void)c.fail("messages", "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+                        "empty_array");
+  size_t& text = size.text_bytes;
   for (size_t i = 0; i < msgs->size() && !c.failed(); ++i) {
     std::string p = fmt::format("messages[{}]", i);
     auto* m = (*msgs)[i].if_object();
-    if (!m) return c.wrongType(p, "an object", (*msgs)[i]), 0;
+    if (!m) return (void)c.wrongType(p, "an object", (*msgs)[i]);
     auto* role = c.str(*m, "role", p + ".role", true);
-    if (!role) return 0;
+    if (!role) return;
     if (!oneOf(*role, {"system", "developer", "user", "assistant", "tool", "function"}))
-      return c.badValue(p + ".role", *role, "'system', 'assistant', 'user', 'function', 'tool', and 'developer'"), 0;
+      return (void)c.badValue(p + ".role", *role, "'system', 'assistant', 'user', 'function', 'tool', and 'developer'");
     text += 16;  // per-message framing tokens, roughly
     auto content = m->find("content");
     bool has_tool_calls = m->contains("tool_calls") && !m->at("tool_calls").is_null();
     if (content == m->end() || content->value().is_null()) {
       if (*role != "assistant" || (!has_tool_calls && !m->contains("function_call") && !m->contains("audio")))
-        return c.missing(p + ".content"), 0;
+        return (void)c.missing(p + ".content");
     } else if (auto* s = content->value().if_string()) {
       text += s->size();
     } else if (auto* parts = content->value().if_array()) {
+      if (parts->size() > kMaxPartsPerMessage)
+        return (void)c.fail(p + ".content",
+                            fmt::format("Invalid '{}.content': array too long. Expected an array with maximum length "
+                                        "{}, but got an array with length {} instead.",
+                                        p, kMaxPartsPerMessage, parts->size()),
+                            "array_above_max_length");
       for (size_t j = 0; j < parts->size() && !c.failed(); ++j)
-        text += checkPart(c, (*parts)[j], fmt::format("{}.content[{}]", p, j), *role);
+        checkPart(c, (*parts)[j], fmt::format("{}.content[{}]", p, j), *role, size);
     } else {
-      return c.wrongType(p + ".content", "one of a string or array of objects", content->value()), 0;
+      return (void)c.wrongType(p + ".content", "one of a string or array of objects", content->value());
     }
     if (*role == "tool") c.str(*m, "tool_call_id", p + ".tool_call_id", true);
     if (has_tool_calls) {
-      if (*role != "assistant") return c.fail(p + ".tool_calls", "Only assistant messages may carry 'tool_calls'.", "invalid_value"), 0;
+      if (*role != "assistant")
+        return (void)c.fail(p + ".tool_calls", "Only assistant messages may carry 'tool_calls'.", "invalid_value");
       checkToolCalls(c, m->at("tool_calls"), p + ".tool_calls");
       text += json::serialize(m->at("tool_calls")).size();
     }
     c.str(*m, "name", p + ".name");
   }
-  return text;
 }
 
 void checkTools(Checker& c, const json::object& body) {
@@ -247,10 +280,49 @@ void checkResponseFormat(Checker& c, const json::object& body) {
 
 }  // namespace
 
+namespace {
+
+/// Counts the objects and arrays in JSON text (brackets outside strings), stopping past
+/// `limit`: a linear scan that allocates nothing, run before the parser builds anything.
+size_t countContainers(std::string_view text, size_t limit) {
+  size_t n = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size() && n <= limit; ++i) {
+    const char ch = text[i];
+    if (in_string) {
+      if (ch == '\\') ++i;
+      else if (ch == '"') in_string = false;
+    } else if (ch == '"') {
+      in_string = true;
+    } else if (ch == '{' || ch == '[') {
+      ++n;
+    }
+  }
+  return n;
+}
+
+}  // namespace
+
 std::optional<ApiError> parseJsonObject(std::string_view text, json::object& out) {
+  if (countContainers(text, kMaxJsonContainers) > kMaxJsonContainers)
+    return ApiError{400, "invalid_request_error",
+                    fmt::format("The request body holds more than {} JSON objects and arrays; split the request.",
+                                kMaxJsonContainers),
+                    "", "request_too_complex"};
   boost::system::error_code ec;
-  json::parser parser;
+  json::parse_options options;
+  options.max_depth = kMaxJsonDepth;
+  // The whole parsed body in a few large blocks, released together when the request ends
+  // (one malloc per node fragments the worker's heap, which then stays resident).
+  json::storage_ptr storage = json::make_shared_resource<json::monotonic_resource>();
+  json::parser parser(json::storage_ptr(), options);
+  parser.reset(storage);
   size_t used = parser.write(text.data(), text.size(), ec);
+  if (ec == json::error::too_deep)
+    return ApiError{400, "invalid_request_error",
+                    fmt::format("The JSON body of your request nests deeper than {} levels (at byte {}).", kMaxJsonDepth,
+                                used),
+                    "", "invalid_json"};
   if (ec)
     return ApiError{400, "invalid_request_error",
                     fmt::format("We could not parse the JSON body of your request: {} at byte {}.", ec.message(), used),
@@ -259,7 +331,9 @@ std::optional<ApiError> parseJsonObject(std::string_view text, json::object& out
   if (!v.is_object())
     return ApiError{400, "invalid_request_error",
                     fmt::format("The request body must be a JSON object, not {}.", kindOf(v)), "", "invalid_json"};
-  out = std::move(v.get_object());
+  // Moved, not copied, only when both sides share one storage: `out` takes the parse's.
+  std::destroy_at(&out);
+  std::construct_at(&out, std::move(v.get_object()));
   return std::nullopt;
 }
 
@@ -271,7 +345,8 @@ std::optional<ApiError> parseChatRequest(std::string_view text, ChatRequest& out
   const auto& b = out.body;
   if (auto* model = c.str(b, "model", "model", true)) out.model = *model;
   if (c.failed()) return err;
-  size_t text_bytes = checkMessages(c, b);
+  PromptSize size;
+  checkMessages(c, b, size);
   if (c.failed()) return err;
   out.stream = c.boolean(b, "stream").value_or(false);
   if (auto it = b.find("stream_options"); it != b.end() && !it->value().is_null()) {
@@ -286,7 +361,7 @@ std::optional<ApiError> parseChatRequest(std::string_view text, ChatRequest& out
   c.number(b, "top_p", "top_p", 0, 1, false);
   c.number(b, "presence_penalty", "presence_penalty", -2, 2, false);
   c.number(b, "frequency_penalty", "frequency_penalty", -2, 2, false);
-  c.number(b, "n", "n", 1, 128, true);
+  if (auto n = c.number(b, "n", "n", 1, 128, true)) out.choices = static_cast<uint32_t>(*n);
   c.number(b, "seed", "seed", -9.3e18, 9.3e18, true);
   c.number(b, "top_logprobs", "top_logprobs", 0, 20, true);
   c.boolean(b, "logprobs");
@@ -308,9 +383,9 @@ std::optional<ApiError> parseChatRequest(std::string_view text, ChatRequest& out
   checkTools(c, b);
   checkResponseFormat(c, b);
   if (c.failed()) return err;
-  size_t tools_bytes = 0;
-  if (auto it = b.find("tools"); it != b.end()) tools_bytes = json::serialize(it->value()).size();
-  out.prompt_estimate = estimateTokens(text_bytes + tools_bytes);
+  if (auto it = b.find("tools"); it != b.end()) size.text_bytes += json::serialize(it->value()).size();
+  out.prompt_estimate = size.estimateTokens();
+  out.prompt_bound = size.boundTokens();
   return std::nullopt;
 }
 
@@ -326,6 +401,7 @@ std::optional<ApiError> parseEmbeddingsRequest(std::string_view text, Embeddings
   const json::value& in = it->value();
   if (auto* s = in.if_string()) {
     out.prompt_estimate = estimateTokens(s->size());
+    out.prompt_bound = boundTokens(s->size());
   } else if (auto* arr = in.if_array()) {
     if (arr->empty())
       return c.fail("input", "Invalid 'input': empty array. Expected an array with minimum length 1, but got an empty array instead.",
@@ -335,10 +411,17 @@ std::optional<ApiError> parseEmbeddingsRequest(std::string_view text, Embeddings
                     "array_above_max_length"), err;
     for (size_t i = 0; i < arr->size(); ++i) {
       const auto& item = (*arr)[i];
-      if (auto* s = item.if_string()) out.prompt_estimate += estimateTokens(s->size());
-      else if (item.is_int64() || item.is_uint64()) out.prompt_estimate += 1;
-      else if (auto* toks = item.if_array()) out.prompt_estimate += toks->size();
+      uint64_t tokens;
+      if (auto* s = item.if_string()) {
+        out.prompt_estimate += estimateTokens(s->size());
+        out.prompt_bound += boundTokens(s->size());
+        continue;
+      }
+      if (item.is_int64() || item.is_uint64()) tokens = 1;
+      else if (auto* toks = item.if_array()) tokens = toks->size();
       else return c.wrongType(fmt::format("input[{}]", i), "a string, a token or an array of tokens", item), err;
+      out.prompt_estimate += tokens;  // token ids: counted exactly
+      out.prompt_bound += tokens;
     }
   } else {
     return c.wrongType("input", "a string or an array", in), err;

@@ -18,7 +18,10 @@ struct ChatRequest {
   bool stream = false;
   bool include_usage = false;   ///< the client asked for a usage chunk at the end of the stream
   uint64_t max_output = 0;      ///< max_completion_tokens or max_tokens; 0 when absent
-  uint64_t prompt_estimate = 0; ///< tokens, estimated from the text and images (for limits)
+  uint32_t choices = 1;         ///< `n`: every choice may use max_output tokens
+  uint64_t prompt_estimate = 0; ///< tokens, estimated from the text and images (what usage reports when
+                                ///< the provider could not)
+  uint64_t prompt_bound = 0;    ///< tokens the prompt cannot exceed whatever its text (what limits reserve)
 };
 
 /// An error when the client asked for more than one choice (`n` > 1) from a provider that
@@ -34,13 +37,32 @@ struct EmbeddingsRequest {
   boost::json::object body;
   std::string model;
   uint64_t prompt_estimate = 0;
+  uint64_t prompt_bound = 0;
 };
 std::optional<ApiError> parseEmbeddingsRequest(std::string_view text, EmbeddingsRequest& out);
 
-/// Parses a JSON object body; the error says where the JSON broke. Used by every endpoint.
+/// Most JSON objects and arrays a request body may hold, and how deep they may nest: a body
+/// is refused before it is parsed when it has more, so its parsed form stays a small multiple
+/// of its size (a million empty content parts would otherwise cost ~400 MB).
+constexpr size_t kMaxJsonContainers = 100'000;
+constexpr unsigned kMaxJsonDepth = 64;
+/// Most messages in one call, and content parts in one message.
+constexpr size_t kMaxMessages = 50'000;
+constexpr size_t kMaxPartsPerMessage = 5'000;
+
+/// Parses a JSON object body; the error says where the JSON broke or which bound it broke.
+/// Used by every endpoint.
 std::optional<ApiError> parseJsonObject(std::string_view text, boost::json::object& out);
 
-/// Rough token count of text (about four bytes a token, as OpenAI's guidance says).
+/// Rough token count of text (about four bytes a token, as OpenAI's guidance says). For usage
+/// the provider did not report, never for limits: dense text ("a a a") beats it.
 inline uint64_t estimateTokens(size_t bytes) { return (bytes + 3) / 4; }
+/// Tokens `bytes` of text cannot exceed: every BPE or SentencePiece token spans at least one
+/// byte. What budgets and tpm reserve before a call; the call settles to its real usage.
+inline uint64_t boundTokens(size_t bytes) { return bytes; }
+/// Tokens one image may cost, the most any provider charges: gpt-4o-mini bills a 2048x768
+/// high-detail image as 48,169 tokens; low detail as at most 2,833.
+constexpr uint64_t kImageTokenBound = 50'000;
+constexpr uint64_t kLowDetailImageTokenBound = 3'000;
 
 }  // namespace ganglion::llm

@@ -96,3 +96,73 @@ TEST(EmbeddingsRequest, InputShapes) {
 
 }  // namespace
 }  // namespace ganglion::llm
+
+namespace ganglion::llm {
+namespace {
+
+TEST(ChatRequestLimits, ChoicesMultiplyTheOutputToReserve) {
+  ChatRequest req;
+  ASSERT_FALSE(parseChatRequest(R"({"model":"m","n":128,"max_tokens":100,"messages":[{"role":"user","content":"hi"}]})", req));
+  EXPECT_EQ(req.choices, 128u);
+  EXPECT_EQ(req.max_output, 100u);
+  ASSERT_FALSE(parseChatRequest(R"({"model":"m","messages":[{"role":"user","content":"hi"}]})", req));
+  EXPECT_EQ(req.choices, 1u);
+}
+
+TEST(ChatRequestLimits, DenseTextCannotBeatTheBound) {
+  // "a a a ..." is about one token per two bytes: four times the bytes/4 estimate.
+  std::string dense;
+  for (int i = 0; i < 4000; ++i) dense += "a ";
+  ChatRequest req;
+  ASSERT_FALSE(parseChatRequest(
+      R"({"model":"m","messages":[{"role":"user","content":")" + dense + R"("}]})", req));
+  EXPECT_GE(req.prompt_bound, dense.size());  // one token per byte at most
+  EXPECT_LT(req.prompt_estimate, req.prompt_bound);
+}
+
+TEST(ChatRequestLimits, ImagesReserveTheMostAProviderCharges) {
+  ChatRequest req;
+  ASSERT_FALSE(parseChatRequest(
+      R"({"model":"m","messages":[{"role":"user","content":[
+        {"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}},
+        {"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA","detail":"low"}}]}]})",
+      req));
+  EXPECT_GE(req.prompt_bound, kImageTokenBound + kLowDetailImageTokenBound);
+  EXPECT_LT(req.prompt_estimate, 1000u);
+}
+
+TEST(ChatRequestLimits, OversizedShapesAreRefusedWithTheReason) {
+  ChatRequest req;
+  std::string many = R"({"model":"m","messages":[{"role":"user","content":[)";
+  for (size_t i = 0; i <= kMaxJsonContainers; ++i) many += i ? ",{}" : "{}";
+  many += "]}]}";
+  auto err = parseChatRequest(many, req);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->status, 400);
+  EXPECT_EQ(err->code, "request_too_complex");
+
+  std::string parts = R"({"model":"m","messages":[{"role":"user","content":[)";
+  for (size_t i = 0; i <= kMaxPartsPerMessage; ++i) parts += std::string(i ? "," : "") + R"({"type":"text","text":""})";
+  parts += "]}]}";
+  err = parseChatRequest(parts, req);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->code, "array_above_max_length");
+  EXPECT_EQ(err->param, "messages[0].content");
+
+  std::string deep = R"({"model":"m","messages":[{"role":"user","content":"x"}],"x":)";
+  for (unsigned i = 0; i < kMaxJsonDepth + 1; ++i) deep += "[";
+  for (unsigned i = 0; i < kMaxJsonDepth + 1; ++i) deep += "]";
+  deep += "}";
+  err = parseChatRequest(deep, req);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->code, "invalid_json");
+  EXPECT_NE(err->message.find("nests deeper"), std::string::npos);
+
+  // Brackets inside strings are text, not structure.
+  std::string text(3 * kMaxJsonContainers, '[');
+  EXPECT_FALSE(parseChatRequest(
+      R"({"model":"m","messages":[{"role":"user","content":")" + text + R"("}]})", req));
+}
+
+}  // namespace
+}  // namespace ganglion::llm

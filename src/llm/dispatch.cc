@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <random>
 
+#include "base/log.h"
 #include "base/strings.h"
 #include "proxy/target_health.h"
 
@@ -158,10 +159,15 @@ Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog, std::span
       rec.target = up.def->targets.empty() ? std::string_view() : std::string_view(up.def->targets[0].key);
       Busy busy(target.state.get());
       const auto started = Clock::now();
+      if (options.in_flight) *options.in_flight = &target;
       auto call = co_await callProvider(worker, up, provider.host_header, preq, route.first_byte_timeout);
       int64_t retry_after_s = 0;
+      // An error answer, or a request that never left: the target did no work.
+      if (options.in_flight && (call.failure ? call.failure.retryable : call.status() >= 300))
+        *options.in_flight = nullptr;
       if (call.failure) {
         rec.upstream_status = 0;
+        logLine(fmt::format("llm: provider '{}': {}", provider.config->name, call.failure.detail));
         out.error = ApiError{call.failure.status, "api_error",
                              fmt::format("provider '{}': {}", provider.config->name, call.failure.message), "",
                              std::string(call.failure.type)};
@@ -200,7 +206,9 @@ Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog, std::span
         std::string body;
         auto ra = parseUint(trim(call.conn->parser.response().headers.get("retry-after")));
         bool whole = co_await readWholeBody(*call.conn, body, kMaxErrorBytes, route.idle_timeout);
-        out.error = provider.codec->error(status, body);
+        logLine(fmt::format("llm: provider '{}' answered {}: {}", provider.config->name, status,
+                            std::string_view(body).substr(0, 2048)));
+        out.error = clientSafeProviderError(provider.config->name, provider.codec->error(status, body));
         if (ra && *ra > 0 && *ra < 86400 * 7) retry_after_s = static_cast<int64_t>(*ra);
         out.error->retry_after_s = retry_after_s;
         if (whole && call.conn->parser.response().keep_alive) proxy::release(up, 0, std::move(call.conn));

@@ -22,6 +22,9 @@ using Encoder = std::function<std::optional<ApiError>(const CatalogProvider&, co
 struct DispatchOptions {
   bool stream = false;           ///< wait for the first stream event (first_token_timeout)
   uint64_t prompt_tokens = 0;    ///< for the context-window check
+  /// Set while a target holds the request (sent, no answer yet), so a call the client
+  /// abandons meanwhile is charged to it; nullptr once it answered with an error.
+  const CatalogTarget** in_flight = nullptr;
 };
 
 /// Keeps a target counted as busy while its answer is relayed.

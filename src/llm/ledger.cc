@@ -111,7 +111,12 @@ std::optional<Refusal> KeyLedger::admit(const std::string& key, const KeyLimits&
   }
   if (limits.rpm) e.requests -= 1.0;
   if (limits.tpm) e.tokens -= static_cast<double>(tokens);
-  out = Reservation{key, limits.tpm ? tokens : 0, limits.budget ? cost : 0, limits.period, limits.budget != 0};
+  out = Reservation{};
+  out.key = key;
+  out.tokens = limits.tpm ? tokens : 0;
+  out.cost = limits.budget ? cost : 0;
+  out.period = limits.period;
+  out.budgeted = limits.budget != 0;
   out.active = true;
   return std::nullopt;
 }

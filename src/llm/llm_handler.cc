@@ -6,6 +6,7 @@
 #include <random>
 
 #include "base/hash.h"
+#include "base/log.h"
 #include "base/strings.h"
 #include "llm/anthropic_ingress.h"
 #include "llm/api_error.h"
@@ -103,7 +104,8 @@ struct LlmHandler::Call {
   std::string attempts_text{};
   std::string retry_after_text{};
   KeyLedger::Reservation reservation{};
-  const CatalogTarget* served = nullptr;  ///< the target that answered
+  const CatalogTarget* served = nullptr;  ///< the target that answered (or was working when the client left)
+  const CatalogTarget* in_flight = nullptr;  ///< the target dispatch is waiting on
   bool anthropic_dialect = false;         ///< /v1/messages: errors in Anthropic's shape
   bool cache_lookup = false;              ///< the response cache was consulted
   std::string_view cache_state{};           ///< "hit" or "miss" (x-ganglion-cache), empty when not consulted
@@ -207,14 +209,21 @@ Task<void> LlmHandler::sendJson(Call& call, int status, std::string_view body) {
   co_await call.conn.writeResponse(&head, pieces, true);
 }
 
-/// The client left before its answer: nothing is sent; what the call may have cost is recorded
-/// as an estimate (the prompt; the provider reported nothing).
+/// Usage the provider did not report (the client left, the stream broke, the provider does
+/// not count): the gateway's estimate stands in, marked, and is charged like reported usage
+/// when the call settles. The one place every endpoint and both answer shapes go through.
+void LlmHandler::estimateUsage(Call& call, uint64_t prompt, uint64_t completion) {
+  if (call.rec.usage.reported) return;
+  call.rec.usage.estimated = true;
+  call.rec.usage.prompt = prompt;
+  call.rec.usage.completion = completion;
+}
+
+/// The client left before its answer: nothing is sent; the call is charged the estimate of
+/// what the target it reached may have used (the prompt; the provider reported nothing).
 void LlmHandler::clientLeft(Call& call, uint64_t prompt_estimate) {
   call.rec.error = "client_closed";
-  if (!call.rec.usage.reported) {
-    call.rec.usage.estimated = true;
-    call.rec.usage.prompt = prompt_estimate;
-  }
+  estimateUsage(call, prompt_estimate, 0);
   call.conn.abort();
 }
 
@@ -455,11 +464,13 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
   const CatalogModel* model = co_await findModel(call, req.model);
   if (!model) co_return;
   if (co_await answerFromCache(call, "chat/completions", req.body)) co_return;
-  if (!co_await admit(call, *model, req.prompt_estimate, req.max_output ? req.max_output : kReservedOutput)) co_return;
+  // Every choice may use the whole max_tokens.
+  const uint64_t max_output = (req.max_output ? req.max_output : kReservedOutput) * req.choices;
+  if (!co_await admit(call, *model, req.prompt_bound, max_output)) co_return;
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     return p.codec->chatRequest(req, t.model, out);
   };
-  const DispatchOptions options{req.stream, req.prompt_estimate};
+  const DispatchOptions options{req.stream, req.prompt_estimate, &call.in_flight};
   auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
   auto answered = co_await awaitTargets(call, std::move(work), req.prompt_estimate);
   if (!answered) co_return;
@@ -491,11 +502,11 @@ Task<void> LlmHandler::embeddings(Call& call) {
   const CatalogModel* model = co_await findModel(call, req.model);
   if (!model) co_return;
   if (co_await answerFromCache(call, "embeddings", req.body)) co_return;
-  if (!co_await admit(call, *model, req.prompt_estimate, 0)) co_return;
+  if (!co_await admit(call, *model, req.prompt_bound, 0)) co_return;
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     return p.codec->embeddingsRequest(req, t.model, out);
   };
-  const DispatchOptions options{false, req.prompt_estimate};
+  const DispatchOptions options{false, req.prompt_estimate, &call.in_flight};
   auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
   auto answered = co_await awaitTargets(call, std::move(work), req.prompt_estimate);
   if (!answered) co_return;
@@ -503,10 +514,7 @@ Task<void> LlmHandler::embeddings(Call& call) {
   std::string body, answer;
   if (!co_await readAnswer(call, tried, body, kMaxAnswerBytes, req.prompt_estimate)) co_return;
   auto err = tried.provider->codec->embeddingsResponse(body, answer, call.rec.usage);
-  if (!call.rec.usage.reported) {  // some providers (Gemini) do not count embedding tokens
-    call.rec.usage.estimated = true;
-    call.rec.usage.prompt = req.prompt_estimate;
-  }
+  estimateUsage(call, req.prompt_estimate, 0);  // some providers (Gemini) do not count embedding tokens
   if (err) co_return co_await sendError(call, std::move(*err));
   remember(call, answer, false);
   co_await sendJson(call, 200, answer);
@@ -546,7 +554,7 @@ Task<void> LlmHandler::countTokens(Call& call) {
     out.body = json::serialize(sent);
     return std::optional<ApiError>();
   };
-  const DispatchOptions options{false, req.chat.prompt_estimate};
+  const DispatchOptions options{false, req.chat.prompt_estimate, &call.in_flight};
   auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
   auto answered = co_await awaitTargets(call, std::move(work), 0);
   if (!answered) co_return;
@@ -565,7 +573,7 @@ Task<void> LlmHandler::messages(Call& call) {
   if (bad) co_return co_await sendError(call, *bad);
   const CatalogModel* model = co_await findModel(call, req.model);
   if (!model) co_return;
-  if (!co_await admit(call, *model, req.chat.prompt_estimate, req.chat.max_output)) co_return;
+  if (!co_await admit(call, *model, req.chat.prompt_bound, req.chat.max_output)) co_return;
   const auto& client_head = call.conn.request().headers;
   std::string version(client_head.get("anthropic-version"));
   std::string beta(client_head.get("anthropic-beta"));
@@ -585,7 +593,7 @@ Task<void> LlmHandler::messages(Call& call) {
     out.body = boost::json::serialize(body);
     return std::optional<ApiError>();
   };
-  const DispatchOptions options{req.stream, req.chat.prompt_estimate};
+  const DispatchOptions options{req.stream, req.chat.prompt_estimate, &call.in_flight};
   auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
   auto answered = co_await awaitTargets(call, std::move(work), req.chat.prompt_estimate);
   if (!answered) co_return;
@@ -627,8 +635,9 @@ Task<void> LlmHandler::responses(Call& call) {
   uint64_t max_output = kReservedOutput;
   if (auto* m = body.if_contains("max_output_tokens"); m && m->is_int64() && m->get_int64() > 0)
     max_output = static_cast<uint64_t>(m->get_int64());
+  // The Responses API is passed through unparsed: the whole body bounds its prompt.
   const uint64_t prompt_estimate = estimateTokens(text.size());
-  if (!co_await admit(call, *model, prompt_estimate, max_output)) co_return;
+  if (!co_await admit(call, *model, boundTokens(text.size()), max_output)) co_return;
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     auto* openai = dynamic_cast<const OpenAiCodec*>(p.codec.get());
     if (!openai)
@@ -644,7 +653,7 @@ Task<void> LlmHandler::responses(Call& call) {
     out.body = json::serialize(sent);
     return std::optional<ApiError>();
   };
-  const DispatchOptions options{stream, prompt_estimate};
+  const DispatchOptions options{stream, prompt_estimate, &call.in_flight};
   auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
   auto answered = co_await awaitTargets(call, std::move(work), prompt_estimate);
   if (!answered) co_return;
@@ -670,6 +679,8 @@ Task<void> LlmHandler::responses(Call& call) {
 Task<std::optional<Attempted>> LlmHandler::awaitTargets(Call& call, Task<Attempted> work, uint64_t prompt_estimate) {
   auto raced = co_await unlessClientLeaves(call.conn, std::move(work));
   if (!raced) {
+    call.served = call.in_flight;  // it may have done the work: charged like a stream cut short
+    call.rec.priced = call.served && call.served->price.has_value();
     clientLeft(call, prompt_estimate);
     co_return std::nullopt;
   }
@@ -699,6 +710,10 @@ Task<void> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& re
     out.clear();
     status = co_await nextStreamBytes(tried, raw, call.route.idle_timeout);
     if (!raw.empty()) stream_error = relay.feed(raw, call.rec.usage, out);
+    if (stream_error && !stream_error->message.empty()) {  // an error event from the provider
+      logLine(fmt::format("llm: provider '{}' stream error: {}", call.rec.provider, stream_error->message));
+      stream_error->message = redactSecrets(stream_error->message);
+    }
     provider_done = relay.done();
     const bool ended = provider_done || stream_error || status != proxy::BodyStatus::kData;
     if (ended) {
@@ -733,11 +748,7 @@ Task<void> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& re
     }
     if (ended) break;
   }
-  if (!call.rec.usage.reported) {
-    call.rec.usage.estimated = true;
-    call.rec.usage.prompt = prompt_estimate;
-    call.rec.usage.completion = relay.completionEstimate();
-  }
+  estimateUsage(call, prompt_estimate, relay.completionEstimate());
   // Cached before the provider connection is put back, so the client's next request can hit.
   if (recording && provider_done && !stream_error && !client_gone) remember(call, std::move(recorded), true);
   if (provider_done && !client_gone) co_await keepIfReusable(call, tried, status);

@@ -68,6 +68,7 @@ class LlmHandler {
   /// a cached answer was sent.
   http::Task<bool> answerFromCache(Call& call, std::string_view endpoint, const boost::json::object& body);
   void clientLeft(Call& call, uint64_t prompt_estimate);
+  void estimateUsage(Call& call, uint64_t prompt, uint64_t completion);
   http::Task<bool> readAnswer(Call& call, struct Attempted& tried, std::string& body, size_t limit,
                               uint64_t prompt_estimate);
   http::Task<proxy::BodyStatus> nextStreamBytes(struct Attempted& tried, std::string& raw, proxy::Millis idle);

@@ -14,7 +14,7 @@ http::Task<ProviderCall> callProvider(loop::Worker& worker, proxy::UpstreamRunti
                                       const ProviderRequest& req, proxy::Millis first_byte) {
   ProviderCall call;
   if (up.def->targets.empty()) {
-    call.failure = {502, "upstream_unresolved", "the provider's address is not known", true};
+    call.failure = {502, "upstream_unresolved", "the provider's address is not known", "no address", true};
     co_return call;
   }
   std::string head = fmt::format("{} {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
@@ -23,7 +23,8 @@ http::Task<ProviderCall> callProvider(loop::Worker& worker, proxy::UpstreamRunti
   head += "User-Agent: ganglion/" GANGLION_VERSION "\r\n\r\n";
   const auto started = std::chrono::steady_clock::now();
   for (int stale = 0;; ++stale) {
-    auto acquired = co_await proxy::acquire(worker, up, 0, up.def->config->connect_timeout);
+    // After a dead pooled connection the retry opens a new one: the pool's others are as old.
+    auto acquired = co_await proxy::acquire(worker, up, 0, up.def->config->connect_timeout, stale > 0);
     if (acquired.failure) {
       call.failure = std::move(acquired.failure);
       co_return call;
@@ -44,20 +45,27 @@ http::Task<ProviderCall> callProvider(loop::Worker& worker, proxy::UpstreamRunti
       co_return call;
     }
     // The keep-alive race: a pooled connection closed by the provider before it saw anything.
-    if (uc->reused && (ec || (got.outcome == HeadOutcome::kClosed && !got.received_any)) && stale < 3) continue;
+    // The whole request is in memory, so it can be sent again on a new connection.
+    if (uc->reused && (ec || (got.outcome == HeadOutcome::kClosed && !got.received_any))) {
+      up.stats->stale_connections.add();
+      if (stale < 3) continue;
+    }
     const auto& key = up.def->targets[0].key;
     proxy::markFailure(*up.def, 0);
-    if (ec) call.failure = {502, "upstream_send_failed", fmt::format("sending the request to {} failed", key), false};
-    else if (got.outcome == HeadOutcome::kTimeout) {
+    auto failed = [&](int status, std::string_view type, std::string what) {
+      call.failure = {status, type, what, fmt::format("{}: {}", key, what), false};
+    };
+    if (ec) {
+      failed(502, "upstream_send_failed", "sending the request failed");
+    } else if (got.outcome == HeadOutcome::kTimeout) {
       up.stats->timeouts.add();
-      call.failure = {504, "upstream_timeout", fmt::format("{} sent no response in time", key), false};
+      failed(504, "upstream_timeout", "sent no response in time");
     } else if (got.outcome == HeadOutcome::kProtocolError) {
       up.stats->protocol_errors.add();
-      call.failure = {502, "upstream_protocol_error",
-                      fmt::format("invalid response from {}: {}", key, uc->parser.errorReason()), false};
+      failed(502, "upstream_protocol_error", fmt::format("sent an invalid response: {}", uc->parser.errorReason()));
     } else {
       up.stats->protocol_errors.add();
-      call.failure = {502, "upstream_closed", fmt::format("{} closed the connection without a response", key), false};
+      failed(502, "upstream_closed", "closed the connection without a response");
     }
     co_return call;
   }

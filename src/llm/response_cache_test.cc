@@ -33,7 +33,9 @@ TEST(ResponseCache, TtlAndLruBound) {
   EXPECT_EQ(cache.size(), 0u);
   for (int i = 0; i < 20; ++i) {
     cache.put(key(i), {std::string(1000, 'x'), true, "p", "m"}, seconds(60), 5'000);
-    if (i == 1) ASSERT_TRUE(cache.get(key(0)));  // 0 was used: 1 is now the oldest
+    if (i == 1) {
+      ASSERT_TRUE(cache.get(key(0)));  // 0 was used: 1 is now the oldest
+    }
   }
   EXPECT_LE(cache.bytes(), 5'000u);
   EXPECT_TRUE(cache.get(key(19)));

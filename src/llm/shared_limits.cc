@@ -171,7 +171,12 @@ http::Task<SharedLimits::Verdict> SharedLimits::admit(const std::string& key, co
   const std::string& outcome = r.elements[0].str;
   auto arg = [&](size_t i) { return i < r.elements.size() ? intOf(r.elements[i]) : 0; };
   if (outcome == "ok") {
-    out = KeyLedger::Reservation{key, held_tokens, held_cost, limits.period, limits.budget != 0};
+    out = KeyLedger::Reservation{};
+    out.key = key;
+    out.tokens = held_tokens;
+    out.cost = held_cost;
+    out.period = limits.period;
+    out.budgeted = limits.budget != 0;
     out.active = true;
     out.shared = true;
     out.tpm = limits.tpm;

@@ -3,6 +3,8 @@
 // the target.
 #pragma once
 
+#include <poll.h>
+
 #include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <memory>
@@ -40,13 +42,30 @@ class UpstreamConnection {
 class ConnectionPool {
  public:
   explicit ConnectionPool(size_t max_idle) : max_idle_(max_idle) {}
-  /// Takes the most recently used idle connection, or nullptr.
-  std::unique_ptr<UpstreamConnection> take() {
-    if (idle_.empty()) return nullptr;
-    auto conn = std::move(idle_.back());
-    idle_.pop_back();
-    conn->reused = true;
-    return conn;
+  /// Takes the most recently used idle connection that still looks usable, or nullptr.
+  /// Connections the peer has closed (or that have unexpected bytes waiting) are dropped on
+  /// the way and counted in `discarded`.
+  std::unique_ptr<UpstreamConnection> take(uint64_t* discarded = nullptr) {
+    while (!idle_.empty()) {
+      auto conn = std::move(idle_.back());
+      idle_.pop_back();
+      if (!looksAlive(*conn)) {
+        if (discarded) ++*discarded;
+        continue;
+      }
+      conn->reused = true;
+      return conn;
+    }
+    return nullptr;
+  }
+  /// An idle HTTP/1.1 connection has nothing to read: readable means the peer closed it (FIN
+  /// or RST) or sent bytes no request asked for (a TLS close_notify, garbage). Either way it
+  /// cannot carry a request. One poll() with no wait; cheaper than a failed exchange.
+  static bool looksAlive(UpstreamConnection& conn) {
+    if (!conn.stream.socket().is_open() || !conn.in.empty()) return false;
+    pollfd p{conn.stream.socket().native_handle(), POLLIN | POLLRDHUP, 0};
+    int n = ::poll(&p, 1, 0);
+    return n == 0;
   }
   /// Returns a connection after a complete exchange; closes it if the pool is full.
   void give(std::unique_ptr<UpstreamConnection> conn) {

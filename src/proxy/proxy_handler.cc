@@ -6,6 +6,7 @@
 #include <boost/asio/write.hpp>
 #include <charconv>
 
+#include "base/log.h"
 #include "http/filter.h"
 #include "llm/prices.h"
 #include "proxy/request_head.h"
@@ -236,12 +237,20 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     }
     co_await conn.sendError(status, type, message);
   };
+  // A failure on the current target: the client's message names the upstream, the log line
+  // also the address (clients never learn internal addresses).
+  auto failure = [&](std::string_view what) {
+    logLine(fmt::format("upstream '{}' target {}: {}", up.def->config->name, ex.target, what));
+    return fmt::format("upstream '{}' {}", up.def->config->name, what);
+  };
 
   std::unique_ptr<net::UpstreamConnection> uc;
   const uint32_t max_attempts = 1 + rc.retries;
   const bool retry_5xx_safe = isIdempotent(req.method) && replayable;
   constexpr int kMaxStaleRetries = 4;
   int stale_retries = 0;
+  bool fresh_connection = false;  // after a dead pooled connection, open a new one
+  bool body_consumed = false;     // client body bytes were read: the request cannot be re-sent
   uint64_t tried = 0;
   uint32_t target_index = 0;
   auto& bal = up.balancer;
@@ -290,10 +299,13 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     } load_guard{load};
 
     // 1. A connection: the most recently used idle one, or a new one.
-    auto acquired = co_await acquire(worker_, up, target_index, remaining(up.def->config->connect_timeout));
+    auto acquired = co_await acquire(worker_, up, target_index, remaining(up.def->config->connect_timeout),
+                                     fresh_connection);
     if (acquired.failure) {
       if (canRetry()) continue;  // nothing was sent: safe for any method
-      co_return co_await fail(acquired.failure.status, acquired.failure.type, acquired.failure.message);
+      logLine(fmt::format("upstream '{}': {}", up.def->config->name, acquired.failure.detail));
+      co_return co_await fail(acquired.failure.status, acquired.failure.type,
+                              fmt::format("upstream '{}': {}", up.def->config->name, acquired.failure.message));
     }
     uc = std::move(acquired.conn);
     uc->timed_out = false;
@@ -311,6 +323,7 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     if (sent && req.hasBody()) {
       for (;;) {
         http::BodyRead body = co_await conn.readBody();
+        body_consumed = true;
         if (body.error_status) {
           uc->stream.socket().close();
           ex.error_type = "client_body_error";
@@ -349,13 +362,18 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
       }
     }
     if (!sent) {
-      // A pooled connection the peer had closed was never used: safe to try again, within
-      // a small bound so a pool full of dead connections cannot loop for long.
-      bool retry = uc->reused && replayable && ++stale_retries <= kMaxStaleRetries;
+      // A pooled connection the peer had closed, found dead before any body byte was taken
+      // from the client: the request can be sent again whatever its method, on a new
+      // connection, within a small bound.
+      bool retry = uc->reused && (replayable || !body_consumed) && ++stale_retries <= kMaxStaleRetries;
+      if (uc->reused) ustats->stale_connections.add();
       uc.reset();
-      if (retry) continue;
+      if (retry) {
+        fresh_connection = true;
+        continue;
+      }
       co_return co_await fail(502, "upstream_send_failed",
-                              fmt::format("connection to {} failed while sending the request", target.key));
+                              failure("the connection failed while sending the request"));
     }
 
     // 3. The response head.
@@ -377,23 +395,26 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
       ustats->timeouts.add();
       markFailure(*up.def, target_index);
       co_return co_await fail(504, "upstream_timeout",
-                              fmt::format("{} sent no response in time", target.key));
+                              failure("sent no response in time"));
     }
     if (head.outcome == HeadOutcome::kProtocolError) {
       ustats->protocol_errors.add();
       markFailure(*up.def, target_index);
       co_return co_await fail(502, "upstream_protocol_error",
-                              fmt::format("invalid response from {}: {}", target.key,
-                                          uc->parser.errorReason()));
+                              failure(fmt::format("sent an invalid response: {}", uc->parser.errorReason())));
     }
     // Closed before any response byte: on a pooled connection that is the keep-alive race.
     bool retry = uc->reused && !head.received_any && replayable && ++stale_retries <= kMaxStaleRetries;
+    if (uc->reused && !head.received_any) ustats->stale_connections.add();
     uc.reset();
-    if (retry) continue;
+    if (retry) {
+      fresh_connection = true;
+      continue;
+    }
     ustats->protocol_errors.add();
     markFailure(*up.def, target_index);
     co_return co_await fail(502, "upstream_closed",
-                            fmt::format("{} closed the connection without a response", target.key));
+                            failure("closed the connection without a response"));
   }
 
   // 4. The response, streamed to the client as it arrives.
@@ -407,7 +428,7 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
       uc.reset();
       ustats->protocol_errors.add();
       co_return co_await fail(502, "upstream_protocol_error",
-                              fmt::format("{} switched protocols without being asked", ex.target));
+                              fmt::format("upstream '{}' switched protocols without being asked", up.def->config->name));
     }
     co_return co_await tunnel(conn, ex, std::move(uc));
   }

@@ -41,16 +41,20 @@ void release(UpstreamRuntime& up, uint32_t index, std::unique_ptr<net::UpstreamC
   up.pools[index]->give(std::move(uc));
 }
 
-Task<Acquired> acquire(loop::Worker& worker, UpstreamRuntime& up, uint32_t index, Millis timeout) {
+Task<Acquired> acquire(loop::Worker& worker, UpstreamRuntime& up, uint32_t index, Millis timeout, bool fresh) {
   Acquired out;
-  out.conn = up.pools[index]->take();
-  if (out.conn) co_return out;
+  if (!fresh) {
+    uint64_t stale = 0;
+    out.conn = up.pools[index]->take(&stale);
+    if (stale) up.stats->stale_connections.add(stale);
+    if (out.conn) co_return out;
+  }
   const auto& target = up.def->targets[index];
   auto uc = std::make_unique<net::UpstreamConnection>(worker.io(), worker.buffers(), worker.deadlines());
-  auto fail = [&](int status, std::string_view type, std::string message) {
+  auto fail = [&](int status, std::string_view type, std::string message, std::string detail) {
     up.stats->connect_failures.add();
     markFailure(*up.def, index);
-    out.failure = {status, type, std::move(message), true};
+    out.failure = {status, type, std::move(message), std::move(detail), true};
     return std::move(out);
   };
   uc->deadline.arm(timeout);
@@ -62,7 +66,7 @@ Task<Acquired> acquire(loop::Worker& worker, UpstreamRuntime& up, uint32_t index
     auto [rec, results] = co_await resolver.async_resolve(target.host, port, kNoThrow);
     if (rec || results.empty()) {
       uc->deadline.disarm();
-      co_return fail(502, "upstream_unresolved",
+      co_return fail(502, "upstream_unresolved", "cannot resolve the target's host name",
                      fmt::format("cannot resolve {}: {}", target.host, rec ? rec.message() : "no address"));
     }
     for (const auto& r : results) looked_up.push_back(r.endpoint());
@@ -73,9 +77,11 @@ Task<Acquired> acquire(loop::Worker& worker, UpstreamRuntime& up, uint32_t index
     uc->deadline.disarm();
     if (uc->timed_out) {
       up.stats->timeouts.add();
-      co_return fail(504, "upstream_connect_timeout", fmt::format("connecting to {} timed out", target.key));
+      co_return fail(504, "upstream_connect_timeout", "connecting timed out",
+                     fmt::format("connecting to {} timed out", target.key));
     }
-    co_return fail(502, "upstream_connect_failed", fmt::format("cannot connect to {}: {}", target.key, ec.message()));
+    co_return fail(502, "upstream_connect_failed", "cannot connect",
+                   fmt::format("cannot connect to {}: {}", target.key, ec.message()));
   }
   boost::system::error_code ignored;
   uc->stream.socket().set_option(asio::ip::tcp::no_delay(true), ignored);
@@ -88,7 +94,7 @@ Task<Acquired> acquire(loop::Worker& worker, UpstreamRuntime& up, uint32_t index
     auto [hec] = co_await uc->stream.tls().async_handshake(asio::ssl::stream_base::client, kNoThrow);
     if (hec) {
       uc->deadline.disarm();
-      co_return fail(502, "upstream_tls_failed",
+      co_return fail(502, "upstream_tls_failed", uc->timed_out ? "the TLS handshake timed out" : "the TLS handshake failed",
                      uc->timed_out ? fmt::format("TLS handshake with {} timed out", target.key)
                                    : fmt::format("TLS handshake with {} failed: {}", target.key, hec.message()));
     }

@@ -34,7 +34,8 @@ struct UpstreamRuntime {
 struct UpstreamFailure {
   int status = 0;  ///< 0: no failure
   std::string_view type;
-  std::string message;
+  std::string message;  ///< for the client: names no address, host or port
+  std::string detail;   ///< for the log: the target and the system's reason
   bool retryable = false;  ///< nothing reached the target: any request may be sent again
   explicit operator bool() const { return status != 0; }
 };
@@ -53,10 +54,12 @@ struct HeadRead {
   bool received_any = false;  ///< kClosed before any byte on a reused connection: keep-alive race
 };
 
-/// Takes the most recently used idle connection to target `index`, or opens a new one within
-/// `timeout` (connect, then the TLS handshake with SNI and verification when the upstream
-/// uses TLS). Failures are counted and fed to passive health. Worker thread.
-http::Task<Acquired> acquire(loop::Worker& worker, UpstreamRuntime& up, uint32_t index, Millis timeout);
+/// Takes the most recently used idle connection to target `index` that the peer has not
+/// closed, or opens a new one within `timeout` (connect, then the TLS handshake with SNI and
+/// verification when the upstream uses TLS). `fresh`: skip the pool (a retry after a pooled
+/// connection turned out dead). Failures are counted and fed to passive health. Worker thread.
+http::Task<Acquired> acquire(loop::Worker& worker, UpstreamRuntime& up, uint32_t index, Millis timeout,
+                             bool fresh = false);
 
 /// Reads until a final response head (interim 1xx other than 101 are skipped) or `timeout`.
 /// `head_request`: the request was HEAD, so the response has no body. Worker thread.

@@ -102,6 +102,11 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
   out += "# TYPE ganglion_tls_handshake_failures_total counter\n";
   out += fmt::format("ganglion_tls_handshake_failures_total {}\n",
                      sum([](WorkerStats& w) -> Counter& { return w.tls_handshake_failures; }));
+  out += "# HELP ganglion_connections_refused_per_ip_total Connections closed at accept: their client address "
+         "held max_connections_per_ip already.\n";
+  out += "# TYPE ganglion_connections_refused_per_ip_total counter\n";
+  out += fmt::format("ganglion_connections_refused_per_ip_total {}\n",
+                     sum([](WorkerStats& w) -> Counter& { return w.connections_refused_per_ip; }));
   out += "# HELP ganglion_client_errors_total Requests refused for protocol violations or timeouts.\n";
   out += "# TYPE ganglion_client_errors_total counter\n";
   static constexpr const char* kErrNames[] = {"400", "408", "413", "414", "431", "other"};
@@ -129,7 +134,7 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
 
   histograms.clear();
   out += "# TYPE ganglion_upstream_requests_total counter\n";
-  std::string failures, retries_text, opened_text;
+  std::string failures, retries_text, opened_text, stale_text;
   forEachNamed<UpstreamStats>(workers, &WorkerStats::upstreams, [&](const std::string& name, auto& list) {
     std::string labels = fmt::format("upstream=\"{}\"", labelEscape(name));
     for (size_t c = 0; c < 5; ++c) {
@@ -145,11 +150,13 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
     add("connect", &UpstreamStats::connect_failures);
     add("timeout", &UpstreamStats::timeouts);
     add("protocol", &UpstreamStats::protocol_errors);
-    uint64_t retries = 0, opened = 0;
+    uint64_t retries = 0, opened = 0, stale = 0;
     for (auto* s : list) {
       retries += s->retries.get();
       opened += s->connections_opened.get();
+      stale += s->stale_connections.get();
     }
+    stale_text += fmt::format("ganglion_upstream_stale_connections_total{{{}}} {}\n", labels, stale);
     retries_text += fmt::format("ganglion_upstream_retries_total{{{}}} {}\n", labels, retries);
     opened_text += fmt::format("ganglion_upstream_connections_opened_total{{{}}} {}\n", labels, opened);
     std::vector<const Histogram*> hs;
@@ -159,6 +166,9 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
   out += "# TYPE ganglion_upstream_failures_total counter\n" + failures;
   out += "# TYPE ganglion_upstream_retries_total counter\n" + retries_text;
   out += "# TYPE ganglion_upstream_connections_opened_total counter\n" + opened_text;
+  out += "# HELP ganglion_upstream_stale_connections_total Pooled connections the upstream had closed, "
+         "dropped before use or retried on a fresh connection.\n";
+  out += "# TYPE ganglion_upstream_stale_connections_total counter\n" + stale_text;
   out += "# TYPE ganglion_upstream_duration_seconds histogram\n" + histograms;
 
   // LLM calls: tokens and cost by model alias, provider and provider model.

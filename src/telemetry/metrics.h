@@ -62,6 +62,7 @@ struct UpstreamStats {
   Counter protocol_errors;
   Counter retries;
   Counter connections_opened;
+  Counter stale_connections;  ///< pooled connections found closed by the peer, never used
 };
 
 /// One per worker. Named stats objects are created on the worker (under `mutex`) and never
@@ -87,6 +88,7 @@ struct WorkerStats {
   Counter request_timeouts;    ///< header/body timeouts
   Counter local_replies;
   Counter tls_handshake_failures;
+  Counter connections_refused_per_ip;  ///< accepted and closed at once: the address was at its cap
   std::array<Counter, 6> client_errors_by_status;  ///< 400,408,413,414,431,other
 
   std::mutex mutex;  ///< guards the maps' structure, not the counters

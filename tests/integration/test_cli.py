@@ -55,7 +55,7 @@ routes:
     upstream: backend
 """
 
-TOKEN_ENV = {"GANGLION_ADMIN_TOKEN": "cli-test-token"}
+TOKEN_ENV = {"GANGLION_ADMIN_TOKEN": "cli-test-token-Q7x2"}
 
 
 class CliTest(unittest.TestCase):

@@ -94,7 +94,9 @@ class SqliteSpendTest(StateCase):
             refused = self.spend_until_refused(gw)
             self.assertEqual(refused.json()["error"]["code"], "budget_exceeded")
             spent = self.key_state(gw)["spent_usd"]
-            self.assertGreater(float(spent), 0.03)
+            # Refused once what is left cannot cover the next call's bound (one token per
+            # prompt byte plus its max_tokens), so some of the $0.05 stays unspent.
+            self.assertGreater(float(spent), 0.01)
         with self.gateway("state: { sqlite: %s }" % db) as gw:
             self.assertEqual(self.key_state(gw)["spent_usd"], spent)
             resp = self.call(gw)

@@ -110,7 +110,7 @@ routes:
   - {{ name: plain, match: {{ path_prefix: / }}, upstream: plain }}
 admin:
   address: 127.0.0.1:{admin}
-  token: tls-test-token
+  token: tls-test-token-value
 """.format(port=cls.port, mport=cls.mtls_port, admin=cls.admin_port, up=cls.up.port, https=cls.https_port,
            lc=p("localhost.pem"), lk=p("localhost.key"), oc=p("other.pem"), ok=p("other.key"),
            ca=p("ca.pem"), rogue=p("rogue-ca.pem"), mtls_up=cls.mtls_up.port,

@@ -1,0 +1,51 @@
+#include "llm/api_error.h"
+
+#include <gtest/gtest.h>
+
+namespace ganglion::llm {
+namespace {
+
+TEST(RedactSecrets, RemovesKeysUrlsAndAddresses) {
+  const std::string text =
+      "Incorrect API key provided: sk-proj-abcdEFGH1234ijkl. See https://internal.corp/v1?key=zz or "
+      "call 10.0.3.7:8000 with Bearer tok3nXYZ and aws AKIAIOSFODNN7EXAMPLE, token=abc";
+  const std::string out = redactSecrets(text);
+  for (const char* leaked : {"sk-proj", "internal.corp", "10.0.3.7", "tok3nXYZ", "AKIAIOSFODNN7EXAMPLE", "abc"})
+    EXPECT_EQ(out.find(leaked), std::string::npos) << leaked << " in " << out;
+  EXPECT_NE(out.find("Incorrect API key provided"), std::string::npos);
+}
+
+TEST(RedactSecrets, KeepsOrdinaryWordsAndModelNames) {
+  const std::string text = "This model's maximum context length is 8192 tokens; gpt-4o-mini-2024-07-18 got 9000.";
+  EXPECT_EQ(redactSecrets(text), text);
+  EXPECT_LE(redactSecrets(std::string(5000, 'a') + " x").size(), 1000u);
+}
+
+TEST(ClientSafeProviderError, RequestFaultsKeepTheMessageOthersGetTheGatewaysWords) {
+  ApiError bad{400, "invalid_request_error", "context too long for sk-live-1234567890abcdef", "messages",
+               "context_length_exceeded"};
+  auto out = clientSafeProviderError("main", bad);
+  EXPECT_EQ(out.status, 400);
+  EXPECT_EQ(out.code, "context_length_exceeded");
+  EXPECT_EQ(out.param, "messages");
+  EXPECT_EQ(out.message.find("sk-live"), std::string::npos);
+  EXPECT_NE(out.message.find("context too long"), std::string::npos);
+
+  ApiError auth{401, "authentication_error", "canary-Secret-Value-42 rejected at http://10.1.1.1/admin", "",
+                "invalid_api_key"};
+  out = clientSafeProviderError("main", auth);
+  EXPECT_EQ(out.status, 401);
+  EXPECT_EQ(out.type, "authentication_error");
+  EXPECT_EQ(out.code, "invalid_api_key");
+  EXPECT_EQ(out.message.find("canary"), std::string::npos);
+  EXPECT_EQ(out.message.find("10.1.1.1"), std::string::npos);
+  EXPECT_NE(out.message.find("provider 'main' answered 401"), std::string::npos);
+
+  ApiError down{503, "api_error", "upstream connect error to llm-backend.internal.corp", "", ""};
+  out = clientSafeProviderError("main", down);
+  EXPECT_EQ(out.message.find("internal"), std::string::npos);
+  EXPECT_EQ(out.status, 503);
+}
+
+}  // namespace
+}  // namespace ganglion::llm
