@@ -41,6 +41,7 @@ class UpstreamConnection {
 
 class ConnectionPool {
  public:
+  static constexpr std::chrono::milliseconds kRecentlyUsed{200};
   explicit ConnectionPool(size_t max_idle) : max_idle_(max_idle) {}
   /// Takes the most recently used idle connection that still looks usable, or nullptr.
   /// Connections the peer has closed (or that have unexpected bytes waiting) are dropped on
@@ -60,9 +61,12 @@ class ConnectionPool {
   }
   /// An idle HTTP/1.1 connection has nothing to read: readable means the peer closed it (FIN
   /// or RST) or sent bytes no request asked for (a TLS close_notify, garbage). Either way it
-  /// cannot carry a request. One poll() with no wait; cheaper than a failed exchange.
+  /// cannot carry a request. One poll() with no wait, skipped for a connection idle less than
+  /// kRecentlyUsed: under load connections are reused within microseconds, and no server's
+  /// keep-alive timeout is that short, so the hot path makes no extra system call.
   static bool looksAlive(UpstreamConnection& conn) {
     if (!conn.stream.socket().is_open() || !conn.in.empty()) return false;
+    if (std::chrono::steady_clock::now() - conn.idle_since < kRecentlyUsed) return true;
     pollfd p{conn.stream.socket().native_handle(), POLLIN | POLLRDHUP, 0};
     int n = ::poll(&p, 1, 0);
     return n == 0;

@@ -61,8 +61,8 @@ def rss_kb(pid):
     return 0
 
 
-class BudgetAbuseTest(unittest.TestCase):
-    """$0.01 at $1 per million tokens: the key `ten-k` may reserve 10,000 tokens at a time."""
+class LlmGatewayCase(unittest.TestCase):
+    """A gateway on LLM_CONFIG in front of one fake provider, for the whole class."""
 
     @classmethod
     def setUpClass(cls):
@@ -75,6 +75,10 @@ class BudgetAbuseTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.gw.__exit__(None, None, None)
         cls.main.__exit__(None, None, None)
+
+
+class BudgetAbuseTest(LlmGatewayCase):
+    """$0.01 at $1 per million tokens: the key `ten-k` may reserve 10,000 tokens at a time."""
 
     def setUp(self):
         self.main.clear()
@@ -143,19 +147,7 @@ class BudgetAbuseTest(unittest.TestCase):
         self.assertEqual(self.keys()["ten-k"]["spent_usd"], before)
 
 
-class MemoryAbuseTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.main = FakeProvider(name="main").__enter__()
-        admin = free_port()
-        cls.gw = Gateway(render(LLM_CONFIG, port=free_port(), main=cls.main.address, admin=admin,
-                                token=ADMIN_TOKEN), admin_port=admin).__enter__()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.gw.__exit__(None, None, None)
-        cls.main.__exit__(None, None, None)
-
+class MemoryAbuseTest(LlmGatewayCase):
     def test_a_million_content_parts_are_refused_and_memory_comes_back(self):
         part = '{"type":"text","text":""},'
         parts = part * 1_000_000
