@@ -115,6 +115,9 @@ struct LlmRouteConfig {
   bool require_key = true;  ///< `auth: none` turns gateway-key checks off (local use only)
 };
 
+/// The body limit of an LLM route that sets none: the LLM API reads bodies whole.
+constexpr uint64_t kLlmMaxBodyBytes = 32ull << 20;
+
 struct RouteConfig {
   std::string name;
   RouteMatch match;
@@ -199,6 +202,7 @@ struct ModelTarget {
   uint32_t weight = 1;
   std::optional<Price> price;  ///< from the config; else the built-in table (llm/prices.h)
   uint64_t context_window = 0; ///< tokens; 0: the model's, or unknown
+  uint64_t max_output = 0;     ///< most output tokens of one answer; 0: built-in table, or unknown
   int line = 0;
 };
 

@@ -139,8 +139,12 @@ std::string configToRedactedJson(const Config& c) {
   json::array models;
   for (const auto& m : c.models) {
     json::array targets;
-    for (const auto& t : m.targets)
-      targets.push_back(json::object{{"provider", t.provider}, {"model", t.model}, {"weight", t.weight}});
+    for (const auto& t : m.targets) {
+      json::object target{{"provider", t.provider}, {"model", t.model}, {"weight", t.weight}};
+      if (t.context_window) target["context_window"] = t.context_window;
+      if (t.max_output) target["max_output"] = t.max_output;
+      targets.push_back(std::move(target));
+    }
     json::object o{{"name", m.name}, {"strategy", strategyName(m.strategy)}, {"targets", std::move(targets)}};
     if (m.context_window) o["context_window"] = m.context_window;
     models.push_back(std::move(o));

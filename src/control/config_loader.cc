@@ -428,8 +428,11 @@ void readRoute(Reader& r, const YAML::Node& n, Config& cfg) {
     if (auto d = r.duration(v, "idle_timeout")) rt.idle_timeout = *d;
   if (auto v = n["retries"]; v.IsDefined())
     if (auto i = r.integer<uint32_t>(v, "retries", 0, 10)) rt.retries = *i;
-  if (auto v = n["max_body_bytes"]; v.IsDefined())
+  if (auto v = n["max_body_bytes"]; v.IsDefined()) {
     if (auto b = r.bytes(v, "max_body_bytes")) rt.max_body_bytes = *b;
+  } else if (rt.llm) {
+    rt.max_body_bytes = kLlmMaxBodyBytes;  // the LLM API holds the whole body in memory
+  }
   if (auto v = n["rewrite"]; v.IsDefined()) {
     if (!v.IsMap()) {
       r.fail(v, "rewrite must be a map");
@@ -584,7 +587,7 @@ void validateReferences(Reader& r, Config& cfg) {
     api.implicit = true;
     api.line = cfg.providers.front().line;
     api.retries = 0;
-    api.max_body_bytes = 32ull << 20;
+    api.max_body_bytes = kLlmMaxBodyBytes;
     api.first_byte_timeout = std::chrono::minutes(10);
     api.idle_timeout = std::chrono::minutes(5);
     cfg.routes.push_back(std::move(api));

@@ -198,7 +198,7 @@ void readModels(Reader& r, const YAML::Node& list, Config& cfg) {
     else return r.fail(n, "model needs a 'name'");
     r.forEach(n["targets"], "targets", [&](const YAML::Node& t) {
       if (!t.IsMap()) return r.fail(t, "a model target is a map: { provider, model, weight }");
-      r.checkKeys(t, {"provider", "model", "weight", "price", "context_window"}, "model target");
+      r.checkKeys(t, {"provider", "model", "weight", "price", "context_window", "max_output"}, "model target");
       ModelTarget target;
       target.line = Reader::lineOf(t);
       if (auto v = t["provider"]; v.IsDefined()) {
@@ -216,6 +216,8 @@ void readModels(Reader& r, const YAML::Node& list, Config& cfg) {
       if (auto v = t["price"]; v.IsDefined()) target.price = readPrice(r, v);
       if (auto v = t["context_window"]; v.IsDefined())
         target.context_window = r.integer<uint64_t>(v, "context_window", 1, 100'000'000).value_or(0);
+      if (auto v = t["max_output"]; v.IsDefined())
+        target.max_output = r.integer<uint64_t>(v, "max_output", 1, 100'000'000).value_or(0);
       m.targets.push_back(std::move(target));
     });
     if (m.targets.empty()) r.fail(n, fmt::format("model '{}' needs at least one target", m.name));

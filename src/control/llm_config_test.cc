@@ -174,6 +174,7 @@ providers: [ { name: o, kind: ollama } ]
   ASSERT_TRUE(ok.config) << ok.errors[0].text();
   ASSERT_EQ(ok.config->routes.size(), 1u);  // no implicit route beside an explicit one
   EXPECT_FALSE(ok.config->routes[0].llm->require_key);
+  EXPECT_EQ(ok.config->routes[0].max_body_bytes, kLlmMaxBodyBytes);  // bodies are read whole: not 1G
 
   auto bad = loadConfigText(R"(listeners: [ { name: l, address: "127.0.0.1:1" } ]
 upstreams: [ { name: web, targets: [ "127.0.0.1:2" ] } ]

@@ -18,6 +18,17 @@ std::unique_ptr<ProviderCodec> makeCodec(const control::ProviderConfig& provider
   return std::make_unique<OpenAiCodec>(provider);  // openai, azure and the OpenAI-compatible presets
 }
 
+namespace {
+
+/// The most output tokens one answer of target `t` may have when the client sets no limit.
+uint64_t maxOutputOf(std::string_view kind, const control::ModelTarget& t) {
+  if (t.max_output) return t.max_output;
+  if (kind == "anthropic") return AnthropicCodec::kDefaultMaxTokens;  // the codec always sends it
+  return builtinMaxOutput(kind, t.model);
+}
+
+}  // namespace
+
 Catalog::Catalog(const control::Config& config, const std::vector<size_t>& provider_upstreams) {
   for (size_t i = 0; i < config.providers.size(); ++i) {
     const auto& p = config.providers[i];
@@ -34,7 +45,8 @@ Catalog::Catalog(const control::Config& config, const std::vector<size_t>& provi
         if (providers_[p].config->name == t.provider)
           cm.targets.push_back({p, t.model, t.weight,
                                 t.price ? t.price : builtinPrice(providers_[p].config->kind, t.model),
-                                t.context_window ? t.context_window : m.context_window});
+                                t.context_window ? t.context_window : m.context_window,
+                                maxOutputOf(providers_[p].config->kind, t)});
     }
     by_name_.emplace(m.name, models_.size());
     models_.push_back(std::move(cm));

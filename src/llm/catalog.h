@@ -38,6 +38,9 @@ struct CatalogTarget {
   uint32_t weight = 1;
   std::optional<control::Price> price;  ///< config override, else built-in; unknown: nullopt
   uint64_t context_window = 0;          ///< tokens; 0: unknown
+  /// Most output tokens of one answer without a client limit: config, Anthropic's default
+  /// max_tokens (the codec always sends one), the built-in table; 0: unknown.
+  uint64_t max_output = 0;
   std::shared_ptr<TargetState> state = std::make_shared<TargetState>();
 };
 

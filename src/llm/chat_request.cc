@@ -383,7 +383,9 @@ std::optional<ApiError> parseChatRequest(std::string_view text, ChatRequest& out
   checkTools(c, b);
   checkResponseFormat(c, b);
   if (c.failed()) return err;
-  if (auto it = b.find("tools"); it != b.end()) size.text_bytes += json::serialize(it->value()).size();
+  // Tool definitions and a JSON schema reach the model as prompt text too.
+  for (std::string_view key : {"tools", "response_format"})
+    if (auto it = b.find(key); it != b.end() && !it->value().is_null()) size.text_bytes += json::serialize(it->value()).size();
   out.prompt_estimate = size.estimateTokens();
   out.prompt_bound = size.boundTokens();
   return std::nullopt;

@@ -33,6 +33,13 @@ TEST(Prices, BuiltinTableFindsDatedSnapshotsByPrefix) {
   EXPECT_FALSE(builtinPrice("vllm", "my-local-llama"));
 }
 
+TEST(Prices, BuiltinTableKnowsOutputLimits) {
+  EXPECT_EQ(builtinMaxOutput("openai", "gpt-4o-mini-2024-07-18"), 16'384u);
+  EXPECT_EQ(builtinMaxOutput("openai", "o3-mini"), 100'000u);
+  EXPECT_EQ(builtinMaxOutput("gemini", "gemini-2.5-pro"), 65'536u);
+  EXPECT_EQ(builtinMaxOutput("openai", "my-local-llama"), 0u);  // unknown: the gateway's default
+}
+
 TEST(Prices, CostIsExact) {
   Price p{150'000, 600'000, 75'000, 150'000};
   Usage u;

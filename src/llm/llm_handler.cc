@@ -30,8 +30,9 @@ namespace {
 
 constexpr size_t kMaxAnswerBytes = 128u << 20;  // embeddings of 2048 inputs fit
 constexpr size_t kMaxErrorBytes = 1u << 20;
-/// Output tokens reserved for a call that sets no max_tokens (budgets and tpm reserve the most
-/// a call may cost; the difference is refunded when it ends).
+/// Output tokens reserved per choice for a call that sets no max_tokens to a model whose output
+/// limit is unknown (budgets and tpm reserve the most a call may cost; the difference is
+/// refunded when it ends). Set `max_output` on the model target to reserve exactly.
 constexpr uint64_t kReservedOutput = 4096;
 
 bool endsWith(std::string_view s, std::string_view suffix) {
@@ -131,16 +132,21 @@ struct LlmHandler::Call {
   }
 };
 
-Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t prompt_tokens, uint64_t max_output) {
+Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t prompt_tokens, uint64_t max_output,
+                             uint32_t choices) {
   const auto& limits_by_key = call.snap.config.key_table->limits;
   auto it = call.rec.key_name.empty() ? limits_by_key.end() : limits_by_key.find(std::string(call.rec.key_name));
   if (it == limits_by_key.end()) co_return true;
   const auto& limits = it->second;
-  // Fallback may land on any target: reserve the dearest.
+  // Fallback may land on any target: reserve the dearest. Without max_tokens each choice may
+  // run to the target model's own output limit.
   Picodollars worst = 0;
+  uint64_t most_output = 0;
   for (const auto& t : model.targets) {
+    const uint64_t output = (max_output ? max_output : t.max_output ? t.max_output : kReservedOutput) * choices;
+    most_output = std::max(most_output, output);
     if (t.price) {
-      worst = std::max(worst, worstCaseCost(*t.price, prompt_tokens, max_output));
+      worst = std::max(worst, worstCaseCost(*t.price, prompt_tokens, output));
     } else if (limits.budget) {
       const ApiError err{400, "invalid_request_error",
                          fmt::format("Model '{}' has no known price for '{}', so the budget of key '{}' cannot be "
@@ -151,7 +157,7 @@ Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t pro
       co_return false;
     }
   }
-  const uint64_t tokens = prompt_tokens + max_output;
+  const uint64_t tokens = prompt_tokens + most_output;
   std::optional<Refusal> refused;
   if (call.snap.config.state.redis) {
     if (!shared_) shared_ = std::make_unique<SharedLimits>(worker_.io(), call.snap.config.state, worker_.index());
@@ -464,9 +470,7 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
   const CatalogModel* model = co_await findModel(call, req.model);
   if (!model) co_return;
   if (co_await answerFromCache(call, "chat/completions", req.body)) co_return;
-  // Every choice may use the whole max_tokens.
-  const uint64_t max_output = (req.max_output ? req.max_output : kReservedOutput) * req.choices;
-  if (!co_await admit(call, *model, req.prompt_bound, max_output)) co_return;
+  if (!co_await admit(call, *model, req.prompt_bound, req.max_output, req.choices)) co_return;
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     return p.codec->chatRequest(req, t.model, out);
   };
@@ -502,7 +506,7 @@ Task<void> LlmHandler::embeddings(Call& call) {
   const CatalogModel* model = co_await findModel(call, req.model);
   if (!model) co_return;
   if (co_await answerFromCache(call, "embeddings", req.body)) co_return;
-  if (!co_await admit(call, *model, req.prompt_bound, 0)) co_return;
+  if (!co_await admit(call, *model, req.prompt_bound, 0, 0)) co_return;  // embeddings: no output
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     return p.codec->embeddingsRequest(req, t.model, out);
   };
@@ -535,7 +539,8 @@ Task<void> LlmHandler::countTokens(Call& call) {
   const bool anthropic_first =
       !model->targets.empty() && call.catalog.providers()[model->targets[0].provider].config->kind == "anthropic";
   if (!anthropic_first) {
-    // No provider counts tokens the Anthropic way: the gateway's own estimate, as its limits use.
+    // No provider counts tokens the Anthropic way: the gateway's own estimate (limits reserve
+    // an upper bound instead; this is the best guess of the real count).
     const std::string estimate = json::serialize(json::object{{"input_tokens", req.chat.prompt_estimate}});
     co_return co_await sendJson(call, 200, estimate);
   }
@@ -573,7 +578,7 @@ Task<void> LlmHandler::messages(Call& call) {
   if (bad) co_return co_await sendError(call, *bad);
   const CatalogModel* model = co_await findModel(call, req.model);
   if (!model) co_return;
-  if (!co_await admit(call, *model, req.chat.prompt_bound, req.chat.max_output)) co_return;
+  if (!co_await admit(call, *model, req.chat.prompt_bound, req.chat.max_output, 1)) co_return;
   const auto& client_head = call.conn.request().headers;
   std::string version(client_head.get("anthropic-version"));
   std::string beta(client_head.get("anthropic-beta"));
@@ -632,12 +637,12 @@ Task<void> LlmHandler::responses(Call& call) {
   const bool stream = body.contains("stream") && body.at("stream").get_bool();
   const CatalogModel* model = co_await findModel(call, model_name);
   if (!model) co_return;
-  uint64_t max_output = kReservedOutput;
+  uint64_t max_output = 0;  // absent: the model's own limit
   if (auto* m = body.if_contains("max_output_tokens"); m && m->is_int64() && m->get_int64() > 0)
     max_output = static_cast<uint64_t>(m->get_int64());
   // The Responses API is passed through unparsed: the whole body bounds its prompt.
   const uint64_t prompt_estimate = estimateTokens(text.size());
-  if (!co_await admit(call, *model, boundTokens(text.size()), max_output)) co_return;
+  if (!co_await admit(call, *model, boundTokens(text.size()), max_output, 1)) co_return;
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     auto* openai = dynamic_cast<const OpenAiCodec*>(p.codec.get());
     if (!openai)

@@ -92,7 +92,11 @@ class LlmHandler {
   void addCallHeaders(Call& call, http::ResponseHead& head);
 
   /// Reserves the call's worst case against the key's limits; false when refused (answered).
-  http::Task<bool> admit(Call& call, const struct CatalogModel& model, uint64_t prompt_tokens, uint64_t max_output);
+  /// Reserves the call's worst case against its key's limits (or answers 429/400/503 and returns
+  /// false): `prompt_tokens` (an upper bound) plus, for each of `choices`, `max_output` tokens or,
+  /// when 0, the target model's output limit. Worker thread.
+  http::Task<bool> admit(Call& call, const struct CatalogModel& model, uint64_t prompt_tokens, uint64_t max_output,
+                         uint32_t choices);
 
   loop::Worker& worker_;
   telemetry::WorkerStats& stats_;

@@ -19,6 +19,10 @@ using control::Price;
 /// dated snapshots such as gpt-4o-mini-2024-07-18 find gpt-4o-mini), or nullopt.
 std::optional<Price> builtinPrice(std::string_view kind, std::string_view model);
 
+/// The most output tokens one answer of `model` may have (from the same table), or 0 when
+/// unknown. What a call without max_tokens reserves per choice.
+uint64_t builtinMaxOutput(std::string_view kind, std::string_view model);
+
 /// What a call with `usage` costs: uncached prompt at the input price, cache reads and writes
 /// at theirs, completion (reasoning included) at the output price.
 Picodollars costOf(const Price& price, const Usage& usage);

@@ -94,9 +94,10 @@ class MessagesRelay final : public StreamRelay {
     chunks_.clear();
     auto err = decoder_->feed(raw, chunks_, usage);  // native streams too: it reads their usage
     if (native_) {
+      // Events pass as sent, except an error event: the decoder reported it as `err`, which the
+      // handler redacts and end() writes in its place (a provider's message may hold secrets).
       sse_.feed(raw, [&](const http::SseEvent& e) {
-        relayed_error_ = relayed_error_ || e.type == "error";
-        appendRawEvent(e, out);
+        if (e.type != "error") appendRawEvent(e, out);
       });
     } else {
       for (const auto& c : chunks_) encoder_.chunk(c, out);
@@ -106,7 +107,7 @@ class MessagesRelay final : public StreamRelay {
   bool done() const override { return decoder_->finished(); }
   void end(const ApiError* error, const Usage& usage, std::string& out) override {
     if (error) {
-      if (!relayed_error_) MessagesStreamEncoder::error(*error, out);
+      MessagesStreamEncoder::error(*error, out);
     } else if (!native_) {
       encoder_.finish(usage, out);
     }
@@ -118,7 +119,6 @@ class MessagesRelay final : public StreamRelay {
   bool native_;
   http::SseParser sse_;  ///< native streams are relayed event by event, as sent
   MessagesStreamEncoder encoder_;
-  bool relayed_error_ = false;
 };
 
 class ResponsesRelay final : public StreamRelay {
@@ -126,17 +126,15 @@ class ResponsesRelay final : public StreamRelay {
   std::optional<ApiError> feed(std::string_view raw, Usage& usage, std::string& out) override {
     std::optional<ApiError> err;
     sse_.feed(raw, [&](const http::SseEvent& e) {
-      if (auto reported = watch(e.type, e.data, usage)) {
-        err = std::move(reported);
-        relayed_error_ = true;
-      }
-      appendRawEvent(e, out);
+      // An error event is not relayed as sent: end() writes it with the redacted message.
+      if (auto reported = watch(e.type, e.data, usage)) err = std::move(reported);
+      else if (e.type != "error") appendRawEvent(e, out);
     });
     return err;
   }
   bool done() const override { return done_; }
   void end(const ApiError* error, const Usage&, std::string& out) override {
-    if (!error || relayed_error_) return;
+    if (!error) return;
     json::object ev{{"type", "error"}, {"code", error->code}, {"message", error->message}, {"param", nullptr}};
     out += "event: error\ndata: ";
     out += json::serialize(ev);
@@ -164,7 +162,6 @@ class ResponsesRelay final : public StreamRelay {
 
   http::SseParser sse_;
   bool done_ = false;
-  bool relayed_error_ = false;
 };
 
 }  // namespace

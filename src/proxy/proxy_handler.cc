@@ -373,7 +373,7 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
         continue;
       }
       co_return co_await fail(502, "upstream_send_failed",
-                              failure("the connection failed while sending the request"));
+                              failure("failed while the request was being sent"));
     }
 
     // 3. The response head.

@@ -37,6 +37,8 @@ providers:
 models:
   - name: priced
     targets: [ { provider: main, model: priced-model, price: { input: 1, output: 1 } } ]
+  - name: long-output
+    targets: [ { provider: main, model: long-model, price: { input: 1, output: 1 }, max_output: 20000 } ]
 keys:
   - { name: ten-k, key: sk-gw-ten-k, budget: { usd: 0.01, period: day } }
   - { name: abandoner, key: sk-gw-abandoner, budget: { usd: 1, period: day } }
@@ -110,6 +112,17 @@ class BudgetAbuseTest(LlmGatewayCase):
         for t in threads:
             t.join()
         self.assertEqual(sorted(results), [200, 429])
+
+    def test_without_max_tokens_the_models_output_limit_is_reserved(self):
+        # The model may answer 20,000 tokens: more than the budget, so it is refused unless the
+        # client bounds the answer itself.
+        resp = self.call("sk-gw-ten-k", json.dumps({"model": "long-output",
+                                                    "messages": [{"role": "user", "content": "hi"}]}))
+        self.assertEqual(resp.status, 429, resp.body[:300])
+        self.assertEqual(resp.json()["error"]["code"], "budget_exceeded")
+        resp = self.call("sk-gw-ten-k", json.dumps({"model": "long-output", "max_tokens": 100,
+                                                    "messages": [{"role": "user", "content": "hi"}]}))
+        self.assertEqual(resp.status, 200, resp.body[:300])
 
     def test_dense_prompt_cannot_beat_the_reservation(self):
         # About one token per two bytes: a bytes/4 estimate would admit it at a quarter.
