@@ -282,12 +282,18 @@ void checkResponseFormat(Checker& c, const json::object& body) {
 
 namespace {
 
-/// Counts the objects and arrays in JSON text (brackets outside strings), stopping past
-/// `limit`: a linear scan that allocates nothing, run before the parser builds anything.
-size_t countContainers(std::string_view text, size_t limit) {
-  size_t n = 0;
+struct JsonShape {
+  size_t containers = 0;  ///< objects and arrays
+  size_t values = 1;      ///< at most this many values of any kind (each but a container's first follows a comma)
+};
+
+/// Counts the structure of JSON text (brackets and commas outside strings), stopping once a
+/// limit is passed: a linear scan that allocates nothing, run before the parser builds anything.
+JsonShape measureJson(std::string_view text) {
+  JsonShape shape;
   bool in_string = false;
-  for (size_t i = 0; i < text.size() && n <= limit; ++i) {
+  for (size_t i = 0; i < text.size() && shape.containers <= kMaxJsonContainers && shape.values <= kMaxJsonValues;
+       ++i) {
     const char ch = text[i];
     if (in_string) {
       if (ch == '\\') ++i;
@@ -295,19 +301,26 @@ size_t countContainers(std::string_view text, size_t limit) {
     } else if (ch == '"') {
       in_string = true;
     } else if (ch == '{' || ch == '[') {
-      ++n;
+      ++shape.containers;
+      ++shape.values;
+    } else if (ch == ',') {
+      ++shape.values;
     }
   }
-  return n;
+  return shape;
 }
 
 }  // namespace
 
 std::optional<ApiError> parseJsonObject(std::string_view text, json::object& out) {
-  if (countContainers(text, kMaxJsonContainers) > kMaxJsonContainers)
+  const JsonShape shape = measureJson(text);
+  if (shape.containers > kMaxJsonContainers || shape.values > kMaxJsonValues)
     return ApiError{400, "invalid_request_error",
-                    fmt::format("The request body holds more than {} JSON objects and arrays; split the request.",
-                                kMaxJsonContainers),
+                    shape.containers > kMaxJsonContainers
+                        ? fmt::format("The request body holds more than {} JSON objects and arrays; split the request.",
+                                      kMaxJsonContainers)
+                        : fmt::format("The request body holds more than {} JSON values; split the request.",
+                                      kMaxJsonValues),
                     "", "request_too_complex"};
   boost::system::error_code ec;
   json::parse_options options;

@@ -41,10 +41,12 @@ struct EmbeddingsRequest {
 };
 std::optional<ApiError> parseEmbeddingsRequest(std::string_view text, EmbeddingsRequest& out);
 
-/// Most JSON objects and arrays a request body may hold, and how deep they may nest: a body
-/// is refused before it is parsed when it has more, so its parsed form stays a small multiple
-/// of its size (a million empty content parts would otherwise cost ~400 MB).
+/// Most JSON objects and arrays a request body may hold, most values of any kind, and how deep
+/// they may nest: a body is refused before it is parsed when it has more, so its parsed form
+/// stays bounded (a million empty content parts would cost ~400 MB, 30 MB of `0,` ~700 MB).
+/// A million values holds the largest embeddings call (2,048 inputs, 300,000 tokens in all).
 constexpr size_t kMaxJsonContainers = 100'000;
+constexpr size_t kMaxJsonValues = 1'000'000;
 constexpr unsigned kMaxJsonDepth = 64;
 /// Most messages in one call, and content parts in one message.
 constexpr size_t kMaxMessages = 50'000;

@@ -158,8 +158,17 @@ TEST(ChatRequestLimits, OversizedShapesAreRefusedWithTheReason) {
   EXPECT_EQ(err->code, "invalid_json");
   EXPECT_NE(err->message.find("nests deeper"), std::string::npos);
 
-  // Brackets inside strings are text, not structure.
+  std::string zeros = R"({"model":"m","messages":[{"role":"user","content":"x"}],"x":[)";
+  for (size_t i = 0; i <= kMaxJsonValues; ++i) zeros += i ? ",0" : "0";
+  zeros += "]}";
+  err = parseChatRequest(zeros, req);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->code, "request_too_complex");
+  EXPECT_NE(err->message.find("JSON values"), std::string::npos);
+
+  // Brackets and commas inside strings are text, not structure.
   std::string text(3 * kMaxJsonContainers, '[');
+  text += std::string(2 * kMaxJsonValues, ',');
   EXPECT_FALSE(parseChatRequest(
       R"({"model":"m","messages":[{"role":"user","content":")" + text + R"("}]})", req));
 }

@@ -78,12 +78,12 @@ class LlmGatewayCase(unittest.TestCase):
         cls.gw.__exit__(None, None, None)
         cls.main.__exit__(None, None, None)
 
+    def setUp(self):
+        self.main.clear()
+
 
 class BudgetAbuseTest(LlmGatewayCase):
     """$0.01 at $1 per million tokens: the key `ten-k` may reserve 10,000 tokens at a time."""
-
-    def setUp(self):
-        self.main.clear()
 
     def call(self, key, body, timeout=10):
         return self.gw.request("POST", "/v1/chat/completions", body=body,
@@ -188,6 +188,33 @@ class MemoryAbuseTest(LlmGatewayCase):
         ok = self.gw.request("POST", "/v1/chat/completions", body=chat(),
                              headers={"Authorization": "Bearer sk-gw-big"})
         self.assertEqual(ok.status, 200)
+
+
+    def test_millions_of_scalars_are_refused_before_parsing(self):
+        # Numbers and strings cost a parsed value each (16 bytes and more): 30 MB of `0,` used to
+        # peak at ~700 MB. Refused before the parser runs, memory stays flat.
+        body = ('{"model":"priced","messages":[{"role":"user","content":"hi"}],"x":[' + "0," * 15_000_000 +
+                '0]}').encode()
+        before = rss_kb(self.gw.pid)
+        peak = [before]
+        done = threading.Event()
+
+        def watch():
+            while not done.is_set():
+                peak[0] = max(peak[0], rss_kb(self.gw.pid))
+                time.sleep(0.01)
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            r = http_request(self.gw.port, "POST", "/v1/chat/completions", body=body,
+                             headers={"Authorization": "Bearer sk-gw-big"}, timeout=60)
+        finally:
+            done.set()
+            watcher.join()
+        self.assertEqual(r.status, 400, r.body[:300])
+        self.assertEqual(r.json()["error"]["code"], "request_too_complex")
+        self.assertEqual(self.main.requests, [])
+        self.assertLess(peak[0] - before, 120_000, "peak RSS grew by %d kB" % (peak[0] - before))
 
 
 LEAK_CONFIG = """
