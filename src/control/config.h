@@ -2,6 +2,7 @@
 // compiled further into a Snapshot (control/snapshot.h) for the hot path.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -185,6 +186,12 @@ struct ProviderConfig {
   /// verified against the system store for https), pooled and health-tracked like any other.
   UpstreamConfig upstream;
   int line = 0;
+
+  /// The credentials the gateway holds for this provider: redacted wherever a provider's
+  /// words are shown to clients.
+  std::array<std::string_view, 4> secrets() const {
+    return {api_key, access_key_id, secret_access_key, session_token};
+  }
 };
 
 /// Token prices in picodollars per token (= USD per million tokens × 1e6).

@@ -78,8 +78,42 @@ bool looksLikeIpv4(std::string_view w) {
   return dots == 3 && digits > 0;
 }
 
+bool allLetters(std::string_view s) {
+  for (char c : s)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) return false;
+  return !s.empty();
+}
+
+/// A host name, host:port, "localhost" or an IPv6 address: internal names are nobody's business.
+bool looksLikeHost(std::string_view w) {
+  if (iequals(w.substr(0, 9), "localhost")) return true;
+  if (w.find("::") != std::string_view::npos) return true;  // IPv6
+  if (auto colon = w.rfind(':'); colon != std::string_view::npos && colon + 1 < w.size()) {
+    bool port = true;
+    for (char c : w.substr(colon + 1)) port = port && c >= '0' && c <= '9';
+    if (port && colon > 0) return true;  // host:port
+  }
+  // a.b.c with an alphabetic last label (internal.corp, api.example.com), not gemini-1.5-pro
+  auto dot = w.rfind('.');
+  if (dot == std::string_view::npos || dot == 0) return false;
+  std::string_view last = w.substr(dot + 1);
+  return last.size() >= 2 && last.size() <= 24 && allLetters(last) && w[dot - 1] != '.';
+}
+
+/// True when `w` holds eight or more consecutive characters of a secret the gateway knows.
+bool holdsKnownSecret(std::string_view w, std::span<const std::string_view> known) {
+  constexpr size_t kWindow = 8;
+  for (std::string_view secret : known) {
+    if (secret.size() < kWindow) continue;
+    for (size_t j = 0; j + kWindow <= secret.size(); ++j)
+      if (w.find(secret.substr(j, kWindow)) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
 bool looksSecret(std::string_view w) {
   while (!w.empty() && (w.back() == '.' || w.back() == ':' || w.back() == ',')) w.remove_suffix(1);
+  if (looksLikeHost(w)) return true;
   for (std::string_view prefix : {"sk-", "sk_", "pk_", "rk_", "AKIA", "ASIA", "AIza", "ghp_", "gho_", "xox", "eyJ"})
     if (w.size() >= prefix.size() + 8 && w.substr(0, prefix.size()) == prefix) return true;
   if (w.find("://") != std::string_view::npos || looksLikeIpv4(w)) return true;
@@ -99,7 +133,7 @@ bool looksSecret(std::string_view w) {
 
 }  // namespace
 
-std::string redactSecrets(std::string_view text) {
+std::string redactSecrets(std::string_view text, std::span<const std::string_view> known) {
   text = text.substr(0, 1000);
   std::string out;
   out.reserve(text.size());
@@ -112,7 +146,7 @@ std::string redactSecrets(std::string_view text) {
     size_t end = i;
     while (end < text.size() && isWordChar(text[end])) ++end;
     std::string_view word = text.substr(i, end - i);
-    if (after_bearer || looksSecret(word)) {
+    if (after_bearer || looksSecret(word) || holdsKnownSecret(word, known)) {
       out += "[redacted]";
     } else {
       out += word;
@@ -123,11 +157,15 @@ std::string redactSecrets(std::string_view text) {
   return out;
 }
 
-ApiError clientSafeProviderError(std::string_view provider, ApiError e) {
+ApiError clientSafeProviderError(std::string_view provider, ApiError e, std::span<const std::string_view> known) {
   const bool request_fault = e.status == 400 || e.status == 404 || e.status == 409 || e.status == 413 ||
                              e.status == 415 || e.status == 422;
+  // Every field the client sees: providers have put secrets in type, code and param too.
+  e.type = redactSecrets(e.type, known).substr(0, 100);
+  e.code = redactSecrets(e.code, known).substr(0, 100);
   if (request_fault) {
-    e.message = redactSecrets(e.message);
+    e.param = redactSecrets(e.param, known).substr(0, 200);
+    e.message = redactSecrets(e.message, known);
     return e;
   }
   e.param.clear();

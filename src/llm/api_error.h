@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -37,13 +38,16 @@ std::string providerStatusMessage(int status, std::string_view body);
 /// others (401/403: the gateway's own credentials, 429, 5xx) get the gateway's words, since
 /// providers put account ids, key fragments and internal URLs there. Status, type and code
 /// are kept. The caller logs the original.
-ApiError clientSafeProviderError(std::string_view provider, ApiError from_provider);
+ApiError clientSafeProviderError(std::string_view provider, ApiError from_provider,
+                                 std::span<const std::string_view> known_secrets = {});
 
 /// `text` with what looks like a secret or an internal address replaced by "[redacted]":
-/// URLs, IPv4 addresses, `key=`/`token=`/`secret=`/`password=` values, words after "Bearer",
-/// and key-like words (known key prefixes such as sk-, AKIA, AIza; or 16+ characters mixing
-/// upper case, lower case and digits). Cut to 1,000 bytes.
-std::string redactSecrets(std::string_view text);
+/// URLs, IPv4 and IPv6 addresses, host names (a.b with an alphabetic last label, host:port,
+/// localhost), `key=`/`token=`/`secret=`/`password=` values, words after "Bearer", key-like
+/// words (known key prefixes such as sk-, AKIA, AIza; or 16+ characters mixing upper case,
+/// lower case and digits), and any word holding 8+ consecutive characters of `known_secrets`
+/// (the provider's own credentials). Cut to 1,000 bytes.
+std::string redactSecrets(std::string_view text, std::span<const std::string_view> known_secrets = {});
 
 /// The OpenAI error type that goes with an HTTP status from a provider or the gateway.
 std::string_view openaiTypeForStatus(int status);

@@ -15,6 +15,17 @@ TEST(RedactSecrets, RemovesKeysUrlsAndAddresses) {
   EXPECT_NE(out.find("Incorrect API key provided"), std::string::npos);
 }
 
+TEST(RedactSecrets, RemovesHostNamesAndKnownSecrets) {
+  const std::string text =
+      "upstream llm-7.prod.internal.corp:8443 and [fd00::5]:80 and localhost:9000 refused PROVIDER-SECRET-abc";
+  const std::string_view known[] = {"sk-PROVIDER-SECRET-abc"};
+  const std::string out = redactSecrets(text, known);
+  for (const char* leaked : {"internal", "fd00", "localhost", "9000", "PROVIDER-SECRET"})
+    EXPECT_EQ(out.find(leaked), std::string::npos) << leaked << " in " << out;
+  EXPECT_EQ(redactSecrets("gemini-1.5-pro and claude-3.5-sonnet are fine."),
+            "gemini-1.5-pro and claude-3.5-sonnet are fine.");
+}
+
 TEST(RedactSecrets, KeepsOrdinaryWordsAndModelNames) {
   const std::string text = "This model's maximum context length is 8192 tokens; gpt-4o-mini-2024-07-18 got 9000.";
   EXPECT_EQ(redactSecrets(text), text);
@@ -40,6 +51,12 @@ TEST(ClientSafeProviderError, RequestFaultsKeepTheMessageOthersGetTheGatewaysWor
   EXPECT_EQ(out.message.find("canary"), std::string::npos);
   EXPECT_EQ(out.message.find("10.1.1.1"), std::string::npos);
   EXPECT_NE(out.message.find("provider 'main' answered 401"), std::string::npos);
+
+  ApiError odd{400, "sk-PROVIDER-SECRET-abc", "bad", "sk-PROVIDER-SECRET-abc", "sk-PROVIDER-SECRET-abc"};
+  const std::string_view known[] = {"sk-PROVIDER-SECRET-abc"};
+  out = clientSafeProviderError("main", odd, known);
+  for (const std::string* field : {&out.type, &out.param, &out.code, &out.message})
+    EXPECT_EQ(field->find("SECRET"), std::string::npos) << *field;
 
   ApiError down{503, "api_error", "upstream connect error to llm-backend.internal.corp", "", ""};
   out = clientSafeProviderError("main", down);

@@ -677,7 +677,8 @@ Task<void> LlmHandler::responses(Call& call) {
     co_return co_await sendJson(call, 200, answer);
   }
 
-  auto relay = responsesRelay();
+  const auto secrets = tried.provider->config->secrets();
+  auto relay = responsesRelay([&secrets](std::string_view text) { return redactSecrets(text, secrets); });
   co_await relayStream(call, tried, *relay, prompt_estimate, false);
 }
 
@@ -717,7 +718,7 @@ Task<void> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& re
     if (!raw.empty()) stream_error = relay.feed(raw, call.rec.usage, out);
     if (stream_error && !stream_error->message.empty()) {  // an error event from the provider
       logLine(fmt::format("llm: provider '{}' stream error: {}", call.rec.provider, stream_error->message));
-      stream_error->message = redactSecrets(stream_error->message);
+      stream_error->message = redactSecrets(stream_error->message, tried.provider->config->secrets());
     }
     provider_done = relay.done();
     const bool ended = provider_done || stream_error || status != proxy::BodyStatus::kData;

@@ -123,11 +123,14 @@ class MessagesRelay final : public StreamRelay {
 
 class ResponsesRelay final : public StreamRelay {
  public:
+  explicit ResponsesRelay(std::function<std::string(std::string_view)> redact) : redact_(std::move(redact)) {}
+
   std::optional<ApiError> feed(std::string_view raw, Usage& usage, std::string& out) override {
     std::optional<ApiError> err;
     sse_.feed(raw, [&](const http::SseEvent& e) {
       // An error event is not relayed as sent: end() writes it with the redacted message.
       if (auto reported = watch(e.type, e.data, usage)) err = std::move(reported);
+      else if (e.type == "response.failed") appendFailed(e, out);
       else if (e.type != "error") appendRawEvent(e, out);
     });
     return err;
@@ -160,6 +163,23 @@ class ResponsesRelay final : public StreamRelay {
     return std::nullopt;
   }
 
+  /// response.failed with the provider's error code and message redacted.
+  void appendFailed(const http::SseEvent& e, std::string& out) {
+    boost::system::error_code ec;
+    json::value v = json::parse(e.data, ec);
+    json::object* error = nullptr;
+    if (!ec && v.is_object())
+      if (auto* r = v.as_object().if_contains("response"); r && r->is_object())
+        if (auto* er = r->as_object().if_contains("error"); er && er->is_object()) error = &er->as_object();
+    if (!error) return appendRawEvent(e, out);
+    for (std::string_view key : {"message", "code"})
+      if (auto* field = error->if_contains(key); field && field->is_string()) *field = redact_(field->get_string());
+    out += "event: response.failed\ndata: ";
+    out += json::serialize(v);
+    out += "\n\n";
+  }
+
+  std::function<std::string(std::string_view)> redact_;
   http::SseParser sse_;
   bool done_ = false;
 };
@@ -174,6 +194,8 @@ std::unique_ptr<StreamRelay> messagesRelay(const ProviderCodec& codec, bool nati
   return std::make_unique<MessagesRelay>(codec, native);
 }
 
-std::unique_ptr<StreamRelay> responsesRelay() { return std::make_unique<ResponsesRelay>(); }
+std::unique_ptr<StreamRelay> responsesRelay(std::function<std::string(std::string_view)> redact) {
+  return std::make_unique<ResponsesRelay>(std::move(redact));
+}
 
 }  // namespace ganglion::llm

@@ -4,6 +4,7 @@
 // on the worker thread that serves it.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -40,8 +41,9 @@ std::unique_ptr<StreamRelay> chatRelay(const ProviderCodec& codec, bool client_w
 /// chunks re-encoded as Anthropic events; ends with message_stop or an error event.
 std::unique_ptr<StreamRelay> messagesRelay(const ProviderCodec& codec, bool native);
 
-/// /v1/responses: events relayed as sent; usage and the end read from response.completed
-/// and its siblings.
-std::unique_ptr<StreamRelay> responsesRelay();
+/// /v1/responses: events relayed as sent, except the provider's words in a response.failed
+/// event, which pass through `redact`; usage and the end read from response.completed and its
+/// siblings.
+std::unique_ptr<StreamRelay> responsesRelay(std::function<std::string(std::string_view)> redact);
 
 }  // namespace ganglion::llm

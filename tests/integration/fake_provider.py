@@ -301,6 +301,9 @@ class _ProviderHandler(_UpstreamHandler):
 
     def _head(self, status, content_type, length=None, extra=None):
         self.send_response(status)
+        extra = dict(extra or {})
+        for name in [n for n in extra if n.lower() == "content-type"]:
+            content_type = extra.pop(name)  # a scripted Content-Type replaces the default
         self.send_header("Content-Type", content_type)
         self.send_header("X-Request-Id", "req_fake_%d" % self.server.owner._next_id())
         if length is None:
@@ -905,7 +908,8 @@ class FakeProvider(ThreadedServer):
         """Queue a behaviour for the next request (FIFO, one entry per request, any endpoint);
         times=N queues it N times. Keys:
           status=N, body=dict|str|bytes, headers={...}: answer status N with that body (default:
-              the endpoint dialect's error body); headers are added to any scripted answer.
+              the endpoint dialect's error body); headers are added to any scripted answer (a
+              Content-Type among them replaces the default one).
           delay=s: wait before the response head.  first_token_delay=s: stream head at once,
               first event after s.  event_delay=s: between stream events.
           cut_after=n: stream n events, then close without the terminating chunk.

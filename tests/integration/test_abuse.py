@@ -223,7 +223,7 @@ listeners:
   - name: public
     address: 127.0.0.1:@PORT@
 providers:
-  - { name: main, kind: openai, base_url: "http://@MAIN@/v1", api_key: sk-p }
+  - { name: main, kind: openai, base_url: "http://@MAIN@/v1", api_key: sk-PROVIDER-SECRET-abc }
   - { name: gone, kind: openai, base_url: "http://127.0.0.1:1/v1", api_key: sk-p }
 upstreams:
   - name: dead
@@ -284,6 +284,31 @@ class ErrorLeakTest(unittest.TestCase):
         err = self.chat("m").json()["error"]
         self.assertIn("context too long", err["message"])
         self.assertNotIn("sk-proj", err["message"])
+
+    def test_secrets_hidden_in_other_fields_or_forms_are_redacted(self):
+        # Found by the adversarial pass: the provider's key in type/code/param, a partial key,
+        # internal host names, IPv6 and localhost addresses.
+        self.main.script(status=400, body={"error": {
+            "message": "PROVIDER-SECRET-abc at llm-7.prod.internal.corp:8443, [fd00::5]:80 and localhost:9000",
+            "type": "sk-PROVIDER-SECRET-abc", "param": "sk-PROVIDER-SECRET-abc", "code": "sk-PROVIDER-SECRET-abc"}})
+        text = self.chat("m").body.decode()
+        for leaked in ("PROVIDER-SECRET", "internal.corp", "fd00", "localhost"):
+            self.assertNotIn(leaked, text)
+
+    def test_responses_stream_failure_is_redacted(self):
+        failed = {"type": "response.failed", "sequence_number": 1, "response": {
+            "id": "resp_1", "status": "failed",
+            "error": {"code": "server_error", "message": "sk-PROVIDER-SECRET-abc rejected by http://10.9.8.7/"}}}
+        stream = ("event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0}\n\n"
+                  "event: response.failed\ndata: %s\n\n" % json.dumps(failed))
+        self.main.script(status=200, body=stream.encode(), headers={"Content-Type": "text/event-stream"})
+        resp = self.gw.request("POST", "/v1/responses",
+                               body=json.dumps({"model": "m", "input": "hi", "stream": True}))
+        self.assertEqual(resp.status, 200, resp.body[:300])
+        text = resp.body.decode()
+        self.assertIn("response.failed", text)
+        self.assertNotIn("PROVIDER-SECRET", text)
+        self.assertNotIn("10.9.8.7", text)
 
     def test_gateway_errors_name_no_internal_address(self):
         resp = self.chat("unreachable")
