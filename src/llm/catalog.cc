@@ -41,12 +41,14 @@ Catalog::Catalog(const control::Config& config, const std::vector<size_t>& provi
     CatalogModel cm;
     cm.config = &m;
     for (const auto& t : m.targets) {
-      for (uint32_t p = 0; p < providers_.size(); ++p)
-        if (providers_[p].config->name == t.provider)
-          cm.targets.push_back({p, t.model, t.weight,
-                                t.price ? t.price : builtinPrice(providers_[p].config->kind, t.model),
-                                t.context_window ? t.context_window : m.context_window,
-                                maxOutputOf(providers_[p].config->kind, t)});
+      for (uint32_t p = 0; p < providers_.size(); ++p) {
+        if (providers_[p].config->name != t.provider) continue;
+        const std::string& kind = providers_[p].config->kind;
+        CatalogTarget target{p, t.model, t.weight, t.price ? t.price : builtinPrice(kind, t.model),
+                             t.context_window ? t.context_window : m.context_window, maxOutputOf(kind, t)};
+        target.context_limit = target.context_window ? target.context_window : builtinContextWindow(kind, t.model);
+        cm.targets.push_back(std::move(target));
+      }
     }
     by_name_.emplace(m.name, models_.size());
     models_.push_back(std::move(cm));

@@ -41,6 +41,9 @@ struct CatalogTarget {
   /// Most output tokens of one answer without a client limit: config, Anthropic's default
   /// max_tokens (the codec always sends one), the built-in table; 0: unknown.
   uint64_t max_output = 0;
+  /// Most prompt tokens: config context_window, else the built-in table; 0: unknown. Only
+  /// for reservations (context_window alone decides which targets a prompt skips).
+  uint64_t context_limit = 0;
   std::shared_ptr<TargetState> state = std::make_shared<TargetState>();
 };
 

@@ -106,6 +106,7 @@ bool oneOf(std::string_view v, std::initializer_list<std::string_view> allowed) 
 /// Tokens of a prompt, estimated (for usage the provider did not report) and bounded (for
 /// reservations).
 struct PromptSize {
+  std::string unbounded;  ///< the first input the provider expands on its side
   size_t text_bytes = 0;  ///< text, framing and tool definitions
   uint64_t estimate = 0;  ///< non-text parts (images) as estimated tokens
   uint64_t bound = 0;     ///< non-text parts as the most they may cost
@@ -145,7 +146,11 @@ void checkPart(Checker& c, const json::value& part, const std::string& param, st
     return;
   }
   if (*type == "input_audio" || *type == "file") {
-    // Inline audio or a document: no more tokens than the bytes that carry it.
+    // Inline audio or a document: no more tokens than the bytes that carry it. A file by id is
+    // read by the provider: nothing here bounds it.
+    auto* file = o->if_contains("file");
+    if (file && file->is_object() && file->as_object().contains("file_id") && size.unbounded.empty())
+      size.unbounded = param + ".file.file_id";
     size.bound += boundTokens(json::serialize(part).size());
     return;
   }
@@ -223,6 +228,8 @@ void checkMessages(Checker& c, const json::object& body, PromptSize& size) {
       text += json::serialize(m->at("tool_calls")).size();
     }
     c.str(*m, "name", p + ".name");
+    if (auto* audio = m->if_contains("audio"); audio && audio->is_object() && size.unbounded.empty())
+      size.unbounded = p + ".audio";  // an earlier answer's audio, kept by the provider
   }
 }
 
@@ -401,6 +408,7 @@ std::optional<ApiError> parseChatRequest(std::string_view text, ChatRequest& out
     if (auto it = b.find(key); it != b.end() && !it->value().is_null()) size.text_bytes += json::serialize(it->value()).size();
   out.prompt_estimate = size.estimateTokens();
   out.prompt_bound = size.boundTokens();
+  out.unbounded = std::move(size.unbounded);
   return std::nullopt;
 }
 

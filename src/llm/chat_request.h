@@ -22,6 +22,8 @@ struct ChatRequest {
   uint64_t prompt_estimate = 0; ///< tokens, estimated from the text and images (what usage reports when
                                 ///< the provider could not)
   uint64_t prompt_bound = 0;    ///< tokens the prompt cannot exceed whatever its text (what limits reserve)
+  std::string unbounded;        ///< set: an input the provider expands on its side (a file by id), which no
+                                ///< bound covers; names it ("messages[0].content[1].file.file_id")
 };
 
 /// An error when the client asked for more than one choice (`n` > 1) from a provider that

@@ -14,6 +14,7 @@
 #include "llm/chat_request.h"
 #include "llm/dispatch.h"
 #include "llm/prices.h"
+#include "llm/prompt_bounds.h"
 #include "llm/provider_call.h"
 #include "llm/providers/anthropic.h"
 #include "llm/providers/openai.h"
@@ -133,11 +134,27 @@ struct LlmHandler::Call {
 };
 
 Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t prompt_tokens, uint64_t max_output,
-                             uint32_t choices) {
+                             uint32_t choices, std::string_view unbounded) {
   const auto& limits_by_key = call.snap.config.key_table->limits;
   auto it = call.rec.key_name.empty() ? limits_by_key.end() : limits_by_key.find(std::string(call.rec.key_name));
   if (it == limits_by_key.end()) co_return true;
   const auto& limits = it->second;
+  if (!unbounded.empty()) {
+    // The provider adds input the gateway cannot see: only the model's context window bounds it.
+    for (const auto& t : model.targets) {
+      if (!t.context_limit) {
+        const ApiError err{400, "invalid_request_error",
+                           fmt::format("The gateway cannot bound the prompt of this call: {} adds input on the "
+                                       "provider's side, so the limits of key '{}' cannot be kept. The operator "
+                                       "must set 'context_window' on the targets of model '{}'.",
+                                       unbounded, call.rec.key_name, model.config->name),
+                           "", "unbounded_prompt"};
+        co_await sendError(call, err);
+        co_return false;
+      }
+      prompt_tokens = std::max(prompt_tokens, t.context_limit);
+    }
+  }
   // Fallback may land on any target: reserve the dearest. Without max_tokens each choice may
   // run to the target model's own output limit.
   Picodollars worst = 0;
@@ -470,7 +487,7 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
   const CatalogModel* model = co_await findModel(call, req.model);
   if (!model) co_return;
   if (co_await answerFromCache(call, "chat/completions", req.body)) co_return;
-  if (!co_await admit(call, *model, req.prompt_bound, req.max_output, req.choices)) co_return;
+  if (!co_await admit(call, *model, req.prompt_bound, req.max_output, req.choices, req.unbounded)) co_return;
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     return p.codec->chatRequest(req, t.model, out);
   };
@@ -506,7 +523,7 @@ Task<void> LlmHandler::embeddings(Call& call) {
   const CatalogModel* model = co_await findModel(call, req.model);
   if (!model) co_return;
   if (co_await answerFromCache(call, "embeddings", req.body)) co_return;
-  if (!co_await admit(call, *model, req.prompt_bound, 0, 0)) co_return;  // embeddings: no output
+  if (!co_await admit(call, *model, req.prompt_bound, 0, 0, {})) co_return;  // embeddings: no output
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     return p.codec->embeddingsRequest(req, t.model, out);
   };
@@ -578,7 +595,11 @@ Task<void> LlmHandler::messages(Call& call) {
   if (bad) co_return co_await sendError(call, *bad);
   const CatalogModel* model = co_await findModel(call, req.model);
   if (!model) co_return;
-  if (!co_await admit(call, *model, req.chat.prompt_bound, req.chat.max_output, 1)) co_return;
+  // Anthropic targets get the body as written: bound what it holds, not only its translation.
+  const PromptBound as_sent = boundMessagesPrompt(req.body);
+  const std::string_view unbounded = as_sent.unbounded.empty() ? std::string_view(req.chat.unbounded) : as_sent.unbounded;
+  if (!co_await admit(call, *model, std::max(req.chat.prompt_bound, as_sent.tokens), req.chat.max_output, 1, unbounded))
+    co_return;
   const auto& client_head = call.conn.request().headers;
   std::string version(client_head.get("anthropic-version"));
   std::string beta(client_head.get("anthropic-beta"));
@@ -642,7 +663,8 @@ Task<void> LlmHandler::responses(Call& call) {
     max_output = static_cast<uint64_t>(m->get_int64());
   // The Responses API is passed through unparsed: the whole body bounds its prompt.
   const uint64_t prompt_estimate = estimateTokens(text.size());
-  if (!co_await admit(call, *model, boundTokens(text.size()), max_output, 1)) co_return;
+  const PromptBound bound = boundResponsesPrompt(body, text.size());
+  if (!co_await admit(call, *model, bound.tokens, max_output, 1, bound.unbounded)) co_return;
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     auto* openai = dynamic_cast<const OpenAiCodec*>(p.codec.get());
     if (!openai)

@@ -94,9 +94,11 @@ class LlmHandler {
   /// Reserves the call's worst case against the key's limits; false when refused (answered).
   /// Reserves the call's worst case against its key's limits (or answers 429/400/503 and returns
   /// false): `prompt_tokens` (an upper bound) plus, for each of `choices`, `max_output` tokens or,
-  /// when 0, the target model's output limit. Worker thread.
+  /// when 0, the target model's output limit. `unbounded` names an input the provider expands
+  /// (a stored conversation): the prompt is then bounded by the targets' context windows, and
+  /// refused (400 unbounded_prompt) when one is unknown. Worker thread.
   http::Task<bool> admit(Call& call, const struct CatalogModel& model, uint64_t prompt_tokens, uint64_t max_output,
-                         uint32_t choices);
+                         uint32_t choices, std::string_view unbounded);
 
   loop::Worker& worker_;
   telemetry::WorkerStats& stats_;

@@ -23,6 +23,10 @@ std::optional<Price> builtinPrice(std::string_view kind, std::string_view model)
 /// unknown. What a call without max_tokens reserves per choice.
 uint64_t builtinMaxOutput(std::string_view kind, std::string_view model);
 
+/// The most prompt tokens `model` reads (same table), or 0 when unknown: the bound of a prompt
+/// the provider completes on its side (a stored conversation, a file by id).
+uint64_t builtinContextWindow(std::string_view kind, std::string_view model);
+
 /// What a call with `usage` costs: uncached prompt at the input price, cache reads and writes
 /// at theirs, completion (reasoning included) at the output price.
 Picodollars costOf(const Price& price, const Usage& usage);

@@ -39,6 +39,8 @@ models:
     targets: [ { provider: main, model: priced-model, price: { input: 1, output: 1 } } ]
   - name: long-output
     targets: [ { provider: main, model: long-model, price: { input: 1, output: 1 }, max_output: 20000 } ]
+  - name: windowed
+    targets: [ { provider: main, model: windowed-model, price: { input: 1, output: 1 }, context_window: 50000 } ]
 keys:
   - { name: ten-k, key: sk-gw-ten-k, budget: { usd: 0.01, period: day } }
   - { name: abandoner, key: sk-gw-abandoner, budget: { usd: 1, period: day } }
@@ -123,6 +125,34 @@ class BudgetAbuseTest(LlmGatewayCase):
         resp = self.call("sk-gw-ten-k", json.dumps({"model": "long-output", "max_tokens": 100,
                                                     "messages": [{"role": "user", "content": "hi"}]}))
         self.assertEqual(resp.status, 200, resp.body[:300])
+
+    def test_provider_side_context_is_bounded_by_the_context_window(self):
+        # A stored conversation (previous_response_id) can hold the whole context window: that is
+        # what is reserved, and with no window known the call cannot be bounded at all.
+        def responses(model, **extra):
+            body = {"model": model, "input": "hi", "max_output_tokens": 1}
+            body.update(extra)
+            return self.gw.request("POST", "/v1/responses", body=json.dumps(body),
+                                   headers={"Authorization": "Bearer sk-gw-ten-k"})
+        resp = responses("priced", previous_response_id="resp_123")
+        self.assertEqual(resp.status, 400, resp.body[:300])
+        self.assertEqual(resp.json()["error"]["code"], "unbounded_prompt")
+        self.assertIn("previous_response_id", resp.json()["error"]["message"])
+        resp = responses("windowed", previous_response_id="resp_123")
+        self.assertEqual(resp.status, 429, resp.body[:300])  # 50,000 tokens > the $0.01 budget
+        self.assertEqual(resp.json()["error"]["code"], "budget_exceeded")
+        self.assertEqual(self.main.requests, [])
+        self.assertEqual(responses("windowed").status, 200)  # without it, the body bounds the prompt
+        # Files by id on chat completions, server tools on /v1/messages: the same rule.
+        resp = self.call("sk-gw-ten-k", json.dumps({"model": "priced", "messages": [
+            {"role": "user", "content": [{"type": "file", "file": {"file_id": "file-abc"}}]}]}))
+        self.assertEqual(resp.json()["error"]["code"], "unbounded_prompt")
+        resp = self.gw.request("POST", "/v1/messages", body=json.dumps({
+            "model": "priced", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "web_search_20250305", "name": "web_search"}]}),
+            headers={"x-api-key": "sk-gw-ten-k", "anthropic-version": "2023-06-01"})
+        self.assertEqual(resp.status, 400, resp.body[:300])
+        self.assertIn("cannot bound the prompt", resp.json()["error"]["message"])
 
     def test_dense_prompt_cannot_beat_the_reservation(self):
         # About one token per two bytes: a bytes/4 estimate would admit it at a quarter.
