@@ -93,11 +93,25 @@ bool looksLikeHost(std::string_view w) {
     for (char c : w.substr(colon + 1)) port = port && c >= '0' && c <= '9';
     if (port && colon > 0) return true;  // host:port
   }
-  // a.b.c with an alphabetic last label (internal.corp, api.example.com), not gemini-1.5-pro
+  // A dotted name of host-name characters with an alphabetic last label: three labels or more
+  // (llm-7.prod.internal), or two with a domain-like last label (internal.corp, example.com).
+  // Field paths (response_format.type: underscores), file names (report.pdf) and model ids
+  // (gemini-1.5-pro) stay.
+  size_t labels = 1;
+  for (char c : w) {
+    if (c == '.') ++labels;
+    else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  }
   auto dot = w.rfind('.');
-  if (dot == std::string_view::npos || dot == 0) return false;
+  if (labels < 2 || dot == 0 || w[dot - 1] == '.' || w.find("..") != std::string_view::npos) return false;
   std::string_view last = w.substr(dot + 1);
-  return last.size() >= 2 && last.size() <= 24 && allLetters(last) && w[dot - 1] != '.';
+  if (last.size() < 2 || last.size() > 24 || !allLetters(last)) return false;
+  if (labels >= 3) return true;
+  for (std::string_view tld : {"com", "net", "org", "io", "ai", "dev", "app", "cloud", "co", "us", "eu", "uk", "de",
+                               "internal", "local", "localdomain", "corp", "lan", "intra", "intranet", "private",
+                               "svc", "cluster", "home", "test", "example", "invalid", "arpa"})
+    if (iequals(last, tld)) return true;
+  return false;
 }
 
 /// True when `w` holds eight or more consecutive characters of a secret the gateway knows.

@@ -24,6 +24,9 @@ TEST(RedactSecrets, RemovesHostNamesAndKnownSecrets) {
     EXPECT_EQ(out.find(leaked), std::string::npos) << leaked << " in " << out;
   EXPECT_EQ(redactSecrets("gemini-1.5-pro and claude-3.5-sonnet are fine."),
             "gemini-1.5-pro and claude-3.5-sonnet are fine.");
+  EXPECT_EQ(redactSecrets("response_format.type is wrong in report.pdf, e.g. here."),
+            "response_format.type is wrong in report.pdf, e.g. here.");
+  EXPECT_EQ(redactSecrets("see api.example.com or svc.cluster.local"), "see [redacted] or [redacted]");
 }
 
 TEST(RedactSecrets, KeepsOrdinaryWordsAndModelNames) {

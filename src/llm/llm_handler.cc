@@ -740,7 +740,10 @@ Task<void> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& re
     if (!raw.empty()) stream_error = relay.feed(raw, call.rec.usage, out);
     if (stream_error && !stream_error->message.empty()) {  // an error event from the provider
       logLine(fmt::format("llm: provider '{}' stream error: {}", call.rec.provider, stream_error->message));
-      stream_error->message = redactSecrets(stream_error->message, tried.provider->config->secrets());
+      const auto secrets = tried.provider->config->secrets();
+      stream_error->message = redactSecrets(stream_error->message, secrets);
+      stream_error->type = redactSecrets(stream_error->type, secrets).substr(0, 100);
+      stream_error->code = redactSecrets(stream_error->code, secrets).substr(0, 100);
     }
     provider_done = relay.done();
     const bool ended = provider_done || stream_error || status != proxy::BodyStatus::kData;

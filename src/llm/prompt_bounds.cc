@@ -94,7 +94,7 @@ namespace {
 
 /// Walks Responses input items and their content for images and files.
 void walkResponsesInput(const json::value& v, const std::string& where, PromptBound& out, int depth) {
-  if (depth > 8) return;
+  if (depth > 16) return;
   if (auto* arr = v.if_array()) {
     for (size_t i = 0; i < arr->size(); ++i) walkResponsesInput((*arr)[i], fmt::format("{}[{}]", where, i), out, depth + 1);
     return;
@@ -106,7 +106,9 @@ void walkResponsesInput(const json::value& v, const std::string& where, PromptBo
   if ((type == "input_file" || o->contains("file_id") || o->contains("file_url")) && out.unbounded.empty())
     out.unbounded = where + " (a file the provider reads)";
   if (type == "item_reference" && out.unbounded.empty()) out.unbounded = where + " (a stored item)";
-  if (auto* content = o->if_contains("content")) walkResponsesInput(*content, where + ".content", out, depth + 1);
+  // Images and files may sit anywhere in an item (a function_call_output's output too).
+  for (const auto& [key, child] : *o)
+    if (child.is_object() || child.is_array()) walkResponsesInput(child, fmt::format("{}.{}", where, std::string_view(key)), out, depth + 1);
 }
 
 }  // namespace

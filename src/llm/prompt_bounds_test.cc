@@ -42,6 +42,9 @@ TEST(ResponsesPromptBound, StoredStateFilesAndBuiltInToolsAreUnbounded) {
   auto b = boundResponsesPrompt(parse(plain), plain.size());
   EXPECT_TRUE(b.unbounded.empty()) << b.unbounded;
   EXPECT_GE(b.tokens, kImageTokenBound + plain.size());
+  const std::string nested = R"({"input":[{"type":"function_call_output","call_id":"c","output":[
+    {"type":"input_image","image_url":"https://x/y.png"}]}]})";
+  EXPECT_GE(boundResponsesPrompt(parse(nested), nested.size()).tokens, kImageTokenBound);
   EXPECT_EQ(boundResponsesPrompt(parse(R"({"input":"hi","previous_response_id":"resp_1"})"), 10).unbounded,
             "previous_response_id");
   EXPECT_EQ(boundResponsesPrompt(parse(R"({"input":"hi","tools":[{"type":"web_search"}]})"), 10).unbounded,
