@@ -46,6 +46,8 @@ struct ListenerConfig {
   uint64_t body_min_rate = 1024;
   /// Connections one client address may hold open on this listener (0: no cap).
   uint32_t max_connections_per_ip = 4096;
+  /// Keep request fields whose name has an underscore (dropped by default, as nginx does).
+  bool underscores_in_headers = false;
   /// Set for HTTPS listeners: certificates (by SNI), client-certificate verification.
   std::shared_ptr<net::TlsServerContext> tls;
   int line = 0;

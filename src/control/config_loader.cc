@@ -102,7 +102,7 @@ void readListener(Reader& r, const YAML::Node& n, Config& cfg) {
   if (!n.IsMap()) return r.fail(n, "a listener must be a map");
   r.checkKeys(n, {"name", "address", "max_header_bytes", "max_uri_bytes", "max_headers",
                   "header_timeout", "body_timeout", "idle_timeout", "body_min_rate", "max_connections_per_ip",
-                  "tls"},
+                  "underscores_in_headers", "tls"},
               "listener");
   if (auto v = n["tls"]; v.IsDefined()) l.tls = readListenerTls(r, v);
   if (auto v = n["name"]; v.IsDefined()) {
@@ -129,6 +129,8 @@ void readListener(Reader& r, const YAML::Node& n, Config& cfg) {
     if (auto d = r.duration(v, "idle_timeout")) l.idle_timeout = *d;
   if (auto v = n["body_min_rate"]; v.IsDefined())
     if (auto b = r.bytes(v, "body_min_rate")) l.body_min_rate = *b;
+  if (auto v = n["underscores_in_headers"]; v.IsDefined())
+    if (auto b = r.boolean(v, "underscores_in_headers")) l.underscores_in_headers = *b;
   if (auto v = n["max_connections_per_ip"]; v.IsDefined())
     if (auto i = r.integer<uint32_t>(v, "max_connections_per_ip", 0, 10'000'000)) l.max_connections_per_ip = *i;
   if (l.max_header_bytes < 1024) r.fail(n["max_header_bytes"], "max_header_bytes must be at least 1024");

@@ -77,9 +77,36 @@ http::ListenerLimits limitsOf(const ListenerConfig& l) {
   limits.body_timeout = l.body_timeout;
   limits.idle_timeout = l.idle_timeout;
   limits.body_min_rate = l.body_min_rate;
+  limits.underscores_in_headers = l.underscores_in_headers;
   if (l.max_connections_per_ip) limits.per_ip = std::make_shared<net::IpConnectionLimit>(l.max_connections_per_ip);
   limits.tls = l.tls;
   return limits;
+}
+
+/// Fails when another process (another gateway, nginx...) already listens on `address`. The
+/// workers' sockets share the address through SO_REUSEPORT, which would also let a second
+/// gateway share it silently and split the traffic between two configs; a probe bound without
+/// SO_REUSEPORT is refused by any listener there. Binary upgrades inherit their sockets and
+/// never probe.
+/// Returns the reason, or an empty string when the address is free.
+std::string requireAddressFree(const HostPort& address) {
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(address.host == "localhost" ? "127.0.0.1" : address.host, ec);
+  if (ec) return fmt::format("listener address '{}' is not an IP address", address.host);
+  tcp::endpoint endpoint(addr, address.port);
+  int fd = ::socket(endpoint.protocol().family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fmt::format("socket(): {}", std::strerror(errno));
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // TIME_WAIT leftovers are fine
+  int rc = ::bind(fd, endpoint.data(), static_cast<socklen_t>(endpoint.size()));
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) {
+    if (err == EADDRINUSE)
+      return fmt::format("cannot listen on {}: the address is already in use by another process", address.text());
+    return fmt::format("cannot listen on {}: {}", address.text(), std::strerror(err));
+  }
+  return {};
 }
 
 /// A listening socket with SO_REUSEPORT, so each worker accepts on its own queue and a
@@ -216,6 +243,13 @@ std::string Gateway::installListeners(const Config& cfg) {
     if (auto it = inherited_.find(key); it != inherited_.end()) {
       fds = std::move(it->second);
       inherited_.erase(it);
+    }
+    if (fds.empty()) {
+      if (auto busy = requireAddressFree(l->address); !busy.empty()) {
+        for (auto& [k, list] : opened)
+          for (int f : list) ::close(f);
+        return fmt::format("{}:{}: {}", cfg.source_path, l->line, busy);
+      }
     }
     while (fds.size() < workers_.size()) {
       auto fd = openListenSocket(l->address);

@@ -31,6 +31,7 @@ void Http1Parser::reset() {
   head_done_ = message_done_ = started_ = no_body_ = complete_pending_ = false;
   error_status_ = 0;
   error_reason_ = {};
+  before_feed_ = 0;
 }
 
 int Http1Parser::fail(int status, std::string_view reason) {
@@ -87,15 +88,32 @@ int Http1Parser::onHeaderField(llhttp_t* p, const char* at, size_t len) {
   return 0;
 }
 
+namespace {
+
+/// RFC 9110 5.6.2 token characters, what a field name is made of.
+bool isTokenChar(char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  for (char t : std::string_view("!#$%&'*+-.^_`|~"))
+    if (c == t) return true;
+  return false;
+}
+
+}  // namespace
+
 int Http1Parser::onHeaderFieldComplete(llhttp_t* p) {
   auto& s = self(p);
   s.in_name_ = false;
   if (!s.in_head_) return 0;
   HeaderList& list = s.kind_ == Kind::kRequest ? s.request_.headers : s.response_.headers;
+  const int bad = s.kind_ == Kind::kRequest ? 400 : 502;
   // RFC 9112 5.1: no whitespace between a field name and its colon; a server must reject it.
   const std::string& name = list.back().name;
   if (name.empty() || name.back() == ' ' || name.back() == '\t')
-    return s.fail(s.kind_ == Kind::kRequest ? 400 : 502, "whitespace between header name and colon");
+    return s.fail(bad, "whitespace between header name and colon");
+  // A name is a token: "X Foo" is two words that some servers read as one field and others
+  // drop, which is how requests get smuggled past a check.
+  for (char c : name)
+    if (!isTokenChar(c)) return s.fail(bad, "invalid character in a header name");
   return 0;
 }
 
@@ -111,6 +129,14 @@ int Http1Parser::onHeaderValueComplete(llhttp_t* p) {
 int Http1Parser::onHeaderValue(llhttp_t* p, const char* at, size_t len) {
   auto& s = self(p);
   if (!s.countHeadBytes(len)) return s.fail(s.kind_ == Kind::kRequest ? 431 : 502, "header fields too large");
+  // Obsolete line folding (RFC 9112 5.2): llhttp passes a value's continuation line, which
+  // starts right after a line break. A request with one is refused (as nginx does); a
+  // response keeps the fold's text (a proxy may replace it with a space, which is what
+  // joining the pieces amounts to).
+  if (len > 0 && s.kind_ == Kind::kRequest) {
+    const char before = at > s.feed_begin_ ? at[-1] : s.before_feed_;
+    if (before == '\n') return s.fail(400, "obsolete line folding in a header field");
+  }
   if (!s.in_head_) return 0;
   HeaderList& list = s.kind_ == Kind::kRequest ? s.request_.headers : s.response_.headers;
   list.back().value.append(at, len);
@@ -130,6 +156,12 @@ int Http1Parser::onHeadersComplete(llhttp_t* p) {
     if ((p->flags & F_TRANSFER_ENCODING) && !chunked)
       return s.fail(400, "Transfer-Encoding must end with chunked");
     auto& r = s.request_;
+    // A framing field with no usable value (llhttp ignores an empty Transfer-Encoding, and a
+    // server behind may not): the body's length is ambiguous.
+    for (const auto& h : r.headers)
+      if (iequals(h.name, "transfer-encoding") && trim(h.value).empty())
+        return s.fail(400, "empty Transfer-Encoding header");
+    if (p->http_major != 1) return s.fail(505, "HTTP version not supported");
     r.version_major = p->http_major;
     r.version_minor = p->http_minor;
     r.chunked = chunked;
@@ -190,14 +222,12 @@ Http1Parser::Step Http1Parser::translate(llhttp_errno_t err, const char* data, s
     return {ParseEvent::kNeedMore, consumed};
   }
   if (error_status_ == 0) {
-    int status = kind_ == Kind::kRequest ? 400 : 502;
-    switch (err) {
-      case HPE_INVALID_VERSION: error_status_ = kind_ == Kind::kRequest ? 505 : 502; break;
-      case HPE_INVALID_TRANSFER_ENCODING: error_status_ = status; break;
-      default: error_status_ = status;
-    }
     error_reason_ = llhttp_get_error_reason(&parser_) ? llhttp_get_error_reason(&parser_)
                                                       : llhttp_errno_name(err);
+    // 505 only for a well-formed version the gateway does not speak (HTTP/1.2, HTTP/3.0); a
+    // malformed request line (HTTP/1, HTTP/01.01, bare CR line ends) is a 400.
+    const bool unsupported = err == HPE_INVALID_VERSION && error_reason_ == "Invalid HTTP version";
+    error_status_ = kind_ == Kind::kResponse ? 502 : unsupported ? 505 : 400;
   }
   return {ParseEvent::kError, 0};
 }
@@ -209,8 +239,12 @@ Http1Parser::Step Http1Parser::feed(std::string_view data) {
     complete_pending_ = false;
     return {ParseEvent::kComplete, 0};
   }
+  feed_begin_ = data.data();
   auto err = llhttp_execute(&parser_, data.data(), data.size());
-  return translate(err, data.data(), data.size());
+  auto step = translate(err, data.data(), data.size());
+  // What the next feed starts after (the caller feeds the unconsumed rest again).
+  if (step.consumed > 0) before_feed_ = data[step.consumed - 1];
+  return step;
 }
 
 Http1Parser::Step Http1Parser::finish() {

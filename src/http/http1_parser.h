@@ -91,6 +91,8 @@ class Http1Parser {
   bool complete_pending_ = false;
   int error_status_ = 0;
   std::string_view error_reason_;
+  const char* feed_begin_ = nullptr;  ///< the data of the current feed()
+  char before_feed_ = 0;              ///< the last byte of the previous feed() (obs-fold detection)
 };
 
 }  // namespace ganglion::http

@@ -135,8 +135,39 @@ INSTANTIATE_TEST_SUITE_P(
                 }(), 431},
         BadCase{"bare_lf_in_header", "GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n", 400},
         BadCase{"space_before_colon", "GET / HTTP/1.1\r\nHost : h\r\n\r\n", 400},
-        BadCase{"bad_version", "GET / HTTP/9.9\r\n\r\n", 505}),
+        BadCase{"bad_version", "GET / HTTP/9.9\r\n\r\n", 505},
+        BadCase{"http_2_over_1", "GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505},
+        // Malformed request lines are 400, not 505 (RFC 9112 3).
+        BadCase{"version_without_minor", "GET / HTTP/1\r\nHost: h\r\n\r\n", 400},
+        BadCase{"version_leading_zero", "GET / HTTP/01.01\r\nHost: h\r\n\r\n", 400},
+        BadCase{"version_with_space", "GET / HTTP/ 1.1\r\nHost: h\r\n\r\n", 400},
+        BadCase{"cr_only_lines", "GET / HTTP/1.1\rHost: h\r\r", 400},
+        BadCase{"obs_fold", "GET / HTTP/1.1\r\nHost: h\r\nX-A: one\r\n two\r\n\r\n", 400},
+        BadCase{"obs_fold_tab", "GET / HTTP/1.1\r\nHost: h\r\nX-A: one\r\n\ttwo\r\n\r\n", 400},
+        BadCase{"space_in_name", "GET / HTTP/1.1\r\nHost: h\r\nX A: v\r\n\r\n", 400},
+        BadCase{"empty_te_with_length",
+                "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \r\nContent-Length: 3\r\n\r\nabc", 400}),
     [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Http1Parser, ValuesSplitAcrossReadsAreNotFolds) {
+  // A value whose second piece starts with a space, split right there by the reads, is one
+  // value: only a continuation line after a line break is obsolete folding.
+  const std::string input = "GET / HTTP/1.1\r\nHost: h\r\nX-A: one two  three\r\n\r\n";
+  for (size_t step = 1; step < 40; ++step) {
+    Http1Parser p(Http1Parser::Kind::kRequest);
+    std::string pending;
+    bool head = false;
+    for (size_t pos = 0; pos < input.size() && !head; pos += step) {
+      pending += input.substr(pos, step);
+      auto r = p.feed(pending);
+      ASSERT_NE(r.event, ParseEvent::kError) << "step " << step << ": " << p.errorReason();
+      pending.erase(0, r.consumed);
+      head = r.event == ParseEvent::kHead;
+    }
+    ASSERT_TRUE(head) << "step " << step;
+    EXPECT_EQ(p.request().headers.get("x-a"), "one two  three") << "step " << step;
+  }
+}
 
 TEST(Http1Parser, ResponseWithLengthAndChunked) {
   Http1Parser p(Http1Parser::Kind::kResponse);

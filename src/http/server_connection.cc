@@ -162,8 +162,53 @@ Task<ServerConnection::HeadResult> ServerConnection::readHead() {
   }
 }
 
+namespace {
+
+bool isDigit(char c) { return c >= '0' && c <= '9'; }
+
+/// RFC 9112 3.2 / RFC 3986 3.2.2: `host [":" port]` and nothing else (no path, no userinfo,
+/// no list of hosts, not empty).
+bool validHostField(std::string_view v) {
+  if (v.empty()) return false;
+  std::string_view port;
+  if (v.front() == '[') {  // IP-literal
+    auto close = v.find(']');
+    if (close == std::string_view::npos || close < 3) return false;
+    for (char c : v.substr(1, close - 1))
+      if (!(isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' || c == '.')) return false;
+    std::string_view rest = v.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return false;
+      port = rest.substr(1);
+      if (port.empty()) return false;
+    }
+  } else {
+    auto colon = v.find(':');
+    std::string_view name = v.substr(0, colon);
+    if (colon != std::string_view::npos) {
+      port = v.substr(colon + 1);
+      if (port.empty()) return false;
+    }
+    if (name.empty()) return false;
+    for (char c : name)  // reg-name / IPv4 (sub-delims such as ',' are not for hosts here)
+      if (!(isDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' || c == '.' || c == '_' ||
+            c == '~' || c == '%'))
+        return false;
+  }
+  if (port.size() > 5) return false;
+  for (char c : port)
+    if (!isDigit(c)) return false;
+  return port.empty() || std::stoul(std::string(port)) <= 65535;
+}
+
+}  // namespace
+
 bool ServerConnection::validateHead() {
   auto& req = parser_.request();
+  if (req.method == "CONNECT") {
+    local_reason_ = "CONNECT is not supported";
+    return false;
+  }
   // HTTP/1.1 needs exactly one Host (RFC 9112 3.2); several Hosts smell of smuggling.
   size_t hosts = 0;
   for (const auto& h : req.headers)
@@ -176,16 +221,52 @@ bool ServerConnection::validateHead() {
     local_reason_ = "HTTP/1.1 request without a Host header";
     return false;
   }
-  if (req.target.empty() || (req.target[0] != '/' && req.method != "OPTIONS" && req.method != "CONNECT")) {
-    // Absolute-form targets are for proxies; we are an origin to our clients.
-    if (req.target.rfind("http://", 0) != 0 && req.target.rfind("https://", 0) != 0) {
-      local_reason_ = "request target must be an absolute path";
+  // The request target's four forms (RFC 9112 3.2): origin-form "/p?q"; asterisk-form "*"
+  // (OPTIONS only); absolute-form "http://h/p?q", whose authority replaces Host and which
+  // is routed and forwarded as origin-form; authority-form is CONNECT's, refused above.
+  if (req.target == "*") {
+    if (req.method != "OPTIONS") {
+      local_reason_ = "only OPTIONS may have the request target '*'";
       return false;
     }
+  } else if (req.target.empty() || req.target[0] != '/') {
+    std::string_view t = req.target;
+    size_t scheme_end = t.find("://");
+    std::string_view scheme = t.substr(0, scheme_end);
+    if (scheme_end == std::string_view::npos || !(iequals(scheme, "http") || iequals(scheme, "https"))) {
+      local_reason_ = "request target must be an absolute path or an http(s) URL";
+      return false;
+    }
+    std::string_view rest = t.substr(scheme_end + 3);
+    size_t path_at = rest.find_first_of("/?");
+    std::string_view authority = rest.substr(0, path_at);
+    if (authority.find('@') != std::string_view::npos || !validHostField(authority)) {
+      local_reason_ = "the request target's authority is not a valid host";
+      return false;
+    }
+    std::string origin = path_at == std::string_view::npos ? std::string("/")
+                         : rest[path_at] == '?'           ? "/" + std::string(rest.substr(path_at))
+                                                          : std::string(rest.substr(path_at));
+    req.headers.set("Host", authority);
+    req.target = std::move(origin);
+    hosts = 1;
   }
-  if (req.method == "CONNECT") {
-    local_reason_ = "CONNECT is not supported";
+  if (hosts == 1 && !validHostField(req.host())) {
+    local_reason_ = "invalid Host header: it must be a host name or address with an optional port";
     return false;
+  }
+  // Field names with '_' are read as their '-' twins by some frameworks (CGI, WSGI, Rails), so
+  // `Content_Length` could override what the gateway checked: dropped unless allowed (as nginx).
+  if (!limits_.underscores_in_headers) {
+    for (size_t i = 0; i < req.headers.size();) {
+      const std::string& name = (req.headers.begin() + i)->name;
+      if (name.find('_') == std::string::npos) {
+        ++i;
+        continue;
+      }
+      stats_.headers_dropped.add();
+      req.headers.remove(std::string(name));
+    }
   }
   return true;
 }
@@ -232,6 +313,14 @@ Task<void> ServerConnection::run() {
     }
     if (!req.hasBody()) request_complete_ = true;
     hook_ = nullptr;
+    if (req.target == "*") {  // OPTIONS *: about the server itself, answered here
+      co_await answerServerOptions();
+      ++requests_served_;
+      if (!stream_.socket().is_open() || !keep_alive_ || !request_complete_ || draining_) break;
+      in_.consume(pending_consume_);
+      pending_consume_ = 0;
+      continue;
+    }
 
     co_await handler_.handle(*this);
     ++requests_served_;
@@ -401,6 +490,15 @@ Task<void> ServerConnection::sendError(int status, std::string_view type, std::s
   if (!request_complete_) keep_alive_ = false;
   std::string_view piece = body;
   co_await writeResponse(&head, std::span(&piece, 1), true);
+}
+
+Task<void> ServerConnection::answerServerOptions() {
+  ResponseHead head;
+  head.status = 200;
+  head.headers.add("Allow", "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS");
+  head.has_content_length = true;
+  head.content_length = 0;
+  co_await writeResponse(&head, {}, true);
 }
 
 Task<void> ServerConnection::rejectRequest(int status, std::string_view reason) {

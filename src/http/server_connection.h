@@ -34,6 +34,7 @@ struct ListenerLimits {
   std::chrono::milliseconds body_timeout{30'000};
   std::chrono::milliseconds idle_timeout{60'000};
   uint64_t body_min_rate = 1024;  ///< bytes/s a body must average after body_timeout; 0: none
+  bool underscores_in_headers = false;  ///< keep fields whose name has '_' (dropped by default)
   std::shared_ptr<net::IpConnectionLimit> per_ip;  ///< set: the per-address connection cap
   std::shared_ptr<net::TlsServerContext> tls;  ///< set: the connection starts with a TLS handshake
 };
@@ -120,6 +121,7 @@ class ServerConnection {
   Task<bool> handshake();
   Task<bool> readMore(loop::Clock::time_point deadline);
   Task<void> rejectRequest(int status, std::string_view reason);
+  Task<void> answerServerOptions();
   bool validateHead();
   void countClientError(int status);
 

@@ -107,6 +107,10 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
   out += "# TYPE ganglion_connections_refused_per_ip_total counter\n";
   out += fmt::format("ganglion_connections_refused_per_ip_total {}\n",
                      sum([](WorkerStats& w) -> Counter& { return w.connections_refused_per_ip; }));
+  out += "# HELP ganglion_headers_dropped_total Request header fields dropped for an underscore in the name.\n";
+  out += "# TYPE ganglion_headers_dropped_total counter\n";
+  out += fmt::format("ganglion_headers_dropped_total {}\n",
+                     sum([](WorkerStats& w) -> Counter& { return w.headers_dropped; }));
   out += "# HELP ganglion_client_errors_total Requests refused for protocol violations or timeouts.\n";
   out += "# TYPE ganglion_client_errors_total counter\n";
   static constexpr const char* kErrNames[] = {"400", "408", "413", "414", "431", "other"};

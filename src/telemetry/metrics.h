@@ -89,6 +89,7 @@ struct WorkerStats {
   Counter local_replies;
   Counter tls_handshake_failures;
   Counter connections_refused_per_ip;  ///< accepted and closed at once: the address was at its cap
+  Counter headers_dropped;  ///< request fields dropped for an '_' in their name
   std::array<Counter, 6> client_errors_by_status;  ///< 400,408,413,414,431,other
 
   std::mutex mutex;  ///< guards the maps' structure, not the counters

@@ -151,6 +151,39 @@ class CliTest(unittest.TestCase):
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("absent.yaml", p.stdout + p.stderr)
 
+    def test_serve_on_a_busy_address_fails_naming_it(self):
+        # A second gateway on an address another process serves must not share it silently
+        # through SO_REUSEPORT (the kernel would split the traffic between two configs).
+        port = harness.free_port()
+        cfg = "listeners: [ { name: a, address: '127.0.0.1:%d' } ]\n" % port
+        with harness.Gateway(cfg, port=port):
+            d = tempfile.mkdtemp()
+            path = os.path.join(d, "second.yaml")
+            with open(path, "w") as f:
+                f.write(cfg)
+            p = subprocess.run([BIN, "serve", "--config", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, timeout=10)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("127.0.0.1:%d" % port, p.stderr)
+            self.assertIn("already in use", p.stderr)
+        # Another kind of listener there (not a gateway) is refused the same way.
+        import socket
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        other = s.getsockname()[1]
+        try:
+            d = tempfile.mkdtemp()
+            path = os.path.join(d, "third.yaml")
+            with open(path, "w") as f:
+                f.write("listeners: [ { name: a, address: '127.0.0.1:%d' } ]\n" % other)
+            p = subprocess.run([BIN, "serve", "--config", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, timeout=10)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("already in use", p.stderr)
+        finally:
+            s.close()
+
     def test_serve_bad_config_exits_quickly(self):
         text = GOOD.replace("    upstream: backend", "    upstream: nosuch")
         n = line_of(text, "upstream: nosuch")

@@ -12,7 +12,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import SingleUpstreamCase, http_request, parse_responses, raw_exchange  # noqa: E402
+from harness import (Gateway, SingleUpstreamCase, free_port, http_request, parse_responses,  # noqa: E402
+                     raw_exchange, render)
 
 CONFIG = """\
 workers: 1
@@ -84,6 +85,76 @@ class HostileTest(SingleUpstreamCase):
 
     def test_space_before_colon(self):
         self.assertRejected(b"GET /sp HTTP/1.1\r\nHost: a\r\nX-Foo : bar\r\n\r\n", 400)
+
+    # -- RFC 9110/9112 conformance (each class found by an outside probe) ----------
+    def test_invalid_host_fields(self):
+        for host in (b"h:80/path", b"", b"user@h", b"a.example, b.example", b"h:", b"h:99999", b"[::1", b"h h"):
+            _, _, before = self.assertRejected(b"GET /host-check HTTP/1.1\r\nHost: " + host + b"\r\n\r\n", 400)
+            self.assertNotForwarded(before)
+
+    def test_valid_host_fields_pass(self):
+        for host in (b"h", b"h:8080", b"127.0.0.1:1", b"[::1]:80", b"my_host.internal"):
+            resps, raw, _ = self.send(b"GET /host-ok HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
+            self.assertEqual(resps[0][0], 200, (host, raw[:200]))
+
+    def test_absolute_form_is_forwarded_as_origin_form(self):
+        resps, raw, _ = self.send(b"GET http://abs.example:81/abs/p?q=1 HTTP/1.1\r\nHost: other\r\n"
+                                  b"Connection: close\r\n\r\n")
+        self.assertEqual(resps[0][0], 200, raw[:300])
+        echo = json.loads(resps[0][2])
+        self.assertEqual(echo["path"], "/abs/p?q=1")
+        self.assertEqual(echo["headers"]["host"], "abs.example:81")
+        # userinfo in the authority, and schemes other than http(s), are refused
+        self.assertRejected(b"GET http://u@abs.example/ HTTP/1.1\r\nHost: x\r\n\r\n", 400)
+        self.assertRejected(b"GET ftp://abs.example/ HTTP/1.1\r\nHost: x\r\n\r\n", 400)
+
+    def test_options_asterisk_is_answered(self):
+        before = self.up.request_count
+        resps, raw, _ = self.send(b"OPTIONS * HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        status, headers, _ = resps[0]
+        self.assertEqual(status, 200, raw[:300])
+        self.assertIn("GET", headers.get("allow", ""))
+        self.assertNotForwarded(before)
+        self.assertRejected(b"GET * HTTP/1.1\r\nHost: h\r\n\r\n", 400)
+
+    def test_obsolete_line_folding_is_refused(self):
+        _, _, before = self.assertRejected(
+            b"GET /fold HTTP/1.1\r\nHost: a\r\nX-A: one\r\n two\r\n\r\n", 400)
+        self.assertNotForwarded(before)
+
+    def test_whitespace_inside_a_header_name_is_refused(self):
+        _, _, before = self.assertRejected(b"GET /ws HTTP/1.1\r\nHost: a\r\nX Foo: bar\r\n\r\n", 400)
+        self.assertNotForwarded(before)
+
+    def test_malformed_request_lines_are_400_not_505(self):
+        for line in (b"GET / HTTP/1\r\n", b"GET / HTTP/01.01\r\n", b"GET / HTTP/ 1.1\r\n"):
+            self.assertRejected(line + b"Host: a\r\n\r\n", 400)
+        self.assertRejected(b"GET / HTTP/1.1\rHost: a\r\r", 400)
+        self.assertRejected(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505)  # well formed, not spoken
+        self.assertRejected(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505)
+
+    def test_empty_transfer_encoding_with_length_is_refused(self):
+        _, _, before = self.assertRejected(
+            b"POST /emptyte HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\nContent-Length: 3\r\n\r\nabc", 400)
+        self.assertNotForwarded(before)
+
+    def test_underscore_headers_are_dropped(self):
+        resps, raw, _ = self.send(b"POST /under HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent_Length: 9\r\n"
+                                  b"Transfer_Encoding: chunked\r\nX_Real_IP: 6.6.6.6\r\nConnection: close\r\n\r\nok")
+        self.assertEqual(resps[0][0], 200, raw[:300])
+        echo = json.loads(resps[0][2])
+        for name in ("content_length", "transfer_encoding", "x_real_ip"):
+            self.assertNotIn(name, echo["headers"])
+        self.assertEqual(echo["body"], "ok")
+
+    def test_underscore_headers_kept_when_the_listener_allows(self):
+        cfg = ("listeners: [ { name: p, address: '127.0.0.1:@PORT@', underscores_in_headers: true } ]\n"
+               "upstreams: [ { name: b, targets: [ '127.0.0.1:@UP@' ] } ]\n"
+               "routes: [ { name: r, match: { path_prefix: / }, upstream: b } ]\n")
+        port = free_port()
+        with Gateway(render(cfg, port=port, up=self.up.port)):
+            r = http_request(port, "GET", "/keep", headers={"X_Tenant": "t1"})
+            self.assertEqual(r.json()["headers"].get("x_tenant"), "t1")
 
     def test_content_length_not_a_number(self):
         self.assertRejected(b"POST /cl HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n", 400)

@@ -4,12 +4,14 @@ Every route points at its own upstream server, named like the route, so the
 test sees which route matched from the upstream's X-Upstream reply header
 (independent of the header-manipulation features tested separately)."""
 
+import json
 import os
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Gateway, Upstream, error_json, free_port, http_request  # noqa: E402
+from harness import (Gateway, Upstream, error_json, free_port, http_request, parse_responses,  # noqa: E402
+                     raw_exchange)
 
 # (route name, match, extra route fields). Config order is deliberate: several
 # routes that must win are listed AFTER the routes they beat.
@@ -128,6 +130,17 @@ class RoutesTest(unittest.TestCase):
     def test_host_ignores_port_and_case(self):
         self.assertRoute("host-api", "/anything", host="api.test:8080")
         self.assertRoute("host-api", "/anything", host="API.Test")
+
+    def test_absolute_form_routes_on_its_host_and_path(self):
+        # RFC 9112 3.2.2: the target's authority replaces Host; forwarded as origin-form.
+        raw, _ = raw_exchange(self.gw.port, b"GET http://api.test/exact?q=1 HTTP/1.1\r\nHost: elsewhere\r\n"
+                                            b"Connection: close\r\n\r\n", read_timeout=2)
+        status, headers, body = parse_responses(raw)[0]
+        self.assertEqual(status, 200, raw[:300])
+        self.assertEqual(headers.get("x-upstream"), "host-api-ex")
+        echo = json.loads(body)
+        self.assertEqual(echo["path"], "/exact?q=1")
+        self.assertEqual(echo["headers"]["host"], "api.test")
 
     def test_host_wildcard(self):
         self.assertRoute("wild", "/x", host="foo.example.com")
