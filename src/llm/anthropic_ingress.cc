@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 
 #include "llm/json_fields.h"
+#include "llm/openai_shapes.h"
 
 namespace ganglion::llm {
 
@@ -193,6 +194,9 @@ std::optional<ApiError> messageFromCompletion(std::string_view completion, std::
   if (ec || !v.is_object())
     return ApiError{502, "api_error", "the provider's answer could not be translated", "", "api_error"};
   const auto& c = v.as_object();
+  if (auto* choices = c.if_contains("choices");
+      !choices || !choices->is_array() || choices->as_array().empty() || !choices->as_array()[0].is_object())
+    return badProviderAnswer("a chat completion without choices");
   json::array content;
   std::string_view finish;
   if (auto* choices = c.if_contains("choices"); choices && choices->is_array() && !choices->as_array().empty() &&
@@ -218,8 +222,7 @@ std::optional<ApiError> messageFromCompletion(std::string_view completion, std::
   }
   Usage u;
   if (auto* usage = c.if_contains("usage"); usage && usage->is_object()) u = usageFromOpenAI(usage->as_object());
-  std::string id(stringAt(c, "id"));
-  out = json::serialize(json::object{{"id", "msg_" + id},
+  out = json::serialize(json::object{{"id", idOr("msg_", stringAt(c, "id"))},
                                      {"type", "message"},
                                      {"role", "assistant"},
                                      {"model", stringAt(c, "model")},
@@ -234,7 +237,7 @@ void MessagesStreamEncoder::start(const json::object& chunk, std::string& out) {
   started_ = true;
   appendEvent(out, "message_start",
               json::object{{"type", "message_start"},
-                           {"message", json::object{{"id", fmt::format("msg_{}", stringAt(chunk, "id"))},
+                           {"message", json::object{{"id", idOr("msg_", stringAt(chunk, "id"))},
                                                     {"type", "message"},
                                                     {"role", "assistant"},
                                                     {"model", stringAt(chunk, "model")},

@@ -208,8 +208,13 @@ Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog, std::span
         bool whole = co_await readWholeBody(*call.conn, body, kMaxErrorBytes, route.idle_timeout);
         logLine(fmt::format("llm: provider '{}' answered {}: {}", provider.config->name, status,
                             std::string_view(body).substr(0, 2048)));
-        out.error = clientSafeProviderError(provider.config->name, provider.codec->error(status, body),
-                                            provider.config->secrets());
+        ApiError said;
+        try {
+          said = provider.codec->error(status, body);
+        } catch (const std::exception&) {  // an error body of an unexpected shape: its status still counts
+          said = ApiError{status, std::string(openaiTypeForStatus(status)), providerStatusMessage(status, {}), "", ""};
+        }
+        out.error = clientSafeProviderError(provider.config->name, std::move(said), provider.config->secrets());
         if (ra && *ra > 0 && *ra < 86400 * 7) retry_after_s = static_cast<int64_t>(*ra);
         out.error->retry_after_s = retry_after_s;
         if (whole && call.conn->parser.response().keep_alive) proxy::release(up, 0, std::move(call.conn));

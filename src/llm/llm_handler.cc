@@ -82,6 +82,20 @@ std::string modelListJson(const Catalog& catalog) {
 
 }  // namespace
 
+/// Runs a codec step on a provider's answer. Codecs read JSON with accessors that throw on a
+/// value of another type than the provider's documentation promises; that is the provider's
+/// fault, so it becomes a 502 in the client's dialect (the details go to the log), never an
+/// exception that would drop the client's connection.
+template <typename F>
+std::optional<ApiError> guardCodec(std::string_view provider, F&& step) {
+  try {
+    return step();
+  } catch (const std::exception& e) {
+    logLine(fmt::format("llm: provider '{}' sent an answer the codec could not read: {}", provider, e.what()));
+    return badProviderAnswer("an answer of an unexpected shape");
+  }
+}
+
 /// Runs `work` unless the client hangs up first; then `work` is cancelled (its provider
 /// connection closes, which cancels the provider's generation) and the result is nullopt.
 template <typename T>
@@ -503,7 +517,7 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
   if (!req.stream || !event_stream) {
     std::string body, answer;
     if (!co_await readAnswer(call, tried, body, kMaxAnswerBytes, req.prompt_estimate)) co_return;
-    auto err = codec.chatResponse(body, answer, call.rec.usage);
+    auto err = guardCodec(call.rec.provider, [&] { return codec.chatResponse(body, answer, call.rec.usage); });
     if (err) co_return co_await sendError(call, std::move(*err));
     remember(call, answer, false);
     co_return co_await sendJson(call, 200, answer);
@@ -534,7 +548,8 @@ Task<void> LlmHandler::embeddings(Call& call) {
   auto tried = std::move(*answered);
   std::string body, answer;
   if (!co_await readAnswer(call, tried, body, kMaxAnswerBytes, req.prompt_estimate)) co_return;
-  auto err = tried.provider->codec->embeddingsResponse(body, answer, call.rec.usage);
+  auto err = guardCodec(call.rec.provider,
+                        [&] { return tried.provider->codec->embeddingsResponse(body, answer, call.rec.usage); });
   estimateUsage(call, req.prompt_estimate, 0);  // some providers (Gemini) do not count embedding tokens
   if (err) co_return co_await sendError(call, std::move(*err));
   remember(call, answer, false);
@@ -633,8 +648,11 @@ Task<void> LlmHandler::messages(Call& call) {
   if (!req.stream || !event_stream) {
     std::string body, completion, answer;
     if (!co_await readAnswer(call, tried, body, kMaxAnswerBytes, req.chat.prompt_estimate)) co_return;
-    auto err = codec.chatResponse(body, completion, call.rec.usage);  // native too: reads its usage
-    if (!err && !native) err = messageFromCompletion(completion, answer);
+    auto err = guardCodec(call.rec.provider, [&] {
+      auto failed = codec.chatResponse(body, completion, call.rec.usage);  // native too: reads its usage
+      if (!failed && !native) failed = messageFromCompletion(completion, answer);
+      return failed;
+    });
     if (err) co_return co_await sendError(call, *err);
     co_return co_await sendJson(call, 200, native ? body : answer);
   }
@@ -737,7 +755,7 @@ Task<void> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& re
     raw.clear();
     out.clear();
     status = co_await nextStreamBytes(tried, raw, call.route.idle_timeout);
-    if (!raw.empty()) stream_error = relay.feed(raw, call.rec.usage, out);
+    if (!raw.empty()) stream_error = guardCodec(call.rec.provider, [&] { return relay.feed(raw, call.rec.usage, out); });
     if (stream_error && !stream_error->message.empty()) {  // an error event from the provider
       logLine(fmt::format("llm: provider '{}' stream error: {}", call.rec.provider, stream_error->message));
       const auto secrets = tried.provider->config->secrets();

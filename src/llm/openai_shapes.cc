@@ -1,6 +1,9 @@
 #include "llm/openai_shapes.h"
 
+#include <fmt/format.h>
+
 #include <ctime>
+#include <random>
 
 #include "llm/json_answer_tool.h"
 
@@ -9,6 +12,15 @@ namespace ganglion::llm {
 namespace json = boost::json;
 
 int64_t nowSeconds() { return static_cast<int64_t>(std::time(nullptr)); }
+
+std::string uniqueId(std::string_view prefix) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return fmt::format("{}{:016x}{:08x}", prefix, rng(), static_cast<uint32_t>(rng()));
+}
+
+std::string idOr(std::string_view prefix, std::string_view id) {
+  return id.empty() ? uniqueId(prefix) : fmt::format("{}{}", prefix, id);
+}
 
 json::object chunk(const ChunkStamp& stamp, json::object delta, std::string_view finish) {
   json::object choice{{"index", 0}, {"delta", std::move(delta)}, {"logprobs", nullptr}};

@@ -63,4 +63,12 @@ boost::json::object toolCall(std::string_view id, std::string_view name, std::st
 /// Seconds since the epoch, for `created`.
 int64_t nowSeconds();
 
+/// `prefix` + 24 random hex digits (96 bits): ids the gateway makes up when the provider
+/// gives none (answers, tool calls). Never derived from the clock: two answers in one second
+/// must not share an id. Any thread.
+std::string uniqueId(std::string_view prefix);
+
+/// `prefix` + `id`, or a uniqueId when the provider sent no id.
+std::string idOr(std::string_view prefix, std::string_view id);
+
 }  // namespace ganglion::llm

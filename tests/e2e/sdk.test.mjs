@@ -1,71 +1,17 @@
 // End-to-end: the official `openai` and `@anthropic-ai/sdk` Node clients against the real
 // gateway binary, with tests/integration/fake_provider.py as the only upstream.
-// start_stack.py starts both and takes scripting commands on stdin (see its docstring).
+// start_stack.py starts both and takes scripting commands on stdin (see its docstring);
+// stack.mjs drives it.
 // Every client has maxRetries: 0, so what a test sees is what the gateway answered.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
+import { Stack } from './stack.mjs';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
 const DEMO_KEY = 'sk-gw-demo';
 const BUDGETED_KEY = 'sk-gw-budgeted';
-
-// --- the stack: fake provider + gateway, driven over start_stack.py's stdin/stdout -----------
-class Stack {
-  async start() {
-    this.proc = spawn(process.env.PYTHON || 'python3', [join(HERE, 'start_stack.py')], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-      env: process.env,
-    });
-    this.waiters = [];
-    this.exited = new Promise((resolve) => this.proc.once('exit', resolve));
-    const lines = createInterface({ input: this.proc.stdout });
-    lines.on('line', (line) => {
-      const next = this.waiters.shift();
-      if (next) next.resolve(JSON.parse(line));
-    });
-    this.proc.once('exit', (code, signal) => {
-      for (const w of this.waiters.splice(0)) w.reject(new Error(`start_stack.py exited (${code ?? signal})`));
-    });
-    const ports = await Promise.race([
-      this.nextLine(),
-      new Promise((_, reject) => setTimeout(() => reject(new Error('stack not up after 20 s')), 20000).unref()),
-    ]);
-    this.gatewayPort = ports.gateway;
-    this.providerPort = ports.provider;
-    return this;
-  }
-
-  nextLine() {
-    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
-  }
-
-  async command(cmd) {
-    const answer = this.nextLine();
-    this.proc.stdin.write(JSON.stringify(cmd) + '\n');
-    const got = await answer;
-    if (got.error) throw new Error(`stack command ${JSON.stringify(cmd)}: ${got.error}`);
-    return got;
-  }
-
-  script(behaviour) { return this.command({ script: behaviour }); }
-  clear() { return this.command({ clear: true }); }
-  async last() { return (await this.command({ last: true })).last; }
-
-  async stop() {
-    if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return;
-    this.proc.stdin.end();  // the launcher stops the gateway and the provider on EOF
-    const timer = setTimeout(() => this.proc.kill('SIGTERM'), 10000);
-    await this.exited;
-    clearTimeout(timer);
-  }
-}
 
 const stack = new Stack();
 let openai;

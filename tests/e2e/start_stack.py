@@ -7,6 +7,7 @@ commands read from stdin, one JSON object per line, answering one JSON line each
   {"script": {...}}   provider.script(**...)   (e.g. {"status": 503} or {"delay": 0.5, "times": 20})
   {"clear": true}     provider.clear(): forget recorded requests and unused script entries
   {"last": true}      the last request the provider saw: {"method", "path", "json"}
+  {"requests": true}  every request the provider saw since the last clear, in that shape
 
 Anything else, or a failing command, answers {"error": "..."}. Closing stdin (or SIGTERM)
 stops the gateway and the provider. The gateway binary is $GANGLION_BIN (default
@@ -37,6 +38,16 @@ providers:
     kind: anthropic
     base_url: http://@FAKE@
     api_key: sk-ant-provider
+  - name: google
+    kind: gemini
+    base_url: http://@FAKE@
+    api_key: gm-provider-key
+  - name: aws
+    kind: bedrock
+    base_url: http://@FAKE@
+    region: us-east-1
+    access_key_id: AKIDEXAMPLE
+    secret_access_key: wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY
 models:
   - name: gpt-4o-mini
     targets: [ { provider: main, model: gpt-4o-mini-2024-07-18 } ]
@@ -51,6 +62,12 @@ models:
     targets: [ { provider: main, model: text-embedding-3-small } ]
   - name: budgeted
     targets: [ { provider: main, model: priced-model, price: { input: 1, output: 1 } } ]
+  - name: gemini-flash
+    targets: [ { provider: google, model: gemini-2.5-flash } ]
+  - name: gemini-embed
+    targets: [ { provider: google, model: text-embedding-004 } ]
+  - name: cohere-embed
+    targets: [ { provider: aws, model: "cohere.embed-english-v3" } ]
 keys:
   - name: demo
     key: sk-gw-demo
@@ -63,6 +80,10 @@ keys:
 def reply(obj):
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
+
+
+def brief(request):
+    return {"method": request.get("method"), "path": request.get("path"), "json": request.get("json")}
 
 
 def serve_commands(provider):
@@ -80,8 +101,9 @@ def serve_commands(provider):
                 reply({"ok": True})
             elif cmd.get("last"):
                 last = provider.last()
-                reply({"ok": True, "last": None if last is None else {
-                    "method": last.get("method"), "path": last.get("path"), "json": last.get("json")}})
+                reply({"ok": True, "last": None if last is None else brief(last)})
+            elif cmd.get("requests"):
+                reply({"ok": True, "requests": [brief(r) for r in provider.requests]})
             else:
                 reply({"error": "unknown command"})
         except Exception as exc:  # one bad command must not take the stack down

@@ -255,6 +255,7 @@ listeners:
 providers:
   - { name: main, kind: openai, base_url: "http://@MAIN@/v1", api_key: sk-PROVIDER-SECRET-abc }
   - { name: gone, kind: openai, base_url: "http://127.0.0.1:1/v1", api_key: sk-p }
+  - { name: gem, kind: gemini, base_url: "http://@MAIN@", api_key: gm-key }
 upstreams:
   - name: dead
     targets: [ "127.0.0.1:1" ]
@@ -263,6 +264,8 @@ models:
     targets: [ { provider: main, model: m } ]
   - name: unreachable
     targets: [ { provider: gone, model: m } ]
+  - name: g
+    targets: [ { provider: gem, model: gemini-2.0-flash } ]
 routes:
   - name: llm
     match: { path_prefix: /v1/ }
@@ -339,6 +342,34 @@ class ErrorLeakTest(unittest.TestCase):
         self.assertIn("response.failed", text)
         self.assertNotIn("PROVIDER-SECRET", text)
         self.assertNotIn("10.9.8.7", text)
+
+    def test_answers_of_an_unexpected_shape_are_a_502_in_the_clients_dialect(self):
+        # Valid JSON with a field of another type was relayed, or translated into an empty
+        # answer with status 200; it is the provider's failure: 502, in the client's dialect.
+        for model, body in (("m", {"id": "x", "choices": "oops"}), ("g", {"candidates": "oops"})):
+            for path, shape in (("/v1/chat/completions", "openai"), ("/v1/messages", "anthropic")):
+                self.main.script(status=200, body=body)
+                req = {"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+                resp = self.gw.request("POST", path, body=json.dumps(req), headers={"anthropic-version": "2023-06-01"})
+                self.assertEqual(resp.status, 502, (model, path, resp.body[:300]))
+                if shape == "anthropic":
+                    self.assertEqual(resp.json()["type"], "error")
+                else:
+                    self.assertEqual(resp.json()["error"]["code"], "bad_provider_response")
+        self.assertEqual(self.chat("m").status, 200)  # the gateway goes on serving
+
+    def test_generated_ids_are_unique(self):
+        # Ids the gateway makes up (here: Gemini sends no responseId) must differ even within
+        # one second; some codecs built them from the clock.
+        ids = set()
+        for _ in range(3):
+            self.main.script(status=200, body={"candidates": [{"content": {"role": "model", "parts": [{"text": "x"}]},
+                                                              "finishReason": "STOP"}]})
+            resp = self.gw.request("POST", "/v1/chat/completions", body=json.dumps(
+                {"model": "g", "messages": [{"role": "user", "content": "hi"}]}))
+            self.assertEqual(resp.status, 200, resp.body[:300])
+            ids.add(resp.json()["id"])
+        self.assertEqual(len(ids), 3, ids)
 
     def test_gateway_errors_name_no_internal_address(self):
         resp = self.chat("unreachable")

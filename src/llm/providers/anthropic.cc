@@ -64,7 +64,7 @@ class AnthropicStream final : public ChatStreamDecoder {
     auto type = stringAt(ev, "type");
     if (type == "message_start") {
       if (auto* msg = objectAt(ev, "message")) {
-        stamp_.id = fmt::format("chatcmpl-{}", stringAt(*msg, "id"));
+        stamp_.id = idOr("chatcmpl-", stringAt(*msg, "id"));
         stamp_.model = std::string(stringAt(*msg, "model"));
         stamp_.created = nowSeconds();
         if (auto* u = objectAt(*msg, "usage")) usage_ = usageFromAnthropic(*u);
@@ -261,8 +261,10 @@ std::optional<ApiError> AnthropicCodec::chatResponse(std::string_view text, std:
   if (ec || !v.is_object())
     return badProviderAnswer("a message that is not a JSON object");
   const auto& msg = v.get_object();
-  ChunkStamp stamp{fmt::format("chatcmpl-{}", stringAt(msg, "id")), std::string(stringAt(msg, "model")), nowSeconds()};
+  ChunkStamp stamp{idOr("chatcmpl-", stringAt(msg, "id")), std::string(stringAt(msg, "model")), nowSeconds()};
   AssistantAnswer answer;
+  if (auto* blocks = msg.if_contains("content"); !blocks || !blocks->is_array())
+    return badProviderAnswer("a message without a content array");
   if (auto* blocks = msg.if_contains("content"); blocks && blocks->is_array()) {
     for (const auto& b : blocks->as_array()) {
       auto* bo = b.if_object();

@@ -113,7 +113,7 @@ class BedrockStream final : public ChatStreamDecoder {
  private:
   void onEvent(std::string_view type, const json::object& ev, std::vector<json::object>& out, Usage& usage) {
     if (type == "messageStart") {
-      stamp_.id = fmt::format("chatcmpl-bedrock-{}", nowSeconds());
+      stamp_.id = uniqueId("chatcmpl-bedrock-");
       stamp_.created = nowSeconds();
       out.push_back(chunk(stamp_, json::object{{"role", "assistant"}, {"content", ""}}));
     } else if (type == "contentBlockStart") {
@@ -389,6 +389,9 @@ std::optional<ApiError> BedrockCodec::chatResponse(std::string_view text, std::s
   if (ec || !v.is_object())
     return badProviderAnswer("an answer that is not a JSON object");
   const auto& r = v.as_object();
+  const json::object* output_message = objectAt(r, "output") ? objectAt(*objectAt(r, "output"), "message") : nullptr;
+  if (!output_message || !output_message->contains("content") || !output_message->at("content").is_array())
+    return badProviderAnswer("an answer without output.message.content");
   AssistantAnswer answer;
   if (auto* output = objectAt(r, "output"))
     if (auto* msg = objectAt(*output, "message"))
@@ -402,7 +405,7 @@ std::optional<ApiError> BedrockCodec::chatResponse(std::string_view text, std::s
             answer.addToolUse(stringAt(*tool, "toolUseId"), stringAt(*tool, "name"), tool->if_contains("input"));
         }
   if (auto* u = objectAt(r, "usage")) usage = usageFromBedrock(*u);
-  ChunkStamp stamp{fmt::format("chatcmpl-bedrock-{}", nowSeconds()), "", nowSeconds()};
+  ChunkStamp stamp{uniqueId("chatcmpl-bedrock-"), "", nowSeconds()};
   const bool called = !answer.tool_calls.empty();
   json::object message = answer.message();
   auto finish = finishAfterTools(finishFromBedrock(stringAt(r, "stopReason")), called);

@@ -68,7 +68,9 @@ Candidate readCandidate(const json::object* cand, int64_t& next_call) {
         if (auto* t = po->if_contains("text"); t && t->is_string()) {
           c.answer.addText(t->get_string());
         } else if (auto* fc = objectAt(*po, "functionCall")) {
-          std::string id = stringAt(*fc, "id").empty() ? fmt::format("call_{}", next_call) : std::string(stringAt(*fc, "id"));
+          // Gemini's calls often carry no id: a made-up one must differ from every other turn's,
+          // since the client returns results by id.
+          std::string id = stringAt(*fc, "id").empty() ? uniqueId("call_") : std::string(stringAt(*fc, "id"));
           auto* args = fc->if_contains("args");
           json::object call = toolCall(id, stringAt(*fc, "name"), args ? json::serialize(*args) : std::string("{}"));
           call["index"] = next_call++;
@@ -89,7 +91,7 @@ class GeminiStream final : public ChatStreamDecoder {
         return;
       }
       if (!started_) {
-        stamp_.id = fmt::format("chatcmpl-{}", stringAt(ev, "responseId"));
+        stamp_.id = idOr("chatcmpl-", stringAt(ev, "responseId"));
         stamp_.model = std::string(stringAt(ev, "modelVersion"));
         stamp_.created = nowSeconds();
         out.push_back(chunk(stamp_, json::object{{"role", "assistant"}, {"content", ""}}));
@@ -242,7 +244,7 @@ std::optional<ApiError> GeminiCodec::chatResponse(std::string_view text, std::st
     return badProviderAnswer("an answer that is not a JSON object");
   const auto& r = v.get_object();
   if (auto* u = objectAt(r, "usageMetadata")) usage = usageFromGemini(*u);
-  ChunkStamp stamp{fmt::format("chatcmpl-{}", stringAt(r, "responseId")), std::string(stringAt(r, "modelVersion")),
+  ChunkStamp stamp{idOr("chatcmpl-", stringAt(r, "responseId")), std::string(stringAt(r, "modelVersion")),
                    nowSeconds()};
   const bool blocked = [&] {  // the prompt itself was blocked: no candidates
     auto* feedback = objectAt(r, "promptFeedback");
@@ -253,7 +255,12 @@ std::optional<ApiError> GeminiCodec::chatResponse(std::string_view text, std::st
   if (auto* cands = r.if_contains("candidates"); cands && cands->is_array())
     for (const auto& cv : cands->as_array())
       if (auto* co = cv.if_object()) candidates.push_back(co);
-  if (candidates.empty()) candidates.push_back(nullptr);
+  if (candidates.empty()) {
+    // No candidate is an answer only when the prompt was blocked; otherwise the provider sent
+    // something other than a GenerateContentResponse.
+    if (!blocked) return badProviderAnswer("an answer without candidates");
+    candidates.push_back(nullptr);
+  }
   int64_t next_call = 0;
   json::array choices;
   for (size_t i = 0; i < candidates.size(); ++i) {

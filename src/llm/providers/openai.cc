@@ -110,13 +110,26 @@ std::optional<ApiError> OpenAiCodec::chatRequest(const ChatRequest& req, std::st
   return std::nullopt;
 }
 
-std::optional<ApiError> OpenAiCodec::chatResponse(std::string_view body, std::string& out, Usage& usage) const {
+namespace {
+
+/// An OpenAI answer passed through as sent, once it has the array it must have (`choices`,
+/// `data`); its usage is read on the way.
+std::optional<ApiError> passThrough(std::string_view body, std::string_view array, std::string_view what,
+                                    std::string& out, Usage& usage) {
   auto o = parseObject(body);
-  if (!o) return badProviderAnswer("a chat completion that is not a JSON object");
+  if (!o) return badProviderAnswer(fmt::format("{} that is not a JSON object", what));
+  if (auto* items = o->if_contains(array); !items || !items->is_array())
+    return badProviderAnswer(fmt::format("{} without a '{}' array", what, array));
   if (auto it = o->find("usage"); it != o->end() && it->value().is_object())
     usage = usageFromOpenAI(it->value().get_object());
   out.assign(body);
   return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<ApiError> OpenAiCodec::chatResponse(std::string_view body, std::string& out, Usage& usage) const {
+  return passThrough(body, "choices", "a chat completion", out, usage);
 }
 
 std::unique_ptr<ChatStreamDecoder> OpenAiCodec::chatStream() const { return std::make_unique<OpenAiStream>(); }
@@ -131,7 +144,7 @@ std::optional<ApiError> OpenAiCodec::embeddingsRequest(const EmbeddingsRequest& 
 }
 
 std::optional<ApiError> OpenAiCodec::embeddingsResponse(std::string_view body, std::string& out, Usage& usage) const {
-  return chatResponse(body, out, usage);  // same envelope: a JSON object with `usage`
+  return passThrough(body, "data", "an embeddings answer", out, usage);
 }
 
 ApiError OpenAiCodec::error(int status, std::string_view body) const { return openaiStyleError(status, body); }
