@@ -13,6 +13,7 @@
 #include "llm/catalog.h"
 #include "llm/chat_request.h"
 #include "llm/dispatch.h"
+#include "llm/openai_shapes.h"
 #include "llm/prices.h"
 #include "llm/prompt_bounds.h"
 #include "llm/provider_call.h"
@@ -552,6 +553,10 @@ Task<void> LlmHandler::embeddings(Call& call) {
                         [&] { return tried.provider->codec->embeddingsResponse(body, answer, call.rec.usage); });
   estimateUsage(call, req.prompt_estimate, 0);  // some providers (Gemini) do not count embedding tokens
   if (err) co_return co_await sendError(call, std::move(*err));
+  // What the OpenAI client sends by default: providers that only speak floats (Gemini,
+  // Bedrock, some OpenAI-compatible servers) answered floats, which it would misread.
+  if (auto* format = req.body.if_contains("encoding_format"); format && format->is_string() && format->get_string() == "base64")
+    embeddingsToBase64(answer);
   remember(call, answer, false);
   co_await sendJson(call, 200, answer);
 }

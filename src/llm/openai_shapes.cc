@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <openssl/evp.h>
+
+#include <cstring>
 #include <ctime>
 #include <random>
 
@@ -20,6 +23,35 @@ std::string uniqueId(std::string_view prefix) {
 
 std::string idOr(std::string_view prefix, std::string_view id) {
   return id.empty() ? uniqueId(prefix) : fmt::format("{}{}", prefix, id);
+}
+
+bool embeddingsToBase64(std::string& answer) {
+  boost::system::error_code ec;
+  json::value v = json::parse(answer, ec);
+  if (ec || !v.is_object()) return false;
+  auto* data = v.as_object().if_contains("data");
+  if (!data || !data->is_array()) return false;
+  std::string bytes, encoded;
+  for (auto& item : data->as_array()) {
+    auto* embedding = item.is_object() ? item.as_object().if_contains("embedding") : nullptr;
+    if (!embedding || !embedding->is_array()) continue;
+    bytes.clear();
+    for (const auto& x : embedding->as_array()) {
+      const float f = x.is_double() ? static_cast<float>(x.get_double())
+                      : x.is_int64() ? static_cast<float>(x.get_int64())
+                      : x.is_uint64() ? static_cast<float>(x.get_uint64())
+                                      : 0.0f;
+      uint32_t u;
+      std::memcpy(&u, &f, sizeof u);
+      for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<char>((u >> (8 * i)) & 0xff));  // little-endian
+    }
+    encoded.resize(4 * ((bytes.size() + 2) / 3) + 1);
+    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(encoded.data()),
+                                  reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
+    *embedding = json::string(encoded.data(), static_cast<size_t>(n));
+  }
+  answer = json::serialize(v);
+  return true;
 }
 
 json::object chunk(const ChunkStamp& stamp, json::object delta, std::string_view finish) {

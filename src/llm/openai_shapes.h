@@ -71,4 +71,9 @@ std::string uniqueId(std::string_view prefix);
 /// `prefix` + `id`, or a uniqueId when the provider sent no id.
 std::string idOr(std::string_view prefix, std::string_view id);
 
+/// An OpenAI embeddings answer with every `embedding` given as an array of numbers rewritten
+/// the way `encoding_format: "base64"` asks: the little-endian float32 vector, base64-encoded.
+/// Embeddings already given as strings stay. False when `answer` is not such an answer.
+bool embeddingsToBase64(std::string& answer);
+
 }  // namespace ganglion::llm

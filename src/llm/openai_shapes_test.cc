@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
+
 #include <set>
 
 namespace ganglion::llm {
@@ -17,6 +19,25 @@ TEST(UniqueId, NeverRepeatsWithinASecond) {
   }
   EXPECT_EQ(idOr("msg_", "abc"), "msg_abc");
   EXPECT_NE(idOr("msg_", ""), idOr("msg_", ""));
+}
+
+}  // namespace
+}  // namespace ganglion::llm
+
+namespace ganglion::llm {
+namespace {
+
+TEST(EmbeddingsToBase64, FloatArraysBecomeLittleEndianFloat32) {
+  std::string answer = R"({"object":"list","data":[{"object":"embedding","index":0,"embedding":[1.0,-2.5,0]},
+    {"object":"embedding","index":1,"embedding":"AACAPw=="}],"model":"m"})";
+  ASSERT_TRUE(embeddingsToBase64(answer));
+  auto v = boost::json::parse(answer).as_object();
+  const auto& data = v.at("data").as_array();
+  // 1.0f = 00 00 80 3f, -2.5f = 00 00 20 c0, 0.0f = 00 00 00 00
+  EXPECT_EQ(data[0].at("embedding").as_string(), "AACAPwAAIMAAAAAA");
+  EXPECT_EQ(data[1].at("embedding").as_string(), "AACAPw==");  // already encoded: kept
+  std::string not_embeddings = R"({"choices":[]})";
+  EXPECT_FALSE(embeddingsToBase64(not_embeddings));
 }
 
 }  // namespace

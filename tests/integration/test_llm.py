@@ -609,6 +609,25 @@ class LlmGatewayTest(unittest.TestCase):
         self.assertEqual(resp.status, 200, resp.body)
         self.assertEqual([d["index"] for d in resp.json()["data"]], [0, 1, 2])
 
+    def test_embeddings_honour_base64_for_every_provider_kind(self):
+        # The openai client asks for base64 by default and decodes it as float32: a float array
+        # from a Gemini or Bedrock target would be read as garbage.
+        import base64
+        import struct
+        for model, text in (("gemini-embed", "x"), ("titan-embed", "one two"), ("cohere-embed", "a b")):
+            floats = self.post("/v1/embeddings", json.dumps({"model": model, "input": [text] if model != "titan-embed"
+                                                             else text})).json()["data"][0]["embedding"]
+            resp = self.post("/v1/embeddings", json.dumps({"model": model, "input": [text] if model != "titan-embed"
+                                                           else text, "encoding_format": "base64"}))
+            self.assertEqual(resp.status, 200, resp.body)
+            encoded = resp.json()["data"][0]["embedding"]
+            self.assertIsInstance(encoded, str, model)
+            raw = base64.b64decode(encoded)
+            decoded = struct.unpack("<%df" % (len(raw) // 4), raw)
+            self.assertEqual(len(decoded), len(floats), model)
+            for got, want in zip(decoded, floats):
+                self.assertAlmostEqual(got, want, places=5)
+
     def test_gemini_error_keeps_status(self):
         self.main.script(status=429)
         err = self.assertOpenAIError(self.post("/v1/chat/completions", chat(model="gemini-flash")), 429)
