@@ -244,7 +244,8 @@ void MessagesStreamEncoder::start(const json::object& chunk, std::string& out) {
                                                     {"content", json::array()},
                                                     {"stop_reason", nullptr},
                                                     {"stop_sequence", nullptr},
-                                                    {"usage", json::object{{"input_tokens", 0}, {"output_tokens", 0}}}}}});
+                                                    {"usage", json::object{{"input_tokens", prompt_tokens_},
+                                                                           {"output_tokens", 0}}}}}});
 }
 
 void MessagesStreamEncoder::closeBlock(std::string& out) {

@@ -33,6 +33,11 @@ std::optional<ApiError> messageFromCompletion(std::string_view completion, std::
 /// Builds Anthropic stream events from OpenAI chunks. One per streamed call.
 class MessagesStreamEncoder {
  public:
+  /// `prompt_tokens`: what message_start reports as input_tokens. Anthropic sends the real
+  /// count there and clients read it there (LangChain's ChatAnthropic); a translated stream's
+  /// provider reports usage only at the end, so this is the gateway's count before the call,
+  /// and message_delta carries the provider's own at the end.
+  explicit MessagesStreamEncoder(uint64_t prompt_tokens = 0) : prompt_tokens_(prompt_tokens) {}
   /// Appends the events that `chunk` implies to `out`.
   void chunk(const boost::json::object& chunk, std::string& out);
   /// Closes the open block and appends message_delta (stop reason, usage) and message_stop.
@@ -51,6 +56,7 @@ class MessagesStreamEncoder {
   bool open_is_text_ = false;
   std::map<int64_t, int64_t> tool_blocks_;  ///< OpenAI tool call index → content block index
   std::string stop_reason_ = "end_turn";
+  uint64_t prompt_tokens_ = 0;
 };
 
 /// One Anthropic SSE event: "event: <type>\ndata: <json>\n\n".

@@ -662,7 +662,7 @@ Task<void> LlmHandler::messages(Call& call) {
     co_return co_await sendJson(call, 200, native ? body : answer);
   }
 
-  auto relay = messagesRelay(codec, native);
+  auto relay = messagesRelay(codec, native, req.chat.prompt_estimate);
   co_await relayStream(call, tried, *relay, req.chat.prompt_estimate, false);
 }
 

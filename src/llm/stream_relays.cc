@@ -95,7 +95,8 @@ class ChatRelay final : public StreamRelay {
 
 class MessagesRelay final : public StreamRelay {
  public:
-  MessagesRelay(const ProviderCodec& codec, bool native) : decoder_(codec.chatStream()), native_(native) {}
+  MessagesRelay(const ProviderCodec& codec, bool native, uint64_t prompt_tokens)
+      : decoder_(codec.chatStream()), native_(native), encoder_(prompt_tokens) {}
 
   std::optional<ApiError> feed(std::string_view raw, Usage& usage, std::string& out) override {
     chunks_.clear();
@@ -212,8 +213,8 @@ std::unique_ptr<StreamRelay> chatRelay(const ProviderCodec& codec, bool client_w
   return std::make_unique<ChatRelay>(codec, client_wants_usage);
 }
 
-std::unique_ptr<StreamRelay> messagesRelay(const ProviderCodec& codec, bool native) {
-  return std::make_unique<MessagesRelay>(codec, native);
+std::unique_ptr<StreamRelay> messagesRelay(const ProviderCodec& codec, bool native, uint64_t prompt_tokens) {
+  return std::make_unique<MessagesRelay>(codec, native, prompt_tokens);
 }
 
 std::unique_ptr<StreamRelay> responsesRelay(std::function<std::string(std::string_view)> redact) {

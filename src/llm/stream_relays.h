@@ -38,8 +38,9 @@ class StreamRelay {
 std::unique_ptr<StreamRelay> chatRelay(const ProviderCodec& codec, bool client_wants_usage);
 
 /// /v1/messages: relayed event by event from an Anthropic provider (`native`), else decoded
-/// chunks re-encoded as Anthropic events; ends with message_stop or an error event.
-std::unique_ptr<StreamRelay> messagesRelay(const ProviderCodec& codec, bool native);
+/// chunks re-encoded as Anthropic events, message_start reporting `prompt_tokens` as
+/// input_tokens; ends with message_stop or an error event.
+std::unique_ptr<StreamRelay> messagesRelay(const ProviderCodec& codec, bool native, uint64_t prompt_tokens);
 
 /// /v1/responses: events relayed as sent, except the provider's words in a response.failed
 /// event, which pass through `redact`; usage and the end read from response.completed and its

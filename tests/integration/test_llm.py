@@ -695,6 +695,9 @@ class LlmGatewayTest(unittest.TestCase):
         self.assertEqual(sorted(json.loads(a)["city"] for a in args.values()), ["Paris", "Tokyo"])
         self.assertEqual(events[-2][1]["delta"]["stop_reason"], "tool_use")
         self.assertGreater(events[-2][1]["usage"]["output_tokens"], 0)
+        # Clients read the prompt count in message_start, as Anthropic sends it there (it was 0).
+        self.assertGreater(events[0][1]["message"]["usage"]["input_tokens"], 0)
+        self.assertGreater(events[-2][1]["usage"]["input_tokens"], 0)  # the provider's own, at the end
 
     def test_messages_count_tokens(self):
         body = {"model": "claude-haiku", "messages": [{"role": "user", "content": "one two three"}]}
