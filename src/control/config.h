@@ -126,6 +126,7 @@ struct RouteConfig {
   RouteMatch match;
   std::string upstream;              ///< empty when `llm` is set
   std::optional<LlmRouteConfig> llm;  ///< set: the route serves the LLM API
+  bool welcome = false;               ///< set: the route answers with the welcome page
   bool implicit = false;  ///< added by the gateway (the LLM API on /v1/); ranked after every explicit route
   Millis timeout{0};                ///< whole exchange with the upstream; 0: no limit
   Millis first_byte_timeout{60'000};  ///< until the upstream's response head
@@ -275,6 +276,10 @@ struct Config {
   std::shared_ptr<const KeyTable> key_table;
   std::vector<ProviderConfig> providers;
   std::vector<ModelConfig> models;
+  /// Providers marked `optional` whose api_key was empty, left out with the model targets and
+  /// models that needed them (the start log and the welcome page say so).
+  std::vector<std::string> skipped_providers;
+  std::vector<std::string> skipped_models;
   LlmCacheConfig llm_cache;
   StateConfig state;
   AdminConfig admin;

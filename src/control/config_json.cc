@@ -122,6 +122,8 @@ std::string configToRedactedJson(const Config& c) {
     for (const auto& k : r.filter_kinds) filters.emplace_back(k);
     route["filters"] = std::move(filters);
     if (r.rewrite_path_prefix) route["rewrite"] = json::object{{"path_prefix", *r.rewrite_path_prefix}};
+    if (r.welcome) route["welcome"] = json::object{};
+    if (r.llm) route["llm"] = json::object{{"auth", r.llm->require_key ? "key" : "none"}};
     routes.push_back(std::move(route));
   }
   root["routes"] = std::move(routes);

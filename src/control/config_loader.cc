@@ -393,7 +393,7 @@ void readRoute(Reader& r, const YAML::Node& n, Config& cfg) {
   RouteConfig rt;
   rt.line = Reader::lineOf(n);
   if (!n.IsMap()) return r.fail(n, "a route must be a map");
-  r.checkKeys(n, {"name", "match", "upstream", "llm", "timeout", "first_byte_timeout", "idle_timeout", "retries",
+  r.checkKeys(n, {"name", "match", "upstream", "llm", "welcome", "timeout", "first_byte_timeout", "idle_timeout", "retries",
                   "max_body_bytes", "rewrite", "request_headers", "response_headers", "filters"},
               "route");
   if (auto v = n["name"]; v.IsDefined()) {
@@ -416,11 +416,17 @@ void readRoute(Reader& r, const YAML::Node& n, Config& cfg) {
       }
     }
     if (n["upstream"].IsDefined()) r.fail(n["upstream"], fmt::format("route '{}' has both 'llm' and 'upstream': pick one", rt.name));
+  } else if (auto v = n["welcome"]; v.IsDefined()) {
+    // The page a first run shows: what is configured and how to go on (no settings yet).
+    if (!v.IsNull() && !(v.IsMap() && v.size() == 0)) r.fail(v, "welcome takes no settings: write 'welcome: {}'");
+    if (n["upstream"].IsDefined()) r.fail(n["upstream"], fmt::format("route '{}' has both 'welcome' and 'upstream': pick one", rt.name));
+    rt.welcome = true;
   } else if (auto v = n["upstream"]; v.IsDefined()) {
     if (auto s = r.str(v, "upstream")) rt.upstream = *s;
     rt.upstream_line = Reader::lineOf(v);
   } else {
-    r.fail(n, fmt::format("route '{}' needs an 'upstream' (or 'llm: {{}}' to serve the LLM API)", rt.name));
+    r.fail(n, fmt::format("route '{}' needs an 'upstream' (or 'llm: {{}}' to serve the LLM API, or 'welcome: {{}}')",
+                          rt.name));
   }
   if (auto v = n["timeout"]; v.IsDefined())
     if (auto d = r.duration(v, "timeout")) rt.timeout = *d;
@@ -599,7 +605,9 @@ void validateReferences(Reader& r, Config& cfg) {
       r.failLine(rt.line, fmt::format("route '{}' serves the LLM API, which needs gateway keys: add 'keys:' "
                                       "(or 'llm: {{ auth: none }}' on an explicit route for local use)",
                                       rt.name));
-  if (cfg.providers.empty())
+  // With every provider optional and keyless the LLM API still answers (no models) instead
+  // of refusing the config: one file serves whichever keys the environment has.
+  if (cfg.providers.empty() && cfg.skipped_providers.empty())
     for (auto& rt : cfg.routes)
       if (rt.llm) r.failLine(rt.line, fmt::format("route '{}' serves the LLM API but no 'providers' are configured", rt.name));
 }

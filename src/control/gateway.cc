@@ -676,6 +676,13 @@ int Gateway::run() {
   for (auto& l : cfg.listeners) fmt::format_to(std::back_inserter(addresses), " {}", l.address.text());
   log(fmt::format("version {} serving on{} with {} worker(s){}", GANGLION_VERSION, addresses, cfg.workers,
                   cfg.admin.enabled ? fmt::format(", admin on {}", cfg.admin.address.text()) : std::string()));
+  if (!cfg.skipped_providers.empty()) {
+    std::string names;
+    for (const auto& n : cfg.skipped_providers) names += (names.empty() ? "" : ", ") + n;
+    log(fmt::format("optional providers left out (their api_key is empty): {}; {} model(s) with no other target "
+                    "left out too",
+                    names, cfg.skipped_models.size()));
+  }
   io_.run();
   for (auto& w : workers_) w->worker.stopAndJoin();
   flushSpend();  // the workers are gone: every call has settled

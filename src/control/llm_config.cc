@@ -2,6 +2,8 @@
 // and line like everything else.
 #include <boost/url/parse.hpp>
 
+#include <algorithm>
+
 #include "control/llm_config.h"
 #include "base/strings.h"
 #include "net/tls.h"
@@ -122,7 +124,7 @@ void readProviders(Reader& r, const YAML::Node& list, Config& cfg) {
   r.forEach(list, "providers", [&](const YAML::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a provider is a map: { name, kind, base_url, api_key }");
     r.checkKeys(n, {"name", "kind", "base_url", "api_key", "api_version", "region", "access_key_id",
-                    "secret_access_key", "session_token", "idle_timeout"},
+                    "secret_access_key", "session_token", "idle_timeout", "optional"},
                 "provider");
     ProviderConfig p;
     p.line = Reader::lineOf(n);
@@ -150,6 +152,16 @@ void readProviders(Reader& r, const YAML::Node& list, Config& cfg) {
     }
     if (auto v = n["api_key"]; v.IsDefined()) p.api_key = r.str(v, "api_key").value_or("");
     else if (kind->needs_key) r.fail(n, fmt::format("provider '{}' needs an 'api_key'", p.name));
+    // `optional: true` with an empty key (api_key: "${OPENAI_API_KEY:-}" where the variable is
+    // unset): the provider is left out instead of refused, so one config serves whichever keys
+    // the environment has.
+    if (auto v = n["optional"]; v.IsDefined())
+      if (r.boolean(v, "optional").value_or(false) && p.api_key.empty() && kind->needs_key) {
+        for (const auto& other : cfg.providers)
+          if (other.name == p.name) return r.fail(n, fmt::format("duplicate provider name '{}'", p.name));
+        cfg.skipped_providers.push_back(p.name);
+        return;
+      }
     if (auto v = n["api_version"]; v.IsDefined()) p.api_version = r.str(v, "api_version").value_or("");
     if (p.kind == "azure" && p.api_version.empty())
       r.fail(n, fmt::format("azure provider '{}' needs an 'api_version'", p.name));
@@ -196,8 +208,16 @@ void readModels(Reader& r, const YAML::Node& list, Config& cfg) {
     m.line = Reader::lineOf(n);
     if (auto v = n["name"]; v.IsDefined()) m.name = r.str(v, "model name").value_or("");
     else return r.fail(n, "model needs a 'name'");
+    size_t skipped_targets = 0;
     r.forEach(n["targets"], "targets", [&](const YAML::Node& t) {
       if (!t.IsMap()) return r.fail(t, "a model target is a map: { provider, model, weight }");
+      if (auto v = t["provider"]; v.IsDefined() && v.IsScalar()) {
+        const auto& skipped = cfg.skipped_providers;
+        if (std::find(skipped.begin(), skipped.end(), v.Scalar()) != skipped.end()) {
+          ++skipped_targets;  // its provider is optional and has no key here
+          return;
+        }
+      }
       r.checkKeys(t, {"provider", "model", "weight", "price", "context_window", "max_output"}, "model target");
       ModelTarget target;
       target.line = Reader::lineOf(t);
@@ -220,6 +240,10 @@ void readModels(Reader& r, const YAML::Node& list, Config& cfg) {
         target.max_output = r.integer<uint64_t>(v, "max_output", 1, 100'000'000).value_or(0);
       m.targets.push_back(std::move(target));
     });
+    if (m.targets.empty() && skipped_targets > 0) {
+      cfg.skipped_models.push_back(m.name);
+      return;
+    }
     if (m.targets.empty()) r.fail(n, fmt::format("model '{}' needs at least one target", m.name));
     m.strategy = m.targets.size() > 1 ? ModelStrategy::kFallback : ModelStrategy::kSingle;
     if (auto v = n["strategy"]; v.IsDefined()) {

@@ -1,5 +1,7 @@
 #include "control/snapshot.h"
 
+#include "control/welcome_page.h"
+
 #include "llm/catalog.h"
 
 #include <boost/asio/io_context.hpp>
@@ -120,8 +122,11 @@ BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& healt
     snap->provider_upstreams.push_back(snap->upstreams.size());
     resolve(p.upstream, true);
   }
-  if (!cfg.providers.empty()) snap->llm = std::make_shared<llm::Catalog>(cfg, snap->provider_upstreams);
+  const bool llm_route = std::any_of(cfg.routes.begin(), cfg.routes.end(), [](const auto& r) { return r.llm.has_value(); });
+  if (!cfg.providers.empty() || llm_route) snap->llm = std::make_shared<llm::Catalog>(cfg, snap->provider_upstreams);
   snap->router.build(cfg.routes, cfg.upstreams);
+  for (const auto& r : cfg.routes)
+    if (r.welcome) snap->welcome_page = renderWelcomePage(cfg);
   if (result.errors.empty()) result.snapshot = std::move(snap);
   return result;
 }

@@ -62,6 +62,7 @@ struct Snapshot {
   std::vector<ResolvedUpstream> upstreams;  ///< config.upstreams, then one per provider
   std::vector<size_t> provider_upstreams;   ///< by config.providers index: index into upstreams
   std::shared_ptr<const llm::Catalog> llm;  ///< providers and models; null without providers
+  std::string welcome_page;                 ///< what `welcome: {}` routes answer
 };
 
 struct BuildResult {

@@ -161,6 +161,8 @@ Task<void> ProxyHandler::handle(ServerConnection& conn) {
   } else if (!ex.route) {
     co_await conn.sendError(404, "route_not_found",
                             fmt::format("no route matches {} {}", req.method, req.path()));
+  } else if (ex.route->config->welcome) {
+    co_await serveWelcome(conn, ex.view->snapshot->welcome_page);
   } else if (ex.route->config->llm) {
     llm_rec.key_name = fctx.principal;  // a key_auth filter on the route may have authenticated already
     co_await llm_.handle(conn, *ex.view->snapshot, ex.view->upstreams, *ex.route->config, llm_rec);
@@ -214,6 +216,23 @@ Task<void> ProxyHandler::handle(ServerConnection& conn) {
     };
     log_->write(rec);
   }
+}
+
+Task<void> ProxyHandler::serveWelcome(ServerConnection& conn, std::string_view page) {
+  const auto& method = conn.request().method;
+  if (method != "GET" && method != "HEAD") {
+    http::HeaderList allow;
+    allow.add("Allow", "GET, HEAD");
+    co_return co_await conn.sendError(405, "method_not_allowed", "the welcome page answers GET and HEAD", &allow);
+  }
+  http::ResponseHead head;
+  head.status = 200;
+  head.headers.add("Content-Type", "text/plain; charset=utf-8");
+  head.headers.add("Cache-Control", "no-store");
+  head.has_content_length = true;
+  head.content_length = page.size();
+  std::array<std::string_view, 1> body{page};
+  co_await conn.writeResponse(&head, body, true);
 }
 
 Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {

@@ -42,6 +42,8 @@ class ProxyHandler final : public http::RequestHandler {
  private:
   struct Exchange;
   http::Task<void> forward(http::ServerConnection& conn, Exchange& ex);
+  /// A `welcome: {}` route: the snapshot's page for GET and HEAD, 405 otherwise. Worker thread.
+  http::Task<void> serveWelcome(http::ServerConnection& conn, std::string_view page);
   /// After a 101: relays bytes both ways until either side closes or goes idle.
   http::Task<void> tunnel(http::ServerConnection& conn, Exchange& ex, std::unique_ptr<net::UpstreamConnection> uc);
   void expireIdle();
