@@ -156,7 +156,8 @@ describe('openai client', () => {
   test('models.list', async () => {
     const ids = [];
     for await (const model of openai.models.list()) ids.push(model.id);
-    for (const id of ['gpt-4o-mini', 'claude-haiku', 'resilient', 'embed', 'budgeted']) {
+    for (const id of ['gpt-4o-mini', 'claude-haiku', 'resilient', 'embed', 'budgeted', 'gemini-flash',
+      'gemini-embed', 'cohere-embed']) {
       assert.ok(ids.includes(id), `${id} missing from ${JSON.stringify(ids)}`);
     }
   });

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Starts the fake LLM provider and the real gateway for the SDK end-to-end tests.
+"""Starts the fake LLM provider and the real gateway for the end-to-end tests (sdk.test.mjs,
+clients.test.mjs; stack.mjs drives it). The config's providers are of the openai, anthropic,
+gemini and bedrock kinds, all pointed at the one fake provider.
 
 Prints one JSON line, {"gateway": PORT, "provider": PORT}, once both answer, then serves
 commands read from stdin, one JSON object per line, answering one JSON line each:
