@@ -180,6 +180,22 @@ std::optional<ApiError> parseMessagesRequest(std::string_view text, MessagesRequ
     if (auto* d = tco.if_contains("disable_parallel_tool_use"); d && d->is_bool() && d->get_bool())
       chat["parallel_tool_calls"] = false;
   }
+  // Structured outputs: output_config.format (GA) or output_format (the beta's name), a JSON
+  // schema, become OpenAI's response_format, which every codec translates.
+  const json::value* format = nullptr;
+  if (auto* config = b.if_contains("output_config"); config && config->is_object())
+    format = config->as_object().if_contains("format");
+  if (!format) format = b.if_contains("output_format");
+  if (format && !format->is_null()) {
+    const json::object* fo = format->if_object();
+    const json::value* schema = fo ? fo->if_contains("schema") : nullptr;
+    if (!fo || stringAt(*fo, "type") != "json_schema" || !schema || !schema->is_object())
+      return invalid("output_config.format",
+                     "output_config.format: Input should be {\"type\": \"json_schema\", \"schema\": {...}}");
+    chat["response_format"] = json::object{
+        {"type", "json_schema"},
+        {"json_schema", json::object{{"name", "output"}, {"schema", *schema}, {"strict", true}}}};
+  }
   if (auto err = parseChatRequest(json::serialize(chat), out.chat)) {
     err->code = "invalid_request_error";
     return err;

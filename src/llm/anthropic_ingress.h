@@ -38,6 +38,11 @@ class MessagesStreamEncoder {
   /// provider reports usage only at the end, so this is the gateway's count before the call,
   /// and message_delta carries the provider's own at the end.
   explicit MessagesStreamEncoder(uint64_t prompt_tokens = 0) : prompt_tokens_(prompt_tokens) {}
+  /// The provider's own prompt count, when it came before message_start was written (Gemini
+  /// sends it with its first chunk): replaces the gateway's.
+  void providerPromptTokens(uint64_t n) {
+    if (!started_ && n > 0) prompt_tokens_ = n;
+  }
   /// Appends the events that `chunk` implies to `out`.
   void chunk(const boost::json::object& chunk, std::string& out);
   /// Closes the open block and appends message_delta (stop reason, usage) and message_stop.

@@ -553,10 +553,11 @@ Task<void> LlmHandler::embeddings(Call& call) {
                         [&] { return tried.provider->codec->embeddingsResponse(body, answer, call.rec.usage); });
   estimateUsage(call, req.prompt_estimate, 0);  // some providers (Gemini) do not count embedding tokens
   if (err) co_return co_await sendError(call, std::move(*err));
-  // What the OpenAI client sends by default: providers that only speak floats (Gemini,
-  // Bedrock, some OpenAI-compatible servers) answered floats, which it would misread.
-  if (auto* format = req.body.if_contains("encoding_format"); format && format->is_string() && format->get_string() == "base64")
-    embeddingsToBase64(answer);
+  // base64 is what the OpenAI client sends by default: providers that only speak floats
+  // (Gemini, Bedrock, some OpenAI-compatible servers) answered floats, which it would misread.
+  auto* format = req.body.if_contains("encoding_format");
+  const bool base64 = format && format->is_string() && format->get_string() == "base64";
+  finishEmbeddingsAnswer(answer, base64, call.rec.model, call.rec.usage);
   remember(call, answer, false);
   co_await sendJson(call, 200, answer);
 }

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "llm/json_answer_tool.h"
+#include "llm/usage.h"
 
 namespace ganglion::llm {
 
@@ -25,14 +26,20 @@ std::string idOr(std::string_view prefix, std::string_view id) {
   return id.empty() ? uniqueId(prefix) : fmt::format("{}{}", prefix, id);
 }
 
-bool embeddingsToBase64(std::string& answer) {
+bool finishEmbeddingsAnswer(std::string& answer, bool base64, std::string_view model, const Usage& usage) {
   boost::system::error_code ec;
   json::value v = json::parse(answer, ec);
   if (ec || !v.is_object()) return false;
-  auto* data = v.as_object().if_contains("data");
-  if (!data || !data->is_array()) return false;
+  auto& o = v.as_object();
+  if (auto* data = o.if_contains("data"); !data || !data->is_array()) return false;
+  if (!o.contains("object")) o["object"] = "list";
+  if (auto* m = o.if_contains("model"); !m || !m->is_string() || m->get_string().empty()) o["model"] = model;
+  if (auto* u = o.if_contains("usage"); !u || !u->is_object())
+    o["usage"] = json::object{{"prompt_tokens", usage.prompt}, {"total_tokens", usage.prompt}};
+  auto* data = o.if_contains("data");  // looked up again: the insertions above may move it
   std::string bytes, encoded;
   for (auto& item : data->as_array()) {
+    if (!base64) break;
     auto* embedding = item.is_object() ? item.as_object().if_contains("embedding") : nullptr;
     if (!embedding || !embedding->is_array()) continue;
     bytes.clear();

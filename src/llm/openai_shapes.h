@@ -71,9 +71,11 @@ std::string uniqueId(std::string_view prefix);
 /// `prefix` + `id`, or a uniqueId when the provider sent no id.
 std::string idOr(std::string_view prefix, std::string_view id);
 
-/// An OpenAI embeddings answer with every `embedding` given as an array of numbers rewritten
-/// the way `encoding_format: "base64"` asks: the little-endian float32 vector, base64-encoded.
-/// Embeddings already given as strings stay. False when `answer` is not such an answer.
-bool embeddingsToBase64(std::string& answer);
+/// Makes an OpenAI embeddings answer whole, whichever provider it came from: with `base64`,
+/// every `embedding` given as an array of numbers becomes what `encoding_format: "base64"`
+/// asks for (the little-endian float32 vector, base64-encoded; strings stay); a missing
+/// `model` becomes `model`, a missing `usage` the call's (both are required fields of the
+/// OpenAI answer, and clients read them). False when `answer` is not such an answer.
+bool finishEmbeddingsAnswer(std::string& answer, bool base64, std::string_view model, const struct Usage& usage);
 
 }  // namespace ganglion::llm

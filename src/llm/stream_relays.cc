@@ -109,6 +109,7 @@ class MessagesRelay final : public StreamRelay {
         if (e.type != "error") appendRawEvent(e, out);
       });
     } else {
+      encoder_.providerPromptTokens(usage.prompt);
       for (const auto& c : chunks_) encoder_.chunk(c, out);
     }
     return err;

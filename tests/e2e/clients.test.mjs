@@ -284,7 +284,7 @@ describe('Vercel AI SDK', () => {
         if (flavour.api === 'messages' && target.kind !== 'anthropic') {
           // Anthropic's native structured outputs (output_config.format), which the AI SDK uses
           // for models it knows support them, here forced for a model served elsewhere.
-          test('generateObject with structuredOutputMode "outputFormat"', todoIf(true, GAP.outputConfig), async () => {
+          test('generateObject with structuredOutputMode "outputFormat"', {}, async () => {
             await stack.clear();
             const r = await generateObject({
               model: flavour.model(target.model), schema: PERSON, prompt: OBJECT.prompt, ...settings,
@@ -316,7 +316,7 @@ describe('Vercel AI SDK', () => {
       });
     }
     for (const target of EMBED_TARGETS.filter((t) => t.kind !== 'openai')) {
-      test(`embedMany reports usage, ${target.model} (${target.kind} provider)`, todoIf(true, GAP.embeddingsUsage), async () => {
+      test(`embedMany reports usage, ${target.model} (${target.kind} provider)`, {}, async () => {
         const r = await embedMany({ model: openaiProvider().embedding(target.model), values: ['one', 'two words'], maxRetries: 0 });
         assert.ok(Number.isInteger(r.usage.tokens) && r.usage.tokens > 0, `usage: ${JSON.stringify(r.usage)}`);
       });
@@ -364,7 +364,7 @@ describe('LangChain.js', () => {
         // estimate; from Gemini, whose every chunk has promptTokenCount, it can be exact.
         const estimatedInput = translatedMessages && target.kind === 'openai';
         test('stream: chunks concatenate to the text, with usage',
-          todoIf(translatedMessages && target.kind === 'gemini', GAP.geminiStartInput), async () => {
+          {}, async () => {
           await stack.clear();
           const chunks = [];
           for await (const chunk of await client.make(target.model).stream(STREAM.prompt)) chunks.push(chunk);
@@ -433,7 +433,7 @@ describe('LangChain.js', () => {
             assertSchemaSent(await stack.last(), ['city']);
           });
 
-          test('withStructuredOutput method "jsonSchema" (output_config.format)', todoIf(translatedMessages, GAP.outputConfig), async () => {
+          test('withStructuredOutput method "jsonSchema" (output_config.format)', {}, async () => {
             await stack.clear();
             const r = await client.make(target.model).withStructuredOutput(PERSON, { method: 'jsonSchema' }).invoke(OBJECT.prompt);
             assert.deepEqual(r, OBJECT.value);
@@ -522,7 +522,7 @@ describe('LlamaIndex.TS @llamaindex/openai', () => {
       });
 
       // Gemini sends each function call whole; how the gateway splits them into chunks matters.
-      const streamedCallsGap = todoIf(target.kind === 'gemini', GAP.geminiStreamCalls);
+      const streamedCallsGap = {};
       test('exec streamed tool loop: streamed calls -> tool results -> streamed answer', streamedCallsGap, async () => {
         await stack.clear();
         const model = llm(target.model);

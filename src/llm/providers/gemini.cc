@@ -97,12 +97,18 @@ class GeminiStream final : public ChatStreamDecoder {
         out.push_back(chunk(stamp_, json::object{{"role", "assistant"}, {"content", ""}}));
         started_ = true;
       }
-      if (auto* u = objectAt(ev, "usageMetadata")) usage_ = usageFromGemini(*u);  // running totals
+      if (auto* u = objectAt(ev, "usageMetadata")) {
+        usage_ = usageFromGemini(*u);  // running totals
+        usage.prompt = usage_.prompt;  // known from the first event: the relay can report it early
+      }
       Candidate c = readCandidate(firstCandidate(ev), next_call_);
       if (!c.answer.text.empty()) out.push_back(chunk(stamp_, json::object{{"content", c.answer.text}}));
       if (!c.answer.tool_calls.empty()) {
         called_ = true;
-        out.push_back(chunk(stamp_, json::object{{"tool_calls", std::move(c.answer.tool_calls)}}));
+        // One call per chunk, as OpenAI streams them: some clients (LlamaIndex.TS) read only
+        // the first entry of a chunk's tool_calls.
+        for (auto& call : c.answer.tool_calls)
+          out.push_back(chunk(stamp_, json::object{{"tool_calls", json::array{std::move(call)}}}));
       }
       if (!c.finish.empty()) {
         out.push_back(chunk(stamp_, json::object(), finishFromGemini(c.finish, called_)));
