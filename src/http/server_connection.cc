@@ -198,7 +198,7 @@ bool validHostField(std::string_view v) {
   if (port.size() > 5) return false;
   for (char c : port)
     if (!isDigit(c)) return false;
-  return port.empty() || std::stoul(std::string(port)) <= 65535;
+  return port.empty() || parseUint(port).value_or(65536) <= 65535;
 }
 
 }  // namespace
