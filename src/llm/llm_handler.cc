@@ -16,6 +16,7 @@
 #include "llm/openai_shapes.h"
 #include "llm/prices.h"
 #include "llm/prompt_bounds.h"
+#include "llm/responses_ingress.h"
 #include "llm/provider_call.h"
 #include "llm/providers/anthropic.h"
 #include "llm/providers/openai.h"
@@ -689,15 +690,16 @@ Task<void> LlmHandler::responses(Call& call) {
   const uint64_t prompt_estimate = estimateTokens(text.size());
   const PromptBound bound = boundResponsesPrompt(body, text.size());
   if (!co_await admit(call, *model, bound.tokens, max_output, 1, bound.unbounded)) co_return;
+  // OpenAI-kind targets get the request as written; others its translation into the chat
+  // form (made once, its error reported only if such a target is tried).
+  ChatRequest translated;
+  const auto untranslatable = chatFromResponsesRequest(body, translated);
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     auto* openai = dynamic_cast<const OpenAiCodec*>(p.codec.get());
-    if (!openai)
-      return std::optional<ApiError>(ApiError{
-          400, "invalid_request_error",
-          fmt::format("provider '{}' ({}) has no Responses API; use "
-                      "/v1/chat/completions for this model",
-                      p.config->name, p.config->kind),
-          "model", "unsupported_endpoint"});
+    if (!openai) {
+      if (untranslatable) return untranslatable;
+      return p.codec->chatRequest(translated, t.model, out);
+    }
     openai->target("responses", t.model, out);
     json::object sent = body;
     sent["model"] = t.model;
@@ -710,11 +712,23 @@ Task<void> LlmHandler::responses(Call& call) {
   if (!answered) co_return;
   auto tried = std::move(*answered);
   auto& uc = *tried.call.conn;
+  const auto& codec = *tried.provider->codec;
+  const bool native = dynamic_cast<const OpenAiCodec*>(&codec) != nullptr;
   const bool event_stream =
       isStreamType(uc.parser.response().headers.get("content-type"));
   if (!stream || !event_stream) {
     std::string answer;
     if (!co_await readAnswer(call, tried, answer, kMaxAnswerBytes, prompt_estimate)) co_return;
+    if (!native) {
+      std::string completion, response;
+      auto err = guardCodec(call.rec.provider, [&] {
+        auto failed = codec.chatResponse(answer, completion, call.rec.usage);
+        if (!failed) failed = responseFromCompletion(completion, body, response);
+        return failed;
+      });
+      if (err) co_return co_await sendError(call, *err);
+      co_return co_await sendJson(call, 200, response);
+    }
     boost::system::error_code ec;
     json::value v = json::parse(answer, ec);
     if (!ec && v.is_object())
@@ -723,6 +737,10 @@ Task<void> LlmHandler::responses(Call& call) {
     co_return co_await sendJson(call, 200, answer);
   }
 
+  if (!native) {
+    auto relay = responsesFromChatRelay(codec, body);
+    co_return co_await relayStream(call, tried, *relay, prompt_estimate, false);
+  }
   const auto secrets = tried.provider->config->secrets();
   auto relay = responsesRelay([&secrets](std::string_view text) { return redactSecrets(text, secrets); });
   co_await relayStream(call, tried, *relay, prompt_estimate, false);

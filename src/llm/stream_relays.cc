@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "llm/chat_request.h"
+#include "llm/responses_ingress.h"
 
 namespace ganglion::llm {
 
@@ -216,6 +217,41 @@ std::unique_ptr<StreamRelay> chatRelay(const ProviderCodec& codec, bool client_w
 
 std::unique_ptr<StreamRelay> messagesRelay(const ProviderCodec& codec, bool native, uint64_t prompt_tokens) {
   return std::make_unique<MessagesRelay>(codec, native, prompt_tokens);
+}
+
+namespace {
+
+class ResponsesFromChatRelay final : public StreamRelay {
+ public:
+  ResponsesFromChatRelay(const ProviderCodec& codec, const json::object& request)
+      : decoder_(codec.chatStream()), encoder_(request) {}
+  std::optional<ApiError> feed(std::string_view raw, Usage& usage, std::string& out) override {
+    chunks_.clear();
+    auto err = decoder_->feed(raw, chunks_, usage);
+    for (const auto& c : chunks_) {
+      content_bytes_ += generatedBytes(c);
+      encoder_.chunk(c, out);
+    }
+    return err;
+  }
+  bool done() const override { return decoder_->finished(); }
+  uint64_t completionEstimate() const override { return estimateTokens(content_bytes_); }
+  void end(const ApiError* error, const Usage& usage, std::string& out) override {
+    if (error) encoder_.error(*error, out);
+    else encoder_.finish(usage, out);
+  }
+
+ private:
+  std::unique_ptr<ChatStreamDecoder> decoder_;
+  std::vector<json::object> chunks_;
+  ResponsesStreamEncoder encoder_;
+  size_t content_bytes_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<StreamRelay> responsesFromChatRelay(const ProviderCodec& codec, const json::object& request) {
+  return std::make_unique<ResponsesFromChatRelay>(codec, request);
 }
 
 std::unique_ptr<StreamRelay> responsesRelay(std::function<std::string(std::string_view)> redact) {

@@ -15,8 +15,8 @@
 // prompt = words of every message's text + 3 per message, completion = words of the reply or
 // 5 per tool call. So the usage numbers below are exact.
 //
-// Tests marked { todo: 'issue 9: ...' } show gateway gaps being fixed: they run, and their
-// failure is reported without failing the run. Every client retries nothing (maxRetries: 0).
+// Every gap these tests found (issue 9) is fixed, so none is marked todo. Every client retries
+// nothing (maxRetries: 0).
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -150,27 +150,6 @@ function assertVectors(got, want) {
 
 const gatewayV1 = () => `${stack.gateway}/v1`;
 
-// Gateway gaps being fixed in parallel (issue 9). Each is written as the client should see it.
-// (Two more were fixed while these tests were written, and their tests are plain ones now:
-// encoding_format "base64" answered with float arrays for Gemini and Bedrock targets, which the
-// openai client, asking for base64 by default, decoded into garbage; and /v1/messages streams
-// translated from other kinds carried input_tokens: 0 in message_start.)
-const GAP = {
-  geminiStartInput: 'issue 9: /v1/messages streams translated from Gemini carry the gateway\'s prompt '
-    + 'estimate (10) in message_start, where Anthropic sends the real count and LangChain reads it, '
-    + 'though Gemini\'s first chunk already has promptTokenCount (8, as message_delta then says)',
-  responses: 'issue 9: /v1/responses is refused (400 unsupported_endpoint) for non-OpenAI targets, '
-    + 'and the AI SDK\'s default openai(model) speaks the Responses API',
-  embeddingsUsage: 'issue 9: /v1/embeddings answers for Gemini- and Bedrock-kind targets have no '
-    + '"usage" (nor "model"), which OpenAI\'s embeddings answer always has',
-  geminiStreamCalls: 'issue 9: chat streams translated from Gemini carry both parallel calls in one '
-    + 'chunk\'s delta.tool_calls; OpenAI streams one call per chunk, and LlamaIndex.TS reads only '
-    + 'delta.tool_calls[0], so the second call (Tokyo) is lost',
-  outputConfig: 'issue 9: /v1/messages drops output_config.format (Anthropic structured outputs) when '
-    + 'it translates for non-Anthropic targets, so the schema never reaches the provider',
-};
-const todoIf = (cond, reason) => (cond ? { todo: reason } : {});
-
 // --- Vercel AI SDK ---------------------------------------------------------------------------
 describe('Vercel AI SDK', () => {
   const openaiProvider = () => createOpenAI({ baseURL: gatewayV1(), apiKey: KEY });
@@ -192,12 +171,14 @@ describe('Vercel AI SDK', () => {
   for (const flavour of FLAVOURS) {
     for (const target of TARGETS) {
       // The Responses API is passed through to OpenAI-kind targets only.
-      const gap = flavour.api === 'responses' && target.kind !== 'openai' ? todoIf(true, GAP.responses) : {};
-      const api = flavour.api === 'responses' ? 'responses' : 'chat';
+            const api = flavour.api === 'responses' ? 'responses' : 'chat';
+      // What reaches the provider: the Responses API only for OpenAI-kind targets; the gateway
+      // translates it into the provider's chat dialect for the others.
+      const wire = api === 'responses' && target.kind !== 'openai' ? 'chat' : api;
       const settings = { maxRetries: 0, ...(flavour.api === 'messages' ? { maxOutputTokens: 200 } : {}) };
 
       describe(`${flavour.name}, ${target.model} (${target.kind} provider)`, () => {
-        test('generateText: text, finish reason and usage', gap, async () => {
+        test('generateText: text, finish reason and usage', async () => {
           await stack.clear();
           const r = await generateText({ model: flavour.model(target.model), prompt: ECHO.prompt, ...settings });
           assert.equal(r.text, ECHO.text);
@@ -209,7 +190,7 @@ describe('Vercel AI SDK', () => {
           assert.equal(sent.path, upstreamPath(target, { api }));
         });
 
-        test('streamText: text deltas in order, usage at the end', gap, async () => {
+        test('streamText: text deltas in order, usage at the end', async () => {
           await stack.clear();
           const errors = [];
           const r = streamText({
@@ -229,7 +210,7 @@ describe('Vercel AI SDK', () => {
           assert.equal(sent.path, upstreamPath(target, { stream: true, api }));
         });
 
-        test('generateText with a tool: call -> tool result -> final answer', gap, async () => {
+        test('generateText with a tool: call -> tool result -> final answer', async () => {
           await stack.clear();
           const r = await generateText({
             model: flavour.model(target.model), prompt: WEATHER, tools: { get_weather: weatherTool() },
@@ -244,16 +225,16 @@ describe('Vercel AI SDK', () => {
           assert.equal(first.usage.outputTokens, CALLS_OUTPUT);
           assert.equal(second.finishReason, 'stop');
           assert.equal(r.text, finalText(target));
-          assert.equal(second.usage.inputTokens, afterToolsInput(target.kind, api));
+          assert.equal(second.usage.inputTokens, afterToolsInput(target.kind, wire));
           assert.equal(r.totalUsage.outputTokens, CALLS_OUTPUT + FINAL_OUTPUT);
-          assert.equal(r.totalUsage.inputTokens, WEATHER_INPUT + afterToolsInput(target.kind, api));
+          assert.equal(r.totalUsage.inputTokens, WEATHER_INPUT + afterToolsInput(target.kind, wire));
           const sent = await stack.last();
-          if (api === 'chat') assertToolResultsSent(target, sent, first.toolCalls.map((c) => c.toolCallId));
+          if (wire === 'chat') assertToolResultsSent(target, sent, first.toolCalls.map((c) => c.toolCallId));
           else assert.deepEqual(sent.json.input.filter((i) => i.type === 'function_call_output').map((i) => i.call_id),
             first.toolCalls.map((c) => c.toolCallId));
         });
 
-        test('streamText with a tool: streamed call -> tool result -> streamed answer', gap, async () => {
+        test('streamText with a tool: streamed call -> tool result -> streamed answer', async () => {
           await stack.clear();
           const errors = [];
           const r = streamText({
@@ -268,11 +249,11 @@ describe('Vercel AI SDK', () => {
           assert.equal(steps.length, 2);
           assertWeatherCalls(steps[0].toolCalls.map((c) => ({ name: c.toolName, args: c.input, id: c.toolCallId })));
           const total = await r.totalUsage;
-          assert.equal(total.inputTokens, WEATHER_INPUT + afterToolsInput(target.kind, api));
+          assert.equal(total.inputTokens, WEATHER_INPUT + afterToolsInput(target.kind, wire));
           assert.equal(total.outputTokens, CALLS_OUTPUT + FINAL_OUTPUT);
         });
 
-        test('generateObject: the schema reaches the provider, the object comes back parsed', gap, async () => {
+        test('generateObject: the schema reaches the provider, the object comes back parsed', async () => {
           await stack.clear();
           const r = await generateObject({ model: flavour.model(target.model), schema: PERSON, prompt: OBJECT.prompt, ...settings });
           assert.deepEqual(r.object, OBJECT.value);
@@ -284,7 +265,7 @@ describe('Vercel AI SDK', () => {
         if (flavour.api === 'messages' && target.kind !== 'anthropic') {
           // Anthropic's native structured outputs (output_config.format), which the AI SDK uses
           // for models it knows support them, here forced for a model served elsewhere.
-          test('generateObject with structuredOutputMode "outputFormat"', {}, async () => {
+          test('generateObject with structuredOutputMode "outputFormat"', async () => {
             await stack.clear();
             const r = await generateObject({
               model: flavour.model(target.model), schema: PERSON, prompt: OBJECT.prompt, ...settings,
@@ -316,7 +297,7 @@ describe('Vercel AI SDK', () => {
       });
     }
     for (const target of EMBED_TARGETS.filter((t) => t.kind !== 'openai')) {
-      test(`embedMany reports usage, ${target.model} (${target.kind} provider)`, {}, async () => {
+      test(`embedMany reports usage, ${target.model} (${target.kind} provider)`, async () => {
         const r = await embedMany({ model: openaiProvider().embedding(target.model), values: ['one', 'two words'], maxRetries: 0 });
         assert.ok(Number.isInteger(r.usage.tokens) && r.usage.tokens > 0, `usage: ${JSON.stringify(r.usage)}`);
       });
@@ -433,7 +414,7 @@ describe('LangChain.js', () => {
             assertSchemaSent(await stack.last(), ['city']);
           });
 
-          test('withStructuredOutput method "jsonSchema" (output_config.format)', {}, async () => {
+          test('withStructuredOutput method "jsonSchema" (output_config.format)', async () => {
             await stack.clear();
             const r = await client.make(target.model).withStructuredOutput(PERSON, { method: 'jsonSchema' }).invoke(OBJECT.prompt);
             assert.deepEqual(r, OBJECT.value);
@@ -522,8 +503,7 @@ describe('LlamaIndex.TS @llamaindex/openai', () => {
       });
 
       // Gemini sends each function call whole; how the gateway splits them into chunks matters.
-      const streamedCallsGap = {};
-      test('exec streamed tool loop: streamed calls -> tool results -> streamed answer', streamedCallsGap, async () => {
+            test('exec streamed tool loop: streamed calls -> tool results -> streamed answer', async () => {
         await stack.clear();
         const model = llm(target.model);
         const tools = [weatherTool()];

@@ -746,10 +746,61 @@ class LlmGatewayTest(unittest.TestCase):
         self.assertEqual(kinds[-1], "response.completed")
         self.assertIn("response.output_text.delta", kinds)
 
-    def test_responses_need_an_openai_provider(self):
-        resp = self.post("/v1/responses", json.dumps({"model": "claude-haiku", "input": "hi"}))
-        self.assertOpenAIError(resp, 400, code="unsupported_endpoint")
+    def test_responses_translated_for_other_providers(self):
+        # Whole answer from Anthropic and Gemini targets, in the Responses shape.
+        for model in ("claude-haiku", "gemini-flash"):
+            resp = self.post("/v1/responses", json.dumps({"model": model, "instructions": "be brief",
+                                                          "input": "echo: translated", "max_output_tokens": 50}))
+            self.assertEqual(resp.status, 200, resp.body)
+            r = resp.json()
+            self.assertEqual(r["object"], "response")
+            self.assertTrue(r["id"].startswith("resp_"))
+            self.assertEqual(r["status"], "completed")
+            self.assertEqual(r["output"][0]["type"], "message")
+            self.assertEqual(r["output"][0]["content"][0], {"type": "output_text", "text": "translated", "annotations": []})
+            self.assertGreater(r["usage"]["input_tokens"], 0)
+            self.assertEqual(r["usage"]["output_tokens"], 1)
+            self.assertEqual(r["instructions"], "be brief")
+        sent = self.main.last()["json"]  # Gemini's request: instructions as the system instruction
+        self.assertEqual(sent["systemInstruction"]["parts"][0]["text"], "be brief")
+        # A tool loop: function calls out, function_call_output items back in.
+        tools = [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}]
+        resp = self.post("/v1/responses", json.dumps({"model": "claude-haiku", "input": "weather?", "tools": tools}))
+        calls = [o for o in resp.json()["output"] if o["type"] == "function_call"]
+        self.assertEqual(sorted(json.loads(c["arguments"])["city"] for c in calls), ["Paris", "Tokyo"])
+        follow = [{"role": "user", "content": "weather?"}] + calls + [
+            {"type": "function_call_output", "call_id": c["call_id"], "output": "sunny"} for c in calls]
+        resp = self.post("/v1/responses", json.dumps({"model": "claude-haiku", "input": follow, "tools": tools}))
+        self.assertEqual(resp.status, 200, resp.body)
+        sent = self.main.last()["json"]["messages"]
+        self.assertEqual([b["type"] for b in sent[-1]["content"]], ["tool_result", "tool_result"])
+        self.assertEqual([b["tool_use_id"] for b in sent[-1]["content"]], [c["call_id"] for c in calls])
+        # What only OpenAI keeps cannot be translated: a 400 naming the field.
+        resp = self.post("/v1/responses", json.dumps({"model": "claude-haiku", "input": "hi",
+                                                      "previous_response_id": "resp_1"}))
+        self.assertOpenAIError(resp, 400, code="unsupported_parameter", param="previous_response_id")
         self.assertOpenAIError(self.post("/v1/responses", json.dumps({"input": "hi"})), 400, param="model")
+
+    def test_responses_stream_translated_for_other_providers(self):
+        resp = self.post("/v1/responses", json.dumps({"model": "gemini-flash", "input": "echo: one two", "stream": True}))
+        self.assertEqual(resp.status, 200, resp.body)
+        events = []
+        for block in resp.body.decode().split("\n\n"):
+            lines = dict(l.split(": ", 1) for l in block.splitlines() if ": " in l)
+            if "event" in lines:
+                events.append((lines["event"], json.loads(lines["data"])))
+        kinds = [k for k, _ in events]
+        self.assertEqual(kinds[:2], ["response.created", "response.in_progress"])
+        self.assertEqual(kinds[-1], "response.completed")
+        self.assertIn("response.output_item.added", kinds)
+        self.assertIn("response.output_item.done", kinds)
+        text = "".join(d["delta"] for k, d in events if k == "response.output_text.delta")
+        self.assertEqual(text, "one two")
+        self.assertEqual([d["sequence_number"] for _, d in events], list(range(len(events))))
+        done = events[-1][1]["response"]
+        self.assertEqual(done["status"], "completed")
+        self.assertEqual(done["output"][0]["content"][0]["text"], "one two")
+        self.assertGreater(done["usage"]["input_tokens"], 0)
 
     # --- other endpoints ---------------------------------------------------------
     def test_models_list(self):
