@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "llm/anthropic_ingress.h"
+#include "llm/responses_ingress.h"
 #include "llm/chat_request.h"
 #include "llm/providers/anthropic.h"
 #include "llm/providers/bedrock.h"
@@ -143,6 +144,28 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::string message;
       CHECK(!llm::messageFromCompletion(answer, message));
       CHECK(boost::json::parse(message).is_object());
+      std::string response;
+      CHECK(!llm::responseFromCompletion(answer, boost::json::object(), response));
+      CHECK(boost::json::parse(response).is_object());
+    }
+  }
+
+  // The same bytes as a Responses request: translated into a chat request, or a 400.
+  boost::system::error_code rec;
+  auto responses_body = boost::json::parse(text, rec);
+  if (!rec && responses_body.is_object()) {
+    llm::ChatRequest translated;
+    if (auto rerr = llm::chatFromResponsesRequest(responses_body.as_object(), translated)) {
+      CHECK(rerr->status == 400 && !rerr->message.empty());
+    }
+    // And as chat chunks fed to the Responses stream encoder: every event a JSON object.
+    llm::ResponsesStreamEncoder encoder(responses_body.as_object());
+    std::string events;
+    encoder.chunk(responses_body.as_object(), events);
+    encoder.finish(llm::Usage{}, events);
+    for (size_t at = events.find("data: "); at != std::string::npos; at = events.find("data: ", at + 1)) {
+      size_t end = events.find('\n', at);
+      CHECK(boost::json::parse(std::string_view(events).substr(at + 6, end - at - 6)).is_object());
     }
   }
   return 0;
