@@ -165,9 +165,18 @@ int Http1Parser::onHeadersComplete(llhttp_t* p) {
     auto& r = s.request_;
     // A framing field with no usable value (llhttp ignores an empty Transfer-Encoding, and a
     // server behind may not): the body's length is ambiguous.
-    for (const auto& h : r.headers)
-      if (iequals(h.name, "transfer-encoding") && trim(h.value).empty())
-        return s.fail(400, "empty Transfer-Encoding header");
+    for (const auto& h : r.headers) {
+      if (!iequals(h.name, "transfer-encoding")) continue;
+      if (trim(h.value).empty()) return s.fail(400, "empty Transfer-Encoding header");
+      // Only chunked is understood: relaying "gzip, chunked" as plain chunked would hand the
+      // upstream compressed bytes as the body (RFC 9112 6.1: 501 for an unknown coding).
+      for (std::string_view rest = h.value; !rest.empty();) {
+        size_t comma = rest.find(',');
+        std::string_view coding = trim(rest.substr(0, comma));
+        rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+        if (!iequals(coding, "chunked")) return s.fail(501, "transfer coding not supported (only chunked is)");
+      }
+    }
     if (p->http_major != 1) return s.fail(505, "HTTP version not supported");
     r.version_major = p->http_major;
     r.version_minor = p->http_minor;

@@ -221,6 +221,10 @@ bool ServerConnection::validateHead() {
     local_reason_ = "HTTP/1.1 request without a Host header";
     return false;
   }
+  if (req.target.find('#') != std::string::npos) {  // RFC 9112 3.2: a fragment is never sent
+    local_reason_ = "request target must not contain a fragment ('#')";
+    return false;
+  }
   // The request target's four forms (RFC 9112 3.2): origin-form "/p?q"; asterisk-form "*"
   // (OPTIONS only); absolute-form "http://h/p?q", whose authority replaces Host and which
   // is routed and forwarded as origin-form; authority-form is CONNECT's, refused above.
@@ -512,6 +516,7 @@ Task<void> ServerConnection::rejectRequest(int status, std::string_view reason) 
                           : status == 414 ? "uri_too_long"
                           : status == 431 ? "headers_too_large"
                           : status == 505 ? "version_not_supported"
+                          : status == 501 ? "not_implemented"
                                           : "bad_request";
   co_await sendError(status, type, message);
 }

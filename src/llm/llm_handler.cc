@@ -673,9 +673,11 @@ Task<void> LlmHandler::responses(Call& call) {
   if (!co_await readRequestBody(call, text)) co_return;
   json::object body;
   auto bad = parseJsonObject(text, body);
-  if (!bad && (!body.contains("model") || !body.at("model").is_string()))
+  if (!bad && !body.contains("model"))
     bad = ApiError{400, "invalid_request_error", "Missing required parameter: 'model'.", "model",
                    "missing_required_parameter"};
+  if (!bad && !body.at("model").is_string())
+    bad = ApiError{400, "invalid_request_error", "Invalid type for 'model': expected a string.", "model", "invalid_type"};
   if (!bad && body.contains("stream") && !body.at("stream").is_bool())
     bad = ApiError{400, "invalid_request_error", "Invalid type for 'stream': expected a boolean.", "stream", "invalid_type"};
   if (bad) co_return co_await sendError(call, *bad);
@@ -723,7 +725,7 @@ Task<void> LlmHandler::responses(Call& call) {
       std::string completion, response;
       auto err = guardCodec(call.rec.provider, [&] {
         auto failed = codec.chatResponse(answer, completion, call.rec.usage);
-        if (!failed) failed = responseFromCompletion(completion, body, response);
+        if (!failed) failed = responseFromCompletion(completion, body, response, call.rec.model);
         return failed;
       });
       if (err) co_return co_await sendError(call, *err);
@@ -738,7 +740,7 @@ Task<void> LlmHandler::responses(Call& call) {
   }
 
   if (!native) {
-    auto relay = responsesFromChatRelay(codec, body);
+    auto relay = responsesFromChatRelay(codec, body, call.rec.model);
     co_return co_await relayStream(call, tried, *relay, prompt_estimate, false);
   }
   const auto secrets = tried.provider->config->secrets();

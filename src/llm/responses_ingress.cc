@@ -16,6 +16,19 @@ ApiError invalid(std::string param, std::string message, std::string_view code =
   return ApiError{400, "invalid_request_error", std::move(message), std::move(param), std::string(code)};
 }
 
+/// A string field that must be there (and, unless `may_be_empty`, not empty).
+std::optional<ApiError> requireString(const json::object& o, std::string_view key, const std::string& where,
+                                      bool may_be_empty = false) {
+  const std::string param = fmt::format("{}.{}", where, key);
+  auto* v = o.if_contains(key);
+  if (!v) return invalid(param, fmt::format("Missing required parameter: '{}'.", param), "missing_required_parameter");
+  if (!v->is_string())
+    return invalid(param, fmt::format("Invalid type for '{}': expected a string.", param), "invalid_type");
+  if (v->get_string().empty() && !may_be_empty)
+    return invalid(param, fmt::format("Invalid '{}': empty string.", param), "empty_string");
+  return std::nullopt;
+}
+
 ApiError onlyOpenAi(std::string param, std::string_view what) {
   return invalid(param,
                  fmt::format("'{}' ({}) needs OpenAI's own Responses API: route this model to an OpenAI-kind provider, "
@@ -34,9 +47,12 @@ std::optional<ApiError> chatPart(const json::value& v, const std::string& where,
   if (!o) return invalid(where, fmt::format("Invalid type for '{}': expected an object.", where), "invalid_type");
   const auto type = stringAt(*o, "type");
   if (type == "input_text" || type == "output_text" || type == "text" || type == "refusal") {
-    parts.push_back(json::object{{"type", "text"}, {"text", stringAt(*o, type == "refusal" ? "refusal" : "text")}});
+    const char* field = type == "refusal" ? "refusal" : "text";
+    if (auto err = requireString(*o, field, where, true)) return err;
+    parts.push_back(json::object{{"type", "text"}, {"text", stringAt(*o, field)}});
   } else if (type == "input_image") {
     if (o->contains("file_id")) return onlyOpenAi(where + ".file_id", "an image by file id");
+    if (auto err = requireString(*o, "image_url", where)) return err;
     json::object image{{"url", stringAt(*o, "image_url")}};
     if (auto detail = stringAt(*o, "detail"); !detail.empty()) image["detail"] = detail;
     parts.push_back(json::object{{"type", "image_url"}, {"image_url", std::move(image)}});
@@ -77,6 +93,8 @@ std::optional<ApiError> translateInput(const json::value& input, json::array& me
     auto type = stringAt(*item, "type");
     if (type.empty() && item->contains("role")) type = "message";
     if (type == "function_call") {
+      for (std::string_view key : {"call_id", "name", "arguments"})
+        if (auto err = requireString(*item, key, where, key == "arguments")) return err;
       json::object call{{"id", stringAt(*item, "call_id")},
                         {"type", "function"},
                         {"function", json::object{{"name", stringAt(*item, "name")},
@@ -90,6 +108,10 @@ std::optional<ApiError> translateInput(const json::value& input, json::array& me
     }
     open_calls = nullptr;
     if (type == "function_call_output") {
+      if (auto err = requireString(*item, "call_id", where)) return err;
+      if (auto* o = item->if_contains("output"); !o || !(o->is_string() || o->is_array()))
+        return invalid(where + ".output", fmt::format("Invalid type for '{}.output': expected a string or an array.", where),
+                       "invalid_type");
       messages.push_back(json::object{{"role", "tool"},
                                       {"tool_call_id", stringAt(*item, "call_id")},
                                       {"content", outputText(item->if_contains("output"))}});
@@ -159,8 +181,13 @@ std::optional<ApiError> chatFromResponsesRequest(const json::object& b, ChatRequ
     if (auto* v = b.if_contains(key); v && !v->is_null()) return onlyOpenAi(std::string(key), "state OpenAI keeps");
   json::object chat{{"model", b.contains("model") ? b.at("model") : json::value("")}};
   json::array messages;
-  if (auto* instructions = b.if_contains("instructions"); instructions && instructions->is_string())
+  auto wrongType = [](std::string param, std::string_view expected) {
+    return invalid(param, fmt::format("Invalid type for '{}': expected {}.", param, expected), "invalid_type");
+  };
+  if (auto* instructions = b.if_contains("instructions"); instructions && !instructions->is_null()) {
+    if (!instructions->is_string()) return wrongType("instructions", "a string");
     messages.push_back(json::object{{"role", "system"}, {"content", instructions->get_string()}});
+  }
   auto* input = b.if_contains("input");
   if (!input) return invalid("input", "Missing required parameter: 'input'.", "missing_required_parameter");
   if (auto err = translateInput(*input, messages)) return err;
@@ -168,12 +195,18 @@ std::optional<ApiError> chatFromResponsesRequest(const json::object& b, ChatRequ
   if (auto* m = b.if_contains("max_output_tokens"); m && !m->is_null()) chat["max_completion_tokens"] = *m;
   for (std::string_view key : {"temperature", "top_p", "parallel_tool_calls", "user"})
     if (auto* v = b.if_contains(key); v && !v->is_null()) chat[key] = *v;
+  if (auto* tools = b.if_contains("tools"); tools && !tools->is_null()) {
+    if (!tools->is_array()) return wrongType("tools", "an array");
+  }
   if (auto* tools = b.if_contains("tools"); tools && tools->is_array() && !tools->as_array().empty()) {
     json::array chat_tools;
     const auto& list = tools->as_array();
     for (size_t i = 0; i < list.size(); ++i) {
+      const std::string where = fmt::format("tools[{}]", i);
       auto* t = list[i].if_object();
-      if (!t || stringAt(*t, "type") != "function") return onlyOpenAi(fmt::format("tools[{}]", i), "a built-in tool");
+      if (!t) return wrongType(where, "an object");
+      if (stringAt(*t, "type") != "function") return onlyOpenAi(where, "a built-in or custom tool");
+      if (auto err = requireString(*t, "name", where)) return *err;
       json::object fn{{"name", stringAt(*t, "name")}};
       if (auto d = stringAt(*t, "description"); !d.empty()) fn["description"] = d;
       if (auto* p = t->if_contains("parameters"); p && p->is_object()) fn["parameters"] = *p;
@@ -183,15 +216,32 @@ std::optional<ApiError> chatFromResponsesRequest(const json::object& b, ChatRequ
     chat["tools"] = std::move(chat_tools);
   }
   if (auto* tc = b.if_contains("tool_choice"); tc && !tc->is_null()) {
-    if (tc->is_string()) chat["tool_choice"] = *tc;
-    else if (auto* o = tc->if_object(); o && stringAt(*o, "type") == "function")
+    if (tc->is_string()) {
+      const auto& s = tc->get_string();
+      if (s != "none" && s != "auto" && s != "required")
+        return invalid("tool_choice", fmt::format("Invalid value: '{}'. Supported values are: 'none', 'auto', and "
+                                                  "'required'.",
+                                                  std::string_view(s)));
+      chat["tool_choice"] = *tc;
+    } else if (auto* o = tc->if_object(); o && stringAt(*o, "type") == "function") {
+      if (auto err = requireString(*o, "name", "tool_choice")) return *err;
       chat["tool_choice"] = json::object{{"type", "function"}, {"function", json::object{{"name", stringAt(*o, "name")}}}};
+    } else {
+      return wrongType("tool_choice", "'none', 'auto', 'required' or {\"type\": \"function\", \"name\": ...}");
+    }
   }
+  if (auto* text = b.if_contains("text"); text && !text->is_null() && !text->is_object()) return wrongType("text", "an object");
   if (auto* text = b.if_contains("text"); text && text->is_object())
-    if (auto* format = text->as_object().if_contains("format"); format && format->is_object()) {
+    if (auto* format = text->as_object().if_contains("format"); format && !format->is_null()) {
+      if (!format->is_object()) return wrongType("text.format", "an object");
       const auto& f = format->as_object();
       const auto type = stringAt(f, "type");
+      if (type != "text" && type != "json_schema" && type != "json_object")
+        return invalid("text.format.type", fmt::format("Invalid value: '{}'. Supported values are: 'text', "
+                                                       "'json_schema', and 'json_object'.",
+                                                       type));
       if (type == "json_schema") {
+        if (auto* s = f.if_contains("schema"); !s || !s->is_object()) return wrongType("text.format.schema", "an object");
         json::object schema{{"name", stringAt(f, "name").empty() ? std::string_view("output") : stringAt(f, "name")}};
         if (auto* s = f.if_contains("schema")) schema["schema"] = *s;
         if (auto* s = f.if_contains("strict"); s && s->is_bool()) schema["strict"] = *s;
@@ -204,13 +254,22 @@ std::optional<ApiError> chatFromResponsesRequest(const json::object& b, ChatRequ
     chat["stream"] = true;
     chat["stream_options"] = json::object{{"include_usage", true}};
   }
-  if (auto err = parseChatRequest(json::serialize(chat), out)) return err;
+  if (auto err = parseChatRequest(json::serialize(chat), out)) {
+    // The chat form's names back into the Responses API's, so the client can find the field.
+    for (auto [from, to] : {std::pair<std::string_view, std::string_view>{"max_completion_tokens", "max_output_tokens"},
+                            {"response_format.json_schema", "text.format"},
+                            {"messages", "input"}})
+      for (std::string* s : {&err->param, &err->message})
+        for (size_t at = s->find(from); at != std::string::npos; at = s->find(from, at + to.size()))
+          s->replace(at, from.size(), to);
+    return err;
+  }
   out.include_usage = true;
   return std::nullopt;
 }
 
 std::optional<ApiError> responseFromCompletion(std::string_view completion, const json::object& request,
-                                               std::string& out) {
+                                               std::string& out, std::string_view fallback_model) {
   boost::system::error_code ec;
   json::value v = json::parse(completion, ec);
   if (ec || !v.is_object()) return badProviderAnswer("an answer that could not be translated");
@@ -251,7 +310,7 @@ std::optional<ApiError> responseFromCompletion(std::string_view completion, cons
                         {"created_at", nowSeconds()},
                         {"status", cut ? "incomplete" : "completed"},
                         {"error", nullptr},
-                        {"model", stringAt(c, "model")},
+                        {"model", stringAt(c, "model").empty() ? fallback_model : stringAt(c, "model")},
                         {"output", std::move(output)},
                         {"usage", usageJson(usage)}};
   response["incomplete_details"] =
@@ -262,8 +321,8 @@ std::optional<ApiError> responseFromCompletion(std::string_view completion, cons
   return std::nullopt;
 }
 
-ResponsesStreamEncoder::ResponsesStreamEncoder(const json::object& request)
-    : request_(request), id_(uniqueId("resp_")), created_(nowSeconds()) {}
+ResponsesStreamEncoder::ResponsesStreamEncoder(const json::object& request, std::string_view fallback_model)
+    : request_(request), id_(uniqueId("resp_")), model_(fallback_model), created_(nowSeconds()) {}
 
 void ResponsesStreamEncoder::event(std::string& out, std::string_view type, json::object data) {
   json::object e{{"type", type}, {"sequence_number", sequence_++}};
@@ -328,7 +387,7 @@ void ResponsesStreamEncoder::closeItem(std::string& out) {
 }
 
 void ResponsesStreamEncoder::chunk(const json::object& chunk, std::string& out) {
-  if (model_.empty()) model_ = std::string(stringAt(chunk, "model"));
+  if (auto m = stringAt(chunk, "model"); !m.empty() && !started_) model_ = std::string(m);
   if (!started_) start(out);
   if (auto* u = objectAt(chunk, "usage")) usage_ = usageFromOpenAI(*u);
   auto* choices = chunk.if_contains("choices");

@@ -28,15 +28,16 @@ std::optional<ApiError> chatFromResponsesRequest(const boost::json::object& body
 
 /// A chat completion (OpenAI shape) as a Response object: a message item with output_text,
 /// function_call items, status (incomplete on length), usage.
+/// `fallback_model`: the model id to report when the completion names none (Bedrock).
 std::optional<ApiError> responseFromCompletion(std::string_view completion, const boost::json::object& request,
-                                               std::string& out);
+                                               std::string& out, std::string_view fallback_model = {});
 
 /// Chat chunks as Responses stream events (response.created, output_item.added,
 /// output_text.delta, function_call_arguments.delta, ..., response.completed), each with its
 /// sequence_number. One per streamed call; worker thread.
 class ResponsesStreamEncoder {
  public:
-  explicit ResponsesStreamEncoder(const boost::json::object& request);
+  explicit ResponsesStreamEncoder(const boost::json::object& request, std::string_view fallback_model = {});
   void chunk(const boost::json::object& chunk, std::string& out);
   /// Closes the open items and appends response.completed (or response.incomplete).
   void finish(const Usage& usage, std::string& out);

@@ -99,3 +99,36 @@ TEST(ResponsesIngress, StreamEventsAreNumberedAndComplete) {
 
 }  // namespace
 }  // namespace ganglion::llm
+
+namespace ganglion::llm {
+namespace {
+
+TEST(ResponsesIngress, WrongTypesAreRefusedNamingTheResponsesField) {
+  struct Case {
+    const char* body;
+    const char* param;
+  } cases[] = {
+      {R"({"model":"m","input":"hi","instructions":5})", "instructions"},
+      {R"({"model":"m","input":[{"type":"function_call","name":"f","arguments":"{}"}]})", "input[0].call_id"},
+      {R"({"model":"m","input":[{"type":"function_call_output","output":"x"}]})", "input[0].call_id"},
+      {R"({"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":5}]}]})",
+       "input[0].content[0].text"},
+      {R"({"model":"m","input":[{"role":"user","content":[{"type":"input_image"}]}]})", "input[0].content[0].image_url"},
+      {R"({"model":"m","input":"hi","tools":{"type":"function"}})", "tools"},
+      {R"({"model":"m","input":"hi","tools":[{"type":"function"}]})", "tools[0].name"},
+      {R"({"model":"m","input":"hi","tool_choice":5})", "tool_choice"},
+      {R"({"model":"m","input":"hi","text":{"format":{"type":"xml"}}})", "text.format.type"},
+      {R"({"model":"m","input":"hi","max_output_tokens":-1})", "max_output_tokens"},
+      {R"({"model":"m","input":[]})", "input"},
+  };
+  for (const auto& c : cases) {
+    ChatRequest chat;
+    auto err = chatFromResponsesRequest(json::parse(c.body).as_object(), chat);
+    ASSERT_TRUE(err) << c.body;
+    EXPECT_EQ(err->status, 400) << c.body;
+    EXPECT_EQ(err->param, c.param) << c.body << ": " << err->message;
+  }
+}
+
+}  // namespace
+}  // namespace ganglion::llm

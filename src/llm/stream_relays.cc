@@ -223,8 +223,8 @@ namespace {
 
 class ResponsesFromChatRelay final : public StreamRelay {
  public:
-  ResponsesFromChatRelay(const ProviderCodec& codec, const json::object& request)
-      : decoder_(codec.chatStream()), encoder_(request) {}
+  ResponsesFromChatRelay(const ProviderCodec& codec, const json::object& request, std::string_view model)
+      : decoder_(codec.chatStream()), encoder_(request, model) {}
   std::optional<ApiError> feed(std::string_view raw, Usage& usage, std::string& out) override {
     chunks_.clear();
     auto err = decoder_->feed(raw, chunks_, usage);
@@ -250,8 +250,9 @@ class ResponsesFromChatRelay final : public StreamRelay {
 
 }  // namespace
 
-std::unique_ptr<StreamRelay> responsesFromChatRelay(const ProviderCodec& codec, const json::object& request) {
-  return std::make_unique<ResponsesFromChatRelay>(codec, request);
+std::unique_ptr<StreamRelay> responsesFromChatRelay(const ProviderCodec& codec, const json::object& request,
+                                                    std::string_view model) {
+  return std::make_unique<ResponsesFromChatRelay>(codec, request, model);
 }
 
 std::unique_ptr<StreamRelay> responsesRelay(std::function<std::string(std::string_view)> redact) {

@@ -138,6 +138,17 @@ class HostileTest(SingleUpstreamCase):
             b"POST /emptyte HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\nContent-Length: 3\r\n\r\nabc", 400)
         self.assertNotForwarded(before)
 
+    def test_transfer_codings_other_than_chunked_are_501(self):
+        # Relayed as plain chunked, "gzip, chunked" would hand the upstream compressed bytes as the body.
+        _, _, before = self.assertRejected(
+            b"POST /gz2 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 501)
+        self.assertNotForwarded(before)
+
+    def test_fragment_in_target_is_refused(self):
+        for target in (b"/app/x#frag", b"http://h/secret/x#f"):
+            _, _, before = self.assertRejected(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n", 400)
+            self.assertNotForwarded(before)
+
     def test_underscore_headers_are_dropped(self):
         resps, raw, _ = self.send(b"POST /under HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent_Length: 9\r\n"
                                   b"Transfer_Encoding: chunked\r\nX_Real_IP: 6.6.6.6\r\nConnection: close\r\n\r\nok")
