@@ -236,7 +236,7 @@ struct AdminConfig {
   bool enabled = false;
   HostPort address{"127.0.0.1", 9901};
   std::string token;  ///< secret: never logged, redacted in /config
-  bool allow_remote = false;  ///< served beyond loopback (in clear: the start log warns)
+  bool remote = false;  ///< allowed and bound beyond loopback (in clear text: the start log warns)
 };
 
 /// The LLM response cache (opt-in per key with `cache: true`, per request with the

@@ -494,11 +494,11 @@ void readAdmin(Reader& r, const YAML::Node& n, Config& cfg) {
   if (auto v = n["address"]; v.IsDefined()) {
     if (auto hp = r.hostPort(v, "admin address")) {
       cfg.admin.address = *hp;
-      if (!allow_remote && !isLoopbackHost(hp->host))
+      cfg.admin.remote = !isLoopbackHost(hp->host);
+      if (cfg.admin.remote && !allow_remote)
         r.fail(v, "admin address must be loopback unless 'allow_remote: true' is set");
     }
   }
-  cfg.admin.allow_remote = allow_remote;
   if (auto v = n["token"]; v.IsDefined()) {
     if (auto s = r.str(v, "admin token")) cfg.admin.token = *s;
   }

@@ -1,5 +1,7 @@
 #include "control/gateway.h"
 
+#include <fmt/ranges.h>
+
 #include "llm/prices.h"
 #include "llm/shared_limits.h"
 
@@ -61,13 +63,6 @@ struct WorkerContext {
 
 namespace {
 
-bool isLoopbackAddress(const std::string& host) {
-  if (host == "localhost") return true;
-  boost::system::error_code ec;
-  auto addr = asio::ip::make_address(host, ec);
-  return !ec && addr.is_loopback();
-}
-
 http::ListenerLimits limitsOf(const ListenerConfig& l) {
   http::ListenerLimits limits;
   limits.parse.max_head_bytes = l.max_header_bytes;
@@ -83,35 +78,9 @@ http::ListenerLimits limitsOf(const ListenerConfig& l) {
   return limits;
 }
 
-/// Fails when another process (another gateway, nginx...) already listens on `address`. The
-/// workers' sockets share the address through SO_REUSEPORT, which would also let a second
-/// gateway share it silently and split the traffic between two configs; a probe bound without
-/// SO_REUSEPORT is refused by any listener there. Binary upgrades inherit their sockets and
-/// never probe.
-/// Returns the reason, or an empty string when the address is free.
-std::string requireAddressFree(const HostPort& address) {
-  boost::system::error_code ec;
-  auto addr = asio::ip::make_address(address.host == "localhost" ? "127.0.0.1" : address.host, ec);
-  if (ec) return fmt::format("listener address '{}' is not an IP address", address.host);
-  tcp::endpoint endpoint(addr, address.port);
-  int fd = ::socket(endpoint.protocol().family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return fmt::format("socket(): {}", std::strerror(errno));
-  int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // TIME_WAIT leftovers are fine
-  int rc = ::bind(fd, endpoint.data(), static_cast<socklen_t>(endpoint.size()));
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) {
-    if (err == EADDRINUSE)
-      return fmt::format("cannot listen on {}: the address is already in use by another process", address.text());
-    return fmt::format("cannot listen on {}: {}", address.text(), std::strerror(err));
-  }
-  return {};
-}
-
-/// A listening socket with SO_REUSEPORT, so each worker accepts on its own queue and a
-/// second process (binary upgrade) can bind the same address.
-ganglion::Result<int> openListenSocket(const HostPort& address) {
+/// A TCP socket bound to `address` (SO_REUSEADDR: TIME_WAIT leftovers are fine; with `share`
+/// also SO_REUSEPORT), or why not.
+ganglion::Result<int> bindTcp(const HostPort& address, bool share) {
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(address.host == "localhost" ? "127.0.0.1" : address.host, ec);
   if (ec) return ganglion::Error{fmt::format("listener address '{}' is not an IP address", address.host)};
@@ -120,10 +89,38 @@ ganglion::Result<int> openListenSocket(const HostPort& address) {
   if (fd < 0) return ganglion::Error{fmt::format("socket(): {}", std::strerror(errno))};
   int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-  if (::bind(fd, endpoint.data(), static_cast<socklen_t>(endpoint.size())) != 0 || ::listen(fd, 4096) != 0) {
+  if (share) ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (::bind(fd, endpoint.data(), static_cast<socklen_t>(endpoint.size())) != 0) {
     int err = errno;
     ::close(fd);
+    if (err == EADDRINUSE && !share)
+      return ganglion::Error{
+          fmt::format("cannot listen on {}: the address is already in use by another process", address.text())};
+    return ganglion::Error{fmt::format("cannot listen on {}: {}", address.text(), std::strerror(err))};
+  }
+  return fd;
+}
+
+/// Fails when another process (another gateway, nginx...) already listens on `address`. The
+/// workers' sockets share the address through SO_REUSEPORT, which would also let a second
+/// gateway share it silently and split the traffic between two configs; a probe bound without
+/// SO_REUSEPORT is refused by any listener there. Binary upgrades inherit their sockets and
+/// never probe. Returns the reason, or an empty string when the address is free.
+std::string requireAddressFree(const HostPort& address) {
+  auto probe = bindTcp(address, false);
+  if (!probe) return probe.error().message;
+  ::close(*probe);
+  return {};
+}
+
+/// A listening socket with SO_REUSEPORT, so each worker accepts on its own queue and a
+/// second process (binary upgrade) can bind the same address.
+ganglion::Result<int> openListenSocket(const HostPort& address) {
+  auto fd = bindTcp(address, true);
+  if (!fd) return fd;
+  if (::listen(*fd, 4096) != 0) {
+    int err = errno;
+    ::close(*fd);
     return ganglion::Error{fmt::format("cannot listen on {}: {}", address.text(), std::strerror(err))};
   }
   return fd;
@@ -638,7 +635,7 @@ int Gateway::run() {
       std::fprintf(stderr, "%s\n", err.c_str());
       return 1;
     }
-    if (cfg.admin.allow_remote && !isLoopbackAddress(cfg.admin.address.host))
+    if (cfg.admin.remote)
       log(fmt::format("WARNING: the admin API on {} is reachable beyond this host in clear text: its token and "
                       "everything it shows cross the network unencrypted. Reach it through an SSH tunnel or a "
                       "TLS-terminating proxy, or keep it on loopback.",
@@ -676,13 +673,10 @@ int Gateway::run() {
   for (auto& l : cfg.listeners) fmt::format_to(std::back_inserter(addresses), " {}", l.address.text());
   log(fmt::format("version {} serving on{} with {} worker(s){}", GANGLION_VERSION, addresses, cfg.workers,
                   cfg.admin.enabled ? fmt::format(", admin on {}", cfg.admin.address.text()) : std::string()));
-  if (!cfg.skipped_providers.empty()) {
-    std::string names;
-    for (const auto& n : cfg.skipped_providers) names += (names.empty() ? "" : ", ") + n;
+  if (!cfg.skipped_providers.empty())
     log(fmt::format("optional providers left out (their api_key is empty): {}; {} model(s) with no other target "
                     "left out too",
-                    names, cfg.skipped_models.size()));
-  }
+                    fmt::join(cfg.skipped_providers, ", "), cfg.skipped_models.size()));
   io_.run();
   for (auto& w : workers_) w->worker.stopAndJoin();
   flushSpend();  // the workers are gone: every call has settled
