@@ -317,16 +317,8 @@ Task<void> ServerConnection::run() {
     }
     if (!req.hasBody()) request_complete_ = true;
     hook_ = nullptr;
-    if (req.target == "*") {  // OPTIONS *: about the server itself, answered here
-      co_await answerServerOptions();
-      ++requests_served_;
-      if (!stream_.socket().is_open() || !keep_alive_ || !request_complete_ || draining_) break;
-      in_.consume(pending_consume_);
-      pending_consume_ = 0;
-      continue;
-    }
-
-    co_await handler_.handle(*this);
+    if (req.target == "*") co_await answerServerOptions();  // OPTIONS *: about the server itself
+    else co_await handler_.handle(*this);
     ++requests_served_;
 
     if (!stream_.socket().is_open()) break;

@@ -9,6 +9,20 @@
 
 namespace ganglion::http {
 
+/// Appends one event to `out`: "event: <type>\n" (left out when `type` is empty, a plain
+/// message), "data: <data>\n\n". `data` must hold no line break (JSON does not). The one SSE
+/// writer of the gateway's relays and encoders.
+inline void appendSseEvent(std::string& out, std::string_view type, std::string_view data) {
+  if (!type.empty()) {
+    out += "event: ";
+    out += type;
+    out += '\n';
+  }
+  out += "data: ";
+  out += data;
+  out += "\n\n";
+}
+
 struct SseEvent {
   std::string_view type;  ///< the `event:` field; empty means "message"
   std::string_view data;  ///< `data:` lines joined with '\n'

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <boost/json.hpp>
 
+#include "http/sse.h"
 #include "llm/json_fields.h"
 #include "llm/openai_shapes.h"
 
@@ -104,11 +105,7 @@ json::object anthropicUsage(const Usage& u) {
 }  // namespace
 
 void appendEvent(std::string& out, std::string_view type, const json::object& data) {
-  out += "event: ";
-  out += type;
-  out += "\ndata: ";
-  out += json::serialize(data);
-  out += "\n\n";
+  http::appendSseEvent(out, type, json::serialize(data));
 }
 
 std::optional<ApiError> parseMessagesRequest(std::string_view text, MessagesRequest& out) {

@@ -171,17 +171,20 @@ std::string redactSecrets(std::string_view text, std::span<const std::string_vie
   return out;
 }
 
-ApiError clientSafeProviderError(std::string_view provider, ApiError e, std::span<const std::string_view> known) {
-  const bool request_fault = e.status == 400 || e.status == 404 || e.status == 409 || e.status == 413 ||
-                             e.status == 415 || e.status == 422;
+ApiError redactedProviderError(ApiError e, std::span<const std::string_view> known) {
   // Every field the client sees: providers have put secrets in type, code and param too.
   e.type = redactSecrets(e.type, known).substr(0, 100);
   e.code = redactSecrets(e.code, known).substr(0, 100);
-  if (request_fault) {
-    e.param = redactSecrets(e.param, known).substr(0, 200);
-    e.message = redactSecrets(e.message, known);
-    return e;
-  }
+  e.param = redactSecrets(e.param, known).substr(0, 200);
+  e.message = redactSecrets(e.message, known);
+  return e;
+}
+
+ApiError clientSafeProviderError(std::string_view provider, ApiError e, std::span<const std::string_view> known) {
+  const bool request_fault = e.status == 400 || e.status == 404 || e.status == 409 || e.status == 413 ||
+                             e.status == 415 || e.status == 422;
+  e = redactedProviderError(std::move(e), known);
+  if (request_fault) return e;
   e.param.clear();
   std::string_view why = e.status == 401 || e.status == 403 ? ": it refused the gateway's credentials for it"
                          : e.status == 429                  ? ": it is rate limiting the gateway"

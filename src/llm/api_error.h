@@ -41,6 +41,10 @@ std::string providerStatusMessage(int status, std::string_view body);
 ApiError clientSafeProviderError(std::string_view provider, ApiError from_provider,
                                  std::span<const std::string_view> known_secrets = {});
 
+/// `e` with every field scrubbed by redactSecrets (type and code cut to 100 bytes, param to
+/// 200): how a provider's own words reach a client, in an error answer or a stream's error event.
+ApiError redactedProviderError(ApiError e, std::span<const std::string_view> known_secrets = {});
+
 /// `text` with what looks like a secret or an internal address replaced by "[redacted]":
 /// URLs, IPv4 and IPv6 addresses, host names (a.b with an alphabetic last label, host:port,
 /// localhost), `key=`/`token=`/`secret=`/`password=` values, words after "Bearer", key-like

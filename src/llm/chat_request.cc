@@ -38,6 +38,13 @@ class Checker {
     return fail(param, fmt::format("Invalid type for '{}': expected {}, but got {} instead.", param, expected, kindOf(got)),
                 "invalid_type");
   }
+  bool tooLong(const std::string& param, size_t max, size_t got) {
+    return fail(param,
+                fmt::format("Invalid '{}': array too long. Expected an array with maximum length {}, but got an array "
+                            "with length {} instead.",
+                            param, max, got),
+                "array_above_max_length");
+  }
   bool badValue(const std::string& param, std::string_view value, std::string_view supported) {
     return fail(param, fmt::format("Invalid value: '{}'. Supported values are: {}.", value, supported), "invalid_value");
   }
@@ -182,12 +189,7 @@ void checkMessages(Checker& c, const json::object& body, PromptSize& size) {
   if (it == body.end()) return (void)c.missing("messages");
   auto* msgs = it->value().if_array();
   if (!msgs) return (void)c.wrongType("messages", "an array", it->value());
-  if (msgs->size() > kMaxMessages)
-    return (void)c.fail("messages",
-                        fmt::format("Invalid 'messages': array too long. Expected an array with maximum length {}, "
-                                    "but got an array with length {} instead.",
-                                    kMaxMessages, msgs->size()),
-                        "array_above_max_length");
+  if (msgs->size() > kMaxMessages) return (void)c.tooLong("messages", kMaxMessages, msgs->size());
   if (msgs->empty())
     return (void)c.fail("messages", "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
                         "empty_array");
@@ -210,11 +212,7 @@ void checkMessages(Checker& c, const json::object& body, PromptSize& size) {
       text += s->size();
     } else if (auto* parts = content->value().if_array()) {
       if (parts->size() > kMaxPartsPerMessage)
-        return (void)c.fail(p + ".content",
-                            fmt::format("Invalid '{}.content': array too long. Expected an array with maximum length "
-                                        "{}, but got an array with length {} instead.",
-                                        p, kMaxPartsPerMessage, parts->size()),
-                            "array_above_max_length");
+        return (void)c.tooLong(p + ".content", kMaxPartsPerMessage, parts->size());
       for (size_t j = 0; j < parts->size() && !c.failed(); ++j)
         checkPart(c, (*parts)[j], fmt::format("{}.content[{}]", p, j), *role, size);
     } else {

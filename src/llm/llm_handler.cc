@@ -149,11 +149,18 @@ struct LlmHandler::Call {
   }
 };
 
-Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t prompt_tokens, uint64_t max_output,
-                             uint32_t choices, std::string_view unbounded) {
+/// The call's key (name → limits) when it has limits, or null: a call without limits
+/// reserves nothing, so nothing needs bounding for it.
+const LlmHandler::KeyLimitsEntry* LlmHandler::limitsOf(const Call& call) {
   const auto& limits_by_key = call.snap.config.key_table->limits;
   auto it = call.rec.key_name.empty() ? limits_by_key.end() : limits_by_key.find(std::string(call.rec.key_name));
-  if (it == limits_by_key.end()) co_return true;
+  return it == limits_by_key.end() ? nullptr : &*it;
+}
+
+Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t prompt_tokens, uint64_t max_output,
+                             uint32_t choices, std::string_view unbounded) {
+  const KeyLimitsEntry* it = limitsOf(call);
+  if (!it) co_return true;
   const auto& limits = it->second;
   if (!unbounded.empty()) {
     // The provider adds input the gateway cannot see: only the model's context window bounds it.
@@ -617,8 +624,9 @@ Task<void> LlmHandler::messages(Call& call) {
   if (bad) co_return co_await sendError(call, *bad);
   const CatalogModel* model = co_await findModel(call, req.model);
   if (!model) co_return;
-  // Anthropic targets get the body as written: bound what it holds, not only its translation.
-  const PromptBound as_sent = boundMessagesPrompt(req.body);
+  // Anthropic targets get the body as written: bound what it holds, not only its translation
+  // (only for a key with limits: the walk serializes every block).
+  const PromptBound as_sent = limitsOf(call) ? boundMessagesPrompt(req.body) : PromptBound{};
   const std::string_view unbounded = as_sent.unbounded.empty() ? std::string_view(req.chat.unbounded) : as_sent.unbounded;
   if (!co_await admit(call, *model, std::max(req.chat.prompt_bound, as_sent.tokens), req.chat.max_output, 1, unbounded))
     co_return;
@@ -690,16 +698,18 @@ Task<void> LlmHandler::responses(Call& call) {
     max_output = static_cast<uint64_t>(m->get_int64());
   // The Responses API is passed through unparsed: the whole body bounds its prompt.
   const uint64_t prompt_estimate = estimateTokens(text.size());
-  const PromptBound bound = boundResponsesPrompt(body, text.size());
+  const PromptBound bound = limitsOf(call) ? boundResponsesPrompt(body, text.size()) : PromptBound{};
   if (!co_await admit(call, *model, bound.tokens, max_output, 1, bound.unbounded)) co_return;
   // OpenAI-kind targets get the request as written; others its translation into the chat
-  // form (made once, its error reported only if such a target is tried).
+  // form, made when the first such target is tried (a call that reaches only OpenAI targets
+  // never pays for it), its error reported for each of them.
   ChatRequest translated;
-  const auto untranslatable = chatFromResponsesRequest(body, translated);
+  std::optional<std::optional<ApiError>> untranslatable;
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     auto* openai = dynamic_cast<const OpenAiCodec*>(p.codec.get());
     if (!openai) {
-      if (untranslatable) return untranslatable;
+      if (!untranslatable) untranslatable = chatFromResponsesRequest(body, translated);
+      if (*untranslatable) return *untranslatable;
       return p.codec->chatRequest(translated, t.model, out);
     }
     openai->target("responses", t.model, out);
@@ -784,10 +794,7 @@ Task<void> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& re
     if (!raw.empty()) stream_error = guardCodec(call.rec.provider, [&] { return relay.feed(raw, call.rec.usage, out); });
     if (stream_error && !stream_error->message.empty()) {  // an error event from the provider
       logLine(fmt::format("llm: provider '{}' stream error: {}", call.rec.provider, stream_error->message));
-      const auto secrets = tried.provider->config->secrets();
-      stream_error->message = redactSecrets(stream_error->message, secrets);
-      stream_error->type = redactSecrets(stream_error->type, secrets).substr(0, 100);
-      stream_error->code = redactSecrets(stream_error->code, secrets).substr(0, 100);
+      stream_error = redactedProviderError(std::move(*stream_error), tried.provider->config->secrets());
     }
     provider_done = relay.done();
     const bool ended = provider_done || stream_error || status != proxy::BodyStatus::kData;

@@ -99,6 +99,8 @@ class LlmHandler {
   /// refused (400 unbounded_prompt) when one is unknown. Worker thread.
   http::Task<bool> admit(Call& call, const struct CatalogModel& model, uint64_t prompt_tokens, uint64_t max_output,
                          uint32_t choices, std::string_view unbounded);
+  using KeyLimitsEntry = std::unordered_map<std::string, KeyLimits>::value_type;
+  static const KeyLimitsEntry* limitsOf(const Call& call);
 
   loop::Worker& worker_;
   telemetry::WorkerStats& stats_;

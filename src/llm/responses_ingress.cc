@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <boost/json.hpp>
 
+#include "http/sse.h"
 #include "llm/json_fields.h"
 #include "llm/openai_shapes.h"
 
@@ -151,14 +152,6 @@ std::optional<ApiError> translateInput(const json::value& input, json::array& me
     }
   }
   return std::nullopt;
-}
-
-json::object usageJson(const Usage& u) {
-  return json::object{{"input_tokens", u.prompt},
-                      {"input_tokens_details", json::object{{"cached_tokens", u.cached}}},
-                      {"output_tokens", u.completion},
-                      {"output_tokens_details", json::object{{"reasoning_tokens", u.reasoning}}},
-                      {"total_tokens", u.prompt + u.completion}};
 }
 
 /// The request fields a Response echoes back.
@@ -312,7 +305,7 @@ std::optional<ApiError> responseFromCompletion(std::string_view completion, cons
                         {"error", nullptr},
                         {"model", stringAt(c, "model").empty() ? fallback_model : stringAt(c, "model")},
                         {"output", std::move(output)},
-                        {"usage", usageJson(usage)}};
+                        {"usage", usageToResponses(usage)}};
   response["incomplete_details"] =
       cut ? json::value(json::object{{"reason", finish == "length" ? "max_output_tokens" : "content_filter"}})
           : json::value(nullptr);
@@ -327,11 +320,7 @@ ResponsesStreamEncoder::ResponsesStreamEncoder(const json::object& request, std:
 void ResponsesStreamEncoder::event(std::string& out, std::string_view type, json::object data) {
   json::object e{{"type", type}, {"sequence_number", sequence_++}};
   for (auto& [k, v] : data) e[k] = std::move(v);
-  out += "event: ";
-  out += type;
-  out += "\ndata: ";
-  out += json::serialize(e);
-  out += "\n\n";
+  http::appendSseEvent(out, type, json::serialize(e));
 }
 
 json::object ResponsesStreamEncoder::responseObject(std::string_view status) const {
@@ -339,7 +328,7 @@ json::object ResponsesStreamEncoder::responseObject(std::string_view status) con
   for (const auto& item : items_) output.push_back(itemJson(item, "completed"));
   json::object r{{"id", id_},         {"object", "response"}, {"created_at", created_}, {"status", status},
                  {"error", nullptr},  {"model", model_},     {"output", std::move(output)}};
-  r["usage"] = status == "in_progress" ? json::value(nullptr) : json::value(usageJson(usage_));
+  r["usage"] = status == "in_progress" ? json::value(nullptr) : json::value(usageToResponses(usage_));
   r["incomplete_details"] =
       status == "incomplete"
           ? json::value(json::object{{"reason", finish_reason_ == "length" ? "max_output_tokens" : "content_filter"}})

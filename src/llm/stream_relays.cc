@@ -54,16 +54,7 @@ void appendChunk(json::object& chunk, bool client_wants_usage, std::string& out,
 }
 
 /// One SSE event as received (type line only when it had one).
-void appendRawEvent(const http::SseEvent& e, std::string& out) {
-  if (!e.type.empty()) {
-    out += "event: ";
-    out += e.type;
-    out += "\n";
-  }
-  out += "data: ";
-  out += e.data;
-  out += "\n\n";
-}
+void appendRawEvent(const http::SseEvent& e, std::string& out) { http::appendSseEvent(out, e.type, e.data); }
 
 class ChatRelay final : public StreamRelay {
  public:
@@ -155,9 +146,7 @@ class ResponsesRelay final : public StreamRelay {
   void end(const ApiError* error, const Usage&, std::string& out) override {
     if (!error) return;
     json::object ev{{"type", "error"}, {"code", error->code}, {"message", error->message}, {"param", nullptr}};
-    out += "event: error\ndata: ";
-    out += json::serialize(ev);
-    out += "\n\n";
+    http::appendSseEvent(out, "error", json::serialize(ev));
   }
 
  private:
@@ -190,9 +179,7 @@ class ResponsesRelay final : public StreamRelay {
     if (!error) return appendRawEvent(e, out);
     for (std::string_view key : {"message", "code"})
       if (auto* field = error->if_contains(key); field && field->is_string()) *field = redact_(field->get_string());
-    out += "event: response.failed\ndata: ";
-    out += json::serialize(v);
-    out += "\n\n";
+    http::appendSseEvent(out, "response.failed", json::serialize(v));
   }
 
   static size_t deltaBytes(std::string_view data) {

@@ -28,6 +28,14 @@ Usage usageFromResponses(const json::object& u) {
   return out;
 }
 
+json::object usageToResponses(const Usage& u) {
+  return json::object{{"input_tokens", u.prompt},
+                      {"input_tokens_details", json::object{{"cached_tokens", u.cached}}},
+                      {"output_tokens", u.completion},
+                      {"output_tokens_details", json::object{{"reasoning_tokens", u.reasoning}}},
+                      {"total_tokens", u.total()}};
+}
+
 json::object usageToOpenAI(const Usage& u) {
   json::object out{{"prompt_tokens", u.prompt},
                    {"completion_tokens", u.completion},

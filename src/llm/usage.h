@@ -26,6 +26,9 @@ Usage usageFromOpenAI(const boost::json::object& usage);
 /// Reads a Responses API `usage` object (input_tokens, output_tokens, ..._details).
 Usage usageFromResponses(const boost::json::object& usage);
 
+/// Writes `usage` as a Responses API usage object (the shape usageFromResponses reads).
+boost::json::object usageToResponses(const Usage& usage);
+
 /// Writes `usage` as OpenAI's chat completions usage object.
 boost::json::object usageToOpenAI(const Usage& usage);
 

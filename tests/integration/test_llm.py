@@ -127,6 +127,16 @@ def sse_events(body):
     return events
 
 
+def named_events(body):
+    """The (event type, JSON data) pairs of an SSE body whose events carry an `event:` line."""
+    events = []
+    for block in body.decode().split("\n\n"):
+        lines = dict(l.split(": ", 1) for l in block.splitlines() if ": " in l)
+        if "event" in lines:
+            events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
 class LlmGatewayTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -678,11 +688,7 @@ class LlmGatewayTest(unittest.TestCase):
         tools = [{"name": "get_weather", "input_schema": {"type": "object"}}]
         resp = self.messages("gpt-4o-mini", text="weather?", tools=tools, stream=True)
         self.assertEqual(resp.status, 200, resp.body)
-        events = []
-        for block in resp.body.decode().split("\n\n"):
-            lines = dict(l.split(": ", 1) for l in block.splitlines() if ": " in l)
-            if "event" in lines:
-                events.append((lines["event"], json.loads(lines["data"])))
+        events = named_events(resp.body)
         kinds = [k for k, _ in events]
         self.assertEqual(kinds[0], "message_start")
         self.assertEqual(kinds[-2:], ["message_delta", "message_stop"])
@@ -784,11 +790,7 @@ class LlmGatewayTest(unittest.TestCase):
     def test_responses_stream_translated_for_other_providers(self):
         resp = self.post("/v1/responses", json.dumps({"model": "gemini-flash", "input": "echo: one two", "stream": True}))
         self.assertEqual(resp.status, 200, resp.body)
-        events = []
-        for block in resp.body.decode().split("\n\n"):
-            lines = dict(l.split(": ", 1) for l in block.splitlines() if ": " in l)
-            if "event" in lines:
-                events.append((lines["event"], json.loads(lines["data"])))
+        events = named_events(resp.body)
         kinds = [k for k, _ in events]
         self.assertEqual(kinds[:2], ["response.created", "response.in_progress"])
         self.assertEqual(kinds[-1], "response.completed")
