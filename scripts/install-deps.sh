@@ -9,6 +9,7 @@ PACKAGES=(
   # libraries (Debian 12 versions recorded in docs/dependencies.md)
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libssl-dev libyaml-cpp-dev libfmt-dev libspdlog-dev libcli11-dev libsqlite3-dev libhiredis-dev
+  libpcre2-dev
   node-llhttp
   libgtest-dev libgmock-dev libbenchmark-dev
   # test and benchmark peers
@@ -35,6 +36,8 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi
+# OpenAI's BPE vocabularies for exact token counts, from npm, checked against OpenAI's hashes.
+bash "$(dirname "$0")/tokenizer-data.sh"
 # nginx and redis-server from Debian start system services on install; the tests and
 # benchmarks run their own on free ports.
 for service in nginx redis-server; do

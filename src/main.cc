@@ -7,6 +7,7 @@
 #include "control/config.h"
 #include "control/gateway.h"
 #include "control/snapshot.h"
+#include "llm/tokenizer/tokens_command.h"
 
 int main(int argc, char** argv) {
   // Blocks of 1 MiB and up (large request bodies, their parsed form) come from mmap and go
@@ -23,7 +24,19 @@ int main(int argc, char** argv) {
   auto* check = app.add_subcommand("check", "Validate a config file and print every error");
   check->add_option("-c,--config", config_path, "YAML config file")->required();
 
+  ganglion::llm::tokenizer::TokensOptions tokens_options;
+  auto* tokens = app.add_subcommand("tokens", "Count the tokens of stdin as an OpenAI model would (exact BPE)");
+  auto* encoding = tokens->add_option("-e,--encoding", tokens_options.encoding, "o200k_base or cl100k_base");
+  tokens->add_option("-m,--model", tokens_options.model, "an OpenAI model id (gpt-4o, gpt-4, ...)")->excludes(encoding);
+  tokens->add_flag("--ids", tokens_options.ids, "print the token ids instead of the count");
+  tokens->add_flag("--batch", tokens_options.batch, "stdin holds records (u32 LE length + bytes); one line each");
+
   CLI11_PARSE(app, argc, argv);
+
+  if (tokens->parsed()) {
+    if (tokens_options.encoding.empty() && tokens_options.model.empty()) tokens_options.encoding = "o200k_base";
+    return ganglion::llm::tokenizer::runTokensCommand(tokens_options, stdin, stdout, stderr);
+  }
 
   if (check->parsed()) {
     auto loaded = ganglion::control::loadConfigFile(config_path);

@@ -213,6 +213,7 @@ struct ModelTarget {
   std::optional<Price> price;  ///< from the config; else the built-in table (llm/prices.h)
   uint64_t context_window = 0; ///< tokens; 0: the model's, or unknown
   uint64_t max_output = 0;     ///< most output tokens of one answer; 0: built-in table, or unknown
+  std::string tokenizer;       ///< "o200k_base", "cl100k_base" or "none"; empty: by provider kind and model
   int line = 0;
 };
 

@@ -146,6 +146,7 @@ std::string configToRedactedJson(const Config& c) {
       json::object target{{"provider", t.provider}, {"model", t.model}, {"weight", t.weight}};
       if (t.context_window) target["context_window"] = t.context_window;
       if (t.max_output) target["max_output"] = t.max_output;
+      if (!t.tokenizer.empty()) target["tokenizer"] = t.tokenizer;
       targets.push_back(std::move(target));
     }
     json::object o{{"name", m.name}, {"strategy", strategyName(m.strategy)}, {"targets", std::move(targets)}};

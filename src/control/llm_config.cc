@@ -218,7 +218,8 @@ void readModels(Reader& r, const YAML::Node& list, Config& cfg) {
           return;
         }
       }
-      r.checkKeys(t, {"provider", "model", "weight", "price", "context_window", "max_output"}, "model target");
+      r.checkKeys(t, {"provider", "model", "weight", "price", "context_window", "max_output", "tokenizer"},
+                  "model target");
       ModelTarget target;
       target.line = Reader::lineOf(t);
       if (auto v = t["provider"]; v.IsDefined()) {
@@ -238,6 +239,11 @@ void readModels(Reader& r, const YAML::Node& list, Config& cfg) {
         target.context_window = r.integer<uint64_t>(v, "context_window", 1, 100'000'000).value_or(0);
       if (auto v = t["max_output"]; v.IsDefined())
         target.max_output = r.integer<uint64_t>(v, "max_output", 1, 100'000'000).value_or(0);
+      if (auto v = t["tokenizer"]; v.IsDefined()) {
+        target.tokenizer = r.str(v, "tokenizer").value_or("");
+        if (target.tokenizer != "o200k_base" && target.tokenizer != "cl100k_base" && target.tokenizer != "none")
+          r.fail(v, fmt::format("unknown tokenizer '{}' (o200k_base, cl100k_base or none)", target.tokenizer));
+      }
       m.targets.push_back(std::move(target));
     });
     if (m.targets.empty() && skipped_targets > 0) {

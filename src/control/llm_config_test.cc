@@ -120,6 +120,8 @@ models:
   - name: two
     strategy: single
     targets: [ { provider: c, model: x }, { provider: c, model: y } ]
+  - name: counted
+    targets: [ { provider: c, model: x, tokenizer: p50k_base } ]
 )", "t.yaml");
   ASSERT_FALSE(r.config);
   std::vector<std::string> texts;
@@ -135,6 +137,7 @@ models:
   EXPECT_TRUE(has("t.yaml:6: azure provider 'd' needs an 'api_version'"));
   EXPECT_TRUE(has("t.yaml:9: model 'm' names unknown provider 'nobody'"));
   EXPECT_TRUE(has("t.yaml:11: model 'two' has 2 targets: 'single' takes exactly one"));
+  EXPECT_TRUE(has("t.yaml:14: unknown tokenizer 'p50k_base' (o200k_base, cl100k_base or none)"));
 }
 
 TEST_F(LlmConfig, UnsetProviderKeyIsAnError) {

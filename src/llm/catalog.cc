@@ -2,7 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <boost/asio/post.hpp>
+
 #include "llm/prices.h"
+#include "llm/tokenizer/encoding.h"
+#include "loop/blocking_pool.h"
 #include "llm/providers/anthropic.h"
 #include "llm/providers/bedrock.h"
 #include "llm/providers/gemini.h"
@@ -27,6 +31,17 @@ uint64_t maxOutputOf(std::string_view kind, const control::ModelTarget& t) {
   return builtinMaxOutput(kind, t.model);
 }
 
+/// The encoding that counts `t`'s prompts exactly, and starts building it off the main thread
+/// (o200k takes ~15 ms) so the first call finds it ready.
+std::string_view encodingOf(std::string_view kind, const control::ModelTarget& t) {
+  std::string_view name;
+  if (t.tokenizer == "o200k_base") name = "o200k_base";
+  else if (t.tokenizer == "cl100k_base") name = "cl100k_base";
+  else if (t.tokenizer.empty() && (kind == "openai" || kind == "azure")) name = tokenizer::encodingForModel(t.model);
+  if (!name.empty()) boost::asio::post(loop::blockingPool(), [name] { tokenizer::encodingNamed(name); });
+  return name;
+}
+
 }  // namespace
 
 Catalog::Catalog(const control::Config& config, const std::vector<size_t>& provider_upstreams) {
@@ -45,8 +60,9 @@ Catalog::Catalog(const control::Config& config, const std::vector<size_t>& provi
         if (providers_[p].config->name != t.provider) continue;
         const std::string& kind = providers_[p].config->kind;
         CatalogTarget target{p, t.model, t.weight, t.price ? t.price : builtinPrice(kind, t.model),
-                             t.context_window ? t.context_window : m.context_window, maxOutputOf(kind, t)};
+                             t.context_window ? t.context_window : m.context_window, maxOutputOf(kind, t), 0, {}};
         target.context_limit = target.context_window ? target.context_window : builtinContextWindow(kind, t.model);
+        target.encoding = encodingOf(kind, t);
         cm.targets.push_back(std::move(target));
       }
     }

@@ -44,6 +44,10 @@ struct CatalogTarget {
   /// Most prompt tokens: config context_window, else the built-in table; 0: unknown. Only
   /// for reservations (context_window alone decides which targets a prompt skips).
   uint64_t context_limit = 0;
+  /// The OpenAI encoding that counts this target's prompts exactly ("o200k_base",
+  /// "cl100k_base"): config `tokenizer`, else by model name for openai and azure providers;
+  /// empty: none (prompts are estimated). Warmed on the blocking pool when the catalog is built.
+  std::string_view encoding;
   std::shared_ptr<TargetState> state = std::make_shared<TargetState>();
 };
 

@@ -407,6 +407,7 @@ std::optional<ApiError> parseChatRequest(std::string_view text, ChatRequest& out
   for (std::string_view key : {"tools", "response_format"})
     if (auto it = b.find(key); it != b.end() && !it->value().is_null()) size.text_bytes += json::serialize(it->value()).size();
   out.prompt_estimate = size.estimateTokens();
+  out.media_estimate = size.estimate;
   out.prompt_bound = size.boundTokens();
   out.unbounded = std::move(size.unbounded);
   return std::nullopt;

@@ -22,6 +22,8 @@
 #include "llm/providers/openai.h"
 #include "llm/shared_limits.h"
 #include "llm/stream_relays.h"
+#include "llm/tokenizer/prompt_count.h"
+#include "loop/blocking_pool.h"
 #include "http/sse.h"
 
 namespace ganglion::llm {
@@ -129,6 +131,23 @@ struct LlmHandler::Call {
   std::string_view cache_state{};           ///< "hit" or "miss" (x-ganglion-cache), empty when not consulted
   Sha256 cache_key{};
   std::string cached_provider{};          ///< a cache hit's provider
+  std::string_view token_count{};         ///< count_tokens: "exact" or "estimate" (x-ganglion-token-count)
+  /// The prompt's tokens as the parser estimated them, until promptTokens() counts them with
+  /// `count_prompt` (set by the endpoint; it reads the endpoint's request, which outlives it).
+  uint64_t prompt_tokens = 0;
+  std::function<tokenizer::PromptCount(const tokenizer::Encoding&)> count_prompt{};
+  const CatalogModel* model = nullptr;
+  size_t body_bytes = 0;
+
+  /// What promptTokens() starts from (the parser's `estimate`) and how it counts exactly with
+  /// the encoding of `m`'s first target; `bytes`: the request body's size. Worker thread.
+  void countLater(const CatalogModel& m, size_t bytes, uint64_t estimate,
+                  std::function<tokenizer::PromptCount(const tokenizer::Encoding&)> count) {
+    model = &m;
+    body_bytes = bytes;
+    prompt_tokens = estimate;
+    count_prompt = std::move(count);
+  }
 
   /// Prices the call and settles its reservation with what it used, whichever way it ended
   /// (a call that failed before any answer used nothing).
@@ -238,6 +257,7 @@ void LlmHandler::addCallHeaders(Call& call, http::ResponseHead& head) {
     head.headers.set("x-ganglion-model", call.rec.model);
   }
   if (!call.cache_state.empty()) head.headers.set("x-ganglion-cache", call.cache_state);
+  if (!call.token_count.empty()) head.headers.set("x-ganglion-token-count", call.token_count);
   if (call.rec.attempts > 0) {
     call.attempts_text = std::to_string(call.rec.attempts);
     head.headers.set("x-ganglion-attempts", call.attempts_text);
@@ -258,8 +278,9 @@ Task<void> LlmHandler::sendJson(Call& call, int status, std::string_view body) {
 /// Usage the provider did not report (the client left, the stream broke, the provider does
 /// not count): the gateway's estimate stands in, marked, and is charged like reported usage
 /// when the call settles. The one place every endpoint and both answer shapes go through.
-void LlmHandler::estimateUsage(Call& call, uint64_t prompt, uint64_t completion) {
-  if (call.rec.usage.reported) return;
+Task<void> LlmHandler::estimateUsage(Call& call, uint64_t completion) {
+  if (call.rec.usage.reported) co_return;
+  const uint64_t prompt = co_await promptTokens(call);
   call.rec.usage.estimated = true;
   call.rec.usage.prompt = prompt;
   call.rec.usage.completion = completion;
@@ -267,10 +288,44 @@ void LlmHandler::estimateUsage(Call& call, uint64_t prompt, uint64_t completion)
 
 /// The client left before its answer: nothing is sent; the call is charged the estimate of
 /// what the target it reached may have used (the prompt; the provider reported nothing).
-void LlmHandler::clientLeft(Call& call, uint64_t prompt_estimate) {
+Task<void> LlmHandler::clientLeft(Call& call) {
   call.rec.error = "client_closed";
-  estimateUsage(call, prompt_estimate, 0);
   call.conn.abort();
+  co_await estimateUsage(call, 0);
+}
+
+namespace {
+/// Bodies up to this size are counted on the worker: a few milliseconds of prose at most.
+constexpr size_t kCountOffLoopFrom = 64 << 10;
+/// Larger bodies keep the parser's estimate: about the largest prompt any OpenAI model takes
+/// (a million tokens), and a bound on the counting work one call may ask for (a single
+/// 4 MiB word costs about two seconds of a pool thread).
+constexpr size_t kMaxCountedBytes = 4 << 20;
+}  // namespace
+
+Task<std::optional<tokenizer::PromptCount>> LlmHandler::countPrompt(
+    const CatalogModel& model, size_t body_bytes, std::function<tokenizer::PromptCount(const tokenizer::Encoding&)> count) {
+  if (model.targets.empty() || model.targets[0].encoding.empty() || body_bytes > kMaxCountedBytes) co_return std::nullopt;
+  const tokenizer::Encoding* enc = tokenizer::encodingNamed(model.targets[0].encoding);
+  if (!enc) co_return std::nullopt;  // a build without vocabularies
+  if (body_bytes < kCountOffLoopFrom) co_return count(*enc);
+  co_return co_await loop::runBlocking([&count, enc] { return count(*enc); });
+}
+
+Task<uint64_t> LlmHandler::promptTokens(Call& call) {
+  if (call.count_prompt && call.model) {
+    auto count = std::move(call.count_prompt);
+    call.count_prompt = nullptr;
+    if (auto counted = co_await countPrompt(*call.model, call.body_bytes, std::move(count)))
+      call.prompt_tokens = counted->tokens;
+  }
+  co_return call.prompt_tokens;
+}
+
+Task<uint64_t> LlmHandler::promptForDispatch(Call& call, const CatalogModel& model) {
+  for (const auto& t : model.targets)
+    if (t.context_window) co_return co_await promptTokens(call);
+  co_return call.prompt_tokens;
 }
 
 Task<const CatalogModel*> LlmHandler::findModel(Call& call, std::string_view name) {
@@ -458,13 +513,12 @@ Task<void> LlmHandler::listModels(Call& call) {
 /// Reads the rest of a provider's whole answer into `body`, racing the client: false when the
 /// call is over (the client left, or the answer broke and the client got a 502). A complete
 /// answer gives its connection back to the pool.
-Task<bool> LlmHandler::readAnswer(Call& call, Attempted& tried, std::string& body, size_t limit,
-                                  uint64_t prompt_estimate) {
+Task<bool> LlmHandler::readAnswer(Call& call, Attempted& tried, std::string& body, size_t limit) {
   auto& uc = *tried.call.conn;
   auto reading = readWholeBody(uc, body, limit, call.route.idle_timeout);
   auto whole = co_await unlessClientLeaves(call.conn, std::move(reading));
   if (!whole) {
-    clientLeft(call, prompt_estimate);
+    co_await clientLeft(call);
     co_return false;
   }
   if (!*whole) {
@@ -511,12 +565,15 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
   if (!model) co_return;
   if (co_await answerFromCache(call, "chat/completions", req.body)) co_return;
   if (!co_await admit(call, *model, req.prompt_bound, req.max_output, req.choices, req.unbounded)) co_return;
+  call.countLater(*model, text.size(), req.prompt_estimate, [&](const tokenizer::Encoding& enc) {
+    return tokenizer::countChatPrompt(enc, req.body, req.media_estimate);
+  });
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     return p.codec->chatRequest(req, t.model, out);
   };
-  const DispatchOptions options{req.stream, req.prompt_estimate, &call.in_flight};
+  const DispatchOptions options{req.stream, co_await promptForDispatch(call, *model), &call.in_flight};
   auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
-  auto answered = co_await awaitTargets(call, std::move(work), req.prompt_estimate);
+  auto answered = co_await awaitTargets(call, std::move(work));
   if (!answered) co_return;
   auto tried = std::move(*answered);
   auto& uc = *tried.call.conn;
@@ -525,7 +582,7 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
 
   if (!req.stream || !event_stream) {
     std::string body, answer;
-    if (!co_await readAnswer(call, tried, body, kMaxAnswerBytes, req.prompt_estimate)) co_return;
+    if (!co_await readAnswer(call, tried, body, kMaxAnswerBytes)) co_return;
     auto err = guardCodec(call.rec.provider, [&] { return codec.chatResponse(body, answer, call.rec.usage); });
     if (err) co_return co_await sendError(call, std::move(*err));
     remember(call, answer, false);
@@ -534,7 +591,7 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
 
   // Streamed: relay chunks as they decode; usage the client did not ask for is removed.
   auto relay = chatRelay(codec, req.include_usage);
-  co_await relayStream(call, tried, *relay, req.prompt_estimate, call.cache_state == "miss");
+  co_await relayStream(call, tried, *relay, call.cache_state == "miss");
 }
 
 Task<void> LlmHandler::embeddings(Call& call) {
@@ -547,19 +604,22 @@ Task<void> LlmHandler::embeddings(Call& call) {
   if (!model) co_return;
   if (co_await answerFromCache(call, "embeddings", req.body)) co_return;
   if (!co_await admit(call, *model, req.prompt_bound, 0, 0, {})) co_return;  // embeddings: no output
+  call.countLater(*model, text.size(), req.prompt_estimate, [&](const tokenizer::Encoding& enc) {
+    return tokenizer::countEmbeddingsInput(enc, req.body.at("input"));
+  });
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     return p.codec->embeddingsRequest(req, t.model, out);
   };
-  const DispatchOptions options{false, req.prompt_estimate, &call.in_flight};
+  const DispatchOptions options{false, co_await promptForDispatch(call, *model), &call.in_flight};
   auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
-  auto answered = co_await awaitTargets(call, std::move(work), req.prompt_estimate);
+  auto answered = co_await awaitTargets(call, std::move(work));
   if (!answered) co_return;
   auto tried = std::move(*answered);
   std::string body, answer;
-  if (!co_await readAnswer(call, tried, body, kMaxAnswerBytes, req.prompt_estimate)) co_return;
+  if (!co_await readAnswer(call, tried, body, kMaxAnswerBytes)) co_return;
   auto err = guardCodec(call.rec.provider,
                         [&] { return tried.provider->codec->embeddingsResponse(body, answer, call.rec.usage); });
-  estimateUsage(call, req.prompt_estimate, 0);  // some providers (Gemini) do not count embedding tokens
+  co_await estimateUsage(call, 0);  // some providers (Gemini) do not count embedding tokens
   if (err) co_return co_await sendError(call, std::move(*err));
   // base64 is what the OpenAI client sends by default: providers that only speak floats
   // (Gemini, Bedrock, some OpenAI-compatible servers) answered floats, which it would misread.
@@ -585,11 +645,17 @@ Task<void> LlmHandler::countTokens(Call& call) {
   const bool anthropic_first =
       !model->targets.empty() && call.catalog.providers()[model->targets[0].provider].config->kind == "anthropic";
   if (!anthropic_first) {
-    // No provider counts tokens the Anthropic way: the gateway's own estimate (limits reserve
-    // an upper bound instead; this is the best guess of the real count).
-    const std::string estimate = json::serialize(json::object{{"input_tokens", req.chat.prompt_estimate}});
-    co_return co_await sendJson(call, 200, estimate);
+    // Only Anthropic counts tokens over the API: OpenAI-family models are counted here with
+    // their encoding (exact for plain text), others estimated (x-ganglion-token-count says which).
+    auto counted = co_await countPrompt(*model, text.size(), [&](const tokenizer::Encoding& enc) {
+      return tokenizer::countChatPrompt(enc, req.chat.body, req.chat.media_estimate);
+    });
+    call.token_count = counted && counted->exact ? std::string_view("exact") : std::string_view("estimate");
+    const uint64_t tokens = counted ? counted->tokens : req.chat.prompt_estimate;
+    const std::string answer = json::serialize(json::object{{"input_tokens", tokens}});
+    co_return co_await sendJson(call, 200, answer);
   }
+  call.token_count = "exact";
   std::string version(call.conn.request().headers.get("anthropic-version"));
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     if (p.config->kind != "anthropic")
@@ -607,11 +673,11 @@ Task<void> LlmHandler::countTokens(Call& call) {
   };
   const DispatchOptions options{false, req.chat.prompt_estimate, &call.in_flight};
   auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
-  auto answered = co_await awaitTargets(call, std::move(work), 0);
+  auto answered = co_await awaitTargets(call, std::move(work));  // (counting is free: prompt_tokens 0)
   if (!answered) co_return;
   auto tried = std::move(*answered);
   std::string answer;
-  if (!co_await readAnswer(call, tried, answer, kMaxErrorBytes, 0)) co_return;
+  if (!co_await readAnswer(call, tried, answer, kMaxErrorBytes)) co_return;
   call.rec.model.clear();  // counting is free: not an LLM call for metrics
   co_await sendJson(call, 200, answer);
 }
@@ -630,6 +696,9 @@ Task<void> LlmHandler::messages(Call& call) {
   const std::string_view unbounded = as_sent.unbounded.empty() ? std::string_view(req.chat.unbounded) : as_sent.unbounded;
   if (!co_await admit(call, *model, std::max(req.chat.prompt_bound, as_sent.tokens), req.chat.max_output, 1, unbounded))
     co_return;
+  call.countLater(*model, text.size(), req.chat.prompt_estimate, [&](const tokenizer::Encoding& enc) {
+    return tokenizer::countChatPrompt(enc, req.chat.body, req.chat.media_estimate);
+  });
   const auto& client_head = call.conn.request().headers;
   std::string version(client_head.get("anthropic-version"));
   std::string beta(client_head.get("anthropic-beta"));
@@ -649,9 +718,9 @@ Task<void> LlmHandler::messages(Call& call) {
     out.body = boost::json::serialize(body);
     return std::optional<ApiError>();
   };
-  const DispatchOptions options{req.stream, req.chat.prompt_estimate, &call.in_flight};
+  const DispatchOptions options{req.stream, co_await promptForDispatch(call, *model), &call.in_flight};
   auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
-  auto answered = co_await awaitTargets(call, std::move(work), req.chat.prompt_estimate);
+  auto answered = co_await awaitTargets(call, std::move(work));
   if (!answered) co_return;
   auto tried = std::move(*answered);
   auto& uc = *tried.call.conn;
@@ -662,7 +731,7 @@ Task<void> LlmHandler::messages(Call& call) {
 
   if (!req.stream || !event_stream) {
     std::string body, completion, answer;
-    if (!co_await readAnswer(call, tried, body, kMaxAnswerBytes, req.chat.prompt_estimate)) co_return;
+    if (!co_await readAnswer(call, tried, body, kMaxAnswerBytes)) co_return;
     auto err = guardCodec(call.rec.provider, [&] {
       auto failed = codec.chatResponse(body, completion, call.rec.usage);  // native too: reads its usage
       if (!failed && !native) failed = messageFromCompletion(completion, answer);
@@ -672,8 +741,10 @@ Task<void> LlmHandler::messages(Call& call) {
     co_return co_await sendJson(call, 200, native ? body : answer);
   }
 
-  auto relay = messagesRelay(codec, native, req.chat.prompt_estimate);
-  co_await relayStream(call, tried, *relay, req.chat.prompt_estimate, false);
+  // Anthropic's message_start carries the prompt count, which clients read: translated
+  // streams count it now (Anthropic targets send their own).
+  auto relay = messagesRelay(codec, native, native ? 0 : co_await promptTokens(call));
+  co_await relayStream(call, tried, *relay, false);
 }
 
 Task<void> LlmHandler::responses(Call& call) {
@@ -697,9 +768,11 @@ Task<void> LlmHandler::responses(Call& call) {
   if (auto* m = body.if_contains("max_output_tokens"); m && m->is_int64() && m->get_int64() > 0)
     max_output = static_cast<uint64_t>(m->get_int64());
   // The Responses API is passed through unparsed: the whole body bounds its prompt.
-  const uint64_t prompt_estimate = estimateTokens(text.size());
   const PromptBound bound = limitsOf(call) ? boundResponsesPrompt(body, text.size()) : PromptBound{};
   if (!co_await admit(call, *model, bound.tokens, max_output, 1, bound.unbounded)) co_return;
+  call.countLater(*model, text.size(), estimateTokens(text.size()), [&](const tokenizer::Encoding& enc) {
+    return tokenizer::countResponsesPrompt(enc, body);
+  });
   // OpenAI-kind targets get the request as written; others its translation into the chat
   // form, made when the first such target is tried (a call that reaches only OpenAI targets
   // never pays for it), its error reported for each of them.
@@ -718,9 +791,9 @@ Task<void> LlmHandler::responses(Call& call) {
     out.body = json::serialize(sent);
     return std::optional<ApiError>();
   };
-  const DispatchOptions options{stream, prompt_estimate, &call.in_flight};
+  const DispatchOptions options{stream, co_await promptForDispatch(call, *model), &call.in_flight};
   auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
-  auto answered = co_await awaitTargets(call, std::move(work), prompt_estimate);
+  auto answered = co_await awaitTargets(call, std::move(work));
   if (!answered) co_return;
   auto tried = std::move(*answered);
   auto& uc = *tried.call.conn;
@@ -730,7 +803,7 @@ Task<void> LlmHandler::responses(Call& call) {
       isStreamType(uc.parser.response().headers.get("content-type"));
   if (!stream || !event_stream) {
     std::string answer;
-    if (!co_await readAnswer(call, tried, answer, kMaxAnswerBytes, prompt_estimate)) co_return;
+    if (!co_await readAnswer(call, tried, answer, kMaxAnswerBytes)) co_return;
     if (!native) {
       std::string completion, response;
       auto err = guardCodec(call.rec.provider, [&] {
@@ -751,19 +824,19 @@ Task<void> LlmHandler::responses(Call& call) {
 
   if (!native) {
     auto relay = responsesFromChatRelay(codec, body, call.rec.model);
-    co_return co_await relayStream(call, tried, *relay, prompt_estimate, false);
+    co_return co_await relayStream(call, tried, *relay, false);
   }
   const auto secrets = tried.provider->config->secrets();
   auto relay = responsesRelay([&secrets](std::string_view text) { return redactSecrets(text, secrets); });
-  co_await relayStream(call, tried, *relay, prompt_estimate, false);
+  co_await relayStream(call, tried, *relay, false);
 }
 
-Task<std::optional<Attempted>> LlmHandler::awaitTargets(Call& call, Task<Attempted> work, uint64_t prompt_estimate) {
+Task<std::optional<Attempted>> LlmHandler::awaitTargets(Call& call, Task<Attempted> work) {
   auto raced = co_await unlessClientLeaves(call.conn, std::move(work));
   if (!raced) {
     call.served = call.in_flight;  // it may have done the work: charged like a stream cut short
     call.rec.priced = call.served && call.served->price.has_value();
-    clientLeft(call, prompt_estimate);
+    co_await clientLeft(call);
     co_return std::nullopt;
   }
   call.served = raced->target;
@@ -774,8 +847,7 @@ Task<std::optional<Attempted>> LlmHandler::awaitTargets(Call& call, Task<Attempt
   co_return raced;
 }
 
-Task<void> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& relay, uint64_t prompt_estimate,
-                                   bool cache) {
+Task<void> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& relay, bool cache) {
   http::ResponseHead head;
   head.status = 200;
   head.headers.add("Content-Type", "text/event-stream");
@@ -830,7 +902,7 @@ Task<void> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& re
     }
     if (ended) break;
   }
-  estimateUsage(call, prompt_estimate, relay.completionEstimate());
+  co_await estimateUsage(call, relay.completionEstimate());
   // Cached before the provider connection is put back, so the client's next request can hit.
   if (recording && provider_done && !stream_error && !client_gone) remember(call, std::move(recorded), true);
   if (provider_done && !client_gone) co_await keepIfReusable(call, tried, status);

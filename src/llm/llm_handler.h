@@ -4,6 +4,7 @@
 // Concrete, one per worker; the proxy handler dispatches to it.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -15,6 +16,7 @@
 #include "llm/api_error.h"
 #include "llm/ledger.h"
 #include "llm/response_cache.h"
+#include "llm/tokenizer/prompt_count.h"
 #include "llm/usage.h"
 #include "proxy/upstream_client.h"
 #include "telemetry/metrics.h"
@@ -67,24 +69,35 @@ class LlmHandler {
   /// Looks the call up in the response cache when the key or the request opts in; true when
   /// a cached answer was sent.
   http::Task<bool> answerFromCache(Call& call, std::string_view endpoint, const boost::json::object& body);
-  void clientLeft(Call& call, uint64_t prompt_estimate);
-  void estimateUsage(Call& call, uint64_t prompt, uint64_t completion);
-  http::Task<bool> readAnswer(Call& call, struct Attempted& tried, std::string& body, size_t limit,
-                              uint64_t prompt_estimate);
+  http::Task<void> clientLeft(Call& call);
+  /// Usage the provider did not report: the prompt's tokens (promptTokens) and `completion`.
+  http::Task<void> estimateUsage(Call& call, uint64_t completion);
+  /// The call's prompt tokens: the parser's estimate, counted exactly at the first call when
+  /// the endpoint gave a counter (Call::count_prompt). Counting is lazy: most calls get usage
+  /// from the provider and never need it.
+  http::Task<uint64_t> promptTokens(Call& call);
+  /// What dispatch's context-window check needs: promptTokens when a target of `model` has a
+  /// window, else the estimate (unused).
+  http::Task<uint64_t> promptForDispatch(Call& call, const struct CatalogModel& model);
+  http::Task<bool> readAnswer(Call& call, struct Attempted& tried, std::string& body, size_t limit);
   http::Task<proxy::BodyStatus> nextStreamBytes(struct Attempted& tried, std::string& raw, proxy::Millis idle);
   http::Task<void> keepIfReusable(Call& call, struct Attempted& tried, proxy::BodyStatus status);
   /// Waits for `work` (the dispatch over a model's targets) unless the client leaves first.
   /// The attempt whose provider answered with a 2xx head, or nullopt when the call is over:
-  /// the client left (usage estimated from `prompt_estimate`), or every target failed and the
-  /// error was sent.
-  http::Task<std::optional<struct Attempted>> awaitTargets(Call& call, http::Task<struct Attempted> work,
-                                                           uint64_t prompt_estimate);
+  /// the client left (usage estimated), or every target failed and the error was sent.
+  http::Task<std::optional<struct Attempted>> awaitTargets(Call& call, http::Task<struct Attempted> work);
   /// Relays a provider's stream to the client through `relay` (the endpoint's encoding), ends
   /// it with an error event if it breaks (or answers a plain error if nothing was sent yet),
   /// records usage (estimated if none came) and keeps a reusable provider connection.
   /// `cache`: a stream that reaches the client whole (and fits) goes into the response cache.
-  http::Task<void> relayStream(Call& call, struct Attempted& tried, StreamRelay& relay, uint64_t prompt_estimate,
-                               bool cache);
+  http::Task<void> relayStream(Call& call, struct Attempted& tried, StreamRelay& relay, bool cache);
+  /// The tokens of a prompt, counted by `count` with the encoding of `model`'s first target
+  /// (exact for plain text sent to OpenAI-family models); nullopt when that target has no
+  /// encoding, or the body (`body_bytes`) is over kMaxCountedBytes, where the parser's estimate
+  /// stays. Bodies from kCountOffLoopFrom on are counted on the blocking pool. Worker thread.
+  http::Task<std::optional<tokenizer::PromptCount>> countPrompt(
+      const struct CatalogModel& model, size_t body_bytes,
+      std::function<tokenizer::PromptCount(const tokenizer::Encoding&)> count);
   /// The model the client named, or nullptr after answering 404 in the call's dialect.
   http::Task<const struct CatalogModel*> findModel(Call& call, std::string_view name);
   /// Stores a complete answer for a call that looked the cache up and missed.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests against the real gateway binary ($GANGLION_BIN, default build/ganglion) and the
 # fake provider: the official openai and @anthropic-ai/sdk Node clients (sdk.test.mjs), then the
-# Vercel AI SDK, LangChain.js and LlamaIndex.TS (clients.test.mjs).
+# Vercel AI SDK, LangChain.js and LlamaIndex.TS (clients.test.mjs); then the token counts against
+# tiktoken, OpenAI's own tokenizer (tokenizer.test.mjs).
 # Installs the pinned clients from package-lock.json when any of them is missing.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,4 +28,5 @@ fi
 status=0
 node --test --test-concurrency=1 sdk.test.mjs || status=$?
 node --test --test-concurrency=1 clients.test.mjs || status=$?
+node --test tokenizer.test.mjs || status=$?
 exit "$status"

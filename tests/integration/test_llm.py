@@ -7,11 +7,12 @@ with their status, failover across a model's targets, and the answer headers.
 
 import json
 import socket
+import subprocess
 import threading
 import time
 import unittest
 
-from harness import Gateway, first_status, free_port, raw_exchange, render, wait_until
+from harness import BIN, Gateway, first_status, free_port, raw_exchange, render, wait_until
 from fake_provider import FakeProvider
 
 CONFIG = """
@@ -83,6 +84,10 @@ models:
     targets:
       - { provider: main, model: slow-model }
       - { provider: backup, model: fast-model }
+  - name: my-deployment
+    targets: [ { provider: main, model: prod-chat, tokenizer: o200k_base } ]
+  - name: borrowed-name
+    targets: [ { provider: main, model: gpt-4o, tokenizer: none } ]
   - name: small-window
     strategy: fallback
     targets:
@@ -428,7 +433,9 @@ class LlmGatewayTest(unittest.TestCase):
         rec = logged()[0]
         self.assertLess(rec["duration_us"], 2_500_000)
         self.assertTrue(rec["usage_estimated"])
-        self.assertGreater(rec["prompt_tokens"], 0)
+        # gpt-4o-mini: the prompt counted with o200k_base, as OpenAI would have billed it: 3 per
+        # message + "user" + "echo: never read" (4) + 3 priming the reply.
+        self.assertEqual(rec["prompt_tokens"], 3 + 1 + 4 + 3)
 
     # --- response cache ------------------------------------------------------------
     def test_cache_per_key_hits_and_replays_streams(self):
@@ -712,10 +719,52 @@ class LlmGatewayTest(unittest.TestCase):
         self.assertEqual(resp.json(), {"input_tokens": 6})  # counted by the (fake) provider
         self.assertEqual(self.main.last()["path"], "/v1/messages/count_tokens")
         self.assertNotIn("max_tokens", self.main.last()["json"])
-        body["model"] = "gpt-4o-mini"  # no Anthropic target: the gateway's estimate
+        self.assertEqual(resp.headers.get("x-ganglion-token-count"), "exact")
+        # An OpenAI-family model: counted by the gateway with o200k_base, as OpenAI bills the chat
+        # form: 3 per message + "user" (1) + "one two three" (3) + 3 priming the reply.
+        body["model"] = "gpt-4o-mini"
+        resp = self.post("/v1/messages/count_tokens", json.dumps(body), headers={"x-api-key": "sk-gw-demo"})
+        self.assertEqual(resp.status, 200, resp.body)
+        self.assertEqual(resp.json(), {"input_tokens": 10})
+        self.assertEqual(resp.headers.get("x-ganglion-token-count"), "exact")
+        body["system"] = "Be brief."  # a system message: 3 + "system" (1) + "Be brief." (3)
+        resp = self.post("/v1/messages/count_tokens", json.dumps(body), headers={"x-api-key": "sk-gw-demo"})
+        self.assertEqual(resp.json(), {"input_tokens": 17})
+        # Dense text (1,200 bytes, which bytes/4 estimated at 300): "é", 399 " é" and a last " ",
+        # as tiktoken splits it.
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "\u00e9 " * 400}]}
+        resp = self.post("/v1/messages/count_tokens", json.dumps(body), headers={"x-api-key": "sk-gw-demo"})
+        self.assertEqual(resp.json(), {"input_tokens": 3 + 1 + 401 + 3})
+        # A deployment named otherwise, with `tokenizer:` set: counted; `none`: estimated.
+        body["model"] = "my-deployment"
+        resp = self.post("/v1/messages/count_tokens", json.dumps(body), headers={"x-api-key": "sk-gw-demo"})
+        self.assertEqual((resp.json(), resp.headers.get("x-ganglion-token-count")), ({"input_tokens": 408}, "exact"))
+        body["model"] = "borrowed-name"
+        resp = self.post("/v1/messages/count_tokens", json.dumps(body), headers={"x-api-key": "sk-gw-demo"})
+        self.assertEqual(resp.headers.get("x-ganglion-token-count"), "estimate")
+        # Neither Anthropic nor OpenAI-family: the estimate, marked as such.
+        body["model"] = "gemini-flash"
         resp = self.post("/v1/messages/count_tokens", json.dumps(body), headers={"x-api-key": "sk-gw-demo"})
         self.assertEqual(resp.status, 200, resp.body)
         self.assertGreater(resp.json()["input_tokens"], 0)
+        self.assertEqual(resp.headers.get("x-ganglion-token-count"), "estimate")
+
+    def test_count_tokens_of_large_prompts(self):
+        # Over 64 KiB the count runs on the blocking pool: still exact (checked against the CLI,
+        # which tiktoken's own test holds equal to OpenAI's tokenizer).
+        text = "".join("word%d, " % i for i in range(20000))  # ~200 kB, many pieces
+        counted = subprocess.run([BIN, "tokens", "--model", "gpt-4o-mini"], input=text.encode(),
+                                 capture_output=True, check=True)
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
+        resp = self.post("/v1/messages/count_tokens", json.dumps(body), headers={"x-api-key": "sk-gw-demo"})
+        self.assertEqual(resp.json(), {"input_tokens": 3 + 1 + int(counted.stdout) + 3})
+        self.assertEqual(resp.headers.get("x-ganglion-token-count"), "exact")
+        # Past 4 MiB nothing is counted (a bound on the work one call may ask for): the estimate.
+        body["messages"][0]["content"] = "a" * (5 << 20)
+        resp = self.post("/v1/messages/count_tokens", json.dumps(body), headers={"x-api-key": "sk-gw-demo"})
+        self.assertEqual(resp.status, 200, resp.body[:200])
+        self.assertEqual(resp.headers.get("x-ganglion-token-count"), "estimate")
+        self.assertGreater(resp.json()["input_tokens"], (5 << 20) // 4)
 
     def test_messages_errors_in_anthropic_shape(self):
         resp = self.post("/v1/messages", json.dumps({"model": "claude-haiku", "messages": []}),

@@ -1,0 +1,179 @@
+#include "llm/tokenizer/encoding.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <array>
+#include <mutex>
+#include <stdexcept>
+
+#include "llm/tokenizer/bpe.h"
+#include "llm/tokenizer/data.h"
+
+namespace ganglion::llm::tokenizer {
+namespace {
+
+// tiktoken's patterns (tiktoken_ext/openai_public.py) with one change: `\s` spelled as the
+// Unicode White_Space set that Rust's regex crate, and so tiktoken, uses. PCRE2's own `\s` adds
+// U+180E; JavaScript's adds U+FEFF and lacks U+0085 (docs/design/tokenizer.md §3).
+#define WS "\\t\\n\\x{0B}\\f\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
+constexpr const char* kCl100kPattern =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n]*"
+    "|[" WS "]*[\\r\\n]+|[" WS "]+(?![^" WS "])|[" WS "]+";
+constexpr const char* kO200kPattern =
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+"
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+    "|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*"
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+    "|\\p{N}{1,3}| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n/]*|[" WS "]*[\\r\\n]+|[" WS "]+(?![^" WS "])|[" WS "]+";
+#undef WS
+
+/// `text` with every byte that does not start or continue a valid UTF-8 sequence (as PCRE2
+/// checks it: no overlong forms, surrogates or code points past U+10FFFF) replaced by U+FFFD.
+std::string repairUtf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 16);
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned char c = s[i];
+    size_t len = 0;
+    uint32_t min = 0;
+    if (c < 0x80) len = 1;
+    else if ((c & 0xe0) == 0xc0) len = 2, min = 0x80;
+    else if ((c & 0xf0) == 0xe0) len = 3, min = 0x800;
+    else if ((c & 0xf8) == 0xf0) len = 4, min = 0x10000;
+    bool ok = len > 0 && i + len <= n;
+    uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+    for (size_t k = 1; ok && k < len; ++k) {
+      ok = (s[i + k] & 0xc0) == 0x80;
+      cp = cp << 6 | (s[i + k] & 0x3f);
+    }
+    ok = ok && cp >= min && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
+    if (ok) {
+      out.append(text.substr(i, len));
+      i += len;
+    } else {
+      out.append("\xef\xbf\xbd");
+      ++i;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+struct Encoding::Pattern {
+  pcre2_code* code = nullptr;
+  ~Pattern() { pcre2_code_free(code); }
+};
+
+Encoding::Encoding(std::string name, Vocab vocab, const char* pattern)
+    : name_(std::move(name)), vocab_(std::move(vocab)), pattern_(std::make_unique<Pattern>()) {
+  int error = 0;
+  PCRE2_SIZE offset = 0;
+  pattern_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern), PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP,
+                                 &error, &offset, nullptr);
+  if (!pattern_->code) {
+    PCRE2_UCHAR message[256];
+    pcre2_get_error_message(error, message, sizeof message);
+    throw std::runtime_error(name_ + " pattern: " + reinterpret_cast<const char*>(message));
+  }
+  pcre2_jit_compile(pattern_->code, PCRE2_JIT_COMPLETE);  // without JIT (not built in): interpreted
+}
+
+Encoding::~Encoding() = default;
+
+void Encoding::splitInto(std::string_view text, std::string& repaired, void (*fn)(void*, std::string_view),
+                         void* ctx) const {
+  if (text.empty()) return;
+  std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> match(
+      pcre2_match_data_create_from_pattern(pattern_->code, nullptr), &pcre2_match_data_free);
+  if (!match) throw std::bad_alloc();
+  auto subject = [&] { return reinterpret_cast<PCRE2_SPTR>(text.data()); };
+  // The first match checks the whole text's UTF-8 once; later ones skip the check.
+  int rc = pcre2_match(pattern_->code, subject(), text.size(), 0, 0, match.get(), nullptr);
+  if (rc <= PCRE2_ERROR_UTF8_ERR1 && rc >= PCRE2_ERROR_UTF8_ERR21) {
+    repaired = repairUtf8(text);
+    text = repaired;
+    rc = pcre2_match(pattern_->code, subject(), text.size(), 0, PCRE2_NO_UTF_CHECK, match.get(), nullptr);
+  }
+  size_t at = 0;
+  for (;;) {
+    if (rc < 0) break;
+    const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(match.get());
+    if (ov[1] <= at && ov[0] == ov[1]) break;  // the patterns never match empty; never loop
+    fn(ctx, text.substr(ov[0], ov[1] - ov[0]));
+    at = ov[1];
+    if (at >= text.size()) return;
+    rc = pcre2_match(pattern_->code, subject(), text.size(), at, PCRE2_NO_UTF_CHECK, match.get(), nullptr);
+  }
+  // Unreachable with these patterns (every code point matches some branch), unless PCRE2 ran
+  // out of its JIT stack: the rest counts a token per byte, which stays an upper bound.
+  for (; at < text.size(); ++at) fn(ctx, text.substr(at, 1));
+}
+
+uint64_t Encoding::count(std::string_view text) const {
+  uint64_t tokens = 0;
+  split(text, [&](std::string_view piece) { tokens += countPiece(vocab_, piece); });
+  return tokens;
+}
+
+std::vector<uint32_t> Encoding::encode(std::string_view text) const {
+  std::vector<uint32_t> out;
+  split(text, [&](std::string_view piece) { mergePiece(vocab_, piece, out); });
+  return out;
+}
+
+std::string Encoding::decode(std::span<const uint32_t> ids) const {
+  std::string out;
+  for (uint32_t id : ids)
+    if (id < vocab_.size()) out.append(vocab_.bytes(id));
+  return out;
+}
+
+namespace {
+
+struct Slot {
+  const char* name;
+  const char* pattern;
+  std::once_flag once;
+  std::unique_ptr<Encoding> encoding;
+};
+std::array<Slot, 2> g_slots{{{"o200k_base", kO200kPattern, {}, nullptr}, {"cl100k_base", kCl100kPattern, {}, nullptr}}};
+
+}  // namespace
+
+const Encoding* encodingNamed(std::string_view name) {
+  for (Slot& slot : g_slots) {
+    if (name != slot.name) continue;
+    std::call_once(slot.once, [&] {
+      std::string why;
+      auto vocab = Vocab::load(embeddedVocab(slot.name), why);
+      if (vocab) slot.encoding = std::make_unique<Encoding>(slot.name, std::move(*vocab), slot.pattern);
+    });
+    return slot.encoding.get();
+  }
+  return nullptr;
+}
+
+std::string_view encodingForModel(std::string_view model) {
+  if (model.starts_with("ft:")) model.remove_prefix(3);
+  // Longest prefixes first: gpt-4o, gpt-4.1 and gpt-4.5 before gpt-4.
+  static constexpr std::pair<std::string_view, std::string_view> kPrefixes[] = {
+      {"gpt-4o", "o200k_base"},        {"gpt-4.1", "o200k_base"},       {"gpt-4.5", "o200k_base"},
+      {"chatgpt-4o", "o200k_base"},    {"gpt-5", "o200k_base"},         {"o1", "o200k_base"},
+      {"o3", "o200k_base"},            {"o4-mini", "o200k_base"},       {"gpt-4", "cl100k_base"},
+      {"gpt-3.5-turbo", "cl100k_base"}, {"gpt-35-turbo", "cl100k_base"}, {"text-embedding-3-", "cl100k_base"},
+      {"text-embedding-ada-002", "cl100k_base"}, {"davinci-002", "cl100k_base"}, {"babbage-002", "cl100k_base"},
+  };
+  for (const auto& [prefix, encoding] : kPrefixes) {
+    if (!model.starts_with(prefix)) continue;
+    // "o1", "o3": the whole name or a dash after it (not "o1x"); others are full words already.
+    if ((prefix == "o1" || prefix == "o3") && model.size() > 2 && model[2] != '-') continue;
+    return encoding;
+  }
+  return {};
+}
+
+}  // namespace ganglion::llm::tokenizer
