@@ -13,8 +13,8 @@ PACKAGES=(
   node-llhttp
   libgtest-dev libgmock-dev libbenchmark-dev
   # test and benchmark peers
-  nginx-light wrk curl openssl python3 procps redis-server sqlite3
-  clang-14 libclang-rt-14-dev
+  nginx-light wrk curl openssl python3 procps redis-server sqlite3 strace
+  clang-14 libclang-rt-14-dev clang-format-14
 )
 
 missing=()

@@ -1,7 +1,7 @@
 // ganglion: the command line. The only file not linked into the tests.
-#include <CLI/CLI.hpp>
 #include <malloc.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 
 #include "control/config.h"
@@ -25,16 +25,20 @@ int main(int argc, char** argv) {
   check->add_option("-c,--config", config_path, "YAML config file")->required();
 
   ganglion::llm::tokenizer::TokensOptions tokens_options;
-  auto* tokens = app.add_subcommand("tokens", "Count the tokens of stdin as an OpenAI model would (exact BPE)");
+  auto* tokens =
+      app.add_subcommand("tokens", "Count the tokens of stdin as an OpenAI model would (exact BPE)");
   auto* encoding = tokens->add_option("-e,--encoding", tokens_options.encoding, "o200k_base or cl100k_base");
-  tokens->add_option("-m,--model", tokens_options.model, "an OpenAI model id (gpt-4o, gpt-4, ...)")->excludes(encoding);
+  tokens->add_option("-m,--model", tokens_options.model, "an OpenAI model id (gpt-4o, gpt-4, ...)")
+      ->excludes(encoding);
   tokens->add_flag("--ids", tokens_options.ids, "print the token ids instead of the count");
-  tokens->add_flag("--batch", tokens_options.batch, "stdin holds records (u32 LE length + bytes); one line each");
+  tokens->add_flag("--batch", tokens_options.batch,
+                   "stdin holds records (u32 LE length + bytes); one line each");
 
   CLI11_PARSE(app, argc, argv);
 
   if (tokens->parsed()) {
-    if (tokens_options.encoding.empty() && tokens_options.model.empty()) tokens_options.encoding = "o200k_base";
+    if (tokens_options.encoding.empty() && tokens_options.model.empty())
+      tokens_options.encoding = "o200k_base";
     return ganglion::llm::tokenizer::runTokensCommand(tokens_options, stdin, stdout, stderr);
   }
 

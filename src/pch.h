@@ -1,10 +1,10 @@
 // Precompiled header: the heavy third-party headers every library part includes.
 #pragma once
-#include <boost/asio.hpp>
-#include <boost/json.hpp>
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <boost/asio.hpp>
+#include <boost/json.hpp>
 #include <chrono>
 #include <memory>
 #include <optional>

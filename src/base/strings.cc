@@ -44,11 +44,16 @@ std::optional<std::chrono::milliseconds> parseDuration(std::string_view text) {
   if (!number) return std::nullopt;
   std::string_view unit = text.substr(digits);
   uint64_t factor = 0;
-  if (unit == "ms") factor = 1;
-  else if (unit == "s" || unit.empty()) factor = 1000;
-  else if (unit == "m") factor = 60'000;
-  else if (unit == "h") factor = 3'600'000;
-  else return std::nullopt;
+  if (unit == "ms")
+    factor = 1;
+  else if (unit == "s" || unit.empty())
+    factor = 1000;
+  else if (unit == "m")
+    factor = 60'000;
+  else if (unit == "h")
+    factor = 3'600'000;
+  else
+    return std::nullopt;
   if (*number > std::numeric_limits<int64_t>::max() / factor / 2) return std::nullopt;
   return std::chrono::milliseconds(static_cast<int64_t>(*number * factor));
 }
@@ -58,10 +63,17 @@ std::optional<uint64_t> parseByteSize(std::string_view text) {
   if (text.empty()) return std::nullopt;
   uint64_t factor = 1;
   switch (asciiLower(text.back())) {
-    case 'k': factor = 1ull << 10; break;
-    case 'm': factor = 1ull << 20; break;
-    case 'g': factor = 1ull << 30; break;
-    default: break;
+    case 'k':
+      factor = 1ull << 10;
+      break;
+    case 'm':
+      factor = 1ull << 20;
+      break;
+    case 'g':
+      factor = 1ull << 30;
+      break;
+    default:
+      break;
   }
   if (factor != 1) text.remove_suffix(1);
   auto number = parseUint(text);
@@ -74,11 +86,21 @@ void appendJsonEscaped(std::string& out, std::string_view s) {
   for (char ch : s) {
     auto c = static_cast<unsigned char>(ch);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           out += "\\u00";
@@ -113,8 +135,10 @@ std::string decodePercent(std::string_view s) {
 
 std::optional<uint64_t> parseMillionths(std::string_view text) {
   size_t dot = text.find('.');
-  std::string_view whole = text.substr(0, dot), frac = dot == std::string_view::npos ? "" : text.substr(dot + 1);
-  if (whole.empty() || frac.size() > 6 || (dot != std::string_view::npos && frac.empty())) return std::nullopt;
+  std::string_view whole = text.substr(0, dot),
+                   frac = dot == std::string_view::npos ? "" : text.substr(dot + 1);
+  if (whole.empty() || frac.size() > 6 || (dot != std::string_view::npos && frac.empty()))
+    return std::nullopt;
   auto w = parseUint(whole);
   if (!w || *w > 18'000'000'000'000ull) return std::nullopt;
   uint64_t f = 0;
@@ -144,7 +168,8 @@ std::string redactUrl(std::string_view url) {
   out.append(url.substr(path, (query == std::string_view::npos ? url.size() : query) - path));
   if (query == std::string_view::npos) return out;
   size_t fragment = url.find('#', query);
-  std::string_view params = url.substr(query + 1, (fragment == std::string_view::npos ? url.size() : fragment) - query - 1);
+  std::string_view params =
+      url.substr(query + 1, (fragment == std::string_view::npos ? url.size() : fragment) - query - 1);
   out += '?';
   for (size_t start = 0; start <= params.size();) {
     size_t amp = params.find('&', start);

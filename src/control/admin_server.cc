@@ -18,8 +18,7 @@ namespace ganglion::control {
 namespace asio = boost::asio;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
-AdminServer::AdminServer(asio::io_context& io, AdminApi api)
-    : io_(io), api_(std::move(api)), acceptor_(io) {}
+AdminServer::AdminServer(asio::io_context& io, AdminApi api) : io_(io), api_(std::move(api)), acceptor_(io) {}
 
 std::string AdminServer::start(const HostPort& address, std::string token, int inherited_fd) {
   token_ = std::move(token);
@@ -29,7 +28,9 @@ std::string AdminServer::start(const HostPort& address, std::string token, int i
   asio::ip::tcp::endpoint endpoint(addr, address.port);
   if (inherited_fd >= 0) {
     acceptor_.assign(endpoint.protocol(), inherited_fd, ec);
-    if (ec) return fmt::format("admin listener {}: cannot adopt inherited socket: {}", address.text(), ec.message());
+    if (ec)
+      return fmt::format("admin listener {}: cannot adopt inherited socket: {}", address.text(),
+                         ec.message());
     asio::co_spawn(io_, acceptLoop(), asio::detached);
     return {};
   }
@@ -68,7 +69,8 @@ AdminServer::Reply AdminServer::dispatch(std::string_view method, std::string_vi
                     authorization.substr(0, kBearer.size()) == kBearer && !token_.empty() &&
                     CRYPTO_memcmp(authorization.data() + kBearer.size(), token_.data(), token_.size()) == 0;
   if (!authorised)
-    return {401, "application/json", jsonErrorBody(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")};
+    return {401, "application/json",
+            jsonErrorBody(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")};
   if (path == "/ready") {
     bool ready = api_.ready();
     return {ready ? 200 : 503, "application/json",
@@ -78,11 +80,13 @@ AdminServer::Reply AdminServer::dispatch(std::string_view method, std::string_vi
   if (path == "/config") return {200, "application/json", api_.config_json() + "\n"};
   if (path == "/llm/keys" && api_.llm_keys) return {200, "application/json", api_.llm_keys() + "\n"};
   if (path == "/reload") {
-    if (method != "POST") return {405, "application/json", jsonErrorBody(405, "method_not_allowed", "use POST /reload")};
+    if (method != "POST")
+      return {405, "application/json", jsonErrorBody(405, "method_not_allowed", "use POST /reload")};
     auto [ok, body] = api_.reload();
     return {ok ? 200 : 400, "application/json", body};
   }
-  return {404, "application/json", jsonErrorBody(404, "not_found", fmt::format("no admin endpoint {}", path))};
+  return {404, "application/json",
+          jsonErrorBody(404, "not_found", fmt::format("no admin endpoint {}", path))};
 }
 
 asio::awaitable<void> AdminServer::serve(asio::ip::tcp::socket socket) {
@@ -108,7 +112,8 @@ asio::awaitable<void> AdminServer::serve(asio::ip::tcp::socket socket) {
         if (step.event == http::ParseEvent::kHead) {
           have_head = true;
           if (!parser.request().hasBody()) complete = true;
-          if (parser.request().has_content_length && parser.request().content_length > 64 * 1024) failed = true;
+          if (parser.request().has_content_length && parser.request().content_length > 64 * 1024)
+            failed = true;
         }
         if (step.event == http::ParseEvent::kComplete) complete = true;
         continue;
@@ -119,9 +124,13 @@ asio::awaitable<void> AdminServer::serve(asio::ip::tcp::socket socket) {
     }
     timer.cancel();
     (void)have_head;
-    Reply reply = failed ? Reply{400, "application/json", jsonErrorBody(400, "bad_request", parser.errorReason().empty() ? "malformed request" : std::string(parser.errorReason()))}
-                         : dispatch(parser.request().method, parser.request().path(),
-                                    parser.request().headers.get("authorization"));
+    Reply reply = failed
+                      ? Reply{400, "application/json",
+                              jsonErrorBody(400, "bad_request",
+                                            parser.errorReason().empty() ? "malformed request"
+                                                                         : std::string(parser.errorReason()))}
+                      : dispatch(parser.request().method, parser.request().path(),
+                                 parser.request().headers.get("authorization"));
     bool keep = !failed && parser.request().keep_alive;
     std::string out = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
                                   reply.status, http::reasonPhrase(reply.status), reply.content_type,

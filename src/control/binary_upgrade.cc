@@ -1,12 +1,11 @@
 #include "control/binary_upgrade.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
-
-#include <fmt/format.h>
 
 #include "base/strings.h"
 

@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <unordered_map>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -20,7 +20,7 @@ class Filter;
 namespace ganglion::net {
 class TlsServerContext;
 class TlsClientContext;
-}
+}  // namespace ganglion::net
 
 namespace ganglion::control {
 
@@ -61,7 +61,7 @@ struct TargetConfig {
 /// Active HTTP health checking of every target of an upstream (main thread runs the probes).
 struct HealthCheckConfig {
   std::string path = "/healthz";
-  std::string host;              ///< Host header; the target's address when empty
+  std::string host;  ///< Host header; the target's address when empty
   Millis interval{5'000};
   Millis timeout{1'000};
   uint32_t healthy_threshold = 2;    ///< consecutive passes to return to service
@@ -86,16 +86,16 @@ struct UpstreamConfig {
   std::string hash_header;  ///< for kHash: lower-case header name; empty = client IP
   std::optional<HealthCheckConfig> health_check;
   OutlierConfig outlier;
-  uint32_t retry_budget_percent = 20;  ///< retries in flight ≤ this share of requests in flight
-  uint32_t retry_budget_min = 3;       ///< ... but at least this many
-  Millis dns_refresh{30'000};          ///< re-resolve host names this often
+  uint32_t retry_budget_percent = 20;          ///< retries in flight ≤ this share of requests in flight
+  uint32_t retry_budget_min = 3;               ///< ... but at least this many
+  Millis dns_refresh{30'000};                  ///< re-resolve host names this often
   std::shared_ptr<net::TlsClientContext> tls;  ///< set for HTTPS upstreams
   Millis connect_timeout{2'000};
   /// Idle pooled connections are closed after this. Below the keep-alive timeout of common
   /// servers (uvicorn, Node and Apache close after 5 s) so the gateway closes first and never
   /// sends a request into a connection the server is closing.
   Millis idle_timeout{4'000};
-  uint32_t keepalive = 128;      ///< idle connections kept per worker per target
+  uint32_t keepalive = 128;  ///< idle connections kept per worker per target
   int line = 0;
 };
 
@@ -106,10 +106,10 @@ struct HeaderOps {
 };
 
 struct RouteMatch {
-  std::optional<std::string> host;         ///< exact, or "*.suffix" wildcard
-  std::optional<std::string> path;         ///< exact; may hold {param} segments
+  std::optional<std::string> host;  ///< exact, or "*.suffix" wildcard
+  std::optional<std::string> path;  ///< exact; may hold {param} segments
   std::optional<std::string> path_prefix;
-  std::vector<std::string> methods;        ///< upper case; empty matches any
+  std::vector<std::string> methods;                          ///< upper case; empty matches any
   std::vector<std::pair<std::string, std::string>> headers;  ///< lower-case name, exact value
 };
 
@@ -124,14 +124,14 @@ constexpr uint64_t kLlmMaxBodyBytes = 32ull << 20;
 struct RouteConfig {
   std::string name;
   RouteMatch match;
-  std::string upstream;              ///< empty when `llm` is set
+  std::string upstream;               ///< empty when `llm` is set
   std::optional<LlmRouteConfig> llm;  ///< set: the route serves the LLM API
   bool welcome = false;               ///< set: the route answers with the welcome page
   bool implicit = false;  ///< added by the gateway (the LLM API on /v1/); ranked after every explicit route
-  Millis timeout{0};                ///< whole exchange with the upstream; 0: no limit
+  Millis timeout{0};      ///< whole exchange with the upstream; 0: no limit
   Millis first_byte_timeout{60'000};  ///< until the upstream's response head
-  Millis idle_timeout{60'000};      ///< between two reads of the upstream's body
-  uint32_t retries = 1;             ///< extra attempts, only when safe
+  Millis idle_timeout{60'000};        ///< between two reads of the upstream's body
+  uint32_t retries = 1;               ///< extra attempts, only when safe
   uint64_t max_body_bytes = 1ull << 30;
   std::optional<std::string> rewrite_path_prefix;
   HeaderOps request_headers;
@@ -149,9 +149,9 @@ using Picodollars = uint64_t;
 
 /// What one key may spend on the LLM API; 0 = no limit.
 struct KeyLimits {
-  uint32_t rpm = 0;            ///< requests per minute
-  uint64_t tpm = 0;            ///< tokens (prompt + completion) per minute
-  Picodollars budget = 0;      ///< spend per period
+  uint32_t rpm = 0;                                            ///< requests per minute
+  uint64_t tpm = 0;                                            ///< tokens (prompt + completion) per minute
+  Picodollars budget = 0;                                      ///< spend per period
   enum class Period { kDay, kMonth } period = Period::kMonth;  ///< UTC calendar day or month
   bool any() const { return rpm || tpm || budget; }
 };
@@ -180,8 +180,8 @@ struct ProviderConfig {
   bool https = true;
   std::string host;
   uint16_t port = 443;
-  std::string base_path;  ///< path prefix from base_url, without trailing '/'
-  std::string api_key;    ///< secret: never logged, redacted in /config
+  std::string base_path;    ///< path prefix from base_url, without trailing '/'
+  std::string api_key;      ///< secret: never logged, redacted in /config
   std::string api_version;  ///< azure
   std::string region;       ///< bedrock
   std::string access_key_id, secret_access_key, session_token;  ///< bedrock (secrets)
@@ -210,10 +210,10 @@ struct ModelTarget {
   std::string provider;
   std::string model;
   uint32_t weight = 1;
-  std::optional<Price> price;  ///< from the config; else the built-in table (llm/prices.h)
-  uint64_t context_window = 0; ///< tokens; 0: the model's, or unknown
-  uint64_t max_output = 0;     ///< most output tokens of one answer; 0: built-in table, or unknown
-  std::string tokenizer;       ///< "o200k_base", "cl100k_base" or "none"; empty: by provider kind and model
+  std::optional<Price> price;   ///< from the config; else the built-in table (llm/prices.h)
+  uint64_t context_window = 0;  ///< tokens; 0: the model's, or unknown
+  uint64_t max_output = 0;      ///< most output tokens of one answer; 0: built-in table, or unknown
+  std::string tokenizer;        ///< "o200k_base", "cl100k_base" or "none"; empty: by provider kind and model
   int line = 0;
 };
 
@@ -224,10 +224,10 @@ struct ModelConfig {
   std::string name;
   ModelStrategy strategy = ModelStrategy::kSingle;
   std::vector<ModelTarget> targets;
-  uint64_t context_window = 0;  ///< tokens; 0 = unknown. Targets too small for a prompt are skipped
-  uint32_t retries = 0;         ///< extra attempts on the same target after 429/5xx/connection failures
-  Millis retry_max_wait{10'000};  ///< a Retry-After longer than this moves on instead of waiting
-  uint32_t breaker_failures = 5;  ///< consecutive failures that open a target's circuit; 0 = off
+  uint64_t context_window = 0;      ///< tokens; 0 = unknown. Targets too small for a prompt are skipped
+  uint32_t retries = 0;             ///< extra attempts on the same target after 429/5xx/connection failures
+  Millis retry_max_wait{10'000};    ///< a Retry-After longer than this moves on instead of waiting
+  uint32_t breaker_failures = 5;    ///< consecutive failures that open a target's circuit; 0 = off
   Millis breaker_cooldown{30'000};  ///< how long an open circuit sends calls elsewhere
   Millis first_token_timeout{0};    ///< streams: no first event this soon → next target; 0 = off
   int line = 0;
@@ -236,7 +236,7 @@ struct ModelConfig {
 struct AdminConfig {
   bool enabled = false;
   HostPort address{"127.0.0.1", 9901};
-  std::string token;  ///< secret: never logged, redacted in /config
+  std::string token;    ///< secret: never logged, redacted in /config
   bool remote = false;  ///< allowed and bound beyond loopback (in clear text: the start log warns)
 };
 
@@ -253,12 +253,12 @@ struct StateConfig {
   std::string sqlite;  ///< embedded database file for key spend; empty: spend is kept in memory
   /// Shared limits: every gateway on this Redis enforces one rpm/tpm/budget per key.
   bool redis = false;
-  std::string redis_url;       ///< as written, password redacted in /config
+  std::string redis_url;  ///< as written, password redacted in /config
   std::string redis_host;
   uint16_t redis_port = 6379;
   std::string redis_password;  ///< secret: never logged, redacted in /config
   unsigned redis_db = 0;
-  Millis redis_timeout{500};   ///< a limit check waiting longer fails (503 for budgeted keys)
+  Millis redis_timeout{500};  ///< a limit check waiting longer fails (503 for budgeted keys)
   bool operator==(const StateConfig&) const = default;
 };
 

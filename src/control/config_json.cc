@@ -1,6 +1,7 @@
 // The config rendered for GET /config: everything the operator wrote, secrets redacted.
-#include <boost/json.hpp>
 #include <fmt/format.h>
+
+#include <boost/json.hpp>
 
 #include "control/config.h"
 #include "control/llm_config.h"
@@ -70,15 +71,17 @@ std::string configToRedactedJson(const Config& c) {
     auto& uo = upstreams.back().as_object();
     static constexpr const char* kBalance[] = {"round_robin", "least_request", "hash", "ewma"};
     uo["balance"] = kBalance[static_cast<int>(u.balance)];
-    if (u.balance == Balance::kHash) uo["hash_on"] = u.hash_header.empty() ? "client_ip" : "header:" + u.hash_header;
+    if (u.balance == Balance::kHash)
+      uo["hash_on"] = u.hash_header.empty() ? "client_ip" : "header:" + u.hash_header;
     if (u.health_check) {
       const auto& hc = *u.health_check;
-      uo["health_check"] = json::object{{"path", hc.path},
-                                        {"interval", millis(hc.interval)},
-                                        {"timeout", millis(hc.timeout)},
-                                        {"healthy_threshold", hc.healthy_threshold},
-                                        {"unhealthy_threshold", hc.unhealthy_threshold},
-                                        {"expect_status", fmt::format("{}-{}", hc.expect_min, hc.expect_max)}};
+      uo["health_check"] =
+          json::object{{"path", hc.path},
+                       {"interval", millis(hc.interval)},
+                       {"timeout", millis(hc.timeout)},
+                       {"healthy_threshold", hc.healthy_threshold},
+                       {"unhealthy_threshold", hc.unhealthy_threshold},
+                       {"expect_status", fmt::format("{}-{}", hc.expect_min, hc.expect_max)}};
     }
     uo["outlier"] = json::object{{"consecutive_failures", u.outlier.consecutive_failures},
                                  {"base_ejection", millis(u.outlier.base_ejection)},
@@ -87,8 +90,8 @@ std::string configToRedactedJson(const Config& c) {
     uo["dns_refresh"] = millis(u.dns_refresh);
     if (u.tls) {
       const auto& t = u.tls->settings();
-      upstreams.back().as_object()["tls"] = json::object{
-          {"verify", t.verify}, {"ca", t.ca}, {"cert", t.cert}, {"server_name", t.server_name}};
+      upstreams.back().as_object()["tls"] =
+          json::object{{"verify", t.verify}, {"ca", t.ca}, {"cert", t.cert}, {"server_name", t.server_name}};
     }
   }
   root["upstreams"] = std::move(upstreams);

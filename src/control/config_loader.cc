@@ -11,10 +11,9 @@
 #include <thread>
 
 #include "base/strings.h"
-
 #include "control/config.h"
-#include "control/yaml_reader.h"
 #include "control/llm_config.h"
+#include "control/yaml_reader.h"
 #include "filters/registry.h"
 #include "http/filter.h"
 #include "net/tls.h"
@@ -45,10 +44,14 @@ std::shared_ptr<net::TlsServerContext> readListenerTls(Reader& r, const YAML::No
     if (!c.IsMap()) return r.fail(c, "a certificate is a map: { cert, key, server_names }");
     r.checkKeys(c, {"cert", "key", "server_names"}, "certificate");
     net::CertificateFiles files;
-    if (auto v = c["cert"]; v.IsDefined()) files.cert = r.str(v, "cert").value_or("");
-    else r.fail(c, "certificate needs 'cert' (a PEM file)");
-    if (auto v = c["key"]; v.IsDefined()) files.key = r.str(v, "key").value_or("");
-    else r.fail(c, "certificate needs 'key' (a PEM file)");
+    if (auto v = c["cert"]; v.IsDefined())
+      files.cert = r.str(v, "cert").value_or("");
+    else
+      r.fail(c, "certificate needs 'cert' (a PEM file)");
+    if (auto v = c["key"]; v.IsDefined())
+      files.key = r.str(v, "key").value_or("");
+    else
+      r.fail(c, "certificate needs 'key' (a PEM file)");
     r.forEach(c["server_names"], "server_names", [&](const YAML::Node& name) {
       if (auto s = r.str(name, "server name")) files.server_names.push_back(toLower(*s));
     });
@@ -58,7 +61,8 @@ std::shared_ptr<net::TlsServerContext> readListenerTls(Reader& r, const YAML::No
   if (auto v = n["client_ca"]; v.IsDefined()) settings.client_ca = r.str(v, "client_ca").value_or("");
   if (auto v = n["require_client_cert"]; v.IsDefined())
     settings.require_client_cert = r.boolean(v, "require_client_cert").value_or(true);
-  if (auto v = n["min_version"]; v.IsDefined()) settings.min_version = r.str(v, "min_version").value_or("1.2");
+  if (auto v = n["min_version"]; v.IsDefined())
+    settings.min_version = r.str(v, "min_version").value_or("1.2");
   if (r.errors.size() != errors_before) return nullptr;
   auto ctx = net::TlsServerContext::create(settings);
   if (!ctx) {
@@ -81,8 +85,10 @@ std::shared_ptr<net::TlsClientContext> readUpstreamTls(Reader& r, const YAML::No
     if (auto v = n["cert"]; v.IsDefined()) settings.cert = r.str(v, "cert").value_or("");
     if (auto v = n["key"]; v.IsDefined()) settings.key = r.str(v, "key").value_or("");
     if (auto v = n["server_name"]; v.IsDefined()) settings.server_name = r.str(v, "server_name").value_or("");
-    if (auto v = n["min_version"]; v.IsDefined()) settings.min_version = r.str(v, "min_version").value_or("1.2");
-    if (settings.cert.empty() != settings.key.empty()) r.fail(n, "upstream tls needs both 'cert' and 'key', or neither");
+    if (auto v = n["min_version"]; v.IsDefined())
+      settings.min_version = r.str(v, "min_version").value_or("1.2");
+    if (settings.cert.empty() != settings.key.empty())
+      r.fail(n, "upstream tls needs both 'cert' and 'key', or neither");
     if (r.errors.size() != errors_before) return nullptr;
   } else {
     r.fail(n, "upstream tls is true, or a map: { verify, ca, cert, key, server_name }");
@@ -100,9 +106,10 @@ void readListener(Reader& r, const YAML::Node& n, Config& cfg) {
   ListenerConfig l;
   l.line = Reader::lineOf(n);
   if (!n.IsMap()) return r.fail(n, "a listener must be a map");
-  r.checkKeys(n, {"name", "address", "max_header_bytes", "max_uri_bytes", "max_headers",
-                  "header_timeout", "body_timeout", "idle_timeout", "body_min_rate", "max_connections_per_ip",
-                  "underscores_in_headers", "tls"},
+  r.checkKeys(n,
+              {"name", "address", "max_header_bytes", "max_uri_bytes", "max_headers", "header_timeout",
+               "body_timeout", "idle_timeout", "body_min_rate", "max_connections_per_ip",
+               "underscores_in_headers", "tls"},
               "listener");
   if (auto v = n["tls"]; v.IsDefined()) l.tls = readListenerTls(r, v);
   if (auto v = n["name"]; v.IsDefined()) {
@@ -132,7 +139,8 @@ void readListener(Reader& r, const YAML::Node& n, Config& cfg) {
   if (auto v = n["underscores_in_headers"]; v.IsDefined())
     if (auto b = r.boolean(v, "underscores_in_headers")) l.underscores_in_headers = *b;
   if (auto v = n["max_connections_per_ip"]; v.IsDefined())
-    if (auto i = r.integer<uint32_t>(v, "max_connections_per_ip", 0, 10'000'000)) l.max_connections_per_ip = *i;
+    if (auto i = r.integer<uint32_t>(v, "max_connections_per_ip", 0, 10'000'000))
+      l.max_connections_per_ip = *i;
   if (l.max_header_bytes < 1024) r.fail(n["max_header_bytes"], "max_header_bytes must be at least 1024");
   if (l.max_uri_bytes < 64) r.fail(n["max_uri_bytes"], "max_uri_bytes must be at least 64");
   cfg.listeners.push_back(std::move(l));
@@ -141,13 +149,17 @@ void readListener(Reader& r, const YAML::Node& n, Config& cfg) {
 void readTarget(Reader& r, const YAML::Node& n, UpstreamConfig& u) {
   TargetConfig t;
   if (n.IsScalar()) {
-    if (auto hp = r.hostPort(n, "target")) t.address = *hp;
-    else return;
+    if (auto hp = r.hostPort(n, "target"))
+      t.address = *hp;
+    else
+      return;
   } else if (n.IsMap()) {
     r.checkKeys(n, {"address", "weight"}, "target");
     if (auto v = n["address"]; v.IsDefined()) {
-      if (auto hp = r.hostPort(v, "target address")) t.address = *hp;
-      else return;
+      if (auto hp = r.hostPort(v, "target address"))
+        t.address = *hp;
+      else
+        return;
     } else {
       return r.fail(n, "target needs an 'address'");
     }
@@ -164,8 +176,9 @@ void readUpstream(Reader& r, const YAML::Node& n, Config& cfg) {
   UpstreamConfig u;
   u.line = Reader::lineOf(n);
   if (!n.IsMap()) return r.fail(n, "an upstream must be a map");
-  r.checkKeys(n, {"name", "targets", "connect_timeout", "idle_timeout", "keepalive", "balance",
-                  "hash_on", "health_check", "outlier", "retry_budget", "dns_refresh", "tls"},
+  r.checkKeys(n,
+              {"name", "targets", "connect_timeout", "idle_timeout", "keepalive", "balance", "hash_on",
+               "health_check", "outlier", "retry_budget", "dns_refresh", "tls"},
               "upstream");
   if (auto v = n["name"]; v.IsDefined()) {
     if (auto s = r.str(v, "upstream name")) u.name = *s;
@@ -183,18 +196,26 @@ void readUpstream(Reader& r, const YAML::Node& n, Config& cfg) {
     if (auto k = r.integer<uint32_t>(v, "keepalive", 0, 100'000)) u.keepalive = *k;
   if (auto v = n["balance"]; v.IsDefined()) {
     if (auto s = r.str(v, "balance")) {
-      if (*s == "round_robin") u.balance = Balance::kRoundRobin;
-      else if (*s == "least_request") u.balance = Balance::kLeastRequest;
-      else if (*s == "hash") u.balance = Balance::kHash;
-      else if (*s == "ewma") u.balance = Balance::kEwma;
-      else r.fail(v, fmt::format("balance must be round_robin, least_request, hash or ewma, got '{}'", *s));
+      if (*s == "round_robin")
+        u.balance = Balance::kRoundRobin;
+      else if (*s == "least_request")
+        u.balance = Balance::kLeastRequest;
+      else if (*s == "hash")
+        u.balance = Balance::kHash;
+      else if (*s == "ewma")
+        u.balance = Balance::kEwma;
+      else
+        r.fail(v, fmt::format("balance must be round_robin, least_request, hash or ewma, got '{}'", *s));
     }
   }
   if (auto v = n["hash_on"]; v.IsDefined()) {
     if (auto s = r.str(v, "hash_on")) {
-      if (*s == "client_ip") u.hash_header.clear();
-      else if (s->rfind("header:", 0) == 0 && isToken(s->substr(7))) u.hash_header = toLower(s->substr(7));
-      else r.fail(v, fmt::format("hash_on must be client_ip or header:<name>, got '{}'", *s));
+      if (*s == "client_ip")
+        u.hash_header.clear();
+      else if (s->rfind("header:", 0) == 0 && isToken(s->substr(7)))
+        u.hash_header = toLower(s->substr(7));
+      else
+        r.fail(v, fmt::format("hash_on must be client_ip or header:<name>, got '{}'", *s));
     }
     if (u.balance != Balance::kHash) r.fail(v, "hash_on needs 'balance: hash'");
   }
@@ -203,14 +224,16 @@ void readUpstream(Reader& r, const YAML::Node& n, Config& cfg) {
     if (!v.IsMap()) {
       r.fail(v, "health_check must be a map");
     } else {
-      r.checkKeys(v, {"path", "host", "interval", "timeout", "healthy_threshold", "unhealthy_threshold",
-                      "expect_status"},
+      r.checkKeys(v,
+                  {"path", "host", "interval", "timeout", "healthy_threshold", "unhealthy_threshold",
+                   "expect_status"},
                   "health_check");
       if (auto p = v["path"]; p.IsDefined())
         if (auto s = r.str(p, "health_check.path")) {
           if (s->empty() || (*s)[0] != '/' || !isHeaderValue(*s) || s->find(' ') != std::string::npos)
             r.fail(p, "health_check.path must be an absolute path without spaces");
-          else hc.path = *s;
+          else
+            hc.path = *s;
         }
       if (auto h = v["host"]; h.IsDefined())
         if (auto s = r.str(h, "health_check.host")) hc.host = *s;
@@ -244,11 +267,13 @@ void readUpstream(Reader& r, const YAML::Node& n, Config& cfg) {
     } else {
       r.checkKeys(v, {"consecutive_failures", "base_ejection", "max_ejected_percent"}, "outlier");
       if (auto x = v["consecutive_failures"]; x.IsDefined())
-        if (auto i = r.integer<uint32_t>(x, "consecutive_failures", 0, 1000)) u.outlier.consecutive_failures = *i;
+        if (auto i = r.integer<uint32_t>(x, "consecutive_failures", 0, 1000))
+          u.outlier.consecutive_failures = *i;
       if (auto x = v["base_ejection"]; x.IsDefined())
         if (auto d = r.duration(x, "base_ejection")) u.outlier.base_ejection = *d;
       if (auto x = v["max_ejected_percent"]; x.IsDefined())
-        if (auto i = r.integer<uint32_t>(x, "max_ejected_percent", 0, 100)) u.outlier.max_ejected_percent = *i;
+        if (auto i = r.integer<uint32_t>(x, "max_ejected_percent", 0, 100))
+          u.outlier.max_ejected_percent = *i;
     }
   }
   if (auto v = n["retry_budget"]; v.IsDefined()) {
@@ -277,19 +302,24 @@ void readMatch(Reader& r, const YAML::Node& n, RouteMatch& m) {
       if (host.empty() || host.find('*', 1) != std::string::npos ||
           (host[0] == '*' && (host.size() < 3 || host[1] != '.')))
         r.fail(v, fmt::format("host '{}' must be a name or a '*.suffix' wildcard", *s));
-      else m.host = host;
+      else
+        m.host = host;
     }
   }
   if (auto v = n["path"]; v.IsDefined()) {
     if (auto s = r.str(v, "path")) {
-      if (s->empty() || (*s)[0] != '/') r.fail(v, "path must start with '/'");
-      else m.path = *s;
+      if (s->empty() || (*s)[0] != '/')
+        r.fail(v, "path must start with '/'");
+      else
+        m.path = *s;
     }
   }
   if (auto v = n["path_prefix"]; v.IsDefined()) {
     if (auto s = r.str(v, "path_prefix")) {
-      if (s->empty() || (*s)[0] != '/') r.fail(v, "path_prefix must start with '/'");
-      else m.path_prefix = *s;
+      if (s->empty() || (*s)[0] != '/')
+        r.fail(v, "path_prefix must start with '/'");
+      else
+        m.path_prefix = *s;
     }
   }
   if (m.path && m.path_prefix) r.fail(n, "match may have 'path' or 'path_prefix', not both");
@@ -297,8 +327,10 @@ void readMatch(Reader& r, const YAML::Node& n, RouteMatch& m) {
     if (auto s = r.str(v, "method")) {
       std::string upper(*s);
       for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-      if (!isToken(upper)) r.fail(v, fmt::format("'{}' is not a valid method", *s));
-      else m.methods.push_back(upper);
+      if (!isToken(upper))
+        r.fail(v, fmt::format("'{}' is not a valid method", *s));
+      else
+        m.methods.push_back(upper);
     }
   });
   if (auto v = n["headers"]; v.IsDefined()) {
@@ -307,8 +339,10 @@ void readMatch(Reader& r, const YAML::Node& n, RouteMatch& m) {
     } else {
       for (const auto& kv : v) {
         auto value = r.str(kv.second, "header value");
-        if (!isToken(kv.first.Scalar())) r.fail(kv.first, "invalid header name in match.headers");
-        else if (value) m.headers.emplace_back(toLower(kv.first.Scalar()), *value);
+        if (!isToken(kv.first.Scalar()))
+          r.fail(kv.first, "invalid header name in match.headers");
+        else if (value)
+          m.headers.emplace_back(toLower(kv.first.Scalar()), *value);
       }
     }
   }
@@ -358,10 +392,13 @@ void readKeys(Reader& r, const YAML::Node& list, Config& cfg) {
     }
     for (const auto& other : cfg.keys) {
       if (other.name == k.name) return r.fail(n, fmt::format("duplicate key name '{}'", k.name));
-      if (other.hash == k.hash) return r.fail(n, fmt::format("key '{}' has the same secret as '{}'", k.name, other.name));
+      if (other.hash == k.hash)
+        return r.fail(n, fmt::format("key '{}' has the same secret as '{}'", k.name, other.name));
     }
-    if (auto v = n["rpm"]; v.IsDefined()) k.limits.rpm = r.integer<uint32_t>(v, "rpm", 1, 10'000'000).value_or(0);
-    if (auto v = n["tpm"]; v.IsDefined()) k.limits.tpm = r.integer<uint64_t>(v, "tpm", 1, 1'000'000'000'000).value_or(0);
+    if (auto v = n["rpm"]; v.IsDefined())
+      k.limits.rpm = r.integer<uint32_t>(v, "rpm", 1, 10'000'000).value_or(0);
+    if (auto v = n["tpm"]; v.IsDefined())
+      k.limits.tpm = r.integer<uint64_t>(v, "tpm", 1, 1'000'000'000'000).value_or(0);
     if (auto v = n["budget"]; v.IsDefined()) {
       if (!v.IsMap()) return r.fail(v, "budget is a map: { usd: 10, period: day | month }");
       r.checkKeys(v, {"usd", "period"}, "budget");
@@ -369,15 +406,20 @@ void readKeys(Reader& r, const YAML::Node& list, Config& cfg) {
         auto text = r.str(usd, "budget.usd").value_or("");
         auto micros = parseMillionths(text);
         if (!micros || *micros == 0 || *micros > 1'000'000'000'000ull)
-          return r.fail(usd, fmt::format("budget.usd must be a positive amount up to 1000000 with at most 6 decimals, got '{}'", text));
+          return r.fail(
+              usd, fmt::format(
+                       "budget.usd must be a positive amount up to 1000000 with at most 6 decimals, got '{}'",
+                       text));
         k.limits.budget = *micros * 1'000'000;  // picodollars
       } else {
         return r.fail(v, "budget needs 'usd'");
       }
       if (auto per = v["period"]; per.IsDefined()) {
         auto text = r.str(per, "budget.period").value_or("");
-        if (text == "day") k.limits.period = KeyLimits::Period::kDay;
-        else if (text != "month") return r.fail(per, fmt::format("budget.period must be 'day' or 'month', got '{}'", text));
+        if (text == "day")
+          k.limits.period = KeyLimits::Period::kDay;
+        else if (text != "month")
+          return r.fail(per, fmt::format("budget.period must be 'day' or 'month', got '{}'", text));
       }
     }
     if (auto v = n["cache"]; v.IsDefined()) k.cache = r.boolean(v, "cache").value_or(false);
@@ -393,16 +435,19 @@ void readRoute(Reader& r, const YAML::Node& n, Config& cfg) {
   RouteConfig rt;
   rt.line = Reader::lineOf(n);
   if (!n.IsMap()) return r.fail(n, "a route must be a map");
-  r.checkKeys(n, {"name", "match", "upstream", "llm", "welcome", "timeout", "first_byte_timeout", "idle_timeout", "retries",
-                  "max_body_bytes", "rewrite", "request_headers", "response_headers", "filters"},
+  r.checkKeys(n,
+              {"name", "match", "upstream", "llm", "welcome", "timeout", "first_byte_timeout", "idle_timeout",
+               "retries", "max_body_bytes", "rewrite", "request_headers", "response_headers", "filters"},
               "route");
   if (auto v = n["name"]; v.IsDefined()) {
     if (auto s = r.str(v, "route name")) rt.name = *s;
   } else {
     r.fail(n, "route needs a 'name'");
   }
-  if (auto v = n["match"]; v.IsDefined()) readMatch(r, v, rt.match);
-  else rt.match.path_prefix = "/";
+  if (auto v = n["match"]; v.IsDefined())
+    readMatch(r, v, rt.match);
+  else
+    rt.match.path_prefix = "/";
   if (auto v = n["llm"]; v.IsDefined()) {
     rt.llm.emplace();
     if (!v.IsMap() && !v.IsNull()) {
@@ -411,22 +456,28 @@ void readRoute(Reader& r, const YAML::Node& n, Config& cfg) {
       r.checkKeys(v, {"auth"}, "llm");
       if (auto a = v["auth"]; a.IsDefined()) {
         auto mode = r.str(a, "llm.auth").value_or("");
-        if (mode == "none") rt.llm->require_key = false;
-        else if (mode != "key") r.fail(a, fmt::format("llm.auth must be 'key' or 'none', got '{}'", mode));
+        if (mode == "none")
+          rt.llm->require_key = false;
+        else if (mode != "key")
+          r.fail(a, fmt::format("llm.auth must be 'key' or 'none', got '{}'", mode));
       }
     }
-    if (n["upstream"].IsDefined()) r.fail(n["upstream"], fmt::format("route '{}' has both 'llm' and 'upstream': pick one", rt.name));
+    if (n["upstream"].IsDefined())
+      r.fail(n["upstream"], fmt::format("route '{}' has both 'llm' and 'upstream': pick one", rt.name));
   } else if (auto v = n["welcome"]; v.IsDefined()) {
     // The page a first run shows: what is configured and how to go on (no settings yet).
-    if (!v.IsNull() && !(v.IsMap() && v.size() == 0)) r.fail(v, "welcome takes no settings: write 'welcome: {}'");
-    if (n["upstream"].IsDefined()) r.fail(n["upstream"], fmt::format("route '{}' has both 'welcome' and 'upstream': pick one", rt.name));
+    if (!v.IsNull() && !(v.IsMap() && v.size() == 0))
+      r.fail(v, "welcome takes no settings: write 'welcome: {}'");
+    if (n["upstream"].IsDefined())
+      r.fail(n["upstream"], fmt::format("route '{}' has both 'welcome' and 'upstream': pick one", rt.name));
     rt.welcome = true;
   } else if (auto v = n["upstream"]; v.IsDefined()) {
     if (auto s = r.str(v, "upstream")) rt.upstream = *s;
     rt.upstream_line = Reader::lineOf(v);
   } else {
-    r.fail(n, fmt::format("route '{}' needs an 'upstream' (or 'llm: {{}}' to serve the LLM API, or 'welcome: {{}}')",
-                          rt.name));
+    r.fail(n, fmt::format(
+                  "route '{}' needs an 'upstream' (or 'llm: {{}}' to serve the LLM API, or 'welcome: {{}}')",
+                  rt.name));
   }
   if (auto v = n["timeout"]; v.IsDefined())
     if (auto d = r.duration(v, "timeout")) rt.timeout = *d;
@@ -448,8 +499,10 @@ void readRoute(Reader& r, const YAML::Node& n, Config& cfg) {
       r.checkKeys(v, {"path_prefix"}, "rewrite");
       if (auto p = v["path_prefix"]; p.IsDefined()) {
         if (auto s = r.str(p, "rewrite.path_prefix")) {
-          if (s->empty() || (*s)[0] != '/') r.fail(p, "rewrite.path_prefix must start with '/'");
-          else rt.rewrite_path_prefix = *s;
+          if (s->empty() || (*s)[0] != '/')
+            r.fail(p, "rewrite.path_prefix must start with '/'");
+          else
+            rt.rewrite_path_prefix = *s;
         }
       }
     }
@@ -480,7 +533,8 @@ std::optional<std::string> weakTokenReason(std::string_view token) {
       ++distinct;
     }
   }
-  if (distinct < 8) return fmt::format("it uses only {} different characters, at least 8 are needed", distinct);
+  if (distinct < 8)
+    return fmt::format("it uses only {} different characters, at least 8 are needed", distinct);
   return std::nullopt;
 }
 
@@ -502,10 +556,12 @@ void readAdmin(Reader& r, const YAML::Node& n, Config& cfg) {
   if (auto v = n["token"]; v.IsDefined()) {
     if (auto s = r.str(v, "admin token")) cfg.admin.token = *s;
   }
-  if (cfg.admin.token.empty()) return r.fail(n, "admin needs a non-empty 'token' (use ${GANGLION_ADMIN_TOKEN})");
+  if (cfg.admin.token.empty())
+    return r.fail(n, "admin needs a non-empty 'token' (use ${GANGLION_ADMIN_TOKEN})");
   if (auto why = weakTokenReason(cfg.admin.token))
     r.fail(n["token"].IsDefined() ? n["token"] : n,
-           fmt::format("admin token is too weak: {} (generate one with: head -c 24 /dev/urandom | base64)", *why));
+           fmt::format("admin token is too weak: {} (generate one with: head -c 24 /dev/urandom | base64)",
+                       *why));
 }
 
 /// redis://[:password@]host[:port][/db] (also redis://user:password@... where user is ignored
@@ -516,7 +572,9 @@ void readRedisUrl(Reader& r, const YAML::Node& n, StateConfig& st) {
   st.redis_url = *s;
   auto url = boost::urls::parse_uri(*s);
   // The value is not echoed: it may hold the password.
-  if (!url) return r.fail(n, "state.redis must be a URL like redis://127.0.0.1:6379/0 (or redis://:password@host:port/db)");
+  if (!url)
+    return r.fail(
+        n, "state.redis must be a URL like redis://127.0.0.1:6379/0 (or redis://:password@host:port/db)");
   if (url->scheme() == "rediss")
     return r.fail(n, "state.redis: rediss:// (TLS) is not supported yet; use redis:// on a private network");
   if (url->scheme() != "redis")
@@ -525,26 +583,30 @@ void readRedisUrl(Reader& r, const YAML::Node& n, StateConfig& st) {
   if (url->has_userinfo()) {
     auto user = url->user();
     if (!user.empty() && user != "default")
-      return r.fail(n, "state.redis: ACL user names are not supported; give only a password (redis://:secret@host)");
+      return r.fail(
+          n, "state.redis: ACL user names are not supported; give only a password (redis://:secret@host)");
     st.redis_password = url->password();
   }
   st.redis_host = url->host();
   if (url->has_port()) {
     auto port = parseUint(url->port());
-    if (!port || *port == 0 || *port > 65535) return r.fail(n, fmt::format("state.redis port '{}' is invalid", url->port()));
+    if (!port || *port == 0 || *port > 65535)
+      return r.fail(n, fmt::format("state.redis port '{}' is invalid", url->port()));
     st.redis_port = static_cast<uint16_t>(*port);
   }
   std::string_view path = url->encoded_path();
   if (!path.empty() && path != "/") {
     auto db = parseUint(path.substr(1));
-    if (!db || *db > 1023) return r.fail(n, fmt::format("state.redis database '{}' must be a number", path.substr(1)));
+    if (!db || *db > 1023)
+      return r.fail(n, fmt::format("state.redis database '{}' must be a number", path.substr(1)));
     st.redis_db = static_cast<unsigned>(*db);
   }
   st.redis = true;
 }
 
 void readState(Reader& r, const YAML::Node& n, Config& cfg) {
-  if (!n.IsMap()) return r.fail(n, "state must be a map: { sqlite: ganglion-state.db } or { redis: redis://host:6379/0 }");
+  if (!n.IsMap())
+    return r.fail(n, "state must be a map: { sqlite: ganglion-state.db } or { redis: redis://host:6379/0 }");
   r.checkKeys(n, {"sqlite", "redis", "redis_timeout"}, "state");
   if (auto v = n["sqlite"]; v.IsDefined()) {
     if (auto s = r.str(v, "state.sqlite")) {
@@ -581,7 +643,8 @@ void validateReferences(Reader& r, Config& cfg) {
     if (!rt.name.empty() && !route_names.insert(rt.name).second)
       r.failLine(rt.line, fmt::format("duplicate route name '{}'", rt.name));
     if (!rt.upstream.empty() && !names.count(rt.upstream))
-      r.failLine(rt.upstream_line, fmt::format("route '{}' names unknown upstream '{}'", rt.name, rt.upstream));
+      r.failLine(rt.upstream_line,
+                 fmt::format("route '{}' names unknown upstream '{}'", rt.name, rt.upstream));
   }
   if (cfg.listeners.empty()) r.failLine(0, "at least one listener is required");
   bool has_llm_route = false;
@@ -609,7 +672,9 @@ void validateReferences(Reader& r, Config& cfg) {
   // of refusing the config: one file serves whichever keys the environment has.
   if (cfg.providers.empty() && cfg.skipped_providers.empty())
     for (auto& rt : cfg.routes)
-      if (rt.llm) r.failLine(rt.line, fmt::format("route '{}' serves the LLM API but no 'providers' are configured", rt.name));
+      if (rt.llm)
+        r.failLine(rt.line,
+                   fmt::format("route '{}' serves the LLM API but no 'providers' are configured", rt.name));
 }
 
 }  // namespace
@@ -631,8 +696,9 @@ LoadResult loadConfigText(const std::string& text, const std::string& path) {
     return result;
   }
   try {
-    r.checkKeys(root, {"workers", "listeners", "upstreams", "routes", "keys", "providers", "models", "admin",
-                       "access_log", "llm_cache", "state"},
+    r.checkKeys(root,
+                {"workers", "listeners", "upstreams", "routes", "keys", "providers", "models", "admin",
+                 "access_log", "llm_cache", "state"},
                 "the top level");
     readProviders(r, root["providers"], cfg);
     readModels(r, root["models"], cfg);

@@ -1,8 +1,7 @@
 #include "control/config.h"
 
-#include <gtest/gtest.h>
-
 #include <fmt/format.h>
+#include <gtest/gtest.h>
 
 #include <cstdlib>
 
@@ -68,20 +67,23 @@ TEST(Config, EnvironmentExpansion) {
   unsetenv("GANGLION_TEST_UNSET");
   auto r = loadConfigText(R"(listeners: [ { name: a, address: "127.0.0.1:1" } ]
 admin: { address: "127.0.0.1:2", token: "${GANGLION_TEST_TOKEN}" }
-)", "t.yaml");
+)",
+                          "t.yaml");
   ASSERT_TRUE(r.config);
   EXPECT_EQ(r.config->admin.token, "s3cret-T0ken-for-tests");
   EXPECT_EQ(configToRedactedJson(*r.config).find("s3cret"), std::string::npos);
 
   auto bad = loadConfigText(R"(listeners: [ { name: a, address: "127.0.0.1:1" } ]
 admin: { token: "${GANGLION_TEST_UNSET}" }
-)", "t.yaml");
+)",
+                            "t.yaml");
   ASSERT_FALSE(bad.config);
   EXPECT_NE(bad.errors[0].message.find("GANGLION_TEST_UNSET"), std::string::npos);
   EXPECT_EQ(bad.errors[0].line, 2);
 
   auto fallback = loadConfigText(R"(listeners: [ { name: a, address: "${GANGLION_TEST_UNSET:-127.0.0.1:7}" } ]
-)", "t.yaml");
+)",
+                                 "t.yaml");
   ASSERT_TRUE(fallback.config);
   EXPECT_EQ(fallback.config->listeners[0].address.port, 7);
 }
@@ -89,15 +91,19 @@ admin: { token: "${GANGLION_TEST_UNSET}" }
 TEST(Config, AdminMustBeLoopbackAndHaveToken) {
   auto r = loadConfigText(R"(listeners: [ { name: a, address: "127.0.0.1:1" } ]
 admin: { address: "0.0.0.0:9901", token: "" }
-)", "t.yaml");
+)",
+                          "t.yaml");
   ASSERT_EQ(r.errors.size(), 2u);
 }
 
 TEST(Config, AdminTokenMustBeHardToGuess) {
-  for (const char* weak : {"x", "                    ", "aaaaaaaaaaaaaaaaaaaa", "short-token-1", "has a space in it ok"}) {
+  for (const char* weak :
+       {"x", "                    ", "aaaaaaaaaaaaaaaaaaaa", "short-token-1", "has a space in it ok"}) {
     auto r = loadConfigText(fmt::format(R"(listeners: [ {{ name: a, address: "127.0.0.1:1" }} ]
 admin: {{ token: "{}" }}
-)", weak), "t.yaml");
+)",
+                                        weak),
+                            "t.yaml");
     ASSERT_FALSE(r.config) << weak;
     EXPECT_EQ(r.errors[0].line, 2) << weak;
     EXPECT_NE(r.errors[0].message.find("admin token is too weak"), std::string::npos) << r.errors[0].message;
@@ -107,15 +113,18 @@ admin: {{ token: "{}" }}
   }
   auto ok = loadConfigText(R"(listeners: [ { name: a, address: "127.0.0.1:1" } ]
 admin: { token: "Zq3-p9Lr_x7Wm2Kd" }
-)", "t.yaml");
+)",
+                           "t.yaml");
   EXPECT_TRUE(ok.config);
 }
 
 TEST(Config, DurationsAndSizes) {
-  auto r = loadConfigText(R"(listeners: [ { name: a, address: "127.0.0.1:1", header_timeout: 250ms, max_header_bytes: 8k } ]
+  auto r = loadConfigText(
+      R"(listeners: [ { name: a, address: "127.0.0.1:1", header_timeout: 250ms, max_header_bytes: 8k } ]
 upstreams: [ { name: u, targets: [ { address: "127.0.0.1:2", weight: 3 } ] } ]
 routes: [ { name: r, upstream: u, max_body_bytes: 1M, timeout: 2m } ]
-)", "t.yaml");
+)",
+      "t.yaml");
   ASSERT_TRUE(r.config);
   EXPECT_EQ(r.config->listeners[0].header_timeout.count(), 250);
   EXPECT_EQ(r.config->listeners[0].max_header_bytes, 8192u);
@@ -129,7 +138,8 @@ TEST(Config, StateSqliteAndRedis) {
 state:
   redis: "redis://:s3cret@cache.internal:6380/2"
   redis_timeout: 200ms
-)", "t.yaml");
+)",
+                          "t.yaml");
   ASSERT_TRUE(r.config) << r.errors[0].text();
   const auto& st = r.config->state;
   EXPECT_TRUE(st.redis);
@@ -138,11 +148,14 @@ state:
   EXPECT_EQ(st.redis_password, "s3cret");
   EXPECT_EQ(st.redis_db, 2u);
   EXPECT_EQ(st.redis_timeout.count(), 200);
-  auto file = loadConfigText("listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\nstate: { sqlite: spend.db }\n", "t.yaml");
+  auto file = loadConfigText(
+      "listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\nstate: { sqlite: spend.db }\n", "t.yaml");
   ASSERT_TRUE(file.config);
   EXPECT_EQ(file.config->state.sqlite, "spend.db");
   EXPECT_FALSE(file.config->state.redis);
-  auto plain = loadConfigText("listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\nstate: { redis: redis://127.0.0.1 }\n", "t.yaml");
+  auto plain = loadConfigText(
+      "listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\nstate: { redis: redis://127.0.0.1 }\n",
+      "t.yaml");
   ASSERT_TRUE(plain.config);
   EXPECT_EQ(plain.config->state.redis_port, 6379);
   EXPECT_EQ(plain.config->state.redis_db, 0u);
@@ -166,10 +179,12 @@ TEST(Config, BadStateIsRejectedWithLineAndReason) {
       {"state: { redis: 'redis://:pw@[bad' }", "must be a URL like"},
   };
   for (const auto& c : cases) {
-    auto r = loadConfigText(std::string("listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\n") + c.state + "\n", "t.yaml");
+    auto r = loadConfigText(
+        std::string("listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\n") + c.state + "\n", "t.yaml");
     ASSERT_FALSE(r.config) << c.state;
     EXPECT_EQ(r.errors[0].line, 2) << c.state;
-    EXPECT_NE(r.errors[0].message.find(c.expect), std::string::npos) << c.state << ": " << r.errors[0].message;
+    EXPECT_NE(r.errors[0].message.find(c.expect), std::string::npos)
+        << c.state << ": " << r.errors[0].message;
   }
 }
 

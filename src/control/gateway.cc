@@ -1,37 +1,34 @@
 #include "control/gateway.h"
 
-#include <fmt/ranges.h>
-
-#include "llm/prices.h"
-#include "llm/shared_limits.h"
-
 #include <fcntl.h>
+#include <fmt/ranges.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <csignal>
-#include <filesystem>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <map>
 #include <set>
-
-#include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/read.hpp>
-#include <sys/wait.h>
 
 #include "base/result.h"
 #include "control/binary_upgrade.h"
 #include "http/server_connection.h"
+#include "llm/prices.h"
+#include "llm/shared_limits.h"
 #include "loop/worker.h"
 #include "proxy/proxy_handler.h"
 #include "telemetry/access_log.h"
@@ -73,7 +70,8 @@ http::ListenerLimits limitsOf(const ListenerConfig& l) {
   limits.idle_timeout = l.idle_timeout;
   limits.body_min_rate = l.body_min_rate;
   limits.underscores_in_headers = l.underscores_in_headers;
-  if (l.max_connections_per_ip) limits.per_ip = std::make_shared<net::IpConnectionLimit>(l.max_connections_per_ip);
+  if (l.max_connections_per_ip)
+    limits.per_ip = std::make_shared<net::IpConnectionLimit>(l.max_connections_per_ip);
   limits.tls = l.tls;
   return limits;
 }
@@ -94,8 +92,8 @@ ganglion::Result<int> bindTcp(const HostPort& address, bool share) {
     int err = errno;
     ::close(fd);
     if (err == EADDRINUSE && !share)
-      return ganglion::Error{
-          fmt::format("cannot listen on {}: the address is already in use by another process", address.text())};
+      return ganglion::Error{fmt::format(
+          "cannot listen on {}: the address is already in use by another process", address.text())};
     return ganglion::Error{fmt::format("cannot listen on {}: {}", address.text(), std::strerror(err))};
   }
   return fd;
@@ -160,7 +158,8 @@ asio::awaitable<void> acceptLoop(WorkerContext& ctx, std::shared_ptr<WorkerListe
         continue;
       }
     }
-    asio::co_spawn(ctx.worker.io(), serveConnection(ctx, std::move(socket), listener->limits, std::move(hold)),
+    asio::co_spawn(ctx.worker.io(),
+                   serveConnection(ctx, std::move(socket), listener->limits, std::move(hold)),
                    asio::detached);
   }
 }
@@ -202,18 +201,19 @@ void Gateway::upgradeBinary() {
   wait->timer.async_wait([wait](const boost::system::error_code& ec) {
     if (!ec) wait->pipe.close();
   });
-  wait->pipe.async_read_some(asio::buffer(wait->buf), [this, wait, pid](const boost::system::error_code& ec, size_t n) {
-    wait->timer.cancel();
-    if (!ec && n >= 5 && std::string_view(wait->buf, 5) == "ready") {
-      log(fmt::format("binary upgrade: pid {} is serving; this process drains", pid));
-      drainAndStop();
-      return;
-    }
-    upgrading_ = false;
-    int status = 0;
-    ::waitpid(pid, &status, WNOHANG);
-    log(fmt::format("binary upgrade: pid {} did not become ready; this process keeps serving", pid));
-  });
+  wait->pipe.async_read_some(
+      asio::buffer(wait->buf), [this, wait, pid](const boost::system::error_code& ec, size_t n) {
+        wait->timer.cancel();
+        if (!ec && n >= 5 && std::string_view(wait->buf, 5) == "ready") {
+          log(fmt::format("binary upgrade: pid {} is serving; this process drains", pid));
+          drainAndStop();
+          return;
+        }
+        upgrading_ = false;
+        int status = 0;
+        ::waitpid(pid, &status, WNOHANG);
+        log(fmt::format("binary upgrade: pid {} did not become ready; this process keeps serving", pid));
+      });
 }
 
 Gateway::~Gateway() {
@@ -292,12 +292,16 @@ std::string Gateway::installListeners(const Config& cfg) {
         asio::co_spawn(ctx->worker.io(), acceptLoop(*ctx, l), asio::detached);
       }
     };
-    if (running_) ctx->worker.post(apply);
-    else apply();
+    if (running_)
+      ctx->worker.post(apply);
+    else
+      apply();
   }
   for (auto it = listen_fds_.begin(); it != listen_fds_.end();) {
-    if (!wanted.count(it->first)) it = listen_fds_.erase(it);  // closed by the workers
-    else ++it;
+    if (!wanted.count(it->first))
+      it = listen_fds_.erase(it);  // closed by the workers
+    else
+      ++it;
   }
   for (auto& [key, fds] : opened) listen_fds_[key] = fds;
   bound_.clear();
@@ -338,7 +342,8 @@ std::pair<bool, std::string> Gateway::reload() {
     log("note: a new 'workers' value takes effect at the next start");
   install(built.snapshot);
   if (spend_store_) {  // keys added by this reload may have spend stored by an earlier run
-    if (auto ok = spend_store_->loadInto(ledger_, snapshot_->config.keys, std::chrono::system_clock::now()); !ok)
+    if (auto ok = spend_store_->loadInto(ledger_, snapshot_->config.keys, std::chrono::system_clock::now());
+        !ok)
       log("state.sqlite: " + ok.error().message);
   }
   if (admin_ && snapshot_->config.admin.enabled) admin_->setToken(snapshot_->config.admin.token);
@@ -418,7 +423,8 @@ void Gateway::refreshDns() {
             bool changed = false;
             for (const auto& up : current->upstreams)
               for (const auto& t : up.targets)
-                if (auto it = pending->names.find(t.key); it != pending->names.end() && it->second != t.endpoints)
+                if (auto it = pending->names.find(t.key);
+                    it != pending->names.end() && it->second != t.endpoints)
                   changed = true;
             if (!changed) return;
             // Names that failed keep their old addresses.
@@ -471,8 +477,10 @@ void Gateway::flushSpend() {
   if (!spend_store_) return;
   auto err = spend_store_->flush(ledger_);
   if (err != spend_error_) {
-    log(err.empty() ? "state.sqlite: writing spend again" : "state.sqlite: cannot write spend (kept in memory, "
-                                                             "retrying every second): " + err);
+    log(err.empty() ? "state.sqlite: writing spend again"
+                    : "state.sqlite: cannot write spend (kept in memory, "
+                      "retrying every second): " +
+                          err);
     spend_error_ = err;
   }
 }
@@ -494,8 +502,10 @@ std::string Gateway::llmKeysJson() {
     boost::json::object o{{"name", k.name}};
     if (cfg.state.redis && k.limits.budget) {
       const auto& read = shared[next_shared++];
-      if (read) totals = read.value();
-      else o["error"] = read.error().message;
+      if (read)
+        totals = read.value();
+      else
+        o["error"] = read.error().message;
     }
     o["rpm"] = k.limits.rpm ? boost::json::value(k.limits.rpm) : boost::json::value(nullptr);
     o["tpm"] = k.limits.tpm ? boost::json::value(k.limits.tpm) : boost::json::value(nullptr);
@@ -515,16 +525,19 @@ std::string Gateway::metricsText() {
   for (auto& w : workers_) stats.push_back(&w->stats);
   telemetry::ProcessInfo info{version_, reloads_ok_, reloads_failed_, start_time_};
   std::string out = telemetry::renderPrometheus(stats, info);
-  out += "# HELP ganglion_upstream_target_up 1 when the target takes traffic (health checks pass, not ejected).\n";
+  out +=
+      "# HELP ganglion_upstream_target_up 1 when the target takes traffic (health checks pass, not "
+      "ejected).\n";
   out += "# TYPE ganglion_upstream_target_up gauge\n";
   std::string ejections = "# TYPE ganglion_upstream_target_ejections_total counter\n";
   const int64_t now_ms = proxy::steadyMillis();
   for (const auto& up : snapshot_->upstreams) {
     for (const auto& t : up.targets) {
-      out += fmt::format("ganglion_upstream_target_up{{upstream=\"{}\",target=\"{}\"}} {}\n", up.config->name, t.key,
-                         t.health->available(now_ms) ? 1 : 0);
-      ejections += fmt::format("ganglion_upstream_target_ejections_total{{upstream=\"{}\",target=\"{}\"}} {}\n",
-                               up.config->name, t.key, t.health->ejections_total.load());
+      out += fmt::format("ganglion_upstream_target_up{{upstream=\"{}\",target=\"{}\"}} {}\n", up.config->name,
+                         t.key, t.health->available(now_ms) ? 1 : 0);
+      ejections +=
+          fmt::format("ganglion_upstream_target_ejections_total{{upstream=\"{}\",target=\"{}\"}} {}\n",
+                      up.config->name, t.key, t.health->ejections_total.load());
     }
   }
   out += ejections;
@@ -554,8 +567,10 @@ void Gateway::drainAndStop() {
       ctx->listeners.clear();
       auto grace = loop::Clock::now() + std::chrono::seconds(1);
       for (auto& d : ctx->worker.deadlines()) {
-        if (d.idle() == loop::Deadline::Idle::kIdle) d.expireNow();
-        else if (d.idle() == loop::Deadline::Idle::kFresh) d.shortenTo(grace);
+        if (d.idle() == loop::Deadline::Idle::kIdle)
+          d.expireNow();
+        else if (d.idle() == loop::Deadline::Idle::kFresh)
+          d.shortenTo(grace);
       }
     });
   }
@@ -627,7 +642,8 @@ int Gateway::run() {
                  .llm_keys = [this] { return llmKeysJson(); },
              });
     int admin_fd = -1;
-    if (auto it = inherited_.find("admin|" + cfg.admin.address.text()); it != inherited_.end() && !it->second.empty()) {
+    if (auto it = inherited_.find("admin|" + cfg.admin.address.text());
+        it != inherited_.end() && !it->second.empty()) {
       admin_fd = it->second.front();
       inherited_.erase(it);
     }
@@ -636,10 +652,11 @@ int Gateway::run() {
       return 1;
     }
     if (cfg.admin.remote)
-      log(fmt::format("WARNING: the admin API on {} is reachable beyond this host in clear text: its token and "
-                      "everything it shows cross the network unencrypted. Reach it through an SSH tunnel or a "
-                      "TLS-terminating proxy, or keep it on loopback.",
-                      cfg.admin.address.text()));
+      log(fmt::format(
+          "WARNING: the admin API on {} is reachable beyond this host in clear text: its token and "
+          "everything it shows cross the network unencrypted. Reach it through an SSH tunnel or a "
+          "TLS-terminating proxy, or keep it on loopback.",
+          cfg.admin.address.text()));
   }
   signals_.add(SIGHUP);
   signals_.add(SIGTERM);
@@ -671,12 +688,14 @@ int Gateway::run() {
   signalReadyToParent();
   std::string addresses;
   for (auto& l : cfg.listeners) fmt::format_to(std::back_inserter(addresses), " {}", l.address.text());
-  log(fmt::format("version {} serving on{} with {} worker(s){}", GANGLION_VERSION, addresses, cfg.workers,
-                  cfg.admin.enabled ? fmt::format(", admin on {}", cfg.admin.address.text()) : std::string()));
+  log(fmt::format(
+      "version {} serving on{} with {} worker(s){}", GANGLION_VERSION, addresses, cfg.workers,
+      cfg.admin.enabled ? fmt::format(", admin on {}", cfg.admin.address.text()) : std::string()));
   if (!cfg.skipped_providers.empty())
-    log(fmt::format("optional providers left out (their api_key is empty): {}; {} model(s) with no other target "
-                    "left out too",
-                    fmt::join(cfg.skipped_providers, ", "), cfg.skipped_models.size()));
+    log(fmt::format(
+        "optional providers left out (their api_key is empty): {}; {} model(s) with no other target "
+        "left out too",
+        fmt::join(cfg.skipped_providers, ", "), cfg.skipped_models.size()));
   io_.run();
   for (auto& w : workers_) w->worker.stopAndJoin();
   flushSpend();  // the workers are gone: every call has settled

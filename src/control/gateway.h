@@ -66,14 +66,14 @@ class Gateway {
   std::unique_ptr<telemetry::AccessLog> access_log_;
   std::vector<std::unique_ptr<WorkerContext>> workers_;
   HealthRegistry health_;
-  llm::KeyLedger ledger_;  ///< per-key rates and spend, shared by the workers, kept across reloads
+  llm::KeyLedger ledger_;         ///< per-key rates and spend, shared by the workers, kept across reloads
   llm::ResponseCache llm_cache_;  ///< LLM answers, shared by the workers, kept across reloads
   std::unique_ptr<llm::SpendStore> spend_store_;  ///< state.sqlite; null: spend kept in memory only
   std::unique_ptr<boost::asio::steady_timer> spend_timer_;
   std::string spend_error_;  ///< the last flush failure logged, so a broken disk logs once
   std::unique_ptr<HealthChecker> checker_;
   std::shared_ptr<const Snapshot> snapshot_;
-  std::set<std::string> bound_;  ///< listener addresses the workers accept on
+  std::set<std::string> bound_;                         ///< listener addresses the workers accept on
   std::map<std::string, std::vector<int>> listen_fds_;  ///< every listening socket, by address
   std::map<std::string, std::vector<int>> inherited_;   ///< handed down by a parent, not yet adopted
   uint64_t version_ = 0;

@@ -43,9 +43,10 @@ asio::awaitable<bool> HealthChecker::probeOnce(const ResolvedTarget& target, con
   });
   auto [cec, endpoint] = co_await asio::async_connect(socket, target.endpoints, kNoThrow);
   if (cec || timed_out) co_return false;
-  std::string request = fmt::format("GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ganglion-health-check\r\n"
-                                    "Connection: close\r\n\r\n",
-                                    hc.path, hc.host.empty() ? target.host_header : hc.host);
+  std::string request = fmt::format(
+      "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ganglion-health-check\r\n"
+      "Connection: close\r\n\r\n",
+      hc.path, hc.host.empty() ? target.host_header : hc.host);
   auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(request), kNoThrow);
   if (wec) co_return false;
   char buf[512];
@@ -60,7 +61,7 @@ asio::awaitable<bool> HealthChecker::probeOnce(const ResolvedTarget& target, con
   std::string_view line(buf, have);
   if (line.substr(0, 7) != "HTTP/1." || line[8] != ' ') co_return false;
   auto status = parseUint(line.substr(9, 3));
-  co_return status && static_cast<int>(*status) >= hc.expect_min && static_cast<int>(*status) <= hc.expect_max;
+  co_return status&& static_cast<int>(*status) >= hc.expect_min&& static_cast<int>(*status) <= hc.expect_max;
 }
 
 asio::awaitable<void> HealthChecker::probeLoop(std::shared_ptr<const Snapshot> snapshot, size_t upstream,

@@ -1,10 +1,10 @@
 // The `providers:` and `models:` sections (the LLM gateway's config), validated with file
 // and line like everything else.
-#include <boost/url/parse.hpp>
+#include "control/llm_config.h"
 
 #include <algorithm>
+#include <boost/url/parse.hpp>
 
-#include "control/llm_config.h"
 #include "base/strings.h"
 #include "net/tls.h"
 
@@ -104,7 +104,9 @@ std::optional<Price> readPrice(Reader& r, const YAML::Node& n) {
     auto text = r.str(v, key).value_or("");
     auto millionths = parseMillionths(text);
     if (!millionths || *millionths > 1'000'000'000'000ull)
-      return r.fail(v, fmt::format("{} must be a price in USD per million tokens (up to 6 decimals), got '{}'", key, text));
+      return r.fail(
+          v, fmt::format("{} must be a price in USD per million tokens (up to 6 decimals), got '{}'", key,
+                         text));
     out = *millionths;  // millionths of a USD per million tokens = picodollars per token
     if (seen) *seen = true;
   };
@@ -123,13 +125,16 @@ void readProviders(Reader& r, const YAML::Node& list, Config& cfg) {
   std::shared_ptr<net::TlsClientContext> system_tls;  // one system-store context for all providers
   r.forEach(list, "providers", [&](const YAML::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a provider is a map: { name, kind, base_url, api_key }");
-    r.checkKeys(n, {"name", "kind", "base_url", "api_key", "api_version", "region", "access_key_id",
-                    "secret_access_key", "session_token", "idle_timeout", "optional"},
+    r.checkKeys(n,
+                {"name", "kind", "base_url", "api_key", "api_version", "region", "access_key_id",
+                 "secret_access_key", "session_token", "idle_timeout", "optional"},
                 "provider");
     ProviderConfig p;
     p.line = Reader::lineOf(n);
-    if (auto v = n["name"]; v.IsDefined()) p.name = r.str(v, "provider name").value_or("");
-    else return r.fail(n, "provider needs a 'name'");
+    if (auto v = n["name"]; v.IsDefined())
+      p.name = r.str(v, "provider name").value_or("");
+    else
+      return r.fail(n, "provider needs a 'name'");
     const KindInfo* kind = nullptr;
     if (auto v = n["kind"]; v.IsDefined()) {
       p.kind = r.str(v, "kind").value_or("");
@@ -139,10 +144,12 @@ void readProviders(Reader& r, const YAML::Node& list, Config& cfg) {
       return r.fail(n, fmt::format("provider '{}' needs a 'kind' ({})", p.name, kindList()));
     }
     if (auto v = n["region"]; v.IsDefined()) p.region = r.str(v, "region").value_or("");
-    if (auto v = n["base_url"]; v.IsDefined()) p.base_url = r.str(v, "base_url").value_or("");
+    if (auto v = n["base_url"]; v.IsDefined())
+      p.base_url = r.str(v, "base_url").value_or("");
     else if (p.kind == "bedrock" && !p.region.empty())
       p.base_url = fmt::format("https://bedrock-runtime.{}.amazonaws.com", p.region);
-    else p.base_url = std::string(kind->default_base_url);
+    else
+      p.base_url = std::string(kind->default_base_url);
     if (p.base_url.empty()) {
       if (p.kind != "bedrock")  // bedrock's URL comes from its region, reported below
         r.fail(n, fmt::format("provider '{}' of kind {} needs a 'base_url'", p.name, p.kind));
@@ -150,8 +157,10 @@ void readProviders(Reader& r, const YAML::Node& list, Config& cfg) {
       std::string error;
       if (!parseBaseUrl(p, error)) r.fail(n["base_url"].IsDefined() ? n["base_url"] : n, error);
     }
-    if (auto v = n["api_key"]; v.IsDefined()) p.api_key = r.str(v, "api_key").value_or("");
-    else if (kind->needs_key) r.fail(n, fmt::format("provider '{}' needs an 'api_key'", p.name));
+    if (auto v = n["api_key"]; v.IsDefined())
+      p.api_key = r.str(v, "api_key").value_or("");
+    else if (kind->needs_key)
+      r.fail(n, fmt::format("provider '{}' needs an 'api_key'", p.name));
     // `optional: true` with an empty key (api_key: "${OPENAI_API_KEY:-}" where the variable is
     // unset): the provider is left out instead of refused, so one config serves whichever keys
     // the environment has.
@@ -201,13 +210,16 @@ void readProviders(Reader& r, const YAML::Node& list, Config& cfg) {
 void readModels(Reader& r, const YAML::Node& list, Config& cfg) {
   r.forEach(list, "models", [&](const YAML::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a model is a map: { name, strategy, targets }");
-    r.checkKeys(n, {"name", "strategy", "targets", "context_window", "retries", "retry_max_wait", "circuit_breaker",
-                    "first_token_timeout"},
+    r.checkKeys(n,
+                {"name", "strategy", "targets", "context_window", "retries", "retry_max_wait",
+                 "circuit_breaker", "first_token_timeout"},
                 "model");
     ModelConfig m;
     m.line = Reader::lineOf(n);
-    if (auto v = n["name"]; v.IsDefined()) m.name = r.str(v, "model name").value_or("");
-    else return r.fail(n, "model needs a 'name'");
+    if (auto v = n["name"]; v.IsDefined())
+      m.name = r.str(v, "model name").value_or("");
+    else
+      return r.fail(n, "model needs a 'name'");
     size_t skipped_targets = 0;
     r.forEach(n["targets"], "targets", [&](const YAML::Node& t) {
       if (!t.IsMap()) return r.fail(t, "a model target is a map: { provider, model, weight }");
@@ -230,8 +242,10 @@ void readModels(Reader& r, const YAML::Node& list, Config& cfg) {
       } else {
         r.fail(t, "model target needs a 'provider'");
       }
-      if (auto v = t["model"]; v.IsDefined()) target.model = r.str(v, "model").value_or("");
-      else r.fail(t, "model target needs a 'model' (the provider's model id)");
+      if (auto v = t["model"]; v.IsDefined())
+        target.model = r.str(v, "model").value_or("");
+      else
+        r.fail(t, "model target needs a 'model' (the provider's model id)");
       if (auto v = t["weight"]; v.IsDefined())
         target.weight = r.integer<uint32_t>(v, "weight", 1, 10'000).value_or(1);
       if (auto v = t["price"]; v.IsDefined()) target.price = readPrice(r, v);
@@ -241,8 +255,10 @@ void readModels(Reader& r, const YAML::Node& list, Config& cfg) {
         target.max_output = r.integer<uint64_t>(v, "max_output", 1, 100'000'000).value_or(0);
       if (auto v = t["tokenizer"]; v.IsDefined()) {
         target.tokenizer = r.str(v, "tokenizer").value_or("");
-        if (target.tokenizer != "o200k_base" && target.tokenizer != "cl100k_base" && target.tokenizer != "none")
-          r.fail(v, fmt::format("unknown tokenizer '{}' (o200k_base, cl100k_base or none)", target.tokenizer));
+        if (target.tokenizer != "o200k_base" && target.tokenizer != "cl100k_base" &&
+            target.tokenizer != "none")
+          r.fail(v,
+                 fmt::format("unknown tokenizer '{}' (o200k_base, cl100k_base or none)", target.tokenizer));
       }
       m.targets.push_back(std::move(target));
     });
@@ -254,19 +270,30 @@ void readModels(Reader& r, const YAML::Node& list, Config& cfg) {
     m.strategy = m.targets.size() > 1 ? ModelStrategy::kFallback : ModelStrategy::kSingle;
     if (auto v = n["strategy"]; v.IsDefined()) {
       auto s = r.str(v, "strategy").value_or("");
-      if (s == "single") m.strategy = ModelStrategy::kSingle;
-      else if (s == "fallback") m.strategy = ModelStrategy::kFallback;
-      else if (s == "weighted") m.strategy = ModelStrategy::kWeighted;
-      else if (s == "latency") m.strategy = ModelStrategy::kLatency;
-      else if (s == "cost") m.strategy = ModelStrategy::kCost;
-      else if (s == "least_busy") m.strategy = ModelStrategy::kLeastBusy;
-      else r.fail(v, fmt::format("strategy must be single, fallback, weighted, latency, cost or least_busy, got '{}'", s));
+      if (s == "single")
+        m.strategy = ModelStrategy::kSingle;
+      else if (s == "fallback")
+        m.strategy = ModelStrategy::kFallback;
+      else if (s == "weighted")
+        m.strategy = ModelStrategy::kWeighted;
+      else if (s == "latency")
+        m.strategy = ModelStrategy::kLatency;
+      else if (s == "cost")
+        m.strategy = ModelStrategy::kCost;
+      else if (s == "least_busy")
+        m.strategy = ModelStrategy::kLeastBusy;
+      else
+        r.fail(v,
+               fmt::format(
+                   "strategy must be single, fallback, weighted, latency, cost or least_busy, got '{}'", s));
       if (m.strategy == ModelStrategy::kSingle && m.targets.size() > 1)
-        r.fail(v, fmt::format("model '{}' has {} targets: 'single' takes exactly one", m.name, m.targets.size()));
+        r.fail(v, fmt::format("model '{}' has {} targets: 'single' takes exactly one", m.name,
+                              m.targets.size()));
     }
     if (auto v = n["context_window"]; v.IsDefined())
       m.context_window = r.integer<uint64_t>(v, "context_window", 1, 100'000'000).value_or(0);
-    if (auto v = n["retries"]; v.IsDefined()) m.retries = r.integer<uint32_t>(v, "retries", 0, 10).value_or(0);
+    if (auto v = n["retries"]; v.IsDefined())
+      m.retries = r.integer<uint32_t>(v, "retries", 0, 10).value_or(0);
     if (auto v = n["retry_max_wait"]; v.IsDefined())
       if (auto d = r.duration(v, "retry_max_wait")) m.retry_max_wait = *d;
     if (auto v = n["first_token_timeout"]; v.IsDefined())
@@ -290,12 +317,18 @@ void readModels(Reader& r, const YAML::Node& list, Config& cfg) {
 
 std::string_view strategyName(ModelStrategy s) {
   switch (s) {
-    case ModelStrategy::kSingle: return "single";
-    case ModelStrategy::kFallback: return "fallback";
-    case ModelStrategy::kWeighted: return "weighted";
-    case ModelStrategy::kLatency: return "latency";
-    case ModelStrategy::kCost: return "cost";
-    case ModelStrategy::kLeastBusy: return "least_busy";
+    case ModelStrategy::kSingle:
+      return "single";
+    case ModelStrategy::kFallback:
+      return "fallback";
+    case ModelStrategy::kWeighted:
+      return "weighted";
+    case ModelStrategy::kLatency:
+      return "latency";
+    case ModelStrategy::kCost:
+      return "cost";
+    case ModelStrategy::kLeastBusy:
+      return "least_busy";
   }
   return "single";
 }

@@ -1,9 +1,10 @@
 #include "control/llm_config.h"
-#include "proxy/router.h"
 
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+
+#include "proxy/router.h"
 
 namespace ganglion::control {
 namespace {
@@ -80,7 +81,8 @@ providers:
   - { name: local, kind: ollama }
   - { name: groq, kind: groq, api_key: k }
 keys: [ { name: k, key: sk-test-key } ]
-)", "t.yaml");
+)",
+                          "t.yaml");
   ASSERT_TRUE(r.config) << (r.errors.empty() ? "" : r.errors[0].text());
   EXPECT_EQ(r.config->providers[0].base_url, "http://127.0.0.1:11434/v1");
   EXPECT_FALSE(r.config->providers[0].https);
@@ -94,14 +96,16 @@ providers:
   - { name: aws, kind: bedrock, region: eu-west-1, access_key_id: AKIA, secret_access_key: s }
   - { name: aws2, kind: bedrock }
 keys: [ { name: k, key: sk-test-key } ]
-)", "t.yaml");
+)",
+                          "t.yaml");
   ASSERT_EQ(r.errors.size(), 2u);
   EXPECT_NE(r.errors[0].message.find("needs a 'region'"), std::string::npos);
   auto ok = loadConfigText(R"(listeners: [ { name: l, address: "127.0.0.1:1" } ]
 providers:
   - { name: aws, kind: bedrock, region: eu-west-1, access_key_id: AKIA, secret_access_key: s }
 keys: [ { name: k, key: sk-test-key } ]
-)", "t.yaml");
+)",
+                           "t.yaml");
   ASSERT_TRUE(ok.config) << ok.errors[0].text();
   EXPECT_EQ(ok.config->providers[0].host, "bedrock-runtime.eu-west-1.amazonaws.com");
   EXPECT_EQ(configToRedactedJson(*ok.config).find("AKIA"), std::string::npos);
@@ -122,7 +126,8 @@ models:
     targets: [ { provider: c, model: x }, { provider: c, model: y } ]
   - name: counted
     targets: [ { provider: c, model: x, tokenizer: p50k_base } ]
-)", "t.yaml");
+)",
+                          "t.yaml");
   ASSERT_FALSE(r.config);
   std::vector<std::string> texts;
   for (auto& e : r.errors) texts.push_back(e.text());
@@ -155,7 +160,8 @@ upstreams: [ { name: web, targets: [ "127.0.0.1:2" ] } ]
 routes: [ { name: all, match: { path_prefix: / }, upstream: web } ]
 providers: [ { name: o, kind: ollama } ]
 keys: [ { name: k, key: sk-test-key } ]
-)", "t.yaml");
+)",
+                          "t.yaml");
   ASSERT_TRUE(r.config) << r.errors[0].text();
   ASSERT_EQ(r.config->routes.size(), 2u);
   const auto& api = r.config->routes[1];
@@ -173,7 +179,8 @@ TEST_F(LlmConfig, ExplicitLlmRoutes) {
   auto ok = loadConfigText(R"(listeners: [ { name: l, address: "127.0.0.1:1" } ]
 routes: [ { name: ai, match: { path_prefix: /ai/ }, llm: { auth: none } } ]
 providers: [ { name: o, kind: ollama } ]
-)", "t.yaml");
+)",
+                           "t.yaml");
   ASSERT_TRUE(ok.config) << ok.errors[0].text();
   ASSERT_EQ(ok.config->routes.size(), 1u);  // no implicit route beside an explicit one
   EXPECT_FALSE(ok.config->routes[0].llm->require_key);
@@ -186,17 +193,21 @@ routes:
   - { name: nokeys, llm: {} }
   - { name: badauth, llm: { auth: maybe } }
 providers: [ { name: o, kind: ollama } ]
-)", "t.yaml");
+)",
+                            "t.yaml");
   ASSERT_FALSE(bad.config);
   std::string all;
   for (const auto& e : bad.errors) all += e.text() + "\n";
   EXPECT_NE(all.find("t.yaml:4: route 'both' has both 'llm' and 'upstream'"), std::string::npos) << all;
-  EXPECT_NE(all.find("t.yaml:5: route 'nokeys' serves the LLM API, which needs gateway keys"), std::string::npos) << all;
+  EXPECT_NE(all.find("t.yaml:5: route 'nokeys' serves the LLM API, which needs gateway keys"),
+            std::string::npos)
+      << all;
   EXPECT_NE(all.find("t.yaml:6: llm.auth must be 'key' or 'none'"), std::string::npos) << all;
 
   auto none = loadConfigText(R"(listeners: [ { name: l, address: "127.0.0.1:1" } ]
 routes: [ { name: ai, llm: { auth: none } } ]
-)", "t.yaml");
+)",
+                             "t.yaml");
   ASSERT_FALSE(none.config);
   EXPECT_NE(none.errors[0].message.find("no 'providers' are configured"), std::string::npos);
 }
@@ -208,7 +219,8 @@ models:
   - { name: m, targets: [ { provider: o, model: x, price: { input: 0.15, output: "0.6" } } ] }
 keys:
   - { name: k, key: sk-test-key, rpm: 60, tpm: 100000, budget: { usd: 12.5, period: day } }
-)", "t.yaml");
+)",
+                           "t.yaml");
   ASSERT_TRUE(ok.config) << ok.errors[0].text();
   const auto& price = *ok.config->models[0].targets[0].price;
   EXPECT_EQ(price.input, 150'000u);
@@ -229,7 +241,8 @@ keys:
   - { name: k, key: sk-test-key, budget: { usd: 0 } }
   - { name: j, key: sk-test-key2, budget: { usd: 5, period: week } }
   - { name: i, key: sk-test-key3, rpm: 0 }
-)", "t.yaml");
+)",
+                            "t.yaml");
   ASSERT_FALSE(bad.config);
   std::string all;
   for (const auto& e : bad.errors) all += e.text() + "\n";
@@ -247,12 +260,15 @@ namespace ganglion::control {
 namespace {
 
 TEST(ProviderBaseUrl, ErrorsNeverPrintCredentials) {
-  for (const char* url : {"https://user:hunter2pass@api.example.com/v1", "https://api.example.com/v1?key=AIzaSECRET123",
-                          "ftp://user:hunter2pass@h/x?key=AIzaSECRET123", "https://u:hunter2pass@h:99999/v1"}) {
+  for (const char* url :
+       {"https://user:hunter2pass@api.example.com/v1", "https://api.example.com/v1?key=AIzaSECRET123",
+        "ftp://user:hunter2pass@h/x?key=AIzaSECRET123", "https://u:hunter2pass@h:99999/v1"}) {
     auto r = loadConfigText(fmt::format(R"(listeners: [ {{ name: a, address: "127.0.0.1:1" }} ]
 providers:
   - {{ name: p, kind: openai, api_key: k, base_url: "{}" }}
-)", url), "t.yaml");
+)",
+                                        url),
+                            "t.yaml");
     ASSERT_FALSE(r.config) << url;
     for (const auto& e : r.errors) {
       EXPECT_EQ(e.text().find("hunter2pass"), std::string::npos) << e.text();

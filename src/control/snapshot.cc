@@ -1,12 +1,11 @@
 #include "control/snapshot.h"
 
-#include "control/welcome_page.h"
-
-#include "llm/catalog.h"
-
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+
+#include "control/welcome_page.h"
+#include "llm/catalog.h"
 
 namespace ganglion::control {
 
@@ -122,8 +121,10 @@ BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& healt
     snap->provider_upstreams.push_back(snap->upstreams.size());
     resolve(p.upstream, true);
   }
-  const bool llm_route = std::any_of(cfg.routes.begin(), cfg.routes.end(), [](const auto& r) { return r.llm.has_value(); });
-  if (!cfg.providers.empty() || llm_route) snap->llm = std::make_shared<llm::Catalog>(cfg, snap->provider_upstreams);
+  const bool llm_route =
+      std::any_of(cfg.routes.begin(), cfg.routes.end(), [](const auto& r) { return r.llm.has_value(); });
+  if (!cfg.providers.empty() || llm_route)
+    snap->llm = std::make_shared<llm::Catalog>(cfg, snap->provider_upstreams);
   snap->router.build(cfg.routes, cfg.upstreams);
   for (const auto& r : cfg.routes)
     if (r.welcome) snap->welcome_page = renderWelcomePage(cfg);

@@ -4,12 +4,11 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
-
-#include <map>
-#include <mutex>
 
 #include "control/config.h"
 #include "proxy/router.h"
@@ -22,7 +21,7 @@ class Catalog;
 namespace ganglion::control {
 
 struct ResolvedTarget {
-  std::string key;  ///< "host:port" as configured; names the per-worker connection pool
+  std::string key;          ///< "host:port" as configured; names the per-worker connection pool
   std::string host_header;  ///< used when a request has no Host (HTTP/1.0)
   std::string host;         ///< the configured host (name or address): TLS SNI and verification
   std::vector<boost::asio::ip::tcp::endpoint> endpoints;  ///< empty: not resolved yet (providers)
@@ -33,7 +32,7 @@ struct ResolvedTarget {
 struct ResolvedUpstream {
   const UpstreamConfig* config = nullptr;
   std::vector<ResolvedTarget> targets;
-  std::vector<uint32_t> schedule;  ///< smooth weighted round-robin order of target indices
+  std::vector<uint32_t> schedule;                   ///< smooth weighted round-robin order of target indices
   std::vector<std::pair<uint64_t, uint32_t>> ring;  ///< consistent-hash ring: point → target
 };
 

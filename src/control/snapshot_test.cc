@@ -38,7 +38,8 @@ TEST(Snapshot, ResolvesNamesAndKeepsHealthAcrossBuilds) {
 TEST(Snapshot, DnsRefreshAnswersReplaceResolution) {
   HealthRegistry health;
   ResolvedNames names;
-  names["localhost:8080"] = {boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.42"), 8080)};
+  names["localhost:8080"] = {
+      boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.42"), 8080)};
   auto built = buildSnapshot(load(kNamed), 3, health, names);
   ASSERT_TRUE(built.snapshot);
   const auto& endpoints = built.snapshot->upstreams[0].targets[0].endpoints;

@@ -34,8 +34,10 @@ std::string targetOf(const RouteConfig& r) {
 std::string matchOf(const RouteConfig& r) {
   std::string m;
   if (r.match.host) m += *r.match.host;
-  if (r.match.path) m += *r.match.path;
-  else if (r.match.path_prefix) m += *r.match.path_prefix + (r.match.path_prefix->back() == '/' ? "" : "*");
+  if (r.match.path)
+    m += *r.match.path;
+  else if (r.match.path_prefix)
+    m += *r.match.path_prefix + (r.match.path_prefix->back() == '/' ? "" : "*");
   return m.empty() ? "/" : shown(m);
 }
 
@@ -49,7 +51,8 @@ std::string renderWelcomePage(const Config& c) {
   };
   line("Ganglion {} is running.", GANGLION_VERSION);
   line("");
-  for (const auto& l : c.listeners) line("Listening on {} ({}{}).", l.address.text(), shown(l.name), l.tls ? ", TLS" : "");
+  for (const auto& l : c.listeners)
+    line("Listening on {} ({}{}).", l.address.text(), shown(l.name), l.tls ? ", TLS" : "");
   line("");
   line("Routes, in the order they are tried:");
   for (const auto& r : c.routes) line("  {:<24} {:<20} -> {}", shown(r.name), matchOf(r), targetOf(r));
@@ -66,12 +69,14 @@ std::string renderWelcomePage(const Config& c) {
     // The first route a plain GET /v1/models would take: if it is not the LLM API, say so.
     for (const auto& r : c.routes) {
       const auto& m = r.match;
-      const bool takes = !m.host && m.headers.empty() && !m.path && m.path_prefix &&
-                         std::string_view("/v1/models").substr(0, m.path_prefix->size()) == *m.path_prefix &&
-                         (m.methods.empty() || std::find(m.methods.begin(), m.methods.end(), "GET") != m.methods.end());
+      const bool takes =
+          !m.host && m.headers.empty() && !m.path && m.path_prefix &&
+          std::string_view("/v1/models").substr(0, m.path_prefix->size()) == *m.path_prefix &&
+          (m.methods.empty() || std::find(m.methods.begin(), m.methods.end(), "GET") != m.methods.end());
       if (!takes) continue;
       if (!r.llm) {
-        line("Warning: route '{}' catches /v1/ before the LLM API does, so the API cannot be reached.", shown(r.name));
+        line("Warning: route '{}' catches /v1/ before the LLM API does, so the API cannot be reached.",
+             shown(r.name));
         line("Add a route with 'match: {{ path_prefix: /v1/ }}' and 'llm: {{}}' before it.");
         line("");
       }
@@ -80,8 +85,10 @@ std::string renderWelcomePage(const Config& c) {
     line("The LLM API is on: OpenAI-compatible at /v1/chat/completions, /v1/embeddings,");
     line("/v1/responses and /v1/models; Anthropic-compatible at /v1/messages.");
     line("  providers: {}", joined(providers));
-    line("  models:    {}", models.empty() ? std::string("none yet (add some under models:)") : joined(models));
-    if (!c.skipped_providers.empty()) line("  off (no key in the environment): {}", joined(c.skipped_providers));
+    line("  models:    {}",
+         models.empty() ? std::string("none yet (add some under models:)") : joined(models));
+    if (!c.skipped_providers.empty())
+      line("  off (no key in the environment): {}", joined(c.skipped_providers));
     std::vector<std::string> keys;
     for (const auto& k : c.keys) keys.push_back(k.name);
     line("  gateway keys: {}", keys.empty() ? std::string("none") : joined(keys));

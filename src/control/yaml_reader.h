@@ -46,9 +46,7 @@ class Reader {
   void fail(const YAML::Node& at, std::string message) {
     errors.push_back({file_, lineOf(at), std::move(message)});
   }
-  void failLine(int line, std::string message) {
-    errors.push_back({file_, line, std::move(message)});
-  }
+  void failLine(int line, std::string message) { errors.push_back({file_, line, std::move(message)}); }
   static int lineOf(const YAML::Node& node) {
     return node.IsDefined() && node.Mark().line >= 0 ? node.Mark().line + 1 : 0;
   }
@@ -108,8 +106,7 @@ class Reader {
   }
 
   template <typename Int>
-  std::optional<Int> integer(const YAML::Node& node, std::string_view what, uint64_t min,
-                             uint64_t max) {
+  std::optional<Int> integer(const YAML::Node& node, std::string_view what, uint64_t min, uint64_t max) {
     auto s = str(node, what);
     if (!s) return std::nullopt;
     auto v = parseUint(*s);
@@ -200,17 +197,21 @@ class Reader {
         for (const auto& kv : add) {
           auto name = kv.first.Scalar();
           auto value = str(kv.second, "header value");
-          if (!isToken(name)) fail(kv.first, fmt::format("'{}' is not a valid header name", name));
+          if (!isToken(name))
+            fail(kv.first, fmt::format("'{}' is not a valid header name", name));
           else if (value && !isHeaderValue(*value))
             fail(kv.second, fmt::format("header '{}' has a control character in its value", name));
-          else if (value) ops.add.emplace_back(toLower(name), *value);
+          else if (value)
+            ops.add.emplace_back(toLower(name), *value);
         }
       }
     }
     forEach(node["remove"], std::string(what) + ".remove", [&](const YAML::Node& n) {
       if (auto name = str(n, "header name")) {
-        if (!isToken(*name)) fail(n, fmt::format("'{}' is not a valid header name", *name));
-        else ops.remove.push_back(toLower(*name));
+        if (!isToken(*name))
+          fail(n, fmt::format("'{}' is not a valid header name", *name));
+        else
+          ops.remove.push_back(toLower(*name));
       }
     });
     return ops;

@@ -10,11 +10,8 @@ struct Entry {
 };
 
 constexpr Entry kBuiltins[] = {
-    {"key_auth", &buildKeyAuth},
-    {"rate_limit", &buildRateLimit},
-    {"cors", &buildCors},
-    {"ip_filter", &buildIpFilter},
-    {"headers", &buildHeaders},
+    {"key_auth", &buildKeyAuth},   {"rate_limit", &buildRateLimit}, {"cors", &buildCors},
+    {"ip_filter", &buildIpFilter}, {"headers", &buildHeaders},
 };
 
 }  // namespace

@@ -29,9 +29,9 @@ struct LocalReply {
 struct FilterContext {
   RequestHead& request;
   std::string_view client_ip;
-  std::string principal;     ///< who the request is from, once authenticated (key name)
+  std::string principal;  ///< who the request is from, once authenticated (key name)
   LocalReply reply;
-  HeaderList response_add;   ///< headers every response to this request gets (CORS)
+  HeaderList response_add;  ///< headers every response to this request gets (CORS)
 };
 
 class Filter {

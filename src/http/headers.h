@@ -85,10 +85,10 @@ struct RequestHead {
   uint8_t version_minor = 1;
   HeaderList headers;
   bool keep_alive = true;
-  bool chunked = false;         ///< body is chunked on the wire
+  bool chunked = false;  ///< body is chunked on the wire
   bool has_content_length = false;
   uint64_t content_length = 0;
-  bool upgrade = false;          ///< Connection: upgrade with an Upgrade header
+  bool upgrade = false;  ///< Connection: upgrade with an Upgrade header
 
   bool hasBody() const { return chunked || (has_content_length && content_length > 0); }
   std::string_view path() const {

@@ -174,7 +174,8 @@ int Http1Parser::onHeadersComplete(llhttp_t* p) {
         size_t comma = rest.find(',');
         std::string_view coding = trim(rest.substr(0, comma));
         rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-        if (!iequals(coding, "chunked")) return s.fail(501, "transfer coding not supported (only chunked is)");
+        if (!iequals(coding, "chunked"))
+          return s.fail(501, "transfer coding not supported (only chunked is)");
       }
     }
     if (p->http_major != 1) return s.fail(505, "HTTP version not supported");
@@ -238,8 +239,8 @@ Http1Parser::Step Http1Parser::translate(llhttp_errno_t err, const char* data, s
     return {ParseEvent::kNeedMore, consumed};
   }
   if (error_status_ == 0) {
-    error_reason_ = llhttp_get_error_reason(&parser_) ? llhttp_get_error_reason(&parser_)
-                                                      : llhttp_errno_name(err);
+    error_reason_ =
+        llhttp_get_error_reason(&parser_) ? llhttp_get_error_reason(&parser_) : llhttp_errno_name(err);
     // 505 only for a well-formed version the gateway does not speak (HTTP/1.2, HTTP/3.0); a
     // malformed request line (HTTP/1, HTTP/01.01, bare CR line ends) is a 400.
     const bool unsupported = err == HPE_INVALID_VERSION && error_reason_ == "Invalid HTTP version";

@@ -1,8 +1,7 @@
 #include "http/http1_parser.h"
 
-#include <gtest/gtest.h>
-
 #include <fmt/format.h>
+#include <gtest/gtest.h>
 
 #include <string>
 
@@ -54,8 +53,9 @@ TEST(Http1Parser, ParsesRequestHeadAndHeaders) {
 }
 
 TEST(Http1Parser, ByteAtATimeGivesSameResult) {
-  std::string req = "POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
-                    "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+  std::string req =
+      "POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
   for (size_t step : {1u, 2u, 7u, 1000u}) {
     Http1Parser p(Http1Parser::Kind::kRequest);
     auto parsed = feedInPieces(p, req, step);
@@ -120,19 +120,24 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"garbage", "GARBAGE\r\n\r\n", 400},
         BadCase{"no_colon", "GET / HTTP/1.1\r\nHost h\r\n\r\n", 400},
         BadCase{"bad_length", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: abc\r\n\r\n", 400},
-        BadCase{"two_lengths", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400},
-        BadCase{"length_and_chunked",
-                "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+        BadCase{"two_lengths", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                400},
+        BadCase{
+            "length_and_chunked",
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400},
         BadCase{"gzip_only", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
         BadCase{"bad_chunk", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
         BadCase{"long_uri", "GET /" + std::string(100, 'a') + " HTTP/1.1\r\n\r\n", 414},
         BadCase{"big_head", "GET / HTTP/1.1\r\nX: " + std::string(2000, 'a') + "\r\n\r\n", 431},
-        BadCase{"many_headers", [] {
+        BadCase{"many_headers",
+                [] {
                   std::string s = "GET / HTTP/1.1\r\n";
                   for (int i = 0; i < 20; ++i) s.append(fmt::format("H{}: v\r\n", i));
                   s.append("\r\n");
                   return s;
-                }(), 431},
+                }(),
+                431},
         BadCase{"bare_lf_in_header", "GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n", 400},
         BadCase{"space_before_colon", "GET / HTTP/1.1\r\nHost : h\r\n\r\n", 400},
         BadCase{"bad_version", "GET / HTTP/9.9\r\n\r\n", 505},
@@ -175,7 +180,8 @@ TEST(Http1Parser, ResponseWithLengthAndChunked) {
   ASSERT_EQ(parsed.events.size(), 2u);
   EXPECT_EQ(parsed.body, "hello");
   Http1Parser q(Http1Parser::Kind::kResponse);
-  auto chunked = feedInPieces(q, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 5);
+  auto chunked =
+      feedInPieces(q, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 5);
   EXPECT_EQ(chunked.body, "abc");
   ASSERT_EQ(chunked.events.size(), 2u);
 }

@@ -1,10 +1,11 @@
 #include "http/server_connection.h"
 
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <poll.h>
-#include <sys/socket.h>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <charconv>
@@ -18,9 +19,9 @@ namespace asio = boost::asio;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr auto kDrainGrace = std::chrono::seconds(1);
 
-ServerConnection::ServerConnection(loop::Worker& worker, net::TcpSocket socket,
-                                   const ListenerLimits& limits, RequestHandler& handler,
-                                   telemetry::WorkerStats& stats, const bool& draining)
+ServerConnection::ServerConnection(loop::Worker& worker, net::TcpSocket socket, const ListenerLimits& limits,
+                                   RequestHandler& handler, telemetry::WorkerStats& stats,
+                                   const bool& draining)
     : worker_(worker),
       stream_(std::move(socket)),
       limits_(limits),
@@ -57,7 +58,8 @@ Task<void> ServerConnection::closedByClient() {
   namespace asio = boost::asio;
   auto& socket = stream_.socket();
   for (;;) {
-    auto [ec] = co_await socket.async_wait(asio::ip::tcp::socket::wait_read, asio::as_tuple(asio::use_awaitable));
+    auto [ec] =
+        co_await socket.async_wait(asio::ip::tcp::socket::wait_read, asio::as_tuple(asio::use_awaitable));
     if (ec) co_return;  // the socket failed: as good as gone
     char byte;
     ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -91,8 +93,12 @@ std::string ServerConnection::takeBufferedForTunnel() {
 }
 
 void ServerConnection::countClientError(int status) {
-  size_t i = status == 400 ? 0 : status == 408 ? 1 : status == 413 ? 2 : status == 414 ? 3
-           : status == 431 ? 4 : 5;
+  size_t i = status == 400   ? 0
+             : status == 408 ? 1
+             : status == 413 ? 2
+             : status == 414 ? 3
+             : status == 431 ? 4
+                             : 5;
   stats_.client_errors_by_status[i].add();
 }
 
@@ -141,9 +147,8 @@ Task<ServerConnection::HeadResult> ServerConnection::readHead() {
     timed_out_ = false;
     // The whole head must arrive within header_timeout of its first byte: a client that
     // trickles a byte at a time (slowloris) is cut off all the same.
-    auto deadline = waiting_for_new_request && first_byte
-                        ? loop::Clock::now() + limits_.idle_timeout
-                        : request_start_ + limits_.header_timeout;
+    auto deadline = waiting_for_new_request && first_byte ? loop::Clock::now() + limits_.idle_timeout
+                                                          : request_start_ + limits_.header_timeout;
     if (waiting_for_new_request && draining_) deadline = std::min(deadline, loop::Clock::now() + kDrainGrace);
     bool ok = co_await readMore(deadline);
     deadline_.setIdle(loop::Deadline::Idle::kBusy);
@@ -175,7 +180,8 @@ bool validHostField(std::string_view v) {
     auto close = v.find(']');
     if (close == std::string_view::npos || close < 3) return false;
     for (char c : v.substr(1, close - 1))
-      if (!(isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' || c == '.')) return false;
+      if (!(isDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' || c == '.'))
+        return false;
     std::string_view rest = v.substr(close + 1);
     if (!rest.empty()) {
       if (rest.front() != ':') return false;
@@ -191,8 +197,8 @@ bool validHostField(std::string_view v) {
     }
     if (name.empty()) return false;
     for (char c : name)  // reg-name / IPv4 (sub-delims such as ',' are not for hosts here)
-      if (!(isDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' || c == '.' || c == '_' ||
-            c == '~' || c == '%'))
+      if (!(isDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' || c == '.' ||
+            c == '_' || c == '~' || c == '%'))
         return false;
   }
   if (port.size() > 5) return false;
@@ -249,8 +255,8 @@ bool ServerConnection::validateHead() {
       return false;
     }
     std::string origin = path_at == std::string_view::npos ? std::string("/")
-                         : rest[path_at] == '?'           ? "/" + std::string(rest.substr(path_at))
-                                                          : std::string(rest.substr(path_at));
+                         : rest[path_at] == '?'            ? "/" + std::string(rest.substr(path_at))
+                                                           : std::string(rest.substr(path_at));
     req.headers.set("Host", authority);
     req.target = std::move(origin);
     hosts = 1;
@@ -317,8 +323,10 @@ Task<void> ServerConnection::run() {
     }
     if (!req.hasBody()) request_complete_ = true;
     hook_ = nullptr;
-    if (req.target == "*") co_await answerServerOptions();  // OPTIONS *: about the server itself
-    else co_await handler_.handle(*this);
+    if (req.target == "*")
+      co_await answerServerOptions();  // OPTIONS *: about the server itself
+    else
+      co_await handler_.handle(*this);
     ++requests_served_;
 
     if (!stream_.socket().is_open()) break;
@@ -399,8 +407,8 @@ Task<bool> ServerConnection::writeResponse(ResponseHead* head, std::span<const s
     response_started_ = true;
     response_status_ = head->status;
     const auto& req = parser_.request();
-    response_no_body_ = req.method == "HEAD" || head->status == 204 || head->status == 304 ||
-                        head->status < 200;
+    response_no_body_ =
+        req.method == "HEAD" || head->status == 204 || head->status == 304 || head->status < 200;
     bool http11 = !(req.version_major == 1 && req.version_minor == 0);
     if (draining_) keep_alive_ = false;
     if (!response_no_body_ && !head->has_content_length) {
@@ -503,7 +511,7 @@ Task<void> ServerConnection::rejectRequest(int status, std::string_view reason) 
   keep_alive_ = false;
   request_complete_ = false;
   std::string message(reason);
-  std::string_view type = status == 408 ? "request_timeout"
+  std::string_view type = status == 408   ? "request_timeout"
                           : status == 413 ? "body_too_large"
                           : status == 414 ? "uri_too_long"
                           : status == 431 ? "headers_too_large"

@@ -3,9 +3,9 @@
 // client needs. Lives on the worker that accepted it, inside one coroutine.
 #pragma once
 
+#include <array>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <array>
 #include <span>
 #include <string>
 #include <string_view>
@@ -33,10 +33,10 @@ struct ListenerLimits {
   std::chrono::milliseconds header_timeout{10'000};
   std::chrono::milliseconds body_timeout{30'000};
   std::chrono::milliseconds idle_timeout{60'000};
-  uint64_t body_min_rate = 1024;  ///< bytes/s a body must average after body_timeout; 0: none
+  uint64_t body_min_rate = 1024;        ///< bytes/s a body must average after body_timeout; 0: none
   bool underscores_in_headers = false;  ///< keep fields whose name has '_' (dropped by default)
   std::shared_ptr<net::IpConnectionLimit> per_ip;  ///< set: the per-address connection cap
-  std::shared_ptr<net::TlsServerContext> tls;  ///< set: the connection starts with a TLS handshake
+  std::shared_ptr<net::TlsServerContext> tls;      ///< set: the connection starts with a TLS handshake
 };
 
 class ServerConnection;
@@ -69,9 +69,8 @@ struct BodyRead {
 
 class ServerConnection {
  public:
-  ServerConnection(loop::Worker& worker, net::TcpSocket socket,
-                   const ListenerLimits& limits, RequestHandler& handler,
-                   telemetry::WorkerStats& stats, const bool& draining);
+  ServerConnection(loop::Worker& worker, net::TcpSocket socket, const ListenerLimits& limits,
+                   RequestHandler& handler, telemetry::WorkerStats& stats, const bool& draining);
   ~ServerConnection();
 
   /// Serves requests until the client leaves, an error, or drain. Worker thread.

@@ -16,7 +16,9 @@ struct Seen {
 std::vector<Seen> parseSplit(std::string_view bytes, size_t split) {
   SseParser p;
   std::vector<Seen> out;
-  auto on = [&](const SseEvent& e) { out.push_back({std::string(e.type), std::string(e.data), std::string(e.id)}); };
+  auto on = [&](const SseEvent& e) {
+    out.push_back({std::string(e.type), std::string(e.data), std::string(e.id)});
+  };
   EXPECT_TRUE(p.feed(bytes.substr(0, split), on));
   EXPECT_TRUE(p.feed(bytes.substr(split), on));
   return out;
@@ -26,8 +28,8 @@ TEST(Sse, EveryLineEndingAndEverySplitGiveTheSameEvents) {
   const std::vector<Seen> want = {{"", "one", ""}, {"delta", "a\nb", "7"}, {"", "", "7"}};
   for (std::string_view eol : {"\n", "\r\n", "\r"}) {
     std::string text;
-    for (std::string_view line : {": ping", "data: one", "", "event: delta", "id: 7", "data: a", "data:b", "",
-                                  "data", ""}) {
+    for (std::string_view line :
+         {": ping", "data: one", "", "event: delta", "id: 7", "data: a", "data:b", "", "data", ""}) {
       text.append(line);
       text.append(eol);
     }
@@ -40,7 +42,8 @@ TEST(Sse, ByteAtATime) {
   std::string text = "event: message_start\ndata: {\"x\":1}\n\nevent: message_stop\ndata: {}\n\n";
   SseParser p;
   std::vector<std::string> types;
-  for (char c : text) ASSERT_TRUE(p.feed(std::string_view(&c, 1), [&](const SseEvent& e) { types.emplace_back(e.type); }));
+  for (char c : text)
+    ASSERT_TRUE(p.feed(std::string_view(&c, 1), [&](const SseEvent& e) { types.emplace_back(e.type); }));
   EXPECT_EQ(types, (std::vector<std::string>{"message_start", "message_stop"}));
   EXPECT_FALSE(p.midEvent());
 }

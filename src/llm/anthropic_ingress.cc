@@ -1,6 +1,7 @@
 #include "llm/anthropic_ingress.h"
 
 #include <fmt/format.h>
+
 #include <boost/json.hpp>
 
 #include "http/sse.h"
@@ -14,7 +15,8 @@ namespace json = boost::json;
 namespace {
 
 ApiError invalid(std::string param, std::string message) {
-  return ApiError{400, "invalid_request_error", std::move(message), std::move(param), "invalid_request_error"};
+  return ApiError{400, "invalid_request_error", std::move(message), std::move(param),
+                  "invalid_request_error"};
 }
 
 /// Text of a tool_result's content: a string or text blocks.
@@ -43,7 +45,8 @@ std::optional<ApiError> translateMessage(const json::object& m, size_t i, json::
     out.push_back(json::object{{"role", role}, {"content", content->get_string()}});
     return std::nullopt;
   }
-  if (!content->is_array()) return invalid(p + ".content", fmt::format("{}.content: Input should be a valid list", p));
+  if (!content->is_array())
+    return invalid(p + ".content", fmt::format("{}.content: Input should be a valid list", p));
   json::array parts, calls;
   for (size_t j = 0; j < content->as_array().size(); ++j) {
     const auto& bv = content->as_array()[j];
@@ -57,17 +60,20 @@ std::optional<ApiError> translateMessage(const json::object& m, size_t i, json::
       auto* src = b.if_contains("source");
       if (!src || !src->is_object()) return invalid(bp + ".source", bp + ".source: Field required");
       const auto& so = src->as_object();
-      std::string url = stringAt(so, "type") == "base64"
-                            ? fmt::format("data:{};base64,{}", stringAt(so, "media_type"), stringAt(so, "data"))
-                            : std::string(stringAt(so, "url"));
+      std::string url =
+          stringAt(so, "type") == "base64"
+              ? fmt::format("data:{};base64,{}", stringAt(so, "media_type"), stringAt(so, "data"))
+              : std::string(stringAt(so, "url"));
       parts.push_back(json::object{{"type", "image_url"}, {"image_url", json::object{{"url", url}}}});
     } else if (type == "tool_use") {
-      if (role != "assistant") return invalid(bp + ".type", bp + ": tool_use blocks belong to assistant turns");
+      if (role != "assistant")
+        return invalid(bp + ".type", bp + ": tool_use blocks belong to assistant turns");
       auto* input = b.if_contains("input");
-      calls.push_back(json::object{{"id", stringAt(b, "id")},
-                                   {"type", "function"},
-                                   {"function", json::object{{"name", stringAt(b, "name")},
-                                                             {"arguments", input ? json::serialize(*input) : "{}"}}}});
+      calls.push_back(
+          json::object{{"id", stringAt(b, "id")},
+                       {"type", "function"},
+                       {"function", json::object{{"name", stringAt(b, "name")},
+                                                 {"arguments", input ? json::serialize(*input) : "{}"}}}});
     } else if (type == "tool_result") {
       // OpenAI carries each result as its own `tool` message, before the turn's other content.
       out.push_back(json::object{{"role", "tool"},
@@ -141,7 +147,8 @@ std::optional<ApiError> parseMessagesRequest(std::string_view text, MessagesRequ
   }
   for (size_t i = 0; i < messages->as_array().size(); ++i) {
     const auto& m = messages->as_array()[i];
-    if (!m.is_object()) return invalid(fmt::format("messages.{}", i), fmt::format("messages.{}: Input should be an object", i));
+    if (!m.is_object())
+      return invalid(fmt::format("messages.{}", i), fmt::format("messages.{}: Input should be an object", i));
     if (auto err = translateMessage(m.as_object(), i, msgs)) return err;
   }
   chat["messages"] = std::move(msgs);
@@ -169,11 +176,15 @@ std::optional<ApiError> parseMessagesRequest(std::string_view text, MessagesRequ
   if (auto* tc = b.if_contains("tool_choice"); tc && tc->is_object()) {
     const auto& tco = tc->as_object();
     auto type = stringAt(tco, "type");
-    if (type == "any") chat["tool_choice"] = "required";
-    else if (type == "none") chat["tool_choice"] = "none";
+    if (type == "any")
+      chat["tool_choice"] = "required";
+    else if (type == "none")
+      chat["tool_choice"] = "none";
     else if (type == "tool")
-      chat["tool_choice"] = json::object{{"type", "function"}, {"function", json::object{{"name", stringAt(tco, "name")}}}};
-    else chat["tool_choice"] = "auto";
+      chat["tool_choice"] =
+          json::object{{"type", "function"}, {"function", json::object{{"name", stringAt(tco, "name")}}}};
+    else
+      chat["tool_choice"] = "auto";
     if (auto* d = tco.if_contains("disable_parallel_tool_use"); d && d->is_bool() && d->get_bool())
       chat["parallel_tool_calls"] = false;
   }
@@ -212,13 +223,14 @@ std::optional<ApiError> messageFromCompletion(std::string_view completion, std::
     return badProviderAnswer("a chat completion without choices");
   json::array content;
   std::string_view finish;
-  if (auto* choices = c.if_contains("choices"); choices && choices->is_array() && !choices->as_array().empty() &&
-                                                choices->as_array()[0].is_object()) {
+  if (auto* choices = c.if_contains("choices");
+      choices && choices->is_array() && !choices->as_array().empty() && choices->as_array()[0].is_object()) {
     const auto& choice = choices->as_array()[0].as_object();
     finish = stringAt(choice, "finish_reason");
     if (auto* msg = choice.if_contains("message"); msg && msg->is_object()) {
       const auto& m = msg->as_object();
-      if (auto text = stringAt(m, "content"); !text.empty()) content.push_back(json::object{{"type", "text"}, {"text", text}});
+      if (auto text = stringAt(m, "content"); !text.empty())
+        content.push_back(json::object{{"type", "text"}, {"text", text}});
       if (auto* calls = m.if_contains("tool_calls"); calls && calls->is_array())
         for (const auto& call : calls->as_array()) {
           if (!call.is_object()) continue;
@@ -234,7 +246,8 @@ std::optional<ApiError> messageFromCompletion(std::string_view completion, std::
     }
   }
   Usage u;
-  if (auto* usage = c.if_contains("usage"); usage && usage->is_object()) u = usageFromOpenAI(usage->as_object());
+  if (auto* usage = c.if_contains("usage"); usage && usage->is_object())
+    u = usageFromOpenAI(usage->as_object());
   out = json::serialize(json::object{{"id", idOr("msg_", stringAt(c, "id"))},
                                      {"type", "message"},
                                      {"role", "assistant"},
@@ -263,7 +276,8 @@ void MessagesStreamEncoder::start(const json::object& chunk, std::string& out) {
 
 void MessagesStreamEncoder::closeBlock(std::string& out) {
   if (open_block_ < 0) return;
-  appendEvent(out, "content_block_stop", json::object{{"type", "content_block_stop"}, {"index", open_block_}});
+  appendEvent(out, "content_block_stop",
+              json::object{{"type", "content_block_stop"}, {"index", open_block_}});
   open_block_ = -1;
 }
 
@@ -274,7 +288,8 @@ void MessagesStreamEncoder::chunk(const json::object& chunk, std::string& out) {
   for (const auto& cv : choices->as_array()) {
     if (!cv.is_object()) continue;
     const auto& choice = cv.as_object();
-    if (auto finish = stringAt(choice, "finish_reason"); !finish.empty()) stop_reason_ = std::string(stopFromFinish(finish));
+    if (auto finish = stringAt(choice, "finish_reason"); !finish.empty())
+      stop_reason_ = std::string(stopFromFinish(finish));
     auto* dv = choice.if_contains("delta");
     if (!dv || !dv->is_object()) continue;
     const auto& delta = dv->as_object();
@@ -299,7 +314,9 @@ void MessagesStreamEncoder::chunk(const json::object& chunk, std::string& out) {
       if (!call.is_object()) continue;
       const auto& co = call.as_object();
       int64_t index = co.contains("index") && co.at("index").is_int64() ? co.at("index").as_int64() : 0;
-      const json::object* fn = co.if_contains("function") && co.at("function").is_object() ? &co.at("function").as_object() : nullptr;
+      const json::object* fn = co.if_contains("function") && co.at("function").is_object()
+                                   ? &co.at("function").as_object()
+                                   : nullptr;
       auto it = tool_blocks_.find(index);
       if (it == tool_blocks_.end()) {
         closeBlock(out);
@@ -315,10 +332,11 @@ void MessagesStreamEncoder::chunk(const json::object& chunk, std::string& out) {
                                                                 {"input", json::object()}}}});
       }
       if (auto args = fn ? stringAt(*fn, "arguments") : std::string_view(); !args.empty())
-        appendEvent(out, "content_block_delta",
-                    json::object{{"type", "content_block_delta"},
-                                 {"index", it->second},
-                                 {"delta", json::object{{"type", "input_json_delta"}, {"partial_json", args}}}});
+        appendEvent(
+            out, "content_block_delta",
+            json::object{{"type", "content_block_delta"},
+                         {"index", it->second},
+                         {"delta", json::object{{"type", "input_json_delta"}, {"partial_json", args}}}});
     }
   }
 }

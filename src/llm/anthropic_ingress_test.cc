@@ -1,7 +1,8 @@
 #include "llm/anthropic_ingress.h"
 
-#include <boost/json.hpp>
 #include <gtest/gtest.h>
+
+#include <boost/json.hpp>
 
 #include "llm/providers/openai.h"
 #include "llm/testing.h"
@@ -13,7 +14,8 @@ namespace json = boost::json;
 
 TEST(AnthropicIngress, RequestBecomesAnOpenAiChat) {
   MessagesRequest req;
-  auto err = parseMessagesRequest(R"({"model":"claude","max_tokens":64,"stream":true,"system":[{"type":"text","text":"sys"}],
+  auto err = parseMessagesRequest(
+      R"({"model":"claude","max_tokens":64,"stream":true,"system":[{"type":"text","text":"sys"}],
     "stop_sequences":["END"],"metadata":{"user_id":"u1"},
     "tools":[{"name":"f","description":"d","input_schema":{"type":"object"}}],
     "tool_choice":{"type":"tool","name":"f","disable_parallel_tool_use":true},
@@ -23,7 +25,7 @@ TEST(AnthropicIngress, RequestBecomesAnOpenAiChat) {
       {"role":"assistant","content":[{"type":"text","text":"calling"},{"type":"tool_use","id":"t1","name":"f","input":{"a":1}}]},
       {"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":[{"type":"text","text":"42"}]},
                                 {"type":"text","text":"thanks"}]}]})",
-                                  req);
+      req);
   ASSERT_FALSE(err) << err->message;
   EXPECT_TRUE(req.stream);
   EXPECT_TRUE(req.chat.include_usage);
@@ -34,7 +36,14 @@ TEST(AnthropicIngress, RequestBecomesAnOpenAiChat) {
   EXPECT_EQ(msgs[0].as_object().at("content"), "sys");
   EXPECT_EQ(msgs[1].as_object().at("content").as_array()[1].as_object().at("image_url").as_object().at("url"),
             "data:image/png;base64,AAAA");
-  EXPECT_EQ(msgs[2].as_object().at("tool_calls").as_array()[0].as_object().at("function").as_object().at("arguments"),
+  EXPECT_EQ(msgs[2]
+                .as_object()
+                .at("tool_calls")
+                .as_array()[0]
+                .as_object()
+                .at("function")
+                .as_object()
+                .at("arguments"),
             "{\"a\":1}");
   EXPECT_EQ(msgs[3].as_object().at("role"), "tool");
   EXPECT_EQ(msgs[3].as_object().at("content"), "42");
@@ -55,7 +64,8 @@ TEST(AnthropicIngress, ErrorsNameTheField) {
       {R"({"model":"m","max_tokens":0,"messages":[{"role":"user","content":"x"}]})", "max_tokens"},
       {R"({"model":"m","max_tokens":5,"messages":[]})", "messages"},
       {R"({"model":"m","max_tokens":5,"messages":[{"role":"system","content":"x"}]})", "messages.0.role"},
-      {R"({"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"video"}]}]})", "messages.0.content.0.type"},
+      {R"({"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"video"}]}]})",
+       "messages.0.content.0.type"},
       {R"({"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"tool_use","id":"1","name":"f"}]}]})",
        "messages.0.content.0.type"},
   };

@@ -1,6 +1,7 @@
 #include "llm/api_error.h"
 
 #include <fmt/format.h>
+
 #include <boost/json.hpp>
 
 #include "base/strings.h"
@@ -22,16 +23,32 @@ std::string openaiErrorBody(const ApiError& e) {
 std::string anthropicErrorBody(const ApiError& e) {
   std::string_view type = "api_error";
   switch (e.status) {
-    case 400: case 404: case 413: case 422: type = e.status == 404 ? "not_found_error"
-                                                 : e.status == 413 ? "request_too_large"
-                                                                   : "invalid_request_error"; break;
-    case 401: type = "authentication_error"; break;
-    case 403: type = "permission_error"; break;
-    case 429: type = "rate_limit_error"; break;
-    case 529: case 503: type = "overloaded_error"; break;
-    default: break;
+    case 400:
+    case 404:
+    case 413:
+    case 422:
+      type = e.status == 404   ? "not_found_error"
+             : e.status == 413 ? "request_too_large"
+                               : "invalid_request_error";
+      break;
+    case 401:
+      type = "authentication_error";
+      break;
+    case 403:
+      type = "permission_error";
+      break;
+    case 429:
+      type = "rate_limit_error";
+      break;
+    case 529:
+    case 503:
+      type = "overloaded_error";
+      break;
+    default:
+      break;
   }
-  return json::serialize(json::object{{"type", "error"}, {"error", json::object{{"type", type}, {"message", e.message}}}});
+  return json::serialize(
+      json::object{{"type", "error"}, {"error", json::object{{"type", type}, {"message", e.message}}}});
 }
 
 ApiError badProviderAnswer(std::string_view what) {
@@ -99,17 +116,20 @@ bool looksLikeHost(std::string_view w) {
   // (gemini-1.5-pro) stay.
   size_t labels = 1;
   for (char c : w) {
-    if (c == '.') ++labels;
-    else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-')) return false;
+    if (c == '.')
+      ++labels;
+    else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-'))
+      return false;
   }
   auto dot = w.rfind('.');
   if (labels < 2 || dot == 0 || w[dot - 1] == '.' || w.find("..") != std::string_view::npos) return false;
   std::string_view last = w.substr(dot + 1);
   if (last.size() < 2 || last.size() > 24 || !allLetters(last)) return false;
   if (labels >= 3) return true;
-  for (std::string_view tld : {"com", "net", "org", "io", "ai", "dev", "app", "cloud", "co", "us", "eu", "uk", "de",
-                               "internal", "local", "localdomain", "corp", "lan", "intra", "intranet", "private",
-                               "svc", "cluster", "home", "test", "example", "invalid", "arpa"})
+  for (std::string_view tld : {"com",   "net",         "org",  "io",   "ai",      "dev",      "app",
+                               "cloud", "co",          "us",   "eu",   "uk",      "de",       "internal",
+                               "local", "localdomain", "corp", "lan",  "intra",   "intranet", "private",
+                               "svc",   "cluster",     "home", "test", "example", "invalid",  "arpa"})
     if (iequals(last, tld)) return true;
   return false;
 }
@@ -128,12 +148,14 @@ bool holdsKnownSecret(std::string_view w, std::span<const std::string_view> know
 bool looksSecret(std::string_view w) {
   while (!w.empty() && (w.back() == '.' || w.back() == ':' || w.back() == ',')) w.remove_suffix(1);
   if (looksLikeHost(w)) return true;
-  for (std::string_view prefix : {"sk-", "sk_", "pk_", "rk_", "AKIA", "ASIA", "AIza", "ghp_", "gho_", "xox", "eyJ"})
+  for (std::string_view prefix :
+       {"sk-", "sk_", "pk_", "rk_", "AKIA", "ASIA", "AIza", "ghp_", "gho_", "xox", "eyJ"})
     if (w.size() >= prefix.size() + 8 && w.substr(0, prefix.size()) == prefix) return true;
   if (w.find("://") != std::string_view::npos || looksLikeIpv4(w)) return true;
   for (std::string_view key : {"key=", "token=", "secret=", "password=", "sig=", "signature="}) {
     auto at = w.find(key);
-    if (at != std::string_view::npos && (at == 0 || !std::isalnum(static_cast<unsigned char>(w[at - 1])))) return true;
+    if (at != std::string_view::npos && (at == 0 || !std::isalnum(static_cast<unsigned char>(w[at - 1]))))
+      return true;
   }
   if (w.size() < 16) return false;
   bool upper = false, lower = false, digit = false;
@@ -180,7 +202,8 @@ ApiError redactedProviderError(ApiError e, std::span<const std::string_view> kno
   return e;
 }
 
-ApiError clientSafeProviderError(std::string_view provider, ApiError e, std::span<const std::string_view> known) {
+ApiError clientSafeProviderError(std::string_view provider, ApiError e,
+                                 std::span<const std::string_view> known) {
   const bool request_fault = e.status == 400 || e.status == 404 || e.status == 409 || e.status == 413 ||
                              e.status == 415 || e.status == 422;
   e = redactedProviderError(std::move(e), known);
@@ -189,8 +212,8 @@ ApiError clientSafeProviderError(std::string_view provider, ApiError e, std::spa
   std::string_view why = e.status == 401 || e.status == 403 ? ": it refused the gateway's credentials for it"
                          : e.status == 429                  ? ": it is rate limiting the gateway"
                                                             : "";
-  e.message = fmt::format("provider '{}' answered {} {}{}; the gateway's log has the details", provider, e.status,
-                          http::reasonPhrase(e.status), why);
+  e.message = fmt::format("provider '{}' answered {} {}{}; the gateway's log has the details", provider,
+                          e.status, http::reasonPhrase(e.status), why);
   return e;
 }
 

@@ -15,8 +15,8 @@ struct ApiError {
   int status = 400;
   std::string type = "invalid_request_error";  ///< OpenAI error type
   std::string message;
-  std::string param;  ///< the offending request field ("messages[0].role"), or empty
-  std::string code;   ///< machine-readable code ("invalid_api_key", "model_not_found"), or empty
+  std::string param;          ///< the offending request field ("messages[0].role"), or empty
+  std::string code;           ///< machine-readable code ("invalid_api_key", "model_not_found"), or empty
   int64_t retry_after_s = 0;  ///< > 0: sent as Retry-After
 };
 

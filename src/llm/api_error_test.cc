@@ -10,14 +10,16 @@ TEST(RedactSecrets, RemovesKeysUrlsAndAddresses) {
       "Incorrect API key provided: sk-proj-abcdEFGH1234ijkl. See https://internal.corp/v1?key=zz or "
       "call 10.0.3.7:8000 with Bearer tok3nXYZ and aws AKIAIOSFODNN7EXAMPLE, token=abc";
   const std::string out = redactSecrets(text);
-  for (const char* leaked : {"sk-proj", "internal.corp", "10.0.3.7", "tok3nXYZ", "AKIAIOSFODNN7EXAMPLE", "abc"})
+  for (const char* leaked :
+       {"sk-proj", "internal.corp", "10.0.3.7", "tok3nXYZ", "AKIAIOSFODNN7EXAMPLE", "abc"})
     EXPECT_EQ(out.find(leaked), std::string::npos) << leaked << " in " << out;
   EXPECT_NE(out.find("Incorrect API key provided"), std::string::npos);
 }
 
 TEST(RedactSecrets, RemovesHostNamesAndKnownSecrets) {
   const std::string text =
-      "upstream llm-7.prod.internal.corp:8443 and [fd00::5]:80 and localhost:9000 refused PROVIDER-SECRET-abc";
+      "upstream llm-7.prod.internal.corp:8443 and [fd00::5]:80 and localhost:9000 refused "
+      "PROVIDER-SECRET-abc";
   const std::string_view known[] = {"sk-PROVIDER-SECRET-abc"};
   const std::string out = redactSecrets(text, known);
   for (const char* leaked : {"internal", "fd00", "localhost", "9000", "PROVIDER-SECRET"})
@@ -30,7 +32,8 @@ TEST(RedactSecrets, RemovesHostNamesAndKnownSecrets) {
 }
 
 TEST(RedactSecrets, KeepsOrdinaryWordsAndModelNames) {
-  const std::string text = "This model's maximum context length is 8192 tokens; gpt-4o-mini-2024-07-18 got 9000.";
+  const std::string text =
+      "This model's maximum context length is 8192 tokens; gpt-4o-mini-2024-07-18 got 9000.";
   EXPECT_EQ(redactSecrets(text), text);
   EXPECT_LE(redactSecrets(std::string(5000, 'a') + " x").size(), 1000u);
 }

@@ -5,12 +5,12 @@
 #include <boost/asio/post.hpp>
 
 #include "llm/prices.h"
-#include "llm/tokenizer/encoding.h"
-#include "loop/blocking_pool.h"
 #include "llm/providers/anthropic.h"
 #include "llm/providers/bedrock.h"
 #include "llm/providers/gemini.h"
 #include "llm/providers/openai.h"
+#include "llm/tokenizer/encoding.h"
+#include "loop/blocking_pool.h"
 
 namespace ganglion::llm {
 
@@ -35,9 +35,12 @@ uint64_t maxOutputOf(std::string_view kind, const control::ModelTarget& t) {
 /// (o200k takes ~15 ms) so the first call finds it ready.
 std::string_view encodingOf(std::string_view kind, const control::ModelTarget& t) {
   std::string_view name;
-  if (t.tokenizer == "o200k_base") name = "o200k_base";
-  else if (t.tokenizer == "cl100k_base") name = "cl100k_base";
-  else if (t.tokenizer.empty() && (kind == "openai" || kind == "azure")) name = tokenizer::encodingForModel(t.model);
+  if (t.tokenizer == "o200k_base")
+    name = "o200k_base";
+  else if (t.tokenizer == "cl100k_base")
+    name = "cl100k_base";
+  else if (t.tokenizer.empty() && (kind == "openai" || kind == "azure"))
+    name = tokenizer::encodingForModel(t.model);
   if (!name.empty()) boost::asio::post(loop::blockingPool(), [name] { tokenizer::encodingNamed(name); });
   return name;
 }
@@ -49,8 +52,8 @@ Catalog::Catalog(const control::Config& config, const std::vector<size_t>& provi
     const auto& p = config.providers[i];
     bool default_port = p.port == (p.https ? 443 : 80);
     std::string host = p.host.find(':') != std::string::npos ? "[" + p.host + "]" : p.host;  // IPv6 literal
-    providers_.push_back({&p, makeCodec(p), provider_upstreams[i],
-                          default_port ? host : fmt::format("{}:{}", host, p.port)});
+    providers_.push_back(
+        {&p, makeCodec(p), provider_upstreams[i], default_port ? host : fmt::format("{}:{}", host, p.port)});
   }
   for (const auto& m : config.models) {
     CatalogModel cm;
@@ -59,9 +62,16 @@ Catalog::Catalog(const control::Config& config, const std::vector<size_t>& provi
       for (uint32_t p = 0; p < providers_.size(); ++p) {
         if (providers_[p].config->name != t.provider) continue;
         const std::string& kind = providers_[p].config->kind;
-        CatalogTarget target{p, t.model, t.weight, t.price ? t.price : builtinPrice(kind, t.model),
-                             t.context_window ? t.context_window : m.context_window, maxOutputOf(kind, t), 0, {}};
-        target.context_limit = target.context_window ? target.context_window : builtinContextWindow(kind, t.model);
+        CatalogTarget target{p,
+                             t.model,
+                             t.weight,
+                             t.price ? t.price : builtinPrice(kind, t.model),
+                             t.context_window ? t.context_window : m.context_window,
+                             maxOutputOf(kind, t),
+                             0,
+                             {}};
+        target.context_limit =
+            target.context_window ? target.context_window : builtinContextWindow(kind, t.model);
         target.encoding = encodingOf(kind, t);
         cm.targets.push_back(std::move(target));
       }

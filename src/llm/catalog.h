@@ -26,9 +26,9 @@ struct CatalogProvider {
 /// What every worker learns about one target while calling it: its circuit breaker, time to
 /// first token and calls in flight. Atomics, shared by the workers; lives with the snapshot.
 struct TargetState {
-  std::atomic<uint32_t> failures{0};       ///< consecutive
-  std::atomic<int64_t> open_until_ms{0};   ///< circuit open until (steady clock); 0: closed
-  std::atomic<int64_t> ttft_ewma_us{0};    ///< 0: no sample yet
+  std::atomic<uint32_t> failures{0};      ///< consecutive
+  std::atomic<int64_t> open_until_ms{0};  ///< circuit open until (steady clock); 0: closed
+  std::atomic<int64_t> ttft_ewma_us{0};   ///< 0: no sample yet
   std::atomic<int32_t> inflight{0};
 };
 

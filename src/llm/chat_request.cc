@@ -1,6 +1,7 @@
 #include "llm/chat_request.h"
 
 #include <fmt/format.h>
+
 #include <boost/json.hpp>
 #include <initializer_list>
 #include <memory>
@@ -13,14 +14,21 @@ namespace {
 
 std::string_view kindOf(const json::value& v) {
   switch (v.kind()) {
-    case json::kind::null: return "null";
-    case json::kind::bool_: return "a boolean";
+    case json::kind::null:
+      return "null";
+    case json::kind::bool_:
+      return "a boolean";
     case json::kind::int64:
-    case json::kind::uint64: return "an integer";
-    case json::kind::double_: return "a decimal";
-    case json::kind::string: return "a string";
-    case json::kind::array: return "an array";
-    case json::kind::object: return "an object";
+    case json::kind::uint64:
+      return "an integer";
+    case json::kind::double_:
+      return "a decimal";
+    case json::kind::string:
+      return "a string";
+    case json::kind::array:
+      return "an array";
+    case json::kind::object:
+      return "an object";
   }
   return "a value";
 }
@@ -35,18 +43,23 @@ class Checker {
     return fail(param, fmt::format("Missing required parameter: '{}'.", param), "missing_required_parameter");
   }
   bool wrongType(const std::string& param, std::string_view expected, const json::value& got) {
-    return fail(param, fmt::format("Invalid type for '{}': expected {}, but got {} instead.", param, expected, kindOf(got)),
-                "invalid_type");
+    return fail(
+        param,
+        fmt::format("Invalid type for '{}': expected {}, but got {} instead.", param, expected, kindOf(got)),
+        "invalid_type");
   }
   bool tooLong(const std::string& param, size_t max, size_t got) {
-    return fail(param,
-                fmt::format("Invalid '{}': array too long. Expected an array with maximum length {}, but got an array "
-                            "with length {} instead.",
-                            param, max, got),
-                "array_above_max_length");
+    return fail(
+        param,
+        fmt::format(
+            "Invalid '{}': array too long. Expected an array with maximum length {}, but got an array "
+            "with length {} instead.",
+            param, max, got),
+        "array_above_max_length");
   }
   bool badValue(const std::string& param, std::string_view value, std::string_view supported) {
-    return fail(param, fmt::format("Invalid value: '{}'. Supported values are: {}.", value, supported), "invalid_value");
+    return fail(param, fmt::format("Invalid value: '{}'. Supported values are: {}.", value, supported),
+                "invalid_value");
   }
   bool fail(const std::string& param, std::string message, std::string_view code) {
     if (!err_) err_ = ApiError{400, "invalid_request_error", std::move(message), param, std::string(code)};
@@ -54,7 +67,8 @@ class Checker {
   }
 
   /// A string field; absent is fine unless `required`.
-  const json::string* str(const json::object& o, std::string_view key, const std::string& param, bool required = false) {
+  const json::string* str(const json::object& o, std::string_view key, const std::string& param,
+                          bool required = false) {
     auto it = o.find(key);
     if (it == o.end()) {
       if (required) missing(param);
@@ -72,28 +86,33 @@ class Checker {
     return std::nullopt;
   }
   /// A number within [lo, hi]; `integer` also rejects decimals.
-  std::optional<double> number(const json::object& o, std::string_view key, const std::string& param, double lo,
-                               double hi, bool integer) {
+  std::optional<double> number(const json::object& o, std::string_view key, const std::string& param,
+                               double lo, double hi, bool integer) {
     auto it = o.find(key);
     if (it == o.end() || it->value().is_null()) return std::nullopt;
     const json::value& v = it->value();
     double d;
-    if (v.is_int64()) d = static_cast<double>(v.get_int64());
-    else if (v.is_uint64()) d = static_cast<double>(v.get_uint64());
-    else if (v.is_double() && !integer) d = v.get_double();
+    if (v.is_int64())
+      d = static_cast<double>(v.get_int64());
+    else if (v.is_uint64())
+      d = static_cast<double>(v.get_uint64());
+    else if (v.is_double() && !integer)
+      d = v.get_double();
     else {
       wrongType(param, integer ? "an integer" : "a number", v);
       return std::nullopt;
     }
     if (d < lo) {
-      fail(param, fmt::format("Invalid '{}': {} below minimum value. Expected a value >= {}, but got {} instead.", param,
-                              integer ? "integer" : "decimal", lo, d),
+      fail(param,
+           fmt::format("Invalid '{}': {} below minimum value. Expected a value >= {}, but got {} instead.",
+                       param, integer ? "integer" : "decimal", lo, d),
            integer ? "integer_below_min_value" : "decimal_below_min_value");
       return std::nullopt;
     }
     if (d > hi) {
-      fail(param, fmt::format("Invalid '{}': {} above maximum value. Expected a value <= {}, but got {} instead.", param,
-                              integer ? "integer" : "decimal", hi, d),
+      fail(param,
+           fmt::format("Invalid '{}': {} above maximum value. Expected a value <= {}, but got {} instead.",
+                       param, integer ? "integer" : "decimal", hi, d),
            integer ? "integer_above_max_value" : "decimal_above_max_value");
       return std::nullopt;
     }
@@ -123,7 +142,8 @@ struct PromptSize {
 };
 
 /// Checks one content part of a message and adds its size to `size`.
-void checkPart(Checker& c, const json::value& part, const std::string& param, std::string_view role, PromptSize& size) {
+void checkPart(Checker& c, const json::value& part, const std::string& param, std::string_view role,
+               PromptSize& size) {
   auto* o = part.if_object();
   if (!o) return (void)c.wrongType(param, "an object", part);
   auto* type = c.str(*o, "type", param + ".type", true);
@@ -145,7 +165,8 @@ void checkPart(Checker& c, const json::value& part, const std::string& param, st
     c.str(*img, "url", param + ".image_url.url", true);
     bool low = false;
     if (auto* detail = c.str(*img, "detail", param + ".image_url.detail")) {
-      if (!oneOf(*detail, {"auto", "low", "high"})) c.badValue(param + ".image_url.detail", *detail, "'auto', 'low', and 'high'");
+      if (!oneOf(*detail, {"auto", "low", "high"}))
+        c.badValue(param + ".image_url.detail", *detail, "'auto', 'low', and 'high'");
       low = *detail == "low";
     }
     size.estimate += 85;  // an image costs at least the low-detail tile
@@ -191,7 +212,9 @@ void checkMessages(Checker& c, const json::object& body, PromptSize& size) {
   if (!msgs) return (void)c.wrongType("messages", "an array", it->value());
   if (msgs->size() > kMaxMessages) return (void)c.tooLong("messages", kMaxMessages, msgs->size());
   if (msgs->empty())
-    return (void)c.fail("messages", "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+    return (void)c.fail("messages",
+                        "Invalid 'messages': empty array. Expected an array with minimum length 1, but got "
+                        "an empty array instead.",
                         "empty_array");
   size_t& text = size.text_bytes;
   for (size_t i = 0; i < msgs->size() && !c.failed(); ++i) {
@@ -201,7 +224,8 @@ void checkMessages(Checker& c, const json::object& body, PromptSize& size) {
     auto* role = c.str(*m, "role", p + ".role", true);
     if (!role) return;
     if (!oneOf(*role, {"system", "developer", "user", "assistant", "tool", "function"}))
-      return (void)c.badValue(p + ".role", *role, "'system', 'assistant', 'user', 'function', 'tool', and 'developer'");
+      return (void)c.badValue(p + ".role", *role,
+                              "'system', 'assistant', 'user', 'function', 'tool', and 'developer'");
     text += 16;  // per-message framing tokens, roughly
     auto content = m->find("content");
     bool has_tool_calls = m->contains("tool_calls") && !m->at("tool_calls").is_null();
@@ -221,7 +245,8 @@ void checkMessages(Checker& c, const json::object& body, PromptSize& size) {
     if (*role == "tool") c.str(*m, "tool_call_id", p + ".tool_call_id", true);
     if (has_tool_calls) {
       if (*role != "assistant")
-        return (void)c.fail(p + ".tool_calls", "Only assistant messages may carry 'tool_calls'.", "invalid_value");
+        return (void)c.fail(p + ".tool_calls", "Only assistant messages may carry 'tool_calls'.",
+                            "invalid_value");
       checkToolCalls(c, m->at("tool_calls"), p + ".tool_calls");
       text += json::serialize(m->at("tool_calls")).size();
     }
@@ -252,7 +277,8 @@ void checkTools(Checker& c, const json::object& body) {
   }
   if (auto it = body.find("tool_choice"); it != body.end() && !it->value().is_null()) {
     if (auto* s = it->value().if_string()) {
-      if (!oneOf(*s, {"none", "auto", "required"})) c.badValue("tool_choice", *s, "'none', 'auto', and 'required'");
+      if (!oneOf(*s, {"none", "auto", "required"}))
+        c.badValue("tool_choice", *s, "'none', 'auto', and 'required'");
     } else if (auto* o = it->value().if_object()) {
       auto fn = o->find("function");
       if (fn == o->end() || !fn->value().is_object()) return (void)c.missing("tool_choice.function");
@@ -289,7 +315,7 @@ namespace {
 
 struct JsonShape {
   size_t containers = 0;  ///< objects and arrays
-  size_t values = 1;      ///< at most this many values of any kind (each but a container's first follows a comma)
+  size_t values = 1;  ///< at most this many values of any kind (each but a container's first follows a comma)
 };
 
 /// Counts the structure of JSON text (brackets and commas outside strings), stopping once a
@@ -297,12 +323,14 @@ struct JsonShape {
 JsonShape measureJson(std::string_view text) {
   JsonShape shape;
   bool in_string = false;
-  for (size_t i = 0; i < text.size() && shape.containers <= kMaxJsonContainers && shape.values <= kMaxJsonValues;
-       ++i) {
+  for (size_t i = 0;
+       i < text.size() && shape.containers <= kMaxJsonContainers && shape.values <= kMaxJsonValues; ++i) {
     const char ch = text[i];
     if (in_string) {
-      if (ch == '\\') ++i;
-      else if (ch == '"') in_string = false;
+      if (ch == '\\')
+        ++i;
+      else if (ch == '"')
+        in_string = false;
     } else if (ch == '"') {
       in_string = true;
     } else if (ch == '{' || ch == '[') {
@@ -322,13 +350,14 @@ std::optional<ApiError> parseJsonObject(std::string_view text, json::object& out
   // break either limit, so the usual small request skips the scan.
   const JsonShape shape = text.size() <= kMaxJsonContainers ? JsonShape{} : measureJson(text);
   if (shape.containers > kMaxJsonContainers || shape.values > kMaxJsonValues)
-    return ApiError{400, "invalid_request_error",
-                    shape.containers > kMaxJsonContainers
-                        ? fmt::format("The request body holds more than {} JSON objects and arrays; split the request.",
-                                      kMaxJsonContainers)
-                        : fmt::format("The request body holds more than {} JSON values; split the request.",
-                                      kMaxJsonValues),
-                    "", "request_too_complex"};
+    return ApiError{
+        400, "invalid_request_error",
+        shape.containers > kMaxJsonContainers
+            ? fmt::format("The request body holds more than {} JSON objects and arrays; split the request.",
+                          kMaxJsonContainers)
+            : fmt::format("The request body holds more than {} JSON values; split the request.",
+                          kMaxJsonValues),
+        "", "request_too_complex"};
   boost::system::error_code ec;
   json::parse_options options;
   options.max_depth = kMaxJsonDepth;
@@ -340,17 +369,19 @@ std::optional<ApiError> parseJsonObject(std::string_view text, json::object& out
   size_t used = parser.write(text.data(), text.size(), ec);
   if (ec == json::error::too_deep)
     return ApiError{400, "invalid_request_error",
-                    fmt::format("The JSON body of your request nests deeper than {} levels (at byte {}).", kMaxJsonDepth,
-                                used),
+                    fmt::format("The JSON body of your request nests deeper than {} levels (at byte {}).",
+                                kMaxJsonDepth, used),
                     "", "invalid_json"};
   if (ec)
-    return ApiError{400, "invalid_request_error",
-                    fmt::format("We could not parse the JSON body of your request: {} at byte {}.", ec.message(), used),
-                    "", "invalid_json"};
+    return ApiError{
+        400, "invalid_request_error",
+        fmt::format("We could not parse the JSON body of your request: {} at byte {}.", ec.message(), used),
+        "", "invalid_json"};
   json::value v = parser.release();
   if (!v.is_object())
     return ApiError{400, "invalid_request_error",
-                    fmt::format("The request body must be a JSON object, not {}.", kindOf(v)), "", "invalid_json"};
+                    fmt::format("The request body must be a JSON object, not {}.", kindOf(v)), "",
+                    "invalid_json"};
   // Moved, not copied, only when both sides share one storage: `out` takes the parse's.
   std::destroy_at(&out);
   std::construct_at(&out, std::move(v.get_object()));
@@ -373,8 +404,10 @@ std::optional<ApiError> parseChatRequest(std::string_view text, ChatRequest& out
     auto* so = it->value().if_object();
     if (!so) return c.wrongType("stream_options", "an object", it->value()), err;
     if (!out.stream)
-      return c.fail("stream_options", "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-                    "invalid_value"), err;
+      return c.fail("stream_options",
+                    "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                    "invalid_value"),
+             err;
     if (auto u = c.boolean(*so, "include_usage")) out.include_usage = *u;
   }
   c.number(b, "temperature", "temperature", 0, 2, false);
@@ -388,10 +421,13 @@ std::optional<ApiError> parseChatRequest(std::string_view text, ChatRequest& out
   c.boolean(b, "parallel_tool_calls");
   c.str(b, "user", "user");
   for (std::string_view key : {"max_completion_tokens", "max_tokens"})
-    if (auto v = c.number(b, key, std::string(key), 1, 1e9, true); v && !out.max_output) out.max_output = static_cast<uint64_t>(*v);
+    if (auto v = c.number(b, key, std::string(key), 1, 1e9, true); v && !out.max_output)
+      out.max_output = static_cast<uint64_t>(*v);
   if (auto it = b.find("stop"); it != b.end() && !it->value().is_null()) {
     if (auto* arr = it->value().if_array()) {
-      if (arr->size() > 4) c.fail("stop", "Invalid 'stop': array too long. Expected an array with maximum length 4.", "array_above_max_length");
+      if (arr->size() > 4)
+        c.fail("stop", "Invalid 'stop': array too long. Expected an array with maximum length 4.",
+               "array_above_max_length");
       for (size_t i = 0; i < arr->size() && !c.failed(); ++i)
         if (!(*arr)[i].is_string()) c.wrongType(fmt::format("stop[{}]", i), "a string", (*arr)[i]);
     } else if (!it->value().is_string()) {
@@ -405,7 +441,8 @@ std::optional<ApiError> parseChatRequest(std::string_view text, ChatRequest& out
   if (c.failed()) return err;
   // Tool definitions and a JSON schema reach the model as prompt text too.
   for (std::string_view key : {"tools", "response_format"})
-    if (auto it = b.find(key); it != b.end() && !it->value().is_null()) size.text_bytes += json::serialize(it->value()).size();
+    if (auto it = b.find(key); it != b.end() && !it->value().is_null())
+      size.text_bytes += json::serialize(it->value()).size();
   out.prompt_estimate = size.estimateTokens();
   out.media_estimate = size.estimate;
   out.prompt_bound = size.boundTokens();
@@ -428,11 +465,15 @@ std::optional<ApiError> parseEmbeddingsRequest(std::string_view text, Embeddings
     out.prompt_bound = boundTokens(s->size());
   } else if (auto* arr = in.if_array()) {
     if (arr->empty())
-      return c.fail("input", "Invalid 'input': empty array. Expected an array with minimum length 1, but got an empty array instead.",
-                    "empty_array"), err;
+      return c.fail("input",
+                    "Invalid 'input': empty array. Expected an array with minimum length 1, but got an empty "
+                    "array instead.",
+                    "empty_array"),
+             err;
     if (arr->size() > 2048)
       return c.fail("input", "Invalid 'input': array too long. Expected an array with maximum length 2048.",
-                    "array_above_max_length"), err;
+                    "array_above_max_length"),
+             err;
     for (size_t i = 0; i < arr->size(); ++i) {
       const auto& item = (*arr)[i];
       uint64_t tokens;
@@ -441,9 +482,12 @@ std::optional<ApiError> parseEmbeddingsRequest(std::string_view text, Embeddings
         out.prompt_bound += boundTokens(s->size());
         continue;
       }
-      if (item.is_int64() || item.is_uint64()) tokens = 1;
-      else if (auto* toks = item.if_array()) tokens = toks->size();
-      else return c.wrongType(fmt::format("input[{}]", i), "a string, a token or an array of tokens", item), err;
+      if (item.is_int64() || item.is_uint64())
+        tokens = 1;
+      else if (auto* toks = item.if_array())
+        tokens = toks->size();
+      else
+        return c.wrongType(fmt::format("input[{}]", i), "a string, a token or an array of tokens", item), err;
       out.prompt_estimate += tokens;  // token ids: counted exactly
       out.prompt_bound += tokens;
     }

@@ -16,15 +16,15 @@ struct ChatRequest {
   boost::json::object body;  ///< as sent by the client, fields unknown to the gateway included
   std::string model;         ///< the model name the client asked for
   bool stream = false;
-  bool include_usage = false;   ///< the client asked for a usage chunk at the end of the stream
-  uint64_t max_output = 0;      ///< max_completion_tokens or max_tokens; 0 when absent
-  uint32_t choices = 1;         ///< `n`: every choice may use max_output tokens
-  uint64_t prompt_estimate = 0; ///< tokens, estimated from the text and images (what usage reports when
-                                ///< the provider could not)
-  uint64_t media_estimate = 0;  ///< the part of prompt_estimate that is images, not text
-  uint64_t prompt_bound = 0;    ///< tokens the prompt cannot exceed whatever its text (what limits reserve)
-  std::string unbounded;        ///< set: an input the provider expands on its side (a file by id), which no
-                                ///< bound covers; names it ("messages[0].content[1].file.file_id")
+  bool include_usage = false;    ///< the client asked for a usage chunk at the end of the stream
+  uint64_t max_output = 0;       ///< max_completion_tokens or max_tokens; 0 when absent
+  uint32_t choices = 1;          ///< `n`: every choice may use max_output tokens
+  uint64_t prompt_estimate = 0;  ///< tokens, estimated from the text and images (what usage reports when
+                                 ///< the provider could not)
+  uint64_t media_estimate = 0;   ///< the part of prompt_estimate that is images, not text
+  uint64_t prompt_bound = 0;     ///< tokens the prompt cannot exceed whatever its text (what limits reserve)
+  std::string unbounded;         ///< set: an input the provider expands on its side (a file by id), which no
+                                 ///< bound covers; names it ("messages[0].content[1].file.file_id")
 };
 
 /// An error when the client asked for more than one choice (`n` > 1) from a provider that

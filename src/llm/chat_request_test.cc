@@ -25,7 +25,8 @@ TEST(ChatRequest, AcceptsTheFullSurface) {
     "tool_choice": {"type": "function", "function": {"name": "f"}},
     "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {"type": "object"}}},
     "temperature": 0.2, "top_p": 1, "n": 1, "max_completion_tokens": 100, "seed": 3, "stop": ["\n"],
-    "user": "u1", "parallel_tool_calls": true})", req);
+    "user": "u1", "parallel_tool_calls": true})",
+                              req);
   ASSERT_FALSE(err) << err->message;
   EXPECT_EQ(req.model, "gpt-4o-mini");
   EXPECT_TRUE(req.stream);
@@ -43,24 +44,26 @@ TEST(ChatRequest, ErrorsNameTheField) {
       {R"({"messages":[{"role":"user","content":"x"}]})", "model", "missing_required_parameter"},
       {R"({"model":3,"messages":[]})", "model", "invalid_type"},
       {R"({"model":"m","messages":{}})", "messages", "invalid_type"},
-      {R"({"model":"m","messages":[{"role":"user","content":[{"type":"image_url"}]}]})", "messages[0].content[0].image_url",
-       "missing_required_parameter"},
+      {R"({"model":"m","messages":[{"role":"user","content":[{"type":"image_url"}]}]})",
+       "messages[0].content[0].image_url", "missing_required_parameter"},
       {R"({"model":"m","messages":[{"role":"assistant","content":[{"type":"image_url","image_url":{"url":"u"}}]}]})",
        "messages[0].content[0].type", "invalid_value"},
       {R"({"model":"m","messages":[{"role":"user"}]})", "messages[0].content", "missing_required_parameter"},
-      {R"({"model":"m","messages":[{"role":"user","content":"x","tool_calls":[]}]})", "messages[0].tool_calls",
-       "invalid_value"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x","tool_calls":[]}]})",
+       "messages[0].tool_calls", "invalid_value"},
       {R"({"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"1","type":"function","function":{"name":"f"}}]}]})",
        "messages[0].tool_calls[0].function.arguments", "missing_required_parameter"},
       {R"({"model":"m","messages":[{"role":"user","content":"x"}],"n":0})", "n", "integer_below_min_value"},
-      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":1.5})", "max_tokens", "invalid_type"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":1.5})", "max_tokens",
+       "invalid_type"},
       {R"({"model":"m","messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]})", "stop",
        "array_above_max_length"},
       {R"({"model":"m","messages":[{"role":"user","content":"x"}],"tool_choice":"sometimes"})", "tool_choice",
        "invalid_value"},
       {R"({"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema"}})",
        "response_format.json_schema", "missing_required_parameter"},
-      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"})", "stream", "invalid_type"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"})", "stream",
+       "invalid_type"},
   };
   for (const auto& c : cases) {
     auto err = parse(c.body);
@@ -102,7 +105,8 @@ namespace {
 
 TEST(ChatRequestLimits, ChoicesMultiplyTheOutputToReserve) {
   ChatRequest req;
-  ASSERT_FALSE(parseChatRequest(R"({"model":"m","n":128,"max_tokens":100,"messages":[{"role":"user","content":"hi"}]})", req));
+  ASSERT_FALSE(parseChatRequest(
+      R"({"model":"m","n":128,"max_tokens":100,"messages":[{"role":"user","content":"hi"}]})", req));
   EXPECT_EQ(req.choices, 128u);
   EXPECT_EQ(req.max_output, 100u);
   ASSERT_FALSE(parseChatRequest(R"({"model":"m","messages":[{"role":"user","content":"hi"}]})", req));
@@ -114,8 +118,8 @@ TEST(ChatRequestLimits, DenseTextCannotBeatTheBound) {
   std::string dense;
   for (int i = 0; i < 4000; ++i) dense += "a ";
   ChatRequest req;
-  ASSERT_FALSE(parseChatRequest(
-      R"({"model":"m","messages":[{"role":"user","content":")" + dense + R"("}]})", req));
+  ASSERT_FALSE(
+      parseChatRequest(R"({"model":"m","messages":[{"role":"user","content":")" + dense + R"("}]})", req));
   EXPECT_GE(req.prompt_bound, dense.size());  // one token per byte at most
   EXPECT_LT(req.prompt_estimate, req.prompt_bound);
 }
@@ -142,7 +146,8 @@ TEST(ChatRequestLimits, OversizedShapesAreRefusedWithTheReason) {
   EXPECT_EQ(err->code, "request_too_complex");
 
   std::string parts = R"({"model":"m","messages":[{"role":"user","content":[)";
-  for (size_t i = 0; i <= kMaxPartsPerMessage; ++i) parts += std::string(i ? "," : "") + R"({"type":"text","text":""})";
+  for (size_t i = 0; i <= kMaxPartsPerMessage; ++i)
+    parts += std::string(i ? "," : "") + R"({"type":"text","text":""})";
   parts += "]}]}";
   err = parseChatRequest(parts, req);
   ASSERT_TRUE(err);
@@ -169,8 +174,8 @@ TEST(ChatRequestLimits, OversizedShapesAreRefusedWithTheReason) {
   // Brackets and commas inside strings are text, not structure.
   std::string text(3 * kMaxJsonContainers, '[');
   text += std::string(2 * kMaxJsonValues, ',');
-  EXPECT_FALSE(parseChatRequest(
-      R"({"model":"m","messages":[{"role":"user","content":")" + text + R"("}]})", req));
+  EXPECT_FALSE(
+      parseChatRequest(R"({"model":"m","messages":[{"role":"user","content":")" + text + R"("}]})", req));
 }
 
 }  // namespace

@@ -1,11 +1,11 @@
 #include "llm/dispatch.h"
 
 #include <fmt/format.h>
+
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-
-#include <algorithm>
 #include <random>
 
 #include "base/log.h"
@@ -63,7 +63,8 @@ Task<bool> awaitFirstEvent(net::UpstreamConnection& uc, std::string& buf, proxy:
 
 }  // namespace
 
-std::vector<const CatalogTarget*> attemptOrder(const CatalogModel& model, uint64_t prompt_tokens, int64_t now_ms) {
+std::vector<const CatalogTarget*> attemptOrder(const CatalogModel& model, uint64_t prompt_tokens,
+                                               int64_t now_ms) {
   std::vector<const CatalogTarget*> order;
   for (const auto& t : model.targets)
     if (!t.context_window || prompt_tokens <= t.context_window) order.push_back(&t);
@@ -80,25 +81,29 @@ std::vector<const CatalogTarget*> attemptOrder(const CatalogModel& model, uint64
           if (pick < order[first]->weight) break;
           pick -= order[first]->weight;
         }
-        std::rotate(order.begin(), order.begin() + static_cast<long>(first), order.begin() + static_cast<long>(first) + 1);
+        std::rotate(order.begin(), order.begin() + static_cast<long>(first),
+                    order.begin() + static_cast<long>(first) + 1);
       }
       break;
     case ModelStrategy::kLatency:  // no sample yet sorts first, so every target gets measured
       std::stable_sort(order.begin(), order.end(), [](auto* a, auto* b) {
-        return a->state->ttft_ewma_us.load(std::memory_order_relaxed) < b->state->ttft_ewma_us.load(std::memory_order_relaxed);
+        return a->state->ttft_ewma_us.load(std::memory_order_relaxed) <
+               b->state->ttft_ewma_us.load(std::memory_order_relaxed);
       });
       break;
     case ModelStrategy::kCost:  // by the price of a typical call; unknown prices last
       std::stable_sort(order.begin(), order.end(), [](auto* a, auto* b) {
         auto key = [](const CatalogTarget* t) {
-          return t->price ? std::make_pair(0, t->price->input * 3 + t->price->output) : std::make_pair(1, uint64_t{0});
+          return t->price ? std::make_pair(0, t->price->input * 3 + t->price->output)
+                          : std::make_pair(1, uint64_t{0});
         };
         return key(a) < key(b);
       });
       break;
     case ModelStrategy::kLeastBusy:
       std::stable_sort(order.begin(), order.end(), [](auto* a, auto* b) {
-        return a->state->inflight.load(std::memory_order_relaxed) < b->state->inflight.load(std::memory_order_relaxed);
+        return a->state->inflight.load(std::memory_order_relaxed) <
+               b->state->inflight.load(std::memory_order_relaxed);
       });
       break;
     case ModelStrategy::kSingle:
@@ -116,18 +121,20 @@ std::vector<const CatalogTarget*> attemptOrder(const CatalogModel& model, uint64
   return order;
 }
 
-Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog, std::span<proxy::UpstreamRuntime> upstreams,
-                         const control::RouteConfig& route, const CatalogModel& model, CallRecord& rec,
-                         const Encoder& encode, DispatchOptions options) {
+Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog,
+                         std::span<proxy::UpstreamRuntime> upstreams, const control::RouteConfig& route,
+                         const CatalogModel& model, CallRecord& rec, const Encoder& encode,
+                         DispatchOptions options) {
   Attempted out;
   const auto& mc = *model.config;
   auto order = attemptOrder(model, options.prompt_tokens, proxy::steadyMillis());
   if (order.empty()) {
-    out.error = ApiError{400, "invalid_request_error",
-                         fmt::format("The prompt (about {} tokens) is longer than the context window of every target "
-                                     "of model '{}'.",
-                                     options.prompt_tokens, mc.name),
-                         "messages", "context_length_exceeded"};
+    out.error =
+        ApiError{400, "invalid_request_error",
+                 fmt::format("The prompt (about {} tokens) is longer than the context window of every target "
+                             "of model '{}'.",
+                             options.prompt_tokens, mc.name),
+                 "messages", "context_length_exceeded"};
     co_return out;
   }
   for (size_t i = 0; i < order.size(); ++i) {
@@ -169,8 +176,8 @@ Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog, std::span
         rec.upstream_status = 0;
         logLine(fmt::format("llm: provider '{}': {}", provider.config->name, call.failure.detail));
         out.error = ApiError{call.failure.status, "api_error",
-                             fmt::format("provider '{}': {}", provider.config->name, call.failure.message), "",
-                             std::string(call.failure.type)};
+                             fmt::format("provider '{}': {}", provider.config->name, call.failure.message),
+                             "", std::string(call.failure.type)};
         recordFailure(target, mc);
       } else {
         const int status = call.status();
@@ -183,7 +190,8 @@ Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog, std::span
                                                    started + mc.first_token_timeout);
           }
           if (first_event) {
-            recordSuccess(target, std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started));
+            recordSuccess(target,
+                          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started));
             out.call = std::move(call);
             out.provider = &provider;
             out.target = &target;
@@ -197,8 +205,8 @@ Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog, std::span
           out.prefetch_status = proxy::BodyStatus::kData;
           recordFailure(target, mc);
           out.error = ApiError{504, "api_error",
-                               fmt::format("provider '{}' sent no first token within {} ms", provider.config->name,
-                                           mc.first_token_timeout.count()),
+                               fmt::format("provider '{}' sent no first token within {} ms",
+                                           provider.config->name, mc.first_token_timeout.count()),
                                "", "first_token_timeout"};
           next_target = true;
           continue;
@@ -212,9 +220,11 @@ Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog, std::span
         try {
           said = provider.codec->error(status, body);
         } catch (const std::exception&) {  // an error body of an unexpected shape: its status still counts
-          said = ApiError{status, std::string(openaiTypeForStatus(status)), providerStatusMessage(status, {}), "", ""};
+          said = ApiError{status, std::string(openaiTypeForStatus(status)), providerStatusMessage(status, {}),
+                          "", ""};
         }
-        out.error = clientSafeProviderError(provider.config->name, std::move(said), provider.config->secrets());
+        out.error =
+            clientSafeProviderError(provider.config->name, std::move(said), provider.config->secrets());
         if (ra && *ra > 0 && *ra < 86400 * 7) retry_after_s = static_cast<int64_t>(*ra);
         out.error->retry_after_s = retry_after_s;
         if (whole && call.conn->parser.response().keep_alive) proxy::release(up, 0, std::move(call.conn));
@@ -222,7 +232,8 @@ Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog, std::span
         if (status >= 500 || status == 429) recordFailure(target, mc);
       }
       // Retry this target after a backoff (at least what Retry-After asks), if allowed.
-      auto backoff = std::chrono::milliseconds(std::min<int64_t>(250ll << std::min<uint32_t>(retry, 6), 10'000));
+      auto backoff =
+          std::chrono::milliseconds(std::min<int64_t>(250ll << std::min<uint32_t>(retry, 6), 10'000));
       auto wait = std::max<std::chrono::milliseconds>(backoff, std::chrono::seconds(retry_after_s));
       if (retry < mc.retries && wait <= mc.retry_max_wait) {
         co_await sleepFor(worker, wait);

@@ -17,11 +17,12 @@
 namespace ganglion::llm {
 
 /// Builds the request for one target, or refuses it (the next target is tried).
-using Encoder = std::function<std::optional<ApiError>(const CatalogProvider&, const CatalogTarget&, ProviderRequest&)>;
+using Encoder =
+    std::function<std::optional<ApiError>(const CatalogProvider&, const CatalogTarget&, ProviderRequest&)>;
 
 struct DispatchOptions {
-  bool stream = false;           ///< wait for the first stream event (first_token_timeout)
-  uint64_t prompt_tokens = 0;    ///< for the context-window check
+  bool stream = false;         ///< wait for the first stream event (first_token_timeout)
+  uint64_t prompt_tokens = 0;  ///< for the context-window check
   /// Set while a target holds the request (sent, no answer yet), so a call the client
   /// abandons meanwhile is charged to it; nullptr once it answered with an error.
   const CatalogTarget** in_flight = nullptr;
@@ -47,21 +48,23 @@ class Busy {
 
 /// The outcome of trying a model's targets.
 struct Attempted {
-  ProviderCall call;              ///< conn set: a 2xx head arrived from `provider`
+  ProviderCall call;  ///< conn set: a 2xx head arrived from `provider`
   const CatalogProvider* provider = nullptr;
   const CatalogTarget* target = nullptr;
-  std::string prefetched;         ///< body bytes already read (streams: up to the first event)
+  std::string prefetched;  ///< body bytes already read (streams: up to the first event)
   proxy::BodyStatus prefetch_status = proxy::BodyStatus::kData;
   std::optional<ApiError> error;  ///< set: every target failed; this is the last failure
   Busy busy;
 };
 
-http::Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog, std::span<proxy::UpstreamRuntime> upstreams,
-                               const control::RouteConfig& route, const CatalogModel& model, CallRecord& rec,
-                               const Encoder& encode, DispatchOptions options);
+http::Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog,
+                               std::span<proxy::UpstreamRuntime> upstreams, const control::RouteConfig& route,
+                               const CatalogModel& model, CallRecord& rec, const Encoder& encode,
+                               DispatchOptions options);
 
 /// The order in which targets are tried for one call (strategy first, open circuits last,
 /// too-small context windows left out). Exposed for tests.
-std::vector<const CatalogTarget*> attemptOrder(const CatalogModel& model, uint64_t prompt_tokens, int64_t now_ms);
+std::vector<const CatalogTarget*> attemptOrder(const CatalogModel& model, uint64_t prompt_tokens,
+                                               int64_t now_ms);
 
 }  // namespace ganglion::llm

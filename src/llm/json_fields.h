@@ -94,8 +94,8 @@ inline void appendTurn(boost::json::array& messages, std::string_view role, boos
 inline bool splitDataUrl(std::string_view url, std::string_view& media_type, std::string_view& data) {
   constexpr std::string_view kData = "data:";
   size_t semi = url.find(';'), comma = url.find(',');
-  if (url.substr(0, kData.size()) != kData || semi == std::string_view::npos || comma == std::string_view::npos ||
-      semi > comma || url.substr(semi, comma - semi) != ";base64")
+  if (url.substr(0, kData.size()) != kData || semi == std::string_view::npos ||
+      comma == std::string_view::npos || semi > comma || url.substr(semi, comma - semi) != ";base64")
     return false;
   media_type = url.substr(kData.size(), semi - kData.size());
   data = url.substr(comma + 1);

@@ -17,28 +17,30 @@ std::pair<int64_t, int64_t> budgetPeriod(KeyLimits::Period period, std::chrono::
     return {d, (d + 1) * 86400 - secs};
   }
   year_month_day ymd{day};
-  int64_t month = static_cast<int>(ymd.year()) * 12 + static_cast<int64_t>(static_cast<unsigned>(ymd.month())) - 1;
+  int64_t month =
+      static_cast<int>(ymd.year()) * 12 + static_cast<int64_t>(static_cast<unsigned>(ymd.month())) - 1;
   auto next = sys_days{year_month_day{ymd.year() / ymd.month() / 1} + months{1}};
   return {month, duration_cast<seconds>(next.time_since_epoch()).count() - secs};
 }
 
 Refusal requestRateRefusal(std::string_view key, uint32_t rpm, int64_t wait_s) {
-  return {"rate_limit_exceeded", fmt::format("Rate limit reached for key '{}': {} requests per minute.", key, rpm),
-          wait_s};
+  return {"rate_limit_exceeded",
+          fmt::format("Rate limit reached for key '{}': {} requests per minute.", key, rpm), wait_s};
 }
 
 Refusal tooManyTokensRefusal(std::string_view key, uint64_t tokens, uint64_t tpm) {
-  return {"rate_limit_exceeded",
-          fmt::format("Request too large for key '{}': it may use {} tokens, the limit is {} tokens per minute. "
-                      "Lower max_tokens or the prompt.",
-                      key, tokens, tpm),
-          0};
+  return {
+      "rate_limit_exceeded",
+      fmt::format("Request too large for key '{}': it may use {} tokens, the limit is {} tokens per minute. "
+                  "Lower max_tokens or the prompt.",
+                  key, tokens, tpm),
+      0};
 }
 
 Refusal tokenRateRefusal(std::string_view key, uint64_t tpm, uint64_t tokens, int64_t wait_s) {
   return {"rate_limit_exceeded",
-          fmt::format("Rate limit reached for key '{}': {} tokens per minute (this request may use {}).", key, tpm,
-                      tokens),
+          fmt::format("Rate limit reached for key '{}': {} tokens per minute (this request may use {}).", key,
+                      tpm, tokens),
           wait_s};
 }
 
@@ -87,15 +89,15 @@ std::optional<Refusal> KeyLedger::admit(const std::string& key, const KeyLimits&
   e.refilled = now;
   if (elapsed > 0) {
     e.requests = std::min<double>(limits.rpm, e.requests + elapsed * limits.rpm / 60.0);
-    e.tokens = std::min<double>(static_cast<double>(limits.tpm), e.tokens + elapsed * static_cast<double>(limits.tpm) / 60.0);
+    e.tokens = std::min<double>(static_cast<double>(limits.tpm),
+                                e.tokens + elapsed * static_cast<double>(limits.tpm) / 60.0);
   }
   if (limits.rpm && e.requests < 1.0) {
     double wait = (1.0 - e.requests) * 60.0 / limits.rpm;
     return requestRateRefusal(key, limits.rpm, static_cast<int64_t>(std::ceil(wait)));
   }
   if (limits.tpm) {
-    if (tokens > limits.tpm)
-      return tooManyTokensRefusal(key, tokens, limits.tpm);
+    if (tokens > limits.tpm) return tooManyTokensRefusal(key, tokens, limits.tpm);
     if (e.tokens < static_cast<double>(tokens)) {
       double wait = (static_cast<double>(tokens) - e.tokens) * 60.0 / static_cast<double>(limits.tpm);
       return tokenRateRefusal(key, limits.tpm, tokens, static_cast<int64_t>(std::ceil(wait)));

@@ -26,7 +26,7 @@ using control::Picodollars;
 
 /// Why a call was refused: an OpenAI-style 429.
 struct Refusal {
-  std::string code;     ///< rate_limit_exceeded (rpm, tpm) or budget_exceeded
+  std::string code;  ///< rate_limit_exceeded (rpm, tpm) or budget_exceeded
   std::string message;
   int64_t retry_after_s = 0;  ///< when the limit may let the call through; 0: not by waiting
 };
@@ -48,15 +48,15 @@ class KeyLedger {
     KeyLimits::Period period = KeyLimits::Period::kMonth;
     bool budgeted = false;  ///< the key has a budget: settle() records the spend
     bool active = false;
-    bool shared = false;    ///< held in Redis (SharedLimits), not in this ledger
-    std::string member;     ///< shared: the reservation's name in Redis
-    uint64_t tpm = 0;       ///< shared: the key's token rate, to refill a bucket Redis let expire
+    bool shared = false;  ///< held in Redis (SharedLimits), not in this ledger
+    std::string member;   ///< shared: the reservation's name in Redis
+    uint64_t tpm = 0;     ///< shared: the key's token rate, to refill a bucket Redis let expire
   };
 
   /// Admits one call of `key` under `limits`, reserving `tokens` and `cost` against its token
   /// rate and budget. Any worker thread.
-  std::optional<Refusal> admit(const std::string& key, const KeyLimits& limits, uint64_t tokens, Picodollars cost,
-                               Reservation& out);
+  std::optional<Refusal> admit(const std::string& key, const KeyLimits& limits, uint64_t tokens,
+                               Picodollars cost, Reservation& out);
   /// Replaces a reservation with what the call used (0 and 0 when it failed before the
   /// provider answered). Idempotent. Any worker thread.
   void settle(Reservation& r, uint64_t tokens, Picodollars cost);
@@ -101,7 +101,7 @@ class KeyLedger {
     int64_t period = -1;  ///< day or month number the spend belongs to
     Picodollars spent = 0;
     Picodollars unflushed = 0;  ///< part of `spent` not yet handed to the store
-    Picodollars reserved = 0;  ///< in flight, whatever the period
+    Picodollars reserved = 0;   ///< in flight, whatever the period
   };
   Entry& entry(const std::string& key);
   /// Moves `e` (locked) to `kind`/`period` if it is elsewhere, keeping unflushed spend.

@@ -93,7 +93,8 @@ TEST(KeyLedger, ConcurrentCallsNeverOvershootTheBudget) {
   for (auto& r : held) ledger.settle(r, 5, kDollar / 2);
   EXPECT_EQ(ledger.totals("k").spent, 5 * kDollar);
   EXPECT_EQ(ledger.totals("k").reserved, 0u);
-  EXPECT_EQ(ledger.totals("k", KeyLimits::Period::kDay).spent, 0u);  // the spend is this month's, not this day's
+  EXPECT_EQ(ledger.totals("k", KeyLimits::Period::kDay).spent,
+            0u);  // the spend is this month's, not this day's
   int more = 0;
   KeyLedger::Reservation r;
   while (!ledger.admit("k", limits, 10, kDollar, r)) {
@@ -151,7 +152,7 @@ TEST(KeyLedger, TokensPerMinuteReserveThenRefund) {
   KeyLedger::Reservation a, b;
   ASSERT_FALSE(ledger.admit("k", limits, 800, 0, a));
   EXPECT_TRUE(ledger.admit("k", limits, 800, 0, b));  // only 200 left while `a` runs
-  ledger.settle(a, 100, 0);                            // it used 100: 700 come back
+  ledger.settle(a, 100, 0);                           // it used 100: 700 come back
   EXPECT_FALSE(ledger.admit("k", limits, 800, 0, b));
   auto too_big = ledger.admit("k", limits, 5000, 0, b);
   ASSERT_TRUE(too_big);

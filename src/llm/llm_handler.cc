@@ -1,13 +1,15 @@
 #include "llm/llm_handler.h"
 
 #include <fmt/format.h>
-#include <boost/json.hpp>
+
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/json.hpp>
 #include <random>
 
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/strings.h"
+#include "http/sse.h"
 #include "llm/anthropic_ingress.h"
 #include "llm/api_error.h"
 #include "llm/catalog.h"
@@ -16,15 +18,14 @@
 #include "llm/openai_shapes.h"
 #include "llm/prices.h"
 #include "llm/prompt_bounds.h"
-#include "llm/responses_ingress.h"
 #include "llm/provider_call.h"
 #include "llm/providers/anthropic.h"
 #include "llm/providers/openai.h"
+#include "llm/responses_ingress.h"
 #include "llm/shared_limits.h"
 #include "llm/stream_relays.h"
 #include "llm/tokenizer/prompt_count.h"
 #include "loop/blocking_pool.h"
-#include "http/sse.h"
 
 namespace ganglion::llm {
 
@@ -95,7 +96,8 @@ std::optional<ApiError> guardCodec(std::string_view provider, F&& step) {
   try {
     return step();
   } catch (const std::exception& e) {
-    logLine(fmt::format("llm: provider '{}' sent an answer the codec could not read: {}", provider, e.what()));
+    logLine(
+        fmt::format("llm: provider '{}' sent an answer the codec could not read: {}", provider, e.what()));
     return badProviderAnswer("an answer of an unexpected shape");
   }
 }
@@ -126,12 +128,12 @@ struct LlmHandler::Call {
   KeyLedger::Reservation reservation{};
   const CatalogTarget* served = nullptr;  ///< the target that answered (or was working when the client left)
   const CatalogTarget* in_flight = nullptr;  ///< the target dispatch is waiting on
-  bool anthropic_dialect = false;         ///< /v1/messages: errors in Anthropic's shape
-  bool cache_lookup = false;              ///< the response cache was consulted
-  std::string_view cache_state{};           ///< "hit" or "miss" (x-ganglion-cache), empty when not consulted
+  bool anthropic_dialect = false;            ///< /v1/messages: errors in Anthropic's shape
+  bool cache_lookup = false;                 ///< the response cache was consulted
+  std::string_view cache_state{};            ///< "hit" or "miss" (x-ganglion-cache), empty when not consulted
   Sha256 cache_key{};
-  std::string cached_provider{};          ///< a cache hit's provider
-  std::string_view token_count{};         ///< count_tokens: "exact" or "estimate" (x-ganglion-token-count)
+  std::string cached_provider{};   ///< a cache hit's provider
+  std::string_view token_count{};  ///< count_tokens: "exact" or "estimate" (x-ganglion-token-count)
   /// The prompt's tokens as the parser estimated them, until promptTokens() counts them with
   /// `count_prompt` (set by the endpoint; it reads the endpoint's request, which outlives it).
   uint64_t prompt_tokens = 0;
@@ -152,12 +154,15 @@ struct LlmHandler::Call {
   /// Prices the call and settles its reservation with what it used, whichever way it ended
   /// (a call that failed before any answer used nothing).
   ~Call() {
-    if (served && served->price && (rec.usage.reported || rec.usage.estimated)) rec.cost = costOf(*served->price, rec.usage);
-    if (reservation.shared) shared->settle(reservation, rec.usage.total(), rec.cost);
-    else ledger.settle(reservation, rec.usage.total(), rec.cost);
+    if (served && served->price && (rec.usage.reported || rec.usage.estimated))
+      rec.cost = costOf(*served->price, rec.usage);
+    if (reservation.shared)
+      shared->settle(reservation, rec.usage.total(), rec.cost);
+    else
+      ledger.settle(reservation, rec.usage.total(), rec.cost);
     if (rec.model_alias.empty() || rec.model.empty()) return;
-    auto* s = stats.llmModel(rec.model_alias, rec.provider.empty() ? std::string_view(cached_provider) : rec.provider,
-                             rec.model);
+    auto* s = stats.llmModel(
+        rec.model_alias, rec.provider.empty() ? std::string_view(cached_provider) : rec.provider, rec.model);
     (rec.error.empty() ? s->calls_ok : s->calls_failed).add();
     s->prompt_tokens.add(rec.usage.prompt);
     s->completion_tokens.add(rec.usage.completion);
@@ -172,12 +177,13 @@ struct LlmHandler::Call {
 /// reserves nothing, so nothing needs bounding for it.
 const LlmHandler::KeyLimitsEntry* LlmHandler::limitsOf(const Call& call) {
   const auto& limits_by_key = call.snap.config.key_table->limits;
-  auto it = call.rec.key_name.empty() ? limits_by_key.end() : limits_by_key.find(std::string(call.rec.key_name));
+  auto it =
+      call.rec.key_name.empty() ? limits_by_key.end() : limits_by_key.find(std::string(call.rec.key_name));
   return it == limits_by_key.end() ? nullptr : &*it;
 }
 
-Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t prompt_tokens, uint64_t max_output,
-                             uint32_t choices, std::string_view unbounded) {
+Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t prompt_tokens,
+                             uint64_t max_output, uint32_t choices, std::string_view unbounded) {
   const KeyLimitsEntry* it = limitsOf(call);
   if (!it) co_return true;
   const auto& limits = it->second;
@@ -185,12 +191,13 @@ Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t pro
     // The provider adds input the gateway cannot see: only the model's context window bounds it.
     for (const auto& t : model.targets) {
       if (!t.context_limit) {
-        const ApiError err{400, "invalid_request_error",
-                           fmt::format("The gateway cannot bound the prompt of this call: {} adds input on the "
-                                       "provider's side, so the limits of key '{}' cannot be kept. The operator "
-                                       "must set 'context_window' on the targets of model '{}'.",
-                                       unbounded, call.rec.key_name, model.config->name),
-                           "", "unbounded_prompt"};
+        const ApiError err{
+            400, "invalid_request_error",
+            fmt::format("The gateway cannot bound the prompt of this call: {} adds input on the "
+                        "provider's side, so the limits of key '{}' cannot be kept. The operator "
+                        "must set 'context_window' on the targets of model '{}'.",
+                        unbounded, call.rec.key_name, model.config->name),
+            "", "unbounded_prompt"};
         co_await sendError(call, err);
         co_return false;
       }
@@ -202,16 +209,20 @@ Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t pro
   Picodollars worst = 0;
   uint64_t most_output = 0;
   for (const auto& t : model.targets) {
-    const uint64_t output = (max_output ? max_output : t.max_output ? t.max_output : kReservedOutput) * choices;
+    const uint64_t output = (max_output     ? max_output
+                             : t.max_output ? t.max_output
+                                            : kReservedOutput) *
+                            choices;
     most_output = std::max(most_output, output);
     if (t.price) {
       worst = std::max(worst, worstCaseCost(*t.price, prompt_tokens, output));
     } else if (limits.budget) {
-      const ApiError err{400, "invalid_request_error",
-                         fmt::format("Model '{}' has no known price for '{}', so the budget of key '{}' cannot be "
-                                     "kept: the operator must set a price for it.",
-                                     model.config->name, t.model, call.rec.key_name),
-                         "model", "price_unknown"};
+      const ApiError err{
+          400, "invalid_request_error",
+          fmt::format("Model '{}' has no known price for '{}', so the budget of key '{}' cannot be "
+                      "kept: the operator must set a price for it.",
+                      model.config->name, t.model, call.rec.key_name),
+          "model", "price_unknown"};
       co_await sendError(call, err);
       co_return false;
     }
@@ -219,18 +230,20 @@ Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t pro
   const uint64_t tokens = prompt_tokens + most_output;
   std::optional<Refusal> refused;
   if (call.snap.config.state.redis) {
-    if (!shared_) shared_ = std::make_unique<SharedLimits>(worker_.io(), call.snap.config.state, worker_.index());
+    if (!shared_)
+      shared_ = std::make_unique<SharedLimits>(worker_.io(), call.snap.config.state, worker_.index());
     call.shared = shared_.get();
     auto verdict = co_await shared_->admit(it->first, limits, tokens, worst, call.reservation);
     if (verdict.unavailable.empty()) {
       refused = std::move(verdict.refusal);
     } else if (limits.budget) {
       // A budget that cannot be checked is not spent: fail closed (the reason is in the log).
-      ApiError err{503, "api_error",
-                   fmt::format("The gateway cannot check the budget of key '{}' right now, so the call was not "
-                               "made. Try again shortly.",
-                               call.rec.key_name),
-                   "", "limits_unavailable"};
+      ApiError err{
+          503, "api_error",
+          fmt::format("The gateway cannot check the budget of key '{}' right now, so the call was not "
+                      "made. Try again shortly.",
+                      call.rec.key_name),
+          "", "limits_unavailable"};
       err.retry_after_s = 1;
       co_await sendError(call, err);
       co_return false;
@@ -252,8 +265,8 @@ Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t pro
 void LlmHandler::addCallHeaders(Call& call, http::ResponseHead& head) {
   head.headers.set("x-request-id", call.request_id);
   if (!call.rec.provider.empty() || !call.cached_provider.empty()) {
-    head.headers.set("x-ganglion-provider", call.rec.provider.empty() ? std::string_view(call.cached_provider)
-                                                                      : call.rec.provider);
+    head.headers.set("x-ganglion-provider",
+                     call.rec.provider.empty() ? std::string_view(call.cached_provider) : call.rec.provider);
     head.headers.set("x-ganglion-model", call.rec.model);
   }
   if (!call.cache_state.empty()) head.headers.set("x-ganglion-cache", call.cache_state);
@@ -304,8 +317,10 @@ constexpr size_t kMaxCountedBytes = 4 << 20;
 }  // namespace
 
 Task<std::optional<tokenizer::PromptCount>> LlmHandler::countPrompt(
-    const CatalogModel& model, size_t body_bytes, std::function<tokenizer::PromptCount(const tokenizer::Encoding&)> count) {
-  if (model.targets.empty() || model.targets[0].encoding.empty() || body_bytes > kMaxCountedBytes) co_return std::nullopt;
+    const CatalogModel& model, size_t body_bytes,
+    std::function<tokenizer::PromptCount(const tokenizer::Encoding&)> count) {
+  if (model.targets.empty() || model.targets[0].encoding.empty() || body_bytes > kMaxCountedBytes)
+    co_return std::nullopt;
   const tokenizer::Encoding* enc = tokenizer::encodingNamed(model.targets[0].encoding);
   if (!enc) co_return std::nullopt;  // a build without vocabularies
   if (body_bytes < kCountOffLoopFrom) co_return count(*enc);
@@ -334,11 +349,12 @@ Task<const CatalogModel*> LlmHandler::findModel(Call& call, std::string_view nam
     call.rec.model_alias = model->config->name;
     co_return model;
   }
-  const ApiError err = call.anthropic_dialect
-                           ? ApiError{404, "not_found_error", fmt::format("model: {}", name), "model", "not_found_error"}
-                           : ApiError{404, "invalid_request_error",
-                                      fmt::format("The model '{}' does not exist or you do not have access to it.", name),
-                                      "model", "model_not_found"};
+  const ApiError err =
+      call.anthropic_dialect
+          ? ApiError{404, "not_found_error", fmt::format("model: {}", name), "model", "not_found_error"}
+          : ApiError{404, "invalid_request_error",
+                     fmt::format("The model '{}' does not exist or you do not have access to it.", name),
+                     "model", "model_not_found"};
   co_await sendError(call, err);
   co_return nullptr;
 }
@@ -380,8 +396,8 @@ Task<bool> LlmHandler::answerFromCache(Call& call, std::string_view endpoint, co
 void LlmHandler::remember(Call& call, std::string payload, bool stream) {
   if (!call.cache_lookup || call.cache_state != "miss") return;
   const auto& cfg = call.snap.config.llm_cache;
-  cache_.put(call.cache_key, {std::move(payload), stream, std::string(call.rec.provider), call.rec.model}, cfg.ttl,
-             cfg.max_bytes);
+  cache_.put(call.cache_key, {std::move(payload), stream, std::string(call.rec.provider), call.rec.model},
+             cfg.ttl, cfg.max_bytes);
 }
 
 Task<void> LlmHandler::sendError(Call& call, const ApiError& error) {
@@ -407,9 +423,9 @@ Task<bool> LlmHandler::readRequestBody(Call& call, std::string& body) {
   call.conn.setMaxBodyBytes(call.route.max_body_bytes);
   if (req.has_content_length && req.content_length > call.route.max_body_bytes) {
     const ApiError err{413, "invalid_request_error",
-        fmt::format("The request body of {} bytes exceeds the limit of {} bytes.",
-                    req.content_length, call.route.max_body_bytes),
-        "", "request_too_large"};
+                       fmt::format("The request body of {} bytes exceeds the limit of {} bytes.",
+                                   req.content_length, call.route.max_body_bytes),
+                       "", "request_too_large"};
     co_await sendError(call, err);
     co_return false;
   }
@@ -419,9 +435,10 @@ Task<bool> LlmHandler::readRequestBody(Call& call, std::string& body) {
     if (got.error_status) {
       call.rec.error = "client_body_error";
       if (!call.conn.isOpen()) co_return false;
-      const ApiError err{got.error_status, "invalid_request_error",
-          got.error_status == 413 ? fmt::format("The request body exceeds the limit of {} bytes.",
-                                                call.route.max_body_bytes)
+      const ApiError err{
+          got.error_status, "invalid_request_error",
+          got.error_status == 413
+              ? fmt::format("The request body exceeds the limit of {} bytes.", call.route.max_body_bytes)
           : got.error_status == 408 ? std::string("Timed out reading the request body.")
                                     : std::string("The request body is malformed."),
           "", got.error_status == 413 ? "request_too_large" : ""};
@@ -434,7 +451,8 @@ Task<bool> LlmHandler::readRequestBody(Call& call, std::string& body) {
   co_return true;
 }
 
-LlmHandler::LlmHandler(loop::Worker& worker, telemetry::WorkerStats& stats, KeyLedger& ledger, ResponseCache& cache)
+LlmHandler::LlmHandler(loop::Worker& worker, telemetry::WorkerStats& stats, KeyLedger& ledger,
+                       ResponseCache& cache)
     : worker_(worker), stats_(stats), ledger_(ledger), cache_(cache) {}
 
 LlmHandler::~LlmHandler() = default;
@@ -444,23 +462,23 @@ Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Snaps
                               CallRecord& rec) {
   auto& req = conn.request();
   Call call{conn, snap, *snap.llm, upstreams, route, rec, ledger_, stats_, requestId(req, next_id_)};
-  call.anthropic_dialect = req.path().find("/messages") != std::string_view::npos;  // its errors, auth ones included
-  if (route.llm->require_key && rec.key_name.empty()) {  // not already checked by a key_auth filter
+  call.anthropic_dialect =
+      req.path().find("/messages") != std::string_view::npos;  // its errors, auth ones included
+  if (route.llm->require_key && rec.key_name.empty()) {        // not already checked by a key_auth filter
     std::string_view key = presentedKey(req);
     if (key.empty()) {
       const ApiError err{401, "invalid_request_error",
-          "You didn't provide an API key. Send your gateway key in an Authorization "
-          "header using Bearer auth (Authorization: Bearer YOUR_KEY) or in the "
-          "x-api-key header.",
-          "", "missing_api_key"};
+                         "You didn't provide an API key. Send your gateway key in an Authorization "
+                         "header using Bearer auth (Authorization: Bearer YOUR_KEY) or in the "
+                         "x-api-key header.",
+                         "", "missing_api_key"};
       co_return co_await sendError(call, err);
     }
     const auto& table = snap.config.key_table->by_hash;
     auto it = table.find(sha256(key));
     if (it == table.end()) {
       const ApiError err{401, "invalid_request_error",
-          fmt::format("Incorrect API key provided: {}.", maskKey(key)), "",
-          "invalid_api_key"};
+                         fmt::format("Incorrect API key provided: {}.", maskKey(key)), "", "invalid_api_key"};
       co_return co_await sendError(call, err);
     }
     rec.key_name = it->second;
@@ -481,14 +499,15 @@ Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Snaps
     if (only("GET")) co_return co_await listModels(call);
   } else {
     const ApiError err{404, "invalid_request_error",
-        fmt::format("Invalid URL ({} {}): the gateway serves /v1/chat/completions, "
-                    "/v1/messages, /v1/responses, /v1/embeddings and /v1/models.",
-                    req.method, path),
-        "", "unknown_url"};
+                       fmt::format("Invalid URL ({} {}): the gateway serves /v1/chat/completions, "
+                                   "/v1/messages, /v1/responses, /v1/embeddings and /v1/models.",
+                                   req.method, path),
+                       "", "unknown_url"};
     co_return co_await sendError(call, err);
   }
   const ApiError err{405, "invalid_request_error",
-      fmt::format("Method {} is not allowed on {}.", req.method, path), "", "method_not_allowed"};
+                     fmt::format("Method {} is not allowed on {}.", req.method, path), "",
+                     "method_not_allowed"};
   co_await sendError(call, err);
 }
 
@@ -498,9 +517,8 @@ Task<void> LlmHandler::listModels(Call& call) {
     std::string id = decodePercent(path.substr(slash + 8));
     const CatalogModel* m = call.catalog.find(id);
     if (!m) {
-      const ApiError err{404, "invalid_request_error",
-          fmt::format("The model '{}' does not exist.", id), "model",
-          "model_not_found"};
+      const ApiError err{404, "invalid_request_error", fmt::format("The model '{}' does not exist.", id),
+                         "model", "model_not_found"};
       co_return co_await sendError(call, err);
     }
     const std::string body = json::serialize(modelJson(*m));
@@ -523,12 +541,14 @@ Task<bool> LlmHandler::readAnswer(Call& call, Attempted& tried, std::string& bod
   }
   if (!*whole) {
     call.rec.error = "upstream_body_failed";
-    const ApiError err{502, "api_error", fmt::format("provider '{}' sent an incomplete answer", call.rec.provider),
-                       "", "bad_provider_response"};
+    const ApiError err{502, "api_error",
+                       fmt::format("provider '{}' sent an incomplete answer", call.rec.provider), "",
+                       "bad_provider_response"};
     co_await sendError(call, err);
     co_return false;
   }
-  if (uc.parser.response().keep_alive) proxy::release(call.upstreams[tried.provider->upstream], 0, std::move(tried.call.conn));
+  if (uc.parser.response().keep_alive)
+    proxy::release(call.upstreams[tried.provider->upstream], 0, std::move(tried.call.conn));
   co_return true;
 }
 
@@ -583,7 +603,8 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
   if (!req.stream || !event_stream) {
     std::string body, answer;
     if (!co_await readAnswer(call, tried, body, kMaxAnswerBytes)) co_return;
-    auto err = guardCodec(call.rec.provider, [&] { return codec.chatResponse(body, answer, call.rec.usage); });
+    auto err =
+        guardCodec(call.rec.provider, [&] { return codec.chatResponse(body, answer, call.rec.usage); });
     if (err) co_return co_await sendError(call, std::move(*err));
     remember(call, answer, false);
     co_return co_await sendJson(call, 200, answer);
@@ -617,8 +638,9 @@ Task<void> LlmHandler::embeddings(Call& call) {
   auto tried = std::move(*answered);
   std::string body, answer;
   if (!co_await readAnswer(call, tried, body, kMaxAnswerBytes)) co_return;
-  auto err = guardCodec(call.rec.provider,
-                        [&] { return tried.provider->codec->embeddingsResponse(body, answer, call.rec.usage); });
+  auto err = guardCodec(call.rec.provider, [&] {
+    return tried.provider->codec->embeddingsResponse(body, answer, call.rec.usage);
+  });
   co_await estimateUsage(call, 0);  // some providers (Gemini) do not count embedding tokens
   if (err) co_return co_await sendError(call, std::move(*err));
   // base64 is what the OpenAI client sends by default: providers that only speak floats
@@ -643,7 +665,8 @@ Task<void> LlmHandler::countTokens(Call& call) {
   const CatalogModel* model = co_await findModel(call, req.model);
   if (!model) co_return;
   const bool anthropic_first =
-      !model->targets.empty() && call.catalog.providers()[model->targets[0].provider].config->kind == "anthropic";
+      !model->targets.empty() &&
+      call.catalog.providers()[model->targets[0].provider].config->kind == "anthropic";
   if (!anthropic_first) {
     // Only Anthropic counts tokens over the API: OpenAI-family models are counted here with
     // their encoding (exact for plain text), others estimated (x-ganglion-token-count says which).
@@ -659,11 +682,13 @@ Task<void> LlmHandler::countTokens(Call& call) {
   std::string version(call.conn.request().headers.get("anthropic-version"));
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     if (p.config->kind != "anthropic")
-      return std::optional<ApiError>(ApiError{400, "invalid_request_error", "token counting needs an Anthropic target",
-                                              "model", "unsupported_endpoint"});
+      return std::optional<ApiError>(ApiError{400, "invalid_request_error",
+                                              "token counting needs an Anthropic target", "model",
+                                              "unsupported_endpoint"});
     out.path = p.config->base_path + "/v1/messages/count_tokens";
     out.headers.emplace_back("x-api-key", p.config->api_key);
-    out.headers.emplace_back("anthropic-version", !version.empty() ? version : std::string(AnthropicCodec::kVersion));
+    out.headers.emplace_back("anthropic-version",
+                             !version.empty() ? version : std::string(AnthropicCodec::kVersion));
     json::object sent = req.body;
     sent.erase("max_tokens");
     sent.erase("stream");
@@ -693,8 +718,10 @@ Task<void> LlmHandler::messages(Call& call) {
   // Anthropic targets get the body as written: bound what it holds, not only its translation
   // (only for a key with limits: the walk serializes every block).
   const PromptBound as_sent = limitsOf(call) ? boundMessagesPrompt(req.body) : PromptBound{};
-  const std::string_view unbounded = as_sent.unbounded.empty() ? std::string_view(req.chat.unbounded) : as_sent.unbounded;
-  if (!co_await admit(call, *model, std::max(req.chat.prompt_bound, as_sent.tokens), req.chat.max_output, 1, unbounded))
+  const std::string_view unbounded =
+      as_sent.unbounded.empty() ? std::string_view(req.chat.unbounded) : as_sent.unbounded;
+  if (!co_await admit(call, *model, std::max(req.chat.prompt_bound, as_sent.tokens), req.chat.max_output, 1,
+                      unbounded))
     co_return;
   call.countLater(*model, text.size(), req.chat.prompt_estimate, [&](const tokenizer::Encoding& enc) {
     return tokenizer::countChatPrompt(enc, req.chat.body, req.chat.media_estimate);
@@ -707,11 +734,10 @@ Task<void> LlmHandler::messages(Call& call) {
     // Claude to Claude: the client's request as written.
     out.path = p.config->base_path + "/v1/messages";
     out.headers.emplace_back("x-api-key", p.config->api_key);
-    out.headers.emplace_back(
-        "anthropic-version",
-        !version.empty() ? version
-        : p.config->api_version.empty() ? std::string(AnthropicCodec::kVersion)
-                                        : p.config->api_version);
+    out.headers.emplace_back("anthropic-version", !version.empty() ? version
+                                                  : p.config->api_version.empty()
+                                                      ? std::string(AnthropicCodec::kVersion)
+                                                      : p.config->api_version);
     if (!beta.empty()) out.headers.emplace_back("anthropic-beta", beta);
     boost::json::object body = req.body;
     body["model"] = t.model;
@@ -726,8 +752,7 @@ Task<void> LlmHandler::messages(Call& call) {
   auto& uc = *tried.call.conn;
   const auto& codec = *tried.provider->codec;
   const bool native = tried.provider->config->kind == "anthropic";
-  const bool event_stream =
-      isStreamType(uc.parser.response().headers.get("content-type"));
+  const bool event_stream = isStreamType(uc.parser.response().headers.get("content-type"));
 
   if (!req.stream || !event_stream) {
     std::string body, completion, answer;
@@ -756,9 +781,11 @@ Task<void> LlmHandler::responses(Call& call) {
     bad = ApiError{400, "invalid_request_error", "Missing required parameter: 'model'.", "model",
                    "missing_required_parameter"};
   if (!bad && !body.at("model").is_string())
-    bad = ApiError{400, "invalid_request_error", "Invalid type for 'model': expected a string.", "model", "invalid_type"};
+    bad = ApiError{400, "invalid_request_error", "Invalid type for 'model': expected a string.", "model",
+                   "invalid_type"};
   if (!bad && body.contains("stream") && !body.at("stream").is_bool())
-    bad = ApiError{400, "invalid_request_error", "Invalid type for 'stream': expected a boolean.", "stream", "invalid_type"};
+    bad = ApiError{400, "invalid_request_error", "Invalid type for 'stream': expected a boolean.", "stream",
+                   "invalid_type"};
   if (bad) co_return co_await sendError(call, *bad);
   const std::string model_name(body.at("model").get_string());
   const bool stream = body.contains("stream") && body.at("stream").get_bool();
@@ -770,9 +797,8 @@ Task<void> LlmHandler::responses(Call& call) {
   // The Responses API is passed through unparsed: the whole body bounds its prompt.
   const PromptBound bound = limitsOf(call) ? boundResponsesPrompt(body, text.size()) : PromptBound{};
   if (!co_await admit(call, *model, bound.tokens, max_output, 1, bound.unbounded)) co_return;
-  call.countLater(*model, text.size(), estimateTokens(text.size()), [&](const tokenizer::Encoding& enc) {
-    return tokenizer::countResponsesPrompt(enc, body);
-  });
+  call.countLater(*model, text.size(), estimateTokens(text.size()),
+                  [&](const tokenizer::Encoding& enc) { return tokenizer::countResponsesPrompt(enc, body); });
   // OpenAI-kind targets get the request as written; others its translation into the chat
   // form, made when the first such target is tried (a call that reaches only OpenAI targets
   // never pays for it), its error reported for each of them.
@@ -799,8 +825,7 @@ Task<void> LlmHandler::responses(Call& call) {
   auto& uc = *tried.call.conn;
   const auto& codec = *tried.provider->codec;
   const bool native = dynamic_cast<const OpenAiCodec*>(&codec) != nullptr;
-  const bool event_stream =
-      isStreamType(uc.parser.response().headers.get("content-type"));
+  const bool event_stream = isStreamType(uc.parser.response().headers.get("content-type"));
   if (!stream || !event_stream) {
     std::string answer;
     if (!co_await readAnswer(call, tried, answer, kMaxAnswerBytes)) co_return;
@@ -863,7 +888,8 @@ Task<void> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& re
     raw.clear();
     out.clear();
     status = co_await nextStreamBytes(tried, raw, call.route.idle_timeout);
-    if (!raw.empty()) stream_error = guardCodec(call.rec.provider, [&] { return relay.feed(raw, call.rec.usage, out); });
+    if (!raw.empty())
+      stream_error = guardCodec(call.rec.provider, [&] { return relay.feed(raw, call.rec.usage, out); });
     if (stream_error && !stream_error->message.empty()) {  // an error event from the provider
       logLine(fmt::format("llm: provider '{}' stream error: {}", call.rec.provider, stream_error->message));
       stream_error = redactedProviderError(std::move(*stream_error), tried.provider->config->secrets());
@@ -872,11 +898,12 @@ Task<void> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& re
     const bool ended = provider_done || stream_error || status != proxy::BodyStatus::kData;
     if (ended) {
       if (!provider_done && !stream_error) {
-        stream_error = ApiError{502, "api_error",
-                                status == proxy::BodyStatus::kTimeout
-                                    ? fmt::format("provider '{}' stopped sending in the middle of the stream", call.rec.provider)
-                                    : fmt::format("provider '{}' ended the stream early", call.rec.provider),
-                                "", "stream_interrupted"};
+        stream_error = ApiError{
+            502, "api_error",
+            status == proxy::BodyStatus::kTimeout
+                ? fmt::format("provider '{}' stopped sending in the middle of the stream", call.rec.provider)
+                : fmt::format("provider '{}' ended the stream early", call.rec.provider),
+            "", "stream_interrupted"};
       }
       if (stream_error && pending_head) {
         // Nothing reached the client yet: a plain error with its status, never a 200 stream.
@@ -892,7 +919,8 @@ Task<void> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& re
     }
     if (pending_head || !out.empty()) {
       std::array<std::string_view, 1> pieces{out};
-      bool ok = co_await call.conn.writeResponse(pending_head, out.empty() ? std::span<std::string_view>() : pieces, ended);
+      bool ok = co_await call.conn.writeResponse(pending_head,
+                                                 out.empty() ? std::span<std::string_view>() : pieces, ended);
       pending_head = nullptr;
       if (!ok) {
         call.rec.error = "client_closed";

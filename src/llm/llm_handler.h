@@ -29,11 +29,11 @@ class StreamRelay;
 
 /// What one LLM call did, for the access log and metrics.
 struct CallRecord {
-  std::string_view key_name;   ///< the gateway key's name (owned by the snapshot)
+  std::string_view key_name;     ///< the gateway key's name (owned by the snapshot)
   std::string_view model_alias;  ///< the model name the client asked for (owned by the snapshot)
-  std::string_view provider;   ///< the provider that answered last
-  std::string model;           ///< the provider model that answered last
-  std::string_view target;     ///< provider "host:port"
+  std::string_view provider;     ///< the provider that answered last
+  std::string model;             ///< the provider model that answered last
+  std::string_view target;       ///< provider "host:port"
   int attempts = 0;
   int upstream_status = 0;
   std::string error;  ///< what went wrong (an error code), empty on success
@@ -80,7 +80,8 @@ class LlmHandler {
   /// window, else the estimate (unused).
   http::Task<uint64_t> promptForDispatch(Call& call, const struct CatalogModel& model);
   http::Task<bool> readAnswer(Call& call, struct Attempted& tried, std::string& body, size_t limit);
-  http::Task<proxy::BodyStatus> nextStreamBytes(struct Attempted& tried, std::string& raw, proxy::Millis idle);
+  http::Task<proxy::BodyStatus> nextStreamBytes(struct Attempted& tried, std::string& raw,
+                                                proxy::Millis idle);
   http::Task<void> keepIfReusable(Call& call, struct Attempted& tried, proxy::BodyStatus status);
   /// Waits for `work` (the dispatch over a model's targets) unless the client leaves first.
   /// The attempt whose provider answered with a 2xx head, or nullopt when the call is over:
@@ -110,8 +111,8 @@ class LlmHandler {
   /// when 0, the target model's output limit. `unbounded` names an input the provider expands
   /// (a stored conversation): the prompt is then bounded by the targets' context windows, and
   /// refused (400 unbounded_prompt) when one is unknown. Worker thread.
-  http::Task<bool> admit(Call& call, const struct CatalogModel& model, uint64_t prompt_tokens, uint64_t max_output,
-                         uint32_t choices, std::string_view unbounded);
+  http::Task<bool> admit(Call& call, const struct CatalogModel& model, uint64_t prompt_tokens,
+                         uint64_t max_output, uint32_t choices, std::string_view unbounded);
   using KeyLimitsEntry = std::unordered_map<std::string, KeyLimits>::value_type;
   static const KeyLimitsEntry* limitsOf(const Call& call);
 

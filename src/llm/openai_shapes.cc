@@ -1,7 +1,6 @@
 #include "llm/openai_shapes.h"
 
 #include <fmt/format.h>
-
 #include <openssl/evp.h>
 
 #include <cstring>
@@ -44,8 +43,8 @@ bool finishEmbeddingsAnswer(std::string& answer, bool base64, std::string_view m
     if (!embedding || !embedding->is_array()) continue;
     bytes.clear();
     for (const auto& x : embedding->as_array()) {
-      const float f = x.is_double() ? static_cast<float>(x.get_double())
-                      : x.is_int64() ? static_cast<float>(x.get_int64())
+      const float f = x.is_double()   ? static_cast<float>(x.get_double())
+                      : x.is_int64()  ? static_cast<float>(x.get_int64())
                       : x.is_uint64() ? static_cast<float>(x.get_uint64())
                                       : 0.0f;
       uint32_t u;
@@ -53,8 +52,9 @@ bool finishEmbeddingsAnswer(std::string& answer, bool base64, std::string_view m
       for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<char>((u >> (8 * i)) & 0xff));  // little-endian
     }
     encoded.resize(4 * ((bytes.size() + 2) / 3) + 1);
-    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(encoded.data()),
-                                  reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
+    const int n =
+        EVP_EncodeBlock(reinterpret_cast<unsigned char*>(encoded.data()),
+                        reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
     *embedding = json::string(encoded.data(), static_cast<size_t>(n));
   }
   answer = json::serialize(v);
@@ -72,8 +72,9 @@ json::object chunk(const ChunkStamp& stamp, json::object delta, std::string_view
 }
 
 json::object usageChunk(const ChunkStamp& stamp, const Usage& usage) {
-  return json::object{{"id", stamp.id},        {"object", "chat.completion.chunk"}, {"created", stamp.created},
-                      {"model", stamp.model},  {"choices", json::array()},          {"usage", usageToOpenAI(usage)}};
+  return json::object{{"id", stamp.id},           {"object", "chat.completion.chunk"},
+                      {"created", stamp.created}, {"model", stamp.model},
+                      {"choices", json::array()}, {"usage", usageToOpenAI(usage)}};
 }
 
 json::object completionChoice(int64_t index, json::object message, std::string_view finish) {
@@ -83,18 +84,22 @@ json::object completionChoice(int64_t index, json::object message, std::string_v
 }
 
 json::object completion(const ChunkStamp& stamp, json::array choices, const Usage& usage) {
-  return json::object{{"id", stamp.id},       {"object", "chat.completion"}, {"created", stamp.created},
-                      {"model", stamp.model}, {"choices", std::move(choices)}, {"usage", usageToOpenAI(usage)}};
+  return json::object{
+      {"id", stamp.id},       {"object", "chat.completion"},   {"created", stamp.created},
+      {"model", stamp.model}, {"choices", std::move(choices)}, {"usage", usageToOpenAI(usage)}};
 }
 
-json::object completion(const ChunkStamp& stamp, json::object message, std::string_view finish, const Usage& usage) {
+json::object completion(const ChunkStamp& stamp, json::object message, std::string_view finish,
+                        const Usage& usage) {
   return completion(stamp, json::array{completionChoice(0, std::move(message), finish)}, usage);
 }
 
 void AssistantAnswer::addToolUse(std::string_view id, std::string_view name, const json::value* input) {
   std::string arguments = input ? json::serialize(*input) : std::string("{}");
-  if (name == kJsonAnswerTool) addText(arguments);  // response_format: the answer itself
-  else tool_calls.push_back(toolCall(id, name, arguments));
+  if (name == kJsonAnswerTool)
+    addText(arguments);  // response_format: the answer itself
+  else
+    tool_calls.push_back(toolCall(id, name, arguments));
 }
 
 json::object AssistantAnswer::message() {
@@ -110,9 +115,8 @@ std::string_view finishAfterTools(std::string_view finish, bool called) {
 }
 
 json::object toolCall(std::string_view id, std::string_view name, std::string_view arguments) {
-  return json::object{{"id", id},
-                      {"type", "function"},
-                      {"function", json::object{{"name", name}, {"arguments", arguments}}}};
+  return json::object{
+      {"id", id}, {"type", "function"}, {"function", json::object{{"name", name}, {"arguments", arguments}}}};
 }
 
 }  // namespace ganglion::llm

@@ -76,6 +76,7 @@ std::string idOr(std::string_view prefix, std::string_view id);
 /// asks for (the little-endian float32 vector, base64-encoded; strings stay); a missing
 /// `model` becomes `model`, a missing `usage` the call's (both are required fields of the
 /// OpenAI answer, and clients read them). False when `answer` is not such an answer.
-bool finishEmbeddingsAnswer(std::string& answer, bool base64, std::string_view model, const struct Usage& usage);
+bool finishEmbeddingsAnswer(std::string& answer, bool base64, std::string_view model,
+                            const struct Usage& usage);
 
 }  // namespace ganglion::llm

@@ -1,12 +1,11 @@
 #include "llm/openai_shapes.h"
 
-#include "llm/usage.h"
-
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
-
 #include <set>
+
+#include "llm/usage.h"
 
 namespace ganglion::llm {
 namespace {

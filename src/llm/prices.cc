@@ -77,7 +77,8 @@ const Entry* findEntry(std::string_view kind, std::string_view model) {
   for (const auto& e : kPrices) {
     if (e.family != family || model.substr(0, e.prefix.size()) != e.prefix) continue;
     // The prefix must end at a boundary: "gpt-4o" matches "gpt-4o-2024-08-06", not "gpt-4o1".
-    if (model.size() > e.prefix.size() && model[e.prefix.size()] != '-' && model[e.prefix.size()] != '@') continue;
+    if (model.size() > e.prefix.size() && model[e.prefix.size()] != '-' && model[e.prefix.size()] != '@')
+      continue;
     if (!best || e.prefix.size() > best->prefix.size()) best = &e;
   }
   return best;

@@ -1,7 +1,8 @@
 #include "llm/prompt_bounds.h"
 
-#include <boost/json.hpp>
 #include <fmt/format.h>
+
+#include <boost/json.hpp>
 
 #include "llm/chat_request.h"
 
@@ -31,13 +32,16 @@ void boundBlock(const json::value& v, const std::string& where, PromptBound& out
   } else if (type == "document") {
     auto* source = block->if_contains("source");
     const bool text = source && source->is_object() && typeOf(source->as_object()) == "text";
-    if (text) out.tokens += bytesOf(*source);
-    else if (out.unbounded.empty()) out.unbounded = where + " (a document the provider renders)";
+    if (text)
+      out.tokens += bytesOf(*source);
+    else if (out.unbounded.empty())
+      out.unbounded = where + " (a document the provider renders)";
   } else if (type == "tool_result") {
     auto* content = block->if_contains("content");
     if (content && content->is_array()) {
       const auto& parts = content->as_array();
-      for (size_t i = 0; i < parts.size(); ++i) boundBlock(parts[i], fmt::format("{}.content[{}]", where, i), out);
+      for (size_t i = 0; i < parts.size(); ++i)
+        boundBlock(parts[i], fmt::format("{}.content[{}]", where, i), out);
     } else if (content) {
       out.tokens += bytesOf(*content);
     }
@@ -79,9 +83,9 @@ PromptBound boundMessagesPrompt(const json::object& body) {
       auto* tool = list[i].if_object();
       // A client tool has an input_schema; a server tool (web_search_..., code_execution_...)
       // brings back whatever it found.
-      const bool client_tool = tool && tool->contains("input_schema") && (typeOf(*tool).empty() || typeOf(*tool) == "custom");
-      if (!client_tool && out.unbounded.empty())
-        out.unbounded = fmt::format("tools[{}] (a server tool)", i);
+      const bool client_tool =
+          tool && tool->contains("input_schema") && (typeOf(*tool).empty() || typeOf(*tool) == "custom");
+      if (!client_tool && out.unbounded.empty()) out.unbounded = fmt::format("tools[{}] (a server tool)", i);
       out.tokens += bytesOf(list[i]);
     }
   }
@@ -96,7 +100,8 @@ namespace {
 void walkResponsesInput(const json::value& v, const std::string& where, PromptBound& out, int depth) {
   if (depth > 16) return;
   if (auto* arr = v.if_array()) {
-    for (size_t i = 0; i < arr->size(); ++i) walkResponsesInput((*arr)[i], fmt::format("{}[{}]", where, i), out, depth + 1);
+    for (size_t i = 0; i < arr->size(); ++i)
+      walkResponsesInput((*arr)[i], fmt::format("{}[{}]", where, i), out, depth + 1);
     return;
   }
   auto* o = v.if_object();
@@ -108,7 +113,8 @@ void walkResponsesInput(const json::value& v, const std::string& where, PromptBo
   if (type == "item_reference" && out.unbounded.empty()) out.unbounded = where + " (a stored item)";
   // Images and files may sit anywhere in an item (a function_call_output's output too).
   for (const auto& [key, child] : *o)
-    if (child.is_object() || child.is_array()) walkResponsesInput(child, fmt::format("{}.{}", where, std::string_view(key)), out, depth + 1);
+    if (child.is_object() || child.is_array())
+      walkResponsesInput(child, fmt::format("{}.{}", where, std::string_view(key)), out, depth + 1);
 }
 
 }  // namespace
@@ -117,14 +123,16 @@ PromptBound boundResponsesPrompt(const json::object& body, uint64_t body_bytes) 
   PromptBound out;
   out.tokens = boundTokens(body_bytes);
   for (std::string_view key : {"previous_response_id", "conversation", "prompt"})
-    if (auto* v = body.if_contains(key); v && !v->is_null() && out.unbounded.empty()) out.unbounded = std::string(key);
+    if (auto* v = body.if_contains(key); v && !v->is_null() && out.unbounded.empty())
+      out.unbounded = std::string(key);
   if (auto* input = body.if_contains("input")) walkResponsesInput(*input, "input", out, 0);
   if (auto* tools = body.if_contains("tools"); tools && tools->is_array()) {
     const auto& list = tools->as_array();
     for (size_t i = 0; i < list.size() && out.unbounded.empty(); ++i) {
       auto* tool = list[i].if_object();
       const std::string_view type = tool ? typeOf(*tool) : std::string_view();
-      if (type != "function" && type != "custom") out.unbounded = fmt::format("tools[{}] (a built-in tool)", i);
+      if (type != "function" && type != "custom")
+        out.unbounded = fmt::format("tools[{}] (a built-in tool)", i);
     }
   }
   return out;

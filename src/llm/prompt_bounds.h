@@ -11,8 +11,9 @@
 namespace ganglion::llm {
 
 struct PromptBound {
-  uint64_t tokens = 0;    ///< what the request itself can cost
-  std::string unbounded;  ///< set: the first input the provider expands (for the error), e.g. "previous_response_id"
+  uint64_t tokens = 0;  ///< what the request itself can cost
+  std::string
+      unbounded;  ///< set: the first input the provider expands (for the error), e.g. "previous_response_id"
 };
 
 /// An Anthropic Messages body: text and tool data by their bytes, images at kImageTokenBound;

@@ -27,11 +27,13 @@ TEST(MessagesPromptBound, ProviderSideInputsAreUnbounded) {
     {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0"}}]}]})"))
                 .unbounded,
             "messages[0].content[0] (a document the provider renders)");
-  EXPECT_EQ(boundMessagesPrompt(parse(R"({"messages":[],"tools":[{"type":"web_search_20250305","name":"web_search"}]})"))
+  EXPECT_EQ(boundMessagesPrompt(
+                parse(R"({"messages":[],"tools":[{"type":"web_search_20250305","name":"web_search"}]})"))
                 .unbounded,
             "tools[0] (a server tool)");
-  EXPECT_TRUE(boundMessagesPrompt(parse(R"({"messages":[],"tools":[{"name":"f","input_schema":{"type":"object"}}]})"))
-                  .unbounded.empty());
+  EXPECT_TRUE(
+      boundMessagesPrompt(parse(R"({"messages":[],"tools":[{"name":"f","input_schema":{"type":"object"}}]})"))
+          .unbounded.empty());
   EXPECT_EQ(boundMessagesPrompt(parse(R"({"messages":[],"mcp_servers":[]})")).unbounded, "mcp_servers");
 }
 
@@ -49,8 +51,8 @@ TEST(ResponsesPromptBound, StoredStateFilesAndBuiltInToolsAreUnbounded) {
             "previous_response_id");
   EXPECT_EQ(boundResponsesPrompt(parse(R"({"input":"hi","tools":[{"type":"web_search"}]})"), 10).unbounded,
             "tools[0] (a built-in tool)");
-  EXPECT_EQ(boundResponsesPrompt(parse(R"({"input":[{"role":"user","content":[{"type":"input_file","file_id":"f"}]}]})"),
-                                 10)
+  EXPECT_EQ(boundResponsesPrompt(
+                parse(R"({"input":[{"role":"user","content":[{"type":"input_file","file_id":"f"}]}]})"), 10)
                 .unbounded,
             "input[0].content[0] (a file the provider reads)");
 }
@@ -58,7 +60,8 @@ TEST(ResponsesPromptBound, StoredStateFilesAndBuiltInToolsAreUnbounded) {
 TEST(ChatPromptBound, FilesByIdAreUnbounded) {
   ChatRequest req;
   ASSERT_FALSE(parseChatRequest(
-      R"({"model":"m","messages":[{"role":"user","content":[{"type":"file","file":{"file_id":"file-1"}}]}]})", req));
+      R"({"model":"m","messages":[{"role":"user","content":[{"type":"file","file":{"file_id":"file-1"}}]}]})",
+      req));
   EXPECT_EQ(req.unbounded, "messages[0].content[0].file.file_id");
   ASSERT_FALSE(parseChatRequest(R"({"model":"m","messages":[{"role":"user","content":"hi"}]})", req));
   EXPECT_TRUE(req.unbounded.empty());

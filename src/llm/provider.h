@@ -22,7 +22,7 @@ namespace ganglion::llm {
 /// What to send to the provider: the gateway adds Host, Content-Type and Content-Length.
 struct ProviderRequest {
   std::string method = "POST";
-  std::string path;  ///< origin-form, query included
+  std::string path;                                          ///< origin-form, query included
   std::vector<std::pair<std::string, std::string>> headers;  ///< credentials, versions
   std::string body;
 };
@@ -55,14 +55,16 @@ class ProviderCodec {
 
   /// A successful non-streamed answer: `body` becomes OpenAI's chat.completion JSON text in
   /// `out` (the same bytes for OpenAI-compatible providers) and its usage in `usage`.
-  virtual std::optional<ApiError> chatResponse(std::string_view body, std::string& out, Usage& usage) const = 0;
+  virtual std::optional<ApiError> chatResponse(std::string_view body, std::string& out,
+                                               Usage& usage) const = 0;
 
   virtual std::unique_ptr<ChatStreamDecoder> chatStream() const = 0;
 
   /// The embeddings request; nullopt when the provider has no embeddings API.
   virtual std::optional<ApiError> embeddingsRequest(const EmbeddingsRequest& req, std::string_view model,
                                                     ProviderRequest& out) const = 0;
-  virtual std::optional<ApiError> embeddingsResponse(std::string_view body, std::string& out, Usage& usage) const = 0;
+  virtual std::optional<ApiError> embeddingsResponse(std::string_view body, std::string& out,
+                                                     Usage& usage) const = 0;
 
   /// A provider's error answer (status >= 400) as the client will see it: status kept,
   /// the provider's own message and type carried over.

@@ -1,6 +1,7 @@
 #include "llm/provider_call.h"
 
 #include <fmt/format.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -17,9 +18,11 @@ http::Task<ProviderCall> callProvider(loop::Worker& worker, proxy::UpstreamRunti
     call.failure = {502, "upstream_unresolved", "the provider's address is not known", "no address", true};
     co_return call;
   }
-  std::string head = fmt::format("{} {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-                                 req.method, req.path, host, req.body.size());
-  for (const auto& [name, value] : req.headers) fmt::format_to(std::back_inserter(head), "{}: {}\r\n", name, value);
+  std::string head =
+      fmt::format("{} {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+                  req.method, req.path, host, req.body.size());
+  for (const auto& [name, value] : req.headers)
+    fmt::format_to(std::back_inserter(head), "{}: {}\r\n", name, value);
   head += "User-Agent: ganglion/" GANGLION_VERSION "\r\n\r\n";
   const auto started = std::chrono::steady_clock::now();
   for (int stale = 0;; ++stale) {
@@ -39,8 +42,9 @@ http::Task<ProviderCall> callProvider(loop::Worker& worker, proxy::UpstreamRunti
     proxy::HeadRead got;
     if (!ec) got = co_await proxy::readResponseHead(*uc, first_byte, req.method == "HEAD");
     if (!ec && got.outcome == HeadOutcome::kHead) {
-      proxy::recordResponse(up, 0, uc->parser.response().status,
-                            std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started));
+      proxy::recordResponse(
+          up, 0, uc->parser.response().status,
+          std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started));
       call.conn = std::move(uc);
       co_return call;
     }
@@ -62,7 +66,8 @@ http::Task<ProviderCall> callProvider(loop::Worker& worker, proxy::UpstreamRunti
       failed(504, "upstream_timeout", "sent no response in time");
     } else if (got.outcome == HeadOutcome::kProtocolError) {
       up.stats->protocol_errors.add();
-      failed(502, "upstream_protocol_error", fmt::format("sent an invalid response: {}", uc->parser.errorReason()));
+      failed(502, "upstream_protocol_error",
+             fmt::format("sent an invalid response: {}", uc->parser.errorReason()));
     } else {
       up.stats->protocol_errors.add();
       failed(502, "upstream_closed", "closed the connection without a response");
@@ -71,7 +76,8 @@ http::Task<ProviderCall> callProvider(loop::Worker& worker, proxy::UpstreamRunti
   }
 }
 
-http::Task<bool> readWholeBody(net::UpstreamConnection& uc, std::string& out, size_t limit, proxy::Millis idle) {
+http::Task<bool> readWholeBody(net::UpstreamConnection& uc, std::string& out, size_t limit,
+                               proxy::Millis idle) {
   for (;;) {
     auto status = co_await proxy::readBodySome(uc, out, idle);
     if (out.size() > limit) co_return false;

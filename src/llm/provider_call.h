@@ -24,6 +24,7 @@ http::Task<ProviderCall> callProvider(loop::Worker& worker, proxy::UpstreamRunti
 
 /// Reads the rest of the response body into `out`, failing past `limit` bytes. Returns false
 /// when the body could not be read whole. Worker thread.
-http::Task<bool> readWholeBody(net::UpstreamConnection& uc, std::string& out, size_t limit, proxy::Millis idle);
+http::Task<bool> readWholeBody(net::UpstreamConnection& uc, std::string& out, size_t limit,
+                               proxy::Millis idle);
 
 }  // namespace ganglion::llm

@@ -1,8 +1,7 @@
 #include "llm/response_cache.h"
 
-#include <boost/json.hpp>
-
 #include <algorithm>
+#include <boost/json.hpp>
 #include <functional>
 #include <vector>
 

@@ -1,7 +1,8 @@
 #include "llm/response_cache.h"
 
-#include <boost/json.hpp>
 #include <gtest/gtest.h>
+
+#include <boost/json.hpp>
 
 namespace ganglion::llm {
 namespace {
@@ -10,13 +11,16 @@ namespace json = boost::json;
 using namespace std::chrono;
 
 TEST(ResponseCache, NormalFormIgnoresFieldOrder) {
-  auto a = json::parse(R"({"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0})").as_object();
-  auto b = json::parse(R"({"temperature":0,"messages":[{"content":"hi","role":"user"}],"model":"m"})").as_object();
+  auto a =
+      json::parse(R"({"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0})").as_object();
+  auto b =
+      json::parse(R"({"temperature":0,"messages":[{"content":"hi","role":"user"}],"model":"m"})").as_object();
   EXPECT_EQ(normalJson(a), normalJson(b));
   EXPECT_EQ(cacheKey("k", "chat", a), cacheKey("k", "chat", b));
   EXPECT_NE(cacheKey("k", "chat", a), cacheKey("other-key", "chat", a));  // keys never share answers
   EXPECT_NE(cacheKey("k", "chat", a), cacheKey("k", "embeddings", a));
-  auto c = json::parse(R"({"model":"m","messages":[{"role":"user","content":"hi!"}],"temperature":0})").as_object();
+  auto c = json::parse(R"({"model":"m","messages":[{"role":"user","content":"hi!"}],"temperature":0})")
+               .as_object();
   EXPECT_NE(cacheKey("k", "chat", a), cacheKey("k", "chat", c));
 }
 

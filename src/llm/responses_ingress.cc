@@ -1,6 +1,7 @@
 #include "llm/responses_ingress.h"
 
 #include <fmt/format.h>
+
 #include <boost/json.hpp>
 
 #include "http/sse.h"
@@ -22,7 +23,9 @@ std::optional<ApiError> requireString(const json::object& o, std::string_view ke
                                       bool may_be_empty = false) {
   const std::string param = fmt::format("{}.{}", where, key);
   auto* v = o.if_contains(key);
-  if (!v) return invalid(param, fmt::format("Missing required parameter: '{}'.", param), "missing_required_parameter");
+  if (!v)
+    return invalid(param, fmt::format("Missing required parameter: '{}'.", param),
+                   "missing_required_parameter");
   if (!v->is_string())
     return invalid(param, fmt::format("Invalid type for '{}': expected a string.", param), "invalid_type");
   if (v->get_string().empty() && !may_be_empty)
@@ -31,11 +34,12 @@ std::optional<ApiError> requireString(const json::object& o, std::string_view ke
 }
 
 ApiError onlyOpenAi(std::string param, std::string_view what) {
-  return invalid(param,
-                 fmt::format("'{}' ({}) needs OpenAI's own Responses API: route this model to an OpenAI-kind provider, "
-                             "or send the conversation itself.",
-                             param, what),
-                 "unsupported_parameter");
+  return invalid(
+      param,
+      fmt::format("'{}' ({}) needs OpenAI's own Responses API: route this model to an OpenAI-kind provider, "
+                  "or send the conversation itself.",
+                  param, what),
+      "unsupported_parameter");
 }
 
 /// One Responses content part as a chat content part, or an error naming it.
@@ -45,7 +49,8 @@ std::optional<ApiError> chatPart(const json::value& v, const std::string& where,
     return std::nullopt;
   }
   auto* o = v.if_object();
-  if (!o) return invalid(where, fmt::format("Invalid type for '{}': expected an object.", where), "invalid_type");
+  if (!o)
+    return invalid(where, fmt::format("Invalid type for '{}': expected an object.", where), "invalid_type");
   const auto type = stringAt(*o, "type");
   if (type == "input_text" || type == "output_text" || type == "text" || type == "refusal") {
     const char* field = type == "refusal" ? "refusal" : "text";
@@ -84,13 +89,15 @@ std::optional<ApiError> translateInput(const json::value& input, json::array& me
     return std::nullopt;
   }
   if (!input.is_array())
-    return invalid("input", "Invalid type for 'input': expected a string or an array of items.", "invalid_type");
+    return invalid("input", "Invalid type for 'input': expected a string or an array of items.",
+                   "invalid_type");
   json::object* open_calls = nullptr;  // consecutive function_call items share one assistant turn
   const auto& items = input.as_array();
   for (size_t i = 0; i < items.size(); ++i) {
     const std::string where = fmt::format("input[{}]", i);
     auto* item = items[i].if_object();
-    if (!item) return invalid(where, fmt::format("Invalid type for '{}': expected an object.", where), "invalid_type");
+    if (!item)
+      return invalid(where, fmt::format("Invalid type for '{}': expected an object.", where), "invalid_type");
     auto type = stringAt(*item, "type");
     if (type.empty() && item->contains("role")) type = "message";
     if (type == "function_call") {
@@ -101,7 +108,8 @@ std::optional<ApiError> translateInput(const json::value& input, json::array& me
                         {"function", json::object{{"name", stringAt(*item, "name")},
                                                   {"arguments", stringAt(*item, "arguments")}}}};
       if (!open_calls) {
-        messages.push_back(json::object{{"role", "assistant"}, {"content", nullptr}, {"tool_calls", json::array()}});
+        messages.push_back(
+            json::object{{"role", "assistant"}, {"content", nullptr}, {"tool_calls", json::array()}});
         open_calls = &messages.back().as_object();
       }
       open_calls->at("tool_calls").as_array().push_back(std::move(call));
@@ -111,7 +119,8 @@ std::optional<ApiError> translateInput(const json::value& input, json::array& me
     if (type == "function_call_output") {
       if (auto err = requireString(*item, "call_id", where)) return err;
       if (auto* o = item->if_contains("output"); !o || !(o->is_string() || o->is_array()))
-        return invalid(where + ".output", fmt::format("Invalid type for '{}.output': expected a string or an array.", where),
+        return invalid(where + ".output",
+                       fmt::format("Invalid type for '{}.output': expected a string or an array.", where),
                        "invalid_type");
       messages.push_back(json::object{{"role", "tool"},
                                       {"tool_call_id", stringAt(*item, "call_id")},
@@ -119,21 +128,25 @@ std::optional<ApiError> translateInput(const json::value& input, json::array& me
     } else if (type == "message") {
       auto role = stringAt(*item, "role");
       if (role != "user" && role != "assistant" && role != "system" && role != "developer")
-        return invalid(where + ".role", fmt::format("Invalid value: '{}'. Supported values are: 'user', 'assistant', "
-                                                    "'system', and 'developer'.",
-                                                    role));
+        return invalid(where + ".role",
+                       fmt::format("Invalid value: '{}'. Supported values are: 'user', 'assistant', "
+                                   "'system', and 'developer'.",
+                                   role));
       const json::value* content = item->if_contains("content");
-      if (!content) return invalid(where + ".content", fmt::format("Missing required parameter: '{}.content'.", where),
-                                   "missing_required_parameter");
+      if (!content)
+        return invalid(where + ".content", fmt::format("Missing required parameter: '{}.content'.", where),
+                       "missing_required_parameter");
       if (content->is_string()) {
         messages.push_back(json::object{{"role", role}, {"content", content->get_string()}});
         continue;
       }
       if (!content->is_array())
-        return invalid(where + ".content", "Invalid type for 'content': expected a string or an array.", "invalid_type");
+        return invalid(where + ".content", "Invalid type for 'content': expected a string or an array.",
+                       "invalid_type");
       json::array parts;
       for (size_t j = 0; j < content->as_array().size(); ++j)
-        if (auto err = chatPart(content->as_array()[j], fmt::format("{}.content[{}]", where, j), parts)) return err;
+        if (auto err = chatPart(content->as_array()[j], fmt::format("{}.content[{}]", where, j), parts))
+          return err;
       if (role == "assistant" || role == "system" || role == "developer") {
         std::string text;  // these roles take text only in the chat form
         for (const auto& p : parts) text += stringAt(p.as_object(), "text");
@@ -156,10 +169,12 @@ std::optional<ApiError> translateInput(const json::value& input, json::array& me
 
 /// The request fields a Response echoes back.
 void echoRequest(const json::object& request, json::object& response) {
-  for (std::string_view key : {"instructions", "max_output_tokens", "metadata", "parallel_tool_calls", "temperature",
-                               "tool_choice", "tools", "top_p", "text"}) {
-    if (auto* v = request.if_contains(key)) response[key] = *v;
-    else response[key] = nullptr;
+  for (std::string_view key : {"instructions", "max_output_tokens", "metadata", "parallel_tool_calls",
+                               "temperature", "tool_choice", "tools", "top_p", "text"}) {
+    if (auto* v = request.if_contains(key))
+      response[key] = *v;
+    else
+      response[key] = nullptr;
   }
   if (response["tools"].is_null()) response["tools"] = json::array();
   if (response["tool_choice"].is_null()) response["tool_choice"] = "auto";
@@ -171,11 +186,13 @@ void echoRequest(const json::object& request, json::object& response) {
 
 std::optional<ApiError> chatFromResponsesRequest(const json::object& b, ChatRequest& out) {
   for (std::string_view key : {"previous_response_id", "conversation", "prompt"})
-    if (auto* v = b.if_contains(key); v && !v->is_null()) return onlyOpenAi(std::string(key), "state OpenAI keeps");
+    if (auto* v = b.if_contains(key); v && !v->is_null())
+      return onlyOpenAi(std::string(key), "state OpenAI keeps");
   json::object chat{{"model", b.contains("model") ? b.at("model") : json::value("")}};
   json::array messages;
   auto wrongType = [](std::string param, std::string_view expected) {
-    return invalid(param, fmt::format("Invalid type for '{}': expected {}.", param, expected), "invalid_type");
+    return invalid(param, fmt::format("Invalid type for '{}': expected {}.", param, expected),
+                   "invalid_type");
   };
   if (auto* instructions = b.if_contains("instructions"); instructions && !instructions->is_null()) {
     if (!instructions->is_string()) return wrongType("instructions", "a string");
@@ -212,18 +229,22 @@ std::optional<ApiError> chatFromResponsesRequest(const json::object& b, ChatRequ
     if (tc->is_string()) {
       const auto& s = tc->get_string();
       if (s != "none" && s != "auto" && s != "required")
-        return invalid("tool_choice", fmt::format("Invalid value: '{}'. Supported values are: 'none', 'auto', and "
-                                                  "'required'.",
-                                                  std::string_view(s)));
+        return invalid("tool_choice",
+                       fmt::format("Invalid value: '{}'. Supported values are: 'none', 'auto', and "
+                                   "'required'.",
+                                   std::string_view(s)));
       chat["tool_choice"] = *tc;
     } else if (auto* o = tc->if_object(); o && stringAt(*o, "type") == "function") {
       if (auto err = requireString(*o, "name", "tool_choice")) return *err;
-      chat["tool_choice"] = json::object{{"type", "function"}, {"function", json::object{{"name", stringAt(*o, "name")}}}};
+      chat["tool_choice"] =
+          json::object{{"type", "function"}, {"function", json::object{{"name", stringAt(*o, "name")}}}};
     } else {
-      return wrongType("tool_choice", "'none', 'auto', 'required' or {\"type\": \"function\", \"name\": ...}");
+      return wrongType("tool_choice",
+                       "'none', 'auto', 'required' or {\"type\": \"function\", \"name\": ...}");
     }
   }
-  if (auto* text = b.if_contains("text"); text && !text->is_null() && !text->is_object()) return wrongType("text", "an object");
+  if (auto* text = b.if_contains("text"); text && !text->is_null() && !text->is_object())
+    return wrongType("text", "an object");
   if (auto* text = b.if_contains("text"); text && text->is_object())
     if (auto* format = text->as_object().if_contains("format"); format && !format->is_null()) {
       if (!format->is_object()) return wrongType("text.format", "an object");
@@ -234,8 +255,10 @@ std::optional<ApiError> chatFromResponsesRequest(const json::object& b, ChatRequ
                                                        "'json_schema', and 'json_object'.",
                                                        type));
       if (type == "json_schema") {
-        if (auto* s = f.if_contains("schema"); !s || !s->is_object()) return wrongType("text.format.schema", "an object");
-        json::object schema{{"name", stringAt(f, "name").empty() ? std::string_view("output") : stringAt(f, "name")}};
+        if (auto* s = f.if_contains("schema"); !s || !s->is_object())
+          return wrongType("text.format.schema", "an object");
+        json::object schema{
+            {"name", stringAt(f, "name").empty() ? std::string_view("output") : stringAt(f, "name")}};
         if (auto* s = f.if_contains("schema")) schema["schema"] = *s;
         if (auto* s = f.if_contains("strict"); s && s->is_bool()) schema["strict"] = *s;
         chat["response_format"] = json::object{{"type", "json_schema"}, {"json_schema", std::move(schema)}};
@@ -249,9 +272,10 @@ std::optional<ApiError> chatFromResponsesRequest(const json::object& b, ChatRequ
   }
   if (auto err = parseChatRequest(json::serialize(chat), out)) {
     // The chat form's names back into the Responses API's, so the client can find the field.
-    for (auto [from, to] : {std::pair<std::string_view, std::string_view>{"max_completion_tokens", "max_output_tokens"},
-                            {"response_format.json_schema", "text.format"},
-                            {"messages", "input"}})
+    for (auto [from, to] :
+         {std::pair<std::string_view, std::string_view>{"max_completion_tokens", "max_output_tokens"},
+          {"response_format.json_schema", "text.format"},
+          {"messages", "input"}})
       for (std::string* s : {&err->param, &err->message})
         for (size_t at = s->find(from); at != std::string::npos; at = s->find(from, at + to.size()))
           s->replace(at, from.size(), to);
@@ -280,7 +304,8 @@ std::optional<ApiError> responseFromCompletion(std::string_view completion, cons
           {"id", uniqueId("msg_")},
           {"status", "completed"},
           {"role", "assistant"},
-          {"content", json::array{json::object{{"type", "output_text"}, {"text", text}, {"annotations", json::array()}}}}});
+          {"content", json::array{json::object{
+                          {"type", "output_text"}, {"text", text}, {"annotations", json::array()}}}}});
     }
     if (auto* calls = msg->if_contains("tool_calls"); calls && calls->is_array())
       for (const auto& call : calls->as_array()) {
@@ -326,12 +351,13 @@ void ResponsesStreamEncoder::event(std::string& out, std::string_view type, json
 json::object ResponsesStreamEncoder::responseObject(std::string_view status) const {
   json::array output;
   for (const auto& item : items_) output.push_back(itemJson(item, "completed"));
-  json::object r{{"id", id_},         {"object", "response"}, {"created_at", created_}, {"status", status},
-                 {"error", nullptr},  {"model", model_},     {"output", std::move(output)}};
+  json::object r{{"id", id_},        {"object", "response"}, {"created_at", created_},     {"status", status},
+                 {"error", nullptr}, {"model", model_},      {"output", std::move(output)}};
   r["usage"] = status == "in_progress" ? json::value(nullptr) : json::value(usageToResponses(usage_));
   r["incomplete_details"] =
       status == "incomplete"
-          ? json::value(json::object{{"reason", finish_reason_ == "length" ? "max_output_tokens" : "content_filter"}})
+          ? json::value(
+                json::object{{"reason", finish_reason_ == "length" ? "max_output_tokens" : "content_filter"}})
           : json::value(nullptr);
   json::object echoed;
   echoRequest(request_, echoed);
@@ -341,12 +367,16 @@ json::object ResponsesStreamEncoder::responseObject(std::string_view status) con
 
 json::object ResponsesStreamEncoder::itemJson(const Item& item, std::string_view status) const {
   if (item.is_call)
-    return json::object{{"type", "function_call"}, {"id", item.id},        {"call_id", item.call_id},
-                        {"name", item.name},        {"arguments", item.text}, {"status", status}};
+    return json::object{{"type", "function_call"}, {"id", item.id},          {"call_id", item.call_id},
+                        {"name", item.name},       {"arguments", item.text}, {"status", status}};
   json::array content;
   if (status == "completed" || !item.text.empty())
-    content.push_back(json::object{{"type", "output_text"}, {"text", item.text}, {"annotations", json::array()}});
-  return json::object{{"type", "message"}, {"id", item.id}, {"status", status}, {"role", "assistant"},
+    content.push_back(
+        json::object{{"type", "output_text"}, {"text", item.text}, {"annotations", json::array()}});
+  return json::object{{"type", "message"},
+                      {"id", item.id},
+                      {"status", status},
+                      {"role", "assistant"},
                       {"content", std::move(content)}};
 }
 
@@ -364,14 +394,18 @@ void ResponsesStreamEncoder::closeItem(std::string& out) {
           json::object{{"item_id", item.id}, {"output_index", open_}, {"arguments", item.text}});
   } else {
     event(out, "response.output_text.done",
-          json::object{{"item_id", item.id}, {"output_index", open_}, {"content_index", 0}, {"text", item.text}});
+          json::object{
+              {"item_id", item.id}, {"output_index", open_}, {"content_index", 0}, {"text", item.text}});
     event(out, "response.content_part.done",
-          json::object{{"item_id", item.id},
-                       {"output_index", open_},
-                       {"content_index", 0},
-                       {"part", json::object{{"type", "output_text"}, {"text", item.text}, {"annotations", json::array()}}}});
+          json::object{
+              {"item_id", item.id},
+              {"output_index", open_},
+              {"content_index", 0},
+              {"part",
+               json::object{{"type", "output_text"}, {"text", item.text}, {"annotations", json::array()}}}});
   }
-  event(out, "response.output_item.done", json::object{{"output_index", open_}, {"item", itemJson(item, "completed")}});
+  event(out, "response.output_item.done",
+        json::object{{"output_index", open_}, {"item", itemJson(item, "completed")}});
   open_ = -1;
 }
 
@@ -395,10 +429,12 @@ void ResponsesStreamEncoder::chunk(const json::object& chunk, std::string& out) 
         event(out, "response.output_item.added",
               json::object{{"output_index", open_}, {"item", itemJson(items_.back(), "in_progress")}});
         event(out, "response.content_part.added",
-              json::object{{"item_id", items_.back().id},
-                           {"output_index", open_},
-                           {"content_index", 0},
-                           {"part", json::object{{"type", "output_text"}, {"text", ""}, {"annotations", json::array()}}}});
+              json::object{
+                  {"item_id", items_.back().id},
+                  {"output_index", open_},
+                  {"content_index", 0},
+                  {"part",
+                   json::object{{"type", "output_text"}, {"text", ""}, {"annotations", json::array()}}}});
       }
       items_[static_cast<size_t>(open_)].text += text;
       event(out, "response.output_text.delta",
@@ -428,7 +464,8 @@ void ResponsesStreamEncoder::chunk(const json::object& chunk, std::string& out) 
         Item& item = items_[it->second];
         item.text += args;
         event(out, "response.function_call_arguments.delta",
-              json::object{{"item_id", item.id}, {"output_index", static_cast<int64_t>(it->second)}, {"delta", args}});
+              json::object{
+                  {"item_id", item.id}, {"output_index", static_cast<int64_t>(it->second)}, {"delta", args}});
       }
     }
   }
@@ -445,9 +482,11 @@ void ResponsesStreamEncoder::finish(const Usage& usage, std::string& out) {
 
 void ResponsesStreamEncoder::error(const ApiError& e, std::string& out) {
   if (!started_) start(out);
-  event(out, "error", json::object{{"code", e.code.empty() ? e.type : e.code}, {"message", e.message}, {"param", nullptr}});
+  event(out, "error",
+        json::object{{"code", e.code.empty() ? e.type : e.code}, {"message", e.message}, {"param", nullptr}});
   json::object failed = responseObject("failed");
-  failed["error"] = json::object{{"code", e.code.empty() ? std::string("server_error") : e.code}, {"message", e.message}};
+  failed["error"] =
+      json::object{{"code", e.code.empty() ? std::string("server_error") : e.code}, {"message", e.message}};
   event(out, "response.failed", json::object{{"response", std::move(failed)}});
 }
 

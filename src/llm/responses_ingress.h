@@ -6,9 +6,9 @@
 
 #include <boost/json/object.hpp>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
-#include <map>
 #include <string_view>
 #include <vector>
 
@@ -29,8 +29,9 @@ std::optional<ApiError> chatFromResponsesRequest(const boost::json::object& body
 /// A chat completion (OpenAI shape) as a Response object: a message item with output_text,
 /// function_call items, status (incomplete on length), usage.
 /// `fallback_model`: the model id to report when the completion names none (Bedrock).
-std::optional<ApiError> responseFromCompletion(std::string_view completion, const boost::json::object& request,
-                                               std::string& out, std::string_view fallback_model = {});
+std::optional<ApiError> responseFromCompletion(std::string_view completion,
+                                               const boost::json::object& request, std::string& out,
+                                               std::string_view fallback_model = {});
 
 /// Chat chunks as Responses stream events (response.created, output_item.added,
 /// output_text.delta, function_call_arguments.delta, ..., response.completed), each with its
@@ -63,8 +64,8 @@ class ResponsesStreamEncoder {
   int64_t sequence_ = 0;
   bool started_ = false;
   std::vector<Item> items_;
-  int64_t open_ = -1;                      ///< index of the open item in items_
-  std::map<int64_t, size_t> call_items_;   ///< chat tool call index → item
+  int64_t open_ = -1;                     ///< index of the open item in items_
+  std::map<int64_t, size_t> call_items_;  ///< chat tool call index → item
   std::string finish_reason_;
   Usage usage_;
 };

@@ -37,14 +37,17 @@ TEST(ResponsesIngress, ItemsBecomeChatMessages) {
 
 TEST(ResponsesIngress, WhatOnlyOpenAiKeepsIsRefusedByName) {
   ChatRequest chat;
-  auto err = chatFromResponsesRequest(parse(R"({"model":"m","input":"hi","previous_response_id":"r"})"), chat);
+  auto err =
+      chatFromResponsesRequest(parse(R"({"model":"m","input":"hi","previous_response_id":"r"})"), chat);
   ASSERT_TRUE(err);
   EXPECT_EQ(err->param, "previous_response_id");
-  err = chatFromResponsesRequest(parse(R"({"model":"m","input":"hi","tools":[{"type":"web_search"}]})"), chat);
+  err =
+      chatFromResponsesRequest(parse(R"({"model":"m","input":"hi","tools":[{"type":"web_search"}]})"), chat);
   ASSERT_TRUE(err);
   EXPECT_EQ(err->param, "tools[0]");
   err = chatFromResponsesRequest(
-      parse(R"({"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_id":"f"}]}]})"), chat);
+      parse(R"({"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_id":"f"}]}]})"),
+      chat);
   ASSERT_TRUE(err);
   EXPECT_EQ(err->param, "input[0].content[0]");
 }
@@ -72,9 +75,13 @@ TEST(ResponsesIngress, StreamEventsAreNumberedAndComplete) {
   auto request = parse(R"({"model":"m","input":"hi"})");
   ResponsesStreamEncoder enc(request);
   std::string out;
-  enc.chunk(parse(R"({"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"he"}}]})"), out);
+  enc.chunk(parse(R"({"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"he"}}]})"),
+            out);
   enc.chunk(parse(R"({"choices":[{"index":0,"delta":{"content":"llo"}}]})"), out);
-  enc.chunk(parse(R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c","function":{"name":"f","arguments":"{}"}}]}}]})"), out);
+  enc.chunk(
+      parse(
+          R"({"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c","function":{"name":"f","arguments":"{}"}}]}}]})"),
+      out);
   Usage usage;
   usage.prompt = 3;
   usage.completion = 4;
@@ -89,7 +96,8 @@ TEST(ResponsesIngress, StreamEventsAreNumberedAndComplete) {
   ASSERT_GE(types.size(), 8u);
   EXPECT_EQ(types.front(), "response.created");
   EXPECT_EQ(types.back(), "response.completed");
-  auto last = parse(std::string_view(out).substr(out.rfind("data: ") + 6, out.size() - out.rfind("data: ") - 8));
+  auto last =
+      parse(std::string_view(out).substr(out.rfind("data: ") + 6, out.size() - out.rfind("data: ") - 8));
   const auto& output = last.at("response").at("output").as_array();
   ASSERT_EQ(output.size(), 2u);
   EXPECT_EQ(output[0].at("content").as_array()[0].at("text"), "hello");
@@ -113,7 +121,8 @@ TEST(ResponsesIngress, WrongTypesAreRefusedNamingTheResponsesField) {
       {R"({"model":"m","input":[{"type":"function_call_output","output":"x"}]})", "input[0].call_id"},
       {R"({"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":5}]}]})",
        "input[0].content[0].text"},
-      {R"({"model":"m","input":[{"role":"user","content":[{"type":"input_image"}]}]})", "input[0].content[0].image_url"},
+      {R"({"model":"m","input":[{"role":"user","content":[{"type":"input_image"}]}]})",
+       "input[0].content[0].image_url"},
       {R"({"model":"m","input":"hi","tools":{"type":"function"}})", "tools"},
       {R"({"model":"m","input":"hi","tools":[{"type":"function"}]})", "tools[0].name"},
       {R"({"model":"m","input":"hi","tool_choice":5})", "tool_choice"},

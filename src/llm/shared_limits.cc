@@ -3,9 +3,9 @@
 #include <fmt/format.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <unistd.h>
 
 #include <array>
-#include <unistd.h>
 
 #include "base/hash.h"
 #include "base/strings.h"
@@ -115,9 +115,12 @@ uint64_t intOf(const store::RedisReply& r) { return parseUint(r.str).value_or(0)
 }  // namespace
 
 std::string SharedLimits::hashKey(const std::string& key) { return "ganglion:llm:{" + key + "}"; }
-std::string SharedLimits::inflightKey(const std::string& key) { return "ganglion:llm:{" + key + "}:inflight"; }
+std::string SharedLimits::inflightKey(const std::string& key) {
+  return "ganglion:llm:{" + key + "}:inflight";
+}
 
-SharedLimits::SharedLimits(boost::asio::io_context& io, const control::StateConfig& state, unsigned worker_index)
+SharedLimits::SharedLimits(boost::asio::io_context& io, const control::StateConfig& state,
+                           unsigned worker_index)
     : client_(io, endpointOf(state), {{"SCRIPT", "LOAD", kAdmitScript}, {"SCRIPT", "LOAD", kSettleScript}}),
       instance_(fmt::format("{}-w{}", randomInstanceId(), worker_index)),
       admit_sha_(sha1Hex(kAdmitScript)),
@@ -220,7 +223,8 @@ void SharedLimits::settle(KeyLedger::Reservation& r, uint64_t tokens, Picodollar
 std::vector<Result<KeyLedger::Totals>> SharedLimits::readTotals(
     const control::StateConfig& state, const std::vector<std::pair<std::string, KeyLimits::Period>>& keys) {
   std::vector<std::vector<std::string>> reads;
-  for (const auto& [key, period] : keys) reads.push_back({"HMGET", hashKey(key), "period", "spent", "reserved"});
+  for (const auto& [key, period] : keys)
+    reads.push_back({"HMGET", hashKey(key), "period", "spent", "reserved"});
   auto replies = store::redisBlocking(endpointOf(state), reads);
   if (!replies) return std::vector<Result<KeyLedger::Totals>>(keys.size(), replies.error());
   const auto now = std::chrono::system_clock::now();

@@ -26,8 +26,8 @@ class SharedLimits {
     std::string unavailable;         ///< set: Redis could not answer; nothing was reserved
   };
   /// Like KeyLedger::admit, against the shared counters. Worker thread.
-  http::Task<Verdict> admit(const std::string& key, const KeyLimits& limits, uint64_t tokens, Picodollars cost,
-                            KeyLedger::Reservation& out);
+  http::Task<Verdict> admit(const std::string& key, const KeyLimits& limits, uint64_t tokens,
+                            Picodollars cost, KeyLedger::Reservation& out);
   /// Like KeyLedger::settle; sent without waiting (a lost settle leaves the reservation to
   /// expire). Worker thread.
   void settle(KeyLedger::Reservation& r, uint64_t tokens, Picodollars cost);

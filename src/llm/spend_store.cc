@@ -8,7 +8,9 @@ namespace ganglion::llm {
 
 namespace {
 
-std::string_view kindName(KeyLimits::Period kind) { return kind == KeyLimits::Period::kDay ? "day" : "month"; }
+std::string_view kindName(KeyLimits::Period kind) {
+  return kind == KeyLimits::Period::kDay ? "day" : "month";
+}
 
 constexpr auto kMaxStored = static_cast<Picodollars>(std::numeric_limits<int64_t>::max());
 
@@ -38,7 +40,9 @@ Result<bool> SpendStore::loadInto(KeyLedger& ledger, const std::vector<control::
     stmt->bind(1, k.name).bind(2, kindName(k.limits.period)).bind(3, period);
     auto row = stmt->step();
     if (!row) return row.error();
-    if (*row) ledger.restore(k.name, k.limits.period, period, static_cast<Picodollars>(std::max<int64_t>(0, stmt->integer(0))));
+    if (*row)
+      ledger.restore(k.name, k.limits.period, period,
+                     static_cast<Picodollars>(std::max<int64_t>(0, stmt->integer(0))));
   }
   return true;
 }
@@ -58,7 +62,8 @@ Result<bool> SpendStore::add(const std::vector<KeyLedger::SpendDelta>& deltas) {
   for (const auto& d : deltas) {
     stmt->reset();
     stmt->bind(1, d.key).bind(2, kindName(d.kind)).bind(3, d.period);
-    stmt->bind(4, static_cast<int64_t>(std::min(d.amount, kMaxStored))).bind(5, static_cast<int64_t>(kMaxStored));
+    stmt->bind(4, static_cast<int64_t>(std::min(d.amount, kMaxStored)))
+        .bind(5, static_cast<int64_t>(kMaxStored));
     if (auto done = stmt->step(); !done) {
       (void)db_->exec("ROLLBACK");
       return done.error();

@@ -119,7 +119,8 @@ TEST(SpendStore, APeriodEndedBeforeTheFlushIsStoredUnderItsOwnPeriod) {
 TEST(SpendStore, UnwritableFileIsAClearError) {
   auto store = SpendStore::open("/nonexistent-dir/state.db");
   ASSERT_FALSE(store);
-  EXPECT_NE(store.error().message.find("/nonexistent-dir/state.db"), std::string::npos) << store.error().message;
+  EXPECT_NE(store.error().message.find("/nonexistent-dir/state.db"), std::string::npos)
+      << store.error().message;
 }
 
 }  // namespace

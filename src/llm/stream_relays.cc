@@ -41,8 +41,9 @@ void appendChunk(json::object& chunk, bool client_wants_usage, std::string& out,
     auto it = chunk.find("usage");
     if (it != chunk.end()) {
       auto choices = chunk.find("choices");
-      bool usage_only = !it->value().is_null() &&
-                        (choices == chunk.end() || (choices->value().is_array() && choices->value().get_array().empty()));
+      bool usage_only =
+          !it->value().is_null() &&
+          (choices == chunk.end() || (choices->value().is_array() && choices->value().get_array().empty()));
       if (usage_only) return;
       chunk.erase(it);
     }
@@ -133,9 +134,12 @@ class ResponsesRelay final : public StreamRelay {
     std::optional<ApiError> err;
     sse_.feed(raw, [&](const http::SseEvent& e) {
       // An error event is not relayed as sent: end() writes it with the redacted message.
-      if (auto reported = watch(e.type, e.data, usage)) err = std::move(reported);
-      else if (e.type == "response.failed") appendFailed(e, out);
-      else if (e.type != "error") appendRawEvent(e, out);
+      if (auto reported = watch(e.type, e.data, usage))
+        err = std::move(reported);
+      else if (e.type == "response.failed")
+        appendFailed(e, out);
+      else if (e.type != "error")
+        appendRawEvent(e, out);
       if (e.type == "response.output_text.delta" || e.type == "response.function_call_arguments.delta")
         content_bytes_ += deltaBytes(e.data);
     });
@@ -145,26 +149,30 @@ class ResponsesRelay final : public StreamRelay {
   uint64_t completionEstimate() const override { return estimateTokens(content_bytes_); }
   void end(const ApiError* error, const Usage&, std::string& out) override {
     if (!error) return;
-    json::object ev{{"type", "error"}, {"code", error->code}, {"message", error->message}, {"param", nullptr}};
+    json::object ev{
+        {"type", "error"}, {"code", error->code}, {"message", error->message}, {"param", nullptr}};
     http::appendSseEvent(out, "error", json::serialize(ev));
   }
 
  private:
   /// response.completed and its siblings carry the whole response, usage included.
   std::optional<ApiError> watch(std::string_view type, std::string_view data, Usage& usage) {
-    if (type != "response.completed" && type != "response.incomplete" && type != "response.failed" && type != "error")
+    if (type != "response.completed" && type != "response.incomplete" && type != "response.failed" &&
+        type != "error")
       return std::nullopt;
     boost::system::error_code ec;
     json::value v = json::parse(data, ec);
     if (ec || !v.is_object()) return std::nullopt;
     if (type == "error") {
       auto* msg = v.as_object().if_contains("message");
-      return ApiError{502, "api_error", msg && msg->is_string() ? std::string(msg->get_string()) : "provider error",
-                      "", "stream_error"};
+      return ApiError{502, "api_error",
+                      msg && msg->is_string() ? std::string(msg->get_string()) : "provider error", "",
+                      "stream_error"};
     }
     done_ = true;
     if (auto* r = v.as_object().if_contains("response"); r && r->is_object())
-      if (auto* u = r->as_object().if_contains("usage"); u && u->is_object()) usage = usageFromResponses(u->as_object());
+      if (auto* u = r->as_object().if_contains("usage"); u && u->is_object())
+        usage = usageFromResponses(u->as_object());
     return std::nullopt;
   }
 
@@ -178,7 +186,8 @@ class ResponsesRelay final : public StreamRelay {
         if (auto* er = r->as_object().if_contains("error"); er && er->is_object()) error = &er->as_object();
     if (!error) return appendRawEvent(e, out);
     for (std::string_view key : {"message", "code"})
-      if (auto* field = error->if_contains(key); field && field->is_string()) *field = redact_(field->get_string());
+      if (auto* field = error->if_contains(key); field && field->is_string())
+        *field = redact_(field->get_string());
     http::appendSseEvent(out, "response.failed", json::serialize(v));
   }
 
@@ -224,8 +233,10 @@ class ResponsesFromChatRelay final : public StreamRelay {
   bool done() const override { return decoder_->finished(); }
   uint64_t completionEstimate() const override { return estimateTokens(content_bytes_); }
   void end(const ApiError* error, const Usage& usage, std::string& out) override {
-    if (error) encoder_.error(*error, out);
-    else encoder_.finish(usage, out);
+    if (error)
+      encoder_.error(*error, out);
+    else
+      encoder_.finish(usage, out);
   }
 
  private:

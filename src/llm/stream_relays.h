@@ -50,7 +50,8 @@ std::unique_ptr<StreamRelay> responsesRelay(std::function<std::string(std::strin
 /// /v1/responses to a provider without the Responses API: its stream decoded into chat
 /// chunks and re-encoded as Responses events (`request`: the client's body, echoed in the
 /// response objects; must outlive the relay).
-std::unique_ptr<StreamRelay> responsesFromChatRelay(const ProviderCodec& codec, const boost::json::object& request,
+std::unique_ptr<StreamRelay> responsesFromChatRelay(const ProviderCodec& codec,
+                                                    const boost::json::object& request,
                                                     std::string_view model);
 
 }  // namespace ganglion::llm

@@ -2,7 +2,6 @@
 #pragma once
 
 #include <boost/json.hpp>
-
 #include <fstream>
 #include <optional>
 #include <sstream>

@@ -2,9 +2,8 @@
 // the provider could not: a client that hung up mid-stream).
 #pragma once
 
-#include <cstdint>
-
 #include <boost/json/fwd.hpp>
+#include <cstdint>
 
 namespace ganglion::llm {
 
@@ -14,8 +13,8 @@ struct Usage {
   uint64_t cached = 0;       ///< prompt tokens read from the provider's prompt cache
   uint64_t cache_write = 0;  ///< prompt tokens written to it (Anthropic)
   uint64_t reasoning = 0;
-  bool reported = false;     ///< the provider sent usage
-  bool estimated = false;    ///< counted by the gateway instead
+  bool reported = false;   ///< the provider sent usage
+  bool estimated = false;  ///< counted by the gateway instead
 
   uint64_t total() const { return prompt + completion; }
 };

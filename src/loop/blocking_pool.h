@@ -22,7 +22,8 @@ template <class Fn>
 boost::asio::awaitable<std::invoke_result_t<Fn&>> runBlocking(Fn fn) {
   using R = std::invoke_result_t<Fn&>;
   co_return co_await boost::asio::co_spawn(
-      blockingPool().get_executor(), [fn = std::move(fn)]() mutable -> boost::asio::awaitable<R> { co_return fn(); },
+      blockingPool().get_executor(),
+      [fn = std::move(fn)]() mutable -> boost::asio::awaitable<R> { co_return fn(); },
       boost::asio::use_awaitable);
 }
 

@@ -12,8 +12,8 @@ using Clock = std::chrono::steady_clock;
 
 /// Owned by a connection; linked into its worker's DeadlineList for its whole life.
 /// All methods run on the owning worker's thread.
-class Deadline : public boost::intrusive::list_base_hook<
-                     boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
+class Deadline
+    : public boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
  public:
   explicit Deadline(std::function<void()> on_expire) : on_expire_(std::move(on_expire)) {}
   void arm(std::chrono::milliseconds after) { expires_ = Clock::now() + after; }
@@ -50,7 +50,6 @@ class Deadline : public boost::intrusive::list_base_hook<
   Idle idle_ = Idle::kBusy;
 };
 
-using DeadlineList =
-    boost::intrusive::list<Deadline, boost::intrusive::constant_time_size<false>>;
+using DeadlineList = boost::intrusive::list<Deadline, boost::intrusive::constant_time_size<false>>;
 
 }  // namespace ganglion::loop

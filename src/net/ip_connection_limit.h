@@ -5,12 +5,11 @@
 
 #include <array>
 #include <atomic>
+#include <boost/asio/ip/address.hpp>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <utility>
-
-#include <boost/asio/ip/address.hpp>
 
 namespace ganglion::net {
 
@@ -59,8 +58,10 @@ class IpConnectionLimit {
     auto mix = [&](const auto& bytes) {
       for (unsigned char b : bytes) h = (h ^ b) * 1099511628211ull;
     };
-    if (address.is_v4()) mix(address.to_v4().to_bytes());
-    else mix(address.to_v6().to_bytes());
+    if (address.is_v4())
+      mix(address.to_v4().to_bytes());
+    else
+      mix(address.to_v6().to_bytes());
     return static_cast<size_t>(h % kSlots);
   }
 

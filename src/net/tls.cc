@@ -1,9 +1,8 @@
 #include "net/tls.h"
 
+#include <fmt/format.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-
-#include <fmt/format.h>
 
 #include "base/strings.h"
 
@@ -87,7 +86,8 @@ Result<std::shared_ptr<TlsServerContext>> TlsServerContext::create(const TlsServ
         [](SSL*, const unsigned char** out_proto, unsigned char* out_len, const unsigned char* in,
            unsigned int in_len, void*) -> int {
           unsigned char* selected = nullptr;
-          if (SSL_select_next_proto(&selected, out_len, kAlpnHttp11, sizeof kAlpnHttp11, in, in_len) != OPENSSL_NPN_NEGOTIATED)
+          if (SSL_select_next_proto(&selected, out_len, kAlpnHttp11, sizeof kAlpnHttp11, in, in_len) !=
+              OPENSSL_NPN_NEGOTIATED)
             return SSL_TLSEXT_ERR_NOACK;
           *out_proto = selected;
           return SSL_TLSEXT_ERR_OK;
@@ -107,12 +107,14 @@ Result<std::shared_ptr<TlsServerContext>> TlsServerContext::create(const TlsServ
     out->contexts_.push_back(std::move(ctx));
   }
   if (out->contexts_.empty()) return Error{"tls needs at least one certificate"};
-  SSL_CTX_set_tlsext_servername_callback(out->contexts_.front()->native_handle(), &TlsServerContext::onServerName);
+  SSL_CTX_set_tlsext_servername_callback(out->contexts_.front()->native_handle(),
+                                         &TlsServerContext::onServerName);
   SSL_CTX_set_tlsext_servername_arg(out->contexts_.front()->native_handle(), out.get());
   return out;
 }
 
-TlsClientContext::TlsClientContext(TlsClientSettings s) : settings_(std::move(s)), ctx_(ssl::context::tls_client) {}
+TlsClientContext::TlsClientContext(TlsClientSettings s)
+    : settings_(std::move(s)), ctx_(ssl::context::tls_client) {}
 
 Result<std::shared_ptr<TlsClientContext>> TlsClientContext::create(const TlsClientSettings& settings) {
   auto out = std::shared_ptr<TlsClientContext>(new TlsClientContext(settings));

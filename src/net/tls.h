@@ -21,7 +21,7 @@ struct CertificateFiles {
 
 struct TlsServerSettings {
   std::vector<CertificateFiles> certificates;
-  std::string client_ca;        ///< PEM bundle; set → clients are asked for a certificate
+  std::string client_ca;  ///< PEM bundle; set → clients are asked for a certificate
   bool require_client_cert = true;
   std::string min_version = "1.2";  ///< "1.2" or "1.3"
 };
@@ -42,8 +42,8 @@ class TlsServerContext {
 
 struct TlsClientSettings {
   bool verify = true;
-  std::string ca;           ///< PEM bundle; empty = the system store
-  std::string cert;         ///< optional client certificate (mTLS to the upstream)
+  std::string ca;    ///< PEM bundle; empty = the system store
+  std::string cert;  ///< optional client certificate (mTLS to the upstream)
   std::string key;
   std::string server_name;  ///< SNI and the name verified; empty = the target's host
   std::string min_version = "1.2";

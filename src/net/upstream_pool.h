@@ -22,7 +22,9 @@ namespace ganglion::net {
 class UpstreamConnection {
  public:
   UpstreamConnection(boost::asio::io_context& io, BufferPool& buffers, loop::DeadlineList& deadlines)
-      : stream(io), in(buffers), parser(http::Http1Parser::Kind::kResponse, {64 * 1024, 8 * 1024, 200}),
+      : stream(io),
+        in(buffers),
+        parser(http::Http1Parser::Kind::kResponse, {64 * 1024, 8 * 1024, 200}),
         deadline([this] {
           timed_out = true;
           boost::system::error_code ec;

@@ -31,8 +31,10 @@ uint32_t twoChoices(const control::ResolvedUpstream& up, BalancerState& st, int6
   for (int attempt = 0; attempt < 8 && (a == kNone || b == kNone); ++attempt) {
     uint32_t i = static_cast<uint32_t>(nextRandom(st.rng) % n);
     if (!usable(up, i, now_ms, tried)) continue;
-    if (a == kNone) a = i;
-    else if (i != a) b = i;
+    if (a == kNone)
+      a = i;
+    else if (i != a)
+      b = i;
   }
   if (a == kNone) {  // random probing missed: scan for any usable target
     for (uint32_t i = 0; i < n; ++i)
@@ -91,7 +93,8 @@ uint32_t pickTarget(const control::ResolvedUpstream& up, BalancerState& st, cons
         });
         break;
       case control::Balance::kHash: {
-        std::string_view key = up.config->hash_header.empty() ? client_ip : req.headers.get(up.config->hash_header);
+        std::string_view key =
+            up.config->hash_header.empty() ? client_ip : req.headers.get(up.config->hash_header);
         if (key.empty()) key = client_ip;  // requests without the header still spread
         uint64_t h = control::hashKey(key);
         auto it = std::lower_bound(up.ring.begin(), up.ring.end(), std::make_pair(h, 0u));

@@ -15,16 +15,16 @@ namespace ganglion::proxy {
 /// What one worker knows about one target: requests in flight and the latency average.
 struct TargetLoad {
   uint32_t inflight = 0;
-  double ewma_us = 0;      ///< peak EWMA of time to response head
+  double ewma_us = 0;  ///< peak EWMA of time to response head
   int64_t ewma_stamp_us = 0;
 };
 
 /// Per-worker balancing state of one upstream, for one snapshot. Worker thread only.
 struct BalancerState {
-  uint32_t next = 0;               ///< position in the round-robin schedule
+  uint32_t next = 0;  ///< position in the round-robin schedule
   uint64_t rng = 0x9e3779b97f4a7c15ull;
-  std::vector<TargetLoad> loads;   ///< by target index
-  uint32_t inflight = 0;           ///< requests in flight to this upstream
+  std::vector<TargetLoad> loads;  ///< by target index
+  uint32_t inflight = 0;          ///< requests in flight to this upstream
   uint32_t retries_inflight = 0;
 };
 
@@ -32,8 +32,8 @@ constexpr uint32_t kNoTarget = ~0u;
 
 /// Picks a target index, avoiding those in `tried` (bit i = target i, for retries) when any
 /// other is available. Returns kNoTarget when every target is unavailable.
-uint32_t pickTarget(const control::ResolvedUpstream& up, BalancerState& state,
-                    const http::RequestHead& req, std::string_view client_ip, uint64_t tried);
+uint32_t pickTarget(const control::ResolvedUpstream& up, BalancerState& state, const http::RequestHead& req,
+                    std::string_view client_ip, uint64_t tried);
 
 /// Folds a response-head latency into the target's peak EWMA (decay time 10 s).
 void recordLatency(TargetLoad& load, int64_t now_us, double sample_us);

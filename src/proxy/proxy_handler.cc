@@ -26,7 +26,7 @@ struct ProxyHandler::Exchange {
   std::shared_ptr<WorkerView> view;
   const CompiledRoute* route = nullptr;
   UpstreamRuntime* upstream = nullptr;
-  std::string& head;  ///< serialised upstream request head (the connection's scratch)
+  std::string& head;        ///< serialised upstream request head (the connection's scratch)
   std::string_view target;  ///< the chosen target ("host:port"), owned by the snapshot
   int attempts = 0;
   int upstream_status = 0;
@@ -35,7 +35,11 @@ struct ProxyHandler::Exchange {
 
 ProxyHandler::ProxyHandler(loop::Worker& worker, telemetry::WorkerStats& stats, telemetry::AccessLog* log,
                            llm::KeyLedger& ledger, llm::ResponseCache& cache)
-    : worker_(worker), stats_(stats), log_(log), unmatched_stats_(stats.route("")), llm_(worker, stats, ledger, cache) {
+    : worker_(worker),
+      stats_(stats),
+      log_(log),
+      unmatched_stats_(stats.route("")),
+      llm_(worker, stats, ledger, cache) {
   worker_.onTick([this] { expireIdle(); });
 }
 
@@ -55,7 +59,8 @@ void ProxyHandler::install(std::shared_ptr<const control::Snapshot> snapshot) {
       auto& pool = pools[key];
       if (!pool) {
         auto old = pools_.find(key);
-        pool = old != pools_.end() ? old->second : std::make_shared<net::ConnectionPool>(up.config->keepalive);
+        pool =
+            old != pools_.end() ? old->second : std::make_shared<net::ConnectionPool>(up.config->keepalive);
       }
       pool->setMaxIdle(up.config->keepalive);
       rt.pools.push_back(pool);
@@ -189,7 +194,8 @@ Task<void> ProxyHandler::handle(ServerConnection& conn) {
   if (conn.responseStatus() > 0) rs->by_class[telemetry::statusClass(conn.responseStatus())].add();
   rs->latency.observe(static_cast<uint64_t>(elapsed.count()));
   if (log_ && log_->enabled()) {
-    std::string cost_text = llm_rec.priced && !llm_rec.model.empty() ? llm::formatUsd(llm_rec.cost) : std::string();
+    std::string cost_text =
+        llm_rec.priced && !llm_rec.model.empty() ? llm::formatUsd(llm_rec.cost) : std::string();
     telemetry::AccessRecord rec{
         .method = req.method,
         .target = req.target,
@@ -223,7 +229,8 @@ Task<void> ProxyHandler::serveWelcome(ServerConnection& conn, std::string_view p
   if (method != "GET" && method != "HEAD") {
     http::HeaderList allow;
     allow.add("Allow", "GET, HEAD");
-    co_return co_await conn.sendError(405, "method_not_allowed", "the welcome page answers GET and HEAD", &allow);
+    co_return co_await conn.sendError(405, "method_not_allowed", "the welcome page answers GET and HEAD",
+                                      &allow);
   }
   http::ResponseHead head;
   head.status = 200;
@@ -291,7 +298,8 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     return counted_retry || bal.retries_inflight < cap;
   };
   auto canRetry = [&] {
-    return static_cast<uint32_t>(ex.attempts) < max_attempts && Clock::now() < total_deadline && budgetAllows();
+    return static_cast<uint32_t>(ex.attempts) < max_attempts && Clock::now() < total_deadline &&
+           budgetAllows();
   };
   for (;;) {
     if (ex.attempts > 0) {
@@ -323,8 +331,9 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     if (acquired.failure) {
       if (canRetry()) continue;  // nothing was sent: safe for any method
       logLine(fmt::format("upstream '{}': {}", up.def->config->name, acquired.failure.detail));
-      co_return co_await fail(acquired.failure.status, acquired.failure.type,
-                              fmt::format("upstream '{}': {}", up.def->config->name, acquired.failure.message));
+      co_return co_await fail(
+          acquired.failure.status, acquired.failure.type,
+          fmt::format("upstream '{}': {}", up.def->config->name, acquired.failure.message));
     }
     uc = std::move(acquired.conn);
     uc->timed_out = false;
@@ -348,10 +357,10 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
           ex.error_type = "client_body_error";
           if (!conn.responseStarted() && conn.isOpen())
             co_await conn.sendError(body.error_status,
-                                    body.error_status == 413 ? "body_too_large"
+                                    body.error_status == 413   ? "body_too_large"
                                     : body.error_status == 408 ? "request_timeout"
                                                                : "bad_request",
-                                    body.error_status == 413 ? "request body exceeds the route's limit"
+                                    body.error_status == 413   ? "request body exceeds the route's limit"
                                     : body.error_status == 408 ? "timed out reading the request body"
                                                                : "malformed request body");
           co_return;
@@ -413,8 +422,7 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     if (head.outcome == HeadOutcome::kTimeout) {
       ustats->timeouts.add();
       markFailure(*up.def, target_index);
-      co_return co_await fail(504, "upstream_timeout",
-                              failure("sent no response in time"));
+      co_return co_await fail(504, "upstream_timeout", failure("sent no response in time"));
     }
     if (head.outcome == HeadOutcome::kProtocolError) {
       ustats->protocol_errors.add();
@@ -432,8 +440,7 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     }
     ustats->protocol_errors.add();
     markFailure(*up.def, target_index);
-    co_return co_await fail(502, "upstream_closed",
-                            failure("closed the connection without a response"));
+    co_return co_await fail(502, "upstream_closed", failure("closed the connection without a response"));
   }
 
   // 4. The response, streamed to the client as it arrives.
@@ -446,8 +453,9 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     if (!req.upgrade) {
       uc.reset();
       ustats->protocol_errors.add();
-      co_return co_await fail(502, "upstream_protocol_error",
-                              fmt::format("upstream '{}' switched protocols without being asked", up.def->config->name));
+      co_return co_await fail(
+          502, "upstream_protocol_error",
+          fmt::format("upstream '{}' switched protocols without being asked", up.def->config->name));
     }
     co_return co_await tunnel(conn, ex, std::move(uc));
   }
@@ -493,8 +501,10 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
         uc.reset();
         co_return;
       }
-      if (uc->timed_out) ustats->timeouts.add();
-      else ustats->protocol_errors.add();
+      if (uc->timed_out)
+        ustats->timeouts.add();
+      else
+        ustats->protocol_errors.add();
       ex.error_type = uc->timed_out ? "upstream_timeout" : "upstream_closed";
       conn.abort();  // the response is cut short: the client must see it as incomplete
       co_return;

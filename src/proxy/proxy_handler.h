@@ -8,10 +8,10 @@
 #include <vector>
 
 #include "control/snapshot.h"
-#include "proxy/balancer.h"
 #include "http/server_connection.h"
 #include "llm/llm_handler.h"
 #include "net/upstream_pool.h"
+#include "proxy/balancer.h"
 #include "proxy/upstream_client.h"
 #include "telemetry/metrics.h"
 
@@ -45,7 +45,8 @@ class ProxyHandler final : public http::RequestHandler {
   /// A `welcome: {}` route: the snapshot's page for GET and HEAD, 405 otherwise. Worker thread.
   http::Task<void> serveWelcome(http::ServerConnection& conn, std::string_view page);
   /// After a 101: relays bytes both ways until either side closes or goes idle.
-  http::Task<void> tunnel(http::ServerConnection& conn, Exchange& ex, std::unique_ptr<net::UpstreamConnection> uc);
+  http::Task<void> tunnel(http::ServerConnection& conn, Exchange& ex,
+                          std::unique_ptr<net::UpstreamConnection> uc);
   void expireIdle();
 
   loop::Worker& worker_;

@@ -10,8 +10,10 @@ std::string rewriteTarget(const http::RequestHead& req, const CompiledRoute& rou
   if (!rewrite) return std::string(target);
   std::string_view path = req.path();
   std::string_view rest = path;
-  if (route.path_kind == CompiledRoute::PathKind::kPrefix) rest.remove_prefix(route.path.size());
-  else rest = {};
+  if (route.path_kind == CompiledRoute::PathKind::kPrefix)
+    rest.remove_prefix(route.path.size());
+  else
+    rest = {};
   std::string out = *rewrite;
   if (!rest.empty() && !out.empty() && out.back() == '/' && rest.front() == '/') out.pop_back();
   out += rest;
@@ -26,8 +28,10 @@ void buildUpstreamHead(std::string& out, const http::RequestHead& req, const Com
   out.clear();
   out += req.method;
   out += ' ';
-  if (route.config->rewrite_path_prefix) out += rewriteTarget(req, route);
-  else out += req.target;
+  if (route.config->rewrite_path_prefix)
+    out += rewriteTarget(req, route);
+  else
+    out += req.target;
   out += " HTTP/1.1\r\n";
   std::string_view connection = req.headers.get("connection");
   std::string_view forwarded_for;

@@ -30,9 +30,7 @@ std::vector<std::string> splitSegments(std::string_view path) {
   return out;
 }
 
-bool isCapture(std::string_view seg) {
-  return seg.size() >= 2 && seg.front() == '{' && seg.back() == '}';
-}
+bool isCapture(std::string_view seg) { return seg.size() >= 2 && seg.front() == '{' && seg.back() == '}'; }
 
 bool matchTemplate(const CompiledRoute& r, std::string_view path) {
   if (path.empty() || path[0] != '/') return false;
@@ -101,8 +99,8 @@ void Router::build(const std::vector<control::RouteConfig>& routes,
                     : r.path_kind == CompiledRoute::PathKind::kTemplate
                         ? -static_cast<long>(r.literal_segments)
                         : 0;
-    return std::make_tuple(r.config->implicit, static_cast<int>(r.host_kind), host_len, static_cast<int>(r.path_kind),
-                           path_len, -static_cast<long>(conditions), r.index);
+    return std::make_tuple(r.config->implicit, static_cast<int>(r.host_kind), host_len,
+                           static_cast<int>(r.path_kind), path_len, -static_cast<long>(conditions), r.index);
   };
   std::stable_sort(routes_.begin(), routes_.end(),
                    [&](const CompiledRoute& a, const CompiledRoute& b) { return key(a) < key(b); });

@@ -20,9 +20,9 @@ struct CompiledRoute {
   size_t index = 0;           ///< position in the config file
   size_t upstream_index = 0;  ///< into Snapshot::upstreams
   HostKind host_kind = HostKind::kAny;
-  std::string host;           ///< lower case; for wildcards the ".suffix" part
+  std::string host;  ///< lower case; for wildcards the ".suffix" part
   PathKind path_kind = PathKind::kPrefix;
-  std::string path;           ///< exact path or prefix
+  std::string path;                   ///< exact path or prefix
   std::vector<std::string> segments;  ///< template segments; "{x}" captures one segment
   size_t literal_segments = 0;
 };

@@ -18,10 +18,10 @@ inline int64_t steadyMillis() {
 }
 
 struct TargetHealth {
-  std::atomic<bool> active_healthy{true};      ///< written by the health checker only
-  std::atomic<int64_t> ejected_until_ms{0};    ///< passive ejection, steady clock
+  std::atomic<bool> active_healthy{true};    ///< written by the health checker only
+  std::atomic<int64_t> ejected_until_ms{0};  ///< passive ejection, steady clock
   std::atomic<uint32_t> consecutive_failures{0};
-  std::atomic<uint32_t> ejections{0};          ///< in a row; scales the next ejection
+  std::atomic<uint32_t> ejections{0};  ///< in a row; scales the next ejection
   std::atomic<uint64_t> ejections_total{0};
   // Health checker bookkeeping (main thread only).
   uint32_t check_passes = 0;

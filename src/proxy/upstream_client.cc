@@ -1,12 +1,13 @@
 #include "proxy/upstream_client.h"
 
 #include <fmt/format.h>
+#include <openssl/ssl.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <openssl/ssl.h>
 
 #include "net/tls.h"
 
@@ -32,8 +33,10 @@ void recordResponse(UpstreamRuntime& up, uint32_t index, int status, std::chrono
   recordLatency(up.balancer.loads[index],
                 std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count(),
                 static_cast<double>(elapsed.count()));
-  if (status >= 500) markFailure(*up.def, index);
-  else up.def->targets[index].health->recordSuccess();
+  if (status >= 500)
+    markFailure(*up.def, index);
+  else
+    up.def->targets[index].health->recordSuccess();
 }
 
 void release(UpstreamRuntime& up, uint32_t index, std::unique_ptr<net::UpstreamConnection> uc) {
@@ -41,7 +44,8 @@ void release(UpstreamRuntime& up, uint32_t index, std::unique_ptr<net::UpstreamC
   up.pools[index]->give(std::move(uc));
 }
 
-Task<Acquired> acquire(loop::Worker& worker, UpstreamRuntime& up, uint32_t index, Millis timeout, bool fresh) {
+Task<Acquired> acquire(loop::Worker& worker, UpstreamRuntime& up, uint32_t index, Millis timeout,
+                       bool fresh) {
   Acquired out;
   if (!fresh) {
     uint64_t stale = 0;
@@ -94,9 +98,11 @@ Task<Acquired> acquire(loop::Worker& worker, UpstreamRuntime& up, uint32_t index
     auto [hec] = co_await uc->stream.tls().async_handshake(asio::ssl::stream_base::client, kNoThrow);
     if (hec) {
       uc->deadline.disarm();
-      co_return fail(502, "upstream_tls_failed", uc->timed_out ? "the TLS handshake timed out" : "the TLS handshake failed",
-                     uc->timed_out ? fmt::format("TLS handshake with {} timed out", target.key)
-                                   : fmt::format("TLS handshake with {} failed: {}", target.key, hec.message()));
+      co_return fail(502, "upstream_tls_failed",
+                     uc->timed_out ? "the TLS handshake timed out" : "the TLS handshake failed",
+                     uc->timed_out
+                         ? fmt::format("TLS handshake with {} timed out", target.key)
+                         : fmt::format("TLS handshake with {} failed: {}", target.key, hec.message()));
     }
   }
   uc->deadline.disarm();
@@ -108,7 +114,8 @@ Task<Acquired> acquire(loop::Worker& worker, UpstreamRuntime& up, uint32_t index
 Task<ReadStatus> readMore(net::UpstreamConnection& uc, Millis timeout) {
   if (uc.in.full()) co_return ReadStatus::kFailed;
   uc.deadline.arm(timeout);
-  auto [ec, n] = co_await uc.stream.async_read_some(asio::buffer(uc.in.writePtr(), uc.in.writable()), kNoThrow);
+  auto [ec, n] =
+      co_await uc.stream.async_read_some(asio::buffer(uc.in.writePtr(), uc.in.writable()), kNoThrow);
   uc.deadline.disarm();
   if (uc.timed_out) co_return ReadStatus::kFailed;
   if (ec == asio::error::eof || (!ec && n == 0)) co_return ReadStatus::kEof;
@@ -146,7 +153,8 @@ Task<HeadRead> readResponseHead(net::UpstreamConnection& uc, Millis timeout, boo
       out.outcome = HeadOutcome::kProtocolError;
       break;
     }
-    auto [ec, n] = co_await uc.stream.async_read_some(asio::buffer(uc.in.writePtr(), uc.in.writable()), kNoThrow);
+    auto [ec, n] =
+        co_await uc.stream.async_read_some(asio::buffer(uc.in.writePtr(), uc.in.writable()), kNoThrow);
     if (ec || n == 0) {
       out.outcome = uc.timed_out ? HeadOutcome::kTimeout : HeadOutcome::kClosed;
       break;

@@ -34,8 +34,8 @@ struct UpstreamRuntime {
 struct UpstreamFailure {
   int status = 0;  ///< 0: no failure
   std::string_view type;
-  std::string message;  ///< for the client: names no address, host or port
-  std::string detail;   ///< for the log: the target and the system's reason
+  std::string message;     ///< for the client: names no address, host or port
+  std::string detail;      ///< for the log: the target and the system's reason
   bool retryable = false;  ///< nothing reached the target: any request may be sent again
   explicit operator bool() const { return status != 0; }
 };

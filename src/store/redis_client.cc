@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <hiredis/hiredis.h>
+#include <sys/time.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -10,7 +11,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <cstdio>
-#include <sys/time.h>
 
 namespace ganglion::store {
 
@@ -165,7 +165,8 @@ void RedisClient::send(const std::vector<std::string>& args) {
 
 asio::awaitable<void> RedisClient::connect(uint64_t generation) {
   tcp::resolver resolver(io_);
-  auto [rec, endpoints] = co_await resolver.async_resolve(endpoint_.host, std::to_string(endpoint_.port), kNoThrow);
+  auto [rec, endpoints] =
+      co_await resolver.async_resolve(endpoint_.host, std::to_string(endpoint_.port), kNoThrow);
   if (generation != generation_) co_return;
   if (rec) {
     fail(fmt::format("cannot resolve Redis host '{}': {}", endpoint_.host, rec.message()));
@@ -191,8 +192,9 @@ asio::awaitable<void> RedisClient::connect(uint64_t generation) {
   }
   out_ = first + out_;
   state_ = State::kReady;
-  if (!last_error_.empty()) std::fprintf(stderr, "ganglion: Redis at %s:%u reachable again\n", endpoint_.host.c_str(),
-                                         static_cast<unsigned>(endpoint_.port));
+  if (!last_error_.empty())
+    std::fprintf(stderr, "ganglion: Redis at %s:%u reachable again\n", endpoint_.host.c_str(),
+                 static_cast<unsigned>(endpoint_.port));
   last_error_.clear();
   flush();
   asio::co_spawn(io_, readLoop(generation), asio::detached);
@@ -255,7 +257,8 @@ asio::awaitable<void> RedisClient::readLoop(uint64_t generation) {
 
 void RedisClient::deliver(Pending& p, RedisReply reply) {
   if (p.handshake) {
-    if (reply.isError()) fail("Redis refused the connection's set-up (AUTH, SELECT or SCRIPT LOAD): " + reply.str);
+    if (reply.isError())
+      fail("Redis refused the connection's set-up (AUTH, SELECT or SCRIPT LOAD): " + reply.str);
     return;
   }
   if (!p.waiter) {

@@ -46,8 +46,8 @@ std::string formatRedisCommand(const std::vector<std::string>& args);
 /// Runs `commands` pipelined on a new blocking connection (AUTH and SELECT first, as the
 /// endpoint asks) and returns their replies in order (an error reply is a reply). An Error
 /// when Redis cannot be reached, refuses AUTH or SELECT, or takes longer than the endpoint's
-/// timeout to connect or to reply. Blocks the calling thread: for the main thread's occasional reads (the admin
-/// API), never on a worker.
+/// timeout to connect or to reply. Blocks the calling thread: for the main thread's occasional reads (the
+/// admin API), never on a worker.
 Result<std::vector<RedisReply>> redisBlocking(const RedisEndpoint& endpoint,
                                               const std::vector<std::vector<std::string>>& commands);
 
@@ -101,7 +101,7 @@ class RedisClient {
   State state_ = State::kIdle;
   uint64_t generation_ = 0;  ///< bumped by every connect and failure; stale coroutines stop
   bool writing_ = false;
-  std::string out_;  ///< commands not yet written
+  std::string out_;              ///< commands not yet written
   std::deque<Pending> pending_;  ///< written or queued, awaiting replies in order
   std::chrono::steady_clock::time_point retry_at_{};
   std::string last_error_;

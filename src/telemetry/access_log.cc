@@ -48,7 +48,8 @@ void AccessLog::write(const AccessRecord& rec) {
     shard.cached_second = second;
   }
   std::string& out = shard.pending;
-  out += fmt::format(R"({{"time":"{}.{:03}Z","worker":{},"client":")", shard.cached_time, ms % 1000, rec.worker);
+  out +=
+      fmt::format(R"({{"time":"{}.{:03}Z","worker":{},"client":")", shard.cached_time, ms % 1000, rec.worker);
   appendJsonEscaped(out, rec.client_ip);
   out += R"(","method":")";
   appendJsonEscaped(out, rec.method);

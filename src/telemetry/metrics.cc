@@ -18,7 +18,8 @@ UpstreamStats* WorkerStats::upstream(const std::string& name) {
   return slot.get();
 }
 
-LlmStats* WorkerStats::llmModel(std::string_view model, std::string_view provider, std::string_view provider_model) {
+LlmStats* WorkerStats::llmModel(std::string_view model, std::string_view provider,
+                                std::string_view provider_model) {
   std::string key;
   key.reserve(model.size() + provider.size() + provider_model.size() + 2);
   key.append(model).push_back('\x1f');
@@ -94,20 +95,25 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
   out += "# TYPE ganglion_workers gauge\n";
   out += fmt::format("ganglion_workers {}\n", workers.size());
   out += "# TYPE ganglion_connections_total counter\n";
-  out += fmt::format("ganglion_connections_total {}\n", sum([](WorkerStats& w) -> Counter& { return w.connections_total; }));
+  out += fmt::format("ganglion_connections_total {}\n",
+                     sum([](WorkerStats& w) -> Counter& { return w.connections_total; }));
   out += "# TYPE ganglion_connections_active gauge\n";
-  out += fmt::format("ganglion_connections_active {}\n", sum([](WorkerStats& w) -> Counter& { return w.connections_active; }));
+  out += fmt::format("ganglion_connections_active {}\n",
+                     sum([](WorkerStats& w) -> Counter& { return w.connections_active; }));
   out += "# TYPE ganglion_http_requests_total counter\n";
-  out += fmt::format("ganglion_http_requests_total {}\n", sum([](WorkerStats& w) -> Counter& { return w.requests_total; }));
+  out += fmt::format("ganglion_http_requests_total {}\n",
+                     sum([](WorkerStats& w) -> Counter& { return w.requests_total; }));
   out += "# TYPE ganglion_tls_handshake_failures_total counter\n";
   out += fmt::format("ganglion_tls_handshake_failures_total {}\n",
                      sum([](WorkerStats& w) -> Counter& { return w.tls_handshake_failures; }));
-  out += "# HELP ganglion_connections_refused_per_ip_total Connections closed at accept: their client address "
-         "held max_connections_per_ip already.\n";
+  out +=
+      "# HELP ganglion_connections_refused_per_ip_total Connections closed at accept: their client address "
+      "held max_connections_per_ip already.\n";
   out += "# TYPE ganglion_connections_refused_per_ip_total counter\n";
   out += fmt::format("ganglion_connections_refused_per_ip_total {}\n",
                      sum([](WorkerStats& w) -> Counter& { return w.connections_refused_per_ip; }));
-  out += "# HELP ganglion_headers_dropped_total Request header fields dropped for an underscore in the name.\n";
+  out +=
+      "# HELP ganglion_headers_dropped_total Request header fields dropped for an underscore in the name.\n";
   out += "# TYPE ganglion_headers_dropped_total counter\n";
   out += fmt::format("ganglion_headers_dropped_total {}\n",
                      sum([](WorkerStats& w) -> Counter& { return w.headers_dropped; }));
@@ -144,12 +150,14 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
     for (size_t c = 0; c < 5; ++c) {
       uint64_t total = 0;
       for (auto* s : list) total += s->by_class[c].get();
-      out += fmt::format("ganglion_upstream_requests_total{{{},code=\"{}\"}} {}\n", labels, kClassNames[c], total);
+      out += fmt::format("ganglion_upstream_requests_total{{{},code=\"{}\"}} {}\n", labels, kClassNames[c],
+                         total);
     }
     auto add = [&](const char* reason, Counter UpstreamStats::*m) {
       uint64_t total = 0;
       for (auto* s : list) total += (s->*m).get();
-      failures += fmt::format("ganglion_upstream_failures_total{{{},reason=\"{}\"}} {}\n", labels, reason, total);
+      failures +=
+          fmt::format("ganglion_upstream_failures_total{{{},reason=\"{}\"}} {}\n", labels, reason, total);
     };
     add("connect", &UpstreamStats::connect_failures);
     add("timeout", &UpstreamStats::timeouts);
@@ -170,8 +178,9 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
   out += "# TYPE ganglion_upstream_failures_total counter\n" + failures;
   out += "# TYPE ganglion_upstream_retries_total counter\n" + retries_text;
   out += "# TYPE ganglion_upstream_connections_opened_total counter\n" + opened_text;
-  out += "# HELP ganglion_upstream_stale_connections_total Pooled connections the upstream had closed, "
-         "dropped before use or retried on a fresh connection.\n";
+  out +=
+      "# HELP ganglion_upstream_stale_connections_total Pooled connections the upstream had closed, "
+      "dropped before use or retried on a fresh connection.\n";
   out += "# TYPE ganglion_upstream_stale_connections_total counter\n" + stale_text;
   out += "# TYPE ganglion_upstream_duration_seconds histogram\n" + histograms;
 
@@ -179,9 +188,9 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
   std::string calls, tokens, cost, estimated, hits;
   forEachNamed<LlmStats>(workers, &WorkerStats::llm, [&](const std::string& key, auto& list) {
     size_t a = key.find('\x1f'), b = key.find('\x1f', a + 1);
-    std::string labels = fmt::format("model=\"{}\",provider=\"{}\",provider_model=\"{}\"",
-                                     labelEscape(key.substr(0, a)), labelEscape(key.substr(a + 1, b - a - 1)),
-                                     labelEscape(key.substr(b + 1)));
+    std::string labels =
+        fmt::format("model=\"{}\",provider=\"{}\",provider_model=\"{}\"", labelEscape(key.substr(0, a)),
+                    labelEscape(key.substr(a + 1, b - a - 1)), labelEscape(key.substr(b + 1)));
     uint64_t ok = 0, failed = 0, prompt = 0, completion = 0, cached = 0, est = 0, pico = 0, hit = 0;
     for (auto* s : list) {
       ok += s->calls_ok.get();
@@ -203,7 +212,8 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
     estimated += fmt::format("ganglion_llm_usage_estimated_total{{{}}} {}\n", labels, est);
     hits += fmt::format("ganglion_llm_cache_hits_total{{{}}} {}\n", labels, hit);
   });
-  out += "# HELP ganglion_llm_calls_total LLM calls by outcome.\n# TYPE ganglion_llm_calls_total counter\n" + calls;
+  out += "# HELP ganglion_llm_calls_total LLM calls by outcome.\n# TYPE ganglion_llm_calls_total counter\n" +
+         calls;
   out += "# TYPE ganglion_llm_tokens_total counter\n" + tokens;
   out += "# HELP ganglion_llm_cost_usd_total Spend at the configured or built-in prices (exact decimal).\n";
   out += "# TYPE ganglion_llm_cost_usd_total counter\n" + cost;

@@ -84,12 +84,12 @@ struct WorkerStats {
   Counter connections_total;
   Counter connections_active;
   Counter requests_total;
-  Counter bad_requests;        ///< 4xx the gateway answered for protocol violations
-  Counter request_timeouts;    ///< header/body timeouts
+  Counter bad_requests;      ///< 4xx the gateway answered for protocol violations
+  Counter request_timeouts;  ///< header/body timeouts
   Counter local_replies;
   Counter tls_handshake_failures;
   Counter connections_refused_per_ip;  ///< accepted and closed at once: the address was at its cap
-  Counter headers_dropped;  ///< request fields dropped for an '_' in their name
+  Counter headers_dropped;             ///< request fields dropped for an '_' in their name
   std::array<Counter, 6> client_errors_by_status;  ///< 400,408,413,414,431,other
 
   std::mutex mutex;  ///< guards the maps' structure, not the counters

@@ -24,13 +24,12 @@ using ganglion::http::ParseLimits;
 
 namespace {
 
-#define CHECK(cond)                                                              \
-  do {                                                                           \
-    if (!(cond)) {                                                               \
-      std::fprintf(stderr, "http1_parser_fuzz: check failed: %s (line %d)\n", #cond, \
-                   __LINE__);                                                    \
-      __builtin_trap();                                                          \
-    }                                                                            \
+#define CHECK(cond)                                                                             \
+  do {                                                                                          \
+    if (!(cond)) {                                                                              \
+      std::fprintf(stderr, "http1_parser_fuzz: check failed: %s (line %d)\n", #cond, __LINE__); \
+      __builtin_trap();                                                                         \
+    }                                                                                           \
   } while (0)
 
 enum class Split { kWhole, kBytewise, kData };
@@ -39,10 +38,14 @@ enum class Split { kWhole, kBytewise, kData };
 const bool kTrace = std::getenv("GANGLION_FUZZ_TRACE") != nullptr;
 const char* name(ParseEvent e) {
   switch (e) {
-    case ParseEvent::kNeedMore: return "need-more";
-    case ParseEvent::kHead: return "head";
-    case ParseEvent::kComplete: return "complete";
-    case ParseEvent::kError: return "error";
+    case ParseEvent::kNeedMore:
+      return "need-more";
+    case ParseEvent::kHead:
+      return "head";
+    case ParseEvent::kComplete:
+      return "complete";
+    case ParseEvent::kError:
+      return "error";
   }
   return "?";
 }
@@ -68,8 +71,8 @@ void recordHead(Http1Parser& p, Http1Parser::Kind kind, Transcript& t) {
     for (auto& h : r.headers) t.log += "|" + h.name + ":" + h.value;
   } else {
     auto& r = p.response();
-    t.log += std::to_string(r.status) + "|" + r.reason + "|" + std::to_string(r.version_major) +
-             "." + std::to_string(r.version_minor) + "|" + (r.chunked ? "c" : "-") +
+    t.log += std::to_string(r.status) + "|" + r.reason + "|" + std::to_string(r.version_major) + "." +
+             std::to_string(r.version_minor) + "|" + (r.chunked ? "c" : "-") +
              (r.has_content_length ? "l" + std::to_string(r.content_length) : "-") +
              (r.keep_alive ? "k" : "-");
     for (auto& h : r.headers) t.log += "|" + h.name + ":" + h.value;
@@ -77,8 +80,8 @@ void recordHead(Http1Parser& p, Http1Parser::Kind kind, Transcript& t) {
   t.log += "\n";
 }
 
-Transcript run(const uint8_t* data, size_t size, Http1Parser::Kind kind, Split split,
-               bool head_request, bool tight_limits, bool call_finish) {
+Transcript run(const uint8_t* data, size_t size, Http1Parser::Kind kind, Split split, bool head_request,
+               bool tight_limits, bool call_finish) {
   ParseLimits limits;
   if (tight_limits) {
     limits.max_head_bytes = 96;
@@ -88,8 +91,8 @@ Transcript run(const uint8_t* data, size_t size, Http1Parser::Kind kind, Split s
   Http1Parser parser(kind, limits);
   if (kTrace)
     std::fprintf(stderr, "%s, split %d, HEAD %d, tight %d, finish %d\n",
-                 kind == Http1Parser::Kind::kRequest ? "request" : "response", int(split),
-                 head_request, tight_limits, call_finish);
+                 kind == Http1Parser::Kind::kRequest ? "request" : "response", int(split), head_request,
+                 tight_limits, call_finish);
   const bool is_response = kind == Http1Parser::Kind::kResponse;
   if (is_response && head_request) parser.expectNoBody();
 
@@ -106,8 +109,8 @@ Transcript run(const uint8_t* data, size_t size, Http1Parser::Kind kind, Split s
 
   auto checkError = [&]() {
     if (kTrace)
-      std::fprintf(stderr, "  error %d: %.*s\n", parser.errorStatus(),
-                   int(parser.errorReason().size()), parser.errorReason().data());
+      std::fprintf(stderr, "  error %d: %.*s\n", parser.errorStatus(), int(parser.errorReason().size()),
+                   parser.errorReason().data());
     CHECK(parser.errorStatus() >= 400 && parser.errorStatus() <= 599);
     auto again = parser.feed(pending);
     if (kTrace) std::fprintf(stderr, "  feed again -> %s\n", name(again.event));

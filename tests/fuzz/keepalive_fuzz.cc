@@ -46,12 +46,12 @@ using ganglion::http::ParseLimits;
 
 namespace {
 
-#define CHECK(cond)                                                                         \
-  do {                                                                                      \
-    if (!(cond)) {                                                                          \
+#define CHECK(cond)                                                                          \
+  do {                                                                                       \
+    if (!(cond)) {                                                                           \
       std::fprintf(stderr, "keepalive_fuzz: check failed: %s (line %d)\n", #cond, __LINE__); \
-      __builtin_trap();                                                                     \
-    }                                                                                       \
+      __builtin_trap();                                                                      \
+    }                                                                                        \
   } while (0)
 
 constexpr size_t kMaxRequests = 16;
@@ -61,9 +61,9 @@ constexpr size_t kMaxFields = 24;  // more only slows the checks down; reuse is 
 // Names the gateway looks up itself (key_auth, the LLM API, the admin API, Expect, framing),
 // so a stale copy of any of them is caught even when no request of the input spells it.
 constexpr std::string_view kGatewayNames[] = {
-    "host",           "authorization",     "x-api-key",      "expect",
+    "host",           "authorization",     "x-api-key",         "expect",
     "x-request-id",   "x-ganglion-cache",  "anthropic-version", "anthropic-beta",
-    "content-length", "transfer-encoding", "connection",     "upgrade"};
+    "content-length", "transfer-encoding", "connection",        "upgrade"};
 
 std::string lowered(std::string_view s) {
   std::string out(s);
@@ -111,9 +111,9 @@ void describeHead(Http1Parser& p, const std::vector<std::string>& names, std::st
   const auto& r = p.request();
   out += "H|" + r.method + "|" + r.target + "|" + std::to_string(r.version_major) + "." +
          std::to_string(r.version_minor) + "|" + (r.chunked ? "c" : "-") +
-         (r.has_content_length ? "l" + std::to_string(r.content_length) : "-") +
-         (r.keep_alive ? "k" : "-") + (r.upgrade ? "u" : "-") + "|n" +
-         std::to_string(r.headers.size()) + (r.headers.empty() ? "e" : "") + "\n";
+         (r.has_content_length ? "l" + std::to_string(r.content_length) : "-") + (r.keep_alive ? "k" : "-") +
+         (r.upgrade ? "u" : "-") + "|n" + std::to_string(r.headers.size()) + (r.headers.empty() ? "e" : "") +
+         "\n";
   for (const Header& h : r.headers) out += "  " + h.name + ": " + h.value + "\n";
   for (const std::string& name : names) {
     checkLookups(r.headers, name);
@@ -217,8 +217,9 @@ void requestsInTurn(const uint8_t* data, size_t size, const Options& o) {
 // ---------------------------------------------------------------------------------------
 
 // Small pool, several spellings, so operations keep hitting fields of the same name.
-constexpr std::string_view kPool[] = {"Host", "authorization", "X-API-Key", "expect", "x-request-id",
-                                      "a", "b", "A-B", "x-ganglion-cache", "anthropic-version"};
+constexpr std::string_view kPool[] = {
+    "Host", "authorization", "X-API-Key",        "expect",           "x-request-id", "a",
+    "b",    "A-B",           "x-ganglion-cache", "anthropic-version"};
 constexpr size_t kPoolSize = sizeof(kPool) / sizeof(kPool[0]);
 
 using Model = std::vector<std::pair<std::string, std::string>>;

@@ -1,4 +1,5 @@
-// libFuzzer target for the LLM ingress and the OpenAI, Anthropic, Gemini and Bedrock codecs (AWS event-stream framing included). Any bytes must:
+// libFuzzer target for the LLM ingress and the OpenAI, Anthropic, Gemini and Bedrock codecs (AWS event-stream
+// framing included). Any bytes must:
 //  - parse as a chat request, or give a 400 naming a reason; a parsed request must encode
 //    into a provider request whose body is a JSON object with the provider's model;
 //  - decode as an OpenAI SSE stream to the same chunks, usage and end state whether fed whole
@@ -12,21 +13,21 @@
 #include <vector>
 
 #include "llm/anthropic_ingress.h"
-#include "llm/responses_ingress.h"
 #include "llm/chat_request.h"
 #include "llm/providers/anthropic.h"
 #include "llm/providers/bedrock.h"
 #include "llm/providers/gemini.h"
 #include "llm/providers/openai.h"
+#include "llm/responses_ingress.h"
 
 namespace {
 
-#define CHECK(cond)                                                                  \
-  do {                                                                               \
-    if (!(cond)) {                                                                   \
+#define CHECK(cond)                                                                    \
+  do {                                                                                 \
+    if (!(cond)) {                                                                     \
       std::fprintf(stderr, "llm_fuzz: check failed: %s (line %d)\n", #cond, __LINE__); \
-      __builtin_trap();                                                              \
-    }                                                                                \
+      __builtin_trap();                                                                \
+    }                                                                                  \
   } while (0)
 
 using namespace ganglion;
@@ -116,9 +117,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   provider.access_key_id = "AKID";
   provider.secret_access_key = "secret";
   llm::BedrockCodec bedrock(provider);
-  for (const llm::ProviderCodec* translated : {static_cast<const llm::ProviderCodec*>(&anthropic),
-                                               static_cast<const llm::ProviderCodec*>(&gemini),
-                                               static_cast<const llm::ProviderCodec*>(&bedrock)}) {
+  for (const llm::ProviderCodec* translated :
+       {static_cast<const llm::ProviderCodec*>(&anthropic), static_cast<const llm::ProviderCodec*>(&gemini),
+        static_cast<const llm::ProviderCodec*>(&bedrock)}) {
     if (!err) {
       llm::ProviderRequest out;
       // A provider may refuse what it cannot honour (n > 1, response_format with tools): a

@@ -16,12 +16,12 @@
 
 namespace {
 
-#define CHECK(cond)                                                                        \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
+#define CHECK(cond)                                                                          \
+  do {                                                                                       \
+    if (!(cond)) {                                                                           \
       std::fprintf(stderr, "tokenizer_fuzz: check failed: %s (line %d)\n", #cond, __LINE__); \
-      __builtin_trap();                                                                    \
-    }                                                                                      \
+      __builtin_trap();                                                                      \
+    }                                                                                        \
   } while (0)
 
 using namespace ganglion::llm::tokenizer;

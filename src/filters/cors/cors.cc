@@ -10,11 +10,11 @@ namespace {
 struct CorsPolicy {
   std::vector<std::string> origins;  ///< exact origins; "*" allows any
   bool any_origin = false;
-  std::string methods;        ///< comma-joined
-  std::string headers;        ///< comma-joined; empty: echo the request's
+  std::string methods;  ///< comma-joined
+  std::string headers;  ///< comma-joined; empty: echo the request's
   std::string expose;
   bool credentials = false;
-  std::string max_age;        ///< seconds
+  std::string max_age;  ///< seconds
 };
 
 class CorsFilter final : public http::Filter {
@@ -24,8 +24,10 @@ class CorsFilter final : public http::Filter {
   http::FilterStatus onRequest(http::FilterContext& ctx) const override {
     std::string_view origin = ctx.request.headers.get("origin");
     if (origin.empty()) return http::FilterStatus::kContinue;
-    bool allowed = p_.any_origin || std::find(p_.origins.begin(), p_.origins.end(), origin) != p_.origins.end();
-    bool preflight = ctx.request.method == "OPTIONS" && ctx.request.headers.has("access-control-request-method");
+    bool allowed =
+        p_.any_origin || std::find(p_.origins.begin(), p_.origins.end(), origin) != p_.origins.end();
+    bool preflight =
+        ctx.request.method == "OPTIONS" && ctx.request.headers.has("access-control-request-method");
     if (!allowed) {
       if (!preflight) return http::FilterStatus::kContinue;
       ctx.reply.status = 403;
@@ -45,8 +47,10 @@ class CorsFilter final : public http::Filter {
     }
     out.set("Access-Control-Allow-Methods", p_.methods);
     std::string_view requested = ctx.request.headers.get("access-control-request-headers");
-    if (!p_.headers.empty()) out.set("Access-Control-Allow-Headers", p_.headers);
-    else if (!requested.empty()) out.set("Access-Control-Allow-Headers", requested);
+    if (!p_.headers.empty())
+      out.set("Access-Control-Allow-Headers", p_.headers);
+    else if (!requested.empty())
+      out.set("Access-Control-Allow-Headers", requested);
     if (!p_.max_age.empty()) out.set("Access-Control-Max-Age", p_.max_age);
     ctx.reply.status = 204;
     return http::FilterStatus::kReply;
@@ -95,22 +99,28 @@ FilterPtr buildCors(const YAML::Node& node, control::Reader& r, const control::C
     r.fail(node, "cors takes a map: { allow_origins, allow_methods, ... }");
     return nullptr;
   }
-  r.checkKeys(node, {"allow_origins", "allow_methods", "allow_headers", "expose_headers",
-                     "allow_credentials", "max_age"},
-              "cors");
+  r.checkKeys(
+      node,
+      {"allow_origins", "allow_methods", "allow_headers", "expose_headers", "allow_credentials", "max_age"},
+      "cors");
   CorsPolicy p;
   r.forEach(node["allow_origins"], "allow_origins", [&](const YAML::Node& n) {
     if (auto s = r.str(n, "origin")) {
-      if (*s == "*") p.any_origin = true;
-      else if (s->find("://") == std::string::npos) r.fail(n, fmt::format("origin '{}' must look like https://host[:port]", *s));
-      else p.origins.push_back(*s);
+      if (*s == "*")
+        p.any_origin = true;
+      else if (s->find("://") == std::string::npos)
+        r.fail(n, fmt::format("origin '{}' must look like https://host[:port]", *s));
+      else
+        p.origins.push_back(*s);
     }
   });
   if (!node["allow_origins"].IsDefined()) r.fail(node, "cors needs 'allow_origins'");
   p.methods = node["allow_methods"].IsDefined() ? joinList(r, node["allow_methods"], "allow_methods", true)
                                                 : "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
-  if (node["allow_headers"].IsDefined()) p.headers = joinList(r, node["allow_headers"], "allow_headers", false);
-  if (node["expose_headers"].IsDefined()) p.expose = joinList(r, node["expose_headers"], "expose_headers", false);
+  if (node["allow_headers"].IsDefined())
+    p.headers = joinList(r, node["allow_headers"], "allow_headers", false);
+  if (node["expose_headers"].IsDefined())
+    p.expose = joinList(r, node["expose_headers"], "expose_headers", false);
   if (auto v = node["allow_credentials"]; v.IsDefined())
     if (auto b = r.boolean(v, "allow_credentials")) p.credentials = *b;
   if (auto v = node["max_age"]; v.IsDefined())

@@ -11,7 +11,8 @@ namespace {
 
 class IpFilter final : public http::Filter {
  public:
-  IpFilter(std::vector<Cidr> allow, std::vector<Cidr> deny) : allow_(std::move(allow)), deny_(std::move(deny)) {}
+  IpFilter(std::vector<Cidr> allow, std::vector<Cidr> deny)
+      : allow_(std::move(allow)), deny_(std::move(deny)) {}
 
   http::FilterStatus onRequest(http::FilterContext& ctx) const override {
     auto addr = parseAddress(ctx.client_ip);

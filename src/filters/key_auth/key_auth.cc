@@ -59,8 +59,10 @@ FilterPtr buildKeyAuth(const YAML::Node& node, control::Reader& r, const control
       if (!name) return;
       bool known = false;
       for (const auto& k : config.keys) known = known || k.name == *name;
-      if (!known) r.fail(n, fmt::format("key_auth names unknown key '{}'", *name));
-      else allowed.push_back(*name);
+      if (!known)
+        r.fail(n, fmt::format("key_auth names unknown key '{}'", *name));
+      else
+        allowed.push_back(*name);
     });
   } else if (!node.IsNull() && !(node.IsScalar() && node.Scalar().empty())) {
     r.fail(node, "key_auth takes a map (or nothing)");

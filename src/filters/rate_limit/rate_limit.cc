@@ -22,9 +22,15 @@ class RateLimitFilter final : public http::Filter {
   http::FilterStatus onRequest(http::FilterContext& ctx) const override {
     std::string_view key;
     switch (by_) {
-      case By::kClientIp: key = ctx.client_ip; break;
-      case By::kKey: key = ctx.principal.empty() ? ctx.client_ip : std::string_view(ctx.principal); break;
-      case By::kHeader: key = ctx.request.headers.get(header_); break;
+      case By::kClientIp:
+        key = ctx.client_ip;
+        break;
+      case By::kKey:
+        key = ctx.principal.empty() ? ctx.client_ip : std::string_view(ctx.principal);
+        break;
+      case By::kHeader:
+        key = ctx.request.headers.get(header_);
+        break;
     }
     auto d = buckets_.take(key);
     ctx.response_add.set("X-RateLimit-Limit", std::to_string(limit_));
@@ -56,8 +62,10 @@ FilterPtr buildRateLimit(const YAML::Node& node, control::Reader& r, const contr
   r.checkKeys(node, {"requests", "per", "burst", "by"}, "rate_limit");
   std::optional<uint64_t> requests, burst;
   std::optional<control::Millis> per = control::Millis(1000);
-  if (auto v = node["requests"]; v.IsDefined()) requests = r.integer<uint64_t>(v, "requests", 1, 1'000'000'000);
-  else r.fail(node, "rate_limit needs 'requests'");
+  if (auto v = node["requests"]; v.IsDefined())
+    requests = r.integer<uint64_t>(v, "requests", 1, 1'000'000'000);
+  else
+    r.fail(node, "rate_limit needs 'requests'");
   if (auto v = node["per"]; v.IsDefined()) {
     per = r.duration(v, "per");
     if (per && per->count() == 0) {
@@ -70,8 +78,10 @@ FilterPtr buildRateLimit(const YAML::Node& node, control::Reader& r, const contr
   std::string header;
   if (auto v = node["by"]; v.IsDefined()) {
     if (auto s = r.str(v, "by")) {
-      if (*s == "client_ip") by = RateLimitFilter::By::kClientIp;
-      else if (*s == "key") by = RateLimitFilter::By::kKey;
+      if (*s == "client_ip")
+        by = RateLimitFilter::By::kClientIp;
+      else if (*s == "key")
+        by = RateLimitFilter::By::kKey;
       else if (s->rfind("header:", 0) == 0 && s->size() > 7) {
         by = RateLimitFilter::By::kHeader;
         header = toLower(s->substr(7));

@@ -21,8 +21,8 @@ class TokenBuckets {
 
   struct Decision {
     bool allowed;
-    double remaining;     ///< tokens left after this request
-    double retry_after;   ///< seconds until one token is available (when refused)
+    double remaining;    ///< tokens left after this request
+    double retry_after;  ///< seconds until one token is available (when refused)
   };
 
   /// Takes one token for `key`. Any worker thread.
@@ -73,8 +73,10 @@ class TokenBuckets {
   void evictFull(Shard& shard, Clock::time_point now) {
     for (auto it = shard.buckets.begin(); it != shard.buckets.end();) {
       double elapsed = std::chrono::duration<double>(now - it->second.last).count();
-      if (it->second.tokens + elapsed * rate_ >= burst_) it = shard.buckets.erase(it);
-      else ++it;
+      if (it->second.tokens + elapsed * rate_ >= burst_)
+        it = shard.buckets.erase(it);
+      else
+        ++it;
     }
     // Still crowded with active clients: drop arbitrary ones down to 3/4 so the next scan is
     // thousands of inserts away (amortised O(1), and memory stays bounded).

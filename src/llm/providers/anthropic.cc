@@ -1,6 +1,7 @@
 #include "llm/providers/anthropic.h"
 
 #include <fmt/format.h>
+
 #include <boost/json.hpp>
 #include <map>
 #include <set>
@@ -21,8 +22,9 @@ namespace {
 json::object imageBlock(std::string_view url) {
   std::string_view media_type, data;
   if (splitDataUrl(url, media_type, data))
-    return json::object{{"type", "image"},
-                        {"source", json::object{{"type", "base64"}, {"media_type", media_type}, {"data", data}}}};
+    return json::object{
+        {"type", "image"},
+        {"source", json::object{{"type", "base64"}, {"media_type", media_type}, {"data", data}}}};
   return json::object{{"type", "image"}, {"source", json::object{{"type", "url"}, {"url", url}}}};
 }
 
@@ -36,7 +38,8 @@ json::array contentBlocks(const json::value& content) {
       auto* po = p.if_object();
       if (!po) continue;
       auto type = stringAt(*po, "type");
-      if (type == "text") blocks.push_back(json::object{{"type", "text"}, {"text", stringAt(*po, "text")}});
+      if (type == "text")
+        blocks.push_back(json::object{{"type", "text"}, {"text", stringAt(*po, "text")}});
       else if (type == "image_url")
         if (auto* img = objectAt(*po, "image_url")) blocks.push_back(imageBlock(stringAt(*img, "url")));
     }
@@ -53,14 +56,17 @@ json::value parseArguments(std::string_view arguments) {
 
 class AnthropicStream final : public ChatStreamDecoder {
  public:
-  std::optional<ApiError> feed(std::string_view bytes, std::vector<json::object>& out, Usage& usage) override {
-    return feedJsonEvents(sse_, bytes, [&] { return finished_; },
-                          [&](const json::object& ev, std::optional<ApiError>& err) { onEvent(ev, out, usage, err); });
+  std::optional<ApiError> feed(std::string_view bytes, std::vector<json::object>& out,
+                               Usage& usage) override {
+    return feedJsonEvents(
+        sse_, bytes, [&] { return finished_; },
+        [&](const json::object& ev, std::optional<ApiError>& err) { onEvent(ev, out, usage, err); });
   }
   bool finished() const override { return finished_; }
 
  private:
-  void onEvent(const json::object& ev, std::vector<json::object>& out, Usage& usage, std::optional<ApiError>& err) {
+  void onEvent(const json::object& ev, std::vector<json::object>& out, Usage& usage,
+               std::optional<ApiError>& err) {
     auto type = stringAt(ev, "type");
     if (type == "message_start") {
       if (auto* msg = objectAt(ev, "message")) {
@@ -115,8 +121,9 @@ class AnthropicStream final : public ChatStreamDecoder {
         }
       }
       if (auto* d = objectAt(ev, "delta"); d && !stringAt(*d, "stop_reason").empty()) {
-        out.push_back(chunk(stamp_, json::object(), finishAfterTools(finishFromAnthropic(stringAt(*d, "stop_reason")),
-                                                                     next_tool_ > 0)));
+        out.push_back(
+            chunk(stamp_, json::object(),
+                  finishAfterTools(finishFromAnthropic(stringAt(*d, "stop_reason")), next_tool_ > 0)));
       }
     } else if (type == "message_stop") {
       usage_.reported = true;
@@ -162,11 +169,12 @@ Usage usageFromAnthropic(const json::object& u) {
 }
 
 AnthropicCodec::AnthropicCodec(const control::ProviderConfig& p)
-    : base_path_(p.base_path), api_key_(p.api_key),
+    : base_path_(p.base_path),
+      api_key_(p.api_key),
       version_(p.api_version.empty() ? std::string(kVersion) : p.api_version) {}
 
 std::optional<ApiError> AnthropicCodec::chatRequest(const ChatRequest& req, std::string_view model,
-                                                 ProviderRequest& out) const {
+                                                    ProviderRequest& out) const {
   if (auto refused = oneChoiceOnly(req, "Anthropic")) return refused;
   out.path = base_path_ + "/v1/messages";
   out.headers.emplace_back("x-api-key", api_key_);
@@ -204,8 +212,10 @@ std::optional<ApiError> AnthropicCodec::chatRequest(const ChatRequest& req, std:
     }
   }
   if (!system.empty()) {
-    if (system.size() == 1) body["system"] = system[0].as_object()["text"];
-    else body["system"] = std::move(system);
+    if (system.size() == 1)
+      body["system"] = system[0].as_object()["text"];
+    else
+      body["system"] = std::move(system);
   }
   body["messages"] = std::move(messages);
   body["max_tokens"] = req.max_output ? req.max_output : kDefaultMaxTokens;
@@ -213,8 +223,10 @@ std::optional<ApiError> AnthropicCodec::chatRequest(const ChatRequest& req, std:
     body["temperature"] = std::min(1.0, t->to_number<double>());  // Anthropic's range is [0, 1]
   if (auto* p = in.if_contains("top_p"); p && p->is_number()) body["top_p"] = *p;
   if (auto* stop = in.if_contains("stop")) {
-    if (stop->is_string()) body["stop_sequences"] = json::array{*stop};
-    else if (stop->is_array()) body["stop_sequences"] = *stop;
+    if (stop->is_string())
+      body["stop_sequences"] = json::array{*stop};
+    else if (stop->is_array())
+      body["stop_sequences"] = *stop;
   }
   if (auto* user = in.if_contains("user"); user && user->is_string())
     body["metadata"] = json::object{{"user_id", *user}};
@@ -225,7 +237,8 @@ std::optional<ApiError> AnthropicCodec::chatRequest(const ChatRequest& req, std:
       json::object tool{{"name", stringAt(fn, "name")}};
       if (auto d = stringAt(fn, "description"); !d.empty()) tool["description"] = d;
       auto* params = fn.if_contains("parameters");
-      tool["input_schema"] = params && params->is_object() ? *params : json::value(json::object{{"type", "object"}});
+      tool["input_schema"] =
+          params && params->is_object() ? *params : json::value(json::object{{"type", "object"}});
       out_tools.push_back(std::move(tool));
     }
     body["tools"] = std::move(out_tools);
@@ -235,19 +248,21 @@ std::optional<ApiError> AnthropicCodec::chatRequest(const ChatRequest& req, std:
         auto s = tc->get_string();
         choice["type"] = s == "required" ? "any" : s == "none" ? "none" : "auto";
       } else if (tc->is_object()) {
-        choice = json::object{{"type", "tool"}, {"name", stringAt(tc->as_object().at("function").as_object(), "name")}};
+        choice = json::object{{"type", "tool"},
+                              {"name", stringAt(tc->as_object().at("function").as_object(), "name")}};
       }
     }
-    if (auto* ptc = in.if_contains("parallel_tool_calls"); ptc && ptc->is_bool() && !ptc->get_bool() &&
-                                                           choice["type"] != "none")
+    if (auto* ptc = in.if_contains("parallel_tool_calls");
+        ptc && ptc->is_bool() && !ptc->get_bool() && choice["type"] != "none")
       choice["disable_parallel_tool_use"] = true;
     body["tool_choice"] = std::move(choice);
   }
   std::optional<JsonAnswerTool> json_tool;
   if (auto refused = jsonAnswerTool(in, "Anthropic", json_tool)) return refused;
   if (json_tool) {
-    body["tools"] = json::array{json::object{
-        {"name", kJsonAnswerTool}, {"description", json_tool->description}, {"input_schema", json_tool->schema}}};
+    body["tools"] = json::array{json::object{{"name", kJsonAnswerTool},
+                                             {"description", json_tool->description},
+                                             {"input_schema", json_tool->schema}}};
     body["tool_choice"] = json::object{{"type", "tool"}, {"name", kJsonAnswerTool}};
   }
   if (req.stream) body["stream"] = true;
@@ -255,11 +270,11 @@ std::optional<ApiError> AnthropicCodec::chatRequest(const ChatRequest& req, std:
   return std::nullopt;
 }
 
-std::optional<ApiError> AnthropicCodec::chatResponse(std::string_view text, std::string& out, Usage& usage) const {
+std::optional<ApiError> AnthropicCodec::chatResponse(std::string_view text, std::string& out,
+                                                     Usage& usage) const {
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
-  if (ec || !v.is_object())
-    return badProviderAnswer("a message that is not a JSON object");
+  if (ec || !v.is_object()) return badProviderAnswer("a message that is not a JSON object");
   const auto& msg = v.get_object();
   ChunkStamp stamp{idOr("chatcmpl-", stringAt(msg, "id")), std::string(stringAt(msg, "model")), nowSeconds()};
   AssistantAnswer answer;
@@ -270,8 +285,10 @@ std::optional<ApiError> AnthropicCodec::chatResponse(std::string_view text, std:
       auto* bo = b.if_object();
       if (!bo) continue;
       auto type = stringAt(*bo, "type");
-      if (type == "text") answer.addText(stringAt(*bo, "text"));
-      else if (type == "tool_use") answer.addToolUse(stringAt(*bo, "id"), stringAt(*bo, "name"), bo->if_contains("input"));
+      if (type == "text")
+        answer.addText(stringAt(*bo, "text"));
+      else if (type == "tool_use")
+        answer.addToolUse(stringAt(*bo, "id"), stringAt(*bo, "name"), bo->if_contains("input"));
     }
   }
   const bool called = !answer.tool_calls.empty();
@@ -282,12 +299,15 @@ std::optional<ApiError> AnthropicCodec::chatResponse(std::string_view text, std:
   return std::nullopt;
 }
 
-std::unique_ptr<ChatStreamDecoder> AnthropicCodec::chatStream() const { return std::make_unique<AnthropicStream>(); }
+std::unique_ptr<ChatStreamDecoder> AnthropicCodec::chatStream() const {
+  return std::make_unique<AnthropicStream>();
+}
 
 std::optional<ApiError> AnthropicCodec::embeddingsRequest(const EmbeddingsRequest&, std::string_view,
                                                           ProviderRequest&) const {
-  return ApiError{400, "invalid_request_error", "Anthropic has no embeddings API: route this model to another provider",
-                  "model", "embeddings_unsupported"};
+  return ApiError{400, "invalid_request_error",
+                  "Anthropic has no embeddings API: route this model to another provider", "model",
+                  "embeddings_unsupported"};
 }
 
 std::optional<ApiError> AnthropicCodec::embeddingsResponse(std::string_view, std::string&, Usage&) const {

@@ -1,7 +1,8 @@
 #include "llm/providers/anthropic.h"
 
-#include <boost/json.hpp>
 #include <gtest/gtest.h>
+
+#include <boost/json.hpp>
 
 #include "llm/testing.h"
 
@@ -39,7 +40,8 @@ Assembled assemble(const std::vector<json::object>& chunks) {
           if (auto* n = fn.if_contains("name")) slot.first += n->as_string();
           if (auto* args = fn.if_contains("arguments")) slot.second += args->as_string();
         }
-      if (choice.at("finish_reason").is_string()) a.finish = std::string(choice.at("finish_reason").as_string());
+      if (choice.at("finish_reason").is_string())
+        a.finish = std::string(choice.at("finish_reason").as_string());
     }
   }
   return a;
@@ -127,7 +129,8 @@ TEST(AnthropicCodec, RequestTranslation) {
       {"role":"tool","tool_call_id":"call_2","content":"rain"}],
     "tools":[{"type":"function","function":{"name":"get_weather","description":"d",
               "parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}],
-    "tool_choice":"required"})", req));
+    "tool_choice":"required"})",
+                                req));
   ProviderRequest out;
   codec().chatRequest(req, "claude-3-5-haiku-latest", out);
   EXPECT_EQ(out.path, "/v1/messages");
@@ -162,7 +165,8 @@ TEST(AnthropicCodec, ErrorsKeepTypeAndMessage) {
   EXPECT_EQ(e.status, 400);
   EXPECT_EQ(e.type, "invalid_request_error");
   EXPECT_FALSE(e.message.empty());
-  auto overloaded = codec().error(529, R"({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}})");
+  auto overloaded =
+      codec().error(529, R"({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}})");
   EXPECT_EQ(overloaded.status, 529);
   EXPECT_EQ(overloaded.message, "Overloaded");
 }
@@ -171,7 +175,8 @@ TEST(AnthropicCodec, ResponseFormatTravelsAsAForcedToolAndReturnsAsContent) {
   ChatRequest req;
   ASSERT_FALSE(parseChatRequest(R"({"model":"claude","messages":[{"role":"user","content":"weather?"}],
     "response_format":{"type":"json_schema","json_schema":{"name":"w","description":"the weather",
-      "schema":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}})", req));
+      "schema":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}})",
+                                req));
   ProviderRequest out;
   ASSERT_FALSE(codec().chatRequest(req, "claude-3-5-haiku-latest", out));
   auto b = json::parse(out.body).as_object();
@@ -184,16 +189,19 @@ TEST(AnthropicCodec, ResponseFormatTravelsAsAForcedToolAndReturnsAsContent) {
 
   std::string answer;
   Usage usage;
-  ASSERT_FALSE(codec().chatResponse(R"({"id":"msg_1","type":"message","role":"assistant","model":"claude-3-5-haiku",
+  ASSERT_FALSE(
+      codec().chatResponse(R"({"id":"msg_1","type":"message","role":"assistant","model":"claude-3-5-haiku",
     "content":[{"type":"tool_use","id":"toolu_1","name":"ganglion_json_response","input":{"city":"Paris"}}],
-    "stop_reason":"tool_use","usage":{"input_tokens":20,"output_tokens":9}})", answer, usage));
+    "stop_reason":"tool_use","usage":{"input_tokens":20,"output_tokens":9}})",
+                           answer, usage));
   auto choice = json::parse(answer).as_object()["choices"].as_array()[0].as_object();
   EXPECT_EQ(choice["message"].as_object()["content"], R"({"city":"Paris"})");
   EXPECT_FALSE(choice["message"].as_object().contains("tool_calls"));
   EXPECT_EQ(choice["finish_reason"], "stop");
 
   const std::string stream =
-      "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_2\",\"model\":\"claude\","
+      "event: message_start\ndata: "
+      "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_2\",\"model\":\"claude\","
       "\"usage\":{\"input_tokens\":20,\"output_tokens\":1}}}\n\n"
       "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":"
       "{\"type\":\"tool_use\",\"id\":\"toolu_2\",\"name\":\"ganglion_json_response\",\"input\":{}}}\n\n"
@@ -224,7 +232,8 @@ TEST(AnthropicCodec, RefusesWhatItCannotHonour) {
   } cases[] = {
       {R"({"model":"c","n":2,"messages":[{"role":"user","content":"hi"}]})", "n"},
       {R"({"model":"c","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_object"},
-          "tools":[{"type":"function","function":{"name":"f"}}]})", "response_format"},
+          "tools":[{"type":"function","function":{"name":"f"}}]})",
+       "response_format"},
       {R"({"model":"c","messages":[{"role":"user","content":"hi"}],
           "response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{"type":"array"}}}})",
        "response_format.json_schema.schema"},
@@ -240,7 +249,8 @@ TEST(AnthropicCodec, RefusesWhatItCannotHonour) {
   }
   ChatRequest one;
   ASSERT_FALSE(parseChatRequest(R"({"model":"c","n":1,"messages":[{"role":"user","content":"hi"}],
-    "response_format":{"type":"json_object"}})", one));
+    "response_format":{"type":"json_object"}})",
+                                one));
   ProviderRequest out;
   EXPECT_FALSE(codec().chatRequest(one, "claude-3-5-haiku-latest", out));
   EXPECT_EQ(json::parse(out.body).as_object()["tools"].as_array()[0].as_object()["input_schema"],

@@ -1,11 +1,11 @@
 #include "llm/providers/bedrock.h"
 
 #include <fmt/format.h>
-#include <boost/crc.hpp>
-#include <boost/json.hpp>
 #include <openssl/hmac.h>
 
 #include <algorithm>
+#include <boost/crc.hpp>
+#include <boost/json.hpp>
 #include <map>
 #include <set>
 
@@ -41,8 +41,8 @@ std::string sha256Hex(std::string_view data) {
 std::string hmac(std::string_view key, std::string_view data) {
   unsigned char out[32];
   unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
-       data.size(), out, &len);
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &len);
   return std::string(reinterpret_cast<char*>(out), len);
 }
 
@@ -88,7 +88,8 @@ json::array contentBlocks(const json::value& content) {
 class BedrockStream final : public ChatStreamDecoder {
  public:
   explicit BedrockStream(std::string model) { stamp_.model = std::move(model); }
-  std::optional<ApiError> feed(std::string_view bytes, std::vector<json::object>& out, Usage& usage) override {
+  std::optional<ApiError> feed(std::string_view bytes, std::vector<json::object>& out,
+                               Usage& usage) override {
     messages_.clear();
     if (!frames_.feed(bytes, messages_))
       return badProviderAnswer("a malformed event stream: " + frames_.error());
@@ -97,13 +98,14 @@ class BedrockStream final : public ChatStreamDecoder {
       if (m.message_type != "event") {
         boost::system::error_code ec;
         json::value v = json::parse(m.payload, ec);
-        std::string message = !ec && v.is_object() ? std::string(stringAt(v.as_object(), "message")) : m.payload;
-        return ApiError{m.event_type == "throttlingException" ? 429 : 502, m.event_type, message, "", m.event_type};
+        std::string message =
+            !ec && v.is_object() ? std::string(stringAt(v.as_object(), "message")) : m.payload;
+        return ApiError{m.event_type == "throttlingException" ? 429 : 502, m.event_type, message, "",
+                        m.event_type};
       }
       boost::system::error_code ec;
       json::value v = json::parse(m.payload, ec);
-      if (ec || !v.is_object())
-        return badProviderAnswer("an event that is not a JSON object");
+      if (ec || !v.is_object()) return badProviderAnswer("an event that is not a JSON object");
       onEvent(m.event_type, v.as_object(), out, usage);
     }
     return std::nullopt;
@@ -143,7 +145,8 @@ class BedrockStream final : public ChatStreamDecoder {
         }
         auto it = tool_index_.find(block);
         if (it == tool_index_.end()) return;
-        json::object call{{"index", it->second}, {"function", json::object{{"arguments", stringAt(*tool, "input")}}}};
+        json::object call{{"index", it->second},
+                          {"function", json::object{{"arguments", stringAt(*tool, "input")}}}};
         out.push_back(chunk(stamp_, json::object{{"tool_calls", json::array{std::move(call)}}}));
       }
     } else if (type == "messageStop") {
@@ -193,8 +196,9 @@ SigV4Output signV4(const SigV4Input& in) {
     if (!signed_headers.empty()) signed_headers += ';';
     signed_headers += name;
   }
-  out.canonical_request = fmt::format("{}\n{}\n{}\n{}\n{}\n{}", in.method, in.canonical_uri, in.canonical_query,
-                                      canonical_headers, signed_headers, sha256Hex(in.payload));
+  out.canonical_request =
+      fmt::format("{}\n{}\n{}\n{}\n{}\n{}", in.method, in.canonical_uri, in.canonical_query,
+                  canonical_headers, signed_headers, sha256Hex(in.payload));
   std::string date = in.amz_date.substr(0, 8);
   std::string scope = fmt::format("{}/{}/{}/aws4_request", date, in.region, in.service);
   out.string_to_sign =
@@ -205,8 +209,8 @@ SigV4Output signV4(const SigV4Input& in) {
   key = hmac(key, "aws4_request");
   std::string sig = hmac(key, out.string_to_sign);
   out.signature = hex(reinterpret_cast<const unsigned char*>(sig.data()), sig.size());
-  out.authorization = fmt::format("AWS4-HMAC-SHA256 Credential={}/{}, SignedHeaders={}, Signature={}", in.access_key,
-                                  scope, signed_headers, out.signature);
+  out.authorization = fmt::format("AWS4-HMAC-SHA256 Credential={}/{}, SignedHeaders={}, Signature={}",
+                                  in.access_key, scope, signed_headers, out.signature);
   return out;
 }
 
@@ -236,26 +240,45 @@ bool EventStreamParser::feed(std::string_view bytes, std::vector<EventStreamMess
       uint8_t type = static_cast<uint8_t>(p[h++]);
       size_t value_len;
       switch (type) {
-        case 0: case 1: value_len = 0; break;            // bool true / false
-        case 2: value_len = 1; break;                    // byte
-        case 3: value_len = 2; break;                    // short
-        case 4: value_len = 4; break;                    // int
-        case 5: case 8: value_len = 8; break;            // long, timestamp
-        case 9: value_len = 16; break;                   // uuid
-        case 6: case 7:                                  // bytes, string: 2-byte length
+        case 0:
+        case 1:
+          value_len = 0;
+          break;  // bool true / false
+        case 2:
+          value_len = 1;
+          break;  // byte
+        case 3:
+          value_len = 2;
+          break;  // short
+        case 4:
+          value_len = 4;
+          break;  // int
+        case 5:
+        case 8:
+          value_len = 8;
+          break;  // long, timestamp
+        case 9:
+          value_len = 16;
+          break;  // uuid
+        case 6:
+        case 7:  // bytes, string: 2-byte length
           if (h + 2 > end) return fail("bad header");
           value_len = (static_cast<size_t>(static_cast<uint8_t>(p[h])) << 8) | static_cast<uint8_t>(p[h + 1]);
           h += 2;
           break;
-        default: return fail("unknown header type");
+        default:
+          return fail("unknown header type");
       }
       if (h + value_len > end) return fail("bad header");
       std::string_view value(p + h, value_len);
       h += value_len;
       if (type != 7) continue;
-      if (name == ":event-type") m.event_type = value;
-      else if (name == ":message-type") m.message_type = value;
-      else if (name == ":exception-type" || name == ":error-code") exception_type = value;
+      if (name == ":event-type")
+        m.event_type = value;
+      else if (name == ":message-type")
+        m.message_type = value;
+      else if (name == ":exception-type" || name == ":error-code")
+        exception_type = value;
     }
     if (m.message_type != "event" && !exception_type.empty()) m.event_type = exception_type;
     m.payload.assign(p + end, total - 4 - end);
@@ -268,8 +291,12 @@ bool EventStreamParser::feed(std::string_view bytes, std::vector<EventStreamMess
 }
 
 BedrockCodec::BedrockCodec(const control::ProviderConfig& p)
-    : host_(p.host), base_path_(p.base_path), region_(p.region), access_key_(p.access_key_id),
-      secret_key_(p.secret_access_key), session_token_(p.session_token) {}
+    : host_(p.host),
+      base_path_(p.base_path),
+      region_(p.region),
+      access_key_(p.access_key_id),
+      secret_key_(p.secret_access_key),
+      session_token_(p.session_token) {}
 
 void BedrockCodec::sign(std::string_view model, std::string_view action, ProviderRequest& out) const {
   // The request path carries the model id encoded once; SigV4 encodes each segment again.
@@ -298,7 +325,7 @@ void BedrockCodec::sign(std::string_view model, std::string_view action, Provide
 }
 
 std::optional<ApiError> BedrockCodec::chatRequest(const ChatRequest& req, std::string_view model,
-                                                 ProviderRequest& out) const {
+                                                  ProviderRequest& out) const {
   if (auto refused = oneChoiceOnly(req, "Amazon Bedrock")) return refused;
   const json::object& in = req.body;
   json::object body;
@@ -327,8 +354,9 @@ std::optional<ApiError> BedrockCodec::chatRequest(const ChatRequest& req, std::s
         }
       appendTurn(messages, "assistant", std::move(blocks));
     } else if (role == "tool") {
-      json::object result{{"toolUseId", stringAt(m, "tool_call_id")},
-                          {"content", json::array{json::object{{"text", content ? contentText(*content) : ""}}}}};
+      json::object result{
+          {"toolUseId", stringAt(m, "tool_call_id")},
+          {"content", json::array{json::object{{"text", content ? contentText(*content) : ""}}}}};
       appendTurn(messages, "user", json::array{json::object{{"toolResult", std::move(result)}}});
     }
   }
@@ -339,8 +367,10 @@ std::optional<ApiError> BedrockCodec::chatRequest(const ChatRequest& req, std::s
   if (auto* t = in.if_contains("temperature"); t && t->is_number()) config["temperature"] = *t;
   if (auto* p = in.if_contains("top_p"); p && p->is_number()) config["topP"] = *p;
   if (auto* stop = in.if_contains("stop")) {
-    if (stop->is_string()) config["stopSequences"] = json::array{*stop};
-    else if (stop->is_array()) config["stopSequences"] = *stop;
+    if (stop->is_string())
+      config["stopSequences"] = json::array{*stop};
+    else if (stop->is_array())
+      config["stopSequences"] = *stop;
   }
   if (!config.empty()) body["inferenceConfig"] = std::move(config);
   if (auto* tools = in.if_contains("tools"); tools && tools->is_array() && !tools->as_array().empty()) {
@@ -356,7 +386,8 @@ std::optional<ApiError> BedrockCodec::chatRequest(const ChatRequest& req, std::s
     }
     json::object tool_config{{"tools", std::move(specs)}};
     if (auto* tc = in.if_contains("tool_choice")) {
-      if (tc->is_string() && tc->get_string() == "required") tool_config["toolChoice"] = json::object{{"any", json::object()}};
+      if (tc->is_string() && tc->get_string() == "required")
+        tool_config["toolChoice"] = json::object{{"any", json::object()}};
       else if (tc->is_object())
         tool_config["toolChoice"] = json::object{
             {"tool", json::object{{"name", stringAt(tc->as_object().at("function").as_object(), "name")}}}};
@@ -365,7 +396,8 @@ std::optional<ApiError> BedrockCodec::chatRequest(const ChatRequest& req, std::s
     }
     // tool_choice "none": Converse has no such choice; the tools stay declared but unused is
     // not guaranteed, so they are left out instead.
-    if (!(in.contains("tool_choice") && in.at("tool_choice") == "none")) body["toolConfig"] = std::move(tool_config);
+    if (!(in.contains("tool_choice") && in.at("tool_choice") == "none"))
+      body["toolConfig"] = std::move(tool_config);
   }
   std::optional<JsonAnswerTool> json_tool;
   if (auto refused = jsonAnswerTool(in, "Amazon Bedrock", json_tool)) return refused;
@@ -373,8 +405,9 @@ std::optional<ApiError> BedrockCodec::chatRequest(const ChatRequest& req, std::s
     json::object spec{{"name", kJsonAnswerTool},
                       {"description", json_tool->description},
                       {"inputSchema", json::object{{"json", json_tool->schema}}}};
-    body["toolConfig"] = json::object{{"tools", json::array{json::object{{"toolSpec", std::move(spec)}}}},
-                                      {"toolChoice", json::object{{"tool", json::object{{"name", kJsonAnswerTool}}}}}};
+    body["toolConfig"] =
+        json::object{{"tools", json::array{json::object{{"toolSpec", std::move(spec)}}}},
+                     {"toolChoice", json::object{{"tool", json::object{{"name", kJsonAnswerTool}}}}}};
   }
   out.body = json::serialize(body);
 
@@ -383,13 +416,14 @@ std::optional<ApiError> BedrockCodec::chatRequest(const ChatRequest& req, std::s
   return std::nullopt;
 }
 
-std::optional<ApiError> BedrockCodec::chatResponse(std::string_view text, std::string& out, Usage& usage) const {
+std::optional<ApiError> BedrockCodec::chatResponse(std::string_view text, std::string& out,
+                                                   Usage& usage) const {
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
-  if (ec || !v.is_object())
-    return badProviderAnswer("an answer that is not a JSON object");
+  if (ec || !v.is_object()) return badProviderAnswer("an answer that is not a JSON object");
   const auto& r = v.as_object();
-  const json::object* output_message = objectAt(r, "output") ? objectAt(*objectAt(r, "output"), "message") : nullptr;
+  const json::object* output_message =
+      objectAt(r, "output") ? objectAt(*objectAt(r, "output"), "message") : nullptr;
   if (!output_message || !output_message->contains("content") || !output_message->at("content").is_array())
     return badProviderAnswer("an answer without output.message.content");
   AssistantAnswer answer;
@@ -402,7 +436,8 @@ std::optional<ApiError> BedrockCodec::chatResponse(std::string_view text, std::s
           if (auto* t = bo->if_contains("text"); t && t->is_string())
             answer.addText(t->get_string());
           else if (auto* tool = objectAt(*bo, "toolUse"))
-            answer.addToolUse(stringAt(*tool, "toolUseId"), stringAt(*tool, "name"), tool->if_contains("input"));
+            answer.addToolUse(stringAt(*tool, "toolUseId"), stringAt(*tool, "name"),
+                              tool->if_contains("input"));
         }
   if (auto* u = objectAt(r, "usage")) usage = usageFromBedrock(*u);
   ChunkStamp stamp{uniqueId("chatcmpl-bedrock-"), "", nowSeconds()};
@@ -413,30 +448,35 @@ std::optional<ApiError> BedrockCodec::chatResponse(std::string_view text, std::s
   return std::nullopt;
 }
 
-std::unique_ptr<ChatStreamDecoder> BedrockCodec::chatStream() const { return std::make_unique<BedrockStream>(""); }
+std::unique_ptr<ChatStreamDecoder> BedrockCodec::chatStream() const {
+  return std::make_unique<BedrockStream>("");
+}
 
 std::optional<ApiError> BedrockCodec::embeddingsRequest(const EmbeddingsRequest& req, std::string_view model,
-                                                       ProviderRequest& out) const {
+                                                        ProviderRequest& out) const {
   // InvokeModel bodies are the model family's own: Amazon Titan (one text a call) and Cohere
   // (a batch of texts) are translated.
   const json::value& input = req.body.at("input");
   std::vector<std::string_view> texts;
-  if (input.is_string()) texts.push_back(input.get_string());
+  if (input.is_string())
+    texts.push_back(input.get_string());
   else
     for (const auto& item : input.as_array()) {
       if (!item.is_string())
-        return ApiError{400, "invalid_request_error", "Bedrock embeddings take text only: 'input' must be strings",
-                        "input", "invalid_value"};
+        return ApiError{400, "invalid_request_error",
+                        "Bedrock embeddings take text only: 'input' must be strings", "input",
+                        "invalid_value"};
       texts.push_back(item.get_string());
     }
   json::object body;
   if (model.rfind("amazon.titan-embed", 0) == 0) {
     if (texts.size() != 1)
-      return ApiError{400, "invalid_request_error",
-                      fmt::format("Amazon Titan embeds one text per call, this request has {}: send one string "
-                                  "(or use a Cohere embedding model for batches)",
-                                  texts.size()),
-                      "input", "invalid_value"};
+      return ApiError{
+          400, "invalid_request_error",
+          fmt::format("Amazon Titan embeds one text per call, this request has {}: send one string "
+                      "(or use a Cohere embedding model for batches)",
+                      texts.size()),
+          "input", "invalid_value"};
     body["inputText"] = texts[0];
     if (auto* dims = req.body.if_contains("dimensions"); dims && dims->is_int64()) body["dimensions"] = *dims;
   } else if (model.rfind("cohere.embed", 0) == 0) {
@@ -445,25 +485,28 @@ std::optional<ApiError> BedrockCodec::embeddingsRequest(const EmbeddingsRequest&
     body["texts"] = std::move(list);
     body["input_type"] = "search_document";
   } else {
-    return ApiError{400, "invalid_request_error",
-                    fmt::format("Bedrock embeddings are translated for Amazon Titan (amazon.titan-embed-*) and Cohere "
-                                "(cohere.embed-*) models, not '{}'",
-                                model),
-                    "model", "embeddings_unsupported"};
+    return ApiError{
+        400, "invalid_request_error",
+        fmt::format("Bedrock embeddings are translated for Amazon Titan (amazon.titan-embed-*) and Cohere "
+                    "(cohere.embed-*) models, not '{}'",
+                    model),
+        "model", "embeddings_unsupported"};
   }
   out.body = json::serialize(body);
   sign(model, "invoke", out);
   return std::nullopt;
 }
 
-std::optional<ApiError> BedrockCodec::embeddingsResponse(std::string_view text, std::string& out, Usage& usage) const {
+std::optional<ApiError> BedrockCodec::embeddingsResponse(std::string_view text, std::string& out,
+                                                         Usage& usage) const {
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
   if (ec || !v.is_object()) return badProviderAnswer("an embeddings answer that is not a JSON object");
   const auto& r = v.as_object();
   json::array data;
   auto add = [&](const json::value& vector) {
-    data.push_back(json::object{{"object", "embedding"}, {"index", static_cast<int64_t>(data.size())}, {"embedding", vector}});
+    data.push_back(json::object{
+        {"object", "embedding"}, {"index", static_cast<int64_t>(data.size())}, {"embedding", vector}});
   };
   if (auto* one = r.if_contains("embedding"); one && one->is_array()) {  // Titan
     add(*one);
@@ -474,13 +517,15 @@ std::optional<ApiError> BedrockCodec::embeddingsResponse(std::string_view text, 
   } else if (auto* many = r.if_contains("embeddings")) {  // Cohere: a list, or {"float": [...]}
     const json::value* list = many;
     if (many->is_object()) list = many->as_object().if_contains("float");
-    if (!list || !list->is_array()) return badProviderAnswer("a Cohere embeddings answer without float vectors");
+    if (!list || !list->is_array())
+      return badProviderAnswer("a Cohere embeddings answer without float vectors");
     for (const auto& e : list->as_array()) add(e);
   } else {
     return badProviderAnswer("an embeddings answer without 'embedding' or 'embeddings'");
   }
   json::object answer{{"object", "list"}, {"data", std::move(data)}};
-  if (usage.reported) answer["usage"] = json::object{{"prompt_tokens", usage.prompt}, {"total_tokens", usage.prompt}};
+  if (usage.reported)
+    answer["usage"] = json::object{{"prompt_tokens", usage.prompt}, {"total_tokens", usage.prompt}};
   out = json::serialize(answer);
   return std::nullopt;
 }

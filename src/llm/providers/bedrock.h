@@ -21,18 +21,23 @@ class BedrockCodec final : public ProviderCodec {
   std::unique_ptr<ChatStreamDecoder> chatStream() const override;
   std::optional<ApiError> embeddingsRequest(const EmbeddingsRequest& req, std::string_view model,
                                             ProviderRequest& out) const override;
-  std::optional<ApiError> embeddingsResponse(std::string_view body, std::string& out, Usage& usage) const override;
+  std::optional<ApiError> embeddingsResponse(std::string_view body, std::string& out,
+                                             Usage& usage) const override;
   ApiError error(int status, std::string_view body) const override;
 
   /// For tests: a fixed signing time.
-  void setClockForTesting(std::function<std::chrono::system_clock::time_point()> now) { now_ = std::move(now); }
+  void setClockForTesting(std::function<std::chrono::system_clock::time_point()> now) {
+    now_ = std::move(now);
+  }
 
  private:
   /// Sets out.path to /model/{model}/{action} and signs out.body with SigV4.
   void sign(std::string_view model, std::string_view action, ProviderRequest& out) const;
 
   std::string host_, base_path_, region_, access_key_, secret_key_, session_token_;
-  std::function<std::chrono::system_clock::time_point()> now_ = [] { return std::chrono::system_clock::now(); };
+  std::function<std::chrono::system_clock::time_point()> now_ = [] {
+    return std::chrono::system_clock::now();
+  };
 };
 
 /// The parts of a SigV4 signature, exposed for the documented test vectors.

@@ -1,7 +1,8 @@
 #include "llm/providers/bedrock.h"
 
-#include <boost/json.hpp>
 #include <gtest/gtest.h>
+
+#include <boost/json.hpp>
 
 #include "llm/testing.h"
 
@@ -62,8 +63,10 @@ TEST(SigV4, DocumentedVectors) {
 
 TEST(BedrockCodec, RequestIsTranslatedAndSigned) {
   BedrockCodec codec(provider());
-  codec.setClockForTesting([] { return std::chrono::sys_days{std::chrono::year{2024} / 6 / 15} + std::chrono::hours(9) +
-                                       std::chrono::minutes(30); });
+  codec.setClockForTesting([] {
+    return std::chrono::sys_days{std::chrono::year{2024} / 6 / 15} + std::chrono::hours(9) +
+           std::chrono::minutes(30);
+  });
   ChatRequest req;
   ASSERT_FALSE(parseChatRequest(R"({"model":"x","max_tokens":64,"temperature":0.5,"stop":"END",
     "messages":[{"role":"system","content":"sys"},
@@ -94,8 +97,15 @@ TEST(BedrockCodec, RequestIsTranslatedAndSigned) {
   auto& msgs = b["messages"].as_array();
   ASSERT_EQ(msgs.size(), 3u);
   EXPECT_EQ(msgs[0].as_object()["content"].as_array()[1].as_object()["image"].as_object()["format"], "png");
-  EXPECT_EQ(msgs[1].as_object()["content"].as_array()[0].as_object()["toolUse"].as_object()["input"].as_object()["a"], 1);
-  EXPECT_EQ(msgs[2].as_object()["content"].as_array()[0].as_object()["toolResult"].as_object()["toolUseId"], "t1");
+  EXPECT_EQ(msgs[1]
+                .as_object()["content"]
+                .as_array()[0]
+                .as_object()["toolUse"]
+                .as_object()["input"]
+                .as_object()["a"],
+            1);
+  EXPECT_EQ(msgs[2].as_object()["content"].as_array()[0].as_object()["toolResult"].as_object()["toolUseId"],
+            "t1");
   EXPECT_EQ(b["inferenceConfig"].as_object()["maxTokens"], 64);
   EXPECT_EQ(b["inferenceConfig"].as_object()["stopSequences"], json::array{"END"});
   EXPECT_TRUE(b["toolConfig"].as_object()["toolChoice"].as_object().contains("any"));
@@ -121,7 +131,8 @@ TEST(BedrockCodec, EventStreamsDecodeTheSameAtEverySplit) {
       if (auto* calls = delta.if_contains("tool_calls"))
         for (const auto& call : calls->as_array())
           if (auto* a = call.at("function").as_object().if_contains("arguments")) args += a->as_string();
-      if (choice.at("finish_reason").is_string()) finish = std::string(choice.at("finish_reason").as_string());
+      if (choice.at("finish_reason").is_string())
+        finish = std::string(choice.at("finish_reason").as_string());
     }
   EXPECT_TRUE(json::parse(args).is_object()) << args;
   EXPECT_EQ(finish, "tool_calls");
@@ -163,21 +174,27 @@ TEST(BedrockCodec, ResponseFormatTravelsAsAForcedToolAndReturnsAsContent) {
   ChatRequest req;
   ASSERT_FALSE(parseChatRequest(R"({"model":"x","messages":[{"role":"user","content":"city?"}],
     "response_format":{"type":"json_schema","json_schema":{"name":"c","schema":{"type":"object",
-      "properties":{"city":{"type":"string"}}}}}})", req));
+      "properties":{"city":{"type":"string"}}}}}})",
+                                req));
   ProviderRequest out;
   ASSERT_FALSE(codec_.chatRequest(req, "anthropic.claude-3-haiku-20240307-v1:0", out));
   auto b = json::parse(out.body).as_object();
   auto& config = b["toolConfig"].as_object();
   EXPECT_EQ(config["toolChoice"].as_object()["tool"].as_object()["name"], "ganglion_json_response");
   auto& spec = config["tools"].as_array()[0].as_object()["toolSpec"].as_object();
-  EXPECT_EQ(spec["inputSchema"].as_object()["json"].as_object()["properties"].as_object()["city"].as_object()["type"],
+  EXPECT_EQ(spec["inputSchema"]
+                .as_object()["json"]
+                .as_object()["properties"]
+                .as_object()["city"]
+                .as_object()["type"],
             "string");
 
   std::string answer;
   Usage u;
   ASSERT_FALSE(codec_.chatResponse(R"({"output":{"message":{"role":"assistant","content":[
       {"toolUse":{"toolUseId":"t1","name":"ganglion_json_response","input":{"city":"Paris"}}}]}},
-    "stopReason":"tool_use","usage":{"inputTokens":30,"outputTokens":12,"totalTokens":42}})", answer, u));
+    "stopReason":"tool_use","usage":{"inputTokens":30,"outputTokens":12,"totalTokens":42}})",
+                                   answer, u));
   auto choice = json::parse(answer).as_object()["choices"].as_array()[0].as_object();
   EXPECT_EQ(choice["message"].as_object()["content"], R"({"city":"Paris"})");
   EXPECT_FALSE(choice["message"].as_object().contains("tool_calls"));
@@ -224,10 +241,12 @@ TEST(BedrockCodec, EmbeddingsForTitanAndCohere) {
   ASSERT_FALSE(parseEmbeddingsRequest(R"({"model":"e","input":["a","b"]})", batch));
   ProviderRequest cohere_out;
   ASSERT_FALSE(codec.embeddingsRequest(batch, "cohere.embed-english-v3", cohere_out));
-  EXPECT_EQ(json::parse(cohere_out.body), json::parse(R"({"texts":["a","b"],"input_type":"search_document"})"));
+  EXPECT_EQ(json::parse(cohere_out.body),
+            json::parse(R"({"texts":["a","b"],"input_type":"search_document"})"));
   Usage none;
-  ASSERT_FALSE(codec.embeddingsResponse(R"({"id":"x","embeddings":{"float":[[1.0],[2.0]]},"response_type":"embeddings_by_type"})",
-                                        answer, none));
+  ASSERT_FALSE(codec.embeddingsResponse(
+      R"({"id":"x","embeddings":{"float":[[1.0],[2.0]]},"response_type":"embeddings_by_type"})", answer,
+      none));
   EXPECT_EQ(json::parse(answer).as_object()["data"].as_array()[1].as_object()["index"], 1);
   EXPECT_FALSE(none.reported);  // Cohere reports no tokens: the router estimates them
 

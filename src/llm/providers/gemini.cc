@@ -1,6 +1,7 @@
 #include "llm/providers/gemini.h"
 
 #include <fmt/format.h>
+
 #include <boost/json.hpp>
 #include <map>
 
@@ -45,7 +46,8 @@ json::value parseObjectOr(std::string_view text, json::value fallback) {
 
 /// What one GenerateContentResponse carries, in OpenAI terms.
 struct Candidate {
-  AssistantAnswer answer;  ///< its tool calls carry an "index" (for stream chunks); ids made up: Gemini has none
+  AssistantAnswer
+      answer;  ///< its tool calls carry an "index" (for stream chunks); ids made up: Gemini has none
   std::string finish;
 };
 
@@ -64,7 +66,8 @@ Candidate readCandidate(const json::object* cand, int64_t& next_call) {
       for (const auto& p : parts->as_array()) {
         auto* po = p.if_object();
         if (!po) continue;
-        if (auto* thought = po->if_contains("thought"); thought && thought->is_bool() && thought->get_bool()) continue;
+        if (auto* thought = po->if_contains("thought"); thought && thought->is_bool() && thought->get_bool())
+          continue;
         if (auto* t = po->if_contains("text"); t && t->is_string()) {
           c.answer.addText(t->get_string());
         } else if (auto* fc = objectAt(*po, "functionCall")) {
@@ -72,7 +75,8 @@ Candidate readCandidate(const json::object* cand, int64_t& next_call) {
           // since the client returns results by id.
           std::string id = stringAt(*fc, "id").empty() ? uniqueId("call_") : std::string(stringAt(*fc, "id"));
           auto* args = fc->if_contains("args");
-          json::object call = toolCall(id, stringAt(*fc, "name"), args ? json::serialize(*args) : std::string("{}"));
+          json::object call =
+              toolCall(id, stringAt(*fc, "name"), args ? json::serialize(*args) : std::string("{}"));
           call["index"] = next_call++;
           c.answer.tool_calls.push_back(std::move(call));
         }
@@ -83,41 +87,44 @@ Candidate readCandidate(const json::object* cand, int64_t& next_call) {
 
 class GeminiStream final : public ChatStreamDecoder {
  public:
-  std::optional<ApiError> feed(std::string_view bytes, std::vector<json::object>& out, Usage& usage) override {
-    return feedJsonEvents(sse_, bytes, [&] { return finished_; }, [&](const json::object& ev, std::optional<ApiError>& err) {
-      if (auto* e = objectAt(ev, "error")) {
-        err = ApiError{502, std::string(stringAt(*e, "status")), std::string(stringAt(*e, "message")), "",
-                       std::string(stringAt(*e, "status"))};
-        return;
-      }
-      if (!started_) {
-        stamp_.id = idOr("chatcmpl-", stringAt(ev, "responseId"));
-        stamp_.model = std::string(stringAt(ev, "modelVersion"));
-        stamp_.created = nowSeconds();
-        out.push_back(chunk(stamp_, json::object{{"role", "assistant"}, {"content", ""}}));
-        started_ = true;
-      }
-      if (auto* u = objectAt(ev, "usageMetadata")) {
-        usage_ = usageFromGemini(*u);  // running totals
-        usage.prompt = usage_.prompt;  // known from the first event: the relay can report it early
-      }
-      Candidate c = readCandidate(firstCandidate(ev), next_call_);
-      if (!c.answer.text.empty()) out.push_back(chunk(stamp_, json::object{{"content", c.answer.text}}));
-      if (!c.answer.tool_calls.empty()) {
-        called_ = true;
-        // One call per chunk, as OpenAI streams them: some clients (LlamaIndex.TS) read only
-        // the first entry of a chunk's tool_calls.
-        for (auto& call : c.answer.tool_calls)
-          out.push_back(chunk(stamp_, json::object{{"tool_calls", json::array{std::move(call)}}}));
-      }
-      if (!c.finish.empty()) {
-        out.push_back(chunk(stamp_, json::object(), finishFromGemini(c.finish, called_)));
-        usage_.reported = true;
-        usage = usage_;
-        out.push_back(usageChunk(stamp_, usage_));
-        finished_ = true;
-      }
-    });
+  std::optional<ApiError> feed(std::string_view bytes, std::vector<json::object>& out,
+                               Usage& usage) override {
+    return feedJsonEvents(
+        sse_, bytes, [&] { return finished_; },
+        [&](const json::object& ev, std::optional<ApiError>& err) {
+          if (auto* e = objectAt(ev, "error")) {
+            err = ApiError{502, std::string(stringAt(*e, "status")), std::string(stringAt(*e, "message")), "",
+                           std::string(stringAt(*e, "status"))};
+            return;
+          }
+          if (!started_) {
+            stamp_.id = idOr("chatcmpl-", stringAt(ev, "responseId"));
+            stamp_.model = std::string(stringAt(ev, "modelVersion"));
+            stamp_.created = nowSeconds();
+            out.push_back(chunk(stamp_, json::object{{"role", "assistant"}, {"content", ""}}));
+            started_ = true;
+          }
+          if (auto* u = objectAt(ev, "usageMetadata")) {
+            usage_ = usageFromGemini(*u);  // running totals
+            usage.prompt = usage_.prompt;  // known from the first event: the relay can report it early
+          }
+          Candidate c = readCandidate(firstCandidate(ev), next_call_);
+          if (!c.answer.text.empty()) out.push_back(chunk(stamp_, json::object{{"content", c.answer.text}}));
+          if (!c.answer.tool_calls.empty()) {
+            called_ = true;
+            // One call per chunk, as OpenAI streams them: some clients (LlamaIndex.TS) read only
+            // the first entry of a chunk's tool_calls.
+            for (auto& call : c.answer.tool_calls)
+              out.push_back(chunk(stamp_, json::object{{"tool_calls", json::array{std::move(call)}}}));
+          }
+          if (!c.finish.empty()) {
+            out.push_back(chunk(stamp_, json::object(), finishFromGemini(c.finish, called_)));
+            usage_.reported = true;
+            usage = usage_;
+            out.push_back(usageChunk(stamp_, usage_));
+            finished_ = true;
+          }
+        });
   }
   bool finished() const override { return finished_; }
 
@@ -133,8 +140,8 @@ class GeminiStream final : public ChatStreamDecoder {
 
 std::string_view finishFromGemini(std::string_view reason, bool tools) {
   if (reason == "MAX_TOKENS") return "length";
-  if (reason == "SAFETY" || reason == "RECITATION" || reason == "BLOCKLIST" || reason == "PROHIBITED_CONTENT" ||
-      reason == "SPII" || reason == "IMAGE_SAFETY")
+  if (reason == "SAFETY" || reason == "RECITATION" || reason == "BLOCKLIST" ||
+      reason == "PROHIBITED_CONTENT" || reason == "SPII" || reason == "IMAGE_SAFETY")
     return "content_filter";
   return tools ? "tool_calls" : "stop";
 }
@@ -178,9 +185,10 @@ std::optional<ApiError> GeminiCodec::chatRequest(const ChatRequest& req, std::st
           const auto& co = c.as_object();
           const auto& fn = co.at("function").as_object();
           call_names[std::string(stringAt(co, "id"))] = std::string(stringAt(fn, "name"));
-          parts.push_back(json::object{{"functionCall", json::object{{"name", stringAt(fn, "name")},
-                                                                     {"args", parseObjectOr(stringAt(fn, "arguments"),
-                                                                                            json::object())}}}});
+          parts.push_back(json::object{
+              {"functionCall",
+               json::object{{"name", stringAt(fn, "name")},
+                            {"args", parseObjectOr(stringAt(fn, "arguments"), json::object())}}}});
         }
       appendTurn(contents, "model", std::move(parts), "parts");
     } else if (role == "tool" || role == "function") {
@@ -190,7 +198,8 @@ std::optional<ApiError> GeminiCodec::chatRequest(const ChatRequest& req, std::st
       // Gemini wants an object: a JSON object result goes as is, anything else wrapped.
       json::value response = parseObjectOr(text, json::object{{"content", text}});
       appendTurn(contents, "user",
-                 json::array{json::object{{"functionResponse", json::object{{"name", name}, {"response", response}}}}},
+                 json::array{json::object{
+                     {"functionResponse", json::object{{"name", name}, {"response", response}}}}},
                  "parts");
     }
   }
@@ -205,8 +214,10 @@ std::optional<ApiError> GeminiCodec::chatRequest(const ChatRequest& req, std::st
   if (auto* pp = in.if_contains("presence_penalty"); pp && pp->is_number()) gen["presencePenalty"] = *pp;
   if (auto* fp = in.if_contains("frequency_penalty"); fp && fp->is_number()) gen["frequencyPenalty"] = *fp;
   if (auto* stop = in.if_contains("stop")) {
-    if (stop->is_string()) gen["stopSequences"] = json::array{*stop};
-    else if (stop->is_array()) gen["stopSequences"] = *stop;
+    if (stop->is_string())
+      gen["stopSequences"] = json::array{*stop};
+    else if (stop->is_array())
+      gen["stopSequences"] = *stop;
   }
   if (auto* rf = in.if_contains("response_format"); rf && rf->is_object()) {
     auto type = stringAt(rf->as_object(), "type");
@@ -234,7 +245,8 @@ std::optional<ApiError> GeminiCodec::chatRequest(const ChatRequest& req, std::st
         config["mode"] = s == "required" ? "ANY" : s == "none" ? "NONE" : "AUTO";
       } else if (tc->is_object()) {
         config["mode"] = "ANY";
-        config["allowedFunctionNames"] = json::array{stringAt(tc->as_object().at("function").as_object(), "name")};
+        config["allowedFunctionNames"] =
+            json::array{stringAt(tc->as_object().at("function").as_object(), "name")};
       }
       body["toolConfig"] = json::object{{"functionCallingConfig", std::move(config)}};
     }
@@ -243,11 +255,11 @@ std::optional<ApiError> GeminiCodec::chatRequest(const ChatRequest& req, std::st
   return std::nullopt;
 }
 
-std::optional<ApiError> GeminiCodec::chatResponse(std::string_view text, std::string& out, Usage& usage) const {
+std::optional<ApiError> GeminiCodec::chatResponse(std::string_view text, std::string& out,
+                                                  Usage& usage) const {
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
-  if (ec || !v.is_object())
-    return badProviderAnswer("an answer that is not a JSON object");
+  if (ec || !v.is_object()) return badProviderAnswer("an answer that is not a JSON object");
   const auto& r = v.get_object();
   if (auto* u = objectAt(r, "usageMetadata")) usage = usageFromGemini(*u);
   ChunkStamp stamp{idOr("chatcmpl-", stringAt(r, "responseId")), std::string(stringAt(r, "modelVersion")),
@@ -273,7 +285,8 @@ std::optional<ApiError> GeminiCodec::chatResponse(std::string_view text, std::st
     Candidate c = readCandidate(candidates[i], next_call);
     const bool called = !c.answer.tool_calls.empty();
     for (auto& call : c.answer.tool_calls) call.as_object().erase("index");
-    std::string_view finish = c.finish.empty() ? std::string_view("stop") : finishFromGemini(c.finish, called);
+    std::string_view finish =
+        c.finish.empty() ? std::string_view("stop") : finishFromGemini(c.finish, called);
     if (blocked) finish = "content_filter";
     int64_t index = static_cast<int64_t>(i);
     if (candidates[i])
@@ -285,7 +298,9 @@ std::optional<ApiError> GeminiCodec::chatResponse(std::string_view text, std::st
   return std::nullopt;
 }
 
-std::unique_ptr<ChatStreamDecoder> GeminiCodec::chatStream() const { return std::make_unique<GeminiStream>(); }
+std::unique_ptr<ChatStreamDecoder> GeminiCodec::chatStream() const {
+  return std::make_unique<GeminiStream>();
+}
 
 std::optional<ApiError> GeminiCodec::embeddingsRequest(const EmbeddingsRequest& req, std::string_view model,
                                                        ProviderRequest& out) const {
@@ -295,8 +310,10 @@ std::optional<ApiError> GeminiCodec::embeddingsRequest(const EmbeddingsRequest& 
   json::array requests;
   std::string full_model = fmt::format("models/{}", model);
   auto add = [&](std::string_view text) {
-    json::object r{{"model", full_model}, {"content", json::object{{"parts", json::array{json::object{{"text", text}}}}}}};
-    if (auto* dims = req.body.if_contains("dimensions"); dims && dims->is_int64()) r["outputDimensionality"] = *dims;
+    json::object r{{"model", full_model},
+                   {"content", json::object{{"parts", json::array{json::object{{"text", text}}}}}}};
+    if (auto* dims = req.body.if_contains("dimensions"); dims && dims->is_int64())
+      r["outputDimensionality"] = *dims;
     requests.push_back(std::move(r));
   };
   if (input.is_string()) {
@@ -304,8 +321,8 @@ std::optional<ApiError> GeminiCodec::embeddingsRequest(const EmbeddingsRequest& 
   } else {
     for (const auto& item : input.as_array()) {
       if (!item.is_string())
-        return ApiError{400, "invalid_request_error", "Gemini embeds text only: 'input' must be strings", "input",
-                        "invalid_value"};
+        return ApiError{400, "invalid_request_error", "Gemini embeds text only: 'input' must be strings",
+                        "input", "invalid_value"};
       add(item.get_string());
     }
   }
@@ -313,10 +330,12 @@ std::optional<ApiError> GeminiCodec::embeddingsRequest(const EmbeddingsRequest& 
   return std::nullopt;
 }
 
-std::optional<ApiError> GeminiCodec::embeddingsResponse(std::string_view text, std::string& out, Usage&) const {
+std::optional<ApiError> GeminiCodec::embeddingsResponse(std::string_view text, std::string& out,
+                                                        Usage&) const {
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
-  if (ec || !v.is_object() || !v.as_object().contains("embeddings") || !v.as_object().at("embeddings").is_array())
+  if (ec || !v.is_object() || !v.as_object().contains("embeddings") ||
+      !v.as_object().at("embeddings").is_array())
     return badProviderAnswer("an embeddings answer without 'embeddings'");
   json::array data;
   int64_t index = 0;

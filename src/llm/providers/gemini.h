@@ -18,7 +18,8 @@ class GeminiCodec final : public ProviderCodec {
   std::unique_ptr<ChatStreamDecoder> chatStream() const override;
   std::optional<ApiError> embeddingsRequest(const EmbeddingsRequest& req, std::string_view model,
                                             ProviderRequest& out) const override;
-  std::optional<ApiError> embeddingsResponse(std::string_view body, std::string& out, Usage& usage) const override;
+  std::optional<ApiError> embeddingsResponse(std::string_view body, std::string& out,
+                                             Usage& usage) const override;
   ApiError error(int status, std::string_view body) const override;
 
  private:

@@ -1,7 +1,8 @@
 #include "llm/providers/gemini.h"
 
-#include <boost/json.hpp>
 #include <gtest/gtest.h>
+
+#include <boost/json.hpp>
 
 #include "llm/testing.h"
 
@@ -80,7 +81,8 @@ TEST(GeminiCodec, RequestTranslation) {
       {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"lookup","arguments":"{\"q\":1}"}}]},
       {"role":"tool","tool_call_id":"c1","content":"plain text result"}],
     "tools":[{"type":"function","function":{"name":"lookup","parameters":{"type":"object"}}}],
-    "tool_choice":{"type":"function","function":{"name":"lookup"}}})", req));
+    "tool_choice":{"type":"function","function":{"name":"lookup"}}})",
+                                req));
   ProviderRequest out;
   codec().chatRequest(req, "gemini-2.0-flash", out);
   EXPECT_EQ(out.path, "/v1beta/models/gemini-2.0-flash:generateContent");
@@ -89,7 +91,8 @@ TEST(GeminiCodec, RequestTranslation) {
   EXPECT_EQ(b["systemInstruction"].as_object()["parts"].as_array()[0].as_object()["text"], "be brief");
   auto& contents = b["contents"].as_array();
   ASSERT_EQ(contents.size(), 3u);
-  EXPECT_EQ(contents[0].as_object()["parts"].as_array()[1].as_object()["inlineData"].as_object()["mimeType"], "image/jpeg");
+  EXPECT_EQ(contents[0].as_object()["parts"].as_array()[1].as_object()["inlineData"].as_object()["mimeType"],
+            "image/jpeg");
   EXPECT_EQ(contents[1].as_object()["role"], "model");
   auto& fr = contents[2].as_object()["parts"].as_array()[0].as_object()["functionResponse"].as_object();
   EXPECT_EQ(fr["name"], "lookup");
@@ -103,7 +106,8 @@ TEST(GeminiCodec, RequestTranslation) {
       "parametersJsonSchema"));
 
   ChatRequest streamed;
-  ASSERT_FALSE(parseChatRequest(R"({"model":"g","stream":true,"messages":[{"role":"user","content":"hi"}]})", streamed));
+  ASSERT_FALSE(parseChatRequest(R"({"model":"g","stream":true,"messages":[{"role":"user","content":"hi"}]})",
+                                streamed));
   ProviderRequest s;
   codec().chatRequest(streamed, "gemini-2.0-flash", s);
   EXPECT_EQ(s.path, "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse");
@@ -125,7 +129,8 @@ TEST(GeminiCodec, Embeddings) {
   EXPECT_EQ(json::parse(out.body).as_object()["requests"].as_array().size(), 2u);
   std::string answer;
   Usage u;
-  ASSERT_FALSE(codec().embeddingsResponse(R"({"embeddings":[{"values":[0.1,0.2]},{"values":[0.3,0.4]}]})", answer, u));
+  ASSERT_FALSE(
+      codec().embeddingsResponse(R"({"embeddings":[{"values":[0.1,0.2]},{"values":[0.3,0.4]}]})", answer, u));
   auto a = json::parse(answer).as_object();
   EXPECT_EQ(a["data"].as_array()[1].as_object()["index"], 1);
   EXPECT_FALSE(u.reported);
@@ -133,7 +138,8 @@ TEST(GeminiCodec, Embeddings) {
 
 TEST(GeminiCodec, SeveralCandidatesBecomeSeveralChoices) {
   ChatRequest req;
-  ASSERT_FALSE(parseChatRequest(R"({"model":"g","n":2,"messages":[{"role":"user","content":"name a colour"}]})", req));
+  ASSERT_FALSE(
+      parseChatRequest(R"({"model":"g","n":2,"messages":[{"role":"user","content":"name a colour"}]})", req));
   ProviderRequest out;
   ASSERT_FALSE(codec().chatRequest(req, "gemini-2.0-flash", out));
   EXPECT_EQ(json::parse(out.body).as_object()["generationConfig"].as_object()["candidateCount"], 2);
@@ -144,7 +150,8 @@ TEST(GeminiCodec, SeveralCandidatesBecomeSeveralChoices) {
       {"content":{"role":"model","parts":[{"functionCall":{"name":"pick","args":{"c":"blue"}}}]},
        "finishReason":"STOP","index":1}],
     "usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":6,"totalTokenCount":10},
-    "modelVersion":"gemini-2.0-flash","responseId":"r1"})", answer, usage));
+    "modelVersion":"gemini-2.0-flash","responseId":"r1"})",
+                                    answer, usage));
   auto choices = json::parse(answer).as_object()["choices"].as_array();
   ASSERT_EQ(choices.size(), 2u);
   EXPECT_EQ(choices[0].as_object()["index"], 0);
@@ -157,8 +164,8 @@ TEST(GeminiCodec, SeveralCandidatesBecomeSeveralChoices) {
   EXPECT_EQ(usage.completion, 6u);
 
   ChatRequest streamed;
-  ASSERT_FALSE(parseChatRequest(R"({"model":"g","n":2,"stream":true,"messages":[{"role":"user","content":"x"}]})",
-                                streamed));
+  ASSERT_FALSE(parseChatRequest(
+      R"({"model":"g","n":2,"stream":true,"messages":[{"role":"user","content":"x"}]})", streamed));
   ProviderRequest s;
   auto refused = codec().chatRequest(streamed, "gemini-2.0-flash", s);
   ASSERT_TRUE(refused);

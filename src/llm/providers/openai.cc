@@ -1,6 +1,7 @@
 #include "llm/providers/openai.h"
 
 #include <fmt/format.h>
+
 #include <boost/json.hpp>
 
 #include "http/sse.h"
@@ -20,7 +21,8 @@ std::optional<json::object> parseObject(std::string_view text) {
 
 class OpenAiStream final : public ChatStreamDecoder {
  public:
-  std::optional<ApiError> feed(std::string_view bytes, std::vector<json::object>& out, Usage& usage) override {
+  std::optional<ApiError> feed(std::string_view bytes, std::vector<json::object>& out,
+                               Usage& usage) override {
     std::optional<ApiError> err;
     bool ok = sse_.feed(bytes, [&](const http::SseEvent& e) {
       if (err || finished_) return;
@@ -68,8 +70,10 @@ ApiError openaiStyleError(int status, std::string_view body) {
       if (auto it = err->find("param"); it != err->end() && it->value().is_string())
         e.param = std::string(it->value().get_string());
       if (auto it = err->find("code"); it != err->end()) {
-        if (it->value().is_string()) e.code = std::string(it->value().get_string());
-        else if (it->value().is_int64()) e.code = std::to_string(it->value().get_int64());
+        if (it->value().is_string())
+          e.code = std::string(it->value().get_string());
+        else if (it->value().is_int64())
+          e.code = std::to_string(it->value().get_int64());
       }
     } else if (auto it = o->find("error"); it != o->end() && it->value().is_string()) {
       e.message = std::string(it->value().get_string());  // vLLM / Ollama style
@@ -86,7 +90,8 @@ OpenAiCodec::OpenAiCodec(const control::ProviderConfig& p)
 
 void OpenAiCodec::target(std::string_view endpoint, std::string_view model, ProviderRequest& out) const {
   if (azure_) {
-    out.path = fmt::format("{}/openai/deployments/{}/{}?api-version={}", base_path_, model, endpoint, api_version_);
+    out.path =
+        fmt::format("{}/openai/deployments/{}/{}?api-version={}", base_path_, model, endpoint, api_version_);
     out.headers.emplace_back("api-key", api_key_);
   } else {
     out.path = fmt::format("{}/{}", base_path_, endpoint);
@@ -128,11 +133,14 @@ std::optional<ApiError> passThrough(std::string_view body, std::string_view arra
 
 }  // namespace
 
-std::optional<ApiError> OpenAiCodec::chatResponse(std::string_view body, std::string& out, Usage& usage) const {
+std::optional<ApiError> OpenAiCodec::chatResponse(std::string_view body, std::string& out,
+                                                  Usage& usage) const {
   return passThrough(body, "choices", "a chat completion", out, usage);
 }
 
-std::unique_ptr<ChatStreamDecoder> OpenAiCodec::chatStream() const { return std::make_unique<OpenAiStream>(); }
+std::unique_ptr<ChatStreamDecoder> OpenAiCodec::chatStream() const {
+  return std::make_unique<OpenAiStream>();
+}
 
 std::optional<ApiError> OpenAiCodec::embeddingsRequest(const EmbeddingsRequest& req, std::string_view model,
                                                        ProviderRequest& out) const {
@@ -143,10 +151,13 @@ std::optional<ApiError> OpenAiCodec::embeddingsRequest(const EmbeddingsRequest& 
   return std::nullopt;
 }
 
-std::optional<ApiError> OpenAiCodec::embeddingsResponse(std::string_view body, std::string& out, Usage& usage) const {
+std::optional<ApiError> OpenAiCodec::embeddingsResponse(std::string_view body, std::string& out,
+                                                        Usage& usage) const {
   return passThrough(body, "data", "an embeddings answer", out, usage);
 }
 
-ApiError OpenAiCodec::error(int status, std::string_view body) const { return openaiStyleError(status, body); }
+ApiError OpenAiCodec::error(int status, std::string_view body) const {
+  return openaiStyleError(status, body);
+}
 
 }  // namespace ganglion::llm

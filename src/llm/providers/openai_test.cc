@@ -1,7 +1,8 @@
 #include "llm/providers/openai.h"
 
-#include <boost/json.hpp>
 #include <gtest/gtest.h>
+
+#include <boost/json.hpp>
 
 #include "llm/testing.h"
 
@@ -80,16 +81,19 @@ TEST(OpenAiCodec, UsageFromWholeAnswer) {
   auto expected = json::parse(body).as_object()["usage"].as_object();
   EXPECT_EQ(u.prompt, static_cast<uint64_t>(expected["prompt_tokens"].as_int64()));
   EXPECT_EQ(u.completion, static_cast<uint64_t>(expected["completion_tokens"].as_int64()));
-  EXPECT_EQ(u.cached, static_cast<uint64_t>(expected["prompt_tokens_details"].as_object()["cached_tokens"].as_int64()));
+  EXPECT_EQ(u.cached,
+            static_cast<uint64_t>(expected["prompt_tokens_details"].as_object()["cached_tokens"].as_int64()));
   EXPECT_EQ(u.reasoning,
-            static_cast<uint64_t>(expected["completion_tokens_details"].as_object()["reasoning_tokens"].as_int64()));
+            static_cast<uint64_t>(
+                expected["completion_tokens_details"].as_object()["reasoning_tokens"].as_int64()));
   EXPECT_TRUE(codec.chatResponse("not json", out, u).has_value());
 }
 
 TEST(OpenAiCodec, RequestReplacesModelAndAsksForStreamUsage) {
   OpenAiCodec codec(provider());
   ChatRequest req;
-  ASSERT_FALSE(parseChatRequest(R"({"model":"alias","stream":true,"messages":[{"role":"user","content":"hi"}],"x_extra":1})", req));
+  ASSERT_FALSE(parseChatRequest(
+      R"({"model":"alias","stream":true,"messages":[{"role":"user","content":"hi"}],"x_extra":1})", req));
   ProviderRequest out;
   codec.chatRequest(req, "gpt-4o-mini-2024-07-18", out);
   EXPECT_EQ(out.path, "/v1/chat/completions");
@@ -129,7 +133,8 @@ TEST(OpenAiCodec, MidStreamErrorIsReported) {
   auto dec = codec.chatStream();
   std::vector<json::object> chunks;
   Usage u;
-  auto err = dec->feed("data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n", chunks, u);
+  auto err =
+      dec->feed("data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n", chunks, u);
   ASSERT_TRUE(err);
   EXPECT_EQ(err->message, "overloaded");
   auto bad = codec.chatStream()->feed("data: [1,2]\n\n", chunks, u);

@@ -15,7 +15,8 @@ namespace ganglion::llm {
 /// a JSON object, until `done()` is true or `err` is set: by `on_event`, by an event whose
 /// data is not a JSON object, or by one over the parser's size limit. Returns `err`.
 template <typename Done, typename OnEvent>
-std::optional<ApiError> feedJsonEvents(http::SseParser& sse, std::string_view bytes, Done&& done, OnEvent&& on_event) {
+std::optional<ApiError> feedJsonEvents(http::SseParser& sse, std::string_view bytes, Done&& done,
+                                       OnEvent&& on_event) {
   std::optional<ApiError> err;
   bool ok = sse.feed(bytes, [&](const http::SseEvent& e) {
     if (err || done()) return;

@@ -21,8 +21,7 @@ void mergeLinear(const Vocab& vocab, std::string_view piece, std::vector<uint32_
     p = heap_parts.data();
   }
   size_t count = n + 1;  // the last part is the end marker
-  for (size_t i = 0; i < n; ++i)
-    p[i] = {uint32_t(i), i + 1 < n ? vocab.rank(piece.substr(i, 2)) : kNoRank};
+  for (size_t i = 0; i < n; ++i) p[i] = {uint32_t(i), i + 1 < n ? vocab.rank(piece.substr(i, 2)) : kNoRank};
   p[n] = {uint32_t(n), kNoRank};
   auto joined = [&](size_t i) {  // rank of parts i and i+1 joined
     return i + 2 < count ? vocab.rank(piece.substr(p[i].start, p[i + 2].start - p[i].start)) : kNoRank;
@@ -58,7 +57,8 @@ void mergeHeap(const Vocab& vocab, std::string_view piece, std::vector<uint32_t>
     if (j >= n) return;
     const uint32_t end = next[j];
     if (end - i > vocab.maxTokenBytes()) return;
-    if (uint32_t r = vocab.rank(piece.substr(i, end - i)); r != kNoRank) heap.push({r, i, version[i], version[j]});
+    if (uint32_t r = vocab.rank(piece.substr(i, end - i)); r != kNoRank)
+      heap.push({r, i, version[i], version[j]});
   };
   for (uint32_t i = 0; i + 1 < n; ++i) consider(i);
   std::vector<bool> alive(n, true);
@@ -81,8 +81,10 @@ void mergeHeap(const Vocab& vocab, std::string_view piece, std::vector<uint32_t>
 namespace {
 
 void merge(const Vocab& vocab, std::string_view piece, std::vector<uint32_t>& starts) {
-  if (piece.size() < kHeapMergeFrom) mergeLinear(vocab, piece, starts);
-  else mergeHeap(vocab, piece, starts);
+  if (piece.size() < kHeapMergeFrom)
+    mergeLinear(vocab, piece, starts);
+  else
+    mergeHeap(vocab, piece, starts);
 }
 
 thread_local std::vector<uint32_t> t_starts;

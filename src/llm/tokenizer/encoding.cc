@@ -16,9 +16,12 @@ namespace {
 // tiktoken's patterns (tiktoken_ext/openai_public.py) with one change: `\s` spelled as the
 // Unicode White_Space set that Rust's regex crate, and so tiktoken, uses. PCRE2's own `\s` adds
 // U+180E; JavaScript's adds U+FEFF and lacks U+0085 (docs/design/tokenizer.md §3).
-#define WS "\\t\\n\\x{0B}\\f\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
+#define WS               \
+  "\\t\\n\\x{0B}\\f\\r " \
+  "\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
 constexpr const char* kCl100kPattern =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n]*"
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^" WS
+    "\\p{L}\\p{N}]+[\\r\\n]*"
     "|[" WS "]*[\\r\\n]+|[" WS "]+(?![^" WS "])|[" WS "]+";
 constexpr const char* kO200kPattern =
     "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+"
@@ -39,10 +42,14 @@ std::string repairUtf8(std::string_view text) {
     const unsigned char c = s[i];
     size_t len = 0;
     uint32_t min = 0;
-    if (c < 0x80) len = 1;
-    else if ((c & 0xe0) == 0xc0) len = 2, min = 0x80;
-    else if ((c & 0xf0) == 0xe0) len = 3, min = 0x800;
-    else if ((c & 0xf8) == 0xf0) len = 4, min = 0x10000;
+    if (c < 0x80)
+      len = 1;
+    else if ((c & 0xe0) == 0xc0)
+      len = 2, min = 0x80;
+    else if ((c & 0xf0) == 0xe0)
+      len = 3, min = 0x800;
+    else if ((c & 0xf8) == 0xf0)
+      len = 4, min = 0x10000;
     bool ok = len > 0 && i + len <= n;
     uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
     for (size_t k = 1; ok && k < len; ++k) {
@@ -72,8 +79,8 @@ Encoding::Encoding(std::string name, Vocab vocab, const char* pattern)
     : name_(std::move(name)), vocab_(std::move(vocab)), pattern_(std::make_unique<Pattern>()) {
   int error = 0;
   PCRE2_SIZE offset = 0;
-  pattern_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern), PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP,
-                                 &error, &offset, nullptr);
+  pattern_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern), PCRE2_ZERO_TERMINATED,
+                                 PCRE2_UTF | PCRE2_UCP, &error, &offset, nullptr);
   if (!pattern_->code) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(error, message, sizeof message);
@@ -140,7 +147,8 @@ struct Slot {
   std::once_flag once;
   std::unique_ptr<Encoding> encoding;
 };
-std::array<Slot, 2> g_slots{{{"o200k_base", kO200kPattern, {}, nullptr}, {"cl100k_base", kCl100kPattern, {}, nullptr}}};
+std::array<Slot, 2> g_slots{
+    {{"o200k_base", kO200kPattern, {}, nullptr}, {"cl100k_base", kCl100kPattern, {}, nullptr}}};
 
 }  // namespace
 
@@ -161,11 +169,21 @@ std::string_view encodingForModel(std::string_view model) {
   if (model.starts_with("ft:")) model.remove_prefix(3);
   // Longest prefixes first: gpt-4o, gpt-4.1 and gpt-4.5 before gpt-4.
   static constexpr std::pair<std::string_view, std::string_view> kPrefixes[] = {
-      {"gpt-4o", "o200k_base"},        {"gpt-4.1", "o200k_base"},       {"gpt-4.5", "o200k_base"},
-      {"chatgpt-4o", "o200k_base"},    {"gpt-5", "o200k_base"},         {"o1", "o200k_base"},
-      {"o3", "o200k_base"},            {"o4-mini", "o200k_base"},       {"gpt-4", "cl100k_base"},
-      {"gpt-3.5-turbo", "cl100k_base"}, {"gpt-35-turbo", "cl100k_base"}, {"text-embedding-3-", "cl100k_base"},
-      {"text-embedding-ada-002", "cl100k_base"}, {"davinci-002", "cl100k_base"}, {"babbage-002", "cl100k_base"},
+      {"gpt-4o", "o200k_base"},
+      {"gpt-4.1", "o200k_base"},
+      {"gpt-4.5", "o200k_base"},
+      {"chatgpt-4o", "o200k_base"},
+      {"gpt-5", "o200k_base"},
+      {"o1", "o200k_base"},
+      {"o3", "o200k_base"},
+      {"o4-mini", "o200k_base"},
+      {"gpt-4", "cl100k_base"},
+      {"gpt-3.5-turbo", "cl100k_base"},
+      {"gpt-35-turbo", "cl100k_base"},
+      {"text-embedding-3-", "cl100k_base"},
+      {"text-embedding-ada-002", "cl100k_base"},
+      {"davinci-002", "cl100k_base"},
+      {"babbage-002", "cl100k_base"},
   };
   for (const auto& [prefix, encoding] : kPrefixes) {
     if (!model.starts_with(prefix)) continue;

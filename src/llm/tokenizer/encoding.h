@@ -41,12 +41,14 @@ class Encoding {
   void split(std::string_view text, F&& piece) const {
     using Fn = std::remove_reference_t<F>;
     std::string repaired;
-    splitInto(text, repaired, [](void* f, std::string_view p) { (*static_cast<Fn*>(f))(p); },
-              const_cast<void*>(static_cast<const void*>(&piece)));
+    splitInto(
+        text, repaired, [](void* f, std::string_view p) { (*static_cast<Fn*>(f))(p); },
+        const_cast<void*>(static_cast<const void*>(&piece)));
   }
 
  private:
-  void splitInto(std::string_view text, std::string& repaired, void (*fn)(void*, std::string_view), void* ctx) const;
+  void splitInto(std::string_view text, std::string& repaired, void (*fn)(void*, std::string_view),
+                 void* ctx) const;
 
   std::string name_;
   Vocab vocab_;

@@ -15,7 +15,9 @@ constexpr uint64_t kReplyPriming = 3;
 constexpr int64_t kImageEstimate = 85;
 constexpr int64_t kPropInit = 3, kPropKey = 3, kEnumInit = -3, kEnumItem = 3, kFuncEnd = 12;
 
-std::string_view withoutFinalDot(std::string_view s) { return s.ends_with('.') ? s.substr(0, s.size() - 1) : s; }
+std::string_view withoutFinalDot(std::string_view s) {
+  return s.ends_with('.') ? s.substr(0, s.size() - 1) : s;
+}
 
 std::string_view stringOr(const json::object& o, std::string_view key) {
   auto* v = o.if_contains(key);
@@ -46,10 +48,14 @@ class Counter {
       auto* p = part.if_object();
       if (!p) continue;
       const std::string_view type = stringOr(*p, "type");
-      if (type == "text" || type == "input_text" || type == "output_text") text(stringOr(*p, "text"));
-      else if (type == "refusal") text(stringOr(*p, "refusal"));
-      else if (type == "input_image") estimated(), add(kImageEstimate);  // (chat's images: media_estimate)
-      else estimated();
+      if (type == "text" || type == "input_text" || type == "output_text")
+        text(stringOr(*p, "text"));
+      else if (type == "refusal")
+        text(stringOr(*p, "refusal"));
+      else if (type == "input_image")
+        estimated(), add(kImageEstimate);  // (chat's images: media_estimate)
+      else
+        estimated();
     }
   }
 
@@ -75,7 +81,8 @@ class Counter {
         continue;
       }
       add(func_init);
-      text(std::string(stringOr(*f, "name")) + ":" + std::string(withoutFinalDot(stringOr(*f, "description"))));
+      text(std::string(stringOr(*f, "name")) + ":" +
+           std::string(withoutFinalDot(stringOr(*f, "description"))));
       auto* params = f->if_contains("parameters");
       auto* props = params && params->is_object() ? params->get_object().if_contains("properties") : nullptr;
       if (!props || !props->is_object() || props->get_object().empty()) continue;
@@ -119,13 +126,17 @@ PromptCount countChatPrompt(const Encoding& enc, const json::object& body, uint6
           c.content(value);
         } else if (auto* s = value.if_string()) {
           c.text(*s);  // role, name; as the cookbook, any other string too (tool_call_id)
-          if (key == "name") c.add(kPerName);
-          else if (key != "role") c.estimated();
+          if (key == "name")
+            c.add(kPerName);
+          else if (key != "role")
+            c.estimated();
         } else if (key == "tool_calls" && value.is_array()) {
           c.estimated();
           for (const auto& call : value.get_array())
-            if (auto* fn = call.is_object() ? call.get_object().if_contains("function") : nullptr; fn && fn->is_object())
-              c.text(std::string(stringOr(fn->get_object(), "name")) + std::string(stringOr(fn->get_object(), "arguments")));
+            if (auto* fn = call.is_object() ? call.get_object().if_contains("function") : nullptr;
+                fn && fn->is_object())
+              c.text(std::string(stringOr(fn->get_object(), "name")) +
+                     std::string(stringOr(fn->get_object(), "arguments")));
         } else if (!value.is_null()) {
           c.serialized(value);
         }
@@ -133,7 +144,8 @@ PromptCount countChatPrompt(const Encoding& enc, const json::object& body, uint6
     }
   }
   c.add(kReplyPriming);
-  if (auto* tools = body.if_contains("tools"); tools && tools->is_array()) c.functions(tools->get_array(), false);
+  if (auto* tools = body.if_contains("tools"); tools && tools->is_array())
+    c.functions(tools->get_array(), false);
   if (auto* format = body.if_contains("response_format"); format && format->is_object()) {
     if (auto* schema = format->get_object().if_contains("json_schema")) c.serialized(*schema);
   }
@@ -150,9 +162,12 @@ PromptCount countEmbeddingsInput(const Encoding& enc, const json::value& input) 
     c.text(*s);
   } else if (auto* items = input.if_array()) {
     for (const auto& item : *items) {
-      if (auto* s = item.if_string()) c.text(*s);
-      else if (auto* ids = item.if_array()) c.add(int64_t(ids->size()));
-      else c.add(1);  // one token id
+      if (auto* s = item.if_string())
+        c.text(*s);
+      else if (auto* ids = item.if_array())
+        c.add(int64_t(ids->size()));
+      else
+        c.add(1);  // one token id
     }
   }
   return c.result();
@@ -192,10 +207,11 @@ PromptCount countResponsesPrompt(const Encoding& enc, const json::object& body) 
     }
   }
   c.add(kReplyPriming);
-  if (auto* tools = body.if_contains("tools"); tools && tools->is_array()) c.functions(tools->get_array(), true);
+  if (auto* tools = body.if_contains("tools"); tools && tools->is_array())
+    c.functions(tools->get_array(), true);
   if (auto* text = body.if_contains("text"); text && text->is_object()) {
-    if (auto* format = text->get_object().if_contains("format"); format && format->is_object() &&
-                                                                   stringOr(format->get_object(), "type") == "json_schema")
+    if (auto* format = text->get_object().if_contains("format");
+        format && format->is_object() && stringOr(format->get_object(), "type") == "json_schema")
       c.serialized(*format);
   }
   return c.result();

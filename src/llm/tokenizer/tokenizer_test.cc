@@ -38,10 +38,17 @@ TEST(Vocabulary, RefusesMalformedBlobs) {
   std::string why;
   EXPECT_FALSE(Vocab::load("", why));
   EXPECT_FALSE(Vocab::load("GBPE\x02\0\0\0\0\0\0\0", why));
-  std::string blob("GBPE\x01\0\0\0\x02\0\0\0\x01" "a\x05" "b", 15);  // second token truncated
+  std::string blob(
+      "GBPE\x01\0\0\0\x02\0\0\0\x01"
+      "a\x05"
+      "b",
+      15);  // second token truncated
   EXPECT_FALSE(Vocab::load(blob, why));
   EXPECT_EQ(why, "truncated .bpe vocabulary");
-  std::string no_bytes("GBPE\x01\0\0\0\x01\0\0\0\x01" "a", 14);  // only "a": other bytes lack a rank
+  std::string no_bytes(
+      "GBPE\x01\0\0\0\x01\0\0\0\x01"
+      "a",
+      14);  // only "a": other bytes lack a rank
   EXPECT_FALSE(Vocab::load(no_bytes, why));
   EXPECT_EQ(why, "a single byte has no rank in the .bpe vocabulary");
 }
@@ -79,8 +86,9 @@ TEST(Encoding, InvalidUtf8CountsAsReplacementCharacters) {
   // Each bad byte is U+FFFD, as if the client had sent it: never more tokens than bytes.
   const std::string bad = "ok \xff\xfe then \xed\xa0\x80 surrogate \xc0\xaf overlong";
   const auto ids = o200k().encode(bad);
-  EXPECT_EQ(o200k().decode(ids), "ok \xef\xbf\xbd\xef\xbf\xbd then \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd surrogate "
-                                 "\xef\xbf\xbd\xef\xbf\xbd overlong");
+  EXPECT_EQ(o200k().decode(ids),
+            "ok \xef\xbf\xbd\xef\xbf\xbd then \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd surrogate "
+            "\xef\xbf\xbd\xef\xbf\xbd overlong");
   EXPECT_EQ(o200k().count(bad), ids.size());
   EXPECT_LE(ids.size(), bad.size());
 }
@@ -171,15 +179,18 @@ TEST(PromptCount, PartsToolCallsAndMediaAreEstimates) {
   auto c = countChatPrompt(o200k(), body, 85);
   EXPECT_FALSE(c.exact);
   EXPECT_GT(c.tokens, 85u + 3 * 3 + 3);
-  const auto plain = json::parse(R"({"messages":[{"role":"user","content":[{"type":"text","text":"hello there"}]}]})").as_object();
+  const auto plain =
+      json::parse(R"({"messages":[{"role":"user","content":[{"type":"text","text":"hello there"}]}]})")
+          .as_object();
   auto p = countChatPrompt(o200k(), plain, 0);
-  EXPECT_TRUE(p.exact);  // one text part is the same as a string
+  EXPECT_TRUE(p.exact);                 // one text part is the same as a string
   EXPECT_EQ(p.tokens, 3 + 1 + 2 + 3u);  // framing, "user", "hello there", priming
 }
 
 TEST(PromptCount, EmbeddingsHaveNoFraming) {
   EXPECT_EQ(countEmbeddingsInput(cl100k(), json::value("Hello, world!")).tokens, 4u);
-  EXPECT_EQ(countEmbeddingsInput(cl100k(), json::parse(R"(["Hello, world!", [1,2,3], 7])")).tokens, 4u + 3 + 1);
+  EXPECT_EQ(countEmbeddingsInput(cl100k(), json::parse(R"(["Hello, world!", [1,2,3], 7])")).tokens,
+            4u + 3 + 1);
 }
 
 TEST(PromptCount, ResponsesInputFramedAsMessages) {

@@ -28,7 +28,8 @@ int runTokensCommand(const TokensOptions& options, std::FILE* in, std::FILE* out
   if (name.empty()) {
     name = std::string(encodingForModel(options.model));
     if (name.empty()) {
-      std::fprintf(err, "no known OpenAI encoding for model '%s': name one with --encoding\n", options.model.c_str());
+      std::fprintf(err, "no known OpenAI encoding for model '%s': name one with --encoding\n",
+                   options.model.c_str());
       return 2;
     }
   }

@@ -11,7 +11,7 @@ struct TokensOptions {
   std::string encoding;  ///< "o200k_base" or "cl100k_base"; or empty and `model` set
   std::string model;     ///< an OpenAI model id, mapped to its encoding
   bool ids = false;      ///< print the token ids, comma-separated, instead of the count
-  bool batch = false;    ///< stdin holds records (u32 little-endian length, UTF-8 bytes); one output line each
+  bool batch = false;  ///< stdin holds records (u32 little-endian length, UTF-8 bytes); one output line each
 };
 
 /// Reads `in` to its end and writes the count (or ids) to `out`; errors to `err`. The exit
