@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/string_map.h"
 #include "control/config.h"
 #include "llm/provider.h"
 
@@ -69,13 +70,9 @@ class Catalog {
   const std::vector<CatalogProvider>& providers() const { return providers_; }
 
  private:
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
   std::vector<CatalogProvider> providers_;
   std::vector<CatalogModel> models_;
-  std::unordered_map<std::string, size_t, Hash, std::equal_to<>> by_name_;
+  StringMap<size_t> by_name_;
 };
 
 }  // namespace ganglion::llm

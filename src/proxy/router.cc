@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <tuple>
 
+#include "base/string_map.h"
+
 namespace ganglion::proxy {
 
 std::string normaliseHost(std::string_view host) {
@@ -32,29 +34,156 @@ std::vector<std::string> splitSegments(std::string_view path) {
 
 bool isCapture(std::string_view seg) { return seg.size() >= 2 && seg.front() == '{' && seg.back() == '}'; }
 
-bool matchTemplate(const CompiledRoute& r, std::string_view path) {
-  if (path.empty() || path[0] != '/') return false;
-  size_t pos = 1;
-  for (size_t i = 0; i < r.segments.size(); ++i) {
-    if (pos > path.size()) return false;
-    size_t slash = path.find('/', pos);
-    bool last = i + 1 == r.segments.size();
-    if (last && slash != std::string_view::npos) return false;
-    if (!last && slash == std::string_view::npos) return false;
-    if (slash == std::string_view::npos) slash = path.size();
-    std::string_view seg = path.substr(pos, slash - pos);
-    const std::string& want = r.segments[i];
-    if (isCapture(want)) {
-      if (seg.empty()) return false;
-    } else if (seg != want) {
-      return false;
-    }
-    pos = slash + 1;
+bool conditionsHold(const CompiledRoute& r, const http::RequestHead& request) {
+  const auto& m = r.config->match;
+  if (!m.methods.empty() && std::find(m.methods.begin(), m.methods.end(), request.method) == m.methods.end())
+    return false;
+  for (const auto& [name, value] : m.headers) {
+    const http::Header* h = request.headers.find(name);
+    if (!h || h->value != value) return false;
   }
   return true;
 }
 
+/// Routes in priority order: pointers into Router::routes_, which is sorted.
+using RouteList = std::vector<const CompiledRoute*>;
+
+const CompiledRoute* firstHolding(const RouteList& list, const http::RequestHead& request) {
+  for (const CompiledRoute* r : list)
+    if (conditionsHold(*r, request)) return r;
+  return nullptr;
+}
+
+/// Path templates as a trie of segments: a literal child per segment text, one capture child.
+struct TemplateNode {
+  StringMap<std::unique_ptr<TemplateNode>> literal;
+  std::unique_ptr<TemplateNode> capture;
+  RouteList ends;  ///< templates with exactly the segments leading here
+
+  void add(const CompiledRoute& r) {
+    TemplateNode* node = this;
+    for (const std::string& seg : r.segments) {
+      std::unique_ptr<TemplateNode>& next = isCapture(seg) ? node->capture : node->literal[seg];
+      if (!next) next = std::make_unique<TemplateNode>();
+      node = next.get();
+    }
+    node->ends.push_back(&r);
+  }
+  /// Appends every template matching `path` from segment offset `pos` (each trie node is
+  /// visited at most once, so the work is bounded by the trie's size).
+  void collect(std::string_view path, size_t pos, RouteList& out) const {
+    const size_t slash = path.find('/', pos);
+    const bool last = slash == std::string_view::npos;
+    const std::string_view seg = path.substr(pos, (last ? path.size() : slash) - pos);
+    auto visit = [&](const TemplateNode& child) {
+      if (last)
+        out.insert(out.end(), child.ends.begin(), child.ends.end());
+      else
+        child.collect(path, slash + 1, out);
+    };
+    if (auto it = literal.find(seg); it != literal.end()) visit(*it->second);
+    if (capture && !seg.empty()) visit(*capture);
+  }
+};
+
+/// The routes of one host condition (an exact host, a wildcard suffix, or none), by path.
+struct PathIndex {
+  StringMap<RouteList> exact;
+  TemplateNode templates;
+  bool has_templates = false;
+  std::vector<size_t> prefix_lengths;  ///< distinct, longest first
+  StringMap<RouteList> prefixes;
+
+  void add(const CompiledRoute& r) {
+    switch (r.path_kind) {
+      case CompiledRoute::PathKind::kExact:
+        exact[r.path].push_back(&r);
+        break;
+      case CompiledRoute::PathKind::kTemplate:
+        templates.add(r);
+        has_templates = true;
+        break;
+      case CompiledRoute::PathKind::kPrefix:
+        if (prefixes.find(r.path) == prefixes.end()) prefix_lengths.push_back(r.path.size());
+        prefixes[r.path].push_back(&r);
+        break;
+    }
+  }
+  void finish() {
+    std::sort(prefix_lengths.begin(), prefix_lengths.end(), std::greater<>());
+    prefix_lengths.erase(std::unique(prefix_lengths.begin(), prefix_lengths.end()), prefix_lengths.end());
+  }
+  /// Exact paths, then templates (more literal segments first), then prefixes (longer first):
+  /// the path part of the priority order.
+  const CompiledRoute* match(std::string_view path, const http::RequestHead& request) const {
+    if (auto it = exact.find(path); it != exact.end())
+      if (auto* r = firstHolding(it->second, request)) return r;
+    if (has_templates && !path.empty() && path[0] == '/') {
+      RouteList found;
+      templates.collect(path, 1, found);
+      std::sort(found.begin(), found.end());
+      if (auto* r = firstHolding(found, request)) return r;
+    }
+    for (size_t len : prefix_lengths) {
+      if (len > path.size()) continue;
+      if (auto it = prefixes.find(path.substr(0, len)); it != prefixes.end())
+        if (auto* r = firstHolding(it->second, request)) return r;
+    }
+    return nullptr;
+  }
+};
+
 }  // namespace
+
+/// One set of routes indexed by host, then path. Routes go in in priority order, so every
+/// list in it is in priority order too.
+struct Router::Index {
+  StringMap<PathIndex> exact_hosts;
+  std::vector<size_t> wildcard_lengths;  ///< distinct suffix lengths, longest first
+  StringMap<PathIndex> wildcards;        ///< by suffix (".example.com")
+  PathIndex any_host;
+
+  void add(const CompiledRoute& r) {
+    switch (r.host_kind) {
+      case CompiledRoute::HostKind::kExact:
+        exact_hosts[r.host].add(r);
+        break;
+      case CompiledRoute::HostKind::kWildcard:
+        if (wildcards.find(r.host) == wildcards.end()) wildcard_lengths.push_back(r.host.size());
+        wildcards[r.host].add(r);
+        break;
+      case CompiledRoute::HostKind::kAny:
+        any_host.add(r);
+        break;
+    }
+  }
+  void finish() {
+    for (auto& [_, p] : exact_hosts) p.finish();
+    for (auto& [_, p] : wildcards) p.finish();
+    any_host.finish();
+    std::sort(wildcard_lengths.begin(), wildcard_lengths.end(), std::greater<>());
+    wildcard_lengths.erase(std::unique(wildcard_lengths.begin(), wildcard_lengths.end()),
+                           wildcard_lengths.end());
+  }
+  const CompiledRoute* match(std::string_view path, const http::RequestHead& request) const {
+    if (!exact_hosts.empty() || !wildcards.empty()) {
+      const std::string host = normaliseHost(request.host());
+      if (auto it = exact_hosts.find(host); it != exact_hosts.end())
+        if (auto* r = it->second.match(path, request)) return r;
+      for (size_t len : wildcard_lengths) {
+        if (len >= host.size()) continue;  // "*.example.com" needs a label before the suffix
+        if (auto it = wildcards.find(std::string_view(host).substr(host.size() - len)); it != wildcards.end())
+          if (auto* r = it->second.match(path, request)) return r;
+      }
+    }
+    return any_host.match(path, request);
+  }
+};
+
+Router::Router() = default;
+Router::~Router() = default;
+Router::Router(Router&&) noexcept = default;
+Router& Router::operator=(Router&&) noexcept = default;
 
 void Router::build(const std::vector<control::RouteConfig>& routes,
                    const std::vector<control::UpstreamConfig>& upstreams) {
@@ -104,52 +233,18 @@ void Router::build(const std::vector<control::RouteConfig>& routes,
   };
   std::stable_sort(routes_.begin(), routes_.end(),
                    [&](const CompiledRoute& a, const CompiledRoute& b) { return key(a) < key(b); });
+  written_ = std::make_unique<Index>();
+  implicit_ = std::make_unique<Index>();
+  for (const auto& r : routes_) (r.config->implicit ? *implicit_ : *written_).add(r);
+  written_->finish();
+  implicit_->finish();
 }
 
 const CompiledRoute* Router::match(const http::RequestHead& request) const {
-  std::string_view path = request.path();
-  std::string host;  // normalised lazily: most configs have no host conditions
-  bool host_ready = false;
-  for (const auto& r : routes_) {
-    if (r.host_kind != CompiledRoute::HostKind::kAny) {
-      if (!host_ready) {
-        host = normaliseHost(request.host());
-        host_ready = true;
-      }
-      if (r.host_kind == CompiledRoute::HostKind::kExact) {
-        if (host != r.host) continue;
-      } else if (host.size() <= r.host.size() ||
-                 std::string_view(host).substr(host.size() - r.host.size()) != r.host) {
-        continue;
-      }
-    }
-    switch (r.path_kind) {
-      case CompiledRoute::PathKind::kExact:
-        if (path != r.path) continue;
-        break;
-      case CompiledRoute::PathKind::kPrefix:
-        if (path.substr(0, r.path.size()) != r.path) continue;
-        break;
-      case CompiledRoute::PathKind::kTemplate:
-        if (!matchTemplate(r, path)) continue;
-        break;
-    }
-    const auto& m = r.config->match;
-    if (!m.methods.empty() &&
-        std::find(m.methods.begin(), m.methods.end(), request.method) == m.methods.end())
-      continue;
-    bool headers_ok = true;
-    for (const auto& [name, value] : m.headers) {
-      const http::Header* h = request.headers.find(name);
-      if (!h || h->value != value) {
-        headers_ok = false;
-        break;
-      }
-    }
-    if (!headers_ok) continue;
-    return &r;
-  }
-  return nullptr;
+  if (!written_) return nullptr;
+  const std::string_view path = request.path();
+  if (auto* r = written_->match(path, request)) return r;
+  return implicit_->match(path, request);
 }
 
 }  // namespace ganglion::proxy

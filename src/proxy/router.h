@@ -3,6 +3,7 @@
 // prefix; then routes with more method/header conditions; then config order.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,8 +29,19 @@ struct CompiledRoute {
 };
 
 /// Immutable after build(); shared by all workers through the snapshot. Thread-safe to read.
+///
+/// Matching does not scan the routes: they are indexed by host (exact names in a hash map,
+/// wildcard suffixes by length, then the routes without a host) and, within a host, by path
+/// (exact paths in a hash map, templates in a segment trie, prefixes by length), so a request
+/// costs a few hash lookups however many routes there are. Among the routes an index returns,
+/// the first in priority order whose method and header conditions hold wins.
 class Router {
  public:
+  Router();
+  ~Router();
+  Router(Router&&) noexcept;
+  Router& operator=(Router&&) noexcept;
+
   /// Builds the table; `upstream_index_of` maps upstream names to indices. Main thread only.
   void build(const std::vector<control::RouteConfig>& routes,
              const std::vector<control::UpstreamConfig>& upstreams);
@@ -38,7 +50,10 @@ class Router {
   const std::vector<CompiledRoute>& routes() const { return routes_; }
 
  private:
+  struct Index;
   std::vector<CompiledRoute> routes_;  ///< in priority order
+  std::unique_ptr<Index> written_;     ///< the routes of the config file
+  std::unique_ptr<Index> implicit_;    ///< routes the gateway adds, tried after every written one
 };
 
 /// "Host: Example.COM:8080" → "example.com" (lower case, port removed, IPv6 brackets kept).

@@ -1,6 +1,10 @@
 #include "proxy/router.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
 
 #include "control/config.h"
 
@@ -73,6 +77,109 @@ routes: [ { name: only, match: { path: /only }, upstream: u } ]
   router.build(cfg.routes, cfg.upstreams);
   EXPECT_EQ(routeFor(router, "GET", "/other", "x"), "<none>");
   EXPECT_EQ(routeFor(router, "GET", "/only", "x"), "only");
+}
+
+// The routing rules as a plain scan over the routes in priority order: what the index must
+// give for every request.
+bool scanTemplate(const CompiledRoute& r, std::string_view path) {
+  if (path.empty() || path[0] != '/') return false;
+  size_t pos = 1;
+  for (size_t i = 0; i < r.segments.size(); ++i) {
+    size_t slash = path.find('/', pos);
+    const bool last = i + 1 == r.segments.size();
+    if (last != (slash == std::string_view::npos)) return false;
+    if (slash == std::string_view::npos) slash = path.size();
+    std::string_view seg = path.substr(pos, slash - pos);
+    const std::string& want = r.segments[i];
+    const bool capture = want.size() >= 2 && want.front() == '{' && want.back() == '}';
+    if (capture ? seg.empty() : seg != want) return false;
+    pos = slash + 1;
+  }
+  return true;
+}
+
+const CompiledRoute* scan(const Router& router, const http::RequestHead& req) {
+  const std::string host = normaliseHost(req.host());
+  const std::string_view path = req.path();
+  for (const auto& r : router.routes()) {
+    if (r.host_kind == CompiledRoute::HostKind::kExact && host != r.host) continue;
+    if (r.host_kind == CompiledRoute::HostKind::kWildcard &&
+        (host.size() <= r.host.size() || !std::string_view(host).ends_with(r.host)))
+      continue;
+    if (r.path_kind == CompiledRoute::PathKind::kExact && path != r.path) continue;
+    if (r.path_kind == CompiledRoute::PathKind::kPrefix && !path.starts_with(r.path)) continue;
+    if (r.path_kind == CompiledRoute::PathKind::kTemplate && !scanTemplate(r, path)) continue;
+    const auto& m = r.config->match;
+    if (!m.methods.empty() && std::find(m.methods.begin(), m.methods.end(), req.method) == m.methods.end())
+      continue;
+    bool ok = true;
+    for (const auto& [name, value] : m.headers) {
+      const http::Header* h = req.headers.find(name);
+      ok = ok && h && h->value == value;
+    }
+    if (ok) return &r;
+  }
+  return nullptr;
+}
+
+TEST(Router, IndexAgreesWithAScanOnRandomTables) {
+  std::mt19937 rng(20261130);
+  auto pick = [&](const std::vector<std::string>& v) { return v[rng() % v.size()]; };
+  const std::vector<std::string> hosts = {
+      "", "a.example.com", "b.example.com", "*.example.com", "*.a.example.com", "*.com"};
+  const std::vector<std::string> paths = {"path_prefix: /",    "path_prefix: /a",    "path_prefix: /a/b",
+                                          "path_prefix: /ab",  "path_prefix: /a/",   "path: /a",
+                                          "path: /a/b",        "path: /x",           "path: \"/a/{id}\"",
+                                          "path: \"/{x}/b\"",  "path: \"/{x}/{y}\"", "path: \"/a/{id}/c\"",
+                                          "path: \"/a//{x}\"", "path: \"/{x}\"",     ""};
+  const std::vector<std::string> methods = {"", "methods: [ GET ]", "methods: [ POST, PUT ]"};
+  const std::vector<std::string> headers = {"", "headers: { x-k: \"1\" }",
+                                            "headers: { x-k: \"2\", x-j: \"1\" }"};
+  const std::vector<std::string> targets = {"/",      "/a",     "/a/b",   "/ab",    "/a/",
+                                            "/a/b/c", "/a/1/c", "/x",     "/q/b",   "/a//z",
+                                            "/a?x=1", "//",     "/a/b?q", "/zz/yy", "/a/1"};
+  const std::vector<std::string> req_hosts = {
+      "a.example.com", "b.example.com", "z.a.example.com", "example.com", "x.com", "A.Example.COM:80", "",
+      "a.example.com."};
+  int compared = 0;
+  for (int table = 0; table < 60; ++table) {
+    std::string yaml = R"(
+listeners: [ { name: l, address: "127.0.0.1:1" } ]
+upstreams: [ { name: u, targets: [ "127.0.0.1:2" ] } ]
+routes:
+)";
+    const int n = 1 + rng() % 25;
+    for (int i = 0; i < n; ++i) {
+      std::string match;
+      auto add = [&](const std::string& part) {
+        if (!part.empty()) match += (match.empty() ? "" : ", ") + part;
+      };
+      if (auto h = pick(hosts); !h.empty()) add("host: \"" + h + "\"");
+      add(pick(paths));
+      add(pick(methods));
+      add(pick(headers));
+      yaml += fmt::format("  - {{ name: r{}, match: {{ {} }}, upstream: u }}\n", i, match);
+    }
+    auto cfg = parse(yaml);
+    Router router;
+    router.build(cfg.routes, cfg.upstreams);
+    for (int q = 0; q < 200; ++q) {
+      http::RequestHead req;
+      req.method = rng() % 2 ? "GET" : "POST";
+      req.target = pick(targets);
+      if (auto h = pick(req_hosts); !h.empty()) req.headers.add("Host", h);
+      if (rng() % 2) req.headers.add("x-k", rng() % 2 ? "1" : "2");
+      if (rng() % 2) req.headers.add("x-j", "1");
+      const CompiledRoute* want = scan(router, req);
+      const CompiledRoute* got = router.match(req);
+      ASSERT_EQ(got, want) << yaml << "\n"
+                           << req.method << " " << req.target << " host " << req.host() << ": got "
+                           << (got ? got->config->name : "<none>") << ", want "
+                           << (want ? want->config->name : "<none>");
+      ++compared;
+    }
+  }
+  EXPECT_EQ(compared, 60 * 200);
 }
 
 TEST(Router, NormaliseHost) {

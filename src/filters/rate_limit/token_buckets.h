@@ -11,6 +11,8 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "base/string_map.h"
+
 namespace ganglion::filters {
 
 class TokenBuckets {
@@ -62,13 +64,9 @@ class TokenBuckets {
     double tokens;
     Clock::time_point last;
   };
-  struct StringHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
   struct Shard {
     std::mutex mutex;
-    std::unordered_map<std::string, Bucket, StringHash, std::equal_to<>> buckets;
+    StringMap<Bucket> buckets;
   };
   void evictFull(Shard& shard, Clock::time_point now) {
     for (auto it = shard.buckets.begin(); it != shard.buckets.end();) {
