@@ -342,6 +342,28 @@ Task<void> ServerConnection::run() {
   stream_.socket().close(ec);
 }
 
+std::optional<BodyRead> ServerConnection::bufferedBody() {
+  in_.consume(pending_consume_);
+  pending_consume_ = 0;
+  if (request_complete_) return BodyRead{{}, true, 0};
+  if (in_.empty()) return std::nullopt;
+  auto step = parser_.feed(in_.readable());
+  if (step.event == ParseEvent::kError) {
+    countClientError(parser_.errorStatus());
+    keep_alive_ = false;
+    return BodyRead{{}, false, parser_.errorStatus()};
+  }
+  for (auto piece : parser_.body()) body_bytes_ += piece.size();
+  if (body_bytes_ > max_body_bytes_) {
+    countClientError(413);
+    keep_alive_ = false;
+    return BodyRead{{}, false, 413};
+  }
+  pending_consume_ = step.consumed;
+  if (step.event == ParseEvent::kComplete) request_complete_ = true;
+  return BodyRead{parser_.body(), request_complete_, 0};
+}
+
 Task<BodyRead> ServerConnection::readBody() {
   in_.consume(pending_consume_);
   pending_consume_ = 0;
@@ -354,28 +376,9 @@ Task<BodyRead> ServerConnection::readBody() {
     if (ec) co_return BodyRead{{}, false, 400};
   }
   for (;;) {
-    if (!in_.empty()) {
-      auto step = parser_.feed(in_.readable());
-      if (step.event == ParseEvent::kError) {
-        countClientError(parser_.errorStatus());
-        keep_alive_ = false;
-        co_return BodyRead{{}, false, parser_.errorStatus()};
-      }
-      for (auto piece : parser_.body()) body_bytes_ += piece.size();
-      if (body_bytes_ > max_body_bytes_) {
-        countClientError(413);
-        keep_alive_ = false;
-        co_return BodyRead{{}, false, 413};
-      }
-      pending_consume_ = step.consumed;
-      if (step.event == ParseEvent::kComplete) {
-        request_complete_ = true;
-        co_return BodyRead{parser_.body(), true, 0};
-      }
-      if (!parser_.body().empty()) co_return BodyRead{parser_.body(), false, 0};
-      in_.consume(pending_consume_);
-      pending_consume_ = 0;
-      continue;
+    if (auto buffered = bufferedBody()) {
+      if (buffered->done || buffered->error_status || !buffered->data.empty()) co_return *buffered;
+      continue;  // framing bytes only (a chunk header): parsed, nothing to hand out yet
     }
     timed_out_ = false;
     // Each read within body_timeout, and on average at least body_min_rate bytes a second

@@ -6,6 +6,7 @@
 #include <array>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -84,6 +85,12 @@ class ServerConnection {
   bool requestBodyComplete() const { return request_complete_; }
   /// Next piece of the request body (de-chunked). Sends "100 Continue" first if asked for.
   Task<BodyRead> readBody();
+  /// What readBody() would return from the bytes already buffered (a small body usually comes
+  /// in the head's read), without reading the socket or sending 100 Continue; nullopt when
+  /// nothing is buffered. Lets a handler send a body that came with the head together with
+  /// its own head, in one write. Its pieces stay valid until the next readBody() or
+  /// bufferedBody(). Worker thread.
+  std::optional<BodyRead> bufferedBody();
   /// Writes the response head (if `head`), body pieces and, with `last`, the end. The first
   /// call decides the framing from `head`. Returns false when the client is gone.
   Task<bool> writeResponse(ResponseHead* head, std::span<const std::string_view> body, bool last);

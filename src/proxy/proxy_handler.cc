@@ -4,6 +4,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/container/small_vector.hpp>
 #include <charconv>
 
 #include "base/log.h"
@@ -31,6 +32,16 @@ struct ProxyHandler::Exchange {
   int attempts = 0;
   int upstream_status = 0;
   std::string_view error_type;
+  std::chrono::steady_clock::time_point deadline =
+      std::chrono::steady_clock::time_point::max();  ///< route timeout
+
+  /// `limit`, cut to what is left of the route's timeout (at least 1 ms).
+  std::chrono::milliseconds remaining(std::chrono::milliseconds limit) const {
+    if (deadline == std::chrono::steady_clock::time_point::max()) return limit;
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    return std::max(std::chrono::milliseconds(1), std::min(limit, left));
+  }
 };
 
 ProxyHandler::ProxyHandler(loop::Worker& worker, telemetry::WorkerStats& stats, telemetry::AccessLog* log,
@@ -249,19 +260,11 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
   auto* ustats = up.stats;
   const bool replayable = !req.hasBody();
   const auto started = Clock::now();
-  const auto total_deadline = rc.timeout.count() > 0 ? started + rc.timeout : Clock::time_point::max();
-  auto remaining = [&](std::chrono::milliseconds limit) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(total_deadline - Clock::now());
-    if (total_deadline == Clock::time_point::max()) return limit;
-    return std::max(std::chrono::milliseconds(1), std::min(limit, left));
-  };
-  auto fail = [&](int status, std::string_view type, std::string message) -> Task<void> {
-    ex.error_type = type;
-    if (conn.responseStarted()) {
-      conn.abort();
-      co_return;
-    }
-    co_await conn.sendError(status, type, message);
+  if (rc.timeout.count() > 0) ex.deadline = started + rc.timeout;
+  const auto total_deadline = ex.deadline;
+  auto remaining = [&](std::chrono::milliseconds limit) { return ex.remaining(limit); };
+  auto fail = [&](int status, std::string_view type, std::string message) {
+    return failExchange(conn, ex, status, type, std::move(message));
   };
   // A failure on the current target: the client's message names the upstream, the log line
   // also the address (clients never learn internal addresses).
@@ -277,6 +280,10 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
   int stale_retries = 0;
   bool fresh_connection = false;  // after a dead pooled connection, open a new one
   bool body_consumed = false;     // client body bytes were read: the request cannot be re-sent
+  // A small body usually arrives with the head: it goes out with the head, in one write.
+  std::optional<http::BodyRead> early;
+  if (req.hasBody()) early = conn.bufferedBody();
+  if (early && early->error_status) co_return co_await answerBodyError(conn, ex, early->error_status);
   uint64_t tried = 0;
   uint32_t target_index = 0;
   auto& bal = up.balancer;
@@ -340,56 +347,14 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     uc->parser.reset();
     if (req.method == "HEAD") uc->parser.expectNoBody();
 
-    // 2. The request head, then the body as it arrives from the client.
+    // 2. The request head, then the body.
     uc->deadline.arm(remaining(rc.idle_timeout));
-    bool sent = true;
-    {
-      std::array<asio::const_buffer, 1> head_buf{asio::buffer(ex.head)};
-      auto [ec, n] = co_await asio::async_write(uc->stream, head_buf, kNoThrow);
-      sent = !ec;
+    const Sent sent = co_await sendRequest(conn, ex, *uc, early, body_consumed);
+    if (sent == Sent::kClientFailed) {
+      uc->stream.socket().close();
+      co_return;
     }
-    if (sent && req.hasBody()) {
-      for (;;) {
-        http::BodyRead body = co_await conn.readBody();
-        body_consumed = true;
-        if (body.error_status) {
-          uc->stream.socket().close();
-          ex.error_type = "client_body_error";
-          if (!conn.responseStarted() && conn.isOpen())
-            co_await conn.sendError(body.error_status,
-                                    body.error_status == 413   ? "body_too_large"
-                                    : body.error_status == 408 ? "request_timeout"
-                                                               : "bad_request",
-                                    body.error_status == 413   ? "request body exceeds the route's limit"
-                                    : body.error_status == 408 ? "timed out reading the request body"
-                                                               : "malformed request body");
-          co_return;
-        }
-        std::vector<asio::const_buffer> iov;
-        std::vector<std::string> lines;
-        lines.reserve(body.data.size());
-        for (auto piece : body.data) {
-          if (piece.empty()) continue;
-          if (req.chunked) {
-            lines.push_back(fmt::format("{:x}\r\n", piece.size()));
-            iov.emplace_back(asio::buffer(lines.back()));
-          }
-          iov.emplace_back(piece.data(), piece.size());
-          if (req.chunked) iov.emplace_back("\r\n", 2);
-        }
-        if (body.done && req.chunked) iov.emplace_back("0\r\n\r\n", 5);
-        if (!iov.empty()) {
-          uc->deadline.arm(remaining(rc.idle_timeout));
-          auto [ec, n] = co_await asio::async_write(uc->stream, iov, kNoThrow);
-          if (ec) {
-            sent = false;
-            break;
-          }
-        }
-        if (body.done) break;
-      }
-    }
-    if (!sent) {
+    if (sent == Sent::kUpstreamFailed) {
       // A pooled connection the peer had closed, found dead before any body byte was taken
       // from the client: the request can be sent again whatever its method, on a new
       // connection, within a small bound.
@@ -443,7 +408,94 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     co_return co_await fail(502, "upstream_closed", failure("closed the connection without a response"));
   }
 
-  // 4. The response, streamed to the client as it arrives.
+  co_await relayResponse(conn, ex, std::move(uc), target_index, started);
+}
+
+Task<ProxyHandler::Sent> ProxyHandler::sendRequest(ServerConnection& conn, Exchange& ex,
+                                                   net::UpstreamConnection& uc,
+                                                   const std::optional<http::BodyRead>& early,
+                                                   bool& body_consumed) {
+  auto& req = conn.request();
+  const auto& rc = *ex.route->config;
+  // Buffers of one write: the head (first time), body pieces, and for chunked requests their
+  // size lines; no allocation for the usual few pieces.
+  boost::container::small_vector<asio::const_buffer, 16> iov;
+  boost::container::small_vector<std::array<char, 20>, 8> size_lines;
+  auto addBody = [&](const http::BodyRead& body) {
+    size_lines.reserve(size_lines.size() + body.data.size());  // no reallocation below: iov points into it
+    for (auto piece : body.data) {
+      if (piece.empty()) continue;
+      if (req.chunked) {
+        auto& line = size_lines.emplace_back();
+        auto end = fmt::format_to_n(line.data(), line.size(), "{:x}\r\n", piece.size()).out;
+        iov.emplace_back(line.data(), static_cast<size_t>(end - line.data()));
+      }
+      iov.emplace_back(piece.data(), piece.size());
+      if (req.chunked) iov.emplace_back("\r\n", 2);
+    }
+    if (body.done && req.chunked) iov.emplace_back("0\r\n\r\n", 5);
+  };
+  auto write = [&]() -> Task<bool> {
+    if (iov.empty()) co_return true;
+    const std::span<const asio::const_buffer> buffers(iov.data(), iov.size());  // cheap for the op to copy
+    auto [ec, n] = co_await asio::async_write(uc.stream, buffers, kNoThrow);
+    iov.clear();
+    size_lines.clear();
+    co_return !ec;
+  };
+  iov.emplace_back(asio::buffer(ex.head));
+  if (early) addBody(*early);
+  if (!co_await write()) co_return Sent::kUpstreamFailed;
+  if (!req.hasBody() || (early && early->done)) co_return Sent::kSent;
+  body_consumed = body_consumed || early.has_value();
+  for (;;) {
+    http::BodyRead body = co_await conn.readBody();
+    body_consumed = true;
+    if (body.error_status) {
+      co_await answerBodyError(conn, ex, body.error_status);
+      co_return Sent::kClientFailed;
+    }
+    addBody(body);
+    if (!iov.empty()) uc.deadline.arm(ex.remaining(rc.idle_timeout));
+    if (!co_await write()) co_return Sent::kUpstreamFailed;
+    if (body.done) co_return Sent::kSent;
+  }
+}
+
+Task<void> ProxyHandler::failExchange(ServerConnection& conn, Exchange& ex, int status, std::string_view type,
+                                      std::string message) {
+  ex.error_type = type;
+  if (conn.responseStarted()) {
+    conn.abort();
+    co_return;
+  }
+  co_await conn.sendError(status, type, message);
+}
+
+Task<void> ProxyHandler::answerBodyError(ServerConnection& conn, Exchange& ex, int status) {
+  ex.error_type = "client_body_error";
+  if (conn.responseStarted() || !conn.isOpen()) co_return;
+  co_await conn.sendError(status,
+                          status == 413   ? "body_too_large"
+                          : status == 408 ? "request_timeout"
+                                          : "bad_request",
+                          status == 413   ? "request body exceeds the route's limit"
+                          : status == 408 ? "timed out reading the request body"
+                                          : "malformed request body");
+}
+
+Task<void> ProxyHandler::relayResponse(ServerConnection& conn, Exchange& ex,
+                                       std::unique_ptr<net::UpstreamConnection> uc, uint32_t target_index,
+                                       Clock::time_point started) {
+  const auto& rc = *ex.route->config;
+  auto& up = *ex.upstream;
+  auto& req = conn.request();
+  auto* ustats = up.stats;
+  auto remaining = [&](std::chrono::milliseconds limit) { return ex.remaining(limit); };
+  auto fail = [&](int status, std::string_view type, std::string message) {
+    return failExchange(conn, ex, status, type, std::move(message));
+  };
+  // The response, streamed to the client as it arrives.
   auto& resp = uc->parser.response();
   ex.upstream_status = resp.status;
   ustats->by_class[telemetry::statusClass(resp.status)].add();

@@ -41,7 +41,29 @@ class ProxyHandler final : public http::RequestHandler {
 
  private:
   struct Exchange;
+  /// Sends the request to a target of the route's upstream and relays its answer: target
+  /// choice, connection, retries (stale pooled connections, 5xx of replayable requests, the
+  /// retry budget), error mapping. Worker thread.
   http::Task<void> forward(http::ServerConnection& conn, Exchange& ex);
+  enum class Sent { kSent, kUpstreamFailed, kClientFailed };
+  /// Writes the request head and body to `uc`. `early` is the body that came with the head:
+  /// it goes out with the head in one write, and when it is the whole body the request can be
+  /// written again on another connection. The rest is read from the client as it arrives
+  /// (re-chunked for chunked requests), which sets `body_consumed`. kClientFailed: the
+  /// client's body was bad and it was answered.
+  http::Task<Sent> sendRequest(http::ServerConnection& conn, Exchange& ex, net::UpstreamConnection& uc,
+                               const std::optional<http::BodyRead>& early, bool& body_consumed);
+  /// Streams the upstream's response (its head parsed in `uc`) to the client, tunnels after a
+  /// 101, and pools the connection when the exchange ended cleanly.
+  http::Task<void> relayResponse(http::ServerConnection& conn, Exchange& ex,
+                                 std::unique_ptr<net::UpstreamConnection> uc, uint32_t target_index,
+                                 std::chrono::steady_clock::time_point started);
+  /// Ends the exchange with an error: a JSON error when nothing was sent yet, else an abort.
+  http::Task<void> failExchange(http::ServerConnection& conn, Exchange& ex, int status, std::string_view type,
+                                std::string message);
+  /// Answers a bad client body (its status from BodyRead::error_status) unless a response
+  /// already started.
+  http::Task<void> answerBodyError(http::ServerConnection& conn, Exchange& ex, int status);
   /// A `welcome: {}` route: the snapshot's page for GET and HEAD, 405 otherwise. Worker thread.
   http::Task<void> serveWelcome(http::ServerConnection& conn, std::string_view page);
   /// After a 101: relays bytes both ways until either side closes or goes idle.

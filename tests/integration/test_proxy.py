@@ -4,6 +4,7 @@ import hashlib
 import http.client
 import os
 import socket
+import subprocess
 import sys
 import time
 import unittest
@@ -87,6 +88,34 @@ class ProxyTest(SingleUpstreamCase):
         doc = self.assertEcho(r, "POST", "/post")
         self.assertEqual(doc["body"], body.decode())
         self.assertEqual(doc["headers"].get("content-type"), "text/plain")
+
+    def test_small_body_goes_upstream_with_the_head_in_one_write(self):
+        # A body that came in the same read as its head is written upstream together with the
+        # head: per request one send upstream and one to the client (strace counts them), not
+        # three.
+        trace = os.path.join(self.gw.dir, "sends.strace")
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            keepalive_request(conn, "POST", "/warm", body=b"{}")
+            tracer = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=sendmsg,sendto,write,writev", "-o", trace,
+                                       "-p", str(self.gw.proc.pid)], stderr=subprocess.DEVNULL)
+            try:
+                time.sleep(0.5)  # attached
+                for i in range(40):
+                    body = b'{"n": %d, "pad": "%s"}' % (i, b"x" * 200)
+                    r = keepalive_request(conn, "POST", "/one-write", body=body,
+                                          headers={"Content-Type": "application/json"})
+                    self.assertEqual(r.json()["body"], body.decode())
+                time.sleep(0.2)
+            finally:
+                tracer.terminate()
+                tracer.wait()
+        finally:
+            conn.close()
+        with open(trace) as f:
+            sends = [line for line in f if "sendmsg(" in line or "sendto(" in line]
+        self.assertLessEqual(len(sends), 84, "socket sends for 40 POSTs: %d" % len(sends))
+        self.assertGreaterEqual(len(sends), 80)
 
     def test_post_chunked(self):
         parts = [b"first-", b"second-", b"third"]
