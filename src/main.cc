@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (tokens->parsed()) {
-    if (tokens_options.encoding.empty() && tokens_options.model.empty())
+    if (tokens_options.encoding.empty() && tokens->count("--model") == 0)
       tokens_options.encoding = "o200k_base";
     return ganglion::llm::tokenizer::runTokensCommand(tokens_options, stdin, stdout, stderr);
   }

@@ -55,7 +55,14 @@ std::optional<ApiError> translateMessage(const json::object& m, size_t i, json::
     const auto& b = bv.as_object();
     auto type = stringAt(b, "type");
     if (type == "text") {
-      parts.push_back(json::object{{"type", "text"}, {"text", stringAt(b, "text")}});
+      auto* text = b.if_contains("text");
+      if (!text) return invalid(bp + ".text", bp + ".text: Field required");
+      if (!text->is_string()) return invalid(bp + ".text", bp + ".text: Input should be a valid string");
+      parts.push_back(json::object{{"type", "text"}, {"text", text->get_string()}});
+    } else if (auto* src = b.if_contains("source"); type == "document" && src && src->is_object() &&
+                                                    stringAt(src->as_object(), "type") == "text") {
+      // A plain-text document is text to any model; other documents (PDF) are dropped below.
+      parts.push_back(json::object{{"type", "text"}, {"text", stringAt(src->as_object(), "data")}});
     } else if (type == "image") {
       auto* src = b.if_contains("source");
       if (!src || !src->is_object()) return invalid(bp + ".source", bp + ".source: Field required");

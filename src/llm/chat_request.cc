@@ -179,7 +179,9 @@ void checkPart(Checker& c, const json::value& part, const std::string& param, st
     auto* file = o->if_contains("file");
     if (file && file->is_object() && file->as_object().contains("file_id") && size.unbounded.empty())
       size.unbounded = param + ".file.file_id";
-    size.bound += boundTokens(json::serialize(part).size());
+    const size_t bytes = json::serialize(part).size();
+    size.bound += boundTokens(bytes);
+    size.estimate += estimateTokens(bytes);  // no better guess of what the provider makes of it
     return;
   }
   c.badValue(param + ".type", *type, "'text', 'image_url', 'input_audio', and 'file'");
@@ -251,6 +253,13 @@ void checkMessages(Checker& c, const json::object& body, PromptSize& size) {
       text += json::serialize(m->at("tool_calls")).size();
     }
     c.str(*m, "name", p + ".name");
+    // Every other field reaches the model as text too (name, tool_call_id, refusal, a legacy
+    // function_call, fields the gateway does not know): bounded by its bytes, as the count
+    // (llm/tokenizer/prompt_count.cc) counts it.
+    for (const auto& [key, value] : *m) {
+      if (key == "role" || key == "content" || key == "tool_calls" || value.is_null()) continue;
+      text += value.is_string() ? value.get_string().size() : json::serialize(value).size();
+    }
     if (auto* audio = m->if_contains("audio"); audio && audio->is_object() && size.unbounded.empty())
       size.unbounded = p + ".audio";  // an earlier answer's audio, kept by the provider
   }

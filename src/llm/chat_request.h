@@ -21,7 +21,7 @@ struct ChatRequest {
   uint32_t choices = 1;          ///< `n`: every choice may use max_output tokens
   uint64_t prompt_estimate = 0;  ///< tokens, estimated from the text and images (what usage reports when
                                  ///< the provider could not)
-  uint64_t media_estimate = 0;   ///< the part of prompt_estimate that is images, not text
+  uint64_t media_estimate = 0;   ///< the part of prompt_estimate that is images, audio and files, not text
   uint64_t prompt_bound = 0;     ///< tokens the prompt cannot exceed whatever its text (what limits reserve)
   std::string unbounded;         ///< set: an input the provider expands on its side (a file by id), which no
                                  ///< bound covers; names it ("messages[0].content[1].file.file_id")

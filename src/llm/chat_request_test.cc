@@ -135,6 +135,32 @@ TEST(ChatRequestLimits, ImagesReserveTheMostAProviderCharges) {
   EXPECT_LT(req.prompt_estimate, 1000u);
 }
 
+TEST(ChatRequestLimits, EveryMessageFieldIsInTheBound) {
+  // name, tool_call_id, refusal, a legacy function_call and unknown fields reach the model as
+  // text: the bound holds their bytes (the prompt count reads them all).
+  const std::string big(10000, 'n');
+  ChatRequest req;
+  ASSERT_FALSE(parseChatRequest(
+      R"({"model":"m","messages":[{"role":"user","content":"hi","name":")" + big +
+          R"("},{"role":"assistant","content":null,"function_call":{"name":"f","arguments":")" + big +
+          R"("}},{"role":"assistant","content":"ok","refusal":")" + big + R"(","x_note":")" + big + R"("}]})",
+      req));
+  EXPECT_GE(req.prompt_bound, 4 * big.size());
+}
+
+TEST(ChatRequestLimits, FilesAndAudioAreEstimatedByTheirSize) {
+  const std::string data(40000, 'A');
+  ChatRequest req;
+  ASSERT_FALSE(parseChatRequest(R"({"model":"m","messages":[{"role":"user","content":[
+        {"type":"file","file":{"filename":"a.pdf","file_data":"data:application/pdf;base64,)" +
+                                    data + R"("}},
+        {"type":"input_audio","input_audio":{"data":")" +
+                                    data + R"(","format":"wav"}}]}]})",
+                                req));
+  EXPECT_GE(req.media_estimate, 2 * data.size() / 4);  // a hang-up charged ~7 tokens for them
+  EXPECT_LE(req.prompt_estimate, req.prompt_bound);
+}
+
 TEST(ChatRequestLimits, OversizedShapesAreRefusedWithTheReason) {
   ChatRequest req;
   std::string many = R"({"model":"m","messages":[{"role":"user","content":[)";

@@ -137,14 +137,15 @@ struct LlmHandler::Call {
   /// The prompt's tokens as the parser estimated them, until promptTokens() counts them with
   /// `count_prompt` (set by the endpoint; it reads the endpoint's request, which outlives it).
   uint64_t prompt_tokens = 0;
-  std::function<tokenizer::PromptCount(const tokenizer::Encoding&)> count_prompt{};
+  PromptCounter count_prompt{};
   const CatalogModel* model = nullptr;
   size_t body_bytes = 0;
+  /// The prompt tokens the key's limits reserved (0: no limits): an estimate never charges more.
+  uint64_t prompt_cap = 0;
 
   /// What promptTokens() starts from (the parser's `estimate`) and how it counts exactly with
   /// the encoding of `m`'s first target; `bytes`: the request body's size. Worker thread.
-  void countLater(const CatalogModel& m, size_t bytes, uint64_t estimate,
-                  std::function<tokenizer::PromptCount(const tokenizer::Encoding&)> count) {
+  void countLater(const CatalogModel& m, size_t bytes, uint64_t estimate, PromptCounter count) {
     model = &m;
     body_bytes = bytes;
     prompt_tokens = estimate;
@@ -183,7 +184,7 @@ const LlmHandler::KeyLimitsEntry* LlmHandler::limitsOf(const Call& call) {
 }
 
 Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t prompt_tokens,
-                             uint64_t max_output, uint32_t choices, std::string_view unbounded) {
+                             uint64_t max_output, uint32_t choices, std::string_view unbounded, bool free) {
   const KeyLimitsEntry* it = limitsOf(call);
   if (!it) co_return true;
   const auto& limits = it->second;
@@ -216,7 +217,7 @@ Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t pro
     most_output = std::max(most_output, output);
     if (t.price) {
       worst = std::max(worst, worstCaseCost(*t.price, prompt_tokens, output));
-    } else if (limits.budget) {
+    } else if (limits.budget && !free) {
       const ApiError err{
           400, "invalid_request_error",
           fmt::format("Model '{}' has no known price for '{}', so the budget of key '{}' cannot be "
@@ -254,7 +255,10 @@ Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t pro
   } else {
     refused = call.ledger.admit(it->first, limits, tokens, worst, call.reservation);
   }
-  if (!refused) co_return true;
+  if (!refused) {
+    call.prompt_cap = prompt_tokens;
+    co_return true;
+  }
   ApiError err{429, refused->code == "budget_exceeded" ? "insufficient_quota" : "rate_limit_error",
                std::move(refused->message), "", refused->code};
   err.retry_after_s = refused->retry_after_s;
@@ -308,32 +312,77 @@ Task<void> LlmHandler::clientLeft(Call& call) {
 }
 
 namespace {
-/// Bodies up to this size are counted on the worker: a few milliseconds of prose at most.
+/// Bodies up to this size are counted on the worker (prose: a millisecond at most), unless a
+/// piece is longer than kMaxPieceOnWorker (a single word merges in O(n log n): 64 KiB of one
+/// letter would take ~20 ms).
 constexpr size_t kCountOffLoopFrom = 64 << 10;
+constexpr size_t kMaxPieceOnWorker = 1 << 10;
 /// Larger bodies keep the parser's estimate: about the largest prompt any OpenAI model takes
-/// (a million tokens), and a bound on the counting work one call may ask for (a single
-/// 4 MiB word costs about two seconds of a pool thread).
+/// (a million tokens), and a bound on the counting work one call may ask for.
 constexpr size_t kMaxCountedBytes = 4 << 20;
+/// On the pool, a piece longer than this stops the count (~100 ms of merging): no real prompt
+/// has a quarter megabyte without a space or punctuation.
+constexpr size_t kMaxPieceOnPool = 256 << 10;
+/// Body bytes waiting on or being counted by the blocking pool, all workers together; past
+/// kMaxQueuedCountBytes a count is not queued (the estimate stays), so a flood of large
+/// prompts cannot make other calls wait on the pool for long.
+std::atomic<size_t> g_queued_count_bytes{0};
+constexpr size_t kMaxQueuedCountBytes = 8 << 20;
+
+/// Completes when the client hangs up, after raising `stop`.
+Task<void> stopWhenClientLeaves(http::ServerConnection& conn, std::shared_ptr<std::atomic<bool>> stop) {
+  co_await conn.closedByClient();
+  stop->store(true);
+}
 }  // namespace
 
-Task<std::optional<tokenizer::PromptCount>> LlmHandler::countPrompt(
-    const CatalogModel& model, size_t body_bytes,
-    std::function<tokenizer::PromptCount(const tokenizer::Encoding&)> count) {
+Task<std::optional<tokenizer::PromptCount>> LlmHandler::countPrompt(Call& call, const CatalogModel& model,
+                                                                    size_t body_bytes,
+                                                                    const PromptCounter& count,
+                                                                    bool may_wait) {
   if (model.targets.empty() || model.targets[0].encoding.empty() || body_bytes > kMaxCountedBytes)
     co_return std::nullopt;
   const tokenizer::Encoding* enc = tokenizer::encodingNamed(model.targets[0].encoding);
   if (!enc) co_return std::nullopt;  // a build without vocabularies
-  if (body_bytes < kCountOffLoopFrom) co_return count(*enc);
-  co_return co_await loop::runBlocking([&count, enc] { return count(*enc); });
+  if (body_bytes < kCountOffLoopFrom) {
+    tokenizer::CountBudget budget;
+    budget.max_piece = kMaxPieceOnWorker;
+    auto counted = count(*enc, &budget);
+    if (!budget.stopped) co_return counted;
+  }
+  if (!may_wait) co_return std::nullopt;
+  if (g_queued_count_bytes.fetch_add(body_bytes) + body_bytes > kMaxQueuedCountBytes) {
+    g_queued_count_bytes.fetch_sub(body_bytes);
+    co_return std::nullopt;
+  }
+  struct Dequeue {
+    size_t bytes;
+    ~Dequeue() { g_queued_count_bytes.fetch_sub(bytes); }
+  } dequeue{body_bytes};
+  using namespace boost::asio::experimental::awaitable_operators;
+  auto stop = std::make_shared<std::atomic<bool>>(false);
+  auto work = loop::runBlocking([&count, enc, stop] {
+    tokenizer::CountBudget budget;
+    budget.max_piece = kMaxPieceOnPool;
+    budget.cancel = stop.get();
+    auto counted = count(*enc, &budget);
+    return budget.stopped ? std::optional<tokenizer::PromptCount>() : std::optional(counted);
+  });
+  auto raced = co_await (std::move(work) || stopWhenClientLeaves(call.conn, stop));
+  if (raced.index() != 0) co_return std::nullopt;
+  co_return std::get<0>(raced);
 }
 
 Task<uint64_t> LlmHandler::promptTokens(Call& call) {
   if (call.count_prompt && call.model) {
     auto count = std::move(call.count_prompt);
     call.count_prompt = nullptr;
-    if (auto counted = co_await countPrompt(*call.model, call.body_bytes, std::move(count)))
+    // A client that left is not waited for: only what counts cheaply on the worker.
+    const bool may_wait = call.rec.error != "client_closed";
+    if (auto counted = co_await countPrompt(call, *call.model, call.body_bytes, count, may_wait))
       call.prompt_tokens = counted->tokens;
   }
+  if (call.prompt_cap) call.prompt_tokens = std::min(call.prompt_tokens, call.prompt_cap);
   co_return call.prompt_tokens;
 }
 
@@ -585,9 +634,10 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
   if (!model) co_return;
   if (co_await answerFromCache(call, "chat/completions", req.body)) co_return;
   if (!co_await admit(call, *model, req.prompt_bound, req.max_output, req.choices, req.unbounded)) co_return;
-  call.countLater(*model, text.size(), req.prompt_estimate, [&](const tokenizer::Encoding& enc) {
-    return tokenizer::countChatPrompt(enc, req.body, req.media_estimate);
-  });
+  call.countLater(*model, text.size(), req.prompt_estimate,
+                  [&](const tokenizer::Encoding& enc, tokenizer::CountBudget* budget) {
+                    return tokenizer::countChatPrompt(enc, req.body, req.media_estimate, budget);
+                  });
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     return p.codec->chatRequest(req, t.model, out);
   };
@@ -606,6 +656,7 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
     auto err =
         guardCodec(call.rec.provider, [&] { return codec.chatResponse(body, answer, call.rec.usage); });
     if (err) co_return co_await sendError(call, std::move(*err));
+    if (!call.rec.usage.reported) co_await estimateUsage(call, estimateAnswerTokens(answer));
     remember(call, answer, false);
     co_return co_await sendJson(call, 200, answer);
   }
@@ -625,9 +676,10 @@ Task<void> LlmHandler::embeddings(Call& call) {
   if (!model) co_return;
   if (co_await answerFromCache(call, "embeddings", req.body)) co_return;
   if (!co_await admit(call, *model, req.prompt_bound, 0, 0, {})) co_return;  // embeddings: no output
-  call.countLater(*model, text.size(), req.prompt_estimate, [&](const tokenizer::Encoding& enc) {
-    return tokenizer::countEmbeddingsInput(enc, req.body.at("input"));
-  });
+  call.countLater(*model, text.size(), req.prompt_estimate,
+                  [&](const tokenizer::Encoding& enc, tokenizer::CountBudget* budget) {
+                    return tokenizer::countEmbeddingsInput(enc, req.body.at("input"), budget);
+                  });
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     return p.codec->embeddingsRequest(req, t.model, out);
   };
@@ -664,15 +716,19 @@ Task<void> LlmHandler::countTokens(Call& call) {
   if (bad) co_return co_await sendError(call, *bad);
   const CatalogModel* model = co_await findModel(call, req.model);
   if (!model) co_return;
+  // Counting is free, but it is a request: the key's request rate holds (it also bounds the
+  // counting work one key may ask for).
+  if (!co_await admit(call, *model, 0, 0, 0, {}, true)) co_return;
   const bool anthropic_first =
       !model->targets.empty() &&
       call.catalog.providers()[model->targets[0].provider].config->kind == "anthropic";
   if (!anthropic_first) {
     // Only Anthropic counts tokens over the API: OpenAI-family models are counted here with
     // their encoding (exact for plain text), others estimated (x-ganglion-token-count says which).
-    auto counted = co_await countPrompt(*model, text.size(), [&](const tokenizer::Encoding& enc) {
-      return tokenizer::countChatPrompt(enc, req.chat.body, req.chat.media_estimate);
-    });
+    const PromptCounter counter = [&](const tokenizer::Encoding& enc, tokenizer::CountBudget* budget) {
+      return tokenizer::countChatPrompt(enc, req.chat.body, req.chat.media_estimate, budget);
+    };
+    auto counted = co_await countPrompt(call, *model, text.size(), counter, true);
     call.token_count = counted && counted->exact ? std::string_view("exact") : std::string_view("estimate");
     const uint64_t tokens = counted ? counted->tokens : req.chat.prompt_estimate;
     const std::string answer = json::serialize(json::object{{"input_tokens", tokens}});
@@ -723,9 +779,10 @@ Task<void> LlmHandler::messages(Call& call) {
   if (!co_await admit(call, *model, std::max(req.chat.prompt_bound, as_sent.tokens), req.chat.max_output, 1,
                       unbounded))
     co_return;
-  call.countLater(*model, text.size(), req.chat.prompt_estimate, [&](const tokenizer::Encoding& enc) {
-    return tokenizer::countChatPrompt(enc, req.chat.body, req.chat.media_estimate);
-  });
+  call.countLater(*model, text.size(), req.chat.prompt_estimate,
+                  [&](const tokenizer::Encoding& enc, tokenizer::CountBudget* budget) {
+                    return tokenizer::countChatPrompt(enc, req.chat.body, req.chat.media_estimate, budget);
+                  });
   const auto& client_head = call.conn.request().headers;
   std::string version(client_head.get("anthropic-version"));
   std::string beta(client_head.get("anthropic-beta"));
@@ -763,6 +820,7 @@ Task<void> LlmHandler::messages(Call& call) {
       return failed;
     });
     if (err) co_return co_await sendError(call, *err);
+    if (!call.rec.usage.reported) co_await estimateUsage(call, estimateAnswerTokens(native ? body : answer));
     co_return co_await sendJson(call, 200, native ? body : answer);
   }
 
@@ -798,7 +856,9 @@ Task<void> LlmHandler::responses(Call& call) {
   const PromptBound bound = limitsOf(call) ? boundResponsesPrompt(body, text.size()) : PromptBound{};
   if (!co_await admit(call, *model, bound.tokens, max_output, 1, bound.unbounded)) co_return;
   call.countLater(*model, text.size(), estimateTokens(text.size()),
-                  [&](const tokenizer::Encoding& enc) { return tokenizer::countResponsesPrompt(enc, body); });
+                  [&](const tokenizer::Encoding& enc, tokenizer::CountBudget* budget) {
+                    return tokenizer::countResponsesPrompt(enc, body, budget);
+                  });
   // OpenAI-kind targets get the request as written; others its translation into the chat
   // form, made when the first such target is tried (a call that reaches only OpenAI targets
   // never pays for it), its error reported for each of them.
@@ -837,6 +897,7 @@ Task<void> LlmHandler::responses(Call& call) {
         return failed;
       });
       if (err) co_return co_await sendError(call, *err);
+      if (!call.rec.usage.reported) co_await estimateUsage(call, estimateAnswerTokens(response));
       co_return co_await sendJson(call, 200, response);
     }
     boost::system::error_code ec;
@@ -844,6 +905,7 @@ Task<void> LlmHandler::responses(Call& call) {
     if (!ec && v.is_object())
       if (auto* u = v.as_object().if_contains("usage"); u && u->is_object())
         call.rec.usage = usageFromResponses(u->as_object());
+    if (!call.rec.usage.reported) co_await estimateUsage(call, estimateAnswerTokens(answer));
     co_return co_await sendJson(call, 200, answer);
   }
 

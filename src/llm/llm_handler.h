@@ -92,13 +92,18 @@ class LlmHandler {
   /// records usage (estimated if none came) and keeps a reusable provider connection.
   /// `cache`: a stream that reaches the client whole (and fits) goes into the response cache.
   http::Task<void> relayStream(Call& call, struct Attempted& tried, StreamRelay& relay, bool cache);
+  /// Counts a prompt with an encoding, within a budget (llm/tokenizer/prompt_count.h).
+  using PromptCounter =
+      std::function<tokenizer::PromptCount(const tokenizer::Encoding&, tokenizer::CountBudget*)>;
   /// The tokens of a prompt, counted by `count` with the encoding of `model`'s first target
-  /// (exact for plain text sent to OpenAI-family models); nullopt when that target has no
-  /// encoding, or the body (`body_bytes`) is over kMaxCountedBytes, where the parser's estimate
-  /// stays. Bodies from kCountOffLoopFrom on are counted on the blocking pool. Worker thread.
-  http::Task<std::optional<tokenizer::PromptCount>> countPrompt(
-      const struct CatalogModel& model, size_t body_bytes,
-      std::function<tokenizer::PromptCount(const tokenizer::Encoding&)> count);
+  /// (exact for plain text sent to OpenAI-family models); nullopt, where the parser's estimate
+  /// stays, when that target has no encoding or the count would cost too much: a body
+  /// (`body_bytes`) over kMaxCountedBytes, a piece too long, a full blocking pool, or a client
+  /// that leaves while it waits. Small bodies are counted on the worker as long as no piece is
+  /// long; others on the blocking pool, unless `may_wait` is false. Worker thread.
+  http::Task<std::optional<tokenizer::PromptCount>> countPrompt(Call& call, const struct CatalogModel& model,
+                                                                size_t body_bytes, const PromptCounter& count,
+                                                                bool may_wait);
   /// The model the client named, or nullptr after answering 404 in the call's dialect.
   http::Task<const struct CatalogModel*> findModel(Call& call, std::string_view name);
   /// Stores a complete answer for a call that looked the cache up and missed.
@@ -110,9 +115,11 @@ class LlmHandler {
   /// false): `prompt_tokens` (an upper bound) plus, for each of `choices`, `max_output` tokens or,
   /// when 0, the target model's output limit. `unbounded` names an input the provider expands
   /// (a stored conversation): the prompt is then bounded by the targets' context windows, and
-  /// refused (400 unbounded_prompt) when one is unknown. Worker thread.
+  /// refused (400 unbounded_prompt) when one is unknown. `free`: a call that costs nothing
+  /// (count_tokens), held to the key's request rate only. Worker thread.
   http::Task<bool> admit(Call& call, const struct CatalogModel& model, uint64_t prompt_tokens,
-                         uint64_t max_output, uint32_t choices, std::string_view unbounded);
+                         uint64_t max_output, uint32_t choices, std::string_view unbounded,
+                         bool free = false);
   using KeyLimitsEntry = std::unordered_map<std::string, KeyLimits>::value_type;
   static const KeyLimitsEntry* limitsOf(const Call& call);
 

@@ -28,6 +28,32 @@ Usage usageFromResponses(const json::object& u) {
   return out;
 }
 
+namespace {
+
+size_t generatedBytes(const json::value& v, bool generated) {
+  if (auto* s = v.if_string()) return generated ? s->size() : 0;
+  size_t n = 0;
+  if (auto* o = v.if_object()) {
+    for (const auto& [key, item] : *o)
+      n += generatedBytes(item, key == "content" || key == "text" || key == "refusal" || key == "arguments" ||
+                                    key == "input");
+  } else if (auto* a = v.if_array()) {
+    for (const auto& item : *a) n += generatedBytes(item, generated);
+  } else if (generated && !v.is_null()) {
+    n += json::serialize(v).size();  // tool input given as an object
+  }
+  return n;
+}
+
+}  // namespace
+
+uint64_t estimateAnswerTokens(std::string_view answer) {
+  boost::system::error_code ec;
+  const json::value v = json::parse(answer, ec);
+  if (ec) return 0;
+  return (generatedBytes(v, false) + 3) / 4;
+}
+
 json::object usageToResponses(const Usage& u) {
   return json::object{{"input_tokens", u.prompt},
                       {"input_tokens_details", json::object{{"cached_tokens", u.cached}}},

@@ -4,6 +4,7 @@
 
 #include <boost/json/fwd.hpp>
 #include <cstdint>
+#include <string_view>
 
 namespace ganglion::llm {
 
@@ -27,6 +28,11 @@ Usage usageFromResponses(const boost::json::object& usage);
 
 /// Writes `usage` as a Responses API usage object (the shape usageFromResponses reads).
 boost::json::object usageToResponses(const Usage& usage);
+
+/// Output tokens an answer without usage is assumed to hold (chat completion, Response or
+/// Anthropic message JSON): four bytes a token of its generated text (every `content`, `text`,
+/// `refusal`, `arguments` and `input` string in it). 0 when it is not JSON.
+uint64_t estimateAnswerTokens(std::string_view answer);
 
 /// Writes `usage` as OpenAI's chat completions usage object.
 boost::json::object usageToOpenAI(const Usage& usage);

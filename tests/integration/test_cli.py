@@ -91,6 +91,35 @@ class CliTest(unittest.TestCase):
         self.assertIn("check", out)
 
     # -- check: good ---------------------------------------------------------
+    def test_tokens_counts_stdin(self):
+        run = lambda *args, data=b"": subprocess.run([BIN, "tokens", *args], input=data, capture_output=True, timeout=30)
+        self.assertEqual(run(data=b"Hello, world!").stdout, b"4\n")
+        self.assertEqual(run("--model", "gpt-4", "--ids", data=b"Hello, world!").stdout, b"9906,11,1917,0\n")
+        for args in (("--model", "claude-3"), ("--model", ""), ("--encoding", "p50k_base")):
+            r = run(*args, data=b"x")
+            self.assertEqual(r.returncode, 2, args)
+            self.assertTrue(r.stderr, args)
+
+    def test_tokens_batch_does_not_trust_record_lengths(self):
+        # A record claiming 4 GiB with three bytes behind it: refused at once, within 400 MB of
+        # address space (it used to allocate the declared length first: 4 GB, or an abort).
+        import resource
+        limit = lambda: resource.setrlimit(resource.RLIMIT_AS, (400 << 20, 400 << 20))
+        r = subprocess.run([BIN, "tokens", "--batch"], input=b"\xff\xff\xff\xffabc", capture_output=True,
+                           timeout=30, preexec_fn=limit)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(b"truncated batch record", r.stderr)
+        ok = subprocess.run([BIN, "tokens", "--batch", "--ids"], input=b"\x02\x00\x00\x00hi\x00\x00\x00\x00",
+                            capture_output=True, timeout=30, preexec_fn=limit)
+        self.assertEqual((ok.returncode, ok.stdout), (0, b"3686\n\n"))
+
+    def test_tokens_reports_write_errors(self):
+        with open("/dev/full", "wb") as full:
+            r = subprocess.run([BIN, "tokens", "--ids"], input=b"some text " * 1000, stdout=full,
+                               stderr=subprocess.PIPE, timeout=30)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"cannot write", r.stderr)
+
     def test_check_reference_config(self):
         path, p, out = self.check(REFERENCE_CONFIG, env=TOKEN_ENV)
         self.assertEqual(p.returncode, 0, out)

@@ -749,6 +749,29 @@ class LlmGatewayTest(unittest.TestCase):
         self.assertGreater(resp.json()["input_tokens"], 0)
         self.assertEqual(resp.headers.get("x-ganglion-token-count"), "estimate")
 
+    def test_whole_answer_without_usage_is_estimated(self):
+        # A provider that reports no usage on a whole answer: the call is charged the prompt as
+        # counted (o200k: 3 + "user" + "echo: never read" (4) + 3) and a token per 4 bytes of the
+        # answer's text, marked estimated (it used to cost nothing).
+        answer = {"id": "chatcmpl-x", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "x" * 40},
+                               "finish_reason": "stop"}]}
+        for path, body in (("/v1/chat/completions", chat(text="echo: never read")),
+                           ("/v1/responses", json.dumps({"model": "gpt-4o-mini", "input": "echo: never read"}))):
+            if path == "/v1/responses":
+                answer = {"id": "resp_x", "object": "response", "model": "gpt-4o-mini", "status": "completed",
+                          "output": [{"type": "message", "role": "assistant",
+                                      "content": [{"type": "output_text", "text": "x" * 40}]}]}
+            self.main.script(status=200, body=answer)
+            host = "no-usage-%s.test" % path.rsplit("/", 1)[1]  # tells its access record apart
+            resp = self.post(path, body, headers=dict(AUTH, Host=host))
+            self.assertEqual(resp.status, 200, resp.body)
+            self.assertTrue(wait_until(lambda: self.gw.access_records('"host":"%s"' % host), timeout=3))
+            recs = self.gw.access_records('"host":"%s"' % host)
+            self.assertTrue(recs[0].get("usage_estimated"), recs[0])
+            self.assertEqual(recs[0]["prompt_tokens"], 3 + 1 + 4 + 3, recs[0])
+            self.assertEqual(recs[0]["completion_tokens"], 10, recs[0])
+
     def test_count_tokens_of_large_prompts(self):
         # Over 64 KiB the count runs on the blocking pool: still exact (checked against the CLI,
         # which tiktoken's own test holds equal to OpenAI's tokenizer).
@@ -759,12 +782,32 @@ class LlmGatewayTest(unittest.TestCase):
         resp = self.post("/v1/messages/count_tokens", json.dumps(body), headers={"x-api-key": "sk-gw-demo"})
         self.assertEqual(resp.json(), {"input_tokens": 3 + 1 + int(counted.stdout) + 3})
         self.assertEqual(resp.headers.get("x-ganglion-token-count"), "exact")
+        # One long word: too long a piece for the worker, counted on the pool, still exact.
+        word = "ab" * 30000
+        counted = subprocess.run([BIN, "tokens", "--model", "gpt-4o-mini"], input=word.encode(),
+                                 capture_output=True, check=True)
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": word}]}
+        resp = self.post("/v1/messages/count_tokens", json.dumps(body), headers={"x-api-key": "sk-gw-demo"})
+        self.assertEqual(resp.json(), {"input_tokens": 3 + 1 + int(counted.stdout) + 3})
         # Past 4 MiB nothing is counted (a bound on the work one call may ask for): the estimate.
         body["messages"][0]["content"] = "a" * (5 << 20)
         resp = self.post("/v1/messages/count_tokens", json.dumps(body), headers={"x-api-key": "sk-gw-demo"})
         self.assertEqual(resp.status, 200, resp.body[:200])
         self.assertEqual(resp.headers.get("x-ganglion-token-count"), "estimate")
         self.assertGreater(resp.json()["input_tokens"], (5 << 20) // 4)
+
+    def test_messages_text_blocks_need_their_text(self):
+        for block, message in (({"type": "text"}, "messages.0.content.0.text: Field required"),
+                               ({"type": "text", "text": None}, "messages.0.content.0.text: Input should be a valid string")):
+            body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [block]}]}
+            resp = self.post("/v1/messages/count_tokens", json.dumps(body), headers={"x-api-key": "sk-gw-demo"})
+            self.assertEqual(resp.status, 400, resp.body)
+            self.assertEqual(resp.json()["error"]["message"], message)
+        # A plain-text document reaches non-Anthropic models as text.
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "one two three"}}]}]}
+        resp = self.post("/v1/messages/count_tokens", json.dumps(body), headers={"x-api-key": "sk-gw-demo"})
+        self.assertEqual(resp.json(), {"input_tokens": 10})
 
     def test_messages_errors_in_anthropic_shape(self):
         resp = self.post("/v1/messages", json.dumps({"model": "claude-haiku", "messages": []}),
@@ -895,6 +938,8 @@ models:
     targets: [ { provider: main, model: priced-model, price: { input: 1, output: 1 } } ]
   - name: unpriced
     targets: [ { provider: main, model: my-local-model } ]
+  - name: priced-gpt
+    targets: [ { provider: main, model: gpt-4o-mini, price: { input: 1, output: 1 } } ]
 keys:
   - name: budgeted
     key: sk-gw-budgeted
@@ -904,6 +949,9 @@ keys:
     rpm: 2
   - name: filtered
     key: sk-gw-filtered
+    rpm: 2
+  - name: counter
+    key: sk-gw-counter
     rpm: 2
   - name: free
     key: sk-gw-free
@@ -1018,6 +1066,33 @@ class LlmLimitsTest(unittest.TestCase):
         self.assertEqual(statuses, [200, 200, 429])
         self.assertEqual(self.gw.request("POST", "/filtered/v1/chat/completions", body=chat(model="priced"),
                                          headers={"Authorization": "Bearer nope-nope-nope"}).status, 401)
+
+    def test_every_field_the_count_reads_is_in_the_bound(self):
+        # The prompt count reads a message's name, tool_call_id, refusal and function_call, so
+        # the bound the budget reserves must hold them too: 200 kB in `name` is 200,000 tokens at
+        # most, $0.20 at $1 per million, past this key's $0.005. (Admitted on a few bytes, such
+        # a call used to be charged its counted name afterwards: any number of them at once.)
+        for field, value in (("name", "a " * 100000), ("tool_call_id", "b " * 100000),
+                             ("refusal", "c " * 100000)):
+            message = {"role": "tool" if field == "tool_call_id" else "assistant" if field == "refusal" else "user",
+                       "content": "hi", field: value}
+            if field == "tool_call_id":
+                body = {"model": "priced-gpt", "max_tokens": 5, "messages": [
+                    {"role": "assistant", "content": None, "tool_calls": [
+                        {"id": "x", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                    message]}
+            else:
+                body = {"model": "priced-gpt", "max_tokens": 5, "messages": [message]}
+            resp = self.gw.request("POST", "/v1/chat/completions", body=json.dumps(body),
+                                   headers={"Authorization": "Bearer sk-gw-budgeted"}, timeout=10)
+            self.assertEqual(resp.status, 429, (field, resp.body[:300]))
+            self.assertEqual(resp.json()["error"]["code"], "budget_exceeded")
+
+    def test_count_tokens_is_held_to_the_request_rate(self):
+        body = json.dumps({"model": "priced", "messages": [{"role": "user", "content": "count me"}]})
+        statuses = [self.gw.request("POST", "/v1/messages/count_tokens", body=body,
+                                    headers={"Authorization": "Bearer sk-gw-counter"}).status for _ in range(3)]
+        self.assertEqual(statuses, [200, 200, 429])
 
     def test_budget_needs_a_price(self):
         resp = self.call("sk-gw-budgeted", model="unpriced")

@@ -31,8 +31,9 @@ constexpr const char* kO200kPattern =
     "|\\p{N}{1,3}| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n/]*|[" WS "]*[\\r\\n]+|[" WS "]+(?![^" WS "])|[" WS "]+";
 #undef WS
 
-/// `text` with every byte that does not start or continue a valid UTF-8 sequence (as PCRE2
-/// checks it: no overlong forms, surrogates or code points past U+10FFFF) replaced by U+FFFD.
+/// `text` with each invalid UTF-8 sequence replaced by U+FFFD, one per maximal subpart (the
+/// longest prefix of a valid sequence, else one byte), as Unicode recommends and browsers and
+/// Python do: no overlong forms, surrogates or code points past U+10FFFF.
 std::string repairUtf8(std::string_view text) {
   std::string out;
   out.reserve(text.size() + 16);
@@ -41,28 +42,27 @@ std::string repairUtf8(std::string_view text) {
   for (size_t i = 0; i < n;) {
     const unsigned char c = s[i];
     size_t len = 0;
-    uint32_t min = 0;
+    unsigned char lo = 0x80, hi = 0xbf;  // the second byte's range
     if (c < 0x80)
       len = 1;
-    else if ((c & 0xe0) == 0xc0)
-      len = 2, min = 0x80;
-    else if ((c & 0xf0) == 0xe0)
-      len = 3, min = 0x800;
-    else if ((c & 0xf8) == 0xf0)
-      len = 4, min = 0x10000;
-    bool ok = len > 0 && i + len <= n;
-    uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
-    for (size_t k = 1; ok && k < len; ++k) {
-      ok = (s[i + k] & 0xc0) == 0x80;
-      cp = cp << 6 | (s[i + k] & 0x3f);
+    else if (c >= 0xc2 && c <= 0xdf)
+      len = 2;
+    else if (c >= 0xe0 && c <= 0xef)
+      len = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+    else if (c >= 0xf0 && c <= 0xf4)
+      len = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+    size_t valid = len ? 1 : 0;  // bytes of the sequence that are right so far
+    while (valid && valid < len && i + valid < n) {
+      const unsigned char b = s[i + valid];
+      if (valid == 1 ? (b < lo || b > hi) : (b & 0xc0) != 0x80) break;
+      ++valid;
     }
-    ok = ok && cp >= min && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
-    if (ok) {
+    if (valid == len && len) {
       out.append(text.substr(i, len));
       i += len;
     } else {
       out.append("\xef\xbf\xbd");
-      ++i;
+      i += valid ? valid : 1;
     }
   }
   return out;
@@ -91,7 +91,7 @@ Encoding::Encoding(std::string name, Vocab vocab, const char* pattern)
 
 Encoding::~Encoding() = default;
 
-void Encoding::splitInto(std::string_view text, std::string& repaired, void (*fn)(void*, std::string_view),
+void Encoding::splitInto(std::string_view text, std::string& repaired, bool (*fn)(void*, std::string_view),
                          void* ctx) const {
   if (text.empty()) return;
   std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> match(
@@ -110,19 +110,45 @@ void Encoding::splitInto(std::string_view text, std::string& repaired, void (*fn
     if (rc < 0) break;
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(match.get());
     if (ov[1] <= at && ov[0] == ov[1]) break;  // the patterns never match empty; never loop
-    fn(ctx, text.substr(ov[0], ov[1] - ov[0]));
+    if (!fn(ctx, text.substr(ov[0], ov[1] - ov[0]))) return;
     at = ov[1];
     if (at >= text.size()) return;
     rc = pcre2_match(pattern_->code, subject(), text.size(), at, PCRE2_NO_UTF_CHECK, match.get(), nullptr);
   }
   // Unreachable with these patterns (every code point matches some branch), unless PCRE2 ran
   // out of its JIT stack: the rest counts a token per byte, which stays an upper bound.
-  for (; at < text.size(); ++at) fn(ctx, text.substr(at, 1));
+  for (; at < text.size(); ++at)
+    if (!fn(ctx, text.substr(at, 1))) return;
 }
 
-uint64_t Encoding::count(std::string_view text) const {
+uint64_t Encoding::count(std::string_view text, CountBudget* budget) const {
   uint64_t tokens = 0;
-  split(text, [&](std::string_view piece) { tokens += countPiece(vocab_, piece); });
+  if (!budget) {
+    split(text, [&](std::string_view piece) { tokens += countPiece(vocab_, piece); });
+    return tokens;
+  }
+  if (budget->stopped) return 0;
+  struct State {
+    const Vocab& vocab;
+    CountBudget& budget;
+    uint64_t& tokens;
+    size_t pieces = 0;
+  } state{vocab_, *budget, tokens};
+  std::string repaired;
+  splitInto(
+      text, repaired,
+      [](void* ctx, std::string_view piece) {
+        auto& s = *static_cast<State*>(ctx);
+        const bool cancelled =
+            s.budget.cancel && (++s.pieces & 255) == 0 && s.budget.cancel->load(std::memory_order_relaxed);
+        if (piece.size() > s.budget.max_piece || cancelled) {
+          s.budget.stopped = true;
+          return false;
+        }
+        s.tokens += countPiece(s.vocab, piece);
+        return true;
+      },
+      &state);
   return tokens;
 }
 

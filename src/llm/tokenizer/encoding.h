@@ -3,6 +3,7 @@
 // once); read-only afterwards, so every worker shares one.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -14,6 +15,14 @@
 #include "llm/tokenizer/vocab.h"
 
 namespace ganglion::llm::tokenizer {
+
+/// Bounds on the work of one count, checked between pieces: a count that meets them stops,
+/// and its result is partial (`stopped`).
+struct CountBudget {
+  size_t max_piece = SIZE_MAX;  ///< a longer piece stops the count (merging it costs O(n log n))
+  const std::atomic<bool>* cancel = nullptr;  ///< set by another thread: stop
+  bool stopped = false;                       ///< out
+};
 
 class Encoding {
  public:
@@ -31,7 +40,7 @@ class Encoding {
   /// "<|endoftext|>" is plain text, as in a prompt. Invalid UTF-8 counts as U+FFFD per bad byte.
   /// Never more than text.size(). Cost: about 30 ms a MB of prose; a single word of megabytes
   /// merges in O(n log n), about 0.5 s a MB.
-  uint64_t count(std::string_view text) const;
+  uint64_t count(std::string_view text, CountBudget* budget = nullptr) const;
   std::vector<uint32_t> encode(std::string_view text) const;
   /// The bytes of `ids`; ids outside the vocabulary are skipped.
   std::string decode(std::span<const uint32_t> ids) const;
@@ -42,12 +51,17 @@ class Encoding {
     using Fn = std::remove_reference_t<F>;
     std::string repaired;
     splitInto(
-        text, repaired, [](void* f, std::string_view p) { (*static_cast<Fn*>(f))(p); },
+        text, repaired,
+        [](void* f, std::string_view p) {
+          (*static_cast<Fn*>(f))(p);
+          return true;
+        },
         const_cast<void*>(static_cast<const void*>(&piece)));
   }
 
  private:
-  void splitInto(std::string_view text, std::string& repaired, void (*fn)(void*, std::string_view),
+  /// Calls `fn` per piece until it returns false.
+  void splitInto(std::string_view text, std::string& repaired, bool (*fn)(void*, std::string_view),
                  void* ctx) const;
 
   std::string name_;

@@ -26,9 +26,9 @@ std::string_view stringOr(const json::object& o, std::string_view key) {
 
 class Counter {
  public:
-  explicit Counter(const Encoding& enc) : enc_(enc) {}
+  Counter(const Encoding& enc, CountBudget* budget) : enc_(enc), budget_(budget) {}
 
-  void text(std::string_view s) { count_.tokens += enc_.count(s); }
+  void text(std::string_view s) { count_.tokens += enc_.count(s, budget_); }
   void add(int64_t n) { count_.tokens = n < 0 && uint64_t(-n) > count_.tokens ? 0 : count_.tokens + n; }
   void estimated() { count_.exact = false; }
   /// A value OpenAI renders its own way: its serialization, counted, as the estimate.
@@ -109,13 +109,15 @@ class Counter {
 
  private:
   const Encoding& enc_;
+  CountBudget* budget_;
   PromptCount count_;
 };
 
 }  // namespace
 
-PromptCount countChatPrompt(const Encoding& enc, const json::object& body, uint64_t media_estimate) {
-  Counter c(enc);
+PromptCount countChatPrompt(const Encoding& enc, const json::object& body, uint64_t media_estimate,
+                            CountBudget* budget) {
+  Counter c(enc, budget);
   if (auto* messages = body.if_contains("messages"); messages && messages->is_array()) {
     for (const auto& message : messages->get_array()) {
       auto* m = message.if_object();
@@ -156,8 +158,8 @@ PromptCount countChatPrompt(const Encoding& enc, const json::object& body, uint6
   return c.result();
 }
 
-PromptCount countEmbeddingsInput(const Encoding& enc, const json::value& input) {
-  Counter c(enc);
+PromptCount countEmbeddingsInput(const Encoding& enc, const json::value& input, CountBudget* budget) {
+  Counter c(enc, budget);
   if (auto* s = input.if_string()) {
     c.text(*s);
   } else if (auto* items = input.if_array()) {
@@ -173,8 +175,8 @@ PromptCount countEmbeddingsInput(const Encoding& enc, const json::value& input) 
   return c.result();
 }
 
-PromptCount countResponsesPrompt(const Encoding& enc, const json::object& body) {
-  Counter c(enc);
+PromptCount countResponsesPrompt(const Encoding& enc, const json::object& body, CountBudget* budget) {
+  Counter c(enc, budget);
   if (auto instructions = stringOr(body, "instructions"); !instructions.empty()) {
     c.add(kPerMessage);
     c.text("system");

@@ -19,12 +19,18 @@ struct PromptCount {
   bool exact = true;
 };
 
+/// Each takes an optional budget (encoding.h): when the count stops on it, the result is
+/// partial and `budget->stopped` is set.
+///
 /// A chat completions body (messages, tools, response_format). `media_estimate`: the tokens
 /// its images, audio and files were estimated at (chat_request.cc), added as they are.
-PromptCount countChatPrompt(const Encoding& enc, const boost::json::object& body, uint64_t media_estimate);
+PromptCount countChatPrompt(const Encoding& enc, const boost::json::object& body, uint64_t media_estimate,
+                            CountBudget* budget = nullptr);
 /// An embeddings `input`: the sum of each input's tokens, no framing (token ids count one each).
-PromptCount countEmbeddingsInput(const Encoding& enc, const boost::json::value& input);
+PromptCount countEmbeddingsInput(const Encoding& enc, const boost::json::value& input,
+                                 CountBudget* budget = nullptr);
 /// A Responses API body: instructions, input (text or items) and tools, framed as chat messages.
-PromptCount countResponsesPrompt(const Encoding& enc, const boost::json::object& body);
+PromptCount countResponsesPrompt(const Encoding& enc, const boost::json::object& body,
+                                 CountBudget* budget = nullptr);
 
 }  // namespace ganglion::llm::tokenizer

@@ -91,6 +91,26 @@ TEST(Encoding, InvalidUtf8CountsAsReplacementCharacters) {
             "\xef\xbf\xbd\xef\xbf\xbd overlong");
   EXPECT_EQ(o200k().count(bad), ids.size());
   EXPECT_LE(ids.size(), bad.size());
+  // A truncated sequence is one U+FFFD (its maximal subpart), as browsers and Python decode it.
+  EXPECT_EQ(o200k().decode(o200k().encode("a\xe2\x82 b\xf0\x9f\x98")), "a\xef\xbf\xbd b\xef\xbf\xbd");
+}
+
+TEST(Encoding, BudgetStopsLongPiecesAndCancellation) {
+  CountBudget budget;
+  budget.max_piece = 100;
+  EXPECT_EQ(o200k().count("short words only", &budget), 3u);
+  EXPECT_FALSE(budget.stopped);
+  std::string long_word(500, 'x');
+  long_word.insert(0, "a ");
+  o200k().count(long_word, &budget);
+  EXPECT_TRUE(budget.stopped);
+  std::atomic<bool> cancel{true};
+  CountBudget cancelled;
+  cancelled.cancel = &cancel;
+  std::string many;
+  for (int i = 0; i < 2000; ++i) many += " w";
+  EXPECT_LT(o200k().count(many, &cancelled), 2000u);
+  EXPECT_TRUE(cancelled.stopped);
 }
 
 TEST(Encoding, LongPiecesMergeAsShortOnes) {

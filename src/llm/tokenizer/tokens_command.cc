@@ -1,5 +1,6 @@
 #include "llm/tokenizer/tokens_command.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -8,8 +9,6 @@
 
 namespace ganglion::llm::tokenizer {
 namespace {
-
-bool readExactly(std::FILE* in, char* to, size_t n) { return std::fread(to, 1, n, in) == n; }
 
 void printResult(const Encoding& enc, std::string_view text, bool ids, std::FILE* out) {
   if (!ids) {
@@ -39,20 +38,38 @@ int runTokensCommand(const TokensOptions& options, std::FILE* in, std::FILE* out
                  embeddedVocab("o200k_base").empty() ? "; this build has no vocabularies" : "");
     return 2;
   }
-  if (!options.batch) {
-    std::string text;
-    char buf[1 << 16];
-    for (size_t n; (n = std::fread(buf, 1, sizeof buf, in)) > 0;) text.append(buf, n);
-    printResult(*enc, text, options.ids, out);
+  auto finish = [&]() {
+    if (std::ferror(in)) {
+      std::fprintf(err, "cannot read the input\n");
+      return 1;
+    }
+    if (std::fflush(out) != 0 || std::ferror(out)) {
+      std::fprintf(err, "cannot write the output\n");
+      return 1;
+    }
     return 0;
+  };
+  std::string text;
+  char buf[1 << 16];
+  if (!options.batch) {
+    for (size_t n; (n = std::fread(buf, 1, sizeof buf, in)) > 0;) text.append(buf, n);
+    if (!std::ferror(in)) printResult(*enc, text, options.ids, out);
+    return finish();
   }
   for (;;) {
     unsigned char len_bytes[4];
     const size_t got = std::fread(len_bytes, 1, 4, in);
-    if (got == 0) return 0;
+    if (got == 0) return finish();
     const uint32_t len = len_bytes[0] | len_bytes[1] << 8 | len_bytes[2] << 16 | uint32_t(len_bytes[3]) << 24;
-    std::string text(len, '\0');
-    if (got != 4 || !readExactly(in, text.data(), len)) {
+    // Read in pieces: a record's declared length is not trusted with an allocation.
+    text.clear();
+    while (got == 4 && text.size() < len) {
+      const size_t want = std::min<size_t>(sizeof buf, len - text.size());
+      const size_t n = std::fread(buf, 1, want, in);
+      if (n == 0) break;
+      text.append(buf, n);
+    }
+    if (got != 4 || text.size() != len) {
       std::fprintf(err, "truncated batch record\n");
       return 2;
     }
