@@ -10,7 +10,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$HERE/lib.sh"
-BIN=${GANGLION_BIN:-$REPO/build/ganglion}
+GANGLION_BIN=${GANGLION_BIN:-$REPO/build/ganglion}
 ROUTES=${ROUTES:-10000}
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5}
@@ -62,7 +62,7 @@ log "routes: 1 vs $ROUTES (half with a header condition); request: GET $LAST (th
 loads=()
 for i in 1 2 3; do
   t0=$(date +%s%N)
-  "$BIN" check --config "$TMP/many.yaml" >/dev/null
+  "$GANGLION_BIN" check --config "$TMP/many.yaml" >/dev/null
   loads+=($(( ($(date +%s%N) - t0) / 1000000 )))
 done
 log "ganglion check of the $ROUTES-route config: median $(median "${loads[@]}") ms (${loads[*]})"
