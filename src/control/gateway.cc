@@ -21,6 +21,7 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <set>
 
@@ -29,12 +30,21 @@
 #include "http/server_connection.h"
 #include "llm/prices.h"
 #include "llm/shared_limits.h"
+#include "loop/blocking_pool.h"
 #include "loop/worker.h"
 #include "proxy/proxy_handler.h"
 #include "telemetry/access_log.h"
 #include "telemetry/metrics.h"
 
 namespace ganglion::control {
+
+template <class Fn>
+auto Gateway::onSpendStrand(Fn fn) -> decltype(fn()) {
+  auto task = std::make_shared<std::packaged_task<decltype(fn())()>>(std::move(fn));
+  auto result = task->get_future();
+  boost::asio::post(*spend_strand_, [task] { (*task)(); });
+  return result.get();
+}
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
@@ -342,9 +352,10 @@ std::pair<bool, std::string> Gateway::reload() {
     log("note: a new 'workers' value takes effect at the next start");
   install(built.snapshot);
   if (spend_store_) {  // keys added by this reload may have spend stored by an earlier run
-    if (auto ok = spend_store_->loadInto(ledger_, snapshot_->config.keys, std::chrono::system_clock::now());
-        !ok)
-      log("state.sqlite: " + ok.error().message);
+    auto ok = onSpendStrand([&] {
+      return spend_store_->loadInto(ledger_, snapshot_->config.keys, std::chrono::system_clock::now());
+    });
+    if (!ok) log("state.sqlite: " + ok.error().message);
   }
   if (admin_ && snapshot_->config.admin.enabled) admin_->setToken(snapshot_->config.admin.token);
   if (access_log_) access_log_->setEnabled(snapshot_->config.access_log.enabled);
@@ -455,6 +466,7 @@ std::string Gateway::openSpendStore(const Config& cfg) {
   auto opened = llm::SpendStore::open(path.string());
   if (!opened) return "state.sqlite: " + opened.error().message;
   spend_store_ = std::move(*opened);
+  spend_strand_.emplace(loop::blockingPool().get_executor());
   ledger_.persist();
   if (auto ok = spend_store_->loadInto(ledger_, cfg.keys, std::chrono::system_clock::now()); !ok)
     return "state.sqlite: " + ok.error().message;
@@ -474,8 +486,18 @@ void Gateway::scheduleSpendFlush() {
 }
 
 void Gateway::flushSpend() {
-  if (!spend_store_) return;
-  auto err = spend_store_->flush(ledger_);
+  if (!spend_store_ || spend_flushing_) return;
+  spend_flushing_ = true;
+  asio::post(*spend_strand_, [this, store = spend_store_] {
+    std::string err = store->flush(ledger_);  // the ledger is shared by threads: it locks
+    asio::post(io_, [this, err = std::move(err)] {
+      spend_flushing_ = false;
+      noteSpendFlush(err);
+    });
+  });
+}
+
+void Gateway::noteSpendFlush(const std::string& err) {
   if (err != spend_error_) {
     log(err.empty() ? "state.sqlite: writing spend again"
                     : "state.sqlite: cannot write spend (kept in memory, "
@@ -698,7 +720,8 @@ int Gateway::run() {
         fmt::join(cfg.skipped_providers, ", "), cfg.skipped_models.size()));
   io_.run();
   for (auto& w : workers_) w->worker.stopAndJoin();
-  flushSpend();  // the workers are gone: every call has settled
+  if (spend_store_)  // the workers are gone: every call has settled; after any flush in flight
+    noteSpendFlush(onSpendStrand([&] { return spend_store_->flush(ledger_); }));
   access_log_->stop();
   log("stopped");
   return 0;

@@ -5,8 +5,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -46,9 +49,16 @@ class Gateway {
   std::string llmKeysJson();
   /// Opens the `state.sqlite` spend store and loads it into the ledger. Main thread, at start.
   std::string openSpendStore(const Config& cfg);
-  /// Writes settled spend to the store every second.
+  /// Writes settled spend to the store every second, on the blocking pool (the main thread
+  /// never waits on SQLite for it: a locked or slow disk holds no admin request).
   void scheduleSpendFlush();
   void flushSpend();
+  /// Runs `fn` (SpendStore work) on the store's strand of the blocking pool and waits for it:
+  /// at reload and shutdown only, after any flush in flight. Main thread.
+  template <class Fn>
+  auto onSpendStrand(Fn fn) -> decltype(fn());
+  /// Logs a change in the flush's outcome (a broken disk logs once). Main thread.
+  void noteSpendFlush(const std::string& error);
   std::string installListeners(const Config& cfg);
   void drainAndStop();
   /// SIGUSR2: starts the successor with our sockets; drains once it is ready.
@@ -68,7 +78,10 @@ class Gateway {
   HealthRegistry health_;
   llm::KeyLedger ledger_;         ///< per-key rates and spend, shared by the workers, kept across reloads
   llm::ResponseCache llm_cache_;  ///< LLM answers, shared by the workers, kept across reloads
-  std::unique_ptr<llm::SpendStore> spend_store_;  ///< state.sqlite; null: spend kept in memory only
+  /// state.sqlite; null: spend kept in memory only. After start, used only on spend_strand_.
+  std::shared_ptr<llm::SpendStore> spend_store_;
+  std::optional<boost::asio::strand<boost::asio::thread_pool::executor_type>> spend_strand_;
+  bool spend_flushing_ = false;  ///< a flush is on the pool (main thread)
   std::unique_ptr<boost::asio::steady_timer> spend_timer_;
   std::string spend_error_;  ///< the last flush failure logged, so a broken disk logs once
   std::unique_ptr<HealthChecker> checker_;

@@ -124,6 +124,36 @@ class SqliteSpendTest(StateCase):
         with self.gateway("state: { sqlite: %s }" % db) as again:
             self.assertEqual(self.key_state(again)["spent_usd"], spent)
 
+    def test_a_locked_database_holds_no_admin_request(self):
+        # Another process holds the database's write lock for 3 s (a backup, a second tool):
+        # the flush waits for it (busy timeout 2 s) on the blocking pool, never on the main
+        # thread that answers the admin API; the spend is written once the lock goes.
+        import sqlite3
+        db = os.path.join(self.dir, "locked.db")
+        with self.gateway("state: { sqlite: %s }" % db) as gw:
+            holder = sqlite3.connect(db, timeout=5, isolation_level=None)
+            holder.execute("BEGIN EXCLUSIVE")
+            try:
+                self.assertEqual(self.call(gw).status, 200)  # a delta for the next flush
+                slowest = 0.0
+                deadline = time.monotonic() + 3
+                while time.monotonic() < deadline:
+                    started = time.monotonic()
+                    self.assertEqual(gw.admin("GET", "/healthz").status, 200)
+                    slowest = max(slowest, time.monotonic() - started)
+                    time.sleep(0.05)
+            finally:
+                holder.execute("ROLLBACK")
+                holder.close()
+            self.assertLess(slowest, 0.5, "an admin request waited %.2f s on SQLite" % slowest)
+            spent = self.key_state(gw)["spent_usd"]
+
+            def stored():
+                out = subprocess.run(["sqlite3", db, "SELECT spent_pico FROM key_spend"], capture_output=True,
+                                     text=True).stdout.strip()
+                return out and "%d.%06d" % divmod(int(out) // 10**6, 10**6) == spent
+            self.assertTrue(wait_until(stored, timeout=5), "the spend was not written after the lock went")
+
     def test_relative_path_is_next_to_the_config(self):
         with self.gateway("state: { sqlite: spend.db }") as gw:
             self.assertEqual(self.call(gw).status, 200)
