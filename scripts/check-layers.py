@@ -57,11 +57,9 @@ KNOWN = {
     ("llm/llm_handler.h", "server"),
     ("llm/provider_call.h", "proxy"),
     ("net/upstream_pool.h", "http"),
-    ("proxy/balancer.h", "server"),
     ("proxy/proxy_handler.cc", "llm"),
     ("proxy/proxy_handler.h", "llm"),
     ("proxy/proxy_handler.h", "server"),
-    ("proxy/upstream_client.h", "server"),
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"/]+)/')

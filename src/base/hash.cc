@@ -22,4 +22,19 @@ std::string toHex(std::span<const uint8_t> bytes) {
   return out;
 }
 
+uint64_t consistentHash(std::string_view key) {
+  uint64_t h = 14695981039346656037ull;
+  for (char c : key) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ull;
+  }
+  // Final avalanche (splitmix64) so nearby keys spread over the ring.
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ull;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebull;
+  h ^= h >> 31;
+  return h;
+}
+
 }  // namespace ganglion

@@ -15,6 +15,10 @@ Sha256 sha256(std::string_view data);
 /// Lower-case hex of `bytes` (a digest, random bytes).
 std::string toHex(std::span<const uint8_t> bytes);
 
+/// FNV-1a, 64-bit, then a splitmix64 avalanche: the hash of consistent hashing (the same
+/// across runs, builds and machines, so every gateway puts a key on the same ring point).
+uint64_t consistentHash(std::string_view key);
+
 /// Hash for unordered containers keyed by a digest (its first 8 bytes are already uniform).
 struct DigestHash {
   size_t operator()(const Sha256& d) const {

@@ -4,6 +4,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "base/hash.h"
 #include "control/welcome_page.h"
 #include "llm/catalog.h"
 
@@ -43,28 +44,13 @@ std::vector<std::pair<uint64_t, uint32_t>> hashRing(const std::vector<ResolvedTa
   for (uint32_t i = 0; i < targets.size(); ++i) {
     uint32_t points = std::min<uint32_t>(100 * targets[i].weight, 10'000);
     for (uint32_t p = 0; p < points; ++p)
-      ring.emplace_back(hashKey(fmt::format("{}#{}", targets[i].key, p)), i);
+      ring.emplace_back(consistentHash(fmt::format("{}#{}", targets[i].key, p)), i);
   }
   std::sort(ring.begin(), ring.end());
   return ring;
 }
 
 }  // namespace
-
-uint64_t hashKey(std::string_view key) {
-  uint64_t h = 14695981039346656037ull;
-  for (char c : key) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 1099511628211ull;
-  }
-  // Final avalanche (splitmix64) so nearby keys spread over the ring.
-  h ^= h >> 30;
-  h *= 0xbf58476d1ce4e5b9ull;
-  h ^= h >> 27;
-  h *= 0x94d049bb133111ebull;
-  h ^= h >> 31;
-  return h;
-}
 
 void HealthRegistry::retainOnly(const std::vector<ResolvedUpstream>& upstreams) {
   std::map<std::string, std::shared_ptr<proxy::TargetHealth>> kept;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "control/config.h"
+#include "proxy/resolved_upstream.h"
 #include "proxy/router.h"
 #include "proxy/target_health.h"
 
@@ -20,21 +21,9 @@ class Catalog;
 
 namespace ganglion::control {
 
-struct ResolvedTarget {
-  std::string key;          ///< "host:port" as configured; names the per-worker connection pool
-  std::string host_header;  ///< used when a request has no Host (HTTP/1.0)
-  std::string host;         ///< the configured host (name or address): TLS SNI and verification
-  std::vector<boost::asio::ip::tcp::endpoint> endpoints;  ///< empty: not resolved yet (providers)
-  uint32_t weight = 1;
-  std::shared_ptr<proxy::TargetHealth> health;  ///< shared by workers and the health checker
-};
-
-struct ResolvedUpstream {
-  const UpstreamConfig* config = nullptr;
-  std::vector<ResolvedTarget> targets;
-  std::vector<uint32_t> schedule;                   ///< smooth weighted round-robin order of target indices
-  std::vector<std::pair<uint64_t, uint32_t>> ring;  ///< consistent-hash ring: point → target
-};
+// Resolved upstreams belong to the proxy (proxy/resolved_upstream.h); the snapshot holds them.
+using proxy::ResolvedTarget;
+using proxy::ResolvedUpstream;
 
 /// Target health that outlives snapshots, keyed "upstream/target". Main thread.
 class HealthRegistry {
@@ -76,8 +65,5 @@ struct BuildResult {
 using ResolvedNames = std::map<std::string, std::vector<boost::asio::ip::tcp::endpoint>>;
 BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& health,
                           const ResolvedNames& resolved = {});
-
-/// FNV-1a, 64-bit: the hash of consistent hashing (stable across runs and builds).
-uint64_t hashKey(std::string_view key);
 
 }  // namespace ganglion::control

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "base/hash.h"
+
 namespace ganglion::proxy {
 
 namespace {
@@ -17,14 +19,14 @@ uint64_t nextRandom(uint64_t& s) {
   return s * 2685821657736338717ull;
 }
 
-bool usable(const control::ResolvedUpstream& up, uint32_t i, int64_t now_ms, uint64_t tried) {
+bool usable(const ResolvedUpstream& up, uint32_t i, int64_t now_ms, uint64_t tried) {
   bool was_tried = i < 64 && (tried >> i) & 1;
   return !was_tried && up.targets[i].health->available(now_ms);
 }
 
 /// Power of two choices: two random usable targets, keep the one with the lower cost.
 template <typename Cost>
-uint32_t twoChoices(const control::ResolvedUpstream& up, BalancerState& st, int64_t now_ms, uint64_t tried,
+uint32_t twoChoices(const ResolvedUpstream& up, BalancerState& st, int64_t now_ms, uint64_t tried,
                     Cost cost) {
   const uint32_t n = static_cast<uint32_t>(up.targets.size());
   uint32_t a = kNone, b = kNone;
@@ -60,7 +62,7 @@ void recordLatency(TargetLoad& load, int64_t now_us, double sample_us) {
   load.ewma_stamp_us = now_us;
 }
 
-uint32_t pickTarget(const control::ResolvedUpstream& up, BalancerState& st, const http::RequestHead& req,
+uint32_t pickTarget(const ResolvedUpstream& up, BalancerState& st, const http::RequestHead& req,
                     std::string_view client_ip, uint64_t tried) {
   const uint32_t n = static_cast<uint32_t>(up.targets.size());
   if (n == 0) return kNone;
@@ -96,7 +98,7 @@ uint32_t pickTarget(const control::ResolvedUpstream& up, BalancerState& st, cons
         std::string_view key =
             up.config->hash_header.empty() ? client_ip : req.headers.get(up.config->hash_header);
         if (key.empty()) key = client_ip;  // requests without the header still spread
-        uint64_t h = control::hashKey(key);
+        uint64_t h = consistentHash(key);
         auto it = std::lower_bound(up.ring.begin(), up.ring.end(), std::make_pair(h, 0u));
         for (size_t step = 0; step < up.ring.size(); ++step, ++it) {
           if (it == up.ring.end()) it = up.ring.begin();

@@ -7,8 +7,8 @@
 #include <string_view>
 #include <vector>
 
-#include "control/snapshot.h"
 #include "http/headers.h"
+#include "proxy/resolved_upstream.h"
 
 namespace ganglion::proxy {
 
@@ -32,7 +32,7 @@ constexpr uint32_t kNoTarget = ~0u;
 
 /// Picks a target index, avoiding those in `tried` (bit i = target i, for retries) when any
 /// other is available. Returns kNoTarget when every target is unavailable.
-uint32_t pickTarget(const control::ResolvedUpstream& up, BalancerState& state, const http::RequestHead& req,
+uint32_t pickTarget(const ResolvedUpstream& up, BalancerState& state, const http::RequestHead& req,
                     std::string_view client_ip, uint64_t tried);
 
 /// Folds a response-head latency into the target's peak EWMA (decay time 10 s).

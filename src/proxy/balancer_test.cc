@@ -4,6 +4,8 @@
 
 #include <map>
 
+#include "control/snapshot.h"
+
 namespace ganglion::proxy {
 namespace {
 

@@ -18,7 +18,7 @@ using http::ParseEvent;
 using http::Task;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
-void markFailure(const control::ResolvedUpstream& up, uint32_t index) {
+void markFailure(const ResolvedUpstream& up, uint32_t index) {
   auto& health = *up.targets[index].health;
   if (!health.recordFailure(up.config->outlier)) return;
   const int64_t now_ms = steadyMillis();

@@ -10,11 +10,11 @@
 #include <string_view>
 #include <vector>
 
-#include "control/snapshot.h"
 #include "http/server_connection.h"
 #include "loop/worker.h"
 #include "net/upstream_pool.h"
 #include "proxy/balancer.h"
+#include "proxy/resolved_upstream.h"
 #include "telemetry/metrics.h"
 
 namespace ganglion::proxy {
@@ -24,7 +24,7 @@ using Millis = std::chrono::milliseconds;
 /// A worker's live state for one upstream of one snapshot: pools, balancing, counters.
 /// Worker thread only.
 struct UpstreamRuntime {
-  const control::ResolvedUpstream* def = nullptr;
+  const ResolvedUpstream* def = nullptr;
   std::vector<std::shared_ptr<net::ConnectionPool>> pools;  ///< one per target
   BalancerState balancer;
   telemetry::UpstreamStats* stats = nullptr;
@@ -80,7 +80,7 @@ http::Task<BodyStatus> readBodySome(net::UpstreamConnection& uc, std::string& ou
 
 /// A failed attempt on target `index` (5xx, timeout, connect error): counts toward outlier
 /// ejection, within the upstream's cap on ejected targets. Any worker.
-void markFailure(const control::ResolvedUpstream& up, uint32_t index);
+void markFailure(const ResolvedUpstream& up, uint32_t index);
 
 /// A response head arrived from target `index` after `elapsed`: feeds the balancer's latency
 /// average and passive health (5xx counts as a failure).
