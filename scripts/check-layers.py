@@ -56,7 +56,6 @@ KNOWN = {
     ("llm/llm_handler.h", "proxy"),
     ("llm/llm_handler.h", "server"),
     ("llm/provider_call.h", "proxy"),
-    ("net/upstream_pool.h", "http"),
     ("proxy/proxy_handler.cc", "llm"),
     ("proxy/proxy_handler.h", "llm"),
     ("proxy/proxy_handler.h", "server"),

@@ -49,7 +49,7 @@ Task<void> sleepFor(loop::Worker& worker, std::chrono::milliseconds d) {
 }
 
 /// Reads a streamed answer until its first event (a "data:" line) or `deadline`.
-Task<bool> awaitFirstEvent(net::UpstreamConnection& uc, std::string& buf, proxy::BodyStatus& status,
+Task<bool> awaitFirstEvent(http::UpstreamConnection& uc, std::string& buf, proxy::BodyStatus& status,
                            Clock::time_point deadline) {
   while (buf.find("data:") == std::string::npos) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());

@@ -76,7 +76,7 @@ http::Task<ProviderCall> callProvider(loop::Worker& worker, proxy::UpstreamRunti
   }
 }
 
-http::Task<bool> readWholeBody(net::UpstreamConnection& uc, std::string& out, size_t limit,
+http::Task<bool> readWholeBody(http::UpstreamConnection& uc, std::string& out, size_t limit,
                                proxy::Millis idle) {
   for (;;) {
     auto status = co_await proxy::readBodySome(uc, out, idle);

@@ -11,8 +11,8 @@
 namespace ganglion::llm {
 
 struct ProviderCall {
-  std::unique_ptr<net::UpstreamConnection> conn;  ///< set when a response head arrived
-  proxy::UpstreamFailure failure;                 ///< set otherwise
+  std::unique_ptr<http::UpstreamConnection> conn;  ///< set when a response head arrived
+  proxy::UpstreamFailure failure;                  ///< set otherwise
   int status() const { return conn ? conn->parser.response().status : 0; }
 };
 
@@ -24,7 +24,7 @@ http::Task<ProviderCall> callProvider(loop::Worker& worker, proxy::UpstreamRunti
 
 /// Reads the rest of the response body into `out`, failing past `limit` bytes. Returns false
 /// when the body could not be read whole. Worker thread.
-http::Task<bool> readWholeBody(net::UpstreamConnection& uc, std::string& out, size_t limit,
+http::Task<bool> readWholeBody(http::UpstreamConnection& uc, std::string& out, size_t limit,
                                proxy::Millis idle);
 
 }  // namespace ganglion::llm

@@ -56,7 +56,7 @@ ProxyHandler::ProxyHandler(loop::Worker& worker, telemetry::WorkerStats& stats, 
 
 void ProxyHandler::install(std::shared_ptr<const control::Snapshot> snapshot) {
   auto view = std::make_shared<WorkerView>();
-  std::map<std::string, std::shared_ptr<net::ConnectionPool>> pools;
+  std::map<std::string, std::shared_ptr<http::ConnectionPool>> pools;
   for (const auto& up : snapshot->upstreams) {
     UpstreamRuntime rt;
     rt.def = &up;
@@ -71,7 +71,7 @@ void ProxyHandler::install(std::shared_ptr<const control::Snapshot> snapshot) {
       if (!pool) {
         auto old = pools_.find(key);
         pool =
-            old != pools_.end() ? old->second : std::make_shared<net::ConnectionPool>(up.config->keepalive);
+            old != pools_.end() ? old->second : std::make_shared<http::ConnectionPool>(up.config->keepalive);
       }
       pool->setMaxIdle(up.config->keepalive);
       rt.pools.push_back(pool);
@@ -273,7 +273,7 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     return fmt::format("upstream '{}' {}", up.def->config->name, what);
   };
 
-  std::unique_ptr<net::UpstreamConnection> uc;
+  std::unique_ptr<http::UpstreamConnection> uc;
   const uint32_t max_attempts = 1 + rc.retries;
   const bool retry_5xx_safe = isIdempotent(req.method) && replayable;
   constexpr int kMaxStaleRetries = 4;
@@ -412,7 +412,7 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
 }
 
 Task<ProxyHandler::Sent> ProxyHandler::sendRequest(ServerConnection& conn, Exchange& ex,
-                                                   net::UpstreamConnection& uc,
+                                                   http::UpstreamConnection& uc,
                                                    const std::optional<http::BodyRead>& early,
                                                    bool& body_consumed) {
   auto& req = conn.request();
@@ -485,7 +485,7 @@ Task<void> ProxyHandler::answerBodyError(ServerConnection& conn, Exchange& ex, i
 }
 
 Task<void> ProxyHandler::relayResponse(ServerConnection& conn, Exchange& ex,
-                                       std::unique_ptr<net::UpstreamConnection> uc, uint32_t target_index,
+                                       std::unique_ptr<http::UpstreamConnection> uc, uint32_t target_index,
                                        Clock::time_point started) {
   const auto& rc = *ex.route->config;
   auto& up = *ex.upstream;
@@ -587,7 +587,7 @@ Task<void> pump(net::Stream& from, net::Stream& to, loop::Deadline& idle,
 }  // namespace
 
 Task<void> ProxyHandler::tunnel(ServerConnection& conn, Exchange& ex,
-                                std::unique_ptr<net::UpstreamConnection> uc) {
+                                std::unique_ptr<http::UpstreamConnection> uc) {
   using namespace asio::experimental::awaitable_operators;
   const auto& rc = *ex.route->config;
   auto& resp = uc->parser.response();

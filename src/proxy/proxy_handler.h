@@ -9,8 +9,8 @@
 
 #include "control/snapshot.h"
 #include "http/server_connection.h"
+#include "http/upstream_connection.h"
 #include "llm/llm_handler.h"
-#include "net/upstream_pool.h"
 #include "proxy/balancer.h"
 #include "proxy/upstream_client.h"
 #include "telemetry/metrics.h"
@@ -51,12 +51,12 @@ class ProxyHandler final : public http::RequestHandler {
   /// written again on another connection. The rest is read from the client as it arrives
   /// (re-chunked for chunked requests), which sets `body_consumed`. kClientFailed: the
   /// client's body was bad and it was answered.
-  http::Task<Sent> sendRequest(http::ServerConnection& conn, Exchange& ex, net::UpstreamConnection& uc,
+  http::Task<Sent> sendRequest(http::ServerConnection& conn, Exchange& ex, http::UpstreamConnection& uc,
                                const std::optional<http::BodyRead>& early, bool& body_consumed);
   /// Streams the upstream's response (its head parsed in `uc`) to the client, tunnels after a
   /// 101, and pools the connection when the exchange ended cleanly.
   http::Task<void> relayResponse(http::ServerConnection& conn, Exchange& ex,
-                                 std::unique_ptr<net::UpstreamConnection> uc, uint32_t target_index,
+                                 std::unique_ptr<http::UpstreamConnection> uc, uint32_t target_index,
                                  std::chrono::steady_clock::time_point started);
   /// Ends the exchange with an error: a JSON error when nothing was sent yet, else an abort.
   http::Task<void> failExchange(http::ServerConnection& conn, Exchange& ex, int status, std::string_view type,
@@ -68,14 +68,14 @@ class ProxyHandler final : public http::RequestHandler {
   http::Task<void> serveWelcome(http::ServerConnection& conn, std::string_view page);
   /// After a 101: relays bytes both ways until either side closes or goes idle.
   http::Task<void> tunnel(http::ServerConnection& conn, Exchange& ex,
-                          std::unique_ptr<net::UpstreamConnection> uc);
+                          std::unique_ptr<http::UpstreamConnection> uc);
   void expireIdle();
 
   loop::Worker& worker_;
   telemetry::WorkerStats& stats_;
   telemetry::AccessLog* log_;
   std::shared_ptr<WorkerView> view_;
-  std::map<std::string, std::shared_ptr<net::ConnectionPool>> pools_;
+  std::map<std::string, std::shared_ptr<http::ConnectionPool>> pools_;
   telemetry::RequestStats* unmatched_stats_;
   llm::LlmHandler llm_;
 };

@@ -39,7 +39,7 @@ void recordResponse(UpstreamRuntime& up, uint32_t index, int status, std::chrono
     up.def->targets[index].health->recordSuccess();
 }
 
-void release(UpstreamRuntime& up, uint32_t index, std::unique_ptr<net::UpstreamConnection> uc) {
+void release(UpstreamRuntime& up, uint32_t index, std::unique_ptr<http::UpstreamConnection> uc) {
   uc->reused = false;
   up.pools[index]->give(std::move(uc));
 }
@@ -54,7 +54,7 @@ Task<Acquired> acquire(loop::Worker& worker, UpstreamRuntime& up, uint32_t index
     if (out.conn) co_return out;
   }
   const auto& target = up.def->targets[index];
-  auto uc = std::make_unique<net::UpstreamConnection>(worker.io(), worker.buffers(), worker.deadlines());
+  auto uc = std::make_unique<http::UpstreamConnection>(worker.io(), worker.buffers(), worker.deadlines());
   auto fail = [&](int status, std::string_view type, std::string message, std::string detail) {
     up.stats->connect_failures.add();
     markFailure(*up.def, index);
@@ -111,7 +111,7 @@ Task<Acquired> acquire(loop::Worker& worker, UpstreamRuntime& up, uint32_t index
   co_return out;
 }
 
-Task<ReadStatus> readMore(net::UpstreamConnection& uc, Millis timeout) {
+Task<ReadStatus> readMore(http::UpstreamConnection& uc, Millis timeout) {
   if (uc.in.full()) co_return ReadStatus::kFailed;
   uc.deadline.arm(timeout);
   auto [ec, n] =
@@ -124,7 +124,7 @@ Task<ReadStatus> readMore(net::UpstreamConnection& uc, Millis timeout) {
   co_return ReadStatus::kData;
 }
 
-Task<HeadRead> readResponseHead(net::UpstreamConnection& uc, Millis timeout, bool head_request) {
+Task<HeadRead> readResponseHead(http::UpstreamConnection& uc, Millis timeout, bool head_request) {
   HeadRead out;
   uc.timed_out = false;
   uc.deadline.arm(timeout);
@@ -165,7 +165,7 @@ Task<HeadRead> readResponseHead(net::UpstreamConnection& uc, Millis timeout, boo
   co_return out;
 }
 
-Task<BodyStatus> readBodySome(net::UpstreamConnection& uc, std::string& out, Millis timeout) {
+Task<BodyStatus> readBodySome(http::UpstreamConnection& uc, std::string& out, Millis timeout) {
   const auto& resp = uc.parser.response();
   const bool until_close = !resp.has_content_length && !resp.chunked;
   if (resp.has_content_length && resp.content_length == 0) co_return BodyStatus::kComplete;

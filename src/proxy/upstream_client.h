@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "http/server_connection.h"
+#include "http/upstream_connection.h"
 #include "loop/worker.h"
-#include "net/upstream_pool.h"
 #include "proxy/balancer.h"
 #include "proxy/resolved_upstream.h"
 #include "telemetry/metrics.h"
@@ -25,7 +25,7 @@ using Millis = std::chrono::milliseconds;
 /// Worker thread only.
 struct UpstreamRuntime {
   const ResolvedUpstream* def = nullptr;
-  std::vector<std::shared_ptr<net::ConnectionPool>> pools;  ///< one per target
+  std::vector<std::shared_ptr<http::ConnectionPool>> pools;  ///< one per target
   BalancerState balancer;
   telemetry::UpstreamStats* stats = nullptr;
 };
@@ -42,7 +42,7 @@ struct UpstreamFailure {
 
 /// Result of acquire(): a connection ready for a request, or why there is none.
 struct Acquired {
-  std::unique_ptr<net::UpstreamConnection> conn;
+  std::unique_ptr<http::UpstreamConnection> conn;
   UpstreamFailure failure;
 };
 
@@ -63,20 +63,20 @@ http::Task<Acquired> acquire(loop::Worker& worker, UpstreamRuntime& up, uint32_t
 
 /// Reads until a final response head (interim 1xx other than 101 are skipped) or `timeout`.
 /// `head_request`: the request was HEAD, so the response has no body. Worker thread.
-http::Task<HeadRead> readResponseHead(net::UpstreamConnection& uc, Millis timeout, bool head_request);
+http::Task<HeadRead> readResponseHead(http::UpstreamConnection& uc, Millis timeout, bool head_request);
 
 enum class ReadStatus { kData, kEof, kFailed };
 
 /// Reads more bytes into `uc.in` within `timeout`: kData, kEof (clean close) or kFailed
 /// (error, full buffer or timeout; `uc.timed_out` tells). Worker thread.
-http::Task<ReadStatus> readMore(net::UpstreamConnection& uc, Millis timeout);
+http::Task<ReadStatus> readMore(http::UpstreamConnection& uc, Millis timeout);
 
 enum class BodyStatus { kData, kComplete, kTimeout, kBroken };
 
 /// Appends the next bytes of the response body (de-chunked) to `out`, reading from the
 /// connection at most once; kComplete once the body ended (also for close-delimited bodies).
 /// For callers that hold the body in memory or re-frame it (the LLM router). Worker thread.
-http::Task<BodyStatus> readBodySome(net::UpstreamConnection& uc, std::string& out, Millis timeout);
+http::Task<BodyStatus> readBodySome(http::UpstreamConnection& uc, std::string& out, Millis timeout);
 
 /// A failed attempt on target `index` (5xx, timeout, connect error): counts toward outlier
 /// ejection, within the upstream's cap on ejected targets. Any worker.
@@ -87,6 +87,6 @@ void markFailure(const ResolvedUpstream& up, uint32_t index);
 void recordResponse(UpstreamRuntime& up, uint32_t index, int status, std::chrono::microseconds elapsed);
 
 /// Gives a connection back to target `index`'s pool when its exchange ended cleanly.
-void release(UpstreamRuntime& up, uint32_t index, std::unique_ptr<net::UpstreamConnection> uc);
+void release(UpstreamRuntime& up, uint32_t index, std::unique_ptr<http::UpstreamConnection> uc);
 
 }  // namespace ganglion::proxy

@@ -1,6 +1,6 @@
-// Per-worker pools of idle keep-alive connections to upstream targets. A pool belongs to one
-// worker and is keyed by the target's "host:port", so it survives config reloads that keep
-// the target.
+// HTTP/1.1 connections to upstream targets (a stream, its read buffer and response parser),
+// and the per-worker pools of idle keep-alive ones. A pool belongs to one worker and is keyed
+// by the target's "host:port", so it survives config reloads that keep the target.
 #pragma once
 
 #include <poll.h>
@@ -15,7 +15,7 @@
 #include "loop/deadline.h"
 #include "net/stream.h"
 
-namespace ganglion::net {
+namespace ganglion::http {
 
 /// One connection to an upstream target with its read buffer and response parser.
 /// Owned by a request while in use and by its pool while idle; worker thread only.
@@ -24,7 +24,7 @@ class UpstreamConnection {
   UpstreamConnection(boost::asio::io_context& io, BufferPool& buffers, loop::DeadlineList& deadlines)
       : stream(io),
         in(buffers),
-        parser(http::Http1Parser::Kind::kResponse, {64 * 1024, 8 * 1024, 200}),
+        parser(Http1Parser::Kind::kResponse, {64 * 1024, 8 * 1024, 200}),
         deadline([this] {
           timed_out = true;
           boost::system::error_code ec;
@@ -32,9 +32,9 @@ class UpstreamConnection {
         }) {
     deadlines.push_back(deadline);
   }
-  Stream stream;
+  net::Stream stream;
   Buffer in;
-  http::Http1Parser parser;
+  Http1Parser parser;
   loop::Deadline deadline;
   bool timed_out = false;
   bool reused = false;  ///< came from the pool: may have been closed by the peer meanwhile
@@ -96,4 +96,4 @@ class ConnectionPool {
   size_t max_idle_;
 };
 
-}  // namespace ganglion::net
+}  // namespace ganglion::http
