@@ -1,15 +1,26 @@
 // Result<T>: a value or an Error, the return type of every fallible call in worker code.
+// Result<void>: success or an Error (never Result<bool> for "it worked").
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 
 namespace ganglion {
 
-/// A failure with a human-readable reason. Cheap to move; never thrown.
+/// A failure: a human-readable reason, and where it has them a stable machine-readable code
+/// ("budget_exceeded", "upstream_timeout"), the HTTP status a client would get, and whether
+/// trying again may succeed. Cheap to move; never thrown.
 struct Error {
+  Error() = default;
+  explicit Error(std::string message, std::string code = {}, int status = 0, bool retryable = false)
+      : message(std::move(message)), code(std::move(code)), status(status), retryable(retryable) {}
+
   std::string message;
+  std::string code;        ///< empty: none
+  int status = 0;          ///< HTTP status; 0: none
+  bool retryable = false;  ///< the same call may succeed later (a timeout, a lock, 429/503)
 };
 
 template <typename T>
@@ -27,6 +38,21 @@ class [[nodiscard]] Result {
 
  private:
   std::variant<T, Error> v_;
+};
+
+/// Success, or an Error. `return {};` succeeds.
+template <>
+class [[nodiscard]] Result<void> {
+ public:
+  Result() = default;
+  Result(Error error) : error_(std::move(error)), failed_(true) {}  // NOLINT: implicit by design
+  bool ok() const { return !failed_; }
+  explicit operator bool() const { return ok(); }
+  const Error& error() const { return error_; }
+
+ private:
+  Error error_;
+  bool failed_ = false;
 };
 
 }  // namespace ganglion

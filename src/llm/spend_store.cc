@@ -29,7 +29,7 @@ Result<std::unique_ptr<SpendStore>> SpendStore::open(const std::string& path) {
   return std::unique_ptr<SpendStore>(new SpendStore(std::move(*db)));
 }
 
-Result<bool> SpendStore::loadInto(KeyLedger& ledger, const std::vector<control::KeyConfig>& keys,
+Result<void> SpendStore::loadInto(KeyLedger& ledger, const std::vector<control::KeyConfig>& keys,
                                   std::chrono::system_clock::time_point now) {
   auto stmt = db_->prepare("SELECT spent_pico FROM key_spend WHERE key = ?1 AND kind = ?2 AND period = ?3");
   if (!stmt) return stmt.error();
@@ -44,11 +44,11 @@ Result<bool> SpendStore::loadInto(KeyLedger& ledger, const std::vector<control::
       ledger.restore(k.name, k.limits.period, period,
                      static_cast<Picodollars>(std::max<int64_t>(0, stmt->integer(0))));
   }
-  return true;
+  return {};
 }
 
-Result<bool> SpendStore::add(const std::vector<KeyLedger::SpendDelta>& deltas) {
-  if (deltas.empty()) return true;
+Result<void> SpendStore::add(const std::vector<KeyLedger::SpendDelta>& deltas) {
+  if (deltas.empty()) return {};
   auto begin = db_->exec("BEGIN IMMEDIATE");
   if (!begin) return begin.error();
   auto stmt = db_->prepare(

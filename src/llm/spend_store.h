@@ -20,10 +20,10 @@ class SpendStore {
   static Result<std::unique_ptr<SpendStore>> open(const std::string& path);
 
   /// Hands the stored spend of each budgeted key's current period to `ledger`. One thread at a time.
-  Result<bool> loadInto(KeyLedger& ledger, const std::vector<control::KeyConfig>& keys,
+  Result<void> loadInto(KeyLedger& ledger, const std::vector<control::KeyConfig>& keys,
                         std::chrono::system_clock::time_point now);
   /// Adds `deltas` to the stored totals in one transaction. One thread at a time.
-  Result<bool> add(const std::vector<KeyLedger::SpendDelta>& deltas);
+  Result<void> add(const std::vector<KeyLedger::SpendDelta>& deltas);
   /// Moves whatever the ledger settled since the last flush into the database; on failure
   /// the ledger keeps it for the next try. Returns the error, if any. One thread at a time.
   std::string flush(KeyLedger& ledger);

@@ -27,14 +27,16 @@ Database::~Database() { sqlite3_close(db_); }
 
 std::string Database::lastError() const { return fmt::format("{}: {}", path_, sqlite3_errmsg(db_)); }
 
-Result<bool> Database::exec(const std::string& sql) {
+Result<void> Database::exec(const std::string& sql) {
   char* message = nullptr;
-  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
+  if (const int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message); rc != SQLITE_OK) {
     std::string why = message ? message : sqlite3_errmsg(db_);
     sqlite3_free(message);
-    return Error{fmt::format("{}: {}", path_, why)};
+    // Another connection holds the lock (past the busy timeout): the same call may work later.
+    const bool busy = (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED;
+    return Error{fmt::format("{}: {}", path_, why), busy ? "sqlite_busy" : "sqlite_error", 0, busy};
   }
-  return true;
+  return {};
 }
 
 Result<Statement> Database::prepare(std::string_view sql) {

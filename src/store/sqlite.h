@@ -28,7 +28,7 @@ class Database {
   Database& operator=(const Database&) = delete;
 
   /// Runs one or more statements without results (schema, pragmas, BEGIN/COMMIT).
-  Result<bool> exec(const std::string& sql);
+  Result<void> exec(const std::string& sql);
   Result<Statement> prepare(std::string_view sql);
   const std::string& path() const { return path_; }
 
