@@ -2,15 +2,12 @@
 
 #include <fmt/format.h>
 
-#include <boost/asio/post.hpp>
-
 #include "llm/prices.h"
 #include "llm/providers/anthropic.h"
 #include "llm/providers/bedrock.h"
 #include "llm/providers/gemini.h"
 #include "llm/providers/openai.h"
 #include "llm/tokenizer/encoding.h"
-#include "loop/blocking_pool.h"
 
 namespace ganglion::llm {
 
@@ -31,8 +28,8 @@ uint64_t maxOutputOf(std::string_view kind, const control::ModelTarget& t) {
   return builtinMaxOutput(kind, t.model);
 }
 
-/// The encoding that counts `t`'s prompts exactly, and starts building it off the main thread
-/// (o200k takes ~15 ms) so the first call finds it ready.
+/// The encoding that counts `t`'s prompts exactly (built at the first count that needs it, on
+/// the blocking pool: a gateway that never counts never pays its 3 MB).
 std::string_view encodingOf(std::string_view kind, const control::ModelTarget& t) {
   std::string_view name;
   if (t.tokenizer == "o200k_base")
@@ -41,7 +38,6 @@ std::string_view encodingOf(std::string_view kind, const control::ModelTarget& t
     name = "cl100k_base";
   else if (t.tokenizer.empty() && (kind == "openai" || kind == "azure"))
     name = tokenizer::encodingForModel(t.model);
-  if (!name.empty()) boost::asio::post(loop::blockingPool(), [name] { tokenizer::encodingNamed(name); });
   return name;
 }
 

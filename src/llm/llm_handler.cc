@@ -342,8 +342,12 @@ Task<std::optional<tokenizer::PromptCount>> LlmHandler::countPrompt(Call& call, 
                                                                     bool may_wait) {
   if (model.targets.empty() || model.targets[0].encoding.empty() || body_bytes > kMaxCountedBytes)
     co_return std::nullopt;
-  const tokenizer::Encoding* enc = tokenizer::encodingNamed(model.targets[0].encoding);
-  if (!enc) co_return std::nullopt;  // a build without vocabularies
+  const std::string_view name = model.targets[0].encoding;
+  const tokenizer::Encoding* enc = tokenizer::loadedEncoding(name);
+  if (!enc) {  // the first count: the vocabulary's index is built on the pool (~15 ms, once)
+    enc = co_await loop::runBlocking([name] { return tokenizer::encodingNamed(name); });
+    if (!enc) co_return std::nullopt;  // a build without vocabularies
+  }
   if (body_bytes < kCountOffLoopFrom) {
     tokenizer::CountBudget budget;
     budget.max_piece = kMaxPieceOnWorker;

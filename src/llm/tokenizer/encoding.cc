@@ -172,9 +172,10 @@ struct Slot {
   const char* pattern;
   std::once_flag once;
   std::unique_ptr<Encoding> encoding;
+  std::atomic<const Encoding*> ready{nullptr};  ///< set once built: read without the once_flag
 };
-std::array<Slot, 2> g_slots{
-    {{"o200k_base", kO200kPattern, {}, nullptr}, {"cl100k_base", kCl100kPattern, {}, nullptr}}};
+std::array<Slot, 2> g_slots{{{"o200k_base", kO200kPattern, {}, nullptr, {nullptr}},
+                             {"cl100k_base", kCl100kPattern, {}, nullptr, {nullptr}}}};
 
 }  // namespace
 
@@ -185,9 +186,16 @@ const Encoding* encodingNamed(std::string_view name) {
       std::string why;
       auto vocab = Vocab::load(embeddedVocab(slot.name), why);
       if (vocab) slot.encoding = std::make_unique<Encoding>(slot.name, std::move(*vocab), slot.pattern);
+      slot.ready.store(slot.encoding.get(), std::memory_order_release);
     });
     return slot.encoding.get();
   }
+  return nullptr;
+}
+
+const Encoding* loadedEncoding(std::string_view name) {
+  for (Slot& slot : g_slots)
+    if (name == slot.name) return slot.ready.load(std::memory_order_acquire);
   return nullptr;
 }
 
