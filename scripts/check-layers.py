@@ -52,7 +52,6 @@ KNOWN = {
     ("control/config_loader.cc", "http"),
     ("control/config_loader.cc", "net"),
     ("control/llm_config.cc", "net"),
-    ("llm/dispatch.cc", "proxy"),
     ("llm/llm_handler.h", "proxy"),
     ("llm/llm_handler.h", "server"),
     ("llm/provider_call.h", "proxy"),

@@ -10,7 +10,7 @@
 
 #include "base/log.h"
 #include "base/strings.h"
-#include "proxy/target_health.h"
+#include "base/time.h"
 
 namespace ganglion::llm {
 
@@ -29,7 +29,7 @@ void recordFailure(const CatalogTarget& t, const control::ModelConfig& m) {
   auto& s = *t.state;
   uint32_t n = s.failures.fetch_add(1, std::memory_order_relaxed) + 1;
   if (m.breaker_failures && n >= m.breaker_failures) {
-    s.open_until_ms.store(proxy::steadyMillis() + m.breaker_cooldown.count(), std::memory_order_relaxed);
+    s.open_until_ms.store(steadyMillis() + m.breaker_cooldown.count(), std::memory_order_relaxed);
     s.failures.store(0, std::memory_order_relaxed);
   }
 }
@@ -127,7 +127,7 @@ Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog,
                          DispatchOptions options) {
   Attempted out;
   const auto& mc = *model.config;
-  auto order = attemptOrder(model, options.prompt_tokens, proxy::steadyMillis());
+  auto order = attemptOrder(model, options.prompt_tokens, steadyMillis());
   if (order.empty()) {
     out.error =
         ApiError{400, "invalid_request_error",

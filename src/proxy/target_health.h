@@ -7,15 +7,12 @@
 #include <chrono>
 #include <cstdint>
 
+#include "base/time.h"
 #include "control/config.h"
 
 namespace ganglion::proxy {
 
-inline int64_t steadyMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+using ganglion::steadyMillis;
 
 struct TargetHealth {
   std::atomic<bool> active_healthy{true};    ///< written by the health checker only

@@ -1,0 +1,15 @@
+// Clock helpers shared by every module.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+namespace ganglion {
+
+/// Milliseconds on the steady clock: timestamps kept in atomics (circuit breakers, ejections).
+inline int64_t steadyMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace ganglion
