@@ -8,7 +8,10 @@ if [[ -z "$tool" ]]; then
   echo "check-format.sh: clang-format-14 not found (apt-get install clang-format-14)" >&2
   exit 2
 fi
-mapfile -t files < <(git ls-files 'src/*.cc' 'src/*.h' 'tests/fuzz/*.cc' 2>/dev/null || find src tests/fuzz -name '*.cc' -o -name '*.h')
+# Tracked files and new ones not yet added (not the ignored ones): a new file is checked before
+# its first commit.
+mapfile -t files < <(git ls-files --cached --others --exclude-standard 'src/*.cc' 'src/*.h' 'tests/fuzz/*.cc' \
+  2>/dev/null || find src tests/fuzz -name '*.cc' -o -name '*.h')
 if [[ "${1:-}" == "--fix" ]]; then
   "$tool" -i "${files[@]}"
   exit 0

@@ -8,7 +8,8 @@ namespace ganglion {
 
 /// Milliseconds on the steady clock: timestamps kept in atomics (circuit breakers, ejections).
 inline int64_t steadyMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
