@@ -261,11 +261,6 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
   const bool replayable = !req.hasBody();
   const auto started = Clock::now();
   if (rc.timeout.count() > 0) ex.deadline = started + rc.timeout;
-  const auto total_deadline = ex.deadline;
-  auto remaining = [&](std::chrono::milliseconds limit) { return ex.remaining(limit); };
-  auto fail = [&](int status, std::string_view type, std::string message) {
-    return failExchange(conn, ex, status, type, std::move(message));
-  };
   // A failure on the current target: the client's message names the upstream, the log line
   // also the address (clients never learn internal addresses).
   auto failure = [&](std::string_view what) {
@@ -305,8 +300,7 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     return counted_retry || bal.retries_inflight < cap;
   };
   auto canRetry = [&] {
-    return static_cast<uint32_t>(ex.attempts) < max_attempts && Clock::now() < total_deadline &&
-           budgetAllows();
+    return static_cast<uint32_t>(ex.attempts) < max_attempts && Clock::now() < ex.deadline && budgetAllows();
   };
   for (;;) {
     if (ex.attempts > 0) {
@@ -319,8 +313,9 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     ++ex.attempts;
     target_index = pickTarget(*up.def, bal, req, conn.clientIp(), tried);
     if (target_index == kNoTarget) {
-      co_return co_await fail(503, "no_healthy_upstream",
-                              fmt::format("no healthy target in upstream '{}'", up.def->config->name));
+      co_return co_await failExchange(
+          conn, ex, 503, "no_healthy_upstream",
+          fmt::format("no healthy target in upstream '{}'", up.def->config->name));
     }
     if (target_index < 64) tried |= 1ull << target_index;
     const auto& target = up.def->targets[target_index];
@@ -333,13 +328,13 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     } load_guard{load};
 
     // 1. A connection: the most recently used idle one, or a new one.
-    auto acquired = co_await acquire(worker_, up, target_index, remaining(up.def->config->connect_timeout),
+    auto acquired = co_await acquire(worker_, up, target_index, ex.remaining(up.def->config->connect_timeout),
                                      fresh_connection);
     if (acquired.failure) {
       if (canRetry()) continue;  // nothing was sent: safe for any method
       logLine(fmt::format("upstream '{}': {}", up.def->config->name, acquired.failure.detail));
-      co_return co_await fail(
-          acquired.failure.status, acquired.failure.type,
+      co_return co_await failExchange(
+          conn, ex, acquired.failure.status, acquired.failure.type,
           fmt::format("upstream '{}': {}", up.def->config->name, acquired.failure.message));
     }
     uc = std::move(acquired.conn);
@@ -348,7 +343,7 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     if (req.method == "HEAD") uc->parser.expectNoBody();
 
     // 2. The request head, then the body.
-    uc->deadline.arm(remaining(rc.idle_timeout));
+    uc->deadline.arm(ex.remaining(rc.idle_timeout));
     const Sent sent = co_await sendRequest(conn, ex, *uc, early, body_consumed);
     if (sent == Sent::kClientFailed) {
       uc->stream.socket().close();
@@ -365,12 +360,12 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
         fresh_connection = true;
         continue;
       }
-      co_return co_await fail(502, "upstream_send_failed",
-                              failure("failed while the request was being sent"));
+      co_return co_await failExchange(conn, ex, 502, "upstream_send_failed",
+                                      failure("failed while the request was being sent"));
     }
 
     // 3. The response head.
-    auto head = co_await readResponseHead(*uc, remaining(rc.first_byte_timeout), req.method == "HEAD");
+    auto head = co_await readResponseHead(*uc, ex.remaining(rc.first_byte_timeout), req.method == "HEAD");
     if (head.outcome == HeadOutcome::kHead) {
       const int status = uc->parser.response().status;
       recordResponse(up, target_index, status,
@@ -387,13 +382,14 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     if (head.outcome == HeadOutcome::kTimeout) {
       ustats->timeouts.add();
       markFailure(*up.def, target_index);
-      co_return co_await fail(504, "upstream_timeout", failure("sent no response in time"));
+      co_return co_await failExchange(conn, ex, 504, "upstream_timeout", failure("sent no response in time"));
     }
     if (head.outcome == HeadOutcome::kProtocolError) {
       ustats->protocol_errors.add();
       markFailure(*up.def, target_index);
-      co_return co_await fail(502, "upstream_protocol_error",
-                              failure(fmt::format("sent an invalid response: {}", uc->parser.errorReason())));
+      co_return co_await failExchange(
+          conn, ex, 502, "upstream_protocol_error",
+          failure(fmt::format("sent an invalid response: {}", uc->parser.errorReason())));
     }
     // Closed before any response byte: on a pooled connection that is the keep-alive race.
     bool retry = uc->reused && !head.received_any && replayable && ++stale_retries <= kMaxStaleRetries;
@@ -405,7 +401,8 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
     }
     ustats->protocol_errors.add();
     markFailure(*up.def, target_index);
-    co_return co_await fail(502, "upstream_closed", failure("closed the connection without a response"));
+    co_return co_await failExchange(conn, ex, 502, "upstream_closed",
+                                    failure("closed the connection without a response"));
   }
 
   co_await relayResponse(conn, ex, std::move(uc), target_index, started);
@@ -491,10 +488,6 @@ Task<void> ProxyHandler::relayResponse(ServerConnection& conn, Exchange& ex,
   auto& up = *ex.upstream;
   auto& req = conn.request();
   auto* ustats = up.stats;
-  auto remaining = [&](std::chrono::milliseconds limit) { return ex.remaining(limit); };
-  auto fail = [&](int status, std::string_view type, std::string message) {
-    return failExchange(conn, ex, status, type, std::move(message));
-  };
   // The response, streamed to the client as it arrives.
   auto& resp = uc->parser.response();
   ex.upstream_status = resp.status;
@@ -505,8 +498,8 @@ Task<void> ProxyHandler::relayResponse(ServerConnection& conn, Exchange& ex,
     if (!req.upgrade) {
       uc.reset();
       ustats->protocol_errors.add();
-      co_return co_await fail(
-          502, "upstream_protocol_error",
+      co_return co_await failExchange(
+          conn, ex, 502, "upstream_protocol_error",
           fmt::format("upstream '{}' switched protocols without being asked", up.def->config->name));
     }
     co_return co_await tunnel(conn, ex, std::move(uc));
@@ -545,7 +538,7 @@ Task<void> ProxyHandler::relayResponse(ServerConnection& conn, Exchange& ex,
     if (complete) break;
     if (!uc->in.empty()) continue;
     uc->timed_out = false;
-    auto got = co_await readMore(*uc, remaining(rc.idle_timeout));
+    auto got = co_await readMore(*uc, ex.remaining(rc.idle_timeout));
     if (got != ReadStatus::kData) {
       if (until_close && got == ReadStatus::kEof) {
         complete = true;

@@ -1,6 +1,8 @@
 #include "proxy/router.h"
 
 #include <algorithm>
+#include <boost/container/small_vector.hpp>
+#include <span>
 #include <tuple>
 
 #include "base/string_map.h"
@@ -48,11 +50,15 @@ bool conditionsHold(const CompiledRoute& r, const http::RequestHead& request) {
 /// Routes in priority order: pointers into Router::routes_, which is sorted.
 using RouteList = std::vector<const CompiledRoute*>;
 
-const CompiledRoute* firstHolding(const RouteList& list, const http::RequestHead& request) {
+const CompiledRoute* firstHolding(std::span<const CompiledRoute* const> list,
+                                  const http::RequestHead& request) {
   for (const CompiledRoute* r : list)
     if (conditionsHold(*r, request)) return r;
   return nullptr;
 }
+
+/// The templates one request matches: few, so no allocation on the request path.
+using TemplateMatches = boost::container::small_vector<const CompiledRoute*, 8>;
 
 /// Path templates as a trie of segments: a literal child per segment text, one capture child.
 struct TemplateNode {
@@ -71,7 +77,7 @@ struct TemplateNode {
   }
   /// Appends every template matching `path` from segment offset `pos` (each trie node is
   /// visited at most once, so the work is bounded by the trie's size).
-  void collect(std::string_view path, size_t pos, RouteList& out) const {
+  void collect(std::string_view path, size_t pos, TemplateMatches& out) const {
     const size_t slash = path.find('/', pos);
     const bool last = slash == std::string_view::npos;
     const std::string_view seg = path.substr(pos, (last ? path.size() : slash) - pos);
@@ -119,7 +125,7 @@ struct PathIndex {
     if (auto it = exact.find(path); it != exact.end())
       if (auto* r = firstHolding(it->second, request)) return r;
     if (has_templates && !path.empty() && path[0] == '/') {
-      RouteList found;
+      TemplateMatches found;
       templates.collect(path, 1, found);
       std::sort(found.begin(), found.end());
       if (auto* r = firstHolding(found, request)) return r;
