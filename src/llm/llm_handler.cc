@@ -303,6 +303,11 @@ Task<void> LlmHandler::estimateUsage(Call& call, uint64_t completion) {
   call.rec.usage.completion = completion;
 }
 
+Task<void> LlmHandler::estimateAnswerUsage(Call& call, std::string_view answer) {
+  if (call.rec.usage.reported) co_return;  // the usual case: the answer is not parsed again
+  co_await estimateUsage(call, estimateAnswerTokens(answer));
+}
+
 /// The client left before its answer: nothing is sent; the call is charged the estimate of
 /// what the target it reached may have used (the prompt; the provider reported nothing).
 Task<void> LlmHandler::clientLeft(Call& call) {
@@ -328,6 +333,14 @@ constexpr size_t kMaxPieceOnPool = 256 << 10;
 /// prompts cannot make other calls wait on the pool for long.
 std::atomic<size_t> g_queued_count_bytes{0};
 constexpr size_t kMaxQueuedCountBytes = 8 << 20;
+
+/// Counts a chat request's prompt (chat completions, and /v1/messages in its chat form);
+/// `req` must outlive the counter.
+PromptCounter chatCounter(const ChatRequest& req) {
+  return [&req](const tokenizer::Encoding& enc, tokenizer::CountBudget* budget) {
+    return tokenizer::countChatPrompt(enc, req.body, req.media_estimate, budget);
+  };
+}
 
 /// Completes when the client hangs up, after raising `stop`.
 Task<void> stopWhenClientLeaves(http::ServerConnection& conn, std::shared_ptr<std::atomic<bool>> stop) {
@@ -638,10 +651,7 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
   if (!model) co_return;
   if (co_await answerFromCache(call, "chat/completions", req.body)) co_return;
   if (!co_await admit(call, *model, req.prompt_bound, req.max_output, req.choices, req.unbounded)) co_return;
-  call.countLater(*model, text.size(), req.prompt_estimate,
-                  [&](const tokenizer::Encoding& enc, tokenizer::CountBudget* budget) {
-                    return tokenizer::countChatPrompt(enc, req.body, req.media_estimate, budget);
-                  });
+  call.countLater(*model, text.size(), req.prompt_estimate, chatCounter(req));
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     return p.codec->chatRequest(req, t.model, out);
   };
@@ -660,7 +670,7 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
     auto err =
         guardCodec(call.rec.provider, [&] { return codec.chatResponse(body, answer, call.rec.usage); });
     if (err) co_return co_await sendError(call, std::move(*err));
-    if (!call.rec.usage.reported) co_await estimateUsage(call, estimateAnswerTokens(answer));
+    co_await estimateAnswerUsage(call, answer);
     remember(call, answer, false);
     co_return co_await sendJson(call, 200, answer);
   }
@@ -729,10 +739,7 @@ Task<void> LlmHandler::countTokens(Call& call) {
   if (!anthropic_first) {
     // Only Anthropic counts tokens over the API: OpenAI-family models are counted here with
     // their encoding (exact for plain text), others estimated (x-ganglion-token-count says which).
-    const PromptCounter counter = [&](const tokenizer::Encoding& enc, tokenizer::CountBudget* budget) {
-      return tokenizer::countChatPrompt(enc, req.chat.body, req.chat.media_estimate, budget);
-    };
-    auto counted = co_await countPrompt(call, *model, text.size(), counter, true);
+    auto counted = co_await countPrompt(call, *model, text.size(), chatCounter(req.chat), true);
     call.token_count = counted && counted->exact ? std::string_view("exact") : std::string_view("estimate");
     const uint64_t tokens = counted ? counted->tokens : req.chat.prompt_estimate;
     const std::string answer = json::serialize(json::object{{"input_tokens", tokens}});
@@ -783,10 +790,7 @@ Task<void> LlmHandler::messages(Call& call) {
   if (!co_await admit(call, *model, std::max(req.chat.prompt_bound, as_sent.tokens), req.chat.max_output, 1,
                       unbounded))
     co_return;
-  call.countLater(*model, text.size(), req.chat.prompt_estimate,
-                  [&](const tokenizer::Encoding& enc, tokenizer::CountBudget* budget) {
-                    return tokenizer::countChatPrompt(enc, req.chat.body, req.chat.media_estimate, budget);
-                  });
+  call.countLater(*model, text.size(), req.chat.prompt_estimate, chatCounter(req.chat));
   const auto& client_head = call.conn.request().headers;
   std::string version(client_head.get("anthropic-version"));
   std::string beta(client_head.get("anthropic-beta"));
@@ -824,7 +828,7 @@ Task<void> LlmHandler::messages(Call& call) {
       return failed;
     });
     if (err) co_return co_await sendError(call, *err);
-    if (!call.rec.usage.reported) co_await estimateUsage(call, estimateAnswerTokens(native ? body : answer));
+    co_await estimateAnswerUsage(call, native ? body : answer);
     co_return co_await sendJson(call, 200, native ? body : answer);
   }
 
@@ -901,7 +905,7 @@ Task<void> LlmHandler::responses(Call& call) {
         return failed;
       });
       if (err) co_return co_await sendError(call, *err);
-      if (!call.rec.usage.reported) co_await estimateUsage(call, estimateAnswerTokens(response));
+      co_await estimateAnswerUsage(call, response);
       co_return co_await sendJson(call, 200, response);
     }
     boost::system::error_code ec;
@@ -909,7 +913,7 @@ Task<void> LlmHandler::responses(Call& call) {
     if (!ec && v.is_object())
       if (auto* u = v.as_object().if_contains("usage"); u && u->is_object())
         call.rec.usage = usageFromResponses(u->as_object());
-    if (!call.rec.usage.reported) co_await estimateUsage(call, estimateAnswerTokens(answer));
+    co_await estimateAnswerUsage(call, answer);
     co_return co_await sendJson(call, 200, answer);
   }
 

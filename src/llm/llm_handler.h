@@ -43,6 +43,10 @@ struct CallRecord {
   bool cache_hit = false;         ///< answered from the response cache (no provider call)
 };
 
+/// Counts a prompt with an encoding, within a budget (llm/tokenizer/prompt_count.h).
+using PromptCounter =
+    std::function<tokenizer::PromptCount(const tokenizer::Encoding&, tokenizer::CountBudget*)>;
+
 class LlmHandler {
  public:
   LlmHandler(loop::Worker& worker, telemetry::WorkerStats& stats, KeyLedger& ledger, ResponseCache& cache);
@@ -72,6 +76,8 @@ class LlmHandler {
   http::Task<void> clientLeft(Call& call);
   /// Usage the provider did not report: the prompt's tokens (promptTokens) and `completion`.
   http::Task<void> estimateUsage(Call& call, uint64_t completion);
+  /// The same for a whole answer (`answer`: its JSON), read only when usage is missing.
+  http::Task<void> estimateAnswerUsage(Call& call, std::string_view answer);
   /// The call's prompt tokens: the parser's estimate, counted exactly at the first call when
   /// the endpoint gave a counter (Call::count_prompt). Counting is lazy: most calls get usage
   /// from the provider and never need it.
@@ -92,9 +98,6 @@ class LlmHandler {
   /// records usage (estimated if none came) and keeps a reusable provider connection.
   /// `cache`: a stream that reaches the client whole (and fits) goes into the response cache.
   http::Task<void> relayStream(Call& call, struct Attempted& tried, StreamRelay& relay, bool cache);
-  /// Counts a prompt with an encoding, within a budget (llm/tokenizer/prompt_count.h).
-  using PromptCounter =
-      std::function<tokenizer::PromptCount(const tokenizer::Encoding&, tokenizer::CountBudget*)>;
   /// The tokens of a prompt, counted by `count` with the encoding of `model`'s first target
   /// (exact for plain text sent to OpenAI-family models); nullopt, where the parser's estimate
   /// stays, when that target has no encoding or the count would cost too much: a body
