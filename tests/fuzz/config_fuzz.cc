@@ -9,18 +9,7 @@
 #include <string>
 
 #include "control/config.h"
-
-namespace {
-
-#define CHECK(cond)                                                                       \
-  do {                                                                                    \
-    if (!(cond)) {                                                                        \
-      std::fprintf(stderr, "config_fuzz: check failed: %s (line %d)\n", #cond, __LINE__); \
-      __builtin_trap();                                                                   \
-    }                                                                                     \
-  } while (0)
-
-}  // namespace
+#include "fuzz_check.h"
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   // Variables the corpus may expand with ${VAR}; GANGLION_ADMIN_TOKEN stays unset so the

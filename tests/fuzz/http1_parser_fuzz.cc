@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 
+#include "fuzz_check.h"
 #include "http/http1_parser.h"
 
 using ganglion::http::Http1Parser;
@@ -23,14 +24,6 @@ using ganglion::http::ParseEvent;
 using ganglion::http::ParseLimits;
 
 namespace {
-
-#define CHECK(cond)                                                                             \
-  do {                                                                                          \
-    if (!(cond)) {                                                                              \
-      std::fprintf(stderr, "http1_parser_fuzz: check failed: %s (line %d)\n", #cond, __LINE__); \
-      __builtin_trap();                                                                         \
-    }                                                                                           \
-  } while (0)
 
 enum class Split { kWhole, kBytewise, kData };
 

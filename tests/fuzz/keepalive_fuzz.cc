@@ -34,6 +34,7 @@
 #include <utility>
 #include <vector>
 
+#include "fuzz_check.h"
 #include "http/headers.h"
 #include "http/http1_parser.h"
 
@@ -45,14 +46,6 @@ using ganglion::http::ParseEvent;
 using ganglion::http::ParseLimits;
 
 namespace {
-
-#define CHECK(cond)                                                                          \
-  do {                                                                                       \
-    if (!(cond)) {                                                                           \
-      std::fprintf(stderr, "keepalive_fuzz: check failed: %s (line %d)\n", #cond, __LINE__); \
-      __builtin_trap();                                                                      \
-    }                                                                                        \
-  } while (0)
 
 constexpr size_t kMaxRequests = 16;
 constexpr size_t kMaxOps = 256;

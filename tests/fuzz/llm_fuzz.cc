@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "fuzz_check.h"
 #include "llm/anthropic_ingress.h"
 #include "llm/chat_request.h"
 #include "llm/providers/anthropic.h"
@@ -21,14 +22,6 @@
 #include "llm/responses_ingress.h"
 
 namespace {
-
-#define CHECK(cond)                                                                    \
-  do {                                                                                 \
-    if (!(cond)) {                                                                     \
-      std::fprintf(stderr, "llm_fuzz: check failed: %s (line %d)\n", #cond, __LINE__); \
-      __builtin_trap();                                                                \
-    }                                                                                  \
-  } while (0)
 
 using namespace ganglion;
 

@@ -11,18 +11,11 @@
 #include <string_view>
 #include <vector>
 
+#include "fuzz_check.h"
 #include "llm/tokenizer/bpe.h"
 #include "llm/tokenizer/encoding.h"
 
 namespace {
-
-#define CHECK(cond)                                                                          \
-  do {                                                                                       \
-    if (!(cond)) {                                                                           \
-      std::fprintf(stderr, "tokenizer_fuzz: check failed: %s (line %d)\n", #cond, __LINE__); \
-      __builtin_trap();                                                                      \
-    }                                                                                        \
-  } while (0)
 
 using namespace ganglion::llm::tokenizer;
 
