@@ -38,11 +38,13 @@ ALLOWED = {
     "store": {"base", "loop"},
     "net": LOW,
     "http": LOW | {"net"},
-    "proxy": LOW | {"net", "http"},
+    "upstream": LOW | {"net", "http"},
+    "proxy": LOW | {"net", "http", "upstream"},
     "filters": LOW | {"net", "http"},
-    "llm": LOW | {"net", "http"},
+    "llm": LOW | {"net", "http", "upstream"},
     "admin": LOW | {"net", "http"},
-    "server": {"base", "loop", "config", "telemetry", "store", "net", "http", "proxy", "filters", "llm", "admin"},
+    "server": {"base", "loop", "config", "telemetry", "store", "net", "http", "upstream", "proxy", "filters", "llm",
+               "admin"},
 }
 
 # file -> module it may still include against the table (today's debt; see the docstring).
@@ -52,9 +54,7 @@ KNOWN = {
     ("control/config_loader.cc", "http"),
     ("control/config_loader.cc", "net"),
     ("control/llm_config.cc", "net"),
-    ("llm/llm_handler.h", "proxy"),
     ("llm/llm_handler.h", "server"),
-    ("llm/provider_call.h", "proxy"),
     ("proxy/proxy_handler.cc", "llm"),
     ("proxy/proxy_handler.h", "llm"),
     ("proxy/proxy_handler.h", "server"),

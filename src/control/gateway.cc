@@ -552,7 +552,7 @@ std::string Gateway::metricsText() {
       "ejected).\n";
   out += "# TYPE ganglion_upstream_target_up gauge\n";
   std::string ejections = "# TYPE ganglion_upstream_target_ejections_total counter\n";
-  const int64_t now_ms = proxy::steadyMillis();
+  const int64_t now_ms = upstream::steadyMillis();
   for (const auto& up : snapshot_->upstreams) {
     for (const auto& t : up.targets) {
       out += fmt::format("ganglion_upstream_target_up{{upstream=\"{}\",target=\"{}\"}} {}\n", up.config->name,

@@ -53,7 +53,7 @@ std::vector<std::pair<uint64_t, uint32_t>> hashRing(const std::vector<ResolvedTa
 }  // namespace
 
 void HealthRegistry::retainOnly(const std::vector<ResolvedUpstream>& upstreams) {
-  std::map<std::string, std::shared_ptr<proxy::TargetHealth>> kept;
+  std::map<std::string, std::shared_ptr<upstream::TargetHealth>> kept;
   for (const auto& u : upstreams)
     for (const auto& t : u.targets) kept[key(u.config->name, t.key)] = t.health;
   entries_ = std::move(kept);

@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "control/config.h"
-#include "proxy/resolved_upstream.h"
 #include "proxy/router.h"
-#include "proxy/target_health.h"
+#include "upstream/resolved_upstream.h"
+#include "upstream/target_health.h"
 
 namespace ganglion::llm {
 class Catalog;
@@ -21,16 +21,16 @@ class Catalog;
 
 namespace ganglion::control {
 
-// Resolved upstreams belong to the proxy (proxy/resolved_upstream.h); the snapshot holds them.
-using proxy::ResolvedTarget;
-using proxy::ResolvedUpstream;
+// Resolved upstreams belong to the proxy (upstream/resolved_upstream.h); the snapshot holds them.
+using upstream::ResolvedTarget;
+using upstream::ResolvedUpstream;
 
 /// Target health that outlives snapshots, keyed "upstream/target". Main thread.
 class HealthRegistry {
  public:
-  std::shared_ptr<proxy::TargetHealth> get(const std::string& upstream, const std::string& target) {
+  std::shared_ptr<upstream::TargetHealth> get(const std::string& upstream, const std::string& target) {
     auto& slot = entries_[key(upstream, target)];
-    if (!slot) slot = std::make_shared<proxy::TargetHealth>();
+    if (!slot) slot = std::make_shared<upstream::TargetHealth>();
     return slot;
   }
   /// Forgets targets no longer configured (snapshots still holding them keep them alive).
@@ -40,7 +40,7 @@ class HealthRegistry {
   static std::string key(const std::string& upstream, const std::string& target) {
     return upstream + "/" + target;
   }
-  std::map<std::string, std::shared_ptr<proxy::TargetHealth>> entries_;
+  std::map<std::string, std::shared_ptr<upstream::TargetHealth>> entries_;
 };
 
 struct Snapshot {

@@ -49,14 +49,14 @@ Task<void> sleepFor(loop::Worker& worker, std::chrono::milliseconds d) {
 }
 
 /// Reads a streamed answer until its first event (a "data:" line) or `deadline`.
-Task<bool> awaitFirstEvent(http::UpstreamConnection& uc, std::string& buf, proxy::BodyStatus& status,
+Task<bool> awaitFirstEvent(http::UpstreamConnection& uc, std::string& buf, upstream::BodyStatus& status,
                            Clock::time_point deadline) {
   while (buf.find("data:") == std::string::npos) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) co_return false;
-    status = co_await proxy::readBodySome(uc, buf, left);
-    if (status == proxy::BodyStatus::kTimeout) co_return false;
-    if (status != proxy::BodyStatus::kData) co_return true;  // ended or broke: the relay reports it
+    status = co_await upstream::readBodySome(uc, buf, left);
+    if (status == upstream::BodyStatus::kTimeout) co_return false;
+    if (status != upstream::BodyStatus::kData) co_return true;  // ended or broke: the relay reports it
   }
   co_return true;
 }
@@ -122,7 +122,7 @@ std::vector<const CatalogTarget*> attemptOrder(const CatalogModel& model, uint64
 }
 
 Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog,
-                         std::span<proxy::UpstreamRuntime> upstreams, const control::RouteConfig& route,
+                         std::span<upstream::UpstreamRuntime> upstreams, const control::RouteConfig& route,
                          const CatalogModel& model, CallRecord& rec, const Encoder& encode,
                          DispatchOptions options) {
   Attempted out;
@@ -202,7 +202,7 @@ Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog,
           }
           // No first token in time: nothing reached the client yet, so another target may answer.
           out.prefetched.clear();
-          out.prefetch_status = proxy::BodyStatus::kData;
+          out.prefetch_status = upstream::BodyStatus::kData;
           recordFailure(target, mc);
           out.error = ApiError{504, "api_error",
                                fmt::format("provider '{}' sent no first token within {} ms",
@@ -227,7 +227,7 @@ Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog,
             clientSafeProviderError(provider.config->name, std::move(said), provider.config->secrets());
         if (ra && *ra > 0 && *ra < 86400 * 7) retry_after_s = static_cast<int64_t>(*ra);
         out.error->retry_after_s = retry_after_s;
-        if (whole && call.conn->parser.response().keep_alive) proxy::release(up, 0, std::move(call.conn));
+        if (whole && call.conn->parser.response().keep_alive) upstream::release(up, 0, std::move(call.conn));
         if (!failoverStatus(status)) co_return out;  // the request itself is at fault
         if (status >= 500 || status == 429) recordFailure(target, mc);
       }

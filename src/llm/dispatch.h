@@ -52,15 +52,15 @@ struct Attempted {
   const CatalogProvider* provider = nullptr;
   const CatalogTarget* target = nullptr;
   std::string prefetched;  ///< body bytes already read (streams: up to the first event)
-  proxy::BodyStatus prefetch_status = proxy::BodyStatus::kData;
+  upstream::BodyStatus prefetch_status = upstream::BodyStatus::kData;
   std::optional<ApiError> error;  ///< set: every target failed; this is the last failure
   Busy busy;
 };
 
 http::Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog,
-                               std::span<proxy::UpstreamRuntime> upstreams, const control::RouteConfig& route,
-                               const CatalogModel& model, CallRecord& rec, const Encoder& encode,
-                               DispatchOptions options);
+                               std::span<upstream::UpstreamRuntime> upstreams,
+                               const control::RouteConfig& route, const CatalogModel& model, CallRecord& rec,
+                               const Encoder& encode, DispatchOptions options);
 
 /// The order in which targets are tried for one call (strategy first, open circuits last,
 /// too-small context windows left out). Exposed for tests.

@@ -116,7 +116,7 @@ struct LlmHandler::Call {
   http::ServerConnection& conn;
   const control::Snapshot& snap;
   const Catalog& catalog;
-  std::span<proxy::UpstreamRuntime> upstreams;
+  std::span<upstream::UpstreamRuntime> upstreams;
   const control::RouteConfig& route;
   CallRecord& rec;
   KeyLedger& ledger;
@@ -524,8 +524,8 @@ LlmHandler::LlmHandler(loop::Worker& worker, telemetry::WorkerStats& stats, KeyL
 LlmHandler::~LlmHandler() = default;
 
 Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Snapshot& snap,
-                              std::span<proxy::UpstreamRuntime> upstreams, const control::RouteConfig& route,
-                              CallRecord& rec) {
+                              std::span<upstream::UpstreamRuntime> upstreams,
+                              const control::RouteConfig& route, CallRecord& rec) {
   auto& req = conn.request();
   Call call{conn, snap, *snap.llm, upstreams, route, rec, ledger_, stats_, requestId(req, next_id_)};
   call.anthropic_dialect =
@@ -614,31 +614,32 @@ Task<bool> LlmHandler::readAnswer(Call& call, Attempted& tried, std::string& bod
     co_return false;
   }
   if (uc.parser.response().keep_alive)
-    proxy::release(call.upstreams[tried.provider->upstream], 0, std::move(tried.call.conn));
+    upstream::release(call.upstreams[tried.provider->upstream], 0, std::move(tried.call.conn));
   co_return true;
 }
 
 /// The next bytes of a streamed answer: first those dispatch read while waiting for the first
 /// token, then from the connection.
-Task<proxy::BodyStatus> LlmHandler::nextStreamBytes(Attempted& tried, std::string& raw, proxy::Millis idle) {
-  if (!tried.prefetched.empty() || tried.prefetch_status != proxy::BodyStatus::kData) {
+Task<upstream::BodyStatus> LlmHandler::nextStreamBytes(Attempted& tried, std::string& raw,
+                                                       upstream::Millis idle) {
+  if (!tried.prefetched.empty() || tried.prefetch_status != upstream::BodyStatus::kData) {
     raw.swap(tried.prefetched);
-    co_return std::exchange(tried.prefetch_status, proxy::BodyStatus::kData);
+    co_return std::exchange(tried.prefetch_status, upstream::BodyStatus::kData);
   }
-  co_return co_await proxy::readBodySome(*tried.call.conn, raw, idle);
+  co_return co_await upstream::readBodySome(*tried.call.conn, raw, idle);
 }
 
 /// After the provider's end-of-stream marker only the body's terminator is left: reads it (a
 /// few reads at most) and gives the connection back to the pool when the body ended cleanly.
-Task<void> LlmHandler::keepIfReusable(Call& call, Attempted& tried, proxy::BodyStatus status) {
+Task<void> LlmHandler::keepIfReusable(Call& call, Attempted& tried, upstream::BodyStatus status) {
   auto& uc = *tried.call.conn;
   std::string rest;
-  for (int i = 0; status == proxy::BodyStatus::kData && i < 4; ++i) {
+  for (int i = 0; status == upstream::BodyStatus::kData && i < 4; ++i) {
     rest.clear();
-    status = co_await proxy::readBodySome(uc, rest, call.route.idle_timeout);
+    status = co_await upstream::readBodySome(uc, rest, call.route.idle_timeout);
   }
-  if (status == proxy::BodyStatus::kComplete && uc.parser.response().keep_alive)
-    proxy::release(call.upstreams[tried.provider->upstream], 0, std::move(tried.call.conn));
+  if (status == upstream::BodyStatus::kComplete && uc.parser.response().keep_alive)
+    upstream::release(call.upstreams[tried.provider->upstream], 0, std::move(tried.call.conn));
 }
 
 Task<void> LlmHandler::chatCompletions(Call& call) {
@@ -953,7 +954,7 @@ Task<void> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& re
   bool recording = cache;
   std::optional<ApiError> stream_error;
   bool provider_done = false, client_gone = false;
-  auto status = proxy::BodyStatus::kData;
+  auto status = upstream::BodyStatus::kData;
   for (;;) {
     raw.clear();
     out.clear();
@@ -965,12 +966,12 @@ Task<void> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& re
       stream_error = redactedProviderError(std::move(*stream_error), tried.provider->config->secrets());
     }
     provider_done = relay.done();
-    const bool ended = provider_done || stream_error || status != proxy::BodyStatus::kData;
+    const bool ended = provider_done || stream_error || status != upstream::BodyStatus::kData;
     if (ended) {
       if (!provider_done && !stream_error) {
         stream_error = ApiError{
             502, "api_error",
-            status == proxy::BodyStatus::kTimeout
+            status == upstream::BodyStatus::kTimeout
                 ? fmt::format("provider '{}' stopped sending in the middle of the stream", call.rec.provider)
                 : fmt::format("provider '{}' ended the stream early", call.rec.provider),
             "", "stream_interrupted"};

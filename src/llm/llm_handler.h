@@ -18,8 +18,8 @@
 #include "llm/response_cache.h"
 #include "llm/tokenizer/prompt_count.h"
 #include "llm/usage.h"
-#include "proxy/upstream_client.h"
 #include "telemetry/metrics.h"
+#include "upstream/upstream_client.h"
 
 namespace ganglion::llm {
 
@@ -56,7 +56,7 @@ class LlmHandler {
   /// `snap` (providers included). `rec.key_name`, when set on entry, is the key a `key_auth`
   /// filter on the route already authenticated. Worker thread.
   http::Task<void> handle(http::ServerConnection& conn, const control::Snapshot& snap,
-                          std::span<proxy::UpstreamRuntime> upstreams, const control::RouteConfig& route,
+                          std::span<upstream::UpstreamRuntime> upstreams, const control::RouteConfig& route,
                           CallRecord& rec);
 
  private:
@@ -86,9 +86,9 @@ class LlmHandler {
   /// window, else the estimate (unused).
   http::Task<uint64_t> promptForDispatch(Call& call, const struct CatalogModel& model);
   http::Task<bool> readAnswer(Call& call, struct Attempted& tried, std::string& body, size_t limit);
-  http::Task<proxy::BodyStatus> nextStreamBytes(struct Attempted& tried, std::string& raw,
-                                                proxy::Millis idle);
-  http::Task<void> keepIfReusable(Call& call, struct Attempted& tried, proxy::BodyStatus status);
+  http::Task<upstream::BodyStatus> nextStreamBytes(struct Attempted& tried, std::string& raw,
+                                                   upstream::Millis idle);
+  http::Task<void> keepIfReusable(Call& call, struct Attempted& tried, upstream::BodyStatus status);
   /// Waits for `work` (the dispatch over a model's targets) unless the client leaves first.
   /// The attempt whose provider answered with a 2xx head, or nullopt when the call is over:
   /// the client left (usage estimated), or every target failed and the error was sent.

@@ -9,10 +9,11 @@
 namespace ganglion::llm {
 
 namespace asio = boost::asio;
-using proxy::HeadOutcome;
+using upstream::HeadOutcome;
 
-http::Task<ProviderCall> callProvider(loop::Worker& worker, proxy::UpstreamRuntime& up, std::string_view host,
-                                      const ProviderRequest& req, proxy::Millis first_byte) {
+http::Task<ProviderCall> callProvider(loop::Worker& worker, upstream::UpstreamRuntime& up,
+                                      std::string_view host, const ProviderRequest& req,
+                                      upstream::Millis first_byte) {
   ProviderCall call;
   if (up.def->targets.empty()) {
     call.failure = {502, "upstream_unresolved", "the provider's address is not known", "no address", true};
@@ -27,7 +28,7 @@ http::Task<ProviderCall> callProvider(loop::Worker& worker, proxy::UpstreamRunti
   const auto started = std::chrono::steady_clock::now();
   for (int stale = 0;; ++stale) {
     // After a dead pooled connection the retry opens a new one: the pool's others are as old.
-    auto acquired = co_await proxy::acquire(worker, up, 0, up.def->config->connect_timeout, stale > 0);
+    auto acquired = co_await upstream::acquire(worker, up, 0, up.def->config->connect_timeout, stale > 0);
     if (acquired.failure) {
       call.failure = std::move(acquired.failure);
       co_return call;
@@ -39,10 +40,10 @@ http::Task<ProviderCall> callProvider(loop::Worker& worker, proxy::UpstreamRunti
     std::array<asio::const_buffer, 2> bufs{asio::buffer(head), asio::buffer(req.body)};
     auto [ec, n] = co_await asio::async_write(uc->stream, bufs, asio::as_tuple(asio::use_awaitable));
     uc->deadline.disarm();
-    proxy::HeadRead got;
-    if (!ec) got = co_await proxy::readResponseHead(*uc, first_byte, req.method == "HEAD");
+    upstream::HeadRead got;
+    if (!ec) got = co_await upstream::readResponseHead(*uc, first_byte, req.method == "HEAD");
     if (!ec && got.outcome == HeadOutcome::kHead) {
-      proxy::recordResponse(
+      upstream::recordResponse(
           up, 0, uc->parser.response().status,
           std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started));
       call.conn = std::move(uc);
@@ -55,7 +56,7 @@ http::Task<ProviderCall> callProvider(loop::Worker& worker, proxy::UpstreamRunti
       if (stale < 3) continue;
     }
     const auto& key = up.def->targets[0].key;
-    proxy::markFailure(*up.def, 0);
+    upstream::markFailure(*up.def, 0);
     auto failed = [&](int status, std::string_view type, std::string what) {
       call.failure = {status, type, what, fmt::format("{}: {}", key, what), false};
     };
@@ -77,12 +78,12 @@ http::Task<ProviderCall> callProvider(loop::Worker& worker, proxy::UpstreamRunti
 }
 
 http::Task<bool> readWholeBody(http::UpstreamConnection& uc, std::string& out, size_t limit,
-                               proxy::Millis idle) {
+                               upstream::Millis idle) {
   for (;;) {
-    auto status = co_await proxy::readBodySome(uc, out, idle);
+    auto status = co_await upstream::readBodySome(uc, out, idle);
     if (out.size() > limit) co_return false;
-    if (status == proxy::BodyStatus::kComplete) co_return true;
-    if (status != proxy::BodyStatus::kData) co_return false;
+    if (status == upstream::BodyStatus::kComplete) co_return true;
+    if (status != upstream::BodyStatus::kData) co_return false;
   }
 }
 

@@ -6,25 +6,26 @@
 #include <string>
 
 #include "llm/provider.h"
-#include "proxy/upstream_client.h"
+#include "upstream/upstream_client.h"
 
 namespace ganglion::llm {
 
 struct ProviderCall {
   std::unique_ptr<http::UpstreamConnection> conn;  ///< set when a response head arrived
-  proxy::UpstreamFailure failure;                  ///< set otherwise
+  upstream::UpstreamFailure failure;               ///< set otherwise
   int status() const { return conn ? conn->parser.response().status : 0; }
 };
 
 /// Sends `req` to the provider reached through `up` (Host: `host`) and reads the response
 /// head within `first_byte`. A pooled connection the provider had closed is replaced
 /// transparently. Worker thread.
-http::Task<ProviderCall> callProvider(loop::Worker& worker, proxy::UpstreamRuntime& up, std::string_view host,
-                                      const ProviderRequest& req, proxy::Millis first_byte);
+http::Task<ProviderCall> callProvider(loop::Worker& worker, upstream::UpstreamRuntime& up,
+                                      std::string_view host, const ProviderRequest& req,
+                                      upstream::Millis first_byte);
 
 /// Reads the rest of the response body into `out`, failing past `limit` bytes. Returns false
 /// when the body could not be read whole. Worker thread.
 http::Task<bool> readWholeBody(http::UpstreamConnection& uc, std::string& out, size_t limit,
-                               proxy::Millis idle);
+                               upstream::Millis idle);
 
 }  // namespace ganglion::llm

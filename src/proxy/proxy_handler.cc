@@ -20,6 +20,13 @@ using http::ParseEvent;
 using http::ServerConnection;
 using http::Task;
 using Clock = std::chrono::steady_clock;
+using upstream::BalancerState;
+using upstream::HeadOutcome;
+using upstream::kNoTarget;
+using upstream::readMore;
+using upstream::readResponseHead;
+using upstream::ReadStatus;
+using upstream::TargetLoad;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
 struct ProxyHandler::Exchange {

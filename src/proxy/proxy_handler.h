@@ -11,15 +11,17 @@
 #include "http/server_connection.h"
 #include "http/upstream_connection.h"
 #include "llm/llm_handler.h"
-#include "proxy/balancer.h"
-#include "proxy/upstream_client.h"
 #include "telemetry/metrics.h"
+#include "upstream/balancer.h"
+#include "upstream/upstream_client.h"
 
 namespace ganglion::telemetry {
 class AccessLog;
 }
 
 namespace ganglion::proxy {
+
+using upstream::UpstreamRuntime;
 
 /// What one worker runs on for one config version. Requests hold it (shared_ptr) until done,
 /// so a reload never pulls state from under an in-flight request. Worker thread only.

@@ -1,11 +1,11 @@
-#include "proxy/balancer.h"
+#include "upstream/balancer.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "base/hash.h"
 
-namespace ganglion::proxy {
+namespace ganglion::upstream {
 
 namespace {
 
@@ -115,4 +115,4 @@ uint32_t pickTarget(const ResolvedUpstream& up, BalancerState& st, const http::R
   return kNone;
 }
 
-}  // namespace ganglion::proxy
+}  // namespace ganglion::upstream

@@ -1,4 +1,4 @@
-#include "proxy/balancer.h"
+#include "upstream/balancer.h"
 
 #include <gtest/gtest.h>
 
@@ -6,7 +6,7 @@
 
 #include "control/snapshot.h"
 
-namespace ganglion::proxy {
+namespace ganglion::upstream {
 namespace {
 
 std::shared_ptr<const control::Snapshot> build(const std::string& upstream_yaml) {
@@ -132,4 +132,4 @@ TEST(Balancer, OutlierEjectionAfterConsecutiveFailures) {
 }
 
 }  // namespace
-}  // namespace ganglion::proxy
+}  // namespace ganglion::upstream

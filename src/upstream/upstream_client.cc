@@ -1,4 +1,4 @@
-#include "proxy/upstream_client.h"
+#include "upstream/upstream_client.h"
 
 #include <fmt/format.h>
 #include <openssl/ssl.h>
@@ -11,7 +11,7 @@
 
 #include "net/tls.h"
 
-namespace ganglion::proxy {
+namespace ganglion::upstream {
 
 namespace asio = boost::asio;
 using http::ParseEvent;
@@ -188,4 +188,4 @@ Task<BodyStatus> readBodySome(http::UpstreamConnection& uc, std::string& out, Mi
   }
 }
 
-}  // namespace ganglion::proxy
+}  // namespace ganglion::upstream

@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "control/config.h"
-#include "proxy/target_health.h"
+#include "upstream/target_health.h"
 
-namespace ganglion::proxy {
+namespace ganglion::upstream {
 
 struct ResolvedTarget {
   std::string key;          ///< "host:port" as configured; names the per-worker connection pool
@@ -31,4 +31,4 @@ struct ResolvedUpstream {
   std::vector<std::pair<uint64_t, uint32_t>> ring;  ///< consistent-hash ring: point → target
 };
 
-}  // namespace ganglion::proxy
+}  // namespace ganglion::upstream

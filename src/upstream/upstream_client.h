@@ -13,11 +13,11 @@
 #include "http/server_connection.h"
 #include "http/upstream_connection.h"
 #include "loop/worker.h"
-#include "proxy/balancer.h"
-#include "proxy/resolved_upstream.h"
 #include "telemetry/metrics.h"
+#include "upstream/balancer.h"
+#include "upstream/resolved_upstream.h"
 
-namespace ganglion::proxy {
+namespace ganglion::upstream {
 
 using Millis = std::chrono::milliseconds;
 
@@ -89,4 +89,4 @@ void recordResponse(UpstreamRuntime& up, uint32_t index, int status, std::chrono
 /// Gives a connection back to target `index`'s pool when its exchange ended cleanly.
 void release(UpstreamRuntime& up, uint32_t index, std::unique_ptr<http::UpstreamConnection> uc);
 
-}  // namespace ganglion::proxy
+}  // namespace ganglion::upstream

@@ -10,7 +10,7 @@
 #include "base/time.h"
 #include "control/config.h"
 
-namespace ganglion::proxy {
+namespace ganglion::upstream {
 
 using ganglion::steadyMillis;
 
@@ -54,4 +54,4 @@ struct TargetHealth {
   }
 };
 
-}  // namespace ganglion::proxy
+}  // namespace ganglion::upstream

@@ -8,9 +8,9 @@
 #include <vector>
 
 #include "http/headers.h"
-#include "proxy/resolved_upstream.h"
+#include "upstream/resolved_upstream.h"
 
-namespace ganglion::proxy {
+namespace ganglion::upstream {
 
 /// What one worker knows about one target: requests in flight and the latency average.
 struct TargetLoad {
@@ -38,4 +38,4 @@ uint32_t pickTarget(const ResolvedUpstream& up, BalancerState& state, const http
 /// Folds a response-head latency into the target's peak EWMA (decay time 10 s).
 void recordLatency(TargetLoad& load, int64_t now_us, double sample_us);
 
-}  // namespace ganglion::proxy
+}  // namespace ganglion::upstream
