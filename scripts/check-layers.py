@@ -54,10 +54,6 @@ KNOWN = {
     ("control/config_loader.cc", "http"),
     ("control/config_loader.cc", "net"),
     ("control/llm_config.cc", "net"),
-    ("llm/llm_handler.h", "server"),
-    ("proxy/proxy_handler.cc", "llm"),
-    ("proxy/proxy_handler.h", "llm"),
-    ("proxy/proxy_handler.h", "server"),
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"/]+)/')

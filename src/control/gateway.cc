@@ -27,12 +27,12 @@
 
 #include "base/result.h"
 #include "control/binary_upgrade.h"
+#include "control/handler_table.h"
 #include "http/server_connection.h"
 #include "llm/prices.h"
 #include "llm/shared_limits.h"
 #include "loop/blocking_pool.h"
 #include "loop/worker.h"
-#include "proxy/proxy_handler.h"
 #include "telemetry/access_log.h"
 #include "telemetry/metrics.h"
 
@@ -59,10 +59,10 @@ struct WorkerListener {
 
 struct WorkerContext {
   WorkerContext(unsigned index, telemetry::AccessLog* log, llm::KeyLedger& ledger, llm::ResponseCache& cache)
-      : worker(index), handler(worker, stats, log, ledger, cache) {}
+      : worker(index), requests(worker, stats, log, ledger, cache) {}
   loop::Worker worker;
   telemetry::WorkerStats stats;
-  proxy::ProxyHandler handler;
+  WorkerRequests requests;
   /// Acceptors by listener address; usually one, more after adopting a parent's sockets.
   std::map<std::string, std::vector<std::shared_ptr<WorkerListener>>> listeners;
   bool draining = false;
@@ -137,7 +137,8 @@ ganglion::Result<int> openListenSocket(const HostPort& address) {
 asio::awaitable<void> serveConnection(WorkerContext& ctx, tcp::socket socket, http::ListenerLimits limits,
                                       [[maybe_unused]] std::optional<net::IpConnectionLimit::Hold> hold) {
   try {
-    http::ServerConnection conn(ctx.worker, std::move(socket), limits, ctx.handler, ctx.stats, ctx.draining);
+    http::ServerConnection conn(ctx.worker, std::move(socket), limits, ctx.requests.manager(), ctx.stats,
+                                ctx.draining);
     co_await conn.run();
   } catch (const std::exception& e) {
     // An invariant broke while serving one connection; drop it, keep the worker.
@@ -372,7 +373,7 @@ void Gateway::install(std::shared_ptr<const Snapshot> snapshot) {
   checker_->apply(snapshot_);
   for (auto& w : workers_) {
     auto* ctx = w.get();
-    ctx->worker.post([ctx, snap = snapshot_] { ctx->handler.install(snap); });
+    ctx->worker.post([ctx, snap = snapshot_] { ctx->requests.install(snap); });
   }
 }
 
@@ -649,7 +650,7 @@ int Gateway::run() {
   access_log_->setEnabled(cfg.access_log.enabled);
   for (unsigned i = 0; i < cfg.workers; ++i)
     workers_.push_back(std::make_unique<WorkerContext>(i, access_log_.get(), ledger_, llm_cache_));
-  for (auto& w : workers_) w->handler.install(snapshot_);
+  for (auto& w : workers_) w->requests.install(snapshot_);
   if (auto err = installListeners(cfg); !err.empty()) {
     std::fprintf(stderr, "%s\n", err.c_str());
     return 1;

@@ -4,7 +4,7 @@
 
 #include <cstdlib>
 
-#include "proxy/router.h"
+#include "http/router.h"
 
 namespace ganglion::control {
 namespace {
@@ -168,8 +168,8 @@ keys: [ { name: k, key: sk-test-key } ]
   EXPECT_TRUE(api.implicit);
   EXPECT_TRUE(api.llm);
   EXPECT_EQ(api.match.path_prefix, "/v1/");
-  proxy::Router router;
-  router.build(r.config->routes, r.config->upstreams);
+  http::Router router;
+  router.build(r.config->routes);
   // An explicit catch-all wins over the implicit /v1/ route, longer prefix or not.
   EXPECT_EQ(router.routes().front().config->name, "all");
   EXPECT_EQ(router.routes().back().config->name, "llm-api");

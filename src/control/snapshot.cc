@@ -5,6 +5,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "base/hash.h"
+#include "control/handler_table.h"
 #include "control/welcome_page.h"
 #include "llm/catalog.h"
 
@@ -111,7 +112,7 @@ BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& healt
       std::any_of(cfg.routes.begin(), cfg.routes.end(), [](const auto& r) { return r.llm.has_value(); });
   if (!cfg.providers.empty() || llm_route)
     snap->llm = std::make_shared<llm::Catalog>(cfg, snap->provider_upstreams);
-  snap->router.build(cfg.routes, cfg.upstreams);
+  snap->router.build(cfg.routes, [&](const RouteConfig& rc) { return routeAction(rc, cfg.upstreams); });
   for (const auto& r : cfg.routes)
     if (r.welcome) snap->welcome_page = renderWelcomePage(cfg);
   if (result.errors.empty()) result.snapshot = std::move(snap);

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "control/config.h"
-#include "proxy/router.h"
+#include "http/router.h"
 #include "upstream/resolved_upstream.h"
 #include "upstream/target_health.h"
 
@@ -46,7 +46,7 @@ class HealthRegistry {
 struct Snapshot {
   Config config;
   uint64_t version = 0;
-  proxy::Router router;
+  http::Router router;
   std::vector<ResolvedUpstream> upstreams;  ///< config.upstreams, then one per provider
   std::vector<size_t> provider_upstreams;   ///< by config.providers index: index into upstreams
   std::shared_ptr<const llm::Catalog> llm;  ///< providers and models; null without providers

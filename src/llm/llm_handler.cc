@@ -114,7 +114,7 @@ Task<std::optional<T>> unlessClientLeaves(http::ServerConnection& conn, Task<T> 
 
 struct LlmHandler::Call {
   http::ServerConnection& conn;
-  const control::Snapshot& snap;
+  const control::Config& config;
   const Catalog& catalog;
   std::span<upstream::UpstreamRuntime> upstreams;
   const control::RouteConfig& route;
@@ -177,7 +177,7 @@ struct LlmHandler::Call {
 /// The call's key (name → limits) when it has limits, or null: a call without limits
 /// reserves nothing, so nothing needs bounding for it.
 const LlmHandler::KeyLimitsEntry* LlmHandler::limitsOf(const Call& call) {
-  const auto& limits_by_key = call.snap.config.key_table->limits;
+  const auto& limits_by_key = call.config.key_table->limits;
   auto it =
       call.rec.key_name.empty() ? limits_by_key.end() : limits_by_key.find(std::string(call.rec.key_name));
   return it == limits_by_key.end() ? nullptr : &*it;
@@ -230,9 +230,8 @@ Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t pro
   }
   const uint64_t tokens = prompt_tokens + most_output;
   std::optional<Refusal> refused;
-  if (call.snap.config.state.redis) {
-    if (!shared_)
-      shared_ = std::make_unique<SharedLimits>(worker_.io(), call.snap.config.state, worker_.index());
+  if (call.config.state.redis) {
+    if (!shared_) shared_ = std::make_unique<SharedLimits>(worker_.io(), call.config.state, worker_.index());
     call.shared = shared_.get();
     auto verdict = co_await shared_->admit(it->first, limits, tokens, worst, call.reservation);
     if (verdict.unavailable.empty()) {
@@ -433,7 +432,7 @@ Task<bool> LlmHandler::answerFromCache(Call& call, std::string_view endpoint, co
   } else if (iequals(asked, "off") || iequals(asked, "false") || asked == "0" || iequals(asked, "no-store")) {
     wanted = false;
   } else {
-    const auto& by_key = call.snap.config.key_table->cache;
+    const auto& by_key = call.config.key_table->cache;
     wanted = !call.rec.key_name.empty() && by_key.count(std::string(call.rec.key_name));
   }
   if (!wanted) co_return false;
@@ -461,7 +460,7 @@ Task<bool> LlmHandler::answerFromCache(Call& call, std::string_view endpoint, co
 
 void LlmHandler::remember(Call& call, std::string payload, bool stream) {
   if (!call.cache_lookup || call.cache_state != "miss") return;
-  const auto& cfg = call.snap.config.llm_cache;
+  const auto& cfg = call.config.llm_cache;
   cache_.put(call.cache_key, {std::move(payload), stream, std::string(call.rec.provider), call.rec.model},
              cfg.ttl, cfg.max_bytes);
 }
@@ -523,11 +522,11 @@ LlmHandler::LlmHandler(loop::Worker& worker, telemetry::WorkerStats& stats, KeyL
 
 LlmHandler::~LlmHandler() = default;
 
-Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Snapshot& snap,
-                              std::span<upstream::UpstreamRuntime> upstreams,
+Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Config& config,
+                              const Catalog& catalog, std::span<upstream::UpstreamRuntime> upstreams,
                               const control::RouteConfig& route, CallRecord& rec) {
   auto& req = conn.request();
-  Call call{conn, snap, *snap.llm, upstreams, route, rec, ledger_, stats_, requestId(req, next_id_)};
+  Call call{conn, config, catalog, upstreams, route, rec, ledger_, stats_, requestId(req, next_id_)};
   call.anthropic_dialect =
       req.path().find("/messages") != std::string_view::npos;  // its errors, auth ones included
   if (route.llm->require_key && rec.key_name.empty()) {        // not already checked by a key_auth filter
@@ -540,7 +539,7 @@ Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Snaps
                          "", "missing_api_key"};
       co_return co_await sendError(call, err);
     }
-    const auto& table = snap.config.key_table->by_hash;
+    const auto& table = config.key_table->by_hash;
     auto it = table.find(sha256(key));
     if (it == table.end()) {
       const ApiError err{401, "invalid_request_error",
@@ -575,6 +574,26 @@ Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Snaps
                      fmt::format("Method {} is not allowed on {}.", req.method, path), "",
                      "method_not_allowed"};
   co_await sendError(call, err);
+}
+
+Task<void> LlmRoutes::serve(http::RoutedRequest& routed) {
+  CallRecord rec;
+  rec.key_name = routed.filters.principal;  // a key_auth filter on the route may have authenticated already
+  co_await handler_.handle(routed.conn, config_, catalog_, upstreams_, *routed.route.config, rec);
+  auto& report = routed.report;
+  report.upstream = rec.provider;
+  report.upstream_addr = rec.target;
+  report.upstream_status = rec.upstream_status;
+  report.attempts = rec.attempts;
+  report.error = report.keep(std::move(rec.error));
+  report.principal = rec.key_name;
+  report.model = report.keep(std::move(rec.model));
+  report.prompt_tokens = rec.usage.prompt;
+  report.completion_tokens = rec.usage.completion;
+  report.cached_tokens = rec.usage.cached;
+  report.usage_estimated = rec.usage.estimated;
+  report.cache_hit = rec.cache_hit;
+  if (rec.priced && !report.model.empty()) report.cost_usd = report.keep(formatUsd(rec.cost));
 }
 
 Task<void> LlmHandler::listModels(Call& call) {
@@ -986,7 +1005,7 @@ Task<void> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& re
     }
     if (recording) {  // the whole stream, for the response cache, while it fits
       recorded += out;
-      recording = recorded.size() <= call.snap.config.llm_cache.max_bytes;
+      recording = recorded.size() <= call.config.llm_cache.max_bytes;
     }
     if (pending_head || !out.empty()) {
       std::array<std::string_view, 1> pieces{out};

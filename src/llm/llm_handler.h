@@ -11,8 +11,9 @@
 #include <string>
 #include <string_view>
 
-#include "control/snapshot.h"
+#include "control/config.h"
 #include "http/server_connection.h"
+#include "http/terminal_handler.h"
 #include "llm/api_error.h"
 #include "llm/ledger.h"
 #include "llm/response_cache.h"
@@ -52,10 +53,11 @@ class LlmHandler {
   LlmHandler(loop::Worker& worker, telemetry::WorkerStats& stats, KeyLedger& ledger, ResponseCache& cache);
   ~LlmHandler();
 
-  /// Serves one request on an `llm:` route. `upstreams` are this worker's runtimes for
-  /// `snap` (providers included). `rec.key_name`, when set on entry, is the key a `key_auth`
-  /// filter on the route already authenticated. Worker thread.
-  http::Task<void> handle(http::ServerConnection& conn, const control::Snapshot& snap,
+  /// Serves one request on an `llm:` route with one config version: `config`, its
+  /// `catalog`, and this worker's runtimes for its upstreams (providers included).
+  /// `rec.key_name`, when set on entry, is the key a `key_auth` filter on the route already
+  /// authenticated. Worker thread.
+  http::Task<void> handle(http::ServerConnection& conn, const control::Config& config, const Catalog& catalog,
                           std::span<upstream::UpstreamRuntime> upstreams, const control::RouteConfig& route,
                           CallRecord& rec);
 
@@ -132,6 +134,23 @@ class LlmHandler {
   ResponseCache& cache_;
   std::unique_ptr<SharedLimits> shared_;  ///< state.redis: this worker's connection, made on first use
   uint64_t next_id_ = 0;
+};
+
+/// The LLM API as the terminal handler of one config version on one worker: the worker's
+/// LlmHandler with that version's config, catalog and upstream runtimes.
+class LlmRoutes final : public http::TerminalHandler {
+ public:
+  LlmRoutes(LlmHandler& handler, const control::Config& config, const Catalog& catalog,
+            std::span<upstream::UpstreamRuntime> upstreams)
+      : handler_(handler), config_(config), catalog_(catalog), upstreams_(upstreams) {}
+  /// Serves one request on an `llm:` route. Called by the connection manager, worker thread.
+  http::Task<void> serve(http::RoutedRequest& routed) override;
+
+ private:
+  LlmHandler& handler_;
+  const control::Config& config_;
+  const Catalog& catalog_;
+  std::span<upstream::UpstreamRuntime> upstreams_;
 };
 
 }  // namespace ganglion::llm

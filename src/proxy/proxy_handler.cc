@@ -8,10 +8,7 @@
 #include <charconv>
 
 #include "base/log.h"
-#include "http/filter.h"
-#include "llm/prices.h"
 #include "proxy/request_head.h"
-#include "telemetry/access_log.h"
 
 namespace ganglion::proxy {
 
@@ -31,8 +28,7 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
 struct ProxyHandler::Exchange {
   explicit Exchange(std::string& head_scratch) : head(head_scratch) {}
-  std::shared_ptr<WorkerView> view;
-  const CompiledRoute* route = nullptr;
+  const http::CompiledRoute* route = nullptr;
   UpstreamRuntime* upstream = nullptr;
   std::string& head;        ///< serialised upstream request head (the connection's scratch)
   std::string_view target;  ///< the chosen target ("host:port"), owned by the snapshot
@@ -51,53 +47,8 @@ struct ProxyHandler::Exchange {
   }
 };
 
-ProxyHandler::ProxyHandler(loop::Worker& worker, telemetry::WorkerStats& stats, telemetry::AccessLog* log,
-                           llm::KeyLedger& ledger, llm::ResponseCache& cache)
-    : worker_(worker),
-      stats_(stats),
-      log_(log),
-      unmatched_stats_(stats.route("")),
-      llm_(worker, stats, ledger, cache) {
-  worker_.onTick([this] { expireIdle(); });
-}
-
-void ProxyHandler::install(std::shared_ptr<const control::Snapshot> snapshot) {
-  auto view = std::make_shared<WorkerView>();
-  std::map<std::string, std::shared_ptr<http::ConnectionPool>> pools;
-  for (const auto& up : snapshot->upstreams) {
-    UpstreamRuntime rt;
-    rt.def = &up;
-    rt.stats = stats_.upstream(up.config->name);
-    rt.balancer.loads.resize(up.targets.size());
-    for (const auto& target : up.targets) {
-      // Connections are only interchangeable within one upstream and one TLS setting: the
-      // same address may be reached in clear by one upstream and verified TLS by another.
-      std::string key = fmt::format("{}/{}/{}", up.config->name, target.key,
-                                    static_cast<const void*>(up.config->tls.get()));
-      auto& pool = pools[key];
-      if (!pool) {
-        auto old = pools_.find(key);
-        pool =
-            old != pools_.end() ? old->second : std::make_shared<http::ConnectionPool>(up.config->keepalive);
-      }
-      pool->setMaxIdle(up.config->keepalive);
-      rt.pools.push_back(pool);
-    }
-    view->upstreams.push_back(std::move(rt));
-  }
-  view->route_stats.resize(snapshot->config.routes.size());
-  for (size_t i = 0; i < snapshot->config.routes.size(); ++i)
-    view->route_stats[i] = stats_.route(snapshot->config.routes[i].name);
-  view->snapshot = std::move(snapshot);
-  pools_ = std::move(pools);  // pools of removed targets close once no old view holds them
-  view_ = std::move(view);
-}
-
-void ProxyHandler::expireIdle() {
-  if (!view_) return;
-  for (auto& up : view_->upstreams)
-    for (auto& pool : up.pools) pool->expire(up.def->config->idle_timeout);
-}
+ProxyHandler::ProxyHandler(loop::Worker& worker, std::span<UpstreamRuntime> upstreams)
+    : worker_(worker), upstreams_(upstreams) {}
 
 namespace {
 
@@ -128,136 +79,29 @@ void prepareResponseHead(const http::ResponseHead& in, http::ResponseHead& out,
 
 }  // namespace
 
-namespace {
-
-/// Runs the response hooks of the filters that saw the request, last first, then adds the
-/// headers filters asked every response to carry.
-class FilterChainHook final : public http::ResponseHook {
- public:
-  FilterChainHook(const std::vector<std::shared_ptr<const http::Filter>>& filters, http::FilterContext& ctx)
-      : filters_(filters), ctx_(ctx) {}
-  void onResponseHead(http::ResponseHead& head) override {
-    for (size_t i = ran; i-- > 0;) filters_[i]->onResponse(ctx_, head);
-    for (const auto& h : ctx_.response_add) head.headers.set(h.name, h.value);
-  }
-  size_t ran = 0;
-
- private:
-  const std::vector<std::shared_ptr<const http::Filter>>& filters_;
-  http::FilterContext& ctx_;
-};
-
-}  // namespace
-
-Task<void> ProxyHandler::handle(ServerConnection& conn) {
-  Exchange ex(conn.scratchText());
-  ex.view = view_;
+Task<void> ProxyHandler::serve(http::RoutedRequest& routed) {
+  auto& conn = routed.conn;
   auto& req = conn.request();
-  ex.route = ex.view->snapshot->router.match(req);
-  http::FilterContext fctx{req, conn.clientIp(), {}, {}, {}};
-  std::optional<FilterChainHook> hook;
-  llm::CallRecord llm_rec;
-  bool replied = false;
-  if (ex.route && !ex.route->config->filters.empty()) {
-    const auto& filters = ex.route->config->filters;
-    hook.emplace(filters, fctx);
-    conn.setResponseHook(&*hook);
-    for (const auto& filter : filters) {
-      ++hook->ran;
-      if (filter->onRequest(fctx) == http::FilterStatus::kReply) {
-        replied = true;
-        break;
-      }
-    }
-  }
-  if (replied) {
-    ex.error_type = fctx.reply.type;
-    if (fctx.reply.type.empty()) {
-      http::ResponseHead head;
-      head.status = fctx.reply.status;
-      head.headers = fctx.reply.headers;
-      head.has_content_length = true;
-      co_await conn.writeResponse(&head, {}, true);
-    } else {
-      co_await conn.sendError(fctx.reply.status, fctx.reply.type, fctx.reply.message, &fctx.reply.headers);
-    }
-  } else if (!ex.route) {
-    co_await conn.sendError(404, "route_not_found",
-                            fmt::format("no route matches {} {}", req.method, req.path()));
-  } else if (ex.route->config->welcome) {
-    co_await serveWelcome(conn, ex.view->snapshot->welcome_page);
-  } else if (ex.route->config->llm) {
-    llm_rec.key_name = fctx.principal;  // a key_auth filter on the route may have authenticated already
-    co_await llm_.handle(conn, *ex.view->snapshot, ex.view->upstreams, *ex.route->config, llm_rec);
-    ex.attempts = llm_rec.attempts;
-    ex.upstream_status = llm_rec.upstream_status;
-    ex.target = llm_rec.target;
-    ex.error_type = llm_rec.error;
+  Exchange ex(conn.scratchText());
+  ex.route = &routed.route;
+  const auto& rc = *ex.route->config;
+  ex.upstream = &upstreams_[ex.route->action.target];
+  conn.setMaxBodyBytes(rc.max_body_bytes);
+  if (req.has_content_length && req.content_length > rc.max_body_bytes) {
+    co_await conn.sendError(413, "body_too_large",
+                            fmt::format("request body of {} bytes exceeds the limit of {}",
+                                        req.content_length, rc.max_body_bytes));
   } else {
-    const auto& rc = *ex.route->config;
-    ex.upstream = &ex.view->upstreams[ex.route->upstream_index];
-    conn.setMaxBodyBytes(rc.max_body_bytes);
-    if (req.has_content_length && req.content_length > rc.max_body_bytes) {
-      co_await conn.sendError(413, "body_too_large",
-                              fmt::format("request body of {} bytes exceeds the limit of {}",
-                                          req.content_length, rc.max_body_bytes));
-    } else {
-      buildUpstreamHead(ex.head, req, *ex.route, conn.clientIp(),
-                        ex.upstream->def->targets.front().host_header);
-      co_await forward(conn, ex);
-    }
+    buildUpstreamHead(ex.head, req, *ex.route, conn.clientIp(),
+                      ex.upstream->def->targets.front().host_header);
+    co_await forward(conn, ex);
   }
-  auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - conn.requestStart());
-  auto* rs = ex.route ? ex.view->route_stats[ex.route->index] : unmatched_stats_;
-  if (conn.responseStatus() > 0) rs->by_class[telemetry::statusClass(conn.responseStatus())].add();
-  rs->latency.observe(static_cast<uint64_t>(elapsed.count()));
-  if (log_ && log_->enabled()) {
-    std::string cost_text =
-        llm_rec.priced && !llm_rec.model.empty() ? llm::formatUsd(llm_rec.cost) : std::string();
-    telemetry::AccessRecord rec{
-        .method = req.method,
-        .target = req.target,
-        .host = req.host(),
-        .client_ip = conn.clientIp(),
-        .status = conn.responseStatus(),
-        .bytes_sent = conn.responseBytes(),
-        .duration_us = static_cast<uint64_t>(elapsed.count()),
-        .route = ex.route ? std::string_view(ex.route->config->name) : std::string_view(),
-        .upstream = ex.upstream ? std::string_view(ex.upstream->def->config->name) : llm_rec.provider,
-        .upstream_addr = ex.target,
-        .upstream_status = ex.upstream_status,
-        .attempts = ex.attempts,
-        .error = ex.error_type,
-        .principal = llm_rec.key_name.empty() ? fctx.principal : llm_rec.key_name,
-        .model = llm_rec.model,
-        .prompt_tokens = llm_rec.usage.prompt,
-        .completion_tokens = llm_rec.usage.completion,
-        .cached_tokens = llm_rec.usage.cached,
-        .usage_estimated = llm_rec.usage.estimated,
-        .cache_hit = llm_rec.cache_hit,
-        .cost_usd = cost_text,
-        .worker = worker_.index(),
-    };
-    log_->write(rec);
-  }
-}
-
-Task<void> ProxyHandler::serveWelcome(ServerConnection& conn, std::string_view page) {
-  const auto& method = conn.request().method;
-  if (method != "GET" && method != "HEAD") {
-    http::HeaderList allow;
-    allow.add("Allow", "GET, HEAD");
-    co_return co_await conn.sendError(405, "method_not_allowed", "the welcome page answers GET and HEAD",
-                                      &allow);
-  }
-  http::ResponseHead head;
-  head.status = 200;
-  head.headers.add("Content-Type", "text/plain; charset=utf-8");
-  head.headers.add("Cache-Control", "no-store");
-  head.has_content_length = true;
-  head.content_length = page.size();
-  std::array<std::string_view, 1> body{page};
-  co_await conn.writeResponse(&head, body, true);
+  auto& report = routed.report;
+  report.upstream = ex.upstream->def->config->name;
+  report.upstream_addr = ex.target;
+  report.upstream_status = ex.upstream_status;
+  report.attempts = ex.attempts;
+  report.error = ex.error_type;
 }
 
 Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
@@ -398,8 +242,12 @@ Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
           conn, ex, 502, "upstream_protocol_error",
           failure(fmt::format("sent an invalid response: {}", uc->parser.errorReason())));
     }
-    // Closed before any response byte: on a pooled connection that is the keep-alive race.
-    bool retry = uc->reused && !head.received_any && replayable && ++stale_retries <= kMaxStaleRetries;
+    // Closed before any response byte: on a pooled connection that is usually the keep-alive
+    // race, but the upstream may also have read and applied the request before closing, so
+    // only an idempotent request is sent again (RFC 9110 9.2.2: a proxy must not retry
+    // others); a POST gets the 502.
+    bool retry = uc->reused && !head.received_any && replayable && isIdempotent(req.method) &&
+                 ++stale_retries <= kMaxStaleRetries;
     if (uc->reused && !head.received_any) ustats->stale_connections.add();
     uc.reset();
     if (retry) {

@@ -1,45 +1,30 @@
-// The reverse proxy: the RequestHandler that matches a route and forwards the request to an
-// upstream target over a pooled keep-alive connection, streaming bodies both ways.
+// The reverse proxy: the terminal handler that forwards a routed request to a target of the
+// route's upstream over a pooled keep-alive connection, streaming bodies both ways.
 #pragma once
 
-#include <map>
 #include <memory>
+#include <span>
 #include <string>
-#include <vector>
 
-#include "control/snapshot.h"
 #include "http/server_connection.h"
+#include "http/terminal_handler.h"
 #include "http/upstream_connection.h"
-#include "llm/llm_handler.h"
-#include "telemetry/metrics.h"
 #include "upstream/balancer.h"
 #include "upstream/upstream_client.h"
-
-namespace ganglion::telemetry {
-class AccessLog;
-}
 
 namespace ganglion::proxy {
 
 using upstream::UpstreamRuntime;
 
-/// What one worker runs on for one config version. Requests hold it (shared_ptr) until done,
-/// so a reload never pulls state from under an in-flight request. Worker thread only.
-struct WorkerView {
-  std::shared_ptr<const control::Snapshot> snapshot;
-  std::vector<UpstreamRuntime> upstreams;
-  std::vector<telemetry::RequestStats*> route_stats;  ///< by route config index
-};
-
-class ProxyHandler final : public http::RequestHandler {
+/// The proxy as a terminal handler for one config version on one worker: a route's requests
+/// go to its upstream (RouteAction::target indexes `upstreams`).
+class ProxyHandler final : public http::TerminalHandler {
  public:
-  ProxyHandler(loop::Worker& worker, telemetry::WorkerStats& stats, telemetry::AccessLog* log,
-               llm::KeyLedger& ledger, llm::ResponseCache& cache);
-  /// Switches to a new snapshot; in-flight requests finish on the old one. Worker thread.
-  void install(std::shared_ptr<const control::Snapshot> snapshot);
-  const WorkerView* view() const { return view_.get(); }
-  /// Handles one request. Worker thread.
-  http::Task<void> handle(http::ServerConnection& conn) override;
+  /// `upstreams`: this worker's runtimes for the version, indexed like Snapshot::upstreams;
+  /// they outlive the handler.
+  ProxyHandler(loop::Worker& worker, std::span<UpstreamRuntime> upstreams);
+  /// Forwards one request. Called by the connection manager on the worker thread.
+  http::Task<void> serve(http::RoutedRequest& routed) override;
 
  private:
   struct Exchange;
@@ -66,20 +51,12 @@ class ProxyHandler final : public http::RequestHandler {
   /// Answers a bad client body (its status from BodyRead::error_status) unless a response
   /// already started.
   http::Task<void> answerBodyError(http::ServerConnection& conn, Exchange& ex, int status);
-  /// A `welcome: {}` route: the snapshot's page for GET and HEAD, 405 otherwise. Worker thread.
-  http::Task<void> serveWelcome(http::ServerConnection& conn, std::string_view page);
   /// After a 101: relays bytes both ways until either side closes or goes idle.
   http::Task<void> tunnel(http::ServerConnection& conn, Exchange& ex,
                           std::unique_ptr<http::UpstreamConnection> uc);
-  void expireIdle();
 
   loop::Worker& worker_;
-  telemetry::WorkerStats& stats_;
-  telemetry::AccessLog* log_;
-  std::shared_ptr<WorkerView> view_;
-  std::map<std::string, std::shared_ptr<http::ConnectionPool>> pools_;
-  telemetry::RequestStats* unmatched_stats_;
-  llm::LlmHandler llm_;
+  std::span<UpstreamRuntime> upstreams_;
 };
 
 }  // namespace ganglion::proxy

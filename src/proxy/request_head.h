@@ -5,9 +5,11 @@
 #include <string>
 
 #include "http/headers.h"
-#include "proxy/router.h"
+#include "http/router.h"
 
 namespace ganglion::proxy {
+
+using http::CompiledRoute;
 
 /// Fills `out` (reusing its capacity). Worker thread, once per request.
 void buildUpstreamHead(std::string& out, const http::RequestHead& req, const CompiledRoute& route,

@@ -28,6 +28,8 @@ upstreams:
     targets: [ "127.0.0.1:@MIDCLOSE@" ]
   - name: slam
     targets: [ "127.0.0.1:@SLAM@" ]
+  - name: swallow
+    targets: [ "127.0.0.1:@SWALLOW@" ]
 routes:
   - name: dead
     match: { path_prefix: /dead }
@@ -49,6 +51,11 @@ routes:
     match: { path_prefix: /slam }
     upstream: slam
     timeout: 2s
+  - name: swallow
+    match: { path_prefix: /swallow }
+    upstream: swallow
+    timeout: 2s
+    retries: 0
   - name: ok
     match: { path_prefix: / }
     upstream: ok
@@ -78,6 +85,19 @@ def slam_handler(sock, server):
     pass
 
 
+def swallow_handler(sock, server):
+    # Answers a connection's first request; reads its second (which it may have acted on),
+    # then closes without answering.
+    for n in (1, 2):
+        head = read_request_head(sock)
+        if not head:
+            return
+        with server.lock:
+            server.received.append(head.split(b"\r\n", 1)[0].decode())
+        if n == 1:
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+
 class ErrorsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -86,10 +106,12 @@ class ErrorsTest(unittest.TestCase):
         cls.garbage = RawServer(garbage_handler).__enter__()
         cls.midclose = RawServer(midclose_handler).__enter__()
         cls.slam = RawServer(slam_handler).__enter__()
+        cls.swallow = RawServer(swallow_handler).__enter__()
         cls.port = free_port()
         cls.gw = Gateway(render(CONFIG, port=cls.port, ok=cls.ok.port, dead=free_port(),
                                 hang=cls.hang.port, garbage=cls.garbage.port,
-                                midclose=cls.midclose.port, slam=cls.slam.port))
+                                midclose=cls.midclose.port, slam=cls.slam.port,
+                                swallow=cls.swallow.port))
         try:
             cls.gw.start()
         except Exception:
@@ -98,7 +120,7 @@ class ErrorsTest(unittest.TestCase):
 
     @classmethod
     def _close_servers(cls):
-        for s in (cls.ok, cls.hang, cls.garbage, cls.midclose, cls.slam):
+        for s in (cls.ok, cls.hang, cls.garbage, cls.midclose, cls.slam, cls.swallow):
             s.__exit__(None, None, None)
 
     @classmethod
@@ -111,6 +133,40 @@ class ErrorsTest(unittest.TestCase):
         r = http_request(self.port, "GET", "/still-ok")
         self.assertEqual(r.status, 200)
         self.assertEqual(r.json()["path"], "/still-ok")
+
+    def swallowed(self, method):
+        """On one client connection: a GET the upstream answers (its connection is pooled),
+        then `method` without a body, which the upstream reads and leaves unanswered."""
+        with self.swallow.lock:
+            self.swallow.received.clear()
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        c.request("GET", "/swallow/first")
+        r1 = c.getresponse()
+        r1.read()
+        self.assertEqual(r1.status, 200)
+        time.sleep(0.05)
+        c.request(method, "/swallow/second", headers={"Content-Length": "0"})
+        r2 = c.getresponse()
+        body = r2.read()
+        c.close()
+        with self.swallow.lock:
+            seen = [line for line in self.swallow.received if "/swallow/second" in line]
+        return r2.status, body, seen
+
+    def test_post_closed_unanswered_on_pooled_connection_is_not_sent_again(self):
+        # RFC 9110 9.2.2: a proxy must not retry a non-idempotent request the upstream may have
+        # applied; it was sent twice (and answered 200 by the second copy).
+        status, body, seen = self.swallowed("POST")
+        self.assertEqual(status, 502, body)
+        self.assertEqual(error_json(body)["type"], "upstream_closed")
+        self.assertEqual(len(seen), 1, seen)
+
+    def test_get_closed_unanswered_on_pooled_connection_is_sent_again(self):
+        # The keep-alive race: an idempotent request goes again on a new connection.
+        status, body, seen = self.swallowed("GET")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(len(seen), 2, seen)
 
     def assertGatewayError(self, r, code, type_):
         self.assertEqual(r.status, code, r)

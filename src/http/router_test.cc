@@ -1,4 +1,4 @@
-#include "proxy/router.h"
+#include "http/router.h"
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -8,7 +8,7 @@
 
 #include "control/config.h"
 
-namespace ganglion::proxy {
+namespace ganglion::http {
 namespace {
 
 control::Config parse(const std::string& yaml) {
@@ -49,7 +49,7 @@ routes:
 TEST(Router, PriorityRules) {
   auto cfg = parse(kConfig);
   Router router;
-  router.build(cfg.routes, cfg.upstreams);
+  router.build(cfg.routes);
   EXPECT_EQ(routeFor(router, "GET", "/", "x"), "catchall");
   EXPECT_EQ(routeFor(router, "GET", "/api/x", "x"), "api");
   EXPECT_EQ(routeFor(router, "GET", "/api/v2/x", "x"), "api-v2");
@@ -74,7 +74,7 @@ upstreams: [ { name: u, targets: [ "127.0.0.1:2" ] } ]
 routes: [ { name: only, match: { path: /only }, upstream: u } ]
 )");
   Router router;
-  router.build(cfg.routes, cfg.upstreams);
+  router.build(cfg.routes);
   EXPECT_EQ(routeFor(router, "GET", "/other", "x"), "<none>");
   EXPECT_EQ(routeFor(router, "GET", "/only", "x"), "only");
 }
@@ -162,7 +162,7 @@ routes:
     }
     auto cfg = parse(yaml);
     Router router;
-    router.build(cfg.routes, cfg.upstreams);
+    router.build(cfg.routes);
     for (int q = 0; q < 200; ++q) {
       http::RequestHead req;
       req.method = rng() % 2 ? "GET" : "POST";
@@ -189,4 +189,4 @@ TEST(Router, NormaliseHost) {
 }
 
 }  // namespace
-}  // namespace ganglion::proxy
+}  // namespace ganglion::http

@@ -3,6 +3,8 @@
 // prefix; then routes with more method/header conditions; then config order.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -11,15 +13,23 @@
 #include "control/config.h"
 #include "http/headers.h"
 
-namespace ganglion::proxy {
+namespace ganglion::http {
+
+/// Where a route's requests go once its filters let them through: a row of the connection
+/// manager's terminal-handler table (server/handler_table.h) and that handler's own index
+/// for the route (the proxy: the upstream).
+struct RouteAction {
+  uint8_t handler = 0;
+  uint32_t target = 0;
+};
 
 struct CompiledRoute {
   enum class HostKind { kExact, kWildcard, kAny };
   enum class PathKind { kExact, kTemplate, kPrefix };
 
   const control::RouteConfig* config = nullptr;
-  size_t index = 0;           ///< position in the config file
-  size_t upstream_index = 0;  ///< into Snapshot::upstreams
+  size_t index = 0;    ///< position in the config file
+  RouteAction action;  ///< the terminal handler that serves it
   HostKind host_kind = HostKind::kAny;
   std::string host;  ///< lower case; for wildcards the ".suffix" part
   PathKind path_kind = PathKind::kPrefix;
@@ -42,11 +52,12 @@ class Router {
   Router(Router&&) noexcept;
   Router& operator=(Router&&) noexcept;
 
-  /// Builds the table; `upstream_index_of` maps upstream names to indices. Main thread only.
+  /// Builds the table; `action` says which terminal handler serves each route (none: all
+  /// zero). Main thread only.
   void build(const std::vector<control::RouteConfig>& routes,
-             const std::vector<control::UpstreamConfig>& upstreams);
+             const std::function<RouteAction(const control::RouteConfig&)>& action = {});
   /// Returns the matching route or nullptr. Called on worker threads for every request.
-  const CompiledRoute* match(const http::RequestHead& request) const;
+  const CompiledRoute* match(const RequestHead& request) const;
   const std::vector<CompiledRoute>& routes() const { return routes_; }
 
  private:
@@ -59,4 +70,4 @@ class Router {
 /// "Host: Example.COM:8080" → "example.com" (lower case, port removed, IPv6 brackets kept).
 std::string normaliseHost(std::string_view host);
 
-}  // namespace ganglion::proxy
+}  // namespace ganglion::http

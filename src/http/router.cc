@@ -1,4 +1,4 @@
-#include "proxy/router.h"
+#include "http/router.h"
 
 #include <algorithm>
 #include <boost/container/small_vector.hpp>
@@ -7,7 +7,7 @@
 
 #include "base/string_map.h"
 
-namespace ganglion::proxy {
+namespace ganglion::http {
 
 std::string normaliseHost(std::string_view host) {
   if (!host.empty() && host.front() == '[') {
@@ -36,12 +36,12 @@ std::vector<std::string> splitSegments(std::string_view path) {
 
 bool isCapture(std::string_view seg) { return seg.size() >= 2 && seg.front() == '{' && seg.back() == '}'; }
 
-bool conditionsHold(const CompiledRoute& r, const http::RequestHead& request) {
+bool conditionsHold(const CompiledRoute& r, const RequestHead& request) {
   const auto& m = r.config->match;
   if (!m.methods.empty() && std::find(m.methods.begin(), m.methods.end(), request.method) == m.methods.end())
     return false;
   for (const auto& [name, value] : m.headers) {
-    const http::Header* h = request.headers.find(name);
+    const Header* h = request.headers.find(name);
     if (!h || h->value != value) return false;
   }
   return true;
@@ -50,8 +50,7 @@ bool conditionsHold(const CompiledRoute& r, const http::RequestHead& request) {
 /// Routes in priority order: pointers into Router::routes_, which is sorted.
 using RouteList = std::vector<const CompiledRoute*>;
 
-const CompiledRoute* firstHolding(std::span<const CompiledRoute* const> list,
-                                  const http::RequestHead& request) {
+const CompiledRoute* firstHolding(std::span<const CompiledRoute* const> list, const RequestHead& request) {
   for (const CompiledRoute* r : list)
     if (conditionsHold(*r, request)) return r;
   return nullptr;
@@ -121,7 +120,7 @@ struct PathIndex {
   }
   /// Exact paths, then templates (more literal segments first), then prefixes (longer first):
   /// the path part of the priority order.
-  const CompiledRoute* match(std::string_view path, const http::RequestHead& request) const {
+  const CompiledRoute* match(std::string_view path, const RequestHead& request) const {
     if (auto it = exact.find(path); it != exact.end())
       if (auto* r = firstHolding(it->second, request)) return r;
     if (has_templates && !path.empty() && path[0] == '/') {
@@ -171,7 +170,7 @@ struct Router::Index {
     wildcard_lengths.erase(std::unique(wildcard_lengths.begin(), wildcard_lengths.end()),
                            wildcard_lengths.end());
   }
-  const CompiledRoute* match(std::string_view path, const http::RequestHead& request) const {
+  const CompiledRoute* match(std::string_view path, const RequestHead& request) const {
     if (!exact_hosts.empty() || !wildcards.empty()) {
       const std::string host = normaliseHost(request.host());
       if (auto it = exact_hosts.find(host); it != exact_hosts.end())
@@ -192,15 +191,14 @@ Router::Router(Router&&) noexcept = default;
 Router& Router::operator=(Router&&) noexcept = default;
 
 void Router::build(const std::vector<control::RouteConfig>& routes,
-                   const std::vector<control::UpstreamConfig>& upstreams) {
+                   const std::function<RouteAction(const control::RouteConfig&)>& action) {
   routes_.clear();
   for (size_t i = 0; i < routes.size(); ++i) {
     const auto& rc = routes[i];
     CompiledRoute r;
     r.config = &rc;
     r.index = i;
-    for (size_t u = 0; u < upstreams.size(); ++u)
-      if (upstreams[u].name == rc.upstream) r.upstream_index = u;
+    if (action) r.action = action(rc);
     if (rc.match.host) {
       const std::string& h = *rc.match.host;
       if (h.size() > 2 && h[0] == '*') {
@@ -246,11 +244,11 @@ void Router::build(const std::vector<control::RouteConfig>& routes,
   implicit_->finish();
 }
 
-const CompiledRoute* Router::match(const http::RequestHead& request) const {
+const CompiledRoute* Router::match(const RequestHead& request) const {
   if (!written_) return nullptr;
   const std::string_view path = request.path();
   if (auto* r = written_->match(path, request)) return r;
   return implicit_->match(path, request);
 }
 
-}  // namespace ganglion::proxy
+}  // namespace ganglion::http

@@ -1,0 +1,128 @@
+#include "http/connection_manager.h"
+
+#include <fmt/format.h>
+
+#include <optional>
+
+#include "telemetry/access_log.h"
+
+namespace ganglion::http {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+/// Runs the response hooks of the filters that saw the request, last first, then adds the
+/// headers filters asked every response to carry.
+class FilterChainHook final : public ResponseHook {
+ public:
+  FilterChainHook(const std::vector<std::shared_ptr<const Filter>>& filters, FilterContext& ctx)
+      : filters_(filters), ctx_(ctx) {}
+  void onResponseHead(ResponseHead& head) override {
+    for (size_t i = ran; i-- > 0;) filters_[i]->onResponse(ctx_, head);
+    for (const auto& h : ctx_.response_add) head.headers.set(h.name, h.value);
+  }
+  size_t ran = 0;
+
+ private:
+  const std::vector<std::shared_ptr<const Filter>>& filters_;
+  FilterContext& ctx_;
+};
+
+/// Answers with the reply a filter made instead of letting the request through.
+Task<void> sendLocalReply(ServerConnection& conn, const LocalReply& reply) {
+  if (!reply.type.empty())
+    co_return co_await conn.sendError(reply.status, reply.type, reply.message, &reply.headers);
+  ResponseHead head;
+  head.status = reply.status;
+  head.headers = reply.headers;
+  head.has_content_length = true;
+  co_await conn.writeResponse(&head, {}, true);
+}
+
+}  // namespace
+
+ConnectionManager::ConnectionManager(unsigned worker_index, telemetry::WorkerStats& stats,
+                                     telemetry::AccessLog* log)
+    : worker_index_(worker_index), stats_(stats), log_(log), unmatched_stats_(stats.route("")) {}
+
+void ConnectionManager::install(std::shared_ptr<WorkerRoutes> routes) {
+  const auto& compiled = routes->router->routes();
+  routes->route_stats.assign(compiled.size(), nullptr);
+  for (const auto& r : compiled) routes->route_stats[r.index] = stats_.route(r.config->name);
+  routes_ = std::move(routes);
+}
+
+Task<void> ConnectionManager::handle(ServerConnection& conn) {
+  std::shared_ptr<const WorkerRoutes> routes = routes_;
+  auto& req = conn.request();
+  const CompiledRoute* route = routes->router->match(req);
+  FilterContext fctx{req, conn.clientIp(), {}, {}, {}};
+  std::optional<FilterChainHook> hook;
+  bool replied = false;
+  if (route && !route->config->filters.empty()) {
+    const auto& filters = route->config->filters;
+    hook.emplace(filters, fctx);
+    conn.setResponseHook(&*hook);
+    for (const auto& filter : filters) {
+      ++hook->ran;
+      if (filter->onRequest(fctx) == FilterStatus::kReply) {
+        replied = true;
+        break;
+      }
+    }
+  }
+  if (replied) {
+    co_await sendLocalReply(conn, fctx.reply);
+    record(conn, *routes, route, nullptr, fctx.reply.type, fctx.principal);
+  } else if (!route) {
+    co_await conn.sendError(404, "route_not_found",
+                            fmt::format("no route matches {} {}", req.method, req.path()));
+    record(conn, *routes, nullptr, nullptr, {}, {});
+  } else {
+    RoutedRequest routed{conn, *route, fctx, {}};
+    co_await routes->handlers[route->action.handler]->serve(routed);
+    record(conn, *routes, route, &routed.report, routed.report.error,
+           routed.report.principal.empty() ? std::string_view(fctx.principal) : routed.report.principal);
+  }
+}
+
+void ConnectionManager::record(ServerConnection& conn, const WorkerRoutes& routes, const CompiledRoute* route,
+                               const HandlerReport* report, std::string_view error,
+                               std::string_view principal) {
+  auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - conn.requestStart());
+  auto* rs = route ? routes.route_stats[route->index] : unmatched_stats_;
+  if (conn.responseStatus() > 0) rs->by_class[telemetry::statusClass(conn.responseStatus())].add();
+  rs->latency.observe(static_cast<uint64_t>(elapsed.count()));
+  if (!log_ || !log_->enabled()) return;
+  static const HandlerReport kNone;
+  const HandlerReport& r = report ? *report : kNone;
+  const auto& req = conn.request();
+  telemetry::AccessRecord rec{
+      .method = req.method,
+      .target = req.target,
+      .host = req.host(),
+      .client_ip = conn.clientIp(),
+      .status = conn.responseStatus(),
+      .bytes_sent = conn.responseBytes(),
+      .duration_us = static_cast<uint64_t>(elapsed.count()),
+      .route = route ? std::string_view(route->config->name) : std::string_view(),
+      .upstream = r.upstream,
+      .upstream_addr = r.upstream_addr,
+      .upstream_status = r.upstream_status,
+      .attempts = r.attempts,
+      .error = error,
+      .principal = principal,
+      .model = r.model,
+      .prompt_tokens = r.prompt_tokens,
+      .completion_tokens = r.completion_tokens,
+      .cached_tokens = r.cached_tokens,
+      .usage_estimated = r.usage_estimated,
+      .cache_hit = r.cache_hit,
+      .cost_usd = r.cost_usd,
+      .worker = worker_index_,
+  };
+  log_->write(rec);
+}
+
+}  // namespace ganglion::http

@@ -1,0 +1,65 @@
+// The terminal-handler seam: what serves a request once the connection manager has routed it
+// and the route's filters let it through (the proxy, the LLM API, the welcome page; later the
+// admin API, static files and device ingest). The rows of the table live in the composition
+// (server/handler_table.h); each route names its row (CompiledRoute::action).
+#pragma once
+
+#include <array>
+#include <string>
+#include <string_view>
+
+#include "http/filter.h"
+#include "http/router.h"
+#include "http/server_connection.h"
+
+namespace ganglion::http {
+
+/// What a terminal handler reports about a request for the access log. Views point at strings
+/// that outlive the request (the snapshot's) or at `keep()`.
+struct HandlerReport {
+  std::string_view upstream;       ///< upstream or provider name
+  std::string_view upstream_addr;  ///< "host:port" of the last target tried
+  int upstream_status = 0;
+  int attempts = 0;
+  std::string_view error;      ///< error type, empty on success
+  std::string_view principal;  ///< who the handler authenticated (overrides the filters')
+  std::string_view model;      ///< LLM calls: the provider model that answered
+  uint64_t prompt_tokens = 0;
+  uint64_t completion_tokens = 0;
+  uint64_t cached_tokens = 0;
+  bool usage_estimated = false;
+  bool cache_hit = false;
+  std::string_view cost_usd;
+
+  /// Keeps `text` for as long as the report lives and returns a view of it (at most four).
+  std::string_view keep(std::string text) {
+    if (kept_ == kept_text_.size()) return {};
+    kept_text_[kept_] = std::move(text);
+    return kept_text_[kept_++];
+  }
+
+ private:
+  std::array<std::string, 4> kept_text_;
+  size_t kept_ = 0;
+};
+
+/// One routed request as the manager hands it to its terminal handler. Lives on the
+/// manager's coroutine frame; worker thread only.
+struct RoutedRequest {
+  ServerConnection& conn;
+  const CompiledRoute& route;
+  FilterContext& filters;  ///< principal set by an authenticating filter, if any
+  HandlerReport report;
+};
+
+class TerminalHandler {
+ public:
+  virtual ~TerminalHandler() = default;
+  /// Serves `req` after the route's filters let it through: answers exactly once through
+  /// req.conn (unless the connection fails) and fills req.report. Called by the connection
+  /// manager on the request's worker thread; the handler object belongs to the config
+  /// version the request was routed with and outlives the call.
+  virtual Task<void> serve(RoutedRequest& req) = 0;
+};
+
+}  // namespace ganglion::http
