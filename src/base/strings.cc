@@ -81,9 +81,40 @@ std::optional<uint64_t> parseByteSize(std::string_view text) {
   return *number * factor;
 }
 
+namespace {
+
+/// The length of the well-formed UTF-8 sequence at the start of `s` (RFC 3629: no overlong
+/// forms, no surrogates, nothing above U+10FFFF), or 0 when its first byte starts none.
+size_t utf8SequenceLength(std::string_view s) {
+  auto at = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+  const unsigned char c = at(0);
+  size_t n;
+  unsigned char lo = 0x80, hi = 0xbf;  // the range of the second byte
+  if (c >= 0xc2 && c <= 0xdf) {
+    n = 2;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    n = 3;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    n = 4;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+  } else {
+    return 0;
+  }
+  if (s.size() < n || at(1) < lo || at(1) > hi) return 0;
+  for (size_t i = 2; i < n; ++i)
+    if (at(i) < 0x80 || at(i) > 0xbf) return 0;
+  return n;
+}
+
+}  // namespace
+
 void appendJsonEscaped(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
-  for (char ch : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char ch = s[i];
     auto c = static_cast<unsigned char>(ch);
     switch (c) {
       case '"':
@@ -106,8 +137,15 @@ void appendJsonEscaped(std::string& out, std::string_view s) {
           out += "\\u00";
           out += kHex[c >> 4];
           out += kHex[c & 15];
-        } else {
+        } else if (c < 0x80) {
           out += ch;
+        } else if (size_t n = utf8SequenceLength(s.substr(i)); n > 0) {
+          out.append(s.data() + i, n);
+          i += n - 1;
+        } else {
+          // Not UTF-8 (a raw byte in a request path, a Latin-1 header): JSON text must be
+          // UTF-8, so the byte becomes U+FFFD and the document stays parseable.
+          out += "\\ufffd";
         }
     }
   }

@@ -5,6 +5,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/url/parse.hpp>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -293,15 +294,49 @@ void readUpstream(Reader& r, const YAML::Node& n, Config& cfg) {
   cfg.upstreams.push_back(std::move(u));
 }
 
+/// Puts a route's `host` in the form requests are compared in (lower case, no trailing dot),
+/// or says why no request could ever match it.
+std::string normaliseRouteHost(std::string& host) {
+  const std::string given = host;
+  host = toLower(host);
+  if (!host.empty() && host.back() == '.' && host != "." && host.front() != '[') host.pop_back();
+  if (host.empty()) return "host must not be empty";
+  if (host.front() == '[') {
+    boost::system::error_code ec;
+    if (host.back() == ']') boost::asio::ip::make_address_v6(host.substr(1, host.size() - 2), ec);
+    if (host.back() != ']' || ec)
+      return fmt::format("host '{}' is not a bracketed IPv6 address like [::1] (the port is not compared)",
+                         given);
+    return {};
+  }
+  if (host.find(':') != std::string::npos)
+    return fmt::format(
+        "host '{}' has a ':': routes match the name only, without the port (an IPv6 address is written "
+        "in brackets, like [::1])",
+        given);
+  std::string_view name = host;
+  if (name.front() == '*') {
+    if (name.size() < 3 || name[1] != '.')
+      return fmt::format("host '{}' must be a name or a '*.suffix' wildcard", given);
+    name.remove_prefix(2);
+  }
+  if (name.front() == '.' || name.find("..") != std::string_view::npos)
+    return fmt::format("host '{}' has an empty label", given);
+  for (char c : name)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_'))
+      return fmt::format(
+          "host '{}' has '{}', which no Host header can carry (letters, digits, '-', '.', '_')", given, c);
+  return {};
+}
+
 void readMatch(Reader& r, const YAML::Node& n, RouteMatch& m) {
   if (!n.IsMap()) return r.fail(n, "route 'match' must be a map");
   r.checkKeys(n, {"host", "path", "path_prefix", "methods", "headers"}, "match");
   if (auto v = n["host"]; v.IsDefined()) {
     if (auto s = r.str(v, "host")) {
-      std::string host = toLower(*s);
-      if (host.empty() || host.find('*', 1) != std::string::npos ||
-          (host[0] == '*' && (host.size() < 3 || host[1] != '.')))
-        r.fail(v, fmt::format("host '{}' must be a name or a '*.suffix' wildcard", *s));
+      std::string host = *s;
+      if (auto problem = normaliseRouteHost(host); !problem.empty())
+        r.fail(v, problem);
       else
         m.host = host;
     }
@@ -745,12 +780,21 @@ LoadResult loadConfigText(const std::string& text, const std::string& path) {
 }
 
 LoadResult loadConfigFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  auto refuse = [&](std::string why) {
     LoadResult result;
-    result.errors.push_back({path, 0, "cannot open the file"});
+    result.errors.push_back({path, 0, std::move(why)});
     return result;
-  }
+  };
+  // Only a regular file: a directory read as empty text, and a FIFO blocked the reload (and
+  // the admin API waiting for it) until something wrote to it.
+  std::error_code ec;
+  const auto kind = std::filesystem::status(path, ec).type();
+  if (kind == std::filesystem::file_type::directory)
+    return refuse("cannot read the config: it is a directory");
+  if (!ec && kind != std::filesystem::file_type::regular)
+    return refuse("cannot read the config: it is not a regular file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return refuse("cannot open the file");
   std::stringstream ss;
   ss << in.rdbuf();
   return loadConfigText(ss.str(), path);

@@ -2,8 +2,10 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstdlib>
+#include <filesystem>
 
 namespace ganglion::control {
 namespace {
@@ -26,6 +28,64 @@ routes:
   EXPECT_EQ(r.config->workers, 1u);
   EXPECT_EQ(r.config->listeners[0].address.port, 8080);
   EXPECT_EQ(r.config->routes[0].upstream, "backend");
+}
+
+TEST(Config, OnlyARegularFileIsRead) {
+  // A directory read as an empty text ("the config must be a YAML map"); a FIFO blocked the
+  // reload until something wrote to it.
+  auto dir = std::filesystem::temp_directory_path() / fmt::format("ganglion-cfg-{}", ::getpid());
+  std::filesystem::create_directories(dir);
+  auto r = loadConfigFile(dir.string());
+  ASSERT_FALSE(r.config);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].message, "cannot read the config: it is a directory");
+  auto fifo = dir / "config.yaml";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  r = loadConfigFile(fifo.string());
+  ASSERT_FALSE(r.config);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].message, "cannot read the config: it is not a regular file");
+  r = loadConfigFile((dir / "missing.yaml").string());
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].message, "cannot open the file");
+  std::filesystem::remove_all(dir);
+}
+
+/// The route hosts `host:` values load as, or the first error.
+std::string routeHost(std::string_view host) {
+  auto r = loadConfigText(fmt::format(R"(listeners:
+  - name: public
+    address: 127.0.0.1:8080
+upstreams:
+  - name: backend
+    targets: [ "127.0.0.1:9000" ]
+routes:
+  - name: r
+    match: {{ host: "{}" }}
+    upstream: backend
+)",
+                                      host),
+                          "h.yaml");
+  if (!r.config) return "error: " + r.errors[0].text();
+  return *r.config->routes[0].match.host;
+}
+
+TEST(Config, RouteHostsLoadAsRequestsAreCompared) {
+  // Each of these loaded, and no request could ever reach the route.
+  EXPECT_EQ(routeHost("T.Example.org."), "t.example.org");
+  EXPECT_EQ(routeHost("*.W.Example.Com."), "*.w.example.com");
+  EXPECT_EQ(routeHost("[::1]"), "[::1]");
+  EXPECT_EQ(
+      routeHost("p.example.org:8080"),
+      "error: h.yaml:9: host 'p.example.org:8080' has a ':': routes match the name only, without the port "
+      "(an IPv6 address is written in brackets, like [::1])");
+  EXPECT_NE(routeHost("::1").find("has a ':'"), std::string::npos);
+  EXPECT_NE(routeHost("[::1]:80").find("is not a bracketed IPv6 address"), std::string::npos);
+  EXPECT_NE(routeHost(".d.example.net").find("has an empty label"), std::string::npos);
+  EXPECT_NE(routeHost("a..b").find("has an empty label"), std::string::npos);
+  EXPECT_NE(routeHost("a b").find("which no Host header can carry"), std::string::npos);
+  EXPECT_NE(routeHost("*x.com").find("must be a name or a '*.suffix' wildcard"), std::string::npos);
+  EXPECT_NE(routeHost("a.*.com").find("which no Host header can carry"), std::string::npos);
 }
 
 TEST(Config, EveryErrorHasFileAndLine) {

@@ -151,7 +151,16 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"obs_fold_tab", "GET / HTTP/1.1\r\nHost: h\r\nX-A: one\r\n\ttwo\r\n\r\n", 400},
         BadCase{"space_in_name", "GET / HTTP/1.1\r\nHost: h\r\nX A: v\r\n\r\n", 400},
         BadCase{"empty_te_with_length",
-                "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \r\nContent-Length: 3\r\n\r\nabc", 400}),
+                "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \r\nContent-Length: 3\r\n\r\nabc", 400},
+        // Any two bytes after a chunk's data were taken as its CRLF (llhttp's lenient build):
+        // "lo" was skipped and "AB0" read as the next chunk size, hiding a pipelined request.
+        BadCase{"chunk_data_without_crlf",
+                "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhelloAB0\r\n\r\n"
+                "GET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n",
+                400},
+        BadCase{"chunk_data_then_lf_lf",
+                "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\n\n0\r\n\r\n",
+                400}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Http1Parser, ValuesSplitAcrossReadsAreNotFolds) {

@@ -16,9 +16,11 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path) {
   }
   std::unique_ptr<Database> out(new Database(db, path));
   sqlite3_busy_timeout(db, 2000);
-  // WAL: readers never block the writer; NORMAL: a commit is durable at the next checkpoint,
-  // which loses at most the last transactions on power loss, never corrupts.
-  auto ok = out->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+  // A rollback journal, not WAL: WAL maps its `-shm` index file into memory, and a process
+  // that truncates that file (a backup restore, a clean-up script) kills the gateway with
+  // SIGBUS at the next access. The gateway writes once a second, so WAL's concurrency buys
+  // nothing here; FULL: each commit is on disk when it returns.
+  auto ok = out->exec("PRAGMA journal_mode=TRUNCATE; PRAGMA synchronous=FULL;");
   if (!ok) return ok.error();
   return out;
 }

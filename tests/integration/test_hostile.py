@@ -138,6 +138,15 @@ class HostileTest(SingleUpstreamCase):
             b"POST /emptyte HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\nContent-Length: 3\r\n\r\nabc", 400)
         self.assertNotForwarded(before)
 
+    def test_chunk_data_must_end_with_crlf(self):
+        # Any two bytes after a chunk's data were taken as its CRLF: "lo" was skipped, "AB0"
+        # read as the next chunk's size, and the pipelined request became body bytes.
+        resps, raw, before = self.assertRejected(
+            b"POST /crlf HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhelloAB0\r\n\r\n"
+            b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n", 400)
+        time.sleep(0.05)
+        self.assertFalse([p for p in self.up.paths()[before:] if "smuggled" in p or "crlf" in p], self.up.paths())
+
     def test_transfer_codings_other_than_chunked_are_501(self):
         # Relayed as plain chunked, "gzip, chunked" would hand the upstream compressed bytes as the body.
         _, _, before = self.assertRejected(

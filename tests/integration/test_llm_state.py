@@ -124,6 +124,23 @@ class SqliteSpendTest(StateCase):
         with self.gateway("state: { sqlite: %s }" % db) as again:
             self.assertEqual(self.key_state(again)["spent_usd"], spent)
 
+    def test_truncated_side_files_do_not_kill_the_gateway(self):
+        # A backup restore or clean-up script that truncates the files beside the database:
+        # with WAL, SQLite maps `-shm` into memory and the next flush died of SIGBUS.
+        db = os.path.join(self.dir, "side.db")
+        with self.gateway("state: { sqlite: %s }" % db) as gw:
+            self.assertEqual(self.call(gw).status, 200)
+            time.sleep(1.3)  # one flush
+            for suffix in ("-shm", "-wal", "-journal"):
+                if os.path.exists(db + suffix):
+                    os.truncate(db + suffix, 0)
+            self.assertEqual(self.call(gw).status, 200)
+            spent = self.key_state(gw)["spent_usd"]
+            time.sleep(1.5)  # another flush
+            self.assertTrue(gw.alive(), "gateway died; log:\n" + gw.log_text())
+        with self.gateway("state: { sqlite: %s }" % db) as again:
+            self.assertEqual(self.key_state(again)["spent_usd"], spent)
+
     def test_a_locked_database_holds_no_admin_request(self):
         # Another process holds the database's write lock for 3 s (a backup, a second tool):
         # the flush waits for it (busy timeout 2 s) on the blocking pool, never on the main

@@ -163,6 +163,20 @@ class RoutesTest(unittest.TestCase):
         self.assertNoRoute("/nothing/here")
         self.assertNoRoute("/")
 
+    def test_raw_bytes_outside_ascii_in_the_path_are_400_in_json(self):
+        # RFC 3986: a request target is ASCII (other bytes are percent-encoded). A raw 0xFF
+        # byte was routed, and quoted raw into the 404 body and the access-log line, which
+        # were then not valid JSON.
+        raw, _ = raw_exchange(self.port, b"GET /nothing/a\xffb HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                              expect=1)
+        status, headers, body = parse_responses(raw)[0]
+        self.assertEqual(status, 400, raw)
+        err = json.loads(body.decode("utf-8"))["error"]
+        self.assertEqual(err["type"], "bad_request")
+        r = self.req("/nothing/a%FFb")
+        self.assertEqual(r.status, 404, r)
+        self.assertIn("/nothing/a%FFb", error_json(r.body)["message"])
+
     # -- priority ------------------------------------------------------------
     def test_exact_beats_template_and_prefix(self):
         self.assertRoute("users-me", "/users/me")       # exact listed after template

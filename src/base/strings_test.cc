@@ -1,0 +1,51 @@
+#include "base/strings.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+namespace ganglion {
+namespace {
+
+std::string escaped(std::string_view s) {
+  std::string out;
+  appendJsonEscaped(out, s);
+  return out;
+}
+
+TEST(JsonEscape, ControlsAndQuotes) {
+  EXPECT_EQ(escaped("a\"b\\c\n\r\t\x01"), "a\\\"b\\\\c\\n\\r\\t\\u0001");
+}
+
+TEST(JsonEscape, WellFormedUtf8IsKept) {
+  EXPECT_EQ(escaped("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
+            "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+}
+
+TEST(JsonEscape, BytesThatAreNotUtf8BecomeReplacementCharacters) {
+  // A raw byte in a request path made the error body and the access-log line invalid JSON.
+  EXPECT_EQ(escaped("/a\xff"
+                    "b"),
+            "/a\\ufffdb");
+  EXPECT_EQ(escaped("\xc0\x80"), "\\ufffd\\ufffd");                        // overlong NUL
+  EXPECT_EQ(escaped("\xed\xa0\x80"), "\\ufffd\\ufffd\\ufffd");             // a UTF-16 surrogate
+  EXPECT_EQ(escaped("\xf4\x90\x80\x80"), "\\ufffd\\ufffd\\ufffd\\ufffd");  // above U+10FFFF
+  EXPECT_EQ(escaped("x\xe2\x82"), "x\\ufffd\\ufffd");                      // cut short
+  EXPECT_EQ(escaped("\x80"
+                    "a"),
+            "\\ufffda");  // a lone continuation byte
+}
+
+TEST(JsonEscape, AnyBytesMakeParseableJson) {
+  std::string all;
+  for (int i = 0; i < 256; ++i) all += static_cast<char>(i);
+  all += "\xe2\x82\xac\xf0\x9f";
+  std::string doc = "\"" + escaped(all) + "\"";
+  boost::system::error_code ec;
+  auto v = boost::json::parse(doc, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  EXPECT_TRUE(v.is_string());
+}
+
+}  // namespace
+}  // namespace ganglion
