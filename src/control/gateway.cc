@@ -25,6 +25,7 @@
 #include <map>
 #include <set>
 
+#include "base/log.h"
 #include "base/result.h"
 #include "control/binary_upgrade.h"
 #include "control/handler_table.h"
@@ -490,9 +491,11 @@ void Gateway::flushSpend() {
   if (!spend_store_ || spend_flushing_) return;
   spend_flushing_ = true;
   asio::post(*spend_strand_, [this, store = spend_store_] {
-    std::string err = store->flush(ledger_);  // the ledger is shared by threads: it locks
-    asio::post(io_, [this, err = std::move(err)] {
+    std::string moved = store->followFile(ledger_);  // the ledger is shared by threads: it locks
+    std::string err = store->flush(ledger_);
+    asio::post(io_, [this, moved = std::move(moved), err = std::move(err)] {
       spend_flushing_ = false;
+      if (!moved.empty()) log("state.sqlite: " + moved);
       noteSpendFlush(err);
     });
   });
@@ -722,7 +725,10 @@ int Gateway::run() {
   io_.run();
   for (auto& w : workers_) w->worker.stopAndJoin();
   if (spend_store_)  // the workers are gone: every call has settled; after any flush in flight
-    noteSpendFlush(onSpendStrand([&] { return spend_store_->flush(ledger_); }));
+    noteSpendFlush(onSpendStrand([&] {
+      if (auto moved = spend_store_->followFile(ledger_); !moved.empty()) logLine("state.sqlite: " + moved);
+      return spend_store_->flush(ledger_);
+    }));
   access_log_->stop();
   log("stopped");
   return 0;

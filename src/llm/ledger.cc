@@ -161,6 +161,16 @@ std::vector<KeyLedger::SpendDelta> KeyLedger::takeUnflushed() {
   return out;
 }
 
+std::vector<KeyLedger::SpendDelta> KeyLedger::currentSpend() {
+  std::vector<SpendDelta> out;
+  std::lock_guard map_lock(map_mutex_);
+  for (auto& [key, e] : entries_) {
+    std::lock_guard lock(e->mutex);
+    if (e->spent) out.push_back({key, e->kind, e->period, e->spent});
+  }
+  return out;
+}
+
 void KeyLedger::keepUnflushed(std::vector<SpendDelta> deltas) {
   std::lock_guard lock(carried_mutex_);
   for (auto& d : deltas) carried_.push_back(std::move(d));

@@ -78,6 +78,9 @@ class KeyLedger {
     Picodollars amount = 0;
   };
   std::vector<SpendDelta> takeUnflushed();
+  /// Every key's spend in the period it is in (amount: the whole spend, not a delta), for
+  /// writing a store that lost its file. Any thread.
+  std::vector<SpendDelta> currentSpend();
   /// Keeps unflushed spend from here on (without a store it is not kept). Main thread, at start.
   void persist() { persisting_ = true; }
   /// Gives back deltas a failed flush could not store; the next takeUnflushed() returns them.

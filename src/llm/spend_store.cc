@@ -1,6 +1,7 @@
 #include "llm/spend_store.h"
 
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include <limits>
 
@@ -26,7 +27,52 @@ Result<std::unique_ptr<SpendStore>> SpendStore::open(const std::string& path) {
       " spent_pico INTEGER NOT NULL DEFAULT 0, updated_at INTEGER NOT NULL DEFAULT (unixepoch()),"
       " PRIMARY KEY (key, kind, period)) WITHOUT ROWID");
   if (!ok) return ok.error();
-  return std::unique_ptr<SpendStore>(new SpendStore(std::move(*db)));
+  return std::unique_ptr<SpendStore>(new SpendStore(std::move(*db), fileIdOf(path)));
+}
+
+std::optional<SpendStore::FileId> SpendStore::fileIdOf(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return FileId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+}
+
+std::string SpendStore::followFile(KeyLedger& ledger) {
+  const std::string path = db_->path();
+  const auto now = fileIdOf(path);
+  if (now && now == id_) return {};
+  const char* what = now ? "was replaced" : "was removed";
+  auto again = open(path);
+  if (!again)
+    return fmt::format("{} {} while the gateway ran and cannot be opened again: {}", path, what,
+                       again.error().message);
+  auto& fresh = **again;
+  // The deltas are part of the totals written below; taking them keeps them from being added twice.
+  auto deltas = ledger.takeUnflushed();
+  auto totals = ledger.currentSpend();
+  auto begin = fresh.db_->exec("BEGIN IMMEDIATE");
+  auto stmt = fresh.db_->prepare(
+      "INSERT INTO key_spend (key, kind, period, spent_pico) VALUES (?1, ?2, ?3, ?4) "
+      "ON CONFLICT (key, kind, period) DO UPDATE SET spent_pico = max(spent_pico, excluded.spent_pico), "
+      "updated_at = unixepoch()");
+  Result<void> written = !begin ? begin : !stmt ? Result<void>(stmt.error()) : Result<void>();
+  for (size_t i = 0; written && i < totals.size(); ++i) {
+    const auto& t = totals[i];
+    stmt->reset();
+    stmt->bind(1, t.key).bind(2, kindName(t.kind)).bind(3, t.period);
+    stmt->bind(4, static_cast<int64_t>(std::min(t.amount, kMaxStored)));
+    if (auto done = stmt->step(); !done) written = done.error();
+  }
+  if (written) written = fresh.db_->exec("COMMIT");
+  if (!written) {
+    if (begin) (void)fresh.db_->exec("ROLLBACK");
+    ledger.keepUnflushed(std::move(deltas));
+    return fmt::format("{} {} while the gateway ran and cannot be written: {}", path, what,
+                       written.error().message);
+  }
+  db_ = std::move(fresh.db_);
+  id_ = fresh.id_;
+  return fmt::format("{} {} while the gateway ran: opened it again and wrote the current spend of {} key(s)",
+                     path, what, totals.size());
 }
 
 Result<void> SpendStore::loadInto(KeyLedger& ledger, const std::vector<control::KeyConfig>& keys,

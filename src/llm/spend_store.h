@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,10 +28,23 @@ class SpendStore {
   /// Moves whatever the ledger settled since the last flush into the database; on failure
   /// the ledger keeps it for the next try. Returns the error, if any. One thread at a time.
   std::string flush(KeyLedger& ledger);
+  /// Checks that the path still names the file that was opened. When it was removed (a
+  /// clean-up) or replaced (a restore), SQLite would go on writing to the unlinked file and
+  /// the next start would find no spend, so the path is opened again and every current
+  /// period's spend the ledger knows is written to it (keeping a larger stored figure).
+  /// Returns what happened, for the log; empty when the file is the same. Call before
+  /// flush(); one thread at a time.
+  std::string followFile(KeyLedger& ledger);
 
  private:
-  explicit SpendStore(std::unique_ptr<store::Database> db) : db_(std::move(db)) {}
+  struct FileId {
+    uint64_t device = 0, inode = 0;
+    bool operator==(const FileId&) const = default;
+  };
+  SpendStore(std::unique_ptr<store::Database> db, std::optional<FileId> id) : db_(std::move(db)), id_(id) {}
+  static std::optional<FileId> fileIdOf(const std::string& path);
   std::unique_ptr<store::Database> db_;
+  std::optional<FileId> id_;  ///< of the file opened
 };
 
 }  // namespace ganglion::llm

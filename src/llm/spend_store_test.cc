@@ -17,7 +17,8 @@ struct TempDb {
   TempDb() { clear(); }
   ~TempDb() { clear(); }
   void clear() {
-    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path.string() + suffix);
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"})
+      std::filesystem::remove(path.string() + suffix);
   }
 };
 
@@ -27,6 +28,51 @@ control::KeyConfig budgetKey(std::string name, Picodollars budget, KeyLimits::Pe
   k.limits.budget = budget;
   k.limits.period = period;
   return k;
+}
+
+TEST(SpendStore, AReplacedFileGetsTheLargerSpend) {
+  // A restore put an older or newer file at the path while the gateway ran: each key keeps
+  // the larger of the file's figure and the ledger's, and the unflushed part is not added
+  // on top.
+  TempDb db;
+  auto t = sys_days{2026y / November / 25} + hours(12);
+  std::vector<control::KeyConfig> keys{budgetKey("team", 10 * kDollar, KeyLimits::Period::kMonth),
+                                       budgetKey("ops", 10 * kDollar, KeyLimits::Period::kMonth)};
+  KeyLedger ledger;
+  ledger.setClockForTesting([&] { return t; });
+  ledger.persist();
+  auto store = SpendStore::open(db.path.string());
+  ASSERT_TRUE(store);
+  EXPECT_EQ((*store)->followFile(ledger), "");  // same file: nothing to do
+  for (auto [name, cost] : {std::pair{"team", 2 * kDollar}, std::pair{"ops", 5 * kDollar}}) {
+    KeyLedger::Reservation r;
+    ASSERT_FALSE(ledger.admit(name, keys[0].limits, 0, cost, r));
+    ledger.settle(r, 0, cost);
+  }
+  // The replacement: a file where "team" spent $3 (more than this process knows) and "ops" $1.
+  std::filesystem::path other = db.path.string() + ".other";
+  {
+    KeyLedger elsewhere;
+    elsewhere.setClockForTesting([&] { return t; });
+    elsewhere.persist();
+    auto o = SpendStore::open(other.string());
+    ASSERT_TRUE(o);
+    for (auto [name, cost] : {std::pair{"team", 3 * kDollar}, std::pair{"ops", kDollar}}) {
+      KeyLedger::Reservation r;
+      ASSERT_FALSE(elsewhere.admit(name, keys[0].limits, 0, cost, r));
+      elsewhere.settle(r, 0, cost);
+    }
+    EXPECT_EQ((*o)->flush(elsewhere), "");
+  }
+  std::filesystem::rename(other, db.path);
+  auto note = (*store)->followFile(ledger);
+  EXPECT_NE(note.find("was replaced while the gateway ran"), std::string::npos) << note;
+  EXPECT_EQ((*store)->flush(ledger), "");
+  KeyLedger fresh;
+  fresh.setClockForTesting([&] { return t; });
+  ASSERT_TRUE((*SpendStore::open(db.path.string()))->loadInto(fresh, keys, t));
+  EXPECT_EQ(fresh.totals("team").spent, 3 * kDollar);
+  EXPECT_EQ(fresh.totals("ops").spent, 5 * kDollar);
 }
 
 TEST(SpendStore, SpendSurvivesARestart) {

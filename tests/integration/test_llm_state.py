@@ -141,6 +141,24 @@ class SqliteSpendTest(StateCase):
         with self.gateway("state: { sqlite: %s }" % db) as again:
             self.assertEqual(self.key_state(again)["spent_usd"], spent)
 
+    def test_a_removed_file_is_written_again_with_the_whole_spend(self):
+        # SQLite went on writing to the unlinked file: nothing was logged and the next start
+        # found no spend, a budget bypass.
+        db = os.path.join(self.dir, "removed.db")
+        with self.gateway("state: { sqlite: %s }" % db) as gw:
+            self.assertEqual(self.call(gw).status, 200)
+            time.sleep(1.3)  # one flush
+            for suffix in ("", "-journal", "-wal", "-shm"):
+                if os.path.exists(db + suffix):
+                    os.remove(db + suffix)
+            self.assertEqual(self.call(gw).status, 200)
+            spent = self.key_state(gw)["spent_usd"]
+            self.assertTrue(wait_until(lambda: "was removed while the gateway ran" in gw.log_text(), timeout=3),
+                            gw.log_text())
+            self.assertTrue(os.path.exists(db))
+        with self.gateway("state: { sqlite: %s }" % db) as again:
+            self.assertEqual(self.key_state(again)["spent_usd"], spent)
+
     def test_a_locked_database_holds_no_admin_request(self):
         # Another process holds the database's write lock for 3 s (a backup, a second tool):
         # the flush waits for it (busy timeout 2 s) on the blocking pool, never on the main
