@@ -48,6 +48,7 @@ struct ListenerConfig {
   uint32_t max_connections_per_ip = 4096;
   /// Keep request fields whose name has an underscore (dropped by default, as nginx does).
   bool underscores_in_headers = false;
+  bool normalize_path = true;  ///< routes see, and upstreams get, the normal form of the path
   /// Set for HTTPS listeners: certificates (by SNI), client-certificate verification.
   std::shared_ptr<net::TlsServerContext> tls;
   int line = 0;

@@ -42,7 +42,8 @@ std::string configToRedactedJson(const Config& c) {
                                      {"idle_timeout", millis(l.idle_timeout)},
                                      {"body_min_rate", l.body_min_rate},
                                      {"max_connections_per_ip", l.max_connections_per_ip},
-                                     {"underscores_in_headers", l.underscores_in_headers}});
+                                     {"underscores_in_headers", l.underscores_in_headers},
+                                     {"normalize_path", l.normalize_path}});
     if (l.tls) {
       json::array certs;
       for (const auto& c : l.tls->settings().certificates) {

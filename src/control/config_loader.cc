@@ -110,7 +110,7 @@ void readListener(Reader& r, const YAML::Node& n, Config& cfg) {
   r.checkKeys(n,
               {"name", "address", "max_header_bytes", "max_uri_bytes", "max_headers", "header_timeout",
                "body_timeout", "idle_timeout", "body_min_rate", "max_connections_per_ip",
-               "underscores_in_headers", "tls"},
+               "underscores_in_headers", "normalize_path", "tls"},
               "listener");
   if (auto v = n["tls"]; v.IsDefined()) l.tls = readListenerTls(r, v);
   if (auto v = n["name"]; v.IsDefined()) {
@@ -139,6 +139,8 @@ void readListener(Reader& r, const YAML::Node& n, Config& cfg) {
     if (auto b = r.bytes(v, "body_min_rate")) l.body_min_rate = *b;
   if (auto v = n["underscores_in_headers"]; v.IsDefined())
     if (auto b = r.boolean(v, "underscores_in_headers")) l.underscores_in_headers = *b;
+  if (auto v = n["normalize_path"]; v.IsDefined())
+    if (auto b = r.boolean(v, "normalize_path")) l.normalize_path = *b;
   if (auto v = n["max_connections_per_ip"]; v.IsDefined())
     if (auto i = r.integer<uint32_t>(v, "max_connections_per_ip", 0, 10'000'000))
       l.max_connections_per_ip = *i;

@@ -81,6 +81,7 @@ http::ListenerLimits limitsOf(const ListenerConfig& l) {
   limits.idle_timeout = l.idle_timeout;
   limits.body_min_rate = l.body_min_rate;
   limits.underscores_in_headers = l.underscores_in_headers;
+  limits.normalize_path = l.normalize_path;
   if (l.max_connections_per_ip)
     limits.per_ip = std::make_shared<net::IpConnectionLimit>(l.max_connections_per_ip);
   limits.tls = l.tls;

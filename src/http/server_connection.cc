@@ -11,6 +11,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "http/path.h"
 #include "telemetry/metrics.h"
 
 namespace ganglion::http {
@@ -261,6 +262,7 @@ bool ServerConnection::validateHead() {
     req.target = std::move(origin);
     hosts = 1;
   }
+  if (limits_.normalize_path && req.target != "*") normalisePath(req.target);
   if (hosts == 1 && !validHostField(req.host())) {
     local_reason_ = "invalid Host header: it must be a host name or address with an optional port";
     return false;

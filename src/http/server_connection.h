@@ -36,6 +36,7 @@ struct ListenerLimits {
   std::chrono::milliseconds idle_timeout{60'000};
   uint64_t body_min_rate = 1024;        ///< bytes/s a body must average after body_timeout; 0: none
   bool underscores_in_headers = false;  ///< keep fields whose name has '_' (dropped by default)
+  bool normalize_path = true;           ///< match and forward paths in normal form (http/path.h)
   std::shared_ptr<net::IpConnectionLimit> per_ip;  ///< set: the per-address connection cap
   std::shared_ptr<net::TlsServerContext> tls;      ///< set: the connection starts with a TLS handshake
 };

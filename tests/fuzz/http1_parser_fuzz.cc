@@ -18,6 +18,7 @@
 
 #include "fuzz_check.h"
 #include "http/http1_parser.h"
+#include "http/path.h"
 
 using ganglion::http::Http1Parser;
 using ganglion::http::ParseEvent;
@@ -249,6 +250,25 @@ Transcript run(const uint8_t* data, size_t size, Http1Parser::Kind kind, Split s
 
 }  // namespace
 
+/// normalisePath on any bytes as a path: the result is in normal form (no "//", no "." or ".."
+/// segment, no encoded unreserved character left), normalising it again changes nothing, and
+/// the query is kept byte for byte.
+void checkPathNormalForm(std::string_view input) {
+  std::string target = "/" + std::string(input.substr(0, input.find('\0')));
+  const std::string before = target;
+  ganglion::http::normalisePath(target);
+  CHECK(!target.empty() && target[0] == '/');
+  const size_t q = target.find('?');
+  const std::string_view path = std::string_view(target).substr(0, q);
+  CHECK(path.find("//") == std::string_view::npos);
+  CHECK(path.find("/./") == std::string_view::npos && path.find("/../") == std::string_view::npos);
+  CHECK(!path.ends_with("/.") && !path.ends_with("/.."));
+  CHECK(before.substr(before.find('?') == std::string::npos ? before.size() : before.find('?')) ==
+        target.substr(q == std::string::npos ? target.size() : q));
+  std::string again = target;
+  CHECK(!ganglion::http::normalisePath(again));
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 64 * 1024) return 0;
   // Options from the last byte, so raw HTTP seeds parse unchanged (they end in '\n' = 0x0a:
@@ -268,5 +288,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       __builtin_trap();
     }
   }
+  checkPathNormalForm(std::string_view(reinterpret_cast<const char*>(data), size));
   return 0;
 }

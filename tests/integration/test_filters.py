@@ -11,6 +11,9 @@ CONFIG = """workers: 2
 listeners:
   - name: public
     address: 127.0.0.1:{port}
+  - name: raw
+    address: 127.0.0.1:{raw_port}
+    normalize_path: false
 upstreams:
   - name: backend
     targets: [ "127.0.0.1:{up}" ]
@@ -61,6 +64,9 @@ routes:
     upstream: backend
     filters:
       - headers: {{ request: {{ add: {{ x-from-filter: "yes" }}, remove: [ x-drop ] }}, response: {{ add: {{ x-served-by: ganglion }} }} }}
+  - name: open
+    match: {{ path_prefix: /open }}
+    upstream: backend
 """
 
 BOB_KEY = "sk-bob-000000002"
@@ -76,13 +82,33 @@ class FiltersTest(unittest.TestCase):
     def setUpClass(cls):
         cls.up = Upstream().__enter__()
         cls.port = free_port()
-        cls.gw = Gateway(CONFIG.format(port=cls.port, up=cls.up.port, bob_hash=sha256_hex(BOB_KEY)))
+        cls.raw_port = free_port()
+        cls.gw = Gateway(CONFIG.format(port=cls.port, raw_port=cls.raw_port, up=cls.up.port,
+                                       bob_hash=sha256_hex(BOB_KEY)))
         cls.gw.start()
 
     @classmethod
     def tearDownClass(cls):
         cls.gw.stop()
         cls.up.__exit__(None, None, None)
+
+    def test_key_auth_cannot_be_walked_around_with_another_spelling_of_the_path(self):
+        # An open route whose path the upstream resolves to a guarded one: /open/../auth,
+        # /open/%2e%2e/auth and //auth reached the upstream (which resolves them to /auth)
+        # without a key, through the open route or none.
+        before = self.up.request_count
+        for path in ("/open/../auth/x", "/open/%2e%2e/auth/x", "/open/%2E%2E/%61uth/x", "//auth/x", "/./auth/x"):
+            r = self.gw.request("GET", path)
+            self.assertEqual((r.status, error_json(r.body)["type"]), (401, "missing_api_key"), path)
+        self.assertEqual(self.up.request_count, before, self.up.paths()[before:])
+        r = self.gw.request("GET", "/open/a/../b//c/%7e?q=/../x", headers={"Authorization": "Bearer sk-alice-0001"})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["path"], "/open/b/c/~?q=/../x")  # the upstream gets the normal form
+        # normalize_path: false: matched and forwarded byte for byte.
+        from harness import http_request
+        r = http_request(self.raw_port, "GET", "/open/../auth/x")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["path"], "/open/../auth/x")
 
     def test_key_auth_missing_invalid_valid(self):
         r = self.gw.request("GET", "/auth/x")
