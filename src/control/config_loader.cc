@@ -700,11 +700,25 @@ void validateReferences(Reader& r, Config& cfg) {
     api.idle_timeout = std::chrono::minutes(5);
     cfg.routes.push_back(std::move(api));
   }
-  for (auto& rt : cfg.routes)
-    if (rt.llm && rt.llm->require_key && cfg.keys.empty())
+  for (auto& rt : cfg.routes) {
+    if (!rt.llm || !rt.llm->require_key) continue;
+    if (cfg.keys.empty()) {
       r.failLine(rt.line, fmt::format("route '{}' serves the LLM API, which needs gateway keys: add 'keys:' "
                                       "(or 'llm: {{ auth: none }}' on an explicit route for local use)",
                                       rt.name));
+      continue;
+    }
+    // The LLM API checks gateway keys with the key_auth filter, as any route does. A route
+    // that lists none gets one, before its first rate_limit (whose `by: key` needs the key)
+    // and after the filters before it (a CORS preflight carries no key).
+    auto& chain = rt.filters;
+    auto is = [](std::string_view kind) {
+      return [kind](const std::shared_ptr<const http::Filter>& f) { return f->kind() == kind; };
+    };
+    if (std::any_of(chain.begin(), chain.end(), is("key_auth"))) continue;
+    if (auto key_auth = filters::buildFilter("key_auth", YAML::Node(YAML::NodeType::Null), r, cfg))
+      chain.insert(std::find_if(chain.begin(), chain.end(), is("rate_limit")), std::move(key_auth));
+  }
   // With every provider optional and keyless the LLM API still answers (no models) instead
   // of refusing the config: one file serves whichever keys the environment has.
   if (cfg.providers.empty() && cfg.skipped_providers.empty())

@@ -29,17 +29,6 @@ class FilterChainHook final : public ResponseHook {
   FilterContext& ctx_;
 };
 
-/// Answers with the reply a filter made instead of letting the request through.
-Task<void> sendLocalReply(ServerConnection& conn, const LocalReply& reply) {
-  if (!reply.type.empty())
-    co_return co_await conn.sendError(reply.status, reply.type, reply.message, &reply.headers);
-  ResponseHead head;
-  head.status = reply.status;
-  head.headers = reply.headers;
-  head.has_content_length = true;
-  co_await conn.writeResponse(&head, {}, true);
-}
-
 }  // namespace
 
 ConnectionManager::ConnectionManager(unsigned worker_index, telemetry::WorkerStats& stats,
@@ -73,7 +62,7 @@ Task<void> ConnectionManager::handle(ServerConnection& conn) {
     }
   }
   if (replied) {
-    co_await sendLocalReply(conn, fctx.reply);
+    co_await routes->handlers[route->action.handler]->sendLocalReply(conn, fctx.reply);
     record(conn, *routes, route, nullptr, fctx.reply.type, fctx.principal);
   } else if (!route) {
     co_await conn.sendError(404, "route_not_found",

@@ -60,6 +60,15 @@ class TerminalHandler {
   /// manager on the request's worker thread; the handler object belongs to the config
   /// version the request was routed with and outlives the call.
   virtual Task<void> serve(RoutedRequest& req) = 0;
+  /// Answers with the reply a filter of one of its routes made instead of letting the request
+  /// through (401, 403, 429, a CORS preflight), in the handler's dialect: the gateway's JSON
+  /// error by default, OpenAI's or Anthropic's error object on LLM routes. Called by the
+  /// connection manager, worker thread.
+  virtual Task<void> sendLocalReply(ServerConnection& conn, const LocalReply& reply);
 };
+
+/// The gateway's own answer to a filter's reply: a JSON error, or the bare status and headers
+/// of a non-error reply (the CORS preflight's 204).
+Task<void> sendGatewayLocalReply(ServerConnection& conn, const LocalReply& reply);
 
 }  // namespace ganglion::http

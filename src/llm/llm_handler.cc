@@ -57,22 +57,13 @@ std::string requestId(const http::RequestHead& req, uint64_t& counter) {
   return fmt::format("req_{:016x}{:08x}", rng(), static_cast<uint32_t>(++counter));
 }
 
-/// The gateway key in `Authorization: Bearer` or `x-api-key`.
-std::string_view presentedKey(const http::RequestHead& req) {
-  std::string_view auth = req.headers.get("authorization");
-  if (auth.size() > 7 && iequals(auth.substr(0, 7), "bearer ")) return trim(auth.substr(7));
-  return trim(req.headers.get("x-api-key"));
-}
+/// /v1/messages (and count_tokens): Anthropic's API, whose errors have Anthropic's shape.
+bool isAnthropicPath(std::string_view path) { return path.find("/messages") != std::string_view::npos; }
 
 /// A streamed answer: server-sent events, or AWS event-stream frames (Bedrock).
 bool isStreamType(std::string_view content_type) {
   return content_type.find("text/event-stream") != std::string_view::npos ||
          content_type.find("application/vnd.amazon.eventstream") != std::string_view::npos;
-}
-
-std::string maskKey(std::string_view key) {
-  if (key.size() <= 8) return "***";
-  return fmt::format("{}***{}", key.substr(0, 5), key.substr(key.size() - 4));
 }
 
 json::object modelJson(const CatalogModel& m) {
@@ -527,27 +518,7 @@ Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Confi
                               const control::RouteConfig& route, CallRecord& rec) {
   auto& req = conn.request();
   Call call{conn, config, catalog, upstreams, route, rec, ledger_, stats_, requestId(req, next_id_)};
-  call.anthropic_dialect =
-      req.path().find("/messages") != std::string_view::npos;  // its errors, auth ones included
-  if (route.llm->require_key && rec.key_name.empty()) {        // not already checked by a key_auth filter
-    std::string_view key = presentedKey(req);
-    if (key.empty()) {
-      const ApiError err{401, "invalid_request_error",
-                         "You didn't provide an API key. Send your gateway key in an Authorization "
-                         "header using Bearer auth (Authorization: Bearer YOUR_KEY) or in the "
-                         "x-api-key header.",
-                         "", "missing_api_key"};
-      co_return co_await sendError(call, err);
-    }
-    const auto& table = config.key_table->by_hash;
-    auto it = table.find(sha256(key));
-    if (it == table.end()) {
-      const ApiError err{401, "invalid_request_error",
-                         fmt::format("Incorrect API key provided: {}.", maskKey(key)), "", "invalid_api_key"};
-      co_return co_await sendError(call, err);
-    }
-    rec.key_name = it->second;
-  }
+  call.anthropic_dialect = isAnthropicPath(req.path());  // its errors in Anthropic's shape
   std::string_view path = req.path();
   auto only = [&](std::string_view method) -> bool { return req.method == method; };
   if (endsWith(path, "/chat/completions")) {
@@ -574,6 +545,28 @@ Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Confi
                      fmt::format("Method {} is not allowed on {}.", req.method, path), "",
                      "method_not_allowed"};
   co_await sendError(call, err);
+}
+
+Task<void> LlmHandler::sendLocalReply(http::ServerConnection& conn, const http::LocalReply& reply) {
+  if (reply.type.empty()) co_return co_await http::sendGatewayLocalReply(conn, reply);  // CORS preflight
+  const auto& req = conn.request();
+  const ApiError err{reply.status, reply.status == 429 ? "rate_limit_error" : "invalid_request_error",
+                     reply.message, "", reply.type};
+  const std::string body = isAnthropicPath(req.path()) ? anthropicErrorBody(err) : openaiErrorBody(err);
+  const std::string request_id = requestId(req, next_id_);
+  http::ResponseHead head;
+  head.status = reply.status;
+  head.headers = reply.headers;  // WWW-Authenticate, Retry-After, CORS
+  head.headers.set("Content-Type", "application/json");
+  head.headers.set("x-request-id", request_id);
+  head.has_content_length = true;
+  head.content_length = body.size();
+  std::array<std::string_view, 1> pieces{body};
+  co_await conn.writeResponse(&head, pieces, true);
+}
+
+Task<void> LlmRoutes::sendLocalReply(http::ServerConnection& conn, const http::LocalReply& reply) {
+  return handler_.sendLocalReply(conn, reply);
 }
 
 Task<void> LlmRoutes::serve(http::RoutedRequest& routed) {

@@ -53,6 +53,10 @@ class LlmHandler {
   LlmHandler(loop::Worker& worker, telemetry::WorkerStats& stats, KeyLedger& ledger, ResponseCache& cache);
   ~LlmHandler();
 
+  /// Answers a filter's reply on an LLM route in the client's dialect (error replies), with an
+  /// x-request-id. Worker thread.
+  http::Task<void> sendLocalReply(http::ServerConnection& conn, const http::LocalReply& reply);
+
   /// Serves one request on an `llm:` route with one config version: `config`, its
   /// `catalog`, and this worker's runtimes for its upstreams (providers included).
   /// `rec.key_name`, when set on entry, is the key a `key_auth` filter on the route already
@@ -145,6 +149,8 @@ class LlmRoutes final : public http::TerminalHandler {
       : handler_(handler), config_(config), catalog_(catalog), upstreams_(upstreams) {}
   /// Serves one request on an `llm:` route. Called by the connection manager, worker thread.
   http::Task<void> serve(http::RoutedRequest& routed) override;
+  /// A filter's reply as OpenAI's error object (Anthropic's on /v1/messages), so SDKs read it.
+  http::Task<void> sendLocalReply(http::ServerConnection& conn, const http::LocalReply& reply) override;
 
  private:
   LlmHandler& handler_;

@@ -244,3 +244,82 @@ routes:
 
 if __name__ == "__main__":
     unittest.main()
+
+
+LLM_CONFIG = """workers: 1
+listeners:
+  - name: public
+    address: 127.0.0.1:{port}
+providers:
+  - name: main
+    kind: openai
+    base_url: http://{provider}/v1
+    api_key: sk-provider-main
+models:
+  - name: m
+    targets: [ {{ provider: main, model: m-model }} ]
+keys:
+  - name: alice
+    key: sk-alice-llm-0001
+  - name: bob
+    key: sk-bob-llm-00002
+routes:
+  - name: llm
+    match: {{ path_prefix: /v1/ }}
+    llm: {{}}
+    filters:
+      - rate_limit: {{ requests: 1, per: 1m, by: key }}
+"""
+
+
+class LlmRouteFiltersTest(unittest.TestCase):
+    """Filters on an `llm:` route: the implied key_auth runs before rate_limit, and filter
+    replies come in the client's API dialect."""
+
+    @classmethod
+    def setUpClass(cls):
+        import json
+        from fake_provider import FakeProvider
+        cls.json = json
+        cls.provider = FakeProvider(name="main").__enter__()
+        cls.port = free_port()
+        cls.gw = Gateway(LLM_CONFIG.format(port=cls.port, provider=cls.provider.address))
+        cls.gw.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.stop()
+        cls.provider.__exit__(None, None, None)
+
+    def chat(self, key, path="/v1/chat/completions"):
+        body = self.json.dumps({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+        headers = {"Content-Type": "application/json", "anthropic-version": "2023-06-01"}
+        if key:
+            headers["Authorization"] = "Bearer " + key
+        return self.gw.request("POST", path, body=body, headers=headers)
+
+    def test_rate_limit_by_key_counts_each_key(self):
+        # The key check ran after the route's filters, so `by: key` saw no key and counted
+        # every caller as one client address: bob was refused for alice's call.
+        self.assertEqual(self.chat("sk-alice-llm-0001").status, 200)
+        refused = self.chat("sk-alice-llm-0001")
+        self.assertEqual(refused.status, 429)
+        err = refused.json()["error"]  # OpenAI's error object, not the gateway's
+        self.assertEqual((err["type"], err["code"]), ("rate_limit_error", "rate_limited"))
+        self.assertIn("param", err)
+        self.assertTrue(refused.headers.get("x-request-id"))
+        self.assertTrue(refused.headers.get("retry-after"))
+        self.assertEqual(self.chat("sk-bob-llm-00002").status, 200)
+
+    def test_key_errors_in_each_dialect(self):
+        r = self.chat(None)
+        self.assertEqual(r.status, 401)
+        err = r.json()["error"]
+        self.assertEqual((err["type"], err["code"]), ("invalid_request_error", "missing_api_key"))
+        self.assertEqual(r.headers.get("www-authenticate"), "Bearer")
+        r = self.chat("sk-wrong-secret-key", path="/v1/messages")
+        self.assertEqual(r.status, 401)
+        body = r.json()
+        self.assertEqual(body["type"], "error")  # Anthropic's shape
+        self.assertEqual(body["error"]["type"], "authentication_error")
+        self.assertNotIn("sk-wrong-secret-key", r.body.decode())

@@ -19,7 +19,8 @@ class KeyAuthFilter final : public http::Filter {
                   "an API key is required: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'");
     }
     auto it = keys_->by_hash.find(sha256(key));
-    if (it == keys_->by_hash.end()) return deny(ctx, 401, "invalid_api_key", "the API key is not valid");
+    if (it == keys_->by_hash.end())
+      return deny(ctx, 401, "invalid_api_key", fmt::format("the API key {} is not valid", maskKey(key)));
     if (!allowed_.empty() && std::find(allowed_.begin(), allowed_.end(), it->second) == allowed_.end())
       return deny(ctx, 403, "key_not_allowed", "this API key may not use this route");
     ctx.principal = it->second;
@@ -34,6 +35,11 @@ class KeyAuthFilter final : public http::Filter {
     std::string_view auth = req.headers.get("authorization");
     if (auth.size() > 7 && iequals(auth.substr(0, 7), "bearer ")) return trim(auth.substr(7));
     return trim(req.headers.get("x-api-key"));
+  }
+  /// Enough of a wrong key for its owner to recognise it, never enough to use it.
+  static std::string maskKey(std::string_view key) {
+    if (key.size() <= 8) return "***";
+    return fmt::format("{}***{}", key.substr(0, 3), key.substr(key.size() - 4));
   }
   static http::FilterStatus deny(http::FilterContext& ctx, int status, std::string_view type,
                                  std::string_view message) {

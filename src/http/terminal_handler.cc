@@ -1,0 +1,19 @@
+#include "http/terminal_handler.h"
+
+namespace ganglion::http {
+
+Task<void> sendGatewayLocalReply(ServerConnection& conn, const LocalReply& reply) {
+  if (!reply.type.empty())
+    co_return co_await conn.sendError(reply.status, reply.type, reply.message, &reply.headers);
+  ResponseHead head;
+  head.status = reply.status;
+  head.headers = reply.headers;
+  head.has_content_length = true;
+  co_await conn.writeResponse(&head, {}, true);
+}
+
+Task<void> TerminalHandler::sendLocalReply(ServerConnection& conn, const LocalReply& reply) {
+  return sendGatewayLocalReply(conn, reply);
+}
+
+}  // namespace ganglion::http
