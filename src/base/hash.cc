@@ -11,6 +11,13 @@ Sha256 sha256(std::string_view data) {
   return out;
 }
 
+std::string sha1Hex(std::string_view data) {
+  std::array<uint8_t, 20> out{};
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha1(), nullptr);
+  return toHex(out);
+}
+
 std::string toHex(std::span<const uint8_t> bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;

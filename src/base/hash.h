@@ -12,6 +12,8 @@ namespace ganglion {
 using Sha256 = std::array<uint8_t, 32>;
 
 Sha256 sha256(std::string_view data);
+/// SHA-1 as lower-case hex: what Redis names a Lua script by (EVALSHA); not for security.
+std::string sha1Hex(std::string_view data);
 /// Lower-case hex of `bytes` (a digest, random bytes).
 std::string toHex(std::span<const uint8_t> bytes);
 

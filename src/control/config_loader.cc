@@ -754,6 +754,8 @@ LoadResult loadConfigText(const std::string& text, const std::string& path) {
     readProviders(r, root["providers"], cfg);
     readModels(r, root["models"], cfg);
     readKeys(r, root["keys"], cfg);  // before routes: key_auth filters refer to keys
+    // Before routes too: a shared rate_limit keeps its counts in state.redis.
+    if (auto v = root["state"]; v.IsDefined()) readState(r, v, cfg);
     if (auto v = root["workers"]; v.IsDefined())
       if (auto w = r.integer<unsigned>(v, "workers", 0, 256)) cfg.workers = *w;
     r.forEach(root["listeners"], "listeners", [&](const YAML::Node& n) { readListener(r, n, cfg); });
@@ -771,7 +773,6 @@ LoadResult loadConfigText(const std::string& text, const std::string& path) {
           if (auto d = r.duration(t, "llm_cache.ttl")) cfg.llm_cache.ttl = *d;
       }
     }
-    if (auto v = root["state"]; v.IsDefined()) readState(r, v, cfg);
     if (auto v = root["access_log"]; v.IsDefined()) {
       if (!v.IsMap()) {
         r.fail(v, "access_log must be a map");

@@ -38,7 +38,8 @@ WorkerRequests::WorkerRequests(loop::Worker& worker, telemetry::WorkerStats& sta
                                llm::KeyLedger& ledger, llm::ResponseCache& cache)
     : worker_(worker),
       stats_(stats),
-      manager_(worker.index(), stats, log),
+      redis_(worker.io()),
+      manager_(worker.index(), stats, log, &redis_),
       llm_(worker, stats, ledger, cache) {
   worker_.onTick([this] {
     if (current_) upstream::WorkerPools::expireIdle(current_->upstreams);

@@ -10,6 +10,7 @@
 #include "control/config.h"
 #include "http/connection_manager.h"
 #include "llm/llm_handler.h"
+#include "store/redis_clients.h"
 #include "upstream/worker_pools.h"
 
 namespace ganglion::telemetry {
@@ -44,6 +45,7 @@ class WorkerRequests {
   struct Version;
   loop::Worker& worker_;
   telemetry::WorkerStats& stats_;
+  store::RedisClients redis_;
   http::ConnectionManager manager_;
   upstream::WorkerPools pools_;
   llm::LlmHandler llm_;

@@ -4,6 +4,7 @@
 
 #include <optional>
 
+#include "http/unless_client_leaves.h"
 #include "telemetry/access_log.h"
 
 namespace ganglion::http {
@@ -32,8 +33,12 @@ class FilterChainHook final : public ResponseHook {
 }  // namespace
 
 ConnectionManager::ConnectionManager(unsigned worker_index, telemetry::WorkerStats& stats,
-                                     telemetry::AccessLog* log)
-    : worker_index_(worker_index), stats_(stats), log_(log), unmatched_stats_(stats.route("")) {}
+                                     telemetry::AccessLog* log, store::RedisClients* redis)
+    : worker_index_(worker_index),
+      stats_(stats),
+      log_(log),
+      redis_(redis),
+      unmatched_stats_(stats.route("")) {}
 
 void ConnectionManager::install(std::shared_ptr<WorkerRoutes> routes) {
   const auto& compiled = routes->router->routes();
@@ -46,7 +51,7 @@ Task<void> ConnectionManager::handle(ServerConnection& conn) {
   std::shared_ptr<const WorkerRoutes> routes = routes_;
   auto& req = conn.request();
   const CompiledRoute* route = routes->router->match(req);
-  FilterContext fctx{req, conn.clientIp(), {}, {}, {}};
+  FilterContext fctx{req, conn.clientIp(), {}, {}, {}, redis_, {}};
   std::optional<FilterChainHook> hook;
   bool replied = false;
   if (route && !route->config->filters.empty()) {
@@ -55,7 +60,18 @@ Task<void> ConnectionManager::handle(ServerConnection& conn) {
     conn.setResponseHook(&*hook);
     for (const auto& filter : filters) {
       ++hook->ran;
-      if (filter->onRequest(fctx) == FilterStatus::kReply) {
+      FilterStatus status = filter->onRequest(fctx);
+      if (status == FilterStatus::kPause) {
+        auto waited = co_await unlessClientLeaves(conn, std::move(*fctx.resume));
+        fctx.resume.reset();
+        if (!waited) {  // the client left: nobody to answer
+          conn.abort();
+          record(conn, *routes, route, nullptr, "client_closed", fctx.principal);
+          co_return;
+        }
+        status = *waited;
+      }
+      if (status == FilterStatus::kReply) {
         replied = true;
         break;
       }

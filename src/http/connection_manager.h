@@ -28,7 +28,9 @@ struct WorkerRoutes {
 
 class ConnectionManager final : public RequestHandler {
  public:
-  ConnectionManager(unsigned worker_index, telemetry::WorkerStats& stats, telemetry::AccessLog* log);
+  /// `redis`: the worker's Redis connections, lent to filters (null in tests without them).
+  ConnectionManager(unsigned worker_index, telemetry::WorkerStats& stats, telemetry::AccessLog* log,
+                    store::RedisClients* redis);
   /// Switches to a new config version; in-flight requests finish on the one they started
   /// with. Worker thread.
   void install(std::shared_ptr<WorkerRoutes> routes);
@@ -44,6 +46,7 @@ class ConnectionManager final : public RequestHandler {
   unsigned worker_index_;
   telemetry::WorkerStats& stats_;
   telemetry::AccessLog* log_;
+  store::RedisClients* redis_;
   std::shared_ptr<WorkerRoutes> routes_;
   telemetry::RequestStats* unmatched_stats_;
 };

@@ -1,19 +1,27 @@
 // The filter seam: request and response hooks that run around the terminal handler (the
-// proxy, later the LLM router). Filters are built once per config snapshot from the route's
+// proxy, the LLM API, ...). Filters are built once per config snapshot from the route's
 // `filters:` list and shared by every worker, so they hold only immutable settings or state
-// designed for concurrent use (rate-limit buckets); per-request state lives in FilterContext.
+// designed for concurrent use (rate-limit buckets); per-request state lives in FilterContext
+// and, for a hook that waits (kPause), in its coroutine. Design: docs/design/filters.md.
 #pragma once
 
+#include <boost/asio/awaitable.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "http/headers.h"
+
+namespace ganglion::store {
+class RedisClients;
+}
 
 namespace ganglion::http {
 
 enum class FilterStatus {
   kContinue,  ///< go on to the next filter, then the handler
   kReply,     ///< the filter filled in ctx.reply; answer with it and skip the rest
+  kPause,     ///< the filter set ctx.resume: the chain waits for it, then goes on as it says
 };
 
 /// A reply a filter makes instead of forwarding (401, 403, 429, a CORS preflight 204...).
@@ -32,13 +40,21 @@ struct FilterContext {
   std::string principal;  ///< who the request is from, once authenticated (key name)
   LocalReply reply;
   HeaderList response_add;  ///< headers every response to this request gets (CORS)
+  /// This worker's Redis connections, for filters whose state is shared between gateways.
+  store::RedisClients* redis = nullptr;
+  /// Set by a hook that returns kPause: the rest of its work (a Redis call, a store lookup),
+  /// as a coroutine on the worker's loop. The connection manager awaits it (cancelled, with
+  /// everything it holds, if the client leaves first: the one cancel point) and takes its
+  /// result as the hook's (kContinue or kReply).
+  std::optional<boost::asio::awaitable<FilterStatus>> resume;
 };
 
 class Filter {
  public:
   virtual ~Filter() = default;
   /// Runs on the request's worker thread after routing, before the handler. May edit the
-  /// request head (strip a credential), or fill ctx.reply and return kReply.
+  /// request head (strip a credential), fill ctx.reply and return kReply, or set ctx.resume
+  /// and return kPause to finish asynchronously (the worker serves others meanwhile).
   virtual FilterStatus onRequest(FilterContext& ctx) const = 0;
   /// Runs on the worker thread just before a response head goes to the client, whether it came
   /// from the upstream or from a local reply. Filters run here in reverse order.

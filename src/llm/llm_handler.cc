@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "base/strings.h"
 #include "http/sse.h"
+#include "http/unless_client_leaves.h"
 #include "llm/anthropic_ingress.h"
 #include "llm/api_error.h"
 #include "llm/catalog.h"
@@ -93,15 +94,7 @@ std::optional<ApiError> guardCodec(std::string_view provider, F&& step) {
   }
 }
 
-/// Runs `work` unless the client hangs up first; then `work` is cancelled (its provider
-/// connection closes, which cancels the provider's generation) and the result is nullopt.
-template <typename T>
-Task<std::optional<T>> unlessClientLeaves(http::ServerConnection& conn, Task<T> work) {
-  using namespace boost::asio::experimental::awaitable_operators;
-  auto raced = co_await (std::move(work) || conn.closedByClient());
-  if (raced.index() == 0) co_return std::optional<T>(std::move(std::get<0>(raced)));
-  co_return std::nullopt;
-}
+using http::unlessClientLeaves;
 
 struct LlmHandler::Call {
   http::ServerConnection& conn;

@@ -93,12 +93,6 @@ return 1
 /// A reservation outlives its call by this much only if the gateway holding it died.
 constexpr int kHoldSeconds = 1800;
 
-std::string sha1Hex(std::string_view text) {
-  std::array<uint8_t, SHA_DIGEST_LENGTH> digest;
-  SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest.data());
-  return toHex(digest);
-}
-
 std::string randomInstanceId() {
   std::array<uint8_t, 6> bytes;
   if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) return fmt::format("{:x}", ::getpid());

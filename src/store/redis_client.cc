@@ -153,7 +153,15 @@ asio::awaitable<Result<RedisReply>> RedisClient::command(std::vector<std::string
   enqueue(args, waiter);
   waiter->timer.expires_after(endpoint_.timeout);
   co_await waiter->timer.async_wait(kNoThrow);
-  if (!waiter->result) fail(fmt::format("no reply from Redis within {} ms", endpoint_.timeout.count()));
+  if (!waiter->result) {
+    // Cancelled by the caller (its client left): the reply still comes and is dropped; the
+    // connection stays, since the other commands on it are fine.
+    if (std::chrono::steady_clock::now() < waiter->timer.expiry()) {
+      const Error cancelled{"cancelled"};
+      co_return cancelled;
+    }
+    fail(fmt::format("no reply from Redis within {} ms", endpoint_.timeout.count()));
+  }
   co_return std::move(*waiter->result);
 }
 

@@ -5,7 +5,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Gateway, Upstream, error_json, free_port, run_cli  # noqa: E402
+from harness import Gateway, RedisServer, Upstream, error_json, free_port, run_cli  # noqa: E402
 
 CONFIG = """workers: 2
 listeners:
@@ -217,6 +217,11 @@ routes:
     filters:
 """
 
+    def test_shared_rate_limit_needs_redis(self):
+        path, (code, out) = self.check(self.BASE + "      - rate_limit: { requests: 5, shared: api }\n")
+        self.assertNotEqual(code, 0)
+        self.assertIn("%s:8: rate_limit 'shared' keeps its counts in Redis" % path, out)
+
     def test_unknown_filter(self):
         path, (code, out) = self.check(self.BASE + "      - teleport: {}\n")
         self.assertNotEqual(code, 0)
@@ -323,3 +328,104 @@ class LlmRouteFiltersTest(unittest.TestCase):
         self.assertEqual(body["type"], "error")  # Anthropic's shape
         self.assertEqual(body["error"]["type"], "authentication_error")
         self.assertNotIn("sk-wrong-secret-key", r.body.decode())
+
+
+SHARED_CONFIG = """workers: 2
+listeners:
+  - name: public
+    address: 127.0.0.1:{port}
+upstreams:
+  - name: backend
+    targets: [ "127.0.0.1:{up}" ]
+routes:
+  - name: shared
+    match: {{ path_prefix: /shared }}
+    upstream: backend
+    filters:
+      - rate_limit: {{ requests: 5, per: 1m, by: "header:x-client", shared: api-quota }}
+state:
+  redis: "{redis}"
+  redis_timeout: 300ms
+"""
+
+
+class SharedRateLimitTest(unittest.TestCase):
+    """rate_limit with `shared`: the buckets live in Redis, so two gateways (two workers
+    each) together let through what one would; without Redis each falls back to its own."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.up = Upstream().__enter__()
+        cls.redis = RedisServer(password="redis-secret-rl").__enter__()
+        cls.gws = [Gateway(SHARED_CONFIG.format(port=free_port(), up=cls.up.port, redis=cls.redis.url())).__enter__()
+                   for _ in range(2)]
+
+    @classmethod
+    def tearDownClass(cls):
+        for gw in cls.gws:
+            gw.__exit__(None, None, None)
+        cls.redis.__exit__(None, None, None)
+        cls.up.__exit__(None, None, None)
+
+    def hit(self, gw, client):
+        return gw.request("GET", "/shared/x", headers={"x-client": client})
+
+    def test_two_gateways_share_one_bucket(self):
+        statuses = [self.hit(self.gws[i % 2], "alpha").status for i in range(10)]
+        self.assertEqual(statuses, [200] * 5 + [429] * 5)
+        refused = self.hit(self.gws[0], "alpha")
+        self.assertEqual(error_json(refused.body)["type"], "rate_limited")
+        self.assertGreaterEqual(int(refused.headers["retry-after"]), 1)
+        self.assertEqual(refused.headers.get("x-ratelimit-remaining"), "0")
+        ok = self.hit(self.gws[1], "beta")  # another client has its own bucket
+        self.assertEqual(ok.status, 200)
+        self.assertEqual(ok.headers.get("x-ratelimit-remaining"), "4")
+        self.assertTrue(self.redis.cli("EXISTS", "ganglion:rate:{api-quota}:alpha"))
+        self.assertNotIn("redis-secret-rl", "".join(gw.log_text() for gw in self.gws))
+
+    def test_without_redis_each_gateway_limits_on_its_own(self):
+        self.redis.stop()
+        try:
+            import time
+            started = time.monotonic()
+            statuses = [self.hit(self.gws[0], "gamma").status for _ in range(7)]
+            self.assertEqual(statuses, [200] * 5 + [429] * 2)  # this process's bucket
+            self.assertLess(time.monotonic() - started, 5)
+            self.assertEqual(self.hit(self.gws[1], "gamma").status, 200)  # the other's own
+            self.assertIn("unavailable", self.gws[0].log_text())
+        finally:
+            self.redis.start()
+
+
+class SharedRateLimitHangUpTest(unittest.TestCase):
+    """A client that leaves while its rate_limit waits on Redis: the wait is cancelled at the
+    request's one cancel point, nothing is forwarded, and the gateway goes on serving."""
+
+    def test_client_leaving_during_a_redis_wait(self):
+        import socket
+        import time
+        from harness import RawServer, read_request_head
+
+        def silent_redis(sock, server):  # reads commands, never answers
+            while not server.stop_event.is_set():
+                try:
+                    sock.settimeout(0.2)
+                    if not sock.recv(65536):
+                        return
+                except socket.timeout:
+                    continue
+                except OSError:
+                    return
+
+        with Upstream() as up, RawServer(silent_redis) as redis:
+            text = SHARED_CONFIG.format(port=free_port(), up=up.port, redis="redis://" + redis.address)
+            text = text.replace("redis_timeout: 300ms", "redis_timeout: 5s")
+            with Gateway(text) as gw:
+                c = socket.create_connection(("127.0.0.1", gw.port))
+                c.sendall(b"GET /shared/x HTTP/1.1\r\nHost: a\r\nx-client: delta\r\n\r\n")
+                time.sleep(0.3)
+                c.close()  # leaves while the filter waits for Redis
+                from harness import wait_until
+                self.assertTrue(wait_until(lambda: gw.access_records("client_closed"), timeout=3), gw.log_text())
+                self.assertEqual(up.request_count, 0)
+                self.assertTrue(gw.alive())

@@ -1,23 +1,54 @@
 // rate_limit: a token bucket per client IP, API key or header value. Over the limit the
 // request gets 429 with Retry-After and is not forwarded. Buckets are process-wide (shared by
-// all workers), so the limit does not multiply with the worker count.
+// all workers), so the limit does not multiply with the worker count; with `shared: NAME`
+// they live in state.redis, shared by every gateway on it (GCRA in one Lua script), and the
+// process's own buckets stand in while Redis cannot be reached.
 #include <cmath>
 
+#include "base/hash.h"
 #include "filters/rate_limit/token_buckets.h"
 #include "filters/registry.h"
+#include "store/redis_clients.h"
 
 namespace ganglion::filters {
 
 namespace {
+
+/// GCRA: the bucket is the time at which it will be full again ("theoretical arrival time",
+/// microseconds of Redis's clock). ARGV: emission interval (µs per token), burst (tokens).
+/// Returns {allowed, remaining, retry_after_us}.
+constexpr std::string_view kGcraScript = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2]) * interval
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local new_tat = tat + interval
+if new_tat - now > capacity then
+  return {0, 0, math.ceil(new_tat - capacity - now)}
+end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return {1, math.floor((capacity - (new_tat - now)) / interval), 0}
+)lua";
 
 class RateLimitFilter final : public http::Filter {
  public:
   enum class By { kClientIp, kKey, kHeader };
   RateLimitFilter(double requests, double per_seconds, double burst, By by, std::string header)
       : limit_(static_cast<uint64_t>(requests)),
-        buckets_(requests / per_seconds, burst),
+        rate_(requests / per_seconds),
+        burst_(burst),
+        buckets_(rate_, burst),
         by_(by),
         header_(std::move(header)) {}
+
+  /// Counts in Redis under `name`, shared by every gateway and route that names it.
+  void shareIn(std::string name, store::RedisEndpoint endpoint) {
+    shared_name_ = std::move(name);
+    endpoint_ = std::move(endpoint);
+    script_sha_ = sha1Hex(kGcraScript);
+  }
 
   http::FilterStatus onRequest(http::FilterContext& ctx) const override {
     std::string_view key;
@@ -32,34 +63,68 @@ class RateLimitFilter final : public http::Filter {
         key = ctx.request.headers.get(header_);
         break;
     }
-    auto d = buckets_.take(key);
-    ctx.response_add.set("X-RateLimit-Limit", std::to_string(limit_));
-    ctx.response_add.set("X-RateLimit-Remaining", std::to_string(static_cast<uint64_t>(d.remaining)));
-    if (d.allowed) return http::FilterStatus::kContinue;
-    auto retry = static_cast<uint64_t>(std::ceil(d.retry_after));
-    ctx.reply.status = 429;
-    ctx.reply.type = "rate_limited";
-    ctx.reply.message = fmt::format("rate limit exceeded; retry in {} s", std::max<uint64_t>(1, retry));
-    ctx.reply.headers.set("Retry-After", std::to_string(std::max<uint64_t>(1, retry)));
-    return http::FilterStatus::kReply;
+    if (!shared_name_.empty() && ctx.redis) {
+      ctx.resume.emplace(takeShared(ctx, std::string(key)));
+      return http::FilterStatus::kPause;
+    }
+    return decide(ctx, buckets_.take(key));
   }
   std::string_view kind() const override { return "rate_limit"; }
 
  private:
+  http::FilterStatus decide(http::FilterContext& ctx, const TokenBuckets::Decision& d) const {
+    ctx.response_add.set("X-RateLimit-Limit", std::to_string(limit_));
+    ctx.response_add.set("X-RateLimit-Remaining", std::to_string(static_cast<uint64_t>(d.remaining)));
+    if (d.allowed) return http::FilterStatus::kContinue;
+    auto retry = std::max<uint64_t>(1, static_cast<uint64_t>(std::ceil(d.retry_after)));
+    ctx.reply.status = 429;
+    ctx.reply.type = "rate_limited";
+    ctx.reply.message = fmt::format("rate limit exceeded; retry in {} s", retry);
+    ctx.reply.headers.set("Retry-After", std::to_string(retry));
+    return http::FilterStatus::kReply;
+  }
+
+  /// One GCRA step in Redis; this process's buckets decide while Redis cannot answer (the
+  /// client logs that once), so an outage loosens the limit to one per gateway instead of
+  /// refusing or stalling traffic. Worker thread; `ctx` outlives it (the manager awaits it).
+  boost::asio::awaitable<http::FilterStatus> takeShared(http::FilterContext& ctx, std::string key) const {
+    auto& redis = ctx.redis->get(endpoint_);
+    const std::string bucket = "ganglion:rate:{" + shared_name_ + "}:" + key;
+    const std::string interval = fmt::format("{:.3f}", 1e6 / rate_);
+    const std::string burst = fmt::format("{:.3f}", burst_);
+    // Named vectors: GCC 12 cannot put a braced list of string literals in a coroutine frame.
+    std::vector<std::string> args{"EVALSHA", script_sha_, "1", bucket, interval, burst};
+    auto reply = co_await redis.command(args);
+    if (reply && reply->isError() && reply->str.rfind("NOSCRIPT", 0) == 0) {
+      args[0] = "EVAL";
+      args[1] = kGcraScript;
+      reply = co_await redis.command(std::move(args));
+    }
+    if (!reply || reply->type != store::RedisReply::Type::kArray || reply->elements.size() != 3)
+      co_return decide(ctx, buckets_.take(key));
+    auto number = [&](size_t i) { return static_cast<double>(reply->elements[i].integer); };
+    co_return decide(ctx, {number(0) == 1, number(1), number(2) / 1e6});
+  }
+
   uint64_t limit_;
+  double rate_;   ///< tokens per second
+  double burst_;  ///< bucket size
   mutable TokenBuckets buckets_;
   By by_;
   std::string header_;
+  std::string shared_name_;  ///< set: the buckets live in Redis under this name
+  store::RedisEndpoint endpoint_;
+  std::string script_sha_;
 };
 
 }  // namespace
 
-FilterPtr buildRateLimit(const YAML::Node& node, control::Reader& r, const control::Config&) {
+FilterPtr buildRateLimit(const YAML::Node& node, control::Reader& r, const control::Config& config) {
   if (!node.IsMap()) {
     r.fail(node, "rate_limit takes a map: { requests, per, burst, by }");
     return nullptr;
   }
-  r.checkKeys(node, {"requests", "per", "burst", "by"}, "rate_limit");
+  r.checkKeys(node, {"requests", "per", "burst", "by", "shared"}, "rate_limit");
   std::optional<uint64_t> requests, burst;
   std::optional<control::Millis> per = control::Millis(1000);
   if (auto v = node["requests"]; v.IsDefined())
@@ -90,10 +155,28 @@ FilterPtr buildRateLimit(const YAML::Node& node, control::Reader& r, const contr
       }
     }
   }
+  std::string shared;
+  if (auto v = node["shared"]; v.IsDefined()) {
+    if (auto s = r.str(v, "shared")) {
+      if (s->empty() || s->size() > 200 || s->find_first_of("{}\r\n ") != std::string::npos)
+        r.fail(v, "shared is a name for the counts kept in Redis (no spaces or braces)");
+      else if (!config.state.redis)
+        r.fail(
+            v,
+            "rate_limit 'shared' keeps its counts in Redis: configure 'state: { redis: redis://host:6379 }'");
+      else
+        shared = *s;
+    }
+  }
   if (!requests || !per) return nullptr;
   double seconds = static_cast<double>(per->count()) / 1000.0;
   double b = static_cast<double>(burst.value_or(*requests));
-  return std::make_shared<RateLimitFilter>(static_cast<double>(*requests), seconds, b, by, header);
+  auto filter = std::make_shared<RateLimitFilter>(static_cast<double>(*requests), seconds, b, by, header);
+  if (!shared.empty()) {
+    const auto& st = config.state;
+    filter->shareIn(shared, {st.redis_host, st.redis_port, st.redis_password, st.redis_db, st.redis_timeout});
+  }
+  return filter;
 }
 
 }  // namespace ganglion::filters
