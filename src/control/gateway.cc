@@ -725,11 +725,14 @@ int Gateway::run() {
         fmt::join(cfg.skipped_providers, ", "), cfg.skipped_models.size()));
   io_.run();
   for (auto& w : workers_) w->worker.stopAndJoin();
-  if (spend_store_)  // the workers are gone: every call has settled; after any flush in flight
-    noteSpendFlush(onSpendStrand([&] {
+  if (spend_store_) {  // the workers are gone: every call has settled; after any flush in flight
+    std::string last = onSpendStrand([&] {
       if (auto moved = spend_store_->followFile(ledger_); !moved.empty()) logLine("state.sqlite: " + moved);
       return spend_store_->flush(ledger_);
-    }));
+    });
+    // Said even when the same error was logged before: this spend is now lost.
+    if (!last.empty()) log("state.sqlite: the spend since the last write is lost (cannot write it at exit): " + last);
+  }
   access_log_->stop();
   log("stopped");
   return 0;

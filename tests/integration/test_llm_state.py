@@ -204,6 +204,27 @@ class SqliteSpendTest(StateCase):
             self.assertIn("'state' cannot change", resp.json()["error"]["message"])
             self.assertEqual(self.call(gw).status, 200)  # still serving on the old config
 
+    def test_a_read_only_file_stops_the_start_with_a_reason(self):
+        # SQLite opened it read-only without a word; every write failed after "key spend kept
+        # in ..." was logged, and the spend of the run was lost at exit without a line.
+        db = os.path.join(self.dir, "readonly.db")
+        with self.gateway("state: { sqlite: %s }" % db) as gw:
+            self.assertEqual(self.call(gw).status, 200)
+        if subprocess.run(["chattr", "+i", db], capture_output=True).returncode != 0:
+            self.skipTest("chattr +i is not permitted here (it makes the file read-only even for root)")
+        try:
+            admin = free_port()
+            text = render(CONFIG, port=free_port(), main=self.provider.address, admin=admin,
+                          state="state: { sqlite: %s }" % db)
+            gw = Gateway(text, admin_port=admin, start_timeout=3)
+            with self.assertRaises(RuntimeError) as ctx:
+                gw.start()
+            gw.stop()
+            self.assertIn("read-only", str(ctx.exception))
+            self.assertIn(db, str(ctx.exception))
+        finally:
+            subprocess.run(["chattr", "-i", db], capture_output=True)
+
     def test_unusable_file_stops_the_start_with_a_reason(self):
         admin = free_port()
         text = render(CONFIG, port=free_port(), main=self.provider.address, admin=admin,
