@@ -731,7 +731,8 @@ int Gateway::run() {
       return spend_store_->flush(ledger_);
     });
     // Said even when the same error was logged before: this spend is now lost.
-    if (!last.empty()) log("state.sqlite: the spend since the last write is lost (cannot write it at exit): " + last);
+    if (!last.empty())
+      log("state.sqlite: the spend since the last write is lost (cannot write it at exit): " + last);
   }
   access_log_->stop();
   log("stopped");

@@ -31,7 +31,8 @@ struct HandlerReport {
   bool cache_hit = false;
   std::string_view cost_usd;
 
-  /// Keeps `text` for as long as the report lives and returns a view of it (at most four).
+  /// Keeps `text` for as long as the report lives and returns a view of it (at most three:
+  /// the LLM's error, model and cost).
   std::string_view keep(std::string text) {
     if (kept_ == kept_text_.size()) return {};
     kept_text_[kept_] = std::move(text);
@@ -39,7 +40,7 @@ struct HandlerReport {
   }
 
  private:
-  std::array<std::string, 4> kept_text_;
+  std::array<std::string, 3> kept_text_;
   size_t kept_ = 0;
 };
 

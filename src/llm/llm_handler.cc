@@ -58,6 +58,27 @@ std::string requestId(const http::RequestHead& req, uint64_t& counter) {
   return fmt::format("req_{:016x}{:08x}", rng(), static_cast<uint32_t>(++counter));
 }
 
+/// Copies what a call did into the manager's report when the call ends, however it ends.
+struct ReportOnExit {
+  CallRecord& rec;
+  http::HandlerReport& report;
+  ~ReportOnExit() {
+    report.upstream = rec.provider;
+    report.upstream_addr = rec.target;
+    report.upstream_status = rec.upstream_status;
+    report.attempts = rec.attempts;
+    report.error = report.keep(std::move(rec.error));
+    report.principal = rec.key_name;
+    report.model = report.keep(std::move(rec.model));
+    report.prompt_tokens = rec.usage.prompt;
+    report.completion_tokens = rec.usage.completion;
+    report.cached_tokens = rec.usage.cached;
+    report.usage_estimated = rec.usage.estimated;
+    report.cache_hit = rec.cache_hit;
+    if (rec.priced && !report.model.empty()) report.cost_usd = report.keep(formatUsd(rec.cost));
+  }
+};
+
 /// /v1/messages (and count_tokens): Anthropic's API, whose errors have Anthropic's shape.
 bool isAnthropicPath(std::string_view path) { return path.find("/messages") != std::string_view::npos; }
 
@@ -506,9 +527,13 @@ LlmHandler::LlmHandler(loop::Worker& worker, telemetry::WorkerStats& stats, KeyL
 
 LlmHandler::~LlmHandler() = default;
 
-Task<void> LlmHandler::handle(http::ServerConnection& conn, const control::Config& config,
-                              const Catalog& catalog, std::span<upstream::UpstreamRuntime> upstreams,
-                              const control::RouteConfig& route, CallRecord& rec) {
+Task<void> LlmHandler::handle(http::RoutedRequest& routed, const control::Config& config,
+                              const Catalog& catalog, std::span<upstream::UpstreamRuntime> upstreams) {
+  auto& conn = routed.conn;
+  const auto& route = *routed.route.config;
+  CallRecord rec;
+  rec.key_name = routed.filters.principal;  // the route's key_auth filter authenticated it
+  ReportOnExit report{rec, routed.report};
   auto& req = conn.request();
   Call call{conn, config, catalog, upstreams, route, rec, ledger_, stats_, requestId(req, next_id_)};
   call.anthropic_dialect = isAnthropicPath(req.path());  // its errors in Anthropic's shape
@@ -562,24 +587,9 @@ Task<void> LlmRoutes::sendLocalReply(http::ServerConnection& conn, const http::L
   return handler_.sendLocalReply(conn, reply);
 }
 
+// Not a coroutine: LlmHandler::handle's frame is the only one the LLM API adds.
 Task<void> LlmRoutes::serve(http::RoutedRequest& routed) {
-  CallRecord rec;
-  rec.key_name = routed.filters.principal;  // a key_auth filter on the route may have authenticated already
-  co_await handler_.handle(routed.conn, config_, catalog_, upstreams_, *routed.route.config, rec);
-  auto& report = routed.report;
-  report.upstream = rec.provider;
-  report.upstream_addr = rec.target;
-  report.upstream_status = rec.upstream_status;
-  report.attempts = rec.attempts;
-  report.error = report.keep(std::move(rec.error));
-  report.principal = rec.key_name;
-  report.model = report.keep(std::move(rec.model));
-  report.prompt_tokens = rec.usage.prompt;
-  report.completion_tokens = rec.usage.completion;
-  report.cached_tokens = rec.usage.cached;
-  report.usage_estimated = rec.usage.estimated;
-  report.cache_hit = rec.cache_hit;
-  if (rec.priced && !report.model.empty()) report.cost_usd = report.keep(formatUsd(rec.cost));
+  return handler_.handle(routed, config_, catalog_, upstreams_);
 }
 
 Task<void> LlmHandler::listModels(Call& call) {

@@ -58,12 +58,11 @@ class LlmHandler {
   http::Task<void> sendLocalReply(http::ServerConnection& conn, const http::LocalReply& reply);
 
   /// Serves one request on an `llm:` route with one config version: `config`, its
-  /// `catalog`, and this worker's runtimes for its upstreams (providers included).
-  /// `rec.key_name`, when set on entry, is the key a `key_auth` filter on the route already
-  /// authenticated. Worker thread.
-  http::Task<void> handle(http::ServerConnection& conn, const control::Config& config, const Catalog& catalog,
-                          std::span<upstream::UpstreamRuntime> upstreams, const control::RouteConfig& route,
-                          CallRecord& rec);
+  /// `catalog`, and this worker's runtimes for its upstreams (providers included). The key
+  /// the route's key_auth filter authenticated is routed.filters.principal; what the call did
+  /// goes into routed.report. Worker thread.
+  http::Task<void> handle(http::RoutedRequest& routed, const control::Config& config, const Catalog& catalog,
+                          std::span<upstream::UpstreamRuntime> upstreams);
 
  private:
   struct Call;

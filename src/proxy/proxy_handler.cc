@@ -27,10 +27,19 @@ using upstream::TargetLoad;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
 struct ProxyHandler::Exchange {
-  explicit Exchange(std::string& head_scratch) : head(head_scratch) {}
+  Exchange(std::string& head_scratch, http::HandlerReport& out) : head(head_scratch), report(out) {}
+  /// Tells the access log what happened, however the exchange ended.
+  ~Exchange() {
+    report.upstream = upstream->def->config->name;
+    report.upstream_addr = target;
+    report.upstream_status = upstream_status;
+    report.attempts = attempts;
+    report.error = error_type;
+  }
   const http::CompiledRoute* route = nullptr;
   UpstreamRuntime* upstream = nullptr;
-  std::string& head;        ///< serialised upstream request head (the connection's scratch)
+  std::string& head;  ///< serialised upstream request head (the connection's scratch)
+  http::HandlerReport& report;
   std::string_view target;  ///< the chosen target ("host:port"), owned by the snapshot
   int attempts = 0;
   int upstream_status = 0;
@@ -79,35 +88,24 @@ void prepareResponseHead(const http::ResponseHead& in, http::ResponseHead& out,
 
 }  // namespace
 
-Task<void> ProxyHandler::serve(http::RoutedRequest& routed) {
+// Not a coroutine: forward's frame is the only one this handler adds to the request's.
+Task<void> ProxyHandler::serve(http::RoutedRequest& routed) { return forward(routed); }
+
+Task<void> ProxyHandler::forward(http::RoutedRequest& routed) {
   auto& conn = routed.conn;
   auto& req = conn.request();
-  Exchange ex(conn.scratchText());
+  Exchange ex(conn.scratchText(), routed.report);
   ex.route = &routed.route;
   const auto& rc = *ex.route->config;
   ex.upstream = &upstreams_[ex.route->action.target];
+  auto& up = *ex.upstream;
   conn.setMaxBodyBytes(rc.max_body_bytes);
   if (req.has_content_length && req.content_length > rc.max_body_bytes) {
-    co_await conn.sendError(413, "body_too_large",
-                            fmt::format("request body of {} bytes exceeds the limit of {}",
-                                        req.content_length, rc.max_body_bytes));
-  } else {
-    buildUpstreamHead(ex.head, req, *ex.route, conn.clientIp(),
-                      ex.upstream->def->targets.front().host_header);
-    co_await forward(conn, ex);
+    co_return co_await conn.sendError(413, "body_too_large",
+                                      fmt::format("request body of {} bytes exceeds the limit of {}",
+                                                  req.content_length, rc.max_body_bytes));
   }
-  auto& report = routed.report;
-  report.upstream = ex.upstream->def->config->name;
-  report.upstream_addr = ex.target;
-  report.upstream_status = ex.upstream_status;
-  report.attempts = ex.attempts;
-  report.error = ex.error_type;
-}
-
-Task<void> ProxyHandler::forward(ServerConnection& conn, Exchange& ex) {
-  const auto& rc = *ex.route->config;
-  auto& up = *ex.upstream;
-  auto& req = conn.request();
+  buildUpstreamHead(ex.head, req, *ex.route, conn.clientIp(), up.def->targets.front().host_header);
   auto* ustats = up.stats;
   const bool replayable = !req.hasBody();
   const auto started = Clock::now();

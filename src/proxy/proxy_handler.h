@@ -28,10 +28,11 @@ class ProxyHandler final : public http::TerminalHandler {
 
  private:
   struct Exchange;
-  /// Sends the request to a target of the route's upstream and relays its answer: target
-  /// choice, connection, retries (stale pooled connections, 5xx of replayable requests, the
-  /// retry budget), error mapping. Worker thread.
-  http::Task<void> forward(http::ServerConnection& conn, Exchange& ex);
+  /// Sends the request to a target of the route's upstream and relays its answer: the body
+  /// limit, the upstream head, target choice, connection, retries (stale pooled connections,
+  /// 5xx of replayable requests, the retry budget), error mapping; fills routed.report.
+  /// Worker thread.
+  http::Task<void> forward(http::RoutedRequest& routed);
   enum class Sent { kSent, kUpstreamFailed, kClientFailed };
   /// Writes the request head and body to `uc`. `early` is the body that came with the head:
   /// it goes out with the head in one write, and when it is the whole body the request can be

@@ -18,7 +18,8 @@ Result<std::unique_ptr<Database>> Database::open(const std::string& path) {
   // would then fail: refuse it here, where the start can say so.
   if (sqlite3_db_readonly(db, "main") == 1) {
     sqlite3_close(db);
-    return Error{fmt::format("cannot write SQLite database '{}': the file (or its folder) is read-only", path)};
+    return Error{
+        fmt::format("cannot write SQLite database '{}': the file (or its folder) is read-only", path)};
   }
   std::unique_ptr<Database> out(new Database(db, path));
   sqlite3_busy_timeout(db, 2000);
