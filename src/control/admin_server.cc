@@ -61,32 +61,33 @@ asio::awaitable<void> AdminServer::acceptLoop() {
 
 using http::jsonErrorBody;
 
-AdminServer::Reply AdminServer::dispatch(std::string_view method, std::string_view path,
-                                         std::string_view authorization) {
-  if (path == "/healthz") return {200, "text/plain", "ok\n"};
+asio::awaitable<AdminServer::Reply> AdminServer::dispatch(std::string_view method, std::string_view path,
+                                                          std::string_view authorization) {
+  if (path == "/healthz") co_return Reply{200, "text/plain", "ok\n"};
   constexpr std::string_view kBearer = "Bearer ";
   bool authorised = authorization.size() == kBearer.size() + token_.size() &&
                     authorization.substr(0, kBearer.size()) == kBearer && !token_.empty() &&
                     CRYPTO_memcmp(authorization.data() + kBearer.size(), token_.data(), token_.size()) == 0;
   if (!authorised)
-    return {401, "application/json",
-            jsonErrorBody(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")};
+    co_return Reply{
+        401, "application/json",
+        jsonErrorBody(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")};
   if (path == "/ready") {
     bool ready = api_.ready();
-    return {ready ? 200 : 503, "application/json",
-            fmt::format("{{\"ready\":{},\"pid\":{}}}\n", ready ? "true" : "false", ::getpid())};
+    co_return Reply{ready ? 200 : 503, "application/json",
+                    fmt::format("{{\"ready\":{},\"pid\":{}}}\n", ready ? "true" : "false", ::getpid())};
   }
-  if (path == "/metrics") return {200, "text/plain; version=0.0.4", api_.metrics()};
-  if (path == "/config") return {200, "application/json", api_.config_json() + "\n"};
-  if (path == "/llm/keys" && api_.llm_keys) return {200, "application/json", api_.llm_keys() + "\n"};
+  if (path == "/metrics") co_return Reply{200, "text/plain; version=0.0.4", api_.metrics()};
+  if (path == "/config") co_return Reply{200, "application/json", api_.config_json() + "\n"};
+  if (path == "/llm/keys" && api_.llm_keys) co_return Reply{200, "application/json", api_.llm_keys() + "\n"};
   if (path == "/reload") {
     if (method != "POST")
-      return {405, "application/json", jsonErrorBody(405, "method_not_allowed", "use POST /reload")};
-    auto [ok, body] = api_.reload();
-    return {ok ? 200 : 400, "application/json", body};
+      co_return Reply{405, "application/json", jsonErrorBody(405, "method_not_allowed", "use POST /reload")};
+    auto [status, body] = co_await api_.reload();
+    co_return Reply{status, "application/json", std::move(body)};
   }
-  return {404, "application/json",
-          jsonErrorBody(404, "not_found", fmt::format("no admin endpoint {}", path))};
+  co_return Reply{404, "application/json",
+                  jsonErrorBody(404, "not_found", fmt::format("no admin endpoint {}", path))};
 }
 
 asio::awaitable<void> AdminServer::serve(asio::ip::tcp::socket socket) {
@@ -124,13 +125,17 @@ asio::awaitable<void> AdminServer::serve(asio::ip::tcp::socket socket) {
     }
     timer.cancel();
     (void)have_head;
-    Reply reply = failed
-                      ? Reply{400, "application/json",
-                              jsonErrorBody(400, "bad_request",
-                                            parser.errorReason().empty() ? "malformed request"
-                                                                         : std::string(parser.errorReason()))}
-                      : dispatch(parser.request().method, parser.request().path(),
-                                 parser.request().headers.get("authorization"));
+    // Not a ?: around the co_await: GCC 12 miscompiles a co_await inside a conditional
+    // expression of class type (a double free at the first reload).
+    Reply reply;
+    if (failed)
+      reply = Reply{400, "application/json",
+                    jsonErrorBody(400, "bad_request",
+                                  parser.errorReason().empty() ? "malformed request"
+                                                               : std::string(parser.errorReason()))};
+    else
+      reply = co_await dispatch(parser.request().method, parser.request().path(),
+                                parser.request().headers.get("authorization"));
     bool keep = !failed && parser.request().keep_alive;
     std::string out = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
                                   reply.status, http::reasonPhrase(reply.status), reply.content_type,

@@ -19,8 +19,9 @@ struct AdminApi {
   std::function<bool()> ready;
   std::function<std::string()> metrics;
   std::function<std::string()> config_json;
-  /// Reloads from the config file; returns {ok, JSON body}.
-  std::function<std::pair<bool, std::string>()> reload;
+  /// Reloads from the config file; returns {HTTP status, JSON body}. The admin API goes on
+  /// answering other connections while it runs.
+  std::function<boost::asio::awaitable<std::pair<int, std::string>>()> reload;
   /// JSON: every key with LLM limits, its limits and its spend in the current period.
   std::function<std::string()> llm_keys;
 };
@@ -40,11 +41,12 @@ class AdminServer {
   boost::asio::awaitable<void> acceptLoop();
   boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket);
   struct Reply {
-    int status;
+    int status = 0;
     std::string content_type;
     std::string body;
   };
-  Reply dispatch(std::string_view method, std::string_view path, std::string_view authorization);
+  boost::asio::awaitable<Reply> dispatch(std::string_view method, std::string_view path,
+                                         std::string_view authorization);
 
   boost::asio::io_context& io_;
   AdminApi api_;

@@ -322,7 +322,7 @@ std::string Gateway::installListeners(const Config& cfg) {
   return {};
 }
 
-std::pair<bool, std::string> Gateway::reload() {
+asio::awaitable<std::pair<int, std::string>> Gateway::reload() {
   auto fail = [&](const std::vector<std::string>& errors) {
     ++reloads_failed_;
     boost::json::array list;
@@ -334,30 +334,67 @@ std::pair<bool, std::string> Gateway::reload() {
                                                            {"type", "invalid_config"},
                                                            {"message", errors.empty() ? "" : errors.front()},
                                                            {"details", std::move(list)}}}};
-    return std::make_pair(false, boost::json::serialize(body) + "\n");
+    return std::make_pair(400, boost::json::serialize(body) + "\n");
   };
-  auto loaded = loadConfigFile(config_path_);
+  if (reloading_) {
+    reload_again_ = true;  // a SIGHUP's reload runs after this one; the admin API is told
+    co_return std::make_pair(409, http::jsonErrorBody(409, "reload_in_progress",
+                                                      "a reload is already running; try again when it ends"));
+  }
+  reloading_ = true;
+  struct Done {
+    bool& flag;
+    ~Done() { flag = false; }
+  } done{reloading_};
+  // Reading and parsing (a large config takes a while) and DNS off the main thread.
+  // The blocking steps fill `job` through a plain pointer and return a bool: returning the
+  // LoadResult itself, or a shared_ptr to a struct local to this coroutine, through
+  // runBlocking crashed with a double free (GCC 12's coroutine code for this function).
+  struct Job {
+    std::string path;
+    LoadResult loaded;
+    ResolvedNames names;
+    std::vector<ConfigError> unresolved;
+  };
+  auto job = std::make_unique<Job>();
+  job->path = config_path_;
+  Job* j = job.get();
+  co_await loop::runBlocking([j] {
+    j->loaded = loadConfigFile(j->path);
+    return true;
+  });
   std::vector<std::string> errors;
-  for (auto& e : loaded.errors) errors.push_back(e.text());
-  if (!loaded.config) return fail(errors);
-  if (!(loaded.config->state == snapshot_->config.state))
-    return fail({config_path_ + ": 'state' cannot change while the gateway runs; restart it to apply"});
+  for (auto& e : j->loaded.errors) errors.push_back(e.text());
+  if (!j->loaded.config) co_return fail(errors);
+  if (!(j->loaded.config->state == snapshot_->config.state))
+    co_return fail({config_path_ + ": 'state' cannot change while the gateway runs; restart it to apply"});
+  co_await loop::runBlocking([j] {
+    j->names = resolveUpstreamNames(*j->loaded.config, j->unresolved);
+    return true;
+  });
+  for (auto& e : j->unresolved) errors.push_back(e.text());
+  if (!errors.empty()) co_return fail(errors);
+  auto config = std::make_shared<Config>(std::move(*j->loaded.config));
   // Provider names keep the addresses already found (they resolve lazily, see buildSnapshot).
-  ResolvedNames known;
+  ResolvedNames known = std::move(j->names);
   for (size_t i : snapshot_->provider_upstreams)
     for (const auto& t : snapshot_->upstreams[i].targets)
       if (!t.endpoints.empty()) known.emplace(t.key, t.endpoints);
-  auto built = buildSnapshot(std::move(*loaded.config), version_ + 1, health_, known);
+  auto built = buildSnapshot(std::move(*config), version_ + 1, health_, known);
   for (auto& e : built.errors) errors.push_back(e.text());
-  if (!built.snapshot) return fail(errors);
-  if (auto err = installListeners(built.snapshot->config); !err.empty()) return fail({err});
+  if (!built.snapshot) co_return fail(errors);
+  if (auto err = installListeners(built.snapshot->config); !err.empty()) co_return fail({err});
   if (built.snapshot->config.workers != snapshot_->config.workers)
     log("note: a new 'workers' value takes effect at the next start");
   install(built.snapshot);
   if (spend_store_) {  // keys added by this reload may have spend stored by an earlier run
-    auto ok = onSpendStrand([&] {
-      return spend_store_->loadInto(ledger_, snapshot_->config.keys, std::chrono::system_clock::now());
-    });
+    auto keys = snapshot_->config.keys;
+    auto ok = co_await asio::co_spawn(
+        *spend_strand_,
+        [this, keys = std::move(keys)]() -> asio::awaitable<Result<void>> {
+          co_return spend_store_->loadInto(ledger_, keys, std::chrono::system_clock::now());
+        },
+        asio::use_awaitable);
     if (!ok) log("state.sqlite: " + ok.error().message);
   }
   if (admin_ && snapshot_->config.admin.enabled) admin_->setToken(snapshot_->config.admin.token);
@@ -365,7 +402,19 @@ std::pair<bool, std::string> Gateway::reload() {
   ++reloads_ok_;
   resolvePending();
   log(fmt::format("config version {} loaded from {}", version_, config_path_));
-  return {true, fmt::format("{{\"version\":{}}}\n", version_)};
+  co_return std::make_pair(200, fmt::format("{{\"version\":{}}}\n", version_));
+}
+
+void Gateway::reloadOnSignal() {
+  asio::co_spawn(
+      io_,
+      [this]() -> asio::awaitable<void> {
+        do {
+          reload_again_ = false;
+          co_await reload();
+        } while (reload_again_);
+      },
+      asio::detached);
 }
 
 void Gateway::install(std::shared_ptr<const Snapshot> snapshot) {
@@ -693,7 +742,7 @@ int Gateway::run() {
     signals_.async_wait([this, &wait_signal](const boost::system::error_code& ec, int sig) {
       if (ec) return;
       if (sig == SIGHUP) {
-        reload();
+        reloadOnSignal();
         wait_signal();
       } else if (sig == SIGUSR2) {
         upgradeBinary();

@@ -38,7 +38,12 @@ class Gateway {
   int run();
 
  private:
-  std::pair<bool, std::string> reload();
+  /// Reloads from the config file: reading, parsing and DNS on the blocking pool, so the main
+  /// thread goes on answering the admin API meanwhile; compiling and installing on it. One at
+  /// a time: another asked for meanwhile answers 409 (admin API) or runs after (SIGHUP).
+  /// Returns {HTTP status, JSON body}. Main thread.
+  boost::asio::awaitable<std::pair<int, std::string>> reload();
+  void reloadOnSignal();
   /// Hands a new snapshot to the health checker and every worker.
   void install(std::shared_ptr<const Snapshot> snapshot);
   /// Re-resolves upstream host names; a change installs a new snapshot version.
@@ -92,6 +97,8 @@ class Gateway {
   uint64_t version_ = 0;
   uint64_t reloads_ok_ = 0;
   uint64_t reloads_failed_ = 0;
+  bool reloading_ = false;     ///< a reload is between its first and last step
+  bool reload_again_ = false;  ///< SIGHUP came during one: run another after it
   double start_time_ = 0;
   bool draining_ = false;
   std::unique_ptr<boost::asio::steady_timer> dns_timer_;

@@ -60,6 +60,28 @@ void HealthRegistry::retainOnly(const std::vector<ResolvedUpstream>& upstreams) 
   entries_ = std::move(kept);
 }
 
+ResolvedNames resolveUpstreamNames(const Config& cfg, std::vector<ConfigError>& errors) {
+  ResolvedNames out;
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::resolver resolver(io);
+  for (const auto& u : cfg.upstreams)
+    for (const auto& t : u.targets) {
+      boost::system::error_code ec;
+      boost::asio::ip::make_address(t.address.host, ec);
+      if (!ec || out.count(t.address.text())) continue;  // an address, or already resolved
+      auto results = resolver.resolve(t.address.host, std::to_string(t.address.port), ec);
+      if (ec || results.empty()) {
+        errors.push_back({cfg.source_path, u.line,
+                          fmt::format("upstream '{}': cannot resolve '{}': {}", u.name, t.address.host,
+                                      ec ? ec.message() : "no address")});
+        continue;
+      }
+      auto& endpoints = out[t.address.text()];
+      for (const auto& r : results) endpoints.push_back(r.endpoint());
+    }
+  return out;
+}
+
 BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& health,
                           const ResolvedNames& resolved) {
   BuildResult result;

@@ -63,6 +63,10 @@ struct BuildResult {
 /// Names in `resolved` ("host:port" → addresses) are taken from it instead of resolving
 /// again (DNS refresh resolves asynchronously first).
 using ResolvedNames = std::map<std::string, std::vector<boost::asio::ip::tcp::endpoint>>;
+/// Resolves the host names of `cfg`'s upstream targets (not providers', which resolve
+/// lazily), as buildSnapshot would; a name that does not resolve adds an error. Blocking:
+/// run on the blocking pool, then hand the result to buildSnapshot. Any thread.
+ResolvedNames resolveUpstreamNames(const Config& cfg, std::vector<ConfigError>& errors);
 BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& health,
                           const ResolvedNames& resolved = {});
 

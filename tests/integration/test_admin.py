@@ -154,6 +154,40 @@ class AdminTest(unittest.TestCase):
         r = self.get("/b/x")
         self.assertEqual(r.json()["path"], "/b/x")
 
+    def test_admin_api_answers_while_a_large_config_loads(self):
+        # Reading and compiling a reload ran on the main thread, which also answers the admin
+        # API: /healthz waited for the whole load (and for DNS). It now runs on the blocking
+        # pool, and a second reload meanwhile is told one is running.
+        many = "".join("  - name: bulk-%d\n    match: { path_prefix: /bulk/%d/ }\n    upstream: backend\n" % (i, i)
+                       for i in range(20000))
+        self.gw.reload_file(self.config(many))
+        result = {}
+
+        def do_reload():
+            started = time.monotonic()
+            result["reply"] = self.admin("POST", "/reload")
+            result["took"] = time.monotonic() - started
+
+        t = threading.Thread(target=do_reload)
+        t.start()
+        time.sleep(0.05)
+        slowest, concurrent = 0.0, None
+        while t.is_alive():
+            started = time.monotonic()
+            self.assertEqual(self.admin("GET", "/healthz", token=None).status, 200)
+            slowest = max(slowest, time.monotonic() - started)
+            if concurrent is None and t.is_alive():
+                concurrent = self.admin("POST", "/reload")
+            time.sleep(0.02)
+        t.join()
+        self.assertEqual(result["reply"].status, 200, result["reply"])
+        self.assertGreater(result["took"], 0.3, "the reload was too quick to show anything")
+        self.assertLess(slowest, 0.2, "/healthz waited %.2f s for the reload" % slowest)
+        if concurrent is not None and concurrent.status != 200:  # it may land after the first ended
+            self.assertEqual(concurrent.status, 409, concurrent)
+            self.assertEqual(concurrent.json()["error"]["type"], "reload_in_progress")
+        self.assertEqual(self.get("/bulk/19999/x").status, 200)
+
     def test_http_reload_broken_keeps_old_config(self):
         self.gw.reload_file(self.config(ROUTE_B))
         self.assertEqual(self.admin("POST", "/reload").status, 200)
