@@ -17,6 +17,7 @@
 #include "control/yaml_reader.h"
 #include "filters/registry.h"
 #include "http/filter.h"
+#include "http/path.h"
 #include "net/tls.h"
 
 namespace ganglion::control {
@@ -303,7 +304,10 @@ std::string normaliseRouteHost(std::string& host) {
   host = toLower(host);
   if (!host.empty() && host.back() == '.' && host != "." && host.front() != '[') host.pop_back();
   if (host.empty()) return "host must not be empty";
+  if (host.back() == '.') return fmt::format("host '{}' has an empty label", given);
   if (host.front() == '[') {
+    if (host.find('%') != std::string::npos)
+      return fmt::format("host '{}' has a zone ('%'), which no Host header can carry", given);
     boost::system::error_code ec;
     if (host.back() == ']') boost::asio::ip::make_address_v6(host.substr(1, host.size() - 2), ec);
     if (host.back() != ']' || ec)
@@ -325,13 +329,33 @@ std::string normaliseRouteHost(std::string& host) {
   if (name.front() == '.' || name.find("..") != std::string_view::npos)
     return fmt::format("host '{}' has an empty label", given);
   for (char c : name)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_'))
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_')) {
+      const auto byte = static_cast<unsigned char>(c);
+      const std::string shown =
+          byte > 0x20 && byte < 0x7f ? fmt::format("'{}'", c) : fmt::format("byte 0x{:02x}", byte);
       return fmt::format(
-          "host '{}' has '{}', which no Host header can carry (letters, digits, '-', '.', '_')", given, c);
+          "host '{}' has {}, which no Host header can carry (letters, digits, '-', '.', '_'; "
+          "a name in another script is written in its xn-- form)",
+          given, shown);
+    }
   return {};
 }
 
-void readMatch(Reader& r, const YAML::Node& n, RouteMatch& m) {
+/// A `path` or `path_prefix` no request can have once listeners normalise paths (http/path.h),
+/// or an empty string.
+std::string unreachablePath(std::string_view key, const std::string& path) {
+  if (path.find_first_of("?#") != std::string::npos)
+    return fmt::format("{} '{}' has a '?' or '#': routes match the path only", key, path);
+  std::string normal = path;
+  if (http::normalisePath(normal))
+    return fmt::format(
+        "{} '{}' can never match: requests are routed in normal form ('{}'); write that, or set "
+        "normalize_path: false on the listeners",
+        key, path, normal);
+  return {};
+}
+
+void readMatch(Reader& r, const YAML::Node& n, RouteMatch& m, bool normalised) {
   if (!n.IsMap()) return r.fail(n, "route 'match' must be a map");
   r.checkKeys(n, {"host", "path", "path_prefix", "methods", "headers"}, "match");
   if (auto v = n["host"]; v.IsDefined()) {
@@ -347,6 +371,8 @@ void readMatch(Reader& r, const YAML::Node& n, RouteMatch& m) {
     if (auto s = r.str(v, "path")) {
       if (s->empty() || (*s)[0] != '/')
         r.fail(v, "path must start with '/'");
+      else if (auto bad = normalised ? unreachablePath("path", *s) : ""; !bad.empty())
+        r.fail(v, bad);
       else
         m.path = *s;
     }
@@ -355,6 +381,8 @@ void readMatch(Reader& r, const YAML::Node& n, RouteMatch& m) {
     if (auto s = r.str(v, "path_prefix")) {
       if (s->empty() || (*s)[0] != '/')
         r.fail(v, "path_prefix must start with '/'");
+      else if (auto bad = normalised ? unreachablePath("path_prefix", *s) : ""; !bad.empty())
+        r.fail(v, bad);
       else
         m.path_prefix = *s;
     }
@@ -482,7 +510,9 @@ void readRoute(Reader& r, const YAML::Node& n, Config& cfg) {
     r.fail(n, "route needs a 'name'");
   }
   if (auto v = n["match"]; v.IsDefined())
-    readMatch(r, v, rt.match);
+    readMatch(r, v, rt.match, std::any_of(cfg.listeners.begin(), cfg.listeners.end(), [](const auto& l) {
+                return l.normalize_path;
+              }));
   else
     rt.match.path_prefix = "/";
   if (auto v = n["llm"]; v.IsDefined()) {

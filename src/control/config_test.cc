@@ -86,6 +86,44 @@ TEST(Config, RouteHostsLoadAsRequestsAreCompared) {
   EXPECT_NE(routeHost("a b").find("which no Host header can carry"), std::string::npos);
   EXPECT_NE(routeHost("*x.com").find("must be a name or a '*.suffix' wildcard"), std::string::npos);
   EXPECT_NE(routeHost("a.*.com").find("which no Host header can carry"), std::string::npos);
+  // Found by the second outside pass: these loaded and could never match.
+  EXPECT_NE(routeHost("a.example..").find("has an empty label"), std::string::npos);
+  EXPECT_NE(routeHost("[fe80::1%eth0]").find("has a zone"), std::string::npos);
+  EXPECT_NE(routeHost("b\xc3\xbccher.example").find("has byte 0xc3"), std::string::npos);
+}
+
+/// The first error of a route whose match is `match`, or "".
+std::string matchError(std::string_view match, std::string_view listener_extra = "") {
+  auto r = loadConfigText(fmt::format(R"(listeners:
+  - name: public
+    address: 127.0.0.1:8080{}
+upstreams:
+  - name: backend
+    targets: [ "127.0.0.1:9000" ]
+routes:
+  - name: r
+    match: {}
+    upstream: backend
+)",
+                                      listener_extra, match),
+                          "m.yaml");
+  return r.config ? "" : r.errors[0].message;
+}
+
+TEST(Config, RoutePathsMustBeReachable) {
+  // Requests are routed in normal form, so a path written otherwise matched nothing.
+  EXPECT_EQ(
+      matchError("{ path_prefix: /%61dmin }"),
+      "path_prefix '/%61dmin' can never match: requests are routed in normal form ('/admin'); write that, "
+      "or set normalize_path: false on the listeners");
+  EXPECT_NE(matchError("{ path: /a//b }").find("('/a/b')"), std::string::npos);
+  EXPECT_NE(matchError("{ path_prefix: /a/../b }").find("('/b')"), std::string::npos);
+  EXPECT_NE(matchError("{ path_prefix: /%2fx }").find("('/%2Fx')"), std::string::npos);
+  EXPECT_NE(matchError(R"({ path: "/a?x" })").find("has a '?' or '#'"), std::string::npos);
+  EXPECT_EQ(matchError("{ path_prefix: /admin/ }"), "");
+  EXPECT_EQ(matchError(R"({ path: "/users/{id}" })"), "");
+  // A listener that routes raw paths may route a raw spelling.
+  EXPECT_EQ(matchError("{ path_prefix: /a//b }", "\n    normalize_path: false"), "");
 }
 
 TEST(Config, EveryErrorHasFileAndLine) {

@@ -34,6 +34,19 @@ bool needsWork(std::string_view path) {
 
 }  // namespace
 
+bool hasDotSegment(std::string_view target) {
+  std::string_view path = target.substr(0, target.find('?'));
+  size_t i = 0;
+  while (i < path.size()) {
+    size_t end = path.find('/', i);
+    if (end == std::string_view::npos) end = path.size();
+    std::string_view seg = path.substr(i, end - i);
+    if (seg == "." || seg == "..") return true;
+    i = end + 1;
+  }
+  return false;
+}
+
 bool normalisePath(std::string& target) {
   const size_t query = target.find('?');
   const std::string_view path = std::string_view(target).substr(0, query);

@@ -16,4 +16,8 @@ namespace ganglion::http {
 /// every request: the check is one scan for '%', "/." and "//".
 bool normalisePath(std::string& target);
 
+/// True when the path of `target` (before any '?') has a "." or ".." segment, which an
+/// upstream would resolve against the segments before it.
+bool hasDotSegment(std::string_view target);
+
 }  // namespace ganglion::http

@@ -416,6 +416,9 @@ Task<bool> ServerConnection::writeResponse(ResponseHead* head, std::span<const s
         req.method == "HEAD" || head->status == 204 || head->status == 304 || head->status < 200;
     bool http11 = !(req.version_major == 1 && req.version_minor == 0);
     if (draining_) keep_alive_ = false;
+    // A whole answer to a request whose body was not read (a refusal before it): the
+    // connection closes after it, and the head says so.
+    if (last && !request_complete_) keep_alive_ = false;
     if (!response_no_body_ && !head->has_content_length) {
       if (http11) {
         response_chunked_ = true;

@@ -214,8 +214,13 @@ Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog,
         std::string body;
         auto ra = parseUint(trim(call.conn->parser.response().headers.get("retry-after")));
         bool whole = co_await readWholeBody(*call.conn, body, kMaxErrorBytes, route.idle_timeout);
-        logLine(fmt::format("llm: provider '{}' answered {}: {}", provider.config->name, status,
-                            std::string_view(body).substr(0, 2048)));
+        // The operator sees the provider's words, but never a credential the provider echoed.
+        std::string logged(std::string_view(body).substr(0, 2048));
+        for (std::string_view secret : provider.config->secrets())
+          if (secret.size() >= 8)
+            for (size_t at = logged.find(secret); at != std::string::npos; at = logged.find(secret, at))
+              logged.replace(at, secret.size(), "[redacted]");
+        logLine(fmt::format("llm: provider '{}' answered {}: {}", provider.config->name, status, logged));
         ApiError said;
         try {
           said = provider.codec->error(status, body);

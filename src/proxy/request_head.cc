@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "http/path.h"
+
 namespace ganglion::proxy {
 
 std::string rewriteTarget(const http::RequestHead& req, const CompiledRoute& route) {
@@ -20,6 +22,10 @@ std::string rewriteTarget(const http::RequestHead& req, const CompiledRoute& rou
   if (out.empty()) out.push_back('/');
   out += target.substr(path.size());  // the query, if any
   return out;
+}
+
+bool rewriteLeavesPrefix(const http::RequestHead& req, const CompiledRoute& route) {
+  return route.config->rewrite_path_prefix && http::hasDotSegment(rewriteTarget(req, route));
 }
 
 void buildUpstreamHead(std::string& out, const http::RequestHead& req, const CompiledRoute& route,

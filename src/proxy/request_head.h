@@ -18,4 +18,9 @@ void buildUpstreamHead(std::string& out, const http::RequestHead& req, const Com
 /// The path sent upstream after the route's rewrite, with the query kept.
 std::string rewriteTarget(const http::RequestHead& req, const CompiledRoute& route);
 
+/// True when the route's rewrite would send a path with a dot segment: a prefix that ends
+/// within a segment (`/api` matching `/api../admin`) joined to the new prefix gives
+/// `/v1/../admin`, which the upstream resolves outside the rewritten prefix.
+bool rewriteLeavesPrefix(const http::RequestHead& req, const CompiledRoute& route);
+
 }  // namespace ganglion::proxy

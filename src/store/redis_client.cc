@@ -12,6 +12,8 @@
 #include <boost/asio/write.hpp>
 #include <cstdio>
 
+#include "base/log.h"
+
 namespace ganglion::store {
 
 namespace asio = boost::asio;
@@ -200,10 +202,8 @@ asio::awaitable<void> RedisClient::connect(uint64_t generation) {
   }
   out_ = first + out_;
   state_ = State::kReady;
-  if (!last_error_.empty())
-    std::fprintf(stderr, "ganglion: Redis at %s:%u reachable again\n", endpoint_.host.c_str(),
-                 static_cast<unsigned>(endpoint_.port));
-  last_error_.clear();
+  // Still unavailable until a reply comes: a server that accepts connections and never
+  // answers would otherwise be "reachable again" every second.
   flush();
   asio::co_spawn(io_, readLoop(generation), asio::detached);
 }
@@ -264,13 +264,17 @@ asio::awaitable<void> RedisClient::readLoop(uint64_t generation) {
 }
 
 void RedisClient::deliver(Pending& p, RedisReply reply) {
-  if (p.handshake) {
-    if (reply.isError())
-      fail("Redis refused the connection's set-up (AUTH, SELECT or SCRIPT LOAD): " + reply.str);
+  if (p.handshake && reply.isError()) {
+    fail("Redis refused the connection's set-up (AUTH, SELECT or SCRIPT LOAD): " + reply.str);
     return;
   }
+  if (!last_error_.empty()) {
+    logLine(fmt::format("Redis at {}:{} reachable again", endpoint_.host, endpoint_.port));
+    last_error_.clear();
+  }
+  if (p.handshake) return;
   if (!p.waiter) {
-    if (reply.isError()) std::fprintf(stderr, "ganglion: Redis: %s\n", reply.str.c_str());
+    if (reply.isError()) logLine("Redis: " + reply.str);
     return;
   }
   p.waiter->result.emplace(std::move(reply));
@@ -284,9 +288,7 @@ void RedisClient::fail(const std::string& reason) {
   redisReaderFree(reader_);
   reader_ = redisReaderCreate();
   const bool was_up = last_error_.empty();
-  if (was_up)
-    std::fprintf(stderr, "ganglion: Redis at %s:%u unavailable: %s\n", endpoint_.host.c_str(),
-                 static_cast<unsigned>(endpoint_.port), reason.c_str());
+  if (was_up) logLine(fmt::format("Redis at {}:{} unavailable: {}", endpoint_.host, endpoint_.port, reason));
   last_error_ = reason;
   state_ = State::kIdle;
   writing_ = false;

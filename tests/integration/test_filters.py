@@ -328,6 +328,16 @@ class LlmRouteFiltersTest(unittest.TestCase):
         self.assertEqual(body["type"], "error")  # Anthropic's shape
         self.assertEqual(body["error"]["type"], "authentication_error")
         self.assertNotIn("sk-wrong-secret-key", r.body.decode())
+        # The body was not read: the connection closes, and the head said nothing of it.
+        self.assertEqual(r.headers.get("connection"), "close")
+
+    def test_a_key_of_raw_bytes_still_gets_json(self):
+        # The masked key was copied into the message byte for byte: invalid JSON.
+        r = self.chat("sk-" + "\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8\xf7\xf6\xf5\xf4\xf3\xf2")
+        self.assertEqual(r.status, 401)
+        err = self.json.loads(r.body.decode("utf-8"))["error"]
+        self.assertEqual(err["code"], "invalid_api_key")
+        self.assertIn("sk-*******", err["message"])
 
 
 SHARED_CONFIG = """workers: 2
@@ -343,6 +353,11 @@ routes:
     upstream: backend
     filters:
       - rate_limit: {{ requests: 5, per: 1m, by: "header:x-client", shared: api-quota }}
+  - name: shared-ip
+    match: {{ path_prefix: /by-ip }}
+    upstream: backend
+    filters:
+      - rate_limit: {{ requests: 5, per: 1m, shared: api-quota }}
 state:
   redis: "{redis}"
   redis_timeout: 300ms
@@ -380,8 +395,22 @@ class SharedRateLimitTest(unittest.TestCase):
         ok = self.hit(self.gws[1], "beta")  # another client has its own bucket
         self.assertEqual(ok.status, 200)
         self.assertEqual(ok.headers.get("x-ratelimit-remaining"), "4")
-        self.assertTrue(self.redis.cli("EXISTS", "ganglion:rate:{api-quota}:alpha"))
+        keys = self.redis.cli("KEYS", "ganglion:rate:{api-quota}:*")
+        self.assertTrue(any(k.endswith(":hdr:alpha") for k in keys), keys)
         self.assertNotIn("redis-secret-rl", "".join(gw.log_text() for gw in self.gws))
+
+    def test_a_header_cannot_drain_an_address_bucket(self):
+        # Buckets were keyed by the identity alone: `x-client: 127.0.0.1` on the header route
+        # spent the bucket of the client address 127.0.0.1 on the by-address route.
+        statuses = [self.hit(self.gws[0], "127.0.0.1").status for _ in range(6)]
+        self.assertEqual(statuses[-1], 429)
+        self.assertEqual(self.gws[1].request("GET", "/by-ip/x").status, 200)
+
+    def test_long_identities_make_short_keys(self):
+        self.assertEqual(self.hit(self.gws[0], "z" * 5000).status, 200)
+        keys = self.redis.cli("KEYS", "ganglion:rate:{api-quota}:*")
+        self.assertTrue(keys)
+        self.assertLess(max(len(k) for k in keys), 200, keys)
 
     def test_without_redis_each_gateway_limits_on_its_own(self):
         self.redis.stop()

@@ -35,6 +35,7 @@ ROUTES = [
     ("dup-first",      '{ path_prefix: /dup }', ""),
     ("dup-second",     '{ path_prefix: /dup }', ""),
     ("old",            '{ path_prefix: /old }', "    rewrite: { path_prefix: /v2 }\n"),
+    ("slashy",         '{ path_prefix: /slashy }', "    rewrite: { path_prefix: /v3/ }\n"),
     ("hdrs",           '{ path_prefix: /hdrs }',
      '    request_headers: { add: { x-added: "1" }, remove: [ x-secret ] }\n'
      '    response_headers: { add: { x-resp-added: "yes" }, remove: [ x-remove-me ] }\n'),
@@ -215,6 +216,18 @@ class RoutesTest(unittest.TestCase):
         self.assertEqual(r.json()["path"], "/v2/thing?q=1")
         r = self.assertRoute("old", "/old")
         self.assertIn(r.json()["path"], ("/v2", "/v2/"))
+
+    def test_rewrite_cannot_leave_the_new_prefix(self):
+        # /slashy matches /slashy../admin (a prefix is a string prefix); joined to /v3/ the rest
+        # gave /v3/../admin, which the upstream resolves to /admin, past the routes guarding it.
+        r = self.assertRoute("slashy", "/slashy/x")
+        self.assertEqual(r.json()["path"], "/v3/x")
+        for path in ("/slashy../admin", "/slashy%2e%2e/admin", "/slashy./x"):
+            before = len(self.ups["slashy"].paths())
+            r = self.req(path)
+            self.assertEqual(r.status, 400, (path, r))
+            self.assertEqual(error_json(r.body)["type"], "path_not_allowed")
+            self.assertEqual(len(self.ups["slashy"].paths()), before, "forwarded: " + path)
 
     def test_request_headers_add_remove(self):
         r = self.assertRoute("hdrs", "/hdrs", headers={"X-Secret": "hunter2", "X-Keep": "k"})

@@ -37,9 +37,17 @@ class KeyAuthFilter final : public http::Filter {
     return trim(req.headers.get("x-api-key"));
   }
   /// Enough of a wrong key for its owner to recognise it, never enough to use it.
+  /// Only printable ASCII is shown (a key of raw bytes would make the error body invalid
+  /// JSON), and nothing of a short key.
   static std::string maskKey(std::string_view key) {
-    if (key.size() <= 8) return "***";
-    return fmt::format("{}***{}", key.substr(0, 3), key.substr(key.size() - 4));
+    if (key.size() < 16) return "***";
+    auto shown = [](std::string_view part) {
+      std::string out(part);
+      for (char& c : out)
+        if (c < 0x21 || c > 0x7e) c = '*';
+      return out;
+    };
+    return fmt::format("{}***{}", shown(key.substr(0, 3)), shown(key.substr(key.size() - 4)));
   }
   static http::FilterStatus deny(http::FilterContext& ctx, int status, std::string_view type,
                                  std::string_view message) {

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "base/hash.h"
+#include "base/log.h"
 #include "filters/rate_limit/token_buckets.h"
 #include "filters/registry.h"
 #include "store/redis_clients.h"
@@ -51,20 +52,23 @@ class RateLimitFilter final : public http::Filter {
   }
 
   http::FilterStatus onRequest(http::FilterContext& ctx) const override {
-    std::string_view key;
+    std::string_view key, kind;  // kind: what identifies the client (Redis keys keep them apart)
     switch (by_) {
       case By::kClientIp:
         key = ctx.client_ip;
+        kind = "ip";
         break;
       case By::kKey:
         key = ctx.principal.empty() ? ctx.client_ip : std::string_view(ctx.principal);
+        kind = ctx.principal.empty() ? "ip" : "key";
         break;
       case By::kHeader:
         key = ctx.request.headers.get(header_);
+        kind = "hdr";
         break;
     }
     if (!shared_name_.empty() && ctx.redis) {
-      ctx.resume.emplace(takeShared(ctx, std::string(key)));
+      ctx.resume.emplace(takeShared(ctx, std::string(key), bucketKey(kind, key)));
       return http::FilterStatus::kPause;
     }
     return decide(ctx, buckets_.take(key));
@@ -72,6 +76,15 @@ class RateLimitFilter final : public http::Filter {
   std::string_view kind() const override { return "rate_limit"; }
 
  private:
+  /// The Redis key of a client's bucket: the shared name, the limit (so routes that share a
+  /// name with other settings do not drain each other's buckets), what identifies the client
+  /// (so a header value cannot pose as an address or a key name), and the identity itself,
+  /// hashed when long (a 30 kB header value would be a 30 kB key).
+  std::string bucketKey(std::string_view kind, std::string_view id) const {
+    std::string shown = id.size() <= 64 ? std::string(id) : "sha256:" + toHex(sha256(id));
+    return fmt::format("ganglion:rate:{{{}}}:{:g}/{:g}:{}:{}", shared_name_, rate_, burst_, kind, shown);
+  }
+
   http::FilterStatus decide(http::FilterContext& ctx, const TokenBuckets::Decision& d) const {
     ctx.response_add.set("X-RateLimit-Limit", std::to_string(limit_));
     ctx.response_add.set("X-RateLimit-Remaining", std::to_string(static_cast<uint64_t>(d.remaining)));
@@ -87,9 +100,9 @@ class RateLimitFilter final : public http::Filter {
   /// One GCRA step in Redis; this process's buckets decide while Redis cannot answer (the
   /// client logs that once), so an outage loosens the limit to one per gateway instead of
   /// refusing or stalling traffic. Worker thread; `ctx` outlives it (the manager awaits it).
-  boost::asio::awaitable<http::FilterStatus> takeShared(http::FilterContext& ctx, std::string key) const {
+  boost::asio::awaitable<http::FilterStatus> takeShared(http::FilterContext& ctx, std::string key,
+                                                        std::string bucket) const {
     auto& redis = ctx.redis->get(endpoint_);
-    const std::string bucket = "ganglion:rate:{" + shared_name_ + "}:" + key;
     const std::string interval = fmt::format("{:.3f}", 1e6 / rate_);
     const std::string burst = fmt::format("{:.3f}", burst_);
     // Named vectors: GCC 12 cannot put a braced list of string literals in a coroutine frame.
@@ -100,8 +113,18 @@ class RateLimitFilter final : public http::Filter {
       args[1] = kGcraScript;
       reply = co_await redis.command(std::move(args));
     }
-    if (!reply || reply->type != store::RedisReply::Type::kArray || reply->elements.size() != 3)
+    if (!reply || reply->type != store::RedisReply::Type::kArray || reply->elements.size() != 3) {
+      // An unreachable Redis is logged by its client; an error reply (out of memory, a
+      // read-only replica) is said here, once per worker until the script works again.
+      thread_local bool said = false;
+      if (reply && !said)
+        logLine(
+            fmt::format("rate_limit '{}': Redis answered {}: using this gateway's own "
+                        "buckets until it works again",
+                        shared_name_, reply->isError() ? reply->str : "something unexpected"));
+      said = reply.ok();
       co_return decide(ctx, buckets_.take(key));
+    }
     auto number = [&](size_t i) { return static_cast<double>(reply->elements[i].integer); };
     co_return decide(ctx, {number(0) == 1, number(1), number(2) / 1e6});
   }
@@ -158,8 +181,11 @@ FilterPtr buildRateLimit(const YAML::Node& node, control::Reader& r, const contr
   std::string shared;
   if (auto v = node["shared"]; v.IsDefined()) {
     if (auto s = r.str(v, "shared")) {
-      if (s->empty() || s->size() > 200 || s->find_first_of("{}\r\n ") != std::string::npos)
-        r.fail(v, "shared is a name for the counts kept in Redis (no spaces or braces)");
+      const bool printable = std::all_of(s->begin(), s->end(), [](char c) { return c > 0x20 && c < 0x7f; });
+      if (s->empty() || s->size() > 200)
+        r.fail(v, "shared is a name of 1 to 200 characters for the counts kept in Redis");
+      else if (!printable || s->find_first_of("{}") != std::string::npos)
+        r.fail(v, "shared is a name for the counts kept in Redis: printable characters, no spaces or braces");
       else if (!config.state.redis)
         r.fail(
             v,
