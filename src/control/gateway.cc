@@ -32,7 +32,7 @@
 #include "http/server_connection.h"
 #include "llm/prices.h"
 #include "llm/shared_limits.h"
-#include "loop/blocking_pool.h"
+#include "loop/pools.h"
 #include "loop/worker.h"
 #include "telemetry/access_log.h"
 #include "telemetry/metrics.h"

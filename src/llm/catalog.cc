@@ -29,7 +29,7 @@ uint64_t maxOutputOf(std::string_view kind, const control::ModelTarget& t) {
 }
 
 /// The encoding that counts `t`'s prompts exactly (built at the first count that needs it, on
-/// the blocking pool: a gateway that never counts never pays its 3 MB).
+/// the compute pool: a gateway that never counts never pays its 3 MB).
 std::string_view encodingOf(std::string_view kind, const control::ModelTarget& t) {
   std::string_view name;
   if (t.tokenizer == "o200k_base")

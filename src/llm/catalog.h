@@ -47,7 +47,7 @@ struct CatalogTarget {
   uint64_t context_limit = 0;
   /// The OpenAI encoding that counts this target's prompts exactly ("o200k_base",
   /// "cl100k_base"): config `tokenizer`, else by model name for openai and azure providers;
-  /// empty: none (prompts are estimated). Warmed on the blocking pool when the catalog is built.
+  /// empty: none (prompts are estimated). Warmed on the compute pool when the catalog is built.
   std::string_view encoding;
   std::shared_ptr<TargetState> state = std::make_shared<TargetState>();
 };

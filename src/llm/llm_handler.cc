@@ -26,7 +26,7 @@
 #include "llm/shared_limits.h"
 #include "llm/stream_relays.h"
 #include "llm/tokenizer/prompt_count.h"
-#include "loop/blocking_pool.h"
+#include "loop/pools.h"
 
 namespace ganglion::llm {
 
@@ -332,7 +332,7 @@ constexpr size_t kMaxCountedBytes = 4 << 20;
 /// On the pool, a piece longer than this stops the count (~100 ms of merging): no real prompt
 /// has a quarter megabyte without a space or punctuation.
 constexpr size_t kMaxPieceOnPool = 256 << 10;
-/// Body bytes waiting on or being counted by the blocking pool, all workers together; past
+/// Body bytes waiting on or being counted by the compute pool, all workers together; past
 /// kMaxQueuedCountBytes a count is not queued (the estimate stays), so a flood of large
 /// prompts cannot make other calls wait on the pool for long.
 std::atomic<size_t> g_queued_count_bytes{0};
@@ -362,7 +362,7 @@ Task<std::optional<tokenizer::PromptCount>> LlmHandler::countPrompt(Call& call, 
   const std::string_view name = model.targets[0].encoding;
   const tokenizer::Encoding* enc = tokenizer::loadedEncoding(name);
   if (!enc) {  // the first count: the vocabulary's index is built on the pool (~15 ms, once)
-    enc = co_await loop::runBlocking([name] { return tokenizer::encodingNamed(name); });
+    enc = co_await loop::runCompute([name] { return tokenizer::encodingNamed(name); });
     if (!enc) co_return std::nullopt;  // a build without vocabularies
   }
   if (body_bytes < kCountOffLoopFrom) {
@@ -382,7 +382,7 @@ Task<std::optional<tokenizer::PromptCount>> LlmHandler::countPrompt(Call& call, 
   } dequeue{body_bytes};
   using namespace boost::asio::experimental::awaitable_operators;
   auto stop = std::make_shared<std::atomic<bool>>(false);
-  auto work = loop::runBlocking([&count, enc, stop] {
+  auto work = loop::runCompute([&count, enc, stop] {
     tokenizer::CountBudget budget;
     budget.max_piece = kMaxPieceOnPool;
     budget.cancel = stop.get();

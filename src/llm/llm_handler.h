@@ -106,9 +106,9 @@ class LlmHandler {
   /// The tokens of a prompt, counted by `count` with the encoding of `model`'s first target
   /// (exact for plain text sent to OpenAI-family models); nullopt, where the parser's estimate
   /// stays, when that target has no encoding or the count would cost too much: a body
-  /// (`body_bytes`) over kMaxCountedBytes, a piece too long, a full blocking pool, or a client
+  /// (`body_bytes`) over kMaxCountedBytes, a piece too long, a full compute pool, or a client
   /// that leaves while it waits. Small bodies are counted on the worker as long as no piece is
-  /// long; others on the blocking pool, unless `may_wait` is false. Worker thread.
+  /// long; others on the compute pool, unless `may_wait` is false. Worker thread.
   http::Task<std::optional<tokenizer::PromptCount>> countPrompt(Call& call, const struct CatalogModel& model,
                                                                 size_t body_bytes, const PromptCounter& count,
                                                                 bool may_wait);

@@ -157,9 +157,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string events;
     encoder.chunk(responses_body.as_object(), events);
     encoder.finish(llm::Usage{}, events);
-    for (size_t at = events.find("data: "); at != std::string::npos; at = events.find("data: ", at + 1)) {
-      size_t end = events.find('\n', at);
-      CHECK(boost::json::parse(std::string_view(events).substr(at + 6, end - at - 6)).is_object());
+    // Only lines that start with "data: " (a model named "mdata: x" puts the words inside one).
+    for (size_t line = 0; line < events.size();) {
+      size_t end = events.find('\n', line);
+      if (end == std::string::npos) end = events.size();
+      std::string_view text_line = std::string_view(events).substr(line, end - line);
+      if (text_line.starts_with("data: ")) CHECK(boost::json::parse(text_line.substr(6)).is_object());
+      line = end + 1;
     }
   }
   return 0;

@@ -76,7 +76,7 @@ class Encoding {
 const Encoding* encodingNamed(std::string_view name);
 
 /// The named encoding if it was built already, else nullptr (never builds it: a caller on an
-/// event loop builds it on the blocking pool with encodingNamed). Any thread.
+/// event loop builds it on the compute pool with encodingNamed). Any thread.
 const Encoding* loadedEncoding(std::string_view name);
 
 /// The encoding OpenAI uses for `model` (a model id as OpenAI or Azure's catalogue spells it,

@@ -1,0 +1,49 @@
+// Threads for work that must not hold up an event loop, in two pools so that one kind cannot
+// starve the other (DESIGN.md: "blocking work on a blocking pool; model inference on a
+// compute pool"):
+// - the blocking pool, for calls that wait on something outside the process: SQLite, reading
+//   files, DNS (reload), blocking client libraries;
+// - the compute pool, for CPU-heavy steps of a request: counting a large prompt's tokens
+//   today, model inference at the edge next.
+// Process-wide, started at first use, shared by every worker and the main thread. Results come
+// back to the caller's own executor.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <type_traits>
+#include <utility>
+
+namespace ganglion::loop {
+
+/// The blocking pool (two threads: the calls mostly wait). Any thread.
+boost::asio::thread_pool& blockingPool();
+/// The compute pool (one thread per CPU the process may run on, at least one). Any thread.
+boost::asio::thread_pool& computePool();
+
+/// Runs `fn` on `pool` and resumes the calling coroutine on its own executor with the result
+/// (or the exception `fn` threw). `fn` must own or outlive what it reads: the caller stays
+/// suspended until it returns, even when the caller's operation is cancelled.
+template <class Fn>
+boost::asio::awaitable<std::invoke_result_t<Fn&>> runOn(boost::asio::thread_pool& pool, Fn fn) {
+  using R = std::invoke_result_t<Fn&>;
+  co_return co_await boost::asio::co_spawn(
+      pool.get_executor(), [fn = std::move(fn)]() mutable -> boost::asio::awaitable<R> { co_return fn(); },
+      boost::asio::use_awaitable);
+}
+
+/// runOn(blockingPool(), fn): for work that waits (files, SQLite, DNS).
+template <class Fn>
+boost::asio::awaitable<std::invoke_result_t<Fn&>> runBlocking(Fn fn) {
+  return runOn(blockingPool(), std::move(fn));
+}
+
+/// runOn(computePool(), fn): for work that computes (token counts, inference).
+template <class Fn>
+boost::asio::awaitable<std::invoke_result_t<Fn&>> runCompute(Fn fn) {
+  return runOn(computePool(), std::move(fn));
+}
+
+}  // namespace ganglion::loop
