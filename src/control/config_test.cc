@@ -51,21 +51,27 @@ TEST(Config, OnlyARegularFileIsRead) {
   std::filesystem::remove_all(dir);
 }
 
-/// The route hosts `host:` values load as, or the first error.
-std::string routeHost(std::string_view host) {
-  auto r = loadConfigText(fmt::format(R"(listeners:
+/// A config of one listener (with `listener_extra` after its address), one upstream and one
+/// route whose match is `match`, loaded as "route.yaml".
+LoadResult oneRoute(std::string_view match, std::string_view listener_extra = "") {
+  return loadConfigText(fmt::format(R"(listeners:
   - name: public
-    address: 127.0.0.1:8080
+    address: 127.0.0.1:8080{}
 upstreams:
   - name: backend
     targets: [ "127.0.0.1:9000" ]
 routes:
   - name: r
-    match: {{ host: "{}" }}
+    match: {}
     upstream: backend
 )",
-                                      host),
-                          "h.yaml");
+                                    listener_extra, match),
+                        "route.yaml");
+}
+
+/// The route host `host:` loads as, or the first error.
+std::string routeHost(std::string_view host) {
+  auto r = oneRoute(fmt::format(R"({{ host: "{}" }})", host));
   if (!r.config) return "error: " + r.errors[0].text();
   return *r.config->routes[0].match.host;
 }
@@ -75,10 +81,10 @@ TEST(Config, RouteHostsLoadAsRequestsAreCompared) {
   EXPECT_EQ(routeHost("T.Example.org."), "t.example.org");
   EXPECT_EQ(routeHost("*.W.Example.Com."), "*.w.example.com");
   EXPECT_EQ(routeHost("[::1]"), "[::1]");
-  EXPECT_EQ(
-      routeHost("p.example.org:8080"),
-      "error: h.yaml:9: host 'p.example.org:8080' has a ':': routes match the name only, without the port "
-      "(an IPv6 address is written in brackets, like [::1])");
+  EXPECT_EQ(routeHost("p.example.org:8080"),
+            "error: route.yaml:9: host 'p.example.org:8080' has a ':': routes match the name only, without "
+            "the port "
+            "(an IPv6 address is written in brackets, like [::1])");
   EXPECT_NE(routeHost("::1").find("has a ':'"), std::string::npos);
   EXPECT_NE(routeHost("[::1]:80").find("is not a bracketed IPv6 address"), std::string::npos);
   EXPECT_NE(routeHost(".d.example.net").find("has an empty label"), std::string::npos);
@@ -94,19 +100,7 @@ TEST(Config, RouteHostsLoadAsRequestsAreCompared) {
 
 /// The first error of a route whose match is `match`, or "".
 std::string matchError(std::string_view match, std::string_view listener_extra = "") {
-  auto r = loadConfigText(fmt::format(R"(listeners:
-  - name: public
-    address: 127.0.0.1:8080{}
-upstreams:
-  - name: backend
-    targets: [ "127.0.0.1:9000" ]
-routes:
-  - name: r
-    match: {}
-    upstream: backend
-)",
-                                      listener_extra, match),
-                          "m.yaml");
+  auto r = oneRoute(match, listener_extra);
   return r.config ? "" : r.errors[0].message;
 }
 
