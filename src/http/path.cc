@@ -24,9 +24,9 @@ bool needsWork(std::string_view path) {
     if (c == '/' && i + 1 < path.size() && (path[i + 1] == '/' || path[i + 1] == '.')) {
       if (path[i + 1] == '/') return true;
       // "/." starts a dot segment only when the segment is "." or "..".
-      std::string_view seg = path.substr(i + 1);
-      seg = seg.substr(0, seg.find('/'));
-      if (seg == "." || seg == "..") return true;
+      size_t end = i + 2;
+      if (end < path.size() && path[end] == '.') ++end;
+      if (end == path.size() || path[end] == '/') return true;
     }
   }
   return false;

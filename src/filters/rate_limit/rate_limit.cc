@@ -149,16 +149,18 @@ FilterPtr buildRateLimit(const YAML::Node& node, control::Reader& r, const contr
   }
   r.checkKeys(node, {"requests", "per", "burst", "by", "shared"}, "rate_limit");
   std::optional<uint64_t> requests, burst;
-  std::optional<control::Millis> per = control::Millis(1000);
+  control::Millis per{1000};
+  bool per_ok = true;
   if (auto v = node["requests"]; v.IsDefined())
     requests = r.integer<uint64_t>(v, "requests", 1, 1'000'000'000);
   else
     r.fail(node, "rate_limit needs 'requests'");
   if (auto v = node["per"]; v.IsDefined()) {
-    per = r.duration(v, "per");
-    if (per && per->count() == 0) {
+    auto given = r.duration(v, "per");
+    per_ok = given && given->count() > 0;
+    if (per_ok) per = *given;
+    if (given && given->count() == 0) {
       r.fail(v, "per must be longer than 0");
-      per.reset();
     }
   }
   if (auto v = node["burst"]; v.IsDefined()) burst = r.integer<uint64_t>(v, "burst", 1, 1'000'000'000);
@@ -194,8 +196,8 @@ FilterPtr buildRateLimit(const YAML::Node& node, control::Reader& r, const contr
         shared = *s;
     }
   }
-  if (!requests || !per) return nullptr;
-  double seconds = static_cast<double>(per->count()) / 1000.0;
+  if (!requests || !per_ok) return nullptr;
+  double seconds = static_cast<double>(per.count()) / 1000.0;
   double b = static_cast<double>(burst.value_or(*requests));
   auto filter = std::make_shared<RateLimitFilter>(static_cast<double>(*requests), seconds, b, by, header);
   if (!shared.empty()) {
