@@ -40,7 +40,9 @@ TEST(JsonEscape, AnyBytesMakeParseableJson) {
   std::string all;
   for (int i = 0; i < 256; ++i) all += static_cast<char>(i);
   all += "\xe2\x82\xac\xf0\x9f";
-  std::string doc = "\"" + escaped(all) + "\"";
+  std::string doc = "\"";
+  doc += escaped(all);
+  doc += '"';
   boost::system::error_code ec;
   auto v = boost::json::parse(doc, ec);
   ASSERT_FALSE(ec) << ec.message();

@@ -95,7 +95,10 @@ TEST(Config, RouteHostsLoadAsRequestsAreCompared) {
   // Found by the second outside pass: these loaded and could never match.
   EXPECT_NE(routeHost("a.example..").find("has an empty label"), std::string::npos);
   EXPECT_NE(routeHost("[fe80::1%eth0]").find("has a zone"), std::string::npos);
-  EXPECT_NE(routeHost("b\xc3\xbccher.example").find("has byte 0xc3"), std::string::npos);
+  EXPECT_NE(routeHost("b\xc3\xbc"
+                      "cher.example")
+                .find("has byte 0xc3"),
+            std::string::npos);
 }
 
 /// The first error of a route whose match is `match`, or "".
