@@ -105,12 +105,11 @@ Task<void> ProxyHandler::forward(http::RoutedRequest& routed) {
                                       fmt::format("request body of {} bytes exceeds the limit of {}",
                                                   req.content_length, rc.max_body_bytes));
   }
-  if (rewriteLeavesPrefix(req, *ex.route)) {
+  if (!buildUpstreamHead(ex.head, req, *ex.route, conn.clientIp(), up.def->targets.front().host_header)) {
     ex.error_type = "path_not_allowed";
     co_return co_await conn.sendError(400, "path_not_allowed",
                                       "the path cannot be rewritten: it would leave the route's new prefix");
   }
-  buildUpstreamHead(ex.head, req, *ex.route, conn.clientIp(), up.def->targets.front().host_header);
   auto* ustats = up.stats;
   const bool replayable = !req.hasBody();
   const auto started = Clock::now();

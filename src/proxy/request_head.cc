@@ -24,20 +24,19 @@ std::string rewriteTarget(const http::RequestHead& req, const CompiledRoute& rou
   return out;
 }
 
-bool rewriteLeavesPrefix(const http::RequestHead& req, const CompiledRoute& route) {
-  return route.config->rewrite_path_prefix && http::hasDotSegment(rewriteTarget(req, route));
-}
-
-void buildUpstreamHead(std::string& out, const http::RequestHead& req, const CompiledRoute& route,
+bool buildUpstreamHead(std::string& out, const http::RequestHead& req, const CompiledRoute& route,
                        const std::string& client_ip, std::string_view default_host) {
   const auto& ops = route.config->request_headers;
   out.clear();
   out += req.method;
   out += ' ';
-  if (route.config->rewrite_path_prefix)
-    out += rewriteTarget(req, route);
-  else
+  if (route.config->rewrite_path_prefix) {
+    std::string rewritten = rewriteTarget(req, route);
+    if (http::hasDotSegment(rewritten)) return false;
+    out += rewritten;
+  } else {
     out += req.target;
+  }
   out += " HTTP/1.1\r\n";
   std::string_view connection = req.headers.get("connection");
   std::string_view forwarded_for;
@@ -94,6 +93,7 @@ void buildUpstreamHead(std::string& out, const http::RequestHead& req, const Com
     out += "\r\n";
   }
   out += "\r\n";
+  return true;
 }
 
 }  // namespace ganglion::proxy

@@ -11,16 +11,14 @@ namespace ganglion::proxy {
 
 using http::CompiledRoute;
 
-/// Fills `out` (reusing its capacity). Worker thread, once per request.
-void buildUpstreamHead(std::string& out, const http::RequestHead& req, const CompiledRoute& route,
+/// Fills `out` (reusing its capacity). Returns false, and the request must be refused, when
+/// the route's rewrite would send a path with a dot segment: a prefix that ends within a
+/// segment (`/api` matching `/api../admin`) joined to the new prefix gives `/v1/../admin`,
+/// which the upstream resolves outside the rewritten prefix. Worker thread, once per request.
+bool buildUpstreamHead(std::string& out, const http::RequestHead& req, const CompiledRoute& route,
                        const std::string& client_ip, std::string_view default_host);
 
 /// The path sent upstream after the route's rewrite, with the query kept.
 std::string rewriteTarget(const http::RequestHead& req, const CompiledRoute& route);
-
-/// True when the route's rewrite would send a path with a dot segment: a prefix that ends
-/// within a segment (`/api` matching `/api../admin`) joined to the new prefix gives
-/// `/v1/../admin`, which the upstream resolves outside the rewritten prefix.
-bool rewriteLeavesPrefix(const http::RequestHead& req, const CompiledRoute& route);
 
 }  // namespace ganglion::proxy
