@@ -16,22 +16,6 @@ bool isUnreserved(unsigned char c) {
          c == '_' || c == '~';
 }
 
-/// True when `path` has something normalisePath would change.
-bool needsWork(std::string_view path) {
-  for (size_t i = 0; i < path.size(); ++i) {
-    const char c = path[i];
-    if (c == '%') return true;
-    if (c == '/' && i + 1 < path.size() && (path[i + 1] == '/' || path[i + 1] == '.')) {
-      if (path[i + 1] == '/') return true;
-      // "/." starts a dot segment only when the segment is "." or "..".
-      size_t end = i + 2;
-      if (end < path.size() && path[end] == '.') ++end;
-      if (end == path.size() || path[end] == '/') return true;
-    }
-  }
-  return false;
-}
-
 }  // namespace
 
 bool hasDotSegment(std::string_view target) {
@@ -50,7 +34,11 @@ bool hasDotSegment(std::string_view target) {
 bool normalisePath(std::string& target) {
   const size_t query = target.find('?');
   const std::string_view path = std::string_view(target).substr(0, query);
-  if (path.empty() || path[0] != '/' || !needsWork(path)) return false;
+  if (path.empty() || path[0] != '/') return false;
+  // Most paths are normal already: three scans, no allocation.
+  if (path.find('%') == std::string_view::npos && path.find("//") == std::string_view::npos &&
+      !hasDotSegment(path))
+    return false;
 
   // 1. Percent-encodings: unreserved characters decoded, the rest with upper-case hex.
   std::string decoded;
