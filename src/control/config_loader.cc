@@ -367,26 +367,21 @@ void readMatch(Reader& r, const YAML::Node& n, RouteMatch& m, bool normalised) {
         m.host = host;
     }
   }
-  if (auto v = n["path"]; v.IsDefined()) {
-    if (auto s = r.str(v, "path")) {
-      if (s->empty() || (*s)[0] != '/')
-        r.fail(v, "path must start with '/'");
-      else if (auto bad = normalised ? unreachablePath("path", *s) : ""; !bad.empty())
-        r.fail(v, bad);
-      else
-        m.path = *s;
-    }
-  }
-  if (auto v = n["path_prefix"]; v.IsDefined()) {
-    if (auto s = r.str(v, "path_prefix")) {
-      if (s->empty() || (*s)[0] != '/')
-        r.fail(v, "path_prefix must start with '/'");
-      else if (auto bad = normalised ? unreachablePath("path_prefix", *s) : ""; !bad.empty())
-        r.fail(v, bad);
-      else
-        m.path_prefix = *s;
-    }
-  }
+  // `path` and `path_prefix` are checked alike.
+  auto readPath = [&](const char* key, std::optional<std::string>& out) {
+    auto v = n[key];
+    if (!v.IsDefined()) return;
+    auto s = r.str(v, key);
+    if (!s) return;
+    if (s->empty() || (*s)[0] != '/')
+      r.fail(v, fmt::format("{} must start with '/'", key));
+    else if (auto bad = normalised ? unreachablePath(key, *s) : ""; !bad.empty())
+      r.fail(v, bad);
+    else
+      out = *s;
+  };
+  readPath("path", m.path);
+  readPath("path_prefix", m.path_prefix);
   if (m.path && m.path_prefix) r.fail(n, "match may have 'path' or 'path_prefix', not both");
   r.forEach(n["methods"], "methods", [&](const YAML::Node& v) {
     if (auto s = r.str(v, "method")) {
