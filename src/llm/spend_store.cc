@@ -49,22 +49,8 @@ std::string SpendStore::followFile(KeyLedger& ledger) {
   // The deltas are part of the totals written below; taking them keeps them from being added twice.
   auto deltas = ledger.takeUnflushed();
   auto totals = ledger.currentSpend();
-  auto begin = fresh.db_->exec("BEGIN IMMEDIATE");
-  auto stmt = fresh.db_->prepare(
-      "INSERT INTO key_spend (key, kind, period, spent_pico) VALUES (?1, ?2, ?3, ?4) "
-      "ON CONFLICT (key, kind, period) DO UPDATE SET spent_pico = max(spent_pico, excluded.spent_pico), "
-      "updated_at = unixepoch()");
-  Result<void> written = !begin ? begin : !stmt ? Result<void>(stmt.error()) : Result<void>();
-  for (size_t i = 0; written && i < totals.size(); ++i) {
-    const auto& t = totals[i];
-    stmt->reset();
-    stmt->bind(1, t.key).bind(2, kindName(t.kind)).bind(3, t.period);
-    stmt->bind(4, static_cast<int64_t>(std::min(t.amount, kMaxStored)));
-    if (auto done = stmt->step(); !done) written = done.error();
-  }
-  if (written) written = fresh.db_->exec("COMMIT");
-  if (!written) {
-    if (begin) (void)fresh.db_->exec("ROLLBACK");
+  // A larger figure already in the file (a restored copy) stays.
+  if (auto written = fresh.writeRows(totals, "max(spent_pico, excluded.spent_pico)"); !written) {
     ledger.keepUnflushed(std::move(deltas));
     return fmt::format("{} {} while the gateway ran and cannot be written: {}", path, what,
                        written.error().message);
@@ -94,18 +80,22 @@ Result<void> SpendStore::loadInto(KeyLedger& ledger, const std::vector<control::
 }
 
 Result<void> SpendStore::add(const std::vector<KeyLedger::SpendDelta>& deltas) {
-  if (deltas.empty()) return {};
+  return writeRows(deltas, "spent_pico + excluded.spent_pico");
+}
+
+Result<void> SpendStore::writeRows(const std::vector<KeyLedger::SpendDelta>& rows, std::string_view merged) {
+  if (rows.empty()) return {};
   auto begin = db_->exec("BEGIN IMMEDIATE");
   if (!begin) return begin.error();
-  auto stmt = db_->prepare(
+  auto stmt = db_->prepare(fmt::format(
       "INSERT INTO key_spend (key, kind, period, spent_pico) VALUES (?1, ?2, ?3, ?4) "
-      "ON CONFLICT (key, kind, period) DO UPDATE SET spent_pico = min(spent_pico + excluded.spent_pico, ?5), "
-      "updated_at = unixepoch()");
+      "ON CONFLICT (key, kind, period) DO UPDATE SET spent_pico = min({}, ?5), updated_at = unixepoch()",
+      merged));
   if (!stmt) {
     (void)db_->exec("ROLLBACK");
     return stmt.error();
   }
-  for (const auto& d : deltas) {
+  for (const auto& d : rows) {
     stmt->reset();
     stmt->bind(1, d.key).bind(2, kindName(d.kind)).bind(3, d.period);
     stmt->bind(4, static_cast<int64_t>(std::min(d.amount, kMaxStored)))

@@ -43,6 +43,9 @@ class SpendStore {
   };
   SpendStore(std::unique_ptr<store::Database> db, std::optional<FileId> id) : db_(std::move(db)), id_(id) {}
   static std::optional<FileId> fileIdOf(const std::string& path);
+  /// Upserts `rows` in one transaction; an existing row becomes `merged` (SQL over spent_pico
+  /// and excluded.spent_pico), capped at what an INTEGER holds. One thread at a time.
+  Result<void> writeRows(const std::vector<KeyLedger::SpendDelta>& rows, std::string_view merged);
   std::unique_ptr<store::Database> db_;
   std::optional<FileId> id_;  ///< of the file opened
 };
