@@ -470,22 +470,33 @@ void LlmHandler::remember(Call& call, std::string payload, bool stream) {
              cfg.ttl, cfg.max_bytes);
 }
 
+namespace {
+
+/// Writes `error` as the whole answer, in OpenAI's shape or Anthropic's, with the headers
+/// already in `head`.
+Task<void> writeApiError(http::ServerConnection& conn, http::ResponseHead& head, const ApiError& error,
+                         bool anthropic) {
+  const std::string body = anthropic ? anthropicErrorBody(error) : openaiErrorBody(error);
+  head.status = error.status;
+  head.headers.set("Content-Type", "application/json");
+  head.has_content_length = true;
+  head.content_length = body.size();
+  std::array<std::string_view, 1> pieces{body};
+  co_await conn.writeResponse(&head, pieces, true);
+}
+
+}  // namespace
+
 Task<void> LlmHandler::sendError(Call& call, const ApiError& error) {
   if (call.rec.error.empty()) call.rec.error = error.code.empty() ? error.type : error.code;
-  std::string body = call.anthropic_dialect ? anthropicErrorBody(error) : openaiErrorBody(error);
   http::ResponseHead head;
-  head.status = error.status;
-  head.headers.add("Content-Type", "application/json");
   if (error.status == 401) head.headers.add("WWW-Authenticate", "Bearer");
   if (error.retry_after_s > 0) {
     call.retry_after_text = std::to_string(error.retry_after_s);
     head.headers.add("Retry-After", call.retry_after_text);
   }
-  head.has_content_length = true;
-  head.content_length = body.size();
   addCallHeaders(call, head);
-  std::array<std::string_view, 1> pieces{body};
-  co_await call.conn.writeResponse(&head, pieces, true);
+  co_await writeApiError(call.conn, head, error, call.anthropic_dialect);
 }
 
 Task<bool> LlmHandler::readRequestBody(Call& call, std::string& body) {
@@ -570,17 +581,11 @@ Task<void> LlmHandler::sendLocalReply(http::ServerConnection& conn, const http::
   const auto& req = conn.request();
   const ApiError err{reply.status, reply.status == 429 ? "rate_limit_error" : "invalid_request_error",
                      reply.message, "", reply.type};
-  const std::string body = isAnthropicPath(req.path()) ? anthropicErrorBody(err) : openaiErrorBody(err);
   const std::string request_id = requestId(req, next_id_);
   http::ResponseHead head;
-  head.status = reply.status;
   head.headers = reply.headers;  // WWW-Authenticate, Retry-After, CORS
-  head.headers.set("Content-Type", "application/json");
   head.headers.set("x-request-id", request_id);
-  head.has_content_length = true;
-  head.content_length = body.size();
-  std::array<std::string_view, 1> pieces{body};
-  co_await conn.writeResponse(&head, pieces, true);
+  co_await writeApiError(conn, head, err, isAnthropicPath(req.path()));
 }
 
 Task<void> LlmRoutes::sendLocalReply(http::ServerConnection& conn, const http::LocalReply& reply) {
