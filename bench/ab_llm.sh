@@ -6,14 +6,17 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$HERE/lib.sh"
 OLD=${OLD:?set OLD to the baseline binary}
 NEW=${NEW:-$REPO/build/ganglion}
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 D=$(mktemp -d)
 mkdir -p "$D/tmp"
-UP=$(free_port); P_OLD=$(free_port); P_NEW=$(free_port)
+free_port; UP=$FREE_PORT
+free_port; P_OLD=$FREE_PORT
+free_port; P_NEW=$FREE_PORT
 sed -e "s|@DIR@|$D|g; s|@NOFILE@|65536|g; s|@PORT@|$UP|g; s|@VARS@||g" "$HERE/nginx-llm-upstream.conf.in" >"$D/nginx.conf"
 taskset -c 0 /usr/sbin/nginx -p "$D" -c "$D/nginx.conf" &
 NG=$!
@@ -27,7 +30,6 @@ taskset -c 0 "$NEW" serve --config "$D/NEW.yaml" 2>"$D/new.log" &
 G_NEW=$!
 trap 'kill $NG $G_OLD $G_NEW 2>/dev/null; rm -rf "$D"' EXIT
 sleep 1
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 for r in $(seq "$ROUNDS"); do
   for which in OLD NEW; do
     port=P_$which; pid=G_$which
@@ -37,7 +39,6 @@ for r in $(seq "$ROUNDS"); do
     t1=$(cpu_ticks "${!pid}")
     reqs=$(echo "$out" | awk '/requests in/ {print $1}')
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    tick_us=$((1000000 / $(getconf CLK_TCK)))
-    echo "round $r $which rps=$rps cpu_us_per_req=$(python3 -c "print(round(($t1-$t0)*$tick_us/$reqs,2))")"
+    echo "round $r $which rps=$rps cpu_us_per_req=$(us_per_request "$((t1 - t0))" "$reqs")"
   done
 done

@@ -38,9 +38,7 @@ trap 'kill $NG ${PID[OLD]} ${PID[NEW]} 2>/dev/null; rm -rf "$D"' EXIT
 for which in OLD NEW; do wait_port "${PORT[$which]}" "${PID[$which]}" 5 || die "$which did not start: $(cat "$D/$which/log")"; done
 wait_port "$UP" "$NG" 5 || die "nginx did not start"
 
-cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-tick_us=$((1000000 / $(getconf CLK_TCK)))
-declare -A RESULTS
+declare -A RPS CPU
 for mode in $MODES; do
   for r in $(seq "$ROUNDS"); do
     for which in OLD NEW; do
@@ -51,9 +49,10 @@ for mode in $MODES; do
       t1=$(cpu_ticks "${PID[$which]}")
       reqs=$(echo "$out" | awk '/requests in/ {print $1}')
       rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-      cpu=$(python3 -c "print(round(($t1-$t0)*$tick_us/$reqs,2))")
+      cpu=$(us_per_request "$((t1 - t0))" "$reqs")
       echo "$mode round $r $which rps=$rps cpu_us_per_req=$cpu"
-      RESULTS[$mode/$which]+="$rps/$cpu "
+      RPS[$mode/$which]+="$rps "
+      CPU[$mode/$which]+="$cpu "
     done
   done
 done
@@ -61,12 +60,7 @@ echo
 printf '%-6s %-4s %12s %16s\n' mode bin "median req/s" "median µs CPU/req"
 for mode in $MODES; do
   for which in OLD NEW; do
-    python3 - "$mode" "$which" ${RESULTS[$mode/$which]} <<'PY'
-import statistics, sys
-mode, which, *pairs = sys.argv[1:]
-rps = [float(p.split("/")[0]) for p in pairs]
-cpu = [float(p.split("/")[1]) for p in pairs]
-print("%-6s %-4s %12.0f %16.2f" % (mode, which, statistics.median(rps), statistics.median(cpu)))
-PY
+    # shellcheck disable=SC2086  # the lists are space-separated numbers
+    printf '%-6s %-4s %12s %16s\n' "$mode" "$which" "$(median ${RPS[$mode/$which]})" "$(median ${CPU[$mode/$which]})"
   done
 done

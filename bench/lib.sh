@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Helpers shared by the benchmark scripts (proxy_vs_nginx.sh, llm_vs_portkey.sh, llm_soak.sh).
+# Helpers shared by the benchmark scripts (proxy_vs_nginx.sh, proxy_methods.sh, routes_scale.sh, ab_proxy.sh,
+# ab_llm.sh, llm_vs_portkey.sh, llm_soak.sh).
 # Sourced, never run: it only defines functions, and is safe under `set -euo pipefail`.
 #
 # Read from the calling script: PIN PIN_SERVER_CPUS PIN_WRK_CPUS NGINX_BIN WRK_BIN GANGLION_BIN
@@ -204,6 +205,20 @@ wrk_run() {
   [[ -n $W_RPS ]] || W_RPS=nan
   [[ -n $W_P50_US ]] || W_P50_US=nan
   [[ -n $W_P99_US ]] || W_P99_US=nan
+}
+
+cpu_ticks() {  # user + system clock ticks of PID and its descendants (nginx and HAProxy fork workers)
+  local total=0 p t
+  for p in $(descendants "$1"); do
+    t=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)
+    total=$((total + t))
+  done
+  echo "$total"
+}
+
+us_per_request() {  # us_per_request TICKS REQUESTS: CPU µs per request, two decimals ("nan" without requests)
+  awk -v t="$1" -v us="$((1000000 / $(getconf CLK_TCK)))" -v n="${2:-0}" \
+    'BEGIN { if (n > 0) printf "%.2f", t * us / n; else print "nan" }'
 }
 
 median() {  # median of the numeric arguments ("nan" ones ignored)

@@ -70,15 +70,6 @@ CFG
   PROXIES+=(haproxy)
 fi
 
-cpu_ticks_tree() {  # user + system clock ticks of PID and its descendants
-  local total=0 p t
-  for p in $(descendants "$1"); do
-    t=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)
-    total=$((total + t))
-  done
-  echo "$total"
-}
-tick_us=$((1000000 / $(getconf CLK_TCK)))
 
 log_host
 log "$(tool_versions)${HAPROXY_BIN:+, haproxy: $("$HAPROXY_BIN" -v 2>/dev/null | awk 'NR==1 { print $3 }')}"
@@ -96,11 +87,11 @@ for mode in $MODES; do
     for who in "${order[@]}"; do
       args=("http://127.0.0.1:${PORT[$who]}/")
       [[ $mode != get ]] && args=(-s "$HERE/proxy_post.lua" "${args[@]}" -- "$mode")
-      t0=$(cpu_ticks_tree "${PID[$who]}")
+      t0=$(cpu_ticks "${PID[$who]}")
       wrk_run "$TMP/$mode-$who-$r.out" "$CONNS" "$DURATION" "${args[@]}"
-      t1=$(cpu_ticks_tree "${PID[$who]}")
+      t1=$(cpu_ticks "${PID[$who]}")
       reqs=$(awk '/requests in/ { print $1 }' "$TMP/$mode-$who-$r.out")
-      cpu=$(awk -v t="$((t1 - t0))" -v us="$tick_us" -v n="${reqs:-0}" 'BEGIN { if (n > 0) printf "%.2f", t * us / n; else print "nan" }')
+      cpu=$(us_per_request "$((t1 - t0))" "$reqs")
       RPS[$mode-$who]+="$W_RPS "
       CPU[$mode-$who]+="$cpu "
       printf '%-8s round %d %-9s %10s req/s %8s µs CPU/request %s\n' "$mode" "$r" "$who" "$W_RPS" "$cpu" \

@@ -71,8 +71,6 @@ ganglion_cmd "$TMP/one.yaml"; launch one "$P_ONE" "${GANGLION_CMD[@]}"; PID_ONE=
 ganglion_cmd "$TMP/many.yaml"; launch many "$P_MANY" "${GANGLION_CMD[@]}"; PID_MANY=$STARTED_PID
 [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_MANY$LAST") == 200 ]] || die "the $ROUTES-route gateway does not answer $LAST"
 
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-tick_us=$((1000000 / $(getconf CLK_TCK)))
 declare -A RPS CPU
 for r in $(seq "$ROUNDS"); do
   for which in one many; do
@@ -81,7 +79,7 @@ for r in $(seq "$ROUNDS"); do
     wrk_run "$TMP/wrk-$which-$r.out" "$CONNS" "$DURATION" "http://127.0.0.1:$port$LAST"
     t1=$(cpu_ticks "$pid")
     reqs=$(awk '/requests in/ { print $1 }' "$TMP/wrk-$which-$r.out")
-    cpu=$(awk -v t="$((t1 - t0))" -v us="$tick_us" -v n="${reqs:-0}" 'BEGIN { if (n > 0) printf "%.2f", t * us / n; else print "nan" }')
+    cpu=$(us_per_request "$((t1 - t0))" "$reqs")
     RPS[$which]+="$W_RPS "
     CPU[$which]+="$cpu "
     echo "round $r $which: $W_RPS req/s, $cpu µs CPU/request, $W_BAD bad"
