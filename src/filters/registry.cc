@@ -11,7 +11,7 @@ struct Entry {
 
 constexpr Entry kBuiltins[] = {
     {"key_auth", &buildKeyAuth},   {"rate_limit", &buildRateLimit}, {"cors", &buildCors},
-    {"ip_filter", &buildIpFilter}, {"headers", &buildHeaders},
+    {"ip_filter", &buildIpFilter}, {"headers", &buildHeaders},      {"prompt_guard", &buildPromptGuard},
 };
 
 }  // namespace

@@ -31,5 +31,6 @@ FilterPtr buildRateLimit(const YAML::Node& node, control::Reader& r, const contr
 FilterPtr buildCors(const YAML::Node& node, control::Reader& r, const control::Config& config);
 FilterPtr buildIpFilter(const YAML::Node& node, control::Reader& r, const control::Config& config);
 FilterPtr buildHeaders(const YAML::Node& node, control::Reader& r, const control::Config& config);
+FilterPtr buildPromptGuard(const YAML::Node& node, control::Reader& r, const control::Config& config);
 
 }  // namespace ganglion::filters

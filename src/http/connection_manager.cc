@@ -58,27 +58,41 @@ Task<void> ConnectionManager::handle(ServerConnection& conn) {
     const auto& filters = route->config->filters;
     hook.emplace(filters, fctx);
     conn.setResponseHook(&*hook);
+    uint64_t body_limit = 0;  // the smallest non-zero wholeRequestBodyLimit() of the chain
     for (const auto& filter : filters) {
       ++hook->ran;
       FilterStatus status = filter->onRequest(fctx);
-      if (status == FilterStatus::kPause) {
-        auto waited = co_await unlessClientLeaves(conn, std::move(*fctx.resume));
-        fctx.resume.reset();
-        if (!waited) {  // the client left: nobody to answer
-          conn.abort();
-          record(conn, *routes, route, nullptr, "client_closed", fctx.principal);
-          co_return;
-        }
-        status = *waited;
+      if (status == FilterStatus::kPause && !co_await settle(conn, fctx, status)) {
+        record(conn, *routes, route, nullptr, "client_closed", fctx.principal);
+        co_return;
       }
       if (status == FilterStatus::kReply) {
         replied = true;
         break;
       }
+      if (uint64_t n = filter->wholeRequestBodyLimit()) body_limit = body_limit ? std::min(body_limit, n) : n;
+    }
+    if (!replied && body_limit) {
+      // The body phase: the whole body, read once, for the filters that look at it.
+      const uint64_t max = std::min(body_limit, route->config->max_body_bytes);
+      int failed = req.hasBody() ? co_await conn.readWholeBody(max) : 0;
+      if (failed) {
+        fctx.reply = bodyFailure(failed, max);
+        replied = true;
+      }
+      for (size_t i = 0; !replied && i < filters.size(); ++i) {
+        if (!filters[i]->wholeRequestBodyLimit()) continue;
+        FilterStatus status = filters[i]->onRequestBody(fctx, conn.wholeBody());
+        if (status == FilterStatus::kPause && !co_await settle(conn, fctx, status)) {
+          record(conn, *routes, route, nullptr, "client_closed", fctx.principal);
+          co_return;
+        }
+        replied = status == FilterStatus::kReply;
+      }
     }
   }
   if (replied) {
-    co_await routes->handlers[route->action.handler]->sendLocalReply(conn, fctx.reply);
+    if (conn.isOpen()) co_await routes->handlers[route->action.handler]->sendLocalReply(conn, fctx.reply);
     record(conn, *routes, route, nullptr, fctx.reply.type, fctx.principal);
   } else if (!route) {
     co_await conn.sendError(404, "route_not_found",
@@ -90,6 +104,33 @@ Task<void> ConnectionManager::handle(ServerConnection& conn) {
     record(conn, *routes, route, &routed.report, routed.report.error,
            routed.report.principal.empty() ? std::string_view(fctx.principal) : routed.report.principal);
   }
+}
+
+Task<bool> ConnectionManager::settle(ServerConnection& conn, FilterContext& fctx, FilterStatus& status) {
+  auto waited = co_await unlessClientLeaves(conn, std::move(*fctx.resume));
+  fctx.resume.reset();
+  if (!waited) {  // the client left: nobody to answer
+    conn.abort();
+    co_return false;
+  }
+  status = *waited;
+  co_return true;
+}
+
+LocalReply ConnectionManager::bodyFailure(int status, uint64_t max) {
+  LocalReply reply;
+  reply.status = status;
+  if (status == 413) {
+    reply.type = "body_too_large";
+    reply.message = fmt::format("the request body exceeds the {} bytes this route reads", max);
+  } else if (status == 408) {
+    reply.type = "request_timeout";
+    reply.message = "timed out reading the request body";
+  } else {
+    reply.type = "bad_request";
+    reply.message = "malformed request body";
+  }
+  return reply;
 }
 
 void ConnectionManager::record(ServerConnection& conn, const WorkerRoutes& routes, const CompiledRoute* route,

@@ -38,6 +38,11 @@ class ConnectionManager final : public RequestHandler {
   Task<void> handle(ServerConnection& conn) override;
 
  private:
+  /// Awaits the work a hook paused on (ctx.resume) unless the client leaves first, and puts
+  /// its result in `status`. False (the connection aborted) when the client left.
+  static Task<bool> settle(ServerConnection& conn, FilterContext& fctx, FilterStatus& status);
+  /// The reply to a body the filters could not read whole (readWholeBody's status).
+  static LocalReply bodyFailure(int status, uint64_t max);
   /// Counts the request in its route's metrics and writes its access record. `report`: what
   /// the terminal handler reported, null when none ran.
   void record(ServerConnection& conn, const WorkerRoutes& routes, const CompiledRoute* route,

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -56,6 +57,18 @@ class Filter {
   /// request head (strip a credential), fill ctx.reply and return kReply, or set ctx.resume
   /// and return kPause to finish asynchronously (the worker serves others meanwhile).
   virtual FilterStatus onRequest(FilterContext& ctx) const = 0;
+  /// Whether the filter looks at the request body, asked on the worker thread for each request
+  /// the filter sees. 0 (the default): never; the body streams past it untouched, at no cost.
+  /// N: the filter needs the whole body, at most N bytes, before the request may go on; a
+  /// longer body is refused with 413 (a padded body must not slip past unchecked).
+  virtual uint64_t wholeRequestBodyLimit() const { return 0; }
+  /// Runs on the worker thread with the whole request body (empty for a request without
+  /// one), for filters whose wholeRequestBodyLimit() is not 0, once every filter's onRequest
+  /// let the request through; in chain order. May fill ctx.reply and return kReply, or
+  /// pause. The terminal handler then gets the same body.
+  virtual FilterStatus onRequestBody(FilterContext& /*ctx*/, std::string_view /*body*/) const {
+    return FilterStatus::kContinue;
+  }
   /// Runs on the worker thread just before a response head goes to the client, whether it came
   /// from the upstream or from a local reply. Filters run here in reverse order.
   virtual void onResponse(FilterContext& /*ctx*/, ResponseHead& /*head*/) const {}

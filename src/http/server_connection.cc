@@ -19,6 +19,8 @@ namespace ganglion::http {
 namespace asio = boost::asio;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr auto kDrainGrace = std::chrono::seconds(1);
+constexpr size_t kKeptWholeBodyBytes =
+    64 * 1024;  ///< a whole body read for filters keeps at most this capacity
 
 ServerConnection::ServerConnection(loop::Worker& worker, net::TcpSocket socket, const ListenerLimits& limits,
                                    RequestHandler& handler, telemetry::WorkerStats& stats,
@@ -310,6 +312,10 @@ Task<void> ServerConnection::run() {
     body_bytes_ = 0;
     pending_consume_ = 0;
     max_body_bytes_ = UINT64_MAX;
+    whole_pending_ = false;
+    // A large body read whole is not kept: its memory goes back before the next request.
+    if (whole_body_.capacity() > kKeptWholeBodyBytes) std::string().swap(whole_body_);
+    whole_body_.clear();
     if (!in_.empty()) request_start_ = std::chrono::steady_clock::now();
 
     HeadResult head = co_await readHead();
@@ -347,6 +353,11 @@ Task<void> ServerConnection::run() {
 std::optional<BodyRead> ServerConnection::bufferedBody() {
   in_.consume(pending_consume_);
   pending_consume_ = 0;
+  if (whole_pending_) {
+    whole_pending_ = false;
+    whole_piece_ = whole_body_;
+    return BodyRead{{&whole_piece_, 1}, true, 0};
+  }
   if (request_complete_) return BodyRead{{}, true, 0};
   if (in_.empty()) return std::nullopt;
   auto step = parser_.feed(in_.readable());
@@ -367,6 +378,7 @@ std::optional<BodyRead> ServerConnection::bufferedBody() {
 }
 
 Task<BodyRead> ServerConnection::readBody() {
+  if (whole_pending_) co_return *bufferedBody();
   in_.consume(pending_consume_);
   pending_consume_ = 0;
   if (request_complete_) co_return BodyRead{{}, true, 0};
@@ -401,6 +413,34 @@ Task<BodyRead> ServerConnection::readBody() {
     }
     deadline_.disarm();
   }
+}
+
+Task<int> ServerConnection::readWholeBody(uint64_t max) {
+  whole_body_.clear();
+  const auto& req = parser_.request();
+  if (req.has_content_length && req.content_length > max) {
+    countClientError(413);
+    keep_alive_ = false;
+    co_return 413;
+  }
+  if (req.has_content_length) whole_body_.reserve(req.content_length);
+  const uint64_t handler_max = max_body_bytes_;
+  max_body_bytes_ = std::min(max_body_bytes_, max);
+  int status = 0;
+  for (;;) {
+    BodyRead got = co_await readBody();
+    if (got.error_status) {
+      status = got.error_status;
+      break;
+    }
+    for (auto piece : got.data) whole_body_.append(piece);
+    if (got.done) {
+      whole_pending_ = true;
+      break;
+    }
+  }
+  max_body_bytes_ = handler_max;
+  co_return status;
 }
 
 Task<bool> ServerConnection::writeResponse(ResponseHead* head, std::span<const std::string_view> body,

@@ -92,6 +92,14 @@ class ServerConnection {
   /// its own head, in one write. Its pieces stay valid until the next readBody() or
   /// bufferedBody(). Worker thread.
   std::optional<BodyRead> bufferedBody();
+  /// Reads the whole request body, at most `max` bytes, for the filters that look at whole
+  /// bodies (wholeBody()); readBody() and bufferedBody() then hand it to the terminal handler
+  /// as one piece. Returns 0, or the status of the failure: 413 over `max` (refused from
+  /// Content-Length before reading when it says so), 408 too slow, 400 bad framing or gone.
+  /// Worker thread, during handle().
+  Task<int> readWholeBody(uint64_t max);
+  /// The body readWholeBody() read; empty before it.
+  std::string_view wholeBody() const { return whole_body_; }
   /// Writes the response head (if `head`), body pieces and, with `last`, the end. The first
   /// call decides the framing from `head`. Returns false when the client is gone.
   Task<bool> writeResponse(ResponseHead* head, std::span<const std::string_view> body, bool last);
@@ -150,6 +158,9 @@ class ServerConnection {
   std::vector<std::array<char, 24>> chunk_lines_;
   std::string local_reason_;
   ResponseHook* hook_ = nullptr;
+  std::string whole_body_;        ///< readWholeBody()'s body, reused from request to request
+  std::string_view whole_piece_;  ///< whole_body_, as the one piece readBody() hands out
+  bool whole_pending_ = false;    ///< readBody()/bufferedBody() still owe whole_body_
 
   std::chrono::steady_clock::time_point request_start_;
   loop::Clock::time_point body_start_;  ///< when the head ended: the body's rate is measured from here

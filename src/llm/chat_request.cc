@@ -6,6 +6,8 @@
 #include <initializer_list>
 #include <memory>
 
+#include "base/bounded_json.h"
+
 namespace ganglion::llm {
 
 namespace json = boost::json;
@@ -320,73 +322,37 @@ void checkResponseFormat(Checker& c, const json::object& body) {
 
 }  // namespace
 
-namespace {
-
-struct JsonShape {
-  size_t containers = 0;  ///< objects and arrays
-  size_t values = 1;  ///< at most this many values of any kind (each but a container's first follows a comma)
-};
-
-/// Counts the structure of JSON text (brackets and commas outside strings), stopping once a
-/// limit is passed: a linear scan that allocates nothing, run before the parser builds anything.
-JsonShape measureJson(std::string_view text) {
-  JsonShape shape;
-  bool in_string = false;
-  for (size_t i = 0;
-       i < text.size() && shape.containers <= kMaxJsonContainers && shape.values <= kMaxJsonValues; ++i) {
-    const char ch = text[i];
-    if (in_string) {
-      if (ch == '\\')
-        ++i;
-      else if (ch == '"')
-        in_string = false;
-    } else if (ch == '"') {
-      in_string = true;
-    } else if (ch == '{' || ch == '[') {
-      ++shape.containers;
-      ++shape.values;
-    } else if (ch == ',') {
-      ++shape.values;
-    }
-  }
-  return shape;
-}
-
-}  // namespace
-
 std::optional<ApiError> parseJsonObject(std::string_view text, json::object& out) {
-  // Every value takes at least one byte: a body no longer than the container limit cannot
-  // break either limit, so the usual small request skips the scan.
-  const JsonShape shape = text.size() <= kMaxJsonContainers ? JsonShape{} : measureJson(text);
-  if (shape.containers > kMaxJsonContainers || shape.values > kMaxJsonValues)
-    return ApiError{
-        400, "invalid_request_error",
-        shape.containers > kMaxJsonContainers
-            ? fmt::format("The request body holds more than {} JSON objects and arrays; split the request.",
-                          kMaxJsonContainers)
-            : fmt::format("The request body holds more than {} JSON values; split the request.",
-                          kMaxJsonValues),
-        "", "request_too_complex"};
-  boost::system::error_code ec;
-  json::parse_options options;
-  options.max_depth = kMaxJsonDepth;
   // The whole parsed body in a few large blocks, released together when the request ends
   // (one malloc per node fragments the worker's heap, which then stays resident).
-  json::storage_ptr storage = json::make_shared_resource<json::monotonic_resource>();
-  json::parser parser(json::storage_ptr(), options);
-  parser.reset(storage);
-  size_t used = parser.write(text.data(), text.size(), ec);
-  if (ec == json::error::too_deep)
-    return ApiError{400, "invalid_request_error",
-                    fmt::format("The JSON body of your request nests deeper than {} levels (at byte {}).",
-                                kMaxJsonDepth, used),
-                    "", "invalid_json"};
-  if (ec)
-    return ApiError{
-        400, "invalid_request_error",
-        fmt::format("We could not parse the JSON body of your request: {} at byte {}.", ec.message(), used),
-        "", "invalid_json"};
-  json::value v = parser.release();
+  BoundedJson parsed = parseBoundedJson(text, JsonBounds{kMaxJsonContainers, kMaxJsonValues, kMaxJsonDepth},
+                                        json::make_shared_resource<json::monotonic_resource>());
+  switch (parsed.fault) {
+    case JsonFault::kNone:
+      break;
+    case JsonFault::kTooManyContainers:
+      return ApiError{
+          400, "invalid_request_error",
+          fmt::format("The request body holds more than {} JSON objects and arrays; split the request.",
+                      kMaxJsonContainers),
+          "", "request_too_complex"};
+    case JsonFault::kTooManyValues:
+      return ApiError{
+          400, "invalid_request_error",
+          fmt::format("The request body holds more than {} JSON values; split the request.", kMaxJsonValues),
+          "", "request_too_complex"};
+    case JsonFault::kTooDeep:
+      return ApiError{400, "invalid_request_error",
+                      fmt::format("The JSON body of your request nests deeper than {} levels (at byte {}).",
+                                  kMaxJsonDepth, parsed.at),
+                      "", "invalid_json"};
+    case JsonFault::kSyntax:
+      return ApiError{400, "invalid_request_error",
+                      fmt::format("We could not parse the JSON body of your request: {} at byte {}.",
+                                  parsed.reason, parsed.at),
+                      "", "invalid_json"};
+  }
+  json::value& v = parsed.value;
   if (!v.is_object())
     return ApiError{400, "invalid_request_error",
                     fmt::format("The request body must be a JSON object, not {}.", kindOf(v)), "",

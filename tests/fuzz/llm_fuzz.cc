@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "filters/prompt_guard/prompt_texts.h"
 #include "fuzz_check.h"
 #include "llm/anthropic_ingress.h"
 #include "llm/chat_request.h"
@@ -71,6 +72,31 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto body = boost::json::parse(out.body, ec);
     CHECK(!ec && body.is_object());
     CHECK(body.as_object().at("model") == "served-model");
+    // prompt_guard sees every message text the LLM API accepted, with the message's role.
+    std::vector<filters::PromptText> texts;
+    const boost::json::value body_value(req.body);  // the texts point into it
+    if (!filters::collectPromptTexts(body_value, texts)) {
+      auto seen = [&](filters::PromptRole role, std::string_view t) {
+        for (const auto& x : texts)
+          if (x.role == role && x.text == t) return true;
+        return false;
+      };
+      if (const auto* msgs = req.body.if_contains("messages"); msgs && msgs->is_array()) {
+        for (const auto& m : msgs->get_array()) {
+          const auto& o = m.as_object();
+          const auto& role_v = o.at("role");
+          auto role =
+              filters::promptRoleNamed(role_v.is_string() ? std::string_view(role_v.get_string()) : "");
+          const auto* c = o.if_contains("content");
+          if (c && c->is_string()) CHECK(seen(role, c->get_string()));
+          if (c && c->is_array())
+            for (const auto& part : c->get_array())
+              if (const auto* po = part.if_object())
+                if (const auto* t = po->if_contains("text"); t && t->is_string())
+                  CHECK(seen(role, t->get_string()));
+        }
+      }
+    }
   }
 
   // ... and as an Anthropic Messages request; a parsed one was checked as a chat request too.

@@ -1,0 +1,210 @@
+// prompt_guard: refuses model requests whose prompts match a deny pattern (or, with allow
+// patterns, match none of them), before anything reaches a model. It reads the whole request
+// body (bounded), finds the message texts of any common model API (prompt_texts.h) and checks
+// the roles it is told to with RE2, whose matching time is linear in the text whatever the
+// pattern, so no prompt can make a pattern backtrack for seconds. A body it cannot read
+// (not JSON, compressed, token ids, too large) is refused, never waved through.
+#include <re2/re2.h>
+#include <re2/set.h>
+
+#include <boost/json.hpp>
+
+#include "base/bounded_json.h"
+#include "filters/prompt_guard/prompt_texts.h"
+#include "filters/registry.h"
+#include "loop/pools.h"
+
+namespace ganglion::filters {
+
+namespace {
+
+/// Bodies up to this size are checked on the worker; larger ones on the compute pool.
+constexpr size_t kInlineCheckBytes = 64 * 1024;
+
+/// A list of patterns matched together (one pass over a text for all of them); each pattern is
+/// also kept alone, for the rare text whose match needs more memory than the set's DFA has.
+class PatternList {
+ public:
+  bool empty() const { return single_.empty(); }
+  /// Adds a pattern; its compile error, if any.
+  std::optional<std::string> add(const std::string& pattern) {
+    auto re = std::make_unique<RE2>(pattern, options());
+    if (!re->ok()) return re->error();
+    std::string error;
+    if (set_.Add(pattern, &error) < 0) return error;
+    single_.push_back(std::move(re));
+    return std::nullopt;
+  }
+  bool compile() { return empty() || set_.Compile(); }
+  /// Whether any pattern matches somewhere in `text`. Any thread.
+  bool matches(std::string_view text) const {
+    RE2::Set::ErrorInfo info{};
+    if (set_.Match(text, nullptr, &info)) return true;
+    if (info.kind == RE2::Set::kNoError) return false;
+    for (const auto& re : single_)  // the set's DFA ran out of memory: one at a time (NFA fallback)
+      if (RE2::PartialMatch(text, *re)) return true;
+    return false;
+  }
+
+ private:
+  static RE2::Options options() {
+    RE2::Options o;
+    o.set_log_errors(false);
+    return o;
+  }
+  RE2::Set set_{options(), RE2::UNANCHORED};
+  std::vector<std::unique_ptr<RE2>> single_;
+};
+
+class PromptGuardFilter final : public http::Filter {
+ public:
+  PromptGuardFilter(std::unique_ptr<PatternList> deny, std::unique_ptr<PatternList> allow, uint8_t roles,
+                    uint64_t max_bytes)
+      : deny_(std::move(deny)), allow_(std::move(allow)), roles_(roles), max_bytes_(max_bytes) {}
+
+  http::FilterStatus onRequest(http::FilterContext& ctx) const override {
+    std::string_view encoding = trim(ctx.request.headers.get("content-encoding"));
+    if (!encoding.empty() && !iequals(encoding, "identity"))
+      return refuse(ctx, 415, "unsupported_content_encoding",
+                    "prompt_guard cannot read a compressed request body; send it without Content-Encoding");
+    return http::FilterStatus::kContinue;
+  }
+  uint64_t wholeRequestBodyLimit() const override { return max_bytes_; }
+  http::FilterStatus onRequestBody(http::FilterContext& ctx, std::string_view body) const override {
+    if (body.empty()) return http::FilterStatus::kContinue;  // nothing a model would read
+    if (body.size() <= kInlineCheckBytes) return answer(ctx, check(body));
+    ctx.resume.emplace(checkOnComputePool(ctx, body));
+    return http::FilterStatus::kPause;
+  }
+  std::string_view kind() const override { return "prompt_guard"; }
+
+ private:
+  struct Verdict {
+    int status = 0;  ///< 0: the prompts pass
+    std::string type, message;
+  };
+
+  /// Parses the body and checks its texts. Any thread; reads only the body and the patterns.
+  Verdict check(std::string_view body) const {
+    auto storage = boost::json::make_shared_resource<boost::json::monotonic_resource>();
+    BoundedJson parsed = parseBoundedJson(body, JsonBounds{}, storage);
+    if (parsed.fault != JsonFault::kNone)
+      return {
+          400, "invalid_json",
+          parsed.fault == JsonFault::kSyntax
+              ? fmt::format("prompt_guard could not read the request body as JSON: {} at byte {}",
+                            parsed.reason, parsed.at)
+              : std::string("prompt_guard could not read the request body: it nests too deep or holds too "
+                            "many JSON values")};
+    std::vector<PromptText> texts;
+    if (auto why = collectPromptTexts(parsed.value, texts))
+      return {400, "prompt_unreadable", "prompt_guard: " + *why};
+    for (const auto& t : texts) {
+      if (!(roles_ & t.role)) continue;
+      if (!deny_->empty() && deny_->matches(t.text))
+        return {400, "prompt_blocked",
+                "the prompt was refused: it matches a pattern this route does not allow"};
+      if (!allow_->empty() && !allow_->matches(t.text))
+        return {400, "prompt_blocked",
+                "the prompt was refused: it matches none of the patterns this route allows"};
+    }
+    return {};
+  }
+
+  boost::asio::awaitable<http::FilterStatus> checkOnComputePool(http::FilterContext& ctx,
+                                                                std::string_view body) const {
+    // The connection manager stays suspended here until the check returns, even when the
+    // client leaves, so `body` (the connection's) and `this` (the route's) outlive it.
+    Verdict v = co_await loop::runCompute([this, body] { return check(body); });
+    co_return answer(ctx, std::move(v));
+  }
+
+  static http::FilterStatus answer(http::FilterContext& ctx, Verdict v) {
+    if (v.status == 0) return http::FilterStatus::kContinue;
+    return refuse(ctx, v.status, v.type, std::move(v.message));
+  }
+  static http::FilterStatus refuse(http::FilterContext& ctx, int status, std::string_view type,
+                                   std::string message) {
+    ctx.reply.status = status;
+    ctx.reply.type = type;
+    ctx.reply.message = std::move(message);
+    return http::FilterStatus::kReply;
+  }
+
+  std::unique_ptr<PatternList> deny_, allow_;
+  uint8_t roles_;
+  uint64_t max_bytes_;
+};
+
+std::unique_ptr<PatternList> readPatterns(const YAML::Node& list, std::string_view field,
+                                          control::Reader& r) {
+  auto patterns = std::make_unique<PatternList>();
+  if (!list.IsDefined()) return patterns;
+  if (!list.IsSequence()) {
+    r.fail(list, fmt::format("prompt_guard {} must be a list of patterns", field));
+    return patterns;
+  }
+  for (const auto& n : list) {
+    if (!n.IsScalar()) {
+      r.fail(n, fmt::format("prompt_guard {}: each pattern must be a string", field));
+      continue;
+    }
+    // Patterns are taken as written (no ${VAR} expansion: '$' and '{' are regex syntax).
+    if (auto error = patterns->add(n.Scalar()))
+      r.fail(n, fmt::format("prompt_guard {}: invalid pattern '{}': {}", field, n.Scalar(), *error));
+  }
+  if (!patterns->compile())
+    r.fail(list, fmt::format("prompt_guard {}: the patterns do not compile together", field));
+  return patterns;
+}
+
+}  // namespace
+
+FilterPtr buildPromptGuard(const YAML::Node& node, control::Reader& r, const control::Config& /*config*/) {
+  if (!node.IsMap()) {
+    r.fail(node, "prompt_guard takes a map: { deny, allow, roles, max_body_bytes }");
+    return nullptr;
+  }
+  r.checkKeys(node, {"deny", "allow", "roles", "max_body_bytes"}, "prompt_guard");
+  const size_t errors_before = r.errors.size();
+  auto deny = readPatterns(node["deny"], "deny", r);
+  auto allow = readPatterns(node["allow"], "allow", r);
+  if (deny->empty() && allow->empty() && r.errors.size() == errors_before)
+    r.fail(node, "prompt_guard needs 'deny' or 'allow' patterns");
+  uint8_t roles = kRoleUser;
+  if (auto v = node["roles"]; v.IsDefined()) {
+    roles = 0;
+    r.forEach(v, "prompt_guard.roles", [&](const YAML::Node& n) {
+      auto name = r.str(n, "role");
+      if (!name) return;
+      if (*name == "system" || *name == "developer")
+        roles |= kRoleSystem;
+      else if (*name == "user")
+        roles |= kRoleUser;
+      else if (*name == "assistant")
+        roles |= kRoleAssistant;
+      else if (*name == "tool")
+        roles |= kRoleTool;
+      else
+        r.fail(n,
+               fmt::format(
+                   "prompt_guard roles: unknown role '{}' (known: system, developer, user, assistant, tool)",
+                   *name));
+    });
+    if (roles == 0 && r.errors.size() == errors_before)
+      r.fail(v, "prompt_guard roles must name at least one role");
+  }
+  uint64_t max_bytes = 8ull << 20;
+  if (auto v = node["max_body_bytes"]; v.IsDefined()) {
+    if (auto b = r.bytes(v, "max_body_bytes")) {
+      if (*b == 0)
+        r.fail(v, "prompt_guard max_body_bytes must be more than 0");
+      else
+        max_bytes = *b;
+    }
+  }
+  if (r.errors.size() != errors_before) return nullptr;
+  return std::make_shared<PromptGuardFilter>(std::move(deny), std::move(allow), roles, max_bytes);
+}
+
+}  // namespace ganglion::filters
