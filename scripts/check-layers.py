@@ -23,8 +23,6 @@ def module_of(path):
         name = parts[1]
         if name.startswith(("config", "yaml_", "llm_config")):
             return "config"
-        if name.startswith("admin_"):
-            return "admin"
         return "server"
     return parts[0]
 

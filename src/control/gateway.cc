@@ -561,7 +561,7 @@ void Gateway::noteSpendFlush(const std::string& err) {
   }
 }
 
-std::string Gateway::llmKeysJson() {
+boost::json::array Gateway::llmKeys() {
   const auto& cfg = snapshot_->config;
   // With Redis, budgets are one spend for every gateway on it: read them all in one go.
   std::vector<std::pair<std::string, KeyLimits::Period>> budgeted;
@@ -593,7 +593,10 @@ std::string Gateway::llmKeysJson() {
     }
     keys.push_back(std::move(o));
   }
-  return boost::json::serialize(boost::json::object{{"keys", std::move(keys)}});
+  std::sort(keys.begin(), keys.end(), [](const boost::json::value& a, const boost::json::value& b) {
+    return a.as_object().at("name").as_string() < b.as_object().at("name").as_string();
+  });
+  return keys;
 }
 
 std::string Gateway::metricsText() {
@@ -663,7 +666,7 @@ void Gateway::drainAndStop() {
       if (dns_timer_) dns_timer_->cancel();
       if (spend_timer_) spend_timer_->cancel();
       signals_.cancel();
-      io_.stop();
+      main_loop_.stop();
       *poll = nullptr;  // break the self-reference
       return;
     }
@@ -709,14 +712,14 @@ int Gateway::run() {
     return 1;
   }
   if (cfg.admin.enabled) {
-    admin_ = std::make_unique<AdminServer>(
-        io_, AdminApi{
-                 .ready = [this] { return ready(); },
-                 .metrics = [this] { return metricsText(); },
-                 .config_json = [this] { return configToRedactedJson(snapshot_->config); },
-                 .reload = [this] { return reload(); },
-                 .llm_keys = [this] { return llmKeysJson(); },
-             });
+    admin_ = std::make_unique<admin::AdminServer>(
+        main_loop_, admin::AdminApi{
+                        .ready = [this] { return ready(); },
+                        .metrics = [this] { return metricsText(); },
+                        .config_json = [this] { return configToRedactedJson(snapshot_->config); },
+                        .reload = [this] { return reload(); },
+                        .llm_keys = [this] { return llmKeys(); },
+                    });
     int admin_fd = -1;
     if (auto it = inherited_.find("admin|" + cfg.admin.address.text());
         it != inherited_.end() && !it->second.empty()) {
@@ -772,7 +775,11 @@ int Gateway::run() {
         "optional providers left out (their api_key is empty): {}; {} model(s) with no other target "
         "left out too",
         fmt::join(cfg.skipped_providers, ", "), cfg.skipped_models.size()));
-  io_.run();
+  main_loop_.runHere();
+  if (admin_) {  // its connections end before it goes
+    admin_->stop();
+    main_loop_.finish([this] { return admin_->connections() > 0; }, std::chrono::milliseconds(500));
+  }
   for (auto& w : workers_) w->worker.stopAndJoin();
   if (spend_store_) {  // the workers are gone: every call has settled; after any flush in flight
     std::string last = onSpendStrand([&] {

@@ -14,12 +14,13 @@
 #include <string>
 #include <vector>
 
-#include "control/admin_server.h"
+#include "admin/admin_server.h"
 #include "control/health_checker.h"
 #include "control/snapshot.h"
 #include "llm/ledger.h"
 #include "llm/response_cache.h"
 #include "llm/spend_store.h"
+#include "loop/worker.h"
 
 namespace ganglion::telemetry {
 class AccessLog;
@@ -31,6 +32,8 @@ struct WorkerContext;
 
 class Gateway {
  public:
+  /// The main loop's index, apart from the workers' 0..n-1.
+  static constexpr unsigned kMainLoopIndex = 1u << 16;
   /// `argv` is how this process was started; a binary upgrade runs it again.
   Gateway(std::string config_path, std::vector<std::string> argv);
   ~Gateway();
@@ -51,7 +54,8 @@ class Gateway {
   /// Starts an asynchronous DNS refresh when some target has no address yet (providers).
   void resolvePending();
   void refreshDns();
-  std::string llmKeysJson();
+  /// Every key with LLM limits: limits and spend in the current period, sorted by name.
+  boost::json::array llmKeys();
   /// Opens the `state.sqlite` spend store and loads it into the ledger. Main thread, at start.
   std::string openSpendStore(const Config& cfg);
   /// Writes settled spend to the store every second, on the blocking pool (the main thread
@@ -75,9 +79,11 @@ class Gateway {
   std::string config_path_;
   std::vector<std::string> argv_;
   bool upgrading_ = false;
-  boost::asio::io_context io_{1};
+  /// The main thread's loop (admin API, reloads, health checks, signals); run by run().
+  loop::Worker main_loop_{kMainLoopIndex};
+  boost::asio::io_context& io_ = main_loop_.io();
   boost::asio::signal_set signals_;
-  std::unique_ptr<AdminServer> admin_;
+  std::unique_ptr<admin::AdminServer> admin_;
   std::unique_ptr<telemetry::AccessLog> access_log_;
   std::vector<std::unique_ptr<WorkerContext>> workers_;
   HealthRegistry health_;

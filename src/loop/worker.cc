@@ -20,6 +20,23 @@ void Worker::start() {
   });
 }
 
+void Worker::runHere() {
+  scheduleSweep();
+  io_.run();
+}
+
+void Worker::stop() {
+  guard_.reset();
+  sweep_timer_.cancel();
+  io_.stop();
+}
+
+void Worker::finish(const std::function<bool()>& pending, std::chrono::milliseconds limit) {
+  const auto until = Clock::now() + limit;
+  io_.restart();
+  while (pending() && Clock::now() < until) io_.run_one_for(std::chrono::milliseconds(10));
+}
+
 void Worker::stopAndJoin() {
   if (!thread_.joinable()) return;
   guard_.reset();

@@ -22,6 +22,14 @@ class Worker {
 
   /// Starts the thread. Main thread.
   void start();
+  /// Runs the loop on the calling thread instead, until stop(): the main thread's loop (admin
+  /// API, reloads, health checks), so that it serves HTTP with the same code as the workers.
+  void runHere();
+  /// Stops a loop run by runHere(). Its own thread.
+  void stop();
+  /// After runHere() returned: runs the loop again while `pending()` holds, at most `limit`,
+  /// so that work told to end (connections closed) can unwind before its owners go.
+  void finish(const std::function<bool()>& pending, std::chrono::milliseconds limit);
   /// Stops the loop and joins the thread. Main thread.
   void stopAndJoin();
   /// Runs `fn` on this worker's thread. Any thread.
@@ -41,14 +49,16 @@ class Worker {
   void scheduleSweep();
 
   unsigned index_;
+  // Declared before the loop so that they outlive it: connections its destructor drops
+  // return their buffers and unlink their deadlines.
+  BufferPool buffers_;
+  DeadlineList deadlines_;
+  std::vector<std::function<void()>> tick_hooks_;
   // Only this worker's thread touches its sockets and timers, so the reactor's per-socket
   // locks are switched off; post() from other threads stays safe.
   boost::asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
   boost::asio::steady_timer sweep_timer_;
-  BufferPool buffers_;
-  DeadlineList deadlines_;
-  std::vector<std::function<void()>> tick_hooks_;
   std::thread thread_;
 };
 

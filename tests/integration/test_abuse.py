@@ -84,6 +84,34 @@ class LlmGatewayCase(unittest.TestCase):
         self.main.clear()
 
 
+class AdminKeysTest(LlmGatewayCase):
+    """GET /llm/keys pages by name; GET /llm/keys/{name} reads one key."""
+
+    def admin(self, path):
+        return self.gw.admin("GET", path, token=ADMIN_TOKEN)
+
+    def test_pages_and_one_key(self):
+        first = self.admin("/llm/keys?limit=1").json()
+        self.assertEqual([k["name"] for k in first["keys"]], ["abandoner"])
+        self.assertEqual(first["next"], "abandoner")
+        second = self.admin("/llm/keys?limit=1&after=" + first["next"]).json()
+        self.assertEqual([k["name"] for k in second["keys"]], ["ten-k"])
+        self.assertNotIn("next", second)
+        whole = self.admin("/llm/keys").json()
+        self.assertEqual([k["name"] for k in whole["keys"]], ["abandoner", "ten-k"])  # "big" has no limits
+        one = self.admin("/llm/keys/ten-k")
+        self.assertEqual(one.status, 200)
+        self.assertEqual(one.json()["budget_usd"], "0.010000")
+        missing = self.admin("/llm/keys/big")
+        self.assertEqual(missing.status, 404)
+        self.assertEqual(missing.json()["error"]["type"], "key_not_found")
+        for bad in ("limit=0", "limit=1001", "limit=ten"):
+            r = self.admin("/llm/keys?" + bad)
+            self.assertEqual(r.status, 400, bad)
+            self.assertEqual(r.json()["error"]["type"], "invalid_parameter")
+            self.assertIn("limit", r.json()["error"]["message"])
+
+
 class BudgetAbuseTest(LlmGatewayCase):
     """$0.01 at $1 per million tokens: the key `ten-k` may reserve 10,000 tokens at a time."""
 

@@ -4,6 +4,7 @@ import http.client
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -11,7 +12,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Gateway, Upstream, free_port, http_request, keepalive_request,  # noqa: E402
-                     line_of, render, wait_until)
+                     line_of, raw_request, render, wait_until)
 
 TOKEN = "s3cr3t-Adm1n-T0ken-value"
 
@@ -313,6 +314,86 @@ class AdminTest(unittest.TestCase):
         rc = self.gw.proc.wait(5)
         self.assertEqual(rc, 0)
         self.assertLess(time.monotonic() - t0, 2.0)
+
+
+class AdminHttpTest(unittest.TestCase):
+    """The admin API runs on the gateway's HTTP/1.1 code: exact status lines, Allow on 405,
+    keep-alive and pipelining, bounded bodies, and a clean exit with connections open."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.up = Upstream("backend").__enter__()
+        cls.port = free_port()
+        cls.admin_port = free_port()
+        cls.gw = Gateway(render(BASE, port=cls.port, up=cls.up.port, admin=cls.admin_port, extra=""),
+                         env={"GANGLION_ADMIN_TOKEN": TOKEN}, admin_port=cls.admin_port, port=cls.port)
+        cls.gw.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.__exit__(None, None, None)
+        cls.up.__exit__(None, None, None)
+
+    def test_status_lines_and_allow(self):
+        data = raw_request(self.admin_port, b"GET /reload HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer "
+                           + TOKEN.encode() + b"\r\n\r\n", expect=1)
+        self.assertTrue(data.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n"), data)
+        self.assertIn(b"\r\nAllow: POST\r\n", data)
+        data = raw_request(self.admin_port, b"GET /config HTTP/1.1\r\nHost: a\r\n\r\n", expect=1)
+        self.assertTrue(data.startswith(b"HTTP/1.1 401 Unauthorized\r\n"), data)
+        self.assertIn(b"\r\nWWW-Authenticate: Bearer\r\n", data)
+        # Without the token an unknown path is 401 too: which paths exist is not disclosed.
+        self.assertEqual(self.gw.admin("GET", "/nothing-here").status, 401)
+        r = self.gw.admin("GET", "/nothing-here", token=TOKEN)
+        self.assertEqual(r.status, 404)
+        self.assertEqual(r.json()["error"]["type"], "not_found")
+        head = self.gw.admin("HEAD", "/config", token=TOKEN)
+        self.assertEqual((head.status, head.body), (200, b""))
+
+    def test_pipelined_requests_each_checked(self):
+        auth = b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+        data = raw_request(self.admin_port,
+                           b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
+                           b"GET /ready HTTP/1.1\r\nHost: a\r\n" + auth + b"\r\n"
+                           b"GET /ready HTTP/1.1\r\nHost: a\r\n\r\n"
+                           b"GET /config HTTP/1.1\r\nHost: a\r\n" + auth + b"\r\n", expect=4)
+        statuses = re.findall(rb"HTTP/1.1 (\d+)", data)
+        self.assertEqual(statuses, [b"200", b"200", b"401", b"200"], data[:600])
+
+    def test_bodies_are_bounded(self):
+        r = self.gw.admin("POST", "/reload", token=TOKEN, body=b"x" * (2 << 20))
+        self.assertEqual(r.status, 413)
+        self.assertEqual(r.json()["error"]["type"], "body_too_large")
+        r = self.gw.admin("POST", "/reload", token=TOKEN, body=b"{}")
+        self.assertEqual(r.status, 200, r)
+
+    def test_malformed_request(self):
+        data = raw_request(self.admin_port, b"GET /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n",
+                           expect=1)
+        self.assertTrue(data.startswith(b"HTTP/1.1 400 Bad Request\r\n"), data)
+
+
+class AdminExitTest(unittest.TestCase):
+    def test_exits_cleanly_with_admin_connections_open(self):
+        up = Upstream("backend").__enter__()
+        self.addCleanup(up.__exit__, None, None, None)
+        port, admin_port = free_port(), free_port()
+        gw = Gateway(render(BASE, port=port, up=up.port, admin=admin_port, extra=""),
+                     env={"GANGLION_ADMIN_TOKEN": TOKEN}, admin_port=admin_port, port=port)
+        gw.start()
+        idle = socket.create_connection(("127.0.0.1", admin_port))
+        half = socket.create_connection(("127.0.0.1", admin_port))
+        half.sendall(b"GET /config HTTP/1.1\r\nHost: a\r\n")  # a head never finished
+        kept = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=5)
+        self.assertEqual(keepalive_request(kept, "GET", "/healthz").status, 200)
+        t0 = time.monotonic()
+        gw.signal(signal.SIGTERM)
+        code = gw.proc.wait(timeout=10)
+        self.assertEqual(code, 0, gw.log_text())
+        self.assertLess(time.monotonic() - t0, 5)
+        for s in (idle, half):
+            s.close()
+        kept.close()
 
 
 if __name__ == "__main__":

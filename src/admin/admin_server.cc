@@ -1,0 +1,187 @@
+#include "admin/admin_server.h"
+
+#include <openssl/crypto.h>
+#include <unistd.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "base/strings.h"
+
+namespace ganglion::admin {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+/// The largest request body the admin API reads.
+constexpr uint64_t kMaxAdminBodyBytes = 1 << 20;
+
+AdminServer::AdminServer(loop::Worker& loop, AdminApi api)
+    : loop_(loop), api_(std::move(api)), acceptor_(loop.io()) {
+  limits_.parse = {16 * 1024, 2048, 64};
+  limits_.header_timeout = std::chrono::seconds(10);
+  limits_.body_timeout = std::chrono::seconds(30);
+  limits_.idle_timeout = std::chrono::seconds(60);
+  addEndpoints();
+}
+
+AdminServer::~AdminServer() = default;
+
+void AdminServer::addEndpoints() {
+  router_.add(
+      "GET", "/healthz",
+      [](Request&) -> asio::awaitable<Reply> {
+        co_return Reply{200, "text/plain", "ok\n"};
+      },
+      /*open=*/true);
+  router_.add("GET", "/ready", [this](Request&) -> asio::awaitable<Reply> {
+    const bool ready = api_.ready();
+    co_return Reply{ready ? 200 : 503, "application/json",
+                    fmt::format("{{\"ready\":{},\"pid\":{}}}\n", ready ? "true" : "false", ::getpid())};
+  });
+  router_.add("GET", "/metrics", [this](Request&) -> asio::awaitable<Reply> {
+    co_return Reply{200, "text/plain; version=0.0.4", api_.metrics()};
+  });
+  router_.add("GET", "/config", [this](Request&) -> asio::awaitable<Reply> {
+    co_return Reply{200, "application/json", api_.config_json() + "\n"};
+  });
+  router_.add("POST", "/reload", [this](Request&) -> asio::awaitable<Reply> {
+    auto [status, body] = co_await api_.reload();
+    co_return Reply{status, "application/json", std::move(body)};
+  });
+  if (!api_.llm_keys) return;
+  router_.add("GET", "/llm/keys", [this](Request& r) -> asio::awaitable<Reply> {
+    auto want = readPage(r);
+    if (!want) co_return errorReply(want.error());
+    co_return jsonReply(page(api_.llm_keys(), "keys", "name", *want));
+  });
+  router_.add("GET", "/llm/keys/{name}", [this](Request& r) -> asio::awaitable<Reply> {
+    for (auto& key : api_.llm_keys())
+      if (key.as_object().at("name").as_string() == r.param("name")) co_return jsonReply(key);
+    co_return errorReply(404, "key_not_found",
+                         fmt::format("no key named '{}' has LLM limits", r.param("name")));
+  });
+}
+
+std::string AdminServer::start(const control::HostPort& address, std::string token, int inherited_fd) {
+  token_ = std::move(token);
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(address.host == "localhost" ? "127.0.0.1" : address.host, ec);
+  if (ec) return fmt::format("admin address '{}' is not an IP address", address.host);
+  asio::ip::tcp::endpoint endpoint(addr, address.port);
+  if (inherited_fd >= 0) {
+    acceptor_.assign(endpoint.protocol(), inherited_fd, ec);
+    if (ec)
+      return fmt::format("admin listener {}: cannot adopt inherited socket: {}", address.text(),
+                         ec.message());
+    asio::co_spawn(loop_.io(), acceptLoop(), asio::detached);
+    return {};
+  }
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(64, ec);
+  if (ec) return fmt::format("admin listener {}: {}", address.text(), ec.message());
+  asio::co_spawn(loop_.io(), acceptLoop(), asio::detached);
+  return {};
+}
+
+void AdminServer::stop() {
+  draining_ = true;
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+  for (auto* conn : live_) conn->abort();
+}
+
+asio::awaitable<void> AdminServer::acceptLoop() {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor_.async_accept(kNoThrow);
+    if (ec) {
+      if (!acceptor_.is_open()) co_return;
+      continue;
+    }
+    asio::co_spawn(loop_.io(), serve(std::move(socket)), asio::detached);
+  }
+}
+
+asio::awaitable<void> AdminServer::serve(asio::ip::tcp::socket socket) {
+  try {
+    http::ServerConnection conn(loop_, std::move(socket), limits_, *this, stats_, draining_);
+    struct Live {
+      std::vector<http::ServerConnection*>& list;
+      http::ServerConnection* conn;
+      ~Live() { std::erase(list, conn); }
+    } live{live_, &conn};
+    live_.push_back(&conn);
+    co_await conn.run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ganglion: admin connection failed: %s\n", e.what());
+  }
+}
+
+bool AdminServer::authorised(std::string_view authorization) const {
+  constexpr std::string_view kBearer = "Bearer ";
+  return !token_.empty() && authorization.size() == kBearer.size() + token_.size() &&
+         authorization.substr(0, kBearer.size()) == kBearer &&
+         CRYPTO_memcmp(authorization.data() + kBearer.size(), token_.data(), token_.size()) == 0;
+}
+
+http::Task<void> AdminServer::handle(http::ServerConnection& conn) {
+  const auto& head = conn.request();
+  Request request;
+  request.method = head.method;
+  request.path = head.path();
+  if (size_t q = head.target.find('?'); q != std::string::npos)
+    request.query = std::string_view(head.target).substr(q + 1);
+  const Router::Match m = router_.match(request.method, request.path, request.params);
+  // Without the token nothing but the open endpoints answers, not even which paths exist.
+  if (!(m.endpoint && m.open) && !authorised(head.headers.get("authorization"))) {
+    http::HeaderList extra;
+    extra.add("WWW-Authenticate", "Bearer");
+    co_return co_await conn.sendError(401, "unauthorized",
+                                      "a valid 'Authorization: Bearer <token>' is required", &extra);
+  }
+  if (!m.endpoint) {
+    if (m.allow.empty())
+      co_return co_await conn.sendError(404, "not_found", fmt::format("no admin endpoint {}", request.path));
+    http::HeaderList extra;
+    extra.add("Allow", m.allow);
+    co_return co_await conn.sendError(405, "method_not_allowed",
+                                      fmt::format("{} takes {}", request.path, m.allow), &extra);
+  }
+  if (head.hasBody()) {
+    conn.setMaxBodyBytes(kMaxAdminBodyBytes);
+    for (;;) {
+      http::BodyRead got = co_await conn.readBody();
+      if (got.error_status) {
+        if (!conn.isOpen()) co_return;
+        // Not a ?: of strings inside the co_await: GCC 12 frees such a temporary twice.
+        std::string message = "the request body could not be read";
+        std::string_view type = "bad_request";
+        if (got.error_status == 413) {
+          message = fmt::format("admin request bodies are limited to {} bytes", kMaxAdminBodyBytes);
+          type = "body_too_large";
+        }
+        co_return co_await conn.sendError(got.error_status, type, message);
+      }
+      for (auto piece : got.data) request.body.append(piece);
+      if (got.done) break;
+    }
+  }
+  Reply reply = co_await (*m.endpoint)(request);
+  co_await send(conn, reply);
+}
+
+http::Task<void> AdminServer::send(http::ServerConnection& conn, const Reply& reply) {
+  http::ResponseHead head;
+  head.status = reply.status;
+  head.headers.add("Content-Type", reply.content_type);
+  head.has_content_length = true;
+  head.content_length = reply.body.size();
+  std::string_view piece = reply.body;
+  co_await conn.writeResponse(&head, std::span(&piece, 1), true);
+}
+
+}  // namespace ganglion::admin

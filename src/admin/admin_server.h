@@ -1,0 +1,77 @@
+// The admin API listener, served by the same HTTP/1.1 code as the gateway's listeners
+// (http::ServerConnection: keep-alive, pipelining, timeouts, body limits, HEAD, exact status
+// lines) on the main thread's loop, apart from the workers, so it answers while they are
+// saturated. Endpoints come from one table (admin::Router); every one but /healthz needs the
+// bearer token. Endpoints and replies: docs/admin-api.md.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/json/array.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "admin/reply.h"
+#include "admin/router.h"
+#include "control/config.h"
+#include "http/server_connection.h"
+#include "loop/worker.h"
+#include "telemetry/metrics.h"
+
+namespace ganglion::admin {
+
+/// What the admin API can ask of the gateway. All called on the main thread.
+struct AdminApi {
+  std::function<bool()> ready;
+  std::function<std::string()> metrics;
+  std::function<std::string()> config_json;
+  /// Reloads from the config file; returns {HTTP status, JSON body}. The admin API goes on
+  /// answering other connections while it runs.
+  std::function<boost::asio::awaitable<std::pair<int, std::string>>()> reload;
+  /// Every key with LLM limits, its limits and its spend in the current period, as objects
+  /// sorted by "name".
+  std::function<boost::json::array()> llm_keys;
+};
+
+class AdminServer final : public http::RequestHandler {
+ public:
+  /// `loop`: the main thread's loop, which the admin connections run on.
+  AdminServer(loop::Worker& loop, AdminApi api);
+  ~AdminServer() override;
+  /// Binds and starts accepting. Returns an error message or "". Main thread.
+  /// `inherited_fd` ≥ 0: a listening socket handed down by a binary upgrade, adopted as is.
+  std::string start(const control::HostPort& address, std::string token, int inherited_fd = -1);
+  /// The listening socket, to hand down in a binary upgrade.
+  int nativeHandle() { return acceptor_.is_open() ? acceptor_.native_handle() : -1; }
+  void setToken(std::string token) { token_ = std::move(token); }
+  /// Stops accepting and closes the open admin connections (each ends on the loop's next
+  /// turns). Main thread.
+  void stop();
+  /// Admin connections still open. Main thread.
+  size_t connections() const { return live_.size(); }
+
+  /// One admin request: token, table, endpoint, reply. Called by ServerConnection on the
+  /// main thread.
+  http::Task<void> handle(http::ServerConnection& conn) override;
+
+ private:
+  void addEndpoints();
+  boost::asio::awaitable<void> acceptLoop();
+  boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket);
+  bool authorised(std::string_view authorization) const;
+  static http::Task<void> send(http::ServerConnection& conn, const Reply& reply);
+
+  loop::Worker& loop_;
+  AdminApi api_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::string token_;
+  Router router_;
+  http::ListenerLimits limits_;
+  telemetry::WorkerStats stats_;  ///< the admin connections' own counters (not in /metrics)
+  bool draining_ = false;
+  std::vector<http::ServerConnection*> live_;  ///< open admin connections
+};
+
+}  // namespace ganglion::admin

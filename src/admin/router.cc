@@ -1,0 +1,91 @@
+#include "admin/router.h"
+
+#include "base/strings.h"
+
+namespace ganglion::admin {
+
+namespace {
+
+std::vector<std::string_view> segmentsOf(std::string_view path) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  while (i < path.size()) {
+    if (path[i] == '/') {
+      ++i;
+      continue;
+    }
+    size_t end = path.find('/', i);
+    if (end == std::string_view::npos) end = path.size();
+    out.push_back(path.substr(i, end - i));
+    i = end;
+  }
+  return out;
+}
+
+int hexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/// %XX decoded; a '%' not followed by two hex digits is kept as is.
+std::string percentDecoded(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hexValue(s[i + 1]) >= 0 && hexValue(s[i + 2]) >= 0) {
+      out += static_cast<char>(hexValue(s[i + 1]) * 16 + hexValue(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void Router::add(std::string_view method, std::string_view pattern, Endpoint endpoint, bool open) {
+  Entry e{std::string(method), {}, std::move(endpoint), open};
+  for (auto seg : segmentsOf(pattern)) e.segments.emplace_back(seg);
+  entries_.push_back(std::move(e));
+}
+
+bool Router::matchPath(const Entry& e, const std::vector<std::string_view>& segments, Params* params) {
+  if (e.segments.size() != segments.size()) return false;
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const std::string& want = e.segments[i];
+    const bool capture = want.size() > 2 && want.front() == '{' && want.back() == '}';
+    if (!capture && want != segments[i]) return false;
+  }
+  if (params) {
+    params->clear();
+    for (size_t i = 0; i < segments.size(); ++i) {
+      const std::string& want = e.segments[i];
+      if (want.size() > 2 && want.front() == '{' && want.back() == '}')
+        params->emplace_back(want.substr(1, want.size() - 2), percentDecoded(segments[i]));
+    }
+  }
+  return true;
+}
+
+Router::Match Router::match(std::string_view method, std::string_view path, Params& params) const {
+  const auto segments = segmentsOf(path);
+  Match m;
+  for (const auto& e : entries_) {
+    if (!matchPath(e, segments, nullptr)) continue;
+    if (e.method == method || (method == "HEAD" && e.method == "GET")) {
+      matchPath(e, segments, &params);
+      m.endpoint = &e.endpoint;
+      m.open = e.open;
+      return m;
+    }
+    if (!m.allow.empty()) m.allow += ", ";
+    m.allow += e.method;
+    if (e.method == "GET") m.allow += ", HEAD";
+  }
+  return m;
+}
+
+}  // namespace ganglion::admin
