@@ -46,6 +46,9 @@ struct ListenerConfig {
   uint64_t body_min_rate = 1024;
   /// Connections one client address may hold open on this listener (0: no cap).
   uint32_t max_connections_per_ip = 4096;
+  /// Request body bytes this listener's requests may hold in memory at once, across workers
+  /// (bodies read whole for filters and the LLM API); 0: no cap.
+  uint64_t max_buffered_body_bytes = 512ull << 20;
   /// Keep request fields whose name has an underscore (dropped by default, as nginx does).
   bool underscores_in_headers = false;
   bool normalize_path = true;  ///< routes see, and upstreams get, the normal form of the path

@@ -42,6 +42,7 @@ std::string configToRedactedJson(const Config& c) {
                                      {"idle_timeout", millis(l.idle_timeout)},
                                      {"body_min_rate", l.body_min_rate},
                                      {"max_connections_per_ip", l.max_connections_per_ip},
+                                     {"max_buffered_body_bytes", l.max_buffered_body_bytes},
                                      {"underscores_in_headers", l.underscores_in_headers},
                                      {"normalize_path", l.normalize_path}});
     if (l.tls) {

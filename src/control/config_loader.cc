@@ -111,7 +111,7 @@ void readListener(Reader& r, const YAML::Node& n, Config& cfg) {
   r.checkKeys(n,
               {"name", "address", "max_header_bytes", "max_uri_bytes", "max_headers", "header_timeout",
                "body_timeout", "idle_timeout", "body_min_rate", "max_connections_per_ip",
-               "underscores_in_headers", "normalize_path", "tls"},
+               "max_buffered_body_bytes", "underscores_in_headers", "normalize_path", "tls"},
               "listener");
   if (auto v = n["tls"]; v.IsDefined()) l.tls = readListenerTls(r, v);
   if (auto v = n["name"]; v.IsDefined()) {
@@ -145,6 +145,8 @@ void readListener(Reader& r, const YAML::Node& n, Config& cfg) {
   if (auto v = n["max_connections_per_ip"]; v.IsDefined())
     if (auto i = r.integer<uint32_t>(v, "max_connections_per_ip", 0, 10'000'000))
       l.max_connections_per_ip = *i;
+  if (auto v = n["max_buffered_body_bytes"]; v.IsDefined())
+    if (auto b = r.bytes(v, "max_buffered_body_bytes")) l.max_buffered_body_bytes = *b;
   if (l.max_header_bytes < 1024) r.fail(n["max_header_bytes"], "max_header_bytes must be at least 1024");
   if (l.max_uri_bytes < 64) r.fail(n["max_uri_bytes"], "max_uri_bytes must be at least 64");
   cfg.listeners.push_back(std::move(l));

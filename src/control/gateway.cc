@@ -84,6 +84,8 @@ http::ListenerLimits limitsOf(const ListenerConfig& l) {
   limits.normalize_path = l.normalize_path;
   if (l.max_connections_per_ip)
     limits.per_ip = std::make_shared<net::IpConnectionLimit>(l.max_connections_per_ip);
+  if (l.max_buffered_body_bytes)
+    limits.body_budget = std::make_shared<net::ByteBudget>(l.max_buffered_body_bytes);
   limits.tls = l.tls;
   return limits;
 }

@@ -123,6 +123,10 @@ LocalReply ConnectionManager::bodyFailure(int status, uint64_t max) {
   if (status == 413) {
     reply.type = "body_too_large";
     reply.message = fmt::format("the request body exceeds the {} bytes this route reads", max);
+  } else if (status == 503) {
+    reply.type = "overloaded";
+    reply.message = "the gateway holds too many request bodies in memory; retry shortly";
+    reply.headers.set("Retry-After", "1");
   } else if (status == 408) {
     reply.type = "request_timeout";
     reply.message = "timed out reading the request body";

@@ -48,7 +48,10 @@ ServerConnection::ServerConnection(loop::Worker& worker, net::TcpSocket socket, 
   stats_.connections_active.add();
 }
 
-ServerConnection::~ServerConnection() { stats_.connections_active.sub(); }
+ServerConnection::~ServerConnection() {
+  releaseBodyBytes();
+  stats_.connections_active.sub();
+}
 
 void ServerConnection::abort() {
   keep_alive_ = false;
@@ -313,6 +316,7 @@ Task<void> ServerConnection::run() {
     pending_consume_ = 0;
     max_body_bytes_ = UINT64_MAX;
     whole_pending_ = false;
+    releaseBodyBytes();
     // A large body read whole is not kept: its memory goes back before the next request.
     if (whole_body_.capacity() > kKeptWholeBodyBytes) std::string().swap(whole_body_);
     whole_body_.clear();
@@ -415,6 +419,18 @@ Task<BodyRead> ServerConnection::readBody() {
   }
 }
 
+bool ServerConnection::holdBodyBytes(uint64_t n) {
+  if (!limits_.body_budget || n == 0) return true;
+  if (!limits_.body_budget->take(n)) return false;
+  held_body_bytes_ += n;
+  return true;
+}
+
+void ServerConnection::releaseBodyBytes() {
+  if (held_body_bytes_) limits_.body_budget->give(held_body_bytes_);
+  held_body_bytes_ = 0;
+}
+
 Task<int> ServerConnection::readWholeBody(uint64_t max) {
   whole_body_.clear();
   const auto& req = parser_.request();
@@ -431,6 +447,13 @@ Task<int> ServerConnection::readWholeBody(uint64_t max) {
     BodyRead got = co_await readBody();
     if (got.error_status) {
       status = got.error_status;
+      break;
+    }
+    uint64_t got_bytes = 0;
+    for (auto piece : got.data) got_bytes += piece.size();
+    if (!holdBodyBytes(got_bytes)) {
+      keep_alive_ = false;
+      status = 503;
       break;
     }
     for (auto piece : got.data) whole_body_.append(piece);

@@ -16,6 +16,7 @@
 #include "http/http1_parser.h"
 #include "loop/deadline.h"
 #include "loop/worker.h"
+#include "net/byte_budget.h"
 #include "net/ip_connection_limit.h"
 #include "net/stream.h"
 #include "net/tls.h"
@@ -38,6 +39,7 @@ struct ListenerLimits {
   bool underscores_in_headers = false;  ///< keep fields whose name has '_' (dropped by default)
   bool normalize_path = true;           ///< match and forward paths in normal form (http/path.h)
   std::shared_ptr<net::IpConnectionLimit> per_ip;  ///< set: the per-address connection cap
+  std::shared_ptr<net::ByteBudget> body_budget;    ///< set: the cap on body bytes held in memory
   std::shared_ptr<net::TlsServerContext> tls;      ///< set: the connection starts with a TLS handshake
 };
 
@@ -95,9 +97,14 @@ class ServerConnection {
   /// Reads the whole request body, at most `max` bytes, for the filters that look at whole
   /// bodies (wholeBody()); readBody() and bufferedBody() then hand it to the terminal handler
   /// as one piece. Returns 0, or the status of the failure: 413 over `max` (refused from
-  /// Content-Length before reading when it says so), 408 too slow, 400 bad framing or gone.
+  /// Content-Length before reading when it says so), 408 too slow, 400 bad framing or gone,
+  /// 503 when the listener holds too many body bytes already (holdBodyBytes).
   /// Worker thread, during handle().
   Task<int> readWholeBody(uint64_t max);
+  /// Counts `n` more bytes of this request's body as held in memory by its handler, against
+  /// the listener's cap (max_buffered_body_bytes); false, counting nothing, when they do not
+  /// fit: answer 503. Released when the request ends. Worker thread.
+  bool holdBodyBytes(uint64_t n);
   /// The body readWholeBody() read; empty before it.
   std::string_view wholeBody() const { return whole_body_; }
   /// Writes the response head (if `head`), body pieces and, with `last`, the end. The first
@@ -139,6 +146,7 @@ class ServerConnection {
   Task<void> answerServerOptions();
   bool validateHead();
   void countClientError(int status);
+  void releaseBodyBytes();
 
   loop::Worker& worker_;
   net::Stream stream_;
@@ -161,6 +169,7 @@ class ServerConnection {
   std::string whole_body_;        ///< readWholeBody()'s body, reused from request to request
   std::string_view whole_piece_;  ///< whole_body_, as the one piece readBody() hands out
   bool whole_pending_ = false;    ///< readBody()/bufferedBody() still owe whole_body_
+  uint64_t held_body_bytes_ = 0;  ///< counted against limits_.body_budget until the request ends
 
   std::chrono::steady_clock::time_point request_start_;
   loop::Clock::time_point body_start_;  ///< when the head ended: the body's rate is measured from here

@@ -526,6 +526,17 @@ Task<bool> LlmHandler::readRequestBody(Call& call, std::string& body) {
       co_await sendError(call, err);
       co_return false;
     }
+    uint64_t got_bytes = 0;
+    for (auto piece : got.data) got_bytes += piece.size();
+    if (!call.conn.holdBodyBytes(got_bytes)) {
+      call.rec.error = "overloaded";
+      call.conn.closeAfterResponse();
+      const ApiError err{503, "server_error",
+                         "The gateway holds too many request bodies in memory; retry shortly.", "",
+                         "overloaded"};
+      co_await sendError(call, err);
+      co_return false;
+    }
     for (auto piece : got.data) body.append(piece);
     if (got.done) break;
   }

@@ -10,6 +10,8 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -24,14 +26,17 @@ boost::asio::thread_pool& blockingPool();
 boost::asio::thread_pool& computePool();
 
 /// Runs `fn` on `pool` and resumes the calling coroutine on its own executor with the result
-/// (or the exception `fn` threw). `fn` must own or outlive what it reads: the caller stays
-/// suspended until it returns, even when the caller's operation is cancelled.
+/// (or the exception `fn` threw). `fn` may read what the caller's frame holds: the caller
+/// stays suspended until it returns, even when the caller's operation is cancelled (the
+/// client left). The cancellation is not passed on: `fn` cannot be interrupted, and Asio 1.81
+/// throws a cancellation that reaches a finished co_spawn on the pool's thread, where nothing
+/// catches it (std::terminate).
 template <class Fn>
 boost::asio::awaitable<std::invoke_result_t<Fn&>> runOn(boost::asio::thread_pool& pool, Fn fn) {
   using R = std::invoke_result_t<Fn&>;
   co_return co_await boost::asio::co_spawn(
       pool.get_executor(), [fn = std::move(fn)]() mutable -> boost::asio::awaitable<R> { co_return fn(); },
-      boost::asio::use_awaitable);
+      boost::asio::bind_cancellation_slot(boost::asio::cancellation_slot(), boost::asio::use_awaitable));
 }
 
 /// runOn(blockingPool(), fn): for work that waits (files, SQLite, DNS).

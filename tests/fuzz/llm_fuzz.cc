@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "base/strings.h"
 #include "filters/prompt_guard/prompt_texts.h"
 #include "fuzz_check.h"
 #include "llm/anthropic_ingress.h"
@@ -81,21 +82,51 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           if (x.role == role && x.text == t) return true;
         return false;
       };
+      // The role is checked where it is unambiguous: no `type` on the message (a tool
+      // output's) and a part that is not a tool result.
       if (const auto* msgs = req.body.if_contains("messages"); msgs && msgs->is_array()) {
         for (const auto& m : msgs->get_array()) {
           const auto& o = m.as_object();
           const auto& role_v = o.at("role");
           auto role =
               filters::promptRoleNamed(role_v.is_string() ? std::string_view(role_v.get_string()) : "");
+          const bool typed = o.contains("type");
           const auto* c = o.if_contains("content");
-          if (c && c->is_string()) CHECK(seen(role, c->get_string()));
+          if (c && c->is_string()) CHECK(typed || seen(role, c->get_string()));
           if (c && c->is_array())
             for (const auto& part : c->get_array())
-              if (const auto* po = part.if_object())
-                if (const auto* t = po->if_contains("text"); t && t->is_string())
+              if (const auto* po = part.if_object()) {
+                const auto* pt = po->if_contains("type");
+                const bool tool = pt && pt->is_string() &&
+                                  (pt->get_string() == "tool_result" ||
+                                   pt->get_string() == "function_call_output" || pt->get_string() == "tool");
+                if (const auto* t = po->if_contains("text"); t && t->is_string() && !typed && !tool)
                   CHECK(seen(role, t->get_string()));
+              }
         }
       }
+      // Every string of the messages reaches the deny patterns, whatever its field (but the
+      // role and type names).
+      size_t strings = 0;
+      std::function<void(const boost::json::value&)> count = [&](const boost::json::value& v) {
+        if (v.is_string()) ++strings;
+        if (v.is_array())
+          for (const auto& x : v.get_array()) count(x);
+        if (v.is_object())
+          for (const auto& kv : v.get_object())
+            if (!iequals(kv.key(), "role") && !iequals(kv.key(), "type")) count(kv.value());
+      };
+      size_t others = 0;
+      for (const auto& kv : req.body) {
+        if (kv.key() == "messages") {
+          count(kv.value());
+        } else {
+          std::vector<filters::PromptText> other;
+          const boost::json::value alone(boost::json::object{{kv.key(), kv.value()}});
+          if (!filters::collectPromptTexts(alone, other)) others += other.size();
+        }
+      }
+      CHECK(texts.size() == strings + others);
     }
   }
 

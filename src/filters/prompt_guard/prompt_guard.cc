@@ -63,10 +63,20 @@ class PromptGuardFilter final : public http::Filter {
       : deny_(std::move(deny)), allow_(std::move(allow)), roles_(roles), max_bytes_(max_bytes) {}
 
   http::FilterStatus onRequest(http::FilterContext& ctx) const override {
-    std::string_view encoding = trim(ctx.request.headers.get("content-encoding"));
-    if (!encoding.empty() && !iequals(encoding, "identity"))
-      return refuse(ctx, 415, "unsupported_content_encoding",
-                    "prompt_guard cannot read a compressed request body; send it without Content-Encoding");
+    // Every Content-Encoding line and every coding in it: the upstream may decode any of them.
+    for (const auto& h : ctx.request.headers) {
+      if (!iequals(h.name, "content-encoding")) continue;
+      std::string_view rest = h.value;
+      while (!rest.empty()) {
+        size_t comma = rest.find(',');
+        std::string_view coding = trim(rest.substr(0, comma));
+        rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+        if (!coding.empty() && !iequals(coding, "identity"))
+          return refuse(
+              ctx, 415, "unsupported_content_encoding",
+              "prompt_guard cannot read a compressed request body; send it without Content-Encoding");
+      }
+    }
     return http::FilterStatus::kContinue;
   }
   uint64_t wholeRequestBodyLimit() const override { return max_bytes_; }
@@ -104,7 +114,7 @@ class PromptGuardFilter final : public http::Filter {
       if (!deny_->empty() && deny_->matches(t.text))
         return {400, "prompt_blocked",
                 "the prompt was refused: it matches a pattern this route does not allow"};
-      if (!allow_->empty() && !allow_->matches(t.text))
+      if (t.recognised && !allow_->empty() && !allow_->matches(t.text))
         return {400, "prompt_blocked",
                 "the prompt was refused: it matches none of the patterns this route allows"};
     }

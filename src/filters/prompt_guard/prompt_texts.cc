@@ -2,6 +2,8 @@
 
 #include <boost/json.hpp>
 
+#include "base/strings.h"
+
 namespace ganglion::filters {
 
 namespace json = boost::json;
@@ -10,94 +12,101 @@ namespace {
 
 constexpr std::string_view kTokenIds = "a prompt given as token ids cannot be checked against patterns";
 
+bool named(std::string_view key, std::initializer_list<std::string_view> names) {
+  for (auto n : names)
+    if (iequals(key, n)) return true;
+  return false;
+}
+
+/// Fields whose strings are what a model reads as text.
+bool isTextField(std::string_view key) {
+  return named(key,
+               {"content", "text", "refusal", "title", "context", "output", "parts", "input", "instructions",
+                "system", "prompt", "systemInstruction", "system_instruction", "messages", "contents"});
+}
+
+/// Fields and block types whose contents come back from tools.
+bool isToolField(std::string_view key) {
+  return named(key, {"toolResult", "tool_result", "functionResponse", "function_response"});
+}
+
+std::string_view typeOf(const json::object& o) {
+  for (const auto& kv : o)
+    if (iequals(kv.key(), "type") && kv.value().is_string()) return kv.value().get_string();
+  return {};
+}
+
 class Collector {
  public:
   explicit Collector(std::vector<PromptText>& out) : out_(out) {}
   std::optional<std::string> failure;
 
-  /// A message's content: a string, or an array of strings and parts.
-  void content(const json::value& v, PromptRole role) {
-    if (const auto* s = v.if_string()) {
-      add(role, *s);
-    } else if (const auto* a = v.if_array()) {
-      for (const auto& part : *a) {
-        if (const auto* s = part.if_string())
-          add(role, *s);
-        else if (const auto* o = part.if_object())
-          contentPart(*o, role);
-      }
-    } else if (const auto* o = v.if_object()) {
-      contentPart(*o, role);
+  /// A message object, or a bare string in a list of messages. Its role comes from `role`
+  /// (a role the APIs do not name counts as the user's).
+  void message(const json::value& v, PromptRole default_role) {
+    const auto* o = v.if_object();
+    if (!o) return walk(v, default_role, "content");
+    PromptRole role = default_role;
+    for (const auto& kv : *o)
+      if (iequals(kv.key(), "role") && kv.value().is_string())
+        role = promptRoleNamed(kv.value().get_string());
+    walk(v, role, "content");
+  }
+
+  /// A list of messages (or one message object).
+  void messages(const json::value& v, PromptRole default_role) {
+    if (const auto* a = v.if_array()) {
+      for (const auto& m : *a) message(m, default_role);
+    } else {
+      message(v, default_role);
     }
   }
 
-  /// A message object: {role, content} (OpenAI, Anthropic, Responses items) or {role, parts}
-  /// (Gemini); Responses' function_call_output items carry `output`.
-  void message(const json::value& v) {
-    const auto* o = v.if_object();
-    if (!o) return content(v, kRoleUser);  // a bare string in an input list
-    PromptRole role = kRoleUser;
-    if (const auto* r = o->if_contains("role"); r && r->is_string()) role = promptRoleNamed(r->get_string());
-    if (const auto* t = o->if_contains("type");
-        t && t->is_string() && t->get_string() == "function_call_output")
-      role = kRoleTool;
-    for (std::string_view field : {"content", "parts", "output", "text"})
-      if (const auto* c = o->if_contains(field)) content(*c, role);
+  /// A prompt: a string, strings, Responses items, a prompt template (its variables), or
+  /// token ids (refused).
+  void prompt(const json::value& v) {
+    if (const auto* a = v.if_array()) {
+      for (const auto& item : *a) {
+        if (item.is_number() || item.is_array()) {
+          failure = std::string(kTokenIds);
+          return;
+        }
+        message(item, kRoleUser);
+      }
+      return;
+    }
+    message(v, kRoleUser);
   }
 
-  /// A list of messages, or a prompt: a string, strings, or token ids (refused).
-  void messages(const json::value& v, PromptRole role_of_strings) {
-    if (const auto* s = v.if_string()) return add(role_of_strings, *s);
-    const auto* a = v.if_array();
-    if (!a) return;
-    for (const auto& item : *a) {
-      if (item.is_number() || item.is_array()) {
-        failure = std::string(kTokenIds);
+  /// Every string under `v`. `key`: the field `v` is the value of, which says whether its
+  /// strings are text. Objects of tool results switch to kRoleTool.
+  void walk(const json::value& v, PromptRole role, std::string_view key, bool text_source = false) {
+    switch (v.kind()) {
+      case json::kind::string:
+        out_.push_back(
+            {role, std::string_view(v.get_string()), isTextField(key) || (text_source && key == "data")});
+        return;
+      case json::kind::array:
+        for (const auto& item : v.get_array()) walk(item, role, key);
+        return;
+      case json::kind::object: {
+        const auto& o = v.get_object();
+        const std::string_view type = typeOf(o);
+        if (named(type, {"tool_result", "function_call_output", "tool"})) role = kRoleTool;
+        const bool text = iequals(type, "text");  // an Anthropic text document source: its `data`
+        for (const auto& kv : o) {
+          const std::string_view k = kv.key();
+          if (named(k, {"role", "type"})) continue;
+          walk(kv.value(), isToolField(k) ? kRoleTool : role, k, text);
+        }
         return;
       }
-      if (const auto* s = item.if_string())
-        add(role_of_strings, *s);
-      else
-        message(item);
+      default:
+        return;
     }
   }
 
  private:
-  void contentPart(const json::object& part, PromptRole role) {
-    const auto* type = part.if_contains("type");
-    const std::string_view kind = type && type->is_string() ? std::string_view(type->get_string()) : "";
-    if (const auto* t = part.if_contains("text"); t && t->is_string()) add(role, t->get_string());
-    if (kind == "tool_result") {
-      if (const auto* c = part.if_contains("content")) content(*c, kRoleTool);
-    } else if (kind == "document") {  // Anthropic: a plain-text document is read like a message
-      const auto* source = part.if_contains("source");
-      const auto* so = source ? source->if_object() : nullptr;
-      if (!so) return;
-      const auto* st = so->if_contains("type");
-      if (!st || !st->is_string()) return;
-      if (st->get_string() == "text") {
-        if (const auto* d = so->if_contains("data"); d && d->is_string()) add(role, d->get_string());
-      } else if (st->get_string() == "content") {
-        if (const auto* c = so->if_contains("content")) content(*c, role);
-      }
-    } else if (const auto* fr = part.if_contains("functionResponse"); fr && fr->is_object()) {
-      if (const auto* r = fr->get_object().if_contains("response")) jsonStrings(*r, kRoleTool);
-    }
-  }
-  /// Every string inside a value of unknown shape (a Gemini function response).
-  void jsonStrings(const json::value& v, PromptRole role) {
-    if (const auto* s = v.if_string()) {
-      add(role, *s);
-    } else if (const auto* a = v.if_array()) {
-      for (const auto& x : *a) jsonStrings(x, role);
-    } else if (const auto* o = v.if_object()) {
-      for (const auto& kv : *o) jsonStrings(kv.value(), role);
-    }
-  }
-  void add(PromptRole role, const json::string& s) {
-    out_.push_back({role, std::string_view(s.data(), s.size())});
-  }
-
   std::vector<PromptText>& out_;
 };
 
@@ -117,18 +126,12 @@ std::optional<std::string> collectPromptTexts(const json::value& body, std::vect
   for (const auto& kv : *o) {
     const std::string_view key = kv.key();
     const json::value& v = kv.value();
-    if (key == "messages" || key == "contents") {
-      if (const auto* a = v.if_array())
-        for (const auto& m : *a) c.message(m);
-    } else if (key == "system" || key == "instructions") {
-      c.content(v, kRoleSystem);
-    } else if (key == "systemInstruction" || key == "system_instruction") {
-      const auto* si = v.if_object();
-      const auto* parts = si ? si->if_contains("parts") : nullptr;
-      c.content(parts ? *parts : v, kRoleSystem);
-    } else if (key == "prompt" || key == "input") {
+    if (named(key, {"messages", "contents"}))
       c.messages(v, kRoleUser);
-    }
+    else if (named(key, {"system", "instructions", "systemInstruction", "system_instruction"}))
+      c.messages(v, kRoleSystem);
+    else if (named(key, {"prompt", "input"}))
+      c.prompt(v);
     if (c.failure) return c.failure;
   }
   return std::nullopt;

@@ -23,16 +23,24 @@ enum PromptRole : uint8_t {
 struct PromptText {
   PromptRole role;
   std::string_view text;  ///< points into the parsed body
+  /// A text field of a known shape (content, text, title, ...): checked against allow and
+  /// deny patterns. False: another string inside a message (an id, tool-call arguments, a
+  /// field no API documents), checked against deny patterns only.
+  bool recognised = true;
 };
 
 /// The role named `name` ("developer" is kRoleSystem; an unknown name is kRoleUser).
 PromptRole promptRoleNamed(std::string_view name);
 
-/// Appends every message text of `body` to `out`: `messages` (role + content as a string, or
-/// parts with `text`, Anthropic's text documents and tool results), `system`, `instructions`,
-/// `prompt` and `input` (strings, arrays of strings, or Responses items), and Gemini's
-/// `contents` and `systemInstruction`. Returns why the body cannot be checked: not an object,
-/// or a prompt given as token ids (which no pattern can read). Any thread.
+/// Appends every string a model may read in `body` to `out`, with its role: the messages of
+/// `messages` and Gemini's `contents` (each message's role; tool results and function
+/// responses as kRoleTool), `system`, `instructions` and `systemInstruction` (kRoleSystem),
+/// `prompt` and `input` (strings, lists of strings, Responses items, prompt-template
+/// variables). Every string inside those is collected, whatever its field, so that a shape
+/// the gateway does not know still meets the deny patterns; those of known text fields are
+/// marked `recognised`. Top-level and text field names are matched in any letter case.
+/// Returns why the body cannot be checked: not an object, or a prompt given as token ids
+/// (which no pattern can read). Any thread.
 std::optional<std::string> collectPromptTexts(const boost::json::value& body, std::vector<PromptText>& out);
 
 }  // namespace ganglion::filters

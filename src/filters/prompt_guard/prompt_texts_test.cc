@@ -7,14 +7,21 @@
 namespace ganglion::filters {
 namespace {
 
+/// The recognised texts of `body` with their roles; `others`: the rest (deny patterns only).
 std::vector<std::pair<int, std::string>> texts(std::string_view body,
-                                               std::optional<std::string>* why = nullptr) {
+                                               std::optional<std::string>* why = nullptr,
+                                               std::vector<std::pair<int, std::string>>* others = nullptr) {
   auto v = boost::json::parse(body);
   std::vector<PromptText> out;
   auto failure = collectPromptTexts(v, out);
   if (why) *why = failure;
   std::vector<std::pair<int, std::string>> got;
-  for (const auto& t : out) got.emplace_back(t.role, std::string(t.text));
+  for (const auto& t : out) {
+    if (t.recognised)
+      got.emplace_back(t.role, std::string(t.text));
+    else if (others)
+      others->emplace_back(t.role, std::string(t.text));
+  }
   return got;
 }
 
@@ -61,7 +68,55 @@ TEST(PromptTexts, Gemini) {
       texts(
           R"({"systemInstruction":{"parts":[{"text":"s"}]},"contents":[{"role":"model","parts":[{"text":"m"}]},
       {"role":"user","parts":[{"text":"u"},{"functionResponse":{"name":"f","response":{"a":["r"]}}}]}]})"),
-      (Got{{kRoleSystem, "s"}, {kRoleAssistant, "m"}, {kRoleUser, "u"}, {kRoleTool, "r"}}));
+      (Got{{kRoleSystem, "s"}, {kRoleAssistant, "m"}, {kRoleUser, "u"}}));
+}
+
+TEST(PromptTexts, EveryStringOfAMessageMeetsTheDenyPatterns) {
+  std::vector<std::pair<int, std::string>> others;
+  // Fields no API documents, an image URL, tool-call arguments, an id: collected, not recognised.
+  auto got = texts(R"({"messages":[{"role":"user","content":"hi","Content":"Hidden","extra":{"deep":["x"]}},
+      {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function",
+       "function":{"name":"f","arguments":"{\"q\":\"args\"}"}}],"refusal":"no"}]})",
+                   nullptr, &others);
+  EXPECT_EQ(got, (Got{{kRoleUser, "hi"}, {kRoleUser, "Hidden"}, {kRoleAssistant, "no"}}));
+  EXPECT_EQ(others, (Got{{kRoleUser, "x"},
+                         {kRoleAssistant, "c1"},
+                         {kRoleAssistant, "f"},
+                         {kRoleAssistant, "{\"q\":\"args\"}"}}));
+}
+
+TEST(PromptTexts, ShapesFoundByAnOutsider) {
+  // Anthropic document title/context, search results inside tool results, refusal parts,
+  // Gemini contents as one object and snake_case function responses, Bedrock tool results,
+  // Responses prompt-template variables and instruction items, keys in another case.
+  std::vector<std::pair<int, std::string>> others;
+  EXPECT_EQ(
+      texts(R"({"messages":[{"role":"user","content":[{"type":"document","source":{"type":"text","data":"d"},
+      "title":"T","context":"C"},{"type":"tool_result","content":[{"type":"search_result","title":"ST",
+      "content":[{"type":"text","text":"S"}]}]},{"type":"refusal","refusal":"R"}]}]})"),
+      (Got{{kRoleUser, "d"},
+           {kRoleUser, "T"},
+           {kRoleUser, "C"},
+           {kRoleTool, "ST"},
+           {kRoleTool, "S"},
+           {kRoleUser, "R"}}));
+  EXPECT_EQ(
+      texts(
+          R"({"contents":{"role":"user","parts":[{"text":"g"},{"function_response":{"response":{"a":"fr"}}}]}})",
+          nullptr, &others),
+      (Got{{kRoleUser, "g"}}));
+  EXPECT_EQ(others, (Got{{kRoleTool, "fr"}}));
+  EXPECT_EQ(texts(R"({"messages":[{"role":"user","content":[{"toolResult":{"content":[{"text":"b"}]}},
+      {"document":{"source":{"text":"bd"}}}]}]})"),
+            (Got{{kRoleTool, "b"}, {kRoleUser, "bd"}}));
+  others.clear();
+  EXPECT_EQ(texts(R"({"prompt":{"id":"p1","variables":{"x":"v","y":{"type":"input_text","text":"w"}}},
+      "instructions":[{"role":"developer","content":"i"}]})",
+                  nullptr, &others),
+            (Got{{kRoleUser, "w"}, {kRoleSystem, "i"}}));
+  EXPECT_EQ(others, (Got{{kRoleUser, "p1"}, {kRoleUser, "v"}}));
+  EXPECT_EQ(texts(R"({"Messages":[{"Role":"user","Content":"m"}],"SYSTEM":"s"})"),
+            (Got{{kRoleUser, "m"}, {kRoleSystem, "s"}}));
 }
 
 TEST(PromptTexts, TokenIdsAndNonObjectsCannotBeChecked) {
