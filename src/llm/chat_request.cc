@@ -150,7 +150,7 @@ void checkPart(Checker& c, const json::value& part, const std::string& param, st
   if (!o) return (void)c.wrongType(param, "an object", part);
   auto* type = c.str(*o, "type", param + ".type", true);
   if (!type) return;
-  if (*type == "text" || *type == "refusal") {
+  if (*type == "text" || (*type == "refusal" && role == "assistant")) {
     auto* text = c.str(*o, *type == "text" ? "text" : "refusal", param + "." + std::string(*type), true);
     if (text) size.text_bytes += text->size();
     return;

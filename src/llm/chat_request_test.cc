@@ -49,6 +49,10 @@ TEST(ChatRequest, ErrorsNameTheField) {
       {R"({"model":"m","messages":[{"role":"assistant","content":[{"type":"image_url","image_url":{"url":"u"}}]}]})",
        "messages[0].content[0].type", "invalid_value"},
       {R"({"model":"m","messages":[{"role":"user"}]})", "messages[0].content", "missing_required_parameter"},
+      // A refusal is the assistant's: in a user message it was sent on as nothing to Anthropic
+      // and Gemini (an empty turn) while an OpenAI-compatible server got it as written.
+      {R"({"model":"m","messages":[{"role":"user","content":[{"type":"refusal","refusal":"r"}]}]})",
+       "messages[0].content[0].type", "invalid_value"},
       {R"({"model":"m","messages":[{"role":"user","content":"x","tool_calls":[]}]})",
        "messages[0].tool_calls", "invalid_value"},
       {R"({"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"1","type":"function","function":{"name":"f"}}]}]})",

@@ -33,15 +33,25 @@ inline uint64_t countAt(const boost::json::object& o, std::string_view key) {
 }
 
 /// The text of an OpenAI message content (a string, or its text parts joined by newlines).
+/// The text of an OpenAI content part: a `text` part's text, an assistant `refusal` part's
+/// refusal (the words the model said); nullopt for other parts.
+inline std::optional<std::string_view> partText(const boost::json::object& part) {
+  auto type = stringAt(part, "type");
+  if (type == "text") return stringAt(part, "text");
+  if (type == "refusal") return stringAt(part, "refusal");
+  return std::nullopt;
+}
+
 inline std::string contentText(const boost::json::value& content) {
   if (auto* s = content.if_string()) return std::string(*s);
   std::string out;
   if (auto* parts = content.if_array())
     for (const auto& p : *parts)
-      if (auto* po = p.if_object(); po && stringAt(*po, "type") == "text") {
-        if (!out.empty()) out += "\n";
-        out += stringAt(*po, "text");
-      }
+      if (auto* po = p.if_object())
+        if (auto text = partText(*po)) {
+          if (!out.empty()) out += "\n";
+          out += *text;
+        }
   return out;
 }
 
@@ -59,8 +69,8 @@ boost::json::array textAndImageBlocks(const boost::json::value& content, ImageBl
       auto* po = p.if_object();
       if (!po) continue;
       auto type = stringAt(*po, "type");
-      if (type == "text") {
-        blocks.push_back(boost::json::object{{"text", stringAt(*po, "text")}});
+      if (auto text = partText(*po)) {
+        blocks.push_back(boost::json::object{{"text", *text}});
       } else if (type == "image_url") {
         auto* img = objectAt(*po, "image_url");
         if (!img) continue;

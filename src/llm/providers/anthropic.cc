@@ -38,8 +38,8 @@ json::array contentBlocks(const json::value& content) {
       auto* po = p.if_object();
       if (!po) continue;
       auto type = stringAt(*po, "type");
-      if (type == "text")
-        blocks.push_back(json::object{{"type", "text"}, {"text", stringAt(*po, "text")}});
+      if (auto text = partText(*po))
+        blocks.push_back(json::object{{"type", "text"}, {"text", *text}});
       else if (type == "image_url")
         if (auto* img = objectAt(*po, "image_url")) blocks.push_back(imageBlock(stringAt(*img, "url")));
     }

@@ -47,6 +47,21 @@ Assembled assemble(const std::vector<json::object>& chunks) {
   return a;
 }
 
+TEST(AnthropicCodec, AssistantRefusalPartsAreItsWords) {
+  ChatRequest req;
+  ASSERT_FALSE(parseChatRequest(
+      R"({"model":"m","messages":[{"role":"user","content":"q"},
+          {"role":"assistant","content":[{"type":"refusal","refusal":"I can't help with that."}]},
+          {"role":"user","content":"why"}]})",
+      req));
+  ProviderRequest out;
+  ASSERT_FALSE(codec().chatRequest(req, "claude-x", out));
+  const auto body = json::parse(out.body).as_object();
+  const auto& messages = body.at("messages").as_array();
+  ASSERT_EQ(messages.size(), 3u);
+  EXPECT_EQ(messages[1].at("content").as_array()[0].at("text").as_string(), "I can't help with that.");
+}
+
 TEST(AnthropicCodec, StreamsDecodeTheSameAtEverySplit) {
   for (const char* file : {"anthropic/messages_stream_text.sse", "anthropic/messages_stream_tool_use.sse"}) {
     std::string bytes = testing::fixture(file);
