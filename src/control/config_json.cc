@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 
 #include "control/config.h"
+#include "control/config_schema.h"
 #include "control/llm_config.h"
 #include "net/tls.h"
 
@@ -32,19 +33,7 @@ std::string configToRedactedJson(const Config& c) {
   root["workers"] = c.workers;
   json::array listeners;
   for (const auto& l : c.listeners) {
-    listeners.push_back(json::object{{"name", l.name},
-                                     {"address", l.address.text()},
-                                     {"max_header_bytes", l.max_header_bytes},
-                                     {"max_uri_bytes", l.max_uri_bytes},
-                                     {"max_headers", l.max_headers},
-                                     {"header_timeout", millis(l.header_timeout)},
-                                     {"body_timeout", millis(l.body_timeout)},
-                                     {"idle_timeout", millis(l.idle_timeout)},
-                                     {"body_min_rate", l.body_min_rate},
-                                     {"max_connections_per_ip", l.max_connections_per_ip},
-                                     {"max_buffered_body_bytes", l.max_buffered_body_bytes},
-                                     {"underscores_in_headers", l.underscores_in_headers},
-                                     {"normalize_path", l.normalize_path}});
+    listeners.push_back(fieldsToJson(listenerSchema(), l));
     if (l.tls) {
       json::array certs;
       for (const auto& c : l.tls->settings().certificates) {

@@ -13,6 +13,7 @@
 
 #include "base/strings.h"
 #include "control/config.h"
+#include "control/config_schema.h"
 #include "control/llm_config.h"
 #include "control/yaml_reader.h"
 #include "filters/registry.h"
@@ -108,47 +109,8 @@ void readListener(Reader& r, const YAML::Node& n, Config& cfg) {
   ListenerConfig l;
   l.line = Reader::lineOf(n);
   if (!n.IsMap()) return r.fail(n, "a listener must be a map");
-  r.checkKeys(n,
-              {"name", "address", "max_header_bytes", "max_uri_bytes", "max_headers", "header_timeout",
-               "body_timeout", "idle_timeout", "body_min_rate", "max_connections_per_ip",
-               "max_buffered_body_bytes", "underscores_in_headers", "normalize_path", "tls"},
-              "listener");
+  readFields(listenerSchema(), n, l, r);
   if (auto v = n["tls"]; v.IsDefined()) l.tls = readListenerTls(r, v);
-  if (auto v = n["name"]; v.IsDefined()) {
-    if (auto s = r.str(v, "listener name")) l.name = *s;
-  } else {
-    r.fail(n, "listener needs a 'name'");
-  }
-  if (auto v = n["address"]; v.IsDefined()) {
-    if (auto hp = r.hostPort(v, "listener address")) l.address = *hp;
-  } else {
-    r.fail(n, "listener needs an 'address' (host:port)");
-  }
-  if (auto v = n["max_header_bytes"]; v.IsDefined())
-    if (auto b = r.bytes(v, "max_header_bytes")) l.max_header_bytes = *b;
-  if (auto v = n["max_uri_bytes"]; v.IsDefined())
-    if (auto b = r.bytes(v, "max_uri_bytes")) l.max_uri_bytes = *b;
-  if (auto v = n["max_headers"]; v.IsDefined())
-    if (auto i = r.integer<uint64_t>(v, "max_headers", 1, 10'000)) l.max_headers = *i;
-  if (auto v = n["header_timeout"]; v.IsDefined())
-    if (auto d = r.duration(v, "header_timeout")) l.header_timeout = *d;
-  if (auto v = n["body_timeout"]; v.IsDefined())
-    if (auto d = r.duration(v, "body_timeout")) l.body_timeout = *d;
-  if (auto v = n["idle_timeout"]; v.IsDefined())
-    if (auto d = r.duration(v, "idle_timeout")) l.idle_timeout = *d;
-  if (auto v = n["body_min_rate"]; v.IsDefined())
-    if (auto b = r.bytes(v, "body_min_rate")) l.body_min_rate = *b;
-  if (auto v = n["underscores_in_headers"]; v.IsDefined())
-    if (auto b = r.boolean(v, "underscores_in_headers")) l.underscores_in_headers = *b;
-  if (auto v = n["normalize_path"]; v.IsDefined())
-    if (auto b = r.boolean(v, "normalize_path")) l.normalize_path = *b;
-  if (auto v = n["max_connections_per_ip"]; v.IsDefined())
-    if (auto i = r.integer<uint32_t>(v, "max_connections_per_ip", 0, 10'000'000))
-      l.max_connections_per_ip = *i;
-  if (auto v = n["max_buffered_body_bytes"]; v.IsDefined())
-    if (auto b = r.bytes(v, "max_buffered_body_bytes")) l.max_buffered_body_bytes = *b;
-  if (l.max_header_bytes < 1024) r.fail(n["max_header_bytes"], "max_header_bytes must be at least 1024");
-  if (l.max_uri_bytes < 64) r.fail(n["max_uri_bytes"], "max_uri_bytes must be at least 64");
   cfg.listeners.push_back(std::move(l));
 }
 

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <initializer_list>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,6 +55,9 @@ class Reader {
   /// Rejects keys outside `allowed`, so a typo is an error and not a silently ignored field.
   void checkKeys(const YAML::Node& map, std::initializer_list<std::string_view> allowed,
                  std::string_view where) {
+    checkKeys(map, std::span<const std::string_view>(allowed.begin(), allowed.size()), where);
+  }
+  void checkKeys(const YAML::Node& map, std::span<const std::string_view> allowed, std::string_view where) {
     if (!map.IsMap()) return;
     for (const auto& kv : map) {
       auto key = kv.first.Scalar();

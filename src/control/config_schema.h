@@ -1,0 +1,166 @@
+// Config fields declared once. A section lists its fields (name, type, the member it fills,
+// default as written, bounds, secret or not, a one-line doc); that one declaration drives
+// reading (with unknown-field errors and the line of each bad value), the redacted JSON of
+// GET /config, and the field table of docs/configuration.md (a unit test fails when the
+// checked-in table differs from the generated one). Nested maps and cross-field checks stay
+// in the section's reader, next to the readFields() call. Main thread (config load).
+#pragma once
+
+#include <boost/json/object.hpp>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "control/config.h"
+#include "control/yaml_reader.h"
+
+namespace ganglion::control {
+
+enum class FieldKind { kString, kBool, kInteger, kSize, kDuration, kHostPort };
+
+template <class T>
+struct Field {
+  using Member =
+      std::variant<std::string T::*, bool T::*, uint64_t T::*, uint32_t T::*, Millis T::*, HostPort T::*>;
+  std::string_view name;
+  FieldKind kind;
+  Member member;
+  std::string_view default_text;  ///< as the docs show it; "required" when required
+  std::string_view doc;           ///< markdown, one paragraph
+  uint64_t min = 0;               ///< integers and sizes
+  uint64_t max = std::numeric_limits<uint64_t>::max();
+  bool required = false;
+  bool secret = false;              ///< GET /config shows "<redacted>"
+  std::string_view what = {};       ///< how errors name the value (default: the field name)
+  std::string_view missing = {};    ///< the error when a required field is absent
+  std::string_view type_text = {};  ///< the docs' type column, when not the kind's own words
+};
+
+/// A field the section's reader handles itself (a nested map), listed for unknown-key checks
+/// and the docs table.
+struct ExtraField {
+  std::string_view name;
+  std::string_view type_text;
+  std::string_view default_text;
+  std::string_view doc;
+};
+
+template <class T>
+struct Schema {
+  std::string_view section;  ///< how messages name it ("listener")
+  std::vector<Field<T>> fields;
+  std::vector<ExtraField> extra;  ///< nested maps its reader handles itself ("tls")
+};
+
+/// The field's type as the docs name it, with its bounds ("size, ≥ 1024", "integer 1–10000").
+std::string fieldTypeText(FieldKind kind, uint64_t min, uint64_t max);
+
+/// Reads every declared field present in `node` into `out`; an unknown key, a missing
+/// required field or a bad value is an error in `r` with its line.
+template <class T>
+void readFields(const Schema<T>& schema, const YAML::Node& node, T& out, Reader& r) {
+  std::vector<std::string_view> keys;
+  for (const auto& f : schema.fields) keys.push_back(f.name);
+  for (const auto& e : schema.extra) keys.push_back(e.name);
+  r.checkKeys(node, keys, schema.section);
+  for (const auto& f : schema.fields) {
+    const YAML::Node v = node[std::string(f.name)];
+    if (!v.IsDefined()) {
+      if (f.required)
+        r.fail(node, f.missing.empty() ? fmt::format("{} needs '{}'", schema.section, f.name)
+                                       : std::string(f.missing));
+      continue;
+    }
+    const std::string_view what = f.what.empty() ? f.name : f.what;
+    switch (f.kind) {
+      case FieldKind::kString:
+        if (auto s = r.str(v, what)) out.*std::get<std::string T::*>(f.member) = *s;
+        break;
+      case FieldKind::kBool:
+        if (auto b = r.boolean(v, what)) out.*std::get<bool T::*>(f.member) = *b;
+        break;
+      case FieldKind::kInteger:
+        if (std::holds_alternative<uint32_t T::*>(f.member)) {
+          if (auto i = r.integer<uint32_t>(v, what, f.min, f.max))
+            out.*std::get<uint32_t T::*>(f.member) = *i;
+        } else if (auto i = r.integer<uint64_t>(v, what, f.min, f.max)) {
+          out.*std::get<uint64_t T::*>(f.member) = *i;
+        }
+        break;
+      case FieldKind::kSize:
+        if (auto b = r.bytes(v, what)) {
+          if (*b < f.min)
+            r.fail(v, fmt::format("{} must be at least {}", what, f.min));
+          else if (*b > f.max)
+            r.fail(v, fmt::format("{} must be at most {}", what, f.max));
+          else
+            out.*std::get<uint64_t T::*>(f.member) = *b;
+        }
+        break;
+      case FieldKind::kDuration:
+        if (auto d = r.duration(v, what)) out.*std::get<Millis T::*>(f.member) = *d;
+        break;
+      case FieldKind::kHostPort:
+        if (auto hp = r.hostPort(v, what)) out.*std::get<HostPort T::*>(f.member) = *hp;
+        break;
+    }
+  }
+}
+
+/// The declared fields of `value` for GET /config, secrets as "<redacted>", durations as
+/// "<n>ms", addresses as host:port.
+template <class T>
+boost::json::object fieldsToJson(const Schema<T>& schema, const T& value) {
+  boost::json::object o;
+  for (const auto& f : schema.fields) {
+    const std::string key(f.name);
+    if (f.secret) {
+      o[key] = "<redacted>";
+      continue;
+    }
+    std::visit(
+        [&](auto member) {
+          const auto& v = value.*member;
+          using V = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<V, Millis>)
+            o[key] = std::to_string(v.count()) + "ms";
+          else if constexpr (std::is_same_v<V, HostPort>)
+            o[key] = v.text();
+          else
+            o[key] = v;
+        },
+        f.member);
+  }
+  return o;
+}
+
+/// The markdown rows of the section's field table (| Field | Type | Default | Meaning |),
+/// for docs/configuration.md.
+template <class T>
+std::string docsTable(const Schema<T>& schema) {
+  std::string out = "| Field | Type | Default | Meaning |\n|---|---|---|---|\n";
+  for (const auto& f : schema.fields) {
+    out += fmt::format("| `{}` | {} | {} | {} |\n", f.name,
+                       f.type_text.empty() ? fieldTypeText(f.kind, f.min, f.max) : std::string(f.type_text),
+                       f.required ? std::string("required") : fmt::format("`{}`", f.default_text), f.doc);
+  }
+  for (const auto& e : schema.extra)
+    out += fmt::format("| `{}` | {} | {} | {} |\n", e.name, e.type_text, e.default_text, e.doc);
+  return out;
+}
+
+/// Every section declared so far, by the marker that frames its table in
+/// docs/configuration.md (`<!-- schema:listener -->` ... `<!-- /schema -->`).
+struct DocsTable {
+  std::string_view marker;
+  std::string table;
+};
+std::vector<DocsTable> schemaDocsTables();
+
+/// The `listeners[]` fields (the `tls` map is read apart).
+const Schema<ListenerConfig>& listenerSchema();
+
+}  // namespace ganglion::control
