@@ -240,8 +240,9 @@ struct ModelConfig {
 struct AdminConfig {
   bool enabled = false;
   HostPort address{"127.0.0.1", 9901};
-  std::string token;    ///< secret: never logged, redacted in /config
-  bool remote = false;  ///< allowed and bound beyond loopback (in clear text: the start log warns)
+  std::string token;          ///< secret: never logged, redacted in /config
+  bool allow_remote = false;  ///< as written: a non-loopback address is allowed
+  bool remote = false;        ///< allowed and bound beyond loopback (in clear text: the start log warns)
 };
 
 /// The LLM response cache (opt-in per key with `cache: true`, per request with the

@@ -152,7 +152,7 @@ std::string configToRedactedJson(const Config& c) {
   for (const auto& k : c.keys) keys.push_back(json::object{{"name", k.name}, {"key", "<redacted>"}});
   root["keys"] = std::move(keys);
   if (c.admin.enabled) {
-    root["admin"] = json::object{{"address", c.admin.address.text()}, {"token", "<redacted>"}};
+    root["admin"] = fieldsToJson(adminSchema(), c.admin);
   }
   if (!c.state.sqlite.empty() || c.state.redis) {
     json::object st;
@@ -164,7 +164,8 @@ std::string configToRedactedJson(const Config& c) {
     }
     root["state"] = std::move(st);
   }
-  root["access_log"] = json::object{{"enabled", c.access_log.enabled}, {"path", c.access_log.path}};
+  root["access_log"] = fieldsToJson(accessLogSchema(), c.access_log);
+  root["llm_cache"] = fieldsToJson(llmCacheSchema(), c.llm_cache);
   return json::serialize(root);
 }
 

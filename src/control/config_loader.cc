@@ -566,26 +566,19 @@ std::optional<std::string> weakTokenReason(std::string_view token) {
 
 void readAdmin(Reader& r, const YAML::Node& n, Config& cfg) {
   if (!n.IsMap()) return r.fail(n, "admin must be a map");
-  r.checkKeys(n, {"address", "token", "allow_remote"}, "admin");
   cfg.admin.enabled = true;
-  bool allow_remote = false;
-  if (auto v = n["allow_remote"]; v.IsDefined())
-    if (auto b = r.boolean(v, "allow_remote")) allow_remote = *b;
+  readFields(adminSchema(), n, cfg.admin, r);
   if (auto v = n["address"]; v.IsDefined()) {
-    if (auto hp = r.hostPort(v, "admin address")) {
-      cfg.admin.address = *hp;
-      cfg.admin.remote = !isLoopbackHost(hp->host);
-      if (cfg.admin.remote && !allow_remote)
-        r.fail(v, "admin address must be loopback unless 'allow_remote: true' is set");
-    }
+    cfg.admin.remote = !isLoopbackHost(cfg.admin.address.host);
+    if (cfg.admin.remote && !cfg.admin.allow_remote)
+      r.fail(v, "admin address must be loopback unless 'allow_remote: true' is set");
   }
-  if (auto v = n["token"]; v.IsDefined()) {
-    if (auto s = r.str(v, "admin token")) cfg.admin.token = *s;
+  if (cfg.admin.token.empty()) {
+    if (n["token"].IsDefined()) r.fail(n, "admin needs a non-empty 'token' (use ${GANGLION_ADMIN_TOKEN})");
+    return;
   }
-  if (cfg.admin.token.empty())
-    return r.fail(n, "admin needs a non-empty 'token' (use ${GANGLION_ADMIN_TOKEN})");
   if (auto why = weakTokenReason(cfg.admin.token))
-    r.fail(n["token"].IsDefined() ? n["token"] : n,
+    r.fail(n["token"],
            fmt::format("admin token is too weak: {} (generate one with: head -c 24 /dev/urandom | base64)",
                        *why));
 }
@@ -752,26 +745,16 @@ LoadResult loadConfigText(const std::string& text, const std::string& path) {
     r.forEach(root["routes"], "routes", [&](const YAML::Node& n) { readRoute(r, n, cfg); });
     if (auto v = root["admin"]; v.IsDefined()) readAdmin(r, v, cfg);
     if (auto v = root["llm_cache"]; v.IsDefined()) {
-      if (!v.IsMap()) {
+      if (!v.IsMap())
         r.fail(v, "llm_cache must be a map: { max_bytes: 64MiB, ttl: 10m }");
-      } else {
-        r.checkKeys(v, {"max_bytes", "ttl"}, "llm_cache");
-        if (auto b = v["max_bytes"]; b.IsDefined())
-          if (auto n = r.bytes(b, "llm_cache.max_bytes")) cfg.llm_cache.max_bytes = *n;
-        if (auto t = v["ttl"]; t.IsDefined())
-          if (auto d = r.duration(t, "llm_cache.ttl")) cfg.llm_cache.ttl = *d;
-      }
+      else
+        readFields(llmCacheSchema(), v, cfg.llm_cache, r);
     }
     if (auto v = root["access_log"]; v.IsDefined()) {
-      if (!v.IsMap()) {
+      if (!v.IsMap())
         r.fail(v, "access_log must be a map");
-      } else {
-        r.checkKeys(v, {"enabled", "path"}, "access_log");
-        if (auto e = v["enabled"]; e.IsDefined())
-          if (auto b = r.boolean(e, "access_log.enabled")) cfg.access_log.enabled = *b;
-        if (auto p = v["path"]; p.IsDefined())
-          if (auto s = r.str(p, "access_log.path")) cfg.access_log.path = *s;
-      }
+      else
+        readFields(accessLogSchema(), v, cfg.access_log, r);
     }
     validateReferences(r, cfg);
   } catch (const YAML::Exception& e) {

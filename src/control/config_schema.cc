@@ -4,6 +4,15 @@
 
 namespace ganglion::control {
 
+std::string tableCell(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '|') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
 std::string fieldTypeText(FieldKind kind, uint64_t min, uint64_t max) {
   switch (kind) {
     case FieldKind::kString:
@@ -155,6 +164,93 @@ const Schema<ListenerConfig>& listenerSchema() {
   return schema;
 }
 
-std::vector<DocsTable> schemaDocsTables() { return {{"listener", docsTable(listenerSchema())}}; }
+const Schema<AdminConfig>& adminSchema() {
+  static const Schema<AdminConfig> schema{
+      "admin",
+      {
+          {.name = "address",
+           .kind = FieldKind::kHostPort,
+           .member = &AdminConfig::address,
+           .default_text = "127.0.0.1:9901",
+           .doc = "An IP address or `localhost`. Must be loopback (`localhost`, `127.0.0.0/8`, `::1`) unless "
+                  "`allow_remote` is true.",
+           .what = "admin address"},
+          {.name = "token",
+           .kind = FieldKind::kString,
+           .member = &AdminConfig::token,
+           .doc = "Bearer token for every endpoint but `/healthz`. At least 16 characters, none of them a "
+                  "space or a control character, and at least 8 different characters; otherwise the config "
+                  "is refused (at start, by `ganglion check`, and on reload). Use `${GANGLION_ADMIN_TOKEN}` "
+                  "with a random value (`head -c 24 /dev/urandom | base64`). Never logged or repeated in "
+                  "errors; redacted in `/config`.",
+           .required = true,
+           .secret = true,
+           .what = "admin token",
+           .missing = "admin needs a non-empty 'token' (use ${GANGLION_ADMIN_TOKEN})"},
+          {.name = "allow_remote",
+           .kind = FieldKind::kBool,
+           .member = &AdminConfig::allow_remote,
+           .default_text = "false",
+           .doc = "Allows a non-loopback `address`. The admin API has no TLS: with a non-loopback address "
+                  "the start log warns that the token and everything the API shows cross the network in "
+                  "clear text (`WARNING: the admin API on 0.0.0.0:9901 is reachable beyond this host in "
+                  "clear text: ...`). Prefer an SSH tunnel or a TLS-terminating proxy."},
+      },
+      {},
+  };
+  return schema;
+}
+
+const Schema<AccessLogConfig>& accessLogSchema() {
+  static const Schema<AccessLogConfig> schema{
+      "access_log",
+      {
+          {.name = "enabled",
+           .kind = FieldKind::kBool,
+           .member = &AccessLogConfig::enabled,
+           .default_text = "true",
+           .doc = "Write one JSON line per request.",
+           .what = "access_log.enabled"},
+          {.name = "path",
+           .kind = FieldKind::kString,
+           .member = &AccessLogConfig::path,
+           .default_text = "stdout",
+           .doc = "`stdout`, `stderr`, or a file path, opened for appending (mode 0640) at start. If the "
+                  "file cannot be opened, records go to stderr.",
+           .what = "access_log.path"},
+      },
+      {},
+  };
+  return schema;
+}
+
+const Schema<LlmCacheConfig>& llmCacheSchema() {
+  static const Schema<LlmCacheConfig> schema{
+      "llm_cache",
+      {
+          {.name = "max_bytes",
+           .kind = FieldKind::kSize,
+           .member = &LlmCacheConfig::max_bytes,
+           .default_text = "64MiB",
+           .doc = "The most bytes of answers kept; least recently used answers are dropped past it.",
+           .what = "llm_cache.max_bytes"},
+          {.name = "ttl",
+           .kind = FieldKind::kDuration,
+           .member = &LlmCacheConfig::ttl,
+           .default_text = "10m",
+           .doc = "How long an answer is served from the cache.",
+           .what = "llm_cache.ttl"},
+      },
+      {},
+  };
+  return schema;
+}
+
+std::vector<DocsTable> schemaDocsTables() {
+  return {{"listener", docsTable(listenerSchema())},
+          {"admin", docsTable(adminSchema())},
+          {"access_log", docsTable(accessLogSchema())},
+          {"llm_cache", docsTable(llmCacheSchema())}};
+}
 
 }  // namespace ganglion::control

@@ -137,6 +137,9 @@ boost::json::object fieldsToJson(const Schema<T>& schema, const T& value) {
   return o;
 }
 
+/// `text` with its '|' escaped, for a markdown table cell.
+std::string tableCell(std::string_view text);
+
 /// The markdown rows of the section's field table (| Field | Type | Default | Meaning |),
 /// for docs/configuration.md.
 template <class T>
@@ -145,10 +148,11 @@ std::string docsTable(const Schema<T>& schema) {
   for (const auto& f : schema.fields) {
     out += fmt::format("| `{}` | {} | {} | {} |\n", f.name,
                        f.type_text.empty() ? fieldTypeText(f.kind, f.min, f.max) : std::string(f.type_text),
-                       f.required ? std::string("required") : fmt::format("`{}`", f.default_text), f.doc);
+                       f.required ? std::string("required") : fmt::format("`{}`", f.default_text),
+                       tableCell(f.doc));
   }
   for (const auto& e : schema.extra)
-    out += fmt::format("| `{}` | {} | {} | {} |\n", e.name, e.type_text, e.default_text, e.doc);
+    out += fmt::format("| `{}` | {} | {} | {} |\n", e.name, e.type_text, e.default_text, tableCell(e.doc));
   return out;
 }
 
@@ -162,5 +166,9 @@ std::vector<DocsTable> schemaDocsTables();
 
 /// The `listeners[]` fields (the `tls` map is read apart).
 const Schema<ListenerConfig>& listenerSchema();
+/// `admin` (the loopback rule and the token's strength are checked by its reader).
+const Schema<AdminConfig>& adminSchema();
+const Schema<AccessLogConfig>& accessLogSchema();
+const Schema<LlmCacheConfig>& llmCacheSchema();
 
 }  // namespace ganglion::control
