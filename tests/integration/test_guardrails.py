@@ -16,11 +16,8 @@ from harness import Gateway, Upstream, free_port, keepalive_request, raw_request
 
 DENY = r"(?i)ignore (all )?previous instructions"
 
-CONFIG = r"""workers: 2
-listeners:
-  - name: public
-    address: 127.0.0.1:{port}
-providers:
+# The provider, model, key and upstream every config here uses.
+BACKENDS = r"""providers:
   - name: main
     kind: openai
     base_url: http://{provider}/v1
@@ -34,7 +31,13 @@ keys:
 upstreams:
   - name: backend
     targets: [ "127.0.0.1:{up}" ]
-routes:
+"""
+
+CONFIG = r"""workers: 2
+listeners:
+  - name: public
+    address: 127.0.0.1:{port}
+""" + BACKENDS + r"""routes:
   - name: llm
     match: {{ path_prefix: /v1/ }}
     llm: {{}}
@@ -297,21 +300,7 @@ listeners:
   - name: public
     address: 127.0.0.1:{port}
     max_buffered_body_bytes: 100k
-providers:
-  - name: main
-    kind: openai
-    base_url: http://{provider}/v1
-    api_key: sk-provider-main
-models:
-  - name: m
-    targets: [ {{ provider: main, model: m-model }} ]
-keys:
-  - name: alice
-    key: sk-alice-guard-0001
-upstreams:
-  - name: backend
-    targets: [ "127.0.0.1:{up}" ]
-routes:
+""" + BACKENDS + r"""routes:
   - name: llm
     match: {{ path_prefix: /v1/ }}
     llm: {{}}
