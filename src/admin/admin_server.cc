@@ -6,6 +6,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "base/strings.h"
@@ -17,6 +18,8 @@ namespace json = boost::json;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 /// The largest request body the admin API reads.
 constexpr uint64_t kMaxAdminBodyBytes = 1 << 20;
+/// Admin connections open at once; more are closed as they are accepted.
+constexpr size_t kMaxAdminConnections = 256;
 
 AdminServer::AdminServer(loop::Worker& loop, AdminApi api)
     : loop_(loop), api_(std::move(api)), acceptor_(loop.io()) {
@@ -24,6 +27,7 @@ AdminServer::AdminServer(loop::Worker& loop, AdminApi api)
   limits_.header_timeout = std::chrono::seconds(10);
   limits_.body_timeout = std::chrono::seconds(30);
   limits_.idle_timeout = std::chrono::seconds(60);
+  limits_.answer_options_star = false;  // OPTIONS * needs the token like everything else
   addEndpoints();
 }
 
@@ -96,11 +100,28 @@ void AdminServer::stop() {
 }
 
 asio::awaitable<void> AdminServer::acceptLoop() {
+  asio::steady_timer backoff(loop_.io());
   for (;;) {
     auto [ec, socket] = co_await acceptor_.async_accept(kNoThrow);
     if (ec) {
-      if (!acceptor_.is_open()) co_return;
+      if (!acceptor_.is_open() || ec == asio::error::operation_aborted) co_return;
+      // Out of descriptors: pause accepting briefly instead of spinning the main thread.
+      backoff.expires_after(std::chrono::milliseconds(50));
+      co_await backoff.async_wait(kNoThrow);
       continue;
+    }
+    if (live_.size() >= kMaxAdminConnections) {
+      // Full: the oldest connection that is idle or still sending its head makes room, so
+      // idle connections can neither spin the main thread nor lock the API out. When every
+      // one is handling a request, the new one is closed.
+      auto idle =
+          std::find_if(live_.begin(), live_.end(), [](auto* c) { return !c->handling() && c->isOpen(); });
+      if (idle == live_.end()) {
+        boost::system::error_code close_ec;
+        socket.close(close_ec);
+        continue;
+      }
+      (*idle)->abort();
     }
     asio::co_spawn(loop_.io(), serve(std::move(socket)), asio::detached);
   }
@@ -121,9 +142,17 @@ asio::awaitable<void> AdminServer::serve(asio::ip::tcp::socket socket) {
   }
 }
 
-bool AdminServer::authorised(std::string_view authorization) const {
+bool AdminServer::authorised(const http::HeaderList& headers) const {
+  // Exactly one Authorization field: with two, which one counts would depend on who reads.
+  std::string_view authorization;
+  int fields = 0;
+  for (const auto& h : headers)
+    if (iequals(h.name, "authorization")) {
+      authorization = h.value;
+      ++fields;
+    }
   constexpr std::string_view kBearer = "Bearer ";
-  return !token_.empty() && authorization.size() == kBearer.size() + token_.size() &&
+  return fields == 1 && !token_.empty() && authorization.size() == kBearer.size() + token_.size() &&
          authorization.substr(0, kBearer.size()) == kBearer &&
          CRYPTO_memcmp(authorization.data() + kBearer.size(), token_.data(), token_.size()) == 0;
 }
@@ -137,7 +166,7 @@ http::Task<void> AdminServer::handle(http::ServerConnection& conn) {
     request.query = std::string_view(head.target).substr(q + 1);
   const Router::Match m = router_.match(request.method, request.path, request.params);
   // Without the token nothing but the open endpoints answers, not even which paths exist.
-  if (!(m.endpoint && m.open) && !authorised(head.headers.get("authorization"))) {
+  if (!(m.endpoint && m.open) && !authorised(head.headers)) {
     http::HeaderList extra;
     extra.add("WWW-Authenticate", "Bearer");
     co_return co_await conn.sendError(401, "unauthorized",
@@ -151,6 +180,9 @@ http::Task<void> AdminServer::handle(http::ServerConnection& conn) {
     co_return co_await conn.sendError(405, "method_not_allowed",
                                       fmt::format("{} takes {}", request.path, m.allow), &extra);
   }
+  if (head.has_content_length && head.content_length > kMaxAdminBodyBytes)  // before any 100 Continue
+    co_return co_await conn.sendError(413, "body_too_large",
+                                      "admin request bodies are limited to 1048576 bytes");
   if (head.hasBody()) {
     conn.setMaxBodyBytes(kMaxAdminBodyBytes);
     for (;;) {

@@ -60,7 +60,7 @@ class AdminServer final : public http::RequestHandler {
   void addEndpoints();
   boost::asio::awaitable<void> acceptLoop();
   boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket);
-  bool authorised(std::string_view authorization) const;
+  bool authorised(const http::HeaderList& headers) const;
   static http::Task<void> send(http::ServerConnection& conn, const Reply& reply);
 
   loop::Worker& loop_;

@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <unordered_set>
 
 #include "base/strings.h"
 #include "control/config.h"
@@ -389,6 +390,7 @@ void readFilters(Reader& r, const YAML::Node& list, const Config& cfg, RouteConf
 
 void readKeys(Reader& r, const YAML::Node& list, Config& cfg) {
   auto table = std::make_shared<KeyTable>();
+  std::unordered_set<std::string> names;
   r.forEach(list, "keys", [&](const YAML::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a key is a map: { name, key } or { name, key_sha256 }");
     r.checkKeys(n, {"name", "key", "key_sha256", "rpm", "tpm", "budget", "cache"}, "key");
@@ -414,11 +416,10 @@ void readKeys(Reader& r, const YAML::Node& list, Config& cfg) {
     } else {
       return r.fail(n, fmt::format("key '{}' needs 'key' or 'key_sha256'", k.name));
     }
-    for (const auto& other : cfg.keys) {
-      if (other.name == k.name) return r.fail(n, fmt::format("duplicate key name '{}'", k.name));
-      if (other.hash == k.hash)
-        return r.fail(n, fmt::format("key '{}' has the same secret as '{}'", k.name, other.name));
-    }
+    // Hashed lookups: a linear scan per key made 50,000 keys take 12 s to load.
+    if (names.contains(k.name)) return r.fail(n, fmt::format("duplicate key name '{}'", k.name));
+    if (auto same = table->by_hash.find(k.hash); same != table->by_hash.end())
+      return r.fail(n, fmt::format("key '{}' has the same secret as '{}'", k.name, same->second));
     if (auto v = n["rpm"]; v.IsDefined())
       k.limits.rpm = r.integer<uint32_t>(v, "rpm", 1, 10'000'000).value_or(0);
     if (auto v = n["tpm"]; v.IsDefined())
@@ -448,6 +449,7 @@ void readKeys(Reader& r, const YAML::Node& list, Config& cfg) {
     }
     if (auto v = n["cache"]; v.IsDefined()) k.cache = r.boolean(v, "cache").value_or(false);
     table->by_hash.emplace(k.hash, k.name);
+    names.insert(k.name);
     if (k.limits.any()) table->limits.emplace(k.name, k.limits);
     if (k.cache) table->cache.emplace(k.name, true);
     cfg.keys.push_back(std::move(k));

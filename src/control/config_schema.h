@@ -19,24 +19,33 @@
 
 namespace ganglion::control {
 
-enum class FieldKind { kString, kBool, kInteger, kSize, kDuration, kHostPort };
+/// kCustom: the field's own read and show functions (enumerations, lists, nested sections).
+enum class FieldKind { kString, kBool, kInteger, kSize, kDuration, kHostPort, kCustom };
 
 template <class T>
 struct Field {
-  using Member =
-      std::variant<std::string T::*, bool T::*, uint64_t T::*, uint32_t T::*, Millis T::*, HostPort T::*>;
+  using Member = std::variant<std::monostate, std::string T::*, bool T::*, uint64_t T::*, uint32_t T::*,
+                              Millis T::*, HostPort T::*>;
+  /// kCustom: reads the field's value (present in the YAML) into `out`, errors in `r`.
+  using ReadFn = void (*)(Reader& r, const YAML::Node& value, T& out);
+  /// kCustom: the field for GET /config; null leaves it out.
+  using ShowFn = boost::json::value (*)(const T& in);
   std::string_view name;
   FieldKind kind;
-  Member member;
-  std::string_view default_text;  ///< as the docs show it; "required" when required
+  Member member = {};
+  std::string_view default_text;  ///< markdown, as the docs show it ("`30s`", "none")
   std::string_view doc;           ///< markdown, one paragraph
-  uint64_t min = 0;               ///< integers and sizes
+  /// Integers and sizes: bounds (errors). Durations: `min` is a floor in milliseconds that a
+  /// shorter value is raised to.
+  uint64_t min = 0;
   uint64_t max = std::numeric_limits<uint64_t>::max();
   bool required = false;
   bool secret = false;              ///< GET /config shows "<redacted>"
   std::string_view what = {};       ///< how errors name the value (default: the field name)
   std::string_view missing = {};    ///< the error when a required field is absent
   std::string_view type_text = {};  ///< the docs' type column, when not the kind's own words
+  ReadFn read = nullptr;            ///< kCustom
+  ShowFn show = nullptr;            ///< kCustom
 };
 
 /// A field the section's reader handles itself (a nested map), listed for unknown-key checks
@@ -101,10 +110,14 @@ void readFields(const Schema<T>& schema, const YAML::Node& node, T& out, Reader&
         }
         break;
       case FieldKind::kDuration:
-        if (auto d = r.duration(v, what)) out.*std::get<Millis T::*>(f.member) = *d;
+        if (auto d = r.duration(v, what))
+          out.*std::get<Millis T::*>(f.member) = std::max(*d, Millis(static_cast<int64_t>(f.min)));
         break;
       case FieldKind::kHostPort:
         if (auto hp = r.hostPort(v, what)) out.*std::get<HostPort T::*>(f.member) = *hp;
+        break;
+      case FieldKind::kCustom:
+        f.read(r, v, out);
         break;
     }
   }
@@ -121,16 +134,24 @@ boost::json::object fieldsToJson(const Schema<T>& schema, const T& value) {
       o[key] = "<redacted>";
       continue;
     }
+    if (f.kind == FieldKind::kCustom) {
+      if (!f.show) continue;
+      boost::json::value shown = f.show(value);
+      if (!shown.is_null()) o[key] = std::move(shown);
+      continue;
+    }
     std::visit(
         [&](auto member) {
-          const auto& v = value.*member;
-          using V = std::decay_t<decltype(v)>;
-          if constexpr (std::is_same_v<V, Millis>)
-            o[key] = std::to_string(v.count()) + "ms";
-          else if constexpr (std::is_same_v<V, HostPort>)
-            o[key] = v.text();
-          else
-            o[key] = v;
+          if constexpr (!std::is_same_v<decltype(member), std::monostate>) {
+            const auto& v = value.*member;
+            using V = std::decay_t<decltype(v)>;
+            if constexpr (std::is_same_v<V, Millis>)
+              o[key] = std::to_string(v.count()) + "ms";
+            else if constexpr (std::is_same_v<V, HostPort>)
+              o[key] = v.text();
+            else
+              o[key] = v;
+          }
         },
         f.member);
   }
@@ -148,8 +169,7 @@ std::string docsTable(const Schema<T>& schema) {
   for (const auto& f : schema.fields) {
     out += fmt::format("| `{}` | {} | {} | {} |\n", f.name,
                        f.type_text.empty() ? fieldTypeText(f.kind, f.min, f.max) : std::string(f.type_text),
-                       f.required ? std::string("required") : fmt::format("`{}`", f.default_text),
-                       tableCell(f.doc));
+                       f.required ? std::string_view("required") : f.default_text, tableCell(f.doc));
   }
   for (const auto& e : schema.extra)
     out += fmt::format("| `{}` | {} | {} | {} |\n", e.name, e.type_text, e.default_text, tableCell(e.doc));

@@ -338,16 +338,21 @@ asio::awaitable<std::pair<int, std::string>> Gateway::reload() {
                                                            {"details", std::move(list)}}}};
     return std::make_pair(400, boost::json::serialize(body) + "\n");
   };
-  if (reloading_) {
-    reload_again_ = true;  // a SIGHUP's reload runs after this one; the admin API is told
+  if (reloading_)  // the admin API is told; nothing is queued
     co_return std::make_pair(409, http::jsonErrorBody(409, "reload_in_progress",
                                                       "a reload is already running; try again when it ends"));
-  }
   reloading_ = true;
+  // When it ends, a SIGHUP that came meanwhile starts the next one, from the loop (not from
+  // here: this frame is still unwinding).
   struct Done {
-    bool& flag;
-    ~Done() { flag = false; }
-  } done{reloading_};
+    Gateway& gateway;
+    ~Done() {
+      gateway.reloading_ = false;
+      if (!gateway.reload_again_) return;
+      gateway.reload_again_ = false;
+      asio::post(gateway.io_, [g = &gateway] { g->reloadOnSignal(); });
+    }
+  } done{*this};
   // Reading and parsing (a large config takes a while) and DNS off the main thread.
   // The blocking steps fill `job` through a plain pointer and return a bool: returning the
   // LoadResult itself, or a shared_ptr to a struct local to this coroutine, through
@@ -408,15 +413,15 @@ asio::awaitable<std::pair<int, std::string>> Gateway::reload() {
 }
 
 void Gateway::reloadOnSignal() {
+  // During a reload (from a signal or the admin API) one more is queued: it starts when that
+  // one ends. Spawning it now would only be refused, and retrying at once spun the main
+  // thread without end (a second SIGHUP during a reload jammed the gateway).
+  if (reloading_) {
+    reload_again_ = true;
+    return;
+  }
   asio::co_spawn(
-      io_,
-      [this]() -> asio::awaitable<void> {
-        do {
-          reload_again_ = false;
-          co_await reload();
-        } while (reload_again_);
-      },
-      asio::detached);
+      io_, [this]() -> asio::awaitable<void> { co_await reload(); }, asio::detached);
 }
 
 void Gateway::install(std::shared_ptr<const Snapshot> snapshot) {

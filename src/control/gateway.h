@@ -104,7 +104,7 @@ class Gateway {
   uint64_t reloads_ok_ = 0;
   uint64_t reloads_failed_ = 0;
   bool reloading_ = false;     ///< a reload is between its first and last step
-  bool reload_again_ = false;  ///< SIGHUP came during one: run another after it
+  bool reload_again_ = false;  ///< SIGHUP came during one: run another when it ends
   double start_time_ = 0;
   bool draining_ = false;
   std::unique_ptr<boost::asio::steady_timer> dns_timer_;

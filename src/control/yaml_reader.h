@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <initializer_list>
@@ -57,13 +58,20 @@ class Reader {
                  std::string_view where) {
     checkKeys(map, std::span<const std::string_view>(allowed.begin(), allowed.size()), where);
   }
+  /// Fails on every key of `map` not in `allowed`, and on a key written twice (YAML parsers
+  /// keep one of the two silently, and which one differs between them).
   void checkKeys(const YAML::Node& map, std::span<const std::string_view> allowed, std::string_view where) {
     if (!map.IsMap()) return;
+    std::vector<std::string> seen;
     for (const auto& kv : map) {
       auto key = kv.first.Scalar();
       bool known = false;
       for (auto a : allowed) known = known || a == key;
       if (!known) fail(kv.first, fmt::format("unknown field '{}' in {}", key, where));
+      if (std::find(seen.begin(), seen.end(), key) != seen.end())
+        fail(kv.first, fmt::format("field '{}' is written twice in {}", key, where));
+      else
+        seen.push_back(key);
     }
   }
 

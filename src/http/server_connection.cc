@@ -326,6 +326,7 @@ Task<void> ServerConnection::run() {
     if (head != HeadResult::kRequest) break;
     deadline_.disarm();
     body_start_ = loop::Clock::now();
+    body_mark_bytes_ = 0;
     stats_.requests_total.add();
     auto& req = parser_.request();
     keep_alive_ = req.keep_alive;
@@ -335,10 +336,12 @@ Task<void> ServerConnection::run() {
     }
     if (!req.hasBody()) request_complete_ = true;
     hook_ = nullptr;
-    if (req.target == "*")
+    handling_ = true;
+    if (req.target == "*" && limits_.answer_options_star)
       co_await answerServerOptions();  // OPTIONS *: about the server itself
     else
       co_await handler_.handle(*this);
+    handling_ = false;
     ++requests_served_;
 
     if (!stream_.socket().is_open()) break;
@@ -400,10 +403,22 @@ Task<BodyRead> ServerConnection::readBody() {
     }
     timed_out_ = false;
     // Each read within body_timeout, and on average at least body_min_rate bytes a second
-    // after the first body_timeout: a byte every few seconds cannot hold the connection.
-    auto deadline = loop::Clock::now() + limits_.body_timeout;
+    // after the first body_timeout: a byte every few seconds cannot hold the connection. The
+    // average is over a window that starts again once it is body_timeout old and met the
+    // rate, so time earned by a burst expires: a client that sends most of a body at once and
+    // then a byte now and then is cut off within about two body_timeouts.
+    const auto now = loop::Clock::now();
+    auto deadline = now + limits_.body_timeout;
     if (limits_.body_min_rate) {
-      auto earned = std::chrono::milliseconds(body_bytes_ * 1000 / limits_.body_min_rate);
+      const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(now - body_start_);
+      const uint64_t in_window = body_bytes_ - body_mark_bytes_;
+      if (age >= limits_.body_timeout &&
+          in_window * 1000 >= limits_.body_min_rate * static_cast<uint64_t>(age.count())) {
+        body_start_ = now;
+        body_mark_bytes_ = body_bytes_;
+      }
+      auto earned =
+          std::chrono::milliseconds((body_bytes_ - body_mark_bytes_) * 1000 / limits_.body_min_rate);
       deadline = std::min(deadline, body_start_ + limits_.body_timeout + earned);
     }
     if (!co_await readMore(deadline)) {
@@ -419,10 +434,10 @@ Task<BodyRead> ServerConnection::readBody() {
   }
 }
 
-bool ServerConnection::holdBodyBytes(uint64_t n) {
-  if (!limits_.body_budget || n == 0) return true;
-  if (!limits_.body_budget->take(n)) return false;
-  held_body_bytes_ += n;
+bool ServerConnection::holdBodyBytes(uint64_t total) {
+  if (!limits_.body_budget || total <= held_body_bytes_) return true;
+  if (!limits_.body_budget->take(total - held_body_bytes_)) return false;
+  held_body_bytes_ = total;
   return true;
 }
 
@@ -451,7 +466,7 @@ Task<int> ServerConnection::readWholeBody(uint64_t max) {
     }
     uint64_t got_bytes = 0;
     for (auto piece : got.data) got_bytes += piece.size();
-    if (!holdBodyBytes(got_bytes)) {
+    if (!holdBodyBytes(whole_body_.size() + got_bytes)) {
       keep_alive_ = false;
       status = 503;
       break;

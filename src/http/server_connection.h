@@ -38,6 +38,7 @@ struct ListenerLimits {
   uint64_t body_min_rate = 1024;        ///< bytes/s a body must average after body_timeout; 0: none
   bool underscores_in_headers = false;  ///< keep fields whose name has '_' (dropped by default)
   bool normalize_path = true;           ///< match and forward paths in normal form (http/path.h)
+  bool answer_options_star = true;      ///< `OPTIONS *` answered here; false: the handler gets it
   std::shared_ptr<net::IpConnectionLimit> per_ip;  ///< set: the per-address connection cap
   std::shared_ptr<net::ByteBudget> body_budget;    ///< set: the cap on body bytes held in memory
   std::shared_ptr<net::TlsServerContext> tls;      ///< set: the connection starts with a TLS handshake
@@ -101,10 +102,11 @@ class ServerConnection {
   /// 503 when the listener holds too many body bytes already (holdBodyBytes).
   /// Worker thread, during handle().
   Task<int> readWholeBody(uint64_t max);
-  /// Counts `n` more bytes of this request's body as held in memory by its handler, against
-  /// the listener's cap (max_buffered_body_bytes); false, counting nothing, when they do not
-  /// fit: answer 503. Released when the request ends. Worker thread.
-  bool holdBodyBytes(uint64_t n);
+  /// Counts this request's body as `total` bytes held in memory, against the listener's cap
+  /// (max_buffered_body_bytes): what is not counted yet is taken. False, taking nothing, when
+  /// it does not fit: answer 503. The body read whole for filters and then held again by the
+  /// handler counts once. Released when the request ends. Worker thread.
+  bool holdBodyBytes(uint64_t total);
   /// The body readWholeBody() read; empty before it.
   std::string_view wholeBody() const { return whole_body_; }
   /// Writes the response head (if `head`), body pieces and, with `last`, the end. The first
@@ -122,6 +124,8 @@ class ServerConnection {
   /// Marks the connection to close once this response is done.
   void closeAfterResponse() { keep_alive_ = false; }
   bool responseStarted() const { return response_started_; }
+  /// A request is being handled (false while the connection waits for, or reads, a head).
+  bool handling() const { return handling_; }
   int responseStatus() const { return response_status_; }
   uint64_t responseBytes() const { return response_bytes_; }
   /// Abandons the connection (e.g. upstream failed mid-response): closes the socket.
@@ -172,7 +176,10 @@ class ServerConnection {
   uint64_t held_body_bytes_ = 0;  ///< counted against limits_.body_budget until the request ends
 
   std::chrono::steady_clock::time_point request_start_;
-  loop::Clock::time_point body_start_;  ///< when the head ended: the body's rate is measured from here
+  /// The body's rate is measured from here: the end of the head, then the start of the last
+  /// window of body_timeout that met body_min_rate (so credit earned in a burst expires).
+  loop::Clock::time_point body_start_;
+  uint64_t body_mark_bytes_ = 0;  ///< body_bytes_ at body_start_
   uint64_t max_body_bytes_ = 0;
   uint64_t body_bytes_ = 0;
   size_t pending_consume_ = 0;
@@ -185,6 +192,7 @@ class ServerConnection {
   int response_status_ = 0;
   uint64_t response_bytes_ = 0;
   bool timed_out_ = false;
+  bool handling_ = false;
   uint64_t requests_served_ = 0;
 };
 

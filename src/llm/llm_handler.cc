@@ -528,7 +528,7 @@ Task<bool> LlmHandler::readRequestBody(Call& call, std::string& body) {
     }
     uint64_t got_bytes = 0;
     for (auto piece : got.data) got_bytes += piece.size();
-    if (!call.conn.holdBodyBytes(got_bytes)) {
+    if (!call.conn.holdBodyBytes(body.size() + got_bytes)) {
       call.rec.error = "overloaded";
       call.conn.closeAfterResponse();
       const ApiError err{503, "server_error",
@@ -590,8 +590,10 @@ Task<void> LlmHandler::handle(http::RoutedRequest& routed, const control::Config
 Task<void> LlmHandler::sendLocalReply(http::ServerConnection& conn, const http::LocalReply& reply) {
   if (reply.type.empty()) co_return co_await http::sendGatewayLocalReply(conn, reply);  // CORS preflight
   const auto& req = conn.request();
-  const ApiError err{reply.status, reply.status == 429 ? "rate_limit_error" : "invalid_request_error",
-                     reply.message, "", reply.type};
+  const std::string_view type = reply.status == 429   ? "rate_limit_error"
+                                : reply.status >= 500 ? "server_error"
+                                                      : "invalid_request_error";
+  const ApiError err{reply.status, std::string(type), reply.message, "", reply.type};
   const std::string request_id = requestId(req, next_id_);
   http::ResponseHead head;
   head.headers = reply.headers;  // WWW-Authenticate, Retry-After, CORS

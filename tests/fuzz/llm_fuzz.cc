@@ -79,7 +79,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!filters::collectPromptTexts(body_value, texts)) {
       auto seen = [&](filters::PromptRole role, std::string_view t) {
         for (const auto& x : texts)
-          if (x.role == role && x.text == t) return true;
+          if ((x.role & role) && x.text == t) return true;
         return false;
       };
       // The role is checked where it is unambiguous: no `type` on the message (a tool

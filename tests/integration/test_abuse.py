@@ -471,6 +471,31 @@ class SlowClientTest(unittest.TestCase):
         if got:  # the 408 may be lost to the reset that follows it
             self.assertTrue(got.startswith(b"HTTP/1.1 408"), got[:200])
 
+    def test_a_burst_does_not_buy_time_for_a_trickle(self):
+        # 50 KB at once earned 50 s at 1k/s: an outside review pinned the body-memory cap for
+        # half an hour with a burst and then a byte every 2 s. The credit now lasts one window.
+        sock = socket.create_connection(("127.0.0.1", self.gw.port))
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 50_000)
+        sock.settimeout(0.05)
+        started = time.monotonic()
+        ended = None
+        while time.monotonic() - started < 8:
+            try:
+                sock.sendall(b"x")
+                chunk = sock.recv(65536)
+                if not chunk or chunk.startswith(b"HTTP/1.1 408"):
+                    ended = time.monotonic() - started
+                    break
+            except socket.timeout:
+                pass
+            except OSError:
+                ended = time.monotonic() - started
+                break
+            time.sleep(0.2)
+        sock.close()
+        self.assertIsNotNone(ended, "the trickle after a burst kept its connection for 8 s")
+        self.assertLess(ended, 3.0)
+
     def test_one_address_cannot_hold_more_than_its_cap(self):
         held = []
         for _ in range(5):

@@ -361,16 +361,78 @@ class AdminHttpTest(unittest.TestCase):
         self.assertEqual(statuses, [b"200", b"200", b"401", b"200"], data[:600])
 
     def test_bodies_are_bounded(self):
-        r = self.gw.admin("POST", "/reload", token=TOKEN, body=b"x" * (2 << 20))
-        self.assertEqual(r.status, 413)
-        self.assertEqual(r.json()["error"]["type"], "body_too_large")
+        data = raw_request(self.admin_port, b"POST /reload HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer "
+                           + TOKEN.encode() + b"\r\nContent-Length: 2000000\r\n\r\n", expect=1)
+        self.assertTrue(data.startswith(b"HTTP/1.1 413 "), data[:200])
+        self.assertIn(b'"type":"body_too_large"', data)
         r = self.gw.admin("POST", "/reload", token=TOKEN, body=b"{}")
         self.assertEqual(r.status, 200, r)
+
+    def test_found_by_an_outside_review(self):
+        auth = b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+        # Two Authorization fields, the good one first, were let through.
+        data = raw_request(self.admin_port, b"GET /config HTTP/1.1\r\nHost: a\r\n" + auth +
+                           b"Authorization: Bearer wrong\r\n\r\n", expect=1)
+        self.assertTrue(data.startswith(b"HTTP/1.1 401 "), data[:200])
+        # A huge Content-Length got 100 Continue, and 413 only after 1 MiB was read.
+        data = raw_request(self.admin_port, b"POST /reload HTTP/1.1\r\nHost: a\r\n" + auth +
+                           b"Content-Length: 1000000000\r\nExpect: 100-continue\r\n\r\n", expect=1)
+        self.assertTrue(data.startswith(b"HTTP/1.1 413 "), data[:200])
+        # OPTIONS * was answered without the token.
+        data = raw_request(self.admin_port, b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", expect=1)
+        self.assertTrue(data.startswith(b"HTTP/1.1 401 "), data[:200])
+
+    def test_idle_connections_cannot_take_the_admin_api(self):
+        # Thousands of idle connections spun the main thread; a plain cap would have locked the
+        # API out instead. Past 256 the oldest idle one makes room.
+        held = []
+        try:
+            for _ in range(300):
+                held.append(socket.create_connection(("127.0.0.1", self.admin_port)))
+            time.sleep(0.3)
+            t0 = time.monotonic()
+            self.assertEqual(http_request(self.admin_port, "GET", "/healthz", timeout=3).status, 200)
+            self.assertLess(time.monotonic() - t0, 1.0)
+        finally:
+            for s in held:
+                s.close()
 
     def test_malformed_request(self):
         data = raw_request(self.admin_port, b"GET /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n",
                            expect=1)
         self.assertTrue(data.startswith(b"HTTP/1.1 400 Bad Request\r\n"), data)
+
+
+class SignalReloadTest(unittest.TestCase):
+    def test_sighup_during_a_reload_queues_one_more(self):
+        # A second SIGHUP while a reload ran retried at once and for ever: the main thread
+        # spun, the admin API stopped answering and SIGTERM was ignored.
+        up = Upstream("backend").__enter__()
+        self.addCleanup(up.__exit__, None, None, None)
+        port, admin_port = free_port(), free_port()
+        keys = "keys:\n" + "".join("  - { name: k%d, key: sk-key-%08d }\n" % (i, i) for i in range(5000))
+        gw = Gateway(render(BASE, port=port, up=up.port, admin=admin_port, extra="") + keys,
+                     env={"GANGLION_ADMIN_TOKEN": TOKEN}, admin_port=admin_port, port=port)
+        gw.start()
+        self.addCleanup(gw.__exit__, None, None, None)
+        for _ in range(3):
+            gw.signal(signal.SIGHUP)
+            time.sleep(0.05)
+        deadline = time.monotonic() + 10
+        while True:
+            r = gw.admin("GET", "/metrics", token=TOKEN, timeout=2)
+            versions = metric_values(r.text, "ganglion_config_version")
+            if versions and versions[0][1] >= 3:  # the first reload, then the one queued
+                break
+            self.assertLess(time.monotonic(), deadline, "the queued reload never ran")
+            time.sleep(0.1)
+        time.sleep(1.0)
+        r = gw.admin("GET", "/metrics", token=TOKEN, timeout=2)
+        # Signals during a reload queue one more, not one each (4 if the first ended early).
+        self.assertIn(metric_values(r.text, "ganglion_config_version")[0][1], (3, 4))
+        self.assertEqual(gw.admin("GET", "/healthz").status, 200)
+        gw.signal(signal.SIGTERM)
+        self.assertEqual(gw.proc.wait(timeout=10), 0)
 
 
 class AdminExitTest(unittest.TestCase):

@@ -12,9 +12,29 @@ namespace {
 
 constexpr std::string_view kTokenIds = "a prompt given as token ids cannot be checked against patterns";
 
+/// `key` equals the ASCII name `name` under Go's encoding/json folding: ASCII case-insensitive,
+/// and U+017F (ſ) and U+212A (K) as the letters they fold to.
+bool foldedEquals(std::string_view key, std::string_view name) {
+  size_t k = 0;
+  for (char want : name) {
+    if (k >= key.size()) return false;
+    const char lower = static_cast<char>(std::tolower(static_cast<unsigned char>(want)));
+    if (lower == 's' && key.compare(k, 2, "\xc5\xbf") == 0) {
+      k += 2;
+    } else if (lower == 'k' && key.compare(k, 3, "\xe2\x84\xaa") == 0) {
+      k += 3;
+    } else if (std::tolower(static_cast<unsigned char>(key[k])) == lower) {
+      ++k;
+    } else {
+      return false;
+    }
+  }
+  return k == key.size();
+}
+
 bool named(std::string_view key, std::initializer_list<std::string_view> names) {
   for (auto n : names)
-    if (iequals(key, n)) return true;
+    if (foldedEquals(key, n)) return true;
   return false;
 }
 
@@ -32,7 +52,7 @@ bool isToolField(std::string_view key) {
 
 std::string_view typeOf(const json::object& o) {
   for (const auto& kv : o)
-    if (iequals(kv.key(), "type") && kv.value().is_string()) return kv.value().get_string();
+    if (foldedEquals(kv.key(), "type") && kv.value().is_string()) return kv.value().get_string();
   return {};
 }
 
@@ -43,18 +63,18 @@ class Collector {
 
   /// A message object, or a bare string in a list of messages. Its role comes from `role`
   /// (a role the APIs do not name counts as the user's).
-  void message(const json::value& v, PromptRole default_role) {
+  void message(const json::value& v, uint8_t default_role) {
     const auto* o = v.if_object();
     if (!o) return walk(v, default_role, "content");
-    PromptRole role = default_role;
+    uint8_t role = 0;  // every spelling of `role` counts: an upstream may read any of them
     for (const auto& kv : *o)
-      if (iequals(kv.key(), "role") && kv.value().is_string())
-        role = promptRoleNamed(kv.value().get_string());
-    walk(v, role, "content");
+      if (foldedEquals(kv.key(), "role"))
+        role |= kv.value().is_string() ? promptRoleNamed(kv.value().get_string()) : kRoleUser;
+    walk(v, role ? role : default_role, "content");
   }
 
   /// A list of messages (or one message object).
-  void messages(const json::value& v, PromptRole default_role) {
+  void messages(const json::value& v, uint8_t default_role) {
     if (const auto* a = v.if_array()) {
       for (const auto& m : *a) message(m, default_role);
     } else {
@@ -80,7 +100,7 @@ class Collector {
 
   /// Every string under `v`. `key`: the field `v` is the value of, which says whether its
   /// strings are text. Objects of tool results switch to kRoleTool.
-  void walk(const json::value& v, PromptRole role, std::string_view key, bool text_source = false) {
+  void walk(const json::value& v, uint8_t role, std::string_view key, bool text_source = false) {
     switch (v.kind()) {
       case json::kind::string:
         out_.push_back(
@@ -93,7 +113,7 @@ class Collector {
         const auto& o = v.get_object();
         const std::string_view type = typeOf(o);
         if (named(type, {"tool_result", "function_call_output", "tool"})) role = kRoleTool;
-        const bool text = iequals(type, "text");  // an Anthropic text document source: its `data`
+        const bool text = foldedEquals(type, "text");  // an Anthropic text document source: its `data`
         for (const auto& kv : o) {
           const std::string_view k = kv.key();
           if (named(k, {"role", "type"})) continue;

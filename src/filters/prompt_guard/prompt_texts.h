@@ -21,7 +21,9 @@ enum PromptRole : uint8_t {
 };
 
 struct PromptText {
-  PromptRole role;
+  /// PromptRole bits: every role the text's message names. A message may spell `role`
+  /// several ways ("role", "Role"): an upstream may read any one, so it counts as all.
+  uint8_t role;
   std::string_view text;  ///< points into the parsed body
   /// A text field of a known shape (content, text, title, ...): checked against allow and
   /// deny patterns. False: another string inside a message (an id, tool-call arguments, a
@@ -38,7 +40,9 @@ PromptRole promptRoleNamed(std::string_view name);
 /// `prompt` and `input` (strings, lists of strings, Responses items, prompt-template
 /// variables). Every string inside those is collected, whatever its field, so that a shape
 /// the gateway does not know still meets the deny patterns; those of known text fields are
-/// marked `recognised`. Top-level and text field names are matched in any letter case.
+/// marked `recognised`. Top-level and text field names are matched in any letter case, with
+/// the folding Go's encoding/json applies (ASCII case, and 'ſ' as 's', the Kelvin sign as
+/// 'k'), so a key an upstream reads as `messages` is read so here too.
 /// Returns why the body cannot be checked: not an object, or a prompt given as token ids
 /// (which no pattern can read). Any thread.
 std::optional<std::string> collectPromptTexts(const boost::json::value& body, std::vector<PromptText>& out);

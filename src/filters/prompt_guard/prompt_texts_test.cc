@@ -119,6 +119,17 @@ TEST(PromptTexts, ShapesFoundByAnOutsider) {
             (Got{{kRoleUser, "m"}, {kRoleSystem, "s"}}));
 }
 
+TEST(PromptTexts, KeysAnUpstreamMayReadAnotherWayCountEveryWay) {
+  // Found by an outside review: "Role": "system" beside "role": "user" hid a user prompt from
+  // `roles: [user]`; 'ſ' (U+017F) in "meſsages" is `messages` to Go's encoding/json.
+  EXPECT_EQ(texts(R"({"messages":[{"role":"user","Role":"system","content":"x"}]})"),
+            (Got{{kRoleUser | kRoleSystem, "x"}}));
+  EXPECT_EQ(texts("{\"me\u017fsages\":[{\"role\":\"user\",\"content\":\"y\"}],"
+                  "\"\u212aey\":1,\"sy\u017ftem\":\"z\"}"),
+            (Got{{kRoleUser, "y"}, {kRoleSystem, "z"}}));
+  EXPECT_TRUE(texts(R"({"me\u017fsagesX":[{"content":"no"}]})").empty());
+}
+
 TEST(PromptTexts, TokenIdsAndNonObjectsCannotBeChecked) {
   std::optional<std::string> why;
   texts(R"({"input":[[1,2]]})", &why);
