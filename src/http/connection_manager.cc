@@ -76,6 +76,11 @@ Task<void> ConnectionManager::handle(ServerConnection& conn) {
       // The body phase: the whole body, read once, for the filters that look at it.
       const uint64_t max = std::min(body_limit, route->config->max_body_bytes);
       int failed = req.hasBody() ? co_await conn.readWholeBody(max) : 0;
+      if (failed && conn.clientGone()) {  // no answer to count: as when it leaves mid-pause
+        conn.abort();
+        record(conn, *routes, route, nullptr, "client_closed", fctx.principal);
+        co_return;
+      }
       if (failed) {
         fctx.reply = bodyFailure(failed, max);
         replied = true;

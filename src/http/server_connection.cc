@@ -428,6 +428,7 @@ Task<BodyRead> ServerConnection::readBody() {
         countClientError(408);
         co_return BodyRead{{}, false, 408};
       }
+      client_gone_ = true;  // closed or reset mid-body: nobody to answer
       co_return BodyRead{{}, false, 400};
     }
     deadline_.disarm();

@@ -124,6 +124,8 @@ class ServerConnection {
   /// Marks the connection to close once this response is done.
   void closeAfterResponse() { keep_alive_ = false; }
   bool responseStarted() const { return response_started_; }
+  /// The client closed or reset the connection while its body was being read.
+  bool clientGone() const { return client_gone_; }
   /// A request is being handled (false while the connection waits for, or reads, a head).
   bool handling() const { return handling_; }
   int responseStatus() const { return response_status_; }
@@ -193,6 +195,7 @@ class ServerConnection {
   uint64_t response_bytes_ = 0;
   bool timed_out_ = false;
   bool handling_ = false;
+  bool client_gone_ = false;
   uint64_t requests_served_ = 0;
 };
 

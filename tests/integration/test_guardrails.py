@@ -232,6 +232,21 @@ class PromptGuardTest(unittest.TestCase):
         self.assertTrue(self.gw.alive(), self.gw.log_text()[-2000:])
         self.assertEqual(self.post("/proxied/x", chat(("user", "hello"))).status, 200)
 
+    def test_a_client_leaving_mid_body_is_not_answered_or_counted_as_4xx(self):
+        s = socket.create_connection(("127.0.0.1", self.port))
+        s.sendall(b"POST /proxied/hangup HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"messages\"")
+        time.sleep(0.2)
+        s.close()
+        deadline = time.monotonic() + 3
+        record = None
+        while record is None and time.monotonic() < deadline:
+            for line in self.gw.log_text().splitlines():
+                if '"target":"/proxied/hangup"' in line:
+                    record = json.loads(line)
+            time.sleep(0.05)
+        self.assertIsNotNone(record, "no access record for the hang-up")
+        self.assertEqual((record["status"], record["error"]), (0, "client_closed"))
+
     def test_every_content_encoding_line_counts(self):
         data = raw_request(self.port, b"POST /proxied/x HTTP/1.1\r\nHost: x\r\nContent-Encoding: identity\r\n"
                            b"Content-Encoding: gzip\r\nContent-Length: 2\r\n\r\n{}", expect=1)
