@@ -69,14 +69,16 @@ def chat(*messages, **extra):
     return json.dumps(body)
 
 
-class PromptGuardTest(unittest.TestCase):
+class GatewayCase(unittest.TestCase):
+    """A gateway on cls.CONFIG in front of the fake provider and an echo upstream, per class."""
+
     @classmethod
     def setUpClass(cls):
         from fake_provider import FakeProvider
         cls.provider = FakeProvider(name="main").__enter__()
         cls.up = Upstream().__enter__()
         cls.port = free_port()
-        cls.gw = Gateway(CONFIG.format(port=cls.port, provider=cls.provider.address, up=cls.up.port, deny=DENY))
+        cls.gw = Gateway(cls.CONFIG.format(port=cls.port, provider=cls.provider.address, up=cls.up.port, deny=DENY))
         cls.gw.start()
 
     @classmethod
@@ -84,6 +86,10 @@ class PromptGuardTest(unittest.TestCase):
         cls.gw.stop()
         cls.up.__exit__(None, None, None)
         cls.provider.__exit__(None, None, None)
+
+
+class PromptGuardTest(GatewayCase):
+    CONFIG = CONFIG
 
     def provider_calls(self):
         return len(self.provider.requests)
@@ -343,24 +349,11 @@ listeners:
 """
 
 
-class BufferedBodyBudgetTest(unittest.TestCase):
+class BufferedBodyBudgetTest(GatewayCase):
     """Bodies held in memory (read whole for a filter, or by the LLM API) count against the
     listener's max_buffered_body_bytes; slow clients holding most of it get others a 503."""
 
-    @classmethod
-    def setUpClass(cls):
-        from fake_provider import FakeProvider
-        cls.provider = FakeProvider(name="main").__enter__()
-        cls.up = Upstream().__enter__()
-        cls.port = free_port()
-        cls.gw = Gateway(BUDGET_CONFIG.format(port=cls.port, provider=cls.provider.address, up=cls.up.port))
-        cls.gw.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.gw.stop()
-        cls.up.__exit__(None, None, None)
-        cls.provider.__exit__(None, None, None)
+    CONFIG = BUDGET_CONFIG
 
     def hold(self, path, nbytes, extra=b""):
         """A connection that sent the head and `nbytes` of a 200 KB body, then waits."""
