@@ -187,6 +187,7 @@ const Schema<AdminConfig>& adminSchema() {
           {.name = "token",
            .kind = FieldKind::kString,
            .member = &AdminConfig::token,
+           .default_text = "",
            .doc = "Bearer token for every endpoint but `/healthz`. At least 16 characters, none of them a "
                   "space or a control character, and at least 8 different characters; otherwise the config "
                   "is refused (at start, by `ganglion check`, and on reload). Use `${GANGLION_ADMIN_TOKEN}` "

@@ -26,6 +26,7 @@ const Schema<Sample>& sampleSchema() {
           {.name = "name",
            .kind = FieldKind::kString,
            .member = &Sample::name,
+           .default_text = "",
            .doc = "A name.",
            .required = true},
           {.name = "secret",

@@ -117,7 +117,7 @@ class Collector {
         for (const auto& kv : o) {
           const std::string_view k = kv.key();
           if (named(k, {"role", "type"})) continue;
-          walk(kv.value(), isToolField(k) ? kRoleTool : role, k, text);
+          walk(kv.value(), isToolField(k) ? static_cast<uint8_t>(kRoleTool) : role, k, text);
         }
         return;
       }
