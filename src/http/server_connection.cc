@@ -448,6 +448,7 @@ void ServerConnection::releaseBodyBytes() {
 }
 
 Task<int> ServerConnection::readWholeBody(uint64_t max) {
+  if (whole_pending_) co_return 0;  // read whole already (for the route's filters)
   whole_body_.clear();
   const auto& req = parser_.request();
   if (req.has_content_length && req.content_length > max) {

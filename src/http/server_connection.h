@@ -96,17 +96,12 @@ class ServerConnection {
   /// bufferedBody(). Worker thread.
   std::optional<BodyRead> bufferedBody();
   /// Reads the whole request body, at most `max` bytes, for the filters that look at whole
-  /// bodies (wholeBody()); readBody() and bufferedBody() then hand it to the terminal handler
-  /// as one piece. Returns 0, or the status of the failure: 413 over `max` (refused from
-  /// Content-Length before reading when it says so), 408 too slow, 400 bad framing or gone,
-  /// 503 when the listener holds too many body bytes already (holdBodyBytes).
-  /// Worker thread, during handle().
+  /// bodies and for handlers that parse it whole (wholeBody(), valid until the request ends);
+  /// readBody() and bufferedBody() then hand it out as one piece, and a second call returns
+  /// at once (the body is read and counted once). Returns 0, or the status of the failure: 413 over `max`
+  /// (refused from Content-Length before reading when it says so), 408 too slow, 400 bad framing or gone, 503
+  /// when the listener holds too many body bytes already (holdBodyBytes). Worker thread, during handle().
   Task<int> readWholeBody(uint64_t max);
-  /// Counts this request's body as `total` bytes held in memory, against the listener's cap
-  /// (max_buffered_body_bytes): what is not counted yet is taken. False, taking nothing, when
-  /// it does not fit: answer 503. The body read whole for filters and then held again by the
-  /// handler counts once. Released when the request ends. Worker thread.
-  bool holdBodyBytes(uint64_t total);
   /// The body readWholeBody() read; empty before it.
   std::string_view wholeBody() const { return whole_body_; }
   /// Writes the response head (if `head`), body pieces and, with `last`, the end. The first
@@ -152,6 +147,10 @@ class ServerConnection {
   Task<void> answerServerOptions();
   bool validateHead();
   void countClientError(int status);
+  /// Counts this request's body as `total` bytes held in memory, against the listener's cap
+  /// (max_buffered_body_bytes): what is not counted yet is taken. False, taking nothing, when
+  /// it does not fit. Released when the request ends.
+  bool holdBodyBytes(uint64_t total);
   void releaseBodyBytes();
 
   loop::Worker& worker_;

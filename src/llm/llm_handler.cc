@@ -499,48 +499,39 @@ Task<void> LlmHandler::sendError(Call& call, const ApiError& error) {
   co_await writeApiError(call.conn, head, error, call.anthropic_dialect);
 }
 
-Task<bool> LlmHandler::readRequestBody(Call& call, std::string& body) {
+Task<bool> LlmHandler::readRequestBody(Call& call, std::string_view& body) {
   auto& req = call.conn.request();
-  call.conn.setMaxBodyBytes(call.route.max_body_bytes);
-  if (req.has_content_length && req.content_length > call.route.max_body_bytes) {
-    const ApiError err{413, "invalid_request_error",
-                       fmt::format("The request body of {} bytes exceeds the limit of {} bytes.",
-                                   req.content_length, call.route.max_body_bytes),
-                       "", "request_too_large"};
+  const uint64_t max = call.route.max_body_bytes;
+  if (req.has_content_length && req.content_length > max) {
+    const ApiError err{
+        413, "invalid_request_error",
+        fmt::format("The request body of {} bytes exceeds the limit of {} bytes.", req.content_length, max),
+        "", "request_too_large"};
     co_await sendError(call, err);
     co_return false;
   }
-  if (req.has_content_length) body.reserve(req.content_length);
-  while (req.hasBody()) {
-    http::BodyRead got = co_await call.conn.readBody();
-    if (got.error_status) {
-      call.rec.error = "client_body_error";
-      if (!call.conn.isOpen()) co_return false;
-      const ApiError err{
-          got.error_status, "invalid_request_error",
-          got.error_status == 413
-              ? fmt::format("The request body exceeds the limit of {} bytes.", call.route.max_body_bytes)
-          : got.error_status == 408 ? std::string("Timed out reading the request body.")
-                                    : std::string("The request body is malformed."),
-          "", got.error_status == 413 ? "request_too_large" : ""};
-      co_await sendError(call, err);
-      co_return false;
-    }
-    uint64_t got_bytes = 0;
-    for (auto piece : got.data) got_bytes += piece.size();
-    if (!call.conn.holdBodyBytes(body.size() + got_bytes)) {
-      call.rec.error = "overloaded";
-      call.conn.closeAfterResponse();
-      const ApiError err{503, "server_error",
-                         "The gateway holds too many request bodies in memory; retry shortly.", "",
-                         "overloaded"};
-      co_await sendError(call, err);
-      co_return false;
-    }
-    for (auto piece : got.data) body.append(piece);
-    if (got.done) break;
+  // The connection's whole-body read: bounded, counted against max_buffered_body_bytes, and
+  // read once when a filter of the route read it already.
+  const int failed = co_await call.conn.readWholeBody(max);
+  if (failed == 0) {
+    body = call.conn.wholeBody();
+    co_return true;
   }
-  co_return true;
+  call.rec.error = failed == 503 ? "overloaded" : "client_body_error";
+  if (!call.conn.isOpen()) co_return false;
+  ApiError err{failed, "invalid_request_error", "The request body is malformed.", "", ""};
+  if (failed == 413) {
+    err.message = fmt::format("The request body exceeds the limit of {} bytes.", max);
+    err.code = "request_too_large";
+  } else if (failed == 408) {
+    err.message = "Timed out reading the request body.";
+  } else if (failed == 503) {
+    err.type = "server_error";
+    err.message = "The gateway holds too many request bodies in memory; retry shortly.";
+    err.code = "overloaded";
+  }
+  co_await sendError(call, err);
+  co_return false;
 }
 
 LlmHandler::LlmHandler(loop::Worker& worker, telemetry::WorkerStats& stats, KeyLedger& ledger,
@@ -676,7 +667,7 @@ Task<void> LlmHandler::keepIfReusable(Call& call, Attempted& tried, upstream::Bo
 }
 
 Task<void> LlmHandler::chatCompletions(Call& call) {
-  std::string text;
+  std::string_view text;
   if (!co_await readRequestBody(call, text)) co_return;
   ChatRequest req;
   auto bad = parseChatRequest(text, req);
@@ -715,7 +706,7 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
 }
 
 Task<void> LlmHandler::embeddings(Call& call) {
-  std::string text;
+  std::string_view text;
   if (!co_await readRequestBody(call, text)) co_return;
   EmbeddingsRequest req;
   auto bad = parseEmbeddingsRequest(text, req);
@@ -753,7 +744,7 @@ Task<void> LlmHandler::embeddings(Call& call) {
 }
 
 Task<void> LlmHandler::countTokens(Call& call) {
-  std::string text;
+  std::string_view text;
   if (!co_await readRequestBody(call, text)) co_return;
   // The same body as /v1/messages, without max_tokens: give the parser one.
   json::object body;
@@ -809,7 +800,7 @@ Task<void> LlmHandler::countTokens(Call& call) {
 }
 
 Task<void> LlmHandler::messages(Call& call) {
-  std::string text;
+  std::string_view text;
   if (!co_await readRequestBody(call, text)) co_return;
   MessagesRequest req;
   auto bad = parseMessagesRequest(text, req);
@@ -873,7 +864,7 @@ Task<void> LlmHandler::messages(Call& call) {
 }
 
 Task<void> LlmHandler::responses(Call& call) {
-  std::string text;
+  std::string_view text;
   if (!co_await readRequestBody(call, text)) co_return;
   json::object body;
   auto bad = parseJsonObject(text, body);

@@ -72,7 +72,7 @@ class LlmHandler {
   http::Task<void> countTokens(Call& call);
   http::Task<void> responses(Call& call);
   http::Task<void> listModels(Call& call);
-  http::Task<bool> readRequestBody(Call& call, std::string& body);
+  http::Task<bool> readRequestBody(Call& call, std::string_view& body);
   http::Task<void> sendError(Call& call, const ApiError& error);
   http::Task<void> sendJson(Call& call, int status, std::string_view body);
   /// Looks the call up in the response cache when the key or the request opts in; true when
