@@ -183,25 +183,18 @@ http::Task<void> AdminServer::handle(http::ServerConnection& conn) {
   if (head.has_content_length && head.content_length > kMaxAdminBodyBytes)  // before any 100 Continue
     co_return co_await conn.sendError(413, "body_too_large",
                                       "admin request bodies are limited to 1048576 bytes");
-  if (head.hasBody()) {
-    conn.setMaxBodyBytes(kMaxAdminBodyBytes);
-    for (;;) {
-      http::BodyRead got = co_await conn.readBody();
-      if (got.error_status) {
-        if (!conn.isOpen()) co_return;
-        // Not a ?: of strings inside the co_await: GCC 12 frees such a temporary twice.
-        std::string message = "the request body could not be read";
-        std::string_view type = "bad_request";
-        if (got.error_status == 413) {
-          message = fmt::format("admin request bodies are limited to {} bytes", kMaxAdminBodyBytes);
-          type = "body_too_large";
-        }
-        co_return co_await conn.sendError(got.error_status, type, message);
-      }
-      for (auto piece : got.data) request.body.append(piece);
-      if (got.done) break;
+  if (const int failed = co_await conn.readWholeBody(kMaxAdminBodyBytes)) {
+    if (!conn.isOpen()) co_return;
+    // Not a ?: of strings inside the co_await: GCC 12 frees such a temporary twice.
+    std::string message = "the request body could not be read";
+    std::string_view type = "bad_request";
+    if (failed == 413) {
+      message = fmt::format("admin request bodies are limited to {} bytes", kMaxAdminBodyBytes);
+      type = "body_too_large";
     }
+    co_return co_await conn.sendError(failed, type, message);
   }
+  request.body = conn.wholeBody();
   Reply reply = co_await (*m.endpoint)(request);
   co_await send(conn, reply);
 }

@@ -1,5 +1,7 @@
 #include "admin/router.h"
 
+#include <boost/url/pct_string_view.hpp>
+
 #include "base/strings.h"
 
 namespace ganglion::admin {
@@ -22,26 +24,11 @@ std::vector<std::string_view> segmentsOf(std::string_view path) {
   return out;
 }
 
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-/// %XX decoded; a '%' not followed by two hex digits is kept as is.
-std::string percentDecoded(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && hexValue(s[i + 1]) >= 0 && hexValue(s[i + 2]) >= 0) {
-      out += static_cast<char>(hexValue(s[i + 1]) * 16 + hexValue(s[i + 2]));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
+/// A path segment percent-decoded (Boost.URL); one that is not valid percent-encoding (no
+/// such segment survives a listener's path normalisation) is kept as written.
+std::string decodedSegment(std::string_view segment) {
+  auto pct = boost::urls::make_pct_string_view(segment);
+  return pct ? pct->decode() : std::string(segment);
 }
 
 }  // namespace
@@ -64,7 +51,7 @@ bool Router::matchPath(const Entry& e, const std::vector<std::string_view>& segm
     for (size_t i = 0; i < segments.size(); ++i) {
       const std::string& want = e.segments[i];
       if (want.size() > 2 && want.front() == '{' && want.back() == '}')
-        params->emplace_back(want.substr(1, want.size() - 2), percentDecoded(segments[i]));
+        params->emplace_back(want.substr(1, want.size() - 2), decodedSegment(segments[i]));
     }
   }
   return true;
