@@ -81,6 +81,12 @@ struct OutlierConfig {
   uint32_t max_ejected_percent = 50;  ///< never eject more than this share of targets
 };
 
+/// Caps retries in flight, so retries cannot multiply an upstream's load when it struggles.
+struct RetryBudgetConfig {
+  uint32_t percent = 20;  ///< retries in flight ≤ this share of requests in flight
+  uint32_t min = 3;       ///< ... but at least this many
+};
+
 enum class Balance { kRoundRobin, kLeastRequest, kHash, kEwma };
 
 struct UpstreamConfig {
@@ -90,8 +96,7 @@ struct UpstreamConfig {
   std::string hash_header;  ///< for kHash: lower-case header name; empty = client IP
   std::optional<HealthCheckConfig> health_check;
   OutlierConfig outlier;
-  uint32_t retry_budget_percent = 20;          ///< retries in flight ≤ this share of requests in flight
-  uint32_t retry_budget_min = 3;               ///< ... but at least this many
+  RetryBudgetConfig retry_budget;
   Millis dns_refresh{30'000};                  ///< re-resolve host names this often
   std::shared_ptr<net::TlsClientContext> tls;  ///< set for HTTPS upstreams
   Millis connect_timeout{2'000};

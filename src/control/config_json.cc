@@ -51,34 +51,7 @@ std::string configToRedactedJson(const Config& c) {
   root["listeners"] = std::move(listeners);
   json::array upstreams;
   for (const auto& u : c.upstreams) {
-    json::array targets;
-    for (const auto& t : u.targets)
-      targets.push_back(json::object{{"address", t.address.text()}, {"weight", t.weight}});
-    upstreams.push_back(json::object{{"name", u.name},
-                                     {"targets", std::move(targets)},
-                                     {"connect_timeout", millis(u.connect_timeout)},
-                                     {"idle_timeout", millis(u.idle_timeout)},
-                                     {"keepalive", u.keepalive}});
-    auto& uo = upstreams.back().as_object();
-    static constexpr const char* kBalance[] = {"round_robin", "least_request", "hash", "ewma"};
-    uo["balance"] = kBalance[static_cast<int>(u.balance)];
-    if (u.balance == Balance::kHash)
-      uo["hash_on"] = u.hash_header.empty() ? "client_ip" : "header:" + u.hash_header;
-    if (u.health_check) {
-      const auto& hc = *u.health_check;
-      uo["health_check"] =
-          json::object{{"path", hc.path},
-                       {"interval", millis(hc.interval)},
-                       {"timeout", millis(hc.timeout)},
-                       {"healthy_threshold", hc.healthy_threshold},
-                       {"unhealthy_threshold", hc.unhealthy_threshold},
-                       {"expect_status", fmt::format("{}-{}", hc.expect_min, hc.expect_max)}};
-    }
-    uo["outlier"] = json::object{{"consecutive_failures", u.outlier.consecutive_failures},
-                                 {"base_ejection", millis(u.outlier.base_ejection)},
-                                 {"max_ejected_percent", u.outlier.max_ejected_percent}};
-    uo["retry_budget"] = json::object{{"percent", u.retry_budget_percent}, {"min", u.retry_budget_min}};
-    uo["dns_refresh"] = millis(u.dns_refresh);
+    upstreams.push_back(fieldsToJson(upstreamSchema(), u));
     if (u.tls) {
       const auto& t = u.tls->settings();
       upstreams.back().as_object()["tls"] =

@@ -115,150 +115,17 @@ void readListener(Reader& r, const YAML::Node& n, Config& cfg) {
   cfg.listeners.push_back(std::move(l));
 }
 
-void readTarget(Reader& r, const YAML::Node& n, UpstreamConfig& u) {
-  TargetConfig t;
-  if (n.IsScalar()) {
-    if (auto hp = r.hostPort(n, "target"))
-      t.address = *hp;
-    else
-      return;
-  } else if (n.IsMap()) {
-    r.checkKeys(n, {"address", "weight"}, "target");
-    if (auto v = n["address"]; v.IsDefined()) {
-      if (auto hp = r.hostPort(v, "target address"))
-        t.address = *hp;
-      else
-        return;
-    } else {
-      return r.fail(n, "target needs an 'address'");
-    }
-    if (auto v = n["weight"]; v.IsDefined()) {
-      if (auto w = r.integer<uint32_t>(v, "weight", 1, 10'000)) t.weight = *w;
-    }
-  } else {
-    return r.fail(n, "a target is \"host:port\" or { address, weight }");
-  }
-  u.targets.push_back(std::move(t));
-}
-
 void readUpstream(Reader& r, const YAML::Node& n, Config& cfg) {
   UpstreamConfig u;
   u.line = Reader::lineOf(n);
   if (!n.IsMap()) return r.fail(n, "an upstream must be a map");
-  r.checkKeys(n,
-              {"name", "targets", "connect_timeout", "idle_timeout", "keepalive", "balance", "hash_on",
-               "health_check", "outlier", "retry_budget", "dns_refresh", "tls"},
-              "upstream");
-  if (auto v = n["name"]; v.IsDefined()) {
-    if (auto s = r.str(v, "upstream name")) u.name = *s;
-  } else {
-    r.fail(n, "upstream needs a 'name'");
-  }
-  r.forEach(n["targets"], "targets", [&](const YAML::Node& t) { readTarget(r, t, u); });
-  if (!n["targets"].IsDefined() || (n["targets"].IsSequence() && n["targets"].size() == 0))
+  readFields(upstreamSchema(), n, u, r);
+  const YAML::Node targets = n["targets"];
+  if (!targets.IsDefined() || (targets.IsSequence() && targets.size() == 0))
     r.fail(n, fmt::format("upstream '{}' needs at least one target", u.name));
-  if (auto v = n["connect_timeout"]; v.IsDefined())
-    if (auto d = r.duration(v, "connect_timeout")) u.connect_timeout = *d;
-  if (auto v = n["idle_timeout"]; v.IsDefined())
-    if (auto d = r.duration(v, "idle_timeout")) u.idle_timeout = *d;
-  if (auto v = n["keepalive"]; v.IsDefined())
-    if (auto k = r.integer<uint32_t>(v, "keepalive", 0, 100'000)) u.keepalive = *k;
-  if (auto v = n["balance"]; v.IsDefined()) {
-    if (auto s = r.str(v, "balance")) {
-      if (*s == "round_robin")
-        u.balance = Balance::kRoundRobin;
-      else if (*s == "least_request")
-        u.balance = Balance::kLeastRequest;
-      else if (*s == "hash")
-        u.balance = Balance::kHash;
-      else if (*s == "ewma")
-        u.balance = Balance::kEwma;
-      else
-        r.fail(v, fmt::format("balance must be round_robin, least_request, hash or ewma, got '{}'", *s));
-    }
-  }
-  if (auto v = n["hash_on"]; v.IsDefined()) {
-    if (auto s = r.str(v, "hash_on")) {
-      if (*s == "client_ip")
-        u.hash_header.clear();
-      else if (s->rfind("header:", 0) == 0 && isToken(s->substr(7)))
-        u.hash_header = toLower(s->substr(7));
-      else
-        r.fail(v, fmt::format("hash_on must be client_ip or header:<name>, got '{}'", *s));
-    }
-    if (u.balance != Balance::kHash) r.fail(v, "hash_on needs 'balance: hash'");
-  }
-  if (auto v = n["health_check"]; v.IsDefined()) {
-    HealthCheckConfig hc;
-    if (!v.IsMap()) {
-      r.fail(v, "health_check must be a map");
-    } else {
-      r.checkKeys(v,
-                  {"path", "host", "interval", "timeout", "healthy_threshold", "unhealthy_threshold",
-                   "expect_status"},
-                  "health_check");
-      if (auto p = v["path"]; p.IsDefined())
-        if (auto s = r.str(p, "health_check.path")) {
-          if (s->empty() || (*s)[0] != '/' || !isHeaderValue(*s) || s->find(' ') != std::string::npos)
-            r.fail(p, "health_check.path must be an absolute path without spaces");
-          else
-            hc.path = *s;
-        }
-      if (auto h = v["host"]; h.IsDefined())
-        if (auto s = r.str(h, "health_check.host")) hc.host = *s;
-      if (auto d = v["interval"]; d.IsDefined())
-        if (auto x = r.duration(d, "health_check.interval")) hc.interval = std::max(*x, Millis(100));
-      if (auto d = v["timeout"]; d.IsDefined())
-        if (auto x = r.duration(d, "health_check.timeout")) hc.timeout = std::max(*x, Millis(10));
-      if (auto t = v["healthy_threshold"]; t.IsDefined())
-        if (auto x = r.integer<uint32_t>(t, "healthy_threshold", 1, 100)) hc.healthy_threshold = *x;
-      if (auto t = v["unhealthy_threshold"]; t.IsDefined())
-        if (auto x = r.integer<uint32_t>(t, "unhealthy_threshold", 1, 100)) hc.unhealthy_threshold = *x;
-      if (auto e = v["expect_status"]; e.IsDefined()) {
-        if (auto s = r.str(e, "expect_status")) {
-          auto dash = s->find('-');
-          auto lo = parseUint(s->substr(0, dash));
-          auto hi = dash == std::string::npos ? lo : parseUint(s->substr(dash + 1));
-          if (!lo || !hi || *lo < 100 || *hi > 599 || *lo > *hi)
-            r.fail(e, fmt::format("expect_status must be a status or range like 200-399, got '{}'", *s));
-          else {
-            hc.expect_min = static_cast<int>(*lo);
-            hc.expect_max = static_cast<int>(*hi);
-          }
-        }
-      }
-    }
-    u.health_check = hc;
-  }
-  if (auto v = n["outlier"]; v.IsDefined()) {
-    if (!v.IsMap()) {
-      r.fail(v, "outlier must be a map");
-    } else {
-      r.checkKeys(v, {"consecutive_failures", "base_ejection", "max_ejected_percent"}, "outlier");
-      if (auto x = v["consecutive_failures"]; x.IsDefined())
-        if (auto i = r.integer<uint32_t>(x, "consecutive_failures", 0, 1000))
-          u.outlier.consecutive_failures = *i;
-      if (auto x = v["base_ejection"]; x.IsDefined())
-        if (auto d = r.duration(x, "base_ejection")) u.outlier.base_ejection = *d;
-      if (auto x = v["max_ejected_percent"]; x.IsDefined())
-        if (auto i = r.integer<uint32_t>(x, "max_ejected_percent", 0, 100))
-          u.outlier.max_ejected_percent = *i;
-    }
-  }
-  if (auto v = n["retry_budget"]; v.IsDefined()) {
-    if (!v.IsMap()) {
-      r.fail(v, "retry_budget must be a map: { percent, min }");
-    } else {
-      r.checkKeys(v, {"percent", "min"}, "retry_budget");
-      if (auto x = v["percent"]; x.IsDefined())
-        if (auto i = r.integer<uint32_t>(x, "retry_budget.percent", 0, 100)) u.retry_budget_percent = *i;
-      if (auto x = v["min"]; x.IsDefined())
-        if (auto i = r.integer<uint32_t>(x, "retry_budget.min", 0, 10'000)) u.retry_budget_min = *i;
-    }
-  }
+  if (auto v = n["hash_on"]; v.IsDefined() && u.balance != Balance::kHash)
+    r.fail(v, "hash_on needs 'balance: hash'");
   if (auto v = n["tls"]; v.IsDefined()) u.tls = readUpstreamTls(r, v);
-  if (auto v = n["dns_refresh"]; v.IsDefined())
-    if (auto d = r.duration(v, "dns_refresh")) u.dns_refresh = std::max(*d, Millis(1000));
   cfg.upstreams.push_back(std::move(u));
 }
 

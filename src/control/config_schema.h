@@ -9,6 +9,7 @@
 #include <boost/json/object.hpp>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -32,7 +33,7 @@ struct Field {
   using ShowFn = boost::json::value (*)(const T& in);
   std::string_view name;
   FieldKind kind;
-  Member member = {};
+  Member member = {};  ///< kCustom fields write `.member = {}`: GCC 12 ICEs (nothrow_spec_p) on some without
   std::string_view default_text;  ///< markdown, as the docs show it ("`30s`", "none")
   std::string_view doc;           ///< markdown, one paragraph
   /// Integers and sizes: bounds (errors). Durations: `min` is a floor in milliseconds that a
@@ -62,6 +63,8 @@ struct Schema {
   std::string_view section;  ///< how messages name it ("listener")
   std::vector<Field<T>> fields;
   std::vector<ExtraField> extra;  ///< nested maps its reader handles itself ("tls")
+  /// The error when a nested section (readSection) is not a map; default "<section> must be a map".
+  std::string_view not_a_map = {};
 };
 
 /// The field's type as the docs name it, with its bounds ("size, ≥ 1024", "integer 1–10000").
@@ -158,6 +161,36 @@ boost::json::object fieldsToJson(const Schema<T>& schema, const T& value) {
   return o;
 }
 
+/// A nested map with its own schema, as a kCustom field of the section around it:
+/// `.read = readSection<Upstream, Outlier, &Upstream::outlier, outlierSchema>,
+///  .show = showSection<...same...>`. The nested schema's docs table is listed apart.
+template <class T, class S, S T::*Member, const Schema<S>& (*Nested)()>
+void readSection(Reader& r, const YAML::Node& value, T& out) {
+  const Schema<S>& schema = Nested();
+  if (!value.IsMap())
+    return r.fail(value, schema.not_a_map.empty() ? fmt::format("{} must be a map", schema.section)
+                                                  : std::string(schema.not_a_map));
+  readFields(schema, value, out.*Member, r);
+}
+template <class T, class S, S T::*Member, const Schema<S>& (*Nested)()>
+boost::json::value showSection(const T& in) {
+  return fieldsToJson(Nested(), in.*Member);
+}
+/// As readSection, for a section whose presence turns a feature on (`std::optional<S>`).
+template <class T, class S, std::optional<S> T::*Member, const Schema<S>& (*Nested)()>
+void readOptionalSection(Reader& r, const YAML::Node& value, T& out) {
+  const Schema<S>& schema = Nested();
+  if (!value.IsMap())
+    return r.fail(value, schema.not_a_map.empty() ? fmt::format("{} must be a map", schema.section)
+                                                  : std::string(schema.not_a_map));
+  readFields(schema, value, (out.*Member).emplace(), r);
+}
+template <class T, class S, std::optional<S> T::*Member, const Schema<S>& (*Nested)()>
+boost::json::value showOptionalSection(const T& in) {
+  if (!(in.*Member)) return nullptr;
+  return fieldsToJson(Nested(), *(in.*Member));
+}
+
 /// `text` with its '|' escaped, for a markdown table cell.
 std::string tableCell(std::string_view text);
 
@@ -190,5 +223,11 @@ const Schema<ListenerConfig>& listenerSchema();
 const Schema<AdminConfig>& adminSchema();
 const Schema<AccessLogConfig>& accessLogSchema();
 const Schema<LlmCacheConfig>& llmCacheSchema();
+/// `upstreams[]` and its nested maps (`tls` is read apart; control/config_upstreams.cc).
+const Schema<UpstreamConfig>& upstreamSchema();
+const Schema<TargetConfig>& targetSchema();
+const Schema<HealthCheckConfig>& healthCheckSchema();
+const Schema<OutlierConfig>& outlierSchema();
+const Schema<RetryBudgetConfig>& retryBudgetSchema();
 
 }  // namespace ganglion::control

@@ -283,5 +283,74 @@ TEST(Config, BadStateIsRejectedWithLineAndReason) {
   }
 }
 
+TEST(Config, UpstreamSectionsReadWithTheirSchemas) {
+  auto r = loadConfigText(R"(listeners: [ { name: a, address: "127.0.0.1:1" } ]
+upstreams:
+  - name: u
+    targets: [ "127.0.0.1:2", { address: "127.0.0.1:3", weight: 7 } ]
+    balance: hash
+    hash_on: header:X-User
+    health_check: { path: /up, interval: 1ms, timeout: 1ms, expect_status: "200-204" }
+    outlier: { consecutive_failures: 0 }
+    retry_budget: { percent: 5, min: 1 }
+    dns_refresh: 10ms
+)",
+                          "t.yaml");
+  ASSERT_TRUE(r.config) << r.errors[0].text();
+  const auto& u = r.config->upstreams[0];
+  ASSERT_EQ(u.targets.size(), 2u);
+  EXPECT_EQ(u.targets[1].weight, 7u);
+  EXPECT_EQ(u.balance, Balance::kHash);
+  EXPECT_EQ(u.hash_header, "x-user");
+  ASSERT_TRUE(u.health_check);
+  EXPECT_EQ(u.health_check->path, "/up");
+  EXPECT_EQ(u.health_check->interval.count(), 100);  // raised to the floors
+  EXPECT_EQ(u.health_check->timeout.count(), 10);
+  EXPECT_EQ(u.health_check->expect_max, 204);
+  EXPECT_EQ(u.outlier.consecutive_failures, 0u);
+  EXPECT_EQ(u.outlier.base_ejection.count(), 30'000);  // untouched fields keep their defaults
+  EXPECT_EQ(u.retry_budget.percent, 5u);
+  EXPECT_EQ(u.retry_budget.min, 1u);
+  EXPECT_EQ(u.dns_refresh.count(), 1000);
+  const std::string json = configToRedactedJson(*r.config);
+  EXPECT_NE(json.find(R"("hash_on":"header:x-user")"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"("health_check":{"path":"/up","host":"","interval":"100ms")"), std::string::npos)
+      << json;
+  EXPECT_NE(json.find(R"("retry_budget":{"percent":5,"min":1})"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"("targets":[{"address":"127.0.0.1:2","weight":1},)"), std::string::npos) << json;
+}
+
+TEST(Config, BadUpstreamSectionsAreRejectedWithLineAndReason) {
+  struct Case {
+    const char* extra;
+    const char* expect;
+  } cases[] = {
+      {"outlier: [ 1 ]", "outlier must be a map"},
+      {"retry_budget: 5", "retry_budget must be a map: { percent, min }"},
+      {"retry_budget: { percent: 101 }", "retry_budget.percent"},
+      {"health_check: { pth: /x }", "unknown field 'pth' in health_check"},
+      {"health_check: { path: 'no slash' }", "health_check.path must be an absolute path"},
+      {"health_check: { expect_status: '300-200' }", "expect_status must be a status or range"},
+      {"outlier: { max_ejected_percent: 1000 }", "outlier.max_ejected_percent"},
+      {"balance: random", "balance must be round_robin"},
+      {"hash_on: client_ip", "hash_on needs 'balance: hash'"},
+      {"targets: [ { weight: 2 } ]", "target needs an 'address'"},
+      {"targets: [ { address: 'h:1', wieght: 2 } ]", "unknown field 'wieght' in target"},
+      {"targets: []", "needs at least one target"},
+  };
+  for (const auto& c : cases) {
+    const std::string yaml =
+        std::string("listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\n") +
+        "upstreams:\n  - name: u\n    " +
+        (std::string_view(c.extra).starts_with("targets") ? "" : "targets: [ \"h:1\" ]\n    ") + c.extra +
+        "\n";
+    auto r = loadConfigText(yaml, "t.yaml");
+    ASSERT_FALSE(r.config) << c.extra;
+    EXPECT_GE(r.errors[0].line, 3) << c.extra;
+    EXPECT_NE(r.errors[0].message.find(c.expect), std::string::npos)
+        << c.extra << ": " << r.errors[0].message;
+  }
+}
+
 }  // namespace
 }  // namespace ganglion::control

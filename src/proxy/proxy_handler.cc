@@ -148,8 +148,8 @@ Task<void> ProxyHandler::forward(http::RoutedRequest& routed) {
   // Envoy-style retry budget: retries in flight stay under a share of requests in flight, so
   // a struggling upstream is not hit with a retry storm.
   auto budgetAllows = [&] {
-    uint32_t cap = std::max<uint32_t>(up.def->config->retry_budget_min,
-                                      bal.inflight * up.def->config->retry_budget_percent / 100);
+    uint32_t cap = std::max<uint32_t>(up.def->config->retry_budget.min,
+                                      bal.inflight * up.def->config->retry_budget.percent / 100);
     return counted_retry || bal.retries_inflight < cap;
   };
   auto canRetry = [&] {
