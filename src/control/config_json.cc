@@ -12,21 +12,6 @@ namespace ganglion::control {
 
 namespace json = boost::json;
 
-namespace {
-
-json::value headerOps(const HeaderOps& ops) {
-  json::object add;
-  // Added header values often carry credentials (${UPSTREAM_TOKEN}): never shown.
-  for (const auto& [k, v] : ops.add) add[k] = "<redacted>";
-  json::array remove;
-  for (const auto& r : ops.remove) remove.emplace_back(r);
-  return json::object{{"add", std::move(add)}, {"remove", std::move(remove)}};
-}
-
-std::string millis(Millis d) { return std::to_string(d.count()) + "ms"; }
-
-}  // namespace
-
 std::string configToRedactedJson(const Config& c) {
   json::object root;
   root["source"] = c.source_path;
@@ -60,39 +45,7 @@ std::string configToRedactedJson(const Config& c) {
   }
   root["upstreams"] = std::move(upstreams);
   json::array routes;
-  for (const auto& r : c.routes) {
-    json::object match;
-    if (r.match.host) match["host"] = *r.match.host;
-    if (r.match.path) match["path"] = *r.match.path;
-    if (r.match.path_prefix) match["path_prefix"] = *r.match.path_prefix;
-    if (!r.match.methods.empty()) {
-      json::array m;
-      for (const auto& x : r.match.methods) m.emplace_back(x);
-      match["methods"] = std::move(m);
-    }
-    if (!r.match.headers.empty()) {
-      json::object h;
-      for (const auto& [k, v] : r.match.headers) h[k] = v;
-      match["headers"] = std::move(h);
-    }
-    json::object route{{"name", r.name},
-                       {"match", std::move(match)},
-                       {"upstream", r.upstream},
-                       {"timeout", millis(r.timeout)},
-                       {"first_byte_timeout", millis(r.first_byte_timeout)},
-                       {"idle_timeout", millis(r.idle_timeout)},
-                       {"retries", r.retries},
-                       {"max_body_bytes", r.max_body_bytes},
-                       {"request_headers", headerOps(r.request_headers)},
-                       {"response_headers", headerOps(r.response_headers)}};
-    json::array filters;
-    for (const auto& k : r.filter_kinds) filters.emplace_back(k);
-    route["filters"] = std::move(filters);
-    if (r.rewrite_path_prefix) route["rewrite"] = json::object{{"path_prefix", *r.rewrite_path_prefix}};
-    if (r.welcome) route["welcome"] = json::object{};
-    if (r.llm) route["llm"] = json::object{{"auth", r.llm->require_key ? "key" : "none"}};
-    routes.push_back(std::move(route));
-  }
+  for (const auto& r : c.routes) routes.push_back(fieldsToJson(routeSchema(), r));
   root["routes"] = std::move(routes);
   json::array providers;
   for (const auto& p : c.providers) {

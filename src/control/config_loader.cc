@@ -129,50 +129,6 @@ void readUpstream(Reader& r, const YAML::Node& n, Config& cfg) {
   cfg.upstreams.push_back(std::move(u));
 }
 
-/// Puts a route's `host` in the form requests are compared in (lower case, no trailing dot),
-/// or says why no request could ever match it.
-std::string normaliseRouteHost(std::string& host) {
-  const std::string given = host;
-  host = toLower(host);
-  if (!host.empty() && host.back() == '.' && host != "." && host.front() != '[') host.pop_back();
-  if (host.empty()) return "host must not be empty";
-  if (host.back() == '.') return fmt::format("host '{}' has an empty label", given);
-  if (host.front() == '[') {
-    if (host.find('%') != std::string::npos)
-      return fmt::format("host '{}' has a zone ('%'), which no Host header can carry", given);
-    boost::system::error_code ec;
-    if (host.back() == ']') boost::asio::ip::make_address_v6(host.substr(1, host.size() - 2), ec);
-    if (host.back() != ']' || ec)
-      return fmt::format("host '{}' is not a bracketed IPv6 address like [::1] (the port is not compared)",
-                         given);
-    return {};
-  }
-  if (host.find(':') != std::string::npos)
-    return fmt::format(
-        "host '{}' has a ':': routes match the name only, without the port (an IPv6 address is written "
-        "in brackets, like [::1])",
-        given);
-  std::string_view name = host;
-  if (name.front() == '*') {
-    if (name.size() < 3 || name[1] != '.')
-      return fmt::format("host '{}' must be a name or a '*.suffix' wildcard", given);
-    name.remove_prefix(2);
-  }
-  if (name.front() == '.' || name.find("..") != std::string_view::npos)
-    return fmt::format("host '{}' has an empty label", given);
-  for (char c : name)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_')) {
-      const auto byte = static_cast<unsigned char>(c);
-      const std::string shown =
-          byte > 0x20 && byte < 0x7f ? fmt::format("'{}'", c) : fmt::format("byte 0x{:02x}", byte);
-      return fmt::format(
-          "host '{}' has {}, which no Host header can carry (letters, digits, '-', '.', '_'; "
-          "a name in another script is written in its xn-- form)",
-          given, shown);
-    }
-  return {};
-}
-
 /// A `path` or `path_prefix` no request can have once listeners normalise paths (http/path.h),
 /// or an empty string.
 std::string unreachablePath(std::string_view key, const std::string& path) {
@@ -185,59 +141,6 @@ std::string unreachablePath(std::string_view key, const std::string& path) {
         "normalize_path: false on the listeners",
         key, path, normal);
   return {};
-}
-
-void readMatch(Reader& r, const YAML::Node& n, RouteMatch& m, bool normalised) {
-  if (!n.IsMap()) return r.fail(n, "route 'match' must be a map");
-  r.checkKeys(n, {"host", "path", "path_prefix", "methods", "headers"}, "match");
-  if (auto v = n["host"]; v.IsDefined()) {
-    if (auto s = r.str(v, "host")) {
-      std::string host = *s;
-      if (auto problem = normaliseRouteHost(host); !problem.empty())
-        r.fail(v, problem);
-      else
-        m.host = host;
-    }
-  }
-  // `path` and `path_prefix` are checked alike.
-  auto readPath = [&](const char* key, std::optional<std::string>& out) {
-    auto v = n[key];
-    if (!v.IsDefined()) return;
-    auto s = r.str(v, key);
-    if (!s) return;
-    if (s->empty() || (*s)[0] != '/')
-      r.fail(v, fmt::format("{} must start with '/'", key));
-    else if (auto bad = normalised ? unreachablePath(key, *s) : ""; !bad.empty())
-      r.fail(v, bad);
-    else
-      out = *s;
-  };
-  readPath("path", m.path);
-  readPath("path_prefix", m.path_prefix);
-  if (m.path && m.path_prefix) r.fail(n, "match may have 'path' or 'path_prefix', not both");
-  r.forEach(n["methods"], "methods", [&](const YAML::Node& v) {
-    if (auto s = r.str(v, "method")) {
-      std::string upper(*s);
-      for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-      if (!isToken(upper))
-        r.fail(v, fmt::format("'{}' is not a valid method", *s));
-      else
-        m.methods.push_back(upper);
-    }
-  });
-  if (auto v = n["headers"]; v.IsDefined()) {
-    if (!v.IsMap()) {
-      r.fail(v, "match.headers must be a map of header: value");
-    } else {
-      for (const auto& kv : v) {
-        auto value = r.str(kv.second, "header value");
-        if (!isToken(kv.first.Scalar()))
-          r.fail(kv.first, "invalid header name in match.headers");
-        else if (value)
-          m.headers.emplace_back(toLower(kv.first.Scalar()), *value);
-      }
-    }
-  }
 }
 
 void readFilters(Reader& r, const YAML::Node& list, const Config& cfg, RouteConfig& rt) {
@@ -328,21 +231,19 @@ void readRoute(Reader& r, const YAML::Node& n, Config& cfg) {
   RouteConfig rt;
   rt.line = Reader::lineOf(n);
   if (!n.IsMap()) return r.fail(n, "a route must be a map");
-  r.checkKeys(n,
-              {"name", "match", "upstream", "llm", "welcome", "timeout", "first_byte_timeout", "idle_timeout",
-               "retries", "max_body_bytes", "rewrite", "request_headers", "response_headers", "filters"},
-              "route");
-  if (auto v = n["name"]; v.IsDefined()) {
-    if (auto s = r.str(v, "route name")) rt.name = *s;
-  } else {
-    r.fail(n, "route needs a 'name'");
+  readFields(routeSchema(), n, rt, r);
+  auto& m = rt.match;
+  if (!n["match"].IsDefined()) m.path_prefix = "/";
+  if (m.path && m.path_prefix) r.fail(n["match"], "match may have 'path' or 'path_prefix', not both");
+  // Listeners that normalise paths route in normal form: a path written otherwise never matches.
+  const bool normalised =
+      std::any_of(cfg.listeners.begin(), cfg.listeners.end(), [](const auto& l) { return l.normalize_path; });
+  for (const char* key : {"path", "path_prefix"}) {
+    const auto& path = std::string_view(key) == "path" ? m.path : m.path_prefix;
+    if (!normalised || !path || !n["match"].IsDefined()) continue;
+    if (auto bad = unreachablePath(key, *path); !bad.empty()) r.fail(n["match"][key], bad);
   }
-  if (auto v = n["match"]; v.IsDefined())
-    readMatch(r, v, rt.match, std::any_of(cfg.listeners.begin(), cfg.listeners.end(), [](const auto& l) {
-                return l.normalize_path;
-              }));
-  else
-    rt.match.path_prefix = "/";
+  // The target: one of llm, welcome and upstream.
   if (auto v = n["llm"]; v.IsDefined()) {
     rt.llm.emplace();
     if (!v.IsMap() && !v.IsNull()) {
@@ -374,36 +275,8 @@ void readRoute(Reader& r, const YAML::Node& n, Config& cfg) {
                   "route '{}' needs an 'upstream' (or 'llm: {{}}' to serve the LLM API, or 'welcome: {{}}')",
                   rt.name));
   }
-  if (auto v = n["timeout"]; v.IsDefined())
-    if (auto d = r.duration(v, "timeout")) rt.timeout = *d;
-  if (auto v = n["first_byte_timeout"]; v.IsDefined())
-    if (auto d = r.duration(v, "first_byte_timeout")) rt.first_byte_timeout = *d;
-  if (auto v = n["idle_timeout"]; v.IsDefined())
-    if (auto d = r.duration(v, "idle_timeout")) rt.idle_timeout = *d;
-  if (auto v = n["retries"]; v.IsDefined())
-    if (auto i = r.integer<uint32_t>(v, "retries", 0, 10)) rt.retries = *i;
-  if (auto v = n["max_body_bytes"]; v.IsDefined()) {
-    if (auto b = r.bytes(v, "max_body_bytes")) rt.max_body_bytes = *b;
-  } else if (rt.llm) {
-    rt.max_body_bytes = kLlmMaxBodyBytes;  // the LLM API holds the whole body in memory
-  }
-  if (auto v = n["rewrite"]; v.IsDefined()) {
-    if (!v.IsMap()) {
-      r.fail(v, "rewrite must be a map");
-    } else {
-      r.checkKeys(v, {"path_prefix"}, "rewrite");
-      if (auto p = v["path_prefix"]; p.IsDefined()) {
-        if (auto s = r.str(p, "rewrite.path_prefix")) {
-          if (s->empty() || (*s)[0] != '/')
-            r.fail(p, "rewrite.path_prefix must start with '/'");
-          else
-            rt.rewrite_path_prefix = *s;
-        }
-      }
-    }
-  }
-  if (auto v = n["request_headers"]; v.IsDefined()) rt.request_headers = r.headerOps(v, "request_headers");
-  if (auto v = n["response_headers"]; v.IsDefined()) rt.response_headers = r.headerOps(v, "response_headers");
+  // The LLM API holds the whole body in memory.
+  if (rt.llm && !n["max_body_bytes"].IsDefined()) rt.max_body_bytes = kLlmMaxBodyBytes;
   if (auto v = n["filters"]; v.IsDefined()) readFilters(r, v, cfg, rt);
   cfg.routes.push_back(std::move(rt));
 }

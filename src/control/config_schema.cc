@@ -257,11 +257,17 @@ const Schema<LlmCacheConfig>& llmCacheSchema() {
 }
 
 std::vector<DocsTable> schemaDocsTables() {
-  return {{"listener", docsTable(listenerSchema())},        {"admin", docsTable(adminSchema())},
-          {"access_log", docsTable(accessLogSchema())},     {"llm_cache", docsTable(llmCacheSchema())},
-          {"upstream", docsTable(upstreamSchema())},        {"target", docsTable(targetSchema())},
-          {"health_check", docsTable(healthCheckSchema())}, {"outlier", docsTable(outlierSchema())},
-          {"retry_budget", docsTable(retryBudgetSchema())}};
+  return {{"listener", docsTable(listenerSchema())},
+          {"admin", docsTable(adminSchema())},
+          {"access_log", docsTable(accessLogSchema())},
+          {"llm_cache", docsTable(llmCacheSchema())},
+          {"upstream", docsTable(upstreamSchema())},
+          {"target", docsTable(targetSchema())},
+          {"health_check", docsTable(healthCheckSchema())},
+          {"outlier", docsTable(outlierSchema())},
+          {"retry_budget", docsTable(retryBudgetSchema())},
+          {"route", docsTable(routeSchema())},
+          {"match", docsTable(matchSchema())}};
 }
 
 }  // namespace ganglion::control

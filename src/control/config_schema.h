@@ -45,8 +45,10 @@ struct Field {
   std::string_view what = {};       ///< how errors name the value (default: the field name)
   std::string_view missing = {};    ///< the error when a required field is absent
   std::string_view type_text = {};  ///< the docs' type column, when not the kind's own words
-  ReadFn read = nullptr;            ///< kCustom
-  ShowFn show = nullptr;            ///< kCustom
+  /// kCustom; null: the section's reader reads it itself (it needs more than the value, such
+  /// as other sections), the schema only declares and shows it.
+  ReadFn read = nullptr;
+  ShowFn show = nullptr;  ///< kCustom
 };
 
 /// A field the section's reader handles itself (a nested map), listed for unknown-key checks
@@ -120,7 +122,7 @@ void readFields(const Schema<T>& schema, const YAML::Node& node, T& out, Reader&
         if (auto hp = r.hostPort(v, what)) out.*std::get<HostPort T::*>(f.member) = *hp;
         break;
       case FieldKind::kCustom:
-        f.read(r, v, out);
+        if (f.read) f.read(r, v, out);
         break;
     }
   }
@@ -229,5 +231,9 @@ const Schema<TargetConfig>& targetSchema();
 const Schema<HealthCheckConfig>& healthCheckSchema();
 const Schema<OutlierConfig>& outlierSchema();
 const Schema<RetryBudgetConfig>& retryBudgetSchema();
+/// `routes[]` and `match` (control/config_routes.cc). The target (`upstream`, `llm`,
+/// `welcome`) and `filters` are declared here and read by the route reader.
+const Schema<RouteConfig>& routeSchema();
+const Schema<RouteMatch>& matchSchema();
 
 }  // namespace ganglion::control

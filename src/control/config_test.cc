@@ -352,5 +352,66 @@ TEST(Config, BadUpstreamSectionsAreRejectedWithLineAndReason) {
   }
 }
 
+TEST(Config, RoutesReadAndShowWithTheirSchema) {
+  auto r = loadConfigText(R"(listeners: [ { name: a, address: "127.0.0.1:1" } ]
+upstreams: [ { name: u, targets: [ "127.0.0.1:2" ] } ]
+routes:
+  - name: api
+    match: { host: API.example.com., path_prefix: /api/, methods: [ get ], headers: { X-Env: prod } }
+    upstream: u
+    rewrite: { path_prefix: /v1/ }
+    request_headers: { add: { authorization: "Bearer s3cret" }, remove: [ Cookie ] }
+  - name: rest
+    upstream: u
+)",
+                          "t.yaml");
+  ASSERT_TRUE(r.config) << r.errors[0].text();
+  const auto& api = r.config->routes[0];
+  EXPECT_EQ(api.match.host, "api.example.com");
+  EXPECT_EQ(api.match.methods, std::vector<std::string>{"GET"});
+  EXPECT_EQ(api.match.headers[0].first, "x-env");
+  EXPECT_EQ(api.rewrite_path_prefix, "/v1/");
+  EXPECT_EQ(r.config->routes[1].match.path_prefix, "/");  // no match: everything
+  const std::string json = configToRedactedJson(*r.config);
+  EXPECT_NE(json.find(R"("match":{"host":"api.example.com","path_prefix":"/api/","methods":["GET"],)"
+                      R"("headers":{"x-env":"prod"}},"upstream":"u")"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find(R"("rewrite":{"path_prefix":"/v1/"},"request_headers":{"add":{"authorization":)"
+                      R"("<redacted>"},"remove":["cookie"]})"),
+            std::string::npos)
+      << json;
+  EXPECT_EQ(json.find("s3cret"), std::string::npos) << json;
+}
+
+TEST(Config, BadRoutesAreRejectedWithLineAndReason) {
+  struct Case {
+    const char* extra;
+    const char* expect;
+  } cases[] = {
+      {"match: [ 1 ]", "route 'match' must be a map"},
+      {"match: { paht: /x }", "unknown field 'paht' in match"},
+      {"match: { path: x }", "path must start with '/'"},
+      {"match: { path: /a, path_prefix: /b }", "not both"},
+      {"match: { path_prefix: /a/../b }", "can never match"},
+      {"match: { methods: [ 'G T' ] }", "is not a valid method"},
+      {"match: { headers: [ a ] }", "match.headers must be a map"},
+      {"rewrite: /x", "rewrite must be a map"},
+      {"rewrite: { path_prefix: x }", "rewrite.path_prefix must start with '/'"},
+      {"retries: 11", "retries"},
+      {"request_headers: { add: { 'a b': c } }", "not a valid header name"},
+  };
+  for (const auto& c : cases) {
+    const std::string yaml = std::string("listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\n") +
+                             "upstreams: [ { name: u, targets: [ \"h:1\" ] } ]\n" +
+                             "routes:\n  - name: r\n    upstream: u\n    " + c.extra + "\n";
+    auto r = loadConfigText(yaml, "t.yaml");
+    ASSERT_FALSE(r.config) << c.extra;
+    EXPECT_EQ(r.errors[0].line, 6) << c.extra << ": " << r.errors[0].text();
+    EXPECT_NE(r.errors[0].message.find(c.expect), std::string::npos)
+        << c.extra << ": " << r.errors[0].message;
+  }
+}
+
 }  // namespace
 }  // namespace ganglion::control
