@@ -75,21 +75,12 @@ std::string configToRedactedJson(const Config& c) {
   }
   root["models"] = std::move(models);
   json::array keys;
-  for (const auto& k : c.keys) keys.push_back(json::object{{"name", k.name}, {"key", "<redacted>"}});
+  for (const auto& k : c.keys) keys.push_back(fieldsToJson(keySchema(), k));
   root["keys"] = std::move(keys);
   if (c.admin.enabled) {
     root["admin"] = fieldsToJson(adminSchema(), c.admin);
   }
-  if (!c.state.sqlite.empty() || c.state.redis) {
-    json::object st;
-    if (!c.state.sqlite.empty()) st["sqlite"] = c.state.sqlite;
-    if (c.state.redis) {
-      st["redis"] = fmt::format("redis://{}{}:{}/{}", c.state.redis_password.empty() ? "" : ":<redacted>@",
-                                c.state.redis_host, c.state.redis_port, c.state.redis_db);
-      st["redis_timeout_ms"] = c.state.redis_timeout.count();
-    }
-    root["state"] = std::move(st);
-  }
+  if (!c.state.sqlite.empty() || c.state.redis) root["state"] = fieldsToJson(stateSchema(), c.state);
   root["access_log"] = fieldsToJson(accessLogSchema(), c.access_log);
   root["llm_cache"] = fieldsToJson(llmCacheSchema(), c.llm_cache);
   return json::serialize(root);

@@ -3,7 +3,6 @@
 #include <yaml-cpp/yaml.h>
 
 #include <boost/asio/ip/address.hpp>
-#include <boost/url/parse.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -163,61 +162,17 @@ void readKeys(Reader& r, const YAML::Node& list, Config& cfg) {
   std::unordered_set<std::string> names;
   r.forEach(list, "keys", [&](const YAML::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a key is a map: { name, key } or { name, key_sha256 }");
-    r.checkKeys(n, {"name", "key", "key_sha256", "rpm", "tpm", "budget", "cache"}, "key");
     KeyConfig k;
     k.line = Reader::lineOf(n);
-    if (auto v = n["name"]; v.IsDefined()) {
-      if (auto s = r.str(v, "key name")) k.name = *s;
-    } else {
-      return r.fail(n, "key needs a 'name'");
-    }
-    if (auto v = n["key"]; v.IsDefined()) {
-      auto secret = r.str(v, "key");
-      if (!secret) return;
-      if (secret->size() < 8) return r.fail(v, "a key must be at least 8 characters");
-      k.hash = sha256(*secret);
-    } else if (auto h = n["key_sha256"]; h.IsDefined()) {
-      auto hex = r.str(h, "key_sha256");
-      if (!hex) return;
-      if (hex->size() != 64 || hex->find_first_not_of("0123456789abcdef") != std::string::npos)
-        return r.fail(h, "key_sha256 must be 64 lower-case hex digits");
-      for (size_t i = 0; i < 32; ++i)
-        k.hash[i] = static_cast<uint8_t>(std::stoi(hex->substr(i * 2, 2), nullptr, 16));
-    } else {
+    const size_t errors_before = r.errors.size();
+    readFields(keySchema(), n, k, r);
+    if (r.errors.size() != errors_before) return;
+    if (!n["key"].IsDefined() && !n["key_sha256"].IsDefined())
       return r.fail(n, fmt::format("key '{}' needs 'key' or 'key_sha256'", k.name));
-    }
     // Hashed lookups: a linear scan per key made 50,000 keys take 12 s to load.
     if (names.contains(k.name)) return r.fail(n, fmt::format("duplicate key name '{}'", k.name));
     if (auto same = table->by_hash.find(k.hash); same != table->by_hash.end())
       return r.fail(n, fmt::format("key '{}' has the same secret as '{}'", k.name, same->second));
-    if (auto v = n["rpm"]; v.IsDefined())
-      k.limits.rpm = r.integer<uint32_t>(v, "rpm", 1, 10'000'000).value_or(0);
-    if (auto v = n["tpm"]; v.IsDefined())
-      k.limits.tpm = r.integer<uint64_t>(v, "tpm", 1, 1'000'000'000'000).value_or(0);
-    if (auto v = n["budget"]; v.IsDefined()) {
-      if (!v.IsMap()) return r.fail(v, "budget is a map: { usd: 10, period: day | month }");
-      r.checkKeys(v, {"usd", "period"}, "budget");
-      if (auto usd = v["usd"]; usd.IsDefined()) {
-        auto text = r.str(usd, "budget.usd").value_or("");
-        auto micros = parseMillionths(text);
-        if (!micros || *micros == 0 || *micros > 1'000'000'000'000ull)
-          return r.fail(
-              usd, fmt::format(
-                       "budget.usd must be a positive amount up to 1000000 with at most 6 decimals, got '{}'",
-                       text));
-        k.limits.budget = *micros * 1'000'000;  // picodollars
-      } else {
-        return r.fail(v, "budget needs 'usd'");
-      }
-      if (auto per = v["period"]; per.IsDefined()) {
-        auto text = r.str(per, "budget.period").value_or("");
-        if (text == "day")
-          k.limits.period = KeyLimits::Period::kDay;
-        else if (text != "month")
-          return r.fail(per, fmt::format("budget.period must be 'day' or 'month', got '{}'", text));
-      }
-    }
-    if (auto v = n["cache"]; v.IsDefined()) k.cache = r.boolean(v, "cache").value_or(false);
     table->by_hash.emplace(k.hash, k.name);
     names.insert(k.name);
     if (k.limits.any()) table->limits.emplace(k.name, k.limits);
@@ -325,67 +280,6 @@ void readAdmin(Reader& r, const YAML::Node& n, Config& cfg) {
                        *why));
 }
 
-/// redis://[:password@]host[:port][/db] (also redis://user:password@... where user is ignored
-/// unless it is an ACL user name other than "default").
-void readRedisUrl(Reader& r, const YAML::Node& n, StateConfig& st) {
-  auto s = r.str(n, "state.redis");
-  if (!s) return;
-  st.redis_url = *s;
-  auto url = boost::urls::parse_uri(*s);
-  // The value is not echoed: it may hold the password.
-  if (!url)
-    return r.fail(
-        n, "state.redis must be a URL like redis://127.0.0.1:6379/0 (or redis://:password@host:port/db)");
-  if (url->scheme() == "rediss")
-    return r.fail(n, "state.redis: rediss:// (TLS) is not supported yet; use redis:// on a private network");
-  if (url->scheme() != "redis")
-    return r.fail(n, fmt::format("state.redis must start with redis://, got '{}'", url->scheme()));
-  if (url->host().empty()) return r.fail(n, "state.redis has no host");
-  if (url->has_userinfo()) {
-    auto user = url->user();
-    if (!user.empty() && user != "default")
-      return r.fail(
-          n, "state.redis: ACL user names are not supported; give only a password (redis://:secret@host)");
-    st.redis_password = url->password();
-  }
-  st.redis_host = url->host();
-  if (url->has_port()) {
-    auto port = parseUint(url->port());
-    if (!port || *port == 0 || *port > 65535)
-      return r.fail(n, fmt::format("state.redis port '{}' is invalid", url->port()));
-    st.redis_port = static_cast<uint16_t>(*port);
-  }
-  std::string_view path = url->encoded_path();
-  if (!path.empty() && path != "/") {
-    auto db = parseUint(path.substr(1));
-    if (!db || *db > 1023)
-      return r.fail(n, fmt::format("state.redis database '{}' must be a number", path.substr(1)));
-    st.redis_db = static_cast<unsigned>(*db);
-  }
-  st.redis = true;
-}
-
-void readState(Reader& r, const YAML::Node& n, Config& cfg) {
-  if (!n.IsMap())
-    return r.fail(n, "state must be a map: { sqlite: ganglion-state.db } or { redis: redis://host:6379/0 }");
-  r.checkKeys(n, {"sqlite", "redis", "redis_timeout"}, "state");
-  if (auto v = n["sqlite"]; v.IsDefined()) {
-    if (auto s = r.str(v, "state.sqlite")) {
-      if (s->empty()) r.fail(v, "state.sqlite must name a file");
-      cfg.state.sqlite = *s;
-    }
-  }
-  if (auto v = n["redis"]; v.IsDefined()) readRedisUrl(r, v, cfg.state);
-  if (!cfg.state.sqlite.empty() && n["redis"].IsDefined())
-    r.fail(n, "state: set sqlite or redis, not both (with redis, spend is kept in Redis)");
-  if (auto v = n["redis_timeout"]; v.IsDefined()) {
-    if (auto d = r.duration(v, "state.redis_timeout")) {
-      if (d->count() < 1 || d->count() > 60'000) r.fail(v, "state.redis_timeout must be from 1ms to 60s");
-      cfg.state.redis_timeout = *d;
-    }
-  }
-}
-
 void validateReferences(Reader& r, Config& cfg) {
   std::set<std::string> names;
   for (auto& l : cfg.listeners)
@@ -479,7 +373,11 @@ LoadResult loadConfigText(const std::string& text, const std::string& path) {
     readModels(r, root["models"], cfg);
     readKeys(r, root["keys"], cfg);  // before routes: key_auth filters refer to keys
     // Before routes too: a shared rate_limit keeps its counts in state.redis.
-    if (auto v = root["state"]; v.IsDefined()) readState(r, v, cfg);
+    if (auto v = root["state"]; v.IsDefined()) {
+      readSection<Config, StateConfig, &Config::state, stateSchema>(r, v, cfg);
+      if (!cfg.state.sqlite.empty() && v["redis"].IsDefined())
+        r.fail(v, "state: set sqlite or redis, not both (with redis, spend is kept in Redis)");
+    }
     if (auto v = root["workers"]; v.IsDefined())
       if (auto w = r.integer<unsigned>(v, "workers", 0, 256)) cfg.workers = *w;
     r.forEach(root["listeners"], "listeners", [&](const YAML::Node& n) { readListener(r, n, cfg); });

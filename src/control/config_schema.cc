@@ -267,7 +267,9 @@ std::vector<DocsTable> schemaDocsTables() {
           {"outlier", docsTable(outlierSchema())},
           {"retry_budget", docsTable(retryBudgetSchema())},
           {"route", docsTable(routeSchema())},
-          {"match", docsTable(matchSchema())}};
+          {"match", docsTable(matchSchema())},
+          {"state", docsTable(stateSchema())},
+          {"key", docsTable(keySchema())}};
 }
 
 }  // namespace ganglion::control

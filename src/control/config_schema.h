@@ -235,5 +235,9 @@ const Schema<RetryBudgetConfig>& retryBudgetSchema();
 /// `welcome`) and `filters` are declared here and read by the route reader.
 const Schema<RouteConfig>& routeSchema();
 const Schema<RouteMatch>& matchSchema();
+/// `state` (control/config_state.cc; "sqlite or redis, not both" is checked by its reader).
+const Schema<StateConfig>& stateSchema();
+/// `keys[]` (control/config_keys.cc; uniqueness and "key or key_sha256" are checked by its reader).
+const Schema<KeyConfig>& keySchema();
 
 }  // namespace ganglion::control

@@ -254,6 +254,14 @@ state:
   ASSERT_TRUE(plain.config);
   EXPECT_EQ(plain.config->state.redis_port, 6379);
   EXPECT_EQ(plain.config->state.redis_db, 0u);
+  // GET /config: the password redacted, the timeout in milliseconds like every duration.
+  const std::string json = configToRedactedJson(*r.config);
+  EXPECT_NE(
+      json.find(R"("state":{"redis":"redis://:<redacted>@cache.internal:6380/2","redis_timeout":"200ms"})"),
+      std::string::npos)
+      << json;
+  EXPECT_EQ(json.find("s3cret"), std::string::npos) << json;
+  EXPECT_NE(configToRedactedJson(*file.config).find(R"("state":{"sqlite":"spend.db"})"), std::string::npos);
 }
 
 TEST(Config, BadStateIsRejectedWithLineAndReason) {

@@ -231,6 +231,13 @@ keys:
   EXPECT_EQ(limits.tpm, 100'000u);
   EXPECT_EQ(limits.budget, 12'500'000'000'000u);
   EXPECT_EQ(limits.period, KeyLimits::Period::kDay);
+  // GET /config shows the limits, never the key or its digest.
+  const std::string json = configToRedactedJson(*ok.config);
+  EXPECT_NE(json.find(R"("keys":[{"name":"k","key":"<redacted>","rpm":60,"tpm":100000,)"
+                      R"("budget":{"usd":"12.5","period":"day"},"cache":false}])"),
+            std::string::npos)
+      << json;
+  EXPECT_EQ(json.find("sk-test-key"), std::string::npos) << json;
 
   auto bad = loadConfigText(R"(listeners: [ { name: l, address: "127.0.0.1:1" } ]
 providers: [ { name: o, kind: ollama } ]
