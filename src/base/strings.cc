@@ -1,5 +1,7 @@
 #include "base/strings.h"
 
+#include <fmt/format.h>
+
 #include <charconv>
 #include <limits>
 
@@ -168,6 +170,13 @@ std::string decodePercent(std::string_view s) {
       out.push_back(s[i]);
     }
   }
+  return out;
+}
+
+std::string formatMillionths(uint64_t millionths) {
+  std::string out = fmt::format("{}.{:06}", millionths / 1'000'000, millionths % 1'000'000);
+  while (out.back() == '0') out.pop_back();
+  if (out.back() == '.') out.pop_back();
   return out;
 }
 

@@ -40,6 +40,8 @@ std::optional<uint64_t> parseUint(std::string_view text);
 /// "12.5" → 12500000: a non-negative decimal with at most 6 fraction digits, in millionths.
 /// Exact (no floating point); nullopt on anything else or overflow.
 std::optional<uint64_t> parseMillionths(std::string_view text);
+/// The inverse of parseMillionths: 12500000 → "12.5", 1 → "0.000001", 3000000 → "3".
+std::string formatMillionths(uint64_t millionths);
 
 /// A URL safe to print in an error or a log: credentials ("user:pass@") and query values
 /// ("?key=...") replaced by "<redacted>"; works on malformed URLs too.

@@ -197,6 +197,7 @@ struct ProviderConfig {
   /// How the gateway reaches it: an upstream named "provider:<name>" with one target (TLS
   /// verified against the system store for https), pooled and health-tracked like any other.
   UpstreamConfig upstream;
+  bool optional = false;  ///< left out (not refused) when its api_key is empty
   int line = 0;
 
   /// The credentials the gateway holds for this provider: redacted wherever a provider's
@@ -226,6 +227,12 @@ struct ModelTarget {
   int line = 0;
 };
 
+/// A target that keeps failing is tried last for a while (per model, shared by the workers).
+struct CircuitBreakerConfig {
+  uint32_t failures = 5;    ///< consecutive failures that open a target's circuit; 0 = off
+  Millis cooldown{30'000};  ///< how long an open circuit sends calls elsewhere
+};
+
 enum class ModelStrategy { kSingle, kFallback, kWeighted, kLatency, kCost, kLeastBusy };
 
 /// A model name clients ask for, mapped to provider models by a strategy.
@@ -233,12 +240,11 @@ struct ModelConfig {
   std::string name;
   ModelStrategy strategy = ModelStrategy::kSingle;
   std::vector<ModelTarget> targets;
-  uint64_t context_window = 0;      ///< tokens; 0 = unknown. Targets too small for a prompt are skipped
-  uint32_t retries = 0;             ///< extra attempts on the same target after 429/5xx/connection failures
-  Millis retry_max_wait{10'000};    ///< a Retry-After longer than this moves on instead of waiting
-  uint32_t breaker_failures = 5;    ///< consecutive failures that open a target's circuit; 0 = off
-  Millis breaker_cooldown{30'000};  ///< how long an open circuit sends calls elsewhere
-  Millis first_token_timeout{0};    ///< streams: no first event this soon → next target; 0 = off
+  uint64_t context_window = 0;    ///< tokens; 0 = unknown. Targets too small for a prompt are skipped
+  uint32_t retries = 0;           ///< extra attempts on the same target after 429/5xx/connection failures
+  Millis retry_max_wait{10'000};  ///< a Retry-After longer than this moves on instead of waiting
+  CircuitBreakerConfig breaker;
+  Millis first_token_timeout{0};  ///< streams: no first event this soon → next target; 0 = off
   int line = 0;
 };
 

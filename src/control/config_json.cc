@@ -48,31 +48,10 @@ std::string configToRedactedJson(const Config& c) {
   for (const auto& r : c.routes) routes.push_back(fieldsToJson(routeSchema(), r));
   root["routes"] = std::move(routes);
   json::array providers;
-  for (const auto& p : c.providers) {
-    json::object o{{"name", p.name}, {"kind", p.kind}, {"base_url", p.base_url}};
-    if (!p.api_key.empty()) o["api_key"] = "<redacted>";
-    if (!p.api_version.empty()) o["api_version"] = p.api_version;
-    if (!p.region.empty()) o["region"] = p.region;
-    if (!p.access_key_id.empty()) o["access_key_id"] = "<redacted>";
-    if (!p.secret_access_key.empty()) o["secret_access_key"] = "<redacted>";
-    if (!p.session_token.empty()) o["session_token"] = "<redacted>";
-    providers.push_back(std::move(o));
-  }
+  for (const auto& p : c.providers) providers.push_back(fieldsToJson(providerSchema(), p));
   root["providers"] = std::move(providers);
   json::array models;
-  for (const auto& m : c.models) {
-    json::array targets;
-    for (const auto& t : m.targets) {
-      json::object target{{"provider", t.provider}, {"model", t.model}, {"weight", t.weight}};
-      if (t.context_window) target["context_window"] = t.context_window;
-      if (t.max_output) target["max_output"] = t.max_output;
-      if (!t.tokenizer.empty()) target["tokenizer"] = t.tokenizer;
-      targets.push_back(std::move(target));
-    }
-    json::object o{{"name", m.name}, {"strategy", strategyName(m.strategy)}, {"targets", std::move(targets)}};
-    if (m.context_window) o["context_window"] = m.context_window;
-    models.push_back(std::move(o));
-  }
+  for (const auto& m : c.models) models.push_back(fieldsToJson(modelSchema(), m));
   root["models"] = std::move(models);
   json::array keys;
   for (const auto& k : c.keys) keys.push_back(fieldsToJson(keySchema(), k));

@@ -68,11 +68,8 @@ void readBudget(Reader& r, const YAML::Node& v, KeyConfig& k) {
 
 json::value showBudget(const KeyConfig& k) {
   if (!k.limits.budget) return nullptr;
-  const uint64_t micros = k.limits.budget / 1'000'000;
-  std::string usd = fmt::format("{}.{:06}", micros / 1'000'000, micros % 1'000'000);
-  while (usd.back() == '0') usd.pop_back();
-  if (usd.back() == '.') usd.pop_back();
-  return json::object{{"usd", usd}, {"period", k.limits.period == KeyLimits::Period::kDay ? "day" : "month"}};
+  return json::object{{"usd", formatMillionths(k.limits.budget / 1'000'000)},
+                      {"period", k.limits.period == KeyLimits::Period::kDay ? "day" : "month"}};
 }
 
 }  // namespace

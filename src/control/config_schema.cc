@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "control/llm_config.h"
+
 namespace ganglion::control {
 
 std::string tableCell(std::string_view text) {
@@ -269,7 +271,11 @@ std::vector<DocsTable> schemaDocsTables() {
           {"route", docsTable(routeSchema())},
           {"match", docsTable(matchSchema())},
           {"state", docsTable(stateSchema())},
-          {"key", docsTable(keySchema())}};
+          {"key", docsTable(keySchema())},
+          {"provider", docsTable(providerSchema())},
+          {"model", docsTable(modelSchema())},
+          {"model_target", docsTable(modelTargetSchema())},
+          {"circuit_breaker", docsTable(circuitBreakerSchema())}};
 }
 
 }  // namespace ganglion::control

@@ -128,15 +128,17 @@ void readFields(const Schema<T>& schema, const YAML::Node& node, T& out, Reader&
   }
 }
 
-/// The declared fields of `value` for GET /config, secrets as "<redacted>", durations as
-/// "<n>ms", addresses as host:port.
+/// The declared fields of `value` for GET /config, secrets as "<redacted>" (left out when
+/// empty), durations as "<n>ms", addresses as host:port.
 template <class T>
 boost::json::object fieldsToJson(const Schema<T>& schema, const T& value) {
   boost::json::object o;
   for (const auto& f : schema.fields) {
     const std::string key(f.name);
     if (f.secret) {
-      o[key] = "<redacted>";
+      // A secret string left empty is not shown: "<redacted>" would say it is set.
+      if (auto text = std::get_if<std::string T::*>(&f.member); !text || !(value.**text).empty())
+        o[key] = "<redacted>";
       continue;
     }
     if (f.kind == FieldKind::kCustom) {

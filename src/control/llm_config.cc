@@ -3,6 +3,7 @@
 #include "control/llm_config.h"
 
 #include <algorithm>
+#include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 
 #include "base/strings.h"
@@ -10,7 +11,12 @@
 
 namespace ganglion::control {
 
+namespace json = boost::json;
+
 namespace {
+
+constexpr std::string_view kStrategyNames[] = {"single",  "fallback", "weighted",
+                                               "latency", "cost",     "least_busy"};
 
 struct KindInfo {
   std::string_view kind;
@@ -119,37 +125,366 @@ std::optional<Price> readPrice(Reader& r, const YAML::Node& n) {
   return p;
 }
 
+void readKind(Reader& r, const YAML::Node& v, ProviderConfig& p) {
+  auto kind = r.str(v, "kind");
+  if (!kind) return;
+  if (!findKind(*kind))
+    return r.fail(v, fmt::format("unknown provider kind '{}' (known: {})", *kind, kindList()));
+  p.kind = *kind;
+}
+
+json::value showKind(const ProviderConfig& p) { return json::string(p.kind); }
+
+void readProviderIdleTimeout(Reader& r, const YAML::Node& v, ProviderConfig& p) {
+  if (auto d = r.duration(v, "idle_timeout")) p.upstream.idle_timeout = *d;
+}
+
+json::value showProviderIdleTimeout(const ProviderConfig& p) {
+  return json::string(std::to_string(p.upstream.idle_timeout.count()) + "ms");
+}
+
+void readTargetPrice(Reader& r, const YAML::Node& v, ModelTarget& t) { t.price = readPrice(r, v); }
+
+json::value showTargetPrice(const ModelTarget& t) {
+  if (!t.price) return nullptr;
+  return json::object{{"input", formatMillionths(t.price->input)},
+                      {"output", formatMillionths(t.price->output)},
+                      {"cached_input", formatMillionths(t.price->cached_input)},
+                      {"cache_write", formatMillionths(t.price->cache_write)}};
+}
+
+void readTokenizer(Reader& r, const YAML::Node& v, ModelTarget& t) {
+  auto name = r.str(v, "tokenizer");
+  if (!name) return;
+  if (*name != "o200k_base" && *name != "cl100k_base" && *name != "none")
+    return r.fail(v, fmt::format("unknown tokenizer '{}' (o200k_base, cl100k_base or none)", *name));
+  t.tokenizer = *name;
+}
+
+void readStrategy(Reader& r, const YAML::Node& v, ModelConfig& m) {
+  auto s = r.str(v, "strategy");
+  if (!s) return;
+  for (size_t i = 0; i < std::size(kStrategyNames); ++i)
+    if (*s == kStrategyNames[i]) {
+      m.strategy = static_cast<ModelStrategy>(i);
+      return;
+    }
+  r.fail(v, fmt::format("strategy must be single, fallback, weighted, latency, cost or least_busy, got '{}'",
+                        *s));
+}
+
+json::value showStrategy(const ModelConfig& m) { return json::string(strategyName(m.strategy)); }
+
+json::value showModelTargets(const ModelConfig& m) {
+  json::array out;
+  for (const auto& t : m.targets) out.push_back(fieldsToJson(modelTargetSchema(), t));
+  return out;
+}
+
 }  // namespace
+
+const Schema<ProviderConfig>& providerSchema() {
+  using P = ProviderConfig;
+  static const Schema<ProviderConfig> schema{
+      "provider",
+      {
+          {.name = "name",
+           .kind = FieldKind::kString,
+           .member = &P::name,
+           .default_text = "",
+           .doc = "Unique. Named by model targets; sent back in `x-ganglion-provider`; logged as the access "
+                  "log's `upstream`.",
+           .required = true,
+           .what = "provider name",
+           .missing = "provider needs a 'name'"},
+          {.name = "kind",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "required",
+           .doc = "One of the kinds below.",
+           .type_text = "string",
+           .read = readKind,
+           .show = showKind},
+          {.name = "base_url",
+           .kind = FieldKind::kString,
+           .member = &P::base_url,
+           .default_text = "per kind",
+           .doc = "No query, fragment or credentials. The port defaults to 443 (`https`) or 80 (`http`); a "
+                  "trailing `/` is dropped, and the path is put before every request path.",
+           .type_text = "`http(s)://host[:port][/path]`"},
+          {.name = "api_key",
+           .kind = FieldKind::kString,
+           .member = &P::api_key,
+           .default_text = "required except for `vllm`, `ollama`, `llamacpp` and `bedrock`",
+           .doc = "The provider credential. Use `${VAR}`. Redacted in `/config`. The client's gateway key is "
+                  "never sent to a provider.",
+           .secret = true},
+          {.name = "api_version",
+           .kind = FieldKind::kString,
+           .member = &P::api_version,
+           .default_text = "none",
+           .doc =
+               "`azure`: required, sent as `?api-version=`. `anthropic`: replaces the `anthropic-version` "
+               "header (default `2023-06-01`; on `/v1/messages` the client's own header wins). Other kinds "
+               "ignore it."},
+          {.name = "region",
+           .kind = FieldKind::kString,
+           .member = &P::region,
+           .default_text = "none",
+           .doc = "`bedrock`: required; gives the default `base_url`."},
+          {.name = "access_key_id",
+           .kind = FieldKind::kString,
+           .member = &P::access_key_id,
+           .default_text = "none",
+           .doc = "`bedrock`: required. Redacted in `/config`.",
+           .secret = true},
+          {.name = "secret_access_key",
+           .kind = FieldKind::kString,
+           .member = &P::secret_access_key,
+           .default_text = "none",
+           .doc = "`bedrock`: required. Redacted in `/config`.",
+           .secret = true},
+          {.name = "session_token",
+           .kind = FieldKind::kString,
+           .member = &P::session_token,
+           .default_text = "none",
+           .doc = "`bedrock`: optional. Redacted in `/config`.",
+           .secret = true},
+          {.name = "idle_timeout",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`4s`",
+           .doc = "How long an idle pooled connection to the provider is kept (the provider upstream's "
+                  "[`idle_timeout`](#upstreams)); keep it below the provider's own keep-alive timeout.",
+           .type_text = "duration",
+           .read = readProviderIdleTimeout,
+           .show = showProviderIdleTimeout},
+          {.name = "optional",
+           .kind = FieldKind::kBool,
+           .member = &P::optional,
+           .default_text = "`false`",
+           .doc = "With an empty `api_key` (such as `api_key: \"${OPENAI_API_KEY:-}\"` when the variable is "
+                  "unset), the provider is left out instead of refused: model targets on it are dropped, and "
+                  "so is a model left with no target. The start log and the welcome page name what was left "
+                  "out. `llm:` routes stay valid with every provider left out (the API answers with no "
+                  "models). This is how the default config switches OpenAI, Anthropic and Gemini on by their "
+                  "usual environment variables."},
+      },
+      {},
+  };
+  return schema;
+}
+
+const Schema<ModelTarget>& modelTargetSchema() {
+  using T = ModelTarget;
+  static const Schema<ModelTarget> schema{
+      "model target",
+      {
+          {.name = "provider",
+           .kind = FieldKind::kString,
+           .member = &T::provider,
+           .default_text = "",
+           .doc = "The name of a provider.",
+           .required = true,
+           .missing = "model target needs a 'provider'"},
+          {.name = "model",
+           .kind = FieldKind::kString,
+           .member = &T::model,
+           .default_text = "",
+           .doc = "The provider's model id (for `azure`, the deployment name). Replaces the client's model "
+                  "name in the request sent.",
+           .required = true,
+           .missing = "model target needs a 'model' (the provider's model id)"},
+          {.name = "weight",
+           .kind = FieldKind::kInteger,
+           .member = &T::weight,
+           .default_text = "`1`",
+           .doc = "Used by `weighted`.",
+           .min = 1,
+           .max = 10'000},
+          {.name = "price",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "built-in table",
+           .doc = "See [Model target `price`](#model-target-price).",
+           .type_text = "map",
+           .read = readTargetPrice,
+           .show = showTargetPrice},
+          {.name = "context_window",
+           .kind = FieldKind::kInteger,
+           .member = &T::context_window,
+           .default_text = "the model's",
+           .doc =
+               "Tokens; see `context_window` above: it decides which prompts skip this target, and bounds "
+               "the reservation of inputs the provider expands on its side (else the [built-in "
+               "table](#built-in-prices)). Set it on targets the table does not know when keys with limits "
+               "send such inputs.",
+           .min = 1,
+           .max = 100'000'000},
+          {.name = "tokenizer",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "by model",
+           .doc =
+               "How the gateway counts this target's prompts when the provider reports no usage, for "
+               "`count_tokens` and for the `context_window` check ([prompt "
+               "count](llm-api.md#post-v1chatcompletions)). Default: for `openai` and `azure` providers the "
+               "encoding OpenAI uses for the model id (`gpt-4o`, `gpt-4.1`, `gpt-5`, `o1`, `o3`, `o4-mini` "
+               "→ `o200k_base`; `gpt-4`, `gpt-3.5-turbo`, `text-embedding-*` → `cl100k_base`), else `none` "
+               "(an estimate of 4 bytes a token). Set it for Azure deployments named otherwise, and to "
+               "`none` for servers that only borrow OpenAI's model names. The first target of a model "
+               "decides.",
+           .type_text = "`o200k_base`, `cl100k_base` or `none`",
+           .read = readTokenizer,
+           .show = [](const T& t) -> json::value {
+             if (t.tokenizer.empty()) return nullptr;
+             return json::string(t.tokenizer);
+           }},
+          {.name = "max_output",
+           .kind = FieldKind::kInteger,
+           .member = &T::max_output,
+           .default_text = "built-in table",
+           .doc =
+               "The most output tokens one answer of this target may have. What a call that sets no "
+               "`max_tokens` reserves per choice for this target ([Key limits and "
+               "budgets](#key-limits-and-budgets)). Default: for `anthropic` targets 4096 (the `max_tokens` "
+               "the gateway sends them when the client sets none), otherwise the [built-in "
+               "table](#built-in-prices), otherwise 4096. Set it for models the table does not know that "
+               "can write more than 4096 tokens; a value below what the model can write lets such calls "
+               "overshoot.",
+           .min = 1,
+           .max = 100'000'000},
+      },
+      {},
+      "a model target is a map: { provider, model, weight }",
+  };
+  return schema;
+}
+
+const Schema<CircuitBreakerConfig>& circuitBreakerSchema() {
+  static const Schema<CircuitBreakerConfig> schema{
+      "circuit_breaker",
+      {
+          {.name = "failures",
+           .kind = FieldKind::kInteger,
+           .member = &CircuitBreakerConfig::failures,
+           .default_text = "`5`",
+           .doc = "Consecutive failures that open a target's circuit; `0` turns it off.",
+           .min = 0,
+           .max = 1000,
+           .what = "circuit_breaker.failures"},
+          {.name = "cooldown",
+           .kind = FieldKind::kDuration,
+           .member = &CircuitBreakerConfig::cooldown,
+           .default_text = "`30s`",
+           .doc = "How long an open circuit sends calls to the other targets first.",
+           .what = "circuit_breaker.cooldown"},
+      },
+      {},
+      "circuit_breaker is a map: { failures: 5, cooldown: 30s }",
+  };
+  return schema;
+}
+
+const Schema<ModelConfig>& modelSchema() {
+  using M = ModelConfig;
+  static const Schema<ModelConfig> schema{
+      "model",
+      {
+          {.name = "name",
+           .kind = FieldKind::kString,
+           .member = &M::name,
+           .default_text = "",
+           .doc = "Unique. Listed by `GET /v1/models`.",
+           .required = true,
+           .what = "model name",
+           .missing = "model needs a 'name'"},
+          {.name = "targets",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "required, at least one",
+           .doc = "`{ provider, model, weight, price }`, in the order they are tried.",
+           .type_text = "list",
+           .show = showModelTargets},
+          {.name = "strategy",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`single` with one target, `fallback` with several",
+           .doc = "See below.",
+           .type_text = "string",
+           .read = readStrategy,
+           .show = showStrategy},
+          {.name = "context_window",
+           .kind = FieldKind::kInteger,
+           .member = &M::context_window,
+           .default_text = "none",
+           .doc =
+               "Tokens. Targets whose window (their own `context_window`, else this one) is smaller than "
+               "the prompt estimate are skipped; if none is left the answer is `400 "
+               "context_length_exceeded`. Also what a key with limits reserves as the prompt of a call "
+               "whose input the provider expands on its side (a stored conversation, a file by id, a "
+               "server tool): the largest window of the model's targets, each target's from its own "
+               "`context_window`, else this one, else the [built-in table](#built-in-prices); a target with "
+               "none of these makes such calls `400 unbounded_prompt` ([Key limits and "
+               "budgets](#key-limits-and-budgets)). The built-in table is used only for that reservation, "
+               "never to skip targets.",
+           .min = 1,
+           .max = 100'000'000},
+          {.name = "retries",
+           .kind = FieldKind::kInteger,
+           .member = &M::retries,
+           .default_text = "`0`",
+           .doc = "Extra attempts on the same target after `429`, `408`, `409`, `5xx` or a connection "
+                  "failure, before failing over. Backoff 250 ms doubling per retry, or the provider's "
+                  "`Retry-After` if longer.",
+           .min = 0,
+           .max = 10},
+          {.name = "retry_max_wait",
+           .kind = FieldKind::kDuration,
+           .member = &M::retry_max_wait,
+           .default_text = "`10s`",
+           .doc = "A wait (backoff or `Retry-After`) longer than this is not taken: the call fails over (or "
+                  "returns the error with its `Retry-After`)."},
+          {.name = "circuit_breaker",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`{ failures: 5, cooldown: 30s }`",
+           .doc = "After `failures` consecutive failures (`429`, `5xx`, connection failures, missed "
+                  "first-token deadlines) a target is tried last for `cooldown`; one success closes it. "
+                  "`failures: 0` turns it off. State is shared by the workers.",
+           .type_text = "map",
+           .read = readSection<M, CircuitBreakerConfig, &M::breaker, circuitBreakerSchema>,
+           .show = showSection<M, CircuitBreakerConfig, &M::breaker, circuitBreakerSchema>},
+          {.name = "first_token_timeout",
+           .kind = FieldKind::kDuration,
+           .member = &M::first_token_timeout,
+           .default_text = "`0` (off)",
+           .doc = "Streams only: if the first event has not arrived this long after the call was sent, the "
+                  "target counts as failed and the next one is tried (nothing has reached the client yet)."},
+      },
+      {},
+  };
+  return schema;
+}
 
 void readProviders(Reader& r, const YAML::Node& list, Config& cfg) {
   std::shared_ptr<net::TlsClientContext> system_tls;  // one system-store context for all providers
   r.forEach(list, "providers", [&](const YAML::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a provider is a map: { name, kind, base_url, api_key }");
-    r.checkKeys(n,
-                {"name", "kind", "base_url", "api_key", "api_version", "region", "access_key_id",
-                 "secret_access_key", "session_token", "idle_timeout", "optional"},
-                "provider");
     ProviderConfig p;
     p.line = Reader::lineOf(n);
-    if (auto v = n["name"]; v.IsDefined())
-      p.name = r.str(v, "provider name").value_or("");
-    else
-      return r.fail(n, "provider needs a 'name'");
-    const KindInfo* kind = nullptr;
-    if (auto v = n["kind"]; v.IsDefined()) {
-      p.kind = r.str(v, "kind").value_or("");
-      kind = findKind(p.kind);
-      if (!kind) return r.fail(v, fmt::format("unknown provider kind '{}' (known: {})", p.kind, kindList()));
-    } else {
-      return r.fail(n, fmt::format("provider '{}' needs a 'kind' ({})", p.name, kindList()));
+    readFields(providerSchema(), n, p, r);
+    if (!n["name"].IsDefined()) return;  // reported by readFields
+    const KindInfo* kind = findKind(p.kind);
+    if (!kind) {
+      if (!n["kind"].IsDefined())
+        r.fail(n, fmt::format("provider '{}' needs a 'kind' ({})", p.name, kindList()));
+      return;
     }
-    if (auto v = n["region"]; v.IsDefined()) p.region = r.str(v, "region").value_or("");
-    if (auto v = n["base_url"]; v.IsDefined())
-      p.base_url = r.str(v, "base_url").value_or("");
-    else if (p.kind == "bedrock" && !p.region.empty())
-      p.base_url = fmt::format("https://bedrock-runtime.{}.amazonaws.com", p.region);
-    else
-      p.base_url = std::string(kind->default_base_url);
+    if (!n["base_url"].IsDefined())
+      p.base_url = p.kind == "bedrock" && !p.region.empty()
+                       ? fmt::format("https://bedrock-runtime.{}.amazonaws.com", p.region)
+                       : std::string(kind->default_base_url);
     if (p.base_url.empty()) {
       if (p.kind != "bedrock")  // bedrock's URL comes from its region, reported below
         r.fail(n, fmt::format("provider '{}' of kind {} needs a 'base_url'", p.name, p.kind));
@@ -157,29 +492,19 @@ void readProviders(Reader& r, const YAML::Node& list, Config& cfg) {
       std::string error;
       if (!parseBaseUrl(p, error)) r.fail(n["base_url"].IsDefined() ? n["base_url"] : n, error);
     }
-    if (auto v = n["api_key"]; v.IsDefined())
-      p.api_key = r.str(v, "api_key").value_or("");
-    else if (kind->needs_key)
+    if (!n["api_key"].IsDefined() && kind->needs_key)
       r.fail(n, fmt::format("provider '{}' needs an 'api_key'", p.name));
     // `optional: true` with an empty key (api_key: "${OPENAI_API_KEY:-}" where the variable is
     // unset): the provider is left out instead of refused, so one config serves whichever keys
     // the environment has.
-    if (auto v = n["optional"]; v.IsDefined())
-      if (r.boolean(v, "optional").value_or(false) && p.api_key.empty() && kind->needs_key) {
-        for (const auto& other : cfg.providers)
-          if (other.name == p.name) return r.fail(n, fmt::format("duplicate provider name '{}'", p.name));
-        cfg.skipped_providers.push_back(p.name);
-        return;
-      }
-    if (auto v = n["api_version"]; v.IsDefined()) p.api_version = r.str(v, "api_version").value_or("");
+    if (p.optional && p.api_key.empty() && kind->needs_key) {
+      for (const auto& other : cfg.providers)
+        if (other.name == p.name) return r.fail(n, fmt::format("duplicate provider name '{}'", p.name));
+      cfg.skipped_providers.push_back(p.name);
+      return;
+    }
     if (p.kind == "azure" && p.api_version.empty())
       r.fail(n, fmt::format("azure provider '{}' needs an 'api_version'", p.name));
-    if (auto v = n["access_key_id"]; v.IsDefined()) p.access_key_id = r.str(v, "access_key_id").value_or("");
-    if (auto v = n["secret_access_key"]; v.IsDefined())
-      p.secret_access_key = r.str(v, "secret_access_key").value_or("");
-    if (auto v = n["session_token"]; v.IsDefined()) p.session_token = r.str(v, "session_token").value_or("");
-    if (auto v = n["idle_timeout"]; v.IsDefined())
-      if (auto d = r.duration(v, "idle_timeout")) p.upstream.idle_timeout = *d;
     if (p.kind == "bedrock") {
       if (p.region.empty()) r.fail(n, fmt::format("bedrock provider '{}' needs a 'region'", p.name));
       if (p.access_key_id.empty() || p.secret_access_key.empty())
@@ -210,16 +535,10 @@ void readProviders(Reader& r, const YAML::Node& list, Config& cfg) {
 void readModels(Reader& r, const YAML::Node& list, Config& cfg) {
   r.forEach(list, "models", [&](const YAML::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a model is a map: { name, strategy, targets }");
-    r.checkKeys(n,
-                {"name", "strategy", "targets", "context_window", "retries", "retry_max_wait",
-                 "circuit_breaker", "first_token_timeout"},
-                "model");
     ModelConfig m;
     m.line = Reader::lineOf(n);
-    if (auto v = n["name"]; v.IsDefined())
-      m.name = r.str(v, "model name").value_or("");
-    else
-      return r.fail(n, "model needs a 'name'");
+    readFields(modelSchema(), n, m, r);
+    if (!n["name"].IsDefined()) return;  // reported by readFields
     size_t skipped_targets = 0;
     r.forEach(n["targets"], "targets", [&](const YAML::Node& t) {
       if (!t.IsMap()) return r.fail(t, "a model target is a map: { provider, model, weight }");
@@ -230,35 +549,13 @@ void readModels(Reader& r, const YAML::Node& list, Config& cfg) {
           return;
         }
       }
-      r.checkKeys(t, {"provider", "model", "weight", "price", "context_window", "max_output", "tokenizer"},
-                  "model target");
       ModelTarget target;
       target.line = Reader::lineOf(t);
+      readFields(modelTargetSchema(), t, target, r);
       if (auto v = t["provider"]; v.IsDefined()) {
-        target.provider = r.str(v, "provider").value_or("");
         bool known = false;
         for (const auto& p : cfg.providers) known = known || p.name == target.provider;
         if (!known) r.fail(v, fmt::format("model '{}' names unknown provider '{}'", m.name, target.provider));
-      } else {
-        r.fail(t, "model target needs a 'provider'");
-      }
-      if (auto v = t["model"]; v.IsDefined())
-        target.model = r.str(v, "model").value_or("");
-      else
-        r.fail(t, "model target needs a 'model' (the provider's model id)");
-      if (auto v = t["weight"]; v.IsDefined())
-        target.weight = r.integer<uint32_t>(v, "weight", 1, 10'000).value_or(1);
-      if (auto v = t["price"]; v.IsDefined()) target.price = readPrice(r, v);
-      if (auto v = t["context_window"]; v.IsDefined())
-        target.context_window = r.integer<uint64_t>(v, "context_window", 1, 100'000'000).value_or(0);
-      if (auto v = t["max_output"]; v.IsDefined())
-        target.max_output = r.integer<uint64_t>(v, "max_output", 1, 100'000'000).value_or(0);
-      if (auto v = t["tokenizer"]; v.IsDefined()) {
-        target.tokenizer = r.str(v, "tokenizer").value_or("");
-        if (target.tokenizer != "o200k_base" && target.tokenizer != "cl100k_base" &&
-            target.tokenizer != "none")
-          r.fail(v,
-                 fmt::format("unknown tokenizer '{}' (o200k_base, cl100k_base or none)", target.tokenizer));
       }
       m.targets.push_back(std::move(target));
     });
@@ -267,70 +564,17 @@ void readModels(Reader& r, const YAML::Node& list, Config& cfg) {
       return;
     }
     if (m.targets.empty()) r.fail(n, fmt::format("model '{}' needs at least one target", m.name));
-    m.strategy = m.targets.size() > 1 ? ModelStrategy::kFallback : ModelStrategy::kSingle;
-    if (auto v = n["strategy"]; v.IsDefined()) {
-      auto s = r.str(v, "strategy").value_or("");
-      if (s == "single")
-        m.strategy = ModelStrategy::kSingle;
-      else if (s == "fallback")
-        m.strategy = ModelStrategy::kFallback;
-      else if (s == "weighted")
-        m.strategy = ModelStrategy::kWeighted;
-      else if (s == "latency")
-        m.strategy = ModelStrategy::kLatency;
-      else if (s == "cost")
-        m.strategy = ModelStrategy::kCost;
-      else if (s == "least_busy")
-        m.strategy = ModelStrategy::kLeastBusy;
-      else
-        r.fail(v,
-               fmt::format(
-                   "strategy must be single, fallback, weighted, latency, cost or least_busy, got '{}'", s));
-      if (m.strategy == ModelStrategy::kSingle && m.targets.size() > 1)
-        r.fail(v, fmt::format("model '{}' has {} targets: 'single' takes exactly one", m.name,
-                              m.targets.size()));
-    }
-    if (auto v = n["context_window"]; v.IsDefined())
-      m.context_window = r.integer<uint64_t>(v, "context_window", 1, 100'000'000).value_or(0);
-    if (auto v = n["retries"]; v.IsDefined())
-      m.retries = r.integer<uint32_t>(v, "retries", 0, 10).value_or(0);
-    if (auto v = n["retry_max_wait"]; v.IsDefined())
-      if (auto d = r.duration(v, "retry_max_wait")) m.retry_max_wait = *d;
-    if (auto v = n["first_token_timeout"]; v.IsDefined())
-      if (auto d = r.duration(v, "first_token_timeout")) m.first_token_timeout = *d;
-    if (auto v = n["circuit_breaker"]; v.IsDefined()) {
-      if (!v.IsMap()) {
-        r.fail(v, "circuit_breaker is a map: { failures: 5, cooldown: 30s }");
-      } else {
-        r.checkKeys(v, {"failures", "cooldown"}, "circuit_breaker");
-        if (auto f = v["failures"]; f.IsDefined())
-          m.breaker_failures = r.integer<uint32_t>(f, "circuit_breaker.failures", 0, 1000).value_or(5);
-        if (auto c = v["cooldown"]; c.IsDefined())
-          if (auto d = r.duration(c, "circuit_breaker.cooldown")) m.breaker_cooldown = *d;
-      }
-    }
+    if (auto v = n["strategy"]; !v.IsDefined())
+      m.strategy = m.targets.size() > 1 ? ModelStrategy::kFallback : ModelStrategy::kSingle;
+    else if (m.strategy == ModelStrategy::kSingle && m.targets.size() > 1)
+      r.fail(v,
+             fmt::format("model '{}' has {} targets: 'single' takes exactly one", m.name, m.targets.size()));
     for (const auto& other : cfg.models)
       if (other.name == m.name) return r.fail(n, fmt::format("duplicate model name '{}'", m.name));
     cfg.models.push_back(std::move(m));
   });
 }
 
-std::string_view strategyName(ModelStrategy s) {
-  switch (s) {
-    case ModelStrategy::kSingle:
-      return "single";
-    case ModelStrategy::kFallback:
-      return "fallback";
-    case ModelStrategy::kWeighted:
-      return "weighted";
-    case ModelStrategy::kLatency:
-      return "latency";
-    case ModelStrategy::kCost:
-      return "cost";
-    case ModelStrategy::kLeastBusy:
-      return "least_busy";
-  }
-  return "single";
-}
+std::string_view strategyName(ModelStrategy s) { return kStrategyNames[static_cast<size_t>(s)]; }
 
 }  // namespace ganglion::control

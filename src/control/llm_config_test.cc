@@ -266,6 +266,47 @@ keys:
 namespace ganglion::control {
 namespace {
 
+TEST(LlmConfigJson, ProvidersAndModelsShowEveryFieldWithSecretsRedacted) {
+  auto r = loadConfigText(R"(listeners: [ { name: l, address: "127.0.0.1:1" } ]
+providers:
+  - { name: o, kind: openai, api_key: sk-provider-secret }
+  - { name: b, kind: bedrock, region: us-east-1, access_key_id: AKIDSECRET, secret_access_key: wJalrSECRET }
+models:
+  - name: m
+    strategy: weighted
+    circuit_breaker: { failures: 0 }
+    targets:
+      - { provider: o, model: gpt-4o, weight: 3, price: { input: 2.5, output: 10 } }
+      - { provider: b, model: claude, tokenizer: none }
+keys: [ { name: k, key: sk-test-key } ]
+)",
+                          "t.yaml");
+  ASSERT_TRUE(r.config) << r.errors[0].text();
+  EXPECT_EQ(r.config->models[0].breaker.failures, 0u);
+  EXPECT_EQ(r.config->models[0].breaker.cooldown.count(), 30'000);
+  const std::string json = configToRedactedJson(*r.config);
+  for (const char* secret : {"sk-provider-secret", "AKIDSECRET", "wJalrSECRET", "sk-test-key"})
+    EXPECT_EQ(json.find(secret), std::string::npos) << secret << " in " << json;
+  // An empty secret is left out: "<redacted>" would say it was set.
+  EXPECT_NE(json.find(R"({"name":"o","kind":"openai","base_url":"https://api.openai.com/v1",)"
+                      R"("api_key":"<redacted>","api_version":"","region":"","idle_timeout":"4000ms",)"
+                      R"("optional":false})"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find(R"("access_key_id":"<redacted>","secret_access_key":"<redacted>","idle_timeout")"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find(R"("strategy":"weighted","context_window":0,"retries":0,"retry_max_wait":"10000ms",)"
+                      R"("circuit_breaker":{"failures":0,"cooldown":"30000ms"})"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find(R"({"provider":"o","model":"gpt-4o","weight":3,"price":{"input":"2.5","output":"10",)"
+                      R"("cached_input":"2.5","cache_write":"2.5"},"context_window":0,"max_output":0})"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find(R"("tokenizer":"none")"), std::string::npos) << json;
+}
+
 TEST(ProviderBaseUrl, ErrorsNeverPrintCredentials) {
   for (const char* url :
        {"https://user:hunter2pass@api.example.com/v1", "https://api.example.com/v1?key=AIzaSECRET123",

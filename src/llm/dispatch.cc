@@ -28,8 +28,8 @@ bool failoverStatus(int status) { return status == 408 || status == 409 || statu
 void recordFailure(const CatalogTarget& t, const control::ModelConfig& m) {
   auto& s = *t.state;
   uint32_t n = s.failures.fetch_add(1, std::memory_order_relaxed) + 1;
-  if (m.breaker_failures && n >= m.breaker_failures) {
-    s.open_until_ms.store(steadyMillis() + m.breaker_cooldown.count(), std::memory_order_relaxed);
+  if (m.breaker.failures && n >= m.breaker.failures) {
+    s.open_until_ms.store(steadyMillis() + m.breaker.cooldown.count(), std::memory_order_relaxed);
     s.failures.store(0, std::memory_order_relaxed);
   }
 }

@@ -73,6 +73,8 @@ TEST(Prices, ParseMillionthsIsExact) {
   EXPECT_FALSE(parseMillionths(".5"));
   EXPECT_FALSE(parseMillionths("1e3"));
   EXPECT_FALSE(parseMillionths(""));
+  for (const char* text : {"0.15", "2.5", "10", "0.000001", "0", "1000000.123456"})
+    EXPECT_EQ(formatMillionths(*parseMillionths(text)), text);
 }
 
 TEST(KeyLedger, ConcurrentCallsNeverOvershootTheBudget) {
