@@ -9,7 +9,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "admin/config_check.h"
 #include "base/strings.h"
+#include "loop/pools.h"
 
 namespace ganglion::admin {
 
@@ -53,6 +55,16 @@ void AdminServer::addEndpoints() {
   });
   router_.add("POST", "/reload", [this](Request&) -> asio::awaitable<Reply> {
     auto [status, body] = co_await api_.reload();
+    co_return Reply{status, "application/json", std::move(body)};
+  });
+  router_.add("POST", "/config/check", [](Request& r) -> asio::awaitable<Reply> {
+    const auto format = configFormatOf(r.media_type);
+    if (!format)
+      co_return errorReply(415, "unsupported_media_type",
+                           "send the config with Content-Type: application/json or application/yaml");
+    // The caller stays suspended while the pool reads the body (loop::runOn).
+    auto [status, body] =
+        co_await loop::runBlocking([&r, f = *format] { return checkConfigBody(r.body, f); });
     co_return Reply{status, "application/json", std::move(body)};
   });
   if (!api_.llm_keys) return;
@@ -195,6 +207,13 @@ http::Task<void> AdminServer::handle(http::ServerConnection& conn) {
     co_return co_await conn.sendError(failed, type, message);
   }
   request.body = conn.wholeBody();
+  if (const auto* type = head.headers.find("content-type")) {
+    std::string_view media = type->value;
+    media = media.substr(0, media.find(';'));
+    while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) media.remove_suffix(1);
+    while (!media.empty() && (media.front() == ' ' || media.front() == '\t')) media.remove_prefix(1);
+    request.media_type = toLower(media);
+  }
   Reply reply = co_await (*m.endpoint)(request);
   co_await send(conn, reply);
 }

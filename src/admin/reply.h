@@ -25,7 +25,8 @@ struct Request {
   std::string_view path;
   std::string_view query;  ///< after '?', undecoded; empty when none
   Params params;
-  std::string_view body;  ///< the request body (at most the admin API's limit); valid during the request
+  std::string_view body;   ///< the request body (at most the admin API's limit); valid during the request
+  std::string media_type;  ///< Content-Type without parameters, lower case; empty when none
 
   /// The path parameter `name` (empty when the pattern has none).
   std::string_view param(std::string_view name) const;

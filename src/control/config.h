@@ -13,7 +13,11 @@
 #include <vector>
 
 #include "base/hash.h"
+#include "config/node.h"
 
+namespace boost::json {
+class value;
+}
 namespace ganglion::http {
 class Filter;
 }
@@ -54,7 +58,7 @@ struct ListenerConfig {
   bool normalize_path = true;  ///< routes see, and upstreams get, the normal form of the path
   /// Set for HTTPS listeners: certificates (by SNI), client-certificate verification.
   std::shared_ptr<net::TlsServerContext> tls;
-  int line = 0;
+  config::Place at;  ///< where it is written, for errors found later
 };
 
 struct TargetConfig {
@@ -105,7 +109,7 @@ struct UpstreamConfig {
   /// sends a request into a connection the server is closing.
   Millis idle_timeout{4'000};
   uint32_t keepalive = 128;  ///< idle connections kept per worker per target
-  int line = 0;
+  config::Place at;          ///< where it is written, for errors found later
 };
 
 struct HeaderOps {
@@ -148,8 +152,8 @@ struct RouteConfig {
   /// Built filters in the order written; shared, immutable, used by every worker.
   std::vector<std::shared_ptr<const http::Filter>> filters;
   std::vector<std::string> filter_kinds;  ///< for /config
-  int line = 0;
-  int upstream_line = 0;  ///< where `upstream:` is written, for reference errors
+  config::Place at;                       ///< where it is written, for errors found later
+  config::Place upstream_at;              ///< where `upstream:` is written, for reference errors
 };
 
 /// Money is counted in integer picodollars (1e-12 USD): a price in USD per million tokens
@@ -171,7 +175,7 @@ struct KeyConfig {
   Sha256 hash{};
   KeyLimits limits;
   bool cache = false;  ///< its LLM answers are cached unless a request says otherwise
-  int line = 0;
+  config::Place at;    ///< where it is written, for errors found later
 };
 
 /// Key lookup by digest, built at load and shared by the auth filters of a snapshot.
@@ -198,7 +202,7 @@ struct ProviderConfig {
   /// verified against the system store for https), pooled and health-tracked like any other.
   UpstreamConfig upstream;
   bool optional = false;  ///< left out (not refused) when its api_key is empty
-  int line = 0;
+  config::Place at;       ///< where it is written, for errors found later
 
   /// The credentials the gateway holds for this provider: redacted wherever a provider's
   /// words are shown to clients.
@@ -224,7 +228,7 @@ struct ModelTarget {
   uint64_t context_window = 0;  ///< tokens; 0: the model's, or unknown
   uint64_t max_output = 0;      ///< most output tokens of one answer; 0: built-in table, or unknown
   std::string tokenizer;        ///< "o200k_base", "cl100k_base" or "none"; empty: by provider kind and model
-  int line = 0;
+  config::Place at;             ///< where it is written, for errors found later
 };
 
 /// A target that keeps failing is tried last for a while (per model, shared by the workers).
@@ -245,7 +249,7 @@ struct ModelConfig {
   Millis retry_max_wait{10'000};  ///< a Retry-After longer than this moves on instead of waiting
   CircuitBreakerConfig breaker;
   Millis first_token_timeout{0};  ///< streams: no first event this soon → next target; 0 = off
-  int line = 0;
+  config::Place at;               ///< where it is written, for errors found later
 };
 
 struct AdminConfig {
@@ -306,9 +310,10 @@ struct Config {
 /// One problem found in a config file.
 struct ConfigError {
   std::string file;
-  int line = 0;  ///< 1-based; 0 when the problem has no line (file unreadable)
+  int line = 0;  ///< 1-based; 0 when the problem has no line (file unreadable, JSON source)
   std::string message;
-  std::string text() const;  ///< "file:line: message"
+  std::string path = {};     ///< JSON path of the bad value ("$.routes[0].name") for JSON sources
+  std::string text() const;  ///< "file:line: message", or "file: $.path: message"
 };
 
 struct LoadResult {
@@ -320,8 +325,13 @@ struct LoadResult {
 /// thread at start and on reload; never on a worker.
 LoadResult loadConfigFile(const std::string& path);
 
-/// As loadConfigFile, from text already in memory (`path` only names it in errors).
-LoadResult loadConfigText(const std::string& text, const std::string& path);
+/// As loadConfigFile, from YAML text already in memory (`path` only names it in errors).
+/// `expand_env` false leaves ${VAR} as written (configs sent to the admin API).
+LoadResult loadConfigText(const std::string& text, const std::string& path, bool expand_env = true);
+
+/// As loadConfigText, from a JSON document (an admin API body): the same sections and
+/// checks, errors located by JSON path ("$.routes[0].upstream"), ${VAR} never expanded.
+LoadResult loadConfigJson(const boost::json::value& json, const std::string& name);
 
 /// Renders the config as JSON with every secret replaced by "<redacted>".
 std::string configToRedactedJson(const Config& config);

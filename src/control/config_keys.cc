@@ -14,7 +14,7 @@ namespace json = boost::json;
 
 namespace {
 
-void readSecret(Reader& r, const YAML::Node& v, KeyConfig& k) {
+void readSecret(Reader& r, const config::Node& v, KeyConfig& k) {
   auto secret = r.str(v, "key");
   if (!secret) return;
   if (secret->size() < 8) return r.fail(v, "a key must be at least 8 characters");
@@ -22,7 +22,7 @@ void readSecret(Reader& r, const YAML::Node& v, KeyConfig& k) {
 }
 
 /// Read after `key`, which wins when both are given.
-void readSecretDigest(Reader& r, const YAML::Node& v, KeyConfig& k) {
+void readSecretDigest(Reader& r, const config::Node& v, KeyConfig& k) {
   if (k.hash != Sha256{}) return;
   auto hex = r.str(v, "key_sha256");
   if (!hex) return;
@@ -32,19 +32,19 @@ void readSecretDigest(Reader& r, const YAML::Node& v, KeyConfig& k) {
     k.hash[i] = static_cast<uint8_t>(std::stoi(hex->substr(i * 2, 2), nullptr, 16));
 }
 
-void readRpm(Reader& r, const YAML::Node& v, KeyConfig& k) {
+void readRpm(Reader& r, const config::Node& v, KeyConfig& k) {
   k.limits.rpm = r.integer<uint32_t>(v, "rpm", 1, 10'000'000).value_or(0);
 }
 
 json::value showRpm(const KeyConfig& k) { return k.limits.rpm ? json::value(k.limits.rpm) : nullptr; }
 
-void readTpm(Reader& r, const YAML::Node& v, KeyConfig& k) {
+void readTpm(Reader& r, const config::Node& v, KeyConfig& k) {
   k.limits.tpm = r.integer<uint64_t>(v, "tpm", 1, 1'000'000'000'000).value_or(0);
 }
 
 json::value showTpm(const KeyConfig& k) { return k.limits.tpm ? json::value(k.limits.tpm) : nullptr; }
 
-void readBudget(Reader& r, const YAML::Node& v, KeyConfig& k) {
+void readBudget(Reader& r, const config::Node& v, KeyConfig& k) {
   if (!v.IsMap()) return r.fail(v, "budget is a map: { usd: 10, period: day | month }");
   r.checkKeys(v, {"usd", "period"}, "budget");
   auto usd = v["usd"];

@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <boost/asio/ip/address.hpp>
+#include <boost/json/value.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -30,12 +31,13 @@ std::string HostPort::text() const {
 
 std::string ConfigError::text() const {
   if (line > 0) return file + ":" + std::to_string(line) + ": " + message;
+  if (!path.empty()) return file + ": " + path + ": " + message;
   return file + ": " + message;
 }
 
 namespace {
 
-std::shared_ptr<net::TlsServerContext> readListenerTls(Reader& r, const YAML::Node& n) {
+std::shared_ptr<net::TlsServerContext> readListenerTls(Reader& r, const config::Node& n) {
   if (!n.IsMap()) {
     r.fail(n, "tls must be a map: { certificates: [ { cert, key, server_names } ], client_ca, ... }");
     return nullptr;
@@ -43,7 +45,7 @@ std::shared_ptr<net::TlsServerContext> readListenerTls(Reader& r, const YAML::No
   r.checkKeys(n, {"certificates", "client_ca", "require_client_cert", "min_version"}, "tls");
   net::TlsServerSettings settings;
   size_t errors_before = r.errors.size();
-  r.forEach(n["certificates"], "certificates", [&](const YAML::Node& c) {
+  r.forEach(n["certificates"], "certificates", [&](const config::Node& c) {
     if (!c.IsMap()) return r.fail(c, "a certificate is a map: { cert, key, server_names }");
     r.checkKeys(c, {"cert", "key", "server_names"}, "certificate");
     net::CertificateFiles files;
@@ -55,7 +57,7 @@ std::shared_ptr<net::TlsServerContext> readListenerTls(Reader& r, const YAML::No
       files.key = r.str(v, "key").value_or("");
     else
       r.fail(c, "certificate needs 'key' (a PEM file)");
-    r.forEach(c["server_names"], "server_names", [&](const YAML::Node& name) {
+    r.forEach(c["server_names"], "server_names", [&](const config::Node& name) {
       if (auto s = r.str(name, "server name")) files.server_names.push_back(toLower(*s));
     });
     settings.certificates.push_back(std::move(files));
@@ -75,7 +77,7 @@ std::shared_ptr<net::TlsServerContext> readListenerTls(Reader& r, const YAML::No
   return *ctx;
 }
 
-std::shared_ptr<net::TlsClientContext> readUpstreamTls(Reader& r, const YAML::Node& n) {
+std::shared_ptr<net::TlsClientContext> readUpstreamTls(Reader& r, const config::Node& n) {
   net::TlsClientSettings settings;
   if (n.IsScalar()) {
     auto on = r.boolean(n, "tls");
@@ -105,21 +107,21 @@ std::shared_ptr<net::TlsClientContext> readUpstreamTls(Reader& r, const YAML::No
   return *ctx;
 }
 
-void readListener(Reader& r, const YAML::Node& n, Config& cfg) {
+void readListener(Reader& r, const config::Node& n, Config& cfg) {
   ListenerConfig l;
-  l.line = Reader::lineOf(n);
+  l.at = n.place();
   if (!n.IsMap()) return r.fail(n, "a listener must be a map");
   readFields(listenerSchema(), n, l, r);
   if (auto v = n["tls"]; v.IsDefined()) l.tls = readListenerTls(r, v);
   cfg.listeners.push_back(std::move(l));
 }
 
-void readUpstream(Reader& r, const YAML::Node& n, Config& cfg) {
+void readUpstream(Reader& r, const config::Node& n, Config& cfg) {
   UpstreamConfig u;
-  u.line = Reader::lineOf(n);
+  u.at = n.place();
   if (!n.IsMap()) return r.fail(n, "an upstream must be a map");
   readFields(upstreamSchema(), n, u, r);
-  const YAML::Node targets = n["targets"];
+  const config::Node targets = n["targets"];
   if (!targets.IsDefined() || (targets.IsSequence() && targets.size() == 0))
     r.fail(n, fmt::format("upstream '{}' needs at least one target", u.name));
   if (auto v = n["hash_on"]; v.IsDefined() && u.balance != Balance::kHash)
@@ -142,8 +144,8 @@ std::string unreachablePath(std::string_view key, const std::string& path) {
   return {};
 }
 
-void readFilters(Reader& r, const YAML::Node& list, const Config& cfg, RouteConfig& rt) {
-  r.forEach(list, "filters", [&](const YAML::Node& item) {
+void readFilters(Reader& r, const config::Node& list, const Config& cfg, RouteConfig& rt) {
+  r.forEach(list, "filters", [&](const config::Node& item) {
     if (!item.IsMap() || item.size() != 1) {
       r.fail(item, "each filter is a map with one key naming it, e.g. '- rate_limit: { requests: 10 }'");
       return;
@@ -157,13 +159,13 @@ void readFilters(Reader& r, const YAML::Node& list, const Config& cfg, RouteConf
   });
 }
 
-void readKeys(Reader& r, const YAML::Node& list, Config& cfg) {
+void readKeys(Reader& r, const config::Node& list, Config& cfg) {
   auto table = std::make_shared<KeyTable>();
   std::unordered_set<std::string> names;
-  r.forEach(list, "keys", [&](const YAML::Node& n) {
+  r.forEach(list, "keys", [&](const config::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a key is a map: { name, key } or { name, key_sha256 }");
     KeyConfig k;
-    k.line = Reader::lineOf(n);
+    k.at = n.place();
     const size_t errors_before = r.errors.size();
     readFields(keySchema(), n, k, r);
     if (r.errors.size() != errors_before) return;
@@ -182,9 +184,9 @@ void readKeys(Reader& r, const YAML::Node& list, Config& cfg) {
   cfg.key_table = std::move(table);
 }
 
-void readRoute(Reader& r, const YAML::Node& n, Config& cfg) {
+void readRoute(Reader& r, const config::Node& n, Config& cfg) {
   RouteConfig rt;
-  rt.line = Reader::lineOf(n);
+  rt.at = n.place();
   if (!n.IsMap()) return r.fail(n, "a route must be a map");
   readFields(routeSchema(), n, rt, r);
   auto& m = rt.match;
@@ -224,7 +226,7 @@ void readRoute(Reader& r, const YAML::Node& n, Config& cfg) {
     rt.welcome = true;
   } else if (auto v = n["upstream"]; v.IsDefined()) {
     if (auto s = r.str(v, "upstream")) rt.upstream = *s;
-    rt.upstream_line = Reader::lineOf(v);
+    rt.upstream_at = v.place();
   } else {
     r.fail(n, fmt::format(
                   "route '{}' needs an 'upstream' (or 'llm: {{}}' to serve the LLM API, or 'welcome: {{}}')",
@@ -261,7 +263,7 @@ std::optional<std::string> weakTokenReason(std::string_view token) {
   return std::nullopt;
 }
 
-void readAdmin(Reader& r, const YAML::Node& n, Config& cfg) {
+void readAdmin(Reader& r, const config::Node& n, Config& cfg) {
   if (!n.IsMap()) return r.fail(n, "admin must be a map");
   cfg.admin.enabled = true;
   readFields(adminSchema(), n, cfg.admin, r);
@@ -284,24 +286,23 @@ void validateReferences(Reader& r, Config& cfg) {
   std::set<std::string> names;
   for (auto& l : cfg.listeners)
     if (!l.name.empty() && !names.insert(l.name).second)
-      r.failLine(l.line, fmt::format("duplicate listener name '{}'", l.name));
+      r.failAt(l.at, fmt::format("duplicate listener name '{}'", l.name));
   std::set<std::string> addresses;
   for (auto& l : cfg.listeners)
     if (l.address.port && !addresses.insert(l.address.text()).second)
-      r.failLine(l.line, fmt::format("two listeners on {}", l.address.text()));
+      r.failAt(l.at, fmt::format("two listeners on {}", l.address.text()));
   names.clear();
   for (auto& u : cfg.upstreams)
     if (!u.name.empty() && !names.insert(u.name).second)
-      r.failLine(u.line, fmt::format("duplicate upstream name '{}'", u.name));
+      r.failAt(u.at, fmt::format("duplicate upstream name '{}'", u.name));
   std::set<std::string> route_names;
   for (auto& rt : cfg.routes) {
     if (!rt.name.empty() && !route_names.insert(rt.name).second)
-      r.failLine(rt.line, fmt::format("duplicate route name '{}'", rt.name));
+      r.failAt(rt.at, fmt::format("duplicate route name '{}'", rt.name));
     if (!rt.upstream.empty() && !names.count(rt.upstream))
-      r.failLine(rt.upstream_line,
-                 fmt::format("route '{}' names unknown upstream '{}'", rt.name, rt.upstream));
+      r.failAt(rt.upstream_at, fmt::format("route '{}' names unknown upstream '{}'", rt.name, rt.upstream));
   }
-  if (cfg.listeners.empty()) r.failLine(0, "at least one listener is required");
+  if (cfg.listeners.empty()) r.failAt({}, "at least one listener is required");
   bool has_llm_route = false;
   for (auto& rt : cfg.routes) has_llm_route = has_llm_route || rt.llm.has_value();
   if (!cfg.providers.empty() && !has_llm_route) {
@@ -311,7 +312,7 @@ void validateReferences(Reader& r, Config& cfg) {
     api.match.path_prefix = "/v1/";
     api.llm.emplace();
     api.implicit = true;
-    api.line = cfg.providers.front().line;
+    api.at = cfg.providers.front().at;
     api.retries = 0;
     api.max_body_bytes = kLlmMaxBodyBytes;
     api.first_byte_timeout = std::chrono::minutes(10);
@@ -321,9 +322,9 @@ void validateReferences(Reader& r, Config& cfg) {
   for (auto& rt : cfg.routes) {
     if (!rt.llm || !rt.llm->require_key) continue;
     if (cfg.keys.empty()) {
-      r.failLine(rt.line, fmt::format("route '{}' serves the LLM API, which needs gateway keys: add 'keys:' "
-                                      "(or 'llm: {{ auth: none }}' on an explicit route for local use)",
-                                      rt.name));
+      r.failAt(rt.at, fmt::format("route '{}' serves the LLM API, which needs gateway keys: add 'keys:' "
+                                  "(or 'llm: {{ auth: none }}' on an explicit route for local use)",
+                                  rt.name));
       continue;
     }
     // The LLM API checks gateway keys with the key_auth filter, as any route does. A route
@@ -334,7 +335,7 @@ void validateReferences(Reader& r, Config& cfg) {
       return [kind](const std::shared_ptr<const http::Filter>& f) { return f->kind() == kind; };
     };
     if (std::any_of(chain.begin(), chain.end(), is("key_auth"))) continue;
-    if (auto key_auth = filters::buildFilter("key_auth", YAML::Node(YAML::NodeType::Null), r, cfg))
+    if (auto key_auth = filters::buildFilter("key_auth", config::Node::null(), r, cfg))
       chain.insert(std::find_if(chain.begin(), chain.end(), is("rate_limit")), std::move(key_auth));
   }
   // With every provider optional and keyless the LLM API still answers (no models) instead
@@ -342,70 +343,92 @@ void validateReferences(Reader& r, Config& cfg) {
   if (cfg.providers.empty() && cfg.skipped_providers.empty())
     for (auto& rt : cfg.routes)
       if (rt.llm)
-        r.failLine(rt.line,
-                   fmt::format("route '{}' serves the LLM API but no 'providers' are configured", rt.name));
+        r.failAt(rt.at,
+                 fmt::format("route '{}' serves the LLM API but no 'providers' are configured", rt.name));
 }
 
 }  // namespace
 
-LoadResult loadConfigText(const std::string& text, const std::string& path) {
+namespace {
+
+/// Every section of a config tree, whatever format it came in.
+LoadResult loadTree(const config::Node& root, const std::string& path, bool expand_env) {
   LoadResult result;
-  Reader r(path);
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    result.errors.push_back({path, e.mark.line >= 0 ? e.mark.line + 1 : 0, "YAML syntax: " + e.msg});
-    return result;
-  }
+  Reader r(path, expand_env);
   Config cfg;
   cfg.source_path = path;
   if (!root.IsMap()) {
-    result.errors.push_back({path, 1, "the config must be a YAML map"});
+    r.fail(root, "the config must be a map of sections (listeners, routes, ...)");
+    if (root.line() == 0 && root.path().empty()) r.errors.back().line = 1;
+    result.errors = std::move(r.errors);
     return result;
   }
-  try {
-    r.checkKeys(root,
-                {"workers", "listeners", "upstreams", "routes", "keys", "providers", "models", "admin",
-                 "access_log", "llm_cache", "state"},
-                "the top level");
-    readProviders(r, root["providers"], cfg);
-    readModels(r, root["models"], cfg);
-    readKeys(r, root["keys"], cfg);  // before routes: key_auth filters refer to keys
-    // Before routes too: a shared rate_limit keeps its counts in state.redis.
-    if (auto v = root["state"]; v.IsDefined()) {
-      readSection<Config, StateConfig, &Config::state, stateSchema>(r, v, cfg);
-      if (!cfg.state.sqlite.empty() && v["redis"].IsDefined())
-        r.fail(v, "state: set sqlite or redis, not both (with redis, spend is kept in Redis)");
-    }
-    if (auto v = root["workers"]; v.IsDefined())
-      if (auto w = r.integer<unsigned>(v, "workers", 0, 256)) cfg.workers = *w;
-    r.forEach(root["listeners"], "listeners", [&](const YAML::Node& n) { readListener(r, n, cfg); });
-    r.forEach(root["upstreams"], "upstreams", [&](const YAML::Node& n) { readUpstream(r, n, cfg); });
-    r.forEach(root["routes"], "routes", [&](const YAML::Node& n) { readRoute(r, n, cfg); });
-    if (auto v = root["admin"]; v.IsDefined()) readAdmin(r, v, cfg);
-    if (auto v = root["llm_cache"]; v.IsDefined()) {
-      if (!v.IsMap())
-        r.fail(v, "llm_cache must be a map: { max_bytes: 64MiB, ttl: 10m }");
-      else
-        readFields(llmCacheSchema(), v, cfg.llm_cache, r);
-    }
-    if (auto v = root["access_log"]; v.IsDefined()) {
-      if (!v.IsMap())
-        r.fail(v, "access_log must be a map");
-      else
-        readFields(accessLogSchema(), v, cfg.access_log, r);
-    }
-    validateReferences(r, cfg);
-  } catch (const YAML::Exception& e) {
-    r.failLine(e.mark.line >= 0 ? e.mark.line + 1 : 0, e.msg);
+  r.checkKeys(root,
+              {"workers", "listeners", "upstreams", "routes", "keys", "providers", "models", "admin",
+               "access_log", "llm_cache", "state"},
+              "the top level");
+  readProviders(r, root["providers"], cfg);
+  readModels(r, root["models"], cfg);
+  readKeys(r, root["keys"], cfg);  // before routes: key_auth filters refer to keys
+  // Before routes too: a shared rate_limit keeps its counts in state.redis.
+  if (auto v = root["state"]; v.IsDefined()) {
+    readSection<Config, StateConfig, &Config::state, stateSchema>(r, v, cfg);
+    if (!cfg.state.sqlite.empty() && v["redis"].IsDefined())
+      r.fail(v, "state: set sqlite or redis, not both (with redis, spend is kept in Redis)");
   }
+  if (auto v = root["workers"]; v.IsDefined())
+    if (auto w = r.integer<unsigned>(v, "workers", 0, 256)) cfg.workers = *w;
+  r.forEach(root["listeners"], "listeners", [&](const config::Node& n) { readListener(r, n, cfg); });
+  r.forEach(root["upstreams"], "upstreams", [&](const config::Node& n) { readUpstream(r, n, cfg); });
+  r.forEach(root["routes"], "routes", [&](const config::Node& n) { readRoute(r, n, cfg); });
+  if (auto v = root["admin"]; v.IsDefined()) readAdmin(r, v, cfg);
+  if (auto v = root["llm_cache"]; v.IsDefined()) {
+    if (!v.IsMap())
+      r.fail(v, "llm_cache must be a map: { max_bytes: 64MiB, ttl: 10m }");
+    else
+      readFields(llmCacheSchema(), v, cfg.llm_cache, r);
+  }
+  if (auto v = root["access_log"]; v.IsDefined()) {
+    if (!v.IsMap())
+      r.fail(v, "access_log must be a map");
+    else
+      readFields(accessLogSchema(), v, cfg.access_log, r);
+  }
+  validateReferences(r, cfg);
   if (cfg.workers == 0) cfg.workers = std::max(1u, std::thread::hardware_concurrency());
   std::stable_sort(r.errors.begin(), r.errors.end(),
                    [](const ConfigError& a, const ConfigError& b) { return a.line < b.line; });
   result.errors = std::move(r.errors);
   if (result.errors.empty()) result.config = std::move(cfg);
   return result;
+}
+
+LoadResult treeFailed(const config::TreeError& e, const std::string& path) {
+  LoadResult result;
+  result.errors.push_back({path, e.line, e.message, e.path});
+  return result;
+}
+
+}  // namespace
+
+LoadResult loadConfigText(const std::string& text, const std::string& path, bool expand_env) {
+  YAML::Node yaml;
+  try {
+    yaml = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    LoadResult result;
+    result.errors.push_back({path, e.mark.line >= 0 ? e.mark.line + 1 : 0, "YAML syntax: " + e.msg});
+    return result;
+  }
+  auto tree = config::fromYaml(yaml);
+  if (auto* e = std::get_if<config::TreeError>(&tree)) return treeFailed(*e, path);
+  return loadTree(std::get<config::Node>(tree), path, expand_env);
+}
+
+LoadResult loadConfigJson(const boost::json::value& json, const std::string& name) {
+  auto tree = config::fromJson(json);
+  if (auto* e = std::get_if<config::TreeError>(&tree)) return treeFailed(*e, name);
+  return loadTree(std::get<config::Node>(tree), name, false);
 }
 
 LoadResult loadConfigFile(const std::string& path) {

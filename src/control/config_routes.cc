@@ -63,7 +63,7 @@ std::string normaliseRouteHost(std::string& host) {
 
 namespace {
 
-void readMatchHost(Reader& r, const YAML::Node& v, RouteMatch& m) {
+void readMatchHost(Reader& r, const config::Node& v, RouteMatch& m) {
   auto s = r.str(v, "host");
   if (!s) return;
   std::string host = *s;
@@ -74,7 +74,7 @@ void readMatchHost(Reader& r, const YAML::Node& v, RouteMatch& m) {
 /// `path` and `path_prefix` are checked alike (their reachability under path normalisation
 /// is checked by the route reader, which knows the listeners).
 template <std::optional<std::string> RouteMatch::*Member, const char* Key>
-void readMatchPath(Reader& r, const YAML::Node& v, RouteMatch& m) {
+void readMatchPath(Reader& r, const config::Node& v, RouteMatch& m) {
   auto s = r.str(v, Key);
   if (!s) return;
   if (s->empty() || (*s)[0] != '/') return r.fail(v, fmt::format("{} must start with '/'", Key));
@@ -90,8 +90,8 @@ json::value showOptionalString(const RouteMatch& m) {
 constexpr char kPath[] = "path";
 constexpr char kPathPrefix[] = "path_prefix";
 
-void readMethods(Reader& r, const YAML::Node& v, RouteMatch& m) {
-  r.forEach(v, "methods", [&](const YAML::Node& item) {
+void readMethods(Reader& r, const config::Node& v, RouteMatch& m) {
+  r.forEach(v, "methods", [&](const config::Node& item) {
     auto s = r.str(item, "method");
     if (!s) return;
     std::string upper(*s);
@@ -108,7 +108,7 @@ json::value showMethods(const RouteMatch& m) {
   return out;
 }
 
-void readMatchHeaders(Reader& r, const YAML::Node& v, RouteMatch& m) {
+void readMatchHeaders(Reader& r, const config::Node& v, RouteMatch& m) {
   if (!v.IsMap()) return r.fail(v, "match.headers must be a map of header: value");
   for (const auto& kv : v) {
     auto value = r.str(kv.second, "header value");
@@ -126,7 +126,7 @@ json::value showMatchHeaders(const RouteMatch& m) {
   return out;
 }
 
-void readRewrite(Reader& r, const YAML::Node& v, RouteConfig& rt) {
+void readRewrite(Reader& r, const config::Node& v, RouteConfig& rt) {
   if (!v.IsMap()) return r.fail(v, "rewrite must be a map");
   r.checkKeys(v, {"path_prefix"}, "rewrite");
   auto p = v["path_prefix"];
@@ -143,7 +143,7 @@ json::value showRewrite(const RouteConfig& rt) {
 }
 
 template <HeaderOps RouteConfig::*Member, const char* Key>
-void readHeaderOps(Reader& r, const YAML::Node& v, RouteConfig& rt) {
+void readHeaderOps(Reader& r, const config::Node& v, RouteConfig& rt) {
   rt.*Member = r.headerOps(v, Key);
 }
 

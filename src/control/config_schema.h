@@ -28,7 +28,7 @@ struct Field {
   using Member = std::variant<std::monostate, std::string T::*, bool T::*, uint64_t T::*, uint32_t T::*,
                               Millis T::*, HostPort T::*>;
   /// kCustom: reads the field's value (present in the YAML) into `out`, errors in `r`.
-  using ReadFn = void (*)(Reader& r, const YAML::Node& value, T& out);
+  using ReadFn = void (*)(Reader& r, const config::Node& value, T& out);
   /// kCustom: the field for GET /config; null leaves it out.
   using ShowFn = boost::json::value (*)(const T& in);
   std::string_view name;
@@ -75,13 +75,13 @@ std::string fieldTypeText(FieldKind kind, uint64_t min, uint64_t max);
 /// Reads every declared field present in `node` into `out`; an unknown key, a missing
 /// required field or a bad value is an error in `r` with its line.
 template <class T>
-void readFields(const Schema<T>& schema, const YAML::Node& node, T& out, Reader& r) {
+void readFields(const Schema<T>& schema, const config::Node& node, T& out, Reader& r) {
   std::vector<std::string_view> keys;
   for (const auto& f : schema.fields) keys.push_back(f.name);
   for (const auto& e : schema.extra) keys.push_back(e.name);
   r.checkKeys(node, keys, schema.section);
   for (const auto& f : schema.fields) {
-    const YAML::Node v = node[std::string(f.name)];
+    const config::Node v = node[std::string(f.name)];
     if (!v.IsDefined()) {
       if (f.required)
         r.fail(node, f.missing.empty() ? fmt::format("{} needs '{}'", schema.section, f.name)
@@ -169,7 +169,7 @@ boost::json::object fieldsToJson(const Schema<T>& schema, const T& value) {
 /// `.read = readSection<Upstream, Outlier, &Upstream::outlier, outlierSchema>,
 ///  .show = showSection<...same...>`. The nested schema's docs table is listed apart.
 template <class T, class S, S T::*Member, const Schema<S>& (*Nested)()>
-void readSection(Reader& r, const YAML::Node& value, T& out) {
+void readSection(Reader& r, const config::Node& value, T& out) {
   const Schema<S>& schema = Nested();
   if (!value.IsMap())
     return r.fail(value, schema.not_a_map.empty() ? fmt::format("{} must be a map", schema.section)
@@ -182,7 +182,7 @@ boost::json::value showSection(const T& in) {
 }
 /// As readSection, for a section whose presence turns a feature on (`std::optional<S>`).
 template <class T, class S, std::optional<S> T::*Member, const Schema<S>& (*Nested)()>
-void readOptionalSection(Reader& r, const YAML::Node& value, T& out) {
+void readOptionalSection(Reader& r, const config::Node& value, T& out) {
   const Schema<S>& schema = Nested();
   if (!value.IsMap())
     return r.fail(value, schema.not_a_map.empty() ? fmt::format("{} must be a map", schema.section)

@@ -1,6 +1,7 @@
 #include "control/config_schema.h"
 
 #include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
 
 #include <boost/json.hpp>
 #include <cstdlib>
@@ -67,7 +68,7 @@ const Schema<Sample>& sampleSchema() {
 
 std::vector<std::string> read(const std::string& yaml, Sample& out) {
   Reader r("c.yaml");
-  readFields(sampleSchema(), YAML::Load(yaml), out, r);
+  readFields(sampleSchema(), std::get<config::Node>(config::fromYaml(YAML::Load(yaml))), out, r);
   std::vector<std::string> errors;
   for (const auto& e : r.errors) errors.push_back(fmt::format("{}:{}: {}", e.file, e.line, e.message));
   return errors;

@@ -14,7 +14,7 @@ namespace json = boost::json;
 
 namespace {
 
-void readSqlite(Reader& r, const YAML::Node& v, StateConfig& st) {
+void readSqlite(Reader& r, const config::Node& v, StateConfig& st) {
   auto s = r.str(v, "state.sqlite");
   if (!s) return;
   if (s->empty()) r.fail(v, "state.sqlite must name a file");
@@ -28,7 +28,7 @@ json::value showSqlite(const StateConfig& st) {
 
 /// redis://[:password@]host[:port][/db] (also redis://user:password@... where user is ignored
 /// unless it is an ACL user name other than "default").
-void readRedisUrl(Reader& r, const YAML::Node& n, StateConfig& st) {
+void readRedisUrl(Reader& r, const config::Node& n, StateConfig& st) {
   auto s = r.str(n, "state.redis");
   if (!s) return;
   st.redis_url = *s;
@@ -72,7 +72,7 @@ json::value showRedis(const StateConfig& st) {
                                   st.redis_host, st.redis_port, st.redis_db));
 }
 
-void readRedisTimeout(Reader& r, const YAML::Node& v, StateConfig& st) {
+void readRedisTimeout(Reader& r, const config::Node& v, StateConfig& st) {
   auto d = r.duration(v, "state.redis_timeout");
   if (!d) return;
   if (d->count() < 1 || d->count() > 60'000) return r.fail(v, "state.redis_timeout must be from 1ms to 60s");

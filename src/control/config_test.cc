@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <boost/json.hpp>
 #include <cstdlib>
 #include <filesystem>
 
@@ -31,7 +32,7 @@ routes:
 }
 
 TEST(Config, OnlyARegularFileIsRead) {
-  // A directory read as an empty text ("the config must be a YAML map"); a FIFO blocked the
+  // A directory read as an empty text ("the config must be a map of sections"); a FIFO blocked the
   // reload until something wrote to it.
   auto dir = std::filesystem::temp_directory_path() / fmt::format("ganglion-cfg-{}", ::getpid());
   std::filesystem::create_directories(dir);
@@ -419,6 +420,56 @@ TEST(Config, BadRoutesAreRejectedWithLineAndReason) {
     EXPECT_NE(r.errors[0].message.find(c.expect), std::string::npos)
         << c.extra << ": " << r.errors[0].message;
   }
+}
+
+TEST(Config, JsonConfigsAreCheckedLikeYamlWithJsonPaths) {
+  auto ok = loadConfigJson(boost::json::parse(R"({
+    "listeners": [ { "name": "a", "address": "127.0.0.1:1", "max_headers": 50 } ],
+    "upstreams": [ { "name": "u", "targets": [ "127.0.0.1:2" ], "health_check": { "interval": "2s" } } ],
+    "routes": [ { "name": "r", "upstream": "u", "retries": 3 } ] })"),
+                           "request body");
+  ASSERT_TRUE(ok.config) << ok.errors[0].text();
+  EXPECT_EQ(ok.config->listeners[0].max_headers, 50u);  // a JSON number reads as the YAML scalar would
+  EXPECT_EQ(ok.config->routes[0].retries, 3u);
+  EXPECT_EQ(ok.config->upstreams[0].health_check->interval.count(), 2000);
+
+  setenv("GANGLION_TEST_SECRET", "do-not-echo-this", 1);
+  auto bad = loadConfigJson(boost::json::parse(R"({
+    "listeners": [ { "name": "a", "address": "127.0.0.1:1", "max_headrs": 50 } ],
+    "upstreams": [ { "name": "u", "targets": [ { "address": "h:1", "weight": 0 } ] } ],
+    "routes": [ { "name": "r", "upstream": "nowhere" },
+                { "name": "s", "upstream": "u", "match": { "path": "${GANGLION_TEST_SECRET}" } } ] })"),
+                            "request body");
+  ASSERT_FALSE(bad.config);
+  std::string all;
+  for (const auto& e : bad.errors) {
+    EXPECT_EQ(e.line, 0);
+    all += e.text() + "\n";
+  }
+  EXPECT_NE(all.find("request body: $.listeners[0].max_headrs: unknown field 'max_headrs' in listener"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("request body: $.upstreams[0].targets[0].weight: weight must be an integer from 1"),
+            std::string::npos)
+      << all;
+  // Reference errors found after reading point at the value too.
+  EXPECT_NE(all.find("request body: $.routes[0].upstream: route 'r' names unknown upstream 'nowhere'"),
+            std::string::npos)
+      << all;
+  // ${VAR} is not expanded in configs sent to the gateway: an error must not echo a variable.
+  EXPECT_NE(all.find("$.routes[1].match.path: path must start with '/'"), std::string::npos) << all;
+  EXPECT_EQ(all.find("do-not-echo-this"), std::string::npos) << all;
+  auto yaml =
+      loadConfigText("listeners: [ { name: \"${GANGLION_TEST_SECRET}\", address: x } ]\n", "body.yaml",
+                     /*expand_env=*/false);
+  ASSERT_FALSE(yaml.config);
+  EXPECT_EQ(yaml.errors[0].text().find("do-not-echo-this"), std::string::npos);
+  unsetenv("GANGLION_TEST_SECRET");
+
+  auto not_a_map = loadConfigJson(boost::json::parse("[1]"), "request body");
+  ASSERT_EQ(not_a_map.errors.size(), 1u);
+  EXPECT_EQ(not_a_map.errors[0].text(),
+            "request body: $: the config must be a map of sections (listeners, routes, ...)");
 }
 
 }  // namespace

@@ -15,7 +15,7 @@ namespace {
 
 constexpr std::string_view kBalanceNames[] = {"round_robin", "least_request", "hash", "ewma"};
 
-void readTarget(Reader& r, const YAML::Node& n, UpstreamConfig& u) {
+void readTarget(Reader& r, const config::Node& n, UpstreamConfig& u) {
   TargetConfig t;
   if (n.IsScalar()) {
     auto hp = r.hostPort(n, "target");
@@ -31,8 +31,8 @@ void readTarget(Reader& r, const YAML::Node& n, UpstreamConfig& u) {
   u.targets.push_back(std::move(t));
 }
 
-void readTargets(Reader& r, const YAML::Node& v, UpstreamConfig& u) {
-  r.forEach(v, "targets", [&](const YAML::Node& t) { readTarget(r, t, u); });
+void readTargets(Reader& r, const config::Node& v, UpstreamConfig& u) {
+  r.forEach(v, "targets", [&](const config::Node& t) { readTarget(r, t, u); });
 }
 
 json::value showTargets(const UpstreamConfig& u) {
@@ -41,7 +41,7 @@ json::value showTargets(const UpstreamConfig& u) {
   return targets;
 }
 
-void readBalance(Reader& r, const YAML::Node& v, UpstreamConfig& u) {
+void readBalance(Reader& r, const config::Node& v, UpstreamConfig& u) {
   auto s = r.str(v, "balance");
   if (!s) return;
   for (size_t i = 0; i < std::size(kBalanceNames); ++i)
@@ -56,7 +56,7 @@ json::value showBalance(const UpstreamConfig& u) {
   return json::string(kBalanceNames[static_cast<size_t>(u.balance)]);
 }
 
-void readHashOn(Reader& r, const YAML::Node& v, UpstreamConfig& u) {
+void readHashOn(Reader& r, const config::Node& v, UpstreamConfig& u) {
   auto s = r.str(v, "hash_on");
   if (!s) return;
   if (*s == "client_ip")
@@ -72,7 +72,7 @@ json::value showHashOn(const UpstreamConfig& u) {
   return json::string(u.hash_header.empty() ? "client_ip" : "header:" + u.hash_header);
 }
 
-void readProbePath(Reader& r, const YAML::Node& v, HealthCheckConfig& hc) {
+void readProbePath(Reader& r, const config::Node& v, HealthCheckConfig& hc) {
   auto s = r.str(v, "health_check.path");
   if (!s) return;
   if (s->empty() || (*s)[0] != '/' || !isHeaderValue(*s) || s->find(' ') != std::string::npos)
@@ -82,7 +82,7 @@ void readProbePath(Reader& r, const YAML::Node& v, HealthCheckConfig& hc) {
 
 json::value showProbePath(const HealthCheckConfig& hc) { return json::string(hc.path); }
 
-void readExpectStatus(Reader& r, const YAML::Node& v, HealthCheckConfig& hc) {
+void readExpectStatus(Reader& r, const config::Node& v, HealthCheckConfig& hc) {
   auto s = r.str(v, "expect_status");
   if (!s) return;
   auto dash = s->find('-');

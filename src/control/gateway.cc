@@ -260,7 +260,7 @@ std::string Gateway::installListeners(const Config& cfg) {
       if (auto busy = requireAddressFree(l->address); !busy.empty()) {
         for (auto& [k, list] : opened)
           for (int f : list) ::close(f);
-        return fmt::format("{}:{}: {}", cfg.source_path, l->line, busy);
+        return fmt::format("{}:{}: {}", cfg.source_path, l->at.line, busy);
       }
     }
     while (fds.size() < workers_.size()) {
@@ -268,7 +268,7 @@ std::string Gateway::installListeners(const Config& cfg) {
       if (!fd) {
         for (auto& [k, list] : opened)
           for (int f : list) ::close(f);
-        return fmt::format("{}:{}: {}", cfg.source_path, l->line, fd.error().message);
+        return fmt::format("{}:{}: {}", cfg.source_path, l->at.line, fd.error().message);
       }
       fds.push_back(*fd);
     }

@@ -93,7 +93,7 @@ bool parseBaseUrl(ProviderConfig& p, std::string& error) {
 }
 
 /// `{ input, output, cached_input, cache_write }` in USD per million tokens.
-std::optional<Price> readPrice(Reader& r, const YAML::Node& n) {
+std::optional<Price> readPrice(Reader& r, const config::Node& n) {
   if (!n.IsMap()) {
     r.fail(n, "price is a map: { input, output, cached_input, cache_write } in USD per million tokens");
     return std::nullopt;
@@ -125,7 +125,7 @@ std::optional<Price> readPrice(Reader& r, const YAML::Node& n) {
   return p;
 }
 
-void readKind(Reader& r, const YAML::Node& v, ProviderConfig& p) {
+void readKind(Reader& r, const config::Node& v, ProviderConfig& p) {
   auto kind = r.str(v, "kind");
   if (!kind) return;
   if (!findKind(*kind))
@@ -135,7 +135,7 @@ void readKind(Reader& r, const YAML::Node& v, ProviderConfig& p) {
 
 json::value showKind(const ProviderConfig& p) { return json::string(p.kind); }
 
-void readProviderIdleTimeout(Reader& r, const YAML::Node& v, ProviderConfig& p) {
+void readProviderIdleTimeout(Reader& r, const config::Node& v, ProviderConfig& p) {
   if (auto d = r.duration(v, "idle_timeout")) p.upstream.idle_timeout = *d;
 }
 
@@ -143,7 +143,7 @@ json::value showProviderIdleTimeout(const ProviderConfig& p) {
   return json::string(std::to_string(p.upstream.idle_timeout.count()) + "ms");
 }
 
-void readTargetPrice(Reader& r, const YAML::Node& v, ModelTarget& t) { t.price = readPrice(r, v); }
+void readTargetPrice(Reader& r, const config::Node& v, ModelTarget& t) { t.price = readPrice(r, v); }
 
 json::value showTargetPrice(const ModelTarget& t) {
   if (!t.price) return nullptr;
@@ -153,7 +153,7 @@ json::value showTargetPrice(const ModelTarget& t) {
                       {"cache_write", formatMillionths(t.price->cache_write)}};
 }
 
-void readTokenizer(Reader& r, const YAML::Node& v, ModelTarget& t) {
+void readTokenizer(Reader& r, const config::Node& v, ModelTarget& t) {
   auto name = r.str(v, "tokenizer");
   if (!name) return;
   if (*name != "o200k_base" && *name != "cl100k_base" && *name != "none")
@@ -161,7 +161,7 @@ void readTokenizer(Reader& r, const YAML::Node& v, ModelTarget& t) {
   t.tokenizer = *name;
 }
 
-void readStrategy(Reader& r, const YAML::Node& v, ModelConfig& m) {
+void readStrategy(Reader& r, const config::Node& v, ModelConfig& m) {
   auto s = r.str(v, "strategy");
   if (!s) return;
   for (size_t i = 0; i < std::size(kStrategyNames); ++i)
@@ -467,12 +467,12 @@ const Schema<ModelConfig>& modelSchema() {
   return schema;
 }
 
-void readProviders(Reader& r, const YAML::Node& list, Config& cfg) {
+void readProviders(Reader& r, const config::Node& list, Config& cfg) {
   std::shared_ptr<net::TlsClientContext> system_tls;  // one system-store context for all providers
-  r.forEach(list, "providers", [&](const YAML::Node& n) {
+  r.forEach(list, "providers", [&](const config::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a provider is a map: { name, kind, base_url, api_key }");
     ProviderConfig p;
-    p.line = Reader::lineOf(n);
+    p.at = n.place();
     readFields(providerSchema(), n, p, r);
     if (!n["name"].IsDefined()) return;  // reported by readFields
     const KindInfo* kind = findKind(p.kind);
@@ -518,7 +518,7 @@ void readProviders(Reader& r, const YAML::Node& list, Config& cfg) {
       up.targets.push_back({{p.host, p.port}, 1});
       up.connect_timeout = std::chrono::seconds(5);
       up.keepalive = 64;
-      up.line = p.line;  // idle_timeout was read above
+      up.at = p.at;  // idle_timeout was read above
       if (p.https) {
         if (!system_tls) {  // verified against the system store; SNI and name = the target's host
           auto ctx = net::TlsClientContext::create({});
@@ -532,15 +532,15 @@ void readProviders(Reader& r, const YAML::Node& list, Config& cfg) {
   });
 }
 
-void readModels(Reader& r, const YAML::Node& list, Config& cfg) {
-  r.forEach(list, "models", [&](const YAML::Node& n) {
+void readModels(Reader& r, const config::Node& list, Config& cfg) {
+  r.forEach(list, "models", [&](const config::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a model is a map: { name, strategy, targets }");
     ModelConfig m;
-    m.line = Reader::lineOf(n);
+    m.at = n.place();
     readFields(modelSchema(), n, m, r);
     if (!n["name"].IsDefined()) return;  // reported by readFields
     size_t skipped_targets = 0;
-    r.forEach(n["targets"], "targets", [&](const YAML::Node& t) {
+    r.forEach(n["targets"], "targets", [&](const config::Node& t) {
       if (!t.IsMap()) return r.fail(t, "a model target is a map: { provider, model, weight }");
       if (auto v = t["provider"]; v.IsDefined() && v.IsScalar()) {
         const auto& skipped = cfg.skipped_providers;
@@ -550,7 +550,7 @@ void readModels(Reader& r, const YAML::Node& list, Config& cfg) {
         }
       }
       ModelTarget target;
-      target.line = Reader::lineOf(t);
+      target.at = t.place();
       readFields(modelTargetSchema(), t, target, r);
       if (auto v = t["provider"]; v.IsDefined()) {
         bool known = false;

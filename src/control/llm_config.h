@@ -7,9 +7,9 @@
 
 namespace ganglion::control {
 
-void readProviders(Reader& r, const YAML::Node& list, Config& cfg);
+void readProviders(Reader& r, const config::Node& list, Config& cfg);
 /// After readProviders: targets must name known providers.
-void readModels(Reader& r, const YAML::Node& list, Config& cfg);
+void readModels(Reader& r, const config::Node& list, Config& cfg);
 std::string_view strategyName(ModelStrategy s);
 
 /// `providers[]`, `models[]`, a model's targets and its circuit breaker, declared once

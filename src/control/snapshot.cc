@@ -71,9 +71,10 @@ ResolvedNames resolveUpstreamNames(const Config& cfg, std::vector<ConfigError>& 
       if (!ec || out.count(t.address.text())) continue;  // an address, or already resolved
       auto results = resolver.resolve(t.address.host, std::to_string(t.address.port), ec);
       if (ec || results.empty()) {
-        errors.push_back({cfg.source_path, u.line,
+        errors.push_back({cfg.source_path, u.at.line,
                           fmt::format("upstream '{}': cannot resolve '{}': {}", u.name, t.address.host,
-                                      ec ? ec.message() : "no address")});
+                                      ec ? ec.message() : "no address"),
+                          u.at.path});
         continue;
       }
       auto& endpoints = out[t.address.text()];
@@ -112,9 +113,10 @@ BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& healt
       } else if (!lazy) {
         auto results = resolver.resolve(t.address.host, std::to_string(t.address.port), ec);
         if (ec || results.empty()) {
-          result.errors.push_back({cfg.source_path, u.line,
+          result.errors.push_back({cfg.source_path, u.at.line,
                                    fmt::format("upstream '{}': cannot resolve '{}': {}", u.name,
-                                               t.address.host, ec ? ec.message() : "no address")});
+                                               t.address.host, ec ? ec.message() : "no address"),
+                                   u.at.path});
           continue;
         }
         for (const auto& r : results) rt.endpoints.push_back(r.endpoint());

@@ -1,10 +1,10 @@
-// Typed reads from a YAML tree that collect errors with file and line instead of throwing.
-// Used by the config loader and by extension factories (filters) parsing their own blocks.
-// Main thread only (config load).
+// Typed reads from a config tree (config/node.h: from a YAML file or a JSON body) that collect
+// errors with their place (file and line, or JSON path) instead of throwing. Used by the
+// config loader and by extension factories (filters) parsing their own blocks. Main thread
+// only (config load).
 #pragma once
 
 #include <fmt/format.h>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <chrono>
@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/strings.h"
+#include "config/node.h"
 #include "control/config.h"
 
 namespace ganglion::control {
@@ -41,26 +42,28 @@ inline bool isHeaderValue(std::string_view s) {
 
 class Reader {
  public:
-  explicit Reader(std::string file) : file_(std::move(file)) {}
+  /// `expand_env`: ${VAR} in values is replaced from the environment (files the operator
+  /// wrote); off for configs sent to the admin API, whose errors could echo a variable.
+  explicit Reader(std::string file, bool expand_env = true)
+      : file_(std::move(file)), expand_env_(expand_env) {}
 
   std::vector<ConfigError> errors;
 
-  void fail(const YAML::Node& at, std::string message) {
-    errors.push_back({file_, lineOf(at), std::move(message)});
+  void fail(const config::Node& at, std::string message) {
+    errors.push_back({file_, at.line(), std::move(message), at.path()});
   }
-  void failLine(int line, std::string message) { errors.push_back({file_, line, std::move(message)}); }
-  static int lineOf(const YAML::Node& node) {
-    return node.IsDefined() && node.Mark().line >= 0 ? node.Mark().line + 1 : 0;
+  void failAt(const config::Place& at, std::string message) {
+    errors.push_back({file_, at.line, std::move(message), at.path});
   }
 
   /// Rejects keys outside `allowed`, so a typo is an error and not a silently ignored field.
-  void checkKeys(const YAML::Node& map, std::initializer_list<std::string_view> allowed,
+  void checkKeys(const config::Node& map, std::initializer_list<std::string_view> allowed,
                  std::string_view where) {
     checkKeys(map, std::span<const std::string_view>(allowed.begin(), allowed.size()), where);
   }
   /// Fails on every key of `map` not in `allowed`, and on a key written twice (YAML parsers
   /// keep one of the two silently, and which one differs between them).
-  void checkKeys(const YAML::Node& map, std::span<const std::string_view> allowed, std::string_view where) {
+  void checkKeys(const config::Node& map, std::span<const std::string_view> allowed, std::string_view where) {
     if (!map.IsMap()) return;
     std::vector<std::string> seen;
     for (const auto& kv : map) {
@@ -76,7 +79,7 @@ class Reader {
   }
 
   /// A scalar with ${VAR} and ${VAR:-default} expanded from the environment.
-  std::optional<std::string> str(const YAML::Node& node, std::string_view what) {
+  std::optional<std::string> str(const config::Node& node, std::string_view what) {
     if (!node.IsScalar()) {
       fail(node, fmt::format("{} must be a string", what));
       return std::nullopt;
@@ -84,7 +87,8 @@ class Reader {
     return expand(node, node.Scalar());
   }
 
-  std::optional<std::string> expand(const YAML::Node& at, const std::string& raw) {
+  std::optional<std::string> expand(const config::Node& at, const std::string& raw) {
+    if (!expand_env_) return raw;
     std::string out;
     size_t i = 0;
     while (i < raw.size()) {
@@ -118,7 +122,7 @@ class Reader {
   }
 
   template <typename Int>
-  std::optional<Int> integer(const YAML::Node& node, std::string_view what, uint64_t min, uint64_t max) {
+  std::optional<Int> integer(const config::Node& node, std::string_view what, uint64_t min, uint64_t max) {
     auto s = str(node, what);
     if (!s) return std::nullopt;
     auto v = parseUint(*s);
@@ -129,7 +133,7 @@ class Reader {
     return static_cast<Int>(*v);
   }
 
-  std::optional<Millis> duration(const YAML::Node& node, std::string_view what) {
+  std::optional<Millis> duration(const config::Node& node, std::string_view what) {
     auto s = str(node, what);
     if (!s) return std::nullopt;
     auto d = parseDuration(*s);
@@ -137,7 +141,7 @@ class Reader {
     return d;
   }
 
-  std::optional<uint64_t> bytes(const YAML::Node& node, std::string_view what) {
+  std::optional<uint64_t> bytes(const config::Node& node, std::string_view what) {
     auto s = str(node, what);
     if (!s) return std::nullopt;
     auto b = parseByteSize(*s);
@@ -145,7 +149,7 @@ class Reader {
     return b;
   }
 
-  std::optional<bool> boolean(const YAML::Node& node, std::string_view what) {
+  std::optional<bool> boolean(const config::Node& node, std::string_view what) {
     auto s = str(node, what);
     if (!s) return std::nullopt;
     if (*s == "true" || *s == "yes" || *s == "on") return true;
@@ -154,7 +158,7 @@ class Reader {
     return std::nullopt;
   }
 
-  std::optional<HostPort> hostPort(const YAML::Node& node, std::string_view what) {
+  std::optional<HostPort> hostPort(const config::Node& node, std::string_view what) {
     auto s = str(node, what);
     if (!s) return std::nullopt;
     HostPort hp;
@@ -186,16 +190,16 @@ class Reader {
   }
 
   template <typename Fn>
-  void forEach(const YAML::Node& seq, std::string_view what, Fn&& fn) {
+  void forEach(const config::Node& seq, std::string_view what, Fn&& fn) {
     if (!seq.IsDefined() || seq.IsNull()) return;
     if (!seq.IsSequence()) {
       fail(seq, fmt::format("{} must be a list", what));
       return;
     }
-    for (const auto& item : seq) fn(item);
+    for (const auto& item : seq.items()) fn(item);
   }
 
-  HeaderOps headerOps(const YAML::Node& node, std::string_view what) {
+  HeaderOps headerOps(const config::Node& node, std::string_view what) {
     HeaderOps ops;
     if (!node.IsMap()) {
       fail(node, fmt::format("{} must be a map with 'add' and/or 'remove'", what));
@@ -218,7 +222,7 @@ class Reader {
         }
       }
     }
-    forEach(node["remove"], std::string(what) + ".remove", [&](const YAML::Node& n) {
+    forEach(node["remove"], std::string(what) + ".remove", [&](const config::Node& n) {
       if (auto name = str(n, "header name")) {
         if (!isToken(*name))
           fail(n, fmt::format("'{}' is not a valid header name", *name));
@@ -231,6 +235,7 @@ class Reader {
 
  private:
   std::string file_;
+  bool expand_env_;
 };
 
 }  // namespace ganglion::control

@@ -6,7 +6,7 @@ namespace {
 
 struct Entry {
   std::string_view kind;
-  FilterPtr (*build)(const YAML::Node&, control::Reader&, const control::Config&);
+  FilterPtr (*build)(const config::Node&, control::Reader&, const control::Config&);
 };
 
 constexpr Entry kBuiltins[] = {
@@ -25,7 +25,7 @@ const std::vector<std::string_view>& filterKinds() {
   return kinds;
 }
 
-FilterPtr buildFilter(std::string_view kind, const YAML::Node& node, control::Reader& r,
+FilterPtr buildFilter(std::string_view kind, const config::Node& node, control::Reader& r,
                       const control::Config& config) {
   for (const auto& e : kBuiltins)
     if (e.kind == kind) return e.build(node, r, config);

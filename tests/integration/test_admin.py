@@ -1,6 +1,7 @@
 """Admin API, metrics, hot reload (HTTP and SIGHUP) and graceful shutdown."""
 
 import http.client
+import json
 import os
 import re
 import signal
@@ -396,6 +397,70 @@ class AdminHttpTest(unittest.TestCase):
         finally:
             for s in held:
                 s.close()
+
+    def check(self, body, content_type):
+        return self.gw.admin("POST", "/config/check", token=TOKEN, body=body,
+                             headers={"Content-Type": content_type})
+
+    def test_config_check_reads_json_and_yaml_with_the_same_schema(self):
+        good = {"listeners": [{"name": "a", "address": "127.0.0.1:1"}],
+                "upstreams": [{"name": "u", "targets": ["127.0.0.1:2"], "retry_budget": {"percent": 5}}],
+                "routes": [{"name": "r", "upstream": "u"}]}
+        r = self.check(json.dumps(good).encode(), "application/json; charset=utf-8")
+        self.assertEqual((r.status, r.json()), (200, {"valid": True, "errors": []}), r.text)
+        bad = {"listeners": [{"name": "a", "address": "127.0.0.1:1", "max_headers": 0}],
+               "upstreams": [{"name": "u", "targets": ["127.0.0.1:2"], "outlier": {"base_ejection": "soon"}}],
+               "routes": [{"name": "r", "upstream": "elsewhere", "match": {"metods": ["GET"]}}]}
+        r = self.check(json.dumps(bad).encode(), "application/json")
+        self.assertEqual(r.status, 422, r.text)
+        self.assertFalse(r.json()["valid"])
+        errors = {e["path"]: e["message"] for e in r.json()["errors"]}
+        self.assertIn("max_headers must be an integer from 1 to 10000", errors["$.listeners[0].max_headers"])
+        self.assertIn("must be a duration", errors["$.upstreams[0].outlier.base_ejection"])
+        self.assertIn("unknown field 'metods' in match", errors["$.routes[0].match.metods"])
+        self.assertIn("unknown upstream 'elsewhere'", errors["$.routes[0].upstream"])
+        yaml = b"listeners:\n  - name: a\n    address: 127.0.0.1:1\n    max_headers: 0\n"
+        r = self.check(yaml, "application/yaml")
+        self.assertEqual(r.status, 422, r.text)
+        self.assertEqual(r.json()["errors"][0]["line"], 4)
+        self.assertNotIn("path", r.json()["errors"][0])
+        # Nothing was applied: the gateway serves its own config still.
+        self.assertEqual(self.gw.admin("GET", "/config", token=TOKEN).json()["routes"][0]["name"], "route-a")
+
+    def test_config_check_refuses_what_it_cannot_read(self):
+        self.assertEqual(self.gw.admin("POST", "/config/check", body=b"{}",
+                                       headers={"Content-Type": "application/json"}).status, 401)
+        r = self.check(b"listeners: []", "application/x-www-form-urlencoded")
+        self.assertEqual(r.status, 415, r.text)
+        self.assertEqual(r.json()["error"]["type"], "unsupported_media_type")
+        r = self.check(b'{"listeners": [', "application/json")
+        self.assertEqual(r.status, 400, r.text)
+        self.assertIn("not valid JSON", r.json()["error"]["message"])
+        r = self.check(b"[" * 100 + b"]" * 100, "application/json")
+        self.assertEqual(r.status, 400, r.text)
+        r = self.check(b"listeners: [ { name: a", "application/yaml")
+        self.assertEqual(r.status, 422, r.text)
+        self.assertIn("YAML syntax", r.json()["errors"][0]["message"])
+        # YAML aliases that name a billion values are refused, not expanded.
+        laughs = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
+            "%s: &%s [%s]\n" % (chr(98 + i), chr(98 + i), ",".join(["*" + chr(97 + i)] * 10)) for i in range(8))
+        t0 = time.monotonic()
+        r = self.check(laughs.encode(), "application/yaml")
+        self.assertEqual(r.status, 422, r.text)
+        self.assertIn("more than 2000000 values", r.text)
+        self.assertLess(time.monotonic() - t0, 5)
+
+    def test_config_check_never_expands_the_environment(self):
+        # ${VAR} is the gateway's environment: an error quoting the value would hand the admin
+        # token (or a provider key) to whoever sends a config.
+        for body, ctype in ((b'{"listeners":[{"name":"a","address":"${GANGLION_ADMIN_TOKEN}"}]}',
+                             "application/json"),
+                            (b"listeners: [ { name: a, address: '${GANGLION_ADMIN_TOKEN}' } ]\n",
+                             "application/yaml")):
+            r = self.check(body, ctype)
+            self.assertEqual(r.status, 422, r.text)
+            self.assertNotIn(TOKEN, r.text)
+            self.assertIn("${GANGLION_ADMIN_TOKEN}", r.text)
 
     def test_malformed_request(self):
         data = raw_request(self.admin_port, b"GET /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n",

@@ -74,9 +74,9 @@ class CorsFilter final : public http::Filter {
   CorsPolicy p_;
 };
 
-std::string joinList(control::Reader& r, const YAML::Node& node, std::string_view what, bool upper) {
+std::string joinList(control::Reader& r, const config::Node& node, std::string_view what, bool upper) {
   std::string out;
-  r.forEach(node, what, [&](const YAML::Node& n) {
+  r.forEach(node, what, [&](const config::Node& n) {
     if (auto s = r.str(n, what)) {
       std::string v = *s;
       if (upper)
@@ -94,7 +94,7 @@ std::string joinList(control::Reader& r, const YAML::Node& node, std::string_vie
 
 }  // namespace
 
-FilterPtr buildCors(const YAML::Node& node, control::Reader& r, const control::Config&) {
+FilterPtr buildCors(const config::Node& node, control::Reader& r, const control::Config&) {
   if (!node.IsMap()) {
     r.fail(node, "cors takes a map: { allow_origins, allow_methods, ... }");
     return nullptr;
@@ -104,7 +104,7 @@ FilterPtr buildCors(const YAML::Node& node, control::Reader& r, const control::C
       {"allow_origins", "allow_methods", "allow_headers", "expose_headers", "allow_credentials", "max_age"},
       "cors");
   CorsPolicy p;
-  r.forEach(node["allow_origins"], "allow_origins", [&](const YAML::Node& n) {
+  r.forEach(node["allow_origins"], "allow_origins", [&](const config::Node& n) {
     if (auto s = r.str(n, "origin")) {
       if (*s == "*")
         p.any_origin = true;

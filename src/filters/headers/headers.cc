@@ -29,7 +29,7 @@ class HeadersFilter final : public http::Filter {
 
 }  // namespace
 
-FilterPtr buildHeaders(const YAML::Node& node, control::Reader& r, const control::Config&) {
+FilterPtr buildHeaders(const config::Node& node, control::Reader& r, const control::Config&) {
   if (!node.IsMap()) {
     r.fail(node, "headers takes a map: { request: {add, remove}, response: {add, remove} }");
     return nullptr;

@@ -40,7 +40,7 @@ class IpFilter final : public http::Filter {
 
 }  // namespace
 
-FilterPtr buildIpFilter(const YAML::Node& node, control::Reader& r, const control::Config&) {
+FilterPtr buildIpFilter(const config::Node& node, control::Reader& r, const control::Config&) {
   if (!node.IsMap()) {
     r.fail(node, "ip_filter takes a map: { allow: [..], deny: [..] }");
     return nullptr;
@@ -49,7 +49,7 @@ FilterPtr buildIpFilter(const YAML::Node& node, control::Reader& r, const contro
   std::vector<Cidr> allow, deny;
   bool ok = true;
   auto read = [&](const char* field, std::vector<Cidr>& out) {
-    r.forEach(node[field], field, [&](const YAML::Node& n) {
+    r.forEach(node[field], field, [&](const config::Node& n) {
       auto s = r.str(n, "address");
       if (!s) return;
       auto c = Cidr::parse(*s);

@@ -64,11 +64,11 @@ class KeyAuthFilter final : public http::Filter {
 
 }  // namespace
 
-FilterPtr buildKeyAuth(const YAML::Node& node, control::Reader& r, const control::Config& config) {
+FilterPtr buildKeyAuth(const config::Node& node, control::Reader& r, const control::Config& config) {
   std::vector<std::string> allowed;
   if (node.IsMap()) {
     r.checkKeys(node, {"keys"}, "key_auth");
-    r.forEach(node["keys"], "key_auth.keys", [&](const YAML::Node& n) {
+    r.forEach(node["keys"], "key_auth.keys", [&](const config::Node& n) {
       auto name = r.str(n, "key name");
       if (!name) return;
       bool known = false;

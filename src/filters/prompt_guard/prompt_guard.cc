@@ -146,7 +146,7 @@ class PromptGuardFilter final : public http::Filter {
   uint64_t max_bytes_;
 };
 
-std::unique_ptr<PatternList> readPatterns(const YAML::Node& list, std::string_view field,
+std::unique_ptr<PatternList> readPatterns(const config::Node& list, std::string_view field,
                                           control::Reader& r) {
   auto patterns = std::make_unique<PatternList>();
   if (!list.IsDefined()) return patterns;
@@ -154,7 +154,7 @@ std::unique_ptr<PatternList> readPatterns(const YAML::Node& list, std::string_vi
     r.fail(list, fmt::format("prompt_guard {} must be a list of patterns", field));
     return patterns;
   }
-  for (const auto& n : list) {
+  for (const auto& n : list.items()) {
     if (!n.IsScalar()) {
       r.fail(n, fmt::format("prompt_guard {}: each pattern must be a string", field));
       continue;
@@ -170,7 +170,7 @@ std::unique_ptr<PatternList> readPatterns(const YAML::Node& list, std::string_vi
 
 }  // namespace
 
-FilterPtr buildPromptGuard(const YAML::Node& node, control::Reader& r, const control::Config& /*config*/) {
+FilterPtr buildPromptGuard(const config::Node& node, control::Reader& r, const control::Config& /*config*/) {
   if (!node.IsMap()) {
     r.fail(node, "prompt_guard takes a map: { deny, allow, roles, max_body_bytes }");
     return nullptr;
@@ -184,7 +184,7 @@ FilterPtr buildPromptGuard(const YAML::Node& node, control::Reader& r, const con
   uint8_t roles = kRoleUser;
   if (auto v = node["roles"]; v.IsDefined()) {
     roles = 0;
-    r.forEach(v, "prompt_guard.roles", [&](const YAML::Node& n) {
+    r.forEach(v, "prompt_guard.roles", [&](const config::Node& n) {
       auto name = r.str(n, "role");
       if (!name) return;
       if (*name == "system" || *name == "developer")

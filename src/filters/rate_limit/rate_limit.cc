@@ -142,7 +142,7 @@ class RateLimitFilter final : public http::Filter {
 
 }  // namespace
 
-FilterPtr buildRateLimit(const YAML::Node& node, control::Reader& r, const control::Config& config) {
+FilterPtr buildRateLimit(const config::Node& node, control::Reader& r, const control::Config& config) {
   if (!node.IsMap()) {
     r.fail(node, "rate_limit takes a map: { requests, per, burst, by }");
     return nullptr;

@@ -1,0 +1,193 @@
+#include "config/node.h"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <boost/json.hpp>
+
+namespace ganglion::config {
+
+namespace {
+const std::string kEmpty;
+}  // namespace
+
+Node Node::null(int line, std::string path) {
+  Node n;
+  auto d = std::make_shared<Data>();
+  d->kind = Kind::kNull;
+  d->line = line;
+  d->path = std::move(path);
+  n.d_ = std::move(d);
+  return n;
+}
+
+const std::string& Node::Scalar() const { return IsScalar() ? d_->scalar : kEmpty; }
+
+const std::string& Node::path() const { return d_ ? d_->path : kEmpty; }
+
+size_t Node::size() const {
+  if (IsMap()) return d_->map.size();
+  if (IsSequence()) return d_->sequence.size();
+  return 0;
+}
+
+Node Node::operator[](std::string_view key) const {
+  if (!IsMap()) return {};
+  for (const auto& [k, v] : d_->map)
+    if (k.IsScalar() && k.Scalar() == key) return v;
+  return {};
+}
+
+const Node::Entry* Node::begin() const { return IsMap() ? d_->map.data() : nullptr; }
+const Node::Entry* Node::end() const { return IsMap() ? d_->map.data() + d_->map.size() : nullptr; }
+
+std::span<const Node> Node::items() const {
+  if (!IsSequence()) return {};
+  return d_->sequence;
+}
+
+/// Builds trees within the value and depth limits.
+class TreeBuilder {
+ public:
+  std::optional<TreeError> error;
+
+  Node yaml(const YAML::Node& y, size_t depth) {
+    const int line = y.Mark().line >= 0 ? y.Mark().line + 1 : 0;
+    if (!admit(depth, line, {})) return {};
+    auto d = std::make_shared<Node::Data>();
+    d->line = line;
+    switch (y.Type()) {
+      case YAML::NodeType::Undefined:
+        return {};
+      case YAML::NodeType::Null:
+        d->kind = Node::Kind::kNull;
+        break;
+      case YAML::NodeType::Scalar:
+        d->kind = Node::Kind::kScalar;
+        d->scalar = y.Scalar();
+        break;
+      case YAML::NodeType::Sequence:
+        d->kind = Node::Kind::kSequence;
+        d->sequence.reserve(y.size());
+        for (const auto& item : y) {
+          d->sequence.push_back(yaml(item, depth + 1));
+          if (error) return {};
+        }
+        break;
+      case YAML::NodeType::Map:
+        d->kind = Node::Kind::kMap;
+        d->map.reserve(y.size());
+        for (const auto& kv : y) {
+          Node key = yaml(kv.first, depth + 1);
+          Node value = yaml(kv.second, depth + 1);
+          if (error) return {};
+          d->map.emplace_back(std::move(key), std::move(value));
+        }
+        break;
+    }
+    return wrap(std::move(d));
+  }
+
+  Node json(const boost::json::value& v, const std::string& path, size_t depth) {
+    if (!admit(depth, 0, path)) return {};
+    auto d = std::make_shared<Node::Data>();
+    d->path = path;
+    switch (v.kind()) {
+      case boost::json::kind::null:
+        d->kind = Node::Kind::kNull;
+        break;
+      case boost::json::kind::bool_:
+        d->kind = Node::Kind::kScalar;
+        d->scalar = v.get_bool() ? "true" : "false";
+        break;
+      case boost::json::kind::int64:
+        d->kind = Node::Kind::kScalar;
+        d->scalar = std::to_string(v.get_int64());
+        break;
+      case boost::json::kind::uint64:
+        d->kind = Node::Kind::kScalar;
+        d->scalar = std::to_string(v.get_uint64());
+        break;
+      case boost::json::kind::double_:
+        d->kind = Node::Kind::kScalar;
+        d->scalar = fmt::format("{}", v.get_double());  // shortest form that reads back: 0.15, 1e+30
+        break;
+      case boost::json::kind::string:
+        d->kind = Node::Kind::kScalar;
+        d->scalar = std::string(v.get_string());
+        break;
+      case boost::json::kind::array: {
+        d->kind = Node::Kind::kSequence;
+        const auto& a = v.get_array();
+        d->sequence.reserve(a.size());
+        for (size_t i = 0; i < a.size(); ++i) {
+          d->sequence.push_back(json(a[i], fmt::format("{}[{}]", path, i), depth + 1));
+          if (error) return {};
+        }
+        break;
+      }
+      case boost::json::kind::object: {
+        d->kind = Node::Kind::kMap;
+        const auto& o = v.get_object();
+        d->map.reserve(o.size());
+        for (const auto& kv : o) {
+          const std::string child = childPath(path, kv.key());
+          auto key = std::make_shared<Node::Data>();
+          key->kind = Node::Kind::kScalar;
+          key->scalar = std::string(kv.key());
+          key->path = child;
+          Node value = json(kv.value(), child, depth + 1);
+          if (error) return {};
+          d->map.emplace_back(wrap(std::move(key)), std::move(value));
+        }
+        break;
+      }
+    }
+    return wrap(std::move(d));
+  }
+
+ private:
+  size_t values_ = 0;
+
+  bool admit(size_t depth, int line, const std::string& path) {
+    if (error) return false;
+    if (++values_ > kMaxTreeValues)
+      error = TreeError{line, path,
+                        fmt::format("the config holds more than {} values (YAML aliases that repeat a "
+                                    "large value count each time)",
+                                    kMaxTreeValues)};
+    else if (depth > kMaxTreeDepth)
+      error = TreeError{line, path, fmt::format("the config nests deeper than {} levels", kMaxTreeDepth)};
+    return !error;
+  }
+
+  static Node wrap(std::shared_ptr<Node::Data> d) {
+    Node n;
+    n.d_ = std::move(d);
+    return n;
+  }
+
+  /// `$.name` for identifier-like keys, `$["a key"]` otherwise.
+  static std::string childPath(const std::string& path, std::string_view key) {
+    bool plain = !key.empty() && !std::isdigit(static_cast<unsigned char>(key.front()));
+    for (char c : key) plain = plain && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+    if (plain) return fmt::format("{}.{}", path, key);
+    return fmt::format("{}[{}]", path, boost::json::serialize(boost::json::string(key)));
+  }
+};
+
+std::variant<Node, TreeError> fromYaml(const YAML::Node& root) {
+  TreeBuilder b;
+  Node n = b.yaml(root, 0);
+  if (b.error) return *b.error;
+  return n;
+}
+
+std::variant<Node, TreeError> fromJson(const boost::json::value& root, std::string root_path) {
+  TreeBuilder b;
+  Node n = b.json(root, root_path, 0);
+  if (b.error) return *b.error;
+  return n;
+}
+
+}  // namespace ganglion::config
