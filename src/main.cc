@@ -4,10 +4,11 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
-#include "control/config.h"
-#include "control/gateway.h"
-#include "control/snapshot.h"
+#include "config/config.h"
 #include "llm/tokenizer/tokens_command.h"
+#include "server/config_loader.h"
+#include "server/gateway.h"
+#include "server/snapshot.h"
 
 int main(int argc, char** argv) {
   // Blocks of 1 MiB and up (large request bodies, their parsed form) come from mmap and go
@@ -43,11 +44,11 @@ int main(int argc, char** argv) {
   }
 
   if (check->parsed()) {
-    auto loaded = ganglion::control::loadConfigFile(config_path);
-    std::vector<ganglion::control::ConfigError> errors = loaded.errors;
+    auto loaded = ganglion::server::loadConfigFile(config_path);
+    std::vector<ganglion::config::ConfigError> errors = loaded.errors;
     if (loaded.config) {
-      ganglion::control::HealthRegistry health;
-      auto built = ganglion::control::buildSnapshot(std::move(*loaded.config), 1, health);
+      ganglion::server::HealthRegistry health;
+      auto built = ganglion::server::buildSnapshot(std::move(*loaded.config), 1, health);
       errors = built.errors;
     }
     for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.text().c_str());
@@ -58,6 +59,6 @@ int main(int argc, char** argv) {
     std::printf("%s: config ok\n", config_path.c_str());
     return 0;
   }
-  ganglion::control::Gateway gateway(config_path, std::vector<std::string>(argv, argv + argc));
+  ganglion::server::Gateway gateway(config_path, std::vector<std::string>(argv, argv + argc));
   return gateway.run();
 }

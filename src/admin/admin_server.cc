@@ -9,7 +9,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include "admin/config_check.h"
 #include "base/strings.h"
 #include "loop/pools.h"
 
@@ -57,16 +56,17 @@ void AdminServer::addEndpoints() {
     auto [status, body] = co_await api_.reload();
     co_return Reply{status, "application/json", std::move(body)};
   });
-  router_.add("POST", "/config/check", [](Request& r) -> asio::awaitable<Reply> {
-    const auto format = configFormatOf(r.media_type);
-    if (!format)
-      co_return errorReply(415, "unsupported_media_type",
-                           "send the config with Content-Type: application/json or application/yaml");
-    // The caller stays suspended while the pool reads the body (loop::runOn).
-    auto [status, body] =
-        co_await loop::runBlocking([&r, f = *format] { return checkConfigBody(r.body, f); });
-    co_return Reply{status, "application/json", std::move(body)};
-  });
+  if (api_.check_config.json && api_.check_config.yaml)
+    router_.add("POST", "/config/check", [this](Request& r) -> asio::awaitable<Reply> {
+      const auto format = configFormatOf(r.media_type);
+      if (!format)
+        co_return errorReply(415, "unsupported_media_type",
+                             "send the config with Content-Type: application/json or application/yaml");
+      // The caller stays suspended while the pool reads the body (loop::runOn).
+      auto [status, body] = co_await loop::runBlocking(
+          [&r, f = *format, this] { return checkConfigBody(r.body, f, api_.check_config); });
+      co_return Reply{status, "application/json", std::move(body)};
+    });
   if (!api_.llm_keys) return;
   router_.add("GET", "/llm/keys", [this](Request& r) -> asio::awaitable<Reply> {
     auto want = readPage(r);
@@ -81,7 +81,7 @@ void AdminServer::addEndpoints() {
   });
 }
 
-std::string AdminServer::start(const control::HostPort& address, std::string token, int inherited_fd) {
+std::string AdminServer::start(const config::HostPort& address, std::string token, int inherited_fd) {
   token_ = std::move(token);
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(address.host == "localhost" ? "127.0.0.1" : address.host, ec);

@@ -13,9 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "admin/config_check.h"
 #include "admin/reply.h"
 #include "admin/router.h"
-#include "control/config.h"
+#include "config/config.h"
 #include "http/server_connection.h"
 #include "loop/worker.h"
 #include "telemetry/metrics.h"
@@ -33,6 +34,8 @@ struct AdminApi {
   /// Every key with LLM limits, its limits and its spend in the current period, as objects
   /// sorted by "name".
   std::function<boost::json::array()> llm_keys;
+  /// POST /config/check (absent: no such endpoint).
+  ConfigCheckers check_config;
 };
 
 class AdminServer final : public http::RequestHandler {
@@ -42,7 +45,7 @@ class AdminServer final : public http::RequestHandler {
   ~AdminServer() override;
   /// Binds and starts accepting. Returns an error message or "". Main thread.
   /// `inherited_fd` ≥ 0: a listening socket handed down by a binary upgrade, adopted as is.
-  std::string start(const control::HostPort& address, std::string token, int inherited_fd = -1);
+  std::string start(const config::HostPort& address, std::string token, int inherited_fd = -1);
   /// The listening socket, to hand down in a binary upgrade.
   int nativeHandle() { return acceptor_.is_open() ? acceptor_.native_handle() : -1; }
   void setToken(std::string token) { token_ = std::move(token); }

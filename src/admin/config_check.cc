@@ -5,7 +5,6 @@
 #include <boost/json.hpp>
 
 #include "base/bounded_json.h"
-#include "control/config.h"
 #include "http/headers.h"
 
 namespace ganglion::admin {
@@ -19,9 +18,9 @@ std::optional<ConfigFormat> configFormatOf(std::string_view media_type) {
   return std::nullopt;
 }
 
-std::pair<int, std::string> checkConfigBody(std::string_view body, ConfigFormat format) {
-  constexpr std::string_view kName = "request body";
-  control::LoadResult result;
+std::pair<int, std::string> checkConfigBody(std::string_view body, ConfigFormat format,
+                                            const ConfigCheckers& check) {
+  std::vector<config::ConfigError> found;
   if (format == ConfigFormat::kJson) {
     // A config of 10,000 routes holds about 200,000 values; the admin API reads at most 1 MiB.
     BoundedJson parsed = parseBoundedJson(body, JsonBounds{200'000, 1'000'000, 64}, json::storage_ptr());
@@ -32,19 +31,19 @@ std::pair<int, std::string> checkConfigBody(std::string_view body, ConfigFormat 
     if (parsed.fault != JsonFault::kNone)
       return {400, http::jsonErrorBody(400, "invalid_json",
                                        "the body nests deeper than 64 levels or holds too many values")};
-    result = control::loadConfigJson(parsed.value, std::string(kName));
+    found = check.json(parsed.value);
   } else {
-    result = control::loadConfigText(std::string(body), std::string(kName), /*expand_env=*/false);
+    found = check.yaml(std::string(body));
   }
   json::array errors;
-  for (const auto& e : result.errors) {
+  for (const auto& e : found) {
     json::object o;
     if (e.line > 0) o["line"] = e.line;
     if (!e.path.empty()) o["path"] = e.path;
     o["message"] = e.message;
     errors.push_back(std::move(o));
   }
-  const bool valid = result.errors.empty();
+  const bool valid = found.empty();
   return {valid ? 200 : 422,
           json::serialize(json::object{{"valid", valid}, {"errors", std::move(errors)}}) + "\n"};
 }

@@ -2,10 +2,15 @@
 // checks a file, with every error located by JSON path or line. Nothing is applied.
 #pragma once
 
+#include <boost/json/fwd.hpp>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
+
+#include "config/config.h"
 
 namespace ganglion::admin {
 
@@ -15,10 +20,18 @@ enum class ConfigFormat { kJson, kYaml };
 /// for any other type.
 std::optional<ConfigFormat> configFormatOf(std::string_view media_type);
 
+/// The config loader, as the composition gives it to the admin API (which may not depend on
+/// the server): every error of a config, none when valid. ${VAR} must not be expanded (an
+/// error could echo the gateway's environment). Called on the blocking pool.
+struct ConfigCheckers {
+  std::function<std::vector<config::ConfigError>(const boost::json::value&)> json;
+  std::function<std::vector<config::ConfigError>(const std::string&)> yaml;
+};
+
 /// Checks `body` as a whole config; returns {HTTP status, JSON body}: 200 with
-/// {"valid":true,"errors":[]}, 422 with the errors, 400 for JSON that does not parse. ${VAR}
-/// is never expanded (an error could echo the gateway's environment). Reads the certificate
-/// files a config names: call it on the blocking pool. Any thread.
-std::pair<int, std::string> checkConfigBody(std::string_view body, ConfigFormat format);
+/// {"valid":true,"errors":[]}, 422 with the errors, 400 for JSON that does not parse. Reads
+/// the certificate files a config names: call it on the blocking pool. Any thread.
+std::pair<int, std::string> checkConfigBody(std::string_view body, ConfigFormat format,
+                                            const ConfigCheckers& check);
 
 }  // namespace ganglion::admin

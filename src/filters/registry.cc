@@ -6,7 +6,7 @@ namespace {
 
 struct Entry {
   std::string_view kind;
-  FilterPtr (*build)(const config::Node&, control::Reader&, const control::Config&);
+  FilterPtr (*build)(const config::Node&, config::Reader&, const config::Config&);
 };
 
 constexpr Entry kBuiltins[] = {
@@ -25,8 +25,8 @@ const std::vector<std::string_view>& filterKinds() {
   return kinds;
 }
 
-FilterPtr buildFilter(std::string_view kind, const config::Node& node, control::Reader& r,
-                      const control::Config& config) {
+FilterPtr buildFilter(std::string_view kind, const config::Node& node, config::Reader& r,
+                      const config::Config& config) {
   for (const auto& e : kBuiltins)
     if (e.kind == kind) return e.build(node, r, config);
   std::string known;

@@ -190,8 +190,8 @@ Router::~Router() = default;
 Router::Router(Router&&) noexcept = default;
 Router& Router::operator=(Router&&) noexcept = default;
 
-void Router::build(const std::vector<control::RouteConfig>& routes,
-                   const std::function<RouteAction(const control::RouteConfig&)>& action) {
+void Router::build(const std::vector<config::RouteConfig>& routes,
+                   const std::function<RouteAction(const config::RouteConfig&)>& action) {
   routes_.clear();
   for (size_t i = 0; i < routes.size(); ++i) {
     const auto& rc = routes[i];

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "control/config.h"
+#include "config/config.h"
 #include "http/headers.h"
 
 namespace ganglion::http {
@@ -27,7 +27,7 @@ struct CompiledRoute {
   enum class HostKind { kExact, kWildcard, kAny };
   enum class PathKind { kExact, kTemplate, kPrefix };
 
-  const control::RouteConfig* config = nullptr;
+  const config::RouteConfig* config = nullptr;
   size_t index = 0;    ///< position in the config file
   RouteAction action;  ///< the terminal handler that serves it
   HostKind host_kind = HostKind::kAny;
@@ -54,8 +54,8 @@ class Router {
 
   /// Builds the table; `action` says which terminal handler serves each route (none: all
   /// zero). Main thread only.
-  void build(const std::vector<control::RouteConfig>& routes,
-             const std::function<RouteAction(const control::RouteConfig&)>& action = {});
+  void build(const std::vector<config::RouteConfig>& routes,
+             const std::function<RouteAction(const config::RouteConfig&)>& action = {});
   /// Returns the matching route or nullptr. Called on worker threads for every request.
   const CompiledRoute* match(const RequestHead& request) const;
   const std::vector<CompiledRoute>& routes() const { return routes_; }

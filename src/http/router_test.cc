@@ -6,15 +6,16 @@
 #include <algorithm>
 #include <random>
 
-#include "control/config.h"
+#include "config/config.h"
+#include "server/config_loader.h"
 
 namespace ganglion::http {
 namespace {
 
-control::Config parse(const std::string& yaml) {
-  auto r = control::loadConfigText(yaml, "test.yaml");
+config::Config parse(const std::string& yaml) {
+  auto r = server::loadConfigText(yaml, "test.yaml");
   for (auto& e : r.errors) ADD_FAILURE() << e.text();
-  if (!r.config) return control::Config{};
+  if (!r.config) return config::Config{};
   return std::move(*r.config);
 }
 

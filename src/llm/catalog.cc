@@ -11,7 +11,7 @@
 
 namespace ganglion::llm {
 
-std::unique_ptr<ProviderCodec> makeCodec(const control::ProviderConfig& provider) {
+std::unique_ptr<ProviderCodec> makeCodec(const config::ProviderConfig& provider) {
   const auto& kind = provider.kind;
   if (kind == "anthropic") return std::make_unique<AnthropicCodec>(provider);
   if (kind == "gemini") return std::make_unique<GeminiCodec>(provider);
@@ -22,7 +22,7 @@ std::unique_ptr<ProviderCodec> makeCodec(const control::ProviderConfig& provider
 namespace {
 
 /// The most output tokens one answer of target `t` may have when the client sets no limit.
-uint64_t maxOutputOf(std::string_view kind, const control::ModelTarget& t) {
+uint64_t maxOutputOf(std::string_view kind, const config::ModelTarget& t) {
   if (t.max_output) return t.max_output;
   if (kind == "anthropic") return AnthropicCodec::kDefaultMaxTokens;  // the codec always sends it
   return builtinMaxOutput(kind, t.model);
@@ -30,7 +30,7 @@ uint64_t maxOutputOf(std::string_view kind, const control::ModelTarget& t) {
 
 /// The encoding that counts `t`'s prompts exactly (built at the first count that needs it, on
 /// the compute pool: a gateway that never counts never pays its 3 MB).
-std::string_view encodingOf(std::string_view kind, const control::ModelTarget& t) {
+std::string_view encodingOf(std::string_view kind, const config::ModelTarget& t) {
   std::string_view name;
   if (t.tokenizer == "o200k_base")
     name = "o200k_base";
@@ -43,7 +43,7 @@ std::string_view encodingOf(std::string_view kind, const control::ModelTarget& t
 
 }  // namespace
 
-Catalog::Catalog(const control::Config& config, const std::vector<size_t>& provider_upstreams) {
+Catalog::Catalog(const config::Config& config, const std::vector<size_t>& provider_upstreams) {
   for (size_t i = 0; i < config.providers.size(); ++i) {
     const auto& p = config.providers[i];
     bool default_port = p.port == (p.https ? 443 : 80);

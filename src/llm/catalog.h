@@ -12,13 +12,13 @@
 #include <vector>
 
 #include "base/string_map.h"
-#include "control/config.h"
+#include "config/config.h"
 #include "llm/provider.h"
 
 namespace ganglion::llm {
 
 struct CatalogProvider {
-  const control::ProviderConfig* config = nullptr;
+  const config::ProviderConfig* config = nullptr;
   std::unique_ptr<ProviderCodec> codec;  ///< null while the kind has no codec in this build
   size_t upstream = 0;                   ///< index into Snapshot::upstreams
   std::string host_header;               ///< "host", or "host:port" off the scheme's default port
@@ -37,8 +37,8 @@ struct CatalogTarget {
   uint32_t provider = 0;  ///< index into Catalog::providers
   std::string model;      ///< the provider's model id
   uint32_t weight = 1;
-  std::optional<control::Price> price;  ///< config override, else built-in; unknown: nullopt
-  uint64_t context_window = 0;          ///< tokens; 0: unknown
+  std::optional<config::Price> price;  ///< config override, else built-in; unknown: nullopt
+  uint64_t context_window = 0;         ///< tokens; 0: unknown
   /// Most output tokens of one answer without a client limit: config, Anthropic's default
   /// max_tokens (the codec always sends one), the built-in table; 0: unknown.
   uint64_t max_output = 0;
@@ -53,14 +53,14 @@ struct CatalogTarget {
 };
 
 struct CatalogModel {
-  const control::ModelConfig* config = nullptr;
+  const config::ModelConfig* config = nullptr;
   std::vector<CatalogTarget> targets;
 };
 
 class Catalog {
  public:
   /// `provider_upstreams[i]` is the upstream index of config.providers[i]. Main thread.
-  Catalog(const control::Config& config, const std::vector<size_t>& provider_upstreams);
+  Catalog(const config::Config& config, const std::vector<size_t>& provider_upstreams);
   /// The model a client named, or nullptr. Any thread.
   const CatalogModel* find(std::string_view name) const {
     auto it = by_name_.find(name);

@@ -59,7 +59,7 @@ struct Attempted {
 
 http::Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog,
                                std::span<upstream::UpstreamRuntime> upstreams,
-                               const control::RouteConfig& route, const CatalogModel& model, CallRecord& rec,
+                               const config::RouteConfig& route, const CatalogModel& model, CallRecord& rec,
                                const Encoder& encode, DispatchOptions options);
 
 /// The order in which targets are tried for one call (strategy first, open circuits last,

@@ -17,12 +17,12 @@
 #include <unordered_map>
 #include <vector>
 
-#include "control/config.h"
+#include "config/config.h"
 
 namespace ganglion::llm {
 
-using control::KeyLimits;
-using control::Picodollars;
+using config::KeyLimits;
+using config::Picodollars;
 
 /// Why a call was refused: an OpenAI-style 429.
 struct Refusal {

@@ -119,10 +119,10 @@ using http::unlessClientLeaves;
 
 struct LlmHandler::Call {
   http::ServerConnection& conn;
-  const control::Config& config;
+  const config::Config& config;
   const Catalog& catalog;
   std::span<upstream::UpstreamRuntime> upstreams;
-  const control::RouteConfig& route;
+  const config::RouteConfig& route;
   CallRecord& rec;
   KeyLedger& ledger;
   telemetry::WorkerStats& stats;
@@ -540,7 +540,7 @@ LlmHandler::LlmHandler(loop::Worker& worker, telemetry::WorkerStats& stats, KeyL
 
 LlmHandler::~LlmHandler() = default;
 
-Task<void> LlmHandler::handle(http::RoutedRequest& routed, const control::Config& config,
+Task<void> LlmHandler::handle(http::RoutedRequest& routed, const config::Config& config,
                               const Catalog& catalog, std::span<upstream::UpstreamRuntime> upstreams) {
   auto& conn = routed.conn;
   const auto& route = *routed.route.config;

@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "control/config.h"
+#include "config/config.h"
 #include "http/server_connection.h"
 #include "http/terminal_handler.h"
 #include "llm/api_error.h"
@@ -39,9 +39,9 @@ struct CallRecord {
   int upstream_status = 0;
   std::string error;  ///< what went wrong (an error code), empty on success
   Usage usage;
-  control::Picodollars cost = 0;  ///< of the call, at the serving target's price
-  bool priced = false;            ///< the serving target has a known price
-  bool cache_hit = false;         ///< answered from the response cache (no provider call)
+  config::Picodollars cost = 0;  ///< of the call, at the serving target's price
+  bool priced = false;           ///< the serving target has a known price
+  bool cache_hit = false;        ///< answered from the response cache (no provider call)
 };
 
 /// Counts a prompt with an encoding, within a budget (llm/tokenizer/prompt_count.h).
@@ -61,7 +61,7 @@ class LlmHandler {
   /// `catalog`, and this worker's runtimes for its upstreams (providers included). The key
   /// the route's key_auth filter authenticated is routed.filters.principal; what the call did
   /// goes into routed.report. Worker thread.
-  http::Task<void> handle(http::RoutedRequest& routed, const control::Config& config, const Catalog& catalog,
+  http::Task<void> handle(http::RoutedRequest& routed, const config::Config& config, const Catalog& catalog,
                           std::span<upstream::UpstreamRuntime> upstreams);
 
  private:
@@ -143,7 +143,7 @@ class LlmHandler {
 /// LlmHandler with that version's config, catalog and upstream runtimes.
 class LlmRoutes final : public http::TerminalHandler {
  public:
-  LlmRoutes(LlmHandler& handler, const control::Config& config, const Catalog& catalog,
+  LlmRoutes(LlmHandler& handler, const config::Config& config, const Catalog& catalog,
             std::span<upstream::UpstreamRuntime> upstreams)
       : handler_(handler), config_(config), catalog_(catalog), upstreams_(upstreams) {}
   /// Serves one request on an `llm:` route. Called by the connection manager, worker thread.
@@ -153,7 +153,7 @@ class LlmRoutes final : public http::TerminalHandler {
 
  private:
   LlmHandler& handler_;
-  const control::Config& config_;
+  const config::Config& config_;
   const Catalog& catalog_;
   std::span<upstream::UpstreamRuntime> upstreams_;
 };

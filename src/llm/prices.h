@@ -7,13 +7,13 @@
 #include <optional>
 #include <string_view>
 
-#include "control/config.h"
+#include "config/config.h"
 #include "llm/usage.h"
 
 namespace ganglion::llm {
 
-using control::Picodollars;
-using control::Price;
+using config::Picodollars;
+using config::Price;
 
 /// The built-in price of `model` at a provider of `kind` (longest known model-id prefix, so
 /// dated snapshots such as gpt-4o-mini-2024-07-18 find gpt-4o-mini), or nullopt.

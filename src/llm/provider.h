@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "control/config.h"
+#include "config/config.h"
 #include "llm/api_error.h"
 #include "llm/chat_request.h"
 #include "llm/usage.h"
@@ -76,6 +76,6 @@ class ProviderCodec {
 };
 
 /// The codec for `provider.kind`. Main thread, when a snapshot is built.
-std::unique_ptr<ProviderCodec> makeCodec(const control::ProviderConfig& provider);
+std::unique_ptr<ProviderCodec> makeCodec(const config::ProviderConfig& provider);
 
 }  // namespace ganglion::llm

@@ -99,7 +99,7 @@ std::string randomInstanceId() {
   return toHex(bytes);
 }
 
-store::RedisEndpoint endpointOf(const control::StateConfig& s) {
+store::RedisEndpoint endpointOf(const config::StateConfig& s) {
   return {s.redis_host, s.redis_port, s.redis_password, s.redis_db, s.redis_timeout};
 }
 
@@ -113,7 +113,7 @@ std::string SharedLimits::inflightKey(const std::string& key) {
   return "ganglion:llm:{" + key + "}:inflight";
 }
 
-SharedLimits::SharedLimits(boost::asio::io_context& io, const control::StateConfig& state,
+SharedLimits::SharedLimits(boost::asio::io_context& io, const config::StateConfig& state,
                            unsigned worker_index)
     : client_(io, endpointOf(state), {{"SCRIPT", "LOAD", kAdmitScript}, {"SCRIPT", "LOAD", kSettleScript}}),
       instance_(fmt::format("{}-w{}", randomInstanceId(), worker_index)),
@@ -215,7 +215,7 @@ void SharedLimits::settle(KeyLedger::Reservation& r, uint64_t tokens, Picodollar
 }
 
 std::vector<Result<KeyLedger::Totals>> SharedLimits::readTotals(
-    const control::StateConfig& state, const std::vector<std::pair<std::string, KeyLimits::Period>>& keys) {
+    const config::StateConfig& state, const std::vector<std::pair<std::string, KeyLimits::Period>>& keys) {
   std::vector<std::vector<std::string>> reads;
   for (const auto& [key, period] : keys)
     reads.push_back({"HMGET", hashKey(key), "period", "spent", "reserved"});

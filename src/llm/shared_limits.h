@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "control/config.h"
+#include "config/config.h"
 #include "http/server_connection.h"
 #include "llm/ledger.h"
 #include "store/redis_client.h"
@@ -19,7 +19,7 @@ namespace ganglion::llm {
 class SharedLimits {
  public:
   /// Worker thread; connects on first use.
-  SharedLimits(boost::asio::io_context& io, const control::StateConfig& state, unsigned worker_index);
+  SharedLimits(boost::asio::io_context& io, const config::StateConfig& state, unsigned worker_index);
 
   struct Verdict {
     std::optional<Refusal> refusal;  ///< set: refused (429)
@@ -36,7 +36,7 @@ class SharedLimits {
   /// that key could not be read, for GET /llm/keys: one blocking connection, every read
   /// pipelined, each step bounded by the timeout. Main thread, admin requests only.
   static std::vector<Result<KeyLedger::Totals>> readTotals(
-      const control::StateConfig& state, const std::vector<std::pair<std::string, KeyLimits::Period>>& keys);
+      const config::StateConfig& state, const std::vector<std::pair<std::string, KeyLimits::Period>>& keys);
 
   /// Redis key names for a gateway key (one hash slot in a cluster).
   static std::string hashKey(const std::string& key);

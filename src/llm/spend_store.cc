@@ -61,7 +61,7 @@ std::string SpendStore::followFile(KeyLedger& ledger) {
                      path, what, totals.size());
 }
 
-Result<void> SpendStore::loadInto(KeyLedger& ledger, const std::vector<control::KeyConfig>& keys,
+Result<void> SpendStore::loadInto(KeyLedger& ledger, const std::vector<config::KeyConfig>& keys,
                                   std::chrono::system_clock::time_point now) {
   auto stmt = db_->prepare("SELECT spent_pico FROM key_spend WHERE key = ?1 AND kind = ?2 AND period = ?3");
   if (!stmt) return stmt.error();

@@ -21,7 +21,7 @@ class SpendStore {
   static Result<std::unique_ptr<SpendStore>> open(const std::string& path);
 
   /// Hands the stored spend of each budgeted key's current period to `ledger`. One thread at a time.
-  Result<void> loadInto(KeyLedger& ledger, const std::vector<control::KeyConfig>& keys,
+  Result<void> loadInto(KeyLedger& ledger, const std::vector<config::KeyConfig>& keys,
                         std::chrono::system_clock::time_point now);
   /// Adds `deltas` to the stored totals in one transaction. One thread at a time.
   Result<void> add(const std::vector<KeyLedger::SpendDelta>& deltas);

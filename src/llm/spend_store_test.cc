@@ -22,8 +22,8 @@ struct TempDb {
   }
 };
 
-control::KeyConfig budgetKey(std::string name, Picodollars budget, KeyLimits::Period period) {
-  control::KeyConfig k;
+config::KeyConfig budgetKey(std::string name, Picodollars budget, KeyLimits::Period period) {
+  config::KeyConfig k;
   k.name = std::move(name);
   k.limits.budget = budget;
   k.limits.period = period;
@@ -36,8 +36,8 @@ TEST(SpendStore, AReplacedFileGetsTheLargerSpend) {
   // on top.
   TempDb db;
   auto t = sys_days{2026y / November / 25} + hours(12);
-  std::vector<control::KeyConfig> keys{budgetKey("team", 10 * kDollar, KeyLimits::Period::kMonth),
-                                       budgetKey("ops", 10 * kDollar, KeyLimits::Period::kMonth)};
+  std::vector<config::KeyConfig> keys{budgetKey("team", 10 * kDollar, KeyLimits::Period::kMonth),
+                                      budgetKey("ops", 10 * kDollar, KeyLimits::Period::kMonth)};
   KeyLedger ledger;
   ledger.setClockForTesting([&] { return t; });
   ledger.persist();
@@ -78,7 +78,7 @@ TEST(SpendStore, AReplacedFileGetsTheLargerSpend) {
 TEST(SpendStore, SpendSurvivesARestart) {
   TempDb db;
   auto t = sys_days{2026y / November / 25} + hours(12);
-  std::vector<control::KeyConfig> keys{budgetKey("team", 10 * kDollar, KeyLimits::Period::kMonth)};
+  std::vector<config::KeyConfig> keys{budgetKey("team", 10 * kDollar, KeyLimits::Period::kMonth)};
   {
     KeyLedger ledger;
     ledger.setClockForTesting([&] { return t; });
@@ -113,7 +113,7 @@ TEST(SpendStore, SpendSurvivesARestart) {
 TEST(SpendStore, TwoProcessesAddNotOverwrite) {
   TempDb db;
   auto t = sys_days{2026y / November / 25} + hours(12);
-  std::vector<control::KeyConfig> keys{budgetKey("k", 100 * kDollar, KeyLimits::Period::kDay)};
+  std::vector<config::KeyConfig> keys{budgetKey("k", 100 * kDollar, KeyLimits::Period::kDay)};
   KeyLedger old_process, new_process;
   for (auto* l : {&old_process, &new_process}) {
     l->setClockForTesting([&] { return t; });
@@ -138,7 +138,7 @@ TEST(SpendStore, TwoProcessesAddNotOverwrite) {
 TEST(SpendStore, APeriodEndedBeforeTheFlushIsStoredUnderItsOwnPeriod) {
   TempDb db;
   auto t = sys_days{2026y / November / 25} + hours(23) + minutes(59);
-  std::vector<control::KeyConfig> keys{budgetKey("k", 100 * kDollar, KeyLimits::Period::kDay)};
+  std::vector<config::KeyConfig> keys{budgetKey("k", 100 * kDollar, KeyLimits::Period::kDay)};
   KeyLedger ledger;
   ledger.setClockForTesting([&] { return t; });
   ledger.persist();

@@ -69,7 +69,7 @@ bool isIdempotent(std::string_view method) {
 /// Copies the upstream's response head into `out` for the client: hop-by-hop fields dropped,
 /// the route's response header operations applied.
 void prepareResponseHead(const http::ResponseHead& in, http::ResponseHead& out,
-                         const control::HeaderOps& ops) {
+                         const config::HeaderOps& ops) {
   out.clear();
   out.status = in.status;
   out.reason = in.reason;

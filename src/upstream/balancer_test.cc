@@ -4,17 +4,18 @@
 
 #include <map>
 
-#include "control/snapshot.h"
+#include "server/config_loader.h"
+#include "server/snapshot.h"
 
 namespace ganglion::upstream {
 namespace {
 
-std::shared_ptr<const control::Snapshot> build(const std::string& upstream_yaml) {
-  auto loaded = control::loadConfigText(
+std::shared_ptr<const server::Snapshot> build(const std::string& upstream_yaml) {
+  auto loaded = server::loadConfigText(
       "listeners: [ { name: l, address: \"127.0.0.1:1\" } ]\nupstreams:\n" + upstream_yaml, "t.yaml");
   EXPECT_TRUE(loaded.config) << (loaded.errors.empty() ? "" : loaded.errors[0].text());
-  static control::HealthRegistry registry;
-  return control::buildSnapshot(std::move(*loaded.config), 1, registry).snapshot;
+  static server::HealthRegistry registry;
+  return server::buildSnapshot(std::move(*loaded.config), 1, registry).snapshot;
 }
 
 http::RequestHead request(std::string header_value = "") {
@@ -115,7 +116,7 @@ TEST(Balancer, ConsistentHashIsStableAndMovesLittle) {
 }
 
 TEST(Balancer, OutlierEjectionAfterConsecutiveFailures) {
-  control::OutlierConfig cfg;
+  config::OutlierConfig cfg;
   cfg.consecutive_failures = 3;
   cfg.base_ejection = std::chrono::milliseconds(60'000);
   TargetHealth h;

@@ -74,14 +74,14 @@ class CorsFilter final : public http::Filter {
   CorsPolicy p_;
 };
 
-std::string joinList(control::Reader& r, const config::Node& node, std::string_view what, bool upper) {
+std::string joinList(config::Reader& r, const config::Node& node, std::string_view what, bool upper) {
   std::string out;
   r.forEach(node, what, [&](const config::Node& n) {
     if (auto s = r.str(n, what)) {
       std::string v = *s;
       if (upper)
         for (char& c : v) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-      if (!control::isToken(v)) {
+      if (!config::isToken(v)) {
         r.fail(n, fmt::format("'{}' is not a valid token in {}", *s, what));
         return;
       }
@@ -94,7 +94,7 @@ std::string joinList(control::Reader& r, const config::Node& node, std::string_v
 
 }  // namespace
 
-FilterPtr buildCors(const config::Node& node, control::Reader& r, const control::Config&) {
+FilterPtr buildCors(const config::Node& node, config::Reader& r, const config::Config&) {
   if (!node.IsMap()) {
     r.fail(node, "cors takes a map: { allow_origins, allow_methods, ... }");
     return nullptr;

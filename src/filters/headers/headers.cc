@@ -8,7 +8,7 @@ namespace {
 
 class HeadersFilter final : public http::Filter {
  public:
-  HeadersFilter(control::HeaderOps request, control::HeaderOps response)
+  HeadersFilter(config::HeaderOps request, config::HeaderOps response)
       : request_(std::move(request)), response_(std::move(response)) {}
 
   http::FilterStatus onRequest(http::FilterContext& ctx) const override {
@@ -23,19 +23,19 @@ class HeadersFilter final : public http::Filter {
   std::string_view kind() const override { return "headers"; }
 
  private:
-  control::HeaderOps request_;
-  control::HeaderOps response_;
+  config::HeaderOps request_;
+  config::HeaderOps response_;
 };
 
 }  // namespace
 
-FilterPtr buildHeaders(const config::Node& node, control::Reader& r, const control::Config&) {
+FilterPtr buildHeaders(const config::Node& node, config::Reader& r, const config::Config&) {
   if (!node.IsMap()) {
     r.fail(node, "headers takes a map: { request: {add, remove}, response: {add, remove} }");
     return nullptr;
   }
   r.checkKeys(node, {"request", "response"}, "headers");
-  control::HeaderOps request, response;
+  config::HeaderOps request, response;
   if (auto v = node["request"]; v.IsDefined()) request = r.headerOps(v, "headers.request");
   if (auto v = node["response"]; v.IsDefined()) response = r.headerOps(v, "headers.response");
   for (const auto& [name, value] : request.add) {

@@ -40,7 +40,7 @@ class IpFilter final : public http::Filter {
 
 }  // namespace
 
-FilterPtr buildIpFilter(const config::Node& node, control::Reader& r, const control::Config&) {
+FilterPtr buildIpFilter(const config::Node& node, config::Reader& r, const config::Config&) {
   if (!node.IsMap()) {
     r.fail(node, "ip_filter takes a map: { allow: [..], deny: [..] }");
     return nullptr;

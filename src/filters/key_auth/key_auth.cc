@@ -9,7 +9,7 @@ namespace {
 
 class KeyAuthFilter final : public http::Filter {
  public:
-  KeyAuthFilter(std::shared_ptr<const control::KeyTable> keys, std::vector<std::string> allowed)
+  KeyAuthFilter(std::shared_ptr<const config::KeyTable> keys, std::vector<std::string> allowed)
       : keys_(std::move(keys)), allowed_(std::move(allowed)) {}
 
   http::FilterStatus onRequest(http::FilterContext& ctx) const override {
@@ -58,13 +58,13 @@ class KeyAuthFilter final : public http::Filter {
     return http::FilterStatus::kReply;
   }
 
-  std::shared_ptr<const control::KeyTable> keys_;
+  std::shared_ptr<const config::KeyTable> keys_;
   std::vector<std::string> allowed_;
 };
 
 }  // namespace
 
-FilterPtr buildKeyAuth(const config::Node& node, control::Reader& r, const control::Config& config) {
+FilterPtr buildKeyAuth(const config::Node& node, config::Reader& r, const config::Config& config) {
   std::vector<std::string> allowed;
   if (node.IsMap()) {
     r.checkKeys(node, {"keys"}, "key_auth");

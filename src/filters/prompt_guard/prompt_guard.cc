@@ -147,7 +147,7 @@ class PromptGuardFilter final : public http::Filter {
 };
 
 std::unique_ptr<PatternList> readPatterns(const config::Node& list, std::string_view field,
-                                          control::Reader& r) {
+                                          config::Reader& r) {
   auto patterns = std::make_unique<PatternList>();
   if (!list.IsDefined()) return patterns;
   if (!list.IsSequence()) {
@@ -170,7 +170,7 @@ std::unique_ptr<PatternList> readPatterns(const config::Node& list, std::string_
 
 }  // namespace
 
-FilterPtr buildPromptGuard(const config::Node& node, control::Reader& r, const control::Config& /*config*/) {
+FilterPtr buildPromptGuard(const config::Node& node, config::Reader& r, const config::Config& /*config*/) {
   if (!node.IsMap()) {
     r.fail(node, "prompt_guard takes a map: { deny, allow, roles, max_body_bytes }");
     return nullptr;

@@ -142,14 +142,14 @@ class RateLimitFilter final : public http::Filter {
 
 }  // namespace
 
-FilterPtr buildRateLimit(const config::Node& node, control::Reader& r, const control::Config& config) {
+FilterPtr buildRateLimit(const config::Node& node, config::Reader& r, const config::Config& config) {
   if (!node.IsMap()) {
     r.fail(node, "rate_limit takes a map: { requests, per, burst, by }");
     return nullptr;
   }
   r.checkKeys(node, {"requests", "per", "burst", "by", "shared"}, "rate_limit");
   std::optional<uint64_t> requests, burst;
-  control::Millis per{1000};
+  config::Millis per{1000};
   bool per_ok = true;
   if (auto v = node["requests"]; v.IsDefined())
     requests = r.integer<uint64_t>(v, "requests", 1, 1'000'000'000);

@@ -13,8 +13,8 @@ namespace json = boost::json;
 using testing::Decoded;
 using testing::decodeSplit;
 
-control::ProviderConfig provider() {
-  control::ProviderConfig p;
+config::ProviderConfig provider() {
+  config::ProviderConfig p;
   p.kind = "bedrock";
   p.host = "bedrock-runtime.us-east-1.amazonaws.com";
   p.region = "us-east-1";

@@ -14,7 +14,7 @@ using testing::Decoded;
 using testing::decodeSplit;
 
 GeminiCodec codec() {
-  control::ProviderConfig p;
+  config::ProviderConfig p;
   p.kind = "gemini";
   p.api_key = "gm-secret";
   return GeminiCodec(p);

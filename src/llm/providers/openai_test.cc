@@ -11,8 +11,8 @@ namespace {
 
 namespace json = boost::json;
 
-control::ProviderConfig provider(std::string kind = "openai") {
-  control::ProviderConfig p;
+config::ProviderConfig provider(std::string kind = "openai") {
+  config::ProviderConfig p;
   p.name = "p";
   p.kind = kind;
   p.base_path = kind == "azure" ? "" : "/v1";

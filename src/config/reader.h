@@ -1,0 +1,241 @@
+// Typed reads from a config tree (config/node.h: from a YAML file or a JSON body) that collect
+// errors with their place (file and line, or JSON path) instead of throwing. Used by the
+// config loader and by extension factories (filters) parsing their own blocks. Main thread
+// only (config load).
+#pragma once
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <initializer_list>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/strings.h"
+#include "config/config.h"
+#include "config/node.h"
+
+namespace ganglion::config {
+
+inline bool isToken(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+inline bool isHeaderValue(std::string_view s) {
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
+  }
+  return true;
+}
+
+class Reader {
+ public:
+  /// `expand_env`: ${VAR} in values is replaced from the environment (files the operator
+  /// wrote); off for configs sent to the admin API, whose errors could echo a variable.
+  explicit Reader(std::string file, bool expand_env = true)
+      : file_(std::move(file)), expand_env_(expand_env) {}
+
+  std::vector<ConfigError> errors;
+
+  void fail(const config::Node& at, std::string message) {
+    errors.push_back({file_, at.line(), std::move(message), at.path()});
+  }
+  void failAt(const config::Place& at, std::string message) {
+    errors.push_back({file_, at.line, std::move(message), at.path});
+  }
+
+  /// Rejects keys outside `allowed`, so a typo is an error and not a silently ignored field.
+  void checkKeys(const config::Node& map, std::initializer_list<std::string_view> allowed,
+                 std::string_view where) {
+    checkKeys(map, std::span<const std::string_view>(allowed.begin(), allowed.size()), where);
+  }
+  /// Fails on every key of `map` not in `allowed`, and on a key written twice (YAML parsers
+  /// keep one of the two silently, and which one differs between them).
+  void checkKeys(const config::Node& map, std::span<const std::string_view> allowed, std::string_view where) {
+    if (!map.IsMap()) return;
+    std::vector<std::string> seen;
+    for (const auto& kv : map) {
+      auto key = kv.first.Scalar();
+      bool known = false;
+      for (auto a : allowed) known = known || a == key;
+      if (!known) fail(kv.first, fmt::format("unknown field '{}' in {}", key, where));
+      if (std::find(seen.begin(), seen.end(), key) != seen.end())
+        fail(kv.first, fmt::format("field '{}' is written twice in {}", key, where));
+      else
+        seen.push_back(key);
+    }
+  }
+
+  /// A scalar with ${VAR} and ${VAR:-default} expanded from the environment.
+  std::optional<std::string> str(const config::Node& node, std::string_view what) {
+    if (!node.IsScalar()) {
+      fail(node, fmt::format("{} must be a string", what));
+      return std::nullopt;
+    }
+    return expand(node, node.Scalar());
+  }
+
+  std::optional<std::string> expand(const config::Node& at, const std::string& raw) {
+    if (!expand_env_) return raw;
+    std::string out;
+    size_t i = 0;
+    while (i < raw.size()) {
+      if (raw[i] == '$' && i + 1 < raw.size() && raw[i + 1] == '{') {
+        size_t close = raw.find('}', i + 2);
+        if (close == std::string::npos) {
+          fail(at, "unterminated ${ in value");
+          return std::nullopt;
+        }
+        std::string inner = raw.substr(i + 2, close - i - 2);
+        std::optional<std::string> fallback;
+        if (auto dash = inner.find(":-"); dash != std::string::npos) {
+          fallback = inner.substr(dash + 2);
+          inner.resize(dash);
+        }
+        const char* value = std::getenv(inner.c_str());
+        if (value && *value) {
+          out += value;
+        } else if (fallback) {
+          out += *fallback;
+        } else {
+          fail(at, fmt::format("environment variable '{}' is not set", inner));
+          return std::nullopt;
+        }
+        i = close + 1;
+      } else {
+        out += raw[i++];
+      }
+    }
+    return out;
+  }
+
+  template <typename Int>
+  std::optional<Int> integer(const config::Node& node, std::string_view what, uint64_t min, uint64_t max) {
+    auto s = str(node, what);
+    if (!s) return std::nullopt;
+    auto v = parseUint(*s);
+    if (!v || *v < min || *v > max) {
+      fail(node, fmt::format("{} must be an integer from {} to {}, got '{}'", what, min, max, *s));
+      return std::nullopt;
+    }
+    return static_cast<Int>(*v);
+  }
+
+  std::optional<Millis> duration(const config::Node& node, std::string_view what) {
+    auto s = str(node, what);
+    if (!s) return std::nullopt;
+    auto d = parseDuration(*s);
+    if (!d) fail(node, fmt::format("{} must be a duration like 500ms, 10s or 2m, got '{}'", what, *s));
+    return d;
+  }
+
+  std::optional<uint64_t> bytes(const config::Node& node, std::string_view what) {
+    auto s = str(node, what);
+    if (!s) return std::nullopt;
+    auto b = parseByteSize(*s);
+    if (!b) fail(node, fmt::format("{} must be a size like 1024, 64k or 10M, got '{}'", what, *s));
+    return b;
+  }
+
+  std::optional<bool> boolean(const config::Node& node, std::string_view what) {
+    auto s = str(node, what);
+    if (!s) return std::nullopt;
+    if (*s == "true" || *s == "yes" || *s == "on") return true;
+    if (*s == "false" || *s == "no" || *s == "off") return false;
+    fail(node, fmt::format("{} must be true or false, got '{}'", what, *s));
+    return std::nullopt;
+  }
+
+  std::optional<HostPort> hostPort(const config::Node& node, std::string_view what) {
+    auto s = str(node, what);
+    if (!s) return std::nullopt;
+    HostPort hp;
+    std::string_view text = *s;
+    size_t colon;
+    if (!text.empty() && text.front() == '[') {
+      size_t close = text.find(']');
+      if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+        fail(node, fmt::format("{} must be host:port or [ipv6]:port, got '{}'", what, *s));
+        return std::nullopt;
+      }
+      hp.host = std::string(text.substr(1, close - 1));
+      colon = close + 1;
+    } else {
+      colon = text.rfind(':');
+      if (colon == std::string_view::npos || colon == 0) {
+        fail(node, fmt::format("{} must be host:port, got '{}'", what, *s));
+        return std::nullopt;
+      }
+      hp.host = std::string(text.substr(0, colon));
+    }
+    auto port = parseUint(text.substr(colon + 1));
+    if (!port || *port == 0 || *port > 65535) {
+      fail(node, fmt::format("{} has an invalid port in '{}'", what, *s));
+      return std::nullopt;
+    }
+    hp.port = static_cast<uint16_t>(*port);
+    return hp;
+  }
+
+  template <typename Fn>
+  void forEach(const config::Node& seq, std::string_view what, Fn&& fn) {
+    if (!seq.IsDefined() || seq.IsNull()) return;
+    if (!seq.IsSequence()) {
+      fail(seq, fmt::format("{} must be a list", what));
+      return;
+    }
+    for (const auto& item : seq.items()) fn(item);
+  }
+
+  HeaderOps headerOps(const config::Node& node, std::string_view what) {
+    HeaderOps ops;
+    if (!node.IsMap()) {
+      fail(node, fmt::format("{} must be a map with 'add' and/or 'remove'", what));
+      return ops;
+    }
+    checkKeys(node, {"add", "remove"}, what);
+    if (auto add = node["add"]; add.IsDefined()) {
+      if (!add.IsMap()) {
+        fail(add, fmt::format("{}.add must be a map of header: value", what));
+      } else {
+        for (const auto& kv : add) {
+          auto name = kv.first.Scalar();
+          auto value = str(kv.second, "header value");
+          if (!isToken(name))
+            fail(kv.first, fmt::format("'{}' is not a valid header name", name));
+          else if (value && !isHeaderValue(*value))
+            fail(kv.second, fmt::format("header '{}' has a control character in its value", name));
+          else if (value)
+            ops.add.emplace_back(toLower(name), *value);
+        }
+      }
+    }
+    forEach(node["remove"], std::string(what) + ".remove", [&](const config::Node& n) {
+      if (auto name = str(n, "header name")) {
+        if (!isToken(*name))
+          fail(n, fmt::format("'{}' is not a valid header name", *name));
+        else
+          ops.remove.push_back(toLower(*name));
+      }
+    });
+    return ops;
+  }
+
+ private:
+  std::string file_;
+  bool expand_env_;
+};
+
+}  // namespace ganglion::config

@@ -1,0 +1,30 @@
+#include "server/config_docs.h"
+
+#include "config/schema.h"
+#include "llm/llm_config.h"
+
+namespace ganglion::server {
+
+using namespace ganglion::config;  // the composition reads every section
+
+std::vector<DocsTable> schemaDocsTables() {
+  return {{"listener", docsTable(config::listenerSchema())},
+          {"admin", docsTable(config::adminSchema())},
+          {"access_log", docsTable(config::accessLogSchema())},
+          {"llm_cache", docsTable(config::llmCacheSchema())},
+          {"upstream", docsTable(config::upstreamSchema())},
+          {"target", docsTable(config::targetSchema())},
+          {"health_check", docsTable(config::healthCheckSchema())},
+          {"outlier", docsTable(config::outlierSchema())},
+          {"retry_budget", docsTable(config::retryBudgetSchema())},
+          {"route", docsTable(config::routeSchema())},
+          {"match", docsTable(config::matchSchema())},
+          {"state", docsTable(config::stateSchema())},
+          {"key", docsTable(config::keySchema())},
+          {"provider", docsTable(llm::providerSchema())},
+          {"model", docsTable(llm::modelSchema())},
+          {"model_target", docsTable(llm::modelTargetSchema())},
+          {"circuit_breaker", docsTable(llm::circuitBreakerSchema())}};
+}
+
+}  // namespace ganglion::server

@@ -1,0 +1,448 @@
+// YAML → Config, collecting every error with its file and line rather than stopping at the
+// first, so `ganglion check` shows the operator the whole list at once.
+#include "server/config_loader.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/json/value.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <unordered_set>
+
+#include "base/strings.h"
+#include "config/config.h"
+#include "config/reader.h"
+#include "config/schema.h"
+#include "filters/registry.h"
+#include "http/filter.h"
+#include "http/path.h"
+#include "llm/llm_config.h"
+#include "net/tls.h"
+
+namespace ganglion::server {
+
+using namespace ganglion::config;  // the composition reads every section
+
+namespace {
+
+std::shared_ptr<net::TlsServerContext> readListenerTls(Reader& r, const config::Node& n) {
+  if (!n.IsMap()) {
+    r.fail(n, "tls must be a map: { certificates: [ { cert, key, server_names } ], client_ca, ... }");
+    return nullptr;
+  }
+  r.checkKeys(n, {"certificates", "client_ca", "require_client_cert", "min_version"}, "tls");
+  net::TlsServerSettings settings;
+  size_t errors_before = r.errors.size();
+  r.forEach(n["certificates"], "certificates", [&](const config::Node& c) {
+    if (!c.IsMap()) return r.fail(c, "a certificate is a map: { cert, key, server_names }");
+    r.checkKeys(c, {"cert", "key", "server_names"}, "certificate");
+    net::CertificateFiles files;
+    if (auto v = c["cert"]; v.IsDefined())
+      files.cert = r.str(v, "cert").value_or("");
+    else
+      r.fail(c, "certificate needs 'cert' (a PEM file)");
+    if (auto v = c["key"]; v.IsDefined())
+      files.key = r.str(v, "key").value_or("");
+    else
+      r.fail(c, "certificate needs 'key' (a PEM file)");
+    r.forEach(c["server_names"], "server_names", [&](const config::Node& name) {
+      if (auto s = r.str(name, "server name")) files.server_names.push_back(toLower(*s));
+    });
+    settings.certificates.push_back(std::move(files));
+  });
+  if (settings.certificates.empty()) r.fail(n, "tls needs at least one entry in 'certificates'");
+  if (auto v = n["client_ca"]; v.IsDefined()) settings.client_ca = r.str(v, "client_ca").value_or("");
+  if (auto v = n["require_client_cert"]; v.IsDefined())
+    settings.require_client_cert = r.boolean(v, "require_client_cert").value_or(true);
+  if (auto v = n["min_version"]; v.IsDefined())
+    settings.min_version = r.str(v, "min_version").value_or("1.2");
+  if (r.errors.size() != errors_before) return nullptr;
+  auto ctx = net::TlsServerContext::create(settings);
+  if (!ctx) {
+    r.fail(n, ctx.error().message);
+    return nullptr;
+  }
+  return *ctx;
+}
+
+std::shared_ptr<net::TlsClientContext> readUpstreamTls(Reader& r, const config::Node& n) {
+  net::TlsClientSettings settings;
+  if (n.IsScalar()) {
+    auto on = r.boolean(n, "tls");
+    if (!on || !*on) return nullptr;
+  } else if (n.IsMap()) {
+    r.checkKeys(n, {"verify", "ca", "cert", "key", "server_name", "min_version"}, "upstream tls");
+    size_t errors_before = r.errors.size();
+    if (auto v = n["verify"]; v.IsDefined()) settings.verify = r.boolean(v, "verify").value_or(true);
+    if (auto v = n["ca"]; v.IsDefined()) settings.ca = r.str(v, "ca").value_or("");
+    if (auto v = n["cert"]; v.IsDefined()) settings.cert = r.str(v, "cert").value_or("");
+    if (auto v = n["key"]; v.IsDefined()) settings.key = r.str(v, "key").value_or("");
+    if (auto v = n["server_name"]; v.IsDefined()) settings.server_name = r.str(v, "server_name").value_or("");
+    if (auto v = n["min_version"]; v.IsDefined())
+      settings.min_version = r.str(v, "min_version").value_or("1.2");
+    if (settings.cert.empty() != settings.key.empty())
+      r.fail(n, "upstream tls needs both 'cert' and 'key', or neither");
+    if (r.errors.size() != errors_before) return nullptr;
+  } else {
+    r.fail(n, "upstream tls is true, or a map: { verify, ca, cert, key, server_name }");
+    return nullptr;
+  }
+  auto ctx = net::TlsClientContext::create(settings);
+  if (!ctx) {
+    r.fail(n, ctx.error().message);
+    return nullptr;
+  }
+  return *ctx;
+}
+
+void readListener(Reader& r, const config::Node& n, Config& cfg) {
+  ListenerConfig l;
+  l.at = n.place();
+  if (!n.IsMap()) return r.fail(n, "a listener must be a map");
+  readFields(listenerSchema(), n, l, r);
+  if (auto v = n["tls"]; v.IsDefined()) l.tls = readListenerTls(r, v);
+  cfg.listeners.push_back(std::move(l));
+}
+
+void readUpstream(Reader& r, const config::Node& n, Config& cfg) {
+  UpstreamConfig u;
+  u.at = n.place();
+  if (!n.IsMap()) return r.fail(n, "an upstream must be a map");
+  readFields(upstreamSchema(), n, u, r);
+  const config::Node targets = n["targets"];
+  if (!targets.IsDefined() || (targets.IsSequence() && targets.size() == 0))
+    r.fail(n, fmt::format("upstream '{}' needs at least one target", u.name));
+  if (auto v = n["hash_on"]; v.IsDefined() && u.balance != Balance::kHash)
+    r.fail(v, "hash_on needs 'balance: hash'");
+  if (auto v = n["tls"]; v.IsDefined()) u.tls = readUpstreamTls(r, v);
+  cfg.upstreams.push_back(std::move(u));
+}
+
+/// A `path` or `path_prefix` no request can have once listeners normalise paths (http/path.h),
+/// or an empty string.
+std::string unreachablePath(std::string_view key, const std::string& path) {
+  if (path.find_first_of("?#") != std::string::npos)
+    return fmt::format("{} '{}' has a '?' or '#': routes match the path only", key, path);
+  std::string normal = path;
+  if (http::normalisePath(normal))
+    return fmt::format(
+        "{} '{}' can never match: requests are routed in normal form ('{}'); write that, or set "
+        "normalize_path: false on the listeners",
+        key, path, normal);
+  return {};
+}
+
+void readFilters(Reader& r, const config::Node& list, const Config& cfg, RouteConfig& rt) {
+  r.forEach(list, "filters", [&](const config::Node& item) {
+    if (!item.IsMap() || item.size() != 1) {
+      r.fail(item, "each filter is a map with one key naming it, e.g. '- rate_limit: { requests: 10 }'");
+      return;
+    }
+    auto kv = *item.begin();
+    std::string kind = kv.first.Scalar();
+    if (auto filter = filters::buildFilter(kind, kv.second, r, cfg)) {
+      rt.filters.push_back(std::move(filter));
+      rt.filter_kinds.push_back(kind);
+    }
+  });
+}
+
+void readKeys(Reader& r, const config::Node& list, Config& cfg) {
+  auto table = std::make_shared<KeyTable>();
+  std::unordered_set<std::string> names;
+  r.forEach(list, "keys", [&](const config::Node& n) {
+    if (!n.IsMap()) return r.fail(n, "a key is a map: { name, key } or { name, key_sha256 }");
+    KeyConfig k;
+    k.at = n.place();
+    const size_t errors_before = r.errors.size();
+    readFields(keySchema(), n, k, r);
+    if (r.errors.size() != errors_before) return;
+    if (!n["key"].IsDefined() && !n["key_sha256"].IsDefined())
+      return r.fail(n, fmt::format("key '{}' needs 'key' or 'key_sha256'", k.name));
+    // Hashed lookups: a linear scan per key made 50,000 keys take 12 s to load.
+    if (names.contains(k.name)) return r.fail(n, fmt::format("duplicate key name '{}'", k.name));
+    if (auto same = table->by_hash.find(k.hash); same != table->by_hash.end())
+      return r.fail(n, fmt::format("key '{}' has the same secret as '{}'", k.name, same->second));
+    table->by_hash.emplace(k.hash, k.name);
+    names.insert(k.name);
+    if (k.limits.any()) table->limits.emplace(k.name, k.limits);
+    if (k.cache) table->cache.emplace(k.name, true);
+    cfg.keys.push_back(std::move(k));
+  });
+  cfg.key_table = std::move(table);
+}
+
+void readRoute(Reader& r, const config::Node& n, Config& cfg) {
+  RouteConfig rt;
+  rt.at = n.place();
+  if (!n.IsMap()) return r.fail(n, "a route must be a map");
+  readFields(routeSchema(), n, rt, r);
+  auto& m = rt.match;
+  if (!n["match"].IsDefined()) m.path_prefix = "/";
+  if (m.path && m.path_prefix) r.fail(n["match"], "match may have 'path' or 'path_prefix', not both");
+  // Listeners that normalise paths route in normal form: a path written otherwise never matches.
+  const bool normalised =
+      std::any_of(cfg.listeners.begin(), cfg.listeners.end(), [](const auto& l) { return l.normalize_path; });
+  for (const char* key : {"path", "path_prefix"}) {
+    const auto& path = std::string_view(key) == "path" ? m.path : m.path_prefix;
+    if (!normalised || !path || !n["match"].IsDefined()) continue;
+    if (auto bad = unreachablePath(key, *path); !bad.empty()) r.fail(n["match"][key], bad);
+  }
+  // The target: one of llm, welcome and upstream.
+  if (auto v = n["llm"]; v.IsDefined()) {
+    rt.llm.emplace();
+    if (!v.IsMap() && !v.IsNull()) {
+      r.fail(v, "llm is a map: {} or { auth: none }");
+    } else if (v.IsMap()) {
+      r.checkKeys(v, {"auth"}, "llm");
+      if (auto a = v["auth"]; a.IsDefined()) {
+        auto mode = r.str(a, "llm.auth").value_or("");
+        if (mode == "none")
+          rt.llm->require_key = false;
+        else if (mode != "key")
+          r.fail(a, fmt::format("llm.auth must be 'key' or 'none', got '{}'", mode));
+      }
+    }
+    if (n["upstream"].IsDefined())
+      r.fail(n["upstream"], fmt::format("route '{}' has both 'llm' and 'upstream': pick one", rt.name));
+  } else if (auto v = n["welcome"]; v.IsDefined()) {
+    // The page a first run shows: what is configured and how to go on (no settings yet).
+    if (!v.IsNull() && !(v.IsMap() && v.size() == 0))
+      r.fail(v, "welcome takes no settings: write 'welcome: {}'");
+    if (n["upstream"].IsDefined())
+      r.fail(n["upstream"], fmt::format("route '{}' has both 'welcome' and 'upstream': pick one", rt.name));
+    rt.welcome = true;
+  } else if (auto v = n["upstream"]; v.IsDefined()) {
+    if (auto s = r.str(v, "upstream")) rt.upstream = *s;
+    rt.upstream_at = v.place();
+  } else {
+    r.fail(n, fmt::format(
+                  "route '{}' needs an 'upstream' (or 'llm: {{}}' to serve the LLM API, or 'welcome: {{}}')",
+                  rt.name));
+  }
+  // The LLM API holds the whole body in memory.
+  if (rt.llm && !n["max_body_bytes"].IsDefined()) rt.max_body_bytes = kLlmMaxBodyBytes;
+  if (auto v = n["filters"]; v.IsDefined()) readFilters(r, v, cfg, rt);
+  cfg.routes.push_back(std::move(rt));
+}
+
+bool isLoopbackHost(const std::string& host) {
+  if (host == "localhost") return true;
+  boost::system::error_code ec;
+  auto addr = boost::asio::ip::make_address(host, ec);
+  return !ec && addr.is_loopback();
+}
+
+/// Why an admin token is too easy to guess, or nullopt: at least 16 characters, printable
+/// with no spaces, and at least 8 distinct ones ("x", blanks or "aaaa..." are refused).
+std::optional<std::string> weakTokenReason(std::string_view token) {
+  if (token.size() < 16) return fmt::format("it has {} characters, at least 16 are needed", token.size());
+  bool seen[256] = {};
+  size_t distinct = 0;
+  for (unsigned char c : token) {
+    if (c <= ' ' || c == 127) return std::string("it holds spaces or control characters");
+    if (!seen[c]) {
+      seen[c] = true;
+      ++distinct;
+    }
+  }
+  if (distinct < 8)
+    return fmt::format("it uses only {} different characters, at least 8 are needed", distinct);
+  return std::nullopt;
+}
+
+void readAdmin(Reader& r, const config::Node& n, Config& cfg) {
+  if (!n.IsMap()) return r.fail(n, "admin must be a map");
+  cfg.admin.enabled = true;
+  readFields(adminSchema(), n, cfg.admin, r);
+  if (auto v = n["address"]; v.IsDefined()) {
+    cfg.admin.remote = !isLoopbackHost(cfg.admin.address.host);
+    if (cfg.admin.remote && !cfg.admin.allow_remote)
+      r.fail(v, "admin address must be loopback unless 'allow_remote: true' is set");
+  }
+  if (cfg.admin.token.empty()) {
+    if (n["token"].IsDefined()) r.fail(n, "admin needs a non-empty 'token' (use ${GANGLION_ADMIN_TOKEN})");
+    return;
+  }
+  if (auto why = weakTokenReason(cfg.admin.token))
+    r.fail(n["token"],
+           fmt::format("admin token is too weak: {} (generate one with: head -c 24 /dev/urandom | base64)",
+                       *why));
+}
+
+void validateReferences(Reader& r, Config& cfg) {
+  std::set<std::string> names;
+  for (auto& l : cfg.listeners)
+    if (!l.name.empty() && !names.insert(l.name).second)
+      r.failAt(l.at, fmt::format("duplicate listener name '{}'", l.name));
+  std::set<std::string> addresses;
+  for (auto& l : cfg.listeners)
+    if (l.address.port && !addresses.insert(l.address.text()).second)
+      r.failAt(l.at, fmt::format("two listeners on {}", l.address.text()));
+  names.clear();
+  for (auto& u : cfg.upstreams)
+    if (!u.name.empty() && !names.insert(u.name).second)
+      r.failAt(u.at, fmt::format("duplicate upstream name '{}'", u.name));
+  std::set<std::string> route_names;
+  for (auto& rt : cfg.routes) {
+    if (!rt.name.empty() && !route_names.insert(rt.name).second)
+      r.failAt(rt.at, fmt::format("duplicate route name '{}'", rt.name));
+    if (!rt.upstream.empty() && !names.count(rt.upstream))
+      r.failAt(rt.upstream_at, fmt::format("route '{}' names unknown upstream '{}'", rt.name, rt.upstream));
+  }
+  if (cfg.listeners.empty()) r.failAt({}, "at least one listener is required");
+  bool has_llm_route = false;
+  for (auto& rt : cfg.routes) has_llm_route = has_llm_route || rt.llm.has_value();
+  if (!cfg.providers.empty() && !has_llm_route) {
+    // The LLM API on every listener, ranked after every explicit route (docs/configuration.md).
+    RouteConfig api;
+    api.name = "llm-api";
+    api.match.path_prefix = "/v1/";
+    api.llm.emplace();
+    api.implicit = true;
+    api.at = cfg.providers.front().at;
+    api.retries = 0;
+    api.max_body_bytes = kLlmMaxBodyBytes;
+    api.first_byte_timeout = std::chrono::minutes(10);
+    api.idle_timeout = std::chrono::minutes(5);
+    cfg.routes.push_back(std::move(api));
+  }
+  for (auto& rt : cfg.routes) {
+    if (!rt.llm || !rt.llm->require_key) continue;
+    if (cfg.keys.empty()) {
+      r.failAt(rt.at, fmt::format("route '{}' serves the LLM API, which needs gateway keys: add 'keys:' "
+                                  "(or 'llm: {{ auth: none }}' on an explicit route for local use)",
+                                  rt.name));
+      continue;
+    }
+    // The LLM API checks gateway keys with the key_auth filter, as any route does. A route
+    // that lists none gets one, before its first rate_limit (whose `by: key` needs the key)
+    // and after the filters before it (a CORS preflight carries no key).
+    auto& chain = rt.filters;
+    auto is = [](std::string_view kind) {
+      return [kind](const std::shared_ptr<const http::Filter>& f) { return f->kind() == kind; };
+    };
+    if (std::any_of(chain.begin(), chain.end(), is("key_auth"))) continue;
+    if (auto key_auth = filters::buildFilter("key_auth", config::Node::null(), r, cfg))
+      chain.insert(std::find_if(chain.begin(), chain.end(), is("rate_limit")), std::move(key_auth));
+  }
+  // With every provider optional and keyless the LLM API still answers (no models) instead
+  // of refusing the config: one file serves whichever keys the environment has.
+  if (cfg.providers.empty() && cfg.skipped_providers.empty())
+    for (auto& rt : cfg.routes)
+      if (rt.llm)
+        r.failAt(rt.at,
+                 fmt::format("route '{}' serves the LLM API but no 'providers' are configured", rt.name));
+}
+
+}  // namespace
+
+namespace {
+
+/// Every section of a config tree, whatever format it came in.
+LoadResult loadTree(const config::Node& root, const std::string& path, bool expand_env) {
+  LoadResult result;
+  Reader r(path, expand_env);
+  Config cfg;
+  cfg.source_path = path;
+  if (!root.IsMap()) {
+    r.fail(root, "the config must be a map of sections (listeners, routes, ...)");
+    if (root.line() == 0 && root.path().empty()) r.errors.back().line = 1;
+    result.errors = std::move(r.errors);
+    return result;
+  }
+  r.checkKeys(root,
+              {"workers", "listeners", "upstreams", "routes", "keys", "providers", "models", "admin",
+               "access_log", "llm_cache", "state"},
+              "the top level");
+  llm::readProviders(r, root["providers"], cfg);
+  llm::readModels(r, root["models"], cfg);
+  readKeys(r, root["keys"], cfg);  // before routes: key_auth filters refer to keys
+  // Before routes too: a shared rate_limit keeps its counts in state.redis.
+  if (auto v = root["state"]; v.IsDefined()) {
+    readSection<Config, StateConfig, &Config::state, stateSchema>(r, v, cfg);
+    if (!cfg.state.sqlite.empty() && v["redis"].IsDefined())
+      r.fail(v, "state: set sqlite or redis, not both (with redis, spend is kept in Redis)");
+  }
+  if (auto v = root["workers"]; v.IsDefined())
+    if (auto w = r.integer<unsigned>(v, "workers", 0, 256)) cfg.workers = *w;
+  r.forEach(root["listeners"], "listeners", [&](const config::Node& n) { readListener(r, n, cfg); });
+  r.forEach(root["upstreams"], "upstreams", [&](const config::Node& n) { readUpstream(r, n, cfg); });
+  r.forEach(root["routes"], "routes", [&](const config::Node& n) { readRoute(r, n, cfg); });
+  if (auto v = root["admin"]; v.IsDefined()) readAdmin(r, v, cfg);
+  if (auto v = root["llm_cache"]; v.IsDefined()) {
+    if (!v.IsMap())
+      r.fail(v, "llm_cache must be a map: { max_bytes: 64MiB, ttl: 10m }");
+    else
+      readFields(llmCacheSchema(), v, cfg.llm_cache, r);
+  }
+  if (auto v = root["access_log"]; v.IsDefined()) {
+    if (!v.IsMap())
+      r.fail(v, "access_log must be a map");
+    else
+      readFields(accessLogSchema(), v, cfg.access_log, r);
+  }
+  validateReferences(r, cfg);
+  if (cfg.workers == 0) cfg.workers = std::max(1u, std::thread::hardware_concurrency());
+  std::stable_sort(r.errors.begin(), r.errors.end(),
+                   [](const ConfigError& a, const ConfigError& b) { return a.line < b.line; });
+  result.errors = std::move(r.errors);
+  if (result.errors.empty()) result.config = std::move(cfg);
+  return result;
+}
+
+LoadResult treeFailed(const config::TreeError& e, const std::string& path) {
+  LoadResult result;
+  result.errors.push_back({path, e.line, e.message, e.path});
+  return result;
+}
+
+}  // namespace
+
+LoadResult loadConfigText(const std::string& text, const std::string& path, bool expand_env) {
+  YAML::Node yaml;
+  try {
+    yaml = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    LoadResult result;
+    result.errors.push_back({path, e.mark.line >= 0 ? e.mark.line + 1 : 0, "YAML syntax: " + e.msg});
+    return result;
+  }
+  auto tree = config::fromYaml(yaml);
+  if (auto* e = std::get_if<config::TreeError>(&tree)) return treeFailed(*e, path);
+  return loadTree(std::get<config::Node>(tree), path, expand_env);
+}
+
+LoadResult loadConfigJson(const boost::json::value& json, const std::string& name) {
+  auto tree = config::fromJson(json);
+  if (auto* e = std::get_if<config::TreeError>(&tree)) return treeFailed(*e, name);
+  return loadTree(std::get<config::Node>(tree), name, false);
+}
+
+LoadResult loadConfigFile(const std::string& path) {
+  auto refuse = [&](std::string why) {
+    LoadResult result;
+    result.errors.push_back({path, 0, std::move(why)});
+    return result;
+  };
+  // Only a regular file: a directory read as empty text, and a FIFO blocked the reload (and
+  // the admin API waiting for it) until something wrote to it.
+  std::error_code ec;
+  const auto kind = std::filesystem::status(path, ec).type();
+  if (kind == std::filesystem::file_type::directory)
+    return refuse("cannot read the config: it is a directory");
+  if (!ec && kind != std::filesystem::file_type::regular)
+    return refuse("cannot read the config: it is not a regular file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return refuse("cannot open the file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return loadConfigText(ss.str(), path);
+}
+
+}  // namespace ganglion::server

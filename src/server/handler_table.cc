@@ -1,0 +1,67 @@
+#include "server/handler_table.h"
+
+#include <optional>
+
+#include "http/static_page.h"
+#include "loop/worker.h"
+#include "proxy/proxy_handler.h"
+#include "server/snapshot.h"
+
+namespace ganglion::server {
+
+using namespace ganglion::config;  // the composition reads every section
+
+http::RouteAction routeAction(const RouteConfig& route, const std::vector<UpstreamConfig>& upstreams) {
+  if (route.welcome) return {kWelcomeRow, 0};
+  if (route.llm) return {kLlmRow, 0};
+  for (size_t u = 0; u < upstreams.size(); ++u)
+    if (upstreams[u].name == route.upstream) return {kProxyRow, static_cast<uint32_t>(u)};
+  return {kProxyRow, 0};  // validation guarantees the upstream exists
+}
+
+/// Everything one worker runs one config version on.
+struct WorkerRequests::Version {
+  Version(loop::Worker& worker, std::shared_ptr<const Snapshot> snap,
+          std::vector<upstream::UpstreamRuntime> ups, llm::LlmHandler& llm_handler)
+      : snapshot(std::move(snap)),
+        upstreams(std::move(ups)),
+        proxy(worker, upstreams),
+        welcome(snapshot->welcome_page, "text/plain; charset=utf-8") {
+    if (snapshot->llm) llm.emplace(llm_handler, snapshot->config, *snapshot->llm, upstreams);
+  }
+  std::shared_ptr<const Snapshot> snapshot;
+  std::vector<upstream::UpstreamRuntime> upstreams;  ///< indexed like Snapshot::upstreams
+  proxy::ProxyHandler proxy;
+  std::optional<llm::LlmRoutes> llm;  ///< with providers (an llm route requires them)
+  http::StaticPage welcome;
+};
+
+WorkerRequests::WorkerRequests(loop::Worker& worker, telemetry::WorkerStats& stats, telemetry::AccessLog* log,
+                               llm::KeyLedger& ledger, llm::ResponseCache& cache)
+    : worker_(worker),
+      stats_(stats),
+      redis_(worker.io()),
+      manager_(worker.index(), stats, log, &redis_),
+      llm_(worker, stats, ledger, cache) {
+  worker_.onTick([this] {
+    if (current_) upstream::WorkerPools::expireIdle(current_->upstreams);
+  });
+}
+
+WorkerRequests::~WorkerRequests() = default;
+
+void WorkerRequests::install(std::shared_ptr<const Snapshot> snapshot) {
+  auto version =
+      std::make_shared<Version>(worker_, snapshot, pools_.runtimesFor(snapshot->upstreams, stats_), llm_);
+  auto routes = std::make_shared<http::WorkerRoutes>();
+  routes->router = std::shared_ptr<const http::Router>(snapshot, &snapshot->router);
+  routes->handlers.resize(kHandlerRows);
+  routes->handlers[kProxyRow] = &version->proxy;
+  routes->handlers[kLlmRow] = version->llm ? &*version->llm : nullptr;
+  routes->handlers[kWelcomeRow] = &version->welcome;
+  routes->handler_owner = version;
+  manager_.install(std::move(routes));
+  current_ = std::move(version);
+}
+
+}  // namespace ganglion::server

@@ -1,0 +1,56 @@
+// The terminal-handler table: the one place that says which handler serves a route (the
+// proxy, the LLM API, the welcome page; the admin API, the console and device ingest join it
+// here), and what each worker builds of them for each config version.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "config/config.h"
+#include "http/connection_manager.h"
+#include "llm/llm_handler.h"
+#include "store/redis_clients.h"
+#include "upstream/worker_pools.h"
+
+namespace ganglion::telemetry {
+class AccessLog;
+}
+
+namespace ganglion::server {
+
+struct Snapshot;
+
+/// The table's rows (RouteAction::handler).
+enum HandlerRow : uint8_t { kProxyRow, kLlmRow, kWelcomeRow, kHandlerRows };
+
+/// The row that serves `route` and its target there: the proxy with the index of the route's
+/// upstream in `upstreams`, the LLM API, or the welcome page. Main thread, at snapshot build.
+http::RouteAction routeAction(const config::RouteConfig& route,
+                              const std::vector<config::UpstreamConfig>& upstreams);
+
+/// One worker's request handling across config versions: the connection manager, the
+/// connection pools and the LLM handler live as long as the worker; each installed version
+/// gets its upstream runtimes and its row of handlers. Worker thread (made on the main thread
+/// before the worker starts).
+class WorkerRequests {
+ public:
+  WorkerRequests(loop::Worker& worker, telemetry::WorkerStats& stats, telemetry::AccessLog* log,
+                 llm::KeyLedger& ledger, llm::ResponseCache& cache);
+  ~WorkerRequests();
+  http::ConnectionManager& manager() { return manager_; }
+  /// Switches to `snapshot`; requests in flight finish on their version. Worker thread.
+  void install(std::shared_ptr<const Snapshot> snapshot);
+
+ private:
+  struct Version;
+  loop::Worker& worker_;
+  telemetry::WorkerStats& stats_;
+  store::RedisClients redis_;
+  http::ConnectionManager manager_;
+  upstream::WorkerPools pools_;
+  llm::LlmHandler llm_;
+  std::shared_ptr<Version> current_;
+};
+
+}  // namespace ganglion::server
