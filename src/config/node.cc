@@ -63,6 +63,7 @@ class TreeBuilder {
         d->kind = Node::Kind::kNull;
         break;
       case YAML::NodeType::Scalar:
+        if (!admitText(y.Scalar().size(), line, {})) return {};
         d->kind = Node::Kind::kScalar;
         d->scalar = y.Scalar();
         break;
@@ -113,6 +114,7 @@ class TreeBuilder {
         d->scalar = fmt::format("{}", v.get_double());  // shortest form that reads back: 0.15, 1e+30
         break;
       case boost::json::kind::string:
+        if (!admitText(v.get_string().size(), 0, path)) return {};
         d->kind = Node::Kind::kScalar;
         d->scalar = std::string(v.get_string());
         break;
@@ -132,6 +134,7 @@ class TreeBuilder {
         d->map.reserve(o.size());
         for (const auto& kv : o) {
           const std::string child = childPath(path, kv.key());
+          if (!admitText(kv.key().size(), 0, child)) return {};
           auto key = std::make_shared<Node::Data>();
           key->kind = Node::Kind::kScalar;
           key->scalar = std::string(kv.key());
@@ -148,6 +151,18 @@ class TreeBuilder {
 
  private:
   size_t values_ = 0;
+  size_t bytes_ = 0;
+
+  bool admitText(size_t size, int line, const std::string& path) {
+    if (error) return false;
+    bytes_ += size;
+    if (bytes_ > kMaxTreeBytes)
+      error = TreeError{line, path,
+                        fmt::format("the config's text adds up to more than {} MiB (YAML aliases that "
+                                    "repeat a long value count each time)",
+                                    kMaxTreeBytes >> 20)};
+    return !error;
+  }
 
   bool admit(size_t depth, int line, const std::string& path) {
     if (error) return false;

@@ -81,9 +81,12 @@ struct TreeError {
   std::string message;
 };
 
-/// The most values (maps, sequences, scalars) one tree may hold, and its deepest nesting: a
-/// few YAML aliases can name a billion values ("billion laughs"), and every reader recurses.
-constexpr size_t kMaxTreeValues = 2'000'000;
+/// The most values (maps, sequences, scalars) one tree may hold, the most bytes of text its
+/// scalars and keys may add up to, and its deepest nesting: a few YAML aliases can name a
+/// billion values ("billion laughs") or repeat one long text thousands of times, and every
+/// reader recurses. A config of 10,000 routes holds about 200,000 values and 1.3 MB of text.
+constexpr size_t kMaxTreeValues = 1'000'000;
+constexpr size_t kMaxTreeBytes = 16u << 20;
 constexpr size_t kMaxTreeDepth = 128;
 
 /// The tree of a parsed YAML document, lines from its marks. Aliases are followed (each use

@@ -41,7 +41,17 @@ TEST(ConfigNode, YamlAliasesThatExpandPastTheLimitAreAnError) {
         "l{0}: &l{0} [ *l{1}, *l{1}, *l{1}, *l{1}, *l{1}, *l{1}, *l{1}, *l{1}, *l{1}, *l{1} ]\n", i, i - 1);
   auto tree = fromYaml(YAML::Load(text));
   ASSERT_TRUE(std::holds_alternative<TreeError>(tree));
-  EXPECT_NE(std::get<TreeError>(tree).message.find("more than 2000000 values"), std::string::npos);
+  EXPECT_NE(std::get<TreeError>(tree).message.find("more than 1000000 values"), std::string::npos);
+}
+
+TEST(ConfigNode, AliasesThatRepeatALongTextPastTheLimitAreAnError) {
+  // 100 KB named 200 times: 20 MB of text from a 100 KB file (it took gigabytes before).
+  std::string text = "x: &s [ \"" + std::string(100'000, 'a') + "\" ]\ny: [";
+  for (int i = 0; i < 200; ++i) text += i ? ", *s" : " *s";
+  text += " ]\n";
+  auto tree = fromYaml(YAML::Load(text));
+  ASSERT_TRUE(std::holds_alternative<TreeError>(tree));
+  EXPECT_NE(std::get<TreeError>(tree).message.find("more than 16 MiB"), std::string::npos);
 }
 
 TEST(ConfigNode, NestingDeeperThanTheLimitIsAnError) {

@@ -9,11 +9,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <initializer_list>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "base/strings.h"
@@ -47,14 +50,14 @@ class Reader {
   explicit Reader(std::string file, bool expand_env = true)
       : file_(std::move(file)), expand_env_(expand_env) {}
 
+  /// At most kMaxErrors, the last of them saying that more were left out.
   std::vector<ConfigError> errors;
+  static constexpr size_t kMaxErrors = 1000;
+  /// Longer messages (a value quoted in full) are cut to this many bytes.
+  static constexpr size_t kMaxMessageBytes = 512;
 
-  void fail(const config::Node& at, std::string message) {
-    errors.push_back({file_, at.line(), std::move(message), at.path()});
-  }
-  void failAt(const config::Place& at, std::string message) {
-    errors.push_back({file_, at.line, std::move(message), at.path});
-  }
+  void fail(const config::Node& at, std::string message) { add(at.line(), at.path(), std::move(message)); }
+  void failAt(const config::Place& at, std::string message) { add(at.line, at.path, std::move(message)); }
 
   /// Rejects keys outside `allowed`, so a typo is an error and not a silently ignored field.
   void checkKeys(const config::Node& map, std::initializer_list<std::string_view> allowed,
@@ -65,26 +68,36 @@ class Reader {
   /// keep one of the two silently, and which one differs between them).
   void checkKeys(const config::Node& map, std::span<const std::string_view> allowed, std::string_view where) {
     if (!map.IsMap()) return;
-    std::vector<std::string> seen;
+    std::unordered_set<std::string_view> seen;  // linear: a map of 80,000 keys took 15 s
     for (const auto& kv : map) {
-      auto key = kv.first.Scalar();
+      const std::string& key = kv.first.Scalar();
       bool known = false;
       for (auto a : allowed) known = known || a == key;
       if (!known) fail(kv.first, fmt::format("unknown field '{}' in {}", key, where));
-      if (std::find(seen.begin(), seen.end(), key) != seen.end())
+      if (!seen.insert(key).second)
         fail(kv.first, fmt::format("field '{}' is written twice in {}", key, where));
-      else
-        seen.push_back(key);
     }
   }
 
   /// A scalar with ${VAR} and ${VAR:-default} expanded from the environment.
+  /// No control character but tab: values end up in request heads, paths and logs, where a
+  /// CR or LF would split them (a `rewrite` that carried one split the upstream request).
   std::optional<std::string> str(const config::Node& node, std::string_view what) {
     if (!node.IsScalar()) {
       fail(node, fmt::format("{} must be a string", what));
       return std::nullopt;
     }
-    return expand(node, node.Scalar());
+    auto value = expand(node, node.Scalar());
+    if (!value) return value;
+    for (char c : *value) {
+      const auto byte = static_cast<unsigned char>(c);
+      if ((byte < 0x20 && c != '\t') || byte == 0x7f) {
+        fail(node,
+             fmt::format("{} holds a control character (byte 0x{:02x}); write it on one line", what, byte));
+        return std::nullopt;
+      }
+    }
+    return value;
   }
 
   std::optional<std::string> expand(const config::Node& at, const std::string& raw) {
@@ -107,6 +120,9 @@ class Reader {
         const char* value = std::getenv(inner.c_str());
         if (value && *value) {
           out += value;
+          // An error that quotes this value shows the reference instead: the environment
+          // holds secrets (the admin token, provider keys) that errors must not repeat.
+          if (std::strlen(value) >= 4) substituted_.emplace_back(value, "${" + inner + "}");
         } else if (fallback) {
           out += *fallback;
         } else {
@@ -236,6 +252,27 @@ class Reader {
  private:
   std::string file_;
   bool expand_env_;
+  std::vector<std::pair<std::string, std::string>> substituted_;  ///< an expanded value → "${NAME}"
+
+  void add(int line, const std::string& path, std::string message) {
+    if (errors.size() > kMaxErrors) return;
+    if (errors.size() == kMaxErrors) {
+      errors.push_back(
+          {file_, line, fmt::format("more than {} errors: the rest are not shown", kMaxErrors), path});
+      return;
+    }
+    for (const auto& [value, reference] : substituted_)
+      for (size_t at = message.find(value); at != std::string::npos;
+           at = message.find(value, at + reference.size()))
+        message.replace(at, value.size(), reference);
+    if (message.size() > kMaxMessageBytes) {
+      size_t cut = kMaxMessageBytes - 3;
+      while (cut > 0 && (static_cast<unsigned char>(message[cut]) & 0xC0) == 0x80) --cut;  // whole UTF-8
+      message.resize(cut);
+      message += "...";
+    }
+    errors.push_back({file_, line, std::move(message), path});
+  }
 };
 
 }  // namespace ganglion::config

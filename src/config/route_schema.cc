@@ -78,6 +78,8 @@ void readMatchPath(Reader& r, const config::Node& v, RouteMatch& m) {
   auto s = r.str(v, Key);
   if (!s) return;
   if (s->empty() || (*s)[0] != '/') return r.fail(v, fmt::format("{} must start with '/'", Key));
+  if (s->find_first_of(" \t") != std::string::npos)
+    return r.fail(v, fmt::format("{} has a space: write it percent-encoded (%20)", Key));
   m.*Member = *s;
 }
 
@@ -134,6 +136,9 @@ void readRewrite(Reader& r, const config::Node& v, RouteConfig& rt) {
   auto s = r.str(p, "rewrite.path_prefix");
   if (!s) return;
   if (s->empty() || (*s)[0] != '/') return r.fail(p, "rewrite.path_prefix must start with '/'");
+  // It goes into the request line sent upstream, where a space would end the target.
+  if (s->find_first_of(" \t") != std::string::npos)
+    return r.fail(p, "rewrite.path_prefix has a space: write it percent-encoded (%20)");
   rt.rewrite_path_prefix = *s;
 }
 

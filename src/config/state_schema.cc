@@ -53,14 +53,18 @@ void readRedisUrl(Reader& r, const config::Node& n, StateConfig& st) {
   if (url->has_port()) {
     auto port = parseUint(url->port());
     if (!port || *port == 0 || *port > 65535)
-      return r.fail(n, fmt::format("state.redis port '{}' is invalid", url->port()));
+      return r.fail(n,
+                    "state.redis port must be a number from 1 to 65535 (percent-encode '@', ':' and '/' in "
+                    "the password)");
     st.redis_port = static_cast<uint16_t>(*port);
   }
   std::string_view path = url->encoded_path();
   if (!path.empty() && path != "/") {
     auto db = parseUint(path.substr(1));
     if (!db || *db > 1023)
-      return r.fail(n, fmt::format("state.redis database '{}' must be a number", path.substr(1)));
+      return r.fail(n,
+                    "state.redis database must be a number from 0 to 1023 (percent-encode '@', ':' and '/' "
+                    "in the password)");
     st.redis_db = static_cast<unsigned>(*db);
   }
   st.redis = true;

@@ -477,6 +477,10 @@ void readProviders(Reader& r, const config::Node& list, Config& cfg) {
     p.at = n.place();
     readFields(providerSchema(), n, p, r);
     if (!n["name"].IsDefined()) return;  // reported by readFields
+    // The region names the host calls are signed for and sent to (bedrock-runtime.<region>...).
+    if (p.region.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos)
+      r.fail(n["region"],
+             "region must be an AWS region name like us-east-1 (lower-case letters, digits, '-')");
     const KindInfo* kind = findKind(p.kind);
     if (!kind) {
       if (!n["kind"].IsDefined())

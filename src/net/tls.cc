@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <sys/stat.h>
 
 #include "base/strings.h"
 
@@ -64,6 +65,19 @@ int TlsServerContext::onServerName(SSL* ssl, int* /*alert*/, void* arg) {
   return SSL_TLSEXT_ERR_OK;  // unknown name: the default certificate, as nginx does
 }
 
+namespace {
+
+/// Why `path` must not be handed to OpenSSL: a FIFO or a device would block the open (and
+/// with it a reload or the admin API's config check) until something writes to it.
+std::optional<Error> notARegularFile(std::string_view what, const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    return Error{fmt::format("{} '{}' is not a regular file", what, path)};
+  return std::nullopt;
+}
+
+}  // namespace
+
 Result<std::shared_ptr<TlsServerContext>> TlsServerContext::create(const TlsServerSettings& settings) {
   auto out = std::shared_ptr<TlsServerContext>(new TlsServerContext());
   out->settings_ = settings;
@@ -75,6 +89,8 @@ Result<std::shared_ptr<TlsServerContext>> TlsServerContext::create(const TlsServ
     SSL_CTX* native = ctx->native_handle();
     SSL_CTX_set_min_proto_version(native, *version);
     SSL_CTX_set_options(native, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (auto bad = notARegularFile("certificate", files.cert)) return *bad;
+    if (auto bad = notARegularFile("private key", files.key)) return *bad;
     if (SSL_CTX_use_certificate_chain_file(native, files.cert.c_str()) != 1)
       return Error{fmt::format("cannot load certificate '{}': {}", files.cert, lastTlsError())};
     if (SSL_CTX_use_PrivateKey_file(native, files.key.c_str(), SSL_FILETYPE_PEM) != 1)
@@ -94,6 +110,7 @@ Result<std::shared_ptr<TlsServerContext>> TlsServerContext::create(const TlsServ
         },
         nullptr);
     if (!settings.client_ca.empty()) {
+      if (auto bad = notARegularFile("client CA", settings.client_ca)) return *bad;
       if (SSL_CTX_load_verify_locations(native, settings.client_ca.c_str(), nullptr) != 1)
         return Error{fmt::format("cannot load client CA '{}': {}", settings.client_ca, lastTlsError())};
       STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(settings.client_ca.c_str());
@@ -125,6 +142,7 @@ Result<std::shared_ptr<TlsClientContext>> TlsClientContext::create(const TlsClie
   ERR_clear_error();
   if (settings.verify) {
     if (!settings.ca.empty()) {
+      if (auto bad = notARegularFile("CA", settings.ca)) return *bad;
       if (SSL_CTX_load_verify_locations(native, settings.ca.c_str(), nullptr) != 1)
         return Error{fmt::format("cannot load CA '{}': {}", settings.ca, lastTlsError())};
     } else if (SSL_CTX_set_default_verify_paths(native) != 1) {
@@ -135,6 +153,8 @@ Result<std::shared_ptr<TlsClientContext>> TlsClientContext::create(const TlsClie
     SSL_CTX_set_verify(native, SSL_VERIFY_NONE, nullptr);
   }
   if (!settings.cert.empty()) {
+    if (auto bad = notARegularFile("client certificate", settings.cert)) return *bad;
+    if (auto bad = notARegularFile("client key", settings.key)) return *bad;
     if (SSL_CTX_use_certificate_chain_file(native, settings.cert.c_str()) != 1)
       return Error{fmt::format("cannot load client certificate '{}': {}", settings.cert, lastTlsError())};
     if (SSL_CTX_use_PrivateKey_file(native, settings.key.c_str(), SSL_FILETYPE_PEM) != 1)

@@ -407,7 +407,16 @@ LoadResult treeFailed(const config::TreeError& e, const std::string& path) {
 LoadResult loadConfigText(const std::string& text, const std::string& path, bool expand_env) {
   YAML::Node yaml;
   try {
-    yaml = YAML::Load(text);
+    // Every document, so that a second one (after `---`) is refused rather than ignored.
+    std::vector<YAML::Node> documents = YAML::LoadAll(text);
+    if (documents.size() > 1) {
+      LoadResult result;
+      result.errors.push_back(
+          {path, documents[1].Mark().line + 1,
+           fmt::format("the config holds {} YAML documents (split by '---'): write one", documents.size())});
+      return result;
+    }
+    if (!documents.empty()) yaml = documents.front();
   } catch (const YAML::Exception& e) {
     LoadResult result;
     result.errors.push_back({path, e.mark.line >= 0 ? e.mark.line + 1 : 0, "YAML syntax: " + e.msg});

@@ -3,10 +3,13 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <cstdlib>
 #include <filesystem>
+
+#include "config/reader.h"
 
 namespace ganglion::server {
 
@@ -472,6 +475,101 @@ TEST(Config, JsonConfigsAreCheckedLikeYamlWithJsonPaths) {
   ASSERT_EQ(not_a_map.errors.size(), 1u);
   EXPECT_EQ(not_a_map.errors[0].text(),
             "request body: $: the config must be a map of sections (listeners, routes, ...)");
+}
+
+// Found by an outside review of the config check (session 8); each failed before its fix.
+TEST(Config, ErrorsNeverQuoteAnExpandedVariable) {
+  setenv("GANGLION_TEST_TOKEN", "s3cret-T0ken-for-tests", 1);
+  setenv("GANGLION_TEST_REDIS_PW", "p@ss/word", 1);
+  auto r = loadConfigText(R"(workers: ${GANGLION_TEST_TOKEN}
+listeners: [ { name: a, address: "127.0.0.1:1" } ]
+providers: [ { name: o, kind: openai, api_key: k, base_url: "${GANGLION_TEST_TOKEN}" } ]
+state: { redis: "redis://:${GANGLION_TEST_REDIS_PW}@h:6379/0" }
+)",
+                          "t.yaml");
+  ASSERT_FALSE(r.config);
+  std::string all;
+  for (const auto& e : r.errors) all += e.text() + "\n";
+  EXPECT_EQ(all.find("s3cret-T0ken"), std::string::npos) << all;
+  EXPECT_EQ(all.find("word@h"), std::string::npos) << all;  // a / in the password split the URL
+  EXPECT_NE(all.find("t.yaml:1: workers must be an integer from 0 to 256, got '${GANGLION_TEST_TOKEN}'"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find("state.redis database must be a number from 0 to 1023"), std::string::npos) << all;
+  unsetenv("GANGLION_TEST_REDIS_PW");
+}
+
+TEST(Config, ControlCharactersThatWouldSplitARequestAreRefused) {
+  for (const char* extra :
+       {"rewrite: { path_prefix: \"/a\\r\\nX-Injected: yes\" }", "rewrite: { path_prefix: \"/a b\" }",
+        "match: { path_prefix: \"/a b\" }", "request_headers: { add: { x: \"v\\nX-Injected: yes\" } }"}) {
+    auto r = loadConfigText(std::string("listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\n"
+                                        "upstreams: [ { name: u, targets: [ \"h:1\" ], health_check: { host: "
+                                        "\"h\" } } ]\nroutes:\n  - name: r\n    upstream: u\n    ") +
+                                extra + "\n",
+                            "t.yaml");
+    ASSERT_FALSE(r.config) << extra;
+    EXPECT_EQ(r.errors[0].line, 6) << extra << ": " << r.errors[0].text();
+  }
+  auto host = loadConfigText(
+      "listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\n"
+      "upstreams: [ { name: u, targets: [ \"h:1\" ], health_check: { host: \"h\\r\\nX-Injected: yes\" } } "
+      "]\n",
+      "t.yaml");
+  ASSERT_FALSE(host.config);
+  EXPECT_NE(host.errors[0].message.find("health_check.host holds a control character (byte 0x0d)"),
+            std::string::npos)
+      << host.errors[0].text();
+  auto region = loadConfigText(
+      "listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\n"
+      "providers: [ { name: b, kind: bedrock, region: \"evil.example.com/\", access_key_id: a, "
+      "secret_access_key: b } ]\n",
+      "t.yaml");
+  ASSERT_FALSE(region.config);
+  EXPECT_NE(region.errors[0].message.find("region must be an AWS region name"), std::string::npos);
+}
+
+TEST(Config, ErrorsAreBoundedInNumberAndLength) {
+  std::string yaml = "listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\nroutes:\n  - name: r\n";
+  for (int i = 0; i < 80'000; ++i) yaml += fmt::format("    bad{}: 1\n", i);  // quadratic before
+  auto r = loadConfigText(yaml, "t.yaml");
+  ASSERT_EQ(r.errors.size(), config::Reader::kMaxErrors + 1);
+  bool told = false;
+  for (const auto& e : r.errors) told = told || e.message.find("more than 1000 errors") != std::string::npos;
+  EXPECT_TRUE(told);
+  auto long_value = loadConfigText(
+      "listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\nworkers: " + std::string(100'000, '7') + "\n",
+      "t.yaml");
+  ASSERT_FALSE(long_value.config);
+  EXPECT_LE(long_value.errors[0].message.size(), config::Reader::kMaxMessageBytes);
+  EXPECT_EQ(long_value.errors[0].message.substr(long_value.errors[0].message.size() - 3), "...");
+}
+
+TEST(Config, ASecondYamlDocumentIsRefused) {
+  auto r =
+      loadConfigText("listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\n---\nlisteners: bad\n", "t.yaml");
+  ASSERT_FALSE(r.config);
+  EXPECT_EQ(r.errors[0].text(), "t.yaml:3: the config holds 2 YAML documents (split by '---'): write one");
+}
+
+TEST(Config, CertificatePathsMustBeRegularFiles) {
+  // A FIFO blocked the load (a reload, the admin API's config check) until something wrote to it.
+  const std::string fifo =
+      std::filesystem::temp_directory_path() / fmt::format("ganglion-fifo-{}", ::getpid());
+  ::unlink(fifo.c_str());
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto r = loadConfigText(
+      fmt::format("listeners: [ {{ name: a, address: \"127.0.0.1:1\", tls: {{ certificates: "
+                  "[ {{ cert: \"{0}\", key: \"{0}\" }} ] }} }} ]\n"
+                  "upstreams: [ {{ name: u, targets: [ \"h:1\" ], tls: {{ ca: \"{0}\" }} }} ]\n",
+                  fifo),
+      "t.yaml");
+  ::unlink(fifo.c_str());
+  ASSERT_FALSE(r.config);
+  std::string all;
+  for (const auto& e : r.errors) all += e.text() + "\n";
+  EXPECT_NE(all.find("certificate '" + fifo + "' is not a regular file"), std::string::npos) << all;
+  EXPECT_NE(all.find("CA '" + fifo + "' is not a regular file"), std::string::npos) << all;
 }
 
 }  // namespace

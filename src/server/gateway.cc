@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/ranges.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -723,25 +724,29 @@ int Gateway::run() {
   }
   if (cfg.admin.enabled) {
     admin_ = std::make_unique<admin::AdminServer>(
-        main_loop_,
-        admin::AdminApi{
-            .ready = [this] { return ready(); },
-            .metrics = [this] { return metricsText(); },
-            .config_json = [this] { return configToRedactedJson(snapshot_->config); },
-            .reload = [this] { return reload(); },
-            .llm_keys = [this] { return llmKeys(); },
-            .check_config =
-                {
-                    .json =
-                        [](const boost::json::value& body) {
-                          return loadConfigJson(body, "request body").errors;
-                        },
-                    .yaml =
-                        [](const std::string& body) {
-                          return loadConfigText(body, "request body", /*expand_env=*/false).errors;
-                        },
-                },
-        });
+        main_loop_, admin::AdminApi{
+                        .ready = [this] { return ready(); },
+                        .metrics = [this] { return metricsText(); },
+                        .config_json = [this] { return configToRedactedJson(snapshot_->config); },
+                        .reload = [this] { return reload(); },
+                        .llm_keys = [this] { return llmKeys(); },
+                        .check_config =
+                            {
+                                .json =
+                                    [](const boost::json::value& body) {
+                                      auto errors = loadConfigJson(body, "request body").errors;
+                                      ::malloc_trim(0);  // a large config's tree goes back to the system
+                                      return errors;
+                                    },
+                                .yaml =
+                                    [](const std::string& body) {
+                                      auto errors =
+                                          loadConfigText(body, "request body", /*expand_env=*/false).errors;
+                                      ::malloc_trim(0);
+                                      return errors;
+                                    },
+                            },
+                    });
     int admin_fd = -1;
     if (auto it = inherited_.find("admin|" + cfg.admin.address.text());
         it != inherited_.end() && !it->second.empty()) {
