@@ -408,7 +408,7 @@ LoadResult loadConfigText(const std::string& text, const std::string& path, bool
   YAML::Node yaml;
   try {
     // Every document, so that a second one (after `---`) is refused rather than ignored.
-    std::vector<YAML::Node> documents = YAML::LoadAll(text);
+    std::vector<YAML::Node> documents = YAML::LoadAll(text);  // freed at the end of this block
     if (documents.size() > 1) {
       LoadResult result;
       result.errors.push_back(
@@ -423,6 +423,7 @@ LoadResult loadConfigText(const std::string& text, const std::string& path, bool
     return result;
   }
   auto tree = config::fromYaml(yaml);
+  yaml.reset();  // the sections are read from the tree: yaml-cpp's copy goes before they are
   if (auto* e = std::get_if<config::TreeError>(&tree)) return treeFailed(*e, path);
   return loadTree(std::get<config::Node>(tree), path, expand_env);
 }
