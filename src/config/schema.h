@@ -168,13 +168,18 @@ boost::json::object fieldsToJson(const Schema<T>& schema, const T& value) {
 /// A nested map with its own schema, as a kCustom field of the section around it:
 /// `.read = readSection<Upstream, Outlier, &Upstream::outlier, outlierSchema>,
 ///  .show = showSection<...same...>`. The nested schema's docs table is listed apart.
+/// Whether `value` is a map, as a nested section must be; the section's error otherwise.
+template <class S>
+bool isSectionMap(Reader& r, const config::Node& value, const Schema<S>& schema) {
+  if (value.IsMap()) return true;
+  r.fail(value, schema.not_a_map.empty() ? fmt::format("{} must be a map", schema.section)
+                                         : std::string(schema.not_a_map));
+  return false;
+}
+
 template <class T, class S, S T::*Member, const Schema<S>& (*Nested)()>
 void readSection(Reader& r, const config::Node& value, T& out) {
-  const Schema<S>& schema = Nested();
-  if (!value.IsMap())
-    return r.fail(value, schema.not_a_map.empty() ? fmt::format("{} must be a map", schema.section)
-                                                  : std::string(schema.not_a_map));
-  readFields(schema, value, out.*Member, r);
+  if (isSectionMap(r, value, Nested())) readFields(Nested(), value, out.*Member, r);
 }
 template <class T, class S, S T::*Member, const Schema<S>& (*Nested)()>
 boost::json::value showSection(const T& in) {
@@ -183,11 +188,7 @@ boost::json::value showSection(const T& in) {
 /// As readSection, for a section whose presence turns a feature on (`std::optional<S>`).
 template <class T, class S, std::optional<S> T::*Member, const Schema<S>& (*Nested)()>
 void readOptionalSection(Reader& r, const config::Node& value, T& out) {
-  const Schema<S>& schema = Nested();
-  if (!value.IsMap())
-    return r.fail(value, schema.not_a_map.empty() ? fmt::format("{} must be a map", schema.section)
-                                                  : std::string(schema.not_a_map));
-  readFields(schema, value, (out.*Member).emplace(), r);
+  if (isSectionMap(r, value, Nested())) readFields(Nested(), value, (out.*Member).emplace(), r);
 }
 template <class T, class S, std::optional<S> T::*Member, const Schema<S>& (*Nested)()>
 boost::json::value showOptionalSection(const T& in) {
