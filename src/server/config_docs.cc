@@ -2,6 +2,7 @@
 
 #include "config/schema.h"
 #include "llm/llm_config.h"
+#include "net/tls_config.h"
 
 namespace ganglion::server {
 
@@ -9,6 +10,9 @@ using namespace ganglion::config;  // the composition reads every section
 
 std::vector<DocsTable> schemaDocsTables() {
   return {{"listener", docsTable(config::listenerSchema())},
+          {"listener_tls", docsTable(net::tlsServerSchema())},
+          {"certificate", docsTable(net::certificateSchema())},
+          {"upstream_tls", docsTable(net::tlsClientSchema())},
           {"admin", docsTable(config::adminSchema())},
           {"access_log", docsTable(config::accessLogSchema())},
           {"llm_cache", docsTable(config::llmCacheSchema())},

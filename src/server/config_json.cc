@@ -6,7 +6,7 @@
 #include "config/config.h"
 #include "config/schema.h"
 #include "llm/llm_config.h"
-#include "net/tls.h"
+#include "net/tls_config.h"
 #include "server/config_loader.h"
 
 namespace ganglion::server {
@@ -22,29 +22,13 @@ std::string configToRedactedJson(const Config& c) {
   json::array listeners;
   for (const auto& l : c.listeners) {
     listeners.push_back(fieldsToJson(listenerSchema(), l));
-    if (l.tls) {
-      json::array certs;
-      for (const auto& c : l.tls->settings().certificates) {
-        json::array names;
-        for (const auto& n : c.server_names) names.emplace_back(n);
-        certs.push_back(json::object{{"cert", c.cert}, {"key", c.key}, {"server_names", std::move(names)}});
-      }
-      listeners.back().as_object()["tls"] =
-          json::object{{"certificates", std::move(certs)},
-                       {"client_ca", l.tls->settings().client_ca},
-                       {"require_client_cert", l.tls->settings().require_client_cert},
-                       {"min_version", l.tls->settings().min_version}};
-    }
+    if (l.tls) listeners.back().as_object()["tls"] = fieldsToJson(net::tlsServerSchema(), l.tls->settings());
   }
   root["listeners"] = std::move(listeners);
   json::array upstreams;
   for (const auto& u : c.upstreams) {
     upstreams.push_back(fieldsToJson(upstreamSchema(), u));
-    if (u.tls) {
-      const auto& t = u.tls->settings();
-      upstreams.back().as_object()["tls"] =
-          json::object{{"verify", t.verify}, {"ca", t.ca}, {"cert", t.cert}, {"server_name", t.server_name}};
-    }
+    if (u.tls) upstreams.back().as_object()["tls"] = fieldsToJson(net::tlsClientSchema(), u.tls->settings());
   }
   root["upstreams"] = std::move(upstreams);
   json::array routes;

@@ -22,7 +22,7 @@
 #include "http/filter.h"
 #include "http/path.h"
 #include "llm/llm_config.h"
-#include "net/tls.h"
+#include "net/tls_config.h"
 
 namespace ganglion::server {
 
@@ -30,82 +30,12 @@ using namespace ganglion::config;  // the composition reads every section
 
 namespace {
 
-std::shared_ptr<net::TlsServerContext> readListenerTls(Reader& r, const config::Node& n) {
-  if (!n.IsMap()) {
-    r.fail(n, "tls must be a map: { certificates: [ { cert, key, server_names } ], client_ca, ... }");
-    return nullptr;
-  }
-  r.checkKeys(n, {"certificates", "client_ca", "require_client_cert", "min_version"}, "tls");
-  net::TlsServerSettings settings;
-  size_t errors_before = r.errors.size();
-  r.forEach(n["certificates"], "certificates", [&](const config::Node& c) {
-    if (!c.IsMap()) return r.fail(c, "a certificate is a map: { cert, key, server_names }");
-    r.checkKeys(c, {"cert", "key", "server_names"}, "certificate");
-    net::CertificateFiles files;
-    if (auto v = c["cert"]; v.IsDefined())
-      files.cert = r.str(v, "cert").value_or("");
-    else
-      r.fail(c, "certificate needs 'cert' (a PEM file)");
-    if (auto v = c["key"]; v.IsDefined())
-      files.key = r.str(v, "key").value_or("");
-    else
-      r.fail(c, "certificate needs 'key' (a PEM file)");
-    r.forEach(c["server_names"], "server_names", [&](const config::Node& name) {
-      if (auto s = r.str(name, "server name")) files.server_names.push_back(toLower(*s));
-    });
-    settings.certificates.push_back(std::move(files));
-  });
-  if (settings.certificates.empty()) r.fail(n, "tls needs at least one entry in 'certificates'");
-  if (auto v = n["client_ca"]; v.IsDefined()) settings.client_ca = r.str(v, "client_ca").value_or("");
-  if (auto v = n["require_client_cert"]; v.IsDefined())
-    settings.require_client_cert = r.boolean(v, "require_client_cert").value_or(true);
-  if (auto v = n["min_version"]; v.IsDefined())
-    settings.min_version = r.str(v, "min_version").value_or("1.2");
-  if (r.errors.size() != errors_before) return nullptr;
-  auto ctx = net::TlsServerContext::create(settings);
-  if (!ctx) {
-    r.fail(n, ctx.error().message);
-    return nullptr;
-  }
-  return *ctx;
-}
-
-std::shared_ptr<net::TlsClientContext> readUpstreamTls(Reader& r, const config::Node& n) {
-  net::TlsClientSettings settings;
-  if (n.IsScalar()) {
-    auto on = r.boolean(n, "tls");
-    if (!on || !*on) return nullptr;
-  } else if (n.IsMap()) {
-    r.checkKeys(n, {"verify", "ca", "cert", "key", "server_name", "min_version"}, "upstream tls");
-    size_t errors_before = r.errors.size();
-    if (auto v = n["verify"]; v.IsDefined()) settings.verify = r.boolean(v, "verify").value_or(true);
-    if (auto v = n["ca"]; v.IsDefined()) settings.ca = r.str(v, "ca").value_or("");
-    if (auto v = n["cert"]; v.IsDefined()) settings.cert = r.str(v, "cert").value_or("");
-    if (auto v = n["key"]; v.IsDefined()) settings.key = r.str(v, "key").value_or("");
-    if (auto v = n["server_name"]; v.IsDefined()) settings.server_name = r.str(v, "server_name").value_or("");
-    if (auto v = n["min_version"]; v.IsDefined())
-      settings.min_version = r.str(v, "min_version").value_or("1.2");
-    if (settings.cert.empty() != settings.key.empty())
-      r.fail(n, "upstream tls needs both 'cert' and 'key', or neither");
-    if (r.errors.size() != errors_before) return nullptr;
-  } else {
-    r.fail(n, "upstream tls is true, or a map: { verify, ca, cert, key, server_name }");
-    return nullptr;
-  }
-  auto ctx = net::TlsClientContext::create(settings);
-  if (!ctx) {
-    r.fail(n, ctx.error().message);
-    return nullptr;
-  }
-  return *ctx;
-}
-
 void readListener(Reader& r, const config::Node& n, Config& cfg) {
   ListenerConfig l;
   l.at = n.place();
   if (!n.IsMap()) return r.fail(n, "a listener must be a map");
   readFields(listenerSchema(), n, l, r);
-  if (auto v = n["tls"]; v.IsDefined()) l.tls = readListenerTls(r, v);
+  if (auto v = n["tls"]; v.IsDefined()) l.tls = net::readTlsServer(r, v);
   cfg.listeners.push_back(std::move(l));
 }
 
@@ -119,7 +49,7 @@ void readUpstream(Reader& r, const config::Node& n, Config& cfg) {
     r.fail(n, fmt::format("upstream '{}' needs at least one target", u.name));
   if (auto v = n["hash_on"]; v.IsDefined() && u.balance != Balance::kHash)
     r.fail(v, "hash_on needs 'balance: hash'");
-  if (auto v = n["tls"]; v.IsDefined()) u.tls = readUpstreamTls(r, v);
+  if (auto v = n["tls"]; v.IsDefined()) u.tls = net::readTlsClient(r, v);
   cfg.upstreams.push_back(std::move(u));
 }
 

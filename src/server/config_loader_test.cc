@@ -572,5 +572,39 @@ TEST(Config, CertificatePathsMustBeRegularFiles) {
   EXPECT_NE(all.find("CA '" + fifo + "' is not a regular file"), std::string::npos) << all;
 }
 
+TEST(Config, TlsMapsReadWithTheirSchemas) {
+  auto r = loadConfigText(R"(listeners:
+  - name: a
+    address: "127.0.0.1:1"
+    tls: { certificates: [ { cert: c.pem, kye: k.pem } ], min_version: "1.3" }
+  - name: b
+    address: "127.0.0.1:2"
+    tls: { certificates: [] }
+upstreams:
+  - { name: u, targets: [ "h:1" ], tls: { cert: c.pem } }
+  - { name: v, targets: [ "h:1" ], tls: [ x ] }
+)",
+                          "t.yaml");
+  ASSERT_FALSE(r.config);
+  std::string all;
+  for (const auto& e : r.errors) all += e.text() + "\n";
+  EXPECT_NE(all.find("t.yaml:4: unknown field 'kye' in certificate"), std::string::npos) << all;
+  EXPECT_NE(all.find("t.yaml:4: certificate needs 'key' (a PEM file)"), std::string::npos) << all;
+  EXPECT_NE(all.find("t.yaml:7: tls needs at least one entry in 'certificates'"), std::string::npos) << all;
+  EXPECT_NE(all.find("t.yaml:9: upstream tls needs both 'cert' and 'key', or neither"), std::string::npos)
+      << all;
+  EXPECT_NE(all.find("t.yaml:10: upstream tls is true, or a map"), std::string::npos) << all;
+  auto ok = loadConfigText(
+      "listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\n"
+      "upstreams: [ { name: u, targets: [ \"h:1\" ], tls: { verify: false, server_name: api.example } } ]\n",
+      "t.yaml");
+  ASSERT_TRUE(ok.config) << ok.errors[0].text();
+  EXPECT_NE(configToRedactedJson(*ok.config)
+                .find(R"("tls":{"verify":false,"ca":"","cert":"","key":"","server_name":"api.example",)"
+                      R"("min_version":"1.2"})"),
+            std::string::npos)
+      << configToRedactedJson(*ok.config);
+}
+
 }  // namespace
 }  // namespace ganglion::server
