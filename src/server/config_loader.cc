@@ -274,6 +274,26 @@ void validateReferences(Reader& r, Config& cfg) {
 
 namespace {
 
+/// The 1-based line where a second YAML document starts (a `---` line after content), or 0.
+/// A `---` at the start of a line always marks a document: block scalars are indented.
+int secondDocumentLine(std::string_view text) {
+  bool content = false;
+  int line = 0;
+  for (size_t at = 0; at < text.size();) {
+    const size_t end = std::min(text.find('\n', at), text.size());
+    std::string_view l = text.substr(at, end - at);
+    ++line;
+    at = end + 1;
+    if (l.substr(0, 3) == "---" && (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r')) {
+      if (content) return line;
+      l.remove_prefix(3);  // what follows the first marker on its line is content
+    }
+    const size_t first = l.find_first_not_of(" \t\r");
+    if (first != std::string_view::npos && l[first] != '#' && !(first == 0 && l[0] == '%')) content = true;
+  }
+  return 0;
+}
+
 /// Every section of a config tree, whatever format it came in.
 LoadResult loadTree(const config::Node& root, const std::string& path, bool expand_env) {
   LoadResult result;
@@ -335,18 +355,19 @@ LoadResult treeFailed(const config::TreeError& e, const std::string& path) {
 }  // namespace
 
 LoadResult loadConfigText(const std::string& text, const std::string& path, bool expand_env) {
+  // One document: a second one (after a `---` line) is refused rather than ignored. Found in
+  // the text: yaml-cpp's LoadAll looped without end on some inputs (a NUL byte, found by
+  // fuzzing), where Load stops after the first document.
+  if (const int second = secondDocumentLine(text)) {
+    LoadResult result;
+    result.errors.push_back({path, second,
+                             "the config holds more than one YAML document (a second starts "
+                             "with '---'): write one"});
+    return result;
+  }
   YAML::Node yaml;
   try {
-    // Every document, so that a second one (after `---`) is refused rather than ignored.
-    std::vector<YAML::Node> documents = YAML::LoadAll(text);  // freed at the end of this block
-    if (documents.size() > 1) {
-      LoadResult result;
-      result.errors.push_back(
-          {path, documents[1].Mark().line + 1,
-           fmt::format("the config holds {} YAML documents (split by '---'): write one", documents.size())});
-      return result;
-    }
-    if (!documents.empty()) yaml = documents.front();
+    yaml = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     LoadResult result;
     result.errors.push_back({path, e.mark.line >= 0 ? e.mark.line + 1 : 0, "YAML syntax: " + e.msg});

@@ -549,7 +549,14 @@ TEST(Config, ASecondYamlDocumentIsRefused) {
   auto r =
       loadConfigText("listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\n---\nlisteners: bad\n", "t.yaml");
   ASSERT_FALSE(r.config);
-  EXPECT_EQ(r.errors[0].text(), "t.yaml:3: the config holds 2 YAML documents (split by '---'): write one");
+  EXPECT_EQ(r.errors[0].text(),
+            "t.yaml:2: the config holds more than one YAML document (a second starts with '---'): write one");
+  // A marker before the only document, comments and directives are fine.
+  EXPECT_TRUE(
+      loadConfigText("%YAML 1.2\n# c\n---\nlisteners: [ { name: a, address: \"127.0.0.1:1\" } ]\n", "t.yaml")
+          .config);
+  // yaml-cpp's LoadAll looped without end on a JSON-like text with NUL bytes (config_fuzz):
+  // tests/fuzz/crashes/config-yaml-loadall-loops-on-nul replays it.
 }
 
 TEST(Config, CertificatePathsMustBeRegularFiles) {
