@@ -1,10 +1,8 @@
 #include "admin/config_check.h"
 
-#include <fmt/format.h>
-
 #include <boost/json.hpp>
 
-#include "base/bounded_json.h"
+#include "admin/reply.h"
 #include "http/headers.h"
 
 namespace ganglion::admin {
@@ -23,15 +21,9 @@ std::pair<int, std::string> checkConfigBody(std::string_view body, ConfigFormat 
   std::vector<config::ConfigError> found;
   if (format == ConfigFormat::kJson) {
     // A config of 10,000 routes holds about 200,000 values; the admin API reads at most 1 MiB.
-    BoundedJson parsed = parseBoundedJson(body, JsonBounds{200'000, 1'000'000, 64}, json::storage_ptr());
-    if (parsed.fault == JsonFault::kSyntax)
-      return {400, http::jsonErrorBody(
-                       400, "invalid_json",
-                       fmt::format("the body is not valid JSON: {} at byte {}", parsed.reason, parsed.at))};
-    if (parsed.fault != JsonFault::kNone)
-      return {400, http::jsonErrorBody(400, "invalid_json",
-                                       "the body nests deeper than 64 levels or holds too many values")};
-    found = check.json(parsed.value);
+    auto parsed = parseJsonBody(body, JsonBounds{200'000, 1'000'000, 64});
+    if (!parsed) return {400, http::jsonErrorBody(400, parsed.error().code, parsed.error().message)};
+    found = check.json(*parsed);
   } else {
     found = check.yaml(std::string(body));
   }

@@ -28,20 +28,27 @@ std::optional<std::string> Request::queryParam(std::string_view name) const {
   return std::nullopt;
 }
 
-Result<json::object> Request::jsonBody() const {
-  if (body.empty()) return Error("the request needs a JSON object body", "invalid_json", 400);
-  BoundedJson parsed = parseBoundedJson(body, JsonBounds{10'000, 100'000, 32}, json::storage_ptr());
+Result<json::value> parseJsonBody(std::string_view body, const JsonBounds& bounds) {
+  BoundedJson parsed = parseBoundedJson(body, bounds, json::storage_ptr());
   switch (parsed.fault) {
     case JsonFault::kNone:
-      break;
+      return std::move(parsed.value);
     case JsonFault::kSyntax:
       return Error(fmt::format("the body is not valid JSON: {} at byte {}", parsed.reason, parsed.at),
                    "invalid_json", 400);
     default:
-      return Error("the body nests too deep or holds too many values", "invalid_json", 400);
+      return Error(
+          fmt::format("the body nests deeper than {} levels or holds too many values", bounds.max_depth),
+          "invalid_json", 400);
   }
-  if (!parsed.value.is_object()) return Error("the body must be a JSON object", "invalid_json", 400);
-  return std::move(parsed.value.get_object());
+}
+
+Result<json::object> Request::jsonBody() const {
+  if (body.empty()) return Error("the request needs a JSON object body", "invalid_json", 400);
+  auto parsed = parseJsonBody(body, JsonBounds{10'000, 100'000, 32});
+  if (!parsed) return parsed.error();
+  if (!parsed->is_object()) return Error("the body must be a JSON object", "invalid_json", 400);
+  return std::move(parsed->get_object());
 }
 
 Reply errorReply(int status, std::string_view type, std::string_view message) {

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/bounded_json.h"
 #include "base/result.h"
 
 namespace ganglion::admin {
@@ -35,6 +36,10 @@ struct Request {
   /// The body as a JSON object; a 400 naming where it broke otherwise.
   Result<boost::json::object> jsonBody() const;
 };
+
+/// `body` parsed as JSON within `bounds`; a 400 `invalid_json` saying where it broke, or that
+/// it nests too deep or holds too many values, otherwise.
+Result<boost::json::value> parseJsonBody(std::string_view body, const JsonBounds& bounds);
 
 struct Reply {
   int status = 200;
