@@ -128,6 +128,9 @@ void readFields(const Schema<T>& schema, const config::Node& node, T& out, Reade
   }
 }
 
+/// A duration as GET /config shows every one: "<n>ms".
+inline std::string durationText(Millis d) { return std::to_string(d.count()) + "ms"; }
+
 /// The declared fields of `value` for GET /config, secrets as "<redacted>" (left out when
 /// empty), durations as "<n>ms", addresses as host:port.
 template <class T>
@@ -153,7 +156,7 @@ boost::json::object fieldsToJson(const Schema<T>& schema, const T& value) {
             const auto& v = value.*member;
             using V = std::decay_t<decltype(v)>;
             if constexpr (std::is_same_v<V, Millis>)
-              o[key] = std::to_string(v.count()) + "ms";
+              o[key] = durationText(v);
             else if constexpr (std::is_same_v<V, HostPort>)
               o[key] = v.text();
             else

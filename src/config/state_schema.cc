@@ -85,7 +85,7 @@ void readRedisTimeout(Reader& r, const config::Node& v, StateConfig& st) {
 
 json::value showRedisTimeout(const StateConfig& st) {
   if (!st.redis) return nullptr;
-  return json::string(std::to_string(st.redis_timeout.count()) + "ms");
+  return json::string(durationText(st.redis_timeout));
 }
 
 }  // namespace

@@ -142,7 +142,7 @@ void readProviderIdleTimeout(Reader& r, const config::Node& v, ProviderConfig& p
 }
 
 json::value showProviderIdleTimeout(const ProviderConfig& p) {
-  return json::string(std::to_string(p.upstream.idle_timeout.count()) + "ms");
+  return json::string(durationText(p.upstream.idle_timeout));
 }
 
 void readTargetPrice(Reader& r, const config::Node& v, ModelTarget& t) { t.price = readPrice(r, v); }
