@@ -209,10 +209,7 @@ http::Task<void> AdminServer::handle(http::ServerConnection& conn) {
   request.body = conn.wholeBody();
   if (const auto* type = head.headers.find("content-type")) {
     std::string_view media = type->value;
-    media = media.substr(0, media.find(';'));
-    while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) media.remove_suffix(1);
-    while (!media.empty() && (media.front() == ' ' || media.front() == '\t')) media.remove_prefix(1);
-    request.media_type = toLower(media);
+    request.media_type = toLower(trim(media.substr(0, media.find(';'))));
   }
   Reply reply = co_await (*m.endpoint)(request);
   co_await send(conn, reply);
