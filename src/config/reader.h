@@ -120,7 +120,9 @@ class Reader {
           out += value;
           // An error that quotes this value shows the reference instead: the environment
           // holds secrets (the admin token, provider keys) that errors must not repeat.
-          if (std::strlen(value) >= 4) substituted_.emplace_back(value, "${" + inner + "}");
+          if (std::strlen(value) >= 4 && std::none_of(substituted_.begin(), substituted_.end(),
+                                                      [&](const auto& s) { return s.first == value; }))
+            substituted_.emplace_back(value, "${" + inner + "}");
         } else if (fallback) {
           out += *fallback;
         } else {
@@ -248,7 +250,8 @@ class Reader {
  private:
   std::string file_;
   bool expand_env_;
-  std::vector<std::pair<std::string, std::string>> substituted_;  ///< an expanded value → "${NAME}"
+  /// An expanded value → "${NAME}", once each (10,000 routes may name the same variable).
+  std::vector<std::pair<std::string, std::string>> substituted_;
 
   void add(int line, const std::string& path, std::string message) {
     if (errors.size() > kMaxErrors) return;
