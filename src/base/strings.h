@@ -21,6 +21,7 @@ inline bool iequals(std::string_view a, std::string_view b) {
 }
 
 std::string toLower(std::string_view s);
+std::string toUpper(std::string_view s);
 std::string_view trim(std::string_view s);
 
 /// True when the comma-separated list `list` holds `token` (case-insensitive), as in

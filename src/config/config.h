@@ -150,9 +150,10 @@ struct RouteConfig {
   HeaderOps response_headers;
   /// Built filters in the order written; shared, immutable, used by every worker.
   std::vector<std::shared_ptr<const http::Filter>> filters;
-  std::vector<std::string> filter_kinds;  ///< for /config
-  config::Place at;                       ///< where it is written, for errors found later
-  config::Place upstream_at;              ///< where `upstream:` is written, for reference errors
+  /// For GET /config: each filter as written, `{"<kind>": {settings}}` (JSON text, secrets redacted).
+  std::vector<std::string> filters_shown;
+  config::Place at;           ///< where it is written, for errors found later
+  config::Place upstream_at;  ///< where `upstream:` is written, for reference errors
 };
 
 /// Money is counted in integer picodollars (1e-12 USD): a price in USD per million tokens

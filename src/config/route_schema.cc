@@ -96,8 +96,7 @@ void readMethods(Reader& r, const config::Node& v, RouteMatch& m) {
   r.forEach(v, "methods", [&](const config::Node& item) {
     auto s = r.str(item, "method");
     if (!s) return;
-    std::string upper(*s);
-    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    std::string upper = toUpper(*s);
     if (!isToken(upper)) return r.fail(item, fmt::format("'{}' is not a valid method", *s));
     m.methods.push_back(upper);
   });
@@ -154,13 +153,7 @@ void readHeaderOps(Reader& r, const config::Node& v, RouteConfig& rt) {
 
 template <HeaderOps RouteConfig::*Member>
 json::value showHeaderOps(const RouteConfig& rt) {
-  const HeaderOps& ops = rt.*Member;
-  json::object add;
-  // Added header values often carry credentials (${UPSTREAM_TOKEN}): never shown.
-  for (const auto& [k, v] : ops.add) add[k] = "<redacted>";
-  json::array remove;
-  for (const auto& x : ops.remove) remove.emplace_back(x);
-  return json::object{{"add", std::move(add)}, {"remove", std::move(remove)}};
+  return headerOpsToJson(rt.*Member);
 }
 
 constexpr char kRequestHeaders[] = "request_headers";
@@ -183,7 +176,7 @@ json::value showWelcome(const RouteConfig& rt) {
 
 json::value showFilters(const RouteConfig& rt) {
   json::array out;
-  for (const auto& k : rt.filter_kinds) out.emplace_back(k);
+  for (const auto& shown : rt.filters_shown) out.push_back(json::parse(shown));
   return out;
 }
 

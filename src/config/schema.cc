@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <boost/json.hpp>
+
 namespace ganglion::config {
 
 std::string tableCell(std::string_view text) {
@@ -11,6 +13,14 @@ std::string tableCell(std::string_view text) {
     out += c;
   }
   return out;
+}
+
+boost::json::object headerOpsToJson(const HeaderOps& ops) {
+  boost::json::object add;
+  for (const auto& [k, v] : ops.add) add[k] = "<redacted>";
+  boost::json::array remove;
+  for (const auto& x : ops.remove) remove.emplace_back(x);
+  return boost::json::object{{"add", std::move(add)}, {"remove", std::move(remove)}};
 }
 
 std::string fieldTypeText(FieldKind kind, uint64_t min, uint64_t max) {

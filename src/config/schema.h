@@ -199,6 +199,10 @@ boost::json::value showOptionalSection(const T& in) {
   return fieldsToJson(Nested(), *(in.*Member));
 }
 
+/// Header operations for GET /config: the names added (values redacted: they often carry
+/// credentials such as ${UPSTREAM_TOKEN}) and removed.
+boost::json::object headerOpsToJson(const HeaderOps& ops);
+
 /// `text` with its '|' escaped, for a markdown table cell.
 std::string tableCell(std::string_view text);
 

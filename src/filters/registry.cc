@@ -1,17 +1,24 @@
 #include "filters/registry.h"
 
+#include <boost/json/serialize.hpp>
+
 namespace ganglion::filters {
 
 namespace {
 
 struct Entry {
   std::string_view kind;
-  FilterPtr (*build)(const config::Node&, config::Reader&, const config::Config&);
+  Factory build;
+  std::string (*docs_table)();
 };
 
 constexpr Entry kBuiltins[] = {
-    {"key_auth", &buildKeyAuth},   {"rate_limit", &buildRateLimit}, {"cors", &buildCors},
-    {"ip_filter", &buildIpFilter}, {"headers", &buildHeaders},      {"prompt_guard", &buildPromptGuard},
+    {"key_auth", &buildKeyAuth, &keyAuthDocsTable},
+    {"rate_limit", &buildRateLimit, &rateLimitDocsTable},
+    {"cors", &buildCors, &corsDocsTable},
+    {"ip_filter", &buildIpFilter, &ipFilterDocsTable},
+    {"headers", &buildHeaders, &headersDocsTable},
+    {"prompt_guard", &buildPromptGuard, &promptGuardDocsTable},
 };
 
 }  // namespace
@@ -25,14 +32,26 @@ const std::vector<std::string_view>& filterKinds() {
   return kinds;
 }
 
-FilterPtr buildFilter(std::string_view kind, const config::Node& node, config::Reader& r,
-                      const config::Config& config) {
-  for (const auto& e : kBuiltins)
-    if (e.kind == kind) return e.build(node, r, config);
+BuiltFilter buildFilter(std::string_view kind, const config::Node& node, config::Reader& r,
+                        const config::Config& config) {
+  for (const auto& e : kBuiltins) {
+    if (e.kind != kind) continue;
+    boost::json::object settings;
+    BuiltFilter built;
+    built.filter = e.build(node, r, config, settings);
+    if (built.filter) built.shown = boost::json::serialize(boost::json::object{{kind, std::move(settings)}});
+    return built;
+  }
   std::string known;
   for (auto k : filterKinds()) known += known.empty() ? std::string(k) : ", " + std::string(k);
   r.fail(node, fmt::format("unknown filter '{}' (known: {})", kind, known));
-  return nullptr;
+  return {};
+}
+
+std::vector<FilterDocsTable> filterDocsTables() {
+  std::vector<FilterDocsTable> out;
+  for (const auto& e : kBuiltins) out.push_back({e.kind, e.docs_table()});
+  return out;
 }
 
 }  // namespace ganglion::filters

@@ -1,34 +1,39 @@
 #include "server/config_docs.h"
 
 #include "config/schema.h"
+#include "filters/registry.h"
 #include "llm/llm_config.h"
 #include "net/tls_config.h"
+#include "server/config_sections.h"
 
 namespace ganglion::server {
 
 using namespace ganglion::config;  // the composition reads every section
 
 std::vector<DocsTable> schemaDocsTables() {
-  return {{"listener", docsTable(config::listenerSchema())},
-          {"listener_tls", docsTable(net::tlsServerSchema())},
-          {"certificate", docsTable(net::certificateSchema())},
-          {"upstream_tls", docsTable(net::tlsClientSchema())},
-          {"admin", docsTable(config::adminSchema())},
-          {"access_log", docsTable(config::accessLogSchema())},
-          {"llm_cache", docsTable(config::llmCacheSchema())},
-          {"upstream", docsTable(config::upstreamSchema())},
-          {"target", docsTable(config::targetSchema())},
-          {"health_check", docsTable(config::healthCheckSchema())},
-          {"outlier", docsTable(config::outlierSchema())},
-          {"retry_budget", docsTable(config::retryBudgetSchema())},
-          {"route", docsTable(config::routeSchema())},
-          {"match", docsTable(config::matchSchema())},
-          {"state", docsTable(config::stateSchema())},
-          {"key", docsTable(config::keySchema())},
-          {"provider", docsTable(llm::providerSchema())},
-          {"model", docsTable(llm::modelSchema())},
-          {"model_target", docsTable(llm::modelTargetSchema())},
-          {"circuit_breaker", docsTable(llm::circuitBreakerSchema())}};
+  std::vector<DocsTable> tables{{"top_level", docsTable(topLevelSchema())},
+                                {"listener", docsTable(config::listenerSchema())},
+                                {"listener_tls", docsTable(net::tlsServerSchema())},
+                                {"certificate", docsTable(net::certificateSchema())},
+                                {"upstream_tls", docsTable(net::tlsClientSchema())},
+                                {"admin", docsTable(config::adminSchema())},
+                                {"access_log", docsTable(config::accessLogSchema())},
+                                {"llm_cache", docsTable(config::llmCacheSchema())},
+                                {"upstream", docsTable(config::upstreamSchema())},
+                                {"target", docsTable(config::targetSchema())},
+                                {"health_check", docsTable(config::healthCheckSchema())},
+                                {"outlier", docsTable(config::outlierSchema())},
+                                {"retry_budget", docsTable(config::retryBudgetSchema())},
+                                {"route", docsTable(config::routeSchema())},
+                                {"match", docsTable(config::matchSchema())},
+                                {"state", docsTable(config::stateSchema())},
+                                {"key", docsTable(config::keySchema())},
+                                {"provider", docsTable(llm::providerSchema())},
+                                {"model", docsTable(llm::modelSchema())},
+                                {"model_target", docsTable(llm::modelTargetSchema())},
+                                {"circuit_breaker", docsTable(llm::circuitBreakerSchema())}};
+  for (auto& f : filters::filterDocsTables()) tables.push_back({f.kind, std::move(f.table)});
+  return tables;
 }
 
 }  // namespace ganglion::server

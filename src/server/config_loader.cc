@@ -23,6 +23,7 @@
 #include "http/path.h"
 #include "llm/llm_config.h"
 #include "net/tls_config.h"
+#include "server/config_sections.h"
 
 namespace ganglion::server {
 
@@ -75,9 +76,9 @@ void readFilters(Reader& r, const config::Node& list, const Config& cfg, RouteCo
     }
     auto kv = *item.begin();
     std::string kind = kv.first.Scalar();
-    if (auto filter = filters::buildFilter(kind, kv.second, r, cfg)) {
-      rt.filters.push_back(std::move(filter));
-      rt.filter_kinds.push_back(kind);
+    if (auto built = filters::buildFilter(kind, kv.second, r, cfg); built.filter) {
+      rt.filters.push_back(std::move(built.filter));
+      rt.filters_shown.push_back(std::move(built.shown));
     }
   });
 }
@@ -258,8 +259,8 @@ void validateReferences(Reader& r, Config& cfg) {
       return [kind](const std::shared_ptr<const http::Filter>& f) { return f->kind() == kind; };
     };
     if (std::any_of(chain.begin(), chain.end(), is("key_auth"))) continue;
-    if (auto key_auth = filters::buildFilter("key_auth", config::Node::null(), r, cfg))
-      chain.insert(std::find_if(chain.begin(), chain.end(), is("rate_limit")), std::move(key_auth));
+    if (auto key_auth = filters::buildFilter("key_auth", config::Node::null(), r, cfg); key_auth.filter)
+      chain.insert(std::find_if(chain.begin(), chain.end(), is("rate_limit")), std::move(key_auth.filter));
   }
   // With every provider optional and keyless the LLM API still answers (no models) instead
   // of refusing the config: one file serves whichever keys the environment has.
@@ -271,6 +272,28 @@ void validateReferences(Reader& r, Config& cfg) {
 }
 
 }  // namespace
+
+void readListeners(Reader& r, const config::Node& v, Config& cfg) {
+  r.forEach(v, "listeners", [&](const config::Node& n) { readListener(r, n, cfg); });
+}
+
+void readUpstreams(Reader& r, const config::Node& v, Config& cfg) {
+  r.forEach(v, "upstreams", [&](const config::Node& n) { readUpstream(r, n, cfg); });
+}
+
+void readRoutes(Reader& r, const config::Node& v, Config& cfg) {
+  r.forEach(v, "routes", [&](const config::Node& n) { readRoute(r, n, cfg); });
+}
+
+void readKeySection(Reader& r, const config::Node& v, Config& cfg) { readKeys(r, v, cfg); }
+
+void readAdminSection(Reader& r, const config::Node& v, Config& cfg) { readAdmin(r, v, cfg); }
+
+void readStateSection(Reader& r, const config::Node& v, Config& cfg) {
+  readSection<Config, StateConfig, &Config::state, stateSchema>(r, v, cfg);
+  if (!cfg.state.sqlite.empty() && v.IsMap() && v["redis"].IsDefined())
+    r.fail(v, "state: set sqlite or redis, not both (with redis, spend is kept in Redis)");
+}
 
 namespace {
 
@@ -306,37 +329,8 @@ LoadResult loadTree(const config::Node& root, const std::string& path, bool expa
     result.errors = std::move(r.errors);
     return result;
   }
-  r.checkKeys(root,
-              {"workers", "listeners", "upstreams", "routes", "keys", "providers", "models", "admin",
-               "access_log", "llm_cache", "state"},
-              "the top level");
-  llm::readProviders(r, root["providers"], cfg);
-  llm::readModels(r, root["models"], cfg);
-  readKeys(r, root["keys"], cfg);  // before routes: key_auth filters refer to keys
-  // Before routes too: a shared rate_limit keeps its counts in state.redis.
-  if (auto v = root["state"]; v.IsDefined()) {
-    readSection<Config, StateConfig, &Config::state, stateSchema>(r, v, cfg);
-    if (!cfg.state.sqlite.empty() && v["redis"].IsDefined())
-      r.fail(v, "state: set sqlite or redis, not both (with redis, spend is kept in Redis)");
-  }
-  if (auto v = root["workers"]; v.IsDefined())
-    if (auto w = r.integer<unsigned>(v, "workers", 0, 256)) cfg.workers = *w;
-  r.forEach(root["listeners"], "listeners", [&](const config::Node& n) { readListener(r, n, cfg); });
-  r.forEach(root["upstreams"], "upstreams", [&](const config::Node& n) { readUpstream(r, n, cfg); });
-  r.forEach(root["routes"], "routes", [&](const config::Node& n) { readRoute(r, n, cfg); });
-  if (auto v = root["admin"]; v.IsDefined()) readAdmin(r, v, cfg);
-  if (auto v = root["llm_cache"]; v.IsDefined()) {
-    if (!v.IsMap())
-      r.fail(v, "llm_cache must be a map: { max_bytes: 64MiB, ttl: 10m }");
-    else
-      readFields(llmCacheSchema(), v, cfg.llm_cache, r);
-  }
-  if (auto v = root["access_log"]; v.IsDefined()) {
-    if (!v.IsMap())
-      r.fail(v, "access_log must be a map");
-    else
-      readFields(accessLogSchema(), v, cfg.access_log, r);
-  }
+  cfg.key_table = std::make_shared<KeyTable>();  // key_auth and the LLM API look keys up even with none
+  readFields(topLevelSchema(), root, cfg, r);
   validateReferences(r, cfg);
   if (cfg.workers == 0) cfg.workers = std::max(1u, std::thread::hardware_concurrency());
   std::stable_sort(r.errors.begin(), r.errors.end(),

@@ -398,6 +398,103 @@ routes:
   EXPECT_EQ(json.find("s3cret"), std::string::npos) << json;
 }
 
+TEST(Config, FiltersReadAndShowWithTheirSchemas) {
+  auto r = loadConfigText(R"(listeners: [ { name: a, address: "127.0.0.1:1" } ]
+upstreams: [ { name: u, targets: [ "127.0.0.1:2" ] } ]
+keys: [ { name: app, key: "0123456789abcdef" } ]
+routes:
+  - name: api
+    upstream: u
+    filters:
+      - ip_filter: { deny: [ 203.0.113.0/24 ] }
+      - cors: { allow_origins: [ "https://app.example.com" ], allow_methods: [ get ], max_age: 10m }
+      - key_auth: { keys: [ app ] }
+      - rate_limit: { requests: 10, by: "header:X-Tenant" }
+      - headers: { request: { add: { authorization: "Bearer s3cret" } } }
+      - prompt_guard: { deny: [ '(?i)ignore' ], roles: [ user, tool ] }
+  - name: open
+    upstream: u
+    filters: [ { key_auth: } ]
+)",
+                          "t.yaml");
+  ASSERT_TRUE(r.config) << r.errors[0].text();
+  ASSERT_EQ(r.config->routes[0].filters.size(), 6u);
+  const std::string json = configToRedactedJson(*r.config);
+  for (
+      const char* shown : {
+          R"({"ip_filter":{"allow":[],"deny":["203.0.113.0/24"]}})",
+          R"({"cors":{"allow_origins":["https://app.example.com"],"allow_methods":["GET"],"allow_headers":[],)"
+          R"("expose_headers":[],"allow_credentials":false,"max_age":"600000ms"}})",
+          R"({"key_auth":{"keys":["app"]}})",
+          R"({"rate_limit":{"requests":10,"per":"1000ms","burst":10,"by":"header:X-Tenant"}})",
+          R"({"headers":{"request":{"add":{"authorization":"<redacted>"},"remove":[]},)"
+          R"("response":{"add":{},"remove":[]}}})",
+          R"({"prompt_guard":{"deny":["(?i)ignore"],"allow":[],"roles":["user","tool"],"max_body_bytes":8388608}})",
+          R"("filters":[{"key_auth":{"keys":[]}}])",
+      })
+    EXPECT_NE(json.find(shown), std::string::npos) << shown << "\n" << json;
+  EXPECT_EQ(json.find("s3cret"), std::string::npos) << json;
+}
+
+TEST(Config, BadFilterSettingsAreRejectedWithLineAndReason) {
+  auto r = loadConfigText(R"(listeners: [ { name: a, address: "127.0.0.1:1" } ]
+upstreams: [ { name: u, targets: [ "127.0.0.1:2" ] } ]
+keys: [ { name: app, key: "0123456789abcdef" } ]
+routes:
+  - name: api
+    upstream: u
+    filters:
+      - cors: { allow_origins: [ "*" ], max_ages: 1s }
+      - rate_limit: { requests: 5, per: 0s, by: "header:bad name" }
+      - key_auth: { keys: [ app, nobody ] }
+      - ip_filter: { allow: [ 10.0.0.0/33 ] }
+      - prompt_guard: { deny: [ x ], max_body_bytes: 0 }
+      - headers: [ nope ]
+      - rate_limit: 7
+)",
+                          "t.yaml");
+  ASSERT_FALSE(r.config);
+  std::string all;
+  for (const auto& e : r.errors) all += e.text() + "\n";
+  for (const char* error : {
+           "t.yaml:8: unknown field 'max_ages' in cors",
+           "t.yaml:9: per must be longer than 0",
+           "t.yaml:9: by must be client_ip, key or header:<name>, got 'header:bad name'",
+           "t.yaml:10: key_auth names unknown key 'nobody'",
+           "t.yaml:11: '10.0.0.0/33' is not an IP address or CIDR range",
+           "t.yaml:12: prompt_guard max_body_bytes must be at least 1",
+           "t.yaml:13: headers takes a map: { request: {add, remove}, response: {add, remove} }",
+           "t.yaml:14: rate_limit takes a map: { requests, per, burst, by }",
+       })
+    EXPECT_NE(all.find(error), std::string::npos) << error << "\n" << all;
+}
+
+TEST(Config, TopLevelSectionsAreOneSchema) {
+  auto r = loadConfigText("workers: 3\nlisteners: [ { name: a, address: \"127.0.0.1:1\" } ]\nlistner: []\n",
+                          "t.yaml");
+  ASSERT_FALSE(r.config);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_NE(r.errors[0].text().find("t.yaml:3: unknown field 'listner' in the top level"), std::string::npos)
+      << r.errors[0].text();
+  auto ok = loadConfigText("workers: 3\nlisteners: [ { name: a, address: \"127.0.0.1:1\" } ]\n", "t.yaml");
+  ASSERT_TRUE(ok.config) << ok.errors[0].text();
+  ASSERT_TRUE(ok.config->key_table);  // looked up by the LLM API even with no keys
+  const std::string json = configToRedactedJson(*ok.config);
+  // Every section shows, absent ones as their defaults (admin and state only when set).
+  for (const char* shown : {R"("source":"t.yaml")", R"("workers":3)", R"("upstreams":[])", R"("keys":[])",
+                            R"("routes":[])", R"("access_log":{"enabled":true,"path":"stdout"})",
+                            R"("llm_cache":{"max_bytes":67108864,"ttl":"600000ms"})"})
+    EXPECT_NE(json.find(shown), std::string::npos) << shown << "\n" << json;
+  EXPECT_EQ(json.find("\"admin\""), std::string::npos) << json;
+  EXPECT_EQ(json.find("\"state\""), std::string::npos) << json;
+  auto bad = loadConfigText(
+      "listeners: [ { name: a, address: \"127.0.0.1:1\" } ]\nworkers: 300\naccess_log: 1\n", "t.yaml");
+  ASSERT_FALSE(bad.config);
+  ASSERT_EQ(bad.errors.size(), 2u);
+  EXPECT_NE(bad.errors[0].text().find("t.yaml:2: workers"), std::string::npos) << bad.errors[0].text();
+  EXPECT_EQ(bad.errors[1].text(), "t.yaml:3: access_log must be a map");
+}
+
 TEST(Config, BadRoutesAreRejectedWithLineAndReason) {
   struct Case {
     const char* extra;

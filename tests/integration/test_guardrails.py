@@ -419,7 +419,7 @@ class PromptGuardConfigTest(unittest.TestCase):
         self.assertIn("unknown role 'admin'", self.check("{ deny: [ x ], roles: [ admin ] }")[1])
         self.assertIn("needs 'deny' or 'allow'", self.check("{ max_body_bytes: 1M }")[1])
         self.assertIn("unknown field 'denyy'", self.check("{ deny: [ x ], denyy: [ y ] }")[1])
-        self.assertIn("more than 0", self.check("{ deny: [ x ], max_body_bytes: 0 }")[1])
+        self.assertIn("max_body_bytes must be at least 1", self.check("{ deny: [ x ], max_body_bytes: 0 }")[1])
         self.assertIn("takes a map", self.check("[ x ]")[1])
         code, out = self.check("{ deny: [ 'a{1,2}${HOME}' ] }")  # taken as written: no ${VAR} expansion
         self.assertEqual(code, 0, out)

@@ -1,6 +1,8 @@
 // cors: answers preflight requests locally and adds Access-Control-* headers to responses
 // for allowed origins. Requests from other origins are forwarded without CORS headers (the
 // browser then refuses them), except preflights, which get 403.
+#include <boost/json.hpp>
+
 #include "filters/registry.h"
 
 namespace ganglion::filters {
@@ -74,58 +76,153 @@ class CorsFilter final : public http::Filter {
   CorsPolicy p_;
 };
 
-std::string joinList(config::Reader& r, const config::Node& node, std::string_view what, bool upper) {
-  std::string out;
-  r.forEach(node, what, [&](const config::Node& n) {
-    if (auto s = r.str(n, what)) {
-      std::string v = *s;
-      if (upper)
-        for (char& c : v) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-      if (!config::isToken(v)) {
-        r.fail(n, fmt::format("'{}' is not a valid token in {}", *s, what));
-        return;
-      }
-      if (!out.empty()) out += ", ";
-      out += v;
-    }
+/// The settings as written, read with corsSchema().
+struct CorsSettings {
+  std::vector<std::string> allow_origins;
+  std::vector<std::string> allow_methods{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+  std::vector<std::string> allow_headers;
+  std::vector<std::string> expose_headers;
+  bool allow_credentials = false;
+  std::optional<config::Millis> max_age;
+};
+
+namespace json = boost::json;
+
+void readOrigins(config::Reader& r, const config::Node& v, CorsSettings& s) {
+  r.forEach(v, "allow_origins", [&](const config::Node& n) {
+    auto origin = r.str(n, "origin");
+    if (!origin) return;
+    if (*origin != "*" && origin->find("://") == std::string::npos)
+      r.fail(n, fmt::format("origin '{}' must look like https://host[:port]", *origin));
+    else
+      s.allow_origins.push_back(*origin);
   });
+}
+
+/// A list of HTTP tokens (methods upper-cased).
+template <std::vector<std::string> CorsSettings::*Member, const char* What, bool Upper>
+void readTokens(config::Reader& r, const config::Node& v, CorsSettings& s) {
+  std::vector<std::string> out;
+  r.forEach(v, What, [&](const config::Node& n) {
+    auto token = r.str(n, What);
+    if (!token) return;
+    std::string t = Upper ? toUpper(*token) : *token;
+    if (!config::isToken(t))
+      r.fail(n, fmt::format("'{}' is not a valid token in {}", *token, What));
+    else
+      out.push_back(std::move(t));
+  });
+  s.*Member = std::move(out);
+}
+
+template <std::vector<std::string> CorsSettings::*Member>
+json::value showList(const CorsSettings& s) {
+  json::array out;
+  for (const auto& x : s.*Member) out.emplace_back(x);
+  return out;
+}
+
+void readMaxAge(config::Reader& r, const config::Node& v, CorsSettings& s) {
+  if (auto d = r.duration(v, "max_age")) s.max_age = *d;
+}
+
+json::value showMaxAge(const CorsSettings& s) {
+  if (!s.max_age) return nullptr;
+  return json::string(config::durationText(*s.max_age));
+}
+
+constexpr char kAllowMethods[] = "allow_methods";
+constexpr char kAllowHeaders[] = "allow_headers";
+constexpr char kExposeHeaders[] = "expose_headers";
+
+const config::Schema<CorsSettings>& corsSchema() {
+  using config::FieldKind;
+  static const config::Schema<CorsSettings> schema{
+      "cors",
+      {
+          {.name = "allow_origins",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "",
+           .doc = "Origins (`https://host[:port]`) compared exactly with the `Origin` header, or `\"*\"` for "
+                  "any.",
+           .required = true,
+           .missing = "cors needs 'allow_origins'",
+           .type_text = "list",
+           .read = &readOrigins,
+           .show = &showList<&CorsSettings::allow_origins>},
+          {.name = "allow_methods",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS`",
+           .doc = "Sent upper-cased in `Access-Control-Allow-Methods`.",
+           .type_text = "list of tokens",
+           .read = &readTokens<&CorsSettings::allow_methods, kAllowMethods, true>,
+           .show = &showList<&CorsSettings::allow_methods>},
+          {.name = "allow_headers",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "echo the request's `Access-Control-Request-Headers`",
+           .doc = "`Access-Control-Allow-Headers`.",
+           .type_text = "list of tokens",
+           .read = &readTokens<&CorsSettings::allow_headers, kAllowHeaders, false>,
+           .show = &showList<&CorsSettings::allow_headers>},
+          {.name = "expose_headers",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "none",
+           .doc = "`Access-Control-Expose-Headers`.",
+           .type_text = "list of tokens",
+           .read = &readTokens<&CorsSettings::expose_headers, kExposeHeaders, false>,
+           .show = &showList<&CorsSettings::expose_headers>},
+          {.name = "allow_credentials",
+           .kind = FieldKind::kBool,
+           .member = &CorsSettings::allow_credentials,
+           .default_text = "`false`",
+           .doc =
+               "Sends `Access-Control-Allow-Credentials: true`; `\"*\"` is then answered with the request's "
+               "origin."},
+          {.name = "max_age",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "none",
+           .doc = "`Access-Control-Max-Age`, in whole seconds.",
+           .type_text = "duration",
+           .read = &readMaxAge,
+           .show = &showMaxAge},
+      },
+      {},
+      "cors takes a map: { allow_origins, allow_methods, ... }"};
+  return schema;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& x : items) out += out.empty() ? x : ", " + x;
   return out;
 }
 
 }  // namespace
 
-FilterPtr buildCors(const config::Node& node, config::Reader& r, const config::Config&) {
-  if (!node.IsMap()) {
-    r.fail(node, "cors takes a map: { allow_origins, allow_methods, ... }");
-    return nullptr;
-  }
-  r.checkKeys(
-      node,
-      {"allow_origins", "allow_methods", "allow_headers", "expose_headers", "allow_credentials", "max_age"},
-      "cors");
+FilterPtr buildCors(const config::Node& node, config::Reader& r, const config::Config&, json::object& shown) {
+  CorsSettings s;
+  if (!readSettings(corsSchema(), node, s, r)) return nullptr;
+  shown = config::fieldsToJson(corsSchema(), s);
   CorsPolicy p;
-  r.forEach(node["allow_origins"], "allow_origins", [&](const config::Node& n) {
-    if (auto s = r.str(n, "origin")) {
-      if (*s == "*")
-        p.any_origin = true;
-      else if (s->find("://") == std::string::npos)
-        r.fail(n, fmt::format("origin '{}' must look like https://host[:port]", *s));
-      else
-        p.origins.push_back(*s);
-    }
-  });
-  if (!node["allow_origins"].IsDefined()) r.fail(node, "cors needs 'allow_origins'");
-  p.methods = node["allow_methods"].IsDefined() ? joinList(r, node["allow_methods"], "allow_methods", true)
-                                                : "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
-  if (node["allow_headers"].IsDefined())
-    p.headers = joinList(r, node["allow_headers"], "allow_headers", false);
-  if (node["expose_headers"].IsDefined())
-    p.expose = joinList(r, node["expose_headers"], "expose_headers", false);
-  if (auto v = node["allow_credentials"]; v.IsDefined())
-    if (auto b = r.boolean(v, "allow_credentials")) p.credentials = *b;
-  if (auto v = node["max_age"]; v.IsDefined())
-    if (auto d = r.duration(v, "max_age")) p.max_age = std::to_string(d->count() / 1000);
+  for (const auto& origin : s.allow_origins) {
+    if (origin == "*")
+      p.any_origin = true;
+    else
+      p.origins.push_back(origin);
+  }
+  p.methods = joined(s.allow_methods);
+  p.headers = joined(s.allow_headers);
+  p.expose = joined(s.expose_headers);
+  p.credentials = s.allow_credentials;
+  if (s.max_age) p.max_age = std::to_string(s.max_age->count() / 1000);
   return std::make_shared<CorsFilter>(std::move(p));
 }
+
+std::string corsDocsTable() { return config::docsTable(corsSchema()); }
 
 }  // namespace ganglion::filters

@@ -1,6 +1,8 @@
 // key_auth: the client must present a gateway API key (Authorization: Bearer, or x-api-key).
 // Keys are compared by SHA-256 digest; the credential is stripped before forwarding so the
 // client's key never reaches the upstream.
+#include <boost/json.hpp>
+
 #include "filters/registry.h"
 
 namespace ganglion::filters {
@@ -62,29 +64,62 @@ class KeyAuthFilter final : public http::Filter {
   std::vector<std::string> allowed_;
 };
 
+/// The settings as written, read with keyAuthSchema().
+struct KeyAuthSettings {
+  std::vector<std::string> keys;          ///< empty: every key
+  std::vector<config::Place> key_places;  ///< where each is written: names are checked against `keys` later
+};
+
+void readKeyNames(config::Reader& r, const config::Node& v, KeyAuthSettings& s) {
+  r.forEach(v, "key_auth.keys", [&](const config::Node& n) {
+    if (auto name = r.str(n, "key name")) {
+      s.keys.push_back(*name);
+      s.key_places.push_back(n.place());
+    }
+  });
+}
+
+boost::json::value showKeys(const KeyAuthSettings& s) {
+  boost::json::array out;
+  for (const auto& k : s.keys) out.emplace_back(k);
+  return out;
+}
+
+const config::Schema<KeyAuthSettings>& keyAuthSchema() {
+  static const config::Schema<KeyAuthSettings> schema{"key_auth",
+                                                      {
+                                                          {.name = "keys",
+                                                           .kind = config::FieldKind::kCustom,
+                                                           .member = {},
+                                                           .default_text = "all keys",
+                                                           .doc = "Keys allowed on this route, by name.",
+                                                           .type_text = "list of key names",
+                                                           .read = &readKeyNames,
+                                                           .show = &showKeys},
+                                                      },
+                                                      {},
+                                                      "key_auth takes a map (or nothing)"};
+  return schema;
+}
+
 }  // namespace
 
-FilterPtr buildKeyAuth(const config::Node& node, config::Reader& r, const config::Config& config) {
-  std::vector<std::string> allowed;
-  if (node.IsMap()) {
-    r.checkKeys(node, {"keys"}, "key_auth");
-    r.forEach(node["keys"], "key_auth.keys", [&](const config::Node& n) {
-      auto name = r.str(n, "key name");
-      if (!name) return;
-      bool known = false;
-      for (const auto& k : config.keys) known = known || k.name == *name;
-      if (!known)
-        r.fail(n, fmt::format("key_auth names unknown key '{}'", *name));
-      else
-        allowed.push_back(*name);
-    });
-  } else if (!node.IsNull() && !(node.IsScalar() && node.Scalar().empty())) {
-    r.fail(node, "key_auth takes a map (or nothing)");
-    return nullptr;
+FilterPtr buildKeyAuth(const config::Node& node, config::Reader& r, const config::Config& config,
+                       boost::json::object& shown) {
+  KeyAuthSettings s;
+  const bool written_empty = node.IsNull() || (node.IsScalar() && node.Scalar().empty());  // `- key_auth:`
+  if (!written_empty && !readSettings(keyAuthSchema(), node, s, r)) return nullptr;
+  for (size_t i = 0; i < s.keys.size(); ++i) {
+    const auto& name = s.keys[i];
+    if (std::none_of(config.keys.begin(), config.keys.end(), [&](const auto& k) { return k.name == name; }))
+      r.failAt(s.key_places[i], fmt::format("key_auth names unknown key '{}'", name));
   }
   if (config.keys.empty()) r.fail(node, "key_auth needs at least one entry under top-level 'keys'");
   if (!config.key_table) return nullptr;
-  return std::make_shared<KeyAuthFilter>(config.key_table, std::move(allowed));
+  shown = config::fieldsToJson(keyAuthSchema(), s);
+  return std::make_shared<KeyAuthFilter>(config.key_table, std::move(s.keys));
 }
+
+std::string keyAuthDocsTable() { return config::docsTable(keyAuthSchema()); }
 
 }  // namespace ganglion::filters

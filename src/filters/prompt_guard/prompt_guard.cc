@@ -146,75 +146,135 @@ class PromptGuardFilter final : public http::Filter {
   uint64_t max_bytes_;
 };
 
-std::unique_ptr<PatternList> readPatterns(const config::Node& list, std::string_view field,
-                                          config::Reader& r) {
-  auto patterns = std::make_unique<PatternList>();
-  if (!list.IsDefined()) return patterns;
-  if (!list.IsSequence()) {
-    r.fail(list, fmt::format("prompt_guard {} must be a list of patterns", field));
-    return patterns;
-  }
+/// The settings as written, read with promptGuardSchema().
+struct PromptGuardSettings {
+  std::vector<std::string> deny, allow;  ///< as written, for GET /config
+  std::unique_ptr<PatternList> deny_set = std::make_unique<PatternList>();
+  std::unique_ptr<PatternList> allow_set = std::make_unique<PatternList>();
+  uint8_t roles = kRoleUser;
+  std::vector<std::string> role_names{"user"};
+  uint64_t max_body_bytes = 8ull << 20;
+};
+
+namespace json = boost::json;
+
+template <std::vector<std::string> PromptGuardSettings::*Text,
+          std::unique_ptr<PatternList> PromptGuardSettings::*Set, const char* What>
+void readPatterns(config::Reader& r, const config::Node& list, PromptGuardSettings& s) {
+  if (!list.IsSequence())
+    return r.fail(list, fmt::format("prompt_guard {} must be a list of patterns", What));
+  PatternList& patterns = *(s.*Set);
   for (const auto& n : list.items()) {
     if (!n.IsScalar()) {
-      r.fail(n, fmt::format("prompt_guard {}: each pattern must be a string", field));
+      r.fail(n, fmt::format("prompt_guard {}: each pattern must be a string", What));
       continue;
     }
     // Patterns are taken as written (no ${VAR} expansion: '$' and '{' are regex syntax).
-    if (auto error = patterns->add(n.Scalar()))
-      r.fail(n, fmt::format("prompt_guard {}: invalid pattern '{}': {}", field, n.Scalar(), *error));
+    if (auto error = patterns.add(n.Scalar()))
+      r.fail(n, fmt::format("prompt_guard {}: invalid pattern '{}': {}", What, n.Scalar(), *error));
+    else
+      (s.*Text).push_back(n.Scalar());
   }
-  if (!patterns->compile())
-    r.fail(list, fmt::format("prompt_guard {}: the patterns do not compile together", field));
-  return patterns;
+  if (!patterns.compile())
+    r.fail(list, fmt::format("prompt_guard {}: the patterns do not compile together", What));
+}
+
+template <std::vector<std::string> PromptGuardSettings::*Text>
+json::value showTexts(const PromptGuardSettings& s) {
+  json::array out;
+  for (const auto& x : s.*Text) out.emplace_back(x);
+  return out;
+}
+
+void readRoles(config::Reader& r, const config::Node& v, PromptGuardSettings& s) {
+  s.roles = 0;
+  s.role_names.clear();
+  const size_t errors_before = r.errors.size();
+  r.forEach(v, "prompt_guard.roles", [&](const config::Node& n) {
+    auto name = r.str(n, "role");
+    if (!name) return;
+    if (*name == "system" || *name == "developer")
+      s.roles |= kRoleSystem;
+    else if (*name == "user")
+      s.roles |= kRoleUser;
+    else if (*name == "assistant")
+      s.roles |= kRoleAssistant;
+    else if (*name == "tool")
+      s.roles |= kRoleTool;
+    else
+      return r.fail(
+          n, fmt::format(
+                 "prompt_guard roles: unknown role '{}' (known: system, developer, user, assistant, tool)",
+                 *name));
+    s.role_names.push_back(*name);
+  });
+  if (s.roles == 0 && r.errors.size() == errors_before)
+    r.fail(v, "prompt_guard roles must name at least one role");
+}
+
+constexpr char kDeny[] = "deny";
+constexpr char kAllow[] = "allow";
+
+const config::Schema<PromptGuardSettings>& promptGuardSchema() {
+  using config::FieldKind;
+  static const config::Schema<PromptGuardSettings> schema{
+      "prompt_guard",
+      {
+          {.name = "deny",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "none",
+           .doc = "A prompt text matching any of them (anywhere in it) is refused.",
+           .type_text = "list of patterns",
+           .read = &readPatterns<&PromptGuardSettings::deny, &PromptGuardSettings::deny_set, kDeny>,
+           .show = &showTexts<&PromptGuardSettings::deny>},
+          {.name = "allow",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "none",
+           .doc = "When given, each checked text must match at least one.",
+           .type_text = "list of patterns",
+           .read = &readPatterns<&PromptGuardSettings::allow, &PromptGuardSettings::allow_set, kAllow>,
+           .show = &showTexts<&PromptGuardSettings::allow>},
+          {.name = "roles",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`[ user ]`",
+           .doc =
+               "Whose texts are checked: `system` (also `developer`, `instructions`, Gemini's "
+               "`systemInstruction`), `user`, `assistant` (also Gemini's `model`), `tool` (tool and function "
+               "results). A message with a role the APIs do not name counts as `user`.",
+           .type_text = "list",
+           .read = &readRoles,
+           .show = &showTexts<&PromptGuardSettings::role_names>},
+          {.name = "max_body_bytes",
+           .kind = FieldKind::kSize,
+           .member = &PromptGuardSettings::max_body_bytes,
+           .default_text = "`8M`",
+           .doc = "Largest body it reads; a longer one is refused with `413`, never passed unchecked.",
+           .min = 1,
+           .what = "prompt_guard max_body_bytes"},
+      },
+      {},
+      "prompt_guard takes a map: { deny, allow, roles, max_body_bytes }"};
+  return schema;
 }
 
 }  // namespace
 
-FilterPtr buildPromptGuard(const config::Node& node, config::Reader& r, const config::Config& /*config*/) {
-  if (!node.IsMap()) {
-    r.fail(node, "prompt_guard takes a map: { deny, allow, roles, max_body_bytes }");
+FilterPtr buildPromptGuard(const config::Node& node, config::Reader& r, const config::Config&,
+                           json::object& shown) {
+  PromptGuardSettings s;
+  if (!readSettings(promptGuardSchema(), node, s, r)) return nullptr;
+  if (s.deny.empty() && s.allow.empty()) {
+    r.fail(node, "prompt_guard needs 'deny' or 'allow' patterns");
     return nullptr;
   }
-  r.checkKeys(node, {"deny", "allow", "roles", "max_body_bytes"}, "prompt_guard");
-  const size_t errors_before = r.errors.size();
-  auto deny = readPatterns(node["deny"], "deny", r);
-  auto allow = readPatterns(node["allow"], "allow", r);
-  if (deny->empty() && allow->empty() && r.errors.size() == errors_before)
-    r.fail(node, "prompt_guard needs 'deny' or 'allow' patterns");
-  uint8_t roles = kRoleUser;
-  if (auto v = node["roles"]; v.IsDefined()) {
-    roles = 0;
-    r.forEach(v, "prompt_guard.roles", [&](const config::Node& n) {
-      auto name = r.str(n, "role");
-      if (!name) return;
-      if (*name == "system" || *name == "developer")
-        roles |= kRoleSystem;
-      else if (*name == "user")
-        roles |= kRoleUser;
-      else if (*name == "assistant")
-        roles |= kRoleAssistant;
-      else if (*name == "tool")
-        roles |= kRoleTool;
-      else
-        r.fail(n,
-               fmt::format(
-                   "prompt_guard roles: unknown role '{}' (known: system, developer, user, assistant, tool)",
-                   *name));
-    });
-    if (roles == 0 && r.errors.size() == errors_before)
-      r.fail(v, "prompt_guard roles must name at least one role");
-  }
-  uint64_t max_bytes = 8ull << 20;
-  if (auto v = node["max_body_bytes"]; v.IsDefined()) {
-    if (auto b = r.bytes(v, "max_body_bytes")) {
-      if (*b == 0)
-        r.fail(v, "prompt_guard max_body_bytes must be more than 0");
-      else
-        max_bytes = *b;
-    }
-  }
-  if (r.errors.size() != errors_before) return nullptr;
-  return std::make_shared<PromptGuardFilter>(std::move(deny), std::move(allow), roles, max_bytes);
+  shown = config::fieldsToJson(promptGuardSchema(), s);
+  return std::make_shared<PromptGuardFilter>(std::move(s.deny_set), std::move(s.allow_set), s.roles,
+                                             s.max_body_bytes);
 }
+
+std::string promptGuardDocsTable() { return config::docsTable(promptGuardSchema()); }
 
 }  // namespace ganglion::filters

@@ -3,6 +3,7 @@
 // all workers), so the limit does not multiply with the worker count; with `shared: NAME`
 // they live in state.redis, shared by every gateway on it (GCRA in one Lua script), and the
 // process's own buckets stand in while Redis cannot be reached.
+#include <boost/json.hpp>
 #include <cmath>
 
 #include "base/hash.h"
@@ -140,71 +141,144 @@ class RateLimitFilter final : public http::Filter {
   std::string script_sha_;
 };
 
+/// The settings as written, read with rateLimitSchema().
+struct RateLimitSettings {
+  uint64_t requests = 0;
+  config::Millis per{1000};
+  uint64_t burst = 0;  ///< 0 until read: `requests`
+  std::string by = "client_ip";
+  RateLimitFilter::By by_kind = RateLimitFilter::By::kClientIp;
+  std::string by_header;  ///< lower case, for `header:NAME`
+  std::string shared;
+};
+
+namespace json = boost::json;
+
+void readPer(config::Reader& r, const config::Node& v, RateLimitSettings& s) {
+  auto per = r.duration(v, "per");
+  if (per && per->count() == 0) return r.fail(v, "per must be longer than 0");
+  if (per) s.per = *per;
+}
+
+json::value showPer(const RateLimitSettings& s) { return json::string(config::durationText(s.per)); }
+
+void readBy(config::Reader& r, const config::Node& v, RateLimitSettings& s) {
+  auto by = r.str(v, "by");
+  if (!by) return;
+  if (*by == "client_ip")
+    s.by_kind = RateLimitFilter::By::kClientIp;
+  else if (*by == "key")
+    s.by_kind = RateLimitFilter::By::kKey;
+  else if (by->rfind("header:", 0) == 0 && by->size() > 7 && config::isToken(by->substr(7))) {
+    s.by_kind = RateLimitFilter::By::kHeader;
+    s.by_header = toLower(by->substr(7));
+  } else {
+    return r.fail(v, fmt::format("by must be client_ip, key or header:<name>, got '{}'", *by));
+  }
+  s.by = *by;
+}
+
+json::value showBy(const RateLimitSettings& s) { return json::string(s.by); }
+
+void readShared(config::Reader& r, const config::Node& v, RateLimitSettings& s) {
+  auto name = r.str(v, "shared");
+  if (!name) return;
+  const bool printable = std::all_of(name->begin(), name->end(), [](char c) { return c > 0x20 && c < 0x7f; });
+  if (name->empty() || name->size() > 200)
+    return r.fail(v, "shared is a name of 1 to 200 characters for the counts kept in Redis");
+  if (!printable || name->find_first_of("{}") != std::string::npos)
+    return r.fail(v,
+                  "shared is a name for the counts kept in Redis: printable characters, no spaces or braces");
+  s.shared = *name;
+}
+
+json::value showShared(const RateLimitSettings& s) {
+  if (s.shared.empty()) return nullptr;
+  return json::string(s.shared);
+}
+
+const config::Schema<RateLimitSettings>& rateLimitSchema() {
+  using config::FieldKind;
+  static const config::Schema<RateLimitSettings> schema{
+      "rate_limit",
+      {
+          {.name = "requests",
+           .kind = FieldKind::kInteger,
+           .member = &RateLimitSettings::requests,
+           .default_text = "",
+           .doc = "Requests allowed per `per`.",
+           .min = 1,
+           .max = 1'000'000'000,
+           .required = true,
+           .missing = "rate_limit needs 'requests'"},
+          {.name = "per",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`1s`",
+           .doc = "The period `requests` are counted over.",
+           .type_text = "duration, > 0",
+           .read = &readPer,
+           .show = &showPer},
+          {.name = "burst",
+           .kind = FieldKind::kInteger,
+           .member = &RateLimitSettings::burst,
+           .default_text = "`requests`",
+           .doc = "Bucket size.",
+           .min = 1,
+           .max = 1'000'000'000},
+          {.name = "by",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`client_ip`",
+           .doc =
+               "`client_ip`; `key` (the `key_auth` key name, or the client IP when no key was "
+               "authenticated); or `header:NAME` (the header's value; requests without it share one bucket).",
+           .type_text = "string",
+           .read = &readBy,
+           .show = &showBy},
+          {.name = "shared",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "none",
+           .doc =
+               "A name: the buckets live in [`state.redis`](#state) under it "
+               "(`ganglion:rate:{NAME}:<client>`), "
+               "so every gateway on that Redis, and every `rate_limit` that names the same `shared`, counts "
+               "against one bucket per client. Needs `state: { redis: ... }`.",
+           .type_text = "string",
+           .read = &readShared,
+           .show = &showShared},
+      },
+      {},
+      "rate_limit takes a map: { requests, per, burst, by }"};
+  return schema;
+}
+
 }  // namespace
 
-FilterPtr buildRateLimit(const config::Node& node, config::Reader& r, const config::Config& config) {
-  if (!node.IsMap()) {
-    r.fail(node, "rate_limit takes a map: { requests, per, burst, by }");
+FilterPtr buildRateLimit(const config::Node& node, config::Reader& r, const config::Config& config,
+                         json::object& shown) {
+  RateLimitSettings s;
+  if (!readSettings(rateLimitSchema(), node, s, r)) return nullptr;
+  if (!s.shared.empty() && !config.state.redis) {
+    r.fail(node["shared"],
+           "rate_limit 'shared' keeps its counts in Redis: configure 'state: { redis: redis://host:6379 }'");
     return nullptr;
   }
-  r.checkKeys(node, {"requests", "per", "burst", "by", "shared"}, "rate_limit");
-  std::optional<uint64_t> requests, burst;
-  config::Millis per{1000};
-  bool per_ok = true;
-  if (auto v = node["requests"]; v.IsDefined())
-    requests = r.integer<uint64_t>(v, "requests", 1, 1'000'000'000);
-  else
-    r.fail(node, "rate_limit needs 'requests'");
-  if (auto v = node["per"]; v.IsDefined()) {
-    auto given = r.duration(v, "per");
-    per_ok = given && given->count() > 0;
-    if (per_ok) per = *given;
-    if (given && given->count() == 0) {
-      r.fail(v, "per must be longer than 0");
-    }
-  }
-  if (auto v = node["burst"]; v.IsDefined()) burst = r.integer<uint64_t>(v, "burst", 1, 1'000'000'000);
-  auto by = RateLimitFilter::By::kClientIp;
-  std::string header;
-  if (auto v = node["by"]; v.IsDefined()) {
-    if (auto s = r.str(v, "by")) {
-      if (*s == "client_ip")
-        by = RateLimitFilter::By::kClientIp;
-      else if (*s == "key")
-        by = RateLimitFilter::By::kKey;
-      else if (s->rfind("header:", 0) == 0 && s->size() > 7) {
-        by = RateLimitFilter::By::kHeader;
-        header = toLower(s->substr(7));
-      } else {
-        r.fail(v, fmt::format("by must be client_ip, key or header:<name>, got '{}'", *s));
-      }
-    }
-  }
-  std::string shared;
-  if (auto v = node["shared"]; v.IsDefined()) {
-    if (auto s = r.str(v, "shared")) {
-      const bool printable = std::all_of(s->begin(), s->end(), [](char c) { return c > 0x20 && c < 0x7f; });
-      if (s->empty() || s->size() > 200)
-        r.fail(v, "shared is a name of 1 to 200 characters for the counts kept in Redis");
-      else if (!printable || s->find_first_of("{}") != std::string::npos)
-        r.fail(v, "shared is a name for the counts kept in Redis: printable characters, no spaces or braces");
-      else if (!config.state.redis)
-        r.fail(
-            v,
-            "rate_limit 'shared' keeps its counts in Redis: configure 'state: { redis: redis://host:6379 }'");
-      else
-        shared = *s;
-    }
-  }
-  if (!requests || !per_ok) return nullptr;
-  double seconds = static_cast<double>(per.count()) / 1000.0;
-  double b = static_cast<double>(burst.value_or(*requests));
-  auto filter = std::make_shared<RateLimitFilter>(static_cast<double>(*requests), seconds, b, by, header);
-  if (!shared.empty()) {
+  if (s.burst == 0) s.burst = s.requests;
+  shown = config::fieldsToJson(rateLimitSchema(), s);
+  const double seconds = static_cast<double>(s.per.count()) / 1000.0;
+  const double burst = static_cast<double>(s.burst);
+  auto filter = std::make_shared<RateLimitFilter>(static_cast<double>(s.requests), seconds, burst, s.by_kind,
+                                                  s.by_header);
+  if (!s.shared.empty()) {
     const auto& st = config.state;
-    filter->shareIn(shared, {st.redis_host, st.redis_port, st.redis_password, st.redis_db, st.redis_timeout});
+    filter->shareIn(s.shared,
+                    {st.redis_host, st.redis_port, st.redis_password, st.redis_db, st.redis_timeout});
   }
   return filter;
 }
+
+std::string rateLimitDocsTable() { return config::docsTable(rateLimitSchema()); }
 
 }  // namespace ganglion::filters
