@@ -1,7 +1,8 @@
-// The configuration as written by the operator, after validation. Immutable once loaded;
-// compiled further into a Snapshot (server/snapshot.h) for the hot path. Read by
-// server/config_loader.h. The structs move into the modules that use them as their sections
-// are declared there (docs/design/config-schema.md).
+// The config vocabulary every module shares (durations, addresses, where a value was
+// written, errors) and the sections that more than one module reads (listeners, routes, keys,
+// state, admin, access log). A section read by one module lives in it (upstream/
+// upstream_config.h, llm/llm_config.h, each filter's settings); the whole config is
+// server/gateway_config.h. Immutable once loaded.
 #pragma once
 
 #include <array>
@@ -22,7 +23,6 @@ class Filter;
 }
 namespace ganglion::net {
 class TlsServerContext;
-class TlsClientContext;
 }  // namespace ganglion::net
 
 namespace ganglion::config {
@@ -58,57 +58,6 @@ struct ListenerConfig {
   /// Set for HTTPS listeners: certificates (by SNI), client-certificate verification.
   std::shared_ptr<net::TlsServerContext> tls;
   config::Place at;  ///< where it is written, for errors found later
-};
-
-struct TargetConfig {
-  HostPort address;
-  uint32_t weight = 1;
-};
-
-/// Active HTTP health checking of every target of an upstream (main thread runs the probes).
-struct HealthCheckConfig {
-  std::string path = "/healthz";
-  std::string host;  ///< Host header; the target's address when empty
-  Millis interval{5'000};
-  Millis timeout{1'000};
-  uint32_t healthy_threshold = 2;    ///< consecutive passes to return to service
-  uint32_t unhealthy_threshold = 3;  ///< consecutive failures to leave it
-  int expect_min = 200;              ///< accepted status range, inclusive
-  int expect_max = 399;
-};
-
-/// Passive outlier ejection: targets failing in live traffic are rested for a while.
-struct OutlierConfig {
-  uint32_t consecutive_failures = 5;  ///< 5xx, connect failures or timeouts in a row; 0 = off
-  Millis base_ejection{30'000};       ///< doubled for each repeated ejection, up to 10x
-  uint32_t max_ejected_percent = 50;  ///< never eject more than this share of targets
-};
-
-/// Caps retries in flight, so retries cannot multiply an upstream's load when it struggles.
-struct RetryBudgetConfig {
-  uint32_t percent = 20;  ///< retries in flight ≤ this share of requests in flight
-  uint32_t min = 3;       ///< ... but at least this many
-};
-
-enum class Balance { kRoundRobin, kLeastRequest, kHash, kEwma };
-
-struct UpstreamConfig {
-  std::string name;
-  std::vector<TargetConfig> targets;
-  Balance balance = Balance::kRoundRobin;
-  std::string hash_header;  ///< for kHash: lower-case header name; empty = client IP
-  std::optional<HealthCheckConfig> health_check;
-  OutlierConfig outlier;
-  RetryBudgetConfig retry_budget;
-  Millis dns_refresh{30'000};                  ///< re-resolve host names this often
-  std::shared_ptr<net::TlsClientContext> tls;  ///< set for HTTPS upstreams
-  Millis connect_timeout{2'000};
-  /// Idle pooled connections are closed after this. Below the keep-alive timeout of common
-  /// servers (uvicorn, Node and Apache close after 5 s) so the gateway closes first and never
-  /// sends a request into a connection the server is closing.
-  Millis idle_timeout{4'000};
-  uint32_t keepalive = 128;  ///< idle connections kept per worker per target
-  config::Place at;          ///< where it is written, for errors found later
 };
 
 struct HeaderOps {
@@ -185,86 +134,12 @@ struct KeyTable {
   std::unordered_map<std::string, bool> cache;                  ///< key name → cache on (keys with it)
 };
 
-/// An LLM provider account: where to call it and with which credentials (issue 3).
-struct ProviderConfig {
-  std::string name;
-  std::string kind;      ///< openai, azure, anthropic, gemini, bedrock, or an OpenAI-compatible preset
-  std::string base_url;  ///< scheme://host[:port][/path], defaulted from the kind
-  bool https = true;
-  std::string host;
-  uint16_t port = 443;
-  std::string base_path;    ///< path prefix from base_url, without trailing '/'
-  std::string api_key;      ///< secret: never logged, redacted in /config
-  std::string api_version;  ///< azure
-  std::string region;       ///< bedrock
-  std::string access_key_id, secret_access_key, session_token;  ///< bedrock (secrets)
-  /// How the gateway reaches it: an upstream named "provider:<name>" with one target (TLS
-  /// verified against the system store for https), pooled and health-tracked like any other.
-  UpstreamConfig upstream;
-  bool optional = false;  ///< left out (not refused) when its api_key is empty
-  config::Place at;       ///< where it is written, for errors found later
-
-  /// The credentials the gateway holds for this provider: redacted wherever a provider's
-  /// words are shown to clients.
-  std::array<std::string_view, 4> secrets() const {
-    return {api_key, access_key_id, secret_access_key, session_token};
-  }
-};
-
-/// Token prices in picodollars per token (= USD per million tokens × 1e6).
-struct Price {
-  Picodollars input = 0;
-  Picodollars output = 0;
-  Picodollars cached_input = 0;  ///< prompt tokens read from the provider's cache
-  Picodollars cache_write = 0;   ///< prompt tokens written to it (Anthropic); input price if unset
-};
-
-/// One model reachable through a provider, as a model alias lists it.
-struct ModelTarget {
-  std::string provider;
-  std::string model;
-  uint32_t weight = 1;
-  std::optional<Price> price;   ///< from the config; else the built-in table (llm/prices.h)
-  uint64_t context_window = 0;  ///< tokens; 0: the model's, or unknown
-  uint64_t max_output = 0;      ///< most output tokens of one answer; 0: built-in table, or unknown
-  std::string tokenizer;        ///< "o200k_base", "cl100k_base" or "none"; empty: by provider kind and model
-  config::Place at;             ///< where it is written, for errors found later
-};
-
-/// A target that keeps failing is tried last for a while (per model, shared by the workers).
-struct CircuitBreakerConfig {
-  uint32_t failures = 5;    ///< consecutive failures that open a target's circuit; 0 = off
-  Millis cooldown{30'000};  ///< how long an open circuit sends calls elsewhere
-};
-
-enum class ModelStrategy { kSingle, kFallback, kWeighted, kLatency, kCost, kLeastBusy };
-
-/// A model name clients ask for, mapped to provider models by a strategy.
-struct ModelConfig {
-  std::string name;
-  ModelStrategy strategy = ModelStrategy::kSingle;
-  std::vector<ModelTarget> targets;
-  uint64_t context_window = 0;    ///< tokens; 0 = unknown. Targets too small for a prompt are skipped
-  uint32_t retries = 0;           ///< extra attempts on the same target after 429/5xx/connection failures
-  Millis retry_max_wait{10'000};  ///< a Retry-After longer than this moves on instead of waiting
-  CircuitBreakerConfig breaker;
-  Millis first_token_timeout{0};  ///< streams: no first event this soon → next target; 0 = off
-  config::Place at;               ///< where it is written, for errors found later
-};
-
 struct AdminConfig {
   bool enabled = false;
   HostPort address{"127.0.0.1", 9901};
   std::string token;          ///< secret: never logged, redacted in /config
   bool allow_remote = false;  ///< as written: a non-loopback address is allowed
   bool remote = false;        ///< allowed and bound beyond loopback (in clear text: the start log warns)
-};
-
-/// The LLM response cache (opt-in per key with `cache: true`, per request with the
-/// `x-ganglion-cache: on|off` header).
-struct LlmCacheConfig {
-  uint64_t max_bytes = 64ull << 20;  ///< least recently used entries go first past this
-  Millis ttl{600'000};
 };
 
 /// Where LLM key spend and limits live beyond one process (`state:`). Read at start; a reload
@@ -287,26 +162,6 @@ struct AccessLogConfig {
   std::string path = "stdout";  ///< "stdout", "stderr" or a file path
 };
 
-struct Config {
-  std::string source_path;
-  unsigned workers = 0;  ///< 0 in the file means one per core; resolved at load
-  std::vector<ListenerConfig> listeners;
-  std::vector<UpstreamConfig> upstreams;
-  std::vector<RouteConfig> routes;
-  std::vector<KeyConfig> keys;
-  std::shared_ptr<const KeyTable> key_table;
-  std::vector<ProviderConfig> providers;
-  std::vector<ModelConfig> models;
-  /// Providers marked `optional` whose api_key was empty, left out with the model targets and
-  /// models that needed them (the start log and the welcome page say so).
-  std::vector<std::string> skipped_providers;
-  std::vector<std::string> skipped_models;
-  LlmCacheConfig llm_cache;
-  StateConfig state;
-  AdminConfig admin;
-  AccessLogConfig access_log;
-};
-
 /// One problem found in a config file.
 struct ConfigError {
   std::string file;
@@ -314,11 +169,6 @@ struct ConfigError {
   std::string message;
   std::string path = {};     ///< JSON path of the bad value ("$.routes[0].name") for JSON sources
   std::string text() const;  ///< "file:line: message", or "file: $.path: message"
-};
-
-struct LoadResult {
-  std::optional<Config> config;     ///< set only when `errors` is empty
-  std::vector<ConfigError> errors;  ///< every problem found, in file order
 };
 
 }  // namespace ganglion::config

@@ -244,26 +244,4 @@ const Schema<AccessLogConfig>& accessLogSchema() {
   return schema;
 }
 
-const Schema<LlmCacheConfig>& llmCacheSchema() {
-  static const Schema<LlmCacheConfig> schema{
-      "llm_cache",
-      {
-          {.name = "max_bytes",
-           .kind = FieldKind::kSize,
-           .member = &LlmCacheConfig::max_bytes,
-           .default_text = "`64MiB`",
-           .doc = "The most bytes of answers kept; least recently used answers are dropped past it.",
-           .what = "llm_cache.max_bytes"},
-          {.name = "ttl",
-           .kind = FieldKind::kDuration,
-           .member = &LlmCacheConfig::ttl,
-           .default_text = "`10m`",
-           .doc = "How long an answer is served from the cache.",
-           .what = "llm_cache.ttl"},
-      },
-      {},
-  };
-  return schema;
-}
-
 }  // namespace ganglion::config

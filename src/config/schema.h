@@ -226,13 +226,6 @@ const Schema<ListenerConfig>& listenerSchema();
 /// `admin` (the loopback rule and the token's strength are checked by its reader).
 const Schema<AdminConfig>& adminSchema();
 const Schema<AccessLogConfig>& accessLogSchema();
-const Schema<LlmCacheConfig>& llmCacheSchema();
-/// `upstreams[]` and its nested maps (`tls` is read apart; config/upstream_schema.cc).
-const Schema<UpstreamConfig>& upstreamSchema();
-const Schema<TargetConfig>& targetSchema();
-const Schema<HealthCheckConfig>& healthCheckSchema();
-const Schema<OutlierConfig>& outlierSchema();
-const Schema<RetryBudgetConfig>& retryBudgetSchema();
 /// `routes[]` and `match` (config/route_schema.cc). The target (`upstream`, `llm`,
 /// `welcome`) and `filters` are declared here and read by the route reader.
 const Schema<RouteConfig>& routeSchema();

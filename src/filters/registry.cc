@@ -33,12 +33,12 @@ const std::vector<std::string_view>& filterKinds() {
 }
 
 BuiltFilter buildFilter(std::string_view kind, const config::Node& node, config::Reader& r,
-                        const config::Config& config) {
+                        const FilterInputs& inputs) {
   for (const auto& e : kBuiltins) {
     if (e.kind != kind) continue;
     boost::json::object settings;
     BuiltFilter built;
-    built.filter = e.build(node, r, config, settings);
+    built.filter = e.build(node, r, inputs, settings);
     if (built.filter) built.shown = boost::json::serialize(boost::json::object{{kind, std::move(settings)}});
     return built;
   }

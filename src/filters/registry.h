@@ -20,6 +20,14 @@ namespace ganglion::filters {
 
 using FilterPtr = std::shared_ptr<const http::Filter>;
 
+/// What filters read of the sections before routes: the gateway keys and where shared state
+/// (Redis) lives. Borrowed for the factory call.
+struct FilterInputs {
+  const std::vector<config::KeyConfig>& keys;
+  std::shared_ptr<const config::KeyTable> key_table;
+  const config::StateConfig& state;
+};
+
 /// A built filter and its settings as GET /config shows them (`{"<kind>": {...}}`, secrets
 /// redacted), as JSON text.
 struct BuiltFilter {
@@ -27,10 +35,9 @@ struct BuiltFilter {
   std::string shown;
 };
 
-/// Builds the filter `kind` from its config block. `config` holds everything parsed before
-/// routes (keys and state in particular).
+/// Builds the filter `kind` from its config block.
 BuiltFilter buildFilter(std::string_view kind, const config::Node& node, config::Reader& r,
-                        const config::Config& config);
+                        const FilterInputs& inputs);
 
 /// The kinds buildFilter knows, for error messages and docs.
 const std::vector<std::string_view>& filterKinds();
@@ -54,14 +61,14 @@ bool readSettings(const config::Schema<S>& schema, const config::Node& node, S& 
 
 // One factory per built-in filter: builds it and fills `shown` with its settings (the
 // fields of its schema).
-using Factory = FilterPtr (*)(const config::Node& node, config::Reader& r, const config::Config& config,
+using Factory = FilterPtr (*)(const config::Node& node, config::Reader& r, const FilterInputs& inputs,
                               boost::json::object& shown);
-FilterPtr buildKeyAuth(const config::Node&, config::Reader&, const config::Config&, boost::json::object&);
-FilterPtr buildRateLimit(const config::Node&, config::Reader&, const config::Config&, boost::json::object&);
-FilterPtr buildCors(const config::Node&, config::Reader&, const config::Config&, boost::json::object&);
-FilterPtr buildIpFilter(const config::Node&, config::Reader&, const config::Config&, boost::json::object&);
-FilterPtr buildHeaders(const config::Node&, config::Reader&, const config::Config&, boost::json::object&);
-FilterPtr buildPromptGuard(const config::Node&, config::Reader&, const config::Config&, boost::json::object&);
+FilterPtr buildKeyAuth(const config::Node&, config::Reader&, const FilterInputs&, boost::json::object&);
+FilterPtr buildRateLimit(const config::Node&, config::Reader&, const FilterInputs&, boost::json::object&);
+FilterPtr buildCors(const config::Node&, config::Reader&, const FilterInputs&, boost::json::object&);
+FilterPtr buildIpFilter(const config::Node&, config::Reader&, const FilterInputs&, boost::json::object&);
+FilterPtr buildHeaders(const config::Node&, config::Reader&, const FilterInputs&, boost::json::object&);
+FilterPtr buildPromptGuard(const config::Node&, config::Reader&, const FilterInputs&, boost::json::object&);
 // Their docs tables (config::docsTable of each schema).
 std::string keyAuthDocsTable();
 std::string rateLimitDocsTable();

@@ -12,10 +12,10 @@
 namespace ganglion::http {
 namespace {
 
-config::Config parse(const std::string& yaml) {
+server::Config parse(const std::string& yaml) {
   auto r = server::loadConfigText(yaml, "test.yaml");
   for (auto& e : r.errors) ADD_FAILURE() << e.text();
-  if (!r.config) return config::Config{};
+  if (!r.config) return server::Config{};
   return std::move(*r.config);
 }
 

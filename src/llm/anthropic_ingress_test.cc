@@ -93,7 +93,7 @@ TEST(AnthropicIngress, WholeCompletionBecomesAMessage) {
 }
 
 TEST(AnthropicIngress, StreamEncoderBuildsTheEventSequence) {
-  config::ProviderConfig p;
+  llm::ProviderConfig p;
   p.kind = "openai";
   OpenAiCodec codec(p);
   auto dec = codec.chatStream();

@@ -11,7 +11,7 @@
 
 namespace ganglion::llm {
 
-std::unique_ptr<ProviderCodec> makeCodec(const config::ProviderConfig& provider) {
+std::unique_ptr<ProviderCodec> makeCodec(const llm::ProviderConfig& provider) {
   const auto& kind = provider.kind;
   if (kind == "anthropic") return std::make_unique<AnthropicCodec>(provider);
   if (kind == "gemini") return std::make_unique<GeminiCodec>(provider);
@@ -22,7 +22,7 @@ std::unique_ptr<ProviderCodec> makeCodec(const config::ProviderConfig& provider)
 namespace {
 
 /// The most output tokens one answer of target `t` may have when the client sets no limit.
-uint64_t maxOutputOf(std::string_view kind, const config::ModelTarget& t) {
+uint64_t maxOutputOf(std::string_view kind, const llm::ModelTarget& t) {
   if (t.max_output) return t.max_output;
   if (kind == "anthropic") return AnthropicCodec::kDefaultMaxTokens;  // the codec always sends it
   return builtinMaxOutput(kind, t.model);
@@ -30,7 +30,7 @@ uint64_t maxOutputOf(std::string_view kind, const config::ModelTarget& t) {
 
 /// The encoding that counts `t`'s prompts exactly (built at the first count that needs it, on
 /// the compute pool: a gateway that never counts never pays its 3 MB).
-std::string_view encodingOf(std::string_view kind, const config::ModelTarget& t) {
+std::string_view encodingOf(std::string_view kind, const llm::ModelTarget& t) {
   std::string_view name;
   if (t.tokenizer == "o200k_base")
     name = "o200k_base";
@@ -43,15 +43,17 @@ std::string_view encodingOf(std::string_view kind, const config::ModelTarget& t)
 
 }  // namespace
 
-Catalog::Catalog(const config::Config& config, const std::vector<size_t>& provider_upstreams) {
-  for (size_t i = 0; i < config.providers.size(); ++i) {
-    const auto& p = config.providers[i];
+Catalog::Catalog(const std::vector<ProviderConfig>& providers, const std::vector<ModelConfig>& models,
+                 const std::vector<size_t>& provider_upstreams, LlmSettings settings)
+    : settings_(std::move(settings)) {
+  for (size_t i = 0; i < providers.size(); ++i) {
+    const auto& p = providers[i];
     bool default_port = p.port == (p.https ? 443 : 80);
     std::string host = p.host.find(':') != std::string::npos ? "[" + p.host + "]" : p.host;  // IPv6 literal
     providers_.push_back(
         {&p, makeCodec(p), provider_upstreams[i], default_port ? host : fmt::format("{}:{}", host, p.port)});
   }
-  for (const auto& m : config.models) {
+  for (const auto& m : models) {
     CatalogModel cm;
     cm.config = &m;
     for (const auto& t : m.targets) {

@@ -13,12 +13,13 @@
 
 #include "base/string_map.h"
 #include "config/config.h"
+#include "llm/llm_config.h"
 #include "llm/provider.h"
 
 namespace ganglion::llm {
 
 struct CatalogProvider {
-  const config::ProviderConfig* config = nullptr;
+  const ProviderConfig* config = nullptr;
   std::unique_ptr<ProviderCodec> codec;  ///< null while the kind has no codec in this build
   size_t upstream = 0;                   ///< index into Snapshot::upstreams
   std::string host_header;               ///< "host", or "host:port" off the scheme's default port
@@ -37,8 +38,8 @@ struct CatalogTarget {
   uint32_t provider = 0;  ///< index into Catalog::providers
   std::string model;      ///< the provider's model id
   uint32_t weight = 1;
-  std::optional<config::Price> price;  ///< config override, else built-in; unknown: nullopt
-  uint64_t context_window = 0;         ///< tokens; 0: unknown
+  std::optional<llm::Price> price;  ///< config override, else built-in; unknown: nullopt
+  uint64_t context_window = 0;      ///< tokens; 0: unknown
   /// Most output tokens of one answer without a client limit: config, Anthropic's default
   /// max_tokens (the codec always sends one), the built-in table; 0: unknown.
   uint64_t max_output = 0;
@@ -53,14 +54,24 @@ struct CatalogTarget {
 };
 
 struct CatalogModel {
-  const config::ModelConfig* config = nullptr;
+  const ModelConfig* config = nullptr;
   std::vector<CatalogTarget> targets;
+};
+
+/// What the LLM API reads of the rest of a config version: the gateway keys (limits, cache
+/// opt-in), where shared limits live, and the response cache's settings.
+struct LlmSettings {
+  std::shared_ptr<const config::KeyTable> keys;
+  config::StateConfig state;
+  LlmCacheConfig cache;
 };
 
 class Catalog {
  public:
-  /// `provider_upstreams[i]` is the upstream index of config.providers[i]. Main thread.
-  Catalog(const config::Config& config, const std::vector<size_t>& provider_upstreams);
+  /// `provider_upstreams[i]` is the upstream index of providers[i]. The configs must outlive
+  /// the catalog (the snapshot holds both). Main thread.
+  Catalog(const std::vector<ProviderConfig>& providers, const std::vector<ModelConfig>& models,
+          const std::vector<size_t>& provider_upstreams, LlmSettings settings);
   /// The model a client named, or nullptr. Any thread.
   const CatalogModel* find(std::string_view name) const {
     auto it = by_name_.find(name);
@@ -68,11 +79,13 @@ class Catalog {
   }
   const std::vector<CatalogModel>& models() const { return models_; }
   const std::vector<CatalogProvider>& providers() const { return providers_; }
+  const LlmSettings& settings() const { return settings_; }
 
  private:
   std::vector<CatalogProvider> providers_;
   std::vector<CatalogModel> models_;
   StringMap<size_t> by_name_;
+  LlmSettings settings_;
 };
 
 }  // namespace ganglion::llm

@@ -25,7 +25,7 @@ constexpr size_t kMaxErrorBytes = 1u << 20;
 /// Provider answers worth trying again or elsewhere: rate limits, overload, server errors.
 bool failoverStatus(int status) { return status == 408 || status == 409 || status == 429 || status >= 500; }
 
-void recordFailure(const CatalogTarget& t, const config::ModelConfig& m) {
+void recordFailure(const CatalogTarget& t, const llm::ModelConfig& m) {
   auto& s = *t.state;
   uint32_t n = s.failures.fetch_add(1, std::memory_order_relaxed) + 1;
   if (m.breaker.failures && n >= m.breaker.failures) {
@@ -68,7 +68,7 @@ std::vector<const CatalogTarget*> attemptOrder(const CatalogModel& model, uint64
   std::vector<const CatalogTarget*> order;
   for (const auto& t : model.targets)
     if (!t.context_window || prompt_tokens <= t.context_window) order.push_back(&t);
-  using config::ModelStrategy;
+  using llm::ModelStrategy;
   switch (model.config->strategy) {
     case ModelStrategy::kWeighted:
       if (order.size() > 1) {

@@ -1,12 +1,11 @@
 // The `providers:` and `models:` sections (the LLM gateway's config), validated with file
 // and line like everything else.
-#include "llm/llm_config.h"
-
 #include <algorithm>
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 
 #include "base/strings.h"
+#include "llm/llm_schema.h"
 #include "net/tls.h"
 
 namespace ganglion::llm {
@@ -469,7 +468,8 @@ const Schema<ModelConfig>& modelSchema() {
   return schema;
 }
 
-void readProviders(Reader& r, const config::Node& list, Config& cfg) {
+void readProviders(Reader& r, const config::Node& list, std::vector<ProviderConfig>& providers,
+                   std::vector<std::string>& skipped) {
   std::shared_ptr<net::TlsClientContext> system_tls;  // one system-store context for all providers
   r.forEach(list, "providers", [&](const config::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a provider is a map: { name, kind, base_url, api_key }");
@@ -504,9 +504,9 @@ void readProviders(Reader& r, const config::Node& list, Config& cfg) {
     // unset): the provider is left out instead of refused, so one config serves whichever keys
     // the environment has.
     if (p.optional && p.api_key.empty() && kind->needs_key) {
-      for (const auto& other : cfg.providers)
+      for (const auto& other : providers)
         if (other.name == p.name) return r.fail(n, fmt::format("duplicate provider name '{}'", p.name));
-      cfg.skipped_providers.push_back(p.name);
+      skipped.push_back(p.name);
       return;
     }
     if (p.kind == "azure" && p.api_version.empty())
@@ -516,7 +516,7 @@ void readProviders(Reader& r, const config::Node& list, Config& cfg) {
       if (p.access_key_id.empty() || p.secret_access_key.empty())
         r.fail(n, fmt::format("bedrock provider '{}' needs 'access_key_id' and 'secret_access_key'", p.name));
     }
-    for (const auto& other : cfg.providers)
+    for (const auto& other : providers)
       if (other.name == p.name) return r.fail(n, fmt::format("duplicate provider name '{}'", p.name));
     if (!p.host.empty()) {
       auto& up = p.upstream;
@@ -534,11 +534,13 @@ void readProviders(Reader& r, const config::Node& list, Config& cfg) {
         up.tls = system_tls;
       }
     }
-    cfg.providers.push_back(std::move(p));
+    providers.push_back(std::move(p));
   });
 }
 
-void readModels(Reader& r, const config::Node& list, Config& cfg) {
+void readModels(Reader& r, const config::Node& list, const std::vector<ProviderConfig>& providers,
+                const std::vector<std::string>& skipped_providers, std::vector<ModelConfig>& models,
+                std::vector<std::string>& skipped_models) {
   r.forEach(list, "models", [&](const config::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a model is a map: { name, strategy, targets }");
     ModelConfig m;
@@ -549,7 +551,7 @@ void readModels(Reader& r, const config::Node& list, Config& cfg) {
     r.forEach(n["targets"], "targets", [&](const config::Node& t) {
       if (!t.IsMap()) return r.fail(t, "a model target is a map: { provider, model, weight }");
       if (auto v = t["provider"]; v.IsDefined() && v.IsScalar()) {
-        const auto& skipped = cfg.skipped_providers;
+        const auto& skipped = skipped_providers;
         if (std::find(skipped.begin(), skipped.end(), v.Scalar()) != skipped.end()) {
           ++skipped_targets;  // its provider is optional and has no key here
           return;
@@ -560,13 +562,13 @@ void readModels(Reader& r, const config::Node& list, Config& cfg) {
       readFields(modelTargetSchema(), t, target, r);
       if (auto v = t["provider"]; v.IsDefined()) {
         bool known = false;
-        for (const auto& p : cfg.providers) known = known || p.name == target.provider;
+        for (const auto& p : providers) known = known || p.name == target.provider;
         if (!known) r.fail(v, fmt::format("model '{}' names unknown provider '{}'", m.name, target.provider));
       }
       m.targets.push_back(std::move(target));
     });
     if (m.targets.empty() && skipped_targets > 0) {
-      cfg.skipped_models.push_back(m.name);
+      skipped_models.push_back(m.name);
       return;
     }
     if (m.targets.empty()) r.fail(n, fmt::format("model '{}' needs at least one target", m.name));
@@ -575,10 +577,32 @@ void readModels(Reader& r, const config::Node& list, Config& cfg) {
     else if (m.strategy == ModelStrategy::kSingle && m.targets.size() > 1)
       r.fail(v,
              fmt::format("model '{}' has {} targets: 'single' takes exactly one", m.name, m.targets.size()));
-    for (const auto& other : cfg.models)
+    for (const auto& other : models)
       if (other.name == m.name) return r.fail(n, fmt::format("duplicate model name '{}'", m.name));
-    cfg.models.push_back(std::move(m));
+    models.push_back(std::move(m));
   });
+}
+
+const Schema<LlmCacheConfig>& llmCacheSchema() {
+  static const Schema<LlmCacheConfig> schema{
+      "llm_cache",
+      {
+          {.name = "max_bytes",
+           .kind = FieldKind::kSize,
+           .member = &LlmCacheConfig::max_bytes,
+           .default_text = "`64MiB`",
+           .doc = "The most bytes of answers kept; least recently used answers are dropped past it.",
+           .what = "llm_cache.max_bytes"},
+          {.name = "ttl",
+           .kind = FieldKind::kDuration,
+           .member = &LlmCacheConfig::ttl,
+           .default_text = "`10m`",
+           .doc = "How long an answer is served from the cache.",
+           .what = "llm_cache.ttl"},
+      },
+      {},
+  };
+  return schema;
 }
 
 std::string_view strategyName(ModelStrategy s) { return kStrategyNames[static_cast<size_t>(s)]; }

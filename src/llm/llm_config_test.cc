@@ -1,10 +1,9 @@
-#include "llm/llm_config.h"
-
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 
 #include "http/router.h"
+#include "llm/llm_schema.h"
 #include "server/config_loader.h"
 
 namespace ganglion::llm {

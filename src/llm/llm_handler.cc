@@ -119,7 +119,7 @@ using http::unlessClientLeaves;
 
 struct LlmHandler::Call {
   http::ServerConnection& conn;
-  const config::Config& config;
+  const LlmSettings& settings;
   const Catalog& catalog;
   std::span<upstream::UpstreamRuntime> upstreams;
   const config::RouteConfig& route;
@@ -182,7 +182,7 @@ struct LlmHandler::Call {
 /// The call's key (name → limits) when it has limits, or null: a call without limits
 /// reserves nothing, so nothing needs bounding for it.
 const LlmHandler::KeyLimitsEntry* LlmHandler::limitsOf(const Call& call) {
-  const auto& limits_by_key = call.config.key_table->limits;
+  const auto& limits_by_key = call.settings.keys->limits;
   auto it =
       call.rec.key_name.empty() ? limits_by_key.end() : limits_by_key.find(std::string(call.rec.key_name));
   return it == limits_by_key.end() ? nullptr : &*it;
@@ -235,8 +235,9 @@ Task<bool> LlmHandler::admit(Call& call, const CatalogModel& model, uint64_t pro
   }
   const uint64_t tokens = prompt_tokens + most_output;
   std::optional<Refusal> refused;
-  if (call.config.state.redis) {
-    if (!shared_) shared_ = std::make_unique<SharedLimits>(worker_.io(), call.config.state, worker_.index());
+  if (call.settings.state.redis) {
+    if (!shared_)
+      shared_ = std::make_unique<SharedLimits>(worker_.io(), call.settings.state, worker_.index());
     call.shared = shared_.get();
     auto verdict = co_await shared_->admit(it->first, limits, tokens, worst, call.reservation);
     if (verdict.unavailable.empty()) {
@@ -437,7 +438,7 @@ Task<bool> LlmHandler::answerFromCache(Call& call, std::string_view endpoint, co
   } else if (iequals(asked, "off") || iequals(asked, "false") || asked == "0" || iequals(asked, "no-store")) {
     wanted = false;
   } else {
-    const auto& by_key = call.config.key_table->cache;
+    const auto& by_key = call.settings.keys->cache;
     wanted = !call.rec.key_name.empty() && by_key.count(std::string(call.rec.key_name));
   }
   if (!wanted) co_return false;
@@ -465,7 +466,7 @@ Task<bool> LlmHandler::answerFromCache(Call& call, std::string_view endpoint, co
 
 void LlmHandler::remember(Call& call, std::string payload, bool stream) {
   if (!call.cache_lookup || call.cache_state != "miss") return;
-  const auto& cfg = call.config.llm_cache;
+  const auto& cfg = call.settings.cache;
   cache_.put(call.cache_key, {std::move(payload), stream, std::string(call.rec.provider), call.rec.model},
              cfg.ttl, cfg.max_bytes);
 }
@@ -540,15 +541,16 @@ LlmHandler::LlmHandler(loop::Worker& worker, telemetry::WorkerStats& stats, KeyL
 
 LlmHandler::~LlmHandler() = default;
 
-Task<void> LlmHandler::handle(http::RoutedRequest& routed, const config::Config& config,
-                              const Catalog& catalog, std::span<upstream::UpstreamRuntime> upstreams) {
+Task<void> LlmHandler::handle(http::RoutedRequest& routed, const Catalog& catalog,
+                              std::span<upstream::UpstreamRuntime> upstreams) {
   auto& conn = routed.conn;
   const auto& route = *routed.route.config;
   CallRecord rec;
   rec.key_name = routed.filters.principal;  // the route's key_auth filter authenticated it
   ReportOnExit report{rec, routed.report};
   auto& req = conn.request();
-  Call call{conn, config, catalog, upstreams, route, rec, ledger_, stats_, requestId(req, next_id_)};
+  Call call{conn,   catalog.settings(),      catalog, upstreams, route, rec, ledger_,
+            stats_, requestId(req, next_id_)};
   call.anthropic_dialect = isAnthropicPath(req.path());  // its errors in Anthropic's shape
   std::string_view path = req.path();
   auto only = [&](std::string_view method) -> bool { return req.method == method; };
@@ -598,7 +600,7 @@ Task<void> LlmRoutes::sendLocalReply(http::ServerConnection& conn, const http::L
 
 // Not a coroutine: LlmHandler::handle's frame is the only one the LLM API adds.
 Task<void> LlmRoutes::serve(http::RoutedRequest& routed) {
-  return handler_.handle(routed, config_, catalog_, upstreams_);
+  return handler_.handle(routed, catalog_, upstreams_);
 }
 
 Task<void> LlmHandler::listModels(Call& call) {
@@ -1010,7 +1012,7 @@ Task<void> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& re
     }
     if (recording) {  // the whole stream, for the response cache, while it fits
       recorded += out;
-      recording = recorded.size() <= call.config.llm_cache.max_bytes;
+      recording = recorded.size() <= call.settings.cache.max_bytes;
     }
     if (pending_head || !out.empty()) {
       std::array<std::string_view, 1> pieces{out};

@@ -57,11 +57,11 @@ class LlmHandler {
   /// x-request-id. Worker thread.
   http::Task<void> sendLocalReply(http::ServerConnection& conn, const http::LocalReply& reply);
 
-  /// Serves one request on an `llm:` route with one config version: `config`, its
-  /// `catalog`, and this worker's runtimes for its upstreams (providers included). The key
+  /// Serves one request on an `llm:` route with one config version: its `catalog` (with the
+  /// settings the API reads), and this worker's runtimes for its upstreams (providers included). The key
   /// the route's key_auth filter authenticated is routed.filters.principal; what the call did
   /// goes into routed.report. Worker thread.
-  http::Task<void> handle(http::RoutedRequest& routed, const config::Config& config, const Catalog& catalog,
+  http::Task<void> handle(http::RoutedRequest& routed, const Catalog& catalog,
                           std::span<upstream::UpstreamRuntime> upstreams);
 
  private:
@@ -140,12 +140,11 @@ class LlmHandler {
 };
 
 /// The LLM API as the terminal handler of one config version on one worker: the worker's
-/// LlmHandler with that version's config, catalog and upstream runtimes.
+/// LlmHandler with that version's catalog and upstream runtimes.
 class LlmRoutes final : public http::TerminalHandler {
  public:
-  LlmRoutes(LlmHandler& handler, const config::Config& config, const Catalog& catalog,
-            std::span<upstream::UpstreamRuntime> upstreams)
-      : handler_(handler), config_(config), catalog_(catalog), upstreams_(upstreams) {}
+  LlmRoutes(LlmHandler& handler, const Catalog& catalog, std::span<upstream::UpstreamRuntime> upstreams)
+      : handler_(handler), catalog_(catalog), upstreams_(upstreams) {}
   /// Serves one request on an `llm:` route. Called by the connection manager, worker thread.
   http::Task<void> serve(http::RoutedRequest& routed) override;
   /// A filter's reply as OpenAI's error object (Anthropic's on /v1/messages), so SDKs read it.
@@ -153,7 +152,6 @@ class LlmRoutes final : public http::TerminalHandler {
 
  private:
   LlmHandler& handler_;
-  const config::Config& config_;
   const Catalog& catalog_;
   std::span<upstream::UpstreamRuntime> upstreams_;
 };

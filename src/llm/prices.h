@@ -7,13 +7,13 @@
 #include <optional>
 #include <string_view>
 
-#include "config/config.h"
+#include "llm/llm_config.h"
 #include "llm/usage.h"
 
 namespace ganglion::llm {
 
 using config::Picodollars;
-using config::Price;
+using llm::Price;
 
 /// The built-in price of `model` at a provider of `kind` (longest known model-id prefix, so
 /// dated snapshots such as gpt-4o-mini-2024-07-18 find gpt-4o-mini), or nullopt.

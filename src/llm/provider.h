@@ -12,9 +12,9 @@
 #include <utility>
 #include <vector>
 
-#include "config/config.h"
 #include "llm/api_error.h"
 #include "llm/chat_request.h"
+#include "llm/llm_config.h"
 #include "llm/usage.h"
 
 namespace ganglion::llm {
@@ -76,6 +76,6 @@ class ProviderCodec {
 };
 
 /// The codec for `provider.kind`. Main thread, when a snapshot is built.
-std::unique_ptr<ProviderCodec> makeCodec(const config::ProviderConfig& provider);
+std::unique_ptr<ProviderCodec> makeCodec(const llm::ProviderConfig& provider);
 
 }  // namespace ganglion::llm

@@ -2,9 +2,10 @@
 
 #include "config/schema.h"
 #include "filters/registry.h"
-#include "llm/llm_config.h"
+#include "llm/llm_schema.h"
 #include "net/tls_config.h"
 #include "server/config_sections.h"
+#include "upstream/upstream_schema.h"
 
 namespace ganglion::server {
 
@@ -18,12 +19,12 @@ std::vector<DocsTable> schemaDocsTables() {
                                 {"upstream_tls", docsTable(net::tlsClientSchema())},
                                 {"admin", docsTable(config::adminSchema())},
                                 {"access_log", docsTable(config::accessLogSchema())},
-                                {"llm_cache", docsTable(config::llmCacheSchema())},
-                                {"upstream", docsTable(config::upstreamSchema())},
-                                {"target", docsTable(config::targetSchema())},
-                                {"health_check", docsTable(config::healthCheckSchema())},
-                                {"outlier", docsTable(config::outlierSchema())},
-                                {"retry_budget", docsTable(config::retryBudgetSchema())},
+                                {"llm_cache", docsTable(llm::llmCacheSchema())},
+                                {"upstream", docsTable(upstream::upstreamSchema())},
+                                {"target", docsTable(upstream::targetSchema())},
+                                {"health_check", docsTable(upstream::healthCheckSchema())},
+                                {"outlier", docsTable(upstream::outlierSchema())},
+                                {"retry_budget", docsTable(upstream::retryBudgetSchema())},
                                 {"route", docsTable(config::routeSchema())},
                                 {"match", docsTable(config::matchSchema())},
                                 {"state", docsTable(config::stateSchema())},

@@ -15,19 +15,22 @@
 #include <unordered_set>
 
 #include "base/strings.h"
-#include "config/config.h"
 #include "config/reader.h"
 #include "config/schema.h"
 #include "filters/registry.h"
 #include "http/filter.h"
 #include "http/path.h"
-#include "llm/llm_config.h"
+#include "llm/llm_schema.h"
 #include "net/tls_config.h"
 #include "server/config_sections.h"
+#include "upstream/upstream_config.h"
+#include "upstream/upstream_schema.h"
 
 namespace ganglion::server {
 
 using namespace ganglion::config;  // the composition reads every section
+using upstream::Balance;
+using upstream::UpstreamConfig;
 
 namespace {
 
@@ -44,7 +47,7 @@ void readUpstream(Reader& r, const config::Node& n, Config& cfg) {
   UpstreamConfig u;
   u.at = n.place();
   if (!n.IsMap()) return r.fail(n, "an upstream must be a map");
-  readFields(upstreamSchema(), n, u, r);
+  readFields(upstream::upstreamSchema(), n, u, r);
   const config::Node targets = n["targets"];
   if (!targets.IsDefined() || (targets.IsSequence() && targets.size() == 0))
     r.fail(n, fmt::format("upstream '{}' needs at least one target", u.name));
@@ -68,6 +71,8 @@ std::string unreachablePath(std::string_view key, const std::string& path) {
   return {};
 }
 
+filters::FilterInputs filterInputs(const Config& cfg) { return {cfg.keys, cfg.key_table, cfg.state}; }
+
 void readFilters(Reader& r, const config::Node& list, const Config& cfg, RouteConfig& rt) {
   r.forEach(list, "filters", [&](const config::Node& item) {
     if (!item.IsMap() || item.size() != 1) {
@@ -76,7 +81,7 @@ void readFilters(Reader& r, const config::Node& list, const Config& cfg, RouteCo
     }
     auto kv = *item.begin();
     std::string kind = kv.first.Scalar();
-    if (auto built = filters::buildFilter(kind, kv.second, r, cfg); built.filter) {
+    if (auto built = filters::buildFilter(kind, kv.second, r, filterInputs(cfg)); built.filter) {
       rt.filters.push_back(std::move(built.filter));
       rt.filters_shown.push_back(std::move(built.shown));
     }
@@ -259,7 +264,8 @@ void validateReferences(Reader& r, Config& cfg) {
       return [kind](const std::shared_ptr<const http::Filter>& f) { return f->kind() == kind; };
     };
     if (std::any_of(chain.begin(), chain.end(), is("key_auth"))) continue;
-    if (auto key_auth = filters::buildFilter("key_auth", config::Node::null(), r, cfg); key_auth.filter)
+    if (auto key_auth = filters::buildFilter("key_auth", config::Node::null(), r, filterInputs(cfg));
+        key_auth.filter)
       chain.insert(std::find_if(chain.begin(), chain.end(), is("rate_limit")), std::move(key_auth.filter));
   }
   // With every provider optional and keyless the LLM API still answers (no models) instead

@@ -4,9 +4,10 @@
 
 #include <boost/json.hpp>
 
-#include "llm/llm_config.h"
+#include "llm/llm_schema.h"
 #include "net/tls_config.h"
 #include "server/config_loader.h"
+#include "upstream/upstream_schema.h"
 
 namespace ganglion::server {
 
@@ -28,7 +29,7 @@ json::value showListeners(const Config& c) {
 json::value showUpstreams(const Config& c) {
   json::array out;
   for (const auto& u : c.upstreams) {
-    out.push_back(fieldsToJson(upstreamSchema(), u));
+    out.push_back(fieldsToJson(upstream::upstreamSchema(), u));
     if (u.tls) out.back().as_object()["tls"] = fieldsToJson(net::tlsClientSchema(), u.tls->settings());
   }
   return out;
@@ -42,8 +43,12 @@ json::value showList(const Config& c) {
   return out;
 }
 
-void readProviderSection(Reader& r, const config::Node& v, Config& cfg) { llm::readProviders(r, v, cfg); }
-void readModelSection(Reader& r, const config::Node& v, Config& cfg) { llm::readModels(r, v, cfg); }
+void readProviderSection(Reader& r, const config::Node& v, Config& cfg) {
+  llm::readProviders(r, v, cfg.providers, cfg.skipped_providers);
+}
+void readModelSection(Reader& r, const config::Node& v, Config& cfg) {
+  llm::readModels(r, v, cfg.providers, cfg.skipped_providers, cfg.models, cfg.skipped_models);
+}
 
 json::value showAdmin(const Config& c) {
   if (!c.admin.enabled) return nullptr;
@@ -114,7 +119,7 @@ const Schema<Config>& topLevelSchema() {
                "the LLM API is served on `/v1/` ([implicit route](#the-implicit-v1-route)).",
            .type_text = "list",
            .read = &readProviderSection,
-           .show = &showList<ProviderConfig, &Config::providers, llm::providerSchema>},
+           .show = &showList<llm::ProviderConfig, &Config::providers, llm::providerSchema>},
           {.name = "models",
            .kind = FieldKind::kCustom,
            .member = {},
@@ -122,7 +127,7 @@ const Schema<Config>& topLevelSchema() {
            .doc = "Model names clients ask for, mapped to provider models: see [`models`](#models).",
            .type_text = "list",
            .read = &readModelSection,
-           .show = &showList<ModelConfig, &Config::models, llm::modelSchema>},
+           .show = &showList<llm::ModelConfig, &Config::models, llm::modelSchema>},
           {.name = "state",
            .kind = FieldKind::kCustom,
            .member = {},
@@ -163,8 +168,9 @@ const Schema<Config>& topLevelSchema() {
            .default_text = "64MiB, 10m",
            .doc = "The [LLM response cache](#llm-response-cache).",
            .type_text = "map",
-           .read = &readMapSection<LlmCacheConfig, &Config::llm_cache, llmCacheSchema, kLlmCacheNotAMap>,
-           .show = &showSection<Config, LlmCacheConfig, &Config::llm_cache, llmCacheSchema>},
+           .read = &readMapSection<llm::LlmCacheConfig, &Config::llm_cache, llm::llmCacheSchema,
+                                   kLlmCacheNotAMap>,
+           .show = &showSection<Config, llm::LlmCacheConfig, &Config::llm_cache, llm::llmCacheSchema>},
       },
       {}};
   return schema;

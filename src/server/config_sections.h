@@ -7,21 +7,22 @@
 #include "config/config.h"
 #include "config/reader.h"
 #include "config/schema.h"
+#include "server/gateway_config.h"
 
 namespace ganglion::server {
 
-/// Every top-level section as a field of config::Config, in reading order: a section's
+/// Every top-level section as a field of Config, in reading order: a section's
 /// reader may use the sections before it (routes use listeners, keys and state; models use
 /// providers).
-const config::Schema<config::Config>& topLevelSchema();
+const config::Schema<Config>& topLevelSchema();
 
 // The readers of sections with more than a schema behind them (config_loader.cc): each gets
 // the value written under its key.
-void readListeners(config::Reader& r, const config::Node& v, config::Config& cfg);
-void readUpstreams(config::Reader& r, const config::Node& v, config::Config& cfg);
-void readRoutes(config::Reader& r, const config::Node& v, config::Config& cfg);
-void readKeySection(config::Reader& r, const config::Node& v, config::Config& cfg);
-void readAdminSection(config::Reader& r, const config::Node& v, config::Config& cfg);
-void readStateSection(config::Reader& r, const config::Node& v, config::Config& cfg);
+void readListeners(config::Reader& r, const config::Node& v, Config& cfg);
+void readUpstreams(config::Reader& r, const config::Node& v, Config& cfg);
+void readRoutes(config::Reader& r, const config::Node& v, Config& cfg);
+void readKeySection(config::Reader& r, const config::Node& v, Config& cfg);
+void readAdminSection(config::Reader& r, const config::Node& v, Config& cfg);
+void readStateSection(config::Reader& r, const config::Node& v, Config& cfg);
 
 }  // namespace ganglion::server

@@ -57,7 +57,7 @@ class Gateway {
   /// Every key with LLM limits: limits and spend in the current period, sorted by name.
   boost::json::array llmKeys();
   /// Opens the `state.sqlite` spend store and loads it into the ledger. Main thread, at start.
-  std::string openSpendStore(const config::Config& cfg);
+  std::string openSpendStore(const Config& cfg);
   /// Writes settled spend to the store every second, on the blocking pool (the main thread
   /// never waits on SQLite for it: a locked or slow disk holds no admin request).
   void scheduleSpendFlush();
@@ -68,7 +68,7 @@ class Gateway {
   auto onSpendStrand(Fn fn) -> decltype(fn());
   /// Logs a change in the flush's outcome (a broken disk logs once). Main thread.
   void noteSpendFlush(const std::string& error);
-  std::string installListeners(const config::Config& cfg);
+  std::string installListeners(const Config& cfg);
   void drainAndStop();
   /// SIGUSR2: starts the successor with our sockets; drains once it is ready.
   void upgradeBinary();

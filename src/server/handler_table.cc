@@ -10,6 +10,8 @@
 namespace ganglion::server {
 
 using namespace ganglion::config;  // the composition reads every section
+using namespace ganglion::upstream;
+using namespace ganglion::llm;
 
 http::RouteAction routeAction(const RouteConfig& route, const std::vector<UpstreamConfig>& upstreams) {
   if (route.welcome) return {kWelcomeRow, 0};
@@ -27,7 +29,7 @@ struct WorkerRequests::Version {
         upstreams(std::move(ups)),
         proxy(worker, upstreams),
         welcome(snapshot->welcome_page, "text/plain; charset=utf-8") {
-    if (snapshot->llm) llm.emplace(llm_handler, snapshot->config, *snapshot->llm, upstreams);
+    if (snapshot->llm) llm.emplace(llm_handler, *snapshot->llm, upstreams);
   }
   std::shared_ptr<const Snapshot> snapshot;
   std::vector<upstream::UpstreamRuntime> upstreams;  ///< indexed like Snapshot::upstreams

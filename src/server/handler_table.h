@@ -10,6 +10,7 @@
 #include "config/config.h"
 #include "http/connection_manager.h"
 #include "llm/llm_handler.h"
+#include "server/gateway_config.h"
 #include "store/redis_clients.h"
 #include "upstream/worker_pools.h"
 
@@ -27,7 +28,7 @@ enum HandlerRow : uint8_t { kProxyRow, kLlmRow, kWelcomeRow, kHandlerRows };
 /// The row that serves `route` and its target there: the proxy with the index of the route's
 /// upstream in `upstreams`, the LLM API, or the welcome page. Main thread, at snapshot build.
 http::RouteAction routeAction(const config::RouteConfig& route,
-                              const std::vector<config::UpstreamConfig>& upstreams);
+                              const std::vector<upstream::UpstreamConfig>& upstreams);
 
 /// One worker's request handling across config versions: the connection manager, the
 /// connection pools and the LLM handler live as long as the worker; each installed version

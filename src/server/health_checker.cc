@@ -14,6 +14,8 @@
 namespace ganglion::server {
 
 using namespace ganglion::config;  // the composition reads every section
+using namespace ganglion::upstream;
+using namespace ganglion::llm;
 
 namespace asio = boost::asio;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);

@@ -26,7 +26,7 @@ class HealthChecker {
  private:
   boost::asio::awaitable<void> probeLoop(std::shared_ptr<const Snapshot> snapshot, size_t upstream,
                                          size_t target, uint64_t generation);
-  boost::asio::awaitable<bool> probeOnce(const ResolvedTarget& target, const config::HealthCheckConfig& hc);
+  boost::asio::awaitable<bool> probeOnce(const ResolvedTarget& target, const upstream::HealthCheckConfig& hc);
 
   boost::asio::io_context& io_;
   Logger log_;

@@ -12,6 +12,8 @@
 namespace ganglion::server {
 
 using namespace ganglion::config;  // the composition reads every section
+using namespace ganglion::upstream;
+using namespace ganglion::llm;
 
 namespace {
 
@@ -137,7 +139,8 @@ BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& healt
   const bool llm_route =
       std::any_of(cfg.routes.begin(), cfg.routes.end(), [](const auto& r) { return r.llm.has_value(); });
   if (!cfg.providers.empty() || llm_route)
-    snap->llm = std::make_shared<llm::Catalog>(cfg, snap->provider_upstreams);
+    snap->llm = std::make_shared<llm::Catalog>(cfg.providers, cfg.models, snap->provider_upstreams,
+                                               llm::LlmSettings{cfg.key_table, cfg.state, cfg.llm_cache});
   snap->router.build(cfg.routes, [&](const RouteConfig& rc) { return routeAction(rc, cfg.upstreams); });
   for (const auto& r : cfg.routes)
     if (r.welcome) snap->welcome_page = renderWelcomePage(cfg);

@@ -12,6 +12,7 @@
 
 #include "config/config.h"
 #include "http/router.h"
+#include "server/gateway_config.h"
 #include "upstream/resolved_upstream.h"
 #include "upstream/target_health.h"
 
@@ -44,7 +45,7 @@ class HealthRegistry {
 };
 
 struct Snapshot {
-  config::Config config;
+  Config config;
   uint64_t version = 0;
   http::Router router;
   std::vector<ResolvedUpstream> upstreams;  ///< config.upstreams, then one per provider
@@ -66,8 +67,8 @@ using ResolvedNames = std::map<std::string, std::vector<boost::asio::ip::tcp::en
 /// Resolves the host names of `cfg`'s upstream targets (not providers', which resolve
 /// lazily), as buildSnapshot would; a name that does not resolve adds an error. Blocking:
 /// run on the blocking pool, then hand the result to buildSnapshot. Any thread.
-ResolvedNames resolveUpstreamNames(const config::Config& cfg, std::vector<config::ConfigError>& errors);
-BuildResult buildSnapshot(config::Config config, uint64_t version, HealthRegistry& health,
+ResolvedNames resolveUpstreamNames(const Config& cfg, std::vector<config::ConfigError>& errors);
+BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& health,
                           const ResolvedNames& resolved = {});
 
 }  // namespace ganglion::server

@@ -5,12 +5,13 @@
 #include <string>
 
 #include "config/config.h"
+#include "server/gateway_config.h"
 
 namespace ganglion::server {
 
 /// Plain text (readable in a browser and in curl). Names listeners, routes, the LLM API with
 /// its providers and models (or how to switch them on), gateway keys by name only, and the
 /// admin API; never a secret. Main thread, at snapshot build.
-std::string renderWelcomePage(const config::Config& config);
+std::string renderWelcomePage(const Config& config);
 
 }  // namespace ganglion::server

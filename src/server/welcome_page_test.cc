@@ -5,6 +5,8 @@
 namespace ganglion::server {
 
 using namespace ganglion::config;  // the composition reads every section
+using namespace ganglion::upstream;
+using namespace ganglion::llm;
 namespace {
 
 TEST(WelcomePage, ShowsNoControlCharactersOrSecrets) {

@@ -73,7 +73,7 @@ uint32_t pickTarget(const ResolvedUpstream& up, BalancerState& st, const http::R
     uint64_t avoid = pass == 0 ? tried : 0;
     uint32_t chosen = kNone;
     switch (up.config->balance) {
-      case config::Balance::kRoundRobin:
+      case upstream::Balance::kRoundRobin:
         for (size_t step = 0; step < up.schedule.size(); ++step) {
           uint32_t i = up.schedule[st.next++ % up.schedule.size()];
           if (usable(up, i, now_ms, avoid)) {
@@ -82,19 +82,19 @@ uint32_t pickTarget(const ResolvedUpstream& up, BalancerState& st, const http::R
           }
         }
         break;
-      case config::Balance::kLeastRequest:
+      case upstream::Balance::kLeastRequest:
         chosen = twoChoices(up, st, now_ms, avoid, [&](uint32_t i) {
           return static_cast<double>(st.loads[i].inflight + 1) / up.targets[i].weight;
         });
         break;
-      case config::Balance::kEwma:
+      case upstream::Balance::kEwma:
         chosen = twoChoices(up, st, now_ms, avoid, [&](uint32_t i) {
           // Unmeasured targets look cheap so they get measured.
           double latency = st.loads[i].ewma_us > 0 ? st.loads[i].ewma_us : 1.0;
           return latency * (st.loads[i].inflight + 1) / up.targets[i].weight;
         });
         break;
-      case config::Balance::kHash: {
+      case upstream::Balance::kHash: {
         std::string_view key =
             up.config->hash_header.empty() ? client_ip : req.headers.get(up.config->hash_header);
         if (key.empty()) key = client_ip;  // requests without the header still spread

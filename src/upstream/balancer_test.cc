@@ -116,7 +116,7 @@ TEST(Balancer, ConsistentHashIsStableAndMovesLittle) {
 }
 
 TEST(Balancer, OutlierEjectionAfterConsecutiveFailures) {
-  config::OutlierConfig cfg;
+  upstream::OutlierConfig cfg;
   cfg.consecutive_failures = 3;
   cfg.base_ejection = std::chrono::milliseconds(60'000);
   TargetHealth h;

@@ -10,8 +10,8 @@
 #include <utility>
 #include <vector>
 
-#include "config/config.h"
 #include "upstream/target_health.h"
+#include "upstream/upstream_config.h"
 
 namespace ganglion::upstream {
 
@@ -25,7 +25,7 @@ struct ResolvedTarget {
 };
 
 struct ResolvedUpstream {
-  const config::UpstreamConfig* config = nullptr;
+  const upstream::UpstreamConfig* config = nullptr;
   std::vector<ResolvedTarget> targets;
   std::vector<uint32_t> schedule;                   ///< smooth weighted round-robin order of target indices
   std::vector<std::pair<uint64_t, uint32_t>> ring;  ///< consistent-hash ring: point → target

@@ -8,7 +8,7 @@
 #include <cstdint>
 
 #include "base/time.h"
-#include "config/config.h"
+#include "upstream/upstream_config.h"
 
 namespace ganglion::upstream {
 
@@ -41,12 +41,12 @@ struct TargetHealth {
 
   /// A request failed (connect error, timeout, 5xx). Returns true when this failure should
   /// eject the target; the caller checks the upstream-wide cap and then calls eject().
-  bool recordFailure(const config::OutlierConfig& cfg) {
+  bool recordFailure(const upstream::OutlierConfig& cfg) {
     if (cfg.consecutive_failures == 0) return false;
     uint32_t n = consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1;
     return n >= cfg.consecutive_failures && !ejected(steadyMillis());
   }
-  void eject(const config::OutlierConfig& cfg) {
+  void eject(const upstream::OutlierConfig& cfg) {
     uint32_t times = std::min<uint32_t>(ejections.fetch_add(1, std::memory_order_relaxed) + 1, 10);
     ejected_until_ms.store(steadyMillis() + cfg.base_ejection.count() * times, std::memory_order_relaxed);
     consecutive_failures.store(0, std::memory_order_relaxed);

@@ -204,7 +204,7 @@ std::string joined(const std::vector<std::string>& items) {
 
 }  // namespace
 
-FilterPtr buildCors(const config::Node& node, config::Reader& r, const config::Config&, json::object& shown) {
+FilterPtr buildCors(const config::Node& node, config::Reader& r, const FilterInputs&, json::object& shown) {
   CorsSettings s;
   if (!readSettings(corsSchema(), node, s, r)) return nullptr;
   shown = config::fieldsToJson(corsSchema(), s);

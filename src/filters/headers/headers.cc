@@ -77,7 +77,7 @@ const config::Schema<HeadersSettings>& headersSchema() {
 
 }  // namespace
 
-FilterPtr buildHeaders(const config::Node& node, config::Reader& r, const config::Config&,
+FilterPtr buildHeaders(const config::Node& node, config::Reader& r, const FilterInputs&,
                        boost::json::object& shown) {
   HeadersSettings s;
   if (!readSettings(headersSchema(), node, s, r)) return nullptr;

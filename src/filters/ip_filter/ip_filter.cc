@@ -100,7 +100,7 @@ const config::Schema<IpFilterSettings>& ipFilterSchema() {
 
 }  // namespace
 
-FilterPtr buildIpFilter(const config::Node& node, config::Reader& r, const config::Config&,
+FilterPtr buildIpFilter(const config::Node& node, config::Reader& r, const FilterInputs&,
                         boost::json::object& shown) {
   IpFilterSettings s;
   if (!readSettings(ipFilterSchema(), node, s, r)) return nullptr;

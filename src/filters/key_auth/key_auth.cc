@@ -104,20 +104,20 @@ const config::Schema<KeyAuthSettings>& keyAuthSchema() {
 
 }  // namespace
 
-FilterPtr buildKeyAuth(const config::Node& node, config::Reader& r, const config::Config& config,
+FilterPtr buildKeyAuth(const config::Node& node, config::Reader& r, const FilterInputs& inputs,
                        boost::json::object& shown) {
   KeyAuthSettings s;
   const bool written_empty = node.IsNull() || (node.IsScalar() && node.Scalar().empty());  // `- key_auth:`
   if (!written_empty && !readSettings(keyAuthSchema(), node, s, r)) return nullptr;
   for (size_t i = 0; i < s.keys.size(); ++i) {
     const auto& name = s.keys[i];
-    if (std::none_of(config.keys.begin(), config.keys.end(), [&](const auto& k) { return k.name == name; }))
+    if (std::none_of(inputs.keys.begin(), inputs.keys.end(), [&](const auto& k) { return k.name == name; }))
       r.failAt(s.key_places[i], fmt::format("key_auth names unknown key '{}'", name));
   }
-  if (config.keys.empty()) r.fail(node, "key_auth needs at least one entry under top-level 'keys'");
-  if (!config.key_table) return nullptr;
+  if (inputs.keys.empty()) r.fail(node, "key_auth needs at least one entry under top-level 'keys'");
+  if (!inputs.key_table) return nullptr;
   shown = config::fieldsToJson(keyAuthSchema(), s);
-  return std::make_shared<KeyAuthFilter>(config.key_table, std::move(s.keys));
+  return std::make_shared<KeyAuthFilter>(inputs.key_table, std::move(s.keys));
 }
 
 std::string keyAuthDocsTable() { return config::docsTable(keyAuthSchema()); }

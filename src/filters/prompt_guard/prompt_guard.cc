@@ -262,7 +262,7 @@ const config::Schema<PromptGuardSettings>& promptGuardSchema() {
 
 }  // namespace
 
-FilterPtr buildPromptGuard(const config::Node& node, config::Reader& r, const config::Config&,
+FilterPtr buildPromptGuard(const config::Node& node, config::Reader& r, const FilterInputs&,
                            json::object& shown) {
   PromptGuardSettings s;
   if (!readSettings(promptGuardSchema(), node, s, r)) return nullptr;

@@ -256,11 +256,11 @@ const config::Schema<RateLimitSettings>& rateLimitSchema() {
 
 }  // namespace
 
-FilterPtr buildRateLimit(const config::Node& node, config::Reader& r, const config::Config& config,
+FilterPtr buildRateLimit(const config::Node& node, config::Reader& r, const FilterInputs& inputs,
                          json::object& shown) {
   RateLimitSettings s;
   if (!readSettings(rateLimitSchema(), node, s, r)) return nullptr;
-  if (!s.shared.empty() && !config.state.redis) {
+  if (!s.shared.empty() && !inputs.state.redis) {
     r.fail(node["shared"],
            "rate_limit 'shared' keeps its counts in Redis: configure 'state: { redis: redis://host:6379 }'");
     return nullptr;
@@ -272,7 +272,7 @@ FilterPtr buildRateLimit(const config::Node& node, config::Reader& r, const conf
   auto filter = std::make_shared<RateLimitFilter>(static_cast<double>(s.requests), seconds, burst, s.by_kind,
                                                   s.by_header);
   if (!s.shared.empty()) {
-    const auto& st = config.state;
+    const auto& st = inputs.state;
     filter->shareIn(s.shared,
                     {st.redis_host, st.redis_port, st.redis_password, st.redis_db, st.redis_timeout});
   }

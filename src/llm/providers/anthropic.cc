@@ -168,7 +168,7 @@ Usage usageFromAnthropic(const json::object& u) {
   return out;
 }
 
-AnthropicCodec::AnthropicCodec(const config::ProviderConfig& p)
+AnthropicCodec::AnthropicCodec(const llm::ProviderConfig& p)
     : base_path_(p.base_path),
       api_key_(p.api_key),
       version_(p.api_version.empty() ? std::string(kVersion) : p.api_version) {}

@@ -11,7 +11,7 @@ namespace ganglion::llm {
 
 class AnthropicCodec final : public ProviderCodec {
  public:
-  explicit AnthropicCodec(const config::ProviderConfig& provider);
+  explicit AnthropicCodec(const llm::ProviderConfig& provider);
   std::optional<ApiError> chatRequest(const ChatRequest& req, std::string_view model,
                                       ProviderRequest& out) const override;
   std::optional<ApiError> chatResponse(std::string_view body, std::string& out, Usage& usage) const override;

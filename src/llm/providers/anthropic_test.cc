@@ -14,7 +14,7 @@ using testing::Decoded;
 using testing::decodeSplit;
 
 AnthropicCodec codec() {
-  config::ProviderConfig p;
+  llm::ProviderConfig p;
   p.kind = "anthropic";
   p.api_key = "sk-ant-secret";
   return AnthropicCodec(p);

@@ -290,7 +290,7 @@ bool EventStreamParser::feed(std::string_view bytes, std::vector<EventStreamMess
   return true;
 }
 
-BedrockCodec::BedrockCodec(const config::ProviderConfig& p)
+BedrockCodec::BedrockCodec(const llm::ProviderConfig& p)
     : host_(p.host),
       base_path_(p.base_path),
       region_(p.region),

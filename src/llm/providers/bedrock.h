@@ -14,7 +14,7 @@ namespace ganglion::llm {
 
 class BedrockCodec final : public ProviderCodec {
  public:
-  explicit BedrockCodec(const config::ProviderConfig& provider);
+  explicit BedrockCodec(const llm::ProviderConfig& provider);
   std::optional<ApiError> chatRequest(const ChatRequest& req, std::string_view model,
                                       ProviderRequest& out) const override;
   std::optional<ApiError> chatResponse(std::string_view body, std::string& out, Usage& usage) const override;

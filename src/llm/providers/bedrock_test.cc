@@ -13,8 +13,8 @@ namespace json = boost::json;
 using testing::Decoded;
 using testing::decodeSplit;
 
-config::ProviderConfig provider() {
-  config::ProviderConfig p;
+llm::ProviderConfig provider() {
+  llm::ProviderConfig p;
   p.kind = "bedrock";
   p.host = "bedrock-runtime.us-east-1.amazonaws.com";
   p.region = "us-east-1";

@@ -156,7 +156,7 @@ Usage usageFromGemini(const json::object& u) {
   return out;
 }
 
-GeminiCodec::GeminiCodec(const config::ProviderConfig& p) : base_path_(p.base_path), api_key_(p.api_key) {}
+GeminiCodec::GeminiCodec(const llm::ProviderConfig& p) : base_path_(p.base_path), api_key_(p.api_key) {}
 
 std::optional<ApiError> GeminiCodec::chatRequest(const ChatRequest& req, std::string_view model,
                                                  ProviderRequest& out) const {

@@ -14,7 +14,7 @@ using testing::Decoded;
 using testing::decodeSplit;
 
 GeminiCodec codec() {
-  config::ProviderConfig p;
+  llm::ProviderConfig p;
   p.kind = "gemini";
   p.api_key = "gm-secret";
   return GeminiCodec(p);

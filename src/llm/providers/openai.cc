@@ -85,7 +85,7 @@ ApiError openaiStyleError(int status, std::string_view body) {
   return e;
 }
 
-OpenAiCodec::OpenAiCodec(const config::ProviderConfig& p)
+OpenAiCodec::OpenAiCodec(const llm::ProviderConfig& p)
     : azure_(p.kind == "azure"), base_path_(p.base_path), api_key_(p.api_key), api_version_(p.api_version) {}
 
 void OpenAiCodec::target(std::string_view endpoint, std::string_view model, ProviderRequest& out) const {

@@ -10,7 +10,7 @@ namespace ganglion::llm {
 
 class OpenAiCodec final : public ProviderCodec {
  public:
-  explicit OpenAiCodec(const config::ProviderConfig& provider);
+  explicit OpenAiCodec(const llm::ProviderConfig& provider);
   std::optional<ApiError> chatRequest(const ChatRequest& req, std::string_view model,
                                       ProviderRequest& out) const override;
   std::optional<ApiError> chatResponse(std::string_view body, std::string& out, Usage& usage) const override;

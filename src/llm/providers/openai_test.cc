@@ -11,8 +11,8 @@ namespace {
 
 namespace json = boost::json;
 
-config::ProviderConfig provider(std::string kind = "openai") {
-  config::ProviderConfig p;
+llm::ProviderConfig provider(std::string kind = "openai") {
+  llm::ProviderConfig p;
   p.name = "p";
   p.kind = kind;
   p.base_path = kind == "azure" ? "" : "/v1";

@@ -1,13 +1,16 @@
 // The `upstreams[]` section's fields: targets, balancing, health checks, outlier ejection and
-// the retry budget, declared once (config/schema.h).
+// the retry budget, declared once (config/schema.h, upstream_schema.h).
+#include "upstream/upstream_schema.h"
+
 #include <fmt/format.h>
 
 #include <boost/json.hpp>
 
 #include "base/strings.h"
-#include "config/schema.h"
 
-namespace ganglion::config {
+namespace ganglion::upstream {
+
+using namespace ganglion::config;  // the schema vocabulary
 
 namespace json = boost::json;
 
@@ -350,4 +353,4 @@ const Schema<UpstreamConfig>& upstreamSchema() {
   return schema;
 }
 
-}  // namespace ganglion::config
+}  // namespace ganglion::upstream
