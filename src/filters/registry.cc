@@ -19,6 +19,7 @@ constexpr Entry kBuiltins[] = {
     {"ip_filter", &buildIpFilter, &ipFilterDocsTable},
     {"headers", &buildHeaders, &headersDocsTable},
     {"prompt_guard", &buildPromptGuard, &promptGuardDocsTable},
+    {"output_guard", &buildOutputGuard, &outputGuardDocsTable},
 };
 
 }  // namespace

@@ -69,6 +69,7 @@ FilterPtr buildCors(const config::Node&, config::Reader&, const FilterInputs&, b
 FilterPtr buildIpFilter(const config::Node&, config::Reader&, const FilterInputs&, boost::json::object&);
 FilterPtr buildHeaders(const config::Node&, config::Reader&, const FilterInputs&, boost::json::object&);
 FilterPtr buildPromptGuard(const config::Node&, config::Reader&, const FilterInputs&, boost::json::object&);
+FilterPtr buildOutputGuard(const config::Node&, config::Reader&, const FilterInputs&, boost::json::object&);
 // Their docs tables (config::docsTable of each schema).
 std::string keyAuthDocsTable();
 std::string rateLimitDocsTable();
@@ -76,5 +77,6 @@ std::string corsDocsTable();
 std::string ipFilterDocsTable();
 std::string headersDocsTable();
 std::string promptGuardDocsTable();
+std::string outputGuardDocsTable();
 
 }  // namespace ganglion::filters

@@ -14,20 +14,49 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 /// Runs the response hooks of the filters that saw the request, last first, then adds the
-/// headers filters asked every response to carry.
+/// headers filters asked every response to carry. For the handler's response (not a local
+/// reply), the body hooks of the filters that ask see the whole body first.
 class FilterChainHook final : public ResponseHook {
  public:
-  FilterChainHook(const std::vector<std::shared_ptr<const Filter>>& filters, FilterContext& ctx)
-      : filters_(filters), ctx_(ctx) {}
+  FilterChainHook(const std::vector<std::shared_ptr<const Filter>>& filters, FilterContext& ctx,
+                  const ServerConnection& conn)
+      : filters_(filters), ctx_(ctx), conn_(conn) {}
   void onResponseHead(ResponseHead& head) override {
     for (size_t i = ran; i-- > 0;) filters_[i]->onResponse(ctx_, head);
     for (const auto& h : ctx_.response_add) head.headers.set(h.name, h.value);
   }
+  uint64_t responseBodyLimit(const ResponseHead&) override {
+    if (!handler) return 0;
+    uint64_t limit = 0;  // the smallest non-zero limit of the chain
+    for (size_t i = 0; i < ran; ++i)
+      if (uint64_t n = filters_[i]->wholeResponseBodyLimit()) limit = limit ? std::min(limit, n) : n;
+    return limit;
+  }
+  void onResponseBody(ResponseHead& head, std::string& body, bool overflow) override {
+    FilterStatus status = FilterStatus::kContinue;
+    if (overflow) {
+      ctx_.reply = {
+          502,
+          "response_too_large",
+          fmt::format("the response exceeds the {} bytes this route's filters read", responseBodyLimit(head)),
+          {}};
+      status = FilterStatus::kReply;
+    }
+    for (size_t i = ran; status == FilterStatus::kContinue && i-- > 0;)
+      if (filters_[i]->wholeResponseBodyLimit()) status = filters_[i]->onResponseBody(ctx_, head, body);
+    if (status != FilterStatus::kReply) return;
+    ctx_.response_replaced = ctx_.reply.type;
+    ResponseHead replaced;
+    handler->renderLocalReply(conn_, ctx_.reply, replaced, body);
+    head = std::move(replaced);
+  }
   size_t ran = 0;
+  TerminalHandler* handler = nullptr;  ///< set while the handler serves: its responses may be held
 
  private:
   const std::vector<std::shared_ptr<const Filter>>& filters_;
   FilterContext& ctx_;
+  const ServerConnection& conn_;
 };
 
 }  // namespace
@@ -51,12 +80,12 @@ Task<void> ConnectionManager::handle(ServerConnection& conn) {
   std::shared_ptr<const WorkerRoutes> routes = routes_;
   auto& req = conn.request();
   const CompiledRoute* route = routes->router->match(req);
-  FilterContext fctx{req, conn.clientIp(), {}, {}, {}, redis_, {}};
+  FilterContext fctx{req, conn.clientIp(), {}, {}, {}, {}, redis_, {}};
   std::optional<FilterChainHook> hook;
   bool replied = false;
   if (route && !route->config->filters.empty()) {
     const auto& filters = route->config->filters;
-    hook.emplace(filters, fctx);
+    hook.emplace(filters, fctx, conn);
     conn.setResponseHook(&*hook);
     uint64_t body_limit = 0;  // the smallest non-zero wholeRequestBodyLimit() of the chain
     for (const auto& filter : filters) {
@@ -105,8 +134,12 @@ Task<void> ConnectionManager::handle(ServerConnection& conn) {
     record(conn, *routes, nullptr, nullptr, {}, {});
   } else {
     RoutedRequest routed{conn, *route, fctx, {}};
-    co_await routes->handlers[route->action.handler]->serve(routed);
-    record(conn, *routes, route, &routed.report, routed.report.error,
+    TerminalHandler* handler = routes->handlers[route->action.handler];
+    if (hook) hook->handler = handler;
+    co_await handler->serve(routed);
+    if (hook) hook->handler = nullptr;
+    std::string_view error = fctx.response_replaced.empty() ? routed.report.error : fctx.response_replaced;
+    record(conn, *routes, route, &routed.report, error,
            routed.report.principal.empty() ? std::string_view(fctx.principal) : routed.report.principal);
   }
 }

@@ -40,6 +40,9 @@ struct FilterContext {
   std::string_view client_ip;
   std::string principal;  ///< who the request is from, once authenticated (key name)
   LocalReply reply;
+  /// Set when a response-body hook replaced the handler's response: the reply's error type,
+  /// for the access log.
+  std::string_view response_replaced;
   HeaderList response_add;  ///< headers every response to this request gets (CORS)
   /// This worker's Redis connections, for filters whose state is shared between gateways.
   store::RedisClients* redis = nullptr;
@@ -72,6 +75,19 @@ class Filter {
   /// Runs on the worker thread just before a response head goes to the client, whether it came
   /// from the upstream or from a local reply. Filters run here in reverse order.
   virtual void onResponse(FilterContext& /*ctx*/, ResponseHead& /*head*/) const {}
+  /// Whether the filter checks the bodies of the terminal handler's responses (an upstream's,
+  /// the LLM API's answer), asked on the worker thread for each request the filter let
+  /// through. 0 (the default): never; responses stream past it at no cost. N: the whole body,
+  /// at most N bytes, is held before any of it is sent; a longer one is refused with
+  /// `502 response_too_large`, never passed unchecked. Local replies are not held.
+  virtual uint64_t wholeResponseBodyLimit() const { return 0; }
+  /// Runs on the worker thread with the whole response body, in reverse chain order, before
+  /// onResponse. kReply replaces the response with ctx.reply, written in the route's dialect;
+  /// kContinue lets it go. Not a pause point: a check that takes long bounds its own work.
+  virtual FilterStatus onResponseBody(FilterContext& /*ctx*/, const ResponseHead& /*head*/,
+                                      std::string_view /*body*/) const {
+    return FilterStatus::kContinue;
+  }
   /// The filter's kind as written in config ("key_auth").
   virtual std::string_view kind() const = 0;
 };

@@ -46,6 +46,7 @@ class Http1Parser {
   /// Body bytes (de-chunked) found by the last feed() call.
   std::span<const std::string_view> body() const { return body_; }
   RequestHead& request() { return request_; }
+  const RequestHead& request() const { return request_; }
   ResponseHead& response() { return response_; }
 
   /// For responses: the request was HEAD, so the response has no body whatever it says.

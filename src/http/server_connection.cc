@@ -336,6 +336,8 @@ Task<void> ServerConnection::run() {
     }
     if (!req.hasBody()) request_complete_ = true;
     hook_ = nullptr;
+    hold_ = Hold::kNone;
+    hold_asked_ = false;
     handling_ = true;
     if (req.target == "*" && limits_.answer_options_star)
       co_await answerServerOptions();  // OPTIONS *: about the server itself
@@ -483,8 +485,52 @@ Task<int> ServerConnection::readWholeBody(uint64_t max) {
   co_return status;
 }
 
+Task<bool> ServerConnection::holdResponse(ResponseHead* head, std::span<const std::string_view> body,
+                                          bool last) {
+  if (hold_ == Hold::kDiscarding) co_return !client_gone_;
+  if (head) held_head_ = *head;
+  bool overflow = false;
+  for (auto piece : body) {
+    if (piece.size() > hold_limit_ - held_body_.size()) {
+      overflow = true;
+      break;
+    }
+    held_body_.append(piece);
+  }
+  if (!last && !overflow) co_return true;
+  hold_ = overflow && !last ? Hold::kDiscarding : Hold::kNone;
+  ResponseHead out = std::move(held_head_);
+  std::string whole = std::move(held_body_);
+  held_body_ = {};
+  if (hook_) hook_->onResponseBody(out, whole, overflow);
+  out.chunked = false;
+  out.has_content_length = true;
+  out.content_length = whole.size();
+  const Hold after = hold_;
+  hold_ = Hold::kNone;  // the write below is the response itself
+  std::string_view piece = whole;
+  const bool ok = co_await writeResponse(&out, std::span(&piece, 1), true);
+  if (after == Hold::kDiscarding) hold_ = Hold::kDiscarding;
+  co_return ok;
+}
+
 Task<bool> ServerConnection::writeResponse(ResponseHead* head, std::span<const std::string_view> body,
                                            bool last) {
+  if (hold_ != Hold::kNone) co_return co_await holdResponse(head, body, last);
+  if (head && hook_ && !hold_asked_) {
+    hold_asked_ = true;
+    const auto& req = parser_.request();
+    const bool has_body =
+        req.method != "HEAD" && head->status >= 200 && head->status != 204 && head->status != 304;
+    if (has_body) {
+      if (uint64_t limit = hook_->responseBodyLimit(*head)) {
+        hold_ = Hold::kHolding;
+        hold_limit_ = limit;
+        held_body_.clear();
+        co_return co_await holdResponse(head, body, last);
+      }
+    }
+  }
   iov_.clear();
   out_.clear();
   if (head) {

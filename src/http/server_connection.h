@@ -55,11 +55,23 @@ class RequestHandler {
   virtual Task<void> handle(ServerConnection& conn) = 0;
 };
 
-/// Sees every response head just before it is written (filters' response hooks).
+/// Sees every response head just before it is written (filters' response hooks), and, when
+/// it asks, the whole body before any of it is sent.
 class ResponseHook {
  public:
   /// Worker thread; may edit the head's status line and headers, not its framing.
   virtual void onResponseHead(ResponseHead& head) = 0;
+  /// Asked once per response, with its head as the handler wrote it, before onResponseHead,
+  /// when the response has a body (not HEAD, 1xx, 204, 304). 0 (the default): the body streams
+  /// as written. N: the connection holds the head and the whole body, at most N bytes, and
+  /// calls onResponseBody before sending anything. Worker thread.
+  virtual uint64_t responseBodyLimit(const ResponseHead& /*head*/) { return 0; }
+  /// The held response: `body` whole, or, with `overflow`, its first part (more than the
+  /// limit came). May replace `head` and `body` (a refusal). The connection then sends them
+  /// with a Content-Length, after onResponseHead, and discards whatever the handler still
+  /// writes of this response (the handler goes on as if it were sent: an LLM call completes
+  /// and is accounted, an upstream connection is drained and pooled). Worker thread.
+  virtual void onResponseBody(ResponseHead& /*head*/, std::string& /*body*/, bool /*overflow*/) {}
 
  protected:
   ~ResponseHook() = default;
@@ -83,6 +95,7 @@ class ServerConnection {
 
   // --- for the RequestHandler, during handle() ---
   RequestHead& request() { return parser_.request(); }
+  const RequestHead& request() const { return parser_.request(); }
   const std::string& clientIp() const { return client_ip_; }
   std::chrono::steady_clock::time_point requestStart() const { return request_start_; }
   void setMaxBodyBytes(uint64_t max) { max_body_bytes_ = max; }
@@ -105,7 +118,9 @@ class ServerConnection {
   /// The body readWholeBody() read; empty before it.
   std::string_view wholeBody() const { return whole_body_; }
   /// Writes the response head (if `head`), body pieces and, with `last`, the end. The first
-  /// call decides the framing from `head`. Returns false when the client is gone.
+  /// call decides the framing from `head`. Returns false when the client is gone. When the
+  /// response hook asks (ResponseHook::responseBodyLimit), head and body are held until
+  /// `last` and sent as one whole response then.
   Task<bool> writeResponse(ResponseHead* head, std::span<const std::string_view> body, bool last);
   /// A gateway-generated JSON error: {"error":{"code":..,"type":..,"message":..}}.
   Task<void> sendError(int status, std::string_view type, std::string_view message,
@@ -171,6 +186,15 @@ class ServerConnection {
   std::vector<std::array<char, 24>> chunk_lines_;
   std::string local_reason_;
   ResponseHook* hook_ = nullptr;
+  /// A response held for the hook's body check (responseBodyLimit): its head, its body so
+  /// far, and the most bytes it may hold; after an overflow or a replacement is sent, the rest
+  /// of the handler's writes are discarded.
+  enum class Hold { kNone, kHolding, kDiscarding } hold_ = Hold::kNone;
+  ResponseHead held_head_;
+  std::string held_body_;
+  uint64_t hold_limit_ = 0;
+  bool hold_asked_ = false;  ///< responseBodyLimit was asked for this request's response
+  Task<bool> holdResponse(ResponseHead* head, std::span<const std::string_view> body, bool last);
   std::string whole_body_;        ///< readWholeBody()'s body, reused from request to request
   std::string_view whole_piece_;  ///< whole_body_, as the one piece readBody() hands out
   bool whole_pending_ = false;    ///< readBody()/bufferedBody() still owe whole_body_

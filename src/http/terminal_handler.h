@@ -66,7 +66,16 @@ class TerminalHandler {
   /// error by default, OpenAI's or Anthropic's error object on LLM routes. Called by the
   /// connection manager, worker thread.
   virtual Task<void> sendLocalReply(ServerConnection& conn, const LocalReply& reply);
+  /// The same reply as a whole response in the handler's dialect (Content-Type and length
+  /// set), for a filter that refuses a response it has already held (onResponseBody).
+  /// Called by the connection manager's response hook, worker thread.
+  virtual void renderLocalReply(const ServerConnection& conn, const LocalReply& reply, ResponseHead& head,
+                                std::string& body);
 };
+
+/// The gateway's own rendering of a filter's reply: a JSON error, or the bare status and
+/// headers of a non-error reply.
+void renderGatewayLocalReply(const LocalReply& reply, ResponseHead& head, std::string& body);
 
 /// The gateway's own answer to a filter's reply: a JSON error, or the bare status and headers
 /// of a non-error reply (the CORS preflight's 204).

@@ -580,22 +580,39 @@ Task<void> LlmHandler::handle(http::RoutedRequest& routed, const Catalog& catalo
   co_await sendError(call, err);
 }
 
-Task<void> LlmHandler::sendLocalReply(http::ServerConnection& conn, const http::LocalReply& reply) {
-  if (reply.type.empty()) co_return co_await http::sendGatewayLocalReply(conn, reply);  // CORS preflight
+void LlmHandler::renderLocalReply(const http::ServerConnection& conn, const http::LocalReply& reply,
+                                  http::ResponseHead& head, std::string& body) {
+  if (reply.type.empty()) return http::renderGatewayLocalReply(reply, head, body);  // CORS preflight
   const auto& req = conn.request();
   const std::string_view type = reply.status == 429   ? "rate_limit_error"
                                 : reply.status >= 500 ? "server_error"
                                                       : "invalid_request_error";
   const ApiError err{reply.status, std::string(type), reply.message, "", reply.type};
-  const std::string request_id = requestId(req, next_id_);
-  http::ResponseHead head;
+  head.status = reply.status;
   head.headers = reply.headers;  // WWW-Authenticate, Retry-After, CORS
-  head.headers.set("x-request-id", request_id);
-  co_await writeApiError(conn, head, err, isAnthropicPath(req.path()));
+  head.headers.set("x-request-id", requestId(req, next_id_));
+  body = isAnthropicPath(req.path()) ? anthropicErrorBody(err) : openaiErrorBody(err);
+  head.headers.set("Content-Type", "application/json");
+  head.chunked = false;
+  head.has_content_length = true;
+  head.content_length = body.size();
+}
+
+Task<void> LlmHandler::sendLocalReply(http::ServerConnection& conn, const http::LocalReply& reply) {
+  http::ResponseHead head;
+  std::string body;
+  renderLocalReply(conn, reply, head, body);
+  std::array<std::string_view, 1> pieces{body};
+  co_await conn.writeResponse(&head, pieces, true);
 }
 
 Task<void> LlmRoutes::sendLocalReply(http::ServerConnection& conn, const http::LocalReply& reply) {
   return handler_.sendLocalReply(conn, reply);
+}
+
+void LlmRoutes::renderLocalReply(const http::ServerConnection& conn, const http::LocalReply& reply,
+                                 http::ResponseHead& head, std::string& body) {
+  handler_.renderLocalReply(conn, reply, head, body);
 }
 
 // Not a coroutine: LlmHandler::handle's frame is the only one the LLM API adds.

@@ -56,6 +56,9 @@ class LlmHandler {
   /// Answers a filter's reply on an LLM route in the client's dialect (error replies), with an
   /// x-request-id. Worker thread.
   http::Task<void> sendLocalReply(http::ServerConnection& conn, const http::LocalReply& reply);
+  /// The same reply rendered as a whole response (a refused answer). Worker thread.
+  void renderLocalReply(const http::ServerConnection& conn, const http::LocalReply& reply,
+                        http::ResponseHead& head, std::string& body);
 
   /// Serves one request on an `llm:` route with one config version: its `catalog` (with the
   /// settings the API reads), and this worker's runtimes for its upstreams (providers included). The key
@@ -149,6 +152,8 @@ class LlmRoutes final : public http::TerminalHandler {
   http::Task<void> serve(http::RoutedRequest& routed) override;
   /// A filter's reply as OpenAI's error object (Anthropic's on /v1/messages), so SDKs read it.
   http::Task<void> sendLocalReply(http::ServerConnection& conn, const http::LocalReply& reply) override;
+  void renderLocalReply(const http::ServerConnection& conn, const http::LocalReply& reply,
+                        http::ResponseHead& head, std::string& body) override;
 
  private:
   LlmHandler& handler_;

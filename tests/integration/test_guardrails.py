@@ -425,5 +425,128 @@ class PromptGuardConfigTest(unittest.TestCase):
         self.assertEqual(code, 0, out)
 
 
+
+OUTPUT_DENY = r"(?i)secret\s+sauce"
+
+OUTPUT_CONFIG = r"""workers: 1
+listeners:
+  - name: public
+    address: 127.0.0.1:{port}
+""" + BACKENDS + r"""  - name: provider-up
+    targets: [ "{provider}" ]
+routes:
+  - name: llm
+    match: {{ path_prefix: /v1/ }}
+    llm: {{}}
+    filters:
+      - output_guard: {{ deny: [ '""" + OUTPUT_DENY + r"""' ] }}
+  - name: echo
+    match: {{ path_prefix: /echo }}
+    upstream: backend
+    filters:
+      - output_guard: {{ deny: [ '""" + OUTPUT_DENY + r"""' ], max_body_bytes: 64k }}
+  - name: raw
+    match: {{ path_prefix: /raw }}
+    upstream: provider-up
+    filters:
+      - output_guard: {{ deny: [ '""" + OUTPUT_DENY + r"""' ] }}
+"""
+
+
+class OutputGuardTest(GatewayCase):
+    """output_guard: the whole response is held and checked before any byte goes out."""
+    CONFIG = OUTPUT_CONFIG
+
+    def ask(self, reply, stream=False):
+        self.provider.script(reply=reply)
+        return self.gw.request("POST", "/v1/chat/completions",
+                               body=chat(("user", "hi"), stream=stream), headers=KEY)
+
+    def test_an_answer_with_denied_text_is_withheld_in_the_api_shape(self):
+        r = self.ask("The Secret  Sauce is ketchup")
+        self.assertEqual(r.status, 400, r)
+        err = r.json()["error"]
+        self.assertEqual((err["type"], err["code"]), ("invalid_request_error", "output_blocked"))
+        self.assertNotIn("ketchup", r.text)
+        self.assertTrue(r.headers.get("x-request-id"))
+        ok = self.ask("plain words")
+        self.assertEqual(ok.status, 200, ok)
+        self.assertEqual(ok.json()["choices"][0]["message"]["content"], "plain words")
+        self.assertEqual(int(ok.headers["content-length"]), len(ok.body))
+
+    def test_a_pattern_split_across_stream_deltas_is_caught(self):
+        # The fake provider streams word by word: "secret" and " sauce" arrive in two events.
+        r = self.ask("tell nobody the secret sauce recipe", stream=True)
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(r.json()["error"]["code"], "output_blocked")
+        ok = self.ask("nothing to hide here", stream=True)
+        self.assertEqual(ok.status, 200, ok)
+        self.assertTrue(ok.headers["content-type"].startswith("text/event-stream"), ok.headers)
+        text = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                       for line in ok.text.splitlines()
+                       if line.startswith("data: {") and json.loads(line[6:]).get("choices"))
+        self.assertEqual(text, "nothing to hide here")
+
+    def test_the_blocked_call_is_still_accounted_and_logged(self):
+        r = self.ask("secret sauce")
+        self.assertEqual(r.status, 400)
+        deadline = time.time() + 5
+        while not self.gw.access_records('"error":"output_blocked"', '"route":"llm"') and time.time() < deadline:
+            time.sleep(0.05)
+        rec = self.gw.access_records('"error":"output_blocked"', '"route":"llm"')[-1]
+        self.assertEqual((rec["status"], rec["upstream_status"], rec["key"]), (400, 200, "alice"), rec)
+        self.assertGreater(rec["completion_tokens"], 0, rec)  # the provider's answer was counted
+
+    def test_proxied_bodies_are_checked_and_asked_for_uncompressed(self):
+        r = self.gw.request("POST", "/echo/x", body="our secret sauce",
+                            headers={"Content-Type": "text/plain", "Accept-Encoding": "gzip, br"})
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(r.json()["error"]["type"], "output_blocked")  # the gateway's JSON error
+        self.assertNotIn("accept-encoding", self.up.last()["headers"])
+        ok = self.gw.request("POST", "/echo/x", body="harmless", headers={"Content-Type": "text/plain"})
+        self.assertEqual(ok.status, 200, ok)
+        self.assertEqual(ok.json()["body"], "harmless")
+
+    def test_unreadable_or_oversized_responses_are_refused_not_passed(self):
+        self.provider.script(status=200, body=b"\x1f\x8b compressed secret sauce",
+                             headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"})
+        r = self.gw.request("GET", "/raw/x")
+        self.assertEqual(r.status, 502, r)
+        self.assertEqual(r.json()["error"]["type"], "response_unreadable")
+        big = self.gw.request("GET", "/echo/big/200000")
+        self.assertEqual(big.status, 502, big)
+        self.assertEqual(big.json()["error"]["type"], "response_too_large")
+        self.assertNotIn(b"xxxx", big.body)
+
+    def test_keep_alive_after_held_refused_and_oversized_responses(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            seq = [("/echo/big/100000", None, 502), ("/echo/a", None, 200), ("/echo/b", "secret sauce", 400),
+                   ("/echo/chunked/5", None, 200), ("/echo/sse/3", None, 200), ("/echo/status/204", None, 204),
+                   ("/echo/c", "fine", 200)]
+            for path, body, status in seq:
+                r = keepalive_request(conn, "POST" if body else "GET", path, body=body)
+                self.assertEqual(r.status, status, (path, r))
+            self.assertEqual(keepalive_request(conn, "GET", "/echo/chunked/3").text, "chunk-0\nchunk-1\nchunk-2\n")
+        finally:
+            conn.close()
+
+    def test_head_requests_and_config_errors(self):
+        r = self.gw.request("HEAD", "/echo/x")
+        self.assertEqual(r.status, 200)  # no body to check
+        for text, error in (("{ max_body_bytes: 1k }", "output_guard needs 'deny' patterns"),
+                            ("{ deny: [ '(x' ] }", "output_guard deny: invalid pattern '(x'"),
+                            ("[ x ]", "output_guard takes a map"),
+                            ("{ deny: [ x ], allow: [ y ] }", "unknown field 'allow' in output_guard")):
+            import tempfile
+            path = os.path.join(tempfile.mkdtemp(), "c.yaml")
+            with open(path, "w") as f:
+                f.write("listeners: [ { name: a, address: '127.0.0.1:1' } ]\n"
+                        "upstreams: [ { name: u, targets: [ '127.0.0.1:2' ] } ]\n"
+                        "routes: [ { name: r, upstream: u, filters: [ { output_guard: %s } ] } ]\n" % text)
+            p = run_cli(["check", "--config", path])
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn(error, p.stdout + p.stderr)
+
 if __name__ == "__main__":
     unittest.main()

@@ -4,12 +4,10 @@
 // the roles it is told to with RE2, whose matching time is linear in the text whatever the
 // pattern, so no prompt can make a pattern backtrack for seconds. A body it cannot read
 // (not JSON, compressed, token ids, too large) is refused, never waved through.
-#include <re2/re2.h>
-#include <re2/set.h>
-
 #include <boost/json.hpp>
 
 #include "base/bounded_json.h"
+#include "filters/pattern_list.h"
 #include "filters/prompt_guard/prompt_texts.h"
 #include "filters/registry.h"
 #include "loop/pools.h"
@@ -20,41 +18,6 @@ namespace {
 
 /// Bodies up to this size are checked on the worker; larger ones on the compute pool.
 constexpr size_t kInlineCheckBytes = 64 * 1024;
-
-/// A list of patterns matched together (one pass over a text for all of them); each pattern is
-/// also kept alone, for the rare text whose match needs more memory than the set's DFA has.
-class PatternList {
- public:
-  bool empty() const { return single_.empty(); }
-  /// Adds a pattern; its compile error, if any.
-  std::optional<std::string> add(const std::string& pattern) {
-    auto re = std::make_unique<RE2>(pattern, options());
-    if (!re->ok()) return re->error();
-    std::string error;
-    if (set_.Add(pattern, &error) < 0) return error;
-    single_.push_back(std::move(re));
-    return std::nullopt;
-  }
-  bool compile() { return empty() || set_.Compile(); }
-  /// Whether any pattern matches somewhere in `text`. Any thread.
-  bool matches(std::string_view text) const {
-    RE2::Set::ErrorInfo info{};
-    if (set_.Match(text, nullptr, &info)) return true;
-    if (info.kind == RE2::Set::kNoError) return false;
-    for (const auto& re : single_)  // the set's DFA ran out of memory: one at a time (NFA fallback)
-      if (RE2::PartialMatch(text, *re)) return true;
-    return false;
-  }
-
- private:
-  static RE2::Options options() {
-    RE2::Options o;
-    o.set_log_errors(false);
-    return o;
-  }
-  RE2::Set set_{options(), RE2::UNANCHORED};
-  std::vector<std::unique_ptr<RE2>> single_;
-};
 
 class PromptGuardFilter final : public http::Filter {
  public:
@@ -161,22 +124,7 @@ namespace json = boost::json;
 template <std::vector<std::string> PromptGuardSettings::*Text,
           std::unique_ptr<PatternList> PromptGuardSettings::*Set, const char* What>
 void readPatterns(config::Reader& r, const config::Node& list, PromptGuardSettings& s) {
-  if (!list.IsSequence())
-    return r.fail(list, fmt::format("prompt_guard {} must be a list of patterns", What));
-  PatternList& patterns = *(s.*Set);
-  for (const auto& n : list.items()) {
-    if (!n.IsScalar()) {
-      r.fail(n, fmt::format("prompt_guard {}: each pattern must be a string", What));
-      continue;
-    }
-    // Patterns are taken as written (no ${VAR} expansion: '$' and '{' are regex syntax).
-    if (auto error = patterns.add(n.Scalar()))
-      r.fail(n, fmt::format("prompt_guard {}: invalid pattern '{}': {}", What, n.Scalar(), *error));
-    else
-      (s.*Text).push_back(n.Scalar());
-  }
-  if (!patterns.compile())
-    r.fail(list, fmt::format("prompt_guard {}: the patterns do not compile together", What));
+  readPatternList(r, list, fmt::format("prompt_guard {}", What), *(s.*Set), s.*Text);
 }
 
 template <std::vector<std::string> PromptGuardSettings::*Text>

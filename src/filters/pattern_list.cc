@@ -1,0 +1,23 @@
+#include "filters/pattern_list.h"
+
+#include <fmt/format.h>
+
+namespace ganglion::filters {
+
+void readPatternList(config::Reader& r, const config::Node& list, std::string_view where,
+                     PatternList& patterns, std::vector<std::string>& texts) {
+  if (!list.IsSequence()) return r.fail(list, fmt::format("{} must be a list of patterns", where));
+  for (const auto& n : list.items()) {
+    if (!n.IsScalar()) {
+      r.fail(n, fmt::format("{}: each pattern must be a string", where));
+      continue;
+    }
+    if (auto error = patterns.add(n.Scalar()))
+      r.fail(n, fmt::format("{}: invalid pattern '{}': {}", where, n.Scalar(), *error));
+    else
+      texts.push_back(n.Scalar());
+  }
+  if (!patterns.compile()) r.fail(list, fmt::format("{}: the patterns do not compile together", where));
+}
+
+}  // namespace ganglion::filters
