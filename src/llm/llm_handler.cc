@@ -125,7 +125,7 @@ struct LlmHandler::Call {
   const config::RouteConfig& route;
   CallRecord& rec;
   KeyLedger& ledger;
-  telemetry::WorkerStats& stats;
+  LlmWorkerMetrics& metrics;
   std::string request_id{};
   SharedLimits* shared = nullptr;  ///< set when the reservation is held in Redis
   std::string attempts_text{};
@@ -167,7 +167,7 @@ struct LlmHandler::Call {
     else
       ledger.settle(reservation, rec.usage.total(), rec.cost);
     if (rec.model_alias.empty() || rec.model.empty()) return;
-    auto* s = stats.llmModel(
+    auto* s = metrics.model(
         rec.model_alias, rec.provider.empty() ? std::string_view(cached_provider) : rec.provider, rec.model);
     (rec.error.empty() ? s->calls_ok : s->calls_failed).add();
     s->prompt_tokens.add(rec.usage.prompt);
@@ -535,9 +535,8 @@ Task<bool> LlmHandler::readRequestBody(Call& call, std::string_view& body) {
   co_return false;
 }
 
-LlmHandler::LlmHandler(loop::Worker& worker, telemetry::WorkerStats& stats, KeyLedger& ledger,
-                       ResponseCache& cache)
-    : worker_(worker), stats_(stats), ledger_(ledger), cache_(cache) {}
+LlmHandler::LlmHandler(loop::Worker& worker, KeyLedger& ledger, ResponseCache& cache)
+    : worker_(worker), ledger_(ledger), cache_(cache) {}
 
 LlmHandler::~LlmHandler() = default;
 
@@ -549,8 +548,8 @@ Task<void> LlmHandler::handle(http::RoutedRequest& routed, const Catalog& catalo
   rec.key_name = routed.filters.principal;  // the route's key_auth filter authenticated it
   ReportOnExit report{rec, routed.report};
   auto& req = conn.request();
-  Call call{conn,   catalog.settings(),      catalog, upstreams, route, rec, ledger_,
-            stats_, requestId(req, next_id_)};
+  Call call{conn,     catalog.settings(),      catalog, upstreams, route, rec, ledger_,
+            metrics_, requestId(req, next_id_)};
   call.anthropic_dialect = isAnthropicPath(req.path());  // its errors in Anthropic's shape
   std::string_view path = req.path();
   auto only = [&](std::string_view method) -> bool { return req.method == method; };

@@ -16,10 +16,10 @@
 #include "http/terminal_handler.h"
 #include "llm/api_error.h"
 #include "llm/ledger.h"
+#include "llm/llm_metrics.h"
 #include "llm/response_cache.h"
 #include "llm/tokenizer/prompt_count.h"
 #include "llm/usage.h"
-#include "telemetry/metrics.h"
 #include "upstream/upstream_client.h"
 
 namespace ganglion::llm {
@@ -50,8 +50,11 @@ using PromptCounter =
 
 class LlmHandler {
  public:
-  LlmHandler(loop::Worker& worker, telemetry::WorkerStats& stats, KeyLedger& ledger, ResponseCache& cache);
+  LlmHandler(loop::Worker& worker, KeyLedger& ledger, ResponseCache& cache);
   ~LlmHandler();
+  /// This worker's ganglion_llm_* counters, for the composition to register with LlmMetrics
+  /// (read at scrape time on the main thread).
+  LlmWorkerMetrics& metrics() { return metrics_; }
 
   /// Answers a filter's reply on an LLM route in the client's dialect (error replies), with an
   /// x-request-id. Worker thread.
@@ -135,7 +138,7 @@ class LlmHandler {
   static const KeyLimitsEntry* limitsOf(const Call& call);
 
   loop::Worker& worker_;
-  telemetry::WorkerStats& stats_;
+  LlmWorkerMetrics metrics_;  ///< this worker's ganglion_llm_* counters
   KeyLedger& ledger_;
   ResponseCache& cache_;
   std::unique_ptr<SharedLimits> shared_;  ///< state.redis: this worker's connection, made on first use

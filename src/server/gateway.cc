@@ -615,6 +615,7 @@ std::string Gateway::metricsText() {
   for (auto& w : workers_) stats.push_back(&w->stats);
   telemetry::ProcessInfo info{version_, reloads_ok_, reloads_failed_, start_time_};
   std::string out = telemetry::renderPrometheus(stats, info);
+  for (const auto* source : metric_sources_) source->render(out);
   out +=
       "# HELP ganglion_upstream_target_up 1 when the target takes traffic (health checks pass, not "
       "ejected).\n";
@@ -715,8 +716,10 @@ int Gateway::run() {
   }
   access_log_ = std::make_unique<telemetry::AccessLog>(cfg.access_log.path, cfg.workers);
   access_log_->setEnabled(cfg.access_log.enabled);
-  for (unsigned i = 0; i < cfg.workers; ++i)
+  for (unsigned i = 0; i < cfg.workers; ++i) {
     workers_.push_back(std::make_unique<WorkerContext>(i, access_log_.get(), ledger_, llm_cache_));
+    llm_metrics_.add(workers_.back()->requests.llmMetrics());
+  }
   for (auto& w : workers_) w->requests.install(snapshot_);
   if (auto err = installListeners(cfg); !err.empty()) {
     std::fprintf(stderr, "%s\n", err.c_str());

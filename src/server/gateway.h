@@ -16,6 +16,7 @@
 
 #include "admin/admin_server.h"
 #include "llm/ledger.h"
+#include "llm/llm_metrics.h"
 #include "llm/response_cache.h"
 #include "llm/spend_store.h"
 #include "loop/worker.h"
@@ -89,6 +90,9 @@ class Gateway {
   HealthRegistry health_;
   llm::KeyLedger ledger_;         ///< per-key rates and spend, shared by the workers, kept across reloads
   llm::ResponseCache llm_cache_;  ///< LLM answers, shared by the workers, kept across reloads
+  llm::LlmMetrics llm_metrics_;   ///< the workers' ganglion_llm_* counters
+  /// Modules' metric families, rendered after the core ones at every scrape (main thread).
+  std::vector<const telemetry::MetricsSource*> metric_sources_{&llm_metrics_};
   /// state.sqlite; null: spend kept in memory only. After start, used only on spend_strand_.
   std::shared_ptr<llm::SpendStore> spend_store_;
   std::optional<boost::asio::strand<boost::asio::thread_pool::executor_type>> spend_strand_;

@@ -44,7 +44,7 @@ WorkerRequests::WorkerRequests(loop::Worker& worker, telemetry::WorkerStats& sta
       stats_(stats),
       redis_(worker.io()),
       manager_(worker.index(), stats, log, &redis_),
-      llm_(worker, stats, ledger, cache) {
+      llm_(worker, ledger, cache) {
   worker_.onTick([this] {
     if (current_) upstream::WorkerPools::expireIdle(current_->upstreams);
   });

@@ -40,6 +40,7 @@ class WorkerRequests {
                  llm::KeyLedger& ledger, llm::ResponseCache& cache);
   ~WorkerRequests();
   http::ConnectionManager& manager() { return manager_; }
+  llm::LlmWorkerMetrics& llmMetrics() { return llm_.metrics(); }
   /// Switches to `snapshot`; requests in flight finish on their version. Worker thread.
   void install(std::shared_ptr<const Snapshot> snapshot);
 

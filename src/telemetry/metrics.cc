@@ -18,24 +18,7 @@ UpstreamStats* WorkerStats::upstream(const std::string& name) {
   return slot.get();
 }
 
-LlmStats* WorkerStats::llmModel(std::string_view model, std::string_view provider,
-                                std::string_view provider_model) {
-  std::string key;
-  key.reserve(model.size() + provider.size() + provider_model.size() + 2);
-  key.append(model).push_back('\x1f');
-  key.append(provider).push_back('\x1f');
-  key.append(provider_model);
-  std::lock_guard lock(mutex);
-  auto& slot = llm[key];
-  if (!slot) slot = std::make_unique<LlmStats>();
-  return slot.get();
-}
-
-namespace {
-
-constexpr const char* kClassNames[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
-
-std::string labelEscape(const std::string& s) {
+std::string labelValue(std::string_view s) {
   std::string out;
   for (char c : s) {
     if (c == '\\' || c == '"') out += '\\';
@@ -47,6 +30,10 @@ std::string labelEscape(const std::string& s) {
   }
   return out;
 }
+
+namespace {
+
+constexpr const char* kClassNames[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 
 void renderHistogram(std::string& out, const char* name, const std::string& labels,
                      const std::vector<const Histogram*>& hs) {
@@ -130,7 +117,7 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
   out += "# TYPE ganglion_requests_total counter\n";
   std::string histograms;
   forEachNamed<RequestStats>(workers, &WorkerStats::routes, [&](const std::string& name, auto& list) {
-    std::string labels = fmt::format("route=\"{}\"", labelEscape(name));
+    std::string labels = fmt::format("route=\"{}\"", labelValue(name));
     for (size_t c = 0; c < 5; ++c) {
       uint64_t total = 0;
       for (auto* s : list) total += s->by_class[c].get();
@@ -146,7 +133,7 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
   out += "# TYPE ganglion_upstream_requests_total counter\n";
   std::string failures, retries_text, opened_text, stale_text;
   forEachNamed<UpstreamStats>(workers, &WorkerStats::upstreams, [&](const std::string& name, auto& list) {
-    std::string labels = fmt::format("upstream=\"{}\"", labelEscape(name));
+    std::string labels = fmt::format("upstream=\"{}\"", labelValue(name));
     for (size_t c = 0; c < 5; ++c) {
       uint64_t total = 0;
       for (auto* s : list) total += s->by_class[c].get();
@@ -184,41 +171,6 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
   out += "# TYPE ganglion_upstream_stale_connections_total counter\n" + stale_text;
   out += "# TYPE ganglion_upstream_duration_seconds histogram\n" + histograms;
 
-  // LLM calls: tokens and cost by model alias, provider and provider model.
-  std::string calls, tokens, cost, estimated, hits;
-  forEachNamed<LlmStats>(workers, &WorkerStats::llm, [&](const std::string& key, auto& list) {
-    size_t a = key.find('\x1f'), b = key.find('\x1f', a + 1);
-    std::string labels =
-        fmt::format("model=\"{}\",provider=\"{}\",provider_model=\"{}\"", labelEscape(key.substr(0, a)),
-                    labelEscape(key.substr(a + 1, b - a - 1)), labelEscape(key.substr(b + 1)));
-    uint64_t ok = 0, failed = 0, prompt = 0, completion = 0, cached = 0, est = 0, pico = 0, hit = 0;
-    for (auto* s : list) {
-      ok += s->calls_ok.get();
-      failed += s->calls_failed.get();
-      prompt += s->prompt_tokens.get();
-      completion += s->completion_tokens.get();
-      cached += s->cached_tokens.get();
-      est += s->estimated_calls.get();
-      pico += s->cost_picodollars.get();
-      hit += s->cache_hits.get();
-    }
-    calls += fmt::format("ganglion_llm_calls_total{{{},outcome=\"ok\"}} {}\n", labels, ok);
-    calls += fmt::format("ganglion_llm_calls_total{{{},outcome=\"error\"}} {}\n", labels, failed);
-    tokens += fmt::format("ganglion_llm_tokens_total{{{},kind=\"prompt\"}} {}\n", labels, prompt);
-    tokens += fmt::format("ganglion_llm_tokens_total{{{},kind=\"completion\"}} {}\n", labels, completion);
-    tokens += fmt::format("ganglion_llm_tokens_total{{{},kind=\"cached\"}} {}\n", labels, cached);
-    cost += fmt::format("ganglion_llm_cost_usd_total{{{}}} {}.{:012}\n", labels, pico / 1'000'000'000'000ull,
-                        pico % 1'000'000'000'000ull);
-    estimated += fmt::format("ganglion_llm_usage_estimated_total{{{}}} {}\n", labels, est);
-    hits += fmt::format("ganglion_llm_cache_hits_total{{{}}} {}\n", labels, hit);
-  });
-  out += "# HELP ganglion_llm_calls_total LLM calls by outcome.\n# TYPE ganglion_llm_calls_total counter\n" +
-         calls;
-  out += "# TYPE ganglion_llm_tokens_total counter\n" + tokens;
-  out += "# HELP ganglion_llm_cost_usd_total Spend at the configured or built-in prices (exact decimal).\n";
-  out += "# TYPE ganglion_llm_cost_usd_total counter\n" + cost;
-  out += "# TYPE ganglion_llm_usage_estimated_total counter\n" + estimated;
-  out += "# TYPE ganglion_llm_cache_hits_total counter\n" + hits;
   return out;
 }
 

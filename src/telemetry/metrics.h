@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace ganglion::telemetry {
@@ -66,20 +67,8 @@ struct UpstreamStats {
 };
 
 /// One per worker. Named stats objects are created on the worker (under `mutex`) and never
-/// destroyed, so their addresses stay valid across config reloads.
-/// LLM calls of one model alias served by one provider model (labels: model, provider,
-/// provider_model; the map key joins them with '\x1f').
-struct LlmStats {
-  Counter calls_ok;
-  Counter calls_failed;
-  Counter prompt_tokens;
-  Counter completion_tokens;
-  Counter cached_tokens;
-  Counter estimated_calls;  ///< usage counted by the gateway, not reported by the provider
-  Counter cost_picodollars;
-  Counter cache_hits;
-};
-
+/// destroyed, so their addresses stay valid across config reloads. Modules with families of
+/// their own keep their per-worker counters themselves and render them as a MetricsSource.
 struct WorkerStats {
   Counter connections_total;
   Counter connections_active;
@@ -95,11 +84,9 @@ struct WorkerStats {
   std::mutex mutex;  ///< guards the maps' structure, not the counters
   std::map<std::string, std::unique_ptr<RequestStats>> routes;
   std::map<std::string, std::unique_ptr<UpstreamStats>> upstreams;
-  std::map<std::string, std::unique_ptr<LlmStats>> llm;
 
   RequestStats* route(const std::string& name);
   UpstreamStats* upstream(const std::string& name);
-  LlmStats* llmModel(std::string_view model, std::string_view provider, std::string_view provider_model);
 };
 
 /// Global (process) values rendered with the per-worker sums.
@@ -109,6 +96,19 @@ struct ProcessInfo {
   uint64_t reloads_failed = 0;
   double start_time_seconds = 0;
 };
+
+/// A module's metric families (their # HELP and # TYPE lines and samples), appended to the
+/// core families at every scrape. The composition registers each source at start; render()
+/// runs on the main thread and reads counters that workers write (relaxed atomics, one writer
+/// each), taking only the locks that guard their maps' structure.
+class MetricsSource {
+ public:
+  virtual ~MetricsSource() = default;
+  virtual void render(std::string& out) const = 0;
+};
+
+/// `s` as a Prometheus label value: backslash, double quote and line feed escaped.
+std::string labelValue(std::string_view s);
 
 /// Renders Prometheus text exposition format. Admin thread.
 std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const ProcessInfo& info);

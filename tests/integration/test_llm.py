@@ -1035,6 +1035,26 @@ class LlmLimitsTest(unittest.TestCase):
         # $1 per million tokens: the exact cost is the token count in millionths of a dollar.
         self.assertEqual(values["ganglion_llm_cost_usd_total{%s}" % labels], "%d.%012d" % divmod((prompt + completion) * 10**6, 10**12))
 
+    def test_metrics_sum_every_workers_calls(self):
+        # Each worker counts its own calls; /metrics sums them all (a source that saw only one
+        # worker's counters went unnoticed while every test sent its calls one at a time).
+        labels = 'model="priced",provider="main",provider_model="priced-model"'
+        name = 'ganglion_llm_calls_total{%s,outcome="ok"}' % labels
+
+        def calls_ok():
+            text = self.gw.admin("GET", "/metrics", token="admin-token-for-tests").text
+            return sum(int(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(name + " "))
+
+        before = calls_ok()
+        marker = "echo: spread %d" % time.time_ns()
+        for _ in range(16):  # fresh connections land on the workers as the kernel spreads them
+            self.assertEqual(self.call("sk-gw-free", text=marker).status, 200)
+        self.assertTrue(wait_until(lambda: len(self.gw.access_records('"key":"free"')) > 0, timeout=3))
+        workers = {r["worker"] for r in self.gw.access_records('"key":"free"')}
+        if len(workers) < 2:
+            self.skipTest("every call landed on one worker")
+        self.assertEqual(calls_ok() - before, 16)
+
     def test_admin_shows_key_spend(self):
         self.assertEqual(self.call("sk-gw-budgeted", text="echo: spend a little", max_tokens=10).status, 200)
 
