@@ -226,7 +226,6 @@ Task<void> ProxyHandler::forward(http::RoutedRequest& routed) {
       // An overloaded or broken target answered 502/503/504 to a request that is safe to
       // repeat: try another target before the client sees the failure.
       if ((status == 502 || status == 503 || status == 504) && retry_5xx_safe && canRetry()) {
-        ustats->by_class[4].add();
         uc.reset();
         continue;
       }
@@ -262,7 +261,7 @@ Task<void> ProxyHandler::forward(http::RoutedRequest& routed) {
                                     failure("closed the connection without a response"));
   }
 
-  co_await relayResponse(conn, ex, std::move(uc), target_index, started);
+  co_await relayResponse(conn, ex, std::move(uc), target_index);
 }
 
 Task<ProxyHandler::Sent> ProxyHandler::sendRequest(ServerConnection& conn, Exchange& ex,
@@ -339,18 +338,14 @@ Task<void> ProxyHandler::answerBodyError(ServerConnection& conn, Exchange& ex, i
 }
 
 Task<void> ProxyHandler::relayResponse(ServerConnection& conn, Exchange& ex,
-                                       std::unique_ptr<http::UpstreamConnection> uc, uint32_t target_index,
-                                       Clock::time_point started) {
+                                       std::unique_ptr<http::UpstreamConnection> uc, uint32_t target_index) {
   const auto& rc = *ex.route->config;
   auto& up = *ex.upstream;
   auto& req = conn.request();
   auto* ustats = up.stats;
   // The response, streamed to the client as it arrives.
   auto& resp = uc->parser.response();
-  ex.upstream_status = resp.status;
-  ustats->by_class[telemetry::statusClass(resp.status)].add();
-  ustats->latency.observe(static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count()));
+  ex.upstream_status = resp.status;  // counted in the upstream's metrics by recordResponse
   if (resp.status == 101) {
     if (!req.upgrade) {
       uc.reset();

@@ -44,8 +44,7 @@ class ProxyHandler final : public http::TerminalHandler {
   /// Streams the upstream's response (its head parsed in `uc`) to the client, tunnels after a
   /// 101, and pools the connection when the exchange ended cleanly.
   http::Task<void> relayResponse(http::ServerConnection& conn, Exchange& ex,
-                                 std::unique_ptr<http::UpstreamConnection> uc, uint32_t target_index,
-                                 std::chrono::steady_clock::time_point started);
+                                 std::unique_ptr<http::UpstreamConnection> uc, uint32_t target_index);
   /// Ends the exchange with an error: a JSON error when nothing was sent yet, else an abort.
   http::Task<void> failExchange(http::ServerConnection& conn, Exchange& ex, int status, std::string_view type,
                                 std::string message);

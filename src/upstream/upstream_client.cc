@@ -29,6 +29,8 @@ void markFailure(const ResolvedUpstream& up, uint32_t index) {
 }
 
 void recordResponse(UpstreamRuntime& up, uint32_t index, int status, std::chrono::microseconds elapsed) {
+  up.stats->by_class[telemetry::statusClass(status)].add();
+  up.stats->latency.observe(static_cast<uint64_t>(elapsed.count()));
   const auto now = std::chrono::steady_clock::now();
   recordLatency(up.balancer.loads[index],
                 std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count(),

@@ -82,8 +82,10 @@ http::Task<BodyStatus> readBodySome(http::UpstreamConnection& uc, std::string& o
 /// ejection, within the upstream's cap on ejected targets. Any worker.
 void markFailure(const ResolvedUpstream& up, uint32_t index);
 
-/// A response head arrived from target `index` after `elapsed`: feeds the balancer's latency
-/// average and passive health (5xx counts as a failure).
+/// A response head arrived from target `index` after `elapsed`: counts it in the upstream's
+/// metrics (status class, ganglion_upstream_duration_seconds), and feeds the balancer's
+/// latency average and passive health (5xx counts as a failure). The proxy and provider calls
+/// alike; worker thread.
 void recordResponse(UpstreamRuntime& up, uint32_t index, int status, std::chrono::microseconds elapsed);
 
 /// Gives a connection back to target `index`'s pool when its exchange ended cleanly.

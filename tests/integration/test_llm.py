@@ -1055,6 +1055,14 @@ class LlmLimitsTest(unittest.TestCase):
             self.skipTest("every call landed on one worker")
         self.assertEqual(calls_ok() - before, 16)
 
+    def test_provider_calls_are_upstream_requests_in_metrics(self):
+        def value(text, name):
+            return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(name + " "))
+        self.assertEqual(self.call("sk-gw-free", text="echo: count me").status, 200)
+        text = self.gw.admin("GET", "/metrics", token="admin-token-for-tests").text
+        self.assertGreater(value(text, 'ganglion_upstream_requests_total{upstream="provider:main",code="2xx"}'), 0)
+        self.assertGreater(value(text, 'ganglion_upstream_duration_seconds_count{upstream="provider:main"}'), 0)
+
     def test_admin_shows_key_spend(self):
         self.assertEqual(self.call("sk-gw-budgeted", text="echo: spend a little", max_tokens=10).status, 200)
 
