@@ -72,7 +72,7 @@ Result<void> SpendStore::loadInto(KeyLedger& ledger, const std::vector<config::K
     stmt->bind(1, k.name).bind(2, kindName(k.limits.period)).bind(3, period);
     auto row = stmt->step();
     if (!row) return row.error();
-    if (*row)
+    if (*row == store::Statement::Step::kRow)
       ledger.restore(k.name, k.limits.period, period,
                      static_cast<Picodollars>(std::max<int64_t>(0, stmt->integer(0))));
   }

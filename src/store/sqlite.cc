@@ -69,10 +69,10 @@ Statement& Statement::bind(int index, int64_t value) {
   return *this;
 }
 
-Result<bool> Statement::step() {
+Result<Statement::Step> Statement::step() {
   int rc = sqlite3_step(stmt_);
-  if (rc == SQLITE_ROW) return true;
-  if (rc == SQLITE_DONE) return false;
+  if (rc == SQLITE_ROW) return Step::kRow;
+  if (rc == SQLITE_DONE) return Step::kDone;
   return Error{db_->lastError()};
 }
 

@@ -49,8 +49,10 @@ class Statement {
 
   Statement& bind(int index, std::string_view text);
   Statement& bind(int index, int64_t value);
-  /// true: a row is ready to read; false: done. An error is an Error.
-  Result<bool> step();
+  /// What a step found: a row ready to read, or the end of the statement.
+  enum class Step { kRow, kDone };
+  /// Runs the statement to its next row. An error is an Error.
+  Result<Step> step();
   /// Ready for another run with new bindings.
   void reset();
   int64_t integer(int column) const;
