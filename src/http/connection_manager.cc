@@ -201,13 +201,7 @@ void ConnectionManager::record(ServerConnection& conn, const WorkerRoutes& route
       .attempts = r.attempts,
       .error = error,
       .principal = principal,
-      .model = r.model,
-      .prompt_tokens = r.prompt_tokens,
-      .completion_tokens = r.completion_tokens,
-      .cached_tokens = r.cached_tokens,
-      .usage_estimated = r.usage_estimated,
-      .cache_hit = r.cache_hit,
-      .cost_usd = r.cost_usd,
+      .attributes = r.attributes(),
       .worker = worker_index_,
   };
   log_->write(rec);

@@ -11,6 +11,7 @@
 #include "http/filter.h"
 #include "http/router.h"
 #include "http/server_connection.h"
+#include "telemetry/access_log.h"
 
 namespace ganglion::http {
 
@@ -23,13 +24,21 @@ struct HandlerReport {
   int attempts = 0;
   std::string_view error;      ///< error type, empty on success
   std::string_view principal;  ///< who the handler authenticated (overrides the filters')
-  std::string_view model;      ///< LLM calls: the provider model that answered
-  uint64_t prompt_tokens = 0;
-  uint64_t completion_tokens = 0;
-  uint64_t cached_tokens = 0;
-  bool usage_estimated = false;
-  bool cache_hit = false;
-  std::string_view cost_usd;
+
+  /// Adds a field of the handler's own to the request's access record (names are literals;
+  /// at most kMaxAttributes, the rest are dropped).
+  void attribute(std::string_view name, std::string_view text) {
+    add({name, telemetry::AccessAttribute::Kind::kText, text, 0});
+  }
+  void attribute(std::string_view name, uint64_t value) {
+    add({name, telemetry::AccessAttribute::Kind::kInteger, {}, value});
+  }
+  void flag(std::string_view name, bool value) {
+    add({name, telemetry::AccessAttribute::Kind::kBool, {}, value ? 1u : 0u});
+  }
+  std::span<const telemetry::AccessAttribute> attributes() const {
+    return {attributes_.data(), attribute_count_};
+  }
 
   /// Keeps `text` for as long as the report lives and returns a view of it (at most three:
   /// the LLM's error, model and cost).
@@ -40,8 +49,14 @@ struct HandlerReport {
   }
 
  private:
+  static constexpr size_t kMaxAttributes = 12;
+  void add(const telemetry::AccessAttribute& a) {
+    if (attribute_count_ < kMaxAttributes) attributes_[attribute_count_++] = a;
+  }
   std::array<std::string, 3> kept_text_;
   size_t kept_ = 0;
+  std::array<telemetry::AccessAttribute, kMaxAttributes> attributes_{};
+  size_t attribute_count_ = 0;
 };
 
 /// One routed request as the manager hands it to its terminal handler. Lives on the

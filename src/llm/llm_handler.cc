@@ -69,13 +69,14 @@ struct ReportOnExit {
     report.attempts = rec.attempts;
     report.error = report.keep(std::move(rec.error));
     report.principal = rec.key_name;
-    report.model = report.keep(std::move(rec.model));
-    report.prompt_tokens = rec.usage.prompt;
-    report.completion_tokens = rec.usage.completion;
-    report.cached_tokens = rec.usage.cached;
-    report.usage_estimated = rec.usage.estimated;
-    report.cache_hit = rec.cache_hit;
-    if (rec.priced && !report.model.empty()) report.cost_usd = report.keep(formatUsd(rec.cost));
+    if (rec.model.empty()) return;  // no model answered: nothing of the LLM's to log
+    report.attribute("model", report.keep(std::move(rec.model)));
+    report.attribute("prompt_tokens", rec.usage.prompt);
+    report.attribute("completion_tokens", rec.usage.completion);
+    report.attribute("cached_tokens", rec.usage.cached);
+    if (rec.usage.estimated) report.flag("usage_estimated", true);
+    if (rec.cache_hit) report.attribute("cache", std::string_view("hit"));
+    if (rec.priced) report.attribute("cost_usd", report.keep(formatUsd(rec.cost)));
   }
 };
 

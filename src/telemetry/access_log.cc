@@ -70,14 +70,23 @@ void AccessLog::write(const AccessRecord& rec) {
     appendJsonEscaped(out, rec.principal);
     out += '"';
   }
-  if (!rec.model.empty()) {
-    out += R"(,"model":")";
-    appendJsonEscaped(out, rec.model);
-    out += fmt::format(R"(","prompt_tokens":{},"completion_tokens":{},"cached_tokens":{})", rec.prompt_tokens,
-                       rec.completion_tokens, rec.cached_tokens);
-    if (rec.usage_estimated) out += R"(,"usage_estimated":true)";
-    if (rec.cache_hit) out += R"(,"cache":"hit")";
-    if (!rec.cost_usd.empty()) out += fmt::format(R"(,"cost_usd":"{}")", rec.cost_usd);
+  for (const auto& a : rec.attributes) {
+    out += ",\"";
+    appendJsonEscaped(out, a.name);
+    out += "\":";
+    switch (a.kind) {
+      case AccessAttribute::Kind::kText:
+        out += '"';
+        appendJsonEscaped(out, a.text);
+        out += '"';
+        break;
+      case AccessAttribute::Kind::kInteger:
+        fmt::format_to(std::back_inserter(out), "{}", a.integer);
+        break;
+      case AccessAttribute::Kind::kBool:
+        out += a.integer ? "true" : "false";
+        break;
+    }
   }
   if (!rec.error.empty()) {
     out += R"(,"error":")";

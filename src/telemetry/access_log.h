@@ -8,12 +8,23 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
 namespace ganglion::telemetry {
+
+/// A field a module adds to access records (the LLM API's model, tokens and cost): a name
+/// and a text, integer or boolean value. Views point at strings that outlive the write.
+struct AccessAttribute {
+  enum class Kind : uint8_t { kText, kInteger, kBool };
+  std::string_view name;
+  Kind kind = Kind::kText;
+  std::string_view text;
+  uint64_t integer = 0;  ///< kInteger; kBool: 0 or 1
+};
 
 struct AccessRecord {
   std::string_view method;
@@ -30,13 +41,9 @@ struct AccessRecord {
   int attempts = 0;
   std::string_view error;
   std::string_view principal;  ///< authenticated key name, if any
-  std::string_view model;      ///< LLM calls: the provider model that answered
-  uint64_t prompt_tokens = 0;
-  uint64_t completion_tokens = 0;
-  uint64_t cached_tokens = 0;
-  bool usage_estimated = false;  ///< counted by the gateway (the provider reported none)
-  bool cache_hit = false;        ///< answered from the LLM response cache
-  std::string_view cost_usd;     ///< LLM calls at a known price: exact decimal USD
+  /// The terminal handler's own fields, written in this order after `key` (the log needs no
+  /// edit when a module adds some).
+  std::span<const AccessAttribute> attributes;
   unsigned worker = 0;
 };
 
