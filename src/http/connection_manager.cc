@@ -32,14 +32,18 @@ class FilterChainHook final : public ResponseHook {
       if (uint64_t n = filters_[i]->wholeResponseBodyLimit()) limit = limit ? std::min(limit, n) : n;
     return limit;
   }
-  void onResponseBody(ResponseHead& head, std::string& body, bool overflow) override {
+  void onResponseBody(ResponseHead& head, std::string& body, Held held) override {
     FilterStatus status = FilterStatus::kContinue;
-    if (overflow) {
+    if (held == Held::kTooLarge) {
       ctx_.reply = {
           502,
           "response_too_large",
           fmt::format("the response exceeds the {} bytes this route's filters read", responseBodyLimit(head)),
           {}};
+      status = FilterStatus::kReply;
+    } else if (held == Held::kOverloaded) {
+      ctx_.reply = {503, "overloaded", "the gateway holds too many bodies in memory; retry shortly", {}};
+      ctx_.reply.headers.set("Retry-After", "1");
       status = FilterStatus::kReply;
     }
     for (size_t i = ran; status == FilterStatus::kContinue && i-- > 0;)

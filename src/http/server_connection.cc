@@ -53,6 +53,12 @@ ServerConnection::~ServerConnection() {
   stats_.connections_active.sub();
 }
 
+bool ServerConnection::peerClosed() {
+  char byte;
+  const ssize_t n = ::recv(stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 void ServerConnection::abort() {
   keep_alive_ = false;
   boost::system::error_code ec;
@@ -487,22 +493,37 @@ Task<int> ServerConnection::readWholeBody(uint64_t max) {
 
 Task<bool> ServerConnection::holdResponse(ResponseHead* head, std::span<const std::string_view> body,
                                           bool last) {
-  if (hold_ == Hold::kDiscarding) co_return !client_gone_;
-  if (head) held_head_ = *head;
-  bool overflow = false;
+  if (hold_ == Hold::kDiscarding) co_return false;  // the refusal is sent; the connection closes
+  if (head) {  // the first head, or the handler starting over (an error after a failed upstream)
+    held_head_ = *head;
+    held_body_.clear();
+  } else if (!last && peerClosed()) {
+    client_gone_ = true;  // nothing to write tells: a held answer must not run on for nobody
+    co_return false;
+  }
+  auto held = ResponseHook::Held::kWhole;
   for (auto piece : body) {
     if (piece.size() > hold_limit_ - held_body_.size()) {
-      overflow = true;
+      held = ResponseHook::Held::kTooLarge;
+      break;
+    }
+    // Held bytes count against the listener's budget with the request body's.
+    if (!holdBodyBytes(whole_body_.size() + held_body_.size() + piece.size())) {
+      held = ResponseHook::Held::kOverloaded;
       break;
     }
     held_body_.append(piece);
   }
-  if (!last && !overflow) co_return true;
-  hold_ = overflow && !last ? Hold::kDiscarding : Hold::kNone;
+  const bool cut = held != ResponseHook::Held::kWhole;
+  if (!last && !cut) co_return true;
+  // A response refused part-way is not read on: the connection closes after the refusal and
+  // the handler stops as if the client had left (the rest is never transferred).
+  if (cut) keep_alive_ = false;
+  hold_ = cut && !last ? Hold::kDiscarding : Hold::kNone;
   ResponseHead out = std::move(held_head_);
   std::string whole = std::move(held_body_);
   held_body_ = {};
-  if (hook_) hook_->onResponseBody(out, whole, overflow);
+  if (hook_) hook_->onResponseBody(out, whole, held);
   out.chunked = false;
   out.has_content_length = true;
   out.content_length = whole.size();

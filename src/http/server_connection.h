@@ -66,12 +66,18 @@ class ResponseHook {
   /// as written. N: the connection holds the head and the whole body, at most N bytes, and
   /// calls onResponseBody before sending anything. Worker thread.
   virtual uint64_t responseBodyLimit(const ResponseHead& /*head*/) { return 0; }
-  /// The held response: `body` whole, or, with `overflow`, its first part (more than the
-  /// limit came). May replace `head` and `body` (a refusal). The connection then sends them
-  /// with a Content-Length, after onResponseHead, and discards whatever the handler still
-  /// writes of this response (the handler goes on as if it were sent: an LLM call completes
-  /// and is accounted, an upstream connection is drained and pooled). Worker thread.
-  virtual void onResponseBody(ResponseHead& /*head*/, std::string& /*body*/, bool /*overflow*/) {}
+  /// How much of a held response the connection could keep.
+  enum class Held {
+    kWhole,       ///< the whole body
+    kTooLarge,    ///< more than the limit came: `body` is its first part
+    kOverloaded,  ///< the listener holds too many body bytes already (max_buffered_body_bytes)
+  };
+  /// The held response. May replace `head` and `body` (a refusal; it must, unless `held` is
+  /// kWhole). The connection then sends them with a Content-Length, after onResponseHead, and
+  /// discards whatever the handler still writes of this response (the handler goes on as if
+  /// it were sent: an LLM call completes and is accounted, an upstream connection is drained
+  /// and pooled). Worker thread.
+  virtual void onResponseBody(ResponseHead& /*head*/, std::string& /*body*/, Held /*held*/) {}
 
  protected:
   ~ResponseHook() = default;
@@ -195,6 +201,8 @@ class ServerConnection {
   uint64_t hold_limit_ = 0;
   bool hold_asked_ = false;  ///< responseBodyLimit was asked for this request's response
   Task<bool> holdResponse(ResponseHead* head, std::span<const std::string_view> body, bool last);
+  /// Whether the client has closed its side (a peek that finds the end), without reading.
+  bool peerClosed();
   std::string whole_body_;        ///< readWholeBody()'s body, reused from request to request
   std::string_view whole_piece_;  ///< whole_body_, as the one piece readBody() hands out
   bool whole_pending_ = false;    ///< readBody()/bufferedBody() still owe whole_body_

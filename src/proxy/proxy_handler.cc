@@ -370,9 +370,9 @@ Task<void> ProxyHandler::relayResponse(ServerConnection& conn, Exchange& ex,
       auto step = uc->parser.feed(uc->in.readable());
       if (step.event == ParseEvent::kError) {
         ustats->protocol_errors.add();
-        ex.error_type = "upstream_protocol_error";
-        conn.abort();
-        co_return;
+        // Cut short: an abort once bytes went out; a 502 when the response is still held.
+        co_return co_await failExchange(conn, ex, 502, "upstream_protocol_error",
+                                        "the upstream sent an invalid response body");
       }
       pieces = uc->parser.body();
       consumed = step.consumed;
@@ -402,9 +402,11 @@ Task<void> ProxyHandler::relayResponse(ServerConnection& conn, Exchange& ex,
         ustats->timeouts.add();
       else
         ustats->protocol_errors.add();
-      ex.error_type = uc->timed_out ? "upstream_timeout" : "upstream_closed";
-      conn.abort();  // the response is cut short: the client must see it as incomplete
-      co_return;
+      // The response is cut short: the client must see it as incomplete (an abort), or, while
+      // it is still held (nothing sent), get a clean error.
+      co_return co_await failExchange(
+          conn, ex, uc->timed_out ? 504 : 502, uc->timed_out ? "upstream_timeout" : "upstream_closed",
+          uc->timed_out ? "the upstream stopped sending the response" : "the upstream closed mid-response");
     }
   }
   if (resp.keep_alive && !until_close && uc->in.empty()) release(up, target_index, std::move(uc));

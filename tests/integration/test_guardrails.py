@@ -427,13 +427,17 @@ class PromptGuardConfigTest(unittest.TestCase):
 
 
 OUTPUT_DENY = r"(?i)secret\s+sauce"
+SSN = r"\b\d{3}-\d{2}-\d{4}\b"
 
 OUTPUT_CONFIG = r"""workers: 1
 listeners:
   - name: public
     address: 127.0.0.1:{port}
+    max_buffered_body_bytes: 100k
 """ + BACKENDS + r"""  - name: provider-up
     targets: [ "{provider}" ]
+  - name: cutter
+    targets: [ "127.0.0.1:{cutter}" ]
 routes:
   - name: llm
     match: {{ path_prefix: /v1/ }}
@@ -449,13 +453,108 @@ routes:
     match: {{ path_prefix: /raw }}
     upstream: provider-up
     filters:
+      - output_guard: {{ deny: [ '""" + OUTPUT_DENY + r"""', '""" + SSN.replace("{", "{{").replace("}", "}}") + r"""' ] }}
+  - name: cut
+    match: {{ path_prefix: /cut }}
+    upstream: cutter
+    filters:
       - output_guard: {{ deny: [ '""" + OUTPUT_DENY + r"""' ] }}
 """
+
+
+def _cut_mid_body(sock, server):
+    """An upstream that announces 100 bytes, sends 10 and closes."""
+    try:
+        sock.recv(65536)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n0123456789")
+    finally:
+        sock.close()
 
 
 class OutputGuardTest(GatewayCase):
     """output_guard: the whole response is held and checked before any byte goes out."""
     CONFIG = OUTPUT_CONFIG
+
+    @classmethod
+    def setUpClass(cls):
+        from fake_provider import FakeProvider
+        from harness import RawServer
+        cls.provider = FakeProvider(name="main").__enter__()
+        cls.up = Upstream().__enter__()
+        cls.cutter = RawServer(_cut_mid_body).__enter__()
+        cls.port = free_port()
+        cls.gw = Gateway(cls.CONFIG.format(port=cls.port, provider=cls.provider.address, up=cls.up.port,
+                                           cutter=cls.cutter.port, deny=DENY))
+        cls.gw.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.cutter.__exit__(None, None, None)
+
+    def raw(self, body, content_type):
+        self.provider.script(status=200, body=body, headers={"Content-Type": content_type})
+        return self.gw.request("GET", "/raw/x")
+
+    def test_every_shape_an_outsider_used_to_slip_text_past_is_caught(self):
+        cases = [
+            # non-JSON SSE data, denied from its first byte; an SSE comment; a BOM
+            ("data: secret sauce\n\n", "text/event-stream"),
+            (": secret sauce\n\ndata: {}\n\n", "text/event-stream"),
+            ("\ufeffdata: {\"content\":\"the secret sauce\"}\n\n", "text/event-stream"),
+            # JSON escapes whatever the Content-Type says; JSON keys; NDJSON deltas joined
+            ('{"a":"\\u0073ecret sauce"}', "text/plain"),
+            ('{"secret sauce":1}', "application/json"),
+            ('{"message":{"content":"secret"}}\n{"message":{"content":" sauce"}}\n', "application/x-ndjson"),
+            # n=2: choice 0's deltas are joined apart from choice 1's, interleaved or not
+            ('data: {"choices":[{"index":0,"delta":{"content":"123-"}}]}\n\n'
+             'data: {"choices":[{"index":1,"delta":{"content":"abc"}}]}\n\n'
+             'data: {"choices":[{"index":0,"delta":{"content":"45-6789"}}]}\n\n', "text/event-stream"),
+        ]
+        for body, ctype in cases:
+            with self.subTest(body=body):
+                r = self.raw(body, ctype)
+                self.assertEqual(r.status, 400, r)
+                self.assertEqual(r.json()["error"]["type"], "output_blocked")
+
+    def test_choices_are_not_joined_into_a_match(self):
+        body = ('{"choices":[{"index":0,"message":{"content":"555-12"}},'
+                '{"index":1,"message":{"content":"-3456"}}]}')
+        r = self.raw(body, "application/json")
+        self.assertEqual(r.status, 200, r)
+
+    def test_ranges_are_not_forwarded(self):
+        r = self.gw.request("GET", "/echo/x", headers={"Range": "bytes=0-3", "If-Range": "x"})
+        self.assertEqual(r.status, 200, r)
+        seen = self.up.last()["headers"]
+        self.assertNotIn("range", seen)
+        self.assertNotIn("if-range", seen)
+
+    def test_a_cut_upstream_gets_a_clean_error_not_silence(self):
+        r = self.gw.request("GET", "/cut/x")
+        self.assertEqual(r.status, 502, r)
+        self.assertEqual(r.json()["error"]["type"], "upstream_closed")
+
+    def test_an_oversized_response_closes_the_connection(self):
+        r = self.gw.request("GET", "/echo/big/200000")
+        self.assertEqual(r.status, 502, r)
+        self.assertEqual(r.headers.get("connection"), "close")
+
+    def test_held_bytes_count_against_the_listener_budget(self):
+        r = self.raw("x" * 150000, "text/plain")  # under the guard's 8M, over the listener's 100k
+        self.assertEqual(r.status, 503, r)
+        self.assertEqual((r.json()["error"]["type"], r.headers.get("retry-after")), ("overloaded", "1"))
+        self.assertEqual(self.raw("y" * 50000, "text/plain").status, 200)  # the budget was given back
+
+    def test_unreadable_encoding_is_not_echoed(self):
+        self.provider.script(status=200, body=b"xx", headers={"Content-Encoding": "gzip-secret-word",
+                                                             "Content-Type": "text/plain"})
+        r = self.gw.request("GET", "/raw/x")
+        self.assertEqual(r.status, 502, r)
+        self.assertNotIn("secret-word", r.text)
+        self.provider.script(status=200, body=b"fine", headers={"Content-Encoding": "identity, identity",
+                                                               "Content-Type": "text/plain"})
+        self.assertEqual(self.gw.request("GET", "/raw/x").status, 200)
 
     def ask(self, reply, stream=False):
         self.provider.script(reply=reply)
@@ -521,7 +620,7 @@ class OutputGuardTest(GatewayCase):
     def test_keep_alive_after_held_refused_and_oversized_responses(self):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
-            seq = [("/echo/big/100000", None, 502), ("/echo/a", None, 200), ("/echo/b", "secret sauce", 400),
+            seq = [("/echo/a", None, 200), ("/echo/b", "secret sauce", 400),
                    ("/echo/chunked/5", None, 200), ("/echo/sse/3", None, 200), ("/echo/status/204", None, 204),
                    ("/echo/c", "fine", 200)]
             for path, body, status in seq:
@@ -537,7 +636,8 @@ class OutputGuardTest(GatewayCase):
         for text, error in (("{ max_body_bytes: 1k }", "output_guard needs 'deny' patterns"),
                             ("{ deny: [ '(x' ] }", "output_guard deny: invalid pattern '(x'"),
                             ("[ x ]", "output_guard takes a map"),
-                            ("{ deny: [ x ], allow: [ y ] }", "unknown field 'allow' in output_guard")):
+                            ("{ deny: [ x ], allow: [ y ] }", "unknown field 'allow' in output_guard"),
+                            ("{ deny: [ 'x*' ] }", "pattern 'x*' matches an empty text")):
             import tempfile
             path = os.path.join(tempfile.mkdtemp(), "c.yaml")
             with open(path, "w") as f:

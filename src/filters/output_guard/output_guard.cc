@@ -1,10 +1,12 @@
 // output_guard: withholds responses whose text matches a deny pattern: a model's answer on an
 // `llm:` route (the gateway's own OpenAI or Anthropic shape, streamed or not) or an upstream's
 // body on a proxy route. It asks for the whole response body (held by the connection before
-// any byte goes out, at most max_body_bytes), reads its texts and checks them with RE2 (time
-// linear in the text whatever the pattern). A body it cannot read (compressed, too large,
-// JSON too deep) is refused, never passed unchecked.
+// any byte goes out, at most max_body_bytes), checks its raw text and the decoded strings of
+// any JSON in it with RE2 (time linear in the text whatever the pattern), streamed deltas
+// joined per choice, tool call and content block. A body it cannot read (compressed, too
+// large, JSON too deep) is refused, never passed unchecked.
 #include <boost/json.hpp>
+#include <map>
 
 #include "base/bounded_json.h"
 #include "base/strings.h"
@@ -19,35 +21,76 @@ namespace {
 namespace json = boost::json;
 
 /// Keys whose string values are a model's words (answer text, its deltas, tool arguments,
-/// reasoning), in any API's shape: streamed deltas of these are joined so that a pattern split
-/// across events still matches.
+/// reasoning), in any API's shape: streamed deltas of these are joined per channel so that a
+/// pattern split across events still matches.
 bool isTextKey(std::string_view key) {
   for (std::string_view k : {"content", "text", "delta", "arguments", "partial_json", "refusal", "thinking",
-                             "reasoning_content", "output_text"})
+                             "reasoning_content", "output_text", "response"})
     if (iequals(key, k)) return true;
   return false;
 }
 
-/// Every string of `v`: each one checked alone (`each`), and those under text keys appended
-/// to `joined` in document order.
-void collectStrings(const json::value& v, std::string_view key, std::vector<std::string_view>& each,
-                    std::string& joined) {
-  switch (v.kind()) {
-    case json::kind::string: {
-      std::string_view s = v.get_string();
-      each.push_back(s);
-      if (isTextKey(key)) joined.append(s);
-      break;
+/// Keys whose integer value says which part of an answer an object belongs to (a choice, a
+/// tool call, a content block, an output item): text under different values is never joined.
+bool isIndexKey(std::string_view key) {
+  return key == "index" || key == "output_index" || key == "content_index" || key == "choice_index";
+}
+
+/// The texts of an answer as the guard checks them: every string value alone, and the text
+/// fields joined per channel (the chain of index values above them), in document order.
+struct AnswerTexts {
+  std::vector<std::string> each;
+  std::map<std::string, std::string> joined;  ///< channel → its text so far
+
+  void collect(const json::value& v, std::string_view key, const std::string& channel) {
+    switch (v.kind()) {
+      case json::kind::string: {
+        std::string_view s = v.get_string();
+        each.emplace_back(s);
+        if (isTextKey(key)) joined[channel].append(s);
+        break;
+      }
+      case json::kind::array:
+        for (const auto& x : v.get_array()) collect(x, key, channel);
+        break;
+      case json::kind::object: {
+        std::string inner = channel;
+        for (const auto& kv : v.get_object())
+          if (isIndexKey(kv.key()) && kv.value().is_number())
+            inner += fmt::format("{}{}/", std::string_view(kv.key()), json::serialize(kv.value()));
+        for (const auto& kv : v.get_object()) collect(kv.value(), kv.key(), inner);
+        break;
+      }
+      default:
+        break;
     }
-    case json::kind::array:
-      for (const auto& x : v.get_array()) collectStrings(x, key, each, joined);
-      break;
-    case json::kind::object:
-      for (const auto& kv : v.get_object()) collectStrings(kv.value(), kv.key(), each, joined);
-      break;
-    default:
-      break;
   }
+};
+
+/// Parses `text` as one JSON document into `out`; false when it is not JSON. Sets `too_big`
+/// when it is JSON past the bounds.
+bool collectJson(std::string_view text, AnswerTexts& out, bool& too_big) {
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // a BOM, as lenient readers skip it
+  auto storage = json::make_shared_resource<json::monotonic_resource>();
+  BoundedJson parsed = parseBoundedJson(text, JsonBounds{}, storage);
+  if (parsed.fault == JsonFault::kSyntax) return false;
+  if (parsed.fault != JsonFault::kNone) {
+    too_big = true;
+    return true;
+  }
+  out.collect(parsed.value, {}, {});
+  return true;
+}
+
+/// The codings of a Content-Encoding line other than `identity`, or empty.
+bool encodedOtherThanIdentity(std::string_view value) {
+  for (size_t at = 0; at <= value.size();) {
+    const size_t comma = std::min(value.find(',', at), value.size());
+    const std::string_view coding = trim(value.substr(at, comma - at));
+    if (!coding.empty() && !iequals(coding, "identity")) return true;
+    at = comma + 1;
+  }
+  return false;
 }
 
 class OutputGuardFilter final : public http::Filter {
@@ -55,70 +98,60 @@ class OutputGuardFilter final : public http::Filter {
   OutputGuardFilter(std::unique_ptr<PatternList> deny, uint64_t max_bytes)
       : deny_(std::move(deny)), max_bytes_(max_bytes) {}
 
-  /// Asks upstreams for an uncompressed body: a compressed one could not be checked.
+  /// Asks upstreams for the whole body, uncompressed: a compressed one could not be checked,
+  /// and ranges would hand out a withheld text piece by piece.
   http::FilterStatus onRequest(http::FilterContext& ctx) const override {
     ctx.request.headers.remove("accept-encoding");
+    ctx.request.headers.remove("range");
+    ctx.request.headers.remove("if-range");
     return http::FilterStatus::kContinue;
   }
   uint64_t wholeResponseBodyLimit() const override { return max_bytes_; }
   http::FilterStatus onResponseBody(http::FilterContext& ctx, const http::ResponseHead& head,
                                     std::string_view body) const override {
     if (body.empty()) return http::FilterStatus::kContinue;
-    for (const auto& h : head.headers) {
-      if (!iequals(h.name, "content-encoding")) continue;
-      std::string_view coding = trim(h.value);
-      if (!coding.empty() && !iequals(coding, "identity"))
-        return refuse(ctx, 502, "response_unreadable",
-                      fmt::format("output_guard cannot read a response encoded as '{}'", coding));
-    }
+    for (const auto& h : head.headers)
+      if (iequals(h.name, "content-encoding") && encodedOtherThanIdentity(h.value))
+        return refuse(ctx, 502, "response_unreadable", "output_guard cannot read a compressed response");
+    // The raw text always (plain text, SSE comments and fields, JSON keys and numbers), then
+    // the decoded strings of whatever JSON it holds, whatever the Content-Type says: a client
+    // may decode escapes (\u0073ecret) that the raw text hides.
+    if (deny_->matches(body)) return blocked(ctx);
+    AnswerTexts texts;
+    bool too_big = false;
     const std::string_view type = head.headers.get("content-type");
     const std::string_view media = trim(type.substr(0, type.find(';')));
-    std::vector<std::string_view> each;
-    std::string joined;
-    auto storage = json::make_shared_resource<json::monotonic_resource>();
-    std::vector<json::value> documents;  // keep the parsed events alive while `each` points into them
     if (iequals(media, "text/event-stream")) {
       http::SseParser parser(max_bytes_);
-      bool unreadable = false;
       parser.feed(body, [&](const http::SseEvent& e) {
-        if (unreadable) return;
-        BoundedJson parsed = parseBoundedJson(e.data, JsonBounds{}, storage);
-        if (parsed.fault == JsonFault::kNone) {
-          documents.push_back(std::move(parsed.value));
-        } else if (parsed.fault != JsonFault::kSyntax) {
-          unreadable = true;
-        } else {
-          each.push_back(e.data);  // not JSON ("[DONE]", plain text): checked as it is
-        }
+        if (!collectJson(e.data, texts, too_big)) texts.each.emplace_back(e.data);  // copied: views end here
       });
-      if (unreadable)
-        return refuse(ctx, 502, "response_unreadable", "output_guard could not read the response");
-      for (const auto& d : documents) collectStrings(d, {}, each, joined);
-    } else if (iequals(media, "application/json") ||
-               (media.size() > 5 && iequals(media.substr(media.size() - 5), "+json"))) {
-      BoundedJson parsed = parseBoundedJson(body, JsonBounds{}, storage);
-      if (parsed.fault == JsonFault::kNone) {
-        documents.push_back(std::move(parsed.value));
-        collectStrings(documents.back(), {}, each, joined);
-      } else if (parsed.fault == JsonFault::kSyntax) {
-        each.push_back(body);  // says JSON, is not: checked as text
-      } else {
-        return refuse(
-            ctx, 502, "response_unreadable",
-            "output_guard could not read the response: it nests too deep or holds too many JSON values");
+    } else if (!collectJson(body, texts, too_big)) {
+      // JSON lines (NDJSON streams): each line a document, joined per channel across lines.
+      for (size_t at = 0; at < body.size() && !too_big;) {
+        const size_t end = std::min(body.find('\n', at), body.size());
+        const std::string_view line = trim(body.substr(at, end - at));
+        if (!line.empty() && (line.front() == '{' || line.front() == '[')) collectJson(line, texts, too_big);
+        at = end + 1;
       }
-    } else {
-      each.push_back(body);
     }
-    bool blocked = deny_->matches(joined);
-    for (size_t i = 0; !blocked && i < each.size(); ++i) blocked = deny_->matches(each[i]);
-    if (!blocked) return http::FilterStatus::kContinue;
-    return refuse(ctx, 400, "output_blocked",
-                  "the response was withheld: it matches a pattern this route does not allow");
+    if (too_big)
+      return refuse(
+          ctx, 502, "response_unreadable",
+          "output_guard could not read the response: it nests too deep or holds too many JSON values");
+    for (const auto& [channel, text] : texts.joined)
+      if (deny_->matches(text)) return blocked(ctx);
+    for (const auto& text : texts.each)
+      if (deny_->matches(text)) return blocked(ctx);
+    return http::FilterStatus::kContinue;
   }
   std::string_view kind() const override { return "output_guard"; }
 
  private:
+  static http::FilterStatus blocked(http::FilterContext& ctx) {
+    return refuse(ctx, 400, "output_blocked",
+                  "the response was withheld: it matches a pattern this route does not allow");
+  }
   static http::FilterStatus refuse(http::FilterContext& ctx, int status, std::string_view type,
                                    std::string message) {
     ctx.reply = {status, std::string(type), std::move(message), {}};
@@ -138,12 +171,21 @@ struct OutputGuardSettings {
 
 void readDeny(config::Reader& r, const config::Node& list, OutputGuardSettings& s) {
   readPatternList(r, list, "output_guard deny", *s.deny_set, s.deny);
+  if (!list.IsSequence()) return;
+  size_t i = 0;
+  for (const auto& n : list.items()) {
+    if (!n.IsScalar() || i >= s.deny.size() || n.Scalar() != s.deny[i]) continue;  // refused above
+    ++i;
+    if (RE2::FullMatch("", RE2(n.Scalar(), RE2::Quiet)))
+      r.fail(n, fmt::format("output_guard deny: pattern '{}' matches an empty text, so it would withhold "
+                            "every response",
+                            n.Scalar()));
+  }
 }
 
+/// The patterns often spell out what must not leak: GET /config shows how many, not which.
 json::value showDeny(const OutputGuardSettings& s) {
-  json::array out;
-  for (const auto& x : s.deny) out.emplace_back(x);
-  return out;
+  return json::string(fmt::format("<redacted: {} pattern{}>", s.deny.size(), s.deny.size() == 1 ? "" : "s"));
 }
 
 const config::Schema<OutputGuardSettings>& outputGuardSchema() {
