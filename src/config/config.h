@@ -44,6 +44,9 @@ struct ListenerConfig {
   Millis header_timeout{10'000};
   Millis body_timeout{30'000};
   Millis idle_timeout{60'000};
+  /// Longest wait for the client to take a piece of a response (a client that stops reading
+  /// cannot hold a connection, or a response held for a filter, forever).
+  Millis send_timeout{60'000};
   /// A request body must average at least this many bytes a second once `body_timeout` has
   /// passed (0: no minimum), so a client trickling a byte now and then is cut off.
   uint64_t body_min_rate = 1024;

@@ -108,6 +108,14 @@ const Schema<ListenerConfig>& listenerSchema() {
            .default_text = "`60s`",
            .doc = "Longest wait for the first byte of a request, both on a new connection and between "
                   "keep-alive requests. On expiry the connection is closed without a response."},
+          {.name = "send_timeout",
+           .kind = FieldKind::kDuration,
+           .member = &ListenerConfig::send_timeout,
+           .default_text = "`60s`",
+           .doc = "Longest wait for the client to accept the next piece of a response (as nginx's "
+                  "`send_timeout`). On expiry the connection is closed: a client that stops reading cannot "
+                  "hold it, or a response held for a filter, forever.",
+           .min = 1000},
           {.name = "body_min_rate",
            .kind = FieldKind::kSize,
            .member = &ListenerConfig::body_min_rate,

@@ -626,7 +626,9 @@ Task<bool> ServerConnection::writeResponse(ResponseHead* head, std::span<const s
     }
   }
   if (iov_.empty()) co_return true;
+  deadline_.arm(limits_.send_timeout);  // fires: the socket closes and the write fails
   auto [ec, n] = co_await asio::async_write(stream_, iov_, kNoThrow);
+  deadline_.disarm();
   if (ec) {
     abort();
     co_return false;

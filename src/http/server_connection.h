@@ -35,6 +35,7 @@ struct ListenerLimits {
   std::chrono::milliseconds header_timeout{10'000};
   std::chrono::milliseconds body_timeout{30'000};
   std::chrono::milliseconds idle_timeout{60'000};
+  std::chrono::milliseconds send_timeout{60'000};  ///< per response write: the client must take it
   uint64_t body_min_rate = 1024;        ///< bytes/s a body must average after body_timeout; 0: none
   bool underscores_in_headers = false;  ///< keep fields whose name has '_' (dropped by default)
   bool normalize_path = true;           ///< match and forward paths in normal form (http/path.h)

@@ -83,6 +83,7 @@ http::ListenerLimits limitsOf(const ListenerConfig& l) {
   limits.header_timeout = l.header_timeout;
   limits.body_timeout = l.body_timeout;
   limits.idle_timeout = l.idle_timeout;
+  limits.send_timeout = l.send_timeout;
   limits.body_min_rate = l.body_min_rate;
   limits.underscores_in_headers = l.underscores_in_headers;
   limits.normalize_path = l.normalize_path;

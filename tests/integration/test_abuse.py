@@ -304,6 +304,62 @@ routes:
 """
 
 
+SLOW_READER_CONFIG = """
+workers: 1
+listeners:
+  - name: public
+    address: 127.0.0.1:@PORT@
+    send_timeout: 1s
+upstreams:
+  - name: up
+    targets: [ "127.0.0.1:@UP@" ]
+routes:
+  - name: plain
+    match: { path_prefix: /plain/ }
+    upstream: up
+  - name: guarded
+    match: { path_prefix: /guarded/ }
+    upstream: up
+    filters: [ { output_guard: { deny: [ nothing-matches-this ], max_body_bytes: 64M } } ]
+"""
+
+
+class SlowReaderTest(unittest.TestCase):
+    """A client that asks for a large response and stops reading cannot hold the connection
+    (and, on a guarded route, the held response) past send_timeout."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.up = Upstream().__enter__()
+        cls.gw = Gateway(render(SLOW_READER_CONFIG, port=free_port(), up=cls.up.port)).__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.__exit__(None, None, None)
+        cls.up.__exit__(None, None, None)
+
+    def test_a_client_that_stops_reading_is_cut_off(self):
+        for path in ("/plain/big/50000000", "/guarded/big/50000000"):
+            with self.subTest(path=path):
+                s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=10)
+                s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+                time.sleep(3.5)  # not reading: past the 1s send timeout
+                got, closed = 0, False
+                s.settimeout(5)
+                try:
+                    while True:
+                        data = s.recv(1 << 20)
+                        if not data:
+                            closed = True
+                            break
+                        got += len(data)
+                except (ConnectionResetError, socket.timeout):
+                    closed = True
+                s.close()
+                self.assertTrue(closed)
+                self.assertLess(got, 50000000, "the whole response arrived: nothing was cut")
+
+
 class ErrorLeakTest(unittest.TestCase):
     """Provider error bodies and internal addresses stay in the log, out of client answers."""
 
