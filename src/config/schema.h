@@ -6,6 +6,7 @@
 // in the section's reader, next to the readFields() call. Main thread (config load).
 #pragma once
 
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <cstdint>
 #include <limits>
@@ -197,6 +198,15 @@ template <class T, class S, std::optional<S> T::*Member, const Schema<S>& (*Nest
 boost::json::value showOptionalSection(const T& in) {
   if (!(in.*Member)) return nullptr;
   return fieldsToJson(Nested(), *(in.*Member));
+}
+
+/// A list of strings for GET /config, as a kCustom field's show function:
+/// `.show = &showStrings<Settings, &Settings::allow_origins>`.
+template <class T, std::vector<std::string> T::*Member>
+boost::json::value showStrings(const T& in) {
+  boost::json::array out;
+  for (const auto& x : in.*Member) out.emplace_back(x);
+  return out;
 }
 
 /// Header operations for GET /config: the names added (values redacted: they often carry

@@ -115,13 +115,6 @@ void readTokens(config::Reader& r, const config::Node& v, CorsSettings& s) {
   s.*Member = std::move(out);
 }
 
-template <std::vector<std::string> CorsSettings::*Member>
-json::value showList(const CorsSettings& s) {
-  json::array out;
-  for (const auto& x : s.*Member) out.emplace_back(x);
-  return out;
-}
-
 void readMaxAge(config::Reader& r, const config::Node& v, CorsSettings& s) {
   if (auto d = r.duration(v, "max_age")) s.max_age = *d;
 }
@@ -150,7 +143,7 @@ const config::Schema<CorsSettings>& corsSchema() {
            .missing = "cors needs 'allow_origins'",
            .type_text = "list",
            .read = &readOrigins,
-           .show = &showList<&CorsSettings::allow_origins>},
+           .show = &config::showStrings<CorsSettings, &CorsSettings::allow_origins>},
           {.name = "allow_methods",
            .kind = FieldKind::kCustom,
            .member = {},
@@ -158,7 +151,7 @@ const config::Schema<CorsSettings>& corsSchema() {
            .doc = "Sent upper-cased in `Access-Control-Allow-Methods`.",
            .type_text = "list of tokens",
            .read = &readTokens<&CorsSettings::allow_methods, kAllowMethods, true>,
-           .show = &showList<&CorsSettings::allow_methods>},
+           .show = &config::showStrings<CorsSettings, &CorsSettings::allow_methods>},
           {.name = "allow_headers",
            .kind = FieldKind::kCustom,
            .member = {},
@@ -166,7 +159,7 @@ const config::Schema<CorsSettings>& corsSchema() {
            .doc = "`Access-Control-Allow-Headers`.",
            .type_text = "list of tokens",
            .read = &readTokens<&CorsSettings::allow_headers, kAllowHeaders, false>,
-           .show = &showList<&CorsSettings::allow_headers>},
+           .show = &config::showStrings<CorsSettings, &CorsSettings::allow_headers>},
           {.name = "expose_headers",
            .kind = FieldKind::kCustom,
            .member = {},
@@ -174,7 +167,7 @@ const config::Schema<CorsSettings>& corsSchema() {
            .doc = "`Access-Control-Expose-Headers`.",
            .type_text = "list of tokens",
            .read = &readTokens<&CorsSettings::expose_headers, kExposeHeaders, false>,
-           .show = &showList<&CorsSettings::expose_headers>},
+           .show = &config::showStrings<CorsSettings, &CorsSettings::expose_headers>},
           {.name = "allow_credentials",
            .kind = FieldKind::kBool,
            .member = &CorsSettings::allow_credentials,

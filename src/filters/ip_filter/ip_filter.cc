@@ -60,13 +60,6 @@ void readRanges(config::Reader& r, const config::Node& v, IpFilterSettings& s) {
   });
 }
 
-template <std::vector<std::string> IpFilterSettings::*Text>
-boost::json::value showRanges(const IpFilterSettings& s) {
-  boost::json::array out;
-  for (const auto& x : s.*Text) out.emplace_back(x);
-  return out;
-}
-
 constexpr char kAllow[] = "allow";
 constexpr char kDeny[] = "deny";
 
@@ -83,7 +76,7 @@ const config::Schema<IpFilterSettings>& ipFilterSchema() {
                   "clients outside it are refused.",
            .type_text = "list",
            .read = &readRanges<&IpFilterSettings::allow, &IpFilterSettings::allow_ranges, kAllow>,
-           .show = &showRanges<&IpFilterSettings::allow>},
+           .show = &config::showStrings<IpFilterSettings, &IpFilterSettings::allow>},
           {.name = "deny",
            .kind = FieldKind::kCustom,
            .member = {},
@@ -91,7 +84,7 @@ const config::Schema<IpFilterSettings>& ipFilterSchema() {
            .doc = "Clients inside are refused; `deny` wins over `allow`.",
            .type_text = "list",
            .read = &readRanges<&IpFilterSettings::deny, &IpFilterSettings::deny_ranges, kDeny>,
-           .show = &showRanges<&IpFilterSettings::deny>},
+           .show = &config::showStrings<IpFilterSettings, &IpFilterSettings::deny>},
       },
       {},
       "ip_filter takes a map: { allow: [..], deny: [..] }"};

@@ -79,26 +79,21 @@ void readKeyNames(config::Reader& r, const config::Node& v, KeyAuthSettings& s) 
   });
 }
 
-boost::json::value showKeys(const KeyAuthSettings& s) {
-  boost::json::array out;
-  for (const auto& k : s.keys) out.emplace_back(k);
-  return out;
-}
-
 const config::Schema<KeyAuthSettings>& keyAuthSchema() {
-  static const config::Schema<KeyAuthSettings> schema{"key_auth",
-                                                      {
-                                                          {.name = "keys",
-                                                           .kind = config::FieldKind::kCustom,
-                                                           .member = {},
-                                                           .default_text = "all keys",
-                                                           .doc = "Keys allowed on this route, by name.",
-                                                           .type_text = "list of key names",
-                                                           .read = &readKeyNames,
-                                                           .show = &showKeys},
-                                                      },
-                                                      {},
-                                                      "key_auth takes a map (or nothing)"};
+  static const config::Schema<KeyAuthSettings> schema{
+      "key_auth",
+      {
+          {.name = "keys",
+           .kind = config::FieldKind::kCustom,
+           .member = {},
+           .default_text = "all keys",
+           .doc = "Keys allowed on this route, by name.",
+           .type_text = "list of key names",
+           .read = &readKeyNames,
+           .show = &config::showStrings<KeyAuthSettings, &KeyAuthSettings::keys>},
+      },
+      {},
+      "key_auth takes a map (or nothing)"};
   return schema;
 }
 

@@ -127,13 +127,6 @@ void readPatterns(config::Reader& r, const config::Node& list, PromptGuardSettin
   readPatternList(r, list, fmt::format("prompt_guard {}", What), *(s.*Set), s.*Text);
 }
 
-template <std::vector<std::string> PromptGuardSettings::*Text>
-json::value showTexts(const PromptGuardSettings& s) {
-  json::array out;
-  for (const auto& x : s.*Text) out.emplace_back(x);
-  return out;
-}
-
 void readRoles(config::Reader& r, const config::Node& v, PromptGuardSettings& s) {
   s.roles = 0;
   s.role_names.clear();
@@ -175,7 +168,7 @@ const config::Schema<PromptGuardSettings>& promptGuardSchema() {
            .doc = "A prompt text matching any of them (anywhere in it) is refused.",
            .type_text = "list of patterns",
            .read = &readPatterns<&PromptGuardSettings::deny, &PromptGuardSettings::deny_set, kDeny>,
-           .show = &showTexts<&PromptGuardSettings::deny>},
+           .show = &config::showStrings<PromptGuardSettings, &PromptGuardSettings::deny>},
           {.name = "allow",
            .kind = FieldKind::kCustom,
            .member = {},
@@ -183,7 +176,7 @@ const config::Schema<PromptGuardSettings>& promptGuardSchema() {
            .doc = "When given, each checked text must match at least one.",
            .type_text = "list of patterns",
            .read = &readPatterns<&PromptGuardSettings::allow, &PromptGuardSettings::allow_set, kAllow>,
-           .show = &showTexts<&PromptGuardSettings::allow>},
+           .show = &config::showStrings<PromptGuardSettings, &PromptGuardSettings::allow>},
           {.name = "roles",
            .kind = FieldKind::kCustom,
            .member = {},
@@ -194,7 +187,7 @@ const config::Schema<PromptGuardSettings>& promptGuardSchema() {
                "results). A message with a role the APIs do not name counts as `user`.",
            .type_text = "list",
            .read = &readRoles,
-           .show = &showTexts<&PromptGuardSettings::role_names>},
+           .show = &config::showStrings<PromptGuardSettings, &PromptGuardSettings::role_names>},
           {.name = "max_body_bytes",
            .kind = FieldKind::kSize,
            .member = &PromptGuardSettings::max_body_bytes,
