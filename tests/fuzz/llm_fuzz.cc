@@ -54,7 +54,7 @@ Decoded decode(const llm::ProviderCodec& codec, std::string_view bytes, size_t s
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
-  config::ProviderConfig provider;
+  llm::ProviderConfig provider;
   provider.kind = "openai";
   provider.base_path = "/v1";
   provider.api_key = "k";
