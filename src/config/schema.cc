@@ -248,6 +248,7 @@ const Schema<AccessLogConfig>& accessLogSchema() {
            .what = "access_log.path"},
       },
       {},
+      "access_log must be a map",
   };
   return schema;
 }

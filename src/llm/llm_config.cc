@@ -601,6 +601,7 @@ const Schema<LlmCacheConfig>& llmCacheSchema() {
            .what = "llm_cache.ttl"},
       },
       {},
+      "llm_cache must be a map: { max_bytes: 64MiB, ttl: 10m }",
   };
   return schema;
 }

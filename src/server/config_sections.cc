@@ -60,15 +60,6 @@ json::value showState(const Config& c) {
   return fieldsToJson(stateSchema(), c.state);
 }
 
-template <class S, S Config::*Member, const Schema<S>& (*Section)(), const char* NotAMap>
-void readMapSection(Reader& r, const config::Node& v, Config& cfg) {
-  if (!v.IsMap()) return r.fail(v, NotAMap);
-  readFields(Section(), v, cfg.*Member, r);
-}
-
-constexpr char kAccessLogNotAMap[] = "access_log must be a map";
-constexpr char kLlmCacheNotAMap[] = "llm_cache must be a map: { max_bytes: 64MiB, ttl: 10m }";
-
 }  // namespace
 
 const Schema<Config>& topLevelSchema() {
@@ -160,7 +151,7 @@ const Schema<Config>& topLevelSchema() {
            .default_text = "enabled, stdout",
            .doc = "See [`access_log`](#access_log).",
            .type_text = "map",
-           .read = &readMapSection<AccessLogConfig, &Config::access_log, accessLogSchema, kAccessLogNotAMap>,
+           .read = &readSection<Config, AccessLogConfig, &Config::access_log, accessLogSchema>,
            .show = &showSection<Config, AccessLogConfig, &Config::access_log, accessLogSchema>},
           {.name = "llm_cache",
            .kind = FieldKind::kCustom,
@@ -168,8 +159,7 @@ const Schema<Config>& topLevelSchema() {
            .default_text = "64MiB, 10m",
            .doc = "The [LLM response cache](#llm-response-cache).",
            .type_text = "map",
-           .read = &readMapSection<llm::LlmCacheConfig, &Config::llm_cache, llm::llmCacheSchema,
-                                   kLlmCacheNotAMap>,
+           .read = &readSection<Config, llm::LlmCacheConfig, &Config::llm_cache, llm::llmCacheSchema>,
            .show = &showSection<Config, llm::LlmCacheConfig, &Config::llm_cache, llm::llmCacheSchema>},
       },
       {}};
