@@ -343,7 +343,6 @@ Task<void> ServerConnection::run() {
     if (!req.hasBody()) request_complete_ = true;
     hook_ = nullptr;
     hold_ = Hold::kNone;
-    hold_asked_ = false;
     handling_ = true;
     if (req.target == "*" && limits_.answer_options_star)
       co_await answerServerOptions();  // OPTIONS *: about the server itself
@@ -527,19 +526,15 @@ Task<bool> ServerConnection::holdResponse(ResponseHead* head, std::span<const st
   out.chunked = false;
   out.has_content_length = true;
   out.content_length = whole.size();
-  const Hold after = hold_;
-  hold_ = Hold::kNone;  // the write below is the response itself
   std::string_view piece = whole;
-  const bool ok = co_await writeResponse(&out, std::span(&piece, 1), true);
-  if (after == Hold::kDiscarding) hold_ = Hold::kDiscarding;
-  co_return ok;
+  co_return co_await sendResponse(&out, std::span(&piece, 1), true);
 }
 
+// Not a coroutine: the write that is not held costs no frame of its own.
 Task<bool> ServerConnection::writeResponse(ResponseHead* head, std::span<const std::string_view> body,
                                            bool last) {
-  if (hold_ != Hold::kNone) co_return co_await holdResponse(head, body, last);
-  if (head && hook_ && !hold_asked_) {
-    hold_asked_ = true;
+  if (hold_ != Hold::kNone) return holdResponse(head, body, last);
+  if (head && hook_ && !response_started_) {  // the response's first head: held or not
     const auto& req = parser_.request();
     const bool has_body =
         req.method != "HEAD" && head->status >= 200 && head->status != 204 && head->status != 304;
@@ -548,10 +543,15 @@ Task<bool> ServerConnection::writeResponse(ResponseHead* head, std::span<const s
         hold_ = Hold::kHolding;
         hold_limit_ = limit;
         held_body_.clear();
-        co_return co_await holdResponse(head, body, last);
+        return holdResponse(head, body, last);
       }
     }
   }
+  return sendResponse(head, body, last);
+}
+
+Task<bool> ServerConnection::sendResponse(ResponseHead* head, std::span<const std::string_view> body,
+                                          bool last) {
   iov_.clear();
   out_.clear();
   if (head) {

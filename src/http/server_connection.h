@@ -200,8 +200,9 @@ class ServerConnection {
   ResponseHead held_head_;
   std::string held_body_;
   uint64_t hold_limit_ = 0;
-  bool hold_asked_ = false;  ///< responseBodyLimit was asked for this request's response
   Task<bool> holdResponse(ResponseHead* head, std::span<const std::string_view> body, bool last);
+  /// writeResponse's writing, past the hold: frames and sends what it is given.
+  Task<bool> sendResponse(ResponseHead* head, std::span<const std::string_view> body, bool last);
   /// Whether the client has closed its side (a peek that finds the end), without reading.
   bool peerClosed();
   std::string whole_body_;        ///< readWholeBody()'s body, reused from request to request
