@@ -51,10 +51,15 @@ class PatternList {
   std::vector<std::unique_ptr<RE2>> single_;
 };
 
+/// Whether a pattern list may hold a pattern that matches an empty text (one that matches
+/// every text it is shown).
+enum class EmptyMatch { kAllow, kRefuse };
+
 /// Reads a config list of patterns into `patterns` (compiled together) and their texts into
 /// `texts`; errors in `r`, named by `where` ("prompt_guard deny"). Patterns are taken as
 /// written (no ${VAR} expansion: '$' and '{' are regex syntax). Config load.
 void readPatternList(config::Reader& r, const config::Node& list, std::string_view where,
-                     PatternList& patterns, std::vector<std::string>& texts);
+                     PatternList& patterns, std::vector<std::string>& texts,
+                     EmptyMatch empty = EmptyMatch::kAllow);
 
 }  // namespace ganglion::filters

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "http/headers.h"
 
@@ -52,6 +53,15 @@ struct FilterContext {
   /// result as the hook's (kContinue or kReply).
   std::optional<boost::asio::awaitable<FilterStatus>> resume;
 };
+
+/// Fills ctx.reply and returns kReply: a hook answers itself (refuses the request, or replaces
+/// a held response) with a gateway error of `status` and `type`.
+inline FilterStatus replyWith(FilterContext& ctx, int status, std::string_view type, std::string message) {
+  ctx.reply.status = status;
+  ctx.reply.type = type;
+  ctx.reply.message = std::move(message);
+  return FilterStatus::kReply;
+}
 
 class Filter {
  public:

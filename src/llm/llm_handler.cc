@@ -476,13 +476,21 @@ namespace {
 
 /// Writes `error` as the whole answer, in OpenAI's shape or Anthropic's, with the headers
 /// already in `head`.
-Task<void> writeApiError(http::ServerConnection& conn, http::ResponseHead& head, const ApiError& error,
-                         bool anthropic) {
-  const std::string body = anthropic ? anthropicErrorBody(error) : openaiErrorBody(error);
+/// An API error as a whole response in the client's dialect: status, JSON body, Content-Type
+/// and length (the head's other fields are the caller's).
+void renderApiError(http::ResponseHead& head, std::string& body, const ApiError& error, bool anthropic) {
+  body = anthropic ? anthropicErrorBody(error) : openaiErrorBody(error);
   head.status = error.status;
   head.headers.set("Content-Type", "application/json");
+  head.chunked = false;
   head.has_content_length = true;
   head.content_length = body.size();
+}
+
+Task<void> writeApiError(http::ServerConnection& conn, http::ResponseHead& head, const ApiError& error,
+                         bool anthropic) {
+  std::string body;
+  renderApiError(head, body, error, anthropic);
   std::array<std::string_view, 1> pieces{body};
   co_await conn.writeResponse(&head, pieces, true);
 }
@@ -588,14 +596,9 @@ void LlmHandler::renderLocalReply(const http::ServerConnection& conn, const http
                                 : reply.status >= 500 ? "server_error"
                                                       : "invalid_request_error";
   const ApiError err{reply.status, std::string(type), reply.message, "", reply.type};
-  head.status = reply.status;
   head.headers = reply.headers;  // WWW-Authenticate, Retry-After, CORS
   head.headers.set("x-request-id", requestId(req, next_id_));
-  body = isAnthropicPath(req.path()) ? anthropicErrorBody(err) : openaiErrorBody(err);
-  head.headers.set("Content-Type", "application/json");
-  head.chunked = false;
-  head.has_content_length = true;
-  head.content_length = body.size();
+  renderApiError(head, body, err, isAnthropicPath(req.path()));
 }
 
 Task<void> LlmHandler::sendLocalReply(http::ServerConnection& conn, const http::LocalReply& reply) {

@@ -27,10 +27,7 @@ class IpFilter final : public http::Filter {
       }
     }
     if (!denied) return http::FilterStatus::kContinue;
-    ctx.reply.status = 403;
-    ctx.reply.type = "ip_not_allowed";
-    ctx.reply.message = "the client address is not allowed";
-    return http::FilterStatus::kReply;
+    return http::replyWith(ctx, 403, "ip_not_allowed", "the client address is not allowed");
   }
   std::string_view kind() const override { return "ip_filter"; }
 

@@ -112,7 +112,8 @@ class OutputGuardFilter final : public http::Filter {
     if (body.empty()) return http::FilterStatus::kContinue;
     for (const auto& h : head.headers)
       if (iequals(h.name, "content-encoding") && encodedOtherThanIdentity(h.value))
-        return refuse(ctx, 502, "response_unreadable", "output_guard cannot read a compressed response");
+        return http::replyWith(ctx, 502, "response_unreadable",
+                               "output_guard cannot read a compressed response");
     // The raw text always (plain text, SSE comments and fields, JSON keys and numbers), then
     // the decoded strings of whatever JSON it holds, whatever the Content-Type says: a client
     // may decode escapes (\u0073ecret) that the raw text hides.
@@ -136,7 +137,7 @@ class OutputGuardFilter final : public http::Filter {
       }
     }
     if (too_big)
-      return refuse(
+      return http::replyWith(
           ctx, 502, "response_unreadable",
           "output_guard could not read the response: it nests too deep or holds too many JSON values");
     for (const auto& [channel, text] : texts.joined)
@@ -149,13 +150,8 @@ class OutputGuardFilter final : public http::Filter {
 
  private:
   static http::FilterStatus blocked(http::FilterContext& ctx) {
-    return refuse(ctx, 400, "output_blocked",
-                  "the response was withheld: it matches a pattern this route does not allow");
-  }
-  static http::FilterStatus refuse(http::FilterContext& ctx, int status, std::string_view type,
-                                   std::string message) {
-    ctx.reply = {status, std::string(type), std::move(message), {}};
-    return http::FilterStatus::kReply;
+    return http::replyWith(ctx, 400, "output_blocked",
+                           "the response was withheld: it matches a pattern this route does not allow");
   }
 
   std::unique_ptr<PatternList> deny_;
@@ -170,17 +166,7 @@ struct OutputGuardSettings {
 };
 
 void readDeny(config::Reader& r, const config::Node& list, OutputGuardSettings& s) {
-  readPatternList(r, list, "output_guard deny", *s.deny_set, s.deny);
-  if (!list.IsSequence()) return;
-  size_t i = 0;
-  for (const auto& n : list.items()) {
-    if (!n.IsScalar() || i >= s.deny.size() || n.Scalar() != s.deny[i]) continue;  // refused above
-    ++i;
-    if (RE2::FullMatch("", RE2(n.Scalar(), RE2::Quiet)))
-      r.fail(n, fmt::format("output_guard deny: pattern '{}' matches an empty text, so it would withhold "
-                            "every response",
-                            n.Scalar()));
-  }
+  readPatternList(r, list, "output_guard deny", *s.deny_set, s.deny, EmptyMatch::kRefuse);
 }
 
 /// The patterns often spell out what must not leak: GET /config shows how many, not which.

@@ -35,7 +35,7 @@ class PromptGuardFilter final : public http::Filter {
         std::string_view coding = trim(rest.substr(0, comma));
         rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
         if (!coding.empty() && !iequals(coding, "identity"))
-          return refuse(
+          return http::replyWith(
               ctx, 415, "unsupported_content_encoding",
               "prompt_guard cannot read a compressed request body; send it without Content-Encoding");
       }
@@ -94,14 +94,7 @@ class PromptGuardFilter final : public http::Filter {
 
   static http::FilterStatus answer(http::FilterContext& ctx, Verdict v) {
     if (v.status == 0) return http::FilterStatus::kContinue;
-    return refuse(ctx, v.status, v.type, std::move(v.message));
-  }
-  static http::FilterStatus refuse(http::FilterContext& ctx, int status, std::string_view type,
-                                   std::string message) {
-    ctx.reply.status = status;
-    ctx.reply.type = type;
-    ctx.reply.message = std::move(message);
-    return http::FilterStatus::kReply;
+    return http::replyWith(ctx, v.status, v.type, std::move(v.message));
   }
 
   std::unique_ptr<PatternList> deny_, allow_;
