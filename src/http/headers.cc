@@ -95,4 +95,17 @@ std::string jsonErrorBody(int code, std::string_view type, std::string_view mess
   return body;
 }
 
+bool hasContentCoding(const HeaderList& headers) {
+  for (const auto& h : headers) {
+    if (!iequals(h.name, "content-encoding")) continue;
+    for (std::string_view rest = h.value; !rest.empty();) {
+      const size_t comma = rest.find(',');
+      const std::string_view coding = trim(rest.substr(0, comma));
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      if (!coding.empty() && !iequals(coding, "identity")) return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace ganglion::http

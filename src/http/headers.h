@@ -135,4 +135,8 @@ std::string_view reasonPhrase(int status);
 /// The gateway's error body: {"error":{"code":502,"type":"...","message":"..."}} and a newline.
 std::string jsonErrorBody(int code, std::string_view type, std::string_view message);
 
+/// Whether a Content-Encoding field names a coding other than `identity`, reading every field
+/// and every comma-separated coding in it: a body that is not readable as it is.
+bool hasContentCoding(const HeaderList& headers);
+
 }  // namespace ganglion::http

@@ -82,17 +82,6 @@ bool collectJson(std::string_view text, AnswerTexts& out, bool& too_big) {
   return true;
 }
 
-/// The codings of a Content-Encoding line other than `identity`, or empty.
-bool encodedOtherThanIdentity(std::string_view value) {
-  for (size_t at = 0; at <= value.size();) {
-    const size_t comma = std::min(value.find(',', at), value.size());
-    const std::string_view coding = trim(value.substr(at, comma - at));
-    if (!coding.empty() && !iequals(coding, "identity")) return true;
-    at = comma + 1;
-  }
-  return false;
-}
-
 class OutputGuardFilter final : public http::Filter {
  public:
   OutputGuardFilter(std::unique_ptr<PatternList> deny, uint64_t max_bytes)
@@ -110,10 +99,9 @@ class OutputGuardFilter final : public http::Filter {
   http::FilterStatus onResponseBody(http::FilterContext& ctx, const http::ResponseHead& head,
                                     std::string_view body) const override {
     if (body.empty()) return http::FilterStatus::kContinue;
-    for (const auto& h : head.headers)
-      if (iequals(h.name, "content-encoding") && encodedOtherThanIdentity(h.value))
-        return http::replyWith(ctx, 502, "response_unreadable",
-                               "output_guard cannot read a compressed response");
+    if (http::hasContentCoding(head.headers))
+      return http::replyWith(ctx, 502, "response_unreadable",
+                             "output_guard cannot read a compressed response");
     // The raw text always (plain text, SSE comments and fields, JSON keys and numbers), then
     // the decoded strings of whatever JSON it holds, whatever the Content-Type says: a client
     // may decode escapes (\u0073ecret) that the raw text hides.

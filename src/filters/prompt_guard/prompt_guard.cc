@@ -27,19 +27,10 @@ class PromptGuardFilter final : public http::Filter {
 
   http::FilterStatus onRequest(http::FilterContext& ctx) const override {
     // Every Content-Encoding line and every coding in it: the upstream may decode any of them.
-    for (const auto& h : ctx.request.headers) {
-      if (!iequals(h.name, "content-encoding")) continue;
-      std::string_view rest = h.value;
-      while (!rest.empty()) {
-        size_t comma = rest.find(',');
-        std::string_view coding = trim(rest.substr(0, comma));
-        rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-        if (!coding.empty() && !iequals(coding, "identity"))
-          return http::replyWith(
-              ctx, 415, "unsupported_content_encoding",
-              "prompt_guard cannot read a compressed request body; send it without Content-Encoding");
-      }
-    }
+    if (http::hasContentCoding(ctx.request.headers))
+      return http::replyWith(
+          ctx, 415, "unsupported_content_encoding",
+          "prompt_guard cannot read a compressed request body; send it without Content-Encoding");
     return http::FilterStatus::kContinue;
   }
   uint64_t wholeRequestBodyLimit() const override { return max_bytes_; }
