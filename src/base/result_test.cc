@@ -33,5 +33,30 @@ TEST(Result, ValueOrAnErrorWithItsStatus) {
   EXPECT_FALSE(refused.error().retryable);
 }
 
+/// An error that carries more than Error, as the LLM API's ApiError does.
+struct WireError : Error {
+  WireError(std::string message, std::string param)
+      : Error(std::move(message), "bad", 400), param(std::move(param)) {}
+  std::string param;
+};
+
+Result<void, WireError> check(bool ok) {
+  if (!ok) return WireError("missing field", "messages[0].role");
+  return {};
+}
+
+TEST(Result, ARicherErrorKeepsItsFields) {
+  EXPECT_TRUE(check(true).ok());
+  auto failed = check(false);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.error().param, "messages[0].role");
+  const Error& plain = failed.error();  // still an Error: code, status, message
+  EXPECT_EQ(plain.status, 400);
+  EXPECT_EQ(plain.code, "bad");
+  // No truth value: it replaced optional<WireError>, whose truth meant the opposite.
+  static_assert(!std::is_constructible_v<bool, Result<void, WireError>>);
+  static_assert(std::is_constructible_v<bool, Result<void>>);
+}
+
 }  // namespace
 }  // namespace ganglion

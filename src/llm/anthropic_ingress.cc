@@ -34,7 +34,7 @@ std::string resultText(const json::value* content) {
 }
 
 /// Anthropic content blocks of one message → OpenAI messages appended to `out`.
-std::optional<ApiError> translateMessage(const json::object& m, size_t i, json::array& out) {
+ApiResult translateMessage(const json::object& m, size_t i, json::array& out) {
   auto role = stringAt(m, "role");
   const json::value* content = m.if_contains("content");
   std::string p = fmt::format("messages.{}", i);
@@ -43,7 +43,7 @@ std::optional<ApiError> translateMessage(const json::object& m, size_t i, json::
   if (!content) return invalid(p + ".content", fmt::format("{}.content: Field required", p));
   if (content->is_string()) {
     out.push_back(json::object{{"role", role}, {"content", content->get_string()}});
-    return std::nullopt;
+    return {};
   }
   if (!content->is_array())
     return invalid(p + ".content", fmt::format("{}.content: Input should be a valid list", p));
@@ -98,7 +98,7 @@ std::optional<ApiError> translateMessage(const json::object& m, size_t i, json::
     if (!calls.empty()) msg["tool_calls"] = std::move(calls);
     out.push_back(std::move(msg));
   }
-  return std::nullopt;
+  return {};
 }
 
 std::string_view stopFromFinish(std::string_view finish) {
@@ -121,10 +121,10 @@ void appendEvent(std::string& out, std::string_view type, const json::object& da
   http::appendSseEvent(out, type, json::serialize(data));
 }
 
-std::optional<ApiError> parseMessagesRequest(std::string_view text, MessagesRequest& out) {
+ApiResult parseMessagesRequest(std::string_view text, MessagesRequest& out) {
   out = MessagesRequest{};
-  if (auto err = parseJsonObject(text, out.body)) {
-    err->code = "invalid_request_error";
+  if (auto err = parseJsonObject(text, out.body); !err.ok()) {
+    err.error().code = "invalid_request_error";
     return err;
   }
   const auto& b = out.body;
@@ -156,7 +156,7 @@ std::optional<ApiError> parseMessagesRequest(std::string_view text, MessagesRequ
     const auto& m = messages->as_array()[i];
     if (!m.is_object())
       return invalid(fmt::format("messages.{}", i), fmt::format("messages.{}: Input should be an object", i));
-    if (auto err = translateMessage(m.as_object(), i, msgs)) return err;
+    if (auto err = translateMessage(m.as_object(), i, msgs); !err.ok()) return err;
   }
   chat["messages"] = std::move(msgs);
   for (auto [from, to] : {std::pair{"temperature", "temperature"}, std::pair{"top_p", "top_p"}})
@@ -211,15 +211,15 @@ std::optional<ApiError> parseMessagesRequest(std::string_view text, MessagesRequ
         {"type", "json_schema"},
         {"json_schema", json::object{{"name", "output"}, {"schema", *schema}, {"strict", true}}}};
   }
-  if (auto err = parseChatRequest(json::serialize(chat), out.chat)) {
-    err->code = "invalid_request_error";
+  if (auto err = parseChatRequest(json::serialize(chat), out.chat); !err.ok()) {
+    err.error().code = "invalid_request_error";
     return err;
   }
   out.chat.include_usage = true;
-  return std::nullopt;
+  return {};
 }
 
-std::optional<ApiError> messageFromCompletion(std::string_view completion, std::string& out) {
+ApiResult messageFromCompletion(std::string_view completion, std::string& out) {
   boost::system::error_code ec;
   json::value v = json::parse(completion, ec);
   if (ec || !v.is_object())
@@ -263,7 +263,7 @@ std::optional<ApiError> messageFromCompletion(std::string_view completion, std::
                                      {"stop_reason", stopFromFinish(finish)},
                                      {"stop_sequence", nullptr},
                                      {"usage", anthropicUsage(u)}});
-  return std::nullopt;
+  return {};
 }
 
 void MessagesStreamEncoder::start(const json::object& chunk, std::string& out) {

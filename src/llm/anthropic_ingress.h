@@ -25,10 +25,10 @@ struct MessagesRequest {
 
 /// Parses and checks a Messages request (Anthropic's required fields and types); the error
 /// names the field. Fills `out.chat` with the translation.
-std::optional<ApiError> parseMessagesRequest(std::string_view text, MessagesRequest& out);
+ApiResult parseMessagesRequest(std::string_view text, MessagesRequest& out);
 
 /// An OpenAI chat.completion (JSON text) as an Anthropic message (JSON text).
-std::optional<ApiError> messageFromCompletion(std::string_view completion, std::string& out);
+ApiResult messageFromCompletion(std::string_view completion, std::string& out);
 
 /// Builds Anthropic stream events from OpenAI chunks. One per streamed call.
 class MessagesStreamEncoder {

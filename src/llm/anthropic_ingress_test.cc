@@ -26,7 +26,7 @@ TEST(AnthropicIngress, RequestBecomesAnOpenAiChat) {
       {"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":[{"type":"text","text":"42"}]},
                                 {"type":"text","text":"thanks"}]}]})",
       req);
-  ASSERT_FALSE(err) << err->message;
+  ASSERT_TRUE(err.ok()) << err.error().message;
   EXPECT_TRUE(req.stream);
   EXPECT_TRUE(req.chat.include_usage);
   EXPECT_EQ(req.chat.max_output, 64u);
@@ -71,15 +71,15 @@ TEST(AnthropicIngress, ErrorsNameTheField) {
   };
   for (const auto& c : cases) {
     auto err = parseMessagesRequest(c.body, req);
-    ASSERT_TRUE(err) << c.body;
-    EXPECT_EQ(err->param, c.param) << c.body << ": " << err->message;
-    EXPECT_EQ(err->status, 400);
+    ASSERT_FALSE(err.ok()) << c.body;
+    EXPECT_EQ(err.error().param, c.param) << c.body << ": " << err.error().message;
+    EXPECT_EQ(err.error().status, 400);
   }
 }
 
 TEST(AnthropicIngress, WholeCompletionBecomesAMessage) {
   std::string out;
-  ASSERT_FALSE(messageFromCompletion(testing::fixture("openai/chat_response_tools.json"), out));
+  ASSERT_TRUE(messageFromCompletion(testing::fixture("openai/chat_response_tools.json"), out).ok());
   auto m = json::parse(out).as_object();
   EXPECT_EQ(m["type"], "message");
   EXPECT_EQ(m["stop_reason"], "tool_use");
@@ -99,7 +99,7 @@ TEST(AnthropicIngress, StreamEncoderBuildsTheEventSequence) {
   auto dec = codec.chatStream();
   std::vector<json::object> chunks;
   Usage usage;
-  ASSERT_FALSE(dec->feed(testing::fixture("openai/chat_stream_tools.sse"), chunks, usage));
+  ASSERT_TRUE(dec->feed(testing::fixture("openai/chat_stream_tools.sse"), chunks, usage).ok());
   MessagesStreamEncoder enc;
   std::string out;
   for (const auto& c : chunks) enc.chunk(c, out);

@@ -8,17 +8,33 @@
 #include <string>
 #include <string_view>
 
+#include "base/result.h"
+
 namespace ganglion::llm {
 
-/// An error the gateway (or a provider) reports to the client.
-struct ApiError {
-  int status = 400;
+/// An error the gateway (or a provider) reports to the client: an Error (message; code, the
+/// machine-readable code such as "invalid_api_key" or "model_not_found", or empty; HTTP
+/// status; retryable, set from the status when made) with the wire fields of the error bodies.
+struct ApiError : Error {
+  ApiError() : Error({}, {}, 400) {}
+  ApiError(int status, std::string type, std::string message, std::string param = {}, std::string code = {})
+      : Error(std::move(message), std::move(code), status, retryableStatus(status)),
+        type(std::move(type)),
+        param(std::move(param)) {}
+
+  /// 408, 425, 429, 5xx other than 501 and 505: the same call may succeed later.
+  static bool retryableStatus(int status) {
+    return status == 408 || status == 425 || status == 429 ||
+           (status >= 500 && status != 501 && status != 505);
+  }
+
   std::string type = "invalid_request_error";  ///< OpenAI error type
-  std::string message;
-  std::string param;          ///< the offending request field ("messages[0].role"), or empty
-  std::string code;           ///< machine-readable code ("invalid_api_key", "model_not_found"), or empty
-  int64_t retry_after_s = 0;  ///< > 0: sent as Retry-After
+  std::string param;                           ///< the offending request field ("messages[0].role"), or empty
+  int64_t retry_after_s = 0;                   ///< > 0: sent as Retry-After
 };
+
+/// Success, or the error to answer with: what request parsers, codecs and stream relays return.
+using ApiResult = Result<void, ApiError>;
 
 /// OpenAI's error object.
 std::string openaiErrorBody(const ApiError& e);
@@ -55,5 +71,11 @@ std::string redactSecrets(std::string_view text, std::span<const std::string_vie
 
 /// The OpenAI error type that goes with an HTTP status from a provider or the gateway.
 std::string_view openaiTypeForStatus(int status);
+
+/// An error of `status` with its OpenAI type and no message yet: where a provider's error
+/// answer is read from.
+inline ApiError statusError(int status) {
+  return ApiError(status, std::string(openaiTypeForStatus(status)), {});
+}
 
 }  // namespace ganglion::llm

@@ -5,6 +5,21 @@
 namespace ganglion::llm {
 namespace {
 
+TEST(ApiError, IsAnErrorRetryableByItsStatus) {
+  const ApiError limited{429, "rate_limit_error", "slow down", "", "rate_limit_exceeded"};
+  EXPECT_TRUE(limited.retryable);
+  EXPECT_EQ(limited.code, "rate_limit_exceeded");
+  for (int status : {408, 500, 502, 503, 504, 529}) EXPECT_TRUE(ApiError(status, "api_error", "x").retryable);
+  for (int status : {400, 401, 403, 404, 413, 422, 501})
+    EXPECT_FALSE(ApiError(status, "api_error", "x").retryable);
+  const ApiError plain;
+  EXPECT_EQ(plain.status, 400);
+  EXPECT_EQ(plain.type, "invalid_request_error");
+  const ApiError read = statusError(401);
+  EXPECT_EQ(read.type, "authentication_error");
+  EXPECT_FALSE(read.retryable);
+}
+
 TEST(RedactSecrets, RemovesKeysUrlsAndAddresses) {
   const std::string text =
       "Incorrect API key provided: sk-proj-abcdEFGH1234ijkl. See https://internal.corp/v1?key=zz or "

@@ -38,8 +38,8 @@ std::string_view kindOf(const json::value& v) {
 /// Collects the first problem found, in OpenAI's words.
 class Checker {
  public:
-  explicit Checker(std::optional<ApiError>& err) : err_(err) {}
-  bool failed() const { return err_.has_value(); }
+  explicit Checker(ApiResult& err) : err_(err) {}
+  bool failed() const { return !err_.ok(); }
 
   bool missing(const std::string& param) {
     return fail(param, fmt::format("Missing required parameter: '{}'.", param), "missing_required_parameter");
@@ -64,7 +64,8 @@ class Checker {
                 "invalid_value");
   }
   bool fail(const std::string& param, std::string message, std::string_view code) {
-    if (!err_) err_ = ApiError{400, "invalid_request_error", std::move(message), param, std::string(code)};
+    if (err_.ok())
+      err_ = ApiError{400, "invalid_request_error", std::move(message), param, std::string(code)};
     return false;
   }
 
@@ -122,7 +123,7 @@ class Checker {
   }
 
  private:
-  std::optional<ApiError>& err_;
+  ApiResult& err_;
 };
 
 bool oneOf(std::string_view v, std::initializer_list<std::string_view> allowed) {
@@ -322,7 +323,7 @@ void checkResponseFormat(Checker& c, const json::object& body) {
 
 }  // namespace
 
-std::optional<ApiError> parseJsonObject(std::string_view text, json::object& out) {
+ApiResult parseJsonObject(std::string_view text, json::object& out) {
   // The whole parsed body in a few large blocks, released together when the request ends
   // (one malloc per node fragments the worker's heap, which then stays resident).
   BoundedJson parsed = parseBoundedJson(text, JsonBounds{kMaxJsonContainers, kMaxJsonValues, kMaxJsonDepth},
@@ -360,13 +361,13 @@ std::optional<ApiError> parseJsonObject(std::string_view text, json::object& out
   // Moved, not copied, only when both sides share one storage: `out` takes the parse's.
   std::destroy_at(&out);
   std::construct_at(&out, std::move(v.get_object()));
-  return std::nullopt;
+  return {};
 }
 
-std::optional<ApiError> parseChatRequest(std::string_view text, ChatRequest& out) {
+ApiResult parseChatRequest(std::string_view text, ChatRequest& out) {
   out = ChatRequest{};
-  if (auto err = parseJsonObject(text, out.body)) return err;
-  std::optional<ApiError> err;
+  if (auto err = parseJsonObject(text, out.body); !err.ok()) return err;
+  ApiResult err;
   Checker c(err);
   const auto& b = out.body;
   if (auto* model = c.str(b, "model", "model", true)) out.model = *model;
@@ -422,13 +423,13 @@ std::optional<ApiError> parseChatRequest(std::string_view text, ChatRequest& out
   out.media_estimate = size.estimate;
   out.prompt_bound = size.boundTokens();
   out.unbounded = std::move(size.unbounded);
-  return std::nullopt;
+  return {};
 }
 
-std::optional<ApiError> parseEmbeddingsRequest(std::string_view text, EmbeddingsRequest& out) {
+ApiResult parseEmbeddingsRequest(std::string_view text, EmbeddingsRequest& out) {
   out = EmbeddingsRequest{};
-  if (auto err = parseJsonObject(text, out.body)) return err;
-  std::optional<ApiError> err;
+  if (auto err = parseJsonObject(text, out.body); !err.ok()) return err;
+  ApiResult err;
   Checker c(err);
   if (auto* model = c.str(out.body, "model", "model", true)) out.model = *model;
   if (c.failed()) return err;
@@ -476,9 +477,9 @@ std::optional<ApiError> parseEmbeddingsRequest(std::string_view text, Embeddings
   return err;
 }
 
-std::optional<ApiError> oneChoiceOnly(const ChatRequest& req, std::string_view provider) {
+ApiResult oneChoiceOnly(const ChatRequest& req, std::string_view provider) {
   auto* n = req.body.if_contains("n");
-  if (!n || !n->is_int64() || n->as_int64() <= 1) return std::nullopt;
+  if (!n || !n->is_int64() || n->as_int64() <= 1) return {};
   return ApiError{400, "invalid_request_error",
                   fmt::format("'n' must be 1 for this model: {} returns one choice per call.", provider), "n",
                   "unsupported_value"};

@@ -28,12 +28,12 @@ struct ChatRequest {
 };
 
 /// An error when the client asked for more than one choice (`n` > 1) from a provider that
-/// returns one per call (`provider`: its kind, for the message); nullopt otherwise.
-std::optional<ApiError> oneChoiceOnly(const ChatRequest& req, std::string_view provider);
+/// returns one per call (`provider`: its kind, for the message); success otherwise.
+ApiResult oneChoiceOnly(const ChatRequest& req, std::string_view provider);
 
 /// Parses and checks `text`. On failure returns the 400 error naming the field (OpenAI's
 /// wording and codes: missing_required_parameter, invalid_type, invalid_value, ...).
-std::optional<ApiError> parseChatRequest(std::string_view text, ChatRequest& out);
+ApiResult parseChatRequest(std::string_view text, ChatRequest& out);
 
 /// An embeddings request: model and input (string, strings, tokens or token arrays).
 struct EmbeddingsRequest {
@@ -42,7 +42,7 @@ struct EmbeddingsRequest {
   uint64_t prompt_estimate = 0;
   uint64_t prompt_bound = 0;
 };
-std::optional<ApiError> parseEmbeddingsRequest(std::string_view text, EmbeddingsRequest& out);
+ApiResult parseEmbeddingsRequest(std::string_view text, EmbeddingsRequest& out);
 
 /// Most JSON objects and arrays a request body may hold, most values of any kind, and how deep
 /// they may nest: a body is refused before it is parsed when it has more, so its parsed form
@@ -57,7 +57,7 @@ constexpr size_t kMaxPartsPerMessage = 5'000;
 
 /// Parses a JSON object body; the error says where the JSON broke or which bound it broke.
 /// Used by every endpoint.
-std::optional<ApiError> parseJsonObject(std::string_view text, boost::json::object& out);
+ApiResult parseJsonObject(std::string_view text, boost::json::object& out);
 
 /// Rough token count of text (about four bytes a token, as OpenAI's guidance says). For usage
 /// the provider did not report, never for limits: dense text ("a a a") beats it.

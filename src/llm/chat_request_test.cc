@@ -5,7 +5,7 @@
 namespace ganglion::llm {
 namespace {
 
-std::optional<ApiError> parse(const std::string& text) {
+ApiResult parse(const std::string& text) {
   ChatRequest req;
   return parseChatRequest(text, req);
 }
@@ -27,7 +27,7 @@ TEST(ChatRequest, AcceptsTheFullSurface) {
     "temperature": 0.2, "top_p": 1, "n": 1, "max_completion_tokens": 100, "seed": 3, "stop": ["\n"],
     "user": "u1", "parallel_tool_calls": true})",
                               req);
-  ASSERT_FALSE(err) << err->message;
+  ASSERT_TRUE(err.ok()) << err.error().message;
   EXPECT_EQ(req.model, "gpt-4o-mini");
   EXPECT_TRUE(req.stream);
   EXPECT_TRUE(req.include_usage);
@@ -71,34 +71,34 @@ TEST(ChatRequest, ErrorsNameTheField) {
   };
   for (const auto& c : cases) {
     auto err = parse(c.body);
-    ASSERT_TRUE(err) << c.body;
-    EXPECT_EQ(err->status, 400);
-    EXPECT_EQ(err->param, c.param) << c.body << ": " << err->message;
-    EXPECT_EQ(err->code, c.code) << c.body << ": " << err->message;
+    ASSERT_FALSE(err.ok()) << c.body;
+    EXPECT_EQ(err.error().status, 400);
+    EXPECT_EQ(err.error().param, c.param) << c.body << ": " << err.error().message;
+    EXPECT_EQ(err.error().code, c.code) << c.body << ": " << err.error().message;
   }
 }
 
 TEST(ChatRequest, BadJsonSaysWhere) {
   for (const char* body : {"", "{", "[1]", "{\"model\": tru}", "nul", "{\"a\":1}{"}) {
     auto err = parse(body);
-    ASSERT_TRUE(err) << body;
-    EXPECT_EQ(err->code, "invalid_json") << body;
+    ASSERT_FALSE(err.ok()) << body;
+    EXPECT_EQ(err.error().code, "invalid_json") << body;
   }
   std::string deep(5000, '[');
-  EXPECT_TRUE(parse(deep));
+  EXPECT_FALSE(parse(deep).ok());
 }
 
 TEST(EmbeddingsRequest, InputShapes) {
   EmbeddingsRequest req;
-  EXPECT_FALSE(parseEmbeddingsRequest(R"({"model":"e","input":"hello world"})", req));
-  EXPECT_FALSE(parseEmbeddingsRequest(R"({"model":"e","input":[[1,2,3],[4]]})", req));
+  EXPECT_TRUE(parseEmbeddingsRequest(R"({"model":"e","input":"hello world"})", req).ok());
+  EXPECT_TRUE(parseEmbeddingsRequest(R"({"model":"e","input":[[1,2,3],[4]]})", req).ok());
   EXPECT_EQ(req.prompt_estimate, 4u);
   auto err = parseEmbeddingsRequest(R"({"model":"e","input":[]})", req);
-  ASSERT_TRUE(err);
-  EXPECT_EQ(err->code, "empty_array");
+  ASSERT_FALSE(err.ok());
+  EXPECT_EQ(err.error().code, "empty_array");
   err = parseEmbeddingsRequest(R"({"model":"e","input":[{"a":1}]})", req);
-  ASSERT_TRUE(err);
-  EXPECT_EQ(err->param, "input[0]");
+  ASSERT_FALSE(err.ok());
+  EXPECT_EQ(err.error().param, "input[0]");
 }
 
 }  // namespace
@@ -109,11 +109,13 @@ namespace {
 
 TEST(ChatRequestLimits, ChoicesMultiplyTheOutputToReserve) {
   ChatRequest req;
-  ASSERT_FALSE(parseChatRequest(
-      R"({"model":"m","n":128,"max_tokens":100,"messages":[{"role":"user","content":"hi"}]})", req));
+  ASSERT_TRUE(
+      parseChatRequest(
+          R"({"model":"m","n":128,"max_tokens":100,"messages":[{"role":"user","content":"hi"}]})", req)
+          .ok());
   EXPECT_EQ(req.choices, 128u);
   EXPECT_EQ(req.max_output, 100u);
-  ASSERT_FALSE(parseChatRequest(R"({"model":"m","messages":[{"role":"user","content":"hi"}]})", req));
+  ASSERT_TRUE(parseChatRequest(R"({"model":"m","messages":[{"role":"user","content":"hi"}]})", req).ok());
   EXPECT_EQ(req.choices, 1u);
 }
 
@@ -122,19 +124,21 @@ TEST(ChatRequestLimits, DenseTextCannotBeatTheBound) {
   std::string dense;
   for (int i = 0; i < 4000; ++i) dense += "a ";
   ChatRequest req;
-  ASSERT_FALSE(
-      parseChatRequest(R"({"model":"m","messages":[{"role":"user","content":")" + dense + R"("}]})", req));
+  ASSERT_TRUE(
+      parseChatRequest(R"({"model":"m","messages":[{"role":"user","content":")" + dense + R"("}]})", req)
+          .ok());
   EXPECT_GE(req.prompt_bound, dense.size());  // one token per byte at most
   EXPECT_LT(req.prompt_estimate, req.prompt_bound);
 }
 
 TEST(ChatRequestLimits, ImagesReserveTheMostAProviderCharges) {
   ChatRequest req;
-  ASSERT_FALSE(parseChatRequest(
-      R"({"model":"m","messages":[{"role":"user","content":[
+  ASSERT_TRUE(parseChatRequest(
+                  R"({"model":"m","messages":[{"role":"user","content":[
         {"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}},
         {"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA","detail":"low"}}]}]})",
-      req));
+                  req)
+                  .ok());
   EXPECT_GE(req.prompt_bound, kImageTokenBound + kLowDetailImageTokenBound);
   EXPECT_LT(req.prompt_estimate, 1000u);
 }
@@ -144,23 +148,26 @@ TEST(ChatRequestLimits, EveryMessageFieldIsInTheBound) {
   // text: the bound holds their bytes (the prompt count reads them all).
   const std::string big(10000, 'n');
   ChatRequest req;
-  ASSERT_FALSE(parseChatRequest(
-      R"({"model":"m","messages":[{"role":"user","content":"hi","name":")" + big +
-          R"("},{"role":"assistant","content":null,"function_call":{"name":"f","arguments":")" + big +
-          R"("}},{"role":"assistant","content":"ok","refusal":")" + big + R"(","x_note":")" + big + R"("}]})",
-      req));
+  ASSERT_TRUE(parseChatRequest(
+                  R"({"model":"m","messages":[{"role":"user","content":"hi","name":")" + big +
+                      R"("},{"role":"assistant","content":null,"function_call":{"name":"f","arguments":")" +
+                      big + R"("}},{"role":"assistant","content":"ok","refusal":")" + big +
+                      R"(","x_note":")" + big + R"("}]})",
+                  req)
+                  .ok());
   EXPECT_GE(req.prompt_bound, 4 * big.size());
 }
 
 TEST(ChatRequestLimits, FilesAndAudioAreEstimatedByTheirSize) {
   const std::string data(40000, 'A');
   ChatRequest req;
-  ASSERT_FALSE(parseChatRequest(R"({"model":"m","messages":[{"role":"user","content":[
+  ASSERT_TRUE(parseChatRequest(R"({"model":"m","messages":[{"role":"user","content":[
         {"type":"file","file":{"filename":"a.pdf","file_data":"data:application/pdf;base64,)" +
-                                    data + R"("}},
+                                   data + R"("}},
         {"type":"input_audio","input_audio":{"data":")" +
-                                    data + R"(","format":"wav"}}]}]})",
-                                req));
+                                   data + R"(","format":"wav"}}]}]})",
+                               req)
+                  .ok());
   EXPECT_GE(req.media_estimate, 2 * data.size() / 4);  // a hang-up charged ~7 tokens for them
   EXPECT_LE(req.prompt_estimate, req.prompt_bound);
 }
@@ -171,41 +178,42 @@ TEST(ChatRequestLimits, OversizedShapesAreRefusedWithTheReason) {
   for (size_t i = 0; i <= kMaxJsonContainers; ++i) many += i ? ",{}" : "{}";
   many += "]}]}";
   auto err = parseChatRequest(many, req);
-  ASSERT_TRUE(err);
-  EXPECT_EQ(err->status, 400);
-  EXPECT_EQ(err->code, "request_too_complex");
+  ASSERT_FALSE(err.ok());
+  EXPECT_EQ(err.error().status, 400);
+  EXPECT_EQ(err.error().code, "request_too_complex");
 
   std::string parts = R"({"model":"m","messages":[{"role":"user","content":[)";
   for (size_t i = 0; i <= kMaxPartsPerMessage; ++i)
     parts += std::string(i ? "," : "") + R"({"type":"text","text":""})";
   parts += "]}]}";
   err = parseChatRequest(parts, req);
-  ASSERT_TRUE(err);
-  EXPECT_EQ(err->code, "array_above_max_length");
-  EXPECT_EQ(err->param, "messages[0].content");
+  ASSERT_FALSE(err.ok());
+  EXPECT_EQ(err.error().code, "array_above_max_length");
+  EXPECT_EQ(err.error().param, "messages[0].content");
 
   std::string deep = R"({"model":"m","messages":[{"role":"user","content":"x"}],"x":)";
   for (unsigned i = 0; i < kMaxJsonDepth + 1; ++i) deep += "[";
   for (unsigned i = 0; i < kMaxJsonDepth + 1; ++i) deep += "]";
   deep += "}";
   err = parseChatRequest(deep, req);
-  ASSERT_TRUE(err);
-  EXPECT_EQ(err->code, "invalid_json");
-  EXPECT_NE(err->message.find("nests deeper"), std::string::npos);
+  ASSERT_FALSE(err.ok());
+  EXPECT_EQ(err.error().code, "invalid_json");
+  EXPECT_NE(err.error().message.find("nests deeper"), std::string::npos);
 
   std::string zeros = R"({"model":"m","messages":[{"role":"user","content":"x"}],"x":[)";
   for (size_t i = 0; i <= kMaxJsonValues; ++i) zeros += i ? ",0" : "0";
   zeros += "]}";
   err = parseChatRequest(zeros, req);
-  ASSERT_TRUE(err);
-  EXPECT_EQ(err->code, "request_too_complex");
-  EXPECT_NE(err->message.find("JSON values"), std::string::npos);
+  ASSERT_FALSE(err.ok());
+  EXPECT_EQ(err.error().code, "request_too_complex");
+  EXPECT_NE(err.error().message.find("JSON values"), std::string::npos);
 
   // Brackets and commas inside strings are text, not structure.
   std::string text(3 * kMaxJsonContainers, '[');
   text += std::string(2 * kMaxJsonValues, ',');
-  EXPECT_FALSE(
-      parseChatRequest(R"({"model":"m","messages":[{"role":"user","content":")" + text + R"("}]})", req));
+  EXPECT_TRUE(
+      parseChatRequest(R"({"model":"m","messages":[{"role":"user","content":")" + text + R"("}]})", req)
+          .ok());
 }
 
 }  // namespace

@@ -154,8 +154,8 @@ Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog,
     }
     ProviderRequest preq;
     auto refused = encode(provider, target, preq);
-    if (refused) {
-      out.error = std::move(refused);
+    if (!refused.ok()) {
+      out.error = std::move(refused.error());
       continue;
     }
     bool next_target = false;
@@ -177,7 +177,7 @@ Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog,
         logLine(fmt::format("llm: provider '{}': {}", provider.config->name, call.failure.detail));
         out.error = ApiError{call.failure.status, "api_error",
                              fmt::format("provider '{}': {}", provider.config->name, call.failure.message),
-                             "", std::string(call.failure.type)};
+                             "", call.failure.code};
         recordFailure(target, mc);
       } else {
         const int status = call.status();

@@ -17,8 +17,7 @@
 namespace ganglion::llm {
 
 /// Builds the request for one target, or refuses it (the next target is tried).
-using Encoder =
-    std::function<std::optional<ApiError>(const CatalogProvider&, const CatalogTarget&, ProviderRequest&)>;
+using Encoder = std::function<ApiResult(const CatalogProvider&, const CatalogTarget&, ProviderRequest&)>;
 
 struct DispatchOptions {
   bool stream = false;         ///< wait for the first stream event (first_token_timeout)

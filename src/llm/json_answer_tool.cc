@@ -10,13 +10,13 @@ namespace ganglion::llm {
 
 namespace json = boost::json;
 
-std::optional<ApiError> jsonAnswerTool(const json::object& request, std::string_view provider,
-                                       std::optional<JsonAnswerTool>& out) {
+ApiResult jsonAnswerTool(const json::object& request, std::string_view provider,
+                         std::optional<JsonAnswerTool>& out) {
   out.reset();
   auto* rf = objectAt(request, "response_format");
-  if (!rf) return std::nullopt;
+  if (!rf) return {};
   auto type = stringAt(*rf, "type");
-  if (type != "json_object" && type != "json_schema") return std::nullopt;
+  if (type != "json_object" && type != "json_schema") return {};
   if (auto* tools = request.if_contains("tools"); tools && tools->is_array() && !tools->as_array().empty())
     return ApiError{
         400, "invalid_request_error",
@@ -36,7 +36,7 @@ std::optional<ApiError> jsonAnswerTool(const json::object& request, std::string_
         fmt::format("{} models need a JSON schema whose root is an object (\"type\": \"object\").", provider),
         "response_format.json_schema.schema", "invalid_value"};
   out = std::move(tool);
-  return std::nullopt;
+  return {};
 }
 
 }  // namespace ganglion::llm

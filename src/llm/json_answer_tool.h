@@ -20,11 +20,11 @@ struct JsonAnswerTool {
   boost::json::value schema;  ///< an object schema
 };
 
-/// The tool for `request`'s response_format when it asks for JSON; nullopt for text or no
+/// Sets `out` to the tool for `request`'s response_format when it asks for JSON; empty for text or no
 /// response_format. An error (400 naming the field) when it cannot be carried: alongside the
 /// client's own tools, or with a schema whose root is not an object. `provider` names the
 /// provider in the message.
-std::optional<ApiError> jsonAnswerTool(const boost::json::object& request, std::string_view provider,
-                                       std::optional<JsonAnswerTool>& out);
+ApiResult jsonAnswerTool(const boost::json::object& request, std::string_view provider,
+                         std::optional<JsonAnswerTool>& out);
 
 }  // namespace ganglion::llm

@@ -106,7 +106,7 @@ std::string modelListJson(const Catalog& catalog) {
 /// fault, so it becomes a 502 in the client's dialect (the details go to the log), never an
 /// exception that would drop the client's connection.
 template <typename F>
-std::optional<ApiError> guardCodec(std::string_view provider, F&& step) {
+ApiResult guardCodec(std::string_view provider, F&& step) {
   try {
     return step();
   } catch (const std::exception& e) {
@@ -693,7 +693,7 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
   if (!co_await readRequestBody(call, text)) co_return;
   ChatRequest req;
   auto bad = parseChatRequest(text, req);
-  if (bad) co_return co_await sendError(call, std::move(*bad));
+  if (!bad.ok()) co_return co_await sendError(call, std::move(bad.error()));
   const CatalogModel* model = co_await findModel(call, req.model);
   if (!model) co_return;
   if (co_await answerFromCache(call, "chat/completions", req.body)) co_return;
@@ -716,7 +716,7 @@ Task<void> LlmHandler::chatCompletions(Call& call) {
     if (!co_await readAnswer(call, tried, body, kMaxAnswerBytes)) co_return;
     auto err =
         guardCodec(call.rec.provider, [&] { return codec.chatResponse(body, answer, call.rec.usage); });
-    if (err) co_return co_await sendError(call, std::move(*err));
+    if (!err.ok()) co_return co_await sendError(call, std::move(err.error()));
     co_await estimateAnswerUsage(call, answer);
     remember(call, answer, false);
     co_return co_await sendJson(call, 200, answer);
@@ -732,7 +732,7 @@ Task<void> LlmHandler::embeddings(Call& call) {
   if (!co_await readRequestBody(call, text)) co_return;
   EmbeddingsRequest req;
   auto bad = parseEmbeddingsRequest(text, req);
-  if (bad) co_return co_await sendError(call, std::move(*bad));
+  if (!bad.ok()) co_return co_await sendError(call, std::move(bad.error()));
   const CatalogModel* model = co_await findModel(call, req.model);
   if (!model) co_return;
   if (co_await answerFromCache(call, "embeddings", req.body)) co_return;
@@ -755,7 +755,7 @@ Task<void> LlmHandler::embeddings(Call& call) {
     return tried.provider->codec->embeddingsResponse(body, answer, call.rec.usage);
   });
   co_await estimateUsage(call, 0);  // some providers (Gemini) do not count embedding tokens
-  if (err) co_return co_await sendError(call, std::move(*err));
+  if (!err.ok()) co_return co_await sendError(call, std::move(err.error()));
   // base64 is what the OpenAI client sends by default: providers that only speak floats
   // (Gemini, Bedrock, some OpenAI-compatible servers) answered floats, which it would misread.
   auto* format = req.body.if_contains("encoding_format");
@@ -771,10 +771,10 @@ Task<void> LlmHandler::countTokens(Call& call) {
   // The same body as /v1/messages, without max_tokens: give the parser one.
   json::object body;
   auto bad = parseJsonObject(text, body);
-  if (!bad && !body.contains("max_tokens")) body["max_tokens"] = 1;
+  if (bad.ok() && !body.contains("max_tokens")) body["max_tokens"] = 1;
   MessagesRequest req;
-  if (!bad) bad = parseMessagesRequest(json::serialize(body), req);
-  if (bad) co_return co_await sendError(call, *bad);
+  if (bad.ok()) bad = parseMessagesRequest(json::serialize(body), req);
+  if (!bad.ok()) co_return co_await sendError(call, bad.error());
   const CatalogModel* model = co_await findModel(call, req.model);
   if (!model) co_return;
   // Counting is free, but it is a request: the key's request rate holds (it also bounds the
@@ -796,9 +796,8 @@ Task<void> LlmHandler::countTokens(Call& call) {
   std::string version(call.conn.request().headers.get("anthropic-version"));
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     if (p.config->kind != "anthropic")
-      return std::optional<ApiError>(ApiError{400, "invalid_request_error",
-                                              "token counting needs an Anthropic target", "model",
-                                              "unsupported_endpoint"});
+      return ApiResult(ApiError{400, "invalid_request_error", "token counting needs an Anthropic target",
+                                "model", "unsupported_endpoint"});
     out.path = p.config->base_path + "/v1/messages/count_tokens";
     out.headers.emplace_back("x-api-key", p.config->api_key);
     out.headers.emplace_back("anthropic-version",
@@ -808,7 +807,7 @@ Task<void> LlmHandler::countTokens(Call& call) {
     sent.erase("stream");
     sent["model"] = t.model;
     out.body = json::serialize(sent);
-    return std::optional<ApiError>();
+    return ApiResult();
   };
   const DispatchOptions options{false, req.chat.prompt_estimate, &call.in_flight};
   auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
@@ -826,7 +825,7 @@ Task<void> LlmHandler::messages(Call& call) {
   if (!co_await readRequestBody(call, text)) co_return;
   MessagesRequest req;
   auto bad = parseMessagesRequest(text, req);
-  if (bad) co_return co_await sendError(call, *bad);
+  if (!bad.ok()) co_return co_await sendError(call, bad.error());
   const CatalogModel* model = co_await findModel(call, req.model);
   if (!model) co_return;
   // Anthropic targets get the body as written: bound what it holds, not only its translation
@@ -854,7 +853,7 @@ Task<void> LlmHandler::messages(Call& call) {
     boost::json::object body = req.body;
     body["model"] = t.model;
     out.body = boost::json::serialize(body);
-    return std::optional<ApiError>();
+    return ApiResult();
   };
   const DispatchOptions options{req.stream, co_await promptForDispatch(call, *model), &call.in_flight};
   auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
@@ -871,10 +870,10 @@ Task<void> LlmHandler::messages(Call& call) {
     if (!co_await readAnswer(call, tried, body, kMaxAnswerBytes)) co_return;
     auto err = guardCodec(call.rec.provider, [&] {
       auto failed = codec.chatResponse(body, completion, call.rec.usage);  // native too: reads its usage
-      if (!failed && !native) failed = messageFromCompletion(completion, answer);
+      if (failed.ok() && !native) failed = messageFromCompletion(completion, answer);
       return failed;
     });
-    if (err) co_return co_await sendError(call, *err);
+    if (!err.ok()) co_return co_await sendError(call, err.error());
     co_await estimateAnswerUsage(call, native ? body : answer);
     co_return co_await sendJson(call, 200, native ? body : answer);
   }
@@ -890,16 +889,16 @@ Task<void> LlmHandler::responses(Call& call) {
   if (!co_await readRequestBody(call, text)) co_return;
   json::object body;
   auto bad = parseJsonObject(text, body);
-  if (!bad && !body.contains("model"))
+  if (bad.ok() && !body.contains("model"))
     bad = ApiError{400, "invalid_request_error", "Missing required parameter: 'model'.", "model",
                    "missing_required_parameter"};
-  if (!bad && !body.at("model").is_string())
+  if (bad.ok() && !body.at("model").is_string())
     bad = ApiError{400, "invalid_request_error", "Invalid type for 'model': expected a string.", "model",
                    "invalid_type"};
-  if (!bad && body.contains("stream") && !body.at("stream").is_bool())
+  if (bad.ok() && body.contains("stream") && !body.at("stream").is_bool())
     bad = ApiError{400, "invalid_request_error", "Invalid type for 'stream': expected a boolean.", "stream",
                    "invalid_type"};
-  if (bad) co_return co_await sendError(call, *bad);
+  if (!bad.ok()) co_return co_await sendError(call, bad.error());
   const std::string model_name(body.at("model").get_string());
   const bool stream = body.contains("stream") && body.at("stream").get_bool();
   const CatalogModel* model = co_await findModel(call, model_name);
@@ -918,19 +917,19 @@ Task<void> LlmHandler::responses(Call& call) {
   // form, made when the first such target is tried (a call that reaches only OpenAI targets
   // never pays for it), its error reported for each of them.
   ChatRequest translated;
-  std::optional<std::optional<ApiError>> untranslatable;
+  std::optional<ApiResult> untranslatable;
   const Encoder encode = [&](const CatalogProvider& p, const CatalogTarget& t, ProviderRequest& out) {
     auto* openai = dynamic_cast<const OpenAiCodec*>(p.codec.get());
     if (!openai) {
       if (!untranslatable) untranslatable = chatFromResponsesRequest(body, translated);
-      if (*untranslatable) return *untranslatable;
+      if (!untranslatable->ok()) return *untranslatable;
       return p.codec->chatRequest(translated, t.model, out);
     }
     openai->target("responses", t.model, out);
     json::object sent = body;
     sent["model"] = t.model;
     out.body = json::serialize(sent);
-    return std::optional<ApiError>();
+    return ApiResult();
   };
   const DispatchOptions options{stream, co_await promptForDispatch(call, *model), &call.in_flight};
   auto work = dispatch(worker_, call.catalog, call.upstreams, call.route, *model, call.rec, encode, options);
@@ -948,10 +947,10 @@ Task<void> LlmHandler::responses(Call& call) {
       std::string completion, response;
       auto err = guardCodec(call.rec.provider, [&] {
         auto failed = codec.chatResponse(answer, completion, call.rec.usage);
-        if (!failed) failed = responseFromCompletion(completion, body, response, call.rec.model);
+        if (failed.ok()) failed = responseFromCompletion(completion, body, response, call.rec.model);
         return failed;
       });
-      if (err) co_return co_await sendError(call, *err);
+      if (!err.ok()) co_return co_await sendError(call, err.error());
       co_await estimateAnswerUsage(call, response);
       co_return co_await sendJson(call, 200, response);
     }
@@ -1006,7 +1005,9 @@ Task<void> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& re
     out.clear();
     status = co_await nextStreamBytes(tried, raw, call.route.idle_timeout);
     if (!raw.empty())
-      stream_error = guardCodec(call.rec.provider, [&] { return relay.feed(raw, call.rec.usage, out); });
+      if (auto fed = guardCodec(call.rec.provider, [&] { return relay.feed(raw, call.rec.usage, out); });
+          !fed.ok())
+        stream_error = std::move(fed.error());
     if (stream_error && !stream_error->message.empty()) {  // an error event from the provider
       logLine(fmt::format("llm: provider '{}' stream error: {}", call.rec.provider, stream_error->message));
       stream_error = redactedProviderError(std::move(*stream_error), tried.provider->config->secrets());

@@ -35,8 +35,7 @@ class ChatStreamDecoder {
   /// Decodes `bytes`, appending whole chunks to `out` and folding reported usage into
   /// `usage`. Returns an error when the stream is malformed or the provider reported one
   /// mid-stream (the caller ends the client's stream with it).
-  virtual std::optional<ApiError> feed(std::string_view bytes, std::vector<boost::json::object>& out,
-                                       Usage& usage) = 0;
+  virtual ApiResult feed(std::string_view bytes, std::vector<boost::json::object>& out, Usage& usage) = 0;
   /// True once the provider's end-of-stream marker arrived ([DONE], message_stop, ...).
   virtual bool finished() const = 0;
 };
@@ -50,21 +49,20 @@ class ProviderCodec {
   /// the client did not; the gateway strips it again). An error when this provider cannot
   /// honour the request (n > 1 where it returns one choice, ...): the next target is tried,
   /// and the client gets the error if none can. Worker thread.
-  virtual std::optional<ApiError> chatRequest(const ChatRequest& req, std::string_view model,
-                                              ProviderRequest& out) const = 0;
+  virtual ApiResult chatRequest(const ChatRequest& req, std::string_view model,
+                                ProviderRequest& out) const = 0;
 
   /// A successful non-streamed answer: `body` becomes OpenAI's chat.completion JSON text in
   /// `out` (the same bytes for OpenAI-compatible providers) and its usage in `usage`.
-  virtual std::optional<ApiError> chatResponse(std::string_view body, std::string& out,
-                                               Usage& usage) const = 0;
+  virtual ApiResult chatResponse(std::string_view body, std::string& out, Usage& usage) const = 0;
 
   virtual std::unique_ptr<ChatStreamDecoder> chatStream() const = 0;
 
-  /// The embeddings request; nullopt when the provider has no embeddings API.
-  virtual std::optional<ApiError> embeddingsRequest(const EmbeddingsRequest& req, std::string_view model,
-                                                    ProviderRequest& out) const = 0;
-  virtual std::optional<ApiError> embeddingsResponse(std::string_view body, std::string& out,
-                                                     Usage& usage) const = 0;
+  /// The embeddings request in `out`, or an error (502 embeddings_unsupported) from a provider
+  /// without an embeddings API.
+  virtual ApiResult embeddingsRequest(const EmbeddingsRequest& req, std::string_view model,
+                                      ProviderRequest& out) const = 0;
+  virtual ApiResult embeddingsResponse(std::string_view body, std::string& out, Usage& usage) const = 0;
 
   /// A provider's error answer (status >= 400) as the client will see it: status kept,
   /// the provider's own message and type carried over.

@@ -16,7 +16,8 @@ http::Task<ProviderCall> callProvider(loop::Worker& worker, upstream::UpstreamRu
                                       upstream::Millis first_byte) {
   ProviderCall call;
   if (up.def->targets.empty()) {
-    call.failure = {502, "upstream_unresolved", "the provider's address is not known", "no address", true};
+    call.failure = upstream::UpstreamFailure(502, "upstream_unresolved",
+                                             "the provider's address is not known", "no address", true);
     co_return call;
   }
   std::string head =
@@ -58,7 +59,7 @@ http::Task<ProviderCall> callProvider(loop::Worker& worker, upstream::UpstreamRu
     const auto& key = up.def->targets[0].key;
     upstream::markFailure(*up.def, 0);
     auto failed = [&](int status, std::string_view type, std::string what) {
-      call.failure = {status, type, what, fmt::format("{}: {}", key, what), false};
+      call.failure = upstream::UpstreamFailure(status, type, what, fmt::format("{}: {}", key, what), false);
     };
     if (ec) {
       failed(502, "upstream_send_failed", "sending the request failed");

@@ -19,8 +19,8 @@ ApiError invalid(std::string param, std::string message, std::string_view code =
 }
 
 /// A string field that must be there (and, unless `may_be_empty`, not empty).
-std::optional<ApiError> requireString(const json::object& o, std::string_view key, const std::string& where,
-                                      bool may_be_empty = false) {
+ApiResult requireString(const json::object& o, std::string_view key, const std::string& where,
+                        bool may_be_empty = false) {
   const std::string param = fmt::format("{}.{}", where, key);
   auto* v = o.if_contains(key);
   if (!v)
@@ -30,7 +30,7 @@ std::optional<ApiError> requireString(const json::object& o, std::string_view ke
     return invalid(param, fmt::format("Invalid type for '{}': expected a string.", param), "invalid_type");
   if (v->get_string().empty() && !may_be_empty)
     return invalid(param, fmt::format("Invalid '{}': empty string.", param), "empty_string");
-  return std::nullopt;
+  return {};
 }
 
 ApiError onlyOpenAi(std::string param, std::string_view what) {
@@ -43,10 +43,10 @@ ApiError onlyOpenAi(std::string param, std::string_view what) {
 }
 
 /// One Responses content part as a chat content part, or an error naming it.
-std::optional<ApiError> chatPart(const json::value& v, const std::string& where, json::array& parts) {
+ApiResult chatPart(const json::value& v, const std::string& where, json::array& parts) {
   if (v.is_string()) {
     parts.push_back(json::object{{"type", "text"}, {"text", v.get_string()}});
-    return std::nullopt;
+    return {};
   }
   auto* o = v.if_object();
   if (!o)
@@ -54,11 +54,11 @@ std::optional<ApiError> chatPart(const json::value& v, const std::string& where,
   const auto type = stringAt(*o, "type");
   if (type == "input_text" || type == "output_text" || type == "text" || type == "refusal") {
     const char* field = type == "refusal" ? "refusal" : "text";
-    if (auto err = requireString(*o, field, where, true)) return err;
+    if (auto err = requireString(*o, field, where, true); !err.ok()) return err;
     parts.push_back(json::object{{"type", "text"}, {"text", stringAt(*o, field)}});
   } else if (type == "input_image") {
     if (o->contains("file_id")) return onlyOpenAi(where + ".file_id", "an image by file id");
-    if (auto err = requireString(*o, "image_url", where)) return err;
+    if (auto err = requireString(*o, "image_url", where); !err.ok()) return err;
     json::object image{{"url", stringAt(*o, "image_url")}};
     if (auto detail = stringAt(*o, "detail"); !detail.empty()) image["detail"] = detail;
     parts.push_back(json::object{{"type", "image_url"}, {"image_url", std::move(image)}});
@@ -69,7 +69,7 @@ std::optional<ApiError> chatPart(const json::value& v, const std::string& where,
                                                 "'output_text', 'input_image'.",
                                                 type));
   }
-  return std::nullopt;
+  return {};
 }
 
 /// Text of a function_call_output's output: a string, or text parts joined.
@@ -83,10 +83,10 @@ std::string outputText(const json::value* output) {
   return out.empty() ? json::serialize(*output) : out;
 }
 
-std::optional<ApiError> translateInput(const json::value& input, json::array& messages) {
+ApiResult translateInput(const json::value& input, json::array& messages) {
   if (input.is_string()) {
     messages.push_back(json::object{{"role", "user"}, {"content", input.get_string()}});
-    return std::nullopt;
+    return {};
   }
   if (!input.is_array())
     return invalid("input", "Invalid type for 'input': expected a string or an array of items.",
@@ -102,7 +102,7 @@ std::optional<ApiError> translateInput(const json::value& input, json::array& me
     if (type.empty() && item->contains("role")) type = "message";
     if (type == "function_call") {
       for (std::string_view key : {"call_id", "name", "arguments"})
-        if (auto err = requireString(*item, key, where, key == "arguments")) return err;
+        if (auto err = requireString(*item, key, where, key == "arguments"); !err.ok()) return err;
       json::object call{{"id", stringAt(*item, "call_id")},
                         {"type", "function"},
                         {"function", json::object{{"name", stringAt(*item, "name")},
@@ -117,7 +117,7 @@ std::optional<ApiError> translateInput(const json::value& input, json::array& me
     }
     open_calls = nullptr;
     if (type == "function_call_output") {
-      if (auto err = requireString(*item, "call_id", where)) return err;
+      if (auto err = requireString(*item, "call_id", where); !err.ok()) return err;
       if (auto* o = item->if_contains("output"); !o || !(o->is_string() || o->is_array()))
         return invalid(where + ".output",
                        fmt::format("Invalid type for '{}.output': expected a string or an array.", where),
@@ -145,7 +145,8 @@ std::optional<ApiError> translateInput(const json::value& input, json::array& me
                        "invalid_type");
       json::array parts;
       for (size_t j = 0; j < content->as_array().size(); ++j)
-        if (auto err = chatPart(content->as_array()[j], fmt::format("{}.content[{}]", where, j), parts))
+        if (auto err = chatPart(content->as_array()[j], fmt::format("{}.content[{}]", where, j), parts);
+            !err.ok())
           return err;
       if (role == "assistant" || role == "system" || role == "developer") {
         std::string text;  // these roles take text only in the chat form
@@ -164,7 +165,7 @@ std::optional<ApiError> translateInput(const json::value& input, json::array& me
                                                   type));
     }
   }
-  return std::nullopt;
+  return {};
 }
 
 /// The request fields a Response echoes back.
@@ -184,7 +185,7 @@ void echoRequest(const json::object& request, json::object& response) {
 
 }  // namespace
 
-std::optional<ApiError> chatFromResponsesRequest(const json::object& b, ChatRequest& out) {
+ApiResult chatFromResponsesRequest(const json::object& b, ChatRequest& out) {
   for (std::string_view key : {"previous_response_id", "conversation", "prompt"})
     if (auto* v = b.if_contains(key); v && !v->is_null())
       return onlyOpenAi(std::string(key), "state OpenAI keeps");
@@ -200,7 +201,7 @@ std::optional<ApiError> chatFromResponsesRequest(const json::object& b, ChatRequ
   }
   auto* input = b.if_contains("input");
   if (!input) return invalid("input", "Missing required parameter: 'input'.", "missing_required_parameter");
-  if (auto err = translateInput(*input, messages)) return err;
+  if (auto err = translateInput(*input, messages); !err.ok()) return err;
   chat["messages"] = std::move(messages);
   if (auto* m = b.if_contains("max_output_tokens"); m && !m->is_null()) chat["max_completion_tokens"] = *m;
   for (std::string_view key : {"temperature", "top_p", "parallel_tool_calls", "user"})
@@ -216,7 +217,7 @@ std::optional<ApiError> chatFromResponsesRequest(const json::object& b, ChatRequ
       auto* t = list[i].if_object();
       if (!t) return wrongType(where, "an object");
       if (stringAt(*t, "type") != "function") return onlyOpenAi(where, "a built-in or custom tool");
-      if (auto err = requireString(*t, "name", where)) return *err;
+      if (auto err = requireString(*t, "name", where); !err.ok()) return err;
       json::object fn{{"name", stringAt(*t, "name")}};
       if (auto d = stringAt(*t, "description"); !d.empty()) fn["description"] = d;
       if (auto* p = t->if_contains("parameters"); p && p->is_object()) fn["parameters"] = *p;
@@ -235,7 +236,7 @@ std::optional<ApiError> chatFromResponsesRequest(const json::object& b, ChatRequ
                                    std::string_view(s)));
       chat["tool_choice"] = *tc;
     } else if (auto* o = tc->if_object(); o && stringAt(*o, "type") == "function") {
-      if (auto err = requireString(*o, "name", "tool_choice")) return *err;
+      if (auto err = requireString(*o, "name", "tool_choice"); !err.ok()) return err;
       chat["tool_choice"] =
           json::object{{"type", "function"}, {"function", json::object{{"name", stringAt(*o, "name")}}}};
     } else {
@@ -270,23 +271,23 @@ std::optional<ApiError> chatFromResponsesRequest(const json::object& b, ChatRequ
     chat["stream"] = true;
     chat["stream_options"] = json::object{{"include_usage", true}};
   }
-  if (auto err = parseChatRequest(json::serialize(chat), out)) {
+  if (auto err = parseChatRequest(json::serialize(chat), out); !err.ok()) {
     // The chat form's names back into the Responses API's, so the client can find the field.
     for (auto [from, to] :
          {std::pair<std::string_view, std::string_view>{"max_completion_tokens", "max_output_tokens"},
           {"response_format.json_schema", "text.format"},
           {"messages", "input"}})
-      for (std::string* s : {&err->param, &err->message})
+      for (std::string* s : {&err.error().param, &err.error().message})
         for (size_t at = s->find(from); at != std::string::npos; at = s->find(from, at + to.size()))
           s->replace(at, from.size(), to);
     return err;
   }
   out.include_usage = true;
-  return std::nullopt;
+  return {};
 }
 
-std::optional<ApiError> responseFromCompletion(std::string_view completion, const json::object& request,
-                                               std::string& out, std::string_view fallback_model) {
+ApiResult responseFromCompletion(std::string_view completion, const json::object& request, std::string& out,
+                                 std::string_view fallback_model) {
   boost::system::error_code ec;
   json::value v = json::parse(completion, ec);
   if (ec || !v.is_object()) return badProviderAnswer("an answer that could not be translated");
@@ -336,7 +337,7 @@ std::optional<ApiError> responseFromCompletion(std::string_view completion, cons
           : json::value(nullptr);
   echoRequest(request, response);
   out = json::serialize(response);
-  return std::nullopt;
+  return {};
 }
 
 ResponsesStreamEncoder::ResponsesStreamEncoder(const json::object& request, std::string_view fallback_model)

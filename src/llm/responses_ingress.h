@@ -24,14 +24,13 @@ namespace ganglion::llm {
 /// max_output_tokens, temperature, top_p, parallel_tool_calls and text.format carry over.
 /// Inputs only OpenAI keeps (previous_response_id, files, built-in tools) are a 400 naming the
 /// field.
-std::optional<ApiError> chatFromResponsesRequest(const boost::json::object& body, ChatRequest& out);
+ApiResult chatFromResponsesRequest(const boost::json::object& body, ChatRequest& out);
 
 /// A chat completion (OpenAI shape) as a Response object: a message item with output_text,
 /// function_call items, status (incomplete on length), usage.
 /// `fallback_model`: the model id to report when the completion names none (Bedrock).
-std::optional<ApiError> responseFromCompletion(std::string_view completion,
-                                               const boost::json::object& request, std::string& out,
-                                               std::string_view fallback_model = {});
+ApiResult responseFromCompletion(std::string_view completion, const boost::json::object& request,
+                                 std::string& out, std::string_view fallback_model = {});
 
 /// Chat chunks as Responses stream events (response.created, output_item.added,
 /// output_text.delta, function_call_arguments.delta, ..., response.completed), each with its

@@ -22,7 +22,7 @@ TEST(ResponsesIngress, ItemsBecomeChatMessages) {
     "tools":[{"type":"function","name":"get_weather","parameters":{"type":"object"}}],
     "text":{"format":{"type":"json_schema","name":"w","schema":{"type":"object"}}}})");
   ChatRequest chat;
-  ASSERT_FALSE(chatFromResponsesRequest(body, chat));
+  ASSERT_TRUE(chatFromResponsesRequest(body, chat).ok());
   const auto& msgs = chat.body.at("messages").as_array();
   ASSERT_EQ(msgs.size(), 5u);
   EXPECT_EQ(msgs[0].at("role"), "system");
@@ -39,26 +39,28 @@ TEST(ResponsesIngress, WhatOnlyOpenAiKeepsIsRefusedByName) {
   ChatRequest chat;
   auto err =
       chatFromResponsesRequest(parse(R"({"model":"m","input":"hi","previous_response_id":"r"})"), chat);
-  ASSERT_TRUE(err);
-  EXPECT_EQ(err->param, "previous_response_id");
+  ASSERT_FALSE(err.ok());
+  EXPECT_EQ(err.error().param, "previous_response_id");
   err =
       chatFromResponsesRequest(parse(R"({"model":"m","input":"hi","tools":[{"type":"web_search"}]})"), chat);
-  ASSERT_TRUE(err);
-  EXPECT_EQ(err->param, "tools[0]");
+  ASSERT_FALSE(err.ok());
+  EXPECT_EQ(err.error().param, "tools[0]");
   err = chatFromResponsesRequest(
       parse(R"({"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_id":"f"}]}]})"),
       chat);
-  ASSERT_TRUE(err);
-  EXPECT_EQ(err->param, "input[0].content[0]");
+  ASSERT_FALSE(err.ok());
+  EXPECT_EQ(err.error().param, "input[0].content[0]");
 }
 
 TEST(ResponsesIngress, CompletionBecomesAResponse) {
   std::string out;
-  ASSERT_FALSE(responseFromCompletion(
-      R"({"id":"x","model":"claude","choices":[{"index":0,"finish_reason":"length","message":{"role":"assistant",
+  ASSERT_TRUE(
+      responseFromCompletion(
+          R"({"id":"x","model":"claude","choices":[{"index":0,"finish_reason":"length","message":{"role":"assistant",
         "content":"hi","tool_calls":[{"id":"t1","type":"function","function":{"name":"f","arguments":"{}"}}]}}],
         "usage":{"prompt_tokens":5,"completion_tokens":2}})",
-      parse(R"({"instructions":"x"})"), out));
+          parse(R"({"instructions":"x"})"), out)
+          .ok());
   auto r = parse(out);
   EXPECT_EQ(r.at("object"), "response");
   EXPECT_EQ(r.at("status"), "incomplete");
@@ -133,9 +135,9 @@ TEST(ResponsesIngress, WrongTypesAreRefusedNamingTheResponsesField) {
   for (const auto& c : cases) {
     ChatRequest chat;
     auto err = chatFromResponsesRequest(json::parse(c.body).as_object(), chat);
-    ASSERT_TRUE(err) << c.body;
-    EXPECT_EQ(err->status, 400) << c.body;
-    EXPECT_EQ(err->param, c.param) << c.body << ": " << err->message;
+    ASSERT_FALSE(err.ok()) << c.body;
+    EXPECT_EQ(err.error().status, 400) << c.body;
+    EXPECT_EQ(err.error().param, c.param) << c.body << ": " << err.error().message;
   }
 }
 

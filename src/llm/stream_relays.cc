@@ -62,7 +62,7 @@ class ChatRelay final : public StreamRelay {
   ChatRelay(const ProviderCodec& codec, bool client_wants_usage)
       : decoder_(codec.chatStream()), wants_usage_(client_wants_usage) {}
 
-  std::optional<ApiError> feed(std::string_view raw, Usage& usage, std::string& out) override {
+  ApiResult feed(std::string_view raw, Usage& usage, std::string& out) override {
     chunks_.clear();
     auto err = decoder_->feed(raw, chunks_, usage);
     for (auto& chunk : chunks_) appendChunk(chunk, wants_usage_, out, content_bytes_);
@@ -91,7 +91,7 @@ class MessagesRelay final : public StreamRelay {
   MessagesRelay(const ProviderCodec& codec, bool native, uint64_t prompt_tokens)
       : decoder_(codec.chatStream()), native_(native), encoder_(prompt_tokens) {}
 
-  std::optional<ApiError> feed(std::string_view raw, Usage& usage, std::string& out) override {
+  ApiResult feed(std::string_view raw, Usage& usage, std::string& out) override {
     chunks_.clear();
     auto err = decoder_->feed(raw, chunks_, usage);  // native streams too: it reads their usage
     for (const auto& c : chunks_) content_bytes_ += generatedBytes(c);
@@ -130,11 +130,11 @@ class ResponsesRelay final : public StreamRelay {
  public:
   explicit ResponsesRelay(std::function<std::string(std::string_view)> redact) : redact_(std::move(redact)) {}
 
-  std::optional<ApiError> feed(std::string_view raw, Usage& usage, std::string& out) override {
-    std::optional<ApiError> err;
+  ApiResult feed(std::string_view raw, Usage& usage, std::string& out) override {
+    ApiResult err;
     sse_.feed(raw, [&](const http::SseEvent& e) {
       // An error event is not relayed as sent: end() writes it with the redacted message.
-      if (auto reported = watch(e.type, e.data, usage))
+      if (auto reported = watch(e.type, e.data, usage); !reported.ok())
         err = std::move(reported);
       else if (e.type == "response.failed")
         appendFailed(e, out);
@@ -156,13 +156,13 @@ class ResponsesRelay final : public StreamRelay {
 
  private:
   /// response.completed and its siblings carry the whole response, usage included.
-  std::optional<ApiError> watch(std::string_view type, std::string_view data, Usage& usage) {
+  ApiResult watch(std::string_view type, std::string_view data, Usage& usage) {
     if (type != "response.completed" && type != "response.incomplete" && type != "response.failed" &&
         type != "error")
-      return std::nullopt;
+      return {};
     boost::system::error_code ec;
     json::value v = json::parse(data, ec);
-    if (ec || !v.is_object()) return std::nullopt;
+    if (ec || !v.is_object()) return {};
     if (type == "error") {
       auto* msg = v.as_object().if_contains("message");
       return ApiError{502, "api_error",
@@ -173,7 +173,7 @@ class ResponsesRelay final : public StreamRelay {
     if (auto* r = v.as_object().if_contains("response"); r && r->is_object())
       if (auto* u = r->as_object().if_contains("usage"); u && u->is_object())
         usage = usageFromResponses(u->as_object());
-    return std::nullopt;
+    return {};
   }
 
   /// response.failed with the provider's error code and message redacted.
@@ -221,7 +221,7 @@ class ResponsesFromChatRelay final : public StreamRelay {
  public:
   ResponsesFromChatRelay(const ProviderCodec& codec, const json::object& request, std::string_view model)
       : decoder_(codec.chatStream()), encoder_(request, model) {}
-  std::optional<ApiError> feed(std::string_view raw, Usage& usage, std::string& out) override {
+  ApiResult feed(std::string_view raw, Usage& usage, std::string& out) override {
     chunks_.clear();
     auto err = decoder_->feed(raw, chunks_, usage);
     for (const auto& c : chunks_) {

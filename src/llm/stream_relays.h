@@ -23,7 +23,7 @@ class StreamRelay {
   virtual ~StreamRelay() = default;
   /// Appends to `out` the client bytes `raw` makes, and folds reported usage into `usage`.
   /// An error when the provider reported one mid-stream or sent something unreadable.
-  virtual std::optional<ApiError> feed(std::string_view raw, Usage& usage, std::string& out) = 0;
+  virtual ApiResult feed(std::string_view raw, Usage& usage, std::string& out) = 0;
   /// The provider's end-of-stream marker arrived.
   virtual bool done() const = 0;
   /// Appends the bytes that end the client's stream: after `error` when it failed (nullptr:

@@ -25,7 +25,7 @@ struct Decoded {
   std::vector<boost::json::object> chunks;
   Usage usage;
   bool finished = false;
-  std::optional<ApiError> error;
+  ApiResult error;
 };
 
 /// Decodes `bytes` with a fresh decoder of `codec`, fed in two parts split at `split`. The
@@ -35,7 +35,7 @@ inline Decoded decodeSplit(const ProviderCodec& codec, std::string_view bytes, s
   Decoded d;
   auto dec = codec.chatStream();
   for (auto part : {bytes.substr(0, split), bytes.substr(split)})
-    if (!d.error) d.error = dec->feed(part, d.chunks, d.usage);
+    if (d.error.ok()) d.error = dec->feed(part, d.chunks, d.usage);
   d.finished = dec->finished();
   for (auto& c : d.chunks) {
     c["created"] = 0;

@@ -187,7 +187,7 @@ Task<void> ProxyHandler::forward(http::RoutedRequest& routed) {
       if (canRetry()) continue;  // nothing was sent: safe for any method
       logLine(fmt::format("upstream '{}': {}", up.def->config->name, acquired.failure.detail));
       co_return co_await failExchange(
-          conn, ex, acquired.failure.status, acquired.failure.type,
+          conn, ex, acquired.failure.status, acquired.failure.code,
           fmt::format("upstream '{}': {}", up.def->config->name, acquired.failure.message));
     }
     uc = std::move(acquired.conn);

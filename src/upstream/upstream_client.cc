@@ -60,7 +60,7 @@ Task<Acquired> acquire(loop::Worker& worker, UpstreamRuntime& up, uint32_t index
   auto fail = [&](int status, std::string_view type, std::string message, std::string detail) {
     up.stats->connect_failures.add();
     markFailure(*up.def, index);
-    out.failure = {status, type, std::move(message), std::move(detail), true};
+    out.failure = UpstreamFailure(status, type, std::move(message), std::move(detail), true);
     return std::move(out);
   };
   uc->deadline.arm(timeout);

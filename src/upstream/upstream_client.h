@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/result.h"
 #include "http/server_connection.h"
 #include "http/upstream_connection.h"
 #include "loop/worker.h"
@@ -30,14 +31,16 @@ struct UpstreamRuntime {
   telemetry::UpstreamStats* stats = nullptr;
 };
 
-/// Why an attempt failed, as the client will be told (gateway error type and status).
-struct UpstreamFailure {
-  int status = 0;  ///< 0: no failure
-  std::string_view type;
-  std::string message;     ///< for the client: names no address, host or port
-  std::string detail;      ///< for the log: the target and the system's reason
-  bool retryable = false;  ///< nothing reached the target: any request may be sent again
+/// Why an attempt failed, as the client will be told: an Error whose code is the gateway's
+/// error type ("upstream_timeout"), whose message names no address, host or port, and which is
+/// retryable when nothing reached the target (any request may be sent again); status 0: none.
+struct UpstreamFailure : Error {
+  UpstreamFailure() = default;
+  UpstreamFailure(int status, std::string_view code, std::string message, std::string detail, bool retryable)
+      : Error(std::move(message), std::string(code), status, retryable), detail(std::move(detail)) {}
   explicit operator bool() const { return status != 0; }
+
+  std::string detail;  ///< for the log: the target and the system's reason
 };
 
 /// Result of acquire(): a connection ready for a request, or why there is none.

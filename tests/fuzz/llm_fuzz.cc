@@ -41,7 +41,7 @@ Decoded decode(const llm::ProviderCodec& codec, std::string_view bytes, size_t s
   llm::Usage usage;
   for (auto part : {bytes.substr(0, split), bytes.substr(split)}) {
     if (d.failed) break;
-    if (dec->feed(part, chunks, usage)) d.failed = true;
+    if (!dec->feed(part, chunks, usage).ok()) d.failed = true;
   }
   for (auto& c : chunks) d.chunks.push_back(boost::json::serialize(c));
   d.prompt = usage.prompt;
@@ -62,13 +62,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   llm::ChatRequest req;
   auto err = llm::parseChatRequest(text, req);
-  if (err) {
-    CHECK(err->status == 400);
-    CHECK(!err->message.empty());
-    CHECK(!llm::openaiErrorBody(*err).empty());
+  if (!err.ok()) {
+    CHECK(err.error().status == 400);
+    CHECK(!err.error().message.empty());
+    CHECK(!llm::openaiErrorBody(err.error()).empty());
   } else {
     llm::ProviderRequest out;
-    CHECK(!codec.chatRequest(req, "served-model", out));  // OpenAI-compatible: sent as is
+    CHECK(codec.chatRequest(req, "served-model", out).ok());  // OpenAI-compatible: sent as is
     boost::system::error_code ec;
     auto body = boost::json::parse(out.body, ec);
     CHECK(!ec && body.is_object());
@@ -132,8 +132,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // ... and as an Anthropic Messages request; a parsed one was checked as a chat request too.
   llm::MessagesRequest messages;
-  if (auto merr = llm::parseMessagesRequest(text, messages)) {
-    CHECK(merr->status == 400 && !merr->message.empty());
+  if (auto merr = llm::parseMessagesRequest(text, messages); !merr.ok()) {
+    CHECK(merr.error().status == 400 && !merr.error().message.empty());
   } else {
     CHECK(!messages.model.empty());
   }
@@ -148,7 +148,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto dec = codec.chatStream();
     std::vector<boost::json::object> chunks;
     llm::Usage usage;
-    dec->feed(text, chunks, usage);
+    (void)dec->feed(text, chunks, usage);  // any bytes: chunks until an error
     llm::MessagesStreamEncoder enc;
     std::string events;
     for (const auto& c : chunks) enc.chunk(c, events);
@@ -170,12 +170,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const llm::ProviderCodec* translated :
        {static_cast<const llm::ProviderCodec*>(&anthropic), static_cast<const llm::ProviderCodec*>(&gemini),
         static_cast<const llm::ProviderCodec*>(&bedrock)}) {
-    if (!err) {
+    if (err.ok()) {
       llm::ProviderRequest out;
       // A provider may refuse what it cannot honour (n > 1, response_format with tools): a
       // 400 naming the field; anything it accepts becomes a JSON body.
-      if (auto refused = translated->chatRequest(req, "model-x", out)) {
-        CHECK(refused->status == 400 && !refused->message.empty() && !refused->param.empty());
+      if (auto refused = translated->chatRequest(req, "model-x", out); !refused.ok()) {
+        CHECK(refused.error().status == 400 && !refused.error().message.empty() &&
+              !refused.error().param.empty());
       } else {
         boost::system::error_code ec;
         CHECK(boost::json::parse(out.body, ec).is_object() && !ec);
@@ -189,14 +190,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     std::string answer;
     llm::Usage usage;
-    translated->chatResponse(text, answer, usage);  // any bytes: an error or a JSON completion
+    (void)translated->chatResponse(text, answer, usage);  // any bytes: an error or a JSON completion
     if (!answer.empty()) {
       CHECK(boost::json::parse(answer).is_object());
       std::string message;
-      CHECK(!llm::messageFromCompletion(answer, message));
+      CHECK(llm::messageFromCompletion(answer, message).ok());
       CHECK(boost::json::parse(message).is_object());
       std::string response;
-      CHECK(!llm::responseFromCompletion(answer, boost::json::object(), response));
+      CHECK(llm::responseFromCompletion(answer, boost::json::object(), response).ok());
       CHECK(boost::json::parse(response).is_object());
     }
   }
@@ -206,8 +207,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto responses_body = boost::json::parse(text, rec);
   if (!rec && responses_body.is_object()) {
     llm::ChatRequest translated;
-    if (auto rerr = llm::chatFromResponsesRequest(responses_body.as_object(), translated)) {
-      CHECK(rerr->status == 400 && !rerr->message.empty());
+    if (auto rerr = llm::chatFromResponsesRequest(responses_body.as_object(), translated); !rerr.ok()) {
+      CHECK(rerr.error().status == 400 && !rerr.error().message.empty());
     }
     // And as chat chunks fed to the Responses stream encoder: every event a JSON object.
     llm::ResponsesStreamEncoder encoder(responses_body.as_object());

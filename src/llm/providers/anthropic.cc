@@ -56,17 +56,15 @@ json::value parseArguments(std::string_view arguments) {
 
 class AnthropicStream final : public ChatStreamDecoder {
  public:
-  std::optional<ApiError> feed(std::string_view bytes, std::vector<json::object>& out,
-                               Usage& usage) override {
+  ApiResult feed(std::string_view bytes, std::vector<json::object>& out, Usage& usage) override {
     return feedJsonEvents(
         sse_, bytes, [&] { return finished_; },
-        [&](const json::object& ev, std::optional<ApiError>& err) { onEvent(ev, out, usage, err); });
+        [&](const json::object& ev, ApiResult& err) { onEvent(ev, out, usage, err); });
   }
   bool finished() const override { return finished_; }
 
  private:
-  void onEvent(const json::object& ev, std::vector<json::object>& out, Usage& usage,
-               std::optional<ApiError>& err) {
+  void onEvent(const json::object& ev, std::vector<json::object>& out, Usage& usage, ApiResult& err) {
     auto type = stringAt(ev, "type");
     if (type == "message_start") {
       if (auto* msg = objectAt(ev, "message")) {
@@ -173,9 +171,9 @@ AnthropicCodec::AnthropicCodec(const llm::ProviderConfig& p)
       api_key_(p.api_key),
       version_(p.api_version.empty() ? std::string(kVersion) : p.api_version) {}
 
-std::optional<ApiError> AnthropicCodec::chatRequest(const ChatRequest& req, std::string_view model,
-                                                    ProviderRequest& out) const {
-  if (auto refused = oneChoiceOnly(req, "Anthropic")) return refused;
+ApiResult AnthropicCodec::chatRequest(const ChatRequest& req, std::string_view model,
+                                      ProviderRequest& out) const {
+  if (auto refused = oneChoiceOnly(req, "Anthropic"); !refused.ok()) return refused;
   out.path = base_path_ + "/v1/messages";
   out.headers.emplace_back("x-api-key", api_key_);
   out.headers.emplace_back("anthropic-version", version_);
@@ -258,7 +256,7 @@ std::optional<ApiError> AnthropicCodec::chatRequest(const ChatRequest& req, std:
     body["tool_choice"] = std::move(choice);
   }
   std::optional<JsonAnswerTool> json_tool;
-  if (auto refused = jsonAnswerTool(in, "Anthropic", json_tool)) return refused;
+  if (auto refused = jsonAnswerTool(in, "Anthropic", json_tool); !refused.ok()) return refused;
   if (json_tool) {
     body["tools"] = json::array{json::object{{"name", kJsonAnswerTool},
                                              {"description", json_tool->description},
@@ -267,11 +265,10 @@ std::optional<ApiError> AnthropicCodec::chatRequest(const ChatRequest& req, std:
   }
   if (req.stream) body["stream"] = true;
   out.body = json::serialize(body);
-  return std::nullopt;
+  return {};
 }
 
-std::optional<ApiError> AnthropicCodec::chatResponse(std::string_view text, std::string& out,
-                                                     Usage& usage) const {
+ApiResult AnthropicCodec::chatResponse(std::string_view text, std::string& out, Usage& usage) const {
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
   if (ec || !v.is_object()) return badProviderAnswer("a message that is not a JSON object");
@@ -296,28 +293,26 @@ std::optional<ApiError> AnthropicCodec::chatResponse(std::string_view text, std:
   if (auto* u = objectAt(msg, "usage")) usage = usageFromAnthropic(*u);
   auto finish = finishAfterTools(finishFromAnthropic(stringAt(msg, "stop_reason")), called);
   out = json::serialize(completion(stamp, std::move(message), finish, usage));
-  return std::nullopt;
+  return {};
 }
 
 std::unique_ptr<ChatStreamDecoder> AnthropicCodec::chatStream() const {
   return std::make_unique<AnthropicStream>();
 }
 
-std::optional<ApiError> AnthropicCodec::embeddingsRequest(const EmbeddingsRequest&, std::string_view,
-                                                          ProviderRequest&) const {
+ApiResult AnthropicCodec::embeddingsRequest(const EmbeddingsRequest&, std::string_view,
+                                            ProviderRequest&) const {
   return ApiError{400, "invalid_request_error",
                   "Anthropic has no embeddings API: route this model to another provider", "model",
                   "embeddings_unsupported"};
 }
 
-std::optional<ApiError> AnthropicCodec::embeddingsResponse(std::string_view, std::string&, Usage&) const {
+ApiResult AnthropicCodec::embeddingsResponse(std::string_view, std::string&, Usage&) const {
   return ApiError{502, "api_error", "Anthropic has no embeddings API", "", "embeddings_unsupported"};
 }
 
 ApiError AnthropicCodec::error(int status, std::string_view body) const {
-  ApiError e;
-  e.status = status;
-  e.type = std::string(openaiTypeForStatus(status));
+  ApiError e = statusError(status);
   boost::system::error_code ec;
   json::value v = json::parse(body, ec);
   if (!ec && v.is_object())

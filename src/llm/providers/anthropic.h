@@ -12,14 +12,12 @@ namespace ganglion::llm {
 class AnthropicCodec final : public ProviderCodec {
  public:
   explicit AnthropicCodec(const llm::ProviderConfig& provider);
-  std::optional<ApiError> chatRequest(const ChatRequest& req, std::string_view model,
-                                      ProviderRequest& out) const override;
-  std::optional<ApiError> chatResponse(std::string_view body, std::string& out, Usage& usage) const override;
+  ApiResult chatRequest(const ChatRequest& req, std::string_view model, ProviderRequest& out) const override;
+  ApiResult chatResponse(std::string_view body, std::string& out, Usage& usage) const override;
   std::unique_ptr<ChatStreamDecoder> chatStream() const override;
-  std::optional<ApiError> embeddingsRequest(const EmbeddingsRequest& req, std::string_view model,
-                                            ProviderRequest& out) const override;
-  std::optional<ApiError> embeddingsResponse(std::string_view body, std::string& out,
-                                             Usage& usage) const override;
+  ApiResult embeddingsRequest(const EmbeddingsRequest& req, std::string_view model,
+                              ProviderRequest& out) const override;
+  ApiResult embeddingsResponse(std::string_view body, std::string& out, Usage& usage) const override;
   ApiError error(int status, std::string_view body) const override;
 
   static constexpr std::string_view kVersion = "2023-06-01";

@@ -49,13 +49,14 @@ Assembled assemble(const std::vector<json::object>& chunks) {
 
 TEST(AnthropicCodec, AssistantRefusalPartsAreItsWords) {
   ChatRequest req;
-  ASSERT_FALSE(parseChatRequest(
-      R"({"model":"m","messages":[{"role":"user","content":"q"},
+  ASSERT_TRUE(parseChatRequest(
+                  R"({"model":"m","messages":[{"role":"user","content":"q"},
           {"role":"assistant","content":[{"type":"refusal","refusal":"I can't help with that."}]},
           {"role":"user","content":"why"}]})",
-      req));
+                  req)
+                  .ok());
   ProviderRequest out;
-  ASSERT_FALSE(codec().chatRequest(req, "claude-x", out));
+  ASSERT_TRUE(codec().chatRequest(req, "claude-x", out).ok());
   const auto body = json::parse(out.body).as_object();
   const auto& messages = body.at("messages").as_array();
   ASSERT_EQ(messages.size(), 3u);
@@ -67,7 +68,7 @@ TEST(AnthropicCodec, StreamsDecodeTheSameAtEverySplit) {
     std::string bytes = testing::fixture(file);
     ASSERT_FALSE(bytes.empty()) << file;
     Decoded whole = decodeSplit(codec(), bytes, bytes.size());
-    ASSERT_FALSE(whole.error) << file << ": " << whole.error->message;
+    ASSERT_TRUE(whole.error.ok()) << file << ": " << whole.error.error().message;
     EXPECT_TRUE(whole.finished);
     EXPECT_TRUE(whole.usage.reported);
     for (size_t split = 0; split < bytes.size(); ++split) {
@@ -96,15 +97,15 @@ TEST(AnthropicCodec, ToolUseStreamBecomesOpenAiToolCalls) {
 TEST(AnthropicCodec, MidStreamErrorEndsTheStream) {
   std::string bytes = testing::fixture("anthropic/messages_stream_error.sse");
   auto d = decodeSplit(codec(), bytes, bytes.size() / 2);
-  ASSERT_TRUE(d.error);
-  EXPECT_EQ(d.error->type, "overloaded_error");
+  ASSERT_FALSE(d.error.ok());
+  EXPECT_EQ(d.error.error().type, "overloaded_error");
   EXPECT_FALSE(d.finished);
 }
 
 TEST(AnthropicCodec, WholeAnswerWithCacheUsage) {
   std::string out;
   Usage u;
-  ASSERT_FALSE(codec().chatResponse(testing::fixture("anthropic/messages_response.json"), out, u));
+  ASSERT_TRUE(codec().chatResponse(testing::fixture("anthropic/messages_response.json"), out, u).ok());
   auto c = json::parse(out).as_object();
   EXPECT_EQ(c["object"], "chat.completion");
   auto& choice = c["choices"].as_array()[0].as_object();
@@ -120,7 +121,8 @@ TEST(AnthropicCodec, WholeAnswerWithCacheUsage) {
 TEST(AnthropicCodec, WholeToolUseAnswer) {
   std::string out;
   Usage u;
-  ASSERT_FALSE(codec().chatResponse(testing::fixture("anthropic/messages_response_tool_use.json"), out, u));
+  ASSERT_TRUE(
+      codec().chatResponse(testing::fixture("anthropic/messages_response_tool_use.json"), out, u).ok());
   auto c = json::parse(out).as_object();
   auto& choice = c["choices"].as_array()[0].as_object();
   EXPECT_EQ(choice["finish_reason"], "tool_calls");
@@ -131,7 +133,7 @@ TEST(AnthropicCodec, WholeToolUseAnswer) {
 
 TEST(AnthropicCodec, RequestTranslation) {
   ChatRequest req;
-  ASSERT_FALSE(parseChatRequest(R"({"model":"claude","stream":true,"temperature":1.5,"stop":"END","user":"u7",
+  ASSERT_TRUE(parseChatRequest(R"({"model":"claude","stream":true,"temperature":1.5,"stop":"END","user":"u7",
     "max_tokens":300,"parallel_tool_calls":false,
     "messages":[
       {"role":"system","content":"be brief"},
@@ -145,9 +147,10 @@ TEST(AnthropicCodec, RequestTranslation) {
     "tools":[{"type":"function","function":{"name":"get_weather","description":"d",
               "parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}],
     "tool_choice":"required"})",
-                                req));
+                               req)
+                  .ok());
   ProviderRequest out;
-  codec().chatRequest(req, "claude-3-5-haiku-latest", out);
+  ASSERT_TRUE(codec().chatRequest(req, "claude-3-5-haiku-latest", out).ok());
   EXPECT_EQ(out.path, "/v1/messages");
   ASSERT_EQ(out.headers.size(), 2u);
   EXPECT_EQ(out.headers[0], (std::pair<std::string, std::string>{"x-api-key", "sk-ant-secret"}));
@@ -188,12 +191,13 @@ TEST(AnthropicCodec, ErrorsKeepTypeAndMessage) {
 
 TEST(AnthropicCodec, ResponseFormatTravelsAsAForcedToolAndReturnsAsContent) {
   ChatRequest req;
-  ASSERT_FALSE(parseChatRequest(R"({"model":"claude","messages":[{"role":"user","content":"weather?"}],
+  ASSERT_TRUE(parseChatRequest(R"({"model":"claude","messages":[{"role":"user","content":"weather?"}],
     "response_format":{"type":"json_schema","json_schema":{"name":"w","description":"the weather",
       "schema":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}})",
-                                req));
+                               req)
+                  .ok());
   ProviderRequest out;
-  ASSERT_FALSE(codec().chatRequest(req, "claude-3-5-haiku-latest", out));
+  ASSERT_TRUE(codec().chatRequest(req, "claude-3-5-haiku-latest", out).ok());
   auto b = json::parse(out.body).as_object();
   ASSERT_EQ(b["tools"].as_array().size(), 1u);
   auto& tool = b["tools"].as_array()[0].as_object();
@@ -204,11 +208,13 @@ TEST(AnthropicCodec, ResponseFormatTravelsAsAForcedToolAndReturnsAsContent) {
 
   std::string answer;
   Usage usage;
-  ASSERT_FALSE(
-      codec().chatResponse(R"({"id":"msg_1","type":"message","role":"assistant","model":"claude-3-5-haiku",
+  ASSERT_TRUE(
+      codec()
+          .chatResponse(R"({"id":"msg_1","type":"message","role":"assistant","model":"claude-3-5-haiku",
     "content":[{"type":"tool_use","id":"toolu_1","name":"ganglion_json_response","input":{"city":"Paris"}}],
     "stop_reason":"tool_use","usage":{"input_tokens":20,"output_tokens":9}})",
-                           answer, usage));
+                        answer, usage)
+          .ok());
   auto choice = json::parse(answer).as_object()["choices"].as_array()[0].as_object();
   EXPECT_EQ(choice["message"].as_object()["content"], R"({"city":"Paris"})");
   EXPECT_FALSE(choice["message"].as_object().contains("tool_calls"));
@@ -231,7 +237,7 @@ TEST(AnthropicCodec, ResponseFormatTravelsAsAForcedToolAndReturnsAsContent) {
       "\"usage\":{\"output_tokens\":9}}\n\n"
       "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
   Decoded whole = decodeSplit(codec(), stream, stream.size());
-  ASSERT_FALSE(whole.error) << whole.error->message;
+  ASSERT_TRUE(whole.error.ok()) << whole.error.error().message;
   Assembled a = assemble(whole.chunks);
   EXPECT_EQ(a.text, R"({"city": "Paris"})");
   EXPECT_TRUE(a.tools.empty());
@@ -255,19 +261,20 @@ TEST(AnthropicCodec, RefusesWhatItCannotHonour) {
   };
   for (const auto& c : cases) {
     ChatRequest req;
-    ASSERT_FALSE(parseChatRequest(c.body, req)) << c.body;
+    ASSERT_TRUE(parseChatRequest(c.body, req).ok()) << c.body;
     ProviderRequest out;
     auto refused = codec().chatRequest(req, "claude-3-5-haiku-latest", out);
-    ASSERT_TRUE(refused) << c.body;
-    EXPECT_EQ(refused->status, 400);
-    EXPECT_EQ(refused->param, c.param);
+    ASSERT_FALSE(refused.ok()) << c.body;
+    EXPECT_EQ(refused.error().status, 400);
+    EXPECT_EQ(refused.error().param, c.param);
   }
   ChatRequest one;
-  ASSERT_FALSE(parseChatRequest(R"({"model":"c","n":1,"messages":[{"role":"user","content":"hi"}],
+  ASSERT_TRUE(parseChatRequest(R"({"model":"c","n":1,"messages":[{"role":"user","content":"hi"}],
     "response_format":{"type":"json_object"}})",
-                                one));
+                               one)
+                  .ok());
   ProviderRequest out;
-  EXPECT_FALSE(codec().chatRequest(one, "claude-3-5-haiku-latest", out));
+  EXPECT_TRUE(codec().chatRequest(one, "claude-3-5-haiku-latest", out).ok());
   EXPECT_EQ(json::parse(out.body).as_object()["tools"].as_array()[0].as_object()["input_schema"],
             (json::object{{"type", "object"}}));
 }

@@ -88,8 +88,7 @@ json::array contentBlocks(const json::value& content) {
 class BedrockStream final : public ChatStreamDecoder {
  public:
   explicit BedrockStream(std::string model) { stamp_.model = std::move(model); }
-  std::optional<ApiError> feed(std::string_view bytes, std::vector<json::object>& out,
-                               Usage& usage) override {
+  ApiResult feed(std::string_view bytes, std::vector<json::object>& out, Usage& usage) override {
     messages_.clear();
     if (!frames_.feed(bytes, messages_))
       return badProviderAnswer("a malformed event stream: " + frames_.error());
@@ -108,7 +107,7 @@ class BedrockStream final : public ChatStreamDecoder {
       if (ec || !v.is_object()) return badProviderAnswer("an event that is not a JSON object");
       onEvent(m.event_type, v.as_object(), out, usage);
     }
-    return std::nullopt;
+    return {};
   }
   bool finished() const override { return finished_; }
 
@@ -324,9 +323,9 @@ void BedrockCodec::sign(std::string_view model, std::string_view action, Provide
   out.headers.emplace_back("Authorization", signed_request.authorization);
 }
 
-std::optional<ApiError> BedrockCodec::chatRequest(const ChatRequest& req, std::string_view model,
-                                                  ProviderRequest& out) const {
-  if (auto refused = oneChoiceOnly(req, "Amazon Bedrock")) return refused;
+ApiResult BedrockCodec::chatRequest(const ChatRequest& req, std::string_view model,
+                                    ProviderRequest& out) const {
+  if (auto refused = oneChoiceOnly(req, "Amazon Bedrock"); !refused.ok()) return refused;
   const json::object& in = req.body;
   json::object body;
   json::array system, messages;
@@ -400,7 +399,7 @@ std::optional<ApiError> BedrockCodec::chatRequest(const ChatRequest& req, std::s
       body["toolConfig"] = std::move(tool_config);
   }
   std::optional<JsonAnswerTool> json_tool;
-  if (auto refused = jsonAnswerTool(in, "Amazon Bedrock", json_tool)) return refused;
+  if (auto refused = jsonAnswerTool(in, "Amazon Bedrock", json_tool); !refused.ok()) return refused;
   if (json_tool) {
     json::object spec{{"name", kJsonAnswerTool},
                       {"description", json_tool->description},
@@ -413,11 +412,10 @@ std::optional<ApiError> BedrockCodec::chatRequest(const ChatRequest& req, std::s
 
   sign(model, req.stream ? "converse-stream" : "converse", out);
   if (req.stream) out.headers.emplace_back("Accept", "application/vnd.amazon.eventstream");
-  return std::nullopt;
+  return {};
 }
 
-std::optional<ApiError> BedrockCodec::chatResponse(std::string_view text, std::string& out,
-                                                   Usage& usage) const {
+ApiResult BedrockCodec::chatResponse(std::string_view text, std::string& out, Usage& usage) const {
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
   if (ec || !v.is_object()) return badProviderAnswer("an answer that is not a JSON object");
@@ -445,15 +443,15 @@ std::optional<ApiError> BedrockCodec::chatResponse(std::string_view text, std::s
   json::object message = answer.message();
   auto finish = finishAfterTools(finishFromBedrock(stringAt(r, "stopReason")), called);
   out = json::serialize(completion(stamp, std::move(message), finish, usage));
-  return std::nullopt;
+  return {};
 }
 
 std::unique_ptr<ChatStreamDecoder> BedrockCodec::chatStream() const {
   return std::make_unique<BedrockStream>("");
 }
 
-std::optional<ApiError> BedrockCodec::embeddingsRequest(const EmbeddingsRequest& req, std::string_view model,
-                                                        ProviderRequest& out) const {
+ApiResult BedrockCodec::embeddingsRequest(const EmbeddingsRequest& req, std::string_view model,
+                                          ProviderRequest& out) const {
   // InvokeModel bodies are the model family's own: Amazon Titan (one text a call) and Cohere
   // (a batch of texts) are translated.
   const json::value& input = req.body.at("input");
@@ -494,11 +492,10 @@ std::optional<ApiError> BedrockCodec::embeddingsRequest(const EmbeddingsRequest&
   }
   out.body = json::serialize(body);
   sign(model, "invoke", out);
-  return std::nullopt;
+  return {};
 }
 
-std::optional<ApiError> BedrockCodec::embeddingsResponse(std::string_view text, std::string& out,
-                                                         Usage& usage) const {
+ApiResult BedrockCodec::embeddingsResponse(std::string_view text, std::string& out, Usage& usage) const {
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
   if (ec || !v.is_object()) return badProviderAnswer("an embeddings answer that is not a JSON object");
@@ -527,13 +524,11 @@ std::optional<ApiError> BedrockCodec::embeddingsResponse(std::string_view text, 
   if (usage.reported)
     answer["usage"] = json::object{{"prompt_tokens", usage.prompt}, {"total_tokens", usage.prompt}};
   out = json::serialize(answer);
-  return std::nullopt;
+  return {};
 }
 
 ApiError BedrockCodec::error(int status, std::string_view body) const {
-  ApiError e;
-  e.status = status;
-  e.type = std::string(openaiTypeForStatus(status));
+  ApiError e = statusError(status);
   boost::system::error_code ec;
   json::value v = json::parse(body, ec);
   if (!ec && v.is_object()) {

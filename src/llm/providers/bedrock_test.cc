@@ -68,22 +68,24 @@ TEST(BedrockCodec, RequestIsTranslatedAndSigned) {
            std::chrono::minutes(30);
   });
   ChatRequest req;
-  ASSERT_FALSE(parseChatRequest(R"({"model":"x","max_tokens":64,"temperature":0.5,"stop":"END",
+  ASSERT_TRUE(parseChatRequest(R"({"model":"x","max_tokens":64,"temperature":0.5,"stop":"END",
     "messages":[{"role":"system","content":"sys"},
       {"role":"user","content":[{"type":"text","text":"look"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]},
       {"role":"assistant","content":null,"tool_calls":[{"id":"t1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},
       {"role":"tool","tool_call_id":"t1","content":"42"}],
     "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":"required"})",
-                                req));
+                               req)
+                  .ok());
   ProviderRequest out;
-  ASSERT_FALSE(codec.chatRequest(req, "anthropic.claude-3-haiku-20240307-v1:0", out));
+  ASSERT_TRUE(codec.chatRequest(req, "anthropic.claude-3-haiku-20240307-v1:0", out).ok());
   EXPECT_EQ(out.path, "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse");
   ChatRequest two;
-  ASSERT_FALSE(parseChatRequest(R"({"model":"x","n":2,"messages":[{"role":"user","content":"hi"}]})", two));
+  ASSERT_TRUE(
+      parseChatRequest(R"({"model":"x","n":2,"messages":[{"role":"user","content":"hi"}]})", two).ok());
   ProviderRequest refused_out;
   auto refused = codec.chatRequest(two, "anthropic.claude-3-haiku-20240307-v1:0", refused_out);
-  ASSERT_TRUE(refused);
-  EXPECT_EQ(refused->param, "n");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().param, "n");
   std::map<std::string, std::string> headers(out.headers.begin(), out.headers.end());
   EXPECT_EQ(headers["X-Amz-Date"], "20240615T093000Z");
   EXPECT_EQ(headers["Authorization"].rfind(
@@ -117,7 +119,7 @@ TEST(BedrockCodec, EventStreamsDecodeTheSameAtEverySplit) {
     std::string bytes = testing::fixture(file);
     ASSERT_FALSE(bytes.empty()) << file;
     Decoded whole = decodeSplit(codec_, bytes, bytes.size());
-    ASSERT_FALSE(whole.error) << file << ": " << whole.error->message;
+    ASSERT_TRUE(whole.error.ok()) << file << ": " << whole.error.error().message;
     EXPECT_TRUE(whole.finished) << file;
     EXPECT_TRUE(whole.usage.reported);
     for (size_t split = 0; split < bytes.size(); ++split)
@@ -141,26 +143,26 @@ TEST(BedrockCodec, EventStreamsDecodeTheSameAtEverySplit) {
 TEST(BedrockCodec, ExceptionFramesAndCorruptionAreErrors) {
   BedrockCodec codec_(provider());
   auto d = decodeSplit(codec_, testing::fixture("bedrock/converse_stream_exception.bin"), 7);
-  ASSERT_TRUE(d.error);
-  EXPECT_EQ(d.error->type, "throttlingException");
-  EXPECT_EQ(d.error->status, 429);
+  ASSERT_FALSE(d.error.ok());
+  EXPECT_EQ(d.error.error().type, "throttlingException");
+  EXPECT_EQ(d.error.error().status, 429);
   std::string bytes = testing::fixture("bedrock/converse_stream.bin");
   bytes[bytes.size() / 2] ^= 0x20;  // one flipped bit: a CRC no longer matches
   auto bad = decodeSplit(codec_, bytes, bytes.size());
-  ASSERT_TRUE(bad.error);
-  EXPECT_NE(bad.error->message.find("CRC"), std::string::npos);
+  ASSERT_FALSE(bad.error.ok());
+  EXPECT_NE(bad.error.error().message.find("CRC"), std::string::npos);
 }
 
 TEST(BedrockCodec, WholeAnswers) {
   BedrockCodec codec(provider());
   std::string out;
   Usage u;
-  ASSERT_FALSE(codec.chatResponse(testing::fixture("bedrock/converse_response.json"), out, u));
+  ASSERT_TRUE(codec.chatResponse(testing::fixture("bedrock/converse_response.json"), out, u).ok());
   auto c = json::parse(out).as_object();
   EXPECT_EQ(c["choices"].as_array()[0].as_object()["finish_reason"], "stop");
   EXPECT_TRUE(u.reported);
   EXPECT_GT(u.completion, 0u);
-  ASSERT_FALSE(codec.chatResponse(testing::fixture("bedrock/converse_response_tool_use.json"), out, u));
+  ASSERT_TRUE(codec.chatResponse(testing::fixture("bedrock/converse_response_tool_use.json"), out, u).ok());
   auto t = json::parse(out).as_object();
   auto& choice = t["choices"].as_array()[0].as_object();
   EXPECT_EQ(choice["finish_reason"], "tool_calls");
@@ -172,12 +174,13 @@ TEST(BedrockCodec, WholeAnswers) {
 TEST(BedrockCodec, ResponseFormatTravelsAsAForcedToolAndReturnsAsContent) {
   BedrockCodec codec_(provider());
   ChatRequest req;
-  ASSERT_FALSE(parseChatRequest(R"({"model":"x","messages":[{"role":"user","content":"city?"}],
+  ASSERT_TRUE(parseChatRequest(R"({"model":"x","messages":[{"role":"user","content":"city?"}],
     "response_format":{"type":"json_schema","json_schema":{"name":"c","schema":{"type":"object",
       "properties":{"city":{"type":"string"}}}}}})",
-                                req));
+                               req)
+                  .ok());
   ProviderRequest out;
-  ASSERT_FALSE(codec_.chatRequest(req, "anthropic.claude-3-haiku-20240307-v1:0", out));
+  ASSERT_TRUE(codec_.chatRequest(req, "anthropic.claude-3-haiku-20240307-v1:0", out).ok());
   auto b = json::parse(out.body).as_object();
   auto& config = b["toolConfig"].as_object();
   EXPECT_EQ(config["toolChoice"].as_object()["tool"].as_object()["name"], "ganglion_json_response");
@@ -191,10 +194,12 @@ TEST(BedrockCodec, ResponseFormatTravelsAsAForcedToolAndReturnsAsContent) {
 
   std::string answer;
   Usage u;
-  ASSERT_FALSE(codec_.chatResponse(R"({"output":{"message":{"role":"assistant","content":[
+  ASSERT_TRUE(codec_
+                  .chatResponse(R"({"output":{"message":{"role":"assistant","content":[
       {"toolUse":{"toolUseId":"t1","name":"ganglion_json_response","input":{"city":"Paris"}}}]}},
     "stopReason":"tool_use","usage":{"inputTokens":30,"outputTokens":12,"totalTokens":42}})",
-                                   answer, u));
+                                answer, u)
+                  .ok());
   auto choice = json::parse(answer).as_object()["choices"].as_array()[0].as_object();
   EXPECT_EQ(choice["message"].as_object()["content"], R"({"city":"Paris"})");
   EXPECT_FALSE(choice["message"].as_object().contains("tool_calls"));
@@ -203,7 +208,7 @@ TEST(BedrockCodec, ResponseFormatTravelsAsAForcedToolAndReturnsAsContent) {
   std::string bytes = testing::fixture("bedrock/converse_stream_json_answer.bin");
   ASSERT_FALSE(bytes.empty());
   Decoded whole = decodeSplit(codec_, bytes, bytes.size());
-  ASSERT_FALSE(whole.error) << whole.error->message;
+  ASSERT_TRUE(whole.error.ok()) << whole.error.error().message;
   std::string text, finish;
   for (const auto& c : whole.chunks)
     for (const auto& ch : c.at("choices").as_array()) {
@@ -221,9 +226,9 @@ TEST(BedrockCodec, ResponseFormatTravelsAsAForcedToolAndReturnsAsContent) {
 TEST(BedrockCodec, EmbeddingsForTitanAndCohere) {
   BedrockCodec codec(provider());
   EmbeddingsRequest one;
-  ASSERT_FALSE(parseEmbeddingsRequest(R"({"model":"e","input":"hello world","dimensions":512})", one));
+  ASSERT_TRUE(parseEmbeddingsRequest(R"({"model":"e","input":"hello world","dimensions":512})", one).ok());
   ProviderRequest out;
-  ASSERT_FALSE(codec.embeddingsRequest(one, "amazon.titan-embed-text-v2:0", out));
+  ASSERT_TRUE(codec.embeddingsRequest(one, "amazon.titan-embed-text-v2:0", out).ok());
   EXPECT_EQ(out.path, "/model/amazon.titan-embed-text-v2%3A0/invoke");
   EXPECT_EQ(json::parse(out.body), json::parse(R"({"inputText":"hello world","dimensions":512})"));
   std::map<std::string, std::string> headers(out.headers.begin(), out.headers.end());
@@ -231,34 +236,38 @@ TEST(BedrockCodec, EmbeddingsForTitanAndCohere) {
 
   std::string answer;
   Usage u;
-  ASSERT_FALSE(codec.embeddingsResponse(R"({"embedding":[0.1,-0.2],"inputTextTokenCount":3})", answer, u));
+  ASSERT_TRUE(
+      codec.embeddingsResponse(R"({"embedding":[0.1,-0.2],"inputTextTokenCount":3})", answer, u).ok());
   auto titan = json::parse(answer).as_object();
   EXPECT_EQ(titan["data"].as_array()[0].as_object()["embedding"], (json::array{0.1, -0.2}));
   EXPECT_TRUE(u.reported);
   EXPECT_EQ(u.prompt, 3u);
 
   EmbeddingsRequest batch;
-  ASSERT_FALSE(parseEmbeddingsRequest(R"({"model":"e","input":["a","b"]})", batch));
+  ASSERT_TRUE(parseEmbeddingsRequest(R"({"model":"e","input":["a","b"]})", batch).ok());
   ProviderRequest cohere_out;
-  ASSERT_FALSE(codec.embeddingsRequest(batch, "cohere.embed-english-v3", cohere_out));
+  ASSERT_TRUE(codec.embeddingsRequest(batch, "cohere.embed-english-v3", cohere_out).ok());
   EXPECT_EQ(json::parse(cohere_out.body),
             json::parse(R"({"texts":["a","b"],"input_type":"search_document"})"));
   Usage none;
-  ASSERT_FALSE(codec.embeddingsResponse(
-      R"({"id":"x","embeddings":{"float":[[1.0],[2.0]]},"response_type":"embeddings_by_type"})", answer,
-      none));
+  ASSERT_TRUE(
+      codec
+          .embeddingsResponse(
+              R"({"id":"x","embeddings":{"float":[[1.0],[2.0]]},"response_type":"embeddings_by_type"})",
+              answer, none)
+          .ok());
   EXPECT_EQ(json::parse(answer).as_object()["data"].as_array()[1].as_object()["index"], 1);
   EXPECT_FALSE(none.reported);  // Cohere reports no tokens: the router estimates them
 
   ProviderRequest refused_out;
   auto titan_batch = codec.embeddingsRequest(batch, "amazon.titan-embed-text-v2:0", refused_out);
-  ASSERT_TRUE(titan_batch);
-  EXPECT_EQ(titan_batch->param, "input");
+  ASSERT_FALSE(titan_batch.ok());
+  EXPECT_EQ(titan_batch.error().param, "input");
   auto other = codec.embeddingsRequest(one, "anthropic.claude-3-haiku-20240307-v1:0", refused_out);
-  ASSERT_TRUE(other);
-  EXPECT_EQ(other->code, "embeddings_unsupported");
-  EXPECT_TRUE(codec.embeddingsResponse("[1,2]", answer, u));
-  EXPECT_TRUE(codec.embeddingsResponse(R"({"embeddings":{"int8":[[1]]}})", answer, u));
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.error().code, "embeddings_unsupported");
+  EXPECT_FALSE(codec.embeddingsResponse("[1,2]", answer, u).ok());
+  EXPECT_FALSE(codec.embeddingsResponse(R"({"embeddings":{"int8":[[1]]}})", answer, u).ok());
 }
 
 }  // namespace

@@ -87,11 +87,10 @@ Candidate readCandidate(const json::object* cand, int64_t& next_call) {
 
 class GeminiStream final : public ChatStreamDecoder {
  public:
-  std::optional<ApiError> feed(std::string_view bytes, std::vector<json::object>& out,
-                               Usage& usage) override {
+  ApiResult feed(std::string_view bytes, std::vector<json::object>& out, Usage& usage) override {
     return feedJsonEvents(
         sse_, bytes, [&] { return finished_; },
-        [&](const json::object& ev, std::optional<ApiError>& err) {
+        [&](const json::object& ev, ApiResult& err) {
           if (auto* e = objectAt(ev, "error")) {
             err = ApiError{502, std::string(stringAt(*e, "status")), std::string(stringAt(*e, "message")), "",
                            std::string(stringAt(*e, "status"))};
@@ -158,10 +157,10 @@ Usage usageFromGemini(const json::object& u) {
 
 GeminiCodec::GeminiCodec(const llm::ProviderConfig& p) : base_path_(p.base_path), api_key_(p.api_key) {}
 
-std::optional<ApiError> GeminiCodec::chatRequest(const ChatRequest& req, std::string_view model,
-                                                 ProviderRequest& out) const {
+ApiResult GeminiCodec::chatRequest(const ChatRequest& req, std::string_view model,
+                                   ProviderRequest& out) const {
   if (req.stream)  // a stream carries one candidate's events
-    if (auto refused = oneChoiceOnly(req, "Gemini, when streaming,")) return refused;
+    if (auto refused = oneChoiceOnly(req, "Gemini, when streaming,"); !refused.ok()) return refused;
   out.path = req.stream ? fmt::format("{}/v1beta/models/{}:streamGenerateContent?alt=sse", base_path_, model)
                         : fmt::format("{}/v1beta/models/{}:generateContent", base_path_, model);
   out.headers.emplace_back("x-goog-api-key", api_key_);
@@ -252,11 +251,10 @@ std::optional<ApiError> GeminiCodec::chatRequest(const ChatRequest& req, std::st
     }
   }
   out.body = json::serialize(body);
-  return std::nullopt;
+  return {};
 }
 
-std::optional<ApiError> GeminiCodec::chatResponse(std::string_view text, std::string& out,
-                                                  Usage& usage) const {
+ApiResult GeminiCodec::chatResponse(std::string_view text, std::string& out, Usage& usage) const {
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
   if (ec || !v.is_object()) return badProviderAnswer("an answer that is not a JSON object");
@@ -295,15 +293,15 @@ std::optional<ApiError> GeminiCodec::chatResponse(std::string_view text, std::st
   }
   json::object answer = completion(stamp, std::move(choices), usage);
   out = json::serialize(answer);
-  return std::nullopt;
+  return {};
 }
 
 std::unique_ptr<ChatStreamDecoder> GeminiCodec::chatStream() const {
   return std::make_unique<GeminiStream>();
 }
 
-std::optional<ApiError> GeminiCodec::embeddingsRequest(const EmbeddingsRequest& req, std::string_view model,
-                                                       ProviderRequest& out) const {
+ApiResult GeminiCodec::embeddingsRequest(const EmbeddingsRequest& req, std::string_view model,
+                                         ProviderRequest& out) const {
   out.path = fmt::format("{}/v1beta/models/{}:batchEmbedContents", base_path_, model);
   out.headers.emplace_back("x-goog-api-key", api_key_);
   const json::value& input = req.body.at("input");
@@ -327,11 +325,10 @@ std::optional<ApiError> GeminiCodec::embeddingsRequest(const EmbeddingsRequest& 
     }
   }
   out.body = json::serialize(json::object{{"requests", std::move(requests)}});
-  return std::nullopt;
+  return {};
 }
 
-std::optional<ApiError> GeminiCodec::embeddingsResponse(std::string_view text, std::string& out,
-                                                        Usage&) const {
+ApiResult GeminiCodec::embeddingsResponse(std::string_view text, std::string& out, Usage&) const {
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
   if (ec || !v.is_object() || !v.as_object().contains("embeddings") ||
@@ -347,13 +344,11 @@ std::optional<ApiError> GeminiCodec::embeddingsResponse(std::string_view text, s
   }
   // Gemini reports no token counts here: the router estimates them (marked as estimated).
   out = json::serialize(json::object{{"object", "list"}, {"data", std::move(data)}});
-  return std::nullopt;
+  return {};
 }
 
 ApiError GeminiCodec::error(int status, std::string_view body) const {
-  ApiError e;
-  e.status = status;
-  e.type = std::string(openaiTypeForStatus(status));
+  ApiError e = statusError(status);
   boost::system::error_code ec;
   json::value v = json::parse(body, ec);
   const json::object* err = nullptr;

@@ -24,7 +24,7 @@ TEST(GeminiCodec, CrlfStreamDecodesTheSameAtEverySplit) {
   std::string bytes = testing::fixture("gemini/stream_text.sse");
   ASSERT_NE(bytes.find("\r\n\r\n"), std::string::npos);
   Decoded whole = decodeSplit(codec(), bytes, bytes.size());
-  ASSERT_FALSE(whole.error) << whole.error->message;
+  ASSERT_TRUE(whole.error.ok()) << whole.error.error().message;
   EXPECT_TRUE(whole.finished);
   std::string text;
   for (const auto& c : whole.chunks)
@@ -45,7 +45,8 @@ TEST(GeminiCodec, CrlfStreamDecodesTheSameAtEverySplit) {
 TEST(GeminiCodec, FunctionCallsBecomeToolCalls) {
   std::string out;
   Usage u;
-  ASSERT_FALSE(codec().chatResponse(testing::fixture("gemini/generate_response_function_call.json"), out, u));
+  ASSERT_TRUE(
+      codec().chatResponse(testing::fixture("gemini/generate_response_function_call.json"), out, u).ok());
   auto c = json::parse(out).as_object();
   auto& choice = c["choices"].as_array()[0].as_object();
   EXPECT_EQ(choice["finish_reason"], "tool_calls");
@@ -63,7 +64,7 @@ TEST(GeminiCodec, FunctionCallsBecomeToolCalls) {
 TEST(GeminiCodec, WholeTextAnswer) {
   std::string out;
   Usage u;
-  ASSERT_FALSE(codec().chatResponse(testing::fixture("gemini/generate_response.json"), out, u));
+  ASSERT_TRUE(codec().chatResponse(testing::fixture("gemini/generate_response.json"), out, u).ok());
   auto c = json::parse(out).as_object();
   auto& choice = c["choices"].as_array()[0].as_object();
   EXPECT_EQ(choice["finish_reason"], "stop");
@@ -73,7 +74,7 @@ TEST(GeminiCodec, WholeTextAnswer) {
 
 TEST(GeminiCodec, RequestTranslation) {
   ChatRequest req;
-  ASSERT_FALSE(parseChatRequest(R"({"model":"g","max_tokens":50,"temperature":0.3,"stop":["x"],
+  ASSERT_TRUE(parseChatRequest(R"({"model":"g","max_tokens":50,"temperature":0.3,"stop":["x"],
     "response_format":{"type":"json_schema","json_schema":{"name":"s","schema":{"type":"object"}}},
     "messages":[
       {"role":"system","content":"be brief"},
@@ -82,9 +83,10 @@ TEST(GeminiCodec, RequestTranslation) {
       {"role":"tool","tool_call_id":"c1","content":"plain text result"}],
     "tools":[{"type":"function","function":{"name":"lookup","parameters":{"type":"object"}}}],
     "tool_choice":{"type":"function","function":{"name":"lookup"}}})",
-                                req));
+                               req)
+                  .ok());
   ProviderRequest out;
-  codec().chatRequest(req, "gemini-2.0-flash", out);
+  ASSERT_TRUE(codec().chatRequest(req, "gemini-2.0-flash", out).ok());
   EXPECT_EQ(out.path, "/v1beta/models/gemini-2.0-flash:generateContent");
   EXPECT_EQ(out.headers[0], (std::pair<std::string, std::string>{"x-goog-api-key", "gm-secret"}));
   auto b = json::parse(out.body).as_object();
@@ -106,10 +108,11 @@ TEST(GeminiCodec, RequestTranslation) {
       "parametersJsonSchema"));
 
   ChatRequest streamed;
-  ASSERT_FALSE(parseChatRequest(R"({"model":"g","stream":true,"messages":[{"role":"user","content":"hi"}]})",
-                                streamed));
+  ASSERT_TRUE(
+      parseChatRequest(R"({"model":"g","stream":true,"messages":[{"role":"user","content":"hi"}]})", streamed)
+          .ok());
   ProviderRequest s;
-  codec().chatRequest(streamed, "gemini-2.0-flash", s);
+  ASSERT_TRUE(codec().chatRequest(streamed, "gemini-2.0-flash", s).ok());
   EXPECT_EQ(s.path, "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse");
 }
 
@@ -122,15 +125,17 @@ TEST(GeminiCodec, ErrorsKeepStatusAndMessage) {
 
 TEST(GeminiCodec, Embeddings) {
   EmbeddingsRequest req;
-  ASSERT_FALSE(parseEmbeddingsRequest(R"({"model":"e","input":["a","b"]})", req));
+  ASSERT_TRUE(parseEmbeddingsRequest(R"({"model":"e","input":["a","b"]})", req).ok());
   ProviderRequest out;
-  ASSERT_FALSE(codec().embeddingsRequest(req, "text-embedding-004", out));
+  ASSERT_TRUE(codec().embeddingsRequest(req, "text-embedding-004", out).ok());
   EXPECT_EQ(out.path, "/v1beta/models/text-embedding-004:batchEmbedContents");
   EXPECT_EQ(json::parse(out.body).as_object()["requests"].as_array().size(), 2u);
   std::string answer;
   Usage u;
-  ASSERT_FALSE(
-      codec().embeddingsResponse(R"({"embeddings":[{"values":[0.1,0.2]},{"values":[0.3,0.4]}]})", answer, u));
+  ASSERT_TRUE(
+      codec()
+          .embeddingsResponse(R"({"embeddings":[{"values":[0.1,0.2]},{"values":[0.3,0.4]}]})", answer, u)
+          .ok());
   auto a = json::parse(answer).as_object();
   EXPECT_EQ(a["data"].as_array()[1].as_object()["index"], 1);
   EXPECT_FALSE(u.reported);
@@ -138,20 +143,23 @@ TEST(GeminiCodec, Embeddings) {
 
 TEST(GeminiCodec, SeveralCandidatesBecomeSeveralChoices) {
   ChatRequest req;
-  ASSERT_FALSE(
-      parseChatRequest(R"({"model":"g","n":2,"messages":[{"role":"user","content":"name a colour"}]})", req));
+  ASSERT_TRUE(
+      parseChatRequest(R"({"model":"g","n":2,"messages":[{"role":"user","content":"name a colour"}]})", req)
+          .ok());
   ProviderRequest out;
-  ASSERT_FALSE(codec().chatRequest(req, "gemini-2.0-flash", out));
+  ASSERT_TRUE(codec().chatRequest(req, "gemini-2.0-flash", out).ok());
   EXPECT_EQ(json::parse(out.body).as_object()["generationConfig"].as_object()["candidateCount"], 2);
   std::string answer;
   Usage usage;
-  ASSERT_FALSE(codec().chatResponse(R"({"candidates":[
+  ASSERT_TRUE(codec()
+                  .chatResponse(R"({"candidates":[
       {"content":{"role":"model","parts":[{"text":"Red"}]},"finishReason":"STOP","index":0},
       {"content":{"role":"model","parts":[{"functionCall":{"name":"pick","args":{"c":"blue"}}}]},
        "finishReason":"STOP","index":1}],
     "usageMetadata":{"promptTokenCount":4,"candidatesTokenCount":6,"totalTokenCount":10},
     "modelVersion":"gemini-2.0-flash","responseId":"r1"})",
-                                    answer, usage));
+                                answer, usage)
+                  .ok());
   auto choices = json::parse(answer).as_object()["choices"].as_array();
   ASSERT_EQ(choices.size(), 2u);
   EXPECT_EQ(choices[0].as_object()["index"], 0);
@@ -164,12 +172,13 @@ TEST(GeminiCodec, SeveralCandidatesBecomeSeveralChoices) {
   EXPECT_EQ(usage.completion, 6u);
 
   ChatRequest streamed;
-  ASSERT_FALSE(parseChatRequest(
-      R"({"model":"g","n":2,"stream":true,"messages":[{"role":"user","content":"x"}]})", streamed));
+  ASSERT_TRUE(parseChatRequest(
+                  R"({"model":"g","n":2,"stream":true,"messages":[{"role":"user","content":"x"}]})", streamed)
+                  .ok());
   ProviderRequest s;
   auto refused = codec().chatRequest(streamed, "gemini-2.0-flash", s);
-  ASSERT_TRUE(refused);
-  EXPECT_EQ(refused->param, "n");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().param, "n");
 }
 
 }  // namespace

@@ -21,11 +21,10 @@ std::optional<json::object> parseObject(std::string_view text) {
 
 class OpenAiStream final : public ChatStreamDecoder {
  public:
-  std::optional<ApiError> feed(std::string_view bytes, std::vector<json::object>& out,
-                               Usage& usage) override {
-    std::optional<ApiError> err;
+  ApiResult feed(std::string_view bytes, std::vector<json::object>& out, Usage& usage) override {
+    ApiResult err;
     bool ok = sse_.feed(bytes, [&](const http::SseEvent& e) {
-      if (err || finished_) return;
+      if (!err.ok() || finished_) return;
       if (e.data == "[DONE]") {
         finished_ = true;
         return;
@@ -43,7 +42,7 @@ class OpenAiStream final : public ChatStreamDecoder {
         usage = usageFromOpenAI(it->value().get_object());
       out.push_back(std::move(*chunk));
     });
-    if (!ok && !err) err = badProviderAnswer("a stream event over the size limit");
+    if (!ok && err.ok()) err = badProviderAnswer("a stream event over the size limit");
     return err;
   }
   bool finished() const override { return finished_; }
@@ -56,9 +55,7 @@ class OpenAiStream final : public ChatStreamDecoder {
 }  // namespace
 
 ApiError openaiStyleError(int status, std::string_view body) {
-  ApiError e;
-  e.status = status;
-  e.type = std::string(openaiTypeForStatus(status));
+  ApiError e = statusError(status);
   if (auto o = parseObject(body)) {
     const json::object* err = nullptr;
     if (auto it = o->find("error"); it != o->end()) err = it->value().if_object();
@@ -99,8 +96,8 @@ void OpenAiCodec::target(std::string_view endpoint, std::string_view model, Prov
   }
 }
 
-std::optional<ApiError> OpenAiCodec::chatRequest(const ChatRequest& req, std::string_view model,
-                                                 ProviderRequest& out) const {
+ApiResult OpenAiCodec::chatRequest(const ChatRequest& req, std::string_view model,
+                                   ProviderRequest& out) const {
   target("chat/completions", model, out);
   json::object body = req.body;
   body["model"] = model;
@@ -112,15 +109,15 @@ std::optional<ApiError> OpenAiCodec::chatRequest(const ChatRequest& req, std::st
     opts.get_object()["include_usage"] = true;
   }
   out.body = json::serialize(body);
-  return std::nullopt;
+  return {};
 }
 
 namespace {
 
 /// An OpenAI answer passed through as sent, once it has the array it must have (`choices`,
 /// `data`); its usage is read on the way.
-std::optional<ApiError> passThrough(std::string_view body, std::string_view array, std::string_view what,
-                                    std::string& out, Usage& usage) {
+ApiResult passThrough(std::string_view body, std::string_view array, std::string_view what, std::string& out,
+                      Usage& usage) {
   auto o = parseObject(body);
   if (!o) return badProviderAnswer(fmt::format("{} that is not a JSON object", what));
   if (auto* items = o->if_contains(array); !items || !items->is_array())
@@ -128,13 +125,12 @@ std::optional<ApiError> passThrough(std::string_view body, std::string_view arra
   if (auto it = o->find("usage"); it != o->end() && it->value().is_object())
     usage = usageFromOpenAI(it->value().get_object());
   out.assign(body);
-  return std::nullopt;
+  return {};
 }
 
 }  // namespace
 
-std::optional<ApiError> OpenAiCodec::chatResponse(std::string_view body, std::string& out,
-                                                  Usage& usage) const {
+ApiResult OpenAiCodec::chatResponse(std::string_view body, std::string& out, Usage& usage) const {
   return passThrough(body, "choices", "a chat completion", out, usage);
 }
 
@@ -142,17 +138,16 @@ std::unique_ptr<ChatStreamDecoder> OpenAiCodec::chatStream() const {
   return std::make_unique<OpenAiStream>();
 }
 
-std::optional<ApiError> OpenAiCodec::embeddingsRequest(const EmbeddingsRequest& req, std::string_view model,
-                                                       ProviderRequest& out) const {
+ApiResult OpenAiCodec::embeddingsRequest(const EmbeddingsRequest& req, std::string_view model,
+                                         ProviderRequest& out) const {
   target("embeddings", model, out);
   json::object body = req.body;
   body["model"] = model;
   out.body = json::serialize(body);
-  return std::nullopt;
+  return {};
 }
 
-std::optional<ApiError> OpenAiCodec::embeddingsResponse(std::string_view body, std::string& out,
-                                                        Usage& usage) const {
+ApiResult OpenAiCodec::embeddingsResponse(std::string_view body, std::string& out, Usage& usage) const {
   return passThrough(body, "data", "an embeddings answer", out, usage);
 }
 

@@ -26,8 +26,8 @@ std::vector<std::string> decodeSplit(const std::string& bytes, size_t split, Usa
   OpenAiCodec codec(provider());
   auto dec = codec.chatStream();
   std::vector<json::object> chunks;
-  EXPECT_FALSE(dec->feed(std::string_view(bytes).substr(0, split), chunks, usage));
-  EXPECT_FALSE(dec->feed(std::string_view(bytes).substr(split), chunks, usage));
+  EXPECT_TRUE(dec->feed(std::string_view(bytes).substr(0, split), chunks, usage).ok());
+  EXPECT_TRUE(dec->feed(std::string_view(bytes).substr(split), chunks, usage).ok());
   finished = dec->finished();
   std::vector<std::string> out;
   for (auto& c : chunks) out.push_back(json::serialize(c));
@@ -76,7 +76,7 @@ TEST(OpenAiCodec, UsageFromWholeAnswer) {
   OpenAiCodec codec(provider());
   std::string body = testing::fixture("openai/chat_response.json"), out;
   Usage u;
-  ASSERT_FALSE(codec.chatResponse(body, out, u));
+  ASSERT_TRUE(codec.chatResponse(body, out, u).ok());
   EXPECT_EQ(out, body);  // passed through untouched
   auto expected = json::parse(body).as_object()["usage"].as_object();
   EXPECT_EQ(u.prompt, static_cast<uint64_t>(expected["prompt_tokens"].as_int64()));
@@ -86,16 +86,18 @@ TEST(OpenAiCodec, UsageFromWholeAnswer) {
   EXPECT_EQ(u.reasoning,
             static_cast<uint64_t>(
                 expected["completion_tokens_details"].as_object()["reasoning_tokens"].as_int64()));
-  EXPECT_TRUE(codec.chatResponse("not json", out, u).has_value());
+  EXPECT_FALSE(codec.chatResponse("not json", out, u).ok());
 }
 
 TEST(OpenAiCodec, RequestReplacesModelAndAsksForStreamUsage) {
   OpenAiCodec codec(provider());
   ChatRequest req;
-  ASSERT_FALSE(parseChatRequest(
-      R"({"model":"alias","stream":true,"messages":[{"role":"user","content":"hi"}],"x_extra":1})", req));
+  ASSERT_TRUE(
+      parseChatRequest(
+          R"({"model":"alias","stream":true,"messages":[{"role":"user","content":"hi"}],"x_extra":1})", req)
+          .ok());
   ProviderRequest out;
-  codec.chatRequest(req, "gpt-4o-mini-2024-07-18", out);
+  ASSERT_TRUE(codec.chatRequest(req, "gpt-4o-mini-2024-07-18", out).ok());
   EXPECT_EQ(out.path, "/v1/chat/completions");
   ASSERT_EQ(out.headers.size(), 1u);
   EXPECT_EQ(out.headers[0].second, "Bearer sk-secret");
@@ -108,9 +110,9 @@ TEST(OpenAiCodec, RequestReplacesModelAndAsksForStreamUsage) {
 TEST(OpenAiCodec, AzureUsesDeploymentUrlAndApiKeyHeader) {
   OpenAiCodec codec(provider("azure"));
   ChatRequest req;
-  ASSERT_FALSE(parseChatRequest(R"({"model":"a","messages":[{"role":"user","content":"hi"}]})", req));
+  ASSERT_TRUE(parseChatRequest(R"({"model":"a","messages":[{"role":"user","content":"hi"}]})", req).ok());
   ProviderRequest out;
-  codec.chatRequest(req, "my-deployment", out);
+  ASSERT_TRUE(codec.chatRequest(req, "my-deployment", out).ok());
   EXPECT_EQ(out.path, "/openai/deployments/my-deployment/chat/completions?api-version=2024-10-21");
   ASSERT_EQ(out.headers.size(), 1u);
   EXPECT_EQ(out.headers[0].first, "api-key");
@@ -135,11 +137,11 @@ TEST(OpenAiCodec, MidStreamErrorIsReported) {
   Usage u;
   auto err =
       dec->feed("data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n", chunks, u);
-  ASSERT_TRUE(err);
-  EXPECT_EQ(err->message, "overloaded");
+  ASSERT_FALSE(err.ok());
+  EXPECT_EQ(err.error().message, "overloaded");
   auto bad = codec.chatStream()->feed("data: [1,2]\n\n", chunks, u);
-  ASSERT_TRUE(bad);
-  EXPECT_EQ(bad->status, 502);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().status, 502);
 }
 
 }  // namespace

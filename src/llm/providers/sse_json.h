@@ -15,11 +15,10 @@ namespace ganglion::llm {
 /// a JSON object, until `done()` is true or `err` is set: by `on_event`, by an event whose
 /// data is not a JSON object, or by one over the parser's size limit. Returns `err`.
 template <typename Done, typename OnEvent>
-std::optional<ApiError> feedJsonEvents(http::SseParser& sse, std::string_view bytes, Done&& done,
-                                       OnEvent&& on_event) {
-  std::optional<ApiError> err;
+ApiResult feedJsonEvents(http::SseParser& sse, std::string_view bytes, Done&& done, OnEvent&& on_event) {
+  ApiResult err;
   bool ok = sse.feed(bytes, [&](const http::SseEvent& e) {
-    if (err || done()) return;
+    if (!err.ok() || done()) return;
     boost::system::error_code ec;
     boost::json::value v = boost::json::parse(e.data, ec);
     if (ec || !v.is_object()) {
@@ -28,7 +27,7 @@ std::optional<ApiError> feedJsonEvents(http::SseParser& sse, std::string_view by
     }
     on_event(v.get_object(), err);
   });
-  if (!ok && !err) err = badProviderAnswer("a stream event over the size limit");
+  if (!ok && err.ok()) err = badProviderAnswer("a stream event over the size limit");
   return err;
 }
 
