@@ -81,17 +81,17 @@ void AdminServer::addEndpoints() {
   });
 }
 
-std::string AdminServer::start(const config::HostPort& address, std::string token, int inherited_fd) {
+Result<void> AdminServer::start(const config::HostPort& address, std::string token, int inherited_fd) {
   token_ = std::move(token);
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(address.host == "localhost" ? "127.0.0.1" : address.host, ec);
-  if (ec) return fmt::format("admin address '{}' is not an IP address", address.host);
+  if (ec) return Error(fmt::format("admin address '{}' is not an IP address", address.host));
   asio::ip::tcp::endpoint endpoint(addr, address.port);
   if (inherited_fd >= 0) {
     acceptor_.assign(endpoint.protocol(), inherited_fd, ec);
     if (ec)
-      return fmt::format("admin listener {}: cannot adopt inherited socket: {}", address.text(),
-                         ec.message());
+      return Error(
+          fmt::format("admin listener {}: cannot adopt inherited socket: {}", address.text(), ec.message()));
     asio::co_spawn(loop_.io(), acceptLoop(), asio::detached);
     return {};
   }
@@ -99,7 +99,7 @@ std::string AdminServer::start(const config::HostPort& address, std::string toke
   if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor_.bind(endpoint, ec);
   if (!ec) acceptor_.listen(64, ec);
-  if (ec) return fmt::format("admin listener {}: {}", address.text(), ec.message());
+  if (ec) return Error(fmt::format("admin listener {}: {}", address.text(), ec.message()));
   asio::co_spawn(loop_.io(), acceptLoop(), asio::detached);
   return {};
 }

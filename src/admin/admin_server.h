@@ -43,9 +43,9 @@ class AdminServer final : public http::RequestHandler {
   /// `loop`: the main thread's loop, which the admin connections run on.
   AdminServer(loop::Worker& loop, AdminApi api);
   ~AdminServer() override;
-  /// Binds and starts accepting. Returns an error message or "". Main thread.
+  /// Binds and starts accepting. Main thread.
   /// `inherited_fd` ≥ 0: a listening socket handed down by a binary upgrade, adopted as is.
-  std::string start(const config::HostPort& address, std::string token, int inherited_fd = -1);
+  Result<void> start(const config::HostPort& address, std::string token, int inherited_fd = -1);
   /// The listening socket, to hand down in a binary upgrade.
   int nativeHandle() { return acceptor_.is_open() ? acceptor_.native_handle() : -1; }
   void setToken(std::string token) { token_ = std::move(token); }

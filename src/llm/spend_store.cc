@@ -108,12 +108,11 @@ Result<void> SpendStore::writeRows(const std::vector<KeyLedger::SpendDelta>& row
   return db_->exec("COMMIT");
 }
 
-std::string SpendStore::flush(KeyLedger& ledger) {
+Result<void> SpendStore::flush(KeyLedger& ledger) {
   auto deltas = ledger.takeUnflushed();
   auto ok = add(deltas);
-  if (ok) return {};
-  ledger.keepUnflushed(std::move(deltas));
-  return ok.error().message;
+  if (!ok) ledger.keepUnflushed(std::move(deltas));
+  return ok;
 }
 
 }  // namespace ganglion::llm

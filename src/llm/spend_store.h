@@ -26,8 +26,8 @@ class SpendStore {
   /// Adds `deltas` to the stored totals in one transaction. One thread at a time.
   Result<void> add(const std::vector<KeyLedger::SpendDelta>& deltas);
   /// Moves whatever the ledger settled since the last flush into the database; on failure
-  /// the ledger keeps it for the next try. Returns the error, if any. One thread at a time.
-  std::string flush(KeyLedger& ledger);
+  /// the ledger keeps it for the next try. One thread at a time.
+  Result<void> flush(KeyLedger& ledger);
   /// Checks that the path still names the file that was opened. When it was removed (a
   /// clean-up) or replaced (a restore), SQLite would go on writing to the unlinked file and
   /// the next start would find no spend, so the path is opened again and every current

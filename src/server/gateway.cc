@@ -122,10 +122,10 @@ ganglion::Result<int> bindTcp(const HostPort& address, bool share) {
 /// workers' sockets share the address through SO_REUSEPORT, which would also let a second
 /// gateway share it silently and split the traffic between two configs; a probe bound without
 /// SO_REUSEPORT is refused by any listener there. Binary upgrades inherit their sockets and
-/// never probe. Returns the reason, or an empty string when the address is free.
-std::string requireAddressFree(const HostPort& address) {
+/// never probe.
+ganglion::Result<void> requireAddressFree(const HostPort& address) {
   auto probe = bindTcp(address, false);
-  if (!probe) return probe.error().message;
+  if (!probe) return probe.error();
   ::close(*probe);
   return {};
 }
@@ -248,7 +248,7 @@ void Gateway::log(std::string_view message) {
   std::fprintf(stderr, "%s ganglion: %.*s\n", when, static_cast<int>(message.size()), message.data());
 }
 
-std::string Gateway::installListeners(const Config& cfg) {
+Result<void> Gateway::installListeners(const Config& cfg) {
   // Open every new socket first, so a bind failure changes nothing. Sockets handed down by
   // a parent (binary upgrade) are adopted instead of bound, so their queues carry over.
   std::map<std::string, const ListenerConfig*> wanted;
@@ -262,10 +262,10 @@ std::string Gateway::installListeners(const Config& cfg) {
       inherited_.erase(it);
     }
     if (fds.empty()) {
-      if (auto busy = requireAddressFree(l->address); !busy.empty()) {
+      if (auto busy = requireAddressFree(l->address); !busy) {
         for (auto& [k, list] : opened)
           for (int f : list) ::close(f);
-        return fmt::format("{}:{}: {}", cfg.source_path, l->at.line, busy);
+        return Error(fmt::format("{}:{}: {}", cfg.source_path, l->at.line, busy.error().message));
       }
     }
     while (fds.size() < workers_.size()) {
@@ -273,7 +273,7 @@ std::string Gateway::installListeners(const Config& cfg) {
       if (!fd) {
         for (auto& [k, list] : opened)
           for (int f : list) ::close(f);
-        return fmt::format("{}:{}: {}", cfg.source_path, l->at.line, fd.error().message);
+        return Error(fmt::format("{}:{}: {}", cfg.source_path, l->at.line, fd.error().message));
       }
       fds.push_back(*fd);
     }
@@ -395,7 +395,8 @@ asio::awaitable<std::pair<int, std::string>> Gateway::reload() {
   auto built = buildSnapshot(std::move(*config), version_ + 1, health_, known);
   for (auto& e : built.errors) errors.push_back(e.text());
   if (!built.snapshot) co_return fail(errors);
-  if (auto err = installListeners(built.snapshot->config); !err.empty()) co_return fail({err});
+  if (auto installed = installListeners(built.snapshot->config); !installed)
+    co_return fail({installed.error().message});
   if (built.snapshot->config.workers != snapshot_->config.workers)
     log("note: a new 'workers' value takes effect at the next start");
   install(built.snapshot);
@@ -431,6 +432,7 @@ void Gateway::reloadOnSignal() {
 
 void Gateway::install(std::shared_ptr<const Snapshot> snapshot) {
   snapshot_ = std::move(snapshot);
+  target_health_metrics_.show({snapshot_, &snapshot_->upstreams});
   version_ = snapshot_->version;
   health_.retainOnly(snapshot_->upstreams);
   checker_->apply(snapshot_);
@@ -516,7 +518,7 @@ void Gateway::refreshDns() {
   dns_in_flight_ = pending->outstanding > 0;
 }
 
-std::string Gateway::openSpendStore(const Config& cfg) {
+Result<void> Gateway::openSpendStore(const Config& cfg) {
   bool budgets = false;
   for (const auto& k : cfg.keys) budgets = budgets || k.limits.budget;
   if (cfg.state.sqlite.empty()) {
@@ -528,12 +530,12 @@ std::string Gateway::openSpendStore(const Config& cfg) {
   std::filesystem::path path(cfg.state.sqlite);
   if (path.is_relative()) path = std::filesystem::path(config_path_).parent_path() / path;
   auto opened = llm::SpendStore::open(path.string());
-  if (!opened) return "state.sqlite: " + opened.error().message;
+  if (!opened) return Error("state.sqlite: " + opened.error().message);
   spend_store_ = std::move(*opened);
   spend_strand_.emplace(loop::blockingPool().get_executor());
   ledger_.persist();
   if (auto ok = spend_store_->loadInto(ledger_, cfg.keys, std::chrono::system_clock::now()); !ok)
-    return "state.sqlite: " + ok.error().message;
+    return Error("state.sqlite: " + ok.error().message);
   log(fmt::format("key spend kept in {}", path.string()));
   return {};
 }
@@ -554,7 +556,8 @@ void Gateway::flushSpend() {
   spend_flushing_ = true;
   asio::post(*spend_strand_, [this, store = spend_store_] {
     std::string moved = store->followFile(ledger_);  // the ledger is shared by threads: it locks
-    std::string err = store->flush(ledger_);
+    auto flushed = store->flush(ledger_);
+    std::string err = flushed ? std::string() : flushed.error().message;
     asio::post(io_, [this, moved = std::move(moved), err = std::move(err)] {
       spend_flushing_ = false;
       if (!moved.empty()) log("state.sqlite: " + moved);
@@ -617,26 +620,6 @@ std::string Gateway::metricsText() {
   telemetry::ProcessInfo info{version_, reloads_ok_, reloads_failed_, start_time_};
   std::string out = telemetry::renderPrometheus(stats, info);
   for (const auto* source : metric_sources_) source->render(out);
-  out +=
-      "# HELP ganglion_upstream_target_up 1 when the target takes traffic (health checks pass, not "
-      "ejected).\n";
-  out += "# TYPE ganglion_upstream_target_up gauge\n";
-  std::string ejections = "# TYPE ganglion_upstream_target_ejections_total counter\n";
-  const int64_t now_ms = upstream::steadyMillis();
-  for (const auto& up : snapshot_->upstreams) {
-    for (const auto& t : up.targets) {
-      out += fmt::format("ganglion_upstream_target_up{{upstream=\"{}\",target=\"{}\"}} {}\n", up.config->name,
-                         t.key, t.health->available(now_ms) ? 1 : 0);
-      ejections +=
-          fmt::format("ganglion_upstream_target_ejections_total{{upstream=\"{}\",target=\"{}\"}} {}\n",
-                      up.config->name, t.key, t.health->ejections_total.load());
-    }
-  }
-  out += ejections;
-  if (access_log_) {
-    out += "# TYPE ganglion_access_log_dropped_total counter\n";
-    out += fmt::format("ganglion_access_log_dropped_total {}\n", access_log_->dropped());
-  }
   return out;
 }
 
@@ -707,23 +690,25 @@ int Gateway::run() {
     return 1;
   }
   snapshot_ = built.snapshot;
+  target_health_metrics_.show({snapshot_, &snapshot_->upstreams});
   version_ = 1;
   checker_ = std::make_unique<HealthChecker>(io_, [this](std::string_view m) { log(m); });
   checker_->apply(snapshot_);
   const Config& cfg = snapshot_->config;
-  if (auto err = openSpendStore(cfg); !err.empty()) {
-    std::fprintf(stderr, "%s: %s\n", config_path_.c_str(), err.c_str());
+  if (auto opened = openSpendStore(cfg); !opened) {
+    std::fprintf(stderr, "%s: %s\n", config_path_.c_str(), opened.error().message.c_str());
     return 1;
   }
   access_log_ = std::make_unique<telemetry::AccessLog>(cfg.access_log.path, cfg.workers);
   access_log_->setEnabled(cfg.access_log.enabled);
+  metric_sources_.push_back(access_log_.get());
   for (unsigned i = 0; i < cfg.workers; ++i) {
     workers_.push_back(std::make_unique<WorkerContext>(i, access_log_.get(), ledger_, llm_cache_));
     llm_metrics_.add(workers_.back()->requests.llmMetrics());
   }
   for (auto& w : workers_) w->requests.install(snapshot_);
-  if (auto err = installListeners(cfg); !err.empty()) {
-    std::fprintf(stderr, "%s\n", err.c_str());
+  if (auto installed = installListeners(cfg); !installed) {
+    std::fprintf(stderr, "%s\n", installed.error().message.c_str());
     return 1;
   }
   if (cfg.admin.enabled) {
@@ -757,8 +742,8 @@ int Gateway::run() {
       admin_fd = it->second.front();
       inherited_.erase(it);
     }
-    if (auto err = admin_->start(cfg.admin.address, cfg.admin.token, admin_fd); !err.empty()) {
-      std::fprintf(stderr, "%s\n", err.c_str());
+    if (auto started = admin_->start(cfg.admin.address, cfg.admin.token, admin_fd); !started) {
+      std::fprintf(stderr, "%s\n", started.error().message.c_str());
       return 1;
     }
     if (cfg.admin.remote)
@@ -813,13 +798,14 @@ int Gateway::run() {
   }
   for (auto& w : workers_) w->worker.stopAndJoin();
   if (spend_store_) {  // the workers are gone: every call has settled; after any flush in flight
-    std::string last = onSpendStrand([&] {
+    auto last = onSpendStrand([&] {
       if (auto moved = spend_store_->followFile(ledger_); !moved.empty()) logLine("state.sqlite: " + moved);
       return spend_store_->flush(ledger_);
     });
     // Said even when the same error was logged before: this spend is now lost.
-    if (!last.empty())
-      log("state.sqlite: the spend since the last write is lost (cannot write it at exit): " + last);
+    if (!last)
+      log("state.sqlite: the spend since the last write is lost (cannot write it at exit): " +
+          last.error().message);
   }
   access_log_->stop();
   log("stopped");

@@ -22,6 +22,7 @@
 #include "loop/worker.h"
 #include "server/health_checker.h"
 #include "server/snapshot.h"
+#include "upstream/target_health_metrics.h"
 
 namespace ganglion::telemetry {
 class AccessLog;
@@ -58,7 +59,7 @@ class Gateway {
   /// Every key with LLM limits: limits and spend in the current period, sorted by name.
   boost::json::array llmKeys();
   /// Opens the `state.sqlite` spend store and loads it into the ledger. Main thread, at start.
-  std::string openSpendStore(const Config& cfg);
+  Result<void> openSpendStore(const Config& cfg);
   /// Writes settled spend to the store every second, on the blocking pool (the main thread
   /// never waits on SQLite for it: a locked or slow disk holds no admin request).
   void scheduleSpendFlush();
@@ -69,7 +70,7 @@ class Gateway {
   auto onSpendStrand(Fn fn) -> decltype(fn());
   /// Logs a change in the flush's outcome (a broken disk logs once). Main thread.
   void noteSpendFlush(const std::string& error);
-  std::string installListeners(const Config& cfg);
+  Result<void> installListeners(const Config& cfg);
   void drainAndStop();
   /// SIGUSR2: starts the successor with our sockets; drains once it is ready.
   void upgradeBinary();
@@ -91,8 +92,10 @@ class Gateway {
   llm::KeyLedger ledger_;         ///< per-key rates and spend, shared by the workers, kept across reloads
   llm::ResponseCache llm_cache_;  ///< LLM answers, shared by the workers, kept across reloads
   llm::LlmMetrics llm_metrics_;   ///< the workers' ganglion_llm_* counters
-  /// Modules' metric families, rendered after the core ones at every scrape (main thread).
-  std::vector<const telemetry::MetricsSource*> metric_sources_{&llm_metrics_};
+  upstream::TargetHealthMetrics target_health_metrics_;  ///< the current snapshot's targets
+  /// Modules' metric families, rendered after the core ones at every scrape (main thread);
+  /// the access log adds itself when it is made.
+  std::vector<const telemetry::MetricsSource*> metric_sources_{&llm_metrics_, &target_health_metrics_};
   /// state.sqlite; null: spend kept in memory only. After start, used only on spend_strand_.
   std::shared_ptr<llm::SpendStore> spend_store_;
   std::optional<boost::asio::strand<boost::asio::thread_pool::executor_type>> spend_strand_;

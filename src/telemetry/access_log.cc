@@ -132,4 +132,13 @@ void AccessLog::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+void AccessLog::render(std::string& out) const {
+  out +=
+      "# HELP ganglion_access_log_dropped_total Access records dropped because the writer fell behind.\n"
+      "# TYPE ganglion_access_log_dropped_total counter\n"
+      "ganglion_access_log_dropped_total ";
+  out += std::to_string(dropped());
+  out += '\n';
+}
+
 }  // namespace ganglion::telemetry

@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "telemetry/metrics.h"
+
 namespace ganglion::telemetry {
 
 /// A field a module adds to access records (the LLM API's model, tokens and cost): a name
@@ -47,7 +49,8 @@ struct AccessRecord {
   unsigned worker = 0;
 };
 
-class AccessLog {
+/// Also the source of ganglion_access_log_dropped_total.
+class AccessLog final : public MetricsSource {
  public:
   /// `path` is "stdout", "stderr" or a file appended to. Main thread.
   AccessLog(std::string path, unsigned workers);
@@ -57,6 +60,7 @@ class AccessLog {
   /// Formats and queues one record. Worker thread `rec.worker`; never blocks on I/O.
   void write(const AccessRecord& rec);
   uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
+  void render(std::string& out) const override;
   /// Writes out everything queued and stops the writer thread. Main thread.
   void stop();
 

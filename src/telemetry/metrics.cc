@@ -74,22 +74,29 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
   out += "# HELP ganglion_config_version Version of the config snapshot being served.\n";
   out += "# TYPE ganglion_config_version gauge\n";
   out += fmt::format("ganglion_config_version {}\n", info.config_version);
+  out += "# HELP ganglion_config_reloads_total Reloads attempted (SIGHUP and POST /reload), by result.\n";
   out += "# TYPE ganglion_config_reloads_total counter\n";
   out += fmt::format("ganglion_config_reloads_total{{result=\"ok\"}} {}\n", info.reloads_ok);
   out += fmt::format("ganglion_config_reloads_total{{result=\"failed\"}} {}\n", info.reloads_failed);
+  out += "# HELP ganglion_start_time_seconds Process start time, Unix seconds.\n";
   out += "# TYPE ganglion_start_time_seconds gauge\n";
   out += fmt::format("ganglion_start_time_seconds {:.3f}\n", info.start_time_seconds);
+  out += "# HELP ganglion_workers Number of worker threads.\n";
   out += "# TYPE ganglion_workers gauge\n";
   out += fmt::format("ganglion_workers {}\n", workers.size());
+  out += "# HELP ganglion_connections_total Client connections accepted.\n";
   out += "# TYPE ganglion_connections_total counter\n";
   out += fmt::format("ganglion_connections_total {}\n",
                      sum([](WorkerStats& w) -> Counter& { return w.connections_total; }));
+  out += "# HELP ganglion_connections_active Client connections open now.\n";
   out += "# TYPE ganglion_connections_active gauge\n";
   out += fmt::format("ganglion_connections_active {}\n",
                      sum([](WorkerStats& w) -> Counter& { return w.connections_active; }));
+  out += "# HELP ganglion_http_requests_total Request heads parsed, including those then refused.\n";
   out += "# TYPE ganglion_http_requests_total counter\n";
   out += fmt::format("ganglion_http_requests_total {}\n",
                      sum([](WorkerStats& w) -> Counter& { return w.requests_total; }));
+  out += "# HELP ganglion_tls_handshake_failures_total Client TLS handshakes that failed or timed out.\n";
   out += "# TYPE ganglion_tls_handshake_failures_total counter\n";
   out += fmt::format("ganglion_tls_handshake_failures_total {}\n",
                      sum([](WorkerStats& w) -> Counter& { return w.tls_handshake_failures; }));
@@ -127,9 +134,14 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
     for (auto* s : list) hs.push_back(&s->latency);
     renderHistogram(histograms, "ganglion_request_duration_seconds", labels, hs);
   });
+  out +=
+      "# HELP ganglion_request_duration_seconds From the first byte of the request head to the end of the "
+      "response, by route.\n";
   out += "# TYPE ganglion_request_duration_seconds histogram\n" + histograms;
 
   histograms.clear();
+  out +=
+      "# HELP ganglion_upstream_requests_total Response heads received from the upstream, by status class.\n";
   out += "# TYPE ganglion_upstream_requests_total counter\n";
   std::string failures, retries_text, opened_text, stale_text;
   forEachNamed<UpstreamStats>(workers, &WorkerStats::upstreams, [&](const std::string& name, auto& list) {
@@ -162,13 +174,22 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
     for (auto* s : list) hs.push_back(&s->latency);
     renderHistogram(histograms, "ganglion_upstream_duration_seconds", labels, hs);
   });
+  out +=
+      "# HELP ganglion_upstream_failures_total Failed upstream attempts, by reason (connect, timeout, "
+      "protocol).\n";
   out += "# TYPE ganglion_upstream_failures_total counter\n" + failures;
+  out += "# HELP ganglion_upstream_retries_total Upstream attempts after the first.\n";
   out += "# TYPE ganglion_upstream_retries_total counter\n" + retries_text;
+  out +=
+      "# HELP ganglion_upstream_connections_opened_total New connections opened to the upstream's targets.\n";
   out += "# TYPE ganglion_upstream_connections_opened_total counter\n" + opened_text;
   out +=
       "# HELP ganglion_upstream_stale_connections_total Pooled connections the upstream had closed, "
       "dropped before use or retried on a fresh connection.\n";
   out += "# TYPE ganglion_upstream_stale_connections_total counter\n" + stale_text;
+  out +=
+      "# HELP ganglion_upstream_duration_seconds From the start of forwarding to the upstream's response "
+      "head.\n";
   out += "# TYPE ganglion_upstream_duration_seconds histogram\n" + histograms;
 
   return out;

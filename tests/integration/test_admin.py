@@ -132,6 +132,30 @@ class AdminTest(unittest.TestCase):
         self.assertGreaterEqual(bad, 1, text)
         self.assertGreaterEqual(self.config_version(), 1)
 
+    def test_every_metric_family_has_help_and_type(self):
+        # Families come from module-registered sources (LLM, target health, the access log):
+        # each must say what it is, once, before its samples.
+        text = self.admin("GET", "/metrics").text
+        helped, typed, seen = set(), set(), []
+        for line in text.splitlines():
+            if line.startswith("# HELP "):
+                name = line.split()[2]
+                self.assertNotIn(name, helped, "HELP twice: " + name)
+                helped.add(name)
+            elif line.startswith("# TYPE "):
+                name = line.split()[2]
+                self.assertNotIn(name, typed, "TYPE twice: " + name)
+                typed.add(name)
+            elif line and not line.startswith("#"):
+                seen.append(re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0))
+        for sample in seen:
+            family = re.sub(r"_(bucket|sum|count)$", "", sample)
+            self.assertTrue(family in typed or sample in typed, "no TYPE for " + sample)
+            self.assertTrue(family in helped or sample in helped, "no HELP for " + sample)
+        self.assertEqual(metric_values(text, "ganglion_access_log_dropped_total"), [("", 0.0)])
+        self.assertEqual(metric_values(text, "ganglion_upstream_target_up"),
+                         [('{upstream="backend",target="127.0.0.1:%d"}' % self.up.port, 1.0)])
+
     def test_config_is_json_and_redacted(self):
         r = self.admin("GET", "/config")
         self.assertEqual(r.status, 200)

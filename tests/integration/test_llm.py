@@ -1034,6 +1034,8 @@ class LlmLimitsTest(unittest.TestCase):
         self.assertGreaterEqual(completion, 8)
         # $1 per million tokens: the exact cost is the token count in millionths of a dollar.
         self.assertEqual(values["ganglion_llm_cost_usd_total{%s}" % labels], "%d.%012d" % divmod((prompt + completion) * 10**6, 10**12))
+        for family in ("calls", "tokens", "cost_usd", "usage_estimated", "cache_hits"):
+            self.assertIn("# HELP ganglion_llm_%s_total " % family, text)
 
     def test_metrics_sum_every_workers_calls(self):
         # Each worker counts its own calls; /metrics sums them all (a source that saw only one
