@@ -1,8 +1,9 @@
 // The config vocabulary every module shares (durations, addresses, where a value was
-// written, errors) and the sections that more than one module reads (listeners, routes, keys,
-// state, admin, access log). A section read by one module lives in it (upstream/
-// upstream_config.h, llm/llm_config.h, each filter's settings); the whole config is
-// server/gateway_config.h. Immutable once loaded.
+// written, errors) and the sections that more than one module reads (routes, keys, state).
+// A section read by one module lives in it (upstream/upstream_config.h, llm/llm_config.h,
+// admin/admin_config.h, each filter's settings; listeners and the access log, which only the
+// composition reads, in server/); the whole config is server/gateway_config.h. Immutable once
+// loaded.
 #pragma once
 
 #include <array>
@@ -21,9 +22,6 @@
 namespace ganglion::http {
 class Filter;
 }
-namespace ganglion::net {
-class TlsServerContext;
-}  // namespace ganglion::net
 
 namespace ganglion::config {
 
@@ -33,34 +31,6 @@ struct HostPort {
   std::string host;
   uint16_t port = 0;
   std::string text() const;
-};
-
-struct ListenerConfig {
-  std::string name;
-  HostPort address;
-  uint64_t max_header_bytes = 32 * 1024;
-  uint64_t max_uri_bytes = 8 * 1024;
-  uint64_t max_headers = 100;
-  Millis header_timeout{10'000};
-  Millis body_timeout{30'000};
-  Millis idle_timeout{60'000};
-  /// Longest wait for the client to take a piece of a response (a client that stops reading
-  /// cannot hold a connection, or a response held for a filter, forever).
-  Millis send_timeout{60'000};
-  /// A request body must average at least this many bytes a second once `body_timeout` has
-  /// passed (0: no minimum), so a client trickling a byte now and then is cut off.
-  uint64_t body_min_rate = 1024;
-  /// Connections one client address may hold open on this listener (0: no cap).
-  uint32_t max_connections_per_ip = 4096;
-  /// Request body bytes this listener's requests may hold in memory at once, across workers
-  /// (bodies read whole for filters and the LLM API); 0: no cap.
-  uint64_t max_buffered_body_bytes = 512ull << 20;
-  /// Keep request fields whose name has an underscore (dropped by default, as nginx does).
-  bool underscores_in_headers = false;
-  bool normalize_path = true;  ///< routes see, and upstreams get, the normal form of the path
-  /// Set for HTTPS listeners: certificates (by SNI), client-certificate verification.
-  std::shared_ptr<net::TlsServerContext> tls;
-  config::Place at;  ///< where it is written, for errors found later
 };
 
 struct HeaderOps {
@@ -137,14 +107,6 @@ struct KeyTable {
   std::unordered_map<std::string, bool> cache;                  ///< key name → cache on (keys with it)
 };
 
-struct AdminConfig {
-  bool enabled = false;
-  HostPort address{"127.0.0.1", 9901};
-  std::string token;          ///< secret: never logged, redacted in /config
-  bool allow_remote = false;  ///< as written: a non-loopback address is allowed
-  bool remote = false;        ///< allowed and bound beyond loopback (in clear text: the start log warns)
-};
-
 /// Where LLM key spend and limits live beyond one process (`state:`). Read at start; a reload
 /// that changes it is refused (restart to apply).
 struct StateConfig {
@@ -158,11 +120,6 @@ struct StateConfig {
   unsigned redis_db = 0;
   Millis redis_timeout{500};  ///< a limit check waiting longer fails (503 for budgeted keys)
   bool operator==(const StateConfig&) const = default;
-};
-
-struct AccessLogConfig {
-  bool enabled = true;
-  std::string path = "stdout";  ///< "stdout", "stderr" or a file path
 };
 
 /// One problem found in a config file.

@@ -231,11 +231,6 @@ std::string docsTable(const Schema<T>& schema) {
   return out;
 }
 
-/// The `listeners[]` fields (the `tls` map is read apart).
-const Schema<ListenerConfig>& listenerSchema();
-/// `admin` (the loopback rule and the token's strength are checked by its reader).
-const Schema<AdminConfig>& adminSchema();
-const Schema<AccessLogConfig>& accessLogSchema();
 /// `routes[]` and `match` (config/route_schema.cc). The target (`upstream`, `llm`,
 /// `welcome`) and `filters` are declared here and read by the route reader.
 const Schema<RouteConfig>& routeSchema();

@@ -1,10 +1,12 @@
 #include "server/config_docs.h"
 
+#include "admin/admin_config.h"
 #include "config/schema.h"
 #include "filters/registry.h"
 #include "llm/llm_schema.h"
 #include "net/tls_config.h"
 #include "server/config_sections.h"
+#include "server/listener_config.h"
 #include "upstream/upstream_schema.h"
 
 namespace ganglion::server {
@@ -13,12 +15,12 @@ using namespace ganglion::config;  // the composition reads every section
 
 std::vector<DocsTable> schemaDocsTables() {
   std::vector<DocsTable> tables{{"top_level", docsTable(topLevelSchema())},
-                                {"listener", docsTable(config::listenerSchema())},
+                                {"listener", docsTable(listenerSchema())},
                                 {"listener_tls", docsTable(net::tlsServerSchema())},
                                 {"certificate", docsTable(net::certificateSchema())},
                                 {"upstream_tls", docsTable(net::tlsClientSchema())},
-                                {"admin", docsTable(config::adminSchema())},
-                                {"access_log", docsTable(config::accessLogSchema())},
+                                {"admin", docsTable(admin::adminSchema())},
+                                {"access_log", docsTable(accessLogSchema())},
                                 {"llm_cache", docsTable(llm::llmCacheSchema())},
                                 {"upstream", docsTable(upstream::upstreamSchema())},
                                 {"target", docsTable(upstream::targetSchema())},

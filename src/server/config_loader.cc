@@ -14,6 +14,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "admin/admin_config.h"
 #include "base/strings.h"
 #include "config/reader.h"
 #include "config/schema.h"
@@ -23,6 +24,7 @@
 #include "llm/llm_schema.h"
 #include "net/tls_config.h"
 #include "server/config_sections.h"
+#include "server/listener_config.h"
 #include "upstream/upstream_config.h"
 #include "upstream/upstream_schema.h"
 
@@ -33,15 +35,6 @@ using upstream::Balance;
 using upstream::UpstreamConfig;
 
 namespace {
-
-void readListener(Reader& r, const config::Node& n, Config& cfg) {
-  ListenerConfig l;
-  l.at = n.place();
-  if (!n.IsMap()) return r.fail(n, "a listener must be a map");
-  readFields(listenerSchema(), n, l, r);
-  if (auto v = n["tls"]; v.IsDefined()) l.tls = net::readTlsServer(r, v);
-  cfg.listeners.push_back(std::move(l));
-}
 
 void readUpstream(Reader& r, const config::Node& n, Config& cfg) {
   UpstreamConfig u;
@@ -167,50 +160,6 @@ void readRoute(Reader& r, const config::Node& n, Config& cfg) {
   cfg.routes.push_back(std::move(rt));
 }
 
-bool isLoopbackHost(const std::string& host) {
-  if (host == "localhost") return true;
-  boost::system::error_code ec;
-  auto addr = boost::asio::ip::make_address(host, ec);
-  return !ec && addr.is_loopback();
-}
-
-/// Why an admin token is too easy to guess, or nullopt: at least 16 characters, printable
-/// with no spaces, and at least 8 distinct ones ("x", blanks or "aaaa..." are refused).
-std::optional<std::string> weakTokenReason(std::string_view token) {
-  if (token.size() < 16) return fmt::format("it has {} characters, at least 16 are needed", token.size());
-  bool seen[256] = {};
-  size_t distinct = 0;
-  for (unsigned char c : token) {
-    if (c <= ' ' || c == 127) return std::string("it holds spaces or control characters");
-    if (!seen[c]) {
-      seen[c] = true;
-      ++distinct;
-    }
-  }
-  if (distinct < 8)
-    return fmt::format("it uses only {} different characters, at least 8 are needed", distinct);
-  return std::nullopt;
-}
-
-void readAdmin(Reader& r, const config::Node& n, Config& cfg) {
-  if (!n.IsMap()) return r.fail(n, "admin must be a map");
-  cfg.admin.enabled = true;
-  readFields(adminSchema(), n, cfg.admin, r);
-  if (auto v = n["address"]; v.IsDefined()) {
-    cfg.admin.remote = !isLoopbackHost(cfg.admin.address.host);
-    if (cfg.admin.remote && !cfg.admin.allow_remote)
-      r.fail(v, "admin address must be loopback unless 'allow_remote: true' is set");
-  }
-  if (cfg.admin.token.empty()) {
-    if (n["token"].IsDefined()) r.fail(n, "admin needs a non-empty 'token' (use ${GANGLION_ADMIN_TOKEN})");
-    return;
-  }
-  if (auto why = weakTokenReason(cfg.admin.token))
-    r.fail(n["token"],
-           fmt::format("admin token is too weak: {} (generate one with: head -c 24 /dev/urandom | base64)",
-                       *why));
-}
-
 void validateReferences(Reader& r, Config& cfg) {
   std::set<std::string> names;
   for (auto& l : cfg.listeners)
@@ -280,7 +229,7 @@ void validateReferences(Reader& r, Config& cfg) {
 }  // namespace
 
 void readListeners(Reader& r, const config::Node& v, Config& cfg) {
-  r.forEach(v, "listeners", [&](const config::Node& n) { readListener(r, n, cfg); });
+  r.forEach(v, "listeners", [&](const config::Node& n) { readListener(r, n, cfg.listeners); });
 }
 
 void readUpstreams(Reader& r, const config::Node& v, Config& cfg) {
@@ -293,7 +242,7 @@ void readRoutes(Reader& r, const config::Node& v, Config& cfg) {
 
 void readKeySection(Reader& r, const config::Node& v, Config& cfg) { readKeys(r, v, cfg); }
 
-void readAdminSection(Reader& r, const config::Node& v, Config& cfg) { readAdmin(r, v, cfg); }
+void readAdminSection(Reader& r, const config::Node& v, Config& cfg) { admin::readAdmin(r, v, cfg.admin); }
 
 void readStateSection(Reader& r, const config::Node& v, Config& cfg) {
   readSection<Config, StateConfig, &Config::state, stateSchema>(r, v, cfg);

@@ -52,7 +52,7 @@ void readModelSection(Reader& r, const config::Node& v, Config& cfg) {
 
 json::value showAdmin(const Config& c) {
   if (!c.admin.enabled) return nullptr;
-  return fieldsToJson(adminSchema(), c.admin);
+  return fieldsToJson(admin::adminSchema(), c.admin);
 }
 
 json::value showState(const Config& c) {

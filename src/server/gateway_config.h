@@ -7,8 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "admin/admin_config.h"
 #include "config/config.h"
 #include "llm/llm_config.h"
+#include "server/listener_config.h"
 #include "upstream/upstream_config.h"
 
 namespace ganglion::server {
@@ -16,7 +18,7 @@ namespace ganglion::server {
 struct Config {
   std::string source_path;
   unsigned workers = 0;  ///< 0 in the file means one per core; resolved at load
-  std::vector<config::ListenerConfig> listeners;
+  std::vector<ListenerConfig> listeners;
   std::vector<upstream::UpstreamConfig> upstreams;
   std::vector<config::RouteConfig> routes;
   std::vector<config::KeyConfig> keys;
@@ -29,8 +31,8 @@ struct Config {
   std::vector<std::string> skipped_models;
   llm::LlmCacheConfig llm_cache;
   config::StateConfig state;
-  config::AdminConfig admin;
-  config::AccessLogConfig access_log;
+  admin::AdminConfig admin;
+  AccessLogConfig access_log;
 };
 
 struct LoadResult {
