@@ -71,10 +71,14 @@ void AdminServer::addEndpoints() {
   router_.add("GET", "/llm/keys", [this](Request& r) -> asio::awaitable<Reply> {
     auto want = readPage(r);
     if (!want) co_return errorReply(want.error());
-    co_return jsonReply(page(api_.llm_keys(), "keys", "name", *want));
+    // Awaited in a statement of its own: g++ 12 mishandles temporaries of a co_await that sits
+    // inside a call's arguments or a range-for's range (it destroys them twice).
+    boost::json::array keys = co_await api_.llm_keys();
+    co_return jsonReply(page(std::move(keys), "keys", "name", *want));
   });
   router_.add("GET", "/llm/keys/{name}", [this](Request& r) -> asio::awaitable<Reply> {
-    for (auto& key : api_.llm_keys())
+    boost::json::array keys = co_await api_.llm_keys();
+    for (auto& key : keys)
       if (key.as_object().at("name").as_string() == r.param("name")) co_return jsonReply(key);
     co_return errorReply(404, "key_not_found",
                          fmt::format("no key named '{}' has LLM limits", r.param("name")));

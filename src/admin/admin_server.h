@@ -32,8 +32,9 @@ struct AdminApi {
   /// answering other connections while it runs.
   std::function<boost::asio::awaitable<std::pair<int, std::string>>()> reload;
   /// Every key with LLM limits, its limits and its spend in the current period, as objects
-  /// sorted by "name".
-  std::function<boost::json::array()> llm_keys;
+  /// sorted by "name". May suspend (shared budgets are read from Redis off the main thread);
+  /// the admin API goes on answering other connections meanwhile.
+  std::function<boost::asio::awaitable<boost::json::array>()> llm_keys;
   /// POST /config/check (absent: no such endpoint).
   ConfigCheckers check_config;
 };

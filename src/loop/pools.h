@@ -30,7 +30,11 @@ boost::asio::thread_pool& computePool();
 /// stays suspended until it returns, even when the caller's operation is cancelled (the
 /// client left). The cancellation is not passed on: `fn` cannot be interrupted, and Asio 1.81
 /// throws a cancellation that reaches a finished co_spawn on the pool's thread, where nothing
-/// catches it (std::terminate).
+/// catches it (std::terminate). When the call sits inside a co_await expression, give it a
+/// lambda whose captures are trivially destructible (pointers, references, numbers): g++ 12
+/// destroys the temporaries of a co_await expression twice, so a captured shared_ptr or
+/// string is released twice (a use after free that ASan shows; the admin API's key listing
+/// and the reload hit it).
 template <class Fn>
 boost::asio::awaitable<std::invoke_result_t<Fn&>> runOn(boost::asio::thread_pool& pool, Fn fn) {
   using R = std::invoke_result_t<Fn&>;

@@ -576,8 +576,8 @@ void Gateway::noteSpendFlush(const std::string& err) {
   }
 }
 
-boost::json::array Gateway::llmKeys() {
-  const auto& cfg = snapshot_->config;
+boost::json::array Gateway::llmKeys(const Snapshot& snapshot) {
+  const auto& cfg = snapshot.config;
   // With Redis, budgets are one spend for every gateway on it: read them all in one go.
   std::vector<std::pair<std::string, KeyLimits::Period>> budgeted;
   if (cfg.state.redis)
@@ -718,7 +718,18 @@ int Gateway::run() {
                         .metrics = [this] { return metricsText(); },
                         .config_json = [this] { return configToRedactedJson(snapshot_->config); },
                         .reload = [this] { return reload(); },
-                        .llm_keys = [this] { return llmKeys(); },
+                        .llm_keys = [this]() -> asio::awaitable<boost::json::array> {
+                          // This version's keys, whatever a reload does meanwhile. The lambda
+                          // handed to the pool holds a plain pointer: g++ 12 destroys a
+                          // temporary of a co_await expression twice, and a captured
+                          // shared_ptr would lose two references (a use after free).
+                          const std::shared_ptr<const Snapshot> held = snapshot_;
+                          const Snapshot* snapshot = held.get();
+                          if (!snapshot->config.state.redis) co_return llmKeys(*snapshot);
+                          boost::json::array keys =
+                              co_await loop::runBlocking([this, snapshot] { return llmKeys(*snapshot); });
+                          co_return keys;
+                        },
                         .check_config =
                             {
                                 .json =

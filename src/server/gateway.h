@@ -57,7 +57,9 @@ class Gateway {
   void resolvePending();
   void refreshDns();
   /// Every key with LLM limits: limits and spend in the current period, sorted by name.
-  boost::json::array llmKeys();
+  /// GET /llm/keys for `snapshot`'s keys. Reads Redis (blocking, up to its timeout) when
+  /// budgets are shared: then called on the blocking pool, never on the main thread.
+  boost::json::array llmKeys(const Snapshot& snapshot);
   /// Opens the `state.sqlite` spend store and loads it into the ledger. Main thread, at start.
   Result<void> openSpendStore(const Config& cfg);
   /// Writes settled spend to the store every second, on the blocking pool (the main thread

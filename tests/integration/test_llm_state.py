@@ -397,6 +397,37 @@ class RedisSharedLimitsTest(unittest.TestCase):
         self.assertTrue(wait_until(lambda: self.call(self.gws[1], "sk-gw-shared", max_tokens=5).status == 200,
                                    timeout=5, interval=0.2))
 
+    def test_a_silent_redis_holds_no_other_admin_request(self):
+        # GET /llm/keys reads the shared budgets from Redis, waiting up to redis_timeout
+        # (300 ms) when it does not answer: on the blocking pool, so the admin API's other
+        # requests (health, metrics) are answered meanwhile.
+        gw = self.gws[0]
+        stop = threading.Event()
+        answered = []
+
+        def read_keys():
+            while not stop.is_set():
+                answered.append(gw.admin("GET", "/llm/keys", token="admin-token-for-tests").status)
+
+        self.redis.proc.send_signal(signal.SIGSTOP)
+        reader = threading.Thread(target=read_keys)
+        try:
+            reader.start()
+            time.sleep(0.1)
+            slowest = 0.0
+            deadline = time.monotonic() + 1.5
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                self.assertEqual(gw.admin("GET", "/healthz").status, 200)
+                slowest = max(slowest, time.monotonic() - started)
+                time.sleep(0.02)
+        finally:
+            stop.set()
+            reader.join()
+            self.redis.proc.send_signal(signal.SIGCONT)
+        self.assertTrue(answered and all(status == 200 for status in answered), answered)
+        self.assertLess(slowest, 0.15, "an admin request waited %.2f s on Redis" % slowest)
+
     def test_wrong_password_is_unavailable_and_logged_without_the_password(self):
         admin = free_port()
         text = render(SHARED_CONFIG, port=free_port(), main=self.provider.address, admin=admin,
