@@ -149,11 +149,21 @@ class Reader {
     return static_cast<Int>(*v);
   }
 
+  /// The longest duration a config may hold.
+  static constexpr Millis kMaxDuration = std::chrono::hours(87600);
+
   std::optional<Millis> duration(const config::Node& node, std::string_view what) {
     auto s = str(node, what);
     if (!s) return std::nullopt;
     auto d = parseDuration(*s);
-    if (!d) fail(node, fmt::format("{} must be a duration like 500ms, 10s or 2m, got '{}'", what, *s));
+    if (!d) {
+      fail(node, fmt::format("{} must be a duration like 500ms, 10s or 2m, got '{}'", what, *s));
+    } else if (*d > kMaxDuration) {
+      // Deadlines add durations to clock readings in nanoseconds: past about 292 years they
+      // wrap, and a "practically infinite" timeout would expire at once.
+      fail(node, fmt::format("{} must be at most 87600h (10 years), got '{}'", what, *s));
+      return std::nullopt;
+    }
     return d;
   }
 

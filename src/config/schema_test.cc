@@ -96,6 +96,20 @@ TEST(ConfigSchema, ReadsEveryKindWithLinesForErrors) {
   EXPECT_EQ(bad.size, 10u);  // bad values leave the default
 }
 
+TEST(ConfigSchema, DurationsPastTenYearsAreRefused) {
+  // 2562047h is where a deadline in nanoseconds wraps: it used to pass and expire at once.
+  Sample s;
+  EXPECT_TRUE(read("name: a\nwait: 87600h\n", s).empty());
+  EXPECT_EQ(s.wait, std::chrono::hours(87600));
+  for (const char* text : {"87601h", "2562047h", "9223372036854775ms"}) {
+    Sample far;
+    EXPECT_EQ(read(std::string("name: a\nwait: ") + text + "\n", far),
+              (std::vector<std::string>{"c.yaml:2: wait must be at most 87600h (10 years), got '" +
+                                        std::string(text) + "'"}))
+        << text;
+  }
+}
+
 TEST(ConfigSchema, JsonRedactsSecrets) {
   Sample s;
   s.name = "a";

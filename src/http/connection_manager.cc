@@ -105,6 +105,16 @@ Task<void> ConnectionManager::handle(ServerConnection& conn) {
       }
       if (uint64_t n = filter->wholeRequestBodyLimit()) body_limit = body_limit ? std::min(body_limit, n) : n;
     }
+    if (!replied && req.upgrade) {
+      // A tunnel's bytes would pass a filter that reads bodies unseen: such routes take no
+      // protocol upgrade (the route without those filters may).
+      for (const auto& filter : filters)
+        if (filter->wholeRequestBodyLimit() || filter->wholeResponseBodyLimit()) {
+          fctx.reply = upgradeRefused(*route->config, filter->kind());
+          replied = true;
+          break;
+        }
+    }
     if (!replied && body_limit) {
       // The body phase: the whole body, read once, for the filters that look at it.
       const uint64_t max = std::min(body_limit, route->config->max_body_bytes);
@@ -157,6 +167,18 @@ Task<bool> ConnectionManager::settle(ServerConnection& conn, FilterContext& fctx
   }
   status = *waited;
   co_return true;
+}
+
+LocalReply ConnectionManager::upgradeRefused(const config::RouteConfig& route, std::string_view filter) {
+  LocalReply reply;
+  reply.status = 400;
+  reply.type = "upgrade_refused";
+  reply.message = fmt::format(
+      "route '{}' reads bodies ({}), which a protocol upgrade would carry past it unseen: send the "
+      "request without Upgrade",
+      route.name, filter);
+  reply.headers.set("Connection", "close");
+  return reply;
 }
 
 LocalReply ConnectionManager::bodyFailure(int status, uint64_t max) {

@@ -43,6 +43,8 @@ class ConnectionManager final : public RequestHandler {
   static Task<bool> settle(ServerConnection& conn, FilterContext& fctx, FilterStatus& status);
   /// The reply to a body the filters could not read whole (readWholeBody's status).
   static LocalReply bodyFailure(int status, uint64_t max);
+  /// The reply to an Upgrade request on a route whose filter `filter` reads bodies.
+  static LocalReply upgradeRefused(const config::RouteConfig& route, std::string_view filter);
   /// Counts the request in its route's metrics and writes its access record. `report`: what
   /// the terminal handler reported, null when none ran.
   void record(ServerConnection& conn, const WorkerRoutes& routes, const CompiledRoute* route,

@@ -51,6 +51,16 @@ upstreams:
   - name: plain
     targets: [ "127.0.0.1:%d" ]
 routes:
+  - name: guarded
+    match: { path_prefix: /guarded }
+    upstream: ws
+    filters:
+      - output_guard: { deny: [ "(?i)hello-from-upstream" ] }
+  - name: prompted
+    match: { path_prefix: /prompted }
+    upstream: ws
+    filters:
+      - prompt_guard: { deny: [ "(?i)early-bytes" ] }
   - { name: ws, match: { path_prefix: /ws }, upstream: ws, idle_timeout: 2s }
   - { name: plain, match: { path_prefix: / }, upstream: plain }
 """ % (cls.port, cls.ws.port, cls.plain.port))
@@ -95,6 +105,30 @@ routes:
         self.assertIn(b"upgrade: websocket", upstream_head)
         self.assertIn(b"connection: upgrade", upstream_head)
         self.assertIn(b"sec-websocket-key: abc", upstream_head)
+
+    def test_routes_that_read_bodies_take_no_upgrade(self):
+        # A tunnel would carry the upstream's denied words (output_guard) and the client's
+        # (prompt_guard) past the filters: refused before the upstream sees anything.
+        for path in (b"/guarded/x", b"/prompted/x"):
+            before = len(self.ws.received)
+            s = socket.create_connection(("127.0.0.1", self.port))
+            s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\n\r\nearly-bytes")
+            got = b""
+            s.settimeout(3)
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break  # the connection is closed after the refusal
+                got += chunk
+            s.close()
+            self.assertTrue(got.startswith(b"HTTP/1.1 400 "), got[:200])
+            self.assertIn(b"upgrade_refused", got)
+            self.assertNotIn(b"hello-from-upstream", got)
+            self.assertNotIn(b"echo:", got)
+            self.assertEqual(len(self.ws.received), before, "the upstream was reached")
+        # Without Upgrade the guarded route answers as usual (the upstream wants one: 426).
+        self.assertEqual(self.gw.request("GET", "/guarded/x").status, 426)
 
     def test_upgrade_refused_by_upstream_is_plain_http(self):
         r = self.gw.request("GET", "/ws/x", headers={"Upgrade": "h2c", "Connection": "Upgrade"})
