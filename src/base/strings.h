@@ -51,6 +51,10 @@ std::string redactUrl(std::string_view url);
 /// Decodes %XX escapes (a malformed escape is kept as written).
 std::string decodePercent(std::string_view s);
 
+/// `s` is well-formed UTF-8: no stray continuation bytes, overlong forms, surrogates or code
+/// points past U+10FFFF.
+bool isValidUtf8(std::string_view s);
+
 void appendJsonEscaped(std::string& out, std::string_view s);
 
 }  // namespace ganglion

@@ -17,6 +17,15 @@ TEST(JsonEscape, ControlsAndQuotes) {
   EXPECT_EQ(escaped("a\"b\\c\n\r\t\x01"), "a\\\"b\\\\c\\n\\r\\t\\u0001");
 }
 
+TEST(Utf8, WellFormedOnly) {
+  for (std::string_view ok :
+       {"", "plain", "caf\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf"})
+    EXPECT_TRUE(isValidUtf8(ok)) << ok;
+  for (std::string_view bad : {"\xff", "\x80", "\xc3", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80",
+                               "\xf4\x90\x80\x80", "\xf8\x88\x80\x80\x80", "a\xe2\x82"})
+    EXPECT_FALSE(isValidUtf8(bad)) << testing::PrintToString(std::string(bad));
+}
+
 TEST(JsonEscape, WellFormedUtf8IsKept) {
   EXPECT_EQ(escaped("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
             "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");

@@ -5,6 +5,8 @@
 
 #include <boost/json.hpp>
 
+#include "base/strings.h"
+
 namespace ganglion::config {
 
 namespace {
@@ -51,8 +53,11 @@ class TreeBuilder {
  public:
   std::optional<TreeError> error;
 
-  Node yaml(const YAML::Node& y, size_t depth) {
-    const int line = y.Mark().line >= 0 ? y.Mark().line + 1 : 0;
+  /// `key_line`: for a map's value, its key's line (yaml-cpp places an empty value, as in
+  /// `filter:` at the end of a line, on the next token, often the next entry's line).
+  Node yaml(const YAML::Node& y, size_t depth, int key_line = 0) {
+    int line = y.Mark().line >= 0 ? y.Mark().line + 1 : 0;
+    if (key_line && y.Type() == YAML::NodeType::Null) line = key_line;
     if (!admit(depth, line, {})) return {};
     auto d = std::make_shared<Node::Data>();
     d->line = line;
@@ -64,6 +69,11 @@ class TreeBuilder {
         break;
       case YAML::NodeType::Scalar:
         if (!admitText(y.Scalar().size(), line, {})) return {};
+        if (!isValidUtf8(y.Scalar())) {
+          // Names and values reach JSON (/config), metric labels and logs, which need UTF-8.
+          error = TreeError{line, {}, "the text is not valid UTF-8"};
+          return {};
+        }
         d->kind = Node::Kind::kScalar;
         d->scalar = y.Scalar();
         break;
@@ -80,7 +90,7 @@ class TreeBuilder {
         d->map.reserve(y.size());
         for (const auto& kv : y) {
           Node key = yaml(kv.first, depth + 1);
-          Node value = yaml(kv.second, depth + 1);
+          Node value = yaml(kv.second, depth + 1, key.line());
           if (error) return {};
           d->map.emplace_back(std::move(key), std::move(value));
         }
@@ -168,8 +178,8 @@ class TreeBuilder {
     if (error) return false;
     if (++values_ > kMaxTreeValues)
       error = TreeError{line, path,
-                        fmt::format("the config holds more than {} values (YAML aliases that repeat a "
-                                    "large value count each time)",
+                        fmt::format("the config holds more than {} values (maps, lists and scalars; "
+                                    "YAML aliases count each time they repeat a value)",
                                     kMaxTreeValues)};
     else if (depth > kMaxTreeDepth)
       error = TreeError{line, path, fmt::format("the config nests deeper than {} levels", kMaxTreeDepth)};

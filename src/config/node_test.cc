@@ -67,6 +67,24 @@ TEST(ConfigNode, NestingDeeperThanTheLimitIsAnError) {
   EXPECT_EQ(std::get<TreeError>(json).path.substr(0, 8), "$[0][0][");
 }
 
+TEST(ConfigNode, AnEmptyValueHasItsKeysLine) {
+  // `- rate_limit:` with nothing after it: yaml-cpp places the null on the next token, which
+  // made errors about it name the next route's line.
+  Node tree = yamlTree("routes:\n  - name: a\n    filters:\n      - rate_limit:\n\n\n  - name: b\n");
+  const Node filter = tree["routes"].items()[0]["filters"].items()[0]["rate_limit"];
+  EXPECT_TRUE(filter.IsNull());
+  EXPECT_EQ(filter.line(), 4);
+}
+
+TEST(ConfigNode, TextThatIsNotUtf8IsAnError) {
+  // Names reach /config (JSON), metric labels and logs, which all need UTF-8.
+  auto tree = fromYaml(YAML::Load("routes:\n  - name: \"raw\xff\xfename\"\n"));
+  ASSERT_TRUE(std::holds_alternative<TreeError>(tree));
+  EXPECT_EQ(std::get<TreeError>(tree).line, 2);
+  EXPECT_EQ(std::get<TreeError>(tree).message, "the text is not valid UTF-8");
+  EXPECT_TRUE(std::holds_alternative<Node>(fromYaml(YAML::Load("name: \"caf\xc3\xa9 \xe2\x82\xac\"\n"))));
+}
+
 TEST(ConfigNode, JsonValuesBecomeScalarsWithPaths) {
   Node root = std::get<Node>(fromJson(boost::json::parse(
       R"({"routes":[{"name":"r","retries":2,"on":true,"price":0.15,"big":18446744073709551615,"n":null,)"

@@ -165,10 +165,33 @@ void validateReferences(Reader& r, Config& cfg) {
   for (auto& l : cfg.listeners)
     if (!l.name.empty() && !names.insert(l.name).second)
       r.failAt(l.at, fmt::format("duplicate listener name '{}'", l.name));
-  std::set<std::string> addresses;
-  for (auto& l : cfg.listeners)
-    if (l.address.port && !addresses.insert(l.address.text()).second)
-      r.failAt(l.at, fmt::format("two listeners on {}", l.address.text()));
+  // Two listeners clash when they would bind one socket: the same port on the same address
+  // (localhost is 127.0.0.1), or on any address when one of them is the wildcard.
+  auto boundAs = [](const config::HostPort& a) {
+    boost::system::error_code ec;
+    auto addr = boost::asio::ip::make_address(a.host == "localhost" ? "127.0.0.1" : a.host, ec);
+    return ec ? std::optional<boost::asio::ip::address>() : std::optional(addr);
+  };
+  for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+    const auto& l = cfg.listeners[i];
+    const auto mine = boundAs(l.address);
+    for (size_t j = 0; mine && l.address.port && j < i; ++j) {
+      const auto& earlier = cfg.listeners[j];
+      const auto theirs = boundAs(earlier.address);
+      if (!theirs || earlier.address.port != l.address.port) continue;
+      if (*mine == *theirs) {
+        r.failAt(l.at, fmt::format("listener '{}' on {} binds the same address as listener '{}' ({})", l.name,
+                                   l.address.text(), earlier.name, earlier.address.text()));
+        break;
+      }
+      if (mine->is_unspecified() || theirs->is_unspecified()) {
+        r.failAt(l.at, fmt::format("listener '{}' on {} overlaps listener '{}' on {}: a wildcard address "
+                                   "takes the port on every address",
+                                   l.name, l.address.text(), earlier.name, earlier.address.text()));
+        break;
+      }
+    }
+  }
   names.clear();
   for (auto& u : cfg.upstreams)
     if (!u.name.empty() && !names.insert(u.name).second)

@@ -158,6 +158,29 @@ TEST(Config, UnknownFieldIsAnError) {
   EXPECT_NE(r.errors[0].message.find("unknown field 'adress'"), std::string::npos);
 }
 
+TEST(Config, ListenersThatWouldBindOneSocketAreRefused) {
+  // `check` passed these and `serve` then blamed "another process" for its own listener.
+  const std::string routes = "routes: [ { name: r, match: { path_prefix: / }, welcome: {} } ]\n";
+  for (const auto& [second, why] : std::vector<std::pair<std::string, std::string>>{
+           {"localhost:18099", "binds the same address as listener 'a' (127.0.0.1:18099)"},
+           {"0.0.0.0:18099", "overlaps listener 'a' on 127.0.0.1:18099"},
+           {"127.0.0.1:18099", "binds the same address"}}) {
+    auto r =
+        loadConfigText("listeners:\n  - { name: a, address: '127.0.0.1:18099' }\n  - { name: b, address: '" +
+                           second + "' }\n" + routes,
+                       "t.yaml");
+    ASSERT_EQ(r.errors.size(), 1u) << second;
+    EXPECT_EQ(r.errors[0].line, 3) << second;
+    EXPECT_NE(r.errors[0].message.find(why), std::string::npos) << r.errors[0].message;
+  }
+  auto apart = loadConfigText(
+      "listeners:\n  - { name: a, address: '127.0.0.1:18099' }\n  - { name: b, address: '127.0.0.2:18099' }\n"
+      "  - { name: c, address: '0.0.0.0:18100' }\n" +
+          routes,
+      "t.yaml");
+  EXPECT_TRUE(apart.errors.empty()) << apart.errors[0].text();
+}
+
 TEST(Config, YamlSyntaxErrorHasLine) {
   auto r = loadConfigText("listeners:\n  - name: a\n    address: [ \n", "t.yaml");
   ASSERT_EQ(r.errors.size(), 1u);

@@ -24,7 +24,8 @@ const Schema<ListenerConfig>& listenerSchema() {
            .member = &ListenerConfig::address,
            .default_text = "",
            .doc = "The host must be an IP address or `localhost` (bound as `127.0.0.1`). Two listeners may "
-                  "not share an address.",
+                  "not bind one socket: the same port on the same address, or on any address when one of "
+                  "them is a wildcard (`0.0.0.0`, `::`).",
            .required = true,
            .what = "listener address",
            .missing = "listener needs an 'address' (host:port)"},
