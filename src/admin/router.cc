@@ -60,8 +60,10 @@ bool Router::matchPath(const Entry& e, const std::vector<std::string_view>& segm
 Router::Match Router::match(std::string_view method, std::string_view path, Params& params) const {
   const auto segments = segmentsOf(path);
   Match m;
+  bool all_open = true;
   for (const auto& e : entries_) {
     if (!matchPath(e, segments, nullptr)) continue;
+    all_open = all_open && e.open;
     if (e.method == method || (method == "HEAD" && e.method == "GET")) {
       matchPath(e, segments, &params);
       m.endpoint = &e.endpoint;
@@ -72,6 +74,7 @@ Router::Match Router::match(std::string_view method, std::string_view path, Para
     m.allow += e.method;
     if (e.method == "GET") m.allow += ", HEAD";
   }
+  m.open = !m.allow.empty() && all_open;  // a wrong method on an open path: its 405 needs no token
   return m;
 }
 

@@ -21,6 +21,8 @@ class Router {
 
   struct Match {
     const Endpoint* endpoint = nullptr;  ///< null: no endpoint for this method and path
+    /// Answered without the token: the endpoint is open, or (no endpoint for this method)
+    /// every endpoint of the path is, so its 405 is too.
     bool open = false;
     std::string allow;  ///< no endpoint but the path exists: the methods it takes ("GET, HEAD")
   };

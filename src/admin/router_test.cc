@@ -31,10 +31,17 @@ TEST(AdminRouter, LiteralsParamsAndMethods) {
   EXPECT_FALSE(m.endpoint);
   EXPECT_EQ(m.allow, "GET, HEAD, DELETE");
   EXPECT_EQ(router.match("GET", "/reload", params).allow, "POST");
+  // A wrong method on an open path is answered (405) without the token; elsewhere not.
+  m = router.match("PUT", "/healthz", params);
+  EXPECT_FALSE(m.endpoint);
+  EXPECT_TRUE(m.open);
+  EXPECT_EQ(m.allow, "GET, HEAD");
+  EXPECT_FALSE(router.match("PUT", "/llm/keys/x", params).open);
   // No such path: nothing allowed.
   m = router.match("GET", "/llm/keys/x/y", params);
   EXPECT_FALSE(m.endpoint);
   EXPECT_TRUE(m.allow.empty());
+  EXPECT_FALSE(m.open);
   EXPECT_FALSE(router.match("GET", "/llm", params).endpoint);
   EXPECT_FALSE(router.match("GET", "/llm/keysx", params).endpoint);
 }

@@ -218,7 +218,7 @@ const Schema<RouteMatch>& matchSchema() {
            .member = {},
            .default_text = "any",
            .doc = "The request method must be one of these. Written in any case; compared in upper case. "
-                  "Empty or absent: any method.",
+                  "`GET` also admits `HEAD`. Empty or absent: any method.",
            .type_text = "list of strings",
            .read = readMethods,
            .show = showMethods},

@@ -243,7 +243,11 @@ Http1Parser::Step Http1Parser::translate(llhttp_errno_t err, const char* data, s
         llhttp_get_error_reason(&parser_) ? llhttp_get_error_reason(&parser_) : llhttp_errno_name(err);
     // 505 only for a well-formed version the gateway does not speak (HTTP/1.2, HTTP/3.0); a
     // malformed request line (HTTP/1, HTTP/01.01, bare CR line ends) is a 400.
-    const bool unsupported = err == HPE_INVALID_VERSION && error_reason_ == "Invalid HTTP version";
+    bool unsupported = err == HPE_INVALID_VERSION && error_reason_ == "Invalid HTTP version";
+    if (err == HPE_PAUSED_H2_UPGRADE) {  // "PRI * HTTP/2.0": HTTP/2 with prior knowledge
+      error_reason_ = "HTTP/2 is not spoken on this listener: send HTTP/1.1";
+      unsupported = true;
+    }
     error_status_ = kind_ == Kind::kResponse ? 502 : unsupported ? 505 : 400;
   }
   return {ParseEvent::kError, 0};

@@ -142,6 +142,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"space_before_colon", "GET / HTTP/1.1\r\nHost : h\r\n\r\n", 400},
         BadCase{"bad_version", "GET / HTTP/9.9\r\n\r\n", 505},
         BadCase{"http_2_over_1", "GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505},
+        // HTTP/2's connection preface (prior knowledge): 505, not 400 "Pause on PRI/Upgrade".
+        BadCase{"http_2_preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505},
         // Malformed request lines are 400, not 505 (RFC 9112 3).
         BadCase{"version_without_minor", "GET / HTTP/1\r\nHost: h\r\n\r\n", 400},
         BadCase{"version_leading_zero", "GET / HTTP/01.01\r\nHost: h\r\n\r\n", 400},

@@ -36,10 +36,19 @@ std::vector<std::string> splitSegments(std::string_view path) {
 
 bool isCapture(std::string_view seg) { return seg.size() >= 2 && seg.front() == '{' && seg.back() == '}'; }
 
+}  // namespace
+
+bool methodListed(std::span<const std::string> methods, std::string_view method) {
+  for (const auto& m : methods)
+    if (m == method || (method == "HEAD" && m == "GET")) return true;
+  return false;
+}
+
+namespace {
+
 bool conditionsHold(const CompiledRoute& r, const RequestHead& request) {
   const auto& m = r.config->match;
-  if (!m.methods.empty() && std::find(m.methods.begin(), m.methods.end(), request.method) == m.methods.end())
-    return false;
+  if (!m.methods.empty() && !methodListed(m.methods, request.method)) return false;
   for (const auto& [name, value] : m.headers) {
     const Header* h = request.headers.find(name);
     if (!h || h->value != value) return false;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -69,5 +70,9 @@ class Router {
 
 /// "Host: Example.COM:8080" → "example.com" (lower case, port removed, IPv6 brackets kept).
 std::string normaliseHost(std::string_view host);
+
+/// `method` is in a route's `methods` (upper case); GET also admits HEAD, as nginx's does, so a
+/// HEAD cannot fall past a GET route (and its filters) to a broader one.
+bool methodListed(std::span<const std::string> methods, std::string_view method);
 
 }  // namespace ganglion::http

@@ -41,6 +41,7 @@ routes:
   - { name: user, match: { path: "/users/{id}" }, upstream: u }
   - { name: user-posts, match: { path: "/users/{id}/posts" }, upstream: u }
   - { name: post-only, match: { path_prefix: /api, methods: [ POST ] }, upstream: u }
+  - { name: get-only, match: { path_prefix: /reports, methods: [ GET ] }, upstream: u }
   - { name: v2-header, match: { path_prefix: /api, headers: { x-version: "2" } }, upstream: u }
   - { name: wild, match: { host: "*.example.com" }, upstream: u }
   - { name: wild-deep, match: { host: "*.eu.example.com" }, upstream: u }
@@ -60,6 +61,11 @@ TEST(Router, PriorityRules) {
   EXPECT_EQ(routeFor(router, "GET", "/users/", "x"), "catchall");
   EXPECT_EQ(routeFor(router, "GET", "/users/42/other", "x"), "catchall");
   EXPECT_EQ(routeFor(router, "POST", "/api/x", "x"), "post-only");
+  // GET admits HEAD: a HEAD used to fall past the GET route (and its filters) to the catch-all.
+  EXPECT_EQ(routeFor(router, "GET", "/reports/q", "x"), "get-only");
+  EXPECT_EQ(routeFor(router, "HEAD", "/reports/q", "x"), "get-only");
+  EXPECT_EQ(routeFor(router, "POST", "/reports/q", "x"), "catchall");
+  EXPECT_EQ(routeFor(router, "HEAD", "/api/x", "x"), "api");  // POST admits no HEAD
   EXPECT_EQ(routeFor(router, "GET", "/api/x", "x", {{"X-Version", "2"}}), "v2-header");
   EXPECT_EQ(routeFor(router, "GET", "/api/x", "x", {{"X-Version", "3"}}), "api");
   EXPECT_EQ(routeFor(router, "GET", "/", "a.example.com"), "wild");
@@ -111,7 +117,8 @@ const CompiledRoute* scan(const Router& router, const http::RequestHead& req) {
     if (r.path_kind == CompiledRoute::PathKind::kPrefix && !path.starts_with(r.path)) continue;
     if (r.path_kind == CompiledRoute::PathKind::kTemplate && !scanTemplate(r, path)) continue;
     const auto& m = r.config->match;
-    if (!m.methods.empty() && std::find(m.methods.begin(), m.methods.end(), req.method) == m.methods.end())
+    if (!m.methods.empty() && std::find(m.methods.begin(), m.methods.end(), req.method) == m.methods.end() &&
+        !(req.method == "HEAD" && std::find(m.methods.begin(), m.methods.end(), "GET") != m.methods.end()))
       continue;
     bool ok = true;
     for (const auto& [name, value] : m.headers) {

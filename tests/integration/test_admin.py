@@ -97,6 +97,11 @@ class AdminTest(unittest.TestCase):
     def test_healthz_needs_no_token(self):
         r = self.admin("GET", "/healthz", token=None)
         self.assertEqual(r.status, 200)
+        # Its wrong methods get the documented 405 with Allow, not a 401.
+        r = self.admin("PUT", "/healthz", token=None)
+        self.assertEqual(r.status, 405)
+        self.assertEqual(r.headers.get("allow"), "GET, HEAD")
+        self.assertEqual(self.admin("PUT", "/config", token=None).status, 401)
 
     def test_protected_endpoints(self):
         for path in ("/ready", "/metrics", "/config"):
