@@ -10,6 +10,7 @@ import http.client
 import http.server
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -31,14 +32,41 @@ LOCALHOST = "127.0.0.1"
 # small utilities
 # --------------------------------------------------------------------------
 
-def free_port():
-    """A loopback TCP port that was free a moment ago."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def _ephemeral_low():
     try:
-        s.bind((LOCALHOST, 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
+_handed_out = set()
+_port_rng = random.Random(os.getpid() ^ time.time_ns())
+
+
+def free_port():
+    """A loopback TCP port that was free a moment ago, chosen below the kernel's ephemeral
+    range. A port from bind(0) is an ephemeral one, which every outgoing connection on the box
+    may take as its source port: under `ctest -j2` one was taken that way between the test
+    picking it and the gateway binding it ("already in use by another process"). Ports are
+    drawn at random and never handed out twice by one process."""
+    low = 10000
+    high = max(low + 1000, _EPHEMERAL_LOW)
+    for _ in range(500):
+        port = _port_rng.randrange(low, high)
+        if port in _handed_out:
+            continue
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((LOCALHOST, port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free loopback port below %d" % high)
 
 
 def render(template, **values):
