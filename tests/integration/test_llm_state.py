@@ -47,6 +47,19 @@ def chat_body(text="echo: a b c", max_tokens=5):
                        "messages": [{"role": "user", "content": text}]})
 
 
+
+def slowest_health_answer(test, gw, seconds, pause):
+    """Polls the admin API's /healthz for `seconds`; the longest answer, in seconds (each
+    must be a 200): how long something else held the admin API's thread."""
+    slowest = 0.0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        test.assertEqual(gw.admin("GET", "/healthz").status, 200)
+        slowest = max(slowest, time.monotonic() - started)
+        time.sleep(pause)
+    return slowest
+
 class StateCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -170,13 +183,7 @@ class SqliteSpendTest(StateCase):
             holder.execute("BEGIN EXCLUSIVE")
             try:
                 self.assertEqual(self.call(gw).status, 200)  # a delta for the next flush
-                slowest = 0.0
-                deadline = time.monotonic() + 3
-                while time.monotonic() < deadline:
-                    started = time.monotonic()
-                    self.assertEqual(gw.admin("GET", "/healthz").status, 200)
-                    slowest = max(slowest, time.monotonic() - started)
-                    time.sleep(0.05)
+                slowest = slowest_health_answer(self, gw, seconds=3, pause=0.05)
             finally:
                 holder.execute("ROLLBACK")
                 holder.close()
@@ -414,13 +421,7 @@ class RedisSharedLimitsTest(unittest.TestCase):
         try:
             reader.start()
             time.sleep(0.1)
-            slowest = 0.0
-            deadline = time.monotonic() + 1.5
-            while time.monotonic() < deadline:
-                started = time.monotonic()
-                self.assertEqual(gw.admin("GET", "/healthz").status, 200)
-                slowest = max(slowest, time.monotonic() - started)
-                time.sleep(0.02)
+            slowest = slowest_health_answer(self, gw, seconds=1.5, pause=0.02)
         finally:
             stop.set()
             reader.join()
