@@ -2,9 +2,10 @@
 
 #include <fmt/format.h>
 
-#include <boost/asio/ip/address.hpp>
 #include <optional>
 #include <string_view>
+
+#include "net/host_address.h"
 
 namespace ganglion::admin {
 
@@ -50,13 +51,6 @@ const Schema<AdminConfig>& adminSchema() {
 
 namespace {
 
-bool isLoopbackHost(const std::string& host) {
-  if (host == "localhost") return true;
-  boost::system::error_code ec;
-  auto addr = boost::asio::ip::make_address(host, ec);
-  return !ec && addr.is_loopback();
-}
-
 /// Why an admin token is too easy to guess, or nullopt: at least 16 characters, printable
 /// with no spaces, and at least 8 distinct ones ("x", blanks or "aaaa..." are refused).
 std::optional<std::string> weakTokenReason(std::string_view token) {
@@ -82,7 +76,8 @@ void readAdmin(config::Reader& r, const config::Node& n, AdminConfig& admin) {
   admin.enabled = true;
   readFields(adminSchema(), n, admin, r);
   if (auto v = n["address"]; v.IsDefined()) {
-    admin.remote = !isLoopbackHost(admin.address.host);
+    const auto ip = net::bindAddressOf(admin.address.host);
+    admin.remote = !(ip && ip->is_loopback());
     if (admin.remote && !admin.allow_remote)
       r.fail(v, "admin address must be loopback unless 'allow_remote: true' is set");
   }

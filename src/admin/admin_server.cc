@@ -11,6 +11,7 @@
 
 #include "base/strings.h"
 #include "loop/pools.h"
+#include "net/host_address.h"
 
 namespace ganglion::admin {
 
@@ -87,10 +88,10 @@ void AdminServer::addEndpoints() {
 
 Result<void> AdminServer::start(const config::HostPort& address, std::string token, int inherited_fd) {
   token_ = std::move(token);
+  auto addr = net::bindAddressOf(address.host);
+  if (!addr) return Error(fmt::format("admin address '{}' is not an IP address", address.host));
+  asio::ip::tcp::endpoint endpoint(*addr, address.port);
   boost::system::error_code ec;
-  auto addr = asio::ip::make_address(address.host == "localhost" ? "127.0.0.1" : address.host, ec);
-  if (ec) return Error(fmt::format("admin address '{}' is not an IP address", address.host));
-  asio::ip::tcp::endpoint endpoint(addr, address.port);
   if (inherited_fd >= 0) {
     acceptor_.assign(endpoint.protocol(), inherited_fd, ec);
     if (ec)

@@ -4,7 +4,6 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include <boost/asio/ip/address.hpp>
 #include <boost/json/value.hpp>
 #include <cstdlib>
 #include <filesystem>
@@ -22,6 +21,7 @@
 #include "http/filter.h"
 #include "http/path.h"
 #include "llm/llm_schema.h"
+#include "net/host_address.h"
 #include "net/tls_config.h"
 #include "server/config_sections.h"
 #include "server/listener_config.h"
@@ -167,17 +167,12 @@ void validateReferences(Reader& r, Config& cfg) {
       r.failAt(l.at, fmt::format("duplicate listener name '{}'", l.name));
   // Two listeners clash when they would bind one socket: the same port on the same address
   // (localhost is 127.0.0.1), or on any address when one of them is the wildcard.
-  auto boundAs = [](const config::HostPort& a) {
-    boost::system::error_code ec;
-    auto addr = boost::asio::ip::make_address(a.host == "localhost" ? "127.0.0.1" : a.host, ec);
-    return ec ? std::optional<boost::asio::ip::address>() : std::optional(addr);
-  };
   for (size_t i = 0; i < cfg.listeners.size(); ++i) {
     const auto& l = cfg.listeners[i];
-    const auto mine = boundAs(l.address);
+    const auto mine = net::bindAddressOf(l.address.host);
     for (size_t j = 0; mine && l.address.port && j < i; ++j) {
       const auto& earlier = cfg.listeners[j];
-      const auto theirs = boundAs(earlier.address);
+      const auto theirs = net::bindAddressOf(earlier.address.host);
       if (!theirs || earlier.address.port != l.address.port) continue;
       if (*mine == *theirs) {
         r.failAt(l.at, fmt::format("listener '{}' on {} binds the same address as listener '{}' ({})", l.name,

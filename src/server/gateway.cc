@@ -33,6 +33,7 @@
 #include "llm/shared_limits.h"
 #include "loop/pools.h"
 #include "loop/worker.h"
+#include "net/host_address.h"
 #include "server/binary_upgrade.h"
 #include "server/config_loader.h"
 #include "server/handler_table.h"
@@ -98,10 +99,9 @@ http::ListenerLimits limitsOf(const ListenerConfig& l) {
 /// A TCP socket bound to `address` (SO_REUSEADDR: TIME_WAIT leftovers are fine; with `share`
 /// also SO_REUSEPORT), or why not.
 ganglion::Result<int> bindTcp(const HostPort& address, bool share) {
-  boost::system::error_code ec;
-  auto addr = asio::ip::make_address(address.host == "localhost" ? "127.0.0.1" : address.host, ec);
-  if (ec) return ganglion::Error{fmt::format("listener address '{}' is not an IP address", address.host)};
-  tcp::endpoint endpoint(addr, address.port);
+  auto addr = net::bindAddressOf(address.host);
+  if (!addr) return ganglion::Error{fmt::format("listener address '{}' is not an IP address", address.host)};
+  tcp::endpoint endpoint(*addr, address.port);
   int fd = ::socket(endpoint.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return ganglion::Error{fmt::format("socket(): {}", std::strerror(errno))};
   int one = 1;
