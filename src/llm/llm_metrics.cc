@@ -50,19 +50,20 @@ void LlmMetrics::render(std::string& out) const {
     estimated += fmt::format("ganglion_llm_usage_estimated_total{{{}}} {}\n", labels, est);
     hits += fmt::format("ganglion_llm_cache_hits_total{{{}}} {}\n", labels, hit);
   }
-  out += "# HELP ganglion_llm_calls_total LLM calls by outcome.\n# TYPE ganglion_llm_calls_total counter\n" +
-         calls;
-  out +=
-      "# HELP ganglion_llm_tokens_total Tokens as the provider reported them (or as estimated), by kind.\n";
-  out += "# TYPE ganglion_llm_tokens_total counter\n" + tokens;
-  out += "# HELP ganglion_llm_cost_usd_total Spend at the configured or built-in prices (exact decimal).\n";
-  out += "# TYPE ganglion_llm_cost_usd_total counter\n" + cost;
-  out +=
-      "# HELP ganglion_llm_usage_estimated_total Calls whose usage the gateway estimated (client hung up, "
-      "stream broke).\n";
-  out += "# TYPE ganglion_llm_usage_estimated_total counter\n" + estimated;
-  out += "# HELP ganglion_llm_cache_hits_total Answers served from the response cache.\n";
-  out += "# TYPE ganglion_llm_cache_hits_total counter\n" + hits;
+  telemetry::appendFamilyHead(out, "ganglion_llm_calls_total", "counter", "LLM calls by outcome.");
+  out += calls;
+  telemetry::appendFamilyHead(out, "ganglion_llm_tokens_total", "counter",
+                              "Tokens as the provider reported them (or as estimated), by kind.");
+  out += tokens;
+  telemetry::appendFamilyHead(out, "ganglion_llm_cost_usd_total", "counter",
+                              "Spend at the configured or built-in prices (exact decimal).");
+  out += cost;
+  telemetry::appendFamilyHead(out, "ganglion_llm_usage_estimated_total", "counter",
+                              "Calls whose usage the gateway estimated (client hung up, stream broke).");
+  out += estimated;
+  telemetry::appendFamilyHead(out, "ganglion_llm_cache_hits_total", "counter",
+                              "Answers served from the response cache.");
+  out += hits;
 }
 
 }  // namespace ganglion::llm

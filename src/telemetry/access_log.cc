@@ -133,10 +133,9 @@ void AccessLog::stop() {
 }
 
 void AccessLog::render(std::string& out) const {
-  out +=
-      "# HELP ganglion_access_log_dropped_total Access records dropped because the writer fell behind.\n"
-      "# TYPE ganglion_access_log_dropped_total counter\n"
-      "ganglion_access_log_dropped_total ";
+  appendFamilyHead(out, "ganglion_access_log_dropped_total", "counter",
+                   "Access records dropped because the writer fell behind.");
+  out += "ganglion_access_log_dropped_total ";
   out += std::to_string(dropped());
   out += '\n';
 }

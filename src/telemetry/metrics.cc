@@ -31,6 +31,10 @@ std::string labelValue(std::string_view s) {
   return out;
 }
 
+void appendFamilyHead(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+  out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
 namespace {
 
 constexpr const char* kClassNames[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -71,48 +75,40 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
     for (auto* w : workers) total += getter(*w).get();
     return total;
   };
-  out += "# HELP ganglion_config_version Version of the config snapshot being served.\n";
-  out += "# TYPE ganglion_config_version gauge\n";
+  appendFamilyHead(out, "ganglion_config_version", "gauge", "Version of the config snapshot being served.");
   out += fmt::format("ganglion_config_version {}\n", info.config_version);
-  out += "# HELP ganglion_config_reloads_total Reloads attempted (SIGHUP and POST /reload), by result.\n";
-  out += "# TYPE ganglion_config_reloads_total counter\n";
+  appendFamilyHead(out, "ganglion_config_reloads_total", "counter",
+                   "Reloads attempted (SIGHUP and POST /reload), by result.");
   out += fmt::format("ganglion_config_reloads_total{{result=\"ok\"}} {}\n", info.reloads_ok);
   out += fmt::format("ganglion_config_reloads_total{{result=\"failed\"}} {}\n", info.reloads_failed);
-  out += "# HELP ganglion_start_time_seconds Process start time, Unix seconds.\n";
-  out += "# TYPE ganglion_start_time_seconds gauge\n";
+  appendFamilyHead(out, "ganglion_start_time_seconds", "gauge", "Process start time, Unix seconds.");
   out += fmt::format("ganglion_start_time_seconds {:.3f}\n", info.start_time_seconds);
-  out += "# HELP ganglion_workers Number of worker threads.\n";
-  out += "# TYPE ganglion_workers gauge\n";
+  appendFamilyHead(out, "ganglion_workers", "gauge", "Number of worker threads.");
   out += fmt::format("ganglion_workers {}\n", workers.size());
-  out += "# HELP ganglion_connections_total Client connections accepted.\n";
-  out += "# TYPE ganglion_connections_total counter\n";
+  appendFamilyHead(out, "ganglion_connections_total", "counter", "Client connections accepted.");
   out += fmt::format("ganglion_connections_total {}\n",
                      sum([](WorkerStats& w) -> Counter& { return w.connections_total; }));
-  out += "# HELP ganglion_connections_active Client connections open now.\n";
-  out += "# TYPE ganglion_connections_active gauge\n";
+  appendFamilyHead(out, "ganglion_connections_active", "gauge", "Client connections open now.");
   out += fmt::format("ganglion_connections_active {}\n",
                      sum([](WorkerStats& w) -> Counter& { return w.connections_active; }));
-  out += "# HELP ganglion_http_requests_total Request heads parsed, including those then refused.\n";
-  out += "# TYPE ganglion_http_requests_total counter\n";
+  appendFamilyHead(out, "ganglion_http_requests_total", "counter",
+                   "Request heads parsed, including those then refused.");
   out += fmt::format("ganglion_http_requests_total {}\n",
                      sum([](WorkerStats& w) -> Counter& { return w.requests_total; }));
-  out += "# HELP ganglion_tls_handshake_failures_total Client TLS handshakes that failed or timed out.\n";
-  out += "# TYPE ganglion_tls_handshake_failures_total counter\n";
+  appendFamilyHead(out, "ganglion_tls_handshake_failures_total", "counter",
+                   "Client TLS handshakes that failed or timed out.");
   out += fmt::format("ganglion_tls_handshake_failures_total {}\n",
                      sum([](WorkerStats& w) -> Counter& { return w.tls_handshake_failures; }));
-  out +=
-      "# HELP ganglion_connections_refused_per_ip_total Connections closed at accept: their client address "
-      "held max_connections_per_ip already.\n";
-  out += "# TYPE ganglion_connections_refused_per_ip_total counter\n";
+  appendFamilyHead(out, "ganglion_connections_refused_per_ip_total", "counter",
+                   "Connections closed at accept: their client address held max_connections_per_ip already.");
   out += fmt::format("ganglion_connections_refused_per_ip_total {}\n",
                      sum([](WorkerStats& w) -> Counter& { return w.connections_refused_per_ip; }));
-  out +=
-      "# HELP ganglion_headers_dropped_total Request header fields dropped for an underscore in the name.\n";
-  out += "# TYPE ganglion_headers_dropped_total counter\n";
+  appendFamilyHead(out, "ganglion_headers_dropped_total", "counter",
+                   "Request header fields dropped for an underscore in the name.");
   out += fmt::format("ganglion_headers_dropped_total {}\n",
                      sum([](WorkerStats& w) -> Counter& { return w.headers_dropped; }));
-  out += "# HELP ganglion_client_errors_total Requests refused for protocol violations or timeouts.\n";
-  out += "# TYPE ganglion_client_errors_total counter\n";
+  appendFamilyHead(out, "ganglion_client_errors_total", "counter",
+                   "Requests refused for protocol violations or timeouts.");
   static constexpr const char* kErrNames[] = {"400", "408", "413", "414", "431", "other"};
   for (size_t i = 0; i < 6; ++i) {
     uint64_t total = 0;
@@ -120,8 +116,8 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
     out += fmt::format("ganglion_client_errors_total{{status=\"{}\"}} {}\n", kErrNames[i], total);
   }
 
-  out += "# HELP ganglion_requests_total Requests answered, by route and status class.\n";
-  out += "# TYPE ganglion_requests_total counter\n";
+  appendFamilyHead(out, "ganglion_requests_total", "counter",
+                   "Requests answered, by route and status class.");
   std::string histograms;
   forEachNamed<RequestStats>(workers, &WorkerStats::routes, [&](const std::string& name, auto& list) {
     std::string labels = fmt::format("route=\"{}\"", labelValue(name));
@@ -134,15 +130,13 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
     for (auto* s : list) hs.push_back(&s->latency);
     renderHistogram(histograms, "ganglion_request_duration_seconds", labels, hs);
   });
-  out +=
-      "# HELP ganglion_request_duration_seconds From the first byte of the request head to the end of the "
-      "response, by route.\n";
-  out += "# TYPE ganglion_request_duration_seconds histogram\n" + histograms;
+  appendFamilyHead(out, "ganglion_request_duration_seconds", "histogram",
+                   "From the first byte of the request head to the end of the response, by route.");
+  out += histograms;
 
   histograms.clear();
-  out +=
-      "# HELP ganglion_upstream_requests_total Response heads received from the upstream, by status class.\n";
-  out += "# TYPE ganglion_upstream_requests_total counter\n";
+  appendFamilyHead(out, "ganglion_upstream_requests_total", "counter",
+                   "Response heads received from the upstream, by status class.");
   std::string failures, retries_text, opened_text, stale_text;
   forEachNamed<UpstreamStats>(workers, &WorkerStats::upstreams, [&](const std::string& name, auto& list) {
     std::string labels = fmt::format("upstream=\"{}\"", labelValue(name));
@@ -174,23 +168,21 @@ std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const Pro
     for (auto* s : list) hs.push_back(&s->latency);
     renderHistogram(histograms, "ganglion_upstream_duration_seconds", labels, hs);
   });
-  out +=
-      "# HELP ganglion_upstream_failures_total Failed upstream attempts, by reason (connect, timeout, "
-      "protocol).\n";
-  out += "# TYPE ganglion_upstream_failures_total counter\n" + failures;
-  out += "# HELP ganglion_upstream_retries_total Upstream attempts after the first.\n";
-  out += "# TYPE ganglion_upstream_retries_total counter\n" + retries_text;
-  out +=
-      "# HELP ganglion_upstream_connections_opened_total New connections opened to the upstream's targets.\n";
-  out += "# TYPE ganglion_upstream_connections_opened_total counter\n" + opened_text;
-  out +=
-      "# HELP ganglion_upstream_stale_connections_total Pooled connections the upstream had closed, "
-      "dropped before use or retried on a fresh connection.\n";
-  out += "# TYPE ganglion_upstream_stale_connections_total counter\n" + stale_text;
-  out +=
-      "# HELP ganglion_upstream_duration_seconds From the start of forwarding to the upstream's response "
-      "head.\n";
-  out += "# TYPE ganglion_upstream_duration_seconds histogram\n" + histograms;
+  appendFamilyHead(out, "ganglion_upstream_failures_total", "counter",
+                   "Failed upstream attempts, by reason (connect, timeout, protocol).");
+  out += failures;
+  appendFamilyHead(out, "ganglion_upstream_retries_total", "counter", "Upstream attempts after the first.");
+  out += retries_text;
+  appendFamilyHead(out, "ganglion_upstream_connections_opened_total", "counter",
+                   "New connections opened to the upstream's targets.");
+  out += opened_text;
+  appendFamilyHead(
+      out, "ganglion_upstream_stale_connections_total", "counter",
+      "Pooled connections the upstream had closed, dropped before use or retried on a fresh connection.");
+  out += stale_text;
+  appendFamilyHead(out, "ganglion_upstream_duration_seconds", "histogram",
+                   "From the start of forwarding to the upstream's response head.");
+  out += histograms;
 
   return out;
 }

@@ -110,6 +110,10 @@ class MetricsSource {
 /// `s` as a Prometheus label value: backslash, double quote and line feed escaped.
 std::string labelValue(std::string_view s);
 
+/// A family's `# HELP` and `# TYPE` lines, which go before its samples (every family has
+/// both). `type`: counter, gauge or histogram. Any thread.
+void appendFamilyHead(std::string& out, std::string_view name, std::string_view type, std::string_view help);
+
 /// Renders Prometheus text exposition format. Admin thread.
 std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const ProcessInfo& info);
 

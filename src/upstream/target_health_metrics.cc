@@ -5,14 +5,11 @@
 namespace ganglion::upstream {
 
 void TargetHealthMetrics::render(std::string& out) const {
-  out +=
-      "# HELP ganglion_upstream_target_up 1 when the target takes traffic (health checks pass, not "
-      "ejected).\n"
-      "# TYPE ganglion_upstream_target_up gauge\n";
-  std::string ejections =
-      "# HELP ganglion_upstream_target_ejections_total Times the target was ejected by outlier "
-      "detection.\n"
-      "# TYPE ganglion_upstream_target_ejections_total counter\n";
+  telemetry::appendFamilyHead(out, "ganglion_upstream_target_up", "gauge",
+                              "1 when the target takes traffic (health checks pass, not ejected).");
+  std::string ejections;
+  telemetry::appendFamilyHead(ejections, "ganglion_upstream_target_ejections_total", "counter",
+                              "Times the target was ejected by outlier detection.");
   if (upstreams_) {
     const int64_t now_ms = steadyMillis();
     for (const auto& up : *upstreams_) {
