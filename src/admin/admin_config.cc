@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <boost/json/parse.hpp>
 #include <optional>
 #include <string_view>
 
@@ -10,6 +11,15 @@
 namespace ganglion::admin {
 
 using namespace config;
+
+namespace {
+
+boost::json::value showConsole(const AdminConfig& admin) {
+  if (admin.console_shown.empty()) return nullptr;
+  return boost::json::parse(admin.console_shown);
+}
+
+}  // namespace
 
 const Schema<AdminConfig>& adminSchema() {
   static const Schema<AdminConfig> schema{
@@ -43,6 +53,15 @@ const Schema<AdminConfig>& adminSchema() {
                   "the start log warns that the token and everything the API shows cross the network in "
                   "clear text (`WARNING: the admin API on 0.0.0.0:9901 is reachable beyond this host in "
                   "clear text: ...`). Prefer an SSH tunnel or a TLS-terminating proxy."},
+          {.name = "console",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "none",
+           .doc = "`{ root: DIR, ... }` (the fields of a route's [`static`](#static-files)): the web "
+                  "console's files, served at `/console/` on the admin address without the token (the "
+                  "page asks for it before it calls the API). `/console` redirects to `/console/`.",
+           .type_text = "map",
+           .show = showConsole},
       },
       {},
   };
@@ -81,6 +100,7 @@ void readAdmin(config::Reader& r, const config::Node& n, AdminConfig& admin) {
     if (admin.remote && !admin.allow_remote)
       r.fail(v, "admin address must be loopback unless 'allow_remote: true' is set");
   }
+  if (auto v = n["console"]; v.IsDefined()) admin.console = http::readStaticSite(r, v, admin.console_shown);
   if (admin.token.empty()) {
     if (n["token"].IsDefined()) r.fail(n, "admin needs a non-empty 'token' (use ${GANGLION_ADMIN_TOKEN})");
     return;

@@ -1,12 +1,15 @@
-// The `admin` section: where the admin API listens and the token it asks for. Read by the
+// The `admin` section: where the admin API listens, the token it asks for, and the console's
+// files. Read by the
 // composition's loader (main thread, or the blocking pool for POST /config/check).
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "config/config.h"
 #include "config/reader.h"
 #include "config/schema.h"
+#include "http/static_site.h"
 
 namespace ganglion::admin {
 
@@ -16,6 +19,9 @@ struct AdminConfig {
   std::string token;          ///< secret: never logged, redacted in /config
   bool allow_remote = false;  ///< as written: a non-loopback address is allowed
   bool remote = false;        ///< allowed and bound beyond loopback (in clear text: the start log warns)
+  /// `console`: files served at /console/ without the token (the web console's assets).
+  std::shared_ptr<const http::StaticSite> console;
+  std::string console_shown;  ///< for GET /config: the `console` map as read (JSON text)
 };
 
 /// `admin`'s fields (the loopback rule and the token's strength are checked by readAdmin).

@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "base/strings.h"
+#include "http/static_files.h"
 #include "loop/pools.h"
 #include "net/host_address.h"
 
@@ -181,6 +182,18 @@ http::Task<void> AdminServer::handle(http::ServerConnection& conn) {
   request.path = head.path();
   if (size_t q = head.target.find('?'); q != std::string::npos)
     request.query = std::string_view(head.target).substr(q + 1);
+  // The console's files need no token: the page asks for it before it calls the API.
+  if (console_ && (request.path == "/console" || request.path.starts_with("/console/"))) {
+    if (request.path == "/console") {
+      http::HeaderList location;
+      location.add("Location", request.query.empty() ? std::string("/console/")
+                                                     : "/console/?" + std::string(request.query));
+      co_return co_await conn.sendError(301, "moved", "the console is at /console/", &location);
+    }
+    // The site outlives the request even if a reload replaces it meanwhile.
+    const std::shared_ptr<const http::StaticSite> console = console_;
+    co_return co_await http::serveStaticFile(conn, *console, request.path.substr(8), nullptr);
+  }
   const Router::Match m = router_.match(request.method, request.path, request.params);
   // Without the token nothing but the open endpoints answers, not even which paths exist.
   if (!m.open && !authorised(head.headers)) {

@@ -18,6 +18,7 @@
 #include "admin/router.h"
 #include "config/config.h"
 #include "http/server_connection.h"
+#include "http/static_site.h"
 #include "loop/worker.h"
 #include "telemetry/metrics.h"
 
@@ -50,6 +51,9 @@ class AdminServer final : public http::RequestHandler {
   /// The listening socket, to hand down in a binary upgrade.
   int nativeHandle() { return acceptor_.is_open() ? acceptor_.native_handle() : -1; }
   void setToken(std::string token) { token_ = std::move(token); }
+  /// The console's files (admin.console), or null for none; set at start and each reload.
+  /// Main thread.
+  void setConsole(std::shared_ptr<const http::StaticSite> console) { console_ = std::move(console); }
   /// Stops accepting and closes the open admin connections (each ends on the loop's next
   /// turns). Main thread.
   void stop();
@@ -71,6 +75,7 @@ class AdminServer final : public http::RequestHandler {
   AdminApi api_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::string token_;
+  std::shared_ptr<const http::StaticSite> console_;
   Router router_;
   http::ListenerLimits limits_;
   telemetry::WorkerStats stats_;  ///< the admin connections' own counters (not in /metrics)

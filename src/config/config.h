@@ -21,7 +21,8 @@
 
 namespace ganglion::http {
 class Filter;
-}
+class StaticSite;
+}  // namespace ganglion::http
 
 namespace ganglion::config {
 
@@ -61,6 +62,9 @@ struct RouteConfig {
   std::string upstream;               ///< empty when `llm` is set
   std::optional<LlmRouteConfig> llm;  ///< set: the route serves the LLM API
   bool welcome = false;               ///< set: the route answers with the welcome page
+  /// Set: the route serves files from this directory (`static:`); shared by every worker.
+  std::shared_ptr<const http::StaticSite> static_files;
+  std::string static_shown;  ///< for GET /config: the `static` map as read (JSON text)
   bool implicit = false;  ///< added by the gateway (the LLM API on /v1/); ranked after every explicit route
   Millis timeout{0};      ///< whole exchange with the upstream; 0: no limit
   Millis first_byte_timeout{60'000};  ///< until the upstream's response head

@@ -57,6 +57,9 @@ class Reader {
   /// Longer messages (a value quoted in full) are cut to this many bytes.
   static constexpr size_t kMaxMessageBytes = 512;
 
+  /// The file being read, as the errors name it.
+  const std::string& file() const { return file_; }
+
   void fail(const config::Node& at, std::string message) { add(at.line(), at.path(), std::move(message)); }
   void failAt(const config::Place& at, std::string message) { add(at.line, at.path, std::move(message)); }
 

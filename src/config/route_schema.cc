@@ -174,6 +174,11 @@ json::value showWelcome(const RouteConfig& rt) {
   return json::object{};
 }
 
+json::value showStatic(const RouteConfig& rt) {
+  if (rt.static_shown.empty()) return nullptr;
+  return json::parse(rt.static_shown);
+}
+
 json::value showFilters(const RouteConfig& rt) {
   json::array out;
   for (const auto& shown : rt.filters_shown) out.push_back(json::parse(shown));
@@ -262,7 +267,7 @@ const Schema<RouteConfig>& routeSchema() {
           {.name = "upstream",
            .kind = FieldKind::kCustom,
            .member = {},
-           .default_text = "required, unless `llm` or `welcome` is set",
+           .default_text = "required, unless `llm`, `static` or `welcome` is set",
            .doc = "Name of an upstream defined in `upstreams`.",
            .type_text = "string",
            .show = showUpstream},
@@ -271,9 +276,17 @@ const Schema<RouteConfig>& routeSchema() {
            .member = {},
            .default_text = "none",
            .doc = "`{}` or `{ auth: none }`: the route serves the LLM API instead of forwarding; see [LLM "
-                  "routes](#llm-routes). A route has one of `upstream`, `llm` and `welcome`.",
+                  "routes](#llm-routes). A route has one of `upstream`, `llm`, `static` and `welcome`.",
            .type_text = "map",
            .show = showLlm},
+          {.name = "static",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "none",
+           .doc = "`{ root: DIR }`: the route serves the files under `DIR` (GET and HEAD) instead of "
+                  "forwarding; see [Static files](#static-files).",
+           .type_text = "map",
+           .show = showStatic},
           {.name = "welcome",
            .kind = FieldKind::kCustom,
            .member = {},

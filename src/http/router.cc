@@ -260,4 +260,22 @@ const CompiledRoute* Router::match(const RequestHead& request) const {
   return implicit_->match(path, request);
 }
 
+std::string rewriteTarget(const http::RequestHead& req, const CompiledRoute& route) {
+  const auto& rewrite = route.config->rewrite_path_prefix;
+  std::string_view target = req.target;
+  if (!rewrite) return std::string(target);
+  std::string_view path = req.path();
+  std::string_view rest = path;
+  if (route.path_kind == CompiledRoute::PathKind::kPrefix)
+    rest.remove_prefix(route.path.size());
+  else
+    rest = {};
+  std::string out = *rewrite;
+  if (!rest.empty() && !out.empty() && out.back() == '/' && rest.front() == '/') out.pop_back();
+  out += rest;
+  if (out.empty()) out.push_back('/');
+  out += target.substr(path.size());  // the query, if any
+  return out;
+}
+
 }  // namespace ganglion::http

@@ -75,4 +75,8 @@ std::string normaliseHost(std::string_view host);
 /// HEAD cannot fall past a GET route (and its filters) to a broader one.
 bool methodListed(std::span<const std::string> methods, std::string_view method);
 
+/// The request target after `route`'s rewrite (docs/configuration.md "Rewrite"), with the
+/// query kept; the target itself when the route has none. Worker thread.
+std::string rewriteTarget(const RequestHead& req, const CompiledRoute& route);
+
 }  // namespace ganglion::http

@@ -1,6 +1,6 @@
 // The terminal-handler seam: what serves a request once the connection manager has routed it
-// and the route's filters let it through (the proxy, the LLM API, the welcome page; later the
-// admin API, static files and device ingest). The rows of the table live in the composition
+// and the route's filters let it through (the proxy, the LLM API, the welcome page, static
+// files; later device ingest). The rows of the table live in the composition
 // (server/handler_table.h); each route names its row (CompiledRoute::action).
 #pragma once
 

@@ -6,24 +6,6 @@
 
 namespace ganglion::proxy {
 
-std::string rewriteTarget(const http::RequestHead& req, const CompiledRoute& route) {
-  const auto& rewrite = route.config->rewrite_path_prefix;
-  std::string_view target = req.target;
-  if (!rewrite) return std::string(target);
-  std::string_view path = req.path();
-  std::string_view rest = path;
-  if (route.path_kind == CompiledRoute::PathKind::kPrefix)
-    rest.remove_prefix(route.path.size());
-  else
-    rest = {};
-  std::string out = *rewrite;
-  if (!rest.empty() && !out.empty() && out.back() == '/' && rest.front() == '/') out.pop_back();
-  out += rest;
-  if (out.empty()) out.push_back('/');
-  out += target.substr(path.size());  // the query, if any
-  return out;
-}
-
 bool buildUpstreamHead(std::string& out, const http::RequestHead& req, const CompiledRoute& route,
                        const std::string& client_ip, std::string_view default_host) {
   const auto& ops = route.config->request_headers;
@@ -31,7 +13,7 @@ bool buildUpstreamHead(std::string& out, const http::RequestHead& req, const Com
   out += req.method;
   out += ' ';
   if (route.config->rewrite_path_prefix) {
-    std::string rewritten = rewriteTarget(req, route);
+    std::string rewritten = http::rewriteTarget(req, route);
     if (http::hasDotSegment(rewritten)) return false;
     out += rewritten;
   } else {

@@ -18,7 +18,4 @@ using http::CompiledRoute;
 bool buildUpstreamHead(std::string& out, const http::RequestHead& req, const CompiledRoute& route,
                        const std::string& client_ip, std::string_view default_host);
 
-/// The path sent upstream after the route's rewrite, with the query kept.
-std::string rewriteTarget(const http::RequestHead& req, const CompiledRoute& route);
-
 }  // namespace ganglion::proxy

@@ -3,6 +3,7 @@
 #include "admin/admin_config.h"
 #include "config/schema.h"
 #include "filters/registry.h"
+#include "http/static_site.h"
 #include "llm/llm_schema.h"
 #include "net/tls_config.h"
 #include "server/config_sections.h"
@@ -29,6 +30,7 @@ std::vector<DocsTable> schemaDocsTables() {
                                 {"retry_budget", docsTable(upstream::retryBudgetSchema())},
                                 {"route", docsTable(config::routeSchema())},
                                 {"match", docsTable(config::matchSchema())},
+                                {"static", docsTable(http::staticFilesSchema())},
                                 {"state", docsTable(config::stateSchema())},
                                 {"key", docsTable(config::keySchema())},
                                 {"provider", docsTable(llm::providerSchema())},

@@ -20,6 +20,7 @@
 #include "filters/registry.h"
 #include "http/filter.h"
 #include "http/path.h"
+#include "http/static_site.h"
 #include "llm/llm_schema.h"
 #include "net/host_address.h"
 #include "net/tls_config.h"
@@ -122,7 +123,15 @@ void readRoute(Reader& r, const config::Node& n, Config& cfg) {
     if (!normalised || !path || !n["match"].IsDefined()) continue;
     if (auto bad = unreachablePath(key, *path); !bad.empty()) r.fail(n["match"][key], bad);
   }
-  // The target: one of llm, welcome and upstream.
+  // The target: exactly one of llm, static, welcome and upstream.
+  const char* target = nullptr;
+  for (const char* key : {"llm", "static", "welcome", "upstream"}) {
+    if (!n[key].IsDefined()) continue;
+    if (target)
+      r.fail(n[key], fmt::format("route '{}' has both '{}' and '{}': pick one", rt.name, target, key));
+    else
+      target = key;
+  }
   if (auto v = n["llm"]; v.IsDefined()) {
     rt.llm.emplace();
     if (!v.IsMap() && !v.IsNull()) {
@@ -137,22 +146,23 @@ void readRoute(Reader& r, const config::Node& n, Config& cfg) {
           r.fail(a, fmt::format("llm.auth must be 'key' or 'none', got '{}'", mode));
       }
     }
-    if (n["upstream"].IsDefined())
-      r.fail(n["upstream"], fmt::format("route '{}' has both 'llm' and 'upstream': pick one", rt.name));
+  } else if (auto v = n["static"]; v.IsDefined()) {
+    rt.static_files = http::readStaticSite(r, v, rt.static_shown);
   } else if (auto v = n["welcome"]; v.IsDefined()) {
     // The page a first run shows: what is configured and how to go on (no settings yet).
     if (!v.IsNull() && !(v.IsMap() && v.size() == 0))
       r.fail(v, "welcome takes no settings: write 'welcome: {}'");
-    if (n["upstream"].IsDefined())
-      r.fail(n["upstream"], fmt::format("route '{}' has both 'welcome' and 'upstream': pick one", rt.name));
     rt.welcome = true;
   } else if (auto v = n["upstream"]; v.IsDefined()) {
     if (auto s = r.str(v, "upstream")) rt.upstream = *s;
     rt.upstream_at = v.place();
   } else {
-    r.fail(n, fmt::format(
-                  "route '{}' needs an 'upstream' (or 'llm: {{}}' to serve the LLM API, or 'welcome: {{}}')",
-                  rt.name));
+    r.fail(
+        n,
+        fmt::format(
+            "route '{}' needs an 'upstream' (or 'llm: {{}}' to serve the LLM API, 'static: {{ root: DIR }}' "
+            "to serve files, or 'welcome: {{}}')",
+            rt.name));
   }
   // The LLM API holds the whole body in memory.
   if (rt.llm && !n["max_body_bytes"].IsDefined()) rt.max_body_bytes = kLlmMaxBodyBytes;

@@ -410,7 +410,10 @@ asio::awaitable<std::pair<int, std::string>> Gateway::reload() {
         asio::use_awaitable);
     if (!ok) log("state.sqlite: " + ok.error().message);
   }
-  if (admin_ && snapshot_->config.admin.enabled) admin_->setToken(snapshot_->config.admin.token);
+  if (admin_ && snapshot_->config.admin.enabled) {
+    admin_->setToken(snapshot_->config.admin.token);
+    admin_->setConsole(snapshot_->config.admin.console);
+  }
   if (access_log_) access_log_->setEnabled(snapshot_->config.access_log.enabled);
   ++reloads_ok_;
   resolvePending();
@@ -757,6 +760,7 @@ int Gateway::run() {
       std::fprintf(stderr, "%s\n", started.error().message.c_str());
       return 1;
     }
+    admin_->setConsole(cfg.admin.console);
     if (cfg.admin.remote)
       log(fmt::format(
           "WARNING: the admin API on {} is reachable beyond this host in clear text: its token and "

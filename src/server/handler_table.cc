@@ -2,6 +2,7 @@
 
 #include <optional>
 
+#include "http/static_files.h"
 #include "http/static_page.h"
 #include "loop/worker.h"
 #include "proxy/proxy_handler.h"
@@ -15,6 +16,7 @@ using namespace ganglion::llm;
 
 http::RouteAction routeAction(const RouteConfig& route, const std::vector<UpstreamConfig>& upstreams) {
   if (route.welcome) return {kWelcomeRow, 0};
+  if (route.static_files) return {kStaticRow, 0};
   if (route.llm) return {kLlmRow, 0};
   for (size_t u = 0; u < upstreams.size(); ++u)
     if (upstreams[u].name == route.upstream) return {kProxyRow, static_cast<uint32_t>(u)};
@@ -36,6 +38,7 @@ struct WorkerRequests::Version {
   proxy::ProxyHandler proxy;
   std::optional<llm::LlmRoutes> llm;  ///< with providers (an llm route requires them)
   http::StaticPage welcome;
+  http::StaticFiles static_files;
 };
 
 WorkerRequests::WorkerRequests(loop::Worker& worker, telemetry::WorkerStats& stats, telemetry::AccessLog* log,
@@ -61,6 +64,7 @@ void WorkerRequests::install(std::shared_ptr<const Snapshot> snapshot) {
   routes->handlers[kProxyRow] = &version->proxy;
   routes->handlers[kLlmRow] = version->llm ? &*version->llm : nullptr;
   routes->handlers[kWelcomeRow] = &version->welcome;
+  routes->handlers[kStaticRow] = &version->static_files;
   routes->handler_owner = version;
   manager_.install(std::move(routes));
   current_ = std::move(version);

@@ -1,5 +1,5 @@
 // The terminal-handler table: the one place that says which handler serves a route (the
-// proxy, the LLM API, the welcome page; the admin API, the console and device ingest join it
+// proxy, the LLM API, the welcome page, static files; the admin API, the console and device ingest join it
 // here), and what each worker builds of them for each config version.
 #pragma once
 
@@ -23,7 +23,7 @@ namespace ganglion::server {
 struct Snapshot;
 
 /// The table's rows (RouteAction::handler).
-enum HandlerRow : uint8_t { kProxyRow, kLlmRow, kWelcomeRow, kHandlerRows };
+enum HandlerRow : uint8_t { kProxyRow, kLlmRow, kWelcomeRow, kStaticRow, kHandlerRows };
 
 /// The row that serves `route` and its target there: the proxy with the index of the route's
 /// upstream in `upstreams`, the LLM API, or the welcome page. Main thread, at snapshot build.

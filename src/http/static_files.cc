@@ -1,0 +1,352 @@
+#include "http/static_files.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <memory>
+
+#include "http/http_date.h"
+#include "loop/pools.h"
+
+namespace ganglion::http {
+
+namespace {
+
+constexpr size_t kPiece = 256 * 1024;
+
+/// What the response will be, decided from the file's size and time and the request's
+/// conditions (RFC 9110 13.2.2 order: If-Match, If-Unmodified-Since, If-None-Match,
+/// If-Modified-Since, then Range with If-Range).
+struct Plan {
+  int status = 200;  ///< 200, 206, 304, 412 or 416
+  uint64_t first = 0;
+  uint64_t length = 0;
+  uint64_t size = 0;  ///< the whole file's
+  EntityTag etag;
+  char last_modified[kHttpDateSize];
+};
+
+/// Whether any of the request's `name` fields (a list may be split over several field lines,
+/// RFC 9110 5.3) holds `etag`.
+bool anyFieldMatches(const HeaderList& headers, std::string_view name, std::string_view etag, bool weak) {
+  for (const auto& h : headers)
+    if (iequals(h.name, name) && entityTagListMatches(h.value, etag, weak)) return true;
+  return false;
+}
+
+/// The Range field when there is exactly one (two lines are not one valid range set).
+const Header* singleRange(const HeaderList& headers) {
+  const Header* found = nullptr;
+  for (const auto& h : headers)
+    if (iequals(h.name, "range")) {
+      if (found) return nullptr;
+      found = &h;
+    }
+  return found;
+}
+
+Plan planResponse(const RequestHead& req, uint64_t size, int64_t mtime, int64_t mtime_ns) {
+  Plan plan;
+  plan.etag = fileEntityTag(size, mtime, mtime_ns);
+  formatHttpDate(mtime, plan.last_modified);
+  const std::string_view etag = plan.etag.view();
+  plan.length = size;
+  plan.size = size;
+  const auto& h = req.headers;
+  if (h.has("if-match")) {
+    if (!anyFieldMatches(h, "if-match", etag, false)) {
+      plan.status = 412;
+      return plan;
+    }
+  } else if (const auto* f = h.find("if-unmodified-since")) {
+    if (auto date = parseHttpDate(f->value); date && mtime > *date) {
+      plan.status = 412;
+      return plan;
+    }
+  }
+  if (h.has("if-none-match")) {
+    if (anyFieldMatches(h, "if-none-match", etag, true)) {
+      plan.status = 304;
+      return plan;
+    }
+  } else if (const auto* f = h.find("if-modified-since")) {
+    if (auto date = parseHttpDate(f->value); date && mtime <= *date) {
+      plan.status = 304;
+      return plan;
+    }
+  }
+  const auto* range = singleRange(h);
+  if (!range || req.method != "GET") return plan;  // ranges are defined for GET only
+  if (const auto* if_range = h.find("if-range")) {
+    const std::string_view v = trim(if_range->value);
+    const bool same = !v.empty() && (v.front() == '"' || v.substr(0, 2) == "W/")
+                          ? entityTagListMatches(v, etag, false) && v.find(',') == std::string_view::npos
+                          : parseHttpDate(v) == mtime;
+    if (!same) return plan;  // the file changed: the whole new version
+  }
+  ByteRange r;
+  switch (parseByteRange(range->value, size, r)) {
+    case RangeAsk::kWhole:
+      break;
+    case RangeAsk::kUnsatisfiable:
+      plan.status = 416;
+      break;
+    case RangeAsk::kRange:
+      plan.status = 206;
+      plan.first = r.first;
+      plan.length = r.last - r.first + 1;
+      break;
+  }
+  return plan;
+}
+
+/// openat2 beneath the site's root, for reading. `cached_only`: fails with EAGAIN unless every
+/// component of the path is in the kernel's lookup cache (RESOLVE_CACHED), so that the open
+/// cannot wait on the disk.
+int openUnderRoot(const StaticSite& site, const char* relative, bool cached_only) {
+  open_how how{};
+  how.flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;  // O_NONBLOCK: a FIFO must not hang the open
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS |
+                (site.config().follow_symlinks ? 0 : RESOLVE_NO_SYMLINKS) |
+                (cached_only ? RESOLVE_CACHED : 0);
+  int fd, tries = 0;
+  // EAGAIN without RESOLVE_CACHED: a rename under the root raced the lookup; the kernel asks
+  // to try again.
+  do fd = static_cast<int>(syscall(SYS_openat2, site.rootFd(), relative, &how, sizeof how));
+  while (fd < 0 && (errno == EINTR || (errno == EAGAIN && !cached_only && ++tries < 8)));
+  return fd;
+}
+
+/// The file work of a request: open, stat, plan, and the pieces of the body. Each step is
+/// first tried on the connection's own thread without waiting (a path in the lookup cache,
+/// pages in the page cache: the usual case, no thread hop); what would wait on the disk is
+/// finished on the blocking pool. Lives on the serving coroutine's frame.
+struct FileJob {
+  const StaticSite* site = nullptr;
+  const RequestHead* request = nullptr;
+  std::string relative;
+  int fd = -1;
+  int error = 0;  ///< errno of the open or read that failed
+  bool directory = false;
+  bool regular = false;
+  Plan plan;
+  enum class Step { kOpen, kRead, kDone } step = Step::kOpen;
+  uint64_t offset = 0;             ///< next byte of the file to read
+  uint64_t remaining = 0;          ///< bytes still to read after the current piece
+  std::unique_ptr<char[]> buffer;  ///< uninitialised: no memset of what the read fills
+  size_t capacity = 0;
+  size_t piece = 0;  ///< bytes of the current piece
+  size_t got = 0;    ///< of them read so far
+
+  ~FileJob() {
+    if (fd >= 0) ::close(fd);
+  }
+
+  /// Runs the steps that are left. `may_block` false: stops, returning false, at the first one
+  /// that would wait (the caller then runs it again on the blocking pool with true).
+  bool advance(bool may_block) {
+    if (step == Step::kOpen && !open(may_block)) return false;
+    if (step == Step::kRead && !read(may_block)) return false;
+    return true;
+  }
+
+  /// Starts the next piece of the body (at most kPiece bytes); advance() reads it.
+  void nextPiece() {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(remaining, kPiece));
+    if (want > capacity) {
+      buffer = std::make_unique_for_overwrite<char[]>(want);
+      capacity = want;
+    }
+    piece = want;
+    remaining -= want;
+    got = 0;
+    step = Step::kRead;
+  }
+
+ private:
+  bool open(bool may_block) {
+    if (!may_block && !site->cachedOpens()) return false;  // no way to open without waiting
+    fd = openUnderRoot(*site, relative.c_str(), !may_block);
+    if (fd < 0) {
+      if (!may_block && errno == EAGAIN) return false;
+      error = errno;
+      step = Step::kDone;
+      return true;
+    }
+    struct stat st {};
+    step = Step::kDone;
+    if (::fstat(fd, &st) != 0) {
+      error = errno;
+      return true;
+    }
+    directory = S_ISDIR(st.st_mode);
+    regular = S_ISREG(st.st_mode);
+    if (!regular) return true;
+    plan = planResponse(*request, static_cast<uint64_t>(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    if ((plan.status == 200 || plan.status == 206) && request->method == "GET" && plan.length > 0) {
+      offset = plan.first;
+      remaining = plan.length;
+      nextPiece();
+    }
+    return true;
+  }
+
+  bool read(bool may_block) {
+    while (got < piece) {
+      iovec io{buffer.get() + got, piece - got};
+      const ssize_t n = ::preadv2(fd, &io, 1, static_cast<off_t>(offset), may_block ? 0 : RWF_NOWAIT);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && !may_block && (errno == EAGAIN || errno == EOPNOTSUPP)) return false;
+      if (n <= 0) {
+        error = n < 0 ? errno : EIO;  // 0: the file was cut short after its length was planned
+        step = Step::kDone;
+        return true;
+      }
+      got += static_cast<size_t>(n);
+      offset += static_cast<uint64_t>(n);
+    }
+    step = Step::kDone;
+    return true;
+  }
+};
+
+/// The answer to a failed open: which status and words.
+Task<void> sendOpenError(ServerConnection& conn, int error) {
+  switch (error) {
+    case ENOENT:
+    case ENOTDIR:
+    case ENAMETOOLONG:
+    case ENXIO:   // a Unix socket
+    case ENODEV:  // a device without a driver
+      co_return co_await conn.sendError(404, "not_found", "no such file");
+    case EACCES:
+    case EPERM:
+      co_return co_await conn.sendError(403, "forbidden", "the file may not be read");
+    case ELOOP:
+    case EXDEV:
+      co_return co_await conn.sendError(403, "forbidden", "the path goes through a symbolic link");
+    case EMFILE:
+    case ENFILE:
+    case ENOMEM: {
+      HeaderList retry;
+      retry.add("Retry-After", "1");
+      co_return co_await conn.sendError(503, "unavailable", "the gateway is out of file descriptors", &retry);
+    }
+    default:
+      co_return co_await conn.sendError(500, "internal_error", "the file could not be read");
+  }
+}
+
+}  // namespace
+
+Task<void> serveStaticFile(ServerConnection& conn, const StaticSite& site, std::string_view url_path,
+                           const config::HeaderOps* ops) {
+  const auto& req = conn.request();
+  if (req.method != "GET" && req.method != "HEAD") {
+    HeaderList allow;
+    allow.add("Allow", "GET, HEAD");
+    co_return co_await conn.sendError(405, "method_not_allowed", "static files answer GET and HEAD", &allow);
+  }
+  StaticPath path = resolveStaticPath(url_path, site.config().dotfiles);
+  if (path.kind == StaticPath::Kind::kBad)
+    co_return co_await conn.sendError(400, "bad_request", path.problem);
+  if (path.kind == StaticPath::Kind::kHidden)
+    co_return co_await conn.sendError(404, "not_found", "no such file");
+  FileJob job;
+  job.site = &site;
+  job.request = &req;
+  if (path.kind == StaticPath::Kind::kDirectory) {
+    if (site.config().index.empty())
+      co_return co_await conn.sendError(404, "not_found", "no such file (directories are not listed)");
+    job.relative = path.relative == "." ? site.config().index : path.relative + "/" + site.config().index;
+  } else {
+    job.relative = std::move(path.relative);
+  }
+  FileJob* const running = &job;  // the pool's lambda holds only a pointer (loop::runOn)
+  if (!job.advance(false)) co_await loop::runBlocking([running] { running->advance(true); });
+  if (job.fd < 0 || (job.error && !job.regular)) co_return co_await sendOpenError(conn, job.error);
+  if (job.directory) {
+    if (path.kind == StaticPath::Kind::kDirectory)  // the index is itself a directory
+      co_return co_await conn.sendError(404, "not_found", "no such file");
+    // The slash form, relative to the request ("./name/"): never a path another host could
+    // be read from ("//host/"), whatever prefix the route strips.
+    const std::string_view request_path = req.path();
+    const std::string_view last = request_path.substr(request_path.rfind('/') + 1);
+    HeaderList location;
+    location.add("Location",
+                 fmt::format("./{}/{}", last, std::string_view(req.target).substr(request_path.size())));
+    co_return co_await conn.sendError(301, "moved", "a directory: its path ends in '/'", &location);
+  }
+  if (!job.regular) co_return co_await conn.sendError(404, "not_found", "no such file");
+  if (job.error) {  // the first read failed before anything was sent
+    co_return co_await conn.sendError(500, "internal_error", "the file could not be read");
+  }
+  const Plan& plan = job.plan;
+  if (plan.status == 412)
+    co_return co_await conn.sendError(412, "precondition_failed",
+                                      "the file does not match the request's "
+                                      "If-Match or If-Unmodified-Since");
+  if (plan.status == 416) {
+    HeaderList range;
+    range.add("Content-Range", fmt::format("bytes */{}", plan.size));
+    co_return co_await conn.sendError(416, "range_not_satisfiable", "the range lies outside the file",
+                                      &range);
+  }
+  ResponseHead& head = conn.scratchResponseHead();  // keeps its fields' storage from request to request
+  head.clear();
+  head.status = plan.status;
+  if (plan.status != 304) {
+    head.headers.add("Content-Type", site.mediaType(job.relative));
+    head.has_content_length = true;
+    head.content_length = plan.length;
+    head.headers.add("Accept-Ranges", "bytes");
+  }
+  if (plan.status == 206)
+    head.headers.add("Content-Range",
+                     fmt::format("bytes {}-{}/{}", plan.first, plan.first + plan.length - 1, plan.size));
+  head.headers.add("ETag", plan.etag.view());
+  head.headers.add("Last-Modified", std::string_view(plan.last_modified, kHttpDateSize));
+  if (!site.config().cache_control.empty()) head.headers.add("Cache-Control", site.config().cache_control);
+  head.headers.add("X-Content-Type-Options", "nosniff");
+  if (ops) {
+    for (const auto& name : ops->remove) head.headers.remove(name);
+    for (const auto& [name, value] : ops->add) head.headers.set(name, value);
+  }
+  if (req.method == "HEAD" || plan.status == 304 || plan.length == 0) {
+    co_await conn.writeResponse(&head, {}, true);
+    co_return;
+  }
+  ResponseHead* first_head = &head;
+  while (true) {
+    std::array<std::string_view, 1> body{std::string_view(job.buffer.get(), job.piece)};
+    const bool last = job.remaining == 0;  // (of the pieces after this one)
+    if (!co_await conn.writeResponse(first_head, body, last) || last) co_return;
+    first_head = nullptr;
+    job.nextPiece();
+    if (!job.advance(false)) co_await loop::runBlocking([running] { running->advance(true); });
+    if (job.error) {  // the head promised bytes that cannot come: the connection ends mid-body
+      conn.abort();
+      co_return;
+    }
+  }
+}
+
+Task<void> StaticFiles::serve(RoutedRequest& routed) {
+  const auto& req = routed.conn.request();
+  const auto& config = *routed.route.config;
+  if (!config.rewrite_path_prefix)
+    co_return co_await serveStaticFile(routed.conn, *config.static_files, req.path(),
+                                       &config.response_headers);
+  const std::string target = rewriteTarget(req, routed.route);
+  const std::string_view path = std::string_view(target).substr(0, target.find('?'));
+  co_await serveStaticFile(routed.conn, *config.static_files, path, &config.response_headers);
+}
+
+}  // namespace ganglion::http
