@@ -1,6 +1,7 @@
 #include "http/server_connection.h"
 
 #include <poll.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -634,6 +635,33 @@ Task<bool> ServerConnection::sendResponse(ResponseHead* head, std::span<const st
     co_return false;
   }
   response_bytes_ += n;
+  co_return true;
+}
+
+Task<bool> ServerConnection::sendFileBody(int fd, uint64_t offset, uint64_t length) {
+  auto& socket = stream_.socket();
+  boost::system::error_code ec;
+  socket.native_non_blocking(true, ec);
+  auto position = static_cast<off_t>(offset);
+  while (length > 0 && !ec) {
+    const ssize_t n = ::sendfile(socket.native_handle(), fd, &position,
+                                 static_cast<size_t>(std::min<uint64_t>(length, 1u << 30)));
+    if (n > 0) {
+      length -= static_cast<uint64_t>(n);
+      response_bytes_ += static_cast<uint64_t>(n);
+      continue;
+    }
+    if (n == 0) break;  // the file is shorter than the head said
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) break;
+    deadline_.arm(limits_.send_timeout);  // fires: the socket closes and the wait fails
+    std::tie(ec) = co_await socket.async_wait(asio::ip::tcp::socket::wait_write, kNoThrow);
+    deadline_.disarm();
+  }
+  if (length > 0) {
+    abort();
+    co_return false;
+  }
   co_return true;
 }
 

@@ -129,6 +129,19 @@ class ServerConnection {
   /// response hook asks (ResponseHook::responseBodyLimit), head and body are held until
   /// `last` and sent as one whole response then.
   Task<bool> writeResponse(ResponseHead* head, std::span<const std::string_view> body, bool last);
+  /// Whether the body of the response whose head writeResponse() just wrote (with a
+  /// Content-Length, `last` false) may go out with sendFileBody(): plain TCP, nothing holds
+  /// the response, the request is not HEAD. Worker thread.
+  bool canSendFile() {
+    return !stream_.isTls() && hold_ == Hold::kNone && response_started_ && !response_chunked_ &&
+           !response_no_body_;
+  }
+  /// Sends `length` bytes of the file `fd` from `offset` as the rest of that body with
+  /// sendfile(2), no copy through user space, waiting for the socket as writes do (the send
+  /// timeout applies to each wait). The pages should be in the page cache: sendfile reads a
+  /// missing page from the disk on this thread. Returns false, the connection aborted, when
+  /// the client is gone or the file ends early. Worker thread.
+  Task<bool> sendFileBody(int fd, uint64_t offset, uint64_t length);
   /// A gateway-generated JSON error: {"error":{"code":..,"type":..,"message":..}}.
   Task<void> sendError(int status, std::string_view type, std::string_view message,
                        const HeaderList* extra_headers = nullptr);
