@@ -229,3 +229,58 @@ median() {  # median of the numeric arguments ("nan" ones ignored)
 }
 # ratio A B: A/B to two decimals, "n/a" when either is nan or B is 0
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || b == "nan" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
+
+# ab_rounds ARGS_FN SERVER...: for each mode in MODES, one warm-up per server, then RUNS rounds
+# of DURATION seconds (the server order reversed every other round), wrk with CONNS
+# connections and the arguments `ARGS_FN MODE SERVER` puts in ARGS. Each server's CPU comes
+# from PID[SERVER]. Prints each round; adds to RPS[MODE-SERVER] and CPU[MODE-SERVER] (declare
+# both with -A first).
+ab_rounds() {
+  local args_fn=$1 mode who r t0 t1 reqs cpu
+  shift
+  local servers=("$@") order
+  for mode in $MODES; do
+    for who in "${servers[@]}"; do  # warm-up
+      "$args_fn" "$mode" "$who"
+      wrk_run "$TMP/warm-$mode-$who.out" "$CONNS" 1 "${ARGS[@]}"
+    done
+    for r in $(seq "$RUNS"); do
+      order=("${servers[@]}")
+      ((r % 2)) || mapfile -t order < <(printf '%s\n' "${servers[@]}" | tac)
+      for who in "${order[@]}"; do
+        "$args_fn" "$mode" "$who"
+        t0=$(cpu_ticks "${PID[$who]}")
+        wrk_run "$TMP/$mode-$who-$r.out" "$CONNS" "$DURATION" "${ARGS[@]}"
+        t1=$(cpu_ticks "${PID[$who]}")
+        reqs=$(awk '/requests in/ { print $1 }' "$TMP/$mode-$who-$r.out")
+        cpu=$(us_per_request "$((t1 - t0))" "$reqs")
+        RPS["$mode-$who"]+="$W_RPS "
+        CPU["$mode-$who"]+="$cpu "
+        printf '%-12s round %d %-9s %10s req/s %8s µs CPU/request %s\n' "$mode" "$r" "$who" "$W_RPS" "$cpu" \
+          "$([[ $W_BAD != 0 ]] && echo "($W_BAD bad)")"
+      done
+    done
+  done
+}
+
+# ab_summary SERVER...: per mode in MODES, each server's median requests/s and CPU µs per
+# request from ab_rounds, and their ratios to the first server's.
+ab_summary() {
+  local mode who rps cpu base_rps base_cpu
+  echo
+  printf '%-12s %-9s %12s %16s %10s %10s\n' mode server "req/s" "µs CPU/request" "rps/$1" "cpu/$1"
+  for mode in $MODES; do
+    # shellcheck disable=SC2086  # the lists are split into arguments on purpose
+    base_rps=$(median ${RPS["$mode-$1"]})
+    # shellcheck disable=SC2086
+    base_cpu=$(median ${CPU["$mode-$1"]})
+    for who in "$@"; do
+      # shellcheck disable=SC2086
+      rps=$(median ${RPS["$mode-$who"]})
+      # shellcheck disable=SC2086
+      cpu=$(median ${CPU["$mode-$who"]})
+      printf '%-12s %-9s %12s %16s %10s %10s\n' "$mode" "$who" "$rps" "$cpu" "$(ratio "$rps" "$base_rps")" \
+        "$(ratio "$cpu" "$base_cpu")"
+    done
+  done
+}

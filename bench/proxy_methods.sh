@@ -75,38 +75,10 @@ log_host
 log "$(tool_versions)${HAPROXY_BIN:+, haproxy: $("$HAPROXY_BIN" -v 2>/dev/null | awk 'NR==1 { print $3 }')}"
 log "params: RUNS=$RUNS DURATION=${DURATION}s CONNS=$CONNS, one worker each, servers on CPU 0, wrk on CPU 1"
 declare -A RPS CPU
-for mode in $MODES; do
-  for who in "${PROXIES[@]}"; do  # warm-up
-    args=("http://127.0.0.1:${PORT[$who]}/")
-    [[ $mode != get ]] && args=(-s "$HERE/proxy_post.lua" "${args[@]}" -- "$mode")
-    wrk_run "$TMP/warm-$mode-$who.out" "$CONNS" 1 "${args[@]}"
-  done
-  for r in $(seq "$RUNS"); do
-    order=("${PROXIES[@]}")
-    ((r % 2)) || order=($(printf '%s\n' "${PROXIES[@]}" | tac))
-    for who in "${order[@]}"; do
-      args=("http://127.0.0.1:${PORT[$who]}/")
-      [[ $mode != get ]] && args=(-s "$HERE/proxy_post.lua" "${args[@]}" -- "$mode")
-      t0=$(cpu_ticks "${PID[$who]}")
-      wrk_run "$TMP/$mode-$who-$r.out" "$CONNS" "$DURATION" "${args[@]}"
-      t1=$(cpu_ticks "${PID[$who]}")
-      reqs=$(awk '/requests in/ { print $1 }' "$TMP/$mode-$who-$r.out")
-      cpu=$(us_per_request "$((t1 - t0))" "$reqs")
-      RPS[$mode-$who]+="$W_RPS "
-      CPU[$mode-$who]+="$cpu "
-      printf '%-8s round %d %-9s %10s req/s %8s µs CPU/request %s\n' "$mode" "$r" "$who" "$W_RPS" "$cpu" \
-        "$([[ $W_BAD != 0 ]] && echo "($W_BAD bad)")"
-    done
-  done
-done
-echo
-printf '%-8s %-9s %12s %16s %10s %10s\n' mode proxy "req/s" "µs CPU/request" "rps/nginx" "cpu/nginx"
-for mode in $MODES; do
-  # shellcheck disable=SC2086
-  n_rps=$(median ${RPS[$mode-nginx]}); n_cpu=$(median ${CPU[$mode-nginx]})
-  for who in "${PROXIES[@]}"; do
-    # shellcheck disable=SC2086
-    rps=$(median ${RPS[$mode-$who]}); cpu=$(median ${CPU[$mode-$who]})
-    printf '%-8s %-9s %12s %16s %10s %10s\n' "$mode" "$who" "$rps" "$cpu" "$(ratio "$rps" "$n_rps")" "$(ratio "$cpu" "$n_cpu")"
-  done
-done
+proxy_args() {  # proxy_args MODE WHO -> ARGS
+  ARGS=("http://127.0.0.1:${PORT[$2]}/")
+  [[ $1 != get ]] && ARGS=(-s "$HERE/proxy_post.lua" "${ARGS[@]}" -- "$1")
+  return 0
+}
+ab_rounds proxy_args "${PROXIES[@]}"
+ab_summary "${PROXIES[@]}"

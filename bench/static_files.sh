@@ -101,36 +101,5 @@ log_host
 log "$(tool_versions)"
 log "params: RUNS=$RUNS DURATION=${DURATION}s CONNS=$CONNS, one worker each, servers on CPU 0, wrk on CPU 1"
 declare -A RPS CPU
-for mode in $MODES; do
-  for who in "${SERVERS[@]}"; do  # warm-up
-    wrk_args "$mode" "$who"
-    wrk_run "$TMP/warm-$mode-$who.out" "$CONNS" 1 "${ARGS[@]}"
-  done
-  for r in $(seq "$RUNS"); do
-    order=("${SERVERS[@]}")
-    ((r % 2)) || order=($(printf '%s\n' "${SERVERS[@]}" | tac))
-    for who in "${order[@]}"; do
-      wrk_args "$mode" "$who"
-      t0=$(cpu_ticks "${PID[$who]}")
-      wrk_run "$TMP/$mode-$who-$r.out" "$CONNS" "$DURATION" "${ARGS[@]}"
-      t1=$(cpu_ticks "${PID[$who]}")
-      reqs=$(awk '/requests in/ { print $1 }' "$TMP/$mode-$who-$r.out")
-      cpu=$(us_per_request "$((t1 - t0))" "$reqs")
-      RPS[$mode-$who]+="$W_RPS "
-      CPU[$mode-$who]+="$cpu "
-      printf '%-12s round %d %-9s %10s req/s %8s µs CPU/request %s\n' "$mode" "$r" "$who" "$W_RPS" "$cpu" \
-        "$([[ $W_BAD != 0 ]] && echo "($W_BAD bad)")"
-    done
-  done
-done
-echo
-printf '%-12s %-9s %12s %16s %10s %10s\n' mode server "req/s" "µs CPU/request" "rps/nginx" "cpu/nginx"
-for mode in $MODES; do
-  # shellcheck disable=SC2086
-  n_rps=$(median ${RPS[$mode-nginx]}); n_cpu=$(median ${CPU[$mode-nginx]})
-  for who in "${SERVERS[@]}"; do
-    # shellcheck disable=SC2086
-    rps=$(median ${RPS[$mode-$who]}); cpu=$(median ${CPU[$mode-$who]})
-    printf '%-12s %-9s %12s %16s %10s %10s\n' "$mode" "$who" "$rps" "$cpu" "$(ratio "$rps" "$n_rps")" "$(ratio "$cpu" "$n_cpu")"
-  done
-done
+ab_rounds wrk_args "${SERVERS[@]}"
+ab_summary "${SERVERS[@]}"

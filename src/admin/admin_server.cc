@@ -190,9 +190,20 @@ http::Task<void> AdminServer::handle(http::ServerConnection& conn) {
                                                      : "/console/?" + std::string(request.query));
       co_return co_await conn.sendError(301, "moved", "the console is at /console/", &location);
     }
+    if (console_streams_ >= kMaxConsoleStreams) {
+      http::HeaderList retry;
+      retry.add("Retry-After", "1");
+      co_return co_await conn.sendError(503, "overloaded", "too many console files are being sent", &retry);
+    }
     // The site outlives the request even if a reload replaces it meanwhile.
     const std::shared_ptr<const http::StaticSite> console = console_;
-    co_return co_await http::serveStaticFile(conn, *console, request.path.substr(8), nullptr);
+    ++console_streams_;
+    struct Release {
+      size_t& streams;
+      ~Release() { --streams; }
+    } release{console_streams_};
+    co_await http::serveStaticFile(conn, *console, request.path.substr(8), nullptr);
+    co_return;
   }
   const Router::Match m = router_.match(request.method, request.path, request.params);
   // Without the token nothing but the open endpoints answers, not even which paths exist.

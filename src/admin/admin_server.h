@@ -76,6 +76,10 @@ class AdminServer final : public http::RequestHandler {
   boost::asio::ip::tcp::acceptor acceptor_;
   std::string token_;
   std::shared_ptr<const http::StaticSite> console_;
+  /// Console responses being sent: capped below the connection cap, so that clients that
+  /// stop reading console files (no token needed) cannot hold every admin connection.
+  size_t console_streams_ = 0;
+  static constexpr size_t kMaxConsoleStreams = 64;
   Router router_;
   http::ListenerLimits limits_;
   telemetry::WorkerStats stats_;  ///< the admin connections' own counters (not in /metrics)

@@ -129,6 +129,11 @@ class ServerConnection {
   /// response hook asks (ResponseHook::responseBodyLimit), head and body are held until
   /// `last` and sent as one whole response then.
   Task<bool> writeResponse(ResponseHead* head, std::span<const std::string_view> body, bool last);
+  /// Counts this request as holding `total` bytes in memory (its body read whole, a response
+  /// held for a filter, a handler's buffer), against the listener's cap
+  /// (max_buffered_body_bytes): what is not counted yet is taken. False, taking nothing, when
+  /// it does not fit. Released when the request ends. Worker thread.
+  bool holdBodyBytes(uint64_t total);
   /// Whether the body of the response whose head writeResponse() just wrote (with a
   /// Content-Length, `last` false) may go out with sendFileBody(): plain TCP, nothing holds
   /// the response, the request is not HEAD. Worker thread.
@@ -182,10 +187,6 @@ class ServerConnection {
   Task<void> answerServerOptions();
   bool validateHead();
   void countClientError(int status);
-  /// Counts this request's body as `total` bytes held in memory, against the listener's cap
-  /// (max_buffered_body_bytes): what is not counted yet is taken. False, taking nothing, when
-  /// it does not fit. Released when the request ends.
-  bool holdBodyBytes(uint64_t total);
   void releaseBodyBytes();
 
   loop::Worker& worker_;

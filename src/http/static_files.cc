@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -19,7 +18,10 @@ namespace ganglion::http {
 
 namespace {
 
-constexpr size_t kPiece = 256 * 1024;
+/// What a body is read and written in when it does not go out with sendfile: one piece per
+/// connection is held while a slow client reads it, counted against the listener's
+/// max_buffered_body_bytes.
+constexpr size_t kPiece = 64 * 1024;
 /// Bodies from this size on go out with sendfile when their pages are cached; below it one
 /// read and one write with the head cost less.
 constexpr uint64_t kSendFileMin = 16 * 1024;
@@ -134,23 +136,6 @@ Plan planResponse(const RequestHead& req, uint64_t size, int64_t mtime, int64_t 
   return plan;
 }
 
-/// openat2 beneath the site's root, for reading. `cached_only`: fails with EAGAIN unless every
-/// component of the path is in the kernel's lookup cache (RESOLVE_CACHED), so that the open
-/// cannot wait on the disk.
-int openUnderRoot(const StaticSite& site, const char* relative, bool cached_only) {
-  open_how how{};
-  how.flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;  // O_NONBLOCK: a FIFO must not hang the open
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS |
-                (site.config().follow_symlinks ? 0 : RESOLVE_NO_SYMLINKS) |
-                (cached_only ? RESOLVE_CACHED : 0);
-  int fd, tries = 0;
-  // EAGAIN without RESOLVE_CACHED: a rename under the root raced the lookup; the kernel asks
-  // to try again.
-  do fd = static_cast<int>(syscall(SYS_openat2, site.rootFd(), relative, &how, sizeof how));
-  while (fd < 0 && (errno == EINTR || (errno == EAGAIN && !cached_only && ++tries < 8)));
-  return fd;
-}
-
 /// The file work of a request: open, stat, plan, and the pieces of the body. Each step is
 /// first tried on the connection's own thread without waiting (a path in the lookup cache,
 /// pages in the page cache: the usual case, no thread hop); what would wait on the disk is
@@ -200,7 +185,7 @@ struct FileJob {
  private:
   bool open(bool may_block) {
     if (!may_block && !site->cachedOpens()) return false;  // no way to open without waiting
-    fd = openUnderRoot(*site, relative.c_str(), !may_block);
+    fd = site->openFile(relative.c_str(), !may_block);
     if (fd < 0) {
       if (!may_block && errno == EAGAIN) return false;
       error = errno;
@@ -353,6 +338,16 @@ Task<void> serveStaticFile(ServerConnection& conn, const StaticSite& site, std::
       co_return;
     }
     pending_head = nullptr;  // a filter holds the response: it gets the pieces
+  }
+  // The piece buffer is memory a slow client can hold: it counts against the listener's cap.
+  if (!conn.holdBodyBytes(std::min<uint64_t>(plan.length, kPiece))) {
+    if (!pending_head) {  // the head is out: nothing else can be said
+      conn.abort();
+      co_return;
+    }
+    HeaderList retry;
+    retry.add("Retry-After", "1");
+    co_return co_await conn.sendError(503, "overloaded", "the gateway holds too many buffered bytes", &retry);
   }
   while (true) {
     job.nextPiece();

@@ -3,7 +3,7 @@
 // Last-Modified → 304; If-Match, If-Unmodified-Since → 412), one byte range (206, or 416),
 // a redirect to the slash form of a directory, JSON errors. Opens and reads that would wait on
 // the disk run on the blocking pool (cached ones on the caller's thread), so a slow disk never
-// stalls a worker; bodies go out in 256 KiB pieces.
+// stalls a worker; bodies go out with sendfile when cached, else in 64 KiB pieces.
 #pragma once
 
 #include <string_view>

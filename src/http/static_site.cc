@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include "base/strings.h"
 
@@ -59,14 +60,16 @@ void readIndex(Reader& r, const config::Node& v, StaticFilesConfig& c) {
 
 json::value showIndex(const StaticFilesConfig& c) { return json::string(c.index); }
 
-/// openat2 with RESOLVE_BENEATH: the kernel refuses any resolution that leaves `dir`.
-int openBeneath(int dir, const char* path, uint64_t flags, uint64_t resolve = 0) {
+/// openat2 beneath `dir` with `resolve` added to RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS. An
+/// EAGAIN without RESOLVE_CACHED means a rename under the root raced the lookup: the kernel
+/// asks to try again.
+int openBeneath(int dir, const char* path, uint64_t flags, uint64_t resolve) {
   open_how how{};
   how.flags = flags;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS | resolve;
-  int fd;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | resolve;
+  int fd, tries = 0;
   do fd = static_cast<int>(syscall(SYS_openat2, dir, path, &how, sizeof how));
-  while (fd < 0 && errno == EAGAIN);  // a concurrent rename under the root: the kernel asks to retry
+  while (fd < 0 && (errno == EINTR || (errno == EAGAIN && !(resolve & RESOLVE_CACHED) && ++tries < 8)));
   return fd;
 }
 
@@ -189,7 +192,7 @@ Result<std::shared_ptr<const StaticSite>> StaticSite::open(StaticFilesConfig con
   if (fd < 0) return Error(fmt::format("static.root '{}': {}", path.string(), std::strerror(errno)));
   // Serving needs openat2 (RESOLVE_BENEATH); a kernel or sandbox without it is refused here,
   // not at the first request.
-  const int probe = openBeneath(fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  const int probe = openBeneath(fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_NO_SYMLINKS);
   if (probe < 0) {
     const int err = errno;
     ::close(fd);
@@ -200,7 +203,8 @@ Result<std::shared_ptr<const StaticSite>> StaticSite::open(StaticFilesConfig con
   }
   ::close(probe);
   // RESOLVE_CACHED (Linux 5.12): an older kernel says EINVAL, and every open goes to the pool.
-  const int cached = openBeneath(fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_CACHED);
+  const int cached =
+      openBeneath(fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_CACHED | RESOLVE_NO_SYMLINKS);
   const bool cached_opens = cached >= 0 || errno != EINVAL;
   if (cached >= 0) ::close(cached);
   return std::shared_ptr<const StaticSite>(
@@ -220,6 +224,13 @@ std::shared_ptr<const StaticSite> readStaticSite(Reader& r, const config::Node& 
     return nullptr;
   }
   return std::move(*site);
+}
+
+int StaticSite::openFile(const char* relative, bool cached_only) const {
+  // O_NONBLOCK: opening a FIFO must not wait for a writer.
+  return openBeneath(
+      root_fd_, relative, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+      (config_.follow_symlinks ? 0 : RESOLVE_NO_SYMLINKS) | (cached_only ? RESOLVE_CACHED : 0));
 }
 
 StaticSite::~StaticSite() {
@@ -257,7 +268,9 @@ StaticPath resolveStaticPath(std::string_view url_path, bool dotfiles) {
     }
     decoded.push_back(c);
   }
-  const bool directory = decoded.empty() || decoded.back() == '/';
+  // "/a/" and "/a/." name the directory a, never a file called a.
+  const bool directory = decoded.empty() || decoded.back() == '/' || decoded == "." ||
+                         (decoded.size() >= 2 && decoded.compare(decoded.size() - 2, 2, "/.") == 0);
   std::string_view rest = decoded;
   while (!rest.empty()) {
     const size_t slash = rest.find('/');
@@ -288,13 +301,16 @@ StaticPath resolveStaticPath(std::string_view url_path, bool dotfiles) {
 
 namespace {
 
-/// A decimal number of at most 19 digits (no sign, no spaces); nullopt otherwise.
+/// A decimal number (no sign, no spaces), saturating at UINT64_MAX: a position past any file
+/// is still a position (416 for a first byte, the end for a last one); nullopt otherwise.
 std::optional<uint64_t> rangeNumber(std::string_view s) {
-  if (s.empty() || s.size() > 19) return std::nullopt;
+  if (s.empty()) return std::nullopt;
+  constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
   uint64_t v = 0;
   for (char c : s) {
     if (c < '0' || c > '9') return std::nullopt;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
+    const auto digit = static_cast<uint64_t>(c - '0');
+    v = v > (kMax - digit) / 10 ? kMax : v * 10 + digit;
   }
   return v;
 }

@@ -43,8 +43,11 @@ class StaticSite {
   StaticSite& operator=(const StaticSite&) = delete;
 
   const StaticFilesConfig& config() const { return config_; }
-  /// The root's descriptor, for openat2 with RESOLVE_BENEATH. Any thread.
-  int rootFd() const { return root_fd_; }
+  /// Opens `relative` for reading with openat2 beneath the root (RESOLVE_BENEATH; symbolic
+  /// links refused unless follow_symlinks). `cached_only`: fails with EAGAIN unless every
+  /// component is in the kernel's lookup cache (RESOLVE_CACHED), so the open cannot wait on
+  /// the disk. Returns the descriptor, or -1 with errno. Any thread.
+  int openFile(const char* relative, bool cached_only) const;
   /// Whether the kernel takes RESOLVE_CACHED (Linux 5.12), which lets an open that would wait
   /// on the disk fail at once instead. Any thread.
   bool cachedOpens() const { return cached_opens_; }

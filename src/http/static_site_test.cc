@@ -17,9 +17,11 @@ TEST(StaticPath, MapsPathsOntoRelativeNames) {
   EXPECT_EQ(resolve("/").kind, StaticPath::Kind::kDirectory);
   EXPECT_EQ(resolve("").kind, StaticPath::Kind::kDirectory);
   EXPECT_EQ(resolve("/a%20b/%41").relative, "a b/A");
-  EXPECT_EQ(resolve("/a%2fb").relative, "a/b");  // a decoded '/' separates like any other
-  EXPECT_EQ(resolve("/a/.").kind, StaticPath::Kind::kFile);
+  EXPECT_EQ(resolve("/a%2fb").relative, "a/b");                   // a decoded '/' separates like any other
+  EXPECT_EQ(resolve("/a/.").kind, StaticPath::Kind::kDirectory);  // never the file a
   EXPECT_EQ(resolve("/a/.").relative, "a");
+  EXPECT_EQ(resolve("/a/./").kind, StaticPath::Kind::kDirectory);
+  EXPECT_EQ(resolve("/a/.b").kind, StaticPath::Kind::kHidden);
 }
 
 TEST(StaticPath, RefusesClimbingAndBadEncodings) {
@@ -67,8 +69,15 @@ TEST(ByteRanges, UnsatisfiableAndIgnored) {
   EXPECT_EQ(parseByteRange("bytes=100-", 100, r), RangeAsk::kUnsatisfiable);
   EXPECT_EQ(parseByteRange("bytes=-0", 100, r), RangeAsk::kUnsatisfiable);
   EXPECT_EQ(parseByteRange("bytes=0-", 0, r), RangeAsk::kUnsatisfiable);
+  // Positions past any file are positions: the first byte is past the end, the last is clipped.
+  EXPECT_EQ(parseByteRange("bytes=18446744073709551615-", 100, r), RangeAsk::kUnsatisfiable);
+  EXPECT_EQ(parseByteRange("bytes=99999999999999999999999-", 100, r), RangeAsk::kUnsatisfiable);
+  EXPECT_EQ(parseByteRange("bytes=0-99999999999999999999999", 100, r), RangeAsk::kRange);
+  EXPECT_EQ(r.last, 99u);
+  EXPECT_EQ(parseByteRange("bytes=-99999999999999999999999", 100, r), RangeAsk::kRange);
+  EXPECT_EQ(r.first, 0u);
   for (const char* ignored : {"", "bytes", "bytes=", "bytes=-", "bytes=5-1", "bytes=0-1,5-6", "items=0-1",
-                              "bytes=a-b", "bytes=1-2x", "bytes=+1-2", "bytes=99999999999999999999-"})
+                              "bytes=a-b", "bytes=1-2x", "bytes=+1-2", "bytes=99999999999999999999-5"})
     EXPECT_EQ(parseByteRange(ignored, 100, r), RangeAsk::kWhole) << ignored;
 }
 

@@ -69,7 +69,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     }
     case 2: {
-      const auto tag = fileEntityTag(1234, 1764460800, 5).view();
+      const EntityTag file_tag = fileEntityTag(1234, 1764460800, 5);
+      const std::string_view tag = file_tag.view();
       const bool strong = entityTagListMatches(text, tag, false);
       if (strong) CHECK(entityTagListMatches(text, tag, true));  // strong implies weak
       break;

@@ -552,6 +552,35 @@ class StaticFilesTest(unittest.TestCase):
                 if expected == 200:
                     self.assertEqual(body, b"literal percent file\n")
 
+    def test_status_lines_have_standard_reasons(self):
+        for headers, line in (([("If-Match", '"nope"')], b"HTTP/1.1 412 Precondition Failed\r\n"),
+                              ([("Range", "bytes=99999999-")], b"HTTP/1.1 416 Range Not Satisfiable\r\n")):
+            data, _ = raw_exchange(self.port, ("GET /hello.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n%s"
+                                               "\r\n" % "".join("%s: %s\r\n" % h for h in headers)).encode(),
+                                   read_timeout=3, expect=1)
+            self.assertTrue(data.startswith(line), data[:80])
+
+    def test_huge_range_positions_are_positions(self):
+        size = len(self.get("/hello.txt").body)
+        for spec in ("bytes=18446744073709551615-", "bytes=99999999999999999999999-"):
+            with self.subTest(spec=spec):
+                r = self.get("/hello.txt", headers={"Range": spec})
+                self.assertEqual(r.status, 416)
+                self.assertEqual(r.headers["content-range"], "bytes */%d" % size)
+        r = self.get("/hello.txt", headers={"Range": "bytes=0-99999999999999999999999"})
+        self.assertEqual(r.status, 206)
+        self.assertEqual(r.headers["content-range"], "bytes 0-%d/%d" % (size - 1, size))
+
+    def test_trailing_dot_segment_names_a_directory(self):
+        # "/f/." is the directory form, as "/f/" is: never the file f (listeners agreed only
+        # when they normalise).
+        for port in (self.port, self.raw_port):
+            with self.subTest(port=port):
+                self.assertEqual(raw(port, "/hello.txt/.")[0], 404)
+                self.assertEqual(raw(port, "/hello.txt/")[0], 404)
+        status, _, body = raw(self.raw_port, "/sub/.")
+        self.assertEqual(status, 200)
+
     # -- 4. dotfiles -----------------------------------------------------------------------
     def test_dotfiles_hidden_by_default(self):
         for target in ("/.env", "/.git/config", "/.git/", "/.git", "/.hidden/x.txt",
@@ -1000,6 +1029,49 @@ routes:
         self.assertEqual(r.status, 200)
         self.assertEqual(r.headers["content-length"], str(self.BIG))
         self.assertIsNone(first_difference(r.body, self.big))
+
+    def test_slow_readers_pieces_count_against_the_buffer_cap(self):
+        # Each slow reader of a file sent in pieces holds one piece in memory: the listener's
+        # max_buffered_body_bytes bounds them all (here two 64 KiB pieces fit, a third does not).
+        port = free_port()
+        root = os.path.join(self.tmp, "capped")
+        data = os.urandom(8 * 1024 * 1024)
+        path = write(os.path.join(root, "cold.bin"), data)
+        with Gateway(render("""\
+workers: 1
+listeners:
+  - name: public
+    address: 127.0.0.1:@PORT@
+    max_buffered_body_bytes: 150k
+routes:
+  - name: files
+    static: { root: "@ROOT@" }
+""", port=port, root=root)):
+            held = []
+            try:
+                for i in range(3):
+                    fd = os.open(path, os.O_RDONLY)  # out of the page cache: no sendfile
+                    try:
+                        os.fsync(fd)  # dirty pages are not dropped
+                        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                    finally:
+                        os.close(fd)
+                    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                    s.settimeout(5)
+                    s.connect((LOCALHOST, port))
+                    s.sendall(b"GET /cold.bin HTTP/1.1\r\nHost: a\r\n\r\n")
+                    head = s.recv(100)
+                    held.append(s)
+                    if i < 2:
+                        self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+                    else:
+                        self.assertTrue(head.startswith(b"HTTP/1.1 503 "), head)
+            finally:
+                for s in held:
+                    s.close()
+            # The pieces come back when the readers leave.
+            wait_until(lambda: http_request(port, "GET", "/cold.bin", timeout=10).status == 200, timeout=5)
 
     def test_output_guard_sees_large_files_too(self):
         # Files big enough for sendfile must still pass through a filter that holds the
@@ -1660,6 +1732,34 @@ class ConsoleTest(unittest.TestCase):
                 status, _, body = raw(self.admin_port, target)
                 self.assertNoLeak(body, target)
                 self.assertIn(status, (401, 404))
+
+    def test_stalled_console_downloads_cannot_take_every_admin_connection(self):
+        # 300 unread console downloads held all 256 admin connections: /healthz and the token
+        # holders were locked out. At most 64 console responses are sent at once.
+        stalled = []
+        try:
+            for _ in range(70):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                s.settimeout(5)
+                s.connect((LOCALHOST, self.admin_port))
+                s.sendall(b"GET /console/big.bin HTTP/1.1\r\nHost: a\r\n\r\n")
+                stalled.append(s)
+            refused = 0
+            for s in stalled:
+                head = s.recv(200)
+                refused += head.startswith(b"HTTP/1.1 503 ")
+            self.assertEqual(refused, 6, "70 stalled console downloads: 64 sent, 6 refused")
+            status, headers, body = raw(self.admin_port, "/console/hello.txt")
+            self.assertEqual(status, 503)
+            self.assertEqual(headers.get("retry-after"), "1")
+            self.assertEqual(error_of(body)["type"], "overloaded")
+            status, _, body = raw(self.admin_port, "/healthz")
+            self.assertEqual((status, body), (200, b"ok\n"))
+        finally:
+            for s in stalled:
+                s.close()
+        wait_until(lambda: raw(self.admin_port, "/console/hello.txt")[0] == 200, timeout=5)
 
     def test_slow_console_download_does_not_block_admin(self):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
