@@ -1,8 +1,11 @@
 #include "admin/config_check.h"
 
+#include <fmt/format.h>
+
 #include <boost/json.hpp>
 
 #include "admin/reply.h"
+#include "base/bounded_json.h"
 #include "http/headers.h"
 
 namespace ganglion::admin {
@@ -23,7 +26,11 @@ std::pair<int, std::string> checkConfigBody(std::string_view body, ConfigFormat 
     // A config of 10,000 routes holds about 200,000 values; the admin API reads at most 1 MiB.
     auto parsed = parseJsonBody(body, JsonBounds{200'000, 1'000'000, 64});
     if (!parsed) return {400, http::jsonErrorBody(400, parsed.error().code, parsed.error().message)};
-    found = check.json(*parsed);
+    // The parser keeps the last of a key written twice; YAML refuses it, and so does JSON here.
+    for (auto& dup : findDuplicateKeys(body))
+      found.push_back(
+          {"request body", 0, fmt::format("field '{}' is written twice", dup.key), std::move(dup.path)});
+    if (found.empty()) found = check.json(*parsed);
   } else {
     found = check.yaml(std::string(body));
   }

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace ganglion {
 
@@ -32,5 +33,21 @@ struct BoundedJson {
 /// blocks, released together). Any thread; allocates only what the bounds allow.
 BoundedJson parseBoundedJson(std::string_view text, const JsonBounds& bounds,
                              boost::json::storage_ptr storage);
+
+/// A key written twice in one object of JSON text (boost::json keeps the last silently).
+struct JsonDuplicateKey {
+  std::string path;  ///< the second occurrence, "$.routes[0].upstream"
+  std::string key;
+};
+
+/// Every key written twice in an object of `text` (at most `max` of them), in text order;
+/// empty when there are none or the text does not parse (the parser reports that). Used where
+/// one source of config must mean what another does: YAML refuses duplicate keys, and a JSON
+/// body read through the same schema must too. Any thread; `text` up to the caller's bounds.
+std::vector<JsonDuplicateKey> findDuplicateKeys(std::string_view text, size_t max = 100);
+
+/// `path.key` for identifier-like keys, `path["a key"]` otherwise (the JSON paths config
+/// errors name).
+std::string jsonChildPath(std::string_view path, std::string_view key);
 
 }  // namespace ganglion

@@ -5,6 +5,7 @@
 
 #include <boost/json.hpp>
 
+#include "base/bounded_json.h"
 #include "base/strings.h"
 
 namespace ganglion::config {
@@ -192,12 +193,8 @@ class TreeBuilder {
     return n;
   }
 
-  /// `$.name` for identifier-like keys, `$["a key"]` otherwise.
   static std::string childPath(const std::string& path, std::string_view key) {
-    bool plain = !key.empty() && !std::isdigit(static_cast<unsigned char>(key.front()));
-    for (char c : key) plain = plain && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
-    if (plain) return fmt::format("{}.{}", path, key);
-    return fmt::format("{}[{}]", path, boost::json::serialize(boost::json::string(key)));
+    return jsonChildPath(path, key);
   }
 };
 

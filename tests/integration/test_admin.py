@@ -456,6 +456,22 @@ class AdminHttpTest(unittest.TestCase):
         # Nothing was applied: the gateway serves its own config still.
         self.assertEqual(self.gw.admin("GET", "/config", token=TOKEN).json()["routes"][0]["name"], "route-a")
 
+    def test_config_check_refuses_keys_written_twice_in_json_as_in_yaml(self):
+        # JSON parsers keep the last of two equal keys silently; YAML refuses them. The same
+        # config must mean the same from either source.
+        body = (b'{"listeners": [{"name": "a", "address": "127.0.0.1:1"}],'
+                b' "upstreams": [{"name": "u", "targets": ["127.0.0.1:2"]}],'
+                b' "routes": [{"name": "r", "upstream": "u", "upstream": "v", "match": {"path": "/a", "path": "/b"}}]}')
+        r = self.check(body, "application/json")
+        self.assertEqual(r.status, 422, r.text)
+        errors = {e["path"]: e["message"] for e in r.json()["errors"]}
+        self.assertEqual(errors, {"$.routes[0].upstream": "field 'upstream' is written twice",
+                                  "$.routes[0].match.path": "field 'path' is written twice"})
+        yaml = b"routes:\n  - name: r\n    upstream: u\n    upstream: v\n"
+        r = self.check(yaml, "application/yaml")
+        self.assertEqual(r.status, 422, r.text)
+        self.assertIn("field 'upstream' is written twice in route", [e["message"] for e in r.json()["errors"]])
+
     def test_config_check_refuses_what_it_cannot_read(self):
         self.assertEqual(self.gw.admin("POST", "/config/check", body=b"{}",
                                        headers={"Content-Type": "application/json"}).status, 401)
