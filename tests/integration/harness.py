@@ -91,6 +91,23 @@ def line_of(text, needle, occurrence=1):
     raise ValueError("%r not found in text" % needle)
 
 
+def unread_by_server(server_port, clients):
+    """Bytes the server side of each client socket (IPv4 loopback) has received but not read
+    yet, from /proc/net/tcp: 0 for all means the server has read everything sent so far. A
+    connection the server has closed counts as read. Linux only."""
+    wanted = {c.getsockname()[1] for c in clients}
+    unread = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local_port = int(fields[1].split(":")[1], 16)
+            remote_port = int(fields[2].split(":")[1], 16)
+            if local_port == server_port and remote_port in wanted:
+                unread += int(fields[4].split(":")[1], 16)
+    return unread
+
+
 def wait_until(predicate, timeout=5.0, interval=0.01):
     deadline = time.monotonic() + timeout
     while True:

@@ -12,7 +12,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Gateway, Upstream, free_port, keepalive_request, raw_request, run_cli  # noqa: E402
+from harness import (Gateway, Upstream, free_port, keepalive_request, raw_request, run_cli,  # noqa: E402
+                     unread_by_server, wait_until)
 
 DENY = r"(?i)ignore (all )?previous instructions"
 
@@ -374,7 +375,11 @@ class BufferedBodyBudgetTest(GatewayCase):
         small = json.dumps({"model": "m", "messages": [{"role": "user", "content": "b" * 30_000}]})
         held = [self.hold("/guarded/x", 60_000), self.hold("/v1/chat/completions", 30_000, key)]
         try:
-            time.sleep(0.5)
+            # The held bytes count once the gateway has read them. A probe sent before that
+            # races the holders for the budget (whichever reads last gets the 503), so wait
+            # until their bytes are read: on a loaded box a fixed sleep was not enough.
+            self.assertTrue(wait_until(lambda: unread_by_server(self.port, held) == 0, timeout=10),
+                            "the gateway did not read the slow bodies")
             r = self.gw.request("POST", "/guarded/x", body=small, headers={"Content-Type": "application/json"})
             self.assertEqual(r.status, 503, r)
             self.assertEqual(r.json()["error"]["type"], "overloaded")
