@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/strings.h"
@@ -40,6 +42,13 @@ class HeaderList {
     auto& f = fields_[size_++];
     f.name.assign(name);
     f.value.assign(value);
+  }
+  /// A route's or a filter's header operations (config::HeaderOps): removes every field named
+  /// in `remove`, then sets each of `set` (replacing what the list had of that name).
+  void applyOps(std::span<const std::string> remove,
+                std::span<const std::pair<std::string, std::string>> set) {
+    for (const auto& name : remove) this->remove(name);
+    for (const auto& [name, value] : set) this->set(name, value);
   }
   /// Replaces every field called `name` with one field, or adds it.
   void set(std::string_view name, std::string_view value) {

@@ -321,10 +321,7 @@ Task<void> serveStaticFile(ServerConnection& conn, const StaticSite& site, std::
   head.headers.add("Last-Modified", std::string_view(plan.last_modified, kHttpDateSize));
   if (!site.config().cache_control.empty()) head.headers.add("Cache-Control", site.config().cache_control);
   head.headers.add("X-Content-Type-Options", "nosniff");
-  if (ops) {
-    for (const auto& name : ops->remove) head.headers.remove(name);
-    for (const auto& [name, value] : ops->add) head.headers.set(name, value);
-  }
+  if (ops) head.headers.applyOps(ops->remove, ops->add);
   if (req.method == "HEAD" || plan.status == 304 || plan.length == 0) {
     co_await conn.writeResponse(&head, {}, true);
     co_return;

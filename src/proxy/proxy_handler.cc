@@ -82,8 +82,7 @@ void prepareResponseHead(const http::ResponseHead& in, http::ResponseHead& out,
     if (!connection.empty() && headerListContains(connection, h.name)) continue;
     out.headers.add(h.name, h.value);
   }
-  for (const auto& name : ops.remove) out.headers.remove(name);
-  for (const auto& [name, value] : ops.add) out.headers.set(name, value);
+  out.headers.applyOps(ops.remove, ops.add);
 }
 
 }  // namespace

@@ -14,13 +14,11 @@ class HeadersFilter final : public http::Filter {
       : request_(std::move(request)), response_(std::move(response)) {}
 
   http::FilterStatus onRequest(http::FilterContext& ctx) const override {
-    for (const auto& name : request_.remove) ctx.request.headers.remove(name);
-    for (const auto& [name, value] : request_.add) ctx.request.headers.set(name, value);
+    ctx.request.headers.applyOps(request_.remove, request_.add);
     return http::FilterStatus::kContinue;
   }
   void onResponse(http::FilterContext&, http::ResponseHead& head) const override {
-    for (const auto& name : response_.remove) head.headers.remove(name);
-    for (const auto& [name, value] : response_.add) head.headers.set(name, value);
+    head.headers.applyOps(response_.remove, response_.add);
   }
   std::string_view kind() const override { return "headers"; }
 
