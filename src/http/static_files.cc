@@ -280,7 +280,7 @@ Task<void> serveStaticFile(ServerConnection& conn, const StaticSite& site, std::
   }
   FileJob* const running = &job;  // the pool's lambda holds only a pointer (loop::runOn)
   if (!job.advance(false)) co_await loop::runBlocking([running] { running->advance(true); });
-  if (job.fd < 0 || (job.error && !job.regular)) co_return co_await sendOpenError(conn, job.error);
+  if (job.error) co_return co_await sendOpenError(conn, job.error);  // the open or its fstat failed
   if (job.directory) {
     if (path.kind == StaticPath::Kind::kDirectory)  // the index is itself a directory
       co_return co_await conn.sendError(404, "not_found", "no such file");

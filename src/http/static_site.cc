@@ -9,6 +9,7 @@
 
 #include <array>
 #include <boost/json.hpp>
+#include <boost/url/pct_string_view.hpp>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -118,9 +119,6 @@ constexpr std::array<MediaType, 36> kMediaTypes = {{
     {"onnx", "application/octet-stream"},
 }};
 
-bool hexDigit(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
-int hexValue(char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; }
-
 }  // namespace
 
 const Schema<StaticFilesConfig>& staticFilesSchema() {
@@ -207,8 +205,7 @@ Result<std::shared_ptr<const StaticSite>> StaticSite::open(StaticFilesConfig con
       openBeneath(fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC, RESOLVE_CACHED | RESOLVE_NO_SYMLINKS);
   const bool cached_opens = cached >= 0 || errno != EINVAL;
   if (cached >= 0) ::close(cached);
-  return std::shared_ptr<const StaticSite>(
-      new StaticSite(std::move(config), fd, path.string(), cached_opens));
+  return std::shared_ptr<const StaticSite>(new StaticSite(std::move(config), fd, cached_opens));
 }
 
 std::shared_ptr<const StaticSite> readStaticSite(Reader& r, const config::Node& v, std::string& shown) {
@@ -250,23 +247,15 @@ std::string_view StaticSite::mediaType(std::string_view file_name) const {
 
 StaticPath resolveStaticPath(std::string_view url_path, bool dotfiles) {
   StaticPath out;
-  std::string decoded;
-  decoded.reserve(url_path.size());
-  for (size_t i = 0; i < url_path.size(); ++i) {
-    char c = url_path[i];
-    if (c == '%') {
-      if (i + 2 >= url_path.size() || !hexDigit(url_path[i + 1]) || !hexDigit(url_path[i + 2])) {
-        out.problem = "the path has a '%' that starts no percent-encoding";
-        return out;
-      }
-      c = static_cast<char>(hexValue(url_path[i + 1]) * 16 + hexValue(url_path[i + 2]));
-      i += 2;
-    }
-    if (c == '\0') {
-      out.problem = "the path holds a NUL byte";
-      return out;
-    }
-    decoded.push_back(c);
+  const auto encoded = boost::urls::make_pct_string_view(url_path);
+  if (!encoded) {
+    out.problem = "the path has a '%' that starts no percent-encoding";
+    return out;
+  }
+  const std::string decoded = encoded->decode();
+  if (decoded.find('\0') != std::string::npos) {
+    out.problem = "the path holds a NUL byte";
+    return out;
   }
   // "/a/" and "/a/." name the directory a, never a file called a.
   const bool directory = decoded.empty() || decoded.back() == '/' || decoded == "." ||

@@ -51,18 +51,15 @@ class StaticSite {
   /// Whether the kernel takes RESOLVE_CACHED (Linux 5.12), which lets an open that would wait
   /// on the disk fail at once instead. Any thread.
   bool cachedOpens() const { return cached_opens_; }
-  /// The root's absolute path, for messages.
-  const std::string& rootPath() const { return root_path_; }
   /// The media type for `file_name` by its extension (the configured `types` first); text
   /// types carry charset=utf-8; unknown: application/octet-stream. Any thread.
   std::string_view mediaType(std::string_view file_name) const;
 
  private:
-  StaticSite(StaticFilesConfig config, int fd, std::string path, bool cached_opens)
-      : config_(std::move(config)), root_fd_(fd), root_path_(std::move(path)), cached_opens_(cached_opens) {}
+  StaticSite(StaticFilesConfig config, int fd, bool cached_opens)
+      : config_(std::move(config)), root_fd_(fd), cached_opens_(cached_opens) {}
   StaticFilesConfig config_;
   int root_fd_ = -1;
-  std::string root_path_;
   bool cached_opens_ = false;
 };
 
