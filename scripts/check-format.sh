@@ -10,8 +10,8 @@ if [[ -z "$tool" ]]; then
 fi
 # Tracked files and new ones not yet added (not the ignored ones): a new file is checked before
 # its first commit.
-mapfile -t files < <(git ls-files --cached --others --exclude-standard 'src/*.cc' 'src/*.h' 'tests/fuzz/*.cc' 'tests/fuzz/*.h' \
-  2>/dev/null || find src tests/fuzz -name '*.cc' -o -name '*.h')
+mapfile -t files < <(git ls-files --cached --others --exclude-standard 'src/*.cc' 'src/*.h' 'tests/fuzz/*.cc' 'tests/fuzz/*.h' 'bench/*.cc' \
+  2>/dev/null || find src tests/fuzz bench -name '*.cc' -o -name '*.h')
 if [[ "${1:-}" == "--fix" ]]; then
   "$tool" -i "${files[@]}"
   exit 0

@@ -35,8 +35,9 @@ ALLOWED = {
     "filters": LOW | {"net", "http"},
     "llm": LOW | {"net", "http", "upstream"},
     "admin": LOW | {"net", "http"},
+    "edge": LOW | {"net", "http", "upstream"},
     "server": {"base", "loop", "config", "telemetry", "store", "net", "http", "upstream", "proxy", "filters", "llm",
-               "admin"},
+               "admin", "edge"},
 }
 
 # file -> module it may still include against the table (today's debt; see the docstring).

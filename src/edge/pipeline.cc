@@ -1,0 +1,129 @@
+#include "edge/pipeline.h"
+
+#include <fmt/format.h>
+
+#include "edge/stages/filter.h"
+
+namespace ganglion::edge {
+
+Pipeline::Pipeline(std::string name, std::shared_ptr<const FieldNames> names, size_t max_series)
+    : name_(std::move(name)), names_(std::move(names)), series_(max_series) {}
+
+uint16_t Pipeline::origin(std::string_view name) {
+  for (size_t i = 0; i < origins_.size(); ++i)
+    if (origins_[i] == name) return static_cast<uint16_t>(i);
+  origins_.emplace_back(name);
+  return static_cast<uint16_t>(origins_.size() - 1);
+}
+
+void Pipeline::runFrom(size_t first_stage, Batch& batch, StageContext& ctx) {
+  for (size_t i = first_stage; i < stages_.size() && !batch.empty(); ++i) stages_[i]->process(batch, ctx);
+  if (batch.empty()) return;
+  records_out_ += batch.size();
+  if (output_) output_(batch, *this);
+}
+
+void Pipeline::push(Batch& batch, int64_t wall_ms) {
+  StageContext ctx{series_, *names_, evaluator_, wall_ms};
+  runFrom(0, batch, ctx);
+}
+
+void Pipeline::tick(int64_t wall_ms) {
+  StageContext ctx{series_, *names_, evaluator_, wall_ms};
+  for (size_t i = 0; i < stages_.size(); ++i) {
+    tick_batch_.clear();
+    stages_[i]->tick(tick_batch_, ctx);
+    if (!tick_batch_.empty()) runFrom(i + 1, tick_batch_, ctx);
+  }
+}
+
+void Pipeline::flush(int64_t wall_ms) {
+  StageContext ctx{series_, *names_, evaluator_, wall_ms};
+  for (size_t i = 0; i < stages_.size(); ++i) {
+    tick_batch_.clear();
+    stages_[i]->flush(tick_batch_, ctx);
+    if (!tick_batch_.empty()) runFrom(i + 1, tick_batch_, ctx);
+  }
+}
+
+void internStandardFields(FieldNames& names) {
+  names.intern("window_ms", FieldNames::Type::kNumber);
+  for (size_t i = 0; i < kAggregateCount; ++i)
+    names.intern(aggregateName(static_cast<Aggregate>(i)), FieldNames::Type::kNumber);
+  names.intern("detector", FieldNames::Type::kText);
+  names.intern("score", FieldNames::Type::kNumber);
+  names.intern("verdict", FieldNames::Type::kText);
+  names.intern("reason", FieldNames::Type::kText);
+  names.intern("baseline", FieldNames::Type::kNumber);
+  names.intern("attrs", FieldNames::Type::kText);
+}
+
+namespace {
+
+/// What the records at one point of a pipeline may carry, for compiling expressions there.
+struct Visible {
+  std::vector<FieldId> fields;
+  void add(const FieldNames& names, std::string_view name) {
+    const FieldId id = names.find(name);
+    if (id != FieldNames::kNoField && std::find(fields.begin(), fields.end(), id) == fields.end())
+      fields.push_back(id);
+  }
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
+                                                std::shared_ptr<const FieldNames> names) {
+  auto pipeline = std::make_unique<Pipeline>(spec.name, names, spec.max_series);
+  Visible visible;
+  visible.add(*names, "attrs");
+  for (size_t i = 0; i < spec.stages.size(); ++i) {
+    const StageSpec& stage = spec.stages[i];
+    auto where = [&](std::string_view kind) { return fmt::format("stages[{}].{}", i, kind); };
+    if (const auto* filter = std::get_if<FilterSpec>(&stage)) {
+      expr::Scope scope{.names = names.get(), .fields = visible.fields, .attrs_field = names->find("attrs")};
+      auto program = expr::compile(filter->condition, scope, /*want_bool=*/true);
+      if (!program) return Error(fmt::format("{}: {}", where("filter"), program.error().message));
+      pipeline->addStage(std::make_unique<FilterStage>(std::move(*program)));
+    } else if (const auto* window = std::get_if<WindowSpec>(&stage)) {
+      if (window->size_ms <= 0)
+        return Error(fmt::format("{}: the window's length must be positive", where("window")));
+      if (window->aggregates.empty())
+        return Error(
+            fmt::format("{}: a window needs at least one aggregate ({})", where("window"), aggregateNames()));
+      const uint16_t origin = pipeline->origin(fmt::format("{}.{}", spec.name, where("window")));
+      pipeline->addStage(std::make_unique<WindowStage>(*window, *names, origin));
+      visible.add(*names, "window_ms");
+      for (Aggregate a : window->aggregates) visible.add(*names, aggregateName(a));
+    } else if (const auto* detect = std::get_if<DetectSpec>(&stage)) {
+      if (detect->method != "robust_zscore")
+        return Error(
+            fmt::format("{}: unknown method '{}' (known: robust_zscore)", where("detect"), detect->method));
+      if (detect->field != "value") {
+        const FieldId id = names->find(detect->field);
+        if (id == FieldNames::kNoField ||
+            std::find(visible.fields.begin(), visible.fields.end(), id) == visible.fields.end() ||
+            names->type(id) != FieldNames::Type::kNumber)
+          return Error(
+              fmt::format("{}: no number field '{}' reaches this stage (a window before it makes the "
+                          "aggregates)",
+                          where("detect"), detect->field));
+      }
+      if (detect->history < 3) return Error(fmt::format("{}: history must be at least 3", where("detect")));
+      if (detect->warmup > detect->history)
+        return Error(fmt::format("{}: warmup ({}) must not exceed history ({})", where("detect"),
+                                 detect->warmup, detect->history));
+      const StringId metric = detect->metric.empty() ? StringPool::kNotFound
+                                                     : pipeline->series().strings().intern(detect->metric);
+      const uint16_t origin = pipeline->origin(
+          detect->name.empty() ? fmt::format("{}.{}", spec.name, where("detect")) : detect->name);
+      pipeline->addStage(
+          std::make_unique<DetectStage>(*detect, makeRobustZScore(*detect), *names, metric, origin));
+      for (std::string_view f : {"detector", "score", "verdict", "reason", "baseline"})
+        visible.add(*names, f);
+    }
+  }
+  return pipeline;
+}
+
+}  // namespace ganglion::edge

@@ -1,0 +1,90 @@
+// A pipeline: its stages in order, its series table, its origins (the sources and stages whose
+// names make record ids), and the loop that runs a batch through the stages to the output.
+// Built at config load (main thread); afterwards it belongs to one worker and every call is
+// on that worker.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "base/result.h"
+#include "edge/detect/detector.h"
+#include "edge/expr/expr.h"
+#include "edge/record.h"
+#include "edge/stages/stage.h"
+#include "edge/stages/window.h"
+
+namespace ganglion::edge {
+
+struct FilterSpec {
+  std::string condition;
+};
+using StageSpec = std::variant<FilterSpec, WindowSpec, DetectSpec>;
+
+struct PipelineSpec {
+  std::string name;
+  std::vector<StageSpec> stages;
+  size_t max_series = 100'000;
+};
+
+class Pipeline {
+ public:
+  /// Receives each non-empty batch that leaves the last stage (sinks, rules). The batch is
+  /// reused after the call returns.
+  using Output = std::function<void(const Batch&, const Pipeline&)>;
+
+  Pipeline(std::string name, std::shared_ptr<const FieldNames> names, size_t max_series);
+  const std::string& name() const { return name_; }
+  const FieldNames& fieldNames() const { return *names_; }
+  SeriesTable& series() { return series_; }
+  const SeriesTable& series() const { return series_; }
+
+  /// The id of an origin (a source's name; stages register theirs when built), created on first
+  /// use. At most 65,535.
+  uint16_t origin(std::string_view name);
+  std::string_view originName(uint16_t id) const { return origins_[id]; }
+
+  void addStage(std::unique_ptr<Stage> stage) { stages_.push_back(std::move(stage)); }
+  const std::vector<std::unique_ptr<Stage>>& stages() const { return stages_; }
+  void setOutput(Output output) { output_ = std::move(output); }
+
+  /// Runs `batch` through the stages (it is edited in place) and hands what is left to the
+  /// output. `wall_ms`: now (epoch ms).
+  void push(Batch& batch, int64_t wall_ms);
+  /// Lets time-driven stages close what wall time closes (windows without readings); what they
+  /// emit runs through the stages after them. Call it often (every 100 ms or so).
+  void tick(int64_t wall_ms);
+  /// Closes everything open (shutdown).
+  void flush(int64_t wall_ms);
+
+  /// Records that reached the output so far.
+  uint64_t recordsOut() const { return records_out_; }
+
+ private:
+  void runFrom(size_t first_stage, Batch& batch, StageContext& ctx);
+
+  std::string name_;
+  std::shared_ptr<const FieldNames> names_;
+  SeriesTable series_;
+  std::vector<std::string> origins_;
+  std::vector<std::unique_ptr<Stage>> stages_;
+  expr::Evaluator evaluator_;
+  Output output_;
+  Batch tick_batch_;
+  uint64_t records_out_ = 0;
+};
+
+/// The fields every config knows: `window_ms`, the aggregates, and the detector events' fields.
+/// Main thread, before building pipelines.
+void internStandardFields(FieldNames& names);
+
+/// Builds a pipeline from its spec: compiles its expressions (errors name the stage:
+/// "stages[0].filter: 1:9: unknown field 'valu'"), sizes its stages. `names` must hold the
+/// standard fields. Main thread (config load).
+Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
+                                                std::shared_ptr<const FieldNames> names);
+
+}  // namespace ganglion::edge

@@ -1,0 +1,114 @@
+#include "edge/record_json.h"
+
+#include <fmt/format.h>
+
+#include <charconv>
+
+#include "base/strings.h"
+
+namespace ganglion::edge {
+namespace {
+
+void appendString(std::string& out, std::string_view s) {
+  out.push_back('"');
+  appendJsonEscaped(out, s);
+  out.push_back('"');
+}
+
+void appendNumber(std::string& out, double d) {
+  if (!std::isfinite(d)) {
+    out += "null";
+    return;
+  }
+  fmt::format_to(std::back_inserter(out), "{}", d);
+}
+
+/// Attributes as an object; entries that are not well-formed are left out.
+void appendAttrs(std::string& out, std::string_view attrs) {
+  out.push_back('{');
+  bool first = true;
+  size_t at = 0;
+  while (at < attrs.size()) {
+    const size_t key_end = attrs.find('\0', at);
+    if (key_end == std::string_view::npos || key_end + 1 >= attrs.size()) break;
+    const size_t value_end = attrs.find('\0', key_end + 2);
+    if (value_end == std::string_view::npos) break;
+    const std::string_view key = attrs.substr(at, key_end - at);
+    const std::string_view value = attrs.substr(key_end + 2, value_end - key_end - 2);
+    if (!first) out.push_back(',');
+    first = false;
+    appendString(out, key);
+    out.push_back(':');
+    if (attrs[key_end + 1] == 'n') {
+      double d = 0;
+      auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), d);
+      if (ec == std::errc() && ptr == value.data() + value.size())
+        appendNumber(out, d);
+      else
+        out += "null";
+    } else {
+      appendString(out, value);
+    }
+    at = value_end + 1;
+  }
+  out.push_back('}');
+}
+
+}  // namespace
+
+void appendRecordId(std::string& out, const Record& r, const Pipeline& pipeline) {
+  out += pipeline.originName(r.origin);
+  if (r.kind == RecordKind::kReading) {
+    fmt::format_to(std::back_inserter(out), "-{}", r.seq);
+    return;
+  }
+  const SeriesTable& s = pipeline.series();
+  if (r.series == kNoSeries)
+    fmt::format_to(std::back_inserter(out), "-{}", r.ts);
+  else
+    fmt::format_to(std::back_inserter(out), "-{}/{}/{}-{}", s.source(r.series), s.device(r.series),
+                   s.metric(r.series), r.ts);
+}
+
+void appendRecordJson(std::string& out, const Record& r, const Batch& batch, const Pipeline& pipeline) {
+  out += "{\"id\":\"";
+  std::string id;
+  appendRecordId(id, r, pipeline);
+  appendJsonEscaped(out, id);
+  out.push_back('"');
+  const SeriesTable& s = pipeline.series();
+  const std::pair<const char*, std::string_view> names[] = {
+      {"source", r.series == kNoSeries ? "" : s.source(r.series)},
+      {"device", r.series == kNoSeries ? "" : s.device(r.series)},
+      {"metric", r.series == kNoSeries ? "" : s.metric(r.series)},
+  };
+  for (const auto& [key, value] : names) {
+    fmt::format_to(std::back_inserter(out), ",\"{}\":", key);
+    if (value.empty())
+      out += "null";
+    else
+      appendString(out, value);
+  }
+  fmt::format_to(std::back_inserter(out), ",\"ts\":{},\"kind\":\"{}\"", r.ts, recordKindName(r.kind));
+  if (r.hasValue()) {
+    out += ",\"value\":";
+    appendNumber(out, r.value);
+  }
+  fmt::format_to(std::back_inserter(out), ",\"quality\":\"{}\"", qualityName(r.quality));
+  const FieldNames& names_table = pipeline.fieldNames();
+  const Field* f = batch.fields.data() + r.fields_begin;
+  for (uint16_t i = 0; i < r.field_count; ++i) {
+    out += ",\"";
+    appendJsonEscaped(out, names_table.name(f[i].id));
+    out += "\":";
+    if (!f[i].is_text)
+      appendNumber(out, f[i].number);
+    else if (names_table.name(f[i].id) == "attrs")
+      appendAttrs(out, batch.textOf(f[i]));
+    else
+      appendString(out, batch.textOf(f[i]));
+  }
+  out.push_back('}');
+}
+
+}  // namespace ganglion::edge

@@ -1,0 +1,56 @@
+// The seam between a pipeline and its steps (filter, window, detector, ...): a stage edits a
+// batch in place, and time-driven stages emit on the pipeline's clock. The loop that runs the
+// stages in order is concrete (edge/pipeline.h).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "edge/expr/expr.h"
+#include "edge/record.h"
+
+namespace ganglion::edge {
+
+/// What every stage of one pipeline shares. Pipeline's worker.
+struct StageContext {
+  SeriesTable& series;
+  const FieldNames& names;
+  expr::Evaluator& evaluator;
+  int64_t wall_ms = 0;  ///< the wall clock at this batch or tick (epoch ms)
+};
+
+/// Counted per stage; the pipeline's metrics read them.
+struct StageCounters {
+  uint64_t in = 0;
+  uint64_t out = 0;
+  uint64_t filtered = 0;      ///< a filter's condition was not true
+  uint64_t late = 0;          ///< a reading for a window already closed
+  uint64_t series_limit = 0;  ///< the series table was full
+  uint64_t no_value = 0;      ///< a record without the value or field the stage works on
+  uint64_t events = 0;        ///< detector events raised
+};
+
+class Stage {
+ public:
+  virtual ~Stage() = default;
+  /// Edits `batch` in place: drops, changes, consumes or adds records. Records it does not
+  /// work on pass through in order. Pipeline's worker, once per batch.
+  virtual void process(Batch& batch, StageContext& ctx) = 0;
+  /// The pipeline's periodic tick (ctx.wall_ms is now): appends to `out` what closes by wall
+  /// time. Pipeline's worker.
+  virtual void tick(Batch& out, StageContext& ctx) {
+    (void)out;
+    (void)ctx;
+  }
+  /// Appends everything still open (shutdown, or an explicit flush). Pipeline's worker.
+  virtual void flush(Batch& out, StageContext& ctx) {
+    (void)out;
+    (void)ctx;
+  }
+  /// "filter", "window", "detect" (metrics and errors name stages by kind and position).
+  virtual std::string_view kind() const = 0;
+
+  StageCounters counters;
+};
+
+}  // namespace ganglion::edge
