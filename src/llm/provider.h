@@ -16,16 +16,13 @@
 #include "llm/chat_request.h"
 #include "llm/llm_config.h"
 #include "llm/usage.h"
+#include "upstream/exchange.h"
 
 namespace ganglion::llm {
 
 /// What to send to the provider: the gateway adds Host, Content-Type and Content-Length.
-struct ProviderRequest {
-  std::string method = "POST";
-  std::string path;                                          ///< origin-form, query included
-  std::vector<std::pair<std::string, std::string>> headers;  ///< credentials, versions
-  std::string body;
-};
+/// A request to a provider, held whole in memory (upstream/exchange.h).
+using ProviderRequest = upstream::BufferedRequest;
 
 /// Turns a provider's streamed answer into OpenAI chat.completion.chunk objects. One per call;
 /// owns partial frames, so bytes may be split anywhere. Worker thread.

@@ -1,4 +1,4 @@
-#include "llm/provider_call.h"
+#include "upstream/exchange.h"
 
 #include <fmt/format.h>
 
@@ -6,30 +6,27 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
-namespace ganglion::llm {
+namespace ganglion::upstream {
 
 namespace asio = boost::asio;
-using upstream::HeadOutcome;
 
-http::Task<ProviderCall> callProvider(loop::Worker& worker, upstream::UpstreamRuntime& up,
-                                      std::string_view host, const ProviderRequest& req,
-                                      upstream::Millis first_byte) {
-  ProviderCall call;
+http::Task<Exchange> exchange(loop::Worker& worker, UpstreamRuntime& up, std::string_view host,
+                              const BufferedRequest& req, Millis first_byte) {
+  Exchange call;
   if (up.def->targets.empty()) {
-    call.failure = upstream::UpstreamFailure(502, "upstream_unresolved",
-                                             "the provider's address is not known", "no address", true);
+    call.failure =
+        UpstreamFailure(502, "upstream_unresolved", "the target's address is not known", "no address", true);
     co_return call;
   }
-  std::string head =
-      fmt::format("{} {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-                  req.method, req.path, host, req.body.size());
+  std::string head = fmt::format("{} {} HTTP/1.1\r\nHost: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+                                 req.method, req.path, host, req.content_type, req.body.size());
   for (const auto& [name, value] : req.headers)
     fmt::format_to(std::back_inserter(head), "{}: {}\r\n", name, value);
   head += "User-Agent: ganglion/" GANGLION_VERSION "\r\n\r\n";
   const auto started = std::chrono::steady_clock::now();
   for (int stale = 0;; ++stale) {
     // After a dead pooled connection the retry opens a new one: the pool's others are as old.
-    auto acquired = co_await upstream::acquire(worker, up, 0, up.def->config->connect_timeout, stale > 0);
+    auto acquired = co_await acquire(worker, up, 0, up.def->config->connect_timeout, stale > 0);
     if (acquired.failure) {
       call.failure = std::move(acquired.failure);
       co_return call;
@@ -41,10 +38,10 @@ http::Task<ProviderCall> callProvider(loop::Worker& worker, upstream::UpstreamRu
     std::array<asio::const_buffer, 2> bufs{asio::buffer(head), asio::buffer(req.body)};
     auto [ec, n] = co_await asio::async_write(uc->stream, bufs, asio::as_tuple(asio::use_awaitable));
     uc->deadline.disarm();
-    upstream::HeadRead got;
-    if (!ec) got = co_await upstream::readResponseHead(*uc, first_byte, req.method == "HEAD");
+    HeadRead got;
+    if (!ec) got = co_await readResponseHead(*uc, first_byte, req.method == "HEAD");
     if (!ec && got.outcome == HeadOutcome::kHead) {
-      upstream::recordResponse(
+      recordResponse(
           up, 0, uc->parser.response().status,
           std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started));
       call.conn = std::move(uc);
@@ -57,9 +54,9 @@ http::Task<ProviderCall> callProvider(loop::Worker& worker, upstream::UpstreamRu
       if (stale < 3) continue;
     }
     const auto& key = up.def->targets[0].key;
-    upstream::markFailure(*up.def, 0);
+    markFailure(*up.def, 0);
     auto failed = [&](int status, std::string_view type, std::string what) {
-      call.failure = upstream::UpstreamFailure(status, type, what, fmt::format("{}: {}", key, what), false);
+      call.failure = UpstreamFailure(status, type, what, fmt::format("{}: {}", key, what), false);
     };
     if (ec) {
       failed(502, "upstream_send_failed", "sending the request failed");
@@ -78,14 +75,13 @@ http::Task<ProviderCall> callProvider(loop::Worker& worker, upstream::UpstreamRu
   }
 }
 
-http::Task<bool> readWholeBody(http::UpstreamConnection& uc, std::string& out, size_t limit,
-                               upstream::Millis idle) {
+http::Task<bool> readWholeBody(http::UpstreamConnection& uc, std::string& out, size_t limit, Millis idle) {
   for (;;) {
-    auto status = co_await upstream::readBodySome(uc, out, idle);
+    auto status = co_await readBodySome(uc, out, idle);
     if (out.size() > limit) co_return false;
-    if (status == upstream::BodyStatus::kComplete) co_return true;
-    if (status != upstream::BodyStatus::kData) co_return false;
+    if (status == BodyStatus::kComplete) co_return true;
+    if (status != BodyStatus::kData) co_return false;
   }
 }
 
-}  // namespace ganglion::llm
+}  // namespace ganglion::upstream
