@@ -54,6 +54,10 @@ void AdminServer::addEndpoints() {
   router_.add("GET", "/config", [this](Request&) -> asio::awaitable<Reply> {
     co_return Reply{200, "application/json", api_.config_json() + "\n"};
   });
+  if (api_.edge_status)
+    router_.add("GET", "/edge", [this](Request&) -> asio::awaitable<Reply> {
+      co_return Reply{200, "application/json", boost::json::serialize(api_.edge_status()) + "\n"};
+    });
   router_.add("POST", "/reload", [this](Request&) -> asio::awaitable<Reply> {
     auto [status, body] = co_await api_.reload();
     co_return Reply{status, "application/json", std::move(body)};

@@ -36,6 +36,8 @@ struct AdminApi {
   /// sorted by "name". May suspend (shared budgets are read from Redis off the main thread);
   /// the admin API goes on answering other connections meanwhile.
   std::function<boost::asio::awaitable<boost::json::array>()> llm_keys;
+  /// GET /edge: pipelines, sinks and connectors with their counters (absent: no endpoint).
+  std::function<boost::json::object()> edge_status;
   /// POST /config/check (absent: no such endpoint).
   ConfigCheckers check_config;
 };

@@ -70,6 +70,12 @@ std::optional<std::chrono::milliseconds> parseDuration(std::string_view text) {
 std::optional<uint64_t> parseByteSize(std::string_view text) {
   text = trim(text);
   if (text.empty()) return std::nullopt;
+  // "64k", "64K", "64KB", "64KiB" are all 65536 (sizes here are binary, as nginx's are).
+  if (text.size() > 3 && (text.ends_with("iB") || text.ends_with("ib")))
+    text.remove_suffix(2);
+  else if (text.size() > 2 && (text.back() == 'B' || text.back() == 'b') &&
+           std::string_view("kKmMgGtT").find(text[text.size() - 2]) != std::string_view::npos)
+    text.remove_suffix(1);
   uint64_t factor = 1;
   switch (asciiLower(text.back())) {
     case 'k':
@@ -80,6 +86,9 @@ std::optional<uint64_t> parseByteSize(std::string_view text) {
       break;
     case 'g':
       factor = 1ull << 30;
+      break;
+    case 't':
+      factor = 1ull << 40;
       break;
     default:
       break;

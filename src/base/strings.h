@@ -31,7 +31,7 @@ bool headerListContains(std::string_view list, std::string_view token);
 /// Parses a duration such as "250ms", "10s", "5m", "1h" or a bare number of seconds.
 std::optional<std::chrono::milliseconds> parseDuration(std::string_view text);
 
-/// Parses a byte size such as "1024", "64k", "10M", "1G" (powers of 1024).
+/// Parses a byte size such as "1024", "64k", "10M", "1G", "1GiB", "512KB" (powers of 1024).
 std::optional<uint64_t> parseByteSize(std::string_view text);
 
 /// Parses a decimal unsigned integer with no sign, spaces or overflow.

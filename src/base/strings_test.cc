@@ -58,5 +58,20 @@ TEST(JsonEscape, AnyBytesMakeParseableJson) {
   EXPECT_TRUE(v.is_string());
 }
 
+TEST(ByteSize, UnitsAreBinaryWithOrWithoutB) {
+  EXPECT_EQ(parseByteSize("1024"), 1024u);
+  EXPECT_EQ(parseByteSize("64k"), 65536u);
+  EXPECT_EQ(parseByteSize("64KB"), 65536u);
+  EXPECT_EQ(parseByteSize("64KiB"), 65536u);
+  EXPECT_EQ(parseByteSize("10M"), 10u << 20);
+  EXPECT_EQ(parseByteSize("1GiB"), 1ull << 30);
+  EXPECT_EQ(parseByteSize("2TiB"), 2ull << 40);
+  EXPECT_FALSE(parseByteSize("B"));
+  EXPECT_FALSE(parseByteSize("1iB"));
+  EXPECT_FALSE(parseByteSize("KiB"));
+  EXPECT_FALSE(parseByteSize("1XB"));
+  EXPECT_FALSE(parseByteSize("99999999999T"));
+}
+
 }  // namespace
 }  // namespace ganglion

@@ -65,6 +65,7 @@ struct RouteConfig {
   /// Set: the route serves files from this directory (`static:`); shared by every worker.
   std::shared_ptr<const http::StaticSite> static_files;
   std::string static_shown;  ///< for GET /config: the `static` map as read (JSON text)
+  std::string ingest;        ///< set: the route takes device readings for this connector (edge)
   bool implicit = false;  ///< added by the gateway (the LLM API on /v1/); ranked after every explicit route
   Millis timeout{0};      ///< whole exchange with the upstream; 0: no limit
   Millis first_byte_timeout{60'000};  ///< until the upstream's response head
@@ -80,6 +81,7 @@ struct RouteConfig {
   std::vector<std::string> filters_shown;
   config::Place at;           ///< where it is written, for errors found later
   config::Place upstream_at;  ///< where `upstream:` is written, for reference errors
+  config::Place ingest_at;    ///< where `ingest:` is written, for reference errors
 };
 
 /// Money is counted in integer picodollars (1e-12 USD): a price in USD per million tokens

@@ -174,6 +174,11 @@ json::value showWelcome(const RouteConfig& rt) {
   return json::object{};
 }
 
+json::value showIngest(const RouteConfig& rt) {
+  if (rt.ingest.empty()) return nullptr;
+  return json::string(rt.ingest);
+}
+
 json::value showStatic(const RouteConfig& rt) {
   if (rt.static_shown.empty()) return nullptr;
   return json::parse(rt.static_shown);
@@ -267,7 +272,7 @@ const Schema<RouteConfig>& routeSchema() {
           {.name = "upstream",
            .kind = FieldKind::kCustom,
            .member = {},
-           .default_text = "required, unless `llm`, `static` or `welcome` is set",
+           .default_text = "required, unless `llm`, `static`, `welcome` or `ingest` is set",
            .doc = "Name of an upstream defined in `upstreams`.",
            .type_text = "string",
            .show = showUpstream},
@@ -276,7 +281,8 @@ const Schema<RouteConfig>& routeSchema() {
            .member = {},
            .default_text = "none",
            .doc = "`{}` or `{ auth: none }`: the route serves the LLM API instead of forwarding; see [LLM "
-                  "routes](#llm-routes). A route has one of `upstream`, `llm`, `static` and `welcome`.",
+                  "routes](#llm-routes). A route has one of `upstream`, `llm`, `static`, `welcome` and "
+                  "`ingest`.",
            .type_text = "map",
            .show = showLlm},
           {.name = "static",
@@ -299,6 +305,15 @@ const Schema<RouteConfig>& routeSchema() {
                "it at `/`.",
            .type_text = "`{}`",
            .show = showWelcome},
+          {.name = "ingest",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "none",
+           .doc = "The name of an `http` connector: the route takes device readings (`POST`; JSON, SenML or "
+                  "line protocol) into the pipelines that read that connector; see [HTTP "
+                  "ingest](edge.md#http-ingest).",
+           .type_text = "string",
+           .show = showIngest},
           {.name = "timeout",
            .kind = FieldKind::kDuration,
            .member = &R::timeout,

@@ -83,8 +83,10 @@ void internStandardFields(FieldNames& names);
 
 /// Builds a pipeline from its spec: compiles its expressions (errors name the stage:
 /// "stages[0].filter: 1:9: unknown field 'valu'"), sizes its stages. `names` must hold the
-/// standard fields. Main thread (config load).
+/// standard fields. `failed_stage`, when given, is set to the index of the stage an error is
+/// about. Main thread (config load).
 Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
-                                                std::shared_ptr<const FieldNames> names);
+                                                std::shared_ptr<const FieldNames> names,
+                                                size_t* failed_stage = nullptr);
 
 }  // namespace ganglion::edge

@@ -2,6 +2,7 @@
 
 #include "admin/admin_config.h"
 #include "config/schema.h"
+#include "edge/edge_config.h"
 #include "filters/registry.h"
 #include "http/static_site.h"
 #include "llm/llm_schema.h"
@@ -36,7 +37,16 @@ std::vector<DocsTable> schemaDocsTables() {
                                 {"provider", docsTable(llm::providerSchema())},
                                 {"model", docsTable(llm::modelSchema())},
                                 {"model_target", docsTable(llm::modelTargetSchema())},
-                                {"circuit_breaker", docsTable(llm::circuitBreakerSchema())}};
+                                {"circuit_breaker", docsTable(llm::circuitBreakerSchema())},
+                                {"connector", docsTable(edge::connectorSchema())},
+                                {"sink", docsTable(edge::sinkSchema())},
+                                {"sink_batch", docsTable(edge::sinkBatchSchema())},
+                                {"sink_queue", docsTable(edge::sinkQueueSchema())},
+                                {"sink_retry", docsTable(edge::sinkRetrySchema())},
+                                {"pipeline", docsTable(edge::pipelineSchema())},
+                                {"window", docsTable(edge::windowSchema())},
+                                {"detect", docsTable(edge::detectSchema())},
+                                {"edge", docsTable(edge::edgeSettingsSchema())}};
   for (auto& f : filters::filterDocsTables()) tables.push_back({f.kind, std::move(f.table)});
   return tables;
 }

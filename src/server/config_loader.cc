@@ -123,9 +123,9 @@ void readRoute(Reader& r, const config::Node& n, Config& cfg) {
     if (!normalised || !path || !n["match"].IsDefined()) continue;
     if (auto bad = unreachablePath(key, *path); !bad.empty()) r.fail(n["match"][key], bad);
   }
-  // The target: exactly one of llm, static, welcome and upstream.
+  // The target: exactly one of llm, static, welcome, ingest and upstream.
   const char* target = nullptr;
-  for (const char* key : {"llm", "static", "welcome", "upstream"}) {
+  for (const char* key : {"llm", "static", "welcome", "ingest", "upstream"}) {
     if (!n[key].IsDefined()) continue;
     if (target)
       r.fail(n[key], fmt::format("route '{}' has both '{}' and '{}': pick one", rt.name, target, key));
@@ -153,6 +153,9 @@ void readRoute(Reader& r, const config::Node& n, Config& cfg) {
     if (!v.IsNull() && !(v.IsMap() && v.size() == 0))
       r.fail(v, "welcome takes no settings: write 'welcome: {}'");
     rt.welcome = true;
+  } else if (auto v = n["ingest"]; v.IsDefined()) {
+    if (auto s = r.str(v, "ingest")) rt.ingest = *s;
+    rt.ingest_at = v.place();
   } else if (auto v = n["upstream"]; v.IsDefined()) {
     if (auto s = r.str(v, "upstream")) rt.upstream = *s;
     rt.upstream_at = v.place();
@@ -161,7 +164,7 @@ void readRoute(Reader& r, const config::Node& n, Config& cfg) {
         n,
         fmt::format(
             "route '{}' needs an 'upstream' (or 'llm: {{}}' to serve the LLM API, 'static: {{ root: DIR }}' "
-            "to serve files, or 'welcome: {{}}')",
+            "to serve files, 'ingest: CONNECTOR' to take device readings, or 'welcome: {{}}')",
             rt.name));
   }
   // The LLM API holds the whole body in memory.
@@ -207,6 +210,17 @@ void validateReferences(Reader& r, Config& cfg) {
       r.failAt(rt.at, fmt::format("duplicate route name '{}'", rt.name));
     if (!rt.upstream.empty() && !names.count(rt.upstream))
       r.failAt(rt.upstream_at, fmt::format("route '{}' names unknown upstream '{}'", rt.name, rt.upstream));
+    if (!rt.ingest.empty()) {
+      const auto& connectors = cfg.edge.connectors;
+      auto c = std::find_if(connectors.begin(), connectors.end(),
+                            [&](const auto& k) { return k.name == rt.ingest; });
+      if (c == connectors.end() && !cfg.edge.refused(rt.ingest))
+        r.failAt(rt.ingest_at,
+                 fmt::format("route '{}' ingests for unknown connector '{}'", rt.name, rt.ingest));
+      else if (c != connectors.end() && c->kind != "http")
+        r.failAt(rt.ingest_at, fmt::format("route '{}' ingests for connector '{}', which is not of kind http",
+                                           rt.name, rt.ingest));
+    }
   }
   if (cfg.listeners.empty()) r.failAt({}, "at least one listener is required");
   bool has_llm_route = false;

@@ -28,6 +28,7 @@
 
 #include "base/log.h"
 #include "base/result.h"
+#include "edge/edge_runtime.h"
 #include "http/server_connection.h"
 #include "llm/prices.h"
 #include "llm/shared_limits.h"
@@ -72,6 +73,20 @@ struct WorkerContext {
   /// Acceptors by listener address; usually one, more after adopting a parent's sockets.
   std::map<std::string, std::vector<std::shared_ptr<WorkerListener>>> listeners;
   bool draining = false;
+};
+
+/// The workers and their upstream runtimes, as the edge runtime sees them.
+class GatewayEdge final : public edge::EdgeHost {
+ public:
+  explicit GatewayEdge(std::vector<std::unique_ptr<WorkerContext>>& workers) : workers_(workers) {}
+  size_t workerCount() const override { return workers_.size(); }
+  loop::Worker& worker(size_t index) override { return workers_[index]->worker; }
+  std::shared_ptr<upstream::UpstreamRuntime> upstream(size_t index, std::string_view name) override {
+    return workers_[index]->requests.upstreamRuntime(name);
+  }
+
+ private:
+  std::vector<std::unique_ptr<WorkerContext>>& workers_;
 };
 
 namespace {
@@ -443,6 +458,8 @@ void Gateway::install(std::shared_ptr<const Snapshot> snapshot) {
     auto* ctx = w.get();
     ctx->worker.post([ctx, snap = snapshot_] { ctx->requests.install(snap); });
   }
+  // After the workers' installs are queued: sinks find their new upstreams there.
+  if (edge_) edge_->install(snapshot_->config.edge);
 }
 
 void Gateway::scheduleDnsRefresh() {
@@ -660,6 +677,8 @@ void Gateway::drainAndStop() {
     for (auto& w : workers_) active += w->stats.connections_active.get();
     if (active == 0 || std::chrono::steady_clock::now() >= deadline) {
       if (active) log(fmt::format("drain timeout: closing {} connections", active));
+      // Open windows close, and sinks get a moment to deliver what waits (in memory only).
+      if (edge_) edge_->drain(std::chrono::seconds(1));
       if (admin_) admin_->stop();
       checker_->stop();
       if (dns_timer_) dns_timer_->cancel();
@@ -709,7 +728,14 @@ int Gateway::run() {
     workers_.push_back(std::make_unique<WorkerContext>(i, access_log_.get(), ledger_, llm_cache_));
     llm_metrics_.add(workers_.back()->requests.llmMetrics());
   }
-  for (auto& w : workers_) w->requests.install(snapshot_);
+  edge_host_ = std::make_unique<GatewayEdge>(workers_);
+  edge_ = std::make_unique<edge::EdgeRuntime>(*edge_host_);
+  metric_sources_.push_back(edge_.get());
+  for (auto& w : workers_) {
+    w->requests.setEdge(edge_.get());
+    w->requests.install(snapshot_);
+  }
+  edge_->install(cfg.edge);
   if (auto installed = installListeners(cfg); !installed) {
     std::fprintf(stderr, "%s\n", installed.error().message.c_str());
     return 1;
@@ -733,6 +759,7 @@ int Gateway::run() {
                               co_await loop::runBlocking([this, snapshot] { return llmKeys(*snapshot); });
                           co_return keys;
                         },
+                        .edge_status = [this] { return edge_->status(); },
                         .check_config =
                             {
                                 .json =

@@ -28,9 +28,14 @@ namespace ganglion::telemetry {
 class AccessLog;
 }
 
+namespace ganglion::edge {
+class EdgeRuntime;
+}
+
 namespace ganglion::server {
 
 struct WorkerContext;
+class GatewayEdge;
 
 class Gateway {
  public:
@@ -89,6 +94,10 @@ class Gateway {
   boost::asio::signal_set signals_;
   std::unique_ptr<admin::AdminServer> admin_;
   std::unique_ptr<telemetry::AccessLog> access_log_;
+  /// The edge (pipelines, sinks): declared before the workers so that it is destroyed after
+  /// they stop (their ticks run its pipelines).
+  std::unique_ptr<GatewayEdge> edge_host_;
+  std::unique_ptr<edge::EdgeRuntime> edge_;
   std::vector<std::unique_ptr<WorkerContext>> workers_;
   HealthRegistry health_;
   llm::KeyLedger ledger_;         ///< per-key rates and spend, shared by the workers, kept across reloads

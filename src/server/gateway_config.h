@@ -9,6 +9,7 @@
 
 #include "admin/admin_config.h"
 #include "config/config.h"
+#include "edge/edge_config.h"
 #include "llm/llm_config.h"
 #include "server/listener_config.h"
 #include "upstream/upstream_config.h"
@@ -33,6 +34,7 @@ struct Config {
   config::StateConfig state;
   admin::AdminConfig admin;
   AccessLogConfig access_log;
+  edge::EdgeConfig edge;  ///< connectors, sinks, pipelines, edge settings
 };
 
 struct LoadResult {

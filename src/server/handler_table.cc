@@ -2,6 +2,7 @@
 
 #include <optional>
 
+#include "edge/connectors/http_ingest.h"
 #include "http/static_files.h"
 #include "http/static_page.h"
 #include "loop/worker.h"
@@ -14,10 +15,17 @@ using namespace ganglion::config;  // the composition reads every section
 using namespace ganglion::upstream;
 using namespace ganglion::llm;
 
-http::RouteAction routeAction(const RouteConfig& route, const std::vector<UpstreamConfig>& upstreams) {
+http::RouteAction routeAction(const RouteConfig& route, const Config& cfg) {
   if (route.welcome) return {kWelcomeRow, 0};
   if (route.static_files) return {kStaticRow, 0};
   if (route.llm) return {kLlmRow, 0};
+  if (!route.ingest.empty()) {
+    const auto& connectors = cfg.edge.connectors;
+    for (size_t c = 0; c < connectors.size(); ++c)
+      if (connectors[c].name == route.ingest) return {kIngestRow, static_cast<uint32_t>(c)};
+    return {kIngestRow, 0};  // validation guarantees the connector exists
+  }
+  const auto& upstreams = cfg.upstreams;
   for (size_t u = 0; u < upstreams.size(); ++u)
     if (upstreams[u].name == route.upstream) return {kProxyRow, static_cast<uint32_t>(u)};
   return {kProxyRow, 0};  // validation guarantees the upstream exists
@@ -26,12 +34,13 @@ http::RouteAction routeAction(const RouteConfig& route, const std::vector<Upstre
 /// Everything one worker runs one config version on.
 struct WorkerRequests::Version {
   Version(loop::Worker& worker, std::shared_ptr<const Snapshot> snap,
-          std::vector<upstream::UpstreamRuntime> ups, llm::LlmHandler& llm_handler)
+          std::vector<upstream::UpstreamRuntime> ups, llm::LlmHandler& llm_handler, edge::EdgeRuntime* edge)
       : snapshot(std::move(snap)),
         upstreams(std::move(ups)),
         proxy(worker, upstreams),
         welcome(snapshot->welcome_page, "text/plain; charset=utf-8") {
     if (snapshot->llm) llm.emplace(llm_handler, *snapshot->llm, upstreams);
+    if (edge) ingest.emplace(snapshot->config.edge, *edge);
   }
   std::shared_ptr<const Snapshot> snapshot;
   std::vector<upstream::UpstreamRuntime> upstreams;  ///< indexed like Snapshot::upstreams
@@ -39,6 +48,7 @@ struct WorkerRequests::Version {
   std::optional<llm::LlmRoutes> llm;  ///< with providers (an llm route requires them)
   http::StaticPage welcome;
   http::StaticFiles static_files;
+  std::optional<edge::HttpIngest> ingest;  ///< with an edge runtime
 };
 
 WorkerRequests::WorkerRequests(loop::Worker& worker, telemetry::WorkerStats& stats, telemetry::AccessLog* log,
@@ -56,8 +66,8 @@ WorkerRequests::WorkerRequests(loop::Worker& worker, telemetry::WorkerStats& sta
 WorkerRequests::~WorkerRequests() = default;
 
 void WorkerRequests::install(std::shared_ptr<const Snapshot> snapshot) {
-  auto version =
-      std::make_shared<Version>(worker_, snapshot, pools_.runtimesFor(snapshot->upstreams, stats_), llm_);
+  auto version = std::make_shared<Version>(worker_, snapshot, pools_.runtimesFor(snapshot->upstreams, stats_),
+                                           llm_, edge_);
   auto routes = std::make_shared<http::WorkerRoutes>();
   routes->router = std::shared_ptr<const http::Router>(snapshot, &snapshot->router);
   routes->handlers.resize(kHandlerRows);
@@ -65,9 +75,18 @@ void WorkerRequests::install(std::shared_ptr<const Snapshot> snapshot) {
   routes->handlers[kLlmRow] = version->llm ? &*version->llm : nullptr;
   routes->handlers[kWelcomeRow] = &version->welcome;
   routes->handlers[kStaticRow] = &version->static_files;
+  routes->handlers[kIngestRow] = version->ingest ? &*version->ingest : nullptr;
   routes->handler_owner = version;
   manager_.install(std::move(routes));
   current_ = std::move(version);
+}
+
+std::shared_ptr<upstream::UpstreamRuntime> WorkerRequests::upstreamRuntime(std::string_view name) const {
+  if (!current_) return nullptr;
+  for (auto& u : current_->upstreams)
+    if (u.def && u.def->config && u.def->config->name == name)
+      return std::shared_ptr<upstream::UpstreamRuntime>(current_, &u);
+  return nullptr;
 }
 
 }  // namespace ganglion::server

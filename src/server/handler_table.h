@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "edge/edge_runtime.h"
 #include "http/connection_manager.h"
 #include "llm/llm_handler.h"
 #include "server/gateway_config.h"
@@ -23,12 +24,12 @@ namespace ganglion::server {
 struct Snapshot;
 
 /// The table's rows (RouteAction::handler).
-enum HandlerRow : uint8_t { kProxyRow, kLlmRow, kWelcomeRow, kStaticRow, kHandlerRows };
+enum HandlerRow : uint8_t { kProxyRow, kLlmRow, kWelcomeRow, kStaticRow, kIngestRow, kHandlerRows };
 
 /// The row that serves `route` and its target there: the proxy with the index of the route's
-/// upstream in `upstreams`, the LLM API, or the welcome page. Main thread, at snapshot build.
-http::RouteAction routeAction(const config::RouteConfig& route,
-                              const std::vector<upstream::UpstreamConfig>& upstreams);
+/// upstream in `cfg.upstreams`, device ingest with the index of its connector, the LLM API,
+/// static files or the welcome page. Main thread, at snapshot build.
+http::RouteAction routeAction(const config::RouteConfig& route, const Config& cfg);
 
 /// One worker's request handling across config versions: the connection manager, the
 /// connection pools and the LLM handler live as long as the worker; each installed version
@@ -43,6 +44,11 @@ class WorkerRequests {
   llm::LlmWorkerMetrics& llmMetrics() { return llm_.metrics(); }
   /// Switches to `snapshot`; requests in flight finish on their version. Worker thread.
   void install(std::shared_ptr<const Snapshot> snapshot);
+  /// The process's edge runtime, for ingest routes (set before the first install). Main thread.
+  void setEdge(edge::EdgeRuntime* edge) { edge_ = edge; }
+  /// The current version's runtime of upstream `name` on this worker, kept alive while held;
+  /// null when it has none. Worker thread.
+  std::shared_ptr<upstream::UpstreamRuntime> upstreamRuntime(std::string_view name) const;
 
  private:
   struct Version;
@@ -52,6 +58,7 @@ class WorkerRequests {
   http::ConnectionManager manager_;
   upstream::WorkerPools pools_;
   llm::LlmHandler llm_;
+  edge::EdgeRuntime* edge_ = nullptr;
   std::shared_ptr<Version> current_;
 };
 

@@ -136,12 +136,14 @@ BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& healt
     snap->provider_upstreams.push_back(snap->upstreams.size());
     resolve(p.upstream, true);
   }
+  // Edge sinks ("sink:<name>"), resolved lazily as providers are.
+  for (const auto& s : cfg.edge.sinks) resolve(s.upstream, true);
   const bool llm_route =
       std::any_of(cfg.routes.begin(), cfg.routes.end(), [](const auto& r) { return r.llm.has_value(); });
   if (!cfg.providers.empty() || llm_route)
     snap->llm = std::make_shared<llm::Catalog>(cfg.providers, cfg.models, snap->provider_upstreams,
                                                llm::LlmSettings{cfg.key_table, cfg.state, cfg.llm_cache});
-  snap->router.build(cfg.routes, [&](const RouteConfig& rc) { return routeAction(rc, cfg.upstreams); });
+  snap->router.build(cfg.routes, [&](const RouteConfig& rc) { return routeAction(rc, cfg); });
   for (const auto& r : cfg.routes)
     if (r.welcome) snap->welcome_page = renderWelcomePage(cfg);
   if (result.errors.empty()) result.snapshot = std::move(snap);

@@ -48,7 +48,7 @@ struct Snapshot {
   Config config;
   uint64_t version = 0;
   http::Router router;
-  std::vector<ResolvedUpstream> upstreams;  ///< config.upstreams, then one per provider
+  std::vector<ResolvedUpstream> upstreams;  ///< config.upstreams, one per provider, one per edge sink
   std::vector<size_t> provider_upstreams;   ///< by config.providers index: index into upstreams
   std::shared_ptr<const llm::Catalog> llm;  ///< providers and models; null without providers
   std::string welcome_page;                 ///< what `welcome: {}` routes answer

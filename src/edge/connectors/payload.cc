@@ -65,7 +65,8 @@ class Emitter {
                std::string_view attrs) {
     if (!std::isfinite(value)) return reject("a value that is not a finite number");
     if (!goodName(device))
-      return reject(device.empty() ? "no device (the topic or URL names none)" : "a device name that is not allowed");
+      return reject(device.empty() ? "no device (the topic or URL names none)"
+                                   : "a device name that is not allowed");
     if (!goodName(metric)) return reject(metric.empty() ? "no metric" : "a metric name that is not allowed");
     if (ts > ctx_.now_ms + ctx_.max_future_ms) return reject("a time too far in the future");
     if (ts < ctx_.now_ms - ctx_.max_past_ms) return reject("a time too far in the past");
@@ -103,7 +104,8 @@ std::optional<double> numberOf(const json::value& v) {
 }
 
 void addAttr(std::string& attrs, size_t& count, std::string_view key, const json::value& v) {
-  if (count >= kMaxAttrs || key.empty() || key.size() > kMaxAttrKey || key.find('\0') != std::string_view::npos)
+  if (count >= kMaxAttrs || key.empty() || key.size() > kMaxAttrKey ||
+      key.find('\0') != std::string_view::npos)
     return;
   if (v.is_string()) {
     const std::string_view s = v.get_string();
@@ -187,10 +189,13 @@ Result<void> decodeJson(std::string_view payload, Emitter& out) {
       for (const json::value& v : a) jsonEntry(v, out, attrs);
     } else {
       if (!parsed->is_object() && !numberOf(*parsed))
-        return Error("JSON payloads are an object with 'value', a number, or an array of those", "bad_payload");
+        return Error("JSON payloads are an object with 'value', a number, or an array of those",
+                     "bad_payload");
       jsonEntry(*parsed, out, attrs);
     }
-    if (out.tooMany()) return Error(fmt::format("more than {} readings in one payload", out.ctx().max_readings), "bad_payload");
+    if (out.tooMany())
+      return Error(fmt::format("more than {} readings in one payload", out.ctx().max_readings),
+                   "bad_payload");
     if (pass == 0) out.setEmitting();
   }
   return {};
@@ -215,7 +220,8 @@ Result<void> decodeNumber(std::string_view payload, Emitter& out) {
 
 // ---- SenML (RFC 8428, JSON representation)
 std::string trimSeparators(std::string_view s) {
-  while (!s.empty() && (s.back() == ':' || s.back() == '/' || s.back() == '.' || s.back() == '-')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == ':' || s.back() == '/' || s.back() == '.' || s.back() == '-'))
+    s.remove_suffix(1);
   return std::string(s);
 }
 
@@ -268,7 +274,8 @@ Result<void> decodeSenml(std::string_view payload, Emitter& out) {
         value = vb->get_bool() ? 1 : 0;
       } else {
         // A record with only base fields, or a string, data or sum value: no reading.
-        if (r.contains("vs") || r.contains("vd") || r.contains("s")) out.reject("a SenML record without a number value");
+        if (r.contains("vs") || r.contains("vd") || r.contains("s"))
+          out.reject("a SenML record without a number value");
         continue;
       }
       double t = base_time;
@@ -303,7 +310,8 @@ Result<void> decodeSenml(std::string_view payload, Emitter& out) {
       }
       out.reading(device, metric, *ts, value, Quality::kGood, attrs);
     }
-    if (out.tooMany()) return Error(fmt::format("more than {} readings in one payload", ctx.max_readings), "bad_payload");
+    if (out.tooMany())
+      return Error(fmt::format("more than {} readings in one payload", ctx.max_readings), "bad_payload");
     if (pass == 0) out.setEmitting();
   }
   return {};
@@ -475,7 +483,8 @@ Result<void> decodeLineProtocol(std::string_view payload, Emitter& out) {
         auto r = decodeLine(line.substr(line.find_first_not_of(" \t")), line_no, out, attrs, fields);
         if (!r.ok()) return r;
         if (out.tooMany())
-          return Error(fmt::format("more than {} readings in one payload", out.ctx().max_readings), "bad_payload");
+          return Error(fmt::format("more than {} readings in one payload", out.ctx().max_readings),
+                       "bad_payload");
       }
       if (end == payload.size()) break;
       at = end + 1;

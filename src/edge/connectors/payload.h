@@ -6,7 +6,8 @@
 //                  object become attributes)
 //   number         the payload is one number in text ("21.5")
 //   senml          RFC 8428 JSON: [{"bn": "pump-1/", "bt": 1.7e9, "n": "flow", "u": "m3/h", "v": 3.2}]
-//   line_protocol  InfluxDB line protocol: flow,device=pump-1,site=north value=3.2,temp=41i 1764460800123000000
+//   line_protocol  InfluxDB line protocol: flow,device=pump-1,site=north value=3.2,temp=41i
+//   1764460800123000000
 //
 // Devices are named by where a payload arrives (the MQTT topic's '+', the ingest URL) unless
 // the format carries its own names (SenML's base name, line protocol's `device` tag) and the
@@ -33,10 +34,10 @@ enum class TimePrecision : uint8_t { kNanoseconds, kMicroseconds, kMilliseconds,
 
 /// Where a payload came from and what it means where it says nothing.
 struct PayloadContext {
-  std::string_view device;  ///< from the topic or URL; empty: the payload must name it
-  std::string_view metric;  ///< from the subscription; json and number payloads use it
-  int64_t now_ms = 0;       ///< arrival time (epoch ms): readings without a time get it
-  int64_t max_future_ms = 5 * 60 * 1000;        ///< later than now + this: refused
+  std::string_view device;                        ///< from the topic or URL; empty: the payload must name it
+  std::string_view metric;                        ///< from the subscription; json and number payloads use it
+  int64_t now_ms = 0;                             ///< arrival time (epoch ms): readings without a time get it
+  int64_t max_future_ms = 5 * 60 * 1000;          ///< later than now + this: refused
   int64_t max_past_ms = 30LL * 24 * 3600 * 1000;  ///< earlier than now - this: refused
   TimePrecision line_precision = TimePrecision::kNanoseconds;  ///< line protocol timestamps
   bool payload_names_device = true;  ///< SenML base names and `device` tags may name the device

@@ -28,8 +28,8 @@ Decoded decode(PayloadFormat f, std::string_view payload, PayloadContext ctx = {
   d.result = decodePayload(
       f, payload, ctx,
       [&](const DecodedReading& r) {
-        d.readings.push_back({std::string(r.device), std::string(r.metric), std::string(r.attrs), r.ts, r.value,
-                              r.quality});
+        d.readings.push_back(
+            {std::string(r.device), std::string(r.metric), std::string(r.attrs), r.ts, r.value, r.quality});
       },
       d.report);
   return d;
@@ -66,10 +66,11 @@ TEST(EdgePayload, JsonObjectNumberAndArray) {
 }
 
 TEST(EdgePayload, JsonEntriesRefusedOneByOne) {
-  auto d = decode(PayloadFormat::kJson,
-                  R"([{"value": "x"}, {"novalue": 1}, {"value": 1, "ts": "yesterday"}, {"value": 1, "quality": "meh"},
+  auto d = decode(
+      PayloadFormat::kJson,
+      R"([{"value": "x"}, {"novalue": 1}, {"value": 1, "ts": "yesterday"}, {"value": 1, "quality": "meh"},
                       {"value": 1, "ts": 99999999999999}, {"value": 1, "ts": 1000}, "s", {"value": 5}])",
-                  at("d", "t"));
+      at("d", "t"));
   ASSERT_TRUE(d.result.ok());
   ASSERT_EQ(d.readings.size(), 1u);
   EXPECT_EQ(d.readings[0].value, 5);
@@ -78,12 +79,14 @@ TEST(EdgePayload, JsonEntriesRefusedOneByOne) {
 }
 
 TEST(EdgePayload, JsonWholePayloadErrors) {
-  EXPECT_EQ(decode(PayloadFormat::kJson, "{\"value\": ").result.error().message.substr(0, 16), "not JSON at byte");
+  EXPECT_EQ(decode(PayloadFormat::kJson, "{\"value\": ").result.error().message.substr(0, 16),
+            "not JSON at byte");
   EXPECT_EQ(decode(PayloadFormat::kJson, "[]").result.error().message, "an empty array holds no readings");
   EXPECT_EQ(decode(PayloadFormat::kJson, "\"str\"").result.error().message,
             "JSON payloads are an object with 'value', a number, or an array of those");
-  EXPECT_EQ(decode(PayloadFormat::kJson, std::string(100, '[') + std::string(100, ']')).result.error().message,
-            "the JSON nests too deep");
+  EXPECT_EQ(
+      decode(PayloadFormat::kJson, std::string(100, '[') + std::string(100, ']')).result.error().message,
+      "the JSON nests too deep");
   PayloadContext small = at("d", "t");
   small.max_readings = 2;
   auto d = decode(PayloadFormat::kJson, "[1,2,3]", small);

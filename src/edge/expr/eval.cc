@@ -43,7 +43,7 @@ Value Evaluator::load(const Instruction& ins, const Input& in) const {
   const Record& r = *in.record;
   switch (ins.op) {
     case Op::kValue:
-      return r.hasValue() ? Value::num(r.value) : Value::null();
+      return r.hasValue() ? number(r.value) : Value::null();  // an infinite reading is null too
     case Op::kTs:
       return Value::num(static_cast<double>(r.ts));
     case Op::kDevice:
@@ -151,6 +151,7 @@ Value Evaluator::call(const Instruction& ins, Value* args) {
 }
 
 Value Evaluator::run(const Program& p, const Input& in) {
+  if (p.code_.empty()) return Value::null();  // a moved-from or default Program
   scratch_used_ = 0;
   Value* sp = stack_.data();  // next free slot
   const Instruction* code = p.code_.data();

@@ -244,6 +244,18 @@ TEST_F(ExprTest, ScratchSpaceIsBounded) {
   EXPECT_DOUBLE_EQ(evaluator_.run(*q, Input{&b.records[0], &b, &series_}).number, 3000);
 }
 
+TEST_F(ExprTest, InfiniteValuesAndEmptyProgramsAreNull) {
+  batch_.records[0].value = std::numeric_limits<double>::infinity();
+  EXPECT_TRUE(isNull("value"));
+  EXPECT_FALSE(truth("value > 1000"));
+  EXPECT_TRUE(isNull("-value"));
+  auto p = compile("value", scope_);
+  ASSERT_TRUE(p.ok());
+  Program moved = std::move(*p);
+  EXPECT_EQ(evaluator_.run(*p, Input{&batch_.records[0], &batch_, &series_}).type, Type::kNull);
+  EXPECT_EQ(evaluator_.run(Program(), Input{&batch_.records[0], &batch_, &series_}).type, Type::kNull);
+}
+
 TEST_F(ExprTest, AttrsTextIsParsedDefensively) {
   std::string bad = "k";  // no terminator
   EXPECT_EQ(findAttr(bad, "k").type, Type::kNull);

@@ -1,0 +1,139 @@
+#include "edge/connectors/http_ingest.h"
+
+#include <fmt/format.h>
+
+#include <boost/json.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/pct_string_view.hpp>
+#include <chrono>
+
+#include "base/strings.h"
+
+namespace ganglion::edge {
+
+namespace json = boost::json;
+
+std::optional<PayloadFormat> formatOfContentType(std::string_view content_type, PayloadFormat fallback) {
+  std::string_view type = trim(content_type.substr(0, content_type.find(';')));
+  if (type.empty() || iequals(type, "application/octet-stream")) return fallback;
+  if (iequals(type, "application/senml+json")) return PayloadFormat::kSenml;
+  if (iequals(type, "application/json") ||
+      (type.size() > 5 && iequals(type.substr(type.size() - 5), "+json")))
+    return PayloadFormat::kJson;
+  if (iequals(type, "text/plain"))
+    return fallback == PayloadFormat::kNumber ? fallback : PayloadFormat::kLineProtocol;
+  return std::nullopt;
+}
+
+namespace {
+
+/// A query parameter, percent-decoded; empty when absent or malformed.
+std::string queryParam(std::string_view target, std::string_view name) {
+  auto url = boost::urls::parse_origin_form(target);
+  if (!url) return {};
+  auto params = url->params();
+  auto it = params.find(name);
+  if (it == params.end()) return {};
+  return std::string((*it).value);
+}
+
+/// The device a prefix route's path names after its prefix (one segment, percent-decoded).
+std::string deviceFromPath(std::string_view path, const http::CompiledRoute& route) {
+  if (route.path_kind != http::CompiledRoute::PathKind::kPrefix || path.size() <= route.path.size())
+    return {};
+  std::string_view rest = path.substr(route.path.size());
+  while (!rest.empty() && rest.front() == '/') rest.remove_prefix(1);
+  while (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.empty() || rest.find('/') != std::string_view::npos) return {};
+  auto decoded = boost::urls::make_pct_string_view(rest);
+  if (!decoded) return {};
+  return decoded->decode();
+}
+
+}  // namespace
+
+http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
+  auto& conn = req.conn;
+  const auto& request = conn.request();
+  const ConnectorConfig& connector = config_.connectors[req.route.action.target];
+  req.report.upstream = connector.name;
+  if (request.method != "POST") {
+    http::HeaderList allow;
+    allow.add("Allow", "POST");
+    co_return co_await conn.sendError(405, "method_not_allowed", "ingest routes take readings with POST",
+                                      &allow);
+  }
+  auto format = formatOfContentType(request.headers.get("content-type"), connector.format);
+  if (!format)
+    co_return co_await conn.sendError(
+        415, "unsupported_media_type",
+        "send application/json, application/senml+json or text/plain (InfluxDB line protocol)");
+  if (const int failed = co_await conn.readWholeBody(connector.max_body)) {
+    runtime_.countIngest(connector.name, 0, 0, true);
+    // Named locals, not temporaries inside the co_await: GCC 12 frees those twice.
+    std::string_view type = failed == 413   ? "payload_too_large"
+                            : failed == 503 ? "overloaded"
+                                            : "bad_request";
+    std::string message = "the body could not be read";
+    if (failed == 413) message = fmt::format("the body is larger than {} bytes", connector.max_body);
+    if (failed == 408) message = "the body came too slowly";
+    if (failed == 503) message = "the gateway holds too many bodies; try again";
+    co_return co_await conn.sendError(failed, type, message);
+  }
+  std::string device = deviceFromPath(request.path(), req.route);
+  if (device.empty()) device = queryParam(request.target, "device");
+  std::string metric = queryParam(request.target, "metric");
+  if (metric.empty()) metric = connector.metric;
+
+  PayloadContext ctx;
+  ctx.device = device;
+  ctx.metric = metric;
+  ctx.now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
+  ctx.max_future_ms = connector.max_future.count();
+  ctx.max_past_ms = connector.max_past.count();
+  ctx.line_precision = connector.time_precision;
+  ctx.payload_names_device = connector.payload_names_device;
+  auto readings = std::make_shared<IncomingReadings>();
+  readings->connector = connector.name;
+  DecodeReport report;
+  auto decoded = decodePayload(
+      *format, conn.wholeBody(), ctx, [&](const DecodedReading& r) { readings->add(r); }, report);
+  if (!decoded.ok()) {
+    runtime_.countIngest(connector.name, 0, 0, true);
+    const std::string message =
+        fmt::format("{} payload refused: {}", payloadFormatName(*format), decoded.error().message);
+    co_return co_await conn.sendError(400, "bad_payload", message);
+  }
+  if (readings->items.empty()) {
+    runtime_.countIngest(connector.name, 0, report.rejected, true);
+    const std::string message =
+        fmt::format("no reading was accepted: {} ({} refused)", report.first_reason, report.rejected);
+    co_return co_await conn.sendError(422, "no_readings", message);
+  }
+  const size_t accepted = readings->items.size();
+  if (runtime_.deliver(connector.name, std::move(readings)) < 0) {
+    http::HeaderList retry;
+    retry.add("Retry-After", "1");
+    co_return co_await conn.sendError(503, "overloaded",
+                                      "the pipelines have too many readings waiting; try again", &retry);
+  }
+  runtime_.countIngest(connector.name, accepted, report.rejected, false);
+  req.report.attribute("readings", static_cast<uint64_t>(accepted));
+  if (report.rejected) req.report.attribute("rejected", static_cast<uint64_t>(report.rejected));
+  json::object answer;
+  answer["accepted"] = accepted;
+  answer["rejected"] = report.rejected;
+  if (report.rejected) answer["first_rejection"] = report.first_reason;
+  const std::string body = json::serialize(answer);
+  http::ResponseHead head;
+  head.status = 202;
+  head.headers.add("Content-Type", "application/json");
+  head.has_content_length = true;
+  head.content_length = body.size();
+  std::array<std::string_view, 1> pieces{body};
+  co_await conn.writeResponse(&head, pieces, true);
+}
+
+}  // namespace ganglion::edge

@@ -1,0 +1,29 @@
+// HTTP ingest: the terminal handler of routes whose target is `ingest: <connector>`. A POST's
+// body (JSON, SenML or line protocol) becomes readings for the pipelines that read the
+// connector; the route's filters (key_auth, rate_limit, ip_filter) run first, as on any route.
+#pragma once
+
+#include "edge/edge_config.h"
+#include "edge/edge_runtime.h"
+#include "http/terminal_handler.h"
+
+namespace ganglion::edge {
+
+class HttpIngest final : public http::TerminalHandler {
+ public:
+  /// `config`: the config version's edge sections (a route's action target indexes its
+  /// connectors); `runtime`: the process's edge. One per worker per config version.
+  HttpIngest(const EdgeConfig& config, EdgeRuntime& runtime) : config_(config), runtime_(runtime) {}
+  http::Task<void> serve(http::RoutedRequest& req) override;
+
+ private:
+  const EdgeConfig& config_;
+  EdgeRuntime& runtime_;
+};
+
+/// The payload format a Content-Type names: application/json (and +json other than SenML)
+/// → json, application/senml+json → senml, text/plain → line_protocol; empty or
+/// application/octet-stream → `fallback`; anything else → nullopt (415).
+std::optional<PayloadFormat> formatOfContentType(std::string_view content_type, PayloadFormat fallback);
+
+}  // namespace ganglion::edge

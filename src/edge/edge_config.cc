@@ -1,0 +1,865 @@
+#include "edge/edge_config.h"
+
+#include <fmt/format.h>
+
+#include <boost/json.hpp>
+#include <boost/url/parse.hpp>
+#include <charconv>
+#include <cmath>
+#include <mutex>
+
+#include "net/tls.h"
+
+namespace ganglion::edge {
+
+namespace json = boost::json;
+using config::FieldKind;
+using config::Reader;
+using config::Schema;
+
+namespace {
+
+// ---- shared custom fields
+
+/// A list of strings (names).
+std::vector<std::string> readNames(Reader& r, const config::Node& v, std::string_view what) {
+  std::vector<std::string> out;
+  if (v.IsScalar()) {  // `from: plant` reads as a list of one
+    if (auto s = r.str(v, what)) out.push_back(*s);
+    return out;
+  }
+  r.forEach(v, what, [&](const config::Node& n) {
+    if (auto s = r.str(n, what)) out.push_back(*s);
+  });
+  return out;
+}
+
+json::value namesToJson(const std::vector<std::string>& names) {
+  json::array a;
+  for (const auto& n : names) a.emplace_back(n);
+  return a;
+}
+
+std::optional<double> readNumber(Reader& r, const config::Node& v, std::string_view what, double min,
+                                 double max) {
+  auto s = r.str(v, what);
+  if (!s) return std::nullopt;
+  double d = 0;
+  auto [ptr, ec] = std::from_chars(s->data(), s->data() + s->size(), d);
+  if (s->empty() || ec != std::errc() || ptr != s->data() + s->size() || !std::isfinite(d) || d < min ||
+      d > max) {
+    r.fail(v, fmt::format("{} must be a number from {} to {}, got '{}'", what, min, max, *s));
+    return std::nullopt;
+  }
+  return d;
+}
+
+// ---- connectors
+
+constexpr std::string_view kBuiltConnectorKinds = "http";
+constexpr std::string_view kPlannedConnectorKinds[] = {"mqtt", "modbus_tcp", "modbus_rtu", "coap", "opcua"};
+
+void readConnectorKind(Reader& r, const config::Node& v, ConnectorConfig& c) {
+  auto s = r.str(v, "connector kind");
+  if (!s) return;
+  if (*s == "http") {
+    c.kind = *s;
+    return;
+  }
+  for (std::string_view planned : kPlannedConnectorKinds) {
+    if (*s == planned) {
+      r.fail(v, fmt::format(
+                    "connector kind '{}' is not built yet (built: {}; docs/edge.md says what comes next)", *s,
+                    kBuiltConnectorKinds));
+      return;
+    }
+  }
+  r.fail(v, fmt::format("unknown connector kind '{}' (built: {})", *s, kBuiltConnectorKinds));
+}
+
+void readFormat(Reader& r, const config::Node& v, ConnectorConfig& c) {
+  auto s = r.str(v, "format");
+  if (!s) return;
+  if (auto f = payloadFormatFromName(*s))
+    c.format = *f;
+  else
+    r.fail(v, fmt::format("format must be one of {}, got '{}'", kPayloadFormatNames, *s));
+}
+json::value showFormat(const ConnectorConfig& c) { return json::string(payloadFormatName(c.format)); }
+
+constexpr std::pair<std::string_view, TimePrecision> kPrecisions[] = {
+    {"ns", TimePrecision::kNanoseconds},
+    {"us", TimePrecision::kMicroseconds},
+    {"ms", TimePrecision::kMilliseconds},
+    {"s", TimePrecision::kSeconds},
+};
+
+void readPrecision(Reader& r, const config::Node& v, ConnectorConfig& c) {
+  auto s = r.str(v, "time_precision");
+  if (!s) return;
+  for (const auto& [name, p] : kPrecisions) {
+    if (*s == name) {
+      c.time_precision = p;
+      return;
+    }
+  }
+  r.fail(v, fmt::format("time_precision must be ns, us, ms or s, got '{}'", *s));
+}
+json::value showPrecision(const ConnectorConfig& c) {
+  for (const auto& [name, p] : kPrecisions)
+    if (p == c.time_precision) return json::string(name);
+  return nullptr;
+}
+
+// ---- sinks
+
+void readSinkKind(Reader& r, const config::Node& v, SinkConfig& c) {
+  auto s = r.str(v, "sink kind");
+  if (!s) return;
+  if (*s == "http") {
+    c.kind = *s;
+  } else if (*s == "mqtt" || *s == "influx" || *s == "tsdb") {
+    r.fail(v, fmt::format("sink kind '{}' is not built yet (built: http; docs/edge.md says what comes next)",
+                          *s));
+  } else {
+    r.fail(v, fmt::format("unknown sink kind '{}' (built: http)", *s));
+  }
+}
+
+void readSinkHeaders(Reader& r, const config::Node& v, SinkConfig& c) {
+  if (!v.IsMap()) return r.fail(v, "headers must be a map of header: value");
+  for (const auto& kv : v) {
+    const std::string name = kv.first.Scalar();
+    auto value = r.str(kv.second, fmt::format("header '{}' value", name));
+    if (!config::isToken(name))
+      r.fail(kv.first, fmt::format("'{}' is not a valid header name", name));
+    else if (iequals(name, "content-length") || iequals(name, "host") || iequals(name, "transfer-encoding") ||
+             iequals(name, "content-type") || iequals(name, "connection"))
+      r.fail(kv.first, fmt::format("header '{}' is set by the gateway", name));
+    else if (value)
+      c.headers.emplace_back(name, *value);
+  }
+}
+json::value showSinkHeaders(const SinkConfig& c) {
+  if (c.headers.empty()) return nullptr;
+  json::object o;
+  for (const auto& [name, value] : c.headers) o[name] = "<redacted>";
+  return o;
+}
+
+bool parseSinkUrl(SinkConfig& c, std::string& error) {
+  auto url = boost::urls::parse_absolute_uri(c.url);
+  if (!url) {
+    error = fmt::format("url '{}' is not a URL", redactUrl(c.url));
+    return false;
+  }
+  const std::string scheme(url->scheme());
+  if (scheme != "http" && scheme != "https") {
+    error = fmt::format("url '{}' must use http or https", redactUrl(c.url));
+    return false;
+  }
+  if (url->has_userinfo() || url->has_fragment()) {
+    error = fmt::format("url '{}' may not have credentials or a fragment (put a token in headers)",
+                        redactUrl(c.url));
+    return false;
+  }
+  c.https = scheme == "https";
+  c.host = std::string(url->host_address());
+  if (c.host.empty()) {
+    error = fmt::format("url '{}' has no host", redactUrl(c.url));
+    return false;
+  }
+  c.port = c.https ? 443 : 80;
+  if (url->has_port()) {
+    auto port = parseUint(url->port());
+    if (!port || *port == 0 || *port > 65535) {
+      error = fmt::format("url '{}' has an invalid port", redactUrl(c.url));
+      return false;
+    }
+    c.port = static_cast<uint16_t>(*port);
+  }
+  c.path = std::string(url->encoded_path());
+  if (c.path.empty()) c.path = "/";
+  if (url->has_query()) c.path += "?" + std::string(url->encoded_query());
+  return true;
+}
+
+// ---- pipelines and their stages
+
+constexpr std::string_view kStageKinds = "filter, window, detect";
+
+std::optional<StageSpec> readWindowStage(Reader& r, const config::Node& v) {
+  if (!v.IsMap()) {
+    r.fail(v, "window is a map: { tumbling: 1s, by: [device, metric], aggregates: [count, mean] }");
+    return std::nullopt;
+  }
+  for (std::string_view planned : {"hopping", "session"}) {
+    if (v[planned].IsDefined()) {
+      r.fail(v[planned], fmt::format("{} windows are not built yet (built: tumbling)", planned));
+      return std::nullopt;
+    }
+  }
+  const size_t errors = r.errors.size();
+  WindowConfig w;
+  readFields(windowSchema(), v, w, r);
+  if (r.errors.size() != errors) return std::nullopt;
+  WindowSpec spec;
+  spec.size_ms = w.tumbling.count();
+  spec.allowed_lateness_ms = w.allowed_lateness.count();
+  spec.by_source = spec.by_device = spec.by_metric = false;
+  for (const auto& key : w.by) {
+    if (key == "source")
+      spec.by_source = true;
+    else if (key == "device")
+      spec.by_device = true;
+    else if (key == "metric")
+      spec.by_metric = true;
+    else
+      r.fail(v["by"], fmt::format("window.by lists source, device or metric, got '{}'", key));
+  }
+  for (const auto& name : w.aggregates) {
+    auto a = aggregateFromName(name);
+    if (!a) {
+      r.fail(v["aggregates"], fmt::format("unknown aggregate '{}' (known: {})", name, aggregateNames()));
+      continue;
+    }
+    if (std::find(spec.aggregates.begin(), spec.aggregates.end(), *a) != spec.aggregates.end()) {
+      r.fail(v["aggregates"], fmt::format("aggregate '{}' is listed twice", name));
+      continue;
+    }
+    spec.aggregates.push_back(*a);
+  }
+  if (spec.allowed_lateness_ms > 16 * spec.size_ms)
+    r.fail(v["allowed_lateness"], "allowed_lateness may be at most 16 window lengths");
+  if (r.errors.size() != errors) return std::nullopt;
+  return spec;
+}
+
+std::optional<StageSpec> readDetectStage(Reader& r, const config::Node& v) {
+  if (!v.IsMap()) {
+    r.fail(v, "detect is a map: { name: vib, method: robust_zscore, field: rms, threshold: 6 }");
+    return std::nullopt;
+  }
+  const size_t errors = r.errors.size();
+  DetectSpec d;
+  readFields(detectSchema(), v, d, r);
+  if (r.errors.size() != errors) return std::nullopt;
+  return d;
+}
+
+json::value stageToJson(const StageSpec& stage) {
+  json::object o;
+  if (const auto* f = std::get_if<FilterSpec>(&stage)) {
+    o["filter"] = f->condition;
+  } else if (const auto* w = std::get_if<WindowSpec>(&stage)) {
+    json::object m;
+    m["tumbling"] = config::durationText(Millis(w->size_ms));
+    m["allowed_lateness"] = config::durationText(Millis(w->allowed_lateness_ms));
+    json::array by;
+    if (w->by_source) by.emplace_back("source");
+    if (w->by_device) by.emplace_back("device");
+    if (w->by_metric) by.emplace_back("metric");
+    m["by"] = std::move(by);
+    json::array aggs;
+    for (Aggregate a : w->aggregates) aggs.emplace_back(aggregateName(a));
+    m["aggregates"] = std::move(aggs);
+    o["window"] = std::move(m);
+  } else if (const auto* d = std::get_if<DetectSpec>(&stage)) {
+    o["detect"] = config::fieldsToJson(detectSchema(), *d);
+  }
+  return o;
+}
+
+json::value showStages(const PipelineConfig& p) {
+  json::array a;
+  for (const auto& s : p.spec.stages) a.push_back(stageToJson(s));
+  return a;
+}
+
+void readStages(Reader& r, const config::Node& v, PipelineConfig& p) {
+  r.forEach(v, "stages", [&](const config::Node& n) {
+    if (!n.IsMap() || n.size() != 1)
+      return r.fail(n, fmt::format("a stage is a map with one key: {}", kStageKinds));
+    const std::string kind = n.begin()->first.Scalar();
+    const config::Node body = n.begin()->second;
+    if (kind == "filter") {
+      if (auto s = r.str(body, "filter")) p.spec.stages.push_back(FilterSpec{*s});
+    } else if (kind == "window") {
+      if (auto s = readWindowStage(r, body)) p.spec.stages.push_back(std::move(*s));
+    } else if (kind == "detect") {
+      if (auto s = readDetectStage(r, body)) p.spec.stages.push_back(std::move(*s));
+    } else if (kind == "map" || kind == "deadband" || kind == "dedup" || kind == "downsample" ||
+               kind == "fft" || kind == "join") {
+      r.fail(n.begin()->first, fmt::format("stage '{}' is not built yet (built: {})", kind, kStageKinds));
+    } else {
+      r.fail(n.begin()->first, fmt::format("unknown stage '{}' (built: {})", kind, kStageKinds));
+    }
+  });
+}
+
+}  // namespace
+
+// ---- schemas
+
+const Schema<ConnectorConfig>& connectorSchema() {
+  using C = ConnectorConfig;
+  static const Schema<ConnectorConfig> schema{
+      "connector",
+      {
+          {.name = "name",
+           .kind = FieldKind::kString,
+           .member = &C::name,
+           .default_text = "—",
+           .doc = "Pipelines name it in `from`; an `ingest:` route names it.",
+           .required = true,
+           .missing = "a connector needs a 'name'"},
+          {.name = "kind",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "—",
+           .doc = "`http`: readings POSTed to a route whose target is `ingest: <this connector>`. Planned, "
+                  "refused "
+                  "for now with that reason: `mqtt`, `modbus_tcp`, `modbus_rtu`, `coap`, `opcua`.",
+           .required = true,
+           .missing = "a connector needs a 'kind' (built: http)",
+           .type_text = "name",
+           .read = readConnectorKind,
+           .show = [](const C& c) -> json::value { return json::string(c.kind); }},
+          {.name = "format",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`json`",
+           .doc =
+               "The payload format when the request does not say (`Content-Type: application/json` is "
+               "`json`, `application/senml+json` `senml`, `text/plain` `line_protocol`): `json`, `number`, "
+               "`senml`, `line_protocol` ([formats](edge.md#payload-formats)).",
+           .type_text = "name",
+           .read = readFormat,
+           .show = showFormat},
+          {.name = "metric",
+           .kind = FieldKind::kString,
+           .member = &C::metric,
+           .default_text = "none",
+           .doc = "The metric of `json` and `number` readings (a `?metric=` query parameter overrides it). "
+                  "SenML names and line-protocol fields name their own."},
+          {.name = "payload_names_device",
+           .kind = FieldKind::kBool,
+           .member = &C::payload_names_device,
+           .default_text = "`true`",
+           .doc = "Whether a SenML base name or a line-protocol `device` tag may name the device. Off, the "
+                  "device is always the one the URL names, so a sender cannot report for another."},
+          {.name = "max_body",
+           .kind = FieldKind::kSize,
+           .member = &C::max_body,
+           .default_text = "`1MiB`",
+           .doc = "Larger request bodies answer `413`.",
+           .min = 1024,
+           .max = 64ull << 20},
+          {.name = "max_future",
+           .kind = FieldKind::kDuration,
+           .member = &C::max_future,
+           .default_text = "`5m`",
+           .doc =
+               "A reading timed later than arrival plus this is refused (a device with a wrong clock would "
+               "otherwise push its windows ahead and make every later reading late)."},
+          {.name = "max_past",
+           .kind = FieldKind::kDuration,
+           .member = &C::max_past,
+           .default_text = "`720h`",
+           .doc = "A reading timed earlier than arrival minus this is refused."},
+          {.name = "time_precision",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`ns`",
+           .doc = "The unit of line-protocol timestamps: `ns`, `us`, `ms` or `s` (InfluxDB's `precision`).",
+           .type_text = "name",
+           .read = readPrecision,
+           .show = showPrecision},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<SinkBatchConfig>& sinkBatchSchema() {
+  using B = SinkBatchConfig;
+  static const Schema<SinkBatchConfig> schema{
+      "sink batch",
+      {
+          {.name = "max_records",
+           .kind = FieldKind::kInteger,
+           .member = &B::max_records,
+           .default_text = "`500`",
+           .doc = "A batch is sent when it holds this many records...",
+           .min = 1,
+           .max = 100'000},
+          {.name = "max_delay",
+           .kind = FieldKind::kDuration,
+           .member = &B::max_delay,
+           .default_text = "`1s`",
+           .doc = "...or when its oldest record has waited this long.",
+           .min = 1},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<SinkQueueConfig>& sinkQueueSchema() {
+  using Q = SinkQueueConfig;
+  static const Schema<SinkQueueConfig> schema{
+      "sink queue",
+      {
+          {.name = "durable",
+           .kind = FieldKind::kBool,
+           .member = &Q::durable,
+           .default_text = "`false`",
+           .doc =
+               "Keep undelivered records on disk in `edge.data_dir`. Not built yet: `true` is refused with "
+               "that reason; records wait in memory."},
+          {.name = "max_bytes",
+           .kind = FieldKind::kSize,
+           .member = &Q::max_bytes,
+           .default_text = "`64MiB`",
+           .doc = "Records waiting for delivery past this are dropped, oldest readings first, then oldest "
+                  "windows; events and summaries last. Counted in "
+                  "`ganglion_edge_sink_dropped_total`.",
+           .min = 4096},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<SinkRetryConfig>& sinkRetrySchema() {
+  using R = SinkRetryConfig;
+  static const Schema<SinkRetryConfig> schema{
+      "sink retry",
+      {
+          {.name = "initial",
+           .kind = FieldKind::kDuration,
+           .member = &R::initial,
+           .default_text = "`500ms`",
+           .doc =
+               "The wait after a failed delivery (no answer, or not `2xx`); it doubles with each failure in "
+               "a row...",
+           .min = 10},
+          {.name = "max",
+           .kind = FieldKind::kDuration,
+           .member = &R::max,
+           .default_text = "`30s`",
+           .doc = "...up to this. The same batch is sent again (its records keep their ids), in order.",
+           .min = 10},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<SinkConfig>& sinkSchema() {
+  using S = SinkConfig;
+  static const Schema<SinkConfig> schema{
+      "sink",
+      {
+          {.name = "name",
+           .kind = FieldKind::kString,
+           .member = &S::name,
+           .default_text = "—",
+           .doc = "Pipelines name it in `to`.",
+           .required = true,
+           .missing = "a sink needs a 'name'"},
+          {.name = "kind",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "—",
+           .doc =
+               "`http`: batches POSTed as `{\"records\": [...]}`; any `2xx` delivers them. Planned, refused "
+               "for now with that reason: `mqtt`, `influx`, `tsdb`.",
+           .required = true,
+           .missing = "a sink needs a 'kind' (built: http)",
+           .type_text = "name",
+           .read = readSinkKind,
+           .show = [](const S& c) -> json::value { return json::string(c.kind); }},
+          {.name = "url",
+           .kind = FieldKind::kString,
+           .member = &S::url,
+           .default_text = "—",
+           .doc = "`http://` or `https://` (verified against the system's CA store) host, port, path and "
+                  "query.",
+           .required = true,
+           .missing = "an http sink needs a 'url'"},
+          {.name = "headers",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "none",
+           .doc = "Extra request headers (`{ authorization: \"Bearer ${UPLINK_TOKEN}\" }`); shown redacted.",
+           .secret = true,
+           .type_text = "map header: value",
+           .read = readSinkHeaders,
+           .show = showSinkHeaders},
+          {.name = "timeout",
+           .kind = FieldKind::kDuration,
+           .member = &S::timeout,
+           .default_text = "`10s`",
+           .doc = "How long one delivery may take, connecting included, before it counts as failed.",
+           .min = 10},
+          {.name = "batch",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "see below",
+           .doc = "When a batch is sent: [`batch`](#sink-batch).",
+           .type_text = "map",
+           .read = config::readSection<S, SinkBatchConfig, &S::batch, sinkBatchSchema>,
+           .show = config::showSection<S, SinkBatchConfig, &S::batch, sinkBatchSchema>},
+          {.name = "queue",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "see below",
+           .doc = "Where records wait for delivery: [`queue`](#sink-queue).",
+           .type_text = "map",
+           .read = config::readSection<S, SinkQueueConfig, &S::queue, sinkQueueSchema>,
+           .show = config::showSection<S, SinkQueueConfig, &S::queue, sinkQueueSchema>},
+          {.name = "retry",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "see below",
+           .doc = "The backoff after failed deliveries: [`retry`](#sink-retry).",
+           .type_text = "map",
+           .read = config::readSection<S, SinkRetryConfig, &S::retry, sinkRetrySchema>,
+           .show = config::showSection<S, SinkRetryConfig, &S::retry, sinkRetrySchema>},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<WindowConfig>& windowSchema() {
+  using W = WindowConfig;
+  static const Schema<WindowConfig> schema{
+      "window",
+      {
+          {.name = "tumbling",
+           .kind = FieldKind::kDuration,
+           .member = &W::tumbling,
+           .default_text = "—",
+           .doc = "The window's length; windows are aligned to the epoch (`1s` windows start on whole "
+                  "seconds).",
+           .min = 1,
+           .required = true,
+           .missing = "a window needs a length: tumbling: 1s"},
+          {.name = "allowed_lateness",
+           .kind = FieldKind::kDuration,
+           .member = &W::allowed_lateness,
+           .default_text = "`0`",
+           .doc = "How far behind a group's newest reading a window stays open for out-of-order readings (at "
+                  "most 16 window lengths)."},
+          {.name = "by",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`[device, metric]`",
+           .doc = "Which of `source`, `device`, `metric` separate groups; the others are left empty on the "
+                  "window's record.",
+           .type_text = "list",
+           .read = [](Reader& r, const config::Node& v, W& w) { w.by = readNames(r, v, "window.by"); },
+           .show = [](const W& w) { return namesToJson(w.by); }},
+          {.name = "aggregates",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "—",
+           .doc =
+               "One field per aggregate on the window's record: `count`, `sum`, `min`, `max`, `mean`, "
+               "`stddev`, `variance`, `rms`, `peak_to_peak`, `crest_factor`, `skewness`, `kurtosis`, `rate`, "
+               "`first`, `last` ([meanings](edge.md#window)).",
+           .required = true,
+           .missing = "a window needs aggregates: [count, mean, ...]",
+           .type_text = "list",
+           .read = [](Reader& r, const config::Node& v,
+                      W& w) { w.aggregates = readNames(r, v, "window.aggregates"); },
+           .show = [](const W& w) { return namesToJson(w.aggregates); }},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<DetectSpec>& detectSchema() {
+  using D = DetectSpec;
+  static const Schema<DetectSpec> schema{
+      "detect",
+      {
+          {.name = "name",
+           .kind = FieldKind::kString,
+           .member = &D::name,
+           .default_text = "—",
+           .doc = "The events' `detector` (rules match on it) and the origin of their ids.",
+           .required = true,
+           .missing = "a detector needs a 'name'"},
+          {.name = "method",
+           .kind = FieldKind::kString,
+           .member = &D::method,
+           .default_text = "`robust_zscore`",
+           .doc = "`robust_zscore` ([how it scores](edge.md#detect)). EWMA limits, seasonal baselines and "
+                  "half-space trees are planned."},
+          {.name = "field",
+           .kind = FieldKind::kString,
+           .member = &D::field,
+           .default_text = "`value`",
+           .doc = "The feature judged: `value`, or a number field that reaches this stage (`rms` of a window "
+                  "before it)."},
+          {.name = "metric",
+           .kind = FieldKind::kString,
+           .member = &D::metric,
+           .default_text = "all",
+           .doc = "Only records of this metric are judged; the others pass through."},
+          {.name = "history",
+           .kind = FieldKind::kInteger,
+           .member = &D::history,
+           .default_text = "`120`",
+           .doc = "Values kept per series.",
+           .min = 3,
+           .max = 100'000},
+          {.name = "warmup",
+           .kind = FieldKind::kInteger,
+           .member = &D::warmup,
+           .default_text = "smaller of `history` and 30",
+           .doc = "Values a series must have before it is judged (at most `history`).",
+           .min = 0,
+           .max = 100'000},
+          {.name = "threshold",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`3.5`",
+           .doc = "An event is raised when the score is at least this.",
+           .type_text = "number",
+           .read = [](Reader& r, const config::Node& v,
+                      D& d) { d.threshold = readNumber(r, v, "threshold", 0, 1e9).value_or(d.threshold); },
+           .show = [](const D& d) -> json::value { return d.threshold; }},
+          {.name = "min_scale",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "automatic",
+           .doc =
+               "The smallest spread a score is measured in (for series that are constant most of the time); "
+               "`0`: 10⁻⁹ of the median's size.",
+           .type_text = "number",
+           .read = [](Reader& r, const config::Node& v,
+                      D& d) { d.min_scale = readNumber(r, v, "min_scale", 0, 1e300).value_or(d.min_scale); },
+           .show = [](const D& d) -> json::value { return d.min_scale; }},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<PipelineConfig>& pipelineSchema() {
+  using P = PipelineConfig;
+  static const Schema<PipelineConfig> schema{
+      "pipeline",
+      {
+          {.name = "name",
+           .kind = FieldKind::kString,
+           .member = &P::name,
+           .default_text = "—",
+           .doc = "Metrics, the admin API and record ids name it.",
+           .required = true,
+           .missing = "a pipeline needs a 'name'"},
+          {.name = "from",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "—",
+           .doc = "The connectors whose readings it takes.",
+           .required = true,
+           .missing = "a pipeline needs 'from': the connectors it reads",
+           .type_text = "list",
+           .read = [](Reader& r, const config::Node& v, P& p) { p.from = readNames(r, v, "from"); },
+           .show = [](const P& p) { return namesToJson(p.from); }},
+          {.name = "stages",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "none",
+           .doc = "Each a map with one key: `filter`, [`window`](#window), [`detect`](#detect) "
+                  "([stages](edge.md#stages)). Records leave the last stage for the sinks.",
+           .type_text = "list",
+           .read = readStages,
+           .show = showStages},
+          {.name = "to",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "none",
+           .doc = "The sinks that get every record leaving the last stage.",
+           .type_text = "list",
+           .read = [](Reader& r, const config::Node& v, P& p) { p.to = readNames(r, v, "to"); },
+           .show = [](const P& p) { return namesToJson(p.to); }},
+          {.name = "max_series",
+           .kind = FieldKind::kInteger,
+           .member = &P::max_series,
+           .default_text = "`100000`",
+           .doc =
+               "Series (source, device, metric; a window's groups count too) the pipeline keeps state for; "
+               "readings of new series past it are dropped and counted.",
+           .min = 1,
+           .max = 10'000'000},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<EdgeSettings>& edgeSettingsSchema() {
+  using E = EdgeSettings;
+  static const Schema<EdgeSettings> schema{
+      "edge",
+      {
+          {.name = "data_dir",
+           .kind = FieldKind::kString,
+           .member = &E::data_dir,
+           .default_text = "`edge-data`",
+           .doc =
+               "Where the edge keeps its state (durable queues, detector snapshots: planned). Relative: to "
+               "the config file's directory."},
+          {.name = "tick",
+           .kind = FieldKind::kDuration,
+           .member = &E::tick,
+           .default_text = "`100ms`",
+           .doc = "How often pipelines look at the wall clock (windows without readings close, batches wait "
+                  "no longer than their `max_delay`).",
+           .min = 10},
+      },
+      {}};
+  return schema;
+}
+
+// ---- readers
+
+void readConnectors(Reader& r, const config::Node& list, EdgeConfig& out) {
+  r.forEach(list, "connectors", [&](const config::Node& n) {
+    if (!n.IsMap()) return r.fail(n, "a connector is a map: { name, kind, ... }");
+    ConnectorConfig c;
+    c.at = n.place();
+    const size_t errors = r.errors.size();
+    readFields(connectorSchema(), n, c, r);
+    if (c.name.empty()) return;
+    if (r.errors.size() != errors) return out.refused_names.push_back(c.name);
+    for (const auto& other : out.connectors)
+      if (other.name == c.name)
+        return r.fail(n["name"], fmt::format("duplicate connector name '{}'", c.name));
+    out.connectors.push_back(std::move(c));
+  });
+}
+
+void readSinks(Reader& r, const config::Node& list, EdgeConfig& out) {
+  std::shared_ptr<net::TlsClientContext> system_tls;
+  r.forEach(list, "sinks", [&](const config::Node& n) {
+    if (!n.IsMap()) return r.fail(n, "a sink is a map: { name, kind, url, batch, queue }");
+    SinkConfig s;
+    s.at = n.place();
+    const size_t errors = r.errors.size();
+    readFields(sinkSchema(), n, s, r);
+    if (s.queue.durable)
+      r.fail(n["queue"]["durable"],
+             "durable queues are not built yet (records wait in memory: durable: false)");
+    if (s.retry.max < s.retry.initial) r.fail(n["retry"], "retry.max must be at least retry.initial");
+    if (!s.url.empty()) {
+      std::string error;
+      if (!parseSinkUrl(s, error)) r.fail(n["url"], error);
+    }
+    if (s.name.empty()) return;
+    if (r.errors.size() != errors) return out.refused_names.push_back(s.name);
+    for (const auto& other : out.sinks)
+      if (other.name == s.name) return r.fail(n["name"], fmt::format("duplicate sink name '{}'", s.name));
+    auto& up = s.upstream;
+    up.name = "sink:" + s.name;
+    up.targets.push_back({{s.host, s.port}, 1});
+    up.connect_timeout = std::min(s.timeout, Millis(5000));
+    up.keepalive = 4;
+    up.at = s.at;
+    if (s.https) {
+      if (!system_tls) {
+        auto ctx = net::TlsClientContext::create({});
+        if (!ctx) return r.fail(n, ctx.error().message);
+        system_tls = *ctx;
+      }
+      up.tls = system_tls;
+    }
+    out.sinks.push_back(std::move(s));
+  });
+}
+
+void readPipelines(Reader& r, const config::Node& list, EdgeConfig& out) {
+  auto names = edgeFieldNames();
+  r.forEach(list, "pipelines", [&](const config::Node& n) {
+    if (!n.IsMap()) return r.fail(n, "a pipeline is a map: { name, from, stages, to }");
+    PipelineConfig p;
+    p.at = n.place();
+    const size_t errors = r.errors.size();
+    readFields(pipelineSchema(), n, p, r);
+    for (const auto& c : p.from) {
+      const bool known = std::any_of(out.connectors.begin(), out.connectors.end(),
+                                     [&](const ConnectorConfig& k) { return k.name == c; });
+      if (!known && !out.refused(c))
+        r.fail(n["from"], fmt::format("pipeline '{}' reads unknown connector '{}'", p.name, c));
+    }
+    if (n["from"].IsDefined() && p.from.empty()) r.fail(n["from"], "from lists at least one connector");
+    for (const auto& s : p.to) {
+      const bool known =
+          std::any_of(out.sinks.begin(), out.sinks.end(), [&](const SinkConfig& k) { return k.name == s; });
+      if (!known && !out.refused(s))
+        r.fail(n["to"], fmt::format("pipeline '{}' sends to unknown sink '{}'", p.name, s));
+    }
+    if (r.errors.size() != errors) return;
+    if (std::any_of(p.from.begin(), p.from.end(), [&](const auto& c) { return out.refused(c); }) ||
+        std::any_of(p.to.begin(), p.to.end(), [&](const auto& s) { return out.refused(s); }))
+      return;  // the refused connector or sink has its own error
+    for (const auto& other : out.pipelines)
+      if (other.name == p.name) return r.fail(n["name"], fmt::format("duplicate pipeline name '{}'", p.name));
+    p.spec.name = p.name;
+    p.spec.max_series = p.max_series;
+    // Built once here to check what only building finds (expressions, fields reaching stages).
+    size_t failed_stage = 0;
+    auto built = buildPipeline(p.spec, names, &failed_stage);
+    if (!built) {
+      const config::Node stages = n["stages"];
+      const config::Node at =
+          stages.IsSequence() && failed_stage < stages.size() ? stages.items()[failed_stage] : n;
+      return r.fail(at, fmt::format("pipeline '{}': {}", p.name, built.error().message));
+    }
+    json::object fp = config::fieldsToJson(pipelineSchema(), p);
+    p.fingerprint = json::serialize(fp);
+    out.pipelines.push_back(std::move(p));
+  });
+}
+
+void readRules(Reader& r, const config::Node& list, EdgeConfig&) {
+  if (!list.IsDefined() || list.IsNull() || (list.IsSequence() && list.size() == 0)) return;
+  r.fail(list, "rules are not built yet (docs/edge.md says what comes next)");
+}
+
+void readEdgeSettings(Reader& r, const config::Node& map, EdgeConfig& out) {
+  if (config::isSectionMap(r, map, edgeSettingsSchema()))
+    readFields(edgeSettingsSchema(), map, out.settings, r);
+}
+
+json::value connectorsToJson(const EdgeConfig& c) {
+  json::array a;
+  for (const auto& x : c.connectors) a.push_back(config::fieldsToJson(connectorSchema(), x));
+  return a;
+}
+
+json::value sinksToJson(const EdgeConfig& c) {
+  json::array a;
+  for (const auto& s : c.sinks) {
+    json::object o = config::fieldsToJson(sinkSchema(), s);
+    o["url"] = redactUrl(s.url);
+    a.push_back(std::move(o));
+  }
+  return a;
+}
+
+json::value pipelinesToJson(const EdgeConfig& c) {
+  json::array a;
+  for (const auto& p : c.pipelines) a.push_back(config::fieldsToJson(pipelineSchema(), p));
+  return a;
+}
+
+std::shared_ptr<const FieldNames> edgeFieldNames() {
+  static const std::shared_ptr<const FieldNames> names = [] {
+    auto n = std::make_shared<FieldNames>();
+    internStandardFields(*n);
+    return n;
+  }();
+  return names;
+}
+
+}  // namespace ganglion::edge

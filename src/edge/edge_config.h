@@ -1,0 +1,137 @@
+// The edge sections as read: `connectors:`, `pipelines:`, `sinks:` and `edge:` (docs/edge.md,
+// docs/configuration.md). Declared once in edge_config.cc; immutable once loaded. Readers and
+// schemas run on the main thread (config load) or the blocking pool (POST /config/check).
+#pragma once
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "config/config.h"
+#include "config/reader.h"
+#include "config/schema.h"
+#include "edge/connectors/payload.h"
+#include "edge/pipeline.h"
+#include "upstream/upstream_config.h"
+
+namespace ganglion::edge {
+
+using config::Millis;
+
+/// A southbound connector. Built today: `http` (readings POSTed to a route whose target is
+/// `ingest: <connector>`).
+struct ConnectorConfig {
+  std::string name;
+  std::string kind;
+  PayloadFormat format = PayloadFormat::kJson;  ///< when the Content-Type does not say
+  std::string metric;                           ///< for json and number payloads
+  bool payload_names_device = true;             ///< SenML base names, line protocol `device` tags
+  uint64_t max_body = 1u << 20;
+  Millis max_future{5 * 60 * 1000};
+  Millis max_past{30LL * 24 * 3600 * 1000};
+  TimePrecision time_precision = TimePrecision::kNanoseconds;
+  config::Place at;
+};
+
+struct SinkBatchConfig {
+  uint32_t max_records = 500;
+  Millis max_delay{1000};
+};
+
+struct SinkQueueConfig {
+  bool durable = false;
+  uint64_t max_bytes = 64ull << 20;
+};
+
+struct SinkRetryConfig {
+  Millis initial{500};
+  Millis max{30'000};
+};
+
+/// A northbound sink. Built today: `http` (JSON batches `{"records": [...]}`, any 2xx delivers).
+struct SinkConfig {
+  std::string name;
+  std::string kind;
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> headers;  ///< values are secrets (tokens)
+  Millis timeout{10'000};
+  SinkBatchConfig batch;
+  SinkQueueConfig queue;
+  SinkRetryConfig retry;
+  // From `url`:
+  bool https = false;
+  std::string host;
+  uint16_t port = 80;
+  std::string path = "/";
+  /// How the gateway reaches it: an upstream named "sink:<name>" with one target, pooled
+  /// like any other (TLS verified against the system store for https).
+  upstream::UpstreamConfig upstream;
+  config::Place at;
+};
+
+/// The raw settings of a window stage (WindowSpec is what runs).
+struct WindowConfig {
+  Millis tumbling{0};
+  Millis allowed_lateness{0};
+  std::vector<std::string> by{"device", "metric"};
+  std::vector<std::string> aggregates;
+};
+
+struct PipelineConfig {
+  std::string name;
+  std::vector<std::string> from;  ///< connector names
+  std::vector<std::string> to;    ///< sink names
+  uint64_t max_series = 100'000;
+  PipelineSpec spec;        ///< the stages, checked by building the pipeline once
+  std::string fingerprint;  ///< the pipeline's settings as JSON: equal means unchanged
+  config::Place at;
+};
+
+struct EdgeSettings {
+  std::string data_dir = "edge-data";  ///< relative: to the config file's directory
+  Millis tick{100};
+};
+
+struct EdgeConfig {
+  std::vector<ConnectorConfig> connectors;
+  std::vector<SinkConfig> sinks;
+  std::vector<PipelineConfig> pipelines;
+  EdgeSettings settings;
+  /// Connectors and sinks that were written with errors: references to them are not errors
+  /// of their own (one mistake, one message).
+  std::vector<std::string> refused_names;
+  bool refused(std::string_view name) const {
+    return std::find(refused_names.begin(), refused_names.end(), name) != refused_names.end();
+  }
+  bool empty() const { return connectors.empty() && sinks.empty() && pipelines.empty(); }
+};
+
+void readConnectors(config::Reader& r, const config::Node& list, EdgeConfig& out);
+void readSinks(config::Reader& r, const config::Node& list, EdgeConfig& out);
+/// After connectors and sinks: `from` and `to` must name them.
+void readPipelines(config::Reader& r, const config::Node& list, EdgeConfig& out);
+/// `rules:` (not built yet: present, it is refused with that reason).
+void readRules(config::Reader& r, const config::Node& list, EdgeConfig& out);
+void readEdgeSettings(config::Reader& r, const config::Node& map, EdgeConfig& out);
+
+const config::Schema<ConnectorConfig>& connectorSchema();
+const config::Schema<SinkConfig>& sinkSchema();
+const config::Schema<SinkBatchConfig>& sinkBatchSchema();
+const config::Schema<SinkQueueConfig>& sinkQueueSchema();
+const config::Schema<SinkRetryConfig>& sinkRetrySchema();
+const config::Schema<PipelineConfig>& pipelineSchema();
+const config::Schema<WindowConfig>& windowSchema();
+const config::Schema<DetectSpec>& detectSchema();
+const config::Schema<EdgeSettings>& edgeSettingsSchema();
+
+/// The sections for GET /config.
+boost::json::value connectorsToJson(const EdgeConfig& c);
+boost::json::value sinksToJson(const EdgeConfig& c);
+boost::json::value pipelinesToJson(const EdgeConfig& c);
+
+/// The field names of a config (the standard ones today), shared by its pipelines.
+std::shared_ptr<const FieldNames> edgeFieldNames();
+
+}  // namespace ganglion::edge

@@ -1,0 +1,823 @@
+#include "edge/edge_runtime.h"
+
+#include <fmt/format.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+#include <chrono>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "base/log.h"
+#include "base/strings.h"
+#include "edge/record_json.h"
+#include "upstream/exchange.h"
+
+namespace ganglion::edge {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+namespace {
+
+int64_t wallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t steadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+size_t workerFor(std::string_view name, size_t workers) {
+  return std::hash<std::string_view>{}(name) % workers;
+}
+
+/// Which records a full queue gives up first: raw readings, then windows, then events and
+/// summaries (alarms are what the uplink most needs).
+uint8_t dropClass(RecordKind k) {
+  switch (k) {
+    case RecordKind::kReading:
+      return 0;
+    case RecordKind::kWindow:
+      return 1;
+    default:
+      return 2;
+  }
+}
+
+std::string sinkFingerprint(const SinkConfig& s) {
+  json::object o = config::fieldsToJson(sinkSchema(), s);
+  json::object headers;
+  for (const auto& [name, value] : s.headers) headers[name] = value;  // a changed token is a change
+  o["headers"] = std::move(headers);
+  return json::serialize(o);
+}
+
+}  // namespace
+
+void IncomingReadings::add(const DecodedReading& r) {
+  Item item{};
+  auto put = [&](std::string_view s, uint32_t& at, uint32_t& len) {
+    at = static_cast<uint32_t>(text.size());
+    len = static_cast<uint32_t>(s.size());
+    text.append(s);
+  };
+  put(r.device, item.device_at, item.device_len);
+  put(r.metric, item.metric_at, item.metric_len);
+  put(r.attrs, item.attrs_at, item.attrs_len);
+  item.ts = r.ts;
+  item.value = r.value;
+  item.quality = r.quality;
+  items.push_back(item);
+}
+
+// ---------------------------------------------------------------- sinks
+
+/// One record waiting for delivery: its JSON and what a full queue drops first.
+struct QueuedRecord {
+  std::string json;
+  uint8_t drop_class = 0;
+  bool dropped = false;
+  int64_t enqueued_ms = 0;  // steady clock
+};
+
+class SinkHost : public std::enable_shared_from_this<SinkHost> {
+ public:
+  SinkHost(EdgeHost& host, SinkConfig config, size_t worker)
+      : host_(host), config_(std::move(config)), worker_(worker), fingerprint_(sinkFingerprint(config_)) {
+    host_header_ = (config_.port == (config_.https ? 443 : 80))
+                       ? config_.host
+                       : fmt::format("{}:{}", config_.host, config_.port);
+    if (config_.host.find(':') != std::string::npos)  // an IPv6 literal
+      host_header_ = (config_.port == (config_.https ? 443 : 80))
+                         ? fmt::format("[{}]", config_.host)
+                         : fmt::format("[{}]:{}", config_.host, config_.port);
+  }
+
+  const SinkConfig& config() const { return config_; }
+  const std::string& fingerprint() const { return fingerprint_; }
+  size_t worker() const { return worker_; }
+
+  /// Starts delivering; `previous` (same name, settings changed) hands over its queue. On the
+  /// sink's worker.
+  void start(std::shared_ptr<SinkHost> previous) {
+    wake_ = std::make_unique<asio::steady_timer>(host_.worker(worker_).io());
+    if (previous) {
+      queue_ = std::move(previous->queue_);
+      base_ = previous->base_;
+      bytes_ = previous->bytes_;
+      for (int c = 0; c < 3; ++c) live_[c] = previous->live_[c];
+      previous->stop();
+      publish();
+    }
+    asio::co_spawn(host_.worker(worker_).io(), run(shared_from_this()), asio::detached);
+  }
+
+  /// Stops delivering (retired, or replaced). On the sink's worker.
+  void stop() {
+    stopped_ = true;
+    if (wake_) wake_->cancel();
+  }
+
+  /// Appends records (in order). On the sink's worker.
+  void enqueue(std::vector<QueuedRecord> records) {
+    if (stopped_) return;
+    const int64_t now = steadyMs();
+    for (auto& r : records) {
+      bytes_ += r.json.size();
+      ++live_[r.drop_class];
+      r.enqueued_ms = now;
+      queue_.push_back(std::move(r));
+    }
+    while (bytes_ > config_.queue.max_bytes && dropOne()) {
+    }
+    publish();
+    if (waiting_) wake_->cancel();
+  }
+
+  // Counters, read by the main thread.
+  std::atomic<uint64_t> queued_records{0}, queued_bytes{0}, delivered{0}, batches{0}, failures{0}, dropped{0};
+  std::atomic<int64_t> oldest_enqueued_ms{0};
+  mutable std::mutex error_mutex;
+  std::string last_error;
+
+ private:
+  uint64_t liveCount() const { return live_[0] + live_[1] + live_[2]; }
+
+  /// Drops the oldest record of the lowest class present, outside the batch in flight.
+  bool dropOne() {
+    for (uint8_t c = 0; c < 3; ++c) {
+      if (!live_[c]) continue;
+      uint64_t at = std::max({cursor_[c], inflight_end_, base_});
+      for (; at < base_ + queue_.size(); ++at) {
+        QueuedRecord& r = queue_[at - base_];
+        if (r.dropped || r.drop_class != c) continue;
+        r.dropped = true;
+        bytes_ -= r.json.size();
+        std::string().swap(r.json);
+        --live_[c];
+        dropped.fetch_add(1, std::memory_order_relaxed);
+        cursor_[c] = at + 1;
+        return true;
+      }
+      cursor_[c] = at;
+    }
+    return false;  // everything left is in flight
+  }
+
+  void popDroppedFront() {
+    while (!queue_.empty() && queue_.front().dropped && base_ >= inflight_end_) {
+      queue_.pop_front();
+      ++base_;
+    }
+  }
+
+  void publish() {
+    queued_records.store(liveCount(), std::memory_order_relaxed);
+    queued_bytes.store(bytes_, std::memory_order_relaxed);
+    int64_t oldest = 0;
+    for (const auto& r : queue_) {
+      if (!r.dropped) {
+        oldest = r.enqueued_ms;
+        break;
+      }
+    }
+    oldest_enqueued_ms.store(oldest, std::memory_order_relaxed);
+  }
+
+  void noteError(std::string what) {
+    failures.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard lock(error_mutex);
+    last_error = std::move(what);
+  }
+
+  /// Waits up to `ms` (or until enqueue() or stop() wakes it).
+  http::Task<void> sleep(int64_t ms) {
+    wake_->expires_after(std::chrono::milliseconds(ms));
+    waiting_ = true;
+    co_await wake_->async_wait(asio::as_tuple(asio::use_awaitable));
+    waiting_ = false;
+  }
+
+  static http::Task<void> run(std::shared_ptr<SinkHost> self) { co_await self->deliverLoop(); }
+
+  http::Task<void> deliverLoop() {
+    const std::string upstream_name = "sink:" + config_.name;
+    uint32_t failed_in_row = 0;
+    std::string body;
+    while (!stopped_) {
+      popDroppedFront();
+      const uint64_t live = liveCount();
+      if (live == 0) {
+        co_await sleep(3'600'000);
+        continue;
+      }
+      const int64_t age = steadyMs() - queue_.front().enqueued_ms;
+      if (live < config_.batch.max_records && age < config_.batch.max_delay.count()) {
+        co_await sleep(config_.batch.max_delay.count() - age);
+        continue;
+      }
+      // The batch: the first max_records live records, in order.
+      body.assign("{\"records\":[");
+      uint32_t in_batch = 0;
+      size_t entries = 0;
+      for (; entries < queue_.size() && in_batch < config_.batch.max_records; ++entries) {
+        const QueuedRecord& r = queue_[entries];
+        if (r.dropped) continue;
+        if (in_batch++) body.push_back(',');
+        body += r.json;
+      }
+      body += "]}";
+      inflight_end_ = base_ + entries;
+      auto up = host_.upstream(worker_, upstream_name);
+      bool ok = false;
+      if (!up) {
+        noteError("the sink's upstream is not installed yet");
+      } else {
+        upstream::BufferedRequest req;
+        req.method = "POST";
+        req.path = config_.path;
+        req.headers = config_.headers;
+        req.body = body;
+        auto ex = co_await upstream::exchange(host_.worker(worker_), *up, host_header_, req, config_.timeout);
+        if (!ex.conn) {
+          noteError(ex.failure.message);
+        } else {
+          const int status = ex.status();
+          std::string answer;
+          const bool whole = co_await upstream::readWholeBody(*ex.conn, answer, 64 * 1024, config_.timeout);
+          if (whole && ex.conn->parser.response().keep_alive) upstream::release(*up, 0, std::move(ex.conn));
+          if (status >= 200 && status < 300) {
+            ok = true;
+          } else {
+            noteError(fmt::format("the receiver answered {}", status));
+          }
+        }
+      }
+      const uint64_t sent_until = inflight_end_;
+      inflight_end_ = 0;
+      if (ok) {
+        failed_in_row = 0;
+        batches.fetch_add(1, std::memory_order_relaxed);
+        delivered.fetch_add(in_batch, std::memory_order_relaxed);
+        // Records dropped while in flight were sent anyway: they count as delivered, not dropped.
+        while (base_ < sent_until && !queue_.empty()) {
+          QueuedRecord& r = queue_.front();
+          if (!r.dropped) {
+            bytes_ -= r.json.size();
+            --live_[r.drop_class];
+          }
+          queue_.pop_front();
+          ++base_;
+        }
+        for (auto& c : cursor_) c = std::max(c, base_);
+        publish();
+        continue;
+      }
+      ++failed_in_row;
+      const int64_t backoff =
+          std::min<int64_t>(config_.retry.max.count(), config_.retry.initial.count()
+                                                           << std::min<uint32_t>(failed_in_row - 1, 20));
+      publish();
+      co_await sleep(backoff);
+    }
+  }
+
+  EdgeHost& host_;
+  SinkConfig config_;
+  size_t worker_;
+  std::string fingerprint_;
+  std::string host_header_;
+  // Worker-owned:
+  std::deque<QueuedRecord> queue_;
+  uint64_t base_ = 0;          // absolute index of queue_.front()
+  uint64_t inflight_end_ = 0;  // absolute end of the batch being delivered (0: none)
+  uint64_t cursor_[3] = {0, 0, 0};
+  uint64_t live_[3] = {0, 0, 0};
+  uint64_t bytes_ = 0;
+  bool stopped_ = false;
+  bool waiting_ = false;
+  std::unique_ptr<asio::steady_timer> wake_;
+};
+
+// ---------------------------------------------------------------- pipelines
+
+/// Counters of one stage, mirrored from the worker for the main thread.
+struct StageStats {
+  std::atomic<uint64_t> in{0}, out{0}, filtered{0}, late{0}, series_limit{0}, no_value{0}, events{0};
+  std::atomic<uint64_t> busy_ns{0}, batches{0};
+};
+
+class PipelineHost {
+ public:
+  PipelineHost(PipelineConfig config, size_t worker) : config_(std::move(config)), worker_(worker) {}
+  const PipelineConfig& config() const { return config_; }
+  size_t worker() const { return worker_; }
+
+  /// Builds the pipeline (main thread, before it is handed to its worker).
+  Result<void> build() {
+    auto built = buildPipeline(config_.spec, edgeFieldNames());
+    if (!built) return built.error();
+    pipeline_ = std::move(*built);
+    stages_ = std::make_unique<StageStats[]>(pipeline_->stages().size());
+    attrs_field_ = pipeline_->fieldNames().find("attrs");
+    pipeline_->setOutput([this](const Batch& b, const Pipeline& p) { emit(b, p); });
+    return {};
+  }
+
+  /// Sets the sinks its records go to. On its worker.
+  void setSinks(std::vector<std::shared_ptr<SinkHost>> sinks) { sinks_ = std::move(sinks); }
+
+  /// Runs readings through the pipeline. On its worker.
+  void ingest(const IncomingReadings& in) {
+    waiting.fetch_sub(in.items.size(), std::memory_order_relaxed);
+    if (retired_) return;
+    batch_.clear();
+    const uint16_t origin = pipeline_->origin(in.connector);
+    SeriesTable& series = pipeline_->series();
+    uint64_t refused = 0;
+    for (size_t i = 0; i < in.items.size(); ++i) {
+      const auto& item = in.items[i];
+      const SeriesId id = series.intern(in.connector, in.view(item.device_at, item.device_len),
+                                        in.view(item.metric_at, item.metric_len));
+      if (id == kNoSeries) {
+        ++refused;
+        continue;
+      }
+      Record r;
+      r.series = id;
+      r.ts = item.ts;
+      r.value = item.value;
+      r.quality = item.quality;
+      r.origin = origin;
+      r.seq = in.first_seq + i;
+      batch_.push(r);
+      if (item.attrs_len) batch_.addText(attrs_field_, in.view(item.attrs_at, item.attrs_len));
+    }
+    readings_in.fetch_add(in.items.size(), std::memory_order_relaxed);
+    series_refused.fetch_add(refused, std::memory_order_relaxed);
+    pipeline_->push(batch_, wallMs());
+    mirror();
+  }
+
+  void tick() {
+    if (retired_) return;
+    pipeline_->tick(wallMs());
+    mirror();
+  }
+
+  /// Closes open windows (their records go out) and stops taking readings. On its worker.
+  void retire() {
+    if (retired_) return;
+    pipeline_->flush(wallMs());
+    mirror();
+    retired_ = true;
+  }
+
+  void flush() {
+    if (retired_) return;
+    pipeline_->flush(wallMs());
+    mirror();
+  }
+
+  std::atomic<uint64_t> waiting{0};  ///< readings posted, not yet run
+  std::atomic<uint64_t> readings_in{0}, series_refused{0}, records_out{0}, series{0};
+
+  json::array stageStatus() const {
+    json::array out;
+    for (size_t i = 0; i < config_.spec.stages.size(); ++i) {
+      const StageStats& s = stages_[i];
+      json::object o;
+      o["kind"] = std::visit(
+          [](const auto& spec) -> std::string_view {
+            using T = std::decay_t<decltype(spec)>;
+            if constexpr (std::is_same_v<T, FilterSpec>) return "filter";
+            if constexpr (std::is_same_v<T, WindowSpec>) return "window";
+            return "detect";
+          },
+          config_.spec.stages[i]);
+      o["in"] = s.in.load();
+      o["out"] = s.out.load();
+      o["filtered"] = s.filtered.load();
+      o["late"] = s.late.load();
+      o["series_limit"] = s.series_limit.load();
+      o["no_value"] = s.no_value.load();
+      o["events"] = s.events.load();
+      out.push_back(std::move(o));
+    }
+    return out;
+  }
+  const StageStats& stage(size_t i) const { return stages_[i]; }
+
+ private:
+  void mirror() {
+    const auto& stages = pipeline_->stages();
+    for (size_t i = 0; i < stages.size(); ++i) {
+      const StageCounters& c = stages[i]->counters;
+      StageStats& s = stages_[i];
+      s.in.store(c.in, std::memory_order_relaxed);
+      s.out.store(c.out, std::memory_order_relaxed);
+      s.filtered.store(c.filtered, std::memory_order_relaxed);
+      s.late.store(c.late, std::memory_order_relaxed);
+      s.series_limit.store(c.series_limit, std::memory_order_relaxed);
+      s.no_value.store(c.no_value, std::memory_order_relaxed);
+      s.events.store(c.events, std::memory_order_relaxed);
+    }
+    records_out.store(pipeline_->recordsOut(), std::memory_order_relaxed);
+    series.store(pipeline_->series().size(), std::memory_order_relaxed);
+  }
+
+  /// Records leaving the last stage: one JSON text each, to every sink.
+  void emit(const Batch& batch, const Pipeline& p) {
+    if (sinks_.empty()) return;
+    std::vector<QueuedRecord> records;
+    records.reserve(batch.records.size());
+    for (const Record& r : batch.records) {
+      QueuedRecord q;
+      appendRecordJson(q.json, r, batch, p);
+      q.drop_class = dropClass(r.kind);
+      records.push_back(std::move(q));
+    }
+    for (size_t i = 0; i < sinks_.size(); ++i) {
+      auto sink = sinks_[i];
+      std::vector<QueuedRecord> copy = i + 1 == sinks_.size() ? std::move(records) : records;
+      if (sink->worker() == worker_) {
+        sink->enqueue(std::move(copy));
+      } else {
+        host_->worker(sink->worker()).post([sink, copy = std::move(copy)]() mutable {
+          sink->enqueue(std::move(copy));
+        });
+      }
+    }
+  }
+
+  friend class EdgeRuntime;
+  PipelineConfig config_;
+  size_t worker_;
+  EdgeHost* host_ = nullptr;
+  std::unique_ptr<Pipeline> pipeline_;
+  std::unique_ptr<StageStats[]> stages_;
+  FieldId attrs_field_ = FieldNames::kNoField;
+  std::vector<std::shared_ptr<SinkHost>> sinks_;
+  Batch batch_;
+  bool retired_ = false;
+};
+
+// ---------------------------------------------------------------- routing
+
+struct ConnectorStats {
+  std::string name, kind;
+  std::atomic<uint64_t> payloads{0}, readings{0}, rejected{0}, refused{0}, backpressure{0};
+};
+
+struct Routing {
+  struct Entry {
+    std::shared_ptr<ConnectorStats> stats;
+    std::vector<std::shared_ptr<PipelineHost>> pipelines;
+  };
+  std::vector<Entry> connectors;
+  const Entry* find(std::string_view name) const {
+    for (const auto& e : connectors)
+      if (e.stats->name == name) return &e;
+    return nullptr;
+  }
+};
+
+/// Per worker: the pipelines it runs (touched only on that worker).
+struct WorkerPipelines {
+  std::vector<std::shared_ptr<PipelineHost>> pipelines;
+};
+
+// ---------------------------------------------------------------- the runtime
+
+EdgeRuntime::EdgeRuntime(EdgeHost& host)
+    : host_(host),
+      next_seq_(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count())) {
+  routing_.store(std::make_shared<const Routing>());
+  for (size_t i = 0; i < host_.workerCount(); ++i) per_worker_.push_back(std::make_unique<WorkerPipelines>());
+  for (size_t i = 0; i < host_.workerCount(); ++i) {
+    WorkerPipelines* list = per_worker_[i].get();
+    loop::Worker* worker = &host_.worker(i);
+    worker->post([worker, list] {
+      worker->onTick([list] {
+        for (auto& p : list->pipelines) p->tick();
+      });
+    });
+  }
+}
+
+EdgeRuntime::~EdgeRuntime() = default;
+
+void EdgeRuntime::install(const EdgeConfig& cfg) {
+  const size_t workers = std::max<size_t>(1, host_.workerCount());
+  auto& lists = per_worker_;
+  // Sinks first: pipelines point at them.
+  std::vector<std::shared_ptr<SinkHost>> sinks;
+  for (const auto& sc : cfg.sinks) {
+    std::shared_ptr<SinkHost> previous;
+    for (auto& s : sinks_)
+      if (s->config().name == sc.name) previous = s;
+    auto fresh = std::make_shared<SinkHost>(host_, sc, workerFor(sc.name, workers));
+    if (previous && previous->fingerprint() == fresh->fingerprint()) {
+      sinks.push_back(previous);
+      continue;
+    }
+    host_.worker(fresh->worker()).post([fresh, previous] { fresh->start(previous); });
+    sinks.push_back(std::move(fresh));
+  }
+  for (auto& old : sinks_) {
+    const bool kept = std::find(sinks.begin(), sinks.end(), old) != sinks.end();
+    const bool replaced = std::any_of(sinks.begin(), sinks.end(),
+                                      [&](const auto& s) { return s->config().name == old->config().name; });
+    if (!kept && !replaced) host_.worker(old->worker()).post([old] { old->stop(); });
+  }
+  auto sinksOf = [&](const PipelineConfig& pc) {
+    std::vector<std::shared_ptr<SinkHost>> out;
+    for (const auto& name : pc.to)
+      for (auto& s : sinks)
+        if (s->config().name == name) out.push_back(s);
+    return out;
+  };
+  // Pipelines: unchanged ones stay (with their state), the rest are built anew.
+  std::vector<std::shared_ptr<PipelineHost>> pipelines;
+  for (const auto& pc : cfg.pipelines) {
+    std::shared_ptr<PipelineHost> kept;
+    for (auto& p : pipelines_)
+      if (p->config().name == pc.name && p->config().fingerprint == pc.fingerprint) kept = p;
+    if (kept) {
+      host_.worker(kept->worker()).post([kept, s = sinksOf(pc)]() mutable { kept->setSinks(std::move(s)); });
+      pipelines.push_back(std::move(kept));
+      continue;
+    }
+    auto fresh = std::make_shared<PipelineHost>(pc, workerFor(pc.name, workers));
+    fresh->host_ = &host_;
+    if (auto built = fresh->build(); !built.ok()) {  // checked at load: not expected
+      logLine(fmt::format("edge: pipeline '{}' not started: {}", pc.name, built.error().message));
+      continue;
+    }
+    WorkerPipelines* list = lists[fresh->worker()].get();
+    host_.worker(fresh->worker()).post([fresh, list, s = sinksOf(pc)]() mutable {
+      fresh->setSinks(std::move(s));
+      list->pipelines.push_back(fresh);
+    });
+    pipelines.push_back(std::move(fresh));
+  }
+  for (auto& old : pipelines_) {
+    if (std::find(pipelines.begin(), pipelines.end(), old) != pipelines.end()) continue;
+    WorkerPipelines* list = lists[old->worker()].get();
+    host_.worker(old->worker()).post([old, list] {
+      old->retire();
+      std::erase(list->pipelines, old);
+    });
+  }
+  // Routing: connector → the pipelines that read it (counters kept by name across reloads).
+  auto routing = std::make_shared<Routing>();
+  auto previous = routing_.load();
+  for (const auto& c : cfg.connectors) {
+    Routing::Entry e;
+    if (const auto* old = previous->find(c.name); old && old->stats->kind == c.kind) {
+      e.stats = old->stats;
+    } else {
+      e.stats = std::make_shared<ConnectorStats>();
+      e.stats->name = c.name;
+      e.stats->kind = c.kind;
+    }
+    for (auto& p : pipelines)
+      if (std::find(p->config().from.begin(), p->config().from.end(), c.name) != p->config().from.end())
+        e.pipelines.push_back(p);
+    routing->connectors.push_back(std::move(e));
+  }
+  routing_.store(std::move(routing));
+  pipelines_ = std::move(pipelines);
+  sinks_ = std::move(sinks);
+}
+
+int EdgeRuntime::deliver(std::string_view connector, std::shared_ptr<IncomingReadings> readings) {
+  auto routing = routing_.load();
+  const Routing::Entry* entry = routing->find(connector);
+  if (!entry) return 0;
+  const uint64_t n = readings->items.size();
+  for (const auto& p : entry->pipelines) {
+    if (p->waiting.load(std::memory_order_relaxed) + n > kMaxWaitingReadings) {
+      entry->stats->backpressure.fetch_add(1, std::memory_order_relaxed);
+      return -1;
+    }
+  }
+  readings->first_seq = next_seq_.fetch_add(n, std::memory_order_relaxed);
+  std::shared_ptr<const IncomingReadings> shared = std::move(readings);
+  for (const auto& p : entry->pipelines) {
+    p->waiting.fetch_add(n, std::memory_order_relaxed);
+    host_.worker(p->worker()).post([p, shared] { p->ingest(*shared); });
+  }
+  return static_cast<int>(entry->pipelines.size());
+}
+
+void EdgeRuntime::countIngest(std::string_view connector, size_t readings, size_t rejected, bool refused) {
+  auto routing = routing_.load();
+  const Routing::Entry* entry = routing->find(connector);
+  if (!entry) return;
+  auto& s = *entry->stats;
+  s.payloads.fetch_add(1, std::memory_order_relaxed);
+  s.readings.fetch_add(readings, std::memory_order_relaxed);
+  s.rejected.fetch_add(rejected, std::memory_order_relaxed);
+  if (refused) s.refused.fetch_add(1, std::memory_order_relaxed);
+}
+
+json::object EdgeRuntime::status() const {
+  json::object out;
+  json::array pipelines;
+  for (const auto& p : pipelines_) {
+    json::object o;
+    o["name"] = p->config().name;
+    o["worker"] = p->worker();
+    json::array from, to;
+    for (const auto& f : p->config().from) from.emplace_back(f);
+    for (const auto& t : p->config().to) to.emplace_back(t);
+    o["from"] = std::move(from);
+    o["to"] = std::move(to);
+    o["readings_in"] = p->readings_in.load();
+    o["records_out"] = p->records_out.load();
+    o["waiting"] = p->waiting.load();
+    o["series"] = p->series.load();
+    o["series_refused"] = p->series_refused.load();
+    o["stages"] = p->stageStatus();
+    pipelines.push_back(std::move(o));
+  }
+  out["pipelines"] = std::move(pipelines);
+  json::array sinks;
+  const int64_t now = steadyMs();
+  for (const auto& s : sinks_) {
+    json::object o;
+    o["name"] = s->config().name;
+    o["kind"] = s->config().kind;
+    o["url"] = redactUrl(s->config().url);
+    o["worker"] = s->worker();
+    o["queued_records"] = s->queued_records.load();
+    o["queued_bytes"] = s->queued_bytes.load();
+    const int64_t oldest = s->oldest_enqueued_ms.load();
+    o["oldest_age_ms"] = oldest ? std::max<int64_t>(0, now - oldest) : 0;
+    o["delivered"] = s->delivered.load();
+    o["batches"] = s->batches.load();
+    o["failures"] = s->failures.load();
+    o["dropped"] = s->dropped.load();
+    {
+      std::lock_guard lock(s->error_mutex);
+      if (!s->last_error.empty()) o["last_error"] = s->last_error;
+    }
+    sinks.push_back(std::move(o));
+  }
+  out["sinks"] = std::move(sinks);
+  json::array connectors;
+  for (const auto& e : routing_.load()->connectors) {
+    json::object o;
+    o["name"] = e.stats->name;
+    o["kind"] = e.stats->kind;
+    o["payloads"] = e.stats->payloads.load();
+    o["readings"] = e.stats->readings.load();
+    o["rejected"] = e.stats->rejected.load();
+    o["refused"] = e.stats->refused.load();
+    o["backpressure"] = e.stats->backpressure.load();
+    json::array to;
+    for (const auto& p : e.pipelines) to.emplace_back(p->config().name);
+    o["pipelines"] = std::move(to);
+    connectors.push_back(std::move(o));
+  }
+  out["connectors"] = std::move(connectors);
+  return out;
+}
+
+void EdgeRuntime::drain(std::chrono::milliseconds limit) {
+  std::atomic<size_t> flushed{0};
+  for (auto& p : pipelines_)
+    host_.worker(p->worker()).post([p, &flushed] {
+      p->flush();
+      flushed.fetch_add(1);
+    });
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  auto pending = [&] {
+    if (flushed.load() < pipelines_.size()) return true;
+    for (const auto& s : sinks_)
+      if (s->queued_records.load()) return true;
+    return false;
+  };
+  while (pending() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // The flush lambdas reference `flushed`: wait for them even past the limit.
+  while (flushed.load() < pipelines_.size()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
+void EdgeRuntime::render(std::string& out) const {
+  using telemetry::appendFamilyHead;
+  using telemetry::labelValue;
+  if (pipelines_.empty() && sinks_.empty() && routing_.load()->connectors.empty()) return;
+  appendFamilyHead(out, "ganglion_edge_pipeline_readings_total", "counter",
+                   "Readings handed to each pipeline.");
+  for (const auto& p : pipelines_)
+    fmt::format_to(std::back_inserter(out), "ganglion_edge_pipeline_readings_total{{pipeline=\"{}\"}} {}\n",
+                   labelValue(p->config().name), p->readings_in.load());
+  appendFamilyHead(out, "ganglion_edge_pipeline_records_out_total", "counter",
+                   "Records leaving each pipeline's last stage.");
+  for (const auto& p : pipelines_)
+    fmt::format_to(std::back_inserter(out),
+                   "ganglion_edge_pipeline_records_out_total{{pipeline=\"{}\"}} {}\n",
+                   labelValue(p->config().name), p->records_out.load());
+  appendFamilyHead(
+      out, "ganglion_edge_pipeline_dropped_total", "counter",
+      "Records a pipeline's stages dropped, by reason (filtered, late, series_limit, no_value).");
+  for (const auto& p : pipelines_) {
+    uint64_t filtered = 0, late = 0, series_limit = p->series_refused.load(), no_value = 0;
+    for (size_t i = 0; i < p->config().spec.stages.size(); ++i) {
+      filtered += p->stage(i).filtered.load();
+      late += p->stage(i).late.load();
+      series_limit += p->stage(i).series_limit.load();
+      no_value += p->stage(i).no_value.load();
+    }
+    const std::string name = labelValue(p->config().name);
+    for (const auto& [reason, n] : {std::pair<std::string_view, uint64_t>{"filtered", filtered},
+                                    {"late", late},
+                                    {"series_limit", series_limit},
+                                    {"no_value", no_value}})
+      fmt::format_to(std::back_inserter(out),
+                     "ganglion_edge_pipeline_dropped_total{{pipeline=\"{}\",reason=\"{}\"}} {}\n", name,
+                     reason, n);
+  }
+  appendFamilyHead(out, "ganglion_edge_pipeline_events_total", "counter",
+                   "Detector events raised, per pipeline.");
+  for (const auto& p : pipelines_) {
+    uint64_t events = 0;
+    for (size_t i = 0; i < p->config().spec.stages.size(); ++i) events += p->stage(i).events.load();
+    fmt::format_to(std::back_inserter(out), "ganglion_edge_pipeline_events_total{{pipeline=\"{}\"}} {}\n",
+                   labelValue(p->config().name), events);
+  }
+  appendFamilyHead(out, "ganglion_edge_pipeline_waiting_readings", "gauge",
+                   "Readings handed to a pipeline and not yet run (its worker's backlog).");
+  for (const auto& p : pipelines_)
+    fmt::format_to(std::back_inserter(out), "ganglion_edge_pipeline_waiting_readings{{pipeline=\"{}\"}} {}\n",
+                   labelValue(p->config().name), p->waiting.load());
+  appendFamilyHead(out, "ganglion_edge_sink_queued_records", "gauge",
+                   "Records waiting for delivery, per sink.");
+  for (const auto& s : sinks_)
+    fmt::format_to(std::back_inserter(out), "ganglion_edge_sink_queued_records{{sink=\"{}\"}} {}\n",
+                   labelValue(s->config().name), s->queued_records.load());
+  appendFamilyHead(out, "ganglion_edge_sink_queued_bytes", "gauge", "Bytes of records waiting, per sink.");
+  for (const auto& s : sinks_)
+    fmt::format_to(std::back_inserter(out), "ganglion_edge_sink_queued_bytes{{sink=\"{}\"}} {}\n",
+                   labelValue(s->config().name), s->queued_bytes.load());
+  appendFamilyHead(out, "ganglion_edge_sink_lag_seconds", "gauge",
+                   "Age of the oldest record waiting for delivery, per sink (0: none waits).");
+  const int64_t now = steadyMs();
+  for (const auto& s : sinks_) {
+    const int64_t oldest = s->oldest_enqueued_ms.load();
+    fmt::format_to(std::back_inserter(out), "ganglion_edge_sink_lag_seconds{{sink=\"{}\"}} {:.3f}\n",
+                   labelValue(s->config().name), oldest ? std::max<int64_t>(0, now - oldest) / 1000.0 : 0.0);
+  }
+  appendFamilyHead(out, "ganglion_edge_sink_delivered_total", "counter",
+                   "Records the receiver accepted (2xx).");
+  for (const auto& s : sinks_)
+    fmt::format_to(std::back_inserter(out), "ganglion_edge_sink_delivered_total{{sink=\"{}\"}} {}\n",
+                   labelValue(s->config().name), s->delivered.load());
+  appendFamilyHead(out, "ganglion_edge_sink_failures_total", "counter",
+                   "Deliveries that failed (no answer, or not 2xx); each is retried after a backoff.");
+  for (const auto& s : sinks_)
+    fmt::format_to(std::back_inserter(out), "ganglion_edge_sink_failures_total{{sink=\"{}\"}} {}\n",
+                   labelValue(s->config().name), s->failures.load());
+  appendFamilyHead(out, "ganglion_edge_sink_dropped_total", "counter",
+                   "Records dropped because the sink's queue was full (queue.max_bytes).");
+  for (const auto& s : sinks_)
+    fmt::format_to(std::back_inserter(out), "ganglion_edge_sink_dropped_total{{sink=\"{}\"}} {}\n",
+                   labelValue(s->config().name), s->dropped.load());
+  appendFamilyHead(out, "ganglion_edge_connector_readings_total", "counter",
+                   "Readings a connector accepted, and refused one by one (result=rejected).");
+  const auto routing = routing_.load();
+  for (const auto& e : routing->connectors) {
+    const std::string name = labelValue(e.stats->name);
+    fmt::format_to(std::back_inserter(out),
+                   "ganglion_edge_connector_readings_total{{connector=\"{}\",result=\"accepted\"}} {}\n"
+                   "ganglion_edge_connector_readings_total{{connector=\"{}\",result=\"rejected\"}} {}\n",
+                   name, e.stats->readings.load(), name, e.stats->rejected.load());
+  }
+  appendFamilyHead(out, "ganglion_edge_connector_payloads_total", "counter",
+                   "Payloads a connector received, by result (accepted, refused whole, backpressure).");
+  for (const auto& e : routing->connectors) {
+    const std::string name = labelValue(e.stats->name);
+    const uint64_t all = e.stats->payloads.load(), refused = e.stats->refused.load();
+    fmt::format_to(std::back_inserter(out),
+                   "ganglion_edge_connector_payloads_total{{connector=\"{}\",result=\"accepted\"}} {}\n"
+                   "ganglion_edge_connector_payloads_total{{connector=\"{}\",result=\"refused\"}} {}\n"
+                   "ganglion_edge_connector_payloads_total{{connector=\"{}\",result=\"backpressure\"}} {}\n",
+                   name, all - std::min(all, refused), name, refused, name, e.stats->backpressure.load());
+  }
+}
+
+}  // namespace ganglion::edge

@@ -1,0 +1,97 @@
+// The running edge: pipelines on their workers, sinks delivering on theirs, and the hand-off
+// from connectors. One per gateway process, kept across reloads: install() keeps every
+// pipeline and sink whose settings did not change (open windows, detector histories and
+// queued records survive), builds the new ones and retires the rest.
+//
+// Threads: install(), status() and metrics run on the main thread; deliver() on any worker
+// (an ingest request's); a pipeline's batches, ticks and output on its worker; a sink's queue
+// and deliveries on its worker. They meet only through Worker::post and atomics.
+#pragma once
+
+#include <atomic>
+#include <boost/json/object.hpp>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "edge/connectors/payload.h"
+#include "edge/edge_config.h"
+#include "loop/worker.h"
+#include "telemetry/metrics.h"
+#include "upstream/upstream_client.h"
+
+namespace ganglion::edge {
+
+/// What the composition lends the edge: its workers and their upstream connections.
+class EdgeHost {
+ public:
+  virtual ~EdgeHost() = default;
+  virtual size_t workerCount() const = 0;
+  /// Worker `index` (0..workerCount()-1). Any thread.
+  virtual loop::Worker& worker(size_t index) = 0;
+  /// The current config version's runtime of upstream `name` ("sink:<name>") on worker `index`,
+  /// kept alive while held; null when the current version has none. That worker's thread.
+  virtual std::shared_ptr<upstream::UpstreamRuntime> upstream(size_t index, std::string_view name) = 0;
+};
+
+/// Readings a connector decoded, before any pipeline interned them: names and attributes in
+/// one text arena. Shared, read-only, by the pipelines that read the connector.
+struct IncomingReadings {
+  struct Item {
+    uint32_t device_at, device_len, metric_at, metric_len, attrs_at, attrs_len;
+    int64_t ts;
+    double value;
+    Quality quality;
+  };
+  std::string connector;
+  uint64_t first_seq = 0;  ///< item i's record id is `<connector>-<first_seq + i>`
+  std::string text;
+  std::vector<Item> items;
+
+  void add(const DecodedReading& r);
+  std::string_view view(uint32_t at, uint32_t len) const { return std::string_view(text).substr(at, len); }
+};
+
+class PipelineHost;
+class SinkHost;
+struct Routing;
+struct WorkerPipelines;
+
+class EdgeRuntime final : public telemetry::MetricsSource {
+ public:
+  explicit EdgeRuntime(EdgeHost& host);
+  ~EdgeRuntime() override;
+  EdgeRuntime(const EdgeRuntime&) = delete;
+  EdgeRuntime& operator=(const EdgeRuntime&) = delete;
+
+  /// Installs a config version's edge sections. Main thread.
+  void install(const EdgeConfig& cfg);
+  /// Hands readings of `connector` to every pipeline that reads it, numbering them (ids).
+  /// Returns the number of pipelines they went to, or -1 when one of them has too many
+  /// readings waiting already (the caller answers 503: backpressure reaches the sender).
+  /// Any worker.
+  int deliver(std::string_view connector, std::shared_ptr<IncomingReadings> readings);
+  /// Counts a connector's payloads and readings (ingest handlers). Any thread.
+  void countIngest(std::string_view connector, size_t readings, size_t rejected, bool refused);
+  /// GET /edge: pipelines, sinks and connectors with their counters. Main thread.
+  boost::json::object status() const;
+  /// Closes every open window and gives sinks up to `limit` to deliver what waits. Main thread,
+  /// at shutdown (the workers still run).
+  void drain(std::chrono::milliseconds limit);
+  /// Prometheus families ganglion_edge_*. Main thread.
+  void render(std::string& out) const override;
+
+  /// Readings one pipeline may have waiting on its worker before deliver() refuses more.
+  static constexpr uint64_t kMaxWaitingReadings = 1'000'000;
+
+ private:
+  EdgeHost& host_;
+  std::vector<std::shared_ptr<PipelineHost>> pipelines_;  // main thread's view
+  std::vector<std::shared_ptr<SinkHost>> sinks_;
+  std::atomic<std::shared_ptr<const Routing>> routing_;
+  std::vector<std::unique_ptr<WorkerPipelines>> per_worker_;  // [i]: touched only on worker i
+  std::atomic<uint64_t> next_seq_;
+};
+
+}  // namespace ganglion::edge

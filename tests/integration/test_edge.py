@@ -1,0 +1,399 @@
+"""The edge data plane (docs/edge.md, docs/configuration.md "Edge"): readings POSTed to an
+`ingest:` route run through a pipeline (filter, tumbling window, robust z-score) and reach an
+HTTP sink as `{"records": [...]}` batches, in order, retried while the receiver fails.
+
+A small receiver stands in for the uplink: it records every batch and can be told to fail."""
+
+import http.server
+import json
+import os
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (LOCALHOST, Gateway, free_port, http_request, raw_exchange, render, run_cli,  # noqa: E402
+                     wait_until)
+
+TOKEN = "Edge-Adm1n-T0ken-0123456789"
+API_KEY = "edge-key-0123456789abcdef"
+
+
+class Receiver:
+    """An HTTP receiver of sink batches: answers `status` (200 unless told otherwise)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.batches = []
+        self.attempts = 0
+        self.status = 200
+        self.headers = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                with owner.lock:
+                    owner.attempts += 1
+                    status = owner.status
+                    owner.headers.append(dict(self.headers.items()))
+                    if 200 <= status < 300:
+                        owner.batches.append(json.loads(body))
+                reply = b'{"ok":true}'
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+        self.server = http.server.ThreadingHTTPServer((LOCALHOST, 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def records(self):
+        with self.lock:
+            return [r for b in self.batches for r in b["records"]]
+
+
+CONFIG = """
+listeners:
+  - name: public
+    address: @HOST@:@PORT@
+admin:
+  address: @HOST@:@ADMIN@
+  token: @TOKEN@
+keys:
+  - { name: device, key: @KEY@ }
+connectors:
+  - { name: lab, kind: http, metric: temperature }
+sinks:
+  - name: uplink
+    kind: http
+    url: http://@HOST@:@SINK@/ingest?site=a
+    headers: { authorization: "Bearer uplink-secret-token" }
+    batch: { max_records: @MAX_RECORDS@, max_delay: 100ms }
+    retry: { initial: 50ms, max: 200ms }
+pipelines:
+@PIPELINES@
+access_log: { enabled: false }
+routes:
+  - name: ingest
+    match: { path_prefix: /ingest/ }
+    ingest: lab
+    filters: [ { key_auth: {} } ]
+  - name: open-ingest
+    match: { path_prefix: /open/ }
+    ingest: lab
+"""
+
+RAW = """  - name: raw
+    from: [ lab ]
+    stages:
+      - filter: "value > -1000 and value < 1000"
+    to: [ uplink ]
+"""
+
+WINDOWED = """  - name: health
+    from: [ lab ]
+    stages:
+      - window: { tumbling: 1s, by: [device, metric], aggregates: [count, mean, max, rms] }
+      - detect: { name: hot, field: max, history: 30, warmup: 10, threshold: 6 }
+    to: [ uplink ]
+"""
+
+
+def config(sink_port, pipelines=RAW, max_records=500):
+    port, admin = free_port(), free_port()
+    return render(CONFIG, host=LOCALHOST, port=port, admin=admin, token=TOKEN, key=API_KEY, sink=sink_port,
+                  pipelines=pipelines, max_records=max_records), port, admin
+
+
+def post(gw, path, body, content_type="application/json", key=API_KEY):
+    headers = {"Content-Type": content_type}
+    if key:
+        headers["Authorization"] = "Bearer " + key
+    data = body if isinstance(body, bytes) else body.encode()
+    return http_request(gw.port, "POST", path, body=data, headers=headers)
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+class IngestToSink(unittest.TestCase):
+    def test_readings_reach_the_sink_with_ids_in_order(self):
+        with Receiver() as rx:
+            text, port, admin = config(rx.port)
+            with Gateway(text, admin_port=admin) as gw:
+                t0 = now_ms()
+                for i in range(5):
+                    r = post(gw, "/ingest/pump-1", json.dumps({"value": i, "ts": t0 + i, "site": "north"}))
+                    self.assertEqual(r.status, 202, r.body)
+                    self.assertEqual(r.json(), {"accepted": 1, "rejected": 0})
+                r = post(gw, "/ingest/pump-2", json.dumps([{"value": 10}, {"value": 5000}, {"value": "x"}]))
+                self.assertEqual(r.status, 202, r.body)
+                self.assertEqual(r.json()["accepted"], 2)
+                self.assertEqual(r.json()["rejected"], 1)
+                self.assertEqual(r.json()["first_rejection"], "a 'value' that is not a number")
+                self.assertTrue(wait_until(lambda: len(rx.records()) >= 6, timeout=5), rx.records())
+                recs = rx.records()
+                self.assertEqual(len(recs), 6)  # 5000 is filtered out
+                self.assertEqual([r["value"] for r in recs[:5]], [0, 1, 2, 3, 4])
+                first = recs[0]
+                self.assertEqual(first["source"], "lab")
+                self.assertEqual(first["device"], "pump-1")
+                self.assertEqual(first["metric"], "temperature")
+                self.assertEqual(first["ts"], t0)
+                self.assertEqual(first["kind"], "reading")
+                self.assertEqual(first["attrs"], {"site": "north"})
+                ids = [r["id"] for r in recs]
+                self.assertEqual(len(set(ids)), 6)
+                seqs = [int(i.split("-")[-1]) for i in ids]
+                self.assertEqual(seqs, sorted(seqs))
+                self.assertTrue(all(i.startswith("lab-") for i in ids))
+                # The sink's request: the configured path, query and header.
+                self.assertIn("authorization", {k.lower() for k in rx.headers[0]})
+                # The secret header is not shown by GET /config.
+                cfg = gw.admin("GET", "/config", token=TOKEN)
+                self.assertNotIn("uplink-secret-token", cfg.text)
+                self.assertIn("<redacted>", cfg.text)
+
+    def test_formats_by_content_type(self):
+        with Receiver() as rx:
+            text, port, admin = config(rx.port)
+            with Gateway(text, admin_port=admin) as gw:
+                r = post(gw, "/ingest/x", "flow,device=pump-7 value=3.5,temp=41i\n", content_type="text/plain")
+                self.assertEqual(r.status, 202, r.body)
+                self.assertEqual(r.json()["accepted"], 2)
+                r = post(gw, "/ingest/dev-9", json.dumps([{"n": "humidity", "v": 40, "u": "%RH"}]),
+                         content_type="application/senml+json")
+                self.assertEqual(r.status, 202, r.body)
+                r = post(gw, "/ingest/dev-3?metric=pressure", "12.5", content_type="application/json")
+                self.assertEqual(r.status, 202, r.body)
+                self.assertTrue(wait_until(lambda: len(rx.records()) >= 4, timeout=5))
+                recs = {(r["device"], r["metric"]): r for r in rx.records()}
+                self.assertEqual(recs[("pump-7", "flow")]["value"], 3.5)
+                self.assertEqual(recs[("pump-7", "flow.temp")]["value"], 41)
+                self.assertEqual(recs[("dev-9", "humidity")]["attrs"], {"unit": "%RH"})
+                self.assertEqual(recs[("dev-3", "pressure")]["value"], 12.5)
+
+    def test_bad_requests_get_precise_errors(self):
+        with Receiver() as rx:
+            text, port, admin = config(rx.port)
+            with Gateway(text, admin_port=admin) as gw:
+                r = http_request(gw.port, "GET", "/ingest/pump-1", headers={"Authorization": "Bearer " + API_KEY})
+                self.assertEqual(r.status, 405)
+                self.assertEqual(r.headers.get("allow"), "POST")
+                r = post(gw, "/ingest/pump-1", "1", key=None)
+                self.assertEqual(r.status, 401)
+                r = post(gw, "/ingest/pump-1", "{\"value\": ")
+                self.assertEqual(r.status, 400)
+                self.assertIn("json payload refused: not JSON at byte", r.json()["error"]["message"])
+                r = post(gw, "/ingest/pump-1", "<x/>", content_type="application/xml")
+                self.assertEqual(r.status, 415)
+                r = post(gw, "/ingest/pump-1", json.dumps([{"value": "a"}, {"nope": 1}]))
+                self.assertEqual(r.status, 422)
+                self.assertIn("no reading was accepted: a 'value' that is not a number (2 refused)",
+                              r.json()["error"]["message"])
+                r = post(gw, "/ingest/pump-1", json.dumps({"value": 1, "ts": now_ms() + 3600_000}))
+                self.assertEqual(r.status, 422)
+                self.assertIn("a time too far in the future", r.text)
+                r = post(gw, "/ingest/", "1")  # no device in the URL, none in the payload
+                self.assertEqual(r.status, 422)
+                self.assertIn("no device", r.text)
+                r = post(gw, "/ingest/pump-1", "m v=1\nm v=x\n", content_type="text/plain")
+                self.assertEqual(r.status, 400)
+                self.assertIn("line 2: field 'v' is not a number", r.text)
+                # Larger than max_body (1 MiB): refused from Content-Length, before the body.
+                raw, _ = raw_exchange(gw.port, ("POST /open/pump-1 HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                                             "application/json\r\nContent-Length: 2000000\r\n\r\n[1,").encode())
+                self.assertTrue(raw.startswith(b"HTTP/1.1 413 "), raw[:100])
+                self.assertIn(b"the body is larger than 1048576 bytes", raw)
+                # Keep-alive after each error: a good request on a fresh connection still works.
+                r = post(gw, "/open/pump-1", "7")
+                self.assertEqual(r.status, 202, r.body)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 1, timeout=5))
+                status = gw.admin("GET", "/edge", token=TOKEN).json()
+                lab = status["connectors"][0]
+                self.assertEqual(lab["name"], "lab")
+                self.assertEqual(lab["readings"], 1)
+                self.assertGreaterEqual(lab["refused"], 6)
+
+
+class WindowsAndEvents(unittest.TestCase):
+    def test_windows_follow_event_time_and_a_spike_raises_an_event(self):
+        with Receiver() as rx:
+            text, port, admin = config(rx.port, pipelines=WINDOWED)
+            with Gateway(text, admin_port=admin) as gw:
+                base = (now_ms() // 1000 - 60) * 1000  # a minute ago, on a whole second
+                for second in range(30):
+                    batch = [{"value": 20 + (i % 3) * 0.1, "ts": base + second * 1000 + i * 100} for i in range(10)]
+                    if second == 25:
+                        batch[5]["value"] = 95  # one hot reading
+                    r = post(gw, "/ingest/oven-1", json.dumps(batch))
+                    self.assertEqual(r.status, 202, r.body)
+                self.assertTrue(wait_until(lambda: len(rx.records()) >= 29 + 1, timeout=5), rx.records())
+                recs = rx.records()
+                windows = [r for r in recs if r["kind"] == "window"]
+                events = [r for r in recs if r["kind"] == "event"]
+                self.assertEqual(len(windows), 29)  # the 30th is still open (no later reading)
+                self.assertEqual(windows[0]["ts"], base)
+                self.assertEqual(windows[0]["count"], 10)
+                self.assertEqual(windows[0]["window_ms"], 1000)
+                self.assertIsNone(windows[0]["source"])
+                self.assertEqual(windows[0]["device"], "oven-1")
+                self.assertAlmostEqual(windows[0]["mean"], 20.09, places=6)
+                self.assertEqual(len(events), 1, events)
+                e = events[0]
+                self.assertEqual(e["detector"], "hot")
+                self.assertEqual(e["ts"], base + 25_000)
+                self.assertEqual(e["value"], 95)
+                self.assertIn("max 95 is", e["reason"])
+                # The last window closes on wall time: no reading for one window length.
+                self.assertTrue(wait_until(lambda: len([r for r in rx.records() if r["kind"] == "window"]) == 30,
+                                           timeout=5))
+                # A late reading (its window closed) is counted, not delivered.
+                r = post(gw, "/ingest/oven-1", json.dumps({"value": 1, "ts": base + 500}))
+                self.assertEqual(r.status, 202)
+                def late():
+                    st = gw.admin("GET", "/edge", token=TOKEN).json()
+                    return st["pipelines"][0]["stages"][0]["late"]
+                self.assertTrue(wait_until(lambda: late() == 1, timeout=5))
+                metrics = gw.admin("GET", "/metrics", token=TOKEN).text
+                self.assertIn('ganglion_edge_pipeline_events_total{pipeline="health"} 1', metrics)
+                self.assertIn('ganglion_edge_pipeline_dropped_total{pipeline="health",reason="late"} 1', metrics)
+                self.assertIn('ganglion_edge_sink_delivered_total{sink="uplink"} 31', metrics)
+
+
+class SinkOutage(unittest.TestCase):
+    def test_records_wait_and_arrive_in_order_when_the_receiver_returns(self):
+        with Receiver() as rx:
+            rx.status = 503
+            text, port, admin = config(rx.port, max_records=3)
+            with Gateway(text, admin_port=admin) as gw:
+                for i in range(10):
+                    self.assertEqual(post(gw, "/ingest/p", str(i)).status, 202)
+                self.assertTrue(wait_until(lambda: rx.attempts >= 3, timeout=5))
+                st = gw.admin("GET", "/edge", token=TOKEN).json()["sinks"][0]
+                self.assertEqual(st["queued_records"], 10)
+                self.assertGreaterEqual(st["failures"], 3)
+                self.assertEqual(st["last_error"], "the receiver answered 503")
+                self.assertEqual(st["delivered"], 0)
+                with rx.lock:
+                    rx.status = 200
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 10, timeout=5))
+                self.assertEqual([r["value"] for r in rx.records()], list(range(10)))
+                self.assertTrue(all(len(b["records"]) <= 3 for b in rx.batches))
+                def sink():
+                    return gw.admin("GET", "/edge", token=TOKEN).json()["sinks"][0]
+                # The receiver has the last batch a moment before the gateway has its answer.
+                self.assertTrue(wait_until(lambda: sink()["queued_records"] == 0, timeout=5))
+                self.assertEqual(sink()["delivered"], 10)
+
+    def test_unreachable_receiver_is_retried(self):
+        dead = free_port()
+        text, port, admin = config(dead)
+        with Gateway(text, admin_port=admin) as gw:
+            self.assertEqual(post(gw, "/ingest/p", "1").status, 202)
+            def failures():
+                return gw.admin("GET", "/edge", token=TOKEN).json()["sinks"][0]["failures"]
+            self.assertTrue(wait_until(lambda: failures() >= 2, timeout=5))
+            self.assertTrue(gw.alive())
+
+
+class Reload(unittest.TestCase):
+    def test_an_unchanged_pipeline_keeps_its_open_windows(self):
+        with Receiver() as rx:
+            text, port, admin = config(rx.port, pipelines=WINDOWED)
+            with Gateway(text, admin_port=admin) as gw:
+                base = (now_ms() // 1000 - 10) * 1000
+                for i in range(4):
+                    self.assertEqual(post(gw, "/ingest/d", json.dumps({"value": 1, "ts": base + i * 10})).status, 202)
+                # Reload with another pipeline added: "health" is unchanged.
+                extra = WINDOWED + RAW.replace("name: raw", "name: raw2").replace("to: [ uplink ]", "to: []")
+                new_text = text.replace(WINDOWED, extra)
+                self.assertNotEqual(new_text, text)
+                gw.reload_file(new_text)
+                r = gw.admin("POST", "/reload", token=TOKEN)
+                self.assertEqual(r.status, 200, r.body)
+                names = [p["name"] for p in gw.admin("GET", "/edge", token=TOKEN).json()["pipelines"]]
+                self.assertEqual(names, ["health", "raw2"])
+                self.assertEqual(post(gw, "/ingest/d", json.dumps({"value": 1, "ts": base + 1500})).status, 202)
+                self.assertTrue(wait_until(lambda: any(r["kind"] == "window" for r in rx.records()), timeout=5))
+                w = [r for r in rx.records() if r["kind"] == "window"][0]
+                self.assertEqual(w["count"], 4)  # the readings from before the reload
+
+    def test_a_bad_reload_keeps_the_running_edge(self):
+        with Receiver() as rx:
+            text, port, admin = config(rx.port)
+            with Gateway(text, admin_port=admin) as gw:
+                gw.reload_file(text.replace('"value > -1000 and value < 1000"', '"valu > 1"'))
+                r = gw.admin("POST", "/reload", token=TOKEN)
+                self.assertEqual(r.status, 400, r.body)
+                self.assertEqual(r.json()["error"]["type"], "invalid_config")
+                self.assertIn("pipeline 'raw': stages[0].filter: 1:1: unknown field 'valu' (did you mean 'value'?)",
+                              r.text)
+                self.assertEqual(post(gw, "/ingest/p", "3").status, 202)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 1, timeout=5))
+
+
+class ConfigErrors(unittest.TestCase):
+    def check(self, text):
+        d = os.path.join(os.environ.get("TMPDIR", "/tmp"), "edge-check-%d" % os.getpid())
+        os.makedirs(d, exist_ok=True)
+        path = os.path.join(d, "ganglion.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        r = run_cli(["check", "--config", path])
+        return r.returncode, r.stdout + r.stderr
+
+    def test_errors_name_the_line_and_column(self):
+        text, _, _ = config(free_port())
+        bad = text.replace('"value > -1000 and value < 1000"', '"value > -1000 and valu < 1000"')
+        code, out = self.check(bad)
+        self.assertNotEqual(code, 0)
+        line = bad.split("\n").index('      - filter: "value > -1000 and valu < 1000"') + 1
+        self.assertIn(":%d: pipeline 'raw': stages[0].filter: 1:19: unknown field 'valu'" % line, out)
+
+    def test_unbuilt_kinds_and_references(self):
+        text, _, _ = config(free_port())
+        code, out = self.check(text.replace("kind: http, metric", "kind: mqtt, metric"))
+        self.assertIn("connector kind 'mqtt' is not built yet", out)
+        self.assertNotIn("unknown connector", out)  # one mistake, one message
+        self.assertIn("1 error(s)", out)
+        code, out = self.check(text.replace("to: [ uplink ]", "to: [ nowhere ]"))
+        self.assertIn("pipeline 'raw' sends to unknown sink 'nowhere'", out)
+        code, out = self.check(text.replace("ingest: lab\n    filters", "ingest: lob\n    filters"))
+        self.assertIn("route 'ingest' ingests for unknown connector 'lob'", out)
+        code, out = self.check(text.replace("from: [ lab ]", "from: [ ]"))
+        self.assertIn("from lists at least one connector", out)
+        code, out = self.check(text.replace("retry: {", "queue: { durable: true }\n    retry: {"))
+        self.assertIn("durable queues are not built yet", out)
+        code, out = self.check(text + "rules:\n  - { name: r }\n")
+        self.assertIn("rules are not built yet", out)
+        code, out = self.check(text.replace("- filter: ", "- fft: "))
+        self.assertIn("stage 'fft' is not built yet", out)
+        code, out = self.check(text.replace("url: http://", "url: ftp://"))
+        self.assertIn("must use http or https", out)
+        code, out = self.check(text.replace("retry: {", "queue: { max_bytes: 1GiB }\n    retry: {"))
+        self.assertEqual(code, 0, out)
+
+
+if __name__ == "__main__":
+    unittest.main()
