@@ -253,6 +253,9 @@ void Gateway::upgradeBinary() {
 
 Gateway::~Gateway() {
   for (auto& w : workers_) w->worker.stopAndJoin();
+  // The edge's sinks hold timers of the workers' loops: gone before the loops are (the
+  // threads are stopped, so no tick or delivery runs meanwhile).
+  edge_.reset();
   if (access_log_) access_log_->stop();
 }
 

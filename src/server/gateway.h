@@ -94,8 +94,8 @@ class Gateway {
   boost::asio::signal_set signals_;
   std::unique_ptr<admin::AdminServer> admin_;
   std::unique_ptr<telemetry::AccessLog> access_log_;
-  /// The edge (pipelines, sinks): declared before the workers so that it is destroyed after
-  /// they stop (their ticks run its pipelines).
+  /// The edge (pipelines, sinks): its ticks and deliveries run on the workers; the destructor
+  /// drops it after the worker threads stop and before their loops go.
   std::unique_ptr<GatewayEdge> edge_host_;
   std::unique_ptr<edge::EdgeRuntime> edge_;
   std::vector<std::unique_ptr<WorkerContext>> workers_;
