@@ -84,6 +84,9 @@ void IncomingReadings::add(const DecodedReading& r) {
 
 /// One record waiting for delivery: its JSON and what a full queue drops first.
 struct QueuedRecord {
+  /// What a record costs beside its JSON text (the deque slot, the string's own fields),
+  /// counted against queue.max_bytes so that small records cannot exceed it by half.
+  static constexpr uint64_t kOverhead = 64;
   std::string json;
   uint8_t drop_class = 0;
   bool dropped = false;
@@ -133,7 +136,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
     if (stopped_) return;
     const int64_t now = steadyMs();
     for (auto& r : records) {
-      bytes_ += r.json.size();
+      bytes_ += r.json.size() + QueuedRecord::kOverhead;
       ++live_[r.drop_class];
       r.enqueued_ms = now;
       queue_.push_back(std::move(r));
@@ -162,7 +165,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
         QueuedRecord& r = queue_[at - base_];
         if (r.dropped || r.drop_class != c) continue;
         r.dropped = true;
-        bytes_ -= r.json.size();
+        bytes_ -= r.json.size() + QueuedRecord::kOverhead;
         std::string().swap(r.json);
         --live_[c];
         dropped.fetch_add(1, std::memory_order_relaxed);
@@ -273,7 +276,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
         while (base_ < sent_until && !queue_.empty()) {
           QueuedRecord& r = queue_.front();
           if (!r.dropped) {
-            bytes_ -= r.json.size();
+            bytes_ -= r.json.size() + QueuedRecord::kOverhead;
             --live_[r.drop_class];
           }
           queue_.pop_front();
@@ -317,7 +320,7 @@ struct StageStats {
   std::atomic<uint64_t> busy_ns{0}, batches{0};
 };
 
-class PipelineHost {
+class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
  public:
   PipelineHost(PipelineConfig config, size_t worker) : config_(std::move(config)), worker_(worker) {}
   const PipelineConfig& config() const { return config_; }
@@ -336,6 +339,42 @@ class PipelineHost {
 
   /// Sets the sinks its records go to. On its worker.
   void setSinks(std::vector<std::shared_ptr<SinkHost>> sinks) { sinks_ = std::move(sinks); }
+
+  /// Queues readings for the pipeline's worker, in the order the calls happen (an ingest
+  /// request calls it before it answers, so a sender's next payload comes after). Posting
+  /// each payload on its own would not keep that order: a post from the pipeline's own
+  /// thread waits in that thread's private queue until its handler returns, while the
+  /// answer may already be out and the next payload posted from another worker. Any thread.
+  void enqueue(std::shared_ptr<const IncomingReadings> readings) {
+    waiting.fetch_add(readings->items.size(), std::memory_order_relaxed);
+    bool schedule = false;
+    {
+      std::lock_guard lock(inbox_mutex_);
+      inbox_.push_back(std::move(readings));
+      schedule = !drain_scheduled_;
+      drain_scheduled_ = true;
+    }
+    if (schedule) host_->worker(worker_).post([self = shared_from_this()] { self->drainInbox(); });
+  }
+
+  /// Runs queued readings through the pipeline, oldest first; after 64 payloads it lets the
+  /// worker's other work run and comes back. On its worker.
+  void drainInbox() {
+    for (int n = 0; n < 64; ++n) {
+      std::shared_ptr<const IncomingReadings> next;
+      {
+        std::lock_guard lock(inbox_mutex_);
+        if (inbox_.empty()) {
+          drain_scheduled_ = false;
+          return;
+        }
+        next = std::move(inbox_.front());
+        inbox_.pop_front();
+      }
+      ingest(*next);
+    }
+    host_->worker(worker_).post([self = shared_from_this()] { self->drainInbox(); });
+  }
 
   /// Runs readings through the pipeline. On its worker.
   void ingest(const IncomingReadings& in) {
@@ -470,6 +509,9 @@ class PipelineHost {
   std::vector<std::shared_ptr<SinkHost>> sinks_;
   Batch batch_;
   bool retired_ = false;
+  std::mutex inbox_mutex_;
+  std::deque<std::shared_ptr<const IncomingReadings>> inbox_;
+  bool drain_scheduled_ = false;
 };
 
 // ---------------------------------------------------------------- routing
@@ -616,10 +658,7 @@ int EdgeRuntime::deliver(std::string_view connector, std::shared_ptr<IncomingRea
   }
   readings->first_seq = next_seq_.fetch_add(n, std::memory_order_relaxed);
   std::shared_ptr<const IncomingReadings> shared = std::move(readings);
-  for (const auto& p : entry->pipelines) {
-    p->waiting.fetch_add(n, std::memory_order_relaxed);
-    host_.worker(p->worker()).post([p, shared] { p->ingest(*shared); });
-  }
+  for (const auto& p : entry->pipelines) p->enqueue(shared);
   return static_cast<int>(entry->pipelines.size());
 }
 

@@ -83,7 +83,8 @@ class EdgeRuntime final : public telemetry::MetricsSource {
   void render(std::string& out) const override;
 
   /// Readings one pipeline may have waiting on its worker before deliver() refuses more.
-  static constexpr uint64_t kMaxWaitingReadings = 1'000'000;
+  /// (About 16 MB of decoded readings.)
+  static constexpr uint64_t kMaxWaitingReadings = 200'000;
 
  private:
   EdgeHost& host_;

@@ -248,7 +248,13 @@ class WindowsAndEvents(unittest.TestCase):
                         batch[5]["value"] = 95  # one hot reading
                     r = post(gw, "/ingest/oven-1", json.dumps(batch))
                     self.assertEqual(r.status, 202, r.body)
-                self.assertTrue(wait_until(lambda: len(rx.records()) >= 29 + 1, timeout=5), rx.records())
+                self.assertTrue(wait_until(lambda: len(rx.records()) >= 29 + 1, timeout=5),
+                                ([(r["kind"], r["ts"] - base) for r in rx.records()],
+                                 gw.admin("GET", "/edge", token=TOKEN).text))
+                # Payloads run in the order they were answered, whichever worker took them (a
+                # payload posted from the pipeline's own worker once overtook the one before).
+                st = gw.admin("GET", "/edge", token=TOKEN).json()
+                self.assertEqual(st["pipelines"][0]["stages"][0]["late"], 0, st)
                 recs = rx.records()
                 windows = [r for r in recs if r["kind"] == "window"]
                 events = [r for r in recs if r["kind"] == "event"]
@@ -267,7 +273,9 @@ class WindowsAndEvents(unittest.TestCase):
                 self.assertIn("max 95 is", e["reason"])
                 # The last window closes on wall time: no reading for one window length.
                 self.assertTrue(wait_until(lambda: len([r for r in rx.records() if r["kind"] == "window"]) == 30,
-                                           timeout=5))
+                                           timeout=5),
+                                (len([r for r in rx.records() if r["kind"] == "window"]),
+                                 gw.admin("GET", "/edge", token=TOKEN).text))
                 # A late reading (its window closed) is counted, not delivered.
                 r = post(gw, "/ingest/oven-1", json.dumps({"value": 1, "ts": base + 500}))
                 self.assertEqual(r.status, 202)
