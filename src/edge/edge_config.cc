@@ -708,14 +708,8 @@ const Schema<EdgeSettings>& edgeSettingsSchema() {
            .default_text = "`edge-data`",
            .doc =
                "Where the edge keeps its state (durable queues, detector snapshots: planned). Relative: to "
-               "the config file's directory."},
-          {.name = "tick",
-           .kind = FieldKind::kDuration,
-           .member = &E::tick,
-           .default_text = "`100ms`",
-           .doc = "How often pipelines look at the wall clock (windows without readings close, batches wait "
-                  "no longer than their `max_delay`).",
-           .min = 10},
+               "the config file's directory. Pipelines look at the wall clock every 100 ms (windows without "
+               "readings close then)."},
       },
       {}};
   return schema;

@@ -91,7 +91,6 @@ struct PipelineConfig {
 
 struct EdgeSettings {
   std::string data_dir = "edge-data";  ///< relative: to the config file's directory
-  Millis tick{100};
 };
 
 struct EdgeConfig {

@@ -166,7 +166,7 @@ const Schema<Config>& topLevelSchema() {
            .kind = FieldKind::kCustom,
            .member = {},
            .default_text = "defaults",
-           .doc = "Where the edge keeps state and how often it ticks: see [`edge`](#edge).",
+           .doc = "Where the edge keeps its state: see [`edge`](#edge).",
            .type_text = "map",
            .read = [](Reader& r, const config::Node& v, Config& c) { edge::readEdgeSettings(r, v, c.edge); },
            .show = [](const Config& c) -> json::value {
