@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "base/strings.h"
+#include "loop/pools.h"
 
 namespace ganglion::edge {
 
@@ -26,6 +27,9 @@ std::optional<PayloadFormat> formatOfContentType(std::string_view content_type, 
 }
 
 namespace {
+
+/// Bodies larger than this are decoded on the compute pool.
+constexpr size_t kComputePoolBytes = 64 * 1024;
 
 /// A query parameter, percent-decoded; empty when absent or malformed.
 std::string queryParam(std::string_view target, std::string_view name) {
@@ -95,11 +99,30 @@ http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
   ctx.max_past_ms = connector.max_past.count();
   ctx.line_precision = connector.time_precision;
   ctx.payload_names_device = connector.payload_names_device;
+  // Decoding a large body takes milliseconds: that goes to the compute pool, so the worker's
+  // other connections do not wait on it.
+  struct Decode {
+    PayloadFormat format;
+    std::string_view body;
+    const PayloadContext* ctx;
+    IncomingReadings* readings;
+    DecodeReport report;
+    Result<void> run() {
+      return decodePayload(
+          format, body, *ctx, [this](const DecodedReading& r) { readings->add(r); }, report);
+    }
+  };
   auto readings = std::make_shared<IncomingReadings>();
   readings->connector = connector.name;
-  DecodeReport report;
-  auto decoded = decodePayload(
-      *format, conn.wholeBody(), ctx, [&](const DecodedReading& r) { readings->add(r); }, report);
+  Decode job{*format, conn.wholeBody(), &ctx, readings.get(), {}};
+  Result<void> decoded;
+  if (job.body.size() > kComputePoolBytes) {
+    Decode* j = &job;  // the lambda holds a plain pointer (GCC 12 and co_await temporaries)
+    decoded = co_await loop::runCompute([j] { return j->run(); });
+  } else {
+    decoded = job.run();
+  }
+  DecodeReport& report = job.report;
   if (!decoded.ok()) {
     runtime_.countIngest(connector.name, 0, 0, true);
     const std::string message =
