@@ -585,7 +585,9 @@ const Schema<DetectSpec>& detectSchema() {
            .kind = FieldKind::kString,
            .member = &D::name,
            .default_text = "—",
-           .doc = "The events' `detector` (rules match on it) and the origin of their ids.",
+           .doc =
+               "The events' `detector` (rules match on it); their ids start with `<pipeline>.<name>`. Unique "
+               "within the pipeline.",
            .required = true,
            .missing = "a detector needs a 'name'"},
           {.name = "method",

@@ -144,7 +144,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
     while (bytes_ > config_.queue.max_bytes && dropOne()) {
     }
     publish();
-    if (waiting_) wake_->cancel();
+    if (waiting_for_records_) wake_->cancel();  // never a backoff: new records do not make the receiver well
   }
 
   // Counters, read by the main thread.
@@ -203,12 +203,12 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
     last_error = std::move(what);
   }
 
-  /// Waits up to `ms` (or until enqueue() or stop() wakes it).
-  http::Task<void> sleep(int64_t ms) {
+  /// Waits up to `ms`, or until stop() (or, `for_records`, enqueue()) wakes it.
+  http::Task<void> sleep(int64_t ms, bool for_records) {
     wake_->expires_after(std::chrono::milliseconds(ms));
-    waiting_ = true;
+    waiting_for_records_ = for_records;
     co_await wake_->async_wait(asio::as_tuple(asio::use_awaitable));
-    waiting_ = false;
+    waiting_for_records_ = false;
   }
 
   static http::Task<void> run(std::shared_ptr<SinkHost> self) { co_await self->deliverLoop(); }
@@ -221,12 +221,12 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
       popDroppedFront();
       const uint64_t live = liveCount();
       if (live == 0) {
-        co_await sleep(3'600'000);
+        co_await sleep(3'600'000, true);
         continue;
       }
       const int64_t age = steadyMs() - queue_.front().enqueued_ms;
       if (live < config_.batch.max_records && age < config_.batch.max_delay.count()) {
-        co_await sleep(config_.batch.max_delay.count() - age);
+        co_await sleep(config_.batch.max_delay.count() - age, true);
         continue;
       }
       // The batch: the first max_records live records, in order.
@@ -291,7 +291,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
           std::min<int64_t>(config_.retry.max.count(), config_.retry.initial.count()
                                                            << std::min<uint32_t>(failed_in_row - 1, 20));
       publish();
-      co_await sleep(backoff);
+      co_await sleep(backoff, false);
     }
   }
 
@@ -308,7 +308,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   uint64_t live_[3] = {0, 0, 0};
   uint64_t bytes_ = 0;
   bool stopped_ = false;
-  bool waiting_ = false;
+  bool waiting_for_records_ = false;
   std::unique_ptr<asio::steady_timer> wake_;
 };
 
@@ -357,10 +357,12 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     if (schedule) host_->worker(worker_).post([self = shared_from_this()] { self->drainInbox(); });
   }
 
-  /// Runs queued readings through the pipeline, oldest first; after 64 payloads it lets the
-  /// worker's other work run and comes back. On its worker.
+  /// Runs queued readings through the pipeline, oldest first, in pieces of at most 1,024
+  /// readings; after 2 ms it lets the worker's other work (its connections) run and comes back,
+  /// so a backlog, or a slow pipeline, does not stall the worker. On its worker.
   void drainInbox() {
-    for (int n = 0; n < 64; ++n) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
+    do {
       std::shared_ptr<const IncomingReadings> next;
       {
         std::lock_guard lock(inbox_mutex_);
@@ -368,23 +370,31 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
           drain_scheduled_ = false;
           return;
         }
-        next = std::move(inbox_.front());
-        inbox_.pop_front();
+        next = inbox_.front();
       }
-      ingest(*next);
-    }
+      const size_t from = inbox_offset_;
+      const size_t to = std::min(next->items.size(), from + 1024);
+      ingest(*next, from, to);
+      if (to == next->items.size()) {
+        inbox_offset_ = 0;
+        std::lock_guard lock(inbox_mutex_);
+        inbox_.pop_front();
+      } else {
+        inbox_offset_ = to;
+      }
+    } while (std::chrono::steady_clock::now() < until);
     host_->worker(worker_).post([self = shared_from_this()] { self->drainInbox(); });
   }
 
-  /// Runs readings through the pipeline. On its worker.
-  void ingest(const IncomingReadings& in) {
-    waiting.fetch_sub(in.items.size(), std::memory_order_relaxed);
+  /// Runs readings [from, to) of `in` through the pipeline. On its worker.
+  void ingest(const IncomingReadings& in, size_t from, size_t to) {
+    waiting.fetch_sub(to - from, std::memory_order_relaxed);
     if (retired_) return;
     batch_.clear();
     const uint16_t origin = pipeline_->origin(in.connector);
     SeriesTable& series = pipeline_->series();
     uint64_t refused = 0;
-    for (size_t i = 0; i < in.items.size(); ++i) {
+    for (size_t i = from; i < to; ++i) {
       const auto& item = in.items[i];
       const SeriesId id = series.intern(in.connector, in.view(item.device_at, item.device_len),
                                         in.view(item.metric_at, item.metric_len));
@@ -402,8 +412,15 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       batch_.push(r);
       if (item.attrs_len) batch_.addText(attrs_field_, in.view(item.attrs_at, item.attrs_len));
     }
-    readings_in.fetch_add(in.items.size(), std::memory_order_relaxed);
+    readings_in.fetch_add(to - from, std::memory_order_relaxed);
     series_refused.fetch_add(refused, std::memory_order_relaxed);
+    if (refused && !told_full_) {
+      told_full_ = true;
+      logLine(
+          fmt::format("edge: pipeline '{}' holds {} series (max_series): readings of new series are dropped "
+                      "(ganglion_edge_pipeline_dropped_total{{reason=\"series_limit\"}})",
+                      config_.name, series.size()));
+    }
     pipeline_->push(batch_, wallMs());
     mirror();
   }
@@ -512,6 +529,8 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   std::mutex inbox_mutex_;
   std::deque<std::shared_ptr<const IncomingReadings>> inbox_;
   bool drain_scheduled_ = false;
+  size_t inbox_offset_ = 0;  // readings of inbox_.front() already run (worker only)
+  bool told_full_ = false;   // the log said the series table is full
 };
 
 // ---------------------------------------------------------------- routing
@@ -754,6 +773,10 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   // The flush lambdas reference `flushed`: wait for them even past the limit.
   while (flushed.load() < pipelines_.size()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (const auto& s : sinks_)
+    if (const uint64_t left = s->queued_records.load())
+      logLine(fmt::format("edge: sink '{}' had {} records not delivered at shutdown (queues are in memory)",
+                          s->config().name, left));
 }
 
 void EdgeRuntime::render(std::string& out) const {

@@ -119,8 +119,15 @@ Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
                                  detect->warmup, detect->history));
       const StringId metric = detect->metric.empty() ? StringPool::kNotFound
                                                      : pipeline->series().strings().intern(detect->metric);
-      const uint16_t origin = pipeline->origin(
-          detect->name.empty() ? fmt::format("{}.{}", spec.name, where("detect")) : detect->name);
+      // Origins are per pipeline: two pipelines' detectors of one name make different ids.
+      for (size_t j = 0; j < i; ++j)
+        if (const auto* other = std::get_if<DetectSpec>(&spec.stages[j]);
+            other && other->name == detect->name)
+          return Error(fmt::format("{}: another detector of this pipeline is named '{}'", where("detect"),
+                                   detect->name));
+      const uint16_t origin =
+          pipeline->origin(detect->name.empty() ? fmt::format("{}.{}", spec.name, where("detect"))
+                                                : fmt::format("{}.{}", spec.name, detect->name));
       pipeline->addStage(
           std::make_unique<DetectStage>(*detect, makeRobustZScore(*detect), *names, metric, origin));
       for (std::string_view f : {"detector", "score", "verdict", "reason", "baseline"})

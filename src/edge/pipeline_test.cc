@@ -342,7 +342,7 @@ TEST(EdgePipeline, FilterWindowDetect) {
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].ts, 60'000);
   EXPECT_NE(h.text(events[0], "reason").find("rms "), std::string::npos);
-  EXPECT_EQ(h.pipeline->originName(events[0].origin), "vib");
+  EXPECT_EQ(h.pipeline->originName(events[0].origin), "pump-health.vib");
   EXPECT_EQ(h.pipeline->originName(h.ofKind(RecordKind::kWindow)[0].origin), "pump-health.stages[1].window");
   EXPECT_EQ(h.pipeline->recordsOut(), h.out.size());
 }
@@ -374,6 +374,8 @@ TEST(EdgePipeline, BuildErrorsNameTheStage) {
             "stages[0].window: the window's length must be positive");
   EXPECT_NE(err({.name = "p", .stages = {window(1000, {})}}).find("needs at least one aggregate"),
             std::string::npos);
+  EXPECT_EQ(err({.name = "p", .stages = {detector("value", "", 10, 3), detector("value", "", 20, 3)}}),
+            "stages[1].detect: another detector of this pipeline is named 'vib'");
   // The detector's fields are visible after it.
   EXPECT_EQ(err({.name = "p",
                  .stages = {detector("value", "", 10, 3), FilterSpec{"score > 3 or kind == 'reading'"}}}),
@@ -426,7 +428,7 @@ TEST(EdgeRecordJson, WireFormOfReadingsWindowsAndEvents) {
   json.clear();
   appendRecordJson(json, windows[0], h.out, *h.pipeline);
   auto w = boost::json::parse(json).as_object();
-  EXPECT_EQ(w["id"], "p.stages[0].window-/d/m-0");
+  EXPECT_EQ(w["id"], "p.stages[0].window//d/m/0");
   EXPECT_TRUE(w["source"].is_null());
   EXPECT_EQ(w["kind"], "window");
   EXPECT_FALSE(w.contains("value"));
@@ -437,8 +439,23 @@ TEST(EdgeRecordJson, WireFormOfReadingsWindowsAndEvents) {
   json.clear();
   appendRecordJson(json, events[0], h.out, *h.pipeline);
   auto e = boost::json::parse(json).as_object();
-  EXPECT_EQ(e["id"], "vib-/d/m-6000");
+  EXPECT_EQ(e["id"], "p.vib//d/m/6000");
   EXPECT_EQ(e["kind"], "event");
+  // Parts of derived ids are escaped: a device "a/b" with metric "c" and a device "a" with
+  // metric "b/c" must not share an id.
+  Record x;
+  x.kind = RecordKind::kWindow;
+  x.ts = 1;
+  x.origin = h.pipeline->origin("o");
+  x.series = h.pipeline->series().intern("", "a/b", "c");
+  Record y = x;
+  y.series = h.pipeline->series().intern("", "a", "b/c");
+  std::string id_x, id_y;
+  appendRecordId(id_x, x, *h.pipeline);
+  appendRecordId(id_y, y, *h.pipeline);
+  EXPECT_NE(id_x, id_y);
+  EXPECT_EQ(id_x, "o//a%2Fb/c/1");
+  EXPECT_EQ(id_y, "o//a/b%2Fc/1");
   EXPECT_EQ(e["detector"], "vib");
   EXPECT_EQ(e["verdict"], "anomaly");
   EXPECT_EQ(e["value"].to_number<double>(), 50.0);

@@ -56,18 +56,38 @@ void appendAttrs(std::string& out, std::string_view attrs) {
 
 }  // namespace
 
+namespace {
+
+/// A part of a derived record's id: '%' and '/' percent-encoded, so that '/' separates parts
+/// unambiguously (a device named "a/b" and one named "a" with metric "b/c" differ).
+void appendIdPart(std::string& out, std::string_view s) {
+  for (char c : s) {
+    if (c == '%')
+      out += "%25";
+    else if (c == '/')
+      out += "%2F";
+    else
+      out.push_back(c);
+  }
+}
+
+}  // namespace
+
 void appendRecordId(std::string& out, const Record& r, const Pipeline& pipeline) {
-  out += pipeline.originName(r.origin);
   if (r.kind == RecordKind::kReading) {
+    appendIdPart(out, pipeline.originName(r.origin));
     fmt::format_to(std::back_inserter(out), "-{}", r.seq);
     return;
   }
+  appendIdPart(out, pipeline.originName(r.origin));
   const SeriesTable& s = pipeline.series();
-  if (r.series == kNoSeries)
-    fmt::format_to(std::back_inserter(out), "-{}", r.ts);
-  else
-    fmt::format_to(std::back_inserter(out), "-{}/{}/{}-{}", s.source(r.series), s.device(r.series),
-                   s.metric(r.series), r.ts);
+  if (r.series != kNoSeries) {
+    for (std::string_view part : {s.source(r.series), s.device(r.series), s.metric(r.series)}) {
+      out.push_back('/');
+      appendIdPart(out, part);
+    }
+  }
+  fmt::format_to(std::back_inserter(out), "/{}", r.ts);
 }
 
 void appendRecordJson(std::string& out, const Record& r, const Batch& batch, const Pipeline& pipeline) {

@@ -323,6 +323,27 @@ class SinkOutage(unittest.TestCase):
                 self.assertTrue(wait_until(lambda: sink()["queued_records"] == 0, timeout=5))
                 self.assertEqual(sink()["delivered"], 10)
 
+    def test_new_records_do_not_cut_the_backoff_short(self):
+        # retry: 50ms doubling to 200ms. A record every 50 ms while the receiver fails must not
+        # bring a delivery attempt with each record (it once did: enqueue woke the backoff).
+        with Receiver() as rx:
+            rx.status = 503
+            text, port, admin = config(rx.port)
+            with Gateway(text, admin_port=admin) as gw:
+                started = time.monotonic()
+                while time.monotonic() - started < 2.0:
+                    self.assertEqual(post(gw, "/ingest/p", "1").status, 202)
+                    time.sleep(0.05)
+                with rx.lock:
+                    attempts = rx.attempts
+                # At most one attempt per 200 ms after the first few (~12 in 2 s); each record
+                # waking it gave one per record (~40).
+                self.assertLessEqual(attempts, 16)
+                self.assertGreaterEqual(attempts, 5)
+                with rx.lock:
+                    rx.status = 200
+                self.assertTrue(wait_until(lambda: len(rx.records()) >= 20, timeout=5))
+
     def test_unreachable_receiver_is_retried(self):
         dead = free_port()
         text, port, admin = config(dead)

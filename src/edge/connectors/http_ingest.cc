@@ -68,6 +68,7 @@ http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
                                       &allow);
   }
   auto format = formatOfContentType(request.headers.get("content-type"), connector.format);
+  if (!format) runtime_.countIngest(connector.name, 0, 0, true);
   if (!format)
     co_return co_await conn.sendError(
         415, "unsupported_media_type",
@@ -131,8 +132,9 @@ http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
   }
   if (readings->items.empty()) {
     runtime_.countIngest(connector.name, 0, report.rejected, true);
-    const std::string message =
-        fmt::format("no reading was accepted: {} ({} refused)", report.first_reason, report.rejected);
+    const std::string message = report.rejected ? fmt::format("no reading was accepted: {} ({} refused)",
+                                                              report.first_reason, report.rejected)
+                                                : std::string("the payload holds no readings");
     co_return co_await conn.sendError(422, "no_readings", message);
   }
   const size_t accepted = readings->items.size();

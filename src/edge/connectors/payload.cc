@@ -256,8 +256,18 @@ Result<void> decodeSenml(std::string_view payload, Emitter& out) {
         if (!v->is_number()) return Error("SenML 'bv' must be a number", "bad_payload");
         base_value = *numberOf(*v);
       }
-      if (const json::value* v = r.if_contains("bver"); v && !v->is_number())
-        return Error("SenML 'bver' must be a number", "bad_payload");
+      if (const json::value* v = r.if_contains("bver")) {
+        // RFC 8428 4.4: a pack of a version above the reader's (10) must not be used.
+        if (!v->is_number()) return Error("SenML 'bver' must be a number", "bad_payload");
+        if (*numberOf(*v) > 10) return Error("SenML version above 10 (bver)", "bad_payload");
+      }
+      // Names ending in '_' are fields a reader must understand (RFC 8428 4.4): refused.
+      for (const auto& [key, member] : r) {
+        (void)member;
+        if (!key.empty() && key.back() == '_')
+          return Error(fmt::format("SenML field '{}' must be understood, and is not", std::string_view(key)),
+                       "bad_payload");
+      }
       std::string_view name;
       if (const json::value* v = r.if_contains("n")) {
         if (!v->is_string()) return Error("SenML 'n' must be a string", "bad_payload");
@@ -427,12 +437,33 @@ Result<void> decodeLine(std::string_view line, size_t line_no, Emitter& out, std
       } else if (text == "f" || text == "F" || text == "false" || text == "False" || text == "FALSE") {
         f.value = 0, f.numeric = true;
       } else {
-        if (text.back() == 'i' || text.back() == 'u') text.remove_suffix(1);
-        double d = 0;
-        auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), d);
-        if (text.empty() || ec != std::errc() || ptr != text.data() + text.size())
-          return bad(fmt::format("field '{}' is not a number", key));
-        f.value = d;
+        const char suffix = text.back();
+        if (suffix == 'i' || suffix == 'u') {
+          // Integers as InfluxDB takes them: i signed 64-bit, u unsigned 64-bit, digits only.
+          text.remove_suffix(1);
+          const char* end = text.data() + text.size();
+          bool fits;
+          if (suffix == 'i') {
+            int64_t n = 0;
+            auto [ptr, ec] = std::from_chars(text.data(), end, n);
+            fits = !text.empty() && ec == std::errc() && ptr == end;
+            f.value = static_cast<double>(n);
+          } else {
+            uint64_t n = 0;
+            auto [ptr, ec] = std::from_chars(text.data(), end, n);
+            fits = !text.empty() && ec == std::errc() && ptr == end;
+            f.value = static_cast<double>(n);
+          }
+          if (!fits)
+            return bad(
+                fmt::format("field '{}' is not a{} 64-bit integer", key, suffix == 'u' ? "n unsigned" : ""));
+        } else {
+          double d = 0;
+          auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), d);
+          if (ec != std::errc() || ptr != text.data() + text.size())
+            return bad(fmt::format("field '{}' is not a number", key));
+          f.value = d;
+        }
         f.numeric = true;
       }
     }

@@ -155,6 +155,11 @@ TEST(EdgePayload, SenmlRelativeTimeAndTopicDevice) {
   EXPECT_FALSE(decode(PayloadFormat::kSenml, R"([{"n":1,"v":1}])").result.ok());
   EXPECT_FALSE(decode(PayloadFormat::kSenml, R"([{"n":"a","v":"1"}])").result.ok());
   EXPECT_FALSE(decode(PayloadFormat::kSenml, R"([5])").result.ok());
+  EXPECT_EQ(decode(PayloadFormat::kSenml, R"([{"n":"a","v":1,"foo_":1}])").result.error().message,
+            "SenML field 'foo_' must be understood, and is not");
+  EXPECT_EQ(decode(PayloadFormat::kSenml, R"([{"bver":11,"n":"a","v":1}])").result.error().message,
+            "SenML version above 10 (bver)");
+  EXPECT_TRUE(decode(PayloadFormat::kSenml, R"([{"bver":10,"n":"a","v":1}])", ctx).result.ok());
 }
 
 TEST(EdgePayload, LineProtocol) {
@@ -194,6 +199,9 @@ TEST(EdgePayload, LineProtocolErrorsRefuseTheBatch) {
   EXPECT_EQ(err("m v"), "line 1: a field without '='");
   EXPECT_EQ(err("m v=\"abc"), "line 1: field 'v': string not closed");
   EXPECT_EQ(err("m v=1 12x"), "line 1: the timestamp is not an integer");
+  EXPECT_EQ(err("m v=-5u"), "line 1: field 'v' is not an unsigned 64-bit integer");
+  EXPECT_EQ(err("m v=99999999999999999999i"), "line 1: field 'v' is not a 64-bit integer");
+  EXPECT_EQ(err("m v=1.5i"), "line 1: field 'v' is not a 64-bit integer");
   EXPECT_EQ(err("\n\n# only comments\n"), "no lines in the payload");
   EXPECT_EQ(err(",t=1 v=1"), "line 1: no measurement");
   PayloadContext ctx = at("d", "");
