@@ -16,7 +16,7 @@
 #include "llm/chat_request.h"
 #include "llm/llm_config.h"
 #include "llm/usage.h"
-#include "upstream/exchange.h"
+#include "upstream/buffered_request.h"
 
 namespace ganglion::llm {
 

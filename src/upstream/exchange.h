@@ -10,17 +10,10 @@
 #include <utility>
 #include <vector>
 
+#include "upstream/buffered_request.h"
 #include "upstream/upstream_client.h"
 
 namespace ganglion::upstream {
-
-struct BufferedRequest {
-  std::string method = "POST";
-  std::string path;                                          ///< origin-form, query included
-  std::vector<std::pair<std::string, std::string>> headers;  ///< credentials, versions
-  std::string body;
-  std::string content_type = "application/json";
-};
 
 struct Exchange {
   std::unique_ptr<http::UpstreamConnection> conn;  ///< set when a response head arrived
