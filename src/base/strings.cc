@@ -45,6 +45,14 @@ std::optional<uint64_t> parseUint(std::string_view text) {
   return value;
 }
 
+std::optional<double> parseDouble(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  double value = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || ptr != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
 std::optional<std::chrono::milliseconds> parseDuration(std::string_view text) {
   text = trim(text);
   size_t digits = 0;

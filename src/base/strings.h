@@ -37,6 +37,11 @@ std::optional<uint64_t> parseByteSize(std::string_view text);
 /// Parses a decimal unsigned integer with no sign, spaces or overflow.
 std::optional<uint64_t> parseUint(std::string_view text);
 
+/// Parses the whole of `text` as a floating-point number (std::from_chars' general format: no
+/// spaces, no leading '+'; "inf" and "nan" parse, so callers that want finite numbers check);
+/// nullopt on anything else or out of range.
+std::optional<double> parseDouble(std::string_view text);
+
 /// Escapes `s` for inclusion inside a JSON string literal (no surrounding quotes).
 /// "12.5" → 12500000: a non-negative decimal with at most 6 fraction digits, in millionths.
 /// Exact (no floating point); nullopt on anything else or overflow.

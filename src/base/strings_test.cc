@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <cmath>
 
 namespace ganglion {
 namespace {
@@ -56,6 +57,18 @@ TEST(JsonEscape, AnyBytesMakeParseableJson) {
   auto v = boost::json::parse(doc, ec);
   ASSERT_FALSE(ec) << ec.message();
   EXPECT_TRUE(v.is_string());
+}
+
+TEST(ParseDouble, WholeTextOnly) {
+  EXPECT_EQ(parseDouble("-3.5e1"), -35.0);
+  EXPECT_EQ(parseDouble("0.25"), 0.25);
+  EXPECT_FALSE(parseDouble(""));
+  EXPECT_FALSE(parseDouble(" 1"));
+  EXPECT_FALSE(parseDouble("1 "));
+  EXPECT_FALSE(parseDouble("+1"));
+  EXPECT_FALSE(parseDouble("12abc"));
+  EXPECT_FALSE(parseDouble("1e999"));
+  EXPECT_TRUE(std::isinf(*parseDouble("inf")));
 }
 
 TEST(ByteSize, UnitsAreBinaryWithOrWithoutB) {

@@ -4,7 +4,6 @@
 
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
-#include <charconv>
 #include <cmath>
 #include <mutex>
 
@@ -44,10 +43,8 @@ std::optional<double> readNumber(Reader& r, const config::Node& v, std::string_v
                                  double max) {
   auto s = r.str(v, what);
   if (!s) return std::nullopt;
-  double d = 0;
-  auto [ptr, ec] = std::from_chars(s->data(), s->data() + s->size(), d);
-  if (s->empty() || ec != std::errc() || ptr != s->data() + s->size() || !std::isfinite(d) || d < min ||
-      d > max) {
+  const auto d = parseDouble(*s);
+  if (!d || !std::isfinite(*d) || *d < min || *d > max) {
     r.fail(v, fmt::format("{} must be a number from {} to {}, got '{}'", what, min, max, *s));
     return std::nullopt;
   }

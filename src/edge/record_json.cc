@@ -2,8 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <charconv>
-
 #include "base/strings.h"
 
 namespace ganglion::edge {
@@ -28,28 +26,19 @@ void appendAttrs(std::string& out, std::string_view attrs) {
   out.push_back('{');
   bool first = true;
   size_t at = 0;
-  while (at < attrs.size()) {
-    const size_t key_end = attrs.find('\0', at);
-    if (key_end == std::string_view::npos || key_end + 1 >= attrs.size()) break;
-    const size_t value_end = attrs.find('\0', key_end + 2);
-    if (value_end == std::string_view::npos) break;
-    const std::string_view key = attrs.substr(at, key_end - at);
-    const std::string_view value = attrs.substr(key_end + 2, value_end - key_end - 2);
+  expr::AttrEntry e;
+  while (expr::nextAttr(attrs, at, e)) {
     if (!first) out.push_back(',');
     first = false;
-    appendString(out, key);
+    appendString(out, e.key);
     out.push_back(':');
-    if (attrs[key_end + 1] == 'n') {
-      double d = 0;
-      auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), d);
-      if (ec == std::errc() && ptr == value.data() + value.size())
-        appendNumber(out, d);
-      else
-        out += "null";
+    if (!e.is_number) {
+      appendString(out, e.value);
+    } else if (const auto d = parseDouble(e.value)) {
+      appendNumber(out, *d);
     } else {
-      appendString(out, value);
+      out += "null";
     }
-    at = value_end + 1;
   }
   out.push_back('}');
 }

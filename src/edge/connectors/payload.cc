@@ -208,13 +208,11 @@ Result<void> decodeNumber(std::string_view payload, Emitter& out) {
   while (!s.empty() && space(s.front())) s.remove_prefix(1);
   while (!s.empty() && space(s.back())) s.remove_suffix(1);
   if (!s.empty() && s.front() == '+') s.remove_prefix(1);
-  double d = 0;
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
-  if (s.empty() || ec != std::errc() || ptr != s.data() + s.size() || !std::isfinite(d))
-    return Error("the payload is not a number", "bad_payload");
+  const auto d = parseDouble(s);
+  if (!d || !std::isfinite(*d)) return Error("the payload is not a number", "bad_payload");
   out.setEmitting();
   const PayloadContext& ctx = out.ctx();
-  out.reading(ctx.device, ctx.metric, ctx.now_ms, d, Quality::kGood, {});
+  out.reading(ctx.device, ctx.metric, ctx.now_ms, *d, Quality::kGood, {});
   return {};
 }
 
@@ -458,11 +456,9 @@ Result<void> decodeLine(std::string_view line, size_t line_no, Emitter& out, std
             return bad(
                 fmt::format("field '{}' is not a{} 64-bit integer", key, suffix == 'u' ? "n unsigned" : ""));
         } else {
-          double d = 0;
-          auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), d);
-          if (ec != std::errc() || ptr != text.data() + text.size())
-            return bad(fmt::format("field '{}' is not a number", key));
-          f.value = d;
+          const auto d = parseDouble(text);
+          if (!d) return bad(fmt::format("field '{}' is not a number", key));
+          f.value = *d;
         }
         f.numeric = true;
       }

@@ -1,10 +1,10 @@
 // The stack machine. One switch per instruction; jumps only go forward, so a program runs at
 // most code_.size() steps. Nothing here allocates.
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <cstring>
 
+#include "base/strings.h"
 #include "edge/expr/expr.h"
 #include "edge/expr/ops.h"
 
@@ -309,22 +309,27 @@ void appendAttr(std::string& out, std::string_view key, std::string_view value, 
   out.push_back('\0');
 }
 
+bool nextAttr(std::string_view attrs, size_t& at, AttrEntry& out) {
+  if (at >= attrs.size()) return false;
+  const size_t key_end = attrs.find('\0', at);
+  if (key_end == std::string_view::npos || key_end + 1 >= attrs.size()) return false;
+  const size_t value_end = attrs.find('\0', key_end + 2);
+  if (value_end == std::string_view::npos) return false;
+  out.key = attrs.substr(at, key_end - at);
+  out.value = attrs.substr(key_end + 2, value_end - key_end - 2);
+  out.is_number = attrs[key_end + 1] == 'n';
+  at = value_end + 1;
+  return true;
+}
+
 Value findAttr(std::string_view attrs, std::string_view key) {
   size_t at = 0;
-  while (at < attrs.size()) {
-    const size_t key_end = attrs.find('\0', at);
-    if (key_end == std::string_view::npos || key_end + 1 >= attrs.size()) return Value::null();
-    const size_t value_end = attrs.find('\0', key_end + 2);
-    if (value_end == std::string_view::npos) return Value::null();
-    if (attrs.substr(at, key_end - at) == key) {
-      const std::string_view text = attrs.substr(key_end + 2, value_end - key_end - 2);
-      if (attrs[key_end + 1] != 'n') return Value::string(text);
-      double d = 0;
-      const char* end = text.data() + text.size();
-      auto [ptr, ec] = std::from_chars(text.data(), end, d);
-      return ec == std::errc() && ptr == end ? number(d) : Value::null();
-    }
-    at = value_end + 1;
+  AttrEntry e;
+  while (nextAttr(attrs, at, e)) {
+    if (e.key != key) continue;
+    if (!e.is_number) return Value::string(e.value);
+    const auto d = parseDouble(e.value);
+    return d ? number(*d) : Value::null();
   }
   return Value::null();
 }

@@ -130,6 +130,15 @@ class Evaluator {
 /// Attributes as records carry them in their `attrs` text field: entries of
 /// `key \0 kind value \0`, kind 's' (text) or 'n' (a number in text). Appends one entry.
 void appendAttr(std::string& out, std::string_view key, std::string_view value, bool is_number);
+/// One attribute of an attributes text.
+struct AttrEntry {
+  std::string_view key;
+  std::string_view value;  ///< as written (a number in text when is_number)
+  bool is_number = false;
+};
+/// The entry at `at` of `attrs`, moving `at` past it; false at the end or at an entry that is
+/// not well-formed (the walk stops there).
+bool nextAttr(std::string_view attrs, size_t& at, AttrEntry& out);
 /// The value of `key` in an attributes text, null when absent.
 Value findAttr(std::string_view attrs, std::string_view key);
 
