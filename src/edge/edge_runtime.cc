@@ -185,6 +185,9 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   }
 
   void publish() {
+    // Records dropped at the front go first, so the oldest live one is found without walking
+    // past every record an overflow dropped (publish runs at each enqueue).
+    popDroppedFront();
     queued_records.store(liveCount(), std::memory_order_relaxed);
     queued_bytes.store(bytes_, std::memory_order_relaxed);
     int64_t oldest = 0;
@@ -783,17 +786,18 @@ void EdgeRuntime::render(std::string& out) const {
   using telemetry::appendFamilyHead;
   using telemetry::labelValue;
   if (pipelines_.empty() && sinks_.empty() && routing_.load()->connectors.empty()) return;
-  appendFamilyHead(out, "ganglion_edge_pipeline_readings_total", "counter",
-                   "Readings handed to each pipeline.");
-  for (const auto& p : pipelines_)
-    fmt::format_to(std::back_inserter(out), "ganglion_edge_pipeline_readings_total{{pipeline=\"{}\"}} {}\n",
-                   labelValue(p->config().name), p->readings_in.load());
-  appendFamilyHead(out, "ganglion_edge_pipeline_records_out_total", "counter",
-                   "Records leaving each pipeline's last stage.");
-  for (const auto& p : pipelines_)
-    fmt::format_to(std::back_inserter(out),
-                   "ganglion_edge_pipeline_records_out_total{{pipeline=\"{}\"}} {}\n",
-                   labelValue(p->config().name), p->records_out.load());
+  // A family with one sample per pipeline or sink, labelled by its name.
+  auto family = [&](std::string_view name, std::string_view type, std::string_view help, const auto& hosts,
+                    std::string_view label, auto value) {
+    appendFamilyHead(out, name, type, help);
+    for (const auto& h : hosts)
+      fmt::format_to(std::back_inserter(out), "{}{{{}=\"{}\"}} {}\n", name, label,
+                     labelValue(h->config().name), value(*h));
+  };
+  family("ganglion_edge_pipeline_readings_total", "counter", "Readings handed to each pipeline.", pipelines_,
+         "pipeline", [](const PipelineHost& p) { return p.readings_in.load(); });
+  family("ganglion_edge_pipeline_records_out_total", "counter", "Records leaving each pipeline's last stage.",
+         pipelines_, "pipeline", [](const PipelineHost& p) { return p.records_out.load(); });
   appendFamilyHead(
       out, "ganglion_edge_pipeline_dropped_total", "counter",
       "Records a pipeline's stages dropped, by reason (filtered, late, series_limit, no_value).");
@@ -814,51 +818,34 @@ void EdgeRuntime::render(std::string& out) const {
                      "ganglion_edge_pipeline_dropped_total{{pipeline=\"{}\",reason=\"{}\"}} {}\n", name,
                      reason, n);
   }
-  appendFamilyHead(out, "ganglion_edge_pipeline_events_total", "counter",
-                   "Detector events raised, per pipeline.");
-  for (const auto& p : pipelines_) {
-    uint64_t events = 0;
-    for (size_t i = 0; i < p->config().spec.stages.size(); ++i) events += p->stage(i).events.load();
-    fmt::format_to(std::back_inserter(out), "ganglion_edge_pipeline_events_total{{pipeline=\"{}\"}} {}\n",
-                   labelValue(p->config().name), events);
-  }
-  appendFamilyHead(out, "ganglion_edge_pipeline_waiting_readings", "gauge",
-                   "Readings handed to a pipeline and not yet run (its worker's backlog).");
-  for (const auto& p : pipelines_)
-    fmt::format_to(std::back_inserter(out), "ganglion_edge_pipeline_waiting_readings{{pipeline=\"{}\"}} {}\n",
-                   labelValue(p->config().name), p->waiting.load());
-  appendFamilyHead(out, "ganglion_edge_sink_queued_records", "gauge",
-                   "Records waiting for delivery, per sink.");
-  for (const auto& s : sinks_)
-    fmt::format_to(std::back_inserter(out), "ganglion_edge_sink_queued_records{{sink=\"{}\"}} {}\n",
-                   labelValue(s->config().name), s->queued_records.load());
-  appendFamilyHead(out, "ganglion_edge_sink_queued_bytes", "gauge", "Bytes of records waiting, per sink.");
-  for (const auto& s : sinks_)
-    fmt::format_to(std::back_inserter(out), "ganglion_edge_sink_queued_bytes{{sink=\"{}\"}} {}\n",
-                   labelValue(s->config().name), s->queued_bytes.load());
-  appendFamilyHead(out, "ganglion_edge_sink_lag_seconds", "gauge",
-                   "Age of the oldest record waiting for delivery, per sink (0: none waits).");
+  family("ganglion_edge_pipeline_events_total", "counter", "Detector events raised, per pipeline.",
+         pipelines_, "pipeline", [](const PipelineHost& p) {
+           uint64_t events = 0;
+           for (size_t i = 0; i < p.config().spec.stages.size(); ++i) events += p.stage(i).events.load();
+           return events;
+         });
+  family("ganglion_edge_pipeline_waiting_readings", "gauge",
+         "Readings handed to a pipeline and not yet run (its worker's backlog).", pipelines_, "pipeline",
+         [](const PipelineHost& p) { return p.waiting.load(); });
+  family("ganglion_edge_sink_queued_records", "gauge", "Records waiting for delivery, per sink.", sinks_,
+         "sink", [](const SinkHost& s) { return s.queued_records.load(); });
+  family("ganglion_edge_sink_queued_bytes", "gauge", "Bytes of records waiting, per sink.", sinks_, "sink",
+         [](const SinkHost& s) { return s.queued_bytes.load(); });
   const int64_t now = steadyMs();
-  for (const auto& s : sinks_) {
-    const int64_t oldest = s->oldest_enqueued_ms.load();
-    fmt::format_to(std::back_inserter(out), "ganglion_edge_sink_lag_seconds{{sink=\"{}\"}} {:.3f}\n",
-                   labelValue(s->config().name), oldest ? std::max<int64_t>(0, now - oldest) / 1000.0 : 0.0);
-  }
-  appendFamilyHead(out, "ganglion_edge_sink_delivered_total", "counter",
-                   "Records the receiver accepted (2xx).");
-  for (const auto& s : sinks_)
-    fmt::format_to(std::back_inserter(out), "ganglion_edge_sink_delivered_total{{sink=\"{}\"}} {}\n",
-                   labelValue(s->config().name), s->delivered.load());
-  appendFamilyHead(out, "ganglion_edge_sink_failures_total", "counter",
-                   "Deliveries that failed (no answer, or not 2xx); each is retried after a backoff.");
-  for (const auto& s : sinks_)
-    fmt::format_to(std::back_inserter(out), "ganglion_edge_sink_failures_total{{sink=\"{}\"}} {}\n",
-                   labelValue(s->config().name), s->failures.load());
-  appendFamilyHead(out, "ganglion_edge_sink_dropped_total", "counter",
-                   "Records dropped because the sink's queue was full (queue.max_bytes).");
-  for (const auto& s : sinks_)
-    fmt::format_to(std::back_inserter(out), "ganglion_edge_sink_dropped_total{{sink=\"{}\"}} {}\n",
-                   labelValue(s->config().name), s->dropped.load());
+  family("ganglion_edge_sink_lag_seconds", "gauge",
+         "Age of the oldest record waiting for delivery, per sink (0: none waits).", sinks_, "sink",
+         [now](const SinkHost& s) {
+           const int64_t oldest = s.oldest_enqueued_ms.load();
+           return fmt::format("{:.3f}", oldest ? std::max<int64_t>(0, now - oldest) / 1000.0 : 0.0);
+         });
+  family("ganglion_edge_sink_delivered_total", "counter", "Records the receiver accepted (2xx).", sinks_,
+         "sink", [](const SinkHost& s) { return s.delivered.load(); });
+  family("ganglion_edge_sink_failures_total", "counter",
+         "Deliveries that failed (no answer, or not 2xx); each is retried after a backoff.", sinks_, "sink",
+         [](const SinkHost& s) { return s.failures.load(); });
+  family("ganglion_edge_sink_dropped_total", "counter",
+         "Records dropped because the sink's queue was full (queue.max_bytes).", sinks_, "sink",
+         [](const SinkHost& s) { return s.dropped.load(); });
   appendFamilyHead(out, "ganglion_edge_connector_readings_total", "counter",
                    "Readings a connector accepted, and refused one by one (result=rejected).");
   const auto routing = routing_.load();

@@ -80,10 +80,8 @@ Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
   visible.add(*names, "attrs");
   for (size_t i = 0; i < spec.stages.size(); ++i) {
     const StageSpec& stage = spec.stages[i];
-    auto where = [&](std::string_view kind) {
-      if (failed_stage) *failed_stage = i;
-      return fmt::format("stages[{}].{}", i, kind);
-    };
+    if (failed_stage) *failed_stage = i;  // an error returns at once: it is about this stage
+    auto where = [i](std::string_view kind) { return fmt::format("stages[{}].{}", i, kind); };
     if (const auto* filter = std::get_if<FilterSpec>(&stage)) {
       expr::Scope scope{.names = names.get(), .fields = visible.fields, .attrs_field = names->find("attrs")};
       auto program = expr::compile(filter->condition, scope, /*want_bool=*/true);

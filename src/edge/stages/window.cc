@@ -137,25 +137,21 @@ void WindowStage::emit(const Group& g, const Accumulator& acc, Batch& out) {
   ++counters.out;
 }
 
-void WindowStage::tick(Batch& out, StageContext& ctx) {
-  for (Group& g : groups_) {
-    if (g.open.empty() || ctx.wall_ms - g.last_wall_ms < spec_.size_ms) continue;
-    for (const Accumulator& acc : g.open) {
-      emit(g, acc, out);
-      g.closed_until = std::max(g.closed_until, saturatingAdd(acc.start, spec_.size_ms));
-    }
-    g.open.clear();
+void WindowStage::closeAll(Group& g, Batch& out) {
+  for (const Accumulator& acc : g.open) {
+    emit(g, acc, out);
+    g.closed_until = std::max(g.closed_until, saturatingAdd(acc.start, spec_.size_ms));
   }
+  g.open.clear();
+}
+
+void WindowStage::tick(Batch& out, StageContext& ctx) {
+  for (Group& g : groups_)
+    if (!g.open.empty() && ctx.wall_ms - g.last_wall_ms >= spec_.size_ms) closeAll(g, out);
 }
 
 void WindowStage::flush(Batch& out, StageContext&) {
-  for (Group& g : groups_) {
-    for (const Accumulator& acc : g.open) {
-      emit(g, acc, out);
-      g.closed_until = std::max(g.closed_until, saturatingAdd(acc.start, spec_.size_ms));
-    }
-    g.open.clear();
-  }
+  for (Group& g : groups_) closeAll(g, out);
 }
 
 size_t WindowStage::openWindows() const {

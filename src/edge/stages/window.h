@@ -49,6 +49,8 @@ class WindowStage final : public Stage {
   uint32_t groupOf(SeriesId series, SeriesTable& table);
   void add(Group& g, double value, int64_t ts);
   void closeThrough(Group& g, int64_t limit, Batch& out);
+  /// Closes every open window of `g` (wall time, flush).
+  void closeAll(Group& g, Batch& out);
   void emit(const Group& g, const Accumulator& acc, Batch& out);
 
   WindowSpec spec_;
