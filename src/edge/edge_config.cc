@@ -3,11 +3,11 @@
 #include <fmt/format.h>
 
 #include <boost/json.hpp>
-#include <boost/url/parse.hpp>
 #include <cmath>
 #include <mutex>
 
 #include "net/tls.h"
+#include "upstream/http_url.h"
 
 namespace ganglion::edge {
 
@@ -145,39 +145,17 @@ json::value showSinkHeaders(const SinkConfig& c) {
 }
 
 bool parseSinkUrl(SinkConfig& c, std::string& error) {
-  auto url = boost::urls::parse_absolute_uri(c.url);
+  auto url = upstream::parseHttpUrl(c.url, "url", /*allow_query=*/true,
+                                    "may not have credentials or a fragment (put a token in headers)");
   if (!url) {
-    error = fmt::format("url '{}' is not a URL", redactUrl(c.url));
+    error = url.error().message;
     return false;
   }
-  const std::string scheme(url->scheme());
-  if (scheme != "http" && scheme != "https") {
-    error = fmt::format("url '{}' must use http or https", redactUrl(c.url));
-    return false;
-  }
-  if (url->has_userinfo() || url->has_fragment()) {
-    error = fmt::format("url '{}' may not have credentials or a fragment (put a token in headers)",
-                        redactUrl(c.url));
-    return false;
-  }
-  c.https = scheme == "https";
-  c.host = std::string(url->host_address());
-  if (c.host.empty()) {
-    error = fmt::format("url '{}' has no host", redactUrl(c.url));
-    return false;
-  }
-  c.port = c.https ? 443 : 80;
-  if (url->has_port()) {
-    auto port = parseUint(url->port());
-    if (!port || *port == 0 || *port > 65535) {
-      error = fmt::format("url '{}' has an invalid port", redactUrl(c.url));
-      return false;
-    }
-    c.port = static_cast<uint16_t>(*port);
-  }
-  c.path = std::string(url->encoded_path());
-  if (c.path.empty()) c.path = "/";
-  if (url->has_query()) c.path += "?" + std::string(url->encoded_query());
+  c.https = url->https;
+  c.host = std::move(url->host);
+  c.port = url->port;
+  c.path = url->path.empty() ? "/" : std::move(url->path);
+  if (url->has_query) c.path += "?" + url->query;
   return true;
 }
 

@@ -2,11 +2,11 @@
 // and line like everything else.
 #include <algorithm>
 #include <boost/json.hpp>
-#include <boost/url/parse.hpp>
 
 #include "base/strings.h"
 #include "llm/llm_schema.h"
 #include "net/tls.h"
+#include "upstream/http_url.h"
 
 namespace ganglion::llm {
 
@@ -59,36 +59,16 @@ std::string kindList() {
 }
 
 bool parseBaseUrl(ProviderConfig& p, std::string& error) {
-  auto url = boost::urls::parse_uri(p.base_url);
+  auto url = upstream::parseHttpUrl(p.base_url, "base_url", /*allow_query=*/false,
+                                    "may not have a query, fragment or credentials");
   if (!url) {
-    error = fmt::format("base_url '{}' is not a URL", redactUrl(p.base_url));
+    error = url.error().message;
     return false;
   }
-  std::string scheme(url->scheme());
-  if (scheme != "https" && scheme != "http") {
-    error = fmt::format("base_url '{}' must use http or https", redactUrl(p.base_url));
-    return false;
-  }
-  if (url->has_query() || url->has_fragment() || url->has_userinfo()) {
-    error = fmt::format("base_url '{}' may not have a query, fragment or credentials", redactUrl(p.base_url));
-    return false;
-  }
-  p.https = scheme == "https";
-  p.host = std::string(url->host_address());
-  if (p.host.empty()) {
-    error = fmt::format("base_url '{}' has no host", redactUrl(p.base_url));
-    return false;
-  }
-  p.port = p.https ? 443 : 80;
-  if (url->has_port()) {
-    auto port = parseUint(url->port());
-    if (!port || *port == 0 || *port > 65535) {
-      error = fmt::format("base_url '{}' has an invalid port", redactUrl(p.base_url));
-      return false;
-    }
-    p.port = static_cast<uint16_t>(*port);
-  }
-  p.base_path = std::string(url->encoded_path());
+  p.https = url->https;
+  p.host = std::move(url->host);
+  p.port = url->port;
+  p.base_path = std::move(url->path);
   while (!p.base_path.empty() && p.base_path.back() == '/') p.base_path.pop_back();
   return true;
 }
