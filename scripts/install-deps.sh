@@ -14,6 +14,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # test and benchmark peers
   nginx-light wrk curl openssl python3 procps redis-server sqlite3 strace haproxy
+  mosquitto mosquitto-clients
   clang-14 libclang-rt-14-dev clang-format-14
 )
 

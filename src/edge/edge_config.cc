@@ -51,63 +51,6 @@ std::optional<double> readNumber(Reader& r, const config::Node& v, std::string_v
   return d;
 }
 
-// ---- connectors
-
-constexpr std::string_view kBuiltConnectorKinds = "http";
-constexpr std::string_view kPlannedConnectorKinds[] = {"mqtt", "modbus_tcp", "modbus_rtu", "coap", "opcua"};
-
-void readConnectorKind(Reader& r, const config::Node& v, ConnectorConfig& c) {
-  auto s = r.str(v, "connector kind");
-  if (!s) return;
-  if (*s == "http") {
-    c.kind = *s;
-    return;
-  }
-  for (std::string_view planned : kPlannedConnectorKinds) {
-    if (*s == planned) {
-      r.fail(v, fmt::format(
-                    "connector kind '{}' is not built yet (built: {}; docs/edge.md says what comes next)", *s,
-                    kBuiltConnectorKinds));
-      return;
-    }
-  }
-  r.fail(v, fmt::format("unknown connector kind '{}' (built: {})", *s, kBuiltConnectorKinds));
-}
-
-void readFormat(Reader& r, const config::Node& v, ConnectorConfig& c) {
-  auto s = r.str(v, "format");
-  if (!s) return;
-  if (auto f = payloadFormatFromName(*s))
-    c.format = *f;
-  else
-    r.fail(v, fmt::format("format must be one of {}, got '{}'", kPayloadFormatNames, *s));
-}
-json::value showFormat(const ConnectorConfig& c) { return json::string(payloadFormatName(c.format)); }
-
-constexpr std::pair<std::string_view, TimePrecision> kPrecisions[] = {
-    {"ns", TimePrecision::kNanoseconds},
-    {"us", TimePrecision::kMicroseconds},
-    {"ms", TimePrecision::kMilliseconds},
-    {"s", TimePrecision::kSeconds},
-};
-
-void readPrecision(Reader& r, const config::Node& v, ConnectorConfig& c) {
-  auto s = r.str(v, "time_precision");
-  if (!s) return;
-  for (const auto& [name, p] : kPrecisions) {
-    if (*s == name) {
-      c.time_precision = p;
-      return;
-    }
-  }
-  r.fail(v, fmt::format("time_precision must be ns, us, ms or s, got '{}'", *s));
-}
-json::value showPrecision(const ConnectorConfig& c) {
-  for (const auto& [name, p] : kPrecisions)
-    if (p == c.time_precision) return json::string(name);
-  return nullptr;
-}
-
 // ---- sinks
 
 void readSinkKind(Reader& r, const config::Node& v, SinkConfig& c) {
@@ -275,85 +218,6 @@ void readStages(Reader& r, const config::Node& v, PipelineConfig& p) {
 }  // namespace
 
 // ---- schemas
-
-const Schema<ConnectorConfig>& connectorSchema() {
-  using C = ConnectorConfig;
-  static const Schema<ConnectorConfig> schema{
-      "connector",
-      {
-          {.name = "name",
-           .kind = FieldKind::kString,
-           .member = &C::name,
-           .default_text = "—",
-           .doc = "Pipelines name it in `from`; an `ingest:` route names it.",
-           .required = true,
-           .missing = "a connector needs a 'name'"},
-          {.name = "kind",
-           .kind = FieldKind::kCustom,
-           .member = {},
-           .default_text = "—",
-           .doc = "`http`: readings POSTed to a route whose target is `ingest: <this connector>`. Planned, "
-                  "refused "
-                  "for now with that reason: `mqtt`, `modbus_tcp`, `modbus_rtu`, `coap`, `opcua`.",
-           .required = true,
-           .missing = "a connector needs a 'kind' (built: http)",
-           .type_text = "name",
-           .read = readConnectorKind,
-           .show = [](const C& c) -> json::value { return json::string(c.kind); }},
-          {.name = "format",
-           .kind = FieldKind::kCustom,
-           .member = {},
-           .default_text = "`json`",
-           .doc =
-               "The payload format when the request does not say (`Content-Type: application/json` is "
-               "`json`, `application/senml+json` `senml`, `text/plain` `line_protocol`): `json`, `number`, "
-               "`senml`, `line_protocol` ([formats](edge.md#payload-formats)).",
-           .type_text = "name",
-           .read = readFormat,
-           .show = showFormat},
-          {.name = "metric",
-           .kind = FieldKind::kString,
-           .member = &C::metric,
-           .default_text = "none",
-           .doc = "The metric of `json` and `number` readings (a `?metric=` query parameter overrides it). "
-                  "SenML names and line-protocol fields name their own."},
-          {.name = "payload_names_device",
-           .kind = FieldKind::kBool,
-           .member = &C::payload_names_device,
-           .default_text = "`true`",
-           .doc = "Whether a SenML base name or a line-protocol `device` tag may name the device. Off, the "
-                  "device is always the one the URL names, so a sender cannot report for another."},
-          {.name = "max_body",
-           .kind = FieldKind::kSize,
-           .member = &C::max_body,
-           .default_text = "`1MiB`",
-           .doc = "Larger request bodies answer `413`.",
-           .min = 1024,
-           .max = 64ull << 20},
-          {.name = "max_future",
-           .kind = FieldKind::kDuration,
-           .member = &C::max_future,
-           .default_text = "`5m`",
-           .doc =
-               "A reading timed later than arrival plus this is refused (a device with a wrong clock would "
-               "otherwise push its windows ahead and make every later reading late)."},
-          {.name = "max_past",
-           .kind = FieldKind::kDuration,
-           .member = &C::max_past,
-           .default_text = "`720h`",
-           .doc = "A reading timed earlier than arrival minus this is refused."},
-          {.name = "time_precision",
-           .kind = FieldKind::kCustom,
-           .member = {},
-           .default_text = "`ns`",
-           .doc = "The unit of line-protocol timestamps: `ns`, `us`, `ms` or `s` (InfluxDB's `precision`).",
-           .type_text = "name",
-           .read = readPrecision,
-           .show = showPrecision},
-      },
-      {}};
-  return schema;
-}
 
 const Schema<SinkBatchConfig>& sinkBatchSchema() {
   using B = SinkBatchConfig;
@@ -694,22 +558,6 @@ const Schema<EdgeSettings>& edgeSettingsSchema() {
 
 // ---- readers
 
-void readConnectors(Reader& r, const config::Node& list, EdgeConfig& out) {
-  r.forEach(list, "connectors", [&](const config::Node& n) {
-    if (!n.IsMap()) return r.fail(n, "a connector is a map: { name, kind, ... }");
-    ConnectorConfig c;
-    c.at = n.place();
-    const size_t errors = r.errors.size();
-    readFields(connectorSchema(), n, c, r);
-    if (c.name.empty()) return;
-    if (r.errors.size() != errors) return out.refused_names.push_back(c.name);
-    for (const auto& other : out.connectors)
-      if (other.name == c.name)
-        return r.fail(n["name"], fmt::format("duplicate connector name '{}'", c.name));
-    out.connectors.push_back(std::move(c));
-  });
-}
-
 void readSinks(Reader& r, const config::Node& list, EdgeConfig& out) {
   std::shared_ptr<net::TlsClientContext> system_tls;
   r.forEach(list, "sinks", [&](const config::Node& n) {
@@ -800,12 +648,6 @@ void readRules(Reader& r, const config::Node& list, EdgeConfig&) {
 void readEdgeSettings(Reader& r, const config::Node& map, EdgeConfig& out) {
   if (config::isSectionMap(r, map, edgeSettingsSchema()))
     readFields(edgeSettingsSchema(), map, out.settings, r);
-}
-
-json::value connectorsToJson(const EdgeConfig& c) {
-  json::array a;
-  for (const auto& x : c.connectors) a.push_back(config::fieldsToJson(connectorSchema(), x));
-  return a;
 }
 
 json::value sinksToJson(const EdgeConfig& c) {

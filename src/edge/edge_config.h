@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -12,26 +13,62 @@
 #include "config/config.h"
 #include "config/reader.h"
 #include "config/schema.h"
+#include "edge/connectors/mqtt_codec.h"
 #include "edge/connectors/payload.h"
 #include "edge/pipeline.h"
+#include "net/tls.h"
 #include "upstream/upstream_config.h"
 
 namespace ganglion::edge {
 
 using config::Millis;
 
-/// A southbound connector. Built today: `http` (readings POSTed to a route whose target is
-/// `ingest: <connector>`).
+/// One `subscribe:` entry of an MQTT connector.
+struct MqttSubscription {
+  std::string topic;  ///< a filter; its first '+' names the device
+  uint32_t qos = 1;
+  std::optional<PayloadFormat> format;  ///< unset: the connector's
+  std::string metric;                   ///< empty: the connector's
+  std::string device;                   ///< for a topic without '+'; empty: the payload names it
+  config::Place at;
+};
+
+/// How often a lost connection is tried again: `initial`, doubling up to `max`.
+struct ReconnectConfig {
+  Millis initial{1000};
+  Millis max{30'000};
+};
+
+/// A southbound connector. Built: `http` (readings POSTed to a route whose target is
+/// `ingest: <connector>`) and `mqtt` (a client of a broker, docs/edge.md "MQTT").
 struct ConnectorConfig {
   std::string name;
   std::string kind;
-  PayloadFormat format = PayloadFormat::kJson;  ///< when the Content-Type does not say
+  PayloadFormat format = PayloadFormat::kJson;  ///< http: when the Content-Type does not say; mqtt: default
   std::string metric;                           ///< for json and number payloads
   bool payload_names_device = true;             ///< SenML base names, line protocol `device` tags
-  uint64_t max_body = 1u << 20;
+  uint64_t max_body = 1u << 20;                 ///< http: request body; mqtt: packet
   Millis max_future{5 * 60 * 1000};
   Millis max_past{30LL * 24 * 3600 * 1000};
   TimePrecision time_precision = TimePrecision::kNanoseconds;
+  // kind mqtt:
+  std::string url;  ///< mqtt://host[:1883] or mqtts://host[:8883]
+  std::string client_id;
+  std::string username;
+  std::string password;  ///< secret
+  mqtt::Version protocol = mqtt::Version::k5;
+  Millis keep_alive{30'000};
+  bool clean_start = false;
+  Millis session_expiry{24LL * 3600 * 1000};
+  uint32_t receive_maximum = 256;
+  Millis connect_timeout{10'000};
+  ReconnectConfig reconnect;
+  std::vector<MqttSubscription> subscribe;
+  std::shared_ptr<net::TlsClientContext> tls;  ///< mqtts: null means the system store
+  // From `url`:
+  bool secure = false;
+  std::string host;
+  uint16_t port = 1883;
   config::Place at;
 };
 
@@ -116,6 +153,10 @@ void readRules(config::Reader& r, const config::Node& list, EdgeConfig& out);
 void readEdgeSettings(config::Reader& r, const config::Node& map, EdgeConfig& out);
 
 const config::Schema<ConnectorConfig>& connectorSchema();
+const config::Schema<MqttSubscription>& mqttSubscriptionSchema();
+const config::Schema<ReconnectConfig>& reconnectSchema();
+/// A connector's settings as JSON, secrets included (never shown): equal means unchanged.
+std::string connectorFingerprint(const ConnectorConfig& c);
 const config::Schema<SinkConfig>& sinkSchema();
 const config::Schema<SinkBatchConfig>& sinkBatchSchema();
 const config::Schema<SinkQueueConfig>& sinkQueueSchema();

@@ -15,6 +15,7 @@
 
 #include "base/log.h"
 #include "base/strings.h"
+#include "edge/connectors/mqtt_connector.h"
 #include "edge/record_json.h"
 #include "upstream/exchange.h"
 
@@ -665,6 +666,34 @@ void EdgeRuntime::install(const EdgeConfig& cfg) {
   routing_.store(std::move(routing));
   pipelines_ = std::move(pipelines);
   sinks_ = std::move(sinks);
+  installConnectors(cfg, workers);
+}
+
+void EdgeRuntime::installConnectors(const EdgeConfig& cfg, size_t workers) {
+  // After the routing: a connector's first messages find their pipelines. An unchanged
+  // connector keeps its connection; a changed one takes over its predecessor's session state
+  // (same name, same worker) and the predecessor disconnects.
+  std::vector<std::shared_ptr<MqttConnector>> mqtt;
+  for (const auto& c : cfg.connectors) {
+    if (c.kind != "mqtt") continue;
+    std::shared_ptr<MqttConnector> previous;
+    for (auto& m : mqtt_)
+      if (m->config().name == c.name) previous = m;
+    loop::Worker& worker = host_.worker(workerFor(c.name, workers));
+    auto fresh = std::make_shared<MqttConnector>(*this, worker, c, previous ? previous->stats() : nullptr);
+    if (previous && previous->fingerprint() == fresh->fingerprint()) {
+      mqtt.push_back(std::move(previous));
+      continue;
+    }
+    worker.post([fresh, previous] { fresh->start(previous); });
+    mqtt.push_back(std::move(fresh));
+  }
+  for (auto& old : mqtt_) {
+    const bool named = std::any_of(mqtt.begin(), mqtt.end(),
+                                   [&](const auto& m) { return m->config().name == old->config().name; });
+    if (!named) host_.worker(workerFor(old->config().name, workers)).post([old] { old->stop(); });
+  }
+  mqtt_ = std::move(mqtt);
 }
 
 int EdgeRuntime::deliver(std::string_view connector, std::shared_ptr<IncomingReadings> readings) {
@@ -684,15 +713,16 @@ int EdgeRuntime::deliver(std::string_view connector, std::shared_ptr<IncomingRea
   return static_cast<int>(entry->pipelines.size());
 }
 
-void EdgeRuntime::countIngest(std::string_view connector, size_t readings, size_t rejected, bool refused) {
+void EdgeRuntime::countIngest(std::string_view connector, size_t readings, size_t rejected, size_t refused,
+                              size_t payloads) {
   auto routing = routing_.load();
   const Routing::Entry* entry = routing->find(connector);
   if (!entry) return;
   auto& s = *entry->stats;
-  s.payloads.fetch_add(1, std::memory_order_relaxed);
+  s.payloads.fetch_add(payloads, std::memory_order_relaxed);
   s.readings.fetch_add(readings, std::memory_order_relaxed);
   s.rejected.fetch_add(rejected, std::memory_order_relaxed);
-  if (refused) s.refused.fetch_add(1, std::memory_order_relaxed);
+  s.refused.fetch_add(refused, std::memory_order_relaxed);
 }
 
 json::object EdgeRuntime::status() const {
@@ -752,6 +782,8 @@ json::object EdgeRuntime::status() const {
     json::array to;
     for (const auto& p : e.pipelines) to.emplace_back(p->config().name);
     o["pipelines"] = std::move(to);
+    for (const auto& m : mqtt_)
+      if (m->config().name == e.stats->name) m->describe(o);
     connectors.push_back(std::move(o));
   }
   out["connectors"] = std::move(connectors);
@@ -759,6 +791,9 @@ json::object EdgeRuntime::status() const {
 }
 
 void EdgeRuntime::drain(std::chrono::milliseconds limit) {
+  // Connectors first: no readings come in while the windows close.
+  const size_t workers = std::max<size_t>(1, host_.workerCount());
+  for (auto& m : mqtt_) host_.worker(workerFor(m->config().name, workers)).post([m] { m->stop(); });
   std::atomic<size_t> flushed{0};
   for (auto& p : pipelines_)
     host_.worker(p->worker()).post([p, &flushed] {
@@ -867,6 +902,22 @@ void EdgeRuntime::render(std::string& out) const {
                    "ganglion_edge_connector_payloads_total{{connector=\"{}\",result=\"backpressure\"}} {}\n",
                    name, all - std::min(all, refused), name, refused, name, e.stats->backpressure.load());
   }
+  if (mqtt_.empty()) return;
+  family("ganglion_edge_mqtt_connected", "gauge", "1 while an MQTT connector holds an accepted connection.",
+         mqtt_, "connector", [](const MqttConnector& m) { return m.stats()->connected.load() ? 1 : 0; });
+  family("ganglion_edge_mqtt_messages_total", "counter", "PUBLISH packets an MQTT connector received.", mqtt_,
+         "connector", [](const MqttConnector& m) { return m.stats()->messages.load(); });
+  family("ganglion_edge_mqtt_connects_total", "counter", "Connections the broker accepted (CONNACK).", mqtt_,
+         "connector", [](const MqttConnector& m) { return m.stats()->connects.load(); });
+  family("ganglion_edge_mqtt_failed_attempts_total", "counter",
+         "Connection attempts that failed (no route, TLS, refused CONNACK, timeout).", mqtt_, "connector",
+         [](const MqttConnector& m) { return m.stats()->failed_attempts.load(); });
+  family("ganglion_edge_mqtt_disconnects_total", "counter", "Accepted connections that were lost.", mqtt_,
+         "connector", [](const MqttConnector& m) { return m.stats()->disconnects.load(); });
+  family("ganglion_edge_mqtt_paused_seconds_total", "counter",
+         "Time an MQTT connector stopped reading because its pipelines were full (backpressure).", mqtt_,
+         "connector",
+         [](const MqttConnector& m) { return fmt::format("{:.3f}", m.stats()->paused_ms.load() / 1000.0); });
 }
 
 }  // namespace ganglion::edge

@@ -53,6 +53,7 @@ struct IncomingReadings {
   std::string_view view(uint32_t at, uint32_t len) const { return std::string_view(text).substr(at, len); }
 };
 
+class MqttConnector;
 class PipelineHost;
 class SinkHost;
 struct Routing;
@@ -72,8 +73,10 @@ class EdgeRuntime final : public telemetry::MetricsSource {
   /// readings waiting already (the caller answers 503: backpressure reaches the sender).
   /// Any worker.
   int deliver(std::string_view connector, std::shared_ptr<IncomingReadings> readings);
-  /// Counts a connector's payloads and readings (ingest handlers). Any thread.
-  void countIngest(std::string_view connector, size_t readings, size_t rejected, bool refused);
+  /// Counts a connector's payloads (`payloads` of them, `refused` of those refused whole)
+  /// and readings. Any thread.
+  void countIngest(std::string_view connector, size_t readings, size_t rejected, size_t refused,
+                   size_t payloads = 1);
   /// GET /edge: pipelines, sinks and connectors with their counters. Main thread.
   boost::json::object status() const;
   /// Closes every open window and gives sinks up to `limit` to deliver what waits. Main thread,
@@ -87,9 +90,12 @@ class EdgeRuntime final : public telemetry::MetricsSource {
   static constexpr uint64_t kMaxWaitingReadings = 200'000;
 
  private:
+  void installConnectors(const EdgeConfig& cfg, size_t workers);
+
   EdgeHost& host_;
   std::vector<std::shared_ptr<PipelineHost>> pipelines_;  // main thread's view
   std::vector<std::shared_ptr<SinkHost>> sinks_;
+  std::vector<std::shared_ptr<MqttConnector>> mqtt_;  // main thread's view
   std::atomic<std::shared_ptr<const Routing>> routing_;
   std::vector<std::unique_ptr<WorkerPipelines>> per_worker_;  // [i]: touched only on worker i
   std::atomic<uint64_t> next_seq_;

@@ -39,6 +39,8 @@ std::vector<DocsTable> schemaDocsTables() {
                                 {"model_target", docsTable(llm::modelTargetSchema())},
                                 {"circuit_breaker", docsTable(llm::circuitBreakerSchema())},
                                 {"connector", docsTable(edge::connectorSchema())},
+                                {"connector_subscribe", docsTable(edge::mqttSubscriptionSchema())},
+                                {"connector_reconnect", docsTable(edge::reconnectSchema())},
                                 {"sink", docsTable(edge::sinkSchema())},
                                 {"sink_batch", docsTable(edge::sinkBatchSchema())},
                                 {"sink_queue", docsTable(edge::sinkQueueSchema())},

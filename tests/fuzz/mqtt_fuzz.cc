@@ -2,7 +2,8 @@
 // one, sends. Byte 0 picks the protocol version and how the rest is split into reads. Checks:
 // no crash or over-read (ASan); once an error is returned the caller stops; every PUBLISH
 // decoded re-encodes into a packet that decodes to the same fields; the decoder never holds
-// more than one packet's bytes beyond what it was fed.
+// more than one packet's bytes beyond what it was fed; an oversized PUBLISH comes out as its
+// head with a QoS and packet id a client may acknowledge.
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -43,6 +44,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const auto& q = std::get<Publish>(**back);
         check(q.topic == p->topic && q.payload == p->payload && q.qos == p->qos &&
               q.packet_id == p->packet_id && q.retain == p->retain && q.dup == p->dup);
+      } else if (const auto* o = std::get_if<Oversized>(&**next)) {
+        check(o->qos <= 2 && (o->qos == 0 || o->packet_id != 0) && o->size > 4096);
       }
     }
     check(decoder.buffered() <= wire.size());

@@ -5,6 +5,7 @@ config, runs fake upstreams (a well-behaved HTTP/1.1 echo server and a raw
 socket server for hostile behaviour), and speaks raw HTTP/1.1 to the gateway.
 """
 
+import getpass
 import hashlib
 import http.client
 import http.server
@@ -901,3 +902,149 @@ def _read_resp(f):
         n = int(rest)
         return None if n < 0 else [_read_resp(f) for _ in range(n)]
     raise ValueError("not RESP: %r" % line)
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def make_pki(d):
+    """A CA, two server certificates (localhost, other.test) and a client certificate."""
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", "/CN=Ganglion Test CA", cwd=d)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "rogue-ca.key", "-out", "rogue-ca.pem",
+            "-days", "2", "-subj", "/CN=Rogue CA", cwd=d)
+    for name, san in (("localhost", "DNS:localhost,IP:127.0.0.1"), ("other", "DNS:other.test"),
+                      ("client", None)):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out", name + ".csr",
+                "-subj", "/CN=" + (name if name != "other" else "other.test"), cwd=d)
+        ext = os.path.join(d, name + ".ext")
+        with open(ext, "w") as f:
+            f.write("subjectAltName=%s\n" % san if san else "extendedKeyUsage=clientAuth\n")
+        openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", name + ".pem", "-days", "2", "-extfile", ext, cwd=d)
+
+
+class Receiver:
+    """An HTTP receiver of sink batches: answers `status` (200 unless told otherwise)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.batches = []
+        self.attempts = 0
+        self.status = 200
+        self.headers = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                with owner.lock:
+                    owner.attempts += 1
+                    status = owner.status
+                    owner.headers.append(dict(self.headers.items()))
+                    if 200 <= status < 300:
+                        owner.batches.append(json.loads(body))
+                reply = b'{"ok":true}'
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+        self.server = http.server.ThreadingHTTPServer((LOCALHOST, 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def records(self):
+        with self.lock:
+            return [r for b in self.batches for r in b["records"]]
+
+
+class Mosquitto:
+    """Runs the Debian `mosquitto` broker for a with-block on a free port (in-memory sessions:
+    a restart forgets them). `extra` adds lines to its listener (TLS, password files);
+    stop()/start() keep the port (outage tests)."""
+
+    def __init__(self, extra="", allow_anonymous=True):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="ganglion-mosquitto-")
+        self.extra = extra
+        self.allow_anonymous = allow_anonymous
+        self.proc = None
+
+    def start(self):
+        exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+        if not exe or not shutil.which("mosquitto_pub"):
+            raise unittest.SkipTest("mosquitto is not installed (scripts/install-deps.sh installs it)")
+        conf = os.path.join(self.dir, "mosquitto.conf")
+        with open(conf, "w") as f:
+            # `user`: run as root, mosquitto would switch to the mosquitto user, who cannot read
+            # this directory (the log, the TLS files).
+            f.write("user %s\nper_listener_settings true\nlistener %d %s\nallow_anonymous %s\n%s\n"
+                    "persistence false\nlog_dest file %s\nlog_type all\n" % (
+                        getpass.getuser(), self.port, LOCALHOST, "true" if self.allow_anonymous else "false", self.extra,
+                        os.path.join(self.dir, "mosquitto.log")))
+        self.proc = subprocess.Popen([exe, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection((LOCALHOST, self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.01)
+        self.stop()
+        raise RuntimeError("mosquitto did not start on port %d: %s" % (self.port, self.log()[-2000:]))
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+        self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        if not os.environ.get("GANGLION_KEEP_TMP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "mosquitto.log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def url(self, scheme="mqtt"):
+        return "%s://%s:%d" % (scheme, LOCALHOST, self.port)
+
+    def publish(self, topic, payload, qos=1, args=()):
+        """Publishes one message with mosquitto_pub (which waits for the broker's PUBACK/PUBCOMP)."""
+        cmd = ["mosquitto_pub", "-h", LOCALHOST, "-p", str(self.port), "-t", topic, "-q", str(qos),
+               "-m", payload, *args]
+        subprocess.run(cmd, check=True, timeout=10, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def publish_many(self, topic, payloads, qos=1, args=()):
+        """Publishes one message per line on one connection (mosquitto_pub -l)."""
+        cmd = ["mosquitto_pub", "-h", LOCALHOST, "-p", str(self.port), "-t", topic, "-q", str(qos), "-l", *args]
+        subprocess.run(cmd, input="\n".join(payloads) + "\n", text=True, check=True, timeout=30,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

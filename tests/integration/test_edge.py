@@ -4,71 +4,18 @@ HTTP sink as `{"records": [...]}` batches, in order, retried while the receiver 
 
 A small receiver stands in for the uplink: it records every batch and can be told to fail."""
 
-import http.server
 import json
 import os
 import sys
-import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (LOCALHOST, Gateway, free_port, http_request, raw_exchange, render, run_cli,  # noqa: E402
-                     wait_until)
+from harness import (LOCALHOST, Gateway, Receiver, free_port, http_request, raw_exchange, render,  # noqa: E402
+                     run_cli, wait_until)
 
 TOKEN = "Edge-Adm1n-T0ken-0123456789"
 API_KEY = "edge-key-0123456789abcdef"
-
-
-class Receiver:
-    """An HTTP receiver of sink batches: answers `status` (200 unless told otherwise)."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.batches = []
-        self.attempts = 0
-        self.status = 200
-        self.headers = []
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                with owner.lock:
-                    owner.attempts += 1
-                    status = owner.status
-                    owner.headers.append(dict(self.headers.items()))
-                    if 200 <= status < 300:
-                        owner.batches.append(json.loads(body))
-                reply = b'{"ok":true}'
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-        self.server = http.server.ThreadingHTTPServer((LOCALHOST, 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def records(self):
-        with self.lock:
-            return [r for b in self.batches for r in b["records"]]
 
 
 CONFIG = """
@@ -411,8 +358,8 @@ class ConfigErrors(unittest.TestCase):
 
     def test_unbuilt_kinds_and_references(self):
         text, _, _ = config(free_port())
-        code, out = self.check(text.replace("kind: http, metric", "kind: mqtt, metric"))
-        self.assertIn("connector kind 'mqtt' is not built yet", out)
+        code, out = self.check(text.replace("kind: http, metric", "kind: modbus_tcp, metric"))
+        self.assertIn("connector kind 'modbus_tcp' is not built yet", out)
         self.assertNotIn("unknown connector", out)  # one mistake, one message
         self.assertIn("1 error(s)", out)
         code, out = self.check(text.replace("to: [ uplink ]", "to: [ nowhere ]"))

@@ -6,36 +6,14 @@ import os
 import signal
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Gateway, Upstream, error_json, free_port, run_cli, wait_until  # noqa: E402
+from harness import Gateway, Upstream, error_json, free_port, make_pki, run_cli, wait_until  # noqa: E402
 from fake_provider import FakeProvider  # noqa: E402
-
-
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def make_pki(d):
-    """A CA, two server certificates (localhost, other.test) and a client certificate."""
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-            "-days", "2", "-subj", "/CN=Ganglion Test CA", cwd=d)
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "rogue-ca.key", "-out", "rogue-ca.pem",
-            "-days", "2", "-subj", "/CN=Rogue CA", cwd=d)
-    for name, san in (("localhost", "DNS:localhost,IP:127.0.0.1"), ("other", "DNS:other.test"),
-                      ("client", None)):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out", name + ".csr",
-                "-subj", "/CN=" + (name if name != "other" else "other.test"), cwd=d)
-        ext = os.path.join(d, name + ".ext")
-        with open(ext, "w") as f:
-            f.write("subjectAltName=%s\n" % san if san else "extendedKeyUsage=clientAuth\n")
-        openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-out", name + ".pem", "-days", "2", "-extfile", ext, cwd=d)
 
 
 def peer_cn(sock):

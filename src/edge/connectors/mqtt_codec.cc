@@ -264,9 +264,20 @@ void encodeSubscribe(Version v, uint16_t packet_id, const std::vector<Subscripti
   if (v == Version::k5) putVarint(body, 0);  // no properties
   for (const auto& s : subs) {
     putString(body, s.filter);
-    putU8(body, s.qos & 3);
+    uint8_t options = s.qos & 3;
+    if (v == Version::k5) options |= static_cast<uint8_t>((s.retain_handling & 3) << 4);
+    putU8(body, options);
   }
   putPacket(out, 0x82, body);
+}
+
+void encodeUnsubscribe(Version v, uint16_t packet_id, const std::vector<std::string>& filters,
+                       std::string& out) {
+  std::string body;
+  putU16(body, packet_id);
+  if (v == Version::k5) putVarint(body, 0);  // no properties
+  for (const auto& f : filters) putString(body, f);
+  putPacket(out, 0xA2, body);
 }
 
 void encodePublish(Version v, const Publish& p, std::string& out) {
@@ -412,7 +423,24 @@ Result<Incoming> decodePacket(Version v, uint8_t type, uint8_t flags, std::strin
   }
 }
 
+void Decoder::consume(size_t n) {
+  consumed_ += n;
+  if (consumed_ == buffer_.size()) {
+    buffer_.clear();
+    consumed_ = 0;
+  } else if (consumed_ > 64 * 1024 && consumed_ * 2 > buffer_.size()) {
+    buffer_.erase(0, consumed_);
+    consumed_ = 0;
+  }
+}
+
 Result<std::optional<Incoming>> Decoder::next() {
+  if (skip_) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(skip_, buffer_.size() - consumed_));
+    skip_ -= n;
+    consume(n);
+    if (skip_) return std::optional<Incoming>();
+  }
   const std::string_view pending = std::string_view(buffer_).substr(consumed_);
   if (pending.size() < 2) return std::optional<Incoming>();
   uint32_t remaining = 0;
@@ -424,21 +452,38 @@ Result<std::optional<Incoming>> Decoder::next() {
     remaining |= static_cast<uint32_t>(b & 0x7f) << (7 * i);
     if (!(b & 0x80)) break;
   }
-  if (header + remaining > max_packet_)
-    return Error(
-        fmt::format("an MQTT packet of {} bytes, over the limit of {}", header + remaining, max_packet_),
-        "mqtt_packet_too_large");
-  if (pending.size() < header + remaining) return std::optional<Incoming>();
   const uint8_t first = static_cast<uint8_t>(pending[0]);
-  auto packet = decodePacket(version_, first >> 4, first & 0x0f, pending.substr(header, remaining));
-  consumed_ += header + remaining;
-  if (consumed_ == buffer_.size()) {
-    buffer_.clear();
-    consumed_ = 0;
-  } else if (consumed_ > 64 * 1024 && consumed_ * 2 > buffer_.size()) {
-    buffer_.erase(0, consumed_);
-    consumed_ = 0;
+  if (header + remaining > max_packet_) {
+    if ((first >> 4) != static_cast<uint8_t>(PacketType::kPublish))
+      return Error(
+          fmt::format("an MQTT packet of {} bytes, over the limit of {}", header + remaining, max_packet_),
+          "mqtt_packet_too_large");
+    // Its head (topic and packet id), then the rest is skipped as it comes.
+    Oversized o;
+    o.qos = (first >> 1) & 3;
+    if (o.qos == 3) return malformed("PUBLISH with QoS 3");
+    if (remaining < 2) return malformed("a PUBLISH without a topic");
+    if (pending.size() < header + 2) return std::optional<Incoming>();
+    const size_t topic_len =
+        (static_cast<uint8_t>(pending[header]) << 8) | static_cast<uint8_t>(pending[header + 1]);
+    const size_t head = 2 + topic_len + (o.qos ? 2 : 0);
+    if (head > remaining) return malformed("a PUBLISH whose topic runs past its end");
+    if (pending.size() < header + head) return std::optional<Incoming>();
+    o.topic.assign(pending.substr(header + 2, topic_len));
+    if (o.qos)
+      o.packet_id = static_cast<uint16_t>((static_cast<uint8_t>(pending[header + 2 + topic_len]) << 8) |
+                                          static_cast<uint8_t>(pending[header + 3 + topic_len]));
+    if (o.qos && o.packet_id == 0) return malformed("PUBLISH with packet id 0");
+    o.size = header + remaining;
+    skip_ = o.size;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(skip_, pending.size()));
+    skip_ -= n;
+    consume(n);
+    return std::optional<Incoming>(std::move(o));
   }
+  if (pending.size() < header + remaining) return std::optional<Incoming>();
+  auto packet = decodePacket(version_, first >> 4, first & 0x0f, pending.substr(header, remaining));
+  consume(header + remaining);
   if (!packet) return packet.error();
   return std::optional<Incoming>(std::move(*packet));
 }
@@ -505,6 +550,18 @@ std::string checkFilter(std::string_view filter) {
       return "'+' must be a whole level of a topic filter";
   }
   return {};
+}
+
+bool isSharedFilter(std::string_view filter) { return filter.starts_with("$share/"); }
+
+std::string_view matchFilter(std::string_view filter) {
+  if (!isSharedFilter(filter)) return filter;
+  std::string_view rest = filter.substr(7);
+  const size_t slash = rest.find('/');
+  if (slash == 0 || slash == std::string_view::npos || slash + 1 == rest.size()) return {};
+  const std::string_view group = rest.substr(0, slash);
+  if (group.find_first_of("+#") != std::string_view::npos) return {};
+  return rest.substr(slash + 1);
 }
 
 std::string checkTopicName(std::string_view topic) {

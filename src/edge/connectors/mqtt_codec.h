@@ -95,6 +95,9 @@ struct Suback {
 struct Subscription {
   std::string filter;
   uint8_t qos = 0;
+  /// MQTT 5: 0 sends retained messages at every subscribe, 1 only when the subscription is new,
+  /// 2 never. 3.1.1 always sends them.
+  uint8_t retain_handling = 0;
 };
 
 struct Pingresp {};
@@ -108,12 +111,24 @@ struct Auth {
   uint8_t code = 0;
 };
 
-using Incoming = std::variant<Connack, Publish, Ack, Suback, Pingresp, Disconnect, Auth>;
+/// A PUBLISH larger than the decoder's limit: its head only (the rest is skipped as it
+/// arrives), so that the client can acknowledge it and move on instead of dropping the
+/// connection and having the same message sent again forever.
+struct Oversized {
+  std::string topic;
+  uint8_t qos = 0;
+  uint16_t packet_id = 0;
+  uint64_t size = 0;  ///< the whole packet's bytes
+};
+
+using Incoming = std::variant<Connack, Publish, Ack, Suback, Pingresp, Disconnect, Auth, Oversized>;
 
 // ---- encoding (what a client sends); append to `out`
 
 void encodeConnect(const Connect& c, std::string& out);
 void encodeSubscribe(Version v, uint16_t packet_id, const std::vector<Subscription>& subs, std::string& out);
+void encodeUnsubscribe(Version v, uint16_t packet_id, const std::vector<std::string>& filters,
+                       std::string& out);
 void encodePublish(Version v, const Publish& p, std::string& out);
 /// PUBACK, PUBREC, PUBREL (flags 0010 as required), PUBCOMP.
 void encodeAck(Version v, PacketType type, uint16_t packet_id, uint8_t code, std::string& out);
@@ -132,16 +147,19 @@ class Decoder {
   void setVersion(Version v) { version_ = v; }
   /// Appends received bytes.
   void feed(std::string_view bytes) { buffer_.append(bytes); }
-  /// The next whole packet; nullopt when more bytes are needed; an error for a malformed or
-  /// oversized packet, or one a broker must not send to a client.
+  /// The next whole packet; nullopt when more bytes are needed; an error for a malformed
+  /// packet, one a broker must not send to a client, or an oversized one other than PUBLISH
+  /// (an oversized PUBLISH comes out as Oversized once its head is in, and its body is skipped).
   Result<std::optional<Incoming>> next();
   size_t buffered() const { return buffer_.size() - consumed_; }
 
  private:
   Version version_;
   size_t max_packet_;
+  void consume(size_t n);
   std::string buffer_;
   size_t consumed_ = 0;
+  uint64_t skip_ = 0;  ///< bytes of an oversized packet still to discard
 };
 
 /// Decodes one packet body of `type` with `flags` (the low nibble of the first byte). Used by
@@ -158,6 +176,12 @@ std::string_view plusLevel(std::string_view filter, std::string_view topic);
 /// A filter a client may subscribe to: not empty, UTF-8 without NUL, '#' only last and alone
 /// in its level, '+' alone in its level. Empty string: fine; else the reason.
 std::string checkFilter(std::string_view filter);
+/// Whether `filter` is a shared subscription, `$share/<group>/<filter>` (MQTT 5, and brokers
+/// such as mosquitto 2 with 3.1.1 too): the broker hands each message to one client of the group.
+bool isSharedFilter(std::string_view filter);
+/// The filter topics are matched against: `<filter>` of a shared subscription, else `filter`
+/// itself; empty for a shared one without a group or filter.
+std::string_view matchFilter(std::string_view filter);
 /// A topic name a client may publish to: no wildcards, not empty, UTF-8 without NUL.
 std::string checkTopicName(std::string_view topic);
 

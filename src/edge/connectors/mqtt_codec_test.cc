@@ -54,6 +54,13 @@ TEST(MqttCodec, SubscribePublishAndAcks) {
   EXPECT_EQ(out.substr(0, 4), bytes({0x82, 22, 0, 7}));
   EXPECT_EQ(out.back(), 1);
   out.clear();
+  // MQTT 5: a properties length, and the retain handling in bits 4-5 of the options.
+  encodeSubscribe(Version::k5, 8, {{"a/#", 2, 1}}, out);
+  EXPECT_EQ(out, bytes({0x82, 9, 0, 8, 0, 0, 3, 'a', '/', '#', 0x12}));
+  out.clear();
+  encodeUnsubscribe(Version::k311, 9, {"a/+", "b"}, out);
+  EXPECT_EQ(out, bytes({0xA2, 10, 0, 9, 0, 3, 'a', '/', '+', 0, 1, 'b'}));
+  out.clear();
   encodeAck(Version::k311, PacketType::kPuback, 0x1234, 0, out);
   EXPECT_EQ(out, bytes({0x40, 2, 0x12, 0x34}));
   out.clear();
@@ -157,8 +164,12 @@ TEST(MqttCodec, MalformedPacketsAreErrors) {
   EXPECT_EQ(err(Version::k311, bytes({0xE0, 0})), "malformed MQTT packet: DISCONNECT from a 3.1.1 broker");
   EXPECT_EQ(err(Version::k311, bytes({0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F})),
             "malformed MQTT packet: a remaining length longer than 4 bytes");
-  EXPECT_EQ(err(Version::k311, bytes({0x30, 0x80, 0x80, 0x01}), 1000),
+  EXPECT_EQ(err(Version::k311, bytes({0x90, 0x80, 0x80, 0x01}), 1000),
             "an MQTT packet of 16388 bytes, over the limit of 1000");
+  EXPECT_EQ(err(Version::k311, bytes({0x36, 0x80, 0x80, 0x01}), 1000),
+            "malformed MQTT packet: PUBLISH with QoS 3");
+  EXPECT_EQ(err(Version::k311, bytes({0x32, 0x80, 0x80, 0x01, 0xFF, 0xFF}), 1000),
+            "malformed MQTT packet: a PUBLISH whose topic runs past its end");
   EXPECT_EQ(err(Version::k5, bytes({0x40, 4, 0, 1, 0, 5})),
             "malformed MQTT packet: properties longer than the packet");
   EXPECT_EQ(err(Version::k5, bytes({0x40, 6, 0, 1, 0, 2, 0x7F, 0})),
@@ -196,6 +207,53 @@ TEST(MqttTopics, MatchingAndPlusLevels) {
   EXPECT_EQ(checkTopicName("alarms/+"), "a topic name with a wildcard ('+' or '#')");
   EXPECT_EQ(checkTopicName(std::string_view("a\0b", 3)), "a topic that is not UTF-8");
   EXPECT_EQ(checkTopicName("alarms/pump-1"), "");
+}
+
+TEST(MqttCodec, AnOversizedPublishIsSkippedAfterItsHead) {
+  // A QoS 1 PUBLISH of 3,000 bytes to a decoder that takes 1,000, then a PINGRESP: the
+  // PUBLISH comes out as its head (to be acknowledged), its body is skipped, and decoding
+  // goes on in step.
+  Publish big;
+  big.topic = "plant/p1/t";
+  big.qos = 1;
+  big.packet_id = 77;
+  big.payload.assign(3000, 'x');
+  std::string wire;
+  encodePublish(Version::k311, big, wire);
+  wire += bytes({0xD0, 0});
+  for (size_t chunk : {size_t{1}, size_t{7}, size_t{4096}}) {
+    Decoder d(Version::k311, 1000);
+    std::vector<Incoming> got;
+    for (size_t at = 0; at < wire.size(); at += chunk) {
+      d.feed(std::string_view(wire).substr(at, chunk));
+      while (true) {
+        auto next = d.next();
+        ASSERT_TRUE(next.ok()) << next.error().message;
+        if (!*next) break;
+        got.push_back(std::move(**next));
+      }
+    }
+    ASSERT_EQ(got.size(), 2u) << chunk;
+    const auto* o = std::get_if<Oversized>(&got[0]);
+    ASSERT_NE(o, nullptr);
+    EXPECT_EQ(o->topic, "plant/p1/t");
+    EXPECT_EQ(o->qos, 1);
+    EXPECT_EQ(o->packet_id, 77);
+    EXPECT_EQ(o->size, wire.size() - 2);
+    EXPECT_TRUE(std::holds_alternative<Pingresp>(got[1]));
+    EXPECT_EQ(d.buffered(), 0u);
+  }
+}
+
+TEST(MqttCodec, SharedSubscriptions) {
+  EXPECT_TRUE(isSharedFilter("$share/g/plant/+"));
+  EXPECT_FALSE(isSharedFilter("plant/+"));
+  EXPECT_EQ(matchFilter("$share/g/plant/+"), "plant/+");
+  EXPECT_EQ(matchFilter("plant/#"), "plant/#");
+  EXPECT_EQ(matchFilter("$share//plant"), "");
+  EXPECT_EQ(matchFilter("$share/g"), "");
+  EXPECT_EQ(matchFilter("$share/g/"), "");
+  EXPECT_EQ(matchFilter("$share/+/x"), "");
 }
 
 }  // namespace

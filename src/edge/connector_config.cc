@@ -1,0 +1,476 @@
+// `connectors:` (docs/configuration.md "Edge: connectors, pipelines, sinks"): the shared
+// fields, and those of MQTT connectors with their `subscribe` entries. Main thread (config
+// load) or the blocking pool (POST /config/check).
+#include <fmt/format.h>
+
+#include <boost/json.hpp>
+#include <boost/url/parse.hpp>
+
+#include "base/strings.h"
+#include "edge/edge_config.h"
+#include "net/tls_config.h"
+
+namespace ganglion::edge {
+
+namespace json = boost::json;
+using config::FieldKind;
+using config::Reader;
+using config::Schema;
+
+namespace {
+
+/// Fields only an MQTT connector has: an http connector with one is an error.
+constexpr std::string_view kMqttOnlyFields[] = {
+    "url",         "client_id",      "username",        "password",        "protocol",  "keep_alive",
+    "clean_start", "session_expiry", "receive_maximum", "connect_timeout", "reconnect", "subscribe",
+    "tls"};
+
+constexpr std::string_view kBuiltConnectorKinds = "http, mqtt";
+constexpr std::string_view kPlannedConnectorKinds[] = {"modbus_tcp", "modbus_rtu", "coap", "opcua"};
+
+void readConnectorKind(Reader& r, const config::Node& v, ConnectorConfig& c) {
+  auto s = r.str(v, "connector kind");
+  if (!s) return;
+  if (*s == "http" || *s == "mqtt") {
+    c.kind = *s;
+    return;
+  }
+  for (std::string_view planned : kPlannedConnectorKinds) {
+    if (*s == planned) {
+      r.fail(v, fmt::format(
+                    "connector kind '{}' is not built yet (built: {}; docs/edge.md says what comes next)", *s,
+                    kBuiltConnectorKinds));
+      return;
+    }
+  }
+  r.fail(v, fmt::format("unknown connector kind '{}' (built: {})", *s, kBuiltConnectorKinds));
+}
+
+void readFormat(Reader& r, const config::Node& v, ConnectorConfig& c) {
+  auto s = r.str(v, "format");
+  if (!s) return;
+  if (auto f = payloadFormatFromName(*s))
+    c.format = *f;
+  else
+    r.fail(v, fmt::format("format must be one of {}, got '{}'", kPayloadFormatNames, *s));
+}
+json::value showFormat(const ConnectorConfig& c) { return json::string(payloadFormatName(c.format)); }
+
+constexpr std::pair<std::string_view, TimePrecision> kPrecisions[] = {
+    {"ns", TimePrecision::kNanoseconds},
+    {"us", TimePrecision::kMicroseconds},
+    {"ms", TimePrecision::kMilliseconds},
+    {"s", TimePrecision::kSeconds},
+};
+
+void readPrecision(Reader& r, const config::Node& v, ConnectorConfig& c) {
+  auto s = r.str(v, "time_precision");
+  if (!s) return;
+  for (const auto& [name, p] : kPrecisions) {
+    if (*s == name) {
+      c.time_precision = p;
+      return;
+    }
+  }
+  r.fail(v, fmt::format("time_precision must be ns, us, ms or s, got '{}'", *s));
+}
+json::value showPrecision(const ConnectorConfig& c) {
+  for (const auto& [name, p] : kPrecisions)
+    if (p == c.time_precision) return json::string(name);
+  return nullptr;
+}
+
+void readMqttUrl(Reader& r, const config::Node& v, ConnectorConfig& c) {
+  auto s = r.str(v, "url");
+  if (!s) return;
+  auto url = boost::urls::parse_uri(*s);
+  if (!url || (url->scheme() != "mqtt" && url->scheme() != "mqtts") || url->host().empty())
+    return r.fail(
+        v, fmt::format("url must be mqtt://host[:port] or mqtts://host[:port], got '{}'", redactUrl(*s)));
+  if (url->has_userinfo())
+    return r.fail(v, "url must not hold credentials: write them in 'username' and 'password'");
+  if ((!url->path().empty() && url->path() != "/") || url->has_query() || url->has_fragment())
+    return r.fail(
+        v, fmt::format("url '{}' has a path, query or fragment; an MQTT url names only the broker", *s));
+  c.secure = url->scheme() == "mqtts";
+  c.port = c.secure ? 8883 : 1883;
+  if (url->has_port()) {
+    const auto port = parseUint(url->port());
+    if (!port || *port == 0 || *port > 65535) return r.fail(v, fmt::format("url '{}' has a bad port", *s));
+    c.port = static_cast<uint16_t>(*port);
+  }
+  c.host = url->host_type() == boost::urls::host_type::ipv6 ? std::string(url->encoded_host_address())
+                                                            : std::string(url->host());
+  c.url = *s;
+}
+
+void readProtocol(Reader& r, const config::Node& v, ConnectorConfig& c) {
+  auto s = r.str(v, "protocol");
+  if (!s) return;
+  if (*s == "5" || *s == "5.0")
+    c.protocol = mqtt::Version::k5;
+  else if (*s == "3.1.1" || *s == "4")
+    c.protocol = mqtt::Version::k311;
+  else
+    r.fail(v, fmt::format("protocol must be 5 or 3.1.1, got '{}'", *s));
+}
+
+void readSubscriptions(Reader& r, const config::Node& v, ConnectorConfig& c) {
+  if (!v.IsSequence()) return r.fail(v, "subscribe is a list of { topic, qos, format, metric }");
+  r.forEach(v, "subscribe", [&](const config::Node& n) {
+    if (!n.IsMap()) return r.fail(n, "a subscription is a map: { topic, qos, format, metric }");
+    MqttSubscription s;
+    s.at = n.place();
+    const size_t errors = r.errors.size();
+    readFields(mqttSubscriptionSchema(), n, s, r);
+    if (r.errors.size() != errors) return;
+    if (std::string why = mqtt::checkFilter(s.topic); !why.empty())
+      return r.fail(n["topic"], fmt::format("topic '{}': {}", s.topic, why));
+    if (mqtt::isSharedFilter(s.topic) && mqtt::matchFilter(s.topic).empty())
+      return r.fail(n["topic"],
+                    fmt::format("topic '{}': a shared subscription is $share/<group>/<filter>", s.topic));
+    for (const auto& other : c.subscribe)
+      if (other.topic == s.topic) return r.fail(n["topic"], fmt::format("duplicate topic '{}'", s.topic));
+    c.subscribe.push_back(std::move(s));
+  });
+}
+
+json::value showSubscriptions(const ConnectorConfig& c) {
+  if (c.kind != "mqtt") return nullptr;
+  json::array a;
+  for (const auto& s : c.subscribe) a.push_back(config::fieldsToJson(mqttSubscriptionSchema(), s));
+  return a;
+}
+
+}  // namespace
+
+const Schema<ConnectorConfig>& connectorSchema() {
+  using C = ConnectorConfig;
+  static const Schema<ConnectorConfig> schema{
+      "connector",
+      {
+          {.name = "name",
+           .kind = FieldKind::kString,
+           .member = &C::name,
+           .default_text = "—",
+           .doc = "Pipelines name it in `from`; an `ingest:` route names it.",
+           .required = true,
+           .missing = "a connector needs a 'name'"},
+          {.name = "kind",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "—",
+           .doc = "`http`: readings POSTed to a route whose target is `ingest: <this connector>`. `mqtt`: a "
+                  "client of an MQTT broker that subscribes to `subscribe` ([MQTT](edge.md#mqtt)). Planned, "
+                  "refused for now with that reason: `modbus_tcp`, `modbus_rtu`, `coap`, `opcua`.",
+           .required = true,
+           .missing = "a connector needs a 'kind' (built: http, mqtt)",
+           .type_text = "name",
+           .read = readConnectorKind,
+           .show = [](const C& c) -> json::value { return json::string(c.kind); }},
+          {.name = "format",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`json`",
+           .doc =
+               "The payload format: `json`, `number`, `senml`, `line_protocol` "
+               "([formats](edge.md#payload-formats)). `http`: when the request does not say "
+               "(`Content-Type: application/json` is `json`, `application/senml+json` `senml`, `text/plain` "
+               "`line_protocol`). `mqtt`: for subscriptions that do not name their own.",
+           .type_text = "name",
+           .read = readFormat,
+           .show = showFormat},
+          {.name = "metric",
+           .kind = FieldKind::kString,
+           .member = &C::metric,
+           .default_text = "none",
+           .doc =
+               "The metric of `json` and `number` readings (an ingest route's `?metric=` query parameter "
+               "and a subscription's `metric` override it). SenML names and line-protocol fields name their "
+               "own."},
+          {.name = "payload_names_device",
+           .kind = FieldKind::kBool,
+           .member = &C::payload_names_device,
+           .default_text = "`true`",
+           .doc = "Whether a SenML base name or a line-protocol `device` tag may name the device. Off, the "
+                  "device is always the one the URL names, so a sender cannot report for another."},
+          {.name = "max_body",
+           .kind = FieldKind::kSize,
+           .member = &C::max_body,
+           .default_text = "`1MiB`",
+           .doc =
+               "`http`: larger request bodies answer `413`. `mqtt`: the largest packet taken from the broker "
+               "(advertised as MQTT 5's Maximum Packet Size; a larger one ends the connection).",
+           .min = 1024,
+           .max = 64ull << 20},
+          {.name = "max_future",
+           .kind = FieldKind::kDuration,
+           .member = &C::max_future,
+           .default_text = "`5m`",
+           .doc =
+               "A reading timed later than arrival plus this is refused (a device with a wrong clock would "
+               "otherwise push its windows ahead and make every later reading late)."},
+          {.name = "max_past",
+           .kind = FieldKind::kDuration,
+           .member = &C::max_past,
+           .default_text = "`720h`",
+           .doc = "A reading timed earlier than arrival minus this is refused."},
+          {.name = "time_precision",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`ns`",
+           .doc = "The unit of line-protocol timestamps: `ns`, `us`, `ms` or `s` (InfluxDB's `precision`).",
+           .type_text = "name",
+           .read = readPrecision,
+           .show = showPrecision},
+          {.name = "url",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "—",
+           .doc = "`mqtt`, required: the broker, `mqtt://host[:1883]` or `mqtts://host[:8883]` (TLS). "
+                  "Credentials go in `username` and `password`, not in the URL.",
+           .type_text = "URL",
+           .read = readMqttUrl,
+           .show = [](const C& c) -> json::value {
+             if (c.url.empty()) return nullptr;
+             return json::string(c.url);
+           }},
+          {.name = "client_id",
+           .kind = FieldKind::kString,
+           .member = &C::client_id,
+           .default_text = "`ganglion-<name>`",
+           .doc = "`mqtt`: the client identifier; the broker keeps the persistent session under it, so two "
+                  "gateways must not share one (the broker would disconnect one for the other)."},
+          {.name = "username",
+           .kind = FieldKind::kString,
+           .member = &C::username,
+           .default_text = "none",
+           .doc = "`mqtt`: the user name sent in CONNECT."},
+          {.name = "password",
+           .kind = FieldKind::kString,
+           .member = &C::password,
+           .default_text = "none",
+           .doc = "`mqtt`: the password sent in CONNECT (write `${ENV_VAR}`); never shown or logged.",
+           .secret = true},
+          {.name = "protocol",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`5`",
+           .doc = "`mqtt`: the protocol version, `5` or `3.1.1`. With 5 the broker keeps at most "
+                  "`receive_maximum` QoS 1/2 messages unacknowledged; with 3.1.1 the connector stops "
+                  "reading while its pipelines are full and TCP holds the broker back.",
+           .type_text = "`5` or `3.1.1`",
+           .read = readProtocol,
+           .show = [](const C& c) -> json::value {
+             if (c.kind != "mqtt") return nullptr;
+             return json::string(c.protocol == mqtt::Version::k5 ? "5" : "3.1.1");
+           }},
+          {.name = "keep_alive",
+           .kind = FieldKind::kDuration,
+           .member = &C::keep_alive,
+           .default_text = "`30s`",
+           .doc =
+               "`mqtt`: PINGREQ after this long without sending; a broker silent for 1.5 times this is "
+               "taken as gone and the connection is made again. A broker's Server Keep Alive overrides it.",
+           .min = 1000},
+          {.name = "clean_start",
+           .kind = FieldKind::kBool,
+           .member = &C::clean_start,
+           .default_text = "`false`",
+           .doc = "`mqtt`: `false` keeps a persistent session, so the broker holds QoS 1/2 messages that "
+                  "arrive while the gateway is away (restart, lost link) and delivers them when it is back."},
+          {.name = "session_expiry",
+           .kind = FieldKind::kDuration,
+           .member = &C::session_expiry,
+           .default_text = "`24h`",
+           .doc = "`mqtt` 5: how long the broker keeps the session after the connection is lost (3.1.1 "
+                  "brokers keep it until a clean start)."},
+          {.name = "receive_maximum",
+           .kind = FieldKind::kInteger,
+           .member = &C::receive_maximum,
+           .default_text = "`256`",
+           .doc = "`mqtt` 5: QoS 1 and 2 messages the broker may have unacknowledged at once (flow control).",
+           .min = 1,
+           .max = 65535},
+          {.name = "connect_timeout",
+           .kind = FieldKind::kDuration,
+           .member = &C::connect_timeout,
+           .default_text = "`10s`",
+           .doc = "`mqtt`: TCP connect, TLS handshake and CONNACK together; longer is a failed attempt.",
+           .min = 100},
+          {.name = "reconnect",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`{}`",
+           .doc = "`mqtt`: the pause before a new attempt after a lost connection or a failed one "
+                  "([reconnect](#connector-reconnect)).",
+           .type_text = "map",
+           .read = config::readSection<C, ReconnectConfig, &C::reconnect, reconnectSchema>,
+           .show = [](const C& c) -> json::value {
+             if (c.kind != "mqtt") return nullptr;
+             return config::fieldsToJson(reconnectSchema(), c.reconnect);
+           }},
+          {.name = "subscribe",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "—",
+           .doc = "`mqtt`, required: the topic filters to take readings from "
+                  "([subscribe](#connector-subscribe)); a message is read by the first entry that matches.",
+           .type_text = "list",
+           .read = readSubscriptions,
+           .show = showSubscriptions},
+      },
+      {{.name = "tls",
+        .type_text = "`true` or map",
+        .default_text = "with `mqtts://`: the system store",
+        .doc = "`mqtt`: TLS settings for an `mqtts://` broker: `ca`, `cert` and `key` (a client "
+               "certificate), `verify`, `server_name`, `min_version` "
+               "([upstream TLS](#upstream-tls))."}}};
+  return schema;
+}
+
+const Schema<MqttSubscription>& mqttSubscriptionSchema() {
+  using S = MqttSubscription;
+  static const Schema<MqttSubscription> schema{
+      "subscription",
+      {
+          {.name = "topic",
+           .kind = FieldKind::kString,
+           .member = &S::topic,
+           .default_text = "—",
+           .doc = "A topic filter (`+` one level, `#` the rest; `$share/<group>/<filter>` shares the "
+                  "messages among the clients of a group). The level its first `+` stands for names the "
+                  "device.",
+           .required = true,
+           .missing = "a subscription needs a 'topic'"},
+          {.name = "qos",
+           .kind = FieldKind::kInteger,
+           .member = &S::qos,
+           .default_text = "`1`",
+           .doc = "The highest QoS the broker sends at: 0 (at most once), 1 (at least once), 2 (exactly "
+                  "once to the gateway). Messages at 1 and 2 are acknowledged only after their readings "
+                  "are taken.",
+           .max = 2},
+          {.name = "format",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "the connector's",
+           .doc = "The payload format of these messages: `json`, `number`, `senml`, `line_protocol`.",
+           .type_text = "name",
+           .read =
+               [](Reader& r, const config::Node& v, S& s) {
+                 auto f = r.str(v, "format");
+                 if (!f) return;
+                 s.format = payloadFormatFromName(*f);
+                 if (!s.format)
+                   r.fail(v, fmt::format("format must be one of {}, got '{}'", kPayloadFormatNames, *f));
+               },
+           .show = [](const S& s) -> json::value {
+             if (!s.format) return nullptr;
+             return json::string(payloadFormatName(*s.format));
+           }},
+          {.name = "metric",
+           .kind = FieldKind::kString,
+           .member = &S::metric,
+           .default_text = "the connector's",
+           .doc = "The metric of `json` and `number` readings from these topics."},
+          {.name = "device",
+           .kind = FieldKind::kString,
+           .member = &S::device,
+           .default_text = "none",
+           .doc = "The device of readings from a topic without `+` (with none, the payload must name it: "
+                  "a SenML base name or a line-protocol `device` tag)."},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<ReconnectConfig>& reconnectSchema() {
+  using R = ReconnectConfig;
+  static const Schema<ReconnectConfig> schema{
+      "connector reconnect",
+      {
+          {.name = "initial",
+           .kind = FieldKind::kDuration,
+           .member = &R::initial,
+           .default_text = "`1s`",
+           .doc = "The pause after the first failure; it doubles at each failure in a row...",
+           .min = 10},
+          {.name = "max",
+           .kind = FieldKind::kDuration,
+           .member = &R::max,
+           .default_text = "`30s`",
+           .doc = "...up to this. A connection that reached CONNACK starts again from `initial`.",
+           .min = 10},
+      },
+      {}};
+  return schema;
+}
+
+std::string connectorFingerprint(const ConnectorConfig& c) {
+  json::object o = config::fieldsToJson(connectorSchema(), c);
+  o["password"] = c.password;  // a changed secret is a change
+  if (c.tls) o["tls"] = config::fieldsToJson(net::tlsClientSchema(), c.tls->settings());
+  return json::serialize(o);
+}
+
+void readConnectors(Reader& r, const config::Node& list, EdgeConfig& out) {
+  r.forEach(list, "connectors", [&](const config::Node& n) {
+    if (!n.IsMap()) return r.fail(n, "a connector is a map: { name, kind, ... }");
+    ConnectorConfig c;
+    c.at = n.place();
+    const size_t errors = r.errors.size();
+    readFields(connectorSchema(), n, c, r);
+    if (c.kind == "mqtt") {
+      if (!n["url"].IsDefined()) r.fail(n, "an mqtt connector needs 'url': mqtt://host:1883");
+      if (!n["subscribe"].IsDefined())
+        r.fail(n, "an mqtt connector needs 'subscribe': the topics to read");
+      else if (c.subscribe.empty() && r.errors.size() == errors)
+        r.fail(n["subscribe"], "subscribe lists at least one topic");
+      if (c.client_id.empty()) c.client_id = "ganglion-" + c.name;
+      if (c.client_id.size() > 65535) r.fail(n["client_id"], "client_id is longer than 65535 bytes");
+      if (c.keep_alive.count() > 65535 * 1000LL) r.fail(n["keep_alive"], "keep_alive must be at most 65535s");
+      if (c.session_expiry.count() / 1000 > 0xFFFFFFFFLL)
+        r.fail(n["session_expiry"], "session_expiry is too long");
+      if (c.reconnect.max < c.reconnect.initial)
+        r.fail(n["reconnect"], "reconnect.max must be at least reconnect.initial");
+      if (!c.password.empty() && c.username.empty() && c.protocol == mqtt::Version::k311)
+        r.fail(n["password"], "MQTT 3.1.1 sends a password only with a username: set 'username'");
+      if (const config::Node tls = n["tls"]; tls.IsDefined()) {
+        if (!c.secure && r.errors.size() == errors)
+          r.fail(tls, "tls needs an mqtts:// url");
+        else
+          c.tls = net::readTlsClient(r, tls);
+      }
+      if (c.secure && !c.tls && r.errors.size() == errors) {
+        auto ctx = net::TlsClientContext::create({});
+        if (ctx)
+          c.tls = *ctx;
+        else
+          r.fail(n["url"], ctx.error().message);
+      }
+    } else if (!c.kind.empty()) {
+      for (std::string_view key : kMqttOnlyFields)
+        if (const config::Node v = n[std::string(key)]; v.IsDefined())
+          r.fail(v, fmt::format("'{}' is a field of mqtt connectors, not {} ones", key, c.kind));
+    }
+    if (c.name.empty()) return;
+    if (r.errors.size() != errors) return out.refused_names.push_back(c.name);
+    for (const auto& other : out.connectors)
+      if (other.name == c.name)
+        return r.fail(n["name"], fmt::format("duplicate connector name '{}'", c.name));
+    out.connectors.push_back(std::move(c));
+  });
+}
+
+json::value connectorsToJson(const EdgeConfig& c) {
+  json::array a;
+  for (const auto& x : c.connectors) {
+    json::object o = config::fieldsToJson(connectorSchema(), x);
+    if (x.tls) o["tls"] = config::fieldsToJson(net::tlsClientSchema(), x.tls->settings());
+    a.push_back(std::move(o));
+  }
+  return a;
+}
+
+}  // namespace ganglion::edge

@@ -1,0 +1,591 @@
+#include "edge/connectors/mqtt_connector.h"
+
+#include <fmt/format.h>
+#include <openssl/ssl.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/json.hpp>
+#include <chrono>
+#include <random>
+
+#include "base/log.h"
+#include "edge/edge_runtime.h"
+#include "net/stream.h"
+
+namespace ganglion::edge {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using asio::awaitable;
+
+namespace {
+
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+int64_t steadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t wallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+/// Readings gathered from one read before they are handed over (a read may hold thousands of
+/// small messages: one hand-off and one write of acknowledgements for all of them).
+constexpr size_t kReadingsPerHandOff = 4096;
+
+/// Why a broker refused a connection or ended one: MQTT 5 reason codes, and 3.1.1's CONNACK
+/// return codes (1-5).
+std::string reasonText(mqtt::Version v, uint8_t code) {
+  if (v == mqtt::Version::k311) {
+    switch (code) {
+      case 1:
+        return "unacceptable protocol version (try protocol: 3.1.1 or 5)";
+      case 2:
+        return "client identifier rejected";
+      case 3:
+        return "server unavailable";
+      case 4:
+        return "bad user name or password";
+      case 5:
+        return "not authorized";
+      default:
+        return fmt::format("return code {}", code);
+    }
+  }
+  switch (code) {
+    case 0x80:
+      return "unspecified error";
+    case 0x81:
+      return "malformed packet";
+    case 0x82:
+      return "protocol error";
+    case 0x83:
+      return "implementation specific error";
+    case 0x84:
+      return "unsupported protocol version (try protocol: 3.1.1)";
+    case 0x85:
+      return "client identifier not valid";
+    case 0x86:
+      return "bad user name or password";
+    case 0x87:
+      return "not authorized";
+    case 0x88:
+      return "server unavailable";
+    case 0x89:
+      return "server busy";
+    case 0x8A:
+      return "banned";
+    case 0x8B:
+      return "server shutting down";
+    case 0x8D:
+      return "keep alive timeout";
+    case 0x8E:
+      return "session taken over (another client connected with this client_id)";
+    case 0x93:
+      return "receive maximum exceeded";
+    case 0x95:
+      return "packet too large";
+    case 0x97:
+      return "quota exceeded";
+    case 0x9C:
+      return "use another server";
+    case 0x9D:
+      return "server moved";
+    case 0x9F:
+      return "connection rate exceeded";
+    default:
+      return fmt::format("reason code 0x{:02x}", code);
+  }
+}
+
+}  // namespace
+
+/// One connection: its stream, what waits to be written, and its timers. Shared by the
+/// connection's coroutines (reader, writer, keep-alive); close() ends them all.
+struct MqttConnector::Link {
+  explicit Link(asio::io_context& io) : stream(io), resolver(io), guard(io), tick(io) {}
+  net::Stream stream;
+  asio::ip::tcp::resolver resolver;
+  asio::steady_timer guard;  // the connect phase's limit
+  asio::steady_timer tick;   // keep-alive
+  std::string out;           // bytes waiting to be written
+  bool writing = false;
+  bool open = true;
+  bool close_after_write = false;
+  bool timed_out = false;
+  bool paused = false;  // not reading: the pipelines are full
+  int64_t last_sent_ms = 0;
+  int64_t last_received_ms = 0;
+
+  void close() {
+    if (!open) return;
+    open = false;
+    boost::system::error_code ignored;
+    resolver.cancel();
+    guard.cancel();
+    tick.cancel();
+    stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    stream.socket().close(ignored);
+  }
+};
+
+/// What one read brought: readings for the pipelines and the acknowledgements owed once they
+/// are taken.
+struct MqttConnector::Inbound {
+  std::shared_ptr<IncomingReadings> readings;
+  std::string acks;  // PUBACK and PUBREC, written after the hand-off
+  uint64_t payloads = 0, accepted = 0, rejected = 0, refused = 0;
+  std::vector<uint16_t> released;  // QoS 2 ids to remember once PUBREC goes out
+};
+
+MqttConnector::MqttConnector(EdgeRuntime& runtime, loop::Worker& worker, ConnectorConfig config,
+                             std::shared_ptr<MqttStats> stats)
+    : runtime_(runtime),
+      worker_(worker),
+      config_(std::move(config)),
+      fingerprint_(connectorFingerprint(config_)),
+      stats_(stats ? std::move(stats) : std::make_shared<MqttStats>()),
+      version_(config_.protocol) {}
+
+MqttConnector::~MqttConnector() = default;
+
+void MqttConnector::start(std::shared_ptr<MqttConnector> previous) {
+  retry_timer_ = std::make_unique<asio::steady_timer>(worker_.io());
+  if (previous) {
+    awaiting_release_ = std::move(previous->awaiting_release_);
+    // Same client id: the broker's session still holds the old subscriptions.
+    for (const auto& old : previous->config_.subscribe) {
+      const bool kept = std::any_of(config_.subscribe.begin(), config_.subscribe.end(),
+                                    [&](const MqttSubscription& s) { return s.topic == old.topic; });
+      if (!kept && previous->config_.client_id == config_.client_id) unsubscribe_.push_back(old.topic);
+    }
+    previous->stop();
+  }
+  asio::co_spawn(worker_.io(), run(shared_from_this()), asio::detached);
+}
+
+void MqttConnector::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  if (retry_timer_) retry_timer_->cancel();
+  if (auto link = link_; link && link->open) {
+    if (stats_->connected.load()) {
+      // A normal DISCONNECT: the broker keeps the session (and, with MQTT 5, does not send
+      // the will), so messages that come meanwhile wait for the next connection.
+      mqtt::encodeDisconnect(version_, link->out);
+      link->close_after_write = true;
+      send(link);
+    } else {
+      link->close();
+    }
+  }
+  stats_->connected.store(false);
+}
+
+uint16_t MqttConnector::nextPacketId() {
+  const uint16_t id = next_packet_id_++;
+  if (next_packet_id_ == 0) next_packet_id_ = 1;
+  return id;
+}
+
+void MqttConnector::noteError(std::string what) {
+  logLine(fmt::format("edge: mqtt connector '{}': {}", config_.name, what));
+  std::lock_guard lock(stats_->error_mutex);
+  stats_->last_error = std::move(what);
+}
+
+awaitable<void> MqttConnector::run(std::shared_ptr<MqttConnector> self) {
+  std::minstd_rand jitter(static_cast<unsigned>(reinterpret_cast<uintptr_t>(self.get()) ^ steadyMs()));
+  uint32_t failures = 0;
+  while (!self->stopped_) {
+    const bool reached = co_await self->session();
+    if (self->stopped_) break;
+    failures = reached ? 1 : failures + 1;
+    if (!reached) self->stats_->failed_attempts.fetch_add(1, std::memory_order_relaxed);
+    const int64_t initial = self->config_.reconnect.initial.count();
+    int64_t pause = std::min<int64_t>(self->config_.reconnect.max.count(),
+                                      initial << std::min<uint32_t>(failures - 1, 20));
+    // Up to a fifth less, so that gateways that lost one broker together do not come back together.
+    pause -= static_cast<int64_t>(jitter() % static_cast<uint64_t>(pause / 5 + 1));
+    self->retry_timer_->expires_after(std::chrono::milliseconds(pause));
+    co_await self->retry_timer_->async_wait(kNoThrow);
+  }
+}
+
+awaitable<bool> MqttConnector::handshake(const std::shared_ptr<Link>& link) {
+  const std::string port = std::to_string(config_.port);
+  auto [rec, results] = co_await link->resolver.async_resolve(config_.host, port, kNoThrow);
+  if (rec || results.empty()) {
+    noteError(link->timed_out ? fmt::format("resolving {} timed out", config_.host)
+                              : fmt::format("cannot resolve {}: {}", config_.host,
+                                            rec ? rec.message() : std::string("no address")));
+    co_return false;
+  }
+  auto [ec, endpoint] = co_await asio::async_connect(link->stream.socket(), results, kNoThrow);
+  if (ec) {
+    noteError(link->timed_out
+                  ? fmt::format("connecting to {}:{} timed out", config_.host, config_.port)
+                  : fmt::format("cannot connect to {}:{}: {}", config_.host, config_.port, ec.message()));
+    co_return false;
+  }
+  boost::system::error_code ignored;
+  link->stream.socket().set_option(asio::ip::tcp::no_delay(true), ignored);
+  if (config_.secure) {
+    const auto& settings = config_.tls->settings();
+    const std::string& name = settings.server_name.empty() ? config_.host : settings.server_name;
+    link->stream.startTls(config_.tls->context());
+    SSL_set_tlsext_host_name(link->stream.tls().native_handle(), name.c_str());
+    if (settings.verify) link->stream.tls().set_verify_callback(asio::ssl::host_name_verification(name));
+    auto [hec] = co_await link->stream.tls().async_handshake(asio::ssl::stream_base::client, kNoThrow);
+    if (hec) {
+      noteError(link->timed_out ? std::string("the TLS handshake timed out")
+                                : fmt::format("the TLS handshake failed: {}", hec.message()));
+      co_return false;
+    }
+  }
+  co_return true;
+}
+
+awaitable<bool> MqttConnector::session() {
+  auto link = std::make_shared<Link>(worker_.io());
+  link_ = link;
+  link->guard.expires_after(config_.connect_timeout);
+  link->guard.async_wait([link](boost::system::error_code ec) {
+    if (ec || !link->open) return;
+    link->timed_out = true;
+    link->close();
+  });
+  if (!co_await handshake(link)) {
+    link->close();
+    co_return false;
+  }
+  mqtt::Connect connect;
+  connect.version = version_;
+  connect.client_id = config_.client_id;
+  connect.clean_start = config_.clean_start;
+  connect.keep_alive_s = static_cast<uint16_t>(config_.keep_alive.count() / 1000);
+  if (!config_.username.empty()) connect.username = config_.username;
+  if (!config_.password.empty()) connect.password = config_.password;
+  if (version_ == mqtt::Version::k5) {
+    connect.properties.session_expiry =
+        config_.clean_start ? 0u : static_cast<uint32_t>(config_.session_expiry.count() / 1000);
+    connect.properties.receive_maximum = static_cast<uint16_t>(config_.receive_maximum);
+    connect.properties.maximum_packet_size = static_cast<uint32_t>(config_.max_body);
+  }
+  mqtt::encodeConnect(connect, link->out);
+  send(link);
+
+  mqtt::Decoder decoder(version_, config_.max_body);
+  std::vector<char> buffer(16 * 1024);
+  bool accepted = false;
+  // Up to CONNACK, under the connect guard.
+  while (!accepted) {
+    auto [ec, n] = co_await link->stream.async_read_some(asio::buffer(buffer), kNoThrow);
+    if (ec || n == 0) {
+      noteError(link->timed_out ? std::string("no CONNACK in time")
+                                : fmt::format("the broker closed the connection before CONNACK ({})",
+                                              ec ? ec.message() : std::string("end of stream")));
+      link->close();
+      co_return false;
+    }
+    decoder.feed(std::string_view(buffer.data(), n));
+    auto packet = decoder.next();
+    if (!packet) {
+      noteError(fmt::format("the broker's answer to CONNECT: {}", packet.error().message));
+      link->close();
+      co_return false;
+    }
+    if (!*packet) continue;
+    const auto* connack = std::get_if<mqtt::Connack>(&**packet);
+    if (!connack) {
+      noteError("the broker sent another packet before CONNACK");
+      link->close();
+      co_return false;
+    }
+    if (connack->code != 0) {
+      std::string why = reasonText(version_, connack->code);
+      if (!connack->properties.reason_string.empty()) why += ": " + connack->properties.reason_string;
+      noteError(fmt::format("the broker refused the connection: {}", why));
+      link->close();
+      co_return false;
+    }
+    accepted = true;
+    stats_->session_present.store(connack->session_present);
+    if (!connack->session_present) awaiting_release_.clear();  // a new session: no QoS 2 state
+    if (connack->properties.server_keep_alive)
+      config_.keep_alive =
+          std::chrono::seconds(std::max<uint16_t>(1, *connack->properties.server_keep_alive));
+  }
+  link->guard.cancel();
+  if (stopped_ || !link->open) {
+    link->close();
+    co_return true;
+  }
+  stats_->connected.store(true);
+  stats_->connects.fetch_add(1, std::memory_order_relaxed);
+  link->last_received_ms = link->last_sent_ms = steadyMs();
+  // Subscribe on a new session, and once per instance (a changed `subscribe` must take
+  // effect on a resumed session). MQTT 5 asks for retained messages only when a subscription
+  // is new; 3.1.1 brokers send them at every SUBSCRIBE.
+  const bool present = stats_->session_present.load();
+  if (!present || !subscribed_) {
+    std::vector<mqtt::Subscription> subs;
+    for (const auto& s : config_.subscribe) subs.push_back({s.topic, static_cast<uint8_t>(s.qos), 1});
+    mqtt::encodeSubscribe(version_, nextPacketId(), subs, link->out);
+    send(link);
+  }
+  if (present && !unsubscribe_.empty()) {
+    mqtt::encodeUnsubscribe(version_, nextPacketId(), unsubscribe_, link->out);
+    send(link);
+  }
+  if (!unsubscribe_.empty()) unsubscribe_.clear();  // a new session holds none of them
+  asio::co_spawn(worker_.io(), keepAlive(shared_from_this(), link), asio::detached);
+
+  // Drains whole packets first (acknowledging in batches), then reads more.
+  while (link->open) {
+    Inbound in;
+    in.readings = std::make_shared<IncomingReadings>();
+    in.readings->connector = config_.name;
+    bool more = true;
+    while (in.readings->items.size() < kReadingsPerHandOff) {
+      auto packet = decoder.next();
+      if (!packet) {
+        noteError(fmt::format("closing the connection: {}", packet.error().message));
+        link->close();
+        break;
+      }
+      if (!*packet) {
+        more = false;
+        break;
+      }
+      auto& incoming = **packet;
+      if (auto* p = std::get_if<mqtt::Publish>(&incoming)) {
+        onPublish(link, *p, in);
+      } else if (auto* o = std::get_if<mqtt::Oversized>(&incoming)) {
+        onOversized(*o, in);
+      } else if (auto* ack = std::get_if<mqtt::Ack>(&incoming)) {
+        if (ack->type == mqtt::PacketType::kPubrel) {
+          awaiting_release_.erase(ack->packet_id);
+          mqtt::encodeAck(version_, mqtt::PacketType::kPubcomp, ack->packet_id, 0, in.acks);
+        }
+        // PUBACK/PUBREC/PUBCOMP/UNSUBACK answer what this client publishes (rules): none yet.
+      } else if (auto* suback = std::get_if<mqtt::Suback>(&incoming)) {
+        subscribed_ = true;
+        for (size_t i = 0; i < suback->codes.size() && i < config_.subscribe.size(); ++i) {
+          if (suback->codes[i] < 0x80) continue;
+          stats_->refused_subscriptions.fetch_add(1, std::memory_order_relaxed);
+          noteError(fmt::format("the broker refused the subscription to '{}' ({})",
+                                config_.subscribe[i].topic, reasonText(mqtt::Version::k5, suback->codes[i])));
+        }
+      } else if (auto* d = std::get_if<mqtt::Disconnect>(&incoming)) {
+        std::string why = reasonText(version_, d->code);
+        if (!d->properties.reason_string.empty()) why += ": " + d->properties.reason_string;
+        noteError(fmt::format("the broker disconnected: {}", why));
+        link->close();
+        break;
+      } else if (std::holds_alternative<mqtt::Connack>(incoming) ||
+                 std::holds_alternative<mqtt::Auth>(incoming)) {
+        noteError("closing the connection: the broker sent CONNACK or AUTH mid-session");
+        link->close();
+        break;
+      }
+      // PINGRESP: the read itself counts as a sign of life.
+    }
+    if (!co_await settle(link, in)) break;
+    if (more || !link->open) continue;
+    auto [ec, n] = co_await link->stream.async_read_some(asio::buffer(buffer), kNoThrow);
+    if (ec || n == 0) {
+      if (link->open && !stopped_)
+        noteError(
+            fmt::format("the connection was lost: {}", ec ? ec.message() : std::string("end of stream")));
+      link->close();
+      break;
+    }
+    link->last_received_ms = steadyMs();
+    decoder.feed(std::string_view(buffer.data(), n));
+  }
+  link->close();
+  if (!stopped_) {
+    stats_->connected.store(false);
+    stats_->disconnects.fetch_add(1, std::memory_order_relaxed);
+  }
+  co_return true;
+}
+
+void MqttConnector::onPublish(const std::shared_ptr<Link>&, mqtt::Publish& p, Inbound& in) {
+  stats_->messages.fetch_add(1, std::memory_order_relaxed);
+  auto ack = [&] { this->ack(p.qos, p.packet_id, in); };
+  if (p.qos == 2 && awaiting_release_.count(p.packet_id)) {
+    // Sent again before our PUBREC arrived: its readings were taken already.
+    stats_->redelivered.fetch_add(1, std::memory_order_relaxed);
+    return ack();
+  }
+  const MqttSubscription* sub = nullptr;
+  for (const auto& s : config_.subscribe) {
+    if (mqtt::topicMatches(mqtt::matchFilter(s.topic), p.topic)) {
+      sub = &s;
+      break;
+    }
+  }
+  if (!sub) {
+    stats_->unmatched.fetch_add(1, std::memory_order_relaxed);
+    return ack();
+  }
+  PayloadContext ctx;
+  std::string_view device = mqtt::plusLevel(mqtt::matchFilter(sub->topic), p.topic);
+  ctx.device = device.empty() ? std::string_view(sub->device) : device;
+  ctx.metric = sub->metric.empty() ? std::string_view(config_.metric) : std::string_view(sub->metric);
+  ctx.now_ms = wallMs();
+  ctx.max_future_ms = config_.max_future.count();
+  ctx.max_past_ms = config_.max_past.count();
+  ctx.line_precision = config_.time_precision;
+  ctx.payload_names_device = config_.payload_names_device;
+  DecodeReport report;
+  IncomingReadings& readings = *in.readings;
+  const size_t before = readings.items.size();
+  auto decoded = decodePayload(
+      sub->format.value_or(config_.format), p.payload, ctx, [&](const DecodedReading& r) { readings.add(r); },
+      report);
+  ++in.payloads;
+  in.rejected += report.rejected;
+  if (!decoded.ok() || readings.items.size() == before) {
+    // A bad payload is counted and acknowledged: redelivering it would fail the same way forever.
+    ++in.refused;
+    std::lock_guard lock(stats_->error_mutex);
+    stats_->last_error =
+        decoded.ok() ? fmt::format("a message on '{}' held no reading: {}", p.topic,
+                                   report.first_reason.empty() ? "empty" : report.first_reason)
+                     : fmt::format("a message on '{}' was refused: {}", p.topic, decoded.error().message);
+  } else {
+    in.accepted += readings.items.size() - before;
+  }
+  ack();
+}
+
+void MqttConnector::onOversized(const mqtt::Oversized& o, Inbound& in) {
+  // Acknowledged and counted: closing the connection instead would have the broker send the
+  // same message again at every reconnection.
+  stats_->messages.fetch_add(1, std::memory_order_relaxed);
+  ++in.payloads;
+  ++in.refused;
+  ack(o.qos, o.packet_id, in);
+  std::lock_guard lock(stats_->error_mutex);
+  stats_->last_error = fmt::format("a message on '{}' of {} bytes was dropped: larger than max_body ({})",
+                                   o.topic, o.size, config_.max_body);
+}
+
+void MqttConnector::ack(uint8_t qos, uint16_t packet_id, Inbound& in) {
+  if (qos == 1) mqtt::encodeAck(version_, mqtt::PacketType::kPuback, packet_id, 0, in.acks);
+  if (qos == 2) {
+    mqtt::encodeAck(version_, mqtt::PacketType::kPubrec, packet_id, 0, in.acks);
+    in.released.push_back(packet_id);
+  }
+}
+
+awaitable<bool> MqttConnector::settle(const std::shared_ptr<Link>& link, Inbound& in) {
+  if (!in.readings->items.empty()) {
+    const int64_t paused_at = steadyMs();
+    asio::steady_timer wait(worker_.io());
+    while (runtime_.deliver(config_.name, in.readings) < 0) {
+      // The pipelines are full: stop reading (nothing is acknowledged meanwhile, so the broker
+      // holds back), and try again shortly. The keep-alive does not count this silence.
+      link->paused = true;
+      wait.expires_after(std::chrono::milliseconds(20));
+      co_await wait.async_wait(kNoThrow);
+      if (stopped_ || !link->open) {
+        link->paused = false;
+        co_return false;  // not acknowledged: the broker sends them again
+      }
+    }
+    if (link->paused) {
+      link->paused = false;
+      link->last_received_ms = steadyMs();
+      stats_->paused_ms.fetch_add(static_cast<uint64_t>(steadyMs() - paused_at), std::memory_order_relaxed);
+    }
+  }
+  if (in.payloads) runtime_.countIngest(config_.name, in.accepted, in.rejected, in.refused, in.payloads);
+  for (uint16_t id : in.released) awaiting_release_.insert(id);
+  if (!in.acks.empty() && link->open) {
+    link->out += in.acks;
+    send(link);
+  }
+  co_return link->open;
+}
+
+void MqttConnector::send(const std::shared_ptr<Link>& link) {
+  if (link->writing || !link->open || link->out.empty()) return;
+  link->writing = true;
+  asio::co_spawn(worker_.io(), writeLoop(link), asio::detached);
+}
+
+awaitable<void> MqttConnector::writeLoop(std::shared_ptr<Link> link) {
+  std::string chunk;
+  while (link->open && !link->out.empty()) {
+    chunk.clear();
+    chunk.swap(link->out);
+    auto [ec, n] = co_await asio::async_write(link->stream, asio::buffer(chunk), kNoThrow);
+    if (ec) {
+      link->close();
+      break;
+    }
+    link->last_sent_ms = steadyMs();
+  }
+  link->writing = false;
+  if (link->close_after_write) link->close();
+}
+
+awaitable<void> MqttConnector::keepAlive(std::shared_ptr<MqttConnector> self, std::shared_ptr<Link> link) {
+  const int64_t keep_alive = self->config_.keep_alive.count();
+  const int64_t step = std::clamp<int64_t>(keep_alive / 4, 50, 1000);
+  while (link->open && !self->stopped_) {
+    link->tick.expires_after(std::chrono::milliseconds(step));
+    co_await link->tick.async_wait(kNoThrow);
+    if (!link->open || self->stopped_) break;
+    const int64_t now = steadyMs();
+    if (link->paused) {
+      link->last_received_ms = now;
+    } else if (now - link->last_received_ms > keep_alive * 3 / 2) {
+      self->noteError(fmt::format("the broker was silent for {} ms (keep_alive {} ms): reconnecting",
+                                  now - link->last_received_ms, keep_alive));
+      link->close();
+      break;
+    }
+    if (now - link->last_sent_ms >= keep_alive) {
+      mqtt::encodePingreq(link->out);
+      link->last_sent_ms = now;  // not twice while the write is pending
+      self->send(link);
+    }
+  }
+}
+
+void MqttConnector::describe(json::object& out) const {
+  const MqttStats& s = *stats_;
+  out["url"] = config_.url;
+  out["client_id"] = config_.client_id;
+  out["connected"] = s.connected.load();
+  out["session_present"] = s.session_present.load();
+  out["connects"] = s.connects.load();
+  out["failed_attempts"] = s.failed_attempts.load();
+  out["disconnects"] = s.disconnects.load();
+  out["messages"] = s.messages.load();
+  out["unmatched"] = s.unmatched.load();
+  out["redelivered"] = s.redelivered.load();
+  out["refused_subscriptions"] = s.refused_subscriptions.load();
+  out["paused_ms"] = s.paused_ms.load();
+  std::lock_guard lock(s.error_mutex);
+  if (!s.last_error.empty()) out["last_error"] = s.last_error;
+}
+
+}  // namespace ganglion::edge

@@ -1,0 +1,105 @@
+// An MQTT connector: a client of one broker (3.1.1 or 5, plain or TLS with a client
+// certificate) that subscribes to its `subscribe` filters and hands each message's readings to
+// the pipelines that read the connector. It speaks MQTT itself over the worker's event loop
+// (docs/design/edge.md, "MQTT client over Asio"): a QoS 1 or 2 message is acknowledged (PUBACK,
+// PUBREC) only once its readings are taken, so the broker redelivers what a crash interrupted.
+// When the pipelines have too many readings waiting, the connector stops reading the socket:
+// MQTT 5's Receive Maximum, or TCP with 3.1.1, holds the broker back.
+//
+// Threads: constructed and status() read on the main thread; everything else runs on the
+// connector's worker (start, stop and the connection's coroutines).
+#pragma once
+
+#include <atomic>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json/object.hpp>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "edge/edge_config.h"
+#include "loop/worker.h"
+
+namespace ganglion::edge {
+
+class EdgeRuntime;
+struct IncomingReadings;
+
+/// Counters of one MQTT connector, kept by name across reloads. Written on its worker, read
+/// by the main thread.
+struct MqttStats {
+  std::atomic<bool> connected{false};
+  std::atomic<bool> session_present{false};
+  std::atomic<uint64_t> connects{0};         ///< CONNACKs accepted
+  std::atomic<uint64_t> failed_attempts{0};  ///< attempts that did not reach an accepted CONNACK
+  std::atomic<uint64_t> disconnects{0};      ///< connections lost after CONNACK
+  std::atomic<uint64_t> messages{0};         ///< PUBLISH packets received
+  std::atomic<uint64_t> unmatched{0};        ///< messages no subscription matches (acknowledged, dropped)
+  std::atomic<uint64_t> redelivered{0};      ///< QoS 2 messages the broker sent again before PUBREL
+  std::atomic<uint64_t> paused_ms{0};        ///< time spent not reading because pipelines were full
+  std::atomic<uint64_t> refused_subscriptions{0};
+  mutable std::mutex error_mutex;
+  std::string last_error;
+};
+
+class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
+ public:
+  /// `stats`: the previous instance's of the same name, or fresh ones.
+  MqttConnector(EdgeRuntime& runtime, loop::Worker& worker, ConnectorConfig config,
+                std::shared_ptr<MqttStats> stats);
+  ~MqttConnector();
+
+  const ConnectorConfig& config() const { return config_; }
+  const std::string& fingerprint() const { return fingerprint_; }
+  const std::shared_ptr<MqttStats>& stats() const { return stats_; }
+
+  /// Connects and keeps connecting until stop(). `previous`, of the same name, hands over its
+  /// session state (QoS 2 ids awaiting PUBREL) and is stopped. The worker's thread.
+  void start(std::shared_ptr<MqttConnector> previous);
+  /// Sends DISCONNECT (the broker keeps the session) and closes. The worker's thread.
+  void stop();
+
+  /// The MQTT-specific part of GET /edge's connector entry. Main thread.
+  void describe(boost::json::object& out) const;
+
+ private:
+  struct Link;
+  struct Inbound;
+  static boost::asio::awaitable<void> run(std::shared_ptr<MqttConnector> self);
+  /// One connection from connect to loss; true when it reached an accepted CONNACK.
+  boost::asio::awaitable<bool> session();
+  boost::asio::awaitable<bool> handshake(const std::shared_ptr<Link>& link);
+  /// Hands a read's readings to the pipelines (waiting while they are full), then writes
+  /// the acknowledgements. False when the connection or the connector ended meanwhile.
+  boost::asio::awaitable<bool> settle(const std::shared_ptr<Link>& link, Inbound& in);
+  static boost::asio::awaitable<void> keepAlive(std::shared_ptr<MqttConnector> self,
+                                                std::shared_ptr<Link> link);
+  static boost::asio::awaitable<void> writeLoop(std::shared_ptr<Link> link);
+  void send(const std::shared_ptr<Link>& link);
+  void onPublish(const std::shared_ptr<Link>& link, mqtt::Publish& p, Inbound& in);
+  void onOversized(const mqtt::Oversized& o, Inbound& in);
+  /// Owes PUBACK (QoS 1) or PUBREC (QoS 2) for a message once its batch is handed over.
+  void ack(uint8_t qos, uint16_t packet_id, Inbound& in);
+  void noteError(std::string what);
+  uint16_t nextPacketId();
+
+  EdgeRuntime& runtime_;
+  loop::Worker& worker_;
+  ConnectorConfig config_;
+  std::string fingerprint_;
+  std::shared_ptr<MqttStats> stats_;
+  // Worker-owned:
+  bool stopped_ = false;
+  bool subscribed_ = false;  ///< this instance subscribed once (later sessions may be resumed)
+  mqtt::Version version_;
+  std::shared_ptr<Link> link_;
+  std::unique_ptr<boost::asio::steady_timer> retry_timer_;
+  std::vector<std::string> unsubscribe_;           ///< the predecessor's filters this one dropped
+  std::unordered_set<uint16_t> awaiting_release_;  ///< QoS 2 ids PUBREC'd, PUBREL not yet seen
+  uint16_t next_packet_id_ = 1;
+};
+
+}  // namespace ganglion::edge

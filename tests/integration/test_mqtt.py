@@ -1,0 +1,349 @@
+"""The MQTT connector (docs/edge.md "MQTT") against the Debian mosquitto broker started on a
+free port: subscriptions with '+' naming the device, QoS 0/1/2, every payload format, MQTT 5
+and 3.1.1, a persistent session that holds messages while the gateway is down (kill -9),
+reconnection after the broker restarts, TLS with a client certificate, refused credentials
+reported without the password, reload of a changed subscription, and config errors."""
+
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (LOCALHOST, Gateway, Mosquitto, Receiver, free_port, make_pki, render, run_cli,  # noqa: E402
+                     wait_until)
+
+TOKEN = "Mqtt-Adm1n-T0ken-0123456789"
+
+CONFIG = """
+listeners:
+  - name: public
+    address: @HOST@:@PORT@
+admin:
+  address: @HOST@:@ADMIN@
+  token: @TOKEN@
+connectors:
+  - name: plant
+    kind: mqtt
+    url: @URL@
+    client_id: @CLIENT@
+    protocol: "@PROTOCOL@"
+    keep_alive: 2s
+    reconnect: { initial: 100ms, max: 400ms }
+@EXTRA@
+    subscribe:
+      - { topic: "plant/+/vibration", qos: 1, format: json, metric: vibration }
+      - { topic: "plant/+/temp", qos: 2, format: number, metric: temp }
+      - { topic: "plant/+/senml", qos: 1, format: senml }
+      - { topic: "plant/lp", qos: 0, format: line_protocol }
+      - { topic: "plant/boiler", qos: 1, format: number, metric: pressure, device: boiler-7 }
+sinks:
+  - name: uplink
+    kind: http
+    url: http://@HOST@:@SINK@/ingest
+    batch: { max_records: 1000, max_delay: 50ms }
+    retry: { initial: 50ms, max: 200ms }
+pipelines:
+  - name: raw
+    from: [ plant ]
+    stages:
+      - filter: "value > -1000"
+    to: [ uplink ]
+access_log: { enabled: false }
+"""
+
+
+def config(broker, sink_port, protocol="5", client="gw-plant", extra="", url=None):
+    port, admin = free_port(), free_port()
+    text = render(CONFIG, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=url or broker.url(),
+                  CLIENT=client, PROTOCOL=protocol, EXTRA=extra, SINK=sink_port)
+    return text, admin
+
+
+def connector(gw):
+    r = gw.admin("GET", "/edge", token=TOKEN)
+    for c in r.json()["connectors"]:
+        if c["name"] == "plant":
+            return c
+    raise AssertionError(r.text)
+
+
+def connected(gw):
+    return connector(gw).get("connected") is True
+
+
+class MqttIngest(unittest.TestCase):
+    def test_messages_of_every_format_and_qos_reach_the_sink(self):
+        for protocol in ("5", "3.1.1"):
+            with self.subTest(protocol=protocol), Mosquitto() as broker, Receiver() as rx:
+                text, admin = config(broker, rx.port, protocol=protocol)
+                with Gateway(text, admin_port=admin) as gw:
+                    self.assertTrue(wait_until(lambda: connected(gw), timeout=5), gw.log_text())
+                    # SUBACK arrives right after CONNACK; give it a moment before publishing.
+                    time.sleep(0.2)
+                    t0 = int(time.time() * 1000) - 1000
+                    broker.publish("plant/pump-1/vibration", json.dumps({"value": 0.5, "ts": t0}), qos=1)
+                    broker.publish("plant/pump-1/vibration", "0.75", qos=0)
+                    broker.publish("plant/pump-2/temp", "41.5", qos=2)
+                    broker.publish("plant/pump-3/senml", json.dumps([{"n": "flow", "v": 3.25, "u": "m3/h"}]), qos=1)
+                    broker.publish("plant/lp", "power,device=meter-9 value=7.5", qos=0)
+                    broker.publish("plant/boiler", "2.5", qos=1)
+                    broker.publish("plant/pump-2/temp", "not a number", qos=1)  # refused, acknowledged
+                    broker.publish("plant/pump-2/temp", "42.5", qos=2)
+                    self.assertTrue(wait_until(lambda: len(rx.records()) >= 7, timeout=5), rx.records())
+                    time.sleep(0.2)
+                    recs = rx.records()
+                    got = [(r["device"], r["metric"], r["value"]) for r in recs]
+                    self.assertEqual(got, [("pump-1", "vibration", 0.5), ("pump-1", "vibration", 0.75),
+                                           ("pump-2", "temp", 41.5), ("pump-3", "flow", 3.25),
+                                           ("meter-9", "power", 7.5), ("boiler-7", "pressure", 2.5),
+                                           ("pump-2", "temp", 42.5)])
+                    self.assertEqual(recs[0]["ts"], t0)
+                    self.assertTrue(all(r["source"] == "plant" for r in recs))
+                    self.assertEqual(len({r["id"] for r in recs}), 7)
+                    c = connector(gw)
+                    self.assertEqual(c["messages"], 8)
+                    self.assertEqual(c["payloads"], 8)
+                    self.assertEqual(c["refused"], 1)
+                    self.assertEqual(c["readings"], 7)
+                    self.assertEqual(c["connects"], 1)
+                    self.assertIn("plant/pump-2/temp", c["last_error"])
+                    m = gw.admin("GET", "/metrics", token=TOKEN).text
+                    self.assertIn('ganglion_edge_mqtt_connected{connector="plant"} 1', m)
+                    self.assertIn('ganglion_edge_mqtt_messages_total{connector="plant"} 8', m)
+                # The gateway said DISCONNECT on its way out (a clean close, not a lost client).
+                self.assertTrue(wait_until(lambda: "Client gw-plant disconnected" in broker.log(), timeout=3),
+                                broker.log()[-1500:])
+
+    def test_an_oversized_message_is_acknowledged_and_dropped_not_retried(self):
+        for protocol in ("3.1.1", "5"):
+            with self.subTest(protocol=protocol), Mosquitto() as broker, Receiver() as rx:
+                text, admin = config(broker, rx.port, protocol=protocol, extra="    max_body: 1KiB")
+                with Gateway(text, admin_port=admin) as gw:
+                    self.assertTrue(wait_until(lambda: connected(gw), timeout=5))
+                    time.sleep(0.2)
+                    broker.publish("plant/pump-1/temp", "1" * 5000, qos=2)
+                    broker.publish("plant/pump-1/vibration", "7" + " " * 3000, qos=1)
+                    broker.publish("plant/pump-1/temp", "2.5", qos=1)
+                    self.assertTrue(wait_until(lambda: len(rx.records()) == 1, timeout=5), rx.records())
+                    time.sleep(0.3)
+                    self.assertEqual(rx.records()[0]["value"], 2.5)
+                    c = connector(gw)
+                    self.assertEqual(c["connects"], 1, c)  # the connection stayed up
+                    if protocol == "3.1.1":  # an MQTT 5 broker does not send past Maximum Packet Size
+                        self.assertEqual(c["refused"], 2, c)
+                        self.assertIn("larger than max_body", c["last_error"])
+                # Nothing was left unacknowledged for the broker to send again.
+                self.assertNotIn("Outgoing messages are being dropped", broker.log())
+
+    def test_a_persistent_session_keeps_messages_sent_while_the_gateway_was_killed(self):
+        with Mosquitto() as broker, Receiver() as rx:
+            text, admin = config(broker, rx.port)
+            gw = Gateway(text, admin_port=admin)
+            with gw:
+                self.assertTrue(wait_until(lambda: connected(gw), timeout=5))
+                time.sleep(0.2)
+                gw.proc.send_signal(signal.SIGKILL)
+                gw.proc.wait(5)
+            self.assertTrue(wait_until(lambda: "gw-plant" in broker.log() and
+                                       broker.log().count("Client gw-plant closed its connection") >= 1, timeout=3))
+            values = [str(i) for i in range(200)]
+            broker.publish_many("plant/pump-1/temp", values, qos=2)
+            broker.publish_many("plant/pump-2/vibration", values, qos=1)
+            broker.publish("plant/pump-3/vibration", "5", qos=0)  # QoS 0 is not kept for an absent client
+            with Gateway(text, admin_port=admin) as gw2:
+                self.assertTrue(wait_until(lambda: len(rx.records()) >= 400, timeout=10), len(rx.records()))
+                time.sleep(0.3)
+                recs = rx.records()
+                self.assertEqual(len(recs), 400)
+                temps = [r["value"] for r in recs if r["metric"] == "temp"]
+                vibs = [r["value"] for r in recs if r["metric"] == "vibration"]
+                self.assertEqual(temps, [float(v) for v in values])  # in order, each once
+                self.assertEqual(vibs, [float(v) for v in values])
+                c = connector(gw2)
+                self.assertTrue(c["session_present"])
+
+    def test_the_connector_comes_back_after_the_broker_restarts(self):
+        broker = Mosquitto()
+        with broker, Receiver() as rx:
+            text, admin = config(broker, rx.port)
+            with Gateway(text, admin_port=admin) as gw:
+                self.assertTrue(wait_until(lambda: connected(gw), timeout=5))
+                broker.stop()
+                self.assertTrue(wait_until(lambda: not connected(gw), timeout=5))
+                self.assertTrue(wait_until(lambda: connector(gw)["failed_attempts"] >= 2, timeout=5))
+                c = connector(gw)
+                self.assertEqual(c["disconnects"], 1)
+                self.assertIn("cannot connect", c["last_error"])
+                broker.start()
+                self.assertTrue(wait_until(lambda: connected(gw), timeout=5), connector(gw))
+                time.sleep(0.2)
+                # The restarted broker forgot the session: the connector subscribed again.
+                self.assertFalse(connector(gw)["session_present"])
+                broker.publish("plant/pump-1/vibration", "1.5", qos=1)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 1, timeout=5))
+                self.assertEqual(connector(gw)["connects"], 2)
+
+    def test_a_silent_broker_is_detected_by_the_keep_alive(self):
+        broker = Mosquitto()
+        with broker, Receiver() as rx:
+            text, admin = config(broker, rx.port)
+            with Gateway(text, admin_port=admin) as gw:
+                self.assertTrue(wait_until(lambda: connected(gw), timeout=5))
+                broker.proc.send_signal(signal.SIGSTOP)  # the socket stays open, nothing answers
+                try:
+                    self.assertTrue(wait_until(lambda: not connected(gw), timeout=6), connector(gw))
+                    self.assertIn("silent", connector(gw)["last_error"])
+                finally:
+                    broker.proc.send_signal(signal.SIGCONT)
+                self.assertTrue(wait_until(lambda: connected(gw), timeout=5))
+
+    def test_a_reload_with_a_new_subscription_takes_effect(self):
+        with Mosquitto() as broker, Receiver() as rx:
+            text, admin = config(broker, rx.port)
+            with Gateway(text, admin_port=admin) as gw:
+                self.assertTrue(wait_until(lambda: connected(gw), timeout=5))
+                gw.reload_file(text.replace('"plant/+/vibration", qos: 1, format: json',
+                                            '"site/+/vibration", qos: 1, format: json'))
+                self.assertEqual(gw.admin("POST", "/reload", token=TOKEN).status, 200)
+                self.assertTrue(wait_until(lambda: connected(gw) and connector(gw)["connects"] >= 2, timeout=5),
+                                (connector(gw), gw.log_text()))
+                time.sleep(0.3)
+                broker.publish("site/pump-4/vibration", "4.5", qos=1)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 1, timeout=5))
+                self.assertEqual(rx.records()[0]["device"], "pump-4")
+                # The old filter was unsubscribed from the resumed session: its messages stay away.
+                before = connector(gw)["messages"]
+                broker.publish("plant/pump-1/vibration", "1.0", qos=1)
+                broker.publish("site/pump-4/vibration", "5.5", qos=1)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 2, timeout=5))
+                self.assertEqual(connector(gw)["messages"], before + 1)
+                self.assertEqual(connector(gw)["unmatched"], 0)
+                # An unchanged config keeps the connection.
+                before = connector(gw)["connects"]
+                self.assertEqual(gw.admin("POST", "/reload", token=TOKEN).status, 200)
+                time.sleep(0.5)
+                self.assertEqual(connector(gw)["connects"], before)
+
+
+class MqttSecurity(unittest.TestCase):
+    def test_tls_with_a_client_certificate(self):
+        d = tempfile.mkdtemp(prefix="ganglion-mqtt-tls-")
+        make_pki(d)
+        listener = "cafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n" % (
+            os.path.join(d, "ca.pem"), os.path.join(d, "localhost.pem"), os.path.join(d, "localhost.key"))
+        with Mosquitto(extra=listener) as broker, Receiver() as rx:
+            tls = "    tls: { ca: %s, cert: %s, key: %s }" % (
+                os.path.join(d, "ca.pem"), os.path.join(d, "client.pem"), os.path.join(d, "client.key"))
+            text, admin = config(broker, rx.port, extra=tls, url=broker.url("mqtts"))
+            with Gateway(text, admin_port=admin) as gw:
+                self.assertTrue(wait_until(lambda: connected(gw), timeout=5), connector(gw))
+                time.sleep(0.2)
+                args = ["--cafile", os.path.join(d, "ca.pem"), "--cert", os.path.join(d, "client.pem"),
+                        "--key", os.path.join(d, "client.key")]
+                broker.publish("plant/pump-1/temp", "20.5", qos=2, args=args)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 1, timeout=5))
+            # Without the client certificate the broker refuses the handshake: reported, retried.
+            tls = "    tls: { ca: %s }" % os.path.join(d, "ca.pem")
+            text, admin = config(broker, rx.port, extra=tls, url=broker.url("mqtts"))
+            with Gateway(text, admin_port=admin) as gw:
+                self.assertTrue(wait_until(lambda: connector(gw)["failed_attempts"] >= 2, timeout=5))
+                self.assertFalse(connected(gw))
+            # A CA that did not sign the broker's certificate: the gateway refuses the broker.
+            tls = "    tls: { ca: %s, cert: %s, key: %s }" % (
+                os.path.join(d, "rogue-ca.pem"), os.path.join(d, "client.pem"), os.path.join(d, "client.key"))
+            text, admin = config(broker, rx.port, extra=tls, url=broker.url("mqtts"))
+            with Gateway(text, admin_port=admin) as gw:
+                self.assertTrue(wait_until(lambda: "TLS handshake failed" in connector(gw).get("last_error", ""),
+                                           timeout=5), connector(gw))
+
+    def test_refused_credentials_are_reported_without_the_password(self):
+        d = tempfile.mkdtemp(prefix="ganglion-mqtt-auth-")
+        pwfile = os.path.join(d, "passwords")
+        import subprocess
+        subprocess.run(["mosquitto_passwd", "-c", "-b", pwfile, "gateway", "Right-Pa55word"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with Mosquitto(extra="password_file %s\n" % pwfile, allow_anonymous=False) as broker, Receiver() as rx:
+            for protocol in ("5", "3.1.1"):
+                extra = '    username: gateway\n    password: "Wr0ng-Secret-Pa55"'
+                text, admin = config(broker, rx.port, protocol=protocol, extra=extra)
+                with Gateway(text, admin_port=admin) as gw:
+                    self.assertTrue(wait_until(lambda: "refused" in connector(gw).get("last_error", ""), timeout=5))
+                    c = connector(gw)
+                    self.assertIn("not authorized", c["last_error"])  # mosquitto's answer to a wrong password
+                    self.assertFalse(c["connected"])
+                    shown = gw.admin("GET", "/config", token=TOKEN).text
+                    self.assertNotIn("Wr0ng-Secret-Pa55", shown)
+                    self.assertIn("<redacted>", shown)
+                    time.sleep(0.3)
+                    self.assertNotIn("Wr0ng-Secret-Pa55", gw.log_text())
+                    self.assertNotIn("Wr0ng-Secret-Pa55", json.dumps(c))
+            extra = '    username: gateway\n    password: "Right-Pa55word"'
+            text, admin = config(broker, rx.port, extra=extra)
+            with Gateway(text, admin_port=admin) as gw:
+                self.assertTrue(wait_until(lambda: connected(gw), timeout=5), connector(gw))
+
+
+class MqttConfigErrors(unittest.TestCase):
+    def check(self, text):
+        d = tempfile.mkdtemp(prefix="ganglion-mqtt-check-")
+        path = os.path.join(d, "ganglion.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        r = run_cli(["check", "--config", path])
+        return r.returncode, r.stdout + r.stderr
+
+    def test_bad_settings_are_refused_with_their_line(self):
+        class FakeBroker:
+            port = 1
+
+            def url(self, scheme="mqtt"):
+                return "%s://127.0.0.1:1883" % scheme
+
+        text, _ = config(FakeBroker(), free_port())
+        code, out = self.check(text)
+        self.assertEqual(code, 0, out)
+        lines = text.split("\n")
+
+        def line_of(needle):
+            return next(i for i, l in enumerate(lines) if needle in l) + 1
+
+        cases = [
+            ("url: mqtt://127.0.0.1:1883", "url: http://127.0.0.1:1883",
+             "url must be mqtt://host[:port] or mqtts://host[:port]"),
+            ("url: mqtt://127.0.0.1:1883", "url: mqtt://user:pw@127.0.0.1:1883", "must not hold credentials"),
+            ("url: mqtt://127.0.0.1:1883", "url: mqtt://127.0.0.1:1883/x", "an MQTT url names only the broker"),
+            ('"plant/+/vibration", qos: 1', '"plant/#/vibration", qos: 1', "topic 'plant/#/vibration'"),
+            ('"plant/+/vibration", qos: 1', '"plant/+/vibration", qos: 3', "qos"),
+            ('"plant/+/temp", qos: 2, format: number', '"plant/+/temp", qos: 2, format: xml',
+             "format must be one of json, number, senml, line_protocol, got 'xml'"),
+            ('"plant/+/temp"', '"plant/+/vibration"', "duplicate topic 'plant/+/vibration'"),
+            ('protocol: "5"', 'protocol: "4.0"', "protocol must be 5 or 3.1.1"),
+            ("reconnect: { initial: 100ms, max: 400ms }", "reconnect: { initial: 1s, max: 400ms }",
+             "reconnect.max must be at least reconnect.initial"),
+            ('"plant/+/vibration", qos: 1', '"$share//vibration", qos: 1', "a shared subscription is"),
+        ]
+        for old, new, message in cases:
+            with self.subTest(new=new):
+                bad = text.replace(old, new, 1)
+                code, out = self.check(bad)
+                self.assertNotEqual(code, 0, out)
+                self.assertIn(message, out)
+                self.assertIn(":%d:" % line_of(old), out)
+        code, out = self.check(text.replace("    keep_alive: 2s\n", "    tls: { verify: false }\n"))
+        self.assertIn("tls needs an mqtts:// url", out)
+        code, out = self.check(text.replace("    subscribe:\n", "    subscribes:\n"))
+        self.assertIn("an mqtt connector needs 'subscribe'", out)
+        code, out = self.check(text.replace("    url: mqtt://127.0.0.1:1883\n", ""))
+        self.assertIn("an mqtt connector needs 'url'", out)
+        code, out = self.check(text.replace("kind: mqtt", "kind: http"))
+        self.assertIn("'url' is a field of mqtt connectors, not http ones", out)
+        code, out = self.check(text.replace('protocol: "5"', 'protocol: "3.1.1"\n    password: x'))
+        self.assertIn("MQTT 3.1.1 sends a password only with a username", out)
+
+
+if __name__ == "__main__":
+    unittest.main()
