@@ -16,11 +16,8 @@ using config::FieldKind;
 using config::Reader;
 using config::Schema;
 
-namespace {
-
 // ---- shared custom fields
 
-/// A list of strings (names).
 std::vector<std::string> readNames(Reader& r, const config::Node& v, std::string_view what) {
   std::vector<std::string> out;
   if (v.IsScalar()) {  // `from: plant` reads as a list of one
@@ -38,6 +35,8 @@ json::value namesToJson(const std::vector<std::string>& names) {
   for (const auto& n : names) a.emplace_back(n);
   return a;
 }
+
+namespace {
 
 std::optional<double> readNumber(Reader& r, const config::Node& v, std::string_view what, double min,
                                  double max) {
@@ -617,7 +616,10 @@ void readPipelines(Reader& r, const config::Node& list, EdgeConfig& out) {
       if (!known && !out.refused(s))
         r.fail(n["to"], fmt::format("pipeline '{}' sends to unknown sink '{}'", p.name, s));
     }
-    if (r.errors.size() != errors) return;
+    if (r.errors.size() != errors) {
+      if (!p.name.empty()) out.refused_names.push_back(p.name);  // rules naming it: no second error
+      return;
+    }
     if (std::any_of(p.from.begin(), p.from.end(), [&](const auto& c) { return out.refused(c); }) ||
         std::any_of(p.to.begin(), p.to.end(), [&](const auto& s) { return out.refused(s); }))
       return;  // the refused connector or sink has its own error
@@ -632,17 +634,13 @@ void readPipelines(Reader& r, const config::Node& list, EdgeConfig& out) {
       const config::Node stages = n["stages"];
       const config::Node at =
           stages.IsSequence() && failed_stage < stages.size() ? stages.items()[failed_stage] : n;
+      out.refused_names.push_back(p.name);
       return r.fail(at, fmt::format("pipeline '{}': {}", p.name, built.error().message));
     }
     json::object fp = config::fieldsToJson(pipelineSchema(), p);
     p.fingerprint = json::serialize(fp);
     out.pipelines.push_back(std::move(p));
   });
-}
-
-void readRules(Reader& r, const config::Node& list, EdgeConfig&) {
-  if (!list.IsDefined() || list.IsNull() || (list.IsSequence() && list.size() == 0)) return;
-  r.fail(list, "rules are not built yet (docs/edge.md says what comes next)");
 }
 
 void readEdgeSettings(Reader& r, const config::Node& map, EdgeConfig& out) {

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "config/config.h"
@@ -126,6 +127,47 @@ struct PipelineConfig {
   config::Place at;
 };
 
+/// A topic with `{device}`-style placeholders, split once at load.
+struct TopicTemplate {
+  struct Piece {
+    bool placeholder = false;
+    std::string text;  ///< literal text, or the placeholder's name
+  };
+  std::string text;
+  std::vector<Piece> pieces;
+};
+
+/// `publish: { connector, topic, qos, retain }`: the record as JSON to an MQTT connector's broker.
+struct RulePublish {
+  std::string connector;
+  TopicTemplate topic;
+  uint32_t qos = 1;
+  bool retain = false;
+};
+
+/// `forward: { to }`: the record to a sink.
+struct RuleForward {
+  std::string to;
+};
+
+using RuleAction = std::variant<RulePublish, RuleForward>;
+
+/// A rule: when `when` holds for a record leaving one of its pipelines, its actions run, at most
+/// once per `hold_off` per key, and with `clear_when` not again until that holds (hysteresis).
+struct RuleConfig {
+  std::string name;
+  std::vector<std::string> from;  ///< pipelines; empty: all
+  std::string when;
+  std::string clear_when;
+  Millis hold_off{0};
+  std::string per = "device";  ///< device, series or rule: what a rule's state is kept for
+  std::vector<RuleAction> actions;
+  std::shared_ptr<const expr::Program> when_program;
+  std::shared_ptr<const expr::Program> clear_program;  ///< null: no hysteresis
+  std::string fingerprint;
+  config::Place at;
+};
+
 struct EdgeSettings {
   std::string data_dir = "edge-data";  ///< relative: to the config file's directory
 };
@@ -134,6 +176,7 @@ struct EdgeConfig {
   std::vector<ConnectorConfig> connectors;
   std::vector<SinkConfig> sinks;
   std::vector<PipelineConfig> pipelines;
+  std::vector<RuleConfig> rules;
   EdgeSettings settings;
   /// Connectors and sinks that were written with errors: references to them are not errors
   /// of their own (one mistake, one message).
@@ -148,7 +191,7 @@ void readConnectors(config::Reader& r, const config::Node& list, EdgeConfig& out
 void readSinks(config::Reader& r, const config::Node& list, EdgeConfig& out);
 /// After connectors and sinks: `from` and `to` must name them.
 void readPipelines(config::Reader& r, const config::Node& list, EdgeConfig& out);
-/// `rules:` (not built yet: present, it is refused with that reason).
+/// After pipelines: `from` names pipelines, actions name connectors and sinks.
 void readRules(config::Reader& r, const config::Node& list, EdgeConfig& out);
 void readEdgeSettings(config::Reader& r, const config::Node& map, EdgeConfig& out);
 
@@ -165,11 +208,19 @@ const config::Schema<PipelineConfig>& pipelineSchema();
 const config::Schema<WindowConfig>& windowSchema();
 const config::Schema<DetectSpec>& detectSchema();
 const config::Schema<EdgeSettings>& edgeSettingsSchema();
+const config::Schema<RuleConfig>& ruleSchema();
+const config::Schema<RulePublish>& rulePublishSchema();
+
+/// Helpers shared by the edge sections' readers: a list of names (`from: plant` is a list of
+/// one), and the same for GET /config.
+std::vector<std::string> readNames(config::Reader& r, const config::Node& v, std::string_view what);
+boost::json::value namesToJson(const std::vector<std::string>& names);
 
 /// The sections for GET /config.
 boost::json::value connectorsToJson(const EdgeConfig& c);
 boost::json::value sinksToJson(const EdgeConfig& c);
 boost::json::value pipelinesToJson(const EdgeConfig& c);
+boost::json::value rulesToJson(const EdgeConfig& c);
 
 /// The field names of a config (the standard ones today), shared by its pipelines.
 std::shared_ptr<const FieldNames> edgeFieldNames();

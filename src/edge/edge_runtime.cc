@@ -17,6 +17,7 @@
 #include "base/strings.h"
 #include "edge/connectors/mqtt_connector.h"
 #include "edge/record_json.h"
+#include "edge/rules/rule_runner.h"
 #include "upstream/exchange.h"
 
 namespace ganglion::edge {
@@ -344,6 +345,16 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   /// Sets the sinks its records go to. On its worker.
   void setSinks(std::vector<std::shared_ptr<SinkHost>> sinks) { sinks_ = std::move(sinks); }
 
+  /// A rule bound to what its actions reach (parallel to its config's actions; null: the
+  /// target is gone, the action counts as failed).
+  struct RuleBinding {
+    std::shared_ptr<RuleRunner> runner;
+    std::vector<std::shared_ptr<MqttConnector>> connectors;
+    std::vector<std::shared_ptr<SinkHost>> sinks;
+  };
+  /// Sets the rules that see its output. On its worker.
+  void setRules(std::vector<RuleBinding> rules) { rules_ = std::move(rules); }
+
   /// Queues readings for the pipeline's worker, in the order the calls happen (an ingest
   /// request calls it before it answers, so a sender's next payload comes after). Posting
   /// each payload on its own would not keep that order: a post from the pipeline's own
@@ -496,8 +507,55 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     series.store(pipeline_->series().size(), std::memory_order_relaxed);
   }
 
-  /// Records leaving the last stage: one JSON text each, to every sink.
+  /// Runs the rules on the records leaving the last stage.
+  void runRules(const Batch& batch, const Pipeline& p) {
+    for (const Record& r : batch.records) {
+      for (auto& rule : rules_) {
+        if (!rule.runner->fires(evaluator_, r, batch, p)) continue;
+        const std::string payload = rule.runner->payload(r, batch, p);
+        const auto& actions = rule.runner->config().actions;
+        for (size_t i = 0; i < actions.size(); ++i) {
+          if (const auto* publish = std::get_if<RulePublish>(&actions[i])) {
+            std::string topic = rule.runner->topic(publish->topic, r, batch, p);
+            auto connector = rule.connectors[i];
+            if (!connector || topic.empty()) {
+              rule.runner->stats().failed_actions.fetch_add(1, std::memory_order_relaxed);
+              continue;
+            }
+            connector->worker().post([connector, topic = std::move(topic), payload, qos = publish->qos,
+                                      retain = publish->retain]() mutable {
+              connector->publish(std::move(topic), std::move(payload), static_cast<uint8_t>(qos), retain);
+            });
+          } else {
+            auto sink = rule.sinks[i];
+            if (!sink) {
+              rule.runner->stats().failed_actions.fetch_add(1, std::memory_order_relaxed);
+              continue;
+            }
+            std::vector<QueuedRecord> one(1);
+            one[0].json = payload;
+            one[0].drop_class = dropClass(r.kind);
+            enqueueTo(sink, std::move(one));
+          }
+        }
+      }
+    }
+  }
+
+  void enqueueTo(const std::shared_ptr<SinkHost>& sink, std::vector<QueuedRecord> records) {
+    if (sink->worker() == worker_) {
+      sink->enqueue(std::move(records));
+    } else {
+      host_->worker(sink->worker()).post([sink, records = std::move(records)]() mutable {
+        sink->enqueue(std::move(records));
+      });
+    }
+  }
+
+  /// Records leaving the last stage: the rules see them, then one JSON text each goes to
+  /// every sink.
   void emit(const Batch& batch, const Pipeline& p) {
+    if (!rules_.empty()) runRules(batch, p);
     if (sinks_.empty()) return;
     std::vector<QueuedRecord> records;
     records.reserve(batch.records.size());
@@ -508,15 +566,8 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       records.push_back(std::move(q));
     }
     for (size_t i = 0; i < sinks_.size(); ++i) {
-      auto sink = sinks_[i];
       std::vector<QueuedRecord> copy = i + 1 == sinks_.size() ? std::move(records) : records;
-      if (sink->worker() == worker_) {
-        sink->enqueue(std::move(copy));
-      } else {
-        host_->worker(sink->worker()).post([sink, copy = std::move(copy)]() mutable {
-          sink->enqueue(std::move(copy));
-        });
-      }
+      enqueueTo(sinks_[i], std::move(copy));
     }
   }
 
@@ -528,6 +579,8 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   std::unique_ptr<StageStats[]> stages_;
   FieldId attrs_field_ = FieldNames::kNoField;
   std::vector<std::shared_ptr<SinkHost>> sinks_;
+  std::vector<RuleBinding> rules_;
+  expr::Evaluator evaluator_;  // the rules'
   Batch batch_;
   bool retired_ = false;
   std::mutex inbox_mutex_;
@@ -667,6 +720,7 @@ void EdgeRuntime::install(const EdgeConfig& cfg) {
   pipelines_ = std::move(pipelines);
   sinks_ = std::move(sinks);
   installConnectors(cfg, workers);
+  installRules(cfg);
 }
 
 void EdgeRuntime::installConnectors(const EdgeConfig& cfg, size_t workers) {
@@ -694,6 +748,56 @@ void EdgeRuntime::installConnectors(const EdgeConfig& cfg, size_t workers) {
     if (!named) host_.worker(workerFor(old->config().name, workers)).post([old] { old->stop(); });
   }
   mqtt_ = std::move(mqtt);
+}
+
+void EdgeRuntime::installRules(const EdgeConfig& cfg) {
+  // A rule keeps its state (hold-off, raised keys) on a pipeline that was kept, while its
+  // settings do not change; its actions are bound again to this version's connectors and sinks.
+  std::vector<RuleEntry> entries;
+  std::vector<std::pair<std::string, std::shared_ptr<RuleStats>>> stats;
+  std::vector<std::vector<PipelineHost::RuleBinding>> bindings(pipelines_.size());
+  for (const auto& rc : cfg.rules) {
+    std::shared_ptr<RuleStats> counters;
+    for (auto& [name, s] : rule_stats_)
+      if (name == rc.name) counters = s;
+    if (!counters) counters = std::make_shared<RuleStats>();
+    stats.emplace_back(rc.name, counters);
+    auto config = std::make_shared<const RuleConfig>(rc);
+    for (size_t i = 0; i < pipelines_.size(); ++i) {
+      const auto& p = pipelines_[i];
+      if (!rc.from.empty() && std::find(rc.from.begin(), rc.from.end(), p->config().name) == rc.from.end())
+        continue;
+      std::shared_ptr<RuleRunner> runner;
+      for (const auto& e : rules_)
+        if (e.pipeline == p && e.runner->config().name == rc.name &&
+            e.runner->config().fingerprint == rc.fingerprint)
+          runner = e.runner;
+      if (!runner) runner = std::make_shared<RuleRunner>(config, counters);
+      entries.push_back({p, runner});
+      PipelineHost::RuleBinding b;
+      b.runner = runner;
+      for (const auto& action : rc.actions) {
+        std::shared_ptr<MqttConnector> connector;
+        std::shared_ptr<SinkHost> sink;
+        if (const auto* publish = std::get_if<RulePublish>(&action)) {
+          for (auto& m : mqtt_)
+            if (m->config().name == publish->connector) connector = m;
+        } else if (const auto* forward = std::get_if<RuleForward>(&action)) {
+          for (auto& s : sinks_)
+            if (s->config().name == forward->to) sink = s;
+        }
+        b.connectors.push_back(std::move(connector));
+        b.sinks.push_back(std::move(sink));
+      }
+      bindings[i].push_back(std::move(b));
+    }
+  }
+  for (size_t i = 0; i < pipelines_.size(); ++i) {
+    auto p = pipelines_[i];
+    host_.worker(p->worker()).post([p, b = std::move(bindings[i])]() mutable { p->setRules(std::move(b)); });
+  }
+  rules_ = std::move(entries);
+  rule_stats_ = std::move(stats);
 }
 
 int EdgeRuntime::deliver(std::string_view connector, std::shared_ptr<IncomingReadings> readings) {
@@ -787,6 +891,23 @@ json::object EdgeRuntime::status() const {
     connectors.push_back(std::move(o));
   }
   out["connectors"] = std::move(connectors);
+  json::array rules;
+  for (const auto& [name, s] : rule_stats_) {
+    json::object o;
+    o["name"] = name;
+    json::array on;
+    for (const auto& e : rules_)
+      if (e.runner->config().name == name) on.emplace_back(e.pipeline->config().name);
+    o["pipelines"] = std::move(on);
+    o["matched"] = s->matched.load();
+    o["fired"] = s->fired.load();
+    o["suppressed"] = s->suppressed.load();
+    o["cleared"] = s->cleared.load();
+    o["failed_actions"] = s->failed_actions.load();
+    o["untracked"] = s->untracked.load();
+    rules.push_back(std::move(o));
+  }
+  out["rules"] = std::move(rules);
   return out;
 }
 
@@ -820,7 +941,8 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
 void EdgeRuntime::render(std::string& out) const {
   using telemetry::appendFamilyHead;
   using telemetry::labelValue;
-  if (pipelines_.empty() && sinks_.empty() && routing_.load()->connectors.empty()) return;
+  if (pipelines_.empty() && sinks_.empty() && routing_.load()->connectors.empty() && rule_stats_.empty())
+    return;
   // A family with one sample per pipeline or sink, labelled by its name.
   auto family = [&](std::string_view name, std::string_view type, std::string_view help, const auto& hosts,
                     std::string_view label, auto value) {
@@ -902,6 +1024,21 @@ void EdgeRuntime::render(std::string& out) const {
                    "ganglion_edge_connector_payloads_total{{connector=\"{}\",result=\"backpressure\"}} {}\n",
                    name, all - std::min(all, refused), name, refused, name, e.stats->backpressure.load());
   }
+  if (!rule_stats_.empty()) {
+    appendFamilyHead(out, "ganglion_edge_rule_total", "counter",
+                     "Rule outcomes: matched (the condition held), fired (the actions ran), suppressed "
+                     "(hold-off or hysteresis), cleared, failed_action.");
+    for (const auto& [rule, s] : rule_stats_) {
+      const std::string name = labelValue(rule);
+      for (const auto& [what, n] : {std::pair<std::string_view, uint64_t>{"matched", s->matched.load()},
+                                    {"fired", s->fired.load()},
+                                    {"suppressed", s->suppressed.load()},
+                                    {"cleared", s->cleared.load()},
+                                    {"failed_action", s->failed_actions.load()}})
+        fmt::format_to(std::back_inserter(out), "ganglion_edge_rule_total{{rule=\"{}\",outcome=\"{}\"}} {}\n",
+                       name, what, n);
+    }
+  }
   if (mqtt_.empty()) return;
   family("ganglion_edge_mqtt_connected", "gauge", "1 while an MQTT connector holds an accepted connection.",
          mqtt_, "connector", [](const MqttConnector& m) { return m.stats()->connected.load() ? 1 : 0; });
@@ -914,6 +1051,12 @@ void EdgeRuntime::render(std::string& out) const {
          [](const MqttConnector& m) { return m.stats()->failed_attempts.load(); });
   family("ganglion_edge_mqtt_disconnects_total", "counter", "Accepted connections that were lost.", mqtt_,
          "connector", [](const MqttConnector& m) { return m.stats()->disconnects.load(); });
+  family("ganglion_edge_mqtt_published_total", "counter",
+         "Messages rules published through an MQTT connector (QoS 1 and 2: acknowledged by the broker).",
+         mqtt_, "connector", [](const MqttConnector& m) { return m.stats()->published.load(); });
+  family("ganglion_edge_mqtt_publish_dropped_total", "counter",
+         "Messages to publish dropped because too many waited for the broker.", mqtt_, "connector",
+         [](const MqttConnector& m) { return m.stats()->publish_dropped.load(); });
   family("ganglion_edge_mqtt_paused_seconds_total", "counter",
          "Time an MQTT connector stopped reading because its pipelines were full (backpressure).", mqtt_,
          "connector",

@@ -54,6 +54,8 @@ struct IncomingReadings {
 };
 
 class MqttConnector;
+class RuleRunner;
+struct RuleStats;
 class PipelineHost;
 class SinkHost;
 struct Routing;
@@ -91,11 +93,20 @@ class EdgeRuntime final : public telemetry::MetricsSource {
 
  private:
   void installConnectors(const EdgeConfig& cfg, size_t workers);
+  void installRules(const EdgeConfig& cfg);
+
+  /// A rule as one pipeline runs it (main thread's view, to keep its state across reloads).
+  struct RuleEntry {
+    std::shared_ptr<PipelineHost> pipeline;
+    std::shared_ptr<RuleRunner> runner;
+  };
 
   EdgeHost& host_;
   std::vector<std::shared_ptr<PipelineHost>> pipelines_;  // main thread's view
   std::vector<std::shared_ptr<SinkHost>> sinks_;
   std::vector<std::shared_ptr<MqttConnector>> mqtt_;  // main thread's view
+  std::vector<RuleEntry> rules_;
+  std::vector<std::pair<std::string, std::shared_ptr<RuleStats>>> rule_stats_;  // in config order
   std::atomic<std::shared_ptr<const Routing>> routing_;
   std::vector<std::unique_ptr<WorkerPipelines>> per_worker_;  // [i]: touched only on worker i
   std::atomic<uint64_t> next_seq_;

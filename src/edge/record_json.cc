@@ -79,10 +79,15 @@ void appendRecordId(std::string& out, const Record& r, const Pipeline& pipeline)
   fmt::format_to(std::back_inserter(out), "/{}", r.ts);
 }
 
-void appendRecordJson(std::string& out, const Record& r, const Batch& batch, const Pipeline& pipeline) {
+void appendRecordJson(std::string& out, const Record& r, const Batch& batch, const Pipeline& pipeline,
+                      std::string_view id_suffix) {
   out += "{\"id\":\"";
   std::string id;
   appendRecordId(id, r, pipeline);
+  if (!id_suffix.empty()) {
+    id.push_back('/');
+    appendIdPart(id, id_suffix);
+  }
   appendJsonEscaped(out, id);
   out.push_back('"');
   const SeriesTable& s = pipeline.series();

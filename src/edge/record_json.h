@@ -15,7 +15,9 @@ namespace ganglion::edge {
 /// same window or event produced again after a restart gets the same id).
 void appendRecordId(std::string& out, const Record& r, const Pipeline& pipeline);
 
-/// Appends `r` (of `batch`, in `pipeline`) as one JSON object.
-void appendRecordJson(std::string& out, const Record& r, const Batch& batch, const Pipeline& pipeline);
+/// Appends `r` (of `batch`, in `pipeline`) as one JSON object. `id_suffix` is added to its id
+/// (a rule's copy of a record: `<id>/<rule>`, so that a receiver keeps both).
+void appendRecordJson(std::string& out, const Record& r, const Batch& batch, const Pipeline& pipeline,
+                      std::string_view id_suffix = {});
 
 }  // namespace ganglion::edge

@@ -48,6 +48,8 @@ std::vector<DocsTable> schemaDocsTables() {
                                 {"pipeline", docsTable(edge::pipelineSchema())},
                                 {"window", docsTable(edge::windowSchema())},
                                 {"detect", docsTable(edge::detectSchema())},
+                                {"rule", docsTable(edge::ruleSchema())},
+                                {"rule_publish", docsTable(edge::rulePublishSchema())},
                                 {"edge", docsTable(edge::edgeSettingsSchema())}};
   for (auto& f : filters::filterDocsTables()) tables.push_back({f.kind, std::move(f.table)});
   return tables;

@@ -157,11 +157,10 @@ const Schema<Config>& topLevelSchema() {
            .kind = FieldKind::kCustom,
            .member = {},
            .default_text = "empty",
-           .doc =
-               "Actions on records and events. Not built yet: a non-empty list is refused with that reason.",
+           .doc = "Actions on records and events leaving pipelines: see [`rules`](#rules).",
            .type_text = "list",
            .read = [](Reader& r, const config::Node& v, Config& c) { edge::readRules(r, v, c.edge); },
-           .show = [](const Config&) -> json::value { return nullptr; }},
+           .show = [](const Config& c) { return edge::rulesToJson(c.edge); }},
           {.name = "edge",
            .kind = FieldKind::kCustom,
            .member = {},

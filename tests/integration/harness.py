@@ -981,11 +981,12 @@ class Mosquitto:
     a restart forgets them). `extra` adds lines to its listener (TLS, password files);
     stop()/start() keep the port (outage tests)."""
 
-    def __init__(self, extra="", allow_anonymous=True):
+    def __init__(self, extra="", allow_anonymous=True, persistent=False):
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="ganglion-mosquitto-")
         self.extra = extra
         self.allow_anonymous = allow_anonymous
+        self.persistent = persistent  # sessions and queued messages survive stop()/start()
         self.proc = None
 
     def start(self):
@@ -996,10 +997,12 @@ class Mosquitto:
         with open(conf, "w") as f:
             # `user`: run as root, mosquitto would switch to the mosquitto user, who cannot read
             # this directory (the log, the TLS files).
+            persistence = ("persistence true\npersistence_location %s/\n" % self.dir if self.persistent
+                           else "persistence false\n")
             f.write("user %s\nper_listener_settings true\nlistener %d %s\nallow_anonymous %s\n%s\n"
-                    "persistence false\nlog_dest file %s\nlog_type all\n" % (
+                    "%slog_dest file %s\nlog_type all\n" % (
                         getpass.getuser(), self.port, LOCALHOST, "true" if self.allow_anonymous else "false", self.extra,
-                        os.path.join(self.dir, "mosquitto.log")))
+                        persistence, os.path.join(self.dir, "mosquitto.log")))
         self.proc = subprocess.Popen([exe, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:

@@ -229,6 +229,134 @@ class MqttIngest(unittest.TestCase):
                 self.assertEqual(connector(gw)["connects"], before)
 
 
+RULES = """
+listeners:
+  - name: public
+    address: @HOST@:@PORT@
+admin:
+  address: @HOST@:@ADMIN@
+  token: @TOKEN@
+connectors:
+  - name: plant
+    kind: mqtt
+    url: @URL@
+    client_id: gw-rules
+    reconnect: { initial: 100ms, max: 300ms }
+    subscribe:
+      - { topic: "plant/+/temp", qos: 1, format: number, metric: temp }
+  - { name: lab, kind: http, metric: temp }
+sinks:
+  - name: uplink
+    kind: http
+    url: http://@HOST@:@SINK@/ingest
+    batch: { max_records: 1000, max_delay: 50ms }
+pipelines:
+  - name: raw
+    from: [ plant, lab ]
+    stages: []
+rules:
+  - name: hot
+    when: "value > 10"
+    hold_off: 10s
+    actions:
+      - publish: { connector: plant, topic: "alarms/{device}/{rule}", qos: 1 }
+      - forward: { to: uplink }
+routes:
+  - name: ingest
+    match: { path_prefix: /ingest/ }
+    ingest: lab
+access_log: { enabled: false }
+"""
+
+
+class Subscriber:
+    """mosquitto_sub with a persistent session (client id `watcher`), printing `topic payload`."""
+
+    def __init__(self, broker, topic):
+        self.broker, self.topic = broker, topic
+        self.path = os.path.join(broker.dir, "watcher.txt")
+        self.proc = None
+
+    def start(self):
+        import subprocess
+        self.out = open(self.path, "a")
+        self.proc = subprocess.Popen(["mosquitto_sub", "-h", LOCALHOST, "-p", str(self.broker.port), "-t", self.topic,
+                                      "-q", "1", "-c", "-i", "watcher", "-v"], stdout=self.out,
+                                     stderr=subprocess.DEVNULL)
+        wait_until(lambda: "watcher" in self.broker.log() and "SUBSCRIBE" in self.broker.log().split("watcher", 1)[1],
+                   timeout=3)
+        time.sleep(0.2)
+        return self
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(5)
+            self.out.close()
+        self.proc = None
+
+    def lines(self):
+        with open(self.path) as f:
+            return [l.rstrip("\n") for l in f if l.strip()]
+
+
+class MqttRules(unittest.TestCase):
+    def test_a_rule_publishes_alarms_and_keeps_them_while_the_broker_is_away(self):
+        broker = Mosquitto(persistent=True)
+        with broker, Receiver() as rx:
+            port, admin = free_port(), free_port()
+            text = render(RULES, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url(), SINK=rx.port)
+            watcher = Subscriber(broker, "alarms/#").start()
+            try:
+                with Gateway(text, admin_port=admin) as gw:
+                    self.assertTrue(wait_until(lambda: connected(gw), timeout=5))
+                    t0 = int(time.time() * 1000)
+
+                    def ingest(device, value, ts):
+                        from harness import http_request
+                        r = http_request(port, "POST", "/ingest/" + device, body=json.dumps({"value": value, "ts": ts}),
+                                         headers={"Content-Type": "application/json"})
+                        self.assertEqual(r.status, 202, r.body)
+
+                    ingest("pump-1", 11, t0)
+                    ingest("pump-1", 12, t0 + 1000)  # within hold_off: suppressed
+                    ingest("pump-1", 3, t0 + 2000)
+                    broker.publish("plant/pump-9/temp", "50", qos=1)  # through MQTT, the same rule
+                    self.assertTrue(wait_until(lambda: len(watcher.lines()) >= 2, timeout=5), watcher.lines())
+                    topic, payload = watcher.lines()[0].split(" ", 1)
+                    self.assertEqual(topic, "alarms/pump-1/hot")
+                    alarm = json.loads(payload)
+                    self.assertEqual((alarm["device"], alarm["value"], alarm["rule"], alarm["ts"]), ("pump-1", 11, "hot", t0))
+                    self.assertEqual(watcher.lines()[1].split(" ")[0], "alarms/pump-9/hot")
+                    rules = gw.admin("GET", "/edge", token=TOKEN).json()["rules"]
+                    self.assertEqual(rules[0]["fired"], 2)
+                    self.assertEqual(rules[0]["suppressed"], 1)
+                    # Forwarded copies reach the sink with their own ids.
+                    self.assertTrue(wait_until(lambda: len(rx.records()) == 2, timeout=5), rx.records())
+                    self.assertTrue(all(r["rule"] == "hot" and r["id"].endswith("/hot") for r in rx.records()))
+
+                    # The broker goes away: alarms wait in the connector, in order.
+                    watcher.stop()
+                    broker.stop()
+                    self.assertTrue(wait_until(lambda: not connected(gw), timeout=5))
+                    ingest("pump-2", 20, t0 + 3000)
+                    ingest("pump-3", 30, t0 + 3000)
+                    self.assertTrue(wait_until(lambda: connector(gw)["publish_waiting"] == 2, timeout=5),
+                                    connector(gw))
+                    broker.start()
+                    self.assertTrue(wait_until(lambda: connector(gw)["publish_waiting"] == 0, timeout=5),
+                                    connector(gw))
+                    watcher.start()  # its persistent session held them
+                    self.assertTrue(wait_until(lambda: len(watcher.lines()) >= 4, timeout=5), watcher.lines())
+                    self.assertEqual([l.split(" ")[0] for l in watcher.lines()[2:]],
+                                     ["alarms/pump-2/hot", "alarms/pump-3/hot"])
+                    self.assertEqual(connector(gw)["published"], 4)
+                    m = gw.admin("GET", "/metrics", token=TOKEN).text
+                    self.assertIn('ganglion_edge_rule_total{rule="hot",outcome="fired"} 4', m)
+            finally:
+                watcher.stop()
+
+
 class MqttSecurity(unittest.TestCase):
     def test_tls_with_a_client_certificate(self):
         d = tempfile.mkdtemp(prefix="ganglion-mqtt-tls-")
@@ -343,6 +471,39 @@ class MqttConfigErrors(unittest.TestCase):
         self.assertIn("'url' is a field of mqtt connectors, not http ones", out)
         code, out = self.check(text.replace('protocol: "5"', 'protocol: "3.1.1"\n    password: x'))
         self.assertIn("MQTT 3.1.1 sends a password only with a username", out)
+
+    def test_bad_rules_are_refused_with_their_line(self):
+        text = render(RULES, HOST=LOCALHOST, PORT=free_port(), ADMIN=free_port(), TOKEN=TOKEN,
+                      URL="mqtt://127.0.0.1:1883", SINK=free_port())
+        code, out = self.check(text)
+        self.assertEqual(code, 0, out)
+        cases = [
+            ('when: "value > 10"', 'when: "valu > 10"', "rule 'hot': when: 1:1: unknown field 'valu' (did you mean 'value'?)"),
+            ('when: "value > 10"', 'when: "value + 10"', "rule 'hot': when:"),
+            ("connector: plant, topic", "connector: lab, topic",
+             "rule 'hot' publishes through connector 'lab', which is http (publish needs an mqtt connector)"),
+            ("connector: plant, topic", "connector: nowhere, topic", "publishes through unknown connector 'nowhere'"),
+            ("forward: { to: uplink }", "forward: { to: downlink }", "rule 'hot' forwards to unknown sink 'downlink'"),
+            ('"alarms/{device}/{rule}"', '"alarms/{devise}"', "unknown placeholder '{devise}'"),
+            ('"alarms/{device}/{rule}"', '"alarms/#/{device}"', "topic 'alarms/#/{device}'"),
+            ('"alarms/{device}/{rule}"', '"alarms/{device"', "a '{' without its '}'"),
+            ("qos: 1 }\n      - forward", "qos: 5 }\n      - forward", "qos"),
+            ("hold_off: 10s", "hold_off: 10s\n    per: site", "per must be device, series or rule, got 'site'"),
+            ("forward: { to: uplink }", "summarize: { model: m, prompt: p, to: uplink }", "action 'summarize' is not built yet"),
+            ("forward: { to: uplink }", "explode: {}", "unknown action 'explode'"),
+        ]
+        for old, new, message in cases:
+            with self.subTest(new=new):
+                self.assertIn(old, text)
+                bad = text.replace(old, new, 1)
+                code, out = self.check(bad)
+                self.assertNotEqual(code, 0, out)
+                self.assertIn(message, out)
+                where, needle = (bad, "per: site") if "per: site" in new else (text, old.split("\n")[0])
+                line = next(i for i, l in enumerate(where.split("\n")) if needle in l) + 1
+                self.assertIn(":%d:" % line, out)
+        code, out = self.check(text.replace("  - name: hot\n", "  - name: hot\n    from: [ nope ]\n"))
+        self.assertIn("rule 'hot' reads unknown pipeline 'nope'", out)
 
 
 if __name__ == "__main__":

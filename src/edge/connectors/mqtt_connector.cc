@@ -165,6 +165,9 @@ void MqttConnector::start(std::shared_ptr<MqttConnector> previous) {
   retry_timer_ = std::make_unique<asio::steady_timer>(worker_.io());
   if (previous) {
     awaiting_release_ = std::move(previous->awaiting_release_);
+    outgoing_ = std::move(previous->outgoing_);  // resent on the resumed session, or sent anew
+    outgoing_bytes_ = previous->outgoing_bytes_;
+    previous->outgoing_bytes_ = 0;
     // Same client id: the broker's session still holds the old subscriptions.
     for (const auto& old : previous->config_.subscribe) {
       const bool kept = std::any_of(config_.subscribe.begin(), config_.subscribe.end(),
@@ -195,9 +198,149 @@ void MqttConnector::stop() {
 }
 
 uint16_t MqttConnector::nextPacketId() {
-  const uint16_t id = next_packet_id_++;
-  if (next_packet_id_ == 0) next_packet_id_ = 1;
-  return id;
+  // Not one an outgoing message still holds (at most kMaxOutgoing of 65,535 are in use).
+  for (;;) {
+    const uint16_t id = next_packet_id_++;
+    if (next_packet_id_ == 0) next_packet_id_ = 1;
+    const bool used = std::any_of(outgoing_.begin(), outgoing_.end(), [id](const Outgoing& o) {
+      return o.packet_id == id && o.state != Outgoing::State::kWaiting;
+    });
+    if (!used) return id;
+  }
+}
+
+void MqttConnector::publish(std::string topic, std::string payload, uint8_t qos, bool retain) {
+  if (stopped_) return;
+  outgoing_bytes_ += topic.size() + payload.size();
+  outgoing_.push_back(
+      Outgoing{std::move(topic), std::move(payload), qos, retain, 0, Outgoing::State::kWaiting});
+  // Too many waiting (a broker away for long): the oldest not yet sent goes first.
+  while (outgoing_.size() > kMaxOutgoing || outgoing_bytes_ > kMaxOutgoingBytes) {
+    auto it = std::find_if(outgoing_.begin(), outgoing_.end(),
+                           [](const Outgoing& o) { return o.state == Outgoing::State::kWaiting; });
+    if (it == outgoing_.end()) break;  // all in flight: the broker's Receive Maximum bounds them
+    outgoing_bytes_ -= it->topic.size() + it->payload.size();
+    outgoing_.erase(it);
+    stats_->publish_dropped.fetch_add(1, std::memory_order_relaxed);
+  }
+  pumpOutgoing();
+}
+
+void MqttConnector::dropOutgoingDone() {
+  for (auto it = outgoing_.begin(); it != outgoing_.end();) {
+    if (it->state == Outgoing::State::kDone) {
+      outgoing_bytes_ -= it->topic.size() + it->payload.size();
+      it = outgoing_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  stats_->publish_waiting.store(outgoing_.size(), std::memory_order_relaxed);
+}
+
+void MqttConnector::pumpOutgoing() {
+  auto link = link_;
+  if (!link || !link->open || !stats_->connected.load(std::memory_order_relaxed)) {
+    stats_->publish_waiting.store(outgoing_.size(), std::memory_order_relaxed);
+    return;
+  }
+  bool wrote = false;
+  for (auto& o : outgoing_) {
+    if (o.state != Outgoing::State::kWaiting) continue;
+    const uint8_t qos = std::min(o.qos, peer_max_qos_);
+    if (qos > 0 && inflight_ >= peer_receive_max_) break;
+    mqtt::Publish p;
+    p.topic = o.topic;
+    p.payload = o.payload;
+    p.qos = qos;
+    p.retain = o.retain;
+    if (qos > 0) {
+      o.qos = qos;
+      o.packet_id = nextPacketId();
+      p.packet_id = o.packet_id;
+      o.state = Outgoing::State::kSent;
+      ++inflight_;
+    } else {
+      o.state = Outgoing::State::kDone;
+      stats_->published.fetch_add(1, std::memory_order_relaxed);
+    }
+    mqtt::encodePublish(version_, p, link->out);
+    wrote = true;
+  }
+  dropOutgoingDone();
+  if (wrote) send(link);
+}
+
+void MqttConnector::resumeOutgoing(bool session_present) {
+  inflight_ = 0;
+  auto link = link_;
+  for (auto& o : outgoing_) {
+    if (o.state == Outgoing::State::kSent) {
+      if (!session_present) {
+        o.state = Outgoing::State::kWaiting;  // a new session knows nothing of it: send it anew
+        o.packet_id = 0;
+        continue;
+      }
+      mqtt::Publish p;
+      p.topic = o.topic;
+      p.payload = o.payload;
+      p.qos = o.qos;
+      p.retain = o.retain;
+      p.packet_id = o.packet_id;
+      p.dup = true;
+      mqtt::encodePublish(version_, p, link->out);
+      ++inflight_;
+    } else if (o.state == Outgoing::State::kReleased) {
+      if (!session_present) {
+        // The broker had it (PUBREC came) and forgot the session: it was delivered.
+        o.state = Outgoing::State::kDone;
+        stats_->published.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      mqtt::encodeAck(version_, mqtt::PacketType::kPubrel, o.packet_id, 0, link->out);
+      ++inflight_;
+    }
+  }
+  dropOutgoingDone();
+  send(link);
+  pumpOutgoing();
+}
+
+void MqttConnector::onOutgoingAck(const mqtt::Ack& ack, std::string& out) {
+  using State = Outgoing::State;
+  for (auto& o : outgoing_) {
+    if (o.packet_id != ack.packet_id || o.state == State::kWaiting || o.state == State::kDone) continue;
+    if (ack.type == mqtt::PacketType::kPuback && o.state == State::kSent && o.qos == 1) {
+      o.state = State::kDone;
+    } else if (ack.type == mqtt::PacketType::kPubrec && o.state == State::kSent && o.qos == 2) {
+      if (ack.code >= 0x80) {
+        o.state = State::kDone;
+        stats_->publish_refused.fetch_add(1, std::memory_order_relaxed);
+        noteError(fmt::format("the broker refused a message to '{}' ({})", o.topic,
+                              reasonText(version_, ack.code)));
+        --inflight_;
+        break;
+      }
+      o.state = State::kReleased;
+      mqtt::encodeAck(version_, mqtt::PacketType::kPubrel, o.packet_id, 0, out);
+      break;
+    } else if (ack.type == mqtt::PacketType::kPubcomp && o.state == State::kReleased) {
+      o.state = State::kDone;
+    } else {
+      break;  // not the answer this message waits for: ignored
+    }
+    if (ack.code >= 0x80) {
+      stats_->publish_refused.fetch_add(1, std::memory_order_relaxed);
+      noteError(
+          fmt::format("the broker refused a message to '{}' ({})", o.topic, reasonText(version_, ack.code)));
+    } else {
+      stats_->published.fetch_add(1, std::memory_order_relaxed);
+    }
+    --inflight_;
+    break;
+  }
+  dropOutgoingDone();
+  pumpOutgoing();
 }
 
 void MqttConnector::noteError(std::string what) {
@@ -324,6 +467,9 @@ awaitable<bool> MqttConnector::session() {
     accepted = true;
     stats_->session_present.store(connack->session_present);
     if (!connack->session_present) awaiting_release_.clear();  // a new session: no QoS 2 state
+    peer_receive_max_ = connack->properties.receive_maximum.value_or(65535);
+    if (peer_receive_max_ == 0) peer_receive_max_ = 65535;
+    peer_max_qos_ = connack->properties.maximum_qos.value_or(2);
     if (connack->properties.server_keep_alive)
       config_.keep_alive =
           std::chrono::seconds(std::max<uint16_t>(1, *connack->properties.server_keep_alive));
@@ -351,6 +497,7 @@ awaitable<bool> MqttConnector::session() {
     send(link);
   }
   if (!unsubscribe_.empty()) unsubscribe_.clear();  // a new session holds none of them
+  resumeOutgoing(present);
   asio::co_spawn(worker_.io(), keepAlive(shared_from_this(), link), asio::detached);
 
   // Drains whole packets first (acknowledging in batches), then reads more.
@@ -379,8 +526,9 @@ awaitable<bool> MqttConnector::session() {
         if (ack->type == mqtt::PacketType::kPubrel) {
           awaiting_release_.erase(ack->packet_id);
           mqtt::encodeAck(version_, mqtt::PacketType::kPubcomp, ack->packet_id, 0, in.acks);
+        } else {
+          onOutgoingAck(*ack, in.acks);  // PUBACK, PUBREC, PUBCOMP of what this client published
         }
-        // PUBACK/PUBREC/PUBCOMP/UNSUBACK answer what this client publishes (rules): none yet.
       } else if (auto* suback = std::get_if<mqtt::Suback>(&incoming)) {
         subscribed_ = true;
         for (size_t i = 0; i < suback->codes.size() && i < config_.subscribe.size(); ++i) {
@@ -584,6 +732,10 @@ void MqttConnector::describe(json::object& out) const {
   out["redelivered"] = s.redelivered.load();
   out["refused_subscriptions"] = s.refused_subscriptions.load();
   out["paused_ms"] = s.paused_ms.load();
+  out["published"] = s.published.load();
+  out["publish_waiting"] = s.publish_waiting.load();
+  out["publish_dropped"] = s.publish_dropped.load();
+  out["publish_refused"] = s.publish_refused.load();
   std::lock_guard lock(s.error_mutex);
   if (!s.last_error.empty()) out["last_error"] = s.last_error;
 }

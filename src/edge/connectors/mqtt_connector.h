@@ -14,6 +14,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json/object.hpp>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -41,6 +42,10 @@ struct MqttStats {
   std::atomic<uint64_t> redelivered{0};      ///< QoS 2 messages the broker sent again before PUBREL
   std::atomic<uint64_t> paused_ms{0};        ///< time spent not reading because pipelines were full
   std::atomic<uint64_t> refused_subscriptions{0};
+  std::atomic<uint64_t> published{0};        ///< messages sent (QoS 0) or acknowledged (QoS 1, 2)
+  std::atomic<uint64_t> publish_dropped{0};  ///< outgoing messages dropped: too many waiting
+  std::atomic<uint64_t> publish_refused{0};  ///< outgoing messages the broker refused (MQTT 5 reason)
+  std::atomic<uint64_t> publish_waiting{0};  ///< outgoing messages not yet acknowledged
   mutable std::mutex error_mutex;
   std::string last_error;
 };
@@ -55,12 +60,21 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   const ConnectorConfig& config() const { return config_; }
   const std::string& fingerprint() const { return fingerprint_; }
   const std::shared_ptr<MqttStats>& stats() const { return stats_; }
+  loop::Worker& worker() const { return worker_; }
 
   /// Connects and keeps connecting until stop(). `previous`, of the same name, hands over its
   /// session state (QoS 2 ids awaiting PUBREL) and is stopped. The worker's thread.
   void start(std::shared_ptr<MqttConnector> previous);
   /// Sends DISCONNECT (the broker keeps the session) and closes. The worker's thread.
   void stop();
+
+  /// Publishes a message to the broker (rules' `publish`). QoS 1 and 2 messages are kept until
+  /// the broker acknowledges them and sent again (DUP) on a resumed session; while the broker
+  /// is away they wait, at most kMaxOutgoing of them (the oldest not yet sent is dropped past
+  /// that, counted). The worker's thread.
+  void publish(std::string topic, std::string payload, uint8_t qos, bool retain);
+  static constexpr size_t kMaxOutgoing = 1000;
+  static constexpr size_t kMaxOutgoingBytes = 8u << 20;
 
   /// The MQTT-specific part of GET /edge's connector entry. Main thread.
   void describe(boost::json::object& out) const;
@@ -80,6 +94,22 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   static boost::asio::awaitable<void> writeLoop(std::shared_ptr<Link> link);
   void send(const std::shared_ptr<Link>& link);
   void onPublish(const std::shared_ptr<Link>& link, mqtt::Publish& p, Inbound& in);
+  struct Outgoing {
+    enum class State : uint8_t { kWaiting, kSent, kReleased, kDone };
+    std::string topic;
+    std::string payload;
+    uint8_t qos = 0;
+    bool retain = false;
+    uint16_t packet_id = 0;
+    State state = State::kWaiting;
+  };
+  /// Sends waiting messages while the broker's Receive Maximum allows. The worker's thread.
+  void pumpOutgoing();
+  /// After CONNACK: resends what the resumed session still owes, or starts over on a new one.
+  void resumeOutgoing(bool session_present);
+  /// PUBACK, PUBREC, PUBCOMP for a message this client published.
+  void onOutgoingAck(const mqtt::Ack& ack, std::string& out);
+  void dropOutgoingDone();
   void onOversized(const mqtt::Oversized& o, Inbound& in);
   /// Owes PUBACK (QoS 1) or PUBREC (QoS 2) for a message once its batch is handed over.
   void ack(uint8_t qos, uint16_t packet_id, Inbound& in);
@@ -100,6 +130,11 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   std::vector<std::string> unsubscribe_;           ///< the predecessor's filters this one dropped
   std::unordered_set<uint16_t> awaiting_release_;  ///< QoS 2 ids PUBREC'd, PUBREL not yet seen
   uint16_t next_packet_id_ = 1;
+  std::deque<Outgoing> outgoing_;
+  size_t outgoing_bytes_ = 0;
+  size_t inflight_ = 0;                ///< outgoing QoS 1/2 messages sent, not yet completed
+  uint16_t peer_receive_max_ = 65535;  ///< the broker's Receive Maximum (MQTT 5)
+  uint8_t peer_max_qos_ = 2;           ///< the broker's Maximum QoS (MQTT 5)
 };
 
 }  // namespace ganglion::edge

@@ -1,0 +1,68 @@
+// One rule as one pipeline runs it (docs/edge.md "Rules"): its condition, hold-off and
+// hysteresis state per key, and the topic and payload its actions send. The runtime binds
+// the actions to connectors and sinks; this file decides only whether a record fires.
+//
+// Threads: built on the main thread, then used only on its pipeline's worker; RuleStats are
+// atomics the main thread reads.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "edge/edge_config.h"
+
+namespace ganglion::edge {
+
+/// Counters of one rule, summed over the pipelines it reads and kept by name across reloads.
+struct RuleStats {
+  std::atomic<uint64_t> matched{0};     ///< records for which `when` held
+  std::atomic<uint64_t> fired{0};       ///< matches that ran the actions
+  std::atomic<uint64_t> suppressed{0};  ///< matches held back by hold_off or a raised state
+  std::atomic<uint64_t> cleared{0};     ///< raised keys that `clear_when` lowered
+  std::atomic<uint64_t> failed_actions{0};
+  std::atomic<uint64_t> untracked{0};  ///< matches of keys past kMaxKeys (fired without state)
+};
+
+class RuleRunner {
+ public:
+  /// Keys whose state a runner keeps at most (a flood of invented device names cannot grow it
+  /// without bound); a match of another key fires as if the rule had no state.
+  static constexpr size_t kMaxKeys = 100'000;
+
+  RuleRunner(std::shared_ptr<const RuleConfig> config, std::shared_ptr<RuleStats> stats)
+      : config_(std::move(config)), stats_(std::move(stats)) {}
+
+  const RuleConfig& config() const { return *config_; }
+  RuleStats& stats() const { return *stats_; }
+
+  /// Whether record `r` fires the rule now (and updates the key's state). Pipeline's worker.
+  bool fires(expr::Evaluator& ev, const Record& r, const Batch& batch, const Pipeline& pipeline);
+
+  /// The topic of a publish action for `r`; empty when the filled-in topic is not a valid
+  /// topic name (a '+' or '#' in a device name).
+  std::string topic(const TopicTemplate& t, const Record& r, const Batch& batch,
+                    const Pipeline& pipeline) const;
+
+  /// The record as JSON with `"rule"` added and its id made `<id>/<rule>`: what actions send.
+  std::string payload(const Record& r, const Batch& batch, const Pipeline& pipeline) const;
+
+  size_t keys() const { return states_.size(); }
+
+ private:
+  struct State {
+    bool raised = false;
+    bool fired_once = false;
+    int64_t last_fired_ts = 0;
+  };
+  std::string keyOf(const Record& r, const Pipeline& pipeline) const;
+
+  std::shared_ptr<const RuleConfig> config_;
+  std::shared_ptr<RuleStats> stats_;
+  std::unordered_map<std::string, State> states_;
+  std::string key_;  // scratch
+};
+
+}  // namespace ganglion::edge

@@ -1,0 +1,147 @@
+#include "edge/rules/rule_runner.h"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+namespace ganglion::edge {
+namespace {
+
+std::shared_ptr<const expr::Program> condition(std::string_view text) {
+  const auto names = edgeFieldNames();
+  expr::Scope scope;
+  scope.names = names.get();
+  scope.all_fields = true;
+  scope.attrs_field = names->find("attrs");
+  auto p = expr::compile(text, scope, true);
+  EXPECT_TRUE(p.ok()) << (p.ok() ? "" : p.error().message);
+  return std::make_shared<const expr::Program>(std::move(*p));
+}
+
+/// A pass-through pipeline whose records the runner judges one at a time.
+struct Bench {
+  Bench() {
+    PipelineSpec spec;
+    spec.name = "line";
+    auto built = buildPipeline(spec, edgeFieldNames());
+    EXPECT_TRUE(built.ok());
+    pipeline = std::move(*built);
+    origin = pipeline->origin("plant");
+  }
+  /// Whether a reading of `device` with `value` at `ts` fires `runner`.
+  bool fires(RuleRunner& runner, std::string_view device, double value, int64_t ts,
+             std::string_view metric = "temp") {
+    batch.clear();
+    Record r;
+    r.series = pipeline->series().intern("plant", device, metric);
+    r.ts = ts;
+    r.value = value;
+    r.origin = origin;
+    r.seq = static_cast<uint64_t>(ts);
+    batch.push(r);
+    return runner.fires(ev, batch.records[0], batch, *pipeline);
+  }
+  std::unique_ptr<Pipeline> pipeline;
+  uint16_t origin = 0;
+  Batch batch;
+  expr::Evaluator ev;
+};
+
+std::shared_ptr<RuleConfig> rule(std::string_view when, std::string_view clear = {}, int64_t hold_off_ms = 0,
+                                 std::string per = "device") {
+  auto c = std::make_shared<RuleConfig>();
+  c->name = "hot";
+  c->when = when;
+  c->when_program = condition(when);
+  if (!clear.empty()) c->clear_program = condition(clear);
+  c->hold_off = Millis(hold_off_ms);
+  c->per = std::move(per);
+  return c;
+}
+
+TEST(RuleRunner, WithoutStateEveryMatchFires) {
+  Bench b;
+  auto stats = std::make_shared<RuleStats>();
+  RuleRunner r(rule("value > 10"), stats);
+  EXPECT_FALSE(b.fires(r, "p1", 5, 1000));
+  EXPECT_TRUE(b.fires(r, "p1", 11, 1001));
+  EXPECT_TRUE(b.fires(r, "p1", 12, 1002));
+  EXPECT_EQ(stats->matched.load(), 2u);
+  EXPECT_EQ(stats->fired.load(), 2u);
+  EXPECT_EQ(r.keys(), 0u);  // nothing to remember
+}
+
+TEST(RuleRunner, HoldOffCountsRecordTimePerDevice) {
+  Bench b;
+  auto stats = std::make_shared<RuleStats>();
+  RuleRunner r(rule("value > 10", {}, 30'000), stats);
+  EXPECT_TRUE(b.fires(r, "p1", 11, 100'000));
+  EXPECT_FALSE(b.fires(r, "p1", 11, 129'999));  // within 30 s of the firing
+  EXPECT_TRUE(b.fires(r, "p2", 11, 129'999));   // another device has its own hold-off
+  EXPECT_TRUE(b.fires(r, "p1", 11, 130'000));
+  EXPECT_FALSE(b.fires(r, "p1", 11, 130'001, "vibration"));  // per device: any metric of it
+  EXPECT_EQ(stats->suppressed.load(), 2u);
+  EXPECT_EQ(stats->fired.load(), 3u);
+
+  RuleRunner series(rule("value > 10", {}, 30'000, "series"), std::make_shared<RuleStats>());
+  EXPECT_TRUE(b.fires(series, "p1", 11, 100'000));
+  EXPECT_TRUE(b.fires(series, "p1", 11, 100'001, "vibration"));
+  EXPECT_FALSE(b.fires(series, "p1", 11, 100'002));
+
+  RuleRunner whole(rule("value > 10", {}, 30'000, "rule"), std::make_shared<RuleStats>());
+  EXPECT_TRUE(b.fires(whole, "p1", 11, 100'000));
+  EXPECT_FALSE(b.fires(whole, "p2", 11, 100'001));
+}
+
+TEST(RuleRunner, HysteresisHoldsUntilTheClearCondition) {
+  Bench b;
+  auto stats = std::make_shared<RuleStats>();
+  RuleRunner r(rule("value > 80", "value < 60"), stats);
+  EXPECT_TRUE(b.fires(r, "p1", 85, 1));
+  EXPECT_FALSE(b.fires(r, "p1", 90, 2));  // raised: no flapping
+  EXPECT_FALSE(b.fires(r, "p1", 70, 3));  // between the two: still raised
+  EXPECT_TRUE(b.fires(r, "p2", 81, 3));
+  EXPECT_FALSE(b.fires(r, "p1", 59, 4));  // cleared
+  EXPECT_TRUE(b.fires(r, "p1", 81, 5));
+  EXPECT_EQ(stats->cleared.load(), 1u);
+  EXPECT_EQ(stats->suppressed.load(), 1u);
+  EXPECT_EQ(stats->fired.load(), 3u);
+}
+
+TEST(RuleRunner, KeysAreBoundedAndPastTheBoundMatchesStillFire) {
+  Bench b;
+  auto stats = std::make_shared<RuleStats>();
+  RuleRunner r(rule("value > 10", "value < 5"), stats);
+  for (size_t i = 0; i < RuleRunner::kMaxKeys; ++i) {
+    const std::string device = fmt::format("d{}", i);  // not "d" + to_string: a GCC 12 false warning
+    b.fires(r, device, 1, 1);
+  }
+  EXPECT_EQ(r.keys(), RuleRunner::kMaxKeys);
+  EXPECT_TRUE(b.fires(r, "one-more", 11, 2));
+  EXPECT_TRUE(b.fires(r, "one-more", 11, 3));  // no state for it: not held back
+  EXPECT_EQ(r.keys(), RuleRunner::kMaxKeys);
+  EXPECT_EQ(stats->untracked.load(), 2u);
+}
+
+TEST(RuleRunner, TopicsAndPayloads) {
+  Bench b;
+  RuleRunner r(rule("value > 10"), std::make_shared<RuleStats>());
+  ASSERT_TRUE(b.fires(r, "pump/1", 11, 1764460800123));
+  TopicTemplate t;
+  t.pieces = {{false, "alarms/"}, {true, "device"}, {false, "/"},
+              {true, "rule"},     {false, "/"},     {true, "kind"}};
+  const Record& rec = b.batch.records[0];
+  EXPECT_EQ(r.topic(t, rec, b.batch, *b.pipeline), "alarms/pump/1/hot/reading");
+  // A device name with a wildcard would make an invalid topic: none.
+  ASSERT_TRUE(b.fires(r, "pump+1", 11, 1764460800124));
+  EXPECT_EQ(r.topic(t, b.batch.records[0], b.batch, *b.pipeline), "");
+  auto doc = boost::json::parse(r.payload(b.batch.records[0], b.batch, *b.pipeline)).as_object();
+  EXPECT_EQ(doc["rule"], "hot");
+  EXPECT_EQ(doc["device"], "pump+1");
+  const std::string id(doc["id"].as_string());
+  EXPECT_TRUE(id.ends_with("/hot")) << id;
+}
+
+}  // namespace
+}  // namespace ganglion::edge
