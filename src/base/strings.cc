@@ -292,4 +292,19 @@ bool isValidUtf8(std::string_view s) {
   return true;
 }
 
+std::string printableText(std::string_view s, size_t max_bytes) {
+  const bool cut = s.size() > max_bytes;
+  if (cut) {
+    s = s.substr(0, max_bytes);
+    while (!s.empty() && (static_cast<unsigned char>(s.back()) & 0xC0) == 0x80)
+      s.remove_suffix(1);                                                                // continuation bytes
+    if (!s.empty() && static_cast<unsigned char>(s.back()) >= 0xC0) s.remove_suffix(1);  // a lead byte
+  }
+  std::string out(s);
+  for (char& c : out)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  if (cut) out += "...";
+  return out;
+}
+
 }  // namespace ganglion

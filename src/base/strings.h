@@ -62,4 +62,9 @@ bool isValidUtf8(std::string_view s);
 
 void appendJsonEscaped(std::string& out, std::string_view s);
 
+/// Text from outside (a peer's reason string, a topic) as logs and status may show it: control
+/// characters become '?' (no escape sequences, no forged log lines), and past `max_bytes` it is
+/// cut at a character boundary and ends in "...".
+std::string printableText(std::string_view s, size_t max_bytes = 256);
+
 }  // namespace ganglion

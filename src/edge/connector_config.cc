@@ -109,7 +109,7 @@ void readProtocol(Reader& r, const config::Node& v, ConnectorConfig& c) {
   if (!s) return;
   if (*s == "5" || *s == "5.0")
     c.protocol = mqtt::Version::k5;
-  else if (*s == "3.1.1" || *s == "4")
+  else if (*s == "3.1.1")
     c.protocol = mqtt::Version::k311;
   else
     r.fail(v, fmt::format("protocol must be 5 or 3.1.1, got '{}'", *s));
@@ -200,7 +200,8 @@ const Schema<ConnectorConfig>& connectorSchema() {
            .default_text = "`1MiB`",
            .doc =
                "`http`: larger request bodies answer `413`. `mqtt`: the largest packet taken from the broker "
-               "(advertised as MQTT 5's Maximum Packet Size; a larger one ends the connection).",
+               "(advertised as MQTT 5's Maximum Packet Size); a larger message is acknowledged, counted as "
+               "refused and dropped, so that the broker does not send it again at every reconnection.",
            .min = 1024,
            .max = 64ull << 20},
           {.name = "max_future",
@@ -427,7 +428,28 @@ void readConnectors(Reader& r, const config::Node& list, EdgeConfig& out) {
         r.fail(n, "an mqtt connector needs 'subscribe': the topics to read");
       else if (c.subscribe.empty() && r.errors.size() == errors)
         r.fail(n["subscribe"], "subscribe lists at least one topic");
+      if (n["client_id"].IsDefined() && c.client_id.empty())
+        r.fail(n["client_id"], "client_id must not be empty (leave it out for ganglion-<name>)");
       if (c.client_id.empty()) c.client_id = "ganglion-" + c.name;
+      if (c.protocol == mqtt::Version::k311)
+        for (std::string_view five : {"session_expiry", "receive_maximum"})
+          if (const config::Node v = n[std::string(five)]; v.IsDefined())
+            r.fail(v, fmt::format("'{}' is an MQTT 5 setting, and protocol is 3.1.1", five));
+      for (const auto& sub : c.subscribe) {
+        const PayloadFormat format = sub.format.value_or(c.format);
+        if (format != PayloadFormat::kJson && format != PayloadFormat::kNumber) continue;
+        // json and number payloads name neither device nor metric: the config must.
+        if (sub.metric.empty() && c.metric.empty())
+          r.failAt(sub.at,
+                   fmt::format("subscription '{}' reads {} payloads but no metric is set ('metric' on it or "
+                               "on the connector)",
+                               sub.topic, payloadFormatName(format)));
+        if (sub.device.empty() && mqtt::matchFilter(sub.topic).find('+') == std::string_view::npos)
+          r.failAt(sub.at,
+                   fmt::format("subscription '{}' reads {} payloads, and its topic has no '+' to name the "
+                               "device: set 'device'",
+                               sub.topic, payloadFormatName(format)));
+      }
       if (c.client_id.size() > 65535) r.fail(n["client_id"], "client_id is longer than 65535 bytes");
       if (c.keep_alive.count() > 65535 * 1000LL) r.fail(n["keep_alive"], "keep_alive must be at most 65535s");
       if (c.session_expiry.count() / 1000 > 0xFFFFFFFFLL)

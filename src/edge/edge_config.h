@@ -150,7 +150,22 @@ struct RuleForward {
   std::string to;
 };
 
-using RuleAction = std::variant<RulePublish, RuleForward>;
+/// `summarize: { model, prompt, to, connector, topic }`: asks a model of the gateway's LLM
+/// router to summarise the firing record and the device's recent records; the answer goes
+/// to a sink and/or an MQTT topic as a `summary` record.
+struct RuleSummarize {
+  std::string model;
+  std::string prompt;
+  std::string to;         ///< a sink; empty: none
+  std::string connector;  ///< an mqtt connector for `topic`; empty: none
+  TopicTemplate topic;
+  uint32_t qos = 1;
+  uint32_t context = 10;      ///< recent records of the device sent with the prompt
+  uint32_t max_tokens = 400;  ///< of the answer
+  Millis timeout{30'000};
+};
+
+using RuleAction = std::variant<RulePublish, RuleForward, RuleSummarize>;
 
 /// A rule: when `when` holds for a record leaving one of its pipelines, its actions run, at most
 /// once per `hold_off` per key, and with `clear_when` not again until that holds (hysteresis).
@@ -191,8 +206,9 @@ void readConnectors(config::Reader& r, const config::Node& list, EdgeConfig& out
 void readSinks(config::Reader& r, const config::Node& list, EdgeConfig& out);
 /// After connectors and sinks: `from` and `to` must name them.
 void readPipelines(config::Reader& r, const config::Node& list, EdgeConfig& out);
-/// After pipelines: `from` names pipelines, actions name connectors and sinks.
-void readRules(config::Reader& r, const config::Node& list, EdgeConfig& out);
+/// After pipelines: `from` names pipelines, actions name connectors, sinks and `models`.
+void readRules(config::Reader& r, const config::Node& list, EdgeConfig& out,
+               const std::vector<std::string>& model_names);
 void readEdgeSettings(config::Reader& r, const config::Node& map, EdgeConfig& out);
 
 const config::Schema<ConnectorConfig>& connectorSchema();
@@ -210,6 +226,7 @@ const config::Schema<DetectSpec>& detectSchema();
 const config::Schema<EdgeSettings>& edgeSettingsSchema();
 const config::Schema<RuleConfig>& ruleSchema();
 const config::Schema<RulePublish>& rulePublishSchema();
+const config::Schema<RuleSummarize>& ruleSummarizeSchema();
 
 /// Helpers shared by the edge sections' readers: a list of names (`from: plant` is a list of
 /// one), and the same for GET /config.

@@ -143,7 +143,17 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
       r.enqueued_ms = now;
       queue_.push_back(std::move(r));
     }
+    const uint64_t dropped_before = dropped.load(std::memory_order_relaxed);
     while (bytes_ > config_.queue.max_bytes && dropOne()) {
+    }
+    if (dropped.load(std::memory_order_relaxed) != dropped_before && !overflowing_) {
+      overflowing_ = true;  // said once per episode: until the queue is back under half
+      logLine(
+          fmt::format("edge: sink '{}' holds queue.max_bytes ({} bytes): dropping the oldest readings, then "
+                      "windows (ganglion_edge_sink_dropped_total)",
+                      config_.name, config_.queue.max_bytes));
+    } else if (overflowing_ && bytes_ < config_.queue.max_bytes / 2) {
+      overflowing_ = false;
     }
     publish();
     if (waiting_for_records_) wake_->cancel();  // never a backoff: new records do not make the receiver well
@@ -314,6 +324,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   uint64_t bytes_ = 0;
   bool stopped_ = false;
   bool waiting_for_records_ = false;
+  bool overflowing_ = false;  // dropping since the queue last held under half of max_bytes
   std::unique_ptr<asio::steady_timer> wake_;
 };
 
@@ -351,9 +362,23 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     std::shared_ptr<RuleRunner> runner;
     std::vector<std::shared_ptr<MqttConnector>> connectors;
     std::vector<std::shared_ptr<SinkHost>> sinks;
+    std::shared_ptr<size_t> summaries_in_flight = std::make_shared<size_t>(0);
   };
   /// Sets the rules that see its output. On its worker.
-  void setRules(std::vector<RuleBinding> rules) { rules_ = std::move(rules); }
+  void setRules(std::vector<RuleBinding> rules) {
+    rules_ = std::move(rules);
+    keep_recent_ = std::any_of(rules_.begin(), rules_.end(), [](const RuleBinding& b) {
+      const auto& actions = b.runner->config().actions;
+      return std::any_of(actions.begin(), actions.end(),
+                         [](const RuleAction& a) { return std::holds_alternative<RuleSummarize>(a); });
+    });
+    if (!keep_recent_) recent_.clear();
+  }
+
+  /// Records the pipeline emitted lately, for the context of summaries.
+  static constexpr size_t kRecentRecords = 1024;
+  /// Summaries one rule may wait for at once on one pipeline; more fail (counted).
+  static constexpr size_t kMaxSummariesInFlight = 8;
 
   /// Queues readings for the pipeline's worker, in the order the calls happen (an ingest
   /// request calls it before it answers, so a sender's next payload comes after). Posting
@@ -507,38 +532,147 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     series.store(pipeline_->series().size(), std::memory_order_relaxed);
   }
 
-  /// Runs the rules on the records leaving the last stage.
-  void runRules(const Batch& batch, const Pipeline& p) {
-    for (const Record& r : batch.records) {
-      for (auto& rule : rules_) {
-        if (!rule.runner->fires(evaluator_, r, batch, p)) continue;
-        const std::string payload = rule.runner->payload(r, batch, p);
-        const auto& actions = rule.runner->config().actions;
-        for (size_t i = 0; i < actions.size(); ++i) {
-          if (const auto* publish = std::get_if<RulePublish>(&actions[i])) {
-            std::string topic = rule.runner->topic(publish->topic, r, batch, p);
-            auto connector = rule.connectors[i];
-            if (!connector || topic.empty()) {
-              rule.runner->stats().failed_actions.fetch_add(1, std::memory_order_relaxed);
-              continue;
-            }
-            connector->worker().post([connector, topic = std::move(topic), payload, qos = publish->qos,
-                                      retain = publish->retain]() mutable {
-              connector->publish(std::move(topic), std::move(payload), static_cast<uint8_t>(qos), retain);
-            });
+  /// Runs the rules on one record leaving the last stage.
+  void runRules(const Record& r, const Batch& batch, const Pipeline& p) {
+    for (auto& rule : rules_) {
+      if (!rule.runner->fires(evaluator_, r, batch, p)) continue;
+      const std::string payload = rule.runner->payload(r, batch, p);
+      const auto& actions = rule.runner->config().actions;
+      RuleStats& stats = rule.runner->stats();
+      for (size_t i = 0; i < actions.size(); ++i) {
+        if (const auto* publish = std::get_if<RulePublish>(&actions[i])) {
+          std::string topic = rule.runner->topic(publish->topic, r, batch, p);
+          if (!rule.connectors[i]) {
+            stats.fail(fmt::format("connector '{}' is not running", publish->connector));
+          } else if (topic.empty()) {
+            stats.fail(fmt::format("the record's values make topic '{}' invalid", publish->topic.text));
           } else {
-            auto sink = rule.sinks[i];
-            if (!sink) {
-              rule.runner->stats().failed_actions.fetch_add(1, std::memory_order_relaxed);
-              continue;
-            }
-            std::vector<QueuedRecord> one(1);
-            one[0].json = payload;
-            one[0].drop_class = dropClass(r.kind);
-            enqueueTo(sink, std::move(one));
+            publishTo(rule.connectors[i], std::move(topic), payload, publish->qos, publish->retain);
           }
+        } else if (const auto* forward = std::get_if<RuleForward>(&actions[i])) {
+          if (!rule.sinks[i]) {
+            stats.fail(fmt::format("sink '{}' is not running", forward->to));
+            continue;
+          }
+          std::vector<QueuedRecord> one(1);
+          one[0].json = payload;
+          one[0].drop_class = dropClass(r.kind);
+          enqueueTo(rule.sinks[i], std::move(one));
+        } else if (const auto* sum = std::get_if<RuleSummarize>(&actions[i])) {
+          summarize(rule, i, *sum, r, batch, p, payload);
         }
       }
+    }
+  }
+
+  void publishTo(const std::shared_ptr<MqttConnector>& connector, std::string topic, std::string payload,
+                 uint32_t qos, bool retain) {
+    connector->worker().post(
+        [connector, topic = std::move(topic), payload = std::move(payload), qos, retain]() mutable {
+          connector->publish(std::move(topic), std::move(payload), static_cast<uint8_t>(qos), retain);
+        });
+  }
+
+  /// A summary to ask for: what the model gets and where its answer goes.
+  struct SummaryJob {
+    std::shared_ptr<RuleRunner> runner;
+    std::shared_ptr<size_t> in_flight;
+    std::string model, system, user;
+    uint32_t max_tokens = 0;
+    Millis timeout{0};
+    std::string id, source, device;
+    int64_t ts = 0;
+    std::shared_ptr<SinkHost> sink;
+    std::shared_ptr<MqttConnector> connector;
+    std::string topic;
+    uint32_t qos = 1;
+  };
+
+  void summarize(RuleBinding& rule, size_t action, const RuleSummarize& sum, const Record& r,
+                 const Batch& batch, const Pipeline& p, const std::string& payload) {
+    RuleStats& stats = rule.runner->stats();
+    if (*rule.summaries_in_flight >= kMaxSummariesInFlight)
+      return stats.fail(fmt::format("more than {} summaries wait for model '{}': this one was not asked for",
+                                    kMaxSummariesInFlight, sum.model));
+    auto job = std::make_shared<SummaryJob>();
+    job->runner = rule.runner;
+    job->in_flight = rule.summaries_in_flight;
+    job->model = sum.model;
+    job->system = sum.prompt;
+    job->max_tokens = sum.max_tokens;
+    job->timeout = sum.timeout;
+    appendRecordId(job->id, r, p);
+    if (r.series != kNoSeries) {
+      job->source = std::string(p.series().source(r.series));
+      job->device = std::string(p.series().device(r.series));
+    }
+    job->ts = r.ts;
+    job->sink = rule.sinks[action];
+    if (!sum.to.empty() && !job->sink) return stats.fail(fmt::format("sink '{}' is not running", sum.to));
+    if (!sum.connector.empty()) {
+      job->connector = rule.connectors[action];
+      job->topic = rule.runner->topic(sum.topic, r, batch, p);
+      job->qos = sum.qos;
+      if (!job->connector) return stats.fail(fmt::format("connector '{}' is not running", sum.connector));
+      if (job->topic.empty())
+        return stats.fail(fmt::format("the record's values make topic '{}' invalid", sum.topic.text));
+    }
+    // The user message: the firing record, then the device's recent records, oldest first.
+    job->user = "The record that fired rule '" + rule.runner->config().name + "':\n" + payload + "\n";
+    std::vector<const std::string*> context;
+    for (auto it = recent_.rbegin(); it != recent_.rend() && context.size() < sum.context; ++it)
+      if (it->source == job->source && it->device == job->device) context.push_back(&it->json);
+    if (!context.empty()) {
+      job->user += "Recent records of the same device, oldest first:\n";
+      for (auto it = context.rbegin(); it != context.rend(); ++it) (job->user += **it) += '\n';
+    }
+    ++*job->in_flight;
+    asio::co_spawn(host_->worker(worker_).io(), runSummary(shared_from_this(), std::move(job)),
+                   asio::detached);
+  }
+
+  static http::Task<void> runSummary(std::shared_ptr<PipelineHost> self, std::shared_ptr<SummaryJob> job) {
+    SummaryJob* j = job.get();
+    auto answer = co_await self->host_->complete(self->worker_, j->model, j->system, j->user, j->max_tokens,
+                                                 j->timeout);
+    --*j->in_flight;
+    RuleStats& stats = j->runner->stats();
+    if (!answer) {
+      stats.fail(fmt::format("model '{}' gave no summary: {}", j->model, answer.error().message));
+      co_return;
+    }
+    std::string json = "{\"id\":\"";
+    appendJsonEscaped(json, j->id + "/" + j->runner->config().name + "/summary");
+    json += "\",\"source\":";
+    auto str = [&json](std::string_view s) {
+      json.push_back('"');
+      appendJsonEscaped(json, s);
+      json.push_back('"');
+    };
+    str(j->source);
+    json += ",\"device\":";
+    str(j->device);
+    fmt::format_to(std::back_inserter(json),
+                   ",\"metric\":\"summary\",\"ts\":{},\"kind\":\"summary\",\"quality\":\"good\"", j->ts);
+    json += ",\"rule\":";
+    str(j->runner->config().name);
+    json += ",\"about\":";
+    str(j->id);
+    json += ",\"text\":";
+    str(answer->text);
+    json += ",\"model\":";
+    str(answer->model);
+    json += ",\"provider\":";
+    str(answer->provider);
+    fmt::format_to(std::back_inserter(json), ",\"prompt_tokens\":{},\"completion_tokens\":{}}}",
+                   answer->prompt_tokens, answer->completion_tokens);
+    stats.summaries.fetch_add(1, std::memory_order_relaxed);
+    if (j->connector) self->publishTo(j->connector, j->topic, json, j->qos, false);
+    if (j->sink) {
+      std::vector<QueuedRecord> one(1);
+      one[0].json = std::move(json);
+      one[0].drop_class = dropClass(RecordKind::kSummary);
+      self->enqueueTo(j->sink, std::move(one));
     }
   }
 
@@ -552,19 +686,22 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     }
   }
 
-  /// Records leaving the last stage: the rules see them, then one JSON text each goes to
-  /// every sink.
+  /// Records leaving the last stage: the rules see them one by one, then one JSON text each
+  /// goes to every sink (and to the recent records, when a rule summarizes).
   void emit(const Batch& batch, const Pipeline& p) {
-    if (!rules_.empty()) runRules(batch, p);
-    if (sinks_.empty()) return;
+    if (rules_.empty() && sinks_.empty()) return;
     std::vector<QueuedRecord> records;
-    records.reserve(batch.records.size());
+    records.reserve(sinks_.empty() ? 0 : batch.records.size());
     for (const Record& r : batch.records) {
+      if (!rules_.empty()) runRules(r, batch, p);
+      if (sinks_.empty() && !keep_recent_) continue;
       QueuedRecord q;
       appendRecordJson(q.json, r, batch, p);
       q.drop_class = dropClass(r.kind);
-      records.push_back(std::move(q));
+      if (keep_recent_) remember(r, p, q.json);
+      if (!sinks_.empty()) records.push_back(std::move(q));
     }
+    if (sinks_.empty()) return;
     for (size_t i = 0; i < sinks_.size(); ++i) {
       std::vector<QueuedRecord> copy = i + 1 == sinks_.size() ? std::move(records) : records;
       enqueueTo(sinks_[i], std::move(copy));
@@ -579,8 +716,23 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   std::unique_ptr<StageStats[]> stages_;
   FieldId attrs_field_ = FieldNames::kNoField;
   std::vector<std::shared_ptr<SinkHost>> sinks_;
+  void remember(const Record& r, const Pipeline& p, const std::string& json) {
+    if (recent_.size() == kRecentRecords) recent_.pop_front();
+    Recent& e = recent_.emplace_back();
+    if (r.series != kNoSeries) {
+      e.source = p.series().source(r.series);
+      e.device = p.series().device(r.series);
+    }
+    e.json = json;
+  }
+
+  struct Recent {
+    std::string source, device, json;
+  };
   std::vector<RuleBinding> rules_;
   expr::Evaluator evaluator_;  // the rules'
+  bool keep_recent_ = false;
+  std::deque<Recent> recent_;
   Batch batch_;
   bool retired_ = false;
   std::mutex inbox_mutex_;
@@ -779,12 +931,21 @@ void EdgeRuntime::installRules(const EdgeConfig& cfg) {
       for (const auto& action : rc.actions) {
         std::shared_ptr<MqttConnector> connector;
         std::shared_ptr<SinkHost> sink;
-        if (const auto* publish = std::get_if<RulePublish>(&action)) {
+        auto findConnector = [&](const std::string& name) {
           for (auto& m : mqtt_)
-            if (m->config().name == publish->connector) connector = m;
-        } else if (const auto* forward = std::get_if<RuleForward>(&action)) {
+            if (m->config().name == name) connector = m;
+        };
+        auto findSink = [&](const std::string& name) {
           for (auto& s : sinks_)
-            if (s->config().name == forward->to) sink = s;
+            if (s->config().name == name) sink = s;
+        };
+        if (const auto* publish = std::get_if<RulePublish>(&action)) {
+          findConnector(publish->connector);
+        } else if (const auto* forward = std::get_if<RuleForward>(&action)) {
+          findSink(forward->to);
+        } else if (const auto* sum = std::get_if<RuleSummarize>(&action)) {
+          findConnector(sum->connector);
+          findSink(sum->to);
         }
         b.connectors.push_back(std::move(connector));
         b.sinks.push_back(std::move(sink));
@@ -905,6 +1066,11 @@ json::object EdgeRuntime::status() const {
     o["cleared"] = s->cleared.load();
     o["failed_actions"] = s->failed_actions.load();
     o["untracked"] = s->untracked.load();
+    o["summaries"] = s->summaries.load();
+    {
+      std::lock_guard lock(s->error_mutex);
+      if (!s->last_error.empty()) o["last_error"] = s->last_error;
+    }
     rules.push_back(std::move(o));
   }
   out["rules"] = std::move(rules);
@@ -1027,14 +1193,15 @@ void EdgeRuntime::render(std::string& out) const {
   if (!rule_stats_.empty()) {
     appendFamilyHead(out, "ganglion_edge_rule_total", "counter",
                      "Rule outcomes: matched (the condition held), fired (the actions ran), suppressed "
-                     "(hold-off or hysteresis), cleared, failed_action.");
+                     "(hold-off or hysteresis), cleared, failed_action, summary (a model's answer sent on).");
     for (const auto& [rule, s] : rule_stats_) {
       const std::string name = labelValue(rule);
       for (const auto& [what, n] : {std::pair<std::string_view, uint64_t>{"matched", s->matched.load()},
                                     {"fired", s->fired.load()},
                                     {"suppressed", s->suppressed.load()},
                                     {"cleared", s->cleared.load()},
-                                    {"failed_action", s->failed_actions.load()}})
+                                    {"failed_action", s->failed_actions.load()},
+                                    {"summary", s->summaries.load()}})
         fmt::format_to(std::back_inserter(out), "ganglion_edge_rule_total{{rule=\"{}\",outcome=\"{}\"}} {}\n",
                        name, what, n);
     }

@@ -9,7 +9,9 @@
 #pragma once
 
 #include <atomic>
+#include <boost/asio/awaitable.hpp>
 #include <boost/json/object.hpp>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -23,7 +25,17 @@
 
 namespace ganglion::edge {
 
-/// What the composition lends the edge: its workers and their upstream connections.
+/// A model's answer to a question the edge asked (rules' `summarize`).
+struct ModelAnswer {
+  std::string text;
+  std::string provider;
+  std::string model;
+  uint64_t prompt_tokens = 0;
+  uint64_t completion_tokens = 0;
+};
+
+/// What the composition lends the edge: its workers, their upstream connections and the
+/// gateway's LLM router.
 class EdgeHost {
  public:
   virtual ~EdgeHost() = default;
@@ -33,6 +45,14 @@ class EdgeHost {
   /// The current config version's runtime of upstream `name` ("sink:<name>") on worker `index`,
   /// kept alive while held; null when the current version has none. That worker's thread.
   virtual std::shared_ptr<upstream::UpstreamRuntime> upstream(size_t index, std::string_view name) = 0;
+  /// Asks `model` of the current config (its targets, fallback and retries) with one system
+  /// and one user message, on worker `index`. An error says why there is no answer. That
+  /// worker's thread.
+  /// (References, not values: a coroutine's caller must not make temporaries in a co_await.)
+  virtual boost::asio::awaitable<Result<ModelAnswer>> complete(size_t index, const std::string& model,
+                                                               const std::string& system,
+                                                               const std::string& user, uint32_t max_tokens,
+                                                               std::chrono::milliseconds timeout) = 0;
 };
 
 /// Readings a connector decoded, before any pipeline interned them: names and attributes in

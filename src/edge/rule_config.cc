@@ -2,6 +2,7 @@
 // (errors with line and column), topic templates split once, references to pipelines,
 // connectors and sinks checked. Main thread (config load) or the blocking pool.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <boost/json.hpp>
 
@@ -16,8 +17,8 @@ using config::Schema;
 
 namespace {
 
-constexpr std::string_view kActionKinds = "publish, forward";
-constexpr std::string_view kPlannedActions[] = {"summarize", "webhook", "write"};
+constexpr std::string_view kActionKinds = "publish, forward, summarize";
+constexpr std::string_view kPlannedActions[] = {"webhook", "write"};
 constexpr std::string_view kPlaceholders =
     "device, metric, source, kind, rule, pipeline, or a text field (detector, verdict)";
 
@@ -31,9 +32,9 @@ bool knownPlaceholder(std::string_view name) {
   return id != FieldNames::kNoField && names->type(id) == FieldNames::Type::kText && name != "attrs";
 }
 
-void readTopicTemplate(Reader& r, const config::Node& v, RulePublish& p) {
-  auto s = r.str(v, "topic");
-  if (!s) return;
+/// Splits `text` at its placeholders; false (with the error in `r`) when it is not a topic.
+bool parseTopicTemplate(Reader& r, const config::Node& v, std::string_view text, TopicTemplate& out) {
+  const std::optional<std::string> s(std::string{text});
   TopicTemplate t;
   t.text = *s;
   std::string probe;  // the template with each placeholder as one plain level, for the topic checks
@@ -41,7 +42,7 @@ void readTopicTemplate(Reader& r, const config::Node& v, RulePublish& p) {
   while (!rest.empty()) {
     const size_t open = rest.find('{');
     const size_t close = rest.find('}');
-    if (close < open) return r.fail(v, fmt::format("topic '{}': a '}}' without its '{{'", *s));
+    if (close < open) return r.fail(v, fmt::format("topic '{}': a '}}' without its '{{'", *s)), false;
     if (open == std::string_view::npos) {
       t.pieces.push_back({false, std::string(rest)});
       probe += rest;
@@ -52,18 +53,25 @@ void readTopicTemplate(Reader& r, const config::Node& v, RulePublish& p) {
       probe += rest.substr(0, open);
     }
     if (close == std::string_view::npos)
-      return r.fail(v, fmt::format("topic '{}': a '{{' without its '}}'", *s));
+      return r.fail(v, fmt::format("topic '{}': a '{{' without its '}}'", *s)), false;
     const std::string_view name = rest.substr(open + 1, close - open - 1);
     if (!knownPlaceholder(name))
-      return r.fail(
-          v, fmt::format("topic '{}': unknown placeholder '{{{}}}' (known: {})", *s, name, kPlaceholders));
+      return r.fail(v, fmt::format("topic '{}': unknown placeholder '{{{}}}' (known: {})", *s, name,
+                                   kPlaceholders)),
+             false;
     t.pieces.push_back({true, std::string(name)});
     probe += "x";
     rest.remove_prefix(close + 1);
   }
   if (std::string why = mqtt::checkTopicName(probe); !why.empty())
-    return r.fail(v, fmt::format("topic '{}': {}", *s, why));
-  p.topic = std::move(t);
+    return r.fail(v, fmt::format("topic '{}': {}", *s, why)), false;
+  out = std::move(t);
+  return true;
+}
+
+template <class A>
+void readTopicTemplate(Reader& r, const config::Node& v, A& action) {
+  if (auto s = r.str(v, "topic")) parseTopicTemplate(r, v, *s, action.topic);
 }
 
 void readPer(Reader& r, const config::Node& v, RuleConfig& rule) {
@@ -105,6 +113,20 @@ void readActions(Reader& r, const config::Node& v, RuleConfig& rule) {
       rule.actions.emplace_back(std::move(p));
       return;
     }
+    if (kind == "summarize") {
+      if (!config::isSectionMap(r, body, ruleSummarizeSchema())) return;
+      RuleSummarize sum;
+      const size_t before = r.errors.size();
+      readFields(ruleSummarizeSchema(), body, sum, r);
+      if (r.errors.size() == before) {
+        if (sum.to.empty() && sum.topic.text.empty())
+          r.fail(body, "summarize needs 'to' (a sink) or 'connector' and 'topic', or both");
+        if (sum.topic.text.empty() != sum.connector.empty())
+          r.fail(body, "summarize publishes with both 'connector' and 'topic', or neither");
+      }
+      rule.actions.emplace_back(std::move(sum));
+      return;
+    }
     if (kind == "forward") {
       RuleForward f;
       if (body.IsScalar()) {  // forward: uplink
@@ -136,6 +158,8 @@ json::value showActions(const RuleConfig& rule) {
       o["publish"] = config::fieldsToJson(rulePublishSchema(), *p);
     else if (const auto* f = std::get_if<RuleForward>(&action))
       o["forward"] = json::object{{"to", f->to}};
+    else if (const auto* sum = std::get_if<RuleSummarize>(&action))
+      o["summarize"] = config::fieldsToJson(ruleSummarizeSchema(), *sum);
     a.push_back(std::move(o));
   }
   return a;
@@ -166,7 +190,7 @@ const Schema<RulePublish>& rulePublishSchema() {
            .required = true,
            .missing = "publish needs a 'topic'",
            .type_text = "template",
-           .read = readTopicTemplate,
+           .read = readTopicTemplate<P>,
            .show = [](const P& p) -> json::value { return json::string(p.topic.text); }},
           {.name = "qos",
            .kind = FieldKind::kInteger,
@@ -181,6 +205,79 @@ const Schema<RulePublish>& rulePublishSchema() {
            .member = &P::retain,
            .default_text = "`false`",
            .doc = "The broker keeps the last message of the topic for new subscribers."},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<RuleSummarize>& ruleSummarizeSchema() {
+  using S = RuleSummarize;
+  static const Schema<RuleSummarize> schema{
+      "summarize",
+      {
+          {.name = "model",
+           .kind = FieldKind::kString,
+           .member = &S::model,
+           .default_text = "—",
+           .doc = "A model of `models`: the gateway's own LLM router calls it (its targets, fallback and "
+                  "retries).",
+           .required = true,
+           .missing = "summarize needs a 'model' (one of models)"},
+          {.name = "prompt",
+           .kind = FieldKind::kString,
+           .member = &S::prompt,
+           .default_text = "—",
+           .doc = "The instruction, sent as the system message; the user message holds the firing record "
+                  "and the device's recent records as JSON lines.",
+           .required = true,
+           .missing = "summarize needs a 'prompt'"},
+          {.name = "to",
+           .kind = FieldKind::kString,
+           .member = &S::to,
+           .default_text = "none",
+           .doc = "A sink the `summary` record goes to."},
+          {.name = "connector",
+           .kind = FieldKind::kString,
+           .member = &S::connector,
+           .default_text = "none",
+           .doc = "An `mqtt` connector to publish the `summary` record through (with `topic`)."},
+          {.name = "topic",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "none",
+           .doc = "The topic for the summary, with placeholders as for `publish`.",
+           .type_text = "template",
+           .read = readTopicTemplate<S>,
+           .show = [](const S& s) -> json::value {
+             if (s.topic.text.empty()) return nullptr;
+             return json::string(s.topic.text);
+           }},
+          {.name = "qos",
+           .kind = FieldKind::kInteger,
+           .member = &S::qos,
+           .default_text = "`1`",
+           .doc = "The QoS of the published summary.",
+           .max = 2},
+          {.name = "context",
+           .kind = FieldKind::kInteger,
+           .member = &S::context,
+           .default_text = "`10`",
+           .doc = "How many of the device's recent records (of the last 1,024 the pipeline emitted) go with "
+                  "the prompt, oldest first.",
+           .max = 100},
+          {.name = "max_tokens",
+           .kind = FieldKind::kInteger,
+           .member = &S::max_tokens,
+           .default_text = "`400`",
+           .doc = "The most tokens the answer may have.",
+           .min = 1,
+           .max = 16384},
+          {.name = "timeout",
+           .kind = FieldKind::kDuration,
+           .member = &S::timeout,
+           .default_text = "`30s`",
+           .doc = "How long the model may take to start answering, and between reads of its answer.",
+           .min = 100},
       },
       {}};
   return schema;
@@ -240,9 +337,11 @@ const Schema<RuleConfig>& ruleSchema() {
            .kind = FieldKind::kCustom,
            .member = {},
            .default_text = "—",
-           .doc = "What firing does, in order: `publish: { connector, topic, qos, retain }` "
-                  "([publish](#rule-publish)) or `forward: { to: <sink> }`. Planned, refused for now with "
-                  "that reason: `summarize`, `webhook`, `write`.",
+           .doc =
+               "What firing does, in order: `publish: { connector, topic, qos, retain }` "
+               "([publish](#rule-publish)), `forward: { to: <sink> }` or `summarize: { model, prompt, to }` "
+               "([summarize](#rule-summarize)). Planned, refused for now with that reason: `webhook`, "
+               "`write`.",
            .required = true,
            .missing = "a rule needs 'actions'",
            .type_text = "list",
@@ -253,7 +352,8 @@ const Schema<RuleConfig>& ruleSchema() {
   return schema;
 }
 
-void readRules(Reader& r, const config::Node& list, EdgeConfig& out) {
+void readRules(Reader& r, const config::Node& list, EdgeConfig& out,
+               const std::vector<std::string>& model_names) {
   r.forEach(list, "rules", [&](const config::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a rule is a map: { name, when, actions }");
     RuleConfig rule;
@@ -270,26 +370,39 @@ void readRules(Reader& r, const config::Node& list, EdgeConfig& out) {
     if (n["actions"].IsDefined() && rule.actions.empty() && r.errors.size() == errors)
       r.fail(n["actions"], "actions lists at least one action");
     const config::Node actions = n["actions"];
+    auto checkConnector = [&](const std::string& name, const config::Node& at) {
+      auto c = std::find_if(out.connectors.begin(), out.connectors.end(),
+                            [&](const ConnectorConfig& k) { return k.name == name; });
+      if (c == out.connectors.end()) {
+        if (!out.refused(name))
+          r.fail(at, fmt::format("rule '{}' publishes through unknown connector '{}'", rule.name, name));
+      } else if (c->kind != "mqtt") {
+        r.fail(at,
+               fmt::format("rule '{}' publishes through connector '{}', which is {} (publish needs an mqtt "
+                           "connector)",
+                           rule.name, name, c->kind));
+      }
+    };
     for (size_t i = 0; i < rule.actions.size(); ++i) {
       const config::Node at = actions.IsSequence() && i < actions.size() ? actions.items()[i] : n;
-      if (const auto* p = std::get_if<RulePublish>(&rule.actions[i])) {
-        auto c = std::find_if(out.connectors.begin(), out.connectors.end(),
-                              [&](const ConnectorConfig& k) { return k.name == p->connector; });
-        if (c == out.connectors.end()) {
-          if (!out.refused(p->connector))
-            r.fail(at, fmt::format("rule '{}' publishes through unknown connector '{}'", rule.name,
-                                   p->connector));
-        } else if (c->kind != "mqtt") {
-          r.fail(at,
-                 fmt::format("rule '{}' publishes through connector '{}', which is {} (publish needs an mqtt "
-                             "connector)",
-                             rule.name, p->connector, c->kind));
-        }
-      } else if (const auto* f = std::get_if<RuleForward>(&rule.actions[i])) {
+      auto checkSink = [&](const std::string& sink, std::string_view verb) {
         const bool known = std::any_of(out.sinks.begin(), out.sinks.end(),
-                                       [&](const SinkConfig& k) { return k.name == f->to; });
-        if (!known && !out.refused(f->to))
-          r.fail(at, fmt::format("rule '{}' forwards to unknown sink '{}'", rule.name, f->to));
+                                       [&](const SinkConfig& k) { return k.name == sink; });
+        if (!known && !out.refused(sink))
+          r.fail(at, fmt::format("rule '{}' {} unknown sink '{}'", rule.name, verb, sink));
+      };
+      if (const auto* p = std::get_if<RulePublish>(&rule.actions[i])) {
+        checkConnector(p->connector, at);
+      } else if (const auto* f = std::get_if<RuleForward>(&rule.actions[i])) {
+        checkSink(f->to, "forwards to");
+      } else if (const auto* sum = std::get_if<RuleSummarize>(&rule.actions[i])) {
+        if (std::find(model_names.begin(), model_names.end(), sum->model) == model_names.end())
+          r.fail(at, fmt::format("rule '{}' summarizes with unknown model '{}' (models: {})", rule.name,
+                                 sum->model,
+                                 model_names.empty() ? std::string("none")
+                                                     : fmt::format("{}", fmt::join(model_names, ", "))));
+        if (!sum->to.empty()) checkSink(sum->to, "sends summaries to");
+        if (!sum->connector.empty()) checkConnector(sum->connector, at);
       }
     }
     if (r.errors.size() != errors) return;

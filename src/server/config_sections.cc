@@ -159,7 +159,12 @@ const Schema<Config>& topLevelSchema() {
            .default_text = "empty",
            .doc = "Actions on records and events leaving pipelines: see [`rules`](#rules).",
            .type_text = "list",
-           .read = [](Reader& r, const config::Node& v, Config& c) { edge::readRules(r, v, c.edge); },
+           .read =
+               [](Reader& r, const config::Node& v, Config& c) {
+                 std::vector<std::string> models;
+                 for (const auto& m : c.models) models.push_back(m.name);
+                 edge::readRules(r, v, c.edge, models);
+               },
            .show = [](const Config& c) { return edge::rulesToJson(c.edge); }},
           {.name = "edge",
            .kind = FieldKind::kCustom,

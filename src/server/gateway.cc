@@ -84,6 +84,12 @@ class GatewayEdge final : public edge::EdgeHost {
   std::shared_ptr<upstream::UpstreamRuntime> upstream(size_t index, std::string_view name) override {
     return workers_[index]->requests.upstreamRuntime(name);
   }
+  boost::asio::awaitable<Result<edge::ModelAnswer>> complete(size_t index, const std::string& model,
+                                                             const std::string& system,
+                                                             const std::string& user, uint32_t max_tokens,
+                                                             std::chrono::milliseconds timeout) override {
+    return workers_[index]->requests.complete(model, system, user, max_tokens, timeout);
+  }
 
  private:
   std::vector<std::unique_ptr<WorkerContext>>& workers_;

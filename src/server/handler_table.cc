@@ -5,6 +5,7 @@
 #include "edge/connectors/http_ingest.h"
 #include "http/static_files.h"
 #include "http/static_page.h"
+#include "llm/internal_call.h"
 #include "loop/worker.h"
 #include "proxy/proxy_handler.h"
 #include "server/snapshot.h"
@@ -87,6 +88,23 @@ std::shared_ptr<upstream::UpstreamRuntime> WorkerRequests::upstreamRuntime(std::
     if (u.def && u.def->config && u.def->config->name == name)
       return std::shared_ptr<upstream::UpstreamRuntime>(current_, &u);
   return nullptr;
+}
+
+http::Task<Result<edge::ModelAnswer>> WorkerRequests::complete(std::string model, std::string system,
+                                                               std::string user, uint32_t max_tokens,
+                                                               std::chrono::milliseconds timeout) {
+  auto version = current_;
+  if (!version || !version->snapshot->llm) co_return Error("the config has no providers", "no_providers");
+  auto answer = co_await llm::completeChat(worker_, *version->snapshot->llm, version->upstreams, model,
+                                           system, user, max_tokens, timeout);
+  if (!answer) co_return answer.error();
+  edge::ModelAnswer out;
+  out.text = std::move(answer->text);
+  out.provider = std::move(answer->provider);
+  out.model = std::move(answer->model);
+  out.prompt_tokens = answer->usage.prompt;
+  out.completion_tokens = answer->usage.completion;
+  co_return out;
 }
 
 }  // namespace ganglion::server

@@ -49,6 +49,10 @@ class WorkerRequests {
   /// The current version's runtime of upstream `name` on this worker, kept alive while held;
   /// null when it has none. Worker thread.
   std::shared_ptr<upstream::UpstreamRuntime> upstreamRuntime(std::string_view name) const;
+  /// A chat completion from a model of the current version (the edge's `summarize`), which
+  /// stays alive for the call. Worker thread.
+  http::Task<Result<edge::ModelAnswer>> complete(std::string model, std::string system, std::string user,
+                                                 uint32_t max_tokens, std::chrono::milliseconds timeout);
 
  private:
   struct Version;

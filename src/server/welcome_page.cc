@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <iterator>
 
+#include "base/strings.h"
+
 namespace ganglion::server {
 
 using namespace ganglion::config;  // the composition reads every section
@@ -13,12 +15,7 @@ namespace {
 
 /// Config text as the page shows it: control characters (an escape sequence in a name would
 /// drive the terminal of whoever curls the page) become '?'.
-std::string shown(std::string_view text) {
-  std::string out(text);
-  for (char& c : out)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-  return out;
-}
+std::string shown(std::string_view text) { return printableText(text, text.size()); }
 
 std::string joined(const std::vector<std::string>& names) {
   std::string out;

@@ -110,7 +110,7 @@ class MqttIngest(unittest.TestCase):
                     self.assertEqual(c["refused"], 1)
                     self.assertEqual(c["readings"], 7)
                     self.assertEqual(c["connects"], 1)
-                    self.assertIn("plant/pump-2/temp", c["last_error"])
+                    self.assertIn("plant/pump-2/temp", c["last_rejection"])
                     m = gw.admin("GET", "/metrics", token=TOKEN).text
                     self.assertIn('ganglion_edge_mqtt_connected{connector="plant"} 1', m)
                     self.assertIn('ganglion_edge_mqtt_messages_total{connector="plant"} 8', m)
@@ -135,7 +135,7 @@ class MqttIngest(unittest.TestCase):
                     self.assertEqual(c["connects"], 1, c)  # the connection stayed up
                     if protocol == "3.1.1":  # an MQTT 5 broker does not send past Maximum Packet Size
                         self.assertEqual(c["refused"], 2, c)
-                        self.assertIn("larger than max_body", c["last_error"])
+                        self.assertIn("larger than max_body", c["last_rejection"])
                 # Nothing was left unacknowledged for the broker to send again.
                 self.assertNotIn("Outgoing messages are being dropped", broker.log())
 
@@ -357,6 +357,72 @@ class MqttRules(unittest.TestCase):
                 watcher.stop()
 
 
+    def test_summarize_asks_the_llm_router_and_sends_the_answer_on(self):
+        from fake_provider import FakeProvider
+        from harness import http_request
+        with Mosquitto() as broker, Receiver() as rx, FakeProvider(name="local") as llm:
+            port, admin = free_port(), free_port()
+            text = render(RULES, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url(), SINK=rx.port)
+            text = text.replace("rules:\n", """providers:
+  - { name: local-llm, kind: openai, base_url: "http://%s/v1", api_key: none }
+models:
+  - name: gpt-4o-mini
+    targets: [ { provider: local-llm, model: gpt-4o-mini } ]
+rules:
+  - name: incident
+    when: "value > 100"
+    actions:
+      - summarize: { model: gpt-4o-mini, prompt: "Summarise this pump incident for the maintenance team.",
+                     to: uplink, connector: plant, topic: "summaries/{device}", context: 3 }
+""" % llm.address)
+            watcher = Subscriber(broker, "summaries/#").start()
+            try:
+                with Gateway(text, admin_port=admin) as gw:
+                    self.assertTrue(wait_until(lambda: connected(gw), timeout=5))
+                    t0 = int(time.time() * 1000)
+                    for i, v in enumerate([1, 2, 3, 4, 150]):
+                        r = http_request(port, "POST", "/ingest/pump-7", body=json.dumps({"value": v, "ts": t0 + i}),
+                                         headers={"Content-Type": "application/json"})
+                        self.assertEqual(r.status, 202)
+                    llm.wait_for_requests(1, timeout=5)
+                    sent = llm.requests[0]["json"]
+                    self.assertEqual(sent["model"], "gpt-4o-mini")
+                    self.assertEqual(sent["messages"][0], {"role": "system",
+                                                           "content": "Summarise this pump incident for the maintenance team."})
+                    user = sent["messages"][1]["content"]
+                    self.assertIn('"value":150', user)
+                    # The last 3 records of the device before the one that fired, oldest first.
+                    self.assertLess(user.index('"value":2'), user.index('"value":3'))
+                    self.assertLess(user.index('"value":3'), user.index('"value":4'))
+                    self.assertNotIn('"value":1,', user)
+
+                    def summaries():
+                        return [r for r in rx.records() if r.get("metric") == "summary"]
+                    self.assertTrue(wait_until(lambda: len(summaries()) == 1, timeout=5), rx.records())
+                    s = summaries()[0]
+                    self.assertEqual((s["kind"], s["rule"], s["device"], s["ts"]), ("summary", "incident", "pump-7", t0 + 4))
+                    self.assertEqual(s["text"], "Hello from fake gpt-4o-mini")
+                    self.assertEqual(s["provider"], "local-llm")
+                    self.assertGreater(s["prompt_tokens"], 0)
+                    self.assertTrue(s["id"].endswith("/incident/summary"))
+                    self.assertTrue(wait_until(lambda: len(watcher.lines()) == 1, timeout=5))
+                    self.assertTrue(watcher.lines()[0].startswith("summaries/pump-7 "))
+                    # The model fails: counted, reported, nothing sent.
+                    llm.script(times=10, status=500)
+                    r = http_request(port, "POST", "/ingest/pump-8", body=json.dumps({"value": 500}),
+                                     headers={"Content-Type": "application/json"})
+                    self.assertEqual(r.status, 202)
+
+                    def incident():
+                        return [x for x in gw.admin("GET", "/edge", token=TOKEN).json()["rules"] if x["name"] == "incident"][0]
+                    self.assertTrue(wait_until(lambda: incident()["failed_actions"] == 1, timeout=10), incident())
+                    self.assertIn("model 'gpt-4o-mini' gave no summary", incident()["last_error"])
+                    self.assertEqual(incident()["summaries"], 1)
+                    self.assertEqual(len(summaries()), 1)
+            finally:
+                watcher.stop()
+
+
 class MqttSecurity(unittest.TestCase):
     def test_tls_with_a_client_certificate(self):
         d = tempfile.mkdtemp(prefix="ganglion-mqtt-tls-")
@@ -415,6 +481,206 @@ class MqttSecurity(unittest.TestCase):
                 self.assertTrue(wait_until(lambda: connected(gw), timeout=5), connector(gw))
 
 
+class FakeBroker:
+    """A scripted MQTT 5 broker on a free port: connection i runs scripts[min(i, len-1)](sock,
+    connect_packet), which answers with raw bytes. Records every connection's time and packets."""
+
+    def __init__(self, scripts):
+        import socket
+        import threading
+        self.scripts = scripts
+        self.sock = socket.socket()
+        self.sock.bind((LOCALHOST, 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.connections = []  # (time, CONNECT body)
+        self.packets = []      # (connection index, type, body) after CONNECT
+        self.closed = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def url(self, scheme="mqtt"):
+        return "mqtt://%s:%d" % (LOCALHOST, self.port)
+
+    def serve(self):
+        import threading
+        while not self.closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            index = len(self.connections)
+            threading.Thread(target=self.run, args=(conn, index), daemon=True).start()
+
+    def run(self, conn, index):
+        try:
+            kind, body = read_packet(conn)
+            self.connections.append((time.monotonic(), body))
+            self.scripts[min(index, len(self.scripts) - 1)](self, conn, index)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+
+
+def read_packet(conn):
+    first = conn.recv(1)
+    if not first:
+        raise OSError("closed")
+    length, shift = 0, 0
+    while True:
+        b = conn.recv(1)[0]
+        length |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            break
+    body = b""
+    while len(body) < length:
+        chunk = conn.recv(length - len(body))
+        if not chunk:
+            raise OSError("closed")
+        body += chunk
+    return first[0] >> 4, body
+
+
+def packet(first, body):
+    return bytes([first]) + varint(len(body)) + body
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def connack(code=0, props=b""):
+    return packet(0x20, bytes([0, code]) + varint(len(props)) + props)
+
+
+def keep_reading(broker, conn, index, seconds):
+    conn.settimeout(0.2)
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        try:
+            kind, body = read_packet(conn)
+            broker.packets.append((index, kind, body))
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+
+
+def connect_keep_alive(body):
+    # CONNECT variable header: protocol name (2+4), level, flags, keep alive (2 bytes).
+    return int.from_bytes(body[8:10], "big")
+
+
+FAKE = """
+listeners:
+  - name: public
+    address: @HOST@:@PORT@
+admin:
+  address: @HOST@:@ADMIN@
+  token: @TOKEN@
+connectors:
+  - name: plant
+    kind: mqtt
+    url: @URL@
+    keep_alive: 4s
+    reconnect: { initial: 100ms, max: 400ms }
+    subscribe:
+      - { topic: "plant/+/temp", qos: 1, format: number, metric: temp }
+pipelines:
+  - { name: raw, from: [ plant ], stages: [] }
+access_log: { enabled: false }
+"""
+
+
+class MqttAgainstAHostileBroker(unittest.TestCase):
+    def gateway(self, broker):
+        port, admin = free_port(), free_port()
+        return Gateway(render(FAKE, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url()),
+                       admin_port=admin)
+
+    def test_the_brokers_keep_alive_holds_for_its_connection_only_and_zero_turns_it_off(self):
+        def first(broker, conn, index):
+            conn.sendall(connack(props=bytes([0x13, 0, 0])))  # Server Keep Alive 0: none
+            keep_reading(broker, conn, index, 2.5)            # then the connection ends
+
+        def second(broker, conn, index):
+            conn.sendall(connack())
+            keep_reading(broker, conn, index, 3)
+
+        broker = FakeBroker([first, second])
+        try:
+            with self.gateway(broker):
+                self.assertTrue(wait_until(lambda: len(broker.connections) >= 2, timeout=6))
+                pings = [p for p in broker.packets if p[0] == 0 and p[1] == 12]
+                self.assertEqual(pings, [])  # the old code pinged every second
+                self.assertEqual(connect_keep_alive(broker.connections[1][1]), 4)  # the configured value again
+        finally:
+            broker.close()
+
+    def test_broker_text_cannot_forge_log_lines_and_is_bounded(self):
+        reason = "go away \x1b[31m\ninjected line " + "x" * 5000
+        encoded = reason.encode()
+
+        def refuse(broker, conn, index):
+            conn.sendall(connack(0x87, bytes([0x1F]) + len(encoded).to_bytes(2, "big") + encoded))
+
+        broker = FakeBroker([refuse])
+        try:
+            with self.gateway(broker) as gw:
+                self.assertTrue(wait_until(lambda: "not authorized" in gw.log_text(), timeout=5))
+                log = gw.log_text()
+                self.assertNotIn("\x1b", log)
+                self.assertFalse(any(line.startswith("injected") for line in log.split("\n")))
+                self.assertTrue(all(len(line) < 1000 for line in log.split("\n")), max(map(len, log.split("\n"))))
+                last = connector(gw)["last_error"]
+                self.assertLess(len(last), 600)
+                self.assertIn("go away ?[31m?injected", last)
+        finally:
+            broker.close()
+
+    def test_a_broker_that_ends_each_connection_after_connack_is_backed_off(self):
+        def hang_up(broker, conn, index):
+            conn.sendall(connack())
+
+        broker = FakeBroker([hang_up])
+        try:
+            with self.gateway(broker):
+                time.sleep(3)
+                # 100, 200, 400, 400... ms with jitter: about 8 in 3 s (the old code: 25 or more).
+                self.assertLess(len(broker.connections), 13, len(broker.connections))
+                self.assertGreater(len(broker.connections), 3)
+        finally:
+            broker.close()
+
+    def test_a_suback_for_another_packet_is_reported(self):
+        def wrong_suback(broker, conn, index):
+            conn.sendall(connack())
+            kind, body = read_packet(conn)  # SUBSCRIBE
+            wrong = (int.from_bytes(body[:2], "big") + 1) & 0xFFFF or 1
+            conn.sendall(packet(0x90, wrong.to_bytes(2, "big") + bytes([0, 1])))
+            keep_reading(broker, conn, index, 3)
+
+        broker = FakeBroker([wrong_suback])
+        try:
+            with self.gateway(broker) as gw:
+                self.assertTrue(wait_until(lambda: "SUBACK for packet" in connector(gw).get("last_error", ""),
+                                           timeout=5), connector(gw))
+        finally:
+            broker.close()
+
+
 class MqttConfigErrors(unittest.TestCase):
     def check(self, text):
         d = tempfile.mkdtemp(prefix="ganglion-mqtt-check-")
@@ -471,6 +737,16 @@ class MqttConfigErrors(unittest.TestCase):
         self.assertIn("'url' is a field of mqtt connectors, not http ones", out)
         code, out = self.check(text.replace('protocol: "5"', 'protocol: "3.1.1"\n    password: x'))
         self.assertIn("MQTT 3.1.1 sends a password only with a username", out)
+        # Settings that would make every message fail, or be ignored, are refused at load.
+        code, out = self.check(text.replace(", format: number, metric: temp }", ", format: number }"))
+        self.assertIn("subscription 'plant/+/temp' reads number payloads but no metric is set", out)
+        code, out = self.check(text.replace('"plant/+/temp"', '"plant/all/temp"'))
+        self.assertIn("subscription 'plant/all/temp' reads number payloads, and its topic has no '+' to name the "
+                      "device: set 'device'", out)
+        code, out = self.check(text.replace("client_id: gw-plant", 'client_id: ""'))
+        self.assertIn("client_id must not be empty", out)
+        code, out = self.check(text.replace('protocol: "5"', 'protocol: "3.1.1"\n    session_expiry: 1h'))
+        self.assertIn("'session_expiry' is an MQTT 5 setting, and protocol is 3.1.1", out)
 
     def test_bad_rules_are_refused_with_their_line(self):
         text = render(RULES, HOST=LOCALHOST, PORT=free_port(), ADMIN=free_port(), TOKEN=TOKEN,
@@ -489,7 +765,10 @@ class MqttConfigErrors(unittest.TestCase):
             ('"alarms/{device}/{rule}"', '"alarms/{device"', "a '{' without its '}'"),
             ("qos: 1 }\n      - forward", "qos: 5 }\n      - forward", "qos"),
             ("hold_off: 10s", "hold_off: 10s\n    per: site", "per must be device, series or rule, got 'site'"),
-            ("forward: { to: uplink }", "summarize: { model: m, prompt: p, to: uplink }", "action 'summarize' is not built yet"),
+            ("forward: { to: uplink }", "summarize: { model: m, prompt: p, to: uplink }",
+             "rule 'hot' summarizes with unknown model 'm' (models: none)"),
+            ("forward: { to: uplink }", "summarize: { prompt: p, to: uplink }", "summarize needs a 'model'"),
+            ("forward: { to: uplink }", "webhook: { url: x }", "action 'webhook' is not built yet"),
             ("forward: { to: uplink }", "explode: {}", "unknown action 'explode'"),
         ]
         for old, new, message in cases:

@@ -16,6 +16,7 @@
 #include <random>
 
 #include "base/log.h"
+#include "base/strings.h"
 #include "edge/edge_runtime.h"
 #include "net/stream.h"
 
@@ -51,7 +52,7 @@ std::string reasonText(mqtt::Version v, uint8_t code) {
   if (v == mqtt::Version::k311) {
     switch (code) {
       case 1:
-        return "unacceptable protocol version (try protocol: 3.1.1 or 5)";
+        return "unacceptable protocol version (the broker does not speak MQTT 3.1.1)";
       case 2:
         return "client identifier rejected";
       case 3:
@@ -344,19 +345,28 @@ void MqttConnector::onOutgoingAck(const mqtt::Ack& ack, std::string& out) {
 }
 
 void MqttConnector::noteError(std::string what) {
+  // Broker text (reason strings, topics) is in it: no control characters, bounded.
+  what = printableText(what, 512);
   logLine(fmt::format("edge: mqtt connector '{}': {}", config_.name, what));
   std::lock_guard lock(stats_->error_mutex);
   stats_->last_error = std::move(what);
+}
+
+void MqttConnector::noteRejection(std::string what) {
+  std::lock_guard lock(stats_->error_mutex);
+  stats_->last_rejection = printableText(what, 512);
 }
 
 awaitable<void> MqttConnector::run(std::shared_ptr<MqttConnector> self) {
   std::minstd_rand jitter(static_cast<unsigned>(reinterpret_cast<uintptr_t>(self.get()) ^ steadyMs()));
   uint32_t failures = 0;
   while (!self->stopped_) {
-    const bool reached = co_await self->session();
+    const int64_t lasted = co_await self->session();
     if (self->stopped_) break;
-    failures = reached ? 1 : failures + 1;
-    if (!reached) self->stats_->failed_attempts.fetch_add(1, std::memory_order_relaxed);
+    // A connection that held for reconnect.max starts the pauses again from `initial`; one that
+    // the broker ends soon after CONNACK (a client id taken over, an ACL) keeps backing off.
+    failures = lasted >= self->config_.reconnect.max.count() ? 1 : failures + 1;
+    if (lasted < 0) self->stats_->failed_attempts.fetch_add(1, std::memory_order_relaxed);
     const int64_t initial = self->config_.reconnect.initial.count();
     int64_t pause = std::min<int64_t>(self->config_.reconnect.max.count(),
                                       initial << std::min<uint32_t>(failures - 1, 20));
@@ -401,7 +411,7 @@ awaitable<bool> MqttConnector::handshake(const std::shared_ptr<Link>& link) {
   co_return true;
 }
 
-awaitable<bool> MqttConnector::session() {
+awaitable<int64_t> MqttConnector::session() {
   auto link = std::make_shared<Link>(worker_.io());
   link_ = link;
   link->guard.expires_after(config_.connect_timeout);
@@ -412,7 +422,7 @@ awaitable<bool> MqttConnector::session() {
   });
   if (!co_await handshake(link)) {
     link->close();
-    co_return false;
+    co_return -1;
   }
   mqtt::Connect connect;
   connect.version = version_;
@@ -441,28 +451,28 @@ awaitable<bool> MqttConnector::session() {
                                 : fmt::format("the broker closed the connection before CONNACK ({})",
                                               ec ? ec.message() : std::string("end of stream")));
       link->close();
-      co_return false;
+      co_return -1;
     }
     decoder.feed(std::string_view(buffer.data(), n));
     auto packet = decoder.next();
     if (!packet) {
       noteError(fmt::format("the broker's answer to CONNECT: {}", packet.error().message));
       link->close();
-      co_return false;
+      co_return -1;
     }
     if (!*packet) continue;
     const auto* connack = std::get_if<mqtt::Connack>(&**packet);
     if (!connack) {
       noteError("the broker sent another packet before CONNACK");
       link->close();
-      co_return false;
+      co_return -1;
     }
     if (connack->code != 0) {
       std::string why = reasonText(version_, connack->code);
       if (!connack->properties.reason_string.empty()) why += ": " + connack->properties.reason_string;
       noteError(fmt::format("the broker refused the connection: {}", why));
       link->close();
-      co_return false;
+      co_return -1;
     }
     accepted = true;
     stats_->session_present.store(connack->session_present);
@@ -470,14 +480,20 @@ awaitable<bool> MqttConnector::session() {
     peer_receive_max_ = connack->properties.receive_maximum.value_or(65535);
     if (peer_receive_max_ == 0) peer_receive_max_ = 65535;
     peer_max_qos_ = connack->properties.maximum_qos.value_or(2);
+    // The broker's Server Keep Alive holds for this connection only; 0 turns keep-alive off.
+    keep_alive_ms_ = config_.keep_alive.count();
     if (connack->properties.server_keep_alive)
-      config_.keep_alive =
-          std::chrono::seconds(std::max<uint16_t>(1, *connack->properties.server_keep_alive));
+      keep_alive_ms_ = *connack->properties.server_keep_alive * 1000LL;
   }
   link->guard.cancel();
   if (stopped_ || !link->open) {
     link->close();
-    co_return true;
+    co_return 0;
+  }
+  const int64_t connected_at = steadyMs();
+  {
+    std::lock_guard lock(stats_->error_mutex);
+    stats_->last_error.clear();  // connected: what failed before is over
   }
   stats_->connected.store(true);
   stats_->connects.fetch_add(1, std::memory_order_relaxed);
@@ -489,7 +505,8 @@ awaitable<bool> MqttConnector::session() {
   if (!present || !subscribed_) {
     std::vector<mqtt::Subscription> subs;
     for (const auto& s : config_.subscribe) subs.push_back({s.topic, static_cast<uint8_t>(s.qos), 1});
-    mqtt::encodeSubscribe(version_, nextPacketId(), subs, link->out);
+    subscribe_id_ = nextPacketId();
+    mqtt::encodeSubscribe(version_, subscribe_id_, subs, link->out);
     send(link);
   }
   if (present && !unsubscribe_.empty()) {
@@ -530,10 +547,20 @@ awaitable<bool> MqttConnector::session() {
           onOutgoingAck(*ack, in.acks);  // PUBACK, PUBREC, PUBCOMP of what this client published
         }
       } else if (auto* suback = std::get_if<mqtt::Suback>(&incoming)) {
+        if (suback->packet_id != subscribe_id_) {
+          noteError(fmt::format("the broker sent a SUBACK for packet {}, not for the SUBSCRIBE ({})",
+                                suback->packet_id, subscribe_id_));
+          continue;
+        }
+        subscribe_id_ = 0;
         subscribed_ = true;
+        if (suback->codes.size() != config_.subscribe.size())
+          noteError(fmt::format("the broker answered {} of {} subscriptions", suback->codes.size(),
+                                config_.subscribe.size()));
+        uint64_t refused = 0;
         for (size_t i = 0; i < suback->codes.size() && i < config_.subscribe.size(); ++i) {
           if (suback->codes[i] < 0x80) continue;
-          stats_->refused_subscriptions.fetch_add(1, std::memory_order_relaxed);
+          ++refused;
           noteError(fmt::format("the broker refused the subscription to '{}' ({})",
                                 config_.subscribe[i].topic, reasonText(mqtt::Version::k5, suback->codes[i])));
         }
@@ -553,6 +580,9 @@ awaitable<bool> MqttConnector::session() {
     }
     if (!co_await settle(link, in)) break;
     if (more || !link->open) continue;
+    // A broker that does not read what this client writes (acknowledgements pile up): stop
+    // reading until it does; the keep-alive ends the connection if it never does.
+    if (link->out.size() > kMaxPendingWrite && !co_await waitForWrites(link)) break;
     auto [ec, n] = co_await link->stream.async_read_some(asio::buffer(buffer), kNoThrow);
     if (ec || n == 0) {
       if (link->open && !stopped_)
@@ -569,7 +599,7 @@ awaitable<bool> MqttConnector::session() {
     stats_->connected.store(false);
     stats_->disconnects.fetch_add(1, std::memory_order_relaxed);
   }
-  co_return true;
+  co_return steadyMs() - connected_at;
 }
 
 void MqttConnector::onPublish(const std::shared_ptr<Link>&, mqtt::Publish& p, Inbound& in) {
@@ -611,11 +641,10 @@ void MqttConnector::onPublish(const std::shared_ptr<Link>&, mqtt::Publish& p, In
   if (!decoded.ok() || readings.items.size() == before) {
     // A bad payload is counted and acknowledged: redelivering it would fail the same way forever.
     ++in.refused;
-    std::lock_guard lock(stats_->error_mutex);
-    stats_->last_error =
-        decoded.ok() ? fmt::format("a message on '{}' held no reading: {}", p.topic,
-                                   report.first_reason.empty() ? "empty" : report.first_reason)
-                     : fmt::format("a message on '{}' was refused: {}", p.topic, decoded.error().message);
+    noteRejection(decoded.ok()
+                      ? fmt::format("a message on '{}' held no reading: {}", p.topic,
+                                    report.first_reason.empty() ? "empty" : report.first_reason)
+                      : fmt::format("a message on '{}' was refused: {}", p.topic, decoded.error().message));
   } else {
     in.accepted += readings.items.size() - before;
   }
@@ -629,9 +658,8 @@ void MqttConnector::onOversized(const mqtt::Oversized& o, Inbound& in) {
   ++in.payloads;
   ++in.refused;
   ack(o.qos, o.packet_id, in);
-  std::lock_guard lock(stats_->error_mutex);
-  stats_->last_error = fmt::format("a message on '{}' of {} bytes was dropped: larger than max_body ({})",
-                                   o.topic, o.size, config_.max_body);
+  noteRejection(fmt::format("a message on '{}' of {} bytes was dropped: larger than max_body ({})", o.topic,
+                            o.size, config_.max_body));
 }
 
 void MqttConnector::ack(uint8_t qos, uint16_t packet_id, Inbound& in) {
@@ -640,6 +668,15 @@ void MqttConnector::ack(uint8_t qos, uint16_t packet_id, Inbound& in) {
     mqtt::encodeAck(version_, mqtt::PacketType::kPubrec, packet_id, 0, in.acks);
     in.released.push_back(packet_id);
   }
+}
+
+awaitable<bool> MqttConnector::waitForWrites(const std::shared_ptr<Link>& link) {
+  asio::steady_timer wait(worker_.io());
+  while (link->open && !stopped_ && link->out.size() > kMaxPendingWrite) {
+    wait.expires_after(std::chrono::milliseconds(10));
+    co_await wait.async_wait(kNoThrow);
+  }
+  co_return link->open && !stopped_;
 }
 
 awaitable<bool> MqttConnector::settle(const std::shared_ptr<Link>& link, Inbound& in) {
@@ -695,7 +732,8 @@ awaitable<void> MqttConnector::writeLoop(std::shared_ptr<Link> link) {
 }
 
 awaitable<void> MqttConnector::keepAlive(std::shared_ptr<MqttConnector> self, std::shared_ptr<Link> link) {
-  const int64_t keep_alive = self->config_.keep_alive.count();
+  const int64_t keep_alive = self->keep_alive_ms_;
+  if (keep_alive <= 0) co_return;  // the broker turned keep-alive off
   const int64_t step = std::clamp<int64_t>(keep_alive / 4, 50, 1000);
   while (link->open && !self->stopped_) {
     link->tick.expires_after(std::chrono::milliseconds(step));
@@ -738,6 +776,7 @@ void MqttConnector::describe(json::object& out) const {
   out["publish_refused"] = s.publish_refused.load();
   std::lock_guard lock(s.error_mutex);
   if (!s.last_error.empty()) out["last_error"] = s.last_error;
+  if (!s.last_rejection.empty()) out["last_rejection"] = s.last_rejection;
 }
 
 }  // namespace ganglion::edge

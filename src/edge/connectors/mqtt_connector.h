@@ -41,13 +41,14 @@ struct MqttStats {
   std::atomic<uint64_t> unmatched{0};        ///< messages no subscription matches (acknowledged, dropped)
   std::atomic<uint64_t> redelivered{0};      ///< QoS 2 messages the broker sent again before PUBREL
   std::atomic<uint64_t> paused_ms{0};        ///< time spent not reading because pipelines were full
-  std::atomic<uint64_t> refused_subscriptions{0};
-  std::atomic<uint64_t> published{0};        ///< messages sent (QoS 0) or acknowledged (QoS 1, 2)
-  std::atomic<uint64_t> publish_dropped{0};  ///< outgoing messages dropped: too many waiting
-  std::atomic<uint64_t> publish_refused{0};  ///< outgoing messages the broker refused (MQTT 5 reason)
-  std::atomic<uint64_t> publish_waiting{0};  ///< outgoing messages not yet acknowledged
+  std::atomic<uint64_t> refused_subscriptions{0};  ///< in the broker's last SUBACK
+  std::atomic<uint64_t> published{0};              ///< messages sent (QoS 0) or acknowledged (QoS 1, 2)
+  std::atomic<uint64_t> publish_dropped{0};        ///< outgoing messages dropped: too many waiting
+  std::atomic<uint64_t> publish_refused{0};        ///< outgoing messages the broker refused (MQTT 5 reason)
+  std::atomic<uint64_t> publish_waiting{0};        ///< outgoing messages not yet acknowledged
   mutable std::mutex error_mutex;
-  std::string last_error;
+  std::string last_error;      ///< why the connection failed or ended (cleared by the next CONNACK)
+  std::string last_rejection;  ///< why the last refused message was
 };
 
 class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
@@ -83,8 +84,13 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   struct Link;
   struct Inbound;
   static boost::asio::awaitable<void> run(std::shared_ptr<MqttConnector> self);
-  /// One connection from connect to loss; true when it reached an accepted CONNACK.
-  boost::asio::awaitable<bool> session();
+  /// One connection from connect to loss: how long it held after an accepted CONNACK (ms), or
+  /// -1 when it reached none.
+  boost::asio::awaitable<int64_t> session();
+  /// Waits until the writes pending drop under kMaxPendingWrite; false when the connection or
+  /// the connector ended meanwhile.
+  boost::asio::awaitable<bool> waitForWrites(const std::shared_ptr<Link>& link);
+  static constexpr size_t kMaxPendingWrite = 256 * 1024;
   boost::asio::awaitable<bool> handshake(const std::shared_ptr<Link>& link);
   /// Hands a read's readings to the pipelines (waiting while they are full), then writes
   /// the acknowledgements. False when the connection or the connector ended meanwhile.
@@ -114,6 +120,7 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   /// Owes PUBACK (QoS 1) or PUBREC (QoS 2) for a message once its batch is handed over.
   void ack(uint8_t qos, uint16_t packet_id, Inbound& in);
   void noteError(std::string what);
+  void noteRejection(std::string what);
   uint16_t nextPacketId();
 
   EdgeRuntime& runtime_;
@@ -130,6 +137,8 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   std::vector<std::string> unsubscribe_;           ///< the predecessor's filters this one dropped
   std::unordered_set<uint16_t> awaiting_release_;  ///< QoS 2 ids PUBREC'd, PUBREL not yet seen
   uint16_t next_packet_id_ = 1;
+  uint16_t subscribe_id_ = 0;  ///< the SUBSCRIBE awaiting its SUBACK (0: none)
+  int64_t keep_alive_ms_ = 0;  ///< this connection's (the broker's Server Keep Alive wins)
   std::deque<Outgoing> outgoing_;
   size_t outgoing_bytes_ = 0;
   size_t inflight_ = 0;                ///< outgoing QoS 1/2 messages sent, not yet completed

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 
@@ -24,6 +25,14 @@ struct RuleStats {
   std::atomic<uint64_t> cleared{0};     ///< raised keys that `clear_when` lowered
   std::atomic<uint64_t> failed_actions{0};
   std::atomic<uint64_t> untracked{0};  ///< matches of keys past kMaxKeys (fired without state)
+  std::atomic<uint64_t> summaries{0};  ///< summaries a model answered and that were sent on
+  mutable std::mutex error_mutex;
+  std::string last_error;  ///< the last failed action's reason
+  void fail(std::string why) {
+    failed_actions.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard lock(error_mutex);
+    last_error = std::move(why);
+  }
 };
 
 class RuleRunner {
