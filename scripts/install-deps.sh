@@ -9,7 +9,7 @@ PACKAGES=(
   # libraries (Debian 12 versions recorded in docs/dependencies.md)
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libssl-dev libyaml-cpp-dev libfmt-dev libspdlog-dev libcli11-dev libsqlite3-dev libhiredis-dev
-  libpcre2-dev libre2-dev
+  libpcre2-dev libre2-dev libmodbus-dev
   node-llhttp
   libgtest-dev libgmock-dev libbenchmark-dev
   # test and benchmark peers

@@ -2,9 +2,11 @@
 // fields, and those of MQTT connectors with their `subscribe` entries. Main thread (config
 // load) or the blocking pool (POST /config/check).
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
+#include <cmath>
 
 #include "base/strings.h"
 #include "edge/edge_config.h"
@@ -19,19 +21,74 @@ using config::Schema;
 
 namespace {
 
-/// Fields only an MQTT connector has: an http connector with one is an error.
-constexpr std::string_view kMqttOnlyFields[] = {
-    "url",         "client_id",      "username",        "password",        "protocol",  "keep_alive",
-    "clean_start", "session_expiry", "receive_maximum", "connect_timeout", "reconnect", "subscribe",
-    "tls"};
+/// The fields that only some kinds of connector have: one written for another kind is an error
+/// (a `url` on a modbus connector would otherwise be ignored).
+struct KindField {
+  std::string_view field;
+  std::string_view kinds;  ///< space-separated
+};
+constexpr KindField kKindFields[] = {
+    {"format", "http mqtt"},
+    {"metric", "http mqtt"},
+    {"payload_names_device", "http mqtt"},
+    {"max_body", "http mqtt"},
+    {"max_future", "http mqtt"},
+    {"max_past", "http mqtt"},
+    {"time_precision", "http mqtt"},
+    {"url", "mqtt"},
+    {"client_id", "mqtt"},
+    {"username", "mqtt"},
+    {"password", "mqtt"},
+    {"protocol", "mqtt"},
+    {"keep_alive", "mqtt"},
+    {"clean_start", "mqtt"},
+    {"session_expiry", "mqtt"},
+    {"receive_maximum", "mqtt"},
+    {"connect_timeout", "mqtt"},
+    {"reconnect", "mqtt modbus_tcp modbus_rtu"},
+    {"subscribe", "mqtt"},
+    {"tls", "mqtt"},
+    {"address", "modbus_tcp"},
+    {"serial_port", "modbus_rtu"},
+    {"baud", "modbus_rtu"},
+    {"parity", "modbus_rtu"},
+    {"data_bits", "modbus_rtu"},
+    {"stop_bits", "modbus_rtu"},
+    {"unit_id", "modbus_tcp modbus_rtu"},
+    {"poll", "modbus_tcp modbus_rtu"},
+    {"timeout", "modbus_tcp modbus_rtu"},
+    {"device", "modbus_tcp modbus_rtu"},
+    {"registers", "modbus_tcp modbus_rtu"},
+};
 
-constexpr std::string_view kBuiltConnectorKinds = "http, mqtt";
-constexpr std::string_view kPlannedConnectorKinds[] = {"modbus_tcp", "modbus_rtu", "coap", "opcua"};
+std::vector<std::string_view> splitKinds(std::string_view kinds) {
+  std::vector<std::string_view> out;
+  size_t at = 0;
+  while (at < kinds.size()) {
+    const size_t end = std::min(kinds.find(' ', at), kinds.size());
+    out.push_back(kinds.substr(at, end - at));
+    at = end + 1;
+  }
+  return out;
+}
+
+bool kindHas(std::string_view kinds, std::string_view kind) {
+  size_t at = 0;
+  while (at <= kinds.size()) {
+    const size_t end = std::min(kinds.find(' ', at), kinds.size());
+    if (kinds.substr(at, end - at) == kind) return true;
+    at = end + 1;
+  }
+  return false;
+}
+
+constexpr std::string_view kBuiltConnectorKinds = "http, mqtt, modbus_tcp, modbus_rtu";
+constexpr std::string_view kPlannedConnectorKinds[] = {"coap", "opcua"};
 
 void readConnectorKind(Reader& r, const config::Node& v, ConnectorConfig& c) {
   auto s = r.str(v, "connector kind");
   if (!s) return;
-  if (*s == "http" || *s == "mqtt") {
+  if (*s == "http" || *s == "mqtt" || *s == "modbus_tcp" || *s == "modbus_rtu") {
     c.kind = *s;
     return;
   }
@@ -133,6 +190,61 @@ void readSubscriptions(Reader& r, const config::Node& v, ConnectorConfig& c) {
       if (other.topic == s.topic) return r.fail(n["topic"], fmt::format("duplicate topic '{}'", s.topic));
     c.subscribe.push_back(std::move(s));
   });
+}
+
+std::optional<double> readDouble(Reader& r, const config::Node& v, std::string_view what) {
+  auto s = r.str(v, what);
+  if (!s) return std::nullopt;
+  const auto d = parseDouble(*s);
+  if (!d || !std::isfinite(*d)) {
+    r.fail(v, fmt::format("{} must be a finite number, got '{}'", what, *s));
+    return std::nullopt;
+  }
+  return d;
+}
+
+/// `big` or `little`, for byte_order and word_order.
+void readOrder(Reader& r, const config::Node& v, bool& big, std::string_view what) {
+  auto s = r.str(v, what);
+  if (!s) return;
+  if (*s == "big" || *s == "little")
+    big = *s == "big";
+  else
+    r.fail(v, fmt::format("{} must be big or little, got '{}'", what, *s));
+}
+
+void readRegisters(Reader& r, const config::Node& v, ConnectorConfig& c) {
+  if (!v.IsSequence()) return r.fail(v, "registers is a list of { name, table, address, type, ... }");
+  r.forEach(v, "registers", [&](const config::Node& n) {
+    if (!n.IsMap()) return r.fail(n, "a register is a map: { name, table, address, type }");
+    ModbusRegister reg;
+    reg.at = n.place();
+    const size_t errors = r.errors.size();
+    readFields(modbusRegisterSchema(), n, reg, r);
+    if (r.errors.size() != errors) return;
+    const bool bits = reg.table == ModbusTable::kCoil || reg.table == ModbusTable::kDiscrete;
+    if (bits && !n["type"].IsDefined()) reg.layout.type = RegisterType::kBool;
+    if (bits && reg.layout.type != RegisterType::kBool)
+      return r.fail(n["type"], fmt::format("register '{}': a {} holds one bit: its type is bool", reg.name,
+                                           modbusTableName(reg.table)));
+    if (reg.address + registerWidth(reg.layout.type) > 65536)
+      return r.fail(n["address"], fmt::format("register '{}': a {} at {} runs past address 65535", reg.name,
+                                              registerTypeName(reg.layout.type), reg.address));
+    if (reg.writable && (reg.table == ModbusTable::kInput || reg.table == ModbusTable::kDiscrete))
+      return r.fail(n["writable"], fmt::format("register '{}': {} registers are read-only in Modbus",
+                                               reg.name, modbusTableName(reg.table)));
+    for (const auto& other : c.registers)
+      if (other.name == reg.name)
+        return r.fail(n["name"], fmt::format("duplicate register name '{}'", reg.name));
+    c.registers.push_back(std::move(reg));
+  });
+}
+
+json::value showRegisters(const ConnectorConfig& c) {
+  if (c.registers.empty()) return nullptr;
+  json::array a;
+  for (const auto& reg : c.registers) a.push_back(config::fieldsToJson(modbusRegisterSchema(), reg));
+  return a;
 }
 
 json::value showSubscriptions(const ConnectorConfig& c) {
@@ -303,12 +415,13 @@ const Schema<ConnectorConfig>& connectorSchema() {
            .kind = FieldKind::kCustom,
            .member = {},
            .default_text = "`{}`",
-           .doc = "`mqtt`: the pause before a new attempt after a lost connection or a failed one "
-                  "([reconnect](#connector-reconnect)).",
+           .doc =
+               "`mqtt`, `modbus_*`: the pause before a new attempt after a lost connection or a failed one "
+               "([reconnect](#connector-reconnect)).",
            .type_text = "map",
            .read = config::readSection<C, ReconnectConfig, &C::reconnect, reconnectSchema>,
            .show = [](const C& c) -> json::value {
-             if (c.kind != "mqtt") return nullptr;
+             if (c.kind == "http") return nullptr;
              return config::fieldsToJson(reconnectSchema(), c.reconnect);
            }},
           {.name = "subscribe",
@@ -320,6 +433,92 @@ const Schema<ConnectorConfig>& connectorSchema() {
            .type_text = "list",
            .read = readSubscriptions,
            .show = showSubscriptions},
+          {.name = "address",
+           .kind = FieldKind::kHostPort,
+           .member = &C::address,
+           .default_text = "—",
+           .doc = "`modbus_tcp`, required: the device (or gateway) as host:port (Modbus TCP's port is 502).",
+           .type_text = "host:port"},
+          {.name = "serial_port",
+           .kind = FieldKind::kString,
+           .member = &C::serial_port,
+           .default_text = "—",
+           .doc = "`modbus_rtu`, required: the serial device (`/dev/ttyUSB0`)."},
+          {.name = "baud",
+           .kind = FieldKind::kInteger,
+           .member = &C::baud,
+           .default_text = "`9600`",
+           .doc = "`modbus_rtu`: the line speed.",
+           .min = 50,
+           .max = 4'000'000},
+          {.name = "parity",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`none`",
+           .doc = "`modbus_rtu`: `none`, `even` or `odd`.",
+           .type_text = "name",
+           .read =
+               [](Reader& r, const config::Node& v, C& c) {
+                 auto s = r.str(v, "parity");
+                 if (!s) return;
+                 if (*s != "none" && *s != "even" && *s != "odd")
+                   return r.fail(v, fmt::format("parity must be none, even or odd, got '{}'", *s));
+                 c.parity = *s;
+               },
+           .show = [](const C& c) -> json::value {
+             if (c.kind != "modbus_rtu") return nullptr;
+             return json::string(c.parity);
+           }},
+          {.name = "data_bits",
+           .kind = FieldKind::kInteger,
+           .member = &C::data_bits,
+           .default_text = "`8`",
+           .doc = "`modbus_rtu`: 5 to 8.",
+           .min = 5,
+           .max = 8},
+          {.name = "stop_bits",
+           .kind = FieldKind::kInteger,
+           .member = &C::stop_bits,
+           .default_text = "`1`",
+           .doc = "`modbus_rtu`: 1 or 2.",
+           .min = 1,
+           .max = 2},
+          {.name = "unit_id",
+           .kind = FieldKind::kInteger,
+           .member = &C::unit_id,
+           .default_text = "`1`",
+           .doc =
+               "`modbus_*`: the unit (slave) id polled (0-247; 255 for a Modbus TCP device that ignores it).",
+           .max = 255},
+          {.name = "poll",
+           .kind = FieldKind::kDuration,
+           .member = &C::poll,
+           .default_text = "`1s`",
+           .doc = "`modbus_*`: how often every register is read. Polls that cannot keep up are skipped, not "
+                  "queued; while a pipeline is full the next poll waits (backpressure).",
+           .min = 10},
+          {.name = "timeout",
+           .kind = FieldKind::kDuration,
+           .member = &C::timeout,
+           .default_text = "`1s`",
+           .doc =
+               "`modbus_*`: how long a response may take; a read past it counts as a timeout of its register "
+               "(each connector polls on its own thread: a device that stops answering delays only itself).",
+           .min = 10},
+          {.name = "device",
+           .kind = FieldKind::kString,
+           .member = &C::device,
+           .default_text = "the connector's name",
+           .doc = "`modbus_*`: the device of its readings."},
+          {.name = "registers",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "—",
+           .doc = "`modbus_*`, required: what is read ([registers](#connector-registers)); each register's "
+                  "`name` is its readings' metric.",
+           .type_text = "list",
+           .read = readRegisters,
+           .show = showRegisters},
       },
       {{.name = "tls",
         .type_text = "`true` or map",
@@ -381,6 +580,116 @@ const Schema<MqttSubscription>& mqttSubscriptionSchema() {
            .default_text = "none",
            .doc = "The device of readings from a topic without `+` (with none, the payload must name it: "
                   "a SenML base name or a line-protocol `device` tag)."},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<ModbusRegister>& modbusRegisterSchema() {
+  using R = ModbusRegister;
+  static const Schema<ModbusRegister> schema{
+      "register",
+      {
+          {.name = "name",
+           .kind = FieldKind::kString,
+           .member = &R::name,
+           .default_text = "—",
+           .doc = "The metric of its readings.",
+           .required = true,
+           .missing = "a register needs a 'name' (its readings' metric)"},
+          {.name = "table",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`holding`",
+           .doc = "`holding` (function 3), `input` (4), `coil` (1) or `discrete` (2).",
+           .type_text = "name",
+           .read =
+               [](Reader& r, const config::Node& v, R& reg) {
+                 auto s = r.str(v, "table");
+                 if (!s) return;
+                 if (auto t = modbusTableFromName(*s))
+                   reg.table = *t;
+                 else
+                   r.fail(v, fmt::format("table must be one of {}, got '{}'", kModbusTableNames, *s));
+               },
+           .show = [](const R& reg) -> json::value { return json::string(modbusTableName(reg.table)); }},
+          {.name = "address",
+           .kind = FieldKind::kInteger,
+           .member = &R::address,
+           .default_text = "—",
+           .doc = "The 0-based address on the wire (register 40001 of the old numbering is holding 0).",
+           .max = 65535,
+           .required = true,
+           .missing = "a register needs an 'address' (0-based)"},
+          {.name = "type",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`uint16` (`bool` for coils and discrete inputs)",
+           .doc = "`int16`, `uint16`, `int32`, `uint32`, `float32` (2 registers), `float64` (4) or `bool`.",
+           .type_text = "name",
+           .read =
+               [](Reader& r, const config::Node& v, R& reg) {
+                 auto s = r.str(v, "type");
+                 if (!s) return;
+                 if (auto t = registerTypeFromName(*s))
+                   reg.layout.type = *t;
+                 else
+                   r.fail(v, fmt::format("type must be one of {}, got '{}'", kRegisterTypeNames, *s));
+               },
+           .show = [](const R& reg) -> json::value {
+             return json::string(registerTypeName(reg.layout.type));
+           }},
+          {.name = "byte_order",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`big`",
+           .doc = "The byte order within each register: `big` (the Modbus standard) or `little`.",
+           .type_text = "`big` or `little`",
+           .read = [](Reader& r, const config::Node& v,
+                      R& reg) { readOrder(r, v, reg.layout.byte_big, "byte_order"); },
+           .show = [](const R& reg) -> json::value {
+             return json::string(reg.layout.byte_big ? "big" : "little");
+           }},
+          {.name = "word_order",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`big`",
+           .doc = "For 32- and 64-bit types: `big`, the most significant register first (ABCD), or `little` "
+                  "(CDAB, common on PLCs).",
+           .type_text = "`big` or `little`",
+           .read = [](Reader& r, const config::Node& v,
+                      R& reg) { readOrder(r, v, reg.layout.word_big, "word_order"); },
+           .show = [](const R& reg) -> json::value {
+             return json::string(reg.layout.word_big ? "big" : "little");
+           }},
+          {.name = "scale",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`1`",
+           .doc = "The reading is raw × scale + offset (`scale: 0.1` for tenths of a degree).",
+           .type_text = "number",
+           .read = [](Reader& r, const config::Node& v,
+                      R& reg) { reg.scale = readDouble(r, v, "scale").value_or(1); },
+           .show = [](const R& reg) -> json::value { return reg.scale; }},
+          {.name = "offset",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`0`",
+           .doc = "Added after scaling.",
+           .type_text = "number",
+           .read = [](Reader& r, const config::Node& v,
+                      R& reg) { reg.offset = readDouble(r, v, "offset").value_or(0); },
+           .show = [](const R& reg) -> json::value { return reg.offset; }},
+          {.name = "unit",
+           .kind = FieldKind::kString,
+           .member = &R::unit,
+           .default_text = "none",
+           .doc = "The unit, as the readings' `unit` attribute (`m3/h`)."},
+          {.name = "writable",
+           .kind = FieldKind::kBool,
+           .member = &R::writable,
+           .default_text = "`false`",
+           .doc = "Whether rules may write it (holding registers and coils only)."},
       },
       {}};
   return schema;
@@ -471,10 +780,22 @@ void readConnectors(Reader& r, const config::Node& list, EdgeConfig& out) {
         else
           r.fail(n["url"], ctx.error().message);
       }
-    } else if (!c.kind.empty()) {
-      for (std::string_view key : kMqttOnlyFields)
-        if (const config::Node v = n[std::string(key)]; v.IsDefined())
-          r.fail(v, fmt::format("'{}' is a field of mqtt connectors, not {} ones", key, c.kind));
+    } else if (c.kind == "modbus_tcp" || c.kind == "modbus_rtu") {
+      if (c.kind == "modbus_tcp" && !n["address"].IsDefined())
+        r.fail(n, "a modbus_tcp connector needs 'address': host:port");
+      if (c.kind == "modbus_rtu" && !n["serial_port"].IsDefined())
+        r.fail(n, "a modbus_rtu connector needs 'serial_port': /dev/ttyUSB0");
+      if (!n["registers"].IsDefined())
+        r.fail(n, fmt::format("a {} connector needs 'registers': what it reads", c.kind));
+      else if (c.registers.empty() && r.errors.size() == errors)
+        r.fail(n["registers"], "registers lists at least one register");
+      if (c.device.empty()) c.device = c.name;
+    }
+    if (!c.kind.empty()) {
+      for (const auto& kf : kKindFields)
+        if (const config::Node v = n[std::string(kf.field)]; v.IsDefined() && !kindHas(kf.kinds, c.kind))
+          r.fail(v, fmt::format("'{}' is a field of {} connectors, not {} ones", kf.field,
+                                fmt::join(splitKinds(kf.kinds), " or "), c.kind));
     }
     if (c.name.empty()) return;
     if (r.errors.size() != errors) return out.refused_names.push_back(c.name);

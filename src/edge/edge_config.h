@@ -14,6 +14,7 @@
 #include "config/config.h"
 #include "config/reader.h"
 #include "config/schema.h"
+#include "edge/connectors/modbus_decode.h"
 #include "edge/connectors/mqtt_codec.h"
 #include "edge/connectors/payload.h"
 #include "edge/pipeline.h"
@@ -31,6 +32,19 @@ struct MqttSubscription {
   std::optional<PayloadFormat> format;  ///< unset: the connector's
   std::string metric;                   ///< empty: the connector's
   std::string device;                   ///< for a topic without '+'; empty: the payload names it
+  config::Place at;
+};
+
+/// One value a Modbus connector polls (`registers:`).
+struct ModbusRegister {
+  std::string name;  ///< the reading's metric
+  ModbusTable table = ModbusTable::kHolding;
+  uint32_t address = 0;  ///< 0-based, as on the wire
+  RegisterLayout layout;
+  double scale = 1;
+  double offset = 0;
+  std::string unit;  ///< an attribute of each reading
+  bool writable = false;
   config::Place at;
 };
 
@@ -66,6 +80,18 @@ struct ConnectorConfig {
   ReconnectConfig reconnect;
   std::vector<MqttSubscription> subscribe;
   std::shared_ptr<net::TlsClientContext> tls;  ///< mqtts: null means the system store
+  // kind modbus_tcp and modbus_rtu:
+  config::HostPort address;  ///< modbus_tcp
+  std::string serial_port;   ///< modbus_rtu: /dev/ttyUSB0
+  uint32_t baud = 9600;
+  std::string parity = "none";
+  uint32_t data_bits = 8;
+  uint32_t stop_bits = 1;
+  uint32_t unit_id = 1;
+  Millis poll{1000};
+  Millis timeout{1000};  ///< a response; the device counts as not answering past it
+  std::string device;    ///< the readings' device; empty: the connector's name
+  std::vector<ModbusRegister> registers;
   // From `url`:
   bool secure = false;
   std::string host;
@@ -214,6 +240,7 @@ void readEdgeSettings(config::Reader& r, const config::Node& map, EdgeConfig& ou
 const config::Schema<ConnectorConfig>& connectorSchema();
 const config::Schema<MqttSubscription>& mqttSubscriptionSchema();
 const config::Schema<ReconnectConfig>& reconnectSchema();
+const config::Schema<ModbusRegister>& modbusRegisterSchema();
 /// A connector's settings as JSON, secrets included (never shown): equal means unchanged.
 std::string connectorFingerprint(const ConnectorConfig& c);
 const config::Schema<SinkConfig>& sinkSchema();

@@ -15,6 +15,7 @@
 
 #include "base/log.h"
 #include "base/strings.h"
+#include "edge/connectors/modbus_poller.h"
 #include "edge/connectors/mqtt_connector.h"
 #include "edge/record_json.h"
 #include "edge/rules/rule_runner.h"
@@ -787,7 +788,13 @@ EdgeRuntime::EdgeRuntime(EdgeHost& host)
   }
 }
 
-EdgeRuntime::~EdgeRuntime() = default;
+EdgeRuntime::~EdgeRuntime() {
+  // Poll threads call deliver(): they end before the runtime does.
+  for (auto& m : modbus_) m->stop();
+  for (auto& m : retired_modbus_) m->stop();
+  modbus_.clear();
+  retired_modbus_.clear();
+}
 
 void EdgeRuntime::install(const EdgeConfig& cfg) {
   const size_t workers = std::max<size_t>(1, host_.workerCount());
@@ -900,6 +907,35 @@ void EdgeRuntime::installConnectors(const EdgeConfig& cfg, size_t workers) {
     if (!named) host_.worker(workerFor(old->config().name, workers)).post([old] { old->stop(); });
   }
   mqtt_ = std::move(mqtt);
+
+  // Modbus pollers: an unchanged one keeps polling; a changed or removed one is stopped (its
+  // thread ends after the read in progress) and joined at the next install or at the end.
+  for (auto& r : retired_modbus_) r->join();
+  retired_modbus_.clear();
+  std::vector<std::unique_ptr<ModbusPoller>> modbus;
+  for (const auto& c : cfg.connectors) {
+    if (c.kind != "modbus_tcp" && c.kind != "modbus_rtu") continue;
+    std::unique_ptr<ModbusPoller> previous;
+    for (auto& m : modbus_)
+      if (m && m->config().name == c.name) previous = std::move(m);
+    auto fresh = std::make_unique<ModbusPoller>(*this, c, previous ? previous->stats() : nullptr);
+    if (previous && previous->fingerprint() == fresh->fingerprint()) {
+      modbus.push_back(std::move(previous));
+      continue;
+    }
+    if (previous) {
+      previous->stop();
+      retired_modbus_.push_back(std::move(previous));
+    }
+    fresh->start();
+    modbus.push_back(std::move(fresh));
+  }
+  for (auto& old : modbus_) {
+    if (!old) continue;
+    old->stop();
+    retired_modbus_.push_back(std::move(old));
+  }
+  modbus_ = std::move(modbus);
 }
 
 void EdgeRuntime::installRules(const EdgeConfig& cfg) {
@@ -1049,6 +1085,8 @@ json::object EdgeRuntime::status() const {
     o["pipelines"] = std::move(to);
     for (const auto& m : mqtt_)
       if (m->config().name == e.stats->name) m->describe(o);
+    for (const auto& m : modbus_)
+      if (m->config().name == e.stats->name) m->describe(o);
     connectors.push_back(std::move(o));
   }
   out["connectors"] = std::move(connectors);
@@ -1081,6 +1119,7 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
   // Connectors first: no readings come in while the windows close.
   const size_t workers = std::max<size_t>(1, host_.workerCount());
   for (auto& m : mqtt_) host_.worker(workerFor(m->config().name, workers)).post([m] { m->stop(); });
+  for (auto& m : modbus_) m->stop();
   std::atomic<size_t> flushed{0};
   for (auto& p : pipelines_)
     host_.worker(p->worker()).post([p, &flushed] {

@@ -73,6 +73,7 @@ struct IncomingReadings {
   std::string_view view(uint32_t at, uint32_t len) const { return std::string_view(text).substr(at, len); }
 };
 
+class ModbusPoller;
 class MqttConnector;
 class RuleRunner;
 struct RuleStats;
@@ -125,6 +126,8 @@ class EdgeRuntime final : public telemetry::MetricsSource {
   std::vector<std::shared_ptr<PipelineHost>> pipelines_;  // main thread's view
   std::vector<std::shared_ptr<SinkHost>> sinks_;
   std::vector<std::shared_ptr<MqttConnector>> mqtt_;  // main thread's view
+  std::vector<std::unique_ptr<ModbusPoller>> modbus_;
+  std::vector<std::unique_ptr<ModbusPoller>> retired_modbus_;  // stopped, joined at the next install
   std::vector<RuleEntry> rules_;
   std::vector<std::pair<std::string, std::shared_ptr<RuleStats>>> rule_stats_;  // in config order
   std::atomic<std::shared_ptr<const Routing>> routing_;

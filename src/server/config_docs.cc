@@ -41,6 +41,7 @@ std::vector<DocsTable> schemaDocsTables() {
                                 {"connector", docsTable(edge::connectorSchema())},
                                 {"connector_subscribe", docsTable(edge::mqttSubscriptionSchema())},
                                 {"connector_reconnect", docsTable(edge::reconnectSchema())},
+                                {"connector_registers", docsTable(edge::modbusRegisterSchema())},
                                 {"sink", docsTable(edge::sinkSchema())},
                                 {"sink_batch", docsTable(edge::sinkBatchSchema())},
                                 {"sink_queue", docsTable(edge::sinkQueueSchema())},

@@ -1051,3 +1051,132 @@ class Mosquitto:
         cmd = ["mosquitto_pub", "-h", LOCALHOST, "-p", str(self.port), "-t", topic, "-q", str(qos), "-l", *args]
         subprocess.run(cmd, input="\n".join(payloads) + "\n", text=True, check=True, timeout=30,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+class ModbusServer:
+    """A Modbus TCP server (function codes 1-6 and 16) on a free port for a with-block.
+    `holding`, `inputs`, `coils`, `discrete` map 0-based addresses to values (registers are
+    16-bit); an address it lacks answers exception 2 (illegal data address). `silent = True`
+    makes it read requests and answer nothing (a device that stopped answering). stop() and
+    start() keep the port."""
+
+    def __init__(self, unit_id=1):
+        self.port = free_port()
+        self.unit_id = unit_id
+        self.holding, self.inputs, self.coils, self.discrete = {}, {}, {}, {}
+        self.silent = False
+        self.requests = 0
+        self.writes = []  # (table, address, values)
+        self.lock = threading.Lock()
+        self.sock = None
+
+    def set_registers(self, table, address, regs):
+        with self.lock:
+            for i, r in enumerate(regs):
+                table[address + i] = r & 0xFFFF
+
+    def start(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((LOCALHOST, self.port))
+        self.sock.listen(16)
+        self.open = True
+        threading.Thread(target=self._accept, args=(self.sock,), daemon=True).start()
+        return self
+
+    def stop(self):
+        self.open = False
+        if self.sock:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.sock.close()
+        self.sock = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _accept(self, sock):
+        conns = []
+        while self.open:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                break
+            conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+                c.close()
+            except OSError:
+                pass
+
+    def _recv(self, conn, n):
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                raise OSError("closed")
+            data += chunk
+        return data
+
+    def _serve(self, conn):
+        try:
+            while self.open:
+                head = self._recv(conn, 7)
+                tid, proto, length, unit = int.from_bytes(head[0:2], "big"), int.from_bytes(head[2:4], "big"), \
+                    int.from_bytes(head[4:6], "big"), head[6]
+                pdu = self._recv(conn, length - 1)
+                with self.lock:
+                    self.requests += 1
+                    if self.silent:
+                        continue
+                    answer = self._answer(pdu)
+                conn.sendall(tid.to_bytes(2, "big") + proto.to_bytes(2, "big") +
+                             (len(answer) + 1).to_bytes(2, "big") + bytes([unit]) + answer)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def _answer(self, pdu):
+        fn = pdu[0]
+
+        def error(code):
+            return bytes([fn | 0x80, code])
+        if fn in (1, 2, 3, 4):
+            address, count = int.from_bytes(pdu[1:3], "big"), int.from_bytes(pdu[3:5], "big")
+            table = {1: self.coils, 2: self.discrete, 3: self.holding, 4: self.inputs}[fn]
+            if any(address + i not in table for i in range(count)):
+                return error(2)
+            if fn in (1, 2):
+                bits = [1 if table[address + i] else 0 for i in range(count)]
+                packed = bytearray((count + 7) // 8)
+                for i, b in enumerate(bits):
+                    packed[i // 8] |= b << (i % 8)
+                return bytes([fn, len(packed)]) + bytes(packed)
+            body = b"".join(table[address + i].to_bytes(2, "big") for i in range(count))
+            return bytes([fn, len(body)]) + body
+        if fn in (5, 6):
+            address, value = int.from_bytes(pdu[1:3], "big"), int.from_bytes(pdu[3:5], "big")
+            table = self.coils if fn == 5 else self.holding
+            if address not in table:
+                return error(2)
+            table[address] = (1 if value == 0xFF00 else 0) if fn == 5 else value
+            self.writes.append(("coil" if fn == 5 else "holding", address, [value]))
+            return pdu[:5]
+        if fn == 16:
+            address, count = int.from_bytes(pdu[1:3], "big"), int.from_bytes(pdu[3:5], "big")
+            values = [int.from_bytes(pdu[6 + 2 * i:8 + 2 * i], "big") for i in range(count)]
+            if any(address + i not in self.holding for i in range(count)):
+                return error(2)
+            for i, v in enumerate(values):
+                self.holding[address + i] = v
+            self.writes.append(("holding", address, values))
+            return pdu[:5]
+        return error(1)

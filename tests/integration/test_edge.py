@@ -358,8 +358,8 @@ class ConfigErrors(unittest.TestCase):
 
     def test_unbuilt_kinds_and_references(self):
         text, _, _ = config(free_port())
-        code, out = self.check(text.replace("kind: http, metric", "kind: modbus_tcp, metric"))
-        self.assertIn("connector kind 'modbus_tcp' is not built yet", out)
+        code, out = self.check(text.replace("kind: http, metric", "kind: coap, metric"))
+        self.assertIn("connector kind 'coap' is not built yet", out)
         self.assertNotIn("unknown connector", out)  # one mistake, one message
         self.assertIn("1 error(s)", out)
         code, out = self.check(text.replace("to: [ uplink ]", "to: [ nowhere ]"))

@@ -1,0 +1,244 @@
+#include "edge/connectors/modbus_poller.h"
+
+#include <fmt/format.h>
+#include <modbus.h>
+
+#include <boost/json.hpp>
+#include <cerrno>
+#include <cmath>
+
+#include "base/log.h"
+#include "edge/edge_runtime.h"
+#include "edge/expr/expr.h"
+
+namespace ganglion::edge {
+
+namespace json = boost::json;
+
+namespace {
+
+int64_t wallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool isException(int err) { return err > MODBUS_ENOBASE && err < MODBUS_ENOBASE + 12; }
+
+/// An error after which the link must be made again (the peer went away).
+bool isLinkError(int err) {
+  return err == ECONNRESET || err == EPIPE || err == EBADF || err == ENOTCONN || err == ECONNREFUSED ||
+         err == EIO;
+}
+
+/// libmodbus's context, closed and freed with its owner.
+struct Context {
+  modbus_t* ctx = nullptr;
+  ~Context() {
+    if (ctx) {
+      modbus_close(ctx);
+      modbus_free(ctx);
+    }
+  }
+};
+
+}  // namespace
+
+ModbusPoller::ModbusPoller(EdgeRuntime& runtime, ConnectorConfig config, std::shared_ptr<ModbusStats> stats)
+    : runtime_(runtime), config_(std::move(config)), fingerprint_(connectorFingerprint(config_)) {
+  if (!stats || stats->registers.size() != config_.registers.size()) {
+    stats = std::make_shared<ModbusStats>();
+    stats->registers.resize(config_.registers.size());
+  }
+  stats_ = std::move(stats);
+}
+
+ModbusPoller::~ModbusPoller() {
+  stop();
+  join();
+}
+
+void ModbusPoller::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void ModbusPoller::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+}
+
+void ModbusPoller::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+bool ModbusPoller::sleepUntil(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(mutex_);
+  wake_.wait_until(lock, deadline, [this] { return stopping_; });
+  return !stopping_;
+}
+
+void ModbusPoller::noteError(std::string what) {
+  std::lock_guard lock(stats_->error_mutex);
+  if (stats_->last_error == what) return;  // said once until something else happens
+  logLine(fmt::format("edge: modbus connector '{}': {}", config_.name, what));
+  stats_->last_error = std::move(what);
+}
+
+void ModbusPoller::run() {
+  using Clock = std::chrono::steady_clock;
+  Context c;
+  const bool tcp = config_.kind == "modbus_tcp";
+  const std::string where =
+      tcp ? fmt::format("{}:{}", config_.address.host, config_.address.port) : config_.serial_port;
+  if (tcp) {
+    const std::string port = std::to_string(config_.address.port);
+    c.ctx = modbus_new_tcp_pi(config_.address.host.c_str(), port.c_str());
+  } else {
+    const char parity = config_.parity == "even" ? 'E' : config_.parity == "odd" ? 'O' : 'N';
+    c.ctx = modbus_new_rtu(config_.serial_port.c_str(), static_cast<int>(config_.baud), parity,
+                           static_cast<int>(config_.data_bits), static_cast<int>(config_.stop_bits));
+  }
+  if (!c.ctx) return noteError(fmt::format("cannot set up {}: {}", where, modbus_strerror(errno)));
+  modbus_set_slave(c.ctx, static_cast<int>(config_.unit_id));
+  const auto timeout_us = static_cast<uint64_t>(config_.timeout.count()) * 1000;
+  modbus_set_response_timeout(c.ctx, static_cast<uint32_t>(timeout_us / 1'000'000),
+                              static_cast<uint32_t>(timeout_us % 1'000'000));
+  bool connected = false;
+  uint32_t failures = 0;
+  auto next = Clock::now();
+  uint16_t regs[4];
+  uint8_t bits[1];
+  while (true) {
+    if (!connected) {
+      if (modbus_connect(c.ctx) == -1) {
+        stats_->connect_failures.fetch_add(1, std::memory_order_relaxed);
+        noteError(fmt::format("cannot connect to {}: {}", where, modbus_strerror(errno)));
+        const int64_t pause =
+            std::min<int64_t>(config_.reconnect.max.count(), config_.reconnect.initial.count()
+                                                                 << std::min<uint32_t>(failures++, 20));
+        if (!sleepUntil(Clock::now() + std::chrono::milliseconds(pause))) return;
+        continue;
+      }
+      connected = true;
+      failures = 0;
+      stats_->connected.store(true);
+    }
+    auto readings = std::make_shared<IncomingReadings>();
+    readings->connector = config_.name;
+    size_t refused = 0;
+    bool lost = false;
+    for (size_t i = 0; i < config_.registers.size() && !lost; ++i) {
+      const ModbusRegister& reg = config_.registers[i];
+      ModbusStats::Register& rs = stats_->registers[i];
+      const int width = registerWidth(reg.layout.type);
+      int rc = -1;
+      switch (reg.table) {
+        case ModbusTable::kHolding:
+          rc = modbus_read_registers(c.ctx, static_cast<int>(reg.address), width, regs);
+          break;
+        case ModbusTable::kInput:
+          rc = modbus_read_input_registers(c.ctx, static_cast<int>(reg.address), width, regs);
+          break;
+        case ModbusTable::kCoil:
+          rc = modbus_read_bits(c.ctx, static_cast<int>(reg.address), 1, bits);
+          regs[0] = bits[0];
+          break;
+        case ModbusTable::kDiscrete:
+          rc = modbus_read_input_bits(c.ctx, static_cast<int>(reg.address), 1, bits);
+          regs[0] = bits[0];
+          break;
+      }
+      if (rc == -1) {
+        const int err = errno;
+        if (isException(err)) {
+          rs.exceptions.fetch_add(1, std::memory_order_relaxed);
+          rs.last_exception.store(err - MODBUS_ENOBASE, std::memory_order_relaxed);
+          noteError(fmt::format("register '{}' ({} {}): {}", reg.name, modbusTableName(reg.table),
+                                reg.address, modbus_strerror(err)));
+        } else {
+          rs.timeouts.fetch_add(1, std::memory_order_relaxed);
+          noteError(fmt::format(
+              "register '{}' ({} {}): {}", reg.name, modbusTableName(reg.table), reg.address,
+              err == ETIMEDOUT ? std::string("no answer in time") : std::string(modbus_strerror(err))));
+          if (isLinkError(err)) {
+            lost = true;
+          } else {
+            modbus_flush(c.ctx);  // a late answer must not be taken for the next request's
+          }
+        }
+        continue;
+      }
+      const double value =
+          decodeRegisters(std::span<const uint16_t>(regs, static_cast<size_t>(width)), reg.layout) *
+              reg.scale +
+          reg.offset;
+      if (!std::isfinite(value)) {
+        rs.refused.fetch_add(1, std::memory_order_relaxed);
+        ++refused;
+        continue;
+      }
+      rs.reads.fetch_add(1, std::memory_order_relaxed);
+      std::string attrs;
+      if (!reg.unit.empty()) expr::appendAttr(attrs, "unit", reg.unit, false);
+      readings->add(DecodedReading{config_.device, reg.name, wallMs(), value, Quality::kGood, attrs});
+    }
+    stats_->polls.fetch_add(1, std::memory_order_relaxed);
+    if (lost) {
+      modbus_close(c.ctx);
+      connected = false;
+      stats_->connected.store(false);
+    }
+    const size_t accepted = readings->items.size();
+    if (accepted) {
+      // The pipelines are full: the next poll waits (backpressure slows the polls).
+      const auto waited_from = Clock::now();
+      while (runtime_.deliver(config_.name, readings) < 0) {
+        if (!sleepUntil(Clock::now() + std::chrono::milliseconds(20))) return;
+      }
+      const auto waited =
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - waited_from).count();
+      if (waited > 1)
+        stats_->backpressure_ms.fetch_add(static_cast<uint64_t>(waited), std::memory_order_relaxed);
+    }
+    runtime_.countIngest(config_.name, accepted, refused, accepted == 0 ? 1 : 0);
+    next += config_.poll;
+    const auto now = Clock::now();
+    if (next < now) {  // reads took longer than the period: skip, never queue polls
+      const auto behind = (now - next) / config_.poll + 1;
+      stats_->skipped_polls.fetch_add(static_cast<uint64_t>(behind), std::memory_order_relaxed);
+      next += behind * config_.poll;
+    }
+    if (!sleepUntil(next)) return;
+  }
+}
+
+void ModbusPoller::describe(json::object& out) const {
+  const ModbusStats& s = *stats_;
+  out["address"] = config_.kind == "modbus_tcp" ? config_.address.text() : config_.serial_port;
+  out["unit_id"] = config_.unit_id;
+  out["connected"] = s.connected.load();
+  out["polls"] = s.polls.load();
+  out["skipped_polls"] = s.skipped_polls.load();
+  out["connect_failures"] = s.connect_failures.load();
+  out["backpressure_ms"] = s.backpressure_ms.load();
+  json::array regs;
+  for (size_t i = 0; i < config_.registers.size() && i < s.registers.size(); ++i) {
+    const auto& r = s.registers[i];
+    json::object o;
+    o["name"] = config_.registers[i].name;
+    o["reads"] = r.reads.load();
+    o["timeouts"] = r.timeouts.load();
+    o["exceptions"] = r.exceptions.load();
+    o["refused"] = r.refused.load();
+    if (const int e = r.last_exception.load()) o["last_exception"] = e;
+    regs.push_back(std::move(o));
+  }
+  out["registers"] = std::move(regs);
+  std::lock_guard lock(s.error_mutex);
+  if (!s.last_error.empty()) out["last_error"] = s.last_error;
+}
+
+}  // namespace ganglion::edge

@@ -1,0 +1,76 @@
+// A Modbus connector (`modbus_tcp`, `modbus_rtu`): polls its registers through libmodbus every
+// `poll` and hands the readings to the pipelines that read the connector. libmodbus is
+// blocking, so each connector polls on a thread of its own (docs/design/edge.md "Modbus"): a
+// device that stops answering delays only its own polls, never a worker or another device.
+// While the pipelines are full the next poll waits (backpressure slows the polls).
+//
+// Threads: constructed, started, stopped and joined on the main thread; the poll loop on its
+// own thread; stats are atomics the main thread reads.
+#pragma once
+
+#include <atomic>
+#include <boost/json/object.hpp>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "edge/edge_config.h"
+
+namespace ganglion::edge {
+
+class EdgeRuntime;
+
+/// Counters of one Modbus connector, kept by name across reloads while its registers stay.
+struct ModbusStats {
+  struct Register {
+    std::atomic<uint64_t> reads{0}, timeouts{0}, exceptions{0}, refused{0};
+    std::atomic<int> last_exception{0};  ///< the Modbus exception code of the last one
+  };
+  std::atomic<bool> connected{false};
+  std::atomic<uint64_t> polls{0}, skipped_polls{0}, connect_failures{0}, backpressure_ms{0};
+  std::deque<Register> registers;  ///< parallel to the config's registers
+  mutable std::mutex error_mutex;
+  std::string last_error;
+};
+
+class ModbusPoller {
+ public:
+  ModbusPoller(EdgeRuntime& runtime, ConnectorConfig config, std::shared_ptr<ModbusStats> stats);
+  ~ModbusPoller();
+  ModbusPoller(const ModbusPoller&) = delete;
+  ModbusPoller& operator=(const ModbusPoller&) = delete;
+
+  const ConnectorConfig& config() const { return config_; }
+  const std::string& fingerprint() const { return fingerprint_; }
+  const std::shared_ptr<ModbusStats>& stats() const { return stats_; }
+
+  /// Starts its thread. Main thread.
+  void start();
+  /// Asks the thread to end; it does within `timeout` (a read in progress finishes). Any thread.
+  void stop();
+  /// Waits for the thread to end. Main thread, after stop().
+  void join();
+
+  /// The Modbus part of GET /edge's connector entry. Main thread.
+  void describe(boost::json::object& out) const;
+
+ private:
+  void run();
+  /// Waits until `deadline` or stop(); false when stopped.
+  bool sleepUntil(std::chrono::steady_clock::time_point deadline);
+  void noteError(std::string what);
+
+  EdgeRuntime& runtime_;
+  ConnectorConfig config_;
+  std::string fingerprint_;
+  std::shared_ptr<ModbusStats> stats_;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+};
+
+}  // namespace ganglion::edge

@@ -1,0 +1,198 @@
+"""The Modbus TCP connector (docs/edge.md "Modbus") against a Modbus TCP server the harness
+starts on a free port: every register type, byte and word order, scale and offset; exceptions
+and timeouts counted per register; a device that stops answering does not stall another; a
+server that goes away and comes back; config errors with their line."""
+
+import os
+import struct
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import LOCALHOST, Gateway, ModbusServer, Receiver, free_port, render, run_cli, wait_until  # noqa: E402
+
+TOKEN = "Modbus-Adm1n-T0ken-0123456789"
+
+CONFIG = """
+listeners:
+  - name: public
+    address: @HOST@:@PORT@
+admin:
+  address: @HOST@:@ADMIN@
+  token: @TOKEN@
+connectors:
+  - name: pump-plc
+    kind: modbus_tcp
+    address: @HOST@:@PLC@
+    unit_id: 1
+    poll: 100ms
+    timeout: 300ms
+    reconnect: { initial: 100ms, max: 300ms }
+    registers:
+      - { name: flow, table: holding, address: 0, type: float32, word_order: big, unit: m3/h }
+      - { name: flow_cdab, table: holding, address: 2, type: float32, word_order: little }
+      - { name: temperature, table: input, address: 10, type: int16, scale: 0.1, unit: degC }
+      - { name: hours, table: input, address: 20, type: uint32, byte_order: little }
+      - { name: running, table: coil, address: 5 }
+      - { name: missing, table: holding, address: 100 }
+  - name: other-plc
+    kind: modbus_tcp
+    address: @HOST@:@OTHER@
+    device: boiler-2
+    poll: 100ms
+    timeout: 300ms
+    registers:
+      - { name: pressure, table: holding, address: 0, type: uint16, scale: 0.01 }
+sinks:
+  - name: uplink
+    kind: http
+    url: http://@HOST@:@SINK@/ingest
+    batch: { max_records: 1000, max_delay: 50ms }
+pipelines:
+  - { name: raw, from: [ pump-plc, other-plc ], stages: [], to: [ uplink ] }
+access_log: { enabled: false }
+"""
+
+
+def regs_of(fmt, value):
+    raw = struct.pack(fmt, value)
+    return [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2)]
+
+
+def connector(gw, name):
+    for c in gw.admin("GET", "/edge", token=TOKEN).json()["connectors"]:
+        if c["name"] == name:
+            return c
+    raise AssertionError(name)
+
+
+def register(gw, connector_name, name):
+    return next(r for r in connector(gw, connector_name)["registers"] if r["name"] == name)
+
+
+class ModbusPolling(unittest.TestCase):
+    def setUp(self):
+        self.plc = ModbusServer().start()
+        self.other = ModbusServer().start()
+        self.plc.set_registers(self.plc.holding, 0, regs_of(">f", 12.5))
+        cdab = regs_of(">f", -3.25)
+        self.plc.set_registers(self.plc.holding, 2, [cdab[1], cdab[0]])
+        self.plc.set_registers(self.plc.inputs, 10, regs_of(">h", -215))
+        le = regs_of("<I", 123456)  # bytes of each register swapped, words most significant first
+        self.plc.set_registers(self.plc.inputs, 20, [le[1], le[0]])
+        self.plc.coils[5] = 1
+        self.other.set_registers(self.other.holding, 0, [10132])
+
+    def tearDown(self):
+        self.plc.stop()
+        self.other.stop()
+
+    def gateway(self, rx):
+        port, admin = free_port(), free_port()
+        text = render(CONFIG, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, PLC=self.plc.port,
+                      OTHER=self.other.port, SINK=rx.port)
+        return Gateway(text, admin_port=admin)
+
+    def latest(self, rx, device, metric):
+        found = [r for r in rx.records() if r["device"] == device and r["metric"] == metric]
+        return found[-1] if found else None
+
+    def test_every_type_and_order_is_read_as_written(self):
+        with Receiver() as rx, self.gateway(rx) as gw:
+            self.assertTrue(wait_until(lambda: self.latest(rx, "boiler-2", "pressure"), timeout=5))
+            self.assertTrue(wait_until(lambda: self.latest(rx, "pump-plc", "running"), timeout=5))
+            self.assertEqual(self.latest(rx, "pump-plc", "flow")["value"], 12.5)
+            self.assertEqual(self.latest(rx, "pump-plc", "flow")["attrs"], {"unit": "m3/h"})
+            self.assertEqual(self.latest(rx, "pump-plc", "flow_cdab")["value"], -3.25)
+            self.assertAlmostEqual(self.latest(rx, "pump-plc", "temperature")["value"], -21.5)
+            self.assertEqual(self.latest(rx, "pump-plc", "hours")["value"], 123456)
+            self.assertEqual(self.latest(rx, "pump-plc", "running")["value"], 1)
+            self.assertAlmostEqual(self.latest(rx, "boiler-2", "pressure")["value"], 101.32)
+            self.assertIsNone(self.latest(rx, "pump-plc", "missing"))
+            # A register the device lacks: its exception is counted, the others go on.
+            missing = register(gw, "pump-plc", "missing")
+            self.assertGreater(missing["exceptions"], 0)
+            self.assertEqual(missing["last_exception"], 2)
+            self.assertIn("register 'missing' (holding 100)", connector(gw, "pump-plc")["last_error"])
+            # New values are picked up by the next polls.
+            self.plc.set_registers(self.plc.holding, 0, regs_of(">f", 99.0))
+            self.assertTrue(wait_until(lambda: self.latest(rx, "pump-plc", "flow")["value"] == 99.0, timeout=5))
+
+    def test_a_device_that_stops_answering_does_not_stall_another(self):
+        with Receiver() as rx, self.gateway(rx) as gw:
+            self.assertTrue(wait_until(lambda: connector(gw, "pump-plc")["polls"] >= 3, timeout=5))
+            self.plc.silent = True
+            time.sleep(0.5)
+            before = connector(gw, "other-plc")["polls"]
+            time.sleep(2)
+            after = connector(gw, "other-plc")["polls"]
+            self.assertGreaterEqual(after - before, 14)  # about 20 at 100 ms: not held up by the silent one
+            flow = register(gw, "pump-plc", "flow")
+            self.assertGreater(flow["timeouts"], 0)
+            self.assertIn("no answer in time", connector(gw, "pump-plc")["last_error"])
+            self.assertGreater(connector(gw, "pump-plc")["skipped_polls"], 0)  # 6 reads of 300 ms per 100 ms poll
+            self.plc.silent = False
+            reads = register(gw, "pump-plc", "flow")["reads"]
+            self.assertTrue(wait_until(lambda: register(gw, "pump-plc", "flow")["reads"] > reads + 2, timeout=5))
+
+    def test_a_server_that_goes_away_is_connected_to_again(self):
+        with Receiver() as rx, self.gateway(rx) as gw:
+            self.assertTrue(wait_until(lambda: connector(gw, "pump-plc")["connected"], timeout=5))
+            self.plc.stop()
+            self.assertTrue(wait_until(lambda: not connector(gw, "pump-plc")["connected"], timeout=5))
+            self.assertTrue(wait_until(lambda: connector(gw, "pump-plc")["connect_failures"] >= 2, timeout=5))
+            self.plc.start()
+            self.assertTrue(wait_until(lambda: connector(gw, "pump-plc")["connected"], timeout=5))
+            reads = register(gw, "pump-plc", "flow")["reads"]
+            self.assertTrue(wait_until(lambda: register(gw, "pump-plc", "flow")["reads"] > reads, timeout=5))
+
+
+class ModbusConfigErrors(unittest.TestCase):
+    def check(self, text):
+        d = tempfile.mkdtemp(prefix="ganglion-modbus-check-")
+        path = os.path.join(d, "ganglion.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        r = run_cli(["check", "--config", path])
+        return r.returncode, r.stdout + r.stderr
+
+    def test_bad_register_maps_are_refused_with_their_line(self):
+        text = render(CONFIG, HOST=LOCALHOST, PORT=free_port(), ADMIN=free_port(), TOKEN=TOKEN, PLC=1502,
+                      OTHER=1503, SINK=free_port())
+        code, out = self.check(text)
+        self.assertEqual(code, 0, out)
+        lines = text.split("\n")
+        cases = [
+            ("table: coil, address: 5 }", "table: coil, address: 5, type: float32 }", "a coil holds one bit: its type is bool"),
+            ("table: holding, address: 100 }", "table: holding, address: 65535, type: float32 }",
+             "a float32 at 65535 runs past address 65535"),
+            ("table: input, address: 10, type: int16", "table: input, address: 10, writable: true, type: int16",
+             "input registers are read-only"),
+            ("type: uint32, byte_order: little", "type: uint48, byte_order: little", "type must be one of int16"),
+            ("type: uint32, byte_order: little", "type: uint32, byte_order: middle", "byte_order must be big or little"),
+            ("table: holding, address: 100 }", "table: eeprom, address: 100 }", "table must be one of holding"),
+            ("{ name: flow_cdab,", "{ name: flow,", "duplicate register name 'flow'"),
+            ("scale: 0.1, unit: degC", "scale: lots, unit: degC", "scale must be a finite number"),
+            ("{ name: missing, table: holding, address: 100 }", "{ name: missing, table: holding }",
+             "a register needs an 'address'"),
+        ]
+        for old, new, message in cases:
+            with self.subTest(new=new):
+                self.assertIn(old, text)
+                code, out = self.check(text.replace(old, new, 1))
+                self.assertNotEqual(code, 0, out)
+                self.assertIn(message, out)
+                line = next(i for i, l in enumerate(lines) if old in l) + 1
+                self.assertIn(":%d:" % line, out)
+        code, out = self.check(text.replace("    unit_id: 1\n", "    unit_id: 1\n    url: mqtt://x\n"))
+        self.assertIn("'url' is a field of mqtt connectors, not modbus_tcp ones", out)
+        code, out = self.check(text.replace("kind: modbus_tcp\n    address: 127.0.0.1:1502\n", "kind: modbus_tcp\n"))
+        self.assertIn("a modbus_tcp connector needs 'address'", out)
+        code, out = self.check(text.replace("    device: boiler-2\n", "    device: boiler-2\n    metric: x\n"))
+        self.assertIn("'metric' is a field of http or mqtt connectors, not modbus_tcp ones", out)
+
+
+if __name__ == "__main__":
+    unittest.main()
