@@ -292,19 +292,45 @@ bool isValidUtf8(std::string_view s) {
   return true;
 }
 
+std::string_view utf8Prefix(std::string_view s, size_t max_bytes) {
+  if (s.size() <= max_bytes) return s;
+  // Cut before the character the limit splits: back over its continuation bytes to its lead.
+  size_t end = max_bytes;
+  while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80) --end;
+  return s.substr(0, end);
+}
+
 std::string printableText(std::string_view s, size_t max_bytes) {
   const bool cut = s.size() > max_bytes;
-  if (cut) {
-    s = s.substr(0, max_bytes);
-    while (!s.empty() && (static_cast<unsigned char>(s.back()) & 0xC0) == 0x80)
-      s.remove_suffix(1);                                                                // continuation bytes
-    if (!s.empty() && static_cast<unsigned char>(s.back()) >= 0xC0) s.remove_suffix(1);  // a lead byte
-  }
-  std::string out(s);
+  std::string out(utf8Prefix(s, max_bytes));
   for (char& c : out)
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
   if (cut) out += "...";
   return out;
+}
+
+bool hasControlOrNoncharacter(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    uint32_t cp = b;
+    size_t n = 1;
+    if (b >= 0xF0) {
+      n = 4;
+      cp = b & 0x07;
+    } else if (b >= 0xE0) {
+      n = 3;
+      cp = b & 0x0F;
+    } else if (b >= 0xC0) {
+      n = 2;
+      cp = b & 0x1F;
+    }
+    for (size_t k = 1; k < n && i + k < s.size(); ++k)
+      cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+    i += n;
+    if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F)) return true;
+    if ((cp >= 0xFDD0 && cp <= 0xFDEF) || (cp & 0xFFFE) == 0xFFFE) return true;
+  }
+  return false;
 }
 
 }  // namespace ganglion

@@ -62,6 +62,14 @@ bool isValidUtf8(std::string_view s);
 
 void appendJsonEscaped(std::string& out, std::string_view s);
 
+/// Whether UTF-8 `s` holds a control character (U+0000-U+001F, U+007F-U+009F) or a Unicode
+/// non-character (U+FDD0-U+FDEF, U+xxFFFE, U+xxFFFF): what names and MQTT topics must not
+/// carry (MQTT 1.5.4; mosquitto drops a client that sends one). `s` must be valid UTF-8.
+bool hasControlOrNoncharacter(std::string_view s);
+
+/// The longest prefix of UTF-8 `s` of at most `max_bytes` that ends at a character boundary.
+std::string_view utf8Prefix(std::string_view s, size_t max_bytes);
+
 /// Text from outside (a peer's reason string, a topic) as logs and status may show it: control
 /// characters become '?' (no escape sequences, no forged log lines), and past `max_bytes` it is
 /// cut at a character boundary and ends in "...".

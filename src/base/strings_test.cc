@@ -59,6 +59,15 @@ TEST(JsonEscape, AnyBytesMakeParseableJson) {
   EXPECT_TRUE(v.is_string());
 }
 
+TEST(PrintableText, ControlsShownAndLongTextCutAtACharacter) {
+  EXPECT_EQ(printableText("a\x1b[31m\nb"), "a?[31m?b");
+  EXPECT_EQ(printableText("abcdef", 4), "abcd...");
+  EXPECT_EQ(printableText("ab\xC3\xA9z", 3), "ab...");  // not half of the é
+  EXPECT_FALSE(hasControlOrNoncharacter("pump-\xC3\xA9"));
+  EXPECT_TRUE(hasControlOrNoncharacter("x\xC2\x9F"));
+  EXPECT_TRUE(hasControlOrNoncharacter("x\xEF\xBF\xBE"));
+}
+
 TEST(ParseDouble, WholeTextOnly) {
   EXPECT_EQ(parseDouble("-3.5e1"), -35.0);
   EXPECT_EQ(parseDouble("0.25"), 0.25);

@@ -218,6 +218,8 @@ struct EdgeConfig {
   std::vector<SinkConfig> sinks;
   std::vector<PipelineConfig> pipelines;
   std::vector<RuleConfig> rules;
+  /// A rule asks for `summarize` (even one refused for another mistake): the providers serve it.
+  bool rules_summarize = false;
   EdgeSettings settings;
   /// Connectors and sinks that were written with errors: references to them are not errors
   /// of their own (one mistake, one message).

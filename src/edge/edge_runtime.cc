@@ -659,8 +659,13 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     str(j->runner->config().name);
     json += ",\"about\":";
     str(j->id);
+    // Bounded whatever the model sent (max_tokens is the provider's to honour).
+    constexpr size_t kMaxSummaryBytes = 32 * 1024;
+    const std::string_view text = utf8Prefix(answer->text, kMaxSummaryBytes);
+    const bool cut = text.size() < answer->text.size();
     json += ",\"text\":";
-    str(answer->text);
+    str(text);
+    if (cut) json += ",\"truncated\":true";
     json += ",\"model\":";
     str(answer->model);
     json += ",\"provider\":";
@@ -1230,9 +1235,11 @@ void EdgeRuntime::render(std::string& out) const {
                    name, all - std::min(all, refused), name, refused, name, e.stats->backpressure.load());
   }
   if (!rule_stats_.empty()) {
-    appendFamilyHead(out, "ganglion_edge_rule_total", "counter",
-                     "Rule outcomes: matched (the condition held), fired (the actions ran), suppressed "
-                     "(hold-off or hysteresis), cleared, failed_action, summary (a model's answer sent on).");
+    appendFamilyHead(
+        out, "ganglion_edge_rule_total", "counter",
+        "Rule outcomes: matched (the condition held), fired (the actions ran), suppressed "
+        "(hold-off or hysteresis), cleared, failed_action, summary (a model's answer sent on), untracked "
+        "(fired without state: the rule's key table was full).");
     for (const auto& [rule, s] : rule_stats_) {
       const std::string name = labelValue(rule);
       for (const auto& [what, n] : {std::pair<std::string_view, uint64_t>{"matched", s->matched.load()},
@@ -1240,7 +1247,8 @@ void EdgeRuntime::render(std::string& out) const {
                                     {"suppressed", s->suppressed.load()},
                                     {"cleared", s->cleared.load()},
                                     {"failed_action", s->failed_actions.load()},
-                                    {"summary", s->summaries.load()}})
+                                    {"summary", s->summaries.load()},
+                                    {"untracked", s->untracked.load()}})
         fmt::format_to(std::back_inserter(out), "ganglion_edge_rule_total{{rule=\"{}\",outcome=\"{}\"}} {}\n",
                        name, what, n);
     }

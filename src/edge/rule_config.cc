@@ -5,7 +5,9 @@
 #include <fmt/ranges.h>
 
 #include <boost/json.hpp>
+#include <cctype>
 
+#include "base/strings.h"
 #include "edge/edge_config.h"
 
 namespace ganglion::edge {
@@ -65,6 +67,8 @@ bool parseTopicTemplate(Reader& r, const config::Node& v, std::string_view text,
   }
   if (std::string why = mqtt::checkTopicName(probe); !why.empty())
     return r.fail(v, fmt::format("topic '{}': {}", *s, why)), false;
+  if (probe.front() == '$')
+    return r.fail(v, fmt::format("topic '{}': topics starting with '$' belong to the broker", *s)), false;
   out = std::move(t);
   return true;
 }
@@ -118,6 +122,8 @@ void readActions(Reader& r, const config::Node& v, RuleConfig& rule) {
       RuleSummarize sum;
       const size_t before = r.errors.size();
       readFields(ruleSummarizeSchema(), body, sum, r);
+      if (r.errors.size() == before && body["prompt"].IsDefined() && trim(sum.prompt).empty())
+        r.fail(body["prompt"], "summarize needs a 'prompt' that says what to do");
       if (r.errors.size() == before) {
         if (sum.to.empty() && sum.topic.text.empty())
           r.fail(body, "summarize needs 'to' (a sink) or 'connector' and 'topic', or both");
@@ -354,6 +360,11 @@ const Schema<RuleConfig>& ruleSchema() {
 
 void readRules(Reader& r, const config::Node& list, EdgeConfig& out,
                const std::vector<std::string>& model_names) {
+  if (list.IsSequence())
+    for (const auto& n : list.items())
+      if (n.IsMap() && n["actions"].IsSequence())
+        for (const auto& a : n["actions"].items())
+          if (a.IsMap() && a["summarize"].IsDefined()) out.rules_summarize = true;
   r.forEach(list, "rules", [&](const config::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a rule is a map: { name, when, actions }");
     RuleConfig rule;
@@ -361,6 +372,13 @@ void readRules(Reader& r, const config::Node& list, EdgeConfig& out,
     const size_t errors = r.errors.size();
     readFields(ruleSchema(), n, rule, r);
     if (rule.name.empty()) return;
+    // It goes into topics ({rule}) and record ids (<id>/<rule>): a plain name.
+    const bool plain = std::all_of(rule.name.begin(), rule.name.end(), [](char ch) {
+      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.';
+    });
+    if (!plain)
+      return r.fail(n["name"], fmt::format("rule name '{}' may hold only letters, digits, '-', '_' and '.'",
+                                           printableText(rule.name, 64)));
     for (const auto& p : rule.from) {
       const bool known = std::any_of(out.pipelines.begin(), out.pipelines.end(),
                                      [&](const PipelineConfig& k) { return k.name == p; });
@@ -391,8 +409,24 @@ void readRules(Reader& r, const config::Node& list, EdgeConfig& out,
         if (!known && !out.refused(sink))
           r.fail(at, fmt::format("rule '{}' {} unknown sink '{}'", rule.name, verb, sink));
       };
+      // A topic the connector's own subscriptions read would bring every message back as a
+      // reading, which may fire the rule again: a loop.
+      auto checkLoop = [&](const std::string& connector, const TopicTemplate& topic) {
+        auto c = std::find_if(out.connectors.begin(), out.connectors.end(),
+                              [&](const ConnectorConfig& k) { return k.name == connector; });
+        if (c == out.connectors.end() || topic.pieces.empty()) return;
+        std::string probe;
+        for (const auto& piece : topic.pieces) probe += piece.placeholder ? "x" : piece.text;
+        for (const auto& sub : c->subscribe)
+          if (mqtt::topicMatches(mqtt::matchFilter(sub.topic), probe))
+            return r.fail(at,
+                          fmt::format("rule '{}' publishes to '{}', which connector '{}' reads ('{}'): each "
+                                      "message would come back as a reading",
+                                      rule.name, topic.text, connector, sub.topic));
+      };
       if (const auto* p = std::get_if<RulePublish>(&rule.actions[i])) {
         checkConnector(p->connector, at);
+        checkLoop(p->connector, p->topic);
       } else if (const auto* f = std::get_if<RuleForward>(&rule.actions[i])) {
         checkSink(f->to, "forwards to");
       } else if (const auto* sum = std::get_if<RuleSummarize>(&rule.actions[i])) {
@@ -402,7 +436,10 @@ void readRules(Reader& r, const config::Node& list, EdgeConfig& out,
                                  model_names.empty() ? std::string("none")
                                                      : fmt::format("{}", fmt::join(model_names, ", "))));
         if (!sum->to.empty()) checkSink(sum->to, "sends summaries to");
-        if (!sum->connector.empty()) checkConnector(sum->connector, at);
+        if (!sum->connector.empty()) {
+          checkConnector(sum->connector, at);
+          checkLoop(sum->connector, sum->topic);
+        }
       }
     }
     if (r.errors.size() != errors) return;

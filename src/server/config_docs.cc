@@ -51,6 +51,7 @@ std::vector<DocsTable> schemaDocsTables() {
                                 {"detect", docsTable(edge::detectSchema())},
                                 {"rule", docsTable(edge::ruleSchema())},
                                 {"rule_publish", docsTable(edge::rulePublishSchema())},
+                                {"rule_summarize", docsTable(edge::ruleSummarizeSchema())},
                                 {"edge", docsTable(edge::edgeSettingsSchema())}};
   for (auto& f : filters::filterDocsTables()) tables.push_back({f.kind, std::move(f.table)});
   return tables;

@@ -227,13 +227,7 @@ void validateReferences(Reader& r, Config& cfg) {
   for (auto& rt : cfg.routes) has_llm_route = has_llm_route || rt.llm.has_value();
   // Providers there only for edge rules (`summarize`), with no keys to guard an API: the
   // gateway calls them itself and serves no LLM API (docs/configuration.md, "LLM API").
-  const bool edge_only_models =
-      cfg.keys.empty() &&
-      std::any_of(cfg.edge.rules.begin(), cfg.edge.rules.end(), [](const edge::RuleConfig& rule) {
-        return std::any_of(rule.actions.begin(), rule.actions.end(), [](const edge::RuleAction& a) {
-          return std::holds_alternative<edge::RuleSummarize>(a);
-        });
-      });
+  const bool edge_only_models = cfg.keys.empty() && cfg.edge.rules_summarize;
   if (!cfg.providers.empty() && !has_llm_route && !edge_only_models) {
     // The LLM API on every listener, ranked after every explicit route (docs/configuration.md).
     RouteConfig api;

@@ -318,6 +318,12 @@ class MqttRules(unittest.TestCase):
                                          headers={"Content-Type": "application/json"})
                         self.assertEqual(r.status, 202, r.body)
 
+                    # A device name MQTT topics must not hold (a C1 control) is refused at ingest: it
+                    # would otherwise make an alarm topic the broker drops the gateway for.
+                    from harness import http_request
+                    r = http_request(port, "POST", "/ingest/d%C2%85", body=json.dumps({"value": 90}),
+                                     headers={"Content-Type": "application/json"})
+                    self.assertEqual(r.status, 422, r.body)
                     ingest("pump-1", 11, t0)
                     ingest("pump-1", 12, t0 + 1000)  # within hold_off: suppressed
                     ingest("pump-1", 3, t0 + 2000)
@@ -769,6 +775,10 @@ class MqttConfigErrors(unittest.TestCase):
              "rule 'hot' summarizes with unknown model 'm' (models: none)"),
             ("forward: { to: uplink }", "summarize: { prompt: p, to: uplink }", "summarize needs a 'model'"),
             ("forward: { to: uplink }", "webhook: { url: x }", "action 'webhook' is not built yet"),
+            ('"alarms/{device}/{rule}"', '"plant/{device}/temp"',
+             "rule 'hot' publishes to 'plant/{device}/temp', which connector 'plant' reads ('plant/+/temp')"),
+            ('"alarms/{device}/{rule}"', '"$SYS/{device}"', "topics starting with '$' belong to the broker"),
+            ("  - name: hot\n", "  - name: h/ot\n", "rule name 'h/ot' may hold only letters"),
             ("forward: { to: uplink }", "explode: {}", "unknown action 'explode'"),
         ]
         for old, new, message in cases:
@@ -783,6 +793,18 @@ class MqttConfigErrors(unittest.TestCase):
                 self.assertIn(":%d:" % line, out)
         code, out = self.check(text.replace("  - name: hot\n", "  - name: hot\n    from: [ nope ]\n"))
         self.assertIn("rule 'hot' reads unknown pipeline 'nope'", out)
+        # A mistake in a summarize action is that mistake alone, not also "the LLM API needs keys".
+        with_llm = text.replace("rules:\n", "providers:\n  - { name: l, kind: openai, base_url: \"http://127.0.0.1:9/v1\", "
+                                "api_key: none }\nmodels:\n  - { name: m, targets: [ { provider: l, model: m } ] }\n"
+                                "rules:\n")
+        code, out = self.check(with_llm.replace("forward: { to: uplink }", "summarize: { model: m, prompt: p, to: uplink }"))
+        self.assertEqual(code, 0, out)
+        code, out = self.check(with_llm.replace("forward: { to: uplink }", "summarize: { model: m, promt: p, to: uplink }"))
+        self.assertIn("promt", out)
+        self.assertNotIn("llm-api", out)
+        self.assertIn("2 error(s)", out)  # the unknown field, and the prompt it should have been
+        code, out = self.check(with_llm.replace("forward: { to: uplink }", 'summarize: { model: m, prompt: " ", to: uplink }'))
+        self.assertIn("summarize needs a 'prompt' that says what to do", out)
 
 
 if __name__ == "__main__":

@@ -569,6 +569,7 @@ std::string checkTopicName(std::string_view topic) {
   if (topic.size() > 0xffff) return "a topic longer than 65535 bytes";
   if (topic.find_first_of("+#") != std::string_view::npos) return "a topic name with a wildcard ('+' or '#')";
   if (!isValidUtf8(topic) || topic.find('\0') != std::string_view::npos) return "a topic that is not UTF-8";
+  if (hasControlOrNoncharacter(topic)) return "a topic with a control character or a Unicode non-character";
   return {};
 }
 

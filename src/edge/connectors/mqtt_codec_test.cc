@@ -207,6 +207,10 @@ TEST(MqttTopics, MatchingAndPlusLevels) {
   EXPECT_EQ(checkTopicName("alarms/+"), "a topic name with a wildcard ('+' or '#')");
   EXPECT_EQ(checkTopicName(std::string_view("a\0b", 3)), "a topic that is not UTF-8");
   EXPECT_EQ(checkTopicName("alarms/pump-1"), "");
+  // What mosquitto drops a client for: C1 controls and non-characters.
+  for (std::string_view bad : {"d\xC2\x85", "d\x7F", "d\xEF\xBF\xBF", "d\xEF\xB7\x90", "d\xF0\x9F\xBF\xBE"})
+    EXPECT_EQ(checkTopicName(bad), "a topic with a control character or a Unicode non-character") << bad;
+  EXPECT_EQ(checkTopicName("pump-\xC3\xA9/\xE2\x82\xAC"), "");  // é, €
 }
 
 TEST(MqttCodec, AnOversizedPublishIsSkippedAfterItsHead) {

@@ -40,10 +40,7 @@ namespace {
 
 /// A name a record may carry: not empty, bounded, UTF-8 without control characters.
 bool goodName(std::string_view s) {
-  if (s.empty() || s.size() > kMaxNameBytes || !isValidUtf8(s)) return false;
-  for (unsigned char c : s)
-    if (c < 0x20 || c == 0x7f) return false;
-  return true;
+  return !s.empty() && s.size() <= kMaxNameBytes && isValidUtf8(s) && !hasControlOrNoncharacter(s);
 }
 
 /// Checks a reading's names and time and hands it on, or counts why not. Runs twice per

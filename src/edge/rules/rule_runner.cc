@@ -25,9 +25,7 @@ bool RuleRunner::fires(expr::Evaluator& ev, const Record& r, const Batch& batch,
   State* state = nullptr;
   if (stateful) {
     key_ = keyOf(r, pipeline);
-    auto it = states_.find(key_);
-    if (it == states_.end() && states_.size() < kMaxKeys) it = states_.emplace(key_, State{}).first;
-    if (it != states_.end()) state = &it->second;
+    if (auto it = states_.find(key_); it != states_.end()) state = &it->second;
   }
   if (state && state->raised && c.clear_program && ev.test(*c.clear_program, in)) {
     state->raised = false;
@@ -37,10 +35,20 @@ bool RuleRunner::fires(expr::Evaluator& ev, const Record& r, const Batch& batch,
   if (!ev.test(*c.when_program, in)) return false;
   stats_->matched.fetch_add(1, std::memory_order_relaxed);
   if (stateful && !state) {
-    stats_->untracked.fetch_add(1, std::memory_order_relaxed);
-  } else if (state) {
-    const bool held = state->fired_once && c.hold_off.count() > 0 && r.ts >= state->last_fired_ts &&
-                      r.ts - state->last_fired_ts < c.hold_off.count();
+    // A key gets state when it first matches (records that do not match cost nothing), and
+    // keys whose hold-off is over and that are not raised make room when the table is full.
+    if (states_.size() >= kMaxKeys) forgetExpired(r.ts);
+    if (states_.size() < kMaxKeys) {
+      state = &states_.emplace(key_, State{}).first->second;
+    } else {
+      stats_->untracked.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  if (state) {
+    // Held while the record is earlier than the last firing plus hold_off: a record older
+    // than the last firing (a late one, another device's clock under per: rule) is held too.
+    const bool held =
+        state->fired_once && c.hold_off.count() > 0 && r.ts < state->last_fired_ts + c.hold_off.count();
     if (state->raised || held) {
       stats_->suppressed.fetch_add(1, std::memory_order_relaxed);
       return false;
@@ -51,6 +59,21 @@ bool RuleRunner::fires(expr::Evaluator& ev, const Record& r, const Batch& batch,
   }
   stats_->fired.fetch_add(1, std::memory_order_relaxed);
   return true;
+}
+
+void RuleRunner::forgetExpired(int64_t now_ts) {
+  if (sweep_pause_ > 0) {
+    --sweep_pause_;
+    return;
+  }
+  const int64_t hold_off = config_->hold_off.count();
+  const size_t before = states_.size();
+  std::erase_if(states_, [&](const auto& entry) {
+    const State& st = entry.second;
+    return !st.raised && (!st.fired_once || st.last_fired_ts + hold_off <= now_ts);
+  });
+  // Little freed: do not walk the whole table again for the next thousand matches.
+  if (before - states_.size() < kMaxKeys / 100) sweep_pause_ = 1000;
 }
 
 std::string RuleRunner::topic(const TopicTemplate& t, const Record& r, const Batch& batch,

@@ -38,7 +38,8 @@ struct RuleStats {
 class RuleRunner {
  public:
   /// Keys whose state a runner keeps at most (a flood of invented device names cannot grow it
-  /// without bound); a match of another key fires as if the rule had no state.
+  /// without bound). When full, keys whose hold-off is over and that are not raised are
+  /// forgotten; if none is, a match of a new key fires as if the rule had no state (untracked).
   static constexpr size_t kMaxKeys = 100'000;
 
   RuleRunner(std::shared_ptr<const RuleConfig> config, std::shared_ptr<RuleStats> stats)
@@ -67,11 +68,14 @@ class RuleRunner {
     int64_t last_fired_ts = 0;
   };
   std::string keyOf(const Record& r, const Pipeline& pipeline) const;
+  /// Drops the state of keys not raised whose hold-off ended by `now_ts` (record time).
+  void forgetExpired(int64_t now_ts);
 
   std::shared_ptr<const RuleConfig> config_;
   std::shared_ptr<RuleStats> stats_;
   std::unordered_map<std::string, State> states_;
-  std::string key_;  // scratch
+  std::string key_;         // scratch
+  size_t sweep_pause_ = 0;  // matches to let pass before the next forgetExpired walk
 };
 
 }  // namespace ganglion::edge

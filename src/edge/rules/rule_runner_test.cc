@@ -88,6 +88,10 @@ TEST(RuleRunner, HoldOffCountsRecordTimePerDevice) {
   EXPECT_TRUE(b.fires(series, "p1", 11, 100'000));
   EXPECT_TRUE(b.fires(series, "p1", 11, 100'001, "vibration"));
   EXPECT_FALSE(b.fires(series, "p1", 11, 100'002));
+  // Records older than the last firing are held too (late records, skewed clocks).
+  EXPECT_FALSE(b.fires(series, "p1", 11, 99'000));
+  EXPECT_FALSE(b.fires(series, "p1", 11, -5'000'000));
+  EXPECT_TRUE(b.fires(series, "p1", 11, 130'000));
 
   RuleRunner whole(rule("value > 10", {}, 30'000, "rule"), std::make_shared<RuleStats>());
   EXPECT_TRUE(b.fires(whole, "p1", 11, 100'000));
@@ -113,15 +117,32 @@ TEST(RuleRunner, KeysAreBoundedAndPastTheBoundMatchesStillFire) {
   Bench b;
   auto stats = std::make_shared<RuleStats>();
   RuleRunner r(rule("value > 10", "value < 5"), stats);
+  for (size_t i = 0; i < 1000; ++i)
+    b.fires(r, fmt::format("d{}", i), 1, 1);  // (the series table holds 100,000)
+  EXPECT_EQ(r.keys(), 0u);                    // records that do not match keep no state
   for (size_t i = 0; i < RuleRunner::kMaxKeys; ++i) {
     const std::string device = fmt::format("d{}", i);  // not "d" + to_string: a GCC 12 false warning
-    b.fires(r, device, 1, 1);
+    b.fires(r, device, 11, 1);                         // raised: kept
   }
   EXPECT_EQ(r.keys(), RuleRunner::kMaxKeys);
   EXPECT_TRUE(b.fires(r, "one-more", 11, 2));
   EXPECT_TRUE(b.fires(r, "one-more", 11, 3));  // no state for it: not held back
   EXPECT_EQ(r.keys(), RuleRunner::kMaxKeys);
   EXPECT_EQ(stats->untracked.load(), 2u);
+}
+
+TEST(RuleRunner, AFullTableForgetsKeysWhoseHoldOffIsOver) {
+  Bench b;
+  auto stats = std::make_shared<RuleStats>();
+  RuleRunner r(rule("value > 10", {}, 1'000), stats);
+  for (size_t i = 0; i < RuleRunner::kMaxKeys; ++i) b.fires(r, fmt::format("flood{}", i), 11, 1'000);
+  EXPECT_EQ(r.keys(), RuleRunner::kMaxKeys);
+  // A real device later: the flood's hold-offs are over, their keys make room, and the real
+  // device's hold-off holds.
+  EXPECT_TRUE(b.fires(r, "real", 11, 10'000));
+  EXPECT_FALSE(b.fires(r, "real", 11, 10'500));
+  EXPECT_LT(r.keys(), 10u);
+  EXPECT_EQ(stats->untracked.load(), 0u);
 }
 
 TEST(RuleRunner, TopicsAndPayloads) {
