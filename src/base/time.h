@@ -13,4 +13,11 @@ inline int64_t steadyMillis() {
       .count();
 }
 
+/// Milliseconds since the epoch on the system clock: record timestamps (edge readings).
+inline int64_t wallMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace ganglion

@@ -273,10 +273,12 @@ const Schema<ConnectorConfig>& connectorSchema() {
            .member = {},
            .default_text = "—",
            .doc = "`http`: readings POSTed to a route whose target is `ingest: <this connector>`. `mqtt`: a "
-                  "client of an MQTT broker that subscribes to `subscribe` ([MQTT](edge.md#mqtt)). Planned, "
-                  "refused for now with that reason: `modbus_tcp`, `modbus_rtu`, `coap`, `opcua`.",
+                  "client of an MQTT broker that subscribes to `subscribe` ([MQTT](edge.md#mqtt)). "
+                  "`modbus_tcp`, "
+                  "`modbus_rtu`: polls `registers` ([Modbus](edge.md#modbus)). Planned, refused for now with "
+                  "that reason: `coap`, `opcua`.",
            .required = true,
-           .missing = "a connector needs a 'kind' (built: http, mqtt)",
+           .missing = "a connector needs a 'kind' (built: http, mqtt, modbus_tcp, modbus_rtu)",
            .type_text = "name",
            .read = readConnectorKind,
            .show = [](const C& c) -> json::value { return json::string(c.kind); }},

@@ -15,6 +15,7 @@
 
 #include "base/log.h"
 #include "base/strings.h"
+#include "base/time.h"
 #include "edge/connectors/modbus_poller.h"
 #include "edge/connectors/mqtt_connector.h"
 #include "edge/record_json.h"
@@ -27,18 +28,6 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 
 namespace {
-
-int64_t wallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t steadyMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 size_t workerFor(std::string_view name, size_t workers) {
   return std::hash<std::string_view>{}(name) % workers;
@@ -137,7 +126,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   /// Appends records (in order). On the sink's worker.
   void enqueue(std::vector<QueuedRecord> records) {
     if (stopped_) return;
-    const int64_t now = steadyMs();
+    const int64_t now = steadyMillis();
     for (auto& r : records) {
       bytes_ += r.json.size() + QueuedRecord::kOverhead;
       ++live_[r.drop_class];
@@ -240,7 +229,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
         co_await sleep(3'600'000, true);
         continue;
       }
-      const int64_t age = steadyMs() - queue_.front().enqueued_ms;
+      const int64_t age = steadyMillis() - queue_.front().enqueued_ms;
       if (live < config_.batch.max_records && age < config_.batch.max_delay.count()) {
         co_await sleep(config_.batch.max_delay.count() - age, true);
         continue;
@@ -462,27 +451,27 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
                       "(ganglion_edge_pipeline_dropped_total{{reason=\"series_limit\"}})",
                       config_.name, series.size()));
     }
-    pipeline_->push(batch_, wallMs());
+    pipeline_->push(batch_, wallMillis());
     mirror();
   }
 
   void tick() {
     if (retired_) return;
-    pipeline_->tick(wallMs());
+    pipeline_->tick(wallMillis());
     mirror();
   }
 
   /// Closes open windows (their records go out) and stops taking readings. On its worker.
   void retire() {
     if (retired_) return;
-    pipeline_->flush(wallMs());
+    pipeline_->flush(wallMillis());
     mirror();
     retired_ = true;
   }
 
   void flush() {
     if (retired_) return;
-    pipeline_->flush(wallMs());
+    pipeline_->flush(wallMillis());
     mirror();
   }
 
@@ -1053,7 +1042,7 @@ json::object EdgeRuntime::status() const {
   }
   out["pipelines"] = std::move(pipelines);
   json::array sinks;
-  const int64_t now = steadyMs();
+  const int64_t now = steadyMillis();
   for (const auto& s : sinks_) {
     json::object o;
     o["name"] = s->config().name;
@@ -1198,7 +1187,7 @@ void EdgeRuntime::render(std::string& out) const {
          "sink", [](const SinkHost& s) { return s.queued_records.load(); });
   family("ganglion_edge_sink_queued_bytes", "gauge", "Bytes of records waiting, per sink.", sinks_, "sink",
          [](const SinkHost& s) { return s.queued_bytes.load(); });
-  const int64_t now = steadyMs();
+  const int64_t now = steadyMillis();
   family("ganglion_edge_sink_lag_seconds", "gauge",
          "Age of the oldest record waiting for delivery, per sink (0: none waits).", sinks_, "sink",
          [now](const SinkHost& s) {

@@ -828,6 +828,20 @@ class SingleUpstreamCase(unittest.TestCase):
 # Redis: a real redis-server on a free loopback port, nothing persisted
 # --------------------------------------------------------------------------
 
+def wait_for_port(port, proc, timeout=5.0):
+    """Whether a server `proc` started listens on `port` within `timeout` (False once it exits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((LOCALHOST, port), timeout=0.2).close()
+            return True
+        except OSError:
+            if proc.poll() is not None:
+                return False
+            time.sleep(0.01)
+    return False
+
+
 class RedisServer:
     """Runs `redis-server` for a with-block; stop()/start() keep the port (outage tests)."""
 
@@ -845,13 +859,8 @@ class RedisServer:
         if self.password:
             args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection((LOCALHOST, self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.01)
+        if wait_for_port(self.port, self.proc):
+            return self
         self.stop()
         raise RuntimeError("redis-server did not start on port %d" % self.port)
 
@@ -1004,15 +1013,8 @@ class Mosquitto:
                         getpass.getuser(), self.port, LOCALHOST, "true" if self.allow_anonymous else "false", self.extra,
                         persistence, os.path.join(self.dir, "mosquitto.log")))
         self.proc = subprocess.Popen([exe, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection((LOCALHOST, self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.01)
+        if wait_for_port(self.port, self.proc):
+            return self
         self.stop()
         raise RuntimeError("mosquitto did not start on port %d: %s" % (self.port, self.log()[-2000:]))
 

@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "base/strings.h"
+#include "base/time.h"
 #include "loop/pools.h"
 
 namespace ganglion::edge {
@@ -93,9 +94,7 @@ http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
   PayloadContext ctx;
   ctx.device = device;
   ctx.metric = metric;
-  ctx.now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                   std::chrono::system_clock::now().time_since_epoch())
-                   .count();
+  ctx.now_ms = wallMillis();
   ctx.max_future_ms = connector.max_future.count();
   ctx.max_past_ms = connector.max_past.count();
   ctx.line_precision = connector.time_precision;

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "base/log.h"
+#include "base/time.h"
 #include "edge/edge_runtime.h"
 #include "edge/expr/expr.h"
 
@@ -16,12 +17,6 @@ namespace ganglion::edge {
 namespace json = boost::json;
 
 namespace {
-
-int64_t wallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 bool isException(int err) { return err > MODBUS_ENOBASE && err < MODBUS_ENOBASE + 12; }
 
@@ -183,7 +178,7 @@ void ModbusPoller::run() {
       rs.reads.fetch_add(1, std::memory_order_relaxed);
       std::string attrs;
       if (!reg.unit.empty()) expr::appendAttr(attrs, "unit", reg.unit, false);
-      readings->add(DecodedReading{config_.device, reg.name, wallMs(), value, Quality::kGood, attrs});
+      readings->add(DecodedReading{config_.device, reg.name, wallMillis(), value, Quality::kGood, attrs});
     }
     stats_->polls.fetch_add(1, std::memory_order_relaxed);
     if (lost) {

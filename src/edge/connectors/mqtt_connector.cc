@@ -17,6 +17,7 @@
 
 #include "base/log.h"
 #include "base/strings.h"
+#include "base/time.h"
 #include "edge/edge_runtime.h"
 #include "net/stream.h"
 
@@ -29,18 +30,6 @@ using asio::awaitable;
 namespace {
 
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
-
-int64_t steadyMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t wallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 /// Readings gathered from one read before they are handed over (a read may hold thousands of
 /// small messages: one hand-off and one write of acknowledgements for all of them).
@@ -358,7 +347,7 @@ void MqttConnector::noteRejection(std::string what) {
 }
 
 awaitable<void> MqttConnector::run(std::shared_ptr<MqttConnector> self) {
-  std::minstd_rand jitter(static_cast<unsigned>(reinterpret_cast<uintptr_t>(self.get()) ^ steadyMs()));
+  std::minstd_rand jitter(static_cast<unsigned>(reinterpret_cast<uintptr_t>(self.get()) ^ steadyMillis()));
   uint32_t failures = 0;
   while (!self->stopped_) {
     const int64_t lasted = co_await self->session();
@@ -490,14 +479,14 @@ awaitable<int64_t> MqttConnector::session() {
     link->close();
     co_return 0;
   }
-  const int64_t connected_at = steadyMs();
+  const int64_t connected_at = steadyMillis();
   {
     std::lock_guard lock(stats_->error_mutex);
     stats_->last_error.clear();  // connected: what failed before is over
   }
   stats_->connected.store(true);
   stats_->connects.fetch_add(1, std::memory_order_relaxed);
-  link->last_received_ms = link->last_sent_ms = steadyMs();
+  link->last_received_ms = link->last_sent_ms = steadyMillis();
   // Subscribe on a new session, and once per instance (a changed `subscribe` must take
   // effect on a resumed session). MQTT 5 asks for retained messages only when a subscription
   // is new; 3.1.1 brokers send them at every SUBSCRIBE.
@@ -591,7 +580,7 @@ awaitable<int64_t> MqttConnector::session() {
       link->close();
       break;
     }
-    link->last_received_ms = steadyMs();
+    link->last_received_ms = steadyMillis();
     decoder.feed(std::string_view(buffer.data(), n));
   }
   link->close();
@@ -599,7 +588,7 @@ awaitable<int64_t> MqttConnector::session() {
     stats_->connected.store(false);
     stats_->disconnects.fetch_add(1, std::memory_order_relaxed);
   }
-  co_return steadyMs() - connected_at;
+  co_return steadyMillis() - connected_at;
 }
 
 void MqttConnector::onPublish(const std::shared_ptr<Link>&, mqtt::Publish& p, Inbound& in) {
@@ -625,7 +614,7 @@ void MqttConnector::onPublish(const std::shared_ptr<Link>&, mqtt::Publish& p, In
   std::string_view device = mqtt::plusLevel(mqtt::matchFilter(sub->topic), p.topic);
   ctx.device = device.empty() ? std::string_view(sub->device) : device;
   ctx.metric = sub->metric.empty() ? std::string_view(config_.metric) : std::string_view(sub->metric);
-  ctx.now_ms = wallMs();
+  ctx.now_ms = wallMillis();
   ctx.max_future_ms = config_.max_future.count();
   ctx.max_past_ms = config_.max_past.count();
   ctx.line_precision = config_.time_precision;
@@ -681,7 +670,7 @@ awaitable<bool> MqttConnector::waitForWrites(const std::shared_ptr<Link>& link) 
 
 awaitable<bool> MqttConnector::settle(const std::shared_ptr<Link>& link, Inbound& in) {
   if (!in.readings->items.empty()) {
-    const int64_t paused_at = steadyMs();
+    const int64_t paused_at = steadyMillis();
     asio::steady_timer wait(worker_.io());
     while (runtime_.deliver(config_.name, in.readings) < 0) {
       // The pipelines are full: stop reading (nothing is acknowledged meanwhile, so the broker
@@ -696,8 +685,9 @@ awaitable<bool> MqttConnector::settle(const std::shared_ptr<Link>& link, Inbound
     }
     if (link->paused) {
       link->paused = false;
-      link->last_received_ms = steadyMs();
-      stats_->paused_ms.fetch_add(static_cast<uint64_t>(steadyMs() - paused_at), std::memory_order_relaxed);
+      link->last_received_ms = steadyMillis();
+      stats_->paused_ms.fetch_add(static_cast<uint64_t>(steadyMillis() - paused_at),
+                                  std::memory_order_relaxed);
     }
   }
   if (in.payloads) runtime_.countIngest(config_.name, in.accepted, in.rejected, in.refused, in.payloads);
@@ -725,7 +715,7 @@ awaitable<void> MqttConnector::writeLoop(std::shared_ptr<Link> link) {
       link->close();
       break;
     }
-    link->last_sent_ms = steadyMs();
+    link->last_sent_ms = steadyMillis();
   }
   link->writing = false;
   if (link->close_after_write) link->close();
@@ -739,7 +729,7 @@ awaitable<void> MqttConnector::keepAlive(std::shared_ptr<MqttConnector> self, st
     link->tick.expires_after(std::chrono::milliseconds(step));
     co_await link->tick.async_wait(kNoThrow);
     if (!link->open || self->stopped_) break;
-    const int64_t now = steadyMs();
+    const int64_t now = steadyMillis();
     if (link->paused) {
       link->last_received_ms = now;
     } else if (now - link->last_received_ms > keep_alive * 3 / 2) {
