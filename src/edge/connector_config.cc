@@ -224,6 +224,17 @@ void readRegisters(Reader& r, const config::Node& v, ConnectorConfig& c) {
     if (r.errors.size() != errors) return;
     const bool bits = reg.table == ModbusTable::kCoil || reg.table == ModbusTable::kDiscrete;
     if (bits && !n["type"].IsDefined()) reg.layout.type = RegisterType::kBool;
+    if (reg.name.empty() || reg.name.size() > 256 || hasControlOrNoncharacter(reg.name))
+      return r.fail(n["name"],
+                    "a register's name (its readings' metric) must be 1 to 256 characters, no controls");
+    if (n["word_order"].IsDefined() && registerWidth(reg.layout.type) == 1)
+      return r.fail(n["word_order"],
+                    fmt::format("register '{}': word_order applies to 32- and 64-bit types, not {}", reg.name,
+                                registerTypeName(reg.layout.type)));
+    if (reg.layout.type == RegisterType::kBool)
+      for (std::string_view k : {"scale", "offset"})
+        if (const config::Node v = n[std::string(k)]; v.IsDefined())
+          return r.fail(v, fmt::format("register '{}': a bool is 0 or 1, without {}", reg.name, k));
     if (bits && reg.layout.type != RegisterType::kBool)
       return r.fail(n["type"], fmt::format("register '{}': a {} holds one bit: its type is bool", reg.name,
                                            modbusTableName(reg.table)));

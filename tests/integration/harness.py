@@ -1067,6 +1067,8 @@ class ModbusServer:
         self.unit_id = unit_id
         self.holding, self.inputs, self.coils, self.discrete = {}, {}, {}, {}
         self.silent = False
+        self.delay_next = 0.0  # seconds the next answer waits (then 0 again): a late answer
+        self.latency = 0.0     # seconds every answer waits (a real device's turnaround)
         self.requests = 0
         self.writes = []  # (table, address, values)
         self.lock = threading.Lock()
@@ -1139,6 +1141,9 @@ class ModbusServer:
                     if self.silent:
                         continue
                     answer = self._answer(pdu)
+                    delay, self.delay_next = self.delay_next, 0.0
+                if delay or self.latency:
+                    time.sleep(delay + self.latency)
                 conn.sendall(tid.to_bytes(2, "big") + proto.to_bytes(2, "big") +
                              (len(answer) + 1).to_bytes(2, "big") + bytes([unit]) + answer)
         except OSError:

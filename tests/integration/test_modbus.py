@@ -89,10 +89,14 @@ class ModbusPolling(unittest.TestCase):
         self.plc.stop()
         self.other.stop()
 
-    def gateway(self, rx):
+    def gateway(self, rx, extra_registers=0):
         port, admin = free_port(), free_port()
         text = render(CONFIG, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, PLC=self.plc.port,
                       OTHER=self.other.port, SINK=rx.port)
+        more = "".join("      - { name: extra%d, table: holding, address: %d }\n" % (i, 200 + i)
+                       for i in range(extra_registers))
+        text = text.replace("      - { name: missing, table: holding, address: 100 }\n",
+                            "      - { name: missing, table: holding, address: 100 }\n" + more)
         return Gateway(text, admin_port=admin)
 
     def latest(self, rx, device, metric):
@@ -137,6 +141,32 @@ class ModbusPolling(unittest.TestCase):
             reads = register(gw, "pump-plc", "flow")["reads"]
             self.assertTrue(wait_until(lambda: register(gw, "pump-plc", "flow")["reads"] > reads + 2, timeout=5))
 
+    def test_one_late_answer_costs_one_reading_not_the_stream(self):
+        self.plc.latency = 0.005  # a device that takes 5 ms to answer: late answers stay queued
+        with Receiver() as rx, self.gateway(rx) as gw:
+            self.assertTrue(wait_until(lambda: register(gw, "pump-plc", "flow")["reads"] >= 3, timeout=5))
+            for _ in range(3):
+                self.plc.delay_next = 0.4  # past the 300 ms timeout: the answer comes late
+                time.sleep(1)
+            reads = register(gw, "pump-plc", "flow")["reads"]
+            # Back in step at once (the old code took every later answer for the one before and
+            # refused it, for as long as the connection lasted).
+            self.assertTrue(wait_until(lambda: register(gw, "pump-plc", "flow")["reads"] >= reads + 5, timeout=3),
+                            connector(gw, "pump-plc"))
+            self.assertTrue(wait_until(lambda: "last_error" not in connector(gw, "pump-plc") or
+                                       "missing" in connector(gw, "pump-plc")["last_error"], timeout=3))
+
+    def test_a_silent_device_does_not_hold_up_shutdown(self):
+        with Receiver() as rx:
+            gw = self.gateway(rx, extra_registers=15)  # a round of 21 reads: 6 s of timeouts when silent
+            with gw:
+                self.assertTrue(wait_until(lambda: connector(gw, "pump-plc")["polls"] >= 2, timeout=5))
+                self.plc.silent = True
+                time.sleep(0.5)
+                started = time.monotonic()
+                gw.stop()
+                self.assertLess(time.monotonic() - started, 1.5)  # one timeout, not a round of them
+
     def test_a_server_that_goes_away_is_connected_to_again(self):
         with Receiver() as rx, self.gateway(rx) as gw:
             self.assertTrue(wait_until(lambda: connector(gw, "pump-plc")["connected"], timeout=5))
@@ -177,6 +207,11 @@ class ModbusConfigErrors(unittest.TestCase):
             ("scale: 0.1, unit: degC", "scale: lots, unit: degC", "scale must be a finite number"),
             ("{ name: missing, table: holding, address: 100 }", "{ name: missing, table: holding }",
              "a register needs an 'address'"),
+            ("{ name: missing, table: holding, address: 100 }", "{ name: '', table: holding, address: 100 }",
+             "a register's name (its readings' metric) must be 1 to 256 characters"),
+            ("type: int16, scale: 0.1", "type: int16, word_order: little, scale: 0.1",
+             "word_order applies to 32- and 64-bit types, not int16"),
+            ("table: coil, address: 5 }", "table: coil, address: 5, scale: 10 }", "a bool is 0 or 1, without scale"),
         ]
         for old, new, message in cases:
             with self.subTest(new=new):

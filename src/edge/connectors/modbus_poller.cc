@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <modbus.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <cerrno>
 #include <cmath>
@@ -101,6 +102,10 @@ void ModbusPoller::run() {
   const auto timeout_us = static_cast<uint64_t>(config_.timeout.count()) * 1000;
   modbus_set_response_timeout(c.ctx, static_cast<uint32_t>(timeout_us / 1'000'000),
                               static_cast<uint32_t>(timeout_us % 1'000'000));
+  // libmodbus bounds the gap between two bytes of an answer, not the whole answer: keep it
+  // short, so that a device trickling its answers is not waited on for many timeouts.
+  const uint64_t byte_us = std::clamp<uint64_t>(timeout_us / 4, 20'000, 500'000);
+  modbus_set_byte_timeout(c.ctx, 0, static_cast<uint32_t>(byte_us));
   bool connected = false;
   uint32_t failures = 0;
   auto next = Clock::now();
@@ -125,7 +130,12 @@ void ModbusPoller::run() {
     readings->connector = config_.name;
     size_t refused = 0;
     bool lost = false;
+    bool clean = true;
     for (size_t i = 0; i < config_.registers.size() && !lost; ++i) {
+      {
+        std::lock_guard lock(mutex_);
+        if (stopping_) return;  // a silent device must not hold a stop for the whole round
+      }
       const ModbusRegister& reg = config_.registers[i];
       ModbusStats::Register& rs = stats_->registers[i];
       const int width = registerWidth(reg.layout.type);
@@ -148,21 +158,24 @@ void ModbusPoller::run() {
       }
       if (rc == -1) {
         const int err = errno;
+        clean = false;
         if (isException(err)) {
           rs.exceptions.fetch_add(1, std::memory_order_relaxed);
           rs.last_exception.store(err - MODBUS_ENOBASE, std::memory_order_relaxed);
           noteError(fmt::format("register '{}' ({} {}): {}", reg.name, modbusTableName(reg.table),
                                 reg.address, modbus_strerror(err)));
         } else {
-          rs.timeouts.fetch_add(1, std::memory_order_relaxed);
+          (err == ETIMEDOUT ? rs.timeouts : rs.bad_answers).fetch_add(1, std::memory_order_relaxed);
           noteError(fmt::format(
               "register '{}' ({} {}): {}", reg.name, modbusTableName(reg.table), reg.address,
               err == ETIMEDOUT ? std::string("no answer in time") : std::string(modbus_strerror(err))));
-          if (isLinkError(err)) {
+          // After a timeout or a bad answer the link is out of step (a late answer would be
+          // read as the next request's): Modbus TCP connects again at once; RTU drops what
+          // the line still holds.
+          if (tcp || isLinkError(err))
             lost = true;
-          } else {
-            modbus_flush(c.ctx);  // a late answer must not be taken for the next request's
-          }
+          else
+            modbus_flush(c.ctx);
         }
         continue;
       }
@@ -181,6 +194,10 @@ void ModbusPoller::run() {
       readings->add(DecodedReading{config_.device, reg.name, wallMillis(), value, Quality::kGood, attrs});
     }
     stats_->polls.fetch_add(1, std::memory_order_relaxed);
+    if (clean && !lost) {
+      std::lock_guard lock(stats_->error_mutex);
+      stats_->last_error.clear();  // a whole clean round: what failed before is over
+    }
     if (lost) {
       modbus_close(c.ctx);
       connected = false;
@@ -226,6 +243,7 @@ void ModbusPoller::describe(json::object& out) const {
     o["name"] = config_.registers[i].name;
     o["reads"] = r.reads.load();
     o["timeouts"] = r.timeouts.load();
+    o["bad_answers"] = r.bad_answers.load();
     o["exceptions"] = r.exceptions.load();
     o["refused"] = r.refused.load();
     if (const int e = r.last_exception.load()) o["last_exception"] = e;

@@ -27,7 +27,8 @@ class EdgeRuntime;
 struct ModbusStats {
   struct Register {
     std::atomic<uint64_t> reads{0}, timeouts{0}, exceptions{0}, refused{0};
-    std::atomic<int> last_exception{0};  ///< the Modbus exception code of the last one
+    std::atomic<uint64_t> bad_answers{0};  ///< answers that did not fit the request (transaction, length)
+    std::atomic<int> last_exception{0};    ///< the Modbus exception code of the last one
   };
   std::atomic<bool> connected{false};
   std::atomic<uint64_t> polls{0}, skipped_polls{0}, connect_failures{0}, backpressure_ms{0};
