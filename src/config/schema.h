@@ -200,6 +200,14 @@ boost::json::value showOptionalSection(const T& in) {
   return fieldsToJson(Nested(), *(in.*Member));
 }
 
+/// Each entry of a list by its schema, for GET /config.
+template <class T>
+boost::json::array listToJson(const Schema<T>& schema, const std::vector<T>& items) {
+  boost::json::array out;
+  for (const auto& x : items) out.push_back(fieldsToJson(schema, x));
+  return out;
+}
+
 /// A list of strings for GET /config, as a kCustom field's show function:
 /// `.show = &showStrings<Settings, &Settings::allow_origins>`.
 template <class T, std::vector<std::string> T::*Member>

@@ -73,13 +73,8 @@ std::vector<std::string_view> splitKinds(std::string_view kinds) {
 }
 
 bool kindHas(std::string_view kinds, std::string_view kind) {
-  size_t at = 0;
-  while (at <= kinds.size()) {
-    const size_t end = std::min(kinds.find(' ', at), kinds.size());
-    if (kinds.substr(at, end - at) == kind) return true;
-    at = end + 1;
-  }
-  return false;
+  const auto all = splitKinds(kinds);
+  return std::find(all.begin(), all.end(), kind) != all.end();
 }
 
 constexpr std::string_view kBuiltConnectorKinds = "http, mqtt, modbus_tcp, modbus_rtu";
@@ -253,16 +248,12 @@ void readRegisters(Reader& r, const config::Node& v, ConnectorConfig& c) {
 
 json::value showRegisters(const ConnectorConfig& c) {
   if (c.registers.empty()) return nullptr;
-  json::array a;
-  for (const auto& reg : c.registers) a.push_back(config::fieldsToJson(modbusRegisterSchema(), reg));
-  return a;
+  return config::listToJson(modbusRegisterSchema(), c.registers);
 }
 
 json::value showSubscriptions(const ConnectorConfig& c) {
   if (c.kind != "mqtt") return nullptr;
-  json::array a;
-  for (const auto& s : c.subscribe) a.push_back(config::fieldsToJson(mqttSubscriptionSchema(), s));
-  return a;
+  return config::listToJson(mqttSubscriptionSchema(), c.subscribe);
 }
 
 }  // namespace

@@ -658,11 +658,7 @@ json::value sinksToJson(const EdgeConfig& c) {
   return a;
 }
 
-json::value pipelinesToJson(const EdgeConfig& c) {
-  json::array a;
-  for (const auto& p : c.pipelines) a.push_back(config::fieldsToJson(pipelineSchema(), p));
-  return a;
-}
+json::value pipelinesToJson(const EdgeConfig& c) { return config::listToJson(pipelineSchema(), c.pipelines); }
 
 std::shared_ptr<const FieldNames> edgeFieldNames() {
   static const std::shared_ptr<const FieldNames> names = [] {

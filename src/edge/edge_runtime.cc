@@ -293,8 +293,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
       }
       ++failed_in_row;
       const int64_t backoff =
-          std::min<int64_t>(config_.retry.max.count(), config_.retry.initial.count()
-                                                           << std::min<uint32_t>(failed_in_row - 1, 20));
+          doublingBackoffMs(config_.retry.initial.count(), config_.retry.max.count(), failed_in_row);
       publish();
       co_await sleep(backoff, false);
     }

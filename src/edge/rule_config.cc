@@ -455,10 +455,6 @@ void readRules(Reader& r, const config::Node& list, EdgeConfig& out,
   });
 }
 
-json::value rulesToJson(const EdgeConfig& c) {
-  json::array a;
-  for (const auto& rule : c.rules) a.push_back(config::fieldsToJson(ruleSchema(), rule));
-  return a;
-}
+json::value rulesToJson(const EdgeConfig& c) { return config::listToJson(ruleSchema(), c.rules); }
 
 }  // namespace ganglion::edge

@@ -237,8 +237,7 @@ Task<Attempted> dispatch(loop::Worker& worker, const Catalog& catalog,
         if (status >= 500 || status == 429) recordFailure(target, mc);
       }
       // Retry this target after a backoff (at least what Retry-After asks), if allowed.
-      auto backoff =
-          std::chrono::milliseconds(std::min<int64_t>(250ll << std::min<uint32_t>(retry, 6), 10'000));
+      auto backoff = std::chrono::milliseconds(doublingBackoffMs(250, 10'000, retry + 1));
       auto wait = std::max<std::chrono::milliseconds>(backoff, std::chrono::seconds(retry_after_s));
       if (retry < mc.retries && wait <= mc.retry_max_wait) {
         co_await sleepFor(worker, wait);

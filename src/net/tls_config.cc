@@ -21,9 +21,7 @@ void readCertificates(config::Reader& r, const config::Node& v, TlsServerSetting
 }
 
 json::value showCertificates(const TlsServerSettings& s) {
-  json::array out;
-  for (const auto& c : s.certificates) out.push_back(config::fieldsToJson(certificateSchema(), c));
-  return out;
+  return config::listToJson(certificateSchema(), s.certificates);
 }
 
 void readServerNames(config::Reader& r, const config::Node& v, CertificateFiles& files) {

@@ -38,9 +38,7 @@ json::value showUpstreams(const Config& c) {
 /// Each entry of a list section by its schema.
 template <class T, std::vector<T> Config::*Member, const Schema<T>& (*Entry)()>
 json::value showList(const Config& c) {
-  json::array out;
-  for (const auto& x : c.*Member) out.push_back(fieldsToJson(Entry(), x));
-  return out;
+  return config::listToJson(Entry(), c.*Member);
 }
 
 void readProviderSection(Reader& r, const config::Node& v, Config& cfg) {

@@ -1187,3 +1187,33 @@ class ModbusServer:
             self.writes.append(("holding", address, values))
             return pdu[:5]
         return error(1)
+
+
+def check_config(text):
+    """Runs `ganglion check` on a config file holding `text`; returns (exit status, output)."""
+    d = tempfile.mkdtemp(prefix="ganglion-check-")
+    try:
+        path = os.path.join(d, "ganglion.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        r = run_cli(["check", "--config", path])
+        return r.returncode, r.stdout + r.stderr
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def assert_refused_at(test, text, cases):
+    """For each (old, new, message[, needle]) case: `text` with `old` replaced by `new` fails
+    `ganglion check` with `message`, at the line of `old`'s first line in `text` (or, with a
+    needle, at the line holding the needle in the changed text)."""
+    for case in cases:
+        old, new, message = case[:3]
+        with test.subTest(new=new):
+            test.assertIn(old, text)
+            bad = text.replace(old, new, 1)
+            code, out = check_config(bad)
+            test.assertNotEqual(code, 0, out)
+            test.assertIn(message, out)
+            where, needle = (bad, case[3]) if len(case) > 3 else (text, old.split("\n")[0])
+            line = next(i for i, l in enumerate(where.split("\n")) if needle in l) + 1
+            test.assertIn(":%d:" % line, out)

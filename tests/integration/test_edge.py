@@ -11,8 +11,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (LOCALHOST, Gateway, Receiver, free_port, http_request, raw_exchange, render,  # noqa: E402
-                     run_cli, wait_until)
+from harness import (LOCALHOST, Gateway, Receiver, check_config, free_port, http_request, raw_exchange,  # noqa: E402
+                     render, wait_until)
 
 TOKEN = "Edge-Adm1n-T0ken-0123456789"
 API_KEY = "edge-key-0123456789abcdef"
@@ -340,13 +340,7 @@ class Reload(unittest.TestCase):
 
 class ConfigErrors(unittest.TestCase):
     def check(self, text):
-        d = os.path.join(os.environ.get("TMPDIR", "/tmp"), "edge-check-%d" % os.getpid())
-        os.makedirs(d, exist_ok=True)
-        path = os.path.join(d, "ganglion.yaml")
-        with open(path, "w") as f:
-            f.write(text)
-        r = run_cli(["check", "--config", path])
-        return r.returncode, r.stdout + r.stderr
+        return check_config(text)
 
     def test_errors_name_the_line_and_column(self):
         text, _, _ = config(free_port())

@@ -6,12 +6,12 @@ server that goes away and comes back; config errors with their line."""
 import os
 import struct
 import sys
-import tempfile
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import LOCALHOST, Gateway, ModbusServer, Receiver, free_port, render, run_cli, wait_until  # noqa: E402
+from harness import (LOCALHOST, Gateway, ModbusServer, Receiver, assert_refused_at, check_config, free_port,  # noqa: E402
+                     render, wait_until)
 
 TOKEN = "Modbus-Adm1n-T0ken-0123456789"
 
@@ -181,19 +181,13 @@ class ModbusPolling(unittest.TestCase):
 
 class ModbusConfigErrors(unittest.TestCase):
     def check(self, text):
-        d = tempfile.mkdtemp(prefix="ganglion-modbus-check-")
-        path = os.path.join(d, "ganglion.yaml")
-        with open(path, "w") as f:
-            f.write(text)
-        r = run_cli(["check", "--config", path])
-        return r.returncode, r.stdout + r.stderr
+        return check_config(text)
 
     def test_bad_register_maps_are_refused_with_their_line(self):
         text = render(CONFIG, HOST=LOCALHOST, PORT=free_port(), ADMIN=free_port(), TOKEN=TOKEN, PLC=1502,
                       OTHER=1503, SINK=free_port())
         code, out = self.check(text)
         self.assertEqual(code, 0, out)
-        lines = text.split("\n")
         cases = [
             ("table: coil, address: 5 }", "table: coil, address: 5, type: float32 }", "a coil holds one bit: its type is bool"),
             ("table: holding, address: 100 }", "table: holding, address: 65535, type: float32 }",
@@ -213,14 +207,7 @@ class ModbusConfigErrors(unittest.TestCase):
              "word_order applies to 32- and 64-bit types, not int16"),
             ("table: coil, address: 5 }", "table: coil, address: 5, scale: 10 }", "a bool is 0 or 1, without scale"),
         ]
-        for old, new, message in cases:
-            with self.subTest(new=new):
-                self.assertIn(old, text)
-                code, out = self.check(text.replace(old, new, 1))
-                self.assertNotEqual(code, 0, out)
-                self.assertIn(message, out)
-                line = next(i for i, l in enumerate(lines) if old in l) + 1
-                self.assertIn(":%d:" % line, out)
+        assert_refused_at(self, text, cases)
         code, out = self.check(text.replace("    unit_id: 1\n", "    unit_id: 1\n    url: mqtt://x\n"))
         self.assertIn("'url' is a field of mqtt connectors, not modbus_tcp ones", out)
         code, out = self.check(text.replace("kind: modbus_tcp\n    address: 127.0.0.1:1502\n", "kind: modbus_tcp\n"))

@@ -13,8 +13,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (LOCALHOST, Gateway, Mosquitto, Receiver, free_port, make_pki, render, run_cli,  # noqa: E402
-                     wait_until)
+from harness import (LOCALHOST, Gateway, Mosquitto, Receiver, assert_refused_at, check_config, free_port,  # noqa: E402
+                     make_pki, render, wait_until)
 
 TOKEN = "Mqtt-Adm1n-T0ken-0123456789"
 
@@ -689,12 +689,7 @@ class MqttAgainstAHostileBroker(unittest.TestCase):
 
 class MqttConfigErrors(unittest.TestCase):
     def check(self, text):
-        d = tempfile.mkdtemp(prefix="ganglion-mqtt-check-")
-        path = os.path.join(d, "ganglion.yaml")
-        with open(path, "w") as f:
-            f.write(text)
-        r = run_cli(["check", "--config", path])
-        return r.returncode, r.stdout + r.stderr
+        return check_config(text)
 
     def test_bad_settings_are_refused_with_their_line(self):
         class FakeBroker:
@@ -706,11 +701,6 @@ class MqttConfigErrors(unittest.TestCase):
         text, _ = config(FakeBroker(), free_port())
         code, out = self.check(text)
         self.assertEqual(code, 0, out)
-        lines = text.split("\n")
-
-        def line_of(needle):
-            return next(i for i, l in enumerate(lines) if needle in l) + 1
-
         cases = [
             ("url: mqtt://127.0.0.1:1883", "url: http://127.0.0.1:1883",
              "url must be mqtt://host[:port] or mqtts://host[:port]"),
@@ -726,13 +716,7 @@ class MqttConfigErrors(unittest.TestCase):
              "reconnect.max must be at least reconnect.initial"),
             ('"plant/+/vibration", qos: 1', '"$share//vibration", qos: 1', "a shared subscription is"),
         ]
-        for old, new, message in cases:
-            with self.subTest(new=new):
-                bad = text.replace(old, new, 1)
-                code, out = self.check(bad)
-                self.assertNotEqual(code, 0, out)
-                self.assertIn(message, out)
-                self.assertIn(":%d:" % line_of(old), out)
+        assert_refused_at(self, text, cases)
         code, out = self.check(text.replace("    keep_alive: 2s\n", "    tls: { verify: false }\n"))
         self.assertIn("tls needs an mqtts:// url", out)
         code, out = self.check(text.replace("    subscribe:\n", "    subscribes:\n"))
@@ -770,7 +754,8 @@ class MqttConfigErrors(unittest.TestCase):
             ('"alarms/{device}/{rule}"', '"alarms/#/{device}"', "topic 'alarms/#/{device}'"),
             ('"alarms/{device}/{rule}"', '"alarms/{device"', "a '{' without its '}'"),
             ("qos: 1 }\n      - forward", "qos: 5 }\n      - forward", "qos"),
-            ("hold_off: 10s", "hold_off: 10s\n    per: site", "per must be device, series or rule, got 'site'"),
+            ("hold_off: 10s", "hold_off: 10s\n    per: site", "per must be device, series or rule, got 'site'",
+             "per: site"),
             ("forward: { to: uplink }", "summarize: { model: m, prompt: p, to: uplink }",
              "rule 'hot' summarizes with unknown model 'm' (models: none)"),
             ("forward: { to: uplink }", "summarize: { prompt: p, to: uplink }", "summarize needs a 'model'"),
@@ -781,16 +766,7 @@ class MqttConfigErrors(unittest.TestCase):
             ("  - name: hot\n", "  - name: h/ot\n", "rule name 'h/ot' may hold only letters"),
             ("forward: { to: uplink }", "explode: {}", "unknown action 'explode'"),
         ]
-        for old, new, message in cases:
-            with self.subTest(new=new):
-                self.assertIn(old, text)
-                bad = text.replace(old, new, 1)
-                code, out = self.check(bad)
-                self.assertNotEqual(code, 0, out)
-                self.assertIn(message, out)
-                where, needle = (bad, "per: site") if "per: site" in new else (text, old.split("\n")[0])
-                line = next(i for i, l in enumerate(where.split("\n")) if needle in l) + 1
-                self.assertIn(":%d:" % line, out)
+        assert_refused_at(self, text, cases)
         code, out = self.check(text.replace("  - name: hot\n", "  - name: hot\n    from: [ nope ]\n"))
         self.assertIn("rule 'hot' reads unknown pipeline 'nope'", out)
         # A mistake in a summarize action is that mistake alone, not also "the LLM API needs keys".

@@ -117,8 +117,7 @@ void ModbusPoller::run() {
         stats_->connect_failures.fetch_add(1, std::memory_order_relaxed);
         noteError(fmt::format("cannot connect to {}: {}", where, modbus_strerror(errno)));
         const int64_t pause =
-            std::min<int64_t>(config_.reconnect.max.count(), config_.reconnect.initial.count()
-                                                                 << std::min<uint32_t>(failures++, 20));
+            doublingBackoffMs(config_.reconnect.initial.count(), config_.reconnect.max.count(), ++failures);
         if (!sleepUntil(Clock::now() + std::chrono::milliseconds(pause))) return;
         continue;
       }

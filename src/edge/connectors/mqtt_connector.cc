@@ -228,6 +228,17 @@ void MqttConnector::dropOutgoingDone() {
   stats_->publish_waiting.store(outgoing_.size(), std::memory_order_relaxed);
 }
 
+void MqttConnector::encodeOutgoing(const Outgoing& o, bool dup, std::string& out) const {
+  mqtt::Publish p;
+  p.topic = o.topic;
+  p.payload = o.payload;
+  p.qos = o.qos;
+  p.retain = o.retain;
+  p.packet_id = o.packet_id;
+  p.dup = dup;
+  mqtt::encodePublish(version_, p, out);
+}
+
 void MqttConnector::pumpOutgoing() {
   auto link = link_;
   if (!link || !link->open || !stats_->connected.load(std::memory_order_relaxed)) {
@@ -237,24 +248,17 @@ void MqttConnector::pumpOutgoing() {
   bool wrote = false;
   for (auto& o : outgoing_) {
     if (o.state != Outgoing::State::kWaiting) continue;
-    const uint8_t qos = std::min(o.qos, peer_max_qos_);
-    if (qos > 0 && inflight_ >= peer_receive_max_) break;
-    mqtt::Publish p;
-    p.topic = o.topic;
-    p.payload = o.payload;
-    p.qos = qos;
-    p.retain = o.retain;
-    if (qos > 0) {
-      o.qos = qos;
+    o.qos = std::min(o.qos, peer_max_qos_);
+    if (o.qos > 0 && inflight_ >= peer_receive_max_) break;
+    if (o.qos > 0) {
       o.packet_id = nextPacketId();
-      p.packet_id = o.packet_id;
       o.state = Outgoing::State::kSent;
       ++inflight_;
     } else {
       o.state = Outgoing::State::kDone;
       stats_->published.fetch_add(1, std::memory_order_relaxed);
     }
-    mqtt::encodePublish(version_, p, link->out);
+    encodeOutgoing(o, false, link->out);
     wrote = true;
   }
   dropOutgoingDone();
@@ -271,14 +275,7 @@ void MqttConnector::resumeOutgoing(bool session_present) {
         o.packet_id = 0;
         continue;
       }
-      mqtt::Publish p;
-      p.topic = o.topic;
-      p.payload = o.payload;
-      p.qos = o.qos;
-      p.retain = o.retain;
-      p.packet_id = o.packet_id;
-      p.dup = true;
-      mqtt::encodePublish(version_, p, link->out);
+      encodeOutgoing(o, true, link->out);
       ++inflight_;
     } else if (o.state == Outgoing::State::kReleased) {
       if (!session_present) {
@@ -303,17 +300,12 @@ void MqttConnector::onOutgoingAck(const mqtt::Ack& ack, std::string& out) {
     if (ack.type == mqtt::PacketType::kPuback && o.state == State::kSent && o.qos == 1) {
       o.state = State::kDone;
     } else if (ack.type == mqtt::PacketType::kPubrec && o.state == State::kSent && o.qos == 2) {
-      if (ack.code >= 0x80) {
-        o.state = State::kDone;
-        stats_->publish_refused.fetch_add(1, std::memory_order_relaxed);
-        noteError(fmt::format("the broker refused a message to '{}' ({})", o.topic,
-                              reasonText(version_, ack.code)));
-        --inflight_;
+      if (ack.code < 0x80) {
+        o.state = State::kReleased;
+        mqtt::encodeAck(version_, mqtt::PacketType::kPubrel, o.packet_id, 0, out);
         break;
       }
-      o.state = State::kReleased;
-      mqtt::encodeAck(version_, mqtt::PacketType::kPubrel, o.packet_id, 0, out);
-      break;
+      o.state = State::kDone;  // refused: counted below
     } else if (ack.type == mqtt::PacketType::kPubcomp && o.state == State::kReleased) {
       o.state = State::kDone;
     } else {
@@ -356,9 +348,8 @@ awaitable<void> MqttConnector::run(std::shared_ptr<MqttConnector> self) {
     // the broker ends soon after CONNACK (a client id taken over, an ACL) keeps backing off.
     failures = lasted >= self->config_.reconnect.max.count() ? 1 : failures + 1;
     if (lasted < 0) self->stats_->failed_attempts.fetch_add(1, std::memory_order_relaxed);
-    const int64_t initial = self->config_.reconnect.initial.count();
-    int64_t pause = std::min<int64_t>(self->config_.reconnect.max.count(),
-                                      initial << std::min<uint32_t>(failures - 1, 20));
+    int64_t pause = doublingBackoffMs(self->config_.reconnect.initial.count(),
+                                      self->config_.reconnect.max.count(), failures);
     // Up to a fifth less, so that gateways that lost one broker together do not come back together.
     pause -= static_cast<int64_t>(jitter() % static_cast<uint64_t>(pause / 5 + 1));
     self->retry_timer_->expires_after(std::chrono::milliseconds(pause));
@@ -525,7 +516,7 @@ awaitable<int64_t> MqttConnector::session() {
       }
       auto& incoming = **packet;
       if (auto* p = std::get_if<mqtt::Publish>(&incoming)) {
-        onPublish(link, *p, in);
+        onPublish(*p, in);
       } else if (auto* o = std::get_if<mqtt::Oversized>(&incoming)) {
         onOversized(*o, in);
       } else if (auto* ack = std::get_if<mqtt::Ack>(&incoming)) {
@@ -591,7 +582,7 @@ awaitable<int64_t> MqttConnector::session() {
   co_return steadyMillis() - connected_at;
 }
 
-void MqttConnector::onPublish(const std::shared_ptr<Link>&, mqtt::Publish& p, Inbound& in) {
+void MqttConnector::onPublish(const mqtt::Publish& p, Inbound& in) {
   stats_->messages.fetch_add(1, std::memory_order_relaxed);
   auto ack = [&] { this->ack(p.qos, p.packet_id, in); };
   if (p.qos == 2 && awaiting_release_.count(p.packet_id)) {

@@ -99,7 +99,7 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
                                                 std::shared_ptr<Link> link);
   static boost::asio::awaitable<void> writeLoop(std::shared_ptr<Link> link);
   void send(const std::shared_ptr<Link>& link);
-  void onPublish(const std::shared_ptr<Link>& link, mqtt::Publish& p, Inbound& in);
+  void onPublish(const mqtt::Publish& p, Inbound& in);
   struct Outgoing {
     enum class State : uint8_t { kWaiting, kSent, kReleased, kDone };
     std::string topic;
@@ -109,6 +109,8 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
     uint16_t packet_id = 0;
     State state = State::kWaiting;
   };
+  /// Appends `o` as a PUBLISH (marked DUP when sent again).
+  void encodeOutgoing(const Outgoing& o, bool dup, std::string& out) const;
   /// Sends waiting messages while the broker's Receive Maximum allows. The worker's thread.
   void pumpOutgoing();
   /// After CONNACK: resends what the resumed session still owes, or starts over on a new one.
