@@ -1,0 +1,574 @@
+#include "edge/queue/durable_log.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+
+namespace ganglion::edge {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr char kSegmentMagic[8] = {'G', 'N', 'G', 'L', 'S', 'E', 'G', '1'};
+constexpr char kCursorMagic[8] = {'G', 'N', 'G', 'L', 'C', 'U', 'R', '1'};
+constexpr uint8_t kFrameMagic0 = 0x4A, kFrameMagic1 = 0x6E;
+constexpr size_t kCursorBytes = 8 + 8 + 8 + 8 + 4;
+constexpr size_t kReadChunk = 256 * 1024;
+
+std::array<uint32_t, 256> makeCrcTable() {
+  std::array<uint32_t, 256> t{};
+  for (uint32_t i = 0; i < 256; ++i) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+    t[i] = c;
+  }
+  return t;
+}
+
+uint32_t crcSoftware(uint32_t crc, const unsigned char* p, size_t n) {
+  static const std::array<uint32_t, 256> table = makeCrcTable();
+  for (size_t i = 0; i < n; ++i) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+  return crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) uint32_t crcHardware(uint32_t crc, const unsigned char* p, size_t n) {
+  uint64_t c = crc;
+  for (; n >= 8; n -= 8, p += 8) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);
+    c = __builtin_ia32_crc32di(c, word);
+  }
+  auto c32 = static_cast<uint32_t>(c);
+  for (; n; --n, ++p) c32 = __builtin_ia32_crc32qi(c32, *p);
+  return c32;
+}
+#endif
+
+void putU32(char* p, uint32_t v) { std::memcpy(p, &v, 4); }
+void putU64(char* p, uint64_t v) { std::memcpy(p, &v, 8); }
+uint32_t getU32(const char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+uint64_t getU64(const char* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+/// The CRC of a frame: its tag byte, the zero byte, its length and its payload.
+uint32_t frameCrc(const char* head, std::string_view payload) {
+  uint32_t c = crc32c(0, std::string_view(head + 2, 6));
+  return crc32c(c, payload);
+}
+
+enum class Parse { kOk, kNeedMore, kBad };
+
+/// Checks the frame at `p` (`avail` bytes there): its payload length on success.
+Parse parseFrame(const char* p, size_t avail, uint32_t& length) {
+  if (avail < DurableLog::kFrameHeader) {
+    // A prefix that cannot start a frame is damage even before the rest arrives.
+    if (avail >= 1 && static_cast<uint8_t>(p[0]) != kFrameMagic0) return Parse::kBad;
+    if (avail >= 2 && static_cast<uint8_t>(p[1]) != kFrameMagic1) return Parse::kBad;
+    return Parse::kNeedMore;
+  }
+  if (static_cast<uint8_t>(p[0]) != kFrameMagic0 || static_cast<uint8_t>(p[1]) != kFrameMagic1 || p[3] != 0)
+    return Parse::kBad;
+  length = getU32(p + 4);
+  if (length > DurableLog::kMaxPayload) return Parse::kBad;
+  if (avail - DurableLog::kFrameHeader < length) return Parse::kNeedMore;
+  if (frameCrc(p, std::string_view(p + DurableLog::kFrameHeader, length)) != getU32(p + 8))
+    return Parse::kBad;
+  return Parse::kOk;
+}
+
+std::string errnoText(std::string_view what, const fs::path& path) {
+  return fmt::format("{} {}: {}", what, path.string(), std::strerror(errno));
+}
+
+bool writeAll(int fd, const char* p, size_t n) {
+  while (n) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+}  // namespace
+
+uint32_t crc32c(uint32_t crc, std::string_view data) {
+  const auto* p = reinterpret_cast<const unsigned char*>(data.data());
+  crc = ~crc;
+#if defined(__x86_64__)
+  static const bool hardware = __builtin_cpu_supports("sse4.2");
+  if (hardware) return ~crcHardware(crc, p, data.size());
+#endif
+  return ~crcSoftware(crc, p, data.size());
+}
+
+DurableLog::DurableLog(fs::path dir, uint64_t segment_bytes)
+    : dir_(std::move(dir)), segment_bytes_(std::max<uint64_t>(segment_bytes, 4096)) {}
+
+DurableLog::~DurableLog() {
+  for (int fd : {write_fd_, read_fd_, cursor_fd_})
+    if (fd >= 0) ::close(fd);
+}
+
+fs::path DurableLog::segmentPath(uint64_t id) const { return dir_ / fmt::format("{:020}.seg", id); }
+
+Result<std::unique_ptr<DurableLog>> DurableLog::open(const fs::path& dir, uint64_t segment_bytes) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Error(fmt::format("cannot create {}: {}", dir.string(), ec.message()));
+  std::unique_ptr<DurableLog> log(new DurableLog(dir, segment_bytes));
+  if (auto scanned = log->scan(); !scanned.ok()) return scanned.error();
+  return log;
+}
+
+Result<void> DurableLog::scan() {
+  // The cursor (absent or torn: from the oldest segment).
+  const fs::path cursor_path = dir_ / "cursor";
+  cursor_fd_ = ::open(cursor_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (cursor_fd_ < 0) return Error(errnoText("cannot open", cursor_path));
+  char cur[kCursorBytes];
+  bool have_cursor = false;
+  if (::pread(cursor_fd_, cur, sizeof cur, 0) == static_cast<ssize_t>(sizeof cur) &&
+      std::memcmp(cur, kCursorMagic, 8) == 0 &&
+      crc32c(0, std::string_view(cur, kCursorBytes - 4)) == getU32(cur + kCursorBytes - 4)) {
+    cursor_ = {getU64(cur + 8), getU64(cur + 16)};
+    value_ = getU64(cur + 24);
+    have_cursor = true;
+  }
+  // Segments, by id; leftovers of an interrupted rewrite go.
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.ends_with(".seg.tmp")) {
+      fs::remove(entry.path(), ec);
+      continue;
+    }
+    if (name.size() != 24 || !name.ends_with(".seg")) continue;
+    uint64_t id = 0;
+    bool digits = true;
+    for (size_t i = 0; i < 20; ++i) {
+      if (name[i] < '0' || name[i] > '9') digits = false;
+      id = id * 10 + static_cast<uint64_t>(name[i] - '0');
+    }
+    if (digits && id > 0) segments_[id] = Segment{};
+  }
+  if (ec) return Error(fmt::format("cannot list {}: {}", dir_.string(), ec.message()));
+  if (!have_cursor || segments_.empty() || cursor_.segment < segments_.begin()->first) {
+    cursor_ = segments_.empty() ? LogPosition{} : LogPosition{segments_.begin()->first, kSegmentHeader};
+  } else if (!segments_.count(cursor_.segment)) {  // its segment is gone: the next one
+    auto it = segments_.upper_bound(cursor_.segment);
+    cursor_ = it == segments_.end() ? LogPosition{} : LogPosition{it->first, kSegmentHeader};
+  }
+  // Segments wholly consumed go; the rest are checked frame by frame.
+  for (auto it = segments_.begin(); it != segments_.end();) {
+    if (cursor_.segment && it->first < cursor_.segment) {
+      fs::remove(segmentPath(it->first), ec);
+      it = segments_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& [id, seg] : segments_) {
+    struct stat st {};
+    seg.bytes = ::stat(segmentPath(id).c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+    disk_bytes_ += seg.bytes;
+  }
+  if (!segments_.empty()) active_ = segments_.rbegin()->first;
+  for (auto it = segments_.begin(); it != segments_.end();) {
+    const uint64_t id = it->first;
+    const bool newest = id == active_;
+    Segment& seg = it->second;
+    std::string head;
+    if (!readAt(id, 0, kSegmentHeader, head) || head.size() < kSegmentHeader ||
+        std::memcmp(head.data(), kSegmentMagic, 8) != 0 || getU64(head.data() + 8) != id) {
+      // Not one of ours, or its header is damaged: reported and removed (an empty newest
+      // segment is a crash right after its creation).
+      if (seg.bytes > 0 || !newest) noteDamage(id, 0, seg.bytes);
+      disk_bytes_ -= std::min(disk_bytes_, seg.bytes);
+      if (read_fd_ >= 0) ::close(read_fd_);
+      read_fd_ = -1;
+      fs::remove(segmentPath(id), ec);
+      if (cursor_.segment == id) cursor_ = {0, 0};
+      it = segments_.erase(it);
+      if (newest) active_ = segments_.empty() ? 0 : segments_.rbegin()->first;
+      continue;
+    }
+    if (cursor_.segment == 0) cursor_ = {id, kSegmentHeader};
+    // Frames: counted (from the cursor on for frames_), damage skipped and counted.
+    const uint64_t damage_before = corrupt_bytes_;
+    const std::string corruption_before = corruption_;
+    LogPosition at{id, kSegmentHeader};
+    uint64_t tail = kSegmentHeader;  // the end of the last valid frame
+    std::vector<LogFrame> frames;
+    while (true) {
+      frames.clear();
+      const LogPosition before = at;
+      readFrames(at, 4096, 16u << 20, frames, true);
+      for (const auto& f : frames) {
+        ++seg.frames;
+        seg.max_tag |= static_cast<uint8_t>(1u << (f.tag & 7));
+        if (f.at >= cursor_) ++frames_;
+        tail = f.next.offset;
+      }
+      if (at == before || at.segment != id || at.offset >= seg.bytes) break;
+    }
+    if (newest && seg.bytes > tail) {
+      // A torn tail (kill -9 mid-write) is cut, and not counted as damage.
+      if (::truncate(segmentPath(id).c_str(), static_cast<off_t>(tail)) != 0)
+        return Error(errnoText("cannot truncate", segmentPath(id)));
+      corrupt_bytes_ -= std::min(corrupt_bytes_ - damage_before, seg.bytes - tail);
+      if (corrupt_bytes_ == damage_before) corruption_ = corruption_before;
+      disk_bytes_ -= seg.bytes - tail;
+      seg.bytes = tail;
+    }
+    ++it;
+  }
+  if (cursor_.segment && !segments_.count(cursor_.segment)) {
+    auto after = segments_.upper_bound(cursor_.segment);
+    cursor_ = after == segments_.end() ? LogPosition{} : LogPosition{after->first, kSegmentHeader};
+  }
+  // Writing goes on in the newest segment (a new one when there is none or it is full).
+  if (segments_.empty()) {
+    if (auto started = startSegment(std::max<uint64_t>(1, cursor_.segment)); !started.ok())
+      return started.error();
+    cursor_ = {active_, kSegmentHeader};
+  } else {
+    active_ = segments_.rbegin()->first;
+    write_fd_ = ::open(segmentPath(active_).c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (write_fd_ < 0) return Error(errnoText("cannot open", segmentPath(active_)));
+    if (cursor_.segment == 0) cursor_ = {segments_.begin()->first, kSegmentHeader};
+  }
+  return {};
+}
+
+Result<void> DurableLog::startSegment(uint64_t id) {
+  const fs::path path = segmentPath(id);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) return Error(errnoText("cannot create", path));
+  char head[kSegmentHeader];
+  std::memcpy(head, kSegmentMagic, 8);
+  putU64(head + 8, id);
+  if (!writeAll(fd, head, sizeof head)) {
+    const std::string why = errnoText("cannot write", path);
+    ::close(fd);
+    ::unlink(path.c_str());
+    return Error(why);
+  }
+  if (write_fd_ >= 0) ::close(write_fd_);
+  write_fd_ = fd;
+  active_ = id;
+  segments_[id] = Segment{.bytes = kSegmentHeader};
+  disk_bytes_ += kSegmentHeader;
+  unsynced_.push_back(0);  // the directory: a new name in it
+  unsynced_.push_back(id);
+  return {};
+}
+
+LogPosition DurableLog::end() const {
+  auto it = segments_.find(active_);
+  return {active_, it == segments_.end() ? kSegmentHeader : it->second.bytes};
+}
+
+Result<LogPosition> DurableLog::append(uint8_t tag, std::string_view payload) {
+  if (payload.size() > kMaxPayload) return Error("a record larger than 64 MiB cannot be queued");
+  if (segments_[active_].bytes >= segment_bytes_) {
+    if (auto started = startSegment(active_ + 1); !started.ok()) {
+      last_error_ = started.error().message;
+      return started.error();
+    }
+  }
+  Segment& seg = segments_[active_];
+  scratch_.resize(kFrameHeader);
+  char* h = scratch_.data();
+  h[0] = static_cast<char>(kFrameMagic0);
+  h[1] = static_cast<char>(kFrameMagic1);
+  h[2] = static_cast<char>(tag & 7);
+  h[3] = 0;
+  putU32(h + 4, static_cast<uint32_t>(payload.size()));
+  putU32(h + 8, frameCrc(h, payload));
+  scratch_.append(payload);
+  const LogPosition at{active_, seg.bytes};
+  if (!writeAll(write_fd_, scratch_.data(), scratch_.size())) {
+    last_error_ = errnoText("cannot write", segmentPath(active_));
+    // A partial frame would be damage: cut it off.
+    if (::ftruncate(write_fd_, static_cast<off_t>(seg.bytes)) != 0) {
+    }
+    return Error(last_error_);
+  }
+  last_error_.clear();
+  seg.bytes += scratch_.size();
+  disk_bytes_ += scratch_.size();
+  ++seg.frames;
+  seg.max_tag |= static_cast<uint8_t>(1u << (tag & 7));
+  ++frames_;
+  if (unsynced_.empty() || unsynced_.back() != active_) unsynced_.push_back(active_);
+  if (scratch_.capacity() > 4 * kReadChunk) std::string().swap(scratch_);
+  return at;
+}
+
+bool DurableLog::readAt(uint64_t segment, uint64_t offset, size_t len, std::string& buf) {
+  if (read_fd_ < 0 || read_segment_ != segment) {
+    if (read_fd_ >= 0) ::close(read_fd_);
+    read_fd_ = ::open(segmentPath(segment).c_str(), O_RDONLY | O_CLOEXEC);
+    read_segment_ = segment;
+    if (read_fd_ < 0) return false;
+  }
+  buf.resize(len);
+  size_t got = 0;
+  while (got < len) {
+    const ssize_t r = ::pread(read_fd_, buf.data() + got, len - got, static_cast<off_t>(offset + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return false;
+    if (r == 0) break;
+    got += static_cast<size_t>(r);
+  }
+  buf.resize(got);
+  return true;
+}
+
+void DurableLog::noteDamage(uint64_t segment, uint64_t offset, uint64_t bytes) {
+  if (!bytes) return;
+  corrupt_bytes_ += bytes;
+  corruption_ =
+      fmt::format("{}: {} damaged bytes skipped at offset {}", segmentPath(segment).string(), bytes, offset);
+}
+
+void DurableLog::read(LogPosition& from, size_t max_frames, uint64_t max_bytes, std::vector<LogFrame>& out) {
+  readFrames(from, max_frames, max_bytes, out, false);
+}
+
+void DurableLog::readFrames(LogPosition& from, size_t max_frames, uint64_t max_bytes,
+                            std::vector<LogFrame>& out, bool one_segment) {
+  uint64_t bytes = 0;
+  size_t taken = 0;
+  std::string buf;
+  while (taken < max_frames) {
+    auto it = segments_.lower_bound(from.segment);
+    if (it == segments_.end()) return;
+    if (it->first != from.segment) from = {it->first, kSegmentHeader};  // its segment is gone
+    if (from.offset < kSegmentHeader) from.offset = kSegmentHeader;
+    const uint64_t size = it->second.bytes;
+    if (from.offset >= size) {
+      if (it->first == active_ || one_segment) return;  // the end
+      auto next = std::next(it);
+      if (next == segments_.end()) return;
+      from = {next->first, kSegmentHeader};
+      continue;
+    }
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(kReadChunk, size - from.offset));
+    if (!readAt(from.segment, from.offset, want, buf) || buf.empty()) {
+      // Unreadable (gone underneath, I/O error): the rest of the segment is damage.
+      noteDamage(from.segment, from.offset, size - from.offset);
+      from.offset = size;
+      continue;
+    }
+    size_t used = 0;
+    while (used < buf.size() && taken < max_frames) {
+      uint32_t length = 0;
+      const Parse p = parseFrame(buf.data() + used, buf.size() - used, length);
+      if (p == Parse::kOk) {
+        if (taken && bytes + length > max_bytes) {
+          from.offset += used;
+          return;
+        }
+        LogFrame& f = out.emplace_back();
+        f.at = {from.segment, from.offset + used};
+        f.tag = static_cast<uint8_t>(buf[used + 2]);
+        f.payload.assign(buf.data() + used + kFrameHeader, length);
+        used += kFrameHeader + length;
+        f.next = {from.segment, from.offset + used};
+        bytes += length;
+        ++taken;
+        continue;
+      }
+      if (p == Parse::kNeedMore && from.offset + buf.size() < size) {
+        if (used == 0 && buf.size() < kFrameHeader + size_t{length}) {
+          // A frame larger than the chunk: read it whole (once: short again is damage).
+          if (!readAt(from.segment, from.offset, kFrameHeader + length, buf)) break;
+          if (buf.size() == kFrameHeader + size_t{length}) continue;
+        } else if (used > 0) {
+          break;  // read on from this frame
+        }
+      }
+      // Damage: skip to the next valid frame in what was read (or past it all).
+      size_t next = used + 1;
+      for (; next < buf.size(); ++next) {
+        uint32_t l2 = 0;
+        if (static_cast<uint8_t>(buf[next]) == kFrameMagic0 &&
+            parseFrame(buf.data() + next, buf.size() - next, l2) == Parse::kOk)
+          break;
+      }
+      if (next >= buf.size() && from.offset + buf.size() < size)
+        next = std::max(used + 1, buf.size() - kFrameHeader);
+      noteDamage(from.segment, from.offset + used, next - used);
+      used = next;
+    }
+    from.offset += used;
+  }
+}
+
+uint64_t DurableLog::framesBefore(uint64_t segment, uint64_t offset) {
+  LogPosition at{segment, kSegmentHeader};
+  uint64_t n = 0;
+  std::vector<LogFrame> frames;
+  while (at.segment == segment && at.offset < offset) {
+    frames.clear();
+    const LogPosition before = at;
+    read(at, 256, 16u << 20, frames);
+    for (const auto& f : frames)
+      if (f.at.segment == segment && f.at.offset < offset) ++n;
+    if (frames.empty() || at == before) break;
+  }
+  return n;
+}
+
+void DurableLog::writeCursor() {
+  char cur[kCursorBytes];
+  std::memcpy(cur, kCursorMagic, 8);
+  putU64(cur + 8, cursor_.segment);
+  putU64(cur + 16, cursor_.offset);
+  putU64(cur + 24, value_);
+  putU32(cur + kCursorBytes - 4, crc32c(0, std::string_view(cur, kCursorBytes - 4)));
+  if (::pwrite(cursor_fd_, cur, sizeof cur, 0) != static_cast<ssize_t>(sizeof cur))
+    last_error_ = errnoText("cannot write", dir_ / "cursor");
+}
+
+void DurableLog::removeSegment(uint64_t id) {
+  auto it = segments_.find(id);
+  if (it == segments_.end() || id == active_) return;
+  disk_bytes_ -= std::min(disk_bytes_, it->second.bytes);
+  segments_.erase(it);
+  if (read_fd_ >= 0 && read_segment_ == id) {
+    ::close(read_fd_);
+    read_fd_ = -1;
+  }
+  ::unlink(segmentPath(id).c_str());
+  std::erase(unsynced_, id);
+  unsynced_.push_back(0);  // the directory
+}
+
+void DurableLog::consume(LogPosition upto, uint64_t frames, uint64_t value) {
+  if (upto > end()) upto = end();
+  if (upto > cursor_) cursor_ = upto;
+  frames_ -= std::min(frames_, frames);
+  value_ = value;
+  while (!segments_.empty() && segments_.begin()->first < cursor_.segment &&
+         segments_.begin()->first != active_)
+    removeSegment(segments_.begin()->first);
+  writeCursor();
+}
+
+uint64_t DurableLog::shed(uint8_t min_tag, LogPosition keep_through) {
+  const auto below = static_cast<uint8_t>((1u << min_tag) - 1);
+  for (auto& [id, seg] : segments_) {
+    if (id == active_ || (keep_through.segment && id <= keep_through.segment)) continue;
+    if (!(seg.max_tag & below)) continue;
+    const bool cursor_here = cursor_.segment == id;
+    const uint64_t consumed = cursor_here ? framesBefore(id, cursor_.offset) : 0;
+    if (!(seg.max_tag & static_cast<uint8_t>(~below))) {  // only frames to drop: the file goes
+      const uint64_t dropped = seg.frames - std::min(seg.frames, consumed);
+      frames_ -= std::min(frames_, dropped);
+      const uint64_t gone = id;
+      removeSegment(gone);
+      if (cursor_here) {
+        auto next = segments_.upper_bound(gone);
+        cursor_ = next == segments_.end() ? end() : LogPosition{next->first, kSegmentHeader};
+        writeCursor();
+      }
+      return dropped;
+    }
+    // Rewrite it without them, order kept (from the cursor on, when the cursor is in it).
+    std::vector<LogFrame> frames;
+    LogPosition at{id, cursor_here ? cursor_.offset : kSegmentHeader};
+    while (at.segment == id) {
+      const LogPosition before = at;
+      read(at, 4096, 64u << 20, frames);
+      if (at == before) break;
+      while (!frames.empty() && frames.back().at.segment != id) frames.pop_back();
+    }
+    std::string out(kSegmentHeader, '\0');
+    std::memcpy(out.data(), kSegmentMagic, 8);
+    putU64(out.data() + 8, id);
+    Segment fresh{};
+    uint64_t dropped = 0;
+    for (const auto& f : frames) {
+      if (f.tag < min_tag) {
+        ++dropped;
+        continue;
+      }
+      char h[kFrameHeader];
+      h[0] = static_cast<char>(kFrameMagic0);
+      h[1] = static_cast<char>(kFrameMagic1);
+      h[2] = static_cast<char>(f.tag);
+      h[3] = 0;
+      putU32(h + 4, static_cast<uint32_t>(f.payload.size()));
+      putU32(h + 8, frameCrc(h, f.payload));
+      out.append(h, sizeof h).append(f.payload);
+      ++fresh.frames;
+      fresh.max_tag |= static_cast<uint8_t>(1u << f.tag);
+    }
+    fresh.bytes = out.size();
+    const fs::path tmp = segmentPath(id).string() + ".tmp";
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    const bool written = fd >= 0 && writeAll(fd, out.data(), out.size()) && ::fsync(fd) == 0;
+    if (fd >= 0) ::close(fd);
+    if (!written || ::rename(tmp.c_str(), segmentPath(id).c_str()) != 0) {
+      last_error_ = errnoText("cannot rewrite", segmentPath(id));
+      ::unlink(tmp.c_str());
+      return 0;
+    }
+    if (read_fd_ >= 0 && read_segment_ == id) {
+      ::close(read_fd_);
+      read_fd_ = -1;
+    }
+    disk_bytes_ = disk_bytes_ - std::min(disk_bytes_, seg.bytes) + fresh.bytes;
+    seg = fresh;
+    frames_ -= std::min(frames_, dropped);
+    if (cursor_here) {
+      cursor_ = {id, kSegmentHeader};
+      writeCursor();
+    }
+    unsynced_.push_back(0);
+    return dropped;
+  }
+  return 0;
+}
+
+std::vector<int> DurableLog::unsyncedFds() {
+  std::vector<int> fds;
+  bool dir = false;
+  for (uint64_t id : unsynced_) {
+    if (id == 0) {
+      dir = true;
+      continue;
+    }
+    const int fd = id == active_ ? ::dup(write_fd_) : ::open(segmentPath(id).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) fds.push_back(fd);
+  }
+  if (dir) {
+    const int fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) fds.push_back(fd);
+  }
+  if (!unsynced_.empty() && cursor_fd_ >= 0) fds.push_back(::dup(cursor_fd_));
+  unsynced_.clear();
+  return fds;
+}
+
+}  // namespace ganglion::edge

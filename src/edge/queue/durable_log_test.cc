@@ -1,0 +1,290 @@
+#include "edge/queue/durable_log.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <future>
+
+#include "edge/queue/log_syncer.h"
+
+namespace ganglion::edge {
+namespace {
+
+namespace fs = std::filesystem;
+
+class DurableLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           fmt::format("ganglion-log-{}-{}", ::getpid(), ::testing::UnitTest::GetInstance()->random_seed());
+    dir_ /= ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    fs::remove_all(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_.parent_path()); }
+
+  std::unique_ptr<DurableLog> open(uint64_t segment_bytes = 4096) {
+    auto log = DurableLog::open(dir_, segment_bytes);
+    EXPECT_TRUE(log.ok()) << (log.ok() ? "" : log.error().message);
+    return log.ok() ? std::move(*log) : nullptr;
+  }
+
+  static std::vector<std::string> readAll(DurableLog& log, LogPosition from,
+                                          std::vector<uint8_t>* tags = nullptr) {
+    std::vector<std::string> out;
+    std::vector<LogFrame> frames;
+    while (true) {
+      frames.clear();
+      log.read(from, 100, 1 << 20, frames);
+      if (frames.empty()) break;
+      for (auto& f : frames) {
+        out.push_back(f.payload);
+        if (tags) tags->push_back(f.tag);
+      }
+    }
+    return out;
+  }
+
+  std::vector<fs::path> segments() const {
+    std::vector<fs::path> out;
+    for (const auto& e : fs::directory_iterator(dir_))
+      if (e.path().extension() == ".seg") out.push_back(e.path());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  fs::path dir_;
+};
+
+TEST(Crc32c, KnownValues) {
+  // RFC 3720 B.4 test vectors and the common check value.
+  EXPECT_EQ(crc32c(0, "123456789"), 0xE3069283u);
+  EXPECT_EQ(crc32c(0, std::string(32, '\0')), 0x8A9136AAu);
+  EXPECT_EQ(crc32c(0, std::string(32, '\xff')), 0x62A8AB43u);
+  // Continuing over pieces is the same as over the whole.
+  EXPECT_EQ(crc32c(crc32c(0, "1234"), "56789"), 0xE3069283u);
+}
+
+TEST_F(DurableLogTest, AppendsReadsBackInOrderAcrossSegmentsAndReopen) {
+  {
+    auto log = open();
+    for (int i = 0; i < 500; ++i)
+      ASSERT_TRUE(log->append(static_cast<uint8_t>(i % 3), fmt::format("record-{}", i)).ok());
+    EXPECT_EQ(log->frames(), 500u);
+    EXPECT_GT(segments().size(), 2u);  // 4 KiB segments
+    auto all = readAll(*log, log->cursor());
+    ASSERT_EQ(all.size(), 500u);
+    for (int i = 0; i < 500; ++i) EXPECT_EQ(all[i], fmt::format("record-{}", i));
+  }
+  auto log = open();
+  EXPECT_EQ(log->frames(), 500u);
+  std::vector<uint8_t> tags;
+  auto all = readAll(*log, log->cursor(), &tags);
+  ASSERT_EQ(all.size(), 500u);
+  EXPECT_EQ(all[499], "record-499");
+  EXPECT_EQ(tags[4], 1);
+  EXPECT_EQ(log->corruptBytes(), 0u);
+  // Appends after a reopen follow on.
+  ASSERT_TRUE(log->append(0, "after").ok());
+  EXPECT_EQ(readAll(*log, log->cursor()).back(), "after");
+}
+
+TEST_F(DurableLogTest, ConsumeMovesTheCursorRemovesSegmentsAndSurvivesReopen) {
+  {
+    auto log = open();
+    for (int i = 0; i < 600; ++i) ASSERT_TRUE(log->append(0, fmt::format("r{}", i)).ok());
+    const size_t before = segments().size();
+    LogPosition at = log->cursor();
+    std::vector<LogFrame> frames;
+    log->read(at, 550, 1 << 20, frames);
+    ASSERT_EQ(frames.size(), 550u);
+    log->consume(at, 550, 42);
+    EXPECT_EQ(log->frames(), 50u);
+    EXPECT_LT(segments().size(), before);
+  }
+  auto log = open();
+  EXPECT_EQ(log->value(), 42u);
+  EXPECT_EQ(log->frames(), 50u);
+  auto rest = readAll(*log, log->cursor());
+  ASSERT_EQ(rest.size(), 50u);
+  EXPECT_EQ(rest.front(), "r550");
+}
+
+TEST_F(DurableLogTest, TornTailIsCutWithoutCountingDamage) {
+  {
+    auto log = open(1 << 20);
+    for (int i = 0; i < 10; ++i) ASSERT_TRUE(log->append(0, fmt::format("whole-{}", i)).ok());
+  }
+  // Half a frame at the end, as a kill -9 in the middle of a write leaves it.
+  const fs::path seg = segments().back();
+  const auto size = fs::file_size(seg);
+  {
+    std::ofstream f(seg, std::ios::app | std::ios::binary);
+    const char partial[] = {0x4A, 0x6E, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00, 0x01};
+    f.write(partial, sizeof partial);
+  }
+  auto log = open(1 << 20);
+  EXPECT_EQ(log->frames(), 10u);
+  EXPECT_EQ(log->corruptBytes(), 0u);
+  EXPECT_EQ(fs::file_size(seg), size);
+  ASSERT_TRUE(log->append(0, "next").ok());
+  auto all = readAll(*log, log->cursor());
+  ASSERT_EQ(all.size(), 11u);
+  EXPECT_EQ(all.back(), "next");
+}
+
+TEST_F(DurableLogTest, DamagedFrameIsSkippedAndReportedTheRestIsRead) {
+  {
+    auto log = open();
+    for (int i = 0; i < 200; ++i) ASSERT_TRUE(log->append(0, fmt::format("payload-{:04}", i)).ok());
+  }
+  // Flip bytes in the middle of the first (sealed) segment.
+  const fs::path first = segments().front();
+  {
+    std::fstream f(first, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(200);
+    f.write("\xde\xad\xbe\xef", 4);
+  }
+  auto log = open();
+  EXPECT_GT(log->corruptBytes(), 0u);
+  EXPECT_NE(log->corruption().find(first.filename().string()), std::string::npos) << log->corruption();
+  auto all = readAll(*log, log->cursor());
+  EXPECT_GE(all.size(), 198u);  // one frame (or two, if the bytes straddle) is lost
+  EXPECT_LT(all.size(), 200u);
+  EXPECT_EQ(all.back(), "payload-0199");
+  for (size_t i = 1; i < all.size(); ++i) EXPECT_LT(all[i - 1], all[i]);  // in order, none twice
+}
+
+TEST_F(DurableLogTest, DamageFoundWhileReadingIsSkippedToo) {
+  auto log = open(1 << 20);
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(log->append(0, fmt::format("p{:03}", i)).ok());
+  {
+    std::fstream f(segments().front(), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(DurableLog::kSegmentHeader + 5 * (DurableLog::kFrameHeader + 4) + 8);  // frame 5's CRC
+    f.write("\x00\x00\x00\x00", 4);
+  }
+  auto all = readAll(*log, log->cursor());
+  ASSERT_EQ(all.size(), 99u);
+  EXPECT_EQ(all[4], "p004");
+  EXPECT_EQ(all[5], "p006");
+  EXPECT_EQ(log->corruptBytes(), DurableLog::kFrameHeader + 4);
+}
+
+TEST_F(DurableLogTest, ForeignOrHeaderlessSegmentIsReportedAndRemoved) {
+  {
+    auto log = open();
+    for (int i = 0; i < 600; ++i) ASSERT_TRUE(log->append(0, fmt::format("x{}", i)).ok());
+  }
+  const auto segs = segments();
+  ASSERT_GE(segs.size(), 2u);
+  {
+    std::ofstream f(segs.front(), std::ios::trunc | std::ios::binary);
+    f << "not a segment at all";
+  }
+  auto log = open();
+  EXPECT_GT(log->corruptBytes(), 0u);
+  auto all = readAll(*log, log->cursor());
+  EXPECT_FALSE(all.empty());
+  EXPECT_EQ(all.back(), "x599");
+  EXPECT_EQ(log->frames(), all.size());
+}
+
+TEST_F(DurableLogTest, ShedDropsLowTagsFirstKeepsOrderAndNeverTheActiveSegment) {
+  auto log = open(2048);
+  // Readings (tag 0) with an event (tag 2) every 10th record.
+  for (int i = 0; i < 400; ++i)
+    ASSERT_TRUE(log->append(i % 10 == 0 ? 2 : 0, fmt::format("rec-{:04}", i)).ok());
+  const uint64_t before = log->frames();
+  uint64_t dropped = 0;
+  while (const uint64_t n = log->shed(1, LogPosition{})) dropped += n;
+  EXPECT_GT(dropped, 0u);
+  EXPECT_EQ(log->frames(), before - dropped);
+  std::vector<uint8_t> tags;
+  auto all = readAll(*log, log->cursor(), &tags);
+  EXPECT_EQ(all.size(), log->frames());
+  // Every event is still there, in order; readings remain only in the segment being written.
+  size_t events = 0;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (tags[i] == 2) ++events;
+    if (i) {
+      EXPECT_LT(all[i - 1], all[i]);
+    }
+  }
+  EXPECT_EQ(events, 40u);
+  // Shedding everything below tag 3 drops events too, oldest first; the segment being
+  // written stays.
+  while (log->shed(3, LogPosition{})) {
+  }
+  auto rest = readAll(*log, log->cursor());
+  ASSERT_FALSE(rest.empty());
+  EXPECT_EQ(rest.back(), "rec-0399");
+  // Reopen: the counts match what is there.
+  log.reset();
+  log = open(2048);
+  EXPECT_EQ(log->frames(), rest.size());
+}
+
+TEST_F(DurableLogTest, ShedKeepsTheSegmentBeingRead) {
+  auto log = open(2048);
+  for (int i = 0; i < 400; ++i) ASSERT_TRUE(log->append(0, fmt::format("rec-{:04}", i)).ok());
+  LogPosition reading = log->cursor();
+  std::vector<LogFrame> frames;
+  log->read(reading, 10, 1 << 20, frames);
+  while (log->shed(1, frames.back().at)) {
+  }
+  auto all = readAll(*log, log->cursor());
+  ASSERT_FALSE(all.empty());
+  EXPECT_EQ(all.front(), "rec-0000");  // the segment in flight is whole
+}
+
+TEST_F(DurableLogTest, ShedOfTheCursorSegmentCountsOnlyUnconsumedFrames) {
+  auto log = open(2048);
+  for (int i = 0; i < 600; ++i) ASSERT_TRUE(log->append(i == 5 ? 2 : 0, fmt::format("rec-{:04}", i)).ok());
+  LogPosition at = log->cursor();
+  std::vector<LogFrame> frames;
+  log->read(at, 3, 1 << 20, frames);
+  log->consume(at, 3);
+  const uint64_t before = log->frames();
+  const uint64_t dropped = log->shed(1, LogPosition{});
+  EXPECT_GT(dropped, 0u);
+  EXPECT_EQ(log->frames(), before - dropped);
+  auto all = readAll(*log, log->cursor());
+  EXPECT_EQ(all.size(), log->frames());
+  EXPECT_EQ(all.front(), "rec-0005");  // the event survived, consumed frames did not come back
+}
+
+TEST_F(DurableLogTest, SyncerSyncsAndCallsBack) {
+  auto log = open();
+  ASSERT_TRUE(log->append(0, "x").ok());
+  LogSyncer syncer;
+  std::promise<bool> done;
+  auto fds = log->unsyncedFds();
+  EXPECT_FALSE(fds.empty());
+  syncer.sync(std::move(fds), [&](bool ok) { done.set_value(ok); });
+  EXPECT_TRUE(done.get_future().get());
+  EXPECT_TRUE(log->unsyncedFds().empty());
+  EXPECT_GE(syncer.fsyncs(), 1u);
+}
+
+TEST_F(DurableLogTest, LargeFramesLongerThanAReadChunk) {
+  const std::string big(600 * 1024, 'b');
+  {
+    auto log = open(1 << 20);
+    ASSERT_TRUE(log->append(0, "small").ok());
+    ASSERT_TRUE(log->append(1, big).ok());
+    ASSERT_TRUE(log->append(0, "after").ok());
+  }
+  auto log = open(1 << 20);
+  EXPECT_EQ(log->frames(), 3u);
+  auto all = readAll(*log, log->cursor());
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[1], big);
+  EXPECT_EQ(all[2], "after");
+}
+
+}  // namespace
+}  // namespace ganglion::edge
