@@ -250,16 +250,18 @@ const Schema<SinkQueueConfig>& sinkQueueSchema() {
            .kind = FieldKind::kBool,
            .member = &Q::durable,
            .default_text = "`false`",
-           .doc =
-               "Keep undelivered records on disk in `edge.data_dir`. Not built yet: `true` is refused with "
-               "that reason; records wait in memory."},
+           .doc = "Keep undelivered records on disk in `edge.data_dir` (`queues/<sink>/`): they survive a "
+                  "restart or `kill -9` and are delivered in order when the receiver is back. Synced to "
+                  "disk in batches (group commit); with `false` they wait in memory."},
           {.name = "max_bytes",
            .kind = FieldKind::kSize,
            .member = &Q::max_bytes,
            .default_text = "`64MiB`",
            .doc = "Records waiting for delivery past this are dropped, oldest readings first, then oldest "
                   "windows; events and summaries last. Counted in "
-                  "`ganglion_edge_sink_dropped_total`.",
+                  "`ganglion_edge_sink_dropped_total`. Durable: the queue's files on disk, dropped by "
+                  "segment (1/32 of this); the segment being written and the one being delivered may "
+                  "pass it.",
            .min = 4096},
       },
       {}};
@@ -565,9 +567,6 @@ void readSinks(Reader& r, const config::Node& list, EdgeConfig& out) {
     s.at = n.place();
     const size_t errors = r.errors.size();
     readFields(sinkSchema(), n, s, r);
-    if (s.queue.durable)
-      r.fail(n["queue"]["durable"],
-             "durable queues are not built yet (records wait in memory: durable: false)");
     if (s.retry.max < s.retry.initial) r.fail(n["retry"], "retry.max must be at least retry.initial");
     if (!s.url.empty()) {
       std::string error;

@@ -18,6 +18,8 @@
 #include "base/time.h"
 #include "edge/connectors/modbus_poller.h"
 #include "edge/connectors/mqtt_connector.h"
+#include "edge/queue/log_syncer.h"
+#include "edge/queue/record_queue.h"
 #include "edge/record_json.h"
 #include "edge/rules/rule_runner.h"
 #include "upstream/exchange.h"
@@ -46,6 +48,20 @@ uint8_t dropClass(RecordKind k) {
   }
 }
 
+/// A name as a file name: letters, digits, '_', '-' and '.' (not first) kept, any other byte
+/// as %XX, so that no name reaches outside its directory or collides with another.
+std::string fileName(std::string_view name) {
+  std::string out;
+  for (size_t i = 0; i < name.size(); ++i) {
+    const auto c = static_cast<unsigned char>(name[i]);
+    if (std::isalnum(c) || c == '_' || c == '-' || (c == '.' && i > 0))
+      out.push_back(static_cast<char>(c));
+    else
+      fmt::format_to(std::back_inserter(out), "%{:02X}", c);
+  }
+  return out.empty() ? "%" : out;
+}
+
 std::string sinkFingerprint(const SinkConfig& s) {
   json::object o = config::fieldsToJson(sinkSchema(), s);
   json::object headers;
@@ -72,23 +88,14 @@ void IncomingReadings::add(const DecodedReading& r) {
   items.push_back(item);
 }
 
-// ---------------------------------------------------------------- sinks
-
-/// One record waiting for delivery: its JSON and what a full queue drops first.
-struct QueuedRecord {
-  /// What a record costs beside its JSON text (the deque slot, the string's own fields),
-  /// counted against queue.max_bytes so that small records cannot exceed it by half.
-  static constexpr uint64_t kOverhead = 64;
-  std::string json;
-  uint8_t drop_class = 0;
-  bool dropped = false;
-  int64_t enqueued_ms = 0;  // steady clock
-};
-
 class SinkHost : public std::enable_shared_from_this<SinkHost> {
  public:
-  SinkHost(EdgeHost& host, SinkConfig config, size_t worker)
-      : host_(host), config_(std::move(config)), worker_(worker), fingerprint_(sinkFingerprint(config_)) {
+  SinkHost(EdgeHost& host, SinkConfig config, size_t worker, std::string queue_dir)
+      : host_(host),
+        config_(std::move(config)),
+        worker_(worker),
+        fingerprint_(sinkFingerprint(config_)),
+        queue_dir_(std::move(queue_dir)) {
     host_header_ = (config_.port == (config_.https ? 443 : 80))
                        ? config_.host
                        : fmt::format("{}:{}", config_.host, config_.port);
@@ -101,19 +108,35 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   const SinkConfig& config() const { return config_; }
   const std::string& fingerprint() const { return fingerprint_; }
   size_t worker() const { return worker_; }
+  const std::string& queueDir() const { return queue_dir_; }
 
   /// Starts delivering; `previous` (same name, settings changed) hands over its queue. On the
-  /// sink's worker.
+  /// sink's worker (opening a durable queue reads its files once).
   void start(std::shared_ptr<SinkHost> previous) {
     wake_ = std::make_unique<asio::steady_timer>(host_.worker(worker_).io());
+    std::unique_ptr<RecordQueue> handed;
     if (previous) {
-      queue_ = std::move(previous->queue_);
-      base_ = previous->base_;
-      bytes_ = previous->bytes_;
-      for (int c = 0; c < 3; ++c) live_[c] = previous->live_[c];
       previous->stop();
-      publish();
+      previous->successor_ = weak_from_this();  // late records and waiters come here
+      handed = std::move(previous->queue_);
+      durable_ = std::exchange(previous->durable_, nullptr);
     }
+    if (handed && (durable_ != nullptr) == config_.queue.durable &&
+        (!durable_ || durable_->log().dir() == std::filesystem::path(queue_dir_))) {
+      queue_ = std::move(handed);
+      if (durable_) durable_->setMaxBytes(config_.queue.max_bytes);
+      if (auto* memory = dynamic_cast<MemoryQueue*>(queue_.get()))
+        memory->setMaxBytes(config_.queue.max_bytes);
+    } else {
+      durable_ = nullptr;
+      openQueue();
+      if (handed) {  // durable on or off: what waited moves over, in order
+        std::vector<QueuedRecord> records;
+        handed->takeAll(records);
+        push(records);
+      }
+    }
+    publish();
     asio::co_spawn(host_.worker(worker_).io(), run(shared_from_this()), asio::detached);
   }
 
@@ -125,85 +148,120 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
 
   /// Appends records (in order). On the sink's worker.
   void enqueue(std::vector<QueuedRecord> records) {
-    if (stopped_) return;
-    const int64_t now = steadyMillis();
-    for (auto& r : records) {
-      bytes_ += r.json.size() + QueuedRecord::kOverhead;
-      ++live_[r.drop_class];
-      r.enqueued_ms = now;
-      queue_.push_back(std::move(r));
+    if (stopped_) {
+      // Replaced: its successor (same name, so the same worker) takes them; retired: gone.
+      if (auto next = successor_.lock()) next->enqueue(std::move(records));
+      return;
     }
-    const uint64_t dropped_before = dropped.load(std::memory_order_relaxed);
-    while (bytes_ > config_.queue.max_bytes && dropOne()) {
+    const int64_t now = wallMillis();
+    for (auto& r : records) r.enqueued_ms = now;
+    push(records);
+    publish();
+    if (waiting_for_records_) wake_->cancel();  // never a backoff: new records do not make the receiver well
+  }
+
+  /// Calls `done` on the sink's worker once every record enqueued so far is on disk (at once
+  /// for a queue in memory: there is nothing to wait for). On the sink's worker.
+  void whenSynced(std::function<void()> done) {
+    if (stopped_)
+      if (auto next = successor_.lock()) return next->whenSynced(std::move(done));
+    if (!durable_) return done();
+    sync_waiters_.emplace_back(appended_, std::move(done));
+    requestSync();
+  }
+
+  // Counters, read by the main thread.
+  std::atomic<uint64_t> queued_records{0}, queued_bytes{0}, delivered{0}, batches{0}, failures{0}, dropped{0};
+  std::atomic<uint64_t> corrupt_bytes{0}, write_failures{0};
+  std::atomic<int64_t> oldest_enqueued_ms{0};
+  std::atomic<bool> durable{false};
+  mutable std::mutex error_mutex;
+  std::string last_error;
+  std::string corruption;  ///< the last damage a durable queue skipped
+
+ private:
+  void openQueue() {
+    if (config_.queue.durable) {
+      auto opened = DurableQueue::open(queue_dir_, config_.queue.max_bytes);
+      if (opened) {
+        durable_ = opened->get();
+        queue_ = std::move(*opened);
+        if (durable_->records())
+          logLine(fmt::format("edge: sink '{}' resumes {} records queued in {}", config_.name,
+                              durable_->records(), queue_dir_));
+        return;
+      }
+      // Kept running in memory, loudly: the operator sees why in the log and GET /edge.
+      const std::string why = fmt::format("durable queue {} unusable, records wait in memory: {}", queue_dir_,
+                                          opened.error().message);
+      logLine(fmt::format("edge: sink '{}': {}", config_.name, why));
+      noteError(why, false);
     }
-    if (dropped.load(std::memory_order_relaxed) != dropped_before && !overflowing_) {
+    queue_ = std::make_unique<MemoryQueue>(config_.queue.max_bytes);
+  }
+
+  void push(std::vector<QueuedRecord>& records) {
+    const uint64_t n = queue_->push(records);
+    appended_ += records.size();
+    if (n) dropped.fetch_add(n, std::memory_order_relaxed);
+    if (n && !overflowing_) {
       overflowing_ = true;  // said once per episode: until the queue is back under half
       logLine(
           fmt::format("edge: sink '{}' holds queue.max_bytes ({} bytes): dropping the oldest readings, then "
                       "windows (ganglion_edge_sink_dropped_total)",
                       config_.name, config_.queue.max_bytes));
-    } else if (overflowing_ && bytes_ < config_.queue.max_bytes / 2) {
+    } else if (overflowing_ && queue_->bytes() < config_.queue.max_bytes / 2) {
       overflowing_ = false;
     }
-    publish();
-    if (waiting_for_records_) wake_->cancel();  // never a backoff: new records do not make the receiver well
+    if (durable_) requestSync();
   }
 
-  // Counters, read by the main thread.
-  std::atomic<uint64_t> queued_records{0}, queued_bytes{0}, delivered{0}, batches{0}, failures{0}, dropped{0};
-  std::atomic<int64_t> oldest_enqueued_ms{0};
-  mutable std::mutex error_mutex;
-  std::string last_error;
-
- private:
-  uint64_t liveCount() const { return live_[0] + live_[1] + live_[2]; }
-
-  /// Drops the oldest record of the lowest class present, outside the batch in flight.
-  bool dropOne() {
-    for (uint8_t c = 0; c < 3; ++c) {
-      if (!live_[c]) continue;
-      uint64_t at = std::max({cursor_[c], inflight_end_, base_});
-      for (; at < base_ + queue_.size(); ++at) {
-        QueuedRecord& r = queue_[at - base_];
-        if (r.dropped || r.drop_class != c) continue;
-        r.dropped = true;
-        bytes_ -= r.json.size() + QueuedRecord::kOverhead;
-        std::string().swap(r.json);
-        --live_[c];
-        dropped.fetch_add(1, std::memory_order_relaxed);
-        cursor_[c] = at + 1;
-        return true;
-      }
-      cursor_[c] = at;
-    }
-    return false;  // everything left is in flight
+  /// Group commit: one fsync in flight at a time; what is appended meanwhile waits for the next.
+  void requestSync() {
+    if (sync_in_flight_ || !durable_) return;
+    std::vector<int> fds = durable_->log().unsyncedFds();
+    const uint64_t target = appended_;
+    if (fds.empty()) return synced(target);
+    sync_in_flight_ = true;
+    LogSyncer::shared().sync(std::move(fds), [self = shared_from_this(), target](bool ok) {
+      self->host_.worker(self->worker_).post([self, target, ok] {
+        self->sync_in_flight_ = false;
+        if (!ok) self->noteError("fsync of the durable queue failed", false);
+        self->synced(target);
+      });
+    });
   }
 
-  void popDroppedFront() {
-    while (!queue_.empty() && queue_.front().dropped && base_ >= inflight_end_) {
-      queue_.pop_front();
-      ++base_;
+  void synced(uint64_t target) {
+    synced_ = std::max(synced_, target);
+    while (!sync_waiters_.empty() && sync_waiters_.front().first <= synced_) {
+      auto done = std::move(sync_waiters_.front().second);
+      sync_waiters_.pop_front();
+      done();
     }
+    if (appended_ > synced_ && !sync_in_flight_) requestSync();
   }
 
   void publish() {
-    // Records dropped at the front go first, so the oldest live one is found without walking
-    // past every record an overflow dropped (publish runs at each enqueue).
-    popDroppedFront();
-    queued_records.store(liveCount(), std::memory_order_relaxed);
-    queued_bytes.store(bytes_, std::memory_order_relaxed);
-    int64_t oldest = 0;
-    for (const auto& r : queue_) {
-      if (!r.dropped) {
-        oldest = r.enqueued_ms;
-        break;
+    queued_records.store(queue_->records(), std::memory_order_relaxed);
+    queued_bytes.store(queue_->bytes(), std::memory_order_relaxed);
+    oldest_enqueued_ms.store(queue_->oldestMs(), std::memory_order_relaxed);
+    durable.store(durable_ != nullptr, std::memory_order_relaxed);
+    if (durable_) {
+      corrupt_bytes.store(durable_->log().corruptBytes(), std::memory_order_relaxed);
+      write_failures.store(durable_->writeFailures(), std::memory_order_relaxed);
+      if (!durable_->log().corruption().empty() && durable_->log().corruption() != told_corruption_) {
+        told_corruption_ = durable_->log().corruption();
+        logLine(
+            fmt::format("edge: sink '{}': damaged queue data skipped: {}", config_.name, told_corruption_));
+        std::lock_guard lock(error_mutex);
+        corruption = told_corruption_;
       }
     }
-    oldest_enqueued_ms.store(oldest, std::memory_order_relaxed);
   }
 
-  void noteError(std::string what) {
-    failures.fetch_add(1, std::memory_order_relaxed);
+  void noteError(std::string what, bool delivery = true) {
+    if (delivery) failures.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard lock(error_mutex);
     last_error = std::move(what);
   }
@@ -223,29 +281,26 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
     uint32_t failed_in_row = 0;
     std::string body;
     while (!stopped_) {
-      popDroppedFront();
-      const uint64_t live = liveCount();
+      const uint64_t live = queue_->records();
       if (live == 0) {
         co_await sleep(3'600'000, true);
         continue;
       }
-      const int64_t age = steadyMillis() - queue_.front().enqueued_ms;
+      const int64_t age = wallMillis() - queue_->oldestMs();
       if (live < config_.batch.max_records && age < config_.batch.max_delay.count()) {
-        co_await sleep(config_.batch.max_delay.count() - age, true);
+        co_await sleep(
+            std::min<int64_t>(config_.batch.max_delay.count() - age, config_.batch.max_delay.count()), true);
         continue;
       }
-      // The batch: the first max_records live records, in order.
+      // The batch: the first max_records records, in order.
       body.assign("{\"records\":[");
-      uint32_t in_batch = 0;
-      size_t entries = 0;
-      for (; entries < queue_.size() && in_batch < config_.batch.max_records; ++entries) {
-        const QueuedRecord& r = queue_[entries];
-        if (r.dropped) continue;
-        if (in_batch++) body.push_back(',');
-        body += r.json;
-      }
+      const uint32_t in_batch = queue_->take(config_.batch.max_records, body);
       body += "]}";
-      inflight_end_ = base_ + entries;
+      if (in_batch == 0) {
+        queue_->finish(true);
+        publish();
+        continue;
+      }
       auto up = host_.upstream(worker_, upstream_name);
       bool ok = false;
       if (!up) {
@@ -271,30 +326,18 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
           }
         }
       }
-      const uint64_t sent_until = inflight_end_;
-      inflight_end_ = 0;
+      if (stopped_ && !queue_) co_return;  // replaced while in flight: the successor owns the queue
+      queue_->finish(ok);
+      publish();
       if (ok) {
         failed_in_row = 0;
         batches.fetch_add(1, std::memory_order_relaxed);
         delivered.fetch_add(in_batch, std::memory_order_relaxed);
-        // Records dropped while in flight were sent anyway: they count as delivered, not dropped.
-        while (base_ < sent_until && !queue_.empty()) {
-          QueuedRecord& r = queue_.front();
-          if (!r.dropped) {
-            bytes_ -= r.json.size() + QueuedRecord::kOverhead;
-            --live_[r.drop_class];
-          }
-          queue_.pop_front();
-          ++base_;
-        }
-        for (auto& c : cursor_) c = std::max(c, base_);
-        publish();
         continue;
       }
       ++failed_in_row;
       const int64_t backoff =
           doublingBackoffMs(config_.retry.initial.count(), config_.retry.max.count(), failed_in_row);
-      publish();
       co_await sleep(backoff, false);
     }
   }
@@ -304,17 +347,19 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   size_t worker_;
   std::string fingerprint_;
   std::string host_header_;
+  std::string queue_dir_;
   // Worker-owned:
-  std::deque<QueuedRecord> queue_;
-  uint64_t base_ = 0;          // absolute index of queue_.front()
-  uint64_t inflight_end_ = 0;  // absolute end of the batch being delivered (0: none)
-  uint64_t cursor_[3] = {0, 0, 0};
-  uint64_t live_[3] = {0, 0, 0};
-  uint64_t bytes_ = 0;
+  std::unique_ptr<RecordQueue> queue_;
+  DurableQueue* durable_ = nullptr;  // queue_, when it is on disk
+  uint64_t appended_ = 0, synced_ = 0;
+  bool sync_in_flight_ = false;
+  std::deque<std::pair<uint64_t, std::function<void()>>> sync_waiters_;
+  std::string told_corruption_;
   bool stopped_ = false;
   bool waiting_for_records_ = false;
   bool overflowing_ = false;  // dropping since the queue last held under half of max_bytes
   std::unique_ptr<asio::steady_timer> wake_;
+  std::weak_ptr<SinkHost> successor_;
 };
 
 // ---------------------------------------------------------------- pipelines
@@ -789,7 +834,7 @@ EdgeRuntime::~EdgeRuntime() {
   retired_modbus_.clear();
 }
 
-void EdgeRuntime::install(const EdgeConfig& cfg) {
+void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& data_dir) {
   const size_t workers = std::max<size_t>(1, host_.workerCount());
   auto& lists = per_worker_;
   // Sinks first: pipelines point at them.
@@ -798,8 +843,10 @@ void EdgeRuntime::install(const EdgeConfig& cfg) {
     std::shared_ptr<SinkHost> previous;
     for (auto& s : sinks_)
       if (s->config().name == sc.name) previous = s;
-    auto fresh = std::make_shared<SinkHost>(host_, sc, workerFor(sc.name, workers));
-    if (previous && previous->fingerprint() == fresh->fingerprint()) {
+    auto fresh = std::make_shared<SinkHost>(host_, sc, workerFor(sc.name, workers),
+                                            (data_dir / "queues" / fileName(sc.name)).string());
+    if (previous && previous->fingerprint() == fresh->fingerprint() &&
+        previous->queueDir() == fresh->queueDir()) {
       sinks.push_back(previous);
       continue;
     }
@@ -1041,7 +1088,7 @@ json::object EdgeRuntime::status() const {
   }
   out["pipelines"] = std::move(pipelines);
   json::array sinks;
-  const int64_t now = steadyMillis();
+  const int64_t now = wallMillis();
   for (const auto& s : sinks_) {
     json::object o;
     o["name"] = s->config().name;
@@ -1056,9 +1103,16 @@ json::object EdgeRuntime::status() const {
     o["batches"] = s->batches.load();
     o["failures"] = s->failures.load();
     o["dropped"] = s->dropped.load();
+    o["durable"] = s->durable.load();
+    if (s->durable.load()) {
+      o["queue_dir"] = s->queueDir();
+      o["corrupt_bytes"] = s->corrupt_bytes.load();
+      o["write_failures"] = s->write_failures.load();
+    }
     {
       std::lock_guard lock(s->error_mutex);
       if (!s->last_error.empty()) o["last_error"] = s->last_error;
+      if (!s->corruption.empty()) o["last_corruption"] = s->corruption;
     }
     sinks.push_back(std::move(o));
   }
@@ -1132,8 +1186,12 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
   while (flushed.load() < pipelines_.size()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   for (const auto& s : sinks_)
     if (const uint64_t left = s->queued_records.load())
-      logLine(fmt::format("edge: sink '{}' had {} records not delivered at shutdown (queues are in memory)",
-                          s->config().name, left));
+      logLine(s->durable.load()
+                  ? fmt::format("edge: sink '{}' keeps {} records not yet delivered in {}", s->config().name,
+                                left, s->queueDir())
+                  : fmt::format("edge: sink '{}' had {} records not delivered at shutdown (its queue is in "
+                                "memory: queue.durable keeps them)",
+                                s->config().name, left));
 }
 
 void EdgeRuntime::render(std::string& out) const {
@@ -1186,7 +1244,7 @@ void EdgeRuntime::render(std::string& out) const {
          "sink", [](const SinkHost& s) { return s.queued_records.load(); });
   family("ganglion_edge_sink_queued_bytes", "gauge", "Bytes of records waiting, per sink.", sinks_, "sink",
          [](const SinkHost& s) { return s.queued_bytes.load(); });
-  const int64_t now = steadyMillis();
+  const int64_t now = wallMillis();
   family("ganglion_edge_sink_lag_seconds", "gauge",
          "Age of the oldest record waiting for delivery, per sink (0: none waits).", sinks_, "sink",
          [now](const SinkHost& s) {
@@ -1199,8 +1257,11 @@ void EdgeRuntime::render(std::string& out) const {
          "Deliveries that failed (no answer, or not 2xx); each is retried after a backoff.", sinks_, "sink",
          [](const SinkHost& s) { return s.failures.load(); });
   family("ganglion_edge_sink_dropped_total", "counter",
-         "Records dropped because the sink's queue was full (queue.max_bytes).", sinks_, "sink",
-         [](const SinkHost& s) { return s.dropped.load(); });
+         "Records dropped because the sink's queue was full (queue.max_bytes) or its disk refused them.",
+         sinks_, "sink", [](const SinkHost& s) { return s.dropped.load(); });
+  family("ganglion_edge_sink_corrupt_bytes_total", "counter",
+         "Bytes of a durable queue's files found damaged and skipped (GET /edge names the segment).", sinks_,
+         "sink", [](const SinkHost& s) { return s.corrupt_bytes.load(); });
   appendFamilyHead(out, "ganglion_edge_connector_readings_total", "counter",
                    "Readings a connector accepted, and refused one by one (result=rejected).");
   const auto routing = routing_.load();

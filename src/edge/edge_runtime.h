@@ -12,6 +12,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/json/object.hpp>
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -89,8 +90,9 @@ class EdgeRuntime final : public telemetry::MetricsSource {
   EdgeRuntime(const EdgeRuntime&) = delete;
   EdgeRuntime& operator=(const EdgeRuntime&) = delete;
 
-  /// Installs a config version's edge sections. Main thread.
-  void install(const EdgeConfig& cfg);
+  /// Installs a config version's edge sections; durable queues live under `data_dir`
+  /// (edge.data_dir resolved). Main thread.
+  void install(const EdgeConfig& cfg, const std::filesystem::path& data_dir);
   /// Hands readings of `connector` to every pipeline that reads it, numbering them (ids).
   /// Returns the number of pipelines they went to, or -1 when one of them has too many
   /// readings waiting already (the caller answers 503: backpressure reaches the sender).

@@ -468,7 +468,7 @@ void Gateway::install(std::shared_ptr<const Snapshot> snapshot) {
     ctx->worker.post([ctx, snap = snapshot_] { ctx->requests.install(snap); });
   }
   // After the workers' installs are queued: sinks find their new upstreams there.
-  if (edge_) edge_->install(snapshot_->config.edge);
+  if (edge_) edge_->install(snapshot_->config.edge, edgeDataDir(snapshot_->config));
 }
 
 void Gateway::scheduleDnsRefresh() {
@@ -545,6 +545,12 @@ void Gateway::refreshDns() {
     }
   }
   dns_in_flight_ = pending->outstanding > 0;
+}
+
+std::filesystem::path Gateway::edgeDataDir(const Config& cfg) const {
+  std::filesystem::path path(cfg.edge.settings.data_dir);
+  if (path.is_relative()) path = std::filesystem::path(config_path_).parent_path() / path;
+  return path;
 }
 
 Result<void> Gateway::openSpendStore(const Config& cfg) {
@@ -744,7 +750,7 @@ int Gateway::run() {
     w->requests.setEdge(edge_.get());
     w->requests.install(snapshot_);
   }
-  edge_->install(cfg.edge);
+  edge_->install(cfg.edge, edgeDataDir(cfg));
   if (auto installed = installListeners(cfg); !installed) {
     std::fprintf(stderr, "%s\n", installed.error().message.c_str());
     return 1;

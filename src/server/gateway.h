@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -67,6 +68,8 @@ class Gateway {
   boost::json::array llmKeys(const Snapshot& snapshot);
   /// Opens the `state.sqlite` spend store and loads it into the ledger. Main thread, at start.
   Result<void> openSpendStore(const Config& cfg);
+  /// edge.data_dir, relative paths from the config file's directory.
+  std::filesystem::path edgeDataDir(const Config& cfg) const;
   /// Writes settled spend to the store every second, on the blocking pool (the main thread
   /// never waits on SQLite for it: a locked or slow disk holds no admin request).
   void scheduleSpendFlush();

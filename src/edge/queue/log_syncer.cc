@@ -15,6 +15,11 @@ LogSyncer::~LogSyncer() {
   thread_.join();
 }
 
+LogSyncer& LogSyncer::shared() {
+  static LogSyncer syncer;
+  return syncer;
+}
+
 void LogSyncer::sync(std::vector<int> fds, std::function<void(bool)> done) {
   {
     std::lock_guard lock(mutex_);

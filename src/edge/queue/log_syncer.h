@@ -26,6 +26,9 @@ class LogSyncer {
   LogSyncer(const LogSyncer&) = delete;
   LogSyncer& operator=(const LogSyncer&) = delete;
 
+  /// The process's syncer (started on first use, ended at exit). Any thread.
+  static LogSyncer& shared();
+
   /// Syncs `fds` (the syncer closes them) and then calls `done(ok)`: ok is false when an
   /// fsync failed (the writes may not be on disk). Any thread.
   void sync(std::vector<int> fds, std::function<void(bool)> done);

@@ -1,0 +1,197 @@
+#include "edge/queue/record_queue.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace ganglion::edge {
+
+// ---------------------------------------------------------------- in memory
+
+uint64_t MemoryQueue::push(std::vector<QueuedRecord>& records) {
+  for (auto& r : records) {
+    bytes_ += r.json.size() + QueuedRecord::kOverhead;
+    ++live_[r.drop_class];
+    queue_.push_back(std::move(r));
+  }
+  uint64_t dropped = 0;
+  while (bytes_ > max_bytes_ && dropOne()) ++dropped;
+  popDroppedFront();
+  return dropped;
+}
+
+bool MemoryQueue::dropOne() {
+  for (uint8_t c = 0; c < kDropClasses; ++c) {
+    if (!live_[c]) continue;
+    uint64_t at = std::max({cursor_[c], inflight_end_, base_});
+    for (; at < base_ + queue_.size(); ++at) {
+      QueuedRecord& r = queue_[at - base_];
+      if (r.dropped || r.drop_class != c) continue;
+      r.dropped = true;
+      bytes_ -= r.json.size() + QueuedRecord::kOverhead;
+      std::string().swap(r.json);
+      --live_[c];
+      cursor_[c] = at + 1;
+      return true;
+    }
+    cursor_[c] = at;
+  }
+  return false;  // everything left is in flight
+}
+
+void MemoryQueue::popDroppedFront() {
+  // Records dropped at the front go first, so the oldest live one is found without walking
+  // past every record an overflow dropped.
+  while (!queue_.empty() && queue_.front().dropped && base_ >= inflight_end_) {
+    queue_.pop_front();
+    ++base_;
+  }
+}
+
+int64_t MemoryQueue::oldestMs() const {
+  for (const auto& r : queue_)
+    if (!r.dropped) return r.enqueued_ms;
+  return 0;
+}
+
+uint32_t MemoryQueue::take(uint32_t max_records, std::string& body) {
+  popDroppedFront();
+  uint32_t in_batch = 0;
+  size_t entries = 0;
+  for (; entries < queue_.size() && in_batch < max_records; ++entries) {
+    const QueuedRecord& r = queue_[entries];
+    if (r.dropped) continue;
+    if (in_batch++) body.push_back(',');
+    body += r.json;
+  }
+  inflight_end_ = in_batch ? base_ + entries : 0;
+  return in_batch;
+}
+
+void MemoryQueue::finish(bool delivered) {
+  const uint64_t sent_until = inflight_end_;
+  inflight_end_ = 0;
+  if (delivered) {
+    // Records dropped while in flight were sent anyway: they go as delivered.
+    while (base_ < sent_until && !queue_.empty()) {
+      QueuedRecord& r = queue_.front();
+      if (!r.dropped) {
+        bytes_ -= r.json.size() + QueuedRecord::kOverhead;
+        --live_[r.drop_class];
+      }
+      queue_.pop_front();
+      ++base_;
+    }
+    for (auto& c : cursor_) c = std::max(c, base_);
+  }
+  popDroppedFront();
+}
+
+void MemoryQueue::takeAll(std::vector<QueuedRecord>& out) {
+  for (auto& r : queue_)
+    if (!r.dropped) out.push_back(std::move(r));
+  queue_.clear();
+  base_ = inflight_end_ = bytes_ = 0;
+  for (auto& c : cursor_) c = 0;
+  for (auto& c : live_) c = 0;
+}
+
+// ---------------------------------------------------------------- on disk
+
+Result<std::unique_ptr<DurableQueue>> DurableQueue::open(const std::string& dir, uint64_t max_bytes) {
+  const uint64_t segment = std::clamp<uint64_t>(max_bytes / 32, 16 * 1024, 64ull << 20);
+  auto log = DurableLog::open(dir, segment);
+  if (!log) return log.error();
+  std::unique_ptr<DurableQueue> q(new DurableQueue(std::move(*log), max_bytes));
+  q->peekOldest();
+  return q;
+}
+
+void DurableQueue::peekOldest() {
+  frames_.clear();
+  LogPosition at = log_->cursor();
+  log_->read(at, 1, 1, frames_);
+  oldest_ms_ = 0;
+  if (!frames_.empty() && frames_[0].payload.size() >= 8)
+    std::memcpy(&oldest_ms_, frames_[0].payload.data(), 8);
+}
+
+uint64_t DurableQueue::push(std::vector<QueuedRecord>& records) {
+  const bool was_empty = log_->frames() == 0;
+  uint64_t dropped = 0;
+  std::string payload;
+  for (const auto& r : records) {
+    payload.resize(8);
+    std::memcpy(payload.data(), &r.enqueued_ms, 8);
+    payload += r.json;
+    if (!log_->append(r.drop_class, payload).ok()) {
+      ++write_failures_;
+      ++dropped;
+    }
+  }
+  // The cap: whole segments of readings first, then of windows, then anything; never the
+  // segment being written or the ones the batch in flight reads.
+  const LogPosition keep = in_flight_ ? inflight_end_ : LogPosition{};
+  for (uint8_t below = 1; below <= kDropClasses && log_->diskBytes() > max_bytes_;) {
+    const uint64_t n = log_->shed(below, keep);
+    if (n == 0 && log_->diskBytes() > max_bytes_) {
+      ++below;
+      continue;
+    }
+    dropped += n;
+    if (n == 0) break;
+  }
+  if (was_empty || dropped) peekOldest();
+  return dropped;
+}
+
+uint32_t DurableQueue::take(uint32_t max_records, std::string& body) {
+  frames_.clear();
+  LogPosition at = log_->cursor();
+  log_->read(at, max_records, 8u << 20, frames_);
+  uint32_t n = 0;
+  for (const auto& f : frames_) {
+    if (f.payload.size() < 8) continue;  // not one of ours: skipped (consumed with the batch)
+    if (n++) body.push_back(',');
+    body.append(f.payload, 8);
+  }
+  in_flight_ = !frames_.empty();
+  inflight_end_ = at;
+  inflight_frames_ = frames_.size();
+  if (in_flight_ && n == 0) {  // only unusable frames: they go at once
+    finish(true);
+    return take(max_records, body);
+  }
+  return n;
+}
+
+void DurableQueue::finish(bool delivered) {
+  if (!in_flight_) return;
+  in_flight_ = false;
+  if (delivered) {
+    log_->consume(inflight_end_, inflight_frames_);
+    peekOldest();
+  }
+}
+
+void DurableQueue::takeAll(std::vector<QueuedRecord>& out) {
+  in_flight_ = false;
+  LogPosition at = log_->cursor();
+  uint64_t n = 0;
+  while (true) {
+    frames_.clear();
+    log_->read(at, 4096, 64u << 20, frames_);
+    if (frames_.empty()) break;
+    for (auto& f : frames_) {
+      ++n;
+      if (f.payload.size() < 8) continue;
+      QueuedRecord& r = out.emplace_back();
+      std::memcpy(&r.enqueued_ms, f.payload.data(), 8);
+      r.json = f.payload.substr(8);
+      r.drop_class = std::min<uint8_t>(f.tag, kDropClasses - 1);
+    }
+  }
+  log_->consume(at, n);
+  oldest_ms_ = 0;
+}
+
+}  // namespace ganglion::edge

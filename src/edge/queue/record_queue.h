@@ -1,0 +1,117 @@
+// A sink's queue of records waiting for delivery: in memory, or on disk in `edge.data_dir`
+// (a DurableLog). Both keep records in order, hand them out in batches, and when full drop by
+// class: raw readings first, then windows, events and summaries last.
+//
+// Threads: the sink's worker only.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "edge/queue/durable_log.h"
+
+namespace ganglion::edge {
+
+/// One record waiting for delivery: its JSON and what a full queue drops first.
+struct QueuedRecord {
+  /// What a record costs in memory beside its JSON text (the deque slot, the string's own
+  /// fields), counted against queue.max_bytes so that small records cannot exceed it by half.
+  static constexpr uint64_t kOverhead = 64;
+  std::string json;
+  uint8_t drop_class = 0;  ///< 0 reading, 1 window, 2 event or summary
+  bool dropped = false;
+  int64_t enqueued_ms = 0;  ///< wall clock (epoch ms)
+};
+
+/// Which records a full queue gives up first: 0 for raw readings, 1 for windows, 2 for events
+/// and summaries (alarms are what the uplink most needs).
+constexpr uint8_t kDropClasses = 3;
+
+class RecordQueue {
+ public:
+  virtual ~RecordQueue() = default;
+  /// Appends records in order (their enqueued_ms set), then keeps under the cap by dropping
+  /// the oldest records of the lowest class (never the batch in flight). Returns how many
+  /// were dropped, the new ones included.
+  virtual uint64_t push(std::vector<QueuedRecord>& records) = 0;
+  /// The next batch, at most `max_records`: their JSON texts comma-separated appended to
+  /// `body`. Returns how many (0: none waits). They are in flight until finish().
+  virtual uint32_t take(uint32_t max_records, std::string& body) = 0;
+  /// The batch in flight was delivered (it goes) or not (the next take() hands it again).
+  virtual void finish(bool delivered) = 0;
+  /// Records waiting (in flight included), the bytes they hold (memory, or the log's files),
+  /// and when the oldest was queued (0: none).
+  virtual uint64_t records() const = 0;
+  virtual uint64_t bytes() const = 0;
+  virtual int64_t oldestMs() const = 0;
+  /// Moves every waiting record out, in order (a sink's queue changing between memory and
+  /// disk at a reload).
+  virtual void takeAll(std::vector<QueuedRecord>& out) = 0;
+};
+
+/// Records in a deque; max_bytes counts their JSON plus QueuedRecord::kOverhead each.
+class MemoryQueue final : public RecordQueue {
+ public:
+  explicit MemoryQueue(uint64_t max_bytes) : max_bytes_(max_bytes) {}
+  uint64_t push(std::vector<QueuedRecord>& records) override;
+  uint32_t take(uint32_t max_records, std::string& body) override;
+  void finish(bool delivered) override;
+  uint64_t records() const override { return live_[0] + live_[1] + live_[2]; }
+  uint64_t bytes() const override { return bytes_; }
+  int64_t oldestMs() const override;
+  void takeAll(std::vector<QueuedRecord>& out) override;
+  /// A replaced sink's queue moves to its successor with a new cap.
+  void setMaxBytes(uint64_t max_bytes) { max_bytes_ = max_bytes; }
+
+ private:
+  bool dropOne();
+  void popDroppedFront();
+
+  uint64_t max_bytes_;
+  std::deque<QueuedRecord> queue_;
+  uint64_t base_ = 0;          // absolute index of queue_.front()
+  uint64_t inflight_end_ = 0;  // absolute end of the batch in flight (0: none)
+  uint64_t cursor_[kDropClasses] = {0, 0, 0};
+  uint64_t live_[kDropClasses] = {0, 0, 0};
+  uint64_t bytes_ = 0;
+};
+
+/// Records in a DurableLog (tag: the drop class; payload: enqueued_ms, then the JSON).
+/// max_bytes caps the log's files; a segment is 1/32 of it (16 KiB to 64 MiB), and the cap
+/// may be passed by the segment being written and the one being delivered.
+class DurableQueue final : public RecordQueue {
+ public:
+  static Result<std::unique_ptr<DurableQueue>> open(const std::string& dir, uint64_t max_bytes);
+  uint64_t push(std::vector<QueuedRecord>& records) override;
+  uint32_t take(uint32_t max_records, std::string& body) override;
+  void finish(bool delivered) override;
+  uint64_t records() const override { return log_->frames(); }
+  uint64_t bytes() const override { return log_->diskBytes(); }
+  int64_t oldestMs() const override { return oldest_ms_; }
+  void takeAll(std::vector<QueuedRecord>& out) override;
+  void setMaxBytes(uint64_t max_bytes) { max_bytes_ = max_bytes; }
+
+  DurableLog& log() { return *log_; }
+  /// Records that could not be written (disk full, I/O error): counted as dropped too.
+  uint64_t writeFailures() const { return write_failures_; }
+
+ private:
+  explicit DurableQueue(std::unique_ptr<DurableLog> log, uint64_t max_bytes)
+      : log_(std::move(log)), max_bytes_(max_bytes) {}
+  void peekOldest();
+
+  std::unique_ptr<DurableLog> log_;
+  uint64_t max_bytes_;
+  bool in_flight_ = false;
+  LogPosition inflight_end_;
+  uint64_t inflight_frames_ = 0;
+  int64_t oldest_ms_ = 0;
+  uint64_t write_failures_ = 0;
+  std::vector<LogFrame> frames_;
+};
+
+}  // namespace ganglion::edge

@@ -1,0 +1,259 @@
+"""Store and forward (docs/edge.md "Durable queues"): a sink with `queue: { durable: true }`
+keeps undelivered records in `edge.data_dir/queues/<sink>/`; they survive SIGTERM and
+`kill -9`, and reach the receiver in order when it is back. The disk cap drops raw readings
+first and events last; a damaged segment is skipped and reported, never a stopped pipeline."""
+
+import glob
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import LOCALHOST, Gateway, Receiver, free_port, http_request, render, wait_until  # noqa: E402
+
+TOKEN = "Durable-Adm1n-T0ken-0123456789"
+
+CONFIG = """
+listeners:
+  - name: public
+    address: @HOST@:@PORT@
+admin:
+  address: @HOST@:@ADMIN@
+  token: @TOKEN@
+connectors:
+  - { name: lab, kind: http, metric: temperature }
+sinks:
+  - name: uplink
+    kind: http
+    url: http://@HOST@:@SINK@/ingest
+    batch: { max_records: @MAX_RECORDS@, max_delay: 50ms }
+    retry: { initial: 50ms, max: 100ms }
+    queue: { durable: @DURABLE@, max_bytes: @MAX_BYTES@ }
+pipelines:
+  - name: raw
+    from: [ lab ]
+    stages:
+@STAGES@
+    to: [ uplink ]
+edge:
+  data_dir: @DATA@
+access_log: { enabled: false }
+routes:
+  - name: ingest
+    match: { path_prefix: /ingest/ }
+    ingest: lab
+"""
+
+PASS_ALL = '      - filter: "value > -1000000"'
+# Every reading passes; a reading above 1000 also raises an event (a window of one, then a
+# detector that fires on anything past its warm-up would be slower to reason about).
+WITH_EVENTS = """      - filter: "value > -1000000"
+      - detect: { name: spike, method: robust_zscore, field: value, history: 20, warmup: 5, threshold: 4 }"""
+
+
+class DurableCase(unittest.TestCase):
+    def setUp(self):
+        self.data = tempfile.mkdtemp(prefix="ganglion-durable-")
+
+    def tearDown(self):
+        if not os.environ.get("GANGLION_KEEP_TMP"):
+            shutil.rmtree(self.data, ignore_errors=True)
+
+    def config(self, sink_port, durable=True, max_bytes="64MiB", stages=PASS_ALL, max_records=200,
+               port=None, admin=None):
+        port = port or free_port()
+        admin = admin or free_port()
+        text = render(CONFIG, host=LOCALHOST, port=port, admin=admin, token=TOKEN, sink=sink_port,
+                      durable="true" if durable else "false", max_bytes=max_bytes, stages=stages,
+                      max_records=max_records, data=self.data)
+        return text, port, admin
+
+    def post(self, gw, device, values):
+        body = json.dumps([{"value": v} for v in values]).encode()
+        r = http_request(gw.port, "POST", "/ingest/" + device, body=body,
+                         headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 202, r.body)
+
+    def sink(self, gw):
+        return gw.admin("GET", "/edge", token=TOKEN).json()["sinks"][0]
+
+    def segments(self):
+        return sorted(glob.glob(os.path.join(self.data, "queues", "uplink", "*.seg")))
+
+
+class SurvivesRestarts(DurableCase):
+    def test_records_queued_while_the_receiver_fails_survive_kill_9_and_arrive_in_order(self):
+        with Receiver() as rx:
+            rx.status = 503
+            text, port, admin = self.config(rx.port)
+            gw = Gateway(text, admin_port=admin)
+            with gw:
+                for chunk in range(10):
+                    self.post(gw, "pump-1", [chunk * 100 + i for i in range(100)])
+                self.assertTrue(wait_until(lambda: self.sink(gw)["queued_records"] == 1000, timeout=5),
+                                self.sink(gw))
+                s = self.sink(gw)
+                self.assertTrue(s["durable"])
+                self.assertGreater(s["failures"], 0)
+                self.assertGreater(s["queued_bytes"], 0)
+                gw.proc.send_signal(signal.SIGKILL)
+                gw.proc.wait(5)
+            self.assertTrue(self.segments())
+            rx.status = 200
+            with Gateway(text, admin_port=admin) as gw2:
+                self.assertTrue(wait_until(lambda: len(rx.records()) >= 1000, timeout=10), len(rx.records()))
+                time.sleep(0.2)
+                recs = rx.records()
+                self.assertEqual([r["value"] for r in recs], list(range(1000)))  # in order, each once
+                self.assertEqual(len({r["id"] for r in recs}), 1000)
+                self.assertTrue(wait_until(lambda: self.sink(gw2)["queued_records"] == 0, timeout=3))
+                self.assertIn("resumes 1000 records", gw2.log_text())
+
+    def test_delivered_records_are_not_sent_again_after_a_restart(self):
+        with Receiver() as rx:
+            text, port, admin = self.config(rx.port)
+            with Gateway(text, admin_port=admin) as gw:
+                self.post(gw, "pump-1", list(range(50)))
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 50, timeout=5))
+                self.assertTrue(wait_until(lambda: self.sink(gw)["queued_records"] == 0, timeout=3))
+                gw.proc.send_signal(signal.SIGKILL)
+                gw.proc.wait(5)
+            with Gateway(text, admin_port=admin) as gw2:
+                self.post(gw2, "pump-1", [1000])
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 51, timeout=5))
+                time.sleep(0.3)
+                self.assertEqual(len(rx.records()), 51)
+                self.assertEqual(rx.records()[-1]["value"], 1000)
+
+    def test_sigterm_keeps_what_the_receiver_did_not_take(self):
+        with Receiver() as rx:
+            rx.status = 500
+            text, port, admin = self.config(rx.port)
+            with Gateway(text, admin_port=admin) as gw:
+                self.post(gw, "pump-1", list(range(300)))
+                self.assertTrue(wait_until(lambda: self.sink(gw)["queued_records"] == 300, timeout=5))
+                gw.stop()
+                self.assertIn("keeps 300 records not yet delivered", gw.log_text())
+            rx.status = 200
+            with Gateway(text, admin_port=admin):
+                self.assertTrue(wait_until(lambda: len(rx.records()) >= 300, timeout=10))
+                self.assertEqual([r["value"] for r in rx.records()], list(range(300)))
+
+    def test_reload_between_memory_and_disk_keeps_the_queue(self):
+        with Receiver() as rx:
+            rx.status = 503
+            text, port, admin = self.config(rx.port, durable=False)
+            with Gateway(text, admin_port=admin) as gw:
+                self.post(gw, "pump-1", list(range(100)))
+                self.assertTrue(wait_until(lambda: self.sink(gw)["queued_records"] == 100, timeout=5))
+                self.assertFalse(self.sink(gw)["durable"])
+                durable, _, _ = self.config(rx.port, durable=True, port=port, admin=admin)
+                gw.reload_file(durable)
+                self.assertEqual(gw.admin("POST", "/reload", token=TOKEN).status, 200)
+                self.assertTrue(wait_until(lambda: self.sink(gw)["durable"], timeout=5))
+                self.assertEqual(self.sink(gw)["queued_records"], 100)
+                self.post(gw, "pump-1", list(range(100, 150)))
+                self.assertTrue(wait_until(lambda: self.sink(gw)["queued_records"] == 150, timeout=5))
+                # A changed setting (the batch size) keeps the durable queue as it is.
+                bigger, _, _ = self.config(rx.port, durable=True, max_records=300, port=port, admin=admin)
+                gw.reload_file(bigger)
+                self.assertEqual(gw.admin("POST", "/reload", token=TOKEN).status, 200)
+                time.sleep(0.3)
+                self.assertEqual(self.sink(gw)["queued_records"], 150)
+                gw.proc.send_signal(signal.SIGKILL)
+                gw.proc.wait(5)
+            rx.status = 200
+            with Gateway(bigger, admin_port=admin):
+                self.assertTrue(wait_until(lambda: len(rx.records()) >= 150, timeout=10))
+                self.assertEqual([r["value"] for r in rx.records()], list(range(150)))
+
+
+class CapAndDamage(DurableCase):
+    def test_the_disk_cap_drops_readings_first_and_keeps_events(self):
+        with Receiver() as rx:
+            rx.status = 503
+            text, port, admin = self.config(rx.port, max_bytes="256KiB", stages=WITH_EVENTS)
+            with Gateway(text, admin_port=admin) as gw:
+                # Warm-up on a steady signal, then spikes between long runs of normal readings.
+                values = []
+                for block in range(40):
+                    values += [10 + (i % 3) * 0.1 for i in range(200)]
+                    values.append(5000 + block)
+                for at in range(0, len(values), 500):
+                    self.post(gw, "pump-1", values[at:at + 500])
+                self.assertTrue(wait_until(lambda: self.sink(gw)["dropped"] > 0, timeout=5), self.sink(gw))
+                time.sleep(0.3)
+                s = self.sink(gw)
+                # The files stay near the cap (the segment being written may pass it).
+                self.assertLess(s["queued_bytes"], 256 * 1024 * 1.2, s)
+                self.assertLess(sum(os.path.getsize(p) for p in self.segments()), 256 * 1024 * 1.2)
+                events_raised = gw.admin("GET", "/edge", token=TOKEN).json()["pipelines"][0]["stages"][1]["events"]
+                self.assertGreater(events_raised, 30)
+                rx.status = 200
+                self.assertTrue(wait_until(lambda: self.sink(gw)["queued_records"] == 0, timeout=10))
+                recs = rx.records()
+                events = [r for r in recs if r["kind"] == "event"]
+                readings = [r for r in recs if r["kind"] == "reading"]
+                self.assertEqual(len(events), events_raised)  # every event survived the cap
+                self.assertLess(len(readings), len(values))   # readings paid for it
+                self.assertEqual(len(readings) + len(events) + s["dropped"], len(values) + events_raised)
+                # What arrived is in order.
+                seqs = [int(r["id"].rsplit("-", 1)[1]) for r in readings]
+                self.assertEqual(seqs, sorted(seqs))
+                self.assertIn("dropping the oldest readings", gw.log_text())
+
+    def test_a_damaged_segment_is_skipped_and_reported_and_the_rest_delivered(self):
+        with Receiver() as rx:
+            rx.status = 503
+            text, port, admin = self.config(rx.port, max_bytes="1MiB")
+            with Gateway(text, admin_port=admin) as gw:
+                for chunk in range(20):
+                    self.post(gw, "pump-1", [chunk * 100 + i for i in range(100)])
+                self.assertTrue(wait_until(lambda: self.sink(gw)["queued_records"] == 2000, timeout=5))
+            segs = self.segments()
+            self.assertGreater(len(segs), 2)
+            # Scribble over the middle of the first segment.
+            with open(segs[0], "r+b") as f:
+                f.seek(4000)
+                f.write(b"\xff" * 64)
+            rx.status = 200
+            with Gateway(text, admin_port=admin) as gw2:
+                self.assertTrue(wait_until(lambda: self.sink(gw2)["queued_records"] == 0, timeout=10),
+                                self.sink(gw2))
+                s = self.sink(gw2)
+                self.assertGreater(s["corrupt_bytes"], 0)
+                self.assertIn(os.path.basename(segs[0]), s["last_corruption"])
+                values = [r["value"] for r in rx.records()]
+                self.assertGreater(len(values), 1990)  # a frame or two lost, not the segment
+                self.assertLess(len(values), 2000)
+                self.assertEqual(values, sorted(values))
+                self.assertEqual(values[-1], 1999)
+                self.assertIn("damaged queue data skipped", gw2.log_text())
+                metrics = gw2.admin("GET", "/metrics", token=TOKEN).text
+                self.assertIn('ganglion_edge_sink_corrupt_bytes_total{sink="uplink"}', metrics)
+                # The pipeline goes on.
+                self.post(gw2, "pump-1", [5000])
+                self.assertTrue(wait_until(lambda: rx.records()[-1]["value"] == 5000, timeout=5))
+
+    def test_an_unusable_data_dir_is_said_and_records_wait_in_memory(self):
+        blocker = os.path.join(self.data, "file")
+        with open(blocker, "w") as f:
+            f.write("not a directory")
+        with Receiver() as rx:
+            text, port, admin = self.config(rx.port)
+            text = text.replace("data_dir: " + self.data, "data_dir: " + blocker)
+            with Gateway(text, admin_port=admin) as gw:
+                self.assertTrue(wait_until(lambda: "unusable" in self.sink(gw).get("last_error", ""), timeout=5))
+                self.assertFalse(self.sink(gw)["durable"])
+                self.post(gw, "pump-1", [1, 2, 3])
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 3, timeout=5))
+                self.assertIn("records wait in memory", gw.log_text())
+
+
+if __name__ == "__main__":
+    unittest.main()
