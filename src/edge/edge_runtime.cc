@@ -18,6 +18,7 @@
 #include "base/time.h"
 #include "edge/connectors/modbus_poller.h"
 #include "edge/connectors/mqtt_connector.h"
+#include "edge/ingest_log.h"
 #include "edge/queue/log_syncer.h"
 #include "edge/queue/record_queue.h"
 #include "edge/record_json.h"
@@ -419,16 +420,102 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   /// each payload on its own would not keep that order: a post from the pipeline's own
   /// thread waits in that thread's private queue until its handler returns, while the
   /// answer may already be out and the next payload posted from another worker. Any thread.
-  void enqueue(std::shared_ptr<const IncomingReadings> readings) {
-    waiting.fetch_add(readings->items.size(), std::memory_order_relaxed);
+  void enqueue(std::shared_ptr<const IncomingReadings> readings,
+               const std::shared_ptr<DeliveryTicket>& ticket) {
     bool schedule = false;
     {
-      std::lock_guard lock(inbox_mutex_);
-      inbox_.push_back(std::move(readings));
+      std::unique_lock lock(inbox_mutex_);
+      if (auto next = successor_.lock()) {  // replaced: the successor runs them (and logs them)
+        lock.unlock();
+        return next->enqueue(std::move(readings), ticket);
+      }
+      Inbound in{std::move(readings), {}, false};
+      if (ingest_) {
+        // Under the inbox lock: the log's order is the order the pipeline runs.
+        if (auto end = ingest_->append(*in.readings, ticket)) {
+          in.end = *end;
+          in.logged = true;
+        }
+      } else if (ticket) {
+        ticket->complete(true);
+      }
+      waiting.fetch_add(in.readings->items.size(), std::memory_order_relaxed);
+      inbox_.push_back(std::move(in));
       schedule = !drain_scheduled_;
       drain_scheduled_ = true;
     }
     if (schedule) host_->worker(worker_).post([self = shared_from_this()] { self->drainInbox(); });
+  }
+
+  /// Whether readings handed to it wait for its ingest log (deliver() makes a ticket part).
+  bool logsIngest() {
+    std::lock_guard lock(inbox_mutex_);
+    return ingest_ != nullptr || !successor_.expired();
+  }
+
+  /// Opens its ingest log (or takes over `previous`'s: same name, changed settings) and
+  /// queues what the log holds to run first: readings a crash or the predecessor left before
+  /// their records reached the sinks' queues. Returns the largest record number seen (0:
+  /// none). Main thread, before the pipeline runs.
+  Result<uint64_t> openIngest(const std::filesystem::path& dir, PipelineHost* previous) {
+    std::shared_ptr<IngestLog> log;
+    if (previous) {
+      std::lock_guard lock(previous->inbox_mutex_);
+      if (previous->ingest_ && previous->ingest_->dir() == dir) {
+        log = std::move(previous->ingest_);
+        previous->successor_ = weak_from_this();
+      }
+    }
+    if (!log) {
+      auto opened = IngestLog::open(dir);
+      if (!opened) return opened.error();
+      log = std::move(*opened);
+    }
+    uint64_t max_seq = 0;
+    auto entries = log->replay(max_seq);
+    std::lock_guard lock(inbox_mutex_);
+    ingest_ = std::move(log);
+    replayed = 0;
+    for (auto& e : entries) {
+      replayed += e.readings->items.size();
+      waiting.fetch_add(e.readings->items.size(), std::memory_order_relaxed);
+      inbox_.push_back(Inbound{std::move(e.readings), e.end, true});
+    }
+    return max_seq;
+  }
+
+  std::shared_ptr<IngestLog> ingestLog() {
+    std::lock_guard lock(inbox_mutex_);
+    return ingest_;
+  }
+
+  /// The directory of its ingest log ("" when none). Any thread.
+  std::string ingestDir() {
+    std::lock_guard lock(inbox_mutex_);
+    return ingest_ ? ingest_->dir().string() : std::string();
+  }
+
+  /// A retired pipeline's log, unless a successor took it over, goes with its files: its
+  /// readings were meant for a pipeline that no longer exists. On its worker, after retire().
+  void dropIngest() {
+    std::shared_ptr<IngestLog> log;
+    {
+      std::lock_guard lock(inbox_mutex_);
+      log = std::move(ingest_);
+    }
+    if (!log) return;
+    std::error_code ec;
+    std::filesystem::remove_all(log->dir(), ec);
+  }
+
+  /// Starts running what openIngest() queued. On its worker.
+  void kick() {
+    {
+      std::lock_guard lock(inbox_mutex_);
+      if (inbox_.empty() || drain_scheduled_) return;
+      drain_scheduled_ = true;
+    }
+    drainInbox();
   }
 
   /// Runs queued readings through the pipeline, oldest first, in pieces of at most 1,024
@@ -438,25 +525,32 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
     do {
       std::shared_ptr<const IncomingReadings> next;
+      LogPosition end;
+      bool logged = false;
       {
         std::lock_guard lock(inbox_mutex_);
         if (inbox_.empty()) {
           drain_scheduled_ = false;
           return;
         }
-        next = inbox_.front();
+        next = inbox_.front().readings;
+        end = inbox_.front().end;
+        logged = inbox_.front().logged;
       }
       const size_t from = inbox_offset_;
       const size_t to = std::min(next->items.size(), from + 1024);
       ingest(*next, from, to);
       if (to == next->items.size()) {
         inbox_offset_ = 0;
+        if (logged && !retired_)
+          ran_.push_back(RanFrame{end, next->items.empty() ? 0 : next->first_seq + next->items.size() - 1});
         std::lock_guard lock(inbox_mutex_);
         inbox_.pop_front();
       } else {
         inbox_offset_ = to;
       }
     } while (std::chrono::steady_clock::now() < until);
+    trimIngest();  // soon, not only at the next tick: less for a crash to run twice
     host_->worker(worker_).post([self = shared_from_this()] { self->drainInbox(); });
   }
 
@@ -503,6 +597,46 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     if (retired_) return;
     pipeline_->tick(wallMillis());
     mirror();
+    trimIngest();
+  }
+
+  /// Trims the ingest log: frames the pipeline has run whose readings no open window holds,
+  /// once what their records became is on disk in every sink queue they went to. One trim
+  /// in flight at a time. On its worker.
+  void trimIngest() {
+    if (ran_.empty() || trim_in_flight_) return;
+    std::shared_ptr<IngestLog> log;
+    {
+      std::lock_guard lock(inbox_mutex_);
+      log = ingest_;
+    }
+    if (!log) return ran_.clear();
+    const uint64_t held = pipeline_->oldestSeq();
+    size_t frames = 0;
+    while (frames < ran_.size() && ran_[frames].last_seq < held) ++frames;
+    if (!frames) return;
+    const LogPosition upto = ran_[frames - 1].end;
+    ran_.erase(ran_.begin(), ran_.begin() + static_cast<ptrdiff_t>(frames));
+    // The sinks this pipeline's records reach (its own, and those its rules forward to).
+    std::vector<std::shared_ptr<SinkHost>> sinks = sinks_;
+    for (const auto& rule : rules_)
+      for (const auto& s : rule.sinks)
+        if (s && std::find(sinks.begin(), sinks.end(), s) == sinks.end()) sinks.push_back(s);
+    trim_in_flight_ = true;
+    auto remaining = std::make_shared<size_t>(sinks.size() + 1);
+    auto self = shared_from_this();
+    auto one_done = [self, remaining, log, upto, frames] {
+      if (--*remaining) return;
+      log->trim(upto, frames, self->next_seq_->load(std::memory_order_relaxed));
+      self->trim_in_flight_ = false;
+    };
+    for (const auto& sink : sinks) {
+      // Posted after the records emitted so far: the sink has appended them when it runs.
+      host_->worker(sink->worker()).post([this, self, sink, one_done] {
+        sink->whenSynced([this, self, one_done] { host_->worker(worker_).post(one_done); });
+      });
+    }
+    one_done();
   }
 
   /// Closes open windows (their records go out) and stops taking readings. On its worker.
@@ -517,9 +651,13 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     if (retired_) return;
     pipeline_->flush(wallMillis());
     mirror();
+    trimIngest();  // every window closed: what ran is done once the sinks have it on disk
   }
 
+  bool trimming() const { return trim_in_flight_.load(); }
+
   std::atomic<uint64_t> waiting{0};  ///< readings posted, not yet run
+  uint64_t replayed = 0;             ///< readings the ingest log gave back at start (main thread)
   std::atomic<uint64_t> readings_in{0}, series_refused{0}, records_out{0}, series{0};
 
   json::array stageStatus() const {
@@ -775,10 +913,25 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   Batch batch_;
   bool retired_ = false;
   std::mutex inbox_mutex_;
-  std::deque<std::shared_ptr<const IncomingReadings>> inbox_;
+  struct Inbound {
+    std::shared_ptr<const IncomingReadings> readings;
+    LogPosition end;      ///< where its frame ends in the ingest log
+    bool logged = false;  ///< it is in the ingest log
+  };
+  std::deque<Inbound> inbox_;
   bool drain_scheduled_ = false;
+  std::shared_ptr<IngestLog> ingest_;  // null: no durable sink
+  std::weak_ptr<PipelineHost> successor_;
   size_t inbox_offset_ = 0;  // readings of inbox_.front() already run (worker only)
-  bool told_full_ = false;   // the log said the series table is full
+  /// Frames of the ingest log the pipeline has run, oldest first (worker only).
+  struct RanFrame {
+    LogPosition end;
+    uint64_t last_seq = 0;
+  };
+  std::deque<RanFrame> ran_;
+  std::atomic<bool> trim_in_flight_{false};
+  std::atomic<uint64_t>* next_seq_ = nullptr;
+  bool told_full_ = false;  // the log said the series table is full
 };
 
 // ---------------------------------------------------------------- routing
@@ -866,12 +1019,24 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
         if (s->config().name == name) out.push_back(s);
     return out;
   };
+  // A pipeline feeding a durable sink keeps an ingest log (edge.data_dir/ingest/<name>).
+  auto ingestDirOf = [&](const PipelineConfig& pc) -> std::string {
+    for (const auto& name : pc.to)
+      for (const auto& sc : cfg.sinks)
+        if (sc.name == name && sc.queue.durable) return (data_dir / "ingest" / fileName(pc.name)).string();
+    return {};
+  };
   // Pipelines: unchanged ones stay (with their state), the rest are built anew.
   std::vector<std::shared_ptr<PipelineHost>> pipelines;
+  std::vector<std::shared_ptr<PipelineHost>> fresh_ones;
   for (const auto& pc : cfg.pipelines) {
-    std::shared_ptr<PipelineHost> kept;
-    for (auto& p : pipelines_)
-      if (p->config().name == pc.name && p->config().fingerprint == pc.fingerprint) kept = p;
+    const std::string ingest_dir = ingestDirOf(pc);
+    std::shared_ptr<PipelineHost> kept, previous;
+    for (auto& p : pipelines_) {
+      if (p->config().name != pc.name) continue;
+      previous = p;
+      if (p->config().fingerprint == pc.fingerprint && p->ingestDir() == ingest_dir) kept = p;
+    }
     if (kept) {
       host_.worker(kept->worker()).post([kept, s = sinksOf(pc)]() mutable { kept->setSinks(std::move(s)); });
       pipelines.push_back(std::move(kept));
@@ -883,11 +1048,30 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
       logLine(fmt::format("edge: pipeline '{}' not started: {}", pc.name, built.error().message));
       continue;
     }
+    fresh->next_seq_ = &next_seq_;
+    if (!ingest_dir.empty()) {
+      auto opened = fresh->openIngest(ingest_dir, previous.get());
+      if (!opened) {
+        logLine(
+            fmt::format("edge: pipeline '{}': ingest log {} unusable, readings are acknowledged once in "
+                        "memory: {}",
+                        pc.name, ingest_dir, opened.error().message));
+      } else {
+        // Record numbers go on past every one the log holds (ids stay unique across restarts).
+        uint64_t next = next_seq_.load();
+        while (next <= *opened && !next_seq_.compare_exchange_weak(next, *opened + 1)) {
+        }
+        if (fresh->replayed)
+          logLine(fmt::format("edge: pipeline '{}' runs again {} readings from its ingest log", pc.name,
+                              fresh->replayed));
+      }
+    }
     WorkerPipelines* list = lists[fresh->worker()].get();
     host_.worker(fresh->worker()).post([fresh, list, s = sinksOf(pc)]() mutable {
       fresh->setSinks(std::move(s));
       list->pipelines.push_back(fresh);
     });
+    fresh_ones.push_back(fresh);
     pipelines.push_back(std::move(fresh));
   }
   for (auto& old : pipelines_) {
@@ -895,6 +1079,7 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
     WorkerPipelines* list = lists[old->worker()].get();
     host_.worker(old->worker()).post([old, list] {
       old->retire();
+      old->dropIngest();
       std::erase(list->pipelines, old);
     });
   }
@@ -920,6 +1105,8 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
   sinks_ = std::move(sinks);
   installConnectors(cfg, workers);
   installRules(cfg);
+  // After their sinks and rules are set: what the ingest logs gave back runs first.
+  for (auto& p : fresh_ones) host_.worker(p->worker()).post([p] { p->kick(); });
 }
 
 void EdgeRuntime::installConnectors(const EdgeConfig& cfg, size_t workers) {
@@ -1037,7 +1224,44 @@ void EdgeRuntime::installRules(const EdgeConfig& cfg) {
   rule_stats_ = std::move(stats);
 }
 
-int EdgeRuntime::deliver(std::string_view connector, std::shared_ptr<IncomingReadings> readings) {
+void DeliveryTicket::complete(bool ok) {
+  std::function<void(bool)> done;
+  bool result = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (!ok) ok_ = false;
+    if (--remaining_ > 0 || !done_) return;
+    done = std::move(done_);
+    result = ok_;
+  }
+  done(result);
+}
+
+void DeliveryTicket::onDone(std::function<void(bool)> done) {
+  bool result = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (remaining_ > 0) {
+      done_ = std::move(done);
+      return;
+    }
+    result = ok_;
+  }
+  done(result);
+}
+
+asio::awaitable<bool> DeliveryTicket::wait() {
+  auto executor = co_await asio::this_coro::executor;
+  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(bool)>(
+      [this, executor](auto handler) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        onDone([h, executor](bool ok) { asio::post(executor, [h, ok]() mutable { (*h)(ok); }); });
+      },
+      asio::use_awaitable);
+}
+
+int EdgeRuntime::deliver(std::string_view connector, std::shared_ptr<IncomingReadings> readings,
+                         std::shared_ptr<DeliveryTicket>* ticket) {
   auto routing = routing_.load();
   const Routing::Entry* entry = routing->find(connector);
   if (!entry) return 0;
@@ -1050,7 +1274,15 @@ int EdgeRuntime::deliver(std::string_view connector, std::shared_ptr<IncomingRea
   }
   readings->first_seq = next_seq_.fetch_add(n, std::memory_order_relaxed);
   std::shared_ptr<const IncomingReadings> shared = std::move(readings);
-  for (const auto& p : entry->pipelines) p->enqueue(shared);
+  std::shared_ptr<DeliveryTicket> waiting;
+  if (ticket) {
+    int logged = 0;
+    for (const auto& p : entry->pipelines) logged += p->logsIngest() ? 1 : 0;
+    // A pipeline without a log completes its part at once.
+    if (logged) waiting = std::make_shared<DeliveryTicket>(static_cast<int>(entry->pipelines.size()));
+    *ticket = waiting;
+  }
+  for (const auto& p : entry->pipelines) p->enqueue(shared, waiting);
   return static_cast<int>(entry->pipelines.size());
 }
 
@@ -1083,6 +1315,15 @@ json::object EdgeRuntime::status() const {
     o["waiting"] = p->waiting.load();
     o["series"] = p->series.load();
     o["series_refused"] = p->series_refused.load();
+    if (auto log = p->ingestLog()) {
+      json::object l;
+      l["dir"] = log->dir().string();
+      l["frames"] = log->frames();
+      l["bytes"] = log->bytes();
+      l["corrupt_bytes"] = log->corruptBytes();
+      l["replayed"] = p->replayed;
+      o["ingest_log"] = std::move(l);
+    }
     o["stages"] = p->stageStatus();
     pipelines.push_back(std::move(o));
   }
@@ -1176,6 +1417,8 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
   auto pending = [&] {
     if (flushed.load() < pipelines_.size()) return true;
+    for (const auto& p : pipelines_)
+      if (p->trimming()) return true;
     for (const auto& s : sinks_)
       if (s->queued_records.load()) return true;
     return false;

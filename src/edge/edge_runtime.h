@@ -13,7 +13,9 @@
 #include <boost/json/object.hpp>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -74,6 +76,26 @@ struct IncomingReadings {
   std::string_view view(uint32_t at, uint32_t len) const { return std::string_view(text).substr(at, len); }
 };
 
+/// Waits for readings handed to pipelines with an ingest log to reach the disk in every one
+/// of them (the connector acknowledges its sender after that). Any thread.
+class DeliveryTicket {
+ public:
+  explicit DeliveryTicket(int parts) : remaining_(parts) {}
+  /// One pipeline's part is on disk (ok) or could not be written (not ok).
+  void complete(bool ok);
+  /// Calls `done(ok)` once every part completed: at once on this thread when they have, else
+  /// on the thread completing the last part.
+  void onDone(std::function<void(bool)> done);
+  /// Waits in a coroutine; resumes on the coroutine's executor.
+  boost::asio::awaitable<bool> wait();
+
+ private:
+  std::mutex mutex_;
+  int remaining_;
+  bool ok_ = true;
+  std::function<void(bool)> done_;
+};
+
 class ModbusPoller;
 class MqttConnector;
 class RuleRunner;
@@ -96,8 +118,11 @@ class EdgeRuntime final : public telemetry::MetricsSource {
   /// Hands readings of `connector` to every pipeline that reads it, numbering them (ids).
   /// Returns the number of pipelines they went to, or -1 when one of them has too many
   /// readings waiting already (the caller answers 503: backpressure reaches the sender).
-  /// Any worker.
-  int deliver(std::string_view connector, std::shared_ptr<IncomingReadings> readings);
+  /// When a pipeline keeps an ingest log (it feeds a durable sink) and `ticket` is given,
+  /// *ticket is set to what to wait on before acknowledging the sender (null: nothing).
+  /// Any thread.
+  int deliver(std::string_view connector, std::shared_ptr<IncomingReadings> readings,
+              std::shared_ptr<DeliveryTicket>* ticket = nullptr);
   /// Counts a connector's payloads (`payloads` of them, `refused` of those refused whole)
   /// and readings. Any thread.
   void countIngest(std::string_view connector, size_t readings, size_t rejected, size_t refused,

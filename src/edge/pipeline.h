@@ -62,6 +62,12 @@ class Pipeline {
 
   /// Records that reached the output so far.
   uint64_t recordsOut() const { return records_out_; }
+  /// The smallest `seq` of the readings its stages hold (UINT64_MAX: none). See Stage::oldestSeq.
+  uint64_t oldestSeq() const {
+    uint64_t oldest = UINT64_MAX;
+    for (const auto& s : stages_) oldest = std::min(oldest, s->oldestSeq());
+    return oldest;
+  }
 
  private:
   void runFrom(size_t first_stage, Batch& batch, StageContext& ctx);

@@ -137,11 +137,19 @@ http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
     co_return co_await conn.sendError(422, "no_readings", message);
   }
   const size_t accepted = readings->items.size();
-  if (runtime_.deliver(connector.name, std::move(readings)) < 0) {
+  std::shared_ptr<DeliveryTicket> ticket;
+  if (runtime_.deliver(connector.name, std::move(readings), &ticket) < 0) {
     http::HeaderList retry;
     retry.add("Retry-After", "1");
     co_return co_await conn.sendError(503, "overloaded",
                                       "the pipelines have too many readings waiting; try again", &retry);
+  }
+  // A pipeline with an ingest log: the answer waits until the readings are on disk.
+  if (ticket && !co_await ticket->wait()) {
+    http::HeaderList retry;
+    retry.add("Retry-After", "1");
+    co_return co_await conn.sendError(
+        503, "not_stored", "the readings could not be written to the ingest log; try again", &retry);
   }
   runtime_.countIngest(connector.name, accepted, report.rejected, false);
   req.report.attribute("readings", static_cast<uint64_t>(accepted));

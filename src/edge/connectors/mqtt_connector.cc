@@ -663,7 +663,8 @@ awaitable<bool> MqttConnector::settle(const std::shared_ptr<Link>& link, Inbound
   if (!in.readings->items.empty()) {
     const int64_t paused_at = steadyMillis();
     asio::steady_timer wait(worker_.io());
-    while (runtime_.deliver(config_.name, in.readings) < 0) {
+    std::shared_ptr<DeliveryTicket> ticket;
+    while (runtime_.deliver(config_.name, in.readings, &ticket) < 0) {
       // The pipelines are full: stop reading (nothing is acknowledged meanwhile, so the broker
       // holds back), and try again shortly. The keep-alive does not count this silence.
       link->paused = true;
@@ -679,6 +680,13 @@ awaitable<bool> MqttConnector::settle(const std::shared_ptr<Link>& link, Inbound
       link->last_received_ms = steadyMillis();
       stats_->paused_ms.fetch_add(static_cast<uint64_t>(steadyMillis() - paused_at),
                                   std::memory_order_relaxed);
+    }
+    // Pipelines with an ingest log: acknowledged once the readings are on disk. Not written:
+    // nothing is acknowledged and the connection closes, so the broker sends them again.
+    if (ticket && !co_await ticket->wait()) {
+      noteError("the readings could not be written to the ingest log: reconnecting for redelivery");
+      link->close();
+      co_return false;
     }
   }
   if (in.payloads) runtime_.countIngest(config_.name, in.accepted, in.rejected, in.refused, in.payloads);

@@ -42,6 +42,8 @@ struct Accumulator {
   double max = -std::numeric_limits<double>::infinity();
   double first = 0, last = 0;
   int64_t first_ts = 0, last_ts = 0;
+  uint64_t min_seq =
+      UINT64_MAX;  ///< the oldest reading's number (the ingest log keeps it until the window closes)
 
   /// `moments`: keep m3/m4 (skewness, kurtosis), which cost a few more operations.
   void add(double x, int64_t ts, bool moments) {

@@ -47,6 +47,10 @@ class Stage {
     (void)out;
     (void)ctx;
   }
+  /// The smallest `seq` of the readings the stage holds whose records are not out yet (open
+  /// windows); UINT64_MAX when none. A pipeline's ingest log keeps readings from there on.
+  /// Pipeline's worker.
+  virtual uint64_t oldestSeq() const { return UINT64_MAX; }
   /// "filter", "window", "detect" (metrics and errors name stages by kind and position).
   virtual std::string_view kind() const = 0;
 

@@ -90,22 +90,24 @@ void WindowStage::process(Batch& batch, StageContext& ctx) {
       // Everything that ends (plus lateness) at or before the new watermark closes.
       closeThrough(g, g.watermark, scratch_);
     }
-    add(g, r.value, r.ts);
+    add(g, r.value, r.ts, r.seq);
   }
   std::swap(batch, scratch_);
 }
 
-void WindowStage::add(Group& g, double value, int64_t ts) {
+void WindowStage::add(Group& g, double value, int64_t ts, uint64_t seq) {
   const int64_t start = windowStart(ts, spec_.size_ms);
   // Newest window last: the common case is the last one.
   auto it = g.open.end();
   while (it != g.open.begin() && (it - 1)->start > start) --it;
   if (it != g.open.begin() && (it - 1)->start == start) {
     (it - 1)->add(value, ts, moments_);
+    (it - 1)->min_seq = std::min((it - 1)->min_seq, seq);
     return;
   }
   Accumulator acc;
   acc.start = start;
+  acc.min_seq = seq;
   acc.add(value, ts, moments_);
   g.open.insert(it, acc);
 }
@@ -152,6 +154,13 @@ void WindowStage::tick(Batch& out, StageContext& ctx) {
 
 void WindowStage::flush(Batch& out, StageContext&) {
   for (Group& g : groups_) closeAll(g, out);
+}
+
+uint64_t WindowStage::oldestSeq() const {
+  uint64_t oldest = UINT64_MAX;
+  for (const Group& g : groups_)
+    for (const Accumulator& acc : g.open) oldest = std::min(oldest, acc.min_seq);
+  return oldest;
 }
 
 size_t WindowStage::openWindows() const {

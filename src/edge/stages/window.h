@@ -34,6 +34,7 @@ class WindowStage final : public Stage {
   void tick(Batch& out, StageContext& ctx) override;
   void flush(Batch& out, StageContext& ctx) override;
   std::string_view kind() const override { return "window"; }
+  uint64_t oldestSeq() const override;
 
   /// Open windows right now (all groups), for metrics and tests.
   size_t openWindows() const;
@@ -47,7 +48,7 @@ class WindowStage final : public Stage {
     std::vector<Accumulator> open;  ///< by start, oldest first; usually one
   };
   uint32_t groupOf(SeriesId series, SeriesTable& table);
-  void add(Group& g, double value, int64_t ts);
+  void add(Group& g, double value, int64_t ts, uint64_t seq);
   void closeThrough(Group& g, int64_t limit, Batch& out);
   /// Closes every open window of `g` (wall time, flush).
   void closeAll(Group& g, Batch& out);

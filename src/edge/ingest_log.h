@@ -1,0 +1,71 @@
+// A pipeline's ingest log: readings are appended (one frame per hand-off) before the connector
+// acknowledges its sender, and synced to disk in batches; the sender is acknowledged once
+// they are on disk. At start the readings still in the log run through the pipeline again,
+// so an acknowledged reading survives `kill -9` even while it sits in an open window. The
+// pipeline trims the log once the windows that used a frame's readings have closed and their
+// records are on disk in its sinks' queues.
+//
+// Threads: append() from any thread (serialized by its own mutex; the pipeline calls it under
+// its inbox lock, so the log's order is the order the pipeline runs); replay() and trim() on
+// the pipeline's worker (or the main thread before it runs).
+#pragma once
+
+#include <deque>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "edge/edge_runtime.h"
+#include "edge/queue/durable_log.h"
+
+namespace ganglion::edge {
+
+class IngestLog : public std::enable_shared_from_this<IngestLog> {
+ public:
+  static Result<std::shared_ptr<IngestLog>> open(const std::filesystem::path& dir);
+
+  /// Appends the readings; `ticket` completes once they are on disk (not ok: they could not be
+  /// written). Returns where the frame ends (nullopt: not written).
+  std::optional<LogPosition> append(const IncomingReadings& readings,
+                                    const std::shared_ptr<DeliveryTicket>& ticket);
+
+  /// One frame read back.
+  struct Entry {
+    std::shared_ptr<IncomingReadings> readings;
+    LogPosition end;
+  };
+  /// Every frame from the cursor on, decoded (damaged or undecodable frames skipped and
+  /// counted). `max_seq`: raised to the largest record number seen.
+  std::vector<Entry> replay(uint64_t& max_seq);
+
+  /// Frames before `upto` (`frames` of them) are done with; `next_seq` is stored with the
+  /// cursor (record numbers continue past it after a restart).
+  void trim(LogPosition upto, uint64_t frames, uint64_t next_seq);
+  /// The record number stored by the last trim.
+  uint64_t storedSeq();
+  /// Frames in the log and bytes on disk (GET /edge).
+  uint64_t frames();
+  uint64_t bytes();
+  uint64_t corruptBytes();
+  const std::filesystem::path& dir() const { return dir_; }
+
+ private:
+  explicit IngestLog(std::unique_ptr<DurableLog> log, std::filesystem::path dir)
+      : log_(std::move(log)), dir_(std::move(dir)) {}
+  void requestSync();  // mutex_ held
+  void synced(uint64_t target, bool ok);
+
+  std::mutex mutex_;
+  std::unique_ptr<DurableLog> log_;
+  std::filesystem::path dir_;
+  uint64_t appended_ = 0, synced_ = 0;
+  bool sync_in_flight_ = false;
+  std::deque<std::pair<uint64_t, std::shared_ptr<DeliveryTicket>>> waiters_;
+  std::string scratch_;
+  uint64_t undecodable_ = 0;
+};
+
+}  // namespace ganglion::edge
