@@ -125,9 +125,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
     if (handed && (durable_ != nullptr) == config_.queue.durable &&
         (!durable_ || durable_->log().dir() == std::filesystem::path(queue_dir_))) {
       queue_ = std::move(handed);
-      if (durable_) durable_->setMaxBytes(config_.queue.max_bytes);
-      if (auto* memory = dynamic_cast<MemoryQueue*>(queue_.get()))
-        memory->setMaxBytes(config_.queue.max_bytes);
+      queue_->setMaxBytes(config_.queue.max_bytes);
     } else {
       durable_ = nullptr;
       openQueue();
@@ -167,7 +165,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
     if (stopped_)
       if (auto next = successor_.lock()) return next->whenSynced(std::move(done));
     if (!durable_) return done();
-    sync_waiters_.emplace_back(appended_, std::move(done));
+    commit_.wait(std::move(done));
     requestSync();
   }
 
@@ -203,7 +201,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
 
   void push(std::vector<QueuedRecord>& records) {
     const uint64_t n = queue_->push(records);
-    appended_ += records.size();
+    commit_.appended(records.size());
     if (n) dropped.fetch_add(n, std::memory_order_relaxed);
     if (n && !overflowing_) {
       overflowing_ = true;  // said once per episode: until the queue is back under half
@@ -219,28 +217,20 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
 
   /// Group commit: one fsync in flight at a time; what is appended meanwhile waits for the next.
   void requestSync() {
-    if (sync_in_flight_ || !durable_) return;
+    if (!durable_) return;
+    const auto target = commit_.start();
+    if (!target) return;
     std::vector<int> fds = durable_->log().unsyncedFds();
-    const uint64_t target = appended_;
-    if (fds.empty()) return synced(target);
-    sync_in_flight_ = true;
-    LogSyncer::shared().sync(std::move(fds), [self = shared_from_this(), target](bool ok) {
-      self->host_.worker(self->worker_).post([self, target, ok] {
-        self->sync_in_flight_ = false;
-        if (!ok) self->noteError("fsync of the durable queue failed", false);
-        self->synced(target);
-      });
+    if (fds.empty()) return synced(*target, true);
+    LogSyncer::shared().sync(std::move(fds), [self = shared_from_this(), t = *target](bool ok) {
+      self->host_.worker(self->worker_).post([self, t, ok] { self->synced(t, ok); });
     });
   }
 
-  void synced(uint64_t target) {
-    synced_ = std::max(synced_, target);
-    while (!sync_waiters_.empty() && sync_waiters_.front().first <= synced_) {
-      auto done = std::move(sync_waiters_.front().second);
-      sync_waiters_.pop_front();
-      done();
-    }
-    if (appended_ > synced_ && !sync_in_flight_) requestSync();
+  void synced(uint64_t target, bool ok) {
+    if (!ok) noteError("fsync of the durable queue failed", false);
+    for (auto& done : commit_.finish(target)) done();
+    if (commit_.behind()) requestSync();
   }
 
   void publish() {
@@ -352,9 +342,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   // Worker-owned:
   std::unique_ptr<RecordQueue> queue_;
   DurableQueue* durable_ = nullptr;  // queue_, when it is on disk
-  uint64_t appended_ = 0, synced_ = 0;
-  bool sync_in_flight_ = false;
-  std::deque<std::pair<uint64_t, std::function<void()>>> sync_waiters_;
+  GroupCommit<std::function<void()>> commit_;
   std::string told_corruption_;
   bool stopped_ = false;
   bool waiting_for_records_ = false;
@@ -491,8 +479,8 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
 
   /// The directory of its ingest log ("" when none). Any thread.
   std::string ingestDir() {
-    std::lock_guard lock(inbox_mutex_);
-    return ingest_ ? ingest_->dir().string() : std::string();
+    auto log = ingestLog();
+    return log ? log->dir().string() : std::string();
   }
 
   /// A retired pipeline's log, unless a successor took it over, goes with its files: its
@@ -1318,9 +1306,10 @@ json::object EdgeRuntime::status() const {
     if (auto log = p->ingestLog()) {
       json::object l;
       l["dir"] = log->dir().string();
-      l["frames"] = log->frames();
-      l["bytes"] = log->bytes();
-      l["corrupt_bytes"] = log->corruptBytes();
+      const IngestLog::Stats st = log->stats();
+      l["frames"] = st.frames;
+      l["bytes"] = st.bytes;
+      l["corrupt_bytes"] = st.corrupt_bytes;
       l["replayed"] = p->replayed;
       o["ingest_log"] = std::move(l);
     }

@@ -92,40 +92,30 @@ std::optional<LogPosition> IngestLog::append(const IncomingReadings& readings,
     if (ticket) ticket->complete(false);
     return std::nullopt;
   }
-  ++appended_;
-  if (ticket) waiters_.emplace_back(appended_, ticket);
+  commit_.appended();
+  if (ticket) commit_.wait(ticket);
   requestSync();
   return log_->end();
 }
 
 void IngestLog::requestSync() {
-  if (sync_in_flight_) return;
+  const auto target = commit_.start();
+  if (!target) return;
   std::vector<int> fds = log_->unsyncedFds();
-  const uint64_t target = appended_;
   if (fds.empty()) {
-    synced_ = target;
-    while (!waiters_.empty() && waiters_.front().first <= synced_) {
-      waiters_.front().second->complete(true);
-      waiters_.pop_front();
-    }
+    for (auto& t : commit_.finish(*target)) t->complete(true);
     return;
   }
-  sync_in_flight_ = true;
   LogSyncer::shared().sync(std::move(fds),
-                           [self = shared_from_this(), target](bool ok) { self->synced(target, ok); });
+                           [self = shared_from_this(), t = *target](bool ok) { self->synced(t, ok); });
 }
 
 void IngestLog::synced(uint64_t target, bool ok) {
   std::vector<std::shared_ptr<DeliveryTicket>> done;
   {
     std::lock_guard lock(mutex_);
-    sync_in_flight_ = false;
-    synced_ = std::max(synced_, target);
-    while (!waiters_.empty() && waiters_.front().first <= synced_) {
-      done.push_back(std::move(waiters_.front().second));
-      waiters_.pop_front();
-    }
-    if (appended_ > synced_) requestSync();
+    done = commit_.finish(target);
+    if (commit_.behind()) requestSync();
   }
   for (auto& t : done) t->complete(ok);
 }
@@ -163,19 +153,9 @@ uint64_t IngestLog::storedSeq() {
   return log_->value();
 }
 
-uint64_t IngestLog::frames() {
+IngestLog::Stats IngestLog::stats() {
   std::lock_guard lock(mutex_);
-  return log_->frames();
-}
-
-uint64_t IngestLog::bytes() {
-  std::lock_guard lock(mutex_);
-  return log_->diskBytes();
-}
-
-uint64_t IngestLog::corruptBytes() {
-  std::lock_guard lock(mutex_);
-  return log_->corruptBytes();
+  return {log_->frames(), log_->diskBytes(), log_->corruptBytes()};
 }
 
 }  // namespace ganglion::edge

@@ -20,6 +20,7 @@
 
 #include "edge/edge_runtime.h"
 #include "edge/queue/durable_log.h"
+#include "edge/queue/log_syncer.h"
 
 namespace ganglion::edge {
 
@@ -46,10 +47,11 @@ class IngestLog : public std::enable_shared_from_this<IngestLog> {
   void trim(LogPosition upto, uint64_t frames, uint64_t next_seq);
   /// The record number stored by the last trim.
   uint64_t storedSeq();
-  /// Frames in the log and bytes on disk (GET /edge).
-  uint64_t frames();
-  uint64_t bytes();
-  uint64_t corruptBytes();
+  /// Frames in the log, bytes on disk and damaged bytes skipped (GET /edge).
+  struct Stats {
+    uint64_t frames = 0, bytes = 0, corrupt_bytes = 0;
+  };
+  Stats stats();
   const std::filesystem::path& dir() const { return dir_; }
 
  private:
@@ -61,9 +63,7 @@ class IngestLog : public std::enable_shared_from_this<IngestLog> {
   std::mutex mutex_;
   std::unique_ptr<DurableLog> log_;
   std::filesystem::path dir_;
-  uint64_t appended_ = 0, synced_ = 0;
-  bool sync_in_flight_ = false;
-  std::deque<std::pair<uint64_t, std::shared_ptr<DeliveryTicket>>> waiters_;
+  GroupCommit<std::shared_ptr<DeliveryTicket>> commit_;
   std::string scratch_;
   uint64_t undecodable_ = 0;
 };

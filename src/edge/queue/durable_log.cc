@@ -70,6 +70,16 @@ uint32_t frameCrc(const char* head, std::string_view payload) {
   return crc32c(c, payload);
 }
 
+/// Writes the head of a frame carrying `payload` (kFrameHeader bytes at `h`).
+void encodeFrameHead(char* h, uint8_t tag, std::string_view payload) {
+  h[0] = static_cast<char>(kFrameMagic0);
+  h[1] = static_cast<char>(kFrameMagic1);
+  h[2] = static_cast<char>(tag & 7);
+  h[3] = 0;
+  putU32(h + 4, static_cast<uint32_t>(payload.size()));
+  putU32(h + 8, frameCrc(h, payload));
+}
+
 enum class Parse { kOk, kNeedMore, kBad };
 
 /// Checks the frame at `p` (`avail` bytes there): its payload length on success.
@@ -296,13 +306,7 @@ Result<LogPosition> DurableLog::append(uint8_t tag, std::string_view payload) {
   }
   Segment& seg = segments_[active_];
   scratch_.resize(kFrameHeader);
-  char* h = scratch_.data();
-  h[0] = static_cast<char>(kFrameMagic0);
-  h[1] = static_cast<char>(kFrameMagic1);
-  h[2] = static_cast<char>(tag & 7);
-  h[3] = 0;
-  putU32(h + 4, static_cast<uint32_t>(payload.size()));
-  putU32(h + 8, frameCrc(h, payload));
+  encodeFrameHead(scratch_.data(), tag, payload);
   scratch_.append(payload);
   const LogPosition at{active_, seg.bytes};
   if (!writeAll(write_fd_, scratch_.data(), scratch_.size())) {
@@ -514,12 +518,7 @@ uint64_t DurableLog::shed(uint8_t min_tag, LogPosition keep_through) {
         continue;
       }
       char h[kFrameHeader];
-      h[0] = static_cast<char>(kFrameMagic0);
-      h[1] = static_cast<char>(kFrameMagic1);
-      h[2] = static_cast<char>(f.tag);
-      h[3] = 0;
-      putU32(h + 4, static_cast<uint32_t>(f.payload.size()));
-      putU32(h + 8, frameCrc(h, f.payload));
+      encodeFrameHead(h, f.tag, f.payload);
       out.append(h, sizeof h).append(f.payload);
       ++fresh.frames;
       fresh.max_tag |= static_cast<uint8_t>(1u << f.tag);

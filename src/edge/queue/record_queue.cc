@@ -132,36 +132,31 @@ uint64_t DurableQueue::push(std::vector<QueuedRecord>& records) {
   // segment being written or the ones the batch in flight reads.
   const LogPosition keep = in_flight_ ? inflight_end_ : LogPosition{};
   for (uint8_t below = 1; below <= kDropClasses && log_->diskBytes() > max_bytes_;) {
-    const uint64_t n = log_->shed(below, keep);
-    if (n == 0 && log_->diskBytes() > max_bytes_) {
-      ++below;
-      continue;
-    }
-    dropped += n;
-    if (n == 0) break;
+    const uint64_t before = log_->diskBytes();
+    dropped += log_->shed(below, keep);
+    if (log_->diskBytes() == before) ++below;  // nothing of this class left to shed
   }
   if (was_empty || dropped) peekOldest();
   return dropped;
 }
 
 uint32_t DurableQueue::take(uint32_t max_records, std::string& body) {
-  frames_.clear();
-  LogPosition at = log_->cursor();
-  log_->read(at, max_records, 8u << 20, frames_);
-  uint32_t n = 0;
-  for (const auto& f : frames_) {
-    if (f.payload.size() < 8) continue;  // not one of ours: skipped (consumed with the batch)
-    if (n++) body.push_back(',');
-    body.append(f.payload, 8);
+  while (true) {
+    frames_.clear();
+    LogPosition at = log_->cursor();
+    log_->read(at, max_records, 8u << 20, frames_);
+    uint32_t n = 0;
+    for (const auto& f : frames_) {
+      if (f.payload.size() < 8) continue;  // not one of ours: skipped (consumed with the batch)
+      if (n++) body.push_back(',');
+      body.append(f.payload, 8);
+    }
+    in_flight_ = !frames_.empty();
+    inflight_end_ = at;
+    inflight_frames_ = frames_.size();
+    if (!in_flight_ || n) return n;
+    finish(true);  // only frames that are not records: they go at once
   }
-  in_flight_ = !frames_.empty();
-  inflight_end_ = at;
-  inflight_frames_ = frames_.size();
-  if (in_flight_ && n == 0) {  // only unusable frames: they go at once
-    finish(true);
-    return take(max_records, body);
-  }
-  return n;
 }
 
 void DurableQueue::finish(bool delivered) {

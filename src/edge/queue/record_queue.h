@@ -51,6 +51,8 @@ class RecordQueue {
   /// Moves every waiting record out, in order (a sink's queue changing between memory and
   /// disk at a reload).
   virtual void takeAll(std::vector<QueuedRecord>& out) = 0;
+  /// A replaced sink's queue moves to its successor with the successor's cap.
+  virtual void setMaxBytes(uint64_t max_bytes) = 0;
 };
 
 /// Records in a deque; max_bytes counts their JSON plus QueuedRecord::kOverhead each.
@@ -64,8 +66,7 @@ class MemoryQueue final : public RecordQueue {
   uint64_t bytes() const override { return bytes_; }
   int64_t oldestMs() const override;
   void takeAll(std::vector<QueuedRecord>& out) override;
-  /// A replaced sink's queue moves to its successor with a new cap.
-  void setMaxBytes(uint64_t max_bytes) { max_bytes_ = max_bytes; }
+  void setMaxBytes(uint64_t max_bytes) override { max_bytes_ = max_bytes; }
 
  private:
   bool dropOne();
@@ -93,7 +94,7 @@ class DurableQueue final : public RecordQueue {
   uint64_t bytes() const override { return log_->diskBytes(); }
   int64_t oldestMs() const override { return oldest_ms_; }
   void takeAll(std::vector<QueuedRecord>& out) override;
-  void setMaxBytes(uint64_t max_bytes) { max_bytes_ = max_bytes; }
+  void setMaxBytes(uint64_t max_bytes) override { max_bytes_ = max_bytes; }
 
   DurableLog& log() { return *log_; }
   /// Records that could not be written (disk full, I/O error): counted as dropped too.
