@@ -254,6 +254,9 @@ class SinkOutage(unittest.TestCase):
                 for i in range(10):
                     self.assertEqual(post(gw, "/ingest/p", str(i)).status, 202)
                 self.assertTrue(wait_until(lambda: rx.attempts >= 3, timeout=5))
+                # The receiver counts an attempt a moment before the gateway has its answer.
+                self.assertTrue(wait_until(lambda: gw.admin("GET", "/edge", token=TOKEN).json()["sinks"][0]
+                                           ["failures"] >= 3, timeout=5))
                 st = gw.admin("GET", "/edge", token=TOKEN).json()["sinks"][0]
                 self.assertEqual(st["queued_records"], 10)
                 self.assertGreaterEqual(st["failures"], 3)
