@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 
 namespace ganglion::edge {
@@ -170,14 +171,20 @@ Result<void> DurableLog::scan() {
       fs::remove(entry.path(), ec);
       continue;
     }
-    if (name.size() != 24 || !name.ends_with(".seg")) continue;
+    if (!name.ends_with(".seg")) continue;
     uint64_t id = 0;
-    bool digits = true;
-    for (size_t i = 0; i < 20; ++i) {
-      if (name[i] < '0' || name[i] > '9') digits = false;
-      id = id * 10 + static_cast<uint64_t>(name[i] - '0');
+    const char* end = name.data() + name.size() - 4;
+    const auto parsed = std::from_chars(name.data(), end, id);
+    if (name.size() == 24 && parsed.ec == std::errc() && parsed.ptr == end && id > 0) {
+      segments_[id] = Segment{};
+      continue;
     }
-    if (digits && id > 0) segments_[id] = Segment{};
+    // Named like a segment, but no id of ours (20 digits, 1 to 2^64-1): reported and removed.
+    std::error_code size_ec;
+    const auto size = fs::file_size(entry.path(), size_ec);
+    corrupt_bytes_ += size_ec ? 0 : size;
+    corruption_ = fmt::format("{}: not a segment of this log, removed", entry.path().string());
+    fs::remove(entry.path(), ec);
   }
   if (ec) return Error(fmt::format("cannot list {}: {}", dir_.string(), ec.message()));
   if (!have_cursor || segments_.empty() || cursor_.segment < segments_.begin()->first) {

@@ -193,6 +193,24 @@ TEST_F(DurableLogTest, ForeignOrHeaderlessSegmentIsReportedAndRemoved) {
   EXPECT_EQ(log->frames(), all.size());
 }
 
+TEST_F(DurableLogTest, AFileNamedLikeASegmentWithNoValidIdIsReportedAndRemoved) {
+  {
+    auto log = open();
+    ASSERT_TRUE(log->append(0, "kept").ok());
+  }
+  // 20 nines overflow a 64-bit id; the parse once wrapped and looked for another file.
+  for (const char* junk : {"99999999999999999999.seg", "0000000000000000000x.seg", "1.seg"}) {
+    std::ofstream f(dir_ / junk, std::ios::binary);
+    f << "junk bytes";
+  }
+  auto log = open();
+  EXPECT_EQ(log->corruptBytes(), 30u);
+  EXPECT_NE(log->corruption().find("not a segment of this log"), std::string::npos);
+  EXPECT_FALSE(fs::exists(dir_ / "99999999999999999999.seg"));
+  EXPECT_FALSE(fs::exists(dir_ / "1.seg"));
+  EXPECT_EQ(readAll(*log, log->cursor()), std::vector<std::string>{"kept"});
+}
+
 TEST_F(DurableLogTest, ShedDropsLowTagsFirstKeepsOrderAndNeverTheActiveSegment) {
   auto log = open(2048);
   // Readings (tag 0) with an event (tag 2) every 10th record.
