@@ -13,6 +13,7 @@
 #include <mutex>
 #include <thread>
 
+#include "base/hash.h"
 #include "base/log.h"
 #include "base/strings.h"
 #include "base/time.h"
@@ -50,7 +51,8 @@ uint8_t dropClass(RecordKind k) {
 }
 
 /// A name as a file name: letters, digits, '_', '-' and '.' (not first) kept, any other byte
-/// as %XX, so that no name reaches outside its directory or collides with another.
+/// as %XX, so that no name reaches outside its directory or collides with another. Past 128
+/// bytes (file systems stop at 255) the first 100 are kept with `~` and a hash of the whole.
 std::string fileName(std::string_view name) {
   std::string out;
   for (size_t i = 0; i < name.size(); ++i) {
@@ -60,6 +62,7 @@ std::string fileName(std::string_view name) {
     else
       fmt::format_to(std::back_inserter(out), "%{:02X}", c);
   }
+  if (out.size() > 128) out = fmt::format("{}~{:016x}", out.substr(0, 100), consistentHash(name));
   return out.empty() ? "%" : out;
 }
 
@@ -117,10 +120,10 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
     wake_ = std::make_unique<asio::steady_timer>(host_.worker(worker_).io());
     std::unique_ptr<RecordQueue> handed;
     if (previous) {
-      previous->stop();
-      previous->successor_ = weak_from_this();  // late records and waiters come here
       handed = std::move(previous->queue_);
       durable_ = std::exchange(previous->durable_, nullptr);
+      previous->successor_ = weak_from_this();  // late records and waiters come here
+      previous->stop();
     }
     if (handed && (durable_ != nullptr) == config_.queue.durable &&
         (!durable_ || durable_->log().dir() == std::filesystem::path(queue_dir_))) {
@@ -136,12 +139,17 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
       }
     }
     publish();
+    started.store(true);
     asio::co_spawn(host_.worker(worker_).io(), run(shared_from_this()), asio::detached);
   }
 
-  /// Stops delivering (retired, or replaced). On the sink's worker.
+  /// Stops delivering (retired, or replaced). A retired sink's queue closes here: a durable
+  /// one releases its directory (a sink of that name added later opens it again). On the
+  /// sink's worker.
   void stop() {
     stopped_ = true;
+    durable_ = nullptr;
+    queue_.reset();
     if (wake_) wake_->cancel();
   }
 
@@ -174,9 +182,11 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   std::atomic<uint64_t> corrupt_bytes{0}, write_failures{0};
   std::atomic<int64_t> oldest_enqueued_ms{0};
   std::atomic<bool> durable{false};
+  std::atomic<bool> started{false};  ///< start() ran (its queue is open)
   mutable std::mutex error_mutex;
   std::string last_error;
-  std::string corruption;  ///< the last damage a durable queue skipped
+  std::string queue_error;  ///< why the durable queue is not used, or refused records (not a delivery's)
+  std::string corruption;   ///< the last damage a durable queue skipped
 
  private:
   void openQueue() {
@@ -194,25 +204,50 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
       const std::string why = fmt::format("durable queue {} unusable, records wait in memory: {}", queue_dir_,
                                           opened.error().message);
       logLine(fmt::format("edge: sink '{}': {}", config_.name, why));
-      noteError(why, false);
+      noteQueueError(why);
     }
     queue_ = std::make_unique<MemoryQueue>(config_.queue.max_bytes);
   }
 
   void push(std::vector<QueuedRecord>& records) {
+    const uint64_t refused_before = durable_ ? durable_->writeFailures() : 0;
     const uint64_t n = queue_->push(records);
     commit_.appended(records.size());
     if (n) dropped.fetch_add(n, std::memory_order_relaxed);
-    if (n && !overflowing_) {
-      overflowing_ = true;  // said once per episode: until the queue is back under half
-      logLine(
-          fmt::format("edge: sink '{}' holds queue.max_bytes ({} bytes): dropping the oldest readings, then "
-                      "windows (ganglion_edge_sink_dropped_total)",
-                      config_.name, config_.queue.max_bytes));
+    // Records the disk refused are not the cap's doing: said apart, with the disk's reason.
+    const uint64_t refused = durable_ ? durable_->writeFailures() - refused_before : 0;
+    const uint64_t over_cap = n - refused;
+    const int64_t now = steadyMillis();
+    if (over_cap) {
+      // Once per episode (until the queue is back under half), and at most once a minute: a
+      // cap smaller than a segment sheds at every push.
+      if (!overflowing_ && now - told_overflow_ms_ >= 60'000) {
+        told_overflow_ms_ = now;
+        logLine(fmt::format(
+            "edge: sink '{}' holds queue.max_bytes ({} bytes): dropping the oldest readings, then "
+            "windows (ganglion_edge_sink_dropped_total)",
+            config_.name, config_.queue.max_bytes));
+      }
+      overflowing_ = true;
     } else if (overflowing_ && queue_->bytes() < config_.queue.max_bytes / 2) {
       overflowing_ = false;
     }
+    if (refused) {
+      const std::string why =
+          fmt::format("the durable queue refused {} records: {}", refused, durable_->log().lastError());
+      if (now - told_refused_ms_ >= 60'000) {
+        told_refused_ms_ = now;
+        logLine(
+            fmt::format("edge: sink '{}': {} (counted in dropped and write_failures)", config_.name, why));
+      }
+      noteQueueError(why);
+    }
     if (durable_) requestSync();
+  }
+
+  void noteQueueError(std::string what) {
+    std::lock_guard lock(error_mutex);
+    queue_error = std::move(what);
   }
 
   /// Group commit: one fsync in flight at a time; what is appended meanwhile waits for the next.
@@ -347,6 +382,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   bool stopped_ = false;
   bool waiting_for_records_ = false;
   bool overflowing_ = false;  // dropping since the queue last held under half of max_bytes
+  int64_t told_overflow_ms_ = INT64_MIN / 2, told_refused_ms_ = INT64_MIN / 2;  // steady clock
   std::unique_ptr<asio::steady_timer> wake_;
   std::weak_ptr<SinkHost> successor_;
 };
@@ -1343,6 +1379,7 @@ json::object EdgeRuntime::status() const {
       std::lock_guard lock(s->error_mutex);
       if (!s->last_error.empty()) o["last_error"] = s->last_error;
       if (!s->corruption.empty()) o["last_corruption"] = s->corruption;
+      if (!s->queue_error.empty()) o["queue_error"] = s->queue_error;
     }
     sinks.push_back(std::move(o));
   }
@@ -1406,6 +1443,8 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
   auto pending = [&] {
     if (flushed.load() < pipelines_.size()) return true;
+    for (const auto& s : sinks_)
+      if (!s->started.load()) return true;
     for (const auto& p : pipelines_)
       if (p->trimming()) return true;
     for (const auto& s : sinks_)
@@ -1414,16 +1453,21 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
   };
   while (pending() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  // The flush lambdas reference `flushed`: wait for them even past the limit.
+  // The flush lambdas reference `flushed`: wait for them even past the limit; and a sink still
+  // opening its durable queue on its worker must finish before the runtime goes.
   while (flushed.load() < pipelines_.size()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (const auto& s : sinks_)
+    while (!s->started.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   for (const auto& s : sinks_)
     if (const uint64_t left = s->queued_records.load())
       logLine(s->durable.load()
                   ? fmt::format("edge: sink '{}' keeps {} records not yet delivered in {}", s->config().name,
                                 left, s->queueDir())
                   : fmt::format("edge: sink '{}' had {} records not delivered at shutdown (its queue is in "
-                                "memory: queue.durable keeps them)",
-                                s->config().name, left));
+                                "memory: {})",
+                                s->config().name, left,
+                                s->config().queue.durable ? "its durable queue could not be opened"
+                                                          : "queue.durable keeps them"));
 }
 
 void EdgeRuntime::render(std::string& out) const {

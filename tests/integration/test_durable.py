@@ -256,11 +256,65 @@ class CapAndDamage(DurableCase):
             text, port, admin = self.config(rx.port)
             text = text.replace("data_dir: " + self.data, "data_dir: " + blocker)
             with Gateway(text, admin_port=admin) as gw:
-                self.assertTrue(wait_until(lambda: "unusable" in self.sink(gw).get("last_error", ""), timeout=5))
+                self.assertTrue(wait_until(lambda: "unusable" in self.sink(gw).get("queue_error", ""), timeout=5))
                 self.assertFalse(self.sink(gw)["durable"])
                 self.post(gw, "pump-1", [1, 2, 3])
                 self.assertTrue(wait_until(lambda: len(rx.records()) == 3, timeout=5))
                 self.assertIn("records wait in memory", gw.log_text())
+                # A delivery failure later does not hide why the queue is in memory.
+                rx.status = 503
+                self.post(gw, "pump-1", [4])
+                self.assertTrue(wait_until(lambda: self.sink(gw).get("last_error") == "the receiver answered 503",
+                                           timeout=5))
+                self.assertIn("unusable", self.sink(gw)["queue_error"])
+
+    def test_a_sink_name_too_long_for_a_file_name_still_gets_a_durable_queue(self):
+        with Receiver() as rx:
+            rx.status = 503
+            text, port, admin = self.config(rx.port)
+            long_a, long_b = "a" * 299 + "x", "a" * 299 + "y"  # alike for their first 299 bytes
+            text = text.replace("  - name: uplink\n", "  - name: %s\n" % long_a).replace(
+                "to: [ uplink ]", "to: [ %s, %s ]" % (long_a, long_b))
+            text = text.replace("sinks:\n", "sinks:\n  - { name: %s, kind: http, url: http://%s:%d/ingest, "
+                                "queue: { durable: true } }\n" % (long_b, LOCALHOST, rx.port))
+            with Gateway(text, admin_port=admin) as gw:
+                sinks = gw.admin("GET", "/edge", token=TOKEN).json()["sinks"]
+                self.assertEqual([s["durable"] for s in sinks], [True, True], sinks)
+                self.assertNotEqual(sinks[0]["queue_dir"], sinks[1]["queue_dir"])
+                self.assertTrue(all(len(os.path.basename(s["queue_dir"])) < 255 for s in sinks))
+
+    def test_two_gateways_cannot_share_one_queue(self):
+        with Receiver() as rx:
+            rx.status = 503
+            text, port, admin = self.config(rx.port)
+            with Gateway(text, admin_port=admin) as first:
+                self.post(first, "pump-1", list(range(100)))
+                self.assertTrue(wait_until(lambda: self.sink(first)["queued_records"] == 100, timeout=5))
+                other, _, other_admin = self.config(rx.port)  # same data_dir, other ports
+                with Gateway(other, admin_port=other_admin) as second:
+                    s = self.sink(second)
+                    self.assertFalse(s["durable"])
+                    self.assertIn("is in use by another process", s["queue_error"])
+                    self.post(second, "pump-2", [1000, 1001])
+                    self.assertTrue(wait_until(lambda: self.sink(second)["queued_records"] == 2, timeout=5))
+                first.proc.send_signal(signal.SIGKILL)
+                first.proc.wait(5)
+            rx.status = 200
+            with Gateway(text, admin_port=admin):
+                self.assertTrue(wait_until(lambda: len(rx.records()) >= 100, timeout=10))
+                time.sleep(0.3)
+                self.assertEqual([r["value"] for r in rx.records()], list(range(100)))  # none lost, none foreign
+
+    def test_a_cap_smaller_than_a_segment_says_so_once(self):
+        with Receiver() as rx:
+            rx.status = 503
+            text, port, admin = self.config(rx.port, max_bytes="4KiB")
+            with Gateway(text, admin_port=admin) as gw:
+                for chunk in range(20):
+                    self.post(gw, "pump-1", list(range(chunk * 500, chunk * 500 + 500)))
+                self.assertTrue(wait_until(lambda: self.sink(gw)["dropped"] > 5000, timeout=5), self.sink(gw))
+                time.sleep(0.3)
+                self.assertEqual(gw.log_text().count("holds queue.max_bytes"), 1, gw.log_text()[-3000:])
 
 
 WINDOW = "      - window: { tumbling: 1s, by: [ device, metric ], aggregates: [ count, sum ] }"

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -131,10 +132,10 @@ uint32_t crc32c(uint32_t crc, std::string_view data) {
 }
 
 DurableLog::DurableLog(fs::path dir, uint64_t segment_bytes)
-    : dir_(std::move(dir)), segment_bytes_(std::max<uint64_t>(segment_bytes, 4096)) {}
+    : dir_(std::move(dir)), segment_bytes_(std::clamp<uint64_t>(segment_bytes, 4096, kMaxSegmentBytes)) {}
 
 DurableLog::~DurableLog() {
-  for (int fd : {write_fd_, read_fd_, cursor_fd_})
+  for (int fd : {write_fd_, read_fd_, cursor_fd_, lock_fd_})
     if (fd >= 0) ::close(fd);
 }
 
@@ -150,6 +151,15 @@ Result<std::unique_ptr<DurableLog>> DurableLog::open(const fs::path& dir, uint64
 }
 
 Result<void> DurableLog::scan() {
+  const fs::path lock_path = dir_ / "lock";
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd_ < 0) return Error(errnoText("cannot open", lock_path));
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK)
+      return Error(fmt::format(
+          "{} is in use by another process (or another queue of this one): its lock is held", dir_.string()));
+    return Error(errnoText("cannot lock", lock_path));
+  }
   // The cursor (absent or torn: from the oldest segment).
   const fs::path cursor_path = dir_ / "cursor";
   cursor_fd_ = ::open(cursor_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -212,12 +222,21 @@ Result<void> DurableLog::scan() {
     const uint64_t id = it->first;
     const bool newest = id == active_;
     Segment& seg = it->second;
+    // Larger than any segment is (a disk fault, a careless `truncate -s`): only the size a
+    // segment can have is read (a sparse 4 GiB file would hold a worker for seconds), and the
+    // file is cut after its last valid frame below.
+    const uint64_t file_bytes = seg.bytes;
+    const bool oversized = file_bytes > kMaxSegmentFile;
+    if (oversized) {
+      disk_bytes_ -= file_bytes - kMaxSegmentFile;
+      seg.bytes = kMaxSegmentFile;
+    }
     std::string head;
     if (!readAt(id, 0, kSegmentHeader, head) || head.size() < kSegmentHeader ||
         std::memcmp(head.data(), kSegmentMagic, 8) != 0 || getU64(head.data() + 8) != id) {
       // Not one of ours, or its header is damaged: reported and removed (an empty newest
       // segment is a crash right after its creation).
-      if (seg.bytes > 0 || !newest) noteDamage(id, 0, seg.bytes);
+      if (file_bytes > 0 || !newest) noteDamage(id, 0, file_bytes);
       disk_bytes_ -= std::min(disk_bytes_, seg.bytes);
       if (read_fd_ >= 0) ::close(read_fd_);
       read_fd_ = -1;
@@ -246,14 +265,16 @@ Result<void> DurableLog::scan() {
       }
       if (at == before || at.segment != id || at.offset >= seg.bytes) break;
     }
-    if (newest && seg.bytes > tail) {
-      // A torn tail (kill -9 mid-write) is cut, and not counted as damage.
+    if ((newest || oversized) && seg.bytes > tail) {
+      // A torn tail (kill -9 mid-write) is cut, and not counted as damage; what an oversized
+      // file held past its last frame is cut and counted, all of it.
       if (::truncate(segmentPath(id).c_str(), static_cast<off_t>(tail)) != 0)
         return Error(errnoText("cannot truncate", segmentPath(id)));
       corrupt_bytes_ -= std::min(corrupt_bytes_ - damage_before, seg.bytes - tail);
       if (corrupt_bytes_ == damage_before) corruption_ = corruption_before;
       disk_bytes_ -= seg.bytes - tail;
       seg.bytes = tail;
+      if (oversized) noteDamage(id, tail, file_bytes - tail);
     }
     ++it;
   }
@@ -356,6 +377,8 @@ bool DurableLog::readAt(uint64_t segment, uint64_t offset, size_t len, std::stri
 
 void DurableLog::noteDamage(uint64_t segment, uint64_t offset, uint64_t bytes) {
   if (!bytes) return;
+  // Found again when the frames around it are read once more (at open, then to deliver).
+  if (damage_seen_.size() < 4096 && !damage_seen_.emplace(segment, offset).second) return;
   corrupt_bytes_ += bytes;
   corruption_ =
       fmt::format("{}: {} damaged bytes skipped at offset {}", segmentPath(segment).string(), bytes, offset);

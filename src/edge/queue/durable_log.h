@@ -27,6 +27,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -60,10 +61,18 @@ class DurableLog {
   static constexpr size_t kFrameHeader = 12;
   /// The largest payload a frame may carry (a longer length is damage).
   static constexpr uint32_t kMaxPayload = 64u << 20;
+  /// The largest segment size any owner asks for (the durable sink queue's 64 MiB).
+  static constexpr uint64_t kMaxSegmentBytes = 64ull << 20;
+  /// No segment this log writes is larger (its last frame starts before kMaxSegmentBytes); a
+  /// larger file is read up to this size and cut after its last valid frame (the rest is
+  /// counted as damage).
+  static constexpr uint64_t kMaxSegmentFile = kSegmentHeader + kMaxSegmentBytes + kFrameHeader + kMaxPayload;
 
   /// Opens (creating when absent) the log in `dir`: scans every segment from the cursor on
   /// (counting frames, cutting a torn tail), removes segments wholly consumed and leftovers of
   /// an interrupted rewrite. `segment_bytes`: a segment is closed once it holds that much.
+  /// The directory is locked (flock on `dir/lock`) while the log is open: a second opener, in
+  /// this process or another, gets an error saying so.
   static Result<std::unique_ptr<DurableLog>> open(const std::filesystem::path& dir, uint64_t segment_bytes);
   ~DurableLog();
   DurableLog(const DurableLog&) = delete;
@@ -136,6 +145,9 @@ class DurableLog {
   int read_fd_ = -1;
   uint64_t read_segment_ = 0;
   int cursor_fd_ = -1;
+  int lock_fd_ = -1;  ///< `lock`, flock()ed while the log is open: one owner per directory
+  /// Damage already counted (segment, offset): reading it again does not count it twice.
+  std::set<std::pair<uint64_t, uint64_t>> damage_seen_;
   std::vector<uint64_t> unsynced_;  ///< segments written since the last unsyncedFds()
   LogPosition cursor_;
   uint64_t value_ = 0;

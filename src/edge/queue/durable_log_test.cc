@@ -211,6 +211,54 @@ TEST_F(DurableLogTest, AFileNamedLikeASegmentWithNoValidIdIsReportedAndRemoved) 
   EXPECT_EQ(readAll(*log, log->cursor()), std::vector<std::string>{"kept"});
 }
 
+TEST_F(DurableLogTest, ASecondOpenerOfTheDirectoryIsRefusedWhileTheFirstHoldsIt) {
+  auto first = open();
+  ASSERT_TRUE(first);
+  auto second = DurableLog::open(dir_, 4096);
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.error().message.find("is in use"), std::string::npos) << second.error().message;
+  first.reset();
+  EXPECT_TRUE(DurableLog::open(dir_, 4096).ok());  // released with the log
+}
+
+TEST_F(DurableLogTest, ASegmentLargerThanAnyTheLogWritesIsCutNotReadWhole) {
+  {
+    auto log = open();
+    for (int i = 0; i < 600; ++i) ASSERT_TRUE(log->append(0, fmt::format("r{:03}", i)).ok());
+  }
+  const auto segs = segments();
+  ASSERT_GE(segs.size(), 3u);
+  // A sparse file of 4 GiB in the middle (a disk fault, a careless truncate -s).
+  const auto size = fs::file_size(segs[1]);
+  fs::resize_file(segs[1], 4ull << 30);
+  auto log = open();
+  EXPECT_EQ(log->corruptBytes(), (4ull << 30) - size);
+  EXPECT_EQ(fs::file_size(segs[1]), size);  // cut after its last frame
+  EXPECT_LT(log->diskBytes(), 1u << 20);    // the rest does not count against the cap
+  auto all = readAll(*log, log->cursor());
+  ASSERT_EQ(all.size(), 600u);  // none of its records lost
+  EXPECT_EQ(all.front(), "r000");
+  EXPECT_EQ(all.back(), "r599");
+}
+
+TEST_F(DurableLogTest, DamageIsCountedOnceWhenReadAgain) {
+  {
+    auto log = open();
+    for (int i = 0; i < 600; ++i) ASSERT_TRUE(log->append(0, fmt::format("payload-{:04}", i)).ok());
+  }
+  {
+    std::fstream f(segments().front(), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(200);
+    f.write("\xde\xad\xbe\xef", 4);
+  }
+  auto log = open();
+  const uint64_t at_open = log->corruptBytes();
+  ASSERT_GT(at_open, 0u);
+  readAll(*log, log->cursor());  // delivery reads the damaged segment again
+  readAll(*log, log->cursor());
+  EXPECT_EQ(log->corruptBytes(), at_open);
+}
+
 TEST_F(DurableLogTest, ShedDropsLowTagsFirstKeepsOrderAndNeverTheActiveSegment) {
   auto log = open(2048);
   // Readings (tag 0) with an event (tag 2) every 10th record.

@@ -98,7 +98,7 @@ void MemoryQueue::takeAll(std::vector<QueuedRecord>& out) {
 // ---------------------------------------------------------------- on disk
 
 Result<std::unique_ptr<DurableQueue>> DurableQueue::open(const std::string& dir, uint64_t max_bytes) {
-  const uint64_t segment = std::clamp<uint64_t>(max_bytes / 32, 16 * 1024, 64ull << 20);
+  const uint64_t segment = std::clamp<uint64_t>(max_bytes / 32, 16 * 1024, DurableLog::kMaxSegmentBytes);
   auto log = DurableLog::open(dir, segment);
   if (!log) return log.error();
   std::unique_ptr<DurableQueue> q(new DurableQueue(std::move(*log), max_bytes));
