@@ -76,5 +76,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<LogFrame> tail;
   log.read(at, 8, 1 << 20, tail);
   check(tail.size() == 1 && tail[0].payload == "tail");
+  // A batch whose frame sizes come from the input (crossing into new segments) reads back
+  // whole and in order.
+  FrameBatch batch;
+  std::vector<std::string> want;
+  for (size_t i = 0; i < size && i < 64; ++i) {
+    want.push_back(fmt::format("b{}-", i) + std::string(static_cast<uint8_t>(data[i]) * 8u, 'x'));
+    check(batch.add(static_cast<uint8_t>(i % 3), want.back().substr(0, 3), want.back().substr(3)));
+  }
+  check(log.append(batch) == want.size());
+  std::vector<LogFrame> batched;
+  for (int rounds = 0; rounds < 1000; ++rounds) {
+    const size_t before = batched.size();
+    log.read(at, 16, 1 << 20, batched);
+    if (batched.size() == before) break;
+  }
+  check(batched.size() == want.size());
+  for (size_t i = 0; i < want.size(); ++i) check(batched[i].payload == want[i] && batched[i].tag == i % 3);
   return 0;
 }

@@ -73,14 +73,14 @@ uint32_t frameCrc(const char* head, std::string_view payload) {
   return crc32c(c, payload);
 }
 
-/// Writes the head of a frame carrying `payload` (kFrameHeader bytes at `h`).
-void encodeFrameHead(char* h, uint8_t tag, std::string_view payload) {
+/// Writes the head of a frame carrying `head` + `body` (kFrameHeader bytes at `h`).
+void encodeFrameHead(char* h, uint8_t tag, std::string_view head, std::string_view body = {}) {
   h[0] = static_cast<char>(kFrameMagic0);
   h[1] = static_cast<char>(kFrameMagic1);
   h[2] = static_cast<char>(tag & 7);
   h[3] = 0;
-  putU32(h + 4, static_cast<uint32_t>(payload.size()));
-  putU32(h + 8, frameCrc(h, payload));
+  putU32(h + 4, static_cast<uint32_t>(head.size() + body.size()));
+  putU32(h + 8, crc32c(frameCrc(h, head), body));
 }
 
 enum class Parse { kOk, kNeedMore, kBad };
@@ -325,35 +325,70 @@ LogPosition DurableLog::end() const {
   return {active_, it == segments_.end() ? kSegmentHeader : it->second.bytes};
 }
 
+bool FrameBatch::add(uint8_t tag, std::string_view head, std::string_view body) {
+  if (head.size() + body.size() > DurableLog::kMaxPayload) return false;
+  const size_t at = bytes_.size();
+  bytes_.resize(at + DurableLog::kFrameHeader);
+  encodeFrameHead(bytes_.data() + at, tag, head, body);
+  bytes_.append(head).append(body);
+  ends_.push_back(bytes_.size());
+  tags_.push_back(tag);
+  return true;
+}
+
+void FrameBatch::clear() {
+  bytes_.clear();
+  ends_.clear();
+  tags_.clear();
+  if (bytes_.capacity() > 4 * kReadChunk) std::string().swap(bytes_);
+}
+
 Result<LogPosition> DurableLog::append(uint8_t tag, std::string_view payload) {
-  if (payload.size() > kMaxPayload) return Error("a record larger than 64 MiB cannot be queued");
-  if (segments_[active_].bytes >= segment_bytes_) {
-    if (auto started = startSegment(active_ + 1); !started.ok()) {
-      last_error_ = started.error().message;
-      return started.error();
+  one_.clear();
+  if (!one_.add(tag, payload)) return Error("a record larger than 64 MiB cannot be queued");
+  auto it = segments_.find(active_);
+  LogPosition at{active_, it == segments_.end() ? kSegmentHeader : it->second.bytes};
+  if (it != segments_.end() && it->second.bytes >= segment_bytes_) at = {active_ + 1, kSegmentHeader};
+  if (append(one_) != 1) return Error(last_error_);
+  return at;
+}
+
+size_t DurableLog::append(const FrameBatch& batch) {
+  size_t done = 0;
+  while (done < batch.size()) {
+    if (segments_[active_].bytes >= segment_bytes_) {
+      if (auto started = startSegment(active_ + 1); !started.ok()) {
+        last_error_ = started.error().message;
+        return done;
+      }
     }
-  }
-  Segment& seg = segments_[active_];
-  scratch_.resize(kFrameHeader);
-  encodeFrameHead(scratch_.data(), tag, payload);
-  scratch_.append(payload);
-  const LogPosition at{active_, seg.bytes};
-  if (!writeAll(write_fd_, scratch_.data(), scratch_.size())) {
-    last_error_ = errnoText("cannot write", segmentPath(active_));
-    // A partial frame would be damage: cut it off.
-    if (::ftruncate(write_fd_, static_cast<off_t>(seg.bytes)) != 0) {
+    // The frames that start before the segment is full go in one write.
+    Segment& seg = segments_[active_];
+    const size_t from = done ? batch.ends_[done - 1] : 0;
+    size_t last = done;
+    uint8_t tags = 0;
+    while (last < batch.size() && seg.bytes + ((last ? batch.ends_[last - 1] : 0) - from) < segment_bytes_) {
+      tags |= static_cast<uint8_t>(1u << (batch.tags_[last] & 7));
+      ++last;
     }
-    return Error(last_error_);
+    const size_t len = batch.ends_[last - 1] - from;
+    if (!writeAll(write_fd_, batch.bytes_.data() + from, len)) {
+      last_error_ = errnoText("cannot write", segmentPath(active_));
+      // A partial frame would be damage: cut it off.
+      if (::ftruncate(write_fd_, static_cast<off_t>(seg.bytes)) != 0) {
+      }
+      return done;
+    }
+    seg.bytes += len;
+    disk_bytes_ += len;
+    seg.frames += last - done;
+    seg.max_tag |= tags;
+    frames_ += last - done;
+    if (unsynced_.empty() || unsynced_.back() != active_) unsynced_.push_back(active_);
+    done = last;
   }
   last_error_.clear();
-  seg.bytes += scratch_.size();
-  disk_bytes_ += scratch_.size();
-  ++seg.frames;
-  seg.max_tag |= static_cast<uint8_t>(1u << (tag & 7));
-  ++frames_;
-  if (unsynced_.empty() || unsynced_.back() != active_) unsynced_.push_back(active_);
-  if (scratch_.capacity() > 4 * kReadChunk) std::string().swap(scratch_);
-  return at;
+  return done;
 }
 
 bool DurableLog::readAt(uint64_t segment, uint64_t offset, size_t len, std::string& buf) {

@@ -55,6 +55,24 @@ struct LogFrame {
 /// has it.
 uint32_t crc32c(uint32_t crc, std::string_view data);
 
+/// Frames prepared for one DurableLog::append(FrameBatch&): encoded into one buffer, so that
+/// the log writes them with one write(2) per segment they reach.
+class FrameBatch {
+ public:
+  /// Adds a frame whose payload is `head` followed by `body`. A payload over
+  /// DurableLog::kMaxPayload is refused (false).
+  bool add(uint8_t tag, std::string_view head, std::string_view body = {});
+  size_t size() const { return ends_.size(); }
+  bool empty() const { return ends_.empty(); }
+  void clear();
+
+ private:
+  friend class DurableLog;
+  std::string bytes_;
+  std::vector<size_t> ends_;  ///< where each frame ends in bytes_
+  std::vector<uint8_t> tags_;
+};
+
 class DurableLog {
  public:
   static constexpr size_t kSegmentHeader = 16;
@@ -81,6 +99,9 @@ class DurableLog {
   /// Appends one frame (to the page cache). An error (disk full, I/O) leaves the log as it
   /// was: the frame is not there.
   Result<LogPosition> append(uint8_t tag, std::string_view payload);
+  /// Appends the batch's frames in order, one write per segment they reach. Returns how many
+  /// were appended: all, or on an error (lastError() says which) the ones before it.
+  size_t append(const FrameBatch& batch);
 
   /// Reads frames from `from` on, at most `max_frames` or (past the first) `max_bytes` of
   /// payload; moves `from` past them. Damaged bytes are skipped and counted.
@@ -156,7 +177,7 @@ class DurableLog {
   uint64_t corrupt_bytes_ = 0;
   std::string corruption_;
   std::string last_error_;
-  std::string scratch_;
+  FrameBatch one_;  ///< append(tag, payload)'s batch of one
 };
 
 }  // namespace ganglion::edge

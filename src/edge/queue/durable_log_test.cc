@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -59,6 +61,69 @@ class DurableLogTest : public ::testing::Test {
 
   fs::path dir_;
 };
+
+TEST_F(DurableLogTest, BatchSpansSegmentsInOrder) {
+  std::vector<std::string> want;
+  {
+    auto log = open(4096);
+    ASSERT_TRUE(log);
+    FrameBatch batch;
+    for (int i = 0; i < 500; ++i) {
+      const std::string head = fmt::format("h{}:", i);
+      const std::string body = fmt::format("body-{:04}", i);
+      ASSERT_TRUE(batch.add(static_cast<uint8_t>(i % 3), head, body));
+      want.push_back(head + body);
+    }
+    EXPECT_EQ(log->append(batch), 500u);
+    EXPECT_EQ(log->frames(), 500u);
+    EXPECT_GT(segments().size(), 3u);  // ~20 bytes a frame: 4 KiB segments roll over
+    EXPECT_EQ(readAll(*log, log->cursor()), want);
+    // Each segment but the newest stopped where a single append would have stopped it.
+    for (const auto& seg : segments()) EXPECT_LT(fs::file_size(seg), 4096u + 64u) << seg;
+  }
+  auto log = open(4096);
+  ASSERT_TRUE(log);
+  EXPECT_EQ(log->frames(), 500u);
+  std::vector<uint8_t> tags;
+  EXPECT_EQ(readAll(*log, log->cursor(), &tags), want);
+  for (size_t i = 0; i < tags.size(); ++i) EXPECT_EQ(tags[i], i % 3);
+  EXPECT_EQ(log->corruptBytes(), 0u);
+}
+
+TEST_F(DurableLogTest, BatchCutShortByTheDiskKeepsAPrefix) {
+  auto log = open(1 << 20);
+  ASSERT_TRUE(log);
+  ASSERT_TRUE(log->append(0, "before").ok());
+  // The file size limit stands in for a full disk: write(2) fails with EFBIG past it.
+  struct rlimit saved {};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+  const auto old_handler = ::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = saved;
+  small.rlim_cur = 2000;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  FrameBatch batch;
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(batch.add(0, fmt::format("record-{:03}", i)));
+  const size_t written = log->append(batch);
+  ::setrlimit(RLIMIT_FSIZE, &saved);
+  ::signal(SIGXFSZ, old_handler);
+  EXPECT_EQ(written, 0u);  // one write for the segment: refused whole, nothing half-written
+  EXPECT_NE(log->lastError().find("cannot write"), std::string::npos) << log->lastError();
+  EXPECT_EQ(log->frames(), 1u);
+  ASSERT_TRUE(log->append(0, "after").ok());
+  EXPECT_EQ(readAll(*log, log->cursor()), (std::vector<std::string>{"before", "after"}));
+  log.reset();
+  log = open(1 << 20);
+  EXPECT_EQ(readAll(*log, log->cursor()), (std::vector<std::string>{"before", "after"}));
+  EXPECT_EQ(log->corruptBytes(), 0u);
+}
+
+TEST(FrameBatch, RefusesAPayloadOverTheLimit) {
+  FrameBatch batch;
+  const std::string big(DurableLog::kMaxPayload, 'x');
+  EXPECT_TRUE(batch.add(0, big));
+  EXPECT_FALSE(batch.add(0, big, "y"));
+  EXPECT_EQ(batch.size(), 1u);
+}
 
 TEST(Crc32c, KnownValues) {
   // RFC 3720 B.4 test vectors and the common check value.

@@ -118,16 +118,20 @@ void DurableQueue::peekOldest() {
 uint64_t DurableQueue::push(std::vector<QueuedRecord>& records) {
   const bool was_empty = log_->frames() == 0;
   uint64_t dropped = 0;
-  std::string payload;
+  // One write for the whole push (per segment it reaches); a record the disk refused is
+  // counted, and so is every one after it in this push (they would be out of order).
+  batch_.clear();
+  size_t refused = 0;
   for (const auto& r : records) {
-    payload.resize(8);
-    std::memcpy(payload.data(), &r.enqueued_ms, 8);
-    payload += r.json;
-    if (!log_->append(r.drop_class, payload).ok()) {
-      ++write_failures_;
-      ++dropped;
-    }
+    char stamp[8];
+    std::memcpy(stamp, &r.enqueued_ms, 8);
+    if (!batch_.add(r.drop_class, std::string_view(stamp, 8), r.json)) ++refused;
   }
+  const size_t written = log_->append(batch_);
+  const uint64_t lost = (batch_.size() - written) + refused;
+  write_failures_ += lost;
+  dropped += lost;
+  batch_.clear();
   // The cap: whole segments of readings first, then of windows, then anything; never the
   // segment being written or the ones the batch in flight reads.
   const LogPosition keep = in_flight_ ? inflight_end_ : LogPosition{};

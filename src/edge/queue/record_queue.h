@@ -113,6 +113,7 @@ class DurableQueue final : public RecordQueue {
   int64_t oldest_ms_ = 0;
   uint64_t write_failures_ = 0;
   std::vector<LogFrame> frames_;
+  FrameBatch batch_;
 };
 
 }  // namespace ganglion::edge
