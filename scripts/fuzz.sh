@@ -20,7 +20,7 @@ fi
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${GANGLION_FUZZ_BUILD_DIR:-$root/build-fuzz}"
 jobs="${FUZZ_JOBS:-2}"
-targets=(${FUZZ_TARGETS:-http1_parser_fuzz keepalive_fuzz config_fuzz llm_fuzz tokenizer_fuzz output_guard_fuzz static_path_fuzz edge_expr_fuzz edge_payload_fuzz mqtt_fuzz durable_log_fuzz})
+targets=(${FUZZ_TARGETS:-http1_parser_fuzz keepalive_fuzz config_fuzz llm_fuzz tokenizer_fuzz output_guard_fuzz static_path_fuzz edge_expr_fuzz edge_payload_fuzz mqtt_fuzz durable_log_fuzz edge_state_fuzz})
 cxx="$(command -v clang++-14 || true)"
 cc="$(command -v clang-14 || true)"
 if [[ -z "$cxx" || -z "$cc" ]]; then
@@ -61,6 +61,7 @@ for target in "${targets[@]}"; do
     static_path_fuzz)  seeds=static_path; extra=(-max_len=1024) ;;
     edge_expr_fuzz)    seeds=edge_expr; extra=(-dict="$root/tests/fuzz/edge_expr.dict" -max_len=4608) ;;
     edge_payload_fuzz) seeds=edge_payload; extra=(-max_len=8192) ;;
+    edge_state_fuzz)   seeds=edge_state; extra=(-max_len=8192) ;;
     mqtt_fuzz)         seeds=mqtt; extra=(-max_len=8192) ;;
     durable_log_fuzz)  seeds=durable_log; extra=(-max_len=8192) ;;
     *) echo "fuzz.sh: unknown target $target" >&2; exit 2 ;;

@@ -211,6 +211,7 @@ struct RuleConfig {
 
 struct EdgeSettings {
   std::string data_dir = "edge-data";  ///< relative: to the config file's directory
+  Millis state_every{30'000};          ///< how often detector state is saved
 };
 
 struct EdgeConfig {

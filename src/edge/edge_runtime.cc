@@ -10,6 +10,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -24,6 +25,7 @@
 #include "edge/queue/record_queue.h"
 #include "edge/record_json.h"
 #include "edge/rules/rule_runner.h"
+#include "edge/state/state_file.h"
 #include "upstream/exchange.h"
 
 namespace ganglion::edge {
@@ -532,6 +534,57 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     std::filesystem::remove_all(log->dir(), ec);
   }
 
+  /// Keeps its detectors' state in `path`, saved every `every`. With `from_predecessor` the
+  /// state comes from the pipeline it replaces (adoptState(), posted once that one retired)
+  /// and nothing runs before it; otherwise from the file. Main thread, before it runs.
+  void openState(std::filesystem::path path, std::chrono::milliseconds every, bool from_predecessor) {
+    if (!pipeline_->hasState()) return;
+    state_path_ = std::move(path);
+    state_every_ = every;
+    state_saved_at_ = wallMillis();
+    if (from_predecessor) {
+      awaiting_state_ = true;
+      return;
+    }
+    auto body = readStateFile(state_path_);
+    auto restored = body ? pipeline_->restoreState(*body) : Result<size_t>(body.error());
+    if (!restored)
+      logLine(fmt::format("edge: pipeline '{}': detector state in {} not used, detectors warm up again: {}",
+                          config_.name, state_path_.string(), restored.error().message));
+    else if (*restored)
+      logLine(fmt::format("edge: pipeline '{}' resumes its detectors' histories of {} series from {}",
+                          config_.name, *restored, state_path_.string()));
+  }
+
+  /// Its detectors' state (after retire(): what a successor adopts). On its worker.
+  std::string stateBytes() const { return pipeline_->hasState() ? pipeline_->saveState() : std::string(); }
+  const std::filesystem::path& statePath() const { return state_path_; }
+
+  /// The state of the pipeline it replaced: restored, then the readings waiting run. On its
+  /// worker.
+  void adoptState(const std::string& state) {
+    if (!awaiting_state_) return;
+    awaiting_state_ = false;
+    if (auto restored = pipeline_->restoreState(state); !restored)
+      logLine(fmt::format("edge: pipeline '{}': its predecessor's detector state not used: {}", config_.name,
+                          restored.error().message));
+    kick();
+  }
+
+  /// Saves the detectors' state when `every` has passed and they learned something since
+  /// (`now`: at once). Written on the state writer's thread. On its worker.
+  void saveState(bool now) {
+    if (state_path_.empty() || retired_ || awaiting_state_) return;
+    const int64_t wall = wallMillis();
+    uint64_t learned = 0;
+    for (const auto& st : pipeline_->stages())
+      if (!st->stateKey().empty()) learned += st->counters.in;
+    if (!now && (wall - state_saved_at_ < state_every_.count() || learned == state_learned_)) return;
+    state_saved_at_ = wall;
+    state_learned_ = learned;
+    StateWriter::shared().write(state_path_, pipeline_->saveState());
+  }
+
   /// Starts running what openIngest() queued. On its worker.
   void kick() {
     {
@@ -546,6 +599,11 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   /// readings; after 2 ms it lets the worker's other work (its connections) run and comes back,
   /// so a backlog, or a slow pipeline, does not stall the worker. On its worker.
   void drainInbox() {
+    if (awaiting_state_) {  // adoptState() kicks it
+      std::lock_guard lock(inbox_mutex_);
+      drain_scheduled_ = false;
+      return;
+    }
     const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
     do {
       std::shared_ptr<const IncomingReadings> next;
@@ -618,10 +676,11 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   }
 
   void tick() {
-    if (retired_) return;
+    if (retired_ || awaiting_state_) return;
     pipeline_->tick(wallMillis());
     mirror();
     trimIngest();
+    saveState(false);
   }
 
   /// Trims the ingest log: frames the pipeline has run whose readings no open window holds,
@@ -673,9 +732,11 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
 
   void flush() {
     if (retired_) return;
+    if (awaiting_state_) adoptState({});  // shutdown before the predecessor handed it over
     pipeline_->flush(wallMillis());
     mirror();
     trimIngest();  // every window closed: what ran is done once the sinks have it on disk
+    saveState(true);
   }
 
   bool trimming() const { return trim_in_flight_.load(); }
@@ -956,6 +1017,12 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   std::atomic<bool> trim_in_flight_{false};
   std::atomic<uint64_t>* next_seq_ = nullptr;
   bool told_full_ = false;  // the log said the series table is full
+  // Detector state (worker only, after openState()).
+  std::filesystem::path state_path_;  // empty: no stage keeps state
+  std::chrono::milliseconds state_every_{30'000};
+  int64_t state_saved_at_ = 0;
+  uint64_t state_learned_ = 0;   // values the stateful stages had taken at the last save
+  bool awaiting_state_ = false;  // a predecessor's state is on its way: nothing runs
 };
 
 // ---------------------------------------------------------------- routing
@@ -1053,13 +1120,18 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
   // Pipelines: unchanged ones stay (with their state), the rest are built anew.
   std::vector<std::shared_ptr<PipelineHost>> pipelines;
   std::vector<std::shared_ptr<PipelineHost>> fresh_ones;
+  // A changed pipeline's successor adopts its detectors' state once it has retired.
+  std::map<PipelineHost*, std::shared_ptr<PipelineHost>> successors;
   for (const auto& pc : cfg.pipelines) {
     const std::string ingest_dir = ingestDirOf(pc);
+    const std::filesystem::path state_path = data_dir / "state" / (fileName(pc.name) + ".state");
     std::shared_ptr<PipelineHost> kept, previous;
     for (auto& p : pipelines_) {
       if (p->config().name != pc.name) continue;
       previous = p;
-      if (p->config().fingerprint == pc.fingerprint && p->ingestDir() == ingest_dir) kept = p;
+      if (p->config().fingerprint == pc.fingerprint && p->ingestDir() == ingest_dir &&
+          (p->statePath().empty() || p->statePath() == state_path))
+        kept = p;
     }
     if (kept) {
       host_.worker(kept->worker()).post([kept, s = sinksOf(pc)]() mutable { kept->setSinks(std::move(s)); });
@@ -1090,6 +1162,9 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
                               fresh->replayed));
       }
     }
+    const bool adopts = previous && previous->pipeline_->hasState() && fresh->pipeline_->hasState();
+    fresh->openState(state_path, cfg.settings.state_every, adopts);
+    if (adopts) successors[previous.get()] = fresh;
     WorkerPipelines* list = lists[fresh->worker()].get();
     host_.worker(fresh->worker()).post([fresh, list, s = sinksOf(pc)]() mutable {
       fresh->setSinks(std::move(s));
@@ -1101,9 +1176,20 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
   for (auto& old : pipelines_) {
     if (std::find(pipelines.begin(), pipelines.end(), old) != pipelines.end()) continue;
     WorkerPipelines* list = lists[old->worker()].get();
-    host_.worker(old->worker()).post([old, list] {
+    auto it = successors.find(old.get());
+    std::shared_ptr<PipelineHost> next = it == successors.end() ? nullptr : it->second;
+    const bool keeps_file = std::any_of(pipelines.begin(), pipelines.end(), [&](const auto& p) {
+      return !p->statePath().empty() && p->statePath() == old->statePath();
+    });
+    host_.worker(old->worker()).post([this, old, list, next, keeps_file] {
       old->retire();
       old->dropIngest();
+      if (next) {
+        host_.worker(next->worker()).post([next, state = old->stateBytes()] { next->adoptState(state); });
+      } else if (!keeps_file && !old->statePath().empty()) {
+        std::error_code ec;  // a removed pipeline's state goes with it
+        std::filesystem::remove(old->statePath(), ec);
+      }
       std::erase(list->pipelines, old);
     });
   }
@@ -1453,6 +1539,7 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
   };
   while (pending() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  StateWriter::shared().flush();  // the detectors' state, saved by flush()
   // The flush lambdas reference `flushed`: wait for them even past the limit; and a sink still
   // opening its durable queue on its worker must finish before the runtime goes.
   while (flushed.load() < pipelines_.size()) std::this_thread::sleep_for(std::chrono::milliseconds(1));

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "edge/stages/filter.h"
+#include "edge/state/state_codec.h"
 
 namespace ganglion::edge {
 
@@ -44,6 +45,52 @@ void Pipeline::flush(int64_t wall_ms) {
     stages_[i]->flush(tick_batch_, ctx);
     if (!tick_batch_.empty()) runFrom(i + 1, tick_batch_, ctx);
   }
+}
+
+// The state: u32 stages with state, then per stage its key and its state (both strings).
+std::string Pipeline::saveState() const {
+  std::string out;
+  StateEncoder e(out);
+  uint32_t count = 0;
+  for (const auto& s : stages_) count += !s->stateKey().empty();
+  if (!count) return out;
+  e.u32(count);
+  std::string state;
+  for (const auto& s : stages_) {
+    const std::string key = s->stateKey();
+    if (key.empty()) continue;
+    state.clear();
+    s->saveState(state, series_);
+    e.str(key);
+    e.str(state);
+  }
+  return out;
+}
+
+Result<size_t> Pipeline::restoreState(std::string_view state) {
+  if (state.empty()) return size_t{0};
+  StateDecoder d(state);
+  const uint32_t count = d.u32();
+  std::vector<std::pair<std::string_view, std::string_view>> parts;
+  for (uint32_t i = 0; i < count && d.ok(); ++i) {
+    const std::string_view key = d.str();
+    const std::string_view body = d.str();
+    parts.emplace_back(key, body);
+  }
+  if (!d.ok() || !d.done()) return Error("the state does not parse");
+  size_t restored = 0;
+  std::vector<bool> used(parts.size());
+  for (const auto& s : stages_) {
+    const std::string key = s->stateKey();
+    if (key.empty()) continue;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      if (used[i] || parts[i].first != key) continue;
+      used[i] = true;
+      restored += s->restoreState(parts[i].second, series_);
+      break;
+    }
+  }
+  return restored;
 }
 
 void internStandardFields(FieldNames& names) {

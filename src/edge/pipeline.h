@@ -60,6 +60,21 @@ class Pipeline {
   /// Closes everything open (shutdown).
   void flush(int64_t wall_ms);
 
+  /// The state of its stages worth keeping across restarts (detector histories), or "" when
+  /// none of its stages has any. Pipeline's worker.
+  std::string saveState() const;
+  /// Restores what saveState() wrote into stages with the same state key (a stage whose key
+  /// changed, or that is gone, starts afresh). Returns how many series it restored; an error
+  /// when `state` does not parse (nothing restored then). Main thread before the pipeline
+  /// runs, or on its worker.
+  Result<size_t> restoreState(std::string_view state);
+  /// Whether a stage keeps state across restarts.
+  bool hasState() const {
+    for (const auto& s : stages_)
+      if (!s->stateKey().empty()) return true;
+    return false;
+  }
+
   /// Records that reached the output so far.
   uint64_t recordsOut() const { return records_out_; }
   /// The smallest `seq` of the readings its stages hold (UINT64_MAX: none). See Stage::oldestSeq.

@@ -320,6 +320,83 @@ TEST(EdgeDetect, ConstantSeriesStillJudges) {
   EXPECT_TRUE(g.ofKind(RecordKind::kEvent).empty());
 }
 
+TEST(EdgeDetectState, HistoriesSurviveARestart) {
+  const PipelineSpec spec{.name = "p", .stages = {FilterSpec{"value > -1000"}, detector("value", "", 50, 6)}};
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> noise(10, 0.5);
+  std::string state;
+  {
+    Harness h(spec);
+    EXPECT_TRUE(h.pipeline->hasState());
+    for (int i = 0; i < 100; ++i) {
+      h.reading("a", "m", i * 1000, noise(rng));
+      h.reading("b", "m", i * 1000, 100 + noise(rng));
+    }
+    state = h.pipeline->saveState();
+  }
+  // A fresh pipeline judges at once with the restored histories (no warm-up), per series.
+  Harness h(spec);
+  auto restored = h.pipeline->restoreState(state);
+  ASSERT_TRUE(restored.ok());
+  EXPECT_EQ(*restored, 2u);
+  h.reading("a", "m", 100'000, 30);
+  h.reading("b", "m", 100'000, 110.2);
+  auto events = h.ofKind(RecordKind::kEvent);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(h.pipeline->series().device(events[0].series), "a");
+  EXPECT_NEAR(h.field(events[0], "baseline"), 10, 0.3);
+  // Values at or before what the state had learned are replays: neither judged nor learned.
+  h.reading("a", "m", 99'000, 500);
+  EXPECT_EQ(h.ofKind(RecordKind::kEvent).size(), 1u);
+  // Saved again, the state is the same size: 50 values a series, no more.
+  EXPECT_EQ(h.pipeline->saveState().size(), state.size());
+}
+
+TEST(EdgeDetectState, AChangedDetectorStartsAfreshAndAShorterHistoryKeepsTheNewest) {
+  std::string state;
+  {
+    Harness h({.name = "p", .stages = {detector("value", "", 100, 6)}});
+    for (int i = 0; i < 100; ++i) h.reading("a", "m", i, i < 80 ? 1000 : 10 + (i % 2) * 0.1);
+    state = h.pipeline->saveState();
+  }
+  {  // history 20: the 20 newest values (around 10) are the baseline
+    DetectSpec shorter = detector("value", "", 20, 6);
+    shorter.warmup = 20;
+    Harness h({.name = "p", .stages = {shorter}});
+    ASSERT_EQ(*h.pipeline->restoreState(state), 1u);
+    h.reading("a", "m", 200, 10.05);
+    EXPECT_TRUE(h.ofKind(RecordKind::kEvent).empty());
+    h.reading("a", "m", 201, 1000);
+    EXPECT_EQ(h.ofKind(RecordKind::kEvent).size(), 1u);
+  }
+  {  // another field: another key, nothing restored
+    DetectSpec other = detector("value", "vibration", 100, 6);
+    Harness h({.name = "p", .stages = {other}});
+    EXPECT_EQ(*h.pipeline->restoreState(state), 0u);
+  }
+}
+
+TEST(EdgeDetectState, DamagedStateIsRefusedWhole) {
+  Harness h({.name = "p", .stages = {detector("value", "", 10, 6)}});
+  for (int i = 0; i < 20; ++i) h.reading("a", "m", i, i);
+  const std::string state = h.pipeline->saveState();
+  for (size_t cut = 0; cut < state.size(); ++cut) {
+    Harness fresh({.name = "p", .stages = {detector("value", "", 10, 6)}});
+    auto restored = fresh.pipeline->restoreState(std::string_view(state).substr(0, cut));
+    if (cut == 0) {
+      EXPECT_TRUE(restored.ok());  // no state at all
+      continue;
+    }
+    EXPECT_FALSE(restored.ok()) << cut;
+  }
+  Harness fresh({.name = "p", .stages = {detector("value", "", 10, 6)}});
+  EXPECT_FALSE(fresh.pipeline->restoreState(state + "x").ok());
+  // A pipeline without state saves nothing.
+  Harness plain({.name = "p", .stages = {FilterSpec{"value > 0"}}});
+  EXPECT_FALSE(plain.pipeline->hasState());
+  EXPECT_EQ(plain.pipeline->saveState(), "");
+}
+
 TEST(EdgePipeline, FilterWindowDetect) {
   PipelineSpec spec{.name = "pump-health",
                     .stages = {FilterSpec{"value > -1000 and value < 1000"},

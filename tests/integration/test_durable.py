@@ -392,6 +392,107 @@ class IngestLog(DurableCase):
                 self.assertEqual(by_id.setdefault(r["id"], r["value"]), r["value"])
             self.assertEqual(sorted(by_id.values()), list(range(300)))
 
+DETECT = """      - filter: "value > -1000000"
+      - detect: { name: spike, method: robust_zscore, field: value, history: 20, warmup: 20, threshold: 6 }"""
+NORMAL = [10 + (i % 5) * 0.1 for i in range(30)]
+
+
+class DetectorState(DurableCase):
+    """A detector's history survives restarts (docs/edge.md "Detector state"): no second
+    warm-up after SIGTERM, kill -9 or a reload that changes the pipeline."""
+
+    def config(self, sink_port, state_every="30s", stages=DETECT, **kw):
+        text, port, admin = super().config(sink_port, stages=stages, **kw)
+        return text.replace("edge:\n", "edge:\n  state_every: %s\n" % state_every), port, admin
+
+    def state_file(self):
+        return os.path.join(self.data, "state", "raw.state")
+
+    def events(self, rx):
+        return [r for r in rx.records() if r.get("detector") == "spike"]
+
+    def spike_is_judged(self, gw, rx):
+        # Two readings where a warm-up would need twenty: only a restored history judges them.
+        self.post(gw, "pump-1", [10.1, 50])
+        self.assertTrue(wait_until(lambda: len(self.events(rx)) == 1, timeout=5), rx.records()[-3:])
+        event = self.events(rx)[0]
+        self.assertEqual(event["value"], 50)
+        self.assertGreater(event["score"], 6)
+
+    def test_the_history_survives_sigterm(self):
+        with Receiver() as rx:
+            text, port, admin = self.config(rx.port)
+            gw = Gateway(text, admin_port=admin)
+            with gw:
+                self.post(gw, "pump-1", NORMAL)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 30, timeout=5))
+                gw.stop()
+            self.assertTrue(os.path.getsize(self.state_file()) > 20 * 8)
+            with Gateway(text, admin_port=admin) as gw2:
+                self.assertIn("resumes its detectors' histories of 1 series", gw2.log_text())
+                self.spike_is_judged(gw2, rx)
+
+    def test_the_history_survives_kill_9(self):
+        with Receiver() as rx:
+            text, port, admin = self.config(rx.port, state_every="200ms")
+            gw = Gateway(text, admin_port=admin)
+            with gw:
+                self.post(gw, "pump-1", NORMAL)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 30, timeout=5))
+                self.assertTrue(wait_until(lambda: os.path.exists(self.state_file()), timeout=5))
+                time.sleep(0.5)  # a save after the last reading
+                gw.proc.send_signal(signal.SIGKILL)
+                gw.proc.wait(5)
+            with Gateway(text, admin_port=admin) as gw2:
+                self.spike_is_judged(gw2, rx)
+
+    def test_a_changed_pipeline_keeps_its_detectors_history(self):
+        with Receiver() as rx:
+            text, port, admin = self.config(rx.port)
+            with Gateway(text, admin_port=admin) as gw:
+                self.post(gw, "pump-1", NORMAL)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 30, timeout=5))
+                changed = text.replace('"value > -1000000"', '"value > -999999"')
+                self.assertNotEqual(changed, text)
+                gw.reload_file(changed)
+                self.assertEqual(gw.admin("POST", "/reload", token=TOKEN).status, 200)
+                self.spike_is_judged(gw, rx)
+
+    def test_a_damaged_state_file_is_said_and_the_detector_warms_up_again(self):
+        with Receiver() as rx:
+            text, port, admin = self.config(rx.port)
+            gw = Gateway(text, admin_port=admin)
+            with gw:
+                self.post(gw, "pump-1", NORMAL)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 30, timeout=5))
+                gw.stop()
+            with open(self.state_file(), "r+b") as f:
+                f.seek(40)
+                f.write(b"\xff\xff\xff\xff")
+            with Gateway(text, admin_port=admin) as gw2:
+                self.assertIn("detectors warm up again", gw2.log_text())
+                self.assertIn("damaged", gw2.log_text())
+                self.post(gw2, "pump-1", [10.1, 50])  # warming up: not judged
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 32, timeout=5))
+                self.assertEqual(self.events(rx), [])
+                # The next save replaces the damaged file.
+                gw2.stop()
+            with Gateway(text, admin_port=admin) as gw3:
+                self.assertIn("resumes its detectors' histories of 1 series", gw3.log_text())
+
+    def test_a_removed_pipeline_takes_its_state_file_with_it(self):
+        with Receiver() as rx:
+            text, port, admin = self.config(rx.port, state_every="200ms")
+            with Gateway(text, admin_port=admin) as gw:
+                self.post(gw, "pump-1", NORMAL)
+                self.assertTrue(wait_until(lambda: os.path.exists(self.state_file()), timeout=5))
+                renamed = text.replace("name: raw", "name: other")
+                self.assertNotEqual(renamed, text)
+                gw.reload_file(renamed)
+                self.assertEqual(gw.admin("POST", "/reload", token=TOKEN).status, 200)
+                self.assertTrue(wait_until(lambda: not os.path.exists(self.state_file()), timeout=5))
+
+
 MQTT_CONFIG = """
 listeners:
   - name: public

@@ -1,6 +1,12 @@
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
 #include "edge/detect/detector.h"
+#include "edge/state/state_codec.h"
 
 namespace ganglion::edge {
 namespace {
@@ -44,9 +50,9 @@ void DetectStage::process(Batch& batch, StageContext& ctx) {
       }
       x = f->number;
     }
-    if (r.series >= slot_of_series_.size()) slot_of_series_.resize(ctx.series.size(), kNoSlot);
-    uint32_t& slot = slot_of_series_[r.series];
-    if (slot == kNoSlot) slot = slots_++;
+    const uint32_t slot = slotOf(r.series);
+    if (r.ts <= restored_until_[slot]) continue;  // learned before the restart
+    last_ts_[slot] = std::max(last_ts_[slot], r.ts);
     const Judgement j = detector_->observe(slot, x);
     if (!j.judged || j.score < spec_.threshold) continue;
     Record event;
@@ -68,6 +74,63 @@ void DetectStage::process(Batch& batch, StageContext& ctx) {
     ++counters.events;
     ++counters.out;
   }
+}
+
+uint32_t DetectStage::slotOf(SeriesId series) {
+  if (series >= slot_of_series_.size()) slot_of_series_.resize(series + 1, kNoSlot);
+  uint32_t& slot = slot_of_series_[series];
+  if (slot == kNoSlot) {
+    slot = static_cast<uint32_t>(series_of_slot_.size());
+    series_of_slot_.push_back(series);
+    last_ts_.push_back(INT64_MIN);
+    restored_until_.push_back(INT64_MIN);
+  }
+  return slot;
+}
+
+std::string DetectStage::stateKey() const {
+  // What a history means: the detector, its method, the feature and the metric it judges.
+  return fmt::format("detect\x1f{}\x1f{}\x1f{}\x1f{}", spec_.name, detector_->method(), spec_.field,
+                     spec_.metric);
+}
+
+void DetectStage::saveState(std::string& out, const SeriesTable& series) const {
+  StateEncoder e(out);
+  e.u32(static_cast<uint32_t>(series_of_slot_.size()));
+  std::string blob;
+  for (uint32_t slot = 0; slot < series_of_slot_.size(); ++slot) {
+    const SeriesId id = series_of_slot_[slot];
+    e.str(series.source(id));
+    e.str(series.device(id));
+    e.str(series.metric(id));
+    e.i64(std::max(last_ts_[slot], restored_until_[slot]));
+    blob.clear();
+    detector_->save(slot, blob);
+    e.str(blob);
+  }
+}
+
+size_t DetectStage::restoreState(std::string_view in, SeriesTable& series) {
+  StateDecoder d(in);
+  const uint32_t count = d.u32();
+  size_t restored = 0;
+  std::vector<bool> seen;
+  for (uint32_t i = 0; i < count && d.ok(); ++i) {
+    const std::string_view source = d.str(), device = d.str(), metric = d.str();
+    const int64_t until = d.i64();
+    const std::string_view blob = d.str();
+    if (!d.ok()) break;
+    const SeriesId id = series.intern(source, device, metric);
+    if (id == kNoSeries) continue;  // the table is full: that series starts afresh
+    const uint32_t slot = slotOf(id);
+    if (slot >= seen.size()) seen.resize(slot + 1);
+    if (seen[slot]) continue;  // a series named twice: the first counts
+    seen[slot] = true;
+    if (!detector_->restore(slot, blob)) continue;
+    restored_until_[slot] = std::max(restored_until_[slot], until);
+    ++restored;
+  }
+  return restored;
 }
 
 namespace {
@@ -104,6 +167,30 @@ class RobustZScore final : public Detector {
   }
 
   std::string_view method() const override { return "robust_zscore"; }
+
+  void save(uint32_t slot, std::string& out) const override {
+    StateEncoder e(out);
+    if (slot >= series_.size()) return e.u32(0);
+    const std::vector<double> values = series_[slot].inOrder();
+    e.u32(static_cast<uint32_t>(values.size()));
+    for (double v : values) e.f64(v);
+  }
+
+  bool restore(uint32_t slot, std::string_view in) override {
+    StateDecoder d(in);
+    const uint32_t n = d.u32();
+    if (!d.ok() || in.size() != 4 + uint64_t{n} * 8) return false;
+    if (slot >= series_.size()) series_.resize(slot + 1, RollingMedian(history_));
+    RollingMedian fresh(history_);
+    for (uint32_t i = 0; i < n; ++i) {
+      const double v = d.f64();
+      if (std::isfinite(v)) fresh.add(v);  // the newest `history_` stay
+    }
+    // Values this run learned already (a reload's successor) come after the restored ones.
+    for (double v : series_[slot].inOrder()) fresh.add(v);
+    series_[slot] = std::move(fresh);
+    return true;
+  }
 
  private:
   uint32_t history_;

@@ -31,6 +31,12 @@ class Detector {
   /// The event's reason: which feature, how far out, against what (appended to `out`).
   virtual void explain(std::string_view feature, double x, const Judgement& j, std::string& out) const = 0;
   virtual std::string_view method() const = 0;
+  /// The state of the series in `slot` (its history), appended to `out`; restore() reads it
+  /// back into a detector of the same method, whose history may have another length (the
+  /// newest values are kept). Pipeline's worker (restore: before it runs, or on its worker).
+  virtual void save(uint32_t slot, std::string& out) const = 0;
+  /// Returns false when `in` is not what save() wrote (the slot is left empty then).
+  virtual bool restore(uint32_t slot, std::string_view in) = 0;
 };
 
 struct DetectSpec {
@@ -54,6 +60,9 @@ class DetectStage final : public Stage {
   void process(Batch& batch, StageContext& ctx) override;
   std::string_view kind() const override { return "detect"; }
   const DetectSpec& spec() const { return spec_; }
+  std::string stateKey() const override;
+  void saveState(std::string& out, const SeriesTable& series) const override;
+  size_t restoreState(std::string_view in, SeriesTable& series) override;
 
  private:
   DetectSpec spec_;
@@ -62,8 +71,13 @@ class DetectStage final : public Stage {
   uint16_t origin_;
   FieldId feature_;  // kNoField: the record's value
   FieldId detector_field_, score_field_, verdict_field_, reason_field_, baseline_field_;
+  uint32_t slotOf(SeriesId series);
+
   std::vector<uint32_t> slot_of_series_;
-  uint32_t slots_ = 0;
+  std::vector<SeriesId> series_of_slot_;
+  /// Per slot: the `ts` of the newest value learned, and the newest a restored state had
+  /// learned (values at or before it are replays of what the state holds: skipped).
+  std::vector<int64_t> last_ts_, restored_until_;
   std::string reason_;
 };
 

@@ -51,6 +51,21 @@ class Stage {
   /// windows); UINT64_MAX when none. A pipeline's ingest log keeps readings from there on.
   /// Pipeline's worker.
   virtual uint64_t oldestSeq() const { return UINT64_MAX; }
+  /// State worth keeping across restarts (a detector's histories): a key naming what the
+  /// state means ("" for a stage without such state; a stage whose key changed starts
+  /// afresh), the state keyed by series names (appended to `out`), and its restore, which
+  /// returns how many series it restored (a state that does not parse restores none).
+  /// Pipeline's worker, or the main thread before the pipeline runs.
+  virtual std::string stateKey() const { return {}; }
+  virtual void saveState(std::string& out, const SeriesTable& series) const {
+    (void)out;
+    (void)series;
+  }
+  virtual size_t restoreState(std::string_view in, SeriesTable& series) {
+    (void)in;
+    (void)series;
+    return 0;
+  }
   /// "filter", "window", "detect" (metrics and errors name stages by kind and position).
   virtual std::string_view kind() const = 0;
 

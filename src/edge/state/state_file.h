@@ -1,0 +1,59 @@
+// State files in `edge.data_dir/state/`: a pipeline's detector histories, the rules' hold-offs.
+// A file is written whole or not at all (a temporary file, fsynced, renamed over the old one,
+// the directory fsynced) and carries a CRC, so a crash or a scribbled byte leaves the previous
+// version or a file that is refused as a whole, never half of one.
+//
+//     "GNGLSTA1" | u32 crc32c(body) | u64 body length | body
+//
+// StateWriter writes them on a thread of its own (a 10 MB snapshot must not stall a worker,
+// nor the log syncer's fsyncs); when two writes of one file wait, only the newer is written.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "base/result.h"
+
+namespace ganglion::edge {
+
+/// Writes `body` to `path` whole (see above). Any thread; blocks for the write and fsyncs.
+Result<void> writeStateFile(const std::filesystem::path& path, std::string_view body);
+/// Reads a state file's body. An absent file is an empty body with ok; a damaged one, an
+/// error saying what is wrong with it.
+Result<std::string> readStateFile(const std::filesystem::path& path);
+
+class StateWriter {
+ public:
+  StateWriter();
+  /// Writes what is pending, then ends the thread.
+  ~StateWriter();
+  StateWriter(const StateWriter&) = delete;
+  StateWriter& operator=(const StateWriter&) = delete;
+
+  /// The process's writer (started on first use). Any thread.
+  static StateWriter& shared();
+
+  /// Writes `body` to `path` soon; a newer write of the same path replaces one still waiting.
+  /// A failure is logged once per path until a write of it succeeds. Any thread.
+  void write(std::filesystem::path path, std::string body);
+  /// Returns once every write asked for before the call is done. Any thread but the writer's.
+  void flush();
+
+ private:
+  void run();
+
+  std::mutex mutex_;
+  std::condition_variable wake_, idle_;
+  std::map<std::filesystem::path, std::string> pending_;
+  std::map<std::filesystem::path, bool> failing_;
+  bool busy_ = false, stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace ganglion::edge
