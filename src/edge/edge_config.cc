@@ -548,18 +548,20 @@ const Schema<EdgeSettings>& edgeSettingsSchema() {
            .kind = FieldKind::kString,
            .member = &E::data_dir,
            .default_text = "`edge-data`",
-           .doc =
-               "Where the edge keeps its state: durable queues (`queues/`), ingest logs (`ingest/`) and "
-               "detector histories (`state/`). Relative: to the config file's directory. Pipelines look at "
-               "the wall clock every 100 ms (windows without readings close then)."},
+           .doc = "Where the edge keeps its state: durable queues (`queues/`), ingest logs (`ingest/`) and "
+                  "detector and rule state (`state/`). Relative: to the config file's directory. Pipelines "
+                  "look at "
+                  "the wall clock every 100 ms (windows without readings close then)."},
           {.name = "state_every",
            .kind = FieldKind::kDuration,
            .member = &E::state_every,
            .default_text = "`30s`",
-           .doc = "How often a pipeline with detectors saves their histories to `state/<pipeline>.state` "
-                  "(only when they learned something since), and at shutdown and reload. A restart resumes "
-                  "from the last save: no second warm-up; what came after it is learned again from the "
-                  "ingest log where a durable sink keeps one.",
+           .doc =
+               "How often a pipeline saves its detectors' histories and its rules' hold-offs and raised "
+               "alarms to `state/<pipeline>.state` (only when they changed since), besides at shutdown and "
+               "reload. A restart resumes from the last save: no second warm-up, no alarm a hold-off held "
+               "back; readings after it are learned again from the ingest log where a durable sink keeps "
+               "one.",
            .min = 100,
            .max = 86'400'000},
       },

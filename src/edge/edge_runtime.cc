@@ -428,12 +428,32 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   /// Sets the rules that see its output. On its worker.
   void setRules(std::vector<RuleBinding> rules) {
     rules_ = std::move(rules);
+    rules_set_ = true;
+    if (!awaiting_state_) restorePendingRules();
     keep_recent_ = std::any_of(rules_.begin(), rules_.end(), [](const RuleBinding& b) {
       const auto& actions = b.runner->config().actions;
       return std::any_of(actions.begin(), actions.end(),
                          [](const RuleAction& a) { return std::holds_alternative<RuleSummarize>(a); });
     });
     if (!keep_recent_) recent_.clear();
+  }
+
+  /// Gives the rules the state saved under their keys (once, at start or takeover: a rule
+  /// added later starts empty). On its worker.
+  void restorePendingRules() {
+    size_t keys = 0;
+    for (const auto& [key, body] : pending_rules_) {
+      for (const auto& rule : rules_) {
+        size_t restored = 0;
+        if (rule.runner->stateKey() != key) continue;
+        if (rule.runner->restoreState(body, restored)) keys += restored;
+        break;
+      }
+    }
+    if (keys)
+      logLine(fmt::format("edge: pipeline '{}': its rules resume {} hold-offs and raised alarms",
+                          config_.name, keys));
+    pending_rules_.clear();
   }
 
   /// Records the pipeline emitted lately, for the context of summaries.
@@ -534,11 +554,11 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     std::filesystem::remove_all(log->dir(), ec);
   }
 
-  /// Keeps its detectors' state in `path`, saved every `every`. With `from_predecessor` the
-  /// state comes from the pipeline it replaces (adoptState(), posted once that one retired)
-  /// and nothing runs before it; otherwise from the file. Main thread, before it runs.
+  /// Keeps its state (detector histories, its rules' hold-offs) in `path`, saved every
+  /// `every`. With `from_predecessor` the state comes from the pipeline it replaces
+  /// (adoptState(), posted once that one retired) and nothing runs before it; otherwise from
+  /// the file. Main thread, before it runs.
   void openState(std::filesystem::path path, std::chrono::milliseconds every, bool from_predecessor) {
-    if (!pipeline_->hasState()) return;
     state_path_ = std::move(path);
     state_every_ = every;
     state_saved_at_ = wallMillis();
@@ -547,42 +567,68 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       return;
     }
     auto body = readStateFile(state_path_);
-    auto restored = body ? pipeline_->restoreState(*body) : Result<size_t>(body.error());
-    if (!restored)
-      logLine(fmt::format("edge: pipeline '{}': detector state in {} not used, detectors warm up again: {}",
-                          config_.name, state_path_.string(), restored.error().message));
-    else if (*restored)
+    auto state = body ? decodePipelineState(*body) : Result<SavedPipelineState>(body.error());
+    auto restored = state ? pipeline_->restoreState(state->stages) : Result<size_t>(state.error());
+    if (!restored) {
+      logLine(
+          fmt::format("edge: pipeline '{}': state in {} not used, detectors warm up again and rules start "
+                      "without hold-offs: {}",
+                      config_.name, state_path_.string(), restored.error().message));
+      return;
+    }
+    if (*restored)
       logLine(fmt::format("edge: pipeline '{}' resumes its detectors' histories of {} series from {}",
                           config_.name, *restored, state_path_.string()));
+    pending_rules_ = std::move(state->rules);
   }
 
-  /// Its detectors' state (after retire(): what a successor adopts). On its worker.
-  std::string stateBytes() const { return pipeline_->hasState() ? pipeline_->saveState() : std::string(); }
+  /// Its state (after retire(): what a successor adopts); "" when it has none. On its worker.
+  std::string stateBytes() const {
+    SavedPipelineState state;
+    if (pipeline_->hasState()) state.stages = pipeline_->saveState();
+    for (const auto& rule : rules_) {
+      if (!rule.runner->stateful()) continue;
+      std::string body;
+      rule.runner->saveState(body);
+      state.rules.emplace_back(rule.runner->stateKey(), std::move(body));
+    }
+    return state.empty() ? std::string() : encodePipelineState(state);
+  }
   const std::filesystem::path& statePath() const { return state_path_; }
 
   /// The state of the pipeline it replaced: restored, then the readings waiting run. On its
   /// worker.
-  void adoptState(const std::string& state) {
+  void adoptState(const std::string& bytes) {
     if (!awaiting_state_) return;
     awaiting_state_ = false;
-    if (auto restored = pipeline_->restoreState(state); !restored)
-      logLine(fmt::format("edge: pipeline '{}': its predecessor's detector state not used: {}", config_.name,
+    auto state = decodePipelineState(bytes);
+    auto restored = state ? pipeline_->restoreState(state->stages) : Result<size_t>(state.error());
+    if (!restored) {
+      logLine(fmt::format("edge: pipeline '{}': its predecessor's state not used: {}", config_.name,
                           restored.error().message));
+    } else {
+      pending_rules_ = std::move(state->rules);
+      if (rules_set_) restorePendingRules();
+    }
     kick();
   }
 
-  /// Saves the detectors' state when `every` has passed and they learned something since
-  /// (`now`: at once). Written on the state writer's thread. On its worker.
+  /// Saves its state when `every` has passed and it changed since (`now`: at once). Written
+  /// on the state writer's thread. On its worker.
   void saveState(bool now) {
     if (state_path_.empty() || retired_ || awaiting_state_) return;
     const int64_t wall = wallMillis();
-    uint64_t learned = 0;
+    uint64_t changes = 0;
     for (const auto& st : pipeline_->stages())
-      if (!st->stateKey().empty()) learned += st->counters.in;
-    if (!now && (wall - state_saved_at_ < state_every_.count() || learned == state_learned_)) return;
+      if (!st->stateKey().empty()) changes += st->counters.in;
+    for (const auto& rule : rules_) changes += rule.runner->changes();
+    if (!now && (wall - state_saved_at_ < state_every_.count() || changes == state_changes_)) return;
     state_saved_at_ = wall;
-    state_learned_ = learned;
-    StateWriter::shared().write(state_path_, pipeline_->saveState());
+    state_changes_ = changes;
+    std::string bytes = stateBytes();
+    if (bytes.empty() && !state_written_) return;  // nothing to keep, and no file to bring up to date
+    state_written_ = true;
+    StateWriter::shared().write(state_path_, std::move(bytes));
   }
 
   /// Starts running what openIngest() queued. On its worker.
@@ -1018,11 +1064,14 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   std::atomic<uint64_t>* next_seq_ = nullptr;
   bool told_full_ = false;  // the log said the series table is full
   // Detector state (worker only, after openState()).
-  std::filesystem::path state_path_;  // empty: no stage keeps state
+  std::filesystem::path state_path_;
   std::chrono::milliseconds state_every_{30'000};
   int64_t state_saved_at_ = 0;
-  uint64_t state_learned_ = 0;   // values the stateful stages had taken at the last save
+  uint64_t state_changes_ = 0;   // values the stateful stages had taken + rule changes, at the last save
+  bool state_written_ = false;   // a save was asked for (the file then follows the state, even empty)
   bool awaiting_state_ = false;  // a predecessor's state is on its way: nothing runs
+  bool rules_set_ = false;       // setRules() ran: pending rule state is applied at once
+  std::vector<std::pair<std::string, std::string>> pending_rules_;  // rule state key → state
 };
 
 // ---------------------------------------------------------------- routing
@@ -1162,9 +1211,8 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
                               fresh->replayed));
       }
     }
-    const bool adopts = previous && previous->pipeline_->hasState() && fresh->pipeline_->hasState();
-    fresh->openState(state_path, cfg.settings.state_every, adopts);
-    if (adopts) successors[previous.get()] = fresh;
+    fresh->openState(state_path, cfg.settings.state_every, previous != nullptr);
+    if (previous) successors[previous.get()] = fresh;
     WorkerPipelines* list = lists[fresh->worker()].get();
     host_.worker(fresh->worker()).post([fresh, list, s = sinksOf(pc)]() mutable {
       fresh->setSinks(std::move(s));
@@ -1186,7 +1234,7 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
       old->dropIngest();
       if (next) {
         host_.worker(next->worker()).post([next, state = old->stateBytes()] { next->adoptState(state); });
-      } else if (!keeps_file && !old->statePath().empty()) {
+      } else if (!keeps_file) {
         std::error_code ec;  // a removed pipeline's state goes with it
         std::filesystem::remove(old->statePath(), ec);
       }

@@ -56,6 +56,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto body = readStateFile(file);
   if (body.ok()) CHECK(body->size() + 20 == bytes.size());
 
+  // A pipeline's saved state (stages + rules) decodes only to what encodes back to it.
+  if (auto decoded = decodePipelineState(bytes); decoded.ok() && !bytes.empty())
+    CHECK(encodePipelineState(*decoded) == bytes);
+
   auto first = makePipeline(history);
   auto restored = first->restoreState(bytes);
   if (!restored.ok()) return 0;

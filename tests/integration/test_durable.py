@@ -409,7 +409,7 @@ class DetectorState(DurableCase):
         return os.path.join(self.data, "state", "raw.state")
 
     def events(self, rx):
-        return [r for r in rx.records() if r.get("detector") == "spike"]
+        return [r for r in rx.records() if r.get("detector") == "spike" and "rule" not in r]
 
     def spike_is_judged(self, gw, rx):
         # Two readings where a warm-up would need twenty: only a restored history judges them.
@@ -479,6 +479,48 @@ class DetectorState(DurableCase):
                 gw2.stop()
             with Gateway(text, admin_port=admin) as gw3:
                 self.assertIn("resumes its detectors' histories of 1 series", gw3.log_text())
+
+    RULE = """rules:
+  - name: alarm
+    when: "event.detector == 'spike'"
+    hold_off: 1h
+    actions:
+      - forward: { to: uplink }
+"""
+
+    def rule(self, gw):
+        return [r for r in gw.admin("GET", "/edge", token=TOKEN).json()["rules"] if r["name"] == "alarm"][0]
+
+    def alarms(self, rx):
+        return [r for r in rx.records() if r.get("rule") == "alarm"]
+
+    def test_a_rule_hold_off_survives_sigterm_and_kill_9(self):
+        with Receiver() as rx:
+            text, port, admin = self.config(rx.port, state_every="200ms")
+            text = text.replace("routes:\n", self.RULE + "routes:\n")
+            gw = Gateway(text, admin_port=admin)
+            with gw:
+                self.post(gw, "pump-1", NORMAL)
+                self.spike_is_judged(gw, rx)
+                self.assertTrue(wait_until(lambda: len(self.alarms(rx)) == 1, timeout=5))
+                gw.stop()
+            with Gateway(text, admin_port=admin) as gw2:
+                self.assertIn("its rules resume 1 hold-offs", gw2.log_text())
+                self.post(gw2, "pump-1", [60])  # within the hour: held back
+                self.assertTrue(wait_until(lambda: self.rule(gw2)["suppressed"] == 1, timeout=5), self.rule(gw2))
+                self.assertEqual(self.rule(gw2)["fired"], 0)
+                # Another device has a hold-off of its own.
+                self.post(gw2, "pump-2", NORMAL + [50])
+                self.assertTrue(wait_until(lambda: self.rule(gw2)["fired"] == 1, timeout=5), self.rule(gw2))
+                time.sleep(0.6)  # saved (state_every 200ms)
+                gw2.proc.send_signal(signal.SIGKILL)
+                gw2.proc.wait(5)
+            with Gateway(text, admin_port=admin) as gw3:
+                self.post(gw3, "pump-2", [70])
+                self.post(gw3, "pump-1", [70])
+                self.assertTrue(wait_until(lambda: self.rule(gw3)["suppressed"] == 2, timeout=5), self.rule(gw3))
+                self.assertEqual(self.rule(gw3)["fired"], 0)
+                self.assertEqual(len(self.alarms(rx)), 2)
 
     def test_a_removed_pipeline_takes_its_state_file_with_it(self):
         with Receiver() as rx:

@@ -1,7 +1,13 @@
 #include "edge/rules/rule_runner.h"
 
+#include <fmt/format.h>
+
+#include <utility>
+#include <vector>
+
 #include "base/strings.h"
 #include "edge/record_json.h"
+#include "edge/state/state_codec.h"
 
 namespace ganglion::edge {
 
@@ -29,6 +35,7 @@ bool RuleRunner::fires(expr::Evaluator& ev, const Record& r, const Batch& batch,
   }
   if (state && state->raised && c.clear_program && ev.test(*c.clear_program, in)) {
     state->raised = false;
+    ++changes_;
     stats_->cleared.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
@@ -55,9 +62,48 @@ bool RuleRunner::fires(expr::Evaluator& ev, const Record& r, const Batch& batch,
     }
     state->fired_once = true;
     state->last_fired_ts = r.ts;
+    ++changes_;
     if (c.clear_program) state->raised = true;
   }
   stats_->fired.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+std::string RuleRunner::stateKey() const {
+  const RuleConfig& c = *config_;
+  return fmt::format("rule\x1f{}\x1f{}\x1f{}\x1f{}", c.name, c.per, c.when, c.clear_when);
+}
+
+void RuleRunner::saveState(std::string& out) const {
+  StateEncoder e(out);
+  uint32_t n = 0;
+  for (const auto& [key, st] : states_) n += st.raised || st.fired_once;
+  e.u32(n);
+  for (const auto& [key, st] : states_) {
+    if (!st.raised && !st.fired_once) continue;
+    e.str(key);
+    e.u8(static_cast<uint8_t>((st.raised ? 1 : 0) | (st.fired_once ? 2 : 0)));
+    e.i64(st.last_fired_ts);
+  }
+}
+
+bool RuleRunner::restoreState(std::string_view in, size_t& restored) {
+  restored = 0;
+  StateDecoder d(in);
+  const uint32_t n = d.u32();
+  std::vector<std::pair<std::string_view, State>> entries;
+  for (uint32_t i = 0; i < n && d.ok(); ++i) {
+    const std::string_view key = d.str();
+    const uint8_t flags = d.u8();
+    const int64_t ts = d.i64();
+    if (flags > 3) d.fail();
+    entries.push_back({key, State{(flags & 1) != 0, (flags & 2) != 0, ts}});
+    if (entries.size() > kMaxKeys) d.fail();
+  }
+  if (!d.ok() || !d.done()) return false;
+  if (!states_.empty()) return true;  // this runner has state of its own: it wins
+  for (const auto& [key, st] : entries)
+    if (states_.emplace(key, st).second) ++restored;
   return true;
 }
 

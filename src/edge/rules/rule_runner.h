@@ -61,6 +61,20 @@ class RuleRunner {
 
   size_t keys() const { return states_.size(); }
 
+  /// What the rule's state means (its name, `per`, `when` and `clear_when`): state saved
+  /// under another key is not restored. Any thread.
+  std::string stateKey() const;
+  /// Whether the rule keeps state (hold_off or clear_when).
+  bool stateful() const { return config_->clear_program || config_->hold_off.count() > 0; }
+  /// Its keys that are raised or within a hold-off, appended to `out`. Pipeline's worker.
+  void saveState(std::string& out) const;
+  /// Restores what saveState() wrote into a runner that holds no state yet (a runner that
+  /// does keeps its own). Returns the keys restored; false when `in` does not parse (nothing
+  /// restored). Pipeline's worker.
+  bool restoreState(std::string_view in, size_t& restored);
+  /// Firings and clearings so far (a changed state is saved). Pipeline's worker.
+  uint64_t changes() const { return changes_; }
+
  private:
   struct State {
     bool raised = false;
@@ -76,6 +90,7 @@ class RuleRunner {
   std::unordered_map<std::string, State> states_;
   std::string key_;         // scratch
   size_t sweep_pause_ = 0;  // matches to let pass before the next forgetExpired walk
+  uint64_t changes_ = 0;
 };
 
 }  // namespace ganglion::edge

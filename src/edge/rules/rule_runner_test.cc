@@ -60,6 +60,41 @@ std::shared_ptr<RuleConfig> rule(std::string_view when, std::string_view clear =
   return c;
 }
 
+TEST(RuleRunner, StateSurvivesARestart) {
+  Bench b;
+  auto stats = std::make_shared<RuleStats>();
+  auto config = rule("value > 10", "value < 5", 30'000);
+  RuleRunner before(config, stats);
+  EXPECT_TRUE(b.fires(before, "p1", 11, 100'000));  // raised, held off
+  EXPECT_TRUE(b.fires(before, "p2", 11, 100'000));
+  EXPECT_FALSE(b.fires(before, "p2", 1, 100'500));  // p2 cleared, still within its hold-off
+  EXPECT_FALSE(b.fires(before, "p3", 1, 100'000));  // never matched: no state
+  EXPECT_EQ(before.changes(), 3u);
+  std::string state;
+  before.saveState(state);
+
+  Bench fresh;  // another process: other series ids
+  RuleRunner after(config, stats);
+  size_t restored = 0;
+  ASSERT_TRUE(after.restoreState(state, restored));
+  EXPECT_EQ(restored, 2u);
+  EXPECT_FALSE(fresh.fires(after, "p1", 12, 200'000));  // still raised
+  EXPECT_FALSE(fresh.fires(after, "p2", 12, 110'000));  // within its hold-off
+  EXPECT_TRUE(fresh.fires(after, "p2", 12, 130'000));   // past it
+  EXPECT_TRUE(fresh.fires(after, "p3", 12, 100'000));
+  // A runner that has state of its own keeps it; a damaged state restores nothing.
+  ASSERT_TRUE(after.restoreState(state, restored));
+  EXPECT_EQ(restored, 0u);
+  RuleRunner third(config, stats);
+  for (size_t cut = 1; cut < state.size(); ++cut)
+    EXPECT_FALSE(third.restoreState(std::string_view(state).substr(0, cut), restored)) << cut;
+  EXPECT_FALSE(third.restoreState(state + "x", restored));
+  EXPECT_EQ(third.keys(), 0u);
+  // The key names what the state means: another condition is another key.
+  EXPECT_NE(RuleRunner(rule("value > 11", "value < 5", 30'000), stats).stateKey(), after.stateKey());
+  EXPECT_EQ(RuleRunner(rule("value > 10", "value < 5", 60'000), stats).stateKey(), after.stateKey());
+}
+
 TEST(RuleRunner, WithoutStateEveryMatchFires) {
   Bench b;
   auto stats = std::make_shared<RuleStats>();

@@ -112,6 +112,35 @@ Result<std::string> readStateFile(const fs::path& path) {
   return body;
 }
 
+std::string encodePipelineState(const SavedPipelineState& state) {
+  std::string out;
+  StateEncoder e(out);
+  e.u8(1);
+  e.str(state.stages);
+  e.u32(static_cast<uint32_t>(state.rules.size()));
+  for (const auto& [key, body] : state.rules) {
+    e.str(key);
+    e.str(body);
+  }
+  return out;
+}
+
+Result<SavedPipelineState> decodePipelineState(std::string_view body) {
+  SavedPipelineState state;
+  if (body.empty()) return state;
+  StateDecoder d(body);
+  if (d.u8() != 1) return Error("the state is of an unknown version");
+  state.stages = d.str();
+  const uint32_t rules = d.u32();
+  for (uint32_t i = 0; i < rules && d.ok(); ++i) {
+    std::string key(d.str());
+    std::string rule(d.str());
+    state.rules.emplace_back(std::move(key), std::move(rule));
+  }
+  if (!d.ok() || !d.done()) return Error("the state does not parse");
+  return state;
+}
+
 StateWriter::StateWriter() : thread_([this] { run(); }) {}
 
 StateWriter::~StateWriter() {

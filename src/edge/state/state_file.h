@@ -17,6 +17,8 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "base/result.h"
 
@@ -27,6 +29,18 @@ Result<void> writeStateFile(const std::filesystem::path& path, std::string_view 
 /// Reads a state file's body. An absent file is an empty body with ok; a damaged one, an
 /// error saying what is wrong with it.
 Result<std::string> readStateFile(const std::filesystem::path& path);
+
+/// What a pipeline keeps across restarts: its stages' state (Pipeline::saveState) and, per
+/// rule reading it, the rule's state (RuleRunner::saveState) under the rule's state key.
+struct SavedPipelineState {
+  std::string stages;
+  std::vector<std::pair<std::string, std::string>> rules;
+  bool empty() const { return stages.empty() && rules.empty(); }
+};
+/// u8 version (1) | string stages | u32 rules | (string key, string state) per rule.
+std::string encodePipelineState(const SavedPipelineState& state);
+/// An error when `body` is not what encodePipelineState() wrote; an empty body is an empty state.
+Result<SavedPipelineState> decodePipelineState(std::string_view body);
 
 class StateWriter {
  public:
