@@ -211,7 +211,7 @@ struct RuleConfig {
 
 struct EdgeSettings {
   std::string data_dir = "edge-data";  ///< relative: to the config file's directory
-  Millis state_every{30'000};          ///< how often detector state is saved
+  Millis state_every{10'000};          ///< how often detector and rule state is saved
 };
 
 struct EdgeConfig {

@@ -614,22 +614,45 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   }
 
   /// Saves its state when `every` has passed and it changed since (`now`: at once). Written
-  /// on the state writer's thread. On its worker.
+  /// on the state writer's thread; once written, the ingest log may be trimmed past what the
+  /// state has learned (a crash replays only what came after the save). On its worker.
   void saveState(bool now) {
     if (state_path_.empty() || retired_ || awaiting_state_) return;
-    const int64_t wall = wallMillis();
     uint64_t changes = 0;
     for (const auto& st : pipeline_->stages())
       if (!st->stateKey().empty()) changes += st->counters.in;
     for (const auto& rule : rules_) changes += rule.runner->changes();
-    if (!now && (wall - state_saved_at_ < state_every_.count() || changes == state_changes_)) return;
+    if (changes == state_changes_) {
+      // Nothing learned since the last save: once that is on disk it covers all that ran.
+      if (!state_writes_.load(std::memory_order_relaxed)) saved_total_ = ran_total_;
+      return;
+    }
+    const int64_t wall = wallMillis();
+    if (!now &&
+        (wall - state_saved_at_ < state_every_.count() || state_writes_.load(std::memory_order_relaxed)))
+      return;
     state_saved_at_ = wall;
     state_changes_ = changes;
     std::string bytes = stateBytes();
-    if (bytes.empty() && !state_written_) return;  // nothing to keep, and no file to bring up to date
+    if (bytes.empty() && !state_written_) {  // nothing to keep, and no file to bring up to date
+      saved_total_ = ran_total_;
+      return;
+    }
     state_written_ = true;
-    StateWriter::shared().write(state_path_, std::move(bytes));
+    state_writes_.fetch_add(1, std::memory_order_relaxed);
+    auto self = shared_from_this();
+    StateWriter::shared().write(state_path_, std::move(bytes), [this, self, covers = ran_total_](bool) {
+      // Written or not (the writer logs a failure): the log must not grow without end.
+      host_->worker(worker_).post([this, self, covers] {
+        saved_total_ = std::max(saved_total_, covers);
+        state_writes_.fetch_sub(1, std::memory_order_relaxed);
+        trimIngest();
+      });
+    });
   }
+
+  /// A state write is on its way (shutdown waits for it and the trim after it). Any thread.
+  bool savingState() const { return state_writes_.load() > 0; }
 
   /// Starts running what openIngest() queued. On its worker.
   void kick() {
@@ -672,6 +695,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
         inbox_offset_ = 0;
         if (logged && !retired_)
           ran_.push_back(RanFrame{end, next->items.empty() ? 0 : next->first_seq + next->items.size() - 1});
+        if (logged && !retired_) ++ran_total_;
         std::lock_guard lock(inbox_mutex_);
         inbox_.pop_front();
       } else {
@@ -739,11 +763,19 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       std::lock_guard lock(inbox_mutex_);
       log = ingest_;
     }
-    if (!log) return ran_.clear();
+    if (!log) {
+      trimmed_total_ += ran_.size();
+      return ran_.clear();
+    }
+    saveState(false);  // brings saved_total_ up to date when nothing was learned since
     const uint64_t held = pipeline_->oldestSeq();
+    // Frames whose effect on the detectors and rules is on disk (the state file) only.
+    const size_t saved =
+        saved_total_ > trimmed_total_ ? static_cast<size_t>(saved_total_ - trimmed_total_) : 0;
     size_t frames = 0;
-    while (frames < ran_.size() && ran_[frames].last_seq < held) ++frames;
+    while (frames < ran_.size() && frames < saved && ran_[frames].last_seq < held) ++frames;
     if (!frames) return;
+    trimmed_total_ += frames;
     const LogPosition upto = ran_[frames - 1].end;
     ran_.erase(ran_.begin(), ran_.begin() + static_cast<ptrdiff_t>(frames));
     // The sinks this pipeline's records reach (its own, and those its rules forward to).
@@ -1071,6 +1103,10 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   bool state_written_ = false;   // a save was asked for (the file then follows the state, even empty)
   bool awaiting_state_ = false;  // a predecessor's state is on its way: nothing runs
   bool rules_set_ = false;       // setRules() ran: pending rule state is applied at once
+  // Frames of the ingest log run, trimmed, and covered by a state file on disk (counted since
+  // start): the log is trimmed only past frames the saved state has learned.
+  uint64_t ran_total_ = 0, trimmed_total_ = 0, saved_total_ = 0;
+  std::atomic<int> state_writes_{0};                                // state writes asked for, not yet done
   std::vector<std::pair<std::string, std::string>> pending_rules_;  // rule state key → state
 };
 
@@ -1580,7 +1616,7 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
     for (const auto& s : sinks_)
       if (!s->started.load()) return true;
     for (const auto& p : pipelines_)
-      if (p->trimming()) return true;
+      if (p->trimming() || p->savingState()) return true;
     for (const auto& s : sinks_)
       if (s->queued_records.load()) return true;
     return false;

@@ -446,6 +446,32 @@ class DetectorState(DurableCase):
             with Gateway(text, admin_port=admin) as gw2:
                 self.spike_is_judged(gw2, rx)
 
+    def test_the_ingest_log_keeps_what_the_saved_state_has_not_learned(self):
+        # No save in the gateway's life (state_every 1h): after kill -9 the detector learns
+        # the readings again from the ingest log, each once, and judges at once.
+        with Receiver() as rx:
+            text, port, admin = self.config(rx.port, state_every="1h")
+            gw = Gateway(text, admin_port=admin)
+            with gw:
+                self.post(gw, "pump-1", NORMAL)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 30, timeout=5))
+                time.sleep(0.3)
+                self.assertEqual(self.ingest(gw)["frames"], 1)  # kept: the state has not been saved
+                gw.proc.send_signal(signal.SIGKILL)
+                gw.proc.wait(5)
+            self.assertFalse(os.path.exists(self.state_file()))
+            with Gateway(text, admin_port=admin) as gw2:
+                self.assertEqual(self.ingest(gw2)["replayed"], 30)
+                self.spike_is_judged(gw2, rx)
+                # The detector's history is the 30 readings once, not twice: the spike's
+                # baseline is their median.
+                self.assertAlmostEqual(self.events(rx)[0]["baseline"], 10.2, places=6)
+                # A clean stop saves the state; then the log is trimmed.
+                gw2.stop()
+            self.assertTrue(os.path.exists(self.state_file()))
+            with Gateway(text, admin_port=admin) as gw3:
+                self.assertEqual(self.ingest(gw3)["replayed"], 0)
+
     def test_a_changed_pipeline_keeps_its_detectors_history(self):
         with Receiver() as rx:
             text, port, admin = self.config(rx.port)

@@ -157,10 +157,12 @@ StateWriter& StateWriter::shared() {
   return writer;
 }
 
-void StateWriter::write(fs::path path, std::string body) {
+void StateWriter::write(fs::path path, std::string body, std::function<void(bool)> done) {
   {
     std::lock_guard lock(mutex_);
-    pending_[std::move(path)] = std::move(body);
+    Pending& p = pending_[std::move(path)];
+    p.body = std::move(body);
+    if (done) p.done.push_back(std::move(done));
   }
   wake_.notify_one();
 }
@@ -178,7 +180,8 @@ void StateWriter::run() {
     auto node = pending_.extract(pending_.begin());
     busy_ = true;
     lock.unlock();
-    auto written = writeStateFile(node.key(), node.mapped());
+    auto written = writeStateFile(node.key(), node.mapped().body);
+    for (auto& done : node.mapped().done) done(written.ok());
     lock.lock();
     busy_ = false;
     bool& failing = failing_[node.key()];

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -54,8 +55,10 @@ class StateWriter {
   static StateWriter& shared();
 
   /// Writes `body` to `path` soon; a newer write of the same path replaces one still waiting.
-  /// A failure is logged once per path until a write of it succeeds. Any thread.
-  void write(std::filesystem::path path, std::string body);
+  /// A failure is logged once per path until a write of it succeeds. `done(ok)` runs on the
+  /// writer's thread once the file holds this body or a newer one (post from there to the
+  /// thread that owns what it touches). Any thread.
+  void write(std::filesystem::path path, std::string body, std::function<void(bool)> done = {});
   /// Returns once every write asked for before the call is done. Any thread but the writer's.
   void flush();
 
@@ -64,7 +67,11 @@ class StateWriter {
 
   std::mutex mutex_;
   std::condition_variable wake_, idle_;
-  std::map<std::filesystem::path, std::string> pending_;
+  struct Pending {
+    std::string body;
+    std::vector<std::function<void(bool)>> done;
+  };
+  std::map<std::filesystem::path, Pending> pending_;
   std::map<std::filesystem::path, bool> failing_;
   bool busy_ = false, stopping_ = false;
   std::thread thread_;
