@@ -741,16 +741,24 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
                       "(ganglion_edge_pipeline_dropped_total{{reason=\"series_limit\"}})",
                       config_.name, series.size()));
     }
-    pipeline_->push(batch_, wallMillis());
+    pipeline_->push(batch_, idleClock());
     mirror();
   }
 
   void tick() {
     if (retired_ || awaiting_state_) return;
-    pipeline_->tick(wallMillis());
+    pipeline_->tick(idleClock());
     mirror();
     trimIngest();
     saveState(false);
+  }
+
+  /// The clock windows measure idleness by: the wall clock less the time senders waited on
+  /// the ingest log's fsyncs (a slow disk holds the readings back; it does not mean the
+  /// devices went quiet). On its worker.
+  int64_t idleClock() {
+    auto log = ingestLog();
+    return wallMillis() - (log ? log->stalledMs() : 0);
   }
 
   /// Trims the ingest log: frames the pipeline has run whose readings no open window holds,

@@ -76,10 +76,11 @@ std::shared_ptr<IncomingReadings> decode(std::string_view in) {
 
 }  // namespace
 
-Result<std::shared_ptr<IngestLog>> IngestLog::open(const std::filesystem::path& dir) {
+Result<std::shared_ptr<IngestLog>> IngestLog::open(const std::filesystem::path& dir, LogSyncer* syncer) {
   auto log = DurableLog::open(dir, 16ull << 20);
   if (!log) return log.error();
-  return std::shared_ptr<IngestLog>(new IngestLog(std::move(*log), dir));
+  return std::shared_ptr<IngestLog>(
+      new IngestLog(std::move(*log), dir, syncer ? *syncer : LogSyncer::shared()));
 }
 
 std::optional<LogPosition> IngestLog::append(const IncomingReadings& readings,
@@ -106,14 +107,22 @@ void IngestLog::requestSync() {
     for (auto& t : commit_.finish(*target)) t->complete(true);
     return;
   }
-  LogSyncer::shared().sync(std::move(fds),
-                           [self = shared_from_this(), t = *target](bool ok) { self->synced(t, ok); });
+  syncing_ = true;
+  sync_started_ = std::chrono::steady_clock::now();
+  syncer_.sync(std::move(fds), [self = shared_from_this(), t = *target](bool ok) { self->synced(t, ok); });
 }
 
 void IngestLog::synced(uint64_t target, bool ok) {
   std::vector<std::shared_ptr<DeliveryTicket>> done;
   {
     std::lock_guard lock(mutex_);
+    if (syncing_) {
+      syncing_ = false;
+      const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now() - sync_started_)
+                            .count();
+      stalled_ms_ += std::max<int64_t>(0, took - kStallGraceMs);
+    }
     done = commit_.finish(target);
     if (commit_.behind()) requestSync();
   }
@@ -146,6 +155,18 @@ std::vector<IngestLog::Entry> IngestLog::replay(uint64_t& max_seq) {
 void IngestLog::trim(LogPosition upto, uint64_t frames, uint64_t next_seq) {
   std::lock_guard lock(mutex_);
   log_->consume(upto, frames, next_seq);
+}
+
+int64_t IngestLog::stalledMs() {
+  std::lock_guard lock(mutex_);
+  int64_t stalled = stalled_ms_;
+  if (syncing_) {
+    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                           sync_started_)
+                         .count();
+    stalled += std::max<int64_t>(0, now - kStallGraceMs);
+  }
+  return stalled;
 }
 
 uint64_t IngestLog::storedSeq() {

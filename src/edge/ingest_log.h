@@ -10,6 +10,7 @@
 // the pipeline's worker (or the main thread before it runs).
 #pragma once
 
+#include <chrono>
 #include <deque>
 #include <filesystem>
 #include <memory>
@@ -26,7 +27,9 @@ namespace ganglion::edge {
 
 class IngestLog : public std::enable_shared_from_this<IngestLog> {
  public:
-  static Result<std::shared_ptr<IngestLog>> open(const std::filesystem::path& dir);
+  /// `syncer`: who fsyncs its appends (null: LogSyncer::shared(); tests pass a slow one).
+  static Result<std::shared_ptr<IngestLog>> open(const std::filesystem::path& dir,
+                                                 LogSyncer* syncer = nullptr);
 
   /// Appends the readings; `ticket` completes once they are on disk (not ok: they could not be
   /// written). Returns where the frame ends (nullopt: not written).
@@ -54,18 +57,28 @@ class IngestLog : public std::enable_shared_from_this<IngestLog> {
   Stats stats();
   const std::filesystem::path& dir() const { return dir_; }
 
+  /// Milliseconds senders have waited on this log's fsyncs beyond kStallGraceMs each (a slow
+  /// disk), so far, the one in progress included. The pipeline's idle clock leaves them out:
+  /// a window does not close for want of readings that only wait for our own disk. Any thread.
+  int64_t stalledMs();
+  static constexpr int64_t kStallGraceMs = 20;
+
  private:
-  explicit IngestLog(std::unique_ptr<DurableLog> log, std::filesystem::path dir)
-      : log_(std::move(log)), dir_(std::move(dir)) {}
+  explicit IngestLog(std::unique_ptr<DurableLog> log, std::filesystem::path dir, LogSyncer& syncer)
+      : log_(std::move(log)), dir_(std::move(dir)), syncer_(syncer) {}
   void requestSync();  // mutex_ held
   void synced(uint64_t target, bool ok);
 
   std::mutex mutex_;
   std::unique_ptr<DurableLog> log_;
   std::filesystem::path dir_;
+  LogSyncer& syncer_;
   GroupCommit<std::shared_ptr<DeliveryTicket>> commit_;
   std::string scratch_;
   uint64_t undecodable_ = 0;
+  bool syncing_ = false;
+  std::chrono::steady_clock::time_point sync_started_;
+  int64_t stalled_ms_ = 0;  // finished syncs' time past the grace
 };
 
 }  // namespace ganglion::edge
