@@ -615,6 +615,8 @@ void readPipelines(Reader& r, const config::Node& list, EdgeConfig& out) {
     p.at = n.place();
     const size_t errors = r.errors.size();
     readFields(pipelineSchema(), n, p, r);
+    if (n["name"].IsDefined() && p.name.empty())
+      r.fail(n["name"], "a pipeline's name must not be empty (it names its files and its records' ids)");
     for (const auto& c : p.from) {
       const bool known = std::any_of(out.connectors.begin(), out.connectors.end(),
                                      [&](const ConnectorConfig& k) { return k.name == c; });

@@ -393,7 +393,8 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
 
 /// Counters of one stage, mirrored from the worker for the main thread.
 struct StageStats {
-  std::atomic<uint64_t> in{0}, out{0}, filtered{0}, late{0}, series_limit{0}, no_value{0}, events{0};
+  std::atomic<uint64_t> in{0}, out{0}, filtered{0}, late{0}, series_limit{0}, no_value{0}, events{0},
+      replayed{0};
   std::atomic<uint64_t> busy_ns{0}, batches{0};
 };
 
@@ -478,10 +479,15 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       Inbound in{std::move(readings), {}, false};
       if (ingest_) {
         // Under the inbox lock: the log's order is the order the pipeline runs.
-        if (auto end = ingest_->append(*in.readings, ticket)) {
-          in.end = *end;
-          in.logged = true;
+        auto end = ingest_->append(*in.readings, ticket);
+        if (!end) {
+          // The sender is told they were not stored (503, no PUBACK) and sends them again:
+          // running them now would count them twice.
+          not_stored.fetch_add(in.readings->items.size(), std::memory_order_relaxed);
+          return;
         }
+        in.end = *end;
+        in.logged = true;
       } else if (ticket) {
         ticket->complete(true);
       }
@@ -566,9 +572,14 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       awaiting_state_ = true;
       return;
     }
+    std::error_code ec;  // a save a crash interrupted
+    std::filesystem::remove(state_path_.string() + ".tmp", ec);
     auto body = readStateFile(state_path_);
     auto state = body ? decodePipelineState(*body) : Result<SavedPipelineState>(body.error());
-    auto restored = state ? pipeline_->restoreState(state->stages) : Result<size_t>(state.error());
+    if (state && !state->empty() && state->pipeline != config_.name)
+      state = Error(fmt::format("it holds pipeline '{}'s state, not this one's", state->pipeline));
+    auto restored =
+        state ? pipeline_->restoreState(state->stages, wallMillis()) : Result<size_t>(state.error());
     if (!restored) {
       logLine(
           fmt::format("edge: pipeline '{}': state in {} not used, detectors warm up again and rules start "
@@ -585,6 +596,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   /// Its state (after retire(): what a successor adopts); "" when it has none. On its worker.
   std::string stateBytes() const {
     SavedPipelineState state;
+    state.pipeline = config_.name;
     if (pipeline_->hasState()) state.stages = pipeline_->saveState();
     for (const auto& rule : rules_) {
       if (!rule.runner->stateful()) continue;
@@ -595,14 +607,22 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     return state.empty() ? std::string() : encodePipelineState(state);
   }
   const std::filesystem::path& statePath() const { return state_path_; }
+  bool awaitingState() const { return awaiting_state_; }
 
   /// The state of the pipeline it replaced: restored, then the readings waiting run. On its
   /// worker.
   void adoptState(const std::string& bytes) {
     if (!awaiting_state_) return;
     awaiting_state_ = false;
+    if (auto next = state_heir_.lock()) {
+      // Retired before its predecessor's state came (reloads in a burst): it goes on.
+      state_heir_.reset();
+      host_->worker(next->worker()).post([next, bytes] { next->adoptState(bytes); });
+      return;
+    }
     auto state = decodePipelineState(bytes);
-    auto restored = state ? pipeline_->restoreState(state->stages) : Result<size_t>(state.error());
+    auto restored =
+        state ? pipeline_->restoreState(state->stages, wallMillis()) : Result<size_t>(state.error());
     if (!restored) {
       logLine(fmt::format("edge: pipeline '{}': its predecessor's state not used: {}", config_.name,
                           restored.error().message));
@@ -649,6 +669,22 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
         trimIngest();
       });
     });
+  }
+
+  /// After retire(): hands its state to the pipeline replacing it — now, or when its own
+  /// predecessor's arrives (it never ran without it). On its worker.
+  void handStateTo(const std::shared_ptr<PipelineHost>& next) {
+    if (awaiting_state_) {
+      state_heir_ = next;
+      return;
+    }
+    if (next->worker() == worker_) {
+      // One name, one worker: handed over at once, so a burst of reloads passes it down the
+      // line in the order they came.
+      next->adoptState(stateBytes());
+      return;
+    }
+    host_->worker(next->worker()).post([next, state = stateBytes()] { next->adoptState(state); });
   }
 
   /// A state write is on its way (shutdown waits for it and the trim after it). Any thread.
@@ -816,6 +852,41 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     retired_ = true;
   }
 
+  /// After retire(): readings it took but had not run go to the pipeline replacing it, ahead
+  /// of what that one received since (those in its ingest log are there already: a successor
+  /// that took the log over runs them again from it). On its worker; `next` must not have
+  /// run yet (it awaits this one's state).
+  void passInboxTo(PipelineHost& next) {
+    const bool next_logs = next.logsIngest();
+    std::deque<Inbound> left;
+    {
+      std::lock_guard lock(inbox_mutex_);
+      for (size_t i = 0; i < inbox_.size(); ++i) {
+        Inbound& in = inbox_[i];
+        if (in.logged && next_logs) continue;
+        if (i == 0 && inbox_offset_ > 0) {
+          auto rest = std::make_shared<IncomingReadings>(*in.readings);
+          rest->items.erase(rest->items.begin(), rest->items.begin() + static_cast<ptrdiff_t>(inbox_offset_));
+          rest->first_seq += inbox_offset_;
+          in.readings = std::move(rest);
+        }
+        left.push_back(std::move(in));
+      }
+      inbox_.clear();
+      inbox_offset_ = 0;
+    }
+    if (left.empty()) return;
+    uint64_t n = 0;
+    for (const auto& in : left) n += in.readings->items.size();
+    waiting.fetch_sub(std::min(n, waiting.load()), std::memory_order_relaxed);
+    std::lock_guard lock(next.inbox_mutex_);
+    for (auto it = left.rbegin(); it != left.rend(); ++it) {
+      it->logged = false;  // not in the successor's log
+      next.inbox_.push_front(std::move(*it));
+    }
+    next.waiting.fetch_add(n, std::memory_order_relaxed);
+  }
+
   void flush() {
     if (retired_) return;
     if (awaiting_state_) adoptState({});  // shutdown before the predecessor handed it over
@@ -830,6 +901,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   std::atomic<uint64_t> waiting{0};  ///< readings posted, not yet run
   uint64_t replayed = 0;             ///< readings the ingest log gave back at start (main thread)
   std::atomic<uint64_t> readings_in{0}, series_refused{0}, records_out{0}, series{0};
+  std::atomic<uint64_t> not_stored{0};  ///< readings the ingest log could not take (not run)
 
   json::array stageStatus() const {
     json::array out;
@@ -851,6 +923,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       o["series_limit"] = s.series_limit.load();
       o["no_value"] = s.no_value.load();
       o["events"] = s.events.load();
+      o["replayed"] = s.replayed.load();
       out.push_back(std::move(o));
     }
     return out;
@@ -870,6 +943,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       s.series_limit.store(c.series_limit, std::memory_order_relaxed);
       s.no_value.store(c.no_value, std::memory_order_relaxed);
       s.events.store(c.events, std::memory_order_relaxed);
+      s.replayed.store(c.replayed, std::memory_order_relaxed);
     }
     records_out.store(pipeline_->recordsOut(), std::memory_order_relaxed);
     series.store(pipeline_->series().size(), std::memory_order_relaxed);
@@ -1111,6 +1185,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   bool state_written_ = false;   // a save was asked for (the file then follows the state, even empty)
   bool awaiting_state_ = false;  // a predecessor's state is on its way: nothing runs
   bool rules_set_ = false;       // setRules() ran: pending rule state is applied at once
+  std::weak_ptr<PipelineHost> state_heir_;  // retired while awaiting: who gets the state
   // Frames of the ingest log run, trimmed, and covered by a state file on disk (counted since
   // start): the log is trimmed only past frames the saved state has learned.
   uint64_t ran_total_ = 0, trimmed_total_ = 0, saved_total_ = 0;
@@ -1277,10 +1352,12 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
       old->retire();
       old->dropIngest();
       if (next) {
-        host_.worker(next->worker()).post([next, state = old->stateBytes()] { next->adoptState(state); });
+        if (next->worker() == old->worker() && next->awaitingState()) old->passInboxTo(*next);
+        old->handStateTo(next);
       } else if (!keeps_file) {
         std::error_code ec;  // a removed pipeline's state goes with it
         std::filesystem::remove(old->statePath(), ec);
+        std::filesystem::remove(old->statePath().string() + ".tmp", ec);
       }
       std::erase(list->pipelines, old);
     });
@@ -1517,6 +1594,7 @@ json::object EdgeRuntime::status() const {
     o["waiting"] = p->waiting.load();
     o["series"] = p->series.load();
     o["series_refused"] = p->series_refused.load();
+    o["not_stored"] = p->not_stored.load();
     if (auto log = p->ingestLog()) {
       json::object l;
       l["dir"] = log->dir().string();

@@ -67,7 +67,7 @@ std::string Pipeline::saveState() const {
   return out;
 }
 
-Result<size_t> Pipeline::restoreState(std::string_view state) {
+Result<size_t> Pipeline::restoreState(std::string_view state, int64_t now_ms) {
   if (state.empty()) return size_t{0};
   StateDecoder d(state);
   const uint32_t count = d.u32();
@@ -86,7 +86,9 @@ Result<size_t> Pipeline::restoreState(std::string_view state) {
     for (size_t i = 0; i < parts.size(); ++i) {
       if (used[i] || parts[i].first != key) continue;
       used[i] = true;
-      restored += s->restoreState(parts[i].second, series_);
+      auto one = s->restoreState(parts[i].second, series_, now_ms);
+      if (!one) return one.error();
+      restored += *one;
       break;
     }
   }

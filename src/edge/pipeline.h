@@ -65,9 +65,9 @@ class Pipeline {
   std::string saveState() const;
   /// Restores what saveState() wrote into stages with the same state key (a stage whose key
   /// changed, or that is gone, starts afresh). Returns how many series it restored; an error
-  /// when `state` does not parse (nothing restored then). Main thread before the pipeline
-  /// runs, or on its worker.
-  Result<size_t> restoreState(std::string_view state);
+  /// when `state` does not parse (nothing, or part of it, restored then). `now_ms`: the wall
+  /// clock. Main thread before the pipeline runs, or on its worker.
+  Result<size_t> restoreState(std::string_view state, int64_t now_ms = INT64_MAX);
   /// Whether a stage keeps state across restarts.
   bool hasState() const {
     for (const auto& s : stages_)

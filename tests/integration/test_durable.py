@@ -320,6 +320,38 @@ class CapAndDamage(DurableCase):
 WINDOW = "      - window: { tumbling: 1s, by: [ device, metric ], aggregates: [ count, sum ] }"
 
 
+class NotStored(DurableCase):
+    def test_readings_the_ingest_log_refused_are_not_run(self):
+        # Outsider finding: readings answered 503 not_stored still ran through the pipeline,
+        # so the client's retry (as told) counted them twice under new ids.
+        import harness
+        wrapper = os.path.join(self.data, "ganglion-fsize")
+        with open(wrapper, "w") as f:
+            # A file size limit stands in for a full disk (write(2) fails with EFBIG past it).
+            f.write("#!/bin/bash\ntrap '' XFSZ\nulimit -f 256\nexec %s \"$@\"\n" % harness.BIN)
+        os.chmod(wrapper, 0o755)
+        real, harness.BIN = harness.BIN, wrapper
+        try:
+            with Receiver() as rx:
+                text, port, admin = self.config(rx.port)
+                with Gateway(text.replace("data_dir: %s" % self.data, "data_dir: %s/d" % self.data),
+                             admin_port=admin) as gw:
+                    body = json.dumps([{"value": i, "attrs": {"note": "x" * 20}} for i in range(10000)]).encode()
+                    r = http_request(gw.port, "POST", "/ingest/pump-1", body=body,
+                                     headers={"Content-Type": "application/json"})
+                    self.assertEqual(r.status, 503, r.body)
+                    self.assertIn(b"not_stored", r.body)
+                    p = gw.admin("GET", "/edge", token=TOKEN).json()["pipelines"][0]
+                    self.assertEqual(p["not_stored"], 10000)
+                    self.assertEqual(p["readings_in"], 0)
+                    self.post(gw, "pump-1", [1, 2, 3])  # small enough: taken and run
+                    self.assertTrue(wait_until(lambda: len(rx.records()) == 3, timeout=5), len(rx.records()))
+                    time.sleep(0.3)
+                    self.assertEqual([r["value"] for r in rx.records()], [1, 2, 3])
+        finally:
+            harness.BIN = real
+
+
 class IngestLog(DurableCase):
     """A pipeline feeding a durable sink logs readings before the sender is acknowledged:
     what sits in an open window when the process dies is run again at the next start."""
@@ -501,6 +533,8 @@ class DetectorState(DurableCase):
                 self.post(gw2, "pump-1", [10.1, 50])  # warming up: not judged
                 self.assertTrue(wait_until(lambda: len(rx.records()) == 32, timeout=5))
                 self.assertEqual(self.events(rx), [])
+                self.post(gw2, "pump-1", NORMAL)  # warmed up again
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 62, timeout=5))
                 # The next save replaces the damaged file.
                 gw2.stop()
             with Gateway(text, admin_port=admin) as gw3:
@@ -547,6 +581,124 @@ class DetectorState(DurableCase):
                 self.assertTrue(wait_until(lambda: self.rule(gw3)["suppressed"] == 2, timeout=5), self.rule(gw3))
                 self.assertEqual(self.rule(gw3)["fired"], 0)
                 self.assertEqual(len(self.alarms(rx)), 2)
+
+    def post_lines(self, gw, lines):
+        r = http_request(gw.port, "POST", "/ingest/x", body="\n".join(lines).encode(),
+                         headers={"Content-Type": "text/plain"}, timeout=30)
+        self.assertEqual(r.status, 202, r.body)
+
+    def detect_stage(self, gw):
+        return self.pipeline_status(gw)["stages"][1]
+
+    def pipeline_status(self, gw):
+        return gw.admin("GET", "/edge", token=TOKEN).json()["pipelines"][0]
+
+    def test_a_burst_of_reloads_hands_the_histories_down_the_line(self):
+        # Outsider finding: ten reloads back to back, each changing the pipeline, left the
+        # last one with no history at all (and saved that).
+        with Receiver() as rx:
+            text, port, admin = self.config(rx.port, durable=False)
+            base = (int(time.time()) - 3600) * 1000
+            with Gateway(text, admin_port=admin) as gw:
+                lines = ["temperature,device=d%d value=%r %d" % (d, 10 + (i % 5) * 0.1, (base + i) * 10**6)
+                         for i in range(25) for d in range(2000)]
+                for at in range(0, len(lines), 10000):
+                    self.post_lines(gw, lines[at:at + 10000])
+                self.assertTrue(wait_until(lambda: self.pipeline_status(gw)["series"] == 2000, timeout=10))
+                # No wait for the readings to run: those a replaced pipeline had not run yet
+                # go to its successor (in memory: no ingest log runs them again).
+                for i in range(10):
+                    gw.reload_file(text.replace("threshold: 6", "threshold: %d" % (7 + i % 2)))
+                    self.assertEqual(gw.admin("POST", "/reload", token=TOKEN).status, 200)
+                time.sleep(0.5)
+                self.post_lines(gw, ["temperature,device=d1 value=500 %d" % ((base + 100) * 10**6)])
+                self.assertTrue(wait_until(lambda: self.detect_stage(gw)["events"] == 1, timeout=5),
+                                self.pipeline_status(gw))
+                self.assertEqual(self.pipeline_status(gw)["series"], 2000)
+                # Every reading reached the sink once (none lost in the hand-overs).
+                self.assertTrue(wait_until(lambda: len(rx.records()) >= 50_001, timeout=40), (len(rx.records()), self.pipeline_status(gw), gw.admin("GET", "/edge", token=TOKEN).json()["sinks"]))
+                time.sleep(0.3)
+                self.assertEqual(len({r["id"] for r in rx.records() if r["kind"] == "reading"}), 50_001)
+
+    def test_a_reading_timed_ahead_does_not_blind_its_series_after_a_restart(self):
+        # Outsider finding: a reading four minutes ahead (inside max_future) made every later
+        # reading of its series look like a replay after a restart: neither judged nor learned.
+        with Receiver() as rx:
+            text, port, admin = self.config(rx.port)
+            gw = Gateway(text, admin_port=admin)
+            with gw:
+                self.post(gw, "pump-1", NORMAL)
+                ahead = int(time.time() * 1000) + 240_000
+                r = http_request(gw.port, "POST", "/ingest/pump-1", body=json.dumps({"value": 10.1, "ts": ahead}),
+                                 headers={"Content-Type": "application/json"})
+                self.assertEqual(r.status, 202)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 31, timeout=5))
+                gw.stop()
+            with Gateway(text, admin_port=admin) as gw2:
+                self.spike_is_judged(gw2, rx)
+                self.assertEqual(self.detect_stage(gw2)["replayed"], 0)
+
+    def test_a_fifo_in_place_of_the_state_file_does_not_hold_the_start(self):
+        with Receiver() as rx:
+            text, port, admin = self.config(rx.port)
+            os.makedirs(os.path.dirname(self.state_file()))
+            os.mkfifo(self.state_file())
+            with Gateway(text, admin_port=admin) as gw:
+                self.assertIn("is not a regular file", gw.log_text())
+                self.post(gw, "pump-1", [1, 2])
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 2, timeout=5))
+
+    def test_a_planted_link_at_the_temporary_file_is_not_followed(self):
+        victim = os.path.join(self.data, "victim.txt")
+        with open(victim, "w") as f:
+            f.write("keep me")
+        os.makedirs(os.path.dirname(self.state_file()))
+        os.symlink(victim, self.state_file() + ".tmp")
+        with Receiver() as rx:
+            text, port, admin = self.config(rx.port)
+            gw = Gateway(text, admin_port=admin)
+            with gw:
+                # A leftover temporary file (a save a crash cut) is removed at start.
+                self.assertFalse(os.path.lexists(self.state_file() + ".tmp"))
+                os.symlink(victim, self.state_file() + ".tmp")  # planted while it runs
+                self.post(gw, "pump-1", NORMAL)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 30, timeout=5))
+                gw.stop()
+        with open(victim) as f:
+            self.assertEqual(f.read(), "keep me")
+        self.assertFalse(os.path.lexists(self.state_file() + ".tmp"))
+        self.assertGreater(os.path.getsize(self.state_file()), 20 * 8)
+
+    def test_another_pipelines_state_file_is_refused(self):
+        with Receiver() as rx:
+            text, port, admin = self.config(rx.port)
+            gw = Gateway(text, admin_port=admin)
+            with gw:
+                self.post(gw, "pump-1", NORMAL)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 30, timeout=5))
+                gw.stop()
+            other = text.replace("name: raw", "name: other")
+            shutil.copy(self.state_file(), os.path.join(self.data, "state", "other.state"))
+            with Gateway(other, admin_port=admin) as gw2:
+                self.assertIn("it holds pipeline 'raw's state, not this one's", gw2.log_text())
+                self.post(gw2, "pump-1", [10.1, 50])  # warming up: not judged
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 32, timeout=5))
+                self.assertEqual(self.events(rx), [])
+
+    def test_series_that_had_not_warmed_up_are_not_restored(self):
+        # Outsider finding: a flood of invented devices (one reading each) was saved and
+        # restored, filling the series table again at every start.
+        with Receiver() as rx:
+            text, port, admin = self.config(rx.port)
+            gw = Gateway(text, admin_port=admin)
+            with gw:
+                self.post(gw, "pump-1", NORMAL)
+                self.post_lines(gw, ["temperature,device=flood%d value=1" % d for d in range(500)])
+                self.assertTrue(wait_until(lambda: self.pipeline_status(gw)["series"] == 501, timeout=5))
+                gw.stop()
+            with Gateway(text, admin_port=admin) as gw2:
+                self.assertIn("histories of 1 series", gw2.log_text())
+                self.assertTrue(wait_until(lambda: self.pipeline_status(gw2)["series"] == 1, timeout=5))
 
     def test_a_removed_pipeline_takes_its_state_file_with_it(self):
         with Receiver() as rx:

@@ -375,6 +375,8 @@ class ConfigErrors(unittest.TestCase):
         self.assertIn("must use http or https", out)
         code, out = self.check(text.replace("retry: {", "queue: { max_bytes: 1GiB }\n    retry: {"))
         self.assertEqual(code, 0, out)
+        code, out = self.check(text.replace("- name: raw", '- name: ""'))
+        self.assertIn("a pipeline's name must not be empty", out)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,10 @@ void DetectStage::process(Batch& batch, StageContext& ctx) {
       x = f->number;
     }
     const uint32_t slot = slotOf(r.series);
-    if (r.ts <= restored_until_[slot]) continue;  // learned before the restart
+    if (r.ts <= restored_until_[slot]) {  // learned before the restart
+      ++counters.replayed;
+      continue;
+    }
     last_ts_[slot] = std::max(last_ts_[slot], r.ts);
     const Judgement j = detector_->observe(slot, x);
     if (!j.judged || j.score < spec_.threshold) continue;
@@ -110,7 +113,7 @@ void DetectStage::saveState(std::string& out, const SeriesTable& series) const {
   }
 }
 
-size_t DetectStage::restoreState(std::string_view in, SeriesTable& series) {
+Result<size_t> DetectStage::restoreState(std::string_view in, SeriesTable& series, int64_t now_ms) {
   StateDecoder d(in);
   const uint32_t count = d.u32();
   size_t restored = 0;
@@ -120,16 +123,20 @@ size_t DetectStage::restoreState(std::string_view in, SeriesTable& series) {
     const int64_t until = d.i64();
     const std::string_view blob = d.str();
     if (!d.ok()) break;
+    if (!detector_->worthRestoring(blob)) continue;
     const SeriesId id = series.intern(source, device, metric);
     if (id == kNoSeries) continue;  // the table is full: that series starts afresh
     const uint32_t slot = slotOf(id);
     if (slot >= seen.size()) seen.resize(slot + 1);
     if (seen[slot]) continue;  // a series named twice: the first counts
     seen[slot] = true;
-    if (!detector_->restore(slot, blob)) continue;
-    restored_until_[slot] = std::max(restored_until_[slot], until);
+    if (!detector_->restore(slot, blob))
+      return Error(fmt::format("detector '{}': a series' history does not parse", spec_.name));
+    // A reading timed ahead of the clock must not make later ones look like replays.
+    restored_until_[slot] = std::max(restored_until_[slot], std::min(until, now_ms));
     ++restored;
   }
+  if (!d.ok() || !d.done()) return Error(fmt::format("detector '{}': its state does not parse", spec_.name));
   return restored;
 }
 
@@ -174,6 +181,12 @@ class RobustZScore final : public Detector {
     const std::vector<double> values = series_[slot].inOrder();
     e.u32(static_cast<uint32_t>(values.size()));
     for (double v : values) e.f64(v);
+  }
+
+  bool worthRestoring(std::string_view in) const override {
+    StateDecoder d(in);
+    const uint32_t n = d.u32();
+    return d.ok() && n >= warmup_;
   }
 
   bool restore(uint32_t slot, std::string_view in) override {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "base/result.h"
 #include "edge/expr/expr.h"
 #include "edge/record.h"
 
@@ -28,6 +29,7 @@ struct StageCounters {
   uint64_t series_limit = 0;  ///< the series table was full
   uint64_t no_value = 0;      ///< a record without the value or field the stage works on
   uint64_t events = 0;        ///< detector events raised
+  uint64_t replayed = 0;      ///< values a restored state had learned already (skipped)
 };
 
 class Stage {
@@ -54,17 +56,19 @@ class Stage {
   /// State worth keeping across restarts (a detector's histories): a key naming what the
   /// state means ("" for a stage without such state; a stage whose key changed starts
   /// afresh), the state keyed by series names (appended to `out`), and its restore, which
-  /// returns how many series it restored (a state that does not parse restores none).
-  /// Pipeline's worker, or the main thread before the pipeline runs.
+  /// returns how many series it restored, or an error when the state does not parse (what
+  /// came before the damage may be restored). `now_ms`: the wall clock (epoch ms): no state
+  /// reaches past it. Pipeline's worker, or the main thread before the pipeline runs.
   virtual std::string stateKey() const { return {}; }
   virtual void saveState(std::string& out, const SeriesTable& series) const {
     (void)out;
     (void)series;
   }
-  virtual size_t restoreState(std::string_view in, SeriesTable& series) {
+  virtual Result<size_t> restoreState(std::string_view in, SeriesTable& series, int64_t now_ms) {
     (void)in;
     (void)series;
-    return 0;
+    (void)now_ms;
+    return size_t{0};
   }
   /// "filter", "window", "detect" (metrics and errors name stages by kind and position).
   virtual std::string_view kind() const = 0;

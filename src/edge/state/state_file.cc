@@ -52,7 +52,9 @@ Result<void> writeStateFile(const fs::path& path, std::string_view body) {
   e.u32(crc32c(0, body));
   e.u64(body.size());
   const fs::path tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  // A fresh file, never one planted there (a link would make the write land elsewhere).
+  ::unlink(tmp.c_str());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return Error(errnoText("cannot create", tmp));
   const bool written =
       writeAll(fd, head.data(), head.size()) && writeAll(fd, body.data(), body.size()) && ::fsync(fd) == 0;
@@ -76,7 +78,8 @@ Result<void> writeStateFile(const fs::path& path, std::string_view body) {
 }
 
 Result<std::string> readStateFile(const fs::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // Non-blocking: a FIFO planted there must not hold the start (it is refused below).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return std::string();
     return Error(errnoText("cannot open", path));
@@ -116,6 +119,7 @@ std::string encodePipelineState(const SavedPipelineState& state) {
   std::string out;
   StateEncoder e(out);
   e.u8(1);
+  e.str(state.pipeline);
   e.str(state.stages);
   e.u32(static_cast<uint32_t>(state.rules.size()));
   for (const auto& [key, body] : state.rules) {
@@ -130,6 +134,7 @@ Result<SavedPipelineState> decodePipelineState(std::string_view body) {
   if (body.empty()) return state;
   StateDecoder d(body);
   if (d.u8() != 1) return Error("the state is of an unknown version");
+  state.pipeline = d.str();
   state.stages = d.str();
   const uint32_t rules = d.u32();
   for (uint32_t i = 0; i < rules && d.ok(); ++i) {

@@ -34,11 +34,13 @@ Result<std::string> readStateFile(const std::filesystem::path& path);
 /// What a pipeline keeps across restarts: its stages' state (Pipeline::saveState) and, per
 /// rule reading it, the rule's state (RuleRunner::saveState) under the rule's state key.
 struct SavedPipelineState {
+  std::string pipeline;  ///< whose state it is (a file copied to another pipeline is refused)
   std::string stages;
   std::vector<std::pair<std::string, std::string>> rules;
   bool empty() const { return stages.empty() && rules.empty(); }
 };
-/// u8 version (1) | string stages | u32 rules | (string key, string state) per rule.
+/// u8 version (1) | string pipeline | string stages | u32 rules | (string key, string state)
+/// per rule.
 std::string encodePipelineState(const SavedPipelineState& state);
 /// An error when `body` is not what encodePipelineState() wrote; an empty body is an empty state.
 Result<SavedPipelineState> decodePipelineState(std::string_view body);
