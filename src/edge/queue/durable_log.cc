@@ -163,16 +163,27 @@ Result<void> DurableLog::scan() {
   }
   // The cursor (absent or torn: from the oldest segment).
   const fs::path cursor_path = dir_ / "cursor";
+  std::error_code exists_ec;
+  const bool cursor_existed = fs::exists(cursor_path, exists_ec);
   cursor_fd_ = ::open(cursor_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (cursor_fd_ < 0) return Error(errnoText("cannot open", cursor_path));
   char cur[kCursorBytes];
   bool have_cursor = false;
-  if (::pread(cursor_fd_, cur, sizeof cur, 0) == static_cast<ssize_t>(sizeof cur) &&
-      std::memcmp(cur, kCursorMagic, 8) == 0 &&
+  const ssize_t cursor_read = ::pread(cursor_fd_, cur, sizeof cur, 0);
+  if (cursor_read == static_cast<ssize_t>(sizeof cur) && std::memcmp(cur, kCursorMagic, 8) == 0 &&
       crc32c(0, std::string_view(cur, kCursorBytes - 4)) == getU32(cur + kCursorBytes - 4)) {
     cursor_ = {getU64(cur + 8), getU64(cur + 16)};
     value_ = getU64(cur + 24);
     have_cursor = true;
+  }
+  // A log that consumed nothing has an empty cursor; one whose cursor is damaged, or gone while
+  // segments are there, is read from its oldest segment again (records may come twice): said.
+  std::string cursor_trouble;
+  if (!have_cursor && cursor_read > 0) {
+    corrupt_bytes_ += static_cast<uint64_t>(cursor_read);
+    cursor_trouble = "damaged";
+  } else if (!cursor_existed) {
+    cursor_trouble = "missing";
   }
   // Segments, by id; leftovers of an interrupted rewrite go.
   std::error_code ec;
@@ -198,12 +209,35 @@ Result<void> DurableLog::scan() {
     fs::remove(entry.path(), ec);
   }
   if (ec) return Error(fmt::format("cannot list {}: {}", dir_.string(), ec.message()));
+  // What is wrong with the log as a whole, said with the damage (GET /edge, the log).
+  std::vector<std::string> trouble;
+  if (!cursor_trouble.empty() && !segments_.empty())
+    trouble.push_back(
+        fmt::format("{}: the cursor is {}: reading again from the oldest segment (records may come twice)",
+                    cursor_path.string(), cursor_trouble));
+  if (have_cursor && !segments_.empty() && !segments_.count(cursor_.segment))
+    trouble.push_back(fmt::format("{}: missing (the cursor was in it): its records are lost",
+                                  segmentPath(cursor_.segment).string()));
   if (!have_cursor || segments_.empty() || cursor_.segment < segments_.begin()->first) {
     cursor_ = segments_.empty() ? LogPosition{} : LogPosition{segments_.begin()->first, kSegmentHeader};
   } else if (!segments_.count(cursor_.segment)) {  // its segment is gone: the next one
     auto it = segments_.upper_bound(cursor_.segment);
     cursor_ = it == segments_.end() ? LogPosition{} : LogPosition{it->first, kSegmentHeader};
   }
+  // Segment ids follow one another: a gap from the cursor on is a segment someone removed.
+  if (cursor_.segment) {
+    uint64_t expected = cursor_.segment;
+    for (auto it = segments_.lower_bound(cursor_.segment); it != segments_.end(); ++it) {
+      if (it->first != expected)
+        trouble.push_back(
+            it->first - expected == 1
+                ? fmt::format("{}: missing: its records are lost", segmentPath(expected).string())
+                : fmt::format("segments {} to {} of {} are missing: their records are lost", expected,
+                              it->first - 1, dir_.string()));
+      expected = it->first + 1;
+    }
+  }
+  for (const auto& t : trouble) corruption_ = corruption_.empty() ? t : corruption_ + "; " + t;
   // Segments wholly consumed go; the rest are checked frame by frame.
   for (auto it = segments_.begin(); it != segments_.end();) {
     if (cursor_.segment && it->first < cursor_.segment) {

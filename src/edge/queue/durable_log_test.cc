@@ -117,6 +117,78 @@ TEST_F(DurableLogTest, BatchCutShortByTheDiskKeepsAPrefix) {
   EXPECT_EQ(log->corruptBytes(), 0u);
 }
 
+TEST_F(DurableLogTest, MissingSegmentsAndADamagedCursorAreSaid) {
+  {
+    auto log = open(4096);
+    ASSERT_TRUE(log);
+    for (int i = 0; i < 1000; ++i) ASSERT_TRUE(log->append(0, fmt::format("record-{:04}", i)).ok());
+    EXPECT_EQ(log->corruption(), "");
+  }
+  auto segs = segments();
+  ASSERT_GT(segs.size(), 4u);
+  fs::remove(segs[2]);  // a middle one
+  {
+    auto log = open(4096);
+    ASSERT_TRUE(log);
+    EXPECT_NE(log->corruption().find("missing: its records are lost"), std::string::npos)
+        << log->corruption();
+    EXPECT_NE(log->corruption().find(segs[2].filename().string()), std::string::npos) << log->corruption();
+  }
+  fs::remove(segs[3]);
+  fs::remove(segs[4]);
+  {
+    auto log = open(4096);
+    ASSERT_TRUE(log);
+    EXPECT_NE(log->corruption().find("are missing"), std::string::npos) << log->corruption();
+    // Consumed into the second segment, which then goes: the cursor's segment is missing.
+    std::vector<LogFrame> frames;
+    LogPosition at = log->cursor();
+    log->read(at, 5, 1 << 20, frames);
+    log->consume(at, frames.size());
+  }
+  {
+    std::ofstream(dir_ / "cursor", std::ios::binary | std::ios::trunc)
+        << "scribbled over, not a cursor at all....";
+    auto log = open(4096);
+    ASSERT_TRUE(log);
+    EXPECT_NE(log->corruption().find("the cursor is damaged"), std::string::npos) << log->corruption();
+    EXPECT_GT(log->corruptBytes(), 0u);
+  }
+  fs::remove(dir_ / "cursor");
+  auto log = open(4096);
+  ASSERT_TRUE(log);
+  EXPECT_NE(log->corruption().find("the cursor is missing"), std::string::npos) << log->corruption();
+}
+
+TEST_F(DurableLogTest, TheCursorsSegmentGoneIsSaid) {
+  {
+    auto log = open(4096);
+    ASSERT_TRUE(log);
+    for (int i = 0; i < 1000; ++i) ASSERT_TRUE(log->append(0, fmt::format("record-{:04}", i)).ok());
+    std::vector<LogFrame> frames;
+    LogPosition at = log->cursor();
+    log->read(at, 5, 1 << 20, frames);
+    log->consume(at, frames.size());
+  }
+  fs::remove(segments()[0]);  // the one the cursor points into
+  auto log = open(4096);
+  ASSERT_TRUE(log);
+  EXPECT_NE(log->corruption().find("missing (the cursor was in it)"), std::string::npos) << log->corruption();
+}
+
+TEST_F(DurableLogTest, AFreshLogSaysNothing) {
+  {
+    auto log = open(4096);
+    ASSERT_TRUE(log);
+    EXPECT_EQ(log->corruption(), "");
+    ASSERT_TRUE(log->append(0, "one").ok());
+  }
+  auto log = open(4096);
+  ASSERT_TRUE(log);
+  EXPECT_EQ(log->corruption(), "");  // nothing consumed yet: an empty cursor is no damage
+  EXPECT_EQ(log->corruptBytes(), 0u);
+}
+
 TEST(FrameBatch, RefusesAPayloadOverTheLimit) {
   FrameBatch batch;
   const std::string big(DurableLog::kMaxPayload, 'x');
