@@ -616,7 +616,7 @@ class DetectorState(DurableCase):
                                 self.pipeline_status(gw))
                 self.assertEqual(self.pipeline_status(gw)["series"], 2000)
                 # Every reading reached the sink once (none lost in the hand-overs).
-                self.assertTrue(wait_until(lambda: len(rx.records()) >= 50_001, timeout=40), (len(rx.records()), self.pipeline_status(gw), gw.admin("GET", "/edge", token=TOKEN).json()["sinks"]))
+                self.assertTrue(wait_until(lambda: len(rx.records()) >= 50_001, timeout=10), (len(rx.records()), self.pipeline_status(gw), gw.admin("GET", "/edge", token=TOKEN).json()["sinks"]))
                 time.sleep(0.3)
                 self.assertEqual(len({r["id"] for r in rx.records() if r["kind"] == "reading"}), 50_001)
 
