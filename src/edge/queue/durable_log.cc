@@ -12,6 +12,8 @@
 #include <charconv>
 #include <cstring>
 
+#include "base/file_io.h"
+
 namespace ganglion::edge {
 
 namespace fs = std::filesystem;
@@ -101,23 +103,6 @@ Parse parseFrame(const char* p, size_t avail, uint32_t& length) {
   if (frameCrc(p, std::string_view(p + DurableLog::kFrameHeader, length)) != getU32(p + 8))
     return Parse::kBad;
   return Parse::kOk;
-}
-
-std::string errnoText(std::string_view what, const fs::path& path) {
-  return fmt::format("{} {}: {}", what, path.string(), std::strerror(errno));
-}
-
-bool writeAll(int fd, const char* p, size_t n) {
-  while (n) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
 }
 
 }  // namespace

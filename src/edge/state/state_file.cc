@@ -9,6 +9,7 @@
 #include <cstring>
 #include <utility>
 
+#include "base/file_io.h"
 #include "base/log.h"
 #include "edge/queue/durable_log.h"
 #include "edge/state/state_codec.h"
@@ -22,23 +23,6 @@ constexpr char kMagic[8] = {'G', 'N', 'G', 'L', 'S', 'T', 'A', '1'};
 constexpr size_t kHead = 8 + 4 + 8;
 /// A state file larger than this is refused unread (no state the edge writes comes near it).
 constexpr uint64_t kMaxStateFile = 1ull << 30;
-
-std::string errnoText(std::string_view what, const fs::path& path) {
-  return fmt::format("{} {}: {}", what, path.string(), std::strerror(errno));
-}
-
-bool writeAll(int fd, const char* p, size_t n) {
-  while (n) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
 
 }  // namespace
 
