@@ -1617,6 +1617,8 @@ json::object EdgeRuntime::status() const {
     o["kind"] = s->config().kind;
     o["url"] = redactUrl(s->config().url);
     o["worker"] = s->worker();
+    // False while a durable queue is still being read at start: its counts are not known yet.
+    o["open"] = s->started.load();
     o["queued_records"] = s->queued_records.load();
     o["queued_bytes"] = s->queued_bytes.load();
     const int64_t oldest = s->oldest_enqueued_ms.load();

@@ -120,6 +120,7 @@ class SurvivesRestarts(DurableCase):
                 self.assertEqual(len({r["id"] for r in recs}), 1000)
                 self.assertTrue(wait_until(lambda: self.sink(gw2)["queued_records"] == 0, timeout=3))
                 self.assertIn("resumes 1000 records", gw2.log_text())
+                self.assertTrue(self.sink(gw2)["open"])
 
     def test_delivered_records_are_not_sent_again_after_a_restart(self):
         with Receiver() as rx:
