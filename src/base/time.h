@@ -14,6 +14,13 @@ inline int64_t steadyMillis() {
       .count();
 }
 
+/// Nanoseconds on the steady clock: latencies measured across threads.
+inline int64_t steadyNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 /// A doubling backoff: the pause before retry `attempt` (1 for the first) is `initial_ms`
 /// doubled attempt - 1 times, at most `max_ms` (retries of sinks, reconnects of connectors,
 /// LLM target retries).

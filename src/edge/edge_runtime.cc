@@ -777,7 +777,9 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
                       "(ganglion_edge_pipeline_dropped_total{{reason=\"series_limit\"}})",
                       config_.name, series.size()));
     }
+    arrived_ns_ = in.arrived_ns;  // what the rules fired by these readings measure from
     pipeline_->push(batch_, idleClock());
+    arrived_ns_ = 0;
     mirror();
   }
 
@@ -964,7 +966,8 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
           } else if (topic.empty()) {
             stats.fail(fmt::format("the record's values make topic '{}' invalid", publish->topic.text));
           } else {
-            publishTo(rule.connectors[i], std::move(topic), payload, publish->qos, publish->retain);
+            publishTo(rule.connectors[i], std::move(topic), payload, publish->qos, publish->retain,
+                      arrived_ns_ ? rule.runner->statsPtr() : nullptr, arrived_ns_);
           }
         } else if (const auto* forward = std::get_if<RuleForward>(&actions[i])) {
           if (!rule.sinks[i]) {
@@ -983,11 +986,13 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   }
 
   void publishTo(const std::shared_ptr<MqttConnector>& connector, std::string topic, std::string payload,
-                 uint32_t qos, bool retain) {
-    connector->worker().post(
-        [connector, topic = std::move(topic), payload = std::move(payload), qos, retain]() mutable {
-          connector->publish(std::move(topic), std::move(payload), static_cast<uint8_t>(qos), retain);
-        });
+                 uint32_t qos, bool retain, std::shared_ptr<RuleStats> timed = nullptr,
+                 int64_t arrived_ns = 0) {
+    connector->worker().post([connector, topic = std::move(topic), payload = std::move(payload), qos, retain,
+                              timed = std::move(timed), arrived_ns]() mutable {
+      connector->publish(std::move(topic), std::move(payload), static_cast<uint8_t>(qos), retain);
+      if (timed) timed->notePublishLatency(steadyNanos() - arrived_ns);
+    });
   }
 
   /// A summary to ask for: what the model gets and where its answer goes.
@@ -1177,6 +1182,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   std::atomic<bool> trim_in_flight_{false};
   std::atomic<uint64_t>* next_seq_ = nullptr;
   bool told_full_ = false;  // the log said the series table is full
+  int64_t arrived_ns_ = 0;  // while readings run: when their connector handed them over
   // Detector state (worker only, after openState()).
   std::filesystem::path state_path_;
   std::chrono::milliseconds state_every_{30'000};
@@ -1552,6 +1558,7 @@ int EdgeRuntime::deliver(std::string_view connector, std::shared_ptr<IncomingRea
     }
   }
   readings->first_seq = next_seq_.fetch_add(n, std::memory_order_relaxed);
+  if (!readings->arrived_ns) readings->arrived_ns = steadyNanos();
   std::shared_ptr<const IncomingReadings> shared = std::move(readings);
   std::shared_ptr<DeliveryTicket> waiting;
   if (ticket) {
@@ -1835,6 +1842,31 @@ void EdgeRuntime::render(std::string& out) const {
                                     {"untracked", s->untracked.load()}})
         fmt::format_to(std::back_inserter(out), "ganglion_edge_rule_total{{rule=\"{}\",outcome=\"{}\"}} {}\n",
                        name, what, n);
+    }
+    appendFamilyHead(
+        out, "ganglion_edge_rule_publish_latency_seconds", "histogram",
+        "From a reading's hand-off by its connector to the hand-off of the alarm it fired to the "
+        "MQTT connector that publishes it (readings run again from an ingest log are not timed).");
+    for (const auto& [rule, s] : rule_stats_) {
+      const std::string name = labelValue(rule);
+      uint64_t cumulative = 0;
+      for (size_t i = 0; i <= RuleStats::kLatencyBounds.size(); ++i) {
+        cumulative += s->publish_latency[i].load();
+        if (i < RuleStats::kLatencyBounds.size())
+          fmt::format_to(std::back_inserter(out),
+                         "ganglion_edge_rule_publish_latency_seconds_bucket{{rule=\"{}\",le=\"{}\"}} {}\n",
+                         name, RuleStats::kLatencyBounds[i], cumulative);
+        else
+          fmt::format_to(std::back_inserter(out),
+                         "ganglion_edge_rule_publish_latency_seconds_bucket{{rule=\"{}\",le=\"+Inf\"}} {}\n",
+                         name, cumulative);
+      }
+      fmt::format_to(std::back_inserter(out),
+                     "ganglion_edge_rule_publish_latency_seconds_sum{{rule=\"{}\"}} {}\n", name,
+                     static_cast<double>(s->publish_latency_ns_sum.load()) / 1e9);
+      fmt::format_to(std::back_inserter(out),
+                     "ganglion_edge_rule_publish_latency_seconds_count{{rule=\"{}\"}} {}\n", name,
+                     cumulative);
     }
   }
   if (mqtt_.empty()) return;

@@ -69,6 +69,7 @@ struct IncomingReadings {
   };
   std::string connector;
   uint64_t first_seq = 0;  ///< item i's record id is `<connector>-<first_seq + i>`
+  int64_t arrived_ns = 0;  ///< steady clock when handed to deliver() (0: replayed from a log)
   std::string text;
   std::vector<Item> items;
 

@@ -359,6 +359,9 @@ class MqttRules(unittest.TestCase):
                     self.assertEqual(connector(gw)["published"], 4)
                     m = gw.admin("GET", "/metrics", token=TOKEN).text
                     self.assertIn('ganglion_edge_rule_total{rule="hot",outcome="fired"} 4', m)
+                    # Every alarm published was timed from its reading's arrival.
+                    self.assertIn('ganglion_edge_rule_publish_latency_seconds_count{rule="hot"} 4', m)
+                    self.assertIn('ganglion_edge_rule_publish_latency_seconds_bucket{rule="hot",le="+Inf"} 4', m)
             finally:
                 watcher.stop()
 

@@ -6,6 +6,8 @@
 // atomics the main thread reads.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -26,6 +28,20 @@ struct RuleStats {
   std::atomic<uint64_t> failed_actions{0};
   std::atomic<uint64_t> untracked{0};  ///< matches of keys past kMaxKeys (fired without state)
   std::atomic<uint64_t> summaries{0};  ///< summaries a model answered and that were sent on
+  /// From a reading's hand-off by its connector to its alarm's hand-off to the MQTT
+  /// connector that publishes it (a histogram: counts at or under each bound, in seconds).
+  static constexpr std::array<double, 9> kLatencyBounds{0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                                        0.005,  0.01,    0.1,    1.0};
+  std::array<std::atomic<uint64_t>, kLatencyBounds.size() + 1> publish_latency{};  ///< last: +Inf
+  std::atomic<uint64_t> publish_latency_ns_sum{0};
+  void notePublishLatency(int64_t ns) {
+    const double s = static_cast<double>(ns) / 1e9;
+    size_t i = 0;
+    while (i < kLatencyBounds.size() && s > kLatencyBounds[i]) ++i;
+    publish_latency[i].fetch_add(1, std::memory_order_relaxed);
+    publish_latency_ns_sum.fetch_add(static_cast<uint64_t>(std::max<int64_t>(0, ns)),
+                                     std::memory_order_relaxed);
+  }
   mutable std::mutex error_mutex;
   std::string last_error;  ///< the last failed action's reason
   void fail(std::string why) {
@@ -47,6 +63,7 @@ class RuleRunner {
 
   const RuleConfig& config() const { return *config_; }
   RuleStats& stats() const { return *stats_; }
+  const std::shared_ptr<RuleStats>& statsPtr() const { return stats_; }
 
   /// Whether record `r` fires the rule now (and updates the key's state). Pipeline's worker.
   bool fires(expr::Evaluator& ev, const Record& r, const Batch& batch, const Pipeline& pipeline);

@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""From a reading's arrival to its alarm's publish (issue 11: p99 under 1 ms).
+
+Starts the Debian mosquitto broker and build/ganglion with an MQTT connector reading
+`plant/+/vibration`, a pipeline that filters them, and a rule `value > 100` (no hold-off)
+that publishes the record to `alarms/{device}`. A client publishes one alarming reading every
+--interval ms (QoS 0; its `ts` tells them apart) and a subscriber on the same connection
+times each alarm's arrival. The figure is the whole round trip publisher → broker → gateway →
+broker → subscriber, so it bounds the gateway's share from above; a second run without the
+gateway (the subscriber on the readings' own topic) measures the two broker hops alone, and
+the difference is printed as the gateway's part.
+
+    python3 bench/edge_alarm_latency.py [--count 2000] [--interval 5] [--qos 0]
+"""
+
+import argparse
+import json
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+os.environ.setdefault("GANGLION_BIN", os.path.join(HERE, "..", "build", "ganglion"))
+from harness import LOCALHOST, Gateway, Mosquitto, free_port, render, wait_until  # noqa: E402
+
+TOKEN = "Latency-Adm1n-T0ken-0123456789ab"
+CONFIG = """
+listeners:
+  - { name: public, address: "@HOST@:@PORT@" }
+admin: { address: "@HOST@:@ADMIN@", token: @TOKEN@ }
+access_log: { enabled: false }
+connectors:
+  - name: plant
+    kind: mqtt
+    url: @URL@
+    client_id: ganglion-latency
+    subscribe:
+      - { topic: "plant/+/vibration", qos: 0, format: json, metric: vibration }
+pipelines:
+  - name: pump-health
+    from: [ plant ]
+    stages:
+      - filter: "value > -1000 and value < 1000"
+    to: []
+rules:
+  - name: bearing-alarm
+    when: "value > 100"
+    actions:
+      - publish: { connector: plant, topic: "alarms/{device}", qos: @QOS@ }
+edge: { data_dir: "@DATA@" }
+"""
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n % 128
+        n //= 128
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def utf8(s):
+    b = s.encode()
+    return struct.pack(">H", len(b)) + b
+
+
+class Client:
+    """Just enough MQTT 3.1.1: CONNECT, SUBSCRIBE, PUBLISH at QoS 0, PUBLISH in at QoS 0/1."""
+
+    def __init__(self, port, client_id):
+        self.sock = socket.create_connection((LOCALHOST, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        body = utf8("MQTT") + bytes([4, 0x02]) + struct.pack(">H", 60) + utf8(client_id)
+        self.sock.sendall(b"\x10" + varint(len(body)) + body)
+        self.buf = b""
+        kind, _ = self.packet()
+        assert kind == 0x20, kind
+
+    def read(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def packet(self):
+        first = self.read(1)[0]
+        length, mult = 0, 1
+        while True:
+            b = self.read(1)[0]
+            length += (b & 0x7F) * mult
+            mult *= 128
+            if not b & 0x80:
+                break
+        return first & 0xF0, (first, self.read(length))
+
+    def subscribe(self, topic, qos):
+        body = struct.pack(">H", 1) + utf8(topic) + bytes([qos])
+        self.sock.sendall(b"\x82" + varint(len(body)) + body)
+        kind, _ = self.packet()
+        assert kind == 0x90, kind
+
+    def publish(self, topic, payload):
+        body = utf8(topic) + payload
+        self.sock.sendall(b"\x30" + varint(len(body)) + body)
+
+    def messages(self, on_message):
+        while True:
+            try:
+                kind, (first, body) = self.packet()
+            except (EOFError, OSError):
+                return
+            if kind != 0x30:
+                continue
+            tlen = struct.unpack(">H", body[:2])[0]
+            topic = body[2:2 + tlen].decode()
+            at = 2 + tlen
+            qos = (first >> 1) & 3
+            if qos:
+                pid = body[at:at + 2]
+                at += 2
+                self.sock.sendall(b"\x40\x02" + pid)
+            on_message(topic, body[at:], time.perf_counter())
+
+
+def percentile(values, p):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+
+
+def measure(broker_port, listen_topic, count, interval_ms):
+    """Publishes `count` readings; returns the latencies (µs) of the messages on `listen_topic`."""
+    sent = {}
+    got = {}
+    sub = Client(broker_port, "latency-sub-%d" % os.getpid())
+    sub.subscribe(listen_topic, 1)
+    lock = threading.Lock()
+
+    def on_message(topic, payload, at):
+        try:
+            ts = json.loads(payload)["ts"]
+        except (ValueError, KeyError):
+            return
+        with lock:
+            got.setdefault(ts, at)
+
+    threading.Thread(target=sub.messages, args=(on_message,), daemon=True).start()
+    pub = Client(broker_port, "latency-pub-%d" % os.getpid())
+    base = int(time.time() * 1000) - 10 * 60 * 1000
+    time.sleep(0.2)
+    for i in range(count):
+        ts = base + i
+        payload = json.dumps({"value": 500, "ts": ts}).encode()
+        sent[ts] = time.perf_counter()
+        pub.publish("plant/pump-1/vibration", payload)
+        time.sleep(interval_ms / 1000)
+    wait_until(lambda: len(got) >= count, timeout=5)
+    sub.sock.close()
+    pub.sock.close()
+    return [(got[ts] - sent[ts]) * 1e6 for ts in sent if ts in got], count - len(got)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, default=2000)
+    ap.add_argument("--interval", type=float, default=5)
+    ap.add_argument("--qos", type=int, default=0, choices=[0, 1, 2])
+    args = ap.parse_args()
+    data = "/tmp/ganglion-latency-%d" % os.getpid()
+    with Mosquitto() as broker:
+        brokers_only, lost0 = measure(broker.port, "plant/+/vibration", args.count, args.interval)
+        port, admin = free_port(), free_port()
+        text = render(CONFIG, host=LOCALHOST, port=port, admin=admin, token=TOKEN, url=broker.url(),
+                      qos=args.qos, data=data)
+        with Gateway(text, admin_port=admin, port=port) as gw:
+            wait_until(lambda: any(c.get("connected") for c in
+                                   gw.admin("GET", "/edge", token=TOKEN).json()["connectors"]), timeout=5)
+            time.sleep(0.3)
+            through, lost = measure(broker.port, "alarms/#", args.count, args.interval)
+            metrics = gw.admin("GET", "/metrics", token=TOKEN).text
+        buckets = []
+        for line in metrics.splitlines():
+            if line.startswith("ganglion_edge_rule_publish_latency_seconds_bucket"):
+                le = line.split(',le="', 1)[1].split('"', 1)[0]
+                buckets.append((le, int(line.rsplit(" ", 1)[1])))
+    os.system("rm -rf " + data)
+    if not through:
+        sys.exit("no alarm arrived")
+    b50, b99 = percentile(brokers_only, 50), percentile(brokers_only, 99)
+    g50, g99 = percentile(through, 50), percentile(through, 99)
+    print("broker alone (publisher → broker → subscriber): p50 %.0f µs, p99 %.0f µs, %d lost" % (b50, b99, lost0))
+    print("through the gateway (→ broker → ganglion → broker → subscriber, alarm QoS %d): p50 %.0f µs, p99 %.0f µs, "
+          "max %.0f µs, %d of %d alarms missing" % (args.qos, g50, g99, max(through), lost, args.count))
+    print("the gateway's part (difference of the medians and p99s): p50 %.0f µs, p99 %.0f µs (goal: p99 < 1000 µs)"
+          % (g50 - b50, g99 - b99))
+    total = buckets[-1][1] if buckets else 0
+    if total:
+        print("inside the gateway (reading handed over → alarm handed to the MQTT writer, its own histogram): "
+              + ", ".join("%.1f%% ≤ %s s" % (100.0 * n / total, le) for le, n in buckets if le != "+Inf"))
+
+
+if __name__ == "__main__":
+    main()
