@@ -78,13 +78,20 @@ bool kindHas(std::string_view kinds, std::string_view kind) {
 }
 
 constexpr std::string_view kBuiltConnectorKinds = "http, mqtt, modbus_tcp, modbus_rtu";
-constexpr std::string_view kPlannedConnectorKinds[] = {"coap", "opcua"};
+constexpr std::string_view kPlannedConnectorKinds[] = {"coap"};
 
 void readConnectorKind(Reader& r, const config::Node& v, ConnectorConfig& c) {
   auto s = r.str(v, "connector kind");
   if (!s) return;
   if (*s == "http" || *s == "mqtt" || *s == "modbus_tcp" || *s == "modbus_rtu") {
     c.kind = *s;
+    return;
+  }
+  if (*s == "opcua") {
+    r.fail(v, fmt::format(
+                  "connector kind 'opcua' is not available: no OPC UA client library can be had for this "
+                  "build (docs/edge.md \"OPC UA\" says why and what to use instead; built: {})",
+                  kBuiltConnectorKinds));
     return;
   }
   for (std::string_view planned : kPlannedConnectorKinds) {

@@ -369,6 +369,8 @@ class ConfigErrors(unittest.TestCase):
         self.assertEqual(code, 0, out)
         code, out = self.check(text + "rules:\n  - { name: r, when: \"value > 1\", actions: [ { webhook: {} } ] }\n")
         self.assertIn("action 'webhook' is not built yet", out)
+        code, out = self.check(text.replace("kind: http, metric", "kind: opcua, metric"))
+        self.assertIn("connector kind 'opcua' is not available: no OPC UA client library", out)
         code, out = self.check(text.replace("- filter: ", "- fft: "))
         self.assertIn("stage 'fft' is not built yet", out)
         code, out = self.check(text.replace("url: http://", "url: ftp://"))
