@@ -562,8 +562,8 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
 
   /// Keeps its state (detector histories, its rules' hold-offs) in `path`, saved every
   /// `every`. With `from_predecessor` the state comes from the pipeline it replaces
-  /// (adoptState(), posted once that one retired) and nothing runs before it; otherwise from
-  /// the file. Main thread, before it runs.
+  /// (handOverTo(), once that one retired) and nothing runs before it; otherwise from the
+  /// file. Main thread, before it runs.
   void openState(std::filesystem::path path, std::chrono::milliseconds every, bool from_predecessor) {
     state_path_ = std::move(path);
     state_every_ = every;
@@ -578,8 +578,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     auto state = body ? decodePipelineState(*body) : Result<SavedPipelineState>(body.error());
     if (state && !state->empty() && state->pipeline != config_.name)
       state = Error(fmt::format("it holds pipeline '{}'s state, not this one's", state->pipeline));
-    auto restored =
-        state ? pipeline_->restoreState(state->stages, wallMillis()) : Result<size_t>(state.error());
+    auto restored = restore(std::move(state));
     if (!restored) {
       logLine(
           fmt::format("edge: pipeline '{}': state in {} not used, detectors warm up again and rules start "
@@ -590,7 +589,16 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     if (*restored)
       logLine(fmt::format("edge: pipeline '{}' resumes its detectors' histories of {} series from {}",
                           config_.name, *restored, state_path_.string()));
-    pending_rules_ = std::move(state->rules);
+  }
+
+  /// Restores a saved state into its stages and keeps the rules' part for setRules().
+  /// Returns the series restored, or why the state was not used. Main thread before it
+  /// runs, or on its worker.
+  Result<size_t> restore(Result<SavedPipelineState> state) {
+    if (!state) return state.error();
+    auto restored = pipeline_->restoreState(state->stages, wallMillis());
+    if (restored) pending_rules_ = std::move(state->rules);
+    return restored;
   }
 
   /// Its state (after retire(): what a successor adopts); "" when it has none. On its worker.
@@ -607,29 +615,17 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     return state.empty() ? std::string() : encodePipelineState(state);
   }
   const std::filesystem::path& statePath() const { return state_path_; }
-  bool awaitingState() const { return awaiting_state_; }
 
   /// The state of the pipeline it replaced: restored, then the readings waiting run. On its
   /// worker.
   void adoptState(const std::string& bytes) {
     if (!awaiting_state_) return;
     awaiting_state_ = false;
-    if (auto next = state_heir_.lock()) {
-      // Retired before its predecessor's state came (reloads in a burst): it goes on.
-      state_heir_.reset();
-      host_->worker(next->worker()).post([next, bytes] { next->adoptState(bytes); });
-      return;
-    }
-    auto state = decodePipelineState(bytes);
-    auto restored =
-        state ? pipeline_->restoreState(state->stages, wallMillis()) : Result<size_t>(state.error());
-    if (!restored) {
+    if (auto restored = restore(decodePipelineState(bytes)); !restored)
       logLine(fmt::format("edge: pipeline '{}': its predecessor's state not used: {}", config_.name,
                           restored.error().message));
-    } else {
-      pending_rules_ = std::move(state->rules);
-      if (rules_set_) restorePendingRules();
-    }
+    else if (rules_set_)
+      restorePendingRules();
     kick();
   }
 
@@ -639,8 +635,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   void saveState(bool now) {
     if (state_path_.empty() || retired_ || awaiting_state_) return;
     uint64_t changes = 0;
-    for (const auto& st : pipeline_->stages())
-      if (!st->stateKey().empty()) changes += st->counters.in;
+    for (const auto& st : pipeline_->statefulStages()) changes += st.stage->counters.in;
     for (const auto& rule : rules_) changes += rule.runner->changes();
     if (changes == state_changes_) {
       // Nothing learned since the last save: once that is on disk it covers all that ran.
@@ -669,22 +664,6 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
         trimIngest();
       });
     });
-  }
-
-  /// After retire(): hands its state to the pipeline replacing it — now, or when its own
-  /// predecessor's arrives (it never ran without it). On its worker.
-  void handStateTo(const std::shared_ptr<PipelineHost>& next) {
-    if (awaiting_state_) {
-      state_heir_ = next;
-      return;
-    }
-    if (next->worker() == worker_) {
-      // One name, one worker: handed over at once, so a burst of reloads passes it down the
-      // line in the order they came.
-      next->adoptState(stateBytes());
-      return;
-    }
-    host_->worker(next->worker()).post([next, state = stateBytes()] { next->adoptState(state); });
   }
 
   /// A state write is on its way (shutdown waits for it and the trim after it). Any thread.
@@ -854,10 +833,18 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     retired_ = true;
   }
 
-  /// After retire(): readings it took but had not run go to the pipeline replacing it, ahead
-  /// of what that one received since (those in its ingest log are there already: a successor
-  /// that took the log over runs them again from it). On its worker; `next` must not have
-  /// run yet (it awaits this one's state).
+  /// After retire(): hands the pipeline replacing it the readings it took but had not run
+  /// (ahead of what that one received since; those in its ingest log are there already: a
+  /// successor that took the log over runs them again from it), then its state, which lets
+  /// that one run. One name hashes to one worker, so both are on this worker, and the
+  /// retirements of a burst of reloads run in order: this one had its own predecessor's
+  /// state before it retired. On its worker.
+  void handOverTo(PipelineHost& next) {
+    passInboxTo(next);
+    next.adoptState(stateBytes());
+  }
+
+  /// handOverTo()'s first half: its inbox, less what `next`'s ingest log replays. On its worker.
   void passInboxTo(PipelineHost& next) {
     const bool next_logs = next.logsIngest();
     std::deque<Inbound> left;
@@ -1191,7 +1178,6 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   bool state_written_ = false;   // a save was asked for (the file then follows the state, even empty)
   bool awaiting_state_ = false;  // a predecessor's state is on its way: nothing runs
   bool rules_set_ = false;       // setRules() ran: pending rule state is applied at once
-  std::weak_ptr<PipelineHost> state_heir_;  // retired while awaiting: who gets the state
   // Frames of the ingest log run, trimmed, and covered by a state file on disk (counted since
   // start): the log is trimmed only past frames the saved state has learned.
   uint64_t ran_total_ = 0, trimmed_total_ = 0, saved_total_ = 0;
@@ -1358,8 +1344,7 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
       old->retire();
       old->dropIngest();
       if (next) {
-        if (next->worker() == old->worker() && next->awaitingState()) old->passInboxTo(*next);
-        old->handStateTo(next);
+        old->handOverTo(*next);
       } else if (!keeps_file) {
         std::error_code ec;  // a removed pipeline's state goes with it
         std::filesystem::remove(old->statePath(), ec);
@@ -1847,27 +1832,11 @@ void EdgeRuntime::render(std::string& out) const {
         out, "ganglion_edge_rule_publish_latency_seconds", "histogram",
         "From a reading's hand-off by its connector to the hand-off of the alarm it fired to the "
         "MQTT connector that publishes it (readings run again from an ingest log are not timed).");
-    for (const auto& [rule, s] : rule_stats_) {
-      const std::string name = labelValue(rule);
-      uint64_t cumulative = 0;
-      for (size_t i = 0; i <= RuleStats::kLatencyBounds.size(); ++i) {
-        cumulative += s->publish_latency[i].load();
-        if (i < RuleStats::kLatencyBounds.size())
-          fmt::format_to(std::back_inserter(out),
-                         "ganglion_edge_rule_publish_latency_seconds_bucket{{rule=\"{}\",le=\"{}\"}} {}\n",
-                         name, RuleStats::kLatencyBounds[i], cumulative);
-        else
-          fmt::format_to(std::back_inserter(out),
-                         "ganglion_edge_rule_publish_latency_seconds_bucket{{rule=\"{}\",le=\"+Inf\"}} {}\n",
-                         name, cumulative);
-      }
-      fmt::format_to(std::back_inserter(out),
-                     "ganglion_edge_rule_publish_latency_seconds_sum{{rule=\"{}\"}} {}\n", name,
-                     static_cast<double>(s->publish_latency_ns_sum.load()) / 1e9);
-      fmt::format_to(std::back_inserter(out),
-                     "ganglion_edge_rule_publish_latency_seconds_count{{rule=\"{}\"}} {}\n", name,
-                     cumulative);
-    }
+    for (const auto& [rule, s] : rule_stats_)
+      telemetry::appendHistogramSamples(
+          out, "ganglion_edge_rule_publish_latency_seconds", fmt::format("rule=\"{}\"", labelValue(rule)),
+          RuleStats::kLatencyBoundsUs, [&stats = *s](size_t i) { return stats.publish_latency[i].load(); },
+          static_cast<double>(s->publish_latency_ns_sum.load()) / 1e9);
   }
   if (mqtt_.empty()) return;
   family("ganglion_edge_mqtt_connected", "gauge", "1 while an MQTT connector holds an accepted connection.",

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "base/time.h"
 #include "edge/queue/log_syncer.h"
 
 namespace ganglion::edge {
@@ -107,8 +108,7 @@ void IngestLog::requestSync() {
     for (auto& t : commit_.finish(*target)) t->complete(true);
     return;
   }
-  syncing_ = true;
-  sync_started_ = std::chrono::steady_clock::now();
+  sync_started_ms_ = steadyMillis();
   syncer_.sync(std::move(fds), [self = shared_from_this(), t = *target](bool ok) { self->synced(t, ok); });
 }
 
@@ -116,12 +116,9 @@ void IngestLog::synced(uint64_t target, bool ok) {
   std::vector<std::shared_ptr<DeliveryTicket>> done;
   {
     std::lock_guard lock(mutex_);
-    if (syncing_) {
-      syncing_ = false;
-      const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::steady_clock::now() - sync_started_)
-                            .count();
-      stalled_ms_ += std::max<int64_t>(0, took - kStallGraceMs);
+    if (sync_started_ms_ >= 0) {
+      stalled_ms_ += std::max<int64_t>(0, steadyMillis() - sync_started_ms_ - kStallGraceMs);
+      sync_started_ms_ = -1;
     }
     done = commit_.finish(target);
     if (commit_.behind()) requestSync();
@@ -159,14 +156,8 @@ void IngestLog::trim(LogPosition upto, uint64_t frames, uint64_t next_seq) {
 
 int64_t IngestLog::stalledMs() {
   std::lock_guard lock(mutex_);
-  int64_t stalled = stalled_ms_;
-  if (syncing_) {
-    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                                           sync_started_)
-                         .count();
-    stalled += std::max<int64_t>(0, now - kStallGraceMs);
-  }
-  return stalled;
+  if (sync_started_ms_ < 0) return stalled_ms_;
+  return stalled_ms_ + std::max<int64_t>(0, steadyMillis() - sync_started_ms_ - kStallGraceMs);
 }
 
 uint64_t IngestLog::storedSeq() {

@@ -10,7 +10,6 @@
 // the pipeline's worker (or the main thread before it runs).
 #pragma once
 
-#include <chrono>
 #include <deque>
 #include <filesystem>
 #include <memory>
@@ -76,9 +75,8 @@ class IngestLog : public std::enable_shared_from_this<IngestLog> {
   GroupCommit<std::shared_ptr<DeliveryTicket>> commit_;
   std::string scratch_;
   uint64_t undecodable_ = 0;
-  bool syncing_ = false;
-  std::chrono::steady_clock::time_point sync_started_;
-  int64_t stalled_ms_ = 0;  // finished syncs' time past the grace
+  int64_t sync_started_ms_ = -1;  // steady clock; -1: no sync in flight
+  int64_t stalled_ms_ = 0;        // finished syncs' time past the grace
 };
 
 }  // namespace ganglion::edge

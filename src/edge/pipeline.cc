@@ -50,17 +50,13 @@ void Pipeline::flush(int64_t wall_ms) {
 // The state: u32 stages with state, then per stage its key and its state (both strings).
 std::string Pipeline::saveState() const {
   std::string out;
+  if (stateful_.empty()) return out;
   StateEncoder e(out);
-  uint32_t count = 0;
-  for (const auto& s : stages_) count += !s->stateKey().empty();
-  if (!count) return out;
-  e.u32(count);
+  e.u32(static_cast<uint32_t>(stateful_.size()));
   std::string state;
-  for (const auto& s : stages_) {
-    const std::string key = s->stateKey();
-    if (key.empty()) continue;
+  for (const auto& [stage, key] : stateful_) {
     state.clear();
-    s->saveState(state, series_);
+    stage->saveState(state, series_);
     e.str(key);
     e.str(state);
   }
@@ -80,13 +76,11 @@ Result<size_t> Pipeline::restoreState(std::string_view state, int64_t now_ms) {
   if (!d.ok() || !d.done()) return Error("the state does not parse");
   size_t restored = 0;
   std::vector<bool> used(parts.size());
-  for (const auto& s : stages_) {
-    const std::string key = s->stateKey();
-    if (key.empty()) continue;
+  for (const auto& [stage, key] : stateful_) {
     for (size_t i = 0; i < parts.size(); ++i) {
       if (used[i] || parts[i].first != key) continue;
       used[i] = true;
-      auto one = s->restoreState(parts[i].second, series_, now_ms);
+      auto one = stage->restoreState(parts[i].second, series_, now_ms);
       if (!one) return one.error();
       restored += *one;
       break;

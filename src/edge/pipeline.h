@@ -47,7 +47,10 @@ class Pipeline {
   uint16_t origin(std::string_view name);
   std::string_view originName(uint16_t id) const { return origins_[id]; }
 
-  void addStage(std::unique_ptr<Stage> stage) { stages_.push_back(std::move(stage)); }
+  void addStage(std::unique_ptr<Stage> stage) {
+    if (std::string key = stage->stateKey(); !key.empty()) stateful_.push_back({stage.get(), std::move(key)});
+    stages_.push_back(std::move(stage));
+  }
   const std::vector<std::unique_ptr<Stage>>& stages() const { return stages_; }
   void setOutput(Output output) { output_ = std::move(output); }
 
@@ -68,12 +71,14 @@ class Pipeline {
   /// when `state` does not parse (nothing, or part of it, restored then). `now_ms`: the wall
   /// clock. Main thread before the pipeline runs, or on its worker.
   Result<size_t> restoreState(std::string_view state, int64_t now_ms = INT64_MAX);
-  /// Whether a stage keeps state across restarts.
-  bool hasState() const {
-    for (const auto& s : stages_)
-      if (!s->stateKey().empty()) return true;
-    return false;
-  }
+  /// The stages that keep state across restarts, with their state keys (taken once, when
+  /// the stage is added).
+  struct StatefulStage {
+    Stage* stage;
+    std::string key;
+  };
+  const std::vector<StatefulStage>& statefulStages() const { return stateful_; }
+  bool hasState() const { return !stateful_.empty(); }
 
   /// Records that reached the output so far.
   uint64_t recordsOut() const { return records_out_; }
@@ -92,6 +97,7 @@ class Pipeline {
   SeriesTable series_;
   std::vector<std::string> origins_;
   std::vector<std::unique_ptr<Stage>> stages_;
+  std::vector<StatefulStage> stateful_;
   expr::Evaluator evaluator_;
   Output output_;
   Batch tick_batch_;

@@ -35,24 +35,36 @@ void appendFamilyHead(std::string& out, std::string_view name, std::string_view 
   out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
 }
 
+void appendHistogramSamples(std::string& out, std::string_view name, std::string_view labels,
+                            std::span<const uint64_t> bounds_us,
+                            const std::function<uint64_t(size_t)>& bucket, double sum_seconds) {
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i <= bounds_us.size(); ++i) {
+    cumulative += bucket(i);
+    std::string le =
+        i < bounds_us.size() ? fmt::format("{}", static_cast<double>(bounds_us[i]) / 1e6) : "+Inf";
+    out += fmt::format("{}_bucket{{{},le=\"{}\"}} {}\n", name, labels, le, cumulative);
+  }
+  out += fmt::format("{}_sum{{{}}} {}\n", name, labels, sum_seconds);
+  out += fmt::format("{}_count{{{}}} {}\n", name, labels, cumulative);
+}
+
 namespace {
 
 constexpr const char* kClassNames[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 
 void renderHistogram(std::string& out, const char* name, const std::string& labels,
                      const std::vector<const Histogram*>& hs) {
-  uint64_t cumulative = 0;
-  for (size_t i = 0; i <= Histogram::kBoundsUs.size(); ++i) {
-    for (auto* h : hs) cumulative += h->bucket(i);
-    std::string le = i < Histogram::kBoundsUs.size()
-                         ? fmt::format("{}", static_cast<double>(Histogram::kBoundsUs[i]) / 1e6)
-                         : "+Inf";
-    out += fmt::format("{}_bucket{{{},le=\"{}\"}} {}\n", name, labels, le, cumulative);
-  }
   uint64_t sum = 0;
   for (auto* h : hs) sum += h->sumUs();
-  out += fmt::format("{}_sum{{{}}} {}\n", name, labels, static_cast<double>(sum) / 1e6);
-  out += fmt::format("{}_count{{{}}} {}\n", name, labels, cumulative);
+  appendHistogramSamples(
+      out, name, labels, Histogram::kBoundsUs,
+      [&](size_t i) {
+        uint64_t n = 0;
+        for (auto* h : hs) n += h->bucket(i);
+        return n;
+      },
+      static_cast<double>(sum) / 1e6);
 }
 
 template <typename Stats, typename Fn>

@@ -6,9 +6,11 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,15 +27,20 @@ class Counter {
   std::atomic<uint64_t> v_{0};
 };
 
+/// The bucket of `value` among upper `bounds` (bounds.size(): past the last, +Inf).
+inline size_t bucketFor(std::span<const uint64_t> bounds, uint64_t value) {
+  size_t i = 0;
+  while (i < bounds.size() && value > bounds[i]) ++i;
+  return i;
+}
+
 /// Latency histogram with fixed bucket bounds in microseconds.
 class Histogram {
  public:
   static constexpr std::array<uint64_t, 14> kBoundsUs = {
       250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 10000000};
   void observe(uint64_t us) {
-    size_t i = 0;
-    while (i < kBoundsUs.size() && us > kBoundsUs[i]) ++i;
-    buckets_[i].add();
+    buckets_[bucketFor(kBoundsUs, us)].add();
     sum_us_.add(us);
   }
   uint64_t bucket(size_t i) const { return buckets_[i].get(); }
@@ -113,6 +120,13 @@ std::string labelValue(std::string_view s);
 /// A family's `# HELP` and `# TYPE` lines, which go before its samples (every family has
 /// both). `type`: counter, gauge or histogram. Any thread.
 void appendFamilyHead(std::string& out, std::string_view name, std::string_view type, std::string_view help);
+
+/// A histogram's samples: `<name>_bucket{<labels>,le="..."}` (cumulative; `le` in seconds,
+/// from `bounds_us`), `_sum` (`sum_seconds`) and `_count`. `bucket(i)` counts bucket i, for i
+/// in [0, bounds_us.size()] (the last is +Inf). `labels` without braces. Any thread.
+void appendHistogramSamples(std::string& out, std::string_view name, std::string_view labels,
+                            std::span<const uint64_t> bounds_us,
+                            const std::function<uint64_t(size_t)>& bucket, double sum_seconds);
 
 /// Renders Prometheus text exposition format. Admin thread.
 std::string renderPrometheus(const std::vector<WorkerStats*>& workers, const ProcessInfo& info);

@@ -444,6 +444,18 @@ class DetectorState(DurableCase):
     def events(self, rx):
         return [r for r in rx.records() if r.get("detector") == "spike" and "rule" not in r]
 
+    def learn(self, gw, rx):
+        """Thirty normal readings of pump-1, delivered: its history is warm."""
+        self.post(gw, "pump-1", NORMAL)
+        self.assertTrue(wait_until(lambda: len(rx.records()) == 30, timeout=5))
+
+    def learn_and_stop(self, text, admin, rx):
+        """A gateway that learns, then stops cleanly (its state saved)."""
+        gw = Gateway(text, admin_port=admin)
+        with gw:
+            self.learn(gw, rx)
+            gw.stop()
+
     def spike_is_judged(self, gw, rx):
         # Two readings where a warm-up would need twenty: only a restored history judges them.
         self.post(gw, "pump-1", [10.1, 50])
@@ -455,11 +467,7 @@ class DetectorState(DurableCase):
     def test_the_history_survives_sigterm(self):
         with Receiver() as rx:
             text, port, admin = self.config(rx.port)
-            gw = Gateway(text, admin_port=admin)
-            with gw:
-                self.post(gw, "pump-1", NORMAL)
-                self.assertTrue(wait_until(lambda: len(rx.records()) == 30, timeout=5))
-                gw.stop()
+            self.learn_and_stop(text, admin, rx)
             self.assertTrue(os.path.getsize(self.state_file()) > 20 * 8)
             with Gateway(text, admin_port=admin) as gw2:
                 self.assertIn("resumes its detectors' histories of 1 series", gw2.log_text())
@@ -470,8 +478,7 @@ class DetectorState(DurableCase):
             text, port, admin = self.config(rx.port, state_every="200ms")
             gw = Gateway(text, admin_port=admin)
             with gw:
-                self.post(gw, "pump-1", NORMAL)
-                self.assertTrue(wait_until(lambda: len(rx.records()) == 30, timeout=5))
+                self.learn(gw, rx)
                 self.assertTrue(wait_until(lambda: os.path.exists(self.state_file()), timeout=5))
                 time.sleep(0.5)  # a save after the last reading
                 gw.proc.send_signal(signal.SIGKILL)
@@ -486,8 +493,7 @@ class DetectorState(DurableCase):
             text, port, admin = self.config(rx.port, state_every="1h")
             gw = Gateway(text, admin_port=admin)
             with gw:
-                self.post(gw, "pump-1", NORMAL)
-                self.assertTrue(wait_until(lambda: len(rx.records()) == 30, timeout=5))
+                self.learn(gw, rx)
                 time.sleep(0.3)
                 self.assertEqual(self.ingest(gw)["frames"], 1)  # kept: the state has not been saved
                 gw.proc.send_signal(signal.SIGKILL)
@@ -509,8 +515,7 @@ class DetectorState(DurableCase):
         with Receiver() as rx:
             text, port, admin = self.config(rx.port)
             with Gateway(text, admin_port=admin) as gw:
-                self.post(gw, "pump-1", NORMAL)
-                self.assertTrue(wait_until(lambda: len(rx.records()) == 30, timeout=5))
+                self.learn(gw, rx)
                 changed = text.replace('"value > -1000000"', '"value > -999999"')
                 self.assertNotEqual(changed, text)
                 gw.reload_file(changed)
@@ -520,11 +525,7 @@ class DetectorState(DurableCase):
     def test_a_damaged_state_file_is_said_and_the_detector_warms_up_again(self):
         with Receiver() as rx:
             text, port, admin = self.config(rx.port)
-            gw = Gateway(text, admin_port=admin)
-            with gw:
-                self.post(gw, "pump-1", NORMAL)
-                self.assertTrue(wait_until(lambda: len(rx.records()) == 30, timeout=5))
-                gw.stop()
+            self.learn_and_stop(text, admin, rx)
             with open(self.state_file(), "r+b") as f:
                 f.seek(40)
                 f.write(b"\xff\xff\xff\xff")
@@ -662,8 +663,7 @@ class DetectorState(DurableCase):
                 # A leftover temporary file (a save a crash cut) is removed at start.
                 self.assertFalse(os.path.lexists(self.state_file() + ".tmp"))
                 os.symlink(victim, self.state_file() + ".tmp")  # planted while it runs
-                self.post(gw, "pump-1", NORMAL)
-                self.assertTrue(wait_until(lambda: len(rx.records()) == 30, timeout=5))
+                self.learn(gw, rx)
                 gw.stop()
         with open(victim) as f:
             self.assertEqual(f.read(), "keep me")
@@ -673,11 +673,7 @@ class DetectorState(DurableCase):
     def test_another_pipelines_state_file_is_refused(self):
         with Receiver() as rx:
             text, port, admin = self.config(rx.port)
-            gw = Gateway(text, admin_port=admin)
-            with gw:
-                self.post(gw, "pump-1", NORMAL)
-                self.assertTrue(wait_until(lambda: len(rx.records()) == 30, timeout=5))
-                gw.stop()
+            self.learn_and_stop(text, admin, rx)
             other = text.replace("name: raw", "name: other")
             shutil.copy(self.state_file(), os.path.join(self.data, "state", "other.state"))
             with Gateway(other, admin_port=admin) as gw2:

@@ -365,11 +365,9 @@ void FrameBatch::clear() {
 Result<LogPosition> DurableLog::append(uint8_t tag, std::string_view payload) {
   one_.clear();
   if (!one_.add(tag, payload)) return Error("a record larger than 64 MiB cannot be queued");
-  auto it = segments_.find(active_);
-  LogPosition at{active_, it == segments_.end() ? kSegmentHeader : it->second.bytes};
-  if (it != segments_.end() && it->second.bytes >= segment_bytes_) at = {active_ + 1, kSegmentHeader};
   if (append(one_) != 1) return Error(last_error_);
-  return at;
+  const LogPosition after = end();  // the frame is the last thing in the active segment
+  return LogPosition{after.segment, after.offset - one_.bytes_.size()};
 }
 
 size_t DurableLog::append(const FrameBatch& batch) {

@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "edge/edge_config.h"
+#include "telemetry/metrics.h"
 
 namespace ganglion::edge {
 
@@ -30,17 +31,18 @@ struct RuleStats {
   std::atomic<uint64_t> summaries{0};  ///< summaries a model answered and that were sent on
   /// From a reading's hand-off by its connector to its alarm's hand-off to the MQTT
   /// connector that publishes it (a histogram: counts at or under each bound, in seconds).
-  static constexpr std::array<double, 9> kLatencyBounds{0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-                                                        0.005,  0.01,    0.1,    1.0};
-  std::array<std::atomic<uint64_t>, kLatencyBounds.size() + 1> publish_latency{};  ///< last: +Inf
+  /// Bounds in microseconds. Atomic adds, not telemetry::Histogram's single-writer counters:
+  /// every worker that runs the rule, and every connector's, may write.
+  static constexpr std::array<uint64_t, 9> kLatencyBoundsUs{100,  250,   500,    1000,   2500,
+                                                            5000, 10000, 100000, 1000000};
+  std::array<std::atomic<uint64_t>, kLatencyBoundsUs.size() + 1> publish_latency{};  ///< last: +Inf
   std::atomic<uint64_t> publish_latency_ns_sum{0};
   void notePublishLatency(int64_t ns) {
-    const double s = static_cast<double>(ns) / 1e9;
-    size_t i = 0;
-    while (i < kLatencyBounds.size() && s > kLatencyBounds[i]) ++i;
-    publish_latency[i].fetch_add(1, std::memory_order_relaxed);
-    publish_latency_ns_sum.fetch_add(static_cast<uint64_t>(std::max<int64_t>(0, ns)),
-                                     std::memory_order_relaxed);
+    const uint64_t n = static_cast<uint64_t>(std::max<int64_t>(0, ns));
+    // Rounded up to whole microseconds: a bucket holds what is at or under its bound.
+    publish_latency[telemetry::bucketFor(kLatencyBoundsUs, (n + 999) / 1000)].fetch_add(
+        1, std::memory_order_relaxed);
+    publish_latency_ns_sum.fetch_add(n, std::memory_order_relaxed);
   }
   mutable std::mutex error_mutex;
   std::string last_error;  ///< the last failed action's reason

@@ -55,9 +55,9 @@ class Stage {
   virtual uint64_t oldestSeq() const { return UINT64_MAX; }
   /// State worth keeping across restarts (a detector's histories): a key naming what the
   /// state means ("" for a stage without such state; a stage whose key changed starts
-  /// afresh), the state keyed by series names (appended to `out`), and its restore, which
-  /// returns how many series it restored, or an error when the state does not parse (what
-  /// came before the damage may be restored). `now_ms`: the wall clock (epoch ms): no state
+  /// afresh; the pipeline reads it once, when the stage is added), the state keyed by series names (appended
+  /// to `out`), and its restore, which returns how many series it restored, or an error when the state does
+  /// not parse (what came before the damage may be restored). `now_ms`: the wall clock (epoch ms): no state
   /// reaches past it. Pipeline's worker, or the main thread before the pipeline runs.
   virtual std::string stateKey() const { return {}; }
   virtual void saveState(std::string& out, const SeriesTable& series) const {
