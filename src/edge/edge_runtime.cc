@@ -578,7 +578,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     auto state = body ? decodePipelineState(*body) : Result<SavedPipelineState>(body.error());
     if (state && !state->empty() && state->pipeline != config_.name)
       state = Error(fmt::format("it holds pipeline '{}'s state, not this one's", state->pipeline));
-    auto restored = restore(std::move(state));
+    auto restored = restore(std::move(state), /*warmed_only=*/true);
     if (!restored) {
       logLine(
           fmt::format("edge: pipeline '{}': state in {} not used, detectors warm up again and rules start "
@@ -592,11 +592,12 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   }
 
   /// Restores a saved state into its stages and keeps the rules' part for setRules().
-  /// Returns the series restored, or why the state was not used. Main thread before it
-  /// runs, or on its worker.
-  Result<size_t> restore(Result<SavedPipelineState> state) {
+  /// `warmed_only`: from the file at start (series that had not warmed up stay out), not a
+  /// predecessor's hand-over (all of them). Returns the series restored, or why the state
+  /// was not used. Main thread before it runs, or on its worker.
+  Result<size_t> restore(Result<SavedPipelineState> state, bool warmed_only) {
     if (!state) return state.error();
-    auto restored = pipeline_->restoreState(state->stages, wallMillis());
+    auto restored = pipeline_->restoreState(state->stages, wallMillis(), warmed_only);
     if (restored) pending_rules_ = std::move(state->rules);
     return restored;
   }
@@ -621,7 +622,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   void adoptState(const std::string& bytes) {
     if (!awaiting_state_) return;
     awaiting_state_ = false;
-    if (auto restored = restore(decodePipelineState(bytes)); !restored)
+    if (auto restored = restore(decodePipelineState(bytes), /*warmed_only=*/false); !restored)
       logLine(fmt::format("edge: pipeline '{}': its predecessor's state not used: {}", config_.name,
                           restored.error().message));
     else if (rules_set_)

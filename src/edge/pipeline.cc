@@ -63,7 +63,7 @@ std::string Pipeline::saveState() const {
   return out;
 }
 
-Result<size_t> Pipeline::restoreState(std::string_view state, int64_t now_ms) {
+Result<size_t> Pipeline::restoreState(std::string_view state, int64_t now_ms, bool warmed_only) {
   if (state.empty()) return size_t{0};
   StateDecoder d(state);
   const uint32_t count = d.u32();
@@ -80,7 +80,7 @@ Result<size_t> Pipeline::restoreState(std::string_view state, int64_t now_ms) {
     for (size_t i = 0; i < parts.size(); ++i) {
       if (used[i] || parts[i].first != key) continue;
       used[i] = true;
-      auto one = stage->restoreState(parts[i].second, series_, now_ms);
+      auto one = stage->restoreState(parts[i].second, series_, now_ms, warmed_only);
       if (!one) return one.error();
       restored += *one;
       break;

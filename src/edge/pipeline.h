@@ -69,8 +69,9 @@ class Pipeline {
   /// Restores what saveState() wrote into stages with the same state key (a stage whose key
   /// changed, or that is gone, starts afresh). Returns how many series it restored; an error
   /// when `state` does not parse (nothing, or part of it, restored then). `now_ms`: the wall
-  /// clock. Main thread before the pipeline runs, or on its worker.
-  Result<size_t> restoreState(std::string_view state, int64_t now_ms = INT64_MAX);
+  /// clock; `warmed_only`: see Stage::restoreState. Main thread before the pipeline runs, or
+  /// on its worker.
+  Result<size_t> restoreState(std::string_view state, int64_t now_ms = INT64_MAX, bool warmed_only = false);
   /// The stages that keep state across restarts, with their state keys (taken once, when
   /// the stage is added).
   struct StatefulStage {

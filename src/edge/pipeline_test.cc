@@ -376,6 +376,22 @@ TEST(EdgeDetectState, AChangedDetectorStartsAfreshAndAShorterHistoryKeepsTheNewe
   }
 }
 
+TEST(EdgeDetectState, ARestartLeavesOutSeriesThatHadNotWarmedUpAHandOverKeepsThem) {
+  std::string state;
+  {
+    Harness h({.name = "p", .stages = {detector("value", "", 50, 6)}});  // warm-up 30
+    for (int i = 0; i < 40; ++i) h.reading("warm", "m", i, 10 + (i % 3) * 0.1);
+    for (int i = 0; i < 5; ++i) h.reading("cold", "m", i, 10);
+    state = h.pipeline->saveState();
+  }
+  Harness restart({.name = "p", .stages = {detector("value", "", 50, 6)}});
+  EXPECT_EQ(*restart.pipeline->restoreState(state, INT64_MAX, /*warmed_only=*/true), 1u);
+  EXPECT_EQ(restart.pipeline->series().size(), 1u);
+  Harness hand_over({.name = "p", .stages = {detector("value", "", 50, 6)}});
+  EXPECT_EQ(*hand_over.pipeline->restoreState(state, INT64_MAX, /*warmed_only=*/false), 2u);
+  EXPECT_EQ(hand_over.pipeline->series().size(), 2u);
+}
+
 TEST(EdgeDetectState, DamagedStateIsRefusedWhole) {
   Harness h({.name = "p", .stages = {detector("value", "", 10, 6)}});
   for (int i = 0; i < 20; ++i) h.reading("a", "m", i, i);

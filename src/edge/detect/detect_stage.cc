@@ -113,7 +113,8 @@ void DetectStage::saveState(std::string& out, const SeriesTable& series) const {
   }
 }
 
-Result<size_t> DetectStage::restoreState(std::string_view in, SeriesTable& series, int64_t now_ms) {
+Result<size_t> DetectStage::restoreState(std::string_view in, SeriesTable& series, int64_t now_ms,
+                                         bool warmed_only) {
   StateDecoder d(in);
   const uint32_t count = d.u32();
   size_t restored = 0;
@@ -123,7 +124,7 @@ Result<size_t> DetectStage::restoreState(std::string_view in, SeriesTable& serie
     const int64_t until = d.i64();
     const std::string_view blob = d.str();
     if (!d.ok()) break;
-    if (!detector_->worthRestoring(blob)) continue;
+    if (warmed_only && !detector_->worthRestoring(blob)) continue;
     const SeriesId id = series.intern(source, device, metric);
     if (id == kNoSeries) continue;  // the table is full: that series starts afresh
     const uint32_t slot = slotOf(id);

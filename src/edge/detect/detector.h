@@ -37,8 +37,8 @@ class Detector {
   virtual void save(uint32_t slot, std::string& out) const = 0;
   /// Returns false when `in` is not what save() wrote (the slot is left empty then).
   virtual bool restore(uint32_t slot, std::string_view in) = 0;
-  /// Whether a saved series is worth restoring: one that had not warmed up is not (a flood of
-  /// invented devices must not fill the series table at every start).
+  /// Whether a saved series had warmed up (a restart restores only those: see
+  /// Stage::restoreState).
   virtual bool worthRestoring(std::string_view in) const = 0;
 };
 
@@ -65,7 +65,8 @@ class DetectStage final : public Stage {
   const DetectSpec& spec() const { return spec_; }
   std::string stateKey() const override;
   void saveState(std::string& out, const SeriesTable& series) const override;
-  Result<size_t> restoreState(std::string_view in, SeriesTable& series, int64_t now_ms) override;
+  Result<size_t> restoreState(std::string_view in, SeriesTable& series, int64_t now_ms,
+                              bool warmed_only) override;
 
  private:
   DetectSpec spec_;

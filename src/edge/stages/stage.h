@@ -55,19 +55,24 @@ class Stage {
   virtual uint64_t oldestSeq() const { return UINT64_MAX; }
   /// State worth keeping across restarts (a detector's histories): a key naming what the
   /// state means ("" for a stage without such state; a stage whose key changed starts
-  /// afresh; the pipeline reads it once, when the stage is added), the state keyed by series names (appended
-  /// to `out`), and its restore, which returns how many series it restored, or an error when the state does
-  /// not parse (what came before the damage may be restored). `now_ms`: the wall clock (epoch ms): no state
-  /// reaches past it. Pipeline's worker, or the main thread before the pipeline runs.
+  /// afresh; the pipeline reads it once, when the stage is added), the state keyed by series
+  /// names (appended to `out`), and its restore, which returns how many series it restored,
+  /// or an error when the state does not parse (what came before the damage may be
+  /// restored). `now_ms`: the wall clock (epoch ms): no state reaches past it.
+  /// `warmed_only`: series that had not warmed up are left out (a restart: a flood of
+  /// invented devices must not fill the series table at every start; a reload's hand-over
+  /// keeps them all). Pipeline's worker, or the main thread before the pipeline runs.
   virtual std::string stateKey() const { return {}; }
   virtual void saveState(std::string& out, const SeriesTable& series) const {
     (void)out;
     (void)series;
   }
-  virtual Result<size_t> restoreState(std::string_view in, SeriesTable& series, int64_t now_ms) {
+  virtual Result<size_t> restoreState(std::string_view in, SeriesTable& series, int64_t now_ms,
+                                      bool warmed_only) {
     (void)in;
     (void)series;
     (void)now_ms;
+    (void)warmed_only;
     return size_t{0};
   }
   /// "filter", "window", "detect" (metrics and errors name stages by kind and position).
