@@ -661,8 +661,10 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       // Written or not (the writer logs a failure): the log must not grow without end.
       host_->worker(worker_).post([this, self, covers] {
         saved_total_ = std::max(saved_total_, covers);
-        state_writes_.fetch_sub(1, std::memory_order_relaxed);
+        // The trim starts before the write stops counting: drain() reads savingState()
+        // then trimming(), and must not see neither in between.
         trimIngest();
+        state_writes_.fetch_sub(1);
       });
     });
   }
@@ -783,7 +785,15 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   /// once what their records became is on disk in every sink queue they went to. One trim
   /// in flight at a time. On its worker.
   void trimIngest() {
-    if (ran_.empty() || trim_in_flight_) return;
+    if (trim_in_flight_) return;
+    trim_in_flight_ = true;
+    if (!startTrim()) trim_in_flight_ = false;
+  }
+
+  /// trimIngest()'s work: whether a trim is now in flight. A trim that completes starts the
+  /// next without clearing the flag between (drain() must not see a gap). On its worker.
+  bool startTrim() {
+    if (ran_.empty()) return false;
     std::shared_ptr<IngestLog> log;
     {
       std::lock_guard lock(inbox_mutex_);
@@ -791,7 +801,8 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     }
     if (!log) {
       trimmed_total_ += ran_.size();
-      return ran_.clear();
+      ran_.clear();
+      return false;
     }
     saveState(false);  // brings saved_total_ up to date when nothing was learned since
     const uint64_t held = pipeline_->oldestSeq();
@@ -800,7 +811,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
         saved_total_ > trimmed_total_ ? static_cast<size_t>(saved_total_ - trimmed_total_) : 0;
     size_t frames = 0;
     while (frames < ran_.size() && frames < saved && ran_[frames].last_seq < held) ++frames;
-    if (!frames) return;
+    if (!frames) return false;
     trimmed_total_ += frames;
     const LogPosition upto = ran_[frames - 1].end;
     ran_.erase(ran_.begin(), ran_.begin() + static_cast<ptrdiff_t>(frames));
@@ -809,13 +820,13 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     for (const auto& rule : rules_)
       for (const auto& s : rule.sinks)
         if (s && std::find(sinks.begin(), sinks.end(), s) == sinks.end()) sinks.push_back(s);
-    trim_in_flight_ = true;
     auto remaining = std::make_shared<size_t>(sinks.size() + 1);
     auto self = shared_from_this();
     auto one_done = [self, remaining, log, upto, frames] {
       if (--*remaining) return;
       log->trim(upto, frames, self->next_seq_->load(std::memory_order_relaxed));
-      self->trim_in_flight_ = false;
+      // A save that landed meanwhile may cover more: trimmed before shutdown sees none in flight.
+      if (!self->startTrim()) self->trim_in_flight_ = false;
     };
     for (const auto& sink : sinks) {
       // Posted after the records emitted so far: the sink has appended them when it runs.
@@ -824,6 +835,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       });
     }
     one_done();
+    return true;
   }
 
   /// Closes open windows (their records go out) and stops taking readings. On its worker.
@@ -1697,7 +1709,7 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
     for (const auto& s : sinks_)
       if (!s->started.load()) return true;
     for (const auto& p : pipelines_)
-      if (p->trimming() || p->savingState()) return true;
+      if (p->savingState() || p->trimming()) return true;  // this order: see saveState()
     for (const auto& s : sinks_)
       if (s->queued_records.load()) return true;
     return false;
