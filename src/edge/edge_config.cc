@@ -36,8 +36,6 @@ json::value namesToJson(const std::vector<std::string>& names) {
   return a;
 }
 
-namespace {
-
 std::optional<double> readNumber(Reader& r, const config::Node& v, std::string_view what, double min,
                                  double max) {
   auto s = r.str(v, what);
@@ -49,6 +47,8 @@ std::optional<double> readNumber(Reader& r, const config::Node& v, std::string_v
   }
   return d;
 }
+
+namespace {
 
 // ---- sinks
 
@@ -99,119 +99,6 @@ bool parseSinkUrl(SinkConfig& c, std::string& error) {
   c.path = url->path.empty() ? "/" : std::move(url->path);
   if (url->has_query) c.path += "?" + url->query;
   return true;
-}
-
-// ---- pipelines and their stages
-
-constexpr std::string_view kStageKinds = "filter, window, detect";
-
-std::optional<StageSpec> readWindowStage(Reader& r, const config::Node& v) {
-  if (!v.IsMap()) {
-    r.fail(v, "window is a map: { tumbling: 1s, by: [device, metric], aggregates: [count, mean] }");
-    return std::nullopt;
-  }
-  for (std::string_view planned : {"hopping", "session"}) {
-    if (v[planned].IsDefined()) {
-      r.fail(v[planned], fmt::format("{} windows are not built yet (built: tumbling)", planned));
-      return std::nullopt;
-    }
-  }
-  const size_t errors = r.errors.size();
-  WindowConfig w;
-  readFields(windowSchema(), v, w, r);
-  if (r.errors.size() != errors) return std::nullopt;
-  WindowSpec spec;
-  spec.size_ms = w.tumbling.count();
-  spec.allowed_lateness_ms = w.allowed_lateness.count();
-  spec.by_source = spec.by_device = spec.by_metric = false;
-  for (const auto& key : w.by) {
-    if (key == "source")
-      spec.by_source = true;
-    else if (key == "device")
-      spec.by_device = true;
-    else if (key == "metric")
-      spec.by_metric = true;
-    else
-      r.fail(v["by"], fmt::format("window.by lists source, device or metric, got '{}'", key));
-  }
-  for (const auto& name : w.aggregates) {
-    auto a = aggregateFromName(name);
-    if (!a) {
-      r.fail(v["aggregates"], fmt::format("unknown aggregate '{}' (known: {})", name, aggregateNames()));
-      continue;
-    }
-    if (std::find(spec.aggregates.begin(), spec.aggregates.end(), *a) != spec.aggregates.end()) {
-      r.fail(v["aggregates"], fmt::format("aggregate '{}' is listed twice", name));
-      continue;
-    }
-    spec.aggregates.push_back(*a);
-  }
-  if (spec.allowed_lateness_ms > 16 * spec.size_ms)
-    r.fail(v["allowed_lateness"], "allowed_lateness may be at most 16 window lengths");
-  if (r.errors.size() != errors) return std::nullopt;
-  return spec;
-}
-
-std::optional<StageSpec> readDetectStage(Reader& r, const config::Node& v) {
-  if (!v.IsMap()) {
-    r.fail(v, "detect is a map: { name: vib, method: robust_zscore, field: rms, threshold: 6 }");
-    return std::nullopt;
-  }
-  const size_t errors = r.errors.size();
-  DetectSpec d;
-  readFields(detectSchema(), v, d, r);
-  if (r.errors.size() != errors) return std::nullopt;
-  return d;
-}
-
-json::value stageToJson(const StageSpec& stage) {
-  json::object o;
-  if (const auto* f = std::get_if<FilterSpec>(&stage)) {
-    o["filter"] = f->condition;
-  } else if (const auto* w = std::get_if<WindowSpec>(&stage)) {
-    json::object m;
-    m["tumbling"] = config::durationText(Millis(w->size_ms));
-    m["allowed_lateness"] = config::durationText(Millis(w->allowed_lateness_ms));
-    json::array by;
-    if (w->by_source) by.emplace_back("source");
-    if (w->by_device) by.emplace_back("device");
-    if (w->by_metric) by.emplace_back("metric");
-    m["by"] = std::move(by);
-    json::array aggs;
-    for (Aggregate a : w->aggregates) aggs.emplace_back(aggregateName(a));
-    m["aggregates"] = std::move(aggs);
-    o["window"] = std::move(m);
-  } else if (const auto* d = std::get_if<DetectSpec>(&stage)) {
-    o["detect"] = config::fieldsToJson(detectSchema(), *d);
-  }
-  return o;
-}
-
-json::value showStages(const PipelineConfig& p) {
-  json::array a;
-  for (const auto& s : p.spec.stages) a.push_back(stageToJson(s));
-  return a;
-}
-
-void readStages(Reader& r, const config::Node& v, PipelineConfig& p) {
-  r.forEach(v, "stages", [&](const config::Node& n) {
-    if (!n.IsMap() || n.size() != 1)
-      return r.fail(n, fmt::format("a stage is a map with one key: {}", kStageKinds));
-    const std::string kind = n.begin()->first.Scalar();
-    const config::Node body = n.begin()->second;
-    if (kind == "filter") {
-      if (auto s = r.str(body, "filter")) p.spec.stages.push_back(FilterSpec{*s});
-    } else if (kind == "window") {
-      if (auto s = readWindowStage(r, body)) p.spec.stages.push_back(std::move(*s));
-    } else if (kind == "detect") {
-      if (auto s = readDetectStage(r, body)) p.spec.stages.push_back(std::move(*s));
-    } else if (kind == "map" || kind == "deadband" || kind == "dedup" || kind == "downsample" ||
-               kind == "fft" || kind == "join") {
-      r.fail(n.begin()->first, fmt::format("stage '{}' is not built yet (built: {})", kind, kStageKinds));
-    } else {
-      r.fail(n.begin()->first, fmt::format("unknown stage '{}' (built: {})", kind, kStageKinds));
-    }
-  });
 }
 
 }  // namespace
@@ -363,124 +250,6 @@ const Schema<SinkConfig>& sinkSchema() {
            .type_text = "map",
            .read = config::readSection<S, SinkRetryConfig, &S::retry, sinkRetrySchema>,
            .show = config::showSection<S, SinkRetryConfig, &S::retry, sinkRetrySchema>},
-      },
-      {}};
-  return schema;
-}
-
-const Schema<WindowConfig>& windowSchema() {
-  using W = WindowConfig;
-  static const Schema<WindowConfig> schema{
-      "window",
-      {
-          {.name = "tumbling",
-           .kind = FieldKind::kDuration,
-           .member = &W::tumbling,
-           .default_text = "—",
-           .doc = "The window's length; windows are aligned to the epoch (`1s` windows start on whole "
-                  "seconds).",
-           .min = 1,
-           .required = true,
-           .missing = "a window needs a length: tumbling: 1s"},
-          {.name = "allowed_lateness",
-           .kind = FieldKind::kDuration,
-           .member = &W::allowed_lateness,
-           .default_text = "`0`",
-           .doc = "How far behind a group's newest reading a window stays open for out-of-order readings (at "
-                  "most 16 window lengths)."},
-          {.name = "by",
-           .kind = FieldKind::kCustom,
-           .member = {},
-           .default_text = "`[device, metric]`",
-           .doc = "Which of `source`, `device`, `metric` separate groups; the others are left empty on the "
-                  "window's record.",
-           .type_text = "list",
-           .read = [](Reader& r, const config::Node& v, W& w) { w.by = readNames(r, v, "window.by"); },
-           .show = [](const W& w) { return namesToJson(w.by); }},
-          {.name = "aggregates",
-           .kind = FieldKind::kCustom,
-           .member = {},
-           .default_text = "—",
-           .doc =
-               "One field per aggregate on the window's record: `count`, `sum`, `min`, `max`, `mean`, "
-               "`stddev`, `variance`, `rms`, `peak_to_peak`, `crest_factor`, `skewness`, `kurtosis`, `rate`, "
-               "`first`, `last` ([meanings](edge.md#window)).",
-           .required = true,
-           .missing = "a window needs aggregates: [count, mean, ...]",
-           .type_text = "list",
-           .read = [](Reader& r, const config::Node& v,
-                      W& w) { w.aggregates = readNames(r, v, "window.aggregates"); },
-           .show = [](const W& w) { return namesToJson(w.aggregates); }},
-      },
-      {}};
-  return schema;
-}
-
-const Schema<DetectSpec>& detectSchema() {
-  using D = DetectSpec;
-  static const Schema<DetectSpec> schema{
-      "detect",
-      {
-          {.name = "name",
-           .kind = FieldKind::kString,
-           .member = &D::name,
-           .default_text = "—",
-           .doc =
-               "The events' `detector` (rules match on it); their ids start with `<pipeline>.<name>`. Unique "
-               "within the pipeline.",
-           .required = true,
-           .missing = "a detector needs a 'name'"},
-          {.name = "method",
-           .kind = FieldKind::kString,
-           .member = &D::method,
-           .default_text = "`robust_zscore`",
-           .doc = "`robust_zscore` ([how it scores](edge.md#detect)). EWMA limits, seasonal baselines and "
-                  "half-space trees are planned."},
-          {.name = "field",
-           .kind = FieldKind::kString,
-           .member = &D::field,
-           .default_text = "`value`",
-           .doc = "The feature judged: `value`, or a number field that reaches this stage (`rms` of a window "
-                  "before it)."},
-          {.name = "metric",
-           .kind = FieldKind::kString,
-           .member = &D::metric,
-           .default_text = "all",
-           .doc = "Only records of this metric are judged; the others pass through."},
-          {.name = "history",
-           .kind = FieldKind::kInteger,
-           .member = &D::history,
-           .default_text = "`120`",
-           .doc = "Values kept per series.",
-           .min = 3,
-           .max = 100'000},
-          {.name = "warmup",
-           .kind = FieldKind::kInteger,
-           .member = &D::warmup,
-           .default_text = "smaller of `history` and 30",
-           .doc = "Values a series must have before it is judged (at most `history`).",
-           .min = 0,
-           .max = 100'000},
-          {.name = "threshold",
-           .kind = FieldKind::kCustom,
-           .member = {},
-           .default_text = "`3.5`",
-           .doc = "An event is raised when the score is at least this.",
-           .type_text = "number",
-           .read = [](Reader& r, const config::Node& v,
-                      D& d) { d.threshold = readNumber(r, v, "threshold", 0, 1e9).value_or(d.threshold); },
-           .show = [](const D& d) -> json::value { return d.threshold; }},
-          {.name = "min_scale",
-           .kind = FieldKind::kCustom,
-           .member = {},
-           .default_text = "automatic",
-           .doc =
-               "The smallest spread a score is measured in (for series that are constant most of the time); "
-               "`0`: 10⁻⁹ of the median's size.",
-           .type_text = "number",
-           .read = [](Reader& r, const config::Node& v,
-                      D& d) { d.min_scale = readNumber(r, v, "min_scale", 0, 1e300).value_or(d.min_scale); },
-           .show = [](const D& d) -> json::value { return d.min_scale; }},
       },
       {}};
   return schema;

@@ -143,6 +143,19 @@ struct WindowConfig {
   std::vector<std::string> aggregates;
 };
 
+/// The raw settings of a deadband (or change_only) stage.
+struct DeadbandConfig {
+  std::optional<double> absolute;
+  std::optional<double> percent;
+  Millis heartbeat{0};
+};
+
+/// The raw settings of a downsample stage.
+struct DownsampleConfig {
+  Millis every{0};
+  uint64_t nth = 0;
+};
+
 struct PipelineConfig {
   std::string name;
   std::vector<std::string> from;  ///< connector names
@@ -253,6 +266,10 @@ const config::Schema<SinkRetryConfig>& sinkRetrySchema();
 const config::Schema<PipelineConfig>& pipelineSchema();
 const config::Schema<WindowConfig>& windowSchema();
 const config::Schema<DetectSpec>& detectSchema();
+const config::Schema<MapSpec>& mapSchema();
+const config::Schema<DeadbandConfig>& deadbandSchema();
+const config::Schema<DedupSpec>& dedupSchema();
+const config::Schema<DownsampleConfig>& downsampleSchema();
 const config::Schema<EdgeSettings>& edgeSettingsSchema();
 const config::Schema<RuleConfig>& ruleSchema();
 const config::Schema<RulePublish>& rulePublishSchema();
@@ -262,6 +279,12 @@ const config::Schema<RuleSummarize>& ruleSummarizeSchema();
 /// one), and the same for GET /config.
 std::vector<std::string> readNames(config::Reader& r, const config::Node& v, std::string_view what);
 boost::json::value namesToJson(const std::vector<std::string>& names);
+/// A number from `min` to `max` (an error naming `what` otherwise).
+std::optional<double> readNumber(config::Reader& r, const config::Node& v, std::string_view what, double min,
+                                 double max);
+/// A pipeline's `stages` (stage_config.cc), and the same for GET /config.
+void readStages(config::Reader& r, const config::Node& v, PipelineConfig& p);
+boost::json::value showStages(const PipelineConfig& p);
 
 /// The sections for GET /config.
 boost::json::value connectorsToJson(const EdgeConfig& c);

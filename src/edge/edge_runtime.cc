@@ -394,7 +394,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
 /// Counters of one stage, mirrored from the worker for the main thread.
 struct StageStats {
   std::atomic<uint64_t> in{0}, out{0}, filtered{0}, late{0}, series_limit{0}, no_value{0}, events{0},
-      replayed{0};
+      replayed{0}, suppressed{0}, duplicates{0};
   std::atomic<uint64_t> busy_ns{0}, batches{0};
 };
 
@@ -910,14 +910,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     for (size_t i = 0; i < config_.spec.stages.size(); ++i) {
       const StageStats& s = stages_[i];
       json::object o;
-      o["kind"] = std::visit(
-          [](const auto& spec) -> std::string_view {
-            using T = std::decay_t<decltype(spec)>;
-            if constexpr (std::is_same_v<T, FilterSpec>) return "filter";
-            if constexpr (std::is_same_v<T, WindowSpec>) return "window";
-            return "detect";
-          },
-          config_.spec.stages[i]);
+      o["kind"] = pipeline_->stages()[i]->kind();  // fixed at build: any thread may read it
       o["in"] = s.in.load();
       o["out"] = s.out.load();
       o["filtered"] = s.filtered.load();
@@ -926,6 +919,8 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       o["no_value"] = s.no_value.load();
       o["events"] = s.events.load();
       o["replayed"] = s.replayed.load();
+      o["suppressed"] = s.suppressed.load();
+      o["duplicates"] = s.duplicates.load();
       out.push_back(std::move(o));
     }
     return out;
@@ -946,6 +941,8 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       s.no_value.store(c.no_value, std::memory_order_relaxed);
       s.events.store(c.events, std::memory_order_relaxed);
       s.replayed.store(c.replayed, std::memory_order_relaxed);
+      s.suppressed.store(c.suppressed, std::memory_order_relaxed);
+      s.duplicates.store(c.duplicates, std::memory_order_relaxed);
     }
     records_out.store(pipeline_->recordsOut(), std::memory_order_relaxed);
     series.store(pipeline_->series().size(), std::memory_order_relaxed);
@@ -1751,22 +1748,27 @@ void EdgeRuntime::render(std::string& out) const {
          "pipeline", [](const PipelineHost& p) { return p.readings_in.load(); });
   family("ganglion_edge_pipeline_records_out_total", "counter", "Records leaving each pipeline's last stage.",
          pipelines_, "pipeline", [](const PipelineHost& p) { return p.records_out.load(); });
-  appendFamilyHead(
-      out, "ganglion_edge_pipeline_dropped_total", "counter",
-      "Records a pipeline's stages dropped, by reason (filtered, late, series_limit, no_value).");
+  appendFamilyHead(out, "ganglion_edge_pipeline_dropped_total", "counter",
+                   "Records a pipeline's stages dropped, by reason (filtered, late, series_limit, no_value; "
+                   "suppressed by a deadband or downsample, duplicate).");
   for (const auto& p : pipelines_) {
-    uint64_t filtered = 0, late = 0, series_limit = p->series_refused.load(), no_value = 0;
+    uint64_t filtered = 0, late = 0, series_limit = p->series_refused.load(), no_value = 0, suppressed = 0,
+             duplicates = 0;
     for (size_t i = 0; i < p->config().spec.stages.size(); ++i) {
       filtered += p->stage(i).filtered.load();
       late += p->stage(i).late.load();
       series_limit += p->stage(i).series_limit.load();
       no_value += p->stage(i).no_value.load();
+      suppressed += p->stage(i).suppressed.load();
+      duplicates += p->stage(i).duplicates.load();
     }
     const std::string name = labelValue(p->config().name);
     for (const auto& [reason, n] : {std::pair<std::string_view, uint64_t>{"filtered", filtered},
                                     {"late", late},
                                     {"series_limit", series_limit},
-                                    {"no_value", no_value}})
+                                    {"no_value", no_value},
+                                    {"suppressed", suppressed},
+                                    {"duplicate", duplicates}})
       fmt::format_to(std::back_inserter(out),
                      "ganglion_edge_pipeline_dropped_total{{pipeline=\"{}\",reason=\"{}\"}} {}\n", name,
                      reason, n);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "edge/stages/filter.h"
+#include "edge/stages/map.h"
 #include "edge/state/state_codec.h"
 
 namespace ganglion::edge {
@@ -113,6 +114,37 @@ struct Visible {
   }
 };
 
+/// A map's expressions compiled against what reaches it; its metric interned.
+Result<MapStage::Compiled> buildMap(const MapSpec& spec, const FieldNames& names,
+                                    const std::vector<FieldId>& visible, StringPool& strings) {
+  expr::Scope scope{.names = &names, .fields = visible, .attrs_field = names.find("attrs")};
+  MapStage::Compiled c;
+  if (!spec.when.empty()) {
+    auto p = expr::compile(spec.when, scope, /*want_bool=*/true);
+    if (!p) return Error(fmt::format("when: {}", p.error().message));
+    c.when = std::move(*p);
+  }
+  if (!spec.value.empty()) {
+    auto p = expr::compile(spec.value, scope);
+    if (!p) return Error(fmt::format("value: {}", p.error().message));
+    if (p->resultType() != expr::Type::kNumber && p->resultType() != expr::Type::kAny)
+      return Error(
+          fmt::format("value: the expression gives {}, not a number", expr::typeName(p->resultType())));
+    c.value = std::move(*p);
+  }
+  for (const auto& [name, text] : spec.set) {
+    auto p = expr::compile(text, scope);
+    if (!p) return Error(fmt::format("set.{}: {}", name, p.error().message));
+    c.set.emplace_back(name, std::move(*p));
+  }
+  if (!spec.unit.empty() &&
+      std::any_of(spec.set.begin(), spec.set.end(), [](const auto& e) { return e.first == "unit"; }))
+    return Error("unit is given twice: by `unit` and by `set.unit`");
+  if (!spec.metric.empty()) c.metric = strings.intern(spec.metric);
+  c.unit = spec.unit;
+  return c;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
@@ -130,6 +162,16 @@ Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
       auto program = expr::compile(filter->condition, scope, /*want_bool=*/true);
       if (!program) return Error(fmt::format("{}: {}", where("filter"), program.error().message));
       pipeline->addStage(std::make_unique<FilterStage>(std::move(*program)));
+    } else if (const auto* map = std::get_if<MapSpec>(&stage)) {
+      auto built = buildMap(*map, *names, visible.fields, pipeline->series().strings());
+      if (!built) return Error(fmt::format("{}: {}", where("map"), built.error().message));
+      pipeline->addStage(std::make_unique<MapStage>(std::move(*built), names->find("attrs")));
+    } else if (const auto* deadband = std::get_if<DeadbandSpec>(&stage)) {
+      pipeline->addStage(std::make_unique<DeadbandStage>(*deadband));
+    } else if (const auto* dedup = std::get_if<DedupSpec>(&stage)) {
+      pipeline->addStage(std::make_unique<DedupStage>(*dedup));
+    } else if (const auto* downsample = std::get_if<DownsampleSpec>(&stage)) {
+      pipeline->addStage(std::make_unique<DownsampleStage>(*downsample));
     } else if (const auto* window = std::get_if<WindowSpec>(&stage)) {
       if (window->size_ms <= 0)
         return Error(fmt::format("{}: the window's length must be positive", where("window")));

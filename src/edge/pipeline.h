@@ -14,6 +14,10 @@
 #include "edge/detect/detector.h"
 #include "edge/expr/expr.h"
 #include "edge/record.h"
+#include "edge/stages/deadband.h"
+#include "edge/stages/dedup.h"
+#include "edge/stages/downsample.h"
+#include "edge/stages/map.h"
 #include "edge/stages/stage.h"
 #include "edge/stages/window.h"
 
@@ -22,7 +26,8 @@ namespace ganglion::edge {
 struct FilterSpec {
   std::string condition;
 };
-using StageSpec = std::variant<FilterSpec, WindowSpec, DetectSpec>;
+using StageSpec =
+    std::variant<FilterSpec, MapSpec, DeadbandSpec, DedupSpec, DownsampleSpec, WindowSpec, DetectSpec>;
 
 struct PipelineSpec {
   std::string name;

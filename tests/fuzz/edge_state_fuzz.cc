@@ -1,4 +1,4 @@
-// Detector state read back from disk (edge/state): a state file whatever its bytes, and a
+// Detector and dedup state read back from disk (edge/state): a state file whatever its bytes, and a
 // pipeline's restoreState() on any body.
 //
 // Input: byte 0 picks the history length of the restoring detector; the rest is both a state
@@ -33,8 +33,12 @@ std::unique_ptr<Pipeline> makePipeline(uint32_t history) {
   DetectSpec detect;
   detect.name = "vib";
   detect.history = history;
+  // A dedup stage too: its memory of recent readings is state as well.
   auto built =
-      buildPipeline({.name = "p", .stages = {FilterSpec{"value > -1000"}, detect}, .max_series = 64}, names);
+      buildPipeline({.name = "p",
+                     .stages = {FilterSpec{"value > -1000"}, detect, DedupSpec{.remember = 1 + history % 8}},
+                     .max_series = 64},
+                    names);
   CHECK(built.ok());
   return std::move(*built);
 }
@@ -63,7 +67,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto first = makePipeline(history);
   auto restored = first->restoreState(bytes);
   if (!restored.ok()) return 0;
-  CHECK(*restored <= first->series().size());
+  CHECK(*restored <= 2 * first->series().size());  // two stages with state, each up to every series
   const std::string saved = first->saveState();
   auto second = makePipeline(history);
   auto again = second->restoreState(saved);

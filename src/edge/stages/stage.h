@@ -30,6 +30,8 @@ struct StageCounters {
   uint64_t no_value = 0;      ///< a record without the value or field the stage works on
   uint64_t events = 0;        ///< detector events raised
   uint64_t replayed = 0;      ///< values a restored state had learned already (skipped)
+  uint64_t suppressed = 0;    ///< a deadband or downsample left it out (by design, not lost)
+  uint64_t duplicates = 0;    ///< a reading dedup had seen already
 };
 
 class Stage {
@@ -75,7 +77,8 @@ class Stage {
     (void)warmed_only;
     return size_t{0};
   }
-  /// "filter", "window", "detect" (metrics and errors name stages by kind and position).
+  /// "filter", "map", "window", "detect", ... (metrics and errors name stages by kind and
+  /// position).
   virtual std::string_view kind() const = 0;
 
   StageCounters counters;

@@ -48,6 +48,7 @@ class StateDecoder {
   explicit StateDecoder(std::string_view in) : in_(in) {}
   bool ok() const { return ok_; }
   bool done() const { return at_ == in_.size(); }
+  size_t left() const { return in_.size() - at_; }
   uint8_t u8() { return need(1) ? static_cast<uint8_t>(in_[at_++]) : 0; }
   uint32_t u32() { return static_cast<uint32_t>(le(4)); }
   uint64_t u64() { return le(8); }

@@ -1,0 +1,514 @@
+// A pipeline's `stages:` (docs/configuration.md "Edge: connectors, pipelines, sinks"): the
+// stage kinds, their schemas, their reading and GET /config. Main thread (config load) or the
+// blocking pool (POST /config/check).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cctype>
+#include <cmath>
+
+#include "edge/edge_config.h"
+
+namespace ganglion::edge {
+
+namespace json = boost::json;
+using config::FieldKind;
+using config::Reader;
+using config::Schema;
+
+namespace {
+
+// ---- pipelines and their stages
+
+constexpr std::string_view kStageKinds =
+    "filter, map, deadband, change_only, dedup, downsample, window, detect";
+
+std::optional<StageSpec> readWindowStage(Reader& r, const config::Node& v) {
+  if (!v.IsMap()) {
+    r.fail(v, "window is a map: { tumbling: 1s, by: [device, metric], aggregates: [count, mean] }");
+    return std::nullopt;
+  }
+  for (std::string_view planned : {"hopping", "session"}) {
+    if (v[planned].IsDefined()) {
+      r.fail(v[planned], fmt::format("{} windows are not built yet (built: tumbling)", planned));
+      return std::nullopt;
+    }
+  }
+  const size_t errors = r.errors.size();
+  WindowConfig w;
+  readFields(windowSchema(), v, w, r);
+  if (r.errors.size() != errors) return std::nullopt;
+  WindowSpec spec;
+  spec.size_ms = w.tumbling.count();
+  spec.allowed_lateness_ms = w.allowed_lateness.count();
+  spec.by_source = spec.by_device = spec.by_metric = false;
+  for (const auto& key : w.by) {
+    if (key == "source")
+      spec.by_source = true;
+    else if (key == "device")
+      spec.by_device = true;
+    else if (key == "metric")
+      spec.by_metric = true;
+    else
+      r.fail(v["by"], fmt::format("window.by lists source, device or metric, got '{}'", key));
+  }
+  for (const auto& name : w.aggregates) {
+    auto a = aggregateFromName(name);
+    if (!a) {
+      r.fail(v["aggregates"], fmt::format("unknown aggregate '{}' (known: {})", name, aggregateNames()));
+      continue;
+    }
+    if (std::find(spec.aggregates.begin(), spec.aggregates.end(), *a) != spec.aggregates.end()) {
+      r.fail(v["aggregates"], fmt::format("aggregate '{}' is listed twice", name));
+      continue;
+    }
+    spec.aggregates.push_back(*a);
+  }
+  if (spec.allowed_lateness_ms > 16 * spec.size_ms)
+    r.fail(v["allowed_lateness"], "allowed_lateness may be at most 16 window lengths");
+  if (r.errors.size() != errors) return std::nullopt;
+  return spec;
+}
+
+std::optional<StageSpec> readDetectStage(Reader& r, const config::Node& v) {
+  if (!v.IsMap()) {
+    r.fail(v, "detect is a map: { name: vib, method: robust_zscore, field: rms, threshold: 6 }");
+    return std::nullopt;
+  }
+  const size_t errors = r.errors.size();
+  DetectSpec d;
+  readFields(detectSchema(), v, d, r);
+  if (r.errors.size() != errors) return std::nullopt;
+  return d;
+}
+
+std::optional<StageSpec> readMapStage(Reader& r, const config::Node& v) {
+  if (!v.IsMap()) {
+    r.fail(v, "map is a map: { value: \"value * 0.1\", metric: flow, unit: m3/h, set: { zone: \"'a'\" } }");
+    return std::nullopt;
+  }
+  const size_t errors = r.errors.size();
+  MapSpec m;
+  readFields(mapSchema(), v, m, r);
+  if (r.errors.size() != errors) return std::nullopt;
+  if (m.value.empty() && m.metric.empty() && m.unit.empty() && m.set.empty()) {
+    r.fail(v, "a map changes something: value, metric, unit or set");
+    return std::nullopt;
+  }
+  return m;
+}
+
+std::optional<StageSpec> readDeadbandStage(Reader& r, const config::Node& v, bool change_only) {
+  const std::string_view kind = change_only ? "change_only" : "deadband";
+  if (v.IsNull() && change_only) return DeadbandSpec{.change_only = true};  // `change_only:` alone
+  if (!v.IsMap()) {
+    r.fail(v, change_only ? "change_only is a map: {} or { heartbeat: 5m }"
+                          : "deadband is a map: { absolute: 0.5 } or { percent: 2, heartbeat: 5m }");
+    return std::nullopt;
+  }
+  const size_t errors = r.errors.size();
+  DeadbandConfig c;
+  readFields(deadbandSchema(), v, c, r);
+  if (r.errors.size() != errors) return std::nullopt;
+  DeadbandSpec spec{.absolute = c.absolute.value_or(0),
+                    .percent = c.percent.value_or(0),
+                    .heartbeat_ms = c.heartbeat.count(),
+                    .change_only = change_only};
+  if (change_only && (c.absolute || c.percent)) {
+    r.fail(v, "change_only has no band (any change passes): use deadband for absolute or percent");
+    return std::nullopt;
+  }
+  if (!change_only && c.absolute.has_value() == c.percent.has_value()) {
+    r.fail(v, fmt::format("a {} has one band: absolute or percent", kind));
+    return std::nullopt;
+  }
+  return spec;
+}
+
+std::optional<StageSpec> readDedupStage(Reader& r, const config::Node& v) {
+  if (v.IsNull()) return DedupSpec{};  // `dedup:` alone
+  if (!v.IsMap()) {
+    r.fail(v, "dedup is a map: {} or { remember: 32 }");
+    return std::nullopt;
+  }
+  const size_t errors = r.errors.size();
+  DedupSpec d;
+  readFields(dedupSchema(), v, d, r);
+  if (r.errors.size() != errors) return std::nullopt;
+  return d;
+}
+
+std::optional<StageSpec> readDownsampleStage(Reader& r, const config::Node& v) {
+  if (!v.IsMap()) {
+    r.fail(v, "downsample is a map: { every: 10s } or { nth: 10 }");
+    return std::nullopt;
+  }
+  const size_t errors = r.errors.size();
+  DownsampleConfig c;
+  readFields(downsampleSchema(), v, c, r);
+  if (r.errors.size() != errors) return std::nullopt;
+  if ((c.every.count() > 0) == (c.nth > 0)) {
+    r.fail(v, "a downsample keeps one reading per interval or one in n: every or nth, not both");
+    return std::nullopt;
+  }
+  return DownsampleSpec{.every_ms = c.every.count(), .nth = static_cast<uint32_t>(c.nth)};
+}
+
+json::value stageToJson(const StageSpec& stage) {
+  json::object o;
+  if (const auto* f = std::get_if<FilterSpec>(&stage)) {
+    o["filter"] = f->condition;
+  } else if (const auto* w = std::get_if<WindowSpec>(&stage)) {
+    json::object m;
+    m["tumbling"] = config::durationText(Millis(w->size_ms));
+    m["allowed_lateness"] = config::durationText(Millis(w->allowed_lateness_ms));
+    json::array by;
+    if (w->by_source) by.emplace_back("source");
+    if (w->by_device) by.emplace_back("device");
+    if (w->by_metric) by.emplace_back("metric");
+    m["by"] = std::move(by);
+    json::array aggs;
+    for (Aggregate a : w->aggregates) aggs.emplace_back(aggregateName(a));
+    m["aggregates"] = std::move(aggs);
+    o["window"] = std::move(m);
+  } else if (const auto* d = std::get_if<DetectSpec>(&stage)) {
+    o["detect"] = config::fieldsToJson(detectSchema(), *d);
+  } else if (const auto* m = std::get_if<MapSpec>(&stage)) {
+    o["map"] = config::fieldsToJson(mapSchema(), *m);
+  } else if (const auto* b = std::get_if<DeadbandSpec>(&stage)) {
+    json::object m;
+    if (!b->change_only) {
+      if (b->absolute > 0 || b->percent == 0)
+        m["absolute"] = b->absolute;
+      else
+        m["percent"] = b->percent;
+    }
+    m["heartbeat"] = config::durationText(Millis(b->heartbeat_ms));
+    o[b->change_only ? "change_only" : "deadband"] = std::move(m);
+  } else if (const auto* dd = std::get_if<DedupSpec>(&stage)) {
+    o["dedup"] = config::fieldsToJson(dedupSchema(), *dd);
+  } else if (const auto* ds = std::get_if<DownsampleSpec>(&stage)) {
+    json::object m;
+    if (ds->nth)
+      m["nth"] = ds->nth;
+    else
+      m["every"] = config::durationText(Millis(ds->every_ms));
+    o["downsample"] = std::move(m);
+  }
+  return o;
+}
+
+}  // namespace
+
+json::value showStages(const PipelineConfig& p) {
+  json::array a;
+  for (const auto& s : p.spec.stages) a.push_back(stageToJson(s));
+  return a;
+}
+
+void readStages(Reader& r, const config::Node& v, PipelineConfig& p) {
+  r.forEach(v, "stages", [&](const config::Node& n) {
+    if (!n.IsMap() || n.size() != 1)
+      return r.fail(n, fmt::format("a stage is a map with one key: {}", kStageKinds));
+    const std::string kind = n.begin()->first.Scalar();
+    const config::Node body = n.begin()->second;
+    if (kind == "filter") {
+      if (auto s = r.str(body, "filter")) p.spec.stages.push_back(FilterSpec{*s});
+    } else if (kind == "window") {
+      if (auto s = readWindowStage(r, body)) p.spec.stages.push_back(std::move(*s));
+    } else if (kind == "detect") {
+      if (auto s = readDetectStage(r, body)) p.spec.stages.push_back(std::move(*s));
+    } else if (kind == "map") {
+      if (auto s = readMapStage(r, body)) p.spec.stages.push_back(std::move(*s));
+    } else if (kind == "deadband" || kind == "change_only") {
+      if (auto s = readDeadbandStage(r, body, kind == "change_only")) p.spec.stages.push_back(std::move(*s));
+    } else if (kind == "dedup") {
+      if (auto s = readDedupStage(r, body)) p.spec.stages.push_back(std::move(*s));
+    } else if (kind == "downsample") {
+      if (auto s = readDownsampleStage(r, body)) p.spec.stages.push_back(std::move(*s));
+    } else if (kind == "fft" || kind == "join") {
+      r.fail(n.begin()->first, fmt::format("stage '{}' is not built yet (built: {})", kind, kStageKinds));
+    } else {
+      r.fail(n.begin()->first, fmt::format("unknown stage '{}' (built: {})", kind, kStageKinds));
+    }
+  });
+}
+
+const Schema<WindowConfig>& windowSchema() {
+  using W = WindowConfig;
+  static const Schema<WindowConfig> schema{
+      "window",
+      {
+          {.name = "tumbling",
+           .kind = FieldKind::kDuration,
+           .member = &W::tumbling,
+           .default_text = "—",
+           .doc = "The window's length; windows are aligned to the epoch (`1s` windows start on whole "
+                  "seconds).",
+           .min = 1,
+           .required = true,
+           .missing = "a window needs a length: tumbling: 1s"},
+          {.name = "allowed_lateness",
+           .kind = FieldKind::kDuration,
+           .member = &W::allowed_lateness,
+           .default_text = "`0`",
+           .doc = "How far behind a group's newest reading a window stays open for out-of-order readings (at "
+                  "most 16 window lengths)."},
+          {.name = "by",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`[device, metric]`",
+           .doc = "Which of `source`, `device`, `metric` separate groups; the others are left empty on the "
+                  "window's record.",
+           .type_text = "list",
+           .read = [](Reader& r, const config::Node& v, W& w) { w.by = readNames(r, v, "window.by"); },
+           .show = [](const W& w) { return namesToJson(w.by); }},
+          {.name = "aggregates",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "—",
+           .doc =
+               "One field per aggregate on the window's record: `count`, `sum`, `min`, `max`, `mean`, "
+               "`stddev`, `variance`, `rms`, `peak_to_peak`, `crest_factor`, `skewness`, `kurtosis`, `rate`, "
+               "`first`, `last` ([meanings](edge.md#window)).",
+           .required = true,
+           .missing = "a window needs aggregates: [count, mean, ...]",
+           .type_text = "list",
+           .read = [](Reader& r, const config::Node& v,
+                      W& w) { w.aggregates = readNames(r, v, "window.aggregates"); },
+           .show = [](const W& w) { return namesToJson(w.aggregates); }},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<DetectSpec>& detectSchema() {
+  using D = DetectSpec;
+  static const Schema<DetectSpec> schema{
+      "detect",
+      {
+          {.name = "name",
+           .kind = FieldKind::kString,
+           .member = &D::name,
+           .default_text = "—",
+           .doc =
+               "The events' `detector` (rules match on it); their ids start with `<pipeline>.<name>`. Unique "
+               "within the pipeline.",
+           .required = true,
+           .missing = "a detector needs a 'name'"},
+          {.name = "method",
+           .kind = FieldKind::kString,
+           .member = &D::method,
+           .default_text = "`robust_zscore`",
+           .doc = "`robust_zscore` ([how it scores](edge.md#detect)). EWMA limits, seasonal baselines and "
+                  "half-space trees are planned."},
+          {.name = "field",
+           .kind = FieldKind::kString,
+           .member = &D::field,
+           .default_text = "`value`",
+           .doc = "The feature judged: `value`, or a number field that reaches this stage (`rms` of a window "
+                  "before it)."},
+          {.name = "metric",
+           .kind = FieldKind::kString,
+           .member = &D::metric,
+           .default_text = "all",
+           .doc = "Only records of this metric are judged; the others pass through."},
+          {.name = "history",
+           .kind = FieldKind::kInteger,
+           .member = &D::history,
+           .default_text = "`120`",
+           .doc = "Values kept per series.",
+           .min = 3,
+           .max = 100'000},
+          {.name = "warmup",
+           .kind = FieldKind::kInteger,
+           .member = &D::warmup,
+           .default_text = "smaller of `history` and 30",
+           .doc = "Values a series must have before it is judged (at most `history`).",
+           .min = 0,
+           .max = 100'000},
+          {.name = "threshold",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`3.5`",
+           .doc = "An event is raised when the score is at least this.",
+           .type_text = "number",
+           .read = [](Reader& r, const config::Node& v,
+                      D& d) { d.threshold = readNumber(r, v, "threshold", 0, 1e9).value_or(d.threshold); },
+           .show = [](const D& d) -> json::value { return d.threshold; }},
+          {.name = "min_scale",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "automatic",
+           .doc =
+               "The smallest spread a score is measured in (for series that are constant most of the time); "
+               "`0`: 10⁻⁹ of the median's size.",
+           .type_text = "number",
+           .read = [](Reader& r, const config::Node& v,
+                      D& d) { d.min_scale = readNumber(r, v, "min_scale", 0, 1e300).value_or(d.min_scale); },
+           .show = [](const D& d) -> json::value { return d.min_scale; }},
+      },
+      {}};
+  return schema;
+}
+
+namespace {
+
+void readMapSet(Reader& r, const config::Node& v, MapSpec& m) {
+  if (!v.IsMap()) return r.fail(v, "map.set is a map of attribute: expression");
+  for (const auto& kv : v) {
+    const std::string name = kv.first.Scalar();
+    auto text = r.str(kv.second, fmt::format("map.set '{}'", name));
+    const bool plain =
+        !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+        });
+    if (!plain)
+      r.fail(kv.first,
+             fmt::format("attribute name '{}' must be 1 to 64 letters, digits, '_', '-' or '.'", name));
+    else if (std::any_of(m.set.begin(), m.set.end(), [&](const auto& e) { return e.first == name; }))
+      r.fail(kv.first, fmt::format("attribute '{}' is set twice", name));
+    else if (m.set.size() >= 32)
+      r.fail(kv.first, "a map sets at most 32 attributes");
+    else if (text)
+      m.set.emplace_back(name, *text);
+  }
+}
+
+json::value showMapSet(const MapSpec& m) {
+  if (m.set.empty()) return nullptr;
+  json::object o;
+  for (const auto& [name, text] : m.set) o[name] = text;
+  return o;
+}
+
+}  // namespace
+
+const Schema<MapSpec>& mapSchema() {
+  using M = MapSpec;
+  static const Schema<MapSpec> schema{
+      "map",
+      {
+          {.name = "when",
+           .kind = FieldKind::kString,
+           .member = &M::when,
+           .default_text = "every record",
+           .doc = "A condition ([expression](edge.md#expressions)): records for which it is not true pass "
+                  "unchanged."},
+          {.name = "value",
+           .kind = FieldKind::kString,
+           .member = &M::value,
+           .default_text = "unchanged",
+           .doc = "The new value, an expression of the record as it came in: `\"value * 0.1\"`, "
+                  "`\"(value - 32) / 1.8\"`. A result that is not a number leaves the record without a value "
+                  "(counted as `no_value`)."},
+          {.name = "metric",
+           .kind = FieldKind::kString,
+           .member = &M::metric,
+           .default_text = "unchanged",
+           .doc = "Renames the metric: the record moves to the series of the new name."},
+          {.name = "unit",
+           .kind = FieldKind::kString,
+           .member = &M::unit,
+           .default_text = "unchanged",
+           .doc = "Sets the `unit` attribute."},
+          {.name = "set",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "none",
+           .doc = "Computed attributes, `name: expression` (at most 32): numbers, text, or `1`/`0` for a "
+                  "condition; a null result removes the attribute. Later stages read them as "
+                  "`attrs.<name>`; sinks receive them in `attrs`.",
+           .type_text = "map",
+           .read = readMapSet,
+           .show = showMapSet},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<DeadbandConfig>& deadbandSchema() {
+  using D = DeadbandConfig;
+  static const Schema<DeadbandConfig> schema{
+      "deadband",
+      {
+          {.name = "absolute",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "—",
+           .doc = "A reading passes when its value moved more than this from the last value passed (in the "
+                  "value's units).",
+           .type_text = "number",
+           .read = [](Reader& r, const config::Node& v,
+                      D& d) { d.absolute = readNumber(r, v, "deadband.absolute", 0, 1e300); },
+           .show = [](const D& d) -> json::value {
+             if (!d.absolute) return nullptr;
+             return *d.absolute;
+           }},
+          {.name = "percent",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "—",
+           .doc = "Or: when it moved more than this percentage of the last value passed. One of `absolute` "
+                  "and `percent` (`change_only` has neither).",
+           .type_text = "number",
+           .read = [](Reader& r, const config::Node& v,
+                      D& d) { d.percent = readNumber(r, v, "deadband.percent", 0, 1e6); },
+           .show = [](const D& d) -> json::value {
+             if (!d.percent) return nullptr;
+             return *d.percent;
+           }},
+          {.name = "heartbeat",
+           .kind = FieldKind::kDuration,
+           .member = &D::heartbeat,
+           .default_text = "never",
+           .doc = "A reading passes anyway once this much event time has gone by since the last one "
+                  "passed (a quiet series still shows it is alive)."},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<DedupSpec>& dedupSchema() {
+  using D = DedupSpec;
+  static const Schema<DedupSpec> schema{
+      "dedup",
+      {
+          {.name = "remember",
+           .kind = FieldKind::kInteger,
+           .member = &D::remember,
+           .default_text = "`32`",
+           .doc = "Readings remembered per series: a reading with the time stamp and value of one of them "
+                  "is a duplicate.",
+           .min = 1,
+           .max = 1024},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<DownsampleConfig>& downsampleSchema() {
+  using D = DownsampleConfig;
+  static const Schema<DownsampleConfig> schema{
+      "downsample",
+      {
+          {.name = "every",
+           .kind = FieldKind::kDuration,
+           .member = &D::every,
+           .default_text = "—",
+           .doc = "One reading per series per interval of event time passes: the first (intervals are "
+                  "aligned to the epoch)."},
+          {.name = "nth",
+           .kind = FieldKind::kInteger,
+           .member = &D::nth,
+           .default_text = "—",
+           .doc = "Or: the first reading and then every nth of the series pass. One of `every` and `nth`.",
+           .min = 1,
+           .max = 1'000'000},
+      },
+      {}};
+  return schema;
+}
+
+}  // namespace ganglion::edge

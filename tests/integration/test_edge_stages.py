@@ -1,0 +1,153 @@
+"""Report-by-exception and reshaping stages (docs/edge.md "Stages"): map, deadband,
+change_only, dedup and downsample in a running gateway, readings POSTed to an `ingest:` route,
+records checked at a real HTTP receiver; their counters on GET /edge and /metrics; their
+config errors with file and line; dedup's memory across a restart."""
+
+import json
+import os
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Gateway, Receiver, check_config, free_port, http_request, wait_until  # noqa: E402
+from test_edge import TOKEN, config, post  # noqa: E402
+
+STAGES = """  - name: shaped
+    from: [ lab ]
+    stages:
+      - map: { when: "attrs.u == 'F'", value: "(value - 32) / 1.8", metric: temp_c, unit: degC,
+               set: { raw: "value", hot: "value > 200" } }
+      - dedup: { remember: 8 }
+      - deadband: { absolute: 0.5, heartbeat: 1m }
+    to: [ uplink ]
+"""
+
+SAMPLED = """  - name: sampled
+    from: [ lab ]
+    stages:
+      - change_only: {}
+      - downsample: { every: 1s }
+    to: [ uplink ]
+"""
+
+
+def readings(gw, device, items):
+    r = post(gw, "/ingest/" + device, json.dumps(items))
+    assert r.status == 202, (r.status, r.body)
+
+
+def stages(gw):
+    return gw.admin("GET", "/edge", token=TOKEN).json()["pipelines"][0]["stages"]
+
+
+class Stages(unittest.TestCase):
+    def test_map_dedup_and_deadband_in_order(self):
+        with Receiver() as rx:
+            text, port, admin = config(rx.port, pipelines=STAGES)
+            with Gateway(text, admin_port=admin) as gw:
+                t0 = int(time.time()) * 1000
+                readings(gw, "oven", [
+                    {"value": 212, "ts": t0, "u": "F"},        # 100 degC, first: passes
+                    {"value": 212, "ts": t0, "u": "F"},        # the same reading again: a duplicate
+                    {"value": 212.5, "ts": t0 + 1, "u": "F"},  # 100.28: inside the 0.5 band
+                    {"value": 214, "ts": t0 + 2, "u": "F"},    # 101.1: passes
+                    {"value": 40, "ts": t0 + 3},               # no unit attribute: not mapped
+                ])
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 3, timeout=5), rx.records())
+                got = rx.records()
+                self.assertEqual([r["metric"] for r in got], ["temp_c", "temp_c", "temperature"])
+                self.assertAlmostEqual(got[0]["value"], 100)
+                self.assertAlmostEqual(got[1]["value"], 101.1111111, places=5)
+                self.assertEqual(got[0]["attrs"], {"u": "F", "unit": "degC", "raw": 212, "hot": 1})
+                self.assertEqual(got[2]["value"], 40)
+                s = stages(gw)
+                self.assertEqual([x["kind"] for x in s], ["map", "dedup", "deadband"])
+                self.assertEqual(s[1]["duplicates"], 1)
+                self.assertEqual(s[2]["suppressed"], 1)
+                metrics = http_request(admin, "GET", "/metrics", headers={"Authorization": "Bearer " + TOKEN}).body
+                self.assertIn(b'ganglion_edge_pipeline_dropped_total{pipeline="shaped",reason="duplicate"} 1',
+                              metrics)
+                self.assertIn(b'ganglion_edge_pipeline_dropped_total{pipeline="shaped",reason="suppressed"} 1',
+                              metrics)
+                shown = gw.admin("GET", "/config", token=TOKEN).json()["pipelines"][0]["stages"]
+                self.assertEqual(shown[1], {"dedup": {"remember": 8}})
+                self.assertEqual(shown[2], {"deadband": {"absolute": 0.5, "heartbeat": "60000ms"}})
+
+    def test_change_only_then_downsample(self):
+        with Receiver() as rx:
+            text, port, admin = config(rx.port, pipelines=SAMPLED)
+            with Gateway(text, admin_port=admin) as gw:
+                t0 = int(time.time()) * 1000
+                values = [1, 1, 2, 2, 3, 4, 4]
+                readings(gw, "valve", [{"value": v, "ts": t0 + 300 * i} for i, v in enumerate(values)])
+                # change_only keeps 1 (0 ms), 2 (600), 3 (1200), 4 (1500); one per second: 1, 3.
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 2, timeout=5), rx.records())
+                self.assertEqual([r["value"] for r in rx.records()], [1, 3])
+                s = stages(gw)
+                self.assertEqual((s[0]["kind"], s[0]["suppressed"]), ("change_only", 3))
+                self.assertEqual((s[1]["kind"], s[1]["suppressed"]), ("downsample", 2))
+
+    def test_dedup_remembers_across_a_restart(self):
+        # A reading delivered again after a restart (a broker's redelivery) is still a duplicate:
+        # what dedup remembers is saved with the pipeline's state.
+        data = tempfile.mkdtemp(prefix="ganglion-dedup-")
+        pipelines = STAGES.replace("      - deadband: { absolute: 0.5, heartbeat: 1m }\n", "")
+        with Receiver() as rx:
+            text, port, admin = config(rx.port, pipelines=pipelines)
+            text += "edge: { data_dir: %s }\n" % data
+            t0 = int(time.time()) * 1000
+            batch = [{"value": 10 + i, "ts": t0 + i} for i in range(5)]
+            gw = Gateway(text, admin_port=admin)
+            with gw:
+                readings(gw, "pump", batch)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 5, timeout=5))
+                gw.stop()  # a clean stop saves the state
+            with Gateway(text, admin_port=admin) as gw2:
+                readings(gw2, "pump", batch[3:] + [{"value": 99, "ts": t0 + 99}])
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 6, timeout=5), rx.records())
+                self.assertEqual(rx.records()[-1]["value"], 99)
+                self.assertTrue(wait_until(lambda: stages(gw2)[1]["duplicates"] == 2, timeout=5), stages(gw2))
+
+
+class StageConfigErrors(unittest.TestCase):
+    def error(self, stage):
+        text, _, _ = config(free_port(), pipelines=SAMPLED.replace("      - change_only: {}\n", stage))
+        code, out = check_config(text)
+        self.assertNotEqual(code, 0, out)
+        line = text.split("\n").index(stage.rstrip("\n")) + 1
+        return line, out
+
+    def test_each_mistake_is_named_with_its_line(self):
+        cases = [
+            ("      - deadband: { absolute: 1, percent: 2 }\n", "a deadband has one band: absolute or percent"),
+            ("      - deadband: {}\n", "a deadband has one band: absolute or percent"),
+            ("      - deadband: { absolute: -1 }\n", "deadband.absolute must be a number from 0"),
+            ("      - change_only: { absolute: 1 }\n", "change_only has no band"),
+            ("      - downsample: { every: 1s, nth: 2 }\n", "every or nth, not both"),
+            ("      - downsample: { nth: 0 }\n", "nth"),
+            ("      - dedup: { remember: 5000 }\n", "remember"),
+            ("      - map: {}\n", "a map changes something"),
+            ("      - map: { value: \"device\" }\n", "stages[0].map: value: the expression gives a string"),
+            ("      - map: { value: \"valu * 2\" }\n", "stages[0].map: value: 1:1: unknown field 'valu'"),
+            ("      - map: { set: { \"bad name\": \"1\" } }\n", "attribute name 'bad name'"),
+            ("      - map: { unit: C, set: { unit: \"'F'\" } }\n", "unit is given twice"),
+            ("      - map: [ 1 ]\n", "map is a map"),
+        ]
+        for stage, message in cases:
+            with self.subTest(stage=stage):
+                line, out = self.error(stage)
+                self.assertIn(message, out)
+                self.assertIn(":%d:" % line, out)
+
+    def test_bare_forms(self):
+        for stage in ("      - change_only:\n", "      - dedup:\n", "      - dedup: {}\n"):
+            with self.subTest(stage=stage):
+                text, _, _ = config(free_port(), pipelines=SAMPLED.replace("      - change_only: {}\n", stage))
+                code, out = check_config(text)
+                self.assertEqual(code, 0, out)
+
+
+if __name__ == "__main__":
+    unittest.main()
