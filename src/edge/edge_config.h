@@ -138,6 +138,10 @@ struct SinkConfig {
 /// The raw settings of a window stage (WindowSpec is what runs).
 struct WindowConfig {
   Millis tumbling{0};
+  Millis hopping{0};
+  Millis hop{0};
+  Millis session{0};
+  Millis max_length{0};
   Millis allowed_lateness{0};
   std::vector<std::string> by{"device", "metric"};
   std::vector<std::string> aggregates;

@@ -175,6 +175,10 @@ Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
     } else if (const auto* window = std::get_if<WindowSpec>(&stage)) {
       if (window->size_ms <= 0)
         return Error(fmt::format("{}: the window's length must be positive", where("window")));
+      if (window->kind == WindowKind::kHopping && (window->hop_ms <= 0 || window->hop_ms > window->size_ms ||
+                                                   window->size_ms / window->hop_ms > kMaxHopsPerWindow))
+        return Error(fmt::format("{}: a hopping window's hop is from its length / {} to its length",
+                                 where("window"), kMaxHopsPerWindow));
       if (window->aggregates.empty())
         return Error(
             fmt::format("{}: a window needs at least one aggregate ({})", where("window"), aggregateNames()));

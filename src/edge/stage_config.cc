@@ -29,18 +29,45 @@ std::optional<StageSpec> readWindowStage(Reader& r, const config::Node& v) {
     r.fail(v, "window is a map: { tumbling: 1s, by: [device, metric], aggregates: [count, mean] }");
     return std::nullopt;
   }
-  for (std::string_view planned : {"hopping", "session"}) {
-    if (v[planned].IsDefined()) {
-      r.fail(v[planned], fmt::format("{} windows are not built yet (built: tumbling)", planned));
-      return std::nullopt;
-    }
-  }
   const size_t errors = r.errors.size();
   WindowConfig w;
   readFields(windowSchema(), v, w, r);
   if (r.errors.size() != errors) return std::nullopt;
+  const int kinds = (w.tumbling.count() > 0) + (w.hopping.count() > 0) + (w.session.count() > 0);
+  if (kinds != 1) {
+    r.fail(v, "a window is one of tumbling: 1s, hopping: 10s (with hop: 2s) or session: 30s");
+    return std::nullopt;
+  }
   WindowSpec spec;
-  spec.size_ms = w.tumbling.count();
+  if (w.hopping.count() > 0) {
+    spec.kind = WindowKind::kHopping;
+    spec.size_ms = w.hopping.count();
+    spec.hop_ms = w.hop.count();
+    if (spec.hop_ms <= 0 || spec.hop_ms > spec.size_ms || spec.size_ms / spec.hop_ms > kMaxHopsPerWindow) {
+      r.fail(
+          v[v["hop"].IsDefined() ? "hop" : "hopping"],
+          fmt::format("a hopping window needs hop: from its length / {} to its length", kMaxHopsPerWindow));
+      return std::nullopt;
+    }
+  } else if (w.session.count() > 0) {
+    spec.kind = WindowKind::kSession;
+    spec.size_ms = w.session.count();
+    spec.max_length_ms =
+        w.max_length.count() > 0 ? w.max_length.count() : std::max<int64_t>(3'600'000, spec.size_ms);
+    if (spec.max_length_ms < spec.size_ms) {
+      r.fail(v["max_length"], "a session's max_length must be at least its gap");
+      return std::nullopt;
+    }
+  } else {
+    spec.size_ms = w.tumbling.count();
+  }
+  for (std::string_view only : {"hop", "max_length"}) {
+    const bool fits = only == "hop" ? spec.kind == WindowKind::kHopping : spec.kind == WindowKind::kSession;
+    if (v[only].IsDefined() && !fits) {
+      r.fail(v[only], fmt::format("{} belongs to {} windows", only, only == "hop" ? "hopping" : "session"));
+      return std::nullopt;
+    }
+  }
   spec.allowed_lateness_ms = w.allowed_lateness.count();
   spec.by_source = spec.by_device = spec.by_metric = false;
   for (const auto& key : w.by) {
@@ -65,8 +92,12 @@ std::optional<StageSpec> readWindowStage(Reader& r, const config::Node& v) {
     }
     spec.aggregates.push_back(*a);
   }
-  if (spec.allowed_lateness_ms > 16 * spec.size_ms)
-    r.fail(v["allowed_lateness"], "allowed_lateness may be at most 16 window lengths");
+  if (spec.kind == WindowKind::kHopping && spec.allowed_lateness_ms > spec.size_ms)
+    r.fail(v["allowed_lateness"], "a hopping window's allowed_lateness may be at most its length");
+  else if (spec.allowed_lateness_ms > 16 * spec.size_ms)
+    r.fail(v["allowed_lateness"], spec.kind == WindowKind::kSession
+                                      ? "allowed_lateness may be at most 16 gaps"
+                                      : "allowed_lateness may be at most 16 window lengths");
   if (r.errors.size() != errors) return std::nullopt;
   return spec;
 }
@@ -161,7 +192,15 @@ json::value stageToJson(const StageSpec& stage) {
     o["filter"] = f->condition;
   } else if (const auto* w = std::get_if<WindowSpec>(&stage)) {
     json::object m;
-    m["tumbling"] = config::durationText(Millis(w->size_ms));
+    if (w->kind == WindowKind::kTumbling) {
+      m["tumbling"] = config::durationText(Millis(w->size_ms));
+    } else if (w->kind == WindowKind::kHopping) {
+      m["hopping"] = config::durationText(Millis(w->size_ms));
+      m["hop"] = config::durationText(Millis(w->hop_ms));
+    } else {
+      m["session"] = config::durationText(Millis(w->size_ms));
+      m["max_length"] = config::durationText(Millis(w->max_length_ms));
+    }
     m["allowed_lateness"] = config::durationText(Millis(w->allowed_lateness_ms));
     json::array by;
     if (w->by_source) by.emplace_back("source");
@@ -244,17 +283,42 @@ const Schema<WindowConfig>& windowSchema() {
            .kind = FieldKind::kDuration,
            .member = &W::tumbling,
            .default_text = "—",
-           .doc = "The window's length; windows are aligned to the epoch (`1s` windows start on whole "
-                  "seconds).",
-           .min = 1,
-           .required = true,
-           .missing = "a window needs a length: tumbling: 1s"},
+           .doc = "Windows of this length, one after the other, aligned to the epoch (`1s` windows start on "
+                  "whole seconds). One of `tumbling`, `hopping` and `session`.",
+           .min = 1},
+          {.name = "hopping",
+           .kind = FieldKind::kDuration,
+           .member = &W::hopping,
+           .default_text = "—",
+           .doc = "Windows of this length starting every `hop` (aligned to the epoch): they overlap, and a "
+                  "reading counts in each window it falls in.",
+           .min = 1},
+          {.name = "hop",
+           .kind = FieldKind::kDuration,
+           .member = &W::hop,
+           .default_text = "—",
+           .doc = "With `hopping`: how often a window starts, from its length / 64 to its length.",
+           .min = 1},
+          {.name = "session",
+           .kind = FieldKind::kDuration,
+           .member = &W::session,
+           .default_text = "—",
+           .doc = "Session windows with this gap: readings less than a gap apart share a window, which ends "
+                  "one gap after its last reading; `window_ms` is from its first reading to that end.",
+           .min = 1},
+          {.name = "max_length",
+           .kind = FieldKind::kDuration,
+           .member = &W::max_length,
+           .default_text = "`1h` (or the gap)",
+           .doc = "With `session`: a session that reaches this length closes at its last reading and the "
+                  "next reading starts another.",
+           .min = 1},
           {.name = "allowed_lateness",
            .kind = FieldKind::kDuration,
            .member = &W::allowed_lateness,
            .default_text = "`0`",
            .doc = "How far behind a group's newest reading a window stays open for out-of-order readings (at "
-                  "most 16 window lengths)."},
+                  "most 16 window lengths or gaps; a hopping window's: its length)."},
           {.name = "by",
            .kind = FieldKind::kCustom,
            .member = {},
@@ -271,7 +335,7 @@ const Schema<WindowConfig>& windowSchema() {
            .doc =
                "One field per aggregate on the window's record: `count`, `sum`, `min`, `max`, `mean`, "
                "`stddev`, `variance`, `rms`, `peak_to_peak`, `crest_factor`, `skewness`, `kurtosis`, `rate`, "
-               "`first`, `last` ([meanings](edge.md#window)).",
+               "`first`, `last`, `p50`, `p90`, `p95`, `p99` ([meanings](edge.md#window)).",
            .required = true,
            .missing = "a window needs aggregates: [count, mean, ...]",
            .type_text = "list",

@@ -111,6 +111,43 @@ class Stages(unittest.TestCase):
                 self.assertTrue(wait_until(lambda: stages(gw2)[1]["duplicates"] == 2, timeout=5), stages(gw2))
 
 
+WINDOWS = """  - name: windows
+    from: [ lab ]
+    stages:
+      - window: { hopping: 2s, hop: 1s, aggregates: [count, p50] }
+    to: [ uplink ]
+  - name: sessions
+    from: [ lab ]
+    stages:
+      - window: { session: 2s, aggregates: [count, max] }
+    to: [ uplink ]
+"""
+
+
+class Windows(unittest.TestCase):
+    def test_hopping_and_session_windows(self):
+        with Receiver() as rx:
+            text, port, admin = config(rx.port, pipelines=WINDOWS)
+            with Gateway(text, admin_port=admin) as gw:
+                t0 = (int(time.time()) - 60) * 1000
+                # Three readings, then a pause of more than a gap, then one more.
+                readings(gw, "m", [{"value": v, "ts": t0 + dt} for v, dt in ((1, 0), (2, 400), (9, 1500),
+                                                                          (4, 5000))])
+                def done():
+                    got = [r for r in rx.records() if r["kind"] == "window"]
+                    return len([r for r in got if "p50" in r]) >= 4 and len([r for r in got if "max" in r]) >= 1
+                self.assertTrue(wait_until(done, timeout=5), rx.records())
+                got = [r for r in rx.records() if r["kind"] == "window"]
+                hop = sorted((r["ts"] - t0, r["count"], r["p50"]) for r in got if "p50" in r)
+                self.assertEqual(hop[:4], [(-1000, 2, 1.5), (0, 3, 2), (1000, 1, 9), (4000, 1, 4)])
+                session = [r for r in got if "max" in r][0]
+                self.assertEqual((session["ts"], session["count"], session["max"], session["window_ms"]),
+                                 (t0, 3, 9, 3500))
+                shown = gw.admin("GET", "/config", token=TOKEN).json()["pipelines"]
+                self.assertEqual(shown[0]["stages"][0]["window"]["hop"], "1000ms")
+                self.assertEqual(shown[1]["stages"][0]["window"]["max_length"], "3600000ms")
+
+
 class StageConfigErrors(unittest.TestCase):
     def error(self, stage):
         text, _, _ = config(free_port(), pipelines=SAMPLED.replace("      - change_only: {}\n", stage))
@@ -134,6 +171,15 @@ class StageConfigErrors(unittest.TestCase):
             ("      - map: { set: { \"bad name\": \"1\" } }\n", "attribute name 'bad name'"),
             ("      - map: { unit: C, set: { unit: \"'F'\" } }\n", "unit is given twice"),
             ("      - map: [ 1 ]\n", "map is a map"),
+            ("      - window: { hopping: 10s, aggregates: [count] }\n", "a hopping window needs hop"),
+            ("      - window: { hopping: 10s, hop: 100ms, aggregates: [count] }\n", "a hopping window needs hop"),
+            ("      - window: { tumbling: 1s, session: 1s, aggregates: [count] }\n", "a window is one of"),
+            ("      - window: { aggregates: [count] }\n", "a window is one of"),
+            ("      - window: { tumbling: 1s, hop: 1s, aggregates: [count] }\n", "hop belongs to hopping windows"),
+            ("      - window: { session: 10s, max_length: 1s, aggregates: [count] }\n", "at least its gap"),
+            ("      - window: { hopping: 2s, hop: 1s, allowed_lateness: 3s, aggregates: [count] }\n",
+             "at most its length"),
+            ("      - window: { tumbling: 1s, aggregates: [p42] }\n", "unknown aggregate 'p42'"),
         ]
         for stage, message in cases:
             with self.subTest(stage=stage):

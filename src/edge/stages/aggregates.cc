@@ -1,14 +1,32 @@
 #include "edge/stages/aggregates.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace ganglion::edge {
 namespace {
 
 constexpr std::string_view kNames[kAggregateCount] = {
-    "count",        "sum",          "min",      "max",      "mean", "stddev", "variance", "rms",
-    "peak_to_peak", "crest_factor", "skewness", "kurtosis", "rate", "first",  "last",
+    "count", "sum",          "min",          "max",      "mean",     "stddev", "variance",
+    "rms",   "peak_to_peak", "crest_factor", "skewness", "kurtosis", "rate",   "first",
+    "last",  "p50",          "p90",          "p95",      "p99",
 };
+
+uint64_t nextRandom(uint64_t& state) {  // splitmix64: small, fast, well mixed
+  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+/// Linear interpolation between the closest ranks of sorted `v` (numpy's default).
+double percentile(const std::vector<double>& v, double q) {
+  const double rank = q * static_cast<double>(v.size() - 1);
+  const auto lo = static_cast<size_t>(rank);
+  if (lo + 1 >= v.size()) return v.back();
+  const double frac = rank - static_cast<double>(lo);
+  return v[lo] + frac * (v[lo + 1] - v[lo]);
+}
 
 }  // namespace
 
@@ -22,8 +40,64 @@ std::optional<Aggregate> aggregateFromName(std::string_view name) {
 
 std::string_view aggregateNames() {
   return "count, sum, min, max, mean, stddev, variance, rms, peak_to_peak, crest_factor, skewness, kurtosis, "
-         "rate, first, last";
+         "rate, first, last, p50, p90, p95, p99";
 }
+
+void Accumulator::addSample(double x) {
+  if (samples.size() < kMaxSamples) {
+    samples.push_back(x);
+    return;
+  }
+  // Reservoir sampling: the n-th reading replaces a kept one with probability kMaxSamples / n.
+  const uint64_t j = nextRandom(rng) % n;
+  if (j < kMaxSamples) samples[j] = x;
+}
+
+void Accumulator::merge(const Accumulator& o, bool moments) {
+  if (o.n == 0) return;
+  if (n == 0) {
+    const int64_t keep_start = start;
+    *this = o;
+    start = std::min(keep_start, o.start);
+    return;
+  }
+  const double na = static_cast<double>(n), nb = static_cast<double>(o.n), nn = na + nb;
+  const double delta = o.mean - mean;
+  const double d2 = delta * delta;
+  if (moments) {
+    m4 += o.m4 + d2 * d2 * na * nb * (na * na - na * nb + nb * nb) / (nn * nn * nn) +
+          6 * d2 * (na * na * o.m2 + nb * nb * m2) / (nn * nn) + 4 * delta * (na * o.m3 - nb * m3) / nn;
+    m3 += o.m3 + d2 * delta * na * nb * (na - nb) / (nn * nn) + 3 * delta * (na * o.m2 - nb * m2) / nn;
+  }
+  m2 += o.m2 + d2 * na * nb / nn;
+  mean += delta * nb / nn;
+  n += o.n;
+  sum += o.sum;
+  sumsq += o.sumsq;
+  min = std::min(min, o.min);
+  max = std::max(max, o.max);
+  if (o.first_ts < first_ts) {
+    first = o.first;
+    first_ts = o.first_ts;
+  }
+  if (o.last_ts >= last_ts) {
+    last = o.last;
+    last_ts = o.last_ts;
+  }
+  start = std::min(start, o.start);
+  min_seq = std::min(min_seq, o.min_seq);
+  samples.insert(samples.end(), o.samples.begin(), o.samples.end());
+  // Over the cap: a uniform choice of kMaxSamples of them (a partial Fisher-Yates shuffle).
+  if (samples.size() > kMaxSamples) {
+    for (size_t i = 0; i < kMaxSamples; ++i) {
+      const size_t j = i + nextRandom(rng) % (samples.size() - i);
+      std::swap(samples[i], samples[j]);
+    }
+    samples.resize(kMaxSamples);
+  }
+}
+
+void Accumulator::sortSamples() { std::sort(samples.begin(), samples.end()); }
 
 std::optional<double> Accumulator::value(Aggregate a) const {
   if (n == 0) return std::nullopt;
@@ -70,6 +144,14 @@ std::optional<double> Accumulator::value(Aggregate a) const {
       return first;
     case Aggregate::kLast:
       return last;
+    case Aggregate::kP50:
+    case Aggregate::kP90:
+    case Aggregate::kP95:
+    case Aggregate::kP99: {
+      if (samples.empty()) return std::nullopt;
+      static constexpr double kQ[] = {0.5, 0.9, 0.95, 0.99};
+      return percentile(samples, kQ[static_cast<size_t>(a) - static_cast<size_t>(Aggregate::kP50)]);
+    }
   }
   return std::nullopt;
 }

@@ -1,12 +1,15 @@
-// Streaming aggregates of one window's readings: O(1) per reading, no stored samples.
-// Mean and the central moments use Welford's/Terriberry's updates (stable for long windows
-// of large values); rms from the sum of squares.
+// Streaming aggregates of one window's readings: O(1) per reading. Mean and the central
+// moments use Welford's/Terriberry's updates (stable for long windows of large values), rms
+// the sum of squares; two accumulators merge (Chan et al.'s pairwise formulas) when session
+// windows join. Only percentiles keep readings: up to kMaxSamples per window, then a uniform
+// random sample of that many (reservoir sampling).
 #pragma once
 
 #include <cstdint>
 #include <limits>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 namespace ganglion::edge {
 
@@ -26,8 +29,16 @@ enum class Aggregate : uint8_t {
   kRate,         ///< (last - first) / seconds between them (absent when they coincide)
   kFirst,
   kLast,
+  kP50,  ///< percentiles: linear interpolation between the closest ranks (numpy's default)
+  kP90,
+  kP95,
+  kP99,
 };
-inline constexpr size_t kAggregateCount = 15;
+inline constexpr size_t kAggregateCount = 19;
+/// Readings a window keeps for its percentiles; past it, a uniform sample of this many.
+inline constexpr size_t kMaxSamples = 10'000;
+
+inline bool isPercentile(Aggregate a) { return a >= Aggregate::kP50 && a <= Aggregate::kP99; }
 
 std::string_view aggregateName(Aggregate a);
 std::optional<Aggregate> aggregateFromName(std::string_view name);
@@ -44,6 +55,8 @@ struct Accumulator {
   int64_t first_ts = 0, last_ts = 0;
   uint64_t min_seq =
       UINT64_MAX;  ///< the oldest reading's number (the ingest log keeps it until the window closes)
+  std::vector<double> samples;  ///< for percentiles only (addSample); sorted by sortSamples()
+  uint64_t rng = 0;             ///< the reservoir's random state
 
   /// `moments`: keep m3/m4 (skewness, kurtosis), which cost a few more operations.
   void add(double x, int64_t ts, bool moments) {
@@ -74,7 +87,15 @@ struct Accumulator {
     }
   }
 
-  /// The aggregate's value; nullopt when it has none for these readings.
+  /// Keeps `x` for percentiles (after add(): `n` counts it already).
+  void addSample(double x);
+  /// Adds `o`'s readings (a session window joining another). `moments`: as for add().
+  void merge(const Accumulator& o, bool moments);
+  /// Sorts the samples: percentiles read them sorted.
+  void sortSamples();
+
+  /// The aggregate's value; nullopt when it has none for these readings. Percentiles need
+  /// sortSamples() first.
   std::optional<double> value(Aggregate a) const;
 };
 

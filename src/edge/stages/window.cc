@@ -30,7 +30,10 @@ WindowStage::WindowStage(WindowSpec spec, const FieldNames& names, uint16_t orig
   for (Aggregate a : spec_.aggregates) {
     aggregate_fields_.push_back(names.find(aggregateName(a)));
     if (a == Aggregate::kSkewness || a == Aggregate::kKurtosis) moments_ = true;
+    if (isPercentile(a)) samples_ = true;
   }
+  if (spec_.kind == WindowKind::kSession && spec_.max_length_ms <= 0)
+    spec_.max_length_ms = std::max<int64_t>(3'600'000, spec_.size_ms);
 }
 
 uint32_t WindowStage::groupOf(SeriesId series, SeriesTable& table) {
@@ -79,44 +82,110 @@ void WindowStage::process(Batch& batch, StageContext& ctx) {
     }
     Group& g = groups_[gi];
     g.last_wall_ms = ctx.wall_ms;
-    if (r.ts < g.closed_until ||
-        (r.ts <= g.watermark && saturatingAdd(saturatingAdd(windowStart(r.ts, spec_.size_ms), spec_.size_ms),
-                                              spec_.allowed_lateness_ms) <= g.watermark)) {
-      ++counters.late;
-      continue;
-    }
     if (r.ts > g.watermark) {
       g.watermark = r.ts;
       // Everything that ends (plus lateness) at or before the new watermark closes.
       closeThrough(g, g.watermark, scratch_);
     }
-    add(g, r.value, r.ts, r.seq);
+    const bool taken = spec_.kind == WindowKind::kSession ? addSession(g, r.value, r.ts, r.seq, scratch_)
+                                                          : addFixed(g, r.value, r.ts, r.seq);
+    if (!taken) ++counters.late;
   }
   std::swap(batch, scratch_);
 }
 
-void WindowStage::add(Group& g, double value, int64_t ts, uint64_t seq) {
-  const int64_t start = windowStart(ts, spec_.size_ms);
-  // Newest window last: the common case is the last one.
-  auto it = g.open.end();
-  while (it != g.open.begin() && (it - 1)->start > start) --it;
-  if (it != g.open.begin() && (it - 1)->start == start) {
-    (it - 1)->add(value, ts, moments_);
-    (it - 1)->min_seq = std::min((it - 1)->min_seq, seq);
-    return;
-  }
-  Accumulator acc;
-  acc.start = start;
-  acc.min_seq = seq;
+void WindowStage::addTo(Accumulator& acc, double value, int64_t ts, uint64_t seq) {
   acc.add(value, ts, moments_);
-  g.open.insert(it, acc);
+  if (samples_) acc.addSample(value);
+  acc.min_seq = std::min(acc.min_seq, seq);
+}
+
+bool WindowStage::addFixed(Group& g, double value, int64_t ts, uint64_t seq) {
+  const int64_t hop = spec_.kind == WindowKind::kHopping ? spec_.hop_ms : spec_.size_ms;
+  // The windows holding ts start at multiples of hop in (ts - size, ts], newest first; one
+  // that has closed (or would have: past the watermark by more than the lateness) ends the walk,
+  // since the older ones end sooner.
+  bool taken = false;
+  auto it = g.open.end();
+  for (int64_t start = windowStart(ts, hop); start > saturatingAdd(ts, -spec_.size_ms) && start != INT64_MIN;
+       start = saturatingAdd(start, -hop)) {
+    const int64_t end = saturatingAdd(start, spec_.size_ms);
+    if (end <= g.closed_until || saturatingAdd(end, spec_.allowed_lateness_ms) <= g.watermark) break;
+    while (it != g.open.begin() && (it - 1)->start > start) --it;
+    if (it != g.open.begin() && (it - 1)->start == start) {
+      addTo(*(it - 1), value, ts, seq);
+    } else {
+      Accumulator acc;
+      acc.start = start;
+      acc.rng = static_cast<uint64_t>(start);
+      it = g.open.insert(it, std::move(acc));
+      addTo(*it, value, ts, seq);
+      ++it;
+    }
+    --it;  // the walk goes to older windows: they lie before this one
+    taken = true;
+    if (hop >= spec_.size_ms) break;  // tumbling: one window
+  }
+  return taken;
+}
+
+bool WindowStage::addSession(Group& g, double value, int64_t ts, uint64_t seq, Batch& out) {
+  const int64_t gap = spec_.size_ms;
+  if (ts < g.closed_until || saturatingAdd(saturatingAdd(ts, gap), spec_.allowed_lateness_ms) <= g.watermark)
+    return false;
+  // The sessions it reaches (less than a gap from their span) are adjacent in start order.
+  size_t first = g.open.size(), count = 0;
+  for (size_t i = 0; i < g.open.size(); ++i) {
+    const Accumulator& a = g.open[i];
+    if (saturatingAdd(a.first_ts, -gap) < ts && ts < saturatingAdd(a.last_ts, gap)) {
+      if (!count) first = i;
+      ++count;
+    }
+  }
+  if (count == 1) {
+    Accumulator& a = g.open[first];
+    const int64_t longest = spec_.max_length_ms;
+    if (ts > a.last_ts && ts - a.first_ts >= longest) {
+      // Too long: this one ends at its last reading and the reading starts the next.
+      const int64_t cut_at = a.last_ts + 1;
+      close(g, first, out);
+      g.closed_until = std::max(g.closed_until, cut_at);
+      count = 0;
+      first = g.open.size();
+    }
+  }
+  if (!count) {
+    size_t at = 0;
+    while (at < g.open.size() && g.open[at].start < ts) ++at;
+    Accumulator acc;
+    acc.start = ts;
+    acc.rng = static_cast<uint64_t>(ts);
+    auto it = g.open.insert(g.open.begin() + static_cast<ptrdiff_t>(at), std::move(acc));
+    addTo(*it, value, ts, seq);
+    if (g.open.size() > kMaxOpenSessions) close(g, 0, out);
+    return true;
+  }
+  Accumulator& into = g.open[first];
+  addTo(into, value, ts, seq);
+  into.start = std::min(into.start, ts);
+  // A reading that bridges two sessions makes them one.
+  for (size_t k = 1; k < count; ++k) into.merge(g.open[first + k], moments_);
+  if (count > 1)
+    g.open.erase(g.open.begin() + static_cast<ptrdiff_t>(first + 1),
+                 g.open.begin() + static_cast<ptrdiff_t>(first + count));
+  return true;
+}
+
+int64_t WindowStage::endOf(const Accumulator& acc) const {
+  if (spec_.kind == WindowKind::kSession) return saturatingAdd(acc.last_ts, spec_.size_ms);
+  return saturatingAdd(acc.start, spec_.size_ms);
 }
 
 void WindowStage::closeThrough(Group& g, int64_t limit, Batch& out) {
-  // A window [s, s+size) closes once limit >= s + size + lateness.
+  // A window closes once limit >= its end + lateness; ends are in start order.
   size_t closed = 0;
-  for (const Accumulator& acc : g.open) {
-    const int64_t end = saturatingAdd(acc.start, spec_.size_ms);
+  for (Accumulator& acc : g.open) {
+    const int64_t end = endOf(acc);
     if (saturatingAdd(end, spec_.allowed_lateness_ms) > limit) break;
     emit(g, acc, out);
     g.closed_until = std::max(g.closed_until, end);
@@ -125,7 +194,13 @@ void WindowStage::closeThrough(Group& g, int64_t limit, Batch& out) {
   if (closed) g.open.erase(g.open.begin(), g.open.begin() + static_cast<ptrdiff_t>(closed));
 }
 
-void WindowStage::emit(const Group& g, const Accumulator& acc, Batch& out) {
+void WindowStage::close(Group& g, size_t i, Batch& out) {
+  emit(g, g.open[i], out);
+  g.closed_until = std::max(g.closed_until, endOf(g.open[i]));
+  g.open.erase(g.open.begin() + static_cast<ptrdiff_t>(i));
+}
+
+void WindowStage::emit(const Group& g, Accumulator& acc, Batch& out) {
   Record r;
   r.kind = RecordKind::kWindow;
   r.series = g.out_series;
@@ -133,16 +208,17 @@ void WindowStage::emit(const Group& g, const Accumulator& acc, Batch& out) {
   r.origin = origin_;
   r.seq = static_cast<uint64_t>(acc.start);
   out.push(r);
-  out.addNumber(window_ms_field_, static_cast<double>(spec_.size_ms));
+  out.addNumber(window_ms_field_, static_cast<double>(endOf(acc) - acc.start));
+  if (samples_) acc.sortSamples();
   for (size_t i = 0; i < spec_.aggregates.size(); ++i)
     if (auto v = acc.value(spec_.aggregates[i])) out.addNumber(aggregate_fields_[i], *v);
   ++counters.out;
 }
 
 void WindowStage::closeAll(Group& g, Batch& out) {
-  for (const Accumulator& acc : g.open) {
+  for (Accumulator& acc : g.open) {
     emit(g, acc, out);
-    g.closed_until = std::max(g.closed_until, saturatingAdd(acc.start, spec_.size_ms));
+    g.closed_until = std::max(g.closed_until, endOf(acc));
   }
   g.open.clear();
 }
