@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include "edge/stages/filter.h"
 #include "edge/stages/map.h"
 #include "edge/state/state_codec.h"
@@ -99,6 +101,7 @@ void internStandardFields(FieldNames& names) {
   names.intern("verdict", FieldNames::Type::kText);
   names.intern("reason", FieldNames::Type::kText);
   names.intern("baseline", FieldNames::Type::kNumber);
+  names.intern("rul_s", FieldNames::Type::kNumber);
   names.intern("attrs", FieldNames::Type::kText);
 }
 
@@ -187,9 +190,18 @@ Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
       visible.add(*names, "window_ms");
       for (Aggregate a : window->aggregates) visible.add(*names, aggregateName(a));
     } else if (const auto* detect = std::get_if<DetectSpec>(&stage)) {
-      if (detect->method != "robust_zscore")
+      auto detector = makeDetector(*detect);
+      if (!detector)
+        return Error(fmt::format("{}: unknown method '{}' (known: {})", where("detect"), detect->method,
+                                 kDetectMethods));
+      if (detect->method == "trend" && (std::isnan(detect->limit) || detect->horizon_ms <= 0))
         return Error(
-            fmt::format("{}: unknown method '{}' (known: robust_zscore)", where("detect"), detect->method));
+            fmt::format("{}: a trend detector needs a limit and a horizon: {{ limit: 8, horizon: 168h }}",
+                        where("detect")));
+      if (detect->method == "seasonal" && detect->season != "day" && detect->season != "week")
+        return Error(fmt::format("{}: season is day or week, got '{}'", where("detect"), detect->season));
+      if (!(detect->lambda > 0 && detect->lambda <= 1))
+        return Error(fmt::format("{}: lambda must be above 0 and at most 1", where("detect")));
       if (detect->field != "value") {
         const FieldId id = names->find(detect->field);
         if (id == FieldNames::kNoField ||
@@ -215,9 +227,8 @@ Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
       const uint16_t origin =
           pipeline->origin(detect->name.empty() ? fmt::format("{}.{}", spec.name, where("detect"))
                                                 : fmt::format("{}.{}", spec.name, detect->name));
-      pipeline->addStage(
-          std::make_unique<DetectStage>(*detect, makeRobustZScore(*detect), *names, metric, origin));
-      for (std::string_view f : {"detector", "score", "verdict", "reason", "baseline"})
+      pipeline->addStage(std::make_unique<DetectStage>(*detect, std::move(detector), *names, metric, origin));
+      for (std::string_view f : {"detector", "score", "verdict", "reason", "baseline", "rul_s"})
         visible.add(*names, f);
     }
   }

@@ -347,6 +347,32 @@ const Schema<WindowConfig>& windowSchema() {
   return schema;
 }
 
+namespace {
+
+void readUtcOffset(Reader& r, const config::Node& v, DetectSpec& d) {
+  auto s = r.str(v, "utc_offset");
+  if (!s) return;
+  const std::string& t = *s;
+  const bool shaped =
+      t.size() == 6 && (t[0] == '+' || t[0] == '-') && t[3] == ':' &&
+      std::isdigit(static_cast<unsigned char>(t[1])) && std::isdigit(static_cast<unsigned char>(t[2])) &&
+      std::isdigit(static_cast<unsigned char>(t[4])) && std::isdigit(static_cast<unsigned char>(t[5]));
+  const int hours = shaped ? (t[1] - '0') * 10 + (t[2] - '0') : 0;
+  const int minutes = shaped ? (t[4] - '0') * 10 + (t[5] - '0') : 0;
+  if (!shaped || hours > 14 || minutes > 59)
+    return r.fail(v, fmt::format("utc_offset is +HH:MM or -HH:MM (at most 14 hours), got '{}'", t));
+  d.utc_offset_min = (t[0] == '-' ? -1 : 1) * (hours * 60 + minutes);
+}
+
+void readHorizon(Reader& r, const config::Node& v, DetectSpec& d) {
+  auto ms = r.duration(v, "horizon");
+  if (!ms) return;
+  if (ms->count() <= 0) return r.fail(v, "horizon must be above 0 (168h, 30m)");
+  d.horizon_ms = ms->count();
+}
+
+}  // namespace
+
 const Schema<DetectSpec>& detectSchema() {
   using D = DetectSpec;
   static const Schema<DetectSpec> schema{
@@ -365,8 +391,7 @@ const Schema<DetectSpec>& detectSchema() {
            .kind = FieldKind::kString,
            .member = &D::method,
            .default_text = "`robust_zscore`",
-           .doc = "`robust_zscore` ([how it scores](edge.md#detect)). EWMA limits, seasonal baselines and "
-                  "half-space trees are planned."},
+           .doc = "`robust_zscore`, `ewma`, `seasonal` or `trend` ([how each scores](edge.md#detect))."},
           {.name = "field",
            .kind = FieldKind::kString,
            .member = &D::field,
@@ -395,12 +420,12 @@ const Schema<DetectSpec>& detectSchema() {
           {.name = "threshold",
            .kind = FieldKind::kCustom,
            .member = {},
-           .default_text = "`3.5`",
+           .default_text = "`3.5`; `ewma`: `3`; `trend`: `1`",
            .doc = "An event is raised when the score is at least this.",
            .type_text = "number",
            .read = [](Reader& r, const config::Node& v,
                       D& d) { d.threshold = readNumber(r, v, "threshold", 0, 1e9).value_or(d.threshold); },
-           .show = [](const D& d) -> json::value { return d.threshold; }},
+           .show = [](const D& d) -> json::value { return thresholdOf(d); }},
           {.name = "min_scale",
            .kind = FieldKind::kCustom,
            .member = {},
@@ -412,6 +437,77 @@ const Schema<DetectSpec>& detectSchema() {
            .read = [](Reader& r, const config::Node& v,
                       D& d) { d.min_scale = readNumber(r, v, "min_scale", 0, 1e300).value_or(d.min_scale); },
            .show = [](const D& d) -> json::value { return d.min_scale; }},
+          {.name = "lambda",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`0.2`",
+           .doc = "`ewma`: the newest value's weight in the control statistic (above 0, at most 1; smaller "
+                  "finds smaller shifts, later).",
+           .type_text = "number",
+           .read = [](Reader& r, const config::Node& v,
+                      D& d) { d.lambda = readNumber(r, v, "lambda", 1e-6, 1).value_or(d.lambda); },
+           .show = [](const D& d) -> json::value {
+             if (d.method != "ewma") return nullptr;
+             return d.lambda;
+           }},
+          {.name = "season",
+           .kind = FieldKind::kString,
+           .member = &D::season,
+           .default_text = "`day`",
+           .doc = "`seasonal`: `day` (a baseline per hour of the day) or `week` (per hour of the week, from "
+                  "Monday 00:00)."},
+          {.name = "utc_offset",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`+00:00`",
+           .doc = "`seasonal`: local time's offset from UTC, `+HH:MM` or `-HH:MM`, for the hours of the "
+                  "buckets (fixed: a daylight-saving change shifts the hours by one).",
+           .type_text = "string",
+           .read = readUtcOffset,
+           .show = [](const D& d) -> json::value {
+             if (d.method != "seasonal") return nullptr;
+             const int32_t m = std::abs(d.utc_offset_min);
+             return json::value(
+                 fmt::format("{}{:02}:{:02}", d.utc_offset_min < 0 ? '-' : '+', m / 60, m % 60));
+           }},
+          {.name = "limit",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "—",
+           .doc = "`trend`: the value the feature must not reach (above or below it: the trend's direction "
+                  "says which).",
+           .type_text = "number",
+           .read = [](Reader& r, const config::Node& v,
+                      D& d) { d.limit = readNumber(r, v, "limit", -1e300, 1e300).value_or(d.limit); },
+           .show = [](const D& d) -> json::value {
+             if (std::isnan(d.limit)) return nullptr;
+             return d.limit;
+           }},
+          {.name = "horizon",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "—",
+           .doc = "`trend`: an event when the limit is nearer than this (`168h`, `12h`); the event's `rul_s` "
+                  "says how near.",
+           .type_text = "duration",
+           .read = readHorizon,
+           .show = [](const D& d) -> json::value {
+             if (d.horizon_ms <= 0) return nullptr;
+             return json::value(config::durationText(Millis(d.horizon_ms)));
+           }},
+          {.name = "min_t",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`5`",
+           .doc = "`trend`: how significant the fitted slope must be (its t-statistic) before a time is "
+                  "estimated: noise alone must not predict a failure.",
+           .type_text = "number",
+           .read = [](Reader& r, const config::Node& v,
+                      D& d) { d.min_t = readNumber(r, v, "min_t", 0, 1e6).value_or(d.min_t); },
+           .show = [](const D& d) -> json::value {
+             if (d.method != "trend") return nullptr;
+             return d.min_t;
+           }},
       },
       {}};
   return schema;

@@ -1,5 +1,6 @@
 """Report-by-exception and reshaping stages (docs/edge.md "Stages"): map, deadband,
-change_only, dedup and downsample in a running gateway, readings POSTed to an `ingest:` route,
+change_only, dedup, downsample, hopping and session windows, and the ewma, trend and seasonal
+detectors in a running gateway, readings POSTed to an `ingest:` route,
 records checked at a real HTTP receiver; their counters on GET /edge and /metrics; their
 config errors with file and line; dedup's memory across a restart."""
 
@@ -148,6 +149,45 @@ class Windows(unittest.TestCase):
                 self.assertEqual(shown[1]["stages"][0]["window"]["max_length"], "3600000ms")
 
 
+DETECTORS = """  - name: watch
+    from: [ lab ]
+    stages:
+      - detect: { name: shift, method: ewma, history: 60, warmup: 20 }
+      - detect: { name: wear, method: trend, limit: 50, horizon: 2h, history: 10 }
+      - detect: { name: hourly, method: seasonal, season: week, utc_offset: "+01:00", warmup: 5 }
+    to: [ uplink ]
+"""
+
+
+class Detectors(unittest.TestCase):
+    def test_ewma_and_trend_events(self):
+        with Receiver() as rx:
+            text, port, admin = config(rx.port, pipelines=DETECTORS)
+            with Gateway(text, admin_port=admin) as gw:
+                t0 = (int(time.time()) - 3600) * 1000
+                # 40 steady readings a minute apart, then a steady climb of 1 a minute from 10.
+                steady = [{"value": 10 + (0.1 if i % 2 else -0.1), "ts": t0 + i * 60000} for i in range(40)]
+                climb = [{"value": 10 + i, "ts": t0 + (40 + i) * 60000} for i in range(1, 16)]
+                readings(gw, "press", steady + climb)
+                def events(name):
+                    return [r for r in rx.records() if r["kind"] == "event" and r.get("detector") == name]
+                self.assertTrue(wait_until(lambda: events("shift") and events("wear"), timeout=5),
+                                [r for r in rx.records() if r["kind"] == "event"])
+                shift = events("shift")[0]
+                self.assertIn("control deviations above the baseline", shift["reason"])
+                wear = events("wear")
+                # Rising 1 a minute from 25: 50 is reached in 25 minutes, inside the 2 h horizon.
+                last = wear[-1]
+                self.assertAlmostEqual(last["rul_s"], 25 * 60, delta=60)
+                self.assertIn("rising", last["reason"])
+                self.assertIn("reaches 50", last["reason"])
+                shown = gw.admin("GET", "/config", token=TOKEN).json()["pipelines"][0]["stages"]
+                self.assertEqual(shown[0]["detect"]["threshold"], 3)
+                self.assertEqual(shown[1]["detect"]["threshold"], 1)
+                self.assertEqual(shown[1]["detect"]["horizon"], "7200000ms")
+                self.assertEqual(shown[2]["detect"]["utc_offset"], "+01:00")
+
+
 class StageConfigErrors(unittest.TestCase):
     def error(self, stage):
         text, _, _ = config(free_port(), pipelines=SAMPLED.replace("      - change_only: {}\n", stage))
@@ -180,6 +220,15 @@ class StageConfigErrors(unittest.TestCase):
             ("      - window: { hopping: 2s, hop: 1s, allowed_lateness: 3s, aggregates: [count] }\n",
              "at most its length"),
             ("      - window: { tumbling: 1s, aggregates: [p42] }\n", "unknown aggregate 'p42'"),
+            ("      - detect: { name: d, method: magic }\n",
+             "unknown method 'magic' (known: robust_zscore, ewma, seasonal, trend)"),
+            ("      - detect: { name: d, method: trend, limit: 5 }\n", "a trend detector needs a limit and a horizon"),
+            ("      - detect: { name: d, method: trend, horizon: 1h }\n", "a trend detector needs a limit"),
+            ("      - detect: { name: d, method: seasonal, season: month }\n", "season is day or week"),
+            ("      - detect: { name: d, method: seasonal, utc_offset: \"1:00\" }\n", "utc_offset is +HH:MM"),
+            ("      - detect: { name: d, method: seasonal, utc_offset: \"+15:00\" }\n", "at most 14 hours"),
+            ("      - detect: { name: d, method: ewma, lambda: 0 }\n", "lambda must be a number from"),
+            ("      - detect: { name: d, method: trend, limit: 1, horizon: 0s }\n", "horizon must be above 0"),
         ]
         for stage, message in cases:
             with self.subTest(stage=stage):

@@ -24,7 +24,9 @@ DetectStage::DetectStage(DetectSpec spec, std::unique_ptr<Detector> detector, co
       score_field_(names.find("score")),
       verdict_field_(names.find("verdict")),
       reason_field_(names.find("reason")),
-      baseline_field_(names.find("baseline")) {}
+      baseline_field_(names.find("baseline")),
+      rul_field_(names.find("rul_s")),
+      threshold_(thresholdOf(spec_)) {}
 
 void DetectStage::process(Batch& batch, StageContext& ctx) {
   // Events are appended after the records: walk only the records that came in.
@@ -56,8 +58,8 @@ void DetectStage::process(Batch& batch, StageContext& ctx) {
       continue;
     }
     last_ts_[slot] = std::max(last_ts_[slot], r.ts);
-    const Judgement j = detector_->observe(slot, x);
-    if (!j.judged || j.score < spec_.threshold) continue;
+    const Judgement j = detector_->observe(slot, x, r.ts);
+    if (!j.judged || !(j.score >= threshold_)) continue;
     Record event;
     event.kind = RecordKind::kEvent;
     event.series = r.series;
@@ -74,6 +76,7 @@ void DetectStage::process(Batch& batch, StageContext& ctx) {
     batch.addText(verdict_field_, "anomaly");
     batch.addText(reason_field_, reason_);
     batch.addNumber(baseline_field_, j.baseline);
+    if (j.rul_s >= 0) batch.addNumber(rul_field_, j.rul_s);
     ++counters.events;
     ++counters.out;
   }
@@ -93,8 +96,10 @@ uint32_t DetectStage::slotOf(SeriesId series) {
 
 std::string DetectStage::stateKey() const {
   // What a history means: the detector, its method, the feature and the metric it judges.
-  return fmt::format("detect\x1f{}\x1f{}\x1f{}\x1f{}", spec_.name, detector_->method(), spec_.field,
-                     spec_.metric);
+  std::string key = fmt::format("detect\x1f{}\x1f{}\x1f{}\x1f{}", spec_.name, detector_->method(),
+                                spec_.field, spec_.metric);
+  if (std::string variant = detector_->stateVariant(); !variant.empty()) key += "\x1f" + variant;
+  return key;
 }
 
 void DetectStage::saveState(std::string& out, const SeriesTable& series) const {
@@ -141,82 +146,23 @@ Result<size_t> DetectStage::restoreState(std::string_view in, SeriesTable& serie
   return restored;
 }
 
-namespace {
+double thresholdOf(const DetectSpec& spec) {
+  if (!std::isnan(spec.threshold)) return spec.threshold;
+  if (spec.method == "ewma") return 3;
+  if (spec.method == "trend") return 1;
+  return 3.5;
+}
 
-class RobustZScore final : public Detector {
- public:
-  explicit RobustZScore(const DetectSpec& spec)
-      : history_(spec.history),
-        warmup_(spec.warmup ? spec.warmup : std::min<uint32_t>(spec.history, 30)),
-        min_scale_(spec.min_scale) {}
+uint32_t warmupOf(const DetectSpec& spec) {
+  return spec.warmup ? spec.warmup : std::min<uint32_t>(spec.history, 30);
+}
 
-  Judgement observe(uint32_t slot, double x) override {
-    if (slot >= series_.size()) series_.resize(slot + 1, RollingMedian(history_));
-    RollingMedian& h = series_[slot];
-    Judgement j;
-    if (h.size() >= warmup_) {
-      j.judged = true;
-      j.baseline = h.median();
-      double scale = 1.4826 * h.mad(j.baseline);
-      if (!(scale > 0)) scale = 1.2533 * h.meanAbsoluteDeviation(j.baseline);
-      const double floor = min_scale_ > 0 ? min_scale_ : std::max(std::fabs(j.baseline) * 1e-9, 1e-12);
-      j.scale = std::max(scale, floor);
-      j.score = std::min(std::fabs(x - j.baseline) / j.scale, 1e9);
-      if (!std::isfinite(j.score)) j.score = 1e9;
-    }
-    h.add(x);
-    return j;
-  }
-
-  void explain(std::string_view feature, double x, const Judgement& j, std::string& out) const override {
-    fmt::format_to(std::back_inserter(out),
-                   "{} {:.6g} is {:.3g} robust deviations {} the median {:.6g} (scale {:.3g})", feature, x,
-                   j.score, x >= j.baseline ? "above" : "below", j.baseline, j.scale);
-  }
-
-  std::string_view method() const override { return "robust_zscore"; }
-
-  void save(uint32_t slot, std::string& out) const override {
-    StateEncoder e(out);
-    if (slot >= series_.size()) return e.u32(0);
-    const std::vector<double> values = series_[slot].inOrder();
-    e.u32(static_cast<uint32_t>(values.size()));
-    for (double v : values) e.f64(v);
-  }
-
-  bool worthRestoring(std::string_view in) const override {
-    StateDecoder d(in);
-    const uint32_t n = d.u32();
-    return d.ok() && n >= warmup_;
-  }
-
-  bool restore(uint32_t slot, std::string_view in) override {
-    StateDecoder d(in);
-    const uint32_t n = d.u32();
-    if (!d.ok() || in.size() != 4 + uint64_t{n} * 8) return false;
-    if (slot >= series_.size()) series_.resize(slot + 1, RollingMedian(history_));
-    RollingMedian fresh(history_);
-    for (uint32_t i = 0; i < n; ++i) {
-      const double v = d.f64();
-      if (std::isfinite(v)) fresh.add(v);  // the newest `history_` stay
-    }
-    // Values this run learned already (a reload's successor) come after the restored ones.
-    for (double v : series_[slot].inOrder()) fresh.add(v);
-    series_[slot] = std::move(fresh);
-    return true;
-  }
-
- private:
-  uint32_t history_;
-  uint32_t warmup_;
-  double min_scale_;
-  std::vector<RollingMedian> series_;
-};
-
-}  // namespace
-
-std::unique_ptr<Detector> makeRobustZScore(const DetectSpec& spec) {
-  return std::make_unique<RobustZScore>(spec);
+std::unique_ptr<Detector> makeDetector(const DetectSpec& spec) {
+  if (spec.method == "robust_zscore") return makeRobustZScore(spec);
+  if (spec.method == "ewma") return makeEwma(spec);
+  if (spec.method == "seasonal") return makeSeasonal(spec);
+  if (spec.method == "trend") return makeTrend(spec);
+  return nullptr;
 }
 
 }  // namespace ganglion::edge

@@ -1,10 +1,11 @@
 // The detector seam: a method that scores one value of a series against what the series did
-// before (robust z-score today; EWMA limits, seasonal baselines, half-space trees next), and
-// the `detect` stage that feeds it, raises events past the threshold, and passes every record
+// before (robust z-score, EWMA control limits, a seasonal baseline, trend to a limit), and the
+// `detect` stage that feeds it, raises events past the threshold, and passes every record
 // through.
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,17 +21,21 @@ struct Judgement {
   double score = 0;     ///< >= 0; how far out, in the method's units
   double baseline = 0;  ///< what the method expected (the median for robust z-score)
   double scale = 0;     ///< the spread the score is measured in
+  double rul_s = -1;    ///< trend: seconds until the limit is reached (-1: not estimated)
 };
 
 class Detector {
  public:
   virtual ~Detector() = default;
-  /// Judges `x` for the series in `slot` against its history, then learns it. Slots are dense
-  /// (0, 1, 2, ... as series appear). Pipeline's worker.
-  virtual Judgement observe(uint32_t slot, double x) = 0;
+  /// Judges `x` (at event time `ts`, epoch ms) for the series in `slot` against its history,
+  /// then learns it. Slots are dense (0, 1, 2, ... as series appear). Pipeline's worker.
+  virtual Judgement observe(uint32_t slot, double x, int64_t ts) = 0;
   /// The event's reason: which feature, how far out, against what (appended to `out`).
   virtual void explain(std::string_view feature, double x, const Judgement& j, std::string& out) const = 0;
   virtual std::string_view method() const = 0;
+  /// What else a saved state's meaning depends on (a seasonal detector's buckets): part of the
+  /// stage's state key, so a change starts afresh.
+  virtual std::string stateVariant() const { return {}; }
   /// The state of the series in `slot` (its history), appended to `out`; restore() reads it
   /// back into a detector of the same method, whose history may have another length (the
   /// newest values are kept). Pipeline's worker (restore: before it runs, or on its worker).
@@ -47,11 +52,25 @@ struct DetectSpec {
   std::string method = "robust_zscore";
   std::string field = "value";  ///< the feature judged: `value` or a field (`rms`)
   std::string metric;           ///< only records of this metric; empty: all
-  uint32_t history = 120;       ///< values kept per series
+  uint32_t history = 120;       ///< values kept per series (ewma, seasonal: the baseline's span)
   uint32_t warmup = 0;          ///< values before judging; 0: min(history, 30)
-  double threshold = 3.5;       ///< an event when score >= threshold
-  double min_scale = 0;         ///< floor of the spread; 0: automatic
+  /// An event when score >= threshold; NaN: the method's default (thresholdOf()).
+  double threshold = std::numeric_limits<double>::quiet_NaN();
+  double min_scale = 0;        ///< floor of the spread; 0: automatic
+  double lambda = 0.2;         ///< ewma: the weight of the newest value in the control statistic
+  std::string season = "day";  ///< seasonal: `day` (24 hourly buckets) or `week` (168)
+  int32_t utc_offset_min = 0;  ///< seasonal: local time = UTC + this (hours of the buckets)
+  double limit = std::numeric_limits<double>::quiet_NaN();  ///< trend: the value not to reach
+  int64_t horizon_ms = 0;  ///< trend: an event when the limit is nearer than this
+  double min_t = 5;        ///< trend: the fitted slope's t-statistic must reach this
 };
+
+/// The methods, for errors and docs.
+inline constexpr std::string_view kDetectMethods = "robust_zscore, ewma, seasonal, trend";
+/// The threshold a spec asks for, or its method's default.
+double thresholdOf(const DetectSpec& spec);
+/// The warm-up a spec asks for, or the default: the smaller of history and 30.
+uint32_t warmupOf(const DetectSpec& spec);
 
 class DetectStage final : public Stage {
  public:
@@ -74,7 +93,8 @@ class DetectStage final : public Stage {
   StringId metric_;
   uint16_t origin_;
   FieldId feature_;  // kNoField: the record's value
-  FieldId detector_field_, score_field_, verdict_field_, reason_field_, baseline_field_;
+  FieldId detector_field_, score_field_, verdict_field_, reason_field_, baseline_field_, rul_field_;
+  double threshold_;
   uint32_t slotOf(SeriesId series);
 
   std::vector<uint32_t> slot_of_series_;
@@ -91,5 +111,25 @@ class DetectStage final : public Stage {
 /// in; when every value is equal, any change scores high (the spread floor is `min_scale`, or
 /// 1e-9 of the median's size).
 std::unique_ptr<Detector> makeRobustZScore(const DetectSpec& spec);
+
+/// EWMA control limits (Roberts 1959): the statistic z = lambda * x + (1 - lambda) * z is
+/// compared with a slow baseline (mean and deviation over about `history` values); the score
+/// is |z - mean| in units of z's own deviation, sigma * sqrt(lambda / (2 - lambda)). Sensitive
+/// to small lasting shifts and drifts that a single-value score misses.
+std::unique_ptr<Detector> makeEwma(const DetectSpec& spec);
+
+/// A seasonal baseline: per hour of day (or of week) a mean and mean absolute deviation over
+/// about `history` values of that hour; the score is |x - mean| / (1.2533 * deviation). What
+/// is learned is clipped to the threshold (a spike moves its hour's baseline little).
+std::unique_ptr<Detector> makeSeasonal(const DetectSpec& spec);
+
+/// Trend to a limit (remaining useful life): a least-squares line through the last `history`
+/// values against time; when its slope is significant (t >= min_t) and heads for `limit`, the
+/// time left until it gets there is `rul_s`, and the score is horizon / time left (>= 1: within
+/// the horizon).
+std::unique_ptr<Detector> makeTrend(const DetectSpec& spec);
+
+/// The detector of `spec.method` (null for an unknown method).
+std::unique_ptr<Detector> makeDetector(const DetectSpec& spec);
 
 }  // namespace ganglion::edge
