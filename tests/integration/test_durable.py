@@ -798,5 +798,67 @@ class MqttKill9(DurableCase):
                 self.assertLessEqual(sum(best.values()), total + 256)
 
 
+
+SLOW_SYNC_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <unistd.h>
+/* fdatasync as a slow disk does it: SLOW_FDATASYNC_MS of waiting first. */
+int fdatasync(int fd) {
+  static int (*real)(int);
+  if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+  const char* ms = getenv("SLOW_FDATASYNC_MS");
+  if (ms) usleep((useconds_t)atoi(ms) * 1000u);
+  return real(fd);
+}
+"""
+
+
+def slow_sync_library(directory):
+    """Builds the LD_PRELOAD shim that makes every fdatasync wait (the C compiler that built the
+    gateway is there to build it)."""
+    source = os.path.join(directory, "slow_sync.c")
+    library = os.path.join(directory, "slow_sync.so")
+    with open(source, "w") as f:
+        f.write(SLOW_SYNC_C)
+    import subprocess
+    subprocess.run([os.environ.get("CC", "cc"), "-shared", "-fPIC", "-O1", "-o", library, source, "-ldl"],
+                   check=True, timeout=60)
+    return library
+
+
+class MqttSlowDisk(DurableCase):
+    def test_the_connector_reads_on_while_the_ingest_log_syncs(self):
+        # Acknowledgements wait for the fsync; reading does not: the messages that come while
+        # a sync is pending are read and appended at once (and share the next sync), so a slow
+        # disk does not hold the broker back until its queue for the client overflows.
+        library = slow_sync_library(self.data)
+        with Mosquitto(extra="max_queued_messages 0") as broker, Receiver() as rx:
+            admin = free_port()
+            text = render(MQTT_CONFIG, host=LOCALHOST, port=free_port(), admin=admin, token=TOKEN,
+                          url=broker.url(), sink=rx.port, data=self.data)
+            gw = Gateway(text, admin_port=admin, env={"LD_PRELOAD": library, "SLOW_FDATASYNC_MS": "3000"})
+            with gw:
+                def plant():
+                    return [c for c in gw.admin("GET", "/edge", token=TOKEN).json()["connectors"]
+                            if c["name"] == "plant"][0]
+                self.assertTrue(wait_until(lambda: plant().get("connected"), timeout=5))
+                base = (int(time.time()) - 3600) * 1000
+                broker.publish("plant/pump-1/vibration", json.dumps({"value": 1, "ts": base}), qos=1)
+                self.assertTrue(wait_until(lambda: plant()["messages"] == 1, timeout=5))
+                # Its sync takes 3 s; these come meanwhile.
+                broker.publish_many("plant/pump-1/vibration",
+                                    [json.dumps({"value": 1, "ts": base + i}) for i in range(1, 21)], qos=1)
+                self.assertTrue(wait_until(lambda: plant()["messages"] == 21, timeout=1.5), plant())
+                # Each is acknowledged once on disk: none comes twice, all arrive.
+                self.assertTrue(wait_until(
+                    lambda: gw.admin("GET", "/edge", token=TOKEN).json()["pipelines"][0]["readings_in"] == 21,
+                    timeout=5))
+                time.sleep(7)  # the syncs complete and the broker has its PUBACKs
+                self.assertEqual(plant()["redelivered"], 0)
+                self.assertEqual(plant()["messages"], 21)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -8,11 +8,13 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/json.hpp>
 #include <chrono>
+#include <deque>
 #include <random>
 
 #include "base/log.h"
@@ -116,6 +118,9 @@ struct MqttConnector::Link {
   bool close_after_write = false;
   bool timed_out = false;
   bool paused = false;  // not reading: the pipelines are full
+  /// Acknowledgements waiting, in the order the messages came, for their readings to be on
+  /// disk (the ingest log's fsync); reading goes on meanwhile.
+  std::deque<std::shared_ptr<PendingAcks>> pending;
   int64_t last_sent_ms = 0;
   int64_t last_received_ms = 0;
 
@@ -133,6 +138,14 @@ struct MqttConnector::Link {
 
 /// What one read brought: readings for the pipelines and the acknowledgements owed once they
 /// are taken.
+struct MqttConnector::PendingAcks {
+  std::shared_ptr<DeliveryTicket> ticket;  // null: nothing to wait for (queued behind others)
+  std::string acks;
+  std::vector<uint16_t> released;
+  bool done = false;
+  bool ok = true;
+};
+
 struct MqttConnector::Inbound {
   std::shared_ptr<IncomingReadings> readings;
   std::string acks;  // PUBACK and PUBREC, written after the hand-off
@@ -681,21 +694,60 @@ awaitable<bool> MqttConnector::settle(const std::shared_ptr<Link>& link, Inbound
       stats_->paused_ms.fetch_add(static_cast<uint64_t>(steadyMillis() - paused_at),
                                   std::memory_order_relaxed);
     }
-    // Pipelines with an ingest log: acknowledged once the readings are on disk. Not written:
-    // nothing is acknowledged and the connection closes, so the broker sends them again.
-    if (ticket && !co_await ticket->wait()) {
-      noteError("the readings could not be written to the ingest log: reconnecting for redelivery");
-      link->close();
-      co_return false;
+    // Pipelines with an ingest log: acknowledged once the readings are on disk, in order,
+    // while reading goes on (the next messages' appends share the coming fsyncs). Not
+    // written: nothing more is acknowledged and the connection closes, so the broker sends
+    // them again.
+    if (ticket && (!in.acks.empty() || !in.released.empty())) {
+      auto entry = std::make_shared<PendingAcks>();
+      entry->ticket = std::move(ticket);
+      entry->acks = std::move(in.acks);
+      entry->released = std::move(in.released);
+      link->pending.push_back(entry);
+      entry->ticket->onDone([self = shared_from_this(), link, entry](bool ok) {
+        asio::post(self->worker_.io(), [self, link, entry, ok] {
+          entry->done = true;
+          entry->ok = ok;
+          self->flushAcks(link);
+        });
+      });
     }
   }
   if (in.payloads) runtime_.countIngest(config_.name, in.accepted, in.rejected, in.refused, in.payloads);
-  for (uint16_t id : in.released) awaiting_release_.insert(id);
-  if (!in.acks.empty() && link->open) {
-    link->out += in.acks;
-    send(link);
+  if (!in.acks.empty() || !in.released.empty()) {
+    // Nothing to wait for, but acknowledgements keep the order the messages came in.
+    auto entry = std::make_shared<PendingAcks>();
+    entry->acks = std::move(in.acks);
+    entry->released = std::move(in.released);
+    entry->done = true;
+    link->pending.push_back(std::move(entry));
+  }
+  flushAcks(link);
+  // Bounded: past kMaxPendingAcks batches waiting on the disk, reading waits too.
+  asio::steady_timer wait(worker_.io());
+  while (link->open && !stopped_ && link->pending.size() > kMaxPendingAcks) {
+    wait.expires_after(std::chrono::milliseconds(2));
+    co_await wait.async_wait(kNoThrow);
   }
   co_return link->open;
+}
+
+void MqttConnector::flushAcks(const std::shared_ptr<Link>& link) {
+  bool wrote = false;
+  while (link->open && !link->pending.empty() && link->pending.front()->done) {
+    PendingAcks& head = *link->pending.front();
+    if (!head.ok) {
+      noteError("the readings could not be written to the ingest log: reconnecting for redelivery");
+      link->pending.clear();
+      link->close();
+      return;
+    }
+    for (uint16_t id : head.released) awaiting_release_.insert(id);
+    link->out += head.acks;
+    wrote = true;
+    link->pending.pop_front();
+  }
+  if (wrote) send(link);
 }
 
 void MqttConnector::send(const std::shared_ptr<Link>& link) {

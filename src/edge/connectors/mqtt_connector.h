@@ -83,6 +83,13 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
  private:
   struct Link;
   struct Inbound;
+  struct PendingAcks;
+  /// Writes the acknowledgements at the head of `link->pending` whose readings are on disk,
+  /// in order; a batch the ingest log refused closes the connection (the broker sends it and
+  /// what came after again). The worker's thread.
+  void flushAcks(const std::shared_ptr<Link>& link);
+  /// Batches of acknowledgements that may wait on the ingest log before reading pauses.
+  static constexpr size_t kMaxPendingAcks = 64;
   static boost::asio::awaitable<void> run(std::shared_ptr<MqttConnector> self);
   /// One connection from connect to loss: how long it held after an accepted CONNACK (ms), or
   /// -1 when it reached none.
@@ -92,8 +99,9 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   boost::asio::awaitable<bool> waitForWrites(const std::shared_ptr<Link>& link);
   static constexpr size_t kMaxPendingWrite = 256 * 1024;
   boost::asio::awaitable<bool> handshake(const std::shared_ptr<Link>& link);
-  /// Hands a read's readings to the pipelines (waiting while they are full), then writes
-  /// the acknowledgements. False when the connection or the connector ended meanwhile.
+  /// Hands a read's readings to the pipelines (waiting while they are full), then queues the
+  /// acknowledgements behind those waiting for the disk (flushAcks writes them). False when
+  /// the connection or the connector ended meanwhile.
   boost::asio::awaitable<bool> settle(const std::shared_ptr<Link>& link, Inbound& in);
   static boost::asio::awaitable<void> keepAlive(std::shared_ptr<MqttConnector> self,
                                                 std::shared_ptr<Link> link);
