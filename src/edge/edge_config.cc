@@ -65,7 +65,34 @@ void readSinkKind(Reader& r, const config::Node& v, SinkConfig& c) {
   }
 }
 
-void readSinkHeaders(Reader& r, const config::Node& v, SinkConfig& c) {
+void readSinkHeaders(Reader& r, const config::Node& v, SinkConfig& c) { readHeaderMap(r, v, c.headers); }
+json::value showSinkHeaders(const SinkConfig& c) { return showHeaderMap(c.headers); }
+
+bool parseSinkUrl(SinkConfig& c, std::string& error) {
+  return splitHttpUrl(c.url, c.https, c.host, c.port, c.path, error);
+}
+
+}  // namespace
+
+// ---- http targets (sinks, webhooks)
+
+bool splitHttpUrl(const std::string& text, bool& https, std::string& host, uint16_t& port, std::string& path,
+                  std::string& error) {
+  auto url = upstream::parseHttpUrl(text, "url", /*allow_query=*/true,
+                                    "may not have credentials or a fragment (put a token in headers)");
+  if (!url) {
+    error = url.error().message;
+    return false;
+  }
+  https = url->https;
+  host = std::move(url->host);
+  port = url->port;
+  path = url->path.empty() ? "/" : std::move(url->path);
+  if (url->has_query) path += "?" + url->query;
+  return true;
+}
+
+void readHeaderMap(Reader& r, const config::Node& v, std::vector<std::pair<std::string, std::string>>& out) {
   if (!v.IsMap()) return r.fail(v, "headers must be a map of header: value");
   for (const auto& kv : v) {
     const std::string name = kv.first.Scalar();
@@ -76,32 +103,37 @@ void readSinkHeaders(Reader& r, const config::Node& v, SinkConfig& c) {
              iequals(name, "content-type") || iequals(name, "connection"))
       r.fail(kv.first, fmt::format("header '{}' is set by the gateway", name));
     else if (value)
-      c.headers.emplace_back(name, *value);
+      out.emplace_back(name, *value);
   }
 }
-json::value showSinkHeaders(const SinkConfig& c) {
-  if (c.headers.empty()) return nullptr;
+
+json::value showHeaderMap(const std::vector<std::pair<std::string, std::string>>& headers) {
+  if (headers.empty()) return nullptr;
   json::object o;
-  for (const auto& [name, value] : c.headers) o[name] = "<redacted>";
+  for (const auto& [name, value] : headers) o[name] = "<redacted>";
   return o;
 }
 
-bool parseSinkUrl(SinkConfig& c, std::string& error) {
-  auto url = upstream::parseHttpUrl(c.url, "url", /*allow_query=*/true,
-                                    "may not have credentials or a fragment (put a token in headers)");
-  if (!url) {
-    error = url.error().message;
-    return false;
+Result<void> makeTargetUpstream(std::string name, const std::string& host, uint16_t port, bool https,
+                                Millis timeout, config::Place at, upstream::UpstreamConfig& up) {
+  up.name = std::move(name);
+  up.targets.push_back({{host, port}, 1});
+  up.connect_timeout = std::min(timeout, Millis(5000));
+  up.keepalive = 4;
+  up.at = std::move(at);
+  if (https) {
+    static std::mutex mutex;  // one context with the system's CAs, made at first need
+    static std::shared_ptr<net::TlsClientContext> system_tls;
+    std::lock_guard lock(mutex);
+    if (!system_tls) {
+      auto ctx = net::TlsClientContext::create({});
+      if (!ctx) return ctx.error();
+      system_tls = *ctx;
+    }
+    up.tls = system_tls;
   }
-  c.https = url->https;
-  c.host = std::move(url->host);
-  c.port = url->port;
-  c.path = url->path.empty() ? "/" : std::move(url->path);
-  if (url->has_query) c.path += "?" + url->query;
-  return true;
+  return {};
 }
-
-}  // namespace
 
 // ---- schemas
 
@@ -343,7 +375,6 @@ const Schema<EdgeSettings>& edgeSettingsSchema() {
 // ---- readers
 
 void readSinks(Reader& r, const config::Node& list, EdgeConfig& out) {
-  std::shared_ptr<net::TlsClientContext> system_tls;
   r.forEach(list, "sinks", [&](const config::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a sink is a map: { name, kind, url, batch, queue }");
     SinkConfig s;
@@ -359,20 +390,10 @@ void readSinks(Reader& r, const config::Node& list, EdgeConfig& out) {
     if (r.errors.size() != errors) return out.refused_names.push_back(s.name);
     for (const auto& other : out.sinks)
       if (other.name == s.name) return r.fail(n["name"], fmt::format("duplicate sink name '{}'", s.name));
-    auto& up = s.upstream;
-    up.name = "sink:" + s.name;
-    up.targets.push_back({{s.host, s.port}, 1});
-    up.connect_timeout = std::min(s.timeout, Millis(5000));
-    up.keepalive = 4;
-    up.at = s.at;
-    if (s.https) {
-      if (!system_tls) {
-        auto ctx = net::TlsClientContext::create({});
-        if (!ctx) return r.fail(n, ctx.error().message);
-        system_tls = *ctx;
-      }
-      up.tls = system_tls;
-    }
+    if (auto made =
+            makeTargetUpstream("sink:" + s.name, s.host, s.port, s.https, s.timeout, s.at, s.upstream);
+        !made)
+      return r.fail(n, made.error().message);
     out.sinks.push_back(std::move(s));
   });
 }

@@ -208,7 +208,25 @@ struct RuleSummarize {
   Millis timeout{30'000};
 };
 
-using RuleAction = std::variant<RulePublish, RuleForward, RuleSummarize>;
+/// `webhook: { url, headers, timeout, retries }`: the record as JSON, POSTed to a URL; any
+/// 2xx is delivered, anything else is tried again (`retries` more times, waits doubling from
+/// 200 ms), then counted as a failed action.
+struct RuleWebhook {
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> headers;  ///< values are secrets (tokens)
+  Millis timeout{5'000};
+  uint32_t retries = 3;
+  // From `url`:
+  bool https = false;
+  std::string host;
+  uint16_t port = 80;
+  std::string path = "/";
+  /// An upstream named "webhook:<rule>/<action index>" with one target (TLS verified against
+  /// the system store for https).
+  upstream::UpstreamConfig upstream;
+};
+
+using RuleAction = std::variant<RulePublish, RuleForward, RuleSummarize, RuleWebhook>;
 
 /// A rule: when `when` holds for a record leaving one of its pipelines, its actions run, at most
 /// once per `hold_off` per key, and with `clear_when` not again until that holds (hysteresis).
@@ -278,6 +296,20 @@ const config::Schema<EdgeSettings>& edgeSettingsSchema();
 const config::Schema<RuleConfig>& ruleSchema();
 const config::Schema<RulePublish>& rulePublishSchema();
 const config::Schema<RuleSummarize>& ruleSummarizeSchema();
+const config::Schema<RuleWebhook>& ruleWebhookSchema();
+
+/// An http(s) URL split for an upstream (`what` names it in errors): false and `error` when it
+/// is not one (credentials and fragments are refused: a token goes in headers).
+bool splitHttpUrl(const std::string& url, bool& https, std::string& host, uint16_t& port, std::string& path,
+                  std::string& error);
+/// `headers: { name: value }` a sink or webhook sends (values are secrets); the headers the
+/// gateway sets itself are refused. And the same for GET /config, values redacted.
+void readHeaderMap(config::Reader& r, const config::Node& v,
+                   std::vector<std::pair<std::string, std::string>>& out);
+boost::json::value showHeaderMap(const std::vector<std::pair<std::string, std::string>>& headers);
+/// The upstream of one http(s) target for a sink or webhook; TLS against the system store.
+Result<void> makeTargetUpstream(std::string name, const std::string& host, uint16_t port, bool https,
+                                Millis timeout, config::Place at, upstream::UpstreamConfig& out);
 
 /// Helpers shared by the edge sections' readers: a list of names (`from: plant` is a list of
 /// one), and the same for GET /config.

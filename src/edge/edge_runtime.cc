@@ -94,6 +94,14 @@ void IncomingReadings::add(const DecodedReading& r) {
   items.push_back(item);
 }
 
+/// The Host header of a target: the port left out when it is the scheme's, IPv6 in brackets.
+std::string hostHeader(const std::string& host, uint16_t port, bool https) {
+  const bool default_port = port == (https ? 443 : 80);
+  const bool v6 = host.find(':') != std::string::npos;
+  const std::string shown = v6 ? fmt::format("[{}]", host) : host;
+  return default_port ? shown : fmt::format("{}:{}", shown, port);
+}
+
 class SinkHost : public std::enable_shared_from_this<SinkHost> {
  public:
   SinkHost(EdgeHost& host, SinkConfig config, size_t worker, std::string queue_dir)
@@ -102,13 +110,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
         worker_(worker),
         fingerprint_(sinkFingerprint(config_)),
         queue_dir_(std::move(queue_dir)) {
-    host_header_ = (config_.port == (config_.https ? 443 : 80))
-                       ? config_.host
-                       : fmt::format("{}:{}", config_.host, config_.port);
-    if (config_.host.find(':') != std::string::npos)  // an IPv6 literal
-      host_header_ = (config_.port == (config_.https ? 443 : 80))
-                         ? fmt::format("[{}]", config_.host)
-                         : fmt::format("[{}]:{}", config_.host, config_.port);
+    host_header_ = hostHeader(config_.host, config_.port, config_.https);
   }
 
   const SinkConfig& config() const { return config_; }
@@ -425,6 +427,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     std::vector<std::shared_ptr<MqttConnector>> connectors;
     std::vector<std::shared_ptr<SinkHost>> sinks;
     std::shared_ptr<size_t> summaries_in_flight = std::make_shared<size_t>(0);
+    std::shared_ptr<size_t> webhooks_in_flight = std::make_shared<size_t>(0);
   };
   /// Sets the rules that see its output. On its worker.
   void setRules(std::vector<RuleBinding> rules) {
@@ -461,6 +464,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   static constexpr size_t kRecentRecords = 1024;
   /// Summaries one rule may wait for at once on one pipeline; more fail (counted).
   static constexpr size_t kMaxSummariesInFlight = 8;
+  static constexpr size_t kMaxWebhooksInFlight = 64;  ///< per rule: calls waiting or retrying
 
   /// Queues readings for the pipeline's worker, in the order the calls happen (an ingest
   /// request calls it before it answers, so a sender's next payload comes after). Posting
@@ -977,6 +981,8 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
           enqueueTo(rule.sinks[i], std::move(one));
         } else if (const auto* sum = std::get_if<RuleSummarize>(&actions[i])) {
           summarize(rule, i, *sum, r, batch, p, payload);
+        } else if (const auto* hook = std::get_if<RuleWebhook>(&actions[i])) {
+          callWebhook(rule, i, *hook, payload);
         }
       }
     }
@@ -990,6 +996,74 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       connector->publish(std::move(topic), std::move(payload), static_cast<uint8_t>(qos), retain);
       if (timed) timed->notePublishLatency(steadyNanos() - arrived_ns);
     });
+  }
+
+  /// A webhook call: the record POSTed, tried again on failure.
+  struct WebhookJob {
+    std::shared_ptr<RuleRunner> runner;
+    std::shared_ptr<size_t> in_flight;
+    const RuleWebhook* hook = nullptr;  // the rule's config, kept alive by `runner`
+    std::string upstream, host_header, body;
+  };
+
+  void callWebhook(RuleBinding& rule, size_t action, const RuleWebhook& hook, const std::string& payload) {
+    if (*rule.webhooks_in_flight >= kMaxWebhooksInFlight)
+      return rule.runner->stats().fail(
+          fmt::format("more than {} calls wait for webhook {}: this one was not made", kMaxWebhooksInFlight,
+                      hook.upstream.name));
+    auto job = std::make_shared<WebhookJob>();
+    job->runner = rule.runner;
+    job->in_flight = rule.webhooks_in_flight;
+    job->hook = &hook;
+    job->upstream = fmt::format("webhook:{}/{}", rule.runner->config().name, action);
+    job->host_header = hostHeader(hook.host, hook.port, hook.https);
+    job->body = payload;
+    ++*job->in_flight;
+    asio::co_spawn(host_->worker(worker_).io(), runWebhook(shared_from_this(), std::move(job)),
+                   asio::detached);
+  }
+
+  static http::Task<void> runWebhook(std::shared_ptr<PipelineHost> self, std::shared_ptr<WebhookJob> job) {
+    const RuleWebhook& hook = *job->hook;
+    loop::Worker& worker = self->host_->worker(self->worker_);
+    std::string why;
+    for (uint32_t attempt = 0; attempt <= hook.retries; ++attempt) {
+      if (attempt) {
+        asio::steady_timer wait(worker.io());
+        wait.expires_after(std::chrono::milliseconds(doublingBackoffMs(200, 10'000, attempt)));
+        co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
+      }
+      auto up = self->host_->upstream(self->worker_, job->upstream);
+      if (!up) {
+        why = "its upstream is not installed (the config changed)";
+        break;
+      }
+      upstream::BufferedRequest req;
+      req.method = "POST";
+      req.path = hook.path;
+      req.headers = hook.headers;
+      req.headers.emplace_back("content-type", "application/json");
+      req.body = job->body;
+      auto ex = co_await upstream::exchange(worker, *up, job->host_header, req, hook.timeout);
+      if (!ex.conn) {
+        why = ex.failure.message;
+        continue;
+      }
+      const int status = ex.status();
+      std::string answer;
+      const bool whole = co_await upstream::readWholeBody(*ex.conn, answer, 64 * 1024, hook.timeout);
+      if (whole && ex.conn->parser.response().keep_alive) upstream::release(*up, 0, std::move(ex.conn));
+      if (status >= 200 && status < 300) {
+        job->runner->stats().webhooks.fetch_add(1, std::memory_order_relaxed);
+        --*job->in_flight;
+        co_return;
+      }
+      why = fmt::format("it answered {}", status);
+    }
+    --*job->in_flight;
+    job->runner->stats().fail(fmt::format("webhook {}://{}{} failed after {} call(s): {}",
+                                          hook.https ? "https" : "http", job->host_header,
+                                          hook.path.substr(0, hook.path.find('?')), hook.retries + 1, why));
   }
 
   /// A summary to ask for: what the model gets and where its answer goes.
@@ -1679,6 +1753,7 @@ json::object EdgeRuntime::status() const {
     o["failed_actions"] = s->failed_actions.load();
     o["untracked"] = s->untracked.load();
     o["summaries"] = s->summaries.load();
+    o["webhooks"] = s->webhooks.load();
     {
       std::lock_guard lock(s->error_mutex);
       if (!s->last_error.empty()) o["last_error"] = s->last_error;

@@ -19,8 +19,8 @@ using config::Schema;
 
 namespace {
 
-constexpr std::string_view kActionKinds = "publish, forward, summarize";
-constexpr std::string_view kPlannedActions[] = {"webhook", "write"};
+constexpr std::string_view kActionKinds = "publish, forward, summarize, webhook";
+constexpr std::string_view kPlannedActions[] = {"write"};
 constexpr std::string_view kPlaceholders =
     "device, metric, source, kind, rule, pipeline, or a text field (detector, verdict)";
 
@@ -146,6 +146,18 @@ void readActions(Reader& r, const config::Node& v, RuleConfig& rule) {
       rule.actions.emplace_back(std::move(f));
       return;
     }
+    if (kind == "webhook") {
+      if (!config::isSectionMap(r, body, ruleWebhookSchema())) return;
+      RuleWebhook w;
+      const size_t before = r.errors.size();
+      readFields(ruleWebhookSchema(), body, w, r);
+      if (r.errors.size() == before) {
+        std::string error;
+        if (!splitHttpUrl(w.url, w.https, w.host, w.port, w.path, error)) r.fail(body["url"], error);
+      }
+      rule.actions.emplace_back(std::move(w));
+      return;
+    }
     for (std::string_view planned : kPlannedActions)
       if (kind == planned)
         return r.fail(
@@ -166,6 +178,8 @@ json::value showActions(const RuleConfig& rule) {
       o["forward"] = json::object{{"to", f->to}};
     else if (const auto* sum = std::get_if<RuleSummarize>(&action))
       o["summarize"] = config::fieldsToJson(ruleSummarizeSchema(), *sum);
+    else if (const auto* w = std::get_if<RuleWebhook>(&action))
+      o["webhook"] = config::fieldsToJson(ruleWebhookSchema(), *w);
     a.push_back(std::move(o));
   }
   return a;
@@ -211,6 +225,48 @@ const Schema<RulePublish>& rulePublishSchema() {
            .member = &P::retain,
            .default_text = "`false`",
            .doc = "The broker keeps the last message of the topic for new subscribers."},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<RuleWebhook>& ruleWebhookSchema() {
+  using W = RuleWebhook;
+  static const Schema<RuleWebhook> schema{
+      "webhook",
+      {
+          {.name = "url",
+           .kind = FieldKind::kString,
+           .member = &W::url,
+           .default_text = "—",
+           .doc =
+               "`http://` or `https://` (verified against the system's CAs); the record is POSTed to it as "
+               "JSON. No credentials in it: a token goes in `headers`.",
+           .required = true,
+           .missing = "webhook needs a 'url'"},
+          {.name = "headers",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "none",
+           .doc = "Sent with each call (`authorization: \"Bearer ${HOOK_TOKEN}\"`); values are secrets: "
+                  "GET /config shows `<redacted>`, logs never show them.",
+           .type_text = "map",
+           .read = [](Reader& r, const config::Node& v, W& w) { readHeaderMap(r, v, w.headers); },
+           .show = [](const W& w) { return showHeaderMap(w.headers); }},
+          {.name = "timeout",
+           .kind = FieldKind::kDuration,
+           .member = &W::timeout,
+           .default_text = "`5s`",
+           .doc = "For one call, from connecting to the whole answer.",
+           .min = 1},
+          {.name = "retries",
+           .kind = FieldKind::kInteger,
+           .member = &W::retries,
+           .default_text = "`3`",
+           .doc = "Calls after the first when one fails (no answer, or not 2xx), waiting 200 ms, then twice "
+                  "as long each time; then the action counts as failed.",
+           .min = 0,
+           .max = 10},
       },
       {}};
   return schema;
@@ -346,8 +402,8 @@ const Schema<RuleConfig>& ruleSchema() {
            .doc =
                "What firing does, in order: `publish: { connector, topic, qos, retain }` "
                "([publish](#rule-publish)), `forward: { to: <sink> }` or `summarize: { model, prompt, to }` "
-               "([summarize](#rule-summarize)). Planned, refused for now with that reason: `webhook`, "
-               "`write`.",
+               "([summarize](#rule-summarize)) or `webhook: { url, headers }` ([webhook](#rule-webhook)). "
+               "Planned, refused for now with that reason: `write`.",
            .required = true,
            .missing = "a rule needs 'actions'",
            .type_text = "list",
@@ -440,6 +496,11 @@ void readRules(Reader& r, const config::Node& list, EdgeConfig& out,
           checkConnector(sum->connector, at);
           checkLoop(sum->connector, sum->topic);
         }
+      } else if (auto* w = std::get_if<RuleWebhook>(&rule.actions[i])) {
+        if (auto made = makeTargetUpstream(fmt::format("webhook:{}/{}", rule.name, i), w->host, w->port,
+                                           w->https, w->timeout, at.place(), w->upstream);
+            !made)
+          r.fail(at, made.error().message);
       }
     }
     if (r.errors.size() != errors) return;
@@ -451,6 +512,10 @@ void readRules(Reader& r, const config::Node& list, EdgeConfig& out,
       if (other.name == rule.name)
         return r.fail(n["name"], fmt::format("duplicate rule name '{}'", rule.name));
     rule.fingerprint = json::serialize(config::fieldsToJson(ruleSchema(), rule));
+    // GET /config shows no header values: a changed token must still make a changed rule.
+    for (const auto& action : rule.actions)
+      if (const auto* w = std::get_if<RuleWebhook>(&action))
+        for (const auto& [name, value] : w->headers) rule.fingerprint += "\x1f" + name + "=" + value;
     out.rules.push_back(std::move(rule));
   });
 }

@@ -138,6 +138,9 @@ BuildResult buildSnapshot(Config config, uint64_t version, HealthRegistry& healt
   }
   // Edge sinks ("sink:<name>"), resolved lazily as providers are.
   for (const auto& s : cfg.edge.sinks) resolve(s.upstream, true);
+  for (const auto& rule : cfg.edge.rules)  // rules' webhooks ("webhook:<rule>/<action>")
+    for (const auto& action : rule.actions)
+      if (const auto* w = std::get_if<edge::RuleWebhook>(&action)) resolve(w->upstream, true);
   const bool llm_route =
       std::any_of(cfg.routes.begin(), cfg.routes.end(), [](const auto& r) { return r.llm.has_value(); });
   if (!cfg.providers.empty() || llm_route)

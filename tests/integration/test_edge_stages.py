@@ -188,6 +188,69 @@ class Detectors(unittest.TestCase):
                 self.assertEqual(shown[2]["detect"]["utc_offset"], "+01:00")
 
 
+HOOKED = """  - name: hooked
+    from: [ lab ]
+    to: [ uplink ]
+rules:
+  - name: hot
+    when: "value > 100"
+    actions:
+      - webhook: { url: "http://127.0.0.1:@HOOK@/hook?sig=secret-query", headers: { authorization: "Bearer hook-secret-token" },
+                   timeout: 1s, retries: 2 }
+"""
+
+
+class Webhooks(unittest.TestCase):
+    def rule(self, gw):
+        return gw.admin("GET", "/edge", token=TOKEN).json()["rules"][0]
+
+    def test_each_firing_posts_the_record_and_failures_are_retried_then_counted(self):
+        with Receiver() as rx, Receiver() as hook:
+            text, port, admin = config(rx.port, pipelines=HOOKED.replace("@HOOK@", str(hook.port)))
+            with Gateway(text, admin_port=admin) as gw:
+                t0 = int(time.time()) * 1000
+                readings(gw, "boiler", [{"value": 50, "ts": t0}, {"value": 150, "ts": t0 + 1}])
+                self.assertTrue(wait_until(lambda: len(hook.batches) == 1, timeout=5), self.rule(gw))
+                record = hook.batches[0]
+                self.assertEqual((record["device"], record["value"], record["kind"]), ("boiler", 150, "reading"))
+                self.assertEqual(hook.headers[0]["authorization"], "Bearer hook-secret-token")
+                self.assertEqual(hook.headers[0]["Content-Type"], "application/json")
+                self.assertTrue(wait_until(lambda: self.rule(gw)["webhooks"] == 1, timeout=5))
+                # Failing: the first call and two retries, then a failed action that names no secret.
+                hook.status = 500
+                readings(gw, "boiler", [{"value": 160, "ts": t0 + 2}])
+                self.assertTrue(wait_until(lambda: self.rule(gw)["failed_actions"] == 1, timeout=10), self.rule(gw))
+                self.assertEqual(hook.attempts, 4)
+                error = self.rule(gw)["last_error"]
+                self.assertIn("failed after 3 call(s): it answered 500", error)
+                self.assertNotIn("secret", error)
+                # Back up: the next firing is delivered.
+                hook.status = 200
+                readings(gw, "boiler", [{"value": 170, "ts": t0 + 3}])
+                self.assertTrue(wait_until(lambda: self.rule(gw)["webhooks"] == 2, timeout=5))
+                shown = json.dumps(gw.admin("GET", "/config", token=TOKEN).json()["rules"])
+                self.assertIn("<redacted>", shown)
+                self.assertNotIn("hook-secret-token", shown)
+                self.assertNotIn("hook-secret-token", gw.log_text())
+
+    def test_a_webhook_that_does_not_answer_times_out(self):
+        import socket
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # accepts connections, never answers
+        try:
+            with Receiver() as rx:
+                text, port, admin = config(rx.port, pipelines=HOOKED.replace("@HOOK@", str(silent.getsockname()[1])))
+                with Gateway(text, admin_port=admin) as gw:
+                    readings(gw, "boiler", [{"value": 150, "ts": int(time.time()) * 1000}])
+                    self.assertTrue(wait_until(lambda: self.rule(gw)["failed_actions"] == 1, timeout=10),
+                                    self.rule(gw))
+                    # The pipeline ran on meanwhile: the record reached the sink at once.
+                    self.assertEqual(len(rx.records()), 1)
+        finally:
+            silent.close()
+
+
 class StageConfigErrors(unittest.TestCase):
     def error(self, stage):
         text, _, _ = config(free_port(), pipelines=SAMPLED.replace("      - change_only: {}\n", stage))
