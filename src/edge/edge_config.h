@@ -226,7 +226,17 @@ struct RuleWebhook {
   upstream::UpstreamConfig upstream;
 };
 
-using RuleAction = std::variant<RulePublish, RuleForward, RuleSummarize, RuleWebhook>;
+/// `write: { connector, register, value }`: writes a value computed from the record (an
+/// expression) to a register of a Modbus connector that its config marks `writable`.
+struct RuleWrite {
+  std::string connector;
+  std::string register_name;
+  std::string value;                                   ///< the expression's text
+  std::shared_ptr<const expr::Program> value_program;  ///< compiled at load
+  size_t register_index = 0;                           ///< in the connector's registers
+};
+
+using RuleAction = std::variant<RulePublish, RuleForward, RuleSummarize, RuleWebhook, RuleWrite>;
 
 /// A rule: when `when` holds for a record leaving one of its pipelines, its actions run, at most
 /// once per `hold_off` per key, and with `clear_when` not again until that holds (hysteresis).
@@ -297,6 +307,7 @@ const config::Schema<RuleConfig>& ruleSchema();
 const config::Schema<RulePublish>& rulePublishSchema();
 const config::Schema<RuleSummarize>& ruleSummarizeSchema();
 const config::Schema<RuleWebhook>& ruleWebhookSchema();
+const config::Schema<RuleWrite>& ruleWriteSchema();
 
 /// An http(s) URL split for an upstream (`what` names it in errors): false and `error` when it
 /// is not one (credentials and fragments are refused: a token goes in headers).

@@ -426,6 +426,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     std::shared_ptr<RuleRunner> runner;
     std::vector<std::shared_ptr<MqttConnector>> connectors;
     std::vector<std::shared_ptr<SinkHost>> sinks;
+    std::vector<std::shared_ptr<ModbusPoller>> pollers;  ///< per action: a write's connector
     std::shared_ptr<size_t> summaries_in_flight = std::make_shared<size_t>(0);
     std::shared_ptr<size_t> webhooks_in_flight = std::make_shared<size_t>(0);
   };
@@ -983,6 +984,8 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
           summarize(rule, i, *sum, r, batch, p, payload);
         } else if (const auto* hook = std::get_if<RuleWebhook>(&actions[i])) {
           callWebhook(rule, i, *hook, payload);
+        } else if (const auto* wr = std::get_if<RuleWrite>(&actions[i])) {
+          writeRegister(rule, i, *wr, r, batch, p);
         }
       }
     }
@@ -996,6 +999,27 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       connector->publish(std::move(topic), std::move(payload), static_cast<uint8_t>(qos), retain);
       if (timed) timed->notePublishLatency(steadyNanos() - arrived_ns);
     });
+  }
+
+  void writeRegister(RuleBinding& rule, size_t action, const RuleWrite& wr, const Record& r,
+                     const Batch& batch, const Pipeline& p) {
+    RuleStats& stats = rule.runner->stats();
+    const auto& poller = rule.pollers[action];
+    if (!poller) return stats.fail(fmt::format("connector '{}' is not running", wr.connector));
+    const expr::Value v = evaluator_.run(*wr.value_program, expr::Input{&r, &batch, &p.series()});
+    if (v.type != expr::Type::kNumber && v.type != expr::Type::kBool)
+      return stats.fail(fmt::format("write to '{}': its value '{}' gave no number for this record",
+                                    wr.register_name, wr.value));
+    auto shared = rule.runner->statsPtr();
+    const bool queued = poller->write(wr.register_index, v.number, [shared](std::string error) {
+      if (error.empty())
+        shared->writes.fetch_add(1, std::memory_order_relaxed);
+      else
+        shared->fail(std::move(error));
+    });
+    if (!queued)
+      stats.fail(fmt::format("write to '{}': more than {} writes wait for connector '{}'", wr.register_name,
+                             ModbusPoller::kMaxPendingWrites, wr.connector));
   }
 
   /// A webhook call: the record POSTed, tried again on failure.
@@ -1493,13 +1517,13 @@ void EdgeRuntime::installConnectors(const EdgeConfig& cfg, size_t workers) {
   // thread ends after the read in progress) and joined at the next install or at the end.
   for (auto& r : retired_modbus_) r->join();
   retired_modbus_.clear();
-  std::vector<std::unique_ptr<ModbusPoller>> modbus;
+  std::vector<std::shared_ptr<ModbusPoller>> modbus;
   for (const auto& c : cfg.connectors) {
     if (c.kind != "modbus_tcp" && c.kind != "modbus_rtu") continue;
-    std::unique_ptr<ModbusPoller> previous;
+    std::shared_ptr<ModbusPoller> previous;
     for (auto& m : modbus_)
       if (m && m->config().name == c.name) previous = std::move(m);
-    auto fresh = std::make_unique<ModbusPoller>(*this, c, previous ? previous->stats() : nullptr);
+    auto fresh = std::make_shared<ModbusPoller>(*this, c, previous ? previous->stats() : nullptr);
     if (previous && previous->fingerprint() == fresh->fingerprint()) {
       modbus.push_back(std::move(previous));
       continue;
@@ -1564,8 +1588,13 @@ void EdgeRuntime::installRules(const EdgeConfig& cfg) {
           findConnector(sum->connector);
           findSink(sum->to);
         }
+        std::shared_ptr<ModbusPoller> poller;
+        if (const auto* wr = std::get_if<RuleWrite>(&action))
+          for (auto& m : modbus_)
+            if (m->config().name == wr->connector) poller = m;
         b.connectors.push_back(std::move(connector));
         b.sinks.push_back(std::move(sink));
+        b.pollers.push_back(std::move(poller));
       }
       bindings[i].push_back(std::move(b));
     }
@@ -1754,6 +1783,7 @@ json::object EdgeRuntime::status() const {
     o["untracked"] = s->untracked.load();
     o["summaries"] = s->summaries.load();
     o["webhooks"] = s->webhooks.load();
+    o["writes"] = s->writes.load();
     {
       std::lock_guard lock(s->error_mutex);
       if (!s->last_error.empty()) o["last_error"] = s->last_error;

@@ -153,9 +153,9 @@ class EdgeRuntime final : public telemetry::MetricsSource {
   EdgeHost& host_;
   std::vector<std::shared_ptr<PipelineHost>> pipelines_;  // main thread's view
   std::vector<std::shared_ptr<SinkHost>> sinks_;
-  std::vector<std::shared_ptr<MqttConnector>> mqtt_;  // main thread's view
-  std::vector<std::unique_ptr<ModbusPoller>> modbus_;
-  std::vector<std::unique_ptr<ModbusPoller>> retired_modbus_;  // stopped, joined at the next install
+  std::vector<std::shared_ptr<MqttConnector>> mqtt_;           // main thread's view
+  std::vector<std::shared_ptr<ModbusPoller>> modbus_;          // shared: rules writing through one hold it
+  std::vector<std::shared_ptr<ModbusPoller>> retired_modbus_;  // stopped, joined at the next install
   std::vector<RuleEntry> rules_;
   std::vector<std::pair<std::string, std::shared_ptr<RuleStats>>> rule_stats_;  // in config order
   std::atomic<std::shared_ptr<const Routing>> routing_;

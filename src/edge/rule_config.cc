@@ -19,8 +19,7 @@ using config::Schema;
 
 namespace {
 
-constexpr std::string_view kActionKinds = "publish, forward, summarize, webhook";
-constexpr std::string_view kPlannedActions[] = {"write"};
+constexpr std::string_view kActionKinds = "publish, forward, summarize, webhook, write";
 constexpr std::string_view kPlaceholders =
     "device, metric, source, kind, rule, pipeline, or a text field (detector, verdict)";
 
@@ -158,12 +157,14 @@ void readActions(Reader& r, const config::Node& v, RuleConfig& rule) {
       rule.actions.emplace_back(std::move(w));
       return;
     }
-    for (std::string_view planned : kPlannedActions)
-      if (kind == planned)
-        return r.fail(
-            n.begin()->first,
-            fmt::format("action '{}' is not built yet (built: {}; docs/edge.md says what comes next)", kind,
-                        kActionKinds));
+    if (kind == "write") {
+      if (!config::isSectionMap(r, body, ruleWriteSchema())) return;
+      RuleWrite w;
+      const size_t before = r.errors.size();
+      readFields(ruleWriteSchema(), body, w, r);
+      if (r.errors.size() == before) rule.actions.emplace_back(std::move(w));  // one mistake, one message
+      return;
+    }
     r.fail(n.begin()->first, fmt::format("unknown action '{}' (built: {})", kind, kActionKinds));
   });
 }
@@ -180,6 +181,8 @@ json::value showActions(const RuleConfig& rule) {
       o["summarize"] = config::fieldsToJson(ruleSummarizeSchema(), *sum);
     else if (const auto* w = std::get_if<RuleWebhook>(&action))
       o["webhook"] = config::fieldsToJson(ruleWebhookSchema(), *w);
+    else if (const auto* wr = std::get_if<RuleWrite>(&action))
+      o["write"] = config::fieldsToJson(ruleWriteSchema(), *wr);
     a.push_back(std::move(o));
   }
   return a;
@@ -267,6 +270,40 @@ const Schema<RuleWebhook>& ruleWebhookSchema() {
                   "as long each time; then the action counts as failed.",
            .min = 0,
            .max = 10},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<RuleWrite>& ruleWriteSchema() {
+  using W = RuleWrite;
+  static const Schema<RuleWrite> schema{
+      "write",
+      {
+          {.name = "connector",
+           .kind = FieldKind::kString,
+           .member = &W::connector,
+           .default_text = "—",
+           .doc = "A `modbus_tcp` or `modbus_rtu` connector; its poll thread makes the write between polls.",
+           .required = true,
+           .missing = "write needs a 'connector' (a modbus connector)"},
+          {.name = "register",
+           .kind = FieldKind::kString,
+           .member = &W::register_name,
+           .default_text = "—",
+           .doc = "One of the connector's `registers`, by name, marked `writable: true` (a holding register "
+                  "or a coil); its type, byte and word order, `scale` and `offset` encode the value.",
+           .required = true,
+           .missing = "write needs a 'register' (one the connector marks writable)"},
+          {.name = "value",
+           .kind = FieldKind::kString,
+           .member = &W::value,
+           .default_text = "—",
+           .doc = "An [expression](edge.md#expressions) of the firing record: `\"0\"`, `\"value * 0.9\"`; a "
+                  "condition writes 1 or 0. A result that is null or does not fit the register fails the "
+                  "action.",
+           .required = true,
+           .missing = "write needs a 'value' (an expression)"},
       },
       {}};
   return schema;
@@ -402,8 +439,8 @@ const Schema<RuleConfig>& ruleSchema() {
            .doc =
                "What firing does, in order: `publish: { connector, topic, qos, retain }` "
                "([publish](#rule-publish)), `forward: { to: <sink> }` or `summarize: { model, prompt, to }` "
-               "([summarize](#rule-summarize)) or `webhook: { url, headers }` ([webhook](#rule-webhook)). "
-               "Planned, refused for now with that reason: `write`.",
+               "([summarize](#rule-summarize)), `webhook: { url, headers }` ([webhook](#rule-webhook)) or "
+               "`write: { connector, register, value }` ([write](#rule-write)).",
            .required = true,
            .missing = "a rule needs 'actions'",
            .type_text = "list",
@@ -495,6 +532,44 @@ void readRules(Reader& r, const config::Node& list, EdgeConfig& out,
         if (!sum->connector.empty()) {
           checkConnector(sum->connector, at);
           checkLoop(sum->connector, sum->topic);
+        }
+      } else if (auto* wr = std::get_if<RuleWrite>(&rule.actions[i])) {
+        auto c = std::find_if(out.connectors.begin(), out.connectors.end(),
+                              [&](const ConnectorConfig& k) { return k.name == wr->connector; });
+        if (c == out.connectors.end()) {
+          if (!out.refused(wr->connector))
+            r.fail(at,
+                   fmt::format("rule '{}' writes through unknown connector '{}'", rule.name, wr->connector));
+        } else if (c->kind != "modbus_tcp" && c->kind != "modbus_rtu") {
+          r.fail(at, fmt::format("rule '{}' writes through connector '{}', which is {} (write needs a modbus "
+                                 "connector)",
+                                 rule.name, wr->connector, c->kind));
+        } else {
+          auto reg = std::find_if(c->registers.begin(), c->registers.end(),
+                                  [&](const ModbusRegister& m) { return m.name == wr->register_name; });
+          if (reg == c->registers.end())
+            r.fail(at, fmt::format("rule '{}' writes register '{}', which connector '{}' does not have",
+                                   rule.name, wr->register_name, wr->connector));
+          else if (!reg->writable)
+            r.fail(at, fmt::format("rule '{}' writes register '{}' of connector '{}', which is not marked "
+                                   "writable: true",
+                                   rule.name, wr->register_name, wr->connector));
+          else
+            wr->register_index = static_cast<size_t>(reg - c->registers.begin());
+        }
+        const auto names = edgeFieldNames();
+        expr::Scope scope{
+            .names = names.get(), .fields = {}, .all_fields = true, .attrs_field = names->find("attrs")};
+        auto program = expr::compile(wr->value, scope);
+        const config::Node value_at = at.IsMap() && at["write"].IsMap() ? at["write"]["value"] : at;
+        if (!program) {
+          r.fail(value_at, fmt::format("rule '{}': write.value: {}", rule.name, program.error().message));
+        } else if (program->resultType() != expr::Type::kNumber &&
+                   program->resultType() != expr::Type::kAny && program->resultType() != expr::Type::kBool) {
+          r.fail(value_at, fmt::format("rule '{}': write.value gives {}, not a number", rule.name,
+                                       expr::typeName(program->resultType())));
+        } else {
+          wr->value_program = std::make_shared<const expr::Program>(std::move(*program));
         }
       } else if (auto* w = std::get_if<RuleWebhook>(&rule.actions[i])) {
         if (auto made = makeTargetUpstream(fmt::format("webhook:{}/{}", rule.name, i), w->host, w->port,

@@ -57,6 +57,7 @@ std::vector<DocsTable> schemaDocsTables() {
                                 {"rule_publish", docsTable(edge::rulePublishSchema())},
                                 {"rule_summarize", docsTable(edge::ruleSummarizeSchema())},
                                 {"rule_webhook", docsTable(edge::ruleWebhookSchema())},
+                                {"rule_write", docsTable(edge::ruleWriteSchema())},
                                 {"edge", docsTable(edge::edgeSettingsSchema())}};
   for (auto& f : filters::filterDocsTables()) tables.push_back({f.kind, std::move(f.table)});
   return tables;

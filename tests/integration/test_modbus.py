@@ -179,6 +179,98 @@ class ModbusPolling(unittest.TestCase):
             self.assertTrue(wait_until(lambda: register(gw, "pump-plc", "flow")["reads"] > reads, timeout=5))
 
 
+WRITES = """
+listeners:
+  - name: public
+    address: @HOST@:@PORT@
+admin:
+  address: @HOST@:@ADMIN@
+  token: @TOKEN@
+connectors:
+  - name: pump-plc
+    kind: modbus_tcp
+    address: @HOST@:@PLC@
+    poll: 100ms
+    timeout: 300ms
+    registers:
+      - { name: flow, table: holding, address: 0, type: float32 }
+      - { name: setpoint, table: holding, address: 30, type: int16, scale: 0.1, writable: true }
+      - { name: speed, table: holding, address: 40, type: float32, word_order: little, writable: true }
+      - { name: pump_on, table: coil, address: 6, writable: true }
+      - { name: gone, table: holding, address: 50, writable: true }
+sinks:
+  - name: uplink
+    kind: http
+    url: http://@HOST@:@SINK@/ingest
+    batch: { max_records: 1000, max_delay: 50ms }
+pipelines:
+  - { name: raw, from: [ pump-plc ], stages: [ { filter: "metric == 'flow'" } ], to: [ uplink ] }
+rules:
+  - name: throttle
+    when: "value > 20"
+    hold_off: 1h
+    actions:
+      - write: { connector: pump-plc, register: setpoint, value: "value * 2" }
+      - write: { connector: pump-plc, register: speed, value: "value / 4" }
+      - write: { connector: pump-plc, register: pump_on, value: "value < 0" }
+  - name: broken
+    when: "value > 20"
+    hold_off: 1h
+    actions:
+      - write: { connector: pump-plc, register: gone, value: "1" }
+access_log: { enabled: false }
+"""
+
+
+class ModbusWrites(unittest.TestCase):
+    def test_rules_write_registers_the_config_marks_writable(self):
+        plc = ModbusServer().start()
+        try:
+            plc.set_registers(plc.holding, 0, regs_of(">f", 25.5))
+            plc.set_registers(plc.holding, 30, [0])
+            plc.set_registers(plc.holding, 40, [0, 0])
+            plc.coils[6] = 1  # address 50 is not there: the device answers exception 2
+            with Receiver() as rx:
+                port, admin = free_port(), free_port()
+                text = render(WRITES, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, PLC=plc.port, SINK=rx.port)
+                with Gateway(text, admin_port=admin) as gw:
+                    def rules():
+                        return {r["name"]: r for r in gw.admin("GET", "/edge", token=TOKEN).json()["rules"]}
+                    self.assertTrue(wait_until(lambda: rules()["throttle"]["writes"] == 3, timeout=5), rules())
+                    self.assertEqual(plc.holding[30], 510)  # 51.0 at a scale of 0.1
+                    speed = regs_of(">f", 25.5 / 4)
+                    self.assertEqual([plc.holding[40], plc.holding[41]], [speed[1], speed[0]])  # CDAB
+                    self.assertEqual(plc.coils[6], 0)  # the condition was false: 0
+                    kinds = sorted((w[0], w[1]) for w in plc.writes)
+                    self.assertEqual(kinds, [("coil", 6), ("holding", 30), ("holding", 40)])
+                    self.assertTrue(wait_until(lambda: rules()["broken"]["failed_actions"] == 1, timeout=5))
+                    self.assertIn("writing register 'gone' (holding 50)", rules()["broken"]["last_error"])
+                    regs = {r["name"]: r for r in connector(gw, "pump-plc")["registers"]}
+                    self.assertEqual((regs["setpoint"]["writes"], regs["gone"]["write_failures"]), (1, 1))
+                    self.assertNotIn("writes", regs["flow"])  # not writable: no write counters
+                    # Hold-off: one write per hour however long the flow stays high.
+                    time.sleep(0.5)
+                    self.assertEqual(len(plc.writes), 3)
+        finally:
+            plc.stop()
+
+    def test_writes_are_refused_at_load_unless_marked_writable(self):
+        port, admin = free_port(), free_port()
+        text = render(WRITES, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, PLC=free_port(), SINK=free_port())
+        cases = [
+            ("register: setpoint, value", "register: flow, value",
+             "rule 'throttle' writes register 'flow' of connector 'pump-plc', which is not marked writable: true"),
+            ("register: setpoint, value", "register: nope, value",
+             "rule 'throttle' writes register 'nope', which connector 'pump-plc' does not have"),
+            ("- write: { connector: pump-plc, register: setpoint", "- write: { connector: nowhere, register: setpoint",
+             "rule 'throttle' writes through unknown connector 'nowhere'"),
+            ('value: "value * 2"', 'value: "device"', "write.value gives a string, not a number"),
+            ('value: "value * 2"', 'value: "valu * 2"', "unknown field 'valu'"),
+            ("register: setpoint, value: \"value * 2\" }", "register: setpoint }", "write needs a 'value'"),
+        ]
+        assert_refused_at(self, text, cases)
+
+
 class ModbusConfigErrors(unittest.TestCase):
     def check(self, text):
         return check_config(text)

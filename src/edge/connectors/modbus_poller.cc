@@ -27,8 +27,10 @@ bool isLinkError(int err) {
          err == EIO;
 }
 
+}  // namespace
+
 /// libmodbus's context, closed and freed with its owner.
-struct Context {
+struct ModbusPoller::Context {
   modbus_t* ctx = nullptr;
   ~Context() {
     if (ctx) {
@@ -37,8 +39,6 @@ struct Context {
     }
   }
 };
-
-}  // namespace
 
 ModbusPoller::ModbusPoller(EdgeRuntime& runtime, ConnectorConfig config, std::shared_ptr<ModbusStats> stats)
     : runtime_(runtime), config_(std::move(config)), fingerprint_(connectorFingerprint(config_)) {
@@ -72,8 +72,69 @@ void ModbusPoller::join() {
 
 bool ModbusPoller::sleepUntil(std::chrono::steady_clock::time_point deadline) {
   std::unique_lock lock(mutex_);
-  wake_.wait_until(lock, deadline, [this] { return stopping_; });
+  wake_.wait_until(lock, deadline, [this] { return stopping_ || !writes_.empty(); });
   return !stopping_;
+}
+
+bool ModbusPoller::write(size_t index, double value, std::function<void(std::string)> done) {
+  if (index >= config_.registers.size() || !config_.registers[index].writable) return false;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ || writes_.size() >= kMaxPendingWrites) return false;
+    writes_.push_back({index, value, std::move(done)});
+  }
+  wake_.notify_all();
+  return true;
+}
+
+bool ModbusPoller::applyWrites(Context& c, bool connected, const std::string& where) {
+  while (true) {
+    PendingWrite w;
+    {
+      std::lock_guard lock(mutex_);
+      if (writes_.empty() || stopping_) return true;
+      w = std::move(writes_.front());
+      writes_.pop_front();
+    }
+    const ModbusRegister& reg = config_.registers[w.index];
+    ModbusStats::Register& rs = stats_->registers[w.index];
+    auto fail = [&](std::string why) {
+      rs.write_failures.fetch_add(1, std::memory_order_relaxed);
+      if (w.done)
+        w.done(fmt::format("writing register '{}' ({} {}) of {}: {}", reg.name, modbusTableName(reg.table),
+                           reg.address, where, why));
+    };
+    if (!connected) {
+      fail("not connected");  // a setpoint written late may do harm: not kept for later
+      continue;
+    }
+    double raw = (w.value - reg.offset) / reg.scale;
+    if (reg.layout.type != RegisterType::kFloat32 && reg.layout.type != RegisterType::kFloat64)
+      raw = std::round(raw);  // to the register's resolution
+    uint16_t regs[4] = {0, 0, 0, 0};
+    int rc;
+    if (reg.table == ModbusTable::kCoil) {
+      rc = modbus_write_bit(c.ctx, static_cast<int>(reg.address), raw != 0 ? 1 : 0);
+    } else {
+      const int width = registerWidth(reg.layout.type);
+      if (!std::isfinite(raw) ||
+          !encodeRegisters(raw, reg.layout, std::span<uint16_t>(regs, static_cast<size_t>(width)))) {
+        fail(fmt::format("{} does not fit a {} register", w.value, registerTypeName(reg.layout.type)));
+        continue;
+      }
+      rc = width == 1 ? modbus_write_register(c.ctx, static_cast<int>(reg.address), regs[0])
+                      : modbus_write_registers(c.ctx, static_cast<int>(reg.address), width, regs);
+    }
+    if (rc == -1) {
+      const int err = errno;
+      fail(err == ETIMEDOUT ? std::string("no answer in time") : std::string(modbus_strerror(err)));
+      if (!isException(err) && (config_.kind == "modbus_tcp" || isLinkError(err))) return false;
+      if (!isException(err)) modbus_flush(c.ctx);
+      continue;
+    }
+    rs.writes.fetch_add(1, std::memory_order_relaxed);
+    if (w.done) w.done("");
+  }
 }
 
 void ModbusPoller::noteError(std::string what) {
@@ -222,7 +283,16 @@ void ModbusPoller::run() {
       stats_->skipped_polls.fetch_add(static_cast<uint64_t>(behind), std::memory_order_relaxed);
       next += behind * config_.poll;
     }
-    if (!sleepUntil(next)) return;
+    // Until the next poll: writes the rules ask for are made as they come.
+    while (true) {
+      if (!sleepUntil(next)) return;
+      if (!applyWrites(c, connected, where)) {
+        modbus_close(c.ctx);
+        connected = false;
+        stats_->connected.store(false);
+      }
+      if (Clock::now() >= next) break;
+    }
   }
 }
 
@@ -245,6 +315,10 @@ void ModbusPoller::describe(json::object& out) const {
     o["bad_answers"] = r.bad_answers.load();
     o["exceptions"] = r.exceptions.load();
     o["refused"] = r.refused.load();
+    if (config_.registers[i].writable) {
+      o["writes"] = r.writes.load();
+      o["write_failures"] = r.write_failures.load();
+    }
     if (const int e = r.last_exception.load()) o["last_exception"] = e;
     regs.push_back(std::move(o));
   }

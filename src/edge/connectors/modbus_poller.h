@@ -12,6 +12,7 @@
 #include <boost/json/object.hpp>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -28,7 +29,8 @@ struct ModbusStats {
   struct Register {
     std::atomic<uint64_t> reads{0}, timeouts{0}, exceptions{0}, refused{0};
     std::atomic<uint64_t> bad_answers{0};  ///< answers that did not fit the request (transaction, length)
-    std::atomic<int> last_exception{0};    ///< the Modbus exception code of the last one
+    std::atomic<uint64_t> writes{0}, write_failures{0};  ///< rules' `write` actions
+    std::atomic<int> last_exception{0};                  ///< the Modbus exception code of the last one
   };
   std::atomic<bool> connected{false};
   std::atomic<uint64_t> polls{0}, skipped_polls{0}, connect_failures{0}, backpressure_ms{0};
@@ -58,8 +60,23 @@ class ModbusPoller {
   /// The Modbus part of GET /edge's connector entry. Main thread.
   void describe(boost::json::object& out) const;
 
+  /// Queues a write of `value` (in the readings' units: the register's scale and offset are
+  /// undone, integers rounded) to register `index` (one the config marks writable); the poll
+  /// thread makes it before its next poll and calls `done` there with "" or what went wrong.
+  /// False when kMaxPendingWrites wait already or the connector is stopping. Any thread.
+  bool write(size_t index, double value, std::function<void(std::string)> done);
+  static constexpr size_t kMaxPendingWrites = 64;
+
  private:
+  struct Context;
+  struct PendingWrite {
+    size_t index;
+    double value;
+    std::function<void(std::string)> done;
+  };
   void run();
+  /// Makes the queued writes; false when the link fell out of step (reconnect). Poll thread.
+  bool applyWrites(Context& c, bool connected, const std::string& where);
   /// Waits until `deadline` or stop(); false when stopped.
   bool sleepUntil(std::chrono::steady_clock::time_point deadline);
   void noteError(std::string what);
@@ -72,6 +89,7 @@ class ModbusPoller {
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  std::deque<PendingWrite> writes_;  // guarded by mutex_
 };
 
 }  // namespace ganglion::edge

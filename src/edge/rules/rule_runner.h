@@ -30,6 +30,7 @@ struct RuleStats {
   std::atomic<uint64_t> untracked{0};  ///< matches of keys past kMaxKeys (fired without state)
   std::atomic<uint64_t> summaries{0};  ///< summaries a model answered and that were sent on
   std::atomic<uint64_t> webhooks{0};   ///< webhook calls answered 2xx
+  std::atomic<uint64_t> writes{0};     ///< Modbus writes the device took
   /// From a reading's hand-off by its connector to its alarm's hand-off to the MQTT
   /// connector that publishes it (a histogram: counts at or under each bound, in seconds).
   /// Bounds in microseconds. Atomic adds, not telemetry::Histogram's single-writer counters:
