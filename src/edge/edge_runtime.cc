@@ -592,8 +592,8 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       return;
     }
     if (*restored)
-      logLine(fmt::format("edge: pipeline '{}' resumes its detectors' histories of {} series from {}",
-                          config_.name, *restored, state_path_.string()));
+      logLine(fmt::format("edge: pipeline '{}' resumes the saved state of {} series from {}", config_.name,
+                          *restored, state_path_.string()));
   }
 
   /// Restores a saved state into its stages and keeps the rules' part for setRules().

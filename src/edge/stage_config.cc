@@ -123,6 +123,13 @@ std::optional<StageSpec> readMapStage(Reader& r, const config::Node& v) {
   MapSpec m;
   readFields(mapSchema(), v, m, r);
   if (r.errors.size() != errors) return std::nullopt;
+  for (std::string_view key : {"metric", "unit"}) {
+    const std::string& text = key == "metric" ? m.metric : m.unit;
+    if (v[key].IsDefined() && (text.empty() || text.size() > 256)) {
+      r.fail(v[key], fmt::format("map.{} must be 1 to 256 bytes", key));
+      return std::nullopt;
+    }
+  }
   if (m.value.empty() && m.metric.empty() && m.unit.empty() && m.set.empty()) {
     r.fail(v, "a map changes something: value, metric, unit or set");
     return std::nullopt;
@@ -180,7 +187,7 @@ std::optional<StageSpec> readDownsampleStage(Reader& r, const config::Node& v) {
   readFields(downsampleSchema(), v, c, r);
   if (r.errors.size() != errors) return std::nullopt;
   if ((c.every.count() > 0) == (c.nth > 0)) {
-    r.fail(v, "a downsample keeps one reading per interval or one in n: every or nth, not both");
+    r.fail(v, "a downsample keeps one reading per interval or one in n: every (above 0) or nth, one of them");
     return std::nullopt;
   }
   return DownsampleSpec{.every_ms = c.every.count(), .nth = static_cast<uint32_t>(c.nth)};

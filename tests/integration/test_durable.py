@@ -470,7 +470,7 @@ class DetectorState(DurableCase):
             self.learn_and_stop(text, admin, rx)
             self.assertTrue(os.path.getsize(self.state_file()) > 20 * 8)
             with Gateway(text, admin_port=admin) as gw2:
-                self.assertIn("resumes its detectors' histories of 1 series", gw2.log_text())
+                self.assertIn("resumes the saved state of 1 series", gw2.log_text())
                 self.spike_is_judged(gw2, rx)
 
     def test_the_history_survives_kill_9(self):
@@ -540,7 +540,7 @@ class DetectorState(DurableCase):
                 # The next save replaces the damaged file.
                 gw2.stop()
             with Gateway(text, admin_port=admin) as gw3:
-                self.assertIn("resumes its detectors' histories of 1 series", gw3.log_text())
+                self.assertIn("resumes the saved state of 1 series", gw3.log_text())
 
     RULE = """rules:
   - name: alarm
@@ -694,7 +694,7 @@ class DetectorState(DurableCase):
                 self.assertTrue(wait_until(lambda: self.pipeline_status(gw)["series"] == 501, timeout=5))
                 gw.stop()
             with Gateway(text, admin_port=admin) as gw2:
-                self.assertIn("histories of 1 series", gw2.log_text())
+                self.assertIn("saved state of 1 series", gw2.log_text())
                 self.assertTrue(wait_until(lambda: self.pipeline_status(gw2)["series"] == 1, timeout=5))
 
     def test_a_removed_pipeline_takes_its_state_file_with_it(self):

@@ -25,7 +25,7 @@ double percentile(const std::vector<double>& v, double q) {
   const auto lo = static_cast<size_t>(rank);
   if (lo + 1 >= v.size()) return v.back();
   const double frac = rank - static_cast<double>(lo);
-  return v[lo] + frac * (v[lo + 1] - v[lo]);
+  return v[lo] * (1 - frac) + v[lo + 1] * frac;  // not v[lo] + frac * (difference): that overflows
 }
 
 }  // namespace
@@ -86,15 +86,25 @@ void Accumulator::merge(const Accumulator& o, bool moments) {
   }
   start = std::min(start, o.start);
   min_seq = std::min(min_seq, o.min_seq);
-  samples.insert(samples.end(), o.samples.begin(), o.samples.end());
-  // Over the cap: a uniform choice of kMaxSamples of them (a partial Fisher-Yates shuffle).
-  if (samples.size() > kMaxSamples) {
-    for (size_t i = 0; i < kMaxSamples; ++i) {
-      const size_t j = i + nextRandom(rng) % (samples.size() - i);
-      std::swap(samples[i], samples[j]);
-    }
-    samples.resize(kMaxSamples);
+  if (samples.size() + o.samples.size() <= kMaxSamples) {
+    samples.insert(samples.end(), o.samples.begin(), o.samples.end());
+    return;
   }
+  // Over the cap: each side's samples stand for its readings, so each gives its share of
+  // kMaxSamples by how many readings it held (a side sampled 1 in 10 must not weigh as much
+  // as one kept whole), each share a uniform choice of that side's samples.
+  size_t mine = static_cast<size_t>(std::llround(kMaxSamples * na / nn));
+  mine = std::min(mine, samples.size());
+  size_t theirs = std::min(kMaxSamples - mine, o.samples.size());
+  mine = std::min(samples.size(), kMaxSamples - theirs);       // one side short: the other fills up
+  auto choose = [this](std::vector<double>& from, size_t k) {  // a partial Fisher-Yates shuffle
+    for (size_t i = 0; i < k; ++i) std::swap(from[i], from[i + nextRandom(rng) % (from.size() - i)]);
+    from.resize(k);
+  };
+  std::vector<double> other = o.samples;
+  choose(samples, mine);
+  choose(other, theirs);
+  samples.insert(samples.end(), other.begin(), other.end());
 }
 
 void Accumulator::sortSamples() { std::sort(samples.begin(), samples.end()); }
@@ -150,7 +160,7 @@ std::optional<double> Accumulator::value(Aggregate a) const {
     case Aggregate::kP99: {
       if (samples.empty()) return std::nullopt;
       static constexpr double kQ[] = {0.5, 0.9, 0.95, 0.99};
-      return percentile(samples, kQ[static_cast<size_t>(a) - static_cast<size_t>(Aggregate::kP50)]);
+      return finite(percentile(samples, kQ[static_cast<size_t>(a) - static_cast<size_t>(Aggregate::kP50)]));
     }
   }
   return std::nullopt;

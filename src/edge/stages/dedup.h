@@ -34,17 +34,22 @@ class DedupStage final : public Stage {
     int64_t ts = 0;
     uint64_t bits = 0;  ///< the value's bits (-0 as +0)
   };
+  /// A series' recent readings: grows to `remember`, then a ring (memory follows what a
+  /// series sent, not `remember` times the series table).
   struct Ring {
-    uint32_t next = 0;   ///< where the next reading goes
-    uint32_t count = 0;  ///< how many are remembered (at most `remember`)
+    std::vector<Seen> seen;
+    uint32_t next = 0;  ///< where the next reading goes once full
   };
   /// Whether (ts, bits) was seen in `series`; remembers it when not.
   bool duplicate(SeriesId series, int64_t ts, uint64_t bits);
-  Seen* ring(SeriesId series) { return seen_.data() + static_cast<size_t>(series) * spec_.remember; }
 
   DedupSpec spec_;
   std::vector<Ring> rings_;  // by SeriesId
-  std::vector<Seen> seen_;   // `remember` per SeriesId
 };
+
+/// At a restart, dedup restores only series whose newest remembered reading is this recent
+/// (a broker redelivers what was in flight at the crash; a flood of invented names from
+/// long ago must not fill the series table again at every start).
+inline constexpr int64_t kDedupRestoreWindowMs = 10 * 60 * 1000;
 
 }  // namespace ganglion::edge

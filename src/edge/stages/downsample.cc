@@ -23,7 +23,7 @@ void DownsampleStage::process(Batch& batch, StageContext&) {
   size_t kept = 0;
   for (size_t i = 0; i < n; ++i) {
     const Record& r = batch.records[i];
-    if (r.kind == RecordKind::kReading && r.series != kNoSeries && !passes(r)) {
+    if (r.kind == RecordKind::kReading && r.hasValue() && r.series != kNoSeries && !passes(r)) {
       ++counters.suppressed;
       continue;
     }

@@ -2,8 +2,9 @@
 // `every`: the first reading of each interval of event time passes (intervals aligned to the
 // epoch, as windows are); the rest of that interval, and readings for an interval before the
 // last one passed, are dropped. `nth`: the first reading and then every nth of the series
-// pass. Dropped readings are counted as `suppressed`. Records that are not readings pass
-// through. (A window with `mean` or `last` is the downsampling that summarises instead.)
+// pass. Dropped readings are counted as `suppressed`. Records that are not readings, and
+// readings without a value, pass through (and do not count). (A window with `mean` or `last` is the
+// downsampling that summarises instead.)
 #pragma once
 
 #include <cstdint>

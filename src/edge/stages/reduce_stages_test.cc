@@ -191,6 +191,12 @@ TEST(EdgeDedup, WhatItRemembersSurvivesARestart) {
   next.reading("a", "t", 4, 4);  // remembered
   next.reading("a", "t", 3, 3);  // beyond the 2 kept
   EXPECT_EQ(values(next), (std::vector<double>{3}));
+  // A restart (warmed_only) leaves out series not heard from in the last ten minutes; a
+  // reload's hand-over keeps them.
+  Harness late({.name = "p", .stages = {DedupSpec{}}});
+  EXPECT_EQ(*late.pipeline->restoreState(state, 5 + kDedupRestoreWindowMs + 1, true), 0u);
+  EXPECT_EQ(late.pipeline->series().size(), 0u);
+  EXPECT_EQ(*late.pipeline->restoreState(state, 5 + kDedupRestoreWindowMs + 1, false), 1u);
   // Damaged state is refused whole.
   Harness bad({.name = "p", .stages = {DedupSpec{}}});
   std::string cut = state.substr(0, state.size() - 5);
@@ -211,6 +217,13 @@ TEST(EdgeDownsample, OneReadingPerIntervalOrOneInN) {
   for (int i = 0; i < 8; ++i) n.reading("a", "t", i, i);
   EXPECT_EQ(values(n), (std::vector<double>{0, 3, 6}));
   EXPECT_EQ(n.pipeline->stages()[0]->counters.suppressed, 5u);
+  // Readings without a value pass and do not count towards n.
+  Harness holes({.name = "p", .stages = {DownsampleSpec{.nth = 2}}});
+  const double hole = std::nan("");
+  for (double v : {1.0, hole, 2.0, hole, 3.0}) holes.reading("a", "t", 0, v);
+  ASSERT_EQ(holes.out.size(), 4u);
+  EXPECT_EQ(holes.out.records[0].value, 1);
+  EXPECT_EQ(holes.out.records[3].value, 3);
   Harness all({.name = "p", .stages = {DownsampleSpec{.nth = 1}}});
   for (int i = 0; i < 3; ++i) all.reading("a", "t", i, i);
   EXPECT_EQ(all.out.size(), 3u);

@@ -146,10 +146,11 @@ bool WindowStage::addSession(Group& g, double value, int64_t ts, uint64_t seq, B
     Accumulator& a = g.open[first];
     const int64_t longest = spec_.max_length_ms;
     if (ts > a.last_ts && ts - a.first_ts >= longest) {
-      // Too long: this one ends at its last reading and the reading starts the next.
-      const int64_t cut_at = a.last_ts + 1;
-      close(g, first, out);
-      g.closed_until = std::max(g.closed_until, cut_at);
+      // Too long: this one ends at its last reading and the reading starts the next. Only
+      // what it covered is closed: readings after its last one belong to the next session.
+      emit(g, a, out);
+      g.closed_until = std::max(g.closed_until, a.last_ts + 1);
+      g.open.erase(g.open.begin() + static_cast<ptrdiff_t>(first));
       count = 0;
       first = g.open.size();
     }

@@ -111,6 +111,17 @@ TEST(EdgeSessionWindow, ALongSessionIsCutAndLateReadingsAreCounted) {
   EXPECT_EQ(windows(h), (std::vector<Window>{{0, 4, 2500}, {2000, 3, 2000}}));
 }
 
+TEST(EdgeSessionWindow, ReadingsAfterACutStartTheNextSessionNotLate) {
+  // A device that never pauses: every reading is counted, in sessions of max_length.
+  Harness h({.name = "p", .stages = {session(1000, 0, 2000)}});
+  for (int64_t k = 0; k < 24; ++k) h.reading("a", "x", k * 250, 1);
+  h.pipeline->flush(0);
+  EXPECT_EQ(h.pipeline->stages()[0]->counters.late, 0u);
+  double counted = 0;
+  for (const Window& w : windows(h)) counted += w.count;
+  EXPECT_EQ(counted, 24);
+}
+
 TEST(EdgeSessionWindow, AScatterOfSessionsIsBounded) {
   Harness h({.name = "p", .stages = {session(10, 100'000)}});
   h.reading("a", "x", 100'000, 1);
@@ -153,6 +164,48 @@ TEST(EdgeAggregates, PercentilesOfAHugeWindowComeFromABoundedSample) {
   EXPECT_NEAR(*acc.value(Aggregate::kP50), 0.5, 0.02);
   EXPECT_NEAR(*acc.value(Aggregate::kP90), 0.9, 0.02);
   EXPECT_NEAR(*acc.value(Aggregate::kP99), 0.99, 0.01);
+}
+
+TEST(EdgeAggregates, MergedSamplesWeighEachSideByItsReadings) {
+  // 100,000 readings of 1 (sampled) and 10,000 of 1000 (kept whole): the median is 1.
+  Accumulator a, b;
+  for (int i = 0; i < 100'000; ++i) {
+    a.add(1, i, false);
+    a.addSample(1);
+  }
+  for (int i = 0; i < 10'000; ++i) {
+    b.add(1000, 200'000 + i, false);
+    b.addSample(1000);
+  }
+  a.merge(b, false);
+  EXPECT_EQ(a.samples.size(), kMaxSamples);
+  a.sortSamples();
+  EXPECT_EQ(*a.value(Aggregate::kP50), 1);
+  EXPECT_EQ(*a.value(Aggregate::kP95), 1000);  // 1 in 11 readings is 1000
+  // The other order gives the same.
+  Accumulator c, d;
+  for (int i = 0; i < 10'000; ++i) {
+    c.add(1000, i, false);
+    c.addSample(1000);
+  }
+  for (int i = 0; i < 100'000; ++i) {
+    d.add(1, 20'000 + i, false);
+    d.addSample(1);
+  }
+  c.merge(d, false);
+  c.sortSamples();
+  EXPECT_EQ(*c.value(Aggregate::kP50), 1);
+}
+
+TEST(EdgeAggregates, PercentilesOfHugeValuesDoNotOverflow) {
+  Accumulator acc;
+  for (double x : {1e308, -1e308}) {
+    acc.add(x, 0, false);
+    acc.addSample(x);
+  }
+  acc.sortSamples();
+  EXPECT_EQ(*acc.value(Aggregate::kP50), 0);  // -1e308 + 0.5 * (2e308: overflow) would be inf
+  EXPECT_DOUBLE_EQ(*acc.value(Aggregate::kP99), 0.98e308);
 }
 
 TEST(EdgeAggregates, MergingMatchesAddingOneByOne) {
