@@ -408,7 +408,9 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
 
   /// Builds the pipeline (main thread, before it is handed to its worker).
   Result<void> build() {
-    auto built = buildPipeline(config_.spec, edgeFieldNames());
+    PipelineSpec spec = config_.spec;
+    spec.generation = settingsGeneration(config_.fingerprint);
+    auto built = buildPipeline(spec, edgeFieldNames());
     if (!built) return built.error();
     pipeline_ = std::move(*built);
     stages_ = std::make_unique<StageStats[]>(pipeline_->stages().size());

@@ -92,6 +92,12 @@ Result<size_t> Pipeline::restoreState(std::string_view state, int64_t now_ms, bo
   return restored;
 }
 
+std::string settingsGeneration(std::string_view settings) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : settings) h = (h ^ c) * 16777619u;
+  return fmt::format("{:08x}", h);
+}
+
 void internStandardFields(FieldNames& names) {
   names.intern("window_ms", FieldNames::Type::kNumber);
   for (size_t i = 0; i < kAggregateCount; ++i)
@@ -185,7 +191,9 @@ Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
       if (window->aggregates.empty())
         return Error(
             fmt::format("{}: a window needs at least one aggregate ({})", where("window"), aggregateNames()));
-      const uint16_t origin = pipeline->origin(fmt::format("{}.{}", spec.name, where("window")));
+      const uint16_t origin = pipeline->origin(
+          spec.generation.empty() ? fmt::format("{}.{}", spec.name, where("window"))
+                                  : fmt::format("{}.{}@{}", spec.name, where("window"), spec.generation));
       pipeline->addStage(std::make_unique<WindowStage>(*window, *names, origin));
       visible.add(*names, "window_ms");
       for (Aggregate a : window->aggregates) visible.add(*names, aggregateName(a));

@@ -33,7 +33,16 @@ struct PipelineSpec {
   std::string name;
   std::vector<StageSpec> stages;
   size_t max_series = 100'000;
+  /// Marks window records' ids (`<pipeline>.stages[i].window@<generation>`): a changed
+  /// pipeline flushes its open windows and its successor opens the same intervals again, and
+  /// the two partial windows must not share an id. The runtime sets it from the pipeline's
+  /// settings (the same settings give the same ids, so a replay after a crash matches); ""
+  /// leaves it out.
+  std::string generation = {};
 };
+
+/// A stable short name of `settings` (FNV-1a, 8 hex digits): PipelineSpec::generation.
+std::string settingsGeneration(std::string_view settings);
 
 class Pipeline {
  public:

@@ -251,6 +251,33 @@ class Webhooks(unittest.TestCase):
             silent.close()
 
 
+class WindowIds(unittest.TestCase):
+    def test_a_changed_pipeline_gives_its_windows_other_ids(self):
+        # The reload closes the open window early; the successor's window of the same interval
+        # holds the rest of its readings: two partial windows, two ids.
+        pipelines = """  - name: w
+    from: [ lab ]
+    stages:
+      - window: { tumbling: 1s, aggregates: [count] }
+    to: [ uplink ]
+"""
+        with Receiver() as rx:
+            text, port, admin = config(rx.port, pipelines=pipelines)
+            with Gateway(text, admin_port=admin) as gw:
+                t0 = (int(time.time()) - 30) * 1000
+                readings(gw, "m", [{"value": 1, "ts": t0 + i} for i in range(5)])
+                gw.reload_file(text.replace("aggregates: [count]", "aggregates: [count, max]"))
+                self.assertEqual(gw.admin("POST", "/reload", token=TOKEN).status, 200)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 1, timeout=5))
+                readings(gw, "m", [{"value": 1, "ts": t0 + 5 + i} for i in range(3)])
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 2, timeout=5))
+                first, second = rx.records()
+                self.assertEqual((first["ts"], first["count"]), (t0, 5))
+                self.assertEqual((second["ts"], second["count"]), (t0, 3))
+                self.assertNotEqual(first["id"], second["id"])
+                self.assertRegex(first["id"], r"^w\.stages\[0\]\.window@[0-9a-f]{8}/")
+
+
 class StageConfigErrors(unittest.TestCase):
     def error(self, stage):
         text, _, _ = config(free_port(), pipelines=SAMPLED.replace("      - change_only: {}\n", stage))
