@@ -19,21 +19,10 @@ bool DeadbandStage::passes(const Record& r) {
 }
 
 void DeadbandStage::process(Batch& batch, StageContext&) {
-  const size_t n = batch.records.size();
-  size_t kept = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const Record& r = batch.records[i];
+  keepRecords(batch, counters, &StageCounters::suppressed, [this](const Record& r) {
     const bool judged = r.kind == RecordKind::kReading && r.hasValue() && r.series != kNoSeries;
-    if (judged && !passes(r)) {
-      ++counters.suppressed;
-      continue;
-    }
-    if (kept != i) batch.records[kept] = r;
-    ++kept;
-  }
-  batch.records.resize(kept);
-  counters.in += n;
-  counters.out += kept;
+    return !judged || passes(r);
+  });
 }
 
 }  // namespace ganglion::edge

@@ -36,21 +36,10 @@ bool DedupStage::duplicate(SeriesId series, int64_t ts, uint64_t bits) {
 }
 
 void DedupStage::process(Batch& batch, StageContext&) {
-  const size_t n = batch.records.size();
-  size_t kept = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const Record& r = batch.records[i];
-    if (r.kind == RecordKind::kReading && r.hasValue() && r.series != kNoSeries &&
-        duplicate(r.series, r.ts, valueBits(r.value))) {
-      ++counters.duplicates;
-      continue;
-    }
-    if (kept != i) batch.records[kept] = r;
-    ++kept;
-  }
-  batch.records.resize(kept);
-  counters.in += n;
-  counters.out += kept;
+  keepRecords(batch, counters, &StageCounters::duplicates, [this](const Record& r) {
+    return r.kind != RecordKind::kReading || !r.hasValue() || r.series == kNoSeries ||
+           !duplicate(r.series, r.ts, valueBits(r.value));
+  });
 }
 
 std::string DedupStage::stateKey() const { return "dedup\x1fv1"; }

@@ -19,20 +19,9 @@ bool DownsampleStage::passes(const Record& r) {
 }
 
 void DownsampleStage::process(Batch& batch, StageContext&) {
-  const size_t n = batch.records.size();
-  size_t kept = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const Record& r = batch.records[i];
-    if (r.kind == RecordKind::kReading && r.hasValue() && r.series != kNoSeries && !passes(r)) {
-      ++counters.suppressed;
-      continue;
-    }
-    if (kept != i) batch.records[kept] = r;
-    ++kept;
-  }
-  batch.records.resize(kept);
-  counters.in += n;
-  counters.out += kept;
+  keepRecords(batch, counters, &StageCounters::suppressed, [this](const Record& r) {
+    return r.kind != RecordKind::kReading || !r.hasValue() || r.series == kNoSeries || passes(r);
+  });
 }
 
 }  // namespace ganglion::edge

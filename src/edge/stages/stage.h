@@ -34,6 +34,24 @@ struct StageCounters {
   uint64_t duplicates = 0;    ///< a reading dedup had seen already
 };
 
+/// Keeps the records of `batch` for which `keep(record)` is true, in order (the fields of
+/// the others stay in the arena until the batch is cleared); counts what came in, what went
+/// out and, in `counters.*dropped`, the rest. The loop of the stages that only drop.
+template <class Keep>
+void keepRecords(Batch& batch, StageCounters& counters, uint64_t StageCounters::*dropped, Keep&& keep) {
+  const size_t n = batch.records.size();
+  size_t kept = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (!keep(batch.records[i])) continue;
+    if (kept != i) batch.records[kept] = batch.records[i];
+    ++kept;
+  }
+  batch.records.resize(kept);
+  counters.in += n;
+  counters.out += kept;
+  counters.*dropped += n - kept;
+}
+
 class Stage {
  public:
   virtual ~Stage() = default;
