@@ -1035,6 +1035,12 @@ Task<void> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& re
       recorded += out;
       recording = recorded.size() <= call.settings.cache.max_bytes;
     }
+    // Cached before the last bytes leave: a client that asks again the moment its stream
+    // ends must find it (after the write, the next request could be read first).
+    if (ended && recording && provider_done && !stream_error) {
+      remember(call, std::move(recorded), true);
+      recording = false;
+    }
     if (pending_head || !out.empty()) {
       std::array<std::string_view, 1> pieces{out};
       bool ok = co_await call.conn.writeResponse(pending_head,
@@ -1049,8 +1055,6 @@ Task<void> LlmHandler::relayStream(Call& call, Attempted& tried, StreamRelay& re
     if (ended) break;
   }
   co_await estimateUsage(call, relay.completionEstimate());
-  // Cached before the provider connection is put back, so the client's next request can hit.
-  if (recording && provider_done && !stream_error && !client_gone) remember(call, std::move(recorded), true);
   if (provider_done && !client_gone) co_await keepIfReusable(call, tried, status);
 }
 
