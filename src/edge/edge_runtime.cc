@@ -27,6 +27,7 @@
 #include "edge/rules/rule_runner.h"
 #include "edge/state/state_file.h"
 #include "upstream/exchange.h"
+#include "upstream/http_url.h"
 
 namespace ganglion::edge {
 
@@ -94,14 +95,6 @@ void IncomingReadings::add(const DecodedReading& r) {
   items.push_back(item);
 }
 
-/// The Host header of a target: the port left out when it is the scheme's, IPv6 in brackets.
-std::string hostHeader(const std::string& host, uint16_t port, bool https) {
-  const bool default_port = port == (https ? 443 : 80);
-  const bool v6 = host.find(':') != std::string::npos;
-  const std::string shown = v6 ? fmt::format("[{}]", host) : host;
-  return default_port ? shown : fmt::format("{}:{}", shown, port);
-}
-
 class SinkHost : public std::enable_shared_from_this<SinkHost> {
  public:
   SinkHost(EdgeHost& host, SinkConfig config, size_t worker, std::string queue_dir)
@@ -110,7 +103,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
         worker_(worker),
         fingerprint_(sinkFingerprint(config_)),
         queue_dir_(std::move(queue_dir)) {
-    host_header_ = hostHeader(config_.host, config_.port, config_.https);
+    host_header_ = upstream::hostHeader(config_.host, config_.port, config_.https);
   }
 
   const SinkConfig& config() const { return config_; }
@@ -341,20 +334,14 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
         req.path = config_.path;
         req.headers = config_.headers;
         req.body = body;
-        auto ex = co_await upstream::exchange(host_.worker(worker_), *up, host_header_, req, config_.timeout);
-        if (!ex.conn) {
-          noteError(ex.failure.message);
-        } else {
-          const int status = ex.status();
-          std::string answer;
-          const bool whole = co_await upstream::readWholeBody(*ex.conn, answer, 64 * 1024, config_.timeout);
-          if (whole && ex.conn->parser.response().keep_alive) upstream::release(*up, 0, std::move(ex.conn));
-          if (status >= 200 && status < 300) {
-            ok = true;
-          } else {
-            noteError(fmt::format("the receiver answered {}", status));
-          }
-        }
+        auto answered = co_await upstream::exchangeIgnoringBody(host_.worker(worker_), *up, host_header_, req,
+                                                                config_.timeout);
+        if (!answered.status)
+          noteError(answered.failure);
+        else if (answered.status >= 200 && answered.status < 300)
+          ok = true;
+        else
+          noteError(fmt::format("the receiver answered {}", answered.status));
       }
       if (stopped_ && !queue_) co_return;  // replaced while in flight: the successor owns the queue
       queue_->finish(ok);
@@ -1042,7 +1029,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     job->in_flight = rule.webhooks_in_flight;
     job->hook = &hook;
     job->upstream = fmt::format("webhook:{}/{}", rule.runner->config().name, action);
-    job->host_header = hostHeader(hook.host, hook.port, hook.https);
+    job->host_header = upstream::hostHeader(hook.host, hook.port, hook.https);
     job->body = payload;
     ++*job->in_flight;
     asio::co_spawn(host_->worker(worker_).io(), runWebhook(shared_from_this(), std::move(job)),
@@ -1070,21 +1057,14 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       req.headers = hook.headers;
       req.headers.emplace_back("content-type", "application/json");
       req.body = job->body;
-      auto ex = co_await upstream::exchange(worker, *up, job->host_header, req, hook.timeout);
-      if (!ex.conn) {
-        why = ex.failure.message;
-        continue;
-      }
-      const int status = ex.status();
-      std::string answer;
-      const bool whole = co_await upstream::readWholeBody(*ex.conn, answer, 64 * 1024, hook.timeout);
-      if (whole && ex.conn->parser.response().keep_alive) upstream::release(*up, 0, std::move(ex.conn));
-      if (status >= 200 && status < 300) {
+      auto answered =
+          co_await upstream::exchangeIgnoringBody(worker, *up, job->host_header, req, hook.timeout);
+      if (answered.status >= 200 && answered.status < 300) {
         job->runner->stats().webhooks.fetch_add(1, std::memory_order_relaxed);
         --*job->in_flight;
         co_return;
       }
-      why = fmt::format("it answered {}", status);
+      why = answered.status ? fmt::format("it answered {}", answered.status) : answered.failure;
     }
     --*job->in_flight;
     job->runner->stats().fail(fmt::format("webhook {}://{}{} failed after {} call(s): {}",

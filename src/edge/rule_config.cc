@@ -85,15 +85,17 @@ void readPer(Reader& r, const config::Node& v, RuleConfig& rule) {
   rule.per = *s;
 }
 
-std::shared_ptr<const expr::Program> compileCondition(Reader& r, const config::Node& v,
-                                                      const RuleConfig& rule, std::string_view field,
-                                                      const std::string& text) {
+/// A rule's expression (`when`, `clear_when`: a condition; a write's `value`: not), compiled
+/// against every field; an error names the rule and `field`.
+std::shared_ptr<const expr::Program> compileRuleExpression(Reader& r, const config::Node& v,
+                                                           const RuleConfig& rule, std::string_view field,
+                                                           const std::string& text, bool condition = true) {
   const auto names = edgeFieldNames();
   expr::Scope scope;
   scope.names = names.get();
   scope.all_fields = true;
   scope.attrs_field = names->find("attrs");
-  auto program = expr::compile(text, scope, true);
+  auto program = expr::compile(text, scope, condition);
   if (!program) {
     r.fail(v, fmt::format("rule '{}': {}: {}", rule.name, field, program.error().message));
     return nullptr;
@@ -557,20 +559,15 @@ void readRules(Reader& r, const config::Node& list, EdgeConfig& out,
           else
             wr->register_index = static_cast<size_t>(reg - c->registers.begin());
         }
-        const auto names = edgeFieldNames();
-        expr::Scope scope{
-            .names = names.get(), .fields = {}, .all_fields = true, .attrs_field = names->find("attrs")};
-        auto program = expr::compile(wr->value, scope);
         const config::Node value_at = at.IsMap() && at["write"].IsMap() ? at["write"]["value"] : at;
-        if (!program) {
-          r.fail(value_at, fmt::format("rule '{}': write.value: {}", rule.name, program.error().message));
-        } else if (program->resultType() != expr::Type::kNumber &&
-                   program->resultType() != expr::Type::kAny && program->resultType() != expr::Type::kBool) {
+        auto program =
+            compileRuleExpression(r, value_at, rule, "write.value", wr->value, /*condition=*/false);
+        if (program && program->resultType() != expr::Type::kNumber &&
+            program->resultType() != expr::Type::kAny && program->resultType() != expr::Type::kBool)
           r.fail(value_at, fmt::format("rule '{}': write.value gives {}, not a number", rule.name,
                                        expr::typeName(program->resultType())));
-        } else {
-          wr->value_program = std::make_shared<const expr::Program>(std::move(*program));
-        }
+        else
+          wr->value_program = std::move(program);
       } else if (auto* w = std::get_if<RuleWebhook>(&rule.actions[i])) {
         if (auto made = makeTargetUpstream(fmt::format("webhook:{}/{}", rule.name, i), w->host, w->port,
                                            w->https, w->timeout, at.place(), w->upstream);
@@ -579,9 +576,9 @@ void readRules(Reader& r, const config::Node& list, EdgeConfig& out,
       }
     }
     if (r.errors.size() != errors) return;
-    rule.when_program = compileCondition(r, n["when"], rule, "when", rule.when);
+    rule.when_program = compileRuleExpression(r, n["when"], rule, "when", rule.when);
     if (!rule.clear_when.empty())
-      rule.clear_program = compileCondition(r, n["clear_when"], rule, "clear_when", rule.clear_when);
+      rule.clear_program = compileRuleExpression(r, n["clear_when"], rule, "clear_when", rule.clear_when);
     if (r.errors.size() != errors) return;
     for (const auto& other : out.rules)
       if (other.name == rule.name)

@@ -8,6 +8,7 @@
 #include "llm/providers/gemini.h"
 #include "llm/providers/openai.h"
 #include "llm/tokenizer/encoding.h"
+#include "upstream/http_url.h"
 
 namespace ganglion::llm {
 
@@ -48,10 +49,8 @@ Catalog::Catalog(const std::vector<ProviderConfig>& providers, const std::vector
     : settings_(std::move(settings)) {
   for (size_t i = 0; i < providers.size(); ++i) {
     const auto& p = providers[i];
-    bool default_port = p.port == (p.https ? 443 : 80);
-    std::string host = p.host.find(':') != std::string::npos ? "[" + p.host + "]" : p.host;  // IPv6 literal
     providers_.push_back(
-        {&p, makeCodec(p), provider_upstreams[i], default_port ? host : fmt::format("{}:{}", host, p.port)});
+        {&p, makeCodec(p), provider_upstreams[i], upstream::hostHeader(p.host, p.port, p.https)});
   }
   for (const auto& m : models) {
     CatalogModel cm;

@@ -30,4 +30,16 @@ http::Task<Exchange> exchange(loop::Worker& worker, UpstreamRuntime& up, std::st
 /// when the body could not be read whole. Worker thread.
 http::Task<bool> readWholeBody(http::UpstreamConnection& uc, std::string& out, size_t limit, Millis idle);
 
+/// What a request whose answer body does not matter got back.
+struct Answered {
+  int status = 0;  ///< 0: no answer (`failure` says why)
+  std::string failure;
+};
+/// exchange() within `timeout`, then the answer's body read and dropped (at most `limit`
+/// bytes); the connection goes back to the pool when the body was read whole and it may be
+/// kept alive. The edge's HTTP sinks and rules' webhooks post through it. Worker thread.
+http::Task<Answered> exchangeIgnoringBody(loop::Worker& worker, UpstreamRuntime& up, std::string_view host,
+                                          const BufferedRequest& req, Millis timeout,
+                                          size_t limit = 64 * 1024);
+
 }  // namespace ganglion::upstream

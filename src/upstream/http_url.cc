@@ -35,4 +35,9 @@ Result<HttpUrl> parseHttpUrl(std::string_view text, std::string_view what, bool 
   return out;
 }
 
+std::string hostHeader(const std::string& host, uint16_t port, bool https) {
+  const std::string shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;  // IPv6 literal
+  return port == (https ? 443 : 80) ? shown : fmt::format("{}:{}", shown, port);
+}
+
 }  // namespace ganglion::upstream

@@ -26,4 +26,8 @@ struct HttpUrl {
 Result<HttpUrl> parseHttpUrl(std::string_view text, std::string_view what, bool allow_query,
                              std::string_view forbidden);
 
+/// The Host header for `host`:`port`: the port left out when it is the scheme's, an IPv6
+/// literal in brackets.
+std::string hostHeader(const std::string& host, uint16_t port, bool https);
+
 }  // namespace ganglion::upstream

@@ -4,6 +4,8 @@
 // through.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -23,6 +25,17 @@ struct Judgement {
   double scale = 0;     ///< the spread the score is measured in
   double rul_s = -1;    ///< trend: seconds until the limit is reached (-1: not estimated)
 };
+
+/// The smallest spread a score is measured in: `min_scale`, or (0: automatic) 10⁻⁹ of the
+/// baseline's size, so a constant series still scores a change (and never divides by zero).
+inline double spreadFloor(double min_scale, double baseline) {
+  return min_scale > 0 ? min_scale : std::max(std::fabs(baseline) * 1e-9, 1e-12);
+}
+/// `distance` in units of `scale`, capped at 10⁹ (a non-finite result too).
+inline double cappedScore(double distance, double scale) {
+  const double score = std::min(distance / scale, 1e9);
+  return std::isfinite(score) ? score : 1e9;
+}
 
 class Detector {
  public:

@@ -30,13 +30,11 @@ class Ewma final : public Detector {
     }
     const double z = lambda_ * x + (1 - lambda_) * s.z;
     if (s.n >= warmup_) {
-      const double floor = min_scale_ > 0 ? min_scale_ : std::max(std::fabs(s.mean) * 1e-9, 1e-12);
-      const double sigma = std::max(std::sqrt(s.var), floor);
+      const double sigma = std::max(std::sqrt(s.var), spreadFloor(min_scale_, s.mean));
       j.judged = true;
       j.baseline = s.mean;
       j.scale = sigma * std::sqrt(lambda_ / (2 - lambda_));
-      j.score = std::min(std::fabs(z - s.mean) / j.scale, 1e9);
-      if (!std::isfinite(j.score)) j.score = 1e9;
+      j.score = cappedScore(std::fabs(z - s.mean), j.scale);
     }
     // The baseline: an exponentially weighted mean and variance over about `history` values
     // (plain running ones until then, so the first values do not weigh more).

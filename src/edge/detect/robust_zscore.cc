@@ -28,10 +28,8 @@ class RobustZScore final : public Detector {
       j.baseline = h.median();
       double scale = 1.4826 * h.mad(j.baseline);
       if (!(scale > 0)) scale = 1.2533 * h.meanAbsoluteDeviation(j.baseline);
-      const double floor = min_scale_ > 0 ? min_scale_ : std::max(std::fabs(j.baseline) * 1e-9, 1e-12);
-      j.scale = std::max(scale, floor);
-      j.score = std::min(std::fabs(x - j.baseline) / j.scale, 1e9);
-      if (!std::isfinite(j.score)) j.score = 1e9;
+      j.scale = std::max(scale, spreadFloor(min_scale_, j.baseline));
+      j.score = cappedScore(std::fabs(x - j.baseline), j.scale);
     }
     h.add(x);
     return j;

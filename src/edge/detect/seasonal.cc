@@ -43,12 +43,10 @@ class Seasonal final : public Detector {
     Judgement j;
     double learn = x;
     if (b.n >= warmup_) {
-      const double floor = min_scale_ > 0 ? min_scale_ : std::max(std::fabs(b.mean) * 1e-9, 1e-12);
       j.judged = true;
       j.baseline = b.mean;
-      j.scale = std::max(1.2533 * b.mad, floor);
-      j.score = std::min(std::fabs(x - b.mean) / j.scale, 1e9);
-      if (!std::isfinite(j.score)) j.score = 1e9;
+      j.scale = std::max(1.2533 * b.mad, spreadFloor(min_scale_, b.mean));
+      j.score = cappedScore(std::fabs(x - b.mean), j.scale);
       // An outlier teaches its hour only as much as a value at the threshold would.
       const double reach = threshold_ * j.scale;
       learn = std::clamp(x, b.mean - reach, b.mean + reach);
