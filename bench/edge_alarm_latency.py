@@ -26,6 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 os.environ.setdefault("GANGLION_BIN", os.path.join(HERE, "..", "build", "ganglion"))
 from harness import LOCALHOST, Gateway, Mosquitto, free_port, render, wait_until  # noqa: E402
+from mqtt_raw import connect, packet, utf8  # noqa: E402
 
 TOKEN = "Latency-Adm1n-T0ken-0123456789ab"
 CONFIG = """
@@ -55,29 +56,13 @@ edge: { data_dir: "@DATA@" }
 """
 
 
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n % 128
-        n //= 128
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def utf8(s):
-    b = s.encode()
-    return struct.pack(">H", len(b)) + b
-
-
 class Client:
     """Just enough MQTT 3.1.1: CONNECT, SUBSCRIBE, PUBLISH at QoS 0, PUBLISH in at QoS 0/1."""
 
     def __init__(self, port, client_id):
         self.sock = socket.create_connection((LOCALHOST, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        body = utf8("MQTT") + bytes([4, 0x02]) + struct.pack(">H", 60) + utf8(client_id)
-        self.sock.sendall(b"\x10" + varint(len(body)) + body)
+        self.sock.sendall(connect(client_id))
         self.buf = b""
         kind, _ = self.packet()
         assert kind == 0x20, kind
@@ -103,14 +88,12 @@ class Client:
         return first & 0xF0, (first, self.read(length))
 
     def subscribe(self, topic, qos):
-        body = struct.pack(">H", 1) + utf8(topic) + bytes([qos])
-        self.sock.sendall(b"\x82" + varint(len(body)) + body)
+        self.sock.sendall(packet(0x82, struct.pack(">H", 1) + utf8(topic) + bytes([qos])))
         kind, _ = self.packet()
         assert kind == 0x90, kind
 
     def publish(self, topic, payload):
-        body = utf8(topic) + payload
-        self.sock.sendall(b"\x30" + varint(len(body)) + body)
+        self.sock.sendall(packet(0x30, utf8(topic) + payload))
 
     def messages(self, on_message):
         while True:

@@ -85,6 +85,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 os.environ.setdefault("GANGLION_BIN", os.path.join(REPO, "build", "ganglion"))
 import harness  # noqa: E402
 from harness import LOCALHOST, Gateway, free_port, render, wait_for_port, wait_until  # noqa: E402
+from mqtt_raw import connect, packet, utf8  # noqa: E402
 
 
 def env_int(name, default):
@@ -289,21 +290,6 @@ class Broker:
 # the publisher: raw MQTT 3.1.1, packets built before the clock starts
 # --------------------------------------------------------------------------
 
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n % 128
-        n //= 128
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def utf8(s):
-    b = s.encode()
-    return struct.pack(">H", len(b)) + b
-
-
 def build_packets(count, qos, base):
     rng = random.Random(11)
     topics = [utf8("plant/pump-%d/vibration" % d) for d in range(DEVICES)]
@@ -311,11 +297,9 @@ def build_packets(count, qos, base):
     for i in range(count):
         payload = b'{"value":%.4f,"ts":%d}' % (rng.gauss(1.0, 0.1), base + i)
         if qos == 0:
-            body = topics[i % DEVICES] + payload
-            packets.append(b"\x30" + varint(len(body)) + body)
+            packets.append(packet(0x30, topics[i % DEVICES] + payload))
         else:
-            body = topics[i % DEVICES] + struct.pack(">H", i % 65535 + 1) + payload
-            packets.append(b"\x32" + varint(len(body)) + body)
+            packets.append(packet(0x32, topics[i % DEVICES] + struct.pack(">H", i % 65535 + 1) + payload))
     return packets
 
 
@@ -323,8 +307,7 @@ class Publisher:
     def __init__(self, port):
         self.sock = socket.create_connection((LOCALHOST, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        body = utf8("MQTT") + bytes([4, 0x02]) + struct.pack(">H", 600) + utf8("bench-pub-%d" % os.getpid())
-        self.sock.sendall(b"\x10" + varint(len(body)) + body)
+        self.sock.sendall(connect("bench-pub-%d" % os.getpid(), keep_alive=600))
         connack = self.sock.recv(4)
         if connack[:1] != b"\x20" or connack[3:4] != b"\x00":
             raise RuntimeError("CONNACK %r" % connack)

@@ -15,6 +15,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (LOCALHOST, Gateway, Mosquitto, Receiver, assert_refused_at, check_config, free_port,  # noqa: E402
                      make_pki, render, wait_until)
+from mqtt_raw import packet, varint  # noqa: E402
 
 TOKEN = "Mqtt-Adm1n-T0ken-0123456789"
 
@@ -554,20 +555,6 @@ def read_packet(conn):
             raise OSError("closed")
         body += chunk
     return first[0] >> 4, body
-
-
-def packet(first, body):
-    return bytes([first]) + varint(len(body)) + body
-
-
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def connack(code=0, props=b""):
