@@ -210,17 +210,35 @@ Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
         return Error(fmt::format("{}: season is day or week, got '{}'", where("detect"), detect->season));
       if (!(detect->lambda > 0 && detect->lambda <= 1))
         return Error(fmt::format("{}: lambda must be above 0 and at most 1", where("detect")));
-      if (detect->field != "value") {
-        const FieldId id = names->find(detect->field);
+      const bool multivariate = detect->method == "hst";
+      if (multivariate && (detect->fields.empty() || detect->fields.size() > kMaxHstFields))
+        return Error(fmt::format("{}: hst judges 1 to {} features together: fields: [rms, p2p]",
+                                 where("detect"), kMaxHstFields));
+      if (!multivariate && !detect->fields.empty())
+        return Error(fmt::format("{}: only hst judges several fields; this method judges one 'field'",
+                                 where("detect")));
+      std::vector<std::string_view> features(detect->fields.begin(), detect->fields.end());
+      if (!multivariate) features.push_back(detect->field);
+      for (size_t f = 0; f < features.size(); ++f) {
+        if (std::find(features.begin(), features.begin() + static_cast<ptrdiff_t>(f), features[f]) !=
+            features.begin() + static_cast<ptrdiff_t>(f))
+          return Error(fmt::format("{}: field '{}' is listed twice", where("detect"), features[f]));
+        if (features[f] == "value") continue;
+        const FieldId id = names->find(features[f]);
         if (id == FieldNames::kNoField ||
             std::find(visible.fields.begin(), visible.fields.end(), id) == visible.fields.end() ||
             names->type(id) != FieldNames::Type::kNumber)
           return Error(
               fmt::format("{}: no number field '{}' reaches this stage (a window before it makes the "
                           "aggregates)",
-                          where("detect"), detect->field));
+                          where("detect"), features[f]));
       }
       if (detect->history < 3) return Error(fmt::format("{}: history must be at least 3", where("detect")));
+      if (multivariate && (detect->history < 16 || detect->history > kMaxHstHistory))
+        return Error(fmt::format("{}: an hst detector's history (its reference window) is 16 to {} values",
+                                 where("detect"), kMaxHstHistory));
+      if (multivariate && detect->warmup != 0 && detect->warmup < 16)
+        return Error(fmt::format("{}: an hst detector warms up on at least 16 values", where("detect")));
       if (detect->warmup > detect->history)
         return Error(fmt::format("{}: warmup ({}) must not exceed history ({})", where("detect"),
                                  detect->warmup, detect->history));

@@ -413,7 +413,7 @@ TEST(EdgePipeline, BuildErrorsNameTheStage) {
   DetectSpec bad = detector("value", "", 10, 3);
   bad.method = "magic";
   EXPECT_EQ(err({.name = "p", .stages = {bad}}),
-            "stages[0].detect: unknown method 'magic' (known: robust_zscore, ewma, seasonal, trend)");
+            "stages[0].detect: unknown method 'magic' (known: robust_zscore, ewma, seasonal, trend, hst)");
   bad = detector("value", "", 10, 3);
   bad.warmup = 11;
   EXPECT_EQ(err({.name = "p", .stages = {bad}}),

@@ -70,8 +70,12 @@ std::optional<StageSpec> readWindowStage(Reader& r, const config::Node& v) {
   }
   spec.allowed_lateness_ms = w.allowed_lateness.count();
   spec.by_source = spec.by_device = spec.by_metric = false;
-  for (const auto& key : w.by) {
-    if (key == "source")
+  for (size_t i = 0; i < w.by.size(); ++i) {
+    const std::string& key = w.by[i];
+    if (std::find(w.by.begin(), w.by.begin() + static_cast<ptrdiff_t>(i), key) !=
+        w.by.begin() + static_cast<ptrdiff_t>(i))
+      r.fail(v["by"], fmt::format("window.by lists '{}' twice", key));
+    else if (key == "source")
       spec.by_source = true;
     else if (key == "device")
       spec.by_device = true;
@@ -111,6 +115,16 @@ std::optional<StageSpec> readDetectStage(Reader& r, const config::Node& v) {
   DetectSpec d;
   readFields(detectSchema(), v, d, r);
   if (r.errors.size() != errors) return std::nullopt;
+  if (d.method == "hst" && !v["history"].IsDefined()) d.history = 1024;
+  if (d.method == "hst" && v["field"].IsDefined()) {
+    r.fail(v["field"], "hst judges several features: list them in 'fields: [rms, p2p]'");
+    return std::nullopt;
+  }
+  for (std::string_view only : {"fields", "trees", "depth"})
+    if (d.method != "hst" && v[only].IsDefined()) {
+      r.fail(v[only], fmt::format("'{}' belongs to the hst method (this detector judges one 'field')", only));
+      return std::nullopt;
+    }
   return d;
 }
 
@@ -398,13 +412,27 @@ const Schema<DetectSpec>& detectSchema() {
            .kind = FieldKind::kString,
            .member = &D::method,
            .default_text = "`robust_zscore`",
-           .doc = "`robust_zscore`, `ewma`, `seasonal` or `trend` ([how each scores](edge.md#detect))."},
+           .doc =
+               "`robust_zscore`, `ewma`, `seasonal`, `trend` or `hst` ([how each scores](edge.md#detect))."},
           {.name = "field",
            .kind = FieldKind::kString,
            .member = &D::field,
            .default_text = "`value`",
            .doc = "The feature judged: `value`, or a number field that reaches this stage (`rms` of a window "
                   "before it)."},
+          {.name = "fields",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "—",
+           .doc = "`hst`: the features judged together, 1 to 8 number fields that reach this stage (`[rms, "
+                  "p2p, crest_factor]`); required for `hst`, refused for the others.",
+           .type_text = "list",
+           .read = [](Reader& r, const config::Node& v,
+                      D& d) { d.fields = readNames(r, v, "detect.fields"); },
+           .show = [](const D& d) -> json::value {
+             if (d.fields.empty()) return nullptr;
+             return namesToJson(d.fields);
+           }},
           {.name = "metric",
            .kind = FieldKind::kString,
            .member = &D::metric,
@@ -413,21 +441,21 @@ const Schema<DetectSpec>& detectSchema() {
           {.name = "history",
            .kind = FieldKind::kInteger,
            .member = &D::history,
-           .default_text = "`120`",
-           .doc = "Values kept per series.",
+           .default_text = "`120`; `hst`: `1024`",
+           .doc = "Values kept per series; `hst`: the values in its reference window (16 to 4096).",
            .min = 3,
            .max = 100'000},
           {.name = "warmup",
            .kind = FieldKind::kInteger,
            .member = &D::warmup,
-           .default_text = "smaller of `history` and 30",
+           .default_text = "smaller of `history` and 30; `hst`: `history`",
            .doc = "Values a series must have before it is judged (at most `history`).",
            .min = 0,
            .max = 100'000},
           {.name = "threshold",
            .kind = FieldKind::kCustom,
            .member = {},
-           .default_text = "`3.5`; `ewma`: `3`; `trend`: `1`",
+           .default_text = "`3.5`; `ewma`: `3`; `trend`: `1`; `hst`: `7`",
            .doc = "An event is raised when the score is at least this.",
            .type_text = "number",
            .read = [](Reader& r, const config::Node& v,
@@ -514,6 +542,31 @@ const Schema<DetectSpec>& detectSchema() {
            .show = [](const D& d) -> json::value {
              if (d.method != "trend") return nullptr;
              return d.min_t;
+           }},
+          {.name = "trees",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`16`",
+           .doc = "`hst`: trees in the ensemble, 1 to 32 (more: steadier scores, more memory and time).",
+           .type_text = "integer",
+           .read = [](Reader& r, const config::Node& v,
+                      D& d) { d.trees = r.integer<uint32_t>(v, "trees", 1, 32).value_or(d.trees); },
+           .show = [](const D& d) -> json::value {
+             if (d.method != "hst") return nullptr;
+             return d.trees;
+           }},
+          {.name = "depth",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`10`",
+           .doc = "`hst`: halvings per tree, 1 to 10 (deeper: finer boxes, more memory: a series costs "
+                  "trees × 3 × 2^depth × 2 bytes, 96 kB at the defaults).",
+           .type_text = "integer",
+           .read = [](Reader& r, const config::Node& v,
+                      D& d) { d.depth = r.integer<uint32_t>(v, "depth", 1, 10).value_or(d.depth); },
+           .show = [](const D& d) -> json::value {
+             if (d.method != "hst") return nullptr;
+             return d.depth;
            }},
       },
       {}};

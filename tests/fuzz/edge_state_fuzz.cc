@@ -1,9 +1,9 @@
 // Detector and dedup state read back from disk (edge/state): a state file whatever its bytes, and a
 // pipeline's restoreState() on any body.
 //
-// Input: byte 0 picks the history length of the restoring detector; the rest is both a state
-// file's whole content and a state body. Checks: readStateFile() refuses or returns a body
-// without crashing; a body restoreState() takes, saved again and restored into a fresh
+// Input: byte 0 picks the restoring detector's method (robust z-score, or half-space trees) and its history
+// length; the rest is both a state file's whole content and a state body. Checks: readStateFile() refuses or
+// returns a body without crashing; a body restoreState() takes, saved again and restored into a fresh
 // pipeline, saves the same bytes (a restore keeps what it took, nothing more); histories never
 // hold more than the detector's history length.
 #include <unistd.h>
@@ -24,7 +24,7 @@ using namespace ganglion::edge;
 
 namespace {
 
-std::unique_ptr<Pipeline> makePipeline(uint32_t history) {
+std::unique_ptr<Pipeline> makePipeline(uint32_t history, bool trees) {
   static std::shared_ptr<FieldNames> names = [] {
     auto n = std::make_shared<FieldNames>();
     internStandardFields(*n);
@@ -33,6 +33,13 @@ std::unique_ptr<Pipeline> makePipeline(uint32_t history) {
   DetectSpec detect;
   detect.name = "vib";
   detect.history = history;
+  if (trees) {  // small trees: the fuzzer reaches their leaves
+    detect.method = "hst";
+    detect.fields = {"value"};
+    detect.history = 16 + history;
+    detect.trees = 2;
+    detect.depth = 3;
+  }
   // A dedup stage too: its memory of recent readings is state as well.
   auto built =
       buildPipeline({.name = "p",
@@ -48,6 +55,7 @@ std::unique_ptr<Pipeline> makePipeline(uint32_t history) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   const uint32_t history = 3 + data[0] % 40;
+  const bool trees = data[0] & 0x80;
   const std::string_view bytes(reinterpret_cast<const char*>(data + 1), size - 1);
 
   static const std::filesystem::path file = std::filesystem::temp_directory_path() /
@@ -64,12 +72,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (auto decoded = decodePipelineState(bytes); decoded.ok() && !bytes.empty())
     CHECK(encodePipelineState(*decoded) == bytes);
 
-  auto first = makePipeline(history);
+  auto first = makePipeline(history, trees);
   auto restored = first->restoreState(bytes);
   if (!restored.ok()) return 0;
   CHECK(*restored <= 2 * first->series().size());  // two stages with state, each up to every series
   const std::string saved = first->saveState();
-  auto second = makePipeline(history);
+  auto second = makePipeline(history, trees);
   auto again = second->restoreState(saved);
   CHECK(again.ok());
   CHECK(second->saveState() == saved);

@@ -188,6 +188,55 @@ class Detectors(unittest.TestCase):
                 self.assertEqual(shown[2]["detect"]["utc_offset"], "+01:00")
 
 
+MULTIVARIATE = """  - name: pumps
+    from: [ lab ]
+    stages:
+      - window: { tumbling: 1s, by: [ device ], aggregates: [ min, max ] }
+      - detect: { name: relation, method: hst, fields: [ min, max ], history: 64 }
+    to: [ uplink ]
+"""
+
+
+class HalfSpaceTrees(unittest.TestCase):
+    def test_a_broken_relation_is_found_and_the_trees_survive_a_restart(self):
+        # Each 1 s window's max is twice its min (the relation), min anywhere from 10 to 20. A
+        # window of min 18, max 22 has each feature inside its range, not the relation.
+        data = tempfile.mkdtemp(prefix="ganglion-hst-")
+        with Receiver() as rx:
+            text, port, admin = config(rx.port, pipelines=MULTIVARIATE)
+            text += "edge: { data_dir: %s }\n" % data
+            t0 = (int(time.time()) - 7200) * 1000
+            def window(i, low, high):
+                return [{"value": low, "ts": t0 + i * 1000}, {"value": high, "ts": t0 + i * 1000 + 500}]
+            def events():
+                return [r for r in rx.records() if r["kind"] == "event"]
+            normal = []
+            for i in range(200):
+                low = 10 + (i * 7919 % 1000) / 100.0
+                normal += window(i, low, 2 * low)
+            gw = Gateway(text, admin_port=admin)
+            with gw:
+                readings(gw, "pump", normal + window(200, 18, 22) + window(201, 12, 24) + window(202, 12, 24))
+                self.assertTrue(wait_until(lambda: any(r["ts"] == t0 + 200_000 for r in events()), timeout=5),
+                                events())
+                found = [r for r in events() if r["ts"] == t0 + 200_000][0]
+                self.assertEqual((found["detector"], found["min"], found["max"]), ("relation", 18, 22))
+                self.assertIn("min 18, max 22: ", found["reason"])
+                self.assertIn("less dense than usual", found["reason"])
+                self.assertGreaterEqual(found["score"], 7)
+                self.assertLessEqual(len(events()), 4, events())  # the normal windows raise (almost) nothing
+                shown = gw.admin("GET", "/config", token=TOKEN).json()["pipelines"][0]["stages"][1]["detect"]
+                self.assertEqual((shown["fields"], shown["trees"], shown["depth"], shown["threshold"]),
+                                 (["min", "max"], 16, 10, 7))
+                gw.stop()  # a clean stop saves the trees' counts
+            before = len(events())
+            with Gateway(text, admin_port=admin) as gw2:
+                # Judged at once, with no second warm-up of 64 windows.
+                readings(gw2, "pump", window(300, 19, 21) + window(301, 12, 24))
+                self.assertTrue(wait_until(lambda: len(events()) > before, timeout=5), events())
+                self.assertEqual(events()[-1]["ts"], t0 + 300_000)
+
+
 HOOKED = """  - name: hooked
     from: [ lab ]
     to: [ uplink ]
@@ -314,7 +363,20 @@ class StageConfigErrors(unittest.TestCase):
              "at most its length"),
             ("      - window: { tumbling: 1s, aggregates: [p42] }\n", "unknown aggregate 'p42'"),
             ("      - detect: { name: d, method: magic }\n",
-             "unknown method 'magic' (known: robust_zscore, ewma, seasonal, trend)"),
+             "unknown method 'magic' (known: robust_zscore, ewma, seasonal, trend, hst)"),
+            ("      - detect: { name: d, method: hst }\n", "hst judges 1 to 8 features together"),
+            ("      - detect: { name: d, method: hst, field: rms }\n", "list them in 'fields: [rms, p2p]'"),
+            ("      - detect: { name: d, method: hst, fields: [value, value] }\n", "field 'value' is listed twice"),
+            ("      - detect: { name: d, method: hst, fields: [value, rms] }\n", "no number field 'rms' reaches"),
+            ("      - detect: { name: d, method: hst, fields: [value], history: 8 }\n", "16 to 4096 values"),
+            ("      - detect: { name: d, method: hst, fields: [value], history: 5000 }\n", "16 to 4096 values"),
+            ("      - detect: { name: d, method: hst, fields: [value], warmup: 4 }\n", "at least 16 values"),
+            ("      - detect: { name: d, method: hst, fields: [value], trees: 0 }\n", "trees must be an integer from 1 to 32"),
+            ("      - detect: { name: d, method: hst, fields: [value], depth: 11 }\n", "depth must be an integer from 1 to 10"),
+            ("      - detect: { name: d, fields: [value] }\n", "'fields' belongs to the hst method"),
+            ("      - detect: { name: d, method: ewma, trees: 3 }\n", "'trees' belongs to the hst method"),
+            ("      - window: { tumbling: 1s, by: [device, device], aggregates: [count] }\n",
+             "window.by lists 'device' twice"),
             ("      - detect: { name: d, method: trend, limit: 5 }\n", "a trend detector needs a limit and a horizon"),
             ("      - detect: { name: d, method: trend, horizon: 1h }\n", "a trend detector needs a limit"),
             ("      - detect: { name: d, method: seasonal, season: month }\n", "season is day or week"),

@@ -19,14 +19,17 @@ DetectStage::DetectStage(DetectSpec spec, std::unique_ptr<Detector> detector, co
       detector_(std::move(detector)),
       metric_(metric),
       origin_(origin),
-      feature_(spec_.field == "value" ? FieldNames::kNoField : names.find(spec_.field)),
+      feature_names_(spec_.fields.empty() ? std::vector<std::string>{spec_.field} : spec_.fields),
       detector_field_(names.find("detector")),
       score_field_(names.find("score")),
       verdict_field_(names.find("verdict")),
       reason_field_(names.find("reason")),
       baseline_field_(names.find("baseline")),
       rul_field_(names.find("rul_s")),
-      threshold_(thresholdOf(spec_)) {}
+      threshold_(thresholdOf(spec_)) {
+  for (const auto& f : feature_names_)
+    features_.push_back(f == "value" ? FieldNames::kNoField : names.find(f));
+}
 
 void DetectStage::process(Batch& batch, StageContext& ctx) {
   // Events are appended after the records: walk only the records that came in.
@@ -37,20 +40,17 @@ void DetectStage::process(Batch& batch, StageContext& ctx) {
     const Record r = batch.records[i];  // a copy: pushing events may move the vector
     if (r.series == kNoSeries || r.kind == RecordKind::kEvent || r.kind == RecordKind::kSummary) continue;
     if (metric_ != StringPool::kNotFound && ctx.series.key(r.series).metric != metric_) continue;
-    double x;
-    if (feature_ == FieldNames::kNoField) {
-      if (!r.hasValue()) {
-        ++counters.no_value;
-        continue;
+    xs_.clear();
+    for (FieldId feature : features_) {
+      if (feature == FieldNames::kNoField) {
+        if (r.hasValue()) xs_.push_back(r.value);
+      } else if (const Field* f = batch.findField(r, feature); f && !f->is_text) {
+        xs_.push_back(f->number);
       }
-      x = r.value;
-    } else {
-      const Field* f = batch.findField(r, feature_);
-      if (!f || f->is_text) {
-        ++counters.no_value;
-        continue;
-      }
-      x = f->number;
+    }
+    if (xs_.size() != features_.size()) {
+      ++counters.no_value;
+      continue;
     }
     const uint32_t slot = slotOf(r.series);
     if (r.ts <= restored_until_[slot]) {  // learned before the restart
@@ -58,18 +58,18 @@ void DetectStage::process(Batch& batch, StageContext& ctx) {
       continue;
     }
     last_ts_[slot] = std::max(last_ts_[slot], r.ts);
-    const Judgement j = detector_->observe(slot, x, r.ts);
+    const Judgement j = detector_->observeAll(slot, xs_, r.ts);
     if (!j.judged || !(j.score >= threshold_)) continue;
     Record event;
     event.kind = RecordKind::kEvent;
     event.series = r.series;
     event.ts = r.ts;
-    event.value = x;
+    if (features_.size() == 1) event.value = xs_[0];
     event.origin = origin_;
     event.seq = static_cast<uint64_t>(r.ts);
     event.quality = r.quality;
     reason_.clear();
-    detector_->explain(spec_.field, x, j, reason_);
+    detector_->explainAll(feature_names_, xs_, j, reason_);
     batch.push(event);
     batch.addText(detector_field_, spec_.name);
     batch.addNumber(score_field_, j.score);
@@ -77,6 +77,8 @@ void DetectStage::process(Batch& batch, StageContext& ctx) {
     batch.addText(reason_field_, reason_);
     batch.addNumber(baseline_field_, j.baseline);
     if (j.rul_s >= 0) batch.addNumber(rul_field_, j.rul_s);
+    if (features_.size() > 1)  // the features judged together, as the record had them
+      for (size_t f = 0; f < features_.size(); ++f) batch.addNumber(features_[f], xs_[f]);
     ++counters.events;
     ++counters.out;
   }
@@ -150,10 +152,12 @@ double thresholdOf(const DetectSpec& spec) {
   if (!std::isnan(spec.threshold)) return spec.threshold;
   if (spec.method == "ewma") return 3;
   if (spec.method == "trend") return 1;
+  if (spec.method == "hst") return 7;
   return 3.5;
 }
 
 uint32_t warmupOf(const DetectSpec& spec) {
+  if (spec.method == "hst") return spec.warmup ? spec.warmup : spec.history;
   return spec.warmup ? spec.warmup : std::min<uint32_t>(spec.history, 30);
 }
 
@@ -162,6 +166,7 @@ std::unique_ptr<Detector> makeDetector(const DetectSpec& spec) {
   if (spec.method == "ewma") return makeEwma(spec);
   if (spec.method == "seasonal") return makeSeasonal(spec);
   if (spec.method == "trend") return makeTrend(spec);
+  if (spec.method == "hst") return makeHalfSpaceTrees(spec);
   return nullptr;
 }
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,10 @@ struct Judgement {
   double baseline = 0;  ///< what the method expected (the median for robust z-score)
   double scale = 0;     ///< the spread the score is measured in
   double rul_s = -1;    ///< trend: seconds until the limit is reached (-1: not estimated)
+  /// hst: the feature that isolated the value in most trees (-1: none), and in how many.
+  int feature = -1;
+  int feature_votes = 0;
+  double detail = 0;  ///< hst: the value's log2 mass
 };
 
 /// The smallest spread a score is measured in: `min_scale`, or (0: automatic) 10⁻⁹ of the
@@ -46,6 +51,16 @@ class Detector {
   /// The event's reason: which feature, how far out, against what (appended to `out`).
   virtual void explain(std::string_view feature, double x, const Judgement& j, std::string& out) const = 0;
   virtual std::string_view method() const = 0;
+  /// Multivariate methods (hst) judge several features at once: `xs` holds one value per
+  /// `fields` entry, in order; the univariate ones judge `xs[0]`. Pipeline's worker.
+  virtual Judgement observeAll(uint32_t slot, std::span<const double> xs, int64_t ts) {
+    return observe(slot, xs[0], ts);
+  }
+  /// explain() for several features (`features` and `xs` in the same order).
+  virtual void explainAll(std::span<const std::string> features, std::span<const double> xs,
+                          const Judgement& j, std::string& out) const {
+    explain(features[0], xs[0], j, out);
+  }
   /// What else a saved state's meaning depends on (a seasonal detector's buckets): part of the
   /// stage's state key, so a change starts afresh.
   virtual std::string stateVariant() const { return {}; }
@@ -63,10 +78,11 @@ class Detector {
 struct DetectSpec {
   std::string name;  ///< the events' `detector`
   std::string method = "robust_zscore";
-  std::string field = "value";  ///< the feature judged: `value` or a field (`rms`)
-  std::string metric;           ///< only records of this metric; empty: all
-  uint32_t history = 120;       ///< values kept per series (ewma, seasonal: the baseline's span)
-  uint32_t warmup = 0;          ///< values before judging; 0: min(history, 30)
+  std::string field = "value";      ///< the feature judged: `value` or a field (`rms`)
+  std::vector<std::string> fields;  ///< hst: the features judged together (1 to kMaxHstFields)
+  std::string metric;               ///< only records of this metric; empty: all
+  uint32_t history = 120;           ///< values kept per series (ewma, seasonal: the baseline's span)
+  uint32_t warmup = 0;              ///< values before judging; 0: min(history, 30)
   /// An event when score >= threshold; NaN: the method's default (thresholdOf()).
   double threshold = std::numeric_limits<double>::quiet_NaN();
   double min_scale = 0;        ///< floor of the spread; 0: automatic
@@ -76,10 +92,17 @@ struct DetectSpec {
   double limit = std::numeric_limits<double>::quiet_NaN();  ///< trend: the value not to reach
   int64_t horizon_ms = 0;  ///< trend: an event when the limit is nearer than this
   double min_t = 5;        ///< trend: the fitted slope's t-statistic must reach this
+  uint32_t trees = 16;     ///< hst: trees in the ensemble
+  uint32_t depth = 10;     ///< hst: each tree's depth
 };
 
+/// hst: at most this many `fields`, and a `history` (its window) of at most this many values
+/// (its counts are 16 bits).
+inline constexpr size_t kMaxHstFields = 8;
+inline constexpr uint32_t kMaxHstHistory = 4096;
+
 /// The methods, for errors and docs.
-inline constexpr std::string_view kDetectMethods = "robust_zscore, ewma, seasonal, trend";
+inline constexpr std::string_view kDetectMethods = "robust_zscore, ewma, seasonal, trend, hst";
 /// The threshold a spec asks for, or its method's default.
 double thresholdOf(const DetectSpec& spec);
 /// The warm-up a spec asks for, or the default: the smaller of history and 30.
@@ -105,7 +128,8 @@ class DetectStage final : public Stage {
   std::unique_ptr<Detector> detector_;
   StringId metric_;
   uint16_t origin_;
-  FieldId feature_;  // kNoField: the record's value
+  std::vector<std::string> feature_names_;  // `field`, or hst's `fields`
+  std::vector<FieldId> features_;           // kNoField: the record's value
   FieldId detector_field_, score_field_, verdict_field_, reason_field_, baseline_field_, rul_field_;
   double threshold_;
   uint32_t slotOf(SeriesId series);
@@ -116,6 +140,7 @@ class DetectStage final : public Stage {
   /// learned (values at or before it are replays of what the state holds: skipped).
   std::vector<int64_t> last_ts_, restored_until_;
   std::string reason_;
+  std::vector<double> xs_;
 };
 
 /// The robust z-score: |x - median| / (1.4826 * MAD) over the series' last `history` values
@@ -141,6 +166,18 @@ std::unique_ptr<Detector> makeSeasonal(const DetectSpec& spec);
 /// time left until it gets there is `rul_s`, and the score is horizon / time left (>= 1: within
 /// the horizon).
 std::unique_ptr<Detector> makeTrend(const DetectSpec& spec);
+
+/// Half-space trees (Tan, Ting and Liu 2011), multivariate: several features of a record
+/// (`fields`: a window's rms, peak-to-peak and crest factor) judged together, so a combination
+/// that never occurs is found even when each feature alone is in its usual range. The
+/// features are scaled by the range the series showed while warming up; `trees` random trees
+/// of `depth` halvings count how many of the last `history` values fell in each box (the
+/// reference, replaced by the newest `history` values every `history` values). A value's mass
+/// is, per tree, the count of the deepest box along its path that still holds enough
+/// reference values, times 2^depth (a density); the score is how far the log of that mass
+/// falls below the series' typical log-mass, in robust deviations (the typical level and
+/// its deviation are exponentially weighted over about `history` values).
+std::unique_ptr<Detector> makeHalfSpaceTrees(const DetectSpec& spec);
 
 /// The detector of `spec.method` (null for an unknown method).
 std::unique_ptr<Detector> makeDetector(const DetectSpec& spec);

@@ -4,6 +4,7 @@
 // figures are reproducible.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <random>
 #include <set>
@@ -39,8 +40,12 @@ std::vector<size_t> run(const DetectSpec& spec, const std::vector<Point>& points
 }
 
 DetectSpec spec(std::string_view method, uint32_t history = 120) {
-  return DetectSpec{
-      .name = "t", .method = std::string(method), .field = "value", .metric = "", .history = history};
+  return DetectSpec{.name = "t",
+                    .method = std::string(method),
+                    .field = "value",
+                    .fields = {},
+                    .metric = "",
+                    .history = history};
 }
 
 /// N(mean, 1) every `step_ms` for `hours`.
@@ -187,13 +192,120 @@ TEST(EdgeDetectors, TrendEstimatesTheTimeToTheLimit) {
   EXPECT_LE(worst_error, 0.25);
 }
 
+/// A pump's window features: flow follows the demand (anywhere from 60 to 140 m3/h from one
+/// window to the next) and power follows flow (0.1 kW per m3/h, noise 0.3 kW). Every 53rd reading past the
+/// warm-up (from `from`) breaks the relation: power 3 kW off the flow's, inside power's own range.
+struct PumpPoint {
+  int64_t ts;
+  double flow, power;
+  bool anomaly = false;
+};
+std::vector<PumpPoint> pump(double hours, uint64_t seed, size_t from, size_t every) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> n(0, 1);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<PumpPoint> out;
+  for (int64_t t = 0; t < static_cast<int64_t>(hours * kHour); t += 10'000) {
+    const double flow = 60 + 80 * u(rng);
+    PumpPoint p{kStart + t, flow, 0.1 * flow + 0.3 * n(rng)};
+    if (every && out.size() >= from && out.size() % every == 0) {
+      const double off = (out.size() / every) % 2 ? 3 : -3;
+      if (p.power + off > 7 && p.power + off < 13) {  // inside power's usual range
+        p.power += off;
+        p.anomaly = true;
+      }
+    }
+    out.push_back(p);
+  }
+  return out;
+}
+
+struct MultiScore {
+  double detected;
+  double false_alarms_per_hour;
+};
+MultiScore runPump(const DetectSpec& spec, const std::vector<PumpPoint>& points, size_t from,
+                   bool power_only) {
+  auto d = makeDetector(spec);
+  size_t labelled = 0, found = 0, wrong = 0;
+  for (size_t i = 0; i < points.size(); ++i) {
+    const double xs[2] = {points[i].flow, points[i].power};
+    const Judgement j = power_only ? d->observe(0, xs[1], points[i].ts) : d->observeAll(0, xs, points[i].ts);
+    const bool event = j.judged && j.score >= thresholdOf(spec);
+    if (i < from) continue;
+    if (points[i].anomaly) {
+      ++labelled;
+      found += event;
+    } else {
+      wrong += event;
+    }
+  }
+  const double hours = static_cast<double>(points.size() - from) * 10'000 / kHour;
+  return {labelled ? static_cast<double>(found) / static_cast<double>(labelled) : 1.0,
+          static_cast<double>(wrong) / hours};
+}
+
+DetectSpec hst(uint32_t history = 1024) {
+  DetectSpec s = spec("hst", history);
+  s.fields = {"flow", "power"};
+  return s;
+}
+
+TEST(EdgeDetectors, HalfSpaceTreesFindABrokenRelation) {
+  // 24 hours at one window per 10 s; judged past the warm-up (1,024) and a settling reference.
+  const size_t from = 2000;
+  const MultiScore quiet = runPump(hst(), pump(24, 11, from, 0), from, false);
+  const auto faulty = pump(24, 12, from, 53);
+  const MultiScore found = runPump(hst(), faulty, from, false);
+  EXPECT_LE(quiet.false_alarms_per_hour, 0.5);
+  EXPECT_LE(found.false_alarms_per_hour, 0.5);
+  EXPECT_GE(found.detected, 0.85);
+  // Power alone is in its usual range: a single-feature detector finds none.
+  EXPECT_LE(runPump(spec("robust_zscore"), faulty, from, true).detected, 0.05);
+  // And a value outside every range the series showed is found at once.
+  auto d = makeDetector(hst());
+  const auto normal = pump(3, 13, 0, 0);
+  for (const PumpPoint& p : normal) d->observeAll(0, std::array{p.flow, p.power}, p.ts);
+  const Judgement far = d->observeAll(0, std::array{250.0, 30.0}, normal.back().ts + 10'000);
+  EXPECT_TRUE(far.judged);
+  EXPECT_GE(far.score, thresholdOf(hst()));
+  std::string reason;
+  d->explainAll(std::array<std::string, 2>{"flow", "power"}, std::array{250.0, 30.0}, far, reason);
+  EXPECT_NE(reason.find("flow 250, power 30: "), std::string::npos) << reason;
+  EXPECT_NE(reason.find("less dense than usual"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("set it apart in"), std::string::npos) << reason;
+}
+
+TEST(EdgeDetectors, HalfSpaceTreesWarmUpAndSkipWhatTheyCannotJudge) {
+  DetectSpec s = hst(32);
+  auto d = makeDetector(s);
+  for (int i = 0; i < 31; ++i) EXPECT_FALSE(d->observeAll(0, std::array{1.0 * i, 2.0 * i}, i).judged);
+  EXPECT_FALSE(d->observeAll(0, std::array{31.0, 62.0}, 31).judged);  // the 32nd builds the reference
+  EXPECT_TRUE(d->observeAll(0, std::array{10.0, 20.0}, 32).judged);
+  // Not finite, or the wrong number of features: neither judged nor learned.
+  EXPECT_FALSE(d->observeAll(0, std::array{std::nan(""), 1.0}, 33).judged);
+  EXPECT_FALSE(d->observeAll(0, std::array{HUGE_VAL, 1.0}, 33).judged);
+  EXPECT_FALSE(d->observeAll(0, std::array{1.0}, 33).judged);
+  // A constant feature: any change is far out, and nothing divides by zero.
+  auto c = makeDetector(s);
+  for (int i = 0; i < 40; ++i) c->observeAll(0, std::array{5.0, 1.0 * (i % 7)}, i);
+  const Judgement j = c->observeAll(0, std::array{6.0, 3.0}, 41);
+  EXPECT_TRUE(j.judged);
+  EXPECT_TRUE(std::isfinite(j.score));
+  EXPECT_GE(j.score, thresholdOf(s));
+  // Series are separate: slot 1 warms up on its own.
+  EXPECT_FALSE(c->observeAll(1, std::array{5.0, 1.0}, 42).judged);
+}
+
 TEST(EdgeDetectors, StateRoundTripsForEveryMethod) {
   auto points = noise(2, 10'000, 7);
-  for (const char* method : {"robust_zscore", "ewma", "seasonal", "trend"}) {
+  for (const char* method : {"robust_zscore", "ewma", "seasonal", "trend", "hst"}) {
     SCOPED_TRACE(method);
-    DetectSpec s = spec(method);
+    DetectSpec s = spec(method, std::string(method) == "hst" ? 256 : 120);
     s.limit = 100;
     s.horizon_ms = kHour;
+    s.trees = 4;
+    s.depth = 6;
     auto a = makeDetector(s);
     for (const Point& p : points) a->observe(0, p.x, p.ts);
     std::string saved;
