@@ -558,9 +558,9 @@ const Schema<MqttSubscription>& mqttSubscriptionSchema() {
            .kind = FieldKind::kInteger,
            .member = &S::qos,
            .default_text = "`1`",
-           .doc = "The highest QoS the broker sends at: 0 (at most once), 1 (at least once), 2 (exactly "
-                  "once to the gateway). Messages at 1 and 2 are acknowledged only after their readings "
-                  "are taken.",
+           .doc = "The highest QoS the broker sends at: 0 (at most once), 1 (at least once), 2 (once per "
+                  "connection; at least once across a crash). Messages at 1 and 2 are acknowledged only "
+                  "after their readings are taken.",
            .max = 2},
           {.name = "format",
            .kind = FieldKind::kCustom,

@@ -314,7 +314,8 @@ const Schema<PipelineConfig>& pipelineSchema() {
            .member = {},
            .default_text = "none",
            .doc = "Each a map with one key: `filter`, [`map`](#map), [`deadband`](#deadband), `change_only`, "
-                  "[`dedup`](#dedup), [`downsample`](#downsample), [`window`](#window), [`detect`](#detect) "
+                  "[`dedup`](#dedup), [`downsample`](#downsample), [`window`](#window), [`fft`](#fft), "
+                  "[`detect`](#detect) "
                   "([stages](edge.md#stages)). Records leave the last stage for the sinks.",
            .type_text = "list",
            .read = readStages,

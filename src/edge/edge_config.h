@@ -302,6 +302,7 @@ const config::Schema<MapSpec>& mapSchema();
 const config::Schema<DeadbandConfig>& deadbandSchema();
 const config::Schema<DedupSpec>& dedupSchema();
 const config::Schema<DownsampleConfig>& downsampleSchema();
+const config::Schema<FftSpec>& fftSchema();
 const config::Schema<EdgeSettings>& edgeSettingsSchema();
 const config::Schema<RuleConfig>& ruleSchema();
 const config::Schema<RulePublish>& rulePublishSchema();

@@ -416,8 +416,8 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     std::vector<std::shared_ptr<MqttConnector>> connectors;
     std::vector<std::shared_ptr<SinkHost>> sinks;
     std::vector<std::shared_ptr<ModbusPoller>> pollers;  ///< per action: a write's connector
-    std::shared_ptr<size_t> summaries_in_flight = std::make_shared<size_t>(0);
-    std::shared_ptr<size_t> webhooks_in_flight = std::make_shared<size_t>(0);
+    std::shared_ptr<std::atomic<size_t>> summaries_in_flight = std::make_shared<std::atomic<size_t>>(0);
+    std::shared_ptr<std::atomic<size_t>> webhooks_in_flight = std::make_shared<std::atomic<size_t>>(0);
   };
   /// Sets the rules that see its output. On its worker.
   void setRules(std::vector<RuleBinding> rules) {
@@ -1007,23 +1007,23 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
         shared->fail(std::move(error));
     });
     if (!queued)
-      stats.fail(fmt::format("write to '{}': more than {} writes wait for connector '{}'", wr.register_name,
-                             ModbusPoller::kMaxPendingWrites, wr.connector));
+      stats.fail(fmt::format("write to '{}': connector '{}' is stopping", wr.register_name, wr.connector));
   }
 
   /// A webhook call: the record POSTed, tried again on failure.
   struct WebhookJob {
     std::shared_ptr<RuleRunner> runner;
-    std::shared_ptr<size_t> in_flight;
+    std::shared_ptr<std::atomic<size_t>> in_flight;
     const RuleWebhook* hook = nullptr;  // the rule's config, kept alive by `runner`
     std::string upstream, host_header, body;
   };
 
   void callWebhook(RuleBinding& rule, size_t action, const RuleWebhook& hook, const std::string& payload) {
     if (*rule.webhooks_in_flight >= kMaxWebhooksInFlight)
-      return rule.runner->stats().fail(
-          fmt::format("more than {} calls wait for webhook {}: this one was not made", kMaxWebhooksInFlight,
-                      hook.upstream.name));
+      return rule.runner->stats().fail(fmt::format(
+          "more than {} calls wait for webhook {}://{}{}: this one was not made", kMaxWebhooksInFlight,
+          hook.https ? "https" : "http", upstream::hostHeader(hook.host, hook.port, hook.https),
+          hook.path.substr(0, hook.path.find('?'))));
     auto job = std::make_shared<WebhookJob>();
     job->runner = rule.runner;
     job->in_flight = rule.webhooks_in_flight;
@@ -1075,7 +1075,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   /// A summary to ask for: what the model gets and where its answer goes.
   struct SummaryJob {
     std::shared_ptr<RuleRunner> runner;
-    std::shared_ptr<size_t> in_flight;
+    std::shared_ptr<std::atomic<size_t>> in_flight;
     std::string model, system, user;
     uint32_t max_tokens = 0;
     Millis timeout{0};
@@ -1324,6 +1324,10 @@ EdgeRuntime::~EdgeRuntime() {
   // Poll threads call deliver(): they end before the runtime does.
   for (auto& m : modbus_) m->stop();
   for (auto& m : retired_modbus_) m->stop();
+  // Rules that write hold pollers too, and may outlive this: the threads end here, after
+  // the read or write in progress (a silent device: its timeout).
+  for (auto& m : modbus_) m->join();
+  for (auto& m : retired_modbus_) m->join();
   modbus_.clear();
   retired_modbus_.clear();
 }
@@ -1543,13 +1547,15 @@ void EdgeRuntime::installRules(const EdgeConfig& cfg) {
       if (!rc.from.empty() && std::find(rc.from.begin(), rc.from.end(), p->config().name) == rc.from.end())
         continue;
       std::shared_ptr<RuleRunner> runner;
-      for (const auto& e : rules_)
-        if (e.pipeline == p && e.runner->config().name == rc.name &&
-            e.runner->config().fingerprint == rc.fingerprint)
-          runner = e.runner;
-      if (!runner) runner = std::make_shared<RuleRunner>(config, counters);
-      entries.push_back({p, runner});
       PipelineHost::RuleBinding b;
+      for (const auto& e : rules_) {
+        if (e.runner->config().name != rc.name || e.pipeline->config().name != p->config().name) continue;
+        b.webhooks_in_flight = e.webhooks_in_flight;  // what is still under way counts on
+        b.summaries_in_flight = e.summaries_in_flight;
+        if (e.pipeline == p && e.runner->config().fingerprint == rc.fingerprint) runner = e.runner;
+      }
+      if (!runner) runner = std::make_shared<RuleRunner>(config, counters);
+      entries.push_back({p, runner, b.webhooks_in_flight, b.summaries_in_flight});
       b.runner = runner;
       for (const auto& action : rc.actions) {
         std::shared_ptr<MqttConnector> connector;
@@ -1916,8 +1922,9 @@ void EdgeRuntime::render(std::string& out) const {
     appendFamilyHead(
         out, "ganglion_edge_rule_total", "counter",
         "Rule outcomes: matched (the condition held), fired (the actions ran), suppressed "
-        "(hold-off or hysteresis), cleared, failed_action, summary (a model's answer sent on), untracked "
-        "(fired without state: the rule's key table was full).");
+        "(hold-off or hysteresis), cleared, failed_action, summary (a model's answer sent on), webhook (a "
+        "call answered 2xx), write (a Modbus write the device took), untracked (fired without state: the "
+        "rule's key table was full).");
     for (const auto& [rule, s] : rule_stats_) {
       const std::string name = labelValue(rule);
       for (const auto& [what, n] : {std::pair<std::string_view, uint64_t>{"matched", s->matched.load()},
@@ -1926,6 +1933,8 @@ void EdgeRuntime::render(std::string& out) const {
                                     {"cleared", s->cleared.load()},
                                     {"failed_action", s->failed_actions.load()},
                                     {"summary", s->summaries.load()},
+                                    {"webhook", s->webhooks.load()},
+                                    {"write", s->writes.load()},
                                     {"untracked", s->untracked.load()}})
         fmt::format_to(std::back_inserter(out), "ganglion_edge_rule_total{{rule=\"{}\",outcome=\"{}\"}} {}\n",
                        name, what, n);

@@ -148,6 +148,9 @@ class EdgeRuntime final : public telemetry::MetricsSource {
   struct RuleEntry {
     std::shared_ptr<PipelineHost> pipeline;
     std::shared_ptr<RuleRunner> runner;
+    /// Webhook calls and summaries under way for this rule on this pipeline: carried to the
+    /// rule's next version (a reload must not open a fresh allowance while calls still hang).
+    std::shared_ptr<std::atomic<size_t>> webhooks_in_flight, summaries_in_flight;
   };
 
   EdgeHost& host_;

@@ -108,6 +108,9 @@ void internStandardFields(FieldNames& names) {
   names.intern("reason", FieldNames::Type::kText);
   names.intern("baseline", FieldNames::Type::kNumber);
   names.intern("rul_s", FieldNames::Type::kNumber);
+  names.intern("peak_hz", FieldNames::Type::kNumber);
+  for (size_t b = 1; b <= kMaxFftBands; ++b)
+    names.intern("band_" + std::to_string(b), FieldNames::Type::kNumber);
   names.intern("attrs", FieldNames::Type::kText);
 }
 
@@ -197,6 +200,33 @@ Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
       pipeline->addStage(std::make_unique<WindowStage>(*window, *names, origin));
       visible.add(*names, "window_ms");
       for (Aggregate a : window->aggregates) visible.add(*names, aggregateName(a));
+    } else if (const auto* fft = std::get_if<FftSpec>(&stage)) {
+      const uint32_t n = fft->size;
+      if (n < 16 || n > kMaxFftSize || (n & (n - 1)))
+        return Error(fmt::format("{}: size is a power of two from 16 to {}", where("fft"), kMaxFftSize));
+      if (!(fft->sample_rate > 0 && fft->sample_rate <= 1000.0 * n))
+        return Error(
+            fmt::format("{}: sample_rate (Hz) must be above 0 and a block must last at least 1 ms "
+                        "(sample_rate at most 1000 × size)",
+                        where("fft")));
+      if (fft->bands.empty() || fft->bands.size() > kMaxFftBands)
+        return Error(
+            fmt::format("{}: 1 to {} bands: bands: [[10, 100], [100, 1000]]", where("fft"), kMaxFftBands));
+      for (size_t b = 0; b < fft->bands.size(); ++b) {
+        const auto [low, high] = fft->bands[b];
+        if (!(low >= 0 && low < high && high <= fft->sample_rate / 2))
+          return Error(
+              fmt::format("{}: band {} must be [low, high) Hz with 0 <= low < high <= sample_rate / 2 ({})",
+                          where("fft"), b + 1, fft->sample_rate / 2));
+      }
+      const StringId metric =
+          fft->metric.empty() ? StringPool::kNotFound : pipeline->series().strings().intern(fft->metric);
+      const uint16_t origin = pipeline->origin(
+          spec.generation.empty() ? fmt::format("{}.{}", spec.name, where("fft"))
+                                  : fmt::format("{}.{}@{}", spec.name, where("fft"), spec.generation));
+      pipeline->addStage(std::make_unique<FftStage>(*fft, *names, metric, origin));
+      for (std::string_view f : {"window_ms", "count", "rms", "peak_hz"}) visible.add(*names, f);
+      for (size_t b = 1; b <= fft->bands.size(); ++b) visible.add(*names, "band_" + std::to_string(b));
     } else if (const auto* detect = std::get_if<DetectSpec>(&stage)) {
       auto detector = makeDetector(*detect);
       if (!detector)

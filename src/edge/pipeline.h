@@ -17,6 +17,7 @@
 #include "edge/stages/deadband.h"
 #include "edge/stages/dedup.h"
 #include "edge/stages/downsample.h"
+#include "edge/stages/fft.h"
 #include "edge/stages/map.h"
 #include "edge/stages/stage.h"
 #include "edge/stages/window.h"
@@ -26,8 +27,8 @@ namespace ganglion::edge {
 struct FilterSpec {
   std::string condition;
 };
-using StageSpec =
-    std::variant<FilterSpec, MapSpec, DeadbandSpec, DedupSpec, DownsampleSpec, WindowSpec, DetectSpec>;
+using StageSpec = std::variant<FilterSpec, MapSpec, DeadbandSpec, DedupSpec, DownsampleSpec, WindowSpec,
+                               DetectSpec, FftSpec>;
 
 struct PipelineSpec {
   std::string name;

@@ -22,7 +22,7 @@ namespace {
 // ---- pipelines and their stages
 
 constexpr std::string_view kStageKinds =
-    "filter, map, deadband, change_only, dedup, downsample, window, detect";
+    "filter, map, deadband, change_only, dedup, downsample, window, detect, fft";
 
 std::optional<StageSpec> readWindowStage(Reader& r, const config::Node& v) {
   if (!v.IsMap()) {
@@ -207,6 +207,18 @@ std::optional<StageSpec> readDownsampleStage(Reader& r, const config::Node& v) {
   return DownsampleSpec{.every_ms = c.every.count(), .nth = static_cast<uint32_t>(c.nth)};
 }
 
+std::optional<StageSpec> readFftStage(Reader& r, const config::Node& v) {
+  if (!v.IsMap()) {
+    r.fail(v, "fft is a map: { size: 1024, sample_rate: 10000, bands: [[10, 100], [100, 1000]] }");
+    return std::nullopt;
+  }
+  const size_t errors = r.errors.size();
+  FftSpec f;
+  readFields(fftSchema(), v, f, r);
+  if (r.errors.size() != errors) return std::nullopt;
+  return f;
+}
+
 json::value stageToJson(const StageSpec& stage) {
   json::object o;
   if (const auto* f = std::get_if<FilterSpec>(&stage)) {
@@ -255,6 +267,8 @@ json::value stageToJson(const StageSpec& stage) {
     else
       m["every"] = config::durationText(Millis(ds->every_ms));
     o["downsample"] = std::move(m);
+  } else if (const auto* f = std::get_if<FftSpec>(&stage)) {
+    o["fft"] = config::fieldsToJson(fftSchema(), *f);
   }
   return o;
 }
@@ -287,7 +301,9 @@ void readStages(Reader& r, const config::Node& v, PipelineConfig& p) {
       if (auto s = readDedupStage(r, body)) p.spec.stages.push_back(std::move(*s));
     } else if (kind == "downsample") {
       if (auto s = readDownsampleStage(r, body)) p.spec.stages.push_back(std::move(*s));
-    } else if (kind == "fft" || kind == "join") {
+    } else if (kind == "fft") {
+      if (auto s = readFftStage(r, body)) p.spec.stages.push_back(std::move(*s));
+    } else if (kind == "join") {
       r.fail(n.begin()->first, fmt::format("stage '{}' is not built yet (built: {})", kind, kStageKinds));
     } else {
       r.fail(n.begin()->first, fmt::format("unknown stage '{}' (built: {})", kind, kStageKinds));
@@ -369,6 +385,15 @@ const Schema<WindowConfig>& windowSchema() {
 }
 
 namespace {
+
+void readFftBands(Reader& r, const config::Node& v, FftSpec& f) {
+  r.forEach(v, "fft.bands", [&](const config::Node& band) {
+    if (!band.IsSequence() || band.size() != 2) return r.fail(band, "a band is [low, high] in Hz: [10, 100]");
+    const auto low = readNumber(r, band.items()[0], "band low", 0, 1e9);
+    const auto high = readNumber(r, band.items()[1], "band high", 0, 1e9);
+    if (low && high) f.bands.emplace_back(*low, *high);
+  });
+}
 
 void readUtcOffset(Reader& r, const config::Node& v, DetectSpec& d) {
   auto s = r.str(v, "utc_offset");
@@ -726,6 +751,57 @@ const Schema<DownsampleConfig>& downsampleSchema() {
            .doc = "Or: the first reading and then every nth of the series pass. One of `every` and `nth`.",
            .min = 1,
            .max = 1'000'000},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<FftSpec>& fftSchema() {
+  using F = FftSpec;
+  static const Schema<FftSpec> schema{
+      "fft",
+      {
+          {.name = "size",
+           .kind = FieldKind::kInteger,
+           .member = &F::size,
+           .default_text = "`1024`",
+           .doc = "Readings per block (a power of two from 16 to 16384): one window record per full block.",
+           .min = 16,
+           .max = kMaxFftSize},
+          {.name = "sample_rate",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "—",
+           .doc =
+               "The readings' rate in Hz (timestamps in milliseconds cannot tell it). A block lasts size / "
+               "sample_rate, at least 1 ms.",
+           .required = true,
+           .missing = "an fft needs the readings' sample_rate in Hz",
+           .type_text = "number",
+           .read = [](Reader& r, const config::Node& v,
+                      F& f) { f.sample_rate = readNumber(r, v, "sample_rate", 1e-6, 1e9).value_or(0); },
+           .show = [](const F& f) -> json::value { return f.sample_rate; }},
+          {.name = "bands",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "—",
+           .doc =
+               "1 to 8 frequency bands `[low, high]` in Hz (from low, below high; high at most sample_rate "
+               "/ 2): the record's `band_1` ... `band_8` are the signal's RMS within each.",
+           .required = true,
+           .missing = "an fft needs bands: [[10, 100], [100, 1000]]",
+           .type_text = "list",
+           .read = readFftBands,
+           .show = [](const F& f) -> json::value {
+             json::array a;
+             for (const auto& [low, high] : f.bands) a.push_back(json::array{low, high});
+             return a;
+           }},
+          {.name = "metric",
+           .kind = FieldKind::kString,
+           .member = &F::metric,
+           .default_text = "all",
+           .doc = "Only readings of this metric are transformed; the others pass through."},
       },
       {}};
   return schema;

@@ -53,6 +53,7 @@ std::vector<DocsTable> schemaDocsTables() {
                                 {"deadband", docsTable(edge::deadbandSchema())},
                                 {"dedup", docsTable(edge::dedupSchema())},
                                 {"downsample", docsTable(edge::downsampleSchema())},
+                                {"fft", docsTable(edge::fftSchema())},
                                 {"rule", docsTable(edge::ruleSchema())},
                                 {"rule_publish", docsTable(edge::rulePublishSchema())},
                                 {"rule_summarize", docsTable(edge::ruleSummarizeSchema())},

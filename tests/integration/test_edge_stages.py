@@ -188,6 +188,52 @@ class Detectors(unittest.TestCase):
                 self.assertEqual(shown[2]["detect"]["utc_offset"], "+01:00")
 
 
+SPECTRUM = """  - name: spectrum
+    from: [ lab ]
+    stages:
+      - fft: { size: 256, sample_rate: 1000, bands: [ [ 20, 100 ], [ 100, 300 ] ], metric: vib }
+      - detect: { name: bearing, method: robust_zscore, field: band_2, history: 8, warmup: 4 }
+    to: [ uplink ]
+"""
+
+
+class Spectrum(unittest.TestCase):
+    def test_band_energies_reach_the_sink_and_a_detector(self):
+        # Vibration sampled at 1 kHz: a 50 Hz hum; from block 6 a 200 Hz bearing tone joins it.
+        import math
+        with Receiver() as rx:
+            text, port, admin = config(rx.port, pipelines=SPECTRUM)
+            with Gateway(text, admin_port=admin) as gw:
+                t0 = (int(time.time()) - 60) * 1000
+                samples = []
+                for i in range(256 * 8):
+                    v = 1.5 * math.sin(2 * math.pi * 50 * i / 1000)
+                    if i >= 256 * 6:
+                        v += 0.8 * math.sin(2 * math.pi * 200 * i / 1000)
+                    samples.append({"value": round(v, 6), "ts": t0 + i})
+                for k in range(0, len(samples), 500):
+                    readings(gw, "pump?metric=vib", samples[k:k + 500])
+                def windows():
+                    return [r for r in rx.records() if r["kind"] == "window"]
+                self.assertTrue(wait_until(lambda: len(windows()) == 8, timeout=5), rx.records()[-3:])
+                self.assertEqual([r for r in rx.records() if r["kind"] == "reading"], [])  # consumed
+                first, last = windows()[0], windows()[7]
+                self.assertEqual((first["ts"], first["count"], first["window_ms"]), (t0, 256, 256))
+                self.assertAlmostEqual(first["band_1"], 1.5 / math.sqrt(2), delta=0.05)
+                self.assertLess(first["band_2"], 0.05)
+                self.assertAlmostEqual(first["peak_hz"], 50, delta=4)
+                self.assertAlmostEqual(last["band_2"], 0.8 / math.sqrt(2), delta=0.05)
+                self.assertAlmostEqual(last["peak_hz"], 50, delta=4)
+                self.assertTrue(wait_until(
+                    lambda: any(r.get("detector") == "bearing" for r in rx.records()), timeout=5))
+                event = [r for r in rx.records() if r.get("detector") == "bearing"][0]
+                self.assertEqual(event["ts"], t0 + 256 * 6)
+                self.assertIn("band_2", event["reason"])
+                shown = gw.admin("GET", "/config", token=TOKEN).json()["pipelines"][0]["stages"][0]["fft"]
+                self.assertEqual(shown, {"size": 256, "sample_rate": 1000, "bands": [[20, 100], [100, 300]],
+                                         "metric": "vib"})
+
+
 MULTIVARIATE = """  - name: pumps
     from: [ lab ]
     stages:
@@ -300,6 +346,46 @@ class Webhooks(unittest.TestCase):
             silent.close()
 
 
+    def test_a_reload_does_not_open_a_fresh_allowance_while_calls_hang(self):
+        # Each reload started another 64 calls while the old ones still hung: connections (and
+        # file descriptors) piled up until the gateway could not accept any.
+        import socket
+        import threading
+        hole = socket.socket()
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(1024)
+        held = []
+        def accept():
+            while True:
+                try:
+                    held.append(hole.accept()[0])
+                except OSError:
+                    return
+        threading.Thread(target=accept, daemon=True).start()
+        try:
+            with Receiver() as rx:
+                hooked = HOOKED.replace("@HOOK@", str(hole.getsockname()[1])).replace(
+                    "timeout: 1s, retries: 2", "timeout: 60s, retries: 0")
+                text, port, admin = config(rx.port, pipelines=hooked)
+                with Gateway(text, admin_port=admin) as gw:
+                    now = int(time.time()) * 1000
+                    for round in range(3):
+                        if round:
+                            gw.reload_file(text + "# round %d\n" % round)
+                            self.assertEqual(gw.admin("POST", "/reload", token=TOKEN).status, 200)
+                        readings(gw, "boiler", [{"value": 150, "ts": now + round * 1000 + i} for i in range(100)])
+                        self.assertTrue(wait_until(lambda: self.rule(gw)["failed_actions"] == 100 * round + 36,
+                                                   timeout=10), self.rule(gw))
+                    time.sleep(0.5)
+                    self.assertEqual(len(held), 64)
+                    self.assertIn("more than 64 calls wait for webhook http://127.0.0.1:", self.rule(gw)["last_error"])
+                    self.assertNotIn("secret-query", self.rule(gw)["last_error"])
+        finally:
+            hole.close()
+            for c in held:
+                c.close()
+
+
 class WindowIds(unittest.TestCase):
     def test_a_changed_pipeline_gives_its_windows_other_ids(self):
         # The reload closes the open window early; the successor's window of the same interval
@@ -375,6 +461,13 @@ class StageConfigErrors(unittest.TestCase):
             ("      - detect: { name: d, method: hst, fields: [value], depth: 11 }\n", "depth must be an integer from 1 to 10"),
             ("      - detect: { name: d, fields: [value] }\n", "'fields' belongs to the hst method"),
             ("      - detect: { name: d, method: ewma, trees: 3 }\n", "'trees' belongs to the hst method"),
+            ("      - fft: { size: 1000, sample_rate: 1000, bands: [[1, 2]] }\n", "size is a power of two"),
+            ("      - fft: { bands: [[1, 2]] }\n", "an fft needs the readings' sample_rate in Hz"),
+            ("      - fft: { sample_rate: 1000 }\n", "an fft needs bands"),
+            ("      - fft: { sample_rate: 1000, bands: [[1, 600]] }\n", "band 1 must be [low, high) Hz"),
+            ("      - fft: { sample_rate: 1000, bands: [5] }\n", "a band is [low, high] in Hz"),
+            ("      - fft: { sample_rate: 1000, bands: [[a, 2]] }\n", "band low must be a number"),
+            ("      - fft: [ 1 ]\n", "fft is a map"),
             ("      - window: { tumbling: 1s, by: [device, device], aggregates: [count] }\n",
              "window.by lists 'device' twice"),
             ("      - detect: { name: d, method: trend, limit: 5 }\n", "a trend detector needs a limit and a horizon"),

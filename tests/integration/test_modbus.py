@@ -3,7 +3,9 @@ starts on a free port: every register type, byte and word order, scale and offse
 and timeouts counted per register; a device that stops answering does not stall another; a
 server that goes away and comes back; config errors with their line."""
 
+import json
 import os
+import signal
 import struct
 import sys
 import time
@@ -11,7 +13,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (LOCALHOST, Gateway, ModbusServer, Receiver, assert_refused_at, check_config, free_port,  # noqa: E402
-                     render, wait_until)
+                     http_request, render, wait_until)
 
 TOKEN = "Modbus-Adm1n-T0ken-0123456789"
 
@@ -269,6 +271,127 @@ class ModbusWrites(unittest.TestCase):
             ("register: setpoint, value: \"value * 2\" }", "register: setpoint }", "write needs a 'value'"),
         ]
         assert_refused_at(self, text, cases)
+
+
+ON_DEMAND = """
+listeners:
+  - name: public
+    address: @HOST@:@PORT@
+admin:
+  address: @HOST@:@ADMIN@
+  token: @TOKEN@
+connectors:
+  - { name: lab, kind: http, metric: command }
+  - name: plc
+    kind: modbus_tcp
+    address: @HOST@:@PLC@
+    poll: 200ms
+    timeout: 300ms
+    reconnect: { initial: 100ms, max: 500ms }
+    registers:
+      - { name: level, table: holding, address: 0 }
+      - { name: setpoint, table: holding, address: 1, writable: true }
+      - { name: pump_on, table: coil, address: 2, writable: true }
+pipelines:
+  - { name: commands, from: [ lab, plc ] }
+rules:
+  - name: set
+    when: "device == 'ctl'"
+    actions:
+      - write: { connector: plc, register: setpoint, value: "value" }
+  - name: switch
+    when: "device == 'switch'"
+    actions:
+      - write: { connector: plc, register: pump_on, value: "value" }
+access_log: { enabled: false }
+routes:
+  - { name: ingest, match: { path_prefix: /ingest/ }, ingest: lab }
+"""
+
+
+class ModbusWritesOnDemand(unittest.TestCase):
+    """Writes fired through HTTP ingest, against a device that misbehaves (outsider findings,
+    session 17)."""
+
+    def start(self, plc, rx):
+        port, admin = free_port(), free_port()
+        text = render(ON_DEMAND, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, PLC=plc.port)
+        return Gateway(text, admin_port=admin)
+
+    def fire(self, gw, device, values):
+        r = http_request(gw.port, "POST", "/ingest/" + device, body=json.dumps([{"value": v} for v in values]).encode(),
+                         headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 202, r.body)
+
+    def rules(self, gw):
+        return {r["name"]: r for r in gw.admin("GET", "/edge", token=TOKEN).json()["rules"]}
+
+    def test_a_stop_while_a_write_waits_on_a_silent_device_is_clean(self):
+        # The poll thread outlived the runtime and the process died of SIGSEGV at exit.
+        plc = ModbusServer().start()
+        try:
+            plc.set_registers(plc.holding, 0, [7, 0])
+            with Receiver() as rx:
+                gw = self.start(plc, rx)
+                with gw:
+                    self.assertTrue(wait_until(lambda: connector(gw, "plc")["polls"] >= 2, timeout=5))
+                    plc.silent = True
+                    self.fire(gw, "ctl", list(range(100)))
+                    time.sleep(0.5)
+                    gw.proc.send_signal(signal.SIGTERM)
+                    self.assertEqual(gw.proc.wait(timeout=10), 0, gw.log_text()[-800:])
+        finally:
+            plc.stop()
+
+    def test_a_write_while_the_device_is_down_fails_at_once_and_reconnects_keep_backing_off(self):
+        # A waiting write woke the reconnect pause at once, again and again: thousands of
+        # connects a second, and the write never failed.
+        plc = ModbusServer().start()
+        plc_port = plc.port
+        plc.stop()
+        with Receiver() as rx:
+            port, admin = free_port(), free_port()
+            text = render(ON_DEMAND, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, PLC=plc_port)
+            with Gateway(text, admin_port=admin) as gw:
+                self.assertTrue(wait_until(lambda: connector(gw, "plc")["connect_failures"] >= 2, timeout=5))
+                self.fire(gw, "ctl", [5])
+                self.assertTrue(wait_until(lambda: self.rules(gw)["set"]["failed_actions"] == 1, timeout=3),
+                                self.rules(gw)["set"])
+                self.assertIn("not connected", self.rules(gw)["set"]["last_error"])
+                before = connector(gw, "plc")["connect_failures"]
+                time.sleep(2)
+                # Pauses of 100 to 500 ms: at most about 20 attempts in 2 s, not thousands.
+                self.assertLess(connector(gw, "plc")["connect_failures"] - before, 25)
+
+    def test_coils_take_only_0_or_1_and_a_flood_keeps_the_newest_writes(self):
+        plc = ModbusServer().start()
+        plc.latency = 0.01  # each write takes a moment: the flood outruns them
+        try:
+            plc.set_registers(plc.holding, 0, [7, 0])
+            plc.coils[2] = 0
+            with Receiver() as rx:
+                with self.start(plc, rx) as gw:
+                    self.assertTrue(wait_until(lambda: connector(gw, "plc")["polls"] >= 1, timeout=5))
+                    self.fire(gw, "switch", [2])
+                    self.assertTrue(wait_until(lambda: self.rules(gw)["switch"]["failed_actions"] == 1, timeout=3))
+                    self.assertIn("2 does not fit a coil (0 or 1", self.rules(gw)["switch"]["last_error"])
+                    self.fire(gw, "switch", [1])
+                    self.assertTrue(wait_until(lambda: plc.coils.get(2) == 1, timeout=3))
+                    # 1,000 setpoints at once: the last one asked for is the one the device ends with.
+                    self.fire(gw, "ctl", list(range(1000)))
+                    self.assertTrue(wait_until(lambda: plc.holding.get(1) == 999, timeout=10),
+                                    (plc.holding.get(1), self.rules(gw)["set"]))
+                    self.assertTrue(wait_until(
+                        lambda: self.rules(gw)["set"]["writes"] + self.rules(gw)["set"]["failed_actions"] == 1000,
+                        timeout=5), self.rules(gw)["set"])
+                    regs = {r["name"]: r for r in connector(gw, "plc")["registers"]}
+                    rule = self.rules(gw)["set"]
+                    self.assertEqual(regs["setpoint"]["write_failures"], rule["failed_actions"])
+                    self.assertIn("newer ones came", rule["last_error"])
+                    metrics = gw.admin("GET", "/metrics", token=TOKEN).text
+                    self.assertIn('ganglion_edge_rule_total{rule="set",outcome="write"} %d' % rule["writes"], metrics)
+        finally:
+            plc.stop()
 
 
 class ModbusConfigErrors(unittest.TestCase):

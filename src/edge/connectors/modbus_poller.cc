@@ -78,12 +78,26 @@ bool ModbusPoller::sleepUntil(std::chrono::steady_clock::time_point deadline) {
 
 bool ModbusPoller::write(size_t index, double value, std::function<void(std::string)> done) {
   if (index >= config_.registers.size() || !config_.registers[index].writable) return false;
+  PendingWrite dropped{0, 0, nullptr};
   {
     std::lock_guard lock(mutex_);
-    if (stopping_ || writes_.size() >= kMaxPendingWrites) return false;
+    if (stopping_) return false;
+    if (writes_.size() >= kMaxPendingWrites) {
+      // The newest value is the one that counts (a setpoint): the oldest waiting write gives way.
+      dropped = std::move(writes_.front());
+      writes_.pop_front();
+    }
     writes_.push_back({index, value, std::move(done)});
   }
   wake_.notify_all();
+  if (dropped.done) {
+    const ModbusRegister& reg = config_.registers[dropped.index];
+    stats_->registers[dropped.index].write_failures.fetch_add(1, std::memory_order_relaxed);
+    dropped.done(
+        fmt::format("writing register '{}' ({} {}): not made: more than {} writes waited and "
+                    "newer ones came",
+                    reg.name, modbusTableName(reg.table), reg.address, kMaxPendingWrites));
+  }
   return true;
 }
 
@@ -109,6 +123,10 @@ bool ModbusPoller::applyWrites(Context& c, bool connected, const std::string& wh
       continue;
     }
     double raw = (w.value - reg.offset) / reg.scale;
+    if (reg.table == ModbusTable::kCoil && raw != 0 && raw != 1) {
+      fail(fmt::format("{} does not fit a coil (0 or 1, false or true)", w.value));
+      continue;
+    }
     if (reg.layout.type != RegisterType::kFloat32 && reg.layout.type != RegisterType::kFloat64)
       raw = std::round(raw);  // to the register's resolution
     uint16_t regs[4] = {0, 0, 0, 0};
@@ -179,7 +197,12 @@ void ModbusPoller::run() {
         noteError(fmt::format("cannot connect to {}: {}", where, modbus_strerror(errno)));
         const int64_t pause =
             doublingBackoffMs(config_.reconnect.initial.count(), config_.reconnect.max.count(), ++failures);
-        if (!sleepUntil(Clock::now() + std::chrono::milliseconds(pause))) return;
+        // Writes asked for meanwhile fail at once ("not connected") and do not cut the pause.
+        const auto until = Clock::now() + std::chrono::milliseconds(pause);
+        do {
+          applyWrites(c, false, where);
+          if (!sleepUntil(until)) return;
+        } while (Clock::now() < until);
         continue;
       }
       connected = true;

@@ -63,7 +63,8 @@ class ModbusPoller {
   /// Queues a write of `value` (in the readings' units: the register's scale and offset are
   /// undone, integers rounded) to register `index` (one the config marks writable); the poll
   /// thread makes it before its next poll and calls `done` there with "" or what went wrong.
-  /// False when kMaxPendingWrites wait already or the connector is stopping. Any thread.
+  /// When kMaxPendingWrites wait already, the oldest gives way (its `done` says so): the
+  /// newest value counts. False when the connector is stopping. Any thread.
   bool write(size_t index, double value, std::function<void(std::string)> done);
   static constexpr size_t kMaxPendingWrites = 64;
 
