@@ -1055,7 +1055,6 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       req.method = "POST";
       req.path = hook.path;
       req.headers = hook.headers;
-      req.headers.emplace_back("content-type", "application/json");
       req.body = job->body;
       auto answered =
           co_await upstream::exchangeIgnoringBody(worker, *up, job->host_header, req, hook.timeout);

@@ -310,6 +310,7 @@ class Webhooks(unittest.TestCase):
                 self.assertEqual((record["device"], record["value"], record["kind"]), ("boiler", 150, "reading"))
                 self.assertEqual(hook.headers[0]["authorization"], "Bearer hook-secret-token")
                 self.assertEqual(hook.headers[0]["Content-Type"], "application/json")
+                self.assertEqual([k for k in hook.headers[0] if k.lower() == "content-type"], ["Content-Type"])  # once
                 self.assertTrue(wait_until(lambda: self.rule(gw)["webhooks"] == 1, timeout=5))
                 # Failing: the first call and two retries, then a failed action that names no secret.
                 hook.status = 500
