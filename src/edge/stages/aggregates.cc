@@ -112,7 +112,9 @@ void Accumulator::sortSamples() { std::sort(samples.begin(), samples.end()); }
 std::optional<double> Accumulator::value(Aggregate a) const {
   if (n == 0) return std::nullopt;
   const double nn = static_cast<double>(n);
-  const double variance = m2 > 0 ? m2 / nn : 0.0;
+  // Past about 1e154 squares overflow: the second moment turns inf or NaN, and what depends on
+  // it is left out (never a 0 that looks like a calm signal).
+  const double variance = std::isnan(m2) ? m2 : std::max(m2, 0.0) / nn;
   auto finite = [](double v) -> std::optional<double> {
     if (!std::isfinite(v)) return std::nullopt;
     return v;
@@ -127,7 +129,8 @@ std::optional<double> Accumulator::value(Aggregate a) const {
     case Aggregate::kMax:
       return max;
     case Aggregate::kMean:
-      return finite(mean);
+      if (std::isfinite(mean)) return mean;
+      return finite(sum / nn);  // the running mean overflowed on a jump of 2e308; the sum may not
     case Aggregate::kStddev:
       return finite(std::sqrt(variance));
     case Aggregate::kVariance:
@@ -138,7 +141,7 @@ std::optional<double> Accumulator::value(Aggregate a) const {
       return finite(max - min);
     case Aggregate::kCrestFactor: {
       const double rms = std::sqrt(sumsq / nn);
-      if (!(rms > 0)) return std::nullopt;
+      if (!(rms > 0) || !std::isfinite(rms)) return std::nullopt;
       return finite(std::max(std::fabs(max), std::fabs(min)) / rms);
     }
     case Aggregate::kSkewness:

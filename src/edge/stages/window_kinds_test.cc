@@ -208,6 +208,20 @@ TEST(EdgeAggregates, PercentilesOfHugeValuesDoNotOverflow) {
   EXPECT_DOUBLE_EQ(*acc.value(Aggregate::kP99), 0.98e308);
 }
 
+TEST(EdgeAggregates, MomentsOfHugeValuesAreLeftOutNotZero) {
+  Accumulator acc;
+  for (double x : {1e308, -1e308}) acc.add(x, 0, true);
+  EXPECT_EQ(acc.value(Aggregate::kMean), 0.0);  // the sum is finite: the mean is too
+  for (Aggregate a : {Aggregate::kStddev, Aggregate::kVariance, Aggregate::kRms, Aggregate::kCrestFactor,
+                      Aggregate::kSkewness, Aggregate::kKurtosis})
+    EXPECT_FALSE(acc.value(a).has_value()) << aggregateName(a);
+  Accumulator big;
+  for (double x : {2e154, 3e154, 4e154}) big.add(x, 0, false);
+  EXPECT_FALSE(big.value(Aggregate::kCrestFactor).has_value());  // was 0: max / inf
+  EXPECT_FALSE(big.value(Aggregate::kRms).has_value());
+  EXPECT_NEAR(*big.value(Aggregate::kMean), 3e154, 1e140);
+}
+
 TEST(EdgeAggregates, MergingMatchesAddingOneByOne) {
   std::mt19937_64 rng(11);
   std::lognormal_distribution<double> skewed(1.0, 0.8);
