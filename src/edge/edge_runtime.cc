@@ -25,6 +25,7 @@
 #include "edge/queue/record_queue.h"
 #include "edge/record_json.h"
 #include "edge/rules/rule_runner.h"
+#include "edge/sinks/line_protocol.h"
 #include "edge/state/state_file.h"
 #include "upstream/exchange.h"
 #include "upstream/http_url.h"
@@ -75,6 +76,24 @@ std::string sinkFingerprint(const SinkConfig& s) {
   for (const auto& [name, value] : s.headers) headers[name] = value;  // a changed token is a change
   o["headers"] = std::move(headers);
   return json::serialize(o);
+}
+
+/// What a receiver's refusal says: InfluxDB's `error` (1.x) or `message` (2.x, 3.x) when the
+/// body is JSON, else its text; one line, at most 300 characters.
+std::string refusalMessage(std::string_view body) {
+  std::string text(body);
+  boost::system::error_code ec;
+  const json::value v = json::parse(body, ec);
+  if (!ec && v.is_object())
+    for (const char* key : {"error", "message"})
+      if (const json::value* m = v.get_object().if_contains(key); m && m->is_string()) {
+        text = m->get_string();
+        break;
+      }
+  for (char& c : text)
+    if (c == '\n' || c == '\r') c = ' ';
+  if (text.size() > 300) text = text.substr(0, 297) + "...";
+  return text;
 }
 
 }  // namespace
@@ -177,6 +196,9 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   // Counters, read by the main thread.
   std::atomic<uint64_t> queued_records{0}, queued_bytes{0}, delivered{0}, batches{0}, failures{0}, dropped{0};
   std::atomic<uint64_t> corrupt_bytes{0}, write_failures{0};
+  /// Records the receiver refused for good (413 alone, influxdb's 400 and 422) or that line
+  /// protocol cannot carry: dropped, never retried.
+  std::atomic<uint64_t> rejected{0};
   std::atomic<int64_t> oldest_enqueued_ms{0};
   std::atomic<bool> durable{false};
   std::atomic<bool> started{false};  ///< start() ran (its queue is open)
@@ -301,8 +323,9 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
 
   http::Task<void> deliverLoop() {
     const std::string upstream_name = "sink:" + config_.name;
+    const bool influx = config_.kind == "influxdb";
     uint32_t failed_in_row = 0;
-    std::string body;
+    std::string body, scratch;
     while (!stopped_) {
       const uint64_t live = queue_->records();
       if (live == 0) {
@@ -315,17 +338,41 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
             std::min<int64_t>(config_.batch.max_delay.count() - age, config_.batch.max_delay.count()), true);
         continue;
       }
-      // The batch: the first max_records records, in order.
-      body.assign("{\"records\":[");
-      const uint32_t in_batch = queue_->take(config_.batch.max_records, body);
-      body += "]}";
+      // The batch: the first max_records records (fewer once the receiver said 413), in order.
+      const uint32_t limit = std::min(config_.batch.max_records, batch_limit_);
+      uint32_t in_batch = 0;
+      LineProtocolBatch lines;
+      if (influx) {
+        scratch.clear();
+        in_batch = queue_->take(limit, scratch);
+        body.clear();
+        lines = appendLineProtocol(scratch, config_.precision, body);
+      } else {
+        body.assign("{\"records\":[");
+        in_batch = queue_->take(limit, body);
+        body += "]}";
+      }
       if (in_batch == 0) {
         queue_->finish(true);
         publish();
         continue;
       }
+      const uint32_t unwritable = influx ? in_batch - std::min(in_batch, lines.lines) : 0;
+      if (unwritable) {
+        rejected.fetch_add(unwritable, std::memory_order_relaxed);
+        noteError(fmt::format("{} records had nothing line protocol can carry and were left out: the first "
+                              "because {}",
+                              unwritable, lines.skip_reason.empty() ? "it was not JSON" : lines.skip_reason),
+                  false);
+        if (unwritable == in_batch) {
+          queue_->finish(true);
+          publish();
+          continue;
+        }
+      }
       auto up = host_.upstream(worker_, upstream_name);
       bool ok = false;
+      bool refused = false;  // the receiver will never take these: they go, counted as rejected
       if (!up) {
         noteError("the sink's upstream is not installed yet");
       } else {
@@ -333,25 +380,44 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
         req.method = "POST";
         req.path = config_.path;
         req.headers = config_.headers;
+        if (influx) req.content_type = "text/plain; charset=utf-8";
         req.body = body;
         auto answered = co_await upstream::exchangeIgnoringBody(host_.worker(worker_), *up, host_header_, req,
                                                                 config_.timeout);
-        if (!answered.status)
+        const int status = answered.status;
+        if (!status) {
           noteError(answered.failure);
-        else if (answered.status >= 200 && answered.status < 300)
+        } else if (status >= 200 && status < 300) {
           ok = true;
-        else
-          noteError(fmt::format("the receiver answered {}", answered.status));
+        } else if (status == 413 && in_batch > 1) {
+          // Too large for the receiver: the same records again, in halves, at once.
+          batch_limit_ = std::max<uint32_t>(1, in_batch / 2);
+          noteError(fmt::format("the receiver answered 413 to {} records: batches now hold at most {}",
+                                in_batch, batch_limit_));
+        } else if (status == 413 || (influx && (status == 400 || status == 422))) {
+          refused = true;
+          noteError(fmt::format("the receiver refused {} records for good ({}{}{}): they were dropped",
+                                in_batch, status, answered.refusal.empty() ? "" : ": ",
+                                refusalMessage(answered.refusal)));
+        } else {
+          noteError(fmt::format("the receiver answered {}{}{}", status, answered.refusal.empty() ? "" : ": ",
+                                refusalMessage(answered.refusal)));
+        }
       }
       if (stopped_ && !queue_) co_return;  // replaced while in flight: the successor owns the queue
-      queue_->finish(ok);
+      queue_->finish(ok || refused);
       publish();
       if (ok) {
         failed_in_row = 0;
         batches.fetch_add(1, std::memory_order_relaxed);
-        delivered.fetch_add(in_batch, std::memory_order_relaxed);
+        delivered.fetch_add(in_batch - unwritable, std::memory_order_relaxed);
         continue;
       }
+      if (refused) {
+        rejected.fetch_add(in_batch - unwritable, std::memory_order_relaxed);
+        continue;
+      }
+      if (batch_limit_ < limit) continue;  // halved: retried at once
       ++failed_in_row;
       const int64_t backoff =
           doublingBackoffMs(config_.retry.initial.count(), config_.retry.max.count(), failed_in_row);
@@ -372,7 +438,8 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   std::string told_corruption_;
   bool stopped_ = false;
   bool waiting_for_records_ = false;
-  bool overflowing_ = false;  // dropping since the queue last held under half of max_bytes
+  bool overflowing_ = false;           // dropping since the queue last held under half of max_bytes
+  uint32_t batch_limit_ = UINT32_MAX;  // halved at each 413
   int64_t told_overflow_ms_ = INT64_MIN / 2, told_refused_ms_ = INT64_MIN / 2;  // steady clock
   std::unique_ptr<asio::steady_timer> wake_;
   std::weak_ptr<SinkHost> successor_;
@@ -1718,6 +1785,7 @@ json::object EdgeRuntime::status() const {
     o["delivered"] = s->delivered.load();
     o["batches"] = s->batches.load();
     o["failures"] = s->failures.load();
+    o["rejected"] = s->rejected.load();
     o["dropped"] = s->dropped.load();
     o["durable"] = s->durable.load();
     if (s->durable.load()) {
@@ -1890,6 +1958,10 @@ void EdgeRuntime::render(std::string& out) const {
   family("ganglion_edge_sink_failures_total", "counter",
          "Deliveries that failed (no answer, or not 2xx); each is retried after a backoff.", sinks_, "sink",
          [](const SinkHost& s) { return s.failures.load(); });
+  family("ganglion_edge_sink_rejected_total", "counter",
+         "Records the receiver refused for good (413 for one record; influxdb's 400 and 422) or that line "
+         "protocol cannot carry: dropped, not retried.",
+         sinks_, "sink", [](const SinkHost& s) { return s.rejected.load(); });
   family("ganglion_edge_sink_dropped_total", "counter",
          "Records dropped because the sink's queue was full (queue.max_bytes) or its disk refused them.",
          sinks_, "sink", [](const SinkHost& s) { return s.dropped.load(); });

@@ -165,6 +165,8 @@ Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
   auto pipeline = std::make_unique<Pipeline>(spec.name, names, spec.max_series);
   Visible visible;
   visible.add(*names, "attrs");
+  // A window or fft consumes the readings it takes: one after it would get none.
+  std::string consumed_by;
   for (size_t i = 0; i < spec.stages.size(); ++i) {
     const StageSpec& stage = spec.stages[i];
     if (failed_stage) *failed_stage = i;  // an error returns at once: it is about this stage
@@ -185,6 +187,12 @@ Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
     } else if (const auto* downsample = std::get_if<DownsampleSpec>(&stage)) {
       pipeline->addStage(std::make_unique<DownsampleStage>(*downsample));
     } else if (const auto* window = std::get_if<WindowSpec>(&stage)) {
+      if (!consumed_by.empty())
+        return Error(
+            fmt::format("{}: the {} before it consumes the readings, so this window would get none "
+                        "(a window aggregates readings, not other windows' records)",
+                        where("window"), consumed_by));
+      consumed_by = where("window");
       if (window->size_ms <= 0)
         return Error(fmt::format("{}: the window's length must be positive", where("window")));
       if (window->kind == WindowKind::kHopping && (window->hop_ms <= 0 || window->hop_ms > window->size_ms ||
@@ -201,6 +209,10 @@ Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
       visible.add(*names, "window_ms");
       for (Aggregate a : window->aggregates) visible.add(*names, aggregateName(a));
     } else if (const auto* fft = std::get_if<FftSpec>(&stage)) {
+      if (!consumed_by.empty())
+        return Error(fmt::format("{}: the {} before it consumes the readings, so this fft would get none",
+                                 where("fft"), consumed_by));
+      consumed_by = where("fft");
       const uint32_t n = fft->size;
       if (n < 16 || n > kMaxFftSize || (n & (n - 1)))
         return Error(fmt::format("{}: size is a power of two from 16 to {}", where("fft"), kMaxFftSize));

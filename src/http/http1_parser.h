@@ -57,6 +57,9 @@ class Http1Parser {
   int errorStatus() const { return error_status_; }
   std::string_view errorReason() const { return error_reason_; }
   bool midMessage() const { return started_; }
+  /// The message ended with its head (a 204, 304 or 1xx answer, or one to HEAD): the next
+  /// feed() reports kComplete without needing a byte. Its caller must not wait for a body.
+  bool completePending() const { return complete_pending_; }
 
  private:
   static int onMessageBegin(llhttp_t* p);

@@ -87,12 +87,14 @@ http::Task<bool> readWholeBody(http::UpstreamConnection& uc, std::string& out, s
 http::Task<Answered> exchangeIgnoringBody(loop::Worker& worker, UpstreamRuntime& up, std::string_view host,
                                           const BufferedRequest& req, Millis timeout, size_t limit) {
   auto ex = co_await exchange(worker, up, host, req, timeout);
-  if (!ex.conn) co_return Answered{0, ex.failure.message};
+  if (!ex.conn) co_return Answered{0, ex.failure.message, {}};
   const int status = ex.status();
   std::string body;
   const bool whole = co_await readWholeBody(*ex.conn, body, limit, timeout);
   if (whole && ex.conn->parser.response().keep_alive) release(up, 0, std::move(ex.conn));
-  co_return Answered{status, {}};
+  Answered answered{status, {}, {}};
+  if (status < 200 || status >= 300) answered.refusal = body.substr(0, Answered::kRefusalBytes);
+  co_return answered;
 }
 
 }  // namespace ganglion::upstream

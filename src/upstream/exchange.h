@@ -34,6 +34,8 @@ http::Task<bool> readWholeBody(http::UpstreamConnection& uc, std::string& out, s
 struct Answered {
   int status = 0;  ///< 0: no answer (`failure` says why)
   std::string failure;
+  std::string refusal;  ///< a non-2xx answer's body, its first kRefusalBytes (what the peer said)
+  static constexpr size_t kRefusalBytes = 1024;
 };
 /// exchange() within `timeout`, then the answer's body read and dropped (at most `limit`
 /// bytes); the connection goes back to the pool when the body was read whole and it may be

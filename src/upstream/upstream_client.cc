@@ -169,6 +169,10 @@ Task<HeadRead> readResponseHead(http::UpstreamConnection& uc, Millis timeout, bo
 
 Task<BodyStatus> readBodySome(http::UpstreamConnection& uc, std::string& out, Millis timeout) {
   const auto& resp = uc.parser.response();
+  if (uc.parser.completePending()) {  // bodiless (204, 304, 1xx, HEAD): waiting would hang until the timeout
+    uc.parser.feed({});
+    co_return BodyStatus::kComplete;
+  }
   const bool until_close = !resp.has_content_length && !resp.chunked;
   if (resp.has_content_length && resp.content_length == 0) co_return BodyStatus::kComplete;
   const size_t had = out.size();

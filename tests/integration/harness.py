@@ -963,8 +963,11 @@ class Receiver:
                     owner.headers.append(dict(self.headers.items()))
                     if 200 <= status < 300:
                         owner.batches.append(json.loads(body))
-                reply = b'{"ok":true}'
                 self.send_response(status)
+                if status == 204:  # no body, and no Content-Length: as InfluxDB answers a write
+                    self.end_headers()
+                    return
+                reply = b'{"ok":true}'
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
@@ -1056,6 +1059,102 @@ class Mosquitto:
         cmd = ["mosquitto_pub", "-h", LOCALHOST, "-p", str(self.port), "-t", topic, "-q", str(qos), "-l", *args]
         subprocess.run(cmd, input="\n".join(payloads) + "\n", text=True, check=True, timeout=30,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+class InfluxDB:
+    """Runs Debian's InfluxDB 1.x server (`influxd`) for a with-block on free ports, its data in a
+    temporary directory, with database `db` created. `max_body_size` (bytes, 0: InfluxDB's 25 MB)
+    makes it answer 413 to larger writes. query() runs InfluxQL and returns the result's series."""
+
+    def __init__(self, db="plant", max_body_size=0):
+        self.port = free_port()
+        self.rpc_port = free_port()
+        self.db = db
+        self.max_body_size = max_body_size
+        self.dir = tempfile.mkdtemp(prefix="ganglion-influxdb-")
+        self.proc = None
+
+    def start(self):
+        exe = shutil.which("influxd")
+        if not exe:
+            raise unittest.SkipTest("influxd is not installed (scripts/install-deps.sh installs it)")
+        conf = os.path.join(self.dir, "influxdb.conf")
+        with open(conf, "w") as f:
+            f.write('reporting-disabled = true\nbind-address = "%s:%d"\n'
+                    '[meta]\n  dir = "%s/meta"\n'
+                    '[data]\n  dir = "%s/data"\n  wal-dir = "%s/wal"\n  query-log-enabled = false\n'
+                    '[http]\n  bind-address = "%s:%d"\n  log-enabled = false\n%s'
+                    '[monitor]\n  store-enabled = false\n' % (
+                        LOCALHOST, self.rpc_port, self.dir, self.dir, self.dir, LOCALHOST, self.port,
+                        "  max-body-size = %d\n" % self.max_body_size if self.max_body_size else ""))
+        self.log_file = open(os.path.join(self.dir, "influxd.log"), "wb")
+        self.proc = subprocess.Popen([exe, "-config", conf], stdout=self.log_file, stderr=subprocess.STDOUT)
+        if wait_for_port(self.port, self.proc, timeout=20):
+            if self.db:
+                self.query("CREATE DATABASE \"%s\"" % self.db, method="POST")
+            return self
+        self.stop()
+        raise RuntimeError("influxd did not start on port %d" % self.port)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        self.log_file.close()
+        if not os.environ.get("GANGLION_KEEP_TMP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def write_url(self, precision=None, db=None):
+        url = "http://%s:%d/write?db=%s" % (LOCALHOST, self.port, db or self.db)
+        return url + ("&precision=" + precision if precision else "")
+
+    def write(self, lines, precision="ms"):
+        """Writes line protocol directly; returns (status, body)."""
+        conn = http.client.HTTPConnection(LOCALHOST, self.port, timeout=10)
+        try:
+            conn.request("POST", "/write?db=%s&precision=%s" % (self.db, precision), body=lines.encode())
+            r = conn.getresponse()
+            return r.status, r.read().decode()
+        finally:
+            conn.close()
+
+    def query(self, q, method="GET"):
+        """Runs InfluxQL `q`; returns the first statement's series (a list of {name, columns, values,
+        tags}), with times as epoch milliseconds."""
+        import urllib.parse
+        params = urllib.parse.urlencode({"db": self.db, "q": q, "epoch": "ms"})
+        conn = http.client.HTTPConnection(LOCALHOST, self.port, timeout=10)
+        try:
+            if method == "POST":
+                conn.request("POST", "/query", body=params.encode(),
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+            else:
+                conn.request("GET", "/query?" + params)
+            r = conn.getresponse()
+            body = json.loads(r.read() or b"{}")
+        finally:
+            conn.close()
+        results = body.get("results") or [{}]
+        if "error" in results[0]:
+            raise RuntimeError("InfluxQL %r: %s" % (q, results[0]["error"]))
+        return results[0].get("series", [])
+
+    def rows(self, q):
+        """The rows of `q` as dicts (column: value), series after series."""
+        out = []
+        for s in self.query(q):
+            for v in s["values"]:
+                row = dict(zip(s["columns"], v))
+                row.update(s.get("tags") or {})
+                out.append(row)
+        return out
 
 
 class ModbusServer:

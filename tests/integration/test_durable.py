@@ -265,7 +265,7 @@ class CapAndDamage(DurableCase):
                 # A delivery failure later does not hide why the queue is in memory.
                 rx.status = 503
                 self.post(gw, "pump-1", [4])
-                self.assertTrue(wait_until(lambda: self.sink(gw).get("last_error") == "the receiver answered 503",
+                self.assertTrue(wait_until(lambda: self.sink(gw).get("last_error") == "the receiver answered 503: {\"ok\":true}",
                                            timeout=5))
                 self.assertIn("unusable", self.sink(gw)["queue_error"])
 
@@ -279,6 +279,9 @@ class CapAndDamage(DurableCase):
             text = text.replace("sinks:\n", "sinks:\n  - { name: %s, kind: http, url: http://%s:%d/ingest, "
                                 "queue: { durable: true } }\n" % (long_b, LOCALHOST, rx.port))
             with Gateway(text, admin_port=admin) as gw:
+                # A durable queue opens on its sink's worker after the gateway is ready: `open` first.
+                self.assertTrue(wait_until(lambda: all(s["open"] for s in gw.admin("GET", "/edge", token=TOKEN)
+                                                       .json()["sinks"]), timeout=5))
                 sinks = gw.admin("GET", "/edge", token=TOKEN).json()["sinks"]
                 self.assertEqual([s["durable"] for s in sinks], [True, True], sinks)
                 self.assertNotEqual(sinks[0]["queue_dir"], sinks[1]["queue_dir"])
@@ -293,6 +296,7 @@ class CapAndDamage(DurableCase):
                 self.assertTrue(wait_until(lambda: self.sink(first)["queued_records"] == 100, timeout=5))
                 other, _, other_admin = self.config(rx.port)  # same data_dir, other ports
                 with Gateway(other, admin_port=other_admin) as second:
+                    self.assertTrue(wait_until(lambda: self.sink(second)["open"], timeout=5))
                     s = self.sink(second)
                     self.assertFalse(s["durable"])
                     self.assertIn("is in use by another process", s["queue_error"])

@@ -127,6 +127,18 @@ TEST(EdgeFft, BuildErrorsSayWhatIsWrong) {
   EXPECT_NE(built.error().message.find("no number field 'band_2'"), std::string::npos);
   d.field = "band_1";
   EXPECT_TRUE(buildPipeline(PipelineSpec{.name = "p", .stages = {f, d}}, standardNames()).ok());
+  // A window or another fft after it would get no readings.
+  auto after =
+      buildPipeline(PipelineSpec{.name = "p", .stages = {f, WindowSpec{.aggregates = {Aggregate::kCount}}}},
+                    standardNames());
+  ASSERT_FALSE(after.ok());
+  EXPECT_EQ(after.error().message.substr(0, 60),
+            "stages[1].window: the stages[0].fft before it consumes the r");
+  auto twice =
+      buildPipeline(PipelineSpec{.name = "p", .stages = {WindowSpec{.aggregates = {Aggregate::kCount}}, f}},
+                    standardNames());
+  ASSERT_FALSE(twice.ok());
+  EXPECT_NE(twice.error().message.find("stages[1].fft: the stages[0].window before it"), std::string::npos);
 }
 
 }  // namespace

@@ -1,0 +1,206 @@
+#include "edge/sinks/line_protocol.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <limits>
+#include <utility>
+#include <vector>
+
+namespace ganglion::edge {
+
+namespace json = boost::json;
+
+namespace {
+
+std::string_view queryValue(std::string_view query, std::string_view key) {
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    const size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == key)
+      return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+  }
+  return {};
+}
+
+/// A name or tag value: commas, spaces and (`equals`) '=' escaped; newlines become spaces;
+/// trailing backslashes (which would escape the separator after them) are left out.
+void appendName(std::string& out, std::string_view s, bool equals) {
+  while (!s.empty() && s.back() == '\\') s.remove_suffix(1);
+  for (char c : s) {
+    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+    if (c == ',' || c == ' ' || (equals && c == '=')) out.push_back('\\');
+    out.push_back(c);
+  }
+}
+
+void appendStringField(std::string& out, std::string_view s) {
+  out.push_back('"');
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (c == '\n') {
+      out += "\\\\n";
+    } else if (c == '\r') {
+      out += "\\\\r";
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
+}
+
+/// A JSON scalar as text (tag values), or empty for null and containers.
+std::string scalarText(const json::value& v) {
+  if (v.is_string()) return std::string(v.get_string());
+  if (v.is_int64()) return std::to_string(v.get_int64());
+  if (v.is_uint64()) return std::to_string(v.get_uint64());
+  if (v.is_double()) return fmt::format("{}", v.get_double());
+  if (v.is_bool()) return v.get_bool() ? "true" : "false";
+  return {};
+}
+
+bool isRecordMember(std::string_view key) {
+  return key == "id" || key == "source" || key == "device" || key == "metric" || key == "ts" ||
+         key == "kind" || key == "quality" || key == "attrs";
+}
+
+/// The line of one record, or the reason it has none.
+std::string appendLine(std::string& out, const json::object& o, TimePrecision precision) {
+  const size_t start = out.size();
+  auto fail = [&](std::string why) {
+    out.resize(start);
+    return why;
+  };
+  const json::value* ts = o.if_contains("ts");
+  if (!ts || !ts->is_int64()) return fail("it has no integer ts");
+  int64_t stamp = ts->get_int64();
+  const int64_t scale = precision == TimePrecision::kNanoseconds    ? 1'000'000
+                        : precision == TimePrecision::kMicroseconds ? 1'000
+                                                                    : 1;
+  if (precision == TimePrecision::kSeconds) {
+    stamp = stamp >= 0 ? stamp / 1000 : -((-stamp + 999) / 1000);  // floor
+  } else if (stamp > std::numeric_limits<int64_t>::max() / scale ||
+             stamp < std::numeric_limits<int64_t>::min() / scale) {
+    return fail(fmt::format("its ts {} is out of line protocol's range", stamp));
+  } else {
+    stamp *= scale;
+  }
+
+  std::string measurement;
+  if (const json::value* m = o.if_contains("metric"); m && m->is_string() && !m->get_string().empty())
+    measurement = m->get_string();
+  else if (const json::value* k = o.if_contains("kind"); k && k->is_string())
+    measurement = k->get_string();
+  appendName(out, measurement, false);
+  if (out.size() == start) return fail("it has neither metric nor kind");
+
+  std::vector<std::pair<std::string, std::string>> tags;
+  for (std::string_view key : {"device", "source", "kind", "quality"})
+    if (const json::value* v = o.if_contains(key))
+      if (std::string text = scalarText(*v); !text.empty()) tags.emplace_back(key, std::move(text));
+  if (const json::value* attrs = o.if_contains("attrs"); attrs && attrs->is_object())
+    for (const auto& [key, v] : attrs->get_object()) {
+      if (key.empty() || key == "time" || isRecordMember(key)) continue;  // the record's own win
+      if (std::string text = scalarText(v); !text.empty()) tags.emplace_back(key, std::move(text));
+    }
+  std::sort(tags.begin(), tags.end());
+  std::string escaped_key, escaped_value;
+  for (const auto& [key, value] : tags) {
+    escaped_key.clear();
+    escaped_value.clear();
+    appendName(escaped_key, key, true);
+    appendName(escaped_value, value, true);
+    if (escaped_key.empty() || escaped_value.empty()) continue;  // nothing left to write
+    out.push_back(',');
+    out += escaped_key;
+    out.push_back('=');
+    out += escaped_value;
+  }
+
+  char sep = ' ';
+  for (const auto& [key, v] : o) {
+    if (isRecordMember(key) || key == "time") continue;
+    const size_t before = out.size();
+    out.push_back(sep);
+    appendName(out, key, true);
+    if (out.size() == before + 1) {
+      out.resize(before);
+      continue;
+    }
+    out.push_back('=');
+    if (v.is_double())
+      fmt::format_to(std::back_inserter(out), "{}", v.get_double());
+    else if (v.is_int64())
+      fmt::format_to(std::back_inserter(out), "{}", v.get_int64());
+    else if (v.is_uint64())
+      fmt::format_to(std::back_inserter(out), "{}", v.get_uint64());
+    else if (v.is_bool())
+      out += v.get_bool() ? "true" : "false";
+    else if (v.is_string())
+      appendStringField(out, v.get_string());
+    else {
+      out.resize(before);  // null (a number that was not finite) or a container: nothing to write
+      continue;
+    }
+    sep = ',';
+  }
+  if (sep == ' ') return fail("it has no number or text to write as a field");
+  fmt::format_to(std::back_inserter(out), " {}\n", stamp);
+  return {};
+}
+
+}  // namespace
+
+std::optional<TimePrecision> precisionOfQuery(std::string_view query, std::string& error) {
+  const std::string_view p = queryValue(query, "precision");
+  if (p.empty() || p == "ns" || p == "n" || p == "nanosecond") return TimePrecision::kNanoseconds;
+  if (p == "us" || p == "u" || p == "microsecond") return TimePrecision::kMicroseconds;
+  if (p == "ms" || p == "millisecond") return TimePrecision::kMilliseconds;
+  if (p == "s" || p == "second") return TimePrecision::kSeconds;
+  error = fmt::format(
+      "precision '{}' is not one of ns, us, ms, s (minutes and hours would merge readings into one point)",
+      p);
+  return std::nullopt;
+}
+
+LineProtocolBatch appendLineProtocol(std::string_view records_json, TimePrecision precision,
+                                     std::string& out) {
+  LineProtocolBatch result;
+  json::parser parser;
+  size_t at = 0;
+  auto skip = [&](std::string why) {
+    if (result.skipped++ == 0) result.skip_reason = std::move(why);
+  };
+  while (at < records_json.size()) {
+    while (at < records_json.size() && (records_json[at] == ',' || records_json[at] == ' ')) ++at;
+    if (at == records_json.size()) break;
+    parser.reset();
+    boost::system::error_code ec;
+    const size_t used = parser.write_some(records_json.data() + at, records_json.size() - at, ec);
+    if (ec) {
+      // Not JSON: the rest cannot be split into records either. Queued records are the
+      // gateway's own JSON (on disk behind a checksum), so this is a defect, said loudly.
+      skip(fmt::format("it is not JSON ({})", ec.message()));
+      break;
+    }
+    at += used;
+    const json::value v = parser.release();
+    if (!v.is_object()) {
+      skip("it is not a JSON object");
+      continue;
+    }
+    if (std::string why = appendLine(out, v.get_object(), precision); !why.empty()) {
+      skip(std::move(why));
+      continue;
+    }
+    ++result.lines;
+  }
+  return result;
+}
+
+}  // namespace ganglion::edge
