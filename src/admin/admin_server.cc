@@ -58,6 +58,13 @@ void AdminServer::addEndpoints() {
     router_.add("GET", "/edge", [this](Request&) -> asio::awaitable<Reply> {
       co_return Reply{200, "application/json", boost::json::serialize(api_.edge_status()) + "\n"};
     });
+  if (api_.edge_records)
+    router_.add("GET", "/edge/sinks/{name}/records", [this](Request& r) -> asio::awaitable<Reply> {
+      Result<std::string> body =
+          co_await api_.edge_records(std::string(r.param("name")), std::string(r.query));
+      if (!body) co_return errorReply(body.error());
+      co_return Reply{200, "application/json", std::move(*body)};
+    });
   router_.add("POST", "/reload", [this](Request&) -> asio::awaitable<Reply> {
     auto [status, body] = co_await api_.reload();
     co_return Reply{status, "application/json", std::move(body)};

@@ -38,6 +38,10 @@ struct AdminApi {
   std::function<boost::asio::awaitable<boost::json::array>()> llm_keys;
   /// GET /edge: pipelines, sinks and connectors with their counters (absent: no endpoint).
   std::function<boost::json::object()> edge_status;
+  /// GET /edge/sinks/{name}/records: a tsdb sink's records for the request's query string
+  /// (undecoded); the body, or an Error with its status (absent: no endpoint).
+  std::function<boost::asio::awaitable<Result<std::string>>(std::string sink, std::string query)>
+      edge_records;
   /// POST /config/check (absent: no such endpoint).
   ConfigCheckers check_config;
 };

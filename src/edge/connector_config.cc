@@ -439,8 +439,11 @@ const Schema<ConnectorConfig>& connectorSchema() {
            .kind = FieldKind::kCustom,
            .member = {},
            .default_text = "—",
-           .doc = "`mqtt`, required: the topic filters to take readings from "
-                  "([subscribe](#connector-subscribe)); a message is read by the first entry that matches.",
+           .doc = "`mqtt`: the topic filters to take readings from "
+                  "([subscribe](#connector-subscribe)); a message is read by the first entry that matches. "
+                  "Without it the connector only publishes (rules' `publish`, [`mqtt` "
+                  "sinks](edge.md#mqtt-sink)) "
+                  "and no pipeline may read it.",
            .type_text = "list",
            .read = readSubscriptions,
            .show = showSubscriptions},
@@ -744,10 +747,10 @@ void readConnectors(Reader& r, const config::Node& list, EdgeConfig& out) {
     readFields(connectorSchema(), n, c, r);
     if (c.kind == "mqtt") {
       if (!n["url"].IsDefined()) r.fail(n, "an mqtt connector needs 'url': mqtt://host:1883");
-      if (!n["subscribe"].IsDefined())
-        r.fail(n, "an mqtt connector needs 'subscribe': the topics to read");
-      else if (c.subscribe.empty() && r.errors.size() == errors)
-        r.fail(n["subscribe"], "subscribe lists at least one topic");
+      // Without `subscribe` it only publishes (rules' publish, mqtt sinks); a pipeline cannot read it.
+      if (n["subscribe"].IsDefined() && c.subscribe.empty() && r.errors.size() == errors)
+        r.fail(n["subscribe"],
+               "subscribe lists at least one topic (leave it out for a connector that only publishes)");
       if (n["client_id"].IsDefined() && c.client_id.empty())
         r.fail(n["client_id"], "client_id must not be empty (leave it out for ganglion-<name>)");
       if (c.client_id.empty()) c.client_id = "ganglion-" + c.name;

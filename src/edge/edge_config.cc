@@ -55,16 +55,10 @@ namespace {
 void readSinkKind(Reader& r, const config::Node& v, SinkConfig& c) {
   auto s = r.str(v, "sink kind");
   if (!s) return;
-  if (*s == "http" || *s == "influxdb") {
+  if (*s == "http" || *s == "influxdb" || *s == "mqtt" || *s == "tsdb")
     c.kind = *s;
-  } else if (*s == "mqtt" || *s == "tsdb") {
-    r.fail(v,
-           fmt::format(
-               "sink kind '{}' is not built yet (built: http, influxdb; docs/edge.md says what comes next)",
-               *s));
-  } else {
-    r.fail(v, fmt::format("unknown sink kind '{}' (built: http, influxdb)", *s));
-  }
+  else
+    r.fail(v, fmt::format("unknown sink kind '{}' (known: http, influxdb, mqtt, tsdb)", *s));
 }
 
 void readSinkHeaders(Reader& r, const config::Node& v, SinkConfig& c) { readHeaderMap(r, v, c.headers); }
@@ -73,9 +67,7 @@ json::value showSinkHeaders(const SinkConfig& c) { return showHeaderMap(c.header
 bool parseSinkUrl(SinkConfig& c, std::string& error) {
   if (!splitHttpUrl(c.url, c.https, c.host, c.port, c.path, error)) return false;
   if (c.kind != "influxdb") return true;
-  const size_t q = c.path.find('?');
-  const auto precision =
-      precisionOfQuery(q == std::string::npos ? "" : std::string_view(c.path).substr(q + 1), error);
+  const auto precision = precisionOfUrl(c.path, error);
   if (precision) c.precision = *precision;
   return precision.has_value();
 }
@@ -240,10 +232,14 @@ const Schema<SinkConfig>& sinkSchema() {
                "batches POSTed as InfluxDB line protocol to the write URL (1.x `/write?db=`, 2.x "
                "`/api/v2/write?org=&bucket=`, 3.x `/api/v3/write_lp?db=`); `2xx` delivers, `400` and `422` "
                "(points InfluxDB will never take) drop the batch, counted as rejected, `413` halves it "
-               "([InfluxDB sink](edge.md#influxdb-sink)). Planned, refused for now with that reason: `mqtt`, "
-               "`tsdb`.",
+               "([InfluxDB sink](edge.md#influxdb-sink)). `mqtt`: each record as a JSON message to `topic` "
+               "through "
+               "an mqtt `connector`; a batch is delivered when the broker acknowledged all of it "
+               "([MQTT sink](edge.md#mqtt-sink)). `tsdb`: records kept in a SQLite file in `edge.data_dir` "
+               "(`tsdb/<name>.sqlite`) for `retention`, read through the admin API "
+               "([local store](edge.md#tsdb-sink)).",
            .required = true,
-           .missing = "a sink needs a 'kind' (built: http, influxdb)",
+           .missing = "a sink needs a 'kind' (http, influxdb, mqtt or tsdb)",
            .type_text = "name",
            .read = readSinkKind,
            .show = [](const S& c) -> json::value { return json::string(c.kind); }},
@@ -251,11 +247,54 @@ const Schema<SinkConfig>& sinkSchema() {
            .kind = FieldKind::kString,
            .member = &S::url,
            .default_text = "—",
-           .doc = "`http://` or `https://` (verified against the system's CA store) host, port, path and "
-                  "query. For `influxdb`, the query's `precision` (`ns` when absent, `us`, `ms`, `s`) is the "
-                  "unit the lines' timestamps are written in.",
-           .required = true,
-           .missing = "an http sink needs a 'url'"},
+           .doc =
+               "`http` and `influxdb`, required: `http://` or `https://` (verified against the system's CA "
+               "store) host, port, path and query. For `influxdb`, the query's `precision` (`ns` when "
+               "absent, "
+               "`us`, `ms`, `s`) is the unit the lines' timestamps are written in."},
+          {.name = "connector",
+           .kind = FieldKind::kString,
+           .member = &S::connector,
+           .default_text = "—",
+           .doc =
+               "`mqtt`, required: an `mqtt` connector (one without `subscribe` only publishes); each record "
+               "goes to its broker as a message."},
+          {.name = "topic",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "—",
+           .doc =
+               "`mqtt`, required: the topic, with placeholders filled from the record: `{device}`, "
+               "`{metric}`, `{source}`, `{kind}`, `{rule}`, or a text field such as `{detector}` (a missing "
+               "one is empty). A record whose values would make the topic invalid is dropped, counted as "
+               "rejected.",
+           .type_text = "template",
+           .read =
+               [](Reader& r, const config::Node& v, S& c) {
+                 if (auto t = r.str(v, "topic")) parseTopicTemplate(r, v, *t, c.topic, /*sink=*/true);
+               },
+           .show = [](const S& c) -> json::value {
+             if (c.topic.text.empty()) return nullptr;
+             return json::string(c.topic.text);
+           }},
+          {.name = "qos",
+           .kind = FieldKind::kInteger,
+           .member = &S::qos,
+           .default_text = "`1`",
+           .doc = "`mqtt`: 0, 1 or 2. A batch is delivered once the broker acknowledged each of its messages "
+                  "(QoS 0: once written).",
+           .max = 2},
+          {.name = "retain",
+           .kind = FieldKind::kBool,
+           .member = &S::retain,
+           .default_text = "`false`",
+           .doc = "`mqtt`: the broker keeps each topic's last message for new subscribers."},
+          {.name = "retention",
+           .kind = FieldKind::kDuration,
+           .member = &S::retention,
+           .default_text = "`168h` (7 days)",
+           .doc = "`tsdb`: records whose `ts` is older than this are deleted (checked once a minute).",
+           .min = 60'000},
           {.name = "headers",
            .kind = FieldKind::kCustom,
            .member = {},
@@ -396,7 +435,40 @@ void readSinks(Reader& r, const config::Node& list, EdgeConfig& out) {
     const size_t errors = r.errors.size();
     readFields(sinkSchema(), n, s, r);
     if (s.retry.max < s.retry.initial) r.fail(n["retry"], "retry.max must be at least retry.initial");
-    if (!s.url.empty()) {
+    const bool mqtt_sink = s.kind == "mqtt";
+    const bool local_sink = s.kind == "tsdb";
+    if (mqtt_sink || local_sink) {
+      for (const char* http_only : {"url", "headers", "timeout"})
+        if (n[http_only].IsDefined())
+          r.fail(n[http_only], fmt::format("'{}' is for http and influxdb sinks: {}", http_only,
+                                           mqtt_sink ? "an mqtt sink sends through its connector"
+                                                     : "a tsdb sink writes a file in edge.data_dir"));
+    }
+    if (!local_sink && n["retention"].IsDefined()) r.fail(n["retention"], "'retention' is for tsdb sinks");
+    if (local_sink) {
+      for (const char* mqtt_only : {"connector", "topic", "qos", "retain"})
+        if (n[mqtt_only].IsDefined()) r.fail(n[mqtt_only], fmt::format("'{}' is for mqtt sinks", mqtt_only));
+    } else if (mqtt_sink) {
+      if (!n["connector"].IsDefined()) r.fail(n, "an mqtt sink needs a 'connector' (an mqtt connector)");
+      if (!n["topic"].IsDefined()) r.fail(n, "an mqtt sink needs a 'topic'");
+      const auto c = std::find_if(out.connectors.begin(), out.connectors.end(),
+                                  [&](const ConnectorConfig& k) { return k.name == s.connector; });
+      if (!s.connector.empty() && c == out.connectors.end() && !out.refused(s.connector))
+        r.fail(n["connector"],
+               fmt::format("sink '{}' sends through unknown connector '{}'", s.name, s.connector));
+      else if (c != out.connectors.end() && c->kind != "mqtt")
+        r.fail(n["connector"], fmt::format("sink '{}' sends through connector '{}', which is {}, not mqtt",
+                                           s.name, s.connector, c->kind));
+      else if (const MqttSubscription* sub = subscriptionReading(out, s.connector, s.topic))
+        r.fail(n["topic"], fmt::format("sink '{}' publishes to '{}', which connector '{}' reads ('{}'): each "
+                                       "record would come back as a reading",
+                                       s.name, s.topic.text, s.connector, sub->topic));
+    } else if (!s.kind.empty()) {
+      for (const char* mqtt_only : {"connector", "topic", "qos", "retain"})
+        if (n[mqtt_only].IsDefined()) r.fail(n[mqtt_only], fmt::format("'{}' is for mqtt sinks", mqtt_only));
+      if (!n["url"].IsDefined()) r.fail(n, fmt::format("an {} sink needs a 'url'", s.kind));
+    }
+    if (!s.url.empty() && !mqtt_sink && !local_sink) {
       std::string error;
       if (!parseSinkUrl(s, error)) r.fail(n["url"], error);
     }
@@ -404,10 +476,11 @@ void readSinks(Reader& r, const config::Node& list, EdgeConfig& out) {
     if (r.errors.size() != errors) return out.refused_names.push_back(s.name);
     for (const auto& other : out.sinks)
       if (other.name == s.name) return r.fail(n["name"], fmt::format("duplicate sink name '{}'", s.name));
-    if (auto made =
-            makeTargetUpstream("sink:" + s.name, s.host, s.port, s.https, s.timeout, s.at, s.upstream);
-        !made)
-      return r.fail(n, made.error().message);
+    if (!mqtt_sink && !local_sink)
+      if (auto made =
+              makeTargetUpstream("sink:" + s.name, s.host, s.port, s.https, s.timeout, s.at, s.upstream);
+          !made)
+        return r.fail(n, made.error().message);
     out.sinks.push_back(std::move(s));
   });
 }
@@ -423,10 +496,15 @@ void readPipelines(Reader& r, const config::Node& list, EdgeConfig& out) {
     if (n["name"].IsDefined() && p.name.empty())
       r.fail(n["name"], "a pipeline's name must not be empty (it names its files and its records' ids)");
     for (const auto& c : p.from) {
-      const bool known = std::any_of(out.connectors.begin(), out.connectors.end(),
-                                     [&](const ConnectorConfig& k) { return k.name == c; });
-      if (!known && !out.refused(c))
+      const auto known = std::find_if(out.connectors.begin(), out.connectors.end(),
+                                      [&](const ConnectorConfig& k) { return k.name == c; });
+      if (known == out.connectors.end() && !out.refused(c))
         r.fail(n["from"], fmt::format("pipeline '{}' reads unknown connector '{}'", p.name, c));
+      else if (known != out.connectors.end() && known->kind == "mqtt" && known->subscribe.empty())
+        r.fail(n["from"],
+               fmt::format("pipeline '{}' reads connector '{}', which subscribes to nothing (it only "
+                           "publishes): give it 'subscribe'",
+                           p.name, c));
     }
     if (n["from"].IsDefined() && p.from.empty()) r.fail(n["from"], "from lists at least one connector");
     for (const auto& s : p.to) {

@@ -110,13 +110,25 @@ struct SinkQueueConfig {
   uint64_t max_bytes = 64ull << 20;
 };
 
+/// A topic with `{device}`-style placeholders, split once at load.
+struct TopicTemplate {
+  struct Piece {
+    bool placeholder = false;
+    std::string text;  ///< literal text, or the placeholder's name
+  };
+  std::string text;
+  std::vector<Piece> pieces;
+};
+
 struct SinkRetryConfig {
   Millis initial{500};
   Millis max{30'000};
 };
 
-/// A northbound sink. Built today: `http` (JSON batches `{"records": [...]}`, any 2xx delivers)
-/// and `influxdb` (line protocol batches to a write URL).
+/// A northbound sink. Built today: `http` (JSON batches `{"records": [...]}`, any 2xx delivers),
+/// `influxdb` (line protocol batches to a write URL) and `mqtt` (each record a message through
+/// an mqtt connector; delivered when the broker acknowledged all of a batch) and `tsdb` (a
+/// SQLite file in edge.data_dir, read through the admin API).
 struct SinkConfig {
   std::string name;
   std::string kind;
@@ -132,6 +144,13 @@ struct SinkConfig {
   uint16_t port = 80;
   std::string path = "/";
   TimePrecision precision = TimePrecision::kNanoseconds;  ///< influxdb: the URL's `precision`
+  // kind mqtt (no url):
+  std::string connector;  ///< an mqtt connector: its broker gets the records
+  TopicTemplate topic;
+  uint32_t qos = 1;
+  bool retain = false;
+  // kind tsdb (no url): records older than this (by ts) are deleted.
+  Millis retention{7LL * 24 * 3600 * 1000};
   /// How the gateway reaches it: an upstream named "sink:<name>" with one target, pooled
   /// like any other (TLS verified against the system store for https).
   upstream::UpstreamConfig upstream;
@@ -171,16 +190,6 @@ struct PipelineConfig {
   PipelineSpec spec;        ///< the stages, checked by building the pipeline once
   std::string fingerprint;  ///< the pipeline's settings as JSON: equal means unchanged
   config::Place at;
-};
-
-/// A topic with `{device}`-style placeholders, split once at load.
-struct TopicTemplate {
-  struct Piece {
-    bool placeholder = false;
-    std::string text;  ///< literal text, or the placeholder's name
-  };
-  std::string text;
-  std::vector<Piece> pieces;
 };
 
 /// `publish: { connector, topic, qos, retain }`: the record as JSON to an MQTT connector's broker.
@@ -278,6 +287,16 @@ struct EdgeConfig {
   }
   bool empty() const { return connectors.empty() && sinks.empty() && pipelines.empty(); }
 };
+
+/// Splits `text` at its `{placeholders}` into `out`; false (with the error in `r`, at `v`) when
+/// it is not a topic. A sink's topic (`sink`) is filled from a record's JSON, which does not
+/// name its pipeline. Config load.
+bool parseTopicTemplate(config::Reader& r, const config::Node& v, std::string_view text, TopicTemplate& out,
+                        bool sink = false);
+/// The subscription of connector `connector` in `cfg` that would read what is published to
+/// `topic` (each message would come back as a reading: a loop), or nullptr. Config load.
+const MqttSubscription* subscriptionReading(const EdgeConfig& cfg, const std::string& connector,
+                                            const TopicTemplate& topic);
 
 void readConnectors(config::Reader& r, const config::Node& list, EdgeConfig& out);
 void readSinks(config::Reader& r, const config::Node& list, EdgeConfig& out);

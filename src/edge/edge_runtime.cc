@@ -12,6 +12,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "base/hash.h"
@@ -26,7 +27,10 @@
 #include "edge/record_json.h"
 #include "edge/rules/rule_runner.h"
 #include "edge/sinks/line_protocol.h"
+#include "edge/sinks/record_batch.h"
+#include "edge/sinks/tsdb.h"
 #include "edge/state/state_file.h"
+#include "loop/pools.h"
 #include "upstream/exchange.h"
 #include "upstream/http_url.h"
 
@@ -78,6 +82,14 @@ std::string sinkFingerprint(const SinkConfig& s) {
   return json::serialize(o);
 }
 
+/// `fn()` on the blocking pool, for results that are not default-constructible (Result<T>:
+/// co_spawn needs one to start from).
+template <class Fn>
+asio::awaitable<std::invoke_result_t<Fn&>> onBlockingPool(Fn fn) {
+  auto result = co_await loop::runBlocking([&fn] { return std::optional<std::invoke_result_t<Fn&>>(fn()); });
+  co_return std::move(*result);
+}
+
 /// What a receiver's refusal says: InfluxDB's `error` (1.x) or `message` (2.x, 3.x) when the
 /// body is JSON, else its text; one line, at most 300 characters.
 std::string refusalMessage(std::string_view body) {
@@ -116,12 +128,13 @@ void IncomingReadings::add(const DecodedReading& r) {
 
 class SinkHost : public std::enable_shared_from_this<SinkHost> {
  public:
-  SinkHost(EdgeHost& host, SinkConfig config, size_t worker, std::string queue_dir)
+  SinkHost(EdgeHost& host, SinkConfig config, size_t worker, std::string queue_dir, std::string tsdb_path)
       : host_(host),
         config_(std::move(config)),
         worker_(worker),
         fingerprint_(sinkFingerprint(config_)),
-        queue_dir_(std::move(queue_dir)) {
+        queue_dir_(std::move(queue_dir)),
+        tsdb_path_(std::move(tsdb_path)) {
     host_header_ = upstream::hostHeader(config_.host, config_.port, config_.https);
   }
 
@@ -129,11 +142,13 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   const std::string& fingerprint() const { return fingerprint_; }
   size_t worker() const { return worker_; }
   const std::string& queueDir() const { return queue_dir_; }
+  const std::string& tsdbPath() const { return tsdb_path_; }
 
   /// Starts delivering; `previous` (same name, settings changed) hands over its queue. On the
   /// sink's worker (opening a durable queue reads its files once).
   void start(std::shared_ptr<SinkHost> previous) {
     wake_ = std::make_unique<asio::steady_timer>(host_.worker(worker_).io());
+    acks_ = std::make_unique<asio::steady_timer>(host_.worker(worker_).io());
     std::unique_ptr<RecordQueue> handed;
     if (previous) {
       handed = std::move(previous->queue_);
@@ -167,7 +182,12 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
     durable_ = nullptr;
     queue_.reset();
     if (wake_) wake_->cancel();
+    if (acks_) acks_->cancel();
   }
+
+  /// An mqtt sink's connector in this config version (a changed connector is a new object).
+  /// After start(), on the sink's worker.
+  void bindConnector(std::shared_ptr<MqttConnector> connector) { connector_ = std::move(connector); }
 
   /// Appends records (in order). On the sink's worker.
   void enqueue(std::vector<QueuedRecord> records) {
@@ -196,6 +216,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   // Counters, read by the main thread.
   std::atomic<uint64_t> queued_records{0}, queued_bytes{0}, delivered{0}, batches{0}, failures{0}, dropped{0};
   std::atomic<uint64_t> corrupt_bytes{0}, write_failures{0};
+  std::atomic<uint64_t> expired{0};  ///< a tsdb sink's records deleted past its retention
   /// Records the receiver refused for good (413 alone, influxdb's 400 and 422) or that line
   /// protocol cannot carry: dropped, never retried.
   std::atomic<uint64_t> rejected{0};
@@ -321,9 +342,155 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
 
   static http::Task<void> run(std::shared_ptr<SinkHost> self) { co_await self->deliverLoop(); }
 
+  /// A tsdb sink's batch into its store, in one transaction (records stored already, sent
+  /// again after a crash, are skipped); then, at most once a minute, the records past the
+  /// retention go. False when the store could not be written (the batch is kept and retried).
+  http::Task<bool> writeLocal(std::string_view records) {
+    if (!tsdb_) {
+      auto opened = co_await onBlockingPool([path = &tsdb_path_] { return TsdbStore::open(*path); });
+      if (!opened) {
+        noteError(opened.error().message);
+        co_return false;
+      }
+      tsdb_ = std::move(*opened);
+    }
+    TsdbStore* store = tsdb_.get();
+    auto written = co_await onBlockingPool([store, records] { return store->write(records); });
+    if (!written) {
+      noteError(written.error().message);
+      co_return false;
+    }
+    batches.fetch_add(1, std::memory_order_relaxed);
+    delivered.fetch_add(written->stored + written->duplicates, std::memory_order_relaxed);
+    if (written->unusable) {
+      rejected.fetch_add(written->unusable, std::memory_order_relaxed);
+      noteError(fmt::format("{} records could not be stored and were dropped: {}", written->unusable,
+                            written->unusable_reason),
+                false);
+    }
+    if (const int64_t now = steadyMillis(); now - pruned_ms_ >= 60'000) {
+      pruned_ms_ = now;
+      const int64_t before = wallMillis() - config_.retention.count();
+      auto pruned = co_await onBlockingPool([store, before] { return store->prune(before); });
+      if (pruned)
+        expired.fetch_add(*pruned, std::memory_order_relaxed);
+      else
+        noteError(pruned.error().message, false);
+    }
+    co_return true;
+  }
+
+  /// What the receiver's refusal says, with the values of the sink's headers (tokens) taken
+  /// out: a receiver or proxy that echoes the request would put them in GET /edge.
+  std::string said(std::string_view refusal) const {
+    std::string text = refusalMessage(refusal);
+    for (const auto& [name, value] : config_.headers) {
+      if (value.size() < 4) continue;
+      for (size_t at = text.find(value); at != std::string::npos; at = text.find(value, at + 10))
+        text.replace(at, value.size(), "<redacted>");
+    }
+    return text;
+  }
+
+  /// What an mqtt batch came to: messages acknowledged, records dropped for good (no valid
+  /// topic, or a refusal that cannot change), messages to send again (the batch then is).
+  struct MqttOutcome {
+    uint32_t delivered = 0, rejected = 0, failed = 0;
+    bool too_large = false;  // more bytes than the connector keeps waiting: split the batch
+  };
+  /// MQTT 5 refusals that the same message will always get: topic name invalid, packet too
+  /// large, payload format invalid. Others (not authorized, quota exceeded) may pass later.
+  static bool refusedForGood(int reason) { return reason == 0x90 || reason == 0x95 || reason == 0x99; }
+
+  /// Publishes each record of `records` (as RecordQueue::take handed them) through the
+  /// connector and waits until the broker has acknowledged or refused every one.
+  http::Task<MqttOutcome> publishBatch(std::string_view records, uint32_t in_batch) {
+    MqttOutcome out;
+    auto connector = connector_;
+    if (!connector || !connector->stats()->connected.load(std::memory_order_relaxed)) {
+      out.failed = in_batch;
+      noteError(fmt::format("connector '{}' is not connected to its broker", config_.connector));
+      co_return out;
+    }
+    std::vector<std::pair<std::string, std::string>> messages;
+    size_t bytes = 0;
+    std::string first_why, error;
+    forEachRecord(
+        records,
+        [&](std::string_view text, const json::object* record) {
+          std::string topic = record ? topicOf(config_.topic, *record, error) : std::string();
+          if (topic.empty()) {
+            if (first_why.empty()) first_why = record ? error : "it is not a JSON object";
+            return;
+          }
+          bytes += topic.size() + text.size();
+          messages.emplace_back(std::move(topic), std::string(text));
+        },
+        error);
+    if (bytes > MqttConnector::kMaxOutgoingBytes / 2 && in_batch > 1) {
+      out.too_large = true;
+      co_return out;
+    }
+    out.rejected = in_batch - static_cast<uint32_t>(messages.size());
+    if (out.rejected)
+      noteError(fmt::format("{} records could not be published and were dropped: the first because {}",
+                            out.rejected, first_why.empty() ? error : first_why),
+                false);
+    if (messages.empty()) co_return out;
+    struct Acks {
+      size_t waiting = 0;
+      uint32_t delivered = 0, refused = 0, failed = 0;
+      int reason = 0;  // the first failure's
+    };
+    auto acks = std::make_shared<Acks>();
+    acks->waiting = messages.size();
+    const size_t sent = messages.size();
+    loop::Worker& home = host_.worker(worker_);
+    connector->worker().post([connector, self = shared_from_this(), acks, &home,
+                              messages = std::move(messages), qos = static_cast<uint8_t>(config_.qos),
+                              retain = config_.retain]() mutable {
+      for (auto& [topic, payload] : messages)
+        connector->publish(std::move(topic), std::move(payload), qos, retain,
+                           [self, acks, &home](int reason) {
+                             home.post([self, acks, reason] {
+                               if (reason == 0) {
+                                 ++acks->delivered;
+                               } else if (refusedForGood(reason)) {
+                                 ++acks->refused;
+                               } else {
+                                 if (!acks->failed++) acks->reason = reason;
+                               }
+                               if (--acks->waiting == 0 && self->acks_) self->acks_->cancel();
+                             });
+                           });
+    });
+    while (acks->waiting > 0 && !stopped_) {
+      acks_->expires_at(asio::steady_timer::time_point::max());
+      co_await acks_->async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    if (acks->waiting > 0) {  // stopped: the successor sends the batch again
+      out.failed = in_batch;
+      co_return out;
+    }
+    out.failed = acks->failed;
+    if (acks->failed) {
+      noteError(fmt::format("{} of {} messages were not delivered ({}): the batch is sent again",
+                            acks->failed, sent, MqttConnector::publishReasonText(acks->reason)));
+      co_return out;
+    }
+    out.delivered = acks->delivered;
+    if (acks->refused) {
+      out.rejected += acks->refused;
+      noteError(fmt::format("the broker refused {} messages for good: they were dropped", acks->refused));
+    }
+    co_return out;
+  }
+
   http::Task<void> deliverLoop() {
     const std::string upstream_name = "sink:" + config_.name;
     const bool influx = config_.kind == "influxdb";
+    const bool mqtt = config_.kind == "mqtt";
+    const bool local = config_.kind == "tsdb";
     uint32_t failed_in_row = 0;
     std::string body, scratch;
     while (!stopped_) {
@@ -339,10 +506,15 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
         continue;
       }
       // The batch: the first max_records records (fewer once the receiver said 413), in order.
-      const uint32_t limit = std::min(config_.batch.max_records, batch_limit_);
+      uint32_t limit = std::min(config_.batch.max_records, batch_limit_);
+      // An mqtt batch waits in its connector's outgoing queue: at most half of what it keeps.
+      if (mqtt) limit = std::min<uint32_t>(limit, MqttConnector::kMaxOutgoing / 2);
       uint32_t in_batch = 0;
       LineProtocolBatch lines;
-      if (influx) {
+      if (mqtt || local) {
+        scratch.clear();
+        in_batch = queue_->take(limit, scratch);
+      } else if (influx) {
         scratch.clear();
         in_batch = queue_->take(limit, scratch);
         body.clear();
@@ -355,6 +527,42 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
       if (in_batch == 0) {
         queue_->finish(true);
         publish();
+        continue;
+      }
+      if (local) {
+        const bool done = co_await writeLocal(scratch);
+        if (stopped_ && !queue_) co_return;  // replaced while in flight: the successor owns the queue
+        queue_->finish(done);
+        publish();
+        if (done) {
+          failed_in_row = 0;
+          continue;
+        }
+        ++failed_in_row;
+        co_await sleep(
+            doublingBackoffMs(config_.retry.initial.count(), config_.retry.max.count(), failed_in_row),
+            false);
+        continue;
+      }
+      if (mqtt) {
+        const MqttOutcome m = co_await publishBatch(scratch, in_batch);
+        if (stopped_ && !queue_) co_return;  // replaced while in flight: the successor owns the queue
+        if (m.too_large) batch_limit_ = std::max<uint32_t>(1, in_batch / 2);
+        const bool done = m.failed == 0 && !m.too_large;
+        queue_->finish(done);
+        publish();
+        if (done) {
+          failed_in_row = 0;
+          batches.fetch_add(1, std::memory_order_relaxed);
+          delivered.fetch_add(m.delivered, std::memory_order_relaxed);
+          rejected.fetch_add(m.rejected, std::memory_order_relaxed);
+          continue;
+        }
+        if (m.too_large) continue;  // split: at once
+        ++failed_in_row;
+        co_await sleep(
+            doublingBackoffMs(config_.retry.initial.count(), config_.retry.max.count(), failed_in_row),
+            false);
         continue;
       }
       const uint32_t unwritable = influx ? in_batch - std::min(in_batch, lines.lines) : 0;
@@ -398,10 +606,10 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
           refused = true;
           noteError(fmt::format("the receiver refused {} records for good ({}{}{}): they were dropped",
                                 in_batch, status, answered.refusal.empty() ? "" : ": ",
-                                refusalMessage(answered.refusal)));
+                                said(answered.refusal)));
         } else {
           noteError(fmt::format("the receiver answered {}{}{}", status, answered.refusal.empty() ? "" : ": ",
-                                refusalMessage(answered.refusal)));
+                                said(answered.refusal)));
         }
       }
       if (stopped_ && !queue_) co_return;  // replaced while in flight: the successor owns the queue
@@ -431,7 +639,10 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   std::string fingerprint_;
   std::string host_header_;
   std::string queue_dir_;
+  std::string tsdb_path_;
   // Worker-owned:
+  std::unique_ptr<TsdbStore> tsdb_;  // a tsdb sink's store, opened at its first batch
+  int64_t pruned_ms_ = 0;            // steady clock: the last retention check
   std::unique_ptr<RecordQueue> queue_;
   DurableQueue* durable_ = nullptr;  // queue_, when it is on disk
   GroupCommit<std::function<void()>> commit_;
@@ -442,6 +653,8 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   uint32_t batch_limit_ = UINT32_MAX;  // halved at each 413
   int64_t told_overflow_ms_ = INT64_MIN / 2, told_refused_ms_ = INT64_MIN / 2;  // steady clock
   std::unique_ptr<asio::steady_timer> wake_;
+  std::unique_ptr<asio::steady_timer> acks_;  // an mqtt batch waits on it for its acknowledgements
+  std::shared_ptr<MqttConnector> connector_;  // mqtt sinks
   std::weak_ptr<SinkHost> successor_;
 };
 
@@ -1408,7 +1621,8 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
     for (auto& s : sinks_)
       if (s->config().name == sc.name) previous = s;
     auto fresh = std::make_shared<SinkHost>(host_, sc, workerFor(sc.name, workers),
-                                            (data_dir / "queues" / fileName(sc.name)).string());
+                                            (data_dir / "queues" / fileName(sc.name)).string(),
+                                            (data_dir / "tsdb" / (fileName(sc.name) + ".sqlite")).string());
     if (previous && previous->fingerprint() == fresh->fingerprint() &&
         previous->queueDir() == fresh->queueDir()) {
       sinks.push_back(previous);
@@ -1534,6 +1748,14 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
   pipelines_ = std::move(pipelines);
   sinks_ = std::move(sinks);
   installConnectors(cfg, workers);
+  // MQTT sinks send through this version's connectors (after their own start(), same worker).
+  for (auto& s : sinks_) {
+    if (s->config().kind != "mqtt") continue;
+    std::shared_ptr<MqttConnector> connector;
+    for (auto& m : mqtt_)
+      if (m->config().name == s->config().connector) connector = m;
+    host_.worker(s->worker()).post([s, connector] { s->bindConnector(connector); });
+  }
   installRules(cfg);
   // After their sinks and rules are set: what the ingest logs gave back runs first.
   for (auto& p : fresh_ones) host_.worker(p->worker()).post([p] { p->kick(); });
@@ -1736,6 +1958,25 @@ void EdgeRuntime::countIngest(std::string_view connector, size_t readings, size_
   s.refused.fetch_add(refused, std::memory_order_relaxed);
 }
 
+asio::awaitable<Result<std::string>> EdgeRuntime::sinkRecords(std::string sink, std::string query) {
+  std::string path;
+  for (const auto& s : sinks_)
+    if (s->config().name == sink) {
+      if (s->config().kind != "tsdb")
+        co_return Error(fmt::format("sink '{}' is a {} sink: only tsdb sinks keep records to read", sink,
+                                    s->config().kind),
+                        "not_a_tsdb_sink", 404);
+      path = s->tsdbPath();
+    }
+  if (path.empty()) co_return Error(fmt::format("no sink named '{}'", sink), "sink_not_found", 404);
+  auto q = parseTsdbQuery(query);
+  if (!q) co_return q.error();
+  const TsdbQuery* want = &*q;
+  const std::string* file = &path;
+  auto body = co_await onBlockingPool([file, want] { return TsdbStore::query(*file, *want); });
+  co_return body;
+}
+
 json::object EdgeRuntime::status() const {
   json::object out;
   json::array pipelines;
@@ -1774,7 +2015,15 @@ json::object EdgeRuntime::status() const {
     json::object o;
     o["name"] = s->config().name;
     o["kind"] = s->config().kind;
-    o["url"] = redactUrl(s->config().url);
+    if (s->config().kind == "mqtt") {
+      o["connector"] = s->config().connector;
+      o["topic"] = s->config().topic.text;
+    } else if (s->config().kind == "tsdb") {
+      o["path"] = s->tsdbPath();
+      o["expired"] = s->expired.load();
+    } else {
+      o["url"] = redactUrl(s->config().url);
+    }
     o["worker"] = s->worker();
     // False while a durable queue is still being read at start: its counts are not known yet.
     o["open"] = s->started.load();

@@ -130,6 +130,10 @@ class EdgeRuntime final : public telemetry::MetricsSource {
                    size_t payloads = 1);
   /// GET /edge: pipelines, sinks and connectors with their counters. Main thread.
   boost::json::object status() const;
+  /// GET /edge/sinks/<sink>/records: what a tsdb sink stores, filtered by `query` (the
+  /// request's query string, undecoded): the response body, or a 404 (no such tsdb sink) or
+  /// 400 (a bad parameter) error. Main thread; the query runs on the blocking pool.
+  boost::asio::awaitable<Result<std::string>> sinkRecords(std::string sink, std::string query);
   /// Closes every open window and gives sinks up to `limit` to deliver what waits. Main thread,
   /// at shutdown (the workers still run).
   void drain(std::chrono::milliseconds limit);

@@ -165,8 +165,10 @@ Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
   auto pipeline = std::make_unique<Pipeline>(spec.name, names, spec.max_series);
   Visible visible;
   visible.add(*names, "attrs");
-  // A window or fft consumes the readings it takes: one after it would get none.
-  std::string consumed_by;
+  // A window or fft consumes the readings it takes: one after it that wants the same ones
+  // would get none. A window takes every reading; an fft those of its metric (all without one).
+  std::string consumed_all;                                          // the stage that took every reading
+  std::vector<std::pair<std::string, std::string>> consumed_metric;  // (metric, stage) of ffts
   for (size_t i = 0; i < spec.stages.size(); ++i) {
     const StageSpec& stage = spec.stages[i];
     if (failed_stage) *failed_stage = i;  // an error returns at once: it is about this stage
@@ -187,12 +189,12 @@ Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
     } else if (const auto* downsample = std::get_if<DownsampleSpec>(&stage)) {
       pipeline->addStage(std::make_unique<DownsampleStage>(*downsample));
     } else if (const auto* window = std::get_if<WindowSpec>(&stage)) {
-      if (!consumed_by.empty())
+      if (!consumed_all.empty())
         return Error(
             fmt::format("{}: the {} before it consumes the readings, so this window would get none "
                         "(a window aggregates readings, not other windows' records)",
-                        where("window"), consumed_by));
-      consumed_by = where("window");
+                        where("window"), consumed_all));
+      consumed_all = where("window");
       if (window->size_ms <= 0)
         return Error(fmt::format("{}: the window's length must be positive", where("window")));
       if (window->kind == WindowKind::kHopping && (window->hop_ms <= 0 || window->hop_ms > window->size_ms ||
@@ -209,10 +211,16 @@ Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
       visible.add(*names, "window_ms");
       for (Aggregate a : window->aggregates) visible.add(*names, aggregateName(a));
     } else if (const auto* fft = std::get_if<FftSpec>(&stage)) {
-      if (!consumed_by.empty())
-        return Error(fmt::format("{}: the {} before it consumes the readings, so this fft would get none",
-                                 where("fft"), consumed_by));
-      consumed_by = where("fft");
+      std::string by = consumed_all;
+      for (const auto& [metric, stage_at] : consumed_metric)
+        if (by.empty() && !fft->metric.empty() && metric == fft->metric) by = stage_at;
+      if (!by.empty())
+        return Error(fmt::format("{}: the {} before it consumes the readings{}, so this fft would get none",
+                                 where("fft"), by, fft->metric.empty() ? "" : " of " + fft->metric));
+      if (fft->metric.empty())
+        consumed_all = where("fft");
+      else
+        consumed_metric.emplace_back(fft->metric, where("fft"));
       const uint32_t n = fft->size;
       if (n < 16 || n > kMaxFftSize || (n & (n - 1)))
         return Error(fmt::format("{}: size is a power of two from 16 to {}", where("fft"), kMaxFftSize));
@@ -240,6 +248,11 @@ Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
       for (std::string_view f : {"window_ms", "count", "rms", "peak_hz"}) visible.add(*names, f);
       for (size_t b = 1; b <= fft->bands.size(); ++b) visible.add(*names, "band_" + std::to_string(b));
     } else if (const auto* detect = std::get_if<DetectSpec>(&stage)) {
+      // Before the detector is made: hst sizes its trees by the fields (past 8 it overran them).
+      const bool multivariate = detect->method == "hst";
+      if (multivariate && (detect->fields.empty() || detect->fields.size() > kMaxHstFields))
+        return Error(fmt::format("{}: hst judges 1 to {} features together: fields: [rms, p2p]",
+                                 where("detect"), kMaxHstFields));
       auto detector = makeDetector(*detect);
       if (!detector)
         return Error(fmt::format("{}: unknown method '{}' (known: {})", where("detect"), detect->method,
@@ -252,10 +265,6 @@ Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
         return Error(fmt::format("{}: season is day or week, got '{}'", where("detect"), detect->season));
       if (!(detect->lambda > 0 && detect->lambda <= 1))
         return Error(fmt::format("{}: lambda must be above 0 and at most 1", where("detect")));
-      const bool multivariate = detect->method == "hst";
-      if (multivariate && (detect->fields.empty() || detect->fields.size() > kMaxHstFields))
-        return Error(fmt::format("{}: hst judges 1 to {} features together: fields: [rms, p2p]",
-                                 where("detect"), kMaxHstFields));
       if (!multivariate && !detect->fields.empty())
         return Error(fmt::format("{}: only hst judges several fields; this method judges one 'field'",
                                  where("detect")));

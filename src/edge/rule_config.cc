@@ -33,8 +33,10 @@ bool knownPlaceholder(std::string_view name) {
   return id != FieldNames::kNoField && names->type(id) == FieldNames::Type::kText && name != "attrs";
 }
 
-/// Splits `text` at its placeholders; false (with the error in `r`) when it is not a topic.
-bool parseTopicTemplate(Reader& r, const config::Node& v, std::string_view text, TopicTemplate& out) {
+}  // namespace
+
+bool parseTopicTemplate(Reader& r, const config::Node& v, std::string_view text, TopicTemplate& out,
+                        bool sink) {
   const std::optional<std::string> s(std::string{text});
   TopicTemplate t;
   t.text = *s;
@@ -56,6 +58,11 @@ bool parseTopicTemplate(Reader& r, const config::Node& v, std::string_view text,
     if (close == std::string_view::npos)
       return r.fail(v, fmt::format("topic '{}': a '{{' without its '}}'", *s)), false;
     const std::string_view name = rest.substr(open + 1, close - open - 1);
+    if (sink && name == "pipeline")
+      return r.fail(v, fmt::format("topic '{}': a sink's records do not name their pipeline (known: device, "
+                                   "metric, source, kind, rule, or a text field)",
+                                   *s)),
+             false;
     if (!knownPlaceholder(name))
       return r.fail(v, fmt::format("topic '{}': unknown placeholder '{{{}}}' (known: {})", *s, name,
                                    kPlaceholders)),
@@ -71,6 +78,20 @@ bool parseTopicTemplate(Reader& r, const config::Node& v, std::string_view text,
   out = std::move(t);
   return true;
 }
+
+const MqttSubscription* subscriptionReading(const EdgeConfig& cfg, const std::string& connector,
+                                            const TopicTemplate& topic) {
+  auto c = std::find_if(cfg.connectors.begin(), cfg.connectors.end(),
+                        [&](const ConnectorConfig& k) { return k.name == connector; });
+  if (c == cfg.connectors.end() || topic.pieces.empty()) return nullptr;
+  std::string probe;
+  for (const auto& piece : topic.pieces) probe += piece.placeholder ? "x" : piece.text;
+  for (const auto& sub : c->subscribe)
+    if (mqtt::topicMatches(mqtt::matchFilter(sub.topic), probe)) return &sub;
+  return nullptr;
+}
+
+namespace {
 
 template <class A>
 void readTopicTemplate(Reader& r, const config::Node& v, A& action) {
@@ -507,17 +528,11 @@ void readRules(Reader& r, const config::Node& list, EdgeConfig& out,
       // A topic the connector's own subscriptions read would bring every message back as a
       // reading, which may fire the rule again: a loop.
       auto checkLoop = [&](const std::string& connector, const TopicTemplate& topic) {
-        auto c = std::find_if(out.connectors.begin(), out.connectors.end(),
-                              [&](const ConnectorConfig& k) { return k.name == connector; });
-        if (c == out.connectors.end() || topic.pieces.empty()) return;
-        std::string probe;
-        for (const auto& piece : topic.pieces) probe += piece.placeholder ? "x" : piece.text;
-        for (const auto& sub : c->subscribe)
-          if (mqtt::topicMatches(mqtt::matchFilter(sub.topic), probe))
-            return r.fail(at,
-                          fmt::format("rule '{}' publishes to '{}', which connector '{}' reads ('{}'): each "
-                                      "message would come back as a reading",
-                                      rule.name, topic.text, connector, sub.topic));
+        if (const MqttSubscription* sub = subscriptionReading(out, connector, topic))
+          r.fail(at,
+                 fmt::format("rule '{}' publishes to '{}', which connector '{}' reads ('{}'): each message "
+                             "would come back as a reading",
+                             rule.name, topic.text, connector, sub->topic));
       };
       if (const auto* p = std::get_if<RulePublish>(&rule.actions[i])) {
         checkConnector(p->connector, at);

@@ -775,6 +775,10 @@ int Gateway::run() {
                           co_return keys;
                         },
                         .edge_status = [this] { return edge_->status(); },
+                        .edge_records =
+                            [this](std::string sink, std::string query) {
+                              return edge_->sinkRecords(std::move(sink), std::move(query));
+                            },
                         .check_config =
                             {
                                 .json =

@@ -81,6 +81,8 @@ void Statement::reset() {
   sqlite3_clear_bindings(stmt_);
 }
 
+int64_t Database::changes() const { return sqlite3_changes64(db_); }
+
 int64_t Statement::integer(int column) const { return sqlite3_column_int64(stmt_, column); }
 
 std::string Statement::text(int column) const {

@@ -31,6 +31,8 @@ class Database {
   Result<void> exec(const std::string& sql);
   Result<Statement> prepare(std::string_view sql);
   const std::string& path() const { return path_; }
+  /// Rows the last INSERT, UPDATE or DELETE changed (0 for an INSERT OR IGNORE that ignored).
+  int64_t changes() const;
 
  private:
   Database(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}

@@ -943,6 +943,7 @@ class Receiver:
         self.attempts = 0
         self.status = 200
         self.headers = []
+        self.echo_headers = False  # answer a failure with the request's headers (a careless proxy)
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -968,6 +969,8 @@ class Receiver:
                     self.end_headers()
                     return
                 reply = b'{"ok":true}'
+                if owner.echo_headers and not 200 <= status < 300:
+                    reply = json.dumps({"error": "refused: %s" % dict(self.headers.items())}).encode()
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()

@@ -308,6 +308,20 @@ class SinkOutage(unittest.TestCase):
                                     gw.admin("GET", "/edge", token=TOKEN).text)
                 self.assertEqual(rx.attempts, 3)
 
+    def test_a_receiver_echoing_the_token_does_not_put_it_in_the_status(self):
+        with Receiver() as rx:
+            rx.status = 401
+            rx.echo_headers = True
+            text, port, admin = config(rx.port)
+            with Gateway(text, admin_port=admin) as gw:
+                self.assertEqual(post(gw, "/ingest/p", "1").status, 202)
+                self.assertTrue(wait_until(lambda: gw.admin("GET", "/edge", token=TOKEN).json()["sinks"][0]
+                                           ["failures"] >= 1, timeout=5))
+                st = gw.admin("GET", "/edge", token=TOKEN).text
+                self.assertIn("the receiver answered 401: refused:", st)
+                self.assertIn("<redacted>", st)
+                self.assertNotIn("uplink-secret-token", st)
+
     def test_unreachable_receiver_is_retried(self):
         dead = free_port()
         text, port, admin = config(dead)

@@ -138,6 +138,21 @@ class Points(unittest.TestCase):
                 self.assertEqual(row["note"], "a b \"c\"")  # a tag cannot hold a newline: a space
 
 
+    def test_microseconds_and_a_comment_like_measurement(self):
+        with InfluxDB() as db:
+            text, port, admin = config(db.write_url(precision="u"))  # 1.x spells it u (us reads as ns)
+            with Gateway(text, admin_port=admin) as gw:
+                base = minute_ago() + 456
+                self.assertEqual(post(gw, "p", json.dumps({"value": 2, "ts": base})).status, 202)
+                # '#' first would make the line a comment: InfluxDB would say 204 and keep nothing.
+                self.assertEqual(post(gw, "p?metric=%23hash", json.dumps({"value": 3, "ts": base})).status, 202)
+                self.assertTrue(wait_until(lambda: db.rows("SELECT * FROM temperature WHERE kind='reading'"),
+                                           timeout=10), sink(gw))
+                self.assertEqual(db.rows("SELECT * FROM temperature WHERE kind='reading'")[0]["time"], base)
+                self.assertTrue(wait_until(lambda: sink(gw)["rejected"] == 1, timeout=5), sink(gw))
+                self.assertIn("its measurement '#hash' would read as a comment", sink(gw)["last_error"])
+
+
 class Refusals(unittest.TestCase):
     def test_a_batch_influxdb_refuses_for_good_is_dropped_and_counted_and_the_rest_flows(self):
         with InfluxDB() as db:
@@ -204,10 +219,13 @@ class ConfigErrors(unittest.TestCase):
         self.assertNotEqual(code, 0)
         line = text.split("\n").index('    url: "http://127.0.0.1:8086/write?db=x&precision=h"') + 1
         self.assertIn(":%d:" % line, out)
-        self.assertIn("precision 'h' is not one of ns, us, ms, s", out)
-        code, out = check_config(text.replace("kind: influxdb", "kind: mqtt"))
-        self.assertIn("sink kind 'mqtt' is not built yet (built: http, influxdb", out)
+        self.assertIn("precision 'h': /write (InfluxDB 1.x API) takes n, u, ms or s", out)
+        code, out = check_config(text.replace("kind: influxdb", "kind: influx"))
+        self.assertIn("unknown sink kind 'influx' (known: http, influxdb, mqtt, tsdb)", out)
+        # InfluxDB 1.x reads precision=us as nanoseconds (times a thousand times too early): refused.
         code, out = check_config(text.replace("&precision=h", "&precision=us"))
+        self.assertIn("precision 'us': /write (InfluxDB 1.x API) takes n, u, ms or s", out)
+        code, out = check_config(text.replace("&precision=h", "&precision=u"))
         self.assertEqual(code, 0, out)
 
 

@@ -710,7 +710,13 @@ class MqttConfigErrors(unittest.TestCase):
         code, out = self.check(text.replace("    keep_alive: 2s\n", "    tls: { verify: false }\n"))
         self.assertIn("tls needs an mqtts:// url", out)
         code, out = self.check(text.replace("    subscribe:\n", "    subscribes:\n"))
-        self.assertIn("an mqtt connector needs 'subscribe'", out)
+        self.assertIn("unknown field 'subscribes' in connector", out)
+        self.assertIn("1 error(s)", out)  # one mistake, one message
+        # Without subscribe a connector only publishes: a pipeline cannot read it.
+        start = text.index("    subscribe:\n")
+        end = text.index("sinks:")
+        code, out = self.check(text[:start] + text[end:])
+        self.assertIn("pipeline 'raw' reads connector 'plant', which subscribes to nothing (it only publishes)", out)
         code, out = self.check(text.replace("    url: mqtt://127.0.0.1:1883\n", ""))
         self.assertIn("an mqtt connector needs 'url'", out)
         code, out = self.check(text.replace("kind: mqtt", "kind: http"))

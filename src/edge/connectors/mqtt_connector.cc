@@ -164,6 +164,11 @@ MqttConnector::MqttConnector(EdgeRuntime& runtime, loop::Worker& worker, Connect
 
 MqttConnector::~MqttConnector() = default;
 
+std::string MqttConnector::publishReasonText(int reason) {
+  if (reason == kDropped) return "given up: too many messages waiting, or the connector stopped";
+  return reasonText(mqtt::Version::k5, static_cast<uint8_t>(reason));
+}
+
 void MqttConnector::start(std::shared_ptr<MqttConnector> previous) {
   retry_timer_ = std::make_unique<asio::steady_timer>(worker_.io());
   if (previous) {
@@ -198,6 +203,9 @@ void MqttConnector::stop() {
     }
   }
   stats_->connected.store(false);
+  // A removed connector sends nothing more: whoever waits on a message hears so now (a
+  // replaced one's messages moved to its successor before this).
+  for (auto& o : outgoing_) o.done.fire(kDropped);
 }
 
 uint16_t MqttConnector::nextPacketId() {
@@ -212,17 +220,22 @@ uint16_t MqttConnector::nextPacketId() {
   }
 }
 
-void MqttConnector::publish(std::string topic, std::string payload, uint8_t qos, bool retain) {
-  if (stopped_) return;
+void MqttConnector::publish(std::string topic, std::string payload, uint8_t qos, bool retain,
+                            PublishDone done) {
+  if (stopped_) {
+    if (done) done(kDropped);
+    return;
+  }
   outgoing_bytes_ += topic.size() + payload.size();
-  outgoing_.push_back(
-      Outgoing{std::move(topic), std::move(payload), qos, retain, 0, Outgoing::State::kWaiting});
+  outgoing_.push_back(Outgoing{std::move(topic), std::move(payload), qos, retain, 0,
+                               Outgoing::State::kWaiting, 0, Outgoing::Done(std::move(done))});
   // Too many waiting (a broker away for long): the oldest not yet sent goes first.
   while (outgoing_.size() > kMaxOutgoing || outgoing_bytes_ > kMaxOutgoingBytes) {
     auto it = std::find_if(outgoing_.begin(), outgoing_.end(),
                            [](const Outgoing& o) { return o.state == Outgoing::State::kWaiting; });
     if (it == outgoing_.end()) break;  // all in flight: the broker's Receive Maximum bounds them
     outgoing_bytes_ -= it->topic.size() + it->payload.size();
+    it->done.fire(kDropped);
     outgoing_.erase(it);
     stats_->publish_dropped.fetch_add(1, std::memory_order_relaxed);
   }
@@ -233,6 +246,7 @@ void MqttConnector::dropOutgoingDone() {
   for (auto it = outgoing_.begin(); it != outgoing_.end();) {
     if (it->state == Outgoing::State::kDone) {
       outgoing_bytes_ -= it->topic.size() + it->payload.size();
+      it->done.fire(it->reason);
       it = outgoing_.erase(it);
     } else {
       ++it;
@@ -325,6 +339,7 @@ void MqttConnector::onOutgoingAck(const mqtt::Ack& ack, std::string& out) {
       break;  // not the answer this message waits for: ignored
     }
     if (ack.code >= 0x80) {
+      o.reason = ack.code;
       stats_->publish_refused.fetch_add(1, std::memory_order_relaxed);
       noteError(
           fmt::format("the broker refused a message to '{}' ({})", o.topic, reasonText(version_, ack.code)));
@@ -495,7 +510,7 @@ awaitable<int64_t> MqttConnector::session() {
   // effect on a resumed session). MQTT 5 asks for retained messages only when a subscription
   // is new; 3.1.1 brokers send them at every SUBSCRIBE.
   const bool present = stats_->session_present.load();
-  if (!present || !subscribed_) {
+  if ((!present || !subscribed_) && !config_.subscribe.empty()) {  // none: it only publishes
     std::vector<mqtt::Subscription> subs;
     for (const auto& s : config_.subscribe) subs.push_back({s.topic, static_cast<uint8_t>(s.qos), 1});
     subscribe_id_ = nextPacketId();

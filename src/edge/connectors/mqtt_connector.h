@@ -15,10 +15,12 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json/object.hpp>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "edge/edge_config.h"
@@ -73,7 +75,15 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   /// the broker acknowledges them and sent again (DUP) on a resumed session; while the broker
   /// is away they wait, at most kMaxOutgoing of them (the oldest not yet sent is dropped past
   /// that, counted). The worker's thread.
-  void publish(std::string topic, std::string payload, uint8_t qos, bool retain);
+  /// `done`, when given, is called once on this worker when the message's fate is known: with
+  /// 0 once sent (QoS 0) or acknowledged, the broker's reason code (0x80 and up) when it refused
+  /// it, or kDropped when it was given up (too many waiting, the connector stopped or gone).
+  /// MQTT sinks wait on it; rules' alarms pass none.
+  using PublishDone = std::function<void(int reason)>;
+  static constexpr int kDropped = -1;
+  /// A PublishDone reason in words (kDropped, or an MQTT 5 reason code). Any thread.
+  static std::string publishReasonText(int reason);
+  void publish(std::string topic, std::string payload, uint8_t qos, bool retain, PublishDone done = nullptr);
   static constexpr size_t kMaxOutgoing = 1000;
   static constexpr size_t kMaxOutgoingBytes = 8u << 20;
 
@@ -116,6 +126,24 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
     bool retain = false;
     uint16_t packet_id = 0;
     State state = State::kWaiting;
+    int reason = 0;  ///< when kDone: 0 delivered, else the broker's refusal
+    /// The publisher's PublishDone, called once: with `reason` when the message is done, or
+    /// kDropped when it is given up or destroyed unanswered (moves leave none behind).
+    struct Done {
+      PublishDone fn;
+      Done() = default;
+      explicit Done(PublishDone f) : fn(std::move(f)) {}
+      Done(Done&& o) noexcept : fn(std::exchange(o.fn, nullptr)) {}
+      Done& operator=(Done&& o) noexcept {
+        fire(kDropped);
+        fn = std::exchange(o.fn, nullptr);
+        return *this;
+      }
+      ~Done() { fire(kDropped); }
+      void fire(int code) {
+        if (fn) std::exchange(fn, nullptr)(code);
+      }
+    } done;
   };
   /// Appends `o` as a PUBLISH (marked DUP when sent again).
   void encodeOutgoing(const Outgoing& o, bool dup, std::string& out) const;

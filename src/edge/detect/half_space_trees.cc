@@ -38,7 +38,7 @@ class HalfSpaceTrees final : public Detector {
  public:
   explicit HalfSpaceTrees(const DetectSpec& spec)
       : fields_(spec.fields),
-        dims_(static_cast<uint32_t>(std::max<size_t>(spec.fields.size(), 1))),
+        dims_(static_cast<uint32_t>(std::clamp<size_t>(spec.fields.size(), 1, kMaxHstFields))),
         depth_(spec.depth),
         window_(spec.history),
         warmup_(warmupOf(spec)),

@@ -5,8 +5,11 @@
 #include <algorithm>
 #include <boost/json.hpp>
 #include <limits>
+#include <span>
 #include <utility>
 #include <vector>
+
+#include "edge/sinks/record_batch.h"
 
 namespace ganglion::edge {
 
@@ -96,6 +99,9 @@ std::string appendLine(std::string& out, const json::object& o, TimePrecision pr
     measurement = m->get_string();
   else if (const json::value* k = o.if_contains("kind"); k && k->is_string())
     measurement = k->get_string();
+  if (!measurement.empty() && measurement.front() == '#')
+    return fail(
+        fmt::format("its measurement '{}' would read as a comment (a line starting with '#')", measurement));
   appendName(out, measurement, false);
   if (out.size() == start) return fail("it has neither metric nor kind");
 
@@ -156,50 +162,81 @@ std::string appendLine(std::string& out, const json::object& o, TimePrecision pr
 
 }  // namespace
 
-std::optional<TimePrecision> precisionOfQuery(std::string_view query, std::string& error) {
-  const std::string_view p = queryValue(query, "precision");
-  if (p.empty() || p == "ns" || p == "n" || p == "nanosecond") return TimePrecision::kNanoseconds;
-  if (p == "us" || p == "u" || p == "microsecond") return TimePrecision::kMicroseconds;
-  if (p == "ms" || p == "millisecond") return TimePrecision::kMilliseconds;
-  if (p == "s" || p == "second") return TimePrecision::kSeconds;
+std::optional<TimePrecision> precisionOfUrl(std::string_view target, std::string& error) {
+  const size_t q = target.find('?');
+  const std::string_view path = target.substr(0, q);
+  const std::string_view p =
+      queryValue(q == std::string_view::npos ? std::string_view{} : target.substr(q + 1), "precision");
+  auto endsWith = [&](std::string_view tail) {
+    return path.size() >= tail.size() && path.substr(path.size() - tail.size()) == tail;
+  };
+  // Each API spells microseconds its own way and reads a spelling it does not know as
+  // nanoseconds (InfluxDB 1.6 stores precision=us times a thousand times too early).
+  struct Spelling {
+    std::string_view name;
+    TimePrecision precision;
+  };
+  static constexpr Spelling kV1[] = {{"n", TimePrecision::kNanoseconds},
+                                     {"ns", TimePrecision::kNanoseconds},
+                                     {"u", TimePrecision::kMicroseconds},
+                                     {"ms", TimePrecision::kMilliseconds},
+                                     {"s", TimePrecision::kSeconds}};
+  static constexpr Spelling kV2[] = {{"ns", TimePrecision::kNanoseconds},
+                                     {"us", TimePrecision::kMicroseconds},
+                                     {"ms", TimePrecision::kMilliseconds},
+                                     {"s", TimePrecision::kSeconds}};
+  static constexpr Spelling kV3[] = {{"nanosecond", TimePrecision::kNanoseconds},
+                                     {"microsecond", TimePrecision::kMicroseconds},
+                                     {"millisecond", TimePrecision::kMilliseconds},
+                                     {"second", TimePrecision::kSeconds}};
+  std::span<const Spelling> known;
+  std::string_view api;
+  if (endsWith("/api/v2/write")) {
+    known = kV2;
+    api = "/api/v2/write takes ns, us, ms or s";
+  } else if (endsWith("/write")) {
+    known = kV1;
+    api = "/write (InfluxDB 1.x API) takes n, u, ms or s";
+  } else if (endsWith("/api/v3/write_lp")) {
+    known = kV3;
+    api = "/api/v3/write_lp takes nanosecond, microsecond, millisecond or second";
+  }
+  if (p.empty()) return TimePrecision::kNanoseconds;
+  if (known.empty()) {  // another path (a proxy): any spelling of the four
+    for (std::span<const Spelling> list :
+         {std::span<const Spelling>(kV1), std::span<const Spelling>(kV2), std::span<const Spelling>(kV3)})
+      for (const Spelling& sp : list)
+        if (sp.name == p) return sp.precision;
+    error = fmt::format(
+        "precision '{}' is not one of ns, us, ms, s (minutes and hours would merge readings into one point)",
+        p);
+    return std::nullopt;
+  }
+  for (const Spelling& sp : known)
+    if (sp.name == p) return sp.precision;
   error = fmt::format(
-      "precision '{}' is not one of ns, us, ms, s (minutes and hours would merge readings into one point)",
-      p);
+      "precision '{}': {} (another spelling is read as nanoseconds; minutes and hours would merge "
+      "readings into one point)",
+      p, api);
   return std::nullopt;
 }
 
 LineProtocolBatch appendLineProtocol(std::string_view records_json, TimePrecision precision,
                                      std::string& out) {
   LineProtocolBatch result;
-  json::parser parser;
-  size_t at = 0;
   auto skip = [&](std::string why) {
     if (result.skipped++ == 0) result.skip_reason = std::move(why);
   };
-  while (at < records_json.size()) {
-    while (at < records_json.size() && (records_json[at] == ',' || records_json[at] == ' ')) ++at;
-    if (at == records_json.size()) break;
-    parser.reset();
-    boost::system::error_code ec;
-    const size_t used = parser.write_some(records_json.data() + at, records_json.size() - at, ec);
-    if (ec) {
-      // Not JSON: the rest cannot be split into records either. Queued records are the
-      // gateway's own JSON (on disk behind a checksum), so this is a defect, said loudly.
-      skip(fmt::format("it is not JSON ({})", ec.message()));
-      break;
-    }
-    at += used;
-    const json::value v = parser.release();
-    if (!v.is_object()) {
-      skip("it is not a JSON object");
-      continue;
-    }
-    if (std::string why = appendLine(out, v.get_object(), precision); !why.empty()) {
-      skip(std::move(why));
-      continue;
-    }
-    ++result.lines;
-  }
+  std::string error;
+  const bool whole = forEachRecord(
+      records_json,
+      [&](std::string_view, const json::object* record) {
+        if (!record) return skip("it is not a JSON object");
+        if (std::string why = appendLine(out, *record, precision); !why.empty()) return skip(std::move(why));
+        ++result.lines;
+      },
+      error);
+  if (!whole) skip(std::move(error));
   return result;
 }
 

@@ -16,12 +16,13 @@
 
 namespace ganglion::edge {
 
-/// The precision (TimePrecision, shared with line protocol ingest) a write URL's query asks
-/// for: InfluxDB 1.x and 2.x spell it ns/us/ms/s, 3.x nanosecond/microsecond/millisecond/
-/// second; nanoseconds when the URL has none, as InfluxDB assumes. Otherwise nullopt, with
-/// `error` naming the bad value (minutes and hours are refused: they would merge readings of
-/// the same series into one point). Config load, main thread.
-std::optional<TimePrecision> precisionOfQuery(std::string_view query, std::string& error);
+/// The precision (TimePrecision, shared with line protocol ingest) a write URL's target (path
+/// and query) asks for, spelt as its API spells it: `/write` (1.x) n, ns, u, ms, s;
+/// `/api/v2/write` ns, us, ms, s; `/api/v3/write_lp` nanosecond ... second; any of those on
+/// another path. Nanoseconds when there is none, as InfluxDB assumes. Otherwise nullopt, with
+/// `error` naming the bad value: InfluxDB reads a spelling it does not know as nanoseconds,
+/// and minutes or hours would merge readings of a series into one point. Config load.
+std::optional<TimePrecision> precisionOfUrl(std::string_view target, std::string& error);
 
 /// What one conversion did.
 struct LineProtocolBatch {

@@ -54,11 +54,22 @@ TEST(LineProtocol, Precision) {
   EXPECT_EQ(lines(rec, TimePrecision::kSeconds), "m value=1 -2\n");  // floor, as for positive times
   EXPECT_EQ(lines(R"({"metric":"m","ts":2500,"value":1})", TimePrecision::kSeconds), "m value=1 2\n");
   std::string error;
-  EXPECT_EQ(precisionOfQuery("db=x", error), TimePrecision::kNanoseconds);
-  EXPECT_EQ(precisionOfQuery("org=a&precision=ms&bucket=b", error), TimePrecision::kMilliseconds);
-  EXPECT_EQ(precisionOfQuery("precision=microsecond", error), TimePrecision::kMicroseconds);
-  EXPECT_EQ(precisionOfQuery("precision=s", error), TimePrecision::kSeconds);
-  EXPECT_FALSE(precisionOfQuery("precision=h", error));
+  EXPECT_EQ(precisionOfUrl("/write?db=x", error), TimePrecision::kNanoseconds);
+  EXPECT_EQ(precisionOfUrl("/api/v2/write?org=a&precision=ms&bucket=b", error), TimePrecision::kMilliseconds);
+  EXPECT_EQ(precisionOfUrl("/api/v3/write_lp?db=x&precision=microsecond", error),
+            TimePrecision::kMicroseconds);
+  EXPECT_EQ(precisionOfUrl("/write?precision=u", error), TimePrecision::kMicroseconds);
+  EXPECT_EQ(precisionOfUrl("/api/v2/write?precision=us", error), TimePrecision::kMicroseconds);
+  EXPECT_EQ(precisionOfUrl("/proxy/influx?precision=second", error), TimePrecision::kSeconds);
+  // Each API reads a spelling it does not know as nanoseconds: refused at load.
+  EXPECT_FALSE(precisionOfUrl("/write?db=x&precision=us", error));
+  EXPECT_EQ(error,
+            "precision 'us': /write (InfluxDB 1.x API) takes n, u, ms or s (another spelling is read as "
+            "nanoseconds; minutes and hours would merge readings into one point)");
+  EXPECT_FALSE(precisionOfUrl("/api/v2/write?precision=u", error));
+  EXPECT_FALSE(precisionOfUrl("/api/v3/write_lp?precision=ms", error));
+  EXPECT_FALSE(precisionOfUrl("/write?precision=h", error));
+  EXPECT_FALSE(precisionOfUrl("/other?precision=h", error));
   EXPECT_NE(error.find("precision 'h' is not one of ns, us, ms, s"), std::string::npos);
 }
 
@@ -74,6 +85,13 @@ TEST(LineProtocol, RecordsWithNothingToWriteAreSkippedAndSaid) {
   EXPECT_EQ(got.lines, 1u);
   EXPECT_EQ(got.skipped, 3u);
   EXPECT_EQ(got.skip_reason, "its ts 9300000000000 is out of line protocol's range");
+  // A measurement starting with '#' would make the line a comment: InfluxDB would answer 204
+  // and store nothing.
+  out = lines(R"({"metric":"#hash","ts":1,"value":1},{"metric":"a#","ts":1,"value":1})",
+              TimePrecision::kMilliseconds, &got);
+  EXPECT_EQ(out, "a# value=1 1\n");
+  EXPECT_EQ(got.skipped, 1u);
+  EXPECT_EQ(got.skip_reason, "its measurement '#hash' would read as a comment (a line starting with '#')");
   // Text that is not JSON stops the batch (the rest cannot be split), said as such.
   out = lines(R"({"metric":"a","ts":1,"value":1},{"metric":)", TimePrecision::kMilliseconds, &got);
   EXPECT_EQ(out, "a value=1 1\n");

@@ -91,11 +91,17 @@ void FftStage::transform(SeriesId series, Block& block, Batch& out) {
   const uint32_t n = spec_.size;
   double mean = 0;
   for (double v : block.samples) mean += v / n;
+  // In units of the largest deviation, so that squares of values past about 1e154 do not
+  // overflow (a huge signal read as silence); a deviation that is itself not finite leaves rms,
+  // peak and bands out, as a window leaves out what it cannot compute.
+  double scale = 0;
+  for (double v : block.samples) scale = std::max(scale, std::abs(v - mean));
   double square_sum = 0;
   re_.assign(n, 0);
   im_.assign(n, 0);
+  const double unit = scale > 0 && std::isfinite(scale) ? 1 / scale : 0;
   for (uint32_t i = 0; i < n; ++i) {
-    const double centred = block.samples[i] - mean;
+    const double centred = (block.samples[i] - mean) * unit;
     square_sum += centred * centred;
     re_[i] = centred * window_[i];
   }
@@ -118,14 +124,14 @@ void FftStage::transform(SeriesId series, Block& block, Batch& out) {
   out.push(r);
   out.addNumber(count_field_, n);
   out.addNumber(window_ms_field_, std::round(n * 1000.0 / spec_.sample_rate));
-  const double rms = std::sqrt(square_sum / n);
-  out.addNumber(rms_field_, std::isfinite(rms) ? rms : 0);
-  out.addNumber(peak_field_, peak * spec_.sample_rate / n);
-  for (size_t b = 0; b < band_bins_.size(); ++b) {
-    double sum = 0;
-    for (uint32_t k = band_bins_[b].first; k < band_bins_[b].second; ++k) sum += power(k);
-    const double band = std::sqrt(sum);
-    out.addNumber(band_fields_[b], std::isfinite(band) ? band : 0);
+  if (std::isfinite(scale)) {
+    out.addNumber(rms_field_, scale * std::sqrt(square_sum / n));
+    if (scale > 0) out.addNumber(peak_field_, peak * spec_.sample_rate / n);  // a constant block has no peak
+    for (size_t b = 0; b < band_bins_.size(); ++b) {
+      double sum = 0;
+      for (uint32_t k = band_bins_[b].first; k < band_bins_[b].second; ++k) sum += power(k);
+      out.addNumber(band_fields_[b], scale * std::sqrt(sum));
+    }
   }
   ++counters.out;
   block.samples.clear();

@@ -74,6 +74,30 @@ TEST(EdgeFft, BandsHoldTheRmsOfTheirTones) {
   EXPECT_EQ(h.pipeline->stages()[0]->counters.out, 3u);
 }
 
+TEST(EdgeFft, HugeSignalsAreMeasuredAndAConstantOneHasNoPeak) {
+  FftSpec f = spec();
+  f.size = 16;
+  f.sample_rate = 16;
+  f.bands = {{0, 4}, {4, 8}};
+  Harness h(pipelineOf(f));
+  // A 2 Hz sine of amplitude 1e200 and 1e308: squares overflow a double; it read as silence
+  // (rms 0, bands 0) before.
+  for (double amplitude : {1e200, 1e308})
+    for (int i = 0; i < 16; ++i)
+      h.reading("pump", "vib", kT0 + (amplitude > 1e300 ? 1000 : 0) + i * 62,
+                amplitude * std::sin(2 * std::numbers::pi * 2 * i / 16));
+  for (int i = 0; i < 16; ++i) h.reading("pump", "vib", kT0 + 2000 + i * 62, 5);  // constant
+  const auto windows = h.ofKind(RecordKind::kWindow);
+  ASSERT_EQ(windows.size(), 3u);
+  EXPECT_NEAR(h.field(windows[0], "rms") / 1e200, 1 / std::sqrt(2), 1e-9);
+  EXPECT_NEAR(h.field(windows[1], "rms") / 1e308, 1 / std::sqrt(2), 1e-9);
+  EXPECT_NEAR(h.field(windows[0], "band_1") / 1e200, 1 / std::sqrt(2), 0.05);
+  EXPECT_LT(h.field(windows[0], "band_2") / 1e200, 0.01);
+  EXPECT_EQ(h.field(windows[1], "peak_hz"), 2);
+  EXPECT_EQ(h.field(windows[2], "rms"), 0);
+  EXPECT_TRUE(std::isnan(h.field(windows[2], "peak_hz")));  // left out: no peak in a constant
+}
+
 TEST(EdgeFft, AGapOrAnOlderReadingStartsTheBlockAgain) {
   FftSpec f = spec();
   f.size = 16;
@@ -127,18 +151,43 @@ TEST(EdgeFft, BuildErrorsSayWhatIsWrong) {
   EXPECT_NE(built.error().message.find("no number field 'band_2'"), std::string::npos);
   d.field = "band_1";
   EXPECT_TRUE(buildPipeline(PipelineSpec{.name = "p", .stages = {f, d}}, standardNames()).ok());
-  // A window or another fft after it would get no readings.
-  auto after =
-      buildPipeline(PipelineSpec{.name = "p", .stages = {f, WindowSpec{.aggregates = {Aggregate::kCount}}}},
-                    standardNames());
-  ASSERT_FALSE(after.ok());
-  EXPECT_EQ(after.error().message.substr(0, 60),
+  // A window or fft after it that wants the readings it took would get none.
+  auto build = [](std::vector<StageSpec> stages) {
+    auto built = buildPipeline(PipelineSpec{.name = "p", .stages = std::move(stages)}, standardNames());
+    return built.ok() ? std::string("built") : built.error().message;
+  };
+  const WindowSpec window{.aggregates = {Aggregate::kCount}};
+  FftSpec all = spec();
+  all.metric.clear();
+  EXPECT_EQ(build({all, window}).substr(0, 60),
             "stages[1].window: the stages[0].fft before it consumes the r");
-  auto twice =
-      buildPipeline(PipelineSpec{.name = "p", .stages = {WindowSpec{.aggregates = {Aggregate::kCount}}, f}},
-                    standardNames());
-  ASSERT_FALSE(twice.ok());
-  EXPECT_NE(twice.error().message.find("stages[1].fft: the stages[0].window before it"), std::string::npos);
+  EXPECT_EQ(build({f, window}), "built");  // the window takes the readings of other metrics
+  EXPECT_EQ(build({window, f}).substr(0, 60), "stages[1].fft: the stages[0].window before it consumes the r");
+  EXPECT_EQ(build({f, f}),
+            "stages[1].fft: the stages[0].fft before it consumes the readings of vib, so this fft "
+            "would get none");
+  FftSpec acc = spec();
+  acc.metric = "acc";
+  EXPECT_EQ(build({f, acc}), "built");
+  EXPECT_EQ(build({f, all}), "built");
+  EXPECT_EQ(build({all, acc}).substr(0, 50), "stages[1].fft: the stages[0].fft before it consume");
+}
+
+TEST(EdgeFft, AnHstOverMoreThanEightFieldsIsRefusedNotBuilt) {
+  // All eight bands and the rms: nine features. Making the detector first overran its trees
+  // (a SIGSEGV at `ganglion check`, and at a reload of a running gateway).
+  FftSpec f = spec();
+  f.bands.assign(8, {20, 100});
+  DetectSpec d;
+  d.name = "spectrum";
+  d.method = "hst";
+  d.fields = {"band_1", "band_2", "band_3", "band_4", "band_5", "band_6", "band_7", "band_8", "rms"};
+  auto built = buildPipeline(PipelineSpec{.name = "p", .stages = {f, d}}, standardNames());
+  ASSERT_FALSE(built.ok());
+  EXPECT_EQ(built.error().message,
+            "stages[1].detect: hst judges 1 to 8 features together: fields: [rms, p2p]");
+  d.fields.pop_back();
+  EXPECT_TRUE(buildPipeline(PipelineSpec{.name = "p", .stages = {f, d}}, standardNames()).ok());
 }
 
 }  // namespace

@@ -1,0 +1,225 @@
+#include "edge/sinks/tsdb.h"
+
+#include <fmt/format.h>
+
+#include <boost/json.hpp>
+#include <boost/url/parse_query.hpp>
+#include <charconv>
+#include <filesystem>
+#include <vector>
+
+#include "base/strings.h"
+#include "edge/sinks/record_batch.h"
+
+namespace ganglion::edge {
+
+namespace json = boost::json;
+
+namespace {
+
+constexpr const char* kSchema =
+    "CREATE TABLE IF NOT EXISTS records("
+    " id TEXT NOT NULL UNIQUE, ts INTEGER NOT NULL, source TEXT NOT NULL, device TEXT NOT NULL,"
+    " metric TEXT NOT NULL, kind TEXT NOT NULL, record TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS records_series_ts ON records(device, metric, ts);"
+    "CREATE INDEX IF NOT EXISTS records_ts ON records(ts);";
+
+Error badParameter(std::string message) { return Error(std::move(message), "invalid_parameter", 400); }
+
+std::optional<int64_t> wholeNumber(std::string_view s) {
+  int64_t v = 0;
+  if (s.empty() || s.size() > 20) return std::nullopt;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+std::string textOf(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  return v && v->is_string() ? std::string(v->get_string()) : std::string();
+}
+
+}  // namespace
+
+Result<TsdbQuery> parseTsdbQuery(std::string_view query_string) {
+  TsdbQuery q;
+  if (query_string.empty()) return q;
+  auto parsed = boost::urls::parse_query(query_string);
+  if (!parsed) return badParameter("the query string is not well-formed");
+  for (const auto& p : *parsed) {
+    const std::string key = p.key.decode();
+    const std::string value = p.value.decode();
+    if (key == "device" || key == "metric" || key == "source" || key == "kind") {
+      std::optional<std::string>& slot = key == "device"   ? q.device
+                                         : key == "metric" ? q.metric
+                                         : key == "source" ? q.source
+                                                           : q.kind;
+      if (slot) return badParameter(fmt::format("{} is given twice", key));
+      slot = value;
+    } else if (key == "from" || key == "to") {
+      auto n = wholeNumber(value);
+      if (!n)
+        return badParameter(fmt::format("{} must be a time in epoch milliseconds, got '{}'", key, value));
+      (key == "from" ? q.from : q.to) = *n;
+    } else if (key == "limit") {
+      auto n = wholeNumber(value);
+      if (!n || *n < 1 || *n > TsdbQuery::kMaxLimit)
+        return badParameter(fmt::format("limit must be a whole number from 1 to {}", TsdbQuery::kMaxLimit));
+      q.limit = static_cast<uint32_t>(*n);
+    } else if (key == "order") {
+      if (value != "asc" && value != "desc") return badParameter("order must be asc or desc");
+      q.newest_first = value == "desc";
+    } else if (key == "after") {
+      const size_t dot = value.find('.');
+      auto ts = wholeNumber(std::string_view(value).substr(0, dot));
+      auto row =
+          dot == std::string::npos ? std::nullopt : wholeNumber(std::string_view(value).substr(dot + 1));
+      if (!ts || !row) return badParameter("after must be the next_after of a previous page");
+      q.after = std::make_pair(*ts, *row);
+    } else {
+      return badParameter(fmt::format(
+          "unknown parameter '{}' (known: device, metric, source, kind, from, to, limit, order, after)",
+          key));
+    }
+  }
+  if (q.from && q.to && *q.to <= *q.from) return badParameter("to must be after from");
+  return q;
+}
+
+Result<std::unique_ptr<TsdbStore>> TsdbStore::open(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  if (ec) return Error(fmt::format("{}: cannot make its directory: {}", path, ec.message()));
+  auto db = store::Database::open(path);
+  if (!db) return db.error();
+  if (auto ok = (*db)->exec(kSchema); !ok) return ok.error();
+  return std::unique_ptr<TsdbStore>(new TsdbStore(std::move(*db)));
+}
+
+Result<TsdbStore::Written> TsdbStore::write(std::string_view records_json) {
+  Written w;
+  if (auto ok = db_->exec("BEGIN IMMEDIATE"); !ok) return ok.error();
+  auto insert = db_->prepare(
+      "INSERT OR IGNORE INTO records(id, ts, source, device, metric, kind, record) "
+      "VALUES(?1,?2,?3,?4,?5,?6,?7)");
+  if (!insert) {
+    (void)db_->exec("ROLLBACK");
+    return insert.error();
+  }
+  std::optional<Error> failed;
+  std::string error;
+  const bool whole = forEachRecord(
+      records_json,
+      [&](std::string_view text, const json::object* o) {
+        if (failed) return;
+        const json::value* ts = o ? o->if_contains("ts") : nullptr;
+        const std::string id = o ? textOf(*o, "id") : std::string();
+        if (!ts || !ts->is_int64() || id.empty()) {
+          if (!w.unusable++) w.unusable_reason = "a record without an id or an integer ts";
+          return;
+        }
+        insert->reset();
+        insert->bind(1, id)
+            .bind(2, ts->get_int64())
+            .bind(3, textOf(*o, "source"))
+            .bind(4, textOf(*o, "device"))
+            .bind(5, textOf(*o, "metric"))
+            .bind(6, textOf(*o, "kind"))
+            .bind(7, text);
+        auto step = insert->step();
+        if (!step) {
+          failed = step.error();
+          return;
+        }
+        if (db_->changes() == 1)
+          ++w.stored;
+        else
+          ++w.duplicates;
+      },
+      error);
+  if (!whole && !w.unusable++) w.unusable_reason = error;
+  if (failed) {
+    (void)db_->exec("ROLLBACK");
+    return *failed;
+  }
+  if (auto ok = db_->exec("COMMIT"); !ok) {
+    (void)db_->exec("ROLLBACK");
+    return ok.error();
+  }
+  return w;
+}
+
+Result<uint64_t> TsdbStore::prune(int64_t before_ms) {
+  auto del = db_->prepare("DELETE FROM records WHERE ts < ?1");
+  if (!del) return del.error();
+  del->bind(1, before_ms);
+  if (auto step = del->step(); !step) return step.error();
+  return static_cast<uint64_t>(db_->changes());
+}
+
+Result<std::string> TsdbStore::query(const std::string& path, const TsdbQuery& q) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return std::string("{\"records\":[],\"count\":0}");
+  auto db = store::Database::open(path);
+  if (!db) return db.error();
+  std::string sql = "SELECT record, ts, rowid FROM records WHERE 1";
+  std::vector<std::string> texts;
+  std::vector<int64_t> numbers;
+  std::vector<std::pair<bool, size_t>> binds;  // (text?, index into texts or numbers)
+  auto text = [&](const char* column, const std::optional<std::string>& v) {
+    if (!v) return;
+    sql += fmt::format(" AND {} = ?{}", column, binds.size() + 1);
+    binds.emplace_back(true, texts.size());
+    texts.push_back(*v);
+  };
+  auto number = [&](std::string_view condition, int64_t v) {
+    sql += fmt::format(" AND {}?{}", condition, binds.size() + 1);
+    binds.emplace_back(false, numbers.size());
+    numbers.push_back(v);
+  };
+  text("device", q.device);
+  text("metric", q.metric);
+  text("source", q.source);
+  text("kind", q.kind);
+  if (q.from) number("ts >= ", *q.from);
+  if (q.to) number("ts < ", *q.to);
+  if (q.after) {
+    const char* cmp = q.newest_first ? "<" : ">";
+    const size_t ts_at = binds.size() + 1;
+    sql += fmt::format(" AND (ts {0} ?{1} OR (ts = ?{1} AND rowid {0} ?{2}))", cmp, ts_at, ts_at + 1);
+    binds.emplace_back(false, numbers.size());
+    numbers.push_back(q.after->first);
+    binds.emplace_back(false, numbers.size());
+    numbers.push_back(q.after->second);
+  }
+  sql += q.newest_first ? " ORDER BY ts DESC, rowid DESC" : " ORDER BY ts ASC, rowid ASC";
+  sql += fmt::format(" LIMIT {}", q.limit);
+  auto select = (*db)->prepare(sql);
+  if (!select) return select.error();
+  for (size_t i = 0; i < binds.size(); ++i) {
+    const int at = static_cast<int>(i + 1);
+    if (binds[i].first)
+      select->bind(at, texts[binds[i].second]);
+    else
+      select->bind(at, numbers[binds[i].second]);
+  }
+  std::string body = "{\"records\":[";
+  uint32_t count = 0;
+  int64_t last_ts = 0, last_row = 0;
+  for (;;) {
+    auto step = select->step();
+    if (!step) return step.error();
+    if (*step == store::Statement::Step::kDone) break;
+    if (count++) body.push_back(',');
+    body += select->text(0);
+    last_ts = select->integer(1);
+    last_row = select->integer(2);
+  }
+  fmt::format_to(std::back_inserter(body), "],\"count\":{}", count);
+  if (count == q.limit)
+    fmt::format_to(std::back_inserter(body), ",\"next_after\":\"{}.{}\"", last_ts, last_row);
+  body += "}\n";
+  return body;
+}
+
+}  // namespace ganglion::edge

@@ -1,0 +1,124 @@
+#include "edge/sinks/tsdb.h"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <filesystem>
+
+namespace ganglion::edge {
+namespace {
+
+std::string record(std::string_view id, int64_t ts, std::string_view device, std::string_view metric,
+                   std::string_view kind = "reading", double value = 1) {
+  return fmt::format(
+      R"({{"id":"{}","source":"lab","device":"{}","metric":"{}","ts":{},"kind":"{}","value":{}}})", id,
+      device, metric, ts, kind, value);
+}
+
+class TsdbTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           fmt::format("ganglion-tsdb-{}-{}", ::testing::UnitTest::GetInstance()->current_test_info()->name(),
+                       ::getpid());
+    std::filesystem::remove_all(dir_);
+    path_ = (dir_ / "tsdb" / "local.sqlite").string();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  boost::json::array records(std::string_view query, std::string* next = nullptr) {
+    auto q = parseTsdbQuery(query);
+    EXPECT_TRUE(q.ok()) << (q ? "" : q.error().message);
+    auto body = TsdbStore::query(path_, *q);
+    EXPECT_TRUE(body.ok()) << (body ? "" : body.error().message);
+    if (!body) return {};
+    auto o = boost::json::parse(*body).as_object();
+    if (next) *next = o.contains("next_after") ? std::string(o.at("next_after").as_string()) : "";
+    EXPECT_EQ(o.at("count").as_int64(), static_cast<int64_t>(o.at("records").as_array().size()));
+    return o.at("records").as_array();
+  }
+
+  std::filesystem::path dir_;
+  std::string path_;
+};
+
+TEST_F(TsdbTest, StoresOnceAndQueriesBySeriesAndTime) {
+  // Nothing written yet: no records, not an error.
+  EXPECT_TRUE(records("").empty());
+  auto store = TsdbStore::open(path_);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  std::string batch = record("lab-1", 1000, "p1", "temp") + "," + record("lab-2", 2000, "p1", "temp") + "," +
+                      record("lab-3", 1500, "p2", "temp") + "," +
+                      record("w/p1/temp/0", 0, "p1", "temp", "window");
+  auto w = (*store)->write(batch);
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  EXPECT_EQ(w->stored, 4u);
+  EXPECT_EQ(w->duplicates, 0u);
+  // The same batch again (sent again after a crash): nothing doubles.
+  w = (*store)->write(batch + ",{\"ts\":5},[1]");
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w->stored, 0u);
+  EXPECT_EQ(w->duplicates, 4u);
+  EXPECT_EQ(w->unusable, 2u);
+  EXPECT_EQ(w->unusable_reason, "a record without an id or an integer ts");
+
+  auto all = records("");
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[0].at("id").as_string(), "w/p1/temp/0");  // oldest first
+  EXPECT_EQ(all[3].at("id").as_string(), "lab-2");
+  auto p1 = records("device=p1&kind=reading");
+  ASSERT_EQ(p1.size(), 2u);
+  EXPECT_EQ(p1[0].at("value").as_int64(), 1);
+  EXPECT_EQ(records("device=p1&from=1000&to=2000").size(), 1u);  // [from, to)
+  EXPECT_EQ(records("order=desc&limit=1")[0].at("id").as_string(), "lab-2");
+  EXPECT_TRUE(records("device=p3").empty());
+  EXPECT_EQ(records("metric=te%6Dp").size(), 4u);  // decoded
+
+  // Pages: the cursor goes on where the last page ended, even within one ts.
+  std::string next;
+  auto first = records("limit=3", &next);
+  ASSERT_EQ(first.size(), 3u);
+  ASSERT_FALSE(next.empty());
+  auto rest = records("limit=3&after=" + next, &next);
+  ASSERT_EQ(rest.size(), 1u);
+  EXPECT_EQ(rest[0].at("id").as_string(), "lab-2");
+  EXPECT_TRUE(next.empty());
+
+  // Retention: what is older goes.
+  auto pruned = (*store)->prune(1500);
+  ASSERT_TRUE(pruned.ok());
+  EXPECT_EQ(*pruned, 2u);
+  EXPECT_EQ(records("").size(), 2u);
+}
+
+TEST(TsdbQueryParams, BadParametersAreNamed) {
+  auto bad = [](std::string_view q) {
+    auto r = parseTsdbQuery(q);
+    EXPECT_FALSE(r.ok()) << q;
+    if (r.ok()) return std::string();
+    EXPECT_EQ(r.error().status, 400);
+    EXPECT_EQ(r.error().code, "invalid_parameter");
+    return r.error().message;
+  };
+  EXPECT_EQ(
+      bad("devise=p1"),
+      "unknown parameter 'devise' (known: device, metric, source, kind, from, to, limit, order, after)");
+  EXPECT_EQ(bad("from=yesterday"), "from must be a time in epoch milliseconds, got 'yesterday'");
+  EXPECT_EQ(bad("limit=0"), "limit must be a whole number from 1 to 10000");
+  EXPECT_EQ(bad("limit=10001"), "limit must be a whole number from 1 to 10000");
+  EXPECT_EQ(bad("order=up"), "order must be asc or desc");
+  EXPECT_EQ(bad("after=12"), "after must be the next_after of a previous page");
+  EXPECT_EQ(bad("from=5&to=5"), "to must be after from");
+  EXPECT_EQ(bad("device=a&device=b"), "device is given twice");
+  auto q = parseTsdbQuery("device=a%20b&from=-5&to=10&limit=7&order=desc&after=3.4");
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(*q->device, "a b");
+  EXPECT_EQ(*q->from, -5);
+  EXPECT_EQ(q->limit, 7u);
+  EXPECT_TRUE(q->newest_first);
+  EXPECT_EQ(q->after->second, 4);
+}
+
+}  // namespace
+}  // namespace ganglion::edge
