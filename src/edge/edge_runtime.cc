@@ -8,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
+#include <charconv>
 #include <chrono>
 #include <deque>
 #include <map>
@@ -80,6 +81,17 @@ std::string sinkFingerprint(const SinkConfig& s) {
   for (const auto& [name, value] : s.headers) headers[name] = value;  // a changed token is a change
   o["headers"] = std::move(headers);
   return json::serialize(o);
+}
+
+/// The N of InfluxDB 1.x's "partial write: ... dropped=N", if the message has one.
+std::optional<uint32_t> droppedOf(std::string_view message) {
+  const size_t at = message.rfind("dropped=");
+  if (at == std::string_view::npos) return std::nullopt;
+  uint32_t n = 0;
+  const char* begin = message.data() + at + 8;
+  auto [end, ec] = std::from_chars(begin, message.data() + message.size(), n);
+  if (ec != std::errc() || end == begin) return std::nullopt;
+  return n;
 }
 
 /// `fn()` on the blocking pool, for results that are not default-constructible (Result<T>:
@@ -581,6 +593,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
       auto up = host_.upstream(worker_, upstream_name);
       bool ok = false;
       bool refused = false;  // the receiver will never take these: they go, counted as rejected
+      uint32_t kept = 0;     // of a refused batch, the lines InfluxDB said it stored all the same
       if (!up) {
         noteError("the sink's upstream is not installed yet");
       } else {
@@ -604,9 +617,16 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
                                 in_batch, batch_limit_));
         } else if (status == 413 || (influx && (status == 400 || status == 422))) {
           refused = true;
-          noteError(fmt::format("the receiver refused {} records for good ({}{}{}): they were dropped",
-                                in_batch, status, answered.refusal.empty() ? "" : ": ",
-                                said(answered.refusal)));
+          const std::string message = said(answered.refusal);
+          // InfluxDB 1.x writes a batch's good lines and says how many it dropped
+          // ("partial write: ... dropped=N"): the rest were stored.
+          if (influx) kept = lines.lines - std::min(lines.lines, droppedOf(message).value_or(lines.lines));
+          if (kept)
+            noteError(fmt::format("InfluxDB stored {} of {} lines and refused {} for good ({}: {})", kept,
+                                  lines.lines, lines.lines - kept, status, message));
+          else
+            noteError(fmt::format("the receiver refused {} records for good ({}{}{}): they were dropped",
+                                  in_batch, status, answered.refusal.empty() ? "" : ": ", message));
         } else {
           noteError(fmt::format("the receiver answered {}{}{}", status, answered.refusal.empty() ? "" : ": ",
                                 said(answered.refusal)));
@@ -622,7 +642,8 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
         continue;
       }
       if (refused) {
-        rejected.fetch_add(in_batch - unwritable, std::memory_order_relaxed);
+        rejected.fetch_add(in_batch - unwritable - kept, std::memory_order_relaxed);
+        delivered.fetch_add(kept, std::memory_order_relaxed);
         continue;
       }
       if (batch_limit_ < limit) continue;  // halved: retried at once

@@ -174,6 +174,23 @@ class Refusals(unittest.TestCase):
                 metrics = gw.admin("GET", "/metrics", token=TOKEN).text
                 self.assertIn('ganglion_edge_sink_rejected_total{sink="tsdb"} 3', metrics)
 
+    def test_a_partial_write_counts_what_influxdb_stored(self):
+        with InfluxDB() as db:
+            base = minute_ago()
+            self.assertEqual(db.write('conflict,device=x value="text" %d' % base)[0], 204)
+            text, port, admin = config(db.write_url(precision="ms"))
+            text = text.replace("max_delay: 50ms", "max_delay: 1s")  # the posts below make one batch
+            with Gateway(text, admin_port=admin) as gw:
+                self.assertEqual(post(gw, "p", json.dumps([{"value": i, "ts": base + i} for i in range(3)])).status,
+                                 202)
+                self.assertEqual(post(gw, "p?metric=conflict", json.dumps({"value": 1, "ts": base})).status, 202)
+                self.assertTrue(wait_until(lambda: sink(gw)["rejected"] == 1, timeout=10), sink(gw))
+                st = sink(gw)
+                self.assertIn("InfluxDB stored 3 of 4 lines and refused 1 for good (400: partial write: field type "
+                              "conflict", st["last_error"])
+                self.assertEqual(st["delivered"], 3)
+                self.assertEqual(len(db.rows("SELECT * FROM temperature WHERE kind='reading'")), 3)
+
     def test_a_missing_database_keeps_records_queued_until_it_exists(self):
         with InfluxDB(db="") as db:
             text, port, admin = config(db.write_url(precision="ms", db="later"))
