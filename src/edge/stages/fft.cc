@@ -118,7 +118,10 @@ void FftStage::transform(SeriesId series, Block& block, Batch& out) {
   Record r;
   r.kind = RecordKind::kWindow;
   r.series = series;
-  r.ts = block.first_ts;
+  // The block's first reading's time; a block starting at the previous one's time (a burst
+  // of readings that share one millisecond) 1 ms later, so that its id differs.
+  r.ts = std::max(block.first_ts, block.out_ts == INT64_MIN ? INT64_MIN : block.out_ts + 1);
+  block.out_ts = r.ts;
   r.origin = origin_;
   r.seq = static_cast<uint64_t>(block.first_ts);
   out.push(r);

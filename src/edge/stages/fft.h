@@ -50,6 +50,7 @@ class FftStage final : public Stage {
     std::vector<double> samples;
     int64_t first_ts = 0, last_ts = 0;
     uint64_t first_seq = UINT64_MAX;
+    int64_t out_ts = INT64_MIN;  ///< the ts of the series' last window record
   };
   void transform(SeriesId series, Block& block, Batch& out);
 

@@ -98,6 +98,19 @@ TEST(EdgeFft, HugeSignalsAreMeasuredAndAConstantOneHasNoPeak) {
   EXPECT_TRUE(std::isnan(h.field(windows[2], "peak_hz")));  // left out: no peak in a constant
 }
 
+TEST(EdgeFft, BlocksStartingInOneMillisecondGetTimesAndIdsApart) {
+  FftSpec f = spec();
+  f.size = 16;
+  Harness h(pipelineOf(f));
+  // 32 readings sharing one ts: two blocks. Both stamped kT0, they shared an id, and a
+  // receiver de-duplicating on it kept one.
+  for (int i = 0; i < 32; ++i) h.reading("pump", "vib", kT0, std::sin(i));
+  const auto windows = h.ofKind(RecordKind::kWindow);
+  ASSERT_EQ(windows.size(), 2u);
+  EXPECT_EQ(windows[0].ts, kT0);
+  EXPECT_EQ(windows[1].ts, kT0 + 1);
+}
+
 TEST(EdgeFft, AGapOrAnOlderReadingStartsTheBlockAgain) {
   FftSpec f = spec();
   f.size = 16;
