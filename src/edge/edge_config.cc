@@ -445,10 +445,10 @@ void readSinks(Reader& r, const config::Node& list, EdgeConfig& out) {
                                                      : "a tsdb sink writes a file in edge.data_dir"));
     }
     if (!local_sink && n["retention"].IsDefined()) r.fail(n["retention"], "'retention' is for tsdb sinks");
-    if (local_sink) {
+    if (!mqtt_sink && !s.kind.empty())
       for (const char* mqtt_only : {"connector", "topic", "qos", "retain"})
         if (n[mqtt_only].IsDefined()) r.fail(n[mqtt_only], fmt::format("'{}' is for mqtt sinks", mqtt_only));
-    } else if (mqtt_sink) {
+    if (mqtt_sink) {
       if (!n["connector"].IsDefined()) r.fail(n, "an mqtt sink needs a 'connector' (an mqtt connector)");
       if (!n["topic"].IsDefined()) r.fail(n, "an mqtt sink needs a 'topic'");
       const auto c = std::find_if(out.connectors.begin(), out.connectors.end(),
@@ -463,10 +463,8 @@ void readSinks(Reader& r, const config::Node& list, EdgeConfig& out) {
         r.fail(n["topic"], fmt::format("sink '{}' publishes to '{}', which connector '{}' reads ('{}'): each "
                                        "record would come back as a reading",
                                        s.name, s.topic.text, s.connector, sub->topic));
-    } else if (!s.kind.empty()) {
-      for (const char* mqtt_only : {"connector", "topic", "qos", "retain"})
-        if (n[mqtt_only].IsDefined()) r.fail(n[mqtt_only], fmt::format("'{}' is for mqtt sinks", mqtt_only));
-      if (!n["url"].IsDefined()) r.fail(n, fmt::format("an {} sink needs a 'url'", s.kind));
+    } else if (!local_sink && !s.kind.empty() && !n["url"].IsDefined()) {
+      r.fail(n, fmt::format("an {} sink needs a 'url'", s.kind));
     }
     if (!s.url.empty() && !mqtt_sink && !local_sink) {
       std::string error;

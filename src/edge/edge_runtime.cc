@@ -94,14 +94,6 @@ std::optional<uint32_t> droppedOf(std::string_view message) {
   return n;
 }
 
-/// `fn()` on the blocking pool, for results that are not default-constructible (Result<T>:
-/// co_spawn needs one to start from).
-template <class Fn>
-asio::awaitable<std::invoke_result_t<Fn&>> onBlockingPool(Fn fn) {
-  auto result = co_await loop::runBlocking([&fn] { return std::optional<std::invoke_result_t<Fn&>>(fn()); });
-  co_return std::move(*result);
-}
-
 /// What a receiver's refusal says: InfluxDB's `error` (1.x) or `message` (2.x, 3.x) when the
 /// body is JSON, else its text; one line, at most 300 characters.
 std::string refusalMessage(std::string_view body) {
@@ -146,7 +138,8 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
         worker_(worker),
         fingerprint_(sinkFingerprint(config_)),
         queue_dir_(std::move(queue_dir)),
-        tsdb_path_(std::move(tsdb_path)) {
+        tsdb_path_(std::move(tsdb_path)),
+        upstream_name_("sink:" + config_.name) {
     host_header_ = upstream::hostHeader(config_.host, config_.port, config_.https);
   }
 
@@ -354,75 +347,78 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
 
   static http::Task<void> run(std::shared_ptr<SinkHost> self) { co_await self->deliverLoop(); }
 
+  /// How one attempt at a batch ended: delivered (the receiver took it), refused (gone for
+  /// good: counted as rejected, not retried), split (too large: the same records again at
+  /// once, in smaller batches), or failed (the same records again after the backoff).
+  /// `delivered` and `rejected` count the batch's records once it is gone.
+  struct Attempt {
+    enum class End : uint8_t { kDelivered, kRefused, kSplit, kFailed };
+    End end = End::kFailed;
+    uint32_t delivered = 0, rejected = 0;
+  };
+  using End = Attempt::End;
+
   /// A tsdb sink's batch into its store, in one transaction (records stored already, sent
   /// again after a crash, are skipped); then, at most once a minute, the records past the
-  /// retention go. False when the store could not be written (the batch is kept and retried).
-  http::Task<bool> writeLocal(std::string_view records) {
+  /// retention go. Failed when the store could not be written (the batch is kept).
+  http::Task<Attempt> writeLocal(std::string_view records) {
     if (!tsdb_) {
-      auto opened = co_await onBlockingPool([path = &tsdb_path_] { return TsdbStore::open(*path); });
+      auto opened = co_await loop::runBlocking([path = &tsdb_path_] { return TsdbStore::open(*path); });
       if (!opened) {
         noteError(opened.error().message);
-        co_return false;
+        co_return Attempt{};
       }
       tsdb_ = std::move(*opened);
     }
     TsdbStore* store = tsdb_.get();
-    auto written = co_await onBlockingPool([store, records] { return store->write(records); });
+    auto written = co_await loop::runBlocking([store, records] { return store->write(records); });
     if (!written) {
       noteError(written.error().message);
-      co_return false;
+      co_return Attempt{};
     }
-    batches.fetch_add(1, std::memory_order_relaxed);
-    delivered.fetch_add(written->stored + written->duplicates, std::memory_order_relaxed);
-    if (written->unusable) {
-      rejected.fetch_add(written->unusable, std::memory_order_relaxed);
+    if (written->unusable)
       noteError(fmt::format("{} records could not be stored and were dropped: {}", written->unusable,
                             written->unusable_reason),
                 false);
-    }
     if (const int64_t now = steadyMillis(); now - pruned_ms_ >= 60'000) {
       pruned_ms_ = now;
       const int64_t before = wallMillis() - config_.retention.count();
-      auto pruned = co_await onBlockingPool([store, before] { return store->prune(before); });
+      auto pruned = co_await loop::runBlocking([store, before] { return store->prune(before); });
       if (pruned)
         expired.fetch_add(*pruned, std::memory_order_relaxed);
       else
         noteError(pruned.error().message, false);
     }
-    co_return true;
+    co_return Attempt{End::kDelivered, written->stored + written->duplicates, written->unusable};
   }
 
   /// What the receiver's refusal says, with the values of the sink's headers (tokens) taken
   /// out: a receiver or proxy that echoes the request would put them in GET /edge.
   std::string said(std::string_view refusal) const {
+    constexpr std::string_view kRedacted = "<redacted>";
     std::string text = refusalMessage(refusal);
     for (const auto& [name, value] : config_.headers) {
       if (value.size() < 4) continue;
-      for (size_t at = text.find(value); at != std::string::npos; at = text.find(value, at + 10))
-        text.replace(at, value.size(), "<redacted>");
+      for (size_t at = text.find(value); at != std::string::npos;
+           at = text.find(value, at + kRedacted.size()))
+        text.replace(at, value.size(), kRedacted);
     }
     return text;
   }
 
-  /// What an mqtt batch came to: messages acknowledged, records dropped for good (no valid
-  /// topic, or a refusal that cannot change), messages to send again (the batch then is).
-  struct MqttOutcome {
-    uint32_t delivered = 0, rejected = 0, failed = 0;
-    bool too_large = false;  // more bytes than the connector keeps waiting: split the batch
-  };
   /// MQTT 5 refusals that the same message will always get: topic name invalid, packet too
   /// large, payload format invalid. Others (not authorized, quota exceeded) may pass later.
   static bool refusedForGood(int reason) { return reason == 0x90 || reason == 0x95 || reason == 0x99; }
 
   /// Publishes each record of `records` (as RecordQueue::take handed them) through the
-  /// connector and waits until the broker has acknowledged or refused every one.
-  http::Task<MqttOutcome> publishBatch(std::string_view records, uint32_t in_batch) {
-    MqttOutcome out;
+  /// connector and waits until the broker has acknowledged or refused every one. Records
+  /// without a valid topic, and refusals that cannot change, are rejected; any other refusal,
+  /// or a message given up, fails the batch (sent again whole).
+  http::Task<Attempt> publishBatch(std::string_view records, uint32_t in_batch) {
     auto connector = connector_;
     if (!connector || !connector->stats()->connected.load(std::memory_order_relaxed)) {
-      out.failed = in_batch;
       noteError(fmt::format("connector '{}' is not connected to its broker", config_.connector));
-      co_return out;
+      co_return Attempt{};
     }
     std::vector<std::pair<std::string, std::string>> messages;
     size_t bytes = 0;
@@ -439,16 +435,16 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
           messages.emplace_back(std::move(topic), std::string(text));
         },
         error);
-    if (bytes > MqttConnector::kMaxOutgoingBytes / 2 && in_batch > 1) {
-      out.too_large = true;
-      co_return out;
+    if (bytes > MqttConnector::kMaxOutgoingBytes / 2 && in_batch > 1) {  // more than the connector keeps
+      batch_limit_ = std::max<uint32_t>(1, in_batch / 2);
+      co_return Attempt{End::kSplit};
     }
-    out.rejected = in_batch - static_cast<uint32_t>(messages.size());
-    if (out.rejected)
+    const uint32_t unroutable = in_batch - static_cast<uint32_t>(messages.size());
+    if (unroutable)
       noteError(fmt::format("{} records could not be published and were dropped: the first because {}",
-                            out.rejected, first_why.empty() ? error : first_why),
+                            unroutable, first_why.empty() ? error : first_why),
                 false);
-    if (messages.empty()) co_return out;
+    if (messages.empty()) co_return Attempt{End::kDelivered, 0, unroutable};
     struct Acks {
       size_t waiting = 0;
       uint32_t delivered = 0, refused = 0, failed = 0;
@@ -480,31 +476,79 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
       acks_->expires_at(asio::steady_timer::time_point::max());
       co_await acks_->async_wait(asio::as_tuple(asio::use_awaitable));
     }
-    if (acks->waiting > 0) {  // stopped: the successor sends the batch again
-      out.failed = in_batch;
-      co_return out;
-    }
-    out.failed = acks->failed;
+    if (acks->waiting > 0) co_return Attempt{};  // stopped: the successor sends the batch again
     if (acks->failed) {
       noteError(fmt::format("{} of {} messages were not delivered ({}): the batch is sent again",
                             acks->failed, sent, MqttConnector::publishReasonText(acks->reason)));
-      co_return out;
+      co_return Attempt{};
     }
-    out.delivered = acks->delivered;
-    if (acks->refused) {
-      out.rejected += acks->refused;
+    if (acks->refused)
       noteError(fmt::format("the broker refused {} messages for good: they were dropped", acks->refused));
+    co_return Attempt{End::kDelivered, acks->delivered, unroutable + acks->refused};
+  }
+
+  /// Posts an http or influxdb batch (`lines`: the influxdb conversion of its records, null
+  /// for http). 2xx delivers; 413 splits (one record alone: refused); influxdb's 400 and 422
+  /// refuse it for good, the lines InfluxDB says it stored all the same counted delivered;
+  /// anything else fails.
+  http::Task<Attempt> postBatch(const std::string& body, uint32_t in_batch, const LineProtocolBatch* lines) {
+    const bool influx = lines != nullptr;
+    const uint32_t unwritable = influx ? in_batch - std::min(in_batch, lines->lines) : 0;
+    if (unwritable)
+      noteError(fmt::format("{} records had nothing line protocol can carry and were left out: the first "
+                            "because {}",
+                            unwritable, lines->skip_reason.empty() ? "it was not JSON" : lines->skip_reason),
+                false);
+    if (unwritable == in_batch) co_return Attempt{End::kRefused, 0, unwritable};
+    auto up = host_.upstream(worker_, upstream_name_);
+    if (!up) {
+      noteError("the sink's upstream is not installed yet");
+      co_return Attempt{};
     }
-    co_return out;
+    upstream::BufferedRequest req;
+    req.method = "POST";
+    req.path = config_.path;
+    req.headers = config_.headers;
+    if (influx) req.content_type = "text/plain; charset=utf-8";
+    req.body = body;
+    auto answered = co_await upstream::exchangeIgnoringBody(host_.worker(worker_), *up, host_header_, req,
+                                                            config_.timeout);
+    const int status = answered.status;
+    if (!status) {
+      noteError(answered.failure);
+      co_return Attempt{};
+    }
+    if (status >= 200 && status < 300) co_return Attempt{End::kDelivered, in_batch - unwritable, unwritable};
+    if (status == 413 && in_batch > 1) {
+      // Too large for the receiver: the same records again, in halves, at once.
+      batch_limit_ = std::max<uint32_t>(1, in_batch / 2);
+      noteError(fmt::format("the receiver answered 413 to {} records: batches now hold at most {}", in_batch,
+                            batch_limit_));
+      co_return Attempt{End::kSplit};
+    }
+    const std::string message = said(answered.refusal);
+    if (status != 413 && !(influx && (status == 400 || status == 422))) {
+      noteError(
+          fmt::format("the receiver answered {}{}{}", status, answered.refusal.empty() ? "" : ": ", message));
+      co_return Attempt{};
+    }
+    // InfluxDB 1.x writes a batch's good lines and says how many it dropped
+    // ("partial write: ... dropped=N"): the rest were stored.
+    const uint32_t kept =
+        influx ? lines->lines - std::min(lines->lines, droppedOf(message).value_or(lines->lines)) : 0;
+    if (kept)
+      noteError(fmt::format("InfluxDB stored {} of {} lines and refused {} for good ({}: {})", kept,
+                            lines->lines, lines->lines - kept, status, message));
+    else
+      noteError(fmt::format("the receiver refused {} records for good ({}{}{}): they were dropped", in_batch,
+                            status, answered.refusal.empty() ? "" : ": ", message));
+    co_return Attempt{End::kRefused, kept, in_batch - kept};
   }
 
   http::Task<void> deliverLoop() {
-    const std::string upstream_name = "sink:" + config_.name;
-    const bool influx = config_.kind == "influxdb";
-    const bool mqtt = config_.kind == "mqtt";
-    const bool local = config_.kind == "tsdb";
+    const bool http = config_.kind == "http";
     uint32_t failed_in_row = 0;
-    std::string body, scratch;
+    std::string body, records;
     while (!stopped_) {
       const uint64_t live = queue_->records();
       if (live == 0) {
@@ -520,137 +564,50 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
       // The batch: the first max_records records (fewer once the receiver said 413), in order.
       uint32_t limit = std::min(config_.batch.max_records, batch_limit_);
       // An mqtt batch waits in its connector's outgoing queue: at most half of what it keeps.
-      if (mqtt) limit = std::min<uint32_t>(limit, MqttConnector::kMaxOutgoing / 2);
+      if (config_.kind == "mqtt") limit = std::min<uint32_t>(limit, MqttConnector::kMaxOutgoing / 2);
       uint32_t in_batch = 0;
-      LineProtocolBatch lines;
-      if (mqtt || local) {
-        scratch.clear();
-        in_batch = queue_->take(limit, scratch);
-      } else if (influx) {
-        scratch.clear();
-        in_batch = queue_->take(limit, scratch);
-        body.clear();
-        lines = appendLineProtocol(scratch, config_.precision, body);
-      } else {
+      if (http) {  // the records go out as they are: straight into the body
         body.assign("{\"records\":[");
         in_batch = queue_->take(limit, body);
         body += "]}";
+      } else {
+        records.clear();
+        in_batch = queue_->take(limit, records);
       }
       if (in_batch == 0) {
         queue_->finish(true);
         publish();
         continue;
       }
-      if (local) {
-        const bool done = co_await writeLocal(scratch);
-        if (stopped_ && !queue_) co_return;  // replaced while in flight: the successor owns the queue
-        queue_->finish(done);
-        publish();
-        if (done) {
-          failed_in_row = 0;
-          continue;
-        }
-        ++failed_in_row;
-        co_await sleep(
-            doublingBackoffMs(config_.retry.initial.count(), config_.retry.max.count(), failed_in_row),
-            false);
-        continue;
-      }
-      if (mqtt) {
-        const MqttOutcome m = co_await publishBatch(scratch, in_batch);
-        if (stopped_ && !queue_) co_return;  // replaced while in flight: the successor owns the queue
-        if (m.too_large) batch_limit_ = std::max<uint32_t>(1, in_batch / 2);
-        const bool done = m.failed == 0 && !m.too_large;
-        queue_->finish(done);
-        publish();
-        if (done) {
-          failed_in_row = 0;
-          batches.fetch_add(1, std::memory_order_relaxed);
-          delivered.fetch_add(m.delivered, std::memory_order_relaxed);
-          rejected.fetch_add(m.rejected, std::memory_order_relaxed);
-          continue;
-        }
-        if (m.too_large) continue;  // split: at once
-        ++failed_in_row;
-        co_await sleep(
-            doublingBackoffMs(config_.retry.initial.count(), config_.retry.max.count(), failed_in_row),
-            false);
-        continue;
-      }
-      const uint32_t unwritable = influx ? in_batch - std::min(in_batch, lines.lines) : 0;
-      if (unwritable) {
-        rejected.fetch_add(unwritable, std::memory_order_relaxed);
-        noteError(fmt::format("{} records had nothing line protocol can carry and were left out: the first "
-                              "because {}",
-                              unwritable, lines.skip_reason.empty() ? "it was not JSON" : lines.skip_reason),
-                  false);
-        if (unwritable == in_batch) {
-          queue_->finish(true);
-          publish();
-          continue;
-        }
-      }
-      auto up = host_.upstream(worker_, upstream_name);
-      bool ok = false;
-      bool refused = false;  // the receiver will never take these: they go, counted as rejected
-      uint32_t kept = 0;     // of a refused batch, the lines InfluxDB said it stored all the same
-      if (!up) {
-        noteError("the sink's upstream is not installed yet");
+      Attempt a;
+      if (http) {
+        a = co_await postBatch(body, in_batch, nullptr);
+      } else if (config_.kind == "influxdb") {
+        body.clear();
+        const LineProtocolBatch lines = appendLineProtocol(records, config_.precision, body);
+        a = co_await postBatch(body, in_batch, &lines);
+      } else if (config_.kind == "mqtt") {
+        a = co_await publishBatch(records, in_batch);
       } else {
-        upstream::BufferedRequest req;
-        req.method = "POST";
-        req.path = config_.path;
-        req.headers = config_.headers;
-        if (influx) req.content_type = "text/plain; charset=utf-8";
-        req.body = body;
-        auto answered = co_await upstream::exchangeIgnoringBody(host_.worker(worker_), *up, host_header_, req,
-                                                                config_.timeout);
-        const int status = answered.status;
-        if (!status) {
-          noteError(answered.failure);
-        } else if (status >= 200 && status < 300) {
-          ok = true;
-        } else if (status == 413 && in_batch > 1) {
-          // Too large for the receiver: the same records again, in halves, at once.
-          batch_limit_ = std::max<uint32_t>(1, in_batch / 2);
-          noteError(fmt::format("the receiver answered 413 to {} records: batches now hold at most {}",
-                                in_batch, batch_limit_));
-        } else if (status == 413 || (influx && (status == 400 || status == 422))) {
-          refused = true;
-          const std::string message = said(answered.refusal);
-          // InfluxDB 1.x writes a batch's good lines and says how many it dropped
-          // ("partial write: ... dropped=N"): the rest were stored.
-          if (influx) kept = lines.lines - std::min(lines.lines, droppedOf(message).value_or(lines.lines));
-          if (kept)
-            noteError(fmt::format("InfluxDB stored {} of {} lines and refused {} for good ({}: {})", kept,
-                                  lines.lines, lines.lines - kept, status, message));
-          else
-            noteError(fmt::format("the receiver refused {} records for good ({}{}{}): they were dropped",
-                                  in_batch, status, answered.refusal.empty() ? "" : ": ", message));
-        } else {
-          noteError(fmt::format("the receiver answered {}{}{}", status, answered.refusal.empty() ? "" : ": ",
-                                said(answered.refusal)));
-        }
+        a = co_await writeLocal(records);
       }
       if (stopped_ && !queue_) co_return;  // replaced while in flight: the successor owns the queue
-      queue_->finish(ok || refused);
+      const bool gone = a.end == End::kDelivered || a.end == End::kRefused;
+      queue_->finish(gone);
       publish();
-      if (ok) {
-        failed_in_row = 0;
-        batches.fetch_add(1, std::memory_order_relaxed);
-        delivered.fetch_add(in_batch - unwritable, std::memory_order_relaxed);
+      if (gone) {
+        delivered.fetch_add(a.delivered, std::memory_order_relaxed);
+        rejected.fetch_add(a.rejected, std::memory_order_relaxed);
+        if (a.end == End::kDelivered) {
+          failed_in_row = 0;
+          batches.fetch_add(1, std::memory_order_relaxed);
+        }
         continue;
       }
-      if (refused) {
-        rejected.fetch_add(in_batch - unwritable - kept, std::memory_order_relaxed);
-        delivered.fetch_add(kept, std::memory_order_relaxed);
-        continue;
-      }
-      if (batch_limit_ < limit) continue;  // halved: retried at once
+      if (a.end == End::kSplit) continue;  // the same records again at once, fewer at a time
       ++failed_in_row;
-      const int64_t backoff =
-          doublingBackoffMs(config_.retry.initial.count(), config_.retry.max.count(), failed_in_row);
-      co_await sleep(backoff, false);
+      co_await sleep(
+          doublingBackoffMs(config_.retry.initial.count(), config_.retry.max.count(), failed_in_row), false);
     }
   }
 
@@ -661,6 +618,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   std::string host_header_;
   std::string queue_dir_;
   std::string tsdb_path_;
+  std::string upstream_name_;  // http and influxdb: "sink:<name>"
   // Worker-owned:
   std::unique_ptr<TsdbStore> tsdb_;  // a tsdb sink's store, opened at its first batch
   int64_t pruned_ms_ = 0;            // steady clock: the last retention check
@@ -1994,7 +1952,7 @@ asio::awaitable<Result<std::string>> EdgeRuntime::sinkRecords(std::string sink, 
   if (!q) co_return q.error();
   const TsdbQuery* want = &*q;
   const std::string* file = &path;
-  auto body = co_await onBlockingPool([file, want] { return TsdbStore::query(*file, *want); });
+  auto body = co_await loop::runBlocking([file, want] { return TsdbStore::query(*file, *want); });
   co_return body;
 }
 

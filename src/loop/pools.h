@@ -15,6 +15,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -35,12 +36,22 @@ boost::asio::thread_pool& computePool();
 /// destroys the temporaries of a co_await expression twice, so a captured shared_ptr or
 /// string is released twice (a use after free that ASan shows; the admin API's key listing
 /// and the reload hit it).
+/// A result type without a default constructor (Result<T>) travels in a std::optional:
+/// co_spawn's completion needs a default value to start from.
 template <class Fn>
 boost::asio::awaitable<std::invoke_result_t<Fn&>> runOn(boost::asio::thread_pool& pool, Fn fn) {
   using R = std::invoke_result_t<Fn&>;
-  co_return co_await boost::asio::co_spawn(
-      pool.get_executor(), [fn = std::move(fn)]() mutable -> boost::asio::awaitable<R> { co_return fn(); },
-      boost::asio::bind_cancellation_slot(boost::asio::cancellation_slot(), boost::asio::use_awaitable));
+  if constexpr (std::is_void_v<R> || std::is_default_constructible_v<R>) {
+    co_return co_await boost::asio::co_spawn(
+        pool.get_executor(), [fn = std::move(fn)]() mutable -> boost::asio::awaitable<R> { co_return fn(); },
+        boost::asio::bind_cancellation_slot(boost::asio::cancellation_slot(), boost::asio::use_awaitable));
+  } else {
+    std::optional<R> result = co_await boost::asio::co_spawn(
+        pool.get_executor(),
+        [fn = std::move(fn)]() mutable -> boost::asio::awaitable<std::optional<R>> { co_return fn(); },
+        boost::asio::bind_cancellation_slot(boost::asio::cancellation_slot(), boost::asio::use_awaitable));
+    co_return std::move(*result);
+  }
 }
 
 /// runOn(blockingPool(), fn): for work that waits (files, SQLite, DNS).

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <boost/url/parse_query.hpp>
 #include <limits>
 #include <span>
 #include <utility>
@@ -16,18 +17,6 @@ namespace ganglion::edge {
 namespace json = boost::json;
 
 namespace {
-
-std::string_view queryValue(std::string_view query, std::string_view key) {
-  while (!query.empty()) {
-    const size_t amp = query.find('&');
-    const std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    const size_t eq = pair.find('=');
-    if (pair.substr(0, eq) == key)
-      return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
-  }
-  return {};
-}
 
 /// A name or tag value: commas, spaces and (`equals`) '=' escaped; newlines become spaces;
 /// trailing backslashes (which would escape the separator after them) are left out.
@@ -165,11 +154,14 @@ std::string appendLine(std::string& out, const json::object& o, TimePrecision pr
 std::optional<TimePrecision> precisionOfUrl(std::string_view target, std::string& error) {
   const size_t q = target.find('?');
   const std::string_view path = target.substr(0, q);
-  const std::string_view p =
-      queryValue(q == std::string_view::npos ? std::string_view{} : target.substr(q + 1), "precision");
-  auto endsWith = [&](std::string_view tail) {
-    return path.size() >= tail.size() && path.substr(path.size() - tail.size()) == tail;
-  };
+  std::string p;  // the query's precision, decoded
+  if (q != std::string_view::npos)
+    if (auto params = boost::urls::parse_query(target.substr(q + 1)))
+      for (const auto& param : *params)
+        if (param.key.decode() == "precision") {
+          p = param.value.decode();
+          break;
+        }
   // Each API spells microseconds its own way and reads a spelling it does not know as
   // nanoseconds (InfluxDB 1.6 stores precision=us times a thousand times too early).
   struct Spelling {
@@ -191,13 +183,13 @@ std::optional<TimePrecision> precisionOfUrl(std::string_view target, std::string
                                      {"second", TimePrecision::kSeconds}};
   std::span<const Spelling> known;
   std::string_view api;
-  if (endsWith("/api/v2/write")) {
+  if (path.ends_with("/api/v2/write")) {
     known = kV2;
     api = "/api/v2/write takes ns, us, ms or s";
-  } else if (endsWith("/write")) {
+  } else if (path.ends_with("/write")) {
     known = kV1;
     api = "/write (InfluxDB 1.x API) takes n, u, ms or s";
-  } else if (endsWith("/api/v3/write_lp")) {
+  } else if (path.ends_with("/api/v3/write_lp")) {
     known = kV3;
     api = "/api/v3/write_lp takes nanosecond, microsecond, millisecond or second";
   }

@@ -6,6 +6,7 @@
 #include <boost/url/parse_query.hpp>
 #include <charconv>
 #include <filesystem>
+#include <variant>
 #include <vector>
 
 #include "base/strings.h"
@@ -163,19 +164,15 @@ Result<std::string> TsdbStore::query(const std::string& path, const TsdbQuery& q
   auto db = store::Database::open(path);
   if (!db) return db.error();
   std::string sql = "SELECT record, ts, rowid FROM records WHERE 1";
-  std::vector<std::string> texts;
-  std::vector<int64_t> numbers;
-  std::vector<std::pair<bool, size_t>> binds;  // (text?, index into texts or numbers)
+  std::vector<std::variant<std::string, int64_t>> binds;  // ?1, ?2, ... in order
   auto text = [&](const char* column, const std::optional<std::string>& v) {
     if (!v) return;
-    sql += fmt::format(" AND {} = ?{}", column, binds.size() + 1);
-    binds.emplace_back(true, texts.size());
-    texts.push_back(*v);
+    binds.emplace_back(*v);
+    sql += fmt::format(" AND {} = ?{}", column, binds.size());
   };
   auto number = [&](std::string_view condition, int64_t v) {
-    sql += fmt::format(" AND {}?{}", condition, binds.size() + 1);
-    binds.emplace_back(false, numbers.size());
-    numbers.push_back(v);
+    binds.emplace_back(v);
+    sql += fmt::format(" AND {}?{}", condition, binds.size());
   };
   text("device", q.device);
   text("metric", q.metric);
@@ -184,25 +181,17 @@ Result<std::string> TsdbStore::query(const std::string& path, const TsdbQuery& q
   if (q.from) number("ts >= ", *q.from);
   if (q.to) number("ts < ", *q.to);
   if (q.after) {
-    const char* cmp = q.newest_first ? "<" : ">";
-    const size_t ts_at = binds.size() + 1;
-    sql += fmt::format(" AND (ts {0} ?{1} OR (ts = ?{1} AND rowid {0} ?{2}))", cmp, ts_at, ts_at + 1);
-    binds.emplace_back(false, numbers.size());
-    numbers.push_back(q.after->first);
-    binds.emplace_back(false, numbers.size());
-    numbers.push_back(q.after->second);
+    binds.emplace_back(q.after->first);
+    binds.emplace_back(q.after->second);
+    sql += fmt::format(" AND (ts {0} ?{1} OR (ts = ?{1} AND rowid {0} ?{2}))", q.newest_first ? "<" : ">",
+                       binds.size() - 1, binds.size());
   }
   sql += q.newest_first ? " ORDER BY ts DESC, rowid DESC" : " ORDER BY ts ASC, rowid ASC";
   sql += fmt::format(" LIMIT {}", q.limit);
   auto select = (*db)->prepare(sql);
   if (!select) return select.error();
-  for (size_t i = 0; i < binds.size(); ++i) {
-    const int at = static_cast<int>(i + 1);
-    if (binds[i].first)
-      select->bind(at, texts[binds[i].second]);
-    else
-      select->bind(at, numbers[binds[i].second]);
-  }
+  for (size_t i = 0; i < binds.size(); ++i)
+    std::visit([&](const auto& v) { select->bind(static_cast<int>(i + 1), v); }, binds[i]);
   std::string body = "{\"records\":[";
   uint32_t count = 0;
   int64_t last_ts = 0, last_row = 0;
