@@ -367,7 +367,7 @@ const Schema<PipelineConfig>& pipelineSchema() {
            .default_text = "none",
            .doc = "Each a map with one key: `filter`, [`map`](#map), [`deadband`](#deadband), `change_only`, "
                   "[`dedup`](#dedup), [`downsample`](#downsample), [`window`](#window), [`fft`](#fft), "
-                  "[`detect`](#detect) "
+                  "[`join`](#join), [`detect`](#detect) "
                   "([stages](edge.md#stages)). Records leave the last stage for the sinks.",
            .type_text = "list",
            .read = readStages,
@@ -522,6 +522,13 @@ void readPipelines(Reader& r, const config::Node& list, EdgeConfig& out) {
       if (other.name == p.name) return r.fail(n["name"], fmt::format("duplicate pipeline name '{}'", p.name));
     p.spec.name = p.name;
     p.spec.max_series = p.max_series;
+    // A join's fields become names of the config (ids only grow: see edgeFieldNamesWith).
+    if (auto grown = edgeFieldNamesWith(pipelineFieldNames(p.spec)); !grown) {
+      out.refused_names.push_back(p.name);
+      return r.fail(n["stages"], fmt::format("pipeline '{}': {}", p.name, grown.error().message));
+    } else {
+      names = *grown;
+    }
     // Built once here to check what only building finds (expressions, fields reaching stages).
     size_t failed_stage = 0;
     auto built = buildPipeline(p.spec, names, &failed_stage);
@@ -555,13 +562,48 @@ json::value sinksToJson(const EdgeConfig& c) {
 
 json::value pipelinesToJson(const EdgeConfig& c) { return config::listToJson(pipelineSchema(), c.pipelines); }
 
+namespace {
+
+/// The names table of the configs loaded so far (see edgeFieldNames), and its guard: a config
+/// is read on the main thread at load and on the blocking pool by POST /config/check.
+struct FieldNamesRegistry {
+  std::mutex mutex;
+  std::shared_ptr<const FieldNames> current;
+};
+
+FieldNamesRegistry& fieldNamesRegistry() {
+  static FieldNamesRegistry registry{{}, [] {
+                                       auto n = std::make_shared<FieldNames>();
+                                       internStandardFields(*n);
+                                       return std::shared_ptr<const FieldNames>(std::move(n));
+                                     }()};
+  return registry;
+}
+
+}  // namespace
+
 std::shared_ptr<const FieldNames> edgeFieldNames() {
-  static const std::shared_ptr<const FieldNames> names = [] {
-    auto n = std::make_shared<FieldNames>();
-    internStandardFields(*n);
-    return n;
-  }();
-  return names;
+  auto& registry = fieldNamesRegistry();
+  std::lock_guard lock(registry.mutex);
+  return registry.current;
+}
+
+Result<std::shared_ptr<const FieldNames>> edgeFieldNamesWith(const std::vector<std::string>& extra) {
+  auto& registry = fieldNamesRegistry();
+  std::lock_guard lock(registry.mutex);
+  const FieldNames& now = *registry.current;
+  size_t fresh = 0;
+  for (const auto& name : extra) fresh += now.find(name) == FieldNames::kNoField;
+  if (!fresh) return registry.current;
+  if (now.size() + fresh > kMaxFieldNames)
+    return Error(
+        fmt::format("the configs loaded since start have named {} joined fields, and at most {} field "
+                    "names fit: restart the gateway to forget the ones no longer used",
+                    now.size(), kMaxFieldNames));
+  auto grown = std::make_shared<FieldNames>(now);  // a copy: ids stay, new names come after
+  for (const auto& name : extra) grown->intern(name, FieldNames::Type::kNumber);
+  registry.current = grown;
+  return std::shared_ptr<const FieldNames>(grown);
 }
 
 }  // namespace ganglion::edge

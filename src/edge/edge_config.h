@@ -325,6 +325,8 @@ const config::Schema<DeadbandConfig>& deadbandSchema();
 const config::Schema<DedupSpec>& dedupSchema();
 const config::Schema<DownsampleConfig>& downsampleSchema();
 const config::Schema<FftSpec>& fftSchema();
+const config::Schema<JoinSpec>& joinSchema();
+const config::Schema<JoinPartner>& joinPartnerSchema();
 const config::Schema<EdgeSettings>& edgeSettingsSchema();
 const config::Schema<RuleConfig>& ruleSchema();
 const config::Schema<RulePublish>& rulePublishSchema();
@@ -362,7 +364,14 @@ boost::json::value sinksToJson(const EdgeConfig& c);
 boost::json::value pipelinesToJson(const EdgeConfig& c);
 boost::json::value rulesToJson(const EdgeConfig& c);
 
-/// The field names of a config (the standard ones today), shared by its pipelines.
+/// The field names records may carry: the standard ones and every joined field a config loaded
+/// since start named. The table only grows (a new one is a copy with names added), so a field
+/// id means the same in a pipeline built against an older table, which a reload kept, and in a
+/// rule compiled against the newest. Any thread (guarded).
 std::shared_ptr<const FieldNames> edgeFieldNames();
+/// The names table with `extra` number fields added: the current one when it holds them all.
+/// An error past kMaxFieldNames.
+Result<std::shared_ptr<const FieldNames>> edgeFieldNamesWith(const std::vector<std::string>& extra);
+inline constexpr size_t kMaxFieldNames = 4096;
 
 }  // namespace ganglion::edge

@@ -642,7 +642,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
 /// Counters of one stage, mirrored from the worker for the main thread.
 struct StageStats {
   std::atomic<uint64_t> in{0}, out{0}, filtered{0}, late{0}, series_limit{0}, no_value{0}, events{0},
-      replayed{0}, suppressed{0}, duplicates{0};
+      replayed{0}, suppressed{0}, duplicates{0}, incomplete{0};
   std::atomic<uint64_t> busy_ns{0}, batches{0};
 };
 
@@ -1174,6 +1174,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       o["replayed"] = s.replayed.load();
       o["suppressed"] = s.suppressed.load();
       o["duplicates"] = s.duplicates.load();
+      o["incomplete"] = s.incomplete.load();
       out.push_back(std::move(o));
     }
     return out;
@@ -1196,6 +1197,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       s.replayed.store(c.replayed, std::memory_order_relaxed);
       s.suppressed.store(c.suppressed, std::memory_order_relaxed);
       s.duplicates.store(c.duplicates, std::memory_order_relaxed);
+      s.incomplete.store(c.incomplete, std::memory_order_relaxed);
     }
     records_out.store(pipeline_->recordsOut(), std::memory_order_relaxed);
     series.store(pipeline_->series().size(), std::memory_order_relaxed);

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 
 #include "edge/stages/filter.h"
@@ -126,6 +128,80 @@ struct Visible {
   }
 };
 
+/// Names a joined value's field may not take: the record's own members, the expression
+/// language's words, and the fields the gateway gives records itself.
+bool reservedFieldName(std::string_view name) {
+  static const FieldNames standard = [] {
+    FieldNames n;
+    internStandardFields(n);
+    return n;
+  }();
+  for (std::string_view word :
+       {"id",       "source", "device", "metric", "ts",  "value", "quality", "kind", "seq",   "rule", "text",
+        "pipeline", "event",  "record", "attrs",  "and", "or",    "not",     "true", "false", "null", "in"})
+    if (name == word) return true;
+  return standard.find(name) != FieldNames::kNoField;
+}
+
+bool identifier(std::string_view s) {
+  if (s.empty() || s.size() > 64 || std::isdigit(static_cast<unsigned char>(s[0]))) return false;
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
+}
+
+/// The metrics a join takes in.
+std::vector<std::string> joinedMetrics(const JoinSpec& j) {
+  std::vector<std::string> out{j.on};
+  for (const auto& p : j.with) out.push_back(p.metric);
+  return out;
+}
+
+Result<void> checkJoin(const JoinSpec& j, const FieldNames& names) {
+  if (j.on.empty() || j.on.size() > 256) return Error("on names the driving metric (1 to 256 bytes)");
+  if (j.with.empty() || j.with.size() > kMaxJoinPartners)
+    return Error(
+        fmt::format("with lists 1 to {} partner metrics: with: [occupancy, {{ metric: outside_temp, "
+                    "device: weather }}]",
+                    kMaxJoinPartners));
+  if (!(j.within_ms > 0)) return Error("within must be above 0");
+  if (j.wait_ms < 0 || j.wait_ms > kMaxJoinWaitMs) return Error("wait is at most 10m");
+  if (j.metric.size() > 256) return Error("metric is at most 256 bytes");
+  std::vector<std::string> fields;
+  auto name_field = [&](const std::string& field, const std::string& metric, bool own_as) -> Result<void> {
+    if (!identifier(field))
+      return Error(own_as ? fmt::format("as: '{}' is not a field name (letters, digits and _, 1 to 64, not "
+                                        "starting with a digit)",
+                                        field)
+                          : fmt::format("metric '{}' is not a field name (letters, digits and _): name its "
+                                        "field with as",
+                                        metric));
+    if (reservedFieldName(field))
+      return Error(fmt::format("'{}' is a name records already use: name this field with as", field));
+    if (std::find(fields.begin(), fields.end(), field) != fields.end())
+      return Error(fmt::format("two joined values are named '{}': name one with as", field));
+    if (names.find(field) == FieldNames::kNoField)
+      return Error(fmt::format("field '{}' was not registered with the config's names", field));
+    fields.push_back(field);
+    return {};
+  };
+  if (auto r = name_field(j.field(), j.on, !j.as.empty()); !r) return r;
+  for (size_t p = 0; p < j.with.size(); ++p) {
+    const JoinPartner& partner = j.with[p];
+    if (partner.metric.empty() || partner.metric.size() > 256)
+      return Error(fmt::format("with[{}]: a partner names its metric (1 to 256 bytes)", p));
+    if (partner.device.size() > 256) return Error(fmt::format("with[{}]: device is at most 256 bytes", p));
+    if (partner.metric == j.on && partner.device.empty())
+      return Error(fmt::format("with[{}]: {} is the driving metric; a partner of it names another device", p,
+                               partner.metric));
+    for (size_t q = 0; q < p; ++q)
+      if (j.with[q].metric == partner.metric && j.with[q].device == partner.device)
+        return Error(fmt::format("with[{}]: {}{} is listed twice", p, partner.metric,
+                                 partner.device.empty() ? "" : " of " + partner.device));
+    if (auto r = name_field(partner.field(), partner.metric, !partner.as.empty()); !r) return r;
+  }
+  return {};
+}
+
 /// A map's expressions compiled against what reaches it; its metric interned.
 Result<MapStage::Compiled> buildMap(const MapSpec& spec, const FieldNames& names,
                                     const std::vector<FieldId>& visible, StringPool& strings) {
@@ -158,6 +234,15 @@ Result<MapStage::Compiled> buildMap(const MapSpec& spec, const FieldNames& names
 }
 
 }  // namespace
+
+std::vector<std::string> pipelineFieldNames(const PipelineSpec& spec) {
+  std::vector<std::string> out;
+  for (const auto& stage : spec.stages)
+    if (const auto* join = std::get_if<JoinSpec>(&stage))
+      for (std::string& f : joinFieldNames(*join))
+        if (identifier(f) && !reservedFieldName(f)) out.push_back(std::move(f));
+  return out;
+}
 
 Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
                                                 std::shared_ptr<const FieldNames> names,
@@ -247,6 +332,22 @@ Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
       pipeline->addStage(std::make_unique<FftStage>(*fft, *names, metric, origin));
       for (std::string_view f : {"window_ms", "count", "rms", "peak_hz"}) visible.add(*names, f);
       for (size_t b = 1; b <= fft->bands.size(); ++b) visible.add(*names, "band_" + std::to_string(b));
+    } else if (const auto* join = std::get_if<JoinSpec>(&stage)) {
+      if (!consumed_all.empty())
+        return Error(fmt::format("{}: the {} before it consumes the readings, so this join would get none",
+                                 where("join"), consumed_all));
+      for (const std::string& metric : joinedMetrics(*join))
+        for (const auto& [taken, stage_at] : consumed_metric)
+          if (taken == metric)
+            return Error(
+                fmt::format("{}: the {} before it consumes the readings of {}, so this join would "
+                            "get none",
+                            where("join"), stage_at, metric));
+      if (auto checked = checkJoin(*join, *names); !checked)
+        return Error(fmt::format("{}: {}", where("join"), checked.error().message));
+      for (const auto& p : join->with) consumed_metric.emplace_back(p.metric, where("join"));
+      pipeline->addStage(std::make_unique<JoinStage>(*join, *names, pipeline->series().strings()));
+      for (const std::string& f : joinFieldNames(*join)) visible.add(*names, f);
     } else if (const auto* detect = std::get_if<DetectSpec>(&stage)) {
       // Before the detector is made: hst sizes its trees by the fields (past 8 it overran them).
       const bool multivariate = detect->method == "hst";

@@ -18,6 +18,7 @@
 #include "edge/stages/dedup.h"
 #include "edge/stages/downsample.h"
 #include "edge/stages/fft.h"
+#include "edge/stages/join.h"
 #include "edge/stages/map.h"
 #include "edge/stages/stage.h"
 #include "edge/stages/window.h"
@@ -28,7 +29,7 @@ struct FilterSpec {
   std::string condition;
 };
 using StageSpec = std::variant<FilterSpec, MapSpec, DeadbandSpec, DedupSpec, DownsampleSpec, WindowSpec,
-                               DetectSpec, FftSpec>;
+                               DetectSpec, FftSpec, JoinSpec>;
 
 struct PipelineSpec {
   std::string name;
@@ -123,6 +124,10 @@ class Pipeline {
 /// The fields every config knows: `window_ms`, the aggregates, and the detector events' fields.
 /// Main thread, before building pipelines.
 void internStandardFields(FieldNames& names);
+
+/// The number fields a pipeline's stages name beyond the standard ones (a join's fields):
+/// `names` must hold them when the pipeline is built.
+std::vector<std::string> pipelineFieldNames(const PipelineSpec& spec);
 
 /// Builds a pipeline from its spec: compiles its expressions (errors name the stage:
 /// "stages[0].filter: 1:9: unknown field 'valu'"), sizes its stages. `names` must hold the

@@ -22,7 +22,7 @@ namespace {
 // ---- pipelines and their stages
 
 constexpr std::string_view kStageKinds =
-    "filter, map, deadband, change_only, dedup, downsample, window, detect, fft";
+    "filter, map, deadband, change_only, dedup, downsample, window, detect, fft, join";
 
 std::optional<StageSpec> readWindowStage(Reader& r, const config::Node& v) {
   if (!v.IsMap()) {
@@ -219,6 +219,20 @@ std::optional<StageSpec> readFftStage(Reader& r, const config::Node& v) {
   return f;
 }
 
+std::optional<StageSpec> readJoinStage(Reader& r, const config::Node& v) {
+  if (!v.IsMap()) {
+    r.fail(
+        v,
+        "join is a map: { on: temperature, with: [occupancy, { metric: outside_temp, device: weather }] }");
+    return std::nullopt;
+  }
+  const size_t errors = r.errors.size();
+  JoinSpec j;
+  readFields(joinSchema(), v, j, r);
+  if (r.errors.size() != errors) return std::nullopt;
+  return j;
+}
+
 json::value stageToJson(const StageSpec& stage) {
   json::object o;
   if (const auto* f = std::get_if<FilterSpec>(&stage)) {
@@ -269,6 +283,8 @@ json::value stageToJson(const StageSpec& stage) {
     o["downsample"] = std::move(m);
   } else if (const auto* f = std::get_if<FftSpec>(&stage)) {
     o["fft"] = config::fieldsToJson(fftSchema(), *f);
+  } else if (const auto* j = std::get_if<JoinSpec>(&stage)) {
+    o["join"] = config::fieldsToJson(joinSchema(), *j);
   }
   return o;
 }
@@ -304,7 +320,7 @@ void readStages(Reader& r, const config::Node& v, PipelineConfig& p) {
     } else if (kind == "fft") {
       if (auto s = readFftStage(r, body)) p.spec.stages.push_back(std::move(*s));
     } else if (kind == "join") {
-      r.fail(n.begin()->first, fmt::format("stage '{}' is not built yet (built: {})", kind, kStageKinds));
+      if (auto s = readJoinStage(r, body)) p.spec.stages.push_back(std::move(*s));
     } else {
       r.fail(n.begin()->first, fmt::format("unknown stage '{}' (built: {})", kind, kStageKinds));
     }
@@ -385,6 +401,32 @@ const Schema<WindowConfig>& windowSchema() {
 }
 
 namespace {
+
+void readJoinPartners(Reader& r, const config::Node& v, JoinSpec& j) {
+  auto one = [&](const config::Node& n) {
+    JoinPartner p;
+    if (n.IsScalar()) {  // `occupancy`: that metric of the same device
+      if (auto s = r.str(n, "join.with")) p.metric = *s;
+    } else if (n.IsMap()) {
+      readFields(joinPartnerSchema(), n, p, r);
+    } else {
+      return r.fail(n, "a partner is a metric's name or { metric, device, as }");
+    }
+    j.with.push_back(std::move(p));
+  };
+  if (v.IsScalar()) return one(v);  // `with: occupancy` reads as a list of one
+  r.forEach(v, "join.with", one);
+}
+
+json::value showJoinPartners(const JoinSpec& j) {
+  json::array a;
+  for (const auto& p : j.with) a.push_back(config::fieldsToJson(joinPartnerSchema(), p));
+  return a;
+}
+
+void readJoinDuration(Reader& r, const config::Node& v, int64_t& out, std::string_view what) {
+  if (auto ms = r.duration(v, what)) out = ms->count();
+}
 
 void readFftBands(Reader& r, const config::Node& v, FftSpec& f) {
   r.forEach(v, "fft.bands", [&](const config::Node& band) {
@@ -802,6 +844,116 @@ const Schema<FftSpec>& fftSchema() {
            .member = &F::metric,
            .default_text = "all",
            .doc = "Only readings of this metric are transformed; the others pass through."},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<JoinSpec>& joinSchema() {
+  using J = JoinSpec;
+  static const Schema<JoinSpec> schema{
+      "join",
+      {
+          {.name = "on",
+           .kind = FieldKind::kString,
+           .member = &J::on,
+           .default_text = "—",
+           .doc = "The driving metric: each of its readings becomes one joined record of its device.",
+           .required = true,
+           .missing = "a join names its driving metric: on: temperature"},
+          {.name = "as",
+           .kind = FieldKind::kString,
+           .member = &J::as,
+           .default_text = "`on`",
+           .doc = "The field the driving value is written to (letters, digits and `_`)."},
+          {.name = "with",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "—",
+           .doc =
+               "1 to 8 partners ([join_with](#join_with)): a metric of the same device (`occupancy`), or "
+               "`{ metric, device, as }`, where `device` names the one device whose readings every driving "
+               "reading is joined with (a weather station).",
+           .required = true,
+           .missing = "a join needs partners: with: [occupancy, { metric: outside_temp, device: weather }]",
+           .type_text = "list",
+           .read = readJoinPartners,
+           .show = showJoinPartners},
+          {.name = "metric",
+           .kind = FieldKind::kString,
+           .member = &J::metric,
+           .default_text = "`on`",
+           .doc = "The joined records' metric."},
+          {.name = "within",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`1h`",
+           .doc = "A partner's reading is joined when it is at most this much older than the driving reading "
+                  "(its newest at or before the driving reading's `ts`).",
+           .type_text = "duration",
+           .read = [](Reader& r, const config::Node& v,
+                      J& j) { readJoinDuration(r, v, j.within_ms, "within"); },
+           .show = [](const J& j) -> json::value {
+             return json::value(config::durationText(Millis(j.within_ms)));
+           }},
+          {.name = "wait",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`0s`",
+           .doc =
+               "Hold a driving reading until every partner has a reading at or past its time, at most this "
+               "long (wall time, up to `10m`): for partners that arrive a little behind. `0s`: join at once "
+               "with what has arrived.",
+           .type_text = "duration",
+           .read = [](Reader& r, const config::Node& v, J& j) { readJoinDuration(r, v, j.wait_ms, "wait"); },
+           .show = [](const J& j) -> json::value {
+             return json::value(config::durationText(Millis(j.wait_ms)));
+           }},
+          {.name = "missing",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`keep`",
+           .doc = "A partner with no reading within reach: `keep` the record without that field (counted as "
+                  "`incomplete`) or `drop` it (counted as `no_value`).",
+           .type_text = "string",
+           .read =
+               [](Reader& r, const config::Node& v, J& j) {
+                 auto s = r.str(v, "missing");
+                 if (!s) return;
+                 if (*s != "keep" && *s != "drop")
+                   return r.fail(v, fmt::format("missing is keep or drop, got '{}'", *s));
+                 j.drop_incomplete = *s == "drop";
+               },
+           .show = [](const J& j) -> json::value { return j.drop_incomplete ? "drop" : "keep"; }},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<JoinPartner>& joinPartnerSchema() {
+  using P = JoinPartner;
+  static const Schema<JoinPartner> schema{
+      "join_with",
+      {
+          {.name = "metric",
+           .kind = FieldKind::kString,
+           .member = &P::metric,
+           .default_text = "—",
+           .doc = "The partner's metric.",
+           .required = true,
+           .missing = "a partner names its metric: { metric: occupancy }"},
+          {.name = "device",
+           .kind = FieldKind::kString,
+           .member = &P::device,
+           .default_text = "the driving reading's",
+           .doc = "The one device whose readings of `metric` are joined with every driving reading; its "
+                  "readings "
+                  "of the driving metric are not joined themselves."},
+          {.name = "as",
+           .kind = FieldKind::kString,
+           .member = &P::as,
+           .default_text = "`metric`",
+           .doc = "The field the partner's value is written to (letters, digits and `_`)."},
       },
       {}};
   return schema;

@@ -23,6 +23,7 @@ inline std::shared_ptr<FieldNames> standardNames() {
 /// A pipeline under test with everything that leaves it collected.
 struct Harness {
   explicit Harness(PipelineSpec spec) : names(standardNames()) {
+    for (const auto& f : pipelineFieldNames(spec)) names->intern(f, FieldNames::Type::kNumber);
     auto built = buildPipeline(spec, names);
     EXPECT_TRUE(built.ok()) << (built.ok() ? "" : built.error().message);
     pipeline = std::move(*built);
@@ -32,9 +33,10 @@ struct Harness {
     source = pipeline->origin("plant");
   }
   void reading(std::string_view device, std::string_view metric, int64_t ts, double v, int64_t wall = 0,
-               std::string_view src = "plant", Quality quality = Quality::kGood) {
+               std::string_view src = "plant", Quality quality = Quality::kGood, uint64_t seq = 0) {
     Batch b;
     Record r;
+    r.seq = seq;
     r.series = pipeline->series().intern(src, device, metric);
     r.ts = ts;
     r.value = v;

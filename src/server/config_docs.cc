@@ -54,6 +54,8 @@ std::vector<DocsTable> schemaDocsTables() {
                                 {"dedup", docsTable(edge::dedupSchema())},
                                 {"downsample", docsTable(edge::downsampleSchema())},
                                 {"fft", docsTable(edge::fftSchema())},
+                                {"join", docsTable(edge::joinSchema())},
+                                {"join_with", docsTable(edge::joinPartnerSchema())},
                                 {"rule", docsTable(edge::ruleSchema())},
                                 {"rule_publish", docsTable(edge::rulePublishSchema())},
                                 {"rule_summarize", docsTable(edge::ruleSummarizeSchema())},

@@ -32,6 +32,7 @@ struct StageCounters {
   uint64_t replayed = 0;      ///< values a restored state had learned already (skipped)
   uint64_t suppressed = 0;    ///< a deadband or downsample left it out (by design, not lost)
   uint64_t duplicates = 0;    ///< a reading dedup had seen already
+  uint64_t incomplete = 0;    ///< a joined record without some partner's value (kept)
 };
 
 /// Keeps the records of `batch` for which `keep(record)` is true, in order (the fields of

@@ -1,0 +1,314 @@
+#include "edge/stages/join.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "edge/state/state_codec.h"
+
+namespace ganglion::edge {
+
+std::vector<std::string> joinFieldNames(const JoinSpec& spec) {
+  std::vector<std::string> names{spec.field()};
+  for (const auto& p : spec.with) names.push_back(p.field());
+  return names;
+}
+
+JoinStage::JoinStage(JoinSpec spec, const FieldNames& names, StringPool& strings)
+    : spec_(std::move(spec)),
+      on_(strings.intern(spec_.on)),
+      on_field_(names.find(spec_.field())),
+      out_metric_(strings.intern(spec_.metric.empty() ? spec_.on : spec_.metric)) {
+  for (const auto& p : spec_.with) {
+    partners_.push_back(Partner{.metric = strings.intern(p.metric),
+                                .device = p.device.empty() ? StringPool::kNotFound : strings.intern(p.device),
+                                .field = names.find(p.field())});
+    any_fixed_ = any_fixed_ || !p.device.empty();
+  }
+}
+
+int JoinStage::roleOf(const Record& r, const SeriesTable& series) const {
+  if (r.kind != RecordKind::kReading || !r.hasValue() || r.series == kNoSeries) return kNotJoined;
+  const SeriesKey& key = series.key(r.series);
+  int role = kNotJoined;
+  for (size_t p = 0; p < partners_.size(); ++p) {
+    const Partner& partner = partners_[p];
+    if (partner.metric != key.metric) continue;
+    if (partner.device == key.device) return static_cast<int>(p);  // a fixed device's: never driving
+    if (partner.device == StringPool::kNotFound && role == kNotJoined) role = static_cast<int>(p);
+  }
+  if (key.metric == on_) return kDriving;  // the loader refuses a same-device partner of `on`
+  return role;
+}
+
+void JoinStage::remember(size_t partner, StringId device, const Record& r) {
+  Recent& recent = recent_[keyOf(partner, device)];
+  const Sample s{r.ts, r.value, r.quality};
+  auto at = recent.end();
+  while (at != recent.begin() && std::prev(at)->ts > r.ts) --at;
+  if (at != recent.begin() && std::prev(at)->ts == r.ts)
+    *std::prev(at) = s;  // the same time again (a redelivery, a replay): the newer word counts
+  else
+    recent.insert(at, s);
+  // Only the newest reading at or before (newest - within) can still be anyone's value.
+  const int64_t reach = recent.back().ts - spec_.within_ms;
+  size_t drop = 0;
+  while (drop + 1 < recent.size() && recent[drop + 1].ts <= reach) ++drop;
+  if (recent.size() - drop > kJoinRecentPerSeries) drop = recent.size() - kJoinRecentPerSeries;
+  if (drop) recent.erase(recent.begin(), recent.begin() + static_cast<ptrdiff_t>(drop));
+}
+
+const JoinStage::Sample* JoinStage::asOf(size_t partner, StringId device, int64_t ts) const {
+  const auto it = recent_.find(keyOf(partner, device));
+  if (it == recent_.end()) return nullptr;
+  const Recent& recent = it->second;
+  auto after =
+      std::upper_bound(recent.begin(), recent.end(), ts, [](int64_t t, const Sample& s) { return t < s.ts; });
+  if (after == recent.begin()) return nullptr;
+  const Sample& s = *std::prev(after);
+  return ts - s.ts <= spec_.within_ms ? &s : nullptr;
+}
+
+bool JoinStage::settled(StringId device, int64_t ts) const {
+  for (size_t p = 0; p < partners_.size(); ++p) {
+    const auto it = recent_.find(keyOf(p, deviceFor(partners_[p], device)));
+    if (it == recent_.end() || it->second.empty() || it->second.back().ts < ts) return false;
+  }
+  return true;
+}
+
+void JoinStage::emit(const Record& r, const Field* fields, std::string_view text, SeriesTable& series,
+                     Batch& out) {
+  SeriesId to = r.series;
+  if (out_metric_ != on_) {
+    if (r.series >= out_series_.size()) out_series_.resize(static_cast<size_t>(r.series) + 1, kNoSeries);
+    if (out_series_[r.series] == kNoSeries) {
+      SeriesKey key = series.key(r.series);
+      key.metric = out_metric_;
+      out_series_[r.series] = series.intern(key);
+    }
+    to = out_series_[r.series];
+    if (to == kNoSeries) {
+      ++counters.series_limit;
+      return;
+    }
+  }
+  const StringId device = series.key(r.series).device;
+  std::array<const Sample*, kMaxJoinPartners> found{};
+  bool complete = true;
+  Quality quality = r.quality;
+  for (size_t p = 0; p < partners_.size(); ++p) {
+    found[p] = asOf(p, deviceFor(partners_[p], device), r.ts);
+    if (!found[p])
+      complete = false;
+    else
+      quality = std::max(quality, found[p]->quality);  // kGood < kUncertain < kBad
+  }
+  if (!complete && spec_.drop_incomplete) {
+    ++counters.no_value;
+    return;
+  }
+  Record joined = r;
+  joined.series = to;
+  joined.quality = quality;
+  out.push(joined);
+  for (uint16_t i = 0; i < r.field_count; ++i) {
+    const Field& f = fields[i];
+    if (f.id == on_field_ ||
+        std::any_of(partners_.begin(), partners_.end(), [&](const Partner& p) { return p.field == f.id; }))
+      continue;  // joined again below
+    if (f.is_text)
+      out.addText(f.id, text.substr(f.text_offset, f.text_len));
+    else
+      out.addNumber(f.id, f.number);
+  }
+  out.addNumber(on_field_, r.value);
+  for (size_t p = 0; p < partners_.size(); ++p)
+    if (found[p]) out.addNumber(partners_[p].field, found[p]->value);
+  if (!complete) ++counters.incomplete;
+  ++counters.out;
+}
+
+void JoinStage::emitHeld(const Held& h, SeriesTable& series, Batch& out) {
+  emit(h.record, h.fields.data(), h.text, series, out);
+}
+
+void JoinStage::hold(const Batch& batch, const Record& r, int64_t wall_ms, SeriesTable& series, Batch& out) {
+  const StringId device = series.key(r.series).device;
+  std::deque<Held>& queue = held_[device];
+  Held& h = queue.emplace_back();
+  h.record = r;
+  h.arrived_ms = wall_ms;
+  const Field* f = batch.fields.data() + r.fields_begin;
+  for (uint16_t i = 0; i < r.field_count; ++i) {
+    Field copy = f[i];
+    if (copy.is_text) {
+      copy.text_offset = h.text.size();
+      h.text.append(batch.textOf(f[i]));
+    }
+    h.fields.push_back(copy);
+  }
+  if (++held_count_ > kMaxJoinHeld) {  // this device floods: its oldest goes with what it has
+    emitHeld(queue.front(), series, out);
+    queue.pop_front();
+    --held_count_;
+  }
+}
+
+void JoinStage::release(StringId device, int64_t wall_ms, bool force, SeriesTable& series, Batch& out) {
+  const auto it = held_.find(device);
+  if (it == held_.end()) return;
+  std::deque<Held>& queue = it->second;
+  while (!queue.empty()) {
+    const Held& h = queue.front();
+    if (!force && wall_ms - h.arrived_ms < spec_.wait_ms && !settled(device, h.record.ts)) break;
+    emitHeld(h, series, out);
+    queue.pop_front();
+    --held_count_;
+  }
+  if (queue.empty()) held_.erase(it);
+}
+
+void JoinStage::process(Batch& batch, StageContext& ctx) {
+  const size_t n = batch.records.size();
+  counters.in += n;
+  roles_.resize(n);
+  bool any = false, fixed_partner = false;
+  // First the partners: a driving reading is joined with what its whole batch said.
+  for (size_t i = 0; i < n; ++i) {
+    const Record& r = batch.records[i];
+    const int role = roleOf(r, ctx.series);
+    roles_[i] = role;
+    if (role == kNotJoined) continue;
+    any = true;
+    if (role == kDriving) continue;
+    const StringId device = ctx.series.key(r.series).device;
+    // A reading may be the partner of several (a fixed device's metric that is also a
+    // same-device partner, for that device's own joins).
+    for (size_t p = 0; p < partners_.size(); ++p) {
+      const Partner& partner = partners_[p];
+      if (partner.metric != ctx.series.key(r.series).metric) continue;
+      if (partner.device == device || partner.device == StringPool::kNotFound) {
+        remember(p, device, r);
+        fixed_partner = fixed_partner || partner.device != StringPool::kNotFound;
+        if (spec_.wait_ms > 0 && partner.device == StringPool::kNotFound) touched_.push_back(device);
+      }
+    }
+  }
+  if (!any) {
+    counters.out += n;
+    return;
+  }
+  scratch_.clear();
+  for (size_t i = 0; i < n; ++i) {
+    const Record& r = batch.records[i];
+    if (roles_[i] == kNotJoined) {
+      scratch_.copyFrom(batch, r);
+      ++counters.out;
+    } else if (roles_[i] == kDriving) {
+      if (spec_.wait_ms == 0) {
+        emit(r, batch.fields.data() + r.fields_begin, batch.text, ctx.series, scratch_);
+      } else {
+        hold(batch, r, ctx.wall_ms, ctx.series, scratch_);
+        touched_.push_back(ctx.series.key(r.series).device);
+      }
+    }
+  }
+  if (spec_.wait_ms > 0) {
+    if (fixed_partner) {  // a shared partner spoke: any device may be settled now
+      touched_.clear();
+      for (const auto& [device, queue] : held_) touched_.push_back(device);
+    }
+    std::sort(touched_.begin(), touched_.end());
+    touched_.erase(std::unique(touched_.begin(), touched_.end()), touched_.end());
+    for (StringId device : touched_) release(device, ctx.wall_ms, false, ctx.series, scratch_);
+    touched_.clear();
+  }
+  std::swap(batch, scratch_);
+}
+
+void JoinStage::tick(Batch& out, StageContext& ctx) {
+  if (held_.empty()) return;
+  touched_.clear();
+  for (const auto& [device, queue] : held_) touched_.push_back(device);
+  for (StringId device : touched_) release(device, ctx.wall_ms, false, ctx.series, out);
+  touched_.clear();
+}
+
+void JoinStage::flush(Batch& out, StageContext& ctx) {
+  touched_.clear();
+  for (const auto& [device, queue] : held_) touched_.push_back(device);
+  for (StringId device : touched_) release(device, ctx.wall_ms, true, ctx.series, out);
+  touched_.clear();
+}
+
+uint64_t JoinStage::oldestSeq() const {
+  uint64_t oldest = UINT64_MAX;
+  for (const auto& [device, queue] : held_)
+    for (const Held& h : queue) oldest = std::min(oldest, h.record.seq);
+  return oldest;
+}
+
+// Partners are saved by what they are (metric, and the fixed device or none), not by their
+// place in `with`: a reload that adds or removes a partner keeps what the others said.
+std::string JoinStage::stateKey() const { return "join\x1fv2\x1f" + spec_.on; }
+
+// Per partner series: the partner (metric, fixed device or ""), the series' device, then its
+// readings oldest first.
+void JoinStage::saveState(std::string& out, const SeriesTable& series) const {
+  StateEncoder e(out);
+  uint32_t count = 0;
+  for (const auto& [key, recent] : recent_) count += !recent.empty();
+  e.u32(count);
+  for (const auto& [key, recent] : recent_) {
+    if (recent.empty()) continue;
+    const JoinPartner& partner = spec_.with[key >> 32];
+    e.str(partner.metric);
+    e.str(partner.device);
+    e.str(series.strings().view(static_cast<StringId>(key & 0xffffffffu)));
+    e.u32(static_cast<uint32_t>(recent.size()));
+    for (const Sample& s : recent) {
+      e.i64(s.ts);
+      e.f64(s.value);
+      e.u8(static_cast<uint8_t>(s.quality));
+    }
+  }
+}
+
+Result<size_t> JoinStage::restoreState(std::string_view in, SeriesTable& series, int64_t now_ms,
+                                       bool warmed_only) {
+  StateDecoder d(in);
+  const uint32_t count = d.u32();
+  size_t restored = 0;
+  for (uint32_t i = 0; i < count && d.ok(); ++i) {
+    const std::string_view metric = d.str(), fixed = d.str(), device = d.str();
+    const uint32_t n = d.u32();
+    if (!d.ok() || n > kJoinRecentPerSeries || n > d.left() / 17) {
+      d.fail();
+      break;
+    }
+    Recent recent;
+    for (uint32_t k = 0; k < n; ++k) {
+      Sample s;
+      s.ts = d.i64();
+      s.value = d.f64();
+      const uint8_t q = d.u8();
+      s.quality = q <= static_cast<uint8_t>(Quality::kBad) ? static_cast<Quality>(q) : Quality::kBad;
+      if (!recent.empty() && s.ts <= recent.back().ts) d.fail();  // oldest first, one per time
+      recent.push_back(s);
+    }
+    if (!d.ok()) break;
+    const auto partner = std::find_if(spec_.with.begin(), spec_.with.end(), [&](const JoinPartner& p) {
+      return p.metric == metric && p.device == fixed;
+    });
+    if (partner == spec_.with.end()) continue;  // a partner no longer joined
+    // A restart keeps what can still be joined with a reading arriving now.
+    if (recent.empty() || (warmed_only && recent.back().ts < now_ms - spec_.within_ms)) continue;
+    const StringId id = series.strings().intern(device);
+    recent_[keyOf(static_cast<size_t>(partner - spec_.with.begin()), id)] = std::move(recent);
+    ++restored;
+  }
+  if (!d.ok() || !d.done()) return Error("join: its state does not parse");
+  return restored;
+}
+
+}  // namespace ganglion::edge
