@@ -386,11 +386,16 @@ Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
                           where("detect"), features[f]));
       }
       if (detect->history < 3) return Error(fmt::format("{}: history must be at least 3", where("detect")));
-      if (multivariate && (detect->history < 16 || detect->history > kMaxHstHistory))
-        return Error(fmt::format("{}: an hst detector's history (its reference window) is 16 to {} values",
-                                 where("detect"), kMaxHstHistory));
-      if (multivariate && detect->warmup != 0 && detect->warmup < 16)
-        return Error(fmt::format("{}: an hst detector warms up on at least 16 values", where("detect")));
+      // Fewer than kMinHstHistory: the densest and emptiest boxes of so few values are too few
+      // halvings apart for even a far outlier's score to pass the threshold.
+      if (multivariate && (detect->history < kMinHstHistory || detect->history > kMaxHstHistory))
+        return Error(
+            fmt::format("{}: an hst detector's history (its reference window) is {} to {} values "
+                        "(with fewer, even a far outlier scores no higher than normal values)",
+                        where("detect"), kMinHstHistory, kMaxHstHistory));
+      if (multivariate && detect->warmup != 0 && detect->warmup < kMinHstHistory)
+        return Error(fmt::format("{}: an hst detector warms up on at least {} values (its first reference)",
+                                 where("detect"), kMinHstHistory));
       if (detect->warmup > detect->history)
         return Error(fmt::format("{}: warmup ({}) must not exceed history ({})", where("detect"),
                                  detect->warmup, detect->history));

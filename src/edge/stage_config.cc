@@ -509,7 +509,7 @@ const Schema<DetectSpec>& detectSchema() {
            .kind = FieldKind::kInteger,
            .member = &D::history,
            .default_text = "`120`; `hst`: `1024`",
-           .doc = "Values kept per series; `hst`: the values in its reference window (16 to 4096).",
+           .doc = "Values kept per series; `hst`: the values in its reference window (256 to 4096).",
            .min = 3,
            .max = 100'000},
           {.name = "warmup",

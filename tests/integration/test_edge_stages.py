@@ -238,7 +238,7 @@ MULTIVARIATE = """  - name: pumps
     from: [ lab ]
     stages:
       - window: { tumbling: 1s, by: [ device ], aggregates: [ min, max ] }
-      - detect: { name: relation, method: hst, fields: [ min, max ], history: 64 }
+      - detect: { name: relation, method: hst, fields: [ min, max ], history: 256 }
     to: [ uplink ]
 """
 
@@ -257,15 +257,15 @@ class HalfSpaceTrees(unittest.TestCase):
             def events():
                 return [r for r in rx.records() if r["kind"] == "event"]
             normal = []
-            for i in range(200):
+            for i in range(300):
                 low = 10 + (i * 7919 % 1000) / 100.0
                 normal += window(i, low, 2 * low)
             gw = Gateway(text, admin_port=admin)
             with gw:
-                readings(gw, "pump", normal + window(200, 18, 22) + window(201, 12, 24) + window(202, 12, 24))
-                self.assertTrue(wait_until(lambda: any(r["ts"] == t0 + 200_000 for r in events()), timeout=5),
+                readings(gw, "pump", normal + window(300, 18, 22) + window(301, 12, 24) + window(302, 12, 24))
+                self.assertTrue(wait_until(lambda: any(r["ts"] == t0 + 300_000 for r in events()), timeout=5),
                                 events())
-                found = [r for r in events() if r["ts"] == t0 + 200_000][0]
+                found = [r for r in events() if r["ts"] == t0 + 300_000][0]
                 self.assertEqual((found["detector"], found["min"], found["max"]), ("relation", 18, 22))
                 self.assertIn("min 18, max 22: ", found["reason"])
                 self.assertIn("less dense than usual", found["reason"])
@@ -277,10 +277,10 @@ class HalfSpaceTrees(unittest.TestCase):
                 gw.stop()  # a clean stop saves the trees' counts
             before = len(events())
             with Gateway(text, admin_port=admin) as gw2:
-                # Judged at once, with no second warm-up of 64 windows.
-                readings(gw2, "pump", window(300, 19, 21) + window(301, 12, 24))
+                # Judged at once, with no second warm-up of 256 windows.
+                readings(gw2, "pump", window(400, 19, 21) + window(401, 12, 24))
                 self.assertTrue(wait_until(lambda: len(events()) > before, timeout=5), events())
-                self.assertEqual(events()[-1]["ts"], t0 + 300_000)
+                self.assertEqual(events()[-1]["ts"], t0 + 400_000)
 
 
 HOOKED = """  - name: hooked
@@ -455,9 +455,9 @@ class StageConfigErrors(unittest.TestCase):
             ("      - detect: { name: d, method: hst, field: rms }\n", "list them in 'fields: [rms, p2p]'"),
             ("      - detect: { name: d, method: hst, fields: [value, value] }\n", "field 'value' is listed twice"),
             ("      - detect: { name: d, method: hst, fields: [value, rms] }\n", "no number field 'rms' reaches"),
-            ("      - detect: { name: d, method: hst, fields: [value], history: 8 }\n", "16 to 4096 values"),
-            ("      - detect: { name: d, method: hst, fields: [value], history: 5000 }\n", "16 to 4096 values"),
-            ("      - detect: { name: d, method: hst, fields: [value], warmup: 4 }\n", "at least 16 values"),
+            ("      - detect: { name: d, method: hst, fields: [value], history: 64 }\n", "256 to 4096 values"),
+            ("      - detect: { name: d, method: hst, fields: [value], history: 5000 }\n", "256 to 4096 values"),
+            ("      - detect: { name: d, method: hst, fields: [value], warmup: 100 }\n", "at least 256 values"),
             ("      - detect: { name: d, method: hst, fields: [value], trees: 0 }\n", "trees must be an integer from 1 to 32"),
             ("      - detect: { name: d, method: hst, fields: [value], depth: 11 }\n", "depth must be an integer from 1 to 10"),
             ("      - detect: { name: d, fields: [value] }\n", "'fields' belongs to the hst method"),

@@ -97,9 +97,10 @@ struct DetectSpec {
 };
 
 /// hst: at most this many `fields`, and a `history` (its window) of at most this many values
-/// (its counts are 16 bits).
+/// (its counts are 16 bits) and at least this many (and as many to warm up on).
 inline constexpr size_t kMaxHstFields = 8;
 inline constexpr uint32_t kMaxHstHistory = 4096;
+inline constexpr uint32_t kMinHstHistory = 256;
 
 /// The methods, for errors and docs.
 inline constexpr std::string_view kDetectMethods = "robust_zscore, ewma, seasonal, trend, hst";

@@ -274,6 +274,11 @@ TEST(EdgeDetectors, HalfSpaceTreesFindABrokenRelation) {
   EXPECT_NE(reason.find("flow 250, power 30: "), std::string::npos) << reason;
   EXPECT_NE(reason.find("less dense than usual"), std::string::npos) << reason;
   EXPECT_NE(reason.find("set it apart in"), std::string::npos) << reason;
+  // At the smallest history a config may ask for too (fewer capped the score near the threshold).
+  auto small = makeDetector(hst(kMinHstHistory));
+  for (const PumpPoint& p : normal) small->observeAll(0, std::array{p.flow, p.power}, p.ts);
+  EXPECT_GE(small->observeAll(0, std::array{250.0, 30.0}, normal.back().ts + 10'000).score,
+            thresholdOf(hst()) + 2);
 }
 
 TEST(EdgeDetectors, HalfSpaceTreesWarmUpAndSkipWhatTheyCannotJudge) {
