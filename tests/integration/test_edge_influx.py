@@ -151,6 +151,16 @@ class Points(unittest.TestCase):
                 self.assertEqual(db.rows("SELECT * FROM temperature WHERE kind='reading'")[0]["time"], base)
                 self.assertTrue(wait_until(lambda: sink(gw)["rejected"] == 1, timeout=5), sink(gw))
                 self.assertIn("its measurement '#hash' would read as a comment", sink(gw)["last_error"])
+                # A backslash before a space stays a backslash: `a\ b` and `a b` are two measurements.
+                for metric, value in (("a%5C%20b", 4), ("a%20b", 5)):
+                    self.assertEqual(post(gw, "p?metric=" + metric, json.dumps({"value": value, "ts": base})).status,
+                                     202)
+
+                def measurements():
+                    series = db.query("SHOW MEASUREMENTS")
+                    return sorted(v[0] for v in series[0]["values"]) if series else []
+                self.assertTrue(wait_until(lambda: "a b" in measurements() and "a\\ b" in measurements(),
+                                           timeout=10), measurements())
 
 
 class Refusals(unittest.TestCase):

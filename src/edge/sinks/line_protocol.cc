@@ -19,13 +19,21 @@ namespace json = boost::json;
 namespace {
 
 /// A name or tag value: commas, spaces and (`equals`) '=' escaped; newlines become spaces;
-/// trailing backslashes (which would escape the separator after them) are left out.
+/// trailing backslashes (which would escape the separator after them) are left out. A
+/// backslash right before an escaped character is doubled: written alone, `a\ b` would read
+/// as `a b` (InfluxDB 1.6 then stores the measurement `a\ b` exactly, a tag value with the
+/// backslash doubled, and 2.x both exactly: never merged with `a b`).
 void appendName(std::string& out, std::string_view s, bool equals) {
   while (!s.empty() && s.back() == '\\') s.remove_suffix(1);
+  char previous = 0;
   for (char c : s) {
     if (c == '\n' || c == '\r' || c == '\t') c = ' ';
-    if (c == ',' || c == ' ' || (equals && c == '=')) out.push_back('\\');
+    if (c == ',' || c == ' ' || (equals && c == '=')) {
+      if (previous == '\\') out.push_back('\\');
+      out.push_back('\\');
+    }
     out.push_back(c);
+    previous = c;
   }
 }
 

@@ -42,6 +42,11 @@ TEST(LineProtocol, NamesAndTagsEscapeSeparators) {
       lines(R"({"device":"a b,c=d","metric":"m x,y","ts":1,"kind":"reading","value":1,)"
             R"("attrs":{"k ey":"v=1","trail":"x\\","only":"\\\\","":"empty key","nl":"a\nb","kind":"no"}})"),
       "m\\ x\\,y,device=a\\ b\\,c\\=d,k\\ ey=v\\=1,kind=reading,nl=a\\ b,trail=x value=1 1\n");
+  // A backslash before an escaped separator is doubled (alone it would escape nothing and
+  // `a\ b` would land as `a b`); one before other characters stays as it is.
+  EXPECT_EQ(
+      lines(R"({"device":"d\\,e","metric":"a\\ b","ts":1,"kind":"reading","value":1,"attrs":{"p":"x\\y"}})"),
+      "a\\\\\\ b,device=d\\\\\\,e,kind=reading,p=x\\y value=1 1\n");
   // Field keys escape too; a field named time (InfluxDB's own column) is left out.
   EXPECT_EQ(lines(R"({"metric":"m","ts":1,"kind":"window","a b":1,"time":3,"x=y":true})"),
             "m,kind=window a\\ b=1,x\\=y=true 1\n");
