@@ -1094,7 +1094,11 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   /// Closes open windows (their records go out) and stops taking readings. On its worker.
   void retire() {
     if (retired_) return;
+    uint64_t before = 0, after = 0;
+    for (const auto& stage : pipeline_->stages()) before += stage->counters.suppressed;
     pipeline_->flush(wallMillis());
+    for (const auto& stage : pipeline_->stages()) after += stage->counters.suppressed;
+    left_at_reload.fetch_add(after - before, std::memory_order_relaxed);
     mirror();
     retired_ = true;
   }
@@ -1106,6 +1110,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   /// retirements of a burst of reloads run in order: this one had its own predecessor's
   /// state before it retired. On its worker.
   void handOverTo(PipelineHost& next) {
+    next.left_at_reload.fetch_add(left_at_reload.load(), std::memory_order_relaxed);
     passInboxTo(next);
     next.adoptState(stateBytes());
   }
@@ -1157,6 +1162,9 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   uint64_t replayed = 0;             ///< readings the ingest log gave back at start (main thread)
   std::atomic<uint64_t> readings_in{0}, series_refused{0}, records_out{0}, series{0};
   std::atomic<uint64_t> not_stored{0};  ///< readings the ingest log could not take (not run)
+  /// Readings this pipeline's earlier versions left out when a reload replaced them (a partial
+  /// fft block): their stages' counters went with them.
+  std::atomic<uint64_t> left_at_reload{0};
 
   json::array stageStatus() const {
     json::array out;
@@ -1976,6 +1984,7 @@ json::object EdgeRuntime::status() const {
     o["series"] = p->series.load();
     o["series_refused"] = p->series_refused.load();
     o["not_stored"] = p->not_stored.load();
+    o["left_at_reload"] = p->left_at_reload.load();
     if (auto log = p->ingestLog()) {
       json::object l;
       l["dir"] = log->dir().string();
@@ -2140,7 +2149,8 @@ void EdgeRuntime::render(std::string& out) const {
          pipelines_, "pipeline", [](const PipelineHost& p) { return p.records_out.load(); });
   appendFamilyHead(out, "ganglion_edge_pipeline_dropped_total", "counter",
                    "Records a pipeline's stages dropped, by reason (filtered, late, series_limit, no_value; "
-                   "suppressed by a deadband or downsample, duplicate).");
+                   "suppressed by a deadband, downsample or fft, duplicate; reload: left out when a reload "
+                   "replaced the pipeline).");
   for (const auto& p : pipelines_) {
     uint64_t filtered = 0, late = 0, series_limit = p->series_refused.load(), no_value = 0, suppressed = 0,
              duplicates = 0;
@@ -2158,7 +2168,8 @@ void EdgeRuntime::render(std::string& out) const {
                                     {"series_limit", series_limit},
                                     {"no_value", no_value},
                                     {"suppressed", suppressed},
-                                    {"duplicate", duplicates}})
+                                    {"duplicate", duplicates},
+                                    {"reload", p->left_at_reload.load()}})
       fmt::format_to(std::back_inserter(out),
                      "ganglion_edge_pipeline_dropped_total{{pipeline=\"{}\",reason=\"{}\"}} {}\n", name,
                      reason, n);

@@ -232,6 +232,17 @@ class Spectrum(unittest.TestCase):
                 shown = gw.admin("GET", "/config", token=TOKEN).json()["pipelines"][0]["stages"][0]["fft"]
                 self.assertEqual(shown, {"size": 256, "sample_rate": 1000, "bands": [[20, 100], [100, 300]],
                                          "metric": "vib"})
+                # A partial block, then a reload that changes the pipeline: the readings it leaves
+                # out stay counted (the old version's stage counters go with it).
+                readings(gw, "pump?metric=vib", [{"value": 1, "ts": t0 + 256 * 8 + i} for i in range(100)])
+                self.assertTrue(wait_until(lambda: stages(gw)[0]["in"] == 256 * 8 + 100, timeout=5), stages(gw))
+                gw.reload_file(text.replace("history: 8,", "history: 9,"))
+                self.assertEqual(gw.admin("POST", "/reload", token=TOKEN).status, 200)
+                pipeline = gw.admin("GET", "/edge", token=TOKEN).json()["pipelines"][0]
+                self.assertEqual((pipeline["left_at_reload"], pipeline["stages"][0]["suppressed"]), (100, 0))
+                metrics = http_request(admin, "GET", "/metrics", headers={"Authorization": "Bearer " + TOKEN}).body
+                self.assertIn(b'ganglion_edge_pipeline_dropped_total{pipeline="spectrum",reason="reload"} 100',
+                              metrics)
 
 
 MULTIVARIATE = """  - name: pumps
