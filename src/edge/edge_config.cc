@@ -484,7 +484,7 @@ void readSinks(Reader& r, const config::Node& list, EdgeConfig& out) {
 }
 
 void readPipelines(Reader& r, const config::Node& list, EdgeConfig& out) {
-  auto names = edgeFieldNames();
+  auto names = configFieldNames(out);
   r.forEach(list, "pipelines", [&](const config::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a pipeline is a map: { name, from, stages, to }");
     PipelineConfig p;
@@ -522,12 +522,14 @@ void readPipelines(Reader& r, const config::Node& list, EdgeConfig& out) {
       if (other.name == p.name) return r.fail(n["name"], fmt::format("duplicate pipeline name '{}'", p.name));
     p.spec.name = p.name;
     p.spec.max_series = p.max_series;
-    // A join's fields become names of the config (ids only grow: see edgeFieldNamesWith).
-    if (auto grown = edgeFieldNamesWith(pipelineFieldNames(p.spec)); !grown) {
+    // A join's fields become names of the config (the gateway's table takes them when the
+    // config is installed: see commitFieldNames).
+    if (auto grown = fieldNamesWith(names, pipelineFieldNames(p.spec)); !grown) {
       out.refused_names.push_back(p.name);
       return r.fail(n["stages"], fmt::format("pipeline '{}': {}", p.name, grown.error().message));
     } else {
       names = *grown;
+      out.names = names;
     }
     // Built once here to check what only building finds (expressions, fields reaching stages).
     size_t failed_stage = 0;
@@ -564,8 +566,8 @@ json::value pipelinesToJson(const EdgeConfig& c) { return config::listToJson(pip
 
 namespace {
 
-/// The names table of the configs loaded so far (see edgeFieldNames), and its guard: a config
-/// is read on the main thread at load and on the blocking pool by POST /config/check.
+/// The names table of the configs installed so far (see edgeFieldNames), and its guard: configs
+/// are read on the blocking pool (reloads, POST /config/check) and installed on the main thread.
 struct FieldNamesRegistry {
   std::mutex mutex;
   std::shared_ptr<const FieldNames> current;
@@ -588,22 +590,40 @@ std::shared_ptr<const FieldNames> edgeFieldNames() {
   return registry.current;
 }
 
-Result<std::shared_ptr<const FieldNames>> edgeFieldNamesWith(const std::vector<std::string>& extra) {
+std::shared_ptr<const FieldNames> configFieldNames(const EdgeConfig& cfg) {
+  return cfg.names ? cfg.names : edgeFieldNames();
+}
+
+Result<std::shared_ptr<const FieldNames>> fieldNamesWith(const std::shared_ptr<const FieldNames>& base,
+                                                         const std::vector<std::string>& extra) {
+  std::vector<std::string_view> fresh;
+  for (const auto& name : extra)
+    if (base->find(name) == FieldNames::kNoField &&
+        std::find(fresh.begin(), fresh.end(), name) == fresh.end())
+      fresh.push_back(name);
+  if (fresh.empty()) return base;
+  if (base->size() + fresh.size() > kMaxFieldNames)
+    return Error(
+        fmt::format("this config names {} joined fields the gateway does not know yet, and with the {} "
+                    "it knows that is more than the {} field names that fit (the gateway keeps the "
+                    "names of every config it installed until it restarts)",
+                    fresh.size(), base->size(), kMaxFieldNames));
+  auto grown = std::make_shared<FieldNames>(*base);  // a copy: ids stay, new names come after
+  for (std::string_view name : fresh) grown->intern(name, FieldNames::Type::kNumber);
+  return std::shared_ptr<const FieldNames>(std::move(grown));
+}
+
+bool commitFieldNames(const std::shared_ptr<const FieldNames>& names) {
+  if (!names) return true;
   auto& registry = fieldNamesRegistry();
   std::lock_guard lock(registry.mutex);
   const FieldNames& now = *registry.current;
-  size_t fresh = 0;
-  for (const auto& name : extra) fresh += now.find(name) == FieldNames::kNoField;
-  if (!fresh) return registry.current;
-  if (now.size() + fresh > kMaxFieldNames)
-    return Error(
-        fmt::format("the configs loaded since start have named {} joined fields, and at most {} field "
-                    "names fit: restart the gateway to forget the ones no longer used",
-                    now.size(), kMaxFieldNames));
-  auto grown = std::make_shared<FieldNames>(now);  // a copy: ids stay, new names come after
-  for (const auto& name : extra) grown->intern(name, FieldNames::Type::kNumber);
-  registry.current = grown;
-  return std::shared_ptr<const FieldNames>(grown);
+  if (names.get() == &now) return true;
+  if (names->size() < now.size()) return false;
+  for (size_t id = 0; id < now.size(); ++id)
+    if (names->name(static_cast<FieldId>(id)) != now.name(static_cast<FieldId>(id))) return false;
+  registry.current = names;
+  return true;
 }
 
 }  // namespace ganglion::edge

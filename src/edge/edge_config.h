@@ -279,6 +279,10 @@ struct EdgeConfig {
   /// A rule asks for `summarize` (even one refused for another mistake): the providers serve it.
   bool rules_summarize = false;
   EdgeSettings settings;
+  /// The field names its pipelines and rules use: the gateway's table when it was read, with
+  /// its joined fields added (null: the gateway's table). Becomes the gateway's table when
+  /// the config is installed (commitFieldNames), not before: a refused config adds nothing.
+  std::shared_ptr<const FieldNames> names;
   /// Connectors and sinks that were written with errors: references to them are not errors
   /// of their own (one mistake, one message).
   std::vector<std::string> refused_names;
@@ -364,14 +368,21 @@ boost::json::value sinksToJson(const EdgeConfig& c);
 boost::json::value pipelinesToJson(const EdgeConfig& c);
 boost::json::value rulesToJson(const EdgeConfig& c);
 
-/// The field names records may carry: the standard ones and every joined field a config loaded
-/// since start named. The table only grows (a new one is a copy with names added), so a field
-/// id means the same in a pipeline built against an older table, which a reload kept, and in a
-/// rule compiled against the newest. Any thread (guarded).
+/// The field names records may carry: the standard ones and every joined field the configs
+/// installed since start named. The table only grows (a new one is a copy with names added),
+/// so a field id means the same in a pipeline built against an older table, which a reload
+/// kept, and in a rule compiled against the newest. Any thread (guarded).
 std::shared_ptr<const FieldNames> edgeFieldNames();
-/// The names table with `extra` number fields added: the current one when it holds them all.
-/// An error past kMaxFieldNames.
-Result<std::shared_ptr<const FieldNames>> edgeFieldNamesWith(const std::vector<std::string>& extra);
+/// `cfg`'s names (edgeFieldNames() when it has none of its own).
+std::shared_ptr<const FieldNames> configFieldNames(const EdgeConfig& cfg);
+/// `base` with `extra` number fields added (`base` itself when it holds them all); an error
+/// past kMaxFieldNames. Changes nothing shared. Config load.
+Result<std::shared_ptr<const FieldNames>> fieldNamesWith(const std::shared_ptr<const FieldNames>& base,
+                                                         const std::vector<std::string>& extra);
+/// Makes `names` (a config's, being installed) the gateway's table. False, changing nothing,
+/// when it does not extend the current one (a config read before another was installed).
+/// Main thread.
+bool commitFieldNames(const std::shared_ptr<const FieldNames>& names);
 inline constexpr size_t kMaxFieldNames = 4096;
 
 }  // namespace ganglion::edge

@@ -1094,6 +1094,15 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   /// Closes open windows (their records go out) and stops taking readings. On its worker.
   void retire() {
     if (retired_) return;
+    // A successor that took its ingest log over runs the readings held back (a join's wait)
+    // again, with what it knows by then: released here they would go out early, and again.
+    bool replayed_by_successor;
+    {
+      std::lock_guard lock(inbox_mutex_);
+      replayed_by_successor = !successor_.expired();
+    }
+    if (replayed_by_successor)
+      for (const auto& stage : pipeline_->stages()) stage->abandonHeld();
     uint64_t before = 0, after = 0;
     for (const auto& stage : pipeline_->stages()) before += stage->counters.suppressed;
     pipeline_->flush(wallMillis());
@@ -1601,6 +1610,13 @@ EdgeRuntime::~EdgeRuntime() {
 }
 
 void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& data_dir) {
+  // Its joined fields become the gateway's names before its pipelines are built with them.
+  // Reloads are read and installed one at a time, so a config extends the table it was read
+  // against; if it ever did not, its rules' field ids could mean other fields.
+  if (!commitFieldNames(cfg.names))
+    logLine(
+        "edge: the config's field names do not extend the running ones (a config read before "
+        "another was installed): joined fields may be misread until a restart");
   const size_t workers = std::max<size_t>(1, host_.workerCount());
   auto& lists = per_worker_;
   // Sinks first: pipelines point at them.

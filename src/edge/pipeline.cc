@@ -346,7 +346,13 @@ Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
       if (auto checked = checkJoin(*join, *names); !checked)
         return Error(fmt::format("{}: {}", where("join"), checked.error().message));
       for (const auto& p : join->with) consumed_metric.emplace_back(p.metric, where("join"));
-      pipeline->addStage(std::make_unique<JoinStage>(*join, *names, pipeline->series().strings()));
+      // What it makes is there for the stages after it (a second join on the joined metric).
+      const std::string& made = join->metric.empty() ? join->on : join->metric;
+      std::erase_if(consumed_metric, [&](const auto& c) { return c.first == made; });
+      const uint16_t origin = pipeline->origin(
+          spec.generation.empty() ? fmt::format("{}.{}", spec.name, where("join"))
+                                  : fmt::format("{}.{}@{}", spec.name, where("join"), spec.generation));
+      pipeline->addStage(std::make_unique<JoinStage>(*join, *names, pipeline->series().strings(), origin));
       for (const std::string& f : joinFieldNames(*join)) visible.add(*names, f);
     } else if (const auto* detect = std::get_if<DetectSpec>(&stage)) {
       // Before the detector is made: hst sizes its trees by the fields (past 8 it overran them).

@@ -110,8 +110,9 @@ void readPer(Reader& r, const config::Node& v, RuleConfig& rule) {
 /// against every field; an error names the rule and `field`.
 std::shared_ptr<const expr::Program> compileRuleExpression(Reader& r, const config::Node& v,
                                                            const RuleConfig& rule, std::string_view field,
-                                                           const std::string& text, bool condition = true) {
-  const auto names = edgeFieldNames();
+                                                           const std::string& text,
+                                                           const std::shared_ptr<const FieldNames>& names,
+                                                           bool condition = true) {
   expr::Scope scope;
   scope.names = names.get();
   scope.all_fields = true;
@@ -576,7 +577,8 @@ void readRules(Reader& r, const config::Node& list, EdgeConfig& out,
         }
         const config::Node value_at = at.IsMap() && at["write"].IsMap() ? at["write"]["value"] : at;
         auto program =
-            compileRuleExpression(r, value_at, rule, "write.value", wr->value, /*condition=*/false);
+            compileRuleExpression(r, value_at, rule, "write.value", wr->value, configFieldNames(out),
+                                  /*condition=*/false);
         if (program && program->resultType() != expr::Type::kNumber &&
             program->resultType() != expr::Type::kAny && program->resultType() != expr::Type::kBool)
           r.fail(value_at, fmt::format("rule '{}': write.value gives {}, not a number", rule.name,
@@ -591,9 +593,10 @@ void readRules(Reader& r, const config::Node& list, EdgeConfig& out,
       }
     }
     if (r.errors.size() != errors) return;
-    rule.when_program = compileRuleExpression(r, n["when"], rule, "when", rule.when);
+    rule.when_program = compileRuleExpression(r, n["when"], rule, "when", rule.when, configFieldNames(out));
     if (!rule.clear_when.empty())
-      rule.clear_program = compileRuleExpression(r, n["clear_when"], rule, "clear_when", rule.clear_when);
+      rule.clear_program = compileRuleExpression(r, n["clear_when"], rule, "clear_when", rule.clear_when,
+                                                 configFieldNames(out));
     if (r.errors.size() != errors) return;
     for (const auto& other : out.rules)
       if (other.name == rule.name)

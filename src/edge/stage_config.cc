@@ -946,9 +946,10 @@ const Schema<JoinPartner>& joinPartnerSchema() {
            .kind = FieldKind::kString,
            .member = &P::device,
            .default_text = "the driving reading's",
-           .doc = "The one device whose readings of `metric` are joined with every driving reading; its "
-                  "readings "
-                  "of the driving metric are not joined themselves."},
+           .doc =
+               "The one device whose readings of `metric` are joined with every driving reading (a weather "
+               "station's). When `metric` is the driving metric, that device's readings of it are this "
+               "partner's only, not driving readings."},
           {.name = "as",
            .kind = FieldKind::kString,
            .member = &P::as,

@@ -74,7 +74,7 @@ class Join(unittest.TestCase):
                 self.assertEqual(got[0]["kind"], "reading")
                 self.assertEqual(got[0]["attrs"], {"floor": "1"})
                 self.assertEqual(got[0]["ts"], t0 + 1000)
-                self.assertTrue(got[0]["id"].startswith("lab-"))
+                self.assertTrue(got[0]["id"].startswith("hvac.stages[0].join@"), got[0]["id"])
                 # The partners were taken in; co2 passed through.
                 self.assertEqual(sorted(r["metric"] for r in rx.records()), ["co2", "temperature", "temperature"])
                 # The rule read the joined fields: room-2 is empty and hot.
@@ -116,6 +116,31 @@ class Join(unittest.TestCase):
                 self.assertEqual(len(joined(rx)), 1)
                 self.assertTrue(wait_until(lambda: len(joined(rx)) == 2, timeout=10), rx.records())
                 self.assertEqual(joined(rx)[1]["outside_temp"], 11)
+
+    def test_a_reload_does_not_let_a_held_reading_go_early(self):
+        # wait: 10m holds the reading; a reload that changes the join must not send it with the
+        # value it had then and, after the ingest log runs it again, a second time.
+        data = tempfile.mkdtemp(prefix="ganglion-join-held-")
+        with Receiver() as rx, Receiver() as alarms:
+            text, admin = hvac_config(rx, alarms, wait="          wait: 10m\n")
+            text = text.replace("    retry: {", "    queue: { durable: true }\n    retry: {", 1)
+            text += "edge: { data_dir: %s }\n" % data
+            self.assertIn("durable: true", text)
+            with Gateway(text, admin_port=admin) as gw:
+                t0 = int(time.time()) * 1000 - 60_000
+                send(gw, "weather", "outside", [{"value": 10, "ts": t0}])
+                send(gw, "room-1", "occupancy", [{"value": 1, "ts": t0}])
+                send(gw, "room-1", "temperature", [{"value": 21, "ts": t0 + 100}])
+                time.sleep(0.3)
+                gw.reload_file(text.replace("within: 30m", "within: 20m"))
+                self.assertEqual(gw.admin("POST", "/reload", token=TOKEN).status, 200)
+                time.sleep(0.5)
+                self.assertEqual(joined(rx), [])  # still held, now by the new version
+                send(gw, "room-1", "occupancy", [{"value": 2, "ts": t0 + 50}, {"value": 3, "ts": t0 + 200}])
+                send(gw, "weather", "outside", [{"value": 11, "ts": t0 + 300}])
+                self.assertTrue(wait_until(lambda: len(joined(rx)) >= 1, timeout=5), rx.records())
+                time.sleep(0.5)
+                self.assertEqual([(r["value"], r["occupancy"]) for r in joined(rx)], [(21, 2)])
 
     def test_partners_survive_a_restart_and_a_reload_adds_a_field(self):
         data = tempfile.mkdtemp(prefix="ganglion-join-")

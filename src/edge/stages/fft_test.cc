@@ -194,6 +194,7 @@ TEST(EdgeFft, AnHstOverMoreThanEightFieldsIsRefusedNotBuilt) {
   DetectSpec d;
   d.name = "spectrum";
   d.method = "hst";
+  d.history = kMinHstHistory;
   d.fields = {"band_1", "band_2", "band_3", "band_4", "band_5", "band_6", "band_7", "band_8", "rms"};
   auto built = buildPipeline(PipelineSpec{.name = "p", .stages = {f, d}}, standardNames());
   ASSERT_FALSE(built.ok());

@@ -13,8 +13,9 @@ std::vector<std::string> joinFieldNames(const JoinSpec& spec) {
   return names;
 }
 
-JoinStage::JoinStage(JoinSpec spec, const FieldNames& names, StringPool& strings)
+JoinStage::JoinStage(JoinSpec spec, const FieldNames& names, StringPool& strings, uint16_t origin)
     : spec_(std::move(spec)),
+      origin_(origin),
       on_(strings.intern(spec_.on)),
       on_field_(names.find(spec_.field())),
       out_metric_(strings.intern(spec_.metric.empty() ? spec_.on : spec_.metric)) {
@@ -49,12 +50,12 @@ void JoinStage::remember(size_t partner, StringId device, const Record& r) {
     *std::prev(at) = s;  // the same time again (a redelivery, a replay): the newer word counts
   else
     recent.insert(at, s);
-  // Only the newest reading at or before (newest - within) can still be anyone's value.
-  const int64_t reach = recent.back().ts - spec_.within_ms;
-  size_t drop = 0;
-  while (drop + 1 < recent.size() && recent[drop + 1].ts <= reach) ++drop;
-  if (recent.size() - drop > kJoinRecentPerSeries) drop = recent.size() - kJoinRecentPerSeries;
-  if (drop) recent.erase(recent.begin(), recent.begin() + static_cast<ptrdiff_t>(drop));
+  // A count, not `within` of the newest: a device's backlog (a SenML pack after an outage, one
+  // metric's readings posted before another's) spans more than `within`, and its driving
+  // readings still need the partner values of their own times.
+  if (recent.size() > kJoinRecentPerSeries)
+    recent.erase(recent.begin(),
+                 recent.begin() + static_cast<ptrdiff_t>(recent.size() - kJoinRecentPerSeries));
 }
 
 const JoinStage::Sample* JoinStage::asOf(size_t partner, StringId device, int64_t ts) const {
@@ -108,6 +109,7 @@ void JoinStage::emit(const Record& r, const Field* fields, std::string_view text
     return;
   }
   Record joined = r;
+  joined.origin = origin_;
   joined.series = to;
   joined.quality = quality;
   out.push(joined);
@@ -239,6 +241,11 @@ void JoinStage::flush(Batch& out, StageContext& ctx) {
   for (const auto& [device, queue] : held_) touched_.push_back(device);
   for (StringId device : touched_) release(device, ctx.wall_ms, true, ctx.series, out);
   touched_.clear();
+}
+
+void JoinStage::abandonHeld() {
+  held_.clear();
+  held_count_ = 0;
 }
 
 uint64_t JoinStage::oldestSeq() const {

@@ -6,13 +6,16 @@
 // room's occupancy for the room's temperature), or of one fixed device shared by all (the
 // weather station's outside temperature for every room).
 //
-// The joined record is a reading: `ts`, `value` and id (`<origin>-<seq>`) are the driving
-// reading's (a replay after a crash makes the same ids), its metric is `metric` (default: the
-// `on` metric), its quality the worst of the values joined, and it carries one number field per
-// value, named by `as` (default: the metric's name): `temperature`, `occupancy`, ... for later
-// stages, rules and sinks. A partner without a value in reach leaves its field out (`missing:
-// keep`, counted as `incomplete`) or drops the record (`missing: drop`, counted as `no_value`).
-// The readings joined are consumed; other records pass through in order.
+// The joined record is a reading: `ts` and `value` are the driving reading's, its id is the
+// join's origin (which carries the pipeline settings' generation, as a window's does) and the
+// driving reading's sequence number (a replay after a crash makes the same ids; a reload that
+// changes the pipeline, and replays what its ingest log holds, makes new ones rather than
+// other contents under an id already sent), its metric is `metric` (default: the `on` metric), its quality
+// the worst of the values joined, and it carries one number field per value, named by `as` (default: the
+// metric's name): `temperature`, `occupancy`, ... for later stages, rules and sinks. A partner without a
+// value in reach leaves its field out (`missing: keep`, counted as `incomplete`) or drops the record
+// (`missing: drop`, counted as `no_value`). The readings joined are consumed; other records pass through in
+// order.
 //
 // `wait` (default 0: at once) holds a driving reading until every partner has a reading at or
 // past its time, or until `wait` of wall time has gone by: a partner arriving a little behind
@@ -66,12 +69,13 @@ std::vector<std::string> joinFieldNames(const JoinSpec& spec);
 class JoinStage final : public Stage {
  public:
   /// Field ids must be interned beforehand (joinFieldNames); metrics and fixed devices are
-  /// interned in `strings` (the pipeline's series strings).
-  JoinStage(JoinSpec spec, const FieldNames& names, StringPool& strings);
+  /// interned in `strings` (the pipeline's series strings). `origin`: the joined records' ids.
+  JoinStage(JoinSpec spec, const FieldNames& names, StringPool& strings, uint16_t origin);
   void process(Batch& batch, StageContext& ctx) override;
   void tick(Batch& out, StageContext& ctx) override;
   void flush(Batch& out, StageContext& ctx) override;
   uint64_t oldestSeq() const override;
+  void abandonHeld() override;
   std::string_view kind() const override { return "join"; }
 
   std::string stateKey() const override;
@@ -122,6 +126,7 @@ class JoinStage final : public Stage {
   void emitHeld(const Held& h, SeriesTable& series, Batch& out);
 
   JoinSpec spec_;
+  uint16_t origin_;
   StringId on_;
   FieldId on_field_;
   std::vector<Partner> partners_;

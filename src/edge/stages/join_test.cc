@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "edge/edge_config.h"
 #include "edge/pipeline.h"
 #include "edge/test_pipeline.h"
 
@@ -50,8 +51,8 @@ TEST(EdgeJoin, EachDrivingReadingCarriesItsPartnersValuesAsOfItsTime) {
   ASSERT_EQ(joined.size(), 3u);
   EXPECT_EQ(joined[0].ts, kT0 + 2000);
   EXPECT_EQ(joined[0].value, 21.5);
-  EXPECT_EQ(joined[0].seq, 77u);  // the driving reading's id
-  EXPECT_EQ(joined[0].origin, h.source);
+  EXPECT_EQ(joined[0].seq, 77u);  // the driving reading's number, with the join's origin
+  EXPECT_EQ(h.pipeline->originName(joined[0].origin), "p.stages[0].join");
   EXPECT_EQ(h.field(joined[0], "temperature"), 21.5);
   EXPECT_EQ(h.field(joined[0], "occupancy"), 3);
   EXPECT_EQ(h.field(joined[0], "outside_temp"), 4.5);
@@ -97,6 +98,38 @@ TEST(EdgeJoin, APartnerLaterInTheBatchOrBehindInTimeIsStillJoinedAsOf) {
   ASSERT_EQ(joined.size(), 2u);
   EXPECT_EQ(h.field(joined[1], "occupancy"), 2);
   EXPECT_TRUE(std::isnan(h.field(joined[1], "outside_temp")));  // nothing at or before 1.5 s
+}
+
+TEST(EdgeJoin, ABacklogLongerThanWithinKeepsEachDrivingReadingsOwnPartnerValue) {
+  // A device catching up: one metric's backlog posted before the other's, spanning 6 × within
+  // (an outside review found the first readings joined with nothing).
+  JoinSpec j = hvac();
+  j.with.pop_back();
+  j.within_ms = 10'000;
+  Harness h(pipelineOf(j));
+  for (int i = 0; i < 7; ++i) h.reading("room1", "occupancy", kT0 + 5000 * i, i);
+  for (int i = 0; i < 7; ++i) h.reading("room1", "temperature", kT0 + 5000 * i + 1, 20 + i);
+  const auto joined = readings(h, "temperature");
+  ASSERT_EQ(joined.size(), 7u);
+  for (int i = 0; i < 7; ++i) EXPECT_EQ(h.field(joined[static_cast<size_t>(i)], "occupancy"), i) << i;
+  EXPECT_EQ(h.pipeline->stages()[0]->counters.incomplete, 0u);
+}
+
+TEST(EdgeJoin, AJoinOnWhatAJoinBeforeItMade) {
+  JoinSpec first = hvac();
+  first.metric = "occupancy";  // its records are occupancy readings, carrying temperature
+  first.with.pop_back();
+  first.with[0] = JoinPartner{.metric = "occupancy", .device = "hall", .as = "hall_occupancy"};
+  JoinSpec second{.on = "occupancy", .with = {JoinPartner{.metric = "co2"}}};
+  Harness h(PipelineSpec{.name = "p", .stages = {first, second}});
+  h.reading("hall", "occupancy", kT0, 7);
+  h.reading("room1", "co2", kT0, 600);
+  h.reading("room1", "temperature", kT0 + 1, 21);
+  const auto joined = readings(h, "occupancy");
+  ASSERT_EQ(joined.size(), 1u);
+  EXPECT_EQ(h.field(joined[0], "hall_occupancy"), 7);
+  EXPECT_EQ(h.field(joined[0], "co2"), 600);
+  EXPECT_EQ(h.field(joined[0], "temperature"), 21);
 }
 
 TEST(EdgeJoin, PartnersOutOfReachAreLeftOutOrDropTheRecord) {
@@ -229,6 +262,30 @@ TEST(EdgeJoin, AFixedDevicesDrivingMetricIsItsPartnerOnly) {
   ASSERT_EQ(joined.size(), 1u);
   EXPECT_EQ(h.pipeline->series().device(joined[0].series), "room1");
   EXPECT_EQ(h.field(joined[0], "outside_temp"), -3);
+}
+
+TEST(EdgeJoin, JoinedNamesJoinTheGatewaysTableOnlyWhenTheirConfigIsInstalled) {
+  const auto before = edgeFieldNames();
+  auto read = fieldNamesWith(before, {"join_test_humidity", "join_test_lux", "join_test_humidity"});
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ((*read)->size(), before->size() + 2);
+  EXPECT_EQ(edgeFieldNames(), before);  // read, not installed: a refused reload adds nothing
+  auto same = fieldNamesWith(before, {"mean"});
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(*same, before);
+  // One read against an older table no longer extends the installed one.
+  auto other = fieldNamesWith(before, {"join_test_other"});
+  ASSERT_TRUE(commitFieldNames(*read));
+  EXPECT_EQ(edgeFieldNames(), *read);
+  EXPECT_FALSE(commitFieldNames(*other));
+  EXPECT_EQ(edgeFieldNames(), *read);
+  // The cap names what this config asks for.
+  std::vector<std::string> many;
+  for (int i = 0; i < 5000; ++i) many.push_back("join_test_f" + std::to_string(i));
+  auto refused = fieldNamesWith(edgeFieldNames(), many);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("this config names 5000 joined fields"), std::string::npos)
+      << refused.error().message;
 }
 
 TEST(EdgeJoin, AConfigGetsAPreciseError) {

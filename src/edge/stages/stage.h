@@ -70,6 +70,10 @@ class Stage {
     (void)out;
     (void)ctx;
   }
+  /// Forgets the readings it holds back for later (a join's `wait`) without emitting them: a
+  /// reload's successor runs them again from the ingest log, with what it knows by then.
+  /// Pipeline's worker, before flush().
+  virtual void abandonHeld() {}
   /// The smallest `seq` of the readings the stage holds whose records are not out yet (open
   /// windows); UINT64_MAX when none. A pipeline's ingest log keeps readings from there on.
   /// Pipeline's worker.
