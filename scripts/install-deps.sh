@@ -9,12 +9,12 @@ PACKAGES=(
   # libraries (Debian 12 versions recorded in docs/dependencies.md)
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libssl-dev libyaml-cpp-dev libfmt-dev libspdlog-dev libcli11-dev libsqlite3-dev libhiredis-dev
-  libpcre2-dev libre2-dev libmodbus-dev
+  libpcre2-dev libre2-dev libmodbus-dev libcoap3-dev
   node-llhttp
   libgtest-dev libgmock-dev libbenchmark-dev
   # test and benchmark peers
   nginx-light wrk curl openssl python3 procps redis-server sqlite3 strace haproxy
-  mosquitto mosquitto-clients influxdb
+  mosquitto mosquitto-clients influxdb libcoap3-bin
   clang-14 libclang-rt-14-dev clang-format-14
 )
 

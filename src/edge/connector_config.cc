@@ -28,13 +28,13 @@ struct KindField {
   std::string_view kinds;  ///< space-separated
 };
 constexpr KindField kKindFields[] = {
-    {"format", "http mqtt"},
-    {"metric", "http mqtt"},
-    {"payload_names_device", "http mqtt"},
-    {"max_body", "http mqtt"},
-    {"max_future", "http mqtt"},
-    {"max_past", "http mqtt"},
-    {"time_precision", "http mqtt"},
+    {"format", "http mqtt coap"},
+    {"metric", "http mqtt coap"},
+    {"payload_names_device", "http mqtt coap"},
+    {"max_body", "http mqtt coap"},
+    {"max_future", "http mqtt coap"},
+    {"max_past", "http mqtt coap"},
+    {"time_precision", "http mqtt coap"},
     {"url", "mqtt"},
     {"client_id", "mqtt"},
     {"username", "mqtt"},
@@ -45,7 +45,7 @@ constexpr KindField kKindFields[] = {
     {"session_expiry", "mqtt"},
     {"receive_maximum", "mqtt"},
     {"connect_timeout", "mqtt"},
-    {"reconnect", "mqtt modbus_tcp modbus_rtu"},
+    {"reconnect", "mqtt modbus_tcp modbus_rtu coap"},
     {"subscribe", "mqtt"},
     {"tls", "mqtt"},
     {"address", "modbus_tcp"},
@@ -59,6 +59,9 @@ constexpr KindField kKindFields[] = {
     {"timeout", "modbus_tcp modbus_rtu"},
     {"device", "modbus_tcp modbus_rtu"},
     {"registers", "modbus_tcp modbus_rtu"},
+    {"listen", "coap"},
+    {"path", "coap"},
+    {"observe", "coap"},
 };
 
 std::vector<std::string_view> splitKinds(std::string_view kinds) {
@@ -77,13 +80,12 @@ bool kindHas(std::string_view kinds, std::string_view kind) {
   return std::find(all.begin(), all.end(), kind) != all.end();
 }
 
-constexpr std::string_view kBuiltConnectorKinds = "http, mqtt, modbus_tcp, modbus_rtu";
-constexpr std::string_view kPlannedConnectorKinds[] = {"coap"};
+constexpr std::string_view kBuiltConnectorKinds = "http, mqtt, modbus_tcp, modbus_rtu, coap";
 
 void readConnectorKind(Reader& r, const config::Node& v, ConnectorConfig& c) {
   auto s = r.str(v, "connector kind");
   if (!s) return;
-  if (*s == "http" || *s == "mqtt" || *s == "modbus_tcp" || *s == "modbus_rtu") {
+  if (*s == "http" || *s == "mqtt" || *s == "modbus_tcp" || *s == "modbus_rtu" || *s == "coap") {
     c.kind = *s;
     return;
   }
@@ -93,14 +95,6 @@ void readConnectorKind(Reader& r, const config::Node& v, ConnectorConfig& c) {
                   "build (docs/edge.md \"OPC UA\" says why and what to use instead; built: {})",
                   kBuiltConnectorKinds));
     return;
-  }
-  for (std::string_view planned : kPlannedConnectorKinds) {
-    if (*s == planned) {
-      r.fail(v, fmt::format(
-                    "connector kind '{}' is not built yet (built: {}; docs/edge.md says what comes next)", *s,
-                    kBuiltConnectorKinds));
-      return;
-    }
   }
   r.fail(v, fmt::format("unknown connector kind '{}' (built: {})", *s, kBuiltConnectorKinds));
 }
@@ -215,6 +209,77 @@ void readOrder(Reader& r, const config::Node& v, bool& big, std::string_view wha
     r.fail(v, fmt::format("{} must be big or little, got '{}'", what, *s));
 }
 
+/// A Uri-Path or Uri-Query piece: 1 to 255 bytes (CoAP's option limit), no controls.
+bool coapOptionText(std::string_view s) {
+  return !s.empty() && s.size() <= 255 && !hasControlOrNoncharacter(s);
+}
+
+void readCoapPath(Reader& r, const config::Node& v, ConnectorConfig& c) {
+  auto s = r.str(v, "path");
+  if (!s) return;
+  std::string_view p = *s;
+  while (!p.empty() && p.front() == '/') p.remove_prefix(1);
+  while (!p.empty() && p.back() == '/') p.remove_suffix(1);
+  std::vector<std::string> segments;
+  size_t at = 0;
+  while (at < p.size()) {
+    const size_t end = std::min(p.find('/', at), p.size());
+    segments.emplace_back(p.substr(at, end - at));
+    at = end + 1;
+  }
+  for (const auto& seg : segments)
+    if (!coapOptionText(seg))
+      return r.fail(v, "path is segments of 1 to 255 bytes without controls: readings or api/v1/readings");
+  if (segments.size() > 8) return r.fail(v, "path has at most 8 segments");
+  c.path = std::string(p);
+  c.path_segments = std::move(segments);
+}
+
+void readCoapObserve(Reader& r, const config::Node& v, ConnectorConfig& c) {
+  if (!v.IsSequence()) return r.fail(v, "observe is a list of { uri, device, metric }");
+  r.forEach(v, "observe", [&](const config::Node& n) {
+    if (!n.IsMap())
+      return r.fail(n, "an observation is a map: { uri: coap://10.0.0.5/temp, device: boiler-1 }");
+    CoapObserve o;
+    o.at = n.place();
+    const size_t errors = r.errors.size();
+    readFields(coapObserveSchema(), n, o, r);
+    if (r.errors.size() != errors) return;
+    auto url = boost::urls::parse_uri(o.uri);
+    if (!url || url->scheme() != "coap" || url->encoded_host().empty())
+      return r.fail(
+          n["uri"],
+          fmt::format("uri must be coap://host[:port]/path, got '{}'{}", o.uri,
+                      url && url->scheme() == "coaps" ? " (coaps, CoAP over DTLS, is not built yet)" : ""));
+    if (url->has_userinfo() || url->has_fragment())
+      return r.fail(n["uri"], "a coap uri has no user or fragment");
+    o.host = url->host();
+    if (url->has_port()) {
+      if (url->port_number() == 0) return r.fail(n["uri"], "the uri's port must be 1 to 65535");
+      o.port = url->port_number();
+    }
+    for (auto seg : url->segments()) {
+      if (!coapOptionText(seg)) return r.fail(n["uri"], "each path segment of the uri is 1 to 255 bytes");
+      o.path.emplace_back(seg);
+    }
+    if (url->has_query())
+      for (auto param : url->params()) {
+        std::string q = param.has_value ? param.key + "=" + param.value : param.key;
+        if (!coapOptionText(q)) return r.fail(n["uri"], "each query entry of the uri is 1 to 255 bytes");
+        o.query.push_back(std::move(q));
+      }
+    if (o.device.empty() || o.device.size() > 256 || hasControlOrNoncharacter(o.device))
+      return r.fail(n["device"].IsDefined() ? n["device"] : n,
+                    "an observation names its readings' device: 1 to 256 characters, no controls");
+    c.observe.push_back(std::move(o));
+  });
+}
+
+json::value showCoapObserve(const ConnectorConfig& c) {
+  if (c.observe.empty()) return nullptr;
+  return config::listToJson(coapObserveSchema(), c.observe);
+}
+
 void readRegisters(Reader& r, const config::Node& v, ConnectorConfig& c) {
   if (!v.IsSequence()) return r.fail(v, "registers is a list of { name, table, address, type, ... }");
   r.forEach(v, "registers", [&](const config::Node& n) {
@@ -281,13 +346,16 @@ const Schema<ConnectorConfig>& connectorSchema() {
            .kind = FieldKind::kCustom,
            .member = {},
            .default_text = "—",
-           .doc = "`http`: readings POSTed to a route whose target is `ingest: <this connector>`. `mqtt`: a "
-                  "client of an MQTT broker that subscribes to `subscribe` ([MQTT](edge.md#mqtt)). "
-                  "`modbus_tcp`, "
-                  "`modbus_rtu`: polls `registers` ([Modbus](edge.md#modbus)). Planned, refused for now with "
-                  "that reason: `coap`, `opcua`.",
+           .doc =
+               "`http`: readings POSTed to a route whose target is `ingest: <this connector>`. `mqtt`: a "
+               "client of an MQTT broker that subscribes to `subscribe` ([MQTT](edge.md#mqtt)). "
+               "`modbus_tcp`, "
+               "`modbus_rtu`: polls `registers` ([Modbus](edge.md#modbus)). `coap`: a CoAP endpoint devices "
+               "post to and observations of device resources ([CoAP](edge.md#coap)). Refused with the "
+               "reason: "
+               "`opcua` (no client library).",
            .required = true,
-           .missing = "a connector needs a 'kind' (built: http, mqtt, modbus_tcp, modbus_rtu)",
+           .missing = "a connector needs a 'kind' (built: http, mqtt, modbus_tcp, modbus_rtu, coap)",
            .type_text = "name",
            .read = readConnectorKind,
            .show = [](const C& c) -> json::value { return json::string(c.kind); }},
@@ -533,6 +601,35 @@ const Schema<ConnectorConfig>& connectorSchema() {
            .type_text = "list",
            .read = readRegisters,
            .show = showRegisters},
+          {.name = "listen",
+           .kind = FieldKind::kHostPort,
+           .member = &C::listen,
+           .default_text = "none",
+           .doc = "`coap`: the UDP address of the endpoint devices post readings to "
+                  "(`coap://<listen>/<path>/<device>`); a connector without it only observes. Plain CoAP, "
+                  "no DTLS yet: keep it on a device network."},
+          {.name = "path",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`readings`",
+           .doc =
+               "`coap`: the endpoint's resource; a POST or PUT to `/<path>/<device>` (or `/<path>?device=`) "
+               "carries that device's readings, `?metric=` their metric.",
+           .type_text = "string",
+           .read = readCoapPath,
+           .show = [](const C& c) -> json::value {
+             if (c.kind != "coap") return nullptr;
+             return json::string(c.path);
+           }},
+          {.name = "observe",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "none",
+           .doc = "`coap`: resources on devices whose notifications become readings "
+                  "([connector_observe](#connector-observe)).",
+           .type_text = "list",
+           .read = readCoapObserve,
+           .show = showCoapObserve},
       },
       {{.name = "tls",
         .type_text = "`true` or map",
@@ -594,6 +691,57 @@ const Schema<MqttSubscription>& mqttSubscriptionSchema() {
            .default_text = "none",
            .doc = "The device of readings from a topic without `+` (with none, the payload must name it: "
                   "a SenML base name or a line-protocol `device` tag)."},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<CoapObserve>& coapObserveSchema() {
+  using O = CoapObserve;
+  static const Schema<CoapObserve> schema{
+      "observe",
+      {
+          {.name = "uri",
+           .kind = FieldKind::kString,
+           .member = &O::uri,
+           .default_text = "—",
+           .doc =
+               "The resource: `coap://host[:5683]/path[?query]`. Registered with Observe; registered again "
+               "when it goes silent past its Max-Age, answers an error or does not answer (backing off "
+               "as `reconnect` says).",
+           .required = true,
+           .missing = "an observation needs a 'uri': coap://10.0.0.5/sensors/temp"},
+          {.name = "device",
+           .kind = FieldKind::kString,
+           .member = &O::device,
+           .default_text = "—",
+           .doc = "The device of its readings.",
+           .required = true,
+           .missing = "an observation names its readings' device: device: boiler-1"},
+          {.name = "metric",
+           .kind = FieldKind::kString,
+           .member = &O::metric,
+           .default_text = "the connector's",
+           .doc = "The metric of `json` and `number` notifications."},
+          {.name = "format",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "the connector's",
+           .doc = "The payload format when a notification's Content-Format does not say.",
+           .type_text = "name",
+           .read =
+               [](Reader& r, const config::Node& v, O& o) {
+                 auto s = r.str(v, "format");
+                 if (!s) return;
+                 if (auto f = payloadFormatFromName(*s))
+                   o.format = *f;
+                 else
+                   r.fail(v, fmt::format("format must be one of {}, got '{}'", kPayloadFormatNames, *s));
+               },
+           .show = [](const O& o) -> json::value {
+             if (!o.format) return nullptr;
+             return json::string(payloadFormatName(*o.format));
+           }},
       },
       {}};
   return schema;
@@ -793,6 +941,21 @@ void readConnectors(Reader& r, const config::Node& list, EdgeConfig& out) {
           c.tls = *ctx;
         else
           r.fail(n["url"], ctx.error().message);
+      }
+    } else if (c.kind == "coap") {
+      c.listens = n["listen"].IsDefined();
+      if (!c.listens && c.observe.empty() && r.errors.size() == errors)
+        r.fail(n, "a coap connector needs 'listen' (an endpoint devices post to) or 'observe' (or both)");
+      if (c.reconnect.max < c.reconnect.initial)
+        r.fail(n["reconnect"], "reconnect.max must be at least reconnect.initial");
+      for (const auto& o : c.observe) {
+        const PayloadFormat format = o.format.value_or(c.format);
+        if ((format == PayloadFormat::kJson || format == PayloadFormat::kNumber) && o.metric.empty() &&
+            c.metric.empty())
+          r.failAt(o.at,
+                   fmt::format("observation '{}' reads {} payloads but no metric is set ('metric' on it "
+                               "or on the connector)",
+                               o.uri, payloadFormatName(format)));
       }
     } else if (c.kind == "modbus_tcp" || c.kind == "modbus_rtu") {
       if (c.kind == "modbus_tcp" && !n["address"].IsDefined())

@@ -57,6 +57,19 @@ struct ReconnectConfig {
 
 /// A southbound connector. Built: `http` (readings POSTed to a route whose target is
 /// `ingest: <connector>`) and `mqtt` (a client of a broker, docs/edge.md "MQTT").
+/// A resource a coap connector observes (RFC 7641): its notifications become readings.
+struct CoapObserve {
+  std::string uri;                      ///< coap://host[:5683]/path[?query]
+  std::string device;                   ///< the readings' device (SenML base names may name their own)
+  std::string metric;                   ///< "" = the connector's
+  std::optional<PayloadFormat> format;  ///< unset: the connector's (a Content-Format says first)
+  // From `uri`:
+  std::string host;
+  uint16_t port = 5683;
+  std::vector<std::string> path, query;
+  config::Place at;
+};
+
 struct ConnectorConfig {
   std::string name;
   std::string kind;
@@ -93,6 +106,12 @@ struct ConnectorConfig {
   Millis timeout{1000};  ///< a response; the device counts as not answering past it
   std::string device;    ///< the readings' device; empty: the connector's name
   std::vector<ModbusRegister> registers;
+  // kind coap:
+  bool listens = false;           ///< `listen` was given
+  config::HostPort listen;        ///< the UDP endpoint devices post to
+  std::string path = "readings";  ///< the endpoint's resource: /<path>/<device>
+  std::vector<std::string> path_segments{"readings"};
+  std::vector<CoapObserve> observe;
   // From `url`:
   bool secure = false;
   std::string host;
@@ -315,6 +334,7 @@ const config::Schema<ConnectorConfig>& connectorSchema();
 const config::Schema<MqttSubscription>& mqttSubscriptionSchema();
 const config::Schema<ReconnectConfig>& reconnectSchema();
 const config::Schema<ModbusRegister>& modbusRegisterSchema();
+const config::Schema<CoapObserve>& coapObserveSchema();
 /// A connector's settings as JSON, secrets included (never shown): equal means unchanged.
 std::string connectorFingerprint(const ConnectorConfig& c);
 const config::Schema<SinkConfig>& sinkSchema();

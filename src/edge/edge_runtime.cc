@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "base/strings.h"
 #include "base/time.h"
+#include "edge/connectors/coap_connector.h"
 #include "edge/connectors/modbus_poller.h"
 #include "edge/connectors/mqtt_connector.h"
 #include "edge/ingest_log.h"
@@ -1598,7 +1599,9 @@ EdgeRuntime::EdgeRuntime(EdgeHost& host)
 }
 
 EdgeRuntime::~EdgeRuntime() {
-  // Poll threads call deliver(): they end before the runtime does.
+  // Poll and CoAP threads call deliver(): they end before the runtime does.
+  for (auto& c : coap_) c->stop();
+  coap_.clear();
   for (auto& m : modbus_) m->stop();
   for (auto& m : retired_modbus_) m->stop();
   // Rules that write hold pollers too, and may outlive this: the threads end here, after
@@ -1820,6 +1823,32 @@ void EdgeRuntime::installConnectors(const EdgeConfig& cfg, size_t workers) {
     retired_modbus_.push_back(std::move(old));
   }
   modbus_ = std::move(modbus);
+
+  // CoAP connectors: an unchanged one keeps its endpoint and observations; a changed one is
+  // stopped (its thread ends within 100 ms, or after a wait for the disk) before its
+  // successor binds the same address.
+  std::vector<std::shared_ptr<CoapConnector>> coap;
+  for (const auto& c : cfg.connectors) {
+    if (c.kind != "coap") continue;
+    std::shared_ptr<CoapConnector> previous;
+    for (auto& m : coap_)
+      if (m && m->config().name == c.name) previous = std::move(m);
+    auto fresh = std::make_shared<CoapConnector>(*this, c, previous ? previous->stats() : nullptr);
+    if (previous && previous->fingerprint() == fresh->fingerprint()) {
+      coap.push_back(std::move(previous));
+      continue;
+    }
+    if (previous) previous->stop();
+    if (auto started = fresh->start(); !started) {
+      logLine("edge: " + started.error().message);
+      std::lock_guard lock(fresh->stats()->error_mutex);
+      fresh->stats()->last_error = started.error().message;
+    }
+    coap.push_back(std::move(fresh));
+  }
+  for (auto& old : coap_)
+    if (old) old->stop();
+  coap_ = std::move(coap);
 }
 
 void EdgeRuntime::installRules(const EdgeConfig& cfg) {
@@ -2074,6 +2103,8 @@ json::object EdgeRuntime::status() const {
       if (m->config().name == e.stats->name) m->describe(o);
     for (const auto& m : modbus_)
       if (m->config().name == e.stats->name) m->describe(o);
+    for (const auto& m : coap_)
+      if (m->config().name == e.stats->name) m->describe(o);
     connectors.push_back(std::move(o));
   }
   out["connectors"] = std::move(connectors);
@@ -2109,6 +2140,7 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
   const size_t workers = std::max<size_t>(1, host_.workerCount());
   for (auto& m : mqtt_) host_.worker(workerFor(m->config().name, workers)).post([m] { m->stop(); });
   for (auto& m : modbus_) m->stop();
+  for (auto& c : coap_) c->stop();
   std::atomic<size_t> flushed{0};
   for (auto& p : pipelines_)
     host_.worker(p->worker()).post([p, &flushed] {

@@ -97,6 +97,7 @@ class DeliveryTicket {
   std::function<void(bool)> done_;
 };
 
+class CoapConnector;
 class ModbusPoller;
 class MqttConnector;
 class RuleRunner;
@@ -163,6 +164,7 @@ class EdgeRuntime final : public telemetry::MetricsSource {
   std::vector<std::shared_ptr<MqttConnector>> mqtt_;           // main thread's view
   std::vector<std::shared_ptr<ModbusPoller>> modbus_;          // shared: rules writing through one hold it
   std::vector<std::shared_ptr<ModbusPoller>> retired_modbus_;  // stopped, joined at the next install
+  std::vector<std::shared_ptr<CoapConnector>> coap_;           // main thread's view
   std::vector<RuleEntry> rules_;
   std::vector<std::pair<std::string, std::shared_ptr<RuleStats>>> rule_stats_;  // in config order
   std::atomic<std::shared_ptr<const Routing>> routing_;

@@ -42,6 +42,7 @@ std::vector<DocsTable> schemaDocsTables() {
                                 {"connector_subscribe", docsTable(edge::mqttSubscriptionSchema())},
                                 {"connector_reconnect", docsTable(edge::reconnectSchema())},
                                 {"connector_registers", docsTable(edge::modbusRegisterSchema())},
+                                {"connector_observe", docsTable(edge::coapObserveSchema())},
                                 {"sink", docsTable(edge::sinkSchema())},
                                 {"sink_batch", docsTable(edge::sinkBatchSchema())},
                                 {"sink_queue", docsTable(edge::sinkQueueSchema())},

@@ -46,8 +46,8 @@ _handed_out = set()
 _port_rng = random.Random(os.getpid() ^ time.time_ns())
 
 
-def free_port():
-    """A loopback TCP port that was free a moment ago, chosen below the kernel's ephemeral
+def free_port(udp=False):
+    """A loopback TCP (or, with `udp`, UDP) port that was free a moment ago, chosen below the kernel's ephemeral
     range. A port from bind(0) is an ephemeral one, which every outgoing connection on the box
     may take as its source port: under `ctest -j2` one was taken that way between the test
     picking it and the gateway binding it ("already in use by another process"). Ports are
@@ -58,7 +58,7 @@ def free_port():
         port = _port_rng.randrange(low, high)
         if port in _handed_out:
             continue
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
         try:
             s.bind((LOCALHOST, port))
         except OSError:
@@ -1062,6 +1062,73 @@ class Mosquitto:
         cmd = ["mosquitto_pub", "-h", LOCALHOST, "-p", str(self.port), "-t", topic, "-q", str(qos), "-l", *args]
         subprocess.run(cmd, input="\n".join(payloads) + "\n", text=True, check=True, timeout=30,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _coap_tool(name):
+    exe = shutil.which(name + "-notls") or shutil.which(name)
+    if not exe:
+        raise unittest.SkipTest("%s is not installed (scripts/install-deps.sh installs libcoap3-bin)" % name)
+    return exe
+
+
+def coap(method, uri, payload=None, content_format=None, non=False, wait=3):
+    """One request with libcoap's `coap-client`. Returns (code, text): ("2.xx", payload) for a
+    success (coap-client does not print a success's code); for an error, coap-client prints
+    "4.04 Not Found ..." on stderr, split into its code and the rest; ("", "") when nothing
+    answered within `wait` seconds."""
+    cmd = [_coap_tool("coap-client"), "-B", str(wait), "-m", method]
+    if content_format is not None:
+        cmd += ["-t", str(content_format)]
+    if payload is not None:
+        cmd += ["-e", payload]
+    if non:
+        cmd.append("-N")
+    cmd.append(uri)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=wait + 10)
+    lines = [line for line in r.stderr.splitlines() if not re.search(r" (EMRG|ALRT|CRIT|ERR|WARN|NOTE|INFO|DEBG) ", line)]
+    m = re.match(r"^(\d\.\d\d)\s*(.*)$", "\n".join(lines).strip(), re.S)
+    if m:
+        return m.group(1), m.group(2)
+    if "cannot send CoAP pdu" in r.stderr or r.returncode != 0:
+        return "", ""
+    return "2.xx", r.stdout
+
+
+class CoapServer:
+    """libcoap's example `coap-server` on a free UDP port for a with-block: its resource
+    /example_data takes a PUT and is observable (each PUT notifies the observers)."""
+
+    def __init__(self):
+        self.port = free_port(udp=True)
+        self.proc = None
+
+    def start(self):
+        exe = _coap_tool("coap-server")
+        self.proc = subprocess.Popen([exe, "-A", LOCALHOST, "-p", str(self.port)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            code, _ = coap("get", self.uri("/.well-known/core"), wait=1)
+            if code:
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("coap-server did not answer on port %d" % self.port)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+        self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def uri(self, path):
+        return "coap://%s:%d%s" % (LOCALHOST, self.port, path)
 
 
 class InfluxDB:

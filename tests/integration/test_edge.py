@@ -383,10 +383,12 @@ class ConfigErrors(unittest.TestCase):
 
     def test_unbuilt_kinds_and_references(self):
         text, _, _ = config(free_port())
-        code, out = self.check(text.replace("kind: http, metric", "kind: coap, metric"))
-        self.assertIn("connector kind 'coap' is not built yet", out)
+        code, out = self.check(text.replace("kind: http, metric", "kind: opcua, metric"))
+        self.assertIn("connector kind 'opcua' is not available", out)
         self.assertNotIn("unknown connector", out)  # one mistake, one message
         self.assertIn("1 error(s)", out)
+        code, out = self.check(text.replace("kind: http, metric", "kind: coap, listen: '127.0.0.1:5999', metric"))
+        self.assertIn("route 'ingest' ingests for connector 'lab', which is not of kind http", out)
         code, out = self.check(text.replace("to: [ uplink ]", "to: [ nowhere ]"))
         self.assertIn("pipeline 'raw' sends to unknown sink 'nowhere'", out)
         code, out = self.check(text.replace("ingest: lab\n    filters", "ingest: lob\n    filters"))

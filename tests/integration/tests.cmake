@@ -1,7 +1,7 @@
 # Integration tests: the real binary against real servers on loopback, Python 3 standard
 # library only. Each suite picks its own ports.
 find_package(Python3 COMPONENTS Interpreter REQUIRED)
-foreach(suite cli proxy routes errors hostile admin filters guardrails upstreams upgrade tls binary_upgrade llm llm_state security abuse first_run static_files edge mqtt modbus durable edge_e2e edge_stages edge_influx edge_mqtt_sink edge_tsdb edge_join)
+foreach(suite cli proxy routes errors hostile admin filters guardrails upstreams upgrade tls binary_upgrade llm llm_state security abuse first_run static_files edge mqtt modbus durable edge_e2e edge_stages edge_influx edge_mqtt_sink edge_tsdb edge_join edge_coap)
   add_test(NAME integration_${suite}
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/integration/test_${suite}.py)
   set_tests_properties(integration_${suite} PROPERTIES

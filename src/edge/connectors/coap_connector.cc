@@ -1,0 +1,459 @@
+#include "edge/connectors/coap_connector.h"
+
+#include <coap3/coap.h>
+#include <fmt/format.h>
+#include <netdb.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "base/log.h"
+#include "base/time.h"
+#include "edge/edge_runtime.h"
+
+namespace ganglion::edge {
+
+namespace json = boost::json;
+
+namespace {
+
+// Content-Format numbers (RFC 7252 12.3, RFC 8428).
+constexpr unsigned kTextPlain = 0;
+constexpr unsigned kOctetStream = 42;
+constexpr unsigned kJson = 50;
+constexpr unsigned kSenmlJson = 110;
+
+void startLibcoap() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    coap_startup();
+    coap_set_log_level(LOG_WARNING);
+    coap_set_log_handler([](coap_log_t level, const char* message) {
+      std::string_view m(message);
+      while (!m.empty() && (m.back() == '\n' || m.back() == '\r')) m.remove_suffix(1);
+      if (level <= LOG_WARNING) logLine(fmt::format("edge: coap: {}", m));
+    });
+  });
+}
+
+/// The address of host:port (a name is resolved once, here), or why not.
+Result<coap_address_t> resolve(const std::string& host, uint16_t port) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_DGRAM;
+  hints.ai_family = AF_UNSPEC;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(port);
+  if (const int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0 || !found)
+    return Error(fmt::format("'{}' does not resolve: {}", host, gai_strerror(rc)));
+  coap_address_t a;
+  coap_address_init(&a);
+  std::memcpy(&a.addr, found->ai_addr, found->ai_addrlen);
+  a.size = found->ai_addrlen;
+  freeaddrinfo(found);
+  return a;
+}
+
+/// The values of option `number` in order (Uri-Path segments, Uri-Query entries).
+std::vector<std::string_view> optionValues(const coap_pdu_t* pdu, coap_option_num_t number) {
+  std::vector<std::string_view> out;
+  coap_opt_filter_t filter;
+  coap_option_filter_clear(&filter);
+  coap_option_filter_set(&filter, number);
+  coap_opt_iterator_t it;
+  coap_option_iterator_init(pdu, &it, &filter);
+  while (coap_opt_t* opt = coap_option_next(&it))
+    out.emplace_back(reinterpret_cast<const char*>(coap_opt_value(opt)), coap_opt_length(opt));
+  return out;
+}
+
+bool hasOption(const coap_pdu_t* pdu, coap_option_num_t number) {
+  coap_opt_iterator_t it;
+  return coap_check_option(pdu, number, &it) != nullptr;
+}
+
+std::optional<unsigned> uintOption(const coap_pdu_t* pdu, coap_option_num_t number) {
+  coap_opt_iterator_t it;
+  const coap_opt_t* opt = coap_check_option(pdu, number, &it);
+  if (!opt) return std::nullopt;
+  return coap_decode_var_bytes(coap_opt_value(opt), coap_opt_length(opt));
+}
+
+/// The payload format a Content-Format names (nullopt: one the connector cannot read).
+std::optional<PayloadFormat> formatOf(std::optional<unsigned> content_format, PayloadFormat fallback) {
+  if (!content_format || *content_format == kOctetStream) return fallback;
+  switch (*content_format) {
+    case kJson:
+      return PayloadFormat::kJson;
+    case kSenmlJson:
+      return PayloadFormat::kSenml;
+    case kTextPlain:
+      return fallback == PayloadFormat::kNumber ? fallback : PayloadFormat::kLineProtocol;
+    default:
+      return std::nullopt;
+  }
+}
+
+void answer(coap_pdu_t* response, coap_pdu_code_t code, std::string_view text, bool is_json = false) {
+  coap_pdu_set_code(response, code);
+  uint8_t buf[4];
+  coap_add_option(response, COAP_OPTION_CONTENT_FORMAT,
+                  coap_encode_var_safe(buf, sizeof buf, is_json ? kJson : kTextPlain), buf);
+  if (!text.empty()) coap_add_data(response, text.size(), reinterpret_cast<const uint8_t*>(text.data()));
+}
+
+/// Waits (on the connector's thread) for a ticket: true once the readings are on disk, false
+/// when they could not be written or kCoapStoreWaitMs passed.
+bool waitStored(const std::shared_ptr<DeliveryTicket>& ticket) {
+  if (!ticket) return true;
+  struct Wait {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool done = false, ok = false;
+  };
+  auto w = std::make_shared<Wait>();
+  ticket->onDone([w](bool ok) {
+    std::lock_guard lock(w->mutex);
+    w->done = true;
+    w->ok = ok;
+    w->cv.notify_all();
+  });
+  std::unique_lock lock(w->mutex);
+  w->cv.wait_for(lock, std::chrono::milliseconds(kCoapStoreWaitMs), [&] { return w->done; });
+  return w->done && w->ok;
+}
+
+}  // namespace
+
+/// One resource observed: its registration's session and token, and when to register again.
+struct CoapConnector::Observed {
+  const CoapObserve* config = nullptr;
+  CoapStats::Observation* stats = nullptr;
+  coap_session_t* session = nullptr;
+  std::vector<uint8_t> token;
+  int64_t heard_ms = 0;  ///< the last answer (wall ms)
+  int64_t max_age_ms = 60'000;
+  int64_t next_try_ms = 0;  ///< when to (re-)register
+  std::chrono::milliseconds backoff{0};
+};
+
+/// The libcoap side: its context and the observations.
+struct CoapConnector::Context {
+  coap_context_t* ctx = nullptr;
+  std::vector<Observed> observed;
+
+  ~Context() {
+    for (auto& o : observed)
+      if (o.session) coap_session_release(o.session);
+    if (ctx) coap_free_context(ctx);
+  }
+};
+
+CoapConnector::CoapConnector(EdgeRuntime& runtime, ConnectorConfig config, std::shared_ptr<CoapStats> stats)
+    : runtime_(runtime), config_(std::move(config)), fingerprint_(connectorFingerprint(config_)) {
+  // Counters carry over while the observations stay the same (by position).
+  if (stats && stats->observations.size() == config_.observe.size()) {
+    stats_ = std::move(stats);
+  } else {
+    stats_ = std::make_shared<CoapStats>();
+    stats_->observations.resize(config_.observe.size());
+  }
+}
+
+CoapConnector::~CoapConnector() { stop(); }
+
+namespace {
+
+CoapConnector* connectorOf(coap_session_t* session) {
+  return static_cast<CoapConnector*>(coap_get_app_data(coap_session_get_context(session)));
+}
+
+}  // namespace
+
+Result<void> CoapConnector::start() {
+  startLibcoap();
+  auto c = std::make_unique<Context>();
+  c->ctx = coap_new_context(nullptr);
+  if (!c->ctx) return Error(fmt::format("connector '{}': libcoap could not make a context", config_.name));
+  coap_set_app_data(c->ctx, this);
+  if (config_.listens) {
+    auto addr = resolve(config_.listen.host, config_.listen.port);
+    if (!addr) return Error(fmt::format("connector '{}': listen: {}", config_.name, addr.error().message));
+    if (!coap_new_endpoint(c->ctx, &*addr, COAP_PROTO_UDP))
+      return Error(fmt::format("connector '{}': cannot listen on {}:{} (UDP): in use or not an address here",
+                               config_.name, config_.listen.host, config_.listen.port));
+    coap_resource_t* any = coap_resource_unknown_init2(
+        [](coap_resource_t*, coap_session_t* session, const coap_pdu_t* request, const coap_string_t*,
+           coap_pdu_t* response) { connectorOf(session)->onRequest(request, response); },
+        0);
+    coap_register_request_handler(
+        any, COAP_REQUEST_POST,
+        [](coap_resource_t*, coap_session_t* session, const coap_pdu_t* request, const coap_string_t*,
+           coap_pdu_t* response) { connectorOf(session)->onRequest(request, response); });
+    coap_add_resource(c->ctx, any);
+  }
+  coap_register_response_handler(
+      c->ctx,
+      [](coap_session_t* session, const coap_pdu_t*, const coap_pdu_t* received,
+         const coap_mid_t) -> coap_response_t {
+        return static_cast<coap_response_t>(connectorOf(session)->onResponse(session, received));
+      });
+  coap_register_nack_handler(c->ctx,
+                             [](coap_session_t* session, const coap_pdu_t* sent, const coap_nack_reason_t,
+                                const coap_mid_t) { connectorOf(session)->onNack(session, sent); });
+  for (size_t i = 0; i < config_.observe.size(); ++i) {
+    Observed o;
+    o.config = &config_.observe[i];
+    o.stats = &stats_->observations[i];
+    c->observed.push_back(std::move(o));
+  }
+  context_ = std::move(c);
+  thread_ = std::thread([this] { run(); });
+  return {};
+}
+
+void CoapConnector::stop() {
+  stopping_ = true;
+  if (thread_.joinable()) thread_.join();
+  context_.reset();
+}
+
+void CoapConnector::run() {
+  while (!stopping_.load(std::memory_order_relaxed)) {
+    const int64_t now = wallMillis();
+    for (auto& o : context_->observed) {
+      const bool silent = o.stats->established && now - o.heard_ms > o.max_age_ms + kCoapObserveGraceMs;
+      if ((!o.stats->established && now >= o.next_try_ms) || silent) observe(o, now);
+    }
+    coap_io_process(context_->ctx, 100);
+  }
+}
+
+void CoapConnector::onRequest(const coap_pdu_t* request, coap_pdu_t* response) {
+  ++stats_->requests;
+  auto refuse = [&](coap_pdu_code_t code, std::string_view why) {
+    ++stats_->refused_requests;
+    answer(response, code, why);
+  };
+  // /<path>/<device>: the path's segments, then one for the device (or ?device=).
+  const auto segments = optionValues(request, COAP_OPTION_URI_PATH);
+  const auto& prefix = config_.path_segments;
+  if (segments.size() < prefix.size() || segments.size() > prefix.size() + 1 ||
+      !std::equal(prefix.begin(), prefix.end(), segments.begin())) {
+    ++stats_->not_found;
+    return refuse(COAP_RESPONSE_CODE_NOT_FOUND,
+                  fmt::format("post readings to /{}/<device>", fmt::join(prefix, "/")));
+  }
+  std::string device = segments.size() > prefix.size() ? std::string(segments.back()) : std::string();
+  std::string metric;
+  for (std::string_view q : optionValues(request, COAP_OPTION_URI_QUERY)) {
+    if (q.starts_with("device=") && device.empty()) device = q.substr(7);
+    if (q.starts_with("metric=")) metric = q.substr(7);
+  }
+  if (metric.empty()) metric = config_.metric;
+  if (hasOption(request, COAP_OPTION_BLOCK1)) {
+    runtime_.countIngest(config_.name, 0, 0, true);
+    return refuse(COAP_RESPONSE_CODE_REQUEST_TOO_LARGE,
+                  "send readings in one datagram (no block-wise transfer)");
+  }
+  const auto format = formatOf(uintOption(request, COAP_OPTION_CONTENT_FORMAT), config_.format);
+  if (!format) {
+    runtime_.countIngest(config_.name, 0, 0, true);
+    return refuse(COAP_RESPONSE_CODE_UNSUPPORTED_CONTENT_FORMAT,
+                  "send Content-Format 50 (json), 110 (senml+json) or 0 (text/plain: line protocol)");
+  }
+  size_t len = 0;
+  const uint8_t* data = nullptr;
+  coap_get_data(request, &len, &data);
+  const std::string_view payload(reinterpret_cast<const char*>(data), data ? len : 0);
+  if (payload.size() > config_.max_body) {
+    runtime_.countIngest(config_.name, 0, 0, true);
+    return refuse(COAP_RESPONSE_CODE_REQUEST_TOO_LARGE,
+                  fmt::format("the payload is larger than {} bytes", config_.max_body));
+  }
+  const Ingested got = ingest(*format, payload, device, metric);
+  if (!got.error.empty()) return refuse(static_cast<coap_pdu_code_t>(got.code), got.error);
+  json::object body;
+  body["accepted"] = got.accepted;
+  body["rejected"] = got.rejected;
+  if (!got.first_rejection.empty()) body["first_rejection"] = got.first_rejection;
+  answer(response, COAP_RESPONSE_CODE_CHANGED, json::serialize(body), /*is_json=*/true);
+}
+
+CoapConnector::Ingested CoapConnector::ingest(PayloadFormat format, std::string_view payload,
+                                              const std::string& device, const std::string& metric) {
+  Ingested out;
+  PayloadContext ctx;
+  ctx.device = device;
+  ctx.metric = metric;
+  ctx.now_ms = wallMillis();
+  ctx.max_future_ms = config_.max_future.count();
+  ctx.max_past_ms = config_.max_past.count();
+  ctx.line_precision = config_.time_precision;
+  ctx.payload_names_device = config_.payload_names_device;
+  auto readings = std::make_shared<IncomingReadings>();
+  readings->connector = config_.name;
+  DecodeReport report;
+  auto decoded = decodePayload(
+      format, payload, ctx, [&](const DecodedReading& r) { readings->add(r); }, report);
+  if (!decoded.ok()) {
+    runtime_.countIngest(config_.name, 0, 0, true);
+    out.code = COAP_RESPONSE_CODE_BAD_REQUEST;
+    out.error = fmt::format("{} payload refused: {}", payloadFormatName(format), decoded.error().message);
+    return out;
+  }
+  if (readings->items.empty()) {
+    runtime_.countIngest(config_.name, 0, report.rejected, true);
+    out.code = COAP_RESPONSE_CODE_UNPROCESSABLE;
+    out.error = report.rejected ? fmt::format("no reading was accepted: {} ({} refused)", report.first_reason,
+                                              report.rejected)
+                                : std::string("the payload holds no readings");
+    return out;
+  }
+  const size_t accepted = readings->items.size();
+  std::shared_ptr<DeliveryTicket> ticket;
+  if (runtime_.deliver(config_.name, std::move(readings), &ticket) < 0) {
+    out.code = COAP_RESPONSE_CODE_SERVICE_UNAVAILABLE;
+    out.error = "the pipelines have too many readings waiting; try again";
+    return out;
+  }
+  if (!waitStored(ticket)) {
+    out.code = COAP_RESPONSE_CODE_SERVICE_UNAVAILABLE;
+    out.error = "the readings could not be written to the ingest log in time; try again";
+    return out;
+  }
+  runtime_.countIngest(config_.name, accepted, report.rejected, false);
+  out.accepted = accepted;
+  out.rejected = report.rejected;
+  out.first_rejection = report.first_reason;
+  return out;
+}
+
+void CoapConnector::observe(Observed& o, int64_t now) {
+  const CoapObserve& cfg = *o.config;
+  o.stats->established = false;
+  auto retry = [&](std::string why) { retryLater(o, now, std::move(why)); };
+  if (!o.session) {
+    auto addr = resolve(cfg.host, cfg.port);
+    if (!addr) return retry(addr.error().message);
+    o.session = coap_new_client_session(context_->ctx, nullptr, &*addr, COAP_PROTO_UDP);
+    if (!o.session) return retry("libcoap could not open a session");
+  }
+  coap_pdu_t* pdu = coap_pdu_init(COAP_MESSAGE_CON, COAP_REQUEST_CODE_GET, coap_new_message_id(o.session),
+                                  coap_session_max_pdu_size(o.session));
+  if (!pdu) return retry("libcoap could not make a request");
+  uint8_t token[8];
+  size_t token_len = 0;
+  coap_session_new_token(o.session, &token_len, token);
+  coap_add_token(pdu, token_len, token);
+  o.token.assign(token, token + token_len);
+  uint8_t buf[4];
+  coap_add_option(pdu, COAP_OPTION_OBSERVE, coap_encode_var_safe(buf, sizeof buf, COAP_OBSERVE_ESTABLISH),
+                  buf);
+  for (const auto& segment : cfg.path)
+    coap_add_option(pdu, COAP_OPTION_URI_PATH, segment.size(),
+                    reinterpret_cast<const uint8_t*>(segment.data()));
+  for (const auto& q : cfg.query)
+    coap_add_option(pdu, COAP_OPTION_URI_QUERY, q.size(), reinterpret_cast<const uint8_t*>(q.data()));
+  if (coap_send(o.session, pdu) == COAP_INVALID_MID) return retry("the request could not be sent");
+  ++o.stats->registrations;
+  // Until an answer: try again after a while (a lost registration is not an error of its own).
+  o.next_try_ms = now + std::max<int64_t>(config_.reconnect.initial.count(), 2000);
+  o.heard_ms = now;
+}
+
+CoapConnector::Observed* CoapConnector::observationOf(coap_session_t* session, const coap_pdu_t* pdu) {
+  const coap_bin_const_t token = coap_pdu_get_token(pdu);
+  for (auto& o : context_->observed)
+    if (o.session == session && o.token.size() == token.length &&
+        std::equal(o.token.begin(), o.token.end(), token.s))
+      return &o;
+  return nullptr;
+}
+
+int CoapConnector::onResponse(coap_session_t* session, const coap_pdu_t* received) {
+  Observed* o = observationOf(session, received);
+  if (!o) return COAP_RESPONSE_FAIL;  // not ours (an old registration): libcoap answers RST
+  const int64_t now = wallMillis();
+  const coap_pdu_code_t code = coap_pdu_get_code(received);
+  if (COAP_RESPONSE_CLASS(code) != 2) {
+    retryLater(*o, now, fmt::format("the server answered {}.{:02d}", COAP_RESPONSE_CLASS(code), code & 0x1f));
+    return COAP_RESPONSE_OK;
+  }
+  const bool observing = hasOption(received, COAP_OPTION_OBSERVE);
+  o->stats->established = observing;
+  o->heard_ms = now;
+  o->backoff = std::chrono::milliseconds(0);
+  if (auto max_age = uintOption(received, COAP_OPTION_MAXAGE))
+    o->max_age_ms = int64_t{*max_age} * 1000;
+  else
+    o->max_age_ms = 60'000;
+  // A server that does not take observers answered once: ask again after its Max-Age.
+  if (!observing) o->next_try_ms = now + std::max<int64_t>(o->max_age_ms, 1000);
+  ++o->stats->notifications;
+  const auto format =
+      formatOf(uintOption(received, COAP_OPTION_CONTENT_FORMAT), o->config->format.value_or(config_.format));
+  if (!format) {
+    runtime_.countIngest(config_.name, 0, 0, true);
+    noteError(fmt::format("observe {}: a notification in a Content-Format the connector cannot read",
+                          o->config->uri));
+    return COAP_RESPONSE_OK;
+  }
+  size_t len = 0;
+  const uint8_t* data = nullptr;
+  coap_get_data(received, &len, &data);
+  const std::string_view payload(reinterpret_cast<const char*>(data), data ? len : 0);
+  const std::string& metric = o->config->metric.empty() ? config_.metric : o->config->metric;
+  const Ingested got = ingest(*format, payload, o->config->device, metric);
+  if (!got.error.empty()) {
+    noteError(fmt::format("observe {}: {}", o->config->uri, got.error));
+    // Not kept for now (backpressure, the disk): leave a confirmable notification
+    // unacknowledged, so the server sends it again.
+    if (got.code == COAP_RESPONSE_CODE_SERVICE_UNAVAILABLE && coap_pdu_get_type(received) == COAP_MESSAGE_CON)
+      return COAP_RESPONSE_FAIL;
+  }
+  return COAP_RESPONSE_OK;
+}
+
+void CoapConnector::onNack(coap_session_t* session, const coap_pdu_t* sent) {
+  if (Observed* o = observationOf(session, sent)) retryLater(*o, wallMillis(), "no answer");
+}
+
+void CoapConnector::retryLater(Observed& o, int64_t now, std::string why) {
+  o.stats->established = false;
+  ++o.stats->failures;
+  noteError(fmt::format("observe {}: {}", o.config->uri, why));
+  o.backoff = std::min(std::max(o.backoff * 2, config_.reconnect.initial), config_.reconnect.max);
+  o.next_try_ms = now + o.backoff.count();
+}
+
+void CoapConnector::noteError(std::string what) {
+  std::lock_guard lock(stats_->error_mutex);
+  stats_->last_error = std::move(what);
+}
+
+void CoapConnector::describe(json::object& out) const {
+  if (config_.listens) out["listen"] = fmt::format("{}:{}", config_.listen.host, config_.listen.port);
+  out["requests"] = stats_->requests.load();
+  out["refused_requests"] = stats_->refused_requests.load();
+  out["not_found"] = stats_->not_found.load();
+  json::array observations;
+  for (size_t i = 0; i < config_.observe.size(); ++i) {
+    const auto& s = stats_->observations[i];
+    json::object o;
+    o["uri"] = config_.observe[i].uri;
+    o["established"] = s.established.load();
+    o["registrations"] = s.registrations.load();
+    o["notifications"] = s.notifications.load();
+    o["failures"] = s.failures.load();
+    observations.push_back(std::move(o));
+  }
+  out["observations"] = std::move(observations);
+  std::lock_guard lock(stats_->error_mutex);
+  if (!stats_->last_error.empty()) out["last_error"] = stats_->last_error;
+}
+
+}  // namespace ganglion::edge

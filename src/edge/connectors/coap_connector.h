@@ -1,0 +1,112 @@
+// A CoAP connector (`kind: coap`, RFC 7252, through libcoap 3): an endpoint devices POST (or
+// PUT) readings to, `coap://<listen>/<path>/<device>?metric=<metric>`, and observations
+// (RFC 7641) of resources on devices, whose notifications become readings. Payloads are the
+// formats every connector shares; the Content-Format option chooses (50 json, 110 senml+json,
+// 0 text/plain: line protocol), else the connector's `format`.
+//
+// Acknowledged means kept: a request to pipelines with an ingest log is answered (2.04
+// Changed, piggybacked on the ACK of a confirmable request) only once its readings are on
+// disk, and a confirmable notification is acknowledged only then too, so a device or server
+// that hears nothing sends it again. libcoap answers from the handler, so the connector's
+// thread waits for the disk there (milliseconds; at most kCoapStoreWaitMs, then 5.03).
+//
+// libcoap is not thread-safe: each connector owns one libcoap context and runs it on a
+// thread of its own (as a Modbus poller does); nothing else touches it.
+//
+// Threads: constructed, started, stopped and joined on the main thread; requests,
+// notifications and observation upkeep on its thread; stats are atomics.
+#pragma once
+
+#include <atomic>
+#include <boost/json/object.hpp>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "base/result.h"
+#include "edge/edge_config.h"
+
+struct coap_pdu_t;
+struct coap_session_t;
+
+namespace ganglion::edge {
+
+class EdgeRuntime;
+
+/// Counters of one CoAP connector, kept by name across reloads.
+struct CoapStats {
+  struct Observation {
+    std::atomic<bool> established{false};
+    std::atomic<uint64_t> registrations{0}, notifications{0}, failures{0};
+  };
+  std::atomic<uint64_t> requests{0};          ///< POST/PUT to the endpoint
+  std::atomic<uint64_t> refused_requests{0};  ///< answered 4.xx/5.xx
+  std::atomic<uint64_t> not_found{0};         ///< to a path that is not the connector's
+  std::deque<Observation> observations;       ///< parallel to the config's `observe`
+  mutable std::mutex error_mutex;
+  std::string last_error;
+};
+
+/// How long a request or notification waits for its readings to reach the ingest log before
+/// it is answered 5.03 (CoAP's first retransmission comes after 2 to 3 s).
+inline constexpr int kCoapStoreWaitMs = 1500;
+/// An observation silent this long past its last notification's Max-Age is registered again
+/// (RFC 7641 3.3.1: the server may have forgotten it).
+inline constexpr int64_t kCoapObserveGraceMs = 10'000;
+
+class CoapConnector {
+ public:
+  CoapConnector(EdgeRuntime& runtime, ConnectorConfig config, std::shared_ptr<CoapStats> stats);
+  ~CoapConnector();
+  CoapConnector(const CoapConnector&) = delete;
+  CoapConnector& operator=(const CoapConnector&) = delete;
+
+  const ConnectorConfig& config() const { return config_; }
+  const std::string& fingerprint() const { return fingerprint_; }
+  const std::shared_ptr<CoapStats>& stats() const { return stats_; }
+
+  /// Opens its endpoint (an error when the address cannot be bound: the connector does not
+  /// run) and starts its thread. Main thread.
+  Result<void> start();
+  /// Asks the thread to end (within about 100 ms) and waits for it. Main thread.
+  void stop();
+
+  /// The CoAP part of GET /edge's connector entry. Main thread.
+  void describe(boost::json::object& out) const;
+
+ private:
+  struct Context;
+  struct Observed;
+  /// What ingesting one payload came to: accepted readings, or the answer's code and why.
+  struct Ingested {
+    size_t accepted = 0, rejected = 0;
+    std::string first_rejection;
+    uint8_t code = 0;   ///< a coap_pdu_code_t when refused
+    std::string error;  ///< empty: accepted
+  };
+  void run();
+  /// The handlers libcoap calls on the connector's thread.
+  void onRequest(const coap_pdu_t* request, coap_pdu_t* response);
+  int onResponse(coap_session_t* session, const coap_pdu_t* received);
+  void onNack(coap_session_t* session, const coap_pdu_t* sent);
+  /// Decodes `payload` and hands the readings on; waits for the ingest log. Its thread.
+  Ingested ingest(PayloadFormat format, std::string_view payload, const std::string& device,
+                  const std::string& metric);
+  /// Sends (again) the registration of `o`. Its thread.
+  void observe(Observed& o, int64_t now);
+  void retryLater(Observed& o, int64_t now, std::string why);
+  Observed* observationOf(coap_session_t* session, const coap_pdu_t* pdu);
+  void noteError(std::string what);
+
+  EdgeRuntime& runtime_;
+  ConnectorConfig config_;
+  std::string fingerprint_;
+  std::shared_ptr<CoapStats> stats_;
+  std::unique_ptr<Context> context_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace ganglion::edge
