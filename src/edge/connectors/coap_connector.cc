@@ -179,6 +179,10 @@ Result<void> CoapConnector::start() {
   c->ctx = coap_new_context(nullptr);
   if (!c->ctx) return Error(fmt::format("connector '{}': libcoap could not make a context", config_.name));
   coap_set_app_data(c->ctx, this);
+  // A session per peer (address and port): a flood of senders, or one sender changing its
+  // port, must not grow them without bound. The least recently used idle one goes first.
+  coap_context_set_max_idle_sessions(c->ctx, kCoapMaxIdleSessions);
+  coap_context_set_session_timeout(c->ctx, kCoapSessionTimeoutS);
   if (config_.listens) {
     auto addr = resolve(config_.listen.host, config_.listen.port);
     if (!addr) return Error(fmt::format("connector '{}': listen: {}", config_.name, addr.error().message));

@@ -52,6 +52,10 @@ struct CoapStats {
 /// How long a request or notification waits for its readings to reach the ingest log before
 /// it is answered 5.03 (CoAP's first retransmission comes after 2 to 3 s).
 inline constexpr int kCoapStoreWaitMs = 1500;
+/// Peers (address and port) the endpoint keeps a session for at most, and how long an idle
+/// one is kept (seconds).
+inline constexpr unsigned kCoapMaxIdleSessions = 1024;
+inline constexpr unsigned kCoapSessionTimeoutS = 120;
 /// An observation silent this long past its last notification's Max-Age is registered again
 /// (RFC 7641 3.3.1: the server may have forgotten it).
 inline constexpr int64_t kCoapObserveGraceMs = 10'000;
