@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "base/strings.h"
+#include "base/time.h"
 #include "edge/edge_config.h"
 #include "net/tls_config.h"
 
@@ -877,6 +878,19 @@ const Schema<ReconnectConfig>& reconnectSchema() {
       },
       {}};
   return schema;
+}
+
+PayloadContext ConnectorConfig::payloadContext(std::string_view device_name,
+                                               std::string_view metric_name) const {
+  PayloadContext ctx;
+  ctx.device = device_name;
+  ctx.metric = metric_name;
+  ctx.now_ms = wallMillis();
+  ctx.max_future_ms = max_future.count();
+  ctx.max_past_ms = max_past.count();
+  ctx.line_precision = time_precision;
+  ctx.payload_names_device = payload_names_device;
+  return ctx;
 }
 
 std::string connectorFingerprint(const ConnectorConfig& c) {

@@ -117,6 +117,10 @@ struct ConnectorConfig {
   std::string host;
   uint16_t port = 1883;
   config::Place at;
+
+  /// What decoding a payload of this connector needs: its time bounds and naming rules, the
+  /// device and metric the arrival names, now as the arrival time.
+  PayloadContext payloadContext(std::string_view device, std::string_view metric) const;
 };
 
 struct SinkBatchConfig {

@@ -290,14 +290,7 @@ void CoapConnector::onRequest(const coap_pdu_t* request, coap_pdu_t* response) {
 CoapConnector::Ingested CoapConnector::ingest(PayloadFormat format, std::string_view payload,
                                               const std::string& device, const std::string& metric) {
   Ingested out;
-  PayloadContext ctx;
-  ctx.device = device;
-  ctx.metric = metric;
-  ctx.now_ms = wallMillis();
-  ctx.max_future_ms = config_.max_future.count();
-  ctx.max_past_ms = config_.max_past.count();
-  ctx.line_precision = config_.time_precision;
-  ctx.payload_names_device = config_.payload_names_device;
+  const PayloadContext ctx = config_.payloadContext(device, metric);
   auto readings = std::make_shared<IncomingReadings>();
   readings->connector = config_.name;
   DecodeReport report;
@@ -306,15 +299,13 @@ CoapConnector::Ingested CoapConnector::ingest(PayloadFormat format, std::string_
   if (!decoded.ok()) {
     runtime_.countIngest(config_.name, 0, 0, true);
     out.code = COAP_RESPONSE_CODE_BAD_REQUEST;
-    out.error = fmt::format("{} payload refused: {}", payloadFormatName(format), decoded.error().message);
+    out.error = payloadRefusal(format, decoded.error());
     return out;
   }
   if (readings->items.empty()) {
     runtime_.countIngest(config_.name, 0, report.rejected, true);
     out.code = COAP_RESPONSE_CODE_UNPROCESSABLE;
-    out.error = report.rejected ? fmt::format("no reading was accepted: {} ({} refused)", report.first_reason,
-                                              report.rejected)
-                                : std::string("the payload holds no readings");
+    out.error = noReadingsRefusal(report);
     return out;
   }
   const size_t accepted = readings->items.size();

@@ -91,14 +91,7 @@ http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
   std::string metric = queryParam(request.target, "metric");
   if (metric.empty()) metric = connector.metric;
 
-  PayloadContext ctx;
-  ctx.device = device;
-  ctx.metric = metric;
-  ctx.now_ms = wallMillis();
-  ctx.max_future_ms = connector.max_future.count();
-  ctx.max_past_ms = connector.max_past.count();
-  ctx.line_precision = connector.time_precision;
-  ctx.payload_names_device = connector.payload_names_device;
+  const PayloadContext ctx = connector.payloadContext(device, metric);
   // Decoding a large body takes milliseconds: that goes to the compute pool, so the worker's
   // other connections do not wait on it.
   struct Decode {
@@ -125,15 +118,12 @@ http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
   DecodeReport& report = job.report;
   if (!decoded.ok()) {
     runtime_.countIngest(connector.name, 0, 0, true);
-    const std::string message =
-        fmt::format("{} payload refused: {}", payloadFormatName(*format), decoded.error().message);
+    const std::string message = payloadRefusal(*format, decoded.error());
     co_return co_await conn.sendError(400, "bad_payload", message);
   }
   if (readings->items.empty()) {
     runtime_.countIngest(connector.name, 0, report.rejected, true);
-    const std::string message = report.rejected ? fmt::format("no reading was accepted: {} ({} refused)",
-                                                              report.first_reason, report.rejected)
-                                                : std::string("the payload holds no readings");
+    const std::string message = noReadingsRefusal(report);
     co_return co_await conn.sendError(422, "no_readings", message);
   }
   const size_t accepted = readings->items.size();

@@ -629,15 +629,10 @@ void MqttConnector::onPublish(const mqtt::Publish& p, Inbound& in) {
     stats_->unmatched.fetch_add(1, std::memory_order_relaxed);
     return ack();
   }
-  PayloadContext ctx;
   std::string_view device = mqtt::plusLevel(mqtt::matchFilter(sub->topic), p.topic);
-  ctx.device = device.empty() ? std::string_view(sub->device) : device;
-  ctx.metric = sub->metric.empty() ? std::string_view(config_.metric) : std::string_view(sub->metric);
-  ctx.now_ms = wallMillis();
-  ctx.max_future_ms = config_.max_future.count();
-  ctx.max_past_ms = config_.max_past.count();
-  ctx.line_precision = config_.time_precision;
-  ctx.payload_names_device = config_.payload_names_device;
+  const PayloadContext ctx = config_.payloadContext(
+      device.empty() ? std::string_view(sub->device) : device,
+      sub->metric.empty() ? std::string_view(config_.metric) : std::string_view(sub->metric));
   DecodeReport report;
   IncomingReadings& readings = *in.readings;
   const size_t before = readings.items.size();

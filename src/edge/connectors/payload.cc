@@ -537,4 +537,14 @@ Result<void> decodePayload(PayloadFormat format, std::string_view payload, const
   return Error("unknown payload format");
 }
 
+std::string payloadRefusal(PayloadFormat format, const Error& error) {
+  return fmt::format("{} payload refused: {}", payloadFormatName(format), error.message);
+}
+
+std::string noReadingsRefusal(const DecodeReport& report) {
+  return report.rejected
+             ? fmt::format("no reading was accepted: {} ({} refused)", report.first_reason, report.rejected)
+             : std::string("the payload holds no readings");
+}
+
 }  // namespace ganglion::edge

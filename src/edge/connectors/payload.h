@@ -72,6 +72,11 @@ using ReadingSink = std::function<void(const DecodedReading&)>;
 Result<void> decodePayload(PayloadFormat format, std::string_view payload, const PayloadContext& ctx,
                            const ReadingSink& sink, DecodeReport& report);
 
+/// What an ingest answers for a payload refused whole, and for one without an acceptable
+/// reading (the first reason, and how many were refused).
+std::string payloadRefusal(PayloadFormat format, const Error& error);
+std::string noReadingsRefusal(const DecodeReport& report);
+
 /// Limits on attributes: at most this many per reading, keys and text values this long; more
 /// are left out.
 inline constexpr size_t kMaxAttrs = 16;
