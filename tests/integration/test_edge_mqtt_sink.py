@@ -164,13 +164,14 @@ class Delivery(unittest.TestCase):
                 watcher.stop()
 
 
-def acking_broker(code_for):
-    """A FakeBroker script: CONNACK, then a PUBACK for each QoS 1 PUBLISH with the reason
-    code_for(topic, times this topic was seen) gives (None: no answer at all)."""
+def acking_broker(code_for, connack_props=b""):
+    """A FakeBroker script: CONNACK (with `connack_props`), then a PUBACK for each QoS 1
+    PUBLISH with the reason code_for(topic, times this topic was seen) gives (None: no answer
+    at all)."""
     seen = {}
 
     def script(broker, conn, index):
-        conn.sendall(connack())
+        conn.sendall(connack(props=connack_props))
         conn.settimeout(0.2)
         while not broker.closed:
             try:
@@ -252,6 +253,26 @@ class Acknowledgements(unittest.TestCase):
                 topics = published_topics(broker)
                 self.assertEqual(topics.count("up/a/temperature/reading"), 2, topics)
                 self.assertEqual(topics.count("up/busy/temperature/reading"), 2, topics)
+        finally:
+            broker.close()
+
+
+    def test_a_record_over_the_brokers_maximum_packet_size_is_never_sent(self):
+        # MQTT 5: a broker that takes at most 300-byte packets closes the connection of a client
+        # that sends more; the sink drops such a record as refused for good (0x95).
+        broker = FakeBroker([acking_broker(lambda topic, n: 0, connack_props=bytes([0x27]) + (300).to_bytes(4, "big"))])
+        try:
+            gateway, port = self.start(broker)
+            with gateway as gw:
+                self.assertTrue(wait_until(lambda: cloud(gw).get("connected") is True, timeout=5), cloud(gw))
+                self.assertEqual(post(port, "small", {"value": 1}).status, 202)
+                self.assertEqual(post(port, "large", {"value": 2, "note": "x" * 250, "more": "y" * 250}).status, 202)
+                self.assertTrue(wait_until(lambda: sink(gw)["delivered"] == 1 and sink(gw)["rejected"] == 1,
+                                           timeout=5), sink(gw))
+                self.assertEqual(published_topics(broker), ["up/small/temperature/reading"])
+                self.assertEqual(len(broker.connections), 1)  # never disconnected for it
+                self.assertIn("over the broker's Maximum Packet Size (300)", cloud(gw)["last_error"])
+                self.assertEqual(cloud(gw)["publish_refused"], 1)
         finally:
             broker.close()
 

@@ -277,6 +277,18 @@ void MqttConnector::pumpOutgoing() {
     if (o.state != Outgoing::State::kWaiting) continue;
     o.qos = std::min(o.qos, peer_max_qos_);
     if (o.qos > 0 && inflight_ >= peer_receive_max_) break;
+    scratch_.clear();
+    encodeOutgoing(o, false, scratch_);  // packet id 0 and 2 bytes alike: the size is the same
+    if (scratch_.size() > peer_max_packet_) {
+      // The broker said it takes nothing this large: refused for good, as it would (0x95).
+      o.state = Outgoing::State::kDone;
+      o.reason = 0x95;
+      stats_->publish_refused.fetch_add(1, std::memory_order_relaxed);
+      noteError(fmt::format(
+          "a message of {} bytes to '{}' was not sent: over the broker's Maximum Packet Size ({})",
+          scratch_.size(), o.topic, peer_max_packet_));
+      continue;
+    }
     if (o.qos > 0) {
       o.packet_id = nextPacketId();
       o.state = Outgoing::State::kSent;
@@ -488,6 +500,7 @@ awaitable<int64_t> MqttConnector::session() {
     peer_receive_max_ = connack->properties.receive_maximum.value_or(65535);
     if (peer_receive_max_ == 0) peer_receive_max_ = 65535;
     peer_max_qos_ = connack->properties.maximum_qos.value_or(2);
+    peer_max_packet_ = connack->properties.maximum_packet_size.value_or(268'435'460);
     // The broker's Server Keep Alive holds for this connection only; 0 turns keep-alive off.
     keep_alive_ms_ = config_.keep_alive.count();
     if (connack->properties.server_keep_alive)

@@ -182,6 +182,10 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   size_t inflight_ = 0;                ///< outgoing QoS 1/2 messages sent, not yet completed
   uint16_t peer_receive_max_ = 65535;  ///< the broker's Receive Maximum (MQTT 5)
   uint8_t peer_max_qos_ = 2;           ///< the broker's Maximum QoS (MQTT 5)
+  /// The broker's Maximum Packet Size (MQTT 5; unset: the protocol's 256 MB): a larger
+  /// PUBLISH would make it close the connection, so it is refused here (0x95) and never sent.
+  uint32_t peer_max_packet_ = 268'435'460;
+  std::string scratch_;  // a PUBLISH encoded, to check its size
 };
 
 }  // namespace ganglion::edge
