@@ -85,6 +85,8 @@ int64_t Database::changes() const { return sqlite3_changes64(db_); }
 
 int64_t Statement::integer(int column) const { return sqlite3_column_int64(stmt_, column); }
 
+double Statement::real(int column) const { return sqlite3_column_double(stmt_, column); }
+
 std::string Statement::text(int column) const {
   auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, column));
   return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(stmt_, column))) : std::string();

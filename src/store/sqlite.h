@@ -58,6 +58,7 @@ class Statement {
   /// Ready for another run with new bindings.
   void reset();
   int64_t integer(int column) const;
+  double real(int column) const;
   std::string text(int column) const;
 
  private:

@@ -101,6 +101,15 @@ class LocalStore(unittest.TestCase):
                 page = self.records(gw, "device=p1&kind=reading&limit=10&after=" + page["next_after"])
                 seen += [r["value"] for r in page["records"]]
             self.assertEqual(seen, list(range(25)))
+            # Buckets: per second, the readings' values; per minute, the windows' means.
+            per_second = gw.admin("GET", "/edge/sinks/local/records?device=p1&kind=reading&every=1s&from=%d" % base,
+                                  token=TOKEN).json()["buckets"]
+            self.assertEqual([(b["ts"] - base, b["count"], b["mean"], b["min"], b["max"]) for b in per_second],
+                             [(0, 10, 4.5, 0, 9), (1000, 10, 14.5, 10, 19), (2000, 5, 22, 20, 24)])
+            means = gw.admin("GET", "/edge/sinks/local/records?kind=window&device=p1&every=1h&field=mean",
+                             token=TOKEN).json()
+            self.assertEqual(means["count"], 1)
+            self.assertEqual(means["buckets"][0]["count"], len(windows))
             st = [s for s in gw.admin("GET", "/edge", token=TOKEN).json()["sinks"] if s["name"] == "local"][0]
             self.assertEqual(st["path"], os.path.join(self.data, "tsdb", "local.sqlite"))
             self.assertTrue(os.path.exists(st["path"]))

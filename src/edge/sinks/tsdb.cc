@@ -2,8 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <boost/url/parse_query.hpp>
+#include <cctype>
 #include <charconv>
 #include <filesystem>
 #include <variant>
@@ -70,6 +72,20 @@ Result<TsdbQuery> parseTsdbQuery(std::string_view query_string) {
     } else if (key == "order") {
       if (value != "asc" && value != "desc") return badParameter("order must be asc or desc");
       q.newest_first = value == "desc";
+    } else if (key == "every") {
+      auto d = parseDuration(value);
+      if (!d || d->count() < 1 || d->count() > 366LL * 24 * 3600 * 1000)
+        return badParameter(
+            fmt::format("every must be a duration from 1ms to 8784h (1m, 1h), got '{}'", value));
+      q.every_ms = d->count();
+    } else if (key == "field") {
+      const bool name =
+          !value.empty() && value.size() <= 64 && !std::isdigit(static_cast<unsigned char>(value[0])) &&
+          std::all_of(value.begin(), value.end(),
+                      [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
+      if (!name)
+        return badParameter("field must be a record's number member: letters, digits and _ (value, mean)");
+      q.field = value;
     } else if (key == "after") {
       const size_t dot = value.find('.');
       auto ts = wholeNumber(std::string_view(value).substr(0, dot));
@@ -78,12 +94,18 @@ Result<TsdbQuery> parseTsdbQuery(std::string_view query_string) {
       if (!ts || !row) return badParameter("after must be the next_after of a previous page");
       q.after = std::make_pair(*ts, *row);
     } else {
-      return badParameter(fmt::format(
-          "unknown parameter '{}' (known: device, metric, source, kind, from, to, limit, order, after)",
-          key));
+      return badParameter(
+          fmt::format("unknown parameter '{}' (known: device, metric, source, kind, from, to, limit, order, "
+                      "after, every, "
+                      "field)",
+                      key));
     }
   }
   if (q.from && q.to && *q.to <= *q.from) return badParameter("to must be after from");
+  if (q.after && q.every_ms)
+    return badParameter("after pages records, not buckets: narrow from and to instead");
+  if (q.field != "value" && !q.every_ms)
+    return badParameter("field goes with every (what buckets aggregate)");
   return q;
 }
 
@@ -158,12 +180,58 @@ Result<uint64_t> TsdbStore::prune(int64_t before_ms) {
   return static_cast<uint64_t>(db_->changes());
 }
 
+namespace {
+
+/// The buckets of `q` over the rows `filtered` (a SELECT of device, metric, ts and the
+/// field as v, with its WHERE) selects.
+Result<std::string> buckets(store::Database& db, const TsdbQuery& q, const std::string& filtered,
+                            const std::vector<std::variant<std::string, int64_t>>& binds) {
+  // Floor division: a bucket of a time before 1970 starts at or before it, too.
+  const std::string sql = fmt::format(
+      "SELECT device, metric, ts - (((ts % {0}) + {0}) % {0}) AS bucket, count(v), avg(v), min(v), max(v), "
+      "sum(v) FROM ({1}) WHERE typeof(v) IN ('integer', 'real') GROUP BY device, metric, bucket "
+      "ORDER BY bucket {2}, device, metric LIMIT {3}",
+      q.every_ms, filtered, q.newest_first ? "DESC" : "ASC", q.limit);
+  auto select = db.prepare(sql);
+  if (!select) return select.error();
+  for (size_t i = 0; i < binds.size(); ++i)
+    std::visit([&](const auto& v) { select->bind(static_cast<int>(i + 1), v); }, binds[i]);
+  std::string body = "{\"buckets\":[";
+  uint32_t count = 0;
+  for (;;) {
+    auto step = select->step();
+    if (!step) return step.error();
+    if (*step == store::Statement::Step::kDone) break;
+    if (count++) body.push_back(',');
+    json::object b;
+    b["device"] = select->text(0);
+    b["metric"] = select->text(1);
+    b["ts"] = select->integer(2);
+    b["count"] = select->integer(3);
+    b["mean"] = select->real(4);
+    b["min"] = select->real(5);
+    b["max"] = select->real(6);
+    b["sum"] = select->real(7);
+    body += json::serialize(b);
+  }
+  fmt::format_to(std::back_inserter(body), "],\"count\":{}}}\n", count);
+  return body;
+}
+
+}  // namespace
+
 Result<std::string> TsdbStore::query(const std::string& path, const TsdbQuery& q) {
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return std::string("{\"records\":[],\"count\":0}");
+  if (!std::filesystem::exists(path, ec))
+    return std::string(q.every_ms ? "{\"buckets\":[],\"count\":0}" : "{\"records\":[],\"count\":0}");
   auto db = store::Database::open(path);
   if (!db) return db.error();
-  std::string sql = "SELECT record, ts, rowid FROM records WHERE 1";
+  std::string sql = q.every_ms
+                        ? fmt::format(
+                              "SELECT device, metric, ts, json_extract(record, '$.{}') AS v FROM records "
+                              "WHERE 1",
+                              q.field)
+                        : std::string("SELECT record, ts, rowid FROM records WHERE 1");
   std::vector<std::variant<std::string, int64_t>> binds;  // ?1, ?2, ... in order
   auto text = [&](const char* column, const std::optional<std::string>& v) {
     if (!v) return;
@@ -186,6 +254,7 @@ Result<std::string> TsdbStore::query(const std::string& path, const TsdbQuery& q
     sql += fmt::format(" AND (ts {0} ?{1} OR (ts = ?{1} AND rowid {0} ?{2}))", q.newest_first ? "<" : ">",
                        binds.size() - 1, binds.size());
   }
+  if (q.every_ms) return buckets(**db, q, sql, binds);
   sql += q.newest_first ? " ORDER BY ts DESC, rowid DESC" : " ORDER BY ts ASC, rowid ASC";
   sql += fmt::format(" LIMIT {}", q.limit);
   auto select = (*db)->prepare(sql);

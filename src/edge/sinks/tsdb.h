@@ -21,13 +21,17 @@ namespace ganglion::edge {
 
 /// What GET /edge/sinks/<name>/records asks for: exact device, metric, source and kind;
 /// ts in [from, to) (epoch ms); at most `limit` records, oldest first (or newest first), after
-/// the cursor a previous page ended on.
+/// the cursor a previous page ended on. With `every`, buckets instead of records: per device,
+/// metric and interval of `every` (aligned to the epoch), the count, mean, min, max and sum
+/// of `field` (a number member of the records: `value`, a window's `mean`, ...).
 struct TsdbQuery {
   std::optional<std::string> device, metric, source, kind;
   std::optional<int64_t> from, to;
   uint32_t limit = 1000;
   bool newest_first = false;
   std::optional<std::pair<int64_t, int64_t>> after;  ///< (ts, row) of the last record already seen
+  int64_t every_ms = 0;                              ///< 0: records, not buckets
+  std::string field = "value";                       ///< what buckets aggregate
   static constexpr uint32_t kMaxLimit = 10'000;
 };
 
@@ -55,7 +59,8 @@ class TsdbStore {
 
   /// Runs `q` on the store at `path` with a connection of its own: the response body,
   /// `{"records":[...],"count":n}` plus `"next_after"` (the cursor for the next page) when
-  /// `limit` records came back. A store not yet written holds no records.
+  /// `limit` records came back; with `every`, `{"buckets":[{device, metric, ts, count, mean,
+  /// min, max, sum}],"count":n}`. A store not yet written holds no records.
   static Result<std::string> query(const std::string& path, const TsdbQuery& q);
 
  private:

@@ -92,6 +92,56 @@ TEST_F(TsdbTest, StoresOnceAndQueriesBySeriesAndTime) {
   EXPECT_EQ(records("").size(), 2u);
 }
 
+TEST_F(TsdbTest, BucketsAggregateAFieldPerSeriesAndInterval) {
+  auto store = TsdbStore::open(path_);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  // Three minutes of p1, one of p2; a window record with `mean`; a record without a value.
+  std::string batch = record("b0", 30'000, "p2", "temp", "reading", -4);
+  for (int i = 0; i < 6; ++i) {
+    batch += ',';
+    batch += record(fmt::format("a{}", i), 60'000 * (i / 2) + i, "p1", "temp", "reading", 10 + i);
+  }
+  batch += R"(,{"id":"w0","device":"p1","metric":"temp","ts":0,"kind":"window","mean":7.5})";
+  batch += R"(,{"id":"n0","device":"p1","metric":"temp","ts":1,"kind":"event","value":"high"})";
+  batch += ',';
+  batch += record("old", -30'000, "p1", "temp", "reading", 3);
+  ASSERT_TRUE((*store)->write(batch).ok());
+  auto buckets = [&](std::string_view query) {
+    auto q = parseTsdbQuery(query);
+    EXPECT_TRUE(q.ok()) << (q ? "" : q.error().message);
+    auto body = TsdbStore::query(path_, *q);
+    EXPECT_TRUE(body.ok()) << (body ? "" : body.error().message);
+    auto o = boost::json::parse(*body).as_object();
+    EXPECT_EQ(o.at("count").as_int64(), static_cast<int64_t>(o.at("buckets").as_array().size()));
+    return o.at("buckets").as_array();
+  };
+  auto b = buckets("every=1m&kind=reading");
+  ASSERT_EQ(b.size(), 5u);
+  // Before 1970 too, a bucket starts at a multiple of `every` at or before its records.
+  EXPECT_EQ(b[0].at("ts").as_int64(), -60'000);
+  EXPECT_EQ(b[1].at("device").as_string(), "p1");
+  EXPECT_EQ(b[1].at("ts").as_int64(), 0);
+  EXPECT_EQ(b[1].at("count").as_int64(), 2);
+  EXPECT_DOUBLE_EQ(b[1].at("mean").as_double(), 10.5);
+  EXPECT_DOUBLE_EQ(b[1].at("min").as_double(), 10);
+  EXPECT_DOUBLE_EQ(b[1].at("max").as_double(), 11);
+  EXPECT_DOUBLE_EQ(b[1].at("sum").as_double(), 21);
+  EXPECT_EQ(b[2].at("device").as_string(), "p2");
+  EXPECT_DOUBLE_EQ(b[2].at("mean").as_double(), -4);
+  EXPECT_EQ(b[4].at("ts").as_int64(), 120'000);
+  // The text value of the event is not a number, the window has none: left out.
+  auto hours = buckets("every=1h&device=p1");
+  ASSERT_EQ(hours.size(), 2u);
+  EXPECT_EQ(hours[0].at("count").as_int64(), 1);
+  EXPECT_EQ(hours[1].at("count").as_int64(), 6);
+  // Another field: the windows' means.
+  auto w = buckets("every=1h&field=mean");
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_DOUBLE_EQ(w[0].at("mean").as_double(), 7.5);
+  EXPECT_EQ(buckets("every=1m&order=desc&limit=1")[0].at("ts").as_int64(), 120'000);
+  EXPECT_TRUE(buckets("every=1m&device=nobody").empty());
+}
+
 TEST(TsdbQueryParams, BadParametersAreNamed) {
   auto bad = [](std::string_view q) {
     auto r = parseTsdbQuery(q);
@@ -101,9 +151,18 @@ TEST(TsdbQueryParams, BadParametersAreNamed) {
     EXPECT_EQ(r.error().code, "invalid_parameter");
     return r.error().message;
   };
-  EXPECT_EQ(
-      bad("devise=p1"),
-      "unknown parameter 'devise' (known: device, metric, source, kind, from, to, limit, order, after)");
+  EXPECT_EQ(bad("devise=p1"),
+            "unknown parameter 'devise' (known: device, metric, source, kind, from, to, limit, order, after, "
+            "every, "
+            "field)");
+  EXPECT_EQ(bad("every=0s"), "every must be a duration from 1ms to 8784h (1m, 1h), got '0s'");
+  EXPECT_EQ(bad("every=soon"), "every must be a duration from 1ms to 8784h (1m, 1h), got 'soon'");
+  EXPECT_EQ(bad("every=1m&field=a.b"),
+            "field must be a record's number member: letters, digits and _ (value, mean)");
+  EXPECT_EQ(bad("every=1m&field=x'%29--"),
+            "field must be a record's number member: letters, digits and _ (value, mean)");
+  EXPECT_EQ(bad("field=mean"), "field goes with every (what buckets aggregate)");
+  EXPECT_EQ(bad("every=1m&after=1.2"), "after pages records, not buckets: narrow from and to instead");
   EXPECT_EQ(bad("from=yesterday"), "from must be a time in epoch milliseconds, got 'yesterday'");
   EXPECT_EQ(bad("limit=0"), "limit must be a whole number from 1 to 10000");
   EXPECT_EQ(bad("limit=10001"), "limit must be a whole number from 1 to 10000");
