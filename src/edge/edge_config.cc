@@ -295,6 +295,16 @@ const Schema<SinkConfig>& sinkSchema() {
            .default_text = "`168h` (7 days)",
            .doc = "`tsdb`: records whose `ts` is older than this are deleted (checked once a minute).",
            .min = 60'000},
+          {.name = "max_bytes",
+           .kind = FieldKind::kSize,
+           .member = &S::max_bytes,
+           .default_text = "`1GiB`",
+           .doc =
+               "`tsdb`: what the records may take in the file: past it, the oldest go, readings first, then "
+               "windows, events and summaries last, counted as `evicted` (the file keeps its size and reuses "
+               "the space).",
+           .min = 1u << 20,
+           .max = 1ull << 40},
           {.name = "headers",
            .kind = FieldKind::kCustom,
            .member = {},
@@ -444,7 +454,9 @@ void readSinks(Reader& r, const config::Node& list, EdgeConfig& out) {
                                            mqtt_sink ? "an mqtt sink sends through its connector"
                                                      : "a tsdb sink writes a file in edge.data_dir"));
     }
-    if (!local_sink && n["retention"].IsDefined()) r.fail(n["retention"], "'retention' is for tsdb sinks");
+    for (const char* tsdb_only : {"retention", "max_bytes"})
+      if (!local_sink && n[tsdb_only].IsDefined())
+        r.fail(n[tsdb_only], fmt::format("'{}' is for tsdb sinks", tsdb_only));
     if (!mqtt_sink && !s.kind.empty())
       for (const char* mqtt_only : {"connector", "topic", "qos", "retain"})
         if (n[mqtt_only].IsDefined()) r.fail(n[mqtt_only], fmt::format("'{}' is for mqtt sinks", mqtt_only));

@@ -174,6 +174,7 @@ struct SinkConfig {
   bool retain = false;
   // kind tsdb (no url): records older than this (by ts) are deleted.
   Millis retention{7LL * 24 * 3600 * 1000};
+  uint64_t max_bytes = 1ull << 30;  ///< tsdb: what its records may take in the file
   /// How the gateway reaches it: an upstream named "sink:<name>" with one target, pooled
   /// like any other (TLS verified against the system store for https).
   upstream::UpstreamConfig upstream;

@@ -223,6 +223,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   std::atomic<uint64_t> queued_records{0}, queued_bytes{0}, delivered{0}, batches{0}, failures{0}, dropped{0};
   std::atomic<uint64_t> corrupt_bytes{0}, write_failures{0};
   std::atomic<uint64_t> expired{0};  ///< a tsdb sink's records deleted past its retention
+  std::atomic<uint64_t> evicted{0};  ///< a tsdb sink's records deleted past its max_bytes
   /// Records the receiver refused for good (413 alone, influxdb's 400 and 422) or that line
   /// protocol cannot carry: dropped, never retried.
   std::atomic<uint64_t> rejected{0};
@@ -381,6 +382,12 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
       noteError(fmt::format("{} records could not be stored and were dropped: {}", written->unusable,
                             written->unusable_reason),
                 false);
+    const uint64_t max_bytes = config_.max_bytes;
+    auto shrunk = co_await loop::runBlocking([store, max_bytes] { return store->shrinkTo(max_bytes); });
+    if (shrunk)
+      evicted.fetch_add(*shrunk, std::memory_order_relaxed);
+    else
+      noteError(shrunk.error().message, false);
     if (const int64_t now = steadyMillis(); now - pruned_ms_ >= 60'000) {
       pruned_ms_ = now;
       const int64_t before = wallMillis() - config_.retention.count();
@@ -2056,6 +2063,7 @@ json::object EdgeRuntime::status() const {
     } else if (s->config().kind == "tsdb") {
       o["path"] = s->tsdbPath();
       o["expired"] = s->expired.load();
+      o["evicted"] = s->evicted.load();
     } else {
       o["url"] = redactUrl(s->config().url);
     }

@@ -166,6 +166,11 @@ class ConfigErrors(unittest.TestCase):
             (text.replace("    url: http://@HOST@:9/ingest\n".replace("@HOST@", LOCALHOST),
                           "    url: http://%s:9/ingest\n    retention: 24h\n" % LOCALHOST),
              "'retention' is for tsdb sinks"),
+            (text.replace("    url: http://@HOST@:9/ingest\n".replace("@HOST@", LOCALHOST),
+                          "    url: http://%s:9/ingest\n    max_bytes: 10M\n" % LOCALHOST),
+             "'max_bytes' is for tsdb sinks"),
+            (text.replace("    retention: 720h\n", "    retention: 720h\n    max_bytes: 1k\n"),
+             "max_bytes must be"),
         ]
         for bad, message in cases:
             code, out = check_config(bad)

@@ -220,6 +220,38 @@ Result<std::string> buckets(store::Database& db, const TsdbQuery& q, const std::
 
 }  // namespace
 
+Result<uint64_t> TsdbStore::shrinkTo(uint64_t max_bytes) {
+  auto pragma = [&](const char* name) -> Result<int64_t> {
+    auto st = db_->prepare(fmt::format("PRAGMA {}", name));
+    if (!st) return st.error();
+    auto step = st->step();
+    if (!step) return step.error();
+    return *step == store::Statement::Step::kRow ? st->integer(0) : 0;
+  };
+  auto pages = pragma("page_count");
+  auto free_pages = pragma("freelist_count");
+  auto page_size = pragma("page_size");
+  if (!pages) return pages.error();
+  if (!free_pages) return free_pages.error();
+  if (!page_size) return page_size.error();
+  const uint64_t used = static_cast<uint64_t>(*pages - *free_pages) * static_cast<uint64_t>(*page_size);
+  if (used <= max_bytes) return uint64_t{0};
+  auto count = db_->prepare("SELECT count(*) FROM records");
+  if (!count) return count.error();
+  if (auto step = count->step(); !step) return step.error();
+  const auto total = static_cast<uint64_t>(count->integer(0));
+  // Down to 90 %, by the share of the records that much is (records are of about one size).
+  const double share = static_cast<double>(used - max_bytes * 9 / 10) / static_cast<double>(used);
+  const auto n = std::max<uint64_t>(1, static_cast<uint64_t>(static_cast<double>(total) * share + 0.5));
+  auto del = db_->prepare(
+      "DELETE FROM records WHERE rowid IN (SELECT rowid FROM records ORDER BY "
+      "CASE kind WHEN 'reading' THEN 0 WHEN 'window' THEN 1 ELSE 2 END, ts LIMIT ?1)");
+  if (!del) return del.error();
+  del->bind(1, static_cast<int64_t>(n));
+  if (auto step = del->step(); !step) return step.error();
+  return static_cast<uint64_t>(db_->changes());
+}
+
 Result<std::string> TsdbStore::query(const std::string& path, const TsdbQuery& q) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))

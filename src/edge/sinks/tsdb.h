@@ -56,6 +56,10 @@ class TsdbStore {
   Result<Written> write(std::string_view records_json);
   /// Deletes the records whose ts is before `before_ms`; how many went.
   Result<uint64_t> prune(int64_t before_ms);
+  /// When the records take more than `max_bytes` of the file, deletes the oldest until they
+  /// take 90 % of it: readings first, then windows, events and summaries last (what matters
+  /// longest goes last). How many went.
+  Result<uint64_t> shrinkTo(uint64_t max_bytes);
 
   /// Runs `q` on the store at `path` with a connection of its own: the response body,
   /// `{"records":[...],"count":n}` plus `"next_after"` (the cursor for the next page) when

@@ -142,6 +142,35 @@ TEST_F(TsdbTest, BucketsAggregateAFieldPerSeriesAndInterval) {
   EXPECT_TRUE(buckets("every=1m&device=nobody").empty());
 }
 
+TEST_F(TsdbTest, PastMaxBytesTheOldestReadingsGoFirstAndEventsLast) {
+  auto store = TsdbStore::open(path_);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  for (int b = 0; b < 20; ++b) {
+    std::string batch = record(fmt::format("e{}", b), b * 1000, "p1", "temp", "event");
+    for (int i = 0; i < 1000; ++i) {
+      batch += ',';
+      batch += record(fmt::format("r{}-{}", b, i), b * 1000 + i, "p1", "temp");
+    }
+    ASSERT_TRUE((*store)->write(batch).ok());
+  }
+  auto none = (*store)->shrinkTo(1ull << 30);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, 0u);
+  auto gone = (*store)->shrinkTo(1u << 20);
+  ASSERT_TRUE(gone.ok()) << gone.error().message;
+  EXPECT_GT(*gone, 5000u);
+  EXPECT_LT(*gone, 20'000u);
+  auto again = (*store)->shrinkTo(1u << 20);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, 0u);  // under the cap now
+  // Every event is still there; the readings left are the newest.
+  EXPECT_EQ(records("kind=event&limit=100").size(), 20u);
+  auto oldest = records("kind=reading&limit=1");
+  ASSERT_EQ(oldest.size(), 1u);
+  EXPECT_GT(oldest[0].at("ts").as_int64(), 5000);
+  EXPECT_EQ(records("kind=reading&order=desc&limit=1")[0].at("id").as_string(), "r19-999");
+}
+
 TEST(TsdbQueryParams, BadParametersAreNamed) {
   auto bad = [](std::string_view q) {
     auto r = parseTsdbQuery(q);
