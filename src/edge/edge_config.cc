@@ -1,9 +1,11 @@
 #include "edge/edge_config.h"
 
 #include <fmt/format.h>
+#include <openssl/x509.h>
 
 #include <boost/json.hpp>
 #include <cmath>
+#include <filesystem>
 #include <mutex>
 
 #include "net/tls.h"
@@ -122,17 +124,44 @@ Result<void> makeTargetUpstream(std::string name, const std::string& host, uint1
   up.keepalive = 4;
   up.at = std::move(at);
   if (https) {
-    static std::mutex mutex;  // one context with the system's CAs, made at first need
-    static std::shared_ptr<net::TlsClientContext> system_tls;
-    std::lock_guard lock(mutex);
-    if (!system_tls) {
-      auto ctx = net::TlsClientContext::create({});
-      if (!ctx) return ctx.error();
-      system_tls = *ctx;
-    }
-    up.tls = system_tls;
+    auto ctx = systemTlsContext();
+    if (!ctx) return ctx.error();
+    up.tls = *ctx;
   }
   return {};
+}
+
+namespace {
+
+/// When the system's CA bundle and directory last changed (0 when absent): a context made
+/// before a change is made again (an operator who added a CA reloads and expects it used).
+std::pair<int64_t, int64_t> systemCaStamp() {
+  auto stamp = [](const char* path) -> int64_t {
+    std::error_code ec;
+    const auto t = std::filesystem::last_write_time(path, ec);
+    return ec ? 0 : static_cast<int64_t>(t.time_since_epoch().count());
+  };
+  const char* file = std::getenv(X509_get_default_cert_file_env());
+  const char* dir = std::getenv(X509_get_default_cert_dir_env());
+  return {stamp(file && *file ? file : X509_get_default_cert_file()),
+          stamp(dir && *dir ? dir : X509_get_default_cert_dir())};
+}
+
+}  // namespace
+
+Result<std::shared_ptr<net::TlsClientContext>> systemTlsContext() {
+  static std::mutex mutex;  // one context with the system's CAs while they stay the same
+  static std::shared_ptr<net::TlsClientContext> system_tls;
+  static std::pair<int64_t, int64_t> made_at;
+  std::lock_guard lock(mutex);
+  const auto now = systemCaStamp();
+  if (!system_tls || now != made_at) {
+    auto ctx = net::TlsClientContext::create({});
+    if (!ctx) return ctx.error();
+    system_tls = *ctx;
+    made_at = now;
+  }
+  return system_tls;
 }
 
 // ---- schemas

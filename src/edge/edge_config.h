@@ -372,6 +372,9 @@ bool splitHttpUrl(const std::string& url, bool& https, std::string& host, uint16
 void readHeaderMap(config::Reader& r, const config::Node& v,
                    std::vector<std::pair<std::string, std::string>>& out);
 boost::json::value showHeaderMap(const std::vector<std::pair<std::string, std::string>>& headers);
+/// A TLS client context with the system's CA store, shared while the store's files stay
+/// the same (made again when they changed: a reload then picks up an added CA). Config load.
+Result<std::shared_ptr<net::TlsClientContext>> systemTlsContext();
 /// The upstream of one http(s) target for a sink or webhook; TLS against the system store.
 Result<void> makeTargetUpstream(std::string name, const std::string& host, uint16_t port, bool https,
                                 Millis timeout, config::Place at, upstream::UpstreamConfig& out);
