@@ -229,8 +229,12 @@ void readCoapPath(Reader& r, const config::Node& v, ConnectorConfig& c) {
     at = end + 1;
   }
   for (const auto& seg : segments)
-    if (!coapOptionText(seg))
-      return r.fail(v, "path is segments of 1 to 255 bytes without controls: readings or api/v1/readings");
+    if (!coapOptionText(seg) || seg.find_first_of("?#%") != std::string::npos)
+      return r.fail(v,
+                    "path is segments of 1 to 255 bytes without controls, '?', '#' or '%': readings or "
+                    "api/v1/readings");
+  if (!segments.empty() && segments.front() == ".well-known")
+    return r.fail(v, "path must not be under .well-known (CoAP's resource discovery lives there)");
   if (segments.size() > 8) return r.fail(v, "path has at most 8 segments");
   c.path = std::string(p);
   c.path_segments = std::move(segments);
@@ -256,9 +260,19 @@ void readCoapObserve(Reader& r, const config::Node& v, ConnectorConfig& c) {
       return r.fail(n["uri"], "a coap uri has no user or fragment");
     o.host = url->host();
     if (url->has_port()) {
-      if (url->port_number() == 0) return r.fail(n["uri"], "the uri's port must be 1 to 65535");
-      o.port = url->port_number();
+      const std::string port(url->port());
+      auto number = parseUint(port);
+      if (!number || *number == 0 || *number > 65535)
+        return r.fail(n["uri"], fmt::format("the uri's port must be 1 to 65535, got '{}'", port));
+      o.port = static_cast<uint16_t>(*number);
     }
+    // A group cannot be observed: there is no one server to answer the registration.
+    const bool v4_multicast =
+        url->host_type() == boost::urls::host_type::ipv4 && (url->host_ipv4_address().to_uint() >> 28) == 0xE;
+    const bool v6_multicast =
+        url->host_type() == boost::urls::host_type::ipv6 && url->host_ipv6_address().to_bytes()[0] == 0xFF;
+    if (v4_multicast || v6_multicast)
+      return r.fail(n["uri"], "a multicast address cannot be observed: name one device");
     for (auto seg : url->segments()) {
       if (!coapOptionText(seg)) return r.fail(n["uri"], "each path segment of the uri is 1 to 255 bytes");
       o.path.emplace_back(seg);
@@ -496,7 +510,8 @@ const Schema<ConnectorConfig>& connectorSchema() {
            .member = {},
            .default_text = "`{}`",
            .doc =
-               "`mqtt`, `modbus_*`: the pause before a new attempt after a lost connection or a failed one "
+               "`mqtt`, `modbus_*`: the pause before a new attempt after a lost connection or a failed one; "
+               "`coap`: before an observation is registered again after an error or no answer "
                "([reconnect](#connector-reconnect)).",
            .type_text = "map",
            .read = config::readSection<C, ReconnectConfig, &C::reconnect, reconnectSchema>,

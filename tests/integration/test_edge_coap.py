@@ -7,8 +7,11 @@ errors name file and line."""
 import json
 import os
 import signal
+import socket
+import struct
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -56,6 +59,58 @@ def connector_status(gw):
     return gw.admin("GET", "/edge", token=TOKEN).json()["connectors"][0]
 
 
+# A few lines of CoAP (RFC 7252 3) for what coap-client cannot send: a message again with the
+# same id, repeated options, a server that answers as the test says.
+CON, NON, ACK, RST = 0, 1, 2, 3
+
+
+def encode(mtype, code, mid, token=b"", options=(), payload=b""):
+    out = bytearray([0x40 | (mtype << 4) | len(token), code]) + struct.pack("!H", mid) + token
+    last = 0
+    for number, value in sorted(options, key=lambda o: o[0]):
+        delta, length = number - last, len(value)
+        assert delta < 13 and length < 13
+        out += bytes([(delta << 4) | length]) + value
+        last = number
+    if payload:
+        out += b"\xff" + payload
+    return bytes(out)
+
+
+def decode(data):
+    mtype, tkl, code = (data[0] >> 4) & 3, data[0] & 15, data[1]
+    mid = struct.unpack("!H", data[2:4])[0]
+    token, at, number, options = data[4:4 + tkl], 4 + tkl, 0, []
+    while at < len(data) and data[at] != 0xFF:
+        delta, length = data[at] >> 4, data[at] & 15
+        at += 1
+        if delta == 13:
+            delta, at = data[at] + 13, at + 1
+        if length == 13:
+            length, at = data[at] + 13, at + 1
+        number += delta
+        options.append((number, data[at:at + length]))
+        at += length
+    payload = data[at + 1:] if at < len(data) else b""
+    return {"type": mtype, "code": "%d.%02d" % (code >> 5, code & 31), "mid": mid, "token": token,
+            "options": options, "payload": payload}
+
+
+def uint(v):
+    return v.to_bytes((v.bit_length() + 7) // 8, "big") if v else b""
+
+
+def post_raw(udp, mid, device, payload, content_format=50, extra=(), token=b"\x01\x02"):
+    """A confirmable POST /readings/<device> from one socket; returns the socket and the datagram."""
+    opts = [(11, b"readings"), (11, device.encode()), (12, uint(content_format))] + list(extra)
+    return encode(CON, 0x02, mid, token, opts, payload.encode())
+
+
+def exchange(sock, datagram):
+    sock.send(datagram)
+    return decode(sock.recv(2048))
+
+
 class Endpoint(unittest.TestCase):
     def test_readings_in_each_format_reach_the_sink(self):
         udp = free_port(udp=True)
@@ -99,8 +154,8 @@ class Endpoint(unittest.TestCase):
             with Gateway(text, admin_port=admin) as gw:
                 base = "coap://%s:%d" % (LOCALHOST, udp)
                 cases = [
-                    (("post", base + "/readings/p", "1", "json"), "4.04", "post readings to /api/v1/readings/<device>"),
-                    (("post", base + "/api/v1/readings/p/extra", "1", "json"), "4.04", "post readings to"),
+                    (("post", base + "/readings/p", "1", "json"), "4.04", ""),  # no reason: nothing to reflect
+                    (("post", base + "/api/v1/readings/p/extra", "1", "json"), "4.04", ""),
                     (("post", base + "/api/v1/readings/p", '{"value": ', "json"), "4.00",
                      "json payload refused: not JSON at byte"),
                     (("post", base + "/api/v1/readings/p", '{"value": "hot"}', "json"), "4.22",
@@ -142,6 +197,144 @@ class Endpoint(unittest.TestCase):
             with Gateway(text, admin_port=admin):
                 self.assertTrue(wait_until(lambda: {r["value"] for r in rx.records()} >= set(range(20)), timeout=10),
                                 sorted(r["value"] for r in rx.records()))
+
+
+class Exchanges(unittest.TestCase):
+    def test_a_message_sent_again_is_answered_again_and_taken_once(self):
+        udp = free_port(udp=True)
+        with Receiver() as rx:
+            text, admin = config(rx.port, "    listen: %s:%d\n    metric: temperature\n" % (LOCALHOST, udp))
+            with Gateway(text, admin_port=admin) as gw:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                self.addCleanup(sock.close)
+                sock.settimeout(3)
+                sock.connect((LOCALHOST, udp))
+                message = post_raw(udp, 4711, "pump-1", '{"value": 1}')
+                first = exchange(sock, message)
+                again = exchange(sock, message)  # the ACK was lost: the device sends it again
+                self.assertEqual((first["code"], first["type"], first["mid"]), ("2.04", ACK, 4711))
+                self.assertEqual((again["code"], again["payload"]), ("2.04", first["payload"]))
+                self.assertEqual(exchange(sock, post_raw(udp, 4712, "pump-1", '{"value": 2}'))["code"], "2.04")
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 2, timeout=5), rx.records())
+                time.sleep(0.3)
+                self.assertEqual(sorted(r["value"] for r in rx.records()), [1, 2])
+                self.assertEqual(connector_status(gw)["duplicates"], 1)
+                # A refusal is remembered the same way.
+                bad = post_raw(udp, 4713, "pump-1", '{"value": ')
+                self.assertEqual(exchange(sock, bad)["code"], "4.00")
+                self.assertEqual(exchange(sock, bad)["code"], "4.00")
+                # Options a reading post must not repeat, methods that post nothing.
+                twice = post_raw(udp, 4714, "pump-1", "1", extra=[(12, uint(50))])
+                self.assertEqual(exchange(sock, twice)["code"], "4.02")
+                query = post_raw(udp, 4715, "pump-1", "1", extra=[(15, b"metric=a"), (15, b"metric=b")])
+                self.assertEqual(exchange(sock, query)["code"], "4.00")
+                named = post_raw(udp, 4716, "pump-1", "1", extra=[(15, b"device=other")])
+                answer = exchange(sock, named)
+                self.assertEqual(answer["code"], "4.00")
+                self.assertIn(b"named twice", answer["payload"])
+                delete = encode(CON, 0x04, 4717, b"\x09", [(11, b"readings"), (11, b"pump-1")])
+                self.assertEqual(exchange(sock, delete)["code"], "4.05")
+                # Another path: 4.04 with nothing to reflect.
+                lost = encode(CON, 0x02, 4718, b"\x09", [(11, b"elsewhere")], b"1")
+                answer = exchange(sock, lost)
+                self.assertEqual((answer["code"], answer["payload"]), ("4.04", b""))
+                self.assertEqual(len(rx.records()), 2)
+
+    def test_an_endpoint_whose_port_is_taken_binds_once_it_is_free(self):
+        udp = free_port(udp=True)
+        squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(squatter.close)
+        squatter.bind((LOCALHOST, udp))
+        with Receiver() as rx:
+            text, admin = config(rx.port, "    listen: %s:%d\n    metric: temperature\n" % (LOCALHOST, udp))
+            with Gateway(text, admin_port=admin) as gw:
+                status = connector_status(gw)
+                self.assertFalse(status["listening"])
+                self.assertIn("cannot listen on %s:%d" % (LOCALHOST, udp), status["last_error"])
+                squatter.close()
+                self.assertTrue(wait_until(lambda: connector_status(gw)["listening"], timeout=5))
+                code, body = coap("post", "coap://%s:%d/readings/p" % (LOCALHOST, udp), "3", "json")
+                self.assertEqual(code, "2.xx", body)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 1, timeout=5))
+
+
+class FakeObservable:
+    """A CoAP server on a UDP socket that answers registrations as `answer(request)` says and
+    records every message; notify() sends a notification to the last registration."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((LOCALHOST, 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.received = []
+        self.peer = None
+        self.token = None
+        self.answer = lambda request: None
+        self.closed = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.closed:
+            try:
+                data, peer = self.sock.recvfrom(2048)
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            message = decode(data)
+            self.received.append(message)
+            if message["code"] == "0.01":
+                self.peer, self.token = peer, message["token"]
+                reply = self.answer(message)
+                if reply:
+                    self.sock.sendto(reply, peer)
+
+    def notify(self, seq, payload, mid):
+        self.sock.sendto(encode(NON, 0x45, mid, self.token, [(6, uint(seq)), (12, uint(50))], payload), self.peer)
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+
+
+class ObserveEdges(unittest.TestCase):
+    def config(self, rx, server):
+        return config(rx.port, "    metric: level\n    reconnect: { initial: 200ms, max: 1s }\n"
+                      "    observe:\n      - { uri: \"coap://%s:%d/tank\", device: tank-1 }\n" % (LOCALHOST, server.port))
+
+    def test_a_silent_server_gets_one_registration_and_stale_notifications_are_left_out(self):
+        server = FakeObservable()  # answers nothing at first
+        try:
+            with Receiver() as rx:
+                text, admin = self.config(rx, server)
+                with Gateway(text, admin_port=admin) as gw:
+                    time.sleep(4.5)
+                    # libcoap retransmits the one registration; no second one piles up.
+                    gets = [m for m in server.received if m["code"] == "0.01"]
+                    self.assertGreaterEqual(len(gets), 2)
+                    self.assertEqual(len({(m["mid"], bytes(m["token"])) for m in gets}), 1, gets)
+                    self.assertEqual(connector_status(gw)["observations"][0]["registrations"], 1)
+                    # Now a notification answers it; then an older one, then a newer one.
+                    server.notify(14, b'{"value": 1}', 1)
+                    self.assertTrue(wait_until(lambda: len(rx.records()) == 1, timeout=5), connector_status(gw))
+                    server.notify(5, b'{"value": 2}', 2)   # older than 14: left out
+                    server.notify(15, b'{"value": 3}', 3)
+                    self.assertTrue(wait_until(lambda: len(rx.records()) == 2, timeout=5))
+                    time.sleep(0.3)
+                    self.assertEqual([r["value"] for r in rx.records()], [1, 3])
+                    status = connector_status(gw)
+                    self.assertEqual(status["stale_notifications"], 1)
+                    self.assertTrue(status["observations"][0]["established"])
+                    before = len(server.received)
+                # A stop cancels the observation: a GET with Observe 1 and the same token.
+                cancels = [m for m in server.received[before:]
+                           if m["code"] == "0.01" and (6, b"\x01") in [(n, bytes(v)) for n, v in m["options"]]]
+                self.assertEqual(len(cancels), 1, server.received[before:])
+                self.assertEqual(bytes(cancels[0]["token"]), bytes(server.token))
+        finally:
+            server.close()
 
 
 class Observe(unittest.TestCase):
@@ -186,6 +379,12 @@ class ConfigErrors(unittest.TestCase):
              "format must be one of"),
             ("    listen: 127.0.0.1:5683\n    url: mqtt://x\n", "'url' is a field of mqtt connectors, not coap ones"),
             ("    listen: 127.0.0.1:5683\n    registers: []\n", "'registers' is a field of"),
+            ("    observe:\n      - { uri: \"coap://127.0.0.1:99999/t\", device: d, metric: m }\n",
+             "the uri's port must be 1 to 65535, got '99999'"),
+            ("    observe:\n      - { uri: \"coap://224.0.1.187/t\", device: d, metric: m }\n",
+             "a multicast address cannot be observed"),
+            ("    listen: 127.0.0.1:5683\n    path: \"readings?x=1\"\n", "without controls, '?', '#' or '%'"),
+            ("    listen: 127.0.0.1:5683\n    path: .well-known/core\n", "must not be under .well-known"),
         ]
         for connector, message in cases:
             with self.subTest(connector=connector):

@@ -8,7 +8,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "base/log.h"
@@ -99,10 +101,11 @@ std::optional<PayloadFormat> formatOf(std::optional<unsigned> content_format, Pa
 
 void answer(coap_pdu_t* response, coap_pdu_code_t code, std::string_view text, bool is_json = false) {
   coap_pdu_set_code(response, code);
+  if (text.empty()) return;
   uint8_t buf[4];
   coap_add_option(response, COAP_OPTION_CONTENT_FORMAT,
                   coap_encode_var_safe(buf, sizeof buf, is_json ? kJson : kTextPlain), buf);
-  if (!text.empty()) coap_add_data(response, text.size(), reinterpret_cast<const uint8_t*>(text.data()));
+  coap_add_data(response, text.size(), reinterpret_cast<const uint8_t*>(text.data()));
 }
 
 /// Waits (on the connector's thread) for a ticket: true once the readings are on disk, false
@@ -138,12 +141,27 @@ struct CoapConnector::Observed {
   int64_t max_age_ms = 60'000;
   int64_t next_try_ms = 0;  ///< when to (re-)register
   std::chrono::milliseconds backoff{0};
+  bool pending = false;     ///< a registration is on its way (libcoap retransmits it until answered)
+  int64_t last_seq = -1;    ///< the last notification's Observe number (-1: none yet)
+  int64_t last_seq_ms = 0;  ///< when it came
 };
 
 /// The libcoap side: its context and the observations.
 struct CoapConnector::Context {
   coap_context_t* ctx = nullptr;
   std::vector<Observed> observed;
+  bool bound = false;
+  int64_t next_bind_ms = 0;
+  /// The answers of the exchanges of the last kCoapExchangeLifetimeMs (at most
+  /// kCoapRememberedExchanges), by peer address and message id, oldest first.
+  struct Exchange {
+    int64_t at_ms = 0;
+    uint8_t code = 0;  ///< 0: not answered (a non-confirmable one that got none)
+    bool json = false;
+    std::string text;
+  };
+  std::unordered_map<std::string, Exchange> exchanges;
+  std::deque<std::pair<int64_t, std::string>> exchange_order;
 
   ~Context() {
     for (auto& o : observed)
@@ -184,19 +202,16 @@ Result<void> CoapConnector::start() {
   coap_context_set_max_idle_sessions(c->ctx, kCoapMaxIdleSessions);
   coap_context_set_session_timeout(c->ctx, kCoapSessionTimeoutS);
   if (config_.listens) {
-    auto addr = resolve(config_.listen.host, config_.listen.port);
-    if (!addr) return Error(fmt::format("connector '{}': listen: {}", config_.name, addr.error().message));
-    if (!coap_new_endpoint(c->ctx, &*addr, COAP_PROTO_UDP))
-      return Error(fmt::format("connector '{}': cannot listen on {}:{} (UDP): in use or not an address here",
-                               config_.name, config_.listen.host, config_.listen.port));
-    coap_resource_t* any = coap_resource_unknown_init2(
-        [](coap_resource_t*, coap_session_t* session, const coap_pdu_t* request, const coap_string_t*,
-           coap_pdu_t* response) { connectorOf(session)->onRequest(request, response); },
-        0);
-    coap_register_request_handler(
-        any, COAP_REQUEST_POST,
-        [](coap_resource_t*, coap_session_t* session, const coap_pdu_t* request, const coap_string_t*,
-           coap_pdu_t* response) { connectorOf(session)->onRequest(request, response); });
+    auto on_request = [](coap_resource_t*, coap_session_t* session, const coap_pdu_t* request,
+                         const coap_string_t*, coap_pdu_t* response) {
+      connectorOf(session)->onRequest(session, request, response);
+    };
+    coap_resource_t* any = coap_resource_unknown_init2(on_request, 0);
+    // Every method comes to the handler: one that does not post readings is answered 4.05
+    // there (libcoap's own answer to a DELETE of an unknown resource is 2.02 Deleted).
+    for (coap_request_t method : {COAP_REQUEST_POST, COAP_REQUEST_GET, COAP_REQUEST_DELETE,
+                                  COAP_REQUEST_FETCH, COAP_REQUEST_PATCH, COAP_REQUEST_IPATCH})
+      coap_register_request_handler(any, method, on_request);
     coap_add_resource(c->ctx, any);
   }
   coap_register_response_handler(
@@ -215,8 +230,33 @@ Result<void> CoapConnector::start() {
     c->observed.push_back(std::move(o));
   }
   context_ = std::move(c);
+  // Bound here once, so that a port in use is in the log at once; the thread tries again.
+  Result<void> bound;
+  if (config_.listens && !bind()) {
+    std::lock_guard lock(stats_->error_mutex);
+    bound = Error(fmt::format("connector '{}': {}", config_.name, stats_->last_error));
+  }
   thread_ = std::thread([this] { run(); });
-  return {};
+  return bound;
+}
+
+bool CoapConnector::bind() {
+  Context& c = *context_;
+  c.next_bind_ms = wallMillis() + kCoapBindRetryMs;
+  auto addr = resolve(config_.listen.host, config_.listen.port);
+  if (!addr) {
+    noteError(fmt::format("listen: {}; trying again every second", addr.error().message));
+    return false;
+  }
+  if (!coap_new_endpoint(c.ctx, &*addr, COAP_PROTO_UDP)) {
+    noteError(
+        fmt::format("cannot listen on {}:{} (UDP): in use or not an address here; trying again every second",
+                    config_.listen.host, config_.listen.port));
+    return false;
+  }
+  c.bound = true;
+  stats_->listening = true;
+  return true;
 }
 
 void CoapConnector::stop() {
@@ -228,40 +268,121 @@ void CoapConnector::stop() {
 void CoapConnector::run() {
   while (!stopping_.load(std::memory_order_relaxed)) {
     const int64_t now = wallMillis();
+    if (config_.listens && !context_->bound && now >= context_->next_bind_ms) bind();
     for (auto& o : context_->observed) {
+      if (o.pending) continue;  // libcoap retransmits it, then answers or gives up (onNack)
       const bool silent = o.stats->established && now - o.heard_ms > o.max_age_ms + kCoapObserveGraceMs;
-      if ((!o.stats->established && now >= o.next_try_ms) || silent) observe(o, now);
+      if ((!o.stats->established || silent) && now >= o.next_try_ms) observe(o, now);
     }
     coap_io_process(context_->ctx, 100);
   }
+  cancelObservations();
+  stats_->listening = false;
 }
 
-void CoapConnector::onRequest(const coap_pdu_t* request, coap_pdu_t* response) {
+void CoapConnector::cancelObservations() {
+  bool sent = false;
+  for (auto& o : context_->observed) {
+    if (!o.session || !o.stats->established || o.token.empty()) continue;
+    coap_pdu_t* pdu = coap_pdu_init(COAP_MESSAGE_NON, COAP_REQUEST_CODE_GET, coap_new_message_id(o.session),
+                                    coap_session_max_pdu_size(o.session));
+    if (!pdu) continue;
+    coap_add_token(pdu, o.token.size(), o.token.data());
+    uint8_t buf[4];
+    coap_add_option(pdu, COAP_OPTION_OBSERVE, coap_encode_var_safe(buf, sizeof buf, COAP_OBSERVE_CANCEL),
+                    buf);
+    for (const auto& segment : o.config->path)
+      coap_add_option(pdu, COAP_OPTION_URI_PATH, segment.size(),
+                      reinterpret_cast<const uint8_t*>(segment.data()));
+    for (const auto& q : o.config->query)
+      coap_add_option(pdu, COAP_OPTION_URI_QUERY, q.size(), reinterpret_cast<const uint8_t*>(q.data()));
+    sent = coap_send(o.session, pdu) != COAP_INVALID_MID || sent;
+    o.stats->established = false;
+  }
+  if (sent) coap_io_process(context_->ctx, COAP_IO_NO_WAIT);
+}
+
+void CoapConnector::onRequest(coap_session_t* session, const coap_pdu_t* request, coap_pdu_t* response) {
   ++stats_->requests;
+  // A message again (its ACK was lost, the device resends): the same answer, taken once
+  // (RFC 7252 4.5). The key is the peer's address and port and the message id.
+  Context& c = *context_;
+  const int64_t now = wallMillis();
+  while (!c.exchange_order.empty() && (now - c.exchange_order.front().first > kCoapExchangeLifetimeMs ||
+                                       c.exchange_order.size() > kCoapRememberedExchanges)) {
+    c.exchanges.erase(c.exchange_order.front().second);
+    c.exchange_order.pop_front();
+  }
+  std::string key;
+  if (const coap_address_t* peer = coap_session_get_addr_remote(session)) {
+    key.assign(reinterpret_cast<const char*>(&peer->addr), peer->size);
+    const coap_mid_t mid = coap_pdu_get_mid(request);
+    key.append(reinterpret_cast<const char*>(&mid), sizeof mid);
+  }
+  if (!key.empty()) {
+    if (auto it = c.exchanges.find(key); it != c.exchanges.end()) {
+      ++stats_->duplicates;
+      if (it->second.code)
+        answer(response, static_cast<coap_pdu_code_t>(it->second.code), it->second.text, it->second.json);
+      return;
+    }
+  }
+  answerRequest(request, response);
+  if (key.empty()) return;
+  Context::Exchange e{now, static_cast<uint8_t>(coap_pdu_get_code(response)), false, {}};
+  size_t len = 0;
+  const uint8_t* data = nullptr;
+  if (coap_get_data(response, &len, &data) && data) e.text.assign(reinterpret_cast<const char*>(data), len);
+  e.json = uintOption(response, COAP_OPTION_CONTENT_FORMAT) == kJson;
+  c.exchange_order.emplace_back(now, key);
+  c.exchanges.emplace(std::move(key), std::move(e));
+}
+
+void CoapConnector::answerRequest(const coap_pdu_t* request, coap_pdu_t* response) {
   auto refuse = [&](coap_pdu_code_t code, std::string_view why) {
     ++stats_->refused_requests;
     answer(response, code, why);
   };
+  const coap_pdu_code_t method = coap_pdu_get_code(request);
+  if (method != COAP_REQUEST_CODE_POST && method != COAP_REQUEST_CODE_PUT) {
+    ++stats_->refused_requests;
+    return answer(response, COAP_RESPONSE_CODE_NOT_ALLOWED, "");
+  }
   // /<path>/<device>: the path's segments, then one for the device (or ?device=).
   const auto segments = optionValues(request, COAP_OPTION_URI_PATH);
   const auto& prefix = config_.path_segments;
   if (segments.size() < prefix.size() || segments.size() > prefix.size() + 1 ||
       !std::equal(prefix.begin(), prefix.end(), segments.begin())) {
     ++stats_->not_found;
-    return refuse(COAP_RESPONSE_CODE_NOT_FOUND,
-                  fmt::format("post readings to /{}/<device>", fmt::join(prefix, "/")));
+    // No reason in the answer: a 4.04 is what a scan or a forged sender mostly gets, and a
+    // short answer reflects nothing worth forging (RFC 7252 11.3).
+    ++stats_->refused_requests;
+    return answer(response, COAP_RESPONSE_CODE_NOT_FOUND, "");
   }
   std::string device = segments.size() > prefix.size() ? std::string(segments.back()) : std::string();
   std::string metric;
+  bool device_query = false, metric_query = false;
   for (std::string_view q : optionValues(request, COAP_OPTION_URI_QUERY)) {
-    if (q.starts_with("device=") && device.empty()) device = q.substr(7);
-    if (q.starts_with("metric=")) metric = q.substr(7);
+    if (q.starts_with("device=")) {
+      if (device_query || !device.empty())
+        return refuse(COAP_RESPONSE_CODE_BAD_REQUEST, "the device is named twice (path and ?device=)");
+      device_query = true;
+      device = q.substr(7);
+    } else if (q.starts_with("metric=")) {
+      if (metric_query) return refuse(COAP_RESPONSE_CODE_BAD_REQUEST, "metric is given twice");
+      metric_query = true;
+      metric = q.substr(7);
+    }
   }
   if (metric.empty()) metric = config_.metric;
   if (hasOption(request, COAP_OPTION_BLOCK1)) {
     runtime_.countIngest(config_.name, 0, 0, true);
     return refuse(COAP_RESPONSE_CODE_REQUEST_TOO_LARGE,
                   "send readings in one datagram (no block-wise transfer)");
+  }
+  if (optionValues(request, COAP_OPTION_CONTENT_FORMAT).size() > 1) {
+    runtime_.countIngest(config_.name, 0, 0, true);
+    return refuse(COAP_RESPONSE_CODE_BAD_OPTION, "Content-Format is given twice");
   }
   const auto format = formatOf(uintOption(request, COAP_OPTION_CONTENT_FORMAT), config_.format);
   if (!format) {
@@ -318,6 +439,9 @@ CoapConnector::Ingested CoapConnector::ingest(PayloadFormat format, std::string_
   if (!waitStored(ticket)) {
     out.code = COAP_RESPONSE_CODE_SERVICE_UNAVAILABLE;
     out.error = "the readings could not be written to the ingest log in time; try again";
+    noteError(
+        "readings were not kept: the ingest log could not be written within 1.5 s (a full or failing "
+        "disk?); the sender was answered 5.03");
     return out;
   }
   runtime_.countIngest(config_.name, accepted, report.rejected, false);
@@ -340,11 +464,15 @@ void CoapConnector::observe(Observed& o, int64_t now) {
   coap_pdu_t* pdu = coap_pdu_init(COAP_MESSAGE_CON, COAP_REQUEST_CODE_GET, coap_new_message_id(o.session),
                                   coap_session_max_pdu_size(o.session));
   if (!pdu) return retry("libcoap could not make a request");
-  uint8_t token[8];
-  size_t token_len = 0;
-  coap_session_new_token(o.session, &token_len, token);
-  coap_add_token(pdu, token_len, token);
-  o.token.assign(token, token + token_len);
+  // A registration again keeps its token (RFC 7641 3.3.1): the server replaces the old entry
+  // rather than keeping two observers.
+  if (o.token.empty()) {
+    uint8_t token[8];
+    size_t token_len = 0;
+    coap_session_new_token(o.session, &token_len, token);
+    o.token.assign(token, token + token_len);
+  }
+  coap_add_token(pdu, o.token.size(), o.token.data());
   uint8_t buf[4];
   coap_add_option(pdu, COAP_OPTION_OBSERVE, coap_encode_var_safe(buf, sizeof buf, COAP_OBSERVE_ESTABLISH),
                   buf);
@@ -355,9 +483,9 @@ void CoapConnector::observe(Observed& o, int64_t now) {
     coap_add_option(pdu, COAP_OPTION_URI_QUERY, q.size(), reinterpret_cast<const uint8_t*>(q.data()));
   if (coap_send(o.session, pdu) == COAP_INVALID_MID) return retry("the request could not be sent");
   ++o.stats->registrations;
-  // Until an answer: try again after a while (a lost registration is not an error of its own).
-  o.next_try_ms = now + std::max<int64_t>(config_.reconnect.initial.count(), 2000);
+  o.pending = true;  // until an answer, or libcoap gives up on it (onNack)
   o.heard_ms = now;
+  o.next_try_ms = now + config_.reconnect.initial.count();  // never more often than this
 }
 
 CoapConnector::Observed* CoapConnector::observationOf(coap_session_t* session, const coap_pdu_t* pdu) {
@@ -373,6 +501,7 @@ int CoapConnector::onResponse(coap_session_t* session, const coap_pdu_t* receive
   Observed* o = observationOf(session, received);
   if (!o) return COAP_RESPONSE_FAIL;  // not ours (an old registration): libcoap answers RST
   const int64_t now = wallMillis();
+  o->pending = false;
   const coap_pdu_code_t code = coap_pdu_get_code(received);
   if (COAP_RESPONSE_CLASS(code) != 2) {
     retryLater(*o, now, fmt::format("the server answered {}.{:02d}", COAP_RESPONSE_CLASS(code), code & 0x1f));
@@ -388,6 +517,22 @@ int CoapConnector::onResponse(coap_session_t* session, const coap_pdu_t* receive
     o->max_age_ms = 60'000;
   // A server that does not take observers answered once: ask again after its Max-Age.
   if (!observing) o->next_try_ms = now + std::max<int64_t>(o->max_age_ms, 1000);
+  if (observing) {
+    // Only a fresher notification than the last one counts (RFC 7641 3.4: numbers wrap at
+    // 2^24; after 128 s any is fresh). A stale one is acknowledged and left out. The answer
+    // to a registration (an ACK) starts afresh: a restarted server counts from anywhere.
+    const int64_t v2 = *uintOption(received, COAP_OPTION_OBSERVE) & 0xFFFFFF;
+    const int64_t v1 = o->last_seq;
+    const bool fresh = v1 < 0 || coap_pdu_get_type(received) == COAP_MESSAGE_ACK ||
+                       (v1 < v2 && v2 - v1 < (1 << 23)) || (v1 > v2 && v1 - v2 > (1 << 23)) ||
+                       now > o->last_seq_ms + 128'000;
+    if (!fresh) {
+      ++stats_->stale_notifications;
+      return COAP_RESPONSE_OK;
+    }
+    o->last_seq = v2;
+    o->last_seq_ms = now;
+  }
   ++o->stats->notifications;
   const auto format =
       formatOf(uintOption(received, COAP_OPTION_CONTENT_FORMAT), o->config->format.value_or(config_.format));
@@ -414,7 +559,10 @@ int CoapConnector::onResponse(coap_session_t* session, const coap_pdu_t* receive
 }
 
 void CoapConnector::onNack(coap_session_t* session, const coap_pdu_t* sent) {
-  if (Observed* o = observationOf(session, sent)) retryLater(*o, wallMillis(), "no answer");
+  Observed* o = observationOf(session, sent);
+  if (!o || coap_pdu_get_code(sent) != COAP_REQUEST_CODE_GET) return;
+  o->pending = false;
+  retryLater(*o, wallMillis(), "the server did not answer the registration");
 }
 
 void CoapConnector::retryLater(Observed& o, int64_t now, std::string why) {
@@ -431,7 +579,12 @@ void CoapConnector::noteError(std::string what) {
 }
 
 void CoapConnector::describe(json::object& out) const {
-  if (config_.listens) out["listen"] = fmt::format("{}:{}", config_.listen.host, config_.listen.port);
+  if (config_.listens) {
+    out["listen"] = fmt::format("{}:{}", config_.listen.host, config_.listen.port);
+    out["listening"] = stats_->listening.load();
+  }
+  out["duplicates"] = stats_->duplicates.load();
+  out["stale_notifications"] = stats_->stale_notifications.load();
   out["requests"] = stats_->requests.load();
   out["refused_requests"] = stats_->refused_requests.load();
   out["not_found"] = stats_->not_found.load();

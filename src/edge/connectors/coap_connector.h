@@ -41,10 +41,13 @@ struct CoapStats {
     std::atomic<bool> established{false};
     std::atomic<uint64_t> registrations{0}, notifications{0}, failures{0};
   };
-  std::atomic<uint64_t> requests{0};          ///< POST/PUT to the endpoint
-  std::atomic<uint64_t> refused_requests{0};  ///< answered 4.xx/5.xx
-  std::atomic<uint64_t> not_found{0};         ///< to a path that is not the connector's
-  std::deque<Observation> observations;       ///< parallel to the config's `observe`
+  std::atomic<bool> listening{false};            ///< the endpoint is bound
+  std::atomic<uint64_t> requests{0};             ///< requests to the endpoint
+  std::atomic<uint64_t> refused_requests{0};     ///< answered 4.xx/5.xx
+  std::atomic<uint64_t> not_found{0};            ///< to a path that is not the connector's
+  std::atomic<uint64_t> duplicates{0};           ///< a message again (same peer, same message id)
+  std::atomic<uint64_t> stale_notifications{0};  ///< older than one taken already (RFC 7641 3.4)
+  std::deque<Observation> observations;          ///< parallel to the config's `observe`
   mutable std::mutex error_mutex;
   std::string last_error;
 };
@@ -56,6 +59,13 @@ inline constexpr int kCoapStoreWaitMs = 1500;
 /// one is kept (seconds).
 inline constexpr unsigned kCoapMaxIdleSessions = 1024;
 inline constexpr unsigned kCoapSessionTimeoutS = 120;
+/// Exchanges the endpoint remembers its answer to (a message that comes again, the same peer
+/// and message id, gets the same answer and is not taken twice), and for how long (RFC 7252's
+/// EXCHANGE_LIFETIME).
+inline constexpr size_t kCoapRememberedExchanges = 32'768;
+inline constexpr int64_t kCoapExchangeLifetimeMs = 247'000;
+/// How often an endpoint that could not be bound tries again.
+inline constexpr int64_t kCoapBindRetryMs = 1000;
 /// An observation silent this long past its last notification's Max-Age is registered again
 /// (RFC 7641 3.3.1: the server may have forgotten it).
 inline constexpr int64_t kCoapObserveGraceMs = 10'000;
@@ -71,10 +81,11 @@ class CoapConnector {
   const std::string& fingerprint() const { return fingerprint_; }
   const std::shared_ptr<CoapStats>& stats() const { return stats_; }
 
-  /// Opens its endpoint (an error when the address cannot be bound: the connector does not
-  /// run) and starts its thread. Main thread.
+  /// Starts its thread, which binds its endpoint (an error here when it cannot at once: the
+  /// thread tries again every second) and registers its observations. Main thread.
   Result<void> start();
-  /// Asks the thread to end (within about 100 ms) and waits for it. Main thread.
+  /// Asks the thread to end (within about 100 ms; observations are cancelled) and waits for
+  /// it. Main thread.
   void stop();
 
   /// The CoAP part of GET /edge's connector entry. Main thread.
@@ -91,8 +102,13 @@ class CoapConnector {
     std::string error;  ///< empty: accepted
   };
   void run();
+  /// Binds the endpoint; false (the reason in last_error) when it cannot. Its thread, or the
+  /// main thread before the thread starts.
+  bool bind();
   /// The handlers libcoap calls on the connector's thread.
-  void onRequest(const coap_pdu_t* request, coap_pdu_t* response);
+  void onRequest(coap_session_t* session, const coap_pdu_t* request, coap_pdu_t* response);
+  /// Answers `request` from what was taken (the exchange is remembered for a repeat).
+  void answerRequest(const coap_pdu_t* request, coap_pdu_t* response);
   int onResponse(coap_session_t* session, const coap_pdu_t* received);
   void onNack(coap_session_t* session, const coap_pdu_t* sent);
   /// Decodes `payload` and hands the readings on; waits for the ingest log. Its thread.
@@ -100,6 +116,8 @@ class CoapConnector {
                   const std::string& metric);
   /// Sends (again) the registration of `o`. Its thread.
   void observe(Observed& o, int64_t now);
+  /// Tells the server of each established observation that it is no longer wanted. Its thread, at the end.
+  void cancelObservations();
   void retryLater(Observed& o, int64_t now, std::string why);
   Observed* observationOf(coap_session_t* session, const coap_pdu_t* pdu);
   void noteError(std::string what);

@@ -303,11 +303,12 @@ Result<void> decodeSenml(std::string_view payload, Emitter& out) {
       }
       if (!unit.empty() && unit.size() <= kMaxAttrValue && unit.find('\0') == std::string_view::npos)
         expr::appendAttr(attrs, "unit", unit, false);
-      // The device: where the pack arrived, or its base name when the connector allows.
-      if (!ctx.device.empty() && !(ctx.payload_names_device && !base_name.empty()))
-        device = std::string(ctx.device);
-      else
+      // The device: its base name when the connector allows, else where the pack arrived
+      // (nowhere named: refused as without a device, never the base name).
+      if (ctx.payload_names_device && !base_name.empty())
         device = trimSeparators(base_name);
+      else
+        device = std::string(ctx.device);
       std::string_view metric = name.empty() ? ctx.metric : name;
       if (base_name.empty() && name.empty()) {
         out.reject("a SenML record without a name");

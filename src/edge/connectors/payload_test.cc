@@ -151,6 +151,12 @@ TEST(EdgePayload, SenmlRelativeTimeAndTopicDevice) {
   EXPECT_EQ(d.readings[0].device, "pump-7");  // the topic wins when payloads may not name devices
   EXPECT_EQ(d.readings[0].ts, kNow - 5000);
   EXPECT_EQ(d.readings[1].ts, kNow);
+  // Nowhere named, a base name still may not name the device (an outside review found it did).
+  PayloadContext unnamed = at("", "flow");
+  unnamed.payload_names_device = false;
+  auto spoofed = decode(PayloadFormat::kSenml, R"([{"bn":"spoofed/","n":"flow","v":3}])", unnamed);
+  EXPECT_TRUE(spoofed.readings.empty());
+  EXPECT_EQ(spoofed.report.first_reason, "no device (the topic or URL names none)");
   EXPECT_FALSE(decode(PayloadFormat::kSenml, R"({"v":1})").result.ok());
   EXPECT_FALSE(decode(PayloadFormat::kSenml, R"([{"n":1,"v":1}])").result.ok());
   EXPECT_FALSE(decode(PayloadFormat::kSenml, R"([{"n":"a","v":"1"}])").result.ok());
