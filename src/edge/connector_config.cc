@@ -2,7 +2,6 @@
 // fields, and those of MQTT connectors with their `subscribe` entries. Main thread (config
 // load) or the blocking pool (POST /config/check).
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
@@ -72,6 +71,16 @@ std::vector<std::string_view> splitKinds(std::string_view kinds) {
     const size_t end = std::min(kinds.find(' ', at), kinds.size());
     out.push_back(kinds.substr(at, end - at));
     at = end + 1;
+  }
+  return out;
+}
+
+/// "mqtt", "http or mqtt", "http, mqtt or coap".
+std::string kindList(const std::vector<std::string_view>& kinds) {
+  std::string out;
+  for (size_t i = 0; i < kinds.size(); ++i) {
+    if (i) out += i + 1 == kinds.size() ? " or " : ", ";
+    out += kinds[i];
   }
   return out;
 }
@@ -1001,7 +1010,7 @@ void readConnectors(Reader& r, const config::Node& list, EdgeConfig& out) {
       for (const auto& kf : kKindFields)
         if (const config::Node v = n[std::string(kf.field)]; v.IsDefined() && !kindHas(kf.kinds, c.kind))
           r.fail(v, fmt::format("'{}' is a field of {} connectors, not {} ones", kf.field,
-                                fmt::join(splitKinds(kf.kinds), " or "), c.kind));
+                                kindList(splitKinds(kf.kinds)), c.kind));
     }
     if (c.name.empty()) return;
     if (r.errors.size() != errors) return out.refused_names.push_back(c.name);

@@ -36,7 +36,7 @@ std::unique_ptr<Pipeline> makePipeline(uint32_t history, bool trees) {
   if (trees) {  // small trees: the fuzzer reaches their leaves
     detect.method = "hst";
     detect.fields = {"value"};
-    detect.history = 16 + history;
+    detect.history = kMinHstHistory + history;
     detect.trees = 2;
     detect.depth = 3;
   }

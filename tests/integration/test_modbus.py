@@ -428,7 +428,7 @@ class ModbusConfigErrors(unittest.TestCase):
         code, out = self.check(text.replace("kind: modbus_tcp\n    address: 127.0.0.1:1502\n", "kind: modbus_tcp\n"))
         self.assertIn("a modbus_tcp connector needs 'address'", out)
         code, out = self.check(text.replace("    device: boiler-2\n", "    device: boiler-2\n    metric: x\n"))
-        self.assertIn("'metric' is a field of http or mqtt connectors, not modbus_tcp ones", out)
+        self.assertIn("'metric' is a field of http, mqtt or coap connectors, not modbus_tcp ones", out)
 
 
 if __name__ == "__main__":
