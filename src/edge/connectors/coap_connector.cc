@@ -84,19 +84,30 @@ std::optional<unsigned> uintOption(const coap_pdu_t* pdu, coap_option_num_t numb
   return coap_decode_var_bytes(coap_opt_value(opt), coap_opt_length(opt));
 }
 
-/// The payload format a Content-Format names (nullopt: one the connector cannot read).
+/// The payload format a Content-Format names: its media type read as HTTP reads a
+/// Content-Type (none or octet-stream: `fallback`; nullopt: one the connector cannot read).
 std::optional<PayloadFormat> formatOf(std::optional<unsigned> content_format, PayloadFormat fallback) {
-  if (!content_format || *content_format == kOctetStream) return fallback;
+  if (!content_format) return fallback;
   switch (*content_format) {
-    case kJson:
-      return PayloadFormat::kJson;
-    case kSenmlJson:
-      return PayloadFormat::kSenml;
     case kTextPlain:
-      return fallback == PayloadFormat::kNumber ? fallback : PayloadFormat::kLineProtocol;
+      return formatOfContentType("text/plain", fallback);
+    case kOctetStream:
+      return formatOfContentType("application/octet-stream", fallback);
+    case kJson:
+      return formatOfContentType("application/json", fallback);
+    case kSenmlJson:
+      return formatOfContentType("application/senml+json", fallback);
     default:
       return std::nullopt;
   }
+}
+
+/// A message's payload (empty when it has none).
+std::string_view payloadOf(const coap_pdu_t* pdu) {
+  size_t len = 0;
+  const uint8_t* data = nullptr;
+  if (!coap_get_data(pdu, &len, &data) || !data) return {};
+  return {reinterpret_cast<const char*>(data), len};
 }
 
 void answer(coap_pdu_t* response, coap_pdu_code_t code, std::string_view text, bool is_json = false) {
@@ -140,7 +151,7 @@ struct CoapConnector::Observed {
   int64_t heard_ms = 0;  ///< the last answer (wall ms)
   int64_t max_age_ms = 60'000;
   int64_t next_try_ms = 0;  ///< when to (re-)register
-  std::chrono::milliseconds backoff{0};
+  uint32_t failures = 0;    ///< in a row: the backoff before the next try
   bool pending = false;     ///< a registration is on its way (libcoap retransmits it until answered)
   int64_t last_seq = -1;    ///< the last notification's Observe number (-1: none yet)
   int64_t last_seq_ms = 0;  ///< when it came
@@ -150,8 +161,7 @@ struct CoapConnector::Observed {
 struct CoapConnector::Context {
   coap_context_t* ctx = nullptr;
   std::vector<Observed> observed;
-  bool bound = false;
-  int64_t next_bind_ms = 0;
+  int64_t next_bind_ms = 0;  ///< while not listening: when to try binding again
   /// The answers of the exchanges of the last kCoapExchangeLifetimeMs (at most
   /// kCoapRememberedExchanges), by peer address and message id, oldest first.
   struct Exchange {
@@ -254,7 +264,6 @@ bool CoapConnector::bind() {
                     config_.listen.host, config_.listen.port));
     return false;
   }
-  c.bound = true;
   stats_->listening = true;
   return true;
 }
@@ -268,7 +277,7 @@ void CoapConnector::stop() {
 void CoapConnector::run() {
   while (!stopping_.load(std::memory_order_relaxed)) {
     const int64_t now = wallMillis();
-    if (config_.listens && !context_->bound && now >= context_->next_bind_ms) bind();
+    if (config_.listens && !stats_->listening && now >= context_->next_bind_ms) bind();
     for (auto& o : context_->observed) {
       if (o.pending) continue;  // libcoap retransmits it, then answers or gives up (onNack)
       const bool silent = o.stats->established && now - o.heard_ms > o.max_age_ms + kCoapObserveGraceMs;
@@ -284,22 +293,26 @@ void CoapConnector::cancelObservations() {
   bool sent = false;
   for (auto& o : context_->observed) {
     if (!o.session || !o.stats->established || o.token.empty()) continue;
-    coap_pdu_t* pdu = coap_pdu_init(COAP_MESSAGE_NON, COAP_REQUEST_CODE_GET, coap_new_message_id(o.session),
-                                    coap_session_max_pdu_size(o.session));
-    if (!pdu) continue;
-    coap_add_token(pdu, o.token.size(), o.token.data());
-    uint8_t buf[4];
-    coap_add_option(pdu, COAP_OPTION_OBSERVE, coap_encode_var_safe(buf, sizeof buf, COAP_OBSERVE_CANCEL),
-                    buf);
-    for (const auto& segment : o.config->path)
-      coap_add_option(pdu, COAP_OPTION_URI_PATH, segment.size(),
-                      reinterpret_cast<const uint8_t*>(segment.data()));
-    for (const auto& q : o.config->query)
-      coap_add_option(pdu, COAP_OPTION_URI_QUERY, q.size(), reinterpret_cast<const uint8_t*>(q.data()));
-    sent = coap_send(o.session, pdu) != COAP_INVALID_MID || sent;
+    if (coap_pdu_t* pdu = observeRequest(o, COAP_MESSAGE_NON, COAP_OBSERVE_CANCEL))
+      sent = coap_send(o.session, pdu) != COAP_INVALID_MID || sent;
     o.stats->established = false;
   }
   if (sent) coap_io_process(context_->ctx, COAP_IO_NO_WAIT);
+}
+
+coap_pdu_t* CoapConnector::observeRequest(const Observed& o, int type, unsigned observe) {
+  coap_pdu_t* pdu = coap_pdu_init(static_cast<coap_pdu_type_t>(type), COAP_REQUEST_CODE_GET,
+                                  coap_new_message_id(o.session), coap_session_max_pdu_size(o.session));
+  if (!pdu) return nullptr;
+  coap_add_token(pdu, o.token.size(), o.token.data());
+  uint8_t buf[4];
+  coap_add_option(pdu, COAP_OPTION_OBSERVE, coap_encode_var_safe(buf, sizeof buf, observe), buf);
+  for (const auto& segment : o.config->path)
+    coap_add_option(pdu, COAP_OPTION_URI_PATH, segment.size(),
+                    reinterpret_cast<const uint8_t*>(segment.data()));
+  for (const auto& q : o.config->query)
+    coap_add_option(pdu, COAP_OPTION_URI_QUERY, q.size(), reinterpret_cast<const uint8_t*>(q.data()));
+  return pdu;
 }
 
 void CoapConnector::onRequest(coap_session_t* session, const coap_pdu_t* request, coap_pdu_t* response) {
@@ -329,11 +342,9 @@ void CoapConnector::onRequest(coap_session_t* session, const coap_pdu_t* request
   }
   answerRequest(request, response);
   if (key.empty()) return;
-  Context::Exchange e{now, static_cast<uint8_t>(coap_pdu_get_code(response)), false, {}};
-  size_t len = 0;
-  const uint8_t* data = nullptr;
-  if (coap_get_data(response, &len, &data) && data) e.text.assign(reinterpret_cast<const char*>(data), len);
-  e.json = uintOption(response, COAP_OPTION_CONTENT_FORMAT) == kJson;
+  Context::Exchange e{now, static_cast<uint8_t>(coap_pdu_get_code(response)),
+                      uintOption(response, COAP_OPTION_CONTENT_FORMAT) == kJson,
+                      std::string(payloadOf(response))};
   c.exchange_order.emplace_back(now, key);
   c.exchanges.emplace(std::move(key), std::move(e));
 }
@@ -343,11 +354,14 @@ void CoapConnector::answerRequest(const coap_pdu_t* request, coap_pdu_t* respons
     ++stats_->refused_requests;
     answer(response, code, why);
   };
+  // A payload refused whole counts as a refused payload of the connector too.
+  auto refusePayload = [&](coap_pdu_code_t code, std::string_view why) {
+    runtime_.countIngest(config_.name, 0, 0, true);
+    refuse(code, why);
+  };
   const coap_pdu_code_t method = coap_pdu_get_code(request);
-  if (method != COAP_REQUEST_CODE_POST && method != COAP_REQUEST_CODE_PUT) {
-    ++stats_->refused_requests;
-    return answer(response, COAP_RESPONSE_CODE_NOT_ALLOWED, "");
-  }
+  if (method != COAP_REQUEST_CODE_POST && method != COAP_REQUEST_CODE_PUT)
+    return refuse(COAP_RESPONSE_CODE_NOT_ALLOWED, "");
   // /<path>/<device>: the path's segments, then one for the device (or ?device=).
   const auto segments = optionValues(request, COAP_OPTION_URI_PATH);
   const auto& prefix = config_.path_segments;
@@ -356,8 +370,7 @@ void CoapConnector::answerRequest(const coap_pdu_t* request, coap_pdu_t* respons
     ++stats_->not_found;
     // No reason in the answer: a 4.04 is what a scan or a forged sender mostly gets, and a
     // short answer reflects nothing worth forging (RFC 7252 11.3).
-    ++stats_->refused_requests;
-    return answer(response, COAP_RESPONSE_CODE_NOT_FOUND, "");
+    return refuse(COAP_RESPONSE_CODE_NOT_FOUND, "");
   }
   std::string device = segments.size() > prefix.size() ? std::string(segments.back()) : std::string();
   std::string metric;
@@ -375,30 +388,19 @@ void CoapConnector::answerRequest(const coap_pdu_t* request, coap_pdu_t* respons
     }
   }
   if (metric.empty()) metric = config_.metric;
-  if (hasOption(request, COAP_OPTION_BLOCK1)) {
-    runtime_.countIngest(config_.name, 0, 0, true);
-    return refuse(COAP_RESPONSE_CODE_REQUEST_TOO_LARGE,
-                  "send readings in one datagram (no block-wise transfer)");
-  }
-  if (optionValues(request, COAP_OPTION_CONTENT_FORMAT).size() > 1) {
-    runtime_.countIngest(config_.name, 0, 0, true);
-    return refuse(COAP_RESPONSE_CODE_BAD_OPTION, "Content-Format is given twice");
-  }
+  if (hasOption(request, COAP_OPTION_BLOCK1))
+    return refusePayload(COAP_RESPONSE_CODE_REQUEST_TOO_LARGE,
+                         "send readings in one datagram (no block-wise transfer)");
+  if (optionValues(request, COAP_OPTION_CONTENT_FORMAT).size() > 1)
+    return refusePayload(COAP_RESPONSE_CODE_BAD_OPTION, "Content-Format is given twice");
   const auto format = formatOf(uintOption(request, COAP_OPTION_CONTENT_FORMAT), config_.format);
-  if (!format) {
-    runtime_.countIngest(config_.name, 0, 0, true);
-    return refuse(COAP_RESPONSE_CODE_UNSUPPORTED_CONTENT_FORMAT,
-                  "send Content-Format 50 (json), 110 (senml+json) or 0 (text/plain: line protocol)");
-  }
-  size_t len = 0;
-  const uint8_t* data = nullptr;
-  coap_get_data(request, &len, &data);
-  const std::string_view payload(reinterpret_cast<const char*>(data), data ? len : 0);
-  if (payload.size() > config_.max_body) {
-    runtime_.countIngest(config_.name, 0, 0, true);
-    return refuse(COAP_RESPONSE_CODE_REQUEST_TOO_LARGE,
-                  fmt::format("the payload is larger than {} bytes", config_.max_body));
-  }
+  if (!format)
+    return refusePayload(COAP_RESPONSE_CODE_UNSUPPORTED_CONTENT_FORMAT,
+                         "send Content-Format 50 (json), 110 (senml+json) or 0 (text/plain: line protocol)");
+  const std::string_view payload = payloadOf(request);
+  if (payload.size() > config_.max_body)
+    return refusePayload(COAP_RESPONSE_CODE_REQUEST_TOO_LARGE,
+                         fmt::format("the payload is larger than {} bytes", config_.max_body));
   const Ingested got = ingest(*format, payload, device, metric);
   if (!got.error.empty()) return refuse(static_cast<coap_pdu_code_t>(got.code), got.error);
   json::object body;
@@ -461,9 +463,6 @@ void CoapConnector::observe(Observed& o, int64_t now) {
     o.session = coap_new_client_session(context_->ctx, nullptr, &*addr, COAP_PROTO_UDP);
     if (!o.session) return retry("libcoap could not open a session");
   }
-  coap_pdu_t* pdu = coap_pdu_init(COAP_MESSAGE_CON, COAP_REQUEST_CODE_GET, coap_new_message_id(o.session),
-                                  coap_session_max_pdu_size(o.session));
-  if (!pdu) return retry("libcoap could not make a request");
   // A registration again keeps its token (RFC 7641 3.3.1): the server replaces the old entry
   // rather than keeping two observers.
   if (o.token.empty()) {
@@ -472,15 +471,8 @@ void CoapConnector::observe(Observed& o, int64_t now) {
     coap_session_new_token(o.session, &token_len, token);
     o.token.assign(token, token + token_len);
   }
-  coap_add_token(pdu, o.token.size(), o.token.data());
-  uint8_t buf[4];
-  coap_add_option(pdu, COAP_OPTION_OBSERVE, coap_encode_var_safe(buf, sizeof buf, COAP_OBSERVE_ESTABLISH),
-                  buf);
-  for (const auto& segment : cfg.path)
-    coap_add_option(pdu, COAP_OPTION_URI_PATH, segment.size(),
-                    reinterpret_cast<const uint8_t*>(segment.data()));
-  for (const auto& q : cfg.query)
-    coap_add_option(pdu, COAP_OPTION_URI_QUERY, q.size(), reinterpret_cast<const uint8_t*>(q.data()));
+  coap_pdu_t* pdu = observeRequest(o, COAP_MESSAGE_CON, COAP_OBSERVE_ESTABLISH);
+  if (!pdu) return retry("libcoap could not make a request");
   if (coap_send(o.session, pdu) == COAP_INVALID_MID) return retry("the request could not be sent");
   ++o.stats->registrations;
   o.pending = true;  // until an answer, or libcoap gives up on it (onNack)
@@ -510,7 +502,7 @@ int CoapConnector::onResponse(coap_session_t* session, const coap_pdu_t* receive
   const bool observing = hasOption(received, COAP_OPTION_OBSERVE);
   o->stats->established = observing;
   o->heard_ms = now;
-  o->backoff = std::chrono::milliseconds(0);
+  o->failures = 0;
   if (auto max_age = uintOption(received, COAP_OPTION_MAXAGE))
     o->max_age_ms = int64_t{*max_age} * 1000;
   else
@@ -542,10 +534,7 @@ int CoapConnector::onResponse(coap_session_t* session, const coap_pdu_t* receive
                           o->config->uri));
     return COAP_RESPONSE_OK;
   }
-  size_t len = 0;
-  const uint8_t* data = nullptr;
-  coap_get_data(received, &len, &data);
-  const std::string_view payload(reinterpret_cast<const char*>(data), data ? len : 0);
+  const std::string_view payload = payloadOf(received);
   const std::string& metric = o->config->metric.empty() ? config_.metric : o->config->metric;
   const Ingested got = ingest(*format, payload, o->config->device, metric);
   if (!got.error.empty()) {
@@ -569,8 +558,8 @@ void CoapConnector::retryLater(Observed& o, int64_t now, std::string why) {
   o.stats->established = false;
   ++o.stats->failures;
   noteError(fmt::format("observe {}: {}", o.config->uri, why));
-  o.backoff = std::min(std::max(o.backoff * 2, config_.reconnect.initial), config_.reconnect.max);
-  o.next_try_ms = now + o.backoff.count();
+  o.next_try_ms =
+      now + doublingBackoffMs(config_.reconnect.initial.count(), config_.reconnect.max.count(), ++o.failures);
 }
 
 void CoapConnector::noteError(std::string what) {

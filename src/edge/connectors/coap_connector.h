@@ -118,6 +118,9 @@ class CoapConnector {
   void observe(Observed& o, int64_t now);
   /// Tells the server of each established observation that it is no longer wanted. Its thread, at the end.
   void cancelObservations();
+  /// A GET of `o`'s resource with its token and Observe `observe` (0 registers, 1 cancels),
+  /// of coap_pdu_type_t `type`; nullptr when libcoap could not make one. Its thread.
+  coap_pdu_t* observeRequest(const Observed& o, int type, unsigned observe);
   void retryLater(Observed& o, int64_t now, std::string why);
   Observed* observationOf(coap_session_t* session, const coap_pdu_t* pdu);
   void noteError(std::string what);

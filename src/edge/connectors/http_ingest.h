@@ -21,9 +21,4 @@ class HttpIngest final : public http::TerminalHandler {
   EdgeRuntime& runtime_;
 };
 
-/// The payload format a Content-Type names: application/json (and +json other than SenML)
-/// → json, application/senml+json → senml, text/plain → line_protocol; empty or
-/// application/octet-stream → `fallback`; anything else → nullopt (415).
-std::optional<PayloadFormat> formatOfContentType(std::string_view content_type, PayloadFormat fallback);
-
 }  // namespace ganglion::edge

@@ -548,4 +548,16 @@ std::string noReadingsRefusal(const DecodeReport& report) {
              : std::string("the payload holds no readings");
 }
 
+std::optional<PayloadFormat> formatOfContentType(std::string_view content_type, PayloadFormat fallback) {
+  std::string_view type = trim(content_type.substr(0, content_type.find(';')));
+  if (type.empty() || iequals(type, "application/octet-stream")) return fallback;
+  if (iequals(type, "application/senml+json")) return PayloadFormat::kSenml;
+  if (iequals(type, "application/json") ||
+      (type.size() > 5 && iequals(type.substr(type.size() - 5), "+json")))
+    return PayloadFormat::kJson;
+  if (iequals(type, "text/plain"))
+    return fallback == PayloadFormat::kNumber ? fallback : PayloadFormat::kLineProtocol;
+  return std::nullopt;
+}
+
 }  // namespace ganglion::edge

@@ -72,6 +72,12 @@ using ReadingSink = std::function<void(const DecodedReading&)>;
 Result<void> decodePayload(PayloadFormat format, std::string_view payload, const PayloadContext& ctx,
                            const ReadingSink& sink, DecodeReport& report);
 
+/// The payload format a media type names (HTTP's Content-Type, CoAP's Content-Format as its
+/// media type): application/json (and +json other than SenML) → json, application/senml+json
+/// → senml, text/plain → line_protocol (number when that is `fallback`); empty or
+/// application/octet-stream → `fallback`; anything else → nullopt (415).
+std::optional<PayloadFormat> formatOfContentType(std::string_view content_type, PayloadFormat fallback);
+
 /// What an ingest answers for a payload refused whole, and for one without an acceptable
 /// reading (the first reason, and how many were refused).
 std::string payloadRefusal(PayloadFormat format, const Error& error);
