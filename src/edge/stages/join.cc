@@ -27,18 +27,19 @@ JoinStage::JoinStage(JoinSpec spec, const FieldNames& names, StringPool& strings
   }
 }
 
-int JoinStage::roleOf(const Record& r, const SeriesTable& series) const {
-  if (r.kind != RecordKind::kReading || !r.hasValue() || r.series == kNoSeries) return kNotJoined;
+JoinStage::Role JoinStage::roleOf(const Record& r, const SeriesTable& series) const {
+  if (r.kind != RecordKind::kReading || !r.hasValue() || r.series == kNoSeries) return Role::kNotJoined;
   const SeriesKey& key = series.key(r.series);
-  int role = kNotJoined;
-  for (size_t p = 0; p < partners_.size(); ++p) {
-    const Partner& partner = partners_[p];
-    if (partner.metric != key.metric) continue;
-    if (partner.device == key.device) return static_cast<int>(p);  // a fixed device's: never driving
-    if (partner.device == StringPool::kNotFound && role == kNotJoined) role = static_cast<int>(p);
+  bool partner = false, fixed = false;
+  for (const Partner& p : partners_) {
+    if (!takes(p, key)) continue;
+    partner = true;
+    fixed = fixed || p.device == key.device;
   }
-  if (key.metric == on_) return kDriving;  // the loader refuses a same-device partner of `on`
-  return role;
+  // A fixed device's readings are its partner readings, never driving ones (the loader
+  // refuses a same-device partner of `on`).
+  if (key.metric == on_ && !fixed) return Role::kDriving;
+  return partner ? Role::kPartner : Role::kNotJoined;
 }
 
 void JoinStage::remember(size_t partner, StringId device, const Record& r) {
@@ -178,22 +179,19 @@ void JoinStage::process(Batch& batch, StageContext& ctx) {
   // First the partners: a driving reading is joined with what its whole batch said.
   for (size_t i = 0; i < n; ++i) {
     const Record& r = batch.records[i];
-    const int role = roleOf(r, ctx.series);
+    const Role role = roleOf(r, ctx.series);
     roles_[i] = role;
-    if (role == kNotJoined) continue;
-    any = true;
-    if (role == kDriving) continue;
-    const StringId device = ctx.series.key(r.series).device;
+    any = any || role != Role::kNotJoined;
+    if (role != Role::kPartner) continue;
+    const SeriesKey& key = ctx.series.key(r.series);
     // A reading may be the partner of several (a fixed device's metric that is also a
     // same-device partner, for that device's own joins).
     for (size_t p = 0; p < partners_.size(); ++p) {
-      const Partner& partner = partners_[p];
-      if (partner.metric != ctx.series.key(r.series).metric) continue;
-      if (partner.device == device || partner.device == StringPool::kNotFound) {
-        remember(p, device, r);
-        fixed_partner = fixed_partner || partner.device != StringPool::kNotFound;
-        if (spec_.wait_ms > 0 && partner.device == StringPool::kNotFound) touched_.push_back(device);
-      }
+      if (!takes(partners_[p], key)) continue;
+      remember(p, key.device, r);
+      const bool fixed = partners_[p].device != StringPool::kNotFound;
+      fixed_partner = fixed_partner || fixed;
+      if (spec_.wait_ms > 0 && !fixed) touched_.push_back(key.device);
     }
   }
   if (!any) {
@@ -203,10 +201,10 @@ void JoinStage::process(Batch& batch, StageContext& ctx) {
   scratch_.clear();
   for (size_t i = 0; i < n; ++i) {
     const Record& r = batch.records[i];
-    if (roles_[i] == kNotJoined) {
+    if (roles_[i] == Role::kNotJoined) {
       scratch_.copyFrom(batch, r);
       ++counters.out;
-    } else if (roles_[i] == kDriving) {
+    } else if (roles_[i] == Role::kDriving) {
       if (spec_.wait_ms == 0) {
         emit(r, batch.fields.data() + r.fields_begin, batch.text, ctx.series, scratch_);
       } else {

@@ -103,9 +103,13 @@ class JoinStage final : public Stage {
     StringId device;  // kNotFound: the driving reading's device
     FieldId field;
   };
-  enum : int { kNotJoined = -2, kDriving = -1 };  // else the partner's index
+  enum class Role : uint8_t { kNotJoined, kDriving, kPartner };
 
-  int roleOf(const Record& r, const SeriesTable& series) const;
+  /// Whether `p` takes readings of `key` (its metric; its fixed device, or any).
+  static bool takes(const Partner& p, const SeriesKey& key) {
+    return p.metric == key.metric && (p.device == StringPool::kNotFound || p.device == key.device);
+  }
+  Role roleOf(const Record& r, const SeriesTable& series) const;
   static uint64_t keyOf(size_t partner, StringId device) { return (uint64_t{partner} << 32) | device; }
   StringId deviceFor(const Partner& p, StringId driving_device) const {
     return p.device == StringPool::kNotFound ? driving_device : p.device;
@@ -136,7 +140,7 @@ class JoinStage final : public Stage {
   size_t held_count_ = 0;
   std::vector<SeriesId> out_series_;  // driving series → the joined records' series
   StringId out_metric_;
-  std::vector<int> roles_;         // per record of the batch: kNotJoined, kDriving or a partner
+  std::vector<Role> roles_;        // per record of the batch
   std::vector<StringId> touched_;  // devices whose held readings may be released
   Batch scratch_;
 };
