@@ -221,25 +221,24 @@ Result<std::string> buckets(store::Database& db, const TsdbQuery& q, const std::
 }  // namespace
 
 Result<uint64_t> TsdbStore::shrinkTo(uint64_t max_bytes) {
-  auto pragma = [&](const char* name) -> Result<int64_t> {
-    auto st = db_->prepare(fmt::format("PRAGMA {}", name));
+  // A value of one statement (0 when it gives no row).
+  auto scalar = [&](const char* sql) -> Result<int64_t> {
+    auto st = db_->prepare(sql);
     if (!st) return st.error();
     auto step = st->step();
     if (!step) return step.error();
     return *step == store::Statement::Step::kRow ? st->integer(0) : 0;
   };
-  auto pages = pragma("page_count");
-  auto free_pages = pragma("freelist_count");
-  auto page_size = pragma("page_size");
-  if (!pages) return pages.error();
-  if (!free_pages) return free_pages.error();
-  if (!page_size) return page_size.error();
-  const uint64_t used = static_cast<uint64_t>(*pages - *free_pages) * static_cast<uint64_t>(*page_size);
+  // The file's pages in use (checked after every write: pragmas, no scan).
+  auto used_bytes = scalar(
+      "SELECT (p.page_count - f.freelist_count) * s.page_size "
+      "FROM pragma_page_count() p, pragma_freelist_count() f, pragma_page_size() s");
+  if (!used_bytes) return used_bytes.error();
+  const auto used = static_cast<uint64_t>(*used_bytes);
   if (used <= max_bytes) return uint64_t{0};
-  auto count = db_->prepare("SELECT count(*) FROM records");
-  if (!count) return count.error();
-  if (auto step = count->step(); !step) return step.error();
-  const auto total = static_cast<uint64_t>(count->integer(0));
+  auto records = scalar("SELECT count(*) FROM records");  // a scan: only when over the cap
+  if (!records) return records.error();
+  const auto total = static_cast<uint64_t>(*records);
   // Down to 90 %, by the share of the records that much is (records are of about one size).
   const double share = static_cast<double>(used - max_bytes * 9 / 10) / static_cast<double>(used);
   const auto n = std::max<uint64_t>(1, static_cast<uint64_t>(static_cast<double>(total) * share + 0.5));
