@@ -60,12 +60,15 @@ void LogSyncer::run() {
         ::close(fd);
       }
     }
+    // Counted before the callbacks: a caller woken by one reads counters that include it.
+    lock.lock();
+    fsyncs_ += calls;
+    ++batches_;
+    lock.unlock();
     for (size_t i = 0; i < batch.size(); ++i)
       if (batch[i].done) batch[i].done(ok[i] != 0);
     batch.clear();
     lock.lock();
-    fsyncs_ += calls;
-    ++batches_;
   }
 }
 
