@@ -62,6 +62,7 @@ constexpr KindField kKindFields[] = {
     {"listen", "coap"},
     {"path", "coap"},
     {"observe", "coap"},
+    {"psk", "coap"},
 };
 
 std::vector<std::string_view> splitKinds(std::string_view kinds) {
@@ -260,13 +261,21 @@ void readCoapObserve(Reader& r, const config::Node& v, ConnectorConfig& c) {
     readFields(coapObserveSchema(), n, o, r);
     if (r.errors.size() != errors) return;
     auto url = boost::urls::parse_uri(o.uri);
-    if (!url || url->scheme() != "coap" || url->encoded_host().empty())
+    if (!url || (url->scheme() != "coap" && url->scheme() != "coaps") || url->encoded_host().empty())
       return r.fail(
           n["uri"],
-          fmt::format("uri must be coap://host[:port]/path, got '{}'{}", o.uri,
-                      url && url->scheme() == "coaps" ? " (coaps, CoAP over DTLS, is not built yet)" : ""));
+          fmt::format("uri must be coap://host[:port]/path or coaps://host[:port]/path, got '{}'", o.uri));
     if (url->has_userinfo() || url->has_fragment())
       return r.fail(n["uri"], "a coap uri has no user or fragment");
+    o.secure = url->scheme() == "coaps";
+    if (o.secure) {
+      o.port = 5684;
+      if (o.identity.empty() || o.key.empty())
+        return r.fail(n, "a coaps observation needs the 'identity' and 'key' (a pre-shared key) it presents");
+    } else if (n["identity"].IsDefined() || n["key"].IsDefined()) {
+      return r.fail(n["identity"].IsDefined() ? n["identity"] : n["key"],
+                    "identity and key are for coaps:// observations (CoAP over DTLS)");
+    }
     o.host = url->host();
     if (url->has_port()) {
       const std::string port(url->port());
@@ -296,6 +305,35 @@ void readCoapObserve(Reader& r, const config::Node& v, ConnectorConfig& c) {
       return r.fail(n["device"].IsDefined() ? n["device"] : n,
                     "an observation names its readings' device: 1 to 256 characters, no controls");
     c.observe.push_back(std::move(o));
+  });
+}
+
+/// A PSK identity or key: 1 to 64 bytes (libcoap's limit for both).
+bool pskText(std::string_view s) { return !s.empty() && s.size() <= 64; }
+
+void readCoapPsk(Reader& r, const config::Node& v, ConnectorConfig& c) {
+  if (!v.IsSequence()) return r.fail(v, "psk is a list of { identity, key, devices }");
+  r.forEach(v, "psk", [&](const config::Node& n) {
+    if (!n.IsMap())
+      return r.fail(n, "a pre-shared key is a map: { identity: boiler-1, key: ${BOILER_1_KEY} }");
+    CoapPsk p;
+    p.at = n.place();
+    const size_t errors = r.errors.size();
+    readFields(coapPskSchema(), n, p, r);
+    if (r.errors.size() != errors) return;
+    if (!pskText(p.identity) || hasControlOrNoncharacter(p.identity))
+      return r.fail(n["identity"], "an identity is 1 to 64 bytes, no controls");
+    // The key is never repeated in a message: config errors may be logged.
+    if (!pskText(p.key)) return r.fail(n["key"], "a key is 1 to 64 bytes");
+    for (const auto& d : p.devices)
+      if (d.empty() || d.size() > 256 || hasControlOrNoncharacter(d))
+        return r.fail(n["devices"], "devices names devices (1 to 256 characters, no controls) or is [\"*\"]");
+    if (std::find(p.devices.begin(), p.devices.end(), "*") != p.devices.end() && p.devices.size() > 1)
+      return r.fail(n["devices"], "\"*\" (any device) stands alone in devices");
+    for (const auto& other : c.psk)
+      if (other.identity == p.identity)
+        return r.fail(n["identity"], fmt::format("identity '{}' is given twice", p.identity));
+    c.psk.push_back(std::move(p));
   });
 }
 
@@ -631,8 +669,8 @@ const Schema<ConnectorConfig>& connectorSchema() {
            .member = &C::listen,
            .default_text = "none",
            .doc = "`coap`: the UDP address of the endpoint devices post readings to "
-                  "(`coap://<listen>/<path>/<device>`); a connector without it only observes. Plain CoAP, "
-                  "no DTLS yet: keep it on a device network."},
+                  "(`coap://<listen>/<path>/<device>`); a connector without it only observes. Plain CoAP "
+                  "unless `psk` is given: keep a plain endpoint on a device network."},
           {.name = "path",
            .kind = FieldKind::kCustom,
            .member = {},
@@ -655,6 +693,19 @@ const Schema<ConnectorConfig>& connectorSchema() {
            .type_text = "list",
            .read = readCoapObserve,
            .show = showCoapObserve},
+          {.name = "psk",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "none",
+           .doc = "`coap`: pre-shared keys ([connector_psk](#connector-psk)); with them the endpoint speaks "
+                  "only CoAP over DTLS (`coaps`, conventionally port 5684), and a device is known by the "
+                  "identity it presents.",
+           .type_text = "list",
+           .read = readCoapPsk,
+           .show = [](const C& c) -> json::value {
+             if (c.psk.empty()) return nullptr;
+             return config::listToJson(coapPskSchema(), c.psk);
+           }},
       },
       {{.name = "tls",
         .type_text = "`true` or map",
@@ -730,10 +781,10 @@ const Schema<CoapObserve>& coapObserveSchema() {
            .kind = FieldKind::kString,
            .member = &O::uri,
            .default_text = "—",
-           .doc =
-               "The resource: `coap://host[:5683]/path[?query]`. Registered with Observe; registered again "
-               "when it goes silent past its Max-Age, answers an error or does not answer (backing off "
-               "as `reconnect` says).",
+           .doc = "The resource: `coap://host[:5683]/path[?query]`, or `coaps://host[:5684]/...` (DTLS with "
+                  "`identity` and `key`). Registered with Observe; registered again "
+                  "when it goes silent past its Max-Age, answers an error or does not answer (backing off "
+                  "as `reconnect` says).",
            .required = true,
            .missing = "an observation needs a 'uri': coap://10.0.0.5/sensors/temp"},
           {.name = "device",
@@ -767,9 +818,68 @@ const Schema<CoapObserve>& coapObserveSchema() {
              if (!o.format) return nullptr;
              return json::string(payloadFormatName(*o.format));
            }},
+          {.name = "identity",
+           .kind = FieldKind::kString,
+           .member = &O::identity,
+           .default_text = "none",
+           .doc = "`coaps://`, required: the PSK identity the gateway presents (1 to 64 bytes)."},
+          {.name = "key",
+           .kind = FieldKind::kString,
+           .member = &O::key,
+           .default_text = "none",
+           .doc =
+               "`coaps://`, required: its pre-shared key, 1 to 64 bytes (write `${ENV_VAR}`); never shown or "
+               "logged.",
+           .secret = true},
       },
       {}};
   return schema;
+}
+
+const Schema<CoapPsk>& coapPskSchema() {
+  using P = CoapPsk;
+  static const Schema<CoapPsk> schema{
+      "psk",
+      {
+          {.name = "identity",
+           .kind = FieldKind::kString,
+           .member = &P::identity,
+           .default_text = "—",
+           .doc = "The identity a device presents in the DTLS handshake (1 to 64 bytes).",
+           .required = true,
+           .missing = "a pre-shared key needs the 'identity' devices present"},
+          {.name = "key",
+           .kind = FieldKind::kString,
+           .member = &P::key,
+           .default_text = "—",
+           .doc = "The key, 1 to 64 bytes as written (write `${ENV_VAR}`); never shown or logged.",
+           .required = true,
+           .secret = true,
+           .missing = "a pre-shared key needs its 'key' (write ${ENV_VAR})"},
+          {.name = "devices",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "the identity",
+           .doc = "The devices whose readings the identity may send: a request naming another is answered "
+                  "4.03, a reading of another (a SenML base name, a `device` member) is rejected. `[\"*\"]`: "
+                  "any "
+                  "(a gateway in front of several devices).",
+           .type_text = "list",
+           .read = [](Reader& r, const config::Node& v, P& p) { p.devices = readNames(r, v, "psk.devices"); },
+           .show = [](const P& p) -> json::value {
+             if (p.devices.empty()) return nullptr;
+             return namesToJson(p.devices);
+           }},
+      },
+      {}};
+  return schema;
+}
+
+bool CoapPsk::allows(std::string_view device) const {
+  if (devices.empty()) return device == identity;
+  for (const auto& d : devices)
+    if (d == "*" || d == device) return true;
+  return false;
 }
 
 const Schema<ModbusRegister>& modbusRegisterSchema() {
@@ -920,6 +1030,10 @@ PayloadContext ConnectorConfig::payloadContext(std::string_view device_name,
 std::string connectorFingerprint(const ConnectorConfig& c) {
   json::object o = config::fieldsToJson(connectorSchema(), c);
   o["password"] = c.password;  // a changed secret is a change
+  json::array keys;
+  for (const auto& p : c.psk) keys.push_back(json::string(p.key));
+  for (const auto& x : c.observe) keys.push_back(json::string(x.key));
+  o["keys"] = std::move(keys);
   if (c.tls) o["tls"] = config::fieldsToJson(net::tlsClientSchema(), c.tls->settings());
   return json::serialize(o);
 }
@@ -984,6 +1098,10 @@ void readConnectors(Reader& r, const config::Node& list, EdgeConfig& out) {
       c.listens = n["listen"].IsDefined();
       if (!c.listens && c.observe.empty() && r.errors.size() == errors)
         r.fail(n, "a coap connector needs 'listen' (an endpoint devices post to) or 'observe' (or both)");
+      if (!c.psk.empty() && !c.listens)
+        r.fail(n["psk"],
+               "psk is for the endpoint devices post to: give 'listen' too (coaps observations take "
+               "their own identity and key)");
       if (c.reconnect.max < c.reconnect.initial)
         r.fail(n["reconnect"], "reconnect.max must be at least reconnect.initial");
       for (const auto& o : c.observe) {
@@ -1014,9 +1132,14 @@ void readConnectors(Reader& r, const config::Node& list, EdgeConfig& out) {
     }
     if (c.name.empty()) return;
     if (r.errors.size() != errors) return out.refused_names.push_back(c.name);
-    for (const auto& other : out.connectors)
+    for (const auto& other : out.connectors) {
       if (other.name == c.name)
         return r.fail(n["name"], fmt::format("duplicate connector name '{}'", c.name));
+      if (c.listens && other.listens && other.listen.host == c.listen.host &&
+          other.listen.port == c.listen.port)
+        return r.fail(n["listen"],
+                      fmt::format("connector '{}' listens on {} already", other.name, c.listen.text()));
+    }
     out.connectors.push_back(std::move(c));
   });
 }

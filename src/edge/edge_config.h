@@ -59,15 +59,29 @@ struct ReconnectConfig {
 /// `ingest: <connector>`) and `mqtt` (a client of a broker, docs/edge.md "MQTT").
 /// A resource a coap connector observes (RFC 7641): its notifications become readings.
 struct CoapObserve {
-  std::string uri;                      ///< coap://host[:5683]/path[?query]
+  std::string uri;                      ///< coap://host[:5683]/path[?query] or coaps://host[:5684]/...
   std::string device;                   ///< the readings' device (SenML base names may name their own)
   std::string metric;                   ///< "" = the connector's
   std::optional<PayloadFormat> format;  ///< unset: the connector's (a Content-Format says first)
+  std::string identity;                 ///< coaps: the PSK identity the gateway presents
+  std::string key;                      ///< coaps: its pre-shared key (secret)
   // From `uri`:
+  bool secure = false;  ///< coaps (DTLS with a pre-shared key)
   std::string host;
   uint16_t port = 5683;
   std::vector<std::string> path, query;
   config::Place at;
+};
+
+/// A pre-shared key a coap endpoint takes (DTLS): the identity a device presents, its key,
+/// and the devices whose readings it may send.
+struct CoapPsk {
+  std::string identity;
+  std::string key;                   ///< secret
+  std::vector<std::string> devices;  ///< empty: the identity's own; {"*"}: any
+  config::Place at;
+  /// Whether this identity may send readings of `device`.
+  bool allows(std::string_view device) const;
 };
 
 struct ConnectorConfig {
@@ -112,6 +126,7 @@ struct ConnectorConfig {
   std::string path = "readings";  ///< the endpoint's resource: /<path>/<device>
   std::vector<std::string> path_segments{"readings"};
   std::vector<CoapObserve> observe;
+  std::vector<CoapPsk> psk;  ///< non-empty: the endpoint speaks DTLS (coaps) only
   // From `url`:
   bool secure = false;
   std::string host;
@@ -340,6 +355,7 @@ const config::Schema<MqttSubscription>& mqttSubscriptionSchema();
 const config::Schema<ReconnectConfig>& reconnectSchema();
 const config::Schema<ModbusRegister>& modbusRegisterSchema();
 const config::Schema<CoapObserve>& coapObserveSchema();
+const config::Schema<CoapPsk>& coapPskSchema();
 /// A connector's settings as JSON, secrets included (never shown): equal means unchanged.
 std::string connectorFingerprint(const ConnectorConfig& c);
 const config::Schema<SinkConfig>& sinkSchema();

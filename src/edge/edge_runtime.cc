@@ -1858,6 +1858,21 @@ void EdgeRuntime::installConnectors(const EdgeConfig& cfg, size_t workers) {
   coap_ = std::move(coap);
 }
 
+Result<void> EdgeRuntime::checkEndpoints(const EdgeConfig& next) const {
+  for (const auto& c : next.connectors) {
+    if (c.kind != "coap" || !c.listens) continue;
+    // An address one of ours holds is released before its successor binds it.
+    const bool held = std::any_of(coap_.begin(), coap_.end(), [&](const auto& running) {
+      const auto& r = running->config();
+      return r.listens && r.listen.host == c.listen.host && r.listen.port == c.listen.port;
+    });
+    if (held) continue;
+    if (auto probe = probeUdpListen(c.listen); !probe)
+      return Error(fmt::format("{}: connector '{}': {}", c.at.line, c.name, probe.error().message));
+  }
+  return {};
+}
+
 void EdgeRuntime::installRules(const EdgeConfig& cfg) {
   // A rule keeps its state (hold-off, raised keys) on a pipeline that was kept, while its
   // settings do not change; its actions are bound again to this version's connectors and sinks.

@@ -117,6 +117,11 @@ class EdgeRuntime final : public telemetry::MetricsSource {
   /// Installs a config version's edge sections; durable queues live under `data_dir`
   /// (edge.data_dir resolved). Main thread.
   void install(const EdgeConfig& cfg, const std::filesystem::path& data_dir);
+  /// Refuses a config with a CoAP endpoint on an address that no running connector holds and
+  /// another socket does. A reload asks before it installs anything: moving an endpoint to
+  /// a taken port would close the working one for one that cannot bind. The error starts
+  /// with the connector's line ("12: connector 'field': ..."). Main thread.
+  Result<void> checkEndpoints(const EdgeConfig& next) const;
   /// Hands readings of `connector` to every pipeline that reads it, numbering them (ids).
   /// Returns the number of pipelines they went to, or -1 when one of them has too many
   /// readings waiting already (the caller answers 503: backpressure reaches the sender).

@@ -43,6 +43,7 @@ std::vector<DocsTable> schemaDocsTables() {
                                 {"connector_reconnect", docsTable(edge::reconnectSchema())},
                                 {"connector_registers", docsTable(edge::modbusRegisterSchema())},
                                 {"connector_observe", docsTable(edge::coapObserveSchema())},
+                                {"connector_psk", docsTable(edge::coapPskSchema())},
                                 {"sink", docsTable(edge::sinkSchema())},
                                 {"sink_batch", docsTable(edge::sinkBatchSchema())},
                                 {"sink_queue", docsTable(edge::sinkQueueSchema())},

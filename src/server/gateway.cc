@@ -419,6 +419,9 @@ asio::awaitable<std::pair<int, std::string>> Gateway::reload() {
   auto built = buildSnapshot(std::move(*config), version_ + 1, health_, known);
   for (auto& e : built.errors) errors.push_back(e.text());
   if (!built.snapshot) co_return fail(errors);
+  if (edge_)
+    if (auto endpoints = edge_->checkEndpoints(built.snapshot->config.edge); !endpoints)
+      co_return fail({config_path_ + ":" + endpoints.error().message});
   if (auto installed = installListeners(built.snapshot->config); !installed)
     co_return fail({installed.error().message});
   if (built.snapshot->config.workers != snapshot_->config.workers)

@@ -1071,7 +1071,37 @@ def _coap_tool(name):
     return exe
 
 
-def coap(method, uri, payload=None, content_format=None, non=False, wait=3):
+def _coap_dtls_tool(name):
+    exe = shutil.which(name + "-openssl")
+    if not exe:
+        raise unittest.SkipTest("%s-openssl is not installed (scripts/install-deps.sh installs libcoap3-bin)" % name)
+    return exe
+
+
+def _udp_port_free(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind((LOCALHOST, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def coaps(method, uri, identity, key, payload=None, content_format=None, extra=(), wait=3):
+    """One request over DTLS with a pre-shared key (libcoap's OpenSSL `coap-client`); returns
+    (code, text) as coap() does, ("", "") when the handshake fails or nothing answers."""
+    cmd = [_coap_dtls_tool("coap-client"), "-B", str(wait), "-m", method, "-u", identity, "-k", key] + list(extra)
+    if content_format is not None:
+        cmd += ["-t", str(content_format)]
+    if payload is not None:
+        cmd += ["-e", payload]
+    cmd.append(uri)
+    return _coap_result(subprocess.run(cmd, capture_output=True, text=True, timeout=wait + 10))
+
+
+def coap(method, uri, payload=None, content_format=None, non=False, wait=3, extra=()):
     """One request with libcoap's `coap-client`. Returns (code, text): ("2.xx", payload) for a
     success (coap-client does not print a success's code); for an error, coap-client prints
     "4.04 Not Found ..." on stderr, split into its code and the rest; ("", "") when nothing
@@ -1083,29 +1113,44 @@ def coap(method, uri, payload=None, content_format=None, non=False, wait=3):
         cmd += ["-e", payload]
     if non:
         cmd.append("-N")
+    cmd += list(extra)
     cmd.append(uri)
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=wait + 10)
+    return _coap_result(subprocess.run(cmd, capture_output=True, text=True, timeout=wait + 10))
+
+
+def _coap_result(r):
     lines = [line for line in r.stderr.splitlines() if not re.search(r" (EMRG|ALRT|CRIT|ERR|WARN|NOTE|INFO|DEBG) ", line)]
     m = re.match(r"^(\d\.\d\d)\s*(.*)$", "\n".join(lines).strip(), re.S)
     if m:
         return m.group(1), m.group(2)
-    if "cannot send CoAP pdu" in r.stderr or r.returncode != 0:
+    if "cannot send CoAP pdu" in r.stderr + r.stdout or r.returncode != 0:
         return "", ""
-    return "2.xx", r.stdout
+    # libcoap's log lines (a DTLS alert) go to stdout too.
+    return "2.xx", "".join(line for line in r.stdout.splitlines(True)
+                           if not re.search(r" (EMRG|ALRT|CRIT|ERR|WARN|NOTE|INFO|DEBG) ", line))
 
 
 class CoapServer:
     """libcoap's example `coap-server` on a free UDP port for a with-block: its resource
-    /example_data takes a PUT and is observable (each PUT notifies the observers)."""
+    /example_data takes a PUT and is observable (each PUT notifies the observers). With
+    `psk_key`, the OpenSSL build also serves CoAP over DTLS on the next port (`dtls_port`),
+    taking that pre-shared key for any identity."""
 
-    def __init__(self):
-        self.port = free_port(udp=True)
+    def __init__(self, psk_key=None):
+        self.psk_key = psk_key
+        while True:
+            self.port = free_port(udp=True)
+            if not psk_key or _udp_port_free(self.port + 1):
+                break
+        self.dtls_port = self.port + 1
         self.proc = None
 
     def start(self):
-        exe = _coap_tool("coap-server")
-        self.proc = subprocess.Popen([exe, "-A", LOCALHOST, "-p", str(self.port)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        exe = _coap_tool("coap-server") if not self.psk_key else _coap_dtls_tool("coap-server")
+        cmd = [exe, "-A", LOCALHOST, "-p", str(self.port)]
+        if self.psk_key:
+            cmd += ["-k", self.psk_key]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 5
         while time.time() < deadline:
             code, _ = coap("get", self.uri("/.well-known/core"), wait=1)
@@ -1129,6 +1174,9 @@ class CoapServer:
 
     def uri(self, path):
         return "coap://%s:%d%s" % (LOCALHOST, self.port, path)
+
+    def dtls_uri(self, path):
+        return "coaps://%s:%d%s" % (LOCALHOST, self.dtls_port, path)
 
 
 class InfluxDB:

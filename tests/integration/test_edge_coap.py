@@ -16,8 +16,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (LOCALHOST, CoapServer, Gateway, Receiver, check_config, coap, free_port,  # noqa: E402
-                     wait_until)
+from harness import (LOCALHOST, CoapServer, Gateway, Receiver, check_config, coap, coaps,  # noqa: E402
+                     free_port, wait_until)
 from test_edge import TOKEN  # noqa: E402
 
 CONFIG = """
@@ -69,8 +69,17 @@ def encode(mtype, code, mid, token=b"", options=(), payload=b""):
     last = 0
     for number, value in sorted(options, key=lambda o: o[0]):
         delta, length = number - last, len(value)
-        assert delta < 13 and length < 13
-        out += bytes([(delta << 4) | length]) + value
+        nibbles, extended = [], b""
+        for n in (delta, length):  # RFC 7252 3.1: 13 and 14 say one or two bytes follow
+            if n < 13:
+                nibbles.append(n)
+            elif n < 269:
+                nibbles.append(13)
+                extended += bytes([n - 13])
+            else:
+                nibbles.append(14)
+                extended += struct.pack("!H", n - 269)
+        out += bytes([(nibbles[0] << 4) | nibbles[1]]) + extended + value
         last = number
     if payload:
         out += b"\xff" + payload
@@ -86,8 +95,12 @@ def decode(data):
         at += 1
         if delta == 13:
             delta, at = data[at] + 13, at + 1
+        elif delta == 14:
+            delta, at = struct.unpack("!H", data[at:at + 2])[0] + 269, at + 2
         if length == 13:
             length, at = data[at] + 13, at + 1
+        elif length == 14:
+            length, at = struct.unpack("!H", data[at:at + 2])[0] + 269, at + 2
         number += delta
         options.append((number, data[at:at + length]))
         at += length
@@ -197,6 +210,38 @@ class Endpoint(unittest.TestCase):
             with Gateway(text, admin_port=admin):
                 self.assertTrue(wait_until(lambda: {r["value"] for r in rx.records()} >= set(range(20)), timeout=10),
                                 sorted(r["value"] for r in rx.records()))
+
+
+class Reload(unittest.TestCase):
+    def test_moving_the_endpoint_to_a_taken_port_is_refused_and_the_old_one_keeps_working(self):
+        udp, taken = free_port(udp=True), free_port(udp=True)
+        squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(squatter.close)
+        squatter.bind((LOCALHOST, taken))
+        with Receiver() as rx:
+            text, admin = config(rx.port, "    listen: %s:%d\n    metric: temperature\n" % (LOCALHOST, udp))
+            with Gateway(text, admin_port=admin) as gw:
+                gw.reload_file(text.replace(":%d\n" % udp, ":%d\n" % taken))
+                r = gw.admin("POST", "/reload", token=TOKEN)
+                self.assertEqual(r.status, 400, r.text)
+                self.assertRegex(r.json()["error"]["message"],
+                                 r"ganglion\.yaml:\d+: connector 'field': cannot listen on %s:%d \(UDP\): the address "
+                                 r"is already in use" % (LOCALHOST, taken))
+                code, body = coap("post", "coap://%s:%d/readings/p" % (LOCALHOST, udp), "3", "json")
+                self.assertEqual(code, "2.xx", body)
+                self.assertTrue(connector_status(gw)["listening"])
+                # Once the port is free the same reload moves it; a second connector on one
+                # address is a config error.
+                squatter.close()
+                self.assertEqual(gw.admin("POST", "/reload", token=TOKEN).status, 200)
+                self.assertTrue(wait_until(lambda: connector_status(gw).get("listen") == "%s:%d" % (LOCALHOST, taken)
+                                           and connector_status(gw)["listening"], timeout=5))
+                self.assertEqual(coap("post", "coap://%s:%d/readings/p" % (LOCALHOST, taken), "4", "json")[0], "2.xx")
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 2, timeout=5))
+        text, _ = config(free_port(), "    listen: 127.0.0.1:5683\n  - name: other\n    kind: coap\n"
+                                      "    listen: 127.0.0.1:5683\n")
+        code, out = check_config(text)
+        self.assertIn("connector 'field' listens on 127.0.0.1:5683 already", out)
 
 
 class Exchanges(unittest.TestCase):
@@ -363,6 +408,152 @@ class Observe(unittest.TestCase):
                 self.assertTrue(wait_until(lambda: any(r["value"] == 4 for r in rx.records()), timeout=90),
                                 connector_status(gw))
 
+BLOCK1, SIZE1, RTAG = 27, 60, 292
+
+
+def block1(num, more, szx):
+    return (BLOCK1, uint((num << 4) | (8 if more else 0) | szx))
+
+
+class Blocks(unittest.TestCase):
+    """Bodies larger than a datagram, in blocks (RFC 7959 Block1)."""
+
+    def test_a_body_in_blocks_is_taken_whole(self):
+        udp = free_port(udp=True)
+        with Receiver() as rx:
+            text, admin = config(rx.port, "    listen: %s:%d\n    metric: temperature\n" % (LOCALHOST, udp))
+            with Gateway(text, admin_port=admin) as gw:
+                senml = [{"bn": "line-4/", "n": "speed", "v": 0}] + [{"n": "speed", "v": i} for i in range(1, 300)]
+                path = os.path.join(tempfile.mkdtemp(prefix="ganglion-coap-"), "body.json")
+                with open(path, "w") as f:
+                    json.dump(senml, f)
+                self.assertGreater(os.path.getsize(path), 4000)  # four times what one datagram carries
+                code, body = coap("post", "coap://%s:%d/readings" % (LOCALHOST, udp), content_format=110,
+                                  extra=["-b", "64", "-f", path])
+                self.assertEqual(code, "2.xx", body)
+                self.assertEqual(json.loads(body), {"accepted": 300, "rejected": 0})
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 300, timeout=5), len(rx.records()))
+                self.assertEqual([r["value"] for r in rx.records()], list(range(300)))
+                status = connector_status(gw)
+                self.assertEqual((status["bodies_in_blocks"], status["payloads"]), (1, 1))
+
+    def test_blocks_out_of_order_too_large_or_short_are_refused(self):
+        udp = free_port(udp=True)
+        with Receiver() as rx:
+            text, admin = config(rx.port, "    listen: %s:%d\n    metric: temperature\n    max_body: 1024\n"
+                                 % (LOCALHOST, udp))
+            with Gateway(text, admin_port=admin) as gw:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                self.addCleanup(sock.close)
+                sock.settimeout(3)
+                sock.connect((LOCALHOST, udp))
+                szx, size = 5, 512
+                first = "[{\"value\": 1}".ljust(size)  # block 0 of a JSON array
+                # Block 0, then block 0 again with the same id (a lost ACK): the same 2.31, kept once.
+                m = post_raw(udp, 100, "p", first, extra=[block1(0, True, szx)])
+                a = exchange(sock, m)
+                self.assertEqual((a["code"], dict(a["options"]).get(BLOCK1)), ("2.31", uint(0x08 | szx)))
+                self.assertEqual(exchange(sock, m)["code"], "2.31")
+                # A block that skips one: 4.08, and the body is forgotten.
+                a = exchange(sock, post_raw(udp, 101, "p", " " * size, extra=[block1(2, True, szx)]))
+                self.assertEqual(a["code"], "4.08")
+                self.assertIn(b"starts at byte 1024, but 512 bytes have come", a["payload"])
+                a = exchange(sock, post_raw(udp, 102, "p", "]", extra=[block1(1, False, szx)]))
+                self.assertEqual(a["code"], "4.08")
+                self.assertIn(b"came without the blocks before it", a["payload"])
+                # A block that is not the last must be full.
+                a = exchange(sock, post_raw(udp, 103, "p", "[1", extra=[block1(0, True, szx)]))
+                self.assertEqual(a["code"], "4.00")
+                self.assertIn(b"carries 2 bytes", a["payload"])
+                # Size1 over max_body: 4.13 at once, saying the largest taken.
+                a = exchange(sock, post_raw(udp, 104, "p", first, extra=[block1(0, True, szx), (SIZE1, uint(5000))]))
+                self.assertEqual((a["code"], dict(a["options"]).get(SIZE1)), ("4.13", uint(1024)))
+                # Growing past max_body: 4.13 on the block that passes it.
+                for num in range(2):
+                    a = exchange(sock, post_raw(udp, 110 + num, "p", first if num == 0 else " " * size,
+                                                extra=[block1(num, True, szx)]))
+                    self.assertEqual(a["code"], "2.31")
+                a = exchange(sock, post_raw(udp, 112, "p", " " * size, extra=[block1(2, True, szx)]))
+                self.assertEqual((a["code"], dict(a["options"]).get(SIZE1)), ("4.13", uint(1024)))
+                # Two bodies at once from one sender, told apart by their Request-Tag (RFC 9175).
+                for tag, mid in ((b"A", 120), (b"B", 121)):
+                    a = exchange(sock, post_raw(udp, mid, "p", first, extra=[block1(0, True, szx), (RTAG, tag)]))
+                    self.assertEqual(a["code"], "2.31")
+                a = exchange(sock, post_raw(udp, 122, "p", ',{"value": 2}]', extra=[block1(1, False, szx), (RTAG, b"B")]))
+                self.assertEqual((a["code"], dict(a["options"]).get(BLOCK1)), ("2.04", uint(0x10 | szx)))
+                self.assertEqual(json.loads(a["payload"]), {"accepted": 2, "rejected": 0})
+                a = exchange(sock, post_raw(udp, 123, "p", ',{"value": 3}]', extra=[block1(1, False, szx), (RTAG, b"A")]))
+                self.assertEqual(a["code"], "2.04")
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 4, timeout=5), rx.records())
+                self.assertEqual(sorted(r["value"] for r in rx.records()), [1, 1, 2, 3])
+                self.assertEqual(connector_status(gw)["bodies_in_blocks"], 2)
+
+
+class Dtls(unittest.TestCase):
+    """CoAP over DTLS with pre-shared keys: the endpoint knows a device by its identity."""
+
+    def test_a_device_sends_only_its_own_readings_with_its_key(self):
+        udp = free_port(udp=True)
+        key = "k3y-0f-b0iler"
+        with Receiver() as rx:
+            text, admin = config(rx.port, "    listen: %s:%d\n    metric: temperature\n    psk:\n"
+                                 "      - { identity: boiler-1, key: \"%s\" }\n"
+                                 "      - { identity: hall-gw, key: gw-key, devices: [ \"*\" ] }\n"
+                                 % (LOCALHOST, udp, key))
+            with Gateway(text, admin_port=admin) as gw:
+                base = "coaps://%s:%d/readings" % (LOCALHOST, udp)
+                # Its own device, named or not.
+                self.assertEqual(coaps("post", base, "boiler-1", key, '{"value": 1}', 50)[0], "2.xx")
+                self.assertEqual(coaps("post", base + "/boiler-1", "boiler-1", key, '{"value": 2}', 50)[0], "2.xx")
+                # Another device: 4.03 in the path, rejected one by one in a payload.
+                code, body = coaps("post", base + "/boiler-2", "boiler-1", key, '{"value": 3}', 50)
+                self.assertEqual((code, body.strip()), ("4.03", "identity 'boiler-1' may not send readings of "
+                                                                "device 'boiler-2'"))
+                senml = json.dumps([{"bn": "boiler-2/", "n": "temperature", "v": 4},
+                                    {"bn": "boiler-1/", "n": "temperature", "v": 5}])
+                code, body = coaps("post", base, "boiler-1", key, senml, 110)
+                self.assertEqual(code, "2.xx", body)
+                self.assertEqual(json.loads(body)["rejected"], 1)
+                self.assertIn("may not send readings of device 'boiler-2'", json.loads(body)["first_rejection"])
+                # A gateway identity may send any device's.
+                self.assertEqual(coaps("post", base + "/pump-9", "hall-gw", "gw-key", '{"value": 6}', 50)[0], "2.xx")
+                # A wrong key or an unknown identity fails the handshake; plain CoAP is not answered.
+                self.assertEqual(coaps("post", base, "boiler-1", "wrong", '{"value": 7}', 50, wait=2), ("", ""))
+                self.assertEqual(coaps("post", base, "intruder", key, '{"value": 8}', 50, wait=2), ("", ""))
+                plain = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                self.addCleanup(plain.close)
+                plain.settimeout(1)
+                plain.connect((LOCALHOST, udp))
+                with self.assertRaises(socket.timeout):
+                    exchange(plain, post_raw(udp, 1, "boiler-1", '{"value": 9}'))
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 4, timeout=5), rx.records())
+                time.sleep(0.3)
+                self.assertEqual(sorted((r["device"], r["value"]) for r in rx.records()),
+                                 [("boiler-1", 1), ("boiler-1", 2), ("boiler-1", 5), ("pump-9", 6)])
+                status = connector_status(gw)
+                self.assertEqual(status["unknown_identities"], 1)
+                # The keys are never shown.
+                shown = gw.admin("GET", "/config", token=TOKEN).text
+                self.assertIn('"identity":"boiler-1","key":"<redacted>"', shown)
+                self.assertNotIn(key, shown)
+                self.assertNotIn("gw-key", shown)
+            self.assertNotIn(key, gw.log_text())
+
+    def test_an_observation_over_dtls(self):
+        with CoapServer(psk_key="server-k3y") as server, Receiver() as rx:
+            coap("put", server.uri("/example_data"), json.dumps({"value": 1}), "json")
+            text, admin = config(rx.port, "    metric: level\n    reconnect: { initial: 200ms, max: 1s }\n"
+                                 "    observe:\n      - { uri: \"%s\", device: tank-1, identity: gw, key: server-k3y }\n"
+                                 % server.dtls_uri("/example_data"))
+            with Gateway(text, admin_port=admin) as gw:
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 1, timeout=5), connector_status(gw))
+                coap("put", server.uri("/example_data"), json.dumps({"value": 2}), "json")
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 2, timeout=5), rx.records())
+                self.assertEqual([r["value"] for r in rx.records()], [1, 2])
+                self.assertTrue(connector_status(gw)["observations"][0]["established"])
+                self.assertNotIn("server-k3y", gw.admin("GET", "/config", token=TOKEN).text)
+            self.assertNotIn("server-k3y", gw.log_text())
+
 
 class ConfigErrors(unittest.TestCase):
     def test_each_mistake_is_named_with_its_line(self):
@@ -371,7 +562,17 @@ class ConfigErrors(unittest.TestCase):
             ("    listen: 127.0.0.1\n", "listen must be host:port"),
             ("    listen: 127.0.0.1:5683\n    path: \"a//b\"\n", "path is segments of 1 to 255 bytes"),
             ("    observe:\n      - { uri: \"coaps://10.0.0.5/t\", device: d, metric: m }\n",
-             "coaps, CoAP over DTLS, is not built yet"),
+             "a coaps observation needs the 'identity' and 'key'"),
+            ("    observe:\n      - { uri: \"coap://10.0.0.5/t\", device: d, metric: m, identity: i, key: k }\n",
+             "identity and key are for coaps:// observations"),
+            ("    metric: t\n    psk: [ { identity: a, key: k } ]\n", "psk is for the endpoint devices post to"),
+            ("    listen: 127.0.0.1:5684\n    psk: [ { identity: a, key: k }, { identity: a, key: j } ]\n",
+             "identity 'a' is given twice"),
+            ("    listen: 127.0.0.1:5684\n    psk: [ { identity: a, key: %s } ]\n" % ("k" * 65), "a key is 1 to 64 bytes"),
+            ("    listen: 127.0.0.1:5684\n    psk: [ { identity: a } ]\n", "a pre-shared key needs its 'key'"),
+            ("    listen: 127.0.0.1:5684\n    psk: [ { identity: a, key: k, devices: [\"*\", b] } ]\n",
+             "stands alone in devices"),
+            ("    listen: 127.0.0.1:5684\n    psk: { identity: a, key: k }\n", "psk is a list of"),
             ("    observe:\n      - { uri: \"http://10.0.0.5/t\", device: d, metric: m }\n", "uri must be coap://"),
             ("    observe:\n      - { uri: \"coap://10.0.0.5/t\", metric: m }\n", "names its readings' device"),
             ("    observe:\n      - { uri: \"coap://10.0.0.5/t\", device: d }\n", "no metric is set"),

@@ -3,6 +3,8 @@
 #include <coap3/coap.h>
 #include <fmt/format.h>
 #include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
 #include <chrono>
@@ -15,11 +17,22 @@
 
 #include "base/log.h"
 #include "base/time.h"
+#include "edge/connectors/coap_blocks.h"
 #include "edge/edge_runtime.h"
 
 namespace ganglion::edge {
 
 namespace json = boost::json;
+
+/// The answer to a request: what onRequest writes into libcoap's response and remembers for
+/// a repeat of the message.
+struct CoapAnswer {
+  coap_pdu_code_t code = COAP_RESPONSE_CODE_CHANGED;
+  std::string text;
+  bool json = false;
+  std::optional<unsigned> block1;  ///< the Block1 option (RFC 7959 2.3: the block it answers)
+  std::optional<unsigned> size1;   ///< 4.13: the largest body taken (RFC 7959 4)
+};
 
 namespace {
 
@@ -110,13 +123,26 @@ std::string_view payloadOf(const coap_pdu_t* pdu) {
   return {reinterpret_cast<const char*>(data), len};
 }
 
-void answer(coap_pdu_t* response, coap_pdu_code_t code, std::string_view text, bool is_json = false) {
-  coap_pdu_set_code(response, code);
-  if (text.empty()) return;
+void writeAnswer(coap_pdu_t* response, const CoapAnswer& a) {
+  coap_pdu_set_code(response, a.code);
   uint8_t buf[4];
-  coap_add_option(response, COAP_OPTION_CONTENT_FORMAT,
-                  coap_encode_var_safe(buf, sizeof buf, is_json ? kJson : kTextPlain), buf);
-  coap_add_data(response, text.size(), reinterpret_cast<const uint8_t*>(text.data()));
+  // Options in ascending number: Content-Format (12), Block1 (27), Size1 (60).
+  if (!a.text.empty())
+    coap_add_option(response, COAP_OPTION_CONTENT_FORMAT,
+                    coap_encode_var_safe(buf, sizeof buf, a.json ? kJson : kTextPlain), buf);
+  if (a.block1)
+    coap_add_option(response, COAP_OPTION_BLOCK1, coap_encode_var_safe(buf, sizeof buf, *a.block1), buf);
+  if (a.size1)
+    coap_add_option(response, COAP_OPTION_SIZE1, coap_encode_var_safe(buf, sizeof buf, *a.size1), buf);
+  if (!a.text.empty())
+    coap_add_data(response, a.text.size(), reinterpret_cast<const uint8_t*>(a.text.data()));
+}
+
+/// The peer's address and port as bytes (a key part); empty when libcoap has none.
+std::string peerKey(coap_session_t* session) {
+  const coap_address_t* peer = coap_session_get_addr_remote(session);
+  if (!peer) return {};
+  return std::string(reinterpret_cast<const char*>(&peer->addr), peer->size);
 }
 
 /// Waits (on the connector's thread) for a ticket: true once the readings are on disk, false
@@ -166,12 +192,13 @@ struct CoapConnector::Context {
   /// kCoapRememberedExchanges), by peer address and message id, oldest first.
   struct Exchange {
     int64_t at_ms = 0;
-    uint8_t code = 0;  ///< 0: not answered (a non-confirmable one that got none)
-    bool json = false;
-    std::string text;
+    CoapAnswer answer;
   };
   std::unordered_map<std::string, Exchange> exchanges;
   std::deque<std::pair<int64_t, std::string>> exchange_order;
+  CoapBlockAssembler blocks;  ///< bodies arriving in blocks
+  /// The keys of the config's `psk`, in order, as libcoap takes them.
+  std::vector<coap_bin_const_t> psk_keys;
 
   ~Context() {
     for (auto& o : observed)
@@ -179,6 +206,21 @@ struct CoapConnector::Context {
     if (ctx) coap_free_context(ctx);
   }
 };
+
+Result<void> probeUdpListen(const config::HostPort& address) {
+  auto addr = resolve(address.host, address.port);
+  if (!addr) return Error(addr.error().message);
+  const int fd = ::socket(addr->addr.sa.sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Error(fmt::format("socket(): {}", std::strerror(errno)));
+  // No SO_REUSEADDR: any socket on the address, libcoap's included, refuses the probe.
+  const int rc = ::bind(fd, &addr->addr.sa, addr->size);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0)
+    return Error(fmt::format("cannot listen on {}:{} (UDP): {}", address.host, address.port,
+                             err == EADDRINUSE ? "the address is already in use" : std::strerror(err)));
+  return {};
+}
 
 CoapConnector::CoapConnector(EdgeRuntime& runtime, ConnectorConfig config, std::shared_ptr<CoapStats> stats)
     : runtime_(runtime), config_(std::move(config)), fingerprint_(connectorFingerprint(config_)) {
@@ -211,6 +253,35 @@ Result<void> CoapConnector::start() {
   // port, must not grow them without bound. The least recently used idle one goes first.
   coap_context_set_max_idle_sessions(c->ctx, kCoapMaxIdleSessions);
   coap_context_set_session_timeout(c->ctx, kCoapSessionTimeoutS);
+  const bool wants_dtls = !config_.psk.empty() || std::any_of(config_.observe.begin(), config_.observe.end(),
+                                                              [](const CoapObserve& o) { return o.secure; });
+  if (wants_dtls && !coap_dtls_is_supported())
+    return Error(fmt::format("connector '{}': this libcoap has no DTLS (install libcoap3's OpenSSL build)",
+                             config_.name));
+  if (!config_.psk.empty()) {
+    for (const auto& p : config_.psk)
+      c->psk_keys.push_back({p.key.size(), reinterpret_cast<const uint8_t*>(p.key.data())});
+    // The handshake names an identity; its key is the config's, and the session remembers
+    // which entry it was (the devices it may send).
+    coap_dtls_spsk_t spsk{};
+    spsk.version = COAP_DTLS_SPSK_SETUP_VERSION;
+    spsk.validate_id_call_back = [](coap_bin_const_t* identity, coap_session_t* session,
+                                    void* arg) -> const coap_bin_const_t* {
+      auto* self = static_cast<CoapConnector*>(arg);
+      const std::string_view id(reinterpret_cast<const char*>(identity->s), identity->length);
+      const auto& psk = self->config_.psk;
+      for (size_t i = 0; i < psk.size(); ++i)
+        if (psk[i].identity == id) {
+          coap_session_set_app_data(session, const_cast<CoapPsk*>(&psk[i]));
+          return &self->context_->psk_keys[i];
+        }
+      ++self->stats_->unknown_identities;
+      return nullptr;  // the handshake fails
+    };
+    spsk.id_call_back_arg = this;
+    if (!coap_context_set_psk2(c->ctx, &spsk))
+      return Error(fmt::format("connector '{}': libcoap did not take the pre-shared keys", config_.name));
+  }
   if (config_.listens) {
     auto on_request = [](coap_resource_t*, coap_session_t* session, const coap_pdu_t* request,
                          const coap_string_t*, coap_pdu_t* response) {
@@ -258,7 +329,7 @@ bool CoapConnector::bind() {
     noteError(fmt::format("listen: {}; trying again every second", addr.error().message));
     return false;
   }
-  if (!coap_new_endpoint(c.ctx, &*addr, COAP_PROTO_UDP)) {
+  if (!coap_new_endpoint(c.ctx, &*addr, config_.psk.empty() ? COAP_PROTO_UDP : COAP_PROTO_DTLS)) {
     noteError(
         fmt::format("cannot listen on {}:{} (UDP): in use or not an address here; trying again every second",
                     config_.listen.host, config_.listen.port));
@@ -326,38 +397,35 @@ void CoapConnector::onRequest(coap_session_t* session, const coap_pdu_t* request
     c.exchanges.erase(c.exchange_order.front().second);
     c.exchange_order.pop_front();
   }
-  std::string key;
-  if (const coap_address_t* peer = coap_session_get_addr_remote(session)) {
-    key.assign(reinterpret_cast<const char*>(&peer->addr), peer->size);
+  std::string key = peerKey(session);
+  if (!key.empty()) {
     const coap_mid_t mid = coap_pdu_get_mid(request);
     key.append(reinterpret_cast<const char*>(&mid), sizeof mid);
-  }
-  if (!key.empty()) {
     if (auto it = c.exchanges.find(key); it != c.exchanges.end()) {
       ++stats_->duplicates;
-      if (it->second.code)
-        answer(response, static_cast<coap_pdu_code_t>(it->second.code), it->second.text, it->second.json);
+      writeAnswer(response, it->second.answer);
       return;
     }
   }
-  answerRequest(request, response);
+  CoapAnswer a = answerRequest(session, request);
+  if (COAP_RESPONSE_CLASS(a.code) != 2) ++stats_->refused_requests;
+  writeAnswer(response, a);
   if (key.empty()) return;
-  Context::Exchange e{now, static_cast<uint8_t>(coap_pdu_get_code(response)),
-                      uintOption(response, COAP_OPTION_CONTENT_FORMAT) == kJson,
-                      std::string(payloadOf(response))};
   c.exchange_order.emplace_back(now, key);
-  c.exchanges.emplace(std::move(key), std::move(e));
+  c.exchanges.emplace(std::move(key), Context::Exchange{now, std::move(a)});
 }
 
-void CoapConnector::answerRequest(const coap_pdu_t* request, coap_pdu_t* response) {
-  auto refuse = [&](coap_pdu_code_t code, std::string_view why) {
-    ++stats_->refused_requests;
-    answer(response, code, why);
+CoapAnswer CoapConnector::answerRequest(coap_session_t* session, const coap_pdu_t* request) {
+  auto refuse = [](coap_pdu_code_t code, std::string why) {
+    CoapAnswer a;
+    a.code = code;
+    a.text = std::move(why);
+    return a;
   };
   // A payload refused whole counts as a refused payload of the connector too.
-  auto refusePayload = [&](coap_pdu_code_t code, std::string_view why) {
+  auto refusePayload = [&](coap_pdu_code_t code, std::string why) {
     runtime_.countIngest(config_.name, 0, 0, true);
-    refuse(code, why);
+    return refuse(code, std::move(why));
   };
   const coap_pdu_code_t method = coap_pdu_get_code(request);
   if (method != COAP_REQUEST_CODE_POST && method != COAP_REQUEST_CODE_PUT)
@@ -388,37 +456,116 @@ void CoapConnector::answerRequest(const coap_pdu_t* request, coap_pdu_t* respons
     }
   }
   if (metric.empty()) metric = config_.metric;
-  if (hasOption(request, COAP_OPTION_BLOCK1))
-    return refusePayload(COAP_RESPONSE_CODE_REQUEST_TOO_LARGE,
-                         "send readings in one datagram (no block-wise transfer)");
+  // Over DTLS the device is known by its identity: it names no other device than it may.
+  const CoapPsk* psk = nullptr;
+  if (!config_.psk.empty()) {
+    psk = static_cast<const CoapPsk*>(coap_session_get_app_data(session));
+    if (!psk) return refuse(COAP_RESPONSE_CODE_UNAUTHORIZED, "no pre-shared key identity on this session");
+    if (device.empty() && psk->devices.empty()) device = psk->identity;
+    if (!device.empty() && !psk->allows(device))
+      return refuse(COAP_RESPONSE_CODE_FORBIDDEN,
+                    fmt::format("identity '{}' may not send readings of device '{}'", psk->identity, device));
+  }
   if (optionValues(request, COAP_OPTION_CONTENT_FORMAT).size() > 1)
     return refusePayload(COAP_RESPONSE_CODE_BAD_OPTION, "Content-Format is given twice");
-  const auto format = formatOf(uintOption(request, COAP_OPTION_CONTENT_FORMAT), config_.format);
+  const auto content_format = uintOption(request, COAP_OPTION_CONTENT_FORMAT);
+  const auto format = formatOf(content_format, config_.format);
   if (!format)
     return refusePayload(COAP_RESPONSE_CODE_UNSUPPORTED_CONTENT_FORMAT,
                          "send Content-Format 50 (json), 110 (senml+json) or 0 (text/plain: line protocol)");
-  const std::string_view payload = payloadOf(request);
-  if (payload.size() > config_.max_body)
-    return refusePayload(COAP_RESPONSE_CODE_REQUEST_TOO_LARGE,
-                         fmt::format("the payload is larger than {} bytes", config_.max_body));
-  const Ingested got = ingest(*format, payload, device, metric);
+  std::string_view payload = payloadOf(request);
+  // A body in blocks (RFC 7959 Block1): each block is kept and answered 2.31 Continue; the
+  // last one brings the whole body to the decoder.
+  std::string whole;
+  std::optional<unsigned> block1;
+  if (const auto blocks = optionValues(request, COAP_OPTION_BLOCK1); !blocks.empty()) {
+    if (blocks.size() > 1) return refusePayload(COAP_RESPONSE_CODE_BAD_OPTION, "Block1 is given twice");
+    if (blocks.front().size() > 3)
+      return refusePayload(COAP_RESPONSE_CODE_BAD_OPTION, "Block1 is 0 to 3 bytes");
+    const unsigned value = *uintOption(request, COAP_OPTION_BLOCK1);
+    CoapBlockAssembler::Block b;
+    b.num = value >> 4;
+    b.more = (value & 0x8) != 0;
+    b.szx = value & 0x7;
+    b.piece = payload;
+    b.content_format = content_format.value_or(kOctetStream);
+    if (auto size1 = uintOption(request, COAP_OPTION_SIZE1)) b.size1 = *size1;
+    if (b.szx == 7)
+      return refusePayload(COAP_RESPONSE_CODE_BAD_REQUEST, "Block1 size 7 (BERT) is for CoAP over TCP");
+    const size_t block_size = size_t{16} << b.szx;
+    if (b.more ? payload.size() != block_size : payload.size() > block_size)
+      return refusePayload(COAP_RESPONSE_CODE_BAD_REQUEST,
+                           fmt::format("block {} of {} bytes carries {} bytes (each but the last is full)",
+                                       b.num, block_size, payload.size()));
+    // The body is the sender's, its Request-Tag's (RFC 9175), and the target's.
+    std::string key = peerKey(session);
+    for (std::string_view part : optionValues(request, COAP_OPTION_RTAG)) (key += '\x1f') += part;
+    ((key += '\x1e') += device) += '\x1f';
+    key += metric;
+    auto got = context_->blocks.add(key, b, config_.max_body, wallMillis());
+    using Outcome = CoapBlockAssembler::Outcome;
+    switch (got.outcome) {
+      case Outcome::kContinue: {
+        CoapAnswer a;
+        a.code = COAP_RESPONSE_CODE_CONTINUE;
+        a.block1 = value;
+        return a;
+      }
+      case Outcome::kTooLarge: {
+        CoapAnswer a = refusePayload(COAP_RESPONSE_CODE_REQUEST_TOO_LARGE, std::move(got.why));
+        a.size1 = static_cast<unsigned>(std::min<uint64_t>(config_.max_body, UINT32_MAX));
+        return a;
+      }
+      case Outcome::kIncomplete:
+        return refusePayload(COAP_RESPONSE_CODE_INCOMPLETE, std::move(got.why));
+      case Outcome::kBusy:
+        return refuse(COAP_RESPONSE_CODE_SERVICE_UNAVAILABLE, std::move(got.why));
+      case Outcome::kComplete:
+        if (b.num > 0) ++stats_->bodies_in_blocks;
+        whole = std::move(got.body);
+        payload = whole;
+        block1 = value;
+        break;
+    }
+  }
+  if (payload.size() > config_.max_body) {
+    CoapAnswer a = refusePayload(COAP_RESPONSE_CODE_REQUEST_TOO_LARGE,
+                                 fmt::format("the payload is larger than {} bytes", config_.max_body));
+    a.size1 = static_cast<unsigned>(std::min<uint64_t>(config_.max_body, UINT32_MAX));
+    return a;
+  }
+  const Ingested got = ingest(*format, payload, device, metric, psk);
   if (!got.error.empty()) return refuse(static_cast<coap_pdu_code_t>(got.code), got.error);
   json::object body;
   body["accepted"] = got.accepted;
   body["rejected"] = got.rejected;
   if (!got.first_rejection.empty()) body["first_rejection"] = got.first_rejection;
-  answer(response, COAP_RESPONSE_CODE_CHANGED, json::serialize(body), /*is_json=*/true);
+  CoapAnswer a;
+  a.text = json::serialize(body);
+  a.json = true;
+  a.block1 = block1;
+  return a;
 }
 
 CoapConnector::Ingested CoapConnector::ingest(PayloadFormat format, std::string_view payload,
-                                              const std::string& device, const std::string& metric) {
+                                              const std::string& device, const std::string& metric,
+                                              const CoapPsk* psk) {
   Ingested out;
   const PayloadContext ctx = config_.payloadContext(device, metric);
   auto readings = std::make_shared<IncomingReadings>();
   readings->connector = config_.name;
   DecodeReport report;
   auto decoded = decodePayload(
-      format, payload, ctx, [&](const DecodedReading& r) { readings->add(r); }, report);
+      format, payload, ctx,
+      [&](const DecodedReading& r) {
+        // A payload names its devices too (SenML base names, a device member): over DTLS,
+        // only those its identity may send.
+        if (psk && !psk->allows(r.device))
+          return report.reject(
+              fmt::format("identity '{}' may not send readings of device '{}'", psk->identity, r.device));
+        readings->add(r);
+      },
+      report);
   if (!decoded.ok()) {
     runtime_.countIngest(config_.name, 0, 0, true);
     out.code = COAP_RESPONSE_CODE_BAD_REQUEST;
@@ -460,7 +607,15 @@ void CoapConnector::observe(Observed& o, int64_t now) {
   if (!o.session) {
     auto addr = resolve(cfg.host, cfg.port);
     if (!addr) return retry(addr.error().message);
-    o.session = coap_new_client_session(context_->ctx, nullptr, &*addr, COAP_PROTO_UDP);
+    if (cfg.secure) {
+      coap_dtls_cpsk_t cpsk{};
+      cpsk.version = COAP_DTLS_CPSK_SETUP_VERSION;
+      cpsk.psk_info.identity = {cfg.identity.size(), reinterpret_cast<const uint8_t*>(cfg.identity.data())};
+      cpsk.psk_info.key = {cfg.key.size(), reinterpret_cast<const uint8_t*>(cfg.key.data())};
+      o.session = coap_new_client_session_psk2(context_->ctx, nullptr, &*addr, COAP_PROTO_DTLS, &cpsk);
+    } else {
+      o.session = coap_new_client_session(context_->ctx, nullptr, &*addr, COAP_PROTO_UDP);
+    }
     if (!o.session) return retry("libcoap could not open a session");
   }
   // A registration again keeps its token (RFC 7641 3.3.1): the server replaces the old entry
@@ -534,9 +689,15 @@ int CoapConnector::onResponse(coap_session_t* session, const coap_pdu_t* receive
                           o->config->uri));
     return COAP_RESPONSE_OK;
   }
+  if (hasOption(received, COAP_OPTION_BLOCK2)) {
+    runtime_.countIngest(config_.name, 0, 0, true);
+    noteError(fmt::format("observe {}: a notification larger than one datagram (Block2) is not taken",
+                          o->config->uri));
+    return COAP_RESPONSE_OK;
+  }
   const std::string_view payload = payloadOf(received);
   const std::string& metric = o->config->metric.empty() ? config_.metric : o->config->metric;
-  const Ingested got = ingest(*format, payload, o->config->device, metric);
+  const Ingested got = ingest(*format, payload, o->config->device, metric, nullptr);
   if (!got.error.empty()) {
     noteError(fmt::format("observe {}: {}", o->config->uri, got.error));
     // Not kept for now (backpressure, the disk): leave a confirmable notification
@@ -573,6 +734,8 @@ void CoapConnector::describe(json::object& out) const {
     out["listening"] = stats_->listening.load();
   }
   out["duplicates"] = stats_->duplicates.load();
+  if (!config_.psk.empty()) out["unknown_identities"] = stats_->unknown_identities.load();
+  out["bodies_in_blocks"] = stats_->bodies_in_blocks.load();
   out["stale_notifications"] = stats_->stale_notifications.load();
   out["requests"] = stats_->requests.load();
   out["refused_requests"] = stats_->refused_requests.load();

@@ -2,7 +2,12 @@
 // PUT) readings to, `coap://<listen>/<path>/<device>?metric=<metric>`, and observations
 // (RFC 7641) of resources on devices, whose notifications become readings. Payloads are the
 // formats every connector shares; the Content-Format option chooses (50 json, 110 senml+json,
-// 0 text/plain: line protocol), else the connector's `format`.
+// 0 text/plain: line protocol), else the connector's `format`. A body larger than one
+// datagram comes in blocks (RFC 7959 Block1), put together by CoapBlockAssembler.
+//
+// With `psk` the endpoint speaks only DTLS (coaps): a device presents an identity, the
+// handshake proves its key, and it sends readings only of the devices its entry allows.
+// A coaps:// observation presents the identity and key its entry names.
 //
 // Acknowledged means kept: a request to pipelines with an ingest log is answered (2.04
 // Changed, piggybacked on the ACK of a confirmable request) only once its readings are on
@@ -34,6 +39,7 @@ struct coap_session_t;
 namespace ganglion::edge {
 
 class EdgeRuntime;
+struct CoapAnswer;
 
 /// Counters of one CoAP connector, kept by name across reloads.
 struct CoapStats {
@@ -47,6 +53,8 @@ struct CoapStats {
   std::atomic<uint64_t> not_found{0};            ///< to a path that is not the connector's
   std::atomic<uint64_t> duplicates{0};           ///< a message again (same peer, same message id)
   std::atomic<uint64_t> stale_notifications{0};  ///< older than one taken already (RFC 7641 3.4)
+  std::atomic<uint64_t> unknown_identities{0};   ///< DTLS handshakes naming no configured identity
+  std::atomic<uint64_t> bodies_in_blocks{0};     ///< bodies put together from blocks (RFC 7959)
   std::deque<Observation> observations;          ///< parallel to the config's `observe`
   mutable std::mutex error_mutex;
   std::string last_error;
@@ -69,6 +77,10 @@ inline constexpr int64_t kCoapBindRetryMs = 1000;
 /// An observation silent this long past its last notification's Max-Age is registered again
 /// (RFC 7641 3.3.1: the server may have forgotten it).
 inline constexpr int64_t kCoapObserveGraceMs = 10'000;
+
+/// Whether a UDP socket can be bound at `address` now (bound and closed at once), or why
+/// not. Main thread.
+Result<void> probeUdpListen(const config::HostPort& address);
 
 class CoapConnector {
  public:
@@ -107,13 +119,14 @@ class CoapConnector {
   bool bind();
   /// The handlers libcoap calls on the connector's thread.
   void onRequest(coap_session_t* session, const coap_pdu_t* request, coap_pdu_t* response);
-  /// Answers `request` from what was taken (the exchange is remembered for a repeat).
-  void answerRequest(const coap_pdu_t* request, coap_pdu_t* response);
+  /// What to answer `request` (onRequest remembers it for a repeat of the message).
+  CoapAnswer answerRequest(coap_session_t* session, const coap_pdu_t* request);
   int onResponse(coap_session_t* session, const coap_pdu_t* received);
   void onNack(coap_session_t* session, const coap_pdu_t* sent);
-  /// Decodes `payload` and hands the readings on; waits for the ingest log. Its thread.
+  /// Decodes `payload` and hands the readings on (over DTLS only of devices `psk` allows);
+  /// waits for the ingest log. Its thread.
   Ingested ingest(PayloadFormat format, std::string_view payload, const std::string& device,
-                  const std::string& metric);
+                  const std::string& metric, const CoapPsk* psk);
   /// Sends (again) the registration of `o`. Its thread.
   void observe(Observed& o, int64_t now);
   /// Tells the server of each established observation that it is no longer wanted. Its thread, at the end.
