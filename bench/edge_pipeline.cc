@@ -2,8 +2,13 @@
 // filter → 1 s tumbling windows (count, mean, min, max, rms) by device and metric → robust
 // z-score on each window's rms (history 120, threshold 6), the pipeline of issue 11's example.
 // Prints readings per second and CPU nanoseconds per reading (this thread's CPU time).
+// With `--join 1` the pipeline is the seed's HVAC join instead: each device's temperature
+// joined with its occupancy and one weather station's outdoor temperature (join stage, as of
+// each temperature's time), then a filter on the joined fields. Readings go round
+// temperature, occupancy, temperature, occupancy... of each device, and every 64th is the
+// station's.
 //
-//   ganglion_edge_bench [--readings N] [--series N] [--batch N] [--rate-per-series HZ]
+//   ganglion_edge_bench [--readings N] [--series N] [--batch N] [--rate-per-series HZ] [--join 1]
 //
 // Series are interned once beforehand (a connector maps topics to series through a cache);
 // values come from a precomputed table so the random generator is not measured.
@@ -40,6 +45,7 @@ int main(int argc, char** argv) {
   uint32_t series_count = 1000;
   uint32_t batch_size = 1024;
   uint32_t rate = 1000;  // readings per second per series, in event time
+  bool join = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     const uint64_t v = std::strtoull(argv[i + 1], nullptr, 10);
     if (!std::strcmp(argv[i], "--readings"))
@@ -50,6 +56,8 @@ int main(int argc, char** argv) {
       batch_size = static_cast<uint32_t>(v);
     else if (!std::strcmp(argv[i], "--rate-per-series"))
       rate = static_cast<uint32_t>(v);
+    else if (!std::strcmp(argv[i], "--join"))
+      join = v != 0;
     else {
       std::fprintf(stderr, "unknown option %s\n", argv[i]);
       return 2;
@@ -71,23 +79,40 @@ int main(int argc, char** argv) {
   detect.threshold = 6;
   PipelineSpec spec{.name = "pump-health",
                     .stages = {FilterSpec{"value > -1000 and value < 1000"}, window, detect}};
+  if (join) {
+    JoinSpec hvac{.on = "temperature",
+                  .with = {JoinPartner{.metric = "occupancy"},
+                           JoinPartner{.metric = "temperature", .device = "station", .as = "outdoor"}}};
+    spec = PipelineSpec{.name = "hvac",
+                        .stages = {std::move(hvac), FilterSpec{"occupancy > 0 or outdoor < 30"}}};
+  }
+  for (const auto& f : pipelineFieldNames(spec)) names->intern(f, FieldNames::Type::kNumber);
   auto built = buildPipeline(spec, names);
   if (!built.ok()) {
     std::fprintf(stderr, "%s\n", built.error().message.c_str());
     return 1;
   }
   Pipeline& pipeline = **built;
-  uint64_t windows = 0, events = 0;
+  uint64_t windows = 0, events = 0, joined = 0;
   pipeline.setOutput([&](const Batch& b, const Pipeline&) {
     for (const Record& r : b.records) {
       windows += r.kind == RecordKind::kWindow;
       events += r.kind == RecordKind::kEvent;
+      joined += r.kind == RecordKind::kReading && join;
     }
   });
   const uint16_t origin = pipeline.origin("plant");
   std::vector<SeriesId> ids;
-  for (uint32_t i = 0; i < series_count; ++i)
-    ids.push_back(pipeline.series().intern("plant", "pump-" + std::to_string(i), "vibration"));
+  for (uint32_t i = 0; i < series_count; ++i) {
+    if (!join) {
+      ids.push_back(pipeline.series().intern("plant", "pump-" + std::to_string(i), "vibration"));
+      continue;
+    }
+    // Even: room i/2's temperature, odd: its occupancy.
+    ids.push_back(pipeline.series().intern("plant", "room-" + std::to_string(i / 2),
+                                           i % 2 ? "occupancy" : "temperature"));
+  }
+  const SeriesId station = join ? pipeline.series().intern("plant", "station", "temperature") : SeriesId{};
   std::vector<double> values(1 << 16);
   std::mt19937_64 rng(42);
   std::normal_distribution<double> noise(0, 0.1);
@@ -105,7 +130,7 @@ int main(int argc, char** argv) {
     const uint64_t n = std::min<uint64_t>(batch_size, readings - seq);
     for (uint64_t i = 0; i < n; ++i, ++seq) {
       Record& r = batch.records.emplace_back();
-      r.series = ids[seq % series_count];
+      r.series = join && seq % 64 == 63 ? station : ids[seq % series_count];
       const uint64_t round = seq / series_count;
       r.ts = t0 + static_cast<int64_t>(round * 1000 / rate);
       r.value = values[seq & 0xffff];
@@ -123,9 +148,10 @@ int main(int argc, char** argv) {
   const double cpu = threadCpuSeconds() - cpu0, wall = wallSeconds() - wall0;
   std::printf(
       "readings %llu series %u batch %u: %.0f readings/s (wall), %.1f ns CPU per reading, "
-      "%llu windows, %llu events\n",
+      "%llu windows, %llu events, %llu readings out\n",
       static_cast<unsigned long long>(readings), series_count, batch_size,
       static_cast<double>(readings) / wall, cpu * 1e9 / static_cast<double>(readings),
-      static_cast<unsigned long long>(windows), static_cast<unsigned long long>(events));
+      static_cast<unsigned long long>(windows), static_cast<unsigned long long>(events),
+      static_cast<unsigned long long>(joined));
   return 0;
 }

@@ -2,8 +2,9 @@
 # The edge pipeline alone on one core (issue 11's goal: >= 2,000,000 readings/s): runs
 # ganglion_edge_bench (bench/edge_pipeline.cc, built with the project) RUNS times pinned to
 # CPU 0 for each series count, and prints each run and the medians of readings/s and CPU ns
-# per reading.
-#   RUNS=5 READINGS=20000000 SERIES="1000 10000" bench/edge_pipeline.sh
+# per reading. JOIN=1 measures the HVAC join pipeline instead (join → filter; SERIES counts
+# room temperature and occupancy series together).
+#   RUNS=5 READINGS=20000000 SERIES="1000 10000" [JOIN=1] bench/edge_pipeline.sh
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
@@ -13,7 +14,8 @@ BENCH_BIN=${BENCH_BIN:-$REPO/build/ganglion_edge_bench}
 RUNS=${RUNS:-5}
 READINGS=${READINGS:-20000000}
 SERIES=${SERIES:-1000 10000}
-require_uints RUNS READINGS
+JOIN=${JOIN:-0}
+require_uints RUNS READINGS JOIN
 [[ -x $BENCH_BIN ]] || die "$BENCH_BIN not built (cmake --build build --target ganglion_edge_bench)"
 log_host
 pin=()
@@ -21,7 +23,7 @@ command -v taskset >/dev/null && pin=(taskset -c 0)
 for series in $SERIES; do
   rates=() ns=()
   for ((i = 1; i <= RUNS; i++)); do
-    line=$("${pin[@]}" "$BENCH_BIN" --readings "$READINGS" --series "$series" --rate-per-series 100)
+    line=$("${pin[@]}" "$BENCH_BIN" --readings "$READINGS" --series "$series" --rate-per-series 100 --join "$JOIN")
     echo "run $i: $line"
     rates+=("$(sed -E 's/.*: ([0-9]+) readings\/s.*/\1/' <<<"$line")")
     ns+=("$(sed -E 's/.*, ([0-9.]+) ns CPU.*/\1/' <<<"$line")")

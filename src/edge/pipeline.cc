@@ -136,10 +136,10 @@ bool reservedFieldName(std::string_view name) {
     internStandardFields(n);
     return n;
   }();
-  for (std::string_view word :
-       {"id",       "source", "device", "metric", "ts",  "value", "quality", "kind", "seq",   "rule", "text",
-        "pipeline", "event",  "record", "attrs",  "and", "or",    "not",     "true", "false", "null", "in"})
-    if (name == word) return true;
+  if (expr::isReservedName(name)) return true;
+  // Members a record's JSON has besides its fields.
+  for (std::string_view member : {"id", "seq", "rule", "text", "pipeline"})
+    if (name == member) return true;
   return standard.find(name) != FieldNames::kNoField;
 }
 

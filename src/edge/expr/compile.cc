@@ -31,6 +31,17 @@ std::string_view typeName(Type t) {
 
 namespace {
 
+/// The names an expression reads from the record itself, before any field.
+constexpr std::pair<std::string_view, Op> kBuiltins[] = {
+    {"value", Op::kValue},   {"ts", Op::kTs},           {"device", Op::kDevice}, {"metric", Op::kMetric},
+    {"source", Op::kSource}, {"quality", Op::kQuality}, {"kind", Op::kKind},
+};
+/// Words the grammar takes for itself.
+constexpr std::string_view kKeywords[] = {"and", "or", "not", "in", "true", "false", "null"};
+/// `event.score`, `record.value`: a rule's names of the record it matches; `attrs.site`: an
+/// attribute.
+constexpr std::string_view kScopePrefixes[] = {"event.", "record."};
+
 enum class Tok : uint8_t {
   kEnd,
   kNumber,
@@ -604,7 +615,7 @@ class Parser {
 
   uint32_t resolveName(std::string_view path, size_t pos) {
     std::string_view name = path;
-    for (std::string_view prefix : {"event.", "record."}) {
+    for (std::string_view prefix : kScopePrefixes) {
       if (name.starts_with(prefix)) {
         name.remove_prefix(prefix.size());
         break;
@@ -620,10 +631,6 @@ class Parser {
       n.constant = static_cast<uint32_t>(attr_names.size() - 1);
       return add(std::move(n));
     }
-    static constexpr std::pair<std::string_view, Op> kBuiltins[] = {
-        {"value", Op::kValue},   {"ts", Op::kTs},           {"device", Op::kDevice}, {"metric", Op::kMetric},
-        {"source", Op::kSource}, {"quality", Op::kQuality}, {"kind", Op::kKind},
-    };
     for (const auto& [builtin, op] : kBuiltins) {
       if (name == builtin) {
         n.op = op;
@@ -872,6 +879,16 @@ class Compiler {
   int depth_ = 0;
   size_t max_depth_ = 0;
 };
+
+bool isReservedName(std::string_view name) {
+  for (const auto& [builtin, op] : kBuiltins)
+    if (name == builtin) return true;
+  for (std::string_view word : kKeywords)
+    if (name == word) return true;
+  for (std::string_view prefix : kScopePrefixes)
+    if (name == prefix.substr(0, prefix.size() - 1)) return true;
+  return name == "attrs";
+}
 
 Result<Program> compile(std::string_view text, const Scope& scope, bool want_bool) {
   auto at = [&](size_t pos, std::string_view message) {

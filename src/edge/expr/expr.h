@@ -103,6 +103,11 @@ class Program {
 /// Main thread (config load).
 Result<Program> compile(std::string_view text, const Scope& scope, bool want_bool = false);
 
+/// Whether an expression reads `name` as something other than a field: a record's own name
+/// (`value`, `device`...), a keyword (`and`, `null`...), or a prefix (`event`, `record`,
+/// `attrs`). A field so named could not be read. Any thread.
+bool isReservedName(std::string_view name);
+
 /// What a program reads when it runs: one record of a batch.
 struct Input {
   const Record* record = nullptr;

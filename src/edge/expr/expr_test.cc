@@ -266,5 +266,13 @@ TEST_F(ExprTest, AttrsTextIsParsedDefensively) {
   EXPECT_EQ(findAttr(notnum, "n").type, Type::kNull);
 }
 
+TEST(ExprNames, ReservedNamesAreThoseTheLanguageReadsOtherwise) {
+  for (std::string_view name : {"value", "ts", "device", "metric", "source", "quality", "kind", "and", "or",
+                                "not", "in", "true", "false", "null", "event", "record", "attrs"})
+    EXPECT_TRUE(isReservedName(name)) << name;
+  for (std::string_view name : {"occupancy", "mean", "values", "attrs_x", "Event", ""})
+    EXPECT_FALSE(isReservedName(name)) << name;
+}
+
 }  // namespace
 }  // namespace ganglion::edge::expr
