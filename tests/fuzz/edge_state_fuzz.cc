@@ -1,4 +1,4 @@
-// Detector and dedup state read back from disk (edge/state): a state file whatever its bytes, and a
+// Detector, dedup and join state read back from disk (edge/state): a state file whatever its bytes, and a
 // pipeline's restoreState() on any body.
 //
 // Input: byte 0 picks the restoring detector's method (robust z-score, or half-space trees) and its history
@@ -40,12 +40,17 @@ std::unique_ptr<Pipeline> makePipeline(uint32_t history, bool trees) {
     detect.trees = 2;
     detect.depth = 3;
   }
-  // A dedup stage too: its memory of recent readings is state as well.
-  auto built =
-      buildPipeline({.name = "p",
-                     .stages = {FilterSpec{"value > -1000"}, detect, DedupSpec{.remember = 1 + history % 8}},
-                     .max_series = 64},
-                    names);
+  // A dedup stage too: its memory of recent readings is state as well; and a join, whose
+  // partners' recent values are saved by metric and device.
+  JoinSpec join{
+      .on = "t",
+      .with = {JoinPartner{.metric = "o"}, JoinPartner{.metric = "w", .device = "station", .as = "outdoor"}}};
+  PipelineSpec spec{
+      .name = "p",
+      .stages = {FilterSpec{"value > -1000"}, detect, DedupSpec{.remember = 1 + history % 8}, join},
+      .max_series = 64};
+  for (const auto& f : pipelineFieldNames(spec)) names->intern(f, FieldNames::Type::kNumber);
+  auto built = buildPipeline(spec, names);
   CHECK(built.ok());
   return std::move(*built);
 }
@@ -75,7 +80,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto first = makePipeline(history, trees);
   auto restored = first->restoreState(bytes);
   if (!restored.ok()) return 0;
-  CHECK(*restored <= 2 * first->series().size());  // two stages with state, each up to every series
+  // Two stages with state per series, and the join's entries: each at least one sample of 17 bytes.
+  CHECK(*restored <= 2 * first->series().size() + bytes.size() / 17);
   const std::string saved = first->saveState();
   auto second = makePipeline(history, trees);
   auto again = second->restoreState(saved);

@@ -260,12 +260,20 @@ std::string JoinStage::stateKey() const { return "join\x1fv2\x1f" + spec_.on; }
 // Per partner series: the partner (metric, fixed device or ""), the series' device, then its
 // readings oldest first.
 void JoinStage::saveState(std::string& out, const SeriesTable& series) const {
+  // In one order whatever the map's (partner, then device): the same partners save the same
+  // bytes, however their devices' ids were handed out.
+  std::vector<const std::pair<const uint64_t, Recent>*> entries;
+  for (const auto& entry : recent_)
+    if (!entry.second.empty()) entries.push_back(&entry);
+  auto device = [&](uint64_t key) { return series.strings().view(static_cast<StringId>(key & 0xffffffffu)); };
+  std::sort(entries.begin(), entries.end(), [&](const auto* a, const auto* b) {
+    if ((a->first >> 32) != (b->first >> 32)) return (a->first >> 32) < (b->first >> 32);
+    return device(a->first) < device(b->first);
+  });
   StateEncoder e(out);
-  uint32_t count = 0;
-  for (const auto& [key, recent] : recent_) count += !recent.empty();
-  e.u32(count);
-  for (const auto& [key, recent] : recent_) {
-    if (recent.empty()) continue;
+  e.u32(static_cast<uint32_t>(entries.size()));
+  for (const auto* entry : entries) {
+    const auto& [key, recent] = *entry;
     const JoinPartner& partner = spec_.with[key >> 32];
     e.str(partner.metric);
     e.str(partner.device);
