@@ -63,6 +63,7 @@ constexpr KindField kKindFields[] = {
     {"path", "coap"},
     {"observe", "coap"},
     {"psk", "coap"},
+    {"dtls", "coap"},
 };
 
 std::vector<std::string_view> splitKinds(std::string_view kinds) {
@@ -693,6 +694,20 @@ const Schema<ConnectorConfig>& connectorSchema() {
            .type_text = "list",
            .read = readCoapObserve,
            .show = showCoapObserve},
+          {.name = "dtls",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "none",
+           .doc =
+               "`coap`: certificates ([connector_dtls](#connector-dtls)); with them the endpoint speaks only "
+               "CoAP over DTLS and asks each device for a certificate its `ca` signed (with `psk` too, a "
+               "device may use either).",
+           .type_text = "map",
+           .read = config::readSection<C, CoapDtlsFiles, &C::dtls, coapDtlsSchema>,
+           .show = [](const C& c) -> json::value {
+             if (c.dtls.empty()) return nullptr;
+             return config::fieldsToJson(coapDtlsSchema(), c.dtls);
+           }},
           {.name = "psk",
            .kind = FieldKind::kCustom,
            .member = {},
@@ -992,6 +1007,38 @@ const Schema<ModbusRegister>& modbusRegisterSchema() {
   return schema;
 }
 
+const Schema<CoapDtlsFiles>& coapDtlsSchema() {
+  using D = CoapDtlsFiles;
+  static const Schema<CoapDtlsFiles> schema{
+      "connector dtls",
+      {
+          {.name = "cert",
+           .kind = FieldKind::kString,
+           .member = &D::cert,
+           .default_text = "—",
+           .doc = "The endpoint's certificate chain (PEM).",
+           .required = true,
+           .missing = "dtls needs 'cert' (the endpoint's certificate, PEM)"},
+          {.name = "key",
+           .kind = FieldKind::kString,
+           .member = &D::key,
+           .default_text = "—",
+           .doc = "Its private key (PEM).",
+           .required = true,
+           .missing = "dtls needs 'key' (the endpoint's private key, PEM)"},
+          {.name = "ca",
+           .kind = FieldKind::kString,
+           .member = &D::ca,
+           .default_text = "—",
+           .doc = "The CA bundle (PEM) devices' certificates must chain to. A device is known by its "
+                  "certificate's common name (CN) and sends only that device's readings.",
+           .required = true,
+           .missing = "dtls needs 'ca' (the CA that signs the devices' certificates, PEM)"},
+      },
+      {}};
+  return schema;
+}
+
 const Schema<ReconnectConfig>& reconnectSchema() {
   using R = ReconnectConfig;
   static const Schema<ReconnectConfig> schema{
@@ -1102,6 +1149,16 @@ void readConnectors(Reader& r, const config::Node& list, EdgeConfig& out) {
         r.fail(n["psk"],
                "psk is for the endpoint devices post to: give 'listen' too (coaps observations take "
                "their own identity and key)");
+      if (!c.dtls.empty() && !c.listens)
+        r.fail(n["dtls"], "dtls is for the endpoint devices post to: give 'listen' too");
+      if (!c.dtls.empty() && r.errors.size() == errors) {
+        // The files are read now, so that a missing or mismatched one is a config error.
+        net::TlsServerSettings check;
+        check.certificates.push_back({c.dtls.cert, c.dtls.key, {}});
+        check.client_ca = c.dtls.ca;
+        if (auto loaded = net::TlsServerContext::create(check); !loaded)
+          r.fail(n["dtls"], "dtls: " + loaded.error().message);
+      }
       if (c.reconnect.max < c.reconnect.initial)
         r.fail(n["reconnect"], "reconnect.max must be at least reconnect.initial");
       for (const auto& o : c.observe) {

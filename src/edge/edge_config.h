@@ -84,6 +84,15 @@ struct CoapPsk {
   bool allows(std::string_view device) const;
 };
 
+/// A coap endpoint's certificates (DTLS with certificates): its own, and the CA that signs
+/// the devices'. PEM files, read at config load and when the connector starts.
+struct CoapDtlsFiles {
+  std::string cert;
+  std::string key;
+  std::string ca;
+  bool empty() const { return cert.empty(); }
+};
+
 struct ConnectorConfig {
   std::string name;
   std::string kind;
@@ -127,6 +136,8 @@ struct ConnectorConfig {
   std::vector<std::string> path_segments{"readings"};
   std::vector<CoapObserve> observe;
   std::vector<CoapPsk> psk;  ///< non-empty: the endpoint speaks DTLS (coaps) only
+  CoapDtlsFiles dtls;        ///< set: the endpoint speaks DTLS, devices present certificates
+  bool speaksDtls() const { return !psk.empty() || !dtls.empty(); }
   // From `url`:
   bool secure = false;
   std::string host;
@@ -356,6 +367,7 @@ const config::Schema<ReconnectConfig>& reconnectSchema();
 const config::Schema<ModbusRegister>& modbusRegisterSchema();
 const config::Schema<CoapObserve>& coapObserveSchema();
 const config::Schema<CoapPsk>& coapPskSchema();
+const config::Schema<CoapDtlsFiles>& coapDtlsSchema();
 /// A connector's settings as JSON, secrets included (never shown): equal means unchanged.
 std::string connectorFingerprint(const ConnectorConfig& c);
 const config::Schema<SinkConfig>& sinkSchema();

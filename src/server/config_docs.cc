@@ -44,6 +44,7 @@ std::vector<DocsTable> schemaDocsTables() {
                                 {"connector_registers", docsTable(edge::modbusRegisterSchema())},
                                 {"connector_observe", docsTable(edge::coapObserveSchema())},
                                 {"connector_psk", docsTable(edge::coapPskSchema())},
+                                {"connector_dtls", docsTable(edge::coapDtlsSchema())},
                                 {"sink", docsTable(edge::sinkSchema())},
                                 {"sink_batch", docsTable(edge::sinkBatchSchema())},
                                 {"sink_queue", docsTable(edge::sinkQueueSchema())},

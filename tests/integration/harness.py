@@ -1090,9 +1090,12 @@ def _udp_port_free(port):
 
 
 def coaps(method, uri, identity, key, payload=None, content_format=None, extra=(), wait=3):
-    """One request over DTLS with a pre-shared key (libcoap's OpenSSL `coap-client`); returns
-    (code, text) as coap() does, ("", "") when the handshake fails or nothing answers."""
-    cmd = [_coap_dtls_tool("coap-client"), "-B", str(wait), "-m", method, "-u", identity, "-k", key] + list(extra)
+    """One request over DTLS with a pre-shared key (libcoap's OpenSSL `coap-client`; with
+    `identity` empty, the certificate options in `extra`); returns (code, text) as coap()
+    does, ("", "") when the handshake fails or nothing answers."""
+    cmd = [_coap_dtls_tool("coap-client"), "-B", str(wait), "-m", method] + list(extra)
+    if identity:
+        cmd += ["-u", identity, "-k", key]
     if content_format is not None:
         cmd += ["-t", str(content_format)]
     if payload is not None:

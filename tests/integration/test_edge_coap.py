@@ -17,7 +17,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (LOCALHOST, CoapServer, Gateway, Receiver, check_config, coap, coaps,  # noqa: E402
-                     free_port, wait_until)
+                     free_port, make_pki, openssl, wait_until)
 from test_edge import TOKEN  # noqa: E402
 
 CONFIG = """
@@ -538,6 +538,50 @@ class Dtls(unittest.TestCase):
                 self.assertNotIn(key, shown)
                 self.assertNotIn("gw-key", shown)
             self.assertNotIn(key, gw.log_text())
+
+    def test_a_device_with_a_certificate_is_known_by_its_common_name(self):
+        d = tempfile.mkdtemp(prefix="ganglion-coap-pki-")
+        make_pki(d)  # ca.pem; localhost.pem (the endpoint); client.pem (CN=client); rogue-ca.pem
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "stray.key", "-out", "stray.csr",
+                "-subj", "/CN=client", cwd=d)
+        openssl("x509", "-req", "-in", "stray.csr", "-CA", "rogue-ca.pem", "-CAkey", "rogue-ca.key",
+                "-CAcreateserial", "-out", "stray.pem", "-days", "2", cwd=d)
+        udp = free_port(udp=True)
+        with Receiver() as rx:
+            text, admin = config(rx.port, "    listen: %s:%d\n    metric: temperature\n"
+                                 "    dtls: { cert: %s/localhost.pem, key: %s/localhost.key, ca: %s/ca.pem }\n"
+                                 % (LOCALHOST, udp, d, d, d))
+            with Gateway(text, admin_port=admin) as gw:
+                base = "coaps://%s:%d/readings" % (LOCALHOST, udp)
+
+                def post(path, cert, payload):
+                    extra = ["-c", os.path.join(d, cert + ".pem"), "-j", os.path.join(d, cert + ".key"),
+                             "-C", os.path.join(d, "ca.pem")] if cert else []
+                    return coaps("post", base + path, "", "", payload, 50, extra=extra, wait=2)
+
+                self.assertEqual(post("", "client", '{"value": 1}')[0], "2.xx")
+                code, body = post("/boiler-2", "client", '{"value": 2}')
+                self.assertEqual((code, body.strip()), ("4.03", "identity 'client' may not send readings of device "
+                                                                "'boiler-2'"))
+                # The same name from another CA, or no certificate: no handshake.
+                self.assertEqual(post("", "stray", '{"value": 3}'), ("", ""))
+                self.assertEqual(post("", None, '{"value": 4}'), ("", ""))
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 1, timeout=5), rx.records())
+                time.sleep(0.3)
+                self.assertEqual([(r["device"], r["value"]) for r in rx.records()], [("client", 1)])
+                self.assertEqual(connector_status(gw)["refused_requests"], 1)
+        # A key that is not the certificate's, or a missing file, is a config error.
+        for dtls, message in (("{ cert: %s/localhost.pem, key: %s/other.key, ca: %s/ca.pem }" % (d, d, d),
+                               "key values mismatch"),
+                              ("{ cert: %s/localhost.pem, key: %s/localhost.key, ca: %s/none.pem }" % (d, d, d),
+                               "none.pem"),
+                              ("{ cert: %s/localhost.pem, key: %s/localhost.key }" % (d, d), "dtls needs 'ca'")):
+            with self.subTest(dtls=dtls):
+                text, _ = config(free_port(), "    listen: 127.0.0.1:5684\n    metric: t\n    dtls: %s\n" % dtls)
+                code, out = check_config(text)
+                self.assertNotEqual(code, 0, out)
+                self.assertIn(message, out)
+                self.assertRegex(out, r"ganglion\.yaml:\d+:")
 
     def test_an_observation_over_dtls(self):
         with CoapServer(psk_key="server-k3y") as server, Receiver() as rx:

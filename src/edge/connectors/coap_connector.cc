@@ -3,6 +3,8 @@
 #include <coap3/coap.h>
 #include <fmt/format.h>
 #include <netdb.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -32,6 +34,16 @@ struct CoapAnswer {
   bool json = false;
   std::optional<unsigned> block1;  ///< the Block1 option (RFC 7959 2.3: the block it answers)
   std::optional<unsigned> size1;   ///< 4.13: the largest body taken (RFC 7959 4)
+};
+
+/// Who a DTLS peer is: a pre-shared key's identity, or a certificate's common name.
+struct CoapPeer {
+  std::string identity;
+  const CoapPsk* psk = nullptr;
+  /// Whether it may send readings of `device`: its key's `devices`, or its name alone.
+  bool allows(std::string_view device) const { return psk ? psk->allows(device) : device == identity; }
+  /// A request naming no device is the peer's own.
+  bool ownsUnnamed() const { return !psk || psk->devices.empty(); }
 };
 
 namespace {
@@ -136,6 +148,18 @@ void writeAnswer(coap_pdu_t* response, const CoapAnswer& a) {
     coap_add_option(response, COAP_OPTION_SIZE1, coap_encode_var_safe(buf, sizeof buf, *a.size1), buf);
   if (!a.text.empty())
     coap_add_data(response, a.text.size(), reinterpret_cast<const uint8_t*>(a.text.data()));
+}
+
+/// The common name of a DTLS peer's certificate; empty when it showed none.
+std::string certificateName(coap_session_t* session) {
+  coap_tls_library_t library;
+  auto* ssl = static_cast<SSL*>(coap_session_get_tls(session, &library));
+  if (!ssl || library != COAP_TLS_LIBRARY_OPENSSL) return {};
+  X509* cert = SSL_get0_peer_certificate(ssl);
+  if (!cert) return {};
+  char cn[256] = {};
+  const int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn);
+  return n > 0 ? std::string(cn, static_cast<size_t>(n)) : std::string();
 }
 
 /// The peer's address and port as bytes (a key part); empty when libcoap has none.
@@ -253,7 +277,7 @@ Result<void> CoapConnector::start() {
   // port, must not grow them without bound. The least recently used idle one goes first.
   coap_context_set_max_idle_sessions(c->ctx, kCoapMaxIdleSessions);
   coap_context_set_session_timeout(c->ctx, kCoapSessionTimeoutS);
-  const bool wants_dtls = !config_.psk.empty() || std::any_of(config_.observe.begin(), config_.observe.end(),
+  const bool wants_dtls = config_.speaksDtls() || std::any_of(config_.observe.begin(), config_.observe.end(),
                                                               [](const CoapObserve& o) { return o.secure; });
   if (wants_dtls && !coap_dtls_is_supported())
     return Error(fmt::format("connector '{}': this libcoap has no DTLS (install libcoap3's OpenSSL build)",
@@ -281,6 +305,22 @@ Result<void> CoapConnector::start() {
     spsk.id_call_back_arg = this;
     if (!coap_context_set_psk2(c->ctx, &spsk))
       return Error(fmt::format("connector '{}': libcoap did not take the pre-shared keys", config_.name));
+  }
+  if (!config_.dtls.empty()) {
+    // A device shows a certificate that chains to `ca` (no self-signed, no expired one); its
+    // common name is its identity, read per request from the session.
+    coap_dtls_pki_t pki{};
+    pki.version = COAP_DTLS_PKI_SETUP_VERSION;
+    pki.verify_peer_cert = 1;
+    pki.check_common_ca = 1;
+    pki.cert_chain_validation = 1;
+    pki.cert_chain_verify_depth = 4;
+    pki.pki_key.key_type = COAP_PKI_KEY_PEM;
+    pki.pki_key.key.pem.public_cert = config_.dtls.cert.c_str();
+    pki.pki_key.key.pem.private_key = config_.dtls.key.c_str();
+    pki.pki_key.key.pem.ca_file = config_.dtls.ca.c_str();
+    if (!coap_context_set_pki(c->ctx, &pki))
+      return Error(fmt::format("connector '{}': libcoap could not load the dtls certificates", config_.name));
   }
   if (config_.listens) {
     auto on_request = [](coap_resource_t*, coap_session_t* session, const coap_pdu_t* request,
@@ -329,7 +369,7 @@ bool CoapConnector::bind() {
     noteError(fmt::format("listen: {}; trying again every second", addr.error().message));
     return false;
   }
-  if (!coap_new_endpoint(c.ctx, &*addr, config_.psk.empty() ? COAP_PROTO_UDP : COAP_PROTO_DTLS)) {
+  if (!coap_new_endpoint(c.ctx, &*addr, config_.speaksDtls() ? COAP_PROTO_DTLS : COAP_PROTO_UDP)) {
     noteError(
         fmt::format("cannot listen on {}:{} (UDP): in use or not an address here; trying again every second",
                     config_.listen.host, config_.listen.port));
@@ -456,15 +496,23 @@ CoapAnswer CoapConnector::answerRequest(coap_session_t* session, const coap_pdu_
     }
   }
   if (metric.empty()) metric = config_.metric;
-  // Over DTLS the device is known by its identity: it names no other device than it may.
-  const CoapPsk* psk = nullptr;
-  if (!config_.psk.empty()) {
-    psk = static_cast<const CoapPsk*>(coap_session_get_app_data(session));
-    if (!psk) return refuse(COAP_RESPONSE_CODE_UNAUTHORIZED, "no pre-shared key identity on this session");
-    if (device.empty() && psk->devices.empty()) device = psk->identity;
-    if (!device.empty() && !psk->allows(device))
-      return refuse(COAP_RESPONSE_CODE_FORBIDDEN,
-                    fmt::format("identity '{}' may not send readings of device '{}'", psk->identity, device));
+  // Over DTLS the device is known by its identity (its key's or its certificate's): it
+  // names no other device than it may.
+  std::optional<CoapPeer> peer;
+  if (config_.speaksDtls()) {
+    peer.emplace();
+    if ((peer->psk = static_cast<const CoapPsk*>(coap_session_get_app_data(session))))
+      peer->identity = peer->psk->identity;
+    else
+      peer->identity = certificateName(session);
+    if (peer->identity.empty())
+      return refuse(COAP_RESPONSE_CODE_UNAUTHORIZED,
+                    "the session has no identity (no key, no certificate name)");
+    if (device.empty() && peer->ownsUnnamed()) device = peer->identity;
+    if (!device.empty() && !peer->allows(device))
+      return refuse(
+          COAP_RESPONSE_CODE_FORBIDDEN,
+          fmt::format("identity '{}' may not send readings of device '{}'", peer->identity, device));
   }
   if (optionValues(request, COAP_OPTION_CONTENT_FORMAT).size() > 1)
     return refusePayload(COAP_RESPONSE_CODE_BAD_OPTION, "Content-Format is given twice");
@@ -534,7 +582,7 @@ CoapAnswer CoapConnector::answerRequest(coap_session_t* session, const coap_pdu_
     a.size1 = static_cast<unsigned>(std::min<uint64_t>(config_.max_body, UINT32_MAX));
     return a;
   }
-  const Ingested got = ingest(*format, payload, device, metric, psk);
+  const Ingested got = ingest(*format, payload, device, metric, peer ? &*peer : nullptr);
   if (!got.error.empty()) return refuse(static_cast<coap_pdu_code_t>(got.code), got.error);
   json::object body;
   body["accepted"] = got.accepted;
@@ -549,7 +597,7 @@ CoapAnswer CoapConnector::answerRequest(coap_session_t* session, const coap_pdu_
 
 CoapConnector::Ingested CoapConnector::ingest(PayloadFormat format, std::string_view payload,
                                               const std::string& device, const std::string& metric,
-                                              const CoapPsk* psk) {
+                                              const CoapPeer* peer) {
   Ingested out;
   const PayloadContext ctx = config_.payloadContext(device, metric);
   auto readings = std::make_shared<IncomingReadings>();
@@ -560,9 +608,9 @@ CoapConnector::Ingested CoapConnector::ingest(PayloadFormat format, std::string_
       [&](const DecodedReading& r) {
         // A payload names its devices too (SenML base names, a device member): over DTLS,
         // only those its identity may send.
-        if (psk && !psk->allows(r.device))
+        if (peer && !peer->allows(r.device))
           return report.reject(
-              fmt::format("identity '{}' may not send readings of device '{}'", psk->identity, r.device));
+              fmt::format("identity '{}' may not send readings of device '{}'", peer->identity, r.device));
         readings->add(r);
       },
       report);

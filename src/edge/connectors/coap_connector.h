@@ -5,8 +5,9 @@
 // 0 text/plain: line protocol), else the connector's `format`. A body larger than one
 // datagram comes in blocks (RFC 7959 Block1), put together by CoapBlockAssembler.
 //
-// With `psk` the endpoint speaks only DTLS (coaps): a device presents an identity, the
-// handshake proves its key, and it sends readings only of the devices its entry allows.
+// With `psk` or `dtls` the endpoint speaks only DTLS (coaps): a device presents an identity
+// (a pre-shared key's, or a certificate's common name), the handshake proves it, and it
+// sends readings only of the devices that identity may.
 // A coaps:// observation presents the identity and key its entry names.
 //
 // Acknowledged means kept: a request to pipelines with an ingest log is answered (2.04
@@ -40,6 +41,7 @@ namespace ganglion::edge {
 
 class EdgeRuntime;
 struct CoapAnswer;
+struct CoapPeer;
 
 /// Counters of one CoAP connector, kept by name across reloads.
 struct CoapStats {
@@ -123,10 +125,10 @@ class CoapConnector {
   CoapAnswer answerRequest(coap_session_t* session, const coap_pdu_t* request);
   int onResponse(coap_session_t* session, const coap_pdu_t* received);
   void onNack(coap_session_t* session, const coap_pdu_t* sent);
-  /// Decodes `payload` and hands the readings on (over DTLS only of devices `psk` allows);
-  /// waits for the ingest log. Its thread.
+  /// Decodes `payload` and hands the readings on (over DTLS only of devices `peer` may
+  /// send); waits for the ingest log. Its thread.
   Ingested ingest(PayloadFormat format, std::string_view payload, const std::string& device,
-                  const std::string& metric, const CoapPsk* psk);
+                  const std::string& metric, const CoapPeer* peer);
   /// Sends (again) the registration of `o`. Its thread.
   void observe(Observed& o, int64_t now);
   /// Tells the server of each established observation that it is no longer wanted. Its thread, at the end.
