@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 #include <cmath>
+#include <filesystem>
 
 #include "base/strings.h"
 #include "base/time.h"
@@ -1081,6 +1082,18 @@ std::string connectorFingerprint(const ConnectorConfig& c) {
   for (const auto& p : c.psk) keys.push_back(json::string(p.key));
   for (const auto& x : c.observe) keys.push_back(json::string(x.key));
   o["keys"] = std::move(keys);
+  // Certificates replaced in place (a renewal) make a reload start the endpoint again.
+  if (!c.dtls.empty()) {
+    json::array files;
+    for (const std::string* path : {&c.dtls.cert, &c.dtls.key, &c.dtls.ca}) {
+      std::error_code ec;
+      const auto when = std::filesystem::last_write_time(*path, ec);
+      const auto size = std::filesystem::file_size(*path, ec);
+      files.push_back(
+          json::string(ec ? std::string("?") : fmt::format("{}:{}", when.time_since_epoch().count(), size)));
+    }
+    o["dtls_files"] = std::move(files);
+  }
   if (c.tls) o["tls"] = config::fieldsToJson(net::tlsClientSchema(), c.tls->settings());
   return json::serialize(o);
 }

@@ -6,6 +6,7 @@ errors name file and line."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -546,10 +547,11 @@ class Dtls(unittest.TestCase):
                 "-subj", "/CN=client", cwd=d)
         openssl("x509", "-req", "-in", "stray.csr", "-CA", "rogue-ca.pem", "-CAkey", "rogue-ca.key",
                 "-CAcreateserial", "-out", "stray.pem", "-days", "2", cwd=d)
+        shutil.copy(os.path.join(d, "ca.pem"), os.path.join(d, "devices-ca.pem"))
         udp = free_port(udp=True)
         with Receiver() as rx:
             text, admin = config(rx.port, "    listen: %s:%d\n    metric: temperature\n"
-                                 "    dtls: { cert: %s/localhost.pem, key: %s/localhost.key, ca: %s/ca.pem }\n"
+                                 "    dtls: { cert: %s/localhost.pem, key: %s/localhost.key, ca: %s/devices-ca.pem }\n"
                                  % (LOCALHOST, udp, d, d, d))
             with Gateway(text, admin_port=admin) as gw:
                 base = "coaps://%s:%d/readings" % (LOCALHOST, udp)
@@ -570,6 +572,12 @@ class Dtls(unittest.TestCase):
                 time.sleep(0.3)
                 self.assertEqual([(r["device"], r["value"]) for r in rx.records()], [("client", 1)])
                 self.assertEqual(connector_status(gw)["refused_requests"], 1)
+                # The devices' CA replaced in place, then a reload: the endpoint takes the new one.
+                shutil.copy(os.path.join(d, "rogue-ca.pem"), os.path.join(d, "devices-ca.pem"))
+                self.assertEqual(gw.admin("POST", "/reload", token=TOKEN).status, 200)
+                self.assertTrue(wait_until(lambda: connector_status(gw).get("listening"), timeout=5))
+                self.assertEqual(post("", "stray", '{"value": 5}')[0], "2.xx")
+                self.assertEqual(post("", "client", '{"value": 6}'), ("", ""))
         # A key that is not the certificate's, or a missing file, is a config error.
         for dtls, message in (("{ cert: %s/localhost.pem, key: %s/other.key, ca: %s/ca.pem }" % (d, d, d),
                                "key values mismatch"),
