@@ -181,24 +181,37 @@ void readProtocol(Reader& r, const config::Node& v, ConnectorConfig& c) {
     r.fail(v, fmt::format("protocol must be 5 or 3.1.1, got '{}'", *s));
 }
 
-void readSubscriptions(Reader& r, const config::Node& v, ConnectorConfig& c) {
-  if (!v.IsSequence()) return r.fail(v, "subscribe is a list of { topic, qos, format, metric }");
-  r.forEach(v, "subscribe", [&](const config::Node& n) {
-    if (!n.IsMap()) return r.fail(n, "a subscription is a map: { topic, qos, format, metric }");
-    MqttSubscription s;
-    s.at = n.place();
+/// Reads a list of maps with their own schema: `list_shape` and `entry_shape` say what was
+/// expected when it is not a list or an entry not a map. Each entry whose declared fields
+/// read cleanly (its place set) goes to `take(node, entry)`, which checks the rest.
+template <class T, class Take>
+void readEntries(Reader& r, const config::Node& v, std::string_view what, const config::Schema<T>& schema,
+                 std::string_view list_shape, std::string_view entry_shape, Take&& take) {
+  if (!v.IsSequence()) return r.fail(v, std::string(list_shape));
+  r.forEach(v, what, [&](const config::Node& n) {
+    if (!n.IsMap()) return r.fail(n, std::string(entry_shape));
+    T entry;
+    entry.at = n.place();
     const size_t errors = r.errors.size();
-    readFields(mqttSubscriptionSchema(), n, s, r);
-    if (r.errors.size() != errors) return;
-    if (std::string why = mqtt::checkFilter(s.topic); !why.empty())
-      return r.fail(n["topic"], fmt::format("topic '{}': {}", s.topic, why));
-    if (mqtt::isSharedFilter(s.topic) && mqtt::matchFilter(s.topic).empty())
-      return r.fail(n["topic"],
-                    fmt::format("topic '{}': a shared subscription is $share/<group>/<filter>", s.topic));
-    for (const auto& other : c.subscribe)
-      if (other.topic == s.topic) return r.fail(n["topic"], fmt::format("duplicate topic '{}'", s.topic));
-    c.subscribe.push_back(std::move(s));
+    readFields(schema, n, entry, r);
+    if (r.errors.size() == errors) take(n, entry);
   });
+}
+
+void readSubscriptions(Reader& r, const config::Node& v, ConnectorConfig& c) {
+  readEntries(
+      r, v, "subscribe", mqttSubscriptionSchema(), "subscribe is a list of { topic, qos, format, metric }",
+      "a subscription is a map: { topic, qos, format, metric }",
+      [&](const config::Node& n, MqttSubscription& s) {
+        if (std::string why = mqtt::checkFilter(s.topic); !why.empty())
+          return r.fail(n["topic"], fmt::format("topic '{}': {}", s.topic, why));
+        if (mqtt::isSharedFilter(s.topic) && mqtt::matchFilter(s.topic).empty())
+          return r.fail(n["topic"],
+                        fmt::format("topic '{}': a shared subscription is $share/<group>/<filter>", s.topic));
+        for (const auto& other : c.subscribe)
+          if (other.topic == s.topic) return r.fail(n["topic"], fmt::format("duplicate topic '{}'", s.topic));
+        c.subscribe.push_back(std::move(s));
+      });
 }
 
 std::optional<double> readDouble(Reader& r, const config::Node& v, std::string_view what) {
@@ -253,90 +266,83 @@ void readCoapPath(Reader& r, const config::Node& v, ConnectorConfig& c) {
 }
 
 void readCoapObserve(Reader& r, const config::Node& v, ConnectorConfig& c) {
-  if (!v.IsSequence()) return r.fail(v, "observe is a list of { uri, device, metric }");
-  r.forEach(v, "observe", [&](const config::Node& n) {
-    if (!n.IsMap())
-      return r.fail(n, "an observation is a map: { uri: coap://10.0.0.5/temp, device: boiler-1 }");
-    CoapObserve o;
-    o.at = n.place();
-    const size_t errors = r.errors.size();
-    readFields(coapObserveSchema(), n, o, r);
-    if (r.errors.size() != errors) return;
-    auto url = boost::urls::parse_uri(o.uri);
-    if (!url || (url->scheme() != "coap" && url->scheme() != "coaps") || url->encoded_host().empty())
-      return r.fail(
-          n["uri"],
-          fmt::format("uri must be coap://host[:port]/path or coaps://host[:port]/path, got '{}'", o.uri));
-    if (url->has_userinfo() || url->has_fragment())
-      return r.fail(n["uri"], "a coap uri has no user or fragment");
-    o.secure = url->scheme() == "coaps";
-    if (o.secure) {
-      o.port = 5684;
-      if (o.identity.empty() || o.key.empty())
-        return r.fail(n, "a coaps observation needs the 'identity' and 'key' (a pre-shared key) it presents");
-    } else if (n["identity"].IsDefined() || n["key"].IsDefined()) {
-      return r.fail(n["identity"].IsDefined() ? n["identity"] : n["key"],
-                    "identity and key are for coaps:// observations (CoAP over DTLS)");
-    }
-    o.host = url->host();
-    if (url->has_port()) {
-      const std::string port(url->port());
-      auto number = parseUint(port);
-      if (!number || *number == 0 || *number > 65535)
-        return r.fail(n["uri"], fmt::format("the uri's port must be 1 to 65535, got '{}'", port));
-      o.port = static_cast<uint16_t>(*number);
-    }
-    // A group cannot be observed: there is no one server to answer the registration.
-    const bool v4_multicast =
-        url->host_type() == boost::urls::host_type::ipv4 && (url->host_ipv4_address().to_uint() >> 28) == 0xE;
-    const bool v6_multicast =
-        url->host_type() == boost::urls::host_type::ipv6 && url->host_ipv6_address().to_bytes()[0] == 0xFF;
-    if (v4_multicast || v6_multicast)
-      return r.fail(n["uri"], "a multicast address cannot be observed: name one device");
-    for (auto seg : url->segments()) {
-      if (!coapOptionText(seg)) return r.fail(n["uri"], "each path segment of the uri is 1 to 255 bytes");
-      o.path.emplace_back(seg);
-    }
-    if (url->has_query())
-      for (auto param : url->params()) {
-        std::string q = param.has_value ? param.key + "=" + param.value : param.key;
-        if (!coapOptionText(q)) return r.fail(n["uri"], "each query entry of the uri is 1 to 255 bytes");
-        o.query.push_back(std::move(q));
-      }
-    if (o.device.empty() || o.device.size() > 256 || hasControlOrNoncharacter(o.device))
-      return r.fail(n["device"].IsDefined() ? n["device"] : n,
-                    "an observation names its readings' device: 1 to 256 characters, no controls");
-    c.observe.push_back(std::move(o));
-  });
+  readEntries(
+      r, v, "observe", coapObserveSchema(), "observe is a list of { uri, device, metric }",
+      "an observation is a map: { uri: coap://10.0.0.5/temp, device: boiler-1 }",
+      [&](const config::Node& n, CoapObserve& o) {
+        auto url = boost::urls::parse_uri(o.uri);
+        if (!url || (url->scheme() != "coap" && url->scheme() != "coaps") || url->encoded_host().empty())
+          return r.fail(
+              n["uri"],
+              fmt::format("uri must be coap://host[:port]/path or coaps://host[:port]/path, got '{}'",
+                          o.uri));
+        if (url->has_userinfo() || url->has_fragment())
+          return r.fail(n["uri"], "a coap uri has no user or fragment");
+        o.secure = url->scheme() == "coaps";
+        if (o.secure) {
+          o.port = 5684;
+          if (o.identity.empty() || o.key.empty())
+            return r.fail(
+                n, "a coaps observation needs the 'identity' and 'key' (a pre-shared key) it presents");
+        } else if (n["identity"].IsDefined() || n["key"].IsDefined()) {
+          return r.fail(n["identity"].IsDefined() ? n["identity"] : n["key"],
+                        "identity and key are for coaps:// observations (CoAP over DTLS)");
+        }
+        o.host = url->host();
+        if (url->has_port()) {
+          const std::string port(url->port());
+          auto number = parseUint(port);
+          if (!number || *number == 0 || *number > 65535)
+            return r.fail(n["uri"], fmt::format("the uri's port must be 1 to 65535, got '{}'", port));
+          o.port = static_cast<uint16_t>(*number);
+        }
+        // A group cannot be observed: there is no one server to answer the registration.
+        const bool v4_multicast = url->host_type() == boost::urls::host_type::ipv4 &&
+                                  (url->host_ipv4_address().to_uint() >> 28) == 0xE;
+        const bool v6_multicast = url->host_type() == boost::urls::host_type::ipv6 &&
+                                  url->host_ipv6_address().to_bytes()[0] == 0xFF;
+        if (v4_multicast || v6_multicast)
+          return r.fail(n["uri"], "a multicast address cannot be observed: name one device");
+        for (auto seg : url->segments()) {
+          if (!coapOptionText(seg)) return r.fail(n["uri"], "each path segment of the uri is 1 to 255 bytes");
+          o.path.emplace_back(seg);
+        }
+        if (url->has_query())
+          for (auto param : url->params()) {
+            std::string q = param.has_value ? param.key + "=" + param.value : param.key;
+            if (!coapOptionText(q)) return r.fail(n["uri"], "each query entry of the uri is 1 to 255 bytes");
+            o.query.push_back(std::move(q));
+          }
+        if (o.device.empty() || o.device.size() > 256 || hasControlOrNoncharacter(o.device))
+          return r.fail(n["device"].IsDefined() ? n["device"] : n,
+                        "an observation names its readings' device: 1 to 256 characters, no controls");
+        c.observe.push_back(std::move(o));
+      });
 }
 
 /// A PSK identity or key: 1 to 64 bytes (libcoap's limit for both).
 bool pskText(std::string_view s) { return !s.empty() && s.size() <= 64; }
 
 void readCoapPsk(Reader& r, const config::Node& v, ConnectorConfig& c) {
-  if (!v.IsSequence()) return r.fail(v, "psk is a list of { identity, key, devices }");
-  r.forEach(v, "psk", [&](const config::Node& n) {
-    if (!n.IsMap())
-      return r.fail(n, "a pre-shared key is a map: { identity: boiler-1, key: ${BOILER_1_KEY} }");
-    CoapPsk p;
-    p.at = n.place();
-    const size_t errors = r.errors.size();
-    readFields(coapPskSchema(), n, p, r);
-    if (r.errors.size() != errors) return;
-    if (!pskText(p.identity) || hasControlOrNoncharacter(p.identity))
-      return r.fail(n["identity"], "an identity is 1 to 64 bytes, no controls");
-    // The key is never repeated in a message: config errors may be logged.
-    if (!pskText(p.key)) return r.fail(n["key"], "a key is 1 to 64 bytes");
-    for (const auto& d : p.devices)
-      if (d.empty() || d.size() > 256 || hasControlOrNoncharacter(d))
-        return r.fail(n["devices"], "devices names devices (1 to 256 characters, no controls) or is [\"*\"]");
-    if (std::find(p.devices.begin(), p.devices.end(), "*") != p.devices.end() && p.devices.size() > 1)
-      return r.fail(n["devices"], "\"*\" (any device) stands alone in devices");
-    for (const auto& other : c.psk)
-      if (other.identity == p.identity)
-        return r.fail(n["identity"], fmt::format("identity '{}' is given twice", p.identity));
-    c.psk.push_back(std::move(p));
-  });
+  readEntries(
+      r, v, "psk", coapPskSchema(), "psk is a list of { identity, key, devices }",
+      "a pre-shared key is a map: { identity: boiler-1, key: ${BOILER_1_KEY} }",
+      [&](const config::Node& n, CoapPsk& p) {
+        if (!pskText(p.identity) || hasControlOrNoncharacter(p.identity))
+          return r.fail(n["identity"], "an identity is 1 to 64 bytes, no controls");
+        // The key is never repeated in a message: config errors may be logged.
+        if (!pskText(p.key)) return r.fail(n["key"], "a key is 1 to 64 bytes");
+        for (const auto& d : p.devices)
+          if (d.empty() || d.size() > 256 || hasControlOrNoncharacter(d))
+            return r.fail(n["devices"],
+                          "devices names devices (1 to 256 characters, no controls) or is [\"*\"]");
+        if (std::find(p.devices.begin(), p.devices.end(), "*") != p.devices.end() && p.devices.size() > 1)
+          return r.fail(n["devices"], "\"*\" (any device) stands alone in devices");
+        for (const auto& other : c.psk)
+          if (other.identity == p.identity)
+            return r.fail(n["identity"], fmt::format("identity '{}' is given twice", p.identity));
+        c.psk.push_back(std::move(p));
+      });
 }
 
 json::value showCoapObserve(const ConnectorConfig& c) {
@@ -345,41 +351,36 @@ json::value showCoapObserve(const ConnectorConfig& c) {
 }
 
 void readRegisters(Reader& r, const config::Node& v, ConnectorConfig& c) {
-  if (!v.IsSequence()) return r.fail(v, "registers is a list of { name, table, address, type, ... }");
-  r.forEach(v, "registers", [&](const config::Node& n) {
-    if (!n.IsMap()) return r.fail(n, "a register is a map: { name, table, address, type }");
-    ModbusRegister reg;
-    reg.at = n.place();
-    const size_t errors = r.errors.size();
-    readFields(modbusRegisterSchema(), n, reg, r);
-    if (r.errors.size() != errors) return;
-    const bool bits = reg.table == ModbusTable::kCoil || reg.table == ModbusTable::kDiscrete;
-    if (bits && !n["type"].IsDefined()) reg.layout.type = RegisterType::kBool;
-    if (reg.name.empty() || reg.name.size() > 256 || hasControlOrNoncharacter(reg.name))
-      return r.fail(n["name"],
-                    "a register's name (its readings' metric) must be 1 to 256 characters, no controls");
-    if (n["word_order"].IsDefined() && registerWidth(reg.layout.type) == 1)
-      return r.fail(n["word_order"],
-                    fmt::format("register '{}': word_order applies to 32- and 64-bit types, not {}", reg.name,
-                                registerTypeName(reg.layout.type)));
-    if (reg.layout.type == RegisterType::kBool)
-      for (std::string_view k : {"scale", "offset"})
-        if (const config::Node v = n[std::string(k)]; v.IsDefined())
-          return r.fail(v, fmt::format("register '{}': a bool is 0 or 1, without {}", reg.name, k));
-    if (bits && reg.layout.type != RegisterType::kBool)
-      return r.fail(n["type"], fmt::format("register '{}': a {} holds one bit: its type is bool", reg.name,
-                                           modbusTableName(reg.table)));
-    if (reg.address + registerWidth(reg.layout.type) > 65536)
-      return r.fail(n["address"], fmt::format("register '{}': a {} at {} runs past address 65535", reg.name,
-                                              registerTypeName(reg.layout.type), reg.address));
-    if (reg.writable && (reg.table == ModbusTable::kInput || reg.table == ModbusTable::kDiscrete))
-      return r.fail(n["writable"], fmt::format("register '{}': {} registers are read-only in Modbus",
+  readEntries(
+      r, v, "registers", modbusRegisterSchema(), "registers is a list of { name, table, address, type, ... }",
+      "a register is a map: { name, table, address, type }", [&](const config::Node& n, ModbusRegister& reg) {
+        const bool bits = reg.table == ModbusTable::kCoil || reg.table == ModbusTable::kDiscrete;
+        if (bits && !n["type"].IsDefined()) reg.layout.type = RegisterType::kBool;
+        if (reg.name.empty() || reg.name.size() > 256 || hasControlOrNoncharacter(reg.name))
+          return r.fail(n["name"],
+                        "a register's name (its readings' metric) must be 1 to 256 characters, no controls");
+        if (n["word_order"].IsDefined() && registerWidth(reg.layout.type) == 1)
+          return r.fail(n["word_order"],
+                        fmt::format("register '{}': word_order applies to 32- and 64-bit types, not {}",
+                                    reg.name, registerTypeName(reg.layout.type)));
+        if (reg.layout.type == RegisterType::kBool)
+          for (std::string_view k : {"scale", "offset"})
+            if (const config::Node v = n[std::string(k)]; v.IsDefined())
+              return r.fail(v, fmt::format("register '{}': a bool is 0 or 1, without {}", reg.name, k));
+        if (bits && reg.layout.type != RegisterType::kBool)
+          return r.fail(n["type"], fmt::format("register '{}': a {} holds one bit: its type is bool",
                                                reg.name, modbusTableName(reg.table)));
-    for (const auto& other : c.registers)
-      if (other.name == reg.name)
-        return r.fail(n["name"], fmt::format("duplicate register name '{}'", reg.name));
-    c.registers.push_back(std::move(reg));
-  });
+        if (reg.address + registerWidth(reg.layout.type) > 65536)
+          return r.fail(n["address"], fmt::format("register '{}': a {} at {} runs past address 65535",
+                                                  reg.name, registerTypeName(reg.layout.type), reg.address));
+        if (reg.writable && (reg.table == ModbusTable::kInput || reg.table == ModbusTable::kDiscrete))
+          return r.fail(n["writable"], fmt::format("register '{}': {} registers are read-only in Modbus",
+                                                   reg.name, modbusTableName(reg.table)));
+        for (const auto& other : c.registers)
+          if (other.name == reg.name)
+            return r.fail(n["name"], fmt::format("duplicate register name '{}'", reg.name));
+        c.registers.push_back(std::move(reg));
+      });
 }
 
 json::value showRegisters(const ConnectorConfig& c) {
