@@ -324,10 +324,17 @@ void readCoapObserve(Reader& r, const config::Node& v, ConnectorConfig& c) {
 bool pskText(std::string_view s) { return !s.empty() && s.size() <= 64; }
 
 void readCoapPsk(Reader& r, const config::Node& v, ConnectorConfig& c) {
+  // An empty list would leave the endpoint plain CoAP, open to anyone: say so instead.
+  if (v.IsSequence() && v.size() == 0)
+    return r.fail(v,
+                  "psk lists at least one key (without psk the endpoint is plain CoAP: leave it out then)");
   readEntries(
       r, v, "psk", coapPskSchema(), "psk is a list of { identity, key, devices }",
       "a pre-shared key is a map: { identity: boiler-1, key: ${BOILER_1_KEY} }",
       [&](const config::Node& n, CoapPsk& p) {
+        if (n["devices"].IsSequence() && n["devices"].size() == 0)
+          return r.fail(n["devices"],
+                        "devices lists at least one device (leave it out for the identity's own)");
         if (!pskText(p.identity) || hasControlOrNoncharacter(p.identity))
           return r.fail(n["identity"], "an identity is 1 to 64 bytes, no controls");
         // The key is never repeated in a message: config errors may be logged.
@@ -878,7 +885,8 @@ const Schema<CoapPsk>& coapPskSchema() {
            .member = {},
            .default_text = "the identity",
            .doc = "The devices whose readings the identity may send: a request naming another is answered "
-                  "4.03, a reading of another (a SenML base name, a `device` member) is rejected. `[\"*\"]`: "
+                  "4.03, a reading of another (a SenML base name, a line-protocol `device` tag) is rejected. "
+                  "`[\"*\"]`: "
                   "any "
                   "(a gateway in front of several devices).",
            .type_text = "list",
@@ -1206,10 +1214,14 @@ void readConnectors(Reader& r, const config::Node& list, EdgeConfig& out) {
     for (const auto& other : out.connectors) {
       if (other.name == c.name)
         return r.fail(n["name"], fmt::format("duplicate connector name '{}'", c.name));
-      if (c.listens && other.listens && other.listen.host == c.listen.host &&
-          other.listen.port == c.listen.port)
+      // The same port on the same address, or on every address (0.0.0.0, ::) and one of them.
+      auto wildcard = [](const std::string& host) {
+        return host == "0.0.0.0" || host == "::" || host == "[::]";
+      };
+      if (c.listens && other.listens && other.listen.port == c.listen.port &&
+          (other.listen.host == c.listen.host || wildcard(other.listen.host) || wildcard(c.listen.host)))
         return r.fail(n["listen"],
-                      fmt::format("connector '{}' listens on {} already", other.name, c.listen.text()));
+                      fmt::format("connector '{}' listens on {} already", other.name, other.listen.text()));
     }
     out.connectors.push_back(std::move(c));
   });

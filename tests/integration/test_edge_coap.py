@@ -239,10 +239,25 @@ class Reload(unittest.TestCase):
                                            and connector_status(gw)["listening"], timeout=5))
                 self.assertEqual(coap("post", "coap://%s:%d/readings/p" % (LOCALHOST, taken), "4", "json")[0], "2.xx")
                 self.assertTrue(wait_until(lambda: len(rx.records()) == 2, timeout=5))
-        text, _ = config(free_port(), "    listen: 127.0.0.1:5683\n  - name: other\n    kind: coap\n"
-                                      "    listen: 127.0.0.1:5683\n")
-        code, out = check_config(text)
-        self.assertIn("connector 'field' listens on 127.0.0.1:5683 already", out)
+        for first, second in (("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("127.0.0.1", "0.0.0.0")):
+            text, _ = config(free_port(), "    listen: %s:5683\n  - name: other\n    kind: coap\n"
+                                          "    listen: %s:5683\n" % (first, second))
+            code, out = check_config(text)
+            self.assertIn("connector 'field' listens on %s:5683 already" % first, out)
+
+    def test_no_other_socket_can_share_the_endpoints_port(self):
+        # libcoap binds with SO_REUSEADDR; another socket asking the same must still be refused
+        # (it would take the endpoint's datagrams).
+        udp = free_port(udp=True)
+        with Receiver() as rx:
+            text, admin = config(rx.port, "    listen: %s:%d\n    metric: temperature\n" % (LOCALHOST, udp))
+            with Gateway(text, admin_port=admin):
+                intruder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                self.addCleanup(intruder.close)
+                intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                with self.assertRaises(OSError):
+                    intruder.bind((LOCALHOST, udp))
+                self.assertEqual(coap("post", "coap://%s:%d/readings/p" % (LOCALHOST, udp), "1", "json")[0], "2.xx")
 
 
 class Exchanges(unittest.TestCase):
@@ -572,6 +587,7 @@ class Dtls(unittest.TestCase):
                 time.sleep(0.3)
                 self.assertEqual([(r["device"], r["value"]) for r in rx.records()], [("client", 1)])
                 self.assertEqual(connector_status(gw)["refused_requests"], 1)
+                self.assertEqual(connector_status(gw)["dtls_failures"], 2)  # the stray and the bare one
                 # The devices' CA replaced in place, then a reload: the endpoint takes the new one.
                 shutil.copy(os.path.join(d, "rogue-ca.pem"), os.path.join(d, "devices-ca.pem"))
                 self.assertEqual(gw.admin("POST", "/reload", token=TOKEN).status, 200)
@@ -625,6 +641,9 @@ class ConfigErrors(unittest.TestCase):
             ("    listen: 127.0.0.1:5684\n    psk: [ { identity: a, key: k, devices: [\"*\", b] } ]\n",
              "stands alone in devices"),
             ("    listen: 127.0.0.1:5684\n    psk: { identity: a, key: k }\n", "psk is a list of"),
+            ("    listen: 127.0.0.1:5684\n    psk: []\n", "psk lists at least one key"),
+            ("    listen: 127.0.0.1:5684\n    psk: [ { identity: a, key: k, devices: [] } ]\n",
+             "devices lists at least one device"),
             ("    observe:\n      - { uri: \"http://10.0.0.5/t\", device: d, metric: m }\n", "uri must be coap://"),
             ("    observe:\n      - { uri: \"coap://10.0.0.5/t\", metric: m }\n", "names its readings' device"),
             ("    observe:\n      - { uri: \"coap://10.0.0.5/t\", device: d }\n", "no metric is set"),

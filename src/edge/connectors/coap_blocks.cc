@@ -6,6 +6,8 @@ namespace ganglion::edge {
 
 void CoapBlockAssembler::forget(std::unordered_map<std::string, Body>::iterator it) {
   bytes_ -= it->second.data.size();
+  if (auto s = per_sender_.find(it->second.sender); s != per_sender_.end() && --s->second == 0)
+    per_sender_.erase(s);
   bodies_.erase(it);
 }
 
@@ -19,8 +21,8 @@ void CoapBlockAssembler::expire(int64_t now_ms) {
   }
 }
 
-CoapBlockAssembler::Result CoapBlockAssembler::add(const std::string& key, const Block& block,
-                                                   uint64_t max_body, int64_t now_ms) {
+CoapBlockAssembler::Result CoapBlockAssembler::add(const std::string& sender, const std::string& key,
+                                                   const Block& block, uint64_t max_body, int64_t now_ms) {
   expire(now_ms);
   const uint64_t size = uint64_t{16} << block.szx;
   const uint64_t offset = uint64_t{block.num} * size;
@@ -37,7 +39,14 @@ CoapBlockAssembler::Result CoapBlockAssembler::add(const std::string& key, const
     }
     if (bodies_.size() >= kCoapMaxPendingBodies)
       return {Outcome::kBusy, {}, "too many bodies are arriving in blocks; try again"};
-    it = bodies_.emplace(key, Body{{}, block.content_format, now_ms}).first;
+    size_t& mine = per_sender_[sender];
+    if (mine >= kCoapMaxBodiesPerSender)
+      return {Outcome::kBusy,
+              {},
+              fmt::format("this sender has {} bodies arriving in blocks already; finish one first",
+                          kCoapMaxBodiesPerSender)};
+    ++mine;
+    it = bodies_.emplace(key, Body{{}, block.content_format, now_ms, sender}).first;
   } else if (it == bodies_.end()) {
     return {Outcome::kIncomplete,
             {},
@@ -69,10 +78,10 @@ CoapBlockAssembler::Result CoapBlockAssembler::add(const std::string& key, const
   bytes_ += block.piece.size();
   body.touched_ms = now_ms;
   if (block.more) return {Outcome::kContinue, {}, {}};
-  Result done{Outcome::kComplete, std::move(body.data), {}};
-  bytes_ -= done.body.size();
-  bodies_.erase(it);
-  return done;
+  std::string whole = std::move(body.data);
+  bytes_ -= whole.size();  // forget() counts what is left in the entry: nothing now
+  forget(it);
+  return {Outcome::kComplete, std::move(whole), {}};
 }
 
 }  // namespace ganglion::edge

@@ -19,6 +19,9 @@ namespace ganglion::edge {
 /// Bodies in progress at most, their bytes together at most, and how long one waits for its
 /// next block.
 inline constexpr size_t kCoapMaxPendingBodies = 256;
+/// Bodies in progress from one sender (one address, whatever its ports) at most: one sender
+/// cannot take every slot from the others.
+inline constexpr size_t kCoapMaxBodiesPerSender = 16;
 inline constexpr size_t kCoapMaxPendingBytes = size_t{32} << 20;
 inline constexpr int64_t kCoapBlockIdleMs = 60'000;
 
@@ -46,9 +49,10 @@ class CoapBlockAssembler {
     std::string why;   ///< refusals
   };
 
-  /// Takes `block` of the body `key` names (the sender, its Request-Tag, the target). Bodies
-  /// idle longer than kCoapBlockIdleMs are forgotten first.
-  Result add(const std::string& key, const Block& block, uint64_t max_body, int64_t now_ms);
+  /// Takes `block` of the body `key` names (`sender`, the sender's address, then its port,
+  /// Request-Tag and target). Bodies idle longer than kCoapBlockIdleMs are forgotten first.
+  Result add(const std::string& sender, const std::string& key, const Block& block, uint64_t max_body,
+             int64_t now_ms);
 
   size_t pending() const { return bodies_.size(); }
   size_t pendingBytes() const { return bytes_; }
@@ -58,11 +62,13 @@ class CoapBlockAssembler {
     std::string data;
     unsigned content_format = 0;
     int64_t touched_ms = 0;
+    std::string sender;
   };
   void forget(std::unordered_map<std::string, Body>::iterator it);
   void expire(int64_t now_ms);
 
   std::unordered_map<std::string, Body> bodies_;
+  std::unordered_map<std::string, size_t> per_sender_;  ///< bodies in progress by sender
   size_t bytes_ = 0;
   int64_t next_expiry_ms_ = 0;
 };

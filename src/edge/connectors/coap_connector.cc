@@ -3,16 +3,19 @@
 #include <coap3/coap.h>
 #include <fmt/format.h>
 #include <netdb.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -60,9 +63,23 @@ void startLibcoap() {
     coap_startup();
     coap_set_log_level(LOG_WARNING);
     coap_set_log_handler([](coap_log_t level, const char* message) {
+      if (level > LOG_WARNING) return;
+      // What a peer can make libcoap say (a half-open DTLS handshake timing out, an alert)
+      // is at most kCoapLogLinesPerMinute lines a minute, then how many were left out.
+      static std::mutex mutex;
+      static int64_t minute = 0;
+      static unsigned lines = 0, left_out = 0;
       std::string_view m(message);
       while (!m.empty() && (m.back() == '\n' || m.back() == '\r')) m.remove_suffix(1);
-      if (level <= LOG_WARNING) logLine(fmt::format("edge: coap: {}", m));
+      std::lock_guard lock(mutex);
+      const int64_t now = wallMillis() / 60'000;
+      if (now != minute) {
+        if (left_out) logLine(fmt::format("edge: coap: {} more lines from libcoap left out", left_out));
+        minute = now;
+        lines = left_out = 0;
+      }
+      if (++lines > kCoapLogLinesPerMinute) return void(++left_out);
+      logLine(fmt::format("edge: coap: {}", m));
     });
   });
 }
@@ -82,6 +99,31 @@ Result<coap_address_t> resolve(const std::string& host, uint16_t port) {
   a.size = found->ai_addrlen;
   freeaddrinfo(found);
   return a;
+}
+
+/// libcoap binds its endpoint with SO_REUSEADDR, with which another socket that asks the
+/// same may bind the same address and take its datagrams. The endpoint's socket (found by
+/// its address among this process's) stops sharing once bound: Linux checks both sockets'
+/// flag at the later bind. libcoap 4.3.1 has no call that gives the endpoint's socket.
+void stopSharing(const coap_address_t& bound) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    int fd = -1;
+    const std::string name = entry.path().filename().string();
+    if (std::from_chars(name.data(), name.data() + name.size(), fd).ec != std::errc{} || fd < 0) continue;
+    int type = 0, reuse = 0;
+    socklen_t len = sizeof type;
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_DGRAM) continue;
+    len = sizeof reuse;
+    if (::getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, &len) != 0 || !reuse) continue;
+    sockaddr_storage local{};
+    socklen_t local_len = sizeof local;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) != 0 || local_len != bound.size ||
+        std::memcmp(&local, &bound.addr, bound.size) != 0)
+      continue;
+    const int off = 0;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &off, sizeof off);
+  }
 }
 
 /// The values of option `number` in order (Uri-Path segments, Uri-Query entries).
@@ -162,6 +204,19 @@ std::string certificateName(coap_session_t* session) {
   return n > 0 ? std::string(cn, static_cast<size_t>(n)) : std::string();
 }
 
+/// The peer's address without its port, as bytes; empty when libcoap has none.
+std::string peerAddress(coap_session_t* session) {
+  const coap_address_t* peer = coap_session_get_addr_remote(session);
+  if (!peer) return {};
+  if (peer->addr.sa.sa_family == AF_INET)
+    return std::string(reinterpret_cast<const char*>(&peer->addr.sin.sin_addr),
+                       sizeof peer->addr.sin.sin_addr);
+  if (peer->addr.sa.sa_family == AF_INET6)
+    return std::string(reinterpret_cast<const char*>(&peer->addr.sin6.sin6_addr),
+                       sizeof peer->addr.sin6.sin6_addr);
+  return {};
+}
+
 /// The peer's address and port as bytes (a key part); empty when libcoap has none.
 std::string peerKey(coap_session_t* session) {
   const coap_address_t* peer = coap_session_get_addr_remote(session);
@@ -223,6 +278,10 @@ struct CoapConnector::Context {
   CoapBlockAssembler blocks;  ///< bodies arriving in blocks
   /// The keys of the config's `psk`, in order, as libcoap takes them.
   std::vector<coap_bin_const_t> psk_keys;
+  /// Handed out for an identity that is not listed, so that its handshake fails as a wrong
+  /// key's does (at the end, not at once): timing does not tell which identities exist.
+  uint8_t decoy[32] = {};
+  coap_bin_const_t decoy_key{sizeof decoy, decoy};
 
   ~Context() {
     for (auto& o : observed)
@@ -285,6 +344,7 @@ Result<void> CoapConnector::start() {
   if (!config_.psk.empty()) {
     for (const auto& p : config_.psk)
       c->psk_keys.push_back({p.key.size(), reinterpret_cast<const uint8_t*>(p.key.data())});
+    RAND_bytes(c->decoy, sizeof c->decoy);
     // The handshake names an identity; its key is the config's, and the session remembers
     // which entry it was (the devices it may send).
     coap_dtls_spsk_t spsk{};
@@ -300,7 +360,7 @@ Result<void> CoapConnector::start() {
           return &self->context_->psk_keys[i];
         }
       ++self->stats_->unknown_identities;
-      return nullptr;  // the handshake fails
+      return &self->context_->decoy_key;  // the handshake fails at its end
     };
     spsk.id_call_back_arg = this;
     if (!coap_context_set_psk2(c->ctx, &spsk))
@@ -341,6 +401,18 @@ Result<void> CoapConnector::start() {
          const coap_mid_t) -> coap_response_t {
         return static_cast<coap_response_t>(connectorOf(session)->onResponse(session, received));
       });
+  // A DTLS handshake or record that failed on the endpoint: a wrong key, a certificate from
+  // elsewhere, garbage (counted; libcoap closes the session).
+  coap_register_event_handler(c->ctx, [](coap_session_t* session, const coap_event_t event) -> int {
+    if (coap_session_get_type(session) != COAP_SESSION_TYPE_SERVER) return 0;
+    // A handshake abandoned half-way (a wrong key: DTLS drops what it cannot decrypt, so the
+    // server sees no error) is counted when libcoap clears it, 30 s on.
+    const bool abandoned = event == COAP_EVENT_SERVER_SESSION_DEL &&
+                           coap_session_get_proto(session) == COAP_PROTO_DTLS &&
+                           coap_session_get_state(session) == COAP_SESSION_STATE_HANDSHAKE;
+    if (event == COAP_EVENT_DTLS_ERROR || abandoned) ++connectorOf(session)->stats_->dtls_failures;
+    return 0;
+  });
   coap_register_nack_handler(c->ctx,
                              [](coap_session_t* session, const coap_pdu_t* sent, const coap_nack_reason_t,
                                 const coap_mid_t) { connectorOf(session)->onNack(session, sent); });
@@ -375,6 +447,7 @@ bool CoapConnector::bind() {
                     config_.listen.host, config_.listen.port));
     return false;
   }
+  stopSharing(*addr);
   stats_->listening = true;
   return true;
 }
@@ -486,7 +559,9 @@ CoapAnswer CoapConnector::answerRequest(coap_session_t* session, const coap_pdu_
   for (std::string_view q : optionValues(request, COAP_OPTION_URI_QUERY)) {
     if (q.starts_with("device=")) {
       if (device_query || !device.empty())
-        return refuse(COAP_RESPONSE_CODE_BAD_REQUEST, "the device is named twice (path and ?device=)");
+        return refuse(COAP_RESPONSE_CODE_BAD_REQUEST, device_query
+                                                          ? "?device= is given twice"
+                                                          : "the device is named twice (path and ?device=)");
       device_query = true;
       device = q.substr(7);
     } else if (q.starts_with("metric=")) {
@@ -546,11 +621,12 @@ CoapAnswer CoapConnector::answerRequest(coap_session_t* session, const coap_pdu_
                            fmt::format("block {} of {} bytes carries {} bytes (each but the last is full)",
                                        b.num, block_size, payload.size()));
     // The body is the sender's, its Request-Tag's (RFC 9175), and the target's.
+    const std::string sender = peerAddress(session);
     std::string key = peerKey(session);
     for (std::string_view part : optionValues(request, COAP_OPTION_RTAG)) (key += '\x1f') += part;
     ((key += '\x1e') += device) += '\x1f';
     key += metric;
-    auto got = context_->blocks.add(key, b, config_.max_body, wallMillis());
+    auto got = context_->blocks.add(sender, key, b, config_.max_body, wallMillis());
     using Outcome = CoapBlockAssembler::Outcome;
     switch (got.outcome) {
       case Outcome::kContinue: {
@@ -783,6 +859,7 @@ void CoapConnector::describe(json::object& out) const {
   }
   out["duplicates"] = stats_->duplicates.load();
   if (!config_.psk.empty()) out["unknown_identities"] = stats_->unknown_identities.load();
+  if (config_.speaksDtls()) out["dtls_failures"] = stats_->dtls_failures.load();
   out["bodies_in_blocks"] = stats_->bodies_in_blocks.load();
   out["stale_notifications"] = stats_->stale_notifications.load();
   out["requests"] = stats_->requests.load();

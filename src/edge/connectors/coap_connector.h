@@ -56,8 +56,9 @@ struct CoapStats {
   std::atomic<uint64_t> duplicates{0};           ///< a message again (same peer, same message id)
   std::atomic<uint64_t> stale_notifications{0};  ///< older than one taken already (RFC 7641 3.4)
   std::atomic<uint64_t> unknown_identities{0};   ///< DTLS handshakes naming no configured identity
-  std::atomic<uint64_t> bodies_in_blocks{0};     ///< bodies put together from blocks (RFC 7959)
-  std::deque<Observation> observations;          ///< parallel to the config's `observe`
+  std::atomic<uint64_t> dtls_failures{0};     ///< DTLS sessions that failed (a wrong key, a bad certificate)
+  std::atomic<uint64_t> bodies_in_blocks{0};  ///< bodies put together from blocks (RFC 7959)
+  std::deque<Observation> observations;       ///< parallel to the config's `observe`
   mutable std::mutex error_mutex;
   std::string last_error;
 };
@@ -74,6 +75,8 @@ inline constexpr unsigned kCoapSessionTimeoutS = 120;
 /// EXCHANGE_LIFETIME).
 inline constexpr size_t kCoapRememberedExchanges = 32'768;
 inline constexpr int64_t kCoapExchangeLifetimeMs = 247'000;
+/// libcoap's warnings logged a minute at most (a peer can provoke them).
+inline constexpr unsigned kCoapLogLinesPerMinute = 20;
 /// How often an endpoint that could not be bound tries again.
 inline constexpr int64_t kCoapBindRetryMs = 1000;
 /// An observation silent this long past its last notification's Max-Age is registered again
