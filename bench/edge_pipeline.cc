@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
     for (const Record& r : b.records) {
       windows += r.kind == RecordKind::kWindow;
       events += r.kind == RecordKind::kEvent;
-      joined += r.kind == RecordKind::kReading && join;
+      joined += r.kind == RecordKind::kReading && join && r.field_count >= 2;
     }
   });
   const uint16_t origin = pipeline.origin("plant");
@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
   const double cpu = threadCpuSeconds() - cpu0, wall = wallSeconds() - wall0;
   std::printf(
       "readings %llu series %u batch %u: %.0f readings/s (wall), %.1f ns CPU per reading, "
-      "%llu windows, %llu events, %llu readings out\n",
+      "%llu windows, %llu events, %llu joined\n",
       static_cast<unsigned long long>(readings), series_count, batch_size,
       static_cast<double>(readings) / wall, cpu * 1e9 / static_cast<double>(readings),
       static_cast<unsigned long long>(windows), static_cast<unsigned long long>(events),
