@@ -540,6 +540,12 @@ CoapAnswer CoapConnector::answerRequest(coap_session_t* session, const coap_pdu_
     runtime_.countIngest(config_.name, 0, 0, true);
     return refuse(code, std::move(why));
   };
+  // 4.13 says the largest body taken (Size1, RFC 7959 4).
+  auto tooLarge = [&](std::string why) {
+    CoapAnswer a = refusePayload(COAP_RESPONSE_CODE_REQUEST_TOO_LARGE, std::move(why));
+    a.size1 = static_cast<unsigned>(std::min<uint64_t>(config_.max_body, UINT32_MAX));
+    return a;
+  };
   const coap_pdu_code_t method = coap_pdu_get_code(request);
   if (method != COAP_REQUEST_CODE_POST && method != COAP_REQUEST_CODE_PUT)
     return refuse(COAP_RESPONSE_CODE_NOT_ALLOWED, "");
@@ -635,11 +641,8 @@ CoapAnswer CoapConnector::answerRequest(coap_session_t* session, const coap_pdu_
         a.block1 = value;
         return a;
       }
-      case Outcome::kTooLarge: {
-        CoapAnswer a = refusePayload(COAP_RESPONSE_CODE_REQUEST_TOO_LARGE, std::move(got.why));
-        a.size1 = static_cast<unsigned>(std::min<uint64_t>(config_.max_body, UINT32_MAX));
-        return a;
-      }
+      case Outcome::kTooLarge:
+        return tooLarge(std::move(got.why));
       case Outcome::kIncomplete:
         return refusePayload(COAP_RESPONSE_CODE_INCOMPLETE, std::move(got.why));
       case Outcome::kBusy:
@@ -652,12 +655,8 @@ CoapAnswer CoapConnector::answerRequest(coap_session_t* session, const coap_pdu_
         break;
     }
   }
-  if (payload.size() > config_.max_body) {
-    CoapAnswer a = refusePayload(COAP_RESPONSE_CODE_REQUEST_TOO_LARGE,
-                                 fmt::format("the payload is larger than {} bytes", config_.max_body));
-    a.size1 = static_cast<unsigned>(std::min<uint64_t>(config_.max_body, UINT32_MAX));
-    return a;
-  }
+  if (payload.size() > config_.max_body)
+    return tooLarge(fmt::format("the payload is larger than {} bytes", config_.max_body));
   const Ingested got = ingest(*format, payload, device, metric, peer ? &*peer : nullptr);
   if (!got.error.empty()) return refuse(static_cast<coap_pdu_code_t>(got.code), got.error);
   json::object body;
@@ -682,8 +681,8 @@ CoapConnector::Ingested CoapConnector::ingest(PayloadFormat format, std::string_
   auto decoded = decodePayload(
       format, payload, ctx,
       [&](const DecodedReading& r) {
-        // A payload names its devices too (SenML base names, a device member): over DTLS,
-        // only those its identity may send.
+        // A payload names its devices too (SenML base names, line-protocol device tags):
+        // over DTLS, only those its identity may send.
         if (peer && !peer->allows(r.device))
           return report.reject(
               fmt::format("identity '{}' may not send readings of device '{}'", peer->identity, r.device));

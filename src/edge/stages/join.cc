@@ -277,7 +277,7 @@ void JoinStage::saveState(std::string& out, const SeriesTable& series) const {
     const JoinPartner& partner = spec_.with[key >> 32];
     e.str(partner.metric);
     e.str(partner.device);
-    e.str(series.strings().view(static_cast<StringId>(key & 0xffffffffu)));
+    e.str(device(key));
     e.u32(static_cast<uint32_t>(recent.size()));
     for (const Sample& s : recent) {
       e.i64(s.ts);
