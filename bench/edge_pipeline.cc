@@ -8,12 +8,19 @@
 // temperature, occupancy, temperature, occupancy... of each device, and every 64th is the
 // station's.
 //
+// With `--flood 1` every reading names a new device (a flood of invented names), 100,000
+// readings per second of event time: the table (max_series = --series) fills, and idle series
+// are forgotten (forget_idle 1 s) so new ones are taken again; it prints how many were
+// refused and forgotten, and the longest sweep.
+//
 //   ganglion_edge_bench [--readings N] [--series N] [--batch N] [--rate-per-series HZ] [--join 1]
+//                       [--flood 1]
 //
 // Series are interned once beforehand (a connector maps topics to series through a cache);
 // values come from a precomputed table so the random generator is not measured.
 #include <time.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -46,6 +53,7 @@ int main(int argc, char** argv) {
   uint32_t batch_size = 1024;
   uint32_t rate = 1000;  // readings per second per series, in event time
   bool join = false;
+  bool flood = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     const uint64_t v = std::strtoull(argv[i + 1], nullptr, 10);
     if (!std::strcmp(argv[i], "--readings"))
@@ -58,6 +66,8 @@ int main(int argc, char** argv) {
       rate = static_cast<uint32_t>(v);
     else if (!std::strcmp(argv[i], "--join"))
       join = v != 0;
+    else if (!std::strcmp(argv[i], "--flood"))
+      flood = v != 0;
     else {
       std::fprintf(stderr, "unknown option %s\n", argv[i]);
       return 2;
@@ -79,6 +89,10 @@ int main(int argc, char** argv) {
   detect.threshold = 6;
   PipelineSpec spec{.name = "pump-health",
                     .stages = {FilterSpec{"value > -1000 and value < 1000"}, window, detect}};
+  if (flood) {
+    spec.max_series = series_count;
+    spec.forget_idle_ms = 1000;
+  }
   if (join) {
     JoinSpec hvac{.on = "temperature",
                   .with = {JoinPartner{.metric = "occupancy"},
@@ -103,7 +117,7 @@ int main(int argc, char** argv) {
   });
   const uint16_t origin = pipeline.origin("plant");
   std::vector<SeriesId> ids;
-  for (uint32_t i = 0; i < series_count; ++i) {
+  for (uint32_t i = 0; i < series_count && !flood; ++i) {
     if (!join) {
       ids.push_back(pipeline.series().intern("plant", "pump-" + std::to_string(i), "vibration"));
       continue;
@@ -125,9 +139,40 @@ int main(int argc, char** argv) {
   uint64_t seq = 0;
   const double cpu0 = threadCpuSeconds(), wall0 = wallSeconds();
   int64_t last_tick = 0;
+  uint64_t refused = 0;
+  double longest_sweep = 0;
+  std::string device;
   while (seq < readings) {
     batch.clear();
     const uint64_t n = std::min<uint64_t>(batch_size, readings - seq);
+    if (flood) {
+      const int64_t now = t0 + static_cast<int64_t>(seq / 100);
+      pipeline.series().setClock(now);
+      for (uint64_t i = 0; i < n; ++i, ++seq) {
+        device = "bogus-";
+        device += std::to_string(seq);
+        const SeriesId id = pipeline.series().intern("plant", device, "vibration");
+        if (id == kNoSeries) {
+          ++refused;
+          continue;
+        }
+        Record& r = batch.records.emplace_back();
+        r.series = id;
+        r.ts = now;
+        r.value = values[seq & 0xffff];
+        r.origin = origin;
+        r.seq = seq;
+      }
+      pipeline.push(batch, now);
+      if (now - last_tick >= 100) {
+        pipeline.tick(now);
+        const double s0 = threadCpuSeconds();
+        pipeline.forgetIdle(now);
+        longest_sweep = std::max(longest_sweep, threadCpuSeconds() - s0);
+        last_tick = now;
+      }
+      continue;
+    }
     for (uint64_t i = 0; i < n; ++i, ++seq) {
       Record& r = batch.records.emplace_back();
       r.series = join && seq % 64 == 63 ? station : ids[seq % series_count];
@@ -153,5 +198,10 @@ int main(int argc, char** argv) {
       static_cast<double>(readings) / wall, cpu * 1e9 / static_cast<double>(readings),
       static_cast<unsigned long long>(windows), static_cast<unsigned long long>(events),
       static_cast<unsigned long long>(joined));
+  if (flood)
+    std::printf("flood: %llu refused, %llu series forgotten, longest sweep %.2f ms (CPU), %zu series held\n",
+                static_cast<unsigned long long>(refused),
+                static_cast<unsigned long long>(pipeline.seriesForgotten()), longest_sweep * 1e3,
+                pipeline.series().size());
   return 0;
 }

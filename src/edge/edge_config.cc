@@ -428,6 +428,18 @@ const Schema<PipelineConfig>& pipelineSchema() {
                "readings of new series past it are dropped and counted.",
            .min = 1,
            .max = 10'000'000},
+          {.name = "forget_idle",
+           .kind = FieldKind::kDuration,
+           .member = &P::forget_idle,
+           .default_text = "`1h`",
+           .doc =
+               "Once the pipeline holds 90% of `max_series`, series not heard from for this long are "
+               "forgotten (checked at most every 10 s), with what its stages kept for them, so new devices "
+               "are taken again after a flood of invented names. Never less than the stages' reach (a "
+               "window's length plus `allowed_lateness`, a join's `within` plus `wait`, a downsample's "
+               "`every`); series with an open window or a held reading stay "
+               "([forgetting idle series](edge.md#forgetting-idle-series)).",
+           .min = 1000},
       },
       {}};
   return schema;
@@ -563,6 +575,7 @@ void readPipelines(Reader& r, const config::Node& list, EdgeConfig& out) {
       if (other.name == p.name) return r.fail(n["name"], fmt::format("duplicate pipeline name '{}'", p.name));
     p.spec.name = p.name;
     p.spec.max_series = p.max_series;
+    p.spec.forget_idle_ms = p.forget_idle.count();
     // A join's fields become names of the config (the gateway's table takes them when the
     // config is installed: see commitFieldNames).
     if (auto grown = fieldNamesWith(names, pipelineFieldNames(p.spec)); !grown) {

@@ -237,6 +237,7 @@ struct PipelineConfig {
   std::vector<std::string> from;  ///< connector names
   std::vector<std::string> to;    ///< sink names
   uint64_t max_series = 100'000;
+  Millis forget_idle{3'600'000};
   PipelineSpec spec;        ///< the stages, checked by building the pipeline once
   std::string fingerprint;  ///< the pipeline's settings as JSON: equal means unchanged
   config::Place at;

@@ -992,6 +992,8 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     batch_.clear();
     const uint16_t origin = pipeline_->origin(in.connector);
     SeriesTable& series = pipeline_->series();
+    const int64_t now = idleClock();
+    series.setClock(now);
     uint64_t refused = 0;
     for (size_t i = from; i < to; ++i) {
       const auto& item = in.items[i];
@@ -1021,14 +1023,22 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
                       config_.name, series.size()));
     }
     arrived_ns_ = in.arrived_ns;  // what the rules fired by these readings measure from
-    pipeline_->push(batch_, idleClock());
+    pipeline_->push(batch_, now);
     arrived_ns_ = 0;
     mirror();
   }
 
   void tick() {
     if (retired_ || awaiting_state_) return;
-    pipeline_->tick(idleClock());
+    const int64_t now = idleClock();
+    pipeline_->tick(now);
+    if (const size_t forgotten = pipeline_->forgetIdle(now)) {
+      told_full_ = false;  // full again later: said again
+      logLine(
+          fmt::format("edge: pipeline '{}' forgot {} series idle for {} s or more ({} of max_series {} held)",
+                      config_.name, forgotten, pipeline_->forgetAfterMs() / 1000, pipeline_->series().size(),
+                      pipeline_->series().maxSeries()));
+    }
     mirror();
     trimIngest();
     saveState(false);
@@ -1177,7 +1187,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
 
   std::atomic<uint64_t> waiting{0};  ///< readings posted, not yet run
   uint64_t replayed = 0;             ///< readings the ingest log gave back at start (main thread)
-  std::atomic<uint64_t> readings_in{0}, series_refused{0}, records_out{0}, series{0};
+  std::atomic<uint64_t> readings_in{0}, series_refused{0}, records_out{0}, series{0}, series_forgotten{0};
   std::atomic<uint64_t> not_stored{0};  ///< readings the ingest log could not take (not run)
   /// Readings this pipeline's earlier versions left out when a reload replaced them (a partial
   /// fft block): their stages' counters went with them.
@@ -1226,6 +1236,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     }
     records_out.store(pipeline_->recordsOut(), std::memory_order_relaxed);
     series.store(pipeline_->series().size(), std::memory_order_relaxed);
+    series_forgotten.store(pipeline_->seriesForgotten(), std::memory_order_relaxed);
   }
 
   /// Runs the rules on one record leaving the last stage.
@@ -2050,6 +2061,7 @@ json::object EdgeRuntime::status() const {
     o["waiting"] = p->waiting.load();
     o["series"] = p->series.load();
     o["series_refused"] = p->series_refused.load();
+    o["series_forgotten"] = p->series_forgotten.load();
     o["not_stored"] = p->not_stored.load();
     o["left_at_reload"] = p->left_at_reload.load();
     if (auto log = p->ingestLog()) {

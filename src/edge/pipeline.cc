@@ -30,11 +30,13 @@ void Pipeline::runFrom(size_t first_stage, Batch& batch, StageContext& ctx) {
 }
 
 void Pipeline::push(Batch& batch, int64_t wall_ms) {
+  series_.setClock(wall_ms);
   StageContext ctx{series_, *names_, evaluator_, wall_ms};
   runFrom(0, batch, ctx);
 }
 
 void Pipeline::tick(int64_t wall_ms) {
+  series_.setClock(wall_ms);
   StageContext ctx{series_, *names_, evaluator_, wall_ms};
   for (size_t i = 0; i < stages_.size(); ++i) {
     tick_batch_.clear();
@@ -68,8 +70,24 @@ std::string Pipeline::saveState() const {
   return out;
 }
 
+size_t Pipeline::forgetIdle(int64_t wall_ms) {
+  if (series_.size() * 10 < series_.maxSeries() * 9 || wall_ms < next_sweep_ms_) return 0;
+  next_sweep_ms_ = wall_ms + std::min<int64_t>(forget_after_ms_, 10'000);
+  const int64_t idle_before = wall_ms - forget_after_ms_;
+  keep_.assign(series_.idLimit(), 0);
+  for (SeriesId id = 0; id < series_.idLimit(); ++id)
+    keep_[id] = series_.inUse(id) && series_.lastSeen(id) >= idle_before;
+  for (const auto& stage : stages_) stage->keepSeries(keep_, series_);
+  const Forgetting f{keep_, series_, idle_before};
+  for (const auto& stage : stages_) stage->forgetSeries(f);
+  const size_t n = series_.forgetAllBut(keep_);
+  forgotten_ += n;
+  return n;
+}
+
 Result<size_t> Pipeline::restoreState(std::string_view state, int64_t now_ms, bool warmed_only) {
   if (state.empty()) return size_t{0};
+  if (now_ms != INT64_MAX) series_.setClock(now_ms);  // restored series count as seen now
   StateDecoder d(state);
   const uint32_t count = d.u32();
   std::vector<std::pair<std::string_view, std::string_view>> parts;
@@ -244,10 +262,35 @@ std::vector<std::string> pipelineFieldNames(const PipelineSpec& spec) {
   return out;
 }
 
+namespace {
+
+/// How far back in time the stages' per-series state matters: a series idle for less is not
+/// forgotten (a window could still take a late reading, a join a driving reading that needs
+/// the partner's value, a downsample interval could let a second reading through).
+int64_t stagesReachMs(const PipelineSpec& spec) {
+  int64_t reach = 0;
+  auto sum = [](int64_t a, int64_t b) {
+    int64_t out;
+    return __builtin_add_overflow(a, b, &out) ? INT64_MAX : out;
+  };
+  for (const StageSpec& stage : spec.stages) {
+    if (const auto* w = std::get_if<WindowSpec>(&stage))
+      reach = std::max(reach, sum(std::max(w->size_ms, w->max_length_ms), w->allowed_lateness_ms));
+    else if (const auto* j = std::get_if<JoinSpec>(&stage))
+      reach = std::max(reach, sum(j->within_ms, j->wait_ms));
+    else if (const auto* d = std::get_if<DownsampleSpec>(&stage))
+      reach = std::max(reach, d->every_ms);
+  }
+  return reach;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
                                                 std::shared_ptr<const FieldNames> names,
                                                 size_t* failed_stage) {
   auto pipeline = std::make_unique<Pipeline>(spec.name, names, spec.max_series);
+  pipeline->forget_after_ms_ = std::max<int64_t>(spec.forget_idle_ms, stagesReachMs(spec));
   Visible visible;
   visible.add(*names, "attrs");
   // A window or fft consumes the readings it takes: one after it that wants the same ones

@@ -35,6 +35,10 @@ struct PipelineSpec {
   std::string name;
   std::vector<StageSpec> stages;
   size_t max_series = 100'000;
+  /// Once the series table is 90% full, series idle this long are forgotten (at least the
+  /// stages' reach: a window's length and lateness, a join's `within` and `wait`, a
+  /// downsample's interval).
+  int64_t forget_idle_ms = 3'600'000;
   /// Marks window records' ids (`<pipeline>.stages[i].window@<generation>`): a changed
   /// pipeline flushes its open windows and its successor opens the same intervals again, and
   /// the two partial windows must not share an id. The runtime sets it from the pipeline's
@@ -78,6 +82,14 @@ class Pipeline {
   void tick(int64_t wall_ms);
   /// Closes everything open (shutdown).
   void flush(int64_t wall_ms);
+  /// When the series table is 90% full or more (and at most every 10 s): forgets the series
+  /// not seen for forgetAfterMs() that no stage still needs (open windows, held readings), so
+  /// new devices are taken again after a flood of invented names. Every stage drops what it
+  /// kept for them first. Returns how many it forgot. Call it from the tick.
+  size_t forgetIdle(int64_t wall_ms);
+  int64_t forgetAfterMs() const { return forget_after_ms_; }
+  /// Series forgotten so far.
+  uint64_t seriesForgotten() const { return forgotten_; }
 
   /// The state of its stages worth keeping across restarts (detector histories), or "" when
   /// none of its stages has any. Pipeline's worker.
@@ -119,6 +131,12 @@ class Pipeline {
   Output output_;
   Batch tick_batch_;
   uint64_t records_out_ = 0;
+  int64_t forget_after_ms_ = 3'600'000;
+  int64_t next_sweep_ms_ = INT64_MIN;
+  uint64_t forgotten_ = 0;
+  std::vector<uint8_t> keep_;  // forgetIdle's marks, by SeriesId
+  friend Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec&,
+                                                         std::shared_ptr<const FieldNames>, size_t*);
 };
 
 /// The fields every config knows: `window_ms`, the aggregates, and the detector events' fields.

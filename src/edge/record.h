@@ -32,21 +32,37 @@ enum class RecordKind : uint8_t { kReading, kWindow, kEvent, kSummary };
 std::string_view qualityName(Quality q);
 std::string_view recordKindName(RecordKind k);
 
-/// Strings interned once per pipeline (device names, metrics, sources): an id is stable for the
-/// pool's life and its view never moves. Owner's thread.
+/// Strings interned once per pipeline (device names, metrics, sources). Two kinds of holder:
+/// intern() keeps a string for the pool's life (names a config uses: a map's metric, a join's
+/// fixed device); acquire()/release() count holders (the series table, a join's partner
+/// values), and the last release of a string nothing interned for good frees it: its id may
+/// then name another string. A view never moves while its string is held. Owner's thread.
 class StringPool {
  public:
   StringPool() { intern(""); }
+  /// The id of `s`, kept for the pool's life.
   StringId intern(std::string_view s);
+  /// The id of `s`, with one more holder (release() gives it back).
+  StringId acquire(std::string_view s);
+  /// One more holder of the string `id` (held already).
+  void retain(StringId id);
+  /// One holder less; the last one frees a string not interned for good.
+  void release(StringId id);
   /// The id of `s`, or nullopt-like kNotFound when it was never interned.
   static constexpr StringId kNotFound = std::numeric_limits<StringId>::max();
   StringId find(std::string_view s) const;
   std::string_view view(StringId id) const { return views_[id]; }
-  size_t size() const { return views_.size(); }
+  /// Strings held now.
+  size_t size() const { return views_.size() - free_.size(); }
 
  private:
-  std::deque<std::string> storage_;  // deque: interned strings never move
+  static constexpr uint32_t kForGood = std::numeric_limits<uint32_t>::max();
+  StringId add(std::string_view s, uint32_t refs);
+
+  std::deque<std::string> storage_;  // deque: a string's storage never moves
   std::vector<std::string_view> views_;
+  std::vector<uint32_t> refs_;  // holders (kForGood: interned for good)
+  std::vector<StringId> free_;  // ids of freed strings, handed out again
   std::unordered_map<std::string_view, StringId> ids_;
 };
 
@@ -60,21 +76,36 @@ struct SeriesKey {
 
 /// The pipeline's series, interned once: readings carry a SeriesId, stages index flat vectors
 /// with it. At most `max_series` (new series past it are refused, and counted by the caller:
-/// a device inventing names cannot grow memory without bound). Pipeline's worker.
+/// a device inventing names cannot grow memory without bound). A series idle for long may be
+/// forgotten (Pipeline::forgetIdle, once every stage has dropped what it kept for it): its id
+/// is then handed out again. Pipeline's worker.
 class SeriesTable {
  public:
   explicit SeriesTable(size_t max_series = 100'000) : max_series_(max_series) {}
   /// The series of (source, device, metric), created on first sight; kNoSeries when the table
-  /// is full.
+  /// is full. Either way of finding it marks it seen at the clock (setClock).
   SeriesId intern(std::string_view source, std::string_view device, std::string_view metric);
   SeriesId intern(const SeriesKey& key);
+  /// The time intern() marks series seen at (epoch ms): set before each batch.
+  void setClock(int64_t now_ms) { now_ms_ = now_ms; }
+  /// When intern() last found or made `id` (epoch ms).
+  int64_t lastSeen(SeriesId id) const { return last_seen_[id]; }
+  /// Whether `id` names a series now (not forgotten, not yet handed out).
+  bool inUse(SeriesId id) const { return id < keys_.size() && last_seen_[id] != kFree; }
+  /// Forgets every series in use whose `keep` entry is 0 (every stage dropped what it kept for
+  /// them first): their ids, and names no one else holds, are handed out again. Returns how
+  /// many it forgot.
+  size_t forgetAllBut(const std::vector<uint8_t>& keep);
   const SeriesKey& key(SeriesId id) const { return keys_[id]; }
   std::string_view source(SeriesId id) const { return strings_.view(keys_[id].source); }
   std::string_view device(SeriesId id) const { return strings_.view(keys_[id].device); }
   std::string_view metric(SeriesId id) const { return strings_.view(keys_[id].metric); }
   StringPool& strings() { return strings_; }
   const StringPool& strings() const { return strings_; }
-  size_t size() const { return keys_.size(); }
+  /// Series in use.
+  size_t size() const { return keys_.size() - free_.size(); }
+  /// One past the highest id handed out: what vectors indexed by SeriesId are sized to.
+  size_t idLimit() const { return keys_.size(); }
   size_t maxSeries() const { return max_series_; }
 
  private:
@@ -84,9 +115,16 @@ class SeriesTable {
              (uint64_t{k.metric} * 0x165667B19E3779F9ull);
     }
   };
+  static constexpr int64_t kFree = std::numeric_limits<int64_t>::min();
+  /// Adds `key` (its strings held already) as a new series.
+  SeriesId add(const SeriesKey& key);
+
   size_t max_series_;
+  int64_t now_ms_ = 0;
   StringPool strings_;
   std::vector<SeriesKey> keys_;
+  std::vector<int64_t> last_seen_;  // kFree: the id is free
+  std::vector<SeriesId> free_;
   std::unordered_map<SeriesKey, SeriesId, KeyHash> ids_;
 };
 

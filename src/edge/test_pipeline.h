@@ -37,6 +37,7 @@ struct Harness {
     Batch b;
     Record r;
     r.seq = seq;
+    pipeline->series().setClock(wall);
     r.series = pipeline->series().intern(src, device, metric);
     r.ts = ts;
     r.value = v;

@@ -425,6 +425,48 @@ class WindowIds(unittest.TestCase):
                 self.assertRegex(first["id"], r"^w\.stages\[0\]\.window@[0-9a-f]{8}/")
 
 
+FORGETFUL = """  - name: forgetful
+    from: [ lab ]
+    max_series: 20
+    forget_idle: 1s
+    stages:
+      - dedup: {}
+      - window: { tumbling: 1s, aggregates: [count] }
+    to: [ uplink ]
+"""
+
+
+class ForgettingSeries(unittest.TestCase):
+    def test_a_flood_of_invented_devices_is_forgotten_and_the_real_device_is_taken(self):
+        """docs/edge.md "Forgetting idle series": ten invented devices fill max_series (each
+        reading's series and its window group's), the real device is refused; once the flood
+        has been idle for forget_idle, it is forgotten and the real device's readings go
+        through, with what dedup and the window kept for the flood gone."""
+        with Receiver() as rx:
+            text, port, admin = config(rx.port, pipelines=FORGETFUL)
+            with Gateway(text, admin_port=admin) as gw:
+                def pipeline():
+                    return gw.admin("GET", "/edge", token=TOKEN).json()["pipelines"][0]
+                t0 = int(time.time()) * 1000
+                for i in range(10):
+                    readings(gw, "bogus-%d" % i, [{"value": 1, "ts": t0}])
+                readings(gw, "real", [{"value": 1, "ts": t0}])
+                self.assertTrue(wait_until(lambda: pipeline()["series_refused"] == 1, timeout=5), pipeline())
+                self.assertEqual(pipeline()["series"], 20)
+                self.assertTrue(wait_until(lambda: pipeline()["series_forgotten"] == 20, timeout=10), pipeline())
+                self.assertEqual(pipeline()["series"], 0)
+                self.assertIn("forgot 20 series idle for 1 s or more", gw.log_text())
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 10, timeout=5), rx.records())
+                self.assertEqual(sorted(r["device"] for r in rx.records()), ["bogus-%d" % i for i in range(10)])
+                # The same (ts, value) a bogus device sent: dedup forgot it with the flood.
+                readings(gw, "real", [{"value": 1, "ts": t0}, {"value": 3, "ts": t0 + 10}])
+                self.assertTrue(wait_until(lambda: any(r["device"] == "real" for r in rx.records()), timeout=5),
+                                rx.records())
+                real = [r for r in rx.records() if r["device"] == "real"]
+                self.assertEqual([(r["count"], r["ts"]) for r in real], [(2, t0)])
+                self.assertEqual(pipeline()["series_refused"], 1)
+
+
 class StageConfigErrors(unittest.TestCase):
     def error(self, stage):
         text, _, _ = config(free_port(), pipelines=SAMPLED.replace("      - change_only: {}\n", stage))

@@ -87,13 +87,31 @@ void DetectStage::process(Batch& batch, StageContext& ctx) {
 uint32_t DetectStage::slotOf(SeriesId series) {
   if (series >= slot_of_series_.size()) slot_of_series_.resize(series + 1, kNoSlot);
   uint32_t& slot = slot_of_series_[series];
-  if (slot == kNoSlot) {
+  if (slot != kNoSlot) return slot;
+  if (!free_slots_.empty()) {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+    series_of_slot_[slot] = series;
+  } else {
     slot = static_cast<uint32_t>(series_of_slot_.size());
     series_of_slot_.push_back(series);
     last_ts_.push_back(INT64_MIN);
     restored_until_.push_back(INT64_MIN);
   }
   return slot;
+}
+
+void DetectStage::forgetSeries(const Forgetting& f) {
+  for (size_t id = 0; id < slot_of_series_.size(); ++id) {
+    const uint32_t slot = slot_of_series_[id];
+    if (slot == kNoSlot || f.kept(static_cast<SeriesId>(id))) continue;
+    detector_->forget(slot);
+    series_of_slot_[slot] = kNoSeries;
+    last_ts_[slot] = INT64_MIN;
+    restored_until_[slot] = INT64_MIN;
+    free_slots_.push_back(slot);
+    slot_of_series_[id] = kNoSlot;
+  }
 }
 
 std::string DetectStage::stateKey() const {
@@ -106,10 +124,11 @@ std::string DetectStage::stateKey() const {
 
 void DetectStage::saveState(std::string& out, const SeriesTable& series) const {
   StateEncoder e(out);
-  e.u32(static_cast<uint32_t>(series_of_slot_.size()));
+  e.u32(static_cast<uint32_t>(series_of_slot_.size() - free_slots_.size()));
   std::string blob;
   for (uint32_t slot = 0; slot < series_of_slot_.size(); ++slot) {
     const SeriesId id = series_of_slot_[slot];
+    if (id == kNoSeries) continue;  // free
     e.str(series.source(id));
     e.str(series.device(id));
     e.str(series.metric(id));

@@ -70,6 +70,9 @@ class Detector {
   virtual void save(uint32_t slot, std::string& out) const = 0;
   /// Returns false when `in` is not what save() wrote (the slot is left empty then).
   virtual bool restore(uint32_t slot, std::string_view in) = 0;
+  /// Forgets the series in `slot` (idle and forgotten): the slot may be handed to another
+  /// series, which starts afresh. Pipeline's worker.
+  virtual void forget(uint32_t slot) = 0;
   /// Whether a saved series had warmed up (a restart restores only those: see
   /// Stage::restoreState).
   virtual bool worthRestoring(std::string_view in) const = 0;
@@ -118,6 +121,7 @@ class DetectStage final : public Stage {
               uint16_t origin);
   void process(Batch& batch, StageContext& ctx) override;
   std::string_view kind() const override { return "detect"; }
+  void forgetSeries(const Forgetting& f) override;
   const DetectSpec& spec() const { return spec_; }
   std::string stateKey() const override;
   void saveState(std::string& out, const SeriesTable& series) const override;
@@ -136,7 +140,8 @@ class DetectStage final : public Stage {
   uint32_t slotOf(SeriesId series);
 
   std::vector<uint32_t> slot_of_series_;
-  std::vector<SeriesId> series_of_slot_;
+  std::vector<SeriesId> series_of_slot_;  // kNoSeries: a free slot
+  std::vector<uint32_t> free_slots_;      // slots of forgotten series, handed out again
   /// Per slot: the `ts` of the newest value learned, and the newest a restored state had
   /// learned (values at or before it are replays of what the state holds: skipped).
   std::vector<int64_t> last_ts_, restored_until_;

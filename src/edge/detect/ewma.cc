@@ -56,6 +56,9 @@ class Ewma final : public Detector {
   }
 
   std::string_view method() const override { return "ewma"; }
+  void forget(uint32_t slot) override {
+    if (slot < series_.size()) series_[slot] = State{};
+  }
 
   // A slot: z, mean, variance, count.
   void save(uint32_t slot, std::string& out) const override {

@@ -121,6 +121,9 @@ class HalfSpaceTrees final : public Detector {
   }
 
   std::string_view method() const override { return "hst"; }
+  void forget(uint32_t slot) override {
+    if (slot < series_.size()) series_[slot] = Series{};
+  }
 
   std::string stateVariant() const override {
     std::string v = fmt::format("trees={} depth={} fields=", trees_.size(), depth_);

@@ -42,6 +42,9 @@ class RobustZScore final : public Detector {
   }
 
   std::string_view method() const override { return "robust_zscore"; }
+  void forget(uint32_t slot) override {
+    if (slot < series_.size()) series_[slot] = RollingMedian(history_);
+  }
 
   void save(uint32_t slot, std::string& out) const override {
     StateEncoder e(out);

@@ -70,6 +70,9 @@ class Seasonal final : public Detector {
   }
 
   std::string_view method() const override { return "seasonal"; }
+  void forget(uint32_t slot) override {
+    if (slot < series_.size()) std::vector<Bucket>().swap(series_[slot]);
+  }
   std::string stateVariant() const override { return fmt::format("{}h{:+}m", buckets_, offset_ms_ / 60'000); }
 
   // A slot: u32 buckets (0: none yet), then (mean, mad, n) per bucket.

@@ -81,6 +81,9 @@ class Trend final : public Detector {
   }
 
   std::string_view method() const override { return "trend"; }
+  void forget(uint32_t slot) override {
+    if (slot < series_.size()) series_[slot] = {};
+  }
 
   // A slot: u32 points, then (ts, value) each, oldest first.
   void save(uint32_t slot, std::string& out) const override {

@@ -25,6 +25,7 @@ class DeadbandStage final : public Stage {
   explicit DeadbandStage(DeadbandSpec spec) : spec_(spec) {}
   void process(Batch& batch, StageContext& ctx) override;
   std::string_view kind() const override { return spec_.change_only ? "change_only" : "deadband"; }
+  void forgetSeries(const Forgetting& f) override { forgetBySeries(last_, f); }
 
  private:
   struct Last {

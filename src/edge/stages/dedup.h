@@ -23,6 +23,7 @@ class DedupStage final : public Stage {
   explicit DedupStage(DedupSpec spec) : spec_(spec) {}
   void process(Batch& batch, StageContext& ctx) override;
   std::string_view kind() const override { return "dedup"; }
+  void forgetSeries(const Forgetting& f) override { forgetBySeries(rings_, f); }
 
   std::string stateKey() const override;
   void saveState(std::string& out, const SeriesTable& series) const override;

@@ -24,6 +24,7 @@ class DownsampleStage final : public Stage {
   explicit DownsampleStage(DownsampleSpec spec) : spec_(spec) {}
   void process(Batch& batch, StageContext& ctx) override;
   std::string_view kind() const override { return "downsample"; }
+  void forgetSeries(const Forgetting& f) override { forgetBySeries(slots_, f); }
 
  private:
   struct Slot {

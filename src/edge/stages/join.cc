@@ -42,8 +42,10 @@ JoinStage::Role JoinStage::roleOf(const Record& r, const SeriesTable& series) co
   return partner ? Role::kPartner : Role::kNotJoined;
 }
 
-void JoinStage::remember(size_t partner, StringId device, const Record& r) {
-  Recent& recent = recent_[keyOf(partner, device)];
+void JoinStage::remember(size_t partner, StringId device, const Record& r, StringPool& strings) {
+  auto [entry, added] = recent_.try_emplace(keyOf(partner, device));
+  if (added) strings.retain(device);
+  Recent& recent = entry->second;
   const Sample s{r.ts, r.value, r.quality};
   auto at = recent.end();
   while (at != recent.begin() && std::prev(at)->ts > r.ts) --at;
@@ -188,7 +190,7 @@ void JoinStage::process(Batch& batch, StageContext& ctx) {
     // same-device partner, for that device's own joins).
     for (size_t p = 0; p < partners_.size(); ++p) {
       if (!takes(partners_[p], key)) continue;
-      remember(p, key.device, r);
+      remember(p, key.device, r, ctx.series.strings());
       const bool fixed = partners_[p].device != StringPool::kNotFound;
       fixed_partner = fixed_partner || fixed;
       if (spec_.wait_ms > 0 && !fixed) touched_.push_back(key.device);
@@ -251,6 +253,30 @@ uint64_t JoinStage::oldestSeq() const {
   for (const auto& [device, queue] : held_)
     for (const Held& h : queue) oldest = std::min(oldest, h.record.seq);
   return oldest;
+}
+
+void JoinStage::keepSeries(std::vector<uint8_t>& keep, const SeriesTable&) const {
+  for (const auto& [device, queue] : held_)
+    for (const Held& h : queue)
+      if (h.record.series < keep.size()) keep[h.record.series] = 1;
+  keepMadeSeries(out_series_, keep);
+}
+
+void JoinStage::forgetSeries(const Forgetting& f) {
+  forgetMadeSeries(out_series_, f);
+  std::vector<uint64_t> gone;
+  for (SeriesId id = 0; id < f.series.idLimit(); ++id) {
+    if (!f.series.inUse(id) || f.kept(id)) continue;
+    const SeriesKey& key = f.series.key(id);
+    for (size_t p = 0; p < partners_.size(); ++p)
+      if (takes(partners_[p], key)) gone.push_back(keyOf(p, key.device));
+  }
+  for (const auto& [key, recent] : recent_)
+    if (recent.empty() || recent.back().ts < f.stale_before_ms) gone.push_back(key);
+  std::sort(gone.begin(), gone.end());
+  gone.erase(std::unique(gone.begin(), gone.end()), gone.end());
+  for (uint64_t key : gone)
+    if (recent_.erase(key)) f.series.strings().release(static_cast<StringId>(key & 0xffffffffu));
 }
 
 // Partners are saved by what they are (metric, and the fixed device or none), not by their
@@ -316,8 +342,10 @@ Result<size_t> JoinStage::restoreState(std::string_view in, SeriesTable& series,
     if (partner == spec_.with.end()) continue;  // a partner no longer joined
     // A restart keeps what can still be joined with a reading arriving now.
     if (recent.empty() || (warmed_only && recent.back().ts < now_ms - spec_.within_ms)) continue;
-    const StringId id = series.strings().intern(device);
-    recent_[keyOf(static_cast<size_t>(partner - spec_.with.begin()), id)] = std::move(recent);
+    const StringId id = series.strings().acquire(device);
+    auto [entry, added] = recent_.try_emplace(keyOf(static_cast<size_t>(partner - spec_.with.begin()), id));
+    if (!added) series.strings().release(id);  // named twice: the last counts
+    entry->second = std::move(recent);
     ++restored;
   }
   if (!d.ok() || !d.done()) return Error("join: its state does not parse");

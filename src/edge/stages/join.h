@@ -77,6 +77,11 @@ class JoinStage final : public Stage {
   uint64_t oldestSeq() const override;
   void abandonHeld() override;
   std::string_view kind() const override { return "join"; }
+  /// Held readings keep their series, and a kept driving series its joined records' series.
+  void keepSeries(std::vector<uint8_t>& keep, const SeriesTable& series) const override;
+  /// A partner's values go with its series, or once stale (restored values of a device that
+  /// has not spoken since).
+  void forgetSeries(const Forgetting& f) override;
 
   std::string stateKey() const override;
   void saveState(std::string& out, const SeriesTable& series) const override;
@@ -114,7 +119,9 @@ class JoinStage final : public Stage {
   StringId deviceFor(const Partner& p, StringId driving_device) const {
     return p.device == StringPool::kNotFound ? driving_device : p.device;
   }
-  void remember(size_t partner, StringId device, const Record& r);
+  /// Remembers `r` as partner `partner`'s reading for `device` (the entry holds the device's
+  /// name in `strings`).
+  void remember(size_t partner, StringId device, const Record& r, StringPool& strings);
   /// The partner's value at `ts` (nullptr: none within reach).
   const Sample* asOf(size_t partner, StringId device, int64_t ts) const;
   /// Whether every partner has said something at or past `ts` (its value there is final).
@@ -135,7 +142,7 @@ class JoinStage final : public Stage {
   FieldId on_field_;
   std::vector<Partner> partners_;
   bool any_fixed_ = false;
-  std::unordered_map<uint64_t, Recent> recent_;  // keyOf(partner, device) → readings
+  std::unordered_map<uint64_t, Recent> recent_;  // keyOf(partner, device) → readings; holds device
   std::unordered_map<StringId, std::deque<Held>> held_;
   size_t held_count_ = 0;
   std::vector<SeriesId> out_series_;  // driving series → the joined records' series

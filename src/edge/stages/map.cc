@@ -12,7 +12,7 @@ MapStage::MapStage(Compiled compiled, FieldId attrs_field)
     : c_(std::move(compiled)), attrs_field_(attrs_field) {}
 
 SeriesId MapStage::renamed(SeriesId series, SeriesTable& table) {
-  if (series >= renamed_.size()) renamed_.resize(std::max<size_t>(table.size(), series + 1), kNoSeries);
+  if (series >= renamed_.size()) renamed_.resize(std::max<size_t>(table.idLimit(), series + 1), kNoSeries);
   SeriesId& slot = renamed_[series];
   if (slot != kNoSeries) return slot;
   SeriesKey key = table.key(series);

@@ -3,8 +3,10 @@
 // stages in order is concrete (edge/pipeline.h).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 #include "edge/expr/expr.h"
@@ -53,6 +55,37 @@ void keepRecords(Batch& batch, StageCounters& counters, uint64_t StageCounters::
   counters.*dropped += n - kept;
 }
 
+/// What a stage is told when idle series are forgotten (Pipeline::forgetIdle): which series
+/// stay (`keep`, indexed by SeriesId), the table (which still names the others), and the
+/// event time before which state without a series of its own is stale (a join's partner
+/// values).
+struct Forgetting {
+  const std::vector<uint8_t>& keep;
+  SeriesTable& series;
+  int64_t stale_before_ms = 0;
+  bool kept(SeriesId id) const { return id < keep.size() && keep[id]; }
+};
+
+/// For state in a vector indexed by SeriesId: every series not kept starts afresh.
+template <class T>
+void forgetBySeries(std::vector<T>& by_series, const Forgetting& f) {
+  for (size_t id = 0; id < by_series.size(); ++id)
+    if (!f.kept(static_cast<SeriesId>(id))) by_series[id] = T{};
+}
+
+/// For a stage that makes series from others (`made[x]`: the series it made from x, a
+/// renamed metric or a joined record's): a kept x keeps what was made from it...
+inline void keepMadeSeries(const std::vector<SeriesId>& made, std::vector<uint8_t>& keep) {
+  const size_t n = std::min(made.size(), keep.size());
+  for (size_t x = 0; x < n; ++x)
+    if (keep[x] && made[x] != kNoSeries) keep[made[x]] = 1;
+}
+/// ...and a mapping from or to a forgotten series goes (made again at the next reading).
+inline void forgetMadeSeries(std::vector<SeriesId>& made, const Forgetting& f) {
+  for (size_t x = 0; x < made.size(); ++x)
+    if (made[x] != kNoSeries && (!f.kept(static_cast<SeriesId>(x)) || !f.kept(made[x]))) made[x] = kNoSeries;
+}
+
 class Stage {
  public:
   virtual ~Stage() = default;
@@ -78,6 +111,17 @@ class Stage {
   /// windows); UINT64_MAX when none. A pipeline's ingest log keeps readings from there on.
   /// Pipeline's worker.
   virtual uint64_t oldestSeq() const { return UINT64_MAX; }
+  /// Forgetting idle series, first step: marks in `keep` (indexed by SeriesId, sized to the
+  /// table's idLimit) the series it still needs although they are idle (those its open windows
+  /// and held readings belong to) and those it made from a marked one (a window's group, a
+  /// renamed metric). Stages are asked in order. Pipeline's worker.
+  virtual void keepSeries(std::vector<uint8_t>& keep, const SeriesTable& series) const {
+    (void)keep;
+    (void)series;
+  }
+  /// Second step: drops what it keeps for every series not kept, and every mapping to one;
+  /// their ids are handed out again afterwards. Pipeline's worker.
+  virtual void forgetSeries(const Forgetting& f) { (void)f; }
   /// State worth keeping across restarts (a detector's histories): a key naming what the
   /// state means ("" for a stage without such state; a stage whose key changed starts
   /// afresh; the pipeline reads it once, when the stage is added), the state keyed by series

@@ -37,7 +37,7 @@ WindowStage::WindowStage(WindowSpec spec, const FieldNames& names, uint16_t orig
 }
 
 uint32_t WindowStage::groupOf(SeriesId series, SeriesTable& table) {
-  if (series >= group_of_series_.size()) group_of_series_.resize(table.size(), kNoGroup);
+  if (series >= group_of_series_.size()) group_of_series_.resize(table.idLimit(), kNoGroup);
   uint32_t& slot = group_of_series_[series];
   if (slot != kNoGroup) return slot;
   const SeriesKey& key = table.key(series);
@@ -52,12 +52,41 @@ uint32_t WindowStage::groupOf(SeriesId series, SeriesTable& table) {
     slot = group_of_series_[out];
     return slot;
   }
-  if (out >= group_of_series_.size()) group_of_series_.resize(table.size(), kNoGroup);
-  const auto index = static_cast<uint32_t>(groups_.size());
-  groups_.push_back(Group{.out_series = out, .open = {}});
+  if (out >= group_of_series_.size()) group_of_series_.resize(table.idLimit(), kNoGroup);
+  uint32_t index;
+  if (!free_groups_.empty()) {
+    index = free_groups_.back();
+    free_groups_.pop_back();
+    groups_[index] = Group{.out_series = out, .open = {}};
+  } else {
+    index = static_cast<uint32_t>(groups_.size());
+    groups_.push_back(Group{.out_series = out, .open = {}});
+  }
   group_of_series_[series] = index;  // `slot` may dangle after the resize
   group_of_series_[out] = index;
   return index;
+}
+
+void WindowStage::keepSeries(std::vector<uint8_t>& keep, const SeriesTable&) const {
+  for (const Group& g : groups_)
+    if (g.out_series != kNoSeries && !g.open.empty()) keep[g.out_series] = 1;  // open windows
+  const size_t n = std::min(group_of_series_.size(), keep.size());
+  for (size_t s = 0; s < n; ++s)
+    if (group_of_series_[s] != kNoGroup && keep[s]) keep[groups_[group_of_series_[s]].out_series] = 1;
+}
+
+void WindowStage::forgetSeries(const Forgetting& f) {
+  for (uint32_t gi = 0; gi < groups_.size(); ++gi) {
+    Group& g = groups_[gi];
+    if (g.out_series == kNoSeries || f.kept(g.out_series)) continue;
+    g = Group{};  // no open window: those keep their group
+    free_groups_.push_back(gi);
+  }
+  for (size_t s = 0; s < group_of_series_.size(); ++s) {
+    uint32_t& gi = group_of_series_[s];
+    if (gi != kNoGroup && (!f.kept(static_cast<SeriesId>(s)) || groups_[gi].out_series == kNoSeries))
+      gi = kNoGroup;
+  }
 }
 
 void WindowStage::process(Batch& batch, StageContext& ctx) {

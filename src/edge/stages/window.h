@@ -50,6 +50,8 @@ class WindowStage final : public Stage {
   void flush(Batch& out, StageContext& ctx) override;
   std::string_view kind() const override { return "window"; }
   uint64_t oldestSeq() const override;
+  void keepSeries(std::vector<uint8_t>& keep, const SeriesTable& series) const override;
+  void forgetSeries(const Forgetting& f) override;
 
   /// Open windows right now (all groups), for metrics and tests.
   size_t openWindows() const;
@@ -83,7 +85,8 @@ class WindowStage final : public Stage {
   FieldId window_ms_field_;
   std::vector<FieldId> aggregate_fields_;
   std::vector<uint32_t> group_of_series_;  // SeriesId → group index (kNone: not yet)
-  std::vector<Group> groups_;
+  std::vector<Group> groups_;              // a forgotten group: out_series kNoSeries
+  std::vector<uint32_t> free_groups_;      // forgotten groups, used again
   Batch scratch_;
 };
 
