@@ -437,7 +437,7 @@ const Schema<PipelineConfig>& pipelineSchema() {
                "forgotten (checked at most every 10 s), with what its stages kept for them, so new devices "
                "are taken again after a flood of invented names. Never less than the stages' reach (a "
                "window's length plus `allowed_lateness`, a join's `within` plus `wait`, a downsample's "
-               "`every`); series with an open window or a held reading stay "
+               "`every`, an fft block's span); series with an open window or a held reading stay "
                "([forgetting idle series](edge.md#forgetting-idle-series)).",
            .min = 1000},
       },
@@ -596,6 +596,9 @@ void readPipelines(Reader& r, const config::Node& list, EdgeConfig& out) {
       return r.fail(at, fmt::format("pipeline '{}': {}", p.name, built.error().message));
     }
     json::object fp = config::fieldsToJson(pipelineSchema(), p);
+    // At its default, forget_idle leaves the fingerprint (and so the window ids' generation)
+    // what it was before the setting existed: an upgrade does not restart pipelines.
+    if (p.forget_idle == PipelineConfig{}.forget_idle) fp.erase("forget_idle");
     p.fingerprint = json::serialize(fp);
     out.pipelines.push_back(std::move(p));
   });

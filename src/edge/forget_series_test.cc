@@ -182,6 +182,22 @@ TEST(EdgeForget, AJoinForgetsAForgottenDevicesPartnerValuesAndHeldReadingsKeepTh
   EXPECT_EQ(h.pipeline->stages()[0]->counters.incomplete, 4u);
 }
 
+TEST(EdgeForget, AJoinKeepsPartnerValuesHeardLatelyWhateverTheirTimestamps) {
+  // A device whose clock is far behind (ts 0, the wall clock minutes later), its occupancy
+  // sent by two connectors: the idle connector's series goes, the value stays.
+  JoinSpec j{.on = "temperature", .with = {JoinPartner{.metric = "occupancy"}}, .within_ms = kMinute};
+  Harness h(PipelineSpec{.name = "p", .stages = {j}, .max_series = 4, .forget_idle_ms = kMinute});
+  h.reading("room", "occupancy", 0, 3, 0, "a");
+  h.reading("x", "co2", 0, 400, 0);
+  h.reading("y", "co2", 0, 400, 0);
+  h.reading("room", "occupancy", 0, 4, 2 * kMinute, "b");
+  EXPECT_EQ(h.pipeline->forgetIdle(2 * kMinute), 3u);  // a's occupancy, x, y
+  h.out.clear();
+  h.reading("room", "temperature", 1, 21, 2 * kMinute, "b");
+  ASSERT_EQ(h.out.size(), 1u);
+  EXPECT_EQ(h.field(h.out.records[0], "occupancy"), 4);
+}
+
 TEST(EdgeForget, AHeldDrivingReadingKeepsItsSeries) {
   JoinSpec j{.on = "temperature",
              .with = {JoinPartner{.metric = "occupancy"}},

@@ -274,12 +274,18 @@ int64_t stagesReachMs(const PipelineSpec& spec) {
     return __builtin_add_overflow(a, b, &out) ? INT64_MAX : out;
   };
   for (const StageSpec& stage : spec.stages) {
-    if (const auto* w = std::get_if<WindowSpec>(&stage))
-      reach = std::max(reach, sum(std::max(w->size_ms, w->max_length_ms), w->allowed_lateness_ms));
-    else if (const auto* j = std::get_if<JoinSpec>(&stage))
+    if (const auto* w = std::get_if<WindowSpec>(&stage)) {
+      // A session's length: its max_length (by default an hour, or the gap when longer).
+      const int64_t length = w->kind != WindowKind::kSession ? w->size_ms
+                             : w->max_length_ms > 0          ? w->max_length_ms
+                                                             : std::max<int64_t>(3'600'000, w->size_ms);
+      reach = std::max(reach, sum(length, w->allowed_lateness_ms));
+    } else if (const auto* j = std::get_if<JoinSpec>(&stage))
       reach = std::max(reach, sum(j->within_ms, j->wait_ms));
     else if (const auto* d = std::get_if<DownsampleSpec>(&stage))
       reach = std::max(reach, d->every_ms);
+    else if (const auto* t = std::get_if<FftSpec>(&stage); t && t->sample_rate > 0)  // a block's span
+      reach = std::max(reach, static_cast<int64_t>(std::min(t->size * 1000.0 / t->sample_rate, 9e18)));
   }
   return reach;
 }

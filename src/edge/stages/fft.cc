@@ -149,6 +149,12 @@ void FftStage::flush(Batch&, StageContext&) {
   }
 }
 
+void FftStage::forgetSeries(const Forgetting& f) {
+  for (size_t id = 0; id < blocks_.size(); ++id)
+    if (!f.kept(static_cast<SeriesId>(id))) counters.suppressed += blocks_[id].samples.size();
+  forgetBySeries(blocks_, f);
+}
+
 uint64_t FftStage::oldestSeq() const {
   uint64_t oldest = UINT64_MAX;
   for (const Block& block : blocks_)

@@ -44,8 +44,8 @@ class FftStage final : public Stage {
   void flush(Batch& out, StageContext& ctx) override;
   uint64_t oldestSeq() const override;
   std::string_view kind() const override { return "fft"; }
-  /// A forgotten series' unfinished block goes: it was idle for longer than a gap anyway.
-  void forgetSeries(const Forgetting& f) override { forgetBySeries(blocks_, f); }
+  /// A forgotten series' unfinished block goes (counted as suppressed, as a gap would).
+  void forgetSeries(const Forgetting& f) override;
 
  private:
   struct Block {

@@ -42,10 +42,12 @@ JoinStage::Role JoinStage::roleOf(const Record& r, const SeriesTable& series) co
   return partner ? Role::kPartner : Role::kNotJoined;
 }
 
-void JoinStage::remember(size_t partner, StringId device, const Record& r, StringPool& strings) {
+void JoinStage::remember(size_t partner, StringId device, const Record& r, int64_t wall_ms,
+                         StringPool& strings) {
   auto [entry, added] = recent_.try_emplace(keyOf(partner, device));
   if (added) strings.retain(device);
-  Recent& recent = entry->second;
+  entry->second.wall_ms = wall_ms;
+  Recent& recent = entry->second.recent;
   const Sample s{r.ts, r.value, r.quality};
   auto at = recent.end();
   while (at != recent.begin() && std::prev(at)->ts > r.ts) --at;
@@ -64,7 +66,7 @@ void JoinStage::remember(size_t partner, StringId device, const Record& r, Strin
 const JoinStage::Sample* JoinStage::asOf(size_t partner, StringId device, int64_t ts) const {
   const auto it = recent_.find(keyOf(partner, device));
   if (it == recent_.end()) return nullptr;
-  const Recent& recent = it->second;
+  const Recent& recent = it->second.recent;
   auto after =
       std::upper_bound(recent.begin(), recent.end(), ts, [](int64_t t, const Sample& s) { return t < s.ts; });
   if (after == recent.begin()) return nullptr;
@@ -75,7 +77,7 @@ const JoinStage::Sample* JoinStage::asOf(size_t partner, StringId device, int64_
 bool JoinStage::settled(StringId device, int64_t ts) const {
   for (size_t p = 0; p < partners_.size(); ++p) {
     const auto it = recent_.find(keyOf(p, deviceFor(partners_[p], device)));
-    if (it == recent_.end() || it->second.empty() || it->second.back().ts < ts) return false;
+    if (it == recent_.end() || it->second.recent.empty() || it->second.recent.back().ts < ts) return false;
   }
   return true;
 }
@@ -190,7 +192,7 @@ void JoinStage::process(Batch& batch, StageContext& ctx) {
     // same-device partner, for that device's own joins).
     for (size_t p = 0; p < partners_.size(); ++p) {
       if (!takes(partners_[p], key)) continue;
-      remember(p, key.device, r, ctx.series.strings());
+      remember(p, key.device, r, ctx.wall_ms, ctx.series.strings());
       const bool fixed = partners_[p].device != StringPool::kNotFound;
       fixed_partner = fixed_partner || fixed;
       if (spec_.wait_ms > 0 && !fixed) touched_.push_back(key.device);
@@ -264,19 +266,24 @@ void JoinStage::keepSeries(std::vector<uint8_t>& keep, const SeriesTable&) const
 
 void JoinStage::forgetSeries(const Forgetting& f) {
   forgetMadeSeries(out_series_, f);
-  std::vector<uint64_t> gone;
+  // Entries a kept series feeds stay (another source may send the same device's metric),
+  // and so do those heard from lately (restored ones, whose series come back when they speak).
+  std::vector<uint64_t> fed;
   for (SeriesId id = 0; id < f.series.idLimit(); ++id) {
-    if (!f.series.inUse(id) || f.kept(id)) continue;
+    if (!f.kept(id) || !f.series.inUse(id)) continue;
     const SeriesKey& key = f.series.key(id);
     for (size_t p = 0; p < partners_.size(); ++p)
-      if (takes(partners_[p], key)) gone.push_back(keyOf(p, key.device));
+      if (takes(partners_[p], key)) fed.push_back(keyOf(p, key.device));
   }
-  for (const auto& [key, recent] : recent_)
-    if (recent.empty() || recent.back().ts < f.stale_before_ms) gone.push_back(key);
-  std::sort(gone.begin(), gone.end());
-  gone.erase(std::unique(gone.begin(), gone.end()), gone.end());
-  for (uint64_t key : gone)
-    if (recent_.erase(key)) f.series.strings().release(static_cast<StringId>(key & 0xffffffffu));
+  std::sort(fed.begin(), fed.end());
+  for (auto it = recent_.begin(); it != recent_.end();) {
+    if (it->second.wall_ms >= f.stale_before_ms || std::binary_search(fed.begin(), fed.end(), it->first)) {
+      ++it;
+      continue;
+    }
+    f.series.strings().release(static_cast<StringId>(it->first & 0xffffffffu));
+    it = recent_.erase(it);
+  }
 }
 
 // Partners are saved by what they are (metric, and the fixed device or none), not by their
@@ -288,9 +295,9 @@ std::string JoinStage::stateKey() const { return "join\x1fv2\x1f" + spec_.on; }
 void JoinStage::saveState(std::string& out, const SeriesTable& series) const {
   // In one order whatever the map's (partner, then device): the same partners save the same
   // bytes, however their devices' ids were handed out.
-  std::vector<const std::pair<const uint64_t, Recent>*> entries;
+  std::vector<const std::pair<const uint64_t, Heard>*> entries;
   for (const auto& entry : recent_)
-    if (!entry.second.empty()) entries.push_back(&entry);
+    if (!entry.second.recent.empty()) entries.push_back(&entry);
   auto device = [&](uint64_t key) { return series.strings().view(static_cast<StringId>(key & 0xffffffffu)); };
   std::sort(entries.begin(), entries.end(), [&](const auto* a, const auto* b) {
     if ((a->first >> 32) != (b->first >> 32)) return (a->first >> 32) < (b->first >> 32);
@@ -299,7 +306,8 @@ void JoinStage::saveState(std::string& out, const SeriesTable& series) const {
   StateEncoder e(out);
   e.u32(static_cast<uint32_t>(entries.size()));
   for (const auto* entry : entries) {
-    const auto& [key, recent] = *entry;
+    const auto& [key, heard] = *entry;
+    const Recent& recent = heard.recent;
     const JoinPartner& partner = spec_.with[key >> 32];
     e.str(partner.metric);
     e.str(partner.device);
@@ -345,7 +353,7 @@ Result<size_t> JoinStage::restoreState(std::string_view in, SeriesTable& series,
     const StringId id = series.strings().acquire(device);
     auto [entry, added] = recent_.try_emplace(keyOf(static_cast<size_t>(partner - spec_.with.begin()), id));
     if (!added) series.strings().release(id);  // named twice: the last counts
-    entry->second = std::move(recent);
+    entry->second = Heard{std::move(recent), now_ms};
     ++restored;
   }
   if (!d.ok() || !d.done()) return Error("join: its state does not parse");

@@ -79,8 +79,8 @@ class JoinStage final : public Stage {
   std::string_view kind() const override { return "join"; }
   /// Held readings keep their series, and a kept driving series its joined records' series.
   void keepSeries(std::vector<uint8_t>& keep, const SeriesTable& series) const override;
-  /// A partner's values go with its series, or once stale (restored values of a device that
-  /// has not spoken since).
+  /// A partner's values go once no series it takes is kept and it has not spoken for the
+  /// pipeline's forget_idle (restored values of a device that never came back, too).
   void forgetSeries(const Forgetting& f) override;
 
   std::string stateKey() const override;
@@ -96,6 +96,12 @@ class JoinStage final : public Stage {
   };
   /// A partner series' recent readings, oldest first.
   using Recent = std::vector<Sample>;
+  /// What one partner said lately for one device, and when it last spoke (wall clock, epoch
+  /// ms: a restore counts as speaking).
+  struct Heard {
+    Recent recent;
+    int64_t wall_ms = 0;
+  };
   /// A driving reading waiting for its partners (its fields copied out of the batch).
   struct Held {
     Record record;
@@ -121,7 +127,7 @@ class JoinStage final : public Stage {
   }
   /// Remembers `r` as partner `partner`'s reading for `device` (the entry holds the device's
   /// name in `strings`).
-  void remember(size_t partner, StringId device, const Record& r, StringPool& strings);
+  void remember(size_t partner, StringId device, const Record& r, int64_t wall_ms, StringPool& strings);
   /// The partner's value at `ts` (nullptr: none within reach).
   const Sample* asOf(size_t partner, StringId device, int64_t ts) const;
   /// Whether every partner has said something at or past `ts` (its value there is final).
@@ -142,7 +148,7 @@ class JoinStage final : public Stage {
   FieldId on_field_;
   std::vector<Partner> partners_;
   bool any_fixed_ = false;
-  std::unordered_map<uint64_t, Recent> recent_;  // keyOf(partner, device) → readings; holds device
+  std::unordered_map<uint64_t, Heard> recent_;  // keyOf(partner, device) → readings; holds device
   std::unordered_map<StringId, std::deque<Held>> held_;
   size_t held_count_ = 0;
   std::vector<SeriesId> out_series_;  // driving series → the joined records' series

@@ -57,8 +57,8 @@ void keepRecords(Batch& batch, StageCounters& counters, uint64_t StageCounters::
 
 /// What a stage is told when idle series are forgotten (Pipeline::forgetIdle): which series
 /// stay (`keep`, indexed by SeriesId), the table (which still names the others), and the
-/// event time before which state without a series of its own is stale (a join's partner
-/// values).
+/// wall time (epoch ms) before which state no kept series feeds is stale (a join's partner
+/// values: the pipeline's clock less forget_idle).
 struct Forgetting {
   const std::vector<uint8_t>& keep;
   SeriesTable& series;
