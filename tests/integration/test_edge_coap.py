@@ -245,6 +245,35 @@ class Reload(unittest.TestCase):
             code, out = check_config(text)
             self.assertIn("connector 'field' listens on %s:5683 already" % first, out)
 
+    def test_moving_the_endpoint_between_a_wildcard_and_a_narrower_address_on_one_port(self):
+        """The probe tells the endpoint's own socket from a stranger's: 127.0.0.1:P to
+        0.0.0.0:P and back are taken, a stranger on 127.0.0.2:P refuses the wildcard."""
+        udp = free_port(udp=True)
+        with Receiver() as rx:
+            text, admin = config(rx.port, "    listen: %s:%d\n    metric: temperature\n" % (LOCALHOST, udp))
+            with Gateway(text, admin_port=admin) as gw:
+                def moved_to(host):
+                    gw.reload_file(text.replace("listen: %s:%d" % (LOCALHOST, udp), "listen: %s:%d" % (host, udp)))
+                    r = gw.admin("POST", "/reload", token=TOKEN)
+                    self.assertEqual(r.status, 200, r.text)
+                    self.assertTrue(wait_until(lambda: connector_status(gw).get("listen") == "%s:%d" % (host, udp)
+                                               and connector_status(gw)["listening"], timeout=5),
+                                    connector_status(gw))
+                    code, body = coap("post", "coap://%s:%d/readings/p" % (LOCALHOST, udp), "1", "json")
+                    self.assertEqual(code, "2.xx", body)
+                moved_to("0.0.0.0")
+                moved_to(LOCALHOST)
+                stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                self.addCleanup(stranger.close)
+                stranger.bind(("127.0.0.2", udp))
+                gw.reload_file(text.replace("listen: %s:%d" % (LOCALHOST, udp), "listen: 0.0.0.0:%d" % udp))
+                r = gw.admin("POST", "/reload", token=TOKEN)
+                self.assertEqual(r.status, 400, r.text)
+                self.assertIn("cannot listen on 0.0.0.0:%d (UDP): the address is already in use" % udp,
+                              r.json()["error"]["message"])
+                self.assertEqual(coap("post", "coap://%s:%d/readings/p" % (LOCALHOST, udp), "2", "json")[0], "2.xx")
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 3, timeout=5), rx.records())
+
     def test_no_other_socket_can_share_the_endpoints_port(self):
         # libcoap binds with SO_REUSEADDR; another socket asking the same must still be refused
         # (it would take the endpoint's datagrams).

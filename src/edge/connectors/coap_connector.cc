@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <charconv>
 #include <chrono>
@@ -16,7 +17,9 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
+#include <sstream>
 #include <unordered_map>
 #include <vector>
 
@@ -290,6 +293,56 @@ struct CoapConnector::Context {
   }
 };
 
+namespace {
+
+/// The inodes of this process's sockets, sorted.
+std::vector<uint64_t> ownSocketInodes() {
+  std::vector<uint64_t> out;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    std::error_code link_ec;
+    const std::string target = std::filesystem::read_symlink(entry.path(), link_ec).string();
+    constexpr std::string_view kPrefix = "socket:[";
+    if (link_ec || !target.starts_with(kPrefix) || !target.ends_with(']')) continue;
+    uint64_t inode = 0;
+    if (std::from_chars(target.data() + kPrefix.size(), target.data() + target.size() - 1, inode).ec ==
+        std::errc{})
+      out.push_back(inode);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+/// Whether every UDP socket bound to `port` (any address, IPv4 or IPv6) is this process's.
+bool onlyOursOnPort(uint16_t port) {
+  const std::vector<uint64_t> own = ownSocketInodes();
+  bool any = false;
+  for (const char* table : {"/proc/net/udp", "/proc/net/udp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);  // the header
+    while (std::getline(in, line)) {
+      // "sl: local rem st tx:rx tr:when retrnsmt uid timeout inode ...", addresses as HEX:PORT.
+      std::istringstream fields(line);
+      std::string sl, local, remote, st, queues, timer, retransmits, uid, timeout;
+      uint64_t inode = 0;
+      fields >> sl >> local >> remote >> st >> queues >> timer >> retransmits >> uid >> timeout >> inode;
+      const size_t colon = local.rfind(':');
+      unsigned bound = 0;
+      if (!fields || colon == std::string::npos ||
+          std::from_chars(local.data() + colon + 1, local.data() + local.size(), bound, 16).ec !=
+              std::errc{} ||
+          bound != port)
+        continue;
+      any = true;
+      if (!std::binary_search(own.begin(), own.end(), inode)) return false;
+    }
+  }
+  return any;
+}
+
+}  // namespace
+
 Result<void> probeUdpListen(const config::HostPort& address) {
   auto addr = resolve(address.host, address.port);
   if (!addr) return Error(addr.error().message);
@@ -299,6 +352,7 @@ Result<void> probeUdpListen(const config::HostPort& address) {
   const int rc = ::bind(fd, &addr->addr.sa, addr->size);
   const int err = errno;
   ::close(fd);
+  if (rc != 0 && err == EADDRINUSE && onlyOursOnPort(address.port)) return {};
   if (rc != 0)
     return Error(fmt::format("cannot listen on {}:{} (UDP): {}", address.host, address.port,
                              err == EADDRINUSE ? "the address is already in use" : std::strerror(err)));

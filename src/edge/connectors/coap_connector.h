@@ -84,7 +84,10 @@ inline constexpr int64_t kCoapBindRetryMs = 1000;
 inline constexpr int64_t kCoapObserveGraceMs = 10'000;
 
 /// Whether a UDP socket can be bound at `address` now (bound and closed at once), or why
-/// not. Main thread.
+/// not. A port only this process's sockets hold counts as free: a reload releases its
+/// endpoints before (the same connector) or soon after (another, which retries the bind)
+/// their successors bind, and a stranger's socket on it is told apart by its inode. Main
+/// thread.
 Result<void> probeUdpListen(const config::HostPort& address);
 
 class CoapConnector {
