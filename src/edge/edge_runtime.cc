@@ -1851,7 +1851,8 @@ void EdgeRuntime::installConnectors(const EdgeConfig& cfg, size_t workers) {
     std::shared_ptr<CoapConnector> previous;
     for (auto& m : coap_)
       if (m && m->config().name == c.name) previous = std::move(m);
-    auto fresh = std::make_shared<CoapConnector>(*this, c, previous ? previous->stats() : nullptr);
+    auto fresh = std::make_shared<CoapConnector>(*this, c, previous ? previous->stats() : nullptr,
+                                                 previous ? previous->exchanges() : nullptr);
     if (previous && previous->fingerprint() == fresh->fingerprint()) {
       coap.push_back(std::move(previous));
       continue;

@@ -330,6 +330,31 @@ class Exchanges(unittest.TestCase):
                 self.assertEqual((answer["code"], answer["payload"]), ("4.04", b""))
                 self.assertEqual(len(rx.records()), 2)
 
+    def test_a_message_sent_before_and_after_a_reload_is_taken_once(self):
+        """A reload that changes the connector (another metric) keeps its memory of the
+        messages it answered: the device's resend after the reload gets the same answer and
+        is not taken again."""
+        udp = free_port(udp=True)
+        with Receiver() as rx:
+            text, admin = config(rx.port, "    listen: %s:%d\n    metric: temperature\n" % (LOCALHOST, udp))
+            with Gateway(text, admin_port=admin) as gw:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                self.addCleanup(sock.close)
+                sock.settimeout(3)
+                sock.connect((LOCALHOST, udp))
+                message = post_raw(udp, 5150, "pump-1", '{"value": 1}')
+                self.assertEqual(exchange(sock, message)["code"], "2.04")
+                gw.reload_file(text.replace("metric: temperature", "metric: pressure"))
+                self.assertEqual(gw.admin("POST", "/reload", token=TOKEN).status, 200)
+                again = exchange(sock, message)  # the ACK was lost across the reload
+                self.assertEqual((again["code"], again["mid"]), ("2.04", 5150))
+                self.assertEqual(exchange(sock, post_raw(udp, 5151, "pump-1", '{"value": 2}'))["code"], "2.04")
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 2, timeout=5), rx.records())
+                time.sleep(0.3)
+                self.assertEqual(sorted((r["metric"], r["value"]) for r in rx.records()),
+                                 [("pressure", 2), ("temperature", 1)])
+                self.assertEqual(connector_status(gw)["duplicates"], 1)
+
     def test_an_endpoint_whose_port_is_taken_binds_once_it_is_free(self):
         udp = free_port(udp=True)
         squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -265,19 +265,24 @@ struct CoapConnector::Observed {
   int64_t last_seq_ms = 0;  ///< when it came
 };
 
-/// The libcoap side: its context and the observations.
-struct CoapConnector::Context {
-  coap_context_t* ctx = nullptr;
-  std::vector<Observed> observed;
-  int64_t next_bind_ms = 0;  ///< while not listening: when to try binding again
-  /// The answers of the exchanges of the last kCoapExchangeLifetimeMs (at most
-  /// kCoapRememberedExchanges), by peer address and message id, oldest first.
+/// The answers of the exchanges of the last kCoapExchangeLifetimeMs (at most
+/// kCoapRememberedExchanges), by peer address and message id, oldest first. Kept across a
+/// reload that changes the connector: a message sent before it and again after it is
+/// answered the same and taken once.
+struct CoapExchangeMemory {
   struct Exchange {
     int64_t at_ms = 0;
     CoapAnswer answer;
   };
   std::unordered_map<std::string, Exchange> exchanges;
-  std::deque<std::pair<int64_t, std::string>> exchange_order;
+  std::deque<std::pair<int64_t, std::string>> order;
+};
+
+/// The libcoap side: its context and the observations.
+struct CoapConnector::Context {
+  coap_context_t* ctx = nullptr;
+  std::vector<Observed> observed;
+  int64_t next_bind_ms = 0;   ///< while not listening: when to try binding again
   CoapBlockAssembler blocks;  ///< bodies arriving in blocks
   /// The keys of the config's `psk`, in order, as libcoap takes them.
   std::vector<coap_bin_const_t> psk_keys;
@@ -359,8 +364,12 @@ Result<void> probeUdpListen(const config::HostPort& address) {
   return {};
 }
 
-CoapConnector::CoapConnector(EdgeRuntime& runtime, ConnectorConfig config, std::shared_ptr<CoapStats> stats)
-    : runtime_(runtime), config_(std::move(config)), fingerprint_(connectorFingerprint(config_)) {
+CoapConnector::CoapConnector(EdgeRuntime& runtime, ConnectorConfig config, std::shared_ptr<CoapStats> stats,
+                             std::shared_ptr<CoapExchangeMemory> exchanges)
+    : runtime_(runtime),
+      config_(std::move(config)),
+      fingerprint_(connectorFingerprint(config_)),
+      exchanges_(exchanges ? std::move(exchanges) : std::make_shared<CoapExchangeMemory>()) {
   // Counters carry over while the observations stay the same (by position).
   if (stats && stats->observations.size() == config_.observe.size()) {
     stats_ = std::move(stats);
@@ -557,12 +566,12 @@ void CoapConnector::onRequest(coap_session_t* session, const coap_pdu_t* request
   ++stats_->requests;
   // A message again (its ACK was lost, the device resends): the same answer, taken once
   // (RFC 7252 4.5). The key is the peer's address and port and the message id.
-  Context& c = *context_;
+  CoapExchangeMemory& c = *exchanges_;
   const int64_t now = wallMillis();
-  while (!c.exchange_order.empty() && (now - c.exchange_order.front().first > kCoapExchangeLifetimeMs ||
-                                       c.exchange_order.size() > kCoapRememberedExchanges)) {
-    c.exchanges.erase(c.exchange_order.front().second);
-    c.exchange_order.pop_front();
+  while (!c.order.empty() && (now - c.order.front().first > kCoapExchangeLifetimeMs ||
+                              c.order.size() > kCoapRememberedExchanges)) {
+    c.exchanges.erase(c.order.front().second);
+    c.order.pop_front();
   }
   std::string key = peerKey(session);
   if (!key.empty()) {
@@ -578,8 +587,8 @@ void CoapConnector::onRequest(coap_session_t* session, const coap_pdu_t* request
   if (COAP_RESPONSE_CLASS(a.code) != 2) ++stats_->refused_requests;
   writeAnswer(response, a);
   if (key.empty()) return;
-  c.exchange_order.emplace_back(now, key);
-  c.exchanges.emplace(std::move(key), Context::Exchange{now, std::move(a)});
+  c.order.emplace_back(now, key);
+  c.exchanges.emplace(std::move(key), CoapExchangeMemory::Exchange{now, std::move(a)});
 }
 
 CoapAnswer CoapConnector::answerRequest(coap_session_t* session, const coap_pdu_t* request) {

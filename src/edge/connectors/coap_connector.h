@@ -90,9 +90,16 @@ inline constexpr int64_t kCoapObserveGraceMs = 10'000;
 /// thread.
 Result<void> probeUdpListen(const config::HostPort& address);
 
+/// The answers a connector gave lately, for a message sent again (coap_connector.cc).
+struct CoapExchangeMemory;
+
 class CoapConnector {
  public:
-  CoapConnector(EdgeRuntime& runtime, ConnectorConfig config, std::shared_ptr<CoapStats> stats);
+  /// `stats` and `exchanges`: a predecessor's (a reload that changed the connector), carried
+  /// over; nullptr: new ones. The predecessor is stopped before this one starts, so one
+  /// thread at a time uses them.
+  CoapConnector(EdgeRuntime& runtime, ConnectorConfig config, std::shared_ptr<CoapStats> stats,
+                std::shared_ptr<CoapExchangeMemory> exchanges = nullptr);
   ~CoapConnector();
   CoapConnector(const CoapConnector&) = delete;
   CoapConnector& operator=(const CoapConnector&) = delete;
@@ -100,6 +107,7 @@ class CoapConnector {
   const ConnectorConfig& config() const { return config_; }
   const std::string& fingerprint() const { return fingerprint_; }
   const std::shared_ptr<CoapStats>& stats() const { return stats_; }
+  const std::shared_ptr<CoapExchangeMemory>& exchanges() const { return exchanges_; }
 
   /// Starts its thread, which binds its endpoint (an error here when it cannot at once: the
   /// thread tries again every second) and registers its observations. Main thread.
@@ -150,6 +158,7 @@ class CoapConnector {
   ConnectorConfig config_;
   std::string fingerprint_;
   std::shared_ptr<CoapStats> stats_;
+  std::shared_ptr<CoapExchangeMemory> exchanges_;  // the connector's thread
   std::unique_ptr<Context> context_;
   std::thread thread_;
   std::atomic<bool> stopping_{false};
