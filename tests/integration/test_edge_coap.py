@@ -120,6 +120,15 @@ def post_raw(udp, mid, device, payload, content_format=50, extra=(), token=b"\x0
     return encode(CON, 0x02, mid, token, opts, payload.encode())
 
 
+def device_socket(test, udp):
+    """A device's UDP socket talking to the endpoint on `udp` (closed when `test` ends)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    test.addCleanup(sock.close)
+    sock.settimeout(3)
+    sock.connect((LOCALHOST, udp))
+    return sock
+
+
 def exchange(sock, datagram):
     sock.send(datagram)
     return decode(sock.recv(2048))
@@ -295,10 +304,7 @@ class Exchanges(unittest.TestCase):
         with Receiver() as rx:
             text, admin = config(rx.port, "    listen: %s:%d\n    metric: temperature\n" % (LOCALHOST, udp))
             with Gateway(text, admin_port=admin) as gw:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                self.addCleanup(sock.close)
-                sock.settimeout(3)
-                sock.connect((LOCALHOST, udp))
+                sock = device_socket(self, udp)
                 message = post_raw(udp, 4711, "pump-1", '{"value": 1}')
                 first = exchange(sock, message)
                 again = exchange(sock, message)  # the ACK was lost: the device sends it again
@@ -338,10 +344,7 @@ class Exchanges(unittest.TestCase):
         with Receiver() as rx:
             text, admin = config(rx.port, "    listen: %s:%d\n    metric: temperature\n" % (LOCALHOST, udp))
             with Gateway(text, admin_port=admin) as gw:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                self.addCleanup(sock.close)
-                sock.settimeout(3)
-                sock.connect((LOCALHOST, udp))
+                sock = device_socket(self, udp)
                 message = post_raw(udp, 5150, "pump-1", '{"value": 1}')
                 self.assertEqual(exchange(sock, message)["code"], "2.04")
                 gw.reload_file(text.replace("metric: temperature", "metric: pressure"))
@@ -513,10 +516,7 @@ class Blocks(unittest.TestCase):
             text, admin = config(rx.port, "    listen: %s:%d\n    metric: temperature\n    max_body: 1024\n"
                                  % (LOCALHOST, udp))
             with Gateway(text, admin_port=admin) as gw:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                self.addCleanup(sock.close)
-                sock.settimeout(3)
-                sock.connect((LOCALHOST, udp))
+                sock = device_socket(self, udp)
                 szx, size = 5, 512
                 first = "[{\"value\": 1}".ljust(size)  # block 0 of a JSON array
                 # Block 0, then block 0 again with the same id (a lost ACK): the same 2.31, kept once.
