@@ -87,6 +87,35 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto again = second->restoreState(saved);
   CHECK(again.ok());
   CHECK(second->saveState() == saved);
+  // Forgotten: a pipeline with that state, filled past 90% of its table by new devices and
+  // swept long after, forgets every series and every name they held (a join's partner
+  // values included: nothing heard since), and what it saves then restores.
+  {
+    auto forgetful = makePipeline(history, trees);
+    const size_t names_at_start = forgetful->series().strings().size();
+    CHECK(forgetful->restoreState(saved, 1'000'000).ok());
+    SeriesTable& series = forgetful->series();
+    Batch batch;
+    const uint16_t origin = forgetful->origin("fuzz");
+    series.setClock(1'000'000);
+    for (int i = 0; series.size() * 10 < series.maxSeries() * 9 && i < 256; ++i) {
+      Record r;
+      r.series = series.intern("fuzz", "filler-" + std::to_string(i / 2), i % 2 ? "t" : "o");
+      if (r.series == kNoSeries) break;
+      r.ts = i;
+      r.value = i;
+      r.origin = origin;
+      batch.push(r);
+    }
+    forgetful->push(batch, 1'000'000);
+    if (series.size() * 10 >= series.maxSeries() * 9) {
+      CHECK(forgetful->forgetIdle(1'000'000'000'000) > 0);
+      CHECK(series.size() == 0);
+      CHECK(series.strings().size() == names_at_start);
+    }
+    auto after = makePipeline(history, trees);
+    CHECK(after->restoreState(forgetful->saveState()).ok());
+  }
   // Written and read back through a state file, the body is the same.
   CHECK(writeStateFile(file, saved).ok());
   auto read = readStateFile(file);
