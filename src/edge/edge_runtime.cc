@@ -2264,6 +2264,11 @@ void EdgeRuntime::render(std::string& out) const {
            for (size_t i = 0; i < p.config().spec.stages.size(); ++i) events += p.stage(i).events.load();
            return events;
          });
+  family("ganglion_edge_pipeline_series", "gauge", "Series a pipeline holds (at most its max_series).",
+         pipelines_, "pipeline", [](const PipelineHost& p) { return p.series.load(); });
+  family("ganglion_edge_pipeline_series_forgotten_total", "counter",
+         "Idle series a pipeline forgot to make room (its table was 90% full).", pipelines_, "pipeline",
+         [](const PipelineHost& p) { return p.series_forgotten.load(); });
   family("ganglion_edge_pipeline_waiting_readings", "gauge",
          "Readings handed to a pipeline and not yet run (its worker's backlog).", pipelines_, "pipeline",
          [](const PipelineHost& p) { return p.waiting.load(); });

@@ -456,6 +456,9 @@ class ForgettingSeries(unittest.TestCase):
                 self.assertTrue(wait_until(lambda: pipeline()["series_forgotten"] == 20, timeout=10), pipeline())
                 self.assertEqual(pipeline()["series"], 0)
                 self.assertIn("forgot 20 series idle for 1 s or more", gw.log_text())
+                metrics = http_request(admin, "GET", "/metrics", headers={"Authorization": "Bearer " + TOKEN}).body
+                self.assertIn(b'ganglion_edge_pipeline_series_forgotten_total{pipeline="forgetful"} 20', metrics)
+                self.assertIn(b'ganglion_edge_pipeline_series{pipeline="forgetful"} 0', metrics)
                 self.assertTrue(wait_until(lambda: len(rx.records()) == 10, timeout=5), rx.records())
                 self.assertEqual(sorted(r["device"] for r in rx.records()), ["bogus-%d" % i for i in range(10)])
                 # The same (ts, value) a bogus device sent: dedup forgot it with the flood.
