@@ -899,6 +899,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     uint64_t changes = 0;
     for (const auto& st : pipeline_->statefulStages()) changes += st.stage->counters.in;
     for (const auto& rule : rules_) changes += rule.runner->changes();
+    changes += pipeline_->seriesForgotten();  // forgotten series leave the saved state
     if (changes == state_changes_) {
       // Nothing learned since the last save: once that is on disk it covers all that ran.
       if (!state_writes_.load(std::memory_order_relaxed)) saved_total_ = ran_total_;
@@ -1017,6 +1018,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     series_refused.fetch_add(refused, std::memory_order_relaxed);
     if (refused && !told_full_) {
       told_full_ = true;
+      told_full_ms_ = now;
       logLine(
           fmt::format("edge: pipeline '{}' holds {} series (max_series): readings of new series are dropped "
                       "(ganglion_edge_pipeline_dropped_total{{reason=\"series_limit\"}})",
@@ -1033,7 +1035,8 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     const int64_t now = idleClock();
     pipeline_->tick(now);
     if (const size_t forgotten = pipeline_->forgetIdle(now)) {
-      told_full_ = false;  // full again later: said again
+      // Full again later is said again, at most once a minute (a flood refills it at once).
+      if (now - told_full_ms_ >= 60'000) told_full_ = false;
       logLine(
           fmt::format("edge: pipeline '{}' forgot {} series idle for {} s or more ({} of max_series {} held)",
                       config_.name, forgotten, pipeline_->forgetAfterMs() / 1000, pipeline_->series().size(),
@@ -1554,8 +1557,9 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   std::deque<RanFrame> ran_;
   std::atomic<bool> trim_in_flight_{false};
   std::atomic<uint64_t>* next_seq_ = nullptr;
-  bool told_full_ = false;  // the log said the series table is full
-  int64_t arrived_ns_ = 0;  // while readings run: when their connector handed them over
+  bool told_full_ = false;    // the log said the series table is full...
+  int64_t told_full_ms_ = 0;  // ...then (wall ms)
+  int64_t arrived_ns_ = 0;    // while readings run: when their connector handed them over
   // Detector state (worker only, after openState()).
   std::filesystem::path state_path_;
   std::chrono::milliseconds state_every_{30'000};

@@ -275,11 +275,8 @@ int64_t stagesReachMs(const PipelineSpec& spec) {
   };
   for (const StageSpec& stage : spec.stages) {
     if (const auto* w = std::get_if<WindowSpec>(&stage)) {
-      // A session's length: its max_length (by default an hour, or the gap when longer).
-      const int64_t length = w->kind != WindowKind::kSession ? w->size_ms
-                             : w->max_length_ms > 0          ? w->max_length_ms
-                                                             : std::max<int64_t>(3'600'000, w->size_ms);
-      reach = std::max(reach, sum(length, w->allowed_lateness_ms));
+      // A session's size is its gap: an open session keeps its group however long it runs.
+      reach = std::max(reach, sum(w->size_ms, w->allowed_lateness_ms));
     } else if (const auto* j = std::get_if<JoinSpec>(&stage))
       reach = std::max(reach, sum(j->within_ms, j->wait_ms));
     else if (const auto* d = std::get_if<DownsampleSpec>(&stage))

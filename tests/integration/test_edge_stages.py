@@ -442,14 +442,20 @@ class ForgettingSeries(unittest.TestCase):
         reading's series and its window group's), the real device is refused; once the flood
         has been idle for forget_idle, it is forgotten and the real device's readings go
         through, with what dedup and the window kept for the flood gone."""
+        data = tempfile.mkdtemp(prefix="ganglion-forget-")
         with Receiver() as rx:
             text, port, admin = config(rx.port, pipelines=FORGETFUL)
-            with Gateway(text, admin_port=admin) as gw:
-                def pipeline():
-                    return gw.admin("GET", "/edge", token=TOKEN).json()["pipelines"][0]
+            text += "edge: { data_dir: %s }\n" % data
+            gw = Gateway(text, admin_port=admin)
+            with gw:
+                def pipeline(g=gw):
+                    return g.admin("GET", "/edge", token=TOKEN).json()["pipelines"][0]
                 t0 = int(time.time()) * 1000
-                for i in range(10):
-                    readings(gw, "bogus-%d" % i, [{"value": 1, "ts": t0}])
+                # One payload (line protocol names a device per line), the real device's right
+                # after it: a sweep needs the flood idle for a second.
+                lines = "".join("temperature,device=bogus-%d value=1 %d\n" % (i, t0 * 1_000_000) for i in range(10))
+                r = post(gw, "/ingest/x", lines, content_type="text/plain")
+                self.assertEqual(r.status, 202, r.body)
                 readings(gw, "real", [{"value": 1, "ts": t0}])
                 self.assertTrue(wait_until(lambda: pipeline()["series_refused"] == 1, timeout=5), pipeline())
                 self.assertEqual(pipeline()["series"], 20)
@@ -468,6 +474,10 @@ class ForgettingSeries(unittest.TestCase):
                 real = [r for r in rx.records() if r["device"] == "real"]
                 self.assertEqual([(r["count"], r["ts"]) for r in real], [(2, t0)])
                 self.assertEqual(pipeline()["series_refused"], 1)
+                gw.stop()  # a clean stop saves the state: the flood is not in it
+            with Gateway(text, admin_port=admin) as gw2:
+                self.assertNotIn("resumes the saved state of 2", gw2.log_text())
+                self.assertLessEqual(pipeline(gw2)["series"], 2, pipeline(gw2))  # at most the real device's
 
 
 class StageConfigErrors(unittest.TestCase):
