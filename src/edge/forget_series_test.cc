@@ -233,18 +233,6 @@ TEST(EdgeForget, AForgottenDetectorSeriesIsLeftOutOfTheSavedState) {
   EXPECT_TRUE(h.ofKind(RecordKind::kEvent).empty());  // warming up, not judged on `gone`'s history
 }
 
-TEST(EdgeForget, ARestoreIntoASmallerTableTakesTheDevicesHeardFromLast) {
-  DetectSpec d = zscore();
-  Harness before(PipelineSpec{.name = "p", .stages = {DedupSpec{}, d}, .max_series = 100});
-  for (int i = 0; i < 10; ++i) before.reading("old-" + std::to_string(i), "m", 1000 + i, 1, 0);
-  before.reading("new", "m", 5000, 1, 0);
-  const std::string state = before.pipeline->saveState();
-  Harness after(PipelineSpec{.name = "p", .stages = {DedupSpec{}, d}, .max_series = 1});
-  ASSERT_TRUE(after.pipeline->restoreState(state).ok());
-  ASSERT_EQ(after.pipeline->series().size(), 1u);
-  EXPECT_EQ(after.pipeline->series().device(0), "new");
-}
-
 TEST(EdgeForget, ASweepWaitsTenSecondsAfterTheLast) {
   Harness h(PipelineSpec{.name = "p", .stages = {}, .max_series = 2, .forget_idle_ms = kMinute});
   h.reading("a", "m", 0, 1, 0);

@@ -143,24 +143,14 @@ Result<size_t> DetectStage::restoreState(std::string_view in, SeriesTable& serie
                                          bool warmed_only) {
   StateDecoder d(in);
   const uint32_t count = d.u32();
-  struct Saved {
-    std::string_view source, device, metric;
-    int64_t until;
-    std::string_view blob;
-  };
-  std::vector<Saved> saved;
-  for (uint32_t i = 0; i < count && d.ok(); ++i) {
-    Saved s{d.str(), d.str(), d.str(), d.i64(), d.str()};
-    if (!d.ok()) break;
-    if (warmed_only && !detector_->worthRestoring(s.blob)) continue;
-    saved.push_back(s);
-  }
-  // The newest first: a table smaller than when saved keeps the devices heard from last.
-  std::stable_sort(saved.begin(), saved.end(),
-                   [](const Saved& a, const Saved& b) { return a.until > b.until; });
   size_t restored = 0;
   std::vector<bool> seen;
-  for (const auto& [source, device, metric, until, blob] : saved) {
+  for (uint32_t i = 0; i < count && d.ok(); ++i) {
+    const std::string_view source = d.str(), device = d.str(), metric = d.str();
+    const int64_t until = d.i64();
+    const std::string_view blob = d.str();
+    if (!d.ok()) break;
+    if (warmed_only && !detector_->worthRestoring(blob)) continue;
     const SeriesId id = series.intern(source, device, metric);
     if (id == kNoSeries) continue;  // the table is full: that series starts afresh
     const uint32_t slot = slotOf(id);

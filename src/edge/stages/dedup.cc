@@ -71,42 +71,29 @@ Result<size_t> DedupStage::restoreState(std::string_view in, SeriesTable& series
                                         bool warmed_only) {
   StateDecoder d(in);
   const uint32_t count = d.u32();
-  struct Saved {
-    std::string_view source, device, metric;
-    int64_t newest = INT64_MIN;
-    std::vector<std::pair<int64_t, uint64_t>> readings;
-  };
-  std::vector<Saved> saved;
+  size_t restored = 0;
+  std::vector<std::pair<int64_t, uint64_t>> readings;
   for (uint32_t i = 0; i < count && d.ok(); ++i) {
-    Saved s;
-    s.source = d.str();
-    s.device = d.str();
-    s.metric = d.str();
+    const std::string_view source = d.str(), device = d.str(), metric = d.str();
     const uint32_t n = d.u32();
     if (!d.ok() || n > d.left() / 16) {  // more readings than bytes: damaged
       d.fail();
       break;
     }
+    readings.clear();
+    int64_t newest = INT64_MIN;
     for (uint32_t k = 0; k < n; ++k) {
       const int64_t ts = d.i64();
-      s.readings.emplace_back(ts, d.u64());
-      s.newest = std::max(s.newest, ts);
+      readings.emplace_back(ts, d.u64());
+      newest = std::max(newest, ts);
     }
     // A restart keeps only series heard from lately (a reload's hand-over keeps them all).
-    if (warmed_only && s.newest < now_ms - kDedupRestoreWindowMs) continue;
-    saved.push_back(std::move(s));
-  }
-  // The newest first: a table smaller than when saved keeps the devices heard from last.
-  std::stable_sort(saved.begin(), saved.end(),
-                   [](const Saved& a, const Saved& b) { return a.newest > b.newest; });
-  size_t restored = 0;
-  for (const Saved& s : saved) {
-    const SeriesId id = series.intern(s.source, s.device, s.metric);
+    if (warmed_only && newest < now_ms - kDedupRestoreWindowMs) continue;
+    const SeriesId id = series.intern(source, device, metric);
     if (id == kNoSeries) continue;  // the table is full: that series starts afresh
     // A smaller `remember` than when saved keeps the newest.
-    const size_t skip = s.readings.size() > spec_.remember ? s.readings.size() - spec_.remember : 0;
-    for (size_t k = skip; k < s.readings.size(); ++k)
-      duplicate(id, s.readings[k].first, s.readings[k].second);
+    const size_t skip = n > spec_.remember ? n - spec_.remember : 0;
+    for (size_t k = skip; k < readings.size(); ++k) duplicate(id, readings[k].first, readings[k].second);
     ++restored;
   }
   if (!d.ok() || !d.done()) return Error("dedup: its state does not parse");
