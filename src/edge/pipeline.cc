@@ -77,7 +77,7 @@ size_t Pipeline::forgetIdle(int64_t wall_ms) {
   keep_.assign(series_.idLimit(), 0);
   for (SeriesId id = 0; id < series_.idLimit(); ++id)
     keep_[id] = series_.inUse(id) && series_.lastSeen(id) >= idle_before;
-  for (const auto& stage : stages_) stage->keepSeries(keep_, series_);
+  for (const auto& stage : stages_) stage->keepSeries(keep_);
   const Forgetting f{keep_, series_, idle_before};
   for (const auto& stage : stages_) stage->forgetSeries(f);
   const size_t n = series_.forgetAllBut(keep_);

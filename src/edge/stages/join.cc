@@ -257,7 +257,7 @@ uint64_t JoinStage::oldestSeq() const {
   return oldest;
 }
 
-void JoinStage::keepSeries(std::vector<uint8_t>& keep, const SeriesTable&) const {
+void JoinStage::keepSeries(std::vector<uint8_t>& keep) const {
   for (const auto& [device, queue] : held_)
     for (const Held& h : queue)
       if (h.record.series < keep.size()) keep[h.record.series] = 1;

@@ -78,7 +78,7 @@ class JoinStage final : public Stage {
   void abandonHeld() override;
   std::string_view kind() const override { return "join"; }
   /// Held readings keep their series, and a kept driving series its joined records' series.
-  void keepSeries(std::vector<uint8_t>& keep, const SeriesTable& series) const override;
+  void keepSeries(std::vector<uint8_t>& keep) const override;
   /// A partner's values go once no series it takes is kept and it has not spoken for the
   /// pipeline's forget_idle (restored values of a device that never came back, too).
   void forgetSeries(const Forgetting& f) override;

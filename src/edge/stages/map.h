@@ -39,9 +39,7 @@ class MapStage final : public Stage {
   MapStage(Compiled compiled, FieldId attrs_field);
   void process(Batch& batch, StageContext& ctx) override;
   std::string_view kind() const override { return "map"; }
-  void keepSeries(std::vector<uint8_t>& keep, const SeriesTable&) const override {
-    keepMadeSeries(renamed_, keep);
-  }
+  void keepSeries(std::vector<uint8_t>& keep) const override { keepMadeSeries(renamed_, keep); }
   void forgetSeries(const Forgetting& f) override { forgetMadeSeries(renamed_, f); }
 
  private:

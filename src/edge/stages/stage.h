@@ -115,10 +115,7 @@ class Stage {
   /// table's idLimit) the series it still needs although they are idle (those its open windows
   /// and held readings belong to) and those it made from a marked one (a window's group, a
   /// renamed metric). Stages are asked in order. Pipeline's worker.
-  virtual void keepSeries(std::vector<uint8_t>& keep, const SeriesTable& series) const {
-    (void)keep;
-    (void)series;
-  }
+  virtual void keepSeries(std::vector<uint8_t>& keep) const { (void)keep; }
   /// Second step: drops what it keeps for every series not kept, and every mapping to one;
   /// their ids are handed out again afterwards. Pipeline's worker.
   virtual void forgetSeries(const Forgetting& f) { (void)f; }

@@ -67,7 +67,7 @@ uint32_t WindowStage::groupOf(SeriesId series, SeriesTable& table) {
   return index;
 }
 
-void WindowStage::keepSeries(std::vector<uint8_t>& keep, const SeriesTable&) const {
+void WindowStage::keepSeries(std::vector<uint8_t>& keep) const {
   for (const Group& g : groups_)
     if (g.out_series != kNoSeries && !g.open.empty()) keep[g.out_series] = 1;  // open windows
   const size_t n = std::min(group_of_series_.size(), keep.size());

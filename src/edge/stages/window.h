@@ -50,7 +50,7 @@ class WindowStage final : public Stage {
   void flush(Batch& out, StageContext& ctx) override;
   std::string_view kind() const override { return "window"; }
   uint64_t oldestSeq() const override;
-  void keepSeries(std::vector<uint8_t>& keep, const SeriesTable& series) const override;
+  void keepSeries(std::vector<uint8_t>& keep) const override;
   void forgetSeries(const Forgetting& f) override;
 
   /// Open windows right now (all groups), for metrics and tests.
