@@ -7,6 +7,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -104,29 +105,36 @@ Result<coap_address_t> resolve(const std::string& host, uint16_t port) {
   return a;
 }
 
+/// Calls `fn(fd)` for each file descriptor this process has open.
+template <class Fn>
+void forEachOwnFd(Fn&& fn) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    int fd = -1;
+    const std::string name = entry.path().filename().string();
+    if (std::from_chars(name.data(), name.data() + name.size(), fd).ec == std::errc{} && fd >= 0) fn(fd);
+  }
+}
+
 /// libcoap binds its endpoint with SO_REUSEADDR, with which another socket that asks the
 /// same may bind the same address and take its datagrams. The endpoint's socket (found by
 /// its address among this process's) stops sharing once bound: Linux checks both sockets'
 /// flag at the later bind. libcoap 4.3.1 has no call that gives the endpoint's socket.
 void stopSharing(const coap_address_t& bound) {
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
-    int fd = -1;
-    const std::string name = entry.path().filename().string();
-    if (std::from_chars(name.data(), name.data() + name.size(), fd).ec != std::errc{} || fd < 0) continue;
+  forEachOwnFd([&](int fd) {
     int type = 0, reuse = 0;
     socklen_t len = sizeof type;
-    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_DGRAM) continue;
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_DGRAM) return;
     len = sizeof reuse;
-    if (::getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, &len) != 0 || !reuse) continue;
+    if (::getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, &len) != 0 || !reuse) return;
     sockaddr_storage local{};
     socklen_t local_len = sizeof local;
     if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) != 0 || local_len != bound.size ||
         std::memcmp(&local, &bound.addr, bound.size) != 0)
-      continue;
+      return;
     const int off = 0;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &off, sizeof off);
-  }
+  });
 }
 
 /// The values of option `number` in order (Uri-Path segments, Uri-Query entries).
@@ -303,17 +311,10 @@ namespace {
 /// The inodes of this process's sockets, sorted.
 std::vector<uint64_t> ownSocketInodes() {
   std::vector<uint64_t> out;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
-    std::error_code link_ec;
-    const std::string target = std::filesystem::read_symlink(entry.path(), link_ec).string();
-    constexpr std::string_view kPrefix = "socket:[";
-    if (link_ec || !target.starts_with(kPrefix) || !target.ends_with(']')) continue;
-    uint64_t inode = 0;
-    if (std::from_chars(target.data() + kPrefix.size(), target.data() + target.size() - 1, inode).ec ==
-        std::errc{})
-      out.push_back(inode);
-  }
+  forEachOwnFd([&](int fd) {
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) out.push_back(st.st_ino);  // /proc/net/udp's inode
+  });
   std::sort(out.begin(), out.end());
   return out;
 }
