@@ -10,7 +10,7 @@ broker → subscriber, so it bounds the gateway's share from above; a second run
 gateway (the subscriber on the readings' own topic) measures the two broker hops alone, and
 the difference is printed as the gateway's part.
 
-    python3 bench/edge_alarm_latency.py [--count 2000] [--interval 5] [--qos 0]
+    python3 bench/edge_alarm_latency.py [--count 2000] [--interval 5] [--qos 0] [--durable]
 """
 
 import argparse
@@ -39,6 +39,7 @@ connectors:
     kind: mqtt
     url: @URL@
     client_id: ganglion-latency
+    outbox: { durable: @DURABLE@ }
     subscribe:
       - { topic: "plant/+/vibration", qos: 0, format: json, metric: vibration }
 pipelines:
@@ -156,13 +157,15 @@ def main():
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--interval", type=float, default=5)
     ap.add_argument("--qos", type=int, default=0, choices=[0, 1, 2])
+    ap.add_argument("--durable", action="store_true",
+                    help="the connector's outbox on disk (and the pipeline's ingest log with it)")
     args = ap.parse_args()
     data = "/tmp/ganglion-latency-%d" % os.getpid()
     with Mosquitto() as broker:
         brokers_only, lost0 = measure(broker.port, "plant/+/vibration", args.count, args.interval)
         port, admin = free_port(), free_port()
         text = render(CONFIG, host=LOCALHOST, port=port, admin=admin, token=TOKEN, url=broker.url(),
-                      qos=args.qos, data=data)
+                      qos=args.qos, data=data, durable="true" if args.durable else "false")
         with Gateway(text, admin_port=admin, port=port) as gw:
             wait_until(lambda: any(c.get("connected") for c in
                                    gw.admin("GET", "/edge", token=TOKEN).json()["connectors"]), timeout=5)

@@ -49,6 +49,7 @@ constexpr KindField kKindFields[] = {
     {"reconnect", "mqtt modbus_tcp modbus_rtu coap"},
     {"subscribe", "mqtt"},
     {"tls", "mqtt"},
+    {"outbox", "mqtt"},
     {"address", "modbus_tcp"},
     {"serial_port", "modbus_rtu"},
     {"baud", "modbus_rtu"},
@@ -576,6 +577,19 @@ const Schema<ConnectorConfig>& connectorSchema() {
              if (c.kind == "http") return nullptr;
              return config::fieldsToJson(reconnectSchema(), c.reconnect);
            }},
+          {.name = "outbox",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "`{}`",
+           .doc = "`mqtt`: where the messages of rules' `publish` and `summarize` through this connector "
+                  "wait until the broker acknowledges them ([outbox](#connector-outbox), [rules' "
+                  "outbox](edge.md#rules-outbox)).",
+           .type_text = "map",
+           .read = config::readSection<C, ConnectorOutboxConfig, &C::outbox, connectorOutboxSchema>,
+           .show = [](const C& c) -> json::value {
+             if (c.kind != "mqtt") return nullptr;
+             return config::fieldsToJson(connectorOutboxSchema(), c.outbox);
+           }},
           {.name = "subscribe",
            .kind = FieldKind::kCustom,
            .member = {},
@@ -1071,6 +1085,33 @@ const Schema<ReconnectConfig>& reconnectSchema() {
   return schema;
 }
 
+const Schema<ConnectorOutboxConfig>& connectorOutboxSchema() {
+  using O = ConnectorOutboxConfig;
+  static const Schema<ConnectorOutboxConfig> schema{
+      "connector outbox",
+      {
+          {.name = "durable",
+           .kind = FieldKind::kBool,
+           .member = &O::durable,
+           .default_text = "`false`",
+           .doc = "Keep the messages on disk in `edge.data_dir` (`outbox/<connector>/`) until the broker "
+                  "acknowledged them: they survive a broker outage, a restart and `kill -9`, and are sent "
+                  "in order. The pipelines whose rules publish through it keep an ingest log, so a reading "
+                  "is acknowledged to its device only once on disk, and trimmed only once the alarms it "
+                  "fired are in the outbox. With `false` they wait in memory."},
+          {.name = "max_bytes",
+           .kind = FieldKind::kSize,
+           .member = &O::max_bytes,
+           .default_text = "`8MiB`",
+           .doc = "Messages waiting past this are dropped, the oldest first among records of kind "
+                  "`reading`, then windows; events and summaries last. Counted in "
+                  "`ganglion_edge_outbox_dropped_total`. Durable: the outbox's files on disk.",
+           .min = 4096},
+      },
+      {}};
+  return schema;
+}
+
 PayloadContext ConnectorConfig::payloadContext(std::string_view device_name,
                                                std::string_view metric_name) const {
   PayloadContext ctx;
@@ -1087,6 +1128,7 @@ PayloadContext ConnectorConfig::payloadContext(std::string_view device_name,
 std::string connectorFingerprint(const ConnectorConfig& c) {
   json::object o = config::fieldsToJson(connectorSchema(), c);
   o["password"] = c.password;  // a changed secret is a change
+  o.erase("outbox");           // the outbox is the runtime's: no reason to connect again
   json::array keys;
   for (const auto& p : c.psk) keys.push_back(json::string(p.key));
   for (const auto& x : c.observe) keys.push_back(json::string(x.key));

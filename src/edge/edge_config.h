@@ -93,6 +93,13 @@ struct CoapDtlsFiles {
   bool empty() const { return cert.empty(); }
 };
 
+/// An mqtt connector's `outbox`: where the messages of rules' `publish` and `summarize` wait
+/// until the broker acknowledges them (docs/edge.md "Rules' outbox").
+struct ConnectorOutboxConfig {
+  bool durable = false;             ///< on disk in edge.data_dir/outbox/<connector>
+  uint64_t max_bytes = 8ull << 20;  ///< past it the oldest readings go first, alarms last
+};
+
 struct ConnectorConfig {
   std::string name;
   std::string kind;
@@ -117,6 +124,7 @@ struct ConnectorConfig {
   ReconnectConfig reconnect;
   std::vector<MqttSubscription> subscribe;
   std::shared_ptr<net::TlsClientContext> tls;  ///< mqtts: null means the system store
+  ConnectorOutboxConfig outbox;                ///< rules' messages waiting for the broker
   // kind modbus_tcp and modbus_rtu:
   config::HostPort address;  ///< modbus_tcp
   std::string serial_port;   ///< modbus_rtu: /dev/ttyUSB0
@@ -365,6 +373,7 @@ void readEdgeSettings(config::Reader& r, const config::Node& map, EdgeConfig& ou
 const config::Schema<ConnectorConfig>& connectorSchema();
 const config::Schema<MqttSubscription>& mqttSubscriptionSchema();
 const config::Schema<ReconnectConfig>& reconnectSchema();
+const config::Schema<ConnectorOutboxConfig>& connectorOutboxSchema();
 const config::Schema<ModbusRegister>& modbusRegisterSchema();
 const config::Schema<CoapObserve>& coapObserveSchema();
 const config::Schema<CoapPsk>& coapPskSchema();

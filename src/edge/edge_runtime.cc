@@ -30,6 +30,7 @@
 #include "edge/rules/rule_runner.h"
 #include "edge/sinks/line_protocol.h"
 #include "edge/sinks/record_batch.h"
+#include "edge/sinks/sink_host.h"
 #include "edge/sinks/tsdb.h"
 #include "edge/state/state_file.h"
 #include "loop/pools.h"
@@ -45,19 +46,6 @@ namespace {
 
 size_t workerFor(std::string_view name, size_t workers) {
   return std::hash<std::string_view>{}(name) % workers;
-}
-
-/// Which records a full queue gives up first: raw readings, then windows, then events and
-/// summaries (alarms are what the uplink most needs).
-uint8_t dropClass(RecordKind k) {
-  switch (k) {
-    case RecordKind::kReading:
-      return 0;
-    case RecordKind::kWindow:
-      return 1;
-    default:
-      return 2;
-  }
 }
 
 /// A name as a file name: letters, digits, '_', '-' and '.' (not first) kept, any other byte
@@ -76,41 +64,34 @@ std::string fileName(std::string_view name) {
   return out.empty() ? "%" : out;
 }
 
-std::string sinkFingerprint(const SinkConfig& s) {
-  json::object o = config::fieldsToJson(sinkSchema(), s);
-  json::object headers;
-  for (const auto& [name, value] : s.headers) headers[name] = value;  // a changed token is a change
-  o["headers"] = std::move(headers);
-  return json::serialize(o);
+/// Whether a rule publishes or summarizes through connector `name`.
+bool rulesPublishThrough(const EdgeConfig& cfg, std::string_view name) {
+  for (const auto& rc : cfg.rules)
+    for (const auto& a : rc.actions) {
+      if (const auto* p = std::get_if<RulePublish>(&a); p && p->connector == name) return true;
+      if (const auto* s = std::get_if<RuleSummarize>(&a); s && s->connector == name) return true;
+    }
+  return false;
 }
 
-/// The N of InfluxDB 1.x's "partial write: ... dropped=N", if the message has one.
-std::optional<uint32_t> droppedOf(std::string_view message) {
-  const size_t at = message.rfind("dropped=");
-  if (at == std::string_view::npos) return std::nullopt;
-  uint32_t n = 0;
-  const char* begin = message.data() + at + 8;
-  auto [end, ec] = std::from_chars(begin, message.data() + message.size(), n);
-  if (ec != std::errc() || end == begin) return std::nullopt;
-  return n;
-}
-
-/// What a receiver's refusal says: InfluxDB's `error` (1.x) or `message` (2.x, 3.x) when the
-/// body is JSON, else its text; one line, at most 300 characters.
-std::string refusalMessage(std::string_view body) {
-  std::string text(body);
-  boost::system::error_code ec;
-  const json::value v = json::parse(body, ec);
-  if (!ec && v.is_object())
-    for (const char* key : {"error", "message"})
-      if (const json::value* m = v.get_object().if_contains(key); m && m->is_string()) {
-        text = m->get_string();
-        break;
-      }
-  for (char& c : text)
-    if (c == '\n' || c == '\r') c = ' ';
-  if (text.size() > 300) text = text.substr(0, 297) + "...";
-  return text;
+/// Whether pipeline `pc`'s records reach a disk that its ingest log must wait for: a durable
+/// sink it feeds or its rules forward to, or a durable outbox its rules publish through.
+bool feedsDisk(const EdgeConfig& cfg, const PipelineConfig& pc) {
+  auto durableSink = [&](std::string_view name) {
+    return std::any_of(cfg.sinks.begin(), cfg.sinks.end(),
+                       [&](const SinkConfig& s) { return s.name == name && s.queue.durable; });
+  };
+  if (std::any_of(pc.to.begin(), pc.to.end(), durableSink)) return true;
+  for (const auto& rc : cfg.rules) {
+    if (!rc.from.empty() && std::find(rc.from.begin(), rc.from.end(), pc.name) == rc.from.end()) continue;
+    for (const auto& a : rc.actions) {
+      if (const auto* f = std::get_if<RuleForward>(&a); f && durableSink(f->to)) return true;
+      if (const auto* p = std::get_if<RulePublish>(&a))
+        for (const auto& c : cfg.connectors)
+          if (c.name == p->connector && c.kind == "mqtt" && c.outbox.durable) return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace
@@ -130,520 +111,6 @@ void IncomingReadings::add(const DecodedReading& r) {
   item.quality = r.quality;
   items.push_back(item);
 }
-
-class SinkHost : public std::enable_shared_from_this<SinkHost> {
- public:
-  SinkHost(EdgeHost& host, SinkConfig config, size_t worker, std::string queue_dir, std::string tsdb_path)
-      : host_(host),
-        config_(std::move(config)),
-        worker_(worker),
-        fingerprint_(sinkFingerprint(config_)),
-        queue_dir_(std::move(queue_dir)),
-        tsdb_path_(std::move(tsdb_path)),
-        upstream_name_("sink:" + config_.name) {
-    host_header_ = upstream::hostHeader(config_.host, config_.port, config_.https);
-  }
-
-  const SinkConfig& config() const { return config_; }
-  const std::string& fingerprint() const { return fingerprint_; }
-  size_t worker() const { return worker_; }
-  const std::string& queueDir() const { return queue_dir_; }
-  const std::string& tsdbPath() const { return tsdb_path_; }
-
-  /// Starts delivering; `previous` (same name, settings changed) hands over its queue. On the
-  /// sink's worker (opening a durable queue reads its files once).
-  void start(std::shared_ptr<SinkHost> previous) {
-    wake_ = std::make_unique<asio::steady_timer>(host_.worker(worker_).io());
-    acks_ = std::make_unique<asio::steady_timer>(host_.worker(worker_).io());
-    std::unique_ptr<RecordQueue> handed;
-    if (previous) {
-      handed = std::move(previous->queue_);
-      durable_ = std::exchange(previous->durable_, nullptr);
-      previous->successor_ = weak_from_this();  // late records and waiters come here
-      previous->stop();
-    }
-    if (handed && (durable_ != nullptr) == config_.queue.durable &&
-        (!durable_ || durable_->log().dir() == std::filesystem::path(queue_dir_))) {
-      queue_ = std::move(handed);
-      queue_->setMaxBytes(config_.queue.max_bytes);
-    } else {
-      durable_ = nullptr;
-      openQueue();
-      if (handed) {  // durable on or off: what waited moves over, in order
-        std::vector<QueuedRecord> records;
-        handed->takeAll(records);
-        push(records);
-      }
-    }
-    publish();
-    started.store(true);
-    asio::co_spawn(host_.worker(worker_).io(), run(shared_from_this()), asio::detached);
-  }
-
-  /// Stops delivering (retired, or replaced). A retired sink's queue closes here: a durable
-  /// one releases its directory (a sink of that name added later opens it again). On the
-  /// sink's worker.
-  void stop() {
-    stopped_ = true;
-    durable_ = nullptr;
-    queue_.reset();
-    if (wake_) wake_->cancel();
-    if (acks_) acks_->cancel();
-  }
-
-  /// An mqtt sink's connector in this config version (a changed connector is a new object).
-  /// After start(), on the sink's worker.
-  void bindConnector(std::shared_ptr<MqttConnector> connector) { connector_ = std::move(connector); }
-
-  /// Appends records (in order). On the sink's worker.
-  void enqueue(std::vector<QueuedRecord> records) {
-    if (stopped_) {
-      // Replaced: its successor (same name, so the same worker) takes them; retired: gone.
-      if (auto next = successor_.lock()) next->enqueue(std::move(records));
-      return;
-    }
-    const int64_t now = wallMillis();
-    for (auto& r : records) r.enqueued_ms = now;
-    push(records);
-    publish();
-    if (waiting_for_records_) wake_->cancel();  // never a backoff: new records do not make the receiver well
-  }
-
-  /// Calls `done` on the sink's worker once every record enqueued so far is on disk (at once
-  /// for a queue in memory: there is nothing to wait for). On the sink's worker.
-  void whenSynced(std::function<void()> done) {
-    if (stopped_)
-      if (auto next = successor_.lock()) return next->whenSynced(std::move(done));
-    if (!durable_) return done();
-    commit_.wait(std::move(done));
-    requestSync();
-  }
-
-  // Counters, read by the main thread.
-  std::atomic<uint64_t> queued_records{0}, queued_bytes{0}, delivered{0}, batches{0}, failures{0}, dropped{0};
-  std::atomic<uint64_t> corrupt_bytes{0}, write_failures{0};
-  std::atomic<uint64_t> expired{0};  ///< a tsdb sink's records deleted past its retention
-  std::atomic<uint64_t> evicted{0};  ///< a tsdb sink's records deleted past its max_bytes
-  /// Records the receiver refused for good (413 alone, influxdb's 400 and 422) or that line
-  /// protocol cannot carry: dropped, never retried.
-  std::atomic<uint64_t> rejected{0};
-  std::atomic<int64_t> oldest_enqueued_ms{0};
-  std::atomic<bool> durable{false};
-  std::atomic<bool> started{false};  ///< start() ran (its queue is open)
-  mutable std::mutex error_mutex;
-  std::string last_error;
-  std::string queue_error;  ///< why the durable queue is not used, or refused records (not a delivery's)
-  std::string corruption;   ///< the last damage a durable queue skipped
-
- private:
-  void openQueue() {
-    if (config_.queue.durable) {
-      auto opened = DurableQueue::open(queue_dir_, config_.queue.max_bytes);
-      if (opened) {
-        durable_ = opened->get();
-        queue_ = std::move(*opened);
-        if (durable_->records())
-          logLine(fmt::format("edge: sink '{}' resumes {} records queued in {}", config_.name,
-                              durable_->records(), queue_dir_));
-        return;
-      }
-      // Kept running in memory, loudly: the operator sees why in the log and GET /edge.
-      const std::string why = fmt::format("durable queue {} unusable, records wait in memory: {}", queue_dir_,
-                                          opened.error().message);
-      logLine(fmt::format("edge: sink '{}': {}", config_.name, why));
-      noteQueueError(why);
-    }
-    queue_ = std::make_unique<MemoryQueue>(config_.queue.max_bytes);
-  }
-
-  void push(std::vector<QueuedRecord>& records) {
-    const uint64_t refused_before = durable_ ? durable_->writeFailures() : 0;
-    const uint64_t n = queue_->push(records);
-    commit_.appended(records.size());
-    if (n) dropped.fetch_add(n, std::memory_order_relaxed);
-    // Records the disk refused are not the cap's doing: said apart, with the disk's reason.
-    const uint64_t refused = durable_ ? durable_->writeFailures() - refused_before : 0;
-    const uint64_t over_cap = n - refused;
-    const int64_t now = steadyMillis();
-    if (over_cap) {
-      // Once per episode (until the queue is back under half), and at most once a minute: a
-      // cap smaller than a segment sheds at every push.
-      if (!overflowing_ && now - told_overflow_ms_ >= 60'000) {
-        told_overflow_ms_ = now;
-        logLine(fmt::format(
-            "edge: sink '{}' holds queue.max_bytes ({} bytes): dropping the oldest readings, then "
-            "windows (ganglion_edge_sink_dropped_total)",
-            config_.name, config_.queue.max_bytes));
-      }
-      overflowing_ = true;
-    } else if (overflowing_ && queue_->bytes() < config_.queue.max_bytes / 2) {
-      overflowing_ = false;
-    }
-    if (refused) {
-      const std::string why =
-          fmt::format("the durable queue refused {} records: {}", refused, durable_->log().lastError());
-      if (now - told_refused_ms_ >= 60'000) {
-        told_refused_ms_ = now;
-        logLine(
-            fmt::format("edge: sink '{}': {} (counted in dropped and write_failures)", config_.name, why));
-      }
-      noteQueueError(why);
-    }
-    if (durable_) requestSync();
-  }
-
-  void noteQueueError(std::string what) {
-    std::lock_guard lock(error_mutex);
-    queue_error = std::move(what);
-  }
-
-  /// Group commit: one fsync in flight at a time; what is appended meanwhile waits for the next.
-  void requestSync() {
-    if (!durable_) return;
-    const auto target = commit_.start();
-    if (!target) return;
-    std::vector<int> fds = durable_->log().unsyncedFds();
-    if (fds.empty()) return synced(*target, true);
-    LogSyncer::shared().sync(std::move(fds), [self = shared_from_this(), t = *target](bool ok) {
-      self->host_.worker(self->worker_).post([self, t, ok] { self->synced(t, ok); });
-    });
-  }
-
-  void synced(uint64_t target, bool ok) {
-    if (!ok) noteError("fsync of the durable queue failed", false);
-    for (auto& done : commit_.finish(target)) done();
-    if (commit_.behind()) requestSync();
-  }
-
-  void publish() {
-    queued_records.store(queue_->records(), std::memory_order_relaxed);
-    queued_bytes.store(queue_->bytes(), std::memory_order_relaxed);
-    oldest_enqueued_ms.store(queue_->oldestMs(), std::memory_order_relaxed);
-    durable.store(durable_ != nullptr, std::memory_order_relaxed);
-    if (durable_) {
-      corrupt_bytes.store(durable_->log().corruptBytes(), std::memory_order_relaxed);
-      write_failures.store(durable_->writeFailures(), std::memory_order_relaxed);
-      if (!durable_->log().corruption().empty() && durable_->log().corruption() != told_corruption_) {
-        told_corruption_ = durable_->log().corruption();
-        logLine(
-            fmt::format("edge: sink '{}': damaged queue data skipped: {}", config_.name, told_corruption_));
-        std::lock_guard lock(error_mutex);
-        corruption = told_corruption_;
-      }
-    }
-  }
-
-  void noteError(std::string what, bool delivery = true) {
-    if (delivery) failures.fetch_add(1, std::memory_order_relaxed);
-    std::lock_guard lock(error_mutex);
-    last_error = std::move(what);
-  }
-
-  /// Waits up to `ms`, or until stop() (or, `for_records`, enqueue()) wakes it.
-  http::Task<void> sleep(int64_t ms, bool for_records) {
-    wake_->expires_after(std::chrono::milliseconds(ms));
-    waiting_for_records_ = for_records;
-    co_await wake_->async_wait(asio::as_tuple(asio::use_awaitable));
-    waiting_for_records_ = false;
-  }
-
-  static http::Task<void> run(std::shared_ptr<SinkHost> self) { co_await self->deliverLoop(); }
-
-  /// How one attempt at a batch ended: delivered (the receiver took it), refused (gone for
-  /// good: counted as rejected, not retried), split (too large: the same records again at
-  /// once, in smaller batches), or failed (the same records again after the backoff).
-  /// `delivered` and `rejected` count the batch's records once it is gone.
-  struct Attempt {
-    enum class End : uint8_t { kDelivered, kRefused, kSplit, kFailed };
-    End end = End::kFailed;
-    uint32_t delivered = 0, rejected = 0;
-  };
-  using End = Attempt::End;
-
-  /// A tsdb sink's batch into its store, in one transaction (records stored already, sent
-  /// again after a crash, are skipped); then, at most once a minute, the records past the
-  /// retention go. Failed when the store could not be written (the batch is kept).
-  http::Task<Attempt> writeLocal(std::string_view records) {
-    if (!tsdb_) {
-      auto opened = co_await loop::runBlocking([path = &tsdb_path_] { return TsdbStore::open(*path); });
-      if (!opened) {
-        noteError(opened.error().message);
-        co_return Attempt{};
-      }
-      tsdb_ = std::move(*opened);
-    }
-    TsdbStore* store = tsdb_.get();
-    auto written = co_await loop::runBlocking([store, records] { return store->write(records); });
-    if (!written) {
-      noteError(written.error().message);
-      co_return Attempt{};
-    }
-    if (written->unusable)
-      noteError(fmt::format("{} records could not be stored and were dropped: {}", written->unusable,
-                            written->unusable_reason),
-                false);
-    const uint64_t max_bytes = config_.max_bytes;
-    auto shrunk = co_await loop::runBlocking([store, max_bytes] { return store->shrinkTo(max_bytes); });
-    if (shrunk)
-      evicted.fetch_add(*shrunk, std::memory_order_relaxed);
-    else
-      noteError(shrunk.error().message, false);
-    if (const int64_t now = steadyMillis(); now - pruned_ms_ >= 60'000) {
-      pruned_ms_ = now;
-      const int64_t before = wallMillis() - config_.retention.count();
-      auto pruned = co_await loop::runBlocking([store, before] { return store->prune(before); });
-      if (pruned)
-        expired.fetch_add(*pruned, std::memory_order_relaxed);
-      else
-        noteError(pruned.error().message, false);
-    }
-    co_return Attempt{End::kDelivered, written->stored + written->duplicates, written->unusable};
-  }
-
-  /// What the receiver's refusal says, with the values of the sink's headers (tokens) taken
-  /// out: a receiver or proxy that echoes the request would put them in GET /edge.
-  std::string said(std::string_view refusal) const {
-    constexpr std::string_view kRedacted = "<redacted>";
-    std::string text = refusalMessage(refusal);
-    for (const auto& [name, value] : config_.headers) {
-      if (value.size() < 4) continue;
-      for (size_t at = text.find(value); at != std::string::npos;
-           at = text.find(value, at + kRedacted.size()))
-        text.replace(at, value.size(), kRedacted);
-    }
-    return text;
-  }
-
-  /// MQTT 5 refusals that the same message will always get: topic name invalid, packet too
-  /// large, payload format invalid. Others (not authorized, quota exceeded) may pass later.
-  static bool refusedForGood(int reason) { return reason == 0x90 || reason == 0x95 || reason == 0x99; }
-
-  /// Publishes each record of `records` (as RecordQueue::take handed them) through the
-  /// connector and waits until the broker has acknowledged or refused every one. Records
-  /// without a valid topic, and refusals that cannot change, are rejected; any other refusal,
-  /// or a message given up, fails the batch (sent again whole).
-  http::Task<Attempt> publishBatch(std::string_view records, uint32_t in_batch) {
-    auto connector = connector_;
-    if (!connector || !connector->stats()->connected.load(std::memory_order_relaxed)) {
-      noteError(fmt::format("connector '{}' is not connected to its broker", config_.connector));
-      co_return Attempt{};
-    }
-    std::vector<std::pair<std::string, std::string>> messages;
-    size_t bytes = 0;
-    std::string first_why, error;
-    forEachRecord(
-        records,
-        [&](std::string_view text, const json::object* record) {
-          std::string topic = record ? topicOf(config_.topic, *record, error) : std::string();
-          if (topic.empty()) {
-            if (first_why.empty()) first_why = record ? error : "it is not a JSON object";
-            return;
-          }
-          bytes += topic.size() + text.size();
-          messages.emplace_back(std::move(topic), std::string(text));
-        },
-        error);
-    if (bytes > MqttConnector::kMaxOutgoingBytes / 2 && in_batch > 1) {  // more than the connector keeps
-      batch_limit_ = std::max<uint32_t>(1, in_batch / 2);
-      co_return Attempt{End::kSplit};
-    }
-    const uint32_t unroutable = in_batch - static_cast<uint32_t>(messages.size());
-    if (unroutable)
-      noteError(fmt::format("{} records could not be published and were dropped: the first because {}",
-                            unroutable, first_why.empty() ? error : first_why),
-                false);
-    if (messages.empty()) co_return Attempt{End::kDelivered, 0, unroutable};
-    struct Acks {
-      size_t waiting = 0;
-      uint32_t delivered = 0, refused = 0, failed = 0;
-      int reason = 0;  // the first failure's
-    };
-    auto acks = std::make_shared<Acks>();
-    acks->waiting = messages.size();
-    const size_t sent = messages.size();
-    loop::Worker& home = host_.worker(worker_);
-    connector->worker().post([connector, self = shared_from_this(), acks, &home,
-                              messages = std::move(messages), qos = static_cast<uint8_t>(config_.qos),
-                              retain = config_.retain]() mutable {
-      for (auto& [topic, payload] : messages)
-        connector->publish(std::move(topic), std::move(payload), qos, retain,
-                           [self, acks, &home](int reason) {
-                             home.post([self, acks, reason] {
-                               if (reason == 0) {
-                                 ++acks->delivered;
-                               } else if (refusedForGood(reason)) {
-                                 ++acks->refused;
-                               } else {
-                                 if (!acks->failed++) acks->reason = reason;
-                               }
-                               if (--acks->waiting == 0 && self->acks_) self->acks_->cancel();
-                             });
-                           });
-    });
-    while (acks->waiting > 0 && !stopped_) {
-      acks_->expires_at(asio::steady_timer::time_point::max());
-      co_await acks_->async_wait(asio::as_tuple(asio::use_awaitable));
-    }
-    if (acks->waiting > 0) co_return Attempt{};  // stopped: the successor sends the batch again
-    if (acks->failed) {
-      noteError(fmt::format("{} of {} messages were not delivered ({}): the batch is sent again",
-                            acks->failed, sent, MqttConnector::publishReasonText(acks->reason)));
-      co_return Attempt{};
-    }
-    if (acks->refused)
-      noteError(fmt::format("the broker refused {} messages for good: they were dropped", acks->refused));
-    co_return Attempt{End::kDelivered, acks->delivered, unroutable + acks->refused};
-  }
-
-  /// Posts an http or influxdb batch (`lines`: the influxdb conversion of its records, null
-  /// for http). 2xx delivers; 413 splits (one record alone: refused); influxdb's 400 and 422
-  /// refuse it for good, the lines InfluxDB says it stored all the same counted delivered;
-  /// anything else fails.
-  http::Task<Attempt> postBatch(const std::string& body, uint32_t in_batch, const LineProtocolBatch* lines) {
-    const bool influx = lines != nullptr;
-    const uint32_t unwritable = influx ? in_batch - std::min(in_batch, lines->lines) : 0;
-    if (unwritable)
-      noteError(fmt::format("{} records had nothing line protocol can carry and were left out: the first "
-                            "because {}",
-                            unwritable, lines->skip_reason.empty() ? "it was not JSON" : lines->skip_reason),
-                false);
-    if (unwritable == in_batch) co_return Attempt{End::kRefused, 0, unwritable};
-    auto up = host_.upstream(worker_, upstream_name_);
-    if (!up) {
-      noteError("the sink's upstream is not installed yet");
-      co_return Attempt{};
-    }
-    upstream::BufferedRequest req;
-    req.method = "POST";
-    req.path = config_.path;
-    req.headers = config_.headers;
-    if (influx) req.content_type = "text/plain; charset=utf-8";
-    req.body = body;
-    auto answered = co_await upstream::exchangeIgnoringBody(host_.worker(worker_), *up, host_header_, req,
-                                                            config_.timeout);
-    const int status = answered.status;
-    if (!status) {
-      noteError(answered.failure);
-      co_return Attempt{};
-    }
-    if (status >= 200 && status < 300) co_return Attempt{End::kDelivered, in_batch - unwritable, unwritable};
-    if (status == 413 && in_batch > 1) {
-      // Too large for the receiver: the same records again, in halves, at once.
-      batch_limit_ = std::max<uint32_t>(1, in_batch / 2);
-      noteError(fmt::format("the receiver answered 413 to {} records: batches now hold at most {}", in_batch,
-                            batch_limit_));
-      co_return Attempt{End::kSplit};
-    }
-    const std::string message = said(answered.refusal);
-    if (status != 413 && !(influx && (status == 400 || status == 422))) {
-      noteError(
-          fmt::format("the receiver answered {}{}{}", status, answered.refusal.empty() ? "" : ": ", message));
-      co_return Attempt{};
-    }
-    // InfluxDB 1.x writes a batch's good lines and says how many it dropped
-    // ("partial write: ... dropped=N"): the rest were stored.
-    const uint32_t kept =
-        influx ? lines->lines - std::min(lines->lines, droppedOf(message).value_or(lines->lines)) : 0;
-    if (kept)
-      noteError(fmt::format("InfluxDB stored {} of {} lines and refused {} for good ({}: {})", kept,
-                            lines->lines, lines->lines - kept, status, message));
-    else
-      noteError(fmt::format("the receiver refused {} records for good ({}{}{}): they were dropped", in_batch,
-                            status, answered.refusal.empty() ? "" : ": ", message));
-    co_return Attempt{End::kRefused, kept, in_batch - kept};
-  }
-
-  http::Task<void> deliverLoop() {
-    const bool http = config_.kind == "http";
-    uint32_t failed_in_row = 0;
-    std::string body, records;
-    while (!stopped_) {
-      const uint64_t live = queue_->records();
-      if (live == 0) {
-        co_await sleep(3'600'000, true);
-        continue;
-      }
-      const int64_t age = wallMillis() - queue_->oldestMs();
-      if (live < config_.batch.max_records && age < config_.batch.max_delay.count()) {
-        co_await sleep(
-            std::min<int64_t>(config_.batch.max_delay.count() - age, config_.batch.max_delay.count()), true);
-        continue;
-      }
-      // The batch: the first max_records records (fewer once the receiver said 413), in order.
-      uint32_t limit = std::min(config_.batch.max_records, batch_limit_);
-      // An mqtt batch waits in its connector's outgoing queue: at most half of what it keeps.
-      if (config_.kind == "mqtt") limit = std::min<uint32_t>(limit, MqttConnector::kMaxOutgoing / 2);
-      uint32_t in_batch = 0;
-      if (http) {  // the records go out as they are: straight into the body
-        body.assign("{\"records\":[");
-        in_batch = queue_->take(limit, body);
-        body += "]}";
-      } else {
-        records.clear();
-        in_batch = queue_->take(limit, records);
-      }
-      if (in_batch == 0) {
-        queue_->finish(true);
-        publish();
-        continue;
-      }
-      Attempt a;
-      if (http) {
-        a = co_await postBatch(body, in_batch, nullptr);
-      } else if (config_.kind == "influxdb") {
-        body.clear();
-        const LineProtocolBatch lines = appendLineProtocol(records, config_.precision, body);
-        a = co_await postBatch(body, in_batch, &lines);
-      } else if (config_.kind == "mqtt") {
-        a = co_await publishBatch(records, in_batch);
-      } else {
-        a = co_await writeLocal(records);
-      }
-      if (stopped_ && !queue_) co_return;  // replaced while in flight: the successor owns the queue
-      const bool gone = a.end == End::kDelivered || a.end == End::kRefused;
-      queue_->finish(gone);
-      publish();
-      if (gone) {
-        delivered.fetch_add(a.delivered, std::memory_order_relaxed);
-        rejected.fetch_add(a.rejected, std::memory_order_relaxed);
-        if (a.end == End::kDelivered) {
-          failed_in_row = 0;
-          batches.fetch_add(1, std::memory_order_relaxed);
-        }
-        continue;
-      }
-      if (a.end == End::kSplit) continue;  // the same records again at once, fewer at a time
-      ++failed_in_row;
-      co_await sleep(
-          doublingBackoffMs(config_.retry.initial.count(), config_.retry.max.count(), failed_in_row), false);
-    }
-  }
-
-  EdgeHost& host_;
-  SinkConfig config_;
-  size_t worker_;
-  std::string fingerprint_;
-  std::string host_header_;
-  std::string queue_dir_;
-  std::string tsdb_path_;
-  std::string upstream_name_;  // http and influxdb: "sink:<name>"
-  // Worker-owned:
-  std::unique_ptr<TsdbStore> tsdb_;  // a tsdb sink's store, opened at its first batch
-  int64_t pruned_ms_ = 0;            // steady clock: the last retention check
-  std::unique_ptr<RecordQueue> queue_;
-  DurableQueue* durable_ = nullptr;  // queue_, when it is on disk
-  GroupCommit<std::function<void()>> commit_;
-  std::string told_corruption_;
-  bool stopped_ = false;
-  bool waiting_for_records_ = false;
-  bool overflowing_ = false;           // dropping since the queue last held under half of max_bytes
-  uint32_t batch_limit_ = UINT32_MAX;  // halved at each 413
-  int64_t told_overflow_ms_ = INT64_MIN / 2, told_refused_ms_ = INT64_MIN / 2;  // steady clock
-  std::unique_ptr<asio::steady_timer> wake_;
-  std::unique_ptr<asio::steady_timer> acks_;  // an mqtt batch waits on it for its acknowledgements
-  std::shared_ptr<MqttConnector> connector_;  // mqtt sinks
-  std::weak_ptr<SinkHost> successor_;
-};
 
 // ---------------------------------------------------------------- pipelines
 
@@ -680,7 +147,8 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   /// target is gone, the action counts as failed).
   struct RuleBinding {
     std::shared_ptr<RuleRunner> runner;
-    std::vector<std::shared_ptr<MqttConnector>> connectors;
+    /// Per action: the outbox of a publish's (or a summary's) mqtt connector.
+    std::vector<std::shared_ptr<SinkHost>> outboxes;
     std::vector<std::shared_ptr<SinkHost>> sinks;
     std::vector<std::shared_ptr<ModbusPoller>> pollers;  ///< per action: a write's connector
     std::shared_ptr<std::atomic<size_t>> summaries_in_flight = std::make_shared<std::atomic<size_t>>(0);
@@ -1089,11 +557,13 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     trimmed_total_ += frames;
     const LogPosition upto = ran_[frames - 1].end;
     ran_.erase(ran_.begin(), ran_.begin() + static_cast<ptrdiff_t>(frames));
-    // The sinks this pipeline's records reach (its own, and those its rules forward to).
+    // The sinks this pipeline's records reach: its own, those its rules forward to, and the
+    // outboxes its rules publish through.
     std::vector<std::shared_ptr<SinkHost>> sinks = sinks_;
     for (const auto& rule : rules_)
-      for (const auto& s : rule.sinks)
-        if (s && std::find(sinks.begin(), sinks.end(), s) == sinks.end()) sinks.push_back(s);
+      for (const auto* list : {&rule.sinks, &rule.outboxes})
+        for (const auto& s : *list)
+          if (s && std::find(sinks.begin(), sinks.end(), s) == sinks.end()) sinks.push_back(s);
     auto remaining = std::make_shared<size_t>(sinks.size() + 1);
     auto self = shared_from_this();
     auto one_done = [self, remaining, log, upto, frames] {
@@ -1252,13 +722,13 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       for (size_t i = 0; i < actions.size(); ++i) {
         if (const auto* publish = std::get_if<RulePublish>(&actions[i])) {
           std::string topic = rule.runner->topic(publish->topic, r, batch, p);
-          if (!rule.connectors[i]) {
+          if (!rule.outboxes[i]) {
             stats.fail(fmt::format("connector '{}' is not running", publish->connector));
           } else if (topic.empty()) {
             stats.fail(fmt::format("the record's values make topic '{}' invalid", publish->topic.text));
           } else {
-            publishTo(rule.connectors[i], std::move(topic), payload, publish->qos, publish->retain,
-                      arrived_ns_ ? rule.runner->statsPtr() : nullptr, arrived_ns_);
+            publishVia(rule.outboxes[i], topic, payload, publish->qos, publish->retain, dropClass(r.kind),
+                       arrived_ns_ ? rule.runner->config().name : std::string_view(), arrived_ns_);
           }
         } else if (const auto* forward = std::get_if<RuleForward>(&actions[i])) {
           if (!rule.sinks[i]) {
@@ -1280,14 +750,15 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     }
   }
 
-  void publishTo(const std::shared_ptr<MqttConnector>& connector, std::string topic, std::string payload,
-                 uint32_t qos, bool retain, std::shared_ptr<RuleStats> timed = nullptr,
-                 int64_t arrived_ns = 0) {
-    connector->worker().post([connector, topic = std::move(topic), payload = std::move(payload), qos, retain,
-                              timed = std::move(timed), arrived_ns]() mutable {
-      connector->publish(std::move(topic), std::move(payload), static_cast<uint8_t>(qos), retain);
-      if (timed) timed->notePublishLatency(steadyNanos() - arrived_ns);
-    });
+  /// Queues a message in a connector's outbox, timed (`rule` set) when its reading arrived
+  /// in this process.
+  void publishVia(const std::shared_ptr<SinkHost>& outbox, std::string_view topic, std::string_view payload,
+                  uint32_t qos, bool retain, uint8_t drop_class, std::string_view rule = {},
+                  int64_t arrived_ns = 0) {
+    std::vector<QueuedRecord> one(1);
+    one[0].json = SinkHost::outboxRecord(topic, payload, qos, retain, rule, arrived_ns);
+    one[0].drop_class = drop_class;
+    enqueueTo(outbox, std::move(one));
   }
 
   void writeRegister(RuleBinding& rule, size_t action, const RuleWrite& wr, const Record& r,
@@ -1381,7 +852,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     std::string id, source, device;
     int64_t ts = 0;
     std::shared_ptr<SinkHost> sink;
-    std::shared_ptr<MqttConnector> connector;
+    std::shared_ptr<SinkHost> outbox;  ///< of the mqtt connector the summary goes to
     std::string topic;
     uint32_t qos = 1;
   };
@@ -1408,10 +879,10 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     job->sink = rule.sinks[action];
     if (!sum.to.empty() && !job->sink) return stats.fail(fmt::format("sink '{}' is not running", sum.to));
     if (!sum.connector.empty()) {
-      job->connector = rule.connectors[action];
+      job->outbox = rule.outboxes[action];
       job->topic = rule.runner->topic(sum.topic, r, batch, p);
       job->qos = sum.qos;
-      if (!job->connector) return stats.fail(fmt::format("connector '{}' is not running", sum.connector));
+      if (!job->outbox) return stats.fail(fmt::format("connector '{}' is not running", sum.connector));
       if (job->topic.empty())
         return stats.fail(fmt::format("the record's values make topic '{}' invalid", sum.topic.text));
     }
@@ -1470,7 +941,8 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     fmt::format_to(std::back_inserter(json), ",\"prompt_tokens\":{},\"completion_tokens\":{}}}",
                    answer->prompt_tokens, answer->completion_tokens);
     stats.summaries.fetch_add(1, std::memory_order_relaxed);
-    if (j->connector) self->publishTo(j->connector, j->topic, json, j->qos, false);
+    if (j->outbox)
+      self->publishVia(j->outbox, j->topic, json, j->qos, false, dropClass(RecordKind::kSummary));
     if (j->sink) {
       std::vector<QueuedRecord> one(1);
       one[0].json = std::move(json);
@@ -1645,28 +1117,43 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
   const size_t workers = std::max<size_t>(1, host_.workerCount());
   auto& lists = per_worker_;
   // Sinks first: pipelines point at them.
-  std::vector<std::shared_ptr<SinkHost>> sinks;
-  for (const auto& sc : cfg.sinks) {
+  // An unchanged sink (or outbox) is kept with its queue; a changed one is started in its
+  // predecessor's place and takes its queue over; one no longer named is stopped.
+  auto place = [&](const std::vector<std::shared_ptr<SinkHost>>& running,
+                   std::vector<std::shared_ptr<SinkHost>>& out, const SinkConfig& sc, std::string queue_dir,
+                   std::string tsdb_path) {
     std::shared_ptr<SinkHost> previous;
-    for (auto& s : sinks_)
+    for (auto& s : running)
       if (s->config().name == sc.name) previous = s;
-    auto fresh = std::make_shared<SinkHost>(host_, sc, workerFor(sc.name, workers),
-                                            (data_dir / "queues" / fileName(sc.name)).string(),
-                                            (data_dir / "tsdb" / (fileName(sc.name) + ".sqlite")).string());
+    auto fresh = std::make_shared<SinkHost>(host_, sc, workerFor(sc.name, workers), std::move(queue_dir),
+                                            std::move(tsdb_path));
     if (previous && previous->fingerprint() == fresh->fingerprint() &&
-        previous->queueDir() == fresh->queueDir()) {
-      sinks.push_back(previous);
-      continue;
-    }
+        previous->queueDir() == fresh->queueDir())
+      return out.push_back(previous);
     host_.worker(fresh->worker()).post([fresh, previous] { fresh->start(previous); });
-    sinks.push_back(std::move(fresh));
-  }
-  for (auto& old : sinks_) {
-    const bool kept = std::find(sinks.begin(), sinks.end(), old) != sinks.end();
-    const bool replaced = std::any_of(sinks.begin(), sinks.end(),
-                                      [&](const auto& s) { return s->config().name == old->config().name; });
-    if (!kept && !replaced) host_.worker(old->worker()).post([old] { old->stop(); });
-  }
+    out.push_back(std::move(fresh));
+  };
+  auto stopUnnamed = [&](const std::vector<std::shared_ptr<SinkHost>>& running,
+                         const std::vector<std::shared_ptr<SinkHost>>& next) {
+    for (auto& old : running) {
+      const bool named = std::any_of(next.begin(), next.end(),
+                                     [&](const auto& s) { return s->config().name == old->config().name; });
+      if (!named) host_.worker(old->worker()).post([old] { old->stop(); });
+    }
+  };
+  std::vector<std::shared_ptr<SinkHost>> sinks;
+  for (const auto& sc : cfg.sinks)
+    place(sinks_, sinks, sc, (data_dir / "queues" / fileName(sc.name)).string(),
+          (data_dir / "tsdb" / (fileName(sc.name) + ".sqlite")).string());
+  stopUnnamed(sinks_, sinks);
+  // Rules' outboxes: one per mqtt connector that a rule publishes or summarizes through, on
+  // the connector's worker (edge.data_dir/outbox/<connector> when durable).
+  std::vector<std::shared_ptr<SinkHost>> outboxes;
+  for (const auto& c : cfg.connectors)
+    if (c.kind == "mqtt" && rulesPublishThrough(cfg, c.name))
+      place(outboxes_, outboxes, SinkHost::outboxConfig(c), (data_dir / "outbox" / fileName(c.name)).string(),
+            {});
+  stopUnnamed(outboxes_, outboxes);
   auto sinksOf = [&](const PipelineConfig& pc) {
     std::vector<std::shared_ptr<SinkHost>> out;
     for (const auto& name : pc.to)
@@ -1674,11 +1161,10 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
         if (s->config().name == name) out.push_back(s);
     return out;
   };
-  // A pipeline feeding a durable sink keeps an ingest log (edge.data_dir/ingest/<name>).
+  // A pipeline feeding a durable sink, or whose rules forward to one or publish through a
+  // durable outbox, keeps an ingest log (edge.data_dir/ingest/<name>).
   auto ingestDirOf = [&](const PipelineConfig& pc) -> std::string {
-    for (const auto& name : pc.to)
-      for (const auto& sc : cfg.sinks)
-        if (sc.name == name && sc.queue.durable) return (data_dir / "ingest" / fileName(pc.name)).string();
+    if (feedsDisk(cfg, pc)) return (data_dir / "ingest" / fileName(pc.name)).string();
     return {};
   };
   // Pipelines: unchanged ones stay (with their state), the rest are built anew.
@@ -1777,6 +1263,7 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
   routing_.store(std::move(routing));
   pipelines_ = std::move(pipelines);
   sinks_ = std::move(sinks);
+  outboxes_ = std::move(outboxes);
   installConnectors(cfg, workers);
   // MQTT sinks send through this version's connectors (after their own start(), same worker).
   for (auto& s : sinks_) {
@@ -1785,6 +1272,12 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
     for (auto& m : mqtt_)
       if (m->config().name == s->config().connector) connector = m;
     host_.worker(s->worker()).post([s, connector] { s->bindConnector(connector); });
+  }
+  for (auto& o : outboxes_) {
+    std::shared_ptr<MqttConnector> connector;
+    for (auto& m : mqtt_)
+      if (m->config().name == o->config().connector) connector = m;
+    host_.worker(o->worker()).post([o, connector] { o->bindConnector(connector); });
   }
   installRules(cfg);
   // After their sinks and rules are set: what the ingest logs gave back runs first.
@@ -1918,11 +1411,11 @@ void EdgeRuntime::installRules(const EdgeConfig& cfg) {
       entries.push_back({p, runner, b.webhooks_in_flight, b.summaries_in_flight});
       b.runner = runner;
       for (const auto& action : rc.actions) {
-        std::shared_ptr<MqttConnector> connector;
+        std::shared_ptr<SinkHost> outbox;
         std::shared_ptr<SinkHost> sink;
         auto findConnector = [&](const std::string& name) {
-          for (auto& m : mqtt_)
-            if (m->config().name == name) connector = m;
+          for (auto& o : outboxes_)
+            if (o->config().name == name) outbox = o;
         };
         auto findSink = [&](const std::string& name) {
           for (auto& s : sinks_)
@@ -1940,7 +1433,7 @@ void EdgeRuntime::installRules(const EdgeConfig& cfg) {
         if (const auto* wr = std::get_if<RuleWrite>(&action))
           for (auto& m : modbus_)
             if (m->config().name == wr->connector) poller = m;
-        b.connectors.push_back(std::move(connector));
+        b.outboxes.push_back(std::move(outbox));
         b.sinks.push_back(std::move(sink));
         b.pollers.push_back(std::move(poller));
       }
@@ -1953,6 +1446,10 @@ void EdgeRuntime::installRules(const EdgeConfig& cfg) {
   }
   rules_ = std::move(entries);
   rule_stats_ = std::move(stats);
+  // Outboxes time the alarms they hand to their connector in their rule's counters.
+  auto shared =
+      std::make_shared<const std::vector<std::pair<std::string, std::shared_ptr<RuleStats>>>>(rule_stats_);
+  for (auto& o : outboxes_) host_.worker(o->worker()).post([o, shared] { o->setRuleStats(shared); });
 }
 
 void DeliveryTicket::complete(bool ok) {
@@ -2049,6 +1546,36 @@ asio::awaitable<Result<std::string>> EdgeRuntime::sinkRecords(std::string sink, 
   co_return body;
 }
 
+namespace {
+
+/// A sink's (or an outbox's) queue and delivery counters, for GET /edge.
+void describeQueue(const SinkHost& s, int64_t now, json::object& o) {
+  o["worker"] = s.worker();
+  // False while a durable queue is still being read at start: its counts are not known yet.
+  o["open"] = s.started.load();
+  o["queued_records"] = s.queued_records.load();
+  o["queued_bytes"] = s.queued_bytes.load();
+  const int64_t oldest = s.oldest_enqueued_ms.load();
+  o["oldest_age_ms"] = oldest ? std::max<int64_t>(0, now - oldest) : 0;
+  o["delivered"] = s.delivered.load();
+  o["batches"] = s.batches.load();
+  o["failures"] = s.failures.load();
+  o["rejected"] = s.rejected.load();
+  o["dropped"] = s.dropped.load();
+  o["durable"] = s.durable.load();
+  if (s.durable.load()) {
+    o["queue_dir"] = s.queueDir();
+    o["corrupt_bytes"] = s.corrupt_bytes.load();
+    o["write_failures"] = s.write_failures.load();
+  }
+  std::lock_guard lock(s.error_mutex);
+  if (!s.last_error.empty()) o["last_error"] = s.last_error;
+  if (!s.corruption.empty()) o["last_corruption"] = s.corruption;
+  if (!s.queue_error.empty()) o["queue_error"] = s.queue_error;
+}
+
+}  // namespace
+
 json::object EdgeRuntime::status() const {
   json::object out;
   json::array pipelines;
@@ -2099,30 +1626,7 @@ json::object EdgeRuntime::status() const {
     } else {
       o["url"] = redactUrl(s->config().url);
     }
-    o["worker"] = s->worker();
-    // False while a durable queue is still being read at start: its counts are not known yet.
-    o["open"] = s->started.load();
-    o["queued_records"] = s->queued_records.load();
-    o["queued_bytes"] = s->queued_bytes.load();
-    const int64_t oldest = s->oldest_enqueued_ms.load();
-    o["oldest_age_ms"] = oldest ? std::max<int64_t>(0, now - oldest) : 0;
-    o["delivered"] = s->delivered.load();
-    o["batches"] = s->batches.load();
-    o["failures"] = s->failures.load();
-    o["rejected"] = s->rejected.load();
-    o["dropped"] = s->dropped.load();
-    o["durable"] = s->durable.load();
-    if (s->durable.load()) {
-      o["queue_dir"] = s->queueDir();
-      o["corrupt_bytes"] = s->corrupt_bytes.load();
-      o["write_failures"] = s->write_failures.load();
-    }
-    {
-      std::lock_guard lock(s->error_mutex);
-      if (!s->last_error.empty()) o["last_error"] = s->last_error;
-      if (!s->corruption.empty()) o["last_corruption"] = s->corruption;
-      if (!s->queue_error.empty()) o["queue_error"] = s->queue_error;
-    }
+    describeQueue(*s, now, o);
     sinks.push_back(std::move(o));
   }
   out["sinks"] = std::move(sinks);
@@ -2141,6 +1645,12 @@ json::object EdgeRuntime::status() const {
     o["pipelines"] = std::move(to);
     for (const auto& m : mqtt_)
       if (m->config().name == e.stats->name) m->describe(o);
+    for (const auto& b : outboxes_)
+      if (b->config().name == e.stats->name) {
+        json::object q;
+        describeQueue(*b, now, q);
+        o["outbox"] = std::move(q);
+      }
     for (const auto& m : modbus_)
       if (m->config().name == e.stats->name) m->describe(o);
     for (const auto& m : coap_)
@@ -2190,12 +1700,14 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
   auto pending = [&] {
     if (flushed.load() < pipelines_.size()) return true;
-    for (const auto& s : sinks_)
-      if (!s->started.load()) return true;
+    for (const auto* list : {&sinks_, &outboxes_})
+      for (const auto& s : *list)
+        if (!s->started.load()) return true;
     for (const auto& p : pipelines_)
       if (p->savingState() || p->trimming()) return true;  // this order: see saveState()
-    for (const auto& s : sinks_)
-      if (s->queued_records.load()) return true;
+    for (const auto* list : {&sinks_, &outboxes_})
+      for (const auto& s : *list)
+        if (s->queued_records.load()) return true;
     return false;
   };
   while (pending() && std::chrono::steady_clock::now() < deadline)
@@ -2204,18 +1716,23 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
   // The flush lambdas reference `flushed`: wait for them even past the limit; and a sink still
   // opening its durable queue on its worker must finish before the runtime goes.
   while (flushed.load() < pipelines_.size()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  for (const auto& s : sinks_)
-    while (!s->started.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  for (const auto& s : sinks_)
-    if (const uint64_t left = s->queued_records.load())
-      logLine(s->durable.load()
-                  ? fmt::format("edge: sink '{}' keeps {} records not yet delivered in {}", s->config().name,
-                                left, s->queueDir())
-                  : fmt::format("edge: sink '{}' had {} records not delivered at shutdown (its queue is in "
-                                "memory: {})",
-                                s->config().name, left,
-                                s->config().queue.durable ? "its durable queue could not be opened"
-                                                          : "queue.durable keeps them"));
+  for (const auto* list : {&sinks_, &outboxes_})
+    for (const auto& s : *list)
+      while (!s->started.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (const auto* list : {&sinks_, &outboxes_})
+    for (const auto& s : *list)
+      if (const uint64_t left = s->queued_records.load()) {
+        const bool outbox = s->config().kind == SinkHost::kOutbox;
+        logLine(s->durable.load()
+                    ? fmt::format("edge: {} keeps {} records not yet delivered in {}", s->label(), left,
+                                  s->queueDir())
+                    : fmt::format("edge: {} had {} records not delivered at shutdown (its queue is in "
+                                  "memory: {})",
+                                  s->label(), left,
+                                  s->config().queue.durable ? "its durable queue could not be opened"
+                                  : outbox                  ? "outbox.durable keeps them"
+                                                            : "queue.durable keeps them"));
+      }
 }
 
 void EdgeRuntime::render(std::string& out) const {
@@ -2302,6 +1819,27 @@ void EdgeRuntime::render(std::string& out) const {
   family("ganglion_edge_sink_corrupt_bytes_total", "counter",
          "Bytes of a durable queue's files found damaged and skipped (GET /edge names the segment).", sinks_,
          "sink", [](const SinkHost& s) { return s.corrupt_bytes.load(); });
+  if (!outboxes_.empty()) {
+    family("ganglion_edge_outbox_queued_records", "gauge",
+           "Messages of rules' publish and summarize waiting in an MQTT connector's outbox (sent, not yet "
+           "acknowledged, included).",
+           outboxes_, "connector", [](const SinkHost& s) { return s.queued_records.load(); });
+    family("ganglion_edge_outbox_lag_seconds", "gauge",
+           "Age of the oldest message waiting in an MQTT connector's outbox (0: none waits).", outboxes_,
+           "connector", [now](const SinkHost& s) {
+             const int64_t oldest = s.oldest_enqueued_ms.load();
+             return fmt::format("{:.3f}", oldest ? std::max<int64_t>(0, now - oldest) / 1000.0 : 0.0);
+           });
+    family("ganglion_edge_outbox_delivered_total", "counter",
+           "Outbox messages the broker acknowledged (QoS 1, 2) or that were sent (QoS 0).", outboxes_,
+           "connector", [](const SinkHost& s) { return s.delivered.load(); });
+    family("ganglion_edge_outbox_rejected_total", "counter",
+           "Outbox messages the broker refused for good (MQTT 5: topic invalid, too large, bad payload).",
+           outboxes_, "connector", [](const SinkHost& s) { return s.rejected.load(); });
+    family("ganglion_edge_outbox_dropped_total", "counter",
+           "Outbox messages dropped because the outbox was full (outbox.max_bytes) or its disk refused them.",
+           outboxes_, "connector", [](const SinkHost& s) { return s.dropped.load(); });
+  }
   appendFamilyHead(out, "ganglion_edge_connector_readings_total", "counter",
                    "Readings a connector accepted, and refused one by one (result=rejected).");
   const auto routing = routing_.load();

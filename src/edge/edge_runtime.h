@@ -166,8 +166,9 @@ class EdgeRuntime final : public telemetry::MetricsSource {
   EdgeHost& host_;
   std::vector<std::shared_ptr<PipelineHost>> pipelines_;  // main thread's view
   std::vector<std::shared_ptr<SinkHost>> sinks_;
-  std::vector<std::shared_ptr<MqttConnector>> mqtt_;           // main thread's view
-  std::vector<std::shared_ptr<ModbusPoller>> modbus_;          // shared: rules writing through one hold it
+  std::vector<std::shared_ptr<SinkHost>> outboxes_;    // rules' outboxes, one per mqtt connector they use
+  std::vector<std::shared_ptr<MqttConnector>> mqtt_;   // main thread's view
+  std::vector<std::shared_ptr<ModbusPoller>> modbus_;  // shared: rules writing through one hold it
   std::vector<std::shared_ptr<ModbusPoller>> retired_modbus_;  // stopped, joined at the next install
   std::vector<std::shared_ptr<CoapConnector>> coap_;           // main thread's view
   std::vector<RuleEntry> rules_;

@@ -41,6 +41,7 @@ std::vector<DocsTable> schemaDocsTables() {
                                 {"connector", docsTable(edge::connectorSchema())},
                                 {"connector_subscribe", docsTable(edge::mqttSubscriptionSchema())},
                                 {"connector_reconnect", docsTable(edge::reconnectSchema())},
+                                {"connector_outbox", docsTable(edge::connectorOutboxSchema())},
                                 {"connector_registers", docsTable(edge::modbusRegisterSchema())},
                                 {"connector_observe", docsTable(edge::coapObserveSchema())},
                                 {"connector_psk", docsTable(edge::coapPskSchema())},

@@ -6,6 +6,7 @@ reported without the password, reload of a changed subscription, and config erro
 
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -243,6 +244,7 @@ connectors:
     url: @URL@
     client_id: gw-rules
     reconnect: { initial: 100ms, max: 300ms }
+@OUTBOX@
     subscribe:
       - { topic: "plant/+/temp", qos: 1, format: number, metric: temp }
   - { name: lab, kind: http, metric: temp }
@@ -267,6 +269,7 @@ routes:
     match: { path_prefix: /ingest/ }
     ingest: lab
 access_log: { enabled: false }
+@EDGE@
 """
 
 
@@ -306,7 +309,8 @@ class MqttRules(unittest.TestCase):
         broker = Mosquitto(persistent=True)
         with broker, Receiver() as rx:
             port, admin = free_port(), free_port()
-            text = render(RULES, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url(), SINK=rx.port)
+            text = render(RULES, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url(), SINK=rx.port,
+                          OUTBOX="", EDGE="")
             watcher = Subscriber(broker, "alarms/#").start()
             try:
                 with Gateway(text, admin_port=admin) as gw:
@@ -342,17 +346,23 @@ class MqttRules(unittest.TestCase):
                     self.assertTrue(wait_until(lambda: len(rx.records()) == 2, timeout=5), rx.records())
                     self.assertTrue(all(r["rule"] == "hot" and r["id"].endswith("/hot") for r in rx.records()))
 
-                    # The broker goes away: alarms wait in the connector, in order.
+                    # The broker goes away: alarms wait in the connector's outbox (in memory), in
+                    # order; the first is handed to the connector, which sends it at CONNACK.
                     watcher.stop()
                     broker.stop()
                     self.assertTrue(wait_until(lambda: not connected(gw), timeout=5))
                     ingest("pump-2", 20, t0 + 3000)
                     ingest("pump-3", 30, t0 + 3000)
-                    self.assertTrue(wait_until(lambda: connector(gw)["publish_waiting"] == 2, timeout=5),
+                    self.assertTrue(wait_until(lambda: connector(gw)["outbox"]["queued_records"] == 2, timeout=5),
                                     connector(gw))
+                    self.assertEqual(connector(gw)["publish_waiting"], 1)
+                    self.assertFalse(connector(gw)["outbox"]["durable"])
                     broker.start()
-                    self.assertTrue(wait_until(lambda: connector(gw)["publish_waiting"] == 0, timeout=5),
+                    self.assertTrue(wait_until(lambda: connector(gw)["outbox"]["queued_records"] == 0, timeout=5),
                                     connector(gw))
+                    self.assertEqual(connector(gw)["publish_waiting"], 0)
+                    self.assertEqual(connector(gw)["outbox"]["delivered"], 4)
+                    self.assertEqual(connector(gw)["outbox"]["failures"], 0)
                     watcher.start()  # its persistent session held them
                     self.assertTrue(wait_until(lambda: len(watcher.lines()) >= 4, timeout=5), watcher.lines())
                     self.assertEqual([l.split(" ")[0] for l in watcher.lines()[2:]],
@@ -367,12 +377,117 @@ class MqttRules(unittest.TestCase):
                 watcher.stop()
 
 
+    def test_a_durable_outbox_keeps_alarms_through_a_broker_outage_and_kill_9(self):
+        broker = Mosquitto(persistent=True)
+        data = tempfile.mkdtemp(prefix="ganglion-outbox-")
+        with broker, Receiver() as rx:
+            port, admin = free_port(), free_port()
+            text = render(RULES, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url(), SINK=rx.port,
+                          OUTBOX="    outbox: { durable: true }", EDGE="edge: { data_dir: %s }" % data)
+            watcher = Subscriber(broker, "alarms/#").start()
+            watcher.stop()  # its persistent session keeps what comes while it is away
+            from harness import http_request
+
+            def ingest(device, value):
+                r = http_request(port, "POST", "/ingest/" + device, body=json.dumps({"value": value}),
+                                 headers={"Content-Type": "application/json"})
+                self.assertEqual(r.status, 202, r.body)
+
+            devices = ["pump-%d" % i for i in range(6)]
+            gw = Gateway(text, admin_port=admin)
+            with gw:
+                self.assertTrue(wait_until(lambda: connected(gw), timeout=5))
+                broker.stop()
+                self.assertTrue(wait_until(lambda: not connected(gw), timeout=5))
+                for d in devices:
+                    ingest(d, 50)  # each an alarm: its own device, no hold-off between them
+                ingest("pump-0", 1)  # no alarm
+                self.assertTrue(wait_until(lambda: connector(gw)["outbox"]["queued_records"] == 6, timeout=5),
+                                connector(gw))
+                box = connector(gw)["outbox"]
+                self.assertTrue(box["durable"], box)
+                self.assertEqual(box["queue_dir"], os.path.join(data, "outbox", "plant"))
+                self.assertTrue(os.listdir(box["queue_dir"]))
+                # The pipeline whose rule publishes through it keeps an ingest log.
+                pipe = gw.admin("GET", "/edge", token=TOKEN).json()["pipelines"][0]
+                self.assertEqual(pipe["ingest_log"]["dir"], os.path.join(data, "ingest", "raw"))
+                gw.proc.send_signal(signal.SIGKILL)
+                gw.proc.wait(5)
+            with Gateway(text, admin_port=admin) as gw2:
+                # Still no broker: the alarms wait on disk, and the log says so.
+                self.assertTrue(wait_until(lambda: connector(gw2)["outbox"]["open"], timeout=5))
+                self.assertGreaterEqual(connector(gw2)["outbox"]["queued_records"], 6)
+                self.assertIn("connector 'plant' outbox resumes", gw2.log_text())
+                broker.start()
+                self.assertTrue(wait_until(lambda: connector(gw2)["outbox"]["queued_records"] == 0, timeout=10),
+                                connector(gw2))
+                self.assertGreaterEqual(connector(gw2)["outbox"]["delivered"], 6)
+                watcher.start()
+                try:
+                    self.assertTrue(wait_until(lambda: len(watcher.lines()) >= 6, timeout=5), watcher.lines())
+                    topics = [l.split(" ")[0] for l in watcher.lines()]
+                    # Every alarm arrives, in order (a reading run again from the ingest log may fire
+                    # its alarm a second time: once or more).
+                    firsts = []
+                    for t in topics:
+                        if t not in firsts:
+                            firsts.append(t)
+                    self.assertEqual(firsts, ["alarms/%s/hot" % d for d in devices])
+                    alarm = json.loads(watcher.lines()[0].split(" ", 1)[1])
+                    self.assertEqual((alarm["device"], alarm["value"], alarm["rule"]), ("pump-0", 50, "hot"))
+                finally:
+                    watcher.stop()
+                # A shutdown with nothing waiting leaves the outbox empty on disk too.
+            with Gateway(text, admin_port=admin) as gw3:
+                self.assertTrue(wait_until(lambda: connector(gw3)["outbox"]["open"], timeout=5))
+                self.assertEqual(connector(gw3)["outbox"]["queued_records"], 0)
+        shutil.rmtree(data, ignore_errors=True)
+
+    def test_an_alarm_the_brokers_acl_refuses_is_dropped_and_holds_back_no_other(self):
+        acl = os.path.join(tempfile.mkdtemp(prefix="ganglion-acl-"), "acl")
+        with open(acl, "w") as f:
+            f.write("topic deny alarms/secret-1/#\ntopic readwrite alarms/#\n")
+        with Mosquitto(extra="acl_file %s\n" % acl) as broker, Receiver() as rx:
+            port, admin = free_port(), free_port()
+            text = render(RULES, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url(), SINK=rx.port,
+                          OUTBOX="", EDGE="")
+            watcher = Subscriber(broker, "alarms/#").start()
+            try:
+                with Gateway(text, admin_port=admin) as gw:
+                    self.assertTrue(wait_until(lambda: connected(gw), timeout=5))
+                    from harness import http_request
+                    for device in ["secret-1", "pump-1", "pump-2"]:
+                        r = http_request(port, "POST", "/ingest/" + device, body=json.dumps({"value": 50}),
+                                         headers={"Content-Type": "application/json"})
+                        self.assertEqual(r.status, 202, r.body)
+                    # MQTT 5: the broker answers PUBACK 0x87 (not authorized). The message goes
+                    # again alone, 5 times, then is dropped; the alarms behind it go out.
+                    self.assertTrue(wait_until(lambda: connector(gw)["outbox"]["queued_records"] == 0, timeout=10),
+                                    connector(gw))
+                    box = connector(gw)["outbox"]
+                    self.assertEqual(box["rejected"], 1, box)
+                    self.assertGreaterEqual(box["delivered"], 2, box)
+                    self.assertEqual(box["last_error"],
+                                     "the broker refused a message 5 times in a row (not authorized): it was dropped")
+                    self.assertGreaterEqual(connector(gw)["publish_refused"], 5)
+                    self.assertTrue(wait_until(lambda: len(watcher.lines()) >= 2, timeout=5), watcher.lines())
+                    # Those sent with the refused one in a batch may come twice: once or more, in order.
+                    firsts = []
+                    for line in watcher.lines():
+                        if line.split(" ")[0] not in firsts:
+                            firsts.append(line.split(" ")[0])
+                    self.assertEqual(firsts, ["alarms/pump-1/hot", "alarms/pump-2/hot"])
+            finally:
+                watcher.stop()
+                shutil.rmtree(os.path.dirname(acl), ignore_errors=True)
+
     def test_summarize_asks_the_llm_router_and_sends_the_answer_on(self):
         from fake_provider import FakeProvider
         from harness import http_request
         with Mosquitto() as broker, Receiver() as rx, FakeProvider(name="local") as llm:
             port, admin = free_port(), free_port()
-            text = render(RULES, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url(), SINK=rx.port)
+            text = render(RULES, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url(), SINK=rx.port,
+                          OUTBOX="", EDGE="")
             text = text.replace("rules:\n", """providers:
   - { name: local-llm, kind: openai, base_url: "http://%s/v1", api_key: none }
 models:
@@ -705,8 +820,13 @@ class MqttConfigErrors(unittest.TestCase):
             ("reconnect: { initial: 100ms, max: 400ms }", "reconnect: { initial: 1s, max: 400ms }",
              "reconnect.max must be at least reconnect.initial"),
             ('"plant/+/vibration", qos: 1', '"$share//vibration", qos: 1', "a shared subscription is"),
+            ("keep_alive: 2s", "keep_alive: 2s\n    outbox: { durable: maybe }", "durable", "outbox:"),
+            ("keep_alive: 2s", "keep_alive: 2s\n    outbox: { max_bytes: 100 }", "max_bytes", "outbox:"),
+            ("keep_alive: 2s", "keep_alive: 2s\n    outbox: { size: 1MiB }", "unknown field 'size' in connector outbox", "outbox:"),
         ]
         assert_refused_at(self, text, cases)
+        code, out = self.check(text.replace("keep_alive: 2s", "keep_alive: 2s\n    outbox: { durable: true, max_bytes: 1MiB }"))
+        self.assertEqual(code, 0, out)
         code, out = self.check(text.replace("    keep_alive: 2s\n", "    tls: { verify: false }\n"))
         self.assertIn("tls needs an mqtts:// url", out)
         code, out = self.check(text.replace("    subscribe:\n", "    subscribes:\n"))
@@ -736,7 +856,7 @@ class MqttConfigErrors(unittest.TestCase):
 
     def test_bad_rules_are_refused_with_their_line(self):
         text = render(RULES, HOST=LOCALHOST, PORT=free_port(), ADMIN=free_port(), TOKEN=TOKEN,
-                      URL="mqtt://127.0.0.1:1883", SINK=free_port())
+                      URL="mqtt://127.0.0.1:1883", SINK=free_port(), OUTBOX="", EDGE="")
         code, out = self.check(text)
         self.assertEqual(code, 0, out)
         cases = [
