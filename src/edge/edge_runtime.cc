@@ -1688,7 +1688,8 @@ json::object EdgeRuntime::status() const {
 void EdgeRuntime::drain(std::chrono::milliseconds limit) {
   // Connectors first: no readings come in while the windows close.
   const size_t workers = std::max<size_t>(1, host_.workerCount());
-  for (auto& m : mqtt_) host_.worker(workerFor(m->config().name, workers)).post([m] { m->stop(); });
+  // MQTT connectors stay connected until the outboxes and sinks have sent what they can.
+  for (auto& m : mqtt_) host_.worker(workerFor(m->config().name, workers)).post([m] { m->closeIntake(); });
   for (auto& m : modbus_) m->stop();
   for (auto& c : coap_) c->stop();
   std::atomic<size_t> flushed{0};
@@ -1712,6 +1713,14 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
   };
   while (pending() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // Then they say DISCONNECT (the broker keeps their sessions): a moment for it to be written.
+  for (auto& m : mqtt_) host_.worker(workerFor(m->config().name, workers)).post([m] { m->stop(); });
+  const auto said_bye = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+  while (
+      std::any_of(mqtt_.begin(), mqtt_.end(), [](const auto& m) { return m->stats()->connected.load(); }) &&
+      std::chrono::steady_clock::now() < said_bye)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (!mqtt_.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   StateWriter::shared().flush();  // the detectors' state, saved by flush()
   // The flush lambdas reference `flushed`: wait for them even past the limit; and a sink still
   // opening its durable queue on its worker must finish before the runtime goes.
@@ -1834,7 +1843,8 @@ void EdgeRuntime::render(std::string& out) const {
            "Outbox messages the broker acknowledged (QoS 1, 2) or that were sent (QoS 0).", outboxes_,
            "connector", [](const SinkHost& s) { return s.delivered.load(); });
     family("ganglion_edge_outbox_rejected_total", "counter",
-           "Outbox messages the broker refused for good (MQTT 5: topic invalid, too large, bad payload).",
+           "Outbox messages dropped without delivery: refused for good by the broker (MQTT 5: topic invalid, "
+           "too large, bad payload), refused 5 times in a row (not authorized), or unreadable.",
            outboxes_, "connector", [](const SinkHost& s) { return s.rejected.load(); });
     family("ganglion_edge_outbox_dropped_total", "counter",
            "Outbox messages dropped because the outbox was full (outbox.max_bytes) or its disk refused them.",

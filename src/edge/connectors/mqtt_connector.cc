@@ -187,6 +187,8 @@ void MqttConnector::start(std::shared_ptr<MqttConnector> previous) {
   asio::co_spawn(worker_.io(), run(shared_from_this()), asio::detached);
 }
 
+void MqttConnector::closeIntake() { intake_closed_ = true; }
+
 void MqttConnector::stop() {
   if (stopped_) return;
   stopped_ = true;
@@ -625,6 +627,9 @@ awaitable<int64_t> MqttConnector::session() {
 
 void MqttConnector::onPublish(const mqtt::Publish& p, Inbound& in) {
   stats_->messages.fetch_add(1, std::memory_order_relaxed);
+  // Shutting down: neither taken nor acknowledged, so the broker sends QoS 1 and 2 messages
+  // again to the next session (QoS 0 ones are lost, as they would be a moment later).
+  if (intake_closed_) return;
   auto ack = [&] { this->ack(p.qos, p.packet_id, in); };
   if (p.qos == 2 && awaiting_release_.count(p.packet_id)) {
     // Sent again before our PUBREC arrived: its readings were taken already.

@@ -70,6 +70,11 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   void start(std::shared_ptr<MqttConnector> previous);
   /// Sends DISCONNECT (the broker keeps the session) and closes. The worker's thread.
   void stop();
+  /// Takes no more messages (shutdown: the pipelines are closing) while the connection stays
+  /// up to publish what the outboxes and sinks still hold; messages that arrive are neither
+  /// taken nor acknowledged (the broker keeps QoS 1 and 2 ones for the next session). The
+  /// worker's thread.
+  void closeIntake();
 
   /// Publishes a message to the broker (rules' `publish`). QoS 1 and 2 messages are kept until
   /// the broker acknowledges them and sent again (DUP) on a resumed session; while the broker
@@ -168,7 +173,8 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   std::shared_ptr<MqttStats> stats_;
   // Worker-owned:
   bool stopped_ = false;
-  bool subscribed_ = false;  ///< this instance subscribed once (later sessions may be resumed)
+  bool intake_closed_ = false;  ///< closeIntake(): messages are left to the next session
+  bool subscribed_ = false;     ///< this instance subscribed once (later sessions may be resumed)
   mqtt::Version version_;
   std::shared_ptr<Link> link_;
   std::unique_ptr<boost::asio::steady_timer> retry_timer_;

@@ -109,6 +109,8 @@ void SinkHost::start(std::shared_ptr<SinkHost> previous) {
   acks_ = std::make_unique<asio::steady_timer>(host_.worker(worker_).io());
   std::unique_ptr<RecordQueue> handed;
   if (previous) {
+    inherited_ = std::exchange(previous->inflight_acks_, nullptr);
+    if (inherited_) inherited_->waiter = weak_from_this();
     handed = std::move(previous->queue_);
     durable_ = std::exchange(previous->durable_, nullptr);
     previous->successor_ = weak_from_this();  // late records and waiters come here
@@ -118,6 +120,7 @@ void SinkHost::start(std::shared_ptr<SinkHost> previous) {
       (!durable_ || durable_->log().dir() == std::filesystem::path(queue_dir_))) {
     queue_ = std::move(handed);
     queue_->setMaxBytes(config_.queue.max_bytes);
+    inherited_queue_ = true;
   } else {
     durable_ = nullptr;
     openQueue();
@@ -360,57 +363,75 @@ asio::awaitable<SinkHost::Attempt> SinkHost::publishBatch(std::string_view recor
                           unroutable, first_why.empty() ? error : first_why),
               false);
   if (messages.empty()) co_return Attempt{End::kDelivered, 0, unroutable};
-  struct Acks {
-    size_t waiting = 0;
-    uint32_t delivered = 0, refused = 0, failed = 0;
-    uint32_t given_up = 0;  // of `failed`: dropped by the connector, not refused by the broker
-    int reason = 0;         // the first failure's
-  };
-  auto acks = std::make_shared<Acks>();
+  auto acks = std::make_shared<PublishAcks>();
   acks->waiting = messages.size();
+  acks->waiter = weak_from_this();
   const size_t sent = messages.size();
+  // Timed at their first hand-off only: a batch sent again is not timed again.
+  const bool first_try = !retrying_ && isolate_left_ == 0;
+  const std::string single_topic = messages.size() == 1 ? messages[0].topic : std::string();
   loop::Worker& home = host_.worker(worker_);
-  connector->worker().post(
-      [connector, self = shared_from_this(), acks, &home, messages = std::move(messages)]() mutable {
-        for (auto& m : messages) {
-          connector->publish(std::move(m.topic), std::move(m.payload), m.qos, m.retain,
-                             [self, acks, &home](int reason) {
-                               home.post([self, acks, reason] {
-                                 if (reason == 0) {
-                                   ++acks->delivered;
-                                 } else if (refusedForGood(reason)) {
-                                   ++acks->refused;
-                                 } else {
-                                   if (!acks->failed++) acks->reason = reason;
-                                   if (reason == MqttConnector::kDropped) ++acks->given_up;
-                                 }
-                                 if (--acks->waiting == 0 && self->acks_) self->acks_->cancel();
-                               });
-                             });
-          if (m.timed) m.timed->notePublishLatency(steadyNanos() - m.arrived_ns);
-        }
-      });
-  while (acks->waiting > 0 && !stopped_) {
-    acks_->expires_at(asio::steady_timer::time_point::max());
-    co_await acks_->async_wait(asio::as_tuple(asio::use_awaitable));
-  }
-  if (acks->waiting > 0) co_return Attempt{};  // stopped: the successor sends the batch again
+  auto hand_over = [connector, self = shared_from_this(), acks, &home, first_try,
+                    messages = std::move(messages)]() mutable {
+    for (auto& m : messages) {
+      connector->publish(std::move(m.topic), std::move(m.payload), m.qos, m.retain,
+                         [self, acks, &home](int reason) {
+                           home.post([self, acks, reason] {
+                             if (reason == 0) {
+                               ++acks->delivered;
+                             } else if (refusedForGood(reason)) {
+                               ++acks->refused;
+                             } else {
+                               if (!acks->failed++) acks->reason = reason;
+                               if (reason == MqttConnector::kDropped) ++acks->given_up;
+                             }
+                             if (--acks->waiting == 0)
+                               if (auto waiter = acks->waiter.lock(); waiter && waiter->acks_)
+                                 waiter->acks_->cancel();
+                           });
+                         });
+      if (m.timed && first_try) m.timed->notePublishLatency(steadyNanos() - m.arrived_ns);
+    }
+  };
+  // An outbox runs on its connector's worker: handed over now, not one turn of the loop later
+  // (the acknowledgements are posted either way, so none arrives before the wait below).
+  if (&connector->worker() == &home)
+    hand_over();
+  else
+    connector->worker().post(std::move(hand_over));
+  inflight_acks_ = acks;
+  co_await waitFor(*acks);
+  inflight_acks_ = nullptr;
+  if (acks->waiting > 0) co_return Attempt{};  // stopped: the successor took them over (start())
   if (acks->failed && outbox && acks->given_up == 0) {
-    // The broker refused (not authorized, quota exceeded): the refused message goes again
-    // alone, and past kMaxRefusals in a row it is dropped, so that one message the broker
-    // will not take cannot hold every alarm behind it.
+    // The broker refused (not authorized, quota exceeded): the batch goes again one message
+    // at a time, so that the refused one is alone; past kMaxRefusals in a row, or at the
+    // first refusal of a topic that was dropped so within the last minute, it is dropped,
+    // so that a message the broker will not take cannot hold every alarm behind it. A
+    // quota exceeded is the broker's state, not the message's: it is waited out.
     const std::string why = MqttConnector::publishReasonText(acks->reason);
     if (in_batch > 1) {
       batch_limit_ = 1;
+      isolate_left_ = in_batch;
       noteError(fmt::format("the broker refused {} of {} messages ({}): they are sent again one by one",
                             acks->failed, sent, why));
       co_return Attempt{};
     }
-    if (++refusals_in_row_ >= kMaxRefusals) {
-      noteError(fmt::format("the broker refused a message {} times in a row ({}): it was dropped",
-                            refusals_in_row_, why));
-      refusals_in_row_ = 0;
-      co_return Attempt{End::kRefused, 0, 1};
+    constexpr int kQuotaExceeded = 0x97;
+    if (acks->reason != kQuotaExceeded) {
+      const bool denied_lately = deniedLately(single_topic);
+      if (denied_lately || ++refusals_in_row_ >= kMaxRefusals) {
+        noteError(
+            denied_lately
+                ? fmt::format("the broker refused a message ({}) to a topic it refused {} times in a row "
+                              "within the last minute: it was dropped",
+                              why, kMaxRefusals)
+                : fmt::format("the broker refused a message {} times in a row ({}): it was dropped",
+                              refusals_in_row_, why));
+        noteDenied(single_topic);
+        refusals_in_row_ = 0;
+        co_return Attempt{End::kRefused, 0, 1};
+      }
     }
     noteError(fmt::format("the broker refused the message ({}): it is sent again", why));
     co_return Attempt{};
@@ -480,17 +501,58 @@ asio::awaitable<SinkHost::Attempt> SinkHost::postBatch(const std::string& body, 
   co_return Attempt{End::kRefused, kept, in_batch - kept};
 }
 
+asio::awaitable<void> SinkHost::waitFor(const PublishAcks& acks) {
+  while (acks.waiting > 0 && !stopped_) {
+    acks_->expires_at(asio::steady_timer::time_point::max());
+    co_await acks_->async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+}
+
+bool SinkHost::deniedLately(const std::string& topic) {
+  const int64_t now = steadyMillis();
+  while (!denied_topics_.empty() && now - denied_topics_.front().second > 60'000) denied_topics_.pop_front();
+  return std::any_of(denied_topics_.begin(), denied_topics_.end(),
+                     [&](const auto& d) { return d.first == topic; });
+}
+
+void SinkHost::noteDenied(const std::string& topic) {
+  constexpr size_t kMaxDeniedTopics = 256;
+  denied_topics_.emplace_back(topic, steadyMillis());
+  if (denied_topics_.size() > kMaxDeniedTopics) denied_topics_.pop_front();
+}
+
 asio::awaitable<void> SinkHost::deliverLoop() {
   const bool http = config_.kind == "http";
+  const bool publishes = config_.kind == "mqtt" || config_.kind == kOutbox;
   uint32_t failed_in_row = 0;
   std::string body, records;
+  if (auto inherited = std::exchange(inherited_, nullptr)) {
+    // A replaced predecessor's batch is still with the connector: handing it over again
+    // would send it twice (and, while the broker is away, pile copies up in the connector).
+    inflight_acks_ = inherited;  // replaced in turn: the next one waits for them
+    co_await waitFor(*inherited);
+    inflight_acks_ = nullptr;
+    if (inherited->waiting > 0) co_return;
+    // The queue it was taken from came over as it was: it still holds the batch in flight.
+    if (inherited_queue_ && queue_) {
+      const bool gone = inherited->failed == 0;
+      queue_->finish(gone);
+      if (gone) {
+        delivered.fetch_add(inherited->delivered, std::memory_order_relaxed);
+        rejected.fetch_add(inherited->refused, std::memory_order_relaxed);
+      }
+      publish();
+    }
+  }
   while (!stopped_) {
     const uint64_t live = queue_->records();
-    if (live == 0) {
+    if (live == 0 || (publishes && !connector_)) {  // bindConnector() wakes it
       co_await sleep(3'600'000, true);
       continue;
     }
-    const int64_t age = wallMillis() - queue_->oldestMs();
+    // A record queued "later" than now (the wall clock stepped back) has waited long enough.
+    int64_t age = wallMillis() - queue_->oldestMs();
+    if (age < 0) age = config_.batch.max_delay.count();
     if (live < config_.batch.max_records && age < config_.batch.max_delay.count()) {
       co_await sleep(
           std::min<int64_t>(config_.batch.max_delay.count() - age, config_.batch.max_delay.count()), true);
@@ -499,8 +561,7 @@ asio::awaitable<void> SinkHost::deliverLoop() {
     // The batch: the first max_records records (fewer once the receiver said 413), in order.
     uint32_t limit = std::min(config_.batch.max_records, batch_limit_);
     // An mqtt batch waits in its connector's outgoing queue: at most half of what it keeps.
-    if (config_.kind == "mqtt" || config_.kind == kOutbox)
-      limit = std::min<uint32_t>(limit, MqttConnector::kMaxOutgoing / 2);
+    if (publishes) limit = std::min<uint32_t>(limit, MqttConnector::kMaxOutgoing / 2);
     uint32_t in_batch = 0;
     if (http) {  // the records go out as they are: straight into the body
       body.assign("{\"records\":[");
@@ -522,7 +583,7 @@ asio::awaitable<void> SinkHost::deliverLoop() {
       body.clear();
       const LineProtocolBatch lines = appendLineProtocol(records, config_.precision, body);
       a = co_await postBatch(body, in_batch, &lines);
-    } else if (config_.kind == "mqtt" || config_.kind == kOutbox) {
+    } else if (publishes) {
       a = co_await publishBatch(records, in_batch);
     } else {
       a = co_await writeLocal(records);
@@ -532,18 +593,18 @@ asio::awaitable<void> SinkHost::deliverLoop() {
     queue_->finish(gone);
     publish();
     if (gone) {
-      if (config_.kind == kOutbox) {  // a refused message was isolated: batches as before
-        batch_limit_ = UINT32_MAX;
-        refusals_in_row_ = 0;
-      }
+      // The receiver answered: the next batch owes no backoff.
+      failed_in_row = 0;
+      retrying_ = false;
+      if (a.end == End::kDelivered) refusals_in_row_ = 0;
+      // An outbox sends a refused batch again one message at a time, then batches as before.
+      if (isolate_left_ && --isolate_left_ == 0) batch_limit_ = UINT32_MAX;
       delivered.fetch_add(a.delivered, std::memory_order_relaxed);
       rejected.fetch_add(a.rejected, std::memory_order_relaxed);
-      if (a.end == End::kDelivered) {
-        failed_in_row = 0;
-        batches.fetch_add(1, std::memory_order_relaxed);
-      }
+      if (a.end == End::kDelivered) batches.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
+    retrying_ = true;
     if (a.end == End::kSplit) continue;  // the same records again at once, fewer at a time
     ++failed_in_row;
     co_await sleep(doublingBackoffMs(config_.retry.initial.count(), config_.retry.max.count(), failed_in_row),

@@ -13,6 +13,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json/object.hpp>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -91,7 +92,10 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
 
   /// An mqtt sink's connector in this config version (a changed connector is a new object).
   /// After start(), on the sink's worker.
-  void bindConnector(std::shared_ptr<MqttConnector> connector) { connector_ = std::move(connector); }
+  void bindConnector(std::shared_ptr<MqttConnector> connector) {
+    connector_ = std::move(connector);
+    if (wake_ && waiting_for_records_) wake_->cancel();  // a batch may wait for it
+  }
 
   /// Appends records (in order). On the sink's worker.
   void enqueue(std::vector<QueuedRecord> records);
@@ -225,6 +229,26 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   std::unique_ptr<boost::asio::steady_timer> acks_;  // an mqtt batch waits on it for its acknowledgements
   std::shared_ptr<MqttConnector> connector_;         // mqtt sinks
   std::weak_ptr<SinkHost> successor_;
+  /// An mqtt batch handed to the connector: what the broker said of its messages so far.
+  struct PublishAcks {
+    size_t waiting = 0;
+    uint32_t delivered = 0, refused = 0, failed = 0;
+    uint32_t given_up = 0;           ///< of `failed`: dropped by the connector, not refused by the broker
+    int reason = 0;                  ///< the first failure's
+    std::weak_ptr<SinkHost> waiter;  ///< woken when none waits (a successor, once replaced)
+  };
+  /// Waits until no acknowledgement of `acks` is outstanding, or stop().
+  boost::asio::awaitable<void> waitFor(const PublishAcks& acks);
+  std::shared_ptr<PublishAcks> inflight_acks_;  ///< the batch with the connector now
+  std::shared_ptr<PublishAcks> inherited_;      ///< a replaced predecessor's batch in flight
+  bool inherited_queue_ = false;                ///< its queue came over as it was
+  bool retrying_ = false;                       ///< the last attempt failed: the batch goes again
+  uint32_t isolate_left_ = 0;  ///< an outbox's refused batch, sent one message at a time: records left
+  /// Topics an outbox dropped a message to after kMaxRefusals (steady ms): a message to one
+  /// of them within a minute is dropped at its first refusal. At most 256.
+  std::deque<std::pair<std::string, int64_t>> denied_topics_;
+  bool deniedLately(const std::string& topic);
+  void noteDenied(const std::string& topic);
 };
 
 }  // namespace ganglion::edge
