@@ -1807,12 +1807,13 @@ void EdgeRuntime::render(std::string& out) const {
   family("ganglion_edge_sink_queued_bytes", "gauge", "Bytes of records waiting, per sink.", sinks_, "sink",
          [](const SinkHost& s) { return s.queued_bytes.load(); });
   const int64_t now = wallMillis();
+  // The age of a queue's oldest record, in seconds (0: none waits).
+  auto lag = [now](const SinkHost& s) {
+    const int64_t oldest = s.oldest_enqueued_ms.load();
+    return fmt::format("{:.3f}", oldest ? std::max<int64_t>(0, now - oldest) / 1000.0 : 0.0);
+  };
   family("ganglion_edge_sink_lag_seconds", "gauge",
-         "Age of the oldest record waiting for delivery, per sink (0: none waits).", sinks_, "sink",
-         [now](const SinkHost& s) {
-           const int64_t oldest = s.oldest_enqueued_ms.load();
-           return fmt::format("{:.3f}", oldest ? std::max<int64_t>(0, now - oldest) / 1000.0 : 0.0);
-         });
+         "Age of the oldest record waiting for delivery, per sink (0: none waits).", sinks_, "sink", lag);
   family("ganglion_edge_sink_delivered_total", "counter", "Records the receiver accepted (2xx).", sinks_,
          "sink", [](const SinkHost& s) { return s.delivered.load(); });
   family("ganglion_edge_sink_failures_total", "counter",
@@ -1835,10 +1836,7 @@ void EdgeRuntime::render(std::string& out) const {
            outboxes_, "connector", [](const SinkHost& s) { return s.queued_records.load(); });
     family("ganglion_edge_outbox_lag_seconds", "gauge",
            "Age of the oldest message waiting in an MQTT connector's outbox (0: none waits).", outboxes_,
-           "connector", [now](const SinkHost& s) {
-             const int64_t oldest = s.oldest_enqueued_ms.load();
-             return fmt::format("{:.3f}", oldest ? std::max<int64_t>(0, now - oldest) / 1000.0 : 0.0);
-           });
+           "connector", lag);
     family("ganglion_edge_outbox_delivered_total", "counter",
            "Outbox messages the broker acknowledged (QoS 1, 2) or that were sent (QoS 0).", outboxes_,
            "connector", [](const SinkHost& s) { return s.delivered.load(); });
