@@ -683,11 +683,15 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       o["suppressed"] = s.suppressed.load();
       o["duplicates"] = s.duplicates.load();
       o["incomplete"] = s.incomplete.load();
+      o["batches"] = s.batches.load();
+      o["busy_ms"] = static_cast<double>(s.busy_ns.load() / 1000) / 1000.0;
       out.push_back(std::move(o));
     }
     return out;
   }
   const StageStats& stage(size_t i) const { return stages_[i]; }
+  /// Stage i's kind (`window`, `detect`, ...): fixed at build, any thread.
+  std::string_view stageKind(size_t i) const { return pipeline_->stages()[i]->kind(); }
 
  private:
   void mirror() {
@@ -706,6 +710,8 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       s.suppressed.store(c.suppressed, std::memory_order_relaxed);
       s.duplicates.store(c.duplicates, std::memory_order_relaxed);
       s.incomplete.store(c.incomplete, std::memory_order_relaxed);
+      s.busy_ns.store(c.busy_ns, std::memory_order_relaxed);
+      s.batches.store(c.batches, std::memory_order_relaxed);
     }
     records_out.store(pipeline_->recordsOut(), std::memory_order_relaxed);
     series.store(pipeline_->series().size(), std::memory_order_relaxed);
@@ -1794,6 +1800,24 @@ void EdgeRuntime::render(std::string& out) const {
            for (size_t i = 0; i < p.config().spec.stages.size(); ++i) events += p.stage(i).events.load();
            return events;
          });
+  appendFamilyHead(
+      out, "ganglion_edge_stage_busy_seconds_total", "counter",
+      "Time each stage of a pipeline took over its batches (with ganglion_edge_stage_batches_total: "
+      "its latency per batch); stages are numbered from 0 in config order.");
+  for (const auto& p : pipelines_)
+    for (size_t i = 0; i < p->config().spec.stages.size(); ++i)
+      fmt::format_to(
+          std::back_inserter(out),
+          "ganglion_edge_stage_busy_seconds_total{{pipeline=\"{}\",stage=\"{}\",kind=\"{}\"}} {:.6f}\n",
+          labelValue(p->config().name), i, p->stageKind(i), p->stage(i).busy_ns.load() / 1e9);
+  appendFamilyHead(
+      out, "ganglion_edge_stage_batches_total", "counter",
+      "Batches each stage of a pipeline took (and ticks that closed windows or released records).");
+  for (const auto& p : pipelines_)
+    for (size_t i = 0; i < p->config().spec.stages.size(); ++i)
+      fmt::format_to(std::back_inserter(out),
+                     "ganglion_edge_stage_batches_total{{pipeline=\"{}\",stage=\"{}\",kind=\"{}\"}} {}\n",
+                     labelValue(p->config().name), i, p->stageKind(i), p->stage(i).batches.load());
   family("ganglion_edge_pipeline_series", "gauge", "Series a pipeline holds (at most its max_series).",
          pipelines_, "pipeline", [](const PipelineHost& p) { return p.series.load(); });
   family("ganglion_edge_pipeline_series_forgotten_total", "counter",

@@ -243,6 +243,21 @@ class WindowsAndEvents(unittest.TestCase):
                 self.assertIn('ganglion_edge_pipeline_events_total{pipeline="health"} 1', metrics)
                 self.assertIn('ganglion_edge_pipeline_dropped_total{pipeline="health",reason="late"} 1', metrics)
                 self.assertIn('ganglion_edge_sink_delivered_total{sink="uplink"} 31', metrics)
+                # Each stage's time and batches: the window took the 31 payloads (and the ticks
+                # that closed windows), the detector the batches of window records.
+                import re
+                st = gw.admin("GET", "/edge", token=TOKEN).json()
+                window, detect = st["pipelines"][0]["stages"]
+                self.assertGreaterEqual(window["batches"], 31, window)
+                self.assertTrue(1 <= detect["batches"] <= 30, detect)  # payloads run together share one
+                self.assertGreater(window["busy_ms"], 0, window)
+                for i, kind in ((0, "window"), (1, "detect")):
+                    m = re.search(r'ganglion_edge_stage_busy_seconds_total\{pipeline="health",stage="%d",kind="%s"\} '
+                                  r'([0-9.]+)\n' % (i, kind), metrics)
+                    self.assertIsNotNone(m, metrics)
+                    self.assertGreater(float(m.group(1)), 0)
+                self.assertIn('ganglion_edge_stage_batches_total{pipeline="health",stage="1",kind="detect"} %d\n'
+                              % detect["batches"], metrics)
 
 
 class SinkOutage(unittest.TestCase):

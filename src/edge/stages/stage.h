@@ -35,6 +35,8 @@ struct StageCounters {
   uint64_t suppressed = 0;    ///< a deadband or downsample left it out (by design, not lost)
   uint64_t duplicates = 0;    ///< a reading dedup had seen already
   uint64_t incomplete = 0;    ///< a joined record without some partner's value (kept)
+  uint64_t busy_ns = 0;       ///< time the stage took over its batches (process, tick, flush)
+  uint64_t batches = 0;       ///< batches it took, and ticks that closed something
 };
 
 /// Keeps the records of `batch` for which `keep(record)` is true, in order (the fields of
