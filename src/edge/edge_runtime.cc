@@ -228,6 +228,14 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     if (schedule) host_->worker(worker_).post([self = shared_from_this()] { self->drainInbox(); });
   }
 
+  /// How long the oldest readings waiting for its worker have waited (ns; 0: none waits,
+  /// or they were run again from the ingest log, whose arrival is not known). Any thread.
+  int64_t oldestWaitNs() {
+    std::lock_guard lock(inbox_mutex_);
+    if (inbox_.empty() || !inbox_.front().readings->arrived_ns) return 0;
+    return std::max<int64_t>(0, steadyNanos() - inbox_.front().readings->arrived_ns);
+  }
+
   /// Whether readings handed to it wait for its ingest log (deliver() makes a ticket part).
   bool logsIngest() {
     std::lock_guard lock(inbox_mutex_);
@@ -1597,6 +1605,7 @@ json::object EdgeRuntime::status() const {
     o["readings_in"] = p->readings_in.load();
     o["records_out"] = p->records_out.load();
     o["waiting"] = p->waiting.load();
+    o["oldest_wait_ms"] = static_cast<double>(p->oldestWaitNs() / 1000) / 1000.0;
     o["series"] = p->series.load();
     o["series_refused"] = p->series_refused.load();
     o["series_forgotten"] = p->series_forgotten.load();
@@ -1823,6 +1832,10 @@ void EdgeRuntime::render(std::string& out) const {
   family("ganglion_edge_pipeline_series_forgotten_total", "counter",
          "Idle series a pipeline forgot to make room (its table was 90% full).", pipelines_, "pipeline",
          [](const PipelineHost& p) { return p.series_forgotten.load(); });
+  family("ganglion_edge_pipeline_wait_seconds", "gauge",
+         "How long the oldest readings waiting for a pipeline's worker have waited (0: none waits).",
+         pipelines_, "pipeline",
+         [](PipelineHost& p) { return fmt::format("{:.6f}", p.oldestWaitNs() / 1e9); });
   family("ganglion_edge_pipeline_waiting_readings", "gauge",
          "Readings handed to a pipeline and not yet run (its worker's backlog).", pipelines_, "pipeline",
          [](const PipelineHost& p) { return p.waiting.load(); });

@@ -248,6 +248,9 @@ class WindowsAndEvents(unittest.TestCase):
                 import re
                 st = gw.admin("GET", "/edge", token=TOKEN).json()
                 window, detect = st["pipelines"][0]["stages"]
+                # Nothing waits for the pipeline's worker now: no age.
+                self.assertEqual((st["pipelines"][0]["waiting"], st["pipelines"][0]["oldest_wait_ms"]), (0, 0), st)
+                self.assertIn('ganglion_edge_pipeline_wait_seconds{pipeline="health"} 0.000000\n', metrics)
                 self.assertGreaterEqual(window["batches"], 31, window)
                 self.assertTrue(1 <= detect["batches"] <= 30, detect)  # payloads run together share one
                 self.assertGreater(window["busy_ms"], 0, window)
