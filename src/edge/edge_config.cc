@@ -428,6 +428,19 @@ const Schema<PipelineConfig>& pipelineSchema() {
                "readings of new series past it are dropped and counted.",
            .min = 1,
            .max = 10'000'000},
+          {.name = "device_limit",
+           .kind = FieldKind::kCustom,
+           .member = {},
+           .default_text = "none",
+           .doc = "Readings per second each device (of each source) may send through the pipeline; more are "
+                  "dropped and counted, and the devices limited lately are listed "
+                  "([device_limit](#pipeline-device_limit), [flood limits](edge.md#flood-limits)).",
+           .type_text = "map",
+           .read = config::readSection<P, DeviceLimitConfig, &P::device_limit, deviceLimitSchema>,
+           .show = [](const P& p) -> json::value {
+             if (!p.device_limit.rate) return nullptr;
+             return config::fieldsToJson(deviceLimitSchema(), p.device_limit);
+           }},
           {.name = "forget_idle",
            .kind = FieldKind::kDuration,
            .member = &P::forget_idle,
@@ -440,6 +453,31 @@ const Schema<PipelineConfig>& pipelineSchema() {
                "`every`, an fft block's span); series with an open window or a held reading stay "
                "([forgetting idle series](edge.md#forgetting-idle-series)).",
            .min = 1000},
+      },
+      {}};
+  return schema;
+}
+
+const Schema<DeviceLimitConfig>& deviceLimitSchema() {
+  using D = DeviceLimitConfig;
+  static const Schema<DeviceLimitConfig> schema{
+      "pipeline device_limit",
+      {
+          {.name = "rate",
+           .kind = FieldKind::kInteger,
+           .member = &D::rate,
+           .default_text = "required",
+           .doc = "Readings per second of wall time, per source and device (a token bucket).",
+           .min = 1,
+           .max = 100'000'000,
+           .required = true},
+          {.name = "burst",
+           .kind = FieldKind::kInteger,
+           .member = &D::burst,
+           .default_text = "`rate`",
+           .doc = "How many readings a device that was quiet may send at once before `rate` holds it.",
+           .min = 1,
+           .max = 1'000'000'000},
       },
       {}};
   return schema;
@@ -599,6 +637,7 @@ void readPipelines(Reader& r, const config::Node& list, EdgeConfig& out) {
     // At its default, forget_idle leaves the fingerprint (and so the window ids' generation)
     // what it was before the setting existed: an upgrade does not restart pipelines.
     if (p.forget_idle == PipelineConfig{}.forget_idle) fp.erase("forget_idle");
+    fp.erase("device_limit");  // applied to a running pipeline as it is
     p.fingerprint = json::serialize(fp);
     out.pipelines.push_back(std::move(p));
   });

@@ -240,14 +240,21 @@ struct DownsampleConfig {
   uint64_t nth = 0;
 };
 
+/// A pipeline's `device_limit`: readings per second each device may send (0: no limit).
+struct DeviceLimitConfig {
+  uint64_t rate = 0;
+  uint64_t burst = 0;  ///< the bucket; 0: one second of `rate`
+};
+
 struct PipelineConfig {
   std::string name;
   std::vector<std::string> from;  ///< connector names
   std::vector<std::string> to;    ///< sink names
   uint64_t max_series = 100'000;
   Millis forget_idle{3'600'000};
-  PipelineSpec spec;        ///< the stages, checked by building the pipeline once
-  std::string fingerprint;  ///< the pipeline's settings as JSON: equal means unchanged
+  DeviceLimitConfig device_limit;  ///< applied live: not part of the fingerprint
+  PipelineSpec spec;               ///< the stages, checked by building the pipeline once
+  std::string fingerprint;         ///< the pipeline's settings as JSON: equal means unchanged
   config::Place at;
 };
 
@@ -386,6 +393,7 @@ const config::Schema<SinkQueueConfig>& sinkQueueSchema();
 const config::Schema<SinkRetryConfig>& sinkRetrySchema();
 const config::Schema<PipelineConfig>& pipelineSchema();
 const config::Schema<WindowConfig>& windowSchema();
+const config::Schema<DeviceLimitConfig>& deviceLimitSchema();
 const config::Schema<DetectSpec>& detectSchema();
 const config::Schema<MapSpec>& mapSchema();
 const config::Schema<DeadbandConfig>& deadbandSchema();

@@ -23,6 +23,7 @@
 #include "edge/connectors/coap_connector.h"
 #include "edge/connectors/modbus_poller.h"
 #include "edge/connectors/mqtt_connector.h"
+#include "edge/device_limit.h"
 #include "edge/ingest_log.h"
 #include "edge/queue/log_syncer.h"
 #include "edge/queue/record_queue.h"
@@ -137,7 +138,25 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     stages_ = std::make_unique<StageStats[]>(pipeline_->stages().size());
     attrs_field_ = pipeline_->fieldNames().find("attrs");
     pipeline_->setOutput([this](const Batch& b, const Pipeline& p) { emit(b, p); });
+    setDeviceLimit(config_.device_limit);
     return {};
+  }
+
+  /// Sets (or lifts, rate 0) the per-device flood limit; an unchanged one keeps its buckets.
+  /// Main thread before the pipeline is handed to its worker, then on its worker.
+  void setDeviceLimit(const DeviceLimitConfig& limit) {
+    if (limit.rate == device_limit_.rate && limit.burst == device_limit_.burst && (limiter_ || !limit.rate))
+      return;
+    device_limit_ = limit;
+    limiter_ = limit.rate ? std::make_unique<DeviceLimiter>(limit.rate, limit.burst) : nullptr;
+    std::lock_guard lock(limited_mutex_);
+    limited_list_.clear();
+  }
+  /// The devices its limit dropped readings of within the last minute (as of the last tick).
+  /// Any thread.
+  std::vector<DeviceLimiter::Limited> limitedDevices() const {
+    std::lock_guard lock(limited_mutex_);
+    return limited_list_;
   }
 
   /// Sets the sinks its records go to. On its worker.
@@ -471,9 +490,13 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     SeriesTable& series = pipeline_->series();
     const int64_t now = idleClock();
     series.setClock(now);
-    uint64_t refused = 0;
+    uint64_t refused = 0, limited = 0;
     for (size_t i = from; i < to; ++i) {
       const auto& item = in.items[i];
+      if (limiter_ && !limiter_->admit(in.connector, in.view(item.device_at, item.device_len), now)) {
+        ++limited;  // before the series table: a flood takes no series either
+        continue;
+      }
       const SeriesId id = series.intern(in.connector, in.view(item.device_at, item.device_len),
                                         in.view(item.metric_at, item.metric_len));
       if (id == kNoSeries) {
@@ -492,6 +515,18 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     }
     readings_in.fetch_add(to - from, std::memory_order_relaxed);
     series_refused.fetch_add(refused, std::memory_order_relaxed);
+    if (limited) {
+      device_limited.fetch_add(limited, std::memory_order_relaxed);
+      if (now - told_limited_ms_ >= 60'000) {
+        told_limited_ms_ = now;
+        logLine(
+            fmt::format("edge: pipeline '{}': a device sends more than device_limit.rate ({}/s): its "
+                        "readings over it are "
+                        "dropped (GET /edge limited_devices; "
+                        "ganglion_edge_pipeline_dropped_total{{reason=\"device_limit\"}})",
+                        config_.name, device_limit_.rate));
+      }
+    }
     if (refused && !told_full_) {
       told_full_ = true;
       told_full_ms_ = now;
@@ -510,6 +545,12 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     if (retired_ || awaiting_state_) return;
     const int64_t now = idleClock();
     pipeline_->tick(now);
+    if (limiter_ && now - listed_ms_ >= 1000) {
+      listed_ms_ = now;
+      auto listed = limiter_->limitedLately(now);
+      std::lock_guard lock(limited_mutex_);
+      limited_list_ = std::move(listed);
+    }
     if (const size_t forgotten = pipeline_->forgetIdle(now)) {
       // Full again later is said again, at most once a minute (a flood refills it at once).
       if (now - told_full_ms_ >= 60'000) told_full_ = false;
@@ -669,7 +710,8 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   std::atomic<uint64_t> waiting{0};  ///< readings posted, not yet run
   uint64_t replayed = 0;             ///< readings the ingest log gave back at start (main thread)
   std::atomic<uint64_t> readings_in{0}, series_refused{0}, records_out{0}, series{0}, series_forgotten{0};
-  std::atomic<uint64_t> not_stored{0};  ///< readings the ingest log could not take (not run)
+  std::atomic<uint64_t> device_limited{0};  ///< readings its device_limit dropped
+  std::atomic<uint64_t> not_stored{0};      ///< readings the ingest log could not take (not run)
   /// Readings this pipeline's earlier versions left out when a reload replaced them (a partial
   /// fft block): their stages' counters went with them.
   std::atomic<uint64_t> left_at_reload{0};
@@ -1045,7 +1087,13 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   std::atomic<uint64_t>* next_seq_ = nullptr;
   bool told_full_ = false;    // the log said the series table is full...
   int64_t told_full_ms_ = 0;  // ...then (wall ms)
-  int64_t arrived_ns_ = 0;    // while readings run: when their connector handed them over
+  // The per-device flood limit (device_limit): worker-owned; the list is copied at ticks.
+  DeviceLimitConfig device_limit_;
+  std::unique_ptr<DeviceLimiter> limiter_;
+  int64_t told_limited_ms_ = INT64_MIN / 2, listed_ms_ = 0;
+  mutable std::mutex limited_mutex_;
+  std::vector<DeviceLimiter::Limited> limited_list_;
+  int64_t arrived_ns_ = 0;  // while readings run: when their connector handed them over
   // Detector state (worker only, after openState()).
   std::filesystem::path state_path_;
   std::chrono::milliseconds state_every_{30'000};
@@ -1198,7 +1246,10 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
         kept = p;
     }
     if (kept) {
-      host_.worker(kept->worker()).post([kept, s = sinksOf(pc)]() mutable { kept->setSinks(std::move(s)); });
+      host_.worker(kept->worker()).post([kept, s = sinksOf(pc), limit = pc.device_limit]() mutable {
+        kept->setSinks(std::move(s));
+        kept->setDeviceLimit(limit);
+      });
       pipelines.push_back(std::move(kept));
       continue;
     }
@@ -1608,6 +1659,11 @@ json::object EdgeRuntime::status() const {
     o["oldest_wait_ms"] = static_cast<double>(p->oldestWaitNs() / 1000) / 1000.0;
     o["series"] = p->series.load();
     o["series_refused"] = p->series_refused.load();
+    o["device_limited"] = p->device_limited.load();
+    json::array limited;
+    for (const auto& l : p->limitedDevices())
+      limited.push_back(json::object{{"source", l.source}, {"device", l.device}, {"dropped", l.dropped}});
+    o["limited_devices"] = std::move(limited);
     o["series_forgotten"] = p->series_forgotten.load();
     o["not_stored"] = p->not_stored.load();
     o["left_at_reload"] = p->left_at_reload.load();
@@ -1776,13 +1832,16 @@ void EdgeRuntime::render(std::string& out) const {
          "pipeline", [](const PipelineHost& p) { return p.readings_in.load(); });
   family("ganglion_edge_pipeline_records_out_total", "counter", "Records leaving each pipeline's last stage.",
          pipelines_, "pipeline", [](const PipelineHost& p) { return p.records_out.load(); });
-  appendFamilyHead(out, "ganglion_edge_pipeline_dropped_total", "counter",
-                   "Records a pipeline's stages dropped, by reason (filtered, late, series_limit, no_value; "
-                   "suppressed by a deadband, downsample or fft, duplicate; reload: left out when a reload "
-                   "replaced the pipeline).");
+  appendFamilyHead(
+      out, "ganglion_edge_pipeline_dropped_total", "counter",
+      "Records a pipeline's stages dropped, by reason (filtered, late, series_limit, no_value; "
+      "suppressed by a deadband, downsample or fft, duplicate; device_limit: over the pipeline's per-device "
+      "rate; reload: left out when a reload "
+      "replaced the pipeline).");
   for (const auto& p : pipelines_) {
     uint64_t filtered = 0, late = 0, series_limit = p->series_refused.load(), no_value = 0, suppressed = 0,
              duplicates = 0;
+    const uint64_t device_limit = p->device_limited.load();
     for (size_t i = 0; i < p->config().spec.stages.size(); ++i) {
       filtered += p->stage(i).filtered.load();
       late += p->stage(i).late.load();
@@ -1798,7 +1857,8 @@ void EdgeRuntime::render(std::string& out) const {
                                     {"no_value", no_value},
                                     {"suppressed", suppressed},
                                     {"duplicate", duplicates},
-                                    {"reload", p->left_at_reload.load()}})
+                                    {"reload", p->left_at_reload.load()},
+                                    {"device_limit", device_limit}})
       fmt::format_to(std::back_inserter(out),
                      "ganglion_edge_pipeline_dropped_total{{pipeline=\"{}\",reason=\"{}\"}} {}\n", name,
                      reason, n);

@@ -51,6 +51,7 @@ std::vector<DocsTable> schemaDocsTables() {
                                 {"sink_queue", docsTable(edge::sinkQueueSchema())},
                                 {"sink_retry", docsTable(edge::sinkRetrySchema())},
                                 {"pipeline", docsTable(edge::pipelineSchema())},
+                                {"pipeline_device_limit", docsTable(edge::deviceLimitSchema())},
                                 {"window", docsTable(edge::windowSchema())},
                                 {"detect", docsTable(edge::detectSchema())},
                                 {"map", docsTable(edge::mapSchema())},

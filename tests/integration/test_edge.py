@@ -387,6 +387,46 @@ class Reload(unittest.TestCase):
                 self.assertTrue(wait_until(lambda: len(rx.records()) == 1, timeout=5))
 
 
+class FloodLimits(unittest.TestCase):
+    def test_a_flooding_device_is_limited_and_listed_and_the_others_pass(self):
+        with Receiver() as rx:
+            limited = RAW.replace("    to: [ uplink ]", "    device_limit: { rate: 1, burst: 5 }\n    to: [ uplink ]")
+            text, port, admin = config(rx.port, pipelines=limited)
+            with Gateway(text, admin_port=admin) as gw:
+                t0 = now_ms()
+                flood = [{"value": i, "ts": t0 + i} for i in range(50)]
+                self.assertEqual(post(gw, "/ingest/flood", json.dumps(flood)).status, 202)
+                for i in range(3):
+                    self.assertEqual(post(gw, "/ingest/quiet", json.dumps({"value": i, "ts": t0 + i})).status, 202)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 8, timeout=5), len(rx.records()))
+                time.sleep(0.3)
+                recs = rx.records()
+                self.assertEqual([r["value"] for r in recs if r["device"] == "flood"], [0, 1, 2, 3, 4])  # the burst
+                self.assertEqual([r["value"] for r in recs if r["device"] == "quiet"], [0, 1, 2])
+
+                def pipe():
+                    return gw.admin("GET", "/edge", token=TOKEN).json()["pipelines"][0]
+                self.assertEqual(pipe()["device_limited"], 45)
+                self.assertEqual(pipe()["series"], 2)  # a limited reading takes no series
+                self.assertTrue(wait_until(lambda: pipe()["limited_devices"] != [], timeout=3), pipe())
+                self.assertEqual(pipe()["limited_devices"], [{"source": "lab", "device": "flood", "dropped": 45}])
+                m = gw.admin("GET", "/metrics", token=TOKEN).text
+                self.assertIn('ganglion_edge_pipeline_dropped_total{pipeline="raw",reason="device_limit"} 45', m)
+                self.assertIn("a device sends more than device_limit.rate (1/s)", gw.log_text())
+                # A reload that lifts the limit keeps the pipeline running (its counters go on).
+                gw.reload_file(text.replace("    device_limit: { rate: 1, burst: 5 }\n", ""))
+                self.assertEqual(gw.admin("POST", "/reload", token=TOKEN).status, 200)
+                self.assertEqual(post(gw, "/ingest/flood", json.dumps(flood)).status, 202)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 58, timeout=5), len(rx.records()))
+                self.assertEqual(pipe()["readings_in"], 103)
+                self.assertEqual(pipe()["device_limited"], 45)
+                code, out = check_config(text.replace("rate: 1, burst: 5", "burst: 5"))
+                self.assertNotEqual(code, 0)
+                self.assertIn("rate", out)
+                code, out = check_config(text.replace("rate: 1,", "rate: 0,"))
+                self.assertNotEqual(code, 0)
+
+
 class ConfigErrors(unittest.TestCase):
     def check(self, text):
         return check_config(text)
