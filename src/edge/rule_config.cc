@@ -243,9 +243,10 @@ const Schema<RulePublish>& rulePublishSchema() {
            .kind = FieldKind::kInteger,
            .member = &P::qos,
            .default_text = "`1`",
-           .doc = "0, 1 or 2. QoS 1 and 2 messages are kept until the broker acknowledges them, and sent "
-                  "again after a lost connection (at most 1,000 wait; past that the oldest is dropped and "
-                  "counted).",
+           .doc =
+               "0, 1 or 2. Messages wait in the connector's [outbox](edge.md#rules-outbox) until the "
+               "broker acknowledges them (QoS 1, 2) or they are written (QoS 0), and are sent again after a "
+               "lost connection; the outbox's `max_bytes` caps what waits.",
            .max = 2},
           {.name = "retain",
            .kind = FieldKind::kBool,

@@ -505,6 +505,34 @@ class MqttRules(unittest.TestCase):
             finally:
                 shutil.rmtree(os.path.dirname(acl), ignore_errors=True)
 
+    def test_an_alarm_an_mqtt_311_broker_closes_the_connection_on_is_given_up(self):
+        # MQTT 3.1.1 has no Maximum Packet Size to tell: mosquitto closes the connection on an
+        # oversized PUBLISH. After 5 such losses in a row the message is given up, and the
+        # alarms behind it go out.
+        with Mosquitto(extra="max_packet_size 1500\n") as broker, Receiver() as rx:
+            port, admin = free_port(), free_port()
+            text = render(RULES, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url(), SINK=rx.port,
+                          OUTBOX='    protocol: "3.1.1"', EDGE="")
+            from harness import http_request
+            with Gateway(text, admin_port=admin) as gw:
+                self.assertTrue(wait_until(lambda: connected(gw), timeout=5))
+                big = {"value": 50}
+                big.update({"k%d" % i: "x" * 200 for i in range(16)})
+                for device, body in (("pump-1", {"value": 50}), ("pump-2", big), ("pump-3", {"value": 50})):
+                    r = http_request(port, "POST", "/ingest/" + device, body=json.dumps(body),
+                                     headers={"Content-Type": "application/json"})
+                    self.assertEqual(r.status, 202, r.body)
+                self.assertTrue(wait_until(lambda: connector(gw)["outbox"]["queued_records"] == 0, timeout=15),
+                                connector(gw))
+                c = connector(gw)
+                self.assertEqual(c["outbox"]["rejected"], 1, c)
+                self.assertIn("a message on 'alarms/pump-2/hot'", c["last_rejection"])
+                self.assertIn("the broker closed the connection 5 times in a row before acknowledging it",
+                              c["last_rejection"])
+                import re
+                got = re.findall(r"Received PUBLISH from gw-rules \(d\d, q1, r0, m\d+, '([^']+)'", broker.log())
+                self.assertEqual(got, ["alarms/pump-1/hot", "alarms/pump-3/hot"])
+
     def test_a_reload_that_replaces_the_outbox_does_not_send_its_batch_again(self):
         broker = Mosquitto(persistent=True)
         with broker, Receiver() as rx:

@@ -166,6 +166,9 @@ MqttConnector::~MqttConnector() = default;
 
 std::string MqttConnector::publishReasonText(int reason) {
   if (reason == kDropped) return "given up: too many messages waiting, or the connector stopped";
+  if (reason == kLostTooOften)
+    return fmt::format("given up: the broker closed the connection {} times in a row before acknowledging it",
+                       kMaxLosses);
   return reasonText(mqtt::Version::k5, static_cast<uint8_t>(reason));
 }
 
@@ -230,7 +233,7 @@ void MqttConnector::publish(std::string topic, std::string payload, uint8_t qos,
   }
   outgoing_bytes_ += topic.size() + payload.size();
   outgoing_.push_back(Outgoing{std::move(topic), std::move(payload), qos, retain, 0,
-                               Outgoing::State::kWaiting, 0, Outgoing::Done(std::move(done))});
+                               Outgoing::State::kWaiting, 0, 0, Outgoing::Done(std::move(done))});
   // Too many waiting (a broker away for long): the oldest not yet sent goes first.
   while (outgoing_.size() > kMaxOutgoing || outgoing_bytes_ > kMaxOutgoingBytes) {
     auto it = std::find_if(outgoing_.begin(), outgoing_.end(),
@@ -309,6 +312,23 @@ void MqttConnector::pumpOutgoing() {
 void MqttConnector::resumeOutgoing(bool session_present) {
   inflight_ = 0;
   auto link = link_;
+  // The oldest message sent and not acknowledged when a connection was lost is the likely
+  // reason the broker closed it (an MQTT 3.1.1 broker cannot say why: a packet over its size
+  // limit, a topic it will not take). Past kMaxLosses in a row it is given up, so that it
+  // cannot hold back every message behind it.
+  for (auto& o : outgoing_) {
+    if (o.state != Outgoing::State::kSent) continue;
+    if (++o.losses >= kMaxLosses) {
+      o.state = Outgoing::State::kDone;
+      o.reason = kLostTooOften;
+      stats_->publish_refused.fetch_add(1, std::memory_order_relaxed);
+      noteRejection(fmt::format(
+          "a message on '{}' ({} bytes) was given up: the broker closed the connection {} times in a row "
+          "before acknowledging it (too large for it, or a topic it does not take?)",
+          o.topic, o.payload.size(), o.losses));
+    }
+    break;
+  }
   for (auto& o : outgoing_) {
     if (o.state == Outgoing::State::kSent) {
       if (!session_present) {

@@ -86,6 +86,10 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   /// MQTT sinks wait on it; rules' alarms pass none.
   using PublishDone = std::function<void(int reason)>;
   static constexpr int kDropped = -1;
+  /// The broker closed the connection kMaxLosses times in a row while the message was the
+  /// oldest it had not acknowledged: it will not take it (dropped, like a refusal for good).
+  static constexpr int kLostTooOften = -2;
+  static constexpr uint32_t kMaxLosses = 5;
   /// A PublishDone reason in words (kDropped, or an MQTT 5 reason code). Any thread.
   static std::string publishReasonText(int reason);
   void publish(std::string topic, std::string payload, uint8_t qos, bool retain, PublishDone done = nullptr);
@@ -131,7 +135,8 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
     bool retain = false;
     uint16_t packet_id = 0;
     State state = State::kWaiting;
-    int reason = 0;  ///< when kDone: 0 delivered, else the broker's refusal
+    int reason = 0;       ///< when kDone: 0 delivered, else the broker's refusal
+    uint32_t losses = 0;  ///< connections lost while it was the oldest sent and not acknowledged
     /// The publisher's PublishDone, called once: with `reason` when the message is done, or
     /// kDropped when it is given up or destroyed unanswered (moves leave none behind).
     struct Done {

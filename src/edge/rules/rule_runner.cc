@@ -128,8 +128,10 @@ std::string RuleRunner::topic(const TopicTemplate& t, const Record& r, const Bat
   const SeriesTable& s = pipeline.series();
   const bool has_series = r.series != kNoSeries;
   for (const auto& piece : t.pieces) {
+    const size_t filled_from = out.size();
     if (!piece.placeholder) {
       out += piece.text;
+      continue;
     } else if (piece.text == "device") {
       if (has_series) out += s.device(r.series);
     } else if (piece.text == "metric") {
@@ -147,6 +149,9 @@ std::string RuleRunner::topic(const TopicTemplate& t, const Record& r, const Bat
       if (const Field* f = id == FieldNames::kNoField ? nullptr : batch.findField(r, id); f && f->is_text)
         out += batch.textOf(*f);
     }
+    // A value fills one topic level: a '/' in it (a device named "a/b") would add levels and
+    // reach another device's or rule's topics.
+    if (out.find('/', filled_from) != std::string::npos) return {};
   }
   if (!mqtt::checkTopicName(out).empty()) return {};
   return out;

@@ -183,12 +183,15 @@ TEST(RuleRunner, AFullTableForgetsKeysWhoseHoldOffIsOver) {
 TEST(RuleRunner, TopicsAndPayloads) {
   Bench b;
   RuleRunner r(rule("value > 10"), std::make_shared<RuleStats>());
-  ASSERT_TRUE(b.fires(r, "pump/1", 11, 1764460800123));
+  ASSERT_TRUE(b.fires(r, "pump-1", 11, 1764460800123));
   TopicTemplate t;
   t.pieces = {{false, "alarms/"}, {true, "device"}, {false, "/"},
               {true, "rule"},     {false, "/"},     {true, "kind"}};
   const Record& rec = b.batch.records[0];
-  EXPECT_EQ(r.topic(t, rec, b.batch, *b.pipeline), "alarms/pump/1/hot/reading");
+  EXPECT_EQ(r.topic(t, rec, b.batch, *b.pipeline), "alarms/pump-1/hot/reading");
+  // A value fills one level: a device named "pump/1" would reach other topics: none.
+  ASSERT_TRUE(b.fires(r, "pump/1", 11, 1764460800123));
+  EXPECT_EQ(r.topic(t, b.batch.records[0], b.batch, *b.pipeline), "");
   // A device name with a wildcard would make an invalid topic: none.
   ASSERT_TRUE(b.fires(r, "pump+1", 11, 1764460800124));
   EXPECT_EQ(r.topic(t, b.batch.records[0], b.batch, *b.pipeline), "");

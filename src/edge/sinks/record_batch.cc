@@ -40,7 +40,15 @@ std::string topicOf(const TopicTemplate& topic, const json::object& record, std:
       out += piece.text;
       continue;
     }
-    if (const json::value* v = record.if_contains(piece.text); v && v->is_string()) out += v->get_string();
+    if (const json::value* v = record.if_contains(piece.text); v && v->is_string()) {
+      // A value fills one topic level: a '/' in it would add levels (another device's topics).
+      if (v->get_string().find('/') != json::string::npos) {
+        error = fmt::format("its {} '{}' holds a '/', which would add topic levels", piece.text,
+                            std::string_view(v->get_string()).substr(0, 100));
+        return {};
+      }
+      out += v->get_string();
+    }
   }
   error = mqtt::checkTopicName(out);
   if (!error.empty()) {

@@ -47,6 +47,10 @@ TEST(SinkRecordBatch, TopicsAreFilledFromTheRecordAndChecked) {
   EXPECT_EQ(error.substr(0, 40), "its topic 'up/a+b/reading/' is not valid");
   record = boost::json::parse(R"({"device":"a#","kind":"reading"})").as_object();
   EXPECT_EQ(topicOf(t, record, error), "");
+  // A value fills one level: a '/' in it would reach another device's topics.
+  record = boost::json::parse(R"({"device":"pump-2/x","kind":"reading"})").as_object();
+  EXPECT_EQ(topicOf(t, record, error), "");
+  EXPECT_EQ(error, "its device 'pump-2/x' holds a '/', which would add topic levels");
 }
 
 }  // namespace

@@ -612,6 +612,10 @@ asio::awaitable<void> SinkHost::deliverLoop() {
   }
 }
 
+bool SinkHost::refusedForGood(int reason) {
+  return reason == 0x90 || reason == 0x95 || reason == 0x99 || reason == MqttConnector::kLostTooOften;
+}
+
 uint64_t SinkHost::runToken() {
   static const uint64_t token = [] {
     std::random_device rd;

@@ -179,8 +179,9 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   std::string said(std::string_view refusal) const;
 
   /// MQTT 5 refusals that the same message will always get: topic name invalid, packet too
-  /// large, payload format invalid. Others (not authorized, quota exceeded) may pass later.
-  static bool refusedForGood(int reason) { return reason == 0x90 || reason == 0x95 || reason == 0x99; }
+  /// large, payload format invalid; and a message the broker closed the connection on again
+  /// and again (MQTT 3.1.1). Others (not authorized, quota exceeded) may pass later.
+  static bool refusedForGood(int reason);
 
   /// Publishes each record of `records` (as RecordQueue::take handed them) through the
   /// connector and waits until the broker has acknowledged or refused every one. Records
