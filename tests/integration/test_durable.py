@@ -232,8 +232,9 @@ class CapAndDamage(DurableCase):
                 f.write(b"\xff" * 64)
             rx.status = 200
             with Gateway(text, admin_port=admin) as gw2:
-                self.assertTrue(wait_until(lambda: self.sink(gw2)["queued_records"] == 0, timeout=10),
-                                self.sink(gw2))
+                # `open` first: until the durable queue is read, queued_records reads 0.
+                self.assertTrue(wait_until(lambda: self.sink(gw2)["open"] and self.sink(gw2)["queued_records"] == 0,
+                                           timeout=10), self.sink(gw2))
                 s = self.sink(gw2)
                 self.assertGreater(s["corrupt_bytes"], 0)
                 self.assertIn(os.path.basename(segs[0]), s["last_corruption"])
