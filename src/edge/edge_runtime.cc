@@ -1330,20 +1330,16 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
   sinks_ = std::move(sinks);
   outboxes_ = std::move(outboxes);
   installConnectors(cfg, workers);
-  // MQTT sinks send through this version's connectors (after their own start(), same worker).
-  for (auto& s : sinks_) {
-    if (s->config().kind != "mqtt") continue;
-    std::shared_ptr<MqttConnector> connector;
-    for (auto& m : mqtt_)
-      if (m->config().name == s->config().connector) connector = m;
-    host_.worker(s->worker()).post([s, connector] { s->bindConnector(connector); });
-  }
-  for (auto& o : outboxes_) {
-    std::shared_ptr<MqttConnector> connector;
-    for (auto& m : mqtt_)
-      if (m->config().name == o->config().connector) connector = m;
-    host_.worker(o->worker()).post([o, connector] { o->bindConnector(connector); });
-  }
+  // MQTT sinks and rules' outboxes send through this version's connectors (after their own
+  // start(), same worker).
+  for (const auto* list : {&sinks_, &outboxes_})
+    for (auto& s : *list) {
+      if (s->config().kind != "mqtt" && s->config().kind != SinkHost::kOutbox) continue;
+      std::shared_ptr<MqttConnector> connector;
+      for (auto& m : mqtt_)
+        if (m->config().name == s->config().connector) connector = m;
+      host_.worker(s->worker()).post([s, connector] { s->bindConnector(connector); });
+    }
   installRules(cfg);
   // After their sinks and rules are set: what the ingest logs gave back runs first.
   for (auto& p : fresh_ones) host_.worker(p->worker()).post([p] { p->kick(); });
@@ -1620,8 +1616,7 @@ void describeQueue(const SinkHost& s, int64_t now, json::object& o) {
   o["open"] = s.started.load();
   o["queued_records"] = s.queued_records.load();
   o["queued_bytes"] = s.queued_bytes.load();
-  const int64_t oldest = s.oldest_enqueued_ms.load();
-  o["oldest_age_ms"] = oldest ? std::max<int64_t>(0, now - oldest) : 0;
+  o["oldest_age_ms"] = s.oldestAgeMs(now);
   o["delivered"] = s.delivered.load();
   o["batches"] = s.batches.load();
   o["failures"] = s.failures.load();
@@ -1757,10 +1752,9 @@ json::object EdgeRuntime::status() const {
 }
 
 void EdgeRuntime::drain(std::chrono::milliseconds limit) {
-  // Connectors first: no readings come in while the windows close.
-  const size_t workers = std::max<size_t>(1, host_.workerCount());
-  // MQTT connectors stay connected until the outboxes and sinks have sent what they can.
-  for (auto& m : mqtt_) host_.worker(workerFor(m->config().name, workers)).post([m] { m->closeIntake(); });
+  // Connectors first: no readings come in while the windows close. MQTT connectors stay
+  // connected until the outboxes and sinks have sent what they can.
+  for (auto& m : mqtt_) m->worker().post([m] { m->closeIntake(); });
   for (auto& m : modbus_) m->stop();
   for (auto& c : coap_) c->stop();
   std::atomic<size_t> flushed{0};
@@ -1785,7 +1779,7 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
   while (pending() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   // Then they say DISCONNECT (the broker keeps their sessions): a moment for it to be written.
-  for (auto& m : mqtt_) host_.worker(workerFor(m->config().name, workers)).post([m] { m->stop(); });
+  for (auto& m : mqtt_) m->worker().post([m] { m->stop(); });
   const auto said_bye = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
   while (
       std::any_of(mqtt_.begin(), mqtt_.end(), [](const auto& m) { return m->stats()->connected.load(); }) &&
@@ -1905,10 +1899,7 @@ void EdgeRuntime::render(std::string& out) const {
          [](const SinkHost& s) { return s.queued_bytes.load(); });
   const int64_t now = wallMillis();
   // The age of a queue's oldest record, in seconds (0: none waits).
-  auto lag = [now](const SinkHost& s) {
-    const int64_t oldest = s.oldest_enqueued_ms.load();
-    return fmt::format("{:.3f}", oldest ? std::max<int64_t>(0, now - oldest) / 1000.0 : 0.0);
-  };
+  auto lag = [now](const SinkHost& s) { return fmt::format("{:.3f}", s.oldestAgeMs(now) / 1000.0); };
   family("ganglion_edge_sink_lag_seconds", "gauge",
          "Age of the oldest record waiting for delivery, per sink (0: none waits).", sinks_, "sink", lag);
   family("ganglion_edge_sink_delivered_total", "counter", "Records the receiver accepted (2xx).", sinks_,

@@ -368,7 +368,7 @@ asio::awaitable<SinkHost::Attempt> SinkHost::publishBatch(std::string_view recor
   acks->waiter = weak_from_this();
   const size_t sent = messages.size();
   // Timed at their first hand-off only: a batch sent again is not timed again.
-  const bool first_try = !retrying_ && isolate_left_ == 0;
+  const bool first_try = failed_in_row_ == 0 && isolate_left_ == 0;
   const std::string single_topic = messages.size() == 1 ? messages[0].topic : std::string();
   loop::Worker& home = host_.worker(worker_);
   auto hand_over = [connector, self = shared_from_this(), acks, &home, first_try,
@@ -524,7 +524,6 @@ void SinkHost::noteDenied(const std::string& topic) {
 asio::awaitable<void> SinkHost::deliverLoop() {
   const bool http = config_.kind == "http";
   const bool publishes = config_.kind == "mqtt" || config_.kind == kOutbox;
-  uint32_t failed_in_row = 0;
   std::string body, records;
   if (auto inherited = std::exchange(inherited_, nullptr)) {
     // A replaced predecessor's batch is still with the connector: handing it over again
@@ -594,8 +593,7 @@ asio::awaitable<void> SinkHost::deliverLoop() {
     publish();
     if (gone) {
       // The receiver answered: the next batch owes no backoff.
-      failed_in_row = 0;
-      retrying_ = false;
+      failed_in_row_ = 0;
       if (a.end == End::kDelivered) refusals_in_row_ = 0;
       // An outbox sends a refused batch again one message at a time, then batches as before.
       if (isolate_left_ && --isolate_left_ == 0) batch_limit_ = UINT32_MAX;
@@ -604,11 +602,10 @@ asio::awaitable<void> SinkHost::deliverLoop() {
       if (a.end == End::kDelivered) batches.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
-    retrying_ = true;
     if (a.end == End::kSplit) continue;  // the same records again at once, fewer at a time
-    ++failed_in_row;
-    co_await sleep(doublingBackoffMs(config_.retry.initial.count(), config_.retry.max.count(), failed_in_row),
-                   false);
+    ++failed_in_row_;
+    co_await sleep(
+        doublingBackoffMs(config_.retry.initial.count(), config_.retry.max.count(), failed_in_row_), false);
   }
 }
 

@@ -8,6 +8,7 @@
 // worker; the counters are atomics the main thread reads.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -113,6 +114,11 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   /// protocol cannot carry: dropped, never retried.
   std::atomic<uint64_t> rejected{0};
   std::atomic<int64_t> oldest_enqueued_ms{0};
+  /// How long its oldest record has waited as of `now` (wall ms; 0: none waits). Any thread.
+  int64_t oldestAgeMs(int64_t now) const {
+    const int64_t oldest = oldest_enqueued_ms.load(std::memory_order_relaxed);
+    return oldest ? std::max<int64_t>(0, now - oldest) : 0;
+  }
   std::atomic<bool> durable{false};
   std::atomic<bool> started{false};  ///< start() ran (its queue is open)
   mutable std::mutex error_mutex;
@@ -243,7 +249,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   std::shared_ptr<PublishAcks> inflight_acks_;  ///< the batch with the connector now
   std::shared_ptr<PublishAcks> inherited_;      ///< a replaced predecessor's batch in flight
   bool inherited_queue_ = false;                ///< its queue came over as it was
-  bool retrying_ = false;                       ///< the last attempt failed: the batch goes again
+  uint32_t failed_in_row_ = 0;                  ///< attempts failed since the last batch went
   uint32_t isolate_left_ = 0;  ///< an outbox's refused batch, sent one message at a time: records left
   /// Topics an outbox dropped a message to after kMaxRefusals (steady ms): a message to one
   /// of them within a minute is dropped at its first refusal. At most 256.
