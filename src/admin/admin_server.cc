@@ -65,6 +65,15 @@ void AdminServer::addEndpoints() {
       if (!body) co_return errorReply(body.error());
       co_return Reply{200, "application/json", std::move(*body)};
     });
+  if (api_.edge_stop)
+    for (const char* part : {"pipelines", "connectors", "sinks"})
+      for (const bool stop : {true, false})
+        router_.add("POST", fmt::format("/edge/{}/{{name}}/{}", part, stop ? "stop" : "start"),
+                    [this, part, stop](Request& r) -> asio::awaitable<Reply> {
+                      auto done = api_.edge_stop(part, r.param("name"), stop);
+                      if (!done) co_return errorReply(done.error());
+                      co_return jsonReply(*done);
+                    });
   router_.add("POST", "/reload", [this](Request&) -> asio::awaitable<Reply> {
     auto [status, body] = co_await api_.reload();
     co_return Reply{status, "application/json", std::move(body)};

@@ -38,6 +38,10 @@ struct AdminApi {
   std::function<boost::asio::awaitable<boost::json::array>()> llm_keys;
   /// GET /edge: pipelines, sinks and connectors with their counters (absent: no endpoint).
   std::function<boost::json::object()> edge_status;
+  /// POST /edge/{part}/{name}/stop and .../start, `part` one of pipelines, connectors, sinks:
+  /// the answer's body, or an Error with its status (absent: no endpoints).
+  std::function<Result<boost::json::object>(std::string_view part, std::string_view name, bool stop)>
+      edge_stop;
   /// GET /edge/sinks/{name}/records: a tsdb sink's records for the request's query string
   /// (undecoded); the body, or an Error with its status (absent: no endpoint).
   std::function<boost::asio::awaitable<Result<std::string>>(std::string sink, std::string query)>

@@ -429,6 +429,24 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   /// A state write is on its way (shutdown waits for it and the trim after it). Any thread.
   bool savingState() const { return state_writes_.load() > 0; }
 
+  /// Stops (true) or starts again (false) running readings, through the admin API. A stopped
+  /// pipeline keeps taking readings, up to kMaxWaitingReadings (then deliver() refuses more:
+  /// backpressure), and runs them once started; its windows, detectors and rules wait, and
+  /// the time it was stopped does not count as the devices' silence. Main thread before it
+  /// is handed to its worker, then on its worker.
+  void setPaused(bool paused) {
+    if (paused == paused_) return;
+    paused_ = paused;
+    paused_flag.store(paused, std::memory_order_relaxed);
+    if (paused) {
+      paused_since_ = wallMillis();
+      return;
+    }
+    paused_ms_ += std::max<int64_t>(0, wallMillis() - paused_since_);
+    if (pipeline_ && host_ && rules_set_) kick();
+  }
+  std::atomic<bool> paused_flag{false};  ///< for GET /edge (any thread)
+
   /// Starts running what openIngest() queued. On its worker.
   void kick() {
     {
@@ -443,7 +461,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   /// readings; after 2 ms it lets the worker's other work (its connections) run and comes back,
   /// so a backlog, or a slow pipeline, does not stall the worker. On its worker.
   void drainInbox() {
-    if (awaiting_state_) {  // adoptState() kicks it
+    if (awaiting_state_ || paused_) {  // adoptState() and setPaused() kick it
       std::lock_guard lock(inbox_mutex_);
       drain_scheduled_ = false;
       return;
@@ -542,7 +560,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   }
 
   void tick() {
-    if (retired_ || awaiting_state_) return;
+    if (retired_ || awaiting_state_ || paused_) return;
     const int64_t now = idleClock();
     pipeline_->tick(now);
     if (limiter_ && now - listed_ms_ >= 1000) {
@@ -569,7 +587,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   /// devices went quiet). On its worker.
   int64_t idleClock() {
     auto log = ingestLog();
-    return wallMillis() - (log ? log->stalledMs() : 0);
+    return wallMillis() - (log ? log->stalledMs() : 0) - paused_ms_;
   }
 
   /// Trims the ingest log: frames the pipeline has run whose readings no open window holds,
@@ -834,7 +852,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
         shared->fail(std::move(error));
     });
     if (!queued)
-      stats.fail(fmt::format("write to '{}': connector '{}' is stopping", wr.register_name, wr.connector));
+      stats.fail(fmt::format("write to '{}': connector '{}' is stopped", wr.register_name, wr.connector));
   }
 
   /// A webhook call: the record POSTed, tried again on failure.
@@ -1102,6 +1120,9 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   bool state_written_ = false;   // a save was asked for (the file then follows the state, even empty)
   bool awaiting_state_ = false;  // a predecessor's state is on its way: nothing runs
   bool rules_set_ = false;       // setRules() ran: pending rule state is applied at once
+  bool paused_ = false;          // stopped through the admin API: readings wait in the inbox
+  int64_t paused_since_ = 0;     // wall ms when it was stopped
+  int64_t paused_ms_ = 0;        // time spent stopped before, left out of idleClock()
   // Frames of the ingest log run, trimmed, and covered by a state file on disk (counted since
   // start): the log is trimmed only past frames the saved state has learned.
   uint64_t ran_total_ = 0, trimmed_total_ = 0, saved_total_ = 0;
@@ -1120,6 +1141,7 @@ struct Routing {
   struct Entry {
     std::shared_ptr<ConnectorStats> stats;
     std::vector<std::shared_ptr<PipelineHost>> pipelines;
+    bool stopped = false;  ///< through the admin API: deliver() refuses its readings
   };
   std::vector<Entry> connectors;
   const Entry* find(std::string_view name) const {
@@ -1168,7 +1190,11 @@ EdgeRuntime::~EdgeRuntime() {
   retired_modbus_.clear();
 }
 
-void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& data_dir) {
+void EdgeRuntime::install(std::shared_ptr<const EdgeConfig> version, const std::filesystem::path& data_dir) {
+  installed_ = std::move(version);
+  data_dir_ = data_dir;
+  const EdgeConfig& cfg = *installed_;
+  stopped_.load(data_dir, cfg);
   // Its joined fields become the gateway's names before its pipelines are built with them.
   // Reloads are read and installed one at a time, so a config extends the table it was read
   // against; if it ever did not, its rules' field ids could mean other fields.
@@ -1183,15 +1209,18 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
   // predecessor's place and takes its queue over; one no longer named is stopped.
   auto place = [&](const std::vector<std::shared_ptr<SinkHost>>& running,
                    std::vector<std::shared_ptr<SinkHost>>& out, const SinkConfig& sc, std::string queue_dir,
-                   std::string tsdb_path) {
+                   std::string tsdb_path, bool paused) {
     std::shared_ptr<SinkHost> previous;
     for (auto& s : running)
       if (s->config().name == sc.name) previous = s;
     auto fresh = std::make_shared<SinkHost>(host_, sc, workerFor(sc.name, workers), std::move(queue_dir),
                                             std::move(tsdb_path));
     if (previous && previous->fingerprint() == fresh->fingerprint() &&
-        previous->queueDir() == fresh->queueDir())
+        previous->queueDir() == fresh->queueDir()) {
+      host_.worker(previous->worker()).post([previous, paused] { previous->setPaused(paused); });
       return out.push_back(previous);
+    }
+    fresh->setPaused(paused);
     host_.worker(fresh->worker()).post([fresh, previous] { fresh->start(previous); });
     out.push_back(std::move(fresh));
   };
@@ -1206,7 +1235,8 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
   std::vector<std::shared_ptr<SinkHost>> sinks;
   for (const auto& sc : cfg.sinks)
     place(sinks_, sinks, sc, (data_dir / "queues" / fileName(sc.name)).string(),
-          (data_dir / "tsdb" / (fileName(sc.name) + ".sqlite")).string());
+          (data_dir / "tsdb" / (fileName(sc.name) + ".sqlite")).string(),
+          stopped_.contains("sinks", sc.name));
   stopUnnamed(sinks_, sinks);
   // Rules' outboxes: one per mqtt connector that a rule publishes or summarizes through, on
   // the connector's worker (edge.data_dir/outbox/<connector> when durable).
@@ -1214,7 +1244,7 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
   for (const auto& c : cfg.connectors)
     if (c.kind == "mqtt" && rulesPublishThrough(cfg, c.name))
       place(outboxes_, outboxes, SinkHost::outboxConfig(c), (data_dir / "outbox" / fileName(c.name)).string(),
-            {});
+            {}, false);  // a stopped connector holds what its outbox hands it
   stopUnnamed(outboxes_, outboxes);
   auto sinksOf = [&](const PipelineConfig& pc) {
     std::vector<std::shared_ptr<SinkHost>> out;
@@ -1245,10 +1275,12 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
           (p->statePath().empty() || p->statePath() == state_path))
         kept = p;
     }
+    const bool paused = stopped_.contains("pipelines", pc.name);
     if (kept) {
-      host_.worker(kept->worker()).post([kept, s = sinksOf(pc), limit = pc.device_limit]() mutable {
+      host_.worker(kept->worker()).post([kept, s = sinksOf(pc), limit = pc.device_limit, paused]() mutable {
         kept->setSinks(std::move(s));
         kept->setDeviceLimit(limit);
+        kept->setPaused(paused);
       });
       pipelines.push_back(std::move(kept));
       continue;
@@ -1260,6 +1292,7 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
       continue;
     }
     fresh->next_seq_ = &next_seq_;
+    fresh->setPaused(paused);
     if (!ingest_dir.empty()) {
       auto opened = fresh->openIngest(ingest_dir, previous.get());
       if (!opened) {
@@ -1313,6 +1346,7 @@ void EdgeRuntime::install(const EdgeConfig& cfg, const std::filesystem::path& da
   auto previous = routing_.load();
   for (const auto& c : cfg.connectors) {
     Routing::Entry e;
+    e.stopped = stopped_.contains("connectors", c.name);
     if (const auto* old = previous->find(c.name); old && old->stats->kind == c.kind) {
       e.stats = old->stats;
     } else {
@@ -1357,10 +1391,13 @@ void EdgeRuntime::installConnectors(const EdgeConfig& cfg, size_t workers) {
       if (m->config().name == c.name) previous = m;
     loop::Worker& worker = host_.worker(workerFor(c.name, workers));
     auto fresh = std::make_shared<MqttConnector>(*this, worker, c, previous ? previous->stats() : nullptr);
+    const bool stopped = stopped_.contains("connectors", c.name);
     if (previous && previous->fingerprint() == fresh->fingerprint()) {
+      worker.post([previous, stopped] { previous->suspend(stopped); });
       mqtt.push_back(std::move(previous));
       continue;
     }
+    fresh->suspend(stopped);  // before it runs: a stopped one never connects
     worker.post([fresh, previous] { fresh->start(previous); });
     mqtt.push_back(std::move(fresh));
   }
@@ -1382,15 +1419,21 @@ void EdgeRuntime::installConnectors(const EdgeConfig& cfg, size_t workers) {
     for (auto& m : modbus_)
       if (m && m->config().name == c.name) previous = std::move(m);
     auto fresh = std::make_shared<ModbusPoller>(*this, c, previous ? previous->stats() : nullptr);
-    if (previous && previous->fingerprint() == fresh->fingerprint()) {
+    // A stopped one is kept unstarted (its counters stay; rules' writes through it fail).
+    const bool stopped = stopped_.contains("connectors", c.name);
+    if (previous && previous->fingerprint() == fresh->fingerprint() && previous->started() == !stopped) {
       modbus.push_back(std::move(previous));
       continue;
     }
-    if (previous) {
+    if (previous && previous->started()) {
       previous->stop();
       retired_modbus_.push_back(std::move(previous));
     }
-    fresh->start();
+    if (stopped) {
+      fresh->stop();
+      fresh->stats()->connected.store(false);  // its predecessor's link closes as its thread ends
+    } else
+      fresh->start();
     modbus.push_back(std::move(fresh));
   }
   for (auto& old : modbus_) {
@@ -1411,11 +1454,18 @@ void EdgeRuntime::installConnectors(const EdgeConfig& cfg, size_t workers) {
       if (m && m->config().name == c.name) previous = std::move(m);
     auto fresh = std::make_shared<CoapConnector>(*this, c, previous ? previous->stats() : nullptr,
                                                  previous ? previous->exchanges() : nullptr);
-    if (previous && previous->fingerprint() == fresh->fingerprint()) {
+    // A stopped one is kept unstarted, its endpoint closed (its counters stay).
+    const bool stopped = stopped_.contains("connectors", c.name);
+    if (previous && previous->fingerprint() == fresh->fingerprint() && previous->running() == !stopped) {
       coap.push_back(std::move(previous));
       continue;
     }
     if (previous) previous->stop();
+    if (stopped) {
+      fresh->stats()->listening = false;
+      coap.push_back(std::move(fresh));
+      continue;
+    }
     if (auto started = fresh->start(); !started) {
       logLine("edge: " + started.error().message);
       std::lock_guard lock(fresh->stats()->error_mutex);
@@ -1434,13 +1484,46 @@ Result<void> EdgeRuntime::checkEndpoints(const EdgeConfig& next) const {
     // An address one of ours holds is released before its successor binds it.
     const bool held = std::any_of(coap_.begin(), coap_.end(), [&](const auto& running) {
       const auto& r = running->config();
-      return r.listens && r.listen.host == c.listen.host && r.listen.port == c.listen.port;
+      return running->running() && r.listens && r.listen.host == c.listen.host &&
+             r.listen.port == c.listen.port;
     });
     if (held) continue;
     if (auto probe = probeUdpListen(c.listen); !probe)
       return Error(fmt::format("{}: connector '{}': {}", c.at.line, c.name, probe.error().message));
   }
   return {};
+}
+
+Result<json::object> EdgeRuntime::setStopped(std::string_view part, std::string_view name, bool stop) {
+  const std::string_view kind = StoppedParts::singular(part);
+  bool known = false;
+  if (installed_) {
+    auto named = [&](const auto& list) {
+      return std::any_of(list.begin(), list.end(), [&](const auto& x) { return x.name == name; });
+    };
+    known = part == "pipelines"    ? named(installed_->pipelines)
+            : part == "connectors" ? named(installed_->connectors)
+            : part == "sinks"      ? named(installed_->sinks)
+                                   : false;
+  }
+  if (!known)
+    return Error(fmt::format("no {} named '{}' in the running config", kind, printableText(name, 200)),
+                 fmt::format("{}_not_found", kind), 404);
+  json::object out;
+  out["name"] = name;
+  out["kind"] = kind;
+  out["stopped"] = stop;
+  const bool changed = stopped_.set(part, name, stop);
+  out["changed"] = changed;
+  if (!changed) return out;
+  if (auto saved = stopped_.save(); !saved) {
+    // It holds for this run all the same; the operator hears that a restart would undo it.
+    logLine("edge: " + saved.error().message);
+    out["warning"] = fmt::format("not kept across restarts: {}", saved.error().message);
+  }
+  install(installed_, data_dir_);  // every part as installed, this one stopped or started
+  logLine(fmt::format("edge: {} '{}' {} through the admin API", kind, name, stop ? "stopped" : "started"));
+  return out;
 }
 
 void EdgeRuntime::installRules(const EdgeConfig& cfg) {
@@ -1554,6 +1637,7 @@ int EdgeRuntime::deliver(std::string_view connector, std::shared_ptr<IncomingRea
   auto routing = routing_.load();
   const Routing::Entry* entry = routing->find(connector);
   if (!entry) return 0;
+  if (entry->stopped) return kStopped;
   const uint64_t n = readings->items.size();
   for (const auto& p : entry->pipelines) {
     if (p->waiting.load(std::memory_order_relaxed) + n > kMaxWaitingReadings) {
@@ -1662,6 +1746,7 @@ json::object EdgeRuntime::status() const {
     o["series_forgotten"] = p->series_forgotten.load();
     o["not_stored"] = p->not_stored.load();
     o["left_at_reload"] = p->left_at_reload.load();
+    o["stopped"] = stopped_.contains("pipelines", p->config().name);
     if (auto log = p->ingestLog()) {
       json::object l;
       l["dir"] = log->dir().string();
@@ -1693,6 +1778,7 @@ json::object EdgeRuntime::status() const {
       o["url"] = redactUrl(s->config().url);
     }
     describeQueue(*s, now, o);
+    o["stopped"] = stopped_.contains("sinks", s->config().name);
     sinks.push_back(std::move(o));
   }
   out["sinks"] = std::move(sinks);
@@ -1706,6 +1792,7 @@ json::object EdgeRuntime::status() const {
     o["rejected"] = e.stats->rejected.load();
     o["refused"] = e.stats->refused.load();
     o["backpressure"] = e.stats->backpressure.load();
+    o["stopped"] = e.stopped;
     json::array to;
     for (const auto& p : e.pipelines) to.emplace_back(p->config().name);
     o["pipelines"] = std::move(to);
@@ -1764,6 +1851,13 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
       flushed.fetch_add(1);
     });
   const auto deadline = std::chrono::steady_clock::now() + limit;
+  // A stopped sink, or one whose connector is stopped, keeps what it holds: not waited for.
+  auto delivers = [&](const SinkHost& s) {
+    if (s.paused_flag.load()) return false;
+    if (s.config().kind == SinkHost::kOutbox) return !stopped_.contains("connectors", s.config().name);
+    if (s.config().kind == "mqtt") return !stopped_.contains("connectors", s.config().connector);
+    return true;
+  };
   auto pending = [&] {
     if (flushed.load() < pipelines_.size()) return true;
     for (const auto* list : {&sinks_, &outboxes_})
@@ -1773,7 +1867,7 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
       if (p->savingState() || p->trimming()) return true;  // this order: see saveState()
     for (const auto* list : {&sinks_, &outboxes_})
       for (const auto& s : *list)
-        if (s->queued_records.load()) return true;
+        if (s->queued_records.load() && delivers(*s)) return true;
     return false;
   };
   while (pending() && std::chrono::steady_clock::now() < deadline)
@@ -1956,6 +2050,13 @@ void EdgeRuntime::render(std::string& out) const {
                    "ganglion_edge_connector_payloads_total{{connector=\"{}\",result=\"refused\"}} {}\n"
                    "ganglion_edge_connector_payloads_total{{connector=\"{}\",result=\"backpressure\"}} {}\n",
                    name, all - std::min(all, refused), name, refused, name, e.stats->backpressure.load());
+  }
+  if (!stopped_.all().empty()) {
+    appendFamilyHead(out, "ganglion_edge_stopped", "gauge",
+                     "1 for each pipeline, connector or sink stopped through the admin API.");
+    for (const auto& [part, name] : stopped_.all())
+      fmt::format_to(std::back_inserter(out), "ganglion_edge_stopped{{part=\"{}\",name=\"{}\"}} 1\n",
+                     StoppedParts::singular(part), labelValue(name));
   }
   if (!rule_stats_.empty()) {
     appendFamilyHead(

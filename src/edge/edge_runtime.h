@@ -22,6 +22,7 @@
 
 #include "edge/connectors/payload.h"
 #include "edge/edge_config.h"
+#include "edge/stopped_parts.h"
 #include "loop/worker.h"
 #include "telemetry/metrics.h"
 #include "upstream/upstream_client.h"
@@ -115,16 +116,25 @@ class EdgeRuntime final : public telemetry::MetricsSource {
   EdgeRuntime& operator=(const EdgeRuntime&) = delete;
 
   /// Installs a config version's edge sections; durable queues live under `data_dir`
-  /// (edge.data_dir resolved). Main thread.
-  void install(const EdgeConfig& cfg, const std::filesystem::path& data_dir);
+  /// (edge.data_dir resolved). Parts the admin API stopped stay stopped. Main thread.
+  void install(std::shared_ptr<const EdgeConfig> cfg, const std::filesystem::path& data_dir);
+  /// POST /edge/{part}/{name}/{stop|start}, `part` one of pipelines, connectors, sinks: stops
+  /// (`stop`) or starts one part of the installed config, kept so across reloads and
+  /// restarts (StoppedParts). A stopped pipeline holds the readings it is handed (then
+  /// backpressure) and runs none; a stopped connector lets go of its devices or broker (MQTT
+  /// says DISCONNECT and keeps its session; Modbus polls no more; a CoAP endpoint closes; HTTP
+  /// ingest answers 503); a stopped sink queues and delivers nothing. The answer's body, or
+  /// a 404 error (no such part). Main thread.
+  Result<boost::json::object> setStopped(std::string_view part, std::string_view name, bool stop);
   /// Refuses a config with a CoAP endpoint on an address that no running connector holds and
   /// another socket does. A reload asks before it installs anything: moving an endpoint to
   /// a taken port would close the working one for one that cannot bind. The error starts
   /// with the connector's line ("12: connector 'field': ..."). Main thread.
   Result<void> checkEndpoints(const EdgeConfig& next) const;
   /// Hands readings of `connector` to every pipeline that reads it, numbering them (ids).
-  /// Returns the number of pipelines they went to, or -1 when one of them has too many
-  /// readings waiting already (the caller answers 503: backpressure reaches the sender).
+  /// Returns the number of pipelines they went to, -1 when one of them has too many
+  /// readings waiting already (the caller answers 503: backpressure reaches the sender), or
+  /// kStopped when the admin API stopped the connector.
   /// When a pipeline keeps an ingest log (it feeds a durable sink) and `ticket` is given,
   /// *ticket is set to what to wait on before acknowledging the sender (null: nothing).
   /// Any thread.
@@ -149,6 +159,8 @@ class EdgeRuntime final : public telemetry::MetricsSource {
   /// Readings one pipeline may have waiting on its worker before deliver() refuses more.
   /// (About 16 MB of decoded readings.)
   static constexpr uint64_t kMaxWaitingReadings = 200'000;
+  /// deliver(): the connector is stopped.
+  static constexpr int kStopped = -2;
 
  private:
   void installConnectors(const EdgeConfig& cfg, size_t workers);
@@ -164,6 +176,9 @@ class EdgeRuntime final : public telemetry::MetricsSource {
   };
 
   EdgeHost& host_;
+  std::shared_ptr<const EdgeConfig> installed_;  // the version install() last had
+  std::filesystem::path data_dir_;
+  StoppedParts stopped_;
   std::vector<std::shared_ptr<PipelineHost>> pipelines_;  // main thread's view
   std::vector<std::shared_ptr<SinkHost>> sinks_;
   std::vector<std::shared_ptr<SinkHost>> outboxes_;    // rules' outboxes, one per mqtt connector they use

@@ -213,6 +213,11 @@ void raiseFileLimit() {
   }
 }
 
+/// A snapshot's edge sections, kept alive by the snapshot.
+std::shared_ptr<const edge::EdgeConfig> edgeOf(const std::shared_ptr<const Snapshot>& snapshot) {
+  return std::shared_ptr<const edge::EdgeConfig>(snapshot, &snapshot->config.edge);
+}
+
 }  // namespace
 
 Gateway::Gateway(std::string config_path, std::vector<std::string> argv)
@@ -471,7 +476,7 @@ void Gateway::install(std::shared_ptr<const Snapshot> snapshot) {
     ctx->worker.post([ctx, snap = snapshot_] { ctx->requests.install(snap); });
   }
   // After the workers' installs are queued: sinks find their new upstreams there.
-  if (edge_) edge_->install(snapshot_->config.edge, edgeDataDir(snapshot_->config));
+  if (edge_) edge_->install(edgeOf(snapshot_), edgeDataDir(snapshot_->config));
 }
 
 void Gateway::scheduleDnsRefresh() {
@@ -753,7 +758,7 @@ int Gateway::run() {
     w->requests.setEdge(edge_.get());
     w->requests.install(snapshot_);
   }
-  edge_->install(cfg.edge, edgeDataDir(cfg));
+  edge_->install(edgeOf(snapshot_), edgeDataDir(cfg));
   if (auto installed = installListeners(cfg); !installed) {
     std::fprintf(stderr, "%s\n", installed.error().message.c_str());
     return 1;
@@ -778,6 +783,8 @@ int Gateway::run() {
                           co_return keys;
                         },
                         .edge_status = [this] { return edge_->status(); },
+                        .edge_stop = [this](std::string_view part, std::string_view name,
+                                            bool stop) { return edge_->setStopped(part, name, stop); },
                         .edge_records =
                             [this](std::string sink, std::string query) {
                               return edge_->sinkRecords(std::move(sink), std::move(query));

@@ -1,5 +1,5 @@
 // Detector, dedup and join state read back from disk (edge/state): a state file whatever its bytes, and a
-// pipeline's restoreState() on any body.
+// pipeline's restoreState() on any body; the admin API's stopped set on any body.
 //
 // Input: byte 0 picks the restoring detector's method (robust z-score, or half-space trees) and its history
 // length; the rest is both a state file's whole content and a state body. Checks: readStateFile() refuses or
@@ -18,6 +18,7 @@
 
 #include "edge/pipeline.h"
 #include "edge/state/state_file.h"
+#include "edge/stopped_parts.h"
 #include "fuzz_check.h"
 
 using namespace ganglion::edge;
@@ -76,6 +77,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // A pipeline's saved state (stages + rules) decodes only to what encodes back to it.
   if (auto decoded = decodePipelineState(bytes); decoded.ok() && !bytes.empty())
     CHECK(encodePipelineState(*decoded) == bytes);
+
+  // The admin API's stopped set (edge.data_dir/stopped.state): what decodes encodes to a body
+  // that decodes to the same set.
+  if (auto stopped = StoppedParts::decode(bytes); stopped.ok()) {
+    auto again = StoppedParts::decode(StoppedParts::encode(*stopped));
+    CHECK(again.ok() && *again == *stopped);
+  }
 
   auto first = makePipeline(history, trees);
   auto restored = first->restoreState(bytes);

@@ -6,7 +6,9 @@ A small receiver stands in for the uplink: it records every batch and can be tol
 
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 import unittest
 
@@ -425,6 +427,134 @@ class FloodLimits(unittest.TestCase):
                 self.assertIn("rate", out)
                 code, out = check_config(text.replace("rate: 1,", "rate: 0,"))
                 self.assertNotEqual(code, 0)
+
+
+class StartStop(unittest.TestCase):
+    """POST /edge/{pipelines|connectors|sinks}/{name}/{stop|start} (docs/admin-api.md)."""
+
+    def edge(self, gw):
+        return gw.admin("GET", "/edge", token=TOKEN).json()
+
+    def control(self, gw, part, name, action, token=TOKEN):
+        return gw.admin("POST", "/edge/%s/%s/%s" % (part, name, action), token=token)
+
+    def send(self, gw, values, device="pump-1"):
+        t0 = now_ms()
+        r = post(gw, "/ingest/" + device, json.dumps([{"value": v, "ts": t0 + i} for i, v in enumerate(values)]))
+        self.assertEqual(r.status, 202, r.body)
+
+    def test_a_stopped_sink_queues_a_stopped_pipeline_holds_and_both_resume_in_order(self):
+        with Receiver() as rx:
+            text, port, admin = config(rx.port)
+            with Gateway(text, admin_port=admin) as gw:
+                r = self.control(gw, "sinks", "uplink", "stop")
+                self.assertEqual(r.status, 200, r.body)
+                self.assertEqual(r.json(), {"name": "uplink", "kind": "sink", "stopped": True, "changed": True})
+                self.assertFalse(self.control(gw, "sinks", "uplink", "stop").json()["changed"])
+                self.send(gw, range(5))
+                sink = lambda: self.edge(gw)["sinks"][0]  # noqa: E731
+                self.assertTrue(wait_until(lambda: sink()["queued_records"] == 5, timeout=5), sink())
+                time.sleep(0.4)  # max_delay is 100 ms: a running sink would have sent them
+                self.assertEqual(rx.records(), [])
+                self.assertTrue(sink()["stopped"])
+                self.assertIn("sink 'uplink' stopped through the admin API", gw.log_text())
+                m = gw.admin("GET", "/metrics", token=TOKEN).text
+                self.assertIn('ganglion_edge_stopped{part="sink",name="uplink"} 1', m)
+                self.assertEqual(self.control(gw, "sinks", "uplink", "start").status, 200)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 5, timeout=5), rx.records())
+                self.assertFalse(sink()["stopped"])
+                self.assertNotIn("ganglion_edge_stopped", gw.admin("GET", "/metrics", token=TOKEN).text)
+
+                # A stopped pipeline takes readings and runs none of them until started.
+                self.assertEqual(self.control(gw, "pipelines", "raw", "stop").status, 200)
+                pipe = lambda: self.edge(gw)["pipelines"][0]  # noqa: E731
+                self.send(gw, range(5, 10))
+                self.assertTrue(wait_until(lambda: pipe()["waiting"] == 5, timeout=5), pipe())
+                self.assertEqual(pipe()["readings_in"], 5)
+                self.assertTrue(pipe()["stopped"])
+                # A reload that changes the pipeline keeps it stopped, and the readings it held.
+                gw.reload_file(text.replace("value > -1000", "value > -2000"))
+                self.assertEqual(gw.admin("POST", "/reload", token=TOKEN).status, 200)
+                time.sleep(0.4)
+                self.assertTrue(pipe()["stopped"], pipe())
+                self.assertEqual(pipe()["waiting"], 5)
+                self.assertEqual(len(rx.records()), 5)
+                self.assertEqual(self.control(gw, "pipelines", "raw", "start").status, 200)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 10, timeout=5), rx.records())
+                self.assertEqual([r["value"] for r in rx.records()], list(range(10)))
+                self.assertEqual(pipe()["waiting"], 0)
+
+    def test_a_stopped_http_connector_answers_503_and_bad_requests_are_refused(self):
+        with Receiver() as rx:
+            text, port, admin = config(rx.port)
+            with Gateway(text, admin_port=admin) as gw:
+                r = self.control(gw, "connectors", "lab", "stop")
+                self.assertEqual(r.json(), {"name": "lab", "kind": "connector", "stopped": True, "changed": True})
+                r = post(gw, "/ingest/pump-1", json.dumps({"value": 1}))
+                self.assertEqual(r.status, 503, r.body)
+                self.assertEqual(r.json()["error"]["type"], "connector_stopped")
+                self.assertIn("connector 'lab' is stopped", r.json()["error"]["message"])
+                self.assertTrue(self.edge(gw)["connectors"][0]["stopped"])
+                self.assertEqual(self.control(gw, "connectors", "lab", "start").status, 200)
+                self.assertEqual(post(gw, "/ingest/pump-1", json.dumps({"value": 1})).status, 202)
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 1, timeout=5))
+                # Unknown names, wrong methods, no token.
+                r = self.control(gw, "pipelines", "nope", "stop")
+                self.assertEqual(r.status, 404, r.body)
+                self.assertEqual(r.json()["error"]["type"], "pipeline_not_found")
+                self.assertIn("no pipeline named 'nope'", r.json()["error"]["message"])
+                self.assertEqual(self.control(gw, "sinks", "raw", "stop").status, 404)  # a pipeline's name
+                self.assertEqual(self.control(gw, "rules", "raw", "stop").status, 404)
+                self.assertEqual(self.control(gw, "pipelines", "raw", "pause").status, 404)
+                self.assertEqual(gw.admin("GET", "/edge/pipelines/raw/stop", token=TOKEN).status, 405)
+                self.assertEqual(self.control(gw, "pipelines", "raw", "stop", token=None).status, 401)
+                self.assertEqual(self.control(gw, "pipelines", "raw", "stop", token="wrong").status, 401)
+                self.assertFalse(self.edge(gw)["pipelines"][0]["stopped"])
+
+    def test_shutdown_does_not_wait_for_a_stopped_sink(self):
+        with Receiver() as rx:
+            text, port, admin = config(rx.port)
+            gw = Gateway(text, admin_port=admin)
+            with gw:
+                self.assertEqual(self.control(gw, "sinks", "uplink", "stop").status, 200)
+                self.send(gw, range(3))
+                self.assertTrue(wait_until(lambda: self.edge(gw)["sinks"][0]["queued_records"] == 3, timeout=5))
+                t0 = time.monotonic()
+                self.assertEqual(gw.stop(timeout=10), 0)
+                self.assertLess(time.monotonic() - t0, 0.9)  # the drain waits up to 1 s for sinks that deliver
+                self.assertIn("sink 'uplink' had 3 records not delivered at shutdown", gw.log_text())
+            self.assertEqual(rx.records(), [])
+
+    def test_what_was_stopped_stays_stopped_across_a_restart_until_started(self):
+        data = tempfile.mkdtemp(prefix="ganglion-stop-")
+        try:
+            with Receiver() as rx:
+                text, port, admin = config(rx.port)
+                text += "edge: { data_dir: %s }\n" % data
+                with Gateway(text, admin_port=admin) as gw:
+                    self.assertEqual(self.control(gw, "sinks", "uplink", "stop").status, 200)
+                    self.assertEqual(self.control(gw, "connectors", "lab", "stop").status, 200)
+                self.assertTrue(os.path.exists(os.path.join(data, "stopped.state")))
+                with Gateway(text, admin_port=admin) as gw:
+                    e = self.edge(gw)
+                    self.assertTrue(e["sinks"][0]["stopped"])
+                    self.assertTrue(e["connectors"][0]["stopped"])
+                    self.assertFalse(e["pipelines"][0]["stopped"])
+                    self.assertIn("sink 'uplink' stays stopped", gw.log_text())
+                    self.assertEqual(post(gw, "/ingest/pump-1", json.dumps({"value": 1})).status, 503)
+                    self.assertEqual(self.control(gw, "connectors", "lab", "start").status, 200)
+                    self.assertEqual(self.control(gw, "sinks", "uplink", "start").status, 200)
+                    self.assertEqual(post(gw, "/ingest/pump-1", json.dumps({"value": 1})).status, 202)
+                    self.assertTrue(wait_until(lambda: len(rx.records()) == 1, timeout=5))
+                self.assertFalse(os.path.exists(os.path.join(data, "stopped.state")))  # nothing stopped
+                # A damaged file stops nothing, and says so.
+                with open(os.path.join(data, "stopped.state"), "wb") as f:
+                    f.write(b"GNGLSTA1 not a state file")
+                with Gateway(text, admin_port=admin) as gw:
+                    self.assertFalse(self.edge(gw)["sinks"][0]["stopped"])
+                    self.assertIn("stopped.state not used, nothing stays stopped", gw.log_text())
+        finally:
+            shutil.rmtree(data, ignore_errors=True)
 
 
 class ConfigErrors(unittest.TestCase):

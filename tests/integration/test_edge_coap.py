@@ -169,6 +169,30 @@ class Endpoint(unittest.TestCase):
                 self.assertEqual(status["readings"], 6)
                 self.assertEqual(status["refused_requests"], 1)
 
+    def test_a_connector_stopped_through_the_admin_api_closes_its_endpoint_until_started(self):
+        udp = free_port(udp=True)
+        with Receiver() as rx:
+            text, admin = config(rx.port, "    listen: %s:%d\n    metric: temperature\n" % (LOCALHOST, udp))
+            with Gateway(text, admin_port=admin) as gw:
+                sock = device_socket(self, udp)
+                self.assertEqual(exchange(sock, post_raw(udp, 1, "pump-1", "1"))["code"], "2.04")
+                r = gw.admin("POST", "/edge/connectors/field/stop", token=TOKEN)
+                self.assertEqual(r.status, 200, r.body)
+                status = connector_status(gw)
+                self.assertTrue(status["stopped"])
+                self.assertFalse(status["listening"])
+                sock.settimeout(1)
+                with self.assertRaises(OSError):  # refused (ICMP) or unanswered: nobody listens
+                    exchange(sock, post_raw(udp, 2, "pump-1", "2"))
+                self.assertEqual(gw.admin("POST", "/edge/connectors/field/start", token=TOKEN).status, 200)
+                self.assertTrue(wait_until(lambda: connector_status(gw)["listening"], timeout=3))
+                sock.settimeout(3)
+                self.assertEqual(exchange(sock, post_raw(udp, 3, "pump-1", "3"))["code"], "2.04")
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 2, timeout=5), rx.records())
+                self.assertEqual([r["value"] for r in rx.records()], [1, 3])
+                self.assertFalse(connector_status(gw)["stopped"])
+                self.assertEqual(connector_status(gw)["readings"], 2)  # counters kept
+
     def test_each_refusal_has_its_code_and_reason(self):
         udp = free_port(udp=True)
         with Receiver() as rx:

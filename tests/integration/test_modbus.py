@@ -126,6 +126,27 @@ class ModbusPolling(unittest.TestCase):
             self.plc.set_registers(self.plc.holding, 0, regs_of(">f", 99.0))
             self.assertTrue(wait_until(lambda: self.latest(rx, "pump-plc", "flow")["value"] == 99.0, timeout=5))
 
+    def test_a_connector_stopped_through_the_admin_api_polls_no_more_until_started(self):
+        with Receiver() as rx, self.gateway(rx) as gw:
+            self.assertTrue(wait_until(lambda: connector(gw, "pump-plc")["polls"] >= 2, timeout=5))
+            r = gw.admin("POST", "/edge/connectors/pump-plc/stop", token=TOKEN)
+            self.assertEqual(r.status, 200, r.body)
+            time.sleep(0.3)  # a poll under way finishes
+            c = connector(gw, "pump-plc")
+            self.assertTrue(c["stopped"])
+            self.assertFalse(c["connected"])
+            polls, other = c["polls"], connector(gw, "other-plc")["polls"]
+            flows = len([r for r in rx.records() if r["metric"] == "flow"])
+            time.sleep(0.6)
+            self.assertEqual(connector(gw, "pump-plc")["polls"], polls)  # counters kept, no polls
+            self.assertEqual(len([r for r in rx.records() if r["metric"] == "flow"]), flows)
+            self.assertGreater(connector(gw, "other-plc")["polls"], other)  # the other device goes on
+            self.assertEqual(gw.admin("POST", "/edge/connectors/pump-plc/start", token=TOKEN).status, 200)
+            self.assertTrue(wait_until(lambda: connector(gw, "pump-plc")["polls"] > polls + 1, timeout=5))
+            self.assertTrue(wait_until(lambda: len([r for r in rx.records() if r["metric"] == "flow"]) > flows,
+                                       timeout=5))
+            self.assertFalse(connector(gw, "pump-plc")["stopped"])
+
     def test_a_device_that_stops_answering_does_not_stall_another(self):
         with Receiver() as rx, self.gateway(rx) as gw:
             self.assertTrue(wait_until(lambda: connector(gw, "pump-plc")["polls"] >= 3, timeout=5))

@@ -168,6 +168,38 @@ class MqttIngest(unittest.TestCase):
                 c = connector(gw2)
                 self.assertTrue(c["session_present"])
 
+    def test_a_connector_stopped_through_the_admin_api_disconnects_and_keeps_its_session(self):
+        with Mosquitto() as broker, Receiver() as rx:
+            text, admin = config(broker, rx.port)
+            with Gateway(text, admin_port=admin) as gw:
+                self.assertTrue(wait_until(lambda: connected(gw), timeout=5))
+                r = gw.admin("POST", "/edge/connectors/plant/stop", token=TOKEN)
+                self.assertEqual(r.status, 200, r.body)
+                self.assertTrue(wait_until(lambda: not connected(gw), timeout=3), connector(gw))
+                self.assertTrue(wait_until(lambda: "Client gw-plant disconnected" in broker.log(), timeout=3),
+                                broker.log()[-2000:])
+                connects = connector(gw)["connects"]
+                values = [str(i) for i in range(100)]
+                broker.publish_many("plant/pump-1/temp", values, qos=2)
+                broker.publish_many("plant/pump-2/vibration", values, qos=1)
+                time.sleep(1.0)  # more than reconnect.max: a stopped connector does not come back
+                c = connector(gw)
+                self.assertFalse(c["connected"])
+                self.assertTrue(c["stopped"])
+                self.assertEqual(c["connects"], connects)
+                self.assertEqual(rx.records(), [])
+                self.assertEqual(gw.admin("POST", "/edge/connectors/plant/start", token=TOKEN).status, 200)
+                self.assertTrue(wait_until(lambda: len(rx.records()) >= 200, timeout=10), len(rx.records()))
+                time.sleep(0.3)
+                recs = rx.records()
+                self.assertEqual(len(recs), 200)  # what the broker kept for the session, each once
+                self.assertEqual([r["value"] for r in recs if r["metric"] == "temp"], [float(v) for v in values])
+                self.assertEqual([r["value"] for r in recs if r["metric"] == "vibration"],
+                                 [float(v) for v in values])
+                c = connector(gw)
+                self.assertTrue(c["session_present"])
+                self.assertFalse(c["stopped"])
+
     def test_the_connector_comes_back_after_the_broker_restarts(self):
         broker = Mosquitto()
         with broker, Receiver() as rx:

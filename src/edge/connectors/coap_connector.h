@@ -115,6 +115,8 @@ class CoapConnector {
   /// Asks the thread to end (within about 100 ms; observations are cancelled) and waits for
   /// it. Main thread.
   void stop();
+  /// Started and not stopped since. Main thread.
+  bool running() const { return thread_.joinable(); }
 
   /// The CoAP part of GET /edge's connector entry. Main thread.
   void describe(boost::json::object& out) const;

@@ -116,7 +116,11 @@ http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
   }
   const size_t accepted = readings->items.size();
   std::shared_ptr<DeliveryTicket> ticket;
-  if (runtime_.deliver(connector.name, std::move(readings), &ticket) < 0) {
+  const int delivered = runtime_.deliver(connector.name, std::move(readings), &ticket);
+  if (delivered == EdgeRuntime::kStopped)
+    co_return co_await conn.sendError(503, "connector_stopped",
+                                      fmt::format("connector '{}' is stopped", connector.name));
+  if (delivered < 0) {
     http::HeaderList retry;
     retry.add("Retry-After", "1");
     co_return co_await conn.sendError(503, "overloaded",

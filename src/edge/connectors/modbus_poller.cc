@@ -205,6 +205,10 @@ void ModbusPoller::run() {
         } while (Clock::now() < until);
         continue;
       }
+      {
+        std::lock_guard lock(mutex_);  // stopped meanwhile: its stopper has said "not connected"
+        if (stopping_) return;
+      }
       connected = true;
       failures = 0;
       stats_->connected.store(true);

@@ -56,6 +56,8 @@ class ModbusPoller {
   void stop();
   /// Waits for the thread to end. Main thread, after stop().
   void join();
+  /// Started (stop() may have been asked since). Main thread.
+  bool started() const { return thread_.joinable(); }
 
   /// The Modbus part of GET /edge's connector entry. Main thread.
   void describe(boost::json::object& out) const;

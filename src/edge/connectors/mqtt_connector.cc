@@ -192,6 +192,24 @@ void MqttConnector::start(std::shared_ptr<MqttConnector> previous) {
 
 void MqttConnector::closeIntake() { intake_closed_ = true; }
 
+void MqttConnector::suspend(bool suspended) {
+  if (suspended == suspended_) return;
+  suspended_ = suspended;
+  if (!retry_timer_) return;  // not started: run() sees it first
+  retry_timer_->cancel();     // a backoff, or the wait of a suspended connector, ends now
+  if (!suspended) return;
+  if (auto link = link_; link && link->open) {
+    if (stats_->connected.load()) {
+      // A normal DISCONNECT: the broker keeps the session and queues what comes meanwhile.
+      mqtt::encodeDisconnect(version_, link->out);
+      link->close_after_write = true;
+      send(link);
+    } else {
+      link->close();
+    }
+  }
+}
+
 void MqttConnector::stop() {
   if (stopped_) return;
   stopped_ = true;
@@ -404,8 +422,15 @@ awaitable<void> MqttConnector::run(std::shared_ptr<MqttConnector> self) {
   std::minstd_rand jitter(static_cast<unsigned>(reinterpret_cast<uintptr_t>(self.get()) ^ steadyMillis()));
   uint32_t failures = 0;
   while (!self->stopped_) {
+    if (self->suspended_) {  // stopped through the admin API: suspend(false) ends the wait
+      failures = 0;
+      self->retry_timer_->expires_after(std::chrono::hours(24));
+      co_await self->retry_timer_->async_wait(kNoThrow);
+      continue;
+    }
     const int64_t lasted = co_await self->session();
     if (self->stopped_) break;
+    if (self->suspended_) continue;
     // A connection that held for reconnect.max starts the pauses again from `initial`; one that
     // the broker ends soon after CONNACK (a client id taken over, an ACL) keeps backing off.
     failures = lasted >= self->config_.reconnect.max.count() ? 1 : failures + 1;
@@ -529,7 +554,7 @@ awaitable<int64_t> MqttConnector::session() {
       keep_alive_ms_ = *connack->properties.server_keep_alive * 1000LL;
   }
   link->guard.cancel();
-  if (stopped_ || !link->open) {
+  if (stopped_ || suspended_ || !link->open) {
     link->close();
     co_return 0;
   }

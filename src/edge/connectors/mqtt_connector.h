@@ -75,6 +75,11 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   /// taken nor acknowledged (the broker keeps QoS 1 and 2 ones for the next session). The
   /// worker's thread.
   void closeIntake();
+  /// Stopped (true) through the admin API: says DISCONNECT (the broker keeps the session and
+  /// queues QoS 1 and 2 messages for it) and stays away until suspend(false) connects again.
+  /// Messages published meanwhile wait, as while the broker is away. Before start() on the
+  /// main thread, then on the worker's thread.
+  void suspend(bool suspended);
 
   /// Publishes a message to the broker (rules' `publish`). QoS 1 and 2 messages are kept until
   /// the broker acknowledges them and sent again (DUP) on a resumed session; while the broker
@@ -178,6 +183,7 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   std::shared_ptr<MqttStats> stats_;
   // Worker-owned:
   bool stopped_ = false;
+  bool suspended_ = false;      ///< suspend(): not connected, on purpose
   bool intake_closed_ = false;  ///< closeIntake(): messages are left to the next session
   bool subscribed_ = false;     ///< this instance subscribed once (later sessions may be resumed)
   mqtt::Version version_;

@@ -545,7 +545,7 @@ asio::awaitable<void> SinkHost::deliverLoop() {
   }
   while (!stopped_) {
     const uint64_t live = queue_->records();
-    if (live == 0 || (publishes && !connector_)) {  // bindConnector() wakes it
+    if (live == 0 || paused_ || (publishes && !connector_)) {  // bindConnector(), setPaused() wake it
       co_await sleep(3'600'000, true);
       continue;
     }

@@ -98,6 +98,16 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
     if (wake_ && waiting_for_records_) wake_->cancel();  // a batch may wait for it
   }
 
+  /// Stops (true) or starts again (false) delivering, through the admin API: records go on
+  /// queueing (a full queue drops by its overflow policy) and a batch already on its way
+  /// finishes. Main thread before start() is posted, then on the sink's worker.
+  void setPaused(bool paused) {
+    paused_ = paused;
+    paused_flag.store(paused, std::memory_order_relaxed);
+    if (!paused && wake_ && waiting_for_records_) wake_->cancel();
+  }
+  std::atomic<bool> paused_flag{false};  ///< for GET /edge and drain() (any thread)
+
   /// Appends records (in order). On the sink's worker.
   void enqueue(std::vector<QueuedRecord> records);
 
@@ -225,6 +235,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   std::string told_corruption_;
   bool stopped_ = false;
   bool waiting_for_records_ = false;
+  bool paused_ = false;                ///< setPaused(): nothing is delivered
   bool overflowing_ = false;           // dropping since the queue last held under half of max_bytes
   uint32_t batch_limit_ = UINT32_MAX;  // halved at each 413; an outbox's: 1 after a refusal
   /// An outbox drops a message the broker refused this many times in a row (not for good:
