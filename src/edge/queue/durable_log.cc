@@ -257,6 +257,9 @@ Result<void> DurableLog::scan() {
       // Not one of ours, or its header is damaged: reported and removed (an empty newest
       // segment is a crash right after its creation).
       if (file_bytes > 0 || !newest) noteDamage(id, 0, file_bytes);
+      // An empty one that is not the newest: no bytes to count, but whatever it held is gone.
+      if (file_bytes == 0 && !newest)
+        corruption_ = fmt::format("{}: empty (not the newest segment), removed", segmentPath(id).string());
       disk_bytes_ -= std::min(disk_bytes_, seg.bytes);
       if (read_fd_ >= 0) ::close(read_fd_);
       read_fd_ = -1;

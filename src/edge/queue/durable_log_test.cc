@@ -330,6 +330,23 @@ TEST_F(DurableLogTest, ForeignOrHeaderlessSegmentIsReportedAndRemoved) {
   EXPECT_EQ(log->frames(), all.size());
 }
 
+TEST_F(DurableLogTest, AnEmptySegmentBeforeTheNewestIsReported) {
+  {
+    auto log = open();
+    for (int i = 0; i < 600; ++i) ASSERT_TRUE(log->append(0, fmt::format("x{}", i)).ok());
+  }
+  const auto segs = segments();
+  ASSERT_GE(segs.size(), 2u);
+  fs::resize_file(segs.front(), 0);
+  auto log = open();
+  EXPECT_NE(log->corruption().find("empty (not the newest segment), removed"), std::string::npos)
+      << log->corruption();
+  EXPECT_FALSE(fs::exists(segs.front()));
+  auto all = readAll(*log, log->cursor());
+  ASSERT_FALSE(all.empty());
+  EXPECT_EQ(all.back(), "x599");
+}
+
 TEST_F(DurableLogTest, AFileNamedLikeASegmentWithNoValidIdIsReportedAndRemoved) {
   {
     auto log = open();
