@@ -13,18 +13,26 @@ DeviceLimiter::DeviceLimiter(uint64_t rate, uint64_t burst)
     : rate_per_ms_(static_cast<double>(rate) / 1000.0), burst_(static_cast<double>(burst ? burst : rate)) {}
 
 bool DeviceLimiter::admit(std::string_view source, std::string_view device, int64_t now_ms) {
-  key_.assign(source).push_back('\0');
-  key_.append(device);
-  auto it = buckets_.find(key_);
-  if (it == buckets_.end()) {
-    if (buckets_.size() >= kMaxDevices) forgetIdle(now_ms);
-    if (buckets_.size() >= kMaxDevices) {
-      ++untracked_;
-      return true;
+  // A payload's readings mostly share one device: the bucket of the last one is at hand.
+  const bool same = last_ && key_.size() == source.size() + 1 + device.size() &&
+                    key_.compare(0, source.size(), source) == 0 && key_[source.size()] == '\0' &&
+                    key_.compare(source.size() + 1, device.size(), device) == 0;
+  if (!same) {
+    key_.assign(source).push_back('\0');
+    key_.append(device);
+    auto it = buckets_.find(key_);
+    if (it == buckets_.end()) {
+      if (buckets_.size() >= kMaxDevices) forgetIdle(now_ms);
+      if (buckets_.size() >= kMaxDevices) {
+        ++untracked_;
+        last_ = nullptr;  // key_ names a device without a bucket
+        return true;
+      }
+      it = buckets_.emplace(key_, Bucket{burst_, now_ms}).first;
     }
-    it = buckets_.emplace(key_, Bucket{burst_, now_ms}).first;
+    last_ = &it->second;  // elements of an unordered_map stay put until erased
   }
-  Bucket& b = it->second;
+  Bucket& b = *last_;
   if (now_ms > b.last_ms) {  // a wall clock that steps back refills nothing
     b.tokens = std::min(burst_, b.tokens + static_cast<double>(now_ms - b.last_ms) * rate_per_ms_);
     b.last_ms = now_ms;
@@ -47,6 +55,7 @@ bool DeviceLimiter::admit(std::string_view source, std::string_view device, int6
 }
 
 void DeviceLimiter::forgetIdle(int64_t now_ms) {
+  last_ = nullptr;
   // A bucket that has refilled says nothing a fresh one would not.
   std::erase_if(buckets_, [&](const auto& e) {
     const Bucket& b = e.second;

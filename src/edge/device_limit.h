@@ -58,7 +58,8 @@ class DeviceLimiter {
   double burst_;
   std::unordered_map<std::string, Bucket> buckets_;
   std::unordered_map<std::string, Recent> recent_;  // devices limited lately (at most 1,024)
-  std::string key_;                                 // scratch
+  std::string key_;                                 // the last reading's source '\0' device
+  Bucket* last_ = nullptr;                          // its bucket (null: look it up)
   uint64_t limited_ = 0, untracked_ = 0;
 };
 

@@ -61,5 +61,25 @@ TEST(DeviceLimiter, AFullTableForgetsIdleDevicesAndLetsNewOnesThroughUntracked) 
   EXPECT_EQ(limit.untracked(), 1u);
 }
 
+TEST(DeviceLimiter, TheLastDevicesBucketIsReusedOnlyForThatDevice) {
+  // Names that share a prefix, and the same device of another source, keep their own buckets
+  // although each is looked up right after the other.
+  DeviceLimiter limit(1, 2);
+  EXPECT_TRUE(limit.admit("s", "ab", 0));
+  EXPECT_TRUE(limit.admit("s", "a", 0));
+  EXPECT_TRUE(limit.admit("sa", "b", 0));
+  EXPECT_TRUE(limit.admit("s", "ab", 0));
+  EXPECT_FALSE(limit.admit("s", "ab", 0));  // its burst of 2 is spent, the others' are not
+  EXPECT_TRUE(limit.admit("s", "a", 0));
+  EXPECT_FALSE(limit.admit("s", "a", 0));
+  EXPECT_EQ(limit.devices(), 3u);
+  // A device let through untracked (full table) is not taken for the one looked up before.
+  DeviceLimiter full(1000, 1000);
+  for (size_t i = 0; i < DeviceLimiter::kMaxDevices; ++i) full.admit("s", std::to_string(i), 0);
+  EXPECT_TRUE(full.admit("s", "new", 0));
+  EXPECT_TRUE(full.admit("s", "new", 0));
+  EXPECT_EQ(full.untracked(), 2u);
+}
+
 }  // namespace
 }  // namespace ganglion::edge
