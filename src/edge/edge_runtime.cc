@@ -438,11 +438,16 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     if (paused == paused_) return;
     paused_ = paused;
     paused_flag.store(paused, std::memory_order_relaxed);
+    auto log = ingestLog();
+    const int64_t stalled = log ? log->stalledMs() : 0;  // senders keep waiting on fsyncs meanwhile
     if (paused) {
       paused_since_ = wallMillis();
+      stalled_at_pause_ = stalled;
       return;
     }
-    paused_ms_ += std::max<int64_t>(0, wallMillis() - paused_since_);
+    // idleClock() leaves out the stall already: the stop counts once.
+    paused_ms_ += std::max<int64_t>(0, wallMillis() - paused_since_ - (stalled - stalled_at_pause_));
+    resumed_ns_ = steadyNanos();  // readings held through the stop are not timed as rule latency
     if (pipeline_ && host_ && rules_set_) kick();
   }
   std::atomic<bool> paused_flag{false};  ///< for GET /edge (any thread)
@@ -553,7 +558,8 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
                       "(ganglion_edge_pipeline_dropped_total{{reason=\"series_limit\"}})",
                       config_.name, series.size()));
     }
-    arrived_ns_ = in.arrived_ns;  // what the rules fired by these readings measure from
+    // What the rules fired by these readings measure from (not readings a stop held).
+    arrived_ns_ = in.arrived_ns > resumed_ns_ ? in.arrived_ns : 0;
     pipeline_->push(batch_, now);
     arrived_ns_ = 0;
     mirror();
@@ -1042,7 +1048,9 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     std::vector<QueuedRecord> records;
     records.reserve(sinks_.empty() ? 0 : batch.records.size());
     for (const Record& r : batch.records) {
-      if (!rules_.empty()) runRules(r, batch, p);
+      // Stopped, a pipeline still closes its windows when it is replaced or at shutdown (their
+      // records reach the sinks), but its rules act on nothing.
+      if (!rules_.empty() && !paused_) runRules(r, batch, p);
       if (sinks_.empty() && !keep_recent_) continue;
       QueuedRecord q;
       appendRecordJson(q.json, r, batch, p);
@@ -1116,13 +1124,15 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   std::filesystem::path state_path_;
   std::chrono::milliseconds state_every_{30'000};
   int64_t state_saved_at_ = 0;
-  uint64_t state_changes_ = 0;   // values the stateful stages had taken + rule changes, at the last save
-  bool state_written_ = false;   // a save was asked for (the file then follows the state, even empty)
-  bool awaiting_state_ = false;  // a predecessor's state is on its way: nothing runs
-  bool rules_set_ = false;       // setRules() ran: pending rule state is applied at once
-  bool paused_ = false;          // stopped through the admin API: readings wait in the inbox
-  int64_t paused_since_ = 0;     // wall ms when it was stopped
-  int64_t paused_ms_ = 0;        // time spent stopped before, left out of idleClock()
+  uint64_t state_changes_ = 0;    // values the stateful stages had taken + rule changes, at the last save
+  bool state_written_ = false;    // a save was asked for (the file then follows the state, even empty)
+  bool awaiting_state_ = false;   // a predecessor's state is on its way: nothing runs
+  bool rules_set_ = false;        // setRules() ran: pending rule state is applied at once
+  bool paused_ = false;           // stopped through the admin API: readings wait in the inbox
+  int64_t paused_since_ = 0;      // wall ms when it was stopped
+  int64_t paused_ms_ = 0;         // time spent stopped before, left out of idleClock()
+  int64_t stalled_at_pause_ = 0;  // the ingest log's stalledMs() when it was stopped
+  int64_t resumed_ns_ = 0;        // steady clock when it was last started again
   // Frames of the ingest log run, trimmed, and covered by a state file on disk (counted since
   // start): the log is trimmed only past frames the saved state has learned.
   uint64_t ran_total_ = 0, trimmed_total_ = 0, saved_total_ = 0;
@@ -1481,6 +1491,7 @@ void EdgeRuntime::installConnectors(const EdgeConfig& cfg, size_t workers) {
 Result<void> EdgeRuntime::checkEndpoints(const EdgeConfig& next) const {
   for (const auto& c : next.connectors) {
     if (c.kind != "coap" || !c.listens) continue;
+    if (stopped_.contains("connectors", c.name)) continue;  // it will not bind: whoever holds the port may
     // An address one of ours holds is released before its successor binds it.
     const bool held = std::any_of(coap_.begin(), coap_.end(), [&](const auto& running) {
       const auto& r = running->config();
@@ -1881,6 +1892,15 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   if (!mqtt_.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   StateWriter::shared().flush();  // the detectors' state, saved by flush()
+  for (const auto& p : pipelines_)
+    if (const uint64_t held = p->waiting.load(); held && p->paused_flag.load())
+      logLine(p->logsIngest()
+                  ? fmt::format("edge: pipeline '{}' is stopped with {} readings waiting: its ingest log "
+                                "keeps them for when it is started",
+                                p->config().name, held)
+                  : fmt::format("edge: pipeline '{}' was stopped with {} readings waiting: lost at shutdown "
+                                "(it has no ingest log; one that feeds a durable sink has)",
+                                p->config().name, held));
   // The flush lambdas reference `flushed`: wait for them even past the limit; and a sink still
   // opening its durable queue on its worker must finish before the runtime goes.
   while (flushed.load() < pipelines_.size()) std::this_thread::sleep_for(std::chrono::milliseconds(1));

@@ -56,7 +56,14 @@ void StoppedParts::load(const std::filesystem::path& dir, const EdgeConfig& cfg)
   }
   const size_t before = stopped_.size();
   std::erase_if(stopped_, [&](const auto& p) { return !configHas(cfg, p.first, p.second); });
-  if (stopped_.size() != before)
+  bool changed = stopped_.size() != before;
+  if (dir / "stopped.state" != file_) {  // edge.data_dir moved: the set goes with the queues
+    std::error_code ec;
+    std::filesystem::remove(file_, ec);
+    file_ = dir / "stopped.state";
+    changed = true;
+  }
+  if (changed)
     if (auto saved = save(); !saved) logLine("edge: " + saved.error().message);
 }
 

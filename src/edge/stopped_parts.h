@@ -25,9 +25,10 @@ class StoppedParts {
   /// "pipeline", "connector", "sink": how messages name one.
   static std::string_view singular(std::string_view part);
 
-  /// Reads `dir`/stopped.state once (later calls do nothing); a file that cannot be read
-  /// leaves nothing stopped and says why. Then drops names `cfg` no longer has (saved when
-  /// that changed anything).
+  /// Reads `dir`/stopped.state once (later calls do not read it again); a file that cannot be
+  /// read leaves nothing stopped and says why. Then drops names `cfg` no longer has, and
+  /// moves the file when `dir` changed (edge.data_dir reloaded); saved when either changed
+  /// anything.
   void load(const std::filesystem::path& dir, const EdgeConfig& cfg);
   bool contains(std::string_view part, std::string_view name) const;
   /// Stops or starts one; whether that changed anything.

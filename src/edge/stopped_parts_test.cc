@@ -68,6 +68,20 @@ TEST_F(StoppedPartsTest, KeptInTheFileAndForgottenWhenTheConfigDropsTheName) {
   EXPECT_FALSE(fs::exists(dir_ / "stopped.state"));  // nothing stopped: no file
 }
 
+TEST_F(StoppedPartsTest, TheSetMovesWithTheDataDirectory) {
+  const EdgeConfig cfg = configWith("raw", "uplink");
+  StoppedParts s;
+  s.load(dir_ / "a", cfg);
+  s.set("sinks", "uplink", true);
+  ASSERT_TRUE(s.save().ok());
+  ASSERT_TRUE(fs::exists(dir_ / "a" / "stopped.state"));
+  s.load(dir_ / "b", cfg);  // edge.data_dir reloaded
+  EXPECT_FALSE(fs::exists(dir_ / "a" / "stopped.state"));
+  StoppedParts later;
+  later.load(dir_ / "b", cfg);
+  EXPECT_TRUE(later.contains("sinks", "uplink"));
+}
+
 TEST_F(StoppedPartsTest, AFileThatDoesNotReadStopsNothing) {
   {
     std::ofstream out(dir_ / "stopped.state", std::ios::binary);

@@ -525,6 +525,33 @@ class StartStop(unittest.TestCase):
                 self.assertIn("sink 'uplink' had 3 records not delivered at shutdown", gw.log_text())
             self.assertEqual(rx.records(), [])
 
+    def test_a_stopped_pipeline_closes_its_windows_at_shutdown_and_its_rules_do_not_act(self):
+        windowed = """  - name: win
+    from: [ lab ]
+    stages:
+      - window: { tumbling: 1h, by: [device, metric], aggregates: [count] }
+    to: [ uplink ]
+rules:
+  - name: every-window
+    when: "count > 0"
+    actions:
+      - forward: { to: alarms }
+"""
+        with Receiver() as rx, Receiver() as alarms:
+            text, port, admin = config(rx.port, pipelines=windowed)
+            sink = ("  - name: alarms\n    kind: http\n    url: http://%s:%d/alarms\n"
+                    "    batch: { max_records: 10, max_delay: 50ms }\n" % (LOCALHOST, alarms.port))
+            text = text.replace("pipelines:\n", sink + "pipelines:\n", 1)
+            gw = Gateway(text, admin_port=admin)
+            with gw:
+                self.send(gw, [1, 2, 3])
+                self.assertTrue(wait_until(lambda: self.edge(gw)["pipelines"][0]["readings_in"] == 3, timeout=5))
+                self.assertEqual(self.control(gw, "pipelines", "win", "stop").status, 200)
+                self.assertEqual(gw.stop(timeout=10), 0)
+            recs = rx.records()
+            self.assertEqual([(r["kind"], r["count"]) for r in recs], [("window", 3)])  # the data goes on
+            self.assertEqual(alarms.records(), [])  # the rule does not act while stopped
+
     def test_what_was_stopped_stays_stopped_across_a_restart_until_started(self):
         data = tempfile.mkdtemp(prefix="ganglion-stop-")
         try:

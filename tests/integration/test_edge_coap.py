@@ -192,6 +192,13 @@ class Endpoint(unittest.TestCase):
                 self.assertEqual([r["value"] for r in rx.records()], [1, 3])
                 self.assertFalse(connector_status(gw)["stopped"])
                 self.assertEqual(connector_status(gw)["readings"], 2)  # counters kept
+                # Stopped, its port may be taken by another program: a reload is not refused for it.
+                self.assertEqual(gw.admin("POST", "/edge/connectors/field/stop", token=TOKEN).status, 200)
+                squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                self.addCleanup(squatter.close)
+                squatter.bind((LOCALHOST, udp))
+                r = gw.admin("POST", "/reload", token=TOKEN)
+                self.assertEqual(r.status, 200, r.body)
 
     def test_each_refusal_has_its_code_and_reason(self):
         udp = free_port(udp=True)

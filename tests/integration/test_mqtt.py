@@ -200,6 +200,36 @@ class MqttIngest(unittest.TestCase):
                 self.assertTrue(c["session_present"])
                 self.assertFalse(c["stopped"])
 
+    def test_a_stop_in_mid_stream_takes_each_message_once_with_an_ingest_log(self):
+        # A durable sink gives the pipeline an ingest log: messages are acknowledged once on
+        # disk. A stop must send the acknowledgements still waiting before it disconnects, or
+        # the broker sends those messages again and they run twice.
+        import threading
+        # The broker keeps every message for the session while the connector is stopped (its
+        # default keeps 1,000).
+        with Mosquitto(extra="max_queued_messages 0") as broker, Receiver() as rx:
+            text, admin = config(broker, rx.port)
+            text = text.replace("    retry: { initial: 50ms, max: 200ms }\n",
+                                "    retry: { initial: 50ms, max: 200ms }\n    queue: { durable: true }\n")
+            with Gateway(text, admin_port=admin) as gw:
+                self.assertTrue(wait_until(lambda: connected(gw), timeout=5))
+                values = [str(i) for i in range(3000)]
+                pub = threading.Thread(target=broker.publish_many, args=("plant/pump-2/vibration", values, 1))
+                pub.start()
+                self.assertTrue(wait_until(lambda: len(rx.records()) >= 300, timeout=10), len(rx.records()))
+                self.assertEqual(gw.admin("POST", "/edge/connectors/plant/stop", token=TOKEN).status, 200)
+                self.assertTrue(wait_until(lambda: not connected(gw), timeout=5))
+                time.sleep(0.3)
+                self.assertEqual(gw.admin("POST", "/edge/connectors/plant/start", token=TOKEN).status, 200)
+                pub.join(30)
+                self.assertTrue(wait_until(lambda: len(rx.records()) >= 3000, timeout=15), len(rx.records()))
+                time.sleep(0.5)
+                got = [r["value"] for r in rx.records()]
+                self.assertEqual(len(got), 3000, "%d records, %d distinct, %d distinct ids" % (
+                    len(got), len(set(got)), len({r["id"] for r in rx.records()})))
+                self.assertEqual(got, [float(v) for v in values])  # in order, each once
+                self.assertNotIn("last_error", connector(gw))  # a stop is not an error
+
     def test_the_connector_comes_back_after_the_broker_restarts(self):
         broker = Mosquitto()
         with broker, Receiver() as rx:

@@ -59,11 +59,20 @@ void ModbusPoller::start() {
 }
 
 void ModbusPoller::stop() {
+  std::deque<PendingWrite> left;
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
+    left.swap(writes_);  // the poll thread makes none of them now
   }
   wake_.notify_all();
+  for (auto& w : left) {
+    const ModbusRegister& reg = config_.registers[w.index];
+    stats_->registers[w.index].write_failures.fetch_add(1, std::memory_order_relaxed);
+    if (w.done)
+      w.done(fmt::format("writing register '{}' ({} {}): not made: the connector stopped", reg.name,
+                         modbusTableName(reg.table), reg.address));
+  }
 }
 
 void ModbusPoller::join() {
@@ -206,12 +215,12 @@ void ModbusPoller::run() {
         continue;
       }
       {
-        std::lock_guard lock(mutex_);  // stopped meanwhile: its stopper has said "not connected"
+        std::lock_guard lock(mutex_);  // stopped meanwhile: its stopper says "not connected"
         if (stopping_) return;
+        stats_->connected.store(true);  // under the lock: never after the stopper's false
       }
       connected = true;
       failures = 0;
-      stats_->connected.store(true);
     }
     auto readings = std::make_shared<IncomingReadings>();
     readings->connector = config_.name;

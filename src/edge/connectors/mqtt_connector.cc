@@ -198,16 +198,30 @@ void MqttConnector::suspend(bool suspended) {
   if (!retry_timer_) return;  // not started: run() sees it first
   retry_timer_->cancel();     // a backoff, or the wait of a suspended connector, ends now
   if (!suspended) return;
-  if (auto link = link_; link && link->open) {
-    if (stats_->connected.load()) {
-      // A normal DISCONNECT: the broker keeps the session and queues what comes meanwhile.
-      mqtt::encodeDisconnect(version_, link->out);
-      link->close_after_write = true;
-      send(link);
-    } else {
-      link->close();
-    }
+  auto link = link_;
+  if (!link || !link->open) return;
+  ended_on_purpose_ = true;
+  if (!stats_->connected.load()) return link->close();  // still connecting
+  asio::co_spawn(worker_.io(), disconnectWhenAcked(shared_from_this(), link), asio::detached);
+}
+
+awaitable<void> MqttConnector::disconnectWhenAcked(std::shared_ptr<MqttConnector> self,
+                                                   std::shared_ptr<Link> link) {
+  // Messages that arrive from now on are neither taken nor acknowledged (onPublish): the
+  // broker keeps them for the session. Those taken already are acknowledged first, once the
+  // ingest log has them; else the broker would send them again and they would run twice.
+  asio::steady_timer wait(self->worker_.io());
+  const int64_t until = steadyMillis() + kAckWaitAtSuspendMs;
+  while (link->open && !link->pending.empty() && steadyMillis() < until) {
+    wait.expires_after(std::chrono::milliseconds(2));
+    co_await wait.async_wait(kNoThrow);
   }
+  if (!link->open) co_return;
+  // A normal DISCONNECT: the broker keeps the session and queues what comes meanwhile. Also
+  // when started again meanwhile: what it left unacknowledged comes again on a new connection.
+  mqtt::encodeDisconnect(self->version_, link->out);
+  link->close_after_write = true;
+  self->send(link);
 }
 
 void MqttConnector::stop() {
@@ -406,6 +420,7 @@ void MqttConnector::onOutgoingAck(const mqtt::Ack& ack, std::string& out) {
 }
 
 void MqttConnector::noteError(std::string what) {
+  if (ended_on_purpose_ || suspended_) return;  // a connection it closed itself: nothing went wrong
   // Broker text (reason strings, topics) is in it: no control characters, bounded.
   what = printableText(what, 512);
   logLine(fmt::format("edge: mqtt connector '{}': {}", config_.name, what));
@@ -430,7 +445,10 @@ awaitable<void> MqttConnector::run(std::shared_ptr<MqttConnector> self) {
     }
     const int64_t lasted = co_await self->session();
     if (self->stopped_) break;
-    if (self->suspended_) continue;
+    if (std::exchange(self->ended_on_purpose_, false)) {  // suspended (and maybe started again)
+      failures = 0;
+      continue;
+    }
     // A connection that held for reconnect.max starts the pauses again from `initial`; one that
     // the broker ends soon after CONNACK (a client id taken over, an ACL) keeps backing off.
     failures = lasted >= self->config_.reconnect.max.count() ? 1 : failures + 1;
@@ -672,9 +690,9 @@ awaitable<int64_t> MqttConnector::session() {
 
 void MqttConnector::onPublish(const mqtt::Publish& p, Inbound& in) {
   stats_->messages.fetch_add(1, std::memory_order_relaxed);
-  // Shutting down: neither taken nor acknowledged, so the broker sends QoS 1 and 2 messages
-  // again to the next session (QoS 0 ones are lost, as they would be a moment later).
-  if (intake_closed_) return;
+  // Shutting down or suspended: neither taken nor acknowledged, so the broker sends QoS 1 and 2
+  // messages again to the next session (QoS 0 ones are lost, as they would be a moment later).
+  if (intake_closed_ || suspended_ || ended_on_purpose_) return;
   auto ack = [&] { this->ack(p.qos, p.packet_id, in); };
   if (p.qos == 2 && awaiting_release_.count(p.packet_id)) {
     // Sent again before our PUBREC arrived: its readings were taken already.
@@ -842,7 +860,18 @@ awaitable<void> MqttConnector::writeLoop(std::shared_ptr<Link> link) {
     link->last_sent_ms = steadyMillis();
   }
   link->writing = false;
-  if (link->close_after_write) link->close();
+  if (link->close_after_write && link->open) {
+    // A half-close: the broker reads what was written (acknowledgements, DISCONNECT) before it
+    // sees the end. Closing with its messages unread here would reset the connection, and a
+    // reset can throw away what the broker had not read yet: then it sends those messages
+    // again. The read loop closes at the broker's end of stream, or the guard after a second.
+    boost::system::error_code ignored;
+    link->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    link->guard.expires_after(std::chrono::seconds(1));
+    link->guard.async_wait([link](boost::system::error_code ec) {
+      if (!ec) link->close();
+    });
+  }
 }
 
 awaitable<void> MqttConnector::keepAlive(std::shared_ptr<MqttConnector> self, std::shared_ptr<Link> link) {

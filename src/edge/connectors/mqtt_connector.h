@@ -112,6 +112,11 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   /// in order; a batch the ingest log refused closes the connection (the broker sends it and
   /// what came after again). The worker's thread.
   void flushAcks(const std::shared_ptr<Link>& link);
+  /// suspend()'s goodbye: waits (up to kAckWaitAtSuspendMs) for the acknowledgements still
+  /// waiting on the ingest log, then sends DISCONNECT. The worker's thread.
+  static boost::asio::awaitable<void> disconnectWhenAcked(std::shared_ptr<MqttConnector> self,
+                                                          std::shared_ptr<Link> link);
+  static constexpr int64_t kAckWaitAtSuspendMs = 2000;
   /// Batches of acknowledgements that may wait on the ingest log before reading pauses.
   static constexpr size_t kMaxPendingAcks = 64;
   static boost::asio::awaitable<void> run(std::shared_ptr<MqttConnector> self);
@@ -183,9 +188,10 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   std::shared_ptr<MqttStats> stats_;
   // Worker-owned:
   bool stopped_ = false;
-  bool suspended_ = false;      ///< suspend(): not connected, on purpose
-  bool intake_closed_ = false;  ///< closeIntake(): messages are left to the next session
-  bool subscribed_ = false;     ///< this instance subscribed once (later sessions may be resumed)
+  bool suspended_ = false;         ///< suspend(): not connected, on purpose
+  bool ended_on_purpose_ = false;  ///< suspend() is closing the connection (run() does not back off)
+  bool intake_closed_ = false;     ///< closeIntake(): messages are left to the next session
+  bool subscribed_ = false;        ///< this instance subscribed once (later sessions may be resumed)
   mqtt::Version version_;
   std::shared_ptr<Link> link_;
   std::unique_ptr<boost::asio::steady_timer> retry_timer_;
