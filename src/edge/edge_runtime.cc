@@ -1883,14 +1883,14 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
   };
   while (pending() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  // Then they say DISCONNECT (the broker keeps their sessions): a moment for it to be written.
+  // Then they say DISCONNECT (the broker keeps their sessions) and wait for the broker to close
+  // its end: a process that exits with the broker's messages unread resets the connection, and
+  // the broker may lose the last acknowledgements (it would send those messages again).
   for (auto& m : mqtt_) m->worker().post([m] { m->stop(); });
-  const auto said_bye = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
-  while (
-      std::any_of(mqtt_.begin(), mqtt_.end(), [](const auto& m) { return m->stats()->connected.load(); }) &&
-      std::chrono::steady_clock::now() < said_bye)
+  const auto said_bye = std::chrono::steady_clock::now() + std::chrono::milliseconds(1100);
+  while (std::any_of(mqtt_.begin(), mqtt_.end(), [](const auto& m) { return !m->ended(); }) &&
+         std::chrono::steady_clock::now() < said_bye)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  if (!mqtt_.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   StateWriter::shared().flush();  // the detectors' state, saved by flush()
   for (const auto& p : pipelines_)
     if (const uint64_t held = p->waiting.load(); held && p->paused_flag.load())

@@ -460,6 +460,7 @@ awaitable<void> MqttConnector::run(std::shared_ptr<MqttConnector> self) {
     self->retry_timer_->expires_after(std::chrono::milliseconds(pause));
     co_await self->retry_timer_->async_wait(kNoThrow);
   }
+  self->ended_.store(true);  // its last connection is closed
 }
 
 awaitable<bool> MqttConnector::handshake(const std::shared_ptr<Link>& link) {

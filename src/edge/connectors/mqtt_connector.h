@@ -75,6 +75,9 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   /// taken nor acknowledged (the broker keeps QoS 1 and 2 ones for the next session). The
   /// worker's thread.
   void closeIntake();
+  /// After stop(): its last connection is closed (the broker read the DISCONNECT and closed
+  /// its end, or a second passed). Any thread.
+  bool ended() const { return ended_.load(); }
   /// Stopped (true) through the admin API: says DISCONNECT (the broker keeps the session and
   /// queues QoS 1 and 2 messages for it) and stays away until suspend(false) connects again.
   /// Messages published meanwhile wait, as while the broker is away. Before start() on the
@@ -188,10 +191,11 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   std::shared_ptr<MqttStats> stats_;
   // Worker-owned:
   bool stopped_ = false;
-  bool suspended_ = false;         ///< suspend(): not connected, on purpose
-  bool ended_on_purpose_ = false;  ///< suspend() is closing the connection (run() does not back off)
-  bool intake_closed_ = false;     ///< closeIntake(): messages are left to the next session
-  bool subscribed_ = false;        ///< this instance subscribed once (later sessions may be resumed)
+  bool suspended_ = false;          ///< suspend(): not connected, on purpose
+  std::atomic<bool> ended_{false};  ///< run() returned
+  bool ended_on_purpose_ = false;   ///< suspend() is closing the connection (run() does not back off)
+  bool intake_closed_ = false;      ///< closeIntake(): messages are left to the next session
+  bool subscribed_ = false;         ///< this instance subscribed once (later sessions may be resumed)
   mqtt::Version version_;
   std::shared_ptr<Link> link_;
   std::unique_ptr<boost::asio::steady_timer> retry_timer_;
