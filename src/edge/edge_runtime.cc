@@ -465,8 +465,9 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   /// Runs queued readings through the pipeline, oldest first, in pieces of at most 1,024
   /// readings; after 2 ms it lets the worker's other work (its connections) run and comes back,
   /// so a backlog, or a slow pipeline, does not stall the worker. On its worker.
-  void drainInbox() {
-    if (awaiting_state_ || paused_) {  // adoptState() and setPaused() kick it
+  /// `to_the_end`: all of it at once, stopped or not (flush() at shutdown).
+  void drainInbox(bool to_the_end = false) {
+    if (!to_the_end && (awaiting_state_ || paused_)) {  // adoptState() and setPaused() kick it
       std::lock_guard lock(inbox_mutex_);
       drain_scheduled_ = false;
       return;
@@ -499,7 +500,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       } else {
         inbox_offset_ = to;
       }
-    } while (std::chrono::steady_clock::now() < until);
+    } while (to_the_end || std::chrono::steady_clock::now() < until);
     trimIngest();  // soon, not only at the next tick: less for a crash to run twice
     host_->worker(worker_).post([self = shared_from_this()] { self->drainInbox(); });
   }
@@ -723,6 +724,9 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   void flush() {
     if (retired_) return;
     if (awaiting_state_) adoptState({});  // shutdown before the predecessor handed it over
+    // Stopped, with readings acknowledged and held in memory only: they run now (its rules
+    // still do not act) rather than die with the process. An ingest log keeps them instead.
+    if (paused_ && !logsIngest()) drainInbox(true);
     pipeline_->flush(wallMillis());
     mirror();
     trimIngest();  // every window closed: what ran is done once the sinks have it on disk
@@ -1339,6 +1343,9 @@ void EdgeRuntime::install(std::shared_ptr<const EdgeConfig> version, const std::
       return !p->statePath().empty() && p->statePath() == old->statePath();
     });
     host_.worker(old->worker()).post([this, old, list, next, keeps_file] {
+      if (const uint64_t held = old->waiting.load(); held && !next)
+        logLine(fmt::format("edge: pipeline '{}' removed with {} readings waiting: they go with it",
+                            old->config().name, held));
       old->retire();
       old->dropIngest();
       if (next) {
@@ -1671,6 +1678,12 @@ int EdgeRuntime::deliver(std::string_view connector, std::shared_ptr<IncomingRea
   return static_cast<int>(entry->pipelines.size());
 }
 
+bool EdgeRuntime::connectorStopped(std::string_view connector) const {
+  const auto routing = routing_.load();
+  const Routing::Entry* e = routing->find(connector);
+  return e && e->stopped;
+}
+
 void EdgeRuntime::countIngest(std::string_view connector, size_t readings, size_t rejected, size_t refused,
                               size_t payloads) {
   auto routing = routing_.load();
@@ -1894,13 +1907,10 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
   StateWriter::shared().flush();  // the detectors' state, saved by flush()
   for (const auto& p : pipelines_)
     if (const uint64_t held = p->waiting.load(); held && p->paused_flag.load())
-      logLine(p->logsIngest()
-                  ? fmt::format("edge: pipeline '{}' is stopped with {} readings waiting: its ingest log "
-                                "keeps them for when it is started",
-                                p->config().name, held)
-                  : fmt::format("edge: pipeline '{}' was stopped with {} readings waiting: lost at shutdown "
-                                "(it has no ingest log; one that feeds a durable sink has)",
-                                p->config().name, held));
+      logLine(
+          fmt::format("edge: pipeline '{}' is stopped with {} readings waiting: its ingest log keeps "
+                      "them for when it is started",
+                      p->config().name, held));
   // The flush lambdas reference `flushed`: wait for them even past the limit; and a sink still
   // opening its durable queue on its worker must finish before the runtime goes.
   while (flushed.load() < pipelines_.size()) std::this_thread::sleep_for(std::chrono::milliseconds(1));

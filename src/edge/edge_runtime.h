@@ -140,6 +140,8 @@ class EdgeRuntime final : public telemetry::MetricsSource {
   /// Any thread.
   int deliver(std::string_view connector, std::shared_ptr<IncomingReadings> readings,
               std::shared_ptr<DeliveryTicket>* ticket = nullptr);
+  /// Whether the admin API stopped `connector`. Any thread.
+  bool connectorStopped(std::string_view connector) const;
   /// Counts a connector's payloads (`payloads` of them, `refused` of those refused whole)
   /// and readings. Any thread.
   void countIngest(std::string_view connector, size_t readings, size_t rejected, size_t refused,

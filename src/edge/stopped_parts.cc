@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <cctype>
 #include <system_error>
 
 #include "base/log.h"
+#include "base/strings.h"
 #include "edge/edge_config.h"
 #include "edge/state/state_file.h"
 
@@ -16,6 +18,20 @@ namespace json = boost::json;
 namespace {
 
 constexpr std::string_view kParts[] = {"pipelines", "connectors", "sinks"};
+/// A larger file is not read: no set the admin API writes comes near it (names are short).
+constexpr uintmax_t kMaxFileBytes = 1u << 20;
+
+/// `name` as one path segment (what to type in a URL: "a/b" is "a%2Fb").
+std::string pathSegment(std::string_view name) {
+  std::string out;
+  for (const unsigned char c : name) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
+      out.push_back(static_cast<char>(c));
+    else
+      out += fmt::format("%{:02X}", c);
+  }
+  return out;
+}
 
 /// Whether `cfg` has a part of that kind and name.
 bool configHas(const EdgeConfig& cfg, std::string_view part, std::string_view name) {
@@ -40,7 +56,11 @@ void StoppedParts::load(const std::filesystem::path& dir, const EdgeConfig& cfg)
   if (!loaded_) {
     loaded_ = true;
     file_ = dir / "stopped.state";
-    auto body = readStateFile(file_);
+    std::error_code size_ec;
+    const uintmax_t size = std::filesystem::file_size(file_, size_ec);
+    auto body = !size_ec && size > kMaxFileBytes
+                    ? Result<std::string>(Error(fmt::format("it is larger than {} bytes", kMaxFileBytes)))
+                    : readStateFile(file_);
     auto read = body ? decode(*body) : Result<std::set<std::pair<std::string, std::string>>>(body.error());
     if (!read)
       logLine(
@@ -52,7 +72,7 @@ void StoppedParts::load(const std::filesystem::path& dir, const EdgeConfig& cfg)
         logLine(
             fmt::format("edge: {} '{}' stays stopped (stopped through the admin API; POST "
                         "/edge/{}/{}/start starts it)",
-                        singular(part), name, part, name));
+                        singular(part), printableText(name, 200), part, pathSegment(name)));
   }
   const size_t before = stopped_.size();
   std::erase_if(stopped_, [&](const auto& p) { return !configHas(cfg, p.first, p.second); });

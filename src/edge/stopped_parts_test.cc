@@ -94,6 +94,14 @@ TEST_F(StoppedPartsTest, AFileThatDoesNotReadStopsNothing) {
   StoppedParts t;
   t.load(dir_, configWith("raw", "uplink"));
   EXPECT_TRUE(t.all().empty());
+  // A valid file far larger than any set the admin API writes is not read at all.
+  std::string big = R"({"sinks":["uplink")";
+  while (big.size() < (2u << 20)) big += R"(,"a-name-that-no-config-has")";
+  big += "]}";
+  ASSERT_TRUE(writeStateFile(dir_ / "stopped.state", big).ok());
+  StoppedParts u;
+  u.load(dir_, configWith("raw", "uplink"));
+  EXPECT_FALSE(u.contains("sinks", "uplink"));
 }
 
 TEST(StoppedPartsCodec, RoundTripsAndRefusesWhatItDoesNotWrite) {

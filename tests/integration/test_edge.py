@@ -493,6 +493,7 @@ class StartStop(unittest.TestCase):
                 r = post(gw, "/ingest/pump-1", json.dumps({"value": 1}))
                 self.assertEqual(r.status, 503, r.body)
                 self.assertEqual(r.json()["error"]["type"], "connector_stopped")
+                self.assertEqual(post(gw, "/ingest/pump-1", "{not json").status, 503)  # the body is not read
                 self.assertIn("connector 'lab' is stopped", r.json()["error"]["message"])
                 self.assertTrue(self.edge(gw)["connectors"][0]["stopped"])
                 self.assertEqual(self.control(gw, "connectors", "lab", "start").status, 200)
@@ -551,6 +552,18 @@ rules:
             recs = rx.records()
             self.assertEqual([(r["kind"], r["count"]) for r in recs], [("window", 3)])  # the data goes on
             self.assertEqual(alarms.records(), [])  # the rule does not act while stopped
+
+    def test_a_stopped_pipeline_without_an_ingest_log_runs_what_it_holds_at_shutdown(self):
+        # Acknowledged (202) and held in memory: they reach the sink rather than die with the process.
+        with Receiver() as rx:
+            text, port, admin = config(rx.port)
+            gw = Gateway(text, admin_port=admin)
+            with gw:
+                self.assertEqual(self.control(gw, "pipelines", "raw", "stop").status, 200)
+                self.send(gw, range(5))
+                self.assertTrue(wait_until(lambda: self.edge(gw)["pipelines"][0]["waiting"] == 5, timeout=5))
+                self.assertEqual(gw.stop(timeout=10), 0)
+            self.assertEqual([r["value"] for r in rx.records()], list(range(5)))
 
     def test_what_was_stopped_stays_stopped_across_a_restart_until_started(self):
         data = tempfile.mkdtemp(prefix="ganglion-stop-")

@@ -192,13 +192,24 @@ class Endpoint(unittest.TestCase):
                 self.assertEqual([r["value"] for r in rx.records()], [1, 3])
                 self.assertFalse(connector_status(gw)["stopped"])
                 self.assertEqual(connector_status(gw)["readings"], 2)  # counters kept
-                # Stopped, its port may be taken by another program: a reload is not refused for it.
+                # Stopped, its port may be taken by another program: a reload is not refused for it,
+                # and a start does not share the port (libcoap binds with SO_REUSEADDR; so may the
+                # other program): it waits until the port is free.
                 self.assertEqual(gw.admin("POST", "/edge/connectors/field/stop", token=TOKEN).status, 200)
                 squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 self.addCleanup(squatter.close)
+                squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 squatter.bind((LOCALHOST, udp))
                 r = gw.admin("POST", "/reload", token=TOKEN)
                 self.assertEqual(r.status, 200, r.body)
+                self.assertEqual(gw.admin("POST", "/edge/connectors/field/start", token=TOKEN).status, 200)
+                self.assertTrue(wait_until(lambda: "already in use" in connector_status(gw).get("last_error", ""),
+                                           timeout=3), connector_status(gw))
+                self.assertFalse(connector_status(gw)["listening"])
+                squatter.close()
+                self.assertTrue(wait_until(lambda: connector_status(gw)["listening"], timeout=3))
+                self.assertNotIn("last_error", connector_status(gw))
+                self.assertEqual(exchange(sock, post_raw(udp, 4, "pump-1", "4"))["code"], "2.04")
 
     def test_each_refusal_has_its_code_and_reason(self):
         udp = free_port(udp=True)

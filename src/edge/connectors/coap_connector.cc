@@ -505,6 +505,13 @@ bool CoapConnector::bind() {
     noteError(fmt::format("listen: {}; trying again every second", addr.error().message));
     return false;
   }
+  // libcoap binds with SO_REUSEADDR, which a socket another program bound the same way (while
+  // this connector was stopped, or before it could bind) would share: the datagrams would go
+  // to either. A bind without it, first, refuses any socket on the address.
+  if (auto free = probeUdpListen(config_.listen); !free) {
+    noteError(free.error().message + "; trying again every second");
+    return false;
+  }
   if (!coap_new_endpoint(c.ctx, &*addr, config_.speaksDtls() ? COAP_PROTO_DTLS : COAP_PROTO_UDP)) {
     noteError(
         fmt::format("cannot listen on {}:{} (UDP): in use or not an address here; trying again every second",
@@ -513,6 +520,7 @@ bool CoapConnector::bind() {
   }
   stopSharing(*addr);
   stats_->listening = true;
+  noteError({});  // bound: what failed before is over
   return true;
 }
 

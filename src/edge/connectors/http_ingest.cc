@@ -56,6 +56,9 @@ http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
     co_return co_await conn.sendError(405, "method_not_allowed", "ingest routes take readings with POST",
                                       &allow);
   }
+  if (runtime_.connectorStopped(connector.name))  // before the body: none of it is read
+    co_return co_await conn.sendError(503, "connector_stopped",
+                                      fmt::format("connector '{}' is stopped", connector.name));
   auto format = formatOfContentType(request.headers.get("content-type"), connector.format);
   if (!format) runtime_.countIngest(connector.name, 0, 0, true);
   if (!format)
