@@ -437,7 +437,6 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   void setPaused(bool paused) {
     if (paused == paused_) return;
     paused_ = paused;
-    paused_flag.store(paused, std::memory_order_relaxed);
     auto log = ingestLog();
     const int64_t stalled = log ? log->stalledMs() : 0;  // senders keep waiting on fsyncs meanwhile
     if (paused) {
@@ -450,7 +449,6 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     resumed_ns_ = steadyNanos();  // readings held through the stop are not timed as rule latency
     if (pipeline_ && host_ && rules_set_) kick();
   }
-  std::atomic<bool> paused_flag{false};  ///< for GET /edge (any thread)
 
   /// Starts running what openIngest() queued. On its worker.
   void kick() {
@@ -1514,17 +1512,7 @@ Result<void> EdgeRuntime::checkEndpoints(const EdgeConfig& next) const {
 
 Result<json::object> EdgeRuntime::setStopped(std::string_view part, std::string_view name, bool stop) {
   const std::string_view kind = StoppedParts::singular(part);
-  bool known = false;
-  if (installed_) {
-    auto named = [&](const auto& list) {
-      return std::any_of(list.begin(), list.end(), [&](const auto& x) { return x.name == name; });
-    };
-    known = part == "pipelines"    ? named(installed_->pipelines)
-            : part == "connectors" ? named(installed_->connectors)
-            : part == "sinks"      ? named(installed_->sinks)
-                                   : false;
-  }
-  if (!known)
+  if (!installed_ || !StoppedParts::configHas(*installed_, part, name))
     return Error(fmt::format("no {} named '{}' in the running config", kind, printableText(name, 200)),
                  fmt::format("{}_not_found", kind), 404);
   json::object out;
@@ -1877,7 +1865,7 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
   // A stopped sink, or one whose connector is stopped, keeps what it holds: not waited for.
   auto delivers = [&](const SinkHost& s) {
-    if (s.paused_flag.load()) return false;
+    if (s.config().kind != SinkHost::kOutbox && stopped_.contains("sinks", s.config().name)) return false;
     if (s.config().kind == SinkHost::kOutbox) return !stopped_.contains("connectors", s.config().name);
     if (s.config().kind == "mqtt") return !stopped_.contains("connectors", s.config().connector);
     return true;
@@ -1906,7 +1894,7 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   StateWriter::shared().flush();  // the detectors' state, saved by flush()
   for (const auto& p : pipelines_)
-    if (const uint64_t held = p->waiting.load(); held && p->paused_flag.load())
+    if (const uint64_t held = p->waiting.load(); held && stopped_.contains("pipelines", p->config().name))
       logLine(
           fmt::format("edge: pipeline '{}' is stopped with {} readings waiting: its ingest log keeps "
                       "them for when it is started",

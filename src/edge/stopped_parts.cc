@@ -33,8 +33,9 @@ std::string pathSegment(std::string_view name) {
   return out;
 }
 
-/// Whether `cfg` has a part of that kind and name.
-bool configHas(const EdgeConfig& cfg, std::string_view part, std::string_view name) {
+}  // namespace
+
+bool StoppedParts::configHas(const EdgeConfig& cfg, std::string_view part, std::string_view name) {
   auto named = [&](const auto& list) {
     return std::any_of(list.begin(), list.end(), [&](const auto& x) { return x.name == name; });
   };
@@ -43,8 +44,6 @@ bool configHas(const EdgeConfig& cfg, std::string_view part, std::string_view na
   if (part == "sinks") return named(cfg.sinks);
   return false;
 }
-
-}  // namespace
 
 bool StoppedParts::knownPart(std::string_view part) {
   return std::find(std::begin(kParts), std::end(kParts), part) != std::end(kParts);

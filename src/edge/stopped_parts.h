@@ -22,6 +22,8 @@ class StoppedParts {
  public:
   /// The parts the admin API names: "pipelines", "connectors", "sinks". False for others.
   static bool knownPart(std::string_view part);
+  /// Whether `cfg` has a part (`part`, as above) named `name`.
+  static bool configHas(const EdgeConfig& cfg, std::string_view part, std::string_view name);
   /// "pipeline", "connector", "sink": how messages name one.
   static std::string_view singular(std::string_view part);
 

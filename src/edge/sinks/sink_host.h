@@ -103,10 +103,8 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   /// finishes. Main thread before start() is posted, then on the sink's worker.
   void setPaused(bool paused) {
     paused_ = paused;
-    paused_flag.store(paused, std::memory_order_relaxed);
     if (!paused && wake_ && waiting_for_records_) wake_->cancel();
   }
-  std::atomic<bool> paused_flag{false};  ///< for GET /edge and drain() (any thread)
 
   /// Appends records (in order). On the sink's worker.
   void enqueue(std::vector<QueuedRecord> records);
