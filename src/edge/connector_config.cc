@@ -1156,6 +1156,7 @@ void readConnectors(Reader& r, const config::Node& list, EdgeConfig& out) {
     c.at = n.place();
     const size_t errors = r.errors.size();
     readFields(connectorSchema(), n, c, r);
+    checkPartName(r, n, "connector", c.name);
     if (c.kind == "mqtt") {
       if (!n["url"].IsDefined()) r.fail(n, "an mqtt connector needs 'url': mqtt://host:1883");
       // Without `subscribe` it only publishes (rules' publish, mqtt sinks); a pipeline cannot read it.

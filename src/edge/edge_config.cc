@@ -516,6 +516,14 @@ const Schema<EdgeSettings>& edgeSettingsSchema() {
 
 // ---- readers
 
+void checkPartName(Reader& r, const config::Node& n, std::string_view kind, const std::string& name) {
+  if (name == "." || name == "..")
+    r.fail(n["name"],
+           fmt::format("a {} cannot be named '{}': the admin API addresses it by its name as a path "
+                       "segment (/edge/{}s/<name>), and '{}' is not one",
+                       kind, name, kind, name));
+}
+
 void readSinks(Reader& r, const config::Node& list, EdgeConfig& out) {
   r.forEach(list, "sinks", [&](const config::Node& n) {
     if (!n.IsMap()) return r.fail(n, "a sink is a map: { name, kind, url, batch, queue }");
@@ -523,6 +531,7 @@ void readSinks(Reader& r, const config::Node& list, EdgeConfig& out) {
     s.at = n.place();
     const size_t errors = r.errors.size();
     readFields(sinkSchema(), n, s, r);
+    checkPartName(r, n, "sink", s.name);
     if (s.retry.max < s.retry.initial) r.fail(n["retry"], "retry.max must be at least retry.initial");
     const bool mqtt_sink = s.kind == "mqtt";
     const bool local_sink = s.kind == "tsdb";
@@ -582,6 +591,7 @@ void readPipelines(Reader& r, const config::Node& list, EdgeConfig& out) {
     p.at = n.place();
     const size_t errors = r.errors.size();
     readFields(pipelineSchema(), n, p, r);
+    checkPartName(r, n, "pipeline", p.name);
     if (n["name"].IsDefined() && p.name.empty())
       r.fail(n["name"], "a pipeline's name must not be empty (it names its files and its records' ids)");
     for (const auto& c : p.from) {

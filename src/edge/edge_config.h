@@ -368,6 +368,11 @@ bool parseTopicTemplate(config::Reader& r, const config::Node& v, std::string_vi
 const MqttSubscription* subscriptionReading(const EdgeConfig& cfg, const std::string& connector,
                                             const TopicTemplate& topic);
 
+/// Fails at `n["name"]` when `name` is `.` or `..`: the admin API addresses a pipeline,
+/// connector or sink by its name as one path segment, and a client or proxy folds those two
+/// away (`/edge/sinks/../stop`). `kind` is "pipeline", "connector" or "sink". Config load.
+void checkPartName(config::Reader& r, const config::Node& n, std::string_view kind, const std::string& name);
+
 void readConnectors(config::Reader& r, const config::Node& list, EdgeConfig& out);
 void readSinks(config::Reader& r, const config::Node& list, EdgeConfig& out);
 /// After connectors and sinks: `from` and `to` must name them.

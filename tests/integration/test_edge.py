@@ -643,6 +643,21 @@ class ConfigErrors(unittest.TestCase):
         code, out = self.check(text.replace("- name: raw", '- name: ""'))
         self.assertIn("a pipeline's name must not be empty", out)
 
+    def test_dot_names_are_refused_for_what_the_admin_api_addresses(self):
+        # POST /edge/sinks/../stop is folded to /edge/stop by clients and proxies: a part named
+        # '.' or '..' could never be stopped or started, so the config refuses the name.
+        text, _, _ = config(free_port())
+        for name in (".", ".."):
+            code, out = self.check(text.replace("- name: raw", "- name: '%s'" % name))
+            self.assertNotEqual(code, 0)
+            self.assertIn("a pipeline cannot be named '%s'" % name, out)
+            code, out = self.check(text.replace("- { name: lab,", "- { name: '%s'," % name))
+            self.assertIn("a connector cannot be named '%s'" % name, out)
+            code, out = self.check(text.replace("- name: uplink", "- name: '%s'" % name))
+            self.assertIn("a sink cannot be named '%s'" % name, out)
+        code, out = self.check(text.replace("- name: raw", "- name: '...'"))
+        self.assertEqual(code, 0, out)  # three dots are a segment like any other
+
 
 if __name__ == "__main__":
     unittest.main()
