@@ -468,7 +468,9 @@ TEST(EdgeRecordJson, WireFormOfReadingsWindowsAndEvents) {
   EXPECT_EQ(v["attrs"].as_object()["line"].to_number<double>(), 3.0);
   EXPECT_TRUE(v["attrs"].as_object()["bad"].is_null());
 
-  for (int i = 0; i < 6; ++i) h.reading("d", "m", i * 1000, 1 + (i % 2) * 0.01);
+  for (int i = 0; i < 6; ++i)
+    h.reading("d", "m", i * 1000, 1 + (i % 2) * 0.01, 0, "plant", Quality::kGood,
+              100 + static_cast<uint64_t>(i));
   h.reading("d", "m", 6000, 50);
   h.reading("d", "m", 7000, 1);
   auto windows = h.ofKind(RecordKind::kWindow);
@@ -476,7 +478,7 @@ TEST(EdgeRecordJson, WireFormOfReadingsWindowsAndEvents) {
   json.clear();
   appendRecordJson(json, windows[0], h.out, *h.pipeline);
   auto w = boost::json::parse(json).as_object();
-  EXPECT_EQ(w["id"], "p.stages[0].window//d/m/0");
+  EXPECT_EQ(w["id"], "p.stages[0].window//d/m/0-100");  // ts, then its oldest reading's number
   EXPECT_TRUE(w["source"].is_null());
   EXPECT_EQ(w["kind"], "window");
   EXPECT_FALSE(w.contains("value"));
@@ -494,6 +496,7 @@ TEST(EdgeRecordJson, WireFormOfReadingsWindowsAndEvents) {
   Record x;
   x.kind = RecordKind::kWindow;
   x.ts = 1;
+  x.seq = 9;
   x.origin = h.pipeline->origin("o");
   x.series = h.pipeline->series().intern("", "a/b", "c");
   Record y = x;
@@ -502,8 +505,8 @@ TEST(EdgeRecordJson, WireFormOfReadingsWindowsAndEvents) {
   appendRecordId(id_x, x, *h.pipeline);
   appendRecordId(id_y, y, *h.pipeline);
   EXPECT_NE(id_x, id_y);
-  EXPECT_EQ(id_x, "o//a%2Fb/c/1");
-  EXPECT_EQ(id_y, "o//a/b%2Fc/1");
+  EXPECT_EQ(id_x, "o//a%2Fb/c/1-9");
+  EXPECT_EQ(id_y, "o//a/b%2Fc/1-9");
   EXPECT_EQ(e["detector"], "vib");
   EXPECT_EQ(e["verdict"], "anomaly");
   EXPECT_EQ(e["value"].to_number<double>(), 50.0);

@@ -161,7 +161,10 @@ struct Field {
 };
 
 /// A record. `value` is NaN when the record has none (a window's record carries aggregates in
-/// fields instead). `origin` and `seq` make its id (`<origin name>-<seq>` on the wire).
+/// fields instead). `origin` and `seq` make a reading's id (`<origin name>-<seq>` on the wire);
+/// `seq` is the ingest log's number of a reading, and of a derived record the number of the
+/// reading it came from (an event) or of its oldest one (a window, an FFT block), which a
+/// replay after a crash gives it again.
 struct Record {
   int64_t ts = 0;  ///< event time, epoch milliseconds (a window's record: the window's start)
   double value = std::numeric_limits<double>::quiet_NaN();

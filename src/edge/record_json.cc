@@ -77,6 +77,10 @@ void appendRecordId(std::string& out, const Record& r, const Pipeline& pipeline)
     }
   }
   fmt::format_to(std::back_inserter(out), "/{}", r.ts);
+  // A window (or FFT block) also names its oldest reading: reloads A→B→A within one interval
+  // give A's settings two partial windows of the same start, and only their readings differ.
+  // The number is the ingest log's, so a window rebuilt by replay after a crash keeps its id.
+  if (r.kind == RecordKind::kWindow) fmt::format_to(std::back_inserter(out), "-{}", r.seq);
 }
 
 void appendRecordJson(std::string& out, const Record& r, const Batch& batch, const Pipeline& pipeline,

@@ -10,9 +10,10 @@
 
 namespace ganglion::edge {
 
-/// The record's id: a reading's `<connector>-<seq>`; a window's or event's
-/// `<origin>/<source>/<device>/<metric>/<ts>`, each part with '%' and '/' percent-encoded (the
-/// same window or event produced again after a restart gets the same id).
+/// The record's id: a reading's `<connector>-<seq>`; an event's
+/// `<origin>/<source>/<device>/<metric>/<ts>`, a window's the same with `-<seq>` (its oldest
+/// reading's) after the ts; each part with '%' and '/' percent-encoded (the same window or
+/// event produced again after a restart gets the same id).
 void appendRecordId(std::string& out, const Record& r, const Pipeline& pipeline);
 
 /// Appends `r` (of `batch`, in `pipeline`) as one JSON object. `id_suffix` is added to its id

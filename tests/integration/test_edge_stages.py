@@ -422,7 +422,18 @@ class WindowIds(unittest.TestCase):
                 self.assertEqual((first["ts"], first["count"]), (t0, 5))
                 self.assertEqual((second["ts"], second["count"]), (t0, 3))
                 self.assertNotEqual(first["id"], second["id"])
-                self.assertRegex(first["id"], r"^w\.stages\[0\]\.window@[0-9a-f]{8}/")
+                self.assertRegex(first["id"], r"^w\.stages\[0\]\.window@[0-9a-f]{8}/.*/%d-[0-9]+$" % t0)
+                # Back to the first settings, still within the interval: a third partial window
+                # of the same start under the first generation, which a receiver de-duplicating
+                # on ids (tsdb) must not take for the first one.
+                gw.reload_file(text)
+                self.assertEqual(gw.admin("POST", "/reload", token=TOKEN).status, 200)
+                readings(gw, "m", [{"value": 1, "ts": t0 + 8 + i} for i in range(2)])
+                self.assertTrue(wait_until(lambda: len(rx.records()) == 3, timeout=5))  # wall-clock close
+                third = rx.records()[2]
+                self.assertEqual((third["ts"], third["count"]), (t0, 2))
+                self.assertEqual(third["id"].split("/")[0], first["id"].split("/")[0])  # the same generation
+                self.assertEqual(len({first["id"], second["id"], third["id"]}), 3)
 
 
 FORGETFUL = """  - name: forgetful

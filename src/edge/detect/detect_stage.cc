@@ -66,7 +66,7 @@ void DetectStage::process(Batch& batch, StageContext& ctx) {
     event.ts = r.ts;
     if (features_.size() == 1) event.value = xs_[0];
     event.origin = origin_;
-    event.seq = static_cast<uint64_t>(r.ts);
+    event.seq = r.seq;
     event.quality = r.quality;
     reason_.clear();
     detector_->explainAll(feature_names_, xs_, j, reason_);

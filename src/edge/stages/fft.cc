@@ -123,7 +123,7 @@ void FftStage::transform(SeriesId series, Block& block, Batch& out) {
   r.ts = std::max(block.first_ts, block.out_ts == INT64_MIN ? INT64_MIN : block.out_ts + 1);
   block.out_ts = r.ts;
   r.origin = origin_;
-  r.seq = static_cast<uint64_t>(block.first_ts);
+  r.seq = block.first_seq;
   out.push(r);
   out.addNumber(count_field_, n);
   out.addNumber(window_ms_field_, std::round(n * 1000.0 / spec_.sample_rate));

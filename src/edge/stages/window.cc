@@ -236,7 +236,7 @@ void WindowStage::emit(const Group& g, Accumulator& acc, Batch& out) {
   r.series = g.out_series;
   r.ts = acc.start;
   r.origin = origin_;
-  r.seq = static_cast<uint64_t>(acc.start);
+  r.seq = acc.min_seq;  // in its id: see appendRecordId
   out.push(r);
   out.addNumber(window_ms_field_, static_cast<double>(endOf(acc) - acc.start));
   if (samples_) acc.sortSamples();
