@@ -1037,8 +1037,10 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     if (sink->worker() == worker_) {
       sink->enqueue(std::move(records));
     } else {
+      sink->in_transit.fetch_add(1);
       host_->worker(sink->worker()).post([sink, records = std::move(records)]() mutable {
         sink->enqueue(std::move(records));
+        sink->in_transit.fetch_sub(1);
       });
     }
   }
@@ -1879,7 +1881,7 @@ void EdgeRuntime::drain(std::chrono::milliseconds limit) {
       if (p->savingState() || p->trimming()) return true;  // this order: see saveState()
     for (const auto* list : {&sinks_, &outboxes_})
       for (const auto& s : *list)
-        if (s->queued_records.load() && delivers(*s)) return true;
+        if ((s->queued_records.load() || s->in_transit.load()) && delivers(*s)) return true;
     return false;
   };
   while (pending() && std::chrono::steady_clock::now() < deadline)

@@ -549,8 +549,9 @@ rules:
                 self.assertTrue(wait_until(lambda: self.edge(gw)["pipelines"][0]["readings_in"] == 3, timeout=5))
                 self.assertEqual(self.control(gw, "pipelines", "win", "stop").status, 200)
                 self.assertEqual(gw.stop(timeout=10), 0)
+                log = gw.log_text()
             recs = rx.records()
-            self.assertEqual([(r["kind"], r["count"]) for r in recs], [("window", 3)])  # the data goes on
+            self.assertEqual([(r["kind"], r["count"]) for r in recs], [("window", 3)], log)  # the data goes on
             self.assertEqual(alarms.records(), [])  # the rule does not act while stopped
 
     def test_a_stopped_pipeline_without_an_ingest_log_runs_what_it_holds_at_shutdown(self):

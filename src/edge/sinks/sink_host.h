@@ -129,6 +129,9 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   }
   std::atomic<bool> durable{false};
   std::atomic<bool> started{false};  ///< start() ran (its queue is open)
+  /// Batches of records posted to its worker by another (a pipeline's, a rule's) and not yet
+  /// enqueued: queued_records does not count them yet, and shutdown must wait for them.
+  std::atomic<uint32_t> in_transit{0};
   mutable std::mutex error_mutex;
   std::string last_error;
   std::string queue_error;  ///< why the durable queue is not used, or refused records (not a delivery's)
