@@ -230,6 +230,37 @@ class MqttIngest(unittest.TestCase):
                 self.assertEqual(got, [float(v) for v in values])  # in order, each once
                 self.assertNotIn("last_error", connector(gw))  # a stop is not an error
 
+    def test_a_full_pipeline_holds_the_broker_back_and_loses_nothing(self):
+        # docs/edge.md "Flow control": with 200,000 readings waiting (here: a stopped pipeline),
+        # the connector stops reading and acknowledging; paused_ms shows the stall while it
+        # lasts; started, the pipeline takes every reading, and the broker the rest.
+        pipeline = lambda gw: gw.admin("GET", "/edge", token=TOKEN).json()["pipelines"][0]  # noqa: E731
+        with Mosquitto() as broker, Receiver() as rx:
+            text, admin = config(broker, rx.port)
+            text = text.replace("    retry: { initial: 50ms, max: 200ms }\n",
+                                "    retry: { initial: 50ms, max: 200ms }\n    queue: { max_bytes: 256MiB }\n")
+            with Gateway(text, admin_port=admin) as gw:
+                self.assertTrue(wait_until(lambda: connected(gw), timeout=5))
+                self.assertEqual(gw.admin("POST", "/edge/pipelines/raw/stop", token=TOKEN).status, 200)
+                pack = json.dumps([{"n": "flow", "v": i} for i in range(10_000)])
+                broker.publish_many("plant/pump-1/senml", [pack] * 25, qos=1)  # 250,000 readings
+                self.assertTrue(wait_until(lambda: pipeline(gw)["waiting"] >= 200_000, timeout=20), pipeline(gw))
+                time.sleep(0.3)
+                before = connector(gw)["paused_ms"]
+                time.sleep(0.5)
+                c, p = connector(gw), pipeline(gw)
+                self.assertLess(p["waiting"], 250_000)  # held back, not read
+                self.assertGreaterEqual(c["paused_ms"] - before, 400, c)  # counted while it lasts
+                self.assertEqual(rx.records(), [])
+                self.assertEqual(gw.admin("POST", "/edge/pipelines/raw/start", token=TOKEN).status, 200)
+                self.assertTrue(wait_until(lambda: len(rx.records()) >= 250_000, timeout=30), len(rx.records()))
+                time.sleep(0.3)
+                got = rx.records()
+                self.assertEqual(len(got), 250_000)
+                self.assertEqual([r["value"] for r in got[:10_000]], [float(i) for i in range(10_000)])
+                self.assertEqual(pipeline(gw)["waiting"], 0)
+                self.assertEqual(connector(gw)["connects"], 1)  # the stall did not cost the connection
+
     def test_the_connector_comes_back_after_the_broker_restarts(self):
         broker = Mosquitto()
         with broker, Receiver() as rx:

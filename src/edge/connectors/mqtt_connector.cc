@@ -766,7 +766,7 @@ awaitable<bool> MqttConnector::waitForWrites(const std::shared_ptr<Link>& link) 
 
 awaitable<bool> MqttConnector::settle(const std::shared_ptr<Link>& link, Inbound& in) {
   if (!in.readings->items.empty()) {
-    const int64_t paused_at = steadyMillis();
+    int64_t counted_until = steadyMillis();  // paused_ms grows while the pause lasts, not at its end
     asio::steady_timer wait(worker_.io());
     std::shared_ptr<DeliveryTicket> ticket;
     while (runtime_.deliver(config_.name, in.readings, &ticket) < 0) {
@@ -775,6 +775,9 @@ awaitable<bool> MqttConnector::settle(const std::shared_ptr<Link>& link, Inbound
       link->paused = true;
       wait.expires_after(std::chrono::milliseconds(20));
       co_await wait.async_wait(kNoThrow);
+      const int64_t now = steadyMillis();
+      stats_->paused_ms.fetch_add(static_cast<uint64_t>(now - counted_until), std::memory_order_relaxed);
+      counted_until = now;
       if (stopped_ || !link->open) {
         link->paused = false;
         co_return false;  // not acknowledged: the broker sends them again
@@ -783,8 +786,6 @@ awaitable<bool> MqttConnector::settle(const std::shared_ptr<Link>& link, Inbound
     if (link->paused) {
       link->paused = false;
       link->last_received_ms = steadyMillis();
-      stats_->paused_ms.fetch_add(static_cast<uint64_t>(steadyMillis() - paused_at),
-                                  std::memory_order_relaxed);
     }
     // Pipelines with an ingest log: acknowledged once the readings are on disk, in order,
     // while reading goes on (the next messages' appends share the coming fsyncs). Not
