@@ -522,6 +522,12 @@ void checkPartName(Reader& r, const config::Node& n, std::string_view kind, cons
            fmt::format("a {} cannot be named '{}': the admin API addresses it by its name as a path "
                        "segment (/edge/{}s/<name>), and '{}' is not one",
                        kind, name, kind, name));
+  // Percent-encoded, 256 bytes are at most 768 characters of a path the admin API reads whole.
+  if (name.size() > kMaxPartName)
+    r.fail(n["name"],
+           fmt::format("a {} name is at most {} bytes (this one has {}): the admin API addresses it "
+                       "in a path",
+                       kind, kMaxPartName, name.size()));
 }
 
 void readSinks(Reader& r, const config::Node& list, EdgeConfig& out) {

@@ -370,7 +370,9 @@ const MqttSubscription* subscriptionReading(const EdgeConfig& cfg, const std::st
 
 /// Fails at `n["name"]` when `name` is `.` or `..`: the admin API addresses a pipeline,
 /// connector or sink by its name as one path segment, and a client or proxy folds those two
-/// away (`/edge/sinks/../stop`). `kind` is "pipeline", "connector" or "sink". Config load.
+/// away (`/edge/sinks/../stop`); or when it is longer than kMaxPartName bytes. `kind` is
+/// "pipeline", "connector" or "sink". Config load.
+inline constexpr size_t kMaxPartName = 256;
 void checkPartName(config::Reader& r, const config::Node& n, std::string_view kind, const std::string& name);
 
 void readConnectors(config::Reader& r, const config::Node& list, EdgeConfig& out);

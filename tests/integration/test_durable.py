@@ -274,7 +274,9 @@ class CapAndDamage(DurableCase):
         with Receiver() as rx:
             rx.status = 503
             text, port, admin = self.config(rx.port)
-            long_a, long_b = "a" * 299 + "x", "a" * 299 + "y"  # alike for their first 299 bytes
+            # 255 bytes (the most a name may have is 256), 763 once percent-encoded for a file
+            # name, and alike for their first 254 bytes.
+            long_a, long_b = "a" + "+" * 253 + "x", "a" + "+" * 253 + "y"
             text = text.replace("  - name: uplink\n", "  - name: %s\n" % long_a).replace(
                 "to: [ uplink ]", "to: [ %s, %s ]" % (long_a, long_b))
             text = text.replace("sinks:\n", "sinks:\n  - { name: %s, kind: http, url: http://%s:%d/ingest, "

@@ -658,6 +658,10 @@ class ConfigErrors(unittest.TestCase):
             self.assertIn("a sink cannot be named '%s'" % name, out)
         code, out = self.check(text.replace("- name: raw", "- name: '...'"))
         self.assertEqual(code, 0, out)  # three dots are a segment like any other
+        code, out = self.check(text.replace("- name: uplink", "- name: '%s'" % ("s" * 257)))
+        self.assertIn("a sink name is at most 256 bytes (this one has 257)", out)
+        code, out = self.check(text.replace("- name: raw", "- name: '%s'" % ("p" * 256)))
+        self.assertEqual(code, 0, out)
 
 
 if __name__ == "__main__":
