@@ -1725,6 +1725,7 @@ void describeQueue(const SinkHost& s, int64_t now, json::object& o) {
     o["queue_dir"] = s.queueDir();
     o["corrupt_bytes"] = s.corrupt_bytes.load();
     o["write_failures"] = s.write_failures.load();
+    o["held_in_memory"] = s.held_in_memory.load();
   }
   std::lock_guard lock(s.error_mutex);
   if (!s.last_error.empty()) o["last_error"] = s.last_error;

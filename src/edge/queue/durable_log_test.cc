@@ -13,6 +13,7 @@
 #include <future>
 
 #include "edge/queue/log_syncer.h"
+#include "edge/queue/record_queue.h"
 
 namespace ganglion::edge {
 namespace {
@@ -504,6 +505,132 @@ TEST_F(DurableLogTest, LargeFramesLongerThanAReadChunk) {
   ASSERT_EQ(all.size(), 3u);
   EXPECT_EQ(all[1], big);
   EXPECT_EQ(all[2], "after");
+}
+
+/// RLIMIT_FSIZE stands in for a full disk while it lives: write(2) fails with EFBIG past
+/// `bytes` of any file.
+class DiskLimit {
+ public:
+  explicit DiskLimit(rlim_t bytes) {
+    ::getrlimit(RLIMIT_FSIZE, &saved_);
+    handler_ = ::signal(SIGXFSZ, SIG_IGN);
+    struct rlimit small = saved_;
+    small.rlim_cur = bytes;
+    ::setrlimit(RLIMIT_FSIZE, &small);
+  }
+  ~DiskLimit() {
+    ::setrlimit(RLIMIT_FSIZE, &saved_);
+    ::signal(SIGXFSZ, handler_);
+  }
+
+ private:
+  struct rlimit saved_ {};
+  void (*handler_)(int) = nullptr;
+};
+
+std::vector<QueuedRecord> numbered(int from, int n) {
+  std::vector<QueuedRecord> out;
+  for (int i = from; i < from + n; ++i) {
+    QueuedRecord& r = out.emplace_back();
+    r.json = fmt::format("{}", i);
+    r.enqueued_ms = 1000 + i;
+  }
+  return out;
+}
+
+/// The numbers of a queue's next batch (delivered or not, as `delivered` says).
+std::vector<int> takeNumbers(DurableQueue& q, bool delivered, uint32_t max = 10'000) {
+  std::string body;
+  const uint32_t n = q.take(max, body);
+  std::vector<int> out;
+  if (n) {
+    size_t at = 0;
+    while (at <= body.size()) {
+      const size_t comma = std::min(body.find(',', at), body.size());
+      out.push_back(std::stoi(body.substr(at, comma - at)));
+      at = comma + 1;
+    }
+    q.finish(delivered);
+  }
+  return out;
+}
+
+std::vector<int> range(int from, int to) {
+  std::vector<int> out;
+  for (int i = from; i < to; ++i) out.push_back(i);
+  return out;
+}
+
+TEST_F(DurableLogTest, RecordsTheDiskRefusesWaitInMemoryInOrderAndGoBackToDiskWhenItTakesThem) {
+  auto opened = DurableQueue::open(dir_.string(), 1 << 20);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  std::unique_ptr<DurableQueue> q = std::move(*opened);
+  auto batch = numbered(0, 3);
+  EXPECT_EQ(q->push(batch), 0u);
+  {
+    DiskLimit full(2000);
+    batch = numbered(3, 300);
+    EXPECT_EQ(q->push(batch), 0u);  // nothing lost
+    EXPECT_EQ(q->writeFailures(), 300u);
+    EXPECT_EQ(q->heldRecords(), 300u);
+    batch = numbered(303, 2);
+    EXPECT_EQ(q->push(batch), 0u);  // after the held ones, in memory (the disk tried again)
+    EXPECT_EQ(q->writeFailures(), 300u);
+    EXPECT_EQ(q->records(), 305u);
+    EXPECT_EQ(q->oldestMs(), 1000);
+    EXPECT_EQ(takeNumbers(*q, true), range(0, 3));  // the disk's first
+    EXPECT_EQ(q->oldestMs(), 1003);
+    EXPECT_EQ(takeNumbers(*q, false, 100), range(3, 103));  // then memory's, not delivered
+  }
+  // The disk takes records again: what waited in memory goes first, then the new one.
+  batch = numbered(305, 1);
+  EXPECT_EQ(q->push(batch), 0u);
+  EXPECT_EQ(q->heldRecords(), 0u);
+  EXPECT_EQ(q->records(), 303u);
+  q.reset();
+  opened = DurableQueue::open(dir_.string(), 1 << 20);  // all on disk: a restart keeps them
+  ASSERT_TRUE(opened.ok());
+  q = std::move(*opened);
+  EXPECT_EQ(q->records(), 303u);
+  EXPECT_EQ(takeNumbers(*q, true), range(3, 306));
+}
+
+TEST_F(DurableLogTest, HeldRecordsInFlightStayInMemoryAndTheCapDropsReadingsFirst) {
+  auto opened = DurableQueue::open(dir_.string(), 1 << 20);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  std::unique_ptr<DurableQueue> q = std::move(*opened);
+  std::vector<QueuedRecord> batch;
+  {
+    DiskLimit full(100);
+    batch = numbered(0, 10);
+    EXPECT_EQ(q->push(batch), 0u);
+    EXPECT_EQ(takeNumbers(*q, false, 4), range(0, 4));
+    std::string body;
+    EXPECT_EQ(q->take(4, body), 4u);  // in flight
+  }
+  batch = numbered(10, 2);
+  EXPECT_EQ(q->push(batch), 0u);
+  EXPECT_EQ(q->heldRecords(), 12u);  // behind a batch in flight from memory: not to disk yet
+  q->finish(true);
+  batch = numbered(12, 1);
+  EXPECT_EQ(q->push(batch), 0u);
+  EXPECT_EQ(q->heldRecords(), 0u);
+  EXPECT_EQ(takeNumbers(*q, true), range(4, 13));
+
+  // Past kMaxHeldBytes (here the queue's smaller cap), raw readings go first.
+  q->setMaxBytes(64 * 1024);
+  {
+    DiskLimit full(100);
+    batch = numbered(0, 1);
+    batch[0].drop_class = 2;  // an event
+    batch[0].json = "-1";
+    EXPECT_EQ(q->push(batch), 0u);
+    batch = numbered(0, 2000);  // 2,000 x 65 bytes: past 64 KiB
+    const uint64_t dropped = q->push(batch);
+    EXPECT_GT(dropped, 900u);
+    EXPECT_EQ(q->heldDropped(), dropped);
+    EXPECT_EQ(takeNumbers(*q, true, 1), std::vector<int>{-1});  // the event is kept
+  }
 }
 
 }  // namespace

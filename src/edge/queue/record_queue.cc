@@ -115,23 +115,53 @@ void DurableQueue::peekOldest() {
     std::memcpy(&oldest_ms_, frames_[0].payload.data(), 8);
 }
 
+uint64_t DurableQueue::write(std::vector<QueuedRecord>& records) {
+  // One write for the whole push (per segment it reaches).
+  batch_.clear();
+  uint64_t dropped = 0;
+  std::vector<size_t> framed;  // which records are in batch_
+  framed.reserve(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    const QueuedRecord& r = records[i];
+    char stamp[8];
+    std::memcpy(stamp, &r.enqueued_ms, 8);
+    if (batch_.add(r.drop_class, std::string_view(stamp, 8), r.json)) {
+      framed.push_back(i);
+    } else {  // larger than a frame: no disk takes it
+      ++write_failures_;
+      ++dropped;
+    }
+  }
+  const size_t written = log_->append(batch_);
+  batch_.clear();
+  if (written == framed.size()) return dropped;
+  // The disk refused one: it and every one after it wait in memory, in order.
+  std::vector<QueuedRecord> rest;
+  rest.reserve(framed.size() - written);
+  for (size_t k = written; k < framed.size(); ++k) rest.push_back(std::move(records[framed[k]]));
+  write_failures_ += rest.size();
+  const uint64_t lost = held_.push(rest);
+  held_dropped_ += lost;
+  return dropped + lost;
+}
+
 uint64_t DurableQueue::push(std::vector<QueuedRecord>& records) {
   const bool was_empty = log_->frames() == 0;
   uint64_t dropped = 0;
-  // One write for the whole push (per segment it reaches); a record the disk refused is
-  // counted, and so is every one after it in this push (they would be out of order).
-  batch_.clear();
-  size_t refused = 0;
-  for (const auto& r : records) {
-    char stamp[8];
-    std::memcpy(stamp, &r.enqueued_ms, 8);
-    if (!batch_.add(r.drop_class, std::string_view(stamp, 8), r.json)) ++refused;
+  if (held_.records() && !held_in_flight_) {  // the disk again, for what it refused before
+    std::vector<QueuedRecord> again;
+    held_.takeAll(again);
+    const uint64_t refused_before = write_failures_;
+    dropped += write(again);
+    write_failures_ = refused_before;  // counted once, when first refused
   }
-  const size_t written = log_->append(batch_);
-  const uint64_t lost = (batch_.size() - written) + refused;
-  write_failures_ += lost;
-  dropped += lost;
-  batch_.clear();
+  if (held_.records()) {  // after them, in memory too
+    const uint64_t lost = held_.push(records);
+    held_dropped_ += lost;
+    dropped += lost;
+  } else {
+    dropped += write(records);
+  }
   // The cap: whole segments of readings first, then of windows, then anything; never the
   // segment being written or the ones the batch in flight reads.
   const LogPosition keep = in_flight_ ? inflight_end_ : LogPosition{};
@@ -145,6 +175,11 @@ uint64_t DurableQueue::push(std::vector<QueuedRecord>& records) {
 }
 
 uint32_t DurableQueue::take(uint32_t max_records, std::string& body) {
+  if (log_->frames() == 0 && held_.records()) {  // the disk's are all gone: then these
+    const uint32_t n = held_.take(max_records, body);
+    held_in_flight_ = n > 0;
+    return n;
+  }
   while (true) {
     frames_.clear();
     LogPosition at = log_->cursor();
@@ -164,6 +199,11 @@ uint32_t DurableQueue::take(uint32_t max_records, std::string& body) {
 }
 
 void DurableQueue::finish(bool delivered) {
+  if (held_in_flight_) {
+    held_in_flight_ = false;
+    held_.finish(delivered);
+    return;
+  }
   if (!in_flight_) return;
   in_flight_ = false;
   if (delivered) {
@@ -191,6 +231,8 @@ void DurableQueue::takeAll(std::vector<QueuedRecord>& out) {
   }
   log_->consume(at, n);
   oldest_ms_ = 0;
+  held_in_flight_ = false;
+  held_.takeAll(out);
 }
 
 }  // namespace ganglion::edge

@@ -84,26 +84,45 @@ class MemoryQueue final : public RecordQueue {
 /// Records in a DurableLog (tag: the drop class; payload: enqueued_ms, then the JSON).
 /// max_bytes caps the log's files; a segment is 1/32 of it (16 KiB to 64 MiB), and the cap
 /// may be passed by the segment being written and the one being delivered.
+///
+/// Records the disk refuses (full, an I/O error) wait in memory, after every record on disk
+/// and in order, up to kMaxHeldBytes (then dropped by class like a memory queue's). Each push
+/// tries the disk again with them first (unless some are in flight); once they are delivered,
+/// or written, records go to disk again.
 class DurableQueue final : public RecordQueue {
  public:
   static Result<std::unique_ptr<DurableQueue>> open(const std::string& dir, uint64_t max_bytes);
   uint64_t push(std::vector<QueuedRecord>& records) override;
   uint32_t take(uint32_t max_records, std::string& body) override;
   void finish(bool delivered) override;
-  uint64_t records() const override { return log_->frames(); }
-  uint64_t bytes() const override { return log_->diskBytes(); }
-  int64_t oldestMs() const override { return oldest_ms_; }
+  uint64_t records() const override { return log_->frames() + held_.records(); }
+  uint64_t bytes() const override { return log_->diskBytes() + held_.bytes(); }
+  int64_t oldestMs() const override { return log_->frames() ? oldest_ms_ : held_.oldestMs(); }
   void takeAll(std::vector<QueuedRecord>& out) override;
-  void setMaxBytes(uint64_t max_bytes) override { max_bytes_ = max_bytes; }
+  void setMaxBytes(uint64_t max_bytes) override {
+    max_bytes_ = max_bytes;
+    held_.setMaxBytes(std::min(max_bytes, kMaxHeldBytes));
+  }
+
+  /// What the records the disk refused may take in memory at most (less under a smaller cap).
+  static constexpr uint64_t kMaxHeldBytes = 16u << 20;
 
   DurableLog& log() { return *log_; }
-  /// Records that could not be written (disk full, I/O error): counted as dropped too.
+  /// Records the disk refused (full, I/O error), and so kept in memory; and those larger than
+  /// a frame can hold, dropped.
   uint64_t writeFailures() const { return write_failures_; }
+  /// Records waiting in memory because the disk refused them.
+  uint64_t heldRecords() const { return held_.records(); }
+  /// Of those, records dropped past kMaxHeldBytes (counted in push()'s drops too).
+  uint64_t heldDropped() const { return held_dropped_; }
 
  private:
   explicit DurableQueue(std::unique_ptr<DurableLog> log, uint64_t max_bytes)
-      : log_(std::move(log)), max_bytes_(max_bytes) {}
+      : log_(std::move(log)), max_bytes_(max_bytes), held_(std::min(max_bytes, kMaxHeldBytes)) {}
   void peekOldest();
+  /// Writes `records` to the log in order; those from the first the disk refused on go to
+  /// held_. Returns how many were dropped (too large for a frame, or past held_'s cap).
+  uint64_t write(std::vector<QueuedRecord>& records);
 
   std::unique_ptr<DurableLog> log_;
   uint64_t max_bytes_;
@@ -114,6 +133,9 @@ class DurableQueue final : public RecordQueue {
   uint64_t write_failures_ = 0;
   std::vector<LogFrame> frames_;
   FrameBatch batch_;
+  MemoryQueue held_;             // after every record in the log (see the class comment)
+  bool held_in_flight_ = false;  // the batch in flight is held_'s
+  uint64_t held_dropped_ = 0;
 };
 
 }  // namespace ganglion::edge

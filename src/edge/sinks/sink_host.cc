@@ -113,6 +113,7 @@ void SinkHost::start(std::shared_ptr<SinkHost> previous) {
     if (inherited_) inherited_->waiter = weak_from_this();
     handed = std::move(previous->queue_);
     durable_ = std::exchange(previous->durable_, nullptr);
+    held_waiters_ = std::exchange(previous->held_waiters_, {});
     previous->successor_ = weak_from_this();  // late records and waiters come here
     previous->stop();
   }
@@ -160,6 +161,7 @@ void SinkHost::whenSynced(std::function<void()> done) {
   if (stopped_)
     if (auto next = successor_.lock()) return next->whenSynced(std::move(done));
   if (!durable_) return done();
+  if (durable_->heldRecords()) return held_waiters_.push_back(std::move(done));
   commit_.wait(std::move(done));
   requestSync();
 }
@@ -186,12 +188,14 @@ void SinkHost::openQueue() {
 
 void SinkHost::push(std::vector<QueuedRecord>& records) {
   const uint64_t refused_before = durable_ ? durable_->writeFailures() : 0;
+  const uint64_t held_lost_before = durable_ ? durable_->heldDropped() : 0;
   const uint64_t n = queue_->push(records);
   commit_.appended(records.size());
   if (n) dropped.fetch_add(n, std::memory_order_relaxed);
   // Records the disk refused are not the cap's doing: said apart, with the disk's reason.
   const uint64_t refused = durable_ ? durable_->writeFailures() - refused_before : 0;
-  const uint64_t over_cap = n - refused;
+  const uint64_t held_lost = durable_ ? durable_->heldDropped() - held_lost_before : 0;
+  const uint64_t over_cap = n - std::min(n, held_lost);
   const int64_t now = steadyMillis();
   if (over_cap) {
     // Once per episode (until the queue is back under half), and at most once a minute: a
@@ -209,11 +213,14 @@ void SinkHost::push(std::vector<QueuedRecord>& records) {
     overflowing_ = false;
   }
   if (refused) {
-    const std::string why =
-        fmt::format("the durable queue refused {} records: {}", refused, durable_->log().lastError());
+    const std::string why = fmt::format(
+        "the durable queue refused {} records ({}): they wait in memory (up to {} bytes; {} dropped past it) "
+        "and go to disk again when it takes them",
+        refused, durable_->log().lastError(), std::min(config_.queue.max_bytes, DurableQueue::kMaxHeldBytes),
+        durable_->heldDropped());
     if (now - told_refused_ms_ >= 60'000) {
       told_refused_ms_ = now;
-      logLine(fmt::format("edge: {}: {} (counted in dropped and write_failures)", label_, why));
+      logLine(fmt::format("edge: {}: {} (counted in write_failures)", label_, why));
     }
     noteQueueError(why);
   }
@@ -238,6 +245,16 @@ void SinkHost::synced(uint64_t target, bool ok) {
 }
 
 void SinkHost::publish() {
+  if (!held_waiters_.empty() && (!durable_ || !durable_->heldRecords())) {  // see held_waiters_
+    auto waiters = std::exchange(held_waiters_, {});
+    for (auto& w : waiters) {
+      if (durable_)
+        commit_.wait(std::move(w));
+      else
+        w();  // a queue in memory now: nothing to wait for
+    }
+    if (durable_) requestSync();
+  }
   queued_records.store(queue_->records(), std::memory_order_relaxed);
   queued_bytes.store(queue_->bytes(), std::memory_order_relaxed);
   oldest_enqueued_ms.store(queue_->oldestMs(), std::memory_order_relaxed);
@@ -245,6 +262,7 @@ void SinkHost::publish() {
   if (durable_) {
     corrupt_bytes.store(durable_->log().corruptBytes(), std::memory_order_relaxed);
     write_failures.store(durable_->writeFailures(), std::memory_order_relaxed);
+    held_in_memory.store(durable_->heldRecords(), std::memory_order_relaxed);
     if (!durable_->log().corruption().empty() && durable_->log().corruption() != told_corruption_) {
       told_corruption_ = durable_->log().corruption();
       logLine(fmt::format("edge: {}: damaged queue data skipped: {}", label_, told_corruption_));

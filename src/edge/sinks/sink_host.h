@@ -116,8 +116,9 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   // Counters, read by the main thread.
   std::atomic<uint64_t> queued_records{0}, queued_bytes{0}, delivered{0}, batches{0}, failures{0}, dropped{0};
   std::atomic<uint64_t> corrupt_bytes{0}, write_failures{0};
-  std::atomic<uint64_t> expired{0};  ///< a tsdb sink's records deleted past its retention
-  std::atomic<uint64_t> evicted{0};  ///< a tsdb sink's records deleted past its max_bytes
+  std::atomic<uint64_t> held_in_memory{0};  ///< a durable queue's records the disk refused, waiting in memory
+  std::atomic<uint64_t> expired{0};         ///< a tsdb sink's records deleted past its retention
+  std::atomic<uint64_t> evicted{0};         ///< a tsdb sink's records deleted past its max_bytes
   /// Records the receiver refused for good (413 alone, influxdb's 400 and 422) or that line
   /// protocol cannot carry: dropped, never retried.
   std::atomic<uint64_t> rejected{0};
@@ -233,6 +234,9 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   std::unique_ptr<RecordQueue> queue_;
   DurableQueue* durable_ = nullptr;  // queue_, when it is on disk
   GroupCommit<std::function<void()>> commit_;
+  /// whenSynced() callers while the durable queue holds records the disk refused: released
+  /// (through commit_) once none is left in memory (written, or delivered).
+  std::vector<std::function<void()>> held_waiters_;
   std::string told_corruption_;
   bool stopped_ = false;
   bool waiting_for_records_ = false;
