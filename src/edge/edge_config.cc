@@ -506,7 +506,9 @@ const Schema<EdgeSettings>& edgeSettingsSchema() {
                "reload. A restart resumes from the last save: no second warm-up, no alarm a hold-off held "
                "back. A pipeline with an ingest log keeps in it every reading the saved state has not "
                "learned, so after a `kill -9` its detectors learn exactly what came after the save: a "
-               "shorter interval means a shorter log and less to run again, a longer one fewer writes.",
+               "shorter interval means a shorter log and less to run again, a longer one fewer writes. A "
+               "large state is saved less often, so that saves write at most about 100 KiB/s on average "
+               "(a 10 MB state: every 100 s).",
            .min = 100,
            .max = 86'400'000},
       },

@@ -323,6 +323,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   void openState(std::filesystem::path path, std::chrono::milliseconds every, bool from_predecessor) {
     state_path_ = std::move(path);
     state_every_ = every;
+    state_gap_ms_ = every.count();
     state_saved_at_ = wallMillis();
     if (from_predecessor) {
       awaiting_state_ = true;
@@ -401,12 +402,16 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
       return;
     }
     const int64_t wall = wallMillis();
-    if (!now &&
-        (wall - state_saved_at_ < state_every_.count() || state_writes_.load(std::memory_order_relaxed)))
+    if (!now && (wall - state_saved_at_ < state_gap_ms_ || state_writes_.load(std::memory_order_relaxed)))
       return;
     state_saved_at_ = wall;
     state_changes_ = changes;
     std::string bytes = stateBytes();
+    // A large state is saved less often than state_every: the whole file is written each
+    // time, and an edge box's flash wears by what is written (10,000 series' histories are
+    // about 10 MB: every 10 s that would be 86 GB a day).
+    state_gap_ms_ = std::max<int64_t>(state_every_.count(),
+                                      static_cast<int64_t>(bytes.size() * 1000 / kStateBytesPerSecond));
     if (bytes.empty() && !state_written_) {  // nothing to keep, and no file to bring up to date
       saved_total_ = ran_total_;
       return;
@@ -1127,6 +1132,9 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   // Detector state (worker only, after openState()).
   std::filesystem::path state_path_;
   std::chrono::milliseconds state_every_{30'000};
+  int64_t state_gap_ms_ = 30'000;  // state_every_, longer for a large state (see saveState)
+  /// What saving the state writes at most on average (whole files): 100 KiB/s.
+  static constexpr uint64_t kStateBytesPerSecond = 100 * 1024;
   int64_t state_saved_at_ = 0;
   uint64_t state_changes_ = 0;    // values the stateful stages had taken + rule changes, at the last save
   bool state_written_ = false;    // a save was asked for (the file then follows the state, even empty)

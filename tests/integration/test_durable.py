@@ -480,6 +480,38 @@ class DetectorState(DurableCase):
                 self.assertIn("resumes the saved state of 1 series", gw2.log_text())
                 self.spike_is_judged(gw2, rx)
 
+    def test_a_large_state_is_saved_less_often_than_state_every(self):
+        # docs/edge.md "Detector state across restarts": each save writes the whole file, and
+        # saves write at most about 100 KiB/s on average (flash wears by what is written): a
+        # state of some 300 KB with state_every 100ms is saved every few seconds.
+        stages = DETECT.replace("history: 20, warmup: 20", "history: 100, warmup: 20")
+        with Receiver() as rx:
+            text, port, admin = self.config(rx.port, state_every="100ms", stages=stages)
+            with Gateway(text, admin_port=admin) as gw:
+                t0 = int(time.time() * 1000) - 1_000_000
+
+                def post_round(k, values=1):
+                    lines = "".join("temperature,device=d%d value=%d %d\n" % (d, 10 + (v + d) % 3, (t0 + k * 1000 + v) * 1_000_000)
+                                    for d in range(300) for v in range(values))
+                    r = http_request(gw.port, "POST", "/ingest/x", body=lines.encode(),
+                                     headers={"Content-Type": "text/plain"})
+                    self.assertEqual(r.status, 202, r.body)
+
+                for k in range(4):
+                    post_round(k - 10, values=25)  # every history full (100 values)
+                self.assertTrue(wait_until(lambda: os.path.exists(self.state_file())
+                                           and os.path.getsize(self.state_file()) > 200_000, timeout=10))
+                inodes = {os.stat(self.state_file()).st_ino}
+                end = time.monotonic() + 2.5
+                k = 1
+                while time.monotonic() < end:  # the detectors learn all along
+                    post_round(k)
+                    k += 1
+                    for _ in range(5):
+                        inodes.add(os.stat(self.state_file()).st_ino)  # each save renames a new file in
+                        time.sleep(0.02)
+                self.assertLessEqual(len(inodes), 2, "%d saves in 2.5 s" % len(inodes))
+
     def test_the_history_survives_kill_9(self):
         with Receiver() as rx:
             text, port, admin = self.config(rx.port, state_every="200ms")
