@@ -60,6 +60,12 @@ class DurableLogTest : public ::testing::Test {
     return out;
   }
 
+  /// A file size limit at which the newest segment cannot grow by a byte (a full disk).
+  rlim_t fullAt() const {
+    const auto s = segments();
+    return s.empty() ? 0 : static_cast<rlim_t>(fs::file_size(s.back()));
+  }
+
   fs::path dir_;
 };
 
@@ -568,7 +574,7 @@ TEST_F(DurableLogTest, RecordsTheDiskRefusesWaitInMemoryInOrderAndGoBackToDiskWh
   auto batch = numbered(0, 3);
   EXPECT_EQ(q->push(batch), 0u);
   {
-    DiskLimit full(2000);
+    DiskLimit full(fullAt());
     batch = numbered(3, 300);
     EXPECT_EQ(q->push(batch), 0u);  // nothing lost
     EXPECT_EQ(q->writeFailures(), 300u);
@@ -601,7 +607,7 @@ TEST_F(DurableLogTest, HeldRecordsInFlightStayInMemoryAndTheCapDropsReadingsFirs
   std::unique_ptr<DurableQueue> q = std::move(*opened);
   std::vector<QueuedRecord> batch;
   {
-    DiskLimit full(100);
+    DiskLimit full(fullAt());
     batch = numbered(0, 10);
     EXPECT_EQ(q->push(batch), 0u);
     EXPECT_EQ(takeNumbers(*q, false, 4), range(0, 4));
@@ -620,7 +626,7 @@ TEST_F(DurableLogTest, HeldRecordsInFlightStayInMemoryAndTheCapDropsReadingsFirs
   // Past kMaxHeldBytes (here the queue's smaller cap), raw readings go first.
   q->setMaxBytes(64 * 1024);
   {
-    DiskLimit full(100);
+    DiskLimit full(fullAt());
     batch = numbered(0, 1);
     batch[0].drop_class = 2;  // an event
     batch[0].json = "-1";

@@ -47,6 +47,12 @@ void MemoryQueue::popDroppedFront() {
   }
 }
 
+const QueuedRecord* MemoryQueue::front() const {
+  for (const auto& r : queue_)
+    if (!r.dropped) return &r;
+  return nullptr;
+}
+
 int64_t MemoryQueue::oldestMs() const {
   for (const auto& r : queue_)
     if (!r.dropped) return r.enqueued_ms;
@@ -145,16 +151,29 @@ uint64_t DurableQueue::write(std::vector<QueuedRecord>& records) {
   return dropped + lost;
 }
 
+uint64_t DurableQueue::writeHeld() {
+  const QueuedRecord* first = held_.front();
+  if (!first) return 0;
+  batch_.clear();
+  char stamp[8];
+  std::memcpy(stamp, &first->enqueued_ms, 8);
+  const bool framed = batch_.add(first->drop_class, std::string_view(stamp, 8), first->json);
+  const bool taken = framed && log_->append(batch_) == 1;
+  batch_.clear();
+  if (!taken) return 0;
+  std::vector<QueuedRecord> again;
+  held_.takeAll(again);
+  again.erase(again.begin());  // on disk now
+  const uint64_t refused_before = write_failures_;
+  const uint64_t dropped = write(again);
+  write_failures_ = refused_before;  // each was counted when the disk first refused it
+  return dropped;
+}
+
 uint64_t DurableQueue::push(std::vector<QueuedRecord>& records) {
   const bool was_empty = log_->frames() == 0;
   uint64_t dropped = 0;
-  if (held_.records() && !held_in_flight_) {  // the disk again, for what it refused before
-    std::vector<QueuedRecord> again;
-    held_.takeAll(again);
-    const uint64_t refused_before = write_failures_;
-    dropped += write(again);
-    write_failures_ = refused_before;  // counted once, when first refused
-  }
+  if (held_.records() && !held_in_flight_) dropped += writeHeld();
   if (held_.records()) {  // after them, in memory too
     const uint64_t lost = held_.push(records);
     held_dropped_ += lost;

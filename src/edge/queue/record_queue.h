@@ -67,6 +67,8 @@ class MemoryQueue final : public RecordQueue {
   int64_t oldestMs() const override;
   void takeAll(std::vector<QueuedRecord>& out) override;
   void setMaxBytes(uint64_t max_bytes) override { max_bytes_ = max_bytes; }
+  /// The oldest record waiting (nullptr: none).
+  const QueuedRecord* front() const;
 
  private:
   bool dropOne();
@@ -123,6 +125,9 @@ class DurableQueue final : public RecordQueue {
   /// Writes `records` to the log in order; those from the first the disk refused on go to
   /// held_. Returns how many were dropped (too large for a frame, or past held_'s cap).
   uint64_t write(std::vector<QueuedRecord>& records);
+  /// Offers held_'s records to the disk again: the oldest alone first (a disk still full
+  /// costs one small write, not all of them), then, if it took that one, the rest.
+  uint64_t writeHeld();
 
   std::unique_ptr<DurableLog> log_;
   uint64_t max_bytes_;
