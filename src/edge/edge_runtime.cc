@@ -266,6 +266,11 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   /// their records reached the sinks' queues. Returns the largest record number seen (0:
   /// none). Main thread, before the pipeline runs.
   Result<uint64_t> openIngest(const std::filesystem::path& dir, PipelineHost* previous) {
+    // Its own inbox lock is held from before the predecessor forwards to it until the log is
+    // its own and replayed: a payload forwarded meanwhile waits, then is logged after what the
+    // replay read. (Taken later, a forwarded payload found no log: acknowledged unlogged, and
+    // run before the sinks were set, its records went nowhere.)
+    std::lock_guard own(inbox_mutex_);
     std::shared_ptr<IngestLog> log;
     if (previous) {
       std::lock_guard lock(previous->inbox_mutex_);
@@ -281,7 +286,6 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
     }
     uint64_t max_seq = 0;
     auto entries = log->replay(max_seq);
-    std::lock_guard lock(inbox_mutex_);
     ingest_ = std::move(log);
     replayed = 0;
     for (auto& e : entries) {
@@ -1315,6 +1319,9 @@ void EdgeRuntime::install(std::shared_ptr<const EdgeConfig> version, const std::
     }
     fresh->next_seq_ = &next_seq_;
     fresh->setPaused(paused);
+    // Before openIngest links it to its predecessor: from then on readings may be forwarded
+    // to it, and it must not run them before it has its sinks and the predecessor's state.
+    fresh->openState(state_path, cfg.settings.state_every, previous != nullptr);
     if (!ingest_dir.empty()) {
       auto opened = fresh->openIngest(ingest_dir, previous.get());
       if (!opened) {
@@ -1332,7 +1339,6 @@ void EdgeRuntime::install(std::shared_ptr<const EdgeConfig> version, const std::
                               fresh->replayed));
       }
     }
-    fresh->openState(state_path, cfg.settings.state_every, previous != nullptr);
     if (previous) successors[previous.get()] = fresh;
     WorkerPipelines* list = lists[fresh->worker()].get();
     host_.worker(fresh->worker()).post([fresh, list, s = sinksOf(pc)]() mutable {
