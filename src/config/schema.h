@@ -49,7 +49,7 @@ struct Field {
   /// kCustom; null: the section's reader reads it itself (it needs more than the value, such
   /// as other sections), the schema only declares and shows it.
   ReadFn read = nullptr;
-  ShowFn show = nullptr;  ///< kCustom
+  ShowFn show = nullptr;  ///< kCustom; or another kind's GET /config form (a URL redacted)
 };
 
 /// A field the section's reader handles itself (a nested map), listed for unknown-key checks
@@ -145,12 +145,12 @@ boost::json::object fieldsToJson(const Schema<T>& schema, const T& value) {
         o[key] = "<redacted>";
       continue;
     }
-    if (f.kind == FieldKind::kCustom) {
-      if (!f.show) continue;
+    if (f.show) {  // kCustom's, or another kind's own way of showing it (a URL redacted)
       boost::json::value shown = f.show(value);
       if (!shown.is_null()) o[key] = std::move(shown);
       continue;
     }
+    if (f.kind == FieldKind::kCustom) continue;
     std::visit(
         [&](auto member) {
           if constexpr (!std::is_same_v<decltype(member), std::monostate>) {

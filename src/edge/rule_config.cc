@@ -269,9 +269,11 @@ const Schema<RuleWebhook>& ruleWebhookSchema() {
            .default_text = "—",
            .doc =
                "`http://` or `https://` (verified against the system's CAs); the record is POSTed to it as "
-               "JSON. No credentials in it: a token goes in `headers`.",
+               "JSON. No credentials in it: a token goes in `headers` (GET /config shows its query values "
+               "`<redacted>` all the same).",
            .required = true,
-           .missing = "webhook needs a 'url'"},
+           .missing = "webhook needs a 'url'",
+           .show = [](const W& w) { return json::value(redactUrl(w.url)); }},
           {.name = "headers",
            .kind = FieldKind::kCustom,
            .member = {},

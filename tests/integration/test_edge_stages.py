@@ -338,7 +338,10 @@ class Webhooks(unittest.TestCase):
                 shown = json.dumps(gw.admin("GET", "/config", token=TOKEN).json()["rules"])
                 self.assertIn("<redacted>", shown)
                 self.assertNotIn("hook-secret-token", shown)
+                self.assertNotIn("secret-query", shown)  # the URL's query values too
+                self.assertIn("/hook?sig=<redacted>", shown)
                 self.assertNotIn("hook-secret-token", gw.log_text())
+                self.assertNotIn("secret-query", gw.log_text())
 
     def test_a_webhook_that_does_not_answer_times_out(self):
         import socket
