@@ -235,10 +235,15 @@ std::string redactUrl(std::string_view url) {
   } else {
     out.append(url.substr(0, path));
   }
+  const size_t fragment = url.find('#', path);  // a fragment may hold a token too
   size_t query = url.find('?', path);
-  out.append(url.substr(path, (query == std::string_view::npos ? url.size() : query) - path));
-  if (query == std::string_view::npos) return out;
-  size_t fragment = url.find('#', query);
+  if (query > fragment) query = std::string_view::npos;
+  const size_t path_end = query != std::string_view::npos ? query : fragment;
+  out.append(url.substr(path, (path_end == std::string_view::npos ? url.size() : path_end) - path));
+  if (query == std::string_view::npos) {
+    if (fragment != std::string_view::npos) out += "#<redacted>";
+    return out;
+  }
   std::string_view params =
       url.substr(query + 1, (fragment == std::string_view::npos ? url.size() : fragment) - query - 1);
   out += '?';
@@ -300,12 +305,45 @@ std::string_view utf8Prefix(std::string_view s, size_t max_bytes) {
   return s.substr(0, end);
 }
 
+namespace {
+
+/// The length of the well-formed UTF-8 sequence `s` starts with (0: none does).
+size_t utf8SequenceAt(std::string_view s) {
+  const auto at = [&](size_t i) { return i < s.size() ? static_cast<unsigned char>(s[i]) : 0u; };
+  const unsigned b = at(0);
+  const auto cont = [&](size_t i, unsigned lo = 0x80, unsigned hi = 0xBF) {
+    return at(i) >= lo && at(i) <= hi;
+  };
+  if (b < 0x80) return 1;
+  if (b >= 0xC2 && b <= 0xDF) return cont(1) ? 2 : 0;
+  if (b == 0xE0) return cont(1, 0xA0) && cont(2) ? 3 : 0;
+  if (b == 0xED) return cont(1, 0x80, 0x9F) && cont(2) ? 3 : 0;  // no surrogates
+  if (b >= 0xE1 && b <= 0xEF) return cont(1) && cont(2) ? 3 : 0;
+  if (b == 0xF0) return cont(1, 0x90) && cont(2) && cont(3) ? 4 : 0;
+  if (b >= 0xF1 && b <= 0xF3) return cont(1) && cont(2) && cont(3) ? 4 : 0;
+  if (b == 0xF4) return cont(1, 0x80, 0x8F) && cont(2) && cont(3) ? 4 : 0;
+  return 0;
+}
+
+}  // namespace
+
 std::string printableText(std::string_view s, size_t max_bytes) {
-  const bool cut = s.size() > max_bytes;
-  std::string out(utf8Prefix(s, max_bytes));
-  for (char& c : out)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-  if (cut) out += "...";
+  std::string out;
+  out.reserve(std::min(s.size(), max_bytes) + 3);
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = utf8SequenceAt(s.substr(i));
+    if (out.size() + std::max<size_t>(n, 1) > max_bytes) {
+      out += "...";
+      break;
+    }
+    const auto b = static_cast<unsigned char>(s[i]);
+    const bool c1_control = n == 2 && b == 0xC2 && static_cast<unsigned char>(s[i + 1]) < 0xA0;
+    if (n == 0 || (n == 1 && (b < 0x20 || b == 0x7f)) || c1_control)
+      out.push_back('?');  // not UTF-8, or a control character
+    else
+      out.append(s.substr(i, n));
+    i += std::max<size_t>(n, 1);
+  }
   return out;
 }
 

@@ -70,8 +70,9 @@ bool hasControlOrNoncharacter(std::string_view s);
 /// The longest prefix of UTF-8 `s` of at most `max_bytes` that ends at a character boundary.
 std::string_view utf8Prefix(std::string_view s, size_t max_bytes);
 
-/// Text from outside (a peer's reason string, a topic) as logs and status may show it: control
-/// characters become '?' (no escape sequences, no forged log lines), and past `max_bytes` it is
+/// Text from outside (a peer's reason string, a topic, a config's bytes) as logs, status and
+/// JSON may show it: control characters (C0, DEL, C1) and bytes that are not UTF-8 become '?'
+/// (no escape sequences, no forged log lines, always valid UTF-8), and past `max_bytes` it is
 /// cut at a character boundary and ends in "...".
 std::string printableText(std::string_view s, size_t max_bytes = 256);
 

@@ -63,6 +63,10 @@ TEST(PrintableText, ControlsShownAndLongTextCutAtACharacter) {
   EXPECT_EQ(printableText("a\x1b[31m\nb"), "a?[31m?b");
   EXPECT_EQ(printableText("abcdef", 4), "abcd...");
   EXPECT_EQ(printableText("ab\xC3\xA9z", 3), "ab...");  // not half of the é
+  // Always valid UTF-8: stray, overlong, surrogate and truncated sequences, and C1 controls.
+  EXPECT_EQ(printableText("a\xFF\\\xC0\xAF b\xED\xA0\x80 c\xE2\x82 \xC2\x9B[2J \xC3\xA9\xF0\x9F\x98\x80"),
+            "a?\\?? b??? c?? ?[2J \xC3\xA9\xF0\x9F\x98\x80");
+  EXPECT_TRUE(isValidUtf8(printableText("\xF4\x90\x80\x80\xF8")));
   EXPECT_FALSE(hasControlOrNoncharacter("pump-\xC3\xA9"));
   EXPECT_TRUE(hasControlOrNoncharacter("x\xC2\x9F"));
   EXPECT_TRUE(hasControlOrNoncharacter("x\xEF\xBF\xBE"));

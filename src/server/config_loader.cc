@@ -346,9 +346,14 @@ LoadResult treeFailed(const config::TreeError& e, const std::string& path) {
   return result;
 }
 
-}  // namespace
+/// Messages can quote the config's own bytes (a YAML error, a value): shown in the log and as
+/// JSON, they must be valid UTF-8 without control characters.
+LoadResult printable(LoadResult result) {
+  for (auto& e : result.errors) e.message = printableText(e.message, e.message.size());
+  return result;
+}
 
-LoadResult loadConfigText(const std::string& text, const std::string& path, bool expand_env) {
+LoadResult loadText(const std::string& text, const std::string& path, bool expand_env) {
   // One document: a second one (after a `---` line) is refused rather than ignored. Found in
   // the text: yaml-cpp's LoadAll looped without end on some inputs (a NUL byte, found by
   // fuzzing), where Load stops after the first document.
@@ -373,10 +378,16 @@ LoadResult loadConfigText(const std::string& text, const std::string& path, bool
   return loadTree(std::get<config::Node>(tree), path, expand_env);
 }
 
+}  // namespace
+
+LoadResult loadConfigText(const std::string& text, const std::string& path, bool expand_env) {
+  return printable(loadText(text, path, expand_env));
+}
+
 LoadResult loadConfigJson(const boost::json::value& json, const std::string& name) {
   auto tree = config::fromJson(json);
-  if (auto* e = std::get_if<config::TreeError>(&tree)) return treeFailed(*e, name);
-  return loadTree(std::get<config::Node>(tree), name, false);
+  if (auto* e = std::get_if<config::TreeError>(&tree)) return printable(treeFailed(*e, name));
+  return printable(loadTree(std::get<config::Node>(tree), name, false));
 }
 
 LoadResult loadConfigFile(const std::string& path) {

@@ -37,7 +37,7 @@ TEST(HttpUrl, Errors) {
   EXPECT_EQ(error("http://h/?q=1"),
             "url 'http://h/?q=<redacted>' may not have that");  // query values redacted
   EXPECT_EQ(error("http://h/?q=1", true), "ok");
-  EXPECT_EQ(error("http://h/#f", true), "url 'http://h/#f' may not have that");
+  EXPECT_EQ(error("http://h/#f", true), "url 'http://h/#<redacted>' may not have that");
   EXPECT_EQ(error("http://u:secret@h/", true).find("secret"), std::string::npos);
   EXPECT_EQ(error("http:///p"), "url 'http:///p' has no host");
   EXPECT_EQ(error("http://h:0/"), "url 'http://h:0/' has an invalid port");

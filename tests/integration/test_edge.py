@@ -387,6 +387,27 @@ class Reload(unittest.TestCase):
                               r.text)
                 self.assertEqual(post(gw, "/ingest/p", "3").status, 202)
                 self.assertTrue(wait_until(lambda: len(rx.records()) == 1, timeout=5))
+                # A config's bytes quoted in an error (not UTF-8, a terminal escape) reach the
+                # answer as valid JSON and the log without control characters.
+                for junk in (b'a: "\\\xff"\n', b"listeners\x1b[2J: []\n"):
+                    with open(gw.config_path, "wb") as f:
+                        f.write(text.encode() + junk)
+                    r = gw.admin("POST", "/reload", token=TOKEN)
+                    self.assertEqual(r.status, 400, r.body)
+                    self.assertEqual(r.json()["error"]["type"], "invalid_config")  # decodes as UTF-8
+                    self.assertNotIn(b"\xff", r.body)
+                    self.assertNotIn(b"\x1b", r.body)
+                    for check in ("/config/check",):
+                        c = gw.admin("POST", check, token=TOKEN, body=text.encode() + junk,
+                                     headers={"Content-Type": "application/yaml"})
+                        self.assertNotIn(b"\xff", c.body)
+                        self.assertNotIn(b"\x1b", c.body)
+                        c.json()
+                with open(gw.log_path, "rb") as f:
+                    log = f.read()
+                self.assertIn(b"reload rejected", log)
+                self.assertNotIn(b"\xff", log)
+                self.assertNotIn(b"\x1b", log)
 
 
 class FloodLimits(unittest.TestCase):
