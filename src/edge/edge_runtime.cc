@@ -1337,6 +1337,12 @@ void EdgeRuntime::install(std::shared_ptr<const EdgeConfig> version, const std::
         if (fresh->replayed)
           logLine(fmt::format("edge: pipeline '{}' runs again {} readings from its ingest log", pc.name,
                               fresh->replayed));
+        // Damage the replay skipped (its readings are lost), said as a sink queue's is.
+        if (auto log = fresh->ingestLog(); log && !previous) {
+          if (const auto st = log->stats(); !st.corruption.empty())
+            logLine(fmt::format("edge: pipeline '{}': damaged ingest log data skipped ({} bytes): {}",
+                                pc.name, st.corrupt_bytes, st.corruption));
+        }
       }
     }
     if (previous) successors[previous.get()] = fresh;
@@ -1783,6 +1789,7 @@ json::object EdgeRuntime::status() const {
       l["frames"] = st.frames;
       l["bytes"] = st.bytes;
       l["corrupt_bytes"] = st.corrupt_bytes;
+      if (!st.corruption.empty()) l["last_corruption"] = st.corruption;
       l["replayed"] = p->replayed;
       o["ingest_log"] = std::move(l);
     }

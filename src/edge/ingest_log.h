@@ -49,9 +49,11 @@ class IngestLog : public std::enable_shared_from_this<IngestLog> {
   void trim(LogPosition upto, uint64_t frames, uint64_t next_seq);
   /// The record number stored by the last trim.
   uint64_t storedSeq();
-  /// Frames in the log, bytes on disk and damaged bytes skipped (GET /edge).
+  /// Frames in the log, bytes on disk, damaged bytes skipped and what the last damage was
+  /// (GET /edge).
   struct Stats {
     uint64_t frames = 0, bytes = 0, corrupt_bytes = 0;
+    std::string corruption;
   };
   Stats stats();
   const std::filesystem::path& dir() const { return dir_; }

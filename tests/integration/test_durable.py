@@ -434,6 +434,34 @@ class IngestLog(DurableCase):
                 self.assertTrue(wait_until(lambda: self.pipeline(gw2)["ingest_log"]["frames"] == 0, timeout=5),
                                 self.pipeline(gw2))
 
+    def test_damage_in_the_ingest_log_is_skipped_and_reported(self):
+        # As a sink queue's damage is: in the log and GET /edge, and the pipeline goes on.
+        with Receiver() as rx:
+            text, port, admin = self.config(rx.port, stages=WINDOW)
+            gw = Gateway(text, admin_port=admin)
+            base = (int(time.time()) - 60) * 1000
+            with gw:
+                for chunk in range(10):
+                    body = json.dumps([{"value": 1, "ts": base + chunk * 50 + i} for i in range(30)]).encode()
+                    r = http_request(gw.port, "POST", "/ingest/pump-1", body=body,
+                                     headers={"Content-Type": "application/json"})
+                    self.assertEqual(r.status, 202, r.body)
+                gw.proc.send_signal(signal.SIGKILL)  # the window open: the log holds all ten
+                gw.proc.wait(5)
+            segs = sorted(glob.glob(os.path.join(self.data, "ingest", "raw", "*.seg")))
+            self.assertTrue(segs)
+            with open(segs[0], "r+b") as f:
+                f.seek(os.path.getsize(segs[0]) // 2)
+                f.write(b"\xff" * 64)
+            with Gateway(text, admin_port=admin) as gw2:
+                log = self.pipeline(gw2)["ingest_log"]
+                self.assertGreater(log["corrupt_bytes"], 0)
+                self.assertIn(os.path.basename(segs[0]), log["last_corruption"])
+                self.assertIn("pipeline 'raw': damaged ingest log data skipped", gw2.log_text())
+                self.assertTrue(wait_until(lambda: len(rx.records()) >= 1, timeout=5))
+                self.assertLess(rx.records()[0]["count"], 300)  # the damaged payload is lost, the rest run
+                self.assertGreater(rx.records()[0]["count"], 200)
+
     def test_the_log_is_trimmed_and_a_clean_restart_replays_nothing(self):
         with Receiver() as rx:
             text, port, admin = self.config(rx.port, stages=WINDOW)
