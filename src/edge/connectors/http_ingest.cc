@@ -20,14 +20,27 @@ namespace {
 /// Bodies larger than this are decoded on the compute pool.
 constexpr size_t kComputePoolBytes = 64 * 1024;
 
-/// A query parameter, percent-decoded; empty when absent or malformed.
-std::string queryParam(std::string_view target, std::string_view name) {
+/// `?device=` and `?metric=`, percent-decoded (empty when absent or the query is malformed).
+/// `error`: one of them given twice, as a CoAP endpoint refuses it.
+struct QueryNames {
+  std::string device, metric, error;
+};
+QueryNames queryNames(std::string_view target) {
+  QueryNames out;
   auto url = boost::urls::parse_origin_form(target);
-  if (!url) return {};
-  auto params = url->params();
-  auto it = params.find(name);
-  if (it == params.end()) return {};
-  return std::string((*it).value);
+  if (!url) return out;
+  bool device = false, metric = false;
+  for (const auto& p : url->params()) {
+    if (p.key != "device" && p.key != "metric") continue;
+    bool& seen = p.key == "device" ? device : metric;
+    if (seen) {
+      out.error = fmt::format("{} is given twice", p.key);
+      return out;
+    }
+    seen = true;
+    (p.key == "device" ? out.device : out.metric) = p.value;
+  }
+  return out;
 }
 
 /// The device a prefix route's path names after its prefix (one segment, percent-decoded).
@@ -59,6 +72,11 @@ http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
   if (runtime_.connectorStopped(connector.name))  // before the body: none of it is read
     co_return co_await conn.sendError(503, "connector_stopped",
                                       fmt::format("connector '{}' is stopped", connector.name));
+  if (http::hasContentCoding(request.headers)) {  // gzip and the like: not decoded here
+    runtime_.countIngest(connector.name, 0, 0, true);
+    co_return co_await conn.sendError(415, "unsupported_media_type",
+                                      "Content-Encoding is not supported: send the readings unencoded");
+  }
   auto format = formatOfContentType(request.headers.get("content-type"), connector.format);
   if (!format) runtime_.countIngest(connector.name, 0, 0, true);
   if (!format)
@@ -70,6 +88,7 @@ http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
     // Named locals, not temporaries inside the co_await: GCC 12 frees those twice.
     std::string_view type = failed == 413   ? "payload_too_large"
                             : failed == 503 ? "overloaded"
+                            : failed == 408 ? "request_timeout"
                                             : "bad_request";
     std::string message = "the body could not be read";
     if (failed == 413) message = fmt::format("the body is larger than {} bytes", connector.max_body);
@@ -78,9 +97,15 @@ http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
     co_return co_await conn.sendError(failed, type, message);
   }
   std::string device = deviceFromPath(request.path(), req.route);
-  if (device.empty()) device = queryParam(request.target, "device");
-  std::string metric = queryParam(request.target, "metric");
-  if (metric.empty()) metric = connector.metric;
+  QueryNames named = queryNames(request.target);
+  if (named.error.empty() && !device.empty() && !named.device.empty())
+    named.error = "the device is named twice (path and ?device=)";
+  if (!named.error.empty()) {
+    runtime_.countIngest(connector.name, 0, 0, true);
+    co_return co_await conn.sendError(400, "bad_request", named.error);
+  }
+  if (device.empty()) device = std::move(named.device);
+  std::string metric = named.metric.empty() ? connector.metric : std::move(named.metric);
 
   const PayloadContext ctx = connector.payloadContext(device, metric);
   // Decoding a large body takes milliseconds: that goes to the compute pool, so the worker's
