@@ -49,15 +49,18 @@ Result<TsdbQuery> parseTsdbQuery(std::string_view query_string) {
   if (query_string.empty()) return q;
   auto parsed = boost::urls::parse_query(query_string);
   if (!parsed) return badParameter("the query string is not well-formed");
+  std::vector<std::string> seen;  // every parameter once: which of two would count is a guess
   for (const auto& p : *parsed) {
     const std::string key = p.key.decode();
     const std::string value = p.value.decode();
+    if (std::find(seen.begin(), seen.end(), key) != seen.end())
+      return badParameter(fmt::format("{} is given twice", printableText(key, 64)));
+    if (seen.size() < 16) seen.push_back(key);
     if (key == "device" || key == "metric" || key == "source" || key == "kind") {
       std::optional<std::string>& slot = key == "device"   ? q.device
                                          : key == "metric" ? q.metric
                                          : key == "source" ? q.source
                                                            : q.kind;
-      if (slot) return badParameter(fmt::format("{} is given twice", key));
       slot = value;
     } else if (key == "from" || key == "to") {
       auto n = wholeNumber(value);

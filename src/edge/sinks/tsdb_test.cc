@@ -199,6 +199,8 @@ TEST(TsdbQueryParams, BadParametersAreNamed) {
   EXPECT_EQ(bad("after=12"), "after must be the next_after of a previous page");
   EXPECT_EQ(bad("from=5&to=5"), "to must be after from");
   EXPECT_EQ(bad("device=a&device=b"), "device is given twice");
+  EXPECT_EQ(bad("limit=1&limit=2"), "limit is given twice");  // the last one was kept silently
+  EXPECT_EQ(bad("order=desc&order=asc"), "order is given twice");
   auto q = parseTsdbQuery("device=a%20b&from=-5&to=10&limit=7&order=desc&after=3.4");
   ASSERT_TRUE(q.ok());
   EXPECT_EQ(*q->device, "a b");
