@@ -1006,6 +1006,34 @@ class MqttAgainstAHostileBroker(unittest.TestCase):
         finally:
             broker.close()
 
+    def test_a_qos2_packet_id_sent_again_before_pubrel_is_one_message_dup_or_not(self):
+        # MQTT 5 4.3.3: until PUBREL, a PUBLISH with the same packet id is the same message,
+        # whatever its DUP flag. An outside test's broker sent one id five times without DUP,
+        # before any PUBREC went out: each was taken as a new reading.
+        def same_id(broker, conn, index):
+            conn.sendall(connack())
+            kind, body = read_packet(conn)  # SUBSCRIBE
+            conn.sendall(packet(0x90, body[:2] + bytes([0, 2])))
+            topic = b"plant/p1/temp"
+            for value in (b"1", b"2", b"3", b"4", b"5"):
+                conn.sendall(packet(0x34, len(topic).to_bytes(2, "big") + topic + (7).to_bytes(2, "big") + b"\x00"
+                                    + value))
+            keep_reading(broker, conn, index, 2)
+
+        broker = FakeBroker([same_id])
+        try:
+            port, admin = free_port(), free_port()
+            text = render(FAKE, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url())
+            with Gateway(text.replace("qos: 1, format: number", "qos: 2, format: number"), admin_port=admin) as gw:
+                self.assertTrue(wait_until(lambda: connector(gw)["messages"] == 5, timeout=5), connector(gw))
+                time.sleep(0.2)
+                c = connector(gw)
+                self.assertEqual((c["readings"], c["redelivered"]), (1, 4), c)
+                pubrecs = [p for p in broker.packets if p[1] == 5]
+                self.assertEqual(len(pubrecs), 5)  # each acknowledged all the same
+        finally:
+            broker.close()
+
 
 class MqttConfigErrors(unittest.TestCase):
     def check(self, text):

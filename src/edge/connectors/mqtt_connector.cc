@@ -121,6 +121,11 @@ struct MqttConnector::Link {
   /// Acknowledgements waiting, in the order the messages came, for their readings to be on
   /// disk (the ingest log's fsync); reading goes on meanwhile.
   std::deque<std::shared_ptr<PendingAcks>> pending;
+  /// QoS 2 packet ids taken on this connection whose PUBREC is not out yet (then they are in
+  /// awaiting_release_): the same id again before PUBREL is the same message, DUP or not
+  /// (MQTT 5 4.3.3). Forgotten with the connection: a broker sends again what we did not
+  /// acknowledge, and that is taken.
+  std::unordered_set<uint16_t> receiving;
   int64_t last_sent_ms = 0;
   int64_t last_received_ms = 0;
 
@@ -623,7 +628,7 @@ awaitable<int64_t> MqttConnector::session() {
       }
       auto& incoming = **packet;
       if (auto* p = std::get_if<mqtt::Publish>(&incoming)) {
-        onPublish(*p, in);
+        onPublish(*p, *link, in);
       } else if (auto* o = std::get_if<mqtt::Oversized>(&incoming)) {
         onOversized(*o, in);
       } else if (auto* ack = std::get_if<mqtt::Ack>(&incoming)) {
@@ -689,17 +694,18 @@ awaitable<int64_t> MqttConnector::session() {
   co_return steadyMillis() - connected_at;
 }
 
-void MqttConnector::onPublish(const mqtt::Publish& p, Inbound& in) {
+void MqttConnector::onPublish(const mqtt::Publish& p, Link& link, Inbound& in) {
   stats_->messages.fetch_add(1, std::memory_order_relaxed);
   // Shutting down or suspended: neither taken nor acknowledged, so the broker sends QoS 1 and 2
   // messages again to the next session (QoS 0 ones are lost, as they would be a moment later).
   if (intake_closed_ || suspended_ || ended_on_purpose_) return;
   auto ack = [&] { this->ack(p.qos, p.packet_id, in); };
-  if (p.qos == 2 && awaiting_release_.count(p.packet_id)) {
-    // Sent again before our PUBREC arrived: its readings were taken already.
+  if (p.qos == 2 && (awaiting_release_.count(p.packet_id) || link.receiving.count(p.packet_id))) {
+    // Sent again before PUBREL (our PUBREC out or not yet): its readings were taken already.
     stats_->redelivered.fetch_add(1, std::memory_order_relaxed);
     return ack();
   }
+  if (p.qos == 2) link.receiving.insert(p.packet_id);  // every path below acknowledges it
   const MqttSubscription* sub = nullptr;
   for (const auto& s : config_.subscribe) {
     if (mqtt::topicMatches(mqtt::matchFilter(s.topic), p.topic)) {
@@ -835,7 +841,10 @@ void MqttConnector::flushAcks(const std::shared_ptr<Link>& link) {
       link->close();
       return;
     }
-    for (uint16_t id : head.released) awaiting_release_.insert(id);
+    for (uint16_t id : head.released) {
+      awaiting_release_.insert(id);
+      link->receiving.erase(id);
+    }
     link->out += head.acks;
     wrote = true;
     link->pending.pop_front();

@@ -139,7 +139,7 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
                                                 std::shared_ptr<Link> link);
   static boost::asio::awaitable<void> writeLoop(std::shared_ptr<Link> link);
   void send(const std::shared_ptr<Link>& link);
-  void onPublish(const mqtt::Publish& p, Inbound& in);
+  void onPublish(const mqtt::Publish& p, Link& link, Inbound& in);
   struct Outgoing {
     enum class State : uint8_t { kWaiting, kSent, kReleased, kDone };
     std::string topic;
