@@ -1006,6 +1006,21 @@ class MqttAgainstAHostileBroker(unittest.TestCase):
         finally:
             broker.close()
 
+    def test_the_same_connection_error_is_logged_once_a_minute(self):
+        # An outside test with reconnect.initial 50ms saw 10 to 20 log lines a second.
+        def refuse(broker, conn, index):
+            conn.sendall(connack(0x87))
+
+        broker = FakeBroker([refuse])
+        try:
+            with self.gateway(broker) as gw:
+                self.assertTrue(wait_until(lambda: len(broker.connections) >= 5, timeout=6))
+                lines = [line for line in gw.log_text().split("\n") if "not authorized" in line]
+                self.assertEqual(len(lines), 1, lines)
+                self.assertIn("not authorized", connector(gw)["last_error"])
+        finally:
+            broker.close()
+
     def test_a_qos2_packet_id_sent_again_before_pubrel_is_one_message_dup_or_not(self):
         # MQTT 5 4.3.3: until PUBREL, a PUBLISH with the same packet id is the same message,
         # whatever its DUP flag. An outside test's broker sent one id five times without DUP,

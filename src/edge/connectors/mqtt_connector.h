@@ -199,7 +199,12 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   mqtt::Version version_;
   std::shared_ptr<Link> link_;
   std::unique_ptr<boost::asio::steady_timer> retry_timer_;
-  std::vector<std::string> unsubscribe_;           ///< the predecessor's filters this one dropped
+  std::vector<std::string> unsubscribe_;  ///< the predecessor's filters this one dropped
+  // noteError()'s log lines: the same text again within a minute is counted, not logged (a
+  // broker down and a short reconnect.initial made 10 to 20 lines a second). Its worker.
+  std::string logged_error_;
+  int64_t logged_error_ms_ = 0;
+  uint64_t unlogged_errors_ = 0;
   std::unordered_set<uint16_t> awaiting_release_;  ///< QoS 2 ids PUBREC'd, PUBREL not yet seen
   uint16_t next_packet_id_ = 1;
   uint16_t subscribe_id_ = 0;  ///< the SUBSCRIBE awaiting its SUBACK (0: none)
