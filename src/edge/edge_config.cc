@@ -519,6 +519,11 @@ const Schema<EdgeSettings>& edgeSettingsSchema() {
 // ---- readers
 
 void checkPartName(Reader& r, const config::Node& n, std::string_view kind, const std::string& name) {
+  if (n["name"].IsDefined() && name.empty())
+    r.fail(n["name"],
+           fmt::format("a {}'s name must not be empty (the admin API, the metrics and its files name "
+                       "it by it)",
+                       kind));
   if (name == "." || name == "..")
     r.fail(n["name"],
            fmt::format("a {} cannot be named '{}': the admin API addresses it by its name as a path "
@@ -600,8 +605,6 @@ void readPipelines(Reader& r, const config::Node& list, EdgeConfig& out) {
     const size_t errors = r.errors.size();
     readFields(pipelineSchema(), n, p, r);
     checkPartName(r, n, "pipeline", p.name);
-    if (n["name"].IsDefined() && p.name.empty())
-      r.fail(n["name"], "a pipeline's name must not be empty (it names its files and its records' ids)");
     for (const auto& c : p.from) {
       const auto known = std::find_if(out.connectors.begin(), out.connectors.end(),
                                       [&](const ConnectorConfig& k) { return k.name == c; });

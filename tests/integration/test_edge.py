@@ -683,6 +683,10 @@ class ConfigErrors(unittest.TestCase):
         self.assertEqual(code, 0, out)
         code, out = self.check(text.replace("- name: raw", '- name: ""'))
         self.assertIn("a pipeline's name must not be empty", out)
+        code, out = self.check(text.replace("- { name: lab,", '- { name: "",'))
+        self.assertIn("a connector's name must not be empty", out)
+        code, out = self.check(text.replace("- name: uplink", '- name: ""'))
+        self.assertIn("a sink's name must not be empty", out)
 
     def test_dot_names_are_refused_for_what_the_admin_api_addresses(self):
         # POST /edge/sinks/../stop is folded to /edge/stop by clients and proxies: a part named
