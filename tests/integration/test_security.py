@@ -245,6 +245,21 @@ class ProxyKeepAliveTest(KeepAliveCase):
         self.assertNotIn("key", rec, "an unkeyed request is logged under a key")
         self.assertEqual(rec.get("error"), "missing_api_key")
 
+    def test_two_credentials_are_refused_not_one_picked(self):
+        # Found by an outside test: two Authorization headers passed with the first one's key
+        # (a proxy in front may check the other). The same key twice over both headers is one.
+        c = self.connect(self.port)
+        for i, headers in enumerate(([("Authorization", "Bearer " + ALICE), ("Authorization", "Bearer " + BOB)],
+                                     [("Authorization", "Bearer " + ALICE), ("Authorization", "Bearer nope")],
+                                     [("X-API-Key", ALICE), ("X-API-Key", ALICE)],
+                                     [("Authorization", "Bearer " + ALICE), ("X-API-Key", BOB)])):
+            r = c.request("GET", "/auth/two-%d" % i, headers)
+            self.assertEqual(r.status, 401, (headers, r))
+            self.assertIn("send one API key", error_json(r.body)["message"])
+            self.assertNotIn("/auth/two-%d" % i, self.up.paths())
+        r = c.request("GET", "/auth/two-ok", [("Authorization", "Bearer " + ALICE), ("X-API-Key", ALICE)])
+        self.assertEqual(r.status, 200, r)
+
     def test_key_then_invalid_key_is_refused(self):
         # The invalid key comes as X-API-Key, which key_auth reads only when there is no
         # Authorization: a stale Authorization would win over it and let the request in.

@@ -15,6 +15,12 @@ class KeyAuthFilter final : public http::Filter {
       : keys_(std::move(keys)), allowed_(std::move(allowed)) {}
 
   http::FilterStatus onRequest(http::FilterContext& ctx) const override {
+    // Two credentials are refused, not one picked: a proxy in front may read the other one
+    // (the admin API refuses two tokens the same way).
+    if (!oneCredential(ctx.request))
+      return deny(
+          ctx, 401, "invalid_api_key",
+          "send one API key: one 'Authorization' or one 'x-api-key' header (or both with the same key)");
     std::string_view key = presentedKey(ctx.request);
     if (key.empty()) {
       return deny(ctx, 401, "missing_api_key",
@@ -33,6 +39,19 @@ class KeyAuthFilter final : public http::Filter {
   std::string_view kind() const override { return "key_auth"; }
 
  private:
+  /// At most one Authorization and one x-api-key, and not two different keys.
+  static bool oneCredential(const http::RequestHead& req) {
+    size_t authorization = 0, api_key = 0;
+    for (const auto& h : req.headers) {
+      if (iequals(h.name, "authorization")) ++authorization;
+      if (iequals(h.name, "x-api-key")) ++api_key;
+    }
+    if (authorization > 1 || api_key > 1) return false;
+    if (authorization == 0 || api_key == 0) return true;
+    const std::string_view auth = req.headers.get("authorization");
+    return auth.size() > 7 && iequals(auth.substr(0, 7), "bearer ") &&
+           trim(auth.substr(7)) == trim(req.headers.get("x-api-key"));
+  }
   static std::string_view presentedKey(const http::RequestHead& req) {
     std::string_view auth = req.headers.get("authorization");
     if (auth.size() > 7 && iequals(auth.substr(0, 7), "bearer ")) return trim(auth.substr(7));
