@@ -367,6 +367,13 @@ class IngestLog(DurableCase):
     def pipeline(self, gw):
         return gw.admin("GET", "/edge", token=TOKEN).json()["pipelines"][0]
 
+    def fill_open_window(self, gw, base):
+        """300 readings of pump-1 in the window starting at `base`, in ten payloads."""
+        for chunk in range(10):
+            body = json.dumps([{"value": 1, "ts": base + chunk * 50 + i} for i in range(30)]).encode()
+            r = http_request(gw.port, "POST", "/ingest/pump-1", body=body, headers={"Content-Type": "application/json"})
+            self.assertEqual(r.status, 202, r.body)
+
     def test_no_acknowledged_reading_is_lost_when_reloads_change_the_pipeline_under_load(self):
         # A reload that changes the pipeline hands its ingest log to the successor, and
         # payloads arriving meanwhile are forwarded to it. An outside test lost a whole
@@ -412,11 +419,7 @@ class IngestLog(DurableCase):
             gw = Gateway(text, admin_port=admin)
             base = (int(time.time()) - 60) * 1000  # one old second: the window is open until wall time closes it
             with gw:
-                for chunk in range(10):
-                    body = json.dumps([{"value": 1, "ts": base + chunk * 50 + i} for i in range(30)]).encode()
-                    r = http_request(gw.port, "POST", "/ingest/pump-1", body=body,
-                                     headers={"Content-Type": "application/json"})
-                    self.assertEqual(r.status, 202, r.body)
+                self.fill_open_window(gw, base)
                 self.assertIn("ingest_log", self.pipeline(gw))
                 gw.proc.send_signal(signal.SIGKILL)  # well within the window's second of wall time
                 gw.proc.wait(5)
@@ -441,11 +444,7 @@ class IngestLog(DurableCase):
             gw = Gateway(text, admin_port=admin)
             base = (int(time.time()) - 60) * 1000
             with gw:
-                for chunk in range(10):
-                    body = json.dumps([{"value": 1, "ts": base + chunk * 50 + i} for i in range(30)]).encode()
-                    r = http_request(gw.port, "POST", "/ingest/pump-1", body=body,
-                                     headers={"Content-Type": "application/json"})
-                    self.assertEqual(r.status, 202, r.body)
+                self.fill_open_window(gw, base)
                 gw.proc.send_signal(signal.SIGKILL)  # the window open: the log holds all ten
                 gw.proc.wait(5)
             segs = sorted(glob.glob(os.path.join(self.data, "ingest", "raw", "*.seg")))
