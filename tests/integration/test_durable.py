@@ -672,7 +672,9 @@ class DetectorState(DurableCase):
                 self.assertTrue(wait_until(lambda: len(self.alarms(rx)) == 1, timeout=5))
                 gw.stop()
             with Gateway(text, admin_port=admin) as gw2:
-                self.assertIn("its rules resume 1 hold-offs", gw2.log_text())
+                # Said when its worker gives the pipeline its rules, which may follow "serving".
+                self.assertTrue(wait_until(lambda: "its rules resume 1 hold-offs" in gw2.log_text(), timeout=5),
+                                gw2.log_text())
                 self.post(gw2, "pump-1", [60])  # within the hour: held back
                 self.assertTrue(wait_until(lambda: self.rule(gw2)["suppressed"] == 1, timeout=5), self.rule(gw2))
                 self.assertEqual(self.rule(gw2)["fired"], 0)
