@@ -262,37 +262,14 @@ std::string redactUrl(std::string_view url) {
 }
 
 bool isValidUtf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const auto* end = p + s.size();
-  while (p < end) {
-    const unsigned char c = *p;
-    if (c < 0x80) {
-      ++p;
+  for (size_t i = 0; i < s.size();) {
+    if (static_cast<unsigned char>(s[i]) < 0x80) {  // ASCII, the common case: byte by byte
+      ++i;
       continue;
     }
-    size_t n = 0;
-    uint32_t cp = 0;
-    if (c >= 0xC2 && c <= 0xDF) {
-      n = 1;
-      cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      n = 2;
-      cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      n = 3;
-      cp = c & 0x07;
-    } else {
-      return false;  // a continuation byte first, an overlong lead (C0, C1) or past F4
-    }
-    if (static_cast<size_t>(end - p) <= n) return false;
-    for (size_t i = 1; i <= n; ++i) {
-      if ((p[i] & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-      return false;
-    p += n + 1;
+    const size_t n = utf8SequenceLength(s.substr(i));
+    if (n == 0) return false;
+    i += n;
   }
   return true;
 }
@@ -305,33 +282,11 @@ std::string_view utf8Prefix(std::string_view s, size_t max_bytes) {
   return s.substr(0, end);
 }
 
-namespace {
-
-/// The length of the well-formed UTF-8 sequence `s` starts with (0: none does).
-size_t utf8SequenceAt(std::string_view s) {
-  const auto at = [&](size_t i) { return i < s.size() ? static_cast<unsigned char>(s[i]) : 0u; };
-  const unsigned b = at(0);
-  const auto cont = [&](size_t i, unsigned lo = 0x80, unsigned hi = 0xBF) {
-    return at(i) >= lo && at(i) <= hi;
-  };
-  if (b < 0x80) return 1;
-  if (b >= 0xC2 && b <= 0xDF) return cont(1) ? 2 : 0;
-  if (b == 0xE0) return cont(1, 0xA0) && cont(2) ? 3 : 0;
-  if (b == 0xED) return cont(1, 0x80, 0x9F) && cont(2) ? 3 : 0;  // no surrogates
-  if (b >= 0xE1 && b <= 0xEF) return cont(1) && cont(2) ? 3 : 0;
-  if (b == 0xF0) return cont(1, 0x90) && cont(2) && cont(3) ? 4 : 0;
-  if (b >= 0xF1 && b <= 0xF3) return cont(1) && cont(2) && cont(3) ? 4 : 0;
-  if (b == 0xF4) return cont(1, 0x80, 0x8F) && cont(2) && cont(3) ? 4 : 0;
-  return 0;
-}
-
-}  // namespace
-
 std::string printableText(std::string_view s, size_t max_bytes) {
   std::string out;
   out.reserve(std::min(s.size(), max_bytes) + 3);
   for (size_t i = 0; i < s.size();) {
-    const size_t n = utf8SequenceAt(s.substr(i));
+    const size_t n = static_cast<unsigned char>(s[i]) < 0x80 ? 1 : utf8SequenceLength(s.substr(i));
     if (out.size() + std::max<size_t>(n, 1) > max_bytes) {
       out += "...";
       break;
