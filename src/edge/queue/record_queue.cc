@@ -121,6 +121,12 @@ void DurableQueue::peekOldest() {
     std::memcpy(&oldest_ms_, frames_[0].payload.data(), 8);
 }
 
+bool DurableQueue::addFrame(const QueuedRecord& r) {
+  char stamp[8];
+  std::memcpy(stamp, &r.enqueued_ms, 8);
+  return batch_.add(r.drop_class, std::string_view(stamp, 8), r.json);
+}
+
 uint64_t DurableQueue::write(std::vector<QueuedRecord>& records) {
   // One write for the whole push (per segment it reaches).
   batch_.clear();
@@ -128,10 +134,7 @@ uint64_t DurableQueue::write(std::vector<QueuedRecord>& records) {
   std::vector<size_t> framed;  // which records are in batch_
   framed.reserve(records.size());
   for (size_t i = 0; i < records.size(); ++i) {
-    const QueuedRecord& r = records[i];
-    char stamp[8];
-    std::memcpy(stamp, &r.enqueued_ms, 8);
-    if (batch_.add(r.drop_class, std::string_view(stamp, 8), r.json)) {
+    if (addFrame(records[i])) {
       framed.push_back(i);
     } else {  // larger than a frame: no disk takes it
       ++write_failures_;
@@ -155,10 +158,7 @@ uint64_t DurableQueue::writeHeld() {
   const QueuedRecord* first = held_.front();
   if (!first) return 0;
   batch_.clear();
-  char stamp[8];
-  std::memcpy(stamp, &first->enqueued_ms, 8);
-  const bool framed = batch_.add(first->drop_class, std::string_view(stamp, 8), first->json);
-  const bool taken = framed && log_->append(batch_) == 1;
+  const bool taken = addFrame(*first) && log_->append(batch_) == 1;
   batch_.clear();
   if (!taken) return 0;
   std::vector<QueuedRecord> again;

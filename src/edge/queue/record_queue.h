@@ -122,6 +122,9 @@ class DurableQueue final : public RecordQueue {
   explicit DurableQueue(std::unique_ptr<DurableLog> log, uint64_t max_bytes)
       : log_(std::move(log)), max_bytes_(max_bytes), held_(std::min(max_bytes, kMaxHeldBytes)) {}
   void peekOldest();
+  /// Adds `r` to batch_ as a frame (tag: its drop class; payload: enqueued_ms, then its JSON);
+  /// false when it is larger than a frame may be.
+  bool addFrame(const QueuedRecord& r);
   /// Writes `records` to the log in order; those from the first the disk refused on go to
   /// held_. Returns how many were dropped (too large for a frame, or past held_'s cap).
   uint64_t write(std::vector<QueuedRecord>& records);
