@@ -368,7 +368,7 @@ bool parseTopicTemplate(config::Reader& r, const config::Node& v, std::string_vi
 const MqttSubscription* subscriptionReading(const EdgeConfig& cfg, const std::string& connector,
                                             const TopicTemplate& topic);
 
-/// Fails at `n["name"]` when `name` is `.` or `..`: the admin API addresses a pipeline,
+/// Fails at `n["name"]` when `name` is empty, or `.` or `..`: the admin API addresses a pipeline,
 /// connector or sink by its name as one path segment, and a client or proxy folds those two
 /// away (`/edge/sinks/../stop`); or when it is longer than kMaxPartName bytes. `kind` is
 /// "pipeline", "connector" or "sink". Config load.
