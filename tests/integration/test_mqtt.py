@@ -931,9 +931,10 @@ access_log: { enabled: false }
 
 
 class MqttAgainstAHostileBroker(unittest.TestCase):
-    def gateway(self, broker):
+    def gateway(self, broker, subscription_qos=1):
         port, admin = free_port(), free_port()
-        return Gateway(render(FAKE, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url()),
+        text = render(FAKE, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url())
+        return Gateway(text.replace("qos: 1, format: number", "qos: %d, format: number" % subscription_qos),
                        admin_port=admin)
 
     def test_the_brokers_keep_alive_holds_for_its_connection_only_and_zero_turns_it_off(self):
@@ -1037,9 +1038,7 @@ class MqttAgainstAHostileBroker(unittest.TestCase):
 
         broker = FakeBroker([same_id])
         try:
-            port, admin = free_port(), free_port()
-            text = render(FAKE, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url())
-            with Gateway(text.replace("qos: 1, format: number", "qos: 2, format: number"), admin_port=admin) as gw:
+            with self.gateway(broker, subscription_qos=2) as gw:
                 self.assertTrue(wait_until(lambda: connector(gw)["messages"] == 5, timeout=5), connector(gw))
                 time.sleep(0.2)
                 c = connector(gw)
