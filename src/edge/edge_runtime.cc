@@ -1446,9 +1446,14 @@ void EdgeRuntime::installConnectors(const EdgeConfig& cfg, size_t workers) {
   mqtt_ = std::move(mqtt);
 
   // Modbus pollers: an unchanged one keeps polling; a changed or removed one is stopped (its
-  // thread ends after the read in progress) and joined at the next install or at the end.
-  for (auto& r : retired_modbus_) r->join();
-  retired_modbus_.clear();
+  // thread ends after the read in progress) and joined at a later install once its thread has
+  // ended, or at the end: a read waiting on a silent device (its timeout) never holds up a
+  // reload or an admin API stop on the main thread.
+  std::erase_if(retired_modbus_, [](const std::shared_ptr<ModbusPoller>& r) {
+    if (!r->exited()) return false;
+    r->join();
+    return true;
+  });
   std::vector<std::shared_ptr<ModbusPoller>> modbus;
   for (const auto& c : cfg.connectors) {
     if (c.kind != "modbus_tcp" && c.kind != "modbus_rtu") continue;

@@ -190,6 +190,25 @@ class ModbusPolling(unittest.TestCase):
                 gw.stop()
                 self.assertLess(time.monotonic() - started, 1.5)  # one timeout, not a round of them
 
+    def test_stop_and_start_do_not_wait_on_a_read_a_silent_device_holds(self):
+        # The stopped poller's thread is in a read of 3 s; the start that follows used to join
+        # it on the main thread first, and every admin request and reload waited with it.
+        with Receiver() as rx:
+            gw = self.gateway(rx)
+            gw.config_text = gw.config_text.replace("timeout: 300ms", "timeout: 3s", 1)
+            with gw:
+                self.assertTrue(wait_until(lambda: connector(gw, "pump-plc")["polls"] >= 2, timeout=5))
+                self.plc.silent = True
+                time.sleep(0.5)  # a read is under way, and waits its 3 s
+                for action in ("stop", "start", "stop", "start"):
+                    started = time.monotonic()
+                    r = gw.admin("POST", "/edge/connectors/pump-plc/" + action, token=TOKEN, timeout=10)
+                    self.assertEqual(r.status, 200, r.body)
+                    self.assertLess(time.monotonic() - started, 1.0, action)
+                self.plc.silent = False
+                polls = connector(gw, "pump-plc")["polls"]
+                self.assertTrue(wait_until(lambda: connector(gw, "pump-plc")["polls"] > polls + 1, timeout=10))
+
     def test_a_server_that_goes_away_is_connected_to_again(self):
         with Receiver() as rx, self.gateway(rx) as gw:
             self.assertTrue(wait_until(lambda: connector(gw, "pump-plc")["connected"], timeout=5))

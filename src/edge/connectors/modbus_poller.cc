@@ -55,7 +55,10 @@ ModbusPoller::~ModbusPoller() {
 }
 
 void ModbusPoller::start() {
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    run();
+    exited_.store(true, std::memory_order_release);
+  });
 }
 
 void ModbusPoller::stop() {

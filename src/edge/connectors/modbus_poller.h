@@ -58,6 +58,8 @@ class ModbusPoller {
   void join();
   /// Started (stop() may have been asked since). Main thread.
   bool started() const { return thread_.joinable(); }
+  /// Its thread has ended, or never started: join() does not wait. Main thread.
+  bool exited() const { return !thread_.joinable() || exited_.load(std::memory_order_acquire); }
 
   /// The Modbus part of GET /edge's connector entry. Main thread.
   void describe(boost::json::object& out) const;
@@ -78,6 +80,7 @@ class ModbusPoller {
     std::function<void(std::string)> done;
   };
   void run();
+  std::atomic<bool> exited_{false};  // set by its thread as run() returns
   /// Makes the queued writes; false when the link fell out of step (reconnect). Poll thread.
   bool applyWrites(Context& c, bool connected, const std::string& where);
   /// Waits until `deadline` or stop(); false when stopped.
