@@ -533,9 +533,11 @@ class StartStop(unittest.TestCase):
                 r = post(gw, "/ingest/pump-1", json.dumps({"value": 1}))
                 self.assertEqual(r.status, 503, r.body)
                 self.assertEqual(r.json()["error"]["type"], "connector_stopped")
+                self.assertEqual(r.headers.get("retry-after"), "30")  # an operator's stop: not "at once"
                 self.assertEqual(post(gw, "/ingest/pump-1", "{not json").status, 503)  # the body is not read
                 self.assertIn("connector 'lab' is stopped", r.json()["error"]["message"])
                 self.assertTrue(self.edge(gw)["connectors"][0]["stopped"])
+                self.assertEqual(self.edge(gw)["connectors"][0]["refused"], 2)  # both payloads counted
                 self.assertEqual(self.control(gw, "connectors", "lab", "start").status, 200)
                 self.assertEqual(post(gw, "/ingest/pump-1", json.dumps({"value": 1})).status, 202)
                 self.assertTrue(wait_until(lambda: len(rx.records()) == 1, timeout=5))

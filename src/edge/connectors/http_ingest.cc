@@ -58,6 +58,16 @@ std::string deviceFromPath(std::string_view path, const http::CompiledRoute& rou
 
 }  // namespace
 
+http::Task<void> HttpIngest::refuseStopped(http::ServerConnection& conn, const std::string& connector) {
+  runtime_.countIngest(connector, 0, 0, true);
+  // Stopped by an operator, for as long as they choose: a sender that retries is told to
+  // come back in a while, not at once.
+  http::HeaderList retry;
+  retry.add("Retry-After", "30");
+  const std::string message = fmt::format("connector '{}' is stopped", connector);
+  co_await conn.sendError(503, "connector_stopped", message, &retry);
+}
+
 http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
   auto& conn = req.conn;
   const auto& request = conn.request();
@@ -70,8 +80,7 @@ http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
                                       &allow);
   }
   if (runtime_.connectorStopped(connector.name))  // before the body: none of it is read
-    co_return co_await conn.sendError(503, "connector_stopped",
-                                      fmt::format("connector '{}' is stopped", connector.name));
+    co_return co_await refuseStopped(conn, connector.name);
   if (http::hasContentCoding(request.headers)) {  // gzip and the like: not decoded here
     runtime_.countIngest(connector.name, 0, 0, true);
     co_return co_await conn.sendError(415, "unsupported_media_type",
@@ -145,9 +154,7 @@ http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
   const size_t accepted = readings->items.size();
   std::shared_ptr<DeliveryTicket> ticket;
   const int delivered = runtime_.deliver(connector.name, std::move(readings), &ticket);
-  if (delivered == EdgeRuntime::kStopped)
-    co_return co_await conn.sendError(503, "connector_stopped",
-                                      fmt::format("connector '{}' is stopped", connector.name));
+  if (delivered == EdgeRuntime::kStopped) co_return co_await refuseStopped(conn, connector.name);
   if (delivered < 0) {
     http::HeaderList retry;
     retry.add("Retry-After", "1");

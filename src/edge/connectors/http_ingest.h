@@ -17,6 +17,9 @@ class HttpIngest final : public http::TerminalHandler {
   http::Task<void> serve(http::RoutedRequest& req) override;
 
  private:
+  /// 503 connector_stopped with a Retry-After, counted as a payload refused whole.
+  http::Task<void> refuseStopped(http::ServerConnection& conn, const std::string& connector);
+
   const EdgeConfig& config_;
   EdgeRuntime& runtime_;
 };
