@@ -13,8 +13,13 @@
 // are forgotten (forget_idle 1 s) so new ones are taken again; it prints how many were
 // refused and forgotten, and the longest sweep.
 //
+// With `--device-limit RATE` each reading first passes the pipeline's per-device flood limit
+// (DeviceLimiter, as PipelineHost::ingest runs it: `device_limit: { rate: RATE }`), readings
+// going round the devices so that no two in a row share one (each takes a hash lookup, the
+// limiter's worst case); it prints how many were limited.
+//
 //   ganglion_edge_bench [--readings N] [--series N] [--batch N] [--rate-per-series HZ] [--join 1]
-//                       [--flood 1]
+//                       [--flood 1] [--device-limit RATE]
 //
 // Series are interned once beforehand (a connector maps topics to series through a cache);
 // values come from a precomputed table so the random generator is not measured.
@@ -24,9 +29,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 
+#include "edge/device_limit.h"
 #include "edge/pipeline.h"
 
 using namespace ganglion::edge;
@@ -54,6 +61,7 @@ int main(int argc, char** argv) {
   uint32_t rate = 1000;  // readings per second per series, in event time
   bool join = false;
   bool flood = false;
+  uint64_t device_limit = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const uint64_t v = std::strtoull(argv[i + 1], nullptr, 10);
     if (!std::strcmp(argv[i], "--readings"))
@@ -68,6 +76,8 @@ int main(int argc, char** argv) {
       join = v != 0;
     else if (!std::strcmp(argv[i], "--flood"))
       flood = v != 0;
+    else if (!std::strcmp(argv[i], "--device-limit"))
+      device_limit = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", argv[i]);
       return 2;
@@ -117,11 +127,14 @@ int main(int argc, char** argv) {
   });
   const uint16_t origin = pipeline.origin("plant");
   std::vector<SeriesId> ids;
+  std::vector<std::string> devices;  // the device of each of ids
   for (uint32_t i = 0; i < series_count && !flood; ++i) {
     if (!join) {
-      ids.push_back(pipeline.series().intern("plant", "pump-" + std::to_string(i), "vibration"));
+      devices.push_back("pump-" + std::to_string(i));
+      ids.push_back(pipeline.series().intern("plant", devices.back(), "vibration"));
       continue;
     }
+    devices.push_back("room-" + std::to_string(i / 2));
     // Even: room i/2's temperature, odd: its occupancy.
     ids.push_back(pipeline.series().intern("plant", "room-" + std::to_string(i / 2),
                                            i % 2 ? "occupancy" : "temperature"));
@@ -142,6 +155,8 @@ int main(int argc, char** argv) {
   uint64_t refused = 0;
   double longest_sweep = 0;
   std::string device;
+  std::unique_ptr<DeviceLimiter> limiter;
+  if (device_limit) limiter = std::make_unique<DeviceLimiter>(device_limit, 0);
   while (seq < readings) {
     batch.clear();
     const uint64_t n = std::min<uint64_t>(batch_size, readings - seq);
@@ -174,14 +189,17 @@ int main(int argc, char** argv) {
       continue;
     }
     for (uint64_t i = 0; i < n; ++i, ++seq) {
+      const uint64_t round = seq / series_count;
+      const int64_t ts = t0 + static_cast<int64_t>(round * 1000 / rate);
+      if (limiter && !limiter->admit("plant", devices[seq % series_count], ts)) continue;
       Record& r = batch.records.emplace_back();
       r.series = join && seq % 64 == 63 ? station : ids[seq % series_count];
-      const uint64_t round = seq / series_count;
-      r.ts = t0 + static_cast<int64_t>(round * 1000 / rate);
+      r.ts = ts;
       r.value = values[seq & 0xffff];
       r.origin = origin;
       r.seq = seq;
     }
+    if (batch.records.empty()) continue;
     const int64_t now = batch.records.back().ts;
     pipeline.push(batch, now);
     if (now - last_tick >= 100) {
@@ -198,6 +216,9 @@ int main(int argc, char** argv) {
       static_cast<double>(readings) / wall, cpu * 1e9 / static_cast<double>(readings),
       static_cast<unsigned long long>(windows), static_cast<unsigned long long>(events),
       static_cast<unsigned long long>(joined));
+  if (limiter)
+    std::printf("device_limit %llu/s: %llu readings limited\n", static_cast<unsigned long long>(device_limit),
+                static_cast<unsigned long long>(limiter->limited()));
   if (flood)
     std::printf("flood: %llu refused, %llu series forgotten, longest sweep %.2f ms (CPU), %zu series held\n",
                 static_cast<unsigned long long>(refused),

@@ -5,8 +5,9 @@
 # per reading. JOIN=1 measures the HVAC join pipeline instead (join → filter; SERIES counts
 # room temperature and occupancy series together). FLOOD=1: every reading names a new device
 # (SERIES is then max_series), idle series are forgotten, and each run also prints what was
-# refused and forgotten and the longest sweep.
-#   RUNS=5 READINGS=20000000 SERIES="1000 10000" [JOIN=1] [FLOOD=1] bench/edge_pipeline.sh
+# refused and forgotten and the longest sweep. DEVICE_LIMIT=RATE puts each reading through the
+# per-device flood limit first (device_limit: { rate: RATE }; 0: none).
+#   RUNS=5 READINGS=20000000 SERIES="1000 10000" [JOIN=1] [FLOOD=1] [DEVICE_LIMIT=1000] bench/edge_pipeline.sh
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
@@ -18,7 +19,8 @@ READINGS=${READINGS:-20000000}
 SERIES=${SERIES:-1000 10000}
 JOIN=${JOIN:-0}
 FLOOD=${FLOOD:-0}
-require_uints RUNS READINGS JOIN FLOOD
+DEVICE_LIMIT=${DEVICE_LIMIT:-0}
+require_uints RUNS READINGS JOIN FLOOD DEVICE_LIMIT
 [[ -x $BENCH_BIN ]] || die "$BENCH_BIN not built (cmake --build build --target ganglion_edge_bench)"
 log_host
 pin=()
@@ -26,7 +28,7 @@ command -v taskset >/dev/null && pin=(taskset -c 0)
 for series in $SERIES; do
   rates=() ns=()
   for ((i = 1; i <= RUNS; i++)); do
-    line=$("${pin[@]}" "$BENCH_BIN" --readings "$READINGS" --series "$series" --rate-per-series 100 --join "$JOIN" --flood "$FLOOD" | tr '\n' ' ')
+    line=$("${pin[@]}" "$BENCH_BIN" --readings "$READINGS" --series "$series" --rate-per-series 100 --join "$JOIN" --flood "$FLOOD" --device-limit "$DEVICE_LIMIT" | tr '\n' ' ')
     echo "run $i: $line"
     rates+=("$(sed -E 's/.*: ([0-9]+) readings\/s.*/\1/' <<<"$line")")
     ns+=("$(sed -E 's/.*, ([0-9.]+) ns CPU.*/\1/' <<<"$line")")
