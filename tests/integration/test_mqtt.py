@@ -16,7 +16,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (LOCALHOST, Gateway, Mosquitto, Receiver, assert_refused_at, check_config, free_port,  # noqa: E402
                      make_pki, render, wait_until)
-from mqtt_raw import packet, varint  # noqa: E402
+from mqtt_raw import connect, packet, utf8, varint  # noqa: E402
 
 TOKEN = "Mqtt-Adm1n-T0ken-0123456789"
 
@@ -665,6 +665,45 @@ class MqttRules(unittest.TestCase):
                 self.assertEqual([l.split(" ")[0] for l in watcher.lines()], ["alarms/pump-1/hot", "alarms/pump-2/hot"])
             finally:
                 watcher.stop()
+
+    def test_qos1_alarms_are_not_held_back_by_the_brokers_nagle_and_delayed_acks(self):
+        # mosquitto leaves Nagle's algorithm on: after the PUBACK of an alarm it held the next
+        # reading until the gateway's TCP acknowledged that PUBACK, which Linux delays up to
+        # 40 ms when nothing goes back. Each alarm then came 20-40 ms late; with a quick ACK
+        # after each read, well under a millisecond on an idle box.
+        import socket
+        import statistics
+        broker = Mosquitto()
+        with broker:
+            port, admin = free_port(), free_port()
+            text = render(RULES, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url(),
+                          SINK=free_port(), OUTBOX="", EDGE="")
+            text = text.replace('{ topic: "plant/+/temp", qos: 1,', '{ topic: "plant/+/temp", qos: 0,')
+            text = text.replace("    hold_off: 10s\n", "").replace("      - forward: { to: uplink }\n", "")
+            with Gateway(text, admin_port=admin) as gw:
+                self.assertTrue(wait_until(lambda: connected(gw), timeout=5))
+                client = socket.create_connection((LOCALHOST, broker.port))
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                client.sendall(connect("latency"))
+                kind, _ = read_packet(client)
+                self.assertEqual(kind, 2)  # CONNACK
+                client.sendall(packet(0x82, b"\x00\x01" + utf8("alarms/#") + b"\x00"))
+                kind, _ = read_packet(client)
+                self.assertEqual(kind, 9)  # SUBACK
+                sent, latencies = {}, []
+                for i in range(40):
+                    topic = "plant/d%d/temp" % i
+                    sent[i] = time.monotonic()
+                    client.sendall(packet(0x30, utf8(topic) + b"50"))
+                    client.settimeout(1)
+                    kind, body = read_packet(client)  # the alarm, before the next reading goes
+                    latencies.append(time.monotonic() - sent[i])
+                    self.assertEqual(kind, 3)
+                    self.assertIn(b"alarms/d%d/hot" % i, body)
+                    time.sleep(0.005)
+                client.close()
+                # 20-40 ms each before the fix, and a median of 10 ms leaves a loaded box room.
+                self.assertLess(statistics.median(latencies), 0.010, [round(v * 1000, 1) for v in latencies])
 
     def test_alarms_fired_at_shutdown_are_still_published(self):
         # SIGTERM closes the open windows; a rule fires on the window record, and the connector

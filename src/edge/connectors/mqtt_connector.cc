@@ -1,7 +1,10 @@
 #include "edge/connectors/mqtt_connector.h"
 
 #include <fmt/format.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -140,6 +143,21 @@ struct MqttConnector::Link {
     stream.socket().close(ignored);
   }
 };
+
+namespace {
+
+/// Asks Linux to acknowledge the broker's next segments at once rather than up to 40 ms
+/// later (delayed ACK). A broker that leaves Nagle's algorithm on (mosquitto does, unless
+/// `set_tcp_nodelay`) holds each packet back until its previous one is acknowledged; when
+/// this side has nothing to send back (a PUBACK it got for an alarm), the next reading waited
+/// for the delayed ACK: 20-40 ms per alarm at QoS 1 (docs/design/edge.md "Delayed ACK").
+/// Linux falls back to delayed ACKs on its own, so this is asked again after every read.
+void quickAck(asio::ip::tcp::socket& socket) {
+  const int on = 1;
+  ::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_QUICKACK, &on, sizeof on);
+}
+
+}  // namespace
 
 /// What one read brought: readings for the pipelines and the acknowledgements owed once they
 /// are taken.
@@ -497,6 +515,7 @@ awaitable<bool> MqttConnector::handshake(const std::shared_ptr<Link>& link) {
   }
   boost::system::error_code ignored;
   link->stream.socket().set_option(asio::ip::tcp::no_delay(true), ignored);
+  quickAck(link->stream.socket());
   if (config_.secure) {
     const auto& settings = config_.tls->settings();
     const std::string& name = settings.server_name.empty() ? config_.host : settings.server_name;
@@ -695,6 +714,7 @@ awaitable<int64_t> MqttConnector::session() {
       break;
     }
     link->last_received_ms = steadyMillis();
+    quickAck(link->stream.socket());
     decoder.feed(std::string_view(buffer.data(), n));
   }
   link->close();
