@@ -146,12 +146,12 @@ struct MqttConnector::Link {
 
 namespace {
 
-/// Asks Linux to acknowledge the broker's next segments at once rather than up to 40 ms
-/// later (delayed ACK). A broker that leaves Nagle's algorithm on (mosquitto does, unless
-/// `set_tcp_nodelay`) holds each packet back until its previous one is acknowledged; when
-/// this side has nothing to send back (a PUBACK it got for an alarm), the next reading waited
-/// for the delayed ACK: 20-40 ms per alarm at QoS 1 (docs/design/edge.md "Delayed ACK").
-/// Linux falls back to delayed ACKs on its own, so this is asked again after every read.
+/// Sends the TCP acknowledgement of what was read now, and of the next segments at once,
+/// rather than up to 40 ms later (delayed ACK). A broker that leaves Nagle's algorithm on
+/// (mosquitto does, unless `set_tcp_nodelay`) holds each packet back until its previous one
+/// is acknowledged; when this side had nothing to send back (the PUBACK of an alarm), the
+/// next reading waited for the delayed ACK: 20-40 ms per alarm at QoS 1 (docs/design/edge.md
+/// "Delayed ACKs"). Linux falls back to delayed ACKs on its own, so this is asked per read.
 void quickAck(asio::ip::tcp::socket& socket) {
   const int on = 1;
   ::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_QUICKACK, &on, sizeof on);
@@ -705,6 +705,10 @@ awaitable<int64_t> MqttConnector::session() {
     // A broker that does not read what this client writes (acknowledgements pile up): stop
     // reading until it does; the keep-alive ends the connection if it never does.
     if (link->out.size() > kMaxPendingWrite && !co_await waitForWrites(link)) break;
+    // Nothing goes back now for what was read (QoS 0 messages, the broker's acknowledgements
+    // of our publishes, PUBACKs waiting for the ingest log): its TCP acknowledgement goes at
+    // once, not 40 ms later. When acknowledgements are being written, they carry it.
+    if (link->out.empty() && !link->writing) quickAck(link->stream.socket());
     auto [ec, n] = co_await link->stream.async_read_some(asio::buffer(buffer), kNoThrow);
     if (ec || n == 0) {
       if (link->open && !stopped_)
@@ -714,7 +718,6 @@ awaitable<int64_t> MqttConnector::session() {
       break;
     }
     link->last_received_ms = steadyMillis();
-    quickAck(link->stream.socket());
     decoder.feed(std::string_view(buffer.data(), n));
   }
   link->close();
