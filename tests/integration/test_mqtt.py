@@ -366,6 +366,12 @@ access_log: { enabled: false }
 """
 
 
+def rules_config(url, port, admin, sink_port, outbox="", edge=""):
+    """RULES for a broker at `url`: `outbox` adds lines to the connector, `edge` the edge section."""
+    return render(RULES, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=url, SINK=sink_port,
+                  OUTBOX=outbox, EDGE=edge)
+
+
 class Subscriber:
     """mosquitto_sub with a persistent session (client id `watcher`), printing `topic payload`."""
 
@@ -402,8 +408,7 @@ class MqttRules(unittest.TestCase):
         broker = Mosquitto(persistent=True)
         with broker, Receiver() as rx:
             port, admin = free_port(), free_port()
-            text = render(RULES, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url(), SINK=rx.port,
-                          OUTBOX="", EDGE="")
+            text = rules_config(broker.url(), port, admin, rx.port)
             watcher = Subscriber(broker, "alarms/#").start()
             try:
                 with Gateway(text, admin_port=admin) as gw:
@@ -475,8 +480,8 @@ class MqttRules(unittest.TestCase):
         data = tempfile.mkdtemp(prefix="ganglion-outbox-")
         with broker, Receiver() as rx:
             port, admin = free_port(), free_port()
-            text = render(RULES, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url(), SINK=rx.port,
-                          OUTBOX="    outbox: { durable: true }", EDGE="edge: { data_dir: %s }" % data)
+            text = rules_config(broker.url(), port, admin, rx.port, outbox="    outbox: { durable: true }",
+                                edge="edge: { data_dir: %s }" % data)
             watcher = Subscriber(broker, "alarms/#").start()
             watcher.stop()  # its persistent session keeps what comes while it is away
             from harness import http_request
@@ -543,8 +548,7 @@ class MqttRules(unittest.TestCase):
         broker = Mosquitto(extra="acl_file %s\n" % acl)
         with broker, Receiver() as rx:
             port, admin = free_port(), free_port()
-            text = render(RULES, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url(), SINK=rx.port,
-                          OUTBOX="", EDGE="")
+            text = rules_config(broker.url(), port, admin, rx.port)
             from harness import http_request
 
             def ingest(device, ts):
@@ -604,8 +608,7 @@ class MqttRules(unittest.TestCase):
         # alarms behind it go out.
         with Mosquitto(extra="max_packet_size 1500\n") as broker, Receiver() as rx:
             port, admin = free_port(), free_port()
-            text = render(RULES, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url(), SINK=rx.port,
-                          OUTBOX='    protocol: "3.1.1"', EDGE="")
+            text = rules_config(broker.url(), port, admin, rx.port, outbox='    protocol: "3.1.1"')
             from harness import http_request
             with Gateway(text, admin_port=admin) as gw:
                 self.assertTrue(wait_until(lambda: connected(gw), timeout=5))
@@ -630,8 +633,7 @@ class MqttRules(unittest.TestCase):
         broker = Mosquitto(persistent=True)
         with broker, Receiver() as rx:
             port, admin = free_port(), free_port()
-            text = render(RULES, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url(), SINK=rx.port,
-                          OUTBOX="    outbox: { max_bytes: 1MiB }", EDGE="")
+            text = rules_config(broker.url(), port, admin, rx.port, outbox="    outbox: { max_bytes: 1MiB }")
             watcher = Subscriber(broker, "alarms/#").start()
             watcher.stop()
             from harness import http_request
@@ -676,8 +678,7 @@ class MqttRules(unittest.TestCase):
         broker = Mosquitto()
         with broker:
             port, admin = free_port(), free_port()
-            text = render(RULES, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url(),
-                          SINK=free_port(), OUTBOX="", EDGE="")
+            text = rules_config(broker.url(), port, admin, free_port())
             text = text.replace('{ topic: "plant/+/temp", qos: 1,', '{ topic: "plant/+/temp", qos: 0,')
             text = text.replace("    hold_off: 10s\n", "").replace("      - forward: { to: uplink }\n", "")
             with Gateway(text, admin_port=admin) as gw:
@@ -711,8 +712,7 @@ class MqttRules(unittest.TestCase):
         broker = Mosquitto()
         with broker:
             port, admin = free_port(), free_port()
-            text = render(RULES, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url(),
-                          SINK=free_port(), OUTBOX="", EDGE="")
+            text = rules_config(broker.url(), port, admin, free_port())
             text = text.replace("    stages: []\n", "    stages:\n      - window: { tumbling: 1h, aggregates: [count] }\n")
             text = text.replace('when: "value > 10"', "when: \"kind == 'window'\"")
             watcher = Subscriber(broker, "alarms/#").start()
@@ -740,8 +740,7 @@ class MqttRules(unittest.TestCase):
         from harness import http_request
         with Mosquitto() as broker, Receiver() as rx, FakeProvider(name="local") as llm:
             port, admin = free_port(), free_port()
-            text = render(RULES, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url(), SINK=rx.port,
-                          OUTBOX="", EDGE="")
+            text = rules_config(broker.url(), port, admin, rx.port)
             text = text.replace("rules:\n", """providers:
   - { name: local-llm, kind: openai, base_url: "http://%s/v1", api_key: none }
 models:
@@ -1151,8 +1150,7 @@ class MqttConfigErrors(unittest.TestCase):
         self.assertIn("'session_expiry' is an MQTT 5 setting, and protocol is 3.1.1", out)
 
     def test_bad_rules_are_refused_with_their_line(self):
-        text = render(RULES, HOST=LOCALHOST, PORT=free_port(), ADMIN=free_port(), TOKEN=TOKEN,
-                      URL="mqtt://127.0.0.1:1883", SINK=free_port(), OUTBOX="", EDGE="")
+        text = rules_config("mqtt://127.0.0.1:1883", free_port(), free_port(), free_port())
         code, out = self.check(text)
         self.assertEqual(code, 0, out)
         cases = [
