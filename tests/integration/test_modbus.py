@@ -190,6 +190,22 @@ class ModbusPolling(unittest.TestCase):
                 gw.stop()
                 self.assertLess(time.monotonic() - started, 1.5)  # one timeout, not a round of them
 
+    def test_a_read_on_a_silent_device_is_cut_short_by_shutdown_whatever_its_timeout(self):
+        # The read of a device that never answers used to hold the process for its whole
+        # timeout after "stopped" (a minute with timeout: 60s), keeping edge.data_dir's locks:
+        # a supervisor's new instance found them held. stop() now shuts the socket down.
+        with Receiver() as rx:
+            gw = self.gateway(rx)
+            gw.config_text = gw.config_text.replace("timeout: 300ms", "timeout: 30s", 1)
+            with gw:
+                self.assertTrue(wait_until(lambda: connector(gw, "pump-plc")["polls"] >= 2, timeout=5))
+                self.plc.silent = True
+                time.sleep(0.5)  # a read is under way, and would wait its 30 s
+                started = time.monotonic()
+                self.assertEqual(gw.stop(), 0)
+                self.assertLess(time.monotonic() - started, 5)
+                self.assertNotIn("no answer in time", gw.log_text())  # the cut read is not the device's fault
+
     def test_stop_and_start_do_not_wait_on_a_read_a_silent_device_holds(self):
         # The stopped poller's thread is in a read of 3 s; the start that follows used to join
         # it on the main thread first, and every admin request and reload waited with it.

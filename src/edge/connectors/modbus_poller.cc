@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <modbus.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <boost/json.hpp>
@@ -31,14 +32,21 @@ bool isLinkError(int err) {
 
 /// libmodbus's context, closed and freed with its owner.
 struct ModbusPoller::Context {
+  ModbusPoller* owner = nullptr;
   modbus_t* ctx = nullptr;
   ~Context() {
     if (ctx) {
-      modbus_close(ctx);
+      owner->closeLink(*this);
       modbus_free(ctx);
     }
   }
 };
+
+void ModbusPoller::closeLink(Context& c) {
+  std::lock_guard lock(mutex_);  // stop() never shuts down a number the next socket may reuse
+  socket_ = -1;
+  modbus_close(c.ctx);
+}
 
 ModbusPoller::ModbusPoller(EdgeRuntime& runtime, ConnectorConfig config, std::shared_ptr<ModbusStats> stats)
     : runtime_(runtime), config_(std::move(config)), fingerprint_(connectorFingerprint(config_)) {
@@ -67,6 +75,9 @@ void ModbusPoller::stop() {
     std::lock_guard lock(mutex_);
     stopping_ = true;
     left.swap(writes_);  // the poll thread makes none of them now
+    // A read waiting on a silent device ends now, not at its timeout (which may be a minute):
+    // shutdown, stop and reload never wait on it.
+    if (socket_ >= 0) ::shutdown(socket_, SHUT_RDWR);
   }
   wake_.notify_all();
   for (auto& w : left) {
@@ -177,6 +188,7 @@ void ModbusPoller::noteError(std::string what) {
 void ModbusPoller::run() {
   using Clock = std::chrono::steady_clock;
   Context c;
+  c.owner = this;
   const bool tcp = config_.kind == "modbus_tcp";
   const std::string where =
       tcp ? fmt::format("{}:{}", config_.address.host, config_.address.port) : config_.serial_port;
@@ -221,6 +233,7 @@ void ModbusPoller::run() {
         std::lock_guard lock(mutex_);  // stopped meanwhile: its stopper says "not connected"
         if (stopping_) return;
         stats_->connected.store(true);  // under the lock: never after the stopper's false
+        if (tcp) socket_ = modbus_get_socket(c.ctx);
       }
       connected = true;
       failures = 0;
@@ -257,6 +270,10 @@ void ModbusPoller::run() {
       }
       if (rc == -1) {
         const int err = errno;
+        {
+          std::lock_guard lock(mutex_);
+          if (stopping_) return;  // cut short by stop() (its socket shut down): not the device's failure
+        }
         clean = false;
         if (isException(err)) {
           rs.exceptions.fetch_add(1, std::memory_order_relaxed);
@@ -298,7 +315,7 @@ void ModbusPoller::run() {
       stats_->last_error.clear();  // a whole clean round: what failed before is over
     }
     if (lost) {
-      modbus_close(c.ctx);
+      closeLink(c);
       connected = false;
       stats_->connected.store(false);
     }
@@ -326,7 +343,7 @@ void ModbusPoller::run() {
     while (true) {
       if (!sleepUntil(next)) return;
       if (!applyWrites(c, connected, where)) {
-        modbus_close(c.ctx);
+        closeLink(c);
         connected = false;
         stats_->connected.store(false);
       }

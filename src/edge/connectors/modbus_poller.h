@@ -52,7 +52,8 @@ class ModbusPoller {
 
   /// Starts its thread. Main thread.
   void start();
-  /// Asks the thread to end; it does within `timeout` (a read in progress finishes). Any thread.
+  /// Asks the thread to end; a read in progress over TCP ends at once (its socket is shut
+  /// down), over a serial line within `timeout`. Any thread.
   void stop();
   /// Waits for the thread to end. Main thread, after stop().
   void join();
@@ -80,6 +81,8 @@ class ModbusPoller {
     std::function<void(std::string)> done;
   };
   void run();
+  /// Closes the connection (the poll thread), so that stop() no longer shuts it down.
+  void closeLink(Context& c);
   std::atomic<bool> exited_{false};  // set by its thread as run() returns
   /// Makes the queued writes; false when the link fell out of step (reconnect). Poll thread.
   bool applyWrites(Context& c, bool connected, const std::string& where);
@@ -96,6 +99,7 @@ class ModbusPoller {
   std::condition_variable wake_;
   bool stopping_ = false;
   std::deque<PendingWrite> writes_;  // guarded by mutex_
+  int socket_ = -1;                  // guarded by mutex_: the TCP connection's, while open
 };
 
 }  // namespace ganglion::edge
