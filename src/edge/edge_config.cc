@@ -493,9 +493,10 @@ const Schema<EdgeSettings>& edgeSettingsSchema() {
            .member = &E::data_dir,
            .default_text = "`edge-data`",
            .doc = "Where the edge keeps its state: durable queues (`queues/`), ingest logs (`ingest/`) and "
-                  "detector and rule state (`state/`). Relative: to the config file's directory. Pipelines "
-                  "look at "
-                  "the wall clock every 100 ms (windows without readings close then)."},
+                  "detector and rule state (`state/`). Relative: to the config file's directory. One gateway "
+                  "per directory: a gateway holds `gateway.lock` in it while it runs, and one started while "
+                  "another holds it waits up to 5 s for it to let go, then refuses to start. Pipelines "
+                  "look at the wall clock every 100 ms (windows without readings close then)."},
           {.name = "state_every",
            .kind = FieldKind::kDuration,
            .member = &E::state_every,

@@ -476,7 +476,13 @@ void Gateway::install(std::shared_ptr<const Snapshot> snapshot) {
     ctx->worker.post([ctx, snap = snapshot_] { ctx->requests.install(snap); });
   }
   // After the workers' installs are queued: sinks find their new upstreams there.
-  if (edge_) edge_->install(edgeOf(snapshot_), edgeDataDir(snapshot_->config));
+  if (edge_) {
+    // A reload does not wait: the queues of a directory another process holds keep their
+    // records in memory and say why (queue_error), as before.
+    if (auto locked = lockEdgeDataDir(snapshot_->config, std::chrono::milliseconds(0)); !locked)
+      log(fmt::format("edge: {}", locked.error().message));
+    edge_->install(edgeOf(snapshot_), edgeDataDir(snapshot_->config));
+  }
 }
 
 void Gateway::scheduleDnsRefresh() {
@@ -553,6 +559,17 @@ void Gateway::refreshDns() {
     }
   }
   dns_in_flight_ = pending->outstanding > 0;
+}
+
+Result<void> Gateway::lockEdgeDataDir(const Config& cfg, std::chrono::milliseconds wait) {
+  const auto& e = cfg.edge;
+  if (e.connectors.empty() && e.pipelines.empty() && e.sinks.empty()) return {};
+  const std::filesystem::path dir = edgeDataDir(cfg);
+  if (data_dir_lock_.held() && data_dir_lock_.dir() == dir) return {};
+  auto taken = edge::DataDirLock::take(dir, wait, [this](std::string_view m) { log(m); });
+  if (!taken) return taken.error();
+  data_dir_lock_ = std::move(*taken);
+  return {};
 }
 
 std::filesystem::path Gateway::edgeDataDir(const Config& cfg) const {
@@ -757,6 +774,16 @@ int Gateway::run() {
   for (auto& w : workers_) {
     w->requests.setEdge(edge_.get());
     w->requests.install(snapshot_);
+  }
+  // A gateway still shutting down on the same data_dir has a few seconds to let go of it.
+  // A directory that cannot be used at all is not a reason to refuse: its queues keep their
+  // records in memory and say why, as they do when it fails later.
+  if (auto locked = lockEdgeDataDir(cfg, std::chrono::seconds(5)); !locked) {
+    if (locked.error().code == edge::DataDirLock::kInUse) {
+      std::fprintf(stderr, "%s: edge.data_dir: %s\n", config_path_.c_str(), locked.error().message.c_str());
+      return 1;
+    }
+    log(fmt::format("edge: {}", locked.error().message));
   }
   edge_->install(edgeOf(snapshot_), edgeDataDir(cfg));
   if (auto installed = installListeners(cfg); !installed) {

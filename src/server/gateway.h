@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "admin/admin_server.h"
+#include "edge/data_dir_lock.h"
 #include "llm/ledger.h"
 #include "llm/llm_metrics.h"
 #include "llm/response_cache.h"
@@ -87,6 +89,10 @@ class Gateway {
   std::string metricsText();
   bool ready() const;
   void log(std::string_view message);
+  /// Takes edge.data_dir's lock when `cfg`'s edge sections have connectors, pipelines or
+  /// sinks and it is not held yet (or data_dir moved), waiting up to `wait` for a gateway
+  /// that holds it to let go (src/edge/data_dir_lock.h). Main thread.
+  Result<void> lockEdgeDataDir(const Config& cfg, std::chrono::milliseconds wait);
 
   std::string config_path_;
   std::vector<std::string> argv_;
@@ -99,6 +105,9 @@ class Gateway {
   std::unique_ptr<telemetry::AccessLog> access_log_;
   /// The edge (pipelines, sinks): its ticks and deliveries run on the workers; the destructor
   /// drops it after the worker threads stop and before their loops go.
+  // Held while the edge sections have parts; declared before edge_, so that it is let go
+  // only after the runtime (its queues' own locks) is gone.
+  edge::DataDirLock data_dir_lock_;
   std::unique_ptr<GatewayEdge> edge_host_;
   std::unique_ptr<edge::EdgeRuntime> edge_;
   std::vector<std::unique_ptr<WorkerContext>> workers_;

@@ -290,7 +290,10 @@ class CapAndDamage(DurableCase):
                 self.assertNotEqual(sinks[0]["queue_dir"], sinks[1]["queue_dir"])
                 self.assertTrue(all(len(os.path.basename(s["queue_dir"])) < 255 for s in sinks))
 
-    def test_two_gateways_cannot_share_one_queue(self):
+    def test_two_gateways_cannot_share_one_data_dir(self):
+        # The second used to run with every queue in memory (each queue's own lock held), so
+        # its 202s promised what a crash would lose. It now waits a few seconds for the first
+        # to let go (a restart that came early), then refuses to start, naming the holder.
         with Receiver() as rx:
             rx.status = 503
             text, port, admin = self.config(rx.port)
@@ -298,13 +301,15 @@ class CapAndDamage(DurableCase):
                 self.post(first, "pump-1", list(range(100)))
                 self.assertTrue(wait_until(lambda: self.sink(first)["queued_records"] == 100, timeout=5))
                 other, _, other_admin = self.config(rx.port)  # same data_dir, other ports
-                with Gateway(other, admin_port=other_admin) as second:
-                    self.assertTrue(wait_until(lambda: self.sink(second)["open"], timeout=5))
-                    s = self.sink(second)
-                    self.assertFalse(s["durable"])
-                    self.assertIn("is in use by another process", s["queue_error"])
-                    self.post(second, "pump-2", [1000, 1001])
-                    self.assertTrue(wait_until(lambda: self.sink(second)["queued_records"] == 2, timeout=5))
+                second = Gateway(other, admin_port=other_admin, start_timeout=15)
+                started = time.monotonic()
+                with self.assertRaises(RuntimeError) as refused:
+                    second.start()
+                self.assertGreaterEqual(time.monotonic() - started, 4.5)  # it waited for the first
+                self.assertIn("in use by process %d" % first.proc.pid, str(refused.exception))
+                self.assertIn("two gateways cannot share one edge.data_dir", str(refused.exception))
+                self.assertIn("waiting up to 5000 ms", str(refused.exception))
+                second.stop()
                 first.proc.send_signal(signal.SIGKILL)
                 first.proc.wait(5)
             rx.status = 200
@@ -312,6 +317,30 @@ class CapAndDamage(DurableCase):
                 self.assertTrue(wait_until(lambda: len(rx.records()) >= 100, timeout=10))
                 time.sleep(0.3)
                 self.assertEqual([r["value"] for r in rx.records()], list(range(100)))  # none lost, none foreign
+
+    def test_a_restart_that_comes_early_waits_for_the_data_dir_and_keeps_its_queues_on_disk(self):
+        # A supervisor started the new gateway while the old one still held edge.data_dir:
+        # it waits for the lock, and then every queue is durable (not in memory for good).
+        import fcntl
+        with Receiver() as rx:
+            rx.status = 503
+            text, port, admin = self.config(rx.port)
+            os.makedirs(self.data, exist_ok=True)
+            held = open(os.path.join(self.data, "gateway.lock"), "a+")
+            fcntl.flock(held, fcntl.LOCK_EX)  # the old process, shutting down
+            threading.Timer(1.5, lambda: (fcntl.flock(held, fcntl.LOCK_UN), held.close())).start()
+            started = time.monotonic()
+            with Gateway(text, admin_port=admin, start_timeout=15) as gw:
+                self.assertGreaterEqual(time.monotonic() - started, 1.4)
+                self.assertIn("waiting up to 5000 ms for it to let go", gw.log_text())
+                self.assertTrue(wait_until(lambda: self.sink(gw)["open"], timeout=5))
+                s = self.sink(gw)
+                self.assertTrue(s["durable"], s)
+                self.assertNotIn("queue_error", s)
+                self.post(gw, "pump-1", [1, 2, 3])
+                self.assertTrue(wait_until(lambda: self.sink(gw)["queued_records"] == 3, timeout=5))
+                with open(os.path.join(self.data, "gateway.lock")) as f:
+                    self.assertEqual(f.read().strip(), str(gw.proc.pid))
 
     def test_a_cap_smaller_than_a_segment_says_so_once(self):
         with Receiver() as rx:
