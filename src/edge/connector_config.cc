@@ -157,13 +157,14 @@ void readMqttUrl(Reader& r, const config::Node& v, ConnectorConfig& c) {
   if (url->has_userinfo())
     return r.fail(v, "url must not hold credentials: write them in 'username' and 'password'");
   if ((!url->path().empty() && url->path() != "/") || url->has_query() || url->has_fragment())
-    return r.fail(
-        v, fmt::format("url '{}' has a path, query or fragment; an MQTT url names only the broker", *s));
+    return r.fail(v, fmt::format("url '{}' has a path, query or fragment; an MQTT url names only the broker",
+                                 redactUrl(*s)));
   c.secure = url->scheme() == "mqtts";
   c.port = c.secure ? 8883 : 1883;
   if (url->has_port()) {
     const auto port = parseUint(url->port());
-    if (!port || *port == 0 || *port > 65535) return r.fail(v, fmt::format("url '{}' has a bad port", *s));
+    if (!port || *port == 0 || *port > 65535)
+      return r.fail(v, fmt::format("url '{}' has a bad port", redactUrl(*s)));
     c.port = static_cast<uint16_t>(*port);
   }
   c.host = url->host_type() == boost::urls::host_type::ipv6 ? std::string(url->encoded_host_address())

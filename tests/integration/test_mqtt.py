@@ -1120,6 +1120,11 @@ class MqttConfigErrors(unittest.TestCase):
             ("keep_alive: 2s", "keep_alive: 2s\n    outbox: { size: 1MiB }", "unknown field 'size' in connector outbox", "outbox:"),
         ]
         assert_refused_at(self, text, cases)
+        # A query in the url is refused without its values in the message (a password there).
+        code, out = self.check(text.replace("url: mqtt://127.0.0.1:1883", "url: mqtt://127.0.0.1:1883/?pw=Qu3rySecret"))
+        self.assertNotEqual(code, 0, out)
+        self.assertIn("an MQTT url names only the broker", out)
+        self.assertNotIn("Qu3rySecret", out)
         code, out = self.check(text.replace("keep_alive: 2s", "keep_alive: 2s\n    outbox: { durable: true, max_bytes: 1MiB }"))
         self.assertEqual(code, 0, out)
         code, out = self.check(text.replace("    keep_alive: 2s\n", "    tls: { verify: false }\n"))
