@@ -3,6 +3,7 @@ starts on a free port: every register type, byte and word order, scale and offse
 and timeouts counted per register; a device that stops answering does not stall another; a
 server that goes away and comes back; config errors with their line."""
 
+import contextlib
 import json
 import os
 import signal
@@ -101,6 +102,18 @@ class ModbusPolling(unittest.TestCase):
                             "      - { name: missing, table: holding, address: 100 }\n" + more)
         return Gateway(text, admin_port=admin)
 
+    @contextlib.contextmanager
+    def reading_a_silent_device(self, rx, timeout="300ms", extra_registers=0):
+        """A running gateway whose poller is in a read of pump-plc that waits its `timeout`:
+        the device went silent after two polls."""
+        gw = self.gateway(rx, extra_registers)
+        gw.config_text = gw.config_text.replace("timeout: 300ms", "timeout: " + timeout, 1)
+        with gw:
+            self.assertTrue(wait_until(lambda: connector(gw, "pump-plc")["polls"] >= 2, timeout=5))
+            self.plc.silent = True
+            time.sleep(0.5)
+            yield gw
+
     def latest(self, rx, device, metric):
         found = [r for r in rx.records() if r["device"] == device and r["metric"] == metric]
         return found[-1] if found else None
@@ -180,50 +193,34 @@ class ModbusPolling(unittest.TestCase):
                                        "missing" in connector(gw, "pump-plc")["last_error"], timeout=3))
 
     def test_a_silent_device_does_not_hold_up_shutdown(self):
-        with Receiver() as rx:
-            gw = self.gateway(rx, extra_registers=15)  # a round of 21 reads: 6 s of timeouts when silent
-            with gw:
-                self.assertTrue(wait_until(lambda: connector(gw, "pump-plc")["polls"] >= 2, timeout=5))
-                self.plc.silent = True
-                time.sleep(0.5)
-                started = time.monotonic()
-                gw.stop()
-                self.assertLess(time.monotonic() - started, 1.5)  # one timeout, not a round of them
+        # A round of 21 reads: 6 s of timeouts when silent.
+        with Receiver() as rx, self.reading_a_silent_device(rx, extra_registers=15) as gw:
+            started = time.monotonic()
+            gw.stop()
+            self.assertLess(time.monotonic() - started, 1.5)  # one timeout, not a round of them
 
     def test_a_read_on_a_silent_device_is_cut_short_by_shutdown_whatever_its_timeout(self):
         # The read of a device that never answers used to hold the process for its whole
         # timeout after "stopped" (a minute with timeout: 60s), keeping edge.data_dir's locks:
         # a supervisor's new instance found them held. stop() now shuts the socket down.
-        with Receiver() as rx:
-            gw = self.gateway(rx)
-            gw.config_text = gw.config_text.replace("timeout: 300ms", "timeout: 30s", 1)
-            with gw:
-                self.assertTrue(wait_until(lambda: connector(gw, "pump-plc")["polls"] >= 2, timeout=5))
-                self.plc.silent = True
-                time.sleep(0.5)  # a read is under way, and would wait its 30 s
-                started = time.monotonic()
-                self.assertEqual(gw.stop(), 0)
-                self.assertLess(time.monotonic() - started, 5)
-                self.assertNotIn("no answer in time", gw.log_text())  # the cut read is not the device's fault
+        with Receiver() as rx, self.reading_a_silent_device(rx, timeout="30s") as gw:
+            started = time.monotonic()
+            self.assertEqual(gw.stop(), 0)
+            self.assertLess(time.monotonic() - started, 5)
+            self.assertNotIn("no answer in time", gw.log_text())  # the cut read is not the device's fault
 
     def test_stop_and_start_do_not_wait_on_a_read_a_silent_device_holds(self):
         # The stopped poller's thread is in a read of 3 s; the start that follows used to join
         # it on the main thread first, and every admin request and reload waited with it.
-        with Receiver() as rx:
-            gw = self.gateway(rx)
-            gw.config_text = gw.config_text.replace("timeout: 300ms", "timeout: 3s", 1)
-            with gw:
-                self.assertTrue(wait_until(lambda: connector(gw, "pump-plc")["polls"] >= 2, timeout=5))
-                self.plc.silent = True
-                time.sleep(0.5)  # a read is under way, and waits its 3 s
-                for action in ("stop", "start", "stop", "start"):
-                    started = time.monotonic()
-                    r = gw.admin("POST", "/edge/connectors/pump-plc/" + action, token=TOKEN, timeout=10)
-                    self.assertEqual(r.status, 200, r.body)
-                    self.assertLess(time.monotonic() - started, 1.0, action)
-                self.plc.silent = False
-                polls = connector(gw, "pump-plc")["polls"]
-                self.assertTrue(wait_until(lambda: connector(gw, "pump-plc")["polls"] > polls + 1, timeout=10))
+        with Receiver() as rx, self.reading_a_silent_device(rx, timeout="3s") as gw:
+            for action in ("stop", "start", "stop", "start"):
+                started = time.monotonic()
+                r = gw.admin("POST", "/edge/connectors/pump-plc/" + action, token=TOKEN, timeout=10)
+                self.assertEqual(r.status, 200, r.body)
+                self.assertLess(time.monotonic() - started, 1.0, action)
+            self.plc.silent = False
+            polls = connector(gw, "pump-plc")["polls"]
+            self.assertTrue(wait_until(lambda: connector(gw, "pump-plc")["polls"] > polls + 1, timeout=10))
 
     def test_a_server_that_goes_away_is_connected_to_again(self):
         with Receiver() as rx, self.gateway(rx) as gw:
