@@ -103,11 +103,11 @@ class Gateway {
   boost::asio::signal_set signals_;
   std::unique_ptr<admin::AdminServer> admin_;
   std::unique_ptr<telemetry::AccessLog> access_log_;
+  /// edge.data_dir's lock, held while the edge sections have parts; declared before edge_
+  /// and workers_, so that it is let go only after they (and the queues' own locks) are gone.
+  edge::DataDirLock data_dir_lock_;
   /// The edge (pipelines, sinks): its ticks and deliveries run on the workers; the destructor
   /// drops it after the worker threads stop and before their loops go.
-  // Held while the edge sections have parts; declared before edge_, so that it is let go
-  // only after the runtime (its queues' own locks) is gone.
-  edge::DataDirLock data_dir_lock_;
   std::unique_ptr<GatewayEdge> edge_host_;
   std::unique_ptr<edge::EdgeRuntime> edge_;
   std::vector<std::unique_ptr<WorkerContext>> workers_;
