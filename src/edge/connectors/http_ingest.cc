@@ -58,14 +58,20 @@ std::string deviceFromPath(std::string_view path, const http::CompiledRoute& rou
 
 }  // namespace
 
-http::Task<void> HttpIngest::refuseStopped(http::ServerConnection& conn, const std::string& connector) {
-  runtime_.countIngest(connector, 0, 0, true);
+http::Task<void> HttpIngest::refuse(http::ServerConnection& conn, std::string_view connector, int status,
+                                    std::string_view type, std::string_view message,
+                                    std::string_view retry_after, size_t rejected) {
+  runtime_.countIngest(connector, 0, rejected, true);
+  http::HeaderList headers;
+  if (!retry_after.empty()) headers.add("Retry-After", retry_after);
+  co_await conn.sendError(status, type, message, retry_after.empty() ? nullptr : &headers);
+}
+
+http::Task<void> HttpIngest::refuseStopped(http::ServerConnection& conn, std::string_view connector) {
   // Stopped by an operator, for as long as they choose: a sender that retries is told to
   // come back in a while, not at once.
-  http::HeaderList retry;
-  retry.add("Retry-After", "30");
   const std::string message = fmt::format("connector '{}' is stopped", connector);
-  co_await conn.sendError(503, "connector_stopped", message, &retry);
+  co_await refuse(conn, connector, 503, "connector_stopped", message, "30");
 }
 
 http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
@@ -81,19 +87,15 @@ http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
   }
   if (runtime_.connectorStopped(connector.name))  // before the body: none of it is read
     co_return co_await refuseStopped(conn, connector.name);
-  if (http::hasContentCoding(request.headers)) {  // gzip and the like: not decoded here
-    runtime_.countIngest(connector.name, 0, 0, true);
-    co_return co_await conn.sendError(415, "unsupported_media_type",
-                                      "Content-Encoding is not supported: send the readings unencoded");
-  }
+  if (http::hasContentCoding(request.headers))  // gzip and the like: not decoded here
+    co_return co_await refuse(conn, connector.name, 415, "unsupported_media_type",
+                              "Content-Encoding is not supported: send the readings unencoded");
   auto format = formatOfContentType(request.headers.get("content-type"), connector.format);
-  if (!format) runtime_.countIngest(connector.name, 0, 0, true);
   if (!format)
-    co_return co_await conn.sendError(
-        415, "unsupported_media_type",
+    co_return co_await refuse(
+        conn, connector.name, 415, "unsupported_media_type",
         "send application/json, application/senml+json or text/plain (InfluxDB line protocol)");
   if (const int failed = co_await conn.readWholeBody(connector.max_body)) {
-    runtime_.countIngest(connector.name, 0, 0, true);
     // Named locals, not temporaries inside the co_await: GCC 12 frees those twice.
     std::string_view type = failed == 413   ? "payload_too_large"
                             : failed == 503 ? "overloaded"
@@ -103,16 +105,13 @@ http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
     if (failed == 413) message = fmt::format("the body is larger than {} bytes", connector.max_body);
     if (failed == 408) message = "the body came too slowly";
     if (failed == 503) message = "the gateway holds too many bodies; try again";
-    co_return co_await conn.sendError(failed, type, message);
+    co_return co_await refuse(conn, connector.name, failed, type, message);
   }
   std::string device = deviceFromPath(request.path(), req.route);
   QueryNames named = queryNames(request.target);
   if (named.error.empty() && !device.empty() && !named.device.empty())
     named.error = "the device is named twice (path and ?device=)";
-  if (!named.error.empty()) {
-    runtime_.countIngest(connector.name, 0, 0, true);
-    co_return co_await conn.sendError(400, "bad_request", named.error);
-  }
+  if (!named.error.empty()) co_return co_await refuse(conn, connector.name, 400, "bad_request", named.error);
   if (device.empty()) device = std::move(named.device);
   std::string metric = named.metric.empty() ? connector.metric : std::move(named.metric);
 
@@ -142,14 +141,12 @@ http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
   }
   DecodeReport& report = job.report;
   if (!decoded.ok()) {
-    runtime_.countIngest(connector.name, 0, 0, true);
     const std::string message = payloadRefusal(*format, decoded.error());
-    co_return co_await conn.sendError(400, "bad_payload", message);
+    co_return co_await refuse(conn, connector.name, 400, "bad_payload", message);
   }
   if (readings->items.empty()) {
-    runtime_.countIngest(connector.name, 0, report.rejected, true);
     const std::string message = noReadingsRefusal(report);
-    co_return co_await conn.sendError(422, "no_readings", message);
+    co_return co_await refuse(conn, connector.name, 422, "no_readings", message, {}, report.rejected);
   }
   const size_t accepted = readings->items.size();
   std::shared_ptr<DeliveryTicket> ticket;

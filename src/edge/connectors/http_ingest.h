@@ -17,8 +17,13 @@ class HttpIngest final : public http::TerminalHandler {
   http::Task<void> serve(http::RoutedRequest& req) override;
 
  private:
-  /// 503 connector_stopped with a Retry-After, counted as a payload refused whole.
-  http::Task<void> refuseStopped(http::ServerConnection& conn, const std::string& connector);
+  /// Refuses a payload whole: counted in `connector`'s `refused` (its `rejected` readings
+  /// too), answered `status` with an error body, and a Retry-After when `retry_after` is given.
+  http::Task<void> refuse(http::ServerConnection& conn, std::string_view connector, int status,
+                          std::string_view type, std::string_view message, std::string_view retry_after = {},
+                          size_t rejected = 0);
+  /// 503 connector_stopped with Retry-After: 30.
+  http::Task<void> refuseStopped(http::ServerConnection& conn, std::string_view connector);
 
   const EdgeConfig& config_;
   EdgeRuntime& runtime_;
