@@ -61,16 +61,12 @@ edge: { data_dir: "@DATA@" }
 """
 
 
-class Client:
-    """Just enough MQTT 3.1.1: CONNECT, SUBSCRIBE, PUBLISH at QoS 0, PUBLISH in at QoS 0/1."""
+class PacketReader:
+    """Whole MQTT packets from a socket: (type, (first byte, body))."""
 
-    def __init__(self, port, client_id):
-        self.sock = socket.create_connection((LOCALHOST, port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.sendall(connect(client_id))
+    def __init__(self, sock):
+        self.sock = sock
         self.buf = b""
-        kind, _ = self.packet()
-        assert kind == 0x20, kind
 
     def read(self, n):
         while len(self.buf) < n:
@@ -91,6 +87,17 @@ class Client:
             if not b & 0x80:
                 break
         return first & 0xF0, (first, self.read(length))
+
+
+class Client(PacketReader):
+    """Just enough MQTT 3.1.1: CONNECT, SUBSCRIBE, PUBLISH at QoS 0, PUBLISH in at QoS 0/1."""
+
+    def __init__(self, port, client_id):
+        super().__init__(socket.create_connection((LOCALHOST, port)))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.sendall(connect(client_id))
+        kind, _ = self.packet()
+        assert kind == 0x20, kind
 
     def subscribe(self, topic, qos):
         self.sock.sendall(packet(0x82, struct.pack(">H", 1) + utf8(topic) + bytes([qos])))
@@ -279,8 +286,7 @@ class DirectBroker:
         conn, _ = self.listener.accept()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.conn = conn
-        reader = Client.__new__(Client)
-        reader.sock, reader.buf = conn, b""
+        reader = PacketReader(conn)
         try:
             kind, (_, body) = reader.packet()
             assert kind == 0x10, kind
