@@ -1339,9 +1339,10 @@ void EdgeRuntime::install(std::shared_ptr<const EdgeConfig> version, const std::
                               fresh->replayed));
         // Damage the replay skipped (its readings are lost), said as a sink queue's is.
         if (auto log = fresh->ingestLog(); log && !previous) {
-          if (const auto st = log->stats(); !st.corruption.empty())
-            logLine(fmt::format("edge: pipeline '{}': damaged ingest log data skipped ({} bytes): {}",
-                                pc.name, st.corrupt_bytes, st.corruption));
+          const auto st = log->stats();
+          for (const auto& note : st.damage_notes)
+            logLine(fmt::format("edge: pipeline '{}': damaged ingest log data skipped ({} bytes in all): {}",
+                                pc.name, st.corrupt_bytes, note));
         }
       }
     }

@@ -167,7 +167,7 @@ uint64_t IngestLog::storedSeq() {
 
 IngestLog::Stats IngestLog::stats() {
   std::lock_guard lock(mutex_);
-  return {log_->frames(), log_->diskBytes(), log_->corruptBytes(), log_->corruption()};
+  return {log_->frames(), log_->diskBytes(), log_->corruptBytes(), log_->corruption(), log_->damageNotes()};
 }
 
 }  // namespace ganglion::edge

@@ -53,7 +53,8 @@ class IngestLog : public std::enable_shared_from_this<IngestLog> {
   /// (GET /edge).
   struct Stats {
     uint64_t frames = 0, bytes = 0, corrupt_bytes = 0;
-    std::string corruption;
+    std::string corruption;                 ///< the latest damage note
+    std::vector<std::string> damage_notes;  ///< every one (DurableLog::damageNotes)
   };
   Stats stats();
   const std::filesystem::path& dir() const { return dir_; }

@@ -230,6 +230,9 @@ class CapAndDamage(DurableCase):
             with open(segs[0], "r+b") as f:
                 f.seek(4000)
                 f.write(b"\xff" * 64)
+            # And cut the second one short, inside a frame: what followed is lost, said as such.
+            cut_at = os.path.getsize(segs[1]) // 2 + 5
+            os.truncate(segs[1], cut_at)
             rx.status = 200
             with Gateway(text, admin_port=admin) as gw2:
                 # `open` first: until the durable queue is read, queued_records reads 0.
@@ -237,10 +240,15 @@ class CapAndDamage(DurableCase):
                                            timeout=10), self.sink(gw2))
                 s = self.sink(gw2)
                 self.assertGreater(s["corrupt_bytes"], 0)
-                self.assertIn(os.path.basename(segs[0]), s["last_corruption"])
+                self.assertIn(os.path.basename(segs[1]), s["last_corruption"])
                 values = [r["value"] for r in rx.records()]
-                self.assertGreater(len(values), 1990)  # a frame or two lost, not the segment
-                self.assertLess(len(values), 2000)
+                self.assertGreater(len(values), 1700)  # a frame or two, and half a segment lost
+                self.assertLess(len(values), 1990)
+                # Each damaged file is logged, not only the last one found.
+                log = gw2.log_text()
+                self.assertIn("damaged queue data skipped: %s" % segs[0], log)
+                self.assertIn("damaged queue data skipped: %s: cut short at %d bytes" % (segs[1], cut_at), log)
+                self.assertIn("the records written after it are lost (about ", log)
                 self.assertEqual(values, sorted(values))
                 self.assertEqual(values[-1], 1999)
                 self.assertIn("damaged queue data skipped", gw2.log_text())

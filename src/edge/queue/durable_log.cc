@@ -190,7 +190,7 @@ Result<void> DurableLog::scan() {
     std::error_code size_ec;
     const auto size = fs::file_size(entry.path(), size_ec);
     corrupt_bytes_ += size_ec ? 0 : size;
-    corruption_ = fmt::format("{}: not a segment of this log, removed", entry.path().string());
+    noteTrouble(fmt::format("{}: not a segment of this log, removed", entry.path().string()));
     fs::remove(entry.path(), ec);
   }
   if (ec) return Error(fmt::format("cannot list {}: {}", dir_.string(), ec.message()));
@@ -222,7 +222,7 @@ Result<void> DurableLog::scan() {
       expected = it->first + 1;
     }
   }
-  for (const auto& t : trouble) corruption_ = corruption_.empty() ? t : corruption_ + "; " + t;
+  for (auto& t : trouble) noteTrouble(std::move(t));
   // Segments wholly consumed go; the rest are checked frame by frame.
   for (auto it = segments_.begin(); it != segments_.end();) {
     if (cursor_.segment && it->first < cursor_.segment) {
@@ -259,7 +259,7 @@ Result<void> DurableLog::scan() {
       if (file_bytes > 0 || !newest) noteDamage(id, 0, file_bytes);
       // An empty one that is not the newest: no bytes to count, but whatever it held is gone.
       if (file_bytes == 0 && !newest)
-        corruption_ = fmt::format("{}: empty (not the newest segment), removed", segmentPath(id).string());
+        noteTrouble(fmt::format("{}: empty (not the newest segment), removed", segmentPath(id).string()));
       disk_bytes_ -= std::min(disk_bytes_, seg.bytes);
       if (read_fd_ >= 0) ::close(read_fd_);
       read_fd_ = -1;
@@ -273,6 +273,7 @@ Result<void> DurableLog::scan() {
     // Frames: counted (from the cursor on for frames_), damage skipped and counted.
     const uint64_t damage_before = corrupt_bytes_;
     const std::string corruption_before = corruption_;
+    const size_t notes_before = damage_notes_.size();
     LogPosition at{id, kSegmentHeader};
     uint64_t tail = kSegmentHeader;  // the end of the last valid frame
     std::vector<LogFrame> frames;
@@ -288,13 +289,17 @@ Result<void> DurableLog::scan() {
       }
       if (at == before || at.segment != id || at.offset >= seg.bytes) break;
     }
+    if (!newest && !oversized && seg.bytes > tail) noteIfCutShort(id, seg, tail);
     if ((newest || oversized) && seg.bytes > tail) {
       // A torn tail (kill -9 mid-write) is cut, and not counted as damage; what an oversized
       // file held past its last frame is cut and counted, all of it.
       if (::truncate(segmentPath(id).c_str(), static_cast<off_t>(tail)) != 0)
         return Error(errnoText("cannot truncate", segmentPath(id)));
       corrupt_bytes_ -= std::min(corrupt_bytes_ - damage_before, seg.bytes - tail);
-      if (corrupt_bytes_ == damage_before) corruption_ = corruption_before;
+      if (corrupt_bytes_ == damage_before) {
+        corruption_ = corruption_before;
+        damage_notes_.resize(notes_before);
+      }
       disk_bytes_ -= seg.bytes - tail;
       seg.bytes = tail;
       if (oversized) noteDamage(id, tail, file_bytes - tail);
@@ -436,8 +441,17 @@ void DurableLog::noteDamage(uint64_t segment, uint64_t offset, uint64_t bytes) {
   // Found again when the frames around it are read once more (at open, then to deliver).
   if (damage_seen_.size() < 4096 && !damage_seen_.emplace(segment, offset).second) return;
   corrupt_bytes_ += bytes;
-  corruption_ =
-      fmt::format("{}: {} damaged bytes skipped at offset {}", segmentPath(segment).string(), bytes, offset);
+  noteTrouble(
+      fmt::format("{}: {} damaged bytes skipped at offset {}", segmentPath(segment).string(), bytes, offset));
+  last_damage_ = {segment, offset};
+}
+
+void DurableLog::noteTrouble(std::string what) {
+  if (damage_notes_.size() < kMaxDamageNotes)
+    damage_notes_.push_back(what);
+  else if (damage_notes_.size() == kMaxDamageNotes)
+    damage_notes_.push_back("more damage found: not listed (corrupt bytes counts it)");
+  corruption_ = std::move(what);
 }
 
 void DurableLog::read(LogPosition& from, size_t max_frames, uint64_t max_bytes, std::vector<LogFrame>& out) {
@@ -512,6 +526,32 @@ void DurableLog::readFrames(LogPosition& from, size_t max_frames, uint64_t max_b
     }
     from.offset += used;
   }
+}
+
+void DurableLog::noteIfCutShort(uint64_t id, const Segment& seg, uint64_t tail) {
+  // Writing never leaves a partial frame behind in a closed segment (a failed write is cut
+  // back): one that ends inside a frame lost its end to a truncate or a lost range of disk,
+  // and with it every record written after that frame, which the skipped bytes undercount.
+  std::string rest;
+  uint32_t length = 0;
+  if (!readAt(id, tail, kFrameHeader, rest) ||
+      parseFrame(rest.data(), rest.size(), length) != Parse::kNeedMore ||
+      (rest.size() == kFrameHeader && tail + kFrameHeader + length <= seg.bytes))
+    return;
+  std::string what = fmt::format(
+      "{}: cut short at {} bytes, inside the frame at offset {}: the records written after "
+      "it are lost",
+      segmentPath(id).string(), seg.bytes, tail);
+  // A closed segment held at least segment_bytes_ (unless the queue's size changed since).
+  if (segment_bytes_ > tail && seg.frames > 0) {
+    const uint64_t lost = segment_bytes_ - tail;
+    const uint64_t per_frame = std::max<uint64_t>(1, (tail - kSegmentHeader) / seg.frames);
+    what += fmt::format(" (about {} records, {} bytes, if it held a whole segment of {} bytes)",
+                        std::max<uint64_t>(1, lost / per_frame), lost, segment_bytes_);
+  }
+  if (last_damage_ == LogPosition{id, tail} && !damage_notes_.empty() && damage_notes_.back() == corruption_)
+    damage_notes_.pop_back();  // the torn frame's own note: this one says more
+  noteTrouble(std::move(what));
 }
 
 uint64_t DurableLog::framesBefore(uint64_t segment, uint64_t offset) {

@@ -131,9 +131,13 @@ class DurableLog {
   uint64_t frames() const { return frames_; }
   /// Bytes of every segment on disk.
   uint64_t diskBytes() const { return disk_bytes_; }
-  /// Damage found so far: bytes skipped, and the last damaged segment with where.
+  /// Damage found so far: bytes skipped, and the latest note (which segment, where, what).
   uint64_t corruptBytes() const { return corrupt_bytes_; }
   const std::string& corruption() const { return corruption_; }
+  /// Every note of damage so far, oldest first (the first kMaxDamageNotes, then one saying
+  /// more was found). The owner logs the ones it has not told yet.
+  const std::vector<std::string>& damageNotes() const { return damage_notes_; }
+  static constexpr size_t kMaxDamageNotes = 64;
   const std::filesystem::path& dir() const { return dir_; }
   /// An I/O error of the last append or consume ("" when none).
   const std::string& lastError() const { return last_error_; }
@@ -153,6 +157,9 @@ class DurableLog {
   /// Reads a segment's bytes [offset, offset+len) into buf (short at its end).
   bool readAt(uint64_t segment, uint64_t offset, size_t len, std::string& buf);
   void noteDamage(uint64_t segment, uint64_t offset, uint64_t bytes);
+  void noteTrouble(std::string what);
+  /// At open: a closed segment whose valid frames end at `tail` inside a frame was cut short.
+  void noteIfCutShort(uint64_t id, const Segment& seg, uint64_t tail);
   void writeCursor();
   void removeSegment(uint64_t id);
   /// Frames of `segment` before `offset` (scans it).
@@ -176,6 +183,8 @@ class DurableLog {
   uint64_t disk_bytes_ = 0;
   uint64_t corrupt_bytes_ = 0;
   std::string corruption_;
+  std::vector<std::string> damage_notes_;
+  LogPosition last_damage_;  ///< where noteDamage() last counted bytes
   std::string last_error_;
   FrameBatch one_;  ///< append(tag, payload)'s batch of one
 };

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -50,6 +51,11 @@ class DurableLogTest : public ::testing::Test {
       }
     }
     return out;
+  }
+
+  /// Every damage note of `log`, joined.
+  static std::string allNotes(const DurableLog& log) {
+    return fmt::format("{}", fmt::join(log.damageNotes(), "; "));
   }
 
   std::vector<fs::path> segments() const {
@@ -158,13 +164,13 @@ TEST_F(DurableLogTest, MissingSegmentsAndADamagedCursorAreSaid) {
         << "scribbled over, not a cursor at all....";
     auto log = open(4096);
     ASSERT_TRUE(log);
-    EXPECT_NE(log->corruption().find("the cursor is damaged"), std::string::npos) << log->corruption();
+    EXPECT_NE(allNotes(*log).find("the cursor is damaged"), std::string::npos) << allNotes(*log);
     EXPECT_GT(log->corruptBytes(), 0u);
   }
   fs::remove(dir_ / "cursor");
   auto log = open(4096);
   ASSERT_TRUE(log);
-  EXPECT_NE(log->corruption().find("the cursor is missing"), std::string::npos) << log->corruption();
+  EXPECT_NE(allNotes(*log).find("the cursor is missing"), std::string::npos) << allNotes(*log);
 }
 
 TEST_F(DurableLogTest, TheCursorsSegmentGoneIsSaid) {
@@ -301,6 +307,52 @@ TEST_F(DurableLogTest, DamagedFrameIsSkippedAndReportedTheRestIsRead) {
   EXPECT_LT(all.size(), 200u);
   EXPECT_EQ(all.back(), "payload-0199");
   for (size_t i = 1; i < all.size(); ++i) EXPECT_LT(all[i - 1], all[i]);  // in order, none twice
+}
+
+TEST_F(DurableLogTest, AMiddleSegmentCutShortSaysItsRecordsAreLostNotAFewBytes) {
+  {
+    auto log = open(4096);
+    for (int i = 0; i < 400; ++i) ASSERT_TRUE(log->append(0, fmt::format("payload-{:04}", i)).ok());
+  }
+  const auto segs = segments();
+  ASSERT_GE(segs.size(), 3u);
+  // Cut the second (closed) segment inside a frame, about half of it gone.
+  const uint64_t size = fs::file_size(segs[1]);
+  fs::resize_file(segs[1], size / 2 + 5);
+  auto log = open(4096);
+  const std::string& said = log->corruption();
+  EXPECT_NE(said.find(segs[1].filename().string()), std::string::npos) << said;
+  EXPECT_NE(said.find("cut short at " + std::to_string(size / 2 + 5) + " bytes"), std::string::npos) << said;
+  EXPECT_NE(said.find("the records written after it are lost"), std::string::npos) << said;
+  // Frames are 24 bytes here: about half a segment's worth is lost, said as a count.
+  const auto about = said.find("(about ");
+  ASSERT_NE(about, std::string::npos) << said;
+  const int records = std::stoi(said.substr(about + 7));
+  const int lost = 400 - static_cast<int>(readAll(*log, log->cursor()).size());
+  EXPECT_GE(records, lost - 2) << said;
+  EXPECT_LE(records, lost + 2) << said;
+  // One note: the torn frame's own "damaged bytes" note is replaced by this one.
+  EXPECT_EQ(log->damageNotes().size(), 1u);
+}
+
+TEST_F(DurableLogTest, EachDamagedSegmentIsNotedNotOnlyTheLast) {
+  {
+    auto log = open(4096);
+    for (int i = 0; i < 400; ++i) ASSERT_TRUE(log->append(0, fmt::format("payload-{:04}", i)).ok());
+  }
+  const auto segs = segments();
+  ASSERT_GE(segs.size(), 3u);
+  for (int k : {0, 1}) {
+    std::fstream f(segs[k], std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(200);
+    f.write("\xde\xad\xbe\xef", 4);
+  }
+  auto log = open(4096);
+  const auto& notes = log->damageNotes();
+  ASSERT_EQ(notes.size(), 2u);
+  EXPECT_NE(notes[0].find(segs[0].filename().string()), std::string::npos) << notes[0];
+  EXPECT_NE(notes[1].find(segs[1].filename().string()), std::string::npos) << notes[1];
+  EXPECT_EQ(log->corruption(), notes[1]);
 }
 
 TEST_F(DurableLogTest, DamageFoundWhileReadingIsSkippedToo) {

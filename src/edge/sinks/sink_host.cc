@@ -113,6 +113,7 @@ void SinkHost::start(std::shared_ptr<SinkHost> previous) {
     if (inherited_) inherited_->waiter = weak_from_this();
     handed = std::move(previous->queue_);
     durable_ = std::exchange(previous->durable_, nullptr);
+    told_damage_notes_ = previous->told_damage_notes_;  // its damage was logged once already
     held_waiters_ = std::exchange(previous->held_waiters_, {});
     previous->successor_ = weak_from_this();  // late records and waiters come here
     previous->stop();
@@ -124,6 +125,7 @@ void SinkHost::start(std::shared_ptr<SinkHost> previous) {
     inherited_queue_ = true;
   } else {
     durable_ = nullptr;
+    told_damage_notes_ = 0;
     openQueue();
     if (handed) {  // durable on or off: what waited moves over, in order
       std::vector<QueuedRecord> records;
@@ -263,11 +265,13 @@ void SinkHost::publish() {
     corrupt_bytes.store(durable_->log().corruptBytes(), std::memory_order_relaxed);
     write_failures.store(durable_->writeFailures(), std::memory_order_relaxed);
     held_in_memory.store(durable_->heldRecords(), std::memory_order_relaxed);
-    if (!durable_->log().corruption().empty() && durable_->log().corruption() != told_corruption_) {
-      told_corruption_ = durable_->log().corruption();
-      logLine(fmt::format("edge: {}: damaged queue data skipped: {}", label_, told_corruption_));
+    // Each piece of damage is logged once (several files can be found damaged at once).
+    const auto& notes = durable_->log().damageNotes();
+    if (told_damage_notes_ < notes.size()) {
+      for (; told_damage_notes_ < notes.size(); ++told_damage_notes_)
+        logLine(fmt::format("edge: {}: damaged queue data skipped: {}", label_, notes[told_damage_notes_]));
       std::lock_guard lock(error_mutex);
-      corruption = told_corruption_;
+      corruption = durable_->log().corruption();
     }
   }
 }

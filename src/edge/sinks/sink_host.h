@@ -237,7 +237,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   /// whenSynced() callers while the durable queue holds records the disk refused: released
   /// (through commit_) once none is left in memory (written, or delivered).
   std::vector<std::function<void()>> held_waiters_;
-  std::string told_corruption_;
+  size_t told_damage_notes_ = 0;  ///< of the durable queue's damageNotes(), the ones logged
   bool stopped_ = false;
   bool waiting_for_records_ = false;
   bool paused_ = false;                ///< setPaused(): nothing is delivered
