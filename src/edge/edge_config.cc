@@ -606,6 +606,7 @@ void readPipelines(Reader& r, const config::Node& list, EdgeConfig& out) {
     const size_t errors = r.errors.size();
     readFields(pipelineSchema(), n, p, r);
     checkPartName(r, n, "pipeline", p.name);
+    const bool fields_read = r.errors.size() == errors;
     for (const auto& c : p.from) {
       const auto known = std::find_if(out.connectors.begin(), out.connectors.end(),
                                       [&](const ConnectorConfig& k) { return k.name == c; });
@@ -624,37 +625,43 @@ void readPipelines(Reader& r, const config::Node& list, EdgeConfig& out) {
       if (!known && !out.refused(s))
         r.fail(n["to"], fmt::format("pipeline '{}' sends to unknown sink '{}'", p.name, s));
     }
-    if (r.errors.size() != errors) {
+    // A wrong `from` or `to` (or a connector or sink refused with its own error) does not hide
+    // what is wrong in the stages: they are built whenever they were read.
+    const bool parts_known =
+        r.errors.size() == errors &&
+        std::none_of(p.from.begin(), p.from.end(), [&](const auto& c) { return out.refused(c); }) &&
+        std::none_of(p.to.begin(), p.to.end(), [&](const auto& s) { return out.refused(s); });
+    const auto refuse = [&] {
       if (!p.name.empty()) out.refused_names.push_back(p.name);  // rules naming it: no second error
-      return;
-    }
-    if (std::any_of(p.from.begin(), p.from.end(), [&](const auto& c) { return out.refused(c); }) ||
-        std::any_of(p.to.begin(), p.to.end(), [&](const auto& s) { return out.refused(s); }))
-      return;  // the refused connector or sink has its own error
-    for (const auto& other : out.pipelines)
-      if (other.name == p.name) return r.fail(n["name"], fmt::format("duplicate pipeline name '{}'", p.name));
+    };
+    if (!fields_read) return refuse();
+    if (parts_known)
+      for (const auto& other : out.pipelines)
+        if (other.name == p.name)
+          return r.fail(n["name"], fmt::format("duplicate pipeline name '{}'", p.name));
     p.spec.name = p.name;
     p.spec.max_series = p.max_series;
     p.spec.forget_idle_ms = p.forget_idle.count();
     // A join's fields become names of the config (the gateway's table takes them when the
     // config is installed: see commitFieldNames).
-    if (auto grown = fieldNamesWith(names, pipelineFieldNames(p.spec)); !grown) {
-      out.refused_names.push_back(p.name);
+    auto grown = fieldNamesWith(names, pipelineFieldNames(p.spec));
+    if (!grown) {
+      refuse();
       return r.fail(n["stages"], fmt::format("pipeline '{}': {}", p.name, grown.error().message));
-    } else {
-      names = *grown;
-      out.names = names;
     }
     // Built once here to check what only building finds (expressions, fields reaching stages).
     size_t failed_stage = 0;
-    auto built = buildPipeline(p.spec, names, &failed_stage);
+    auto built = buildPipeline(p.spec, *grown, &failed_stage);
     if (!built) {
       const config::Node stages = n["stages"];
       const config::Node at =
           stages.IsSequence() && failed_stage < stages.size() ? stages.items()[failed_stage] : n;
-      out.refused_names.push_back(p.name);
+      refuse();
       return r.fail(at, fmt::format("pipeline '{}': {}", p.name, built.error().message));
     }
+    if (!parts_known) return refuse();
+    names = *grown;
+    out.names = names;
     json::object fp = config::fieldsToJson(pipelineSchema(), p);
     // At its default, forget_idle leaves the fingerprint (and so the window ids' generation)
     // what it was before the setting existed: an upgrade does not restart pipelines.

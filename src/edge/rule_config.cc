@@ -172,9 +172,9 @@ void readActions(Reader& r, const config::Node& v, RuleConfig& rule) {
     if (kind == "webhook") {
       if (!config::isSectionMap(r, body, ruleWebhookSchema())) return;
       RuleWebhook w;
-      const size_t before = r.errors.size();
       readFields(ruleWebhookSchema(), body, w, r);
-      if (r.errors.size() == before) {
+      // The url is checked whenever it was read: a bad header does not hide a bad scheme.
+      if (!w.url.empty()) {
         std::string error;
         if (!splitHttpUrl(w.url, w.https, w.host, w.port, w.path, error)) r.fail(body["url"], error);
       }
@@ -588,15 +588,16 @@ void readRules(Reader& r, const config::Node& list, EdgeConfig& out,
                                        expr::typeName(program->resultType())));
         else
           wr->value_program = std::move(program);
-      } else if (auto* w = std::get_if<RuleWebhook>(&rule.actions[i])) {
+      } else if (auto* w = std::get_if<RuleWebhook>(&rule.actions[i]); w && !w->host.empty()) {
         if (auto made = makeTargetUpstream(fmt::format("webhook:{}/{}", rule.name, i), w->host, w->port,
                                            w->https, w->timeout, at.place(), w->upstream);
             !made)
           r.fail(at, made.error().message);
       }
     }
-    if (r.errors.size() != errors) return;
-    rule.when_program = compileRuleExpression(r, n["when"], rule, "when", rule.when, configFieldNames(out));
+    // The conditions are checked even when an action was wrong: one run of `check` says both.
+    if (!rule.when.empty())
+      rule.when_program = compileRuleExpression(r, n["when"], rule, "when", rule.when, configFieldNames(out));
     if (!rule.clear_when.empty())
       rule.clear_program = compileRuleExpression(r, n["clear_when"], rule, "clear_when", rule.clear_when,
                                                  configFieldNames(out));

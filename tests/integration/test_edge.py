@@ -185,6 +185,16 @@ class IngestToSink(unittest.TestCase):
                                   ("/ingest/pump-1?device=b", "the device is named twice (path and ?device=)")):
                     r = post(gw, path, "1")
                     self.assertEqual((r.status, r.json()["error"]["message"]), (400, why), path)
+                # Said twice, meaning two things: refused, not the first or last one kept.
+                raw, _ = raw_exchange(gw.port, ("POST /open/pump-1 HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                                             "application/json\r\nContent-Type: text/plain\r\n"
+                                             "Content-Length: 1\r\n\r\n7").encode(), expect=1)
+                self.assertTrue(raw.startswith(b"HTTP/1.1 400 "), raw[:100])
+                self.assertIn(b"Content-Type is given more than once", raw)
+                r = post(gw, "/ingest/pump-1", '{"value": 1, "value": 900}')
+                self.assertEqual(r.status, 400, r.body)
+                self.assertEqual(r.json()["error"]["message"],
+                                 "json payload refused: the JSON is ambiguous: key 'value' is given twice ($.value)")
                 # A coded body is refused as such, not read as garbage JSON.
                 r = http_request(gw.port, "POST", "/ingest/pump-1", body=b"\x1f\x8b\x08\x00",
                                  headers={"Authorization": "Bearer " + API_KEY, "Content-Type": "application/json",
@@ -210,7 +220,7 @@ class IngestToSink(unittest.TestCase):
                 lab = status["connectors"][0]
                 self.assertEqual(lab["name"], "lab")
                 self.assertEqual(lab["readings"], 1)
-                self.assertGreaterEqual(lab["refused"], 6)
+                self.assertGreaterEqual(lab["refused"], 8)
 
 
 class WindowsAndEvents(unittest.TestCase):
@@ -708,6 +718,33 @@ class ConfigErrors(unittest.TestCase):
         self.assertIn("a sink name is at most 256 bytes (this one has 257)", out)
         code, out = self.check(text.replace("- name: raw", "- name: '%s'" % ("p" * 256)))
         self.assertEqual(code, 0, out)
+
+    def test_one_error_does_not_hide_another(self):
+        # A wrong connector (or a `from` naming none) must not keep the stages from being
+        # checked, nor a webhook's bad header its bad url, nor a wrong action the rule's when.
+        text, _, _ = config(free_port())
+        bad = text.replace("kind: http, metric", "kind: http, colour: red, metric")
+        bad = bad.replace('"value > -1000 and value < 1000"', '"value > > 3"')
+        bad += ("rules:\n  - name: r\n    when: \"value > > 6\"\n    actions:\n"
+                "      - webhook: { url: \"ftp://x/y\", headers: { \"Bad Header\": \"x\" } }\n")
+        code, out = self.check(bad)
+        self.assertNotEqual(code, 0)
+        lines = bad.split("\n")
+        at = lambda needle: next(i for i, l in enumerate(lines) if needle in l) + 1  # noqa: E731
+        self.assertIn(":%d: unknown field 'colour' in connector" % at("colour: red"), out)
+        self.assertIn(":%d: pipeline 'raw': stages[0].filter: 1:9: expected a value, found '>'"
+                      % at('- filter: "value > > 3"'), out)
+        self.assertIn(":%d: 'Bad Header' is not a valid header name" % at("Bad Header"), out)
+        self.assertIn(":%d: url 'ftp://x/y' must use http or https" % at("Bad Header"), out)
+        self.assertIn(":%d: rule 'r': when: 1:9: expected a value, found '>'" % at('when: "value > > 6"'), out)
+        self.assertIn("5 error(s)", out)
+        # A pipeline reading an unknown connector: the stages are still checked, and each
+        # mistake is said once.
+        code, out = self.check(text.replace("from: [ lab ]", "from: [ lob ]").replace(
+            '"value > -1000 and value < 1000"', '"valu > 1"'))
+        self.assertIn("pipeline 'raw' reads unknown connector 'lob'", out)
+        self.assertIn("stages[0].filter: 1:1: unknown field 'valu'", out)
+        self.assertIn("2 error(s)", out)
 
 
 if __name__ == "__main__":
