@@ -447,11 +447,10 @@ void DurableLog::noteDamage(uint64_t segment, uint64_t offset, uint64_t bytes) {
 }
 
 void DurableLog::noteTrouble(std::string what) {
-  if (damage_notes_.size() < kMaxDamageNotes)
-    damage_notes_.push_back(what);
-  else if (damage_notes_.size() == kMaxDamageNotes)
-    damage_notes_.push_back("more damage found: not listed (corrupt bytes counts it)");
-  corruption_ = std::move(what);
+  corruption_ = what;
+  if (damage_notes_.size() == kMaxDamageNotes)
+    what = "more damage found: not listed (corrupt bytes counts it)";
+  if (damage_notes_.size() <= kMaxDamageNotes) damage_notes_.push_back(std::move(what));
 }
 
 void DurableLog::read(LogPosition& from, size_t max_frames, uint64_t max_bytes, std::vector<LogFrame>& out) {
