@@ -44,6 +44,38 @@ JsonShape measureJson(std::string_view text, const JsonBounds& bounds) {
   return shape;
 }
 
+/// Keys written in JSON text: its colons outside strings (each follows a key).
+size_t keysInText(std::string_view text) {
+  size_t keys = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char ch = text[i];
+    if (in_string) {
+      if (ch == '\\')
+        ++i;
+      else if (ch == '"')
+        in_string = false;
+    } else if (ch == '"') {
+      in_string = true;
+    } else if (ch == ':') {
+      ++keys;
+    }
+  }
+  return keys;
+}
+
+/// Keys held by the objects of a parsed value (depth bounded by the parse).
+size_t keysInValue(const boost::json::value& v) {
+  size_t keys = 0;
+  if (const auto* o = v.if_object()) {
+    keys += o->size();
+    for (const auto& kv : *o) keys += keysInValue(kv.value());
+  } else if (const auto* a = v.if_array()) {
+    for (const auto& e : *a) keys += keysInValue(e);
+  }
+  return keys;
+}
+
 }  // namespace
 
 BoundedJson parseBoundedJson(std::string_view text, const JsonBounds& bounds,
@@ -74,6 +106,16 @@ BoundedJson parseBoundedJson(std::string_view text, const JsonBounds& bounds,
     return out;
   }
   out.value = parser.release();
+  // The parser keeps the last of two equal keys: fewer keys parsed than written means one
+  // was given twice (two linear passes; the slow search for which one only then).
+  if (bounds.refuse_duplicate_keys && keysInValue(out.value) != keysInText(text)) {
+    const auto found = findDuplicateKeys(text, 1);
+    out.fault = JsonFault::kDuplicateKey;
+    out.reason = found.empty()
+                     ? "a key is given twice"
+                     : fmt::format("key '{}' is given twice ({})", found.front().key, found.front().path);
+    out.value = nullptr;
+  }
   return out;
 }
 

@@ -17,16 +17,19 @@ struct JsonBounds {
   size_t max_containers = 100'000;  ///< objects and arrays
   size_t max_values = 1'000'000;    ///< values of any kind
   unsigned max_depth = 64;
+  /// A key written twice in one object is refused (kDuplicateKey) instead of the last one
+  /// kept: where two readers of the same text must not see different values.
+  bool refuse_duplicate_keys = false;
 };
 
 /// What went wrong, for callers that word their own errors.
-enum class JsonFault { kNone, kTooManyContainers, kTooManyValues, kTooDeep, kSyntax };
+enum class JsonFault { kNone, kTooManyContainers, kTooManyValues, kTooDeep, kSyntax, kDuplicateKey };
 
 struct BoundedJson {
   boost::json::value value;  ///< null unless fault == kNone
   JsonFault fault = JsonFault::kNone;
   size_t at = 0;       ///< kTooDeep, kSyntax: the byte where parsing stopped
-  std::string reason;  ///< kSyntax: the parser's words
+  std::string reason;  ///< kSyntax: the parser's words; kDuplicateKey: which key, where
 };
 
 /// Parses `text` into `storage` (a monotonic resource keeps a large body's nodes in a few

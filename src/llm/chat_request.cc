@@ -348,6 +348,7 @@ ApiResult parseJsonObject(std::string_view text, json::object& out) {
                                   kMaxJsonDepth, parsed.at),
                       "", "invalid_json"};
     case JsonFault::kSyntax:
+    case JsonFault::kDuplicateKey:  // not asked for here: the last of two keys counts, as at OpenAI
       return ApiError{400, "invalid_request_error",
                       fmt::format("We could not parse the JSON body of your request: {} at byte {}.",
                                   parsed.reason, parsed.at),

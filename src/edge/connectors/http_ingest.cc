@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 #include <boost/url/pct_string_view.hpp>
@@ -90,6 +91,11 @@ http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
   if (http::hasContentCoding(request.headers))  // gzip and the like: not decoded here
     co_return co_await refuse(conn, connector.name, 415, "unsupported_media_type",
                               "Content-Encoding is not supported: send the readings unencoded");
+  // Two Content-Types name two formats: which one the sender meant is not known.
+  if (std::count_if(request.headers.begin(), request.headers.end(),
+                    [](const http::Header& h) { return iequals(h.name, "content-type"); }) > 1)
+    co_return co_await refuse(conn, connector.name, 400, "bad_request",
+                              "Content-Type is given more than once");
   auto format = formatOfContentType(request.headers.get("content-type"), connector.format);
   if (!format)
     co_return co_await refuse(

@@ -128,6 +128,7 @@ Result<json::value> parseJson(std::string_view payload) {
   bounds.max_depth = 16;
   bounds.max_containers = 100'000;
   bounds.max_values = 1'000'000;
+  bounds.refuse_duplicate_keys = true;  // {"value": 1, "value": 2} means nothing certain
   BoundedJson parsed = parseBoundedJson(payload, bounds, {});
   switch (parsed.fault) {
     case JsonFault::kNone:
@@ -139,6 +140,8 @@ Result<json::value> parseJson(std::string_view payload) {
       return Error("the JSON holds too many values", "bad_payload");
     case JsonFault::kSyntax:
       return Error(fmt::format("not JSON at byte {}: {}", parsed.at, parsed.reason), "bad_payload");
+    case JsonFault::kDuplicateKey:
+      return Error(fmt::format("the JSON is ambiguous: {}", parsed.reason), "bad_payload");
   }
   return Error("not JSON", "bad_payload");
 }

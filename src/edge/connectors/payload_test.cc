@@ -94,6 +94,24 @@ TEST(EdgePayload, JsonWholePayloadErrors) {
   EXPECT_TRUE(d.readings.empty());  // nothing emitted from a refused payload
 }
 
+TEST(EdgePayload, AKeyGivenTwiceRefusesThePayload) {
+  // Which value was meant is not known: the whole payload is refused, nothing emitted.
+  auto d = decode(PayloadFormat::kJson, R"({"value": 1, "ts": 5, "value": 2})", at("d", "t"));
+  ASSERT_FALSE(d.result.ok());
+  EXPECT_EQ(d.result.error().message, "the JSON is ambiguous: key 'value' is given twice ($.value)");
+  EXPECT_TRUE(d.readings.empty());
+  d = decode(PayloadFormat::kJson, R"([{"value": 1}, {"value": 2, "attrs": 1, "line": {"a": 1, "a": 2}}])",
+             at("d", "t"));
+  ASSERT_FALSE(d.result.ok());
+  EXPECT_NE(d.result.error().message.find("$[1].line.a"), std::string::npos) << d.result.error().message;
+  d = decode(PayloadFormat::kSenml, R"([{"n": "a", "v": 1, "v": 2}])", at("d", "t"));
+  ASSERT_FALSE(d.result.ok());
+  EXPECT_NE(d.result.error().message.find("key 'v' is given twice"), std::string::npos);
+  // Colons and escaped quotes inside strings are not keys.
+  d = decode(PayloadFormat::kJson, R"({"value": 1, "note": "a:b \":\" c", "x:y": "z"})", at("d", "t"));
+  EXPECT_TRUE(d.result.ok()) << d.result.error().message;
+}
+
 TEST(EdgePayload, NamesAreChecked) {
   auto d = decode(PayloadFormat::kJson, "1", at("", "t"));
   EXPECT_EQ(d.report.first_reason, "no device (the topic or URL names none)");
