@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import struct
 import sys
 import time
@@ -221,6 +222,49 @@ class ModbusPolling(unittest.TestCase):
             self.plc.silent = False
             polls = connector(gw, "pump-plc")["polls"]
             self.assertTrue(wait_until(lambda: connector(gw, "pump-plc")["polls"] > polls + 1, timeout=10))
+
+    def test_a_connect_to_a_host_that_drops_syns_is_cut_short_by_stop_and_shutdown(self):
+        # A listener whose accept queue is full drops SYNs, as a firewall does: libmodbus's own
+        # connect waited out the whole timeout (30 s here) before a stop or shutdown could act.
+        blackhole = socket.socket()
+        blackhole.bind((LOCALHOST, 0))
+        blackhole.listen(0)
+        fillers = []
+        for _ in range(3):
+            f = socket.socket()
+            f.setblocking(False)
+            try:
+                f.connect((LOCALHOST, blackhole.getsockname()[1]))
+            except BlockingIOError:
+                pass
+            fillers.append(f)
+        try:
+            with Receiver() as rx:
+                gw = self.gateway(rx)
+                other = "address: %s:%d\n" % (LOCALHOST, self.other.port)
+                gw.config_text = gw.config_text.replace(
+                    other + "    device: boiler-2\n    poll: 100ms\n    timeout: 300ms",
+                    "address: %s:%d\n    device: boiler-2\n    poll: 100ms\n    timeout: 30s"
+                    % (LOCALHOST, blackhole.getsockname()[1]))
+                self.assertIn("timeout: 30s", gw.config_text)
+                with gw:
+                    self.assertTrue(wait_until(lambda: connector(gw, "pump-plc")["polls"] >= 2, timeout=5))
+                    time.sleep(0.3)
+                    self.assertFalse(connector(gw, "other-plc")["connected"])
+                    for action in ("stop", "start"):
+                        started = time.monotonic()
+                        r = gw.admin("POST", "/edge/connectors/other-plc/" + action, token=TOKEN, timeout=10)
+                        self.assertEqual(r.status, 200, r.body)
+                        self.assertLess(time.monotonic() - started, 1.0, action)
+                    time.sleep(0.3)  # connecting again
+                    started = time.monotonic()
+                    self.assertEqual(gw.stop(), 0)
+                    self.assertLess(time.monotonic() - started, 3)
+                    self.assertNotIn("cannot connect to", gw.log_text())  # the cut connect is no failure
+        finally:
+            for f in fillers:
+                f.close()
+            blackhole.close()
 
     def test_a_server_that_goes_away_is_connected_to_again(self):
         with Receiver() as rx, self.gateway(rx) as gw:

@@ -2,7 +2,12 @@
 
 #include <fmt/format.h>
 #include <modbus.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <boost/json.hpp>
@@ -46,6 +51,75 @@ void ModbusPoller::closeLink(Context& c) {
   std::lock_guard lock(mutex_);  // stop() never shuts down a number the next socket may reuse
   socket_ = -1;
   modbus_close(c.ctx);
+}
+
+bool ModbusPoller::connectTcp(Context& c) {
+  using Clock = std::chrono::steady_clock;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string port = std::to_string(config_.address.port);
+  if (const int rc = ::getaddrinfo(config_.address.host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+    errno = rc == EAI_SYSTEM ? errno : EHOSTUNREACH;
+    return false;
+  }
+  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> addresses(found, ::freeaddrinfo);
+  int err = ECONNREFUSED;
+  for (const addrinfo* a = found; a; a = a->ai_next) {
+    // Non-blocking, as libmodbus keeps its own sockets (it waits in select() before reading).
+    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) {
+      err = errno;
+      continue;
+    }
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) {
+        ::close(fd);
+        errno = ECANCELED;
+        return false;
+      }
+      socket_ = fd;  // stop() shuts it down: a connect in progress ends at once
+    }
+    int rc = ::connect(fd, a->ai_addr, a->ai_addrlen);
+    err = rc == 0 ? 0 : errno;
+    const auto deadline = Clock::now() + config_.timeout;
+    while (err == EINPROGRESS) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) {
+        err = ETIMEDOUT;
+        break;
+      }
+      pollfd p{fd, POLLOUT, 0};
+      // In slices: a stop is seen within one even if the shutdown did not wake the poll.
+      rc = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 100)));
+      if (rc < 0 && errno != EINTR) {
+        err = errno;
+      } else if (rc > 0) {
+        socklen_t len = sizeof err;
+        if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+      }
+      std::lock_guard lock(mutex_);
+      if (stopping_) err = ECANCELED;
+    }
+    if (err == 0) {
+      modbus_set_socket(c.ctx, fd);  // libmodbus closes it (modbus_close)
+      return true;
+    }
+    {
+      std::lock_guard lock(mutex_);
+      socket_ = -1;
+    }
+    ::close(fd);
+    if (err == ECANCELED) break;
+  }
+  errno = err;
+  return false;
 }
 
 ModbusPoller::ModbusPoller(EdgeRuntime& runtime, ConnectorConfig config, std::shared_ptr<ModbusStats> stats)
@@ -216,7 +290,8 @@ void ModbusPoller::run() {
   uint8_t bits[1];
   while (true) {
     if (!connected) {
-      if (modbus_connect(c.ctx) == -1) {
+      if (tcp ? !connectTcp(c) : modbus_connect(c.ctx) == -1) {
+        if (errno == ECANCELED) return;  // stopped while connecting
         stats_->connect_failures.fetch_add(1, std::memory_order_relaxed);
         noteError(fmt::format("cannot connect to {}: {}", where, modbus_strerror(errno)));
         const int64_t pause =
@@ -233,7 +308,6 @@ void ModbusPoller::run() {
         std::lock_guard lock(mutex_);  // stopped meanwhile: its stopper says "not connected"
         if (stopping_) return;
         stats_->connected.store(true);  // under the lock: never after the stopper's false
-        if (tcp) socket_ = modbus_get_socket(c.ctx);
       }
       connected = true;
       failures = 0;

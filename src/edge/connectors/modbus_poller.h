@@ -83,6 +83,10 @@ class ModbusPoller {
   void run();
   /// Closes the connection (the poll thread), so that stop() no longer shuts it down.
   void closeLink(Context& c);
+  /// Connects to the TCP device and hands the socket to libmodbus (whose own connect cannot be
+  /// cut short: a host that drops SYNs would hold a stop for the whole timeout). stop() shuts
+  /// the socket down while it connects. Poll thread; false with errno set when it failed.
+  bool connectTcp(Context& c);
   std::atomic<bool> exited_{false};  // set by its thread as run() returns
   /// Makes the queued writes; false when the link fell out of step (reconnect). Poll thread.
   bool applyWrites(Context& c, bool connected, const std::string& where);
