@@ -1743,6 +1743,7 @@ void describeQueue(const SinkHost& s, int64_t now, json::object& o) {
   o["oldest_age_ms"] = s.oldestAgeMs(now);
   o["delivered"] = s.delivered.load();
   o["batches"] = s.batches.load();
+  if (s.config().kind == SinkHost::kOutbox) o["joined"] = s.joined.load();
   o["failures"] = s.failures.load();
   o["rejected"] = s.rejected.load();
   o["dropped"] = s.dropped.load();

@@ -633,6 +633,54 @@ class MqttRules(unittest.TestCase):
                 got = re.findall(r"Received PUBLISH from gw-rules \(d\d, q1, r0, m\d+, '([^']+)'", broker.log())
                 self.assertEqual(got, ["alarms/pump-1/hot", "alarms/pump-3/hot"])
 
+    def test_an_alarm_joins_the_batch_that_waits_for_a_slow_broker(self):
+        # A broker 1 s away (its PUBACKs come 1 s late): the second alarm used to wait for the
+        # first one's PUBACK before it went out. It joins the batch in flight now.
+        import threading
+
+        def slow_acks(broker, conn, index):
+            conn.sendall(connack())
+            kind, body = read_packet(conn)  # SUBSCRIBE
+            conn.sendall(packet(0x90, body[:2] + b"\x00\x01"))
+            conn.settimeout(0.2)
+            until = time.monotonic() + 10
+            while time.monotonic() < until:
+                try:
+                    kind, body = read_packet(conn)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if kind == 3:
+                    length = int.from_bytes(body[:2], "big")
+                    broker.packets.append((time.monotonic(), body[2:2 + length].decode()))
+                    pid = body[2 + length:4 + length]
+                    threading.Timer(1.0, lambda pid=pid: conn.sendall(packet(0x40, pid))).start()
+
+        broker = FakeBroker([slow_acks])
+        try:
+            with Receiver() as rx:
+                port, admin = free_port(), free_port()
+                from harness import http_request
+                with Gateway(rules_config(broker.url(), port, admin, rx.port), admin_port=admin) as gw:
+                    self.assertTrue(wait_until(lambda: connected(gw), timeout=5))
+                    for device in ("pump-1", "pump-2"):
+                        r = http_request(port, "POST", "/ingest/" + device, body=json.dumps({"value": 50}),
+                                         headers={"Content-Type": "application/json"})
+                        self.assertEqual(r.status, 202, r.body)
+                        time.sleep(0.2)
+                    self.assertTrue(wait_until(lambda: len(broker.packets) >= 2, timeout=5), broker.packets)
+                    (first, a), (second, b) = broker.packets[:2]
+                    self.assertEqual((a, b), ("alarms/pump-1/hot", "alarms/pump-2/hot"))
+                    self.assertLess(second - first, 0.7)  # not behind the first one's 1 s PUBACK
+                    self.assertTrue(wait_until(lambda: connector(gw)["outbox"]["delivered"] == 2, timeout=5),
+                                    connector(gw))
+                    box = connector(gw)["outbox"]
+                    self.assertEqual((box["batches"], box["joined"], box["queued_records"]), (1, 1, 0), box)
+                    self.assertEqual(len(broker.packets), 2)  # each once
+        finally:
+            broker.close()
+
     def test_a_reload_that_replaces_the_outbox_does_not_send_its_batch_again(self):
         broker = Mosquitto(persistent=True)
         with broker, Receiver() as rx:

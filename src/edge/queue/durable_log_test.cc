@@ -691,5 +691,57 @@ TEST_F(DurableLogTest, HeldRecordsInFlightStayInMemoryAndTheCapDropsReadingsFirs
   }
 }
 
+/// Comma-separated numbers as ints.
+std::vector<int> numbersOf(const std::string& body) {
+  std::vector<int> out;
+  for (size_t at = 0; at < body.size();) {
+    const size_t comma = std::min(body.find(',', at), body.size());
+    out.push_back(std::stoi(body.substr(at, comma - at)));
+    at = comma + 1;
+  }
+  return out;
+}
+
+/// extend() on either queue: the records queued behind the batch in flight join it, within
+/// the limits; a failed batch is handed again whole, a delivered one goes whole.
+void checkExtend(RecordQueue& q) {
+  auto batch = numbered(0, 3);
+  q.push(batch);
+  std::string body, more;
+  ASSERT_EQ(q.take(10, body), 3u);
+  EXPECT_EQ(q.extend(10, 1 << 20, more), 0u);  // nothing queued behind it yet
+  batch = numbered(3, 4);
+  q.push(batch);
+  EXPECT_EQ(q.extend(2, 1 << 20, more), 2u);  // at most 2
+  EXPECT_EQ(numbersOf(more), range(3, 5));
+  more.clear();
+  EXPECT_EQ(q.extend(10, 1, more), 0u);  // none fits in one byte
+  EXPECT_EQ(q.extend(10, 1 << 20, more), 2u);
+  EXPECT_EQ(numbersOf(more), range(5, 7));
+  q.finish(false);  // failed: all of it again, in order
+  body.clear();
+  ASSERT_EQ(q.take(100, body), 7u);
+  EXPECT_EQ(numbersOf(body), range(0, 7));
+  batch = numbered(7, 1);
+  q.push(batch);
+  more.clear();
+  EXPECT_EQ(q.extend(10, 1 << 20, more), 1u);
+  q.finish(true);  // delivered: all of it goes
+  EXPECT_EQ(q.records(), 0u);
+  more.clear();
+  EXPECT_EQ(q.extend(10, 1 << 20, more), 0u);  // nothing in flight: nothing to join
+}
+
+TEST(RecordQueueExtend, MemoryQueue) {
+  MemoryQueue q(1 << 20);
+  checkExtend(q);
+}
+
+TEST_F(DurableLogTest, ExtendJoinsRecordsToTheBatchInFlight) {
+  auto opened = DurableQueue::open(dir_.string(), 1 << 20);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  checkExtend(**opened);
+}
+
 }  // namespace
 }  // namespace ganglion::edge

@@ -73,6 +73,21 @@ uint32_t MemoryQueue::take(uint32_t max_records, std::string& body) {
   return in_batch;
 }
 
+uint32_t MemoryQueue::extend(uint32_t max_records, uint64_t max_bytes, std::string& body) {
+  if (inflight_end_ == 0) return 0;
+  uint32_t added = 0;
+  uint64_t at = inflight_end_;
+  for (; at < base_ + queue_.size() && added < max_records; ++at) {
+    const QueuedRecord& r = queue_[at - base_];
+    if (r.dropped) continue;
+    if (body.size() + r.json.size() + 1 > max_bytes) break;
+    if (added++) body.push_back(',');
+    body += r.json;
+  }
+  inflight_end_ = at;
+  return added;
+}
+
 void MemoryQueue::finish(bool delivered) {
   const uint64_t sent_until = inflight_end_;
   inflight_end_ = 0;
@@ -215,6 +230,28 @@ uint32_t DurableQueue::take(uint32_t max_records, std::string& body) {
     if (!in_flight_ || n) return n;
     finish(true);  // only frames that are not records: they go at once
   }
+}
+
+uint32_t DurableQueue::extend(uint32_t max_records, uint64_t max_bytes, std::string& body) {
+  if (held_in_flight_) return held_.extend(max_records, max_bytes, body);
+  if (!in_flight_) return 0;
+  // Only from the log: records the disk refused come after all of it, in a batch of their own.
+  frames_.clear();
+  LogPosition at = inflight_end_;
+  log_->read(at, max_records, max_bytes, frames_);
+  uint32_t n = 0;
+  size_t taken = 0;
+  for (const auto& f : frames_) {
+    if (f.payload.size() >= 8) {
+      if (body.size() + f.payload.size() - 8 + 1 > max_bytes) break;
+      if (n++) body.push_back(',');
+      body.append(f.payload, 8);
+    }
+    ++taken;
+    inflight_end_ = f.next;
+  }
+  inflight_frames_ += taken;
+  return n;
 }
 
 void DurableQueue::finish(bool delivered) {

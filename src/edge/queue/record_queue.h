@@ -41,6 +41,12 @@ class RecordQueue {
   /// The next batch, at most `max_records`: their JSON texts comma-separated appended to
   /// `body`. Returns how many (0: none waits). They are in flight until finish().
   virtual uint32_t take(uint32_t max_records, std::string& body) = 0;
+  /// While a batch is in flight: the records queued after it join it, at most `max_records`
+  /// of them holding at most `max_bytes` of JSON, comma-separated into `body` (which holds
+  /// only them). Returns how many (0: none waits, or none fits). finish() then ends the whole
+  /// batch, and a take() after a failed one hands all of it again. (An MQTT outbox publishes
+  /// alarms that come while its batch waits for the broker's acknowledgements.)
+  virtual uint32_t extend(uint32_t max_records, uint64_t max_bytes, std::string& body) = 0;
   /// The batch in flight was delivered (it goes) or not (the next take() hands it again).
   virtual void finish(bool delivered) = 0;
   /// Records waiting (in flight included), the bytes they hold (memory, or the log's files),
@@ -61,6 +67,7 @@ class MemoryQueue final : public RecordQueue {
   explicit MemoryQueue(uint64_t max_bytes) : max_bytes_(max_bytes) {}
   uint64_t push(std::vector<QueuedRecord>& records) override;
   uint32_t take(uint32_t max_records, std::string& body) override;
+  uint32_t extend(uint32_t max_records, uint64_t max_bytes, std::string& body) override;
   void finish(bool delivered) override;
   uint64_t records() const override { return live_[0] + live_[1] + live_[2]; }
   uint64_t bytes() const override { return bytes_; }
@@ -96,6 +103,7 @@ class DurableQueue final : public RecordQueue {
   static Result<std::unique_ptr<DurableQueue>> open(const std::string& dir, uint64_t max_bytes);
   uint64_t push(std::vector<QueuedRecord>& records) override;
   uint32_t take(uint32_t max_records, std::string& body) override;
+  uint32_t extend(uint32_t max_records, uint64_t max_bytes, std::string& body) override;
   void finish(bool delivered) override;
   uint64_t records() const override { return log_->frames() + held_.records(); }
   uint64_t bytes() const override { return log_->diskBytes() + held_.bytes(); }

@@ -157,6 +157,10 @@ void SinkHost::enqueue(std::vector<QueuedRecord> records) {
   push(records);
   publish();
   if (waiting_for_records_) wake_->cancel();  // never a backoff: new records do not make the receiver well
+  if (extending_) {                           // they may join the batch in flight (publishBatch)
+    records_came_ = true;
+    acks_->cancel();
+  }
 }
 
 void SinkHost::whenSynced(std::function<void()> done) {
@@ -337,34 +341,27 @@ std::string SinkHost::said(std::string_view refusal) const {
   return text;
 }
 
-asio::awaitable<SinkHost::Attempt> SinkHost::publishBatch(std::string_view records, uint32_t in_batch) {
-  auto connector = connector_;
+size_t SinkHost::toMessages(std::string_view records, std::vector<Message>& out, std::string& why) {
   const bool outbox = config_.kind == kOutbox;
-  if (!connector || (!outbox && !connector->stats()->connected.load(std::memory_order_relaxed))) {
-    noteError(fmt::format("connector '{}' is not {}", config_.connector,
-                          connector ? "connected to its broker" : "running"));
-    co_return Attempt{};
-  }
-  std::vector<Message> messages;
   size_t bytes = 0;
-  std::string first_why, error;
+  std::string error;
   forEachRecord(
       records,
       [&](std::string_view text, const json::object* record) {
         Message m;
         if (!record) {
-          if (first_why.empty()) first_why = "it is not a JSON object";
+          if (why.empty()) why = "it is not a JSON object";
           return;
         }
         if (outbox) {
           if (!outboxMessage(*record, rule_stats_.get(), m, error)) {
-            if (first_why.empty()) first_why = error;
+            if (why.empty()) why = error;
             return;
           }
         } else {
           m.topic = topicOf(config_.topic, *record, error);
           if (m.topic.empty()) {
-            if (first_why.empty()) first_why = error;
+            if (why.empty()) why = error;
             return;
           }
           m.payload = text;
@@ -372,26 +369,16 @@ asio::awaitable<SinkHost::Attempt> SinkHost::publishBatch(std::string_view recor
           m.retain = config_.retain;
         }
         bytes += m.topic.size() + m.payload.size();
-        messages.push_back(std::move(m));
+        out.push_back(std::move(m));
       },
       error);
-  if (bytes > MqttConnector::kMaxOutgoingBytes / 2 && in_batch > 1) {  // more than the connector keeps
-    batch_limit_ = std::max<uint32_t>(1, in_batch / 2);
-    co_return Attempt{End::kSplit};
-  }
-  const uint32_t unroutable = in_batch - static_cast<uint32_t>(messages.size());
-  if (unroutable)
-    noteError(fmt::format("{} records could not be published and were dropped: the first because {}",
-                          unroutable, first_why.empty() ? error : first_why),
-              false);
-  if (messages.empty()) co_return Attempt{End::kDelivered, 0, unroutable};
-  auto acks = std::make_shared<PublishAcks>();
-  acks->waiting = messages.size();
-  acks->waiter = weak_from_this();
-  const size_t sent = messages.size();
-  // Timed at their first hand-off only: a batch sent again is not timed again.
-  const bool first_try = failed_in_row_ == 0 && isolate_left_ == 0;
-  const std::string single_topic = messages.size() == 1 ? messages[0].topic : std::string();
+  if (why.empty()) why = error;
+  return bytes;
+}
+
+void SinkHost::handOver(const std::shared_ptr<MqttConnector>& connector,
+                        const std::shared_ptr<PublishAcks>& acks, bool first_try,
+                        std::vector<Message> messages) {
   loop::Worker& home = host_.worker(worker_);
   auto hand_over = [connector, self = shared_from_this(), acks, &home, first_try,
                     messages = std::move(messages)]() mutable {
@@ -421,9 +408,73 @@ asio::awaitable<SinkHost::Attempt> SinkHost::publishBatch(std::string_view recor
     hand_over();
   else
     connector->worker().post(std::move(hand_over));
+}
+
+asio::awaitable<SinkHost::Attempt> SinkHost::publishBatch(std::string_view records, uint32_t in_batch) {
+  auto connector = connector_;
+  const bool outbox = config_.kind == kOutbox;
+  if (!connector || (!outbox && !connector->stats()->connected.load(std::memory_order_relaxed))) {
+    noteError(fmt::format("connector '{}' is not {}", config_.connector,
+                          connector ? "connected to its broker" : "running"));
+    co_return Attempt{};
+  }
+  std::vector<Message> messages;
+  std::string unroutable_why;
+  const size_t bytes = toMessages(records, messages, unroutable_why);
+  if (bytes > MqttConnector::kMaxOutgoingBytes / 2 && in_batch > 1) {  // more than the connector keeps
+    batch_limit_ = std::max<uint32_t>(1, in_batch / 2);
+    co_return Attempt{End::kSplit};
+  }
+  uint32_t unroutable = in_batch - static_cast<uint32_t>(messages.size());
+  if (messages.empty()) co_return Attempt{End::kDelivered, 0, unroutable};
+  auto acks = std::make_shared<PublishAcks>();
+  acks->waiting = messages.size();
+  acks->waiter = weak_from_this();
+  size_t sent = messages.size();
+  // Timed at their first hand-off only: a batch sent again is not timed again.
+  const bool first_try = failed_in_row_ == 0 && isolate_left_ == 0;
+  std::string single_topic = messages.size() == 1 ? messages[0].topic : std::string();
+  handOver(connector, acks, first_try, std::move(messages));
   inflight_acks_ = acks;
-  co_await waitFor(*acks);
+  // Records queued while the batch waits for the broker (an alarm that fires meanwhile) join
+  // it at once instead of waiting that round trip: a first try of an outbox only (a batch
+  // sent again, or one message at a time, goes as it is), up to half of what the connector
+  // keeps. A failure sends the whole of it again, as any failed batch.
+  constexpr uint32_t kMaxRecords = MqttConnector::kMaxOutgoing / 2;
+  constexpr uint64_t kMaxBytes = MqttConnector::kMaxOutgoingBytes / 2;
+  uint32_t taken = in_batch;
+  uint64_t taken_bytes = records.size();
+  extending_ = outbox && first_try && taken < kMaxRecords && taken_bytes < kMaxBytes;
+  std::string more;
+  while (true) {
+    records_came_ = false;
+    co_await waitFor(*acks);
+    if (acks->waiting == 0 || stopped_ || !records_came_ || !queue_) break;
+    // With the broker away they wait in the queue (on disk when durable), not in the connector.
+    if (!connector->stats()->connected.load(std::memory_order_relaxed)) continue;
+    more.clear();
+    const uint32_t n = queue_->extend(kMaxRecords - taken, kMaxBytes - taken_bytes, more);
+    if (n == 0) continue;
+    taken += n;
+    taken_bytes += more.size() + 1;
+    extending_ = taken < kMaxRecords && taken_bytes < kMaxBytes;
+    std::vector<Message> joined;
+    toMessages(more, joined, unroutable_why);
+    unroutable += n - static_cast<uint32_t>(joined.size());
+    if (joined.empty()) continue;
+    acks->waiting += joined.size();
+    sent += joined.size();
+    single_topic.clear();
+    this->joined.fetch_add(joined.size(), std::memory_order_relaxed);
+    handOver(connector, acks, first_try, std::move(joined));
+  }
+  extending_ = false;
   inflight_acks_ = nullptr;
+  in_batch = taken;
+  if (unroutable)
+    noteError(fmt::format("{} records could not be published and were dropped: the first because {}",
+                          unroutable, unroutable_why),
+              false);
   if (acks->waiting > 0) co_return Attempt{};  // stopped: the successor took them over (start())
   if (acks->failed && outbox && acks->given_up == 0) {
     // The broker refused (not authorized, quota exceeded): the batch goes again one message
@@ -524,7 +575,7 @@ asio::awaitable<SinkHost::Attempt> SinkHost::postBatch(const std::string& body, 
 }
 
 asio::awaitable<void> SinkHost::waitFor(const PublishAcks& acks) {
-  while (acks.waiting > 0 && !stopped_) {
+  while (acks.waiting > 0 && !stopped_ && !records_came_) {
     acks_->expires_at(asio::steady_timer::time_point::max());
     co_await acks_->async_wait(asio::as_tuple(asio::use_awaitable));
   }

@@ -116,6 +116,7 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   // Counters, read by the main thread.
   std::atomic<uint64_t> queued_records{0}, queued_bytes{0}, delivered{0}, batches{0}, failures{0}, dropped{0};
   std::atomic<uint64_t> corrupt_bytes{0}, write_failures{0};
+  std::atomic<uint64_t> joined{0};          ///< an outbox's messages that joined a batch in flight
   std::atomic<uint64_t> held_in_memory{0};  ///< a durable queue's records the disk refused, waiting in memory
   std::atomic<uint64_t> expired{0};         ///< a tsdb sink's records deleted past its retention
   std::atomic<uint64_t> evicted{0};         ///< a tsdb sink's records deleted past its max_bytes
@@ -260,8 +261,17 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
     int reason = 0;                  ///< the first failure's
     std::weak_ptr<SinkHost> waiter;  ///< woken when none waits (a successor, once replaced)
   };
-  /// Waits until no acknowledgement of `acks` is outstanding, or stop().
+  /// Waits until no acknowledgement of `acks` is outstanding, or stop(), or (while
+  /// extending_) records were queued.
   boost::asio::awaitable<void> waitFor(const PublishAcks& acks);
+  /// Messages of comma-separated `records`, appended to `out`; `why` gets the first reason
+  /// one could not be (when it was empty). Returns their topic and payload bytes.
+  size_t toMessages(std::string_view records, std::vector<Message>& out, std::string& why);
+  /// Hands `messages` to the connector (on its worker), each acknowledgement counted in `acks`.
+  void handOver(const std::shared_ptr<MqttConnector>& connector, const std::shared_ptr<PublishAcks>& acks,
+                bool first_try, std::vector<Message> messages);
+  bool extending_ = false;                      ///< records queued now may join the batch in flight
+  bool records_came_ = false;                   ///< records were queued while extending_
   std::shared_ptr<PublishAcks> inflight_acks_;  ///< the batch with the connector now
   std::shared_ptr<PublishAcks> inherited_;      ///< a replaced predecessor's batch in flight
   bool inherited_queue_ = false;                ///< its queue came over as it was
