@@ -262,7 +262,8 @@ class DirectBroker:
     (acknowledged when QoS 1, PUBREC/PUBCOMP when QoS 2). No mosquitto hop on either side: the
     figure is the gateway's arrival → publish, plus one loopback write and read in Python."""
 
-    def __init__(self):
+    def __init__(self, puback_delay_ms=0):
+        self.puback_delay = puback_delay_ms / 1000.0  # a broker that far away acknowledges that late
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind((LOCALHOST, 0))
@@ -312,7 +313,11 @@ class DirectBroker:
                     if qos:
                         pid = body[pos:pos + 2]
                         pos += 2
-                        self.send(packet(0x40 if qos == 1 else 0x50, pid))
+                        ack = packet(0x40 if qos == 1 else 0x50, pid)
+                        if self.puback_delay and qos == 1:
+                            threading.Timer(self.puback_delay, self.send, args=(ack,)).start()
+                        else:
+                            self.send(ack)
                     if self.v5:
                         plen, mult = 0, 1
                         while True:
@@ -377,9 +382,11 @@ def main():
     ap.add_argument("--qos", type=int, default=0, choices=[0, 1, 2])
     ap.add_argument("--durable", action="store_true",
                     help="the connector's outbox on disk (and the pipeline's ingest log with it)")
+    ap.add_argument("--puback-delay-ms", type=float, default=0,
+                    help="the scripted broker acknowledges QoS 1 alarms this late (a broker far away)")
     args = ap.parse_args()
     data = "/tmp/ganglion-latency-%d" % os.getpid()
-    direct = DirectBroker()
+    direct = DirectBroker(args.puback_delay_ms)
     try:
         sniffer = Sniffer(direct.port)
     except (PermissionError, OSError):
