@@ -1415,6 +1415,7 @@ void EdgeRuntime::install(std::shared_ptr<const EdgeConfig> version, const std::
   installRules(cfg);
   // After their sinks and rules are set: what the ingest logs gave back runs first.
   for (auto& p : fresh_ones) host_.worker(p->worker()).post([p] { p->kick(); });
+  running_.store(true, std::memory_order_release);
 }
 
 void EdgeRuntime::installConnectors(const EdgeConfig& cfg, size_t workers) {
@@ -1540,7 +1541,12 @@ Result<void> EdgeRuntime::checkEndpoints(const EdgeConfig& next) const {
 
 Result<json::object> EdgeRuntime::setStopped(std::string_view part, std::string_view name, bool stop) {
   const std::string_view kind = StoppedParts::singular(part);
-  if (!installed_ || !StoppedParts::configHas(*installed_, part, name))
+  if (!installed_)
+    return Error(
+        "the edge is not running yet: this process waits for the one it replaces (a binary upgrade) "
+        "to let go of edge.data_dir",
+        "edge_starting", 503);
+  if (!StoppedParts::configHas(*installed_, part, name))
     return Error(fmt::format("no {} named '{}' in the running config", kind, printableText(name, 200)),
                  fmt::format("{}_not_found", kind), 404);
   json::object out;
@@ -1878,6 +1884,7 @@ json::object EdgeRuntime::status() const {
     rules.push_back(std::move(o));
   }
   out["rules"] = std::move(rules);
+  out["running"] = running();  // false: a successor waiting for edge.data_dir (binary upgrade)
   return out;
 }
 

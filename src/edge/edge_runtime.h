@@ -142,6 +142,9 @@ class EdgeRuntime final : public telemetry::MetricsSource {
               std::shared_ptr<DeliveryTicket>* ticket = nullptr);
   /// Whether the admin API stopped `connector`. Any thread.
   bool connectorStopped(std::string_view connector) const;
+  /// Whether a config was installed: not yet in a binary upgrade's successor while the old
+  /// process still holds edge.data_dir (HTTP ingest answers 503 meanwhile). Any thread.
+  bool running() const { return running_.load(std::memory_order_acquire); }
   /// Counts a connector's payloads (`payloads` of them, `refused` of those refused whole)
   /// and readings. Any thread.
   void countIngest(std::string_view connector, size_t readings, size_t rejected, size_t refused,
@@ -179,6 +182,7 @@ class EdgeRuntime final : public telemetry::MetricsSource {
 
   EdgeHost& host_;
   std::shared_ptr<const EdgeConfig> installed_;  // the version install() last had
+  std::atomic<bool> running_{false};             // install() ran
   std::filesystem::path data_dir_;
   StoppedParts stopped_;
   std::vector<std::shared_ptr<PipelineHost>> pipelines_;  // main thread's view

@@ -96,6 +96,8 @@ Result<Successor> spawnSuccessor(const std::vector<std::string>& argv, const Soc
   return Successor{pid, pipe_fds[0]};
 }
 
+bool startedByUpgrade() { return std::getenv(kReadyEnv) != nullptr; }
+
 void signalReadyToParent() {
   const char* raw = std::getenv(kReadyEnv);
   if (!raw) return;

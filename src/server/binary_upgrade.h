@@ -27,6 +27,10 @@ struct Successor {
 /// Starts `argv` again (this executable, via /proc/self/exe) handing down `sockets`.
 Result<Successor> spawnSuccessor(const std::vector<std::string>& argv, const SocketsByAddress& sockets);
 
+/// Whether this process is a successor a binary upgrade started (its parent waits for
+/// signalReadyToParent()). Main thread, before signalReadyToParent().
+bool startedByUpgrade();
+
 /// In a successor: tells the parent it is serving. No-op when not started by an upgrade.
 void signalReadyToParent();
 

@@ -475,8 +475,9 @@ void Gateway::install(std::shared_ptr<const Snapshot> snapshot) {
     auto* ctx = w.get();
     ctx->worker.post([ctx, snap = snapshot_] { ctx->requests.install(snap); });
   }
-  // After the workers' installs are queued: sinks find their new upstreams there.
-  if (edge_) {
+  // After the workers' installs are queued: sinks find their new upstreams there. A successor
+  // still waiting for edge.data_dir installs the latest snapshot once it has it.
+  if (edge_ && !edge_waits_for_data_dir_) {
     // A reload does not wait: the queues of a directory another process holds keep their
     // records in memory and say why (queue_error), as before.
     if (auto locked = lockEdgeDataDir(snapshot_->config, std::chrono::milliseconds(0)); !locked)
@@ -685,9 +686,26 @@ std::string Gateway::metricsText() {
 
 bool Gateway::ready() const { return running_ && !draining_; }
 
+void Gateway::takeEdgeOnceReleased() {
+  if (!edge_lock_timer_) edge_lock_timer_ = std::make_unique<asio::steady_timer>(io_);
+  edge_lock_timer_->expires_after(std::chrono::milliseconds(50));
+  edge_lock_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec || draining_) return;
+    const Config& cfg = snapshot_->config;
+    auto locked = lockEdgeDataDir(cfg, std::chrono::milliseconds(0));
+    if (!locked && locked.error().code == edge::DataDirLock::kInUse) return takeEdgeOnceReleased();
+    if (!locked) log(fmt::format("edge: {}", locked.error().message));
+    edge_waits_for_data_dir_ = false;
+    log(fmt::format("edge: {} let go of by the previous process: the edge starts",
+                    edgeDataDir(cfg).string()));
+    edge_->install(edgeOf(snapshot_), edgeDataDir(cfg));
+  });
+}
+
 void Gateway::drainAndStop() {
   if (draining_) return;
   draining_ = true;
+  if (edge_lock_timer_) edge_lock_timer_->cancel();
   log("draining: no new connections; finishing requests in flight");
   for (auto& w : workers_) {
     auto* ctx = w.get();
@@ -777,15 +795,26 @@ int Gateway::run() {
   }
   // A gateway still shutting down on the same data_dir has a few seconds to let go of it.
   // A directory that cannot be used at all is not a reason to refuse: its queues keep their
-  // records in memory and say why, as they do when it fails later.
-  if (auto locked = lockEdgeDataDir(cfg, std::chrono::seconds(5)); !locked) {
-    if (locked.error().code == edge::DataDirLock::kInUse) {
+  // records in memory and say why, as they do when it fails later. A binary upgrade's
+  // successor serves at once and takes the edge over once the old process, which drains as
+  // soon as this one is ready, has let go of it.
+  const bool successor = startedByUpgrade();
+  if (auto locked = lockEdgeDataDir(cfg, successor ? std::chrono::seconds(0) : std::chrono::seconds(5));
+      !locked) {
+    if (locked.error().code != edge::DataDirLock::kInUse) {
+      log(fmt::format("edge: {}", locked.error().message));
+    } else if (successor) {
+      edge_waits_for_data_dir_ = true;
+      log(
+          fmt::format("edge: waiting for the previous process to let go of {} (it drains first); ingest "
+                      "answers 503 with Retry-After: 1 meanwhile",
+                      edgeDataDir(cfg).string()));
+    } else {
       std::fprintf(stderr, "%s: edge.data_dir: %s\n", config_path_.c_str(), locked.error().message.c_str());
       return 1;
     }
-    log(fmt::format("edge: {}", locked.error().message));
   }
-  edge_->install(edgeOf(snapshot_), edgeDataDir(cfg));
+  if (!edge_waits_for_data_dir_) edge_->install(edgeOf(snapshot_), edgeDataDir(cfg));
   if (auto installed = installListeners(cfg); !installed) {
     std::fprintf(stderr, "%s\n", installed.error().message.c_str());
     return 1;
@@ -870,6 +899,7 @@ int Gateway::run() {
     });
   };
   wait_signal();
+  if (edge_waits_for_data_dir_) takeEdgeOnceReleased();
   scheduleDnsRefresh();
   scheduleSpendFlush();
   resolvePending();

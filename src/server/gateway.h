@@ -93,6 +93,9 @@ class Gateway {
   /// sinks and it is not held yet (or data_dir moved), waiting up to `wait` for a gateway
   /// that holds it to let go (src/edge/data_dir_lock.h). Main thread.
   Result<void> lockEdgeDataDir(const Config& cfg, std::chrono::milliseconds wait);
+  /// A binary upgrade's successor: takes edge.data_dir once the old process has let go of it
+  /// (it drains first, then exits), then installs the edge; tries every 50 ms. Main thread.
+  void takeEdgeOnceReleased();
 
   std::string config_path_;
   std::vector<std::string> argv_;
@@ -106,6 +109,9 @@ class Gateway {
   /// edge.data_dir's lock, held while the edge sections have parts; declared before edge_
   /// and workers_, so that it is let go only after they (and the queues' own locks) are gone.
   edge::DataDirLock data_dir_lock_;
+  /// A successor waits for its predecessor's edge.data_dir: the edge is not installed yet.
+  bool edge_waits_for_data_dir_ = false;
+  std::unique_ptr<boost::asio::steady_timer> edge_lock_timer_;
   /// The edge (pipelines, sinks): its ticks and deliveries run on the workers; the destructor
   /// drops it after the worker threads stop and before their loops go.
   std::unique_ptr<GatewayEdge> edge_host_;

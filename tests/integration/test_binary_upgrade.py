@@ -10,7 +10,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Gateway, Upstream, free_port, http_request, wait_until  # noqa: E402
+from harness import Gateway, Receiver, Upstream, free_port, http_request, wait_until  # noqa: E402
 
 TOKEN = "upgrade-test-token"
 
@@ -110,6 +110,91 @@ admin: { address: "127.0.0.1:%d", token: %s }
                 self.assertIsNone(gw.proc.poll())
                 self.assertEqual(http_request(port, "GET", "/").status, 200)
             finally:
+                gw.stop()
+
+    def test_usr2_hands_the_edge_over_and_loses_no_accepted_reading(self):
+        # The successor cannot open edge.data_dir while the old process holds it, and the old
+        # one lets go only as it drains, once the successor is ready: the successor serves at
+        # once, answers ingest 503 + Retry-After: 1 until it has the edge, then takes it over.
+        # (Before, the successor gave up after 5 s and the old process kept serving.)
+        with Receiver() as rx:
+            port, admin = free_port(), free_port()
+            cfg = """workers: 2
+listeners: [ { name: public, address: "127.0.0.1:%d" } ]
+admin: { address: "127.0.0.1:%d", token: %s }
+connectors:
+  - { name: lab, kind: http, metric: temp }
+sinks:
+  - name: uplink
+    kind: http
+    url: http://127.0.0.1:%d/ingest
+    batch: { max_records: 100, max_delay: 50ms }
+    queue: { durable: true }
+pipelines:
+  - { name: raw, from: [ lab ], stages: [], to: [ uplink ] }
+routes:
+  - { name: ingest, match: { path_prefix: /ingest/ }, ingest: lab }
+edge: { data_dir: ./edge-data }
+""" % (port, admin, TOKEN, rx.port)
+            gw = Gateway(cfg, admin_port=admin)
+            gw.start()
+            new_pid = None
+            try:
+                old_pid = gw.pid
+                stop = threading.Event()
+                results = {"accepted": [], "starting": 0, "failed": []}
+
+                def load():
+                    n = 0
+                    while not stop.is_set():
+                        n += 1
+                        try:
+                            r = http_request(port, "POST", "/ingest/dev-1", body=str(n).encode(),
+                                             headers={"Content-Type": "application/json"}, timeout=5)
+                        except Exception as e:  # a refused or reset connection is a failure
+                            results["failed"].append(repr(e))
+                            continue
+                        if r.status == 202:
+                            results["accepted"].append(n)
+                        elif r.status == 503 and r.headers.get("retry-after") == "1" and \
+                                r.json()["error"]["type"] == "edge_starting":
+                            results["starting"] += 1
+                            time.sleep(0.02)
+                        else:
+                            results["failed"].append((r.status, r.body[:200]))
+
+                loader = threading.Thread(target=load)
+                loader.start()
+                time.sleep(0.3)
+                os.kill(old_pid, signal.SIGUSR2)
+                self.assertTrue(wait_until(lambda: gw.proc.poll() is not None, timeout=20),
+                                "the old process did not exit after its successor was ready")
+                self.assertEqual(gw.proc.returncode, 0)
+                edge = lambda: gw.admin("GET", "/edge", token=TOKEN).json()  # noqa: E731
+                self.assertTrue(wait_until(lambda: edge()["running"], timeout=10), edge())
+                time.sleep(0.3)
+                stop.set()
+                loader.join()
+                new_pid = json.loads(gw.admin("GET", "/ready", token=TOKEN).body)["pid"]
+                self.assertNotEqual(new_pid, old_pid)
+                self.assertEqual(results["failed"], [])
+                self.assertGreater(len(results["accepted"]), 10)
+                if os.environ.get("VERBOSE"):
+                    print("accepted %d, 503 edge_starting %d" % (len(results["accepted"]), results["starting"]))
+                # Every reading answered 202, by either process, reaches the receiver.
+                accepted = set(results["accepted"])
+                self.assertTrue(wait_until(lambda: accepted <= {r["value"] for r in rx.records()}, timeout=10),
+                                sorted(accepted - {r["value"] for r in rx.records()})[:20])
+                log = gw.log_text()
+                self.assertIn("edge: waiting for the previous process to let go of", log)
+                self.assertIn("let go of by the previous process: the edge starts", log)
+                self.assertNotIn("in memory", log)  # no queue fell back to memory
+                sink = edge()["sinks"][0]
+                self.assertTrue(sink["durable"], sink)
+            finally:
+                if new_pid:
+                    os.kill(new_pid, signal.SIGTERM)
+                    wait_until(lambda: not pid_alive(new_pid), timeout=10)
                 gw.stop()
 
 

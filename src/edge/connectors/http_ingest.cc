@@ -86,6 +86,10 @@ http::Task<void> HttpIngest::serve(http::RoutedRequest& req) {
     co_return co_await conn.sendError(405, "method_not_allowed", "ingest routes take readings with POST",
                                       &allow);
   }
+  if (!runtime_.running())  // a binary upgrade's successor, before the old process let go of the edge
+    co_return co_await refuse(conn, connector.name, 503, "edge_starting",
+                              "the gateway's edge is starting (a binary upgrade hands it over): try again",
+                              "1");
   if (runtime_.connectorStopped(connector.name))  // before the body: none of it is read
     co_return co_await refuseStopped(conn, connector.name);
   if (http::hasContentCoding(request.headers))  // gzip and the like: not decoded here
