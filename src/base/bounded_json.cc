@@ -18,35 +18,10 @@ struct JsonShape {
   size_t values = 1;  ///< at most this many values of any kind (each but a container's first follows a comma)
 };
 
-/// Counts the structure of JSON text (brackets and commas outside strings), stopping once a
-/// limit is passed: a linear scan that allocates nothing.
-JsonShape measureJson(std::string_view text, const JsonBounds& bounds) {
-  JsonShape shape;
-  bool in_string = false;
-  for (size_t i = 0;
-       i < text.size() && shape.containers <= bounds.max_containers && shape.values <= bounds.max_values;
-       ++i) {
-    const char ch = text[i];
-    if (in_string) {
-      if (ch == '\\')
-        ++i;
-      else if (ch == '"')
-        in_string = false;
-    } else if (ch == '"') {
-      in_string = true;
-    } else if (ch == '{' || ch == '[') {
-      ++shape.containers;
-      ++shape.values;
-    } else if (ch == ',') {
-      ++shape.values;
-    }
-  }
-  return shape;
-}
-
-/// Keys written in JSON text: its colons outside strings (each follows a key).
-size_t keysInText(std::string_view text) {
-  size_t keys = 0;
+/// Calls `visit(ch)` for each character of JSON text outside its strings, until it returns
+/// false: a linear scan that allocates nothing.
+template <class Visit>
+void outsideStrings(std::string_view text, Visit visit) {
   bool in_string = false;
   for (size_t i = 0; i < text.size(); ++i) {
     const char ch = text[i];
@@ -57,10 +32,35 @@ size_t keysInText(std::string_view text) {
         in_string = false;
     } else if (ch == '"') {
       in_string = true;
-    } else if (ch == ':') {
-      ++keys;
+    } else if (!visit(ch)) {
+      return;
     }
   }
+}
+
+/// Counts the structure of JSON text (brackets and commas outside strings), stopping once a
+/// limit is passed.
+JsonShape measureJson(std::string_view text, const JsonBounds& bounds) {
+  JsonShape shape;
+  outsideStrings(text, [&](char ch) {
+    if (ch == '{' || ch == '[') {
+      ++shape.containers;
+      ++shape.values;
+    } else if (ch == ',') {
+      ++shape.values;
+    }
+    return shape.containers <= bounds.max_containers && shape.values <= bounds.max_values;
+  });
+  return shape;
+}
+
+/// Keys written in JSON text: its colons outside strings (each follows a key).
+size_t keysInText(std::string_view text) {
+  size_t keys = 0;
+  outsideStrings(text, [&](char ch) {
+    keys += ch == ':';
+    return true;
+  });
   return keys;
 }
 
