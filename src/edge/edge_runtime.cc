@@ -236,6 +236,12 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
         }
         in.end = *end;
         in.logged = true;
+      } else if (ingest_unusable_ && ticket) {
+        // The sender would be told "stored" for readings a crash loses: it is told not (503,
+        // no PUBACK) and keeps them. Readings nobody acknowledges (Modbus, QoS 0) still run.
+        not_stored.fetch_add(in.readings->items.size(), std::memory_order_relaxed);
+        ticket->complete(false);
+        return;
       } else if (ticket) {
         ticket->complete(true);
       }
@@ -258,7 +264,14 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   /// Whether readings handed to it wait for its ingest log (deliver() makes a ticket part).
   bool logsIngest() {
     std::lock_guard lock(inbox_mutex_);
-    return ingest_ != nullptr || !successor_.expired();
+    return ingest_ != nullptr || ingest_unusable_ || !successor_.expired();
+  }
+
+  /// Its ingest log could not be opened: readings whose sender waits for an acknowledgement
+  /// are refused (not_stored) rather than acknowledged from memory. Main thread, before it runs.
+  void refuseAcknowledgedReadings() {
+    std::lock_guard lock(inbox_mutex_);
+    ingest_unusable_ = true;
   }
 
   /// Opens its ingest log (or takes over `previous`'s: same name, changed settings) and
@@ -1114,6 +1127,7 @@ class PipelineHost : public std::enable_shared_from_this<PipelineHost> {
   std::deque<Inbound> inbox_;
   bool drain_scheduled_ = false;
   std::shared_ptr<IngestLog> ingest_;  // null: no durable sink
+  bool ingest_unusable_ = false;       // a durable sink, but the log could not be opened
   std::weak_ptr<PipelineHost> successor_;
   size_t inbox_offset_ = 0;  // readings of inbox_.front() already run (worker only)
   /// Frames of the ingest log the pipeline has run, oldest first (worker only).
@@ -1325,10 +1339,12 @@ void EdgeRuntime::install(std::shared_ptr<const EdgeConfig> version, const std::
     if (!ingest_dir.empty()) {
       auto opened = fresh->openIngest(ingest_dir, previous.get());
       if (!opened) {
-        logLine(
-            fmt::format("edge: pipeline '{}': ingest log {} unusable, readings are acknowledged once in "
-                        "memory: {}",
-                        pc.name, ingest_dir, opened.error().message));
+        fresh->refuseAcknowledgedReadings();
+        logLine(fmt::format(
+            "edge: pipeline '{}': ingest log {} unusable: readings whose sender waits for an "
+            "acknowledgement are refused (HTTP 503 not_stored, no PUBACK, CoAP 5.03) until a restart finds "
+            "it usable; the others run unlogged: {}",
+            pc.name, ingest_dir, opened.error().message));
       } else {
         // Record numbers go on past every one the log holds (ids stay unique across restarts).
         uint64_t next = next_seq_.load();

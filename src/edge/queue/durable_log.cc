@@ -321,6 +321,9 @@ Result<void> DurableLog::scan() {
     if (write_fd_ < 0) return Error(errnoText("cannot open", segmentPath(active_)));
     if (cursor_.segment == 0) cursor_ = {segments_.begin()->first, kSegmentHeader};
   }
+  // The cursor file gets its blocks now: a first write when the disk is already full would
+  // leave it empty, and the next start would send everything consumed since again, unsaid.
+  if (cursor_read != static_cast<ssize_t>(kCursorBytes)) writeCursor();
   return {};
 }
 
@@ -601,7 +604,22 @@ void DurableLog::consume(LogPosition upto, uint64_t frames, uint64_t value) {
   while (!segments_.empty() && segments_.begin()->first < cursor_.segment &&
          segments_.begin()->first != active_)
     removeSegment(segments_.begin()->first);
+  // A disk that refused an append, and every frame consumed: the segment being written holds
+  // nothing anyone reads, yet it would stay until it fills, which a full disk never lets it.
+  if (!last_error_.empty() && cursor_ == end() && end().offset > kSegmentHeader) freeActiveSegment();
   writeCursor();
+}
+
+void DurableLog::freeActiveSegment() {
+  const uint64_t old = active_;
+  Segment& seg = segments_[old];
+  if (::truncate(segmentPath(old).c_str(), static_cast<off_t>(kSegmentHeader)) != 0) return;
+  disk_bytes_ -= seg.bytes - kSegmentHeader;
+  seg = Segment{.bytes = kSegmentHeader};
+  // Writing goes on in a new segment (positions never repeat); if even that cannot be made,
+  // in the emptied one.
+  if (startSegment(old + 1).ok()) removeSegment(old);
+  cursor_ = {active_, kSegmentHeader};
 }
 
 uint64_t DurableLog::shed(uint8_t min_tag, LogPosition keep_through) {

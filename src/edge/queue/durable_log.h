@@ -162,6 +162,8 @@ class DurableLog {
   void noteIfCutShort(uint64_t id, const Segment& seg, uint64_t tail);
   void writeCursor();
   void removeSegment(uint64_t id);
+  /// consume() on a full disk with nothing left to read: the active segment's space goes.
+  void freeActiveSegment();
   /// Frames of `segment` before `offset` (scans it).
   uint64_t framesBefore(uint64_t segment, uint64_t offset);
 

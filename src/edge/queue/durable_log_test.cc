@@ -732,6 +732,37 @@ void checkExtend(RecordQueue& q) {
   EXPECT_EQ(q.extend(10, 1 << 20, more), 0u);  // nothing in flight: nothing to join
 }
 
+TEST_F(DurableLogTest, AFullDiskWithEverythingConsumedGetsTheActiveSegmentsSpaceBack) {
+  // A disk filled up, then the receiver took everything: the segment being written was never
+  // freed (it goes only once full, which the disk did not allow), and every append after
+  // failed for good (an outside test saw 503 not_stored forever, across restarts).
+  auto log = open(1 << 20);
+  for (int i = 0; i < 200; ++i) ASSERT_TRUE(log->append(0, fmt::format("payload-{:04}", i)).ok());
+  const uint64_t full_size = log->diskBytes();
+  {
+    DiskLimit full(fullAt());
+    EXPECT_FALSE(log->append(0, "one more").ok());
+    std::vector<LogFrame> frames;
+    LogPosition at = log->cursor();
+    log->read(at, 1000, 1 << 20, frames);
+    ASSERT_EQ(frames.size(), 200u);
+    log->consume(at, frames.size());
+    EXPECT_LT(log->diskBytes(), full_size / 10);
+    EXPECT_TRUE(log->append(0, "after").ok()) << log->lastError();  // writing works again
+  }
+  EXPECT_EQ(segments().size(), 1u);
+  auto reopened = (log.reset(), open(1 << 20));
+  EXPECT_EQ(readAll(*reopened, reopened->cursor()), std::vector<std::string>{"after"});
+  EXPECT_EQ(reopened->corruption(), "");
+}
+
+TEST_F(DurableLogTest, TheCursorFileHasItsBytesFromTheStart) {
+  // Written first on a full disk, the cursor file stayed empty and the next start sent every
+  // record consumed since again, without a word. It is written when the log opens.
+  { auto log = open(); }
+  EXPECT_EQ(fs::file_size(dir_ / "cursor"), 36u);
+}
+
 TEST(RecordQueueExtend, MemoryQueue) {
   MemoryQueue q(1 << 20);
   checkExtend(q);
