@@ -280,6 +280,32 @@ class CapAndDamage(DurableCase):
                 time.sleep(0.3)
                 self.assertEqual(rx.records(), [])  # nothing of it ran either
 
+    def test_a_queue_kept_in_memory_holds_the_ingest_log_until_its_records_are_delivered(self):
+        # Only queues/ is in the way: the ingest log works, the sink's records wait in memory.
+        # The log was trimmed as soon as they were queued there, so a kill -9 lost readings
+        # answered 202. It keeps them now until the receiver has them.
+        with open(os.path.join(self.data, "queues"), "w") as f:
+            f.write("in the way")
+        with Receiver() as rx:
+            rx.status = 503
+            text, port, admin = self.config(rx.port)
+            gw = Gateway(text, admin_port=admin)
+            with gw:
+                self.assertTrue(wait_until(lambda: "unusable" in self.sink(gw).get("queue_error", ""), timeout=5))
+                self.post(gw, "pump-1", list(range(50)))
+                self.assertTrue(wait_until(lambda: self.sink(gw)["queued_records"] == 50, timeout=5))
+                time.sleep(0.5)  # trims are tried every 100 ms
+                self.assertGreater(self.ingest(gw)["frames"], 0, self.ingest(gw))
+                gw.proc.send_signal(signal.SIGKILL)
+                gw.proc.wait(5)
+            os.remove(os.path.join(self.data, "queues"))
+            rx.status = 200
+            with Gateway(text, admin_port=admin) as gw2:
+                self.assertTrue(wait_until(lambda: len({r["value"] for r in rx.records()}) == 50, timeout=10),
+                                len(rx.records()))
+                # Delivered now: the log is trimmed, as with a queue on disk.
+                self.assertTrue(wait_until(lambda: self.ingest(gw2)["frames"] == 0, timeout=5), self.ingest(gw2))
+
     def test_a_sink_name_too_long_for_a_file_name_still_gets_a_durable_queue(self):
         with Receiver() as rx:
             rx.status = 503

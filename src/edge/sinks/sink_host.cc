@@ -115,6 +115,7 @@ void SinkHost::start(std::shared_ptr<SinkHost> previous) {
     durable_ = std::exchange(previous->durable_, nullptr);
     told_damage_notes_ = previous->told_damage_notes_;  // its damage was logged once already
     held_waiters_ = std::exchange(previous->held_waiters_, {});
+    memory_waiters_ = std::exchange(previous->memory_waiters_, {});
     previous->successor_ = weak_from_this();  // late records and waiters come here
     previous->stop();
   }
@@ -123,6 +124,7 @@ void SinkHost::start(std::shared_ptr<SinkHost> previous) {
     queue_ = std::move(handed);
     queue_->setMaxBytes(config_.queue.max_bytes);
     inherited_queue_ = true;
+    queued_total_ = queue_->records();
   } else {
     durable_ = nullptr;
     told_damage_notes_ = 0;
@@ -133,6 +135,8 @@ void SinkHost::start(std::shared_ptr<SinkHost> previous) {
       push(records);
     }
   }
+  // The predecessor's waiters for what its memory held wait here for the same records.
+  for (auto& [queued, w] : std::exchange(memory_waiters_, {})) whenSynced(std::move(w));
   publish();
   started.store(true);
   asio::co_spawn(host_.worker(worker_).io(), run(shared_from_this()), asio::detached);
@@ -166,7 +170,11 @@ void SinkHost::enqueue(std::vector<QueuedRecord> records) {
 void SinkHost::whenSynced(std::function<void()> done) {
   if (stopped_)
     if (auto next = successor_.lock()) return next->whenSynced(std::move(done));
-  if (!durable_) return done();
+  if (!durable_) {
+    if (!config_.queue.durable || doneTotal() >= queued_total_) return done();
+    memory_waiters_.emplace_back(queued_total_, std::move(done));
+    return;
+  }
   if (durable_->heldRecords()) return held_waiters_.push_back(std::move(done));
   commit_.wait(std::move(done));
   requestSync();
@@ -195,6 +203,7 @@ void SinkHost::openQueue() {
 void SinkHost::push(std::vector<QueuedRecord>& records) {
   const uint64_t refused_before = durable_ ? durable_->writeFailures() : 0;
   const uint64_t held_lost_before = durable_ ? durable_->heldDropped() : 0;
+  queued_total_ += records.size();
   const uint64_t n = queue_->push(records);
   commit_.appended(records.size());
   if (n) dropped.fetch_add(n, std::memory_order_relaxed);
@@ -251,6 +260,11 @@ void SinkHost::synced(uint64_t target, bool ok) {
 }
 
 void SinkHost::publish() {
+  while (!memory_waiters_.empty() && memory_waiters_.front().first <= doneTotal()) {
+    auto w = std::move(memory_waiters_.front().second);
+    memory_waiters_.pop_front();
+    w();
+  }
   if (!held_waiters_.empty() && (!durable_ || !durable_->heldRecords())) {  // see held_waiters_
     auto waiters = std::exchange(held_waiters_, {});
     for (auto& w : waiters) {

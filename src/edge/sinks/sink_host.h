@@ -238,6 +238,16 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   /// whenSynced() callers while the durable queue holds records the disk refused: released
   /// (through commit_) once none is left in memory (written, or delivered).
   std::vector<std::function<void()>> held_waiters_;
+  /// whenSynced() callers of a sink configured durable whose queue is in memory (its directory
+  /// unusable), with the records queued before them: released once that many are delivered,
+  /// rejected or dropped, so that the pipelines keep in their ingest logs what only memory
+  /// holds (a crash would lose acknowledged readings otherwise).
+  std::deque<std::pair<uint64_t, std::function<void()>>> memory_waiters_;
+  uint64_t queued_total_ = 0;  ///< records pushed to this host's queue (and any it took over)
+  uint64_t doneTotal() const {
+    return delivered.load(std::memory_order_relaxed) + rejected.load(std::memory_order_relaxed) +
+           dropped.load(std::memory_order_relaxed);
+  }
   size_t told_damage_notes_ = 0;  ///< of the durable queue's damageNotes(), the ones logged
   bool stopped_ = false;
   bool waiting_for_records_ = false;
