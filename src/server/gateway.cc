@@ -477,7 +477,7 @@ void Gateway::install(std::shared_ptr<const Snapshot> snapshot) {
   }
   // After the workers' installs are queued: sinks find their new upstreams there. A successor
   // still waiting for edge.data_dir installs the latest snapshot once it has it.
-  if (edge_ && !edge_waits_for_data_dir_) {
+  if (edge_ && edge_->running()) {
     // A reload does not wait: the queues of a directory another process holds keep their
     // records in memory and say why (queue_error), as before.
     if (auto locked = lockEdgeDataDir(snapshot_->config, std::chrono::milliseconds(0)); !locked)
@@ -695,7 +695,6 @@ void Gateway::takeEdgeOnceReleased() {
     auto locked = lockEdgeDataDir(cfg, std::chrono::milliseconds(0));
     if (!locked && locked.error().code == edge::DataDirLock::kInUse) return takeEdgeOnceReleased();
     if (!locked) log(fmt::format("edge: {}", locked.error().message));
-    edge_waits_for_data_dir_ = false;
     log(fmt::format("edge: {} let go of by the previous process: the edge starts",
                     edgeDataDir(cfg).string()));
     edge_->install(edgeOf(snapshot_), edgeDataDir(cfg));
@@ -799,12 +798,13 @@ int Gateway::run() {
   // successor serves at once and takes the edge over once the old process, which drains as
   // soon as this one is ready, has let go of it.
   const bool successor = startedByUpgrade();
+  bool edge_waits = false;  // for the old process to let go of edge.data_dir
   if (auto locked = lockEdgeDataDir(cfg, successor ? std::chrono::seconds(0) : std::chrono::seconds(5));
       !locked) {
     if (locked.error().code != edge::DataDirLock::kInUse) {
       log(fmt::format("edge: {}", locked.error().message));
     } else if (successor) {
-      edge_waits_for_data_dir_ = true;
+      edge_waits = true;
       log(
           fmt::format("edge: waiting for the previous process to let go of {} (it drains first); ingest "
                       "answers 503 with Retry-After: 1 meanwhile",
@@ -814,7 +814,7 @@ int Gateway::run() {
       return 1;
     }
   }
-  if (!edge_waits_for_data_dir_) edge_->install(edgeOf(snapshot_), edgeDataDir(cfg));
+  if (!edge_waits) edge_->install(edgeOf(snapshot_), edgeDataDir(cfg));
   if (auto installed = installListeners(cfg); !installed) {
     std::fprintf(stderr, "%s\n", installed.error().message.c_str());
     return 1;
@@ -899,7 +899,7 @@ int Gateway::run() {
     });
   };
   wait_signal();
-  if (edge_waits_for_data_dir_) takeEdgeOnceReleased();
+  if (edge_waits) takeEdgeOnceReleased();
   scheduleDnsRefresh();
   scheduleSpendFlush();
   resolvePending();

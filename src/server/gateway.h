@@ -109,8 +109,8 @@ class Gateway {
   /// edge.data_dir's lock, held while the edge sections have parts; declared before edge_
   /// and workers_, so that it is let go only after they (and the queues' own locks) are gone.
   edge::DataDirLock data_dir_lock_;
-  /// A successor waits for its predecessor's edge.data_dir: the edge is not installed yet.
-  bool edge_waits_for_data_dir_ = false;
+  /// takeEdgeOnceReleased()'s tries (a successor whose edge is not installed yet: while it
+  /// waits, edge_->running() is false and reloads leave the edge to it).
   std::unique_ptr<boost::asio::steady_timer> edge_lock_timer_;
   /// The edge (pipelines, sinks): its ticks and deliveries run on the workers; the destructor
   /// drops it after the worker threads stop and before their loops go.
