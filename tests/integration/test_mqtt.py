@@ -642,20 +642,15 @@ class MqttRules(unittest.TestCase):
             conn.sendall(connack())
             kind, body = read_packet(conn)  # SUBSCRIBE
             conn.sendall(packet(0x90, body[:2] + b"\x00\x01"))
-            conn.settimeout(0.2)
-            until = time.monotonic() + 10
-            while time.monotonic() < until:
-                try:
-                    kind, body = read_packet(conn)
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
+
+            def publish_acked_late(kind, body):
                 if kind == 3:
                     length = int.from_bytes(body[:2], "big")
                     broker.packets.append((time.monotonic(), body[2:2 + length].decode()))
                     pid = body[2 + length:4 + length]
-                    threading.Timer(1.0, lambda pid=pid: conn.sendall(packet(0x40, pid))).start()
+                    threading.Timer(1.0, lambda: conn.sendall(packet(0x40, pid))).start()
+
+            keep_reading(broker, conn, index, 10, publish_acked_late)
 
         broker = FakeBroker([slow_acks])
         try:
@@ -981,17 +976,22 @@ def connack(code=0, props=b""):
     return packet(0x20, bytes([0, code]) + varint(len(props)) + props)
 
 
-def keep_reading(broker, conn, index, seconds):
+def keep_reading(broker, conn, index, seconds, on_packet=None):
+    """Reads packets for `seconds`: each goes to `on_packet(kind, body)` when given, else to
+    broker.packets as (index, kind, body)."""
     conn.settimeout(0.2)
     until = time.monotonic() + seconds
     while time.monotonic() < until:
         try:
             kind, body = read_packet(conn)
-            broker.packets.append((index, kind, body))
         except TimeoutError:
             continue
         except OSError:
             return
+        if on_packet:
+            on_packet(kind, body)
+        else:
+            broker.packets.append((index, kind, body))
 
 
 def connect_keep_alive(body):
