@@ -1254,10 +1254,10 @@ void readConnectors(Reader& r, const config::Node& list, EdgeConfig& out) {
                                 kindList(splitKinds(kf.kinds)), c.kind));
     }
     if (c.name.empty()) return;
+    if (out.readBefore("connector", c.name))
+      r.fail(n["name"], fmt::format("duplicate connector name '{}'", c.name));
     if (r.errors.size() != errors) return out.refused_names.push_back(c.name);
     for (const auto& other : out.connectors) {
-      if (other.name == c.name)
-        return r.fail(n["name"], fmt::format("duplicate connector name '{}'", c.name));
       // The same port on the same address, or on every address (0.0.0.0, ::) and one of them.
       auto wildcard = [](const std::string& host) {
         return host == "0.0.0.0" || host == "::" || host == "[::]";

@@ -585,9 +585,8 @@ void readSinks(Reader& r, const config::Node& list, EdgeConfig& out) {
       if (!parseSinkUrl(s, error)) r.fail(n["url"], error);
     }
     if (s.name.empty()) return;
+    if (out.readBefore("sink", s.name)) r.fail(n["name"], fmt::format("duplicate sink name '{}'", s.name));
     if (r.errors.size() != errors) return out.refused_names.push_back(s.name);
-    for (const auto& other : out.sinks)
-      if (other.name == s.name) return r.fail(n["name"], fmt::format("duplicate sink name '{}'", s.name));
     if (!mqtt_sink && !local_sink)
       if (auto made =
               makeTargetUpstream("sink:" + s.name, s.host, s.port, s.https, s.timeout, s.at, s.upstream);
@@ -607,6 +606,8 @@ void readPipelines(Reader& r, const config::Node& list, EdgeConfig& out) {
     readFields(pipelineSchema(), n, p, r);
     checkPartName(r, n, "pipeline", p.name);
     const bool fields_read = r.errors.size() == errors;
+    if (!p.name.empty() && out.readBefore("pipeline", p.name))
+      r.fail(n["name"], fmt::format("duplicate pipeline name '{}'", p.name));
     for (const auto& c : p.from) {
       const auto known = std::find_if(out.connectors.begin(), out.connectors.end(),
                                       [&](const ConnectorConfig& k) { return k.name == c; });
@@ -635,10 +636,6 @@ void readPipelines(Reader& r, const config::Node& list, EdgeConfig& out) {
       if (!p.name.empty()) out.refused_names.push_back(p.name);  // rules naming it: no second error
     };
     if (!fields_read) return refuse();
-    if (parts_known)
-      for (const auto& other : out.pipelines)
-        if (other.name == p.name)
-          return r.fail(n["name"], fmt::format("duplicate pipeline name '{}'", p.name));
     p.spec.name = p.name;
     p.spec.max_series = p.max_series;
     p.spec.forget_idle_ms = p.forget_idle.count();
@@ -650,14 +647,15 @@ void readPipelines(Reader& r, const config::Node& list, EdgeConfig& out) {
       return r.fail(n["stages"], fmt::format("pipeline '{}': {}", p.name, grown.error().message));
     }
     // Built once here to check what only building finds (expressions, fields reaching stages).
-    size_t failed_stage = 0;
-    auto built = buildPipeline(p.spec, *grown, &failed_stage);
+    std::vector<StageError> stage_errors;
+    auto built = buildPipeline(p.spec, *grown, &stage_errors);
     if (!built) {
       const config::Node stages = n["stages"];
-      const config::Node at =
-          stages.IsSequence() && failed_stage < stages.size() ? stages.items()[failed_stage] : n;
-      refuse();
-      return r.fail(at, fmt::format("pipeline '{}': {}", p.name, built.error().message));
+      for (const StageError& e : stage_errors) {
+        const config::Node at = stages.IsSequence() && e.stage < stages.size() ? stages.items()[e.stage] : n;
+        r.fail(at, fmt::format("pipeline '{}': {}", p.name, e.message));
+      }
+      return refuse();
     }
     if (!parts_known) return refuse();
     names = *grown;

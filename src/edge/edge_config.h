@@ -355,6 +355,16 @@ struct EdgeConfig {
   bool refused(std::string_view name) const {
     return std::find(refused_names.begin(), refused_names.end(), name) != refused_names.end();
   }
+  /// Every connector's, sink's, pipeline's and rule's name as read, refused or not: a second
+  /// part of one kind and name is an error even when the first was refused for another.
+  std::vector<std::pair<std::string_view, std::string>> names_read;
+  /// Notes a part's name as read; true when a part of that kind and name was read before.
+  bool readBefore(std::string_view kind, const std::string& name) {
+    const auto entry = std::make_pair(kind, name);
+    if (std::find(names_read.begin(), names_read.end(), entry) != names_read.end()) return true;
+    names_read.push_back(entry);
+    return false;
+  }
   bool empty() const { return connectors.empty() && sinks.empty() && pipelines.empty(); }
 };
 

@@ -310,7 +310,7 @@ int64_t stagesReachMs(const PipelineSpec& spec) {
 
 Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
                                                 std::shared_ptr<const FieldNames> names,
-                                                size_t* failed_stage) {
+                                                std::vector<StageError>* stage_errors) {
   auto pipeline = std::make_unique<Pipeline>(spec.name, names, spec.max_series);
   pipeline->forget_after_ms_ = std::max<int64_t>(spec.forget_idle_ms, stagesReachMs(spec));
   Visible visible;
@@ -319,173 +319,191 @@ Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
   // would get none. A window takes every reading; an fft those of its metric (all without one).
   std::string consumed_all;                                          // the stage that took every reading
   std::vector<std::pair<std::string, std::string>> consumed_metric;  // (metric, stage) of ffts
+  std::optional<Error> first_error;
   for (size_t i = 0; i < spec.stages.size(); ++i) {
     const StageSpec& stage = spec.stages[i];
-    if (failed_stage) *failed_stage = i;  // an error returns at once: it is about this stage
     auto where = [i](std::string_view kind) { return fmt::format("stages[{}].{}", i, kind); };
-    if (const auto* filter = std::get_if<FilterSpec>(&stage)) {
-      expr::Scope scope{.names = names.get(), .fields = visible.fields, .attrs_field = names->find("attrs")};
-      auto program = expr::compile(filter->condition, scope, /*want_bool=*/true);
-      if (!program) return Error(fmt::format("{}: {}", where("filter"), program.error().message));
-      pipeline->addStage(std::make_unique<FilterStage>(std::move(*program)));
-    } else if (const auto* map = std::get_if<MapSpec>(&stage)) {
-      auto built = buildMap(*map, *names, visible.fields, pipeline->series().strings());
-      if (!built) return Error(fmt::format("{}: {}", where("map"), built.error().message));
-      pipeline->addStage(std::make_unique<MapStage>(std::move(*built), names->find("attrs")));
-    } else if (const auto* deadband = std::get_if<DeadbandSpec>(&stage)) {
-      pipeline->addStage(std::make_unique<DeadbandStage>(*deadband));
-    } else if (const auto* dedup = std::get_if<DedupSpec>(&stage)) {
-      pipeline->addStage(std::make_unique<DedupStage>(*dedup));
-    } else if (const auto* downsample = std::get_if<DownsampleSpec>(&stage)) {
-      pipeline->addStage(std::make_unique<DownsampleStage>(*downsample));
-    } else if (const auto* window = std::get_if<WindowSpec>(&stage)) {
-      if (!consumed_all.empty())
-        return Error(
-            fmt::format("{}: the {} before it consumes the readings, so this window would get none "
-                        "(a window aggregates readings, not other windows' records)",
-                        where("window"), consumed_all));
-      consumed_all = where("window");
-      if (window->size_ms <= 0)
-        return Error(fmt::format("{}: the window's length must be positive", where("window")));
-      if (window->kind == WindowKind::kHopping && (window->hop_ms <= 0 || window->hop_ms > window->size_ms ||
-                                                   window->size_ms / window->hop_ms > kMaxHopsPerWindow))
-        return Error(fmt::format("{}: a hopping window's hop is from its length / {} to its length",
-                                 where("window"), kMaxHopsPerWindow));
-      if (window->aggregates.empty())
-        return Error(
-            fmt::format("{}: a window needs at least one aggregate ({})", where("window"), aggregateNames()));
-      const uint16_t origin = pipeline->origin(
-          spec.generation.empty() ? fmt::format("{}.{}", spec.name, where("window"))
-                                  : fmt::format("{}.{}@{}", spec.name, where("window"), spec.generation));
-      pipeline->addStage(std::make_unique<WindowStage>(*window, *names, origin));
+    auto built = [&]() -> Result<void> {
+      if (const auto* filter = std::get_if<FilterSpec>(&stage)) {
+        expr::Scope scope{
+            .names = names.get(), .fields = visible.fields, .attrs_field = names->find("attrs")};
+        auto program = expr::compile(filter->condition, scope, /*want_bool=*/true);
+        if (!program) return Error(fmt::format("{}: {}", where("filter"), program.error().message));
+        pipeline->addStage(std::make_unique<FilterStage>(std::move(*program)));
+      } else if (const auto* map = std::get_if<MapSpec>(&stage)) {
+        auto built = buildMap(*map, *names, visible.fields, pipeline->series().strings());
+        if (!built) return Error(fmt::format("{}: {}", where("map"), built.error().message));
+        pipeline->addStage(std::make_unique<MapStage>(std::move(*built), names->find("attrs")));
+      } else if (const auto* deadband = std::get_if<DeadbandSpec>(&stage)) {
+        pipeline->addStage(std::make_unique<DeadbandStage>(*deadband));
+      } else if (const auto* dedup = std::get_if<DedupSpec>(&stage)) {
+        pipeline->addStage(std::make_unique<DedupStage>(*dedup));
+      } else if (const auto* downsample = std::get_if<DownsampleSpec>(&stage)) {
+        pipeline->addStage(std::make_unique<DownsampleStage>(*downsample));
+      } else if (const auto* window = std::get_if<WindowSpec>(&stage)) {
+        if (!consumed_all.empty())
+          return Error(
+              fmt::format("{}: the {} before it consumes the readings, so this window would get none "
+                          "(a window aggregates readings, not other windows' records)",
+                          where("window"), consumed_all));
+        if (window->size_ms <= 0)
+          return Error(fmt::format("{}: the window's length must be positive", where("window")));
+        if (window->kind == WindowKind::kHopping &&
+            (window->hop_ms <= 0 || window->hop_ms > window->size_ms ||
+             window->size_ms / window->hop_ms > kMaxHopsPerWindow))
+          return Error(fmt::format("{}: a hopping window's hop is from its length / {} to its length",
+                                   where("window"), kMaxHopsPerWindow));
+        if (window->aggregates.empty())
+          return Error(fmt::format("{}: a window needs at least one aggregate ({})", where("window"),
+                                   aggregateNames()));
+        const uint16_t origin = pipeline->origin(
+            spec.generation.empty() ? fmt::format("{}.{}", spec.name, where("window"))
+                                    : fmt::format("{}.{}@{}", spec.name, where("window"), spec.generation));
+        pipeline->addStage(std::make_unique<WindowStage>(*window, *names, origin));
+      } else if (const auto* fft = std::get_if<FftSpec>(&stage)) {
+        std::string by = consumed_all;
+        for (const auto& [metric, stage_at] : consumed_metric)
+          if (by.empty() && !fft->metric.empty() && metric == fft->metric) by = stage_at;
+        if (!by.empty())
+          return Error(fmt::format("{}: the {} before it consumes the readings{}, so this fft would get none",
+                                   where("fft"), by, fft->metric.empty() ? "" : " of " + fft->metric));
+        const uint32_t n = fft->size;
+        if (n < 16 || n > kMaxFftSize || (n & (n - 1)))
+          return Error(fmt::format("{}: size is a power of two from 16 to {}", where("fft"), kMaxFftSize));
+        if (!(fft->sample_rate > 0 && fft->sample_rate <= 1000.0 * n))
+          return Error(
+              fmt::format("{}: sample_rate (Hz) must be above 0 and a block must last at least 1 ms "
+                          "(sample_rate at most 1000 × size)",
+                          where("fft")));
+        if (fft->bands.empty() || fft->bands.size() > kMaxFftBands)
+          return Error(
+              fmt::format("{}: 1 to {} bands: bands: [[10, 100], [100, 1000]]", where("fft"), kMaxFftBands));
+        for (size_t b = 0; b < fft->bands.size(); ++b) {
+          const auto [low, high] = fft->bands[b];
+          if (!(low >= 0 && low < high && high <= fft->sample_rate / 2))
+            return Error(
+                fmt::format("{}: band {} must be [low, high) Hz with 0 <= low < high <= sample_rate / 2 ({})",
+                            where("fft"), b + 1, fft->sample_rate / 2));
+        }
+        const StringId metric =
+            fft->metric.empty() ? StringPool::kNotFound : pipeline->series().strings().intern(fft->metric);
+        const uint16_t origin = pipeline->origin(
+            spec.generation.empty() ? fmt::format("{}.{}", spec.name, where("fft"))
+                                    : fmt::format("{}.{}@{}", spec.name, where("fft"), spec.generation));
+        pipeline->addStage(std::make_unique<FftStage>(*fft, *names, metric, origin));
+      } else if (const auto* join = std::get_if<JoinSpec>(&stage)) {
+        if (!consumed_all.empty())
+          return Error(fmt::format("{}: the {} before it consumes the readings, so this join would get none",
+                                   where("join"), consumed_all));
+        for (const std::string& metric : joinedMetrics(*join))
+          for (const auto& [taken, stage_at] : consumed_metric)
+            if (taken == metric)
+              return Error(
+                  fmt::format("{}: the {} before it consumes the readings of {}, so this join would "
+                              "get none",
+                              where("join"), stage_at, metric));
+        if (auto checked = checkJoin(*join, *names); !checked)
+          return Error(fmt::format("{}: {}", where("join"), checked.error().message));
+        const uint16_t origin = pipeline->origin(
+            spec.generation.empty() ? fmt::format("{}.{}", spec.name, where("join"))
+                                    : fmt::format("{}.{}@{}", spec.name, where("join"), spec.generation));
+        pipeline->addStage(std::make_unique<JoinStage>(*join, *names, pipeline->series().strings(), origin));
+      } else if (const auto* detect = std::get_if<DetectSpec>(&stage)) {
+        // Before the detector is made: hst sizes its trees by the fields (past 8 it overran them).
+        const bool multivariate = detect->method == "hst";
+        if (multivariate && (detect->fields.empty() || detect->fields.size() > kMaxHstFields))
+          return Error(fmt::format("{}: hst judges 1 to {} features together: fields: [rms, p2p]",
+                                   where("detect"), kMaxHstFields));
+        auto detector = makeDetector(*detect);
+        if (!detector)
+          return Error(fmt::format("{}: unknown method '{}' (known: {})", where("detect"), detect->method,
+                                   kDetectMethods));
+        if (detect->method == "trend" && (std::isnan(detect->limit) || detect->horizon_ms <= 0))
+          return Error(
+              fmt::format("{}: a trend detector needs a limit and a horizon: {{ limit: 8, horizon: 168h }}",
+                          where("detect")));
+        if (detect->method == "seasonal" && detect->season != "day" && detect->season != "week")
+          return Error(fmt::format("{}: season is day or week, got '{}'", where("detect"), detect->season));
+        if (!(detect->lambda > 0 && detect->lambda <= 1))
+          return Error(fmt::format("{}: lambda must be above 0 and at most 1", where("detect")));
+        if (!multivariate && !detect->fields.empty())
+          return Error(fmt::format("{}: only hst judges several fields; this method judges one 'field'",
+                                   where("detect")));
+        std::vector<std::string_view> features(detect->fields.begin(), detect->fields.end());
+        if (!multivariate) features.push_back(detect->field);
+        for (size_t f = 0; f < features.size(); ++f) {
+          if (std::find(features.begin(), features.begin() + static_cast<ptrdiff_t>(f), features[f]) !=
+              features.begin() + static_cast<ptrdiff_t>(f))
+            return Error(fmt::format("{}: field '{}' is listed twice", where("detect"), features[f]));
+          if (features[f] == "value") continue;
+          const FieldId id = names->find(features[f]);
+          if (id == FieldNames::kNoField ||
+              std::find(visible.fields.begin(), visible.fields.end(), id) == visible.fields.end() ||
+              names->type(id) != FieldNames::Type::kNumber)
+            return Error(
+                fmt::format("{}: no number field '{}' reaches this stage (a window before it makes the "
+                            "aggregates)",
+                            where("detect"), features[f]));
+        }
+        if (detect->history < 3) return Error(fmt::format("{}: history must be at least 3", where("detect")));
+        // Fewer than kMinHstHistory: the densest and emptiest boxes of so few values are too few
+        // halvings apart for even a far outlier's score to pass the threshold.
+        if (multivariate && (detect->history < kMinHstHistory || detect->history > kMaxHstHistory))
+          return Error(
+              fmt::format("{}: an hst detector's history (its reference window) is {} to {} values "
+                          "(with fewer, even a far outlier scores no higher than normal values)",
+                          where("detect"), kMinHstHistory, kMaxHstHistory));
+        if (multivariate && detect->warmup != 0 && detect->warmup < kMinHstHistory)
+          return Error(fmt::format("{}: an hst detector warms up on at least {} values (its first reference)",
+                                   where("detect"), kMinHstHistory));
+        if (detect->warmup > detect->history)
+          return Error(fmt::format("{}: warmup ({}) must not exceed history ({})", where("detect"),
+                                   detect->warmup, detect->history));
+        const StringId metric = detect->metric.empty() ? StringPool::kNotFound
+                                                       : pipeline->series().strings().intern(detect->metric);
+        // Origins are per pipeline: two pipelines' detectors of one name make different ids.
+        for (size_t j = 0; j < i; ++j)
+          if (const auto* other = std::get_if<DetectSpec>(&spec.stages[j]);
+              other && other->name == detect->name)
+            return Error(fmt::format("{}: another detector of this pipeline is named '{}'", where("detect"),
+                                     detect->name));
+        const uint16_t origin =
+            pipeline->origin(detect->name.empty() ? fmt::format("{}.{}", spec.name, where("detect"))
+                                                  : fmt::format("{}.{}", spec.name, detect->name));
+        pipeline->addStage(
+            std::make_unique<DetectStage>(*detect, std::move(detector), *names, metric, origin));
+      }
+      return {};
+    }();
+    if (!built) {
+      if (stage_errors) stage_errors->push_back({i, built.error().message});
+      if (!first_error) first_error = built.error();
+    }
+    // What the stage makes and consumes counts whether it was built or not: the stages after a
+    // wrong one are checked as if it were right, so that one error does not bring others.
+    if (const auto* window = std::get_if<WindowSpec>(&stage)) {
+      if (consumed_all.empty()) consumed_all = where("window");
       visible.add(*names, "window_ms");
       for (Aggregate a : window->aggregates) visible.add(*names, aggregateName(a));
     } else if (const auto* fft = std::get_if<FftSpec>(&stage)) {
-      std::string by = consumed_all;
-      for (const auto& [metric, stage_at] : consumed_metric)
-        if (by.empty() && !fft->metric.empty() && metric == fft->metric) by = stage_at;
-      if (!by.empty())
-        return Error(fmt::format("{}: the {} before it consumes the readings{}, so this fft would get none",
-                                 where("fft"), by, fft->metric.empty() ? "" : " of " + fft->metric));
-      if (fft->metric.empty())
-        consumed_all = where("fft");
-      else
+      if (!fft->metric.empty())
         consumed_metric.emplace_back(fft->metric, where("fft"));
-      const uint32_t n = fft->size;
-      if (n < 16 || n > kMaxFftSize || (n & (n - 1)))
-        return Error(fmt::format("{}: size is a power of two from 16 to {}", where("fft"), kMaxFftSize));
-      if (!(fft->sample_rate > 0 && fft->sample_rate <= 1000.0 * n))
-        return Error(
-            fmt::format("{}: sample_rate (Hz) must be above 0 and a block must last at least 1 ms "
-                        "(sample_rate at most 1000 × size)",
-                        where("fft")));
-      if (fft->bands.empty() || fft->bands.size() > kMaxFftBands)
-        return Error(
-            fmt::format("{}: 1 to {} bands: bands: [[10, 100], [100, 1000]]", where("fft"), kMaxFftBands));
-      for (size_t b = 0; b < fft->bands.size(); ++b) {
-        const auto [low, high] = fft->bands[b];
-        if (!(low >= 0 && low < high && high <= fft->sample_rate / 2))
-          return Error(
-              fmt::format("{}: band {} must be [low, high) Hz with 0 <= low < high <= sample_rate / 2 ({})",
-                          where("fft"), b + 1, fft->sample_rate / 2));
-      }
-      const StringId metric =
-          fft->metric.empty() ? StringPool::kNotFound : pipeline->series().strings().intern(fft->metric);
-      const uint16_t origin = pipeline->origin(
-          spec.generation.empty() ? fmt::format("{}.{}", spec.name, where("fft"))
-                                  : fmt::format("{}.{}@{}", spec.name, where("fft"), spec.generation));
-      pipeline->addStage(std::make_unique<FftStage>(*fft, *names, metric, origin));
+      else if (consumed_all.empty())
+        consumed_all = where("fft");
       for (std::string_view f : {"window_ms", "count", "rms", "peak_hz"}) visible.add(*names, f);
       for (size_t b = 1; b <= fft->bands.size(); ++b) visible.add(*names, "band_" + std::to_string(b));
     } else if (const auto* join = std::get_if<JoinSpec>(&stage)) {
-      if (!consumed_all.empty())
-        return Error(fmt::format("{}: the {} before it consumes the readings, so this join would get none",
-                                 where("join"), consumed_all));
-      for (const std::string& metric : joinedMetrics(*join))
-        for (const auto& [taken, stage_at] : consumed_metric)
-          if (taken == metric)
-            return Error(
-                fmt::format("{}: the {} before it consumes the readings of {}, so this join would "
-                            "get none",
-                            where("join"), stage_at, metric));
-      if (auto checked = checkJoin(*join, *names); !checked)
-        return Error(fmt::format("{}: {}", where("join"), checked.error().message));
       for (const auto& p : join->with) consumed_metric.emplace_back(p.metric, where("join"));
       // What it makes is there for the stages after it (a second join on the joined metric).
       const std::string& made = join->metric.empty() ? join->on : join->metric;
       std::erase_if(consumed_metric, [&](const auto& c) { return c.first == made; });
-      const uint16_t origin = pipeline->origin(
-          spec.generation.empty() ? fmt::format("{}.{}", spec.name, where("join"))
-                                  : fmt::format("{}.{}@{}", spec.name, where("join"), spec.generation));
-      pipeline->addStage(std::make_unique<JoinStage>(*join, *names, pipeline->series().strings(), origin));
       for (const std::string& f : joinFieldNames(*join)) visible.add(*names, f);
-    } else if (const auto* detect = std::get_if<DetectSpec>(&stage)) {
-      // Before the detector is made: hst sizes its trees by the fields (past 8 it overran them).
-      const bool multivariate = detect->method == "hst";
-      if (multivariate && (detect->fields.empty() || detect->fields.size() > kMaxHstFields))
-        return Error(fmt::format("{}: hst judges 1 to {} features together: fields: [rms, p2p]",
-                                 where("detect"), kMaxHstFields));
-      auto detector = makeDetector(*detect);
-      if (!detector)
-        return Error(fmt::format("{}: unknown method '{}' (known: {})", where("detect"), detect->method,
-                                 kDetectMethods));
-      if (detect->method == "trend" && (std::isnan(detect->limit) || detect->horizon_ms <= 0))
-        return Error(
-            fmt::format("{}: a trend detector needs a limit and a horizon: {{ limit: 8, horizon: 168h }}",
-                        where("detect")));
-      if (detect->method == "seasonal" && detect->season != "day" && detect->season != "week")
-        return Error(fmt::format("{}: season is day or week, got '{}'", where("detect"), detect->season));
-      if (!(detect->lambda > 0 && detect->lambda <= 1))
-        return Error(fmt::format("{}: lambda must be above 0 and at most 1", where("detect")));
-      if (!multivariate && !detect->fields.empty())
-        return Error(fmt::format("{}: only hst judges several fields; this method judges one 'field'",
-                                 where("detect")));
-      std::vector<std::string_view> features(detect->fields.begin(), detect->fields.end());
-      if (!multivariate) features.push_back(detect->field);
-      for (size_t f = 0; f < features.size(); ++f) {
-        if (std::find(features.begin(), features.begin() + static_cast<ptrdiff_t>(f), features[f]) !=
-            features.begin() + static_cast<ptrdiff_t>(f))
-          return Error(fmt::format("{}: field '{}' is listed twice", where("detect"), features[f]));
-        if (features[f] == "value") continue;
-        const FieldId id = names->find(features[f]);
-        if (id == FieldNames::kNoField ||
-            std::find(visible.fields.begin(), visible.fields.end(), id) == visible.fields.end() ||
-            names->type(id) != FieldNames::Type::kNumber)
-          return Error(
-              fmt::format("{}: no number field '{}' reaches this stage (a window before it makes the "
-                          "aggregates)",
-                          where("detect"), features[f]));
-      }
-      if (detect->history < 3) return Error(fmt::format("{}: history must be at least 3", where("detect")));
-      // Fewer than kMinHstHistory: the densest and emptiest boxes of so few values are too few
-      // halvings apart for even a far outlier's score to pass the threshold.
-      if (multivariate && (detect->history < kMinHstHistory || detect->history > kMaxHstHistory))
-        return Error(
-            fmt::format("{}: an hst detector's history (its reference window) is {} to {} values "
-                        "(with fewer, even a far outlier scores no higher than normal values)",
-                        where("detect"), kMinHstHistory, kMaxHstHistory));
-      if (multivariate && detect->warmup != 0 && detect->warmup < kMinHstHistory)
-        return Error(fmt::format("{}: an hst detector warms up on at least {} values (its first reference)",
-                                 where("detect"), kMinHstHistory));
-      if (detect->warmup > detect->history)
-        return Error(fmt::format("{}: warmup ({}) must not exceed history ({})", where("detect"),
-                                 detect->warmup, detect->history));
-      const StringId metric = detect->metric.empty() ? StringPool::kNotFound
-                                                     : pipeline->series().strings().intern(detect->metric);
-      // Origins are per pipeline: two pipelines' detectors of one name make different ids.
-      for (size_t j = 0; j < i; ++j)
-        if (const auto* other = std::get_if<DetectSpec>(&spec.stages[j]);
-            other && other->name == detect->name)
-          return Error(fmt::format("{}: another detector of this pipeline is named '{}'", where("detect"),
-                                   detect->name));
-      const uint16_t origin =
-          pipeline->origin(detect->name.empty() ? fmt::format("{}.{}", spec.name, where("detect"))
-                                                : fmt::format("{}.{}", spec.name, detect->name));
-      pipeline->addStage(std::make_unique<DetectStage>(*detect, std::move(detector), *names, metric, origin));
+    } else if (std::holds_alternative<DetectSpec>(stage)) {
       for (std::string_view f : {"detector", "score", "verdict", "reason", "baseline", "rul_s"})
         visible.add(*names, f);
     }
   }
+  if (first_error) return *first_error;
   return pipeline;
 }
 

@@ -47,6 +47,12 @@ struct PipelineSpec {
   std::string generation = {};
 };
 
+/// What is wrong with one stage of a pipeline (buildPipeline): `stage` is its index.
+struct StageError {
+  size_t stage;
+  std::string message;
+};
+
 /// A stable short name of `settings` (FNV-1a, 8 hex digits): PipelineSpec::generation.
 std::string settingsGeneration(std::string_view settings);
 
@@ -136,7 +142,8 @@ class Pipeline {
   uint64_t forgotten_ = 0;
   std::vector<uint8_t> keep_;  // forgetIdle's marks, by SeriesId
   friend Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec&,
-                                                         std::shared_ptr<const FieldNames>, size_t*);
+                                                         std::shared_ptr<const FieldNames>,
+                                                         std::vector<StageError>*);
 };
 
 /// The fields every config knows: `window_ms`, the aggregates, and the detector events' fields.
@@ -149,10 +156,11 @@ std::vector<std::string> pipelineFieldNames(const PipelineSpec& spec);
 
 /// Builds a pipeline from its spec: compiles its expressions (errors name the stage:
 /// "stages[0].filter: 1:9: unknown field 'valu'"), sizes its stages. `names` must hold the
-/// standard fields. `failed_stage`, when given, is set to the index of the stage an error is
-/// about. Main thread (config load).
+/// standard fields. Every stage is tried, a wrong one counted as if it were right for the
+/// stages after it; the first error is returned, and `stage_errors`, when given, gets each
+/// failing stage's. Main thread (config load) and the blocking pool (config checks).
 Result<std::unique_ptr<Pipeline>> buildPipeline(const PipelineSpec& spec,
                                                 std::shared_ptr<const FieldNames> names,
-                                                size_t* failed_stage = nullptr);
+                                                std::vector<StageError>* stage_errors = nullptr);
 
 }  // namespace ganglion::edge

@@ -492,6 +492,8 @@ void readRules(Reader& r, const config::Node& list, EdgeConfig& out,
     const size_t errors = r.errors.size();
     readFields(ruleSchema(), n, rule, r);
     if (rule.name.empty()) return;
+    if (out.readBefore("rule", rule.name))
+      r.fail(n["name"], fmt::format("duplicate rule name '{}'", rule.name));
     // It goes into topics ({rule}) and record ids (<id>/<rule>): a plain name.
     const bool plain = std::all_of(rule.name.begin(), rule.name.end(), [](char ch) {
       return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.';
@@ -602,9 +604,6 @@ void readRules(Reader& r, const config::Node& list, EdgeConfig& out,
       rule.clear_program = compileRuleExpression(r, n["clear_when"], rule, "clear_when", rule.clear_when,
                                                  configFieldNames(out));
     if (r.errors.size() != errors) return;
-    for (const auto& other : out.rules)
-      if (other.name == rule.name)
-        return r.fail(n["name"], fmt::format("duplicate rule name '{}'", rule.name));
     rule.fingerprint = json::serialize(config::fieldsToJson(ruleSchema(), rule));
     // GET /config shows no header values: a changed token must still make a changed rule.
     for (const auto& action : rule.actions)

@@ -745,6 +745,36 @@ class ConfigErrors(unittest.TestCase):
         self.assertIn("pipeline 'raw' reads unknown connector 'lob'", out)
         self.assertIn("stages[0].filter: 1:1: unknown field 'valu'", out)
         self.assertIn("2 error(s)", out)
+        # Every failing stage of a pipeline is said, and a wrong fft does not make the detector
+        # after it wrong too (its bands still count).
+        stages = """  - name: health
+    from: [ lab ]
+    stages:
+      - filter: "valu > 1"
+      - fft: { size: 100, sample_rate: 1000, bands: [[10, 100]] }
+      - detect: { name: d, field: band_1, history: 10, warmup: 50 }
+      - detect: { name: e, method: nope, field: band_1 }
+    to: [ uplink ]
+"""
+        code, out = self.check(config(free_port(), pipelines=stages)[0])
+        self.assertIn("stages[0].filter: 1:1: unknown field 'valu'", out)
+        self.assertIn("stages[1].fft: size is a power of two", out)
+        self.assertIn("stages[2].detect: warmup (50) must not exceed history (10)", out)
+        self.assertIn("stages[3].detect: unknown method 'nope'", out)
+        self.assertNotIn("no number field", out)
+        self.assertIn("4 error(s)", out)
+        # A part refused for its own mistake does not hide a second part of its name.
+        dup = text.replace("  - { name: lab, kind: http, metric: temperature }\n",
+                           "  - { name: lab, kind: http, metric: temperature, colour: red }\n"
+                           "  - { name: lab, kind: http, metric: temperature }\n")
+        dup = dup.replace(RAW, RAW.replace('"value > -1000 and value < 1000"', '"valu > 1"') + RAW)
+        dup += ("rules:\n  - { name: r, when: \"valu > 1\", actions: [ { forward: uplink } ] }\n"
+                "  - { name: r, when: \"value > 1\", actions: [ { forward: uplink } ] }\n")
+        code, out = self.check(dup)
+        self.assertIn("duplicate connector name 'lab'", out)
+        self.assertIn("duplicate pipeline name 'raw'", out)
+        self.assertIn("duplicate rule name 'r'", out)
+        self.assertIn("6 error(s)", out)
 
 
 if __name__ == "__main__":
