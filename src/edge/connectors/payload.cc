@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <charconv>
 #include <cmath>
@@ -373,10 +374,24 @@ struct LineField {
   bool numeric = false;
 };
 
+/// What decodeLine reuses from line to line.
+struct LineScratch {
+  std::string attrs;
+  std::vector<LineField> fields;
+  std::vector<std::string> tags;  // the tags' keys
+  std::vector<std::string_view> keys;
+};
+
+/// A key `keys` holds twice, or empty. Sorts `keys`: n log n for a line of many fields.
+std::string_view repeatedKey(std::vector<std::string_view>& keys) {
+  std::sort(keys.begin(), keys.end());
+  const auto twice = std::adjacent_find(keys.begin(), keys.end());
+  return twice == keys.end() ? std::string_view() : *twice;
+}
+
 /// One line: `measurement[,tag=v...] field=v[,field=v...] [timestamp]`. Returns an error for
 /// bad syntax (the payload is refused whole).
-Result<void> decodeLine(std::string_view line, size_t line_no, Emitter& out, std::string& attrs,
-                        std::vector<LineField>& fields) {
+Result<void> decodeLine(std::string_view line, size_t line_no, Emitter& out, LineScratch& scratch) {
   auto bad = [&](std::string_view why) {
     return Error(fmt::format("line {}: {}", line_no, why), "bad_payload");
   };
@@ -385,7 +400,10 @@ Result<void> decodeLine(std::string_view line, size_t line_no, Emitter& out, std
   std::string measurement, key, value, device(ctx.device);
   readToken(c, ", ", measurement);
   if (measurement.empty()) return bad("no measurement");
+  std::string& attrs = scratch.attrs;
+  std::vector<LineField>& fields = scratch.fields;
   attrs.clear();
+  scratch.tags.clear();
   size_t attr_count = 0;
   while (!c.done() && c.peek() == ',') {
     ++c.at;
@@ -394,6 +412,7 @@ Result<void> decodeLine(std::string_view line, size_t line_no, Emitter& out, std
     ++c.at;
     readToken(c, ", ", value);
     if (value.empty()) return bad(fmt::format("tag '{}' has no value", key));
+    scratch.tags.push_back(key);
     if (key == "device" && ctx.payload_names_device) {
       device = value;
     } else if (attr_count < kMaxAttrs && key.size() <= kMaxAttrKey && value.size() <= kMaxAttrValue &&
@@ -403,6 +422,10 @@ Result<void> decodeLine(std::string_view line, size_t line_no, Emitter& out, std
     }
   }
   if (c.done() || c.peek() != ' ') return bad("no fields after the measurement");
+  // A key given twice is refused, as in JSON: which of the two was meant is not known.
+  scratch.keys.assign(scratch.tags.begin(), scratch.tags.end());
+  if (const auto twice = repeatedKey(scratch.keys); !twice.empty())
+    return bad(fmt::format("tag '{}' is given twice", printableText(twice, 64)));
   while (!c.done() && c.peek() == ' ') ++c.at;
   fields.clear();
   while (true) {
@@ -471,12 +494,18 @@ Result<void> decodeLine(std::string_view line, size_t line_no, Emitter& out, std
     }
     break;
   }
+  scratch.keys.clear();
+  for (const LineField& f : fields) scratch.keys.push_back(f.key);
+  if (const auto twice = repeatedKey(scratch.keys); !twice.empty())
+    return bad(fmt::format("field '{}' is given twice", printableText(twice, 64)));
   int64_t ts = ctx.now_ms;
   while (!c.done() && c.peek() == ' ') ++c.at;
   if (!c.done()) {
     const std::string_view text = trim(line.substr(c.at));
     int64_t t = 0;
     auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), t);
+    if (ec == std::errc::result_out_of_range && ptr == text.data() + text.size())
+      return bad("the timestamp is out of range (a signed 64-bit integer)");
     if (ec != std::errc() || ptr != text.data() + text.size()) return bad("the timestamp is not an integer");
     ts = toMillis(t, ctx.line_precision);
   }
@@ -493,8 +522,7 @@ Result<void> decodeLine(std::string_view line, size_t line_no, Emitter& out, std
 }
 
 Result<void> decodeLineProtocol(std::string_view payload, Emitter& out) {
-  std::string attrs;
-  std::vector<LineField> fields;
+  LineScratch scratch;
   size_t lines = 0;
   for (int pass = 0; pass < 2; ++pass) {
     size_t at = 0, line_no = 0;
@@ -508,7 +536,7 @@ Result<void> decodeLineProtocol(std::string_view payload, Emitter& out) {
       if (!content.empty() && content.front() != '#') {
         if (pass == 0) ++lines;
         // Leading whitespace is not part of the measurement.
-        auto r = decodeLine(line.substr(line.find_first_not_of(" \t")), line_no, out, attrs, fields);
+        auto r = decodeLine(line.substr(line.find_first_not_of(" \t")), line_no, out, scratch);
         if (!r.ok()) return r;
         if (out.tooMany())
           return Error(fmt::format("more than {} readings in one payload", out.ctx().max_readings),

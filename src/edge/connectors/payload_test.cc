@@ -1,5 +1,6 @@
 #include "edge/connectors/payload.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "edge/expr/expr.h"
@@ -228,6 +229,26 @@ TEST(EdgePayload, LineProtocolErrorsRefuseTheBatch) {
   EXPECT_EQ(err("m v=1.5i"), "line 1: field 'v' is not a 64-bit integer");
   EXPECT_EQ(err("\n\n# only comments\n"), "no lines in the payload");
   EXPECT_EQ(err(",t=1 v=1"), "line 1: no measurement");
+  // A key twice: which was meant is not known (JSON's duplicates are refused the same way).
+  EXPECT_EQ(err("m v=1\nm value=1,x=2,value=3\n"), "line 2: field 'value' is given twice");
+  EXPECT_EQ(err("m,site=a,line=2,site=b v=1"), "line 1: tag 'site' is given twice");
+  EXPECT_EQ(err("m,device=a,device=b v=1"), "line 1: tag 'device' is given twice");
+  EXPECT_EQ(err("m v=1 99999999999999999999"),
+            "line 1: the timestamp is out of range (a signed 64-bit integer)");
+  EXPECT_EQ(err("m v=1 -99999999999999999999"),
+            "line 1: the timestamp is out of range (a signed 64-bit integer)");
+  {
+    // Many fields, one repeated at the end: found without comparing every pair.
+    std::string many = "m ";
+    for (int i = 0; i < 20000; ++i) many += fmt::format("f{}=1,", i);
+    many += "f7=2";
+    EXPECT_EQ(err(many), "line 1: field 'f7' is given twice");
+  }
+  {
+    auto d = decode(PayloadFormat::kLineProtocol, "m,a=1,b=2 x=1,y=2,value=3", at("d", ""));
+    ASSERT_TRUE(d.result.ok());
+    EXPECT_EQ(d.readings.size(), 3u);
+  }
   PayloadContext ctx = at("d", "");
   ctx.line_precision = TimePrecision::kSeconds;
   auto d = decode(PayloadFormat::kLineProtocol, "m v=1 1764460800", ctx);
