@@ -179,6 +179,13 @@ Result<void> DurableLog::scan() {
       continue;
     }
     if (!name.ends_with(".seg")) continue;
+    if (!entry.is_regular_file(ec)) {
+      // A directory (or other) named like a segment is not ours to remove, nor a segment.
+      noteTrouble(
+          fmt::format("{}: not a file, so not a segment of this log: left alone", entry.path().string()));
+      ec.clear();
+      continue;
+    }
     uint64_t id = 0;
     const char* end = name.data() + name.size() - 4;
     const auto parsed = std::from_chars(name.data(), end, id);
@@ -195,34 +202,51 @@ Result<void> DurableLog::scan() {
   }
   if (ec) return Error(fmt::format("cannot list {}: {}", dir_.string(), ec.message()));
   // What is wrong with the log as a whole, said with the damage (GET /edge, the log).
-  std::vector<std::string> trouble;
   if (!cursor_trouble.empty() && !segments_.empty())
-    trouble.push_back(
+    noteTrouble(
         fmt::format("{}: the cursor is {}: reading again from the oldest segment (records may come twice)",
                     cursor_path.string(), cursor_trouble));
   if (have_cursor && !segments_.empty() && !segments_.count(cursor_.segment))
-    trouble.push_back(fmt::format("{}: missing (the cursor was in it): its records are lost",
-                                  segmentPath(cursor_.segment).string()));
+    noteTrouble(fmt::format("{}: missing (the cursor was in it): its records are lost",
+                            segmentPath(cursor_.segment).string()));
   if (!have_cursor || segments_.empty() || cursor_.segment < segments_.begin()->first) {
     cursor_ = segments_.empty() ? LogPosition{} : LogPosition{segments_.begin()->first, kSegmentHeader};
   } else if (!segments_.count(cursor_.segment)) {  // its segment is gone: the next one
     auto it = segments_.upper_bound(cursor_.segment);
     cursor_ = it == segments_.end() ? LogPosition{} : LogPosition{it->first, kSegmentHeader};
   }
-  // Segment ids follow one another: a gap from the cursor on is a segment someone removed.
+  // Headers, from the cursor on, before gaps are judged by the ids: a file that is not one of
+  // ours goes, and leaves no gap when it was past the newest segment (a stray name).
+  std::vector<uint64_t> damaged;
+  for (auto it = segments_.lower_bound(cursor_.segment); it != segments_.end();) {
+    if (keepSegment(it->first, std::next(it) == segments_.end())) {
+      ++it;
+      continue;
+    }
+    damaged.push_back(it->first);
+    // The cursor moves to the next segment (with none, it stays: those before it are consumed).
+    if (cursor_.segment == it->first && std::next(it) != segments_.end())
+      cursor_ = {std::next(it)->first, kSegmentHeader};
+    it = segments_.erase(it);
+  }
+  // Segment ids follow one another: a gap from the cursor on is a segment someone removed (a
+  // damaged one was reported as such).
   if (cursor_.segment) {
+    std::set<uint64_t> present;
+    for (auto it = segments_.lower_bound(cursor_.segment); it != segments_.end(); ++it)
+      present.insert(it->first);
+    for (uint64_t id : damaged)
+      if (!present.empty() && id > cursor_.segment && id < *present.rbegin()) present.insert(id);
     uint64_t expected = cursor_.segment;
-    for (auto it = segments_.lower_bound(cursor_.segment); it != segments_.end(); ++it) {
-      if (it->first != expected)
-        trouble.push_back(
-            it->first - expected == 1
-                ? fmt::format("{}: missing: its records are lost", segmentPath(expected).string())
-                : fmt::format("segments {} to {} of {} are missing: their records are lost", expected,
-                              it->first - 1, dir_.string()));
-      expected = it->first + 1;
+    for (uint64_t id : present) {
+      if (id != expected)
+        noteTrouble(id - expected == 1
+                        ? fmt::format("{}: missing: its records are lost", segmentPath(expected).string())
+                        : fmt::format("segments {} to {} of {} are missing: their records are lost", expected,
+                                      id - 1, dir_.string()));
+      expected = id + 1;
     }
   }
-  for (auto& t : trouble) noteTrouble(std::move(t));
   // Segments wholly consumed go; the rest are checked frame by frame.
   for (auto it = segments_.begin(); it != segments_.end();) {
     if (cursor_.segment && it->first < cursor_.segment) {
@@ -250,24 +274,6 @@ Result<void> DurableLog::scan() {
     if (oversized) {
       disk_bytes_ -= file_bytes - kMaxSegmentFile;
       seg.bytes = kMaxSegmentFile;
-    }
-    std::string head;
-    if (!readAt(id, 0, kSegmentHeader, head) || head.size() < kSegmentHeader ||
-        std::memcmp(head.data(), kSegmentMagic, 8) != 0 || getU64(head.data() + 8) != id) {
-      // Not one of ours, or its header is damaged: reported and removed (an empty newest
-      // segment is a crash right after its creation).
-      if (file_bytes > 0 || !newest) noteDamage(id, 0, file_bytes);
-      // An empty one that is not the newest: no bytes to count, but whatever it held is gone.
-      if (file_bytes == 0 && !newest)
-        noteTrouble(fmt::format("{}: empty (not the newest segment), removed", segmentPath(id).string()));
-      disk_bytes_ -= std::min(disk_bytes_, seg.bytes);
-      if (read_fd_ >= 0) ::close(read_fd_);
-      read_fd_ = -1;
-      fs::remove(segmentPath(id), ec);
-      if (cursor_.segment == id) cursor_ = {0, 0};
-      it = segments_.erase(it);
-      if (newest) active_ = segments_.empty() ? 0 : segments_.rbegin()->first;
-      continue;
     }
     if (cursor_.segment == 0) cursor_ = {id, kSegmentHeader};
     // Frames: counted (from the cursor on for frames_), damage skipped and counted.
@@ -325,6 +331,48 @@ Result<void> DurableLog::scan() {
   // leave it empty, and the next start would send everything consumed since again, unsaid.
   if (cursor_read != static_cast<ssize_t>(kCursorBytes)) writeCursor();
   return {};
+}
+
+bool DurableLog::keepSegment(uint64_t id, bool newest) {
+  const fs::path path = segmentPath(id);
+  struct stat st {};
+  const uint64_t file_bytes = ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  std::string head;
+  const bool got = readAt(id, 0, kSegmentHeader + kFrameHeader, head);
+  if (got && head.size() >= kSegmentHeader && std::memcmp(head.data(), kSegmentMagic, 8) == 0 &&
+      getU64(head.data() + 8) == id)
+    return true;
+  // The header is damaged but the first frame after it is whole: the segment is ours.
+  uint32_t length = 0;
+  std::string frame;
+  if (got && head.size() == kSegmentHeader + kFrameHeader &&
+      parseFrame(head.data() + kSegmentHeader, kFrameHeader, length) != Parse::kBad &&
+      readAt(id, kSegmentHeader, kFrameHeader + length, frame) &&
+      parseFrame(frame.data(), frame.size(), length) == Parse::kOk) {
+    char fixed[kSegmentHeader];
+    std::memcpy(fixed, kSegmentMagic, 8);
+    putU64(fixed + 8, id);
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    const bool written = fd >= 0 &&
+                         ::pwrite(fd, fixed, sizeof fixed, 0) == static_cast<ssize_t>(sizeof fixed) &&
+                         ::fsync(fd) == 0;
+    if (fd >= 0) ::close(fd);
+    corrupt_bytes_ += kSegmentHeader;
+    noteTrouble(fmt::format("{}: its header was damaged ({}); its frames are intact and kept", path.string(),
+                            written ? "written again" : errnoText("cannot write it again", path)));
+    return true;
+  }
+  // Not one of ours: reported and removed (an empty newest segment is a crash right after its
+  // creation, and no damage).
+  if (file_bytes > 0 || !newest) noteDamage(id, 0, file_bytes);
+  // An empty one that is not the newest: no bytes to count, but whatever it held is gone.
+  if (file_bytes == 0 && !newest)
+    noteTrouble(fmt::format("{}: empty (not the newest segment), removed", path.string()));
+  if (read_fd_ >= 0) ::close(read_fd_);
+  read_fd_ = -1;
+  std::error_code ec;
+  fs::remove(path, ec);
+  return false;
 }
 
 Result<void> DurableLog::startSegment(uint64_t id) {

@@ -158,6 +158,10 @@ class DurableLog {
   bool readAt(uint64_t segment, uint64_t offset, size_t len, std::string& buf);
   void noteDamage(uint64_t segment, uint64_t offset, uint64_t bytes);
   void noteTrouble(std::string what);
+  /// At open: whether segment `id` is one of this log's. A damaged header before an intact
+  /// first frame (a flipped bit) is written again and the segment kept; a file holding no
+  /// frame of ours is reported and removed. `newest`: an empty one is a crash after creation.
+  bool keepSegment(uint64_t id, bool newest);
   /// At open: a closed segment whose valid frames end at `tail` inside a frame was cut short.
   void noteIfCutShort(uint64_t id, const Segment& seg, uint64_t tail);
   void writeCursor();

@@ -61,7 +61,7 @@ class DurableLogTest : public ::testing::Test {
   std::vector<fs::path> segments() const {
     std::vector<fs::path> out;
     for (const auto& e : fs::directory_iterator(dir_))
-      if (e.path().extension() == ".seg") out.push_back(e.path());
+      if (e.path().extension() == ".seg" && e.is_regular_file()) out.push_back(e.path());
     std::sort(out.begin(), out.end());
     return out;
   }
@@ -171,6 +171,56 @@ TEST_F(DurableLogTest, MissingSegmentsAndADamagedCursorAreSaid) {
   auto log = open(4096);
   ASSERT_TRUE(log);
   EXPECT_NE(allNotes(*log).find("the cursor is missing"), std::string::npos) << allNotes(*log);
+}
+
+TEST_F(DurableLogTest, AFlippedHeaderByteKeepsTheFramesAndStrayNamesMakeNoGap) {
+  std::vector<std::string> all;
+  {
+    auto log = open(4096);
+    ASSERT_TRUE(log);
+    for (int i = 0; i < 1000; ++i) {
+      all.push_back(fmt::format("record-{:04}", i));
+      ASSERT_TRUE(log->append(0, all.back()).ok());
+    }
+  }
+  auto segs = segments();
+  ASSERT_GT(segs.size(), 4u);
+  const std::string last_name = segs.back().filename().string();
+  {
+    // One flipped byte in a middle segment's header, another in its id.
+    std::fstream f(segs[1], std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(3);
+    f.put('\xff');
+    f.seekp(9);
+    f.put('\x7f');
+  }
+  // A directory, and a file of garbage, named like segments far past the newest; a middle
+  // file of garbage where a segment's id is free would be is not a gap either.
+  fs::create_directories(dir_ / "00000000000000099999.seg" / "inside");
+  std::ofstream(dir_ / "00000000000000088888.seg", std::ios::binary) << std::string(100, 'x');
+  {
+    auto log = open(4096);
+    ASSERT_TRUE(log);
+    const std::string notes = allNotes(*log);
+    EXPECT_EQ(readAll(*log, log->cursor()), all) << notes;
+    EXPECT_NE(notes.find(segs[1].filename().string() + ": its header was damaged (written again)"),
+              std::string::npos)
+        << notes;
+    EXPECT_NE(notes.find("00000000000000099999.seg: not a file"), std::string::npos) << notes;
+    EXPECT_NE(notes.find("00000000000000088888.seg: 100 damaged bytes"), std::string::npos) << notes;
+    EXPECT_EQ(notes.find("missing"), std::string::npos) << notes;
+    EXPECT_EQ(log->corruptBytes(), 16u + 100u);
+    // Writing goes on after the newest real segment, not after the stray names.
+    ASSERT_TRUE(log->append(0, "after").ok());
+    EXPECT_EQ(segments().back().filename().string(), last_name);
+  }
+  EXPECT_TRUE(fs::is_directory(dir_ / "00000000000000099999.seg" / "inside"));  // not ours: left alone
+  fs::remove_all(dir_ / "00000000000000099999.seg");
+  all.push_back("after");
+  auto log = open(4096);
+  ASSERT_TRUE(log);
+  EXPECT_EQ(allNotes(*log), "");  // the header was written again
+  EXPECT_EQ(readAll(*log, log->cursor()), all);
 }
 
 TEST_F(DurableLogTest, TheCursorsSegmentGoneIsSaid) {
