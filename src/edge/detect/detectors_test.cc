@@ -302,6 +302,53 @@ TEST(EdgeDetectors, HalfSpaceTreesWarmUpAndSkipWhatTheyCannotJudge) {
   EXPECT_FALSE(c->observeAll(1, std::array{5.0, 1.0}, 42).judged);
 }
 
+TEST(EdgeDetectors, ValuesAtTheLimitOfADoubleDoNotBreakABaseline) {
+  // ±1e308 one after the other overflow a mean or a deviation to inf, then NaN: the series
+  // must start afresh and judge the normal values after them as normal, with a finite reason.
+  for (std::string_view method : {"robust_zscore", "ewma", "seasonal"}) {
+    DetectSpec s = spec(method, 5);
+    s.warmup = 3;
+    auto d = makeDetector(s);
+    const double threshold = thresholdOf(s);
+    int64_t ts = kStart;
+    for (double x : {1e308, -1e308, 1e308, -1e308}) d->observe(0, x, ts += 100);
+    int fired = 0;
+    for (int i = 0; i < 30; ++i) {
+      const double x = 10 + 0.1 * (i % 5);
+      const Judgement j = d->observe(0, x, ts += 100);
+      if (i < 10) continue;  // within `history` of the extremes: may still judge against them
+      EXPECT_TRUE(std::isfinite(j.baseline) && std::isfinite(j.scale)) << method << " at " << i;
+      std::string reason;
+      d->explain("value", x, j, reason);
+      EXPECT_EQ(reason.find("nan"), std::string::npos) << method << ": " << reason;
+      EXPECT_EQ(reason.find("inf"), std::string::npos) << method << ": " << reason;
+      if (j.judged && j.score >= threshold) ++fired;
+    }
+    EXPECT_EQ(fired, 0) << method;
+  }
+  // hst: extremes in its reference window make the spans inf; it builds the next one on the
+  // values after them.
+  DetectSpec s = hst(32);
+  auto d = makeDetector(s);
+  int64_t ts = kStart;
+  for (double x : {1e308, -1e308, 1e308, -1e308}) d->observeAll(0, std::array{x, -x}, ts += 100);
+  std::mt19937_64 rng(7);
+  std::normal_distribution<double> n(10, 1);
+  int fired = 0;
+  const std::array<std::string, 2> features{"a", "b"};
+  for (int i = 0; i < 400; ++i) {
+    const double x = n(rng);
+    const std::array<double, 2> xs{x, 2 * x + 0.1 * n(rng)};
+    const Judgement j = d->observeAll(0, xs, ts += 100);
+    if (i < 100) continue;
+    std::string reason;
+    d->explainAll(features, xs, j, reason);
+    EXPECT_EQ(reason.find("nan"), std::string::npos) << reason;
+    if (j.judged && j.score >= thresholdOf(s)) ++fired;
+  }
+  EXPECT_LE(fired, 3);
+}
+
 TEST(EdgeDetectors, StateRoundTripsForEveryMethod) {
   auto points = noise(2, 10'000, 7);
   for (const char* method : {"robust_zscore", "ewma", "seasonal", "trend", "hst"}) {

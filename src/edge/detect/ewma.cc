@@ -44,6 +44,10 @@ class Ewma final : public Detector {
     s.var = (1 - a) * (s.var + a * d * d);
     s.z = z;
     if (s.n < UINT32_MAX) ++s.n;
+    // Values near a double's limit (1e308, then -1e308) overflow the baseline to inf, then
+    // NaN, which would judge every later value far out: the series starts again from this one.
+    if (!std::isfinite(s.mean) || !std::isfinite(s.var) || !std::isfinite(s.z))
+      s = std::isfinite(x) ? State{x, x, 0, 1} : State{};
     return j;
   }
 

@@ -60,6 +60,10 @@ class Seasonal final : public Detector {
       b.mean += a * (learn - b.mean);
     }
     if (b.n < UINT32_MAX) ++b.n;
+    // Values near a double's limit overflow the hour's baseline to inf, then NaN, which would
+    // judge every later value far out: the hour starts again from this value.
+    if (!std::isfinite(b.mean) || !std::isfinite(b.mad))
+      b = std::isfinite(learn) ? Bucket{.mean = learn, .mad = 0, .n = 1} : Bucket{};
     return j;
   }
 
