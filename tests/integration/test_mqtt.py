@@ -296,6 +296,33 @@ class MqttIngest(unittest.TestCase):
                     broker.proc.send_signal(signal.SIGCONT)
                 self.assertTrue(wait_until(lambda: connected(gw), timeout=5))
 
+    def test_overlapping_subscriptions_take_a_message_once(self):
+        # An MQTT 5 broker sends a message once per subscription it matches: the copy sent for
+        # the catch-all must not become a second reading with another id. Each filter goes in
+        # its own SUBSCRIBE with a Subscription Identifier, and the first matching filter reads.
+        extra_sub = '      - { topic: "plant/#", qos: 1, format: number, metric: other, device: misc }\n'
+        for protocol in ("5", "3.1.1"):
+            with self.subTest(protocol=protocol), Mosquitto() as broker, Receiver() as rx:
+                text, admin = config(broker, rx.port, protocol=protocol)
+                text = text.replace("sinks:\n", extra_sub + "sinks:\n", 1)
+                with Gateway(text, admin_port=admin) as gw:
+                    self.assertTrue(wait_until(lambda: connected(gw), timeout=5), gw.log_text())
+                    time.sleep(0.3)
+                    broker.publish("plant/pump-1/vibration", json.dumps({"value": 0.5}), qos=1)
+                    broker.publish("plant/pump-2/temp", "41.5", qos=2)
+                    broker.publish("plant/other", "7", qos=1)  # the catch-all's own
+                    self.assertTrue(wait_until(lambda: len(rx.records()) >= 3, timeout=5), rx.records())
+                    time.sleep(0.5)
+                    got = sorted((r["device"], r["metric"], r["value"]) for r in rx.records())
+                    self.assertEqual(got, [("misc", "other", 7), ("pump-1", "vibration", 0.5),
+                                           ("pump-2", "temp", 41.5)])
+                    c = connector(gw)
+                    self.assertEqual(c["readings"], 3, c)
+                    self.assertEqual(c["refused_subscriptions"], 0, c)
+                    if protocol == "5":
+                        self.assertEqual(c["messages"], 5, c)
+                        self.assertEqual(c["extra_copies"], 2, c)
+
     def test_a_reload_with_a_new_subscription_takes_effect(self):
         with Mosquitto() as broker, Receiver() as rx:
             text, admin = config(broker, rx.port)

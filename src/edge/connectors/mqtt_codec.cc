@@ -192,6 +192,7 @@ void readProperties(Reader& r, Properties& p) {
       case PropType::kByte: {
         const uint8_t v = props.u8();
         if (id == 0x24) p.maximum_qos = v;
+        if (id == 0x29) p.subscription_ids_available = v;
         if (id == 0x01) p.payload_format = v;
         break;
       }
@@ -209,9 +210,11 @@ void readProperties(Reader& r, Properties& p) {
         if (id == 0x27) p.maximum_packet_size = v;
         break;
       }
-      case PropType::kVarint:
-        props.varint();
+      case PropType::kVarint: {
+        const uint32_t v = props.varint();
+        if (id == 0x0B && p.subscription_ids.size() < 32) p.subscription_ids.push_back(v);
         break;
+      }
       case PropType::kUtf8: {
         const std::string_view v = props.utf8();
         if (id == 0x12) p.assigned_client_id = std::string(v);
@@ -258,10 +261,19 @@ void encodeConnect(const Connect& c, std::string& out) {
   putPacket(out, 0x10, body);
 }
 
-void encodeSubscribe(Version v, uint16_t packet_id, const std::vector<Subscription>& subs, std::string& out) {
+void encodeSubscribe(Version v, uint16_t packet_id, const std::vector<Subscription>& subs, std::string& out,
+                     uint32_t subscription_id) {
   std::string body;
   putU16(body, packet_id);
-  if (v == Version::k5) putVarint(body, 0);  // no properties
+  if (v == Version::k5 && subscription_id) {
+    std::string props;
+    putVarint(props, 0x0B);
+    putVarint(props, subscription_id);
+    putVarint(body, static_cast<uint32_t>(props.size()));
+    body += props;
+  } else if (v == Version::k5) {
+    putVarint(body, 0);  // no properties
+  }
   for (const auto& s : subs) {
     putString(body, s.filter);
     uint8_t options = s.qos & 3;
@@ -523,6 +535,24 @@ bool topicMatches(std::string_view filter, std::string_view topic) {
     if (fl != "+" && fl != tl) return false;
   }
   return t.done;
+}
+
+bool filtersOverlap(std::string_view a, std::string_view b) {
+  if (a.empty() || b.empty()) return false;
+  // A '$' topic is matched only by filters naming its first level: a wildcard there and a
+  // '$' level elsewhere share no topic.
+  const bool a_wild = a.front() == '+' || a.front() == '#', b_wild = b.front() == '+' || b.front() == '#';
+  if ((a_wild && b.front() == '$') || (b_wild && a.front() == '$')) return false;
+  Levels x{a}, y{b};
+  while (!x.done && !y.done) {
+    const std::string_view xl = x.next(), yl = y.next();
+    if (xl == "#" || yl == "#") return true;
+    if (xl != "+" && yl != "+" && xl != yl) return false;
+  }
+  if (x.done && y.done) return true;
+  // One is longer: only its '#' next ("a/#" matches "a") meets the shorter one's topics.
+  Levels& longer = x.done ? y : x;
+  return longer.next() == "#";
 }
 
 std::string_view plusLevel(std::string_view filter, std::string_view topic) {

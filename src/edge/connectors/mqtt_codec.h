@@ -48,6 +48,10 @@ struct Properties {
   std::optional<uint16_t> server_keep_alive;
   std::optional<uint8_t> maximum_qos;
   std::optional<uint8_t> payload_format;  ///< 1: UTF-8 text
+  /// CONNACK: 0 when the broker takes no Subscription Identifiers (absent: it does).
+  std::optional<uint8_t> subscription_ids_available;
+  /// PUBLISH: the identifiers of the subscriptions this copy was sent for (at most 32 kept).
+  std::vector<uint32_t> subscription_ids;
   std::string assigned_client_id;
   std::string reason_string;
   std::string content_type;
@@ -126,7 +130,10 @@ using Incoming = std::variant<Connack, Publish, Ack, Suback, Pingresp, Disconnec
 // ---- encoding (what a client sends); append to `out`
 
 void encodeConnect(const Connect& c, std::string& out);
-void encodeSubscribe(Version v, uint16_t packet_id, const std::vector<Subscription>& subs, std::string& out);
+/// `subscription_id` (MQTT 5, 1 to 268,435,455; 0: none) marks every filter of the packet:
+/// the broker puts it on each message it sends for them.
+void encodeSubscribe(Version v, uint16_t packet_id, const std::vector<Subscription>& subs, std::string& out,
+                     uint32_t subscription_id = 0);
 void encodeUnsubscribe(Version v, uint16_t packet_id, const std::vector<std::string>& filters,
                        std::string& out);
 void encodePublish(Version v, const Publish& p, std::string& out);
@@ -182,6 +189,9 @@ bool isSharedFilter(std::string_view filter);
 /// The filter topics are matched against: `<filter>` of a shared subscription, else `filter`
 /// itself; empty for a shared one without a group or filter.
 std::string_view matchFilter(std::string_view filter);
+/// Whether some topic matches both filters (each as matchFilter gives it): a broker may then
+/// send a message once per subscription (MQTT 5 brokers do).
+bool filtersOverlap(std::string_view a, std::string_view b);
 /// A topic name a client may publish to: no wildcards, not empty, UTF-8 without NUL.
 std::string checkTopicName(std::string_view topic);
 

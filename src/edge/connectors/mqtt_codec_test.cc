@@ -213,6 +213,37 @@ TEST(MqttTopics, MatchingAndPlusLevels) {
   EXPECT_EQ(checkTopicName("pump-\xC3\xA9/\xE2\x82\xAC"), "");  // é, €
 }
 
+TEST(MqttCodec, SubscriptionIdentifiers) {
+  // SUBSCRIBE with identifier 200 (a two-byte variable integer: 0xC8 0x01).
+  std::string out;
+  encodeSubscribe(Version::k5, 8, {{"a/#", 1, 1}}, out, 200);
+  EXPECT_EQ(out, bytes({0x82, 12, 0, 8, 3, 0x0B, 0xC8, 0x01, 0, 3, 'a', '/', '#', 0x11}));
+  // A PUBLISH sent for two subscriptions carries both identifiers; CONNACK says whether the
+  // broker takes them.
+  std::string wire = bytes({0x32, 12, 0, 3, 'a', '/', 'b', 0, 5, 4, 0x0B, 1, 0x0B, 2, 'x'});
+  wire[1] = static_cast<char>(wire.size() - 2);
+  auto got = decodeAll(Version::k5, bytes({0x20, 5, 0, 0, 2, 0x29, 0}) + wire);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(std::get<Connack>((*got)[0]).properties.subscription_ids_available, 0);
+  EXPECT_EQ(std::get<Publish>((*got)[1]).properties.subscription_ids, (std::vector<uint32_t>{1, 2}));
+  EXPECT_EQ(std::get<Publish>((*got)[1]).payload, "x");
+}
+
+TEST(MqttTopics, OverlappingFilters) {
+  EXPECT_TRUE(filtersOverlap("plant/+/v", "plant/#"));
+  EXPECT_TRUE(filtersOverlap("plant/#", "plant/+/v"));
+  EXPECT_TRUE(filtersOverlap("plant/+/v", "+/pump/+"));
+  EXPECT_TRUE(filtersOverlap("a", "a/#"));  // "a/#" matches "a"
+  EXPECT_TRUE(filtersOverlap("#", "x/y/z"));
+  EXPECT_TRUE(filtersOverlap("a/b", "a/b"));
+  EXPECT_FALSE(filtersOverlap("plant/+/v", "plant/+/temp"));
+  EXPECT_FALSE(filtersOverlap("a/b", "a"));
+  EXPECT_FALSE(filtersOverlap("a/+", "a/b/c"));
+  EXPECT_FALSE(filtersOverlap("#", "$SYS/x"));  // wildcards at the first level skip '$' topics
+  EXPECT_TRUE(filtersOverlap("$SYS/#", "$SYS/broker/+"));
+  EXPECT_FALSE(filtersOverlap("", "a"));
+}
+
 TEST(MqttCodec, AnOversizedPublishIsSkippedAfterItsHead) {
   // A QoS 1 PUBLISH of 3,000 bytes to a decoder that takes 1,000, then a PINGRESP: the
   // PUBLISH comes out as its head (to be acknowledged), its body is skipped, and decoding

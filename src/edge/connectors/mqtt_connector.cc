@@ -564,6 +564,7 @@ awaitable<int64_t> MqttConnector::session() {
   mqtt::Decoder decoder(version_, config_.max_body);
   std::vector<char> buffer(16 * 1024);
   bool accepted = false;
+  bool ids_available = true;  // the broker takes Subscription Identifiers (MQTT 5)
   // Up to CONNACK, under the connect guard.
   while (!accepted) {
     auto [ec, n] = co_await link->stream.async_read_some(asio::buffer(buffer), kNoThrow);
@@ -601,6 +602,7 @@ awaitable<int64_t> MqttConnector::session() {
     peer_receive_max_ = connack->properties.receive_maximum.value_or(65535);
     if (peer_receive_max_ == 0) peer_receive_max_ = 65535;
     peer_max_qos_ = connack->properties.maximum_qos.value_or(2);
+    ids_available = connack->properties.subscription_ids_available.value_or(1) != 0;
     peer_max_packet_ = connack->properties.maximum_packet_size.value_or(268'435'460);
     // The broker's Server Keep Alive holds for this connection only; 0 turns keep-alive off.
     keep_alive_ms_ = config_.keep_alive.count();
@@ -625,10 +627,28 @@ awaitable<int64_t> MqttConnector::session() {
   // is new; 3.1.1 brokers send them at every SUBSCRIBE.
   const bool present = stats_->session_present.load();
   if ((!present || !subscribed_) && !config_.subscribe.empty()) {  // none: it only publishes
-    std::vector<mqtt::Subscription> subs;
-    for (const auto& s : config_.subscribe) subs.push_back({s.topic, static_cast<uint8_t>(s.qos), 1});
-    subscribe_id_ = nextPacketId();
-    mqtt::encodeSubscribe(version_, subscribe_id_, subs, link->out);
+    // Overlapping filters (a device's topic and a catch-all) make an MQTT 5 broker send a
+    // message once per subscription it matches. Then each filter is subscribed alone, with its
+    // index + 1 as Subscription Identifier, and onPublish takes only the copy sent for the
+    // first filter that matches.
+    const auto& all = config_.subscribe;
+    bool overlap = false;
+    for (size_t i = 0; i < all.size() && !overlap; ++i)
+      for (size_t j = i + 1; j < all.size() && !overlap; ++j)
+        overlap = mqtt::filtersOverlap(mqtt::matchFilter(all[i].topic), mqtt::matchFilter(all[j].topic));
+    tagged_subscriptions_ = overlap && version_ == mqtt::Version::k5 && ids_available;
+    pending_subscribes_.clear();
+    stats_->refused_subscriptions.store(0);
+    const size_t per_packet = tagged_subscriptions_ ? 1 : all.size();
+    for (size_t first = 0; first < all.size(); first += per_packet) {
+      std::vector<mqtt::Subscription> subs;
+      for (size_t k = first; k < first + per_packet; ++k)
+        subs.push_back({all[k].topic, static_cast<uint8_t>(all[k].qos), 1});
+      const uint16_t packet_id = nextPacketId();
+      pending_subscribes_.push_back({packet_id, first, per_packet});
+      mqtt::encodeSubscribe(version_, packet_id, subs, link->out,
+                            tagged_subscriptions_ ? static_cast<uint32_t>(first + 1) : 0);
+    }
     send(link);
   }
   if (present && !unsubscribe_.empty()) {
@@ -669,22 +689,26 @@ awaitable<int64_t> MqttConnector::session() {
           onOutgoingAck(*ack, in.acks);  // PUBACK, PUBREC, PUBCOMP of what this client published
         }
       } else if (auto* suback = std::get_if<mqtt::Suback>(&incoming)) {
-        if (suback->packet_id != subscribe_id_) {
-          noteError(fmt::format("the broker sent a SUBACK for packet {}, not for the SUBSCRIBE ({})",
-                                suback->packet_id, subscribe_id_));
+        const auto pending = std::find_if(pending_subscribes_.begin(), pending_subscribes_.end(),
+                                          [&](const auto& p) { return p.packet_id == suback->packet_id; });
+        if (pending == pending_subscribes_.end()) {
+          noteError(fmt::format("the broker sent a SUBACK for packet {}, not for a SUBSCRIBE ({})",
+                                suback->packet_id,
+                                pending_subscribes_.empty() ? 0 : pending_subscribes_.front().packet_id));
           continue;
         }
-        subscribe_id_ = 0;
-        subscribed_ = true;
-        if (suback->codes.size() != config_.subscribe.size())
+        const PendingSubscribe answered = *pending;
+        pending_subscribes_.erase(pending);
+        if (pending_subscribes_.empty()) subscribed_ = true;
+        if (suback->codes.size() != answered.count)
           noteError(fmt::format("the broker answered {} of {} subscriptions", suback->codes.size(),
-                                config_.subscribe.size()));
-        uint64_t refused = 0;
-        for (size_t i = 0; i < suback->codes.size() && i < config_.subscribe.size(); ++i) {
+                                answered.count));
+        for (size_t i = 0; i < suback->codes.size() && i < answered.count; ++i) {
           if (suback->codes[i] < 0x80) continue;
-          ++refused;
+          stats_->refused_subscriptions.fetch_add(1, std::memory_order_relaxed);
           noteError(fmt::format("the broker refused the subscription to '{}' ({})",
-                                config_.subscribe[i].topic, reasonText(mqtt::Version::k5, suback->codes[i])));
+                                config_.subscribe[answered.first + i].topic,
+                                reasonText(mqtt::Version::k5, suback->codes[i])));
         }
       } else if (auto* d = std::get_if<mqtt::Disconnect>(&incoming)) {
         std::string why = reasonText(version_, d->code);
@@ -749,6 +773,15 @@ void MqttConnector::onPublish(const mqtt::Publish& p, Link& link, Inbound& in) {
   }
   if (!sub) {
     stats_->unmatched.fetch_add(1, std::memory_order_relaxed);
+    return ack();
+  }
+  // A copy the broker sent for a later overlapping subscription: the first one's copy is (or
+  // was) taken. Only once every SUBACK is in: before, a copy may carry a predecessor's ids.
+  const auto& ids = p.properties.subscription_ids;
+  if (tagged_subscriptions_ && pending_subscribes_.empty() && !ids.empty() &&
+      std::find(ids.begin(), ids.end(), static_cast<uint32_t>(sub - config_.subscribe.data()) + 1) ==
+          ids.end()) {
+    stats_->extra_copies.fetch_add(1, std::memory_order_relaxed);
     return ack();
   }
   std::string_view device = mqtt::plusLevel(mqtt::matchFilter(sub->topic), p.topic);
@@ -955,6 +988,7 @@ void MqttConnector::describe(json::object& out) const {
   out["disconnects"] = s.disconnects.load();
   out["messages"] = s.messages.load();
   out["unmatched"] = s.unmatched.load();
+  out["extra_copies"] = s.extra_copies.load();
   out["redelivered"] = s.redelivered.load();
   out["refused_subscriptions"] = s.refused_subscriptions.load();
   out["paused_ms"] = s.paused_ms.load();

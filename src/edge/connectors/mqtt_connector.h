@@ -41,9 +41,11 @@ struct MqttStats {
   std::atomic<uint64_t> disconnects{0};      ///< connections lost after CONNACK
   std::atomic<uint64_t> messages{0};         ///< PUBLISH packets received
   std::atomic<uint64_t> unmatched{0};        ///< messages no subscription matches (acknowledged, dropped)
-  std::atomic<uint64_t> redelivered{0};      ///< QoS 2 messages the broker sent again before PUBREL
-  std::atomic<uint64_t> paused_ms{0};        ///< time spent not reading because pipelines were full
-  std::atomic<uint64_t> refused_subscriptions{0};  ///< in the broker's last SUBACK
+  /// Copies of a message sent for a later overlapping subscription (acknowledged, dropped).
+  std::atomic<uint64_t> extra_copies{0};
+  std::atomic<uint64_t> redelivered{0};            ///< QoS 2 messages the broker sent again before PUBREL
+  std::atomic<uint64_t> paused_ms{0};              ///< time spent not reading because pipelines were full
+  std::atomic<uint64_t> refused_subscriptions{0};  ///< in the broker's SUBACKs to the last subscribe
   std::atomic<uint64_t> published{0};              ///< messages sent (QoS 0) or acknowledged (QoS 1, 2)
   std::atomic<uint64_t> publish_dropped{0};        ///< outgoing messages dropped: too many waiting
   std::atomic<uint64_t> publish_refused{0};        ///< outgoing messages the broker refused (MQTT 5 reason)
@@ -207,7 +209,16 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   uint64_t unlogged_errors_ = 0;
   std::unordered_set<uint16_t> awaiting_release_;  ///< QoS 2 ids PUBREC'd, PUBREL not yet seen
   uint16_t next_packet_id_ = 1;
-  uint16_t subscribe_id_ = 0;  ///< the SUBSCRIBE awaiting its SUBACK (0: none)
+  /// SUBSCRIBEs awaiting their SUBACK: packet id, and the subscriptions (config_.subscribe
+  /// indexes first to first + count - 1) it carries.
+  struct PendingSubscribe {
+    uint16_t packet_id;
+    size_t first, count;
+  };
+  std::vector<PendingSubscribe> pending_subscribes_;
+  /// The subscriptions carry Subscription Identifiers (their index + 1), so that a message
+  /// sent once per overlapping subscription is taken once (onPublish).
+  bool tagged_subscriptions_ = false;
   int64_t keep_alive_ms_ = 0;  ///< this connection's (the broker's Server Keep Alive wins)
   std::deque<Outgoing> outgoing_;
   size_t outgoing_bytes_ = 0;
