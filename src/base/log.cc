@@ -1,5 +1,6 @@
 #include "base/log.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -37,6 +38,38 @@ void logLine(std::string_view message) {
     dropped = 0;
   }
   std::fprintf(stderr, "%s ganglion: %.*s\n", when, static_cast<int>(message.size()), message.data());
+}
+
+void RepeatLimiter::log(std::string_view line) {
+  logAt(line, std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::steady_clock::now().time_since_epoch())
+                  .count());
+}
+
+bool RepeatLimiter::logAt(std::string_view line, int64_t now_ms) {
+  constexpr int64_t kMinuteMs = 60'000;
+  constexpr size_t kRemembered = 16;
+  auto it = std::find_if(seen_.begin(), seen_.end(), [&](const Seen& s) { return s.line == line; });
+  if (it != seen_.end() && now_ms - it->logged_ms < kMinuteMs) {
+    ++it->held;
+    return false;
+  }
+  if (it == seen_.end()) {
+    if (seen_.size() == kRemembered)  // the one logged longest ago makes room
+      seen_.erase(std::min_element(seen_.begin(), seen_.end(),
+                                   [](const Seen& a, const Seen& b) { return a.logged_ms < b.logged_ms; }));
+    seen_.push_back({std::string(line), now_ms, 0});
+    logLine(line);
+    return true;
+  }
+  if (it->held)
+    logLine(std::string(line) + " (and " + std::to_string(it->held) +
+            " more of this line in the last minute, not logged)");
+  else
+    logLine(line);
+  it->logged_ms = now_ms;
+  it->held = 0;
+  return true;
 }
 
 }  // namespace ganglion

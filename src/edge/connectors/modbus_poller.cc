@@ -255,7 +255,7 @@ bool ModbusPoller::applyWrites(Context& c, bool connected, const std::string& wh
 void ModbusPoller::noteError(std::string what) {
   std::lock_guard lock(stats_->error_mutex);
   if (stats_->last_error == what) return;  // said once until something else happens
-  logLine(fmt::format("edge: modbus connector '{}': {}", config_.name, what));
+  error_log_.log(fmt::format("edge: modbus connector '{}': {}", config_.name, what));
   stats_->last_error = std::move(what);
 }
 

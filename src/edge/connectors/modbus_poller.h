@@ -18,6 +18,7 @@
 #include <string>
 #include <thread>
 
+#include "base/log.h"
 #include "edge/edge_config.h"
 
 namespace ganglion::edge {
@@ -98,6 +99,9 @@ class ModbusPoller {
   ConnectorConfig config_;
   std::string fingerprint_;
   std::shared_ptr<ModbusStats> stats_;
+  /// noteError()'s lines: several registers failing at every poll log each error once a
+  /// minute, not once a poll. Under stats_->error_mutex.
+  RepeatLimiter error_log_;
   std::thread thread_;
   std::mutex mutex_;
   std::condition_variable wake_;

@@ -446,18 +446,7 @@ void MqttConnector::noteError(std::string what) {
   if (ended_on_purpose_ || suspended_) return;  // a connection it closed itself: nothing went wrong
   // Broker text (reason strings, topics) is in it: no control characters, bounded.
   what = printableText(what, 512);
-  const int64_t now = steadyMillis();
-  if (what == logged_error_ && now - logged_error_ms_ < 60'000) {
-    ++unlogged_errors_;
-  } else {
-    logLine(fmt::format("edge: mqtt connector '{}': {}{}", config_.name, what,
-                        unlogged_errors_
-                            ? fmt::format(" (after {} more of the one before, not logged)", unlogged_errors_)
-                            : ""));
-    logged_error_ = what;
-    logged_error_ms_ = now;
-    unlogged_errors_ = 0;
-  }
+  error_log_.log(fmt::format("edge: mqtt connector '{}': {}", config_.name, what));
   std::lock_guard lock(stats_->error_mutex);
   stats_->last_error = std::move(what);
 }

@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/log.h"
 #include "edge/edge_config.h"
 #include "loop/worker.h"
 
@@ -204,9 +205,7 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   std::vector<std::string> unsubscribe_;  ///< the predecessor's filters this one dropped
   // noteError()'s log lines: the same text again within a minute is counted, not logged (a
   // broker down and a short reconnect.initial made 10 to 20 lines a second). Its worker.
-  std::string logged_error_;
-  int64_t logged_error_ms_ = 0;
-  uint64_t unlogged_errors_ = 0;
+  RepeatLimiter error_log_;
   std::unordered_set<uint16_t> awaiting_release_;  ///< QoS 2 ids PUBREC'd, PUBREL not yet seen
   uint16_t next_packet_id_ = 1;
   /// SUBSCRIBEs awaiting their SUBACK: packet id, and the subscriptions (config_.subscribe
