@@ -13,7 +13,8 @@ TEST(RepeatLimiter, EachLineOnceAMinute) {
   EXPECT_TRUE(limiter.logAt("register b: Illegal data address", 20));
   int written = 0;
   for (int64_t t = 40; t < 60'000; t += 20)
-    written += limiter.logAt(t % 40 ? "register b: Illegal data address" : "register a: Illegal data address", t);
+    written +=
+        limiter.logAt(t % 40 ? "register b: Illegal data address" : "register a: Illegal data address", t);
   EXPECT_EQ(written, 0);
   // A minute after it was logged, a line is logged again (saying how many were held back).
   EXPECT_TRUE(limiter.logAt("register a: Illegal data address", 60'000));

@@ -274,6 +274,11 @@ Result<void> decodeSenml(std::string_view payload, Emitter& out) {
       }
       const json::value* v = r.if_contains("v");
       const json::value* vb = r.if_contains("vb");
+      // RFC 8428 4.2: a record holds one value (a sum may come with it).
+      if ((v != nullptr) + (vb != nullptr) + r.contains("vs") + r.contains("vd") > 1) {
+        out.reject("a SenML record with more than one value (v, vs, vb, vd)");
+        continue;
+      }
       double value;
       if (v) {
         if (!v->is_number()) return Error("SenML 'v' must be a number", "bad_payload");

@@ -185,6 +185,17 @@ TEST(EdgePayload, SenmlRelativeTimeAndTopicDevice) {
   EXPECT_EQ(decode(PayloadFormat::kSenml, R"([{"bver":11,"n":"a","v":1}])").result.error().message,
             "SenML version above 10 (bver)");
   EXPECT_TRUE(decode(PayloadFormat::kSenml, R"([{"bver":10,"n":"a","v":1}])", ctx).result.ok());
+  // One value per record (RFC 8428 4.2): two are rejected, not read as the first; a sum
+  // beside a value is no second value.
+  auto two = decode(PayloadFormat::kSenml,
+                    R"([{"n":"a","v":1,"vs":"x"},{"n":"b","vb":true,"v":2},{"n":"c","v":1,"vd":"AA"},
+                        {"n":"d","v":4,"s":5}])",
+                    ctx);
+  ASSERT_TRUE(two.result.ok());
+  ASSERT_EQ(two.readings.size(), 1u);
+  EXPECT_EQ(two.readings[0].value, 4);
+  EXPECT_EQ(two.report.rejected, 3u);
+  EXPECT_EQ(two.report.first_reason, "a SenML record with more than one value (v, vs, vb, vd)");
 }
 
 TEST(EdgePayload, LineProtocol) {
