@@ -3,6 +3,7 @@ keeps undelivered records in `edge.data_dir/queues/<sink>/`; they survive SIGTER
 `kill -9`, and reach the receiver in order when it is back. The disk cap drops raw readings
 first and events last; a damaged segment is skipped and reported, never a stopped pipeline."""
 
+import contextlib
 import glob
 import json
 import os
@@ -394,17 +395,46 @@ WINDOW = "      - window: { tumbling: 1s, by: [ device, metric ], aggregates: [ 
 
 
 class NotStored(DurableCase):
-    def test_readings_the_ingest_log_refused_are_not_run(self):
-        # Outsider finding: readings answered 503 not_stored still ran through the pipeline,
-        # so the client's retry (as told) counted them twice under new ids.
+    @contextlib.contextmanager
+    def files_limited_to_256k(self):
+        """Gateways started meanwhile cannot grow a file past 256 KiB: a file size limit stands
+        in for a full disk (write(2) fails with EFBIG past it)."""
         import harness
         wrapper = os.path.join(self.data, "ganglion-fsize")
         with open(wrapper, "w") as f:
-            # A file size limit stands in for a full disk (write(2) fails with EFBIG past it).
             f.write("#!/bin/bash\ntrap '' XFSZ\nulimit -f 256\nexec %s \"$@\"\n" % harness.BIN)
         os.chmod(wrapper, 0o755)
         real, harness.BIN = harness.BIN, wrapper
         try:
+            yield
+        finally:
+            harness.BIN = real
+
+    def test_queue_error_is_cleared_once_the_disk_takes_the_records_again(self):
+        # Outsider finding: after a full disk, everything delivered and nothing held in memory,
+        # queue_error still said the disk refused records.
+        with self.files_limited_to_256k(), Receiver() as rx:
+            rx.status = 503  # the uplink is down: the queue grows to the limit
+            text, port, admin = self.config(rx.port)
+            with Gateway(text.replace("data_dir: %s" % self.data, "data_dir: %s/d" % self.data),
+                         admin_port=admin) as gw:
+                sent = 0
+                while self.sink(gw).get("held_in_memory", 0) == 0 and sent < 20000:
+                    self.post(gw, "pump-1", list(range(sent, sent + 100)))
+                    sent += 100
+                s = self.sink(gw)
+                self.assertGreater(s["write_failures"], 0, s)
+                self.assertIn("refused", s.get("queue_error", ""), s)
+                rx.status = 200
+                self.assertTrue(wait_until(lambda: len(rx.records()) == sent, timeout=30), (len(rx.records()), sent))
+                self.assertTrue(wait_until(lambda: "queue_error" not in self.sink(gw), timeout=5), self.sink(gw))
+                self.assertEqual(self.sink(gw)["held_in_memory"], 0)
+                self.assertIn("the durable queue takes records again", gw.log_text())
+
+    def test_readings_the_ingest_log_refused_are_not_run(self):
+        # Outsider finding: readings answered 503 not_stored still ran through the pipeline,
+        # so the client's retry (as told) counted them twice under new ids.
+        with self.files_limited_to_256k():
             with Receiver() as rx:
                 text, port, admin = self.config(rx.port)
                 with Gateway(text.replace("data_dir: %s" % self.data, "data_dir: %s/d" % self.data),
@@ -421,8 +451,6 @@ class NotStored(DurableCase):
                     self.assertTrue(wait_until(lambda: len(rx.records()) == 3, timeout=5), len(rx.records()))
                     time.sleep(0.3)
                     self.assertEqual([r["value"] for r in rx.records()], [1, 2, 3])
-        finally:
-            harness.BIN = real
 
 
 class IngestLog(DurableCase):

@@ -238,6 +238,7 @@ void SinkHost::push(std::vector<QueuedRecord>& records) {
       logLine(fmt::format("edge: {}: {} (counted in write_failures)", label_, why));
     }
     noteQueueError(why);
+    queue_error_is_refusal_ = true;
   }
   if (durable_) requestSync();
 }
@@ -283,6 +284,14 @@ void SinkHost::publish() {
     corrupt_bytes.store(durable_->log().corruptBytes(), std::memory_order_relaxed);
     write_failures.store(durable_->writeFailures(), std::memory_order_relaxed);
     held_in_memory.store(durable_->heldRecords(), std::memory_order_relaxed);
+    if (queue_error_is_refusal_ && !durable_->heldRecords()) {  // all on disk again: over
+      queue_error_is_refusal_ = false;
+      noteQueueError("");
+      logLine(
+          fmt::format("edge: {}: the durable queue takes records again (write_failures counts those it "
+                      "refused)",
+                      label_));
+    }
     // Each piece of damage is logged once (several files can be found damaged at once).
     const auto& notes = durable_->log().damageNotes();
     if (told_damage_notes_ < notes.size()) {

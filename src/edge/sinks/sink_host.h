@@ -259,6 +259,8 @@ class SinkHost : public std::enable_shared_from_this<SinkHost> {
   static constexpr uint32_t kMaxRefusals = 5;
   uint32_t refusals_in_row_ = 0;
   int64_t told_overflow_ms_ = INT64_MIN / 2, told_refused_ms_ = INT64_MIN / 2;  // steady clock
+  /// queue_error says the disk refused records: cleared once none waits in memory any more.
+  bool queue_error_is_refusal_ = false;
   std::unique_ptr<boost::asio::steady_timer> wake_;
   std::unique_ptr<boost::asio::steady_timer> acks_;  // an mqtt batch waits on it for its acknowledgements
   std::shared_ptr<MqttConnector> connector_;         // mqtt sinks
