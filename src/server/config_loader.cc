@@ -2,6 +2,7 @@
 // first, so `ganglion check` shows the operator the whole list at once.
 #include "server/config_loader.h"
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include <boost/json/value.hpp>
@@ -367,6 +368,12 @@ LoadResult loadText(const std::string& text, const std::string& path, bool expan
   YAML::Node yaml;
   try {
     yaml = YAML::Load(text);
+  } catch (const YAML::DeepRecursion& e) {
+    // yaml-cpp's own guard (deeper than our limit, before our tree is built) says "bad file".
+    LoadResult result;
+    result.errors.push_back({path, e.mark.line >= 0 ? e.mark.line + 1 : 0,
+                             fmt::format("the config nests deeper than {} levels", config::kMaxTreeDepth)});
+    return result;
   } catch (const YAML::Exception& e) {
     LoadResult result;
     result.errors.push_back({path, e.mark.line >= 0 ? e.mark.line + 1 : 0, "YAML syntax: " + e.msg});

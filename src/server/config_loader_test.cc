@@ -158,6 +158,19 @@ TEST(Config, UnknownFieldIsAnError) {
   EXPECT_NE(r.errors[0].message.find("unknown field 'adress'"), std::string::npos);
 }
 
+TEST(Config, NestingTooDeepIsSaidSoAtAnyDepth) {
+  // Past our 128 levels, and past yaml-cpp's own guard (which said "bad file").
+  for (int depth : {200, 500, 5000}) {
+    std::string text = "listeners:\n";
+    for (int i = 0; i < depth; ++i) text += "- ";
+    text += "x\n";
+    auto r = loadConfigText(text, "t.yaml");
+    ASSERT_EQ(r.errors.size(), 1u) << depth;
+    EXPECT_EQ(r.errors[0].message, "the config nests deeper than 128 levels") << depth;
+    EXPECT_EQ(r.errors[0].line, 2) << depth;
+  }
+}
+
 TEST(Config, ListenersThatWouldBindOneSocketAreRefused) {
   // `check` passed these and `serve` then blamed "another process" for its own listener.
   const std::string routes = "routes: [ { name: r, match: { path_prefix: / }, welcome: {} } ]\n";
