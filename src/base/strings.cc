@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <cmath>
 #include <limits>
 
 namespace ganglion {
@@ -136,6 +137,14 @@ size_t utf8SequenceLength(std::string_view s) {
 }
 
 }  // namespace
+
+void appendJsonNumber(std::string& out, double d) {
+  if (!std::isfinite(d)) {
+    out += "null";
+    return;
+  }
+  fmt::format_to(std::back_inserter(out), "{}", d);
+}
 
 void appendJsonEscaped(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";

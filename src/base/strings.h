@@ -62,6 +62,10 @@ bool isValidUtf8(std::string_view s);
 
 void appendJsonEscaped(std::string& out, std::string_view s);
 
+/// `d` as a JSON number, its shortest form that reads back the same (`4.5`, `0`, `1e+20`, not
+/// boost::json's `4.5E0`); `null` when it is not finite.
+void appendJsonNumber(std::string& out, double d);
+
 /// Whether UTF-8 `s` holds a control character (U+0000-U+001F, U+007F-U+009F) or a Unicode
 /// non-character (U+FDD0-U+FDEF, U+xxFFFE, U+xxFFFF): what names and MQTT topics must not
 /// carry (MQTT 1.5.4; mosquitto drops a client that sends one). `s` must be valid UTF-8.

@@ -13,14 +13,6 @@ void appendString(std::string& out, std::string_view s) {
   out.push_back('"');
 }
 
-void appendNumber(std::string& out, double d) {
-  if (!std::isfinite(d)) {
-    out += "null";
-    return;
-  }
-  fmt::format_to(std::back_inserter(out), "{}", d);
-}
-
 /// Attributes as an object; entries that are not well-formed are left out.
 void appendAttrs(std::string& out, std::string_view attrs) {
   out.push_back('{');
@@ -35,7 +27,7 @@ void appendAttrs(std::string& out, std::string_view attrs) {
     if (!e.is_number) {
       appendString(out, e.value);
     } else if (const auto d = parseDouble(e.value)) {
-      appendNumber(out, *d);
+      appendJsonNumber(out, *d);
     } else {
       out += "null";
     }
@@ -110,7 +102,7 @@ void appendRecordJson(std::string& out, const Record& r, const Batch& batch, con
   fmt::format_to(std::back_inserter(out), ",\"ts\":{},\"kind\":\"{}\"", r.ts, recordKindName(r.kind));
   if (r.hasValue()) {
     out += ",\"value\":";
-    appendNumber(out, r.value);
+    appendJsonNumber(out, r.value);
   }
   fmt::format_to(std::back_inserter(out), ",\"quality\":\"{}\"", qualityName(r.quality));
   const FieldNames& names_table = pipeline.fieldNames();
@@ -120,7 +112,7 @@ void appendRecordJson(std::string& out, const Record& r, const Batch& batch, con
     appendJsonEscaped(out, names_table.name(f[i].id));
     out += "\":";
     if (!f[i].is_text)
-      appendNumber(out, f[i].number);
+      appendJsonNumber(out, f[i].number);
     else if (names_table.name(f[i].id) == "attrs")
       appendAttrs(out, batch.textOf(f[i]));
     else

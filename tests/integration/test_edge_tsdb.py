@@ -102,8 +102,10 @@ class LocalStore(unittest.TestCase):
                 seen += [r["value"] for r in page["records"]]
             self.assertEqual(seen, list(range(25)))
             # Buckets: per second, the readings' values; per minute, the windows' means.
-            per_second = gw.admin("GET", "/edge/sinks/local/records?device=p1&kind=reading&every=1s&from=%d" % base,
-                                  token=TOKEN).json()["buckets"]
+            answer = gw.admin("GET", "/edge/sinks/local/records?device=p1&kind=reading&every=1s&from=%d" % base,
+                              token=TOKEN)
+            self.assertIn('"mean":4.5,"min":0,"max":9,"sum":45', answer.text)  # not 4.5E0, 0E0
+            per_second = answer.json()["buckets"]
             self.assertEqual([(b["ts"] - base, b["count"], b["mean"], b["min"], b["max"]) for b in per_second],
                              [(0, 10, 4.5, 0, 9), (1000, 10, 14.5, 10, 19), (2000, 5, 22, 20, 24)])
             means = gw.admin("GET", "/edge/sinks/local/records?kind=window&device=p1&every=1h&field=mean",

@@ -206,16 +206,19 @@ Result<std::string> buckets(store::Database& db, const TsdbQuery& q, const std::
     if (!step) return step.error();
     if (*step == store::Statement::Step::kDone) break;
     if (count++) body.push_back(',');
-    json::object b;
-    b["device"] = select->text(0);
-    b["metric"] = select->text(1);
-    b["ts"] = select->integer(2);
-    b["count"] = select->integer(3);
-    b["mean"] = select->real(4);
-    b["min"] = select->real(5);
-    b["max"] = select->real(6);
-    b["sum"] = select->real(7);
-    body += json::serialize(b);
+    // Written by hand: boost::json writes doubles as 4.5E0.
+    body += "{\"device\":\"";
+    appendJsonEscaped(body, select->text(0));
+    body += "\",\"metric\":\"";
+    appendJsonEscaped(body, select->text(1));
+    fmt::format_to(std::back_inserter(body), "\",\"ts\":{},\"count\":{}", select->integer(2),
+                   select->integer(3));
+    for (int column = 4; column <= 7; ++column) {
+      constexpr const char* kNames[] = {"mean", "min", "max", "sum"};
+      fmt::format_to(std::back_inserter(body), ",\"{}\":", kNames[column - 4]);
+      appendJsonNumber(body, select->real(column));
+    }
+    body.push_back('}');
   }
   fmt::format_to(std::back_inserter(body), "],\"count\":{}}}\n", count);
   return body;

@@ -122,12 +122,12 @@ TEST_F(TsdbTest, BucketsAggregateAFieldPerSeriesAndInterval) {
   EXPECT_EQ(b[1].at("device").as_string(), "p1");
   EXPECT_EQ(b[1].at("ts").as_int64(), 0);
   EXPECT_EQ(b[1].at("count").as_int64(), 2);
-  EXPECT_DOUBLE_EQ(b[1].at("mean").as_double(), 10.5);
-  EXPECT_DOUBLE_EQ(b[1].at("min").as_double(), 10);
-  EXPECT_DOUBLE_EQ(b[1].at("max").as_double(), 11);
-  EXPECT_DOUBLE_EQ(b[1].at("sum").as_double(), 21);
+  EXPECT_DOUBLE_EQ(b[1].at("mean").to_number<double>(), 10.5);
+  EXPECT_DOUBLE_EQ(b[1].at("min").to_number<double>(), 10);
+  EXPECT_DOUBLE_EQ(b[1].at("max").to_number<double>(), 11);
+  EXPECT_DOUBLE_EQ(b[1].at("sum").to_number<double>(), 21);
   EXPECT_EQ(b[2].at("device").as_string(), "p2");
-  EXPECT_DOUBLE_EQ(b[2].at("mean").as_double(), -4);
+  EXPECT_DOUBLE_EQ(b[2].at("mean").to_number<double>(), -4);
   EXPECT_EQ(b[4].at("ts").as_int64(), 120'000);
   // The text value of the event is not a number, the window has none: left out.
   auto hours = buckets("every=1h&device=p1");
@@ -137,7 +137,7 @@ TEST_F(TsdbTest, BucketsAggregateAFieldPerSeriesAndInterval) {
   // Another field: the windows' means.
   auto w = buckets("every=1h&field=mean");
   ASSERT_EQ(w.size(), 1u);
-  EXPECT_DOUBLE_EQ(w[0].at("mean").as_double(), 7.5);
+  EXPECT_DOUBLE_EQ(w[0].at("mean").to_number<double>(), 7.5);
   EXPECT_EQ(buckets("every=1m&order=desc&limit=1")[0].at("ts").as_int64(), 120'000);
   EXPECT_TRUE(buckets("every=1m&device=nobody").empty());
 }
