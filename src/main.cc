@@ -3,12 +3,48 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <filesystem>
 
 #include "config/config.h"
 #include "llm/tokenizer/tokens_command.h"
 #include "server/config_loader.h"
 #include "server/gateway.h"
 #include "server/snapshot.h"
+
+namespace {
+
+/// `ganglion check`: loads and builds the config as `serve` would, and says what is wrong.
+int runCheck(const std::string& config_path) {
+  auto loaded = ganglion::server::loadConfigFile(config_path);
+  std::vector<ganglion::config::ConfigError> errors = loaded.errors;
+  // Not an error (a directory may be made or mounted before `serve`), but said: serve would
+  // refuse every acknowledged reading while edge.data_dir cannot hold its files.
+  std::string data_dir_warning;
+  if (loaded.config && !loaded.config->edge.empty()) {
+    std::filesystem::path dir(loaded.config->edge.settings.data_dir);
+    if (dir.is_relative()) dir = std::filesystem::path(config_path).parent_path() / dir;
+    std::error_code ec;
+    if (std::filesystem::exists(dir, ec) && !std::filesystem::is_directory(dir, ec))
+      data_dir_warning = "warning: edge.data_dir " + dir.string() +
+                         " is not a directory: until it is, readings whose sender waits for an "
+                         "acknowledgement are refused (503 not_stored)\n";
+  }
+  if (loaded.config) {
+    ganglion::server::HealthRegistry health;
+    auto built = ganglion::server::buildSnapshot(std::move(*loaded.config), 1, health);
+    errors = built.errors;
+  }
+  for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.text().c_str());
+  if (!errors.empty()) {
+    std::fprintf(stderr, "%zu error(s) in %s\n", errors.size(), config_path.c_str());
+    return 1;
+  }
+  std::fputs(data_dir_warning.c_str(), stderr);
+  std::printf("%s: config ok\n", config_path.c_str());
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // Blocks of 1 MiB and up (large request bodies, their parsed form) come from mmap and go
@@ -43,22 +79,7 @@ int main(int argc, char** argv) {
     return ganglion::llm::tokenizer::runTokensCommand(tokens_options, stdin, stdout, stderr);
   }
 
-  if (check->parsed()) {
-    auto loaded = ganglion::server::loadConfigFile(config_path);
-    std::vector<ganglion::config::ConfigError> errors = loaded.errors;
-    if (loaded.config) {
-      ganglion::server::HealthRegistry health;
-      auto built = ganglion::server::buildSnapshot(std::move(*loaded.config), 1, health);
-      errors = built.errors;
-    }
-    for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.text().c_str());
-    if (!errors.empty()) {
-      std::fprintf(stderr, "%zu error(s) in %s\n", errors.size(), config_path.c_str());
-      return 1;
-    }
-    std::printf("%s: config ok\n", config_path.c_str());
-    return 0;
-  }
+  if (check->parsed()) return runCheck(config_path);
   ganglion::server::Gateway gateway(config_path, std::vector<std::string>(argv, argv + argc));
   return gateway.run();
 }

@@ -654,6 +654,15 @@ class ConfigErrors(unittest.TestCase):
     def check(self, text):
         return check_config(text)
 
+    def test_a_data_dir_that_is_a_file_is_warned_of(self):
+        # Outsider finding: check said "config ok", and serve then refused every reading.
+        with tempfile.NamedTemporaryFile() as f:
+            text, _, _ = config(free_port())
+            code, out = self.check(text + "edge: { data_dir: %s }\n" % f.name)
+            self.assertEqual(code, 0, out)
+            self.assertIn("warning: edge.data_dir %s is not a directory" % f.name, out)
+            self.assertIn("config ok", out)
+
     def test_errors_name_the_line_and_column(self):
         text, _, _ = config(free_port())
         bad = text.replace('"value > -1000 and value < 1000"', '"value > -1000 and valu < 1000"')
