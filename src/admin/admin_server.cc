@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "base/json_text.h"
 #include "base/strings.h"
 #include "http/static_files.h"
 #include "loop/pools.h"
@@ -56,7 +57,7 @@ void AdminServer::addEndpoints() {
   });
   if (api_.edge_status)
     router_.add("GET", "/edge", [this](Request&) -> asio::awaitable<Reply> {
-      co_return Reply{200, "application/json", boost::json::serialize(api_.edge_status()) + "\n"};
+      co_return Reply{200, "application/json", jsonText(api_.edge_status()) + "\n"};
     });
   if (api_.edge_records)
     router_.add("GET", "/edge/sinks/{name}/records", [this](Request& r) -> asio::awaitable<Reply> {

@@ -7,6 +7,7 @@
 #include <boost/url/parse_query.hpp>
 
 #include "base/bounded_json.h"
+#include "base/json_text.h"
 #include "http/headers.h"
 
 namespace ganglion::admin {
@@ -61,7 +62,7 @@ Reply errorReply(const Error& error) {
 }
 
 Reply jsonReply(const json::value& value, int status) {
-  return Reply{status, "application/json", json::serialize(value) + "\n"};
+  return Reply{status, "application/json", jsonText(value) + "\n"};
 }
 
 Result<PageRequest> readPage(const Request& request) {

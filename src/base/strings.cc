@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <limits>
@@ -263,7 +264,12 @@ std::string redactUrl(std::string_view url) {
     size_t eq = param.find('=');
     if (start > 0) out += '&';
     out.append(param.substr(0, eq));
-    if (eq != std::string_view::npos) out += "=<redacted>";
+    // InfluxDB's settings name no secret (its credentials are u= and p=): shown, so that an
+    // operator can check the database and precision a sink writes with.
+    static constexpr std::string_view kHarmless[] = {"db", "rp", "precision", "consistency", "org", "bucket"};
+    const std::string_view name = param.substr(0, eq);
+    const bool harmless = std::find(std::begin(kHarmless), std::end(kHarmless), name) != std::end(kHarmless);
+    if (eq != std::string_view::npos) out += harmless ? param.substr(eq) : std::string_view("=<redacted>");
     start = amp + 1;
   }
   if (fragment != std::string_view::npos) out += "#<redacted>";

@@ -50,7 +50,8 @@ std::optional<uint64_t> parseMillionths(std::string_view text);
 std::string formatMillionths(uint64_t millionths);
 
 /// A URL safe to print in an error or a log: credentials ("user:pass@") and query values
-/// ("?key=...") replaced by "<redacted>"; works on malformed URLs too.
+/// ("?key=...") replaced by "<redacted>", but for InfluxDB's settings (db, rp, precision,
+/// consistency, org, bucket); works on malformed URLs too.
 std::string redactUrl(std::string_view url);
 
 /// Decodes %XX escapes (a malformed escape is kept as written).

@@ -331,6 +331,8 @@ providers:
   }
   EXPECT_EQ(redactUrl("https://u:p@h:1/x?a=1&b#f"), "https://<redacted>@h:1/x?a=<redacted>&b#<redacted>");
   EXPECT_EQ(redactUrl("http://h/v1"), "http://h/v1");
+  EXPECT_EQ(redactUrl("http://h/write?db=plant&u=admin&p=SECRET&precision=ms"),
+            "http://h/write?db=plant&u=<redacted>&p=<redacted>&precision=ms");
   // A fragment without a query (a token in it: found by an outside test), and a '?' inside one.
   EXPECT_EQ(redactUrl("http://h/x#frag=SECRET"), "http://h/x#<redacted>");
   EXPECT_EQ(redactUrl("http://h/x#a?b=SECRET"), "http://h/x#<redacted>");

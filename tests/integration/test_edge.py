@@ -6,6 +6,7 @@ A small receiver stands in for the uplink: it records every batch and can be tol
 
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -118,6 +119,10 @@ class IngestToSink(unittest.TestCase):
                 self.assertTrue(all(i.startswith("lab-") for i in ids))
                 # The sink's request: the configured path, query and header.
                 self.assertIn("authorization", {k.lower() for k in rx.headers[0]})
+                # Numbers are written plainly: 0, 0.017, not boost::json's 0E0, 1.7E-2.
+                edge_text = gw.admin("GET", "/edge", token=TOKEN).text
+                self.assertIn('"oldest_wait_ms":0', edge_text)
+                self.assertIsNone(re.search(r"\dE[-+]?\d", edge_text), edge_text)
                 # The secret header is not shown by GET /config.
                 cfg = gw.admin("GET", "/config", token=TOKEN)
                 self.assertNotIn("uplink-secret-token", cfg.text)

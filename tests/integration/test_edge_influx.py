@@ -210,6 +210,8 @@ class Refusals(unittest.TestCase):
                     self.assertEqual(post(gw, "p", json.dumps({"value": i, "ts": base + i})).status, 202)
                 self.assertTrue(wait_until(lambda: sink(gw)["failures"] >= 2, timeout=10), sink(gw))
                 st = sink(gw)
+                # The database and precision are shown (they are no secret), credentials are not.
+                self.assertTrue(st["url"].endswith("/write?db=later&precision=ms"), st["url"])
                 self.assertEqual(st["last_error"], 'the receiver answered 404: database not found: "later"')
                 self.assertEqual(st["queued_records"], 4)
                 self.assertEqual(st["rejected"], 0)
