@@ -1166,6 +1166,72 @@ class MqttAgainstAHostileBroker(unittest.TestCase):
             broker.close()
 
 
+class MqttOverlappingFilters(unittest.TestCase):
+    """Two filters that overlap, against a scripted MQTT 5 broker that sends one copy per
+    subscription (as mosquitto does) with its Subscription Identifier."""
+
+    def run_broker(self, refuse_first):
+        def script(broker, conn, index):
+            conn.sendall(connack())
+            for expected_id in (1, 2):  # one SUBSCRIBE per filter, its index + 1 as identifier
+                kind, body = read_packet(conn)
+                broker.packets.append((index, kind, body))
+                code = 0x87 if refuse_first and expected_id == 1 else 1
+                conn.sendall(packet(0x90, body[:2] + bytes([0, code])))
+            pid = 100
+            for topic, ids, value in ((b"plant/p1/temp", [1], b"1"), (b"plant/p1/temp", [2], b"2"),
+                                      (b"plant/p1/other", [2], b"3")):
+                if refuse_first and ids == [1]:
+                    continue  # a refused filter gets no copy
+                props = b"".join(bytes([0x0B, i]) for i in ids)
+                conn.sendall(packet(0x32, len(topic).to_bytes(2, "big") + topic + pid.to_bytes(2, "big")
+                                    + varint(len(props)) + props + value))
+                pid += 1
+            keep_reading(broker, conn, index, 15)  # no reconnection (and copies sent again) meanwhile
+        return FakeBroker([script])
+
+    def gateway(self, broker):
+        port, admin = free_port(), free_port()
+        text = render(FAKE, HOST=LOCALHOST, PORT=port, ADMIN=admin, TOKEN=TOKEN, URL=broker.url())
+        text = text.replace('      - { topic: "plant/+/temp", qos: 1, format: number, metric: temp }\n',
+                            '      - { topic: "plant/+/temp", qos: 1, format: number, metric: temp }\n'
+                            '      - { topic: "plant/#", qos: 1, format: number, metric: x, device: misc }\n')
+        text = text.replace("stages: [] }", "stages: [], to: [ local ] }") + (
+            "sinks: [ { name: local, kind: tsdb } ]\nedge: { data_dir: %s }\n" % tempfile.mkdtemp(prefix="ganglion-ov-"))
+        return Gateway(text, admin_port=admin)
+
+    def values(self, gw):
+        r = gw.admin("GET", "/edge/sinks/local/records?kind=reading", token=TOKEN)
+        return sorted((x["device"], x["metric"], x["value"]) for x in r.json()["records"])
+
+    def test_the_copy_for_a_later_filter_is_dropped(self):
+        broker = self.run_broker(refuse_first=False)
+        try:
+            with self.gateway(broker) as gw:
+                self.assertTrue(wait_until(lambda: connector(gw)["messages"] == 3, timeout=5), connector(gw))
+                subscribes = [b for (_, kind, b) in broker.packets if kind == 8]
+                # Each SUBSCRIBE carries Subscription Identifier 1, then 2 (properties: 2 bytes).
+                self.assertEqual([b[2:5] for b in subscribes], [bytes([2, 0x0B, 1]), bytes([2, 0x0B, 2])])
+                self.assertTrue(wait_until(lambda: len(self.values(gw)) == 2, timeout=5), self.values(gw))
+                self.assertEqual(self.values(gw), [("misc", "x", 3), ("p1", "temp", 1)])
+                self.assertEqual(connector(gw)["extra_copies"], 1)
+        finally:
+            broker.close()
+
+    def test_a_refused_filter_leaves_its_messages_to_the_one_granted(self):
+        broker = self.run_broker(refuse_first=True)
+        try:
+            with self.gateway(broker) as gw:
+                self.assertTrue(wait_until(lambda: connector(gw)["messages"] == 2, timeout=5), connector(gw))
+                self.assertTrue(wait_until(lambda: len(self.values(gw)) == 2, timeout=5), self.values(gw))
+                # plant/p1/temp is read by its first filter's settings, through plant/#'s copy.
+                self.assertEqual(self.values(gw), [("misc", "x", 3), ("p1", "temp", 2)])
+                c = connector(gw)
+                self.assertEqual((c["extra_copies"], c["refused_subscriptions"]), (0, 1), c)
+        finally:
+            broker.close()
+
+
 class MqttConfigErrors(unittest.TestCase):
     def check(self, text):
         return check_config(text)

@@ -627,6 +627,7 @@ awaitable<int64_t> MqttConnector::session() {
         overlap = mqtt::filtersOverlap(mqtt::matchFilter(all[i].topic), mqtt::matchFilter(all[j].topic));
     tagged_subscriptions_ = overlap && version_ == mqtt::Version::k5 && ids_available;
     pending_subscribes_.clear();
+    refused_filters_.assign(all.size(), false);
     stats_->refused_subscriptions.store(0);
     const size_t per_packet = tagged_subscriptions_ ? 1 : all.size();
     for (size_t first = 0; first < all.size(); first += per_packet) {
@@ -695,6 +696,7 @@ awaitable<int64_t> MqttConnector::session() {
         for (size_t i = 0; i < suback->codes.size() && i < answered.count; ++i) {
           if (suback->codes[i] < 0x80) continue;
           stats_->refused_subscriptions.fetch_add(1, std::memory_order_relaxed);
+          if (answered.first + i < refused_filters_.size()) refused_filters_[answered.first + i] = true;
           noteError(fmt::format("the broker refused the subscription to '{}' ({})",
                                 config_.subscribe[answered.first + i].topic,
                                 reasonText(mqtt::Version::k5, suback->codes[i])));
@@ -764,14 +766,20 @@ void MqttConnector::onPublish(const mqtt::Publish& p, Link& link, Inbound& in) {
     stats_->unmatched.fetch_add(1, std::memory_order_relaxed);
     return ack();
   }
-  // A copy the broker sent for a later overlapping subscription: the first one's copy is (or
-  // was) taken. Only once every SUBACK is in: before, a copy may carry a predecessor's ids.
-  const auto& ids = p.properties.subscription_ids;
-  if (tagged_subscriptions_ && pending_subscribes_.empty() && !ids.empty() &&
-      std::find(ids.begin(), ids.end(), static_cast<uint32_t>(sub - config_.subscribe.data()) + 1) ==
-          ids.end()) {
-    stats_->extra_copies.fetch_add(1, std::memory_order_relaxed);
-    return ack();
+  // A copy the broker sent for a later overlapping subscription: the copy of the first one the
+  // broker granted is (or was) taken. Only once every SUBACK is in: before, a copy may carry a
+  // predecessor's ids.
+  if (const auto& ids = p.properties.subscription_ids;
+      tagged_subscriptions_ && pending_subscribes_.empty() && !ids.empty()) {
+    uint32_t taker = 0;  // the first granted filter that matches, index + 1
+    for (size_t i = 0; i < config_.subscribe.size() && !taker; ++i)
+      if (!(i < refused_filters_.size() && refused_filters_[i]) &&
+          mqtt::topicMatches(mqtt::matchFilter(config_.subscribe[i].topic), p.topic))
+        taker = static_cast<uint32_t>(i + 1);
+    if (taker && std::find(ids.begin(), ids.end(), taker) == ids.end()) {
+      stats_->extra_copies.fetch_add(1, std::memory_order_relaxed);
+      return ack();
+    }
   }
   std::string_view device = mqtt::plusLevel(mqtt::matchFilter(sub->topic), p.topic);
   const PayloadContext ctx = config_.payloadContext(

@@ -218,6 +218,9 @@ class MqttConnector : public std::enable_shared_from_this<MqttConnector> {
   /// The subscriptions carry Subscription Identifiers (their index + 1), so that a message
   /// sent once per overlapping subscription is taken once (onPublish).
   bool tagged_subscriptions_ = false;
+  /// By config_.subscribe index: the broker refused it (its SUBACK). A refused filter gets no
+  /// copies, so the copy of a later one is the one to take.
+  std::vector<bool> refused_filters_;
   int64_t keep_alive_ms_ = 0;  ///< this connection's (the broker's Server Keep Alive wins)
   std::deque<Outgoing> outgoing_;
   size_t outgoing_bytes_ = 0;
