@@ -171,6 +171,30 @@ TEST_F(TsdbTest, PastMaxBytesTheOldestReadingsGoFirstAndEventsLast) {
   EXPECT_EQ(records("kind=reading&order=desc&limit=1")[0].at("id").as_string(), "r19-999");
 }
 
+TEST_F(TsdbTest, RetentionPrunesByEventTime) {
+  auto store = TsdbStore::open(path_);
+  ASSERT_TRUE(store.ok()) << store.error().message;
+  std::string batch;
+  for (int i = 0; i < 10; ++i) {
+    if (i) batch += ',';
+    batch += record(fmt::format("r{}", i), i * 1000, "p1", "temp", i % 2 ? "event" : "reading");
+  }
+  ASSERT_TRUE((*store)->write(batch).ok());
+  // Older than 5 s of event time goes, whatever its kind; the boundary stays.
+  auto pruned = (*store)->prune(5000);
+  ASSERT_TRUE(pruned.ok()) << pruned.error().message;
+  EXPECT_EQ(*pruned, 5u);
+  auto left = records("limit=100");
+  ASSERT_EQ(left.size(), 5u);
+  EXPECT_EQ(left[0].at("ts").as_int64(), 5000);
+  auto again = (*store)->prune(5000);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, 0u);
+  // A record sent again after its prune is stored again (it is new to the store).
+  ASSERT_TRUE((*store)->write(record("r0", 0, "p1", "temp")).ok());
+  EXPECT_EQ(records("limit=100").size(), 6u);
+}
+
 TEST(TsdbQueryParams, BadParametersAreNamed) {
   auto bad = [](std::string_view q) {
     auto r = parseTsdbQuery(q);
