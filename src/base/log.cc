@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <ctime>
 
+#include "base/time.h"
+
 namespace ganglion {
 
 namespace {
@@ -40,11 +42,7 @@ void logLine(std::string_view message) {
   std::fprintf(stderr, "%s ganglion: %.*s\n", when, static_cast<int>(message.size()), message.data());
 }
 
-void RepeatLimiter::log(std::string_view line) {
-  logAt(line, std::chrono::duration_cast<std::chrono::milliseconds>(
-                  std::chrono::steady_clock::now().time_since_epoch())
-                  .count());
-}
+void RepeatLimiter::log(std::string_view line) { logAt(line, steadyMillis()); }
 
 bool RepeatLimiter::logAt(std::string_view line, int64_t now_ms) {
   constexpr int64_t kMinuteMs = 60'000;
