@@ -11,6 +11,7 @@
 #include <variant>
 #include <vector>
 
+#include "base/json_text.h"
 #include "base/strings.h"
 #include "edge/sinks/record_batch.h"
 
@@ -206,19 +207,16 @@ Result<std::string> buckets(store::Database& db, const TsdbQuery& q, const std::
     if (!step) return step.error();
     if (*step == store::Statement::Step::kDone) break;
     if (count++) body.push_back(',');
-    // Written by hand: boost::json writes doubles as 4.5E0.
-    body += "{\"device\":\"";
-    appendJsonEscaped(body, select->text(0));
-    body += "\",\"metric\":\"";
-    appendJsonEscaped(body, select->text(1));
-    fmt::format_to(std::back_inserter(body), "\",\"ts\":{},\"count\":{}", select->integer(2),
-                   select->integer(3));
-    for (int column = 4; column <= 7; ++column) {
-      constexpr const char* kNames[] = {"mean", "min", "max", "sum"};
-      fmt::format_to(std::back_inserter(body), ",\"{}\":", kNames[column - 4]);
-      appendJsonNumber(body, select->real(column));
-    }
-    body.push_back('}');
+    json::object b;
+    b["device"] = select->text(0);
+    b["metric"] = select->text(1);
+    b["ts"] = select->integer(2);
+    b["count"] = select->integer(3);
+    b["mean"] = select->real(4);
+    b["min"] = select->real(5);
+    b["max"] = select->real(6);
+    b["sum"] = select->real(7);
+    body += jsonText(b);  // 4.5 and 0, not boost::json's 4.5E0 and 0E0
   }
   fmt::format_to(std::back_inserter(body), "],\"count\":{}}}\n", count);
   return body;
