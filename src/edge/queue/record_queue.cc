@@ -208,6 +208,27 @@ uint64_t DurableQueue::push(std::vector<QueuedRecord>& records) {
   return dropped;
 }
 
+namespace {
+
+/// Appends the records `frames` hold (a frame's payload: 8 bytes of enqueued_ms, then the
+/// record's JSON) to `body`, comma-separated, while `body` stays within `max_bytes`; a frame
+/// too short to be one of ours is skipped, and taken with them. Returns the records appended;
+/// `taken` gets the frames used, from the first.
+uint32_t appendRecords(const std::vector<LogFrame>& frames, uint64_t max_bytes, std::string& body,
+                       size_t& taken) {
+  uint32_t n = 0;
+  for (taken = 0; taken < frames.size(); ++taken) {
+    const LogFrame& f = frames[taken];
+    if (f.payload.size() < 8) continue;
+    if (body.size() + f.payload.size() - 8 + 1 > max_bytes) break;
+    if (n++) body.push_back(',');
+    body.append(f.payload, 8);
+  }
+  return n;
+}
+
+}  // namespace
+
 uint32_t DurableQueue::take(uint32_t max_records, std::string& body) {
   if (log_->frames() == 0 && held_.records()) {  // the disk's are all gone: then these
     const uint32_t n = held_.take(max_records, body);
@@ -218,12 +239,8 @@ uint32_t DurableQueue::take(uint32_t max_records, std::string& body) {
     frames_.clear();
     LogPosition at = log_->cursor();
     log_->read(at, max_records, 8u << 20, frames_);
-    uint32_t n = 0;
-    for (const auto& f : frames_) {
-      if (f.payload.size() < 8) continue;  // not one of ours: skipped (consumed with the batch)
-      if (n++) body.push_back(',');
-      body.append(f.payload, 8);
-    }
+    size_t taken = 0;  // all of them: no byte limit here (read() had one)
+    const uint32_t n = appendRecords(frames_, UINT64_MAX, body, taken);
     in_flight_ = !frames_.empty();
     inflight_end_ = at;
     inflight_frames_ = frames_.size();
@@ -239,17 +256,9 @@ uint32_t DurableQueue::extend(uint32_t max_records, uint64_t max_bytes, std::str
   frames_.clear();
   LogPosition at = inflight_end_;
   log_->read(at, max_records, max_bytes, frames_);
-  uint32_t n = 0;
   size_t taken = 0;
-  for (const auto& f : frames_) {
-    if (f.payload.size() >= 8) {
-      if (body.size() + f.payload.size() - 8 + 1 > max_bytes) break;
-      if (n++) body.push_back(',');
-      body.append(f.payload, 8);
-    }
-    ++taken;
-    inflight_end_ = f.next;
-  }
+  const uint32_t n = appendRecords(frames_, max_bytes, body, taken);
+  if (taken) inflight_end_ = frames_[taken - 1].next;
   inflight_frames_ += taken;
   return n;
 }
