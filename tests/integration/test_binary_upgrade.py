@@ -28,6 +28,13 @@ def pid_alive(pid):
 
 
 class BinaryUpgradeTest(unittest.TestCase):
+    def upgrade(self, gw, old_pid, timeout):
+        """SIGUSR2 to the old process; it must exit cleanly once its successor is ready."""
+        os.kill(old_pid, signal.SIGUSR2)
+        self.assertTrue(wait_until(lambda: gw.proc.poll() is not None, timeout=timeout),
+                        "the old process did not exit after its successor was ready")
+        self.assertEqual(gw.proc.returncode, 0)
+
     def test_usr2_hands_sockets_to_successor_without_failures(self):
         with Upstream() as up:
             port, admin = free_port(), free_port()
@@ -70,10 +77,7 @@ admin:
                 for t in threads:
                     t.start()
                 time.sleep(0.3)
-                os.kill(old_pid, signal.SIGUSR2)
-                self.assertTrue(wait_until(lambda: gw.proc.poll() is not None, timeout=15),
-                                "the old process did not exit after its successor was ready")
-                self.assertEqual(gw.proc.returncode, 0)
+                self.upgrade(gw, old_pid, timeout=15)
                 time.sleep(0.3)
                 stop.set()
                 for t in threads:
@@ -166,10 +170,7 @@ edge: { data_dir: ./edge-data }
                 loader = threading.Thread(target=load)
                 loader.start()
                 time.sleep(0.3)
-                os.kill(old_pid, signal.SIGUSR2)
-                self.assertTrue(wait_until(lambda: gw.proc.poll() is not None, timeout=20),
-                                "the old process did not exit after its successor was ready")
-                self.assertEqual(gw.proc.returncode, 0)
+                self.upgrade(gw, old_pid, timeout=20)
                 edge = lambda: gw.admin("GET", "/edge", token=TOKEN).json()  # noqa: E731
                 self.assertTrue(wait_until(lambda: edge()["running"], timeout=10), edge())
                 time.sleep(0.3)
